@@ -18,6 +18,7 @@ struct kcld_http_opts {
   const char *ca_file;     /* CA bundle for TLS verification; NULL = system */
   long connect_timeout_ms; /* default per request; 0 = 5000 */
   long timeout_ms;         /* default total time per request; 0 = 30000 */
+  long max_connections;    /* idle keep-alive connections kept; 0 = 128 */
 };
 
 /* What one finished request produced.  Valid only during the callback. */
@@ -30,6 +31,7 @@ struct kcld_http_response {
   size_t body_len;
   time_t server_date;  /* the Date header as epoch seconds; 0 when absent */
   const char *content_type; /* Content-Type header value, or "" */
+  const char *error_type;   /* x-amzn-ErrorType header value, or "" */
 };
 
 typedef void (*kcld_http_cb)(const struct kcld_http_response *resp,
@@ -46,22 +48,38 @@ struct kcld_http_request {
   long connect_timeout_ms;     /* 0 = client default */
 };
 
+/* Initializes libcurl once per process (thread-safe, idempotent; called by
+ * kcld_http_new too).  Returns 0 or KCLD_EIO. */
+int kcld_http_global_init(void);
+
+/* Releases libcurl's global state at process end, after every client has
+ * been closed and its loop run; no kcld_http_* call may follow. */
+void kcld_http_global_cleanup(void);
+
 /* Creates a client on `loop`.  Returns 0 or KCLD_ENOMEM / KCLD_EINVAL. */
 int kcld_http_new(uv_loop_t *loop, const struct kcld_http_opts *opts,
                   struct kcld_http **out);
 
 /* Starts a request; the request struct and everything it points to may be
- * freed once this returns (they are copied).  Returns 0 and later calls cb,
+ * freed once this returns (they are copied).  Redirects are not followed;
+ * proxy variables (http_proxy, https_proxy, no_proxy) apply as in curl.
+ * curl's "Expect: 100-continue" is suppressed unless a header sets Expect.  Returns 0 and later calls cb,
  * or returns a negative KCLD_E* code and never calls cb. */
 int kcld_http_send(struct kcld_http *http, const struct kcld_http_request *req,
                    kcld_http_cb cb, void *arg);
+
+/* Cancels the requests in flight that were started with this cb and arg:
+ * their callbacks run with KCLD_ECANCELED before this returns.  Returns how
+ * many were cancelled. */
+size_t kcld_http_cancel(struct kcld_http *http, kcld_http_cb cb, void *arg);
 
 /* Number of requests in flight. */
 size_t kcld_http_pending(const struct kcld_http *http);
 
 /* Cancels every request in flight (callbacks run with KCLD_ECANCELED before
- * this returns), closes all uv handles, and frees the client once they are
- * closed: run the loop afterwards.  No further calls on `http`. */
+ * this returns; kcld_http_send from such a callback fails with
+ * KCLD_ECANCELED), closes all uv handles, and frees the client once they
+ * are closed: run the loop afterwards.  No further calls on `http`. */
 void kcld_http_close(struct kcld_http *http);
 
 #endif

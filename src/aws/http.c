@@ -1,0 +1,694 @@
+/* http.c — asynchronous HTTP on the uv loop (curl's multi-uv pattern).
+ *
+ * One CURLM per client.  curl tells us which sockets to watch
+ * (CURLMOPT_SOCKETFUNCTION): each gets a uv_poll_t, attached to the socket
+ * with curl_multi_assign() so curl hands it back as `socketp`.  curl's single
+ * timeout (CURLMOPT_TIMERFUNCTION) drives one uv_timer_t.  Events go back to
+ * curl through curl_multi_socket_action(), and finished transfers are always
+ * drained from curl_multi_info_read() afterwards.  curl is never re-entered
+ * from one of its own callbacks: a 0 ms timeout becomes 1 ms, and user
+ * callbacks run only after curl_multi_socket_action() has returned.
+ *
+ * Every transfer carries its struct http_req in CURLOPT_PRIVATE.  Handles are
+ * freed in their close callbacks; the client itself (and the multi handle)
+ * goes when the last of its handles has closed. */
+#include "aws/http.h"
+
+#include <pthread.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+#include <curl/curl.h>
+
+#include "err.h"
+#include "kcld/version.h"
+
+#define DEFAULT_CONNECT_TIMEOUT_MS 5000L
+#define DEFAULT_TIMEOUT_MS 30000L
+#define DEFAULT_MAX_CONNECTIONS 128L
+#define BODY_INITIAL_CAP 16384u
+/* A GetRecords answer is at most 10 MiB of data, ~14 MiB as base64 JSON;
+ * anything far beyond that is not an AWS answer. */
+#define BODY_MAX ((size_t)256 << 20)
+
+struct http_sock;
+struct http_req;
+
+struct kcld_http {
+  uv_loop_t *loop;
+  CURLM *multi;
+  uv_timer_t timer;          /* curl's timeout */
+  char *ca_file;
+  long connect_timeout_ms;
+  long timeout_ms;
+  struct http_req *reqs;     /* in flight, doubly linked */
+  struct http_sock *socks;   /* watched sockets, doubly linked */
+  size_t pending;
+  size_t open_handles;       /* uv handles not yet closed (timer + polls) */
+  uint64_t next_seq;         /* numbers requests in the order they start */
+  int closing;
+};
+
+struct http_sock {
+  uv_poll_t poll;
+  curl_socket_t fd;
+  struct kcld_http *http;
+  struct http_sock *prev, *next;
+};
+
+struct http_req {
+  struct kcld_http *http;
+  CURL *easy;
+  struct curl_slist *headers;
+  char *body;                /* copy of the request body */
+  char *resp;                /* response body, NUL-terminated when non-NULL */
+  size_t resp_len, resp_cap;
+  int too_large;
+  int headers_done;          /* the blank line after the headers was seen */
+  time_t server_date;
+  char content_type[128];
+  char error_type[256];
+  char errbuf[CURL_ERROR_SIZE];
+  kcld_http_cb cb;
+  void *arg;
+  uint64_t seq;
+  struct http_req *prev, *next;
+};
+
+/* ======== Process-wide initialization ======== */
+
+static pthread_once_t s_once = PTHREAD_ONCE_INIT;
+static int s_init_rc = KCLD_EIO;
+
+static void global_init_once(void)
+{
+  s_init_rc = curl_global_init(CURL_GLOBAL_DEFAULT) == CURLE_OK ? 0 : KCLD_EIO;
+}
+
+int kcld_http_global_init(void)
+{
+  if (pthread_once(&s_once, global_init_once) != 0)
+    return KCLD_EIO;
+  return s_init_rc;
+}
+
+void kcld_http_global_cleanup(void)
+{
+  if (s_init_rc == 0) {
+    curl_global_cleanup();
+    s_init_rc = KCLD_EIO;
+  }
+}
+
+/* ======== Lists ======== */
+
+static void req_link(struct kcld_http *http, struct http_req *r)
+{
+  r->prev = NULL;
+  r->next = http->reqs;
+  if (http->reqs)
+    http->reqs->prev = r;
+  http->reqs = r;
+  http->pending++;
+}
+
+static void req_unlink(struct kcld_http *http, struct http_req *r)
+{
+  if (r->prev)
+    r->prev->next = r->next;
+  else
+    http->reqs = r->next;
+  if (r->next)
+    r->next->prev = r->prev;
+  r->prev = r->next = NULL;
+  http->pending--;
+}
+
+static void sock_link(struct kcld_http *http, struct http_sock *sk)
+{
+  sk->prev = NULL;
+  sk->next = http->socks;
+  if (http->socks)
+    http->socks->prev = sk;
+  http->socks = sk;
+}
+
+static void sock_unlink(struct kcld_http *http, struct http_sock *sk)
+{
+  if (sk->prev)
+    sk->prev->next = sk->next;
+  else
+    http->socks = sk->next;
+  if (sk->next)
+    sk->next->prev = sk->prev;
+  sk->prev = sk->next = NULL;
+}
+
+/* ======== Teardown ======== */
+
+/* The last handle has closed: nothing on the loop refers to us any more. */
+static void http_release(struct kcld_http *http)
+{
+  /* curl may report sockets or timeouts while it closes its connections;
+   * nothing is left to tell. */
+  curl_multi_setopt(http->multi, CURLMOPT_SOCKETFUNCTION, NULL);
+  curl_multi_setopt(http->multi, CURLMOPT_TIMERFUNCTION, NULL);
+  curl_multi_cleanup(http->multi);
+  free(http->ca_file);
+  free(http);
+}
+
+static void on_handle_closed(struct kcld_http *http)
+{
+  if (--http->open_handles == 0 && http->closing)
+    http_release(http);
+}
+
+static void on_sock_closed(uv_handle_t *h)
+{
+  struct http_sock *sk = h->data;
+  struct kcld_http *http = sk->http;
+  free(sk);
+  on_handle_closed(http);
+}
+
+static void on_timer_closed(uv_handle_t *h)
+{
+  on_handle_closed(h->data);
+}
+
+/* Stops watching a socket; curl forgets our pointer, the poll handle is
+ * freed in its close callback. */
+static void sock_close(struct kcld_http *http, struct http_sock *sk)
+{
+  sock_unlink(http, sk);
+  curl_multi_assign(http->multi, sk->fd, NULL);
+  uv_poll_stop(&sk->poll);
+  uv_close((uv_handle_t *)&sk->poll, on_sock_closed);
+}
+
+static void req_free(struct http_req *r)
+{
+  if (r->easy)
+    curl_easy_cleanup(r->easy);
+  curl_slist_free_all(r->headers);
+  free(r->body);
+  free(r->resp);
+  free(r);
+}
+
+/* Takes a request out of the multi handle and runs its callback once. */
+static void req_complete(struct http_req *r, int err, long status,
+                         const char *errmsg)
+{
+  struct kcld_http *http = r->http;
+  struct kcld_http_response resp;
+
+  req_unlink(http, r);
+  curl_multi_remove_handle(http->multi, r->easy);
+  curl_easy_cleanup(r->easy);
+  r->easy = NULL;
+
+  memset(&resp, 0, sizeof(resp));
+  resp.err = err;
+  resp.status = err ? 0 : status;
+  resp.errmsg = err ? errmsg : "";
+  if (!err && r->resp) {
+    resp.body = r->resp;
+    resp.body_len = r->resp_len;
+  } else {
+    resp.body = "";
+    resp.body_len = 0;
+  }
+  resp.server_date = r->server_date;
+  resp.content_type = r->content_type;
+  resp.error_type = r->error_type;
+  r->cb(&resp, r->arg);
+  req_free(r);
+}
+
+/* ======== Transfer callbacks (inside curl) ======== */
+
+static int body_reserve(struct http_req *r, size_t more)
+{
+  size_t need, cap;
+  char *nb;
+
+  if (more > BODY_MAX || r->resp_len > BODY_MAX - more) {
+    r->too_large = 1;
+    return -1;
+  }
+  need = r->resp_len + more + 1;
+  if (need <= r->resp_cap)
+    return 0;
+  cap = r->resp_cap ? r->resp_cap : BODY_INITIAL_CAP;
+  while (cap < need)
+    cap = cap > SIZE_MAX / 2 ? need : cap * 2;
+  nb = realloc(r->resp, cap);
+  if (!nb)
+    return -1;
+  r->resp = nb;
+  r->resp_cap = cap;
+  return 0;
+}
+
+static size_t on_write(char *ptr, size_t size, size_t nmemb, void *userdata)
+{
+  struct http_req *r = userdata;
+  size_t n = size * nmemb;
+
+  if (!r->resp) {
+    /* Size the buffer once when the length is announced. */
+    curl_off_t cl = -1;
+    if (curl_easy_getinfo(r->easy, CURLINFO_CONTENT_LENGTH_DOWNLOAD_T, &cl) ==
+          CURLE_OK && cl > 0 && (curl_off_t)n <= cl &&
+        (uint64_t)cl <= (uint64_t)BODY_MAX && body_reserve(r, (size_t)cl) != 0)
+      return 0;
+  }
+  if (body_reserve(r, n) != 0)
+    return 0; /* curl fails the transfer with CURLE_WRITE_ERROR */
+  memcpy(r->resp + r->resp_len, ptr, n);
+  r->resp_len += n;
+  r->resp[r->resp_len] = '\0';
+  return n;
+}
+
+/* Copies a header value (trimmed) into dst, truncating to fit. */
+static void header_value(char *dst, size_t cap, const char *v, size_t len)
+{
+  while (len && (*v == ' ' || *v == '\t')) {
+    v++;
+    len--;
+  }
+  while (len && (v[len - 1] == '\r' || v[len - 1] == '\n' ||
+                 v[len - 1] == ' ' || v[len - 1] == '\t'))
+    len--;
+  if (len >= cap)
+    len = cap - 1;
+  memcpy(dst, v, len);
+  dst[len] = '\0';
+}
+
+static int header_is(const char *line, size_t len, const char *name)
+{
+  size_t n = strlen(name);
+  return len > n && line[n] == ':' && strncasecmp(line, name, n) == 0;
+}
+
+static size_t on_header(char *line, size_t size, size_t nmemb, void *userdata)
+{
+  struct http_req *r = userdata;
+  size_t len = size * nmemb;
+
+  if (len >= 5 && strncmp(line, "HTTP/", 5) == 0) {
+    /* A new response (after a 100 Continue, say): forget the last one's. */
+    r->server_date = 0;
+    r->content_type[0] = '\0';
+    r->error_type[0] = '\0';
+    r->headers_done = 0;
+  } else if ((len == 2 && line[0] == '\r' && line[1] == '\n') ||
+             (len == 1 && line[0] == '\n')) {
+    r->headers_done = 1;
+  } else if (header_is(line, len, "Date")) {
+    char date[128];
+    header_value(date, sizeof(date), line + 5, len - 5);
+    time_t t = curl_getdate(date, NULL);
+    r->server_date = t > 0 ? t : 0;
+  } else if (header_is(line, len, "Content-Type")) {
+    header_value(r->content_type, sizeof(r->content_type), line + 13,
+                 len - 13);
+  } else if (header_is(line, len, "x-amzn-ErrorType")) {
+    header_value(r->error_type, sizeof(r->error_type), line + 17, len - 17);
+  }
+  return len;
+}
+
+/* ======== Driving curl from the loop ======== */
+
+/* Hands every finished transfer to its owner.  Stops when a callback closed
+ * the client (it has cancelled the rest). */
+static void drain(struct kcld_http *http)
+{
+  CURLMsg *msg;
+  int left;
+
+  while (!http->closing &&
+         (msg = curl_multi_info_read(http->multi, &left)) != NULL) {
+    struct http_req *r = NULL;
+    CURLcode rc;
+    long status = 0;
+
+    if (msg->msg != CURLMSG_DONE)
+      continue;
+    rc = msg->data.result;
+    curl_easy_getinfo(msg->easy_handle, CURLINFO_PRIVATE, (char **)&r);
+    if (!r)
+      continue;
+    /* msg is not touched past this point: removing the handle frees it. */
+    if (rc == CURLE_OK) {
+      curl_easy_getinfo(r->easy, CURLINFO_RESPONSE_CODE, &status);
+      if (status < 100)
+        req_complete(r, KCLD_ETRANSPORT, 0, "no HTTP status in the answer");
+      else if (!r->headers_done)
+        /* curl 7.88 takes a header block cut short by EOF for a whole
+         * answer; it is a connection closed mid-response. */
+        req_complete(r, KCLD_ETRANSPORT, 0,
+                     "connection closed before the response headers ended");
+      else
+        req_complete(r, 0, status, "");
+    } else if (rc == CURLE_OPERATION_TIMEDOUT) {
+      req_complete(r, KCLD_ETIMEDOUT, 0,
+                   r->errbuf[0] ? r->errbuf : curl_easy_strerror(rc));
+    } else if (r->too_large) {
+      req_complete(r, KCLD_ETRANSPORT, 0, "response body too large");
+    } else {
+      req_complete(r, KCLD_ETRANSPORT, 0,
+                   r->errbuf[0] ? r->errbuf : curl_easy_strerror(rc));
+    }
+  }
+}
+
+static void on_poll(uv_poll_t *p, int status, int events)
+{
+  struct http_sock *sk = p->data;
+  struct kcld_http *http = sk->http;
+  curl_socket_t fd = sk->fd;
+  int flags = 0, running = 0;
+
+  if (status < 0) {
+    flags = CURL_CSELECT_ERR;
+  } else {
+    if (events & UV_READABLE)
+      flags |= CURL_CSELECT_IN;
+    if (events & UV_WRITABLE)
+      flags |= CURL_CSELECT_OUT;
+  }
+  /* curl may close `sk` from inside this call; only locals are used after. */
+  curl_multi_socket_action(http->multi, fd, flags, &running);
+  drain(http);
+}
+
+static void on_timeout(uv_timer_t *t)
+{
+  struct kcld_http *http = t->data;
+  int running = 0;
+
+  curl_multi_socket_action(http->multi, CURL_SOCKET_TIMEOUT, 0, &running);
+  drain(http);
+}
+
+static int on_curl_socket(CURL *easy, curl_socket_t fd, int what,
+                          void *userp, void *socketp)
+{
+  struct kcld_http *http = userp;
+  struct http_sock *sk = socketp;
+  int events = 0;
+
+  (void)easy;
+  if (what == CURL_POLL_REMOVE) {
+    if (sk)
+      sock_close(http, sk);
+    return 0;
+  }
+  if (http->closing)
+    return 0;
+  if (!sk) {
+    sk = calloc(1, sizeof(*sk));
+    if (!sk)
+      return -1;
+    if (uv_poll_init_socket(http->loop, &sk->poll, fd) != 0) {
+      free(sk);
+      return -1;
+    }
+    sk->fd = fd;
+    sk->http = http;
+    sk->poll.data = sk;
+    http->open_handles++;
+    sock_link(http, sk);
+    if (curl_multi_assign(http->multi, fd, sk) != CURLM_OK) {
+      sock_unlink(http, sk);
+      uv_close((uv_handle_t *)&sk->poll, on_sock_closed);
+      return -1;
+    }
+  }
+  if (what & CURL_POLL_IN)
+    events |= UV_READABLE;
+  if (what & CURL_POLL_OUT)
+    events |= UV_WRITABLE;
+  if (uv_poll_start(&sk->poll, events, on_poll) != 0)
+    return -1;
+  return 0;
+}
+
+static int on_curl_timer(CURLM *multi, long timeout_ms, void *userp)
+{
+  struct kcld_http *http = userp;
+
+  (void)multi;
+  if (http->closing)
+    return 0;
+  if (timeout_ms < 0) {
+    uv_timer_stop(&http->timer);
+    return 0;
+  }
+  /* Never call curl back from inside its own callback: 0 becomes 1 ms. */
+  if (timeout_ms == 0)
+    timeout_ms = 1;
+  return uv_timer_start(&http->timer, on_timeout, (uint64_t)timeout_ms, 0) == 0
+           ? 0 : -1;
+}
+
+/* ======== Public interface ======== */
+
+int kcld_http_new(uv_loop_t *loop, const struct kcld_http_opts *opts,
+                  struct kcld_http **out)
+{
+  struct kcld_http *http = NULL;
+  long maxconn = DEFAULT_MAX_CONNECTIONS;
+  int rc;
+
+  if (!loop || !out)
+    return KCLD_EINVAL;
+  *out = NULL;
+  rc = kcld_http_global_init();
+  if (rc != 0)
+    return rc;
+  http = calloc(1, sizeof(*http));
+  if (!http)
+    return KCLD_ENOMEM;
+  http->loop = loop;
+  http->connect_timeout_ms = DEFAULT_CONNECT_TIMEOUT_MS;
+  http->timeout_ms = DEFAULT_TIMEOUT_MS;
+  if (opts) {
+    if (opts->connect_timeout_ms < 0 || opts->timeout_ms < 0 ||
+        opts->max_connections < 0) {
+      rc = KCLD_EINVAL;
+      goto fail;
+    }
+    if (opts->connect_timeout_ms > 0)
+      http->connect_timeout_ms = opts->connect_timeout_ms;
+    if (opts->timeout_ms > 0)
+      http->timeout_ms = opts->timeout_ms;
+    if (opts->max_connections > 0)
+      maxconn = opts->max_connections;
+    if (opts->ca_file && *opts->ca_file) {
+      http->ca_file = strdup(opts->ca_file);
+      if (!http->ca_file) {
+        rc = KCLD_ENOMEM;
+        goto fail;
+      }
+    }
+  }
+  http->multi = curl_multi_init();
+  if (!http->multi) {
+    rc = KCLD_ENOMEM;
+    goto fail;
+  }
+  if (curl_multi_setopt(http->multi, CURLMOPT_SOCKETFUNCTION,
+                        on_curl_socket) != CURLM_OK ||
+      curl_multi_setopt(http->multi, CURLMOPT_SOCKETDATA, http) != CURLM_OK ||
+      curl_multi_setopt(http->multi, CURLMOPT_TIMERFUNCTION,
+                        on_curl_timer) != CURLM_OK ||
+      curl_multi_setopt(http->multi, CURLMOPT_TIMERDATA, http) != CURLM_OK ||
+      curl_multi_setopt(http->multi, CURLMOPT_MAXCONNECTS, maxconn) !=
+        CURLM_OK) {
+    rc = KCLD_EINVAL;
+    goto fail;
+  }
+  if (uv_timer_init(loop, &http->timer) != 0) {
+    rc = KCLD_EINVAL;
+    goto fail;
+  }
+  http->timer.data = http;
+  http->open_handles = 1;
+  *out = http;
+  return 0;
+
+fail:
+  if (http->multi)
+    curl_multi_cleanup(http->multi);
+  free(http->ca_file);
+  free(http);
+  return rc;
+}
+
+static int method_has_body(const char *method)
+{
+  return strcmp(method, "POST") == 0 || strcmp(method, "PUT") == 0 ||
+         strcmp(method, "PATCH") == 0;
+}
+
+/* Sets up the easy handle; returns 0 or a KCLD_E* code. */
+static int req_setup(struct http_req *r, const struct kcld_http_request *req)
+{
+  struct kcld_http *http = r->http;
+  const char *method = req->method && *req->method ? req->method : "GET";
+  long timeout = req->timeout_ms > 0 ? req->timeout_ms : http->timeout_ms;
+  long ctimeout = req->connect_timeout_ms > 0 ? req->connect_timeout_ms
+                                              : http->connect_timeout_ms;
+  int has_expect = 0, bad = 0;
+
+  if (req->headers) {
+    for (const char *const *h = req->headers; *h; h++) {
+      struct curl_slist *n = curl_slist_append(r->headers, *h);
+      if (!n)
+        return KCLD_ENOMEM;
+      r->headers = n;
+      if (strncasecmp(*h, "Expect:", 7) == 0)
+        has_expect = 1;
+    }
+  }
+  if (!has_expect) {
+    /* No 100-continue round trip before large bodies. */
+    struct curl_slist *n = curl_slist_append(r->headers, "Expect:");
+    if (!n)
+      return KCLD_ENOMEM;
+    r->headers = n;
+  }
+
+#define SET(opt, val) bad |= curl_easy_setopt(r->easy, opt, val) != CURLE_OK
+  SET(CURLOPT_URL, req->url);
+  SET(CURLOPT_PRIVATE, (void *)r);
+  SET(CURLOPT_NOSIGNAL, 1L);
+  SET(CURLOPT_PROTOCOLS_STR, "http,https");
+  SET(CURLOPT_FOLLOWLOCATION, 0L);
+  SET(CURLOPT_WRITEFUNCTION, on_write);
+  SET(CURLOPT_WRITEDATA, (void *)r);
+  SET(CURLOPT_HEADERFUNCTION, on_header);
+  SET(CURLOPT_HEADERDATA, (void *)r);
+  SET(CURLOPT_ERRORBUFFER, r->errbuf);
+  SET(CURLOPT_TIMEOUT_MS, timeout);
+  SET(CURLOPT_CONNECTTIMEOUT_MS, ctimeout);
+  SET(CURLOPT_SSL_VERIFYPEER, 1L);
+  SET(CURLOPT_SSL_VERIFYHOST, 2L);
+  if (http->ca_file)
+    SET(CURLOPT_CAINFO, http->ca_file);
+  SET(CURLOPT_TCP_KEEPALIVE, 1L);
+  SET(CURLOPT_USERAGENT, "kcld/" KCLD_VERSION_STRING);
+  SET(CURLOPT_HTTPHEADER, r->headers);
+  if (req->body_len > 0 || method_has_body(method)) {
+    SET(CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)req->body_len);
+    SET(CURLOPT_POSTFIELDS, r->body ? r->body : "");
+    if (strcmp(method, "POST") != 0)
+      SET(CURLOPT_CUSTOMREQUEST, method);
+  } else if (strcmp(method, "HEAD") == 0) {
+    SET(CURLOPT_NOBODY, 1L);
+  } else if (strcmp(method, "GET") == 0) {
+    SET(CURLOPT_HTTPGET, 1L);
+  } else {
+    SET(CURLOPT_CUSTOMREQUEST, method);
+  }
+#undef SET
+  return bad ? KCLD_EINVAL : 0;
+}
+
+int kcld_http_send(struct kcld_http *http, const struct kcld_http_request *req,
+                   kcld_http_cb cb, void *arg)
+{
+  struct http_req *r;
+  int rc;
+
+  if (!http || !req || !req->url || !*req->url || !cb ||
+      (req->body_len > 0 && !req->body))
+    return KCLD_EINVAL;
+  if (http->closing)
+    return KCLD_ECANCELED;
+  r = calloc(1, sizeof(*r));
+  if (!r)
+    return KCLD_ENOMEM;
+  r->http = http;
+  r->cb = cb;
+  r->arg = arg;
+  r->seq = http->next_seq++;
+  if (req->body_len > 0) {
+    r->body = malloc(req->body_len);
+    if (!r->body) {
+      rc = KCLD_ENOMEM;
+      goto fail;
+    }
+    memcpy(r->body, req->body, req->body_len);
+  }
+  r->easy = curl_easy_init();
+  if (!r->easy) {
+    rc = KCLD_ENOMEM;
+    goto fail;
+  }
+  rc = req_setup(r, req);
+  if (rc != 0)
+    goto fail;
+  if (curl_multi_add_handle(http->multi, r->easy) != CURLM_OK) {
+    rc = KCLD_ENOMEM;
+    goto fail;
+  }
+  req_link(http, r);
+  return 0;
+
+fail:
+  req_free(r);
+  return rc;
+}
+
+size_t kcld_http_cancel(struct kcld_http *http, kcld_http_cb cb, void *arg)
+{
+  size_t n = 0;
+  int again = 1;
+  uint64_t end;
+
+  if (!http)
+    return 0;
+  end = http->next_seq;
+  /* A callback may start or cancel other requests: rescan after each one,
+   * and leave alone what was started after this call began. */
+  while (again) {
+    again = 0;
+    for (struct http_req *r = http->reqs; r; r = r->next) {
+      if (r->cb == cb && r->arg == arg && r->seq < end) {
+        req_complete(r, KCLD_ECANCELED, 0, "cancelled");
+        n++;
+        again = 1;
+        break;
+      }
+    }
+  }
+  return n;
+}
+
+size_t kcld_http_pending(const struct kcld_http *http)
+{
+  return http ? http->pending : 0;
+}
+
+void kcld_http_close(struct kcld_http *http)
+{
+  if (!http || http->closing)
+    return;
+  http->closing = 1;
+  while (http->reqs)
+    req_complete(http->reqs, KCLD_ECANCELED, 0, "client closed");
+  uv_timer_stop(&http->timer);
+  uv_close((uv_handle_t *)&http->timer, on_timer_closed);
+  while (http->socks)
+    sock_close(http, http->socks);
+}

@@ -1,0 +1,735 @@
+/* test_http.c — the curl-multi-on-libuv client against the fault endpoint:
+ * status, headers and dates come through; concurrent requests share
+ * keep-alive connections; large bodies both ways; timeouts, refused and
+ * broken connections become transport errors; TLS is verified (and a CA
+ * file can be given); proxy variables apply; cancel and close run every
+ * callback exactly once; the loop always closes clean. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+#include <jansson.h>
+#include <openssl/evp.h>
+#include <openssl/pem.h>
+#include <openssl/x509.h>
+#include <openssl/x509v3.h>
+
+#include "../harness/fault.h"
+#include "../harness/harness.h"
+#include "aws/http.h"
+#include "err.h"
+
+static struct kcld_emu s_emu;
+static const char *s_fault;
+
+/* What one request's callback saw. */
+struct result {
+  int calls;
+  int err;
+  long status;
+  char *body;
+  size_t body_len;
+  time_t server_date;
+  char content_type[128];
+  char error_type[256];
+  char errmsg[256];
+};
+
+static void on_done(const struct kcld_http_response *resp, void *arg)
+{
+  struct result *r = arg;
+  r->calls++;
+  r->err = resp->err;
+  r->status = resp->status;
+  free(r->body);
+  r->body = malloc(resp->body_len + 1);
+  assert_non_null(r->body);
+  memcpy(r->body, resp->body, resp->body_len + 1);
+  r->body_len = resp->body_len;
+  r->server_date = resp->server_date;
+  snprintf(r->content_type, sizeof(r->content_type), "%s",
+           resp->content_type);
+  snprintf(r->error_type, sizeof(r->error_type), "%s", resp->error_type);
+  snprintf(r->errmsg, sizeof(r->errmsg), "%s", resp->errmsg);
+}
+
+static void result_free(struct result *r)
+{
+  free(r->body);
+  r->body = NULL;
+}
+
+static const char *const s_json_headers[] = {
+  "Content-Type: application/x-amz-json-1.1",
+  "X-Amz-Target: Kinesis_20131202.ListStreams", "X-Test: yes", NULL};
+
+static void post(struct kcld_http *http, const char *url, const char *body,
+                 long timeout_ms, struct result *r)
+{
+  struct kcld_http_request req = {
+    .method = "POST", .url = url, .headers = s_json_headers, .body = body,
+    .body_len = body ? strlen(body) : 0, .timeout_ms = timeout_ms};
+  assert_int_equal(kcld_http_send(http, &req, on_done, r), 0);
+}
+
+static int setup(void **state)
+{
+  (void)state;
+  if (kcld_emu_start(&s_emu, "fault") != 0)
+    return -1;
+  s_fault = kcld_emu_url(&s_emu, "fault");
+  return s_fault ? 0 : -1;
+}
+
+static int teardown(void **state)
+{
+  (void)state;
+  kcld_emu_stop(&s_emu);
+  kcld_http_global_cleanup();
+  return 0;
+}
+
+static struct kcld_http *client(uv_loop_t *loop,
+                                const struct kcld_http_opts *opts)
+{
+  struct kcld_http *http = NULL;
+  assert_int_equal(uv_loop_init(loop), 0);
+  assert_int_equal(kcld_http_new(loop, opts, &http), 0);
+  return http;
+}
+
+static void finish(uv_loop_t *loop, struct kcld_http *http)
+{
+  kcld_http_close(http);
+  kcld_test_loop_finish(loop);
+}
+
+/* ======== Answers come through whole ======== */
+
+static void test_status_headers_date(void **state)
+{
+  (void)state;
+  uv_loop_t loop;
+  struct kcld_http *http = client(&loop, NULL);
+  struct result r = {0}, echo = {0};
+
+  assert_int_equal(kcld_fault_script(s_fault,
+    "{\"steps\":[{\"status\":404,\"skew_seconds\":600,"
+    "\"body\":{\"__type\":\"ResourceNotFoundException\",\"message\":\"no\"},"
+    "\"headers\":{\"x-amzn-ErrorType\":"
+    "\"ResourceNotFoundException:http://internal.amazon.com/\"}},"
+    "{\"echo\":\"headers\"}]}"), 0);
+  post(http, s_fault, "{\"a\":1}", 0, &r);
+  assert_int_equal(kcld_http_pending(http), 1);
+  assert_true(kcld_test_run_until(&loop, &r.calls, 10000));
+  assert_int_equal(r.err, 0);
+  assert_int_equal(r.status, 404);
+  assert_string_equal(r.body,
+    "{\"__type\":\"ResourceNotFoundException\",\"message\":\"no\"}");
+  assert_string_equal(r.error_type,
+                      "ResourceNotFoundException:http://internal.amazon.com/");
+  assert_string_equal(r.content_type, "application/x-amz-json-1.1");
+  assert_string_equal(r.errmsg, "");
+  /* The Date header is parsed: the endpoint's clock ran 600 s ahead. */
+  long off = (long)(r.server_date - time(NULL));
+  assert_true(off > 590 && off < 610);
+
+  /* What went on the wire: our headers, no Expect, a User-Agent. */
+  post(http, s_fault, "{\"b\":2}", 0, &echo);
+  assert_true(kcld_test_run_until(&loop, &echo.calls, 10000));
+  assert_int_equal(echo.err, 0);
+  assert_int_equal(echo.status, 200);
+  json_t *j = json_loads(echo.body, 0, NULL);
+  assert_non_null(j);
+  json_t *h = json_object_get(j, "headers");
+  assert_string_equal(json_string_value(json_object_get(j, "method")), "POST");
+  assert_int_equal(json_integer_value(json_object_get(j, "body_length")), 7);
+  assert_string_equal(json_string_value(json_object_get(h, "x-amz-target")),
+                      "Kinesis_20131202.ListStreams");
+  assert_string_equal(json_string_value(json_object_get(h, "x-test")), "yes");
+  assert_null(json_object_get(h, "expect"));
+  assert_true(strncmp(json_string_value(json_object_get(h, "user-agent")),
+                      "kcld/", 5) == 0);
+  assert_string_equal(echo.error_type, ""); /* absent header -> "" */
+  assert_int_equal(echo.calls, 1);
+  assert_int_equal(r.calls, 1);
+  json_decref(j);
+  result_free(&r);
+  result_free(&echo);
+  finish(&loop, http);
+}
+
+/* A GET without a body, a PUT with an empty one (the IMDS token shape). */
+static void test_methods(void **state)
+{
+  (void)state;
+  uv_loop_t loop;
+  struct kcld_http *http = client(&loop, NULL);
+  struct result g = {0}, p = {0};
+  const char *const hdr[] = {"X-aws-ec2-metadata-token-ttl-seconds: 60", NULL};
+
+  assert_int_equal(kcld_fault_script(s_fault,
+    "{\"steps\":[{\"echo\":\"headers\",\"times\":2}]}"), 0);
+  struct kcld_http_request get = {.method = "GET", .url = s_fault};
+  struct kcld_http_request put = {.method = "PUT", .url = s_fault,
+                                  .headers = hdr};
+  assert_int_equal(kcld_http_send(http, &get, on_done, &g), 0);
+  assert_true(kcld_test_run_until(&loop, &g.calls, 10000));
+  assert_int_equal(kcld_http_send(http, &put, on_done, &p), 0);
+  assert_true(kcld_test_run_until(&loop, &p.calls, 10000));
+  json_t *jg = json_loads(g.body, 0, NULL), *jp = json_loads(p.body, 0, NULL);
+  assert_non_null(jg);
+  assert_non_null(jp);
+  assert_string_equal(json_string_value(json_object_get(jg, "method")), "GET");
+  assert_string_equal(json_string_value(json_object_get(jp, "method")), "PUT");
+  assert_string_equal(json_string_value(json_object_get(
+    json_object_get(jp, "headers"), "content-length")), "0");
+  assert_string_equal(json_string_value(json_object_get(
+    json_object_get(jp, "headers"), "x-aws-ec2-metadata-token-ttl-seconds")),
+    "60");
+  json_decref(jg);
+  json_decref(jp);
+  result_free(&g);
+  result_free(&p);
+  finish(&loop, http);
+}
+
+/* ======== One connection pool ======== */
+
+#define WAVE 32
+
+struct wave {
+  struct result r[WAVE];
+  int done;
+};
+
+static void on_wave(const struct kcld_http_response *resp, void *arg)
+{
+  struct result *r = arg;
+  on_done(resp, r);
+}
+
+static void run_wave(uv_loop_t *loop, struct kcld_http *http, struct wave *w)
+{
+  memset(w, 0, sizeof(*w));
+  for (int i = 0; i < WAVE; i++) {
+    struct kcld_http_request req = {.method = "POST", .url = s_fault,
+                                    .headers = s_json_headers, .body = "{}",
+                                    .body_len = 2};
+    assert_int_equal(kcld_http_send(http, &req, on_wave, &w->r[i]), 0);
+  }
+  assert_int_equal(kcld_http_pending(http), WAVE);
+  while (kcld_http_pending(http) > 0) {
+    int never = 0;
+    kcld_test_run_until(loop, &never, 100);
+  }
+  for (int i = 0; i < WAVE; i++) {
+    assert_int_equal(w->r[i].calls, 1);
+    assert_int_equal(w->r[i].err, 0);
+    assert_int_equal(w->r[i].status, 200);
+    result_free(&w->r[i]);
+  }
+}
+
+static void test_concurrent_reuse(void **state)
+{
+  (void)state;
+  uv_loop_t loop;
+  struct kcld_http *http = client(&loop, NULL);
+  struct wave w;
+
+  /* The first wave is held 150 ms at the endpoint, so all are in flight at
+   * once and each needs a connection of its own. */
+  assert_int_equal(kcld_fault_script(s_fault,
+    "{\"steps\":[{\"delay_ms\":150,\"times\":32}]}"), 0);
+  run_wave(&loop, http, &w);
+  long first = kcld_fault_count(s_fault, "data_connections", NULL);
+  assert_true(first > 1 && first <= WAVE);
+  /* Two more waves: every request rides a pooled connection. */
+  run_wave(&loop, http, &w);
+  run_wave(&loop, http, &w);
+  assert_int_equal(kcld_fault_count(s_fault, "total", NULL), 3 * WAVE);
+  assert_int_equal(kcld_fault_count(s_fault, "data_connections", NULL),
+                   first);
+  finish(&loop, http);
+}
+
+/* ======== Large bodies ======== */
+
+static void test_big_bodies(void **state)
+{
+  (void)state;
+  uv_loop_t loop;
+  struct kcld_http *http = client(&loop, NULL);
+  struct result up = {0}, down = {0};
+  const size_t up_len = (size_t)16 << 20, down_len = 15000000;
+  char *big = malloc(up_len);
+
+  assert_non_null(big);
+  for (size_t i = 0; i < up_len; i++)
+    big[i] = (char)('A' + (i * 7) % 26);
+  assert_int_equal(kcld_fault_script(s_fault,
+    "{\"steps\":[{\"echo\":true},{\"body_bytes\":15000000}]}"), 0);
+  struct kcld_http_request req = {.method = "POST", .url = s_fault,
+                                  .headers = s_json_headers, .body = big,
+                                  .body_len = up_len};
+  assert_int_equal(kcld_http_send(http, &req, on_done, &up), 0);
+  free(big); /* the client copied it */
+  assert_true(kcld_test_run_until(&loop, &up.calls, 20000));
+  assert_int_equal(up.err, 0);
+  assert_int_equal(up.status, 200);
+  assert_int_equal(up.body_len, up_len);
+  for (size_t i = 0; i < up_len; i++)
+    if (up.body[i] != (char)('A' + (i * 7) % 26))
+      fail_msg("echoed byte %zu differs", i);
+
+  post(http, s_fault, "{}", 0, &down);
+  assert_true(kcld_test_run_until(&loop, &down.calls, 20000));
+  assert_int_equal(down.err, 0);
+  assert_int_equal(down.body_len, down_len);
+  assert_int_equal(strlen(down.body), down_len); /* NUL-terminated */
+  json_t *j = json_loadb(down.body, down.body_len, 0, NULL);
+  assert_non_null(j);
+  const char *pad = json_string_value(json_object_get(j, "pad"));
+  assert_non_null(pad);
+  assert_int_equal(strlen(pad), down_len - 10);
+  for (size_t i = 0; pad[i]; i++)
+    if (pad[i] != (char)('a' + i % 26))
+      fail_msg("pad byte %zu differs", i);
+  json_decref(j);
+  result_free(&up);
+  result_free(&down);
+  finish(&loop, http);
+}
+
+/* ======== Failures ======== */
+
+static void test_timeouts(void **state)
+{
+  (void)state;
+  uv_loop_t loop;
+  struct kcld_http_opts opts = {.timeout_ms = 300};
+  struct kcld_http *http = client(&loop, &opts);
+  struct result a = {0}, b = {0};
+
+  assert_int_equal(kcld_fault_script(s_fault,
+    "{\"steps\":[{\"delay_ms\":5000,\"times\":2}]}"), 0);
+  uint64_t t0 = uv_hrtime();
+  post(http, s_fault, "{}", 0, &a);    /* client default: 300 ms */
+  post(http, s_fault, "{}", 600, &b);  /* per request: 600 ms */
+  assert_true(kcld_test_run_until(&loop, &a.calls, 10000));
+  uint64_t ta = (uv_hrtime() - t0) / 1000000;
+  assert_true(kcld_test_run_until(&loop, &b.calls, 10000));
+  uint64_t tb = (uv_hrtime() - t0) / 1000000;
+  assert_int_equal(a.err, KCLD_ETIMEDOUT);
+  assert_int_equal(b.err, KCLD_ETIMEDOUT);
+  assert_int_equal(a.status, 0);
+  assert_true(a.errmsg[0] != '\0');
+  assert_true(ta >= 250 && ta < 2000);
+  assert_true(tb >= 550 && tb < 2500);
+  assert_int_equal(a.calls, 1);
+  assert_int_equal(b.calls, 1);
+  result_free(&a);
+  result_free(&b);
+  finish(&loop, http);
+}
+
+static int free_port(void)
+{
+  uv_loop_t loop;
+  uv_tcp_t tcp;
+  struct sockaddr_in addr;
+  struct sockaddr_storage name;
+  int len = sizeof(name);
+
+  assert_int_equal(uv_loop_init(&loop), 0);
+  uv_tcp_init(&loop, &tcp);
+  uv_ip4_addr("127.0.0.1", 0, &addr);
+  assert_int_equal(uv_tcp_bind(&tcp, (struct sockaddr *)&addr, 0), 0);
+  uv_tcp_getsockname(&tcp, (struct sockaddr *)&name, &len);
+  uv_close((uv_handle_t *)&tcp, NULL);
+  kcld_test_loop_finish(&loop);
+  return ntohs(((struct sockaddr_in *)&name)->sin_port);
+}
+
+static void test_connection_refused(void **state)
+{
+  (void)state;
+  uv_loop_t loop;
+  struct kcld_http *http = client(&loop, NULL);
+  struct result r = {0};
+  char url[64];
+
+  snprintf(url, sizeof(url), "http://127.0.0.1:%d/", free_port());
+  post(http, url, "{}", 0, &r);
+  assert_true(kcld_test_run_until(&loop, &r.calls, 10000));
+  assert_int_equal(r.err, KCLD_ETRANSPORT);
+  assert_int_equal(r.status, 0);
+  assert_non_null(strstr(r.errmsg, "onnect"));
+  assert_int_equal(r.body_len, 0);
+  result_free(&r);
+  finish(&loop, http);
+}
+
+static void test_broken_answers(void **state)
+{
+  (void)state;
+  uv_loop_t loop;
+  struct kcld_http *http = client(&loop, NULL);
+  struct result r[3] = {{0}};
+
+  assert_int_equal(kcld_fault_script(s_fault,
+    "{\"steps\":[{\"close\":true},{\"close\":\"mid\"},{\"truncate\":true}]}"),
+    0);
+  for (int i = 0; i < 3; i++) {
+    post(http, s_fault, "{}", 0, &r[i]);
+    assert_true(kcld_test_run_until(&loop, &r[i].calls, 10000));
+    assert_int_equal(r[i].err, KCLD_ETRANSPORT);
+    assert_int_equal(r[i].status, 0);
+    assert_true(r[i].errmsg[0] != '\0');
+    result_free(&r[i]);
+  }
+  assert_int_equal(kcld_fault_count(s_fault, "steps_used", NULL), 3);
+  finish(&loop, http);
+}
+
+/* ======== TLS ======== */
+
+static char *pem_of(int (*write)(BIO *, void *), void *obj)
+{
+  BIO *b = BIO_new(BIO_s_mem());
+  char *data, *out;
+  long n;
+  assert_int_equal(write(b, obj), 1);
+  n = BIO_get_mem_data(b, &data);
+  out = malloc((size_t)n + 1); /* data is not NUL-terminated */
+  assert_non_null(out);
+  memcpy(out, data, (size_t)n);
+  out[n] = '\0';
+  BIO_free(b);
+  return out;
+}
+
+static int write_cert(BIO *b, void *x) { return PEM_write_bio_X509(b, x); }
+
+static int write_key(BIO *b, void *k)
+{
+  return PEM_write_bio_PrivateKey(b, k, NULL, NULL, 0, NULL, NULL);
+}
+
+/* A self-signed certificate for IP 127.0.0.1; PEM strings, caller frees. */
+static void make_cert(char **cert_pem, char **key_pem)
+{
+  EVP_PKEY *pkey = EVP_EC_gen("P-256");
+  X509 *x = X509_new();
+  X509V3_CTX ctx;
+  X509_EXTENSION *ext;
+
+  assert_non_null(pkey);
+  assert_non_null(x);
+  X509_set_version(x, 2);
+  ASN1_INTEGER_set(X509_get_serialNumber(x), (long)time(NULL));
+  X509_gmtime_adj(X509_getm_notBefore(x), -3600);
+  X509_gmtime_adj(X509_getm_notAfter(x), 86400);
+  X509_set_pubkey(x, pkey);
+  X509_NAME *name = X509_get_subject_name(x);
+  X509_NAME_add_entry_by_txt(name, "CN", MBSTRING_ASC,
+                             (const unsigned char *)"kcld test", -1, -1, 0);
+  X509_set_issuer_name(x, name);
+  X509V3_set_ctx_nodb(&ctx);
+  X509V3_set_ctx(&ctx, x, x, NULL, NULL, 0);
+  ext = X509V3_EXT_conf_nid(NULL, &ctx, NID_subject_alt_name, "IP:127.0.0.1");
+  assert_non_null(ext);
+  X509_add_ext(x, ext, -1);
+  X509_EXTENSION_free(ext);
+  ext = X509V3_EXT_conf_nid(NULL, &ctx, NID_basic_constraints,
+                            "critical,CA:TRUE");
+  assert_non_null(ext);
+  X509_add_ext(x, ext, -1);
+  X509_EXTENSION_free(ext);
+  assert_true(X509_sign(x, pkey, EVP_sha256()) > 0);
+  *cert_pem = pem_of(write_cert, x);
+  *key_pem = pem_of(write_key, pkey);
+  X509_free(x);
+  EVP_PKEY_free(pkey);
+}
+
+static void test_tls_verified(void **state)
+{
+  (void)state;
+  char *cert, *key, ca_path[] = "/tmp/kcld-test-ca-XXXXXX";
+  make_cert(&cert, &key);
+  json_t *req = json_pack("{s:s,s:s}", "cert", cert, "key", key);
+  char *body = json_dumps(req, 0);
+  json_t *ans = kcld_fault_post(s_fault, "/__fault/tls", body);
+  assert_non_null(ans);
+  char *tls_url = strdup(json_string_value(json_object_get(ans, "url")));
+  assert_true(strncmp(tls_url, "https://127.0.0.1:", 18) == 0);
+  int fd = mkstemp(ca_path);
+  assert_true(fd >= 0);
+  assert_int_equal(write(fd, cert, strlen(cert)), (ssize_t)strlen(cert));
+  close(fd);
+  assert_int_equal(kcld_fault_script(s_fault, "{\"steps\":[]}"), 0);
+
+  /* The system store does not know this certificate: refused. */
+  uv_loop_t loop;
+  struct kcld_http *http = client(&loop, NULL);
+  struct result r = {0};
+  post(http, tls_url, "{}", 0, &r);
+  assert_true(kcld_test_run_until(&loop, &r.calls, 10000));
+  assert_int_equal(r.err, KCLD_ETRANSPORT);
+  assert_non_null(strcasestr(r.errmsg, "certificate"));
+  result_free(&r);
+  finish(&loop, http);
+  assert_int_equal(kcld_fault_count(s_fault, "total", NULL), 0);
+
+  /* With the CA file configured the same endpoint is trusted. */
+  struct kcld_http_opts opts = {.ca_file = ca_path};
+  http = client(&loop, &opts);
+  memset(&r, 0, sizeof(r));
+  post(http, tls_url, "{}", 0, &r);
+  assert_true(kcld_test_run_until(&loop, &r.calls, 10000));
+  assert_int_equal(r.err, 0);
+  assert_int_equal(r.status, 200);
+  assert_string_equal(r.body, "{}");
+  result_free(&r);
+  finish(&loop, http);
+  assert_int_equal(kcld_fault_count(s_fault, "total", NULL), 1);
+
+  unlink(ca_path);
+  free(tls_url);
+  json_decref(ans);
+  free(body);
+  json_decref(req);
+  free(cert);
+  free(key);
+}
+
+/* ======== Proxy variables ======== */
+
+static void test_proxy_env(void **state)
+{
+  (void)state;
+  uv_loop_t loop;
+  struct kcld_http *http;
+  struct result r = {0};
+  char *saved[4];
+  const char *names[4] = {"http_proxy", "no_proxy", "NO_PROXY", "ALL_PROXY"};
+
+  for (int i = 0; i < 4; i++) {
+    const char *v = getenv(names[i]);
+    saved[i] = v ? strdup(v) : NULL;
+    unsetenv(names[i]);
+  }
+  setenv("http_proxy", s_fault, 1);
+  assert_int_equal(kcld_fault_script(s_fault,
+    "{\"steps\":[{\"echo\":\"headers\"}]}"), 0);
+  http = client(&loop, NULL);
+  /* The name does not resolve; only a proxy can answer. */
+  post(http, "http://kinesis.example.invalid/", "{}", 0, &r);
+  assert_true(kcld_test_run_until(&loop, &r.calls, 10000));
+  for (int i = 0; i < 4; i++) {
+    if (saved[i])
+      setenv(names[i], saved[i], 1);
+    else
+      unsetenv(names[i]);
+    free(saved[i]);
+  }
+  assert_int_equal(r.err, 0);
+  assert_int_equal(r.status, 200);
+  json_t *j = json_loads(r.body, 0, NULL);
+  assert_non_null(j);
+  assert_string_equal(json_string_value(json_object_get(j, "url")),
+                      "http://kinesis.example.invalid/");
+  json_decref(j);
+  result_free(&r);
+  finish(&loop, http);
+}
+
+/* ======== Cancel and close ======== */
+
+static void test_cancel_one(void **state)
+{
+  (void)state;
+  uv_loop_t loop;
+  struct kcld_http *http = client(&loop, NULL);
+  struct result a = {0}, b = {0};
+
+  assert_int_equal(kcld_fault_script(s_fault,
+    "{\"steps\":[{\"delay_ms\":300,\"times\":2}]}"), 0);
+  post(http, s_fault, "{}", 0, &a);
+  post(http, s_fault, "{}", 0, &b);
+  int never = 0;
+  kcld_test_run_until(&loop, &never, 50);
+  assert_int_equal(kcld_http_cancel(http, on_done, &a), 1);
+  assert_int_equal(a.calls, 1); /* before cancel returned */
+  assert_int_equal(a.err, KCLD_ECANCELED);
+  assert_int_equal(kcld_http_cancel(http, on_done, &a), 0);
+  assert_int_equal(kcld_http_pending(http), 1);
+  assert_true(kcld_test_run_until(&loop, &b.calls, 10000));
+  assert_int_equal(b.err, 0);
+  assert_int_equal(b.status, 200);
+  assert_int_equal(a.calls, 1);
+  result_free(&a);
+  result_free(&b);
+  finish(&loop, http);
+}
+
+#define INFLIGHT 20
+
+struct closing {
+  struct kcld_http *http;
+  int calls[INFLIGHT];
+  int errs[INFLIGHT];
+  int resend_rc;
+};
+
+static struct closing s_closing;
+
+static void on_cancelled(const struct kcld_http_response *resp, void *arg)
+{
+  int i = (int)(intptr_t)arg;
+  s_closing.calls[i]++;
+  s_closing.errs[i] = resp->err;
+  assert_string_equal(resp->body, "");
+  /* A callback that tries again while the client closes is refused. */
+  struct kcld_http_request req = {.method = "GET", .url = s_fault};
+  s_closing.resend_rc = kcld_http_send(s_closing.http, &req, on_cancelled,
+                                       arg);
+}
+
+static void test_close_in_flight(void **state)
+{
+  (void)state;
+  uv_loop_t loop;
+  struct kcld_http *http = client(&loop, NULL);
+
+  memset(&s_closing, 0, sizeof(s_closing));
+  s_closing.http = http;
+  assert_int_equal(kcld_fault_script(s_fault,
+    "{\"steps\":[{\"delay_ms\":5000,\"times\":20}]}"), 0);
+  for (int i = 0; i < INFLIGHT; i++) {
+    struct kcld_http_request req = {.method = "POST", .url = s_fault,
+                                    .headers = s_json_headers, .body = "{}",
+                                    .body_len = 2};
+    assert_int_equal(kcld_http_send(http, &req, on_cancelled,
+                                    (void *)(intptr_t)i), 0);
+  }
+  /* Let the requests reach the endpoint (connections, polls, timer). */
+  for (int tries = 0; tries < 100; tries++) {
+    int never = 0;
+    kcld_test_run_until(&loop, &never, 50);
+    if (kcld_fault_count(s_fault, "total", NULL) == INFLIGHT)
+      break;
+  }
+  assert_int_equal(kcld_fault_count(s_fault, "total", NULL), INFLIGHT);
+  uint64_t t0 = uv_hrtime();
+  kcld_http_close(http);
+  for (int i = 0; i < INFLIGHT; i++) {
+    assert_int_equal(s_closing.calls[i], 1);
+    assert_int_equal(s_closing.errs[i], KCLD_ECANCELED);
+  }
+  assert_int_equal(s_closing.resend_rc, KCLD_ECANCELED);
+  kcld_test_loop_finish(&loop);
+  assert_true((uv_hrtime() - t0) / 1000000 < 1000); /* did not wait */
+  for (int i = 0; i < INFLIGHT; i++)
+    assert_int_equal(s_closing.calls[i], 1);
+}
+
+/* Callbacks chain requests, and the last one closes the client from inside
+ * its own completion. */
+struct chain {
+  struct kcld_http *http;
+  int left;
+  int calls;
+  int closed;
+};
+
+static void on_chain(const struct kcld_http_response *resp, void *arg)
+{
+  struct chain *c = arg;
+  c->calls++;
+  assert_int_equal(resp->err, 0);
+  assert_int_equal(resp->status, 200);
+  if (--c->left > 0) {
+    struct kcld_http_request req = {.method = "POST", .url = s_fault,
+                                    .body = "{}", .body_len = 2};
+    assert_int_equal(kcld_http_send(c->http, &req, on_chain, c), 0);
+  } else {
+    kcld_http_close(c->http);
+    c->closed = 1;
+  }
+}
+
+static void test_close_from_callback(void **state)
+{
+  (void)state;
+  uv_loop_t loop;
+  struct chain c = {0};
+
+  assert_int_equal(kcld_fault_script(s_fault, "{\"steps\":[]}"), 0);
+  c.http = client(&loop, NULL);
+  c.left = 5;
+  struct kcld_http_request req = {.method = "POST", .url = s_fault,
+                                  .body = "{}", .body_len = 2};
+  assert_int_equal(kcld_http_send(c.http, &req, on_chain, &c), 0);
+  assert_true(kcld_test_run_until(&loop, &c.closed, 10000));
+  assert_int_equal(c.calls, 5);
+  kcld_test_loop_finish(&loop);
+  assert_int_equal(kcld_fault_count(s_fault, "total", NULL), 5);
+  /* One connection carried the whole chain. */
+  assert_int_equal(kcld_fault_count(s_fault, "data_connections", NULL), 1);
+}
+
+static void test_bad_arguments(void **state)
+{
+  (void)state;
+  uv_loop_t loop;
+  struct kcld_http *http = NULL;
+  struct kcld_http_opts bad = {.timeout_ms = -1};
+  struct result r = {0};
+
+  assert_int_equal(uv_loop_init(&loop), 0);
+  assert_int_equal(kcld_http_new(&loop, &bad, &http), KCLD_EINVAL);
+  assert_null(http);
+  assert_int_equal(kcld_http_new(NULL, NULL, &http), KCLD_EINVAL);
+  assert_int_equal(kcld_http_new(&loop, NULL, &http), 0);
+  struct kcld_http_request noreq = {.method = "GET"};
+  assert_int_equal(kcld_http_send(http, &noreq, on_done, &r), KCLD_EINVAL);
+  struct kcld_http_request nobody = {.method = "POST", .url = s_fault,
+                                     .body_len = 3};
+  assert_int_equal(kcld_http_send(http, &nobody, on_done, &r), KCLD_EINVAL);
+  struct kcld_http_request ok = {.url = s_fault};
+  assert_int_equal(kcld_http_send(http, &ok, NULL, &r), KCLD_EINVAL);
+  assert_int_equal(kcld_http_pending(http), 0);
+  assert_int_equal(r.calls, 0);
+  kcld_http_close(http);
+  kcld_test_loop_finish(&loop);
+}
+
+int main(void)
+{
+  const struct CMUnitTest tests[] = {
+    cmocka_unit_test(test_status_headers_date),
+    cmocka_unit_test(test_methods),
+    cmocka_unit_test(test_concurrent_reuse),
+    cmocka_unit_test(test_big_bodies),
+    cmocka_unit_test(test_timeouts),
+    cmocka_unit_test(test_connection_refused),
+    cmocka_unit_test(test_broken_answers),
+    cmocka_unit_test(test_tls_verified),
+    cmocka_unit_test(test_proxy_env),
+    cmocka_unit_test(test_cancel_one),
+    cmocka_unit_test(test_close_in_flight),
+    cmocka_unit_test(test_close_from_callback),
+    cmocka_unit_test(test_bad_arguments),
+  };
+  return cmocka_run_group_tests(tests, setup, teardown);
+}

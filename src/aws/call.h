@@ -6,6 +6,23 @@
  * rand(0,1) x min(2^(attempt-1) x base, 20 s), a 500-token retry quota,
  * throttling and transient error classes, clock-skew correction.
  *
+ * Retry classes and costs (retry quota of 500 tokens per client):
+ *  - throttling: ThrottlingException, ProvisionedThroughputExceededException,
+ *    LimitExceededException, RequestLimitExceeded, TooManyRequestsException,
+ *    ... (the SDK list) and HTTP 429: 5 tokens;
+ *  - transient: HTTP 500/502/503/504, RequestTimeout[Exception],
+ *    InternalError: 5 tokens; no answer at all (connection refused, reset or
+ *    cut short, timeout): 10 tokens;
+ *  - clock skew: RequestTimeTooSkewed, InvalidSignatureException,
+ *    SignatureDoesNotMatch, RequestExpired, AuthFailure with a server Date
+ *    more than 4 minutes off: the offset is kept and later requests are
+ *    signed with the corrected time; 5 tokens.
+ * A success refunds the cost of its last retry, or 1 token when it needed
+ * none.  With the quota short, the error is returned without retrying.
+ * A 2xx answer that is not a JSON object is KCLD_EPARSE (not retried); an
+ * empty 2xx body reads as {}.  Service messages are cut before any echo of
+ * the canonical request (which could carry a session token).
+ *
  * Loop thread only. */
 #ifndef KCLD_AWS_CALL_H
 #define KCLD_AWS_CALL_H
@@ -65,6 +82,10 @@ struct kcld_aws_call_opts {
   long timeout_ms;        /* 0 = client default */
 };
 
+/* Creates a client: one SigV4 signer per service, endpoints parsed
+ * (an endpoint with user info, a query or a fragment is refused), retry
+ * quota full.  Returns 0, KCLD_EINVAL (missing loop, http, creds or region,
+ * a bad region or endpoint, negative limits) or KCLD_ENOMEM. */
 int kcld_aws_new(const struct kcld_aws_opts *opts, struct kcld_aws **out);
 
 /* Sends `operation` (e.g. "GetRecords") with JSON body `request` (borrowed;
@@ -78,9 +99,18 @@ int kcld_aws_call(struct kcld_aws *aws, enum kcld_aws_service svc,
 /* The region the client signs for. */
 const char *kcld_aws_region(const struct kcld_aws *aws);
 
-/* Cancels calls in flight (their callbacks run with KCLD_ECANCELED), closes
- * timers and frees the client once closed: run the loop afterwards.  The
- * http client and credentials are not owned and stay open. */
+/* Tokens left in the retry quota (0..500).  For metrics and tests. */
+int kcld_aws_retry_quota(const struct kcld_aws *aws);
+
+/* Seconds the services' clock runs ahead of ours, as learnt from clock-skew
+ * errors (0 until one is seen).  Added to the signing time. */
+long kcld_aws_clock_skew(const struct kcld_aws *aws);
+
+/* Cancels calls in flight (their callbacks run with KCLD_ECANCELED before
+ * this returns; kcld_aws_call from such a callback fails with
+ * KCLD_ECANCELED) and frees the client; the calls' timers close on the
+ * loop: run it afterwards.  The http client and credentials are not owned
+ * and stay open: close this client before them. */
 void kcld_aws_close(struct kcld_aws *aws);
 
 #endif

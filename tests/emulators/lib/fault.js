@@ -9,10 +9,12 @@
 //   POST /__fault/script  {"upstream": "http://127.0.0.1:P",       (optional)
 //                          "steps": [STEP, ...],
 //                          "then": "proxy" | "ok" | "repeat-last",
-//                          "clock_skew_seconds": S}                 (optional)
+//                          "clock_skew_seconds": S,                 (optional)
+//                          "verify": {"secret": "..."}}             (optional)
 //                         Replaces the script and resets the stats.
 //   GET  /__fault/stats   {"total": N, "targets": {"Kinesis_20131202.ListStreams": N, ...},
 //                          "steps_used": N, "passed": N, "skew_rejected": N,
+//                          "signature_rejected": N,
 //                          "connections": N, "data_connections": N, "log": [...]}
 //   POST /__fault/reset   forget the script and the stats.
 //   POST /__fault/tls     {"cert": PEM, "key": PEM} -> {"url": "https://127.0.0.1:P"}:
@@ -43,8 +45,18 @@
 // request whose X-Amz-Date is more than 5 minutes away from that clock is
 // refused as AWS does (400 InvalidSignatureException, Date = skewed clock)
 // before any step is looked at.
+//
+// verify: every data request must carry a SigV4 Authorization header that
+// @smithy/signature-v4 (the AWS SDK for JavaScript's signer) reproduces with
+// this secret, the access key, scope, date, signed headers and session
+// token the request names; otherwise 403 InvalidSignatureException with the
+// canonical string in the message, as AWS answers.  Checked after the skew
+// check, before the steps.
 import http from 'node:http';
 import https from 'node:https';
+import { SignatureV4 } from '@smithy/signature-v4';
+import { Sha256 } from '@aws-crypto/sha256-js';
+import { HttpRequest } from '@smithy/core/protocols';
 
 const HOST = '127.0.0.1';
 const LOG_MAX = 2000;
@@ -52,7 +64,7 @@ const ANSWERING = ['status', 'body', 'headers', 'garbage', 'truncate', 'close', 
 
 function newStats() {
   return {
-    total: 0, targets: {}, steps_used: 0, passed: 0, skew_rejected: 0,
+    total: 0, targets: {}, steps_used: 0, passed: 0, skew_rejected: 0, signature_rejected: 0,
     data_connections: 0, log: [],
   };
 }
@@ -82,6 +94,39 @@ function parseAmzDate(s) {
   const m = /^(\d{4})(\d{2})(\d{2})T(\d{2})(\d{2})(\d{2})Z$/.exec(s || '');
   if (!m) return NaN;
   return Date.UTC(+m[1], +m[2] - 1, +m[3], +m[4], +m[5], +m[6]);
+}
+
+// Re-signs the request with `secret`; returns null when the signature
+// matches, else the reason and the canonical string AWS would print.
+async function verifySignature(req, body, secret) {
+  const auth = req.headers.authorization || '';
+  const m = /^AWS4-HMAC-SHA256 Credential=([^/]+)\/(\d{8})\/([^/]+)\/([^/]+)\/aws4_request, ?SignedHeaders=([^,]+), ?Signature=([0-9a-f]{64})$/.exec(auth);
+  if (!m) return { reason: 'missing or malformed Authorization header', canonical: '' };
+  const [, akid, , region, service, signedList, signature] = m;
+  const signed = signedList.split(';');
+  const amzDate = parseAmzDate(req.headers['x-amz-date']);
+  if (Number.isNaN(amzDate)) return { reason: 'missing X-Amz-Date', canonical: '' };
+  const token = req.headers['x-amz-security-token'];
+  const headers = {};
+  let canonical = `${req.method}\n${req.url.split('?')[0]}\n\n`;
+  for (const h of signed) {
+    if (req.headers[h] === undefined) return { reason: `signed header ${h} is absent`, canonical: '' };
+    canonical += `${h}:${req.headers[h]}\n`;
+    if (h !== 'x-amz-date' && h !== 'x-amz-security-token') headers[h] = req.headers[h];
+  }
+  const signer = new SignatureV4({
+    credentials: { accessKeyId: akid, secretAccessKey: secret, sessionToken: token },
+    region, service, sha256: Sha256, uriEscapePath: true, applyChecksum: false,
+  });
+  const url = new URL(req.url, 'http://x');
+  const out = await signer.sign(new HttpRequest({
+    method: req.method, protocol: 'https:', hostname: String(req.headers.host || '').split(':')[0],
+    path: url.pathname, query: Object.fromEntries(url.searchParams), headers,
+    body: body.length ? new Uint8Array(body) : undefined,
+  }), { signingDate: new Date(amzDate) });
+  const want = /Signature=([0-9a-f]{64})/.exec(out.headers.authorization || '');
+  if (want && want[1] === signature) return null;
+  return { reason: 'signature mismatch', canonical };
 }
 
 function padBody(n) {
@@ -253,6 +298,20 @@ export async function start() {
         return;
       }
     }
+    if (script.verify && script.verify.secret) {
+      const bad = await verifySignature(req, body, script.verify.secret);
+      if (bad) {
+        stats.signature_rejected++;
+        entry.action = 'signature-rejected';
+        json(res, 403, {
+          __type: 'InvalidSignatureException',
+          message: `The request signature we calculated does not match the signature you provided (${bad.reason}). ` +
+            'Check your AWS Secret Access Key and signing method. Consult the service documentation for details.\n\n' +
+            `The Canonical String for this request should have been\n'${bad.canonical}'\n`,
+        });
+        return;
+      }
+    }
     const step = pickStep(target);
     entry.action = step ? await answer(req, res, step, body) : (pass(req, res, body, 0), 'pass');
   }
@@ -270,6 +329,7 @@ export async function start() {
         return;
       }
       reset({ steps: s.steps || [], then: s.then || null, upstream: s.upstream || null,
+        verify: s.verify || null,
         clock_skew_seconds: typeof s.clock_skew_seconds === 'number' ? s.clock_skew_seconds : null });
       json(res, 200, { ok: true });
     } else if (req.method === 'POST' && path === '/__fault/reset') {

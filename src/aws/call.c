@@ -1,0 +1,758 @@
+/* call.c — AWS JSON-protocol calls: sign, send, parse, retry.
+ *
+ * A call goes through attempts.  Each attempt asks the credentials for a
+ * current set, signs a POST "/" with X-Amz-Target for the service, sends it
+ * through the shared http client and classifies the answer: success, an
+ * error worth retrying (throttling, transient, clock skew) or a final error.
+ * Retries wait rand(0,1) x min(2^(attempt-1) x base, 20 s) on the call's own
+ * uv_timer and draw on the client's retry quota, as the SDK "standard" retry
+ * mode does.  The first attempt, too, starts from the timer, so a callback
+ * never runs before kcld_aws_call() has returned.
+ *
+ * Lifetime: a call is linked in its client until it finishes (its callback
+ * ran).  Its memory outlives that until its timer has closed and any
+ * credentials callback it waits for has come back. */
+#include "aws/call.h"
+
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <curl/curl.h>
+
+#include "aws/sigv4.h"
+#include "err.h"
+#include "log.h"
+
+#define QUOTA_MAX 500
+#define RETRY_COST 5
+#define RETRY_COST_NO_ANSWER 10
+#define NO_RETRY_INCREMENT 1
+#define BACKOFF_MAX_MS 20000L
+#define DEFAULT_MAX_ATTEMPTS 3
+#define DEFAULT_RETRY_BASE_MS 100L
+#define SKEW_THRESHOLD_S 240
+#define OP_MAX 64
+
+static const struct service {
+  const char *name;          /* signing name and endpoint prefix */
+  const char *target_prefix; /* X-Amz-Target is "<prefix>.<Operation>" */
+  const char *content_type;
+} s_services[KCLD_AWS_NSERVICES] = {
+  {"kinesis", "Kinesis_20131202", "application/x-amz-json-1.1"},
+  {"dynamodb", "DynamoDB_20120810", "application/x-amz-json-1.0"},
+  {"sqs", "AmazonSQS", "application/x-amz-json-1.0"},
+};
+
+static const char *const s_throttling[] = {
+  "Throttling", "ThrottlingException", "ThrottledException",
+  "RequestThrottledException", "TooManyRequestsException",
+  "ProvisionedThroughputExceededException", "TransactionInProgressException",
+  "RequestLimitExceeded", "BandwidthLimitExceeded", "LimitExceededException",
+  "RequestThrottled", "SlowDown", "PriorRequestNotComplete",
+  "EC2ThrottledException", "KMSThrottlingException", NULL};
+
+static const char *const s_transient[] = {
+  "RequestTimeout", "RequestTimeoutException", "InternalError", NULL};
+
+static const char *const s_skew[] = {
+  "RequestTimeTooSkewed", "InvalidSignatureException", "SignatureDoesNotMatch",
+  "RequestExpired", "AuthFailure", NULL};
+
+struct endpoint {
+  char *url;   /* where to POST */
+  char *host;  /* Host header: host[:port] as given */
+  char *path;  /* request path, "/" unless the endpoint has one */
+};
+
+struct aws_call;
+
+struct kcld_aws {
+  uv_loop_t *loop;
+  struct kcld_http *http;
+  struct kcld_credentials *creds;
+  char *region;
+  struct endpoint ep[KCLD_AWS_NSERVICES];
+  struct kcld_sigv4 *signer[KCLD_AWS_NSERVICES];
+  int max_attempts;
+  long retry_base_ms;
+  long timeout_ms;
+  int quota;           /* retry tokens left */
+  long skew_s;         /* server clock minus ours */
+  uint64_t rng;        /* xorshift64* state for the backoff jitter */
+  struct aws_call *calls;
+  int closing;
+};
+
+enum call_state {
+  CALL_WAITING,  /* timer set for the next attempt */
+  CALL_CREDS,    /* waiting for credentials */
+  CALL_HTTP,     /* request in flight */
+  CALL_DONE      /* callback has run */
+};
+
+struct aws_call {
+  struct kcld_aws *aws;        /* NULL once done */
+  enum kcld_aws_service svc;
+  char op[OP_MAX];
+  char *body;
+  size_t body_len;
+  int raw;
+  int max_attempts;
+  long timeout_ms;
+  int attempt;                 /* attempts started */
+  int last_cost;               /* tokens taken for the latest retry */
+  enum call_state state;
+  int refs;                    /* timer not yet closed + creds pending */
+  uv_timer_t timer;
+  kcld_aws_cb cb;
+  void *arg;
+  struct aws_call *prev, *next;
+  /* The latest failure, reported if no attempt succeeds. */
+  int err;
+  long status;
+  char type[128];
+  char message[512];
+};
+
+/* ======== Small helpers ======== */
+
+static double rand01(struct kcld_aws *aws)
+{
+  uint64_t x = aws->rng;
+  x ^= x >> 12;
+  x ^= x << 25;
+  x ^= x >> 27;
+  aws->rng = x;
+  return (double)((x * 0x2545F4914F6CDD1DULL) >> 11) / 9007199254740992.0;
+}
+
+/* rand(0,1) x min(2^(attempt-1) x base, 20 s), in ms. */
+static uint64_t backoff_ms(struct kcld_aws *aws, int attempt)
+{
+  long cap = aws->retry_base_ms;
+  for (int i = 1; i < attempt && cap < BACKOFF_MAX_MS; i++)
+    cap *= 2;
+  if (cap > BACKOFF_MAX_MS)
+    cap = BACKOFF_MAX_MS;
+  return (uint64_t)(rand01(aws) * (double)cap);
+}
+
+static int in_list(const char *const *list, const char *s)
+{
+  for (; *list; list++)
+    if (strcmp(*list, s) == 0)
+      return 1;
+  return 0;
+}
+
+/* The short form of an error type: "ns#Name:uri" -> "Name". */
+static void short_type(char *dst, size_t cap, const char *src)
+{
+  size_t end = strcspn(src, ":");
+  size_t start = 0, n;
+  for (size_t i = 0; i < end; i++)
+    if (src[i] == '#')
+      start = i + 1;
+  while (start < end && (src[start] == ' ' || src[start] == '\t'))
+    start++;
+  while (end > start && (src[end - 1] == ' ' || src[end - 1] == '\t'))
+    end--;
+  n = end - start;
+  if (n >= cap)
+    n = cap - 1;
+  memcpy(dst, src + start, n);
+  dst[n] = '\0';
+}
+
+/* Copies a service message for the caller: printable text only, cut at the
+ * first line break and before any echo of the canonical request or string
+ * to sign (AWS includes them in signature errors, with every signed header,
+ * the session token among them). */
+static void safe_message(char *dst, size_t cap, const char *src, size_t len)
+{
+  static const char *const cuts[] = {"The Canonical String",
+                                     "The String-to-Sign", "\n", "\r", NULL};
+  size_t n = len;
+  for (int i = 0; cuts[i]; i++) {
+    const char *p = memmem(src, len, cuts[i], strlen(cuts[i]));
+    if (p && (size_t)(p - src) < n)
+      n = (size_t)(p - src);
+  }
+  while (n > 0 && (src[n - 1] == ' ' || src[n - 1] == '\t'))
+    n--;
+  if (n >= cap)
+    n = cap - 1;
+  for (size_t i = 0; i < n; i++) {
+    unsigned char c = (unsigned char)src[i];
+    dst[i] = (c < 0x20 || c == 0x7f) ? ' ' : (char)c;
+  }
+  dst[n] = '\0';
+}
+
+static int valid_region(const char *r)
+{
+  size_t n = r ? strlen(r) : 0;
+  if (n == 0 || n > 64)
+    return 0;
+  for (size_t i = 0; i < n; i++)
+    if (!((r[i] >= 'a' && r[i] <= 'z') || (r[i] >= '0' && r[i] <= '9') ||
+          r[i] == '-'))
+      return 0;
+  return 1;
+}
+
+static int valid_operation(const char *op)
+{
+  size_t n = op ? strlen(op) : 0;
+  if (n == 0 || n >= OP_MAX)
+    return 0;
+  for (size_t i = 0; i < n; i++)
+    if (!((op[i] >= 'a' && op[i] <= 'z') || (op[i] >= 'A' && op[i] <= 'Z') ||
+          (op[i] >= '0' && op[i] <= '9')))
+      return 0;
+  return 1;
+}
+
+/* Splits a base URL into what a request needs.  Returns 0 or KCLD_E*. */
+static int endpoint_parse(struct endpoint *ep, const char *url)
+{
+  CURLU *u = curl_url();
+  char *scheme = NULL, *host = NULL, *port = NULL, *path = NULL, *full = NULL;
+  char *extra = NULL;
+  int rc = KCLD_EINVAL;
+
+  if (!u)
+    return KCLD_ENOMEM;
+  if (curl_url_set(u, CURLUPART_URL, url, 0) != CURLUE_OK)
+    goto done;
+  if (curl_url_get(u, CURLUPART_SCHEME, &scheme, 0) != CURLUE_OK ||
+      (strcmp(scheme, "http") != 0 && strcmp(scheme, "https") != 0))
+    goto done;
+  if (curl_url_get(u, CURLUPART_USER, &extra, 0) == CURLUE_OK ||
+      curl_url_get(u, CURLUPART_QUERY, &extra, 0) == CURLUE_OK ||
+      curl_url_get(u, CURLUPART_FRAGMENT, &extra, 0) == CURLUE_OK)
+    goto done;
+  if (curl_url_get(u, CURLUPART_HOST, &host, 0) != CURLUE_OK || !*host)
+    goto done;
+  if (curl_url_get(u, CURLUPART_PORT, &port, 0) != CURLUE_OK)
+    port = NULL; /* none given */
+  if (curl_url_get(u, CURLUPART_PATH, &path, 0) != CURLUE_OK ||
+      curl_url_get(u, CURLUPART_URL, &full, 0) != CURLUE_OK)
+    goto done;
+  rc = KCLD_ENOMEM;
+  size_t hl = strlen(host) + (port ? strlen(port) + 1 : 0) + 1;
+  ep->host = malloc(hl);
+  ep->url = strdup(full);
+  ep->path = strdup(path && *path ? path : "/");
+  if (!ep->host || !ep->url || !ep->path)
+    goto done;
+  snprintf(ep->host, hl, "%s%s%s", host, port ? ":" : "", port ? port : "");
+  rc = 0;
+
+done:
+  curl_free(scheme);
+  curl_free(host);
+  curl_free(port);
+  curl_free(path);
+  curl_free(full);
+  curl_free(extra);
+  curl_url_cleanup(u);
+  return rc;
+}
+
+static void endpoint_clean_up(struct endpoint *ep)
+{
+  free(ep->url);
+  free(ep->host);
+  free(ep->path);
+  memset(ep, 0, sizeof(*ep));
+}
+
+/* ======== Call lifetime ======== */
+
+static void call_link(struct kcld_aws *aws, struct aws_call *c)
+{
+  c->prev = NULL;
+  c->next = aws->calls;
+  if (aws->calls)
+    aws->calls->prev = c;
+  aws->calls = c;
+}
+
+static void call_unlink(struct kcld_aws *aws, struct aws_call *c)
+{
+  if (c->prev)
+    c->prev->next = c->next;
+  else
+    aws->calls = c->next;
+  if (c->next)
+    c->next->prev = c->prev;
+  c->prev = c->next = NULL;
+}
+
+static void call_unref(struct aws_call *c)
+{
+  if (--c->refs == 0) {
+    free(c->body);
+    free(c);
+  }
+}
+
+static void on_call_timer_closed(uv_handle_t *h)
+{
+  call_unref(h->data);
+}
+
+/* Runs the callback once and lets the call go.  `parsed` is handed to the
+ * callback (borrowed) and released after it. */
+static void call_finish(struct aws_call *c, int err, json_t *parsed,
+                        const char *raw, size_t raw_len)
+{
+  struct kcld_aws *aws = c->aws;
+  struct kcld_aws_result res;
+
+  if (c->state == CALL_DONE)
+    return;
+  c->state = CALL_DONE;
+  call_unlink(aws, c);
+  c->aws = NULL;
+  uv_timer_stop(&c->timer);
+
+  memset(&res, 0, sizeof(res));
+  res.err = err;
+  res.status = c->status;
+  res.error_type = err == KCLD_EAWS ? c->type : "";
+  res.message = err ? c->message : "";
+  res.body = err ? NULL : parsed;
+  res.raw = err ? NULL : raw;
+  res.raw_len = err ? 0 : raw_len;
+  res.attempts = c->attempt;
+  c->cb(&res, c->arg);
+  json_decref(parsed);
+  uv_close((uv_handle_t *)&c->timer, on_call_timer_closed);
+}
+
+/* Finishes with a failure that is not an AWS answer. */
+static void call_fail(struct aws_call *c, int err, const char *message)
+{
+  c->status = 0;
+  c->type[0] = '\0';
+  snprintf(c->message, sizeof(c->message), "%s", message);
+  call_finish(c, err, NULL, NULL, 0);
+}
+
+/* ======== Attempts ======== */
+
+static void start_attempt(struct aws_call *c);
+
+static void on_retry_timer(uv_timer_t *t)
+{
+  start_attempt(t->data);
+}
+
+static void log_failure(enum kcld_log_level level, const char *msg,
+                        const struct aws_call *c, const char *extra_key,
+                        const char *extra_value)
+{
+  char attempt[16], status[16];
+  if (!kcld_log_enabled(level))
+    return;
+  snprintf(attempt, sizeof(attempt), "%d", c->attempt);
+  snprintf(status, sizeof(status), "%ld", c->status);
+  kcld_log(level, msg, "service", s_services[c->svc].name, "op", c->op,
+           "attempt", attempt, "status", status,
+           "error", c->err == KCLD_EAWS ? c->type : kcld_strerror(c->err),
+           extra_key, extra_value, NULL);
+}
+
+/* The attempt failed with c->err/status/type/message; retry if the budget
+ * allows (`cost` tokens), else report the failure. */
+static void maybe_retry(struct aws_call *c, int cost)
+{
+  struct kcld_aws *aws = c->aws;
+  char delay[24];
+
+  if (c->attempt >= c->max_attempts) {
+    if (c->attempt > 1)
+      log_failure(KCLD_LOG_WARN, "AWS call failed after retries", c, NULL,
+                  NULL);
+    call_finish(c, c->err, NULL, NULL, 0);
+    return;
+  }
+  if (aws->quota < cost) {
+    log_failure(KCLD_LOG_WARN, "AWS retry quota exhausted; not retrying", c,
+                NULL, NULL);
+    call_finish(c, c->err, NULL, NULL, 0);
+    return;
+  }
+  aws->quota -= cost;
+  c->last_cost = cost;
+  uint64_t ms = backoff_ms(aws, c->attempt);
+  snprintf(delay, sizeof(delay), "%llu", (unsigned long long)ms);
+  log_failure(KCLD_LOG_DEBUG, "AWS call retrying", c, "delay_ms", delay);
+  c->state = CALL_WAITING;
+  if (uv_timer_start(&c->timer, on_retry_timer, ms, 0) != 0)
+    call_finish(c, c->err, NULL, NULL, 0);
+}
+
+static void on_success(struct aws_call *c, const struct kcld_http_response *r)
+{
+  struct kcld_aws *aws = c->aws;
+  json_t *parsed = NULL;
+
+  /* Parse first: an answer we cannot read is not a success. */
+  if (!c->raw) {
+    size_t i = 0;
+    while (i < r->body_len && (r->body[i] == ' ' || r->body[i] == '\t' ||
+                               r->body[i] == '\r' || r->body[i] == '\n'))
+      i++;
+    if (i == r->body_len) {
+      parsed = json_object(); /* e.g. DeleteStream answers with no body */
+    } else {
+      json_error_t jerr;
+      parsed = json_loadb(r->body, r->body_len, 0, &jerr);
+      if (!parsed || !json_is_object(parsed)) {
+        json_decref(parsed);
+        c->err = KCLD_EPARSE;
+        c->type[0] = '\0';
+        snprintf(c->message, sizeof(c->message),
+                 "HTTP %ld answer is not a JSON object (%s)", r->status,
+                 parsed ? "other JSON value" : jerr.text);
+        log_failure(KCLD_LOG_WARN, "AWS answer unreadable", c, NULL, NULL);
+        call_finish(c, KCLD_EPARSE, NULL, NULL, 0);
+        return;
+      }
+    }
+    if (!parsed) {
+      call_fail(c, KCLD_ENOMEM, "out of memory");
+      return;
+    }
+  }
+  aws->quota += c->last_cost ? c->last_cost : NO_RETRY_INCREMENT;
+  if (aws->quota > QUOTA_MAX)
+    aws->quota = QUOTA_MAX;
+  c->err = 0;
+  call_finish(c, 0, parsed, c->raw ? r->body : NULL, c->raw ? r->body_len : 0);
+}
+
+/* Reads {__type, message} from an error answer into the call. */
+static void read_error(struct aws_call *c, const struct kcld_http_response *r)
+{
+  json_t *j = json_loadb(r->body, r->body_len, 0, NULL);
+  const char *type = NULL, *msg = NULL;
+
+  c->type[0] = '\0';
+  c->message[0] = '\0';
+  if (j && json_is_object(j)) {
+    type = json_string_value(json_object_get(j, "__type"));
+    if (!type)
+      type = json_string_value(json_object_get(j, "code"));
+    msg = json_string_value(json_object_get(j, "message"));
+    if (!msg)
+      msg = json_string_value(json_object_get(j, "Message"));
+    if (!msg)
+      msg = json_string_value(json_object_get(j, "errorMessage"));
+  }
+  /* The header is what the protocol defines; the body is the fallback. */
+  if (r->error_type && *r->error_type)
+    short_type(c->type, sizeof(c->type), r->error_type);
+  else if (type)
+    short_type(c->type, sizeof(c->type), type);
+  if (msg) {
+    safe_message(c->message, sizeof(c->message), msg, strlen(msg));
+  } else if (!j && r->body_len > 0) {
+    char snippet[160];
+    safe_message(snippet, sizeof(snippet), r->body,
+                 r->body_len < 159 ? r->body_len : 159);
+    snprintf(c->message, sizeof(c->message), "HTTP %ld: %s", r->status,
+             snippet);
+  } else {
+    snprintf(c->message, sizeof(c->message), "HTTP %ld", r->status);
+  }
+  json_decref(j);
+}
+
+static void on_http(const struct kcld_http_response *r, void *arg)
+{
+  struct aws_call *c = arg;
+  struct kcld_aws *aws = c->aws;
+
+  if (r->err == KCLD_ECANCELED) {
+    call_fail(c, KCLD_ECANCELED, "cancelled");
+    return;
+  }
+  if (r->err) {
+    /* No answer: refused, reset, cut short or timed out.  Transient. */
+    c->err = r->err;
+    c->status = 0;
+    c->type[0] = '\0';
+    snprintf(c->message, sizeof(c->message), "%s", r->errmsg);
+    maybe_retry(c, RETRY_COST_NO_ANSWER);
+    return;
+  }
+  c->status = r->status;
+  if (r->status >= 200 && r->status < 300) {
+    on_success(c, r);
+    return;
+  }
+  c->err = KCLD_EAWS;
+  read_error(c, r);
+
+  if (in_list(s_skew, c->type) && r->server_date > 0) {
+    time_t now = time(NULL);
+    long off = (long)(r->server_date - (now + aws->skew_s));
+    if (off > SKEW_THRESHOLD_S || off < -SKEW_THRESHOLD_S) {
+      char skew[24];
+      aws->skew_s = (long)(r->server_date - now);
+      snprintf(skew, sizeof(skew), "%ld", aws->skew_s);
+      log_failure(KCLD_LOG_WARN, "clock skew: signing with the server's time",
+                  c, "skew_s", skew);
+      maybe_retry(c, RETRY_COST);
+      return;
+    }
+  }
+  if (in_list(s_throttling, c->type) || r->status == 429 ||
+      in_list(s_transient, c->type) || r->status == 500 ||
+      r->status == 502 || r->status == 503 || r->status == 504) {
+    maybe_retry(c, RETRY_COST);
+    return;
+  }
+  log_failure(KCLD_LOG_DEBUG, "AWS call failed", c, NULL, NULL);
+  call_finish(c, KCLD_EAWS, NULL, NULL, 0);
+}
+
+static void send_attempt(struct aws_call *c, const struct kcld_creds *creds)
+{
+  struct kcld_aws *aws = c->aws;
+  const struct service *svc = &s_services[c->svc];
+  const struct endpoint *ep = &aws->ep[c->svc];
+  struct kcld_sigv4_result sig;
+  char target[OP_MAX + 32], host_line[300], ct_line[64], target_line[128];
+  const char *lines[3 + 5 + 1];
+  size_t n = 0;
+  int rc;
+
+  snprintf(target, sizeof(target), "%s.%s", svc->target_prefix, c->op);
+  const struct kcld_sigv4_header hs[] = {
+    {"Host", ep->host},
+    {"Content-Type", svc->content_type},
+    {"X-Amz-Target", target},
+  };
+  const struct kcld_sigv4_request sreq = {
+    .method = "POST", .path = ep->path, .headers = hs, .n_headers = 3,
+    .body = c->body, .body_len = c->body_len, .normalize_path = 1};
+
+  memset(&sig, 0, sizeof(sig));
+  rc = kcld_sigv4_sign(aws->signer[c->svc], creds, time(NULL) + aws->skew_s,
+                       &sreq, &sig);
+  if (rc != 0) {
+    kcld_sigv4_result_clean_up(&sig);
+    call_fail(c, rc == KCLD_ENOMEM ? KCLD_ENOMEM : KCLD_ECREDS,
+              "the request could not be signed");
+    return;
+  }
+  snprintf(host_line, sizeof(host_line), "Host: %s", ep->host);
+  snprintf(ct_line, sizeof(ct_line), "Content-Type: %s", svc->content_type);
+  snprintf(target_line, sizeof(target_line), "X-Amz-Target: %s", target);
+  lines[n++] = host_line;
+  lines[n++] = ct_line;
+  lines[n++] = target_line;
+  for (int i = 0; i < 5 && sig.headers[i]; i++)
+    lines[n++] = sig.headers[i];
+  lines[n] = NULL;
+
+  const struct kcld_http_request hreq = {
+    .method = "POST", .url = ep->url, .headers = lines, .body = c->body,
+    .body_len = c->body_len, .timeout_ms = c->timeout_ms};
+  c->state = CALL_HTTP;
+  rc = kcld_http_send(aws->http, &hreq, on_http, c);
+  kcld_sigv4_result_clean_up(&sig); /* the http client copied the lines */
+  if (rc != 0)
+    call_fail(c, rc, "the request could not be sent");
+}
+
+static void on_creds(int err, const struct kcld_creds *creds, void *arg)
+{
+  struct aws_call *c = arg;
+
+  if (c->state == CALL_DONE) { /* cancelled meanwhile */
+    call_unref(c);
+    return;
+  }
+  c->refs--; /* the call itself still holds its timer's reference */
+  if (err == KCLD_ECANCELED)
+    call_fail(c, KCLD_ECANCELED, "cancelled");
+  else if (err || !creds)
+    call_fail(c, KCLD_ECREDS, "no AWS credentials");
+  else
+    send_attempt(c, creds);
+}
+
+static void start_attempt(struct aws_call *c)
+{
+  c->attempt++;
+  c->state = CALL_CREDS;
+  c->refs++;
+  kcld_credentials_get(c->aws->creds, on_creds, c);
+}
+
+/* ======== Public interface ======== */
+
+int kcld_aws_new(const struct kcld_aws_opts *opts, struct kcld_aws **out)
+{
+  struct kcld_aws *aws;
+  int rc = KCLD_EINVAL;
+
+  if (!out)
+    return KCLD_EINVAL;
+  *out = NULL;
+  if (!opts || !opts->loop || !opts->http || !opts->creds ||
+      !valid_region(opts->region) || opts->max_attempts < 0 ||
+      opts->retry_base_ms < 0 || opts->timeout_ms < 0)
+    return KCLD_EINVAL;
+  aws = calloc(1, sizeof(*aws));
+  if (!aws)
+    return KCLD_ENOMEM;
+  aws->loop = opts->loop;
+  aws->http = opts->http;
+  aws->creds = opts->creds;
+  aws->max_attempts =
+    opts->max_attempts > 0 ? opts->max_attempts : DEFAULT_MAX_ATTEMPTS;
+  aws->retry_base_ms =
+    opts->retry_base_ms > 0 ? opts->retry_base_ms : DEFAULT_RETRY_BASE_MS;
+  aws->timeout_ms = opts->timeout_ms;
+  aws->quota = QUOTA_MAX;
+  aws->rng = uv_hrtime() ^ ((uint64_t)(uintptr_t)aws << 16) ^
+             ((uint64_t)getpid() << 40);
+  if (aws->rng == 0)
+    aws->rng = 0x9E3779B97F4A7C15ULL;
+  aws->region = strdup(opts->region);
+  if (!aws->region) {
+    rc = KCLD_ENOMEM;
+    goto fail;
+  }
+  for (int i = 0; i < KCLD_AWS_NSERVICES; i++) {
+    const char *given = opts->endpoint[i];
+    char url[256];
+    if (given && *given) {
+      rc = endpoint_parse(&aws->ep[i], given);
+    } else {
+      snprintf(url, sizeof(url), "https://%s.%s.amazonaws.com%s",
+               s_services[i].name, aws->region,
+               strncmp(aws->region, "cn-", 3) == 0 ? ".cn" : "");
+      rc = endpoint_parse(&aws->ep[i], url);
+    }
+    if (rc != 0) {
+      if (rc == KCLD_EINVAL)
+        kcld_log(KCLD_LOG_ERROR, "bad AWS endpoint URL", "service",
+                 s_services[i].name, "endpoint", given, NULL);
+      goto fail;
+    }
+    aws->signer[i] = kcld_sigv4_new(aws->region, s_services[i].name);
+    if (!aws->signer[i]) {
+      rc = KCLD_ENOMEM;
+      goto fail;
+    }
+  }
+  *out = aws;
+  return 0;
+
+fail:
+  for (int i = 0; i < KCLD_AWS_NSERVICES; i++) {
+    endpoint_clean_up(&aws->ep[i]);
+    kcld_sigv4_destroy(aws->signer[i]);
+  }
+  free(aws->region);
+  free(aws);
+  return rc;
+}
+
+int kcld_aws_call(struct kcld_aws *aws, enum kcld_aws_service svc,
+                  const char *operation, const json_t *request,
+                  const struct kcld_aws_call_opts *opts, kcld_aws_cb cb,
+                  void *arg)
+{
+  struct aws_call *c;
+
+  if (!aws || (int)svc < 0 || svc >= KCLD_AWS_NSERVICES || !cb ||
+      !valid_operation(operation) || (request && !json_is_object(request)) ||
+      (opts && (opts->max_attempts < 0 || opts->timeout_ms < 0)))
+    return KCLD_EINVAL;
+  if (aws->closing)
+    return KCLD_ECANCELED;
+  c = calloc(1, sizeof(*c));
+  if (!c)
+    return KCLD_ENOMEM;
+  c->body = request ? json_dumps(request, JSON_COMPACT) : strdup("{}");
+  if (!c->body) {
+    free(c);
+    return KCLD_ENOMEM;
+  }
+  c->body_len = strlen(c->body);
+  c->aws = aws;
+  c->svc = svc;
+  snprintf(c->op, sizeof(c->op), "%s", operation);
+  c->raw = opts ? opts->raw : 0;
+  c->max_attempts = opts && opts->max_attempts > 0 ? opts->max_attempts
+                                                   : aws->max_attempts;
+  c->timeout_ms = opts && opts->timeout_ms > 0 ? opts->timeout_ms
+                                               : aws->timeout_ms;
+  c->cb = cb;
+  c->arg = arg;
+  c->state = CALL_WAITING;
+  if (uv_timer_init(aws->loop, &c->timer) != 0) {
+    free(c->body);
+    free(c);
+    return KCLD_EINVAL;
+  }
+  c->timer.data = c;
+  c->refs = 1;
+  call_link(aws, c);
+  if (uv_timer_start(&c->timer, on_retry_timer, 0, 0) != 0) {
+    /* Not started: undo without a callback. */
+    call_unlink(aws, c);
+    c->state = CALL_DONE;
+    uv_close((uv_handle_t *)&c->timer, on_call_timer_closed);
+    return KCLD_EINVAL;
+  }
+  return 0;
+}
+
+const char *kcld_aws_region(const struct kcld_aws *aws)
+{
+  return aws ? aws->region : NULL;
+}
+
+int kcld_aws_retry_quota(const struct kcld_aws *aws)
+{
+  return aws ? aws->quota : 0;
+}
+
+long kcld_aws_clock_skew(const struct kcld_aws *aws)
+{
+  return aws ? aws->skew_s : 0;
+}
+
+void kcld_aws_close(struct kcld_aws *aws)
+{
+  if (!aws || aws->closing)
+    return;
+  aws->closing = 1;
+  while (aws->calls) {
+    struct aws_call *c = aws->calls;
+    /* In flight: the http client runs our callback, which finishes it. */
+    if (c->state == CALL_HTTP && kcld_http_cancel(aws->http, on_http, c) > 0)
+      continue;
+    call_fail(c, KCLD_ECANCELED, "client closed");
+  }
+  for (int i = 0; i < KCLD_AWS_NSERVICES; i++) {
+    endpoint_clean_up(&aws->ep[i]);
+    kcld_sigv4_destroy(aws->signer[i]);
+  }
+  free(aws->region);
+  free(aws);
+}

@@ -21,6 +21,7 @@
 #include <strings.h>
 
 #include <curl/curl.h>
+#include <openssl/crypto.h>
 
 #include "err.h"
 #include "kcld/version.h"
@@ -193,6 +194,9 @@ static void req_free(struct http_req *r)
 {
   if (r->easy)
     curl_easy_cleanup(r->easy);
+  /* Header lines may carry a session token or a signature. */
+  for (struct curl_slist *h = r->headers; h; h = h->next)
+    OPENSSL_cleanse(h->data, strlen(h->data));
   curl_slist_free_all(r->headers);
   free(r->body);
   free(r->resp);

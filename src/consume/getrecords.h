@@ -1,0 +1,53 @@
+/* getrecords.h — a Kinesis GetRecords response body -> struct
+ * kcld_record_batch, with base64 decoding and KPL de-aggregation done inline.
+ *
+ * This is the CPU-heavy step of consuming, meant for the worker pool (off the
+ * loop thread): call it from a uv_queue_work() work callback on the raw body
+ * (kcld_aws_call with raw = 1) and hand the batch back in the after-work
+ * callback.  It keeps no global state and may run on several threads at once.
+ *
+ * Threads and jansson: jansson seeds its object hash function once, lazily,
+ * and that first seeding is not guaranteed to be thread-safe on every build.
+ * The program must call json_object_seed(0) once on the main thread before
+ * starting any thread that parses (main.c does; so must a test that parses on
+ * several threads). */
+#ifndef KCLD_CONSUME_GETRECORDS_H
+#define KCLD_CONSUME_GETRECORDS_H
+
+#include <stddef.h>
+
+#include "consume/record.h"
+
+/* Parses the GetRecords response body[0..len) (need not be NUL-terminated):
+ *
+ *   Records[]          {Data (base64), PartitionKey, SequenceNumber,
+ *                       ApproximateArrivalTimestamp (epoch seconds, a JSON
+ *                       number; optional), EncryptionType (optional)}
+ *   NextShardIterator  string; absent or null = the shard has ended
+ *   MillisBehindLatest number (optional)
+ *   ChildShards[]      {ShardId, ParentShards[], HashKeyRange{StartingHashKey,
+ *                       EndingHashKey}} (optional)
+ *
+ * Each record's Data is base64-decoded; a KPL aggregate becomes its user
+ * records (deagg.h).  An aggregate that fails verification passes through
+ * unchanged as one record, with one warning log line naming `shard_id` (may
+ * be NULL; used only for logs), the sequence number and the reason.  Unknown
+ * members are ignored.
+ *
+ * Returns 0 and *out = a new batch holding one reference (release it with
+ * kcld_record_batch_release), or:
+ *   KCLD_EPARSE  the body is not a well-formed GetRecords response: not JSON,
+ *                a required member missing or of the wrong type, invalid
+ *                base64, a SequenceNumber that is not a decimal number, a
+ *                negative or non-finite timestamp.  `errbuf` says which
+ *                member of which record.  Nothing is returned: a response is
+ *                used whole or not at all, so no record is silently lost.
+ *   KCLD_ENOMEM
+ *   KCLD_EINVAL  body or out is NULL.
+ * On error *out is NULL.  errbuf (errlen bytes, may be NULL/0) receives a
+ * message on every error. */
+int kcld_getrecords_parse(const char *body, size_t len, const char *shard_id,
+                          struct kcld_record_batch **out, char *errbuf,
+                          size_t errlen);
+
+#endif

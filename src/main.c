@@ -1,15 +1,219 @@
-/* main.c — command line, signals and lifecycle of the kcld daemon. */
+/* main.c — kcld's command line: options, subcommands, then the daemon.
+ *
+ *   kcld [--config PATH] [-v...]        run the daemon
+ *   kcld --check-config [PATH]          validate a file, exit 0 or 1
+ *   kcld COMMAND ARGS...                a subcommand (argv[1] not an option)
+ *
+ * Exit codes: 0 success, 1 invalid configuration or failed run, 2 usage
+ * error.  This is the only file that calls exit (by returning from main). */
+#include <getopt.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
+#include "config.h"
+#include "daemon.h"
+#include "err.h"
 #include "kcld/version.h"
+#include "log.h"
+
+#define EXIT_USAGE 2
+
+static const char s_usage[] =
+  "usage: kcld [OPTIONS]\n"
+  "       kcld --check-config [PATH]\n"
+  "\n"
+  "Consumes an Amazon Kinesis stream as configured in PATH (default\n"
+  KCLD_CONFIG_DEFAULT_PATH "); see docs/configuration.md.\n"
+  "\n"
+  "options:\n"
+  "  -c, --config PATH     configuration file (default " KCLD_CONFIG_DEFAULT_PATH
+  ")\n"
+  "  -t, --check-config    validate the configuration and exit: 0 when it\n"
+  "                        is valid, 1 with every error; PATH may follow\n"
+  "      --dump-config     print the effective configuration (secrets\n"
+  "                        redacted) and exit\n"
+  "  -v, --verbose         log more: each -v lowers log.level by one\n"
+  "  -V, --version         print the version and exit\n"
+  "  -h, --help            print this help and exit\n";
+
+/* ======== Subcommands ======== */
+
+static int cmd_config_reference(int argc, char **argv)
+{
+  enum kcld_config_ref fmt;
+  if (argc == 2 && strcmp(argv[1], "yaml") == 0) {
+    fmt = KCLD_CONFIG_REF_YAML;
+  } else if (argc == 2 && strcmp(argv[1], "markdown") == 0) {
+    fmt = KCLD_CONFIG_REF_MARKDOWN;
+  } else {
+    fprintf(stderr, "usage: kcld config-reference yaml|markdown\n");
+    return EXIT_USAGE;
+  }
+  char *text = kcld_config_reference(fmt);
+  if (!text) {
+    fprintf(stderr, "kcld: out of memory\n");
+    return 1;
+  }
+  fputs(text, stdout);
+  free(text);
+  return fflush(stdout) == 0 ? 0 : 1;
+}
+
+/* A subcommand gets argv from its own name on.  Hidden ones are left out
+ * of --help.  Later: produce, status, redrive. */
+static const struct command {
+  const char *name;
+  int (*run)(int argc, char **argv);
+  int hidden;
+  const char *summary;
+} s_commands[] = {
+  {"config-reference", cmd_config_reference, 1,
+   "print the configuration reference (yaml or markdown)"},
+};
+
+static void usage(FILE *out)
+{
+  int any = 0;
+  fputs(s_usage, out);
+  for (size_t i = 0; i < sizeof(s_commands) / sizeof(s_commands[0]); i++) {
+    if (s_commands[i].hidden)
+      continue;
+    if (!any++)
+      fputs("\ncommands:\n", out);
+    fprintf(out, "  %-20s  %s\n", s_commands[i].name, s_commands[i].summary);
+  }
+}
+
+static int run_command(int argc, char **argv)
+{
+  for (size_t i = 0; i < sizeof(s_commands) / sizeof(s_commands[0]); i++)
+    if (strcmp(argv[0], s_commands[i].name) == 0)
+      return s_commands[i].run(argc, argv);
+  fprintf(stderr, "kcld: unknown command '%s'\n\n", argv[0]);
+  usage(stderr);
+  return EXIT_USAGE;
+}
+
+/* ======== Options and the daemon ======== */
+
+/* Loads the config or prints why not; returns NULL on failure. */
+static struct kcld_config *load(const char *path)
+{
+  struct kcld_config *cfg = NULL;
+  char *errors = NULL;
+  int rc = kcld_config_load(path, &cfg, &errors);
+  if (rc == 0)
+    return cfg;
+  if (rc == KCLD_ECONFIG) {
+    fputs(errors ? errors : "", stderr);
+    fprintf(stderr, "kcld: %s: configuration invalid\n", path);
+  } else if (errors) {
+    fprintf(stderr, "kcld: %s", errors);
+  } else {
+    fprintf(stderr, "kcld: %s: %s\n", path, kcld_strerror(rc));
+  }
+  free(errors);
+  return NULL;
+}
 
 int main(int argc, char **argv)
 {
-  if (argc > 1 && strcmp(argv[1], "--version") == 0) {
-    printf("kcld %s\n", KCLD_VERSION_STRING);
-    return 0;
+  static const struct option opts[] = {
+    {"config", required_argument, NULL, 'c'},
+    {"check-config", optional_argument, NULL, 't'},
+    {"dump-config", no_argument, NULL, 'D'},
+    {"verbose", no_argument, NULL, 'v'},
+    {"version", no_argument, NULL, 'V'},
+    {"help", no_argument, NULL, 'h'},
+    {NULL, 0, NULL, 0},
+  };
+  const char *path = NULL, *check_path = NULL;
+  int check = 0, dump = 0, verbose = 0, c;
+
+  if (argc > 1 && argv[1][0] != '-')
+    return run_command(argc - 1, argv + 1);
+
+  opterr = 0;
+  while ((c = getopt_long(argc, argv, ":c:tvVh", opts, NULL)) != -1) {
+    switch (c) {
+    case 'c':
+      path = optarg;
+      break;
+    case 't':
+      check = 1;
+      if (optarg)
+        check_path = optarg;
+      break;
+    case 'D':
+      dump = 1;
+      break;
+    case 'v':
+      verbose++;
+      break;
+    case 'V':
+      printf("kcld %s\n", KCLD_VERSION_STRING);
+      return 0;
+    case 'h':
+      usage(stdout);
+      return 0;
+    case ':':
+      fprintf(stderr, "kcld: option '%s' needs an argument\n\n",
+              argv[optind - 1]);
+      usage(stderr);
+      return EXIT_USAGE;
+    default:
+      if (optopt)
+        fprintf(stderr, "kcld: unknown option '-%c'\n\n", optopt);
+      else
+        fprintf(stderr, "kcld: unknown option '%s'\n\n", argv[optind - 1]);
+      usage(stderr);
+      return EXIT_USAGE;
+    }
   }
-  fprintf(stderr, "usage: kcld --version\n");
-  return 2;
+  /* `--check-config PATH` / `--dump-config PATH`: one positional path. */
+  if ((check || dump) && optind == argc - 1 && !check_path)
+    check_path = argv[optind++];
+  if (optind < argc) {
+    fprintf(stderr, "kcld: unexpected argument '%s'\n\n", argv[optind]);
+    usage(stderr);
+    return EXIT_USAGE;
+  }
+  if (check_path) {
+    if (path && strcmp(path, check_path) != 0) {
+      fprintf(stderr, "kcld: two configuration files given: '%s' and '%s'\n",
+              path, check_path);
+      return EXIT_USAGE;
+    }
+    path = check_path;
+  }
+  if (!path)
+    path = KCLD_CONFIG_DEFAULT_PATH;
+
+  struct kcld_config *cfg = load(path);
+  if (!cfg)
+    return 1;
+  if (check || dump) {
+    int rc = 0;
+    if (dump) {
+      char *text = kcld_config_dump(cfg);
+      if (text)
+        fputs(text, stdout);
+      else
+        rc = 1;
+      free(text);
+    } else {
+      printf("kcld: %s: configuration ok\n", path);
+    }
+    kcld_config_free(cfg);
+    return fflush(stdout) == 0 ? rc : 1;
+  }
+
+  int level = (int)cfg->log.level - verbose;
+  kcld_log_setup(level < KCLD_LOG_DEBUG ? KCLD_LOG_DEBUG
+                                        : (enum kcld_log_level)level,
+                 cfg->log.format, NULL);
+  int rc = kcld_daemon_run(cfg);
+  kcld_config_free(cfg);
+  return rc == 0 ? 0 : 1;
 }

@@ -1,0 +1,986 @@
+/* test_config.c — the config table and parser: every bad file gets the exact
+ * "file:line:col: key: message" text; good files give the values and the
+ * derived defaults; endpoints resolve in the documented order; the committed
+ * reference files are what the table generates; conf/kcld.yaml yields
+ * exactly the defaults; conf/local.yaml is valid; secrets never show. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+
+#include "aws/call.h"
+#include "config.h"
+#include "err.h"
+#include "../harness/harness.h"
+#include "lease/coordinator.h"
+
+#define H "application: app\nstream: s\n"
+
+struct bad_case {
+  const char *name;
+  const char *yaml;
+  const char *expect;       /* the whole error text */
+  const char *env;          /* "NAME=value" set during the case, or NULL */
+  const char *hidden;       /* text that must not appear (a secret) */
+};
+
+static const struct bad_case s_bad[] = {
+  /* Integers. */
+  {"int below range", H "batch:\n  size: 0\n",
+   "kcld.yaml:4:9: batch.size: must be 1..10000, got 0\n", NULL, NULL},
+  {"int not a number", H "batch:\n  size: ten\n",
+   "kcld.yaml:4:9: batch.size: must be an integer, got \"ten\"\n", NULL,
+   NULL},
+  {"int above range", H "batch:\n  parallelization_factor: 11\n",
+   "kcld.yaml:4:27: batch.parallelization_factor: must be 1..10, got 11\n",
+   NULL, NULL},
+  {"int -1 floor", H "retry:\n  max_retry_attempts: -2\n",
+   "kcld.yaml:4:23: retry.max_retry_attempts: must be -1..10000, got -2\n",
+   NULL, NULL},
+  {"workers negative", H "workers: -1\n",
+   "kcld.yaml:3:10: workers: must be 0..1024, got -1\n", NULL, NULL},
+  {"int empty value", H "batch:\n  size:\n",
+   "kcld.yaml:4:8: batch.size: must be an integer, got an empty value\n",
+   NULL, NULL},
+  {"int from env out of range", H "batch:\n  size: ${KCLD_T_SIZE}\n",
+   "kcld.yaml:4:9: batch.size: must be 1..10000, got 0\n", "KCLD_T_SIZE=0",
+   NULL},
+  /* Booleans. */
+  {"bool", H "retry:\n  bisect_on_error: maybe\n",
+   "kcld.yaml:4:20: retry.bisect_on_error: must be true or false, got "
+   "\"maybe\"\n",
+   NULL, NULL},
+  /* Durations. */
+  {"duration without unit", H "batch:\n  window: 10\n",
+   "kcld.yaml:4:11: batch.window: must be a duration such as 250ms, 10s, 5m, "
+   "1h or 7d, got \"10\"\n",
+   NULL, NULL},
+  {"duration above range", H "batch:\n  window: 301s\n",
+   "kcld.yaml:4:11: batch.window: must be 0s..5m, got 301s\n", NULL, NULL},
+  {"duration below minimum", H "fetch:\n  idle_time: 100ms\n",
+   "kcld.yaml:4:14: fetch.idle_time: must be 200ms..5m, got 100ms\n", NULL,
+   NULL},
+  {"duration -1 or range", H "retry:\n  max_record_age: 30s\n",
+   "kcld.yaml:4:19: retry.max_record_age: must be -1 or 1m..7d, got 30s\n",
+   NULL, NULL},
+  {"duration over 7d", H "retry:\n  max_record_age: 8d\n",
+   "kcld.yaml:4:19: retry.max_record_age: must be -1 or 1m..7d, got 8d\n",
+   NULL, NULL},
+  {"duration overflow", H "lease:\n  failover_time: 99999999999999999d\n",
+   "kcld.yaml:4:18: lease.failover_time: must be a duration such as 250ms, "
+   "10s, 5m, 1h or 7d, got \"99999999999999999d\"\n",
+   NULL, NULL},
+  {"duration -1 not allowed", H "handler:\n  ttl: -1\n",
+   "kcld.yaml:4:8: handler.ttl: must be a duration such as 250ms, 10s, 5m, "
+   "1h or 7d, got \"-1\"\n",
+   NULL, NULL},
+  /* Sizes. */
+  {"size bad unit", H "fetch:\n  max_buffered_bytes: 8M\n",
+   "kcld.yaml:4:23: fetch.max_buffered_bytes: must be a size such as 100B, "
+   "512KiB, 8MiB, 1GiB or 10MB, got \"8M\"\n",
+   NULL, NULL},
+  {"size above range", H "fetch:\n  max_buffered_bytes: 2GiB\n",
+   "kcld.yaml:4:23: fetch.max_buffered_bytes: must be 64KiB..1GiB, got "
+   "2GiB\n",
+   NULL, NULL},
+  /* Enums. */
+  {"enum typo", H "handler:\n  type: lamda\n",
+   "kcld.yaml:4:9: handler.type: must be one of multilang, lambda, dynamodb, "
+   "plugin, stdout, got \"lamda\" (did you mean lambda?)\n",
+   NULL, NULL},
+  {"enum case", H "starting_position: latest\n",
+   "kcld.yaml:3:20: starting_position: must be one of TRIM_HORIZON, LATEST, "
+   "AT_TIMESTAMP, got \"latest\" (did you mean LATEST?)\n",
+   NULL, NULL},
+  {"enum no suggestion", H "log:\n  format: xml\n",
+   "kcld.yaml:4:11: log.format: must be one of json, text, got \"xml\"\n",
+   NULL, NULL},
+  /* Unknown keys. */
+  {"unknown key suggestion", H "batch:\n  sise: 5\n",
+   "kcld.yaml:4:3: batch.sise: unknown key (did you mean batch.size?)\n",
+   NULL, NULL},
+  {"unknown key plain", H "frobnicate: 1\n",
+   "kcld.yaml:3:1: frobnicate: unknown key\n", NULL, NULL},
+  {"unknown key in wrong section", H "timeout: 5s\n",
+   "kcld.yaml:3:1: timeout: unknown key (did you mean http.timeout or "
+   "handler.timeout?)\n",
+   NULL, NULL},
+  {"unknown section", H "leas:\n  table: x\n",
+   "kcld.yaml:3:1: leas: unknown key (did you mean lease?)\n", NULL, NULL},
+  {"unknown nested key", H "handler:\n  key:\n    pkk: x\n",
+   "kcld.yaml:5:5: handler.key.pkk: unknown key (did you mean "
+   "handler.key.pk?)\n",
+   NULL, NULL},
+  {"dotted key", H "batch.size: 5\n",
+   "kcld.yaml:3:1: batch.size: unknown key (dotted names are not read: nest "
+   "the key under its section, as in conf/kcld.yaml)\n",
+   NULL, NULL},
+  /* Duplicates. */
+  {"duplicate key", H "batch:\n  size: 5\n  size: 6\n",
+   "kcld.yaml:5:3: batch.size: duplicate key (first at line 4)\n", NULL,
+   NULL},
+  {"duplicate section", H "batch:\n  size: 5\nbatch:\n  window: 1s\n",
+   "kcld.yaml:5:1: batch: duplicate key (first at line 3)\n", NULL, NULL},
+  /* YAML structure. */
+  {"syntax error", "application: app\nstream: [s\n",
+   "kcld.yaml:3:1: YAML syntax error: did not find expected ',' or ']' "
+   "(while parsing a flow sequence at line 2, column 9)\n",
+   NULL, NULL},
+  {"tab indentation", H "batch:\n\tsize: 1\n",
+   "kcld.yaml:4:1: YAML syntax error: found character that cannot start any "
+   "token (while scanning for the next token at line 4, column 1)\n",
+   NULL, NULL},
+  {"undefined alias", H "region: *nope\n",
+   "kcld.yaml:3:9: YAML syntax error: found undefined alias\n", NULL, NULL},
+  {"mapping for scalar", H "batch:\n  size: {a: 1}\n",
+   "kcld.yaml:4:9: batch.size: expected an integer, got a mapping\n", NULL,
+   NULL},
+  {"list for scalar", H "region: [a]\n",
+   "kcld.yaml:3:9: region: expected a string, got a list\n", NULL, NULL},
+  {"scalar for section", H "lease: 5\n",
+   "kcld.yaml:3:8: lease: expected a mapping of keys, got a scalar\n", NULL,
+   NULL},
+  {"complex key", H "? [a, b]\n: 1\n",
+   "kcld.yaml:3:3: keys must be plain names, got a list\n", NULL, NULL},
+  {"second document", H "---\nfoo: 1\n",
+   "kcld.yaml:4:1: only one YAML document is allowed in the file\n", NULL,
+   NULL},
+  {"root is a list", "- a\n- b\n",
+   "kcld.yaml:1:1: expected a mapping of keys at the top level, got a list\n"
+   "kcld.yaml:1:1: application: required key is missing\n"
+   "kcld.yaml:1:1: stream: required key is missing\n",
+   NULL, NULL},
+  /* Lists. */
+  {"list item not a string", H "handler:\n  type: lambda\n"
+                               "  command: [\"a\", {b: 1}]\n",
+   "kcld.yaml:5:18: handler.command: list items must be strings, got a "
+   "mapping\n",
+   NULL, NULL},
+  {"list as mapping", H "handler:\n  command: {a: b}\n",
+   "kcld.yaml:4:12: handler.command: expected a list of strings or a string, "
+   "got a mapping\n",
+   NULL, NULL},
+  /* Environment expansion. */
+  {"env missing", H "region: \"us-${KCLD_T_UNSET}\"\n",
+   "kcld.yaml:3:13: region: environment variable KCLD_T_UNSET is not set "
+   "(give a default with ${KCLD_T_UNSET:-value})\n",
+   NULL, NULL},
+  {"env unterminated", H "region: \"${ABC\"\n",
+   "kcld.yaml:3:10: region: \"${\" is not closed by \"}\" (write \"$$\" for "
+   "a literal \"$\")\n",
+   NULL, NULL},
+  {"env bad name", H "region: \"${1A}\"\n",
+   "kcld.yaml:3:10: region: \"1A\" is not a valid environment variable "
+   "name\n",
+   NULL, NULL},
+  {"env missing in list item", H "handler:\n  type: lambda\n"
+                                 "  command:\n    - python3\n"
+                                 "    - ${KCLD_T_UNSET}/app.py\n",
+   "kcld.yaml:7:7: handler.command: environment variable KCLD_T_UNSET is "
+   "not set (give a default with ${KCLD_T_UNSET:-value})\n",
+   NULL, NULL},
+  /* Required keys. */
+  {"required missing", "batch:\n  size: 5\n",
+   "kcld.yaml:1:1: application: required key is missing\n"
+   "kcld.yaml:1:1: stream: required key is missing\n",
+   NULL, NULL},
+  {"empty file", "",
+   "kcld.yaml:1:1: application: required key is missing\n"
+   "kcld.yaml:1:1: stream: required key is missing\n",
+   NULL, NULL},
+  {"required empty", "application: \"\"\nstream: s\n",
+   "kcld.yaml:1:14: application: must not be empty\n", NULL, NULL},
+  {"required from empty env", "application: app\nstream: ${KCLD_T_EMPTY}\n",
+   "kcld.yaml:2:9: stream: must not be empty\n", "KCLD_T_EMPTY=", NULL},
+  /* Strings with rules. */
+  {"url", H "endpoint: localhost:4566\n",
+   "kcld.yaml:3:11: endpoint: must be an http:// or https:// URL, or \"\", "
+   "got \"localhost:4566\"\n",
+   NULL, NULL},
+  {"table name", H "lease:\n  table: \"a b\"\n",
+   "kcld.yaml:4:10: lease.table: must be a DynamoDB table name (3..255 "
+   "characters of a-z A-Z 0-9 _ . -), got \"a b\"\n",
+   NULL, NULL},
+  {"application as table", "application: my app\nstream: s\n",
+   "kcld.yaml:1:14: application: names the lease table when lease.table is "
+   "not set, so must be 3..255 characters of a-z A-Z 0-9 _ . -, got "
+   "\"my app\"\n",
+   NULL, NULL},
+  {"stream name", "application: app\nstream: my stream\n",
+   "kcld.yaml:2:9: stream: must be a stream name (1..128 characters of a-z "
+   "A-Z 0-9 _ . -) or a stream ARN, got \"my stream\"\n",
+   NULL, NULL},
+  {"region", H "region: US-EAST-1\n",
+   "kcld.yaml:3:9: region: must be a region name such as us-east-1, got "
+   "\"US-EAST-1\"\n",
+   NULL, NULL},
+  {"host:port", H "metrics:\n  listen: \"9464\"\n",
+   "kcld.yaml:4:11: metrics.listen: must be host:port such as "
+   "127.0.0.1:9464 or [::1]:9464, or \"\" to disable, got \"9464\"\n",
+   NULL, NULL},
+  {"host:port port too big", H "metrics:\n  listen: 127.0.0.1:65536\n",
+   "kcld.yaml:4:11: metrics.listen: must be host:port such as "
+   "127.0.0.1:9464 or [::1]:9464, or \"\" to disable, got "
+   "\"127.0.0.1:65536\"\n",
+   NULL, NULL},
+  {"ca file", H "http:\n  ca_file: /nonexistent/ca.pem\n",
+   "kcld.yaml:4:12: http.ca_file: cannot read \"/nonexistent/ca.pem\": No "
+   "such file or directory\n",
+   NULL, NULL},
+  {"template unterminated", H "handler:\n  key:\n    pk: \"${data.id\"\n",
+   "kcld.yaml:5:9: handler.key.pk: \"${\" at character 1 is not closed by "
+   "\"}\"\n",
+   NULL, NULL},
+  /* Times. */
+  {"time", H "starting_position: AT_TIMESTAMP\nstarting_timestamp: yesterday\n",
+   "kcld.yaml:4:21: starting_timestamp: must be an RFC 3339 time such as "
+   "2024-05-01T12:00:00Z, or epoch seconds, got \"yesterday\"\n",
+   NULL, NULL},
+  {"time 30 February",
+   H "starting_position: AT_TIMESTAMP\n"
+     "starting_timestamp: 2024-02-30T00:00:00Z\n",
+   "kcld.yaml:4:21: starting_timestamp: must be an RFC 3339 time such as "
+   "2024-05-01T12:00:00Z, or epoch seconds, got \"2024-02-30T00:00:00Z\"\n",
+   NULL, NULL},
+  /* Rules between keys. */
+  {"AT_TIMESTAMP without time", H "starting_position: AT_TIMESTAMP\n",
+   "kcld.yaml:3:20: starting_timestamp: required with starting_position: "
+   "AT_TIMESTAMP\n",
+   NULL, NULL},
+  {"time without AT_TIMESTAMP",
+   H "starting_position: LATEST\nstarting_timestamp: 2024-05-01T12:00:00Z\n",
+   "kcld.yaml:4:21: starting_timestamp: only used with starting_position: "
+   "AT_TIMESTAMP (starting_position is LATEST)\n",
+   NULL, NULL},
+  {"backoff base over max", H "retry:\n  backoff_base: 1m\n"
+                              "  backoff_max: 30s\n",
+   "kcld.yaml:4:17: retry.backoff_base: must not exceed retry.backoff_max "
+   "(30s), got 1m\n",
+   NULL, NULL},
+  {"backoff max under default base", H "retry:\n  backoff_max: 50ms\n",
+   "kcld.yaml:4:16: retry.backoff_max: must be at least retry.backoff_base "
+   "(100ms), got 50ms\n",
+   NULL, NULL},
+  {"connect timeout over timeout", H "http:\n  connect_timeout: 1m\n"
+                                     "  timeout: 30s\n",
+   "kcld.yaml:4:20: http.connect_timeout: must not exceed http.timeout "
+   "(30s), got 1m\n",
+   NULL, NULL},
+  {"access key without secret", H "credentials:\n  access_key_id: AKIAX\n",
+   "kcld.yaml:4:18: credentials.access_key_id: set without "
+   "credentials.secret_access_key\n",
+   NULL, NULL},
+  {"secret without access key",
+   H "credentials:\n  secret_access_key: SeCrEtVaLuE42\n",
+   "kcld.yaml:4:22: credentials.secret_access_key: set without "
+   "credentials.access_key_id\n",
+   NULL, "SeCrEtVaLuE42"},
+  {"session token alone", H "credentials:\n  session_token: ToKeN42\n",
+   "kcld.yaml:4:18: credentials.session_token: set without "
+   "credentials.access_key_id and credentials.secret_access_key\n",
+   NULL, "ToKeN42"},
+  {"profile and keys",
+   H "credentials:\n  profile: dev\n  access_key_id: AKIAX\n"
+     "  secret_access_key: SeCrEt42\n",
+   "kcld.yaml:4:12: credentials.profile: cannot be combined with explicit "
+   "keys (credentials.access_key_id)\n",
+   NULL, "SeCrEt42"},
+  {"secret with a bad value",
+   H "credentials:\n  access_key_id: AKIAX\n"
+     "  secret_access_key: \"wJalr XUtnFEMI\"\n",
+   "kcld.yaml:5:22: credentials.secret_access_key: must be printable ASCII "
+   "without spaces (value not shown)\n",
+   NULL, "wJalr"},
+  {"secret from env with a bad value",
+   H "credentials:\n  access_key_id: AKIAX\n"
+     "  session_token: \"${KCLD_T_TOKEN}\"\n  secret_access_key: ok\n",
+   "kcld.yaml:5:18: credentials.session_token: must be printable ASCII "
+   "without spaces (value not shown)\n",
+   "KCLD_T_TOKEN=tok\tsecretpart", "secretpart"},
+  {"lambda without command", H "handler:\n  type: lambda\n",
+   "kcld.yaml:4:9: handler.command: required with handler.type: lambda\n",
+   NULL, NULL},
+  {"multilang with empty command", H "handler:\n  type: multilang\n"
+                                     "  command: \"  \"\n",
+   "kcld.yaml:5:12: handler.command: required with handler.type: "
+   "multilang\n",
+   NULL, NULL},
+  {"dynamodb without table", H "handler:\n  type: dynamodb\n",
+   "kcld.yaml:4:9: handler.table: required with handler.type: dynamodb\n",
+   NULL, NULL},
+  {"dynamodb into the lease table",
+   "application: app-table\nstream: s\nhandler:\n  type: dynamodb\n"
+   "  table: app-table\n",
+   "kcld.yaml:5:10: handler.table: must not be the lease table "
+   "(app-table)\n",
+   NULL, NULL},
+  {"dynamodb with empty pk", H "handler:\n  type: dynamodb\n  table: res\n"
+                               "  key:\n    pk: \"\"\n",
+   "kcld.yaml:7:9: handler.key.pk: must not be empty with handler.type: "
+   "dynamodb\n",
+   NULL, NULL},
+  {"plugin without path", H "handler:\n  type: plugin\n",
+   "kcld.yaml:4:9: handler.path: required with handler.type: plugin\n", NULL,
+   NULL},
+  /* Several errors at once, in file order. */
+  {"several errors", H "log:\n  level: loud\nbatch:\n  size: 0\n"
+                       "  window: 1x\nzzz: 1\n",
+   "kcld.yaml:4:10: log.level: must be one of debug, info, warn, error, got "
+   "\"loud\"\n"
+   "kcld.yaml:6:9: batch.size: must be 1..10000, got 0\n"
+   "kcld.yaml:7:11: batch.window: must be a duration such as 250ms, 10s, "
+   "5m, 1h or 7d, got \"1x\"\n"
+   "kcld.yaml:8:1: zzz: unknown key\n",
+   NULL, NULL},
+};
+
+#define NBAD (sizeof(s_bad) / sizeof(s_bad[0]))
+
+static void set_case_env(const char *env, int on)
+{
+  char name[64];
+  const char *eq;
+  if (!env)
+    return;
+  eq = strchr(env, '=');
+  snprintf(name, sizeof(name), "%.*s", (int)(eq - env), env);
+  if (on)
+    setenv(name, eq + 1, 1);
+  else
+    unsetenv(name);
+}
+
+static void test_bad_configs(void **state)
+{
+  (void)state;
+  size_t failed = 0;
+  unsetenv("KCLD_T_UNSET");
+  for (size_t i = 0; i < NBAD; i++) {
+    const struct bad_case *bc = &s_bad[i];
+    struct kcld_config *cfg = (struct kcld_config *)1;
+    char *errs = NULL;
+    set_case_env(bc->env, 1);
+    int rc = kcld_config_parse("kcld.yaml", bc->yaml, strlen(bc->yaml), &cfg,
+                               &errs);
+    set_case_env(bc->env, 0);
+    int ok = rc == KCLD_ECONFIG && cfg == NULL && errs &&
+             strcmp(errs, bc->expect) == 0 &&
+             (!bc->hidden || !strstr(errs, bc->hidden));
+    if (!ok) {
+      failed++;
+      print_error("case '%s': rc %d\n  expected: %s  got:      %s", bc->name,
+                  rc, bc->expect, errs ? errs : "(none)\n");
+    }
+    free(errs);
+    if (rc == 0)
+      kcld_config_free(cfg);
+  }
+  print_message("%zu bad-config cases, %zu failed\n", NBAD, failed);
+  assert_int_equal(failed, 0);
+}
+
+static void test_error_cap(void **state)
+{
+  (void)state;
+  char text[2048];
+  size_t o = (size_t)snprintf(text, sizeof(text), H);
+  for (int i = 1; i <= 25; i++)
+    o += (size_t)snprintf(text + o, sizeof(text) - o, "zz%02d: 1\n", i);
+  struct kcld_config *cfg;
+  char *errs;
+  assert_int_equal(kcld_config_parse("k.yaml", text, o, &cfg, &errs),
+                   KCLD_ECONFIG);
+  size_t lines = 0;
+  for (char *p = errs; *p; p++)
+    lines += *p == '\n';
+  assert_int_equal(lines, KCLD_CONFIG_MAX_ERRORS + 1);
+  assert_non_null(strstr(errs, "k.yaml:3:1: zz01: unknown key\n"));
+  assert_non_null(strstr(errs, "k.yaml:22:1: zz20: unknown key\n"));
+  assert_null(strstr(errs, "zz21"));
+  assert_non_null(strstr(errs, "k.yaml: 5 more errors not shown\n"));
+  free(errs);
+}
+
+static struct kcld_config *parse_ok(const char *text)
+{
+  struct kcld_config *cfg = NULL;
+  char *errs = NULL;
+  int rc = kcld_config_parse("kcld.yaml", text, strlen(text), &cfg, &errs);
+  if (rc != 0)
+    print_error("unexpected errors (%d):\n%s", rc, errs ? errs : "");
+  free(errs);
+  assert_int_equal(rc, 0);
+  assert_non_null(cfg);
+  return cfg;
+}
+
+static void test_defaults(void **state)
+{
+  (void)state;
+  struct kcld_config *cfg = parse_ok("application: orders\nstream: s1\n");
+  char host[256], wid[300];
+  gethostname(host, sizeof(host));
+  host[sizeof(host) - 1] = '\0';
+  snprintf(wid, sizeof(wid), "%s:%ld", host, (long)getpid());
+
+  assert_string_equal(cfg->path, "kcld.yaml");
+  assert_string_equal(cfg->application, "orders");
+  assert_string_equal(cfg->stream, "s1");
+  assert_string_equal(cfg->region, "");
+  assert_string_equal(cfg->endpoint, "");
+  assert_string_equal(cfg->endpoints.kinesis, "");
+  assert_string_equal(cfg->credentials.secret_access_key, "");
+  assert_string_equal(cfg->http.ca_file, "");
+  assert_int_equal(cfg->http.connect_timeout_ms, 5000);
+  assert_int_equal(cfg->http.timeout_ms, 30000);
+  assert_int_equal(cfg->http.max_attempts, 3);
+  assert_string_equal(cfg->worker_id, wid);
+  assert_int_equal(cfg->starting_position, KCLD_CONFIG_POS_TRIM_HORIZON);
+  assert_int_equal(cfg->starting_timestamp_ms, -1);
+  assert_int_equal(cfg->shutdown_timeout_ms, 30000);
+  assert_int_equal(cfg->workers, 0);
+  assert_string_equal(cfg->lease.table, "orders");
+  assert_int_equal(cfg->lease.failover_ms, 10000);
+  assert_int_equal(cfg->lease.take_interval_ms, 20000);
+  assert_int_equal(cfg->lease.max_leases, 0);
+  assert_int_equal(cfg->lease.max_steal, 1);
+  assert_int_equal(cfg->lease.shard_sync_interval_ms, 60000);
+  assert_int_equal(cfg->lease.cleanup_delay_ms, 300000);
+  assert_int_equal(cfg->fetch.max_records, 10000);
+  assert_int_equal(cfg->fetch.idle_time_ms, 1000);
+  assert_int_equal(cfg->fetch.max_buffered_bytes, 8 * 1024 * 1024);
+  assert_int_equal(cfg->checkpoint.interval_ms, 0);
+  assert_int_equal(cfg->batch.size, 100);
+  assert_int_equal(cfg->batch.window_ms, 0);
+  assert_int_equal(cfg->batch.parallelization_factor, 1);
+  assert_int_equal(cfg->retry.max_retry_attempts, 3);
+  assert_true(cfg->retry.bisect_on_error);
+  assert_int_equal(cfg->retry.max_record_age_ms, -1);
+  assert_int_equal(cfg->retry.backoff_base_ms, 100);
+  assert_int_equal(cfg->retry.backoff_max_ms, 30000);
+  assert_string_equal(cfg->on_failure.sqs, "");
+  assert_true(cfg->on_failure.include_records);
+  assert_false(cfg->on_failure.block);
+  assert_int_equal(cfg->handler.type, KCLD_CONFIG_HANDLER_STDOUT);
+  assert_int_equal(cfg->handler.command.len, 0);
+  assert_non_null(cfg->handler.command.items);
+  assert_null(cfg->handler.command.items[0]);
+  assert_int_equal(cfg->handler.timeout_ms, 300000);
+  assert_int_equal(cfg->handler.concurrency, 1);
+  assert_string_equal(cfg->handler.path, "");
+  assert_int_equal(cfg->handler.decode, KCLD_CONFIG_DECODE_BASE64);
+  assert_string_equal(cfg->handler.table, "");
+  assert_string_equal(cfg->handler.key.pk, "${partitionKey}");
+  assert_string_equal(cfg->handler.key.sk, "${sequenceNumber}");
+  assert_int_equal(cfg->handler.write, KCLD_CONFIG_WRITE_BATCH);
+  assert_int_equal(cfg->handler.ttl_ms, 0);
+  assert_string_equal(cfg->metrics.listen, "127.0.0.1:9464");
+  assert_string_equal(cfg->metrics.emf, "");
+  assert_int_equal(cfg->log.level, KCLD_LOG_INFO);
+  assert_int_equal(cfg->log.format, KCLD_LOG_JSON);
+  kcld_config_free(cfg);
+}
+
+static void test_values(void **state)
+{
+  (void)state;
+  setenv("KCLD_T_REGION", "eu-west-1", 1);
+  setenv("KCLD_T_EMPTY", "", 1);
+  setenv("KCLD_T_SIZE", "250", 1);
+  setenv("partitionKey", "WRONG", 1); /* templates are not env-expanded */
+  unsetenv("KCLD_T_UNSET");
+  struct kcld_config *cfg = parse_ok(
+    "application: ${KCLD_T_UNSET:-fallback-app}\n"
+    "stream: arn:aws:kinesis:us-east-1:123456789012:stream/orders\n"
+    "region: ${KCLD_T_REGION}\n"
+    "endpoint: \"${KCLD_T_EMPTY:-http://localhost:4566}\"\n"
+    "worker_id: \"w$$1-${KCLD_T_EMPTY}\"\n"
+    "starting_position: AT_TIMESTAMP\n"
+    "starting_timestamp: 2024-05-01T14:00:00.250+02:00\n"
+    "workers: 4\n"
+    "lease:\n"
+    "  failover_time: 30s\n"
+    "  max_leases: 12\n"
+    "  max_steal: 0\n"
+    "fetch:\n"
+    "  max_buffered_bytes: 10MB\n"
+    "  idle_time: 1.5s\n"
+    "batch:\n"
+    "  size: \"${KCLD_T_SIZE}\"\n"
+    "  window: 1m30s\n"
+    "retry:\n"
+    "  max_retry_attempts: -1\n"
+    "  bisect_on_error: no\n"
+    "  max_record_age: 7d\n"
+    "on_failure:\n"
+    "  block: On\n"
+    "handler:\n"
+    "  type: lambda\n"
+    "  command: \"python3  handler.py\t--fast \"\n"
+    "  ttl: 30d\n"
+    "  key:\n"
+    "    pk: \"${data.deviceId}#${hour(arrival)}\"\n"
+    "    sk: ${partitionKey}\n"
+    "metrics:\n"
+    "  listen: \"[::1]:0\"\n"
+    "log:\n"
+    "  level: debug\n"
+    "  format: text\n");
+  unsetenv("partitionKey");
+  assert_string_equal(cfg->application, "fallback-app");
+  assert_string_equal(cfg->stream,
+                      "arn:aws:kinesis:us-east-1:123456789012:stream/orders");
+  assert_string_equal(cfg->region, "eu-west-1");
+  assert_string_equal(cfg->endpoint, "http://localhost:4566");
+  assert_string_equal(cfg->worker_id, "w$1-");
+  assert_int_equal(cfg->starting_position, KCLD_CONFIG_POS_AT_TIMESTAMP);
+  assert_int_equal(cfg->starting_timestamp_ms, 1714564800250LL);
+  assert_int_equal(cfg->workers, 4);
+  assert_string_equal(cfg->lease.table, "fallback-app");
+  assert_int_equal(cfg->lease.failover_ms, 30000);
+  assert_int_equal(cfg->lease.take_interval_ms, 60000); /* 2 x failover */
+  assert_int_equal(cfg->lease.max_leases, 12);
+  assert_int_equal(cfg->lease.max_steal, 0);
+  assert_int_equal(cfg->fetch.max_buffered_bytes, 10000000);
+  assert_int_equal(cfg->fetch.idle_time_ms, 1500);
+  assert_int_equal(cfg->batch.size, 250);
+  assert_int_equal(cfg->batch.window_ms, 90000);
+  assert_int_equal(cfg->retry.max_retry_attempts, -1);
+  assert_false(cfg->retry.bisect_on_error);
+  assert_int_equal(cfg->retry.max_record_age_ms, 7LL * 86400000);
+  assert_true(cfg->on_failure.block);
+  assert_int_equal(cfg->handler.type, KCLD_CONFIG_HANDLER_LAMBDA);
+  assert_int_equal(cfg->handler.command.len, 3);
+  assert_string_equal(cfg->handler.command.items[0], "python3");
+  assert_string_equal(cfg->handler.command.items[1], "handler.py");
+  assert_string_equal(cfg->handler.command.items[2], "--fast");
+  assert_null(cfg->handler.command.items[3]);
+  assert_int_equal(cfg->handler.ttl_ms, 30LL * 86400000);
+  assert_string_equal(cfg->handler.key.pk, "${data.deviceId}#${hour(arrival)}");
+  assert_string_equal(cfg->handler.key.sk, "${partitionKey}");
+  assert_string_equal(cfg->metrics.listen, "[::1]:0");
+  assert_int_equal(cfg->log.level, KCLD_LOG_DEBUG);
+  assert_int_equal(cfg->log.format, KCLD_LOG_TEXT);
+  kcld_config_free(cfg);
+
+  /* An explicit take_interval is kept; a list keeps spaces inside items;
+   * epoch seconds; a quoted empty value and "" durations. */
+  cfg = parse_ok(H "lease:\n  take_interval: 5s\n"
+                   "starting_position: AT_TIMESTAMP\n"
+                   "starting_timestamp: 1714564800.5\n"
+                   "handler:\n  type: multilang\n"
+                   "  command:\n    - /usr/bin/my processor\n    - \"-x\"\n"
+                   "  ttl: \"\"\n"
+                   "metrics:\n  listen: \"\"\n"
+                   "retry:\n  max_record_age: -1\n");
+  assert_int_equal(cfg->lease.take_interval_ms, 5000);
+  assert_int_equal(cfg->starting_timestamp_ms, 1714564800500LL);
+  assert_int_equal(cfg->handler.command.len, 2);
+  assert_string_equal(cfg->handler.command.items[0], "/usr/bin/my processor");
+  assert_string_equal(cfg->handler.command.items[1], "-x");
+  assert_int_equal(cfg->handler.ttl_ms, 0);
+  assert_string_equal(cfg->metrics.listen, "");
+  assert_int_equal(cfg->retry.max_record_age_ms, -1);
+  kcld_config_free(cfg);
+
+  /* BOM, CRLF line ends, flow mappings, an empty section. */
+  const char crlf[] = "\xef\xbb\xbf" "application: app\r\nstream: s\r\n"
+                      "endpoints: {kinesis: \"http://127.0.0.1:1\"}\r\n"
+                      "lease:\r\n"
+                      "batch:\r\n  size: 7\r\n";
+  cfg = parse_ok(crlf);
+  assert_string_equal(cfg->endpoints.kinesis, "http://127.0.0.1:1");
+  assert_int_equal(cfg->batch.size, 7);
+  kcld_config_free(cfg);
+  unsetenv("KCLD_T_REGION");
+  unsetenv("KCLD_T_EMPTY");
+  unsetenv("KCLD_T_SIZE");
+}
+
+static void test_parse_units(void **state)
+{
+  (void)state;
+  static const struct {
+    const char *text;
+    int64_t ms;
+  } durs[] = {{"0", 0},         {"250ms", 250},       {"10s", 10000},
+              {"5m", 300000},   {"1h", 3600000},      {"7d", 604800000},
+              {"1h30m", 5400000}, {"1.5s", 1500},     {"0.25s", 250},
+              {"2m500ms", 120500}, {"0s", 0}};
+  static const char *const bad_durs[] = {"", "10", "s", "1x", "-5s", "1.s",
+                                         "0.5ms", "1 s", "5M", ".5s",
+                                         "9999999999999999999s"};
+  static const struct {
+    const char *text;
+    int64_t bytes;
+  } sizes[] = {{"0", 0},
+               {"100B", 100},
+               {"512KiB", 524288},
+               {"8MiB", 8388608},
+               {"1GiB", 1073741824},
+               {"1kB", 1000},
+               {"10MB", 10000000},
+               {"1GB", 1000000000},
+               {"1.5KiB", 1536}};
+  static const char *const bad_sizes[] = {"", "8", "8M", "KiB", "1.1B",
+                                          "8 MiB", "8mib", "-1B", "8MiBs"};
+  int64_t v;
+  char buf[32];
+  for (size_t i = 0; i < sizeof(durs) / sizeof(durs[0]); i++) {
+    assert_int_equal(kcld_config_parse_duration(durs[i].text, &v), 0);
+    assert_int_equal(v, durs[i].ms);
+  }
+  for (size_t i = 0; i < sizeof(bad_durs) / sizeof(bad_durs[0]); i++)
+    if (kcld_config_parse_duration(bad_durs[i], &v) != KCLD_EINVAL)
+      fail_msg("duration '%s' accepted", bad_durs[i]);
+  for (size_t i = 0; i < sizeof(sizes) / sizeof(sizes[0]); i++) {
+    assert_int_equal(kcld_config_parse_size(sizes[i].text, &v), 0);
+    assert_int_equal(v, sizes[i].bytes);
+  }
+  for (size_t i = 0; i < sizeof(bad_sizes) / sizeof(bad_sizes[0]); i++)
+    if (kcld_config_parse_size(bad_sizes[i], &v) != KCLD_EINVAL)
+      fail_msg("size '%s' accepted", bad_sizes[i]);
+  assert_string_equal(kcld_config_format_duration(300000, buf, 32), "5m");
+  assert_string_equal(kcld_config_format_duration(90000, buf, 32), "90s");
+  assert_string_equal(kcld_config_format_duration(1500, buf, 32), "1500ms");
+  assert_string_equal(kcld_config_format_duration(0, buf, 32), "0s");
+  assert_string_equal(kcld_config_format_duration(-1, buf, 32), "-1");
+  assert_string_equal(kcld_config_format_duration(604800000, buf, 32), "7d");
+  assert_string_equal(kcld_config_format_size(8388608, buf, 32), "8MiB");
+  assert_string_equal(kcld_config_format_size(1000000, buf, 32), "1MB");
+  assert_string_equal(kcld_config_format_size(100, buf, 32), "100B");
+  assert_string_equal(kcld_config_format_size(0, buf, 32), "0B");
+}
+
+static void clear_endpoint_env(void)
+{
+  unsetenv("AWS_ENDPOINT_URL");
+  unsetenv("AWS_ENDPOINT_URL_KINESIS");
+  unsetenv("AWS_ENDPOINT_URL_DYNAMODB");
+  unsetenv("AWS_ENDPOINT_URL_SQS");
+  unsetenv("AWS_IGNORE_CONFIGURED_ENDPOINT_URLS");
+}
+
+static void expect_endpoint(const struct kcld_config *cfg,
+                            enum kcld_config_service svc, const char *url,
+                            const char *source)
+{
+  const char *src = "unset";
+  const char *got = kcld_config_endpoint(cfg, svc, &src);
+  if (!url) {
+    assert_null(got);
+    assert_null(src);
+    return;
+  }
+  assert_non_null(got);
+  assert_string_equal(got, url);
+  assert_string_equal(src, source);
+}
+
+static void test_endpoints(void **state)
+{
+  (void)state;
+  /* The enums line up with the modules that use them. */
+  assert_int_equal(KCLD_CONFIG_KINESIS, KCLD_AWS_KINESIS);
+  assert_int_equal(KCLD_CONFIG_DYNAMODB, KCLD_AWS_DYNAMODB);
+  assert_int_equal(KCLD_CONFIG_SQS, KCLD_AWS_SQS);
+  assert_int_equal(KCLD_CONFIG_POS_TRIM_HORIZON, KCLD_POS_TRIM_HORIZON);
+  assert_int_equal(KCLD_CONFIG_POS_LATEST, KCLD_POS_LATEST);
+  assert_int_equal(KCLD_CONFIG_POS_AT_TIMESTAMP, KCLD_POS_AT_TIMESTAMP);
+
+  clear_endpoint_env();
+  struct kcld_config *none = parse_ok(H);
+  struct kcld_config *one = parse_ok(H "endpoint: http://one:4566\n");
+  struct kcld_config *per = parse_ok(H "endpoint: http://one:4566\n"
+                                       "endpoints:\n  sqs: http://sqs:1\n");
+
+  /* Nothing anywhere: the AWS endpoint. */
+  expect_endpoint(none, KCLD_CONFIG_KINESIS, NULL, NULL);
+  /* AWS_ENDPOINT_URL, then the per-service variable over it. */
+  setenv("AWS_ENDPOINT_URL", "http://env-all:1", 1);
+  expect_endpoint(none, KCLD_CONFIG_DYNAMODB, "http://env-all:1",
+                  "AWS_ENDPOINT_URL");
+  setenv("AWS_ENDPOINT_URL_KINESIS", "http://env-kin:2", 1);
+  expect_endpoint(none, KCLD_CONFIG_KINESIS, "http://env-kin:2",
+                  "AWS_ENDPOINT_URL_KINESIS");
+  expect_endpoint(none, KCLD_CONFIG_SQS, "http://env-all:1",
+                  "AWS_ENDPOINT_URL");
+  /* An empty variable counts as unset. */
+  setenv("AWS_ENDPOINT_URL_SQS", "", 1);
+  expect_endpoint(none, KCLD_CONFIG_SQS, "http://env-all:1",
+                  "AWS_ENDPOINT_URL");
+  /* endpoint in the file beats both variables. */
+  expect_endpoint(one, KCLD_CONFIG_KINESIS, "http://one:4566", "endpoint");
+  expect_endpoint(one, KCLD_CONFIG_SQS, "http://one:4566", "endpoint");
+  /* endpoints.<svc> beats endpoint. */
+  expect_endpoint(per, KCLD_CONFIG_SQS, "http://sqs:1", "endpoints.sqs");
+  expect_endpoint(per, KCLD_CONFIG_DYNAMODB, "http://one:4566", "endpoint");
+  /* The SDK switch turns the variables off, not the file's keys. */
+  setenv("AWS_IGNORE_CONFIGURED_ENDPOINT_URLS", "true", 1);
+  expect_endpoint(none, KCLD_CONFIG_KINESIS, NULL, NULL);
+  expect_endpoint(per, KCLD_CONFIG_SQS, "http://sqs:1", "endpoints.sqs");
+  /* A NULL source pointer is allowed. */
+  assert_string_equal(kcld_config_endpoint(per, KCLD_CONFIG_SQS, NULL),
+                      "http://sqs:1");
+  clear_endpoint_env();
+  kcld_config_free(none);
+  kcld_config_free(one);
+  kcld_config_free(per);
+}
+
+static char *slurp_root(const char *rel)
+{
+  char path[4096];
+  snprintf(path, sizeof(path), "%s/%s", kcld_test_root(), rel);
+  char *text = kcld_test_slurp(path, NULL);
+  if (!text)
+    fail_msg("cannot read %s", path);
+  return text;
+}
+
+/* Fails with the first differing line when the committed file is not what
+ * the table generates. */
+static void expect_same(const char *rel, const char *committed,
+                        const char *generated, const char *how)
+{
+  if (strcmp(committed, generated) == 0)
+    return;
+  size_t line = 1;
+  const char *a = committed, *b = generated;
+  while (*a && *a == *b) {
+    line += *a == '\n';
+    a++;
+    b++;
+  }
+  fail_msg("%s differs from the key table at line %zu; regenerate it with "
+           "`%s`",
+           rel, line, how);
+}
+
+static void test_reference_files(void **state)
+{
+  (void)state;
+  char *yaml = kcld_config_reference(KCLD_CONFIG_REF_YAML);
+  char *md = kcld_config_reference(KCLD_CONFIG_REF_MARKDOWN);
+  char *cy = slurp_root("conf/kcld.yaml");
+  char *cm = slurp_root("docs/configuration.md");
+  assert_non_null(yaml);
+  assert_non_null(md);
+  expect_same("conf/kcld.yaml", cy, yaml,
+              "./kcld config-reference yaml > conf/kcld.yaml");
+  expect_same("docs/configuration.md", cm, md,
+              "./kcld config-reference markdown > docs/configuration.md");
+  /* Every key of the sketch the other modules build on is documented. */
+  static const char *const keys[] = {
+    "`application`", "`stream`", "`lease.take_interval`",
+    "`fetch.max_buffered_bytes`", "`retry.max_record_age`",
+    "`handler.key.sk`", "`metrics.emf`", "`credentials.session_token`",
+    "`http.max_attempts`", "`endpoints.sqs`", "`log.format`"};
+  for (size_t i = 0; i < sizeof(keys) / sizeof(keys[0]); i++)
+    if (!strstr(md, keys[i]))
+      fail_msg("%s missing from docs/configuration.md", keys[i]);
+  free(yaml);
+  free(md);
+  free(cy);
+  free(cm);
+}
+
+static void test_reference_yields_defaults(void **state)
+{
+  (void)state;
+  struct kcld_config *ref = NULL, *min;
+  char *errs = NULL, *text = slurp_root("conf/kcld.yaml");
+  clear_endpoint_env();
+  int rc = kcld_config_parse("conf/kcld.yaml", text, strlen(text), &ref,
+                             &errs);
+  if (rc != 0)
+    fail_msg("conf/kcld.yaml: %s", errs ? errs : "?");
+  min = parse_ok("application: my-application\nstream: my-stream\n");
+  char *a = kcld_config_dump(ref), *b = kcld_config_dump(min);
+  /* The dumps differ only in the first line, which names the file. */
+  assert_non_null(a);
+  assert_non_null(b);
+  assert_string_equal(strchr(a, '\n'), strchr(b, '\n'));
+  assert_int_equal(ref->batch.size, 100);
+  assert_int_equal(ref->lease.take_interval_ms, 20000);
+  assert_string_equal(ref->lease.table, "my-application");
+  assert_int_equal(ref->retry.max_record_age_ms, -1);
+  assert_int_equal(ref->handler.ttl_ms, 0);
+  free(a);
+  free(b);
+  free(text);
+  kcld_config_free(ref);
+  kcld_config_free(min);
+}
+
+static void test_local_yaml(void **state)
+{
+  (void)state;
+  char path[4096];
+  struct kcld_config *cfg = NULL;
+  char *errs = NULL;
+  static const char *const vars[] = {"KCLD_KINESIS_ENDPOINT",
+                                     "KCLD_DYNAMODB_ENDPOINT",
+                                     "KCLD_SQS_ENDPOINT", "KCLD_DLQ_URL"};
+  for (size_t i = 0; i < 4; i++)
+    unsetenv(vars[i]);
+  snprintf(path, sizeof(path), "%s/conf/local.yaml", kcld_test_root());
+  int rc = kcld_config_load(path, &cfg, &errs);
+  if (rc != 0)
+    fail_msg("%s", errs ? errs : "cannot load conf/local.yaml");
+  assert_string_equal(cfg->application, "kcld-local");
+  assert_string_equal(cfg->stream, "kcld-local");
+  assert_string_equal(cfg->region, "us-east-1");
+  assert_string_equal(cfg->endpoints.kinesis, "http://127.0.0.1:4567");
+  assert_string_equal(cfg->endpoints.dynamodb, "http://127.0.0.1:4568");
+  assert_string_equal(cfg->endpoints.sqs, "http://127.0.0.1:4569");
+  assert_string_equal(cfg->credentials.access_key_id, "test");
+  assert_string_equal(cfg->credentials.secret_access_key, "test");
+  assert_int_equal(cfg->handler.type, KCLD_CONFIG_HANDLER_DYNAMODB);
+  assert_string_equal(cfg->handler.table, "kcld-local-results");
+  assert_string_equal(cfg->on_failure.sqs,
+                      "http://127.0.0.1:4569/000000000000/kcld-local-dlq");
+  assert_true(cfg->retry.bisect_on_error);
+  assert_string_equal(cfg->metrics.listen, "127.0.0.1:9464");
+  kcld_config_free(cfg);
+
+  /* The variables the demo sets win over the defaults. */
+  setenv("KCLD_KINESIS_ENDPOINT", "http://127.0.0.1:40001", 1);
+  setenv("KCLD_DLQ_URL", "http://127.0.0.1:40003/000000000000/dlq", 1);
+  rc = kcld_config_load(path, &cfg, &errs);
+  assert_int_equal(rc, 0);
+  assert_string_equal(kcld_config_endpoint(cfg, KCLD_CONFIG_KINESIS, NULL),
+                      "http://127.0.0.1:40001");
+  assert_string_equal(cfg->on_failure.sqs,
+                      "http://127.0.0.1:40003/000000000000/dlq");
+  kcld_config_free(cfg);
+  for (size_t i = 0; i < 4; i++)
+    unsetenv(vars[i]);
+}
+
+static void test_full_file_round_trip(void **state)
+{
+  (void)state;
+  char path[4096];
+  struct kcld_config *cfg = NULL, *again = NULL;
+  char *errs = NULL;
+  snprintf(path, sizeof(path), "%s/tests/unit/config/full.yaml",
+           kcld_test_root());
+  int rc = kcld_config_load(path, &cfg, &errs);
+  if (rc != 0)
+    fail_msg("%s", errs ? errs : "cannot load full.yaml");
+  /* Every key differs from its default here. */
+  assert_string_equal(cfg->endpoints.dynamodb, "https://ddb.example:8443/x");
+  assert_string_equal(cfg->credentials.profile, "analytics");
+  assert_string_equal(cfg->http.ca_file, "/dev/null");
+  assert_int_equal(cfg->http.connect_timeout_ms, 2500);
+  assert_int_equal(cfg->http.max_attempts, 5);
+  assert_int_equal(cfg->lease.cleanup_delay_ms, 3600000);
+  assert_int_equal(cfg->checkpoint.interval_ms, 5000);
+  assert_int_equal(cfg->handler.type, KCLD_CONFIG_HANDLER_DYNAMODB);
+  assert_int_equal(cfg->handler.decode, KCLD_CONFIG_DECODE_UTF8);
+  assert_int_equal(cfg->handler.write, KCLD_CONFIG_WRITE_CONDITIONAL);
+  assert_int_equal(cfg->handler.concurrency, 3);
+  assert_string_equal(cfg->metrics.emf, "/var/log/kcld/emf.log");
+  assert_int_equal(cfg->log.level, KCLD_LOG_WARN);
+  assert_false(cfg->on_failure.include_records);
+
+  /* The dump is a config that gives the same config. */
+  char *d1 = kcld_config_dump(cfg);
+  assert_non_null(d1);
+  rc = kcld_config_parse("dump.yaml", d1, strlen(d1), &again, &errs);
+  if (rc != 0)
+    fail_msg("dump does not parse: %s\n%s", errs ? errs : "?", d1);
+  char *d2 = kcld_config_dump(again);
+  assert_string_equal(strchr(d1, '\n'), strchr(d2, '\n'));
+  /* Every key is in the dump. */
+  assert_non_null(strstr(d1, "\n    pk: \"${data.deviceId}#${hour(arrival)}\""));
+  assert_non_null(strstr(d1, "\nworker_id: \"host-$$1\"\n"));
+  free(d1);
+  free(d2);
+  kcld_config_free(cfg);
+  kcld_config_free(again);
+}
+
+static void test_secrets_never_shown(void **state)
+{
+  (void)state;
+  static const char secret[] = "wJalrXUtnFEMIK7MDENGbPxRfiCYEXAMPLEKEY";
+  static const char token[] = "IQoJb3JpZ2luX2VjEXAMPLETOKEN";
+  char text[512];
+  snprintf(text, sizeof(text),
+           H "credentials:\n  access_key_id: AKIAEXAMPLE\n"
+             "  secret_access_key: %s\n  session_token: \"%s\"\n",
+           secret, token);
+  struct kcld_config *cfg = parse_ok(text);
+  assert_string_equal(cfg->credentials.secret_access_key, secret);
+  assert_string_equal(cfg->credentials.session_token, token);
+  char *dump = kcld_config_dump(cfg);
+  assert_null(strstr(dump, secret));
+  assert_null(strstr(dump, token));
+  assert_non_null(strstr(dump, "  secret_access_key: \"[redacted]\"\n"));
+  assert_non_null(strstr(dump, "  session_token: \"[redacted]\"\n"));
+  assert_non_null(strstr(dump, "  access_key_id: \"AKIAEXAMPLE\"\n"));
+  free(dump);
+  kcld_config_free(cfg);
+
+  /* Errors elsewhere in a file with secrets: the secrets stay out. */
+  snprintf(text, sizeof(text),
+           H "credentials:\n  secret_access_key: %s\n"
+             "  session_token: \"%s x\"\nbatch:\n  size: 0\n",
+           secret, token);
+  char *errs = NULL;
+  assert_int_equal(kcld_config_parse("k.yaml", text, strlen(text), &cfg,
+                                     &errs),
+                   KCLD_ECONFIG);
+  assert_non_null(errs);
+  assert_null(strstr(errs, secret));
+  assert_null(strstr(errs, token));
+  assert_non_null(strstr(errs, "k.yaml:5:18: credentials.session_token: must "
+                               "be printable ASCII without spaces (value not "
+                               "shown)\n"));
+  free(errs);
+}
+
+static void test_load_errors(void **state)
+{
+  (void)state;
+  struct kcld_config *cfg = (struct kcld_config *)1;
+  char *errs = NULL;
+  assert_int_equal(kcld_config_load("/nonexistent/kcld.yaml", &cfg, &errs),
+                   KCLD_EIO);
+  assert_null(cfg);
+  assert_string_equal(errs, "/nonexistent/kcld.yaml: cannot read: No such "
+                            "file or directory\n");
+  free(errs);
+  /* A NULL errors pointer is allowed. */
+  assert_int_equal(kcld_config_parse("x", "a: 1\n", 5, &cfg, NULL),
+                   KCLD_ECONFIG);
+  assert_null(cfg);
+  kcld_config_free(NULL);
+}
+
+int main(void)
+{
+  const struct CMUnitTest tests[] = {
+    cmocka_unit_test(test_bad_configs),
+    cmocka_unit_test(test_error_cap),
+    cmocka_unit_test(test_defaults),
+    cmocka_unit_test(test_values),
+    cmocka_unit_test(test_parse_units),
+    cmocka_unit_test(test_endpoints),
+    cmocka_unit_test(test_reference_files),
+    cmocka_unit_test(test_reference_yields_defaults),
+    cmocka_unit_test(test_local_yaml),
+    cmocka_unit_test(test_full_file_round_trip),
+    cmocka_unit_test(test_secrets_never_shown),
+    cmocka_unit_test(test_load_errors),
+  };
+  return cmocka_run_group_tests(tests, NULL, NULL);
+}

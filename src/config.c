@@ -1116,7 +1116,8 @@ static void locate(const struct ctx *c, const yaml_node_t *node,
 }
 
 static void err_node(struct ctx *c, const yaml_node_t *node, const char *key,
-                     const char *fmt, ...) __attribute__((format(printf, 4, 5)));
+                     const char *fmt, ...)
+  __attribute__((format(printf, 4, 5)));
 
 static void err_node(struct ctx *c, const yaml_node_t *node, const char *key,
                      const char *fmt, ...)

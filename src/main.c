@@ -27,8 +27,8 @@ static const char s_usage[] =
   KCLD_CONFIG_DEFAULT_PATH "); see docs/configuration.md.\n"
   "\n"
   "options:\n"
-  "  -c, --config PATH     configuration file (default " KCLD_CONFIG_DEFAULT_PATH
-  ")\n"
+  "  -c, --config PATH     configuration file (default "
+  KCLD_CONFIG_DEFAULT_PATH ")\n"
   "  -t, --check-config    validate the configuration and exit: 0 when it\n"
   "                        is valid, 1 with every error; PATH may follow\n"
   "      --dump-config     print the effective configuration (secrets\n"

@@ -900,7 +900,8 @@ static void test_full_file_round_trip(void **state)
   char *d2 = kcld_config_dump(again);
   assert_string_equal(strchr(d1, '\n'), strchr(d2, '\n'));
   /* Every key is in the dump. */
-  assert_non_null(strstr(d1, "\n    pk: \"${data.deviceId}#${hour(arrival)}\""));
+  assert_non_null(
+    strstr(d1, "\n    pk: \"${data.deviceId}#${hour(arrival)}\""));
   assert_non_null(strstr(d1, "\nworker_id: \"host-$$1\"\n"));
   free(d1);
   free(d2);

@@ -65,7 +65,7 @@ test: deps
 check: $(BUILD)/kcld $(UNIT) $(INTEG)
 	@tests/run-tests.sh $(BUILD) $(UNIT) $(INTEG)
 
-unit: $(UNIT)
+unit: $(BUILD)/kcld $(UNIT)
 	@tests/run-tests.sh $(BUILD) $(UNIT)
 
 integration: $(BUILD)/kcld $(INTEG)

@@ -1,12 +1,500 @@
-/* daemon.c — placeholder until the daemon lands (see daemon.h). */
+/* daemon.c — the running daemon: wires the loop, the AWS clients, the lease
+ * coordinator, one shard consumer per held lease, the dispatcher and the
+ * handler, and runs the graceful shutdown.
+ *
+ * Start:    region -> clients -> handler -> coordinator (table, shard sync);
+ *           READY=1 to systemd once the lease table answered.
+ * Running:  acquired lease -> shard consumer -> dispatcher -> handler;
+ *           lost lease -> the consumer stops at once.
+ * Shutdown: (first SIGTERM/SIGINT) stop fetching, let in-flight batches
+ *           finish within shutdown_timeout, flush checkpoints, release every
+ *           lease, close everything.  A second signal ends the run at once,
+ *           without checkpointing anything unhandled. */
 #include "daemon.h"
 
+#include <signal.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <jansson.h>
+
+#include "aws/call.h"
+#include "aws/credentials.h"
+#include "aws/http.h"
+#include "aws/kinesis.h"
+#include "consume/shard_consumer.h"
 #include "err.h"
+#include "handlers/handler.h"
+#include "lease/coordinator.h"
 #include "log.h"
+#include "ops/notify.h"
+#include "process/dispatcher.h"
+#include "process/pool.h"
+
+#define STATUS_INTERVAL_MS 10000
+#define DRAIN_POLL_MS 50
+
+enum phase {
+  PHASE_STARTING = 0,
+  PHASE_RUNNING,
+  PHASE_STOPPING,   /* consumers finishing their work */
+  PHASE_RELEASING,  /* leases being released */
+  PHASE_DRAINING,   /* waiting for the handler's last answers */
+  PHASE_CLOSED
+};
+
+struct shard {
+  struct shard *next;
+  struct kcld_shard_consumer *consumer;
+};
+
+struct daemon {
+  const struct kcld_config *cfg;
+  uv_loop_t loop;
+  uv_signal_t sigterm, sigint;
+  uv_timer_t status;     /* sd_notify STATUS and the drain poll */
+  enum phase phase;
+  int signals;
+  int rc;                /* what kcld_daemon_run returns */
+  int immediate;         /* second signal: leave now */
+  char *region;
+  struct kcld_http *http;
+  struct kcld_credentials *creds;
+  struct kcld_aws *aws;
+  struct kcld_kinesis *kinesis;
+  struct kcld_handler *handler;
+  struct kcld_dispatcher *disp;
+  struct kcld_coordinator *coord;
+  struct kcld_notify *notify;
+  struct shard *shards;
+};
+
+static void begin_shutdown(struct daemon *dm, int rc);
+
+/* ======== Empty strings in the config mean "not set" ======== */
+
+static const char *opt(const char *s)
+{
+  return s && *s ? s : NULL;
+}
+
+/* ======== Shard consumers ======== */
+
+static void on_consumer_finished(struct kcld_shard_consumer *c,
+                                 enum kcld_shard_consumer_end how, int err,
+                                 void *arg);
+
+static void on_acquired(const struct kcld_lease *lease, void *arg)
+{
+  struct daemon *dm = arg;
+  const struct kcld_config *cfg = dm->cfg;
+  struct kcld_shard_consumer_opts o;
+  struct shard *s;
+  int rc;
+
+  if (dm->phase != PHASE_RUNNING && dm->phase != PHASE_STARTING)
+    return; /* shutting down: the lease is released with the others */
+  s = calloc(1, sizeof(*s));
+  if (!s) {
+    kcld_log(KCLD_LOG_ERROR, "out of memory starting a shard consumer",
+             "shard", lease->shard_id, NULL);
+    return;
+  }
+  memset(&o, 0, sizeof(o));
+  o.loop = &dm->loop;
+  o.kinesis = dm->kinesis;
+  o.coordinator = dm->coord;
+  o.stream = cfg->stream;
+  o.lease = lease;
+  o.initial_timestamp_ms = cfg->starting_timestamp_ms;
+  o.max_records = cfg->fetch.max_records;
+  o.idle_ms = (uint64_t)cfg->fetch.idle_time_ms;
+  o.max_buffered_bytes = (size_t)cfg->fetch.max_buffered_bytes;
+  o.checkpoint_interval_ms = (uint64_t)cfg->checkpoint.interval_ms;
+  o.sink = kcld_dispatcher_sink(dm->disp);
+  o.finished = on_consumer_finished;
+  o.arg = dm;
+  rc = kcld_shard_consumer_start(&o, &s->consumer);
+  if (rc != 0) {
+    kcld_log(KCLD_LOG_ERROR, "cannot start the shard consumer", "shard",
+             lease->shard_id, "error", kcld_strerror(rc), NULL);
+    free(s);
+    return;
+  }
+  s->next = dm->shards;
+  dm->shards = s;
+  if (dm->handler->ops->shard_started)
+    dm->handler->ops->shard_started(dm->handler, lease->shard_id,
+                                    lease->checkpoint, lease->checkpoint_sub);
+}
+
+static struct shard **find_shard(struct daemon *dm, const char *shard_id)
+{
+  for (struct shard **p = &dm->shards; *p; p = &(*p)->next)
+    if (strcmp(kcld_shard_consumer_shard_id((*p)->consumer), shard_id) == 0)
+      return p;
+  return NULL;
+}
+
+static void on_lost(const char *shard_id, void *arg)
+{
+  struct daemon *dm = arg;
+  struct shard **p = find_shard(dm, shard_id);
+  if (p)
+    kcld_shard_consumer_lose((*p)->consumer);
+}
+
+static void on_released(int err, void *arg);
+
+/* Every consumer has finished during shutdown: release the leases. */
+static void maybe_release(struct daemon *dm)
+{
+  if (dm->phase != PHASE_STOPPING || dm->shards)
+    return;
+  dm->phase = PHASE_RELEASING;
+  kcld_log(KCLD_LOG_INFO, "consumers stopped; releasing leases", NULL);
+  kcld_coordinator_release_all(dm->coord, on_released, dm);
+}
+
+static void on_consumer_finished(struct kcld_shard_consumer *c,
+                                 enum kcld_shard_consumer_end how, int err,
+                                 void *arg)
+{
+  struct daemon *dm = arg;
+  const char *shard_id = kcld_shard_consumer_shard_id(c);
+  struct shard **p = find_shard(dm, shard_id), *s;
+  static const enum kcld_shard_stop why[] = {
+    [KCLD_SHARD_CONSUMER_ENDED] = KCLD_SHARD_STOP_ENDED,
+    [KCLD_SHARD_CONSUMER_STOPPED] = KCLD_SHARD_STOP_SHUTDOWN,
+    [KCLD_SHARD_CONSUMER_LOST] = KCLD_SHARD_STOP_LOST,
+  };
+  static const char *const names[] = {"ended", "stopped", "lost"};
+
+  kcld_log(err ? KCLD_LOG_WARN : KCLD_LOG_INFO, "shard consumer finished",
+           "shard", shard_id, "how", names[how], "error",
+           err ? kcld_strerror(err) : NULL, NULL);
+  if (dm->handler->ops->shard_stopped)
+    dm->handler->ops->shard_stopped(dm->handler, shard_id, why[how]);
+  if (p) {
+    s = *p;
+    *p = s->next;
+    free(s);
+  }
+  kcld_shard_consumer_close(c);
+  maybe_release(dm);
+}
+
+/* ======== Coordinator ======== */
+
+static void on_ready(int err, void *arg)
+{
+  struct daemon *dm = arg;
+  if (err) {
+    kcld_log(KCLD_LOG_ERROR, "start-up failed: lease table or stream not "
+             "reachable", "error", kcld_strerror(err), NULL);
+    begin_shutdown(dm, err);
+    return;
+  }
+  if (dm->phase == PHASE_STARTING)
+    dm->phase = PHASE_RUNNING;
+  kcld_log(KCLD_LOG_INFO, "lease table ready", "table", dm->cfg->lease.table,
+           "worker", dm->cfg->worker_id, NULL);
+  kcld_notify_ready(dm->notify, "lease table reachable");
+}
+
+/* ======== Closing ======== */
+
+static void close_all(struct daemon *dm)
+{
+  dm->phase = PHASE_CLOSED;
+  uv_timer_stop(&dm->status);
+  uv_close((uv_handle_t *)&dm->status, NULL);
+  uv_close((uv_handle_t *)&dm->sigterm, NULL);
+  uv_close((uv_handle_t *)&dm->sigint, NULL);
+  if (dm->coord)
+    kcld_coordinator_close(dm->coord);
+  if (dm->disp)
+    kcld_dispatcher_close(dm->disp);
+  if (dm->handler)
+    dm->handler->ops->destroy(dm->handler);
+  if (dm->kinesis)
+    kcld_kinesis_close(dm->kinesis);
+  if (dm->aws)
+    kcld_aws_close(dm->aws);
+  if (dm->creds)
+    kcld_credentials_destroy(dm->creds);
+  if (dm->http)
+    kcld_http_close(dm->http);
+  kcld_notify_close(dm->notify);
+  dm->coord = NULL;
+  dm->disp = NULL;
+  dm->handler = NULL;
+  dm->kinesis = NULL;
+  dm->aws = NULL;
+  dm->creds = NULL;
+  dm->http = NULL;
+  dm->notify = NULL;
+}
+
+static void on_status_timer(uv_timer_t *t);
+
+/* The handler may still owe answers for batches whose consumer gave up
+ * waiting (shutdown deadline): wait for them before destroying it. */
+static void drain_then_close(struct daemon *dm)
+{
+  struct kcld_dispatcher_stats st;
+  dm->phase = PHASE_DRAINING;
+  if (dm->disp) {
+    kcld_dispatcher_stats(dm->disp, &st);
+    if (st.in_flight > 0) {
+      uv_ref((uv_handle_t *)&dm->status);
+      uv_timer_start(&dm->status, on_status_timer, DRAIN_POLL_MS, 0);
+      return;
+    }
+  }
+  close_all(dm);
+}
+
+static void on_released(int err, void *arg)
+{
+  struct daemon *dm = arg;
+  if (err)
+    kcld_log(KCLD_LOG_WARN, "some leases could not be released; peers take "
+             "them after the failover time", "error", kcld_strerror(err), NULL);
+  else
+    kcld_log(KCLD_LOG_INFO, "leases released", NULL);
+  drain_then_close(dm);
+}
+
+static void begin_shutdown(struct daemon *dm, int rc)
+{
+  if (dm->phase >= PHASE_STOPPING)
+    return;
+  if (rc && !dm->rc)
+    dm->rc = rc;
+  kcld_notify_stopping(dm->notify, "shutting down");
+  if (!dm->coord) {
+    drain_then_close(dm);
+    return;
+  }
+  dm->phase = PHASE_STOPPING;
+  if (!dm->shards) {
+    maybe_release(dm);
+    return;
+  }
+  for (struct shard *s = dm->shards; s; s = s->next)
+    kcld_shard_consumer_stop(s->consumer,
+                             (uint64_t)dm->cfg->shutdown_timeout_ms);
+}
+
+static void on_signal(uv_signal_t *h, int signum)
+{
+  struct daemon *dm = h->data;
+  dm->signals++;
+  if (dm->signals == 1) {
+    kcld_log(KCLD_LOG_INFO, "shutting down: finishing in-flight work; "
+             "signal again to exit at once", "signal", strsignal(signum),
+             NULL);
+    begin_shutdown(dm, 0);
+    return;
+  }
+  kcld_log(KCLD_LOG_WARN, "second signal: exiting at once without "
+           "checkpointing unhandled records", NULL);
+  dm->immediate = 1;
+  uv_stop(&dm->loop);
+}
+
+static void on_status_timer(uv_timer_t *t)
+{
+  struct daemon *dm = t->data;
+  if (dm->phase == PHASE_DRAINING) {
+    drain_then_close(dm);
+    return;
+  }
+  if (dm->coord)
+    kcld_notify_status(dm->notify, "%zu leases held",
+                       kcld_coordinator_held(dm->coord));
+}
+
+/* ======== Start-up ======== */
+
+static int start_clients(struct daemon *dm)
+{
+  const struct kcld_config *cfg = dm->cfg;
+  struct kcld_aws_opts ao;
+  struct kcld_coordinator_opts co;
+  struct kcld_dispatcher_opts dop;
+  struct kcld_handler_env env;
+  int rc;
+
+  memset(&ao, 0, sizeof(ao));
+  ao.loop = &dm->loop;
+  ao.http = dm->http;
+  ao.creds = dm->creds;
+  ao.region = dm->region;
+  ao.endpoint[KCLD_AWS_KINESIS] = kcld_config_endpoint(cfg, KCLD_CONFIG_KINESIS,
+                                                       NULL);
+  ao.endpoint[KCLD_AWS_DYNAMODB] =
+    kcld_config_endpoint(cfg, KCLD_CONFIG_DYNAMODB, NULL);
+  ao.endpoint[KCLD_AWS_SQS] = kcld_config_endpoint(cfg, KCLD_CONFIG_SQS, NULL);
+  ao.max_attempts = cfg->http.max_attempts;
+  ao.timeout_ms = (long)cfg->http.timeout_ms;
+  if ((rc = kcld_aws_new(&ao, &dm->aws)) != 0)
+    return rc;
+  if ((rc = kcld_kinesis_new(dm->aws, &dm->loop, &dm->kinesis)) != 0)
+    return rc;
+
+  memset(&env, 0, sizeof(env));
+  env.loop = &dm->loop;
+  env.cfg = cfg;
+  env.aws = dm->aws;
+  env.region = dm->region;
+  env.stream_arn = strncmp(cfg->stream, "arn:", 4) == 0 ? cfg->stream : "";
+  if ((rc = kcld_handler_new(&env, &dm->handler)) != 0)
+    return rc;
+
+  memset(&dop, 0, sizeof(dop));
+  dop.loop = &dm->loop;
+  dop.handler = dm->handler;
+  dop.batch_size = (unsigned)cfg->batch.size;
+  dop.backoff_base_ms = (uint64_t)cfg->retry.backoff_base_ms;
+  dop.backoff_max_ms = (uint64_t)cfg->retry.backoff_max_ms;
+  if ((rc = kcld_dispatcher_new(&dop, &dm->disp)) != 0)
+    return rc;
+
+  memset(&co, 0, sizeof(co));
+  co.loop = &dm->loop;
+  co.aws = dm->aws;
+  co.table = cfg->lease.table;
+  co.stream = cfg->stream;
+  co.worker_id = cfg->worker_id;
+  co.failover_ms = (uint64_t)cfg->lease.failover_ms;
+  co.take_interval_ms = (uint64_t)cfg->lease.take_interval_ms;
+  co.shard_sync_interval_ms = (uint64_t)cfg->lease.shard_sync_interval_ms;
+  co.cleanup_delay_ms = (uint64_t)cfg->lease.cleanup_delay_ms;
+  co.max_leases = (unsigned)cfg->lease.max_leases;
+  co.max_steal = (unsigned)cfg->lease.max_steal;
+  co.initial_position = (enum kcld_initial_position)cfg->starting_position;
+  co.initial_timestamp_ms = cfg->starting_timestamp_ms;
+  co.cbs.ready = on_ready;
+  co.cbs.acquired = on_acquired;
+  co.cbs.lost = on_lost;
+  co.cbs.arg = dm;
+  return kcld_coordinator_start(&co, &dm->coord);
+}
+
+static void with_region(struct daemon *dm)
+{
+  int rc;
+  kcld_log(KCLD_LOG_INFO, "starting", "application", dm->cfg->application,
+           "stream", dm->cfg->stream, "region", dm->region, "worker",
+           dm->cfg->worker_id, NULL);
+  rc = start_clients(dm);
+  if (rc != 0) {
+    kcld_log(KCLD_LOG_ERROR, "start-up failed", "error", kcld_strerror(rc),
+             NULL);
+    begin_shutdown(dm, rc);
+  }
+}
+
+static void on_imds_region(int err, const char *region, void *arg)
+{
+  struct daemon *dm = arg;
+  if (dm->phase != PHASE_STARTING)
+    return;
+  if (err || !region || !(dm->region = strdup(region))) {
+    kcld_log(KCLD_LOG_ERROR, "no region: set `region` in the config, or "
+             "AWS_REGION", "error", kcld_strerror(err ? err : KCLD_ENOMEM),
+             NULL);
+    begin_shutdown(dm, KCLD_ECONFIG);
+    return;
+  }
+  with_region(dm);
+}
+
+static int open_base(struct daemon *dm)
+{
+  const struct kcld_config *cfg = dm->cfg;
+  struct kcld_http_opts ho;
+  struct kcld_credentials_opts cro;
+  int rc;
+
+  memset(&ho, 0, sizeof(ho));
+  ho.ca_file = opt(cfg->http.ca_file);
+  ho.connect_timeout_ms = (long)cfg->http.connect_timeout_ms;
+  ho.timeout_ms = (long)cfg->http.timeout_ms;
+  if ((rc = kcld_http_new(&dm->loop, &ho, &dm->http)) != 0)
+    return rc;
+  memset(&cro, 0, sizeof(cro));
+  cro.loop = &dm->loop;
+  cro.http = dm->http;
+  cro.access_key_id = opt(cfg->credentials.access_key_id);
+  cro.secret_access_key = opt(cfg->credentials.secret_access_key);
+  cro.session_token = opt(cfg->credentials.session_token);
+  cro.profile = opt(cfg->credentials.profile);
+  return kcld_credentials_new(&cro, &dm->creds);
+}
 
 int kcld_daemon_run(const struct kcld_config *cfg)
 {
-  (void)cfg;
-  kcld_log(KCLD_LOG_ERROR, "daemon not built in this revision", NULL);
-  return KCLD_EINVAL;
+  struct daemon dm;
+  int rc;
+
+  memset(&dm, 0, sizeof(dm));
+  dm.cfg = cfg;
+  json_object_seed(0); /* before any pool thread parses JSON */
+  kcld_pool_init((unsigned)cfg->workers);
+  signal(SIGPIPE, SIG_IGN);
+  if ((rc = kcld_http_global_init()) != 0)
+    return rc;
+  if ((rc = uv_loop_init(&dm.loop)) != 0) {
+    kcld_log(KCLD_LOG_ERROR, "cannot create the event loop", "error",
+             uv_strerror(rc), NULL);
+    kcld_http_global_cleanup();
+    return KCLD_EIO;
+  }
+  if (kcld_notify_open(&dm.notify, true) != 0)
+    dm.notify = NULL; /* logged; run without systemd notifications */
+  uv_signal_init(&dm.loop, &dm.sigterm);
+  uv_signal_init(&dm.loop, &dm.sigint);
+  dm.sigterm.data = dm.sigint.data = &dm;
+  uv_signal_start(&dm.sigterm, on_signal, SIGTERM);
+  uv_signal_start(&dm.sigint, on_signal, SIGINT);
+  uv_timer_init(&dm.loop, &dm.status);
+  dm.status.data = &dm;
+  uv_timer_start(&dm.status, on_status_timer, STATUS_INTERVAL_MS,
+                 STATUS_INTERVAL_MS);
+  uv_unref((uv_handle_t *)&dm.status);
+  kcld_notify_watchdog_start(dm.notify, &dm.loop);
+
+  rc = open_base(&dm);
+  if (rc == 0) {
+    dm.region = kcld_region_from_env(opt(cfg->region),
+                                     opt(cfg->credentials.profile));
+    if (dm.region) {
+      with_region(&dm);
+    } else {
+      rc = kcld_region_from_imds(&dm.loop, dm.http, NULL, on_imds_region, &dm);
+      if (rc != 0)
+        kcld_log(KCLD_LOG_ERROR, "no region: set `region` in the config, or "
+                 "AWS_REGION", NULL);
+    }
+  } else {
+    kcld_log(KCLD_LOG_ERROR, "start-up failed", "error", kcld_strerror(rc),
+             NULL);
+  }
+  if (rc != 0)
+    begin_shutdown(&dm, rc);
+
+  uv_run(&dm.loop, UV_RUN_DEFAULT);
+  if (dm.immediate) /* second signal: main exits without cleaning up */
+    return KCLD_ECANCELED;
+  /* A close callback or two may be left: run the loop dry, then close. */
+  uv_run(&dm.loop, UV_RUN_DEFAULT);
+  if (uv_loop_close(&dm.loop) != 0)
+    kcld_log(KCLD_LOG_WARN, "event loop closed with handles open", NULL);
+  kcld_http_global_cleanup();
+  free(dm.region);
+  kcld_log(KCLD_LOG_INFO, "stopped", NULL);
+  return dm.rc;
 }

@@ -214,6 +214,8 @@ int main(int argc, char **argv)
                                         : (enum kcld_log_level)level,
                  cfg->log.format, NULL);
   int rc = kcld_daemon_run(cfg);
+  if (rc == KCLD_ECANCELED) /* a second signal: leave at once */
+    _Exit(1);
   kcld_config_free(cfg);
   return rc == 0 ? 0 : 1;
 }

@@ -1,0 +1,82 @@
+/* proc.c — see proc.h. */
+#include "proc.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <setjmp.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <sys/prctl.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+
+#include "harness.h"
+
+pid_t kcld_test_spawn_kcld(const char *config_path, const char *log_path)
+{
+  pid_t parent = getpid();
+  pid_t pid = fork();
+  assert_true(pid >= 0);
+  if (pid == 0) {
+    int fd = open(log_path, O_WRONLY | O_CREAT | O_APPEND, 0644);
+    prctl(PR_SET_PDEATHSIG, SIGKILL);
+    if (getppid() != parent)
+      _exit(127);
+    if (fd >= 0) {
+      dup2(fd, 1);
+      dup2(fd, 2);
+      close(fd);
+    }
+    execl(kcld_test_bin(), "kcld", "--config", config_path, (char *)NULL);
+    _exit(127);
+  }
+  return pid;
+}
+
+int kcld_test_wait_exit(pid_t pid, unsigned timeout_ms, int *status)
+{
+  unsigned long long end = kcld_test_now_ms() + timeout_ms;
+  for (;;) {
+    pid_t r = waitpid(pid, status, WNOHANG);
+    if (r == pid)
+      return 1;
+    if (r < 0 && errno != EINTR)
+      return 1;
+    if (kcld_test_now_ms() >= end)
+      return 0;
+    kcld_test_sleep_ms(20);
+  }
+}
+
+void kcld_test_reap(pid_t pid)
+{
+  int status;
+  if (pid <= 0)
+    return;
+  if (waitpid(pid, &status, WNOHANG) == 0) {
+    kill(pid, SIGKILL);
+    waitpid(pid, &status, 0);
+  }
+}
+
+unsigned long long kcld_test_now_ms(void)
+{
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return (unsigned long long)ts.tv_sec * 1000ULL +
+         (unsigned long long)ts.tv_nsec / 1000000ULL;
+}
+
+void kcld_test_sleep_ms(unsigned ms)
+{
+  struct timespec ts = {.tv_sec = ms / 1000,
+                        .tv_nsec = (long)(ms % 1000) * 1000000L};
+  while (nanosleep(&ts, &ts) != 0 && errno == EINTR)
+    ;
+}

@@ -1,0 +1,27 @@
+/* proc.h — kcld worker processes for end-to-end tests.
+ *
+ * Workers are forked with PR_SET_PDEATHSIG=SIGKILL, so none outlives the
+ * test that started it, however the test ends. */
+#ifndef KCLD_TEST_PROC_H
+#define KCLD_TEST_PROC_H
+
+#include <sys/types.h>
+
+/* Starts `kcld --config config_path` (the build under test), stdout and
+ * stderr appended to log_path.  Returns the pid (asserts on failure). */
+pid_t kcld_test_spawn_kcld(const char *config_path, const char *log_path);
+
+/* Waits up to timeout_ms for pid to exit.  Returns 1 and the wait status in
+ * *status when it did, 0 when it is still running. */
+int kcld_test_wait_exit(pid_t pid, unsigned timeout_ms, int *status);
+
+/* Kills (SIGKILL) and reaps pid if it is still running. */
+void kcld_test_reap(pid_t pid);
+
+/* Milliseconds on the monotonic clock. */
+unsigned long long kcld_test_now_ms(void);
+
+/* Sleeps ms milliseconds. */
+void kcld_test_sleep_ms(unsigned ms);
+
+#endif

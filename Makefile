@@ -74,9 +74,64 @@ integration: $(BUILD)/kcld $(INTEG)
 run: deps kcld
 	@scripts/run-local.sh
 
-install: kcld
-	install -D -m 0755 kcld $(DESTDIR)$(PREFIX)/bin/kcld
-	install -D -m 0644 conf/kcld.yaml $(DESTDIR)/etc/kcld/kcld.yaml
+# make install [PREFIX=/usr/local] [DESTDIR=]: the binary, the systemd unit
+# (its ExecStart follows BINDIR), the sysusers.d and tmpfiles.d entries, the
+# man page, and the example configuration, which also becomes
+# /etc/kcld/kcld.yaml when that file does not exist yet (never overwritten).
+# A real install (no DESTDIR, as root, systemd present) also creates the kcld
+# user and the permissions of /etc/kcld; packagers do that at install time.
+BINDIR      ?= $(PREFIX)/bin
+MANDIR      ?= $(PREFIX)/share/man
+DOCDIR      ?= $(PREFIX)/share/doc/kcld
+UNITDIR     ?= $(PREFIX)/lib/systemd/system
+SYSUSERSDIR ?= $(PREFIX)/lib/sysusers.d
+TMPFILESDIR ?= $(PREFIX)/lib/tmpfiles.d
+CONFDIR     := /etc/kcld
+
+.PHONY: uninstall
+install: $(BUILD)/kcld
+	install -D -m 0755 $(BUILD)/kcld $(DESTDIR)$(BINDIR)/kcld
+	install -d -m 0755 $(DESTDIR)$(UNITDIR)
+	sed 's|^ExecStart=/usr/local/bin/kcld |ExecStart=$(BINDIR)/kcld |' \
+	  systemd/kcld.service > $(DESTDIR)$(UNITDIR)/kcld.service.tmp
+	chmod 0644 $(DESTDIR)$(UNITDIR)/kcld.service.tmp
+	mv -f $(DESTDIR)$(UNITDIR)/kcld.service.tmp \
+	  $(DESTDIR)$(UNITDIR)/kcld.service
+	install -D -m 0644 systemd/kcld.sysusers $(DESTDIR)$(SYSUSERSDIR)/kcld.conf
+	install -D -m 0644 systemd/kcld.tmpfiles $(DESTDIR)$(TMPFILESDIR)/kcld.conf
+	install -D -m 0644 docs/man/kcld.8 $(DESTDIR)$(MANDIR)/man8/kcld.8
+	install -D -m 0644 conf/kcld.yaml $(DESTDIR)$(DOCDIR)/kcld.yaml.example
+	@[ -d $(DESTDIR)$(CONFDIR) ] || install -d -m 0755 $(DESTDIR)$(CONFDIR)
+	@if [ -e $(DESTDIR)$(CONFDIR)/kcld.yaml ]; then \
+	  echo "install: keeping the existing $(DESTDIR)$(CONFDIR)/kcld.yaml"; \
+	else \
+	  echo "install -m 0640 conf/kcld.yaml $(DESTDIR)$(CONFDIR)/kcld.yaml"; \
+	  install -m 0640 conf/kcld.yaml $(DESTDIR)$(CONFDIR)/kcld.yaml; \
+	fi
+	@if [ -z "$(DESTDIR)" ] && [ "$$(id -u)" = 0 ] && \
+	    command -v systemd-sysusers >/dev/null 2>&1; then \
+	  echo "systemd-sysusers $(SYSUSERSDIR)/kcld.conf"; \
+	  systemd-sysusers $(SYSUSERSDIR)/kcld.conf; \
+	  echo "systemd-tmpfiles --create $(TMPFILESDIR)/kcld.conf"; \
+	  systemd-tmpfiles --create $(TMPFILESDIR)/kcld.conf; \
+	  echo "next: systemctl daemon-reload && systemctl enable --now kcld"; \
+	fi
+
+# Removes what install put in place, except the kcld user and an
+# /etc/kcld/kcld.yaml that differs from the installed example (local edits).
+uninstall:
+	rm -f $(DESTDIR)$(BINDIR)/kcld $(DESTDIR)$(UNITDIR)/kcld.service \
+	  $(DESTDIR)$(SYSUSERSDIR)/kcld.conf $(DESTDIR)$(TMPFILESDIR)/kcld.conf \
+	  $(DESTDIR)$(MANDIR)/man8/kcld.8
+	@if cmp -s $(DESTDIR)$(DOCDIR)/kcld.yaml.example \
+	    $(DESTDIR)$(CONFDIR)/kcld.yaml; then \
+	  echo "rm -f $(DESTDIR)$(CONFDIR)/kcld.yaml"; \
+	  rm -f $(DESTDIR)$(CONFDIR)/kcld.yaml; \
+	elif [ -e $(DESTDIR)$(CONFDIR)/kcld.yaml ]; then \
+	  echo "uninstall: keeping the edited $(DESTDIR)$(CONFDIR)/kcld.yaml"; \
+	fi
+	rm -f $(DESTDIR)$(DOCDIR)/kcld.yaml.example
+	@rmdir $(DESTDIR)$(DOCDIR) $(DESTDIR)$(CONFDIR) 2>/dev/null || true
 
 clean:
 	rm -rf build build-asan kcld

@@ -1,0 +1,164 @@
+#!/bin/sh
+# check-unit.sh — systemd/kcld.service, kcld.sysusers and kcld.tmpfiles,
+# checked with systemd's own tools on a machine where systemd need not run:
+#   - `systemd-analyze verify` prints nothing (a copy of the unit whose
+#     ExecStart is the kcld under test; man:kcld(8) found in docs/man)
+#   - the directives kcld's operation depends on are there, and
+#     TimeoutStopSec exceeds the default shutdown_timeout in conf/kcld.yaml
+#   - systemd-sysusers creates the unit's User/Group in a scratch root, and
+#     systemd-tmpfiles gives /etc/kcld to that group with modes 0750/0640
+#   - `systemd-analyze security --offline=yes` exposure stays at or under
+#     KCLD_MAX_EXPOSURE (default 2.0); the score is printed.
+# Run from the repository root; KCLD_UNIT overrides the unit checked (the
+# test feeds it broken copies); KCLD_BIN names the kcld binary (default
+# build/kcld).  Exit 0 pass, 1 fail, 77 skip (tools missing).
+set -eu
+unit=${KCLD_UNIT:-systemd/kcld.service}
+bin=${KCLD_BIN:-$PWD/build/kcld}
+max=${KCLD_MAX_EXPOSURE:-2.0}
+fail=0
+
+if ! command -v systemd-analyze >/dev/null 2>&1; then
+  echo "skip: systemd-analyze is not installed (Debian package: systemd)"
+  exit 77
+fi
+[ -x "$bin" ] || { echo "FAIL: no kcld binary at $bin"; exit 1; }
+case $bin in /*) ;; *) bin=$PWD/$bin ;; esac
+
+tmp=$(mktemp -d)
+trap 'rm -rf "$tmp"' EXIT
+
+bad() {
+  echo "FAIL $*"
+  fail=1
+}
+
+# Duration to milliseconds: 250ms, 30s, 5m/5min, 1h, or plain seconds.
+to_ms() {
+  echo "$1" | awk '
+    /^[0-9]+ms$/ { sub(/ms$/, ""); print $0; exit }
+    /^[0-9]+s?$/ { sub(/s$/, ""); print $0 * 1000; exit }
+    /^[0-9]+(m|min)$/ { sub(/m(in)?$/, ""); print $0 * 60000; exit }
+    /^[0-9]+h$/ { sub(/h$/, ""); print $0 * 3600000; exit }
+    { print -1 }'
+}
+
+# The value of the last KEY= line in the unit ("" when absent).
+get() {
+  sed -n "s/^$1=//p" "$unit" | tail -n 1
+}
+
+# ---- systemd-analyze verify
+want_exec='/usr/local/bin/kcld --config /etc/kcld/kcld.yaml'
+[ "$(get ExecStart)" = "$want_exec" ] ||
+  bad "ExecStart is '$(get ExecStart)', want '$want_exec' (make install" \
+      "rewrites that path)"
+sed "s|^ExecStart=/usr/local/bin/kcld |ExecStart=$bin |" "$unit" \
+  > "$tmp/kcld.service"
+mkdir -p "$tmp/man/man8"
+cp docs/man/kcld.8 "$tmp/man/man8/kcld.8"
+if command -v man >/dev/null 2>&1; then
+  manopt=--man=yes
+else
+  manopt=--man=no
+  echo "note: man is not installed; not checking man:kcld(8)"
+fi
+if out=$(MANPATH="$tmp/man" systemd-analyze verify "$manopt" \
+           "$tmp/kcld.service" 2>&1) && [ -z "$out" ]; then
+  echo "ok   systemd-analyze verify"
+else
+  bad "systemd-analyze verify:"
+  printf '%s\n' "$out" | sed 's/^/     /'
+fi
+
+# ---- directives
+for kv in Type=notify NotifyAccess=main WatchdogSec=30s Restart=on-failure \
+    RestartSec=2s User=kcld Group=kcld KillSignal=SIGTERM KillMode=mixed \
+    EnvironmentFile=-/etc/default/kcld ProtectSystem=strict ProtectHome=yes \
+    NoNewPrivileges=yes PrivateTmp=yes PrivateDevices=yes \
+    CapabilityBoundingSet= \
+    'RestrictAddressFamilies=AF_INET AF_INET6 AF_UNIX' \
+    SystemCallFilter=@system-service SystemCallArchitectures=native \
+    ProtectKernelTunables=yes ProtectKernelModules=yes ProtectKernelLogs=yes \
+    ProtectControlGroups=yes ProtectClock=yes ProtectHostname=yes \
+    RestrictNamespaces=yes RestrictRealtime=yes RestrictSUIDSGID=yes \
+    LockPersonality=yes MemoryDenyWriteExecute=yes UMask=0077; do
+  grep -qxF "$kv" "$unit" || bad "$unit lacks the line '$kv'"
+done
+# Not supported, or harmful here: a reload that does nothing; a dynamic uid
+# (the sysusers user owns /etc/kcld); no network or an IP allow list (AWS
+# endpoints and the instance metadata service must stay reachable).
+for k in ExecReload DynamicUser PrivateNetwork IPAddressDeny IPAddressAllow; do
+  if grep -q "^$k=" "$unit"; then bad "$unit sets $k="; fi
+done
+stop_ms=$(to_ms "$(get TimeoutStopSec)")
+shut=$(sed -n 's/^shutdown_timeout:[[:space:]]*\([^[:space:]#]*\).*/\1/p' \
+         conf/kcld.yaml)
+shut_ms=$(to_ms "${shut:-none}")
+if [ "$shut_ms" -lt 0 ] || [ "$stop_ms" -lt 0 ]; then
+  bad "cannot read TimeoutStopSec ('$(get TimeoutStopSec)') or" \
+      "conf/kcld.yaml shutdown_timeout ('$shut')"
+elif [ "$stop_ms" -le "$shut_ms" ]; then
+  bad "TimeoutStopSec=$(get TimeoutStopSec) is not above shutdown_timeout $shut"
+else
+  echo "ok   TimeoutStopSec=$(get TimeoutStopSec) > shutdown_timeout $shut"
+fi
+wd_ms=$(to_ms "$(get WatchdogSec)")
+[ "$wd_ms" -ge 2000 ] || bad "WatchdogSec=$(get WatchdogSec) is too short"
+
+# ---- sysusers and tmpfiles in a scratch root
+user=$(get User)
+group=$(get Group)
+if command -v systemd-sysusers >/dev/null 2>&1 &&
+   command -v systemd-tmpfiles >/dev/null 2>&1; then
+  root="$tmp/root"
+  mkdir -p "$root/etc/kcld"
+  cp conf/kcld.yaml "$root/etc/kcld/kcld.yaml"
+  if ! out=$(systemd-sysusers --root="$root" - < systemd/kcld.sysusers 2>&1)
+  then
+    bad "systemd-sysusers:"; printf '%s\n' "$out" | sed 's/^/     /'
+  fi
+  uid=$(awk -F: -v u="$user" '$1 == u { print $3 }' "$root/etc/passwd" \
+          2>/dev/null || true)
+  gid=$(awk -F: -v g="$group" '$1 == g { print $3 }' "$root/etc/group" \
+          2>/dev/null || true)
+  shell=$(awk -F: -v u="$user" '$1 == u { print $7 }' "$root/etc/passwd" \
+            2>/dev/null || true)
+  if [ -z "$uid" ] || [ -z "$gid" ]; then
+    bad "kcld.sysusers does not create user '$user' and group '$group'"
+  elif [ "$uid" -ge 1000 ] || [ "$uid" -eq 0 ]; then
+    bad "user $user got uid $uid, not a system uid"
+  elif [ "$shell" != /usr/sbin/nologin ]; then
+    bad "user $user has shell '$shell'"
+  else
+    echo "ok   sysusers: $user uid $uid, $group gid $gid"
+  fi
+  if ! out=$(systemd-tmpfiles --root="$root" --create - \
+               < systemd/kcld.tmpfiles 2>&1); then
+    bad "systemd-tmpfiles:"; printf '%s\n' "$out" | sed 's/^/     /'
+  fi
+  d=$(stat -c '%a %u %g' "$root/etc/kcld")
+  f=$(stat -c '%a %u %g' "$root/etc/kcld/kcld.yaml")
+  if [ "$d" = "750 0 ${gid:-x}" ] && [ "$f" = "640 0 ${gid:-x}" ]; then
+    echo "ok   tmpfiles: /etc/kcld 0750 root:$group, kcld.yaml 0640"
+  else
+    bad "tmpfiles: /etc/kcld is '$d', kcld.yaml '$f' (want 750/640 0 $gid)"
+  fi
+else
+  echo "note: systemd-sysusers/systemd-tmpfiles missing; not checked"
+fi
+
+# ---- exposure
+out=$(systemd-analyze security --offline=yes "$tmp/kcld.service" 2>&1) || true
+score=$(printf '%s\n' "$out" |
+        sed -n 's/.*Overall exposure level for kcld.service: \([0-9.]*\).*/\1/p')
+if [ -z "$score" ]; then
+  bad "systemd-analyze security gave no score:"
+  printf '%s\n' "$out" | tail -n 5 | sed 's/^/     /'
+elif awk -v s="$score" -v m="$max" 'BEGIN { exit !(s > m) }'; then
+  bad "exposure $score is above $max:"
+  printf '%s\n' "$out" | grep '✗' | sed 's/^/     /'
+else
+  echo "ok   exposure $score (limit $max)"
+fi
+exit "$fail"

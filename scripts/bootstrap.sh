@@ -7,7 +7,7 @@ cd "$(dirname "$0")/.."
 
 PKGS="build-essential pkg-config libuv1-dev libcurl4-openssl-dev libssl-dev \
 libjansson-dev libyaml-dev libcmocka-dev clang libclang-rt-14-dev nodejs npm \
-ca-certificates"
+ca-certificates shellcheck systemd groff-base man-db"
 
 missing=""
 for p in $PKGS; do

@@ -511,7 +511,8 @@ int kcld_kinesis_get_shard_iterator(struct kcld_kinesis *k,
                        req->shard_id, req->stream, types[req->type],
                        by_seq ? " " : "", by_seq ? req->sequence_number : "");
   j = json_object();
-  if (j && (set_stream(j, req->stream) || set_str(j, "ShardId", req->shard_id) ||
+  if (j && (set_stream(j, req->stream) ||
+            set_str(j, "ShardId", req->shard_id) ||
             set_str(j, "ShardIteratorType", types[req->type]) ||
             (by_seq &&
              set_str(j, "StartingSequenceNumber", req->sequence_number)) ||
@@ -606,7 +607,8 @@ static json_t *put_request(const char *stream,
       cap = need;
     }
     EVP_EncodeBlock((unsigned char *)b64, r->data, (int)r->len);
-    if (set_str(e, "Data", b64) || set_str(e, "PartitionKey", r->partition_key) ||
+    if (set_str(e, "Data", b64) ||
+        set_str(e, "PartitionKey", r->partition_key) ||
         (r->explicit_hash_key &&
          set_str(e, "ExplicitHashKey", r->explicit_hash_key)))
       goto fail;

@@ -249,9 +249,10 @@ void kcld_svc_status_set(struct kcld_svc_op *op, struct kcld_svc_status *st,
   st->type = op->type_buf;
   n = msg_head(op);
   if (op->type_buf[0]) {
-    int w = snprintf(op->msg + n, sizeof(op->msg) - n, "%s: ", op->type_buf);
+    size_t room = sizeof(op->msg) - n;
+    int w = snprintf(op->msg + n, room, "%s: ", op->type_buf);
     if (w > 0)
-      n += (size_t)w < sizeof(op->msg) - n ? (size_t)w : sizeof(op->msg) - n - 1;
+      n += (size_t)w < room ? (size_t)w : room - 1;
   }
   va_start(ap, fmt);
   vsnprintf(op->msg + n, sizeof(op->msg) - n, fmt, ap);

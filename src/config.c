@@ -1905,6 +1905,65 @@ cleanup:
   return rc;
 }
 
+/* Settings by key name (kcld --properties): the same store, checks and
+ * derived defaults as a file; positions are the settings' lines. */
+int kcld_config_from_settings(const char *name,
+                              const struct kcld_config_setting *settings,
+                              size_t n, struct kcld_config **out,
+                              char **errors)
+{
+  struct ctx c;
+  char why[512];
+  int rc;
+
+  memset(&c, 0, sizeof(c));
+  *out = NULL;
+  if (errors)
+    *errors = NULL;
+  c.file = name;
+  c.cfg = calloc(1, sizeof(*c.cfg));
+  rc = c.cfg ? apply_defaults(c.cfg) : KCLD_ENOMEM;
+  if (rc == 0 && set_string(&c.cfg->path, name) != 0)
+    rc = KCLD_ENOMEM;
+  for (size_t i = 0; rc == 0 && i < n; i++) {
+    const struct kcld_config_setting *s = &settings[i];
+    const char *label = s->label ? s->label : s->key;
+    int k = key_index(s->key);
+    if (k < 0) {
+      add_err(&c, s->line, 1, label, "unknown setting %s", s->key);
+      continue;
+    }
+    c.st[k] = (struct kstate){1, 0, s->line, 1, s->line};
+    int r = store(&s_keys[k], c.cfg, s->value, why, sizeof(why));
+    if (r == KCLD_ENOMEM)
+      rc = r;
+    else if (r != 0) {
+      c.st[k].bad = 1;
+      add_err(&c, s->line, 1, label, "%s", why);
+    }
+  }
+  if (rc == 0 && !c.oom)
+    finish(&c);
+  if (rc == 0)
+    rc = c.oom ? KCLD_ENOMEM : c.nerr ? KCLD_ECONFIG : 0;
+  if (rc == KCLD_ECONFIG && errors) {
+    *errors = errors_text(&c);
+    if (!*errors)
+      rc = KCLD_ENOMEM;
+  }
+  if (rc == KCLD_ENOMEM && errors && asprintf(errors, "%s: out of memory\n",
+                                              name) < 0)
+    *errors = NULL;
+  for (size_t i = 0; i < c.nerr; i++)
+    free(c.errs[i].msg);
+  free(c.errs);
+  if (rc != 0)
+    kcld_config_free(c.cfg);
+  else
+    *out = c.cfg;
+  return rc;
+}
+
 int kcld_config_load(const char *path, struct kcld_config **out,
                      char **errors)
 {

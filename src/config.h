@@ -205,6 +205,23 @@ int kcld_config_load(const char *path, struct kcld_config **out,
 int kcld_config_parse(const char *name, const char *text, size_t len,
                       struct kcld_config **out, char **errors);
 
+/* One key set by its dotted name, for configs that come from elsewhere than
+ * YAML (kcld --properties). */
+struct kcld_config_setting {
+  const char *key;             /* e.g. "lease.failover_time" */
+  const char *value;           /* text as a YAML scalar would give it */
+  const char *label;           /* names the setting in messages; NULL = key */
+  size_t line;                 /* line in `name`, for messages */
+};
+
+/* As kcld_config_parse(), from the defaults plus settings[0..n-1] applied in
+ * order (a later one wins) with the same checks and derived defaults; no
+ * ${VAR} expansion.  Errors read "name:line:1: label: message". */
+int kcld_config_from_settings(const char *name,
+                              const struct kcld_config_setting *settings,
+                              size_t n, struct kcld_config **out,
+                              char **errors);
+
 /* Wipes the secrets and frees the config and every string it owns.  NULL is
  * a no-op. */
 void kcld_config_free(struct kcld_config *cfg);

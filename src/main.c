@@ -1,6 +1,7 @@
 /* main.c — kcld's command line: options, subcommands, then the daemon.
  *
  *   kcld [--config PATH] [-v...]        run the daemon
+ *   kcld --properties FILE [-v...]      run from a KCL .properties file
  *   kcld --check-config [PATH]          validate a file, exit 0 or 1
  *   kcld COMMAND ARGS...                a subcommand (argv[1] not an option)
  *
@@ -16,6 +17,7 @@
 #include "err.h"
 #include "kcld/version.h"
 #include "log.h"
+#include "properties.h"
 
 #define EXIT_USAGE 2
 
@@ -29,6 +31,8 @@ static const char s_usage[] =
   "options:\n"
   "  -c, --config PATH     configuration file (default "
   KCLD_CONFIG_DEFAULT_PATH ")\n"
+  "  -p, --properties FILE a KCL MultiLangDaemon .properties file instead\n"
+  "                        of the YAML configuration (docs/handlers.md)\n"
   "  -t, --check-config    validate the configuration and exit: 0 when it\n"
   "                        is valid, 1 with every error; PATH may follow\n"
   "      --dump-config     print the effective configuration (secrets\n"
@@ -98,11 +102,12 @@ static int run_command(int argc, char **argv)
 /* ======== Options and the daemon ======== */
 
 /* Loads the config or prints why not; returns NULL on failure. */
-static struct kcld_config *load(const char *path)
+static struct kcld_config *load(const char *path, int properties)
 {
   struct kcld_config *cfg = NULL;
   char *errors = NULL;
-  int rc = kcld_config_load(path, &cfg, &errors);
+  int rc = properties ? kcld_properties_load(path, &cfg, &errors)
+                      : kcld_config_load(path, &cfg, &errors);
   if (rc == 0)
     return cfg;
   if (rc == KCLD_ECONFIG) {
@@ -122,23 +127,27 @@ int main(int argc, char **argv)
   static const struct option opts[] = {
     {"config", required_argument, NULL, 'c'},
     {"check-config", optional_argument, NULL, 't'},
+    {"properties", required_argument, NULL, 'p'},
     {"dump-config", no_argument, NULL, 'D'},
     {"verbose", no_argument, NULL, 'v'},
     {"version", no_argument, NULL, 'V'},
     {"help", no_argument, NULL, 'h'},
     {NULL, 0, NULL, 0},
   };
-  const char *path = NULL, *check_path = NULL;
+  const char *path = NULL, *check_path = NULL, *props = NULL;
   int check = 0, dump = 0, verbose = 0, c;
 
   if (argc > 1 && argv[1][0] != '-')
     return run_command(argc - 1, argv + 1);
 
   opterr = 0;
-  while ((c = getopt_long(argc, argv, ":c:tvVh", opts, NULL)) != -1) {
+  while ((c = getopt_long(argc, argv, ":c:p:tvVh", opts, NULL)) != -1) {
     switch (c) {
     case 'c':
       path = optarg;
+      break;
+    case 'p':
+      props = optarg;
       break;
     case 't':
       check = 1;
@@ -187,10 +196,17 @@ int main(int argc, char **argv)
     }
     path = check_path;
   }
+  if (props && path) {
+    fprintf(stderr, "kcld: --properties cannot be combined with a YAML "
+            "configuration ('%s')\n", path);
+    return EXIT_USAGE;
+  }
+  if (props)
+    path = props;
   if (!path)
     path = KCLD_CONFIG_DEFAULT_PATH;
 
-  struct kcld_config *cfg = load(path);
+  struct kcld_config *cfg = load(path, props != NULL);
   if (!cfg)
     return 1;
   if (check || dump) {

@@ -140,3 +140,18 @@ clean:
 
 # Keep objects between runs (they are not throw-away intermediates here).
 .SECONDARY:
+
+# Plugins (include/kcld/handler.h): the plugin-count example, which the
+# benchmarks use as the no-op handler, and the test plugins of
+# tests/integration/test_plugin.c.
+PLUGIN_CFLAGS := -std=c11 $(WARN) -O2 -g -fPIC -shared -Iinclude
+TEST_PLUGINS := $(patsubst tests/plugins/%.c,$(BUILD)/tests/plugins/%.so,\
+                  $(wildcard tests/plugins/*.c))
+examples/plugin-count/plugin-count.so: examples/plugin-count/plugin-count.c \
+                                       include/kcld/handler.h
+	$(CC) $(PLUGIN_CFLAGS) -o $@ $<
+$(BUILD)/tests/plugins/%.so: tests/plugins/%.c include/kcld/handler.h
+	@mkdir -p $(dir $@)
+	$(CC) $(PLUGIN_CFLAGS) -o $@ $<
+$(BUILD)/tests/integration/test_plugin: | $(TEST_PLUGINS) \
+                                          examples/plugin-count/plugin-count.so

@@ -2,6 +2,7 @@
 #include "handlers/handler.h"
 
 #include "err.h"
+#include "handlers/plugin.h"
 #include "handlers/stdout.h"
 #include "log.h"
 
@@ -14,8 +15,9 @@ int kcld_handler_new(const struct kcld_handler_env *env,
   case KCLD_CONFIG_HANDLER_MULTILANG:
   case KCLD_CONFIG_HANDLER_LAMBDA:
   case KCLD_CONFIG_HANDLER_DYNAMODB:
-  case KCLD_CONFIG_HANDLER_PLUGIN:
     break;
+  case KCLD_CONFIG_HANDLER_PLUGIN:
+    return kcld_handler_plugin_new(env, out);
   }
   kcld_log(KCLD_LOG_ERROR,
            "handler.type is not available in this build (see issue tracker)",

@@ -1,0 +1,601 @@
+/* test_metrics_server.c — the metrics HTTP server on an ephemeral port,
+ * spoken to over real sockets from client threads while the test thread
+ * runs the loop: /metrics and /healthz answers, HEAD, 404/405/400/431,
+ * keep-alive and pipelining, many clients at once, a slowloris request cut
+ * off after the timeout, the connection cap, and a clean close of the
+ * loop with connections still open. */
+#include <arpa/inet.h>
+#include <errno.h>
+#include <netinet/in.h>
+#include <pthread.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stdatomic.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/time.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+
+#include "err.h"
+#include "harness.h"
+#include "ops/http_server.h"
+#include "ops/metrics.h"
+
+#define WAIT_MS 20000
+
+/* ======== The server side ======== */
+
+struct fixture {
+  uv_loop_t loop;
+  struct kcld_metrics *m;
+  struct kcld_http_server *srv;
+  uv_timer_t tick;     /* wakes the loop while a client thread runs */
+  atomic_int healthy;
+  int port;
+};
+
+static int health(void *arg, char *why, size_t n)
+{
+  struct fixture *f = arg;
+  int ok = atomic_load(&f->healthy);
+  snprintf(why, n, "%s", ok ? "loop running" : "shard s-1 stuck for 600s");
+  return ok;
+}
+
+static void collect(struct kcld_metrics *m, void *arg)
+{
+  (void)arg;
+  kcld_metrics_add(m, "test_scrapes_total", NULL, 1);
+}
+
+static void up(struct fixture *f, uint64_t timeout_ms, unsigned max_clients)
+{
+  struct kcld_http_server_opts o;
+  const char *lb[] = {"shard", "shardId-000000000000", NULL};
+  memset(f, 0, sizeof(*f));
+  atomic_store(&f->healthy, 1);
+  assert_int_equal(uv_loop_init(&f->loop), 0);
+  assert_int_equal(kcld_metrics_new(&f->m), 0);
+  kcld_metrics_declare(f->m, "test_scrapes_total", KCLD_METRIC_COUNTER,
+                       "Scrapes.", NULL, 0);
+  kcld_metrics_declare(f->m, "kcld_millis_behind_latest", KCLD_METRIC_GAUGE,
+                       "Lag.", NULL, 0);
+  kcld_metrics_set(f->m, "kcld_millis_behind_latest", lb, 42);
+  kcld_metrics_set_collector(f->m, collect, NULL);
+  memset(&o, 0, sizeof(o));
+  o.loop = &f->loop;
+  o.listen = "127.0.0.1:0";
+  o.metrics = f->m;
+  o.health = health;
+  o.health_arg = f;
+  o.timeout_ms = timeout_ms;
+  o.max_clients = max_clients;
+  assert_int_equal(kcld_http_server_start(&o, &f->srv), 0);
+  f->port = kcld_http_server_port(f->srv);
+  assert_true(f->port > 0);
+}
+
+static void down(struct fixture *f)
+{
+  kcld_http_server_close(f->srv);
+  kcld_test_loop_finish(&f->loop);
+  kcld_metrics_free(f->m);
+}
+
+/* ======== The client side (no cmocka asserts off the main thread) ======== */
+
+struct conn {
+  int fd;
+  char buf[1 << 16];
+  size_t len;
+};
+
+struct resp {
+  int status;
+  char head[2048];
+  char body[1 << 15];
+  size_t body_len;
+};
+
+static int conn_open(struct conn *c, int port)
+{
+  struct sockaddr_in a;
+  struct timeval tv = {5, 0};
+  memset(c, 0, sizeof(*c));
+  c->fd = socket(AF_INET, SOCK_STREAM, 0);
+  if (c->fd < 0)
+    return -1;
+  setsockopt(c->fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+  memset(&a, 0, sizeof(a));
+  a.sin_family = AF_INET;
+  a.sin_port = htons((uint16_t)port);
+  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  if (connect(c->fd, (struct sockaddr *)&a, sizeof(a)) != 0) {
+    close(c->fd);
+    return -1;
+  }
+  return 0;
+}
+
+static int conn_send(struct conn *c, const char *s, size_t n)
+{
+  while (n > 0) {
+    ssize_t w = send(c->fd, s, n, MSG_NOSIGNAL);
+    if (w <= 0)
+      return -1;
+    s += w;
+    n -= (size_t)w;
+  }
+  return 0;
+}
+
+/* Reads one response; -1 on error or EOF before a whole one, with `why`. */
+static int conn_read(struct conn *c, struct resp *r, int head_only)
+{
+  char *end;
+  size_t hlen, clen = 0;
+  memset(r, 0, sizeof(*r));
+  for (;;) {
+    c->buf[c->len] = '\0';
+    end = strstr(c->buf, "\r\n\r\n");
+    if (end) {
+      hlen = (size_t)(end - c->buf) + 4;
+      const char *cl = strcasestr(c->buf, "\r\nContent-Length:");
+      if (!cl || cl > end)
+        return -1;
+      clen = strtoul(cl + 17, NULL, 10);
+      if (head_only || c->len >= hlen + clen)
+        break;
+    }
+    if (c->len + 1 >= sizeof(c->buf))
+      return -1;
+    ssize_t n = recv(c->fd, c->buf + c->len, sizeof(c->buf) - 1 - c->len, 0);
+    if (n <= 0)
+      return -1;
+    c->len += (size_t)n;
+  }
+  if (sscanf(c->buf, "HTTP/1.1 %d ", &r->status) != 1)
+    return -1;
+  if (hlen >= sizeof(r->head))
+    return -1;
+  memcpy(r->head, c->buf, hlen);
+  if (head_only)
+    clen = 0;
+  if (clen >= sizeof(r->body))
+    return -1;
+  memcpy(r->body, c->buf + hlen, clen);
+  r->body_len = clen;
+  memmove(c->buf, c->buf + hlen + clen, c->len - hlen - clen);
+  c->len -= hlen + clen;
+  return 0;
+}
+
+/* 1 when the peer closes (EOF or reset) within the receive timeout. */
+static int conn_closed_by_peer(struct conn *c)
+{
+  char tmp[256];
+  for (;;) {
+    ssize_t n = recv(c->fd, tmp, sizeof(tmp), 0);
+    if (n == 0 || (n < 0 && errno == ECONNRESET))
+      return 1;
+    if (n < 0)
+      return 0; /* timeout */
+  }
+}
+
+static void conn_close(struct conn *c)
+{
+  close(c->fd);
+}
+
+/* A scenario runs on a client thread; the test thread runs the loop. */
+struct run {
+  struct fixture *f;
+  const char *(*fn)(struct fixture *f, char *msg, size_t n);
+  const char *err;
+  char msg[512];
+  int done;
+};
+
+static void *client_main(void *arg)
+{
+  struct run *r = arg;
+  r->err = r->fn(r->f, r->msg, sizeof(r->msg));
+  __atomic_store_n(&r->done, 1, __ATOMIC_SEQ_CST);
+  return NULL;
+}
+
+/* The loop needs waking to notice `done`: a repeating timer does that. */
+static void on_tick(uv_timer_t *t)
+{
+  (void)t;
+}
+
+static void run_scenario(struct fixture *f,
+                         const char *(*fn)(struct fixture *, char *, size_t))
+{
+  struct run r;
+  pthread_t th;
+  memset(&r, 0, sizeof(r));
+  r.f = f;
+  r.fn = fn;
+  uv_timer_init(&f->loop, &f->tick);
+  uv_timer_start(&f->tick, on_tick, 10, 10);
+  assert_int_equal(pthread_create(&th, NULL, client_main, &r), 0);
+  kcld_test_run_until(&f->loop, &r.done, WAIT_MS);
+  assert_true(__atomic_load_n(&r.done, __ATOMIC_SEQ_CST));
+  pthread_join(th, NULL);
+  uv_close((uv_handle_t *)&f->tick, NULL);
+  if (r.err)
+    fail_msg("%s: %s", r.err, r.msg);
+}
+
+#define CHECK(cond, ...)                                                      \
+  do {                                                                        \
+    if (!(cond)) {                                                            \
+      snprintf(msg, n, __VA_ARGS__);                                          \
+      return #cond;                                                           \
+    }                                                                         \
+  } while (0)
+
+static const char *get(struct conn *c, const char *path, struct resp *r,
+                       char *msg, size_t n)
+{
+  char req[256];
+  int len = snprintf(req, sizeof(req),
+                     "GET %s HTTP/1.1\r\nHost: test\r\n\r\n", path);
+  CHECK(conn_send(c, req, (size_t)len) == 0, "send %s", path);
+  CHECK(conn_read(c, r, 0) == 0, "read answer to %s", path);
+  return NULL;
+}
+
+/* ======== Scenarios ======== */
+
+static const char *sc_basic(struct fixture *f, char *msg, size_t n)
+{
+  struct conn c;
+  struct resp r;
+  const char *e;
+  CHECK(conn_open(&c, f->port) == 0, "connect");
+  if ((e = get(&c, "/metrics", &r, msg, n)))
+    return e;
+  CHECK(r.status == 200, "status %d", r.status);
+  CHECK(strcasestr(r.head, "Content-Type: text/plain; version=0.0.4"),
+        "head %s", r.head);
+  CHECK(strcasestr(r.head, "Connection: keep-alive"), "head %s", r.head);
+  CHECK(strstr(r.body, "# TYPE kcld_millis_behind_latest gauge\n"), "body %s",
+        r.body);
+  CHECK(strstr(r.body, "kcld_millis_behind_latest{shard=\"shardId-"
+                       "000000000000\"} 42\n"), "body %s", r.body);
+  CHECK(strstr(r.body, "test_scrapes_total 1\n"), "body %s", r.body);
+  /* Same connection, second scrape: the collector ran again. */
+  if ((e = get(&c, "/metrics?name=x", &r, msg, n)))
+    return e;
+  CHECK(strstr(r.body, "test_scrapes_total 2\n"), "body %s", r.body);
+  if ((e = get(&c, "/healthz", &r, msg, n)))
+    return e;
+  CHECK(r.status == 200 && strncmp(r.body, "ok: ", 4) == 0, "%d %s",
+        r.status, r.body);
+  atomic_store(&f->healthy, 0);
+  if ((e = get(&c, "/healthz", &r, msg, n)))
+    return e;
+  CHECK(r.status == 503 && strstr(r.body, "stuck"), "%d %s", r.status,
+        r.body);
+  atomic_store(&f->healthy, 1);
+  if ((e = get(&c, "/nope", &r, msg, n)))
+    return e;
+  CHECK(r.status == 404, "status %d", r.status);
+  /* HEAD: the length of the body, but no body. */
+  const char head[] = "HEAD /healthz HTTP/1.1\r\nHost: t\r\n\r\n";
+  CHECK(conn_send(&c, head, sizeof(head) - 1) == 0, "send HEAD");
+  CHECK(conn_read(&c, &r, 1) == 0, "read HEAD");
+  CHECK(r.status == 200 && strstr(r.head, "Content-Length: 17"), "%s",
+        r.head);
+  /* A method we do not serve: 405, Allow, and the connection stays. */
+  const char post[] = "POST /metrics HTTP/1.1\r\nHost: t\r\n\r\n";
+  CHECK(conn_send(&c, post, sizeof(post) - 1) == 0, "send POST");
+  CHECK(conn_read(&c, &r, 0) == 0, "read POST");
+  CHECK(r.status == 405 && strstr(r.head, "Allow: GET, HEAD"), "%s", r.head);
+  if ((e = get(&c, "/healthz", &r, msg, n)))
+    return e;
+  CHECK(r.status == 200, "status %d", r.status);
+  /* Connection: close is honoured. */
+  const char bye[] = "GET /healthz HTTP/1.1\r\nHost: t\r\n"
+                     "Connection: close\r\n\r\n";
+  CHECK(conn_send(&c, bye, sizeof(bye) - 1) == 0, "send close");
+  CHECK(conn_read(&c, &r, 0) == 0, "read close");
+  CHECK(strstr(r.head, "Connection: close"), "%s", r.head);
+  CHECK(conn_closed_by_peer(&c), "server kept the connection");
+  conn_close(&c);
+  return NULL;
+}
+
+static const char *sc_pipelined(struct fixture *f, char *msg, size_t n)
+{
+  struct conn c;
+  struct resp r;
+  const char reqs[] = "GET /healthz HTTP/1.1\r\nHost: t\r\n\r\n"
+                      "GET /metrics HTTP/1.1\r\nHost: t\r\n\r\n"
+                      "GET /x HTTP/1.1\r\nHost: t\r\n\r\n";
+  CHECK(conn_open(&c, f->port) == 0, "connect");
+  CHECK(conn_send(&c, reqs, sizeof(reqs) - 1) == 0, "send");
+  CHECK(conn_read(&c, &r, 0) == 0 && r.status == 200 &&
+          strncmp(r.body, "ok", 2) == 0, "first: %d %s", r.status, r.body);
+  CHECK(conn_read(&c, &r, 0) == 0 && r.status == 200 &&
+          strstr(r.body, "# TYPE"), "second: %d", r.status);
+  CHECK(conn_read(&c, &r, 0) == 0 && r.status == 404, "third: %d",
+        r.status);
+  /* Byte by byte also works. */
+  const char one[] = "GET /healthz HTTP/1.1\r\nHost: t\r\n\r\n";
+  for (size_t i = 0; i < sizeof(one) - 1; i++)
+    CHECK(conn_send(&c, one + i, 1) == 0, "send byte %zu", i);
+  CHECK(conn_read(&c, &r, 0) == 0 && r.status == 200, "bytewise: %d",
+        r.status);
+  conn_close(&c);
+  return NULL;
+}
+
+static const char *sc_malformed(struct fixture *f, char *msg, size_t n)
+{
+  struct conn c;
+  struct resp r;
+  static char big[KCLD_HTTP_MAX_HEAD + 512];
+  const char bad[] = "GET / HTTP/1.1\nHost: t\n\n";
+  CHECK(conn_open(&c, f->port) == 0, "connect");
+  CHECK(conn_send(&c, bad, sizeof(bad) - 1) == 0, "send");
+  CHECK(conn_read(&c, &r, 0) == 0 && r.status == 400, "status %d",
+        r.status);
+  CHECK(strstr(r.head, "Connection: close"), "%s", r.head);
+  CHECK(conn_closed_by_peer(&c), "not closed after 400");
+  conn_close(&c);
+  /* An endless header block: 431, then closed. */
+  CHECK(conn_open(&c, f->port) == 0, "connect");
+  size_t len = (size_t)snprintf(big, sizeof(big),
+                                "GET / HTTP/1.1\r\nHost: t\r\n");
+  while (len + 40 < sizeof(big))
+    len += (size_t)snprintf(big + len, sizeof(big) - len,
+                            "X-Pad: 0123456789012345678901234\r\n");
+  CHECK(conn_send(&c, big, len) == 0, "send big");
+  CHECK(conn_read(&c, &r, 0) == 0 && r.status == 431, "status %d",
+        r.status);
+  CHECK(conn_closed_by_peer(&c), "not closed after 431");
+  conn_close(&c);
+  return NULL;
+}
+
+struct par {
+  int port, ok;
+  pthread_t th;
+};
+
+static void *par_main(void *arg)
+{
+  struct par *p = arg;
+  struct conn c;
+  struct resp r;
+  char msg[128];
+  if (conn_open(&c, p->port) != 0)
+    return NULL;
+  for (int i = 0; i < 25; i++)
+    if (!get(&c, i % 2 ? "/metrics" : "/healthz", &r, msg, sizeof(msg)) &&
+        r.status == 200)
+      p->ok++;
+  conn_close(&c);
+  return NULL;
+}
+
+static const char *sc_concurrent(struct fixture *f, char *msg, size_t n)
+{
+  struct par ps[12];
+  int total = 0;
+  for (int i = 0; i < 12; i++) {
+    ps[i].port = f->port;
+    ps[i].ok = 0;
+    CHECK(pthread_create(&ps[i].th, NULL, par_main, &ps[i]) == 0, "thread");
+  }
+  for (int i = 0; i < 12; i++) {
+    pthread_join(ps[i].th, NULL);
+    total += ps[i].ok;
+  }
+  CHECK(total == 12 * 25, "%d of %d answers were 200", total, 12 * 25);
+  return NULL;
+}
+
+static double now_s(void)
+{
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+/* The server's timeout is 300 ms here. */
+static const char *sc_slowloris(struct fixture *f, char *msg, size_t n)
+{
+  struct conn c, d;
+  struct resp r;
+  const char *e;
+  const char part[] = "GET /metrics HTTP/1.1\r\nHost: t\r\nX-Slow: ";
+  CHECK(conn_open(&c, f->port) == 0, "connect");
+  double t0 = now_s();
+  CHECK(conn_send(&c, part, sizeof(part) - 1) == 0, "send");
+  /* Trickle a byte every 100 ms: the deadline counts from the first byte,
+   * so this does not keep the connection. */
+  int closed = 0;
+  for (int i = 0; i < 30 && !closed; i++) {
+    usleep(100 * 1000);
+    if (conn_send(&c, "a", 1) != 0)
+      closed = 1;
+  }
+  if (!closed)
+    closed = conn_closed_by_peer(&c);
+  double dt = now_s() - t0;
+  CHECK(closed, "slow request never cut off");
+  CHECK(dt >= 0.25 && dt < 2.5, "cut off after %.2fs", dt);
+  conn_close(&c);
+  /* An idle keep-alive connection goes after the timeout too, and the
+   * server still answers others meanwhile. */
+  CHECK(conn_open(&c, f->port) == 0, "connect");
+  CHECK(conn_open(&d, f->port) == 0, "connect");
+  if ((e = get(&c, "/healthz", &r, msg, n)))
+    return e;
+  if ((e = get(&d, "/healthz", &r, msg, n)))
+    return e;
+  CHECK(r.status == 200, "status %d", r.status);
+  CHECK(conn_closed_by_peer(&c), "idle connection kept");
+  conn_close(&c);
+  conn_close(&d);
+  return NULL;
+}
+
+/* max_clients is 2 here. */
+static const char *sc_cap(struct fixture *f, char *msg, size_t n)
+{
+  struct conn a, b, c;
+  struct resp r;
+  const char *e;
+  CHECK(conn_open(&a, f->port) == 0, "connect a");
+  CHECK(conn_open(&b, f->port) == 0, "connect b");
+  if ((e = get(&a, "/healthz", &r, msg, n)))
+    return e;
+  if ((e = get(&b, "/healthz", &r, msg, n)))
+    return e;
+  CHECK(conn_open(&c, f->port) == 0, "connect c");
+  CHECK(conn_closed_by_peer(&c), "third connection kept");
+  conn_close(&c);
+  conn_close(&a);
+  usleep(100 * 1000); /* let the server see a go */
+  CHECK(conn_open(&c, f->port) == 0, "connect c again");
+  if ((e = get(&c, "/healthz", &r, msg, n)))
+    return e;
+  CHECK(r.status == 200, "status %d", r.status);
+  conn_close(&b);
+  conn_close(&c);
+  return NULL;
+}
+
+/* Leaves a connection open mid-request for the close test. */
+static int s_open_fd = -1;
+
+static const char *sc_leave_open(struct fixture *f, char *msg, size_t n)
+{
+  static struct conn c;
+  CHECK(conn_open(&c, f->port) == 0, "connect");
+  CHECK(conn_send(&c, "GET /met", 8) == 0, "send");
+  s_open_fd = c.fd;
+  usleep(100 * 1000);
+  return NULL;
+}
+
+/* ======== Tests ======== */
+
+static void test_basic(void **state)
+{
+  struct fixture f;
+  (void)state;
+  up(&f, 0, 0);
+  run_scenario(&f, sc_basic);
+  down(&f);
+}
+
+static void test_pipelined(void **state)
+{
+  struct fixture f;
+  (void)state;
+  up(&f, 0, 0);
+  run_scenario(&f, sc_pipelined);
+  down(&f);
+}
+
+static void test_malformed(void **state)
+{
+  struct fixture f;
+  (void)state;
+  up(&f, 0, 0);
+  run_scenario(&f, sc_malformed);
+  down(&f);
+}
+
+static void test_concurrent(void **state)
+{
+  struct fixture f;
+  (void)state;
+  up(&f, 0, 0);
+  run_scenario(&f, sc_concurrent);
+  down(&f);
+}
+
+static void test_slowloris(void **state)
+{
+  struct fixture f;
+  (void)state;
+  up(&f, 300, 0);
+  run_scenario(&f, sc_slowloris);
+  down(&f);
+}
+
+static void test_connection_cap(void **state)
+{
+  struct fixture f;
+  (void)state;
+  up(&f, 0, 2);
+  run_scenario(&f, sc_cap);
+  down(&f);
+}
+
+static void test_close_with_clients(void **state)
+{
+  struct fixture f;
+  (void)state;
+  up(&f, 0, 0);
+  run_scenario(&f, sc_leave_open);
+  assert_int_equal(kcld_http_server_clients(f.srv), 1);
+  down(&f); /* asserts the loop closes with the client still connected */
+  close(s_open_fd);
+}
+
+static void test_bad_listen(void **state)
+{
+  uv_loop_t loop;
+  struct kcld_http_server *s = NULL;
+  struct kcld_http_server_opts o;
+  const char *bad[] = {"", "127.0.0.1", "127.0.0.1:", "127.0.0.1:99999",
+                       "example.com:80", "[::1:80", "1.2.3:80", "::1:80"};
+  (void)state;
+  assert_int_equal(uv_loop_init(&loop), 0);
+  memset(&o, 0, sizeof(o));
+  o.loop = &loop;
+  for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+    o.listen = bad[i];
+    assert_int_equal(kcld_http_server_start(&o, &s), KCLD_EINVAL);
+    assert_null(s);
+  }
+  /* IPv6 loopback and "localhost" parse. */
+  o.listen = "localhost:0";
+  assert_int_equal(kcld_http_server_start(&o, &s), 0);
+  kcld_http_server_close(s);
+  o.listen = "[::1]:0";
+  if (kcld_http_server_start(&o, &s) == 0) /* no IPv6 on some hosts */
+    kcld_http_server_close(s);
+  kcld_test_loop_finish(&loop);
+}
+
+int main(void)
+{
+  const struct CMUnitTest tests[] = {
+    cmocka_unit_test(test_basic),
+    cmocka_unit_test(test_pipelined),
+    cmocka_unit_test(test_malformed),
+    cmocka_unit_test(test_concurrent),
+    cmocka_unit_test(test_slowloris),
+    cmocka_unit_test(test_connection_cap),
+    cmocka_unit_test(test_close_with_clients),
+    cmocka_unit_test(test_bad_listen),
+  };
+  return cmocka_run_group_tests(tests, NULL, NULL);
+}

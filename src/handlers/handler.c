@@ -2,6 +2,8 @@
 #include "handlers/handler.h"
 
 #include "err.h"
+#include "handlers/dynamodb_sink.h"
+#include "handlers/lambda.h"
 #include "handlers/plugin.h"
 #include "handlers/stdout.h"
 #include "log.h"
@@ -13,11 +15,13 @@ int kcld_handler_new(const struct kcld_handler_env *env,
   case KCLD_CONFIG_HANDLER_STDOUT:
     return kcld_handler_stdout_new(env, out);
   case KCLD_CONFIG_HANDLER_MULTILANG:
-  case KCLD_CONFIG_HANDLER_LAMBDA:
-  case KCLD_CONFIG_HANDLER_DYNAMODB:
     break;
+  case KCLD_CONFIG_HANDLER_DYNAMODB:
+    return kcld_dynamodb_sink_new(env, out);
   case KCLD_CONFIG_HANDLER_PLUGIN:
     return kcld_handler_plugin_new(env, out);
+  case KCLD_CONFIG_HANDLER_LAMBDA:
+    return kcld_handler_lambda_new(env, out);
   }
   kcld_log(KCLD_LOG_ERROR,
            "handler.type is not available in this build (see issue tracker)",

@@ -1,217 +1,802 @@
-/* dispatcher.c — cuts deliveries into handler batches, in shard order. */
+/* dispatcher.c — batches across deliveries, lanes by partition key, the
+ * failure policy's loop work (retry timers, bisection, dead-letter sends)
+ * and the checkpoint as the lowest position not yet dealt with. */
 #include "process/dispatcher.h"
 
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "err.h"
 #include "log.h"
+#include "process/policy.h"
 
+#define MAX_LANES 10
+#define MAX_DEPTH 64
+
+struct shard;
 struct job;
 
 struct kcld_dispatcher {
   struct kcld_dispatcher_opts opts;
-  struct job *jobs;              /* deliveries in flight (list) */
+  struct kcld_policy policy;
+  struct shard *shards;          /* with work, not closing */
+  size_t live;                   /* shards not yet freed + calls out */
+  size_t calls;                  /* handler calls not yet answered */
+  size_t active;                 /* shards in the list */
   struct kcld_dispatcher_stats stats;
-  size_t handles;                /* retry timers not yet closed */
+  uint32_t rng;
   int closing;
 };
 
-/* One delivery being worked on. */
-struct job {
-  struct job *next, *prev;
-  struct kcld_dispatcher *disp;
-  struct kcld_shard_delivery *d;
-  const struct kcld_record **ptrs; /* d->count pointers into d->records */
-  size_t pos;                    /* first record not yet handled */
-  size_t n;                      /* size of the batch at the handler */
-  unsigned attempt;              /* of the current batch */
-  int busy;                      /* the handler has the batch */
-  int cancelled;                 /* the consumer gave up the shard */
-  uv_timer_t retry;
+struct entry {
+  const struct kcld_record *rec;
+  int done;
 };
 
-static void job_unlink(struct job *j)
+/* One handler attempt.  Outlives its job when it times out or the shard is
+ * cancelled: the handler still reads ptrs until it answers. */
+struct call {
+  struct kcld_dispatcher *disp;
+  struct job *job;               /* NULL once orphaned */
+  const struct kcld_record **ptrs;
+  size_t n;
+  uv_timer_t timeout;
+};
+
+struct range {
+  size_t end;                    /* job index past the range */
+  unsigned invokes;              /* handler calls its records were in */
+};
+
+enum job_wait { WAIT_CALL, WAIT_BACKOFF, WAIT_DLQ };
+
+/* A batch of one lane, worked on until every record is dealt with. */
+struct job {
+  struct shard *sh;
+  struct lane *lane;
+  uint64_t *idx;                 /* global entry indices, lane order */
+  size_t n, pos;                 /* idx[0..pos) are dealt with */
+  struct range stack[MAX_DEPTH]; /* ranges still to do, innermost on top */
+  int depth;
+  unsigned retries;              /* of the range on top */
+  enum job_wait wait;
+  struct call *call;
+  struct kcld_dlq_send *send;
+  enum kcld_policy_condition condition;
+  char err_type[64];
+  char err_msg[512];
+};
+
+struct lane {
+  struct shard *sh;
+  uint64_t *pend;                /* global indices waiting for a batch */
+  size_t pstart, pend_n, pend_cap; /* pend[pstart..pend_n) */
+  struct job *job;
+  uv_timer_t timer;              /* the job's backoff */
+};
+
+struct shard {
+  struct shard *next, *prev;
+  struct kcld_dispatcher *disp;
+  struct kcld_shard_consumer *consumer;
+  char *shard_id;
+  struct entry *ents;            /* ents[head..tail) not yet popped */
+  size_t head, tail, cap;
+  uint64_t base;                 /* global index of ents[0] */
+  struct kcld_shard_delivery *held;
+  int64_t millis_behind;
+  int ended;                     /* the shard's last records are here */
+  uint64_t window_deadline;      /* loop ms; 0 = nothing waits */
+  uv_timer_t window;
+  struct lane lanes[MAX_LANES];
+  unsigned nlanes;
+  unsigned open_handles;
+  int closing;
+};
+
+/* ======== Small helpers ======== */
+
+static int64_t wall_ms(void)
 {
-  struct kcld_dispatcher *disp = j->disp;
-  if (j->prev)
-    j->prev->next = j->next;
-  else
-    disp->jobs = j->next;
-  if (j->next)
-    j->next->prev = j->prev;
-  disp->stats.in_flight--;
+  struct timespec ts;
+  clock_gettime(CLOCK_REALTIME, &ts);
+  return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
-static void on_retry_closed(uv_handle_t *h)
+static uint32_t next_rand(struct kcld_dispatcher *disp)
 {
-  struct job *j = h->data;
-  struct kcld_dispatcher *disp = j->disp;
-  free(j->ptrs);
-  free(j);
-  if (--disp->handles == 0 && disp->closing && !disp->jobs)
+  /* xorshift32: jitter only. */
+  uint32_t x = disp->rng;
+  x ^= x << 13;
+  x ^= x >> 17;
+  x ^= x << 5;
+  return disp->rng = x;
+}
+
+static unsigned key_lane(const struct kcld_record *r, unsigned nlanes)
+{
+  uint32_t h = 2166136261u;
+  for (size_t i = 0; i < r->partition_key_len; i++)
+    h = (h ^ (unsigned char)r->partition_key[i]) * 16777619u;
+  return h % nlanes;
+}
+
+static struct entry *ent(struct shard *sh, uint64_t g)
+{
+  return &sh->ents[g - sh->base];
+}
+
+static void consumer_done(struct kcld_dispatcher *disp,
+                          struct kcld_shard_delivery *d)
+{
+  if (disp->opts.consumer_ops && disp->opts.consumer_ops->done)
+    disp->opts.consumer_ops->done(d);
+  else
+    kcld_shard_consumer_done(d);
+}
+
+static void consumer_progress(struct kcld_dispatcher *disp,
+                              struct kcld_shard_consumer *c,
+                              const struct kcld_record *r)
+{
+  if (disp->opts.consumer_ops && disp->opts.consumer_ops->progress)
+    disp->opts.consumer_ops->progress(c, r->sequence_number,
+                                      r->sub_sequence_number);
+  else
+    kcld_shard_consumer_progress(c, r->sequence_number,
+                                 r->sub_sequence_number);
+}
+
+static void disp_free_maybe(struct kcld_dispatcher *disp)
+{
+  if (disp->closing && disp->live == 0)
     free(disp);
 }
 
-/* The delivery is over (all handled, or cancelled): hand it back. */
-static void job_finish(struct job *j)
+/* ======== Shard life ======== */
+
+static void on_shard_handle_closed(uv_handle_t *h)
 {
-  struct kcld_shard_delivery *d = j->d;
-  job_unlink(j);
-  uv_close((uv_handle_t *)&j->retry, on_retry_closed);
-  kcld_shard_consumer_done(d);
+  struct shard *sh = h->data;
+  struct kcld_dispatcher *disp = sh->disp;
+
+  if (--sh->open_handles > 0)
+    return;
+  for (unsigned i = 0; i < sh->nlanes; i++)
+    free(sh->lanes[i].pend);
+  free(sh->ents);
+  free(sh->shard_id);
+  free(sh);
+  disp->live--;
+  disp_free_maybe(disp);
 }
 
-static void start_batch(struct job *j);
-
-static void on_retry(uv_timer_t *t)
+static void shard_unlink(struct shard *sh)
 {
-  start_batch(t->data);
+  struct kcld_dispatcher *disp = sh->disp;
+  if (sh->prev)
+    sh->prev->next = sh->next;
+  else
+    disp->shards = sh->next;
+  if (sh->next)
+    sh->next->prev = sh->prev;
+  disp->active--;
 }
 
-static void schedule_retry(struct job *j, const char *type, const char *msg)
+/* Drops everything the shard holds and closes it; the memory goes in the
+ * close callbacks. */
+static void shard_close(struct shard *sh)
 {
-  const struct kcld_dispatcher_opts *o = &j->disp->opts;
-  uint64_t delay = o->backoff_base_ms;
-  char attempt[16];
+  struct kcld_dispatcher *disp = sh->disp;
 
-  for (unsigned i = 1; i < j->attempt && delay < o->backoff_max_ms; i++)
-    delay *= 2;
-  if (delay > o->backoff_max_ms)
-    delay = o->backoff_max_ms;
-  delay = delay / 2 + (uint64_t)rand() % (delay / 2 + 1); /* jitter */
-  snprintf(attempt, sizeof(attempt), "%u", j->attempt);
-  kcld_log(KCLD_LOG_WARN, "handler failed; retrying the batch", "shard",
-           j->d->shard_id, "sequenceNumber",
-           j->ptrs[j->pos]->sequence_number, "attempt", attempt, "errorType",
-           type ? type : "", "error", msg ? msg : "", NULL);
-  j->attempt++;
-  uv_timer_start(&j->retry, on_retry, delay, 0);
+  if (sh->closing)
+    return;
+  sh->closing = 1;
+  shard_unlink(sh);
+  for (size_t i = sh->head; i < sh->tail; i++)
+    kcld_record_batch_release(sh->ents[i].rec->batch);
+  sh->head = sh->tail;
+  uv_close((uv_handle_t *)&sh->window, on_shard_handle_closed);
+  for (unsigned i = 0; i < sh->nlanes; i++)
+    uv_close((uv_handle_t *)&sh->lanes[i].timer, on_shard_handle_closed);
+  if (sh->held) {
+    struct kcld_shard_delivery *d = sh->held;
+    sh->held = NULL;
+    consumer_done(disp, d);
+  }
 }
 
-static void report(struct job *j, size_t upto)
+static struct shard *shard_find(struct kcld_dispatcher *disp,
+                                struct kcld_shard_consumer *c)
 {
-  const struct kcld_record *last = j->ptrs[upto - 1];
-  j->disp->stats.records_handled += upto - j->pos;
-  j->pos = upto;
-  kcld_shard_consumer_progress(j->d->consumer, last->sequence_number,
-                               last->sub_sequence_number);
+  for (struct shard *sh = disp->shards; sh; sh = sh->next)
+    if (sh->consumer == c)
+      return sh;
+  return NULL;
 }
 
-static void on_handled(const struct kcld_handler_result *res, void *arg)
+static void on_window(uv_timer_t *t);
+
+static struct shard *shard_new(struct kcld_dispatcher *disp,
+                               struct kcld_shard_delivery *d)
+{
+  struct shard *sh = calloc(1, sizeof(*sh));
+  if (!sh)
+    return NULL;
+  sh->shard_id = strdup(d->shard_id ? d->shard_id : "");
+  if (!sh->shard_id) {
+    free(sh);
+    return NULL;
+  }
+  sh->disp = disp;
+  sh->consumer = d->consumer;
+  sh->nlanes = disp->opts.parallelization;
+  uv_timer_init(disp->opts.loop, &sh->window);
+  sh->window.data = sh;
+  sh->open_handles = 1 + sh->nlanes;
+  for (unsigned i = 0; i < sh->nlanes; i++) {
+    sh->lanes[i].sh = sh;
+    uv_timer_init(disp->opts.loop, &sh->lanes[i].timer);
+    sh->lanes[i].timer.data = sh;
+  }
+  sh->next = disp->shards;
+  if (disp->shards)
+    disp->shards->prev = sh;
+  disp->shards = sh;
+  disp->active++;
+  disp->live++;
+  return sh;
+}
+
+/* ======== Progress ======== */
+
+/* Pops the records dealt with from the front and reports the last one. */
+static void advance(struct shard *sh)
+{
+  size_t h = sh->head;
+
+  while (h < sh->tail && sh->ents[h].done)
+    h++;
+  if (h == sh->head)
+    return;
+  consumer_progress(sh->disp, sh->consumer, sh->ents[h - 1].rec);
+  for (size_t i = sh->head; i < h; i++)
+    kcld_record_batch_release(sh->ents[i].rec->batch);
+  sh->head = h;
+  if (sh->head == sh->tail) {
+    sh->base += sh->tail;
+    sh->head = sh->tail = 0;
+  } else if (sh->head > sh->cap / 2) {
+    memmove(sh->ents, sh->ents + sh->head,
+            (sh->tail - sh->head) * sizeof(*sh->ents));
+    sh->base += sh->head;
+    sh->tail -= sh->head;
+    sh->head = 0;
+  }
+}
+
+/* ======== Jobs ======== */
+
+static void pump(struct shard *sh);
+static void run_range(struct job *j);
+
+static size_t range_end(const struct job *j)
+{
+  return j->stack[j->depth - 1].end;
+}
+
+static void job_free(struct job *j)
+{
+  j->lane->job = NULL;
+  free(j->idx);
+  free(j);
+}
+
+/* Records idx[pos..end) are dealt with: move on. */
+static void complete_range(struct job *j)
+{
+  struct shard *sh = j->sh;
+  size_t end = range_end(j);
+
+  for (size_t i = j->pos; i < end; i++)
+    ent(sh, j->idx[i])->done = 1;
+  j->pos = end;
+  j->depth--;
+  j->retries = 0;
+  advance(sh);
+  if (j->depth == 0) {
+    job_free(j);
+    pump(sh);
+    return;
+  }
+  run_range(j);
+}
+
+static void call_free(struct call *c);
+
+static void on_call_closed(uv_handle_t *h)
+{
+  struct call *c = h->data;
+  struct kcld_dispatcher *disp = c->disp;
+  for (size_t i = 0; i < c->n; i++)
+    kcld_record_batch_release(c->ptrs[i]->batch);
+  free(c->ptrs);
+  free(c);
+  disp->calls--;
+  disp->live--;
+  disp_free_maybe(disp);
+}
+
+static void call_free(struct call *c)
+{
+  uv_timer_stop(&c->timeout);
+  uv_close((uv_handle_t *)&c->timeout, on_call_closed);
+}
+
+static void on_backoff(uv_timer_t *t);
+static void give_up(struct job *j);
+
+static void log_range(const struct job *j, enum kcld_log_level lvl,
+                      const char *msg, const char *what)
+{
+  const struct kcld_record *first = ent(j->sh, j->idx[j->pos])->rec;
+  char count[24], retries[16];
+  snprintf(count, sizeof(count), "%zu", range_end(j) - j->pos);
+  snprintf(retries, sizeof(retries), "%u", j->retries);
+  kcld_log(lvl, msg, "shard", j->sh->shard_id, "sequenceNumber",
+           first->sequence_number, "records", count, "retries", retries,
+           "decision", what, "errorType", j->err_type, "error", j->err_msg,
+           NULL);
+}
+
+/* The range on top failed: ask the policy. */
+static void range_failed(struct job *j, const char *type, const char *msg)
+{
+  struct kcld_dispatcher *disp = j->sh->disp;
+  struct kcld_policy_failure f;
+  struct kcld_policy_decision dec;
+  size_t end = range_end(j);
+  int64_t now = wall_ms();
+
+  snprintf(j->err_type, sizeof(j->err_type), "%s",
+           type && *type ? type : "HandlerError");
+  snprintf(j->err_msg, sizeof(j->err_msg), "%s", msg ? msg : "");
+  disp->stats.batches_failed++;
+  memset(&f, 0, sizeof(f));
+  f.count = end - j->pos;
+  f.retries = j->retries;
+  for (size_t i = j->pos; i < end; i++)
+    f.expired += (size_t)kcld_policy_expired(
+      &disp->policy, ent(j->sh, j->idx[i])->rec->arrival_ms, now);
+  dec = kcld_policy_decide(&disp->policy, &f);
+  switch (dec.action) {
+  case KCLD_POLICY_BISECT: {
+    size_t left = kcld_policy_split(f.count);
+    unsigned inv = j->stack[j->depth - 1].invokes;
+    disp->stats.batches_bisected++;
+    log_range(j, KCLD_LOG_WARN, "handler failed; bisecting the batch",
+              "bisect");
+    if (j->depth >= MAX_DEPTH) { /* cannot happen below 2^63 records */
+      give_up(j);
+      return;
+    }
+    j->stack[j->depth].end = j->pos + left;
+    j->stack[j->depth].invokes = inv;
+    j->depth++;
+    j->retries = 0;
+    run_range(j);
+    return;
+  }
+  case KCLD_POLICY_RETRY:
+    j->retries++;
+    disp->stats.batches_retried++;
+    log_range(j, KCLD_LOG_WARN, "handler failed; retrying", "retry");
+    j->wait = WAIT_BACKOFF;
+    uv_timer_start(&j->lane->timer, on_backoff,
+                   kcld_policy_backoff_ms(&disp->policy, j->retries,
+                                          next_rand(disp)), 0);
+    return;
+  case KCLD_POLICY_GIVE_UP:
+    j->condition = dec.condition;
+    give_up(j);
+    return;
+  }
+}
+
+static void on_dlq_acked(int err, size_t messages, void *arg)
 {
   struct job *j = arg;
+  struct kcld_dispatcher *disp = j->sh->disp;
 
-  j->busy = 0;
-  if (j->cancelled) {
-    job_finish(j);
-    return;
-  }
-  switch (res->status) {
-  case KCLD_HANDLER_OK:
-    j->disp->stats.batches_ok++;
-    report(j, j->pos + j->n);
-    j->attempt = 1;
-    if (j->pos == j->d->count)
-      job_finish(j);
-    else
-      start_batch(j);
-    return;
-  case KCLD_HANDLER_PARTIAL:
-    j->disp->stats.batches_failed++;
-    if (res->first_failed > 0 && res->first_failed < j->n) {
-      report(j, j->pos + res->first_failed);
-      j->attempt = 1;
-    }
-    schedule_retry(j, res->error_type ? res->error_type : "PartialFailure",
-                   res->error_message);
-    return;
-  case KCLD_HANDLER_FAILED:
-    break;
-  }
-  j->disp->stats.batches_failed++;
-  schedule_retry(j, res->error_type, res->error_message);
+  (void)err;
+  j->send = NULL;
+  disp->stats.dlq_messages += messages;
+  disp->stats.dlq_records += range_end(j) - j->pos;
+  log_range(j, KCLD_LOG_WARN, "records sent to the dead-letter queue",
+            kcld_policy_condition_name(j->condition));
+  complete_range(j);
 }
 
-static void start_batch(struct job *j)
+/* The range on top is given up: to the queue, skipped, or blocked. */
+static void give_up(struct job *j)
 {
-  struct kcld_handler_batch b;
-  size_t left = j->d->count - j->pos;
+  struct kcld_dispatcher *disp = j->sh->disp;
+  size_t end = range_end(j), n = end - j->pos;
+  const struct kcld_record **recs;
+  struct kcld_dlq_failure f;
   int rc;
 
-  if (j->cancelled) {
-    job_finish(j);
+  disp->stats.records_given_up += n;
+  if (disp->opts.dlq) {
+    recs = malloc(n * sizeof(*recs));
+    rc = KCLD_ENOMEM;
+    if (recs) {
+      for (size_t i = 0; i < n; i++)
+        recs[i] = ent(j->sh, j->idx[j->pos + i])->rec;
+      memset(&f, 0, sizeof(f));
+      f.shard_id = j->sh->shard_id;
+      f.records = recs;
+      f.count = n;
+      f.condition = j->condition;
+      f.invoke_count = j->stack[j->depth - 1].invokes;
+      f.error_type = j->err_type;
+      f.error_message = j->err_msg;
+      j->wait = WAIT_DLQ;
+      rc = kcld_dlq_send(disp->opts.dlq, &f, on_dlq_acked, j, &j->send);
+      free(recs);
+    }
+    if (rc == 0)
+      return;
+    disp->stats.records_given_up -= n;
+    kcld_log(KCLD_LOG_ERROR, "cannot queue the dead-letter message; the "
+             "shard waits", "shard", j->sh->shard_id, "error",
+             kcld_strerror(rc), NULL);
+    j->wait = WAIT_BACKOFF;
+    j->retries++;
+    uv_timer_start(&j->lane->timer, on_backoff, disp->policy.backoff_max_ms,
+                   0);
     return;
   }
-  j->n = left < j->disp->opts.batch_size ? left : j->disp->opts.batch_size;
-  memset(&b, 0, sizeof(b));
-  b.shard_id = j->d->shard_id;
-  b.records = j->ptrs + j->pos;
-  b.count = j->n;
-  b.millis_behind_latest = j->d->millis_behind_latest;
-  b.attempt = j->attempt;
-  j->busy = 1;
-  rc = kcld_handler_process(j->disp->opts.handler, &b, on_handled, j);
-  if (rc != 0) {
-    j->busy = 0;
-    j->disp->stats.batches_failed++;
-    schedule_retry(j, "HandlerUnavailable", kcld_strerror(rc));
+  if (disp->opts.block_on_failure) {
+    disp->stats.records_given_up -= n;
+    j->retries++;
+    disp->stats.batches_retried++;
+    log_range(j, KCLD_LOG_ERROR, "records failed for good and "
+              "on_failure.block is set: the shard waits and retries them",
+              "block");
+    j->wait = WAIT_BACKOFF;
+    uv_timer_start(&j->lane->timer, on_backoff,
+                   kcld_policy_backoff_ms(&disp->policy, j->retries,
+                                          next_rand(disp)), 0);
+    return;
   }
+  for (size_t i = j->pos; i < end; i++) {
+    const struct kcld_record *r = ent(j->sh, j->idx[i])->rec;
+    char sub[24];
+    snprintf(sub, sizeof(sub), "%llu",
+             (unsigned long long)r->sub_sequence_number);
+    kcld_log(KCLD_LOG_ERROR, "RECORD SKIPPED: failed for good and no "
+             "on_failure destination is configured", "shard",
+             j->sh->shard_id, "sequenceNumber", r->sequence_number,
+             "subSequenceNumber", sub, "partitionKey", r->partition_key,
+             "condition", kcld_policy_condition_name(j->condition),
+             "errorType", j->err_type, "error", j->err_msg, NULL);
+  }
+  disp->stats.records_skipped += n;
+  complete_range(j);
+}
+
+static void on_backoff(uv_timer_t *t)
+{
+  struct shard *sh = t->data;
+  struct lane *lane = NULL;
+  for (unsigned i = 0; i < sh->nlanes; i++)
+    if (&sh->lanes[i].timer == t)
+      lane = &sh->lanes[i];
+  if (lane && lane->job)
+    run_range(lane->job);
+}
+
+static void on_answer(const struct kcld_handler_result *res, void *arg)
+{
+  struct call *c = arg;
+  struct job *j = c->job;
+  struct kcld_dispatcher *disp = c->disp;
+  size_t n = c->n;
+
+  c->job = NULL;
+  call_free(c);
+  if (!j)
+    return; /* late (timed out) or cancelled: ignored */
+  j->call = NULL;
+  if (res->status == KCLD_HANDLER_OK) {
+    disp->stats.batches_ok++;
+    disp->stats.records_handled += n;
+    complete_range(j);
+    return;
+  }
+  if (res->status == KCLD_HANDLER_PARTIAL && res->first_failed < n) {
+    if (res->first_failed > 0) {
+      disp->stats.records_handled += res->first_failed;
+      for (size_t i = 0; i < res->first_failed; i++)
+        ent(j->sh, j->idx[j->pos + i])->done = 1;
+      j->pos += res->first_failed;
+      j->retries = 0;
+      advance(j->sh);
+    }
+    range_failed(j, res->error_type ? res->error_type : "PartialFailure",
+                 res->error_message);
+    return;
+  }
+  if (res->status == KCLD_HANDLER_FAILED) {
+    range_failed(j, res->error_type, res->error_message);
+    return;
+  }
+  range_failed(j, "HandlerInvalidAnswer", "the handler's answer was not "
+               "OK, FAILED or a PARTIAL within the batch");
+}
+
+static void on_timeout(uv_timer_t *t)
+{
+  struct call *c = t->data;
+  struct job *j = c->job;
+  char ms[96];
+
+  if (!j)
+    return;
+  c->job = NULL; /* its answer, when it comes, is ignored */
+  j->call = NULL;
+  c->disp->stats.handler_timeouts++;
+  snprintf(ms, sizeof(ms), "handler did not answer within %llu ms",
+           (unsigned long long)c->disp->opts.handler_timeout_ms);
+  range_failed(j, "HandlerTimeout", ms);
+}
+
+/* Sends the range on top to the handler. */
+static void run_range(struct job *j)
+{
+  struct shard *sh = j->sh;
+  struct kcld_dispatcher *disp = sh->disp;
+  size_t end = range_end(j), n = end - j->pos;
+  struct kcld_handler_batch b;
+  struct call *c;
+  int rc;
+
+  j->wait = WAIT_CALL;
+  c = calloc(1, sizeof(*c));
+  if (c)
+    c->ptrs = malloc(n * sizeof(*c->ptrs));
+  if (!c || !c->ptrs) {
+    free(c);
+    j->wait = WAIT_BACKOFF;
+    uv_timer_start(&j->lane->timer, on_backoff, disp->policy.backoff_base_ms,
+                   0);
+    return;
+  }
+  for (size_t i = 0; i < n; i++) {
+    c->ptrs[i] = ent(sh, j->idx[j->pos + i])->rec;
+    kcld_record_batch_acquire(c->ptrs[i]->batch);
+  }
+  c->n = n;
+  c->disp = disp;
+  c->job = j;
+  uv_timer_init(disp->opts.loop, &c->timeout);
+  c->timeout.data = c;
+  disp->calls++;
+  disp->live++;
+  j->call = c;
+  j->stack[j->depth - 1].invokes++;
+  memset(&b, 0, sizeof(b));
+  b.shard_id = sh->shard_id;
+  b.records = c->ptrs;
+  b.count = n;
+  b.millis_behind_latest = sh->millis_behind;
+  b.attempt = j->retries + 1;
+  disp->stats.handler_calls++;
+  uv_timer_start(&c->timeout, on_timeout, disp->opts.handler_timeout_ms, 0);
+  rc = kcld_handler_process(disp->opts.handler, &b, on_answer, c);
+  if (rc != 0) {
+    c->job = NULL;
+    j->call = NULL;
+    call_free(c);
+    range_failed(j, "HandlerUnavailable", kcld_strerror(rc));
+  }
+}
+
+static void start_job(struct lane *lane, size_t count)
+{
+  struct shard *sh = lane->sh;
+  struct job *j = calloc(1, sizeof(*j));
+
+  if (j)
+    j->idx = malloc(count * sizeof(*j->idx));
+  if (!j || !j->idx) {
+    free(j);
+    return; /* pump runs again on the next event */
+  }
+  memcpy(j->idx, lane->pend + lane->pstart, count * sizeof(*j->idx));
+  lane->pstart += count;
+  if (lane->pstart == lane->pend_n)
+    lane->pstart = lane->pend_n = 0;
+  j->sh = sh;
+  j->lane = lane;
+  j->n = count;
+  j->stack[0].end = count;
+  j->depth = 1;
+  lane->job = j;
+  run_range(j);
+}
+
+static size_t lane_waiting(const struct lane *l)
+{
+  return l->pend_n - l->pstart;
+}
+
+/* Starts what can start, arms the window, hands back the delivery when no
+ * full batch waits, and closes the shard when nothing is left. */
+static void pump(struct shard *sh)
+{
+  struct kcld_dispatcher *disp = sh->disp;
+  size_t bs = disp->opts.batch_size;
+  uint64_t now = uv_now(disp->opts.loop);
+  int partial_waits = 0, full_waits = 0, busy = 0;
+
+  if (sh->closing)
+    return;
+  for (unsigned i = 0; i < sh->nlanes; i++) {
+    struct lane *l = &sh->lanes[i];
+    size_t w = lane_waiting(l);
+    if (!l->job && w >= bs) {
+      start_job(l, bs);
+      w = lane_waiting(l);
+    }
+    if (!l->job && w > 0 &&
+        (disp->opts.window_ms == 0 || sh->ended ||
+         (sh->window_deadline && now >= sh->window_deadline))) {
+      start_job(l, w);
+      w = lane_waiting(l);
+    }
+    if (w >= bs)
+      full_waits = 1;
+    else if (w > 0)
+      partial_waits = 1;
+    if (l->job)
+      busy = 1;
+  }
+  if (partial_waits || full_waits) {
+    if (!sh->window_deadline && disp->opts.window_ms) {
+      sh->window_deadline = now + disp->opts.window_ms;
+      uv_timer_start(&sh->window, on_window, disp->opts.window_ms, 0);
+    }
+  } else {
+    sh->window_deadline = 0;
+    uv_timer_stop(&sh->window);
+  }
+  if (sh->held && !full_waits) {
+    struct kcld_shard_delivery *d = sh->held;
+    sh->held = NULL;
+    consumer_done(disp, d);
+    if (sh->closing)
+      return;
+  }
+  if (!busy && !partial_waits && !full_waits && !sh->held &&
+      sh->head == sh->tail)
+    shard_close(sh);
+}
+
+static void on_window(uv_timer_t *t)
+{
+  pump(t->data);
+}
+
+/* ======== The sink ======== */
+
+static int append(struct shard *sh, struct kcld_shard_delivery *d)
+{
+  size_t need = sh->tail + d->count;
+
+  if (need > sh->cap) {
+    size_t cap = sh->cap ? sh->cap : 256;
+    while (cap < need)
+      cap *= 2;
+    struct entry *e = realloc(sh->ents, cap * sizeof(*e));
+    if (!e)
+      return KCLD_ENOMEM;
+    sh->ents = e;
+    sh->cap = cap;
+  }
+  for (unsigned i = 0; i < sh->nlanes; i++) { /* room first: no undo */
+    struct lane *l = &sh->lanes[i];
+    size_t lneed = l->pend_n + d->count;
+    if (lneed > l->pend_cap) {
+      size_t cap = l->pend_cap ? l->pend_cap : 256;
+      while (cap < lneed)
+        cap *= 2;
+      uint64_t *p = realloc(l->pend, cap * sizeof(*p));
+      if (!p)
+        return KCLD_ENOMEM;
+      l->pend = p;
+      l->pend_cap = cap;
+    }
+  }
+  for (size_t i = 0; i < d->count; i++) {
+    const struct kcld_record *r = &d->records[i];
+    struct lane *l = &sh->lanes[sh->nlanes > 1 ? key_lane(r, sh->nlanes) : 0];
+    uint64_t g = sh->base + sh->tail;
+    kcld_record_batch_acquire(r->batch);
+    sh->ents[sh->tail].rec = r;
+    sh->ents[sh->tail].done = 0;
+    sh->tail++;
+    l->pend[l->pend_n++] = g;
+  }
+  return 0;
 }
 
 static int deliver(void *impl, struct kcld_shard_delivery *d)
 {
   struct kcld_dispatcher *disp = impl;
-  struct job *j;
+  struct shard *sh;
+  int rc;
 
   if (disp->closing)
     return KCLD_ECANCELED;
-  j = calloc(1, sizeof(*j));
-  if (!j)
-    return KCLD_ENOMEM;
-  j->ptrs = malloc(d->count * sizeof(*j->ptrs));
-  if (!j->ptrs) {
-    free(j);
-    return KCLD_ENOMEM;
+  if (d->count == 0) {
+    consumer_done(disp, d);
+    return 0;
   }
-  for (size_t i = 0; i < d->count; i++)
-    j->ptrs[i] = &d->records[i];
-  j->disp = disp;
-  j->d = d;
-  j->attempt = 1;
-  uv_timer_init(disp->opts.loop, &j->retry);
-  j->retry.data = j;
-  disp->handles++;
-  j->next = disp->jobs;
-  if (disp->jobs)
-    disp->jobs->prev = j;
-  disp->jobs = j;
-  disp->stats.in_flight++;
-  start_batch(j);
+  sh = shard_find(disp, d->consumer);
+  if (!sh && !(sh = shard_new(disp, d)))
+    return KCLD_ENOMEM;
+  if (sh->held) { /* the consumer broke its contract */
+    kcld_log(KCLD_LOG_ERROR, "delivery while the previous one is held",
+             "shard", sh->shard_id, NULL);
+    return KCLD_EINVAL;
+  }
+  if ((rc = append(sh, d)) != 0) {
+    pump(sh);
+    return rc;
+  }
+  sh->held = d;
+  sh->millis_behind = d->millis_behind_latest;
+  if (d->batch && !d->batch->next_shard_iterator &&
+      &d->records[d->count - 1] ==
+        &d->batch->records[d->batch->count - 1])
+    sh->ended = 1;
+  pump(sh);
   return 0;
 }
 
 static void cancel(void *impl, struct kcld_shard_consumer *c)
 {
   struct kcld_dispatcher *disp = impl;
-  for (struct job *j = disp->jobs, *next; j; j = next) {
-    next = j->next;
-    if (j->d->consumer != c)
+  struct shard *sh = shard_find(disp, c);
+
+  if (!sh)
+    return;
+  for (unsigned i = 0; i < sh->nlanes; i++) {
+    struct job *j = sh->lanes[i].job;
+    uv_timer_stop(&sh->lanes[i].timer);
+    if (!j)
       continue;
-    j->cancelled = 1;
-    if (!j->busy) { /* waiting for a retry: end it now */
-      uv_timer_stop(&j->retry);
-      job_finish(j);
-    }
+    if (j->call)
+      j->call->job = NULL; /* freed when the handler answers */
+    if (j->send)
+      kcld_dlq_send_cancel(j->send);
+    job_free(j);
   }
+  shard_close(sh);
 }
+
+/* ======== Interface ======== */
 
 int kcld_dispatcher_new(const struct kcld_dispatcher_opts *opts,
                         struct kcld_dispatcher **out)
 {
   struct kcld_dispatcher *d;
 
-  if (!opts->loop || !opts->handler)
+  if (!opts || !opts->loop || !opts->handler || !out)
     return KCLD_EINVAL;
   d = calloc(1, sizeof(*d));
   if (!d)
@@ -219,12 +804,24 @@ int kcld_dispatcher_new(const struct kcld_dispatcher_opts *opts,
   d->opts = *opts;
   if (!d->opts.batch_size)
     d->opts.batch_size = 100;
+  if (!d->opts.parallelization)
+    d->opts.parallelization = 1;
+  if (d->opts.parallelization > MAX_LANES)
+    d->opts.parallelization = MAX_LANES;
+  if (!d->opts.handler_timeout_ms)
+    d->opts.handler_timeout_ms = 300000;
   if (!d->opts.backoff_base_ms)
     d->opts.backoff_base_ms = 100;
   if (!d->opts.backoff_max_ms)
     d->opts.backoff_max_ms = 30000;
   if (d->opts.backoff_max_ms < d->opts.backoff_base_ms)
     d->opts.backoff_max_ms = d->opts.backoff_base_ms;
+  d->policy.max_retry_attempts = d->opts.max_retry_attempts;
+  d->policy.bisect_on_error = d->opts.bisect_on_error;
+  d->policy.max_record_age_ms = d->opts.max_record_age_ms;
+  d->policy.backoff_base_ms = d->opts.backoff_base_ms;
+  d->policy.backoff_max_ms = d->opts.backoff_max_ms;
+  d->rng = (uint32_t)wall_ms() | 1u;
   *out = d;
   return 0;
 }
@@ -240,6 +837,7 @@ void kcld_dispatcher_stats(const struct kcld_dispatcher *d,
                            struct kcld_dispatcher_stats *out)
 {
   *out = d->stats;
+  out->in_flight = d->active + d->calls;
 }
 
 void kcld_dispatcher_close(struct kcld_dispatcher *d)
@@ -247,6 +845,7 @@ void kcld_dispatcher_close(struct kcld_dispatcher *d)
   if (!d)
     return;
   d->closing = 1;
-  if (!d->jobs && d->handles == 0)
-    free(d);
+  while (d->shards) /* consumers gone without cancel: drop their work */
+    cancel(d, d->shards->consumer);
+  disp_free_maybe(d);
 }

@@ -8,6 +8,23 @@
  * consumer per held lease and checkpoints through the coordinator, so every
  * write to a lease item is conditional on what this worker last saw.
  *
+ * Timing (F = failover_ms, T = take_interval_ms):
+ *  - Held leases are renewed every F/3.  A lease whose last successful write
+ *    started F or more ago (our monotonic clock) is lost at once, renew in
+ *    flight or not, and is never renewed again: peers may take it now.
+ *  - A lease of another worker is expired when its leaseCounter has not
+ *    changed for F on our clock (first sight counts as a change).
+ *  - Take passes (Scan, balance, take/steal; see balance.h) run every T, and
+ *    also at the moment a lease of another worker would expire when that is
+ *    sooner (so a dead worker's leases are taken within F + min(F, T) of
+ *    its last renewal, not 2T).  A pass whose take lost a race runs once
+ *    more at once.
+ *  - Writes to one lease are serialized: at most one in flight, the others
+ *    queued, so the expected counter is always the one last written.
+ *
+ * Callbacks never run inside a call into the coordinator: they run later on
+ * the loop, in the order of the events that caused them.
+ *
  * Loop thread only.  Times are monotonic (uv_now) for expiry; wall clock is
  * never compared across hosts. */
 #ifndef KCLD_LEASE_COORDINATOR_H
@@ -18,24 +35,11 @@
 #include <uv.h>
 
 #include "aws/call.h"
+#include "lease/table.h"
 
-/* A lease as this worker last saw it.  Read-only for users; valid until the
+/* struct kcld_lease (a lease as this worker last saw it) is defined in
+ * lease/table.h, with the item model.  Read-only for users; valid until the
  * lost callback for its shard returns or the coordinator is closed. */
-struct kcld_lease {
-  char *shard_id;            /* leaseKey */
-  char *owner;               /* leaseOwner; NULL when unowned */
-  uint64_t counter;          /* leaseCounter */
-  char *checkpoint;          /* sequence number, TRIM_HORIZON, LATEST,
-                                AT_TIMESTAMP or SHARD_END */
-  uint64_t checkpoint_sub;   /* checkpointSubSequenceNumber */
-  uint64_t owner_switches;   /* ownerSwitchesSinceCheckpoint */
-  char **parents;            /* parentShardId (SS) */
-  size_t n_parents;
-  char **children;           /* childShardIds (SS) */
-  size_t n_children;
-  char *starting_hash_key;   /* may be NULL */
-  char *ending_hash_key;     /* may be NULL */
-};
 
 enum kcld_initial_position {
   KCLD_POS_TRIM_HORIZON = 0,
@@ -47,71 +51,89 @@ struct kcld_coordinator;
 
 struct kcld_coordinator_cbs {
   /* The lease table is reachable and the first shard sync is done
-   * (err == 0), or start-up failed (err < 0, already logged). */
+   * (err == 0), or start-up failed (err < 0, already logged; the
+   * coordinator then does nothing until closed).  May be NULL. */
   void (*ready)(int err, void *arg);
   /* A lease is now ours.  Start consuming its shard from lease->checkpoint
-   * once kcld_coordinator_parents_done() says so. */
+   * once kcld_coordinator_parents_done() says so.  Required. */
   void (*acquired)(const struct kcld_lease *lease, void *arg);
   /* A lease is no longer ours (stolen, expired, or a write found another
    * owner).  Stop handing this shard's records to the handler at once; any
-   * checkpoint for it will now fail with KCLD_ELOST. */
+   * checkpoint for it will now fail with KCLD_ELOST.  Not called for leases
+   * given up by kcld_coordinator_shard_ended or _release_all.  Required. */
   void (*lost)(const char *shard_id, void *arg);
   void *arg;
 };
 
 struct kcld_coordinator_opts {
   uv_loop_t *loop;
-  struct kcld_aws *aws;
+  struct kcld_aws *aws;        /* borrowed; must outlive the coordinator */
   const char *table;           /* lease table name */
   const char *stream;          /* stream name or ARN */
-  const char *worker_id;
-  uint64_t failover_ms;        /* lease.failover_time */
-  uint64_t take_interval_ms;   /* lease.take_interval */
-  uint64_t shard_sync_interval_ms;
-  uint64_t cleanup_delay_ms;
+  const char *worker_id;       /* unique per process (hostname:pid) */
+  uint64_t failover_ms;        /* lease.failover_time; 0 = 10000 */
+  uint64_t take_interval_ms;   /* lease.take_interval; 0 = 2 x failover */
+  uint64_t shard_sync_interval_ms;  /* 0 = 60000 */
+  uint64_t cleanup_delay_ms;   /* 0 = delete finished leases at once */
   unsigned max_leases;         /* 0 = no cap */
-  unsigned max_steal;
+  unsigned max_steal;          /* 0 = never steal */
   enum kcld_initial_position initial_position;
-  int64_t initial_timestamp_ms;  /* with KCLD_POS_AT_TIMESTAMP */
+  int64_t initial_timestamp_ms;  /* with KCLD_POS_AT_TIMESTAMP (the lease
+                                    stores "AT_TIMESTAMP"; consumers use
+                                    this value) */
   struct kcld_coordinator_cbs cbs;
 };
 
 typedef void (*kcld_lease_cb)(int err, void *arg);
 
 /* Starts: create/wait for the table, shard sync, then the renew and take
- * timers.  Returns 0 (cbs.ready reports the outcome) or a KCLD_E* code. */
+ * timers and a first take pass.  Strings are copied.  Returns 0 (cbs.ready
+ * reports the outcome) or KCLD_EINVAL (a required option or callback
+ * missing) / KCLD_ENOMEM, and then nothing was started. */
 int kcld_coordinator_start(const struct kcld_coordinator_opts *opts,
                            struct kcld_coordinator **out);
 
 /* Conditionally writes a checkpoint (sequence number + sub-sequence) for a
  * held shard: checkpoint, checkpointSubSequenceNumber,
- * ownerSwitchesSinceCheckpoint=0, leaseCounter+1.  cb gets 0, KCLD_ELOST
- * (the lease is not ours any more; lost() has been called), or another
- * KCLD_E* for a transient failure (retry later). */
+ * ownerSwitchesSinceCheckpoint=0, leaseCounter+1 (so it also renews).  cb
+ * gets 0, KCLD_ELOST (the lease is not ours any more; lost() has been or
+ * will be called, unless it was never held), or another KCLD_E* for a
+ * transient failure (retry later).  `sequence` is copied. */
 void kcld_coordinator_checkpoint(struct kcld_coordinator *c,
                                  const char *shard_id, const char *sequence,
                                  uint64_t sub, kcld_lease_cb cb, void *arg);
 
-/* A held shard reached its end: checkpoint SHARD_END, create the leases of
- * `children` (shard ids, with this shard as parent) and record them in
- * childShardIds.  Triggers a shard sync. */
+/* A held shard reached its end: create the leases of `children` (shard ids;
+ * at TRIM_HORIZON with their parents and hash keys from ListShards, so a
+ * merge's child names both parents), then in one conditional write set
+ * checkpoint SHARD_END, record childShardIds and remove leaseOwner (a
+ * finished lease needs no worker; it is no longer held and lost() is not
+ * called for it).  Then runs a shard sync and a take pass, so the children
+ * are picked up at once.  cb gets 0, KCLD_ELOST, KCLD_ENOTFOUND (a child is
+ * not listed yet) or another transient error: retry later. */
 void kcld_coordinator_shard_ended(struct kcld_coordinator *c,
                                   const char *shard_id,
                                   const char *const *children,
                                   size_t n_children, kcld_lease_cb cb,
                                   void *arg);
 
-/* Answers whether every parent of a held shard is absent from the table or
+/* Answers whether every parent of a known shard is absent from the table or
  * at SHARD_END (then its records may be handled without breaking
- * per-partition-key order).  cb gets err and done (1/0). */
+ * per-partition-key order), reading each parent not known to be finished
+ * with a consistent GetItem.  cb gets err and done (1/0); KCLD_ENOTFOUND
+ * when the shard's lease is unknown. */
 typedef void (*kcld_parents_cb)(int err, int done, void *arg);
 void kcld_coordinator_parents_done(struct kcld_coordinator *c,
                                    const char *shard_id, kcld_parents_cb cb,
                                    void *arg);
 
-/* Graceful end: stop taking and renewing-for-growth, release every held
- * lease (conditionally remove leaseOwner) and call cb when done.  The user
- * must have stopped its consumers and flushed their checkpoints first. */
+/* Graceful end: stop taking and renewing, release every held lease
+ * (conditionally remove leaseOwner, leaseCounter+1) so peers take them at
+ * their next take, and call cb when done: 0, or the first failure (that
+ * lease then simply expires).  Takes in flight are released too when they
+ * land.  Afterwards the coordinator does nothing more until closed.  The
+ * user must have stopped its consumers and flushed their checkpoints
+ * first; lost() is not called for released leases. */
 void kcld_coordinator_release_all(struct kcld_coordinator *c, kcld_lease_cb cb,
                                   void *arg);
 
@@ -119,7 +141,12 @@ void kcld_coordinator_release_all(struct kcld_coordinator *c, kcld_lease_cb cb,
 size_t kcld_coordinator_held(const struct kcld_coordinator *c);
 
 /* Stops timers, cancels what is in flight and frees once the handles are
- * closed: run the loop afterwards.  Does not release leases. */
+ * closed: run the loop afterwards.  Does not release leases.  Before it
+ * returns, every pending checkpoint, shard_ended, parents_done and
+ * release_all callback runs (KCLD_ECANCELED unless its result was already
+ * known); ready, acquired and lost never run afterwards.  No call may
+ * follow except from inside those callbacks (they then get
+ * KCLD_ECANCELED).  NULL is ignored. */
 void kcld_coordinator_close(struct kcld_coordinator *c);
 
 #endif

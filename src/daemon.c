@@ -22,6 +22,7 @@
 #include "aws/credentials.h"
 #include "aws/http.h"
 #include "aws/kinesis.h"
+#include "aws/sqs.h"
 #include "consume/shard_consumer.h"
 #include "err.h"
 #include "handlers/handler.h"
@@ -29,6 +30,7 @@
 #include "log.h"
 #include "ops/notify.h"
 #include "process/dispatcher.h"
+#include "process/dlq.h"
 #include "process/pool.h"
 
 #define STATUS_INTERVAL_MS 10000
@@ -63,6 +65,8 @@ struct daemon {
   struct kcld_aws *aws;
   struct kcld_kinesis *kinesis;
   struct kcld_handler *handler;
+  struct kcld_sqs *sqs;        /* on_failure.sqs only */
+  struct kcld_dlq *dlq;
   struct kcld_dispatcher *disp;
   struct kcld_coordinator *coord;
   struct kcld_notify *notify;
@@ -215,6 +219,9 @@ static void close_all(struct daemon *dm)
     kcld_coordinator_close(dm->coord);
   if (dm->disp)
     kcld_dispatcher_close(dm->disp);
+  kcld_dlq_close(dm->dlq);
+  if (dm->sqs)
+    kcld_sqs_close(dm->sqs);
   if (dm->handler)
     dm->handler->ops->destroy(dm->handler);
   if (dm->kinesis)
@@ -228,6 +235,8 @@ static void close_all(struct daemon *dm)
   kcld_notify_close(dm->notify);
   dm->coord = NULL;
   dm->disp = NULL;
+  dm->dlq = NULL;
+  dm->sqs = NULL;
   dm->handler = NULL;
   dm->kinesis = NULL;
   dm->aws = NULL;
@@ -318,6 +327,39 @@ static void on_status_timer(uv_timer_t *t)
 
 /* ======== Start-up ======== */
 
+/* The dead-letter queue of on_failure.sqs, or a loud line when there is
+ * none and failing records would be skipped. */
+static int open_dlq(struct daemon *dm)
+{
+  const struct kcld_config *cfg = dm->cfg;
+  struct kcld_dlq_opts qo;
+  char *arn;
+  int rc;
+
+  if (!opt(cfg->on_failure.sqs)) {
+    if (!cfg->on_failure.block)
+      kcld_log(KCLD_LOG_WARN, "no on_failure destination: records that fail "
+               "for good are logged and skipped", NULL);
+    return 0;
+  }
+  if ((rc = kcld_sqs_new(dm->aws, &dm->loop, &dm->sqs)) != 0)
+    return rc;
+  if (asprintf(&arn, "kcld:%s:%s", cfg->application, cfg->worker_id) < 0)
+    return KCLD_ENOMEM;
+  memset(&qo, 0, sizeof(qo));
+  qo.loop = &dm->loop;
+  qo.sqs = dm->sqs;
+  qo.queue_url = cfg->on_failure.sqs;
+  qo.function_arn = arn;
+  qo.stream_arn = strncmp(cfg->stream, "arn:", 4) == 0 ? cfg->stream : "";
+  qo.include_records = cfg->on_failure.include_records;
+  qo.backoff_base_ms = (uint64_t)cfg->retry.backoff_base_ms;
+  qo.backoff_max_ms = (uint64_t)cfg->retry.backoff_max_ms;
+  rc = kcld_dlq_new(&qo, &dm->dlq);
+  free(arn);
+  return rc;
+}
+
 static int start_clients(struct daemon *dm)
 {
   const struct kcld_config *cfg = dm->cfg;
@@ -353,12 +395,22 @@ static int start_clients(struct daemon *dm)
   if ((rc = kcld_handler_new(&env, &dm->handler)) != 0)
     return rc;
 
+  if ((rc = open_dlq(dm)) != 0)
+    return rc;
   memset(&dop, 0, sizeof(dop));
   dop.loop = &dm->loop;
   dop.handler = dm->handler;
   dop.batch_size = (unsigned)cfg->batch.size;
+  dop.window_ms = (uint64_t)cfg->batch.window_ms;
+  dop.parallelization = (unsigned)cfg->batch.parallelization_factor;
+  dop.handler_timeout_ms = (uint64_t)cfg->handler.timeout_ms;
+  dop.max_retry_attempts = cfg->retry.max_retry_attempts;
+  dop.bisect_on_error = cfg->retry.bisect_on_error;
+  dop.max_record_age_ms = cfg->retry.max_record_age_ms;
   dop.backoff_base_ms = (uint64_t)cfg->retry.backoff_base_ms;
   dop.backoff_max_ms = (uint64_t)cfg->retry.backoff_max_ms;
+  dop.dlq = dm->dlq;
+  dop.block_on_failure = cfg->on_failure.block;
   if ((rc = kcld_dispatcher_new(&dop, &dm->disp)) != 0)
     return rc;
 

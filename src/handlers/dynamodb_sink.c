@@ -506,7 +506,8 @@ static void after_build(uv_work_t *w, int status)
   }
 }
 
-static int process(struct kcld_handler *base, const struct kcld_handler_batch *b,
+static int process(struct kcld_handler *base,
+                   const struct kcld_handler_batch *b,
                    kcld_handler_done_cb done, void *arg)
 {
   struct sink *s = (struct sink *)base;

@@ -35,7 +35,8 @@ static int render(const char *tmpl, const struct kcld_record *r,
                   const char *payload, char *out, size_t outlen)
 {
   struct kcld_template *t = NULL;
-  struct kcld_template_input in = {.rec = r, .shard_id = "shardId-000000000007"};
+  struct kcld_template_input in = {.rec = r,
+                                   .shard_id = "shardId-000000000007"};
   json_t *av = NULL;
   char err[256], *text = NULL;
   size_t len = 0;

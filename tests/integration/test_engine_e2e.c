@@ -22,6 +22,10 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <sys/wait.h>
+#include <unistd.h>
 
 #include <cmocka.h>
 #include <jansson.h>
@@ -34,7 +38,9 @@
 #include "consume/getrecords.h"
 #include "err.h"
 #include "fault.h"
+#include "awssync.h"
 #include "harness.h"
+#include "proc.h"
 #include "process/dispatcher.h"
 #include "process/dlq.h"
 #include "process/policy.h"
@@ -916,11 +922,182 @@ static void test_no_destination_skips_or_blocks(void **state)
   free(e);
 }
 
+/* ======== Redrive ======== */
+
+static json_t *sync_call(struct kcld_test_aws *t, enum kcld_aws_service svc,
+                         const char *op, json_t *req)
+{
+  const char *type = NULL;
+  json_t *res = kcld_test_aws_call(t, svc, op, req, &type);
+  if (!res)
+    fail_msg("%s failed: %s", op, type);
+  json_decref(req);
+  return res;
+}
+
+/* Every record in the one-shard stream, as "key=data" strings. */
+static json_t *stream_records(struct kcld_test_aws *t, const char *stream)
+{
+  json_t *shards = sync_call(t, KCLD_AWS_KINESIS, "ListShards",
+                             json_pack("{s:s}", "StreamName", stream));
+  const char *shard = json_string_value(json_object_get(json_array_get(
+    json_object_get(shards, "Shards"), 0), "ShardId"));
+  json_t *it = sync_call(t, KCLD_AWS_KINESIS, "GetShardIterator",
+                         json_pack("{s:s,s:s,s:s}", "StreamName", stream,
+                                   "ShardId", shard, "ShardIteratorType",
+                                   "TRIM_HORIZON"));
+  json_t *got = sync_call(t, KCLD_AWS_KINESIS, "GetRecords",
+                          json_pack("{s:O}", "ShardIterator",
+                                    json_object_get(it, "ShardIterator")));
+  json_t *out = json_array(), *r;
+  size_t i;
+  json_array_foreach(json_object_get(got, "Records"), i, r) {
+    unsigned char data[64] = {0};
+    const char *b64 = json_string_value(json_object_get(r, "Data"));
+    EVP_DecodeBlock(data, (const unsigned char *)b64, (int)strlen(b64));
+    json_array_append_new(out, json_sprintf("%s=%s", json_string_value(
+      json_object_get(r, "PartitionKey")), (char *)data));
+  }
+  json_decref(shards);
+  json_decref(it);
+  json_decref(got);
+  return out;
+}
+
+static void write_conf(const char *path, const char *out, const char *queue)
+{
+  FILE *f = fopen(path, "w");
+  assert_non_null(f);
+  fprintf(f,
+          "application: engine-redrive\n"
+          "stream: redrive-s\n"
+          "region: us-east-1\n"
+          "endpoints:\n"
+          "  kinesis: %s\n"
+          "  dynamodb: %s\n"
+          "  sqs: %s\n"
+          "credentials:\n"
+          "  access_key_id: test\n"
+          "  secret_access_key: test\n"
+          "shutdown_timeout: 5s\n"
+          "lease:\n"
+          "  failover_time: 1s\n"
+          "fetch:\n"
+          "  idle_time: 200ms\n"
+          "metrics:\n"
+          "  listen: \"\"\n"
+          "on_failure:\n"
+          "  sqs: %s\n"
+          "handler:\n"
+          "  type: stdout\n"
+          "  decode: utf8\n"
+          "  path: %s\n",
+          kcld_emu_url(&s_emu, "kinesis"), kcld_emu_url(&s_emu, "dynamodb"),
+          fault_url(), queue, out);
+  fclose(f);
+}
+
+static int run_redrive(const char *conf, const char *queue, const char *log)
+{
+  pid_t pid = fork();
+  int status = -1;
+  assert_true(pid >= 0);
+  if (pid == 0) {
+    int fd = open(log, O_WRONLY | O_CREAT | O_TRUNC, 0600);
+    if (fd >= 0) {
+      dup2(fd, 1);
+      dup2(fd, 2);
+    }
+    execl(kcld_test_bin(), "kcld", "redrive", "--queue", queue, "--config",
+          conf, (char *)NULL);
+    _exit(127);
+  }
+  assert_int_equal(kcld_test_wait_exit(pid, 30000, &status), 1);
+  return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+}
+
+static void test_redrive_round_trip(void **state)
+{
+  struct env *e = malloc(sizeof(*e));
+  struct kcld_test_aws *t;
+  char dir[] = "/tmp/kcld-engine-XXXXXX", conf[128], out[128], log[128];
+  json_t *msgs, *recs;
+  int status;
+  (void)state;
+
+  assert_non_null(mkdtemp(dir));
+  snprintf(conf, sizeof(conf), "%s/kcld.yaml", dir);
+  snprintf(out, sizeof(out), "%s/out.jsonl", dir);
+  snprintf(log, sizeof(log), "%s/redrive.log", dir);
+  t = kcld_test_aws_new(kcld_emu_url(&s_emu, "kinesis"), NULL, NULL);
+  json_decref(sync_call(t, KCLD_AWS_KINESIS, "CreateStream",
+                        json_pack("{s:s,s:i}", "StreamName", "redrive-s",
+                                  "ShardCount", 1)));
+
+  /* Two poison records dead-lettered by the engine. */
+  env_up(e, "engine-redrive");
+  e->c.batches[0] = make_batch(0, 20, 4, 0, 0);
+  e->c.nbatches = 1;
+  e->h.poison[3] = e->h.poison[11] = 1;
+  e->o.batch_size = 20;
+  env_run(e);
+  wait_all_done(e, 19, WAIT_MS);
+  char queue[512];
+  snprintf(queue, sizeof(queue), "%s", e->queue);
+  write_conf(conf, out, queue);
+
+  status = run_redrive(conf, queue, log);
+  if (status != 0) {
+    char *text = kcld_test_slurp(log, NULL);
+    fprintf(stderr, "%s\n", text ? text : "");
+    free(text);
+  }
+  assert_int_equal(status, 0);
+  recs = stream_records(t, "redrive-s");
+  assert_int_equal(json_array_size(recs), 2);
+  assert_string_equal(json_string_value(json_array_get(recs, 0)),
+                      "key-3=rec-3");
+  assert_string_equal(json_string_value(json_array_get(recs, 1)),
+                      "key-3=rec-11");
+  json_decref(recs);
+  msgs = drain_queue(e);
+  assert_int_equal(json_array_size(msgs), 0); /* the queue is empty */
+  json_decref(msgs);
+  env_down(e);
+  free(e);
+
+  /* A kcld worker (dead-letter queue configured) handles them again. */
+  snprintf(log, sizeof(log), "%s/worker.log", dir);
+  pid_t pid = kcld_test_spawn_kcld(conf, log);
+  unsigned long long until = kcld_test_now_ms() + 30000;
+  int found = 0;
+  while (!found && kcld_test_now_ms() < until) {
+    char *text = kcld_test_slurp(out, NULL);
+    found = text && strstr(text, "rec-3") && strstr(text, "rec-11");
+    free(text);
+    if (!found)
+      kcld_test_sleep_ms(100);
+  }
+  kill(pid, SIGTERM);
+  assert_int_equal(kcld_test_wait_exit(pid, 20000, &status), 1);
+  if (!found) {
+    char *text = kcld_test_slurp(log, NULL);
+    fprintf(stderr, "%s\n", text ? text : "");
+    free(text);
+  }
+  assert_true(found);
+  assert_true(WIFEXITED(status));
+  assert_int_equal(WEXITSTATUS(status), 0);
+  kcld_test_aws_free(t);
+  snprintf(conf, sizeof(conf), "rm -rf %s", dir);
+  assert_int_equal(system(conf), 0);
+}
+
 static int setup(void **state)
 {
   (void)state;
   json_object_seed(0);
-  if (kcld_emu_start(&s_emu, "sqs fault") != 0)
+  if (kcld_emu_start(&s_emu, "kinesis dynamodb sqs fault") != 0)
     return -1;
   s_have_emu = 1;
   return 0;
@@ -945,6 +1122,7 @@ int main(void)
     cmocka_unit_test(test_handler_refuses_and_crashes),
     cmocka_unit_test(test_parallelization_keeps_key_order),
     cmocka_unit_test(test_no_destination_skips_or_blocks),
+    cmocka_unit_test(test_redrive_round_trip),
   };
   return cmocka_run_group_tests(tests, setup, teardown);
 }

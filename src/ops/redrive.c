@@ -1,0 +1,422 @@
+/* redrive.c — dead-letter messages back into the stream (see redrive.h). */
+#include "ops/redrive.h"
+
+#include <getopt.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <jansson.h>
+#include <openssl/evp.h>
+
+#include "aws/http.h"
+#include "err.h"
+#include "log.h"
+#include "ops/cli.h"
+
+#define PUT_ROUNDS 5
+
+struct rec {
+  unsigned char *data;
+  size_t len;
+  char *key;
+  int put;                       /* accepted */
+};
+
+struct run {
+  struct kcld_redrive_opts o;
+  char *queue, *stream;
+  kcld_redrive_cb cb;
+  void *arg;
+  struct kcld_redrive_result res;
+  json_t *msgs;                  /* [{body, receipt, id}] of this receive */
+  size_t at;                     /* message being worked on */
+  struct rec *recs;
+  size_t nrecs;
+  int rounds;
+};
+
+static void receive(struct run *r);
+static void next_message(struct run *r);
+
+static void finish(struct run *r)
+{
+  json_decref(r->msgs);
+  r->cb(&r->res, r->arg);
+  free(r->queue);
+  free(r->stream);
+  free(r);
+}
+
+static void free_recs(struct run *r)
+{
+  for (size_t i = 0; i < r->nrecs; i++) {
+    free(r->recs[i].data);
+    free(r->recs[i].key);
+  }
+  free(r->recs);
+  r->recs = NULL;
+  r->nrecs = 0;
+}
+
+static void fail(struct run *r, int err, const char *what, const char *msg)
+{
+  if (!r->res.err)
+    r->res.err = err;
+  kcld_log(KCLD_LOG_ERROR, "redrive stopped", "step", what, "error", msg,
+           NULL);
+  free_recs(r);
+  finish(r);
+}
+
+static void keep(struct run *r, const char *why)
+{
+  json_t *m = json_array_get(r->msgs, r->at);
+  kcld_log(KCLD_LOG_WARN, "dead-letter message left in the queue",
+           "messageId", json_string_value(json_object_get(m, "id")),
+           "reason", why, NULL);
+  r->res.kept++;
+  free_recs(r);
+  r->at++;
+  next_message(r);
+}
+
+/* Decodes the message's records; 0, or -1 with *why set. */
+static int decode(struct run *r, const char *body, const char **why)
+{
+  json_t *doc = json_loads(body, 0, NULL), *recs, *x;
+  size_t i;
+  int rc = -1;
+
+  *why = "not an on-failure record";
+  recs = doc ? json_object_get(doc, "records") : NULL;
+  if (!json_is_array(recs) || json_array_size(recs) == 0) {
+    *why = "no records in the message (on_failure.include_records off?)";
+    goto out;
+  }
+  r->recs = calloc(json_array_size(recs), sizeof(*r->recs));
+  if (!r->recs)
+    goto out;
+  json_array_foreach(recs, i, x) {
+    const char *key = json_string_value(json_object_get(x, "partitionKey"));
+    const char *b64 = json_string_value(json_object_get(x, "data"));
+    size_t n = b64 ? strlen(b64) : 0;
+    int len;
+    if (json_is_true(json_object_get(x, "truncated"))) {
+      *why = "a record was too large and was sent without its data";
+      goto out;
+    }
+    if (!key || !*key || !b64 || n % 4) {
+      *why = "a record without partitionKey or valid data";
+      goto out;
+    }
+    struct rec *rc_ = &r->recs[r->nrecs++];
+    rc_->data = malloc(n / 4 * 3 + 1);
+    rc_->key = strdup(key);
+    if (!rc_->data || !rc_->key)
+      goto out;
+    len = EVP_DecodeBlock(rc_->data, (const unsigned char *)b64, (int)n);
+    if (len < 0) {
+      *why = "a record's data is not base64";
+      goto out;
+    }
+    if (n >= 1 && b64[n - 1] == '=')
+      len--;
+    if (n >= 2 && b64[n - 2] == '=')
+      len--;
+    rc_->len = (size_t)len;
+  }
+  rc = 0;
+out:
+  json_decref(doc);
+  return rc;
+}
+
+static void on_deleted(const struct kcld_svc_status *st, void *arg)
+{
+  struct run *r = arg;
+  if (st->err) {
+    fail(r, st->err, "DeleteMessage", st->message);
+    return;
+  }
+  r->res.messages++;
+  free_recs(r);
+  r->at++;
+  next_message(r);
+}
+
+static void put(struct run *r);
+
+static void on_put(const struct kcld_kinesis_put_result *res, void *arg)
+{
+  struct run *r = arg;
+  size_t k = 0, left = 0;
+
+  if (res->st.err) {
+    fail(r, res->st.err, "PutRecords", res->st.message);
+    return;
+  }
+  for (size_t i = 0; i < r->nrecs; i++) {
+    if (r->recs[i].put)
+      continue;
+    if (k < res->count && !res->entries[k].error_code) {
+      r->recs[i].put = 1;
+      r->res.records++;
+    } else {
+      left++;
+    }
+    k++;
+  }
+  if (left) {
+    if (++r->rounds >= PUT_ROUNDS) {
+      keep(r, "records not accepted by PutRecords after retries");
+      return;
+    }
+    put(r);
+    return;
+  }
+  json_t *m = json_array_get(r->msgs, r->at);
+  int rc = kcld_sqs_delete_message(
+    r->o.sqs, r->queue, json_string_value(json_object_get(m, "receipt")),
+    on_deleted, r);
+  if (rc)
+    fail(r, rc, "DeleteMessage", kcld_strerror(rc));
+}
+
+static void put(struct run *r)
+{
+  struct kcld_kinesis_record *kr = calloc(r->nrecs, sizeof(*kr));
+  size_t n = 0;
+  int rc;
+
+  if (!kr) {
+    fail(r, KCLD_ENOMEM, "PutRecords", "out of memory");
+    return;
+  }
+  for (size_t i = 0; i < r->nrecs; i++) {
+    if (r->recs[i].put)
+      continue;
+    kr[n].data = r->recs[i].data;
+    kr[n].len = r->recs[i].len;
+    kr[n].partition_key = r->recs[i].key;
+    n++;
+  }
+  rc = kcld_kinesis_put_records(r->o.kinesis, r->stream, kr, n, on_put, r);
+  free(kr);
+  if (rc)
+    fail(r, rc, "PutRecords", kcld_strerror(rc));
+}
+
+static void next_message(struct run *r)
+{
+  const char *why;
+  json_t *m;
+
+  if (r->at >= json_array_size(r->msgs)) {
+    receive(r);
+    return;
+  }
+  m = json_array_get(r->msgs, r->at);
+  if (decode(r, json_string_value(json_object_get(m, "body")), &why) != 0) {
+    keep(r, why);
+    return;
+  }
+  if (r->nrecs > KCLD_KINESIS_PUT_MAX_RECORDS) {
+    keep(r, "more records than one PutRecords call takes");
+    return;
+  }
+  r->rounds = 0;
+  put(r);
+}
+
+static void on_received(const struct kcld_sqs_receive_result *res,
+                        void *arg)
+{
+  struct run *r = arg;
+
+  if (res->st.err) {
+    fail(r, res->st.err, "ReceiveMessage", res->st.message);
+    return;
+  }
+  json_decref(r->msgs);
+  r->msgs = json_array();
+  for (size_t i = 0; i < res->count; i++)
+    json_array_append_new(r->msgs, json_pack(
+      "{s:s,s:s,s:s}", "body", res->messages[i].body, "receipt",
+      res->messages[i].receipt_handle, "id", res->messages[i].message_id));
+  r->at = 0;
+  if (res->count == 0) {
+    finish(r);
+    return;
+  }
+  next_message(r);
+}
+
+static void receive(struct run *r)
+{
+  struct kcld_sqs_receive_req rq;
+  size_t seen = r->res.messages + r->res.kept;
+  int rc;
+
+  if (r->o.max_messages && seen >= r->o.max_messages) {
+    finish(r);
+    return;
+  }
+  memset(&rq, 0, sizeof(rq));
+  rq.queue_url = r->queue;
+  rq.max_messages = 10;
+  if (r->o.max_messages && r->o.max_messages - seen < 10)
+    rq.max_messages = (int)(r->o.max_messages - seen);
+  rq.wait_seconds = 0;
+  rq.visibility_timeout = r->o.visibility_timeout;
+  rc = kcld_sqs_receive_message(r->o.sqs, &rq, on_received, r);
+  if (rc)
+    fail(r, rc, "ReceiveMessage", kcld_strerror(rc));
+}
+
+int kcld_redrive_run(const struct kcld_redrive_opts *o, kcld_redrive_cb cb,
+                     void *arg)
+{
+  struct run *r;
+
+  if (!o || !o->loop || !o->sqs || !o->kinesis || !o->queue_url ||
+      !*o->queue_url || !o->stream || !*o->stream || !cb)
+    return KCLD_EINVAL;
+  r = calloc(1, sizeof(*r));
+  if (!r)
+    return KCLD_ENOMEM;
+  r->o = *o;
+  if (!r->o.visibility_timeout)
+    r->o.visibility_timeout = 60;
+  r->queue = strdup(o->queue_url);
+  r->stream = strdup(o->stream);
+  if (!r->queue || !r->stream) {
+    free(r->queue);
+    free(r->stream);
+    free(r);
+    return KCLD_ENOMEM;
+  }
+  r->cb = cb;
+  r->arg = arg;
+  receive(r);
+  return 0;
+}
+
+/* ======== The subcommand ======== */
+
+static const char s_usage[] =
+  "usage: kcld redrive --queue URL [--stream NAME] [--config PATH]\n"
+  "                    [--max-messages N]\n";
+
+struct cmd_state {
+  int done;
+  struct kcld_redrive_result res;
+};
+
+static void on_cmd_done(const struct kcld_redrive_result *res, void *arg)
+{
+  struct cmd_state *s = arg;
+  s->res = *res;
+  s->done = 1;
+}
+
+int kcld_redrive_command(int argc, char **argv)
+{
+  static const struct option opts[] = {
+    {"queue", required_argument, NULL, 'q'},
+    {"stream", required_argument, NULL, 's'},
+    {"config", required_argument, NULL, 'c'},
+    {"max-messages", required_argument, NULL, 'n'},
+    {"help", no_argument, NULL, 'h'},
+    {NULL, 0, NULL, 0},
+  };
+  struct kcld_redrive_opts o;
+  struct kcld_cli_aws c;
+  struct kcld_config *cfg;
+  struct kcld_sqs *sqs = NULL;
+  struct kcld_kinesis *kin = NULL;
+  struct cmd_state st;
+  const char *path = NULL, *stream = NULL, *queue = NULL;
+  char *end;
+  int ch, rc, status = 1;
+
+  memset(&o, 0, sizeof(o));
+  optind = 0;
+  opterr = 0;
+  while ((ch = getopt_long(argc, argv, ":q:s:c:n:h", opts, NULL)) != -1) {
+    switch (ch) {
+    case 'q':
+      queue = optarg;
+      break;
+    case 's':
+      stream = optarg;
+      break;
+    case 'c':
+      path = optarg;
+      break;
+    case 'n':
+      o.max_messages = (size_t)strtoul(optarg, &end, 10);
+      if (*end || !*optarg) {
+        fprintf(stderr, "kcld redrive: bad --max-messages '%s'\n%s", optarg,
+                s_usage);
+        return 2;
+      }
+      break;
+    case 'h':
+      fputs(s_usage, stdout);
+      return 0;
+    default:
+      fprintf(stderr, "kcld redrive: bad option '%s'\n%s", argv[optind - 1],
+              s_usage);
+      return 2;
+    }
+  }
+  if (!queue || optind < argc) {
+    fprintf(stderr, "kcld redrive: --queue is required\n%s", s_usage);
+    return 2;
+  }
+  cfg = kcld_cli_config(path, stream);
+  if (!cfg)
+    return 1;
+  if (stream)
+    o.stream = stream;
+  else
+    o.stream = cfg->stream;
+  if (!o.stream || !*o.stream) {
+    fprintf(stderr, "kcld redrive: no stream (--stream or the config's)\n");
+    kcld_config_free(cfg);
+    return 2;
+  }
+  rc = kcld_cli_aws_open(&c, cfg);
+  if (rc == 0)
+    rc = kcld_sqs_new(c.aws, &c.loop, &sqs);
+  if (rc == 0)
+    rc = kcld_kinesis_new(c.aws, &c.loop, &kin);
+  if (rc == 0) {
+    memset(&st, 0, sizeof(st));
+    o.loop = &c.loop;
+    o.sqs = sqs;
+    o.kinesis = kin;
+    o.queue_url = queue;
+    rc = kcld_redrive_run(&o, on_cmd_done, &st);
+    if (rc == 0) {
+      kcld_cli_run_until(&c, &st.done);
+      printf("{\"messages\":%zu,\"records\":%zu,\"kept\":%zu,\"error\":%s%s%s}"
+             "\n", st.res.messages, st.res.records, st.res.kept,
+             st.res.err ? "\"" : "",
+             st.res.err ? kcld_strerror(st.res.err) : "null",
+             st.res.err ? "\"" : "");
+      status = st.done && !st.res.err && !st.res.kept ? 0 : 1;
+    }
+  }
+  if (rc)
+    fprintf(stderr, "kcld redrive: %s\n", kcld_strerror(rc));
+  if (kin)
+    kcld_kinesis_close(kin);
+  if (sqs)
+    kcld_sqs_close(sqs);
+  kcld_cli_aws_close(&c);
+  kcld_http_global_cleanup();
+  kcld_config_free(cfg);
+  return status;
+}

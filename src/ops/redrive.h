@@ -1,0 +1,54 @@
+/* redrive.h — `kcld redrive`: puts dead-lettered records back into a
+ * stream.
+ *
+ *   kcld redrive --queue URL [--stream NAME] [--config PATH]
+ *                [--max-messages N]
+ *
+ * Reads the dead-letter queue that on_failure.sqs filled (process/dlq.h),
+ * puts each message's records back with PutRecords (same partition key and
+ * data; they get new sequence numbers) and deletes a message only once
+ * every record of it was accepted.  A message whose records are missing,
+ * "truncated" or unreadable stays in the queue (a warning names it); it
+ * comes back after its visibility timeout.  Stops when the queue answers
+ * empty or after --max-messages.  The stream defaults to the config's;
+ * endpoints, region and credentials come from the config (or, without one,
+ * the environment).  Exit status: 0 every message seen was re-driven, 1
+ * some stayed or a call failed, 2 usage. */
+#ifndef KCLD_OPS_REDRIVE_H
+#define KCLD_OPS_REDRIVE_H
+
+#include <stddef.h>
+#include <uv.h>
+
+#include "aws/kinesis.h"
+#include "aws/sqs.h"
+
+struct kcld_redrive_opts {
+  uv_loop_t *loop;
+  struct kcld_sqs *sqs;          /* borrowed */
+  struct kcld_kinesis *kinesis;  /* borrowed */
+  const char *queue_url;
+  const char *stream;            /* name or ARN */
+  size_t max_messages;           /* 0 = until the queue is empty */
+  int visibility_timeout;        /* seconds; 0 = 60 */
+};
+
+struct kcld_redrive_result {
+  int err;                       /* 0, or the first failed call's code */
+  size_t messages;               /* re-driven and deleted */
+  size_t records;                /* put back */
+  size_t kept;                   /* left in the queue */
+};
+
+typedef void (*kcld_redrive_cb)(const struct kcld_redrive_result *res,
+                                void *arg);
+
+/* Runs the redrive on opts->loop; cb runs once at the end.  Returns 0, or
+ * KCLD_EINVAL / KCLD_ENOMEM and never calls cb. */
+int kcld_redrive_run(const struct kcld_redrive_opts *opts, kcld_redrive_cb cb,
+                     void *arg);
+
+/* The subcommand: argv from "redrive" on.  Returns the exit status. */
+int kcld_redrive_command(int argc, char **argv);
+
+#endif

@@ -1,0 +1,674 @@
+/* test_consume_e2e.c — kcld worker processes against kinesalite + dynalite.
+ *
+ * The handler is the stdout handler writing JSON lines to a file per worker;
+ * the test produces records with PutRecords, runs workers, and checks what
+ * every worker handled against what was produced, and the lease table
+ * against the KCL's schema. */
+#include <dirent.h>
+#include <setjmp.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+#include <jansson.h>
+#include <openssl/evp.h>
+
+#include "awssync.h"
+#include "consume/record.h"
+#include "harness.h"
+#include "proc.h"
+
+#define MAX_WORKERS 3
+
+struct env {
+  struct kcld_emu emu;
+  struct kcld_test_aws *aws;
+  char dir[64];
+  json_t *produced;   /* array of {shard, seq, data} in put order */
+};
+
+static struct env E;
+
+/* ======== Set-up helpers ======== */
+
+static json_t *call(enum kcld_aws_service svc, const char *op, json_t *req)
+{
+  const char *type = NULL;
+  json_t *res = kcld_test_aws_call(E.aws, svc, op, req, &type);
+  if (!res)
+    fail_msg("%s failed: %s", op, type);
+  json_decref(req);
+  return res;
+}
+
+static void create_stream(const char *name, int shards)
+{
+  json_decref(call(KCLD_AWS_KINESIS, "CreateStream",
+                   json_pack("{s:s,s:i}", "StreamName", name, "ShardCount",
+                             shards)));
+  for (int i = 0; i < 200; i++) {
+    json_t *r = call(KCLD_AWS_KINESIS, "DescribeStreamSummary",
+                     json_pack("{s:s}", "StreamName", name));
+    const char *st = json_string_value(json_object_get(
+      json_object_get(r, "StreamDescriptionSummary"), "StreamStatus"));
+    int active = st && strcmp(st, "ACTIVE") == 0;
+    json_decref(r);
+    if (active)
+      return;
+    kcld_test_sleep_ms(50);
+  }
+  fail_msg("stream %s never became ACTIVE", name);
+}
+
+/* Puts n records with partition keys "pk-<i % keys>" and data
+ * "<tag>-<i>"; appends {shard, seq, data, pk} to E.produced. */
+static void put_records(const char *stream, int n, int keys, const char *tag)
+{
+  for (int base = 0; base < n; base += 250) {
+    int count = n - base < 250 ? n - base : 250;
+    json_t *recs = json_array();
+    char data[64], pk[32];
+    for (int i = 0; i < count; i++) {
+      unsigned char b64[128];
+      int len = snprintf(data, sizeof(data), "%s-%d", tag, base + i);
+      EVP_EncodeBlock(b64, (const unsigned char *)data, len);
+      snprintf(pk, sizeof(pk), "pk-%d", (base + i) % keys);
+      json_array_append_new(recs, json_pack("{s:s,s:s}", "Data", (char *)b64,
+                                            "PartitionKey", pk));
+    }
+    json_t *r = call(KCLD_AWS_KINESIS, "PutRecords",
+                     json_pack("{s:s,s:o}", "StreamName", stream, "Records",
+                               recs));
+    assert_int_equal(json_integer_value(json_object_get(r, "FailedRecordCount")),
+                     0);
+    json_t *entries = json_object_get(r, "Records");
+    for (int i = 0; i < count; i++) {
+      json_t *e = json_array_get(entries, (size_t)i);
+      snprintf(data, sizeof(data), "%s-%d", tag, base + i);
+      snprintf(pk, sizeof(pk), "pk-%d", (base + i) % keys);
+      json_array_append_new(
+        E.produced,
+        json_pack("{s:O,s:O,s:s,s:s}", "shard", json_object_get(e, "ShardId"),
+                  "seq", json_object_get(e, "SequenceNumber"), "data", data,
+                  "pk", pk));
+    }
+    json_decref(r);
+  }
+}
+
+static json_t *scan_leases(const char *table)
+{
+  json_t *r = call(KCLD_AWS_DYNAMODB, "Scan",
+                   json_pack("{s:s,s:b}", "TableName", table,
+                             "ConsistentRead", 1));
+  json_t *items = json_incref(json_object_get(r, "Items"));
+  json_decref(r);
+  return items;
+}
+
+/* As scan_leases, but an empty list while the workers have not created the
+ * table yet. */
+static json_t *scan_leases_early(const char *table)
+{
+  const char *type = NULL;
+  json_t *req = json_pack("{s:s,s:b}", "TableName", table, "ConsistentRead",
+                          1);
+  json_t *r = kcld_test_aws_call(E.aws, KCLD_AWS_DYNAMODB, "Scan", req, &type);
+  json_t *items;
+  json_decref(req);
+  if (!r) {
+    if (strcmp(type, "ResourceNotFoundException") != 0)
+      fail_msg("Scan failed: %s", type);
+    return json_array();
+  }
+  items = json_incref(json_object_get(r, "Items"));
+  json_decref(r);
+  return items;
+}
+
+static const char *attr_s(json_t *item, const char *name)
+{
+  return json_string_value(json_object_get(json_object_get(item, name), "S"));
+}
+
+static const char *attr_n(json_t *item, const char *name)
+{
+  return json_string_value(json_object_get(json_object_get(item, name), "N"));
+}
+
+static void write_config(const char *path, const char *app,
+                         const char *stream, const char *out,
+                         const char *extra)
+{
+  FILE *f = fopen(path, "w");
+  assert_non_null(f);
+  fprintf(f,
+          "application: %s\n"
+          "stream: %s\n"
+          "region: us-east-1\n"
+          "endpoints:\n"
+          "  kinesis: %s\n"
+          "  dynamodb: %s\n"
+          "credentials:\n"
+          "  access_key_id: test\n"
+          "  secret_access_key: test\n"
+          "shutdown_timeout: 10s\n"
+          "workers: 2\n"
+          "lease:\n"
+          "  failover_time: 1s\n"
+          "fetch:\n"
+          "  idle_time: 200ms\n"
+          "metrics:\n"
+          "  listen: \"\"\n"
+          "handler:\n"
+          "  type: stdout\n"
+          "  path: %s\n"
+          "log:\n"
+          "  level: info\n"
+          "%s",
+          app, stream, kcld_emu_url(&E.emu, "kinesis"),
+          kcld_emu_url(&E.emu, "dynamodb"), out, extra ? extra : "");
+  fclose(f);
+}
+
+/* What a worker handled: array of {shard, seq, sub, data}, in file order. */
+static json_t *read_handled(const char *path)
+{
+  json_t *all = json_array();
+  FILE *f = fopen(path, "r");
+  char *line = NULL;
+  size_t cap = 0;
+  if (!f)
+    return all;
+  while (getline(&line, &cap, f) > 0) {
+    json_error_t err;
+    json_t *ev = json_loads(line, 0, &err);
+    if (!ev) /* a line being written right now */
+      continue;
+    json_t *k = json_object_get(ev, "kinesis");
+    const char *id = json_string_value(json_object_get(ev, "eventID"));
+    const char *b64 = json_string_value(json_object_get(k, "data"));
+    unsigned char raw[256];
+    int n = EVP_DecodeBlock(raw, (const unsigned char *)b64,
+                            (int)strlen(b64));
+    size_t len = strlen(b64);
+    if (n >= 0) {
+      if (len > 0 && b64[len - 1] == '=')
+        n--;
+      if (len > 1 && b64[len - 2] == '=')
+        n--;
+    }
+    char shard[128];
+    snprintf(shard, sizeof(shard), "%.*s",
+             (int)(strchr(id, ':') ? strchr(id, ':') - id : 0), id);
+    json_array_append_new(
+      all, json_pack("{s:s,s:O,s:O,s:s%,s:O}", "shard", shard, "seq",
+                     json_object_get(k, "sequenceNumber"), "sub",
+                     json_object_get(k, "subSequenceNumber"), "data",
+                     (char *)raw, (size_t)(n < 0 ? 0 : n), "pk",
+                     json_object_get(k, "partitionKey")));
+    json_decref(ev);
+  }
+  free(line);
+  fclose(f);
+  return all;
+}
+
+static size_t count_lines(const char *path)
+{
+  json_t *h = read_handled(path);
+  size_t n = json_array_size(h);
+  json_decref(h);
+  return n;
+}
+
+/* Waits until the files together hold at least `want` records. */
+static int wait_handled(const char *const *paths, int n, size_t want,
+                        unsigned timeout_ms)
+{
+  unsigned long long end = kcld_test_now_ms() + timeout_ms;
+  while (kcld_test_now_ms() < end) {
+    size_t got = 0;
+    for (int i = 0; i < n; i++)
+      got += count_lines(paths[i]);
+    if (got >= want)
+      return 1;
+    kcld_test_sleep_ms(100);
+  }
+  return 0;
+}
+
+/* Key "shard/seq" of a produced or handled entry. */
+static void key_of(json_t *e, char *buf, size_t n)
+{
+  snprintf(buf, n, "%s/%s", json_string_value(json_object_get(e, "shard")),
+           json_string_value(json_object_get(e, "seq")));
+}
+
+/* Asserts every produced record from index `from` on is in `handled` with
+ * its data; returns the number of duplicate deliveries seen.  Also checks
+ * per-shard order within each worker's file (handled_each). */
+static size_t check_all_handled(json_t *handled, size_t from)
+{
+  json_t *seen = json_object();
+  size_t dups = 0, i;
+  json_t *e;
+  char key[256];
+
+  json_array_foreach(handled, i, e) {
+    key_of(e, key, sizeof(key));
+    json_t *c = json_object_get(seen, key);
+    if (c)
+      dups++;
+    json_object_set_new(seen, key, json_integer(c ? json_integer_value(c) + 1
+                                                  : 1));
+  }
+  for (i = from; i < json_array_size(E.produced); i++) {
+    e = json_array_get(E.produced, i);
+    key_of(e, key, sizeof(key));
+    if (!json_object_get(seen, key))
+      fail_msg("record %s (%s) was never handled", key,
+               json_string_value(json_object_get(e, "data")));
+  }
+  json_decref(seen);
+  return dups;
+}
+
+/* Within one worker's output, sequence numbers rise per shard. */
+static void check_shard_order(json_t *handled)
+{
+  json_t *last = json_object();
+  size_t i;
+  json_t *e;
+  json_array_foreach(handled, i, e) {
+    const char *shard = json_string_value(json_object_get(e, "shard"));
+    const char *seq = json_string_value(json_object_get(e, "seq"));
+    const char *prev = json_string_value(json_object_get(last, shard));
+    if (prev && kcld_record_seq_compare(prev, seq) >= 0)
+      fail_msg("shard %s out of order: %s after %s", shard, seq, prev);
+    json_object_set_new(last, shard, json_string(seq));
+  }
+  json_decref(last);
+}
+
+/* The last produced sequence number of each shard, as an object. */
+static json_t *last_produced(void)
+{
+  json_t *last = json_object();
+  size_t i;
+  json_t *e;
+  json_array_foreach(E.produced, i, e) {
+    const char *shard = json_string_value(json_object_get(e, "shard"));
+    const char *seq = json_string_value(json_object_get(e, "seq"));
+    const char *prev = json_string_value(json_object_get(last, shard));
+    if (!prev || kcld_record_seq_compare(prev, seq) < 0)
+      json_object_set_new(last, shard, json_string(seq));
+  }
+  return last;
+}
+
+static void stop_worker(pid_t pid)
+{
+  int status = 0;
+  kill(pid, SIGTERM);
+  if (!kcld_test_wait_exit(pid, 30000, &status)) {
+    kcld_test_reap(pid);
+    fail_msg("worker %d did not stop within 30 s of SIGTERM", (int)pid);
+  }
+  assert_true(WIFEXITED(status));
+  assert_int_equal(WEXITSTATUS(status), 0);
+}
+
+static void dump_log(const char *path)
+{
+  char *text = kcld_test_slurp(path, NULL);
+  if (text) {
+    fprintf(stderr, "---- %s ----\n%s\n", path, text);
+    free(text);
+  }
+}
+
+/* ======== Fixture ======== */
+
+static int setup(void **state)
+{
+  (void)state;
+  memset(&E, 0, sizeof(E));
+  if (kcld_emu_start(&E.emu, "kinesis dynamodb") != 0)
+    return -1;
+  E.aws = kcld_test_aws_new(kcld_emu_url(&E.emu, "kinesis"),
+                            kcld_emu_url(&E.emu, "dynamodb"), NULL);
+  snprintf(E.dir, sizeof(E.dir), "/tmp/kcld-e2e-XXXXXX");
+  if (!mkdtemp(E.dir))
+    return -1;
+  E.produced = json_array();
+  return 0;
+}
+
+static int teardown(void **state)
+{
+  char cmd[128];
+  (void)state;
+  json_decref(E.produced);
+  kcld_test_aws_free(E.aws);
+  kcld_emu_stop(&E.emu);
+  snprintf(cmd, sizeof(cmd), "rm -rf '%s'", E.dir);
+  if (system(cmd) != 0)
+    fprintf(stderr, "could not remove %s\n", E.dir);
+  return 0;
+}
+
+static void path_in(char *buf, size_t n, const char *name)
+{
+  snprintf(buf, n, "%s/%s", E.dir, name);
+}
+
+/* ======== Tests ======== */
+
+/* One worker, 4 shards, TRIM_HORIZON: everything handled once, in shard
+ * order; checkpoints end at each shard's last record; lease items match the
+ * KCL schema; SIGTERM releases the leases.  Then a restart resumes after the
+ * checkpoints and handles only the new records. */
+static void test_one_worker_then_restart(void **state)
+{
+  char conf[256], out[256], out2[256], log[256];
+  const char *outs[1];
+  (void)state;
+
+  create_stream("s1", 4);
+  put_records("s1", 400, 40, "a");
+  path_in(conf, sizeof(conf), "w1.yaml");
+  path_in(out, sizeof(out), "w1.jsonl");
+  path_in(log, sizeof(log), "w1.log");
+  write_config(conf, "app1", "s1", out, NULL);
+
+  pid_t pid = kcld_test_spawn_kcld(conf, log);
+  outs[0] = out;
+  if (!wait_handled(outs, 1, 400, 60000)) {
+    dump_log(log);
+    kcld_test_reap(pid);
+    fail_msg("not every record was handled within 60 s");
+  }
+  stop_worker(pid);
+
+  json_t *handled = read_handled(out);
+  assert_int_equal(json_array_size(handled), 400);
+  assert_int_equal(check_all_handled(handled, 0), 0);
+  check_shard_order(handled);
+  json_decref(handled);
+
+  json_t *items = scan_leases("app1"), *last = last_produced(), *item;
+  size_t i;
+  assert_int_equal(json_array_size(items), 4);
+  json_array_foreach(items, i, item) {
+    const char *shard = attr_s(item, "leaseKey");
+    assert_non_null(shard);
+    assert_string_equal(attr_s(item, "checkpoint"),
+                        json_string_value(json_object_get(last, shard)));
+    assert_string_equal(attr_n(item, "checkpointSubSequenceNumber"), "0");
+    assert_string_equal(attr_n(item, "ownerSwitchesSinceCheckpoint"), "0");
+    assert_non_null(attr_n(item, "leaseCounter"));
+    assert_null(json_object_get(item, "leaseOwner")); /* released */
+    assert_non_null(attr_s(item, "startingHashKey"));
+    assert_non_null(attr_s(item, "endingHashKey"));
+    assert_null(json_object_get(item, "parentShardId")); /* no parents */
+  }
+  json_decref(items);
+  json_decref(last);
+
+  /* Restart from the checkpoints: only the new records are handled. */
+  size_t before = json_array_size(E.produced);
+  put_records("s1", 100, 40, "b");
+  path_in(out2, sizeof(out2), "w1b.jsonl");
+  write_config(conf, "app1", "s1", out2, NULL);
+  pid = kcld_test_spawn_kcld(conf, log);
+  outs[0] = out2;
+  if (!wait_handled(outs, 1, 100, 60000)) {
+    dump_log(log);
+    kcld_test_reap(pid);
+    fail_msg("the restarted worker did not handle the new records");
+  }
+  kcld_test_sleep_ms(1000); /* a re-handled old record would show by now */
+  stop_worker(pid);
+  handled = read_handled(out2);
+  assert_int_equal(check_all_handled(handled, before), 0);
+  assert_int_equal(json_array_size(handled), 100); /* nothing old again */
+  json_decref(handled);
+}
+
+/* A lease table written in the Java KCL's format (checkpoints mid-stream,
+ * owned by a worker that is gone) is taken over after the failover time and
+ * resumed from those checkpoints; attributes kcld does not know survive. */
+static void test_kcl_table_takeover(void **state)
+{
+  char conf[256], out[256], log[256];
+  const char *outs[1];
+  json_t *per_shard = json_object(), *e, *cut = json_object();
+  size_t i, expect = 0;
+  (void)state;
+
+  create_stream("s2", 2);
+  put_records("s2", 200, 20, "k");
+  json_decref(call(KCLD_AWS_DYNAMODB, "CreateTable",
+                   json_pack("{s:s,s:[{s:s,s:s}],s:[{s:s,s:s}],s:s}",
+                             "TableName", "app2", "AttributeDefinitions",
+                             "AttributeName", "leaseKey", "AttributeType", "S",
+                             "KeySchema", "AttributeName", "leaseKey",
+                             "KeyType", "HASH", "BillingMode",
+                             "PAY_PER_REQUEST")));
+  /* Checkpoint each shard at its 10th record. */
+  json_array_foreach(E.produced, i, e) {
+    const char *shard = json_string_value(json_object_get(e, "shard"));
+    json_int_t n = json_integer_value(json_object_get(per_shard, shard)) + 1;
+    json_object_set_new(per_shard, shard, json_integer(n));
+    if (n == 10)
+      json_object_set(cut, shard, json_object_get(e, "seq"));
+    else if (n > 10)
+      expect++;
+  }
+  const char *shard;
+  json_t *seq;
+  json_object_foreach(cut, shard, seq) {
+    json_decref(call(
+      KCLD_AWS_DYNAMODB, "PutItem",
+      json_pack("{s:s,s:{s:{s:s},s:{s:s},s:{s:s},s:{s:O},s:{s:s},s:{s:s},"
+                "s:{s:s}}}",
+                "TableName", "app2", "Item", "leaseKey", "S", shard,
+                "leaseOwner", "S", "stale-worker", "leaseCounter", "N", "7",
+                "checkpoint", "S", seq, "checkpointSubSequenceNumber", "N",
+                "0", "ownerSwitchesSinceCheckpoint", "N", "2",
+                "someOtherClient", "S", "keep-me")));
+  }
+
+  path_in(conf, sizeof(conf), "w2.yaml");
+  path_in(out, sizeof(out), "w2.jsonl");
+  path_in(log, sizeof(log), "w2.log");
+  write_config(conf, "app2", "s2", out, NULL);
+  pid_t pid = kcld_test_spawn_kcld(conf, log);
+  outs[0] = out;
+  if (!wait_handled(outs, 1, expect, 60000)) {
+    dump_log(log);
+    kcld_test_reap(pid);
+    fail_msg("records after the KCL checkpoints were not handled");
+  }
+  kcld_test_sleep_ms(1000);
+  stop_worker(pid);
+
+  json_t *handled = read_handled(out);
+  assert_int_equal(json_array_size(handled), expect);
+  json_array_foreach(handled, i, e) {
+    const char *s = json_string_value(json_object_get(e, "shard"));
+    const char *q = json_string_value(json_object_get(e, "seq"));
+    assert_true(kcld_record_seq_compare(
+                  q, json_string_value(json_object_get(cut, s))) > 0);
+  }
+  check_shard_order(handled);
+  json_decref(handled);
+
+  json_t *items = scan_leases("app2"), *item;
+  json_array_foreach(items, i, item) {
+    assert_string_equal(attr_s(item, "someOtherClient"), "keep-me");
+    assert_null(json_object_get(item, "leaseOwner"));
+  }
+  json_decref(items);
+  json_decref(per_shard);
+  json_decref(cut);
+}
+
+/* Owners in the lease table, counted per worker id. */
+static void owner_counts(const char *table, int *counts, const char **ids,
+                         int n, int *unowned)
+{
+  json_t *items = scan_leases_early(table), *item;
+  size_t i;
+  memset(counts, 0, sizeof(int) * (size_t)n);
+  *unowned = 0;
+  json_array_foreach(items, i, item) {
+    const char *o = attr_s(item, "leaseOwner");
+    int found = 0;
+    for (int w = 0; o && w < n; w++)
+      if (strcmp(o, ids[w]) == 0) {
+        counts[w]++;
+        found = 1;
+      }
+    if (!found)
+      (*unowned)++;
+  }
+  json_decref(items);
+}
+
+/* Three workers on 8 shards converge to 3/3/2; kill -9 of one moves its
+ * shards to the survivors within failover + take interval; SIGTERM of
+ * another releases its leases for the last one to take at its next take;
+ * the union of what all handlers saw holds every produced record. */
+static void test_three_workers_balance_and_failover(void **state)
+{
+  char conf[MAX_WORKERS][256], out[MAX_WORKERS][256], log[MAX_WORKERS][256];
+  const char *outs[MAX_WORKERS], *ids[MAX_WORKERS] = {"w-a", "w-b", "w-c"};
+  pid_t pid[MAX_WORKERS];
+  int counts[MAX_WORKERS], unowned;
+  char extra[128];
+  (void)state;
+
+  create_stream("s3", 8);
+  put_records("s3", 400, 64, "c");
+  for (int w = 0; w < MAX_WORKERS; w++) {
+    char name[32];
+    snprintf(name, sizeof(name), "w3%c.yaml", 'a' + w);
+    path_in(conf[w], sizeof(conf[w]), name);
+    snprintf(name, sizeof(name), "w3%c.jsonl", 'a' + w);
+    path_in(out[w], sizeof(out[w]), name);
+    snprintf(name, sizeof(name), "w3%c.log", 'a' + w);
+    path_in(log[w], sizeof(log[w]), name);
+    snprintf(extra, sizeof(extra), "worker_id: %s\n", ids[w]);
+    write_config(conf[w], "app3", "s3", out[w], extra);
+    outs[w] = out[w];
+  }
+  unsigned long long t0 = kcld_test_now_ms();
+  for (int w = 0; w < MAX_WORKERS; w++)
+    pid[w] = kcld_test_spawn_kcld(conf[w], log[w]);
+
+  /* Converge: take interval is 2 s (2 x failover). */
+  unsigned long long converged = 0;
+  while (kcld_test_now_ms() - t0 < 20000) {
+    owner_counts("app3", counts, ids, MAX_WORKERS, &unowned);
+    int hi = 0, lo = 8;
+    for (int w = 0; w < MAX_WORKERS; w++) {
+      hi = counts[w] > hi ? counts[w] : hi;
+      lo = counts[w] < lo ? counts[w] : lo;
+    }
+    if (unowned == 0 && hi == 3 && lo == 2) {
+      converged = kcld_test_now_ms() - t0;
+      break;
+    }
+    kcld_test_sleep_ms(100);
+  }
+  if (!converged) {
+    for (int w = 0; w < MAX_WORKERS; w++)
+      dump_log(log[w]);
+    fail_msg("no 3/3/2 split within 20 s (%d/%d/%d, %d unowned)", counts[0],
+             counts[1], counts[2], unowned);
+  }
+  printf("measured: 3 workers on 8 shards converged to 3/3/2 in %llu ms "
+         "(take interval 2000 ms)\n", converged);
+  assert_true(wait_handled(outs, MAX_WORKERS, 400, 60000));
+
+  /* kill -9 worker a: its shards move within failover + take interval. */
+  owner_counts("app3", counts, ids, MAX_WORKERS, &unowned);
+  kill(pid[0], SIGKILL);
+  kcld_test_reap(pid[0]);
+  put_records("s3", 200, 64, "d");
+  unsigned long long t1 = kcld_test_now_ms(), moved = 0;
+  while (kcld_test_now_ms() - t1 < 20000) {
+    owner_counts("app3", counts, ids, MAX_WORKERS, &unowned);
+    if (counts[0] == 0 && unowned == 0 && counts[1] + counts[2] == 8) {
+      moved = kcld_test_now_ms() - t1;
+      break;
+    }
+    kcld_test_sleep_ms(100);
+  }
+  if (!moved) {
+    for (int w = 1; w < MAX_WORKERS; w++)
+      dump_log(log[w]);
+    fail_msg("the killed worker's leases were not taken within 20 s");
+  }
+  printf("measured: kill -9 failover: leases taken in %llu ms (failover "
+         "1000 ms + take interval 2000 ms)\n", moved);
+  assert_true(moved <= 1000 + 2000 + 2000); /* + one scan's slack */
+
+  /* SIGTERM worker b: released at once, taken by c at its next take. */
+  size_t before_b = json_array_size(E.produced);
+  stop_worker(pid[1]);
+  unsigned long long t2 = kcld_test_now_ms(), taken = 0;
+  owner_counts("app3", counts, ids, MAX_WORKERS, &unowned);
+  assert_int_equal(counts[1], 0); /* nothing left owned by b */
+  while (kcld_test_now_ms() - t2 < 10000) {
+    owner_counts("app3", counts, ids, MAX_WORKERS, &unowned);
+    if (counts[2] == 8) {
+      taken = kcld_test_now_ms() - t2;
+      break;
+    }
+    kcld_test_sleep_ms(100);
+  }
+  assert_true(taken > 0);
+  printf("measured: after SIGTERM the released leases were taken in %llu ms "
+         "(take interval 2000 ms)\n", taken);
+  assert_true(taken <= 2000 + 1000);
+  put_records("s3", 100, 64, "e");
+  assert_true(wait_handled(outs, MAX_WORKERS, json_array_size(E.produced),
+                           60000));
+  kcld_test_sleep_ms(1000);
+  stop_worker(pid[2]);
+
+  json_t *all = json_array();
+  for (int w = 0; w < MAX_WORKERS; w++) {
+    json_t *h = read_handled(out[w]);
+    check_shard_order(h);
+    json_array_extend(all, h);
+    json_decref(h);
+  }
+  size_t dups = check_all_handled(all, 0);
+  printf("measured: %zu records produced, %zu handled, %zu duplicates "
+         "(kill -9 of a worker; %zu produced before the SIGTERM)\n",
+         json_array_size(E.produced), json_array_size(all), dups, before_b);
+  json_decref(all);
+}
+
+int main(void)
+{
+  const struct CMUnitTest tests[] = {
+    cmocka_unit_test_setup_teardown(test_one_worker_then_restart, setup,
+                                    teardown),
+    cmocka_unit_test_setup_teardown(test_kcl_table_takeover, setup, teardown),
+    cmocka_unit_test_setup_teardown(test_three_workers_balance_and_failover,
+                                    setup, teardown),
+  };
+  return cmocka_run_group_tests(tests, NULL, NULL);
+}

@@ -184,6 +184,19 @@ static void test_bisection_isolates_poison(void **state)
          calls, dups, worst, kcld_policy_bisect_rounds(200));
 }
 
+/* The worked example of docs/failure-policy.md: 8 records, record 6
+ * (index 5) always fails, one retry. */
+static void test_documented_example(void **state)
+{
+  unsigned calls, dups;
+  size_t queued;
+  (void)state;
+  assert_int_equal(simulate(8, 5, 1, &calls, &dups, &queued), 5);
+  assert_int_equal(calls, 8);
+  assert_int_equal(dups, 11);
+  assert_int_equal(queued, 5);
+}
+
 int main(void)
 {
   const struct CMUnitTest tests[] = {
@@ -193,6 +206,7 @@ int main(void)
     cmocka_unit_test(test_backoff),
     cmocka_unit_test(test_split_and_rounds),
     cmocka_unit_test(test_bisection_isolates_poison),
+    cmocka_unit_test(test_documented_example),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -17,6 +17,8 @@
 #include "err.h"
 #include "kcld/version.h"
 #include "log.h"
+#include "ops/produce.h"
+#include "ops/status.h"
 #include "ops/redrive.h"
 #include "properties.h"
 
@@ -75,6 +77,10 @@ static const struct command {
 } s_commands[] = {
   {"config-reference", cmd_config_reference, 1,
    "print the configuration reference (yaml or markdown)"},
+  {"produce", kcld_produce_command, 0,
+   "put sample events on a stream (load generator)"},
+  {"status", kcld_status_command, 0,
+   "show shards, leases, owners, checkpoints and lag"},
   {"redrive", kcld_redrive_command, 0,
    "put dead-lettered records back into the stream"},
 };

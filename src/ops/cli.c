@@ -1,0 +1,140 @@
+/* cli.c — configuration and a private AWS client for the subcommands. */
+#include "ops/cli.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <jansson.h>
+
+#include "aws/credentials.h"
+#include "aws/http.h"
+#include "err.h"
+
+static const char *opt(const char *s)
+{
+  return s && *s ? s : NULL;
+}
+
+struct kcld_config *kcld_cli_config(const char *path, const char *stream)
+{
+  struct kcld_config *cfg = NULL;
+  char *errors = NULL, *text = NULL;
+  int rc;
+
+  if (path) {
+    rc = kcld_config_load(path, &cfg, &errors);
+  } else {
+    json_t *s = json_string(stream ? stream : "");
+    char *q = s ? json_dumps(s, JSON_ENCODE_ANY) : NULL;
+    json_decref(s);
+    if (!q || asprintf(&text, "application: kcld-cli\nstream: %s\n", q) < 0)
+      text = NULL;
+    free(q);
+    if (!text) {
+      fprintf(stderr, "kcld: out of memory\n");
+      return NULL;
+    }
+    rc = kcld_config_parse("(command line)", text, strlen(text), &cfg,
+                           &errors);
+    free(text);
+  }
+  if (rc != 0) {
+    fprintf(stderr, "%s", errors ? errors : "");
+    fprintf(stderr, "kcld: %s: %s\n", path ? path : "configuration",
+            kcld_strerror(rc));
+    free(errors);
+    return NULL;
+  }
+  free(errors);
+  return cfg;
+}
+
+int kcld_cli_aws_open(struct kcld_cli_aws *c, const struct kcld_config *cfg)
+{
+  struct kcld_http_opts ho;
+  struct kcld_credentials_opts cro;
+  struct kcld_aws_opts ao;
+  int rc;
+
+  memset(c, 0, sizeof(*c));
+  if ((rc = kcld_http_global_init()) != 0) {
+    fprintf(stderr, "kcld: cannot initialize libcurl\n");
+    return rc;
+  }
+  c->global = 1;
+  if (uv_loop_init(&c->loop) != 0) {
+    fprintf(stderr, "kcld: cannot create an event loop\n");
+    return KCLD_EIO;
+  }
+  c->loop_open = 1;
+  memset(&ho, 0, sizeof(ho));
+  ho.ca_file = opt(cfg->http.ca_file);
+  ho.connect_timeout_ms = (long)cfg->http.connect_timeout_ms;
+  ho.timeout_ms = (long)cfg->http.timeout_ms;
+  if ((rc = kcld_http_new(&c->loop, &ho, &c->http)) != 0)
+    goto fail;
+  memset(&cro, 0, sizeof(cro));
+  cro.loop = &c->loop;
+  cro.http = c->http;
+  cro.access_key_id = opt(cfg->credentials.access_key_id);
+  cro.secret_access_key = opt(cfg->credentials.secret_access_key);
+  cro.session_token = opt(cfg->credentials.session_token);
+  cro.profile = opt(cfg->credentials.profile);
+  if ((rc = kcld_credentials_new(&cro, &c->creds)) != 0)
+    goto fail;
+  c->region = kcld_region_from_env(opt(cfg->region),
+                                   opt(cfg->credentials.profile));
+  if (!c->region) {
+    fprintf(stderr, "kcld: no region: set `region` in the config, or "
+            "AWS_REGION\n");
+    return KCLD_ECONFIG;
+  }
+  memset(&ao, 0, sizeof(ao));
+  ao.loop = &c->loop;
+  ao.http = c->http;
+  ao.creds = c->creds;
+  ao.region = c->region;
+  ao.endpoint[KCLD_AWS_KINESIS] =
+    kcld_config_endpoint(cfg, KCLD_CONFIG_KINESIS, NULL);
+  ao.endpoint[KCLD_AWS_DYNAMODB] =
+    kcld_config_endpoint(cfg, KCLD_CONFIG_DYNAMODB, NULL);
+  ao.endpoint[KCLD_AWS_SQS] = kcld_config_endpoint(cfg, KCLD_CONFIG_SQS, NULL);
+  ao.max_attempts = cfg->http.max_attempts;
+  ao.timeout_ms = (long)cfg->http.timeout_ms;
+  if ((rc = kcld_aws_new(&ao, &c->aws)) != 0)
+    goto fail;
+  return 0;
+fail:
+  fprintf(stderr, "kcld: cannot set up the AWS client: %s\n",
+          kcld_strerror(rc));
+  return rc;
+}
+
+void kcld_cli_aws_close(struct kcld_cli_aws *c)
+{
+  if (c->aws)
+    kcld_aws_close(c->aws);
+  if (c->creds)
+    kcld_credentials_destroy(c->creds);
+  if (c->http)
+    kcld_http_close(c->http);
+  c->aws = NULL;
+  c->creds = NULL;
+  c->http = NULL;
+  if (c->loop_open) {
+    uv_run(&c->loop, UV_RUN_DEFAULT);
+    if (uv_loop_close(&c->loop) != 0)
+      fprintf(stderr, "kcld: event loop closed with handles open\n");
+    c->loop_open = 0;
+  }
+  free(c->region);
+  c->region = NULL;
+}
+
+void kcld_cli_run_until(struct kcld_cli_aws *c, const int *flag)
+{
+  while (!*flag)
+    if (uv_run(&c->loop, UV_RUN_ONCE) == 0)
+      break;
+}

@@ -1,0 +1,42 @@
+/* cli.h — what the one-shot subcommands (produce, status) share: the
+ * configuration they read endpoints, region and credentials from, and an
+ * AWS client on a private loop.  Internal to src/ops. */
+#ifndef KCLD_OPS_CLI_H
+#define KCLD_OPS_CLI_H
+
+#include <stddef.h>
+#include <uv.h>
+
+#include "aws/call.h"
+#include "config.h"
+
+/* A private loop with the AWS stack on it. */
+struct kcld_cli_aws {
+  uv_loop_t loop;
+  struct kcld_http *http;
+  struct kcld_credentials *creds;
+  struct kcld_aws *aws;
+  char *region;
+  int loop_open, global;
+};
+
+/* Loads `path`, or when it is NULL builds a config from the environment
+ * (application "kcld-cli", `stream`; endpoints, region and credentials from
+ * the usual variables).  Prints why not to stderr and returns NULL on
+ * failure. */
+struct kcld_config *kcld_cli_config(const char *path, const char *stream);
+
+/* Opens the loop, http client, credentials and AWS client for `cfg` (region
+ * from the config or the environment; no instance metadata).  Returns 0, or
+ * a KCLD_E* code with the reason printed to stderr (then call close). */
+int kcld_cli_aws_open(struct kcld_cli_aws *c, const struct kcld_config *cfg);
+
+/* Closes whatever open() opened, runs the loop dry and closes it.  Service
+ * clients made on c->aws must be closed first.  libcurl's global state is
+ * left to the caller (kcld_http_global_cleanup at process end). */
+void kcld_cli_aws_close(struct kcld_cli_aws *c);
+
+/* Runs the loop until *flag is set or it has nothing left to do. */
+void kcld_cli_run_until(struct kcld_cli_aws *c, const int *flag);
+
+#endif

@@ -148,6 +148,29 @@ static void on_lost(const char *shard_id, void *arg)
     kcld_shard_consumer_lose((*p)->consumer);
 }
 
+/* The handler's checkpoint requests (multilang): progress on the shard's
+ * consumer, then a flush of its checkpoint tracker, whose answer is the
+ * request's. */
+static void handler_checkpoint(void *ctx, const char *shard_id,
+                               const char *sequence, uint64_t sub,
+                               kcld_handler_checkpoint_cb cb, void *arg)
+{
+  struct daemon *dm = ctx;
+  struct shard **p = find_shard(dm, shard_id);
+  struct kcld_checkpoint *cp;
+
+  if (!p) {
+    cb(KCLD_ELOST, arg);
+    return;
+  }
+  kcld_shard_consumer_progress((*p)->consumer, sequence, sub);
+  /* The tracker is the consumer's; flushing it changes no consumer state
+   * (the consumer header hands it out const for status only). */
+  cp = (struct kcld_checkpoint *)kcld_shard_consumer_checkpoint(
+    (*p)->consumer);
+  kcld_checkpoint_flush(cp, cb, arg);
+}
+
 static void on_released(int err, void *arg);
 
 /* Every consumer has finished during shutdown: release the leases. */
@@ -392,6 +415,8 @@ static int start_clients(struct daemon *dm)
   env.aws = dm->aws;
   env.region = dm->region;
   env.stream_arn = strncmp(cfg->stream, "arn:", 4) == 0 ? cfg->stream : "";
+  env.checkpoint = handler_checkpoint;
+  env.checkpoint_ctx = dm;
   if ((rc = kcld_handler_new(&env, &dm->handler)) != 0)
     return rc;
 

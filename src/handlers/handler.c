@@ -4,6 +4,7 @@
 #include "err.h"
 #include "handlers/dynamodb_sink.h"
 #include "handlers/lambda.h"
+#include "handlers/multilang.h"
 #include "handlers/plugin.h"
 #include "handlers/stdout.h"
 #include "log.h"
@@ -15,7 +16,7 @@ int kcld_handler_new(const struct kcld_handler_env *env,
   case KCLD_CONFIG_HANDLER_STDOUT:
     return kcld_handler_stdout_new(env, out);
   case KCLD_CONFIG_HANDLER_MULTILANG:
-    break;
+    return kcld_handler_multilang_new(env, out);
   case KCLD_CONFIG_HANDLER_DYNAMODB:
     return kcld_dynamodb_sink_new(env, out);
   case KCLD_CONFIG_HANDLER_PLUGIN:

@@ -82,12 +82,29 @@ struct kcld_handler {
   const struct kcld_handler_ops *ops;
 };
 
+/* Answers a checkpoint request: err 0 (written), KCLD_ELOST (the shard is
+ * not held, or its lease was lost), KCLD_ECANCELED (the shard stopped
+ * first), or another negative code. */
+typedef void (*kcld_handler_checkpoint_cb)(int err, void *arg);
+
+/* A checkpoint the user's code asks for (multilang): every record of
+ * shard_id up to and including (sequence, sub) that was delivered is dealt
+ * with.  Goes through the shard's own conditional checkpoint (progress, then
+ * a flush) and calls cb exactly once, on the loop thread, possibly before it
+ * returns.  The handler checks the position against what it delivered. */
+typedef void (*kcld_handler_checkpoint_fn)(void *ctx, const char *shard_id,
+                                           const char *sequence, uint64_t sub,
+                                           kcld_handler_checkpoint_cb cb,
+                                           void *arg);
+
 struct kcld_handler_env {
   uv_loop_t *loop;
   const struct kcld_config *cfg;
   struct kcld_aws *aws;       /* the loop's AWS client (DynamoDB sink) */
   const char *region;         /* resolved region, for event records */
   const char *stream_arn;     /* for event records; may be "" */
+  kcld_handler_checkpoint_fn checkpoint; /* NULL: requests are refused */
+  void *checkpoint_ctx;
 };
 
 /* Creates the handler cfg->handler.type names.  Returns 0 or a KCLD_E*

@@ -1,0 +1,73 @@
+"""Test child for the lambda handler (tests/integration/test_lambda.c).
+
+Reads one Kinesis event per stdin line, checks that every record has the
+shape Lambda passes (else answers an error "BadEvent"), and answers from the
+decoded payloads of the batch, first match wins:
+  "crash"        exit(3) without answering
+  "garbage"      print a line that is not JSON
+  "hang"         sleep forever
+  "error"        {"errorMessage":"boom","errorType":"ValueError"}
+  "null"         null
+  "slow"         sleep 0.4 s, then {}
+  "stderr"       a line on stderr, then {}
+  "bad..."       batchItemFailures naming each such record
+  otherwise      {}
+Exits at EOF on stdin."""
+import base64
+import json
+import sys
+import time
+
+KINESIS_KEYS = {"kinesisSchemaVersion", "partitionKey", "sequenceNumber",
+                "data", "approximateArrivalTimestamp"}
+RECORD_KEYS = {"kinesis", "eventSource", "eventVersion", "eventID",
+               "eventName", "invokeIdentityArn", "awsRegion",
+               "eventSourceARN"}
+
+
+def shape_error(event):
+    for r in event["Records"]:
+        if set(r) != RECORD_KEYS or set(r["kinesis"]) != KINESIS_KEYS:
+            return "keys %s / %s" % (sorted(r), sorted(r["kinesis"]))
+        k = r["kinesis"]
+        if r["eventID"] != "shardId-000000000001:" + k["sequenceNumber"]:
+            return "eventID " + r["eventID"]
+        if r["eventSource"] != "aws:kinesis" or r["awsRegion"] != "us-east-1":
+            return "source/region"
+        if not isinstance(k["approximateArrivalTimestamp"], float):
+            return "arrival"
+    return None
+
+
+def answer(event):
+    err = shape_error(event)
+    if err:
+        return {"errorMessage": err, "errorType": "BadEvent"}
+    payloads = [(r["kinesis"]["sequenceNumber"],
+                 base64.b64decode(r["kinesis"]["data"]).decode())
+                for r in event["Records"]]
+    datas = [p for _, p in payloads]
+    if "crash" in datas:
+        sys.exit(3)
+    if "garbage" in datas:
+        return "GARBAGE"
+    if "hang" in datas:
+        time.sleep(3600)
+    if "error" in datas:
+        return {"errorMessage": "boom", "errorType": "ValueError"}
+    if "null" in datas:
+        return None
+    if "slow" in datas:
+        time.sleep(0.4)
+    if "stderr" in datas:
+        sys.stderr.write("hello from the child\n")
+        sys.stderr.flush()
+    bad = [{"itemIdentifier": s} for s, p in payloads if p.startswith("bad")]
+    return {"batchItemFailures": bad} if bad else {}
+
+
+for line in sys.stdin:
+    a = answer(json.loads(line))
+    sys.stdout.write(("this is not json" if a == "GARBAGE" else json.dumps(a))
+                     + "\n")
+    sys.stdout.flush()

@@ -323,6 +323,44 @@ static void fail_status(struct job *j, size_t index,
 
 static void send_chunk(struct job *j);
 
+/* A chunk DynamoDB refused as a whole (ValidationException): one of its
+ * items is bad, but the answer does not say which.  The items go again one
+ * PutItem at a time, in order, and the first one refused is the record
+ * that failed. */
+static void isolate_next(struct job *j);
+
+static void on_isolated(const struct kcld_dynamodb_result *r, void *arg)
+{
+  struct job *j = arg;
+
+  if (r->st.err != 0) {
+    fail_status(j, j->next, &r->st);
+    finish(j);
+    return;
+  }
+  j->s->stats.items_written++;
+  j->next++;
+  isolate_next(j);
+}
+
+static void isolate_next(struct job *j)
+{
+  struct sink *s = j->s;
+  int rc;
+
+  if (j->next >= j->chunk_end) {
+    send_chunk(j);
+    return;
+  }
+  s->stats.calls++;
+  rc = kcld_dynamodb_put_item(s->db, s->table, j->items[j->next], NULL,
+                              on_isolated, j);
+  if (rc != 0) {
+    fail_at(j, j->next, NULL, kcld_strerror(rc));
+    finish(j);
+  }
+}
+
 static void on_batch(const struct kcld_dynamodb_batch_result *r, void *arg)
 {
   struct job *j = arg;
@@ -332,6 +370,15 @@ static void on_batch(const struct kcld_dynamodb_batch_result *r, void *arg)
   if (r->st.err == 0) {
     j->next = j->chunk_end;
     send_chunk(j);
+    return;
+  }
+  if (kcld_dynamodb_fault(&r->st) == KCLD_DYNAMODB_INVALID &&
+      r->written == 0) {
+    kcld_log(KCLD_LOG_WARN, "dynamodb sink: BatchWriteItem refused; "
+             "writing the chunk item by item to find the bad record",
+             "shard", j->shard_id, "error", r->st.message, NULL);
+    j->next = j->chunk_start;
+    isolate_next(j);
     return;
   }
   /* The first item of this chunk still among the unprocessed ones (or the

@@ -27,6 +27,8 @@
  *                next call, so the last record wins), UnprocessedItems
  *                retried with backoff by kcld_dynamodb_batch_write.  A
  *                redelivered record rewrites the same item: idempotent.
+ *                A call refused whole (ValidationException) is redone
+ *                item by item with PutItem, to find the record at fault.
  *   conditional  PutItem with attribute_not_exists(pk), up to 16 at a time.
  *                An item that is already there is a duplicate (counted),
  *                not an error: the first writer wins.  A record whose key

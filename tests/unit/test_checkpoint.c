@@ -271,7 +271,7 @@ static void test_interval_coalesces(void **state)
   assert_int_equal(kcld_checkpoint_progress(cp, "10", 0), 0);
   assert_int_equal(f.writes, 1); /* the first write goes at once */
   for (int i = 11; i < 40; i++) {
-    char s[8];
+    char s[16];
     snprintf(s, sizeof(s), "%d", i);
     assert_int_equal(kcld_checkpoint_progress(cp, s, 0), 0);
   }
@@ -498,7 +498,7 @@ static void test_sync_writer(void **state)
   struct kcld_checkpoint *cp = make(&loop, &f, 0, NULL, 0);
   f.sync = 1;
   for (int i = 1; i <= 20; i++) {
-    char s[8];
+    char s[16];
     snprintf(s, sizeof(s), "%d", i);
     assert_int_equal(kcld_checkpoint_progress(cp, s, 0), 0);
   }

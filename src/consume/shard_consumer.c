@@ -1,0 +1,1157 @@
+/* shard_consumer.c — one held shard: parents, iterator, GetRecords with
+ * prefetch, parsing on the worker pool, in-order delivery to the sink,
+ * checkpoints, shard end, and the two ways to stop.  See shard_consumer.h.
+ *
+ * Everything here runs on the loop thread except parse_work(), which reads
+ * the raw body and writes the parse result of the one job in flight and
+ * touches nothing else. */
+#include "consume/shard_consumer.h"
+
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "consume/getrecords.h"
+#include "err.h"
+#include "log.h"
+
+#define DEF_MAX_RECORDS 10000
+#define DEF_IDLE_MS 1000
+#define MIN_IDLE_MS 200
+#define DEF_MAX_BUFFERED ((size_t)8 << 20)
+#define DEF_PARENTS_POLL_MS 2000
+#define DEF_MIN_CALL_MS 200
+#define DEF_BACKOFF_BASE_MS 200
+#define DEF_BACKOFF_MAX_MS 10000
+#define FLUSH_GRACE_MS 5000
+#define DELIVER_RETRY_MS 100
+#define FAILS_BEFORE_NEW_ITERATOR 3
+
+/* Where the consumer is in its life. */
+enum phase {
+  PH_PARENTS,    /* waiting until the parents are done */
+  PH_FETCH,      /* iterator and GetRecords loop, deliveries */
+  PH_DRAIN_END,  /* the shard ended: deliver the rest, wait for progress */
+  PH_ENDING,     /* final checkpoint flush, then shard_ended */
+  PH_STOPPING,   /* graceful stop: waiting for the sink */
+  PH_STOP_FLUSH, /* graceful stop: final checkpoint flush */
+  PH_FINISHED    /* finished (callback due or done) */
+};
+
+/* What of the fetch path is in flight (at most one thing). */
+enum fetch_state { F_IDLE, F_ITER, F_CALL, F_PARSE };
+
+/* How the consumer starts reading when it has fetched nothing yet. */
+enum start_kind {
+  START_AFTER,        /* AFTER_SEQUENCE_NUMBER start_seq */
+  START_AT,           /* AT_SEQUENCE_NUMBER start_seq, skip <= (seq, sub) */
+  START_TRIM_HORIZON,
+  START_LATEST,
+  START_AT_TIMESTAMP,
+  START_SHARD_END     /* nothing to do */
+};
+
+enum aux_mode { AUX_NONE, AUX_DELIVER_RETRY, AUX_NOTIFY };
+enum stop_timer_mode { ST_NONE, ST_DEADLINE, ST_FLUSH, ST_END_RETRY };
+
+struct pos {
+  int set;
+  char seq[KCLD_RECORD_SEQ_MAX + 1];
+  uint64_t sub;
+};
+
+/* A parsed batch waiting for its delivery. */
+struct queued {
+  struct queued *next;
+  struct kcld_record_batch *batch;
+  size_t first; /* records before this index are skipped */
+};
+
+struct kcld_shard_consumer {
+  uv_timer_t fetch_timer;  /* parents poll, rate limit, idle, backoff */
+  uv_timer_t stop_timer;   /* stop deadline, flush bound, end retries */
+  uv_timer_t aux_timer;    /* deferred finish, deliver retry */
+  uv_work_t work;          /* the parse job */
+
+  uv_loop_t *loop;
+  struct kcld_kinesis *kinesis;
+  struct kcld_shard_consumer_lease_ops ops;
+  char *stream;
+  char *shard_id;
+  enum start_kind start;
+  char start_seq[KCLD_RECORD_SEQ_MAX + 1];
+  uint64_t start_sub;
+  int64_t start_ts_ms;
+  int max_records;
+  uint64_t idle_ms;
+  size_t max_buffered;
+  uint64_t parents_poll_ms;
+  uint64_t min_call_ms;
+  uint64_t backoff_base_ms;
+  uint64_t backoff_max_ms;
+  struct kcld_shard_sink sink;
+  kcld_shard_consumer_cb finished;
+  void *arg;
+  struct kcld_checkpoint *cp;
+
+  enum phase phase;
+  enum fetch_state fetch;
+  int fetch_timer_armed;
+  char *iterator;          /* NULL: a new one is needed (or the end) */
+  struct pos last_fetched; /* last Kinesis record fetched */
+  struct pos skip;         /* skip user records at or below this */
+  unsigned fails_in_row;   /* failed fetch-path calls since a success */
+  uint64_t last_call_ms;
+  int called;
+  uint64_t next_at_ms;     /* no call before this (idle, backoff) */
+  uint64_t rng;
+
+  /* The parse job (owned by the worker while fetch == F_PARSE). */
+  char *raw;
+  size_t raw_len;
+  struct kcld_record_batch *parsed;
+  int parse_err;
+  char parse_msg[256];
+
+  struct queued *qhead, *qtail;
+  struct kcld_shard_delivery d;
+  int delivering;
+  int in_deliver;
+  int deliver_retry_armed;
+  struct pos delivered_last; /* last record handed to the sink */
+  struct pos handled;        /* last progress */
+  int clamp_warned;
+  int sink_cancelled;
+
+  char **children;
+  size_t n_children;
+
+  enum aux_mode aux_mode;
+  enum stop_timer_mode st_mode;
+  uint64_t stop_deadline_ms;
+  int stop_err;
+  enum kcld_shard_consumer_end how;
+  int finish_err;
+  int lost_mode;           /* no more deliveries or checkpoints */
+  int closing;
+  int handles_open;
+  int coord_inflight;      /* parents_done or shard_ended calls */
+  struct kcld_shard_consumer_stats stats;
+};
+
+static void kick(struct kcld_shard_consumer *c);
+static void schedule_fetch(struct kcld_shard_consumer *c);
+
+/* ======== Small helpers ======== */
+
+static void pos_set(struct pos *p, const char *seq, uint64_t sub)
+{
+  snprintf(p->seq, sizeof(p->seq), "%s", seq);
+  p->sub = sub;
+  p->set = 1;
+}
+
+static int pos_cmp(const struct pos *a, const char *seq, uint64_t sub)
+{
+  return kcld_record_position_compare(a->seq, a->sub, seq, sub);
+}
+
+static uint64_t next_rand(struct kcld_shard_consumer *c)
+{
+  uint64_t x = c->rng;
+  x ^= x << 13;
+  x ^= x >> 7;
+  x ^= x << 17;
+  c->rng = x;
+  return x;
+}
+
+/* Exponential backoff with jitter (half fixed, half random), capped. */
+static uint64_t backoff_ms(struct kcld_shard_consumer *c, unsigned fails)
+{
+  uint64_t d = c->backoff_base_ms;
+  for (unsigned i = 1; i < fails && d < c->backoff_max_ms; i++)
+    d *= 2;
+  if (d > c->backoff_max_ms)
+    d = c->backoff_max_ms;
+  return d / 2 + next_rand(c) % (d / 2 + 1);
+}
+
+static void fmt_u64(char *buf, size_t n, uint64_t v)
+{
+  snprintf(buf, n, "%" PRIu64, v);
+}
+
+static void free_children(struct kcld_shard_consumer *c)
+{
+  for (size_t i = 0; i < c->n_children; i++)
+    free(c->children[i]);
+  free(c->children);
+  c->children = NULL;
+  c->n_children = 0;
+}
+
+static void maybe_free(struct kcld_shard_consumer *c)
+{
+  if (!c->closing || c->handles_open > 0 || c->fetch != F_IDLE ||
+      c->coord_inflight > 0 || c->delivering)
+    return;
+  free(c->iterator);
+  free(c->raw);
+  free_children(c);
+  free(c->stream);
+  free(c->shard_id);
+  free(c);
+}
+
+static void on_handle_closed(uv_handle_t *h)
+{
+  struct kcld_shard_consumer *c = h->data;
+  c->handles_open--;
+  maybe_free(c);
+}
+
+/* Releases every batch that waits for its delivery. */
+static void drop_queue(struct kcld_shard_consumer *c)
+{
+  struct queued *q = c->qhead;
+  c->qhead = c->qtail = NULL;
+  while (q) {
+    struct queued *next = q->next;
+    c->stats.buffered_bytes -= q->batch->mem_bytes;
+    c->stats.queued_batches--;
+    kcld_record_batch_release(q->batch);
+    free(q);
+    q = next;
+  }
+}
+
+/* Something delivered is not reported dealt with yet. */
+static int outstanding(const struct kcld_shard_consumer *c)
+{
+  if (c->delivering)
+    return 1;
+  if (!c->delivered_last.set)
+    return 0;
+  return !c->handled.set ||
+         pos_cmp(&c->handled, c->delivered_last.seq,
+                 c->delivered_last.sub) < 0;
+}
+
+static void cancel_sink(struct kcld_shard_consumer *c)
+{
+  if (c->sink_cancelled || !outstanding(c))
+    return;
+  c->sink_cancelled = 1;
+  c->sink.cancel(c->sink.impl, c);
+}
+
+/* ======== Finishing ======== */
+
+static void on_aux(uv_timer_t *t)
+{
+  struct kcld_shard_consumer *c = t->data;
+  enum aux_mode mode = c->aux_mode;
+  c->aux_mode = AUX_NONE;
+  if (c->closing)
+    return;
+  if (mode == AUX_NOTIFY) {
+    c->finished(c, c->how, c->finish_err, c->arg);
+    return;
+  }
+  c->deliver_retry_armed = 0;
+  kick(c);
+}
+
+/* Ends the consumer's work and schedules the finished callback. */
+static void finish(struct kcld_shard_consumer *c,
+                   enum kcld_shard_consumer_end how, int err)
+{
+  if (c->phase == PH_FINISHED)
+    return;
+  c->phase = PH_FINISHED;
+  c->how = how;
+  c->finish_err = err;
+  uv_timer_stop(&c->fetch_timer);
+  c->fetch_timer_armed = 0;
+  uv_timer_stop(&c->stop_timer);
+  c->st_mode = ST_NONE;
+  c->deliver_retry_armed = 0;
+  drop_queue(c);
+  cancel_sink(c);
+  c->aux_mode = AUX_NOTIFY;
+  uv_timer_start(&c->aux_timer, on_aux, 0, 0);
+}
+
+static void become_lost(struct kcld_shard_consumer *c, int err)
+{
+  if (c->closing || c->phase == PH_FINISHED)
+    return;
+  c->lost_mode = 1;
+  /* Finish first: losing the checkpoint fails its flushes, whose callbacks
+   * then find the consumer finished. */
+  finish(c, KCLD_SHARD_CONSUMER_LOST, err);
+  kcld_checkpoint_lose(c->cp);
+}
+
+static void on_cp_lost(void *arg)
+{
+  struct kcld_shard_consumer *c = arg;
+  kcld_log(KCLD_LOG_WARN, "lease lost on checkpoint; stopping the shard",
+           "shard", c->shard_id, NULL);
+  become_lost(c, KCLD_ELOST);
+}
+
+/* ======== Shard end ======== */
+
+static void on_stop_timer(uv_timer_t *t);
+
+static void on_shard_ended(int err, void *arg)
+{
+  struct kcld_shard_consumer *c = arg;
+  c->coord_inflight--;
+  if (c->closing) {
+    maybe_free(c);
+    return;
+  }
+  if (c->phase != PH_ENDING)
+    return;
+  if (err == 0) {
+    kcld_log(KCLD_LOG_INFO, "shard ended", "shard", c->shard_id, NULL);
+    finish(c, KCLD_SHARD_CONSUMER_ENDED, 0);
+    return;
+  }
+  if (err == KCLD_ELOST) {
+    become_lost(c, KCLD_ELOST);
+    return;
+  }
+  c->fails_in_row++;
+  uint64_t delay = backoff_ms(c, c->fails_in_row);
+  char ms[24];
+  fmt_u64(ms, sizeof(ms), delay);
+  kcld_log(KCLD_LOG_WARN, "recording the shard end failed; will retry",
+           "shard", c->shard_id, "op", "shard_ended", "error",
+           kcld_strerror(err), "retry_ms", ms, NULL);
+  c->st_mode = ST_END_RETRY;
+  uv_timer_start(&c->stop_timer, on_stop_timer, delay, 0);
+}
+
+/* Flushes the checkpoint, then records the end (SHARD_END + children). */
+static void start_end(struct kcld_shard_consumer *c);
+
+static void on_end_flushed(int err, void *arg)
+{
+  struct kcld_shard_consumer *c = arg;
+  if (c->closing || c->phase != PH_ENDING)
+    return;
+  if (err == KCLD_ELOST) {
+    become_lost(c, KCLD_ELOST);
+    return;
+  }
+  if (err != 0) {
+    c->fails_in_row++;
+    c->st_mode = ST_END_RETRY;
+    uv_timer_start(&c->stop_timer, on_stop_timer,
+                   backoff_ms(c, c->fails_in_row), 0);
+    return;
+  }
+  c->coord_inflight++;
+  c->ops.shard_ended(c->ops.ctx, c->shard_id,
+                     (const char *const *)c->children, c->n_children,
+                     on_shard_ended, c);
+}
+
+static void start_end(struct kcld_shard_consumer *c)
+{
+  kcld_checkpoint_flush(c->cp, on_end_flushed, c);
+}
+
+/* ======== Graceful stop ======== */
+
+static void on_stop_flushed(int err, void *arg)
+{
+  struct kcld_shard_consumer *c = arg;
+  if (c->closing || c->phase != PH_STOP_FLUSH)
+    return;
+  if (err == KCLD_ELOST) {
+    become_lost(c, KCLD_ELOST);
+    return;
+  }
+  finish(c, KCLD_SHARD_CONSUMER_STOPPED, err ? err : c->stop_err);
+}
+
+static void start_stop_flush(struct kcld_shard_consumer *c)
+{
+  uint64_t now = uv_now(c->loop);
+  uint64_t left = c->stop_deadline_ms > now ? c->stop_deadline_ms - now : 0;
+  c->phase = PH_STOP_FLUSH;
+  c->st_mode = ST_FLUSH;
+  uv_timer_start(&c->stop_timer, on_stop_timer,
+                 left > FLUSH_GRACE_MS ? left : FLUSH_GRACE_MS, 0);
+  kcld_checkpoint_flush(c->cp, on_stop_flushed, c);
+}
+
+static void on_stop_timer(uv_timer_t *t)
+{
+  struct kcld_shard_consumer *c = t->data;
+  enum stop_timer_mode mode = c->st_mode;
+  c->st_mode = ST_NONE;
+  if (c->closing)
+    return;
+  if (mode == ST_DEADLINE && c->phase == PH_STOPPING) {
+    kcld_log(KCLD_LOG_WARN, "stop deadline passed; abandoning work in flight",
+             "shard", c->shard_id, NULL);
+    c->stop_err = KCLD_ETIMEDOUT;
+    cancel_sink(c);
+    start_stop_flush(c);
+  } else if (mode == ST_FLUSH && c->phase == PH_STOP_FLUSH) {
+    kcld_log(KCLD_LOG_WARN, "final checkpoint did not complete in time",
+             "shard", c->shard_id, NULL);
+    finish(c, KCLD_SHARD_CONSUMER_STOPPED, KCLD_ETIMEDOUT);
+  } else if (mode == ST_END_RETRY && c->phase == PH_ENDING) {
+    start_end(c);
+  }
+}
+
+/* Moves a stop or a shard end on once nothing delivered is outstanding. */
+static void check_drain(struct kcld_shard_consumer *c)
+{
+  if (c->closing || c->in_deliver)
+    return;
+  if (c->phase == PH_DRAIN_END && c->qhead == NULL && !outstanding(c)) {
+    c->phase = PH_ENDING;
+    c->fails_in_row = 0;
+    start_end(c);
+  } else if (c->phase == PH_STOPPING && !outstanding(c)) {
+    uv_timer_stop(&c->stop_timer);
+    c->st_mode = ST_NONE;
+    start_stop_flush(c);
+  }
+}
+
+/* ======== Deliveries ======== */
+
+/* Hands queued batches to the sink, one at a time, while it takes them. */
+static void pump(struct kcld_shard_consumer *c)
+{
+  while (!c->closing && !c->lost_mode &&
+         (c->phase == PH_FETCH || c->phase == PH_DRAIN_END) &&
+         !c->delivering && c->qhead && !c->deliver_retry_armed) {
+    struct queued *q = c->qhead;
+    struct kcld_record_batch *b = q->batch;
+    const struct kcld_record *last = &b->records[b->count - 1];
+    struct pos prev = c->delivered_last;
+    c->qhead = q->next;
+    if (!c->qhead)
+      c->qtail = NULL;
+    c->stats.queued_batches--;
+    c->d.consumer = c;
+    c->d.shard_id = c->shard_id;
+    c->d.batch = b;
+    c->d.records = b->records + q->first;
+    c->d.count = b->count - q->first;
+    c->d.millis_behind_latest = b->millis_behind_latest;
+    pos_set(&c->delivered_last, last->sequence_number,
+            last->sub_sequence_number);
+    c->delivering = 1;
+    c->in_deliver++;
+    int rc = c->sink.deliver(c->sink.impl, &c->d);
+    c->in_deliver--;
+    if (rc == 0) {
+      c->stats.deliveries++;
+      free(q);
+      continue;
+    }
+    /* Refused: nothing is kept by the sink; offer it again later. */
+    c->delivering = 0;
+    c->delivered_last = prev;
+    c->d.batch = NULL;
+    if (c->closing || c->lost_mode || c->phase == PH_FINISHED) {
+      c->stats.buffered_bytes -= b->mem_bytes;
+      kcld_record_batch_release(b);
+      free(q);
+      return;
+    }
+    q->next = c->qhead;
+    c->qhead = q;
+    if (!c->qtail)
+      c->qtail = q;
+    c->stats.queued_batches++;
+    kcld_log(KCLD_LOG_WARN, "the sink refused a delivery; will offer it again",
+             "shard", c->shard_id, "error", kcld_strerror(rc), NULL);
+    c->deliver_retry_armed = 1;
+    c->aux_mode = AUX_DELIVER_RETRY;
+    uv_timer_start(&c->aux_timer, on_aux, DELIVER_RETRY_MS, 0);
+    return;
+  }
+}
+
+static void kick(struct kcld_shard_consumer *c)
+{
+  pump(c);
+  check_drain(c);
+  schedule_fetch(c);
+}
+
+void kcld_shard_consumer_done(struct kcld_shard_delivery *d)
+{
+  struct kcld_shard_consumer *c = d->consumer;
+  if (!c->delivering || d != &c->d) {
+    kcld_log(KCLD_LOG_ERROR, "sink bug: done for a delivery not in flight",
+             "shard", c->shard_id, NULL);
+    return;
+  }
+  c->delivering = 0;
+  c->stats.buffered_bytes -= d->batch->mem_bytes;
+  kcld_record_batch_release(d->batch);
+  d->batch = NULL;
+  d->records = NULL;
+  d->count = 0;
+  if (c->closing) {
+    maybe_free(c);
+    return;
+  }
+  if (c->in_deliver)
+    return; /* pump() goes on when deliver returns */
+  kick(c);
+}
+
+void kcld_shard_consumer_progress(struct kcld_shard_consumer *c,
+                                  const char *sequence, uint64_t sub)
+{
+  if (c->closing || c->lost_mode || c->phase == PH_FINISHED ||
+      c->sink_cancelled)
+    return;
+  if (!kcld_record_seq_valid(sequence) || !c->delivered_last.set) {
+    kcld_log(KCLD_LOG_ERROR, "sink bug: progress for nothing delivered",
+             "shard", c->shard_id, "sequence",
+             kcld_record_seq_valid(sequence) ? sequence : "(invalid)", NULL);
+    return;
+  }
+  if (pos_cmp(&c->delivered_last, sequence, sub) < 0) {
+    if (!c->clamp_warned)
+      kcld_log(KCLD_LOG_WARN,
+               "sink reported progress past the last delivered record; "
+               "clamped", "shard", c->shard_id, "sequence", sequence,
+               "delivered", c->delivered_last.seq, NULL);
+    c->clamp_warned = 1;
+    sequence = c->delivered_last.seq;
+    sub = c->delivered_last.sub;
+  }
+  if (c->handled.set && pos_cmp(&c->handled, sequence, sub) >= 0)
+    return;
+  pos_set(&c->handled, sequence, sub);
+  kcld_checkpoint_progress(c->cp, c->handled.seq, c->handled.sub);
+  check_drain(c);
+}
+
+/* ======== Fetching ======== */
+
+static void on_fetch_timer(uv_timer_t *t);
+
+static void arm_fetch(struct kcld_shard_consumer *c, uint64_t ms)
+{
+  uv_timer_start(&c->fetch_timer, on_fetch_timer, ms, 0);
+  c->fetch_timer_armed = 1;
+}
+
+static void get_iterator(struct kcld_shard_consumer *c);
+static void get_records(struct kcld_shard_consumer *c);
+
+static void schedule_fetch(struct kcld_shard_consumer *c)
+{
+  if (c->closing || c->phase != PH_FETCH || c->fetch != F_IDLE ||
+      c->fetch_timer_armed)
+    return;
+  if (c->iterator && c->stats.buffered_bytes >= c->max_buffered)
+    return; /* kcld_shard_consumer_done() resumes */
+  uint64_t now = uv_now(c->loop);
+  uint64_t due = c->next_at_ms;
+  if (c->called && c->last_call_ms + c->min_call_ms > due)
+    due = c->last_call_ms + c->min_call_ms;
+  if (due > now) {
+    arm_fetch(c, due - now);
+    return;
+  }
+  if (c->iterator)
+    get_records(c);
+  else
+    get_iterator(c);
+}
+
+static void ask_parents(struct kcld_shard_consumer *c);
+
+static void on_fetch_timer(uv_timer_t *t)
+{
+  struct kcld_shard_consumer *c = t->data;
+  c->fetch_timer_armed = 0;
+  if (c->closing)
+    return;
+  if (c->phase == PH_PARENTS)
+    ask_parents(c);
+  else
+    schedule_fetch(c);
+}
+
+static void on_parents(int err, int done, void *arg)
+{
+  struct kcld_shard_consumer *c = arg;
+  c->coord_inflight--;
+  if (c->closing) {
+    maybe_free(c);
+    return;
+  }
+  if (c->phase != PH_PARENTS)
+    return;
+  if (err)
+    kcld_log(KCLD_LOG_WARN, "asking whether the parent shards are done failed",
+             "shard", c->shard_id, "op", "parents_done", "error",
+             kcld_strerror(err), NULL);
+  if (err || !done) {
+    arm_fetch(c, c->parents_poll_ms);
+    return;
+  }
+  c->phase = PH_FETCH;
+  schedule_fetch(c);
+}
+
+static void ask_parents(struct kcld_shard_consumer *c)
+{
+  c->coord_inflight++;
+  c->ops.parents_done(c->ops.ctx, c->shard_id, on_parents, c);
+}
+
+/* A shard without a next iterator has ended: deliver what is queued, wait
+ * for progress, then record the end. */
+static void reached_end(struct kcld_shard_consumer *c)
+{
+  free(c->iterator);
+  c->iterator = NULL;
+  c->phase = PH_DRAIN_END;
+  kcld_log(KCLD_LOG_INFO, "shard reached its end", "shard", c->shard_id,
+           NULL);
+}
+
+/* A call or a parse failed: count it, log it, back off (or, for an expired
+ * iterator, get a new one at once). */
+static void fetch_failed(struct kcld_shard_consumer *c, const char *op,
+                         const struct kcld_svc_status *st)
+{
+  char ms[24], status[24];
+  enum kcld_kinesis_fault fault = kcld_kinesis_fault(st);
+  const char *type = st->type && st->type[0] ? st->type
+                                             : kcld_strerror(st->err);
+  if (fault == KCLD_KINESIS_EXPIRED_ITERATOR) {
+    c->stats.expired_iterators++;
+    kcld_log(KCLD_LOG_INFO, "shard iterator expired; getting a new one",
+             "shard", c->shard_id, "op", op, "after",
+             c->last_fetched.set ? c->last_fetched.seq : "(start)", NULL);
+    free(c->iterator);
+    c->iterator = NULL;
+    c->next_at_ms = 0;
+    schedule_fetch(c);
+    return;
+  }
+  if (fault == KCLD_KINESIS_CANCELED) {
+    /* The Kinesis client is closed: the owner is shutting down and will
+     * stop or close this consumer. */
+    kcld_log(KCLD_LOG_INFO, "Kinesis client closed; fetching stops", "shard",
+             c->shard_id, "op", op, NULL);
+    return;
+  }
+  c->fails_in_row++;
+  uint64_t delay = backoff_ms(c, c->fails_in_row);
+  fmt_u64(ms, sizeof(ms), delay);
+  snprintf(status, sizeof(status), "%ld", st->http_status);
+  if (fault == KCLD_KINESIS_THROUGHPUT || fault == KCLD_KINESIS_KMS_THROTTLED) {
+    c->stats.throttles++;
+    kcld_log(KCLD_LOG_DEBUG, "throttled; backing off", "shard", c->shard_id,
+             "op", op, "type", type, "retry_ms", ms, NULL);
+  } else {
+    c->stats.errors++;
+    kcld_log(KCLD_LOG_WARN, "Kinesis call failed; backing off",
+             "shard", c->shard_id, "op", op, "type", type, "status", status,
+             "message", st->message ? st->message : "", "retry_ms", ms, NULL);
+    if (c->iterator && c->fails_in_row >= FAILS_BEFORE_NEW_ITERATOR &&
+        fault != KCLD_KINESIS_TRANSIENT) {
+      /* The iterator itself may be the problem: start afresh after the
+       * last record fetched. */
+      free(c->iterator);
+      c->iterator = NULL;
+    }
+  }
+  c->next_at_ms = uv_now(c->loop) + delay;
+  schedule_fetch(c);
+}
+
+/* fetch_failed() for an error of our own (not a service answer). */
+static void local_failure(struct kcld_shard_consumer *c, const char *op,
+                          int err, const char *message)
+{
+  struct kcld_svc_status st = {.err = err, .type = "", .message = message};
+  fetch_failed(c, op, &st);
+}
+
+static void on_iterator(const struct kcld_kinesis_iterator *res, void *arg)
+{
+  struct kcld_shard_consumer *c = arg;
+  c->fetch = F_IDLE;
+  if (c->closing) {
+    maybe_free(c);
+    return;
+  }
+  if (c->phase != PH_FETCH)
+    return;
+  if (res->st.err) {
+    fetch_failed(c, "GetShardIterator", &res->st);
+    return;
+  }
+  c->fails_in_row = 0;
+  if (!res->shard_iterator) {
+    /* No iterator: the shard is closed and nothing is left after the
+     * position asked for (the KCL reads it the same way). */
+    reached_end(c);
+    kick(c);
+    return;
+  }
+  c->iterator = strdup(res->shard_iterator);
+  if (!c->iterator) {
+    local_failure(c, "GetShardIterator", KCLD_ENOMEM, "out of memory");
+    return;
+  }
+  schedule_fetch(c);
+}
+
+static void get_iterator(struct kcld_shard_consumer *c)
+{
+  struct kcld_kinesis_iterator_req req = {
+    .stream = c->stream, .shard_id = c->shard_id,
+    .timestamp_ms = c->start_ts_ms};
+  c->skip.set = 0;
+  if (c->last_fetched.set) {
+    req.type = KCLD_KINESIS_AFTER_SEQUENCE_NUMBER;
+    req.sequence_number = c->last_fetched.seq;
+  } else {
+    switch (c->start) {
+    case START_AFTER:
+      req.type = KCLD_KINESIS_AFTER_SEQUENCE_NUMBER;
+      req.sequence_number = c->start_seq;
+      break;
+    case START_AT:
+      req.type = KCLD_KINESIS_AT_SEQUENCE_NUMBER;
+      req.sequence_number = c->start_seq;
+      pos_set(&c->skip, c->start_seq, c->start_sub);
+      break;
+    case START_TRIM_HORIZON:
+      req.type = KCLD_KINESIS_TRIM_HORIZON;
+      break;
+    case START_LATEST:
+      req.type = KCLD_KINESIS_LATEST;
+      break;
+    case START_AT_TIMESTAMP:
+      req.type = KCLD_KINESIS_AT_TIMESTAMP;
+      break;
+    case START_SHARD_END:
+      return; /* never fetches */
+    }
+  }
+  c->fetch = F_ITER;
+  c->called = 1;
+  c->last_call_ms = uv_now(c->loop);
+  int rc = kcld_kinesis_get_shard_iterator(c->kinesis, &req, on_iterator, c);
+  if (rc < 0) {
+    c->fetch = F_IDLE;
+    local_failure(c, "GetShardIterator", rc, "the call was not sent");
+  }
+}
+
+/* Applies a parsed batch: counters, position, skip, next iterator, queue. */
+static void got_batch(struct kcld_shard_consumer *c,
+                      struct kcld_record_batch *b)
+{
+  struct queued *q = NULL;
+  if (b->count > 0) {
+    q = calloc(1, sizeof(*q));
+    if (!q) {
+      /* Nothing has changed yet: the same iterator fetches it again. */
+      kcld_record_batch_release(b);
+      local_failure(c, "GetRecords", KCLD_ENOMEM, "out of memory");
+      return;
+    }
+  }
+  c->fails_in_row = 0;
+  c->stats.kinesis_records += b->kinesis_count;
+  c->stats.records += b->count;
+  c->stats.bytes += b->data_bytes;
+  if (b->millis_behind_latest >= 0)
+    c->stats.millis_behind_latest = b->millis_behind_latest;
+  if (b->kinesis_count == 0)
+    c->stats.empty_responses++;
+  if (b->count > 0)
+    pos_set(&c->last_fetched, b->records[b->count - 1].sequence_number, 0);
+
+  size_t first = 0;
+  if (c->skip.set) {
+    while (first < b->count &&
+           pos_cmp(&c->skip, b->records[first].sequence_number,
+                   b->records[first].sub_sequence_number) >= 0)
+      first++;
+    if (first < b->count)
+      c->skip.set = 0;
+  }
+
+  free(c->iterator);
+  c->iterator = NULL;
+  if (b->next_shard_iterator) {
+    /* Without memory for it, the next call gets a new iterator after the
+     * last record fetched: nothing is lost. */
+    c->iterator = strdup(b->next_shard_iterator);
+  } else {
+    free_children(c);
+    if (b->child_shard_count > 0) {
+      c->children = calloc(b->child_shard_count, sizeof(char *));
+      for (size_t i = 0; c->children && i < b->child_shard_count; i++) {
+        c->children[i] = strdup(b->child_shards[i].shard_id);
+        if (c->children[i])
+          c->n_children++;
+      }
+    }
+    reached_end(c);
+  }
+
+  if (b->kinesis_count == 0 && b->millis_behind_latest <= 0)
+    c->next_at_ms = uv_now(c->loop) + c->idle_ms;
+  else
+    c->next_at_ms = 0; /* behind: as soon as the rate allows */
+
+  if (first < b->count) {
+    q->batch = b;
+    q->first = first;
+    if (c->qtail)
+      c->qtail->next = q;
+    else
+      c->qhead = q;
+    c->qtail = q;
+    c->stats.queued_batches++;
+    c->stats.buffered_bytes += b->mem_bytes;
+  } else {
+    free(q);
+    kcld_record_batch_release(b);
+  }
+  kick(c);
+}
+
+static void parse_work(uv_work_t *w)
+{
+  struct kcld_shard_consumer *c = w->data;
+  c->parsed = NULL;
+  c->parse_err = kcld_getrecords_parse(c->raw, c->raw_len, c->shard_id,
+                                       &c->parsed, c->parse_msg,
+                                       sizeof(c->parse_msg));
+}
+
+static void parse_done(uv_work_t *w, int status)
+{
+  struct kcld_shard_consumer *c = w->data;
+  struct kcld_record_batch *b = c->parsed;
+  c->parsed = NULL;
+  c->fetch = F_IDLE;
+  free(c->raw);
+  c->raw = NULL;
+  if (c->closing) {
+    kcld_record_batch_release(b);
+    maybe_free(c);
+    return;
+  }
+  if (status != 0 || c->phase != PH_FETCH) {
+    kcld_record_batch_release(b);
+    return;
+  }
+  if (c->parse_err) {
+    local_failure(c, "GetRecords", c->parse_err, c->parse_msg);
+    return;
+  }
+  got_batch(c, b);
+}
+
+static void on_records(const struct kcld_kinesis_records_raw *res, void *arg)
+{
+  struct kcld_shard_consumer *c = arg;
+  c->fetch = F_IDLE;
+  if (c->closing) {
+    maybe_free(c);
+    return;
+  }
+  if (c->phase != PH_FETCH)
+    return;
+  if (res->st.err) {
+    fetch_failed(c, "GetRecords", &res->st);
+    return;
+  }
+  /* The body lives only during this callback: the parser gets a copy. */
+  c->raw = malloc(res->body_len + 1);
+  if (!c->raw) {
+    local_failure(c, "GetRecords", KCLD_ENOMEM, "out of memory");
+    return;
+  }
+  memcpy(c->raw, res->body, res->body_len);
+  c->raw[res->body_len] = '\0';
+  c->raw_len = res->body_len;
+  c->fetch = F_PARSE;
+  c->work.data = c;
+  int rc = uv_queue_work(c->loop, &c->work, parse_work, parse_done);
+  if (rc != 0) {
+    c->fetch = F_IDLE;
+    free(c->raw);
+    c->raw = NULL;
+    local_failure(c, "GetRecords", KCLD_EIO, uv_strerror(rc));
+  }
+}
+
+static void get_records(struct kcld_shard_consumer *c)
+{
+  struct kcld_kinesis_get_records_req req = {
+    .shard_iterator = c->iterator, .limit = c->max_records,
+    .stream_arn = strncmp(c->stream, "arn:", 4) == 0 ? c->stream : NULL,
+    .shard_id = c->shard_id,
+    .max_attempts = 1}; /* throttling and failures back off here */
+  c->fetch = F_CALL;
+  c->called = 1;
+  c->last_call_ms = uv_now(c->loop);
+  c->stats.get_records_calls++;
+  int rc = kcld_kinesis_get_records(c->kinesis, &req, on_records, c);
+  if (rc < 0) {
+    c->fetch = F_IDLE;
+    local_failure(c, "GetRecords", rc, "the call was not sent");
+  }
+}
+
+/* ======== Lease operations through the coordinator ======== */
+
+static void coord_checkpoint(void *ctx, const char *shard_id,
+                             const char *sequence, uint64_t sub,
+                             kcld_lease_cb cb, void *arg)
+{
+  kcld_coordinator_checkpoint(ctx, shard_id, sequence, sub, cb, arg);
+}
+
+static void coord_shard_ended(void *ctx, const char *shard_id,
+                              const char *const *children, size_t n_children,
+                              kcld_lease_cb cb, void *arg)
+{
+  kcld_coordinator_shard_ended(ctx, shard_id, children, n_children, cb, arg);
+}
+
+static void coord_parents_done(void *ctx, const char *shard_id,
+                               kcld_parents_cb cb, void *arg)
+{
+  kcld_coordinator_parents_done(ctx, shard_id, cb, arg);
+}
+
+/* ======== Life cycle ======== */
+
+static int parse_start(struct kcld_shard_consumer *c,
+                       const struct kcld_lease *lease)
+{
+  const char *cp = lease->checkpoint;
+  if (!cp)
+    return KCLD_EINVAL;
+  if (strcmp(cp, "SHARD_END") == 0)
+    c->start = START_SHARD_END;
+  else if (strcmp(cp, "TRIM_HORIZON") == 0)
+    c->start = START_TRIM_HORIZON;
+  else if (strcmp(cp, "LATEST") == 0)
+    c->start = START_LATEST;
+  else if (strcmp(cp, "AT_TIMESTAMP") == 0)
+    c->start = START_AT_TIMESTAMP;
+  else if (kcld_record_seq_valid(cp)) {
+    c->start = lease->checkpoint_sub > 0 ? START_AT : START_AFTER;
+    snprintf(c->start_seq, sizeof(c->start_seq), "%s", cp);
+    c->start_sub = lease->checkpoint_sub;
+  } else {
+    return KCLD_EINVAL;
+  }
+  return 0;
+}
+
+int kcld_shard_consumer_start(const struct kcld_shard_consumer_opts *opts,
+                              struct kcld_shard_consumer **out)
+{
+  if (out)
+    *out = NULL;
+  if (!opts || !out || !opts->loop || !opts->kinesis || !opts->stream ||
+      !opts->lease || !opts->lease->shard_id || !opts->sink.deliver ||
+      !opts->sink.cancel || !opts->finished)
+    return KCLD_EINVAL;
+  const struct kcld_shard_consumer_lease_ops *lo = opts->lease_ops;
+  if (lo && (!lo->checkpoint || !lo->shard_ended || !lo->parents_done))
+    return KCLD_EINVAL;
+  if (!lo && !opts->coordinator)
+    return KCLD_EINVAL;
+
+  struct kcld_shard_consumer *c = calloc(1, sizeof(*c));
+  if (!c)
+    return KCLD_ENOMEM;
+  int rc = parse_start(c, opts->lease);
+  if (rc < 0) {
+    free(c);
+    return rc;
+  }
+  c->stream = strdup(opts->stream);
+  c->shard_id = strdup(opts->lease->shard_id);
+  if (!c->stream || !c->shard_id) {
+    free(c->stream);
+    free(c->shard_id);
+    free(c);
+    return KCLD_ENOMEM;
+  }
+  c->loop = opts->loop;
+  c->kinesis = opts->kinesis;
+  if (lo) {
+    c->ops = *lo;
+  } else {
+    c->ops.checkpoint = coord_checkpoint;
+    c->ops.shard_ended = coord_shard_ended;
+    c->ops.parents_done = coord_parents_done;
+    c->ops.ctx = opts->coordinator;
+  }
+  c->start_ts_ms = opts->initial_timestamp_ms;
+  c->max_records = opts->max_records > 0 ? opts->max_records : DEF_MAX_RECORDS;
+  c->idle_ms = opts->idle_ms ? opts->idle_ms : DEF_IDLE_MS;
+  if (c->idle_ms < MIN_IDLE_MS)
+    c->idle_ms = MIN_IDLE_MS;
+  c->max_buffered = opts->max_buffered_bytes ? opts->max_buffered_bytes
+                                             : DEF_MAX_BUFFERED;
+  c->parents_poll_ms = opts->parents_poll_ms ? opts->parents_poll_ms
+                                             : DEF_PARENTS_POLL_MS;
+  c->min_call_ms = opts->min_call_interval_ms ? opts->min_call_interval_ms
+                                              : DEF_MIN_CALL_MS;
+  c->backoff_base_ms = opts->backoff_base_ms ? opts->backoff_base_ms
+                                             : DEF_BACKOFF_BASE_MS;
+  c->backoff_max_ms = opts->backoff_max_ms ? opts->backoff_max_ms
+                                           : DEF_BACKOFF_MAX_MS;
+  if (c->backoff_max_ms < c->backoff_base_ms)
+    c->backoff_max_ms = c->backoff_base_ms;
+  c->sink = opts->sink;
+  c->finished = opts->finished;
+  c->arg = opts->arg;
+  c->stats.millis_behind_latest = -1;
+  c->rng = (uv_hrtime() ^ (uint64_t)(uintptr_t)c) | 1;
+
+  struct kcld_checkpoint_opts co = {
+    .loop = c->loop, .shard_id = c->shard_id,
+    .interval_ms = opts->checkpoint_interval_ms,
+    .write = c->ops.checkpoint, .write_ctx = c->ops.ctx,
+    .written_sequence = (c->start == START_AFTER || c->start == START_AT)
+                          ? c->start_seq : NULL,
+    .written_sub = c->start_sub, .lost = on_cp_lost, .arg = c};
+  rc = kcld_checkpoint_new(&co, &c->cp);
+  if (rc < 0) {
+    free(c->stream);
+    free(c->shard_id);
+    free(c);
+    return rc;
+  }
+  uv_timer_init(c->loop, &c->fetch_timer);
+  uv_timer_init(c->loop, &c->stop_timer);
+  uv_timer_init(c->loop, &c->aux_timer);
+  c->fetch_timer.data = c->stop_timer.data = c->aux_timer.data = c;
+  c->handles_open = 3;
+  *out = c;
+
+  if (c->start == START_SHARD_END) {
+    finish(c, KCLD_SHARD_CONSUMER_ENDED, 0);
+    return 0;
+  }
+  c->phase = PH_PARENTS;
+  ask_parents(c);
+  return 0;
+}
+
+void kcld_shard_consumer_stop(struct kcld_shard_consumer *c,
+                              uint64_t timeout_ms)
+{
+  if (!c || c->closing || c->lost_mode)
+    return;
+  if (c->phase != PH_PARENTS && c->phase != PH_FETCH &&
+      c->phase != PH_DRAIN_END)
+    return;
+  c->phase = PH_STOPPING;
+  uv_timer_stop(&c->fetch_timer);
+  c->fetch_timer_armed = 0;
+  drop_queue(c);
+  if (c->deliver_retry_armed) {
+    uv_timer_stop(&c->aux_timer);
+    c->deliver_retry_armed = 0;
+    c->aux_mode = AUX_NONE;
+  }
+  c->stop_deadline_ms = uv_now(c->loop) + timeout_ms;
+  c->st_mode = ST_DEADLINE;
+  uv_timer_start(&c->stop_timer, on_stop_timer, timeout_ms, 0);
+  check_drain(c);
+}
+
+void kcld_shard_consumer_lose(struct kcld_shard_consumer *c)
+{
+  if (!c || c->closing || c->phase == PH_FINISHED)
+    return;
+  kcld_log(KCLD_LOG_INFO, "lease lost; stopping the shard at once", "shard",
+           c->shard_id, NULL);
+  become_lost(c, 0);
+}
+
+void kcld_shard_consumer_flush(struct kcld_shard_consumer *c, kcld_lease_cb cb,
+                               void *arg)
+{
+  if (c->closing) {
+    cb(KCLD_ECANCELED, arg);
+    return;
+  }
+  if (c->lost_mode) {
+    cb(KCLD_ELOST, arg);
+    return;
+  }
+  kcld_checkpoint_flush(c->cp, cb, arg);
+}
+
+void kcld_shard_consumer_close(struct kcld_shard_consumer *c)
+{
+  if (!c || c->closing)
+    return;
+  c->closing = 1;
+  if (c->phase != PH_FINISHED)
+    c->lost_mode = 1;
+  c->phase = PH_FINISHED;
+  drop_queue(c);
+  cancel_sink(c);
+  kcld_checkpoint_close(c->cp);
+  c->cp = NULL;
+  if (c->fetch == F_PARSE)
+    uv_cancel((uv_req_t *)&c->work);
+  uv_close((uv_handle_t *)&c->fetch_timer, on_handle_closed);
+  uv_close((uv_handle_t *)&c->stop_timer, on_handle_closed);
+  uv_close((uv_handle_t *)&c->aux_timer, on_handle_closed);
+}
+
+const char *kcld_shard_consumer_shard_id(const struct kcld_shard_consumer *c)
+{
+  return c->shard_id;
+}
+
+int64_t kcld_shard_consumer_millis_behind(const struct kcld_shard_consumer *c)
+{
+  return c->stats.millis_behind_latest;
+}
+
+void kcld_shard_consumer_stats(const struct kcld_shard_consumer *c,
+                               struct kcld_shard_consumer_stats *out)
+{
+  *out = c->stats;
+}
+
+const struct kcld_checkpoint *kcld_shard_consumer_checkpoint(
+  const struct kcld_shard_consumer *c)
+{
+  return c->cp;
+}

@@ -252,6 +252,8 @@ struct fc {
   size_t progress_calls;
   int regress;
   size_t dones;
+  int cancelled;
+  size_t after_cancel;
 };
 
 static struct fc *s_fc; /* the consumer ops have no context argument */
@@ -261,6 +263,8 @@ static void fc_progress(struct kcld_shard_consumer *c, const char *seq,
 {
   struct fc *f = (struct fc *)c;
   (void)sub;
+  if (f->cancelled)
+    f->after_cancel++;
   if (f->progress[0] && kcld_record_seq_compare(seq, f->progress) < 0)
     f->regress++;
   snprintf(f->progress, sizeof(f->progress), "%s", seq);
@@ -922,6 +926,67 @@ static void test_no_destination_skips_or_blocks(void **state)
   free(e);
 }
 
+static void cancel_consumer(struct env *e)
+{
+  e->c.cancelled = 1;
+  e->c.sink.cancel(e->c.sink.impl, (struct kcld_shard_consumer *)&e->c);
+}
+
+static void test_cancel_with_work_in_flight(void **state)
+{
+  struct env *e = malloc(sizeof(*e));
+  struct kcld_dispatcher_stats st;
+  (void)state;
+
+  /* A handler call out (and its delivery held: 30 records, batch 10). */
+  env_up(e, NULL);
+  e->c.batches[0] = make_batch(0, 30, 2, 0, 0);
+  e->c.batches[1] = make_batch(30, 10, 2, 0, 0);
+  e->c.nbatches = 2;
+  e->h.hang_first_ms = 400;
+  e->o.batch_size = 10;
+  env_run(e);
+  run_for(e, 100);
+  assert_int_equal(e->h.calls, 1);
+  assert_int_equal(e->c.dones, 0); /* 20 records wait for a batch */
+  e->c.nbatches = 1;               /* the consumer stops feeding */
+  cancel_consumer(e);
+  assert_int_equal(e->c.dones, 1); /* handed back by cancel */
+  stats(e, &st);
+  assert_int_equal(st.in_flight, 1); /* the handler still has the batch */
+  run_for(e, 600);
+  assert_int_equal(e->h.late_answers, 1);
+  stats(e, &st);
+  assert_int_equal(st.in_flight, 0);
+  assert_int_equal(e->c.after_cancel, 0);
+  assert_int_equal(e->h.calls, 1);
+  kcld_record_batch_release(e->c.batches[1]);
+  env_down(e);
+  free(e);
+
+  /* A dead-letter send that cannot get through. */
+  e = malloc(sizeof(*e));
+  env_up(e, "engine-cancel");
+  proxy_to("http://127.0.0.1:1");
+  e->c.batches[0] = make_batch(0, 4, 2, 0, 0);
+  e->c.nbatches = 1;
+  e->h.poison[2] = 1;
+  e->o.batch_size = 4;
+  env_run(e);
+  run_for(e, 800);
+  stats(e, &st);
+  assert_int_equal(st.dlq_messages, 0);
+  assert_int_equal(kcld_dlq_pending(e->dlq), 1);
+  cancel_consumer(e);
+  assert_int_equal(kcld_dlq_pending(e->dlq), 0);
+  run_for(e, 300);
+  assert_int_equal(e->c.after_cancel, 0);
+  stats(e, &st);
+  assert_int_equal(st.in_flight, 0);
+  env_down(e);
+  free(e);
+}
+
 /* ======== Redrive ======== */
 
 static json_t *sync_call(struct kcld_test_aws *t, enum kcld_aws_service svc,
@@ -1122,6 +1187,7 @@ int main(void)
     cmocka_unit_test(test_handler_refuses_and_crashes),
     cmocka_unit_test(test_parallelization_keeps_key_order),
     cmocka_unit_test(test_no_destination_skips_or_blocks),
+    cmocka_unit_test(test_cancel_with_work_in_flight),
     cmocka_unit_test(test_redrive_round_trip),
   };
   return cmocka_run_group_tests(tests, setup, teardown);

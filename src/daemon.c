@@ -28,6 +28,7 @@
 #include "handlers/handler.h"
 #include "lease/coordinator.h"
 #include "log.h"
+#include "ops/monitor.h"
 #include "ops/notify.h"
 #include "process/dispatcher.h"
 #include "process/dlq.h"
@@ -70,6 +71,7 @@ struct daemon {
   struct kcld_dispatcher *disp;
   struct kcld_coordinator *coord;
   struct kcld_notify *notify;
+  struct kcld_monitor *monitor; /* metrics.listen / metrics.emf */
   struct shard *shards;
 };
 
@@ -231,9 +233,23 @@ static void on_ready(int err, void *arg)
 
 /* ======== Closing ======== */
 
+/* What /metrics and /healthz read, at scrape time. */
+static void monitor_walk(void *arg, struct kcld_monitor_visit *v)
+{
+  struct daemon *dm = arg;
+  for (struct shard *s = dm->shards; s; s = s->next)
+    kcld_monitor_visit_shard(v, s->consumer);
+  if (dm->disp)
+    kcld_monitor_visit_dispatcher(v, dm->disp);
+  if (dm->coord)
+    kcld_monitor_visit_leases(v, kcld_coordinator_held(dm->coord));
+}
+
 static void close_all(struct daemon *dm)
 {
   dm->phase = PHASE_CLOSED;
+  kcld_monitor_close(dm->monitor);
+  dm->monitor = NULL;
   uv_timer_stop(&dm->status);
   uv_close((uv_handle_t *)&dm->status, NULL);
   uv_close((uv_handle_t *)&dm->sigterm, NULL);
@@ -543,6 +559,17 @@ int kcld_daemon_run(const struct kcld_config *cfg)
                  STATUS_INTERVAL_MS);
   uv_unref((uv_handle_t *)&dm.status);
   kcld_notify_watchdog_start(dm.notify, &dm.loop);
+  if (*cfg->metrics.listen || *cfg->metrics.emf) {
+    struct kcld_monitor_opts mo;
+    memset(&mo, 0, sizeof(mo));
+    mo.loop = &dm.loop;
+    mo.listen = cfg->metrics.listen;
+    mo.emf_path = cfg->metrics.emf;
+    mo.walk = monitor_walk;
+    mo.arg = &dm;
+    if (kcld_monitor_start(&mo, &dm.monitor) != 0)
+      dm.monitor = NULL; /* logged; run without metrics */
+  }
 
   rc = open_base(&dm);
   if (rc == 0) {

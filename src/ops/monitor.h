@@ -1,0 +1,71 @@
+/* monitor.h — the daemon's metrics and health: kcld's metric families, the
+ * /metrics and /healthz server (metrics.listen) and the optional CloudWatch
+ * EMF file (metrics.emf).
+ *
+ * Nothing is counted on the hot path: at each scrape (and every
+ * SAMPLE_MS for health) the monitor asks its owner to walk what runs now,
+ * and the owner hands each piece over with the kcld_monitor_visit_*
+ * functions, which copy the modules' stats structs into the registry.
+ *
+ * Health: /healthz answers from the loop, so an answer at all means the
+ * loop turns.  It is 503 when a held shard has made no progress (no records
+ * or empty answers fetched, nothing delivered) for stuck_ms although it has
+ * fetched before (a shard still waiting for its parents is not stuck).
+ *
+ * Loop thread only. */
+#ifndef KCLD_OPS_MONITOR_H
+#define KCLD_OPS_MONITOR_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <uv.h>
+
+#include "consume/shard_consumer.h"
+#include "ops/metrics.h"
+#include "process/dispatcher.h"
+
+struct kcld_monitor;
+struct kcld_monitor_visit;
+
+/* Called at each collection: hand over every running piece. */
+typedef void (*kcld_monitor_walk_fn)(void *arg, struct kcld_monitor_visit *v);
+
+struct kcld_monitor_opts {
+  uv_loop_t *loop;
+  const char *listen;          /* metrics.listen; NULL or "" = no server */
+  const char *emf_path;        /* metrics.emf; NULL or "" = none */
+  uint64_t emf_interval_ms;    /* 0 = 60000 */
+  uint64_t stuck_ms;           /* 0 = 300000 */
+  kcld_monitor_walk_fn walk;
+  void *arg;
+};
+
+/* Declares the families, starts the server and the timers.  Returns 0,
+ * KCLD_EINVAL (listen does not parse), KCLD_EIO (cannot listen) or
+ * KCLD_ENOMEM; the reason is logged. */
+int kcld_monitor_start(const struct kcld_monitor_opts *opts,
+                       struct kcld_monitor **out);
+
+/* The registry, for modules that feed a metric directly (see the families
+ * in monitor.c: AWS call and handler latency, leases taken/stolen/lost). */
+struct kcld_metrics *kcld_monitor_metrics(struct kcld_monitor *m);
+
+/* The server's port (0 without a server). */
+int kcld_monitor_port(const struct kcld_monitor *m);
+
+/* 1 when healthy; a one-line reason in why.  What /healthz answers. */
+int kcld_monitor_healthy(struct kcld_monitor *m, char *why, size_t n);
+
+/* Stops the timers and the server (a last EMF write first); memory goes in
+ * the close callbacks: run the loop afterwards.  NULL is ignored. */
+void kcld_monitor_close(struct kcld_monitor *m);
+
+/* ======== For the walk ======== */
+
+void kcld_monitor_visit_shard(struct kcld_monitor_visit *v,
+                              const struct kcld_shard_consumer *c);
+void kcld_monitor_visit_dispatcher(struct kcld_monitor_visit *v,
+                                   const struct kcld_dispatcher *d);
+void kcld_monitor_visit_leases(struct kcld_monitor_visit *v, size_t held);
+
+#endif

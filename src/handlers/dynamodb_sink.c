@@ -83,15 +83,13 @@ static int set_s(json_t *item, const char *name, const char *s, size_t n)
   return set(item, name, av);
 }
 
-/* Renders one key template into the item. */
-static int key_attr(json_t *item, const char *name,
-                    const struct kcld_template *t,
-                    const struct kcld_template_input *in, size_t max,
-                    char *err, size_t errlen)
+/* Renders one key template into *out (*len bytes). */
+static int render_key(const char *name, const struct kcld_template *t,
+                      const struct kcld_template_input *in, size_t max,
+                      char **out, size_t *len, char *err, size_t errlen)
 {
-  char *text = NULL, why[256];
-  size_t len = 0;
-  int rc = kcld_template_render(t, in, &text, &len, why, sizeof(why));
+  char why[256];
+  int rc = kcld_template_render(t, in, out, len, why, sizeof(why));
 
   if (rc == KCLD_ENOTFOUND) {
     snprintf(err, errlen, "key %s: %s", name, why);
@@ -99,15 +97,14 @@ static int key_attr(json_t *item, const char *name,
   }
   if (rc != 0)
     return rc;
-  if (len == 0 || len > max) {
+  if (*len == 0 || *len > max) {
     snprintf(err, errlen, "key %s: \"%s\" renders %zu bytes (DynamoDB "
-             "needs 1 to %zu)", name, kcld_template_text(t), len, max);
-    free(text);
+             "needs 1 to %zu)", name, kcld_template_text(t), *len, max);
+    free(*out);
+    *out = NULL;
     return KCLD_ENOTFOUND;
   }
-  rc = set_s(item, name, text, len);
-  free(text);
-  return rc;
+  return 0;
 }
 
 int kcld_dynamodb_sink_item(const struct kcld_dynamodb_sink_keys *keys,
@@ -117,8 +114,8 @@ int kcld_dynamodb_sink_item(const struct kcld_dynamodb_sink_keys *keys,
 {
   struct kcld_template_input in = {.rec = rec, .shard_id = shard_id};
   json_t *payload = NULL, *it = NULL;
-  char why[256], dummy[1];
-  size_t size;
+  char why[256], dummy[1], *pk = NULL, *sk = NULL;
+  size_t size, pk_len = 0, sk_len = 0;
   int rc;
 
   if (!err || errlen == 0) {
@@ -142,16 +139,21 @@ int kcld_dynamodb_sink_item(const struct kcld_dynamodb_sink_keys *keys,
     if (!it || set(it, "data", json_incref(payload)) != 0)
       goto done;
   }
+  /* Both keys are rendered before the item (which may share the payload's
+   * map) changes, so ${data.pk} reads the payload's own pk. */
   in.field = kcld_ddb_item_field;
   in.field_arg = payload;
-  rc = key_attr(it, KCLD_DYNAMODB_SINK_PK, keys->pk, &in,
-                KCLD_DYNAMODB_SINK_PK_MAX, err, errlen);
+  rc = render_key(KCLD_DYNAMODB_SINK_PK, keys->pk, &in,
+                  KCLD_DYNAMODB_SINK_PK_MAX, &pk, &pk_len, err, errlen);
   if (rc == 0 && keys->sk)
-    rc = key_attr(it, KCLD_DYNAMODB_SINK_SK, keys->sk, &in,
-                  KCLD_DYNAMODB_SINK_SK_MAX, err, errlen);
+    rc = render_key(KCLD_DYNAMODB_SINK_SK, keys->sk, &in,
+                    KCLD_DYNAMODB_SINK_SK_MAX, &sk, &sk_len, err, errlen);
   if (rc != 0)
     goto done;
   rc = KCLD_ENOMEM;
+  if (set_s(it, KCLD_DYNAMODB_SINK_PK, pk, pk_len) != 0 ||
+      (sk && set_s(it, KCLD_DYNAMODB_SINK_SK, sk, sk_len) != 0))
+    goto done;
   if (set(it, "sequenceNumber", kcld_dynamodb_av_s(rec->sequence_number)) ||
       set(it, "subSequenceNumber",
           kcld_dynamodb_av_n_i64((int64_t)rec->sub_sequence_number)) ||
@@ -178,6 +180,8 @@ done:
   if (rc == KCLD_ENOMEM)
     snprintf(err, errlen, "out of memory");
   json_decref(payload);
+  free(pk);
+  free(sk);
   if (rc != 0) {
     json_decref(it);
     return rc;

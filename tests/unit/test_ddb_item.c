@@ -245,6 +245,17 @@ static void test_item_metadata(void **state)
     "\"ttl\":{\"N\":\"1763897500\"}}");
   json_decref(item);
 
+  /* Both keys read the payload as it came, even a member named pk. */
+  keys_down(&ks);
+  keys_up(&ks, "${data.deviceId}", "${data.pk}", 0);
+  assert_int_equal(kcld_dynamodb_sink_item(&ks.k, "s", &r, 1, &item, err,
+                                           sizeof(err)), 0);
+  assert_string_equal(kcld_dynamodb_as_s(kcld_dynamodb_attr(item, "pk")),
+                      "d-1");
+  assert_string_equal(kcld_dynamodb_as_s(kcld_dynamodb_attr(item, "sk")),
+                      "payload");
+  json_decref(item);
+
   /* No sort key, no ttl, no arrival time: those attributes are absent. */
   keys_down(&ks);
   keys_up(&ks, "${partitionKey}", NULL, 0);

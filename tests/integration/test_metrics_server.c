@@ -3,7 +3,10 @@
  * runs the loop: /metrics and /healthz answers, HEAD, 404/405/400/431,
  * keep-alive and pipelining, many clients at once, a slowloris request cut
  * off after the timeout, the connection cap, and a clean close of the
- * loop with connections still open. */
+ * loop with connections still open.  Last, the real daemon with
+ * metrics.listen on port 0 and metrics.emf: its /metrics counts every
+ * record produced, /healthz answers, `status` sees its leases, and the EMF
+ * file holds lines after a graceful stop. */
 #include <arpa/inet.h>
 #include <errno.h>
 #include <netinet/in.h>
@@ -22,10 +25,19 @@
 
 #include <cmocka.h>
 
+#include <jansson.h>
+#include <signal.h>
+#include <sys/wait.h>
+
+#include "awssync.h"
+#include "config.h"
 #include "err.h"
 #include "harness.h"
 #include "ops/http_server.h"
 #include "ops/metrics.h"
+#include "ops/produce.h"
+#include "ops/status.h"
+#include "proc.h"
 
 #define WAIT_MS 20000
 
@@ -492,6 +504,176 @@ static const char *sc_leave_open(struct fixture *f, char *msg, size_t n)
   return NULL;
 }
 
+
+/* ======== The daemon ======== */
+
+/* Sum of every sample of `name` (any labels) in a Prometheus text. */
+static double sum_samples(const char *text, const char *name, int *found)
+{
+  double sum = 0;
+  size_t nl = strlen(name);
+  *found = 0;
+  for (const char *p = text; p && *p; p = strchr(p, '\n'), p = p ? p + 1 : p) {
+    if (strncmp(p, name, nl) != 0 || (p[nl] != ' ' && p[nl] != '{'))
+      continue;
+    const char *sp = strchr(p, ' ');
+    const char *eol = strchr(p, '\n');
+    if (p[nl] == '{')
+      sp = strstr(p, "} ") ? strstr(p, "} ") + 1 : NULL;
+    if (!sp || (eol && sp > eol))
+      continue;
+    sum += strtod(sp + 1, NULL);
+    (*found)++;
+  }
+  return sum;
+}
+
+static int scrape(int port, const char *path, struct resp *r)
+{
+  static struct conn c;
+  char msg[128];
+  if (conn_open(&c, port) != 0)
+    return -1;
+  const char *e = get(&c, path, r, msg, sizeof(msg));
+  conn_close(&c);
+  return e ? -1 : 0;
+}
+
+/* The port from the daemon's "metrics server listening" log line. */
+static int logged_port(const char *log)
+{
+  char *text = kcld_test_slurp(log, NULL);
+  int port = 0;
+  const char *p = text ? strstr(text, "\"metrics server listening\"") : NULL;
+  if (p && (p = strstr(p, "\"address\":\"127.0.0.1:")))
+    port = atoi(p + strlen("\"address\":\"127.0.0.1:"));
+  free(text);
+  return port;
+}
+
+static void test_daemon_metrics(void **state)
+{
+  struct kcld_emu emu;
+  char dir[] = "/tmp/kcld-metrics-XXXXXX", conf[128], log[128], out[128],
+       emf[128];
+  struct kcld_produce_opts po;
+  struct kcld_produce_result pr;
+  struct kcld_config *cfg = NULL;
+  char *errors = NULL;
+  struct resp *r = calloc(1, sizeof(*r));
+  int found = 0, port = 0, status;
+  (void)state;
+  assert_non_null(r);
+  if (access(kcld_test_bin(), X_OK) != 0) {
+    free(r);
+    skip();
+  }
+  assert_int_equal(kcld_emu_start(&emu, "kinesis dynamodb"), 0);
+  assert_non_null(mkdtemp(dir));
+  snprintf(conf, sizeof(conf), "%s/kcld.yaml", dir);
+  snprintf(log, sizeof(log), "%s/kcld.log", dir);
+  snprintf(out, sizeof(out), "%s/out.jsonl", dir);
+  snprintf(emf, sizeof(emf), "%s/emf.jsonl", dir);
+  FILE *f = fopen(conf, "w");
+  assert_non_null(f);
+  fprintf(f,
+          "application: metrics-app\nstream: metrics-stream\n"
+          "region: us-east-1\n"
+          "endpoints:\n  kinesis: %s\n  dynamodb: %s\n"
+          "credentials:\n  access_key_id: test\n  secret_access_key: test\n"
+          "shutdown_timeout: 10s\nworkers: 2\n"
+          "lease:\n  failover_time: 1s\n"
+          "fetch:\n  idle_time: 200ms\n"
+          "metrics:\n  listen: 127.0.0.1:0\n  emf: %s\n"
+          "handler:\n  type: stdout\n  path: %s\n"
+          "log:\n  level: info\n",
+          kcld_emu_url(&emu, "kinesis"), kcld_emu_url(&emu, "dynamodb"), emf,
+          out);
+  fclose(f);
+  assert_int_equal(kcld_config_load(conf, &cfg, &errors), 0);
+  struct kcld_test_aws *aws = kcld_test_aws_new(
+    kcld_emu_url(&emu, "kinesis"), NULL, NULL);
+  json_t *req = json_pack("{s:s,s:i}", "StreamName", "metrics-stream",
+                          "ShardCount", 2);
+  json_decref(kcld_test_aws_call(aws, 0, "CreateStream", req, NULL));
+  json_decref(req);
+  kcld_test_aws_free(aws);
+  kcld_test_sleep_ms(600); /* kinesalite: CREATING -> ACTIVE */
+  memset(&po, 0, sizeof(po));
+  po.cfg = cfg;
+  po.count = 300;
+  po.seed = 3;
+  assert_int_equal(kcld_produce_run(&po, &pr), 0);
+  assert_int_equal(pr.produced, 300);
+
+  pid_t pid = kcld_test_spawn_kcld(conf, log);
+  unsigned long long t0 = kcld_test_now_ms();
+  while (!(port = logged_port(log)) && kcld_test_now_ms() - t0 < 10000)
+    kcld_test_sleep_ms(50);
+  assert_true(port > 0);
+  double fetched = 0, handled = 0;
+  while (kcld_test_now_ms() - t0 < 30000) {
+    if (scrape(port, "/metrics", r) == 0 && r->status == 200) {
+      fetched = sum_samples(r->body, "kcld_records_fetched_total", &found);
+      handled = sum_samples(r->body, "kcld_records_handled_total", &found);
+      if (fetched == 300 && handled == 300)
+        break;
+    }
+    kcld_test_sleep_ms(200);
+  }
+  if (fetched != 300 || handled != 300) {
+    kcld_test_reap(pid);
+    fail_msg("fetched %.0f handled %.0f of 300", fetched, handled);
+  }
+  assert_true(sum_samples(r->body, "kcld_leases_held", &found) == 2);
+  sum_samples(r->body, "kcld_millis_behind_latest", &found);
+  assert_int_equal(found, 2); /* one series per held shard */
+  sum_samples(r->body, "kcld_checkpoint_writes_total", &found);
+  assert_int_equal(found, 2);
+  assert_non_null(strstr(r->body, "# TYPE kcld_aws_call_duration_seconds "
+                                  "histogram\n"));
+  assert_int_equal(scrape(port, "/healthz", r), 0);
+  assert_int_equal(r->status, 200);
+
+  /* status sees this worker holding both leases. */
+  struct kcld_status_opts so;
+  json_t *doc = NULL;
+  memset(&so, 0, sizeof(so));
+  so.cfg = cfg;
+  so.lag = 1;
+  assert_int_equal(kcld_status_collect(&so, &doc), 0);
+  assert_true(json_is_true(json_object_get(doc, "healthy")));
+  json_t *w = json_array_get(json_object_get(doc, "workers"), 0);
+  assert_int_equal(json_integer_value(json_object_get(w, "leases_held")), 2);
+  const char *wid = json_string_value(json_object_get(w, "worker_id"));
+  size_t i;
+  json_t *row;
+  json_array_foreach(json_object_get(doc, "shards"), i, row)
+    assert_string_equal(json_string_value(json_object_get(row, "owner")),
+                        wid);
+  json_decref(doc);
+
+  kill(pid, SIGTERM);
+  assert_true(kcld_test_wait_exit(pid, 20000, &status));
+  assert_true(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+  char *lines = kcld_test_slurp(emf, NULL);
+  assert_non_null(lines);
+  assert_non_null(strstr(lines, "\"CloudWatchMetrics\""));
+  assert_non_null(strstr(lines, "\"kcld_records_handled_total\":300.0"));
+  free(lines);
+  unlink(conf);
+  unlink(log);
+  unlink(out);
+  unlink(emf);
+  rmdir(dir);
+  /* The port is closed with the daemon. */
+  assert_int_equal(scrape(port, "/healthz", r), -1);
+  free(r);
+  kcld_config_free(cfg);
+  free(errors);
+  kcld_emu_stop(&emu);
+}
+
 /* ======== Tests ======== */
 
 static void test_basic(void **state)
@@ -596,6 +778,7 @@ int main(void)
     cmocka_unit_test(test_connection_cap),
     cmocka_unit_test(test_close_with_clients),
     cmocka_unit_test(test_bad_listen),
+    cmocka_unit_test(test_daemon_metrics),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }

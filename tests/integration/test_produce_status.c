@@ -26,9 +26,11 @@
 #include "consume/deagg.h"
 #include "consume/record.h"
 #include "err.h"
+#include "fault.h"
 #include "harness.h"
 #include "ops/produce.h"
 #include "ops/status.h"
+#include "proc.h"
 
 static struct kcld_emu s_emu;
 static struct kcld_test_aws *s_aws;
@@ -87,7 +89,8 @@ static void create_table(const char *name)
   fail_msg("table %s never became ACTIVE", name);
 }
 
-static struct kcld_config *config(const char *stream, const char *table)
+static struct kcld_config *config_at(const char *kinesis, const char *stream,
+                                     const char *table)
 {
   char *yaml = NULL, *errors = NULL;
   struct kcld_config *cfg = NULL;
@@ -99,14 +102,18 @@ static struct kcld_config *config(const char *stream, const char *table)
                    "credentials:\n  access_key_id: AKIDKCLDTEST\n"
                    "  secret_access_key: kcld-test-secret\n"
                    "lease:\n  table: %s\n  failover_time: 10s\n",
-                   stream, kcld_emu_url(&s_emu, "kinesis"),
-                   kcld_emu_url(&s_emu, "dynamodb"), table);
+                   stream, kinesis, kcld_emu_url(&s_emu, "dynamodb"), table);
   assert_true(n > 0);
   if (kcld_config_parse("test.yaml", yaml, strlen(yaml), &cfg, &errors) != 0)
     fail_msg("config: %s", errors ? errors : "?");
   free(yaml);
   free(errors);
   return cfg;
+}
+
+static struct kcld_config *config(const char *stream, const char *table)
+{
+  return config_at(kcld_emu_url(&s_emu, "kinesis"), stream, table);
 }
 
 static unsigned char *b64dec(const char *s, size_t *len)
@@ -403,6 +410,93 @@ static void test_produce_aggregate(void **state)
   kcld_config_free(cfg);
 }
 
+
+/* Entries a call reports as failed are sent again, and only those. */
+static void test_produce_retries(void **state)
+{
+  const char *fault = kcld_emu_url(&s_emu, "fault");
+  struct kcld_config *cfg = config_at(fault, "produce-retry", "unused");
+  struct kcld_produce_opts o;
+  struct kcld_produce_result r;
+  char script[2048];
+  (void)state;
+  create_stream("produce-retry", 1);
+  snprintf(script, sizeof(script),
+           "{\"upstream\": \"%s\", \"then\": \"proxy\", \"steps\": [{"
+           "\"target\": \"PutRecords\", \"body\": {\"FailedRecordCount\": 2,"
+           " \"Records\": [{\"SequenceNumber\": \"4959033827149025660855969"
+           "2538361571095921575989136588898\", \"ShardId\": \"shardId-00000"
+           "0000000\"}, {\"ErrorCode\": \"ProvisionedThroughputExceededExce"
+           "ption\", \"ErrorMessage\": \"Rate exceeded\"}, {\"ErrorCode\": "
+           "\"InternalFailure\", \"ErrorMessage\": \"Internal failure\"}]}}]}",
+           kcld_emu_url(&s_emu, "kinesis"));
+  assert_int_equal(kcld_fault_script(fault, script), 0);
+  memset(&o, 0, sizeof(o));
+  o.cfg = cfg;
+  o.count = 3;
+  o.seed = 5;
+  assert_int_equal(kcld_produce_run(&o, &r), 0);
+  assert_int_equal(r.produced, 3);
+  assert_int_equal(r.failed, 0);
+  assert_int_equal(r.retried, 2);
+  assert_int_equal(r.calls, 2);
+  assert_int_equal(kcld_fault_count(fault, NULL, "Kinesis_20131202.PutRecords"), 2);
+  json_t *all = read_all("produce-retry"); /* the first went to the fake */
+  assert_int_equal(json_array_size(all), 2);
+  json_decref(all);
+
+  /* An entry that keeps failing is given up after max_attempts. */
+  assert_int_equal(kcld_fault_script(fault,
+    "{\"then\": \"repeat-last\", \"steps\": [{\"target\": \"PutRecords\", "
+    "\"body\": {\"FailedRecordCount\": 1, \"Records\": [{\"ErrorCode\": "
+    "\"InternalFailure\", \"ErrorMessage\": \"no\"}]}}]}"), 0);
+  o.count = 1;
+  o.max_attempts = 3;
+  assert_int_equal(kcld_produce_run(&o, &r), 0);
+  assert_int_equal(r.produced, 0);
+  assert_int_equal(r.failed, 1);
+  assert_int_equal(r.calls, 3);
+  kcld_config_free(cfg);
+
+  /* No such stream: nothing written, the run fails, the records count as
+   * failed. */
+  cfg = config("no-such-stream", "unused");
+  o.cfg = cfg;
+  o.count = 10;
+  o.max_attempts = 0;
+  assert_int_equal(kcld_produce_run(&o, &r), KCLD_EAWS);
+  assert_int_equal(r.produced, 0);
+  assert_int_equal(r.failed, 10);
+  kcld_config_free(cfg);
+}
+
+/* --rate with --duration: about rate x duration records. */
+static void test_produce_rate(void **state)
+{
+  struct kcld_config *cfg = config("produce-rate", "unused");
+  struct kcld_produce_opts o;
+  struct kcld_produce_result r;
+  (void)state;
+  create_stream("produce-rate", 1);
+  memset(&o, 0, sizeof(o));
+  o.cfg = cfg;
+  o.rate = 200;
+  o.duration_ms = 1000;
+  o.seed = 11;
+  unsigned long long t0 = kcld_test_now_ms();
+  assert_int_equal(kcld_produce_run(&o, &r), 0);
+  unsigned long long dt = kcld_test_now_ms() - t0;
+  assert_true(dt >= 950 && dt < 3000);
+  if (r.produced < 180 || r.produced > 202)
+    fail_msg("produced %llu at 200/s for 1 s",
+             (unsigned long long)r.produced);
+  assert_true(r.calls >= 10); /* spread over the second, not one burst */
+  json_t *all = read_all("produce-rate");
+  assert_int_equal(json_array_size(all), r.produced);
+  json_decref(all);
+  kcld_config_free(cfg);
+}
+
 static void put_lease(const char *table, const char *shard, const char *owner,
                       const char *checkpoint, int counter)
 {
@@ -586,7 +680,7 @@ static void test_binary(void **state)
 static int setup(void **state)
 {
   (void)state;
-  if (kcld_emu_start(&s_emu, "kinesis dynamodb") != 0)
+  if (kcld_emu_start(&s_emu, "kinesis dynamodb fault") != 0)
     return -1;
   s_aws = kcld_test_aws_new(kcld_emu_url(&s_emu, "kinesis"),
                             kcld_emu_url(&s_emu, "dynamodb"), NULL);
@@ -609,6 +703,8 @@ int main(void)
     cmocka_unit_test(test_aggregate_roundtrip),
     cmocka_unit_test(test_produce_count),
     cmocka_unit_test(test_produce_aggregate),
+    cmocka_unit_test(test_produce_retries),
+    cmocka_unit_test(test_produce_rate),
     cmocka_unit_test(test_status),
     cmocka_unit_test(test_binary),
   };

@@ -119,6 +119,7 @@ struct kcld_shard_consumer {
   int delivering;
   int in_deliver;
   int deliver_retry_armed;
+  unsigned refusals_in_row;
   struct pos delivered_last; /* last record handed to the sink */
   struct pos handled;        /* last progress */
   int clamp_warned;
@@ -459,6 +460,7 @@ static void pump(struct kcld_shard_consumer *c)
     int rc = c->sink.deliver(c->sink.impl, &c->d);
     c->in_deliver--;
     if (rc == 0) {
+      c->refusals_in_row = 0;
       c->stats.deliveries++;
       free(q);
       continue;
@@ -478,11 +480,17 @@ static void pump(struct kcld_shard_consumer *c)
     if (!c->qtail)
       c->qtail = q;
     c->stats.queued_batches++;
-    kcld_log(KCLD_LOG_WARN, "the sink refused a delivery; will offer it again",
-             "shard", c->shard_id, "error", kcld_strerror(rc), NULL);
+    /* One line per run of refusals; waits double up to 5 s. */
+    if (c->refusals_in_row++ == 0)
+      kcld_log(KCLD_LOG_WARN,
+               "the sink refused a delivery; will offer it again", "shard",
+               c->shard_id, "error", kcld_strerror(rc), NULL);
+    uint64_t wait = DELIVER_RETRY_MS;
+    for (unsigned i = 1; i < c->refusals_in_row && wait < 5000; i++)
+      wait *= 2;
     c->deliver_retry_armed = 1;
     c->aux_mode = AUX_DELIVER_RETRY;
-    uv_timer_start(&c->aux_timer, on_aux, DELIVER_RETRY_MS, 0);
+    uv_timer_start(&c->aux_timer, on_aux, wait < 5000 ? wait : 5000, 0);
     return;
   }
 }

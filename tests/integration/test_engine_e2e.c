@@ -1158,6 +1158,226 @@ static void test_redrive_round_trip(void **state)
   assert_int_equal(system(conf), 0);
 }
 
+/* ======== The real binary: a multilang child that crashes on poison ======== */
+
+static const char s_child[] =
+  "import base64, json, sys\n"
+  "log = open(sys.argv[1], 'a')\n"
+  "def send(m):\n"
+  "    sys.stdout.write(json.dumps(m) + '\\n'); sys.stdout.flush()\n"
+  "for line in sys.stdin:\n"
+  "    m = json.loads(line)\n"
+  "    a = m['action']\n"
+  "    if a == 'processRecords':\n"
+  "        ds = [base64.b64decode(r['data']).decode() for r in m['records']]\n"
+  "        log.write('call %d\\n' % len(ds))\n"
+  "        for d in ds: log.write('seen %s\\n' % d)\n"
+  "        log.flush()\n"
+  "        if 'rec-137' in ds: sys.exit(3)\n"
+  "        for d in ds: log.write('ok %s\\n' % d)\n"
+  "        log.flush()\n"
+  "    send({'action': 'status', 'responseFor': a})\n";
+
+static void test_binary_poison_multilang(void **state)
+{
+  struct env *e = malloc(sizeof(*e));
+  struct kcld_test_aws *t;
+  char dir[] = "/tmp/kcld-engbin-XXXXXX", conf[128], log[128], hlog[128];
+  char child[128], cmd[160], seq137[64] = "", last[64] = "";
+  unsigned seen[256] = {0}, ok[256] = {0}, calls = 0, poison_calls = 0;
+  unsigned exp_calls = 0, exp_dups = 0, exp_rounds = 0, depth[MAXREC] = {0};
+  unsigned dups = 0;
+  json_t *msgs, *body, *recs, *r, *put;
+  size_t i;
+  int status;
+  FILE *f;
+  (void)state;
+
+  assert_non_null(mkdtemp(dir));
+  snprintf(conf, sizeof(conf), "%s/kcld.yaml", dir);
+  snprintf(log, sizeof(log), "%s/kcld.log", dir);
+  snprintf(hlog, sizeof(hlog), "%s/handler.log", dir);
+  snprintf(child, sizeof(child), "%s/child.py", dir);
+  f = fopen(child, "w");
+  assert_non_null(f);
+  fputs(s_child, f);
+  fclose(f);
+
+  t = kcld_test_aws_new(kcld_emu_url(&s_emu, "kinesis"),
+                        kcld_emu_url(&s_emu, "dynamodb"), NULL);
+  json_decref(sync_call(t, KCLD_AWS_KINESIS, "CreateStream",
+                        json_pack("{s:s,s:i}", "StreamName", "engbin",
+                                  "ShardCount", 1)));
+  for (int k = 0; k < 100; k++) {
+    json_t *d = sync_call(t, KCLD_AWS_KINESIS, "DescribeStreamSummary",
+                          json_pack("{s:s}", "StreamName", "engbin"));
+    int active = strcmp(json_string_value(json_object_get(json_object_get(
+      d, "StreamDescriptionSummary"), "StreamStatus")), "ACTIVE") == 0;
+    json_decref(d);
+    if (active)
+      break;
+    kcld_test_sleep_ms(50);
+  }
+  for (int b = 0; b < 2; b++) {
+    recs = json_array();
+    for (int k = 0; k < 100; k++) {
+      char data[32], b64[64];
+      int n = snprintf(data, sizeof(data), "rec-%d", b * 100 + k);
+      EVP_EncodeBlock((unsigned char *)b64, (unsigned char *)data, n);
+      json_array_append_new(recs, json_pack("{s:s,s:s}", "Data", b64,
+                                            "PartitionKey", "pk"));
+    }
+    put = sync_call(t, KCLD_AWS_KINESIS, "PutRecords",
+                    json_pack("{s:s,s:o}", "StreamName", "engbin", "Records",
+                              recs));
+    json_array_foreach(json_object_get(put, "Records"), i, r) {
+      const char *sq = json_string_value(json_object_get(r,
+                                                         "SequenceNumber"));
+      if (b * 100 + (int)i == 137)
+        snprintf(seq137, sizeof(seq137), "%s", sq);
+      if (b * 100 + (int)i == 199)
+        snprintf(last, sizeof(last), "%s", sq);
+    }
+    json_decref(put);
+  }
+
+  env_up(e, "engine-bin");
+  f = fopen(conf, "w");
+  assert_non_null(f);
+  fprintf(f,
+          "application: engbin-app\n"
+          "stream: engbin\n"
+          "region: us-east-1\n"
+          "worker_id: w-bin\n"
+          "endpoints:\n"
+          "  kinesis: %s\n"
+          "  dynamodb: %s\n"
+          "  sqs: %s\n"
+          "credentials:\n"
+          "  access_key_id: test\n"
+          "  secret_access_key: test\n"
+          "starting_position: TRIM_HORIZON\n"
+          "shutdown_timeout: 5s\n"
+          "lease:\n"
+          "  failover_time: 1s\n"
+          "fetch:\n"
+          "  idle_time: 200ms\n"
+          "metrics:\n"
+          "  listen: \"\"\n"
+          "batch:\n"
+          "  size: 200\n"
+          "  window: 1s\n"
+          "retry:\n"
+          "  max_retry_attempts: 0\n"
+          "  bisect_on_error: true\n"
+          "  backoff_base: 10ms\n"
+          "  backoff_max: 50ms\n"
+          "on_failure:\n"
+          "  sqs: %s\n"
+          "handler:\n"
+          "  type: multilang\n"
+          "  command: [\"python3\", \"%s\", \"%s\"]\n",
+          kcld_emu_url(&s_emu, "kinesis"), kcld_emu_url(&s_emu, "dynamodb"),
+          fault_url(), e->queue, child, hlog);
+  fclose(f);
+
+  pid_t pid = kcld_test_spawn_kcld(conf, log);
+  unsigned long long until = kcld_test_now_ms() + 30000;
+  size_t nmsgs = 0;
+  for (;;) {
+    char *text = kcld_test_slurp(hlog, NULL);
+    unsigned nok = 0;
+    for (char *p = text; p && (p = strstr(p, "ok rec-")); p += 7)
+      nok++;
+    free(text);
+    if (nok >= 199)
+      break;
+    if (kcld_test_now_ms() > until) {
+      char *l = kcld_test_slurp(log, NULL);
+      fprintf(stderr, "%s\n", l ? l : "");
+      free(l);
+      kill(pid, SIGKILL);
+      kcld_test_reap(pid);
+      fail_msg("the other 199 records were not handled within 30 s");
+    }
+    kcld_test_sleep_ms(100);
+  }
+  kcld_test_sleep_ms(500);
+  kill(pid, SIGTERM); /* graceful: flushes the checkpoint */
+  assert_int_equal(kcld_test_wait_exit(pid, 20000, &status), 1);
+  assert_true(WIFEXITED(status));
+  assert_int_equal(WEXITSTATUS(status), 0);
+
+  /* What the child saw. */
+  f = fopen(hlog, "r");
+  assert_non_null(f);
+  char line[128];
+  unsigned in_call = 0, has_poison = 0;
+  while (fgets(line, sizeof(line), f)) {
+    unsigned k;
+    if (sscanf(line, "call %u", &k) == 1) {
+      calls++;
+      if (has_poison)
+        poison_calls++;
+      has_poison = 0;
+      in_call = k;
+    } else if (sscanf(line, "seen rec-%u", &k) == 1 && k < 256) {
+      seen[k]++;
+      if (k == 137)
+        has_poison = 1;
+    } else if (sscanf(line, "ok rec-%u", &k) == 1 && k < 256) {
+      ok[k]++;
+    }
+  }
+  if (has_poison)
+    poison_calls++;
+  (void)in_call;
+  fclose(f);
+  expect_bisect(0, 200, 137, &exp_calls, &exp_dups, &exp_rounds, depth);
+  for (unsigned k = 0; k < 200; k++) {
+    assert_int_equal(ok[k], k == 137 ? 0 : 1);
+    if (k != 137)
+      dups += seen[k] - 1;
+  }
+  printf("kcld binary, multilang child crashing on rec-137 of 200: %u "
+         "calls with the poison record (bound %u), %u calls, %u duplicate "
+         "deliveries (bisection implies %u)\n", poison_calls,
+         kcld_policy_bisect_rounds(200), calls, dups, exp_dups);
+  assert_int_equal(poison_calls, exp_rounds);
+  assert_int_equal(calls, exp_calls);
+  assert_int_equal(dups, exp_dups);
+
+  /* Exactly that record in the queue. */
+  msgs = drain_queue(e);
+  nmsgs = json_array_size(msgs);
+  assert_int_equal(nmsgs, 1);
+  body = json_loads(json_string_value(json_object_get(
+    json_array_get(msgs, 0), "body")), 0, NULL);
+  assert_string_equal(json_string_value(json_object_get(json_object_get(
+    body, "KinesisBatchInfo"), "startSequenceNumber")), seq137);
+  assert_string_equal(json_string_value(json_object_get(json_object_get(
+    body, "requestContext"), "functionArn")), "kcld:engbin-app:w-bin");
+  r = json_array_get(json_object_get(body, "records"), 0);
+  assert_string_equal(json_string_value(json_object_get(r, "data")),
+                      "cmVjLTEzNw==");
+  json_decref(body);
+  json_decref(msgs);
+
+  /* The checkpoint ends at the last record. */
+  json_t *scan = sync_call(t, KCLD_AWS_DYNAMODB, "Scan",
+                           json_pack("{s:s}", "TableName", "engbin-app"));
+  json_t *item = json_array_get(json_object_get(scan, "Items"), 0);
+  assert_string_equal(json_string_value(json_object_get(json_object_get(
+    item, "checkpoint"), "S")), last);
+  json_decref(scan);
+
+  env_down(e);
+  free(e);
+  kcld_test_aws_free(t);
+  snprintf(cmd, sizeof(cmd), "rm -rf %s", dir);
+  assert_int_equal(system(cmd), 0);
+}
+
 static int setup(void **state)
 {
   (void)state;
@@ -1189,6 +1409,7 @@ int main(void)
     cmocka_unit_test(test_no_destination_skips_or_blocks),
     cmocka_unit_test(test_cancel_with_work_in_flight),
     cmocka_unit_test(test_redrive_round_trip),
+    cmocka_unit_test(test_binary_poison_multilang),
   };
   return cmocka_run_group_tests(tests, setup, teardown);
 }

@@ -2,10 +2,13 @@
  * (Prometheus text from a kcld_metrics registry) and GET /healthz.
  *
  * Deliberately small: GET and HEAD only, no request bodies, request heads of
- * at most KCLD_HTTP_MAX_HEAD bytes, at most max_clients connections, each
- * closed when a request head is not complete within timeout_ms of its first
- * byte or when a keep-alive connection stays idle that long.  Pipelined
- * requests are answered in order, one at a time.
+ * at most KCLD_HTTP_MAX_HEAD bytes, at most max_clients connections (more
+ * are accepted and closed at once).  A connection is closed when the next
+ * request head is not complete within timeout_ms of the connection opening
+ * or of the previous answer, however slowly its bytes trickle in (so a
+ * keep-alive connection idle that long goes too).  Pipelined requests are
+ * answered in order, one at a time; a malformed one gets its 4xx/5xx with
+ * Connection: close.
  *
  * The request parser is a pure function (no allocation, no state, no I/O)
  * so that a fuzz target can call it directly. */

@@ -156,7 +156,6 @@ void kcld_monitor_visit_shard(struct kcld_monitor_visit *v,
   const struct kcld_checkpoint *cp;
   const char *id = kcld_shard_consumer_shard_id(c);
   const char *lb[] = {"shard", id, NULL};
-  struct track *t;
 
   kcld_shard_consumer_stats(c, &st);
   kcld_metrics_set(m, F_RECORDS, lb, (double)st.records);
@@ -174,17 +173,27 @@ void kcld_monitor_visit_shard(struct kcld_monitor_visit *v,
     kcld_metrics_set(m, F_CP_WRITES, lb, (double)cs.writes);
     kcld_metrics_set(m, F_CP_FAILURES, lb, (double)cs.failures);
   }
-  if ((t = track_get(v->mon, id))) {
-    uint64_t sig = st.records + st.empty_responses + st.deliveries;
-    t->seen = 1;
-    t->fetched = st.get_records_calls > 0;
-    if (sig != t->sig) {
-      t->sig = sig;
-      t->changed_ms = v->now;
-    }
-    kcld_metrics_set(m, F_STUCK, lb,
-                     (double)(v->now - t->changed_ms) / 1000.0);
+  kcld_monitor_visit_progress(v, id, st.get_records_calls,
+                              st.records + st.empty_responses +
+                                st.deliveries);
+}
+
+void kcld_monitor_visit_progress(struct kcld_monitor_visit *v,
+                                 const char *shard_id, uint64_t calls,
+                                 uint64_t progress)
+{
+  const char *lb[] = {"shard", shard_id, NULL};
+  struct track *t = track_get(v->mon, shard_id);
+  if (!t)
+    return;
+  t->seen = 1;
+  t->fetched = calls > 0;
+  if (progress != t->sig) {
+    t->sig = progress;
+    t->changed_ms = v->now;
   }
+  kcld_metrics_set(v->mon->m, F_STUCK, lb,
+                   (double)(v->now - t->changed_ms) / 1000.0);
 }
 
 void kcld_monitor_visit_dispatcher(struct kcld_monitor_visit *v,

@@ -68,4 +68,13 @@ void kcld_monitor_visit_dispatcher(struct kcld_monitor_visit *v,
                                    const struct kcld_dispatcher *d);
 void kcld_monitor_visit_leases(struct kcld_monitor_visit *v, size_t held);
 
+/* The health half of kcld_monitor_visit_shard (which calls it): `calls` is
+ * the shard's GetRecords calls started (0 = still waiting for its parents
+ * or its iterator: never stuck), `progress` a count that grows whenever the
+ * shard fetches an answer or delivers records.  For tests, and for a shard
+ * whose stats come from elsewhere. */
+void kcld_monitor_visit_progress(struct kcld_monitor_visit *v,
+                                 const char *shard_id, uint64_t calls,
+                                 uint64_t progress);
+
 #endif

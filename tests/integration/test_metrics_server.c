@@ -35,6 +35,7 @@
 #include "harness.h"
 #include "ops/http_server.h"
 #include "ops/metrics.h"
+#include "ops/monitor.h"
 #include "ops/produce.h"
 #include "ops/status.h"
 #include "proc.h"
@@ -505,6 +506,78 @@ static const char *sc_leave_open(struct fixture *f, char *msg, size_t n)
 }
 
 
+
+/* ======== The monitor's health rule ======== */
+
+struct fake_shards {
+  uint64_t calls[2], progress[2];
+  size_t n;
+};
+
+static void fake_walk(void *arg, struct kcld_monitor_visit *v)
+{
+  struct fake_shards *fs = arg;
+  static const char *const ids[] = {"s-0", "s-1"};
+  for (size_t i = 0; i < fs->n; i++)
+    kcld_monitor_visit_progress(v, ids[i], fs->calls[i], fs->progress[i]);
+  kcld_monitor_visit_leases(v, fs->n);
+}
+
+static void test_monitor_health(void **state)
+{
+  uv_loop_t loop;
+  struct kcld_monitor *mon = NULL;
+  struct kcld_monitor_opts o;
+  struct fake_shards fs = {{1, 0}, {5, 0}, 2};
+  char why[256];
+  (void)state;
+  assert_int_equal(uv_loop_init(&loop), 0);
+  memset(&o, 0, sizeof(o));
+  o.loop = &loop;
+  o.listen = "127.0.0.1:0";
+  o.stuck_ms = 500;
+  o.walk = fake_walk;
+  o.arg = &fs;
+  assert_int_equal(kcld_monitor_start(&o, &mon), 0);
+  assert_true(kcld_monitor_port(mon) > 0);
+  assert_int_equal(kcld_monitor_healthy(mon, why, sizeof(why)), 1);
+  /* s-0 fetches and moves on; s-1 never fetched (waiting for parents). */
+  kcld_test_sleep_ms(200);
+  uv_update_time(&loop);
+  fs.progress[0]++;
+  assert_int_equal(kcld_monitor_healthy(mon, why, sizeof(why)), 1);
+  kcld_test_sleep_ms(200);
+  uv_update_time(&loop);
+  assert_int_equal(kcld_monitor_healthy(mon, why, sizeof(why)), 1);
+  /* Now s-0 stands still past stuck_ms: unhealthy, named. */
+  kcld_test_sleep_ms(400);
+  uv_update_time(&loop);
+  assert_int_equal(kcld_monitor_healthy(mon, why, sizeof(why)), 0);
+  assert_non_null(strstr(why, "s-0"));
+  /* The metric says so too. */
+  size_t len;
+  char *text = kcld_metrics_render(kcld_monitor_metrics(mon), &len);
+  const char *line = strstr(text, "kcld_shard_seconds_since_progress{shard="
+                                  "\"s-0\"} ");
+  assert_non_null(line);
+  assert_true(strtod(strchr(line, ' ') + 1, NULL) >= 0.5);
+  assert_non_null(strstr(text, "kcld_leases_held 2\n"));
+  free(text);
+  /* It moves again: healthy.  A shard that is gone is forgotten. */
+  fs.progress[0]++;
+  assert_int_equal(kcld_monitor_healthy(mon, why, sizeof(why)), 1);
+  fs.n = 1;
+  kcld_test_sleep_ms(600);
+  uv_update_time(&loop);
+  fs.n = 0;
+  assert_int_equal(kcld_monitor_healthy(mon, why, sizeof(why)), 1);
+  text = kcld_metrics_render(kcld_monitor_metrics(mon), &len);
+  assert_null(strstr(text, "kcld_shard_seconds_since_progress{"));
+  free(text);
+  kcld_monitor_close(mon);
+  kcld_test_loop_finish(&loop);
+}
+
 /* ======== The daemon ======== */
 
 /* Sum of every sample of `name` (any labels) in a Prometheus text. */
@@ -778,6 +851,7 @@ int main(void)
     cmocka_unit_test(test_connection_cap),
     cmocka_unit_test(test_close_with_clients),
     cmocka_unit_test(test_bad_listen),
+    cmocka_unit_test(test_monitor_health),
     cmocka_unit_test(test_daemon_metrics),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);

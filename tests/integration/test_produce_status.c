@@ -440,7 +440,8 @@ static void test_produce_retries(void **state)
   assert_int_equal(r.failed, 0);
   assert_int_equal(r.retried, 2);
   assert_int_equal(r.calls, 2);
-  assert_int_equal(kcld_fault_count(fault, NULL, "Kinesis_20131202.PutRecords"), 2);
+  assert_int_equal(kcld_fault_count(fault, NULL,
+                                    "Kinesis_20131202.PutRecords"), 2);
   json_t *all = read_all("produce-retry"); /* the first went to the fake */
   assert_int_equal(json_array_size(all), 2);
   json_decref(all);

@@ -1,0 +1,369 @@
+/* test_lambda_plugin_e2e.c — the real kcld binary against kinesalite and
+ * dynalite with handler.type lambda (tests/processors/lambda_record.py:
+ * every record handled, a partial failure retried from the failed record)
+ * and handler.type plugin (examples/plugin-count: the totals it prints at
+ * shutdown match what was produced, once every checkpoint is at the end). */
+#include <setjmp.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+#include <jansson.h>
+#include <openssl/evp.h>
+
+#include "awssync.h"
+#include "harness.h"
+#include "proc.h"
+
+struct env {
+  struct kcld_emu emu;
+  struct kcld_test_aws *aws;
+  char dir[64];
+  json_t *produced; /* {shard, seq, data} */
+};
+
+static struct env E;
+
+static json_t *call(enum kcld_aws_service svc, const char *op, json_t *req)
+{
+  const char *type = NULL;
+  json_t *res = kcld_test_aws_call(E.aws, svc, op, req, &type);
+  if (!res)
+    fail_msg("%s failed: %s", op, type);
+  json_decref(req);
+  return res;
+}
+
+static void create_stream(const char *name, int shards)
+{
+  json_decref(call(KCLD_AWS_KINESIS, "CreateStream",
+                   json_pack("{s:s,s:i}", "StreamName", name, "ShardCount",
+                             shards)));
+  for (int i = 0; i < 200; i++) {
+    json_t *r = call(KCLD_AWS_KINESIS, "DescribeStreamSummary",
+                     json_pack("{s:s}", "StreamName", name));
+    const char *st = json_string_value(json_object_get(
+      json_object_get(r, "StreamDescriptionSummary"), "StreamStatus"));
+    int active = st && strcmp(st, "ACTIVE") == 0;
+    json_decref(r);
+    if (active)
+      return;
+    kcld_test_sleep_ms(50);
+  }
+  fail_msg("stream %s never became ACTIVE", name);
+}
+
+/* Puts one record per payload, partition keys spread over the shards. */
+static void put(const char *stream, const char *const *data, size_t n)
+{
+  json_t *recs = json_array();
+  for (size_t i = 0; i < n; i++) {
+    unsigned char b64[256];
+    char pk[32];
+    EVP_EncodeBlock(b64, (const unsigned char *)data[i],
+                    (int)strlen(data[i]));
+    snprintf(pk, sizeof(pk), "pk-%zu", i);
+    json_array_append_new(recs, json_pack("{s:s,s:s}", "Data", (char *)b64,
+                                          "PartitionKey", pk));
+  }
+  json_t *r = call(KCLD_AWS_KINESIS, "PutRecords",
+                   json_pack("{s:s,s:o}", "StreamName", stream, "Records",
+                             recs));
+  assert_int_equal(json_integer_value(json_object_get(r, "FailedRecordCount")),
+                   0);
+  for (size_t i = 0; i < n; i++) {
+    json_t *e = json_array_get(json_object_get(r, "Records"), i);
+    json_array_append_new(E.produced,
+                          json_pack("{s:O,s:O,s:s}", "shard",
+                                    json_object_get(e, "ShardId"), "seq",
+                                    json_object_get(e, "SequenceNumber"),
+                                    "data", data[i]));
+  }
+  json_decref(r);
+}
+
+static void write_config(const char *path, const char *app,
+                         const char *stream, const char *handler)
+{
+  FILE *f = fopen(path, "w");
+  assert_non_null(f);
+  fprintf(f,
+          "application: %s\n"
+          "stream: %s\n"
+          "region: us-east-1\n"
+          "endpoints:\n"
+          "  kinesis: %s\n"
+          "  dynamodb: %s\n"
+          "credentials:\n"
+          "  access_key_id: test\n"
+          "  secret_access_key: test\n"
+          "shutdown_timeout: 10s\n"
+          "workers: 2\n"
+          "lease:\n"
+          "  failover_time: 1s\n"
+          "fetch:\n"
+          "  idle_time: 200ms\n"
+          "batch:\n"
+          "  size: 7\n"
+          "retry:\n"
+          "  backoff_base: 50ms\n"
+          "metrics:\n"
+          "  listen: \"\"\n"
+          "log:\n"
+          "  level: info\n"
+          "handler:\n%s",
+          app, stream, kcld_emu_url(&E.emu, "kinesis"),
+          kcld_emu_url(&E.emu, "dynamodb"), handler);
+  fclose(f);
+}
+
+static void dump_log(const char *path)
+{
+  char *text = kcld_test_slurp(path, NULL);
+  if (text) {
+    fprintf(stderr, "---- %s ----\n%s\n", path, text);
+    free(text);
+  }
+}
+
+static void stop_worker(pid_t pid, const char *log)
+{
+  int status = 0;
+  kill(pid, SIGTERM);
+  if (!kcld_test_wait_exit(pid, 30000, &status)) {
+    kcld_test_reap(pid);
+    dump_log(log);
+    fail_msg("kcld did not stop within 30 s of SIGTERM");
+  }
+  if (!WIFEXITED(status) || WEXITSTATUS(status) != 0) {
+    dump_log(log);
+    fail_msg("kcld exited with status %d", status);
+  }
+}
+
+/* 1 when every produced record has a "<shard> <seq> <data>" line. */
+static int all_handled(const char *path)
+{
+  char *text = kcld_test_slurp(path, NULL);
+  size_t i;
+  json_t *e;
+  int ok = text != NULL;
+
+  json_array_foreach(E.produced, i, e) {
+    char line[512];
+    if (!ok)
+      break;
+    snprintf(line, sizeof(line), "%s %s %s\n",
+             json_string_value(json_object_get(e, "shard")),
+             json_string_value(json_object_get(e, "seq")),
+             json_string_value(json_object_get(e, "data")));
+    ok = strstr(text, line) != NULL;
+  }
+  free(text);
+  return ok;
+}
+
+/* 1 when the lease table of `app` checkpoints every shard at its last
+ * produced record. */
+static int all_checkpointed(const char *app)
+{
+  const char *type = NULL;
+  json_t *req = json_pack("{s:s,s:b}", "TableName", app, "ConsistentRead", 1);
+  json_t *r = kcld_test_aws_call(E.aws, KCLD_AWS_DYNAMODB, "Scan", req, &type);
+  json_t *items, *item, *e;
+  size_t i, k;
+  int ok = 1;
+
+  json_decref(req);
+  if (!r)
+    return 0;
+  items = json_object_get(r, "Items");
+  json_array_foreach(E.produced, i, e) {
+    const char *shard = json_string_value(json_object_get(e, "shard"));
+    const char *seq = json_string_value(json_object_get(e, "seq"));
+    int found = 0;
+    json_array_foreach(items, k, item) {
+      const char *key = json_string_value(
+        json_object_get(json_object_get(item, "leaseKey"), "S"));
+      const char *cp = json_string_value(
+        json_object_get(json_object_get(item, "checkpoint"), "S"));
+      if (key && strcmp(key, shard) == 0 && cp &&
+          (strcmp(cp, "SHARD_END") == 0 ||
+           (strlen(cp) > strlen(seq) ||
+            (strlen(cp) == strlen(seq) && strcmp(cp, seq) >= 0))))
+        found = 1;
+    }
+    ok = ok && found;
+  }
+  json_decref(r);
+  return ok;
+}
+
+static int setup(void **state)
+{
+  (void)state;
+  memset(&E, 0, sizeof(E));
+  if (kcld_emu_start(&E.emu, "kinesis dynamodb") != 0)
+    return -1;
+  E.aws = kcld_test_aws_new(kcld_emu_url(&E.emu, "kinesis"),
+                            kcld_emu_url(&E.emu, "dynamodb"), NULL);
+  snprintf(E.dir, sizeof(E.dir), "/tmp/kcld-lpe2e-XXXXXX");
+  if (!mkdtemp(E.dir))
+    return -1;
+  return 0;
+}
+
+static int teardown(void **state)
+{
+  char cmd[128];
+  (void)state;
+  kcld_test_aws_free(E.aws);
+  kcld_emu_stop(&E.emu);
+  snprintf(cmd, sizeof(cmd), "rm -rf '%s'", E.dir);
+  if (system(cmd) != 0)
+    fprintf(stderr, "could not remove %s\n", E.dir);
+  return 0;
+}
+
+static void test_lambda(void **state)
+{
+  char conf[128], out[128], log[128], handler[1024], fail_line[256];
+  const char *data[30];
+  char bufs[30][16];
+  unsigned long long end;
+  pid_t pid;
+  (void)state;
+
+  E.produced = json_array();
+  for (int i = 0; i < 30; i++) {
+    snprintf(bufs[i], sizeof(bufs[i]), i == 11 ? "flaky-%d" : "r-%d", i);
+    data[i] = bufs[i];
+  }
+  create_stream("lam", 2);
+  put("lam", data, 30);
+  snprintf(conf, sizeof(conf), "%s/lambda.yaml", E.dir);
+  snprintf(out, sizeof(out), "%s/lambda.out", E.dir);
+  snprintf(log, sizeof(log), "%s/lambda.log", E.dir);
+  snprintf(handler, sizeof(handler),
+           "  type: lambda\n"
+           "  command: [python3, \"%s/tests/processors/lambda_record.py\", "
+           "\"%s\"]\n"
+           "  concurrency: 2\n"
+           "  timeout: 20s\n",
+           kcld_test_root(), out);
+  write_config(conf, "lamapp", "lam", handler);
+  pid = kcld_test_spawn_kcld(conf, log);
+  end = kcld_test_now_ms() + 60000;
+  while (!all_handled(out) && kcld_test_now_ms() < end)
+    kcld_test_sleep_ms(100);
+  if (!all_handled(out)) {
+    kcld_test_reap(pid);
+    dump_log(log);
+    dump_log(out);
+    fail_msg("not every record reached the lambda child within 60 s");
+  }
+  stop_worker(pid, log);
+
+  /* The flaky record failed once (partial failure) and was then retried. */
+  json_t *flaky = json_array_get(E.produced, 11);
+  snprintf(fail_line, sizeof(fail_line), "FAILED %s %s\n",
+           json_string_value(json_object_get(flaky, "shard")),
+           json_string_value(json_object_get(flaky, "seq")));
+  char *text = kcld_test_slurp(out, NULL);
+  assert_non_null(strstr(text, fail_line));
+  free(text);
+  text = kcld_test_slurp(log, NULL);
+  assert_non_null(strstr(text, "lambda handler: child started"));
+  free(text);
+  json_decref(E.produced);
+}
+
+static void test_plugin_count(void **state)
+{
+  char conf[128], log[128], handler[1024], want[128];
+  const char *data[40];
+  char bufs[40][24];
+  size_t bytes = 0;
+  unsigned long long end;
+  pid_t pid;
+  (void)state;
+
+  E.produced = json_array();
+  for (int i = 0; i < 40; i++) {
+    snprintf(bufs[i], sizeof(bufs[i]), "payload-%d", i * 37);
+    data[i] = bufs[i];
+    bytes += strlen(bufs[i]);
+  }
+  create_stream("plg", 2);
+  put("plg", data, 40);
+  snprintf(conf, sizeof(conf), "%s/plugin.yaml", E.dir);
+  snprintf(log, sizeof(log), "%s/plugin.log", E.dir);
+  snprintf(handler, sizeof(handler),
+           "  type: plugin\n"
+           "  path: \"%s/examples/plugin-count/plugin-count.so\"\n",
+           kcld_test_root());
+  write_config(conf, "plgapp", "plg", handler);
+  pid = kcld_test_spawn_kcld(conf, log);
+  end = kcld_test_now_ms() + 60000;
+  while (!all_checkpointed("plgapp") && kcld_test_now_ms() < end)
+    kcld_test_sleep_ms(200);
+  if (!all_checkpointed("plgapp")) {
+    kcld_test_reap(pid);
+    dump_log(log);
+    fail_msg("the checkpoints did not reach the last records within 60 s");
+  }
+  stop_worker(pid, log);
+  snprintf(want, sizeof(want), "{\"plugin\":\"count\",\"records\":40,"
+           "\"bytes\":%zu,", bytes);
+  char *text = kcld_test_slurp(log, NULL);
+  if (!strstr(text, want)) {
+    dump_log(log);
+    fail_msg("no \"%s\" in the log", want);
+  }
+  free(text);
+  json_decref(E.produced);
+}
+
+static void test_plugin_refused(void **state)
+{
+  char conf[128], log[128], handler[1024];
+  int status = 0;
+  pid_t pid;
+  (void)state;
+
+  E.produced = json_array();
+  snprintf(conf, sizeof(conf), "%s/bad.yaml", E.dir);
+  snprintf(log, sizeof(log), "%s/bad.log", E.dir);
+  snprintf(handler, sizeof(handler),
+           "  type: plugin\n  path: \"%s\"\n", "/nonexistent/plugin.so");
+  write_config(conf, "badapp", "nostream", handler);
+  pid = kcld_test_spawn_kcld(conf, log);
+  if (!kcld_test_wait_exit(pid, 20000, &status)) {
+    kcld_test_reap(pid);
+    dump_log(log);
+    fail_msg("kcld kept running with a plugin it cannot load");
+  }
+  assert_true(WIFEXITED(status));
+  assert_true(WEXITSTATUS(status) != 0);
+  char *text = kcld_test_slurp(log, NULL);
+  assert_non_null(strstr(text, "cannot load the shared object"));
+  free(text);
+  json_decref(E.produced);
+}
+
+int main(void)
+{
+  const struct CMUnitTest tests[] = {
+    cmocka_unit_test(test_lambda),
+    cmocka_unit_test(test_plugin_count),
+    cmocka_unit_test(test_plugin_refused),
+  };
+  signal(SIGPIPE, SIG_IGN);
+  return cmocka_run_group_tests(tests, setup, teardown);
+}

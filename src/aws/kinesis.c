@@ -358,8 +358,11 @@ static void simple_on_result(struct kcld_svc_op *base,
     op->cb.done(&st, op->arg);
   } else if (op->kind == K_ITERATOR) {
     struct kcld_kinesis_iterator r = {.st = st};
-    r.shard_iterator = str_field(res->body, "ShardIterator");
-    if (!r.shard_iterator) {
+    json_t *it = json_object_get(res->body, "ShardIterator");
+    r.shard_iterator = json_string_value(it);
+    /* A null iterator is how Kinesis says a closed shard has nothing
+     * after the position asked for: the shard's end, not an error. */
+    if (!r.shard_iterator && !json_is_null(it)) {
       kcld_svc_status_set(base, &r.st, KCLD_EPARSE, NULL,
                           "no ShardIterator in the answer");
       log_bad_answer(&r.st);

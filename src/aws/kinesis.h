@@ -164,7 +164,10 @@ struct kcld_kinesis_iterator_req {
 
 struct kcld_kinesis_iterator {
   struct kcld_svc_status st;
-  const char *shard_iterator;  /* NULL on error */
+  const char *shard_iterator;  /* NULL on error, or with st.err == 0 when
+                                  the answer's ShardIterator was null: a
+                                  closed shard has nothing past that point
+                                  (its end) */
 };
 
 typedef void (*kcld_kinesis_iterator_cb)(

@@ -27,6 +27,7 @@ struct kcld_dispatcher {
   size_t active;                 /* shards in the list */
   struct kcld_dispatcher_stats stats;
   uint32_t rng;
+  int flushing;                  /* no more waiting for batch.window */
   int closing;
 };
 
@@ -653,7 +654,7 @@ static void pump(struct shard *sh)
       w = lane_waiting(l);
     }
     if (!l->job && w > 0 &&
-        (disp->opts.window_ms == 0 || sh->ended ||
+        (disp->opts.window_ms == 0 || sh->ended || disp->flushing ||
          (sh->window_deadline && now >= sh->window_deadline))) {
       start_job(l, w);
       w = lane_waiting(l);
@@ -838,6 +839,15 @@ void kcld_dispatcher_stats(const struct kcld_dispatcher *d,
 {
   *out = d->stats;
   out->in_flight = d->active + d->calls;
+}
+
+void kcld_dispatcher_flush(struct kcld_dispatcher *d)
+{
+  d->flushing = 1;
+  for (struct shard *sh = d->shards, *next; sh; sh = next) {
+    next = sh->next;
+    pump(sh);
+  }
 }
 
 void kcld_dispatcher_close(struct kcld_dispatcher *d)

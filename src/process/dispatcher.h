@@ -92,6 +92,11 @@ struct kcld_shard_sink kcld_dispatcher_sink(struct kcld_dispatcher *d);
 void kcld_dispatcher_stats(const struct kcld_dispatcher *d,
                            struct kcld_dispatcher_stats *out);
 
+/* Shutdown: from now on, batches smaller than batch.size go to the handler
+ * as soon as their lane is free, without waiting for batch.window, so the
+ * consumers' graceful stop does not wait for the window. */
+void kcld_dispatcher_flush(struct kcld_dispatcher *d);
+
 /* Frees the dispatcher once no shard has work and every handler call has
  * answered (cancel the consumers first): run the loop afterwards. */
 void kcld_dispatcher_close(struct kcld_dispatcher *d);

@@ -926,6 +926,41 @@ static void test_no_destination_skips_or_blocks(void **state)
   free(e);
 }
 
+static void test_window_and_flush(void **state)
+{
+  struct env *e = malloc(sizeof(*e));
+  (void)state;
+
+  env_up(e, NULL);
+  e->c.batches[0] = make_batch(0, 5, 2, 0, 0);
+  e->c.nbatches = 1;
+  e->o.batch_size = 100;
+  e->o.window_ms = 10000;
+  env_run(e);
+  run_for(e, 300);
+  assert_int_equal(e->h.calls, 0);   /* waits for the window */
+  assert_int_equal(e->c.dones, 1);   /* but takes more records meanwhile */
+  kcld_dispatcher_flush(e->disp);    /* shutdown: no more waiting */
+  wait_all_done(e, 4, 2000);
+  assert_int_equal(e->h.calls, 1);
+  assert_int_equal(e->h.first_call_count, 5);
+  env_down(e);
+  free(e);
+
+  /* The last records of a shard go at once too. */
+  e = malloc(sizeof(*e));
+  env_up(e, NULL);
+  e->c.batches[0] = make_batch(0, 5, 2, 0, 1);
+  e->c.nbatches = 1;
+  e->o.batch_size = 100;
+  e->o.window_ms = 10000;
+  env_run(e);
+  wait_all_done(e, 4, 2000);
+  assert_int_equal(e->h.calls, 1);
+  env_down(e);
+  free(e);
+}
+
 static void cancel_consumer(struct env *e)
 {
   e->c.cancelled = 1;
@@ -1408,6 +1443,7 @@ int main(void)
     cmocka_unit_test(test_parallelization_keeps_key_order),
     cmocka_unit_test(test_no_destination_skips_or_blocks),
     cmocka_unit_test(test_cancel_with_work_in_flight),
+    cmocka_unit_test(test_window_and_flush),
     cmocka_unit_test(test_redrive_round_trip),
     cmocka_unit_test(test_binary_poison_multilang),
   };

@@ -333,6 +333,7 @@ static void begin_shutdown(struct daemon *dm, int rc)
   for (struct shard *s = dm->shards; s; s = s->next)
     kcld_shard_consumer_stop(s->consumer,
                              (uint64_t)dm->cfg->shutdown_timeout_ms);
+  kcld_dispatcher_flush(dm->disp); /* no waiting for batch.window now */
 }
 
 static void on_signal(uv_signal_t *h, int signum)

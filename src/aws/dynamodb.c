@@ -435,10 +435,9 @@ static int item_call(struct kcld_dynamodb *db, const char *opname,
   op->cb.item = cb;
   op->item_field = strcmp(opname, "GetItem") == 0 ? "Item" : "Attributes";
   if (strcmp(key_field, "Item") == 0) {
-    /* Name the item by its first attributes only; items can be large. */
-    char brief[112];
-    kcld_svc_json_brief(brief, sizeof(brief), key, 80);
-    kcld_svc_op_resource(&op->base, "table %s item %s", table, brief);
+    /* An item carries user payload: name the table only, so record data
+     * never reaches a log line or a dead-letter message. */
+    kcld_svc_op_resource(&op->base, "table %s", table);
   } else {
     resource_item(&op->base, table, key);
   }

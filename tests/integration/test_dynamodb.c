@@ -429,7 +429,8 @@ static void test_items(void **state)
     wait_for(&e, &s);
     assert_int_equal(s.err, KCLD_ECONDITION);
     assert_int_equal(s.fault, KCLD_DYNAMODB_CONDITION);
-    assert_non_null(strstr(s.message, "PutItem table kcld-items item "));
+    assert_non_null(strstr(s.message, "PutItem table kcld-items: "));
+    assert_null(strstr(s.message, "\"S\"")); /* no item payload */
     assert_non_null(strstr(s.message, "ConditionalCheckFailedException"));
     seen_free(&s);
   }

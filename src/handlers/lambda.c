@@ -298,6 +298,7 @@ struct lambda_handler {
   uv_loop_t *loop;
   char **argv;
   size_t argc;
+  char **envp;            /* kcld's environment + KCLD_HANDLER_TIMEOUT_MS */
   char *cmdline;          /* for messages */
   int64_t timeout_ms;
   char *region;
@@ -325,6 +326,9 @@ static void maybe_free(struct lambda_handler *h)
   for (size_t i = 0; i < h->argc; i++)
     free(h->argv[i]);
   free(h->argv);
+  for (size_t i = 0; h->envp && h->envp[i]; i++)
+    free(h->envp[i]);
+  free(h->envp);
   free(h->cmdline);
   free(h->region);
   free(h->stream_arn);
@@ -788,6 +792,7 @@ static int spawn_child(struct child *c)
   stdio[2].data.stream = (uv_stream_t *)&c->err;
   opt.file = h->argv[0];
   opt.args = h->argv;
+  opt.env = h->envp;
   opt.exit_cb = on_exit_cb;
   opt.stdio = stdio;
   opt.stdio_count = 3;
@@ -914,6 +919,39 @@ void kcld_handler_lambda_stats(const struct kcld_handler *base,
   *out = h->stats;
 }
 
+/* A copy of the environment with KCLD_HANDLER_TIMEOUT_MS set (the adapter's
+ * context.get_remaining_time_in_millis() counts down from it).  NULL when
+ * out of memory. */
+static char **make_env(int64_t timeout_ms)
+{
+  size_t n = 0, k = 0;
+  char **envp;
+
+  while (environ && environ[n])
+    n++;
+  envp = calloc(n + 2, sizeof(*envp));
+  if (!envp)
+    return NULL;
+  for (size_t i = 0; i < n; i++) {
+    if (strncmp(environ[i], "KCLD_HANDLER_TIMEOUT_MS=", 24) == 0)
+      continue;
+    if (!(envp[k++] = strdup(environ[i])))
+      goto fail;
+  }
+  if (asprintf(&envp[k], "KCLD_HANDLER_TIMEOUT_MS=%lld",
+               (long long)timeout_ms) < 0) {
+    envp[k] = NULL;
+    goto fail;
+  }
+  return envp;
+
+fail:
+  for (size_t i = 0; envp[i]; i++)
+    free(envp[i]);
+  free(envp);
+  return NULL;
+}
+
 /* 1 when argv0 names an executable file, directly or through $PATH. */
 static int runnable(const char *argv0)
 {
@@ -969,8 +1007,9 @@ int kcld_handler_lambda_new(const struct kcld_handler_env *env,
   for (size_t i = 0; h->argv && i < hc->command.len; i++)
     cmdlen += strlen(hc->command.items[i]) + 1;
   h->cmdline = calloc(1, cmdlen);
+  h->envp = make_env(hc->timeout_ms);
   if (!h->region || !h->stream_arn || !h->children || !h->argv ||
-      !h->cmdline) {
+      !h->cmdline || !h->envp) {
     h->closing = 1;
     maybe_free(h);
     return KCLD_ENOMEM;

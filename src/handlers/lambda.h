@@ -17,7 +17,9 @@
  * the loop for a free child.  A child that exits, prints a line that is not
  * a protocol answer, or outlives handler.timeout on a batch fails that batch
  * and is restarted with backoff (100 ms doubling to 30 s, reset by a good
- * answer).  The child's stderr goes to kcld's log, a line at a time. */
+ * answer).  The child's stderr goes to kcld's log, a line at a time.
+ * Children inherit kcld's environment plus KCLD_HANDLER_TIMEOUT_MS
+ * (handler.timeout), for the adapter's context object. */
 #ifndef KCLD_HANDLERS_LAMBDA_H
 #define KCLD_HANDLERS_LAMBDA_H
 

@@ -14,6 +14,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <cmocka.h>
@@ -232,8 +233,14 @@ static void test_success_and_partial(void **state)
   assert_string_equal(c.type, "ValueError");
   assert_string_equal(c.msg, "boom");
 
+  /* The child's environment tells it handler.timeout (default 5m). */
+  const char *env[] = {"env"};
+  run(&f.loop, f.h, &c, env, 1);
+  assert_string_equal(c.type, "Env");
+  assert_string_equal(c.msg, "300000");
+
   struct kcld_lambda_stats s = stats(&f);
-  assert_int_equal(s.spawned, 1); /* one child served all four */
+  assert_int_equal(s.spawned, 1); /* one child served all five */
   assert_int_equal(s.crashed, 0);
   assert_int_equal(s.garbage, 0);
   close_lambda(&f);
@@ -267,6 +274,34 @@ static void test_garbage_restarts(void **state)
   free(log);
 }
 
+/* An answer in pieces is one answer; output with no batch pending is
+ * garbage: the child is restarted and the next batch still served. */
+static void test_split_and_unsolicited(void **state)
+{
+  struct fixture f;
+  struct call c;
+  (void)state;
+
+  open_lambda(&f, py("tests/processors/lambda_test.py", NULL), NULL);
+  const char *split[] = {"split"};
+  run(&f.loop, f.h, &c, split, 1);
+  assert_int_equal(c.res.status, KCLD_HANDLER_OK);
+  const char *chatty[] = {"chatty"};
+  run(&f.loop, f.h, &c, chatty, 1);
+  assert_int_equal(c.res.status, KCLD_HANDLER_OK);
+  /* Wait for the stray line and the restart it causes. */
+  for (int i = 0; i < 100 && stats(&f).spawned < 2; i++) {
+    int never = 0;
+    kcld_test_run_until(&f.loop, &never, 50);
+  }
+  assert_int_equal(stats(&f).garbage, 1);
+  assert_int_equal(stats(&f).spawned, 2);
+  const char *ok[] = {"a"};
+  run(&f.loop, f.h, &c, ok, 1);
+  assert_int_equal(c.res.status, KCLD_HANDLER_OK);
+  close_lambda(&f);
+}
+
 static void test_crash_restarts(void **state)
 {
   struct fixture f;
@@ -291,6 +326,51 @@ static void test_crash_restarts(void **state)
   assert_int_equal(s.crashed, 2);
   assert_int_equal(s.spawned, 3);
   close_lambda(&f);
+}
+
+/* The command vanishes while its child is down: queued batches fail as
+ * HandlerUnavailable instead of waiting; once it is back, batches are
+ * served again. */
+static void test_command_vanishes(void **state)
+{
+  char dir[] = "/tmp/kcld-lambda-XXXXXX", script[128], moved[128];
+  char cmd[256];
+  struct fixture f;
+  struct call c;
+  FILE *fp;
+  (void)state;
+
+  assert_non_null(mkdtemp(dir));
+  snprintf(script, sizeof(script), "%s/child.sh", dir);
+  snprintf(moved, sizeof(moved), "%s/moved.sh", dir);
+  fp = fopen(script, "w");
+  assert_non_null(fp);
+  fprintf(fp, "#!/bin/sh\nexec python3 %s/tests/processors/lambda_test.py\n",
+          kcld_test_root());
+  fclose(fp);
+  assert_int_equal(chmod(script, 0755), 0);
+  snprintf(cmd, sizeof(cmd), "[\"%s\"]", script);
+
+  open_lambda(&f, cmd, NULL);
+  const char *crash[] = {"crash"};
+  run(&f.loop, f.h, &c, crash, 1);
+  assert_string_equal(c.type, "HandlerCrashed");
+  assert_int_equal(rename(script, moved), 0);
+  const char *ok[] = {"a"};
+  run(&f.loop, f.h, &c, ok, 1);
+  assert_int_equal(c.res.status, KCLD_HANDLER_FAILED);
+  assert_string_equal(c.type, "HandlerUnavailable");
+  assert_int_equal(rename(moved, script), 0);
+  /* The restart is retried with backoff; the next batch waits for it. */
+  for (int i = 0; i < 100 && stats(&f).spawned < 2; i++) {
+    int never = 0;
+    kcld_test_run_until(&f.loop, &never, 50);
+  }
+  run(&f.loop, f.h, &c, ok, 1);
+  assert_int_equal(c.res.status, KCLD_HANDLER_OK);
+  close_lambda(&f);
+  unlink(script);
+  rmdir(dir);
 }
 
 static void test_timeout(void **state)
@@ -586,7 +666,9 @@ int main(void)
   const struct CMUnitTest tests[] = {
     cmocka_unit_test(test_success_and_partial),
     cmocka_unit_test(test_garbage_restarts),
+    cmocka_unit_test(test_split_and_unsolicited),
     cmocka_unit_test(test_crash_restarts),
+    cmocka_unit_test(test_command_vanishes),
     cmocka_unit_test(test_timeout),
     cmocka_unit_test(test_concurrency),
     cmocka_unit_test(test_stderr_logged),

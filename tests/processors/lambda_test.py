@@ -7,14 +7,18 @@ decoded payloads of the batch, first match wins:
   "garbage"      print a line that is not JSON
   "hang"         sleep forever
   "error"        {"errorMessage":"boom","errorType":"ValueError"}
+  "env"          {"errorMessage":$KCLD_HANDLER_TIMEOUT_MS,"errorType":"Env"}
   "null"         null
   "slow"         sleep 0.4 s, then {}
   "stderr"       a line on stderr, then {}
   "bad..."       batchItemFailures naming each such record
+  "split"        {} written in two pieces, 0.1 s apart
+  "chatty"       {}, then 0.1 s later a line with no batch pending
   otherwise      {}
 Exits at EOF on stdin."""
 import base64
 import json
+import os
 import sys
 import time
 
@@ -55,6 +59,9 @@ def answer(event):
         time.sleep(3600)
     if "error" in datas:
         return {"errorMessage": "boom", "errorType": "ValueError"}
+    if "env" in datas:
+        return {"errorMessage": os.environ.get("KCLD_HANDLER_TIMEOUT_MS", "-"),
+                "errorType": "Env"}
     if "null" in datas:
         return None
     if "slow" in datas:
@@ -67,6 +74,22 @@ def answer(event):
 
 
 for line in sys.stdin:
+    datas = [base64.b64decode(r["kinesis"]["data"]).decode()
+             for r in json.loads(line)["Records"]]
+    if "split" in datas:
+        sys.stdout.write('{"batchItem')
+        sys.stdout.flush()
+        time.sleep(0.1)
+        sys.stdout.write('Failures": []}\n')
+        sys.stdout.flush()
+        continue
+    if "chatty" in datas:
+        sys.stdout.write("{}\n")
+        sys.stdout.flush()
+        time.sleep(0.1)
+        sys.stdout.write("done with that batch\n")
+        sys.stdout.flush()
+        continue
     a = answer(json.loads(line))
     sys.stdout.write(("this is not json" if a == "GARBAGE" else json.dumps(a))
                      + "\n")

@@ -9,9 +9,10 @@
  * write to a lease item is conditional on what this worker last saw.
  *
  * Timing (F = failover_ms, T = take_interval_ms):
- *  - Held leases are renewed every F/3.  A lease whose last successful write
- *    started F or more ago (our monotonic clock) is lost at once, renew in
- *    flight or not, and is never renewed again: peers may take it now.
+ *  - Held leases are renewed every F/3.  A held lease is checked every F/10
+ *    and counts as lost, renew in flight or not, once its last successful
+ *    write started F - F/10 ago on our monotonic clock, so always before a
+ *    peer could take it; it is never renewed again.
  *  - A lease of another worker is expired when its leaseCounter has not
  *    changed for F on our clock (first sight counts as a change).
  *  - Take passes (Scan, balance, take/steal; see balance.h) run every T, and

@@ -1,0 +1,1223 @@
+/* test_coordinator.c — the lease coordinator against kinesalite and dynalite,
+ * several coordinators in one loop playing several workers (failover 600 ms,
+ * take interval 1200 ms, the default ratio):
+ *
+ *  - one worker takes every shard; the items carry exactly the KCL's
+ *    attributes after take, renew, checkpoint and release, and an attribute
+ *    written by another client survives;
+ *  - a competing writer bumps the counter: lost at the next renew, later
+ *    checkpoints fail with KCLD_ELOST; a renew whose answer was lost is
+ *    recognised on the re-read and the lease is kept;
+ *  - three workers on 8 shards converge to 3/3/2 within 3 take intervals;
+ *    one closed without releasing: its leases are taken within failover +
+ *    one take interval; release_all: peers take them at their next take
+ *    (measured times are printed);
+ *  - a zombie whose writes hang loses its lease by its own clock, and its
+ *    late writes cannot touch the new owner's lease;
+ *  - a lease table written in the KCL's format (owner "stale-worker",
+ *    checkpoints mid-stream) is taken over with the checkpoints kept;
+ *  - shard sync after SplitShard and MergeShards (LATEST becomes
+ *    TRIM_HORIZON below a leased parent), parents_done, shard_ended and the
+ *    cleanup of finished parents after the delay;
+ *  - start-up against a stream that does not exist reports the error. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <cmocka.h>
+#include <jansson.h>
+
+#include "../harness/fault.h"
+#include "../harness/harness.h"
+#include "aws/call.h"
+#include "aws/credentials.h"
+#include "aws/dynamodb.h"
+#include "aws/http.h"
+#include "aws/kinesis.h"
+#include "err.h"
+#include "lease/coordinator.h"
+#include "lease/table.h"
+
+#define F_MS 600
+#define T_MS 1200
+#define MAXS 16
+
+static struct kcld_emu s_emu;
+static int s_seq;
+
+/* ======== Environment ======== */
+
+struct env {
+  uv_loop_t loop;
+  struct kcld_http *http;
+  struct kcld_credentials *creds;
+  struct kcld_aws *aws;
+  struct kcld_aws *aws_fault;   /* DynamoDB through the fault endpoint */
+  struct kcld_dynamodb *db;
+  struct kcld_kinesis *kin;
+  struct kcld_lease_table *t;
+  char table[64];
+  char stream[64];
+};
+
+static struct kcld_aws *aws_client(struct env *e, const char *ddb_url)
+{
+  struct kcld_aws *aws = NULL;
+  struct kcld_aws_opts ao = {.loop = &e->loop, .http = e->http,
+                             .creds = e->creds, .region = "us-east-1",
+                             .timeout_ms = 20000};
+  ao.endpoint[KCLD_AWS_DYNAMODB] = ddb_url;
+  ao.endpoint[KCLD_AWS_KINESIS] = kcld_emu_url(&s_emu, "kinesis");
+  assert_int_equal(kcld_aws_new(&ao, &aws), 0);
+  return aws;
+}
+
+static void env_open(struct env *e)
+{
+  memset(e, 0, sizeof(*e));
+  assert_int_equal(uv_loop_init(&e->loop), 0);
+  assert_int_equal(kcld_http_new(&e->loop, NULL, &e->http), 0);
+  struct kcld_credentials_opts co = {.loop = &e->loop,
+                                     .access_key_id = "AKIDCOORDTEST",
+                                     .secret_access_key = "coord-test-key"};
+  assert_int_equal(kcld_credentials_new(&co, &e->creds), 0);
+  e->aws = aws_client(e, kcld_emu_url(&s_emu, "dynamodb"));
+  assert_int_equal(kcld_dynamodb_new(e->aws, &e->loop, &e->db), 0);
+  assert_int_equal(kcld_kinesis_new(e->aws, &e->loop, &e->kin), 0);
+  s_seq++;
+  snprintf(e->table, sizeof(e->table), "kcld-coord-%d", s_seq);
+  snprintf(e->stream, sizeof(e->stream), "kcld-coord-stream-%d", s_seq);
+  assert_int_equal(kcld_lease_table_new(e->db, e->table, &e->t), 0);
+}
+
+static void env_close(struct env *e)
+{
+  kcld_dynamodb_close(e->db);
+  kcld_kinesis_close(e->kin);
+  kcld_lease_table_free(e->t);
+  if (e->aws_fault)
+    kcld_aws_close(e->aws_fault);
+  kcld_aws_close(e->aws);
+  kcld_credentials_destroy(e->creds);
+  kcld_http_close(e->http);
+  kcld_test_loop_finish(&e->loop);
+}
+
+/* ---- Waiting ---- */
+
+struct waiter {
+  int (*pred)(void *);
+  void *ctx;
+  int done;
+  uv_timer_t t;
+};
+
+static void on_poll(uv_timer_t *t)
+{
+  struct waiter *w = t->data;
+  if (w->pred(w->ctx))
+    w->done = 1;
+}
+
+/* Runs the loop until pred(ctx) holds; returns the milliseconds it took, or
+ * -1 after timeout_ms. */
+static long run_until(struct env *e, int (*pred)(void *), void *ctx,
+                      unsigned timeout_ms)
+{
+  struct waiter w = {.pred = pred, .ctx = ctx};
+  uint64_t t0 = uv_hrtime();
+  uv_timer_init(&e->loop, &w.t);
+  w.t.data = &w;
+  uv_timer_start(&w.t, on_poll, 2, 2);
+  int ok = pred(ctx) || kcld_test_run_until(&e->loop, &w.done, timeout_ms);
+  uv_close((uv_handle_t *)&w.t, NULL);
+  uv_run(&e->loop, UV_RUN_NOWAIT);
+  return ok ? (long)((uv_hrtime() - t0) / 1000000) : -1;
+}
+
+static int never(void *ctx)
+{
+  (void)ctx;
+  return 0;
+}
+
+static void run_for(struct env *e, unsigned ms)
+{
+  run_until(e, never, NULL, ms);
+}
+
+static int flag_set(void *ctx)
+{
+  return *(int *)ctx;
+}
+
+/* ---- Kinesis ---- */
+
+static void on_kdone(const struct kcld_svc_status *st, void *arg)
+{
+  int *r = arg;
+  r[0] = st->err;
+  r[1] = 1;
+}
+
+static void on_active(const struct kcld_kinesis_stream_summary *s, void *arg)
+{
+  int *r = arg;
+  r[0] = s->st.err;
+  r[1] = 1;
+}
+
+static void wait_stream(struct env *e)
+{
+  int r[2] = {0, 0};
+  assert_int_equal(kcld_kinesis_wait_active(e->kin, e->stream, 20000,
+                                            on_active, r),
+                   0);
+  assert_true(run_until(e, flag_set, &r[1], 25000) >= 0);
+  assert_int_equal(r[0], 0);
+}
+
+static void create_stream(struct env *e, int shards)
+{
+  int r[2] = {0, 0};
+  assert_int_equal(kcld_kinesis_create_stream(e->kin, e->stream, shards,
+                                              on_kdone, r),
+                   0);
+  assert_true(run_until(e, flag_set, &r[1], 10000) >= 0);
+  assert_int_equal(r[0], 0);
+  wait_stream(e);
+}
+
+static void split_shard(struct env *e, const char *shard, const char *hash)
+{
+  int r[2] = {0, 0};
+  assert_int_equal(kcld_kinesis_split_shard(e->kin, e->stream, shard, hash,
+                                            on_kdone, r),
+                   0);
+  assert_true(run_until(e, flag_set, &r[1], 10000) >= 0);
+  assert_int_equal(r[0], 0);
+  wait_stream(e);
+}
+
+static void merge_shards(struct env *e, const char *a, const char *b)
+{
+  int r[2] = {0, 0};
+  assert_int_equal(kcld_kinesis_merge_shards(e->kin, e->stream, a, b,
+                                             on_kdone, r),
+                   0);
+  assert_true(run_until(e, flag_set, &r[1], 10000) >= 0);
+  assert_int_equal(r[0], 0);
+  wait_stream(e);
+}
+
+/* ---- Raw table access ---- */
+
+struct raw {
+  int done;
+  int err;
+  json_t *json;
+};
+
+static void on_raw(const struct kcld_dynamodb_result *res, void *arg)
+{
+  struct raw *r = arg;
+  r->err = res->st.err;
+  if (res->item)
+    r->json = json_incref(res->item);
+  r->done = 1;
+}
+
+static json_t *key_json(const char *id)
+{
+  return json_pack("{s:{s:s}}", "leaseKey", "S", id);
+}
+
+static json_t *raw_get(struct env *e, const char *id)
+{
+  struct raw r = {0};
+  json_t *key = key_json(id);
+  assert_int_equal(kcld_dynamodb_get_item(e->db, e->table, key, 1, on_raw,
+                                          &r),
+                   0);
+  json_decref(key);
+  assert_true(run_until(e, flag_set, &r.done, 10000) >= 0);
+  assert_int_equal(r.err, 0);
+  return r.json;
+}
+
+/* UpdateItem as another client; returns its error (a condition may fail). */
+static int raw_update(struct env *e, const char *id, const char *expr,
+                      const char *cond, json_t *names, json_t *values)
+{
+  struct raw r = {0};
+  json_t *key = key_json(id);
+  struct kcld_dynamodb_cond c = {.condition = cond, .names = names,
+                                 .values = values};
+  assert_int_equal(kcld_dynamodb_update_item(e->db, e->table, key, expr, &c,
+                                             on_raw, &r),
+                   0);
+  json_decref(key);
+  json_decref(names);
+  json_decref(values);
+  assert_true(run_until(e, flag_set, &r.done, 10000) >= 0);
+  json_decref(r.json);
+  return r.err;
+}
+
+static void raw_put(struct env *e, json_t *item)
+{
+  struct raw r = {0};
+  assert_int_equal(kcld_dynamodb_put_item(e->db, e->table, item, NULL,
+                                          on_raw, &r),
+                   0);
+  json_decref(item);
+  assert_true(run_until(e, flag_set, &r.done, 10000) >= 0);
+  assert_int_equal(r.err, 0);
+}
+
+static const char *item_s(const json_t *it, const char *name)
+{
+  return kcld_dynamodb_as_s(kcld_dynamodb_attr(it, name));
+}
+
+static int64_t item_n(const json_t *it, const char *name)
+{
+  int64_t v = -1;
+  assert_int_equal(kcld_dynamodb_as_i64(kcld_dynamodb_attr(it, name), &v), 0);
+  return v;
+}
+
+/* The whole table as leases. */
+struct snapshot {
+  int done;
+  int err;
+  size_t n;
+  struct kcld_lease l[64];
+};
+
+static void on_snap(int err, struct kcld_lease *leases, size_t n, void *arg)
+{
+  struct snapshot *s = arg;
+  s->err = err;
+  for (size_t i = 0; i < n && i < 64; i++) {
+    s->l[i] = leases[i];
+    memset(&leases[i], 0, sizeof(leases[i]));
+  }
+  s->n = n < 64 ? n : 64;
+  s->done = 1;
+}
+
+static void snap_take(struct env *e, struct snapshot *s)
+{
+  memset(s, 0, sizeof(*s));
+  assert_int_equal(kcld_lease_table_scan(e->t, on_snap, s), 0);
+  assert_true(run_until(e, flag_set, &s->done, 10000) >= 0);
+  assert_int_equal(s->err, 0);
+}
+
+static void snap_free(struct snapshot *s)
+{
+  for (size_t i = 0; i < s->n; i++)
+    kcld_lease_clean_up(&s->l[i]);
+  s->n = 0;
+}
+
+static size_t snap_owned_by(const struct snapshot *s, const char *owner)
+{
+  size_t n = 0;
+  for (size_t i = 0; i < s->n; i++)
+    if ((!owner && !s->l[i].owner) ||
+        (owner && s->l[i].owner && strcmp(s->l[i].owner, owner) == 0))
+      n++;
+  return n;
+}
+
+/* ======== Workers ======== */
+
+struct worker {
+  struct env *env;
+  char id[32];
+  struct kcld_coordinator *c;
+  int ready;
+  int ready_err;
+  char held[MAXS][32];
+  char cp_at_acquire[MAXS][64];
+  int n_held;
+  int acquired;
+  int lost;
+  char last_lost[32];
+  int closed;
+};
+
+static int held_index(const struct worker *w, const char *id)
+{
+  for (int i = 0; i < w->n_held; i++)
+    if (strcmp(w->held[i], id) == 0)
+      return i;
+  return -1;
+}
+
+static void on_ready(int err, void *arg)
+{
+  struct worker *w = arg;
+  w->ready = 1;
+  w->ready_err = err;
+}
+
+static void on_acquired(const struct kcld_lease *l, void *arg)
+{
+  struct worker *w = arg;
+  assert_int_equal(held_index(w, l->shard_id), -1);
+  assert_true(w->n_held < MAXS);
+  assert_non_null(l->owner);
+  assert_string_equal(l->owner, w->id);
+  snprintf(w->held[w->n_held], sizeof(w->held[0]), "%s", l->shard_id);
+  snprintf(w->cp_at_acquire[w->n_held], sizeof(w->cp_at_acquire[0]), "%s",
+           l->checkpoint);
+  w->n_held++;
+  w->acquired++;
+}
+
+/* Forgets a shard given up on purpose (shard end, release). */
+static void forget(struct worker *w, const char *shard_id)
+{
+  int i = held_index(w, shard_id);
+  assert_true(i >= 0);
+  w->n_held--;
+  memmove(w->held[i], w->held[i + 1],
+          sizeof(w->held[0]) * (size_t)(w->n_held - i));
+  memmove(w->cp_at_acquire[i], w->cp_at_acquire[i + 1],
+          sizeof(w->cp_at_acquire[0]) * (size_t)(w->n_held - i));
+}
+
+static void on_lost(const char *shard_id, void *arg)
+{
+  struct worker *w = arg;
+  forget(w, shard_id);
+  w->lost++;
+  snprintf(w->last_lost, sizeof(w->last_lost), "%s", shard_id);
+}
+
+static struct kcld_coordinator_opts default_opts(struct env *e,
+                                                 struct worker *w)
+{
+  struct kcld_coordinator_opts o = {
+    .loop = &e->loop, .aws = e->aws, .table = e->table, .stream = e->stream,
+    .worker_id = w->id, .failover_ms = F_MS, .take_interval_ms = T_MS,
+    .shard_sync_interval_ms = 60000, .cleanup_delay_ms = 0, .max_steal = 1,
+    .initial_position = KCLD_POS_TRIM_HORIZON};
+  o.cbs = (struct kcld_coordinator_cbs){.ready = on_ready,
+                                       .acquired = on_acquired,
+                                       .lost = on_lost, .arg = w};
+  return o;
+}
+
+static void worker_start_opts(struct worker *w, struct env *e,
+                              const char *id,
+                              const struct kcld_coordinator_opts *o)
+{
+  memset(w, 0, sizeof(*w));
+  w->env = e;
+  snprintf(w->id, sizeof(w->id), "%s", id);
+  struct kcld_coordinator_opts oo = *o;
+  oo.worker_id = w->id;
+  oo.cbs.arg = w;
+  assert_int_equal(kcld_coordinator_start(&oo, &w->c), 0);
+}
+
+static void worker_start(struct worker *w, struct env *e, const char *id)
+{
+  struct kcld_coordinator_opts o = default_opts(e, w);
+  worker_start_opts(w, e, id, &o);
+}
+
+static void worker_close(struct worker *w)
+{
+  if (w->closed)
+    return;
+  kcld_coordinator_close(w->c);
+  w->closed = 1;
+}
+
+static void wait_ready(struct worker *w)
+{
+  assert_true(run_until(w->env, flag_set, &w->ready, 15000) >= 0);
+  assert_int_equal(w->ready_err, 0);
+}
+
+/* ---- Synchronous coordinator calls ---- */
+
+struct call {
+  int done;
+  int err;
+  int flag;
+  int order;   /* completion number */
+};
+
+static int s_completions;
+
+static void on_call(int err, void *arg)
+{
+  struct call *c = arg;
+  c->err = err;
+  c->order = ++s_completions;
+  c->done++;
+}
+
+static void on_parents(int err, int done, void *arg)
+{
+  struct call *c = arg;
+  c->err = err;
+  c->flag = done;
+  c->done++;
+}
+
+static int checkpoint(struct worker *w, const char *shard, const char *seq,
+                      uint64_t sub)
+{
+  struct call c = {0};
+  kcld_coordinator_checkpoint(w->c, shard, seq, sub, on_call, &c);
+  assert_int_equal(c.done, 0); /* never inside the call */
+  assert_true(run_until(w->env, flag_set, &c.done, 10000) >= 0);
+  assert_int_equal(c.done, 1);
+  return c.err;
+}
+
+static int parents_done(struct worker *w, const char *shard, int *err)
+{
+  struct call c = {0};
+  kcld_coordinator_parents_done(w->c, shard, on_parents, &c);
+  assert_int_equal(c.done, 0);
+  assert_true(run_until(w->env, flag_set, &c.done, 10000) >= 0);
+  *err = c.err;
+  return c.flag;
+}
+
+static int shard_ended(struct worker *w, const char *shard,
+                       const char *const *kids, size_t n)
+{
+  struct call c = {0};
+  kcld_coordinator_shard_ended(w->c, shard, kids, n, on_call, &c);
+  assert_true(run_until(w->env, flag_set, &c.done, 10000) >= 0);
+  return c.err;
+}
+
+static int release_all(struct worker *w)
+{
+  struct call c = {0};
+  kcld_coordinator_release_all(w->c, on_call, &c);
+  assert_true(run_until(w->env, flag_set, &c.done, 10000) >= 0);
+  return c.err;
+}
+
+/* ======== Tests ======== */
+
+struct count_pred {
+  struct worker *w;
+  int n;
+};
+
+static int holds_n(void *ctx)
+{
+  struct count_pred *p = ctx;
+  return p->w->n_held == p->n;
+}
+
+static int holds_at_least(void *ctx)
+{
+  struct count_pred *p = ctx;
+  return p->w->n_held >= p->n;
+}
+
+static const char *const s_owned_attrs[] = {
+  "leaseKey", "leaseOwner", "leaseCounter", "checkpoint",
+  "checkpointSubSequenceNumber", "ownerSwitchesSinceCheckpoint",
+  "startingHashKey", "endingHashKey", NULL};
+
+/* The item has exactly `names` plus `extra` (when not NULL). */
+static void assert_attr_names(const json_t *it, const char *const *names,
+                              const char *extra)
+{
+  size_t n = 0;
+  for (; names[n]; n++)
+    assert_non_null(kcld_dynamodb_attr(it, names[n]));
+  if (extra) {
+    assert_non_null(kcld_dynamodb_attr(it, extra));
+    n++;
+  }
+  assert_int_equal(json_object_size(it), n);
+}
+
+static void test_single_worker(void **state)
+{
+  (void)state;
+  struct env e;
+  env_open(&e);
+  create_stream(&e, 4);
+  struct worker w;
+  worker_start(&w, &e, "worker-solo");
+  assert_int_equal(w.ready, 0); /* never inside start */
+  wait_ready(&w);
+  struct count_pred p = {&w, 4};
+  long ms = run_until(&e, holds_n, &p, 5000);
+  assert_true(ms >= 0);
+  printf("single worker took 4 shards %ld ms after ready\n", ms);
+  assert_int_equal(kcld_coordinator_held(w.c), 4);
+  for (int i = 0; i < 4; i++)
+    assert_string_equal(w.cp_at_acquire[i], "TRIM_HORIZON");
+
+  /* The table was created by the coordinator, with the KCL's key. */
+  const char *s0 = "shardId-000000000000";
+  json_t *it = raw_get(&e, s0);
+  assert_non_null(it);
+  assert_attr_names(it, s_owned_attrs, NULL);
+  assert_string_equal(item_s(it, "leaseOwner"), "worker-solo");
+  assert_string_equal(item_s(it, "checkpoint"), "TRIM_HORIZON");
+  assert_int_equal(item_n(it, "checkpointSubSequenceNumber"), 0);
+  assert_int_equal(item_n(it, "ownerSwitchesSinceCheckpoint"), 0);
+  assert_string_equal(item_s(it, "startingHashKey"), "0");
+  int64_t c0 = item_n(it, "leaseCounter");
+  assert_true(c0 >= 1);
+  json_decref(it);
+
+  /* Another client's attribute, added while we hold it. */
+  assert_int_equal(raw_update(&e, s0, "SET #x = :x", NULL,
+                              json_pack("{s:s}", "#x", "javaOnlyAttr"),
+                              json_pack("{s:{s:s}}", ":x", "S", "keep")),
+                   0);
+
+  /* Renewals: the counter moves about every F/3, nothing else does. */
+  run_for(&e, F_MS + 50);
+  it = raw_get(&e, s0);
+  int64_t c1 = item_n(it, "leaseCounter");
+  assert_true(c1 >= c0 + 2);
+  assert_attr_names(it, s_owned_attrs, "javaOnlyAttr");
+  assert_string_equal(item_s(it, "javaOnlyAttr"), "keep");
+  assert_string_equal(item_s(it, "leaseOwner"), "worker-solo");
+  json_decref(it);
+  assert_int_equal(w.lost, 0);
+
+  /* Checkpoint. */
+  const char *seq = "49590338271490256608559692538361571095921575989136588898";
+  assert_int_equal(checkpoint(&w, s0, seq, 3), 0);
+  it = raw_get(&e, s0);
+  assert_attr_names(it, s_owned_attrs, "javaOnlyAttr");
+  assert_string_equal(item_s(it, "checkpoint"), seq);
+  assert_int_equal(item_n(it, "checkpointSubSequenceNumber"), 3);
+  assert_int_equal(item_n(it, "ownerSwitchesSinceCheckpoint"), 0);
+  assert_true(item_n(it, "leaseCounter") > c1);
+  assert_string_equal(item_s(it, "javaOnlyAttr"), "keep");
+  json_decref(it);
+  /* Five checkpoints at once, renewals going on: each write waits for the
+   * one before it, so every expected counter is right and none fails. */
+  {
+    struct call cs[5];
+    memset(cs, 0, sizeof(cs));
+    char seqs[5][16];
+    for (int i = 0; i < 5; i++) {
+      snprintf(seqs[i], sizeof(seqs[i]), "%d", 900 + i);
+      kcld_coordinator_checkpoint(w.c, s0, seqs[i], 0, on_call, &cs[i]);
+    }
+    for (int i = 0; i < 5; i++) {
+      assert_true(run_until(&e, flag_set, &cs[i].done, 5000) >= 0);
+      assert_int_equal(cs[i].err, 0);
+      if (i > 0)
+        assert_true(cs[i].order > cs[i - 1].order); /* in order */
+    }
+    it = raw_get(&e, s0);
+    assert_string_equal(item_s(it, "checkpoint"), "904");
+    assert_int_equal(item_n(it, "checkpointSubSequenceNumber"), 0);
+    json_decref(it);
+    assert_int_equal(w.lost, 0);
+    assert_int_equal(checkpoint(&w, s0, seq, 3), 0);
+  }
+  /* A checkpoint for a shard we do not hold. */
+  assert_int_equal(checkpoint(&w, "shardId-000000000099", seq, 0),
+                   KCLD_ELOST);
+
+  /* Release: no owner, the rest as it was. */
+  assert_int_equal(release_all(&w), 0);
+  assert_int_equal(kcld_coordinator_held(w.c), 0);
+  assert_int_equal(w.lost, 0);
+  struct snapshot s;
+  snap_take(&e, &s);
+  assert_int_equal(s.n, 4);
+  assert_int_equal(snap_owned_by(&s, NULL), 4);
+  snap_free(&s);
+  it = raw_get(&e, s0);
+  assert_null(kcld_dynamodb_attr(it, "leaseOwner"));
+  assert_string_equal(item_s(it, "checkpoint"), seq);
+  assert_int_equal(item_n(it, "checkpointSubSequenceNumber"), 3);
+  assert_string_equal(item_s(it, "javaOnlyAttr"), "keep");
+  json_decref(it);
+  /* After release nothing is written any more. */
+  assert_int_equal(checkpoint(&w, s0, seq, 4), KCLD_ELOST);
+  run_for(&e, F_MS);
+  snap_take(&e, &s);
+  assert_int_equal(snap_owned_by(&s, NULL), 4);
+  snap_free(&s);
+  worker_close(&w);
+  env_close(&e);
+}
+
+static int lost_once(void *ctx)
+{
+  return ((struct worker *)ctx)->lost > 0;
+}
+
+static void test_competing_writer(void **state)
+{
+  (void)state;
+  struct env e;
+  env_open(&e);
+  create_stream(&e, 1);
+  struct worker w;
+  worker_start(&w, &e, "worker-victim");
+  wait_ready(&w);
+  struct count_pred p = {&w, 1};
+  assert_true(run_until(&e, holds_n, &p, 5000) >= 0);
+  const char *s0 = "shardId-000000000000";
+  assert_int_equal(checkpoint(&w, s0, "1000", 0), 0);
+
+  /* Someone else writes a new owner and counter. */
+  assert_int_equal(
+    raw_update(&e, s0, "SET #o = :o, #c = #c + :k", NULL,
+               json_pack("{s:s, s:s}", "#o", "leaseOwner", "#c",
+                         "leaseCounter"),
+               json_pack("{s:{s:s}, s:{s:s}}", ":o", "S", "intruder", ":k",
+                         "N", "5")),
+    0);
+  long ms = run_until(&e, lost_once, &w, 3000);
+  assert_true(ms >= 0);
+  printf("lease lost %ld ms after a competing write (renew every %d ms)\n",
+         ms, F_MS / 3);
+  assert_true(ms <= F_MS / 3 + 150);
+  assert_string_equal(w.last_lost, s0);
+  assert_int_equal(kcld_coordinator_held(w.c), 0);
+  assert_int_equal(checkpoint(&w, s0, "2000", 0), KCLD_ELOST);
+  json_t *it = raw_get(&e, s0);
+  assert_string_equal(item_s(it, "leaseOwner"), "intruder");
+  assert_string_equal(item_s(it, "checkpoint"), "1000");
+  json_decref(it);
+
+  /* The intruder never renews: after failover_time it is taken back (an
+   * owner switch). */
+  ms = run_until(&e, holds_n, &p, 4000);
+  assert_true(ms >= 0);
+  printf("intruder's unrenewed lease taken back after %ld ms\n", ms);
+  it = raw_get(&e, s0);
+  assert_string_equal(item_s(it, "leaseOwner"), "worker-victim");
+  assert_int_equal(item_n(it, "ownerSwitchesSinceCheckpoint"), 1);
+  assert_string_equal(item_s(it, "checkpoint"), "1000");
+  json_decref(it);
+  assert_int_equal(checkpoint(&w, s0, "3000", 0), 0);
+  worker_close(&w);
+  env_close(&e);
+}
+
+static void test_renew_reread_success(void **state)
+{
+  (void)state;
+  struct env e;
+  env_open(&e);
+  create_stream(&e, 1);
+  struct worker w;
+  worker_start(&w, &e, "worker-reread");
+  wait_ready(&w);
+  struct count_pred p = {&w, 1};
+  assert_true(run_until(&e, holds_n, &p, 5000) >= 0);
+  const char *s0 = "shardId-000000000000";
+
+  /* Land "our" next renew behind the coordinator's back: counter + 1 with
+   * our owner, conditional on the counter it expects, so that its next
+   * renew fails the condition and must recognise the item on the re-read. */
+  int64_t c = -1;
+  for (int tries = 0; tries < 20; tries++) {
+    json_t *it = raw_get(&e, s0);
+    c = item_n(it, "leaseCounter");
+    json_decref(it);
+    char cur[24], next[24];
+    snprintf(cur, sizeof(cur), "%lld", (long long)c);
+    snprintf(next, sizeof(next), "%lld", (long long)c + 1);
+    int rc = raw_update(
+      &e, s0, "SET #c = :n", "#c = :c AND #o = :o",
+      json_pack("{s:s, s:s}", "#c", "leaseCounter", "#o", "leaseOwner"),
+      json_pack("{s:{s:s}, s:{s:s}, s:{s:s}}", ":n", "N", next, ":c", "N",
+                cur, ":o", "S", "worker-reread"));
+    if (rc == 0)
+      break;
+    assert_int_equal(rc, KCLD_ECONDITION); /* a renew got in between */
+    c = -1;
+  }
+  assert_true(c >= 0);
+  /* Two failover times pass: renewals go on from the re-read counter. */
+  run_for(&e, 2 * F_MS);
+  assert_int_equal(w.lost, 0);
+  assert_int_equal(kcld_coordinator_held(w.c), 1);
+  json_t *it = raw_get(&e, s0);
+  assert_true(item_n(it, "leaseCounter") >= c + 4);
+  assert_string_equal(item_s(it, "leaseOwner"), "worker-reread");
+  json_decref(it);
+  assert_int_equal(checkpoint(&w, s0, "42", 0), 0);
+  worker_close(&w);
+  env_close(&e);
+}
+
+/* ---- Three workers ---- */
+
+struct fleet {
+  struct worker *w[3];
+  int n;
+};
+
+static int converged_332(void *ctx)
+{
+  struct fleet *f = ctx;
+  int c[3] = {0, 0, 0}, sum = 0;
+  for (int i = 0; i < f->n; i++) {
+    c[i] = f->w[i]->n_held;
+    sum += c[i];
+  }
+  if (sum != 8)
+    return 0;
+  int twos = 0, threes = 0;
+  for (int i = 0; i < 3; i++) {
+    twos += c[i] == 2;
+    threes += c[i] == 3;
+  }
+  return twos == 1 && threes == 2;
+}
+
+static int two_hold_all(void *ctx)
+{
+  struct fleet *f = ctx;
+  return f->w[0]->n_held + f->w[1]->n_held == 8;
+}
+
+static int first_holds_all(void *ctx)
+{
+  struct fleet *f = ctx;
+  return f->w[0]->n_held == 8;
+}
+
+static void test_three_workers(void **state)
+{
+  (void)state;
+  struct env e;
+  env_open(&e);
+  create_stream(&e, 8);
+  struct worker a, b, c;
+  uint64_t t0 = uv_hrtime();
+  worker_start(&a, &e, "worker-a");
+  worker_start(&b, &e, "worker-b");
+  worker_start(&c, &e, "worker-c");
+  struct fleet f = {{&a, &b, &c}, 3};
+  wait_ready(&a);
+  wait_ready(&b);
+  wait_ready(&c);
+  long ms = run_until(&e, converged_332, &f, 6 * T_MS);
+  long total = (long)((uv_hrtime() - t0) / 1000000);
+  assert_true(ms >= 0);
+  printf("3 workers on 8 shards: 3/3/2 after %ld ms from start "
+         "(take interval %d ms, limit %d ms)\n", total, T_MS, 3 * T_MS);
+  assert_true(total <= 3 * T_MS);
+  /* Stable, and the table agrees. */
+  int lost_before = a.lost + b.lost + c.lost;
+  run_for(&e, 2 * T_MS);
+  assert_true(converged_332(&f));
+  assert_int_equal(a.lost + b.lost + c.lost, lost_before);
+  struct snapshot s;
+  snap_take(&e, &s);
+  assert_int_equal(s.n, 8);
+  assert_int_equal(snap_owned_by(&s, "worker-a"), (size_t)a.n_held);
+  assert_int_equal(snap_owned_by(&s, "worker-b"), (size_t)b.n_held);
+  assert_int_equal(snap_owned_by(&s, "worker-c"), (size_t)c.n_held);
+  snap_free(&s);
+  for (int i = 0; i < 3; i++)
+    assert_int_equal(kcld_coordinator_held(f.w[i]->c),
+                     (size_t)f.w[i]->n_held);
+
+  /* worker-c dies without releasing. */
+  int c_had = c.n_held;
+  worker_close(&c);
+  ms = run_until(&e, two_hold_all, &f, 4 * T_MS);
+  assert_true(ms >= 0);
+  printf("worker closed without release (%d leases): taken over after %ld ms "
+         "(failover %d + take interval %d = %d ms)\n",
+         c_had, ms, F_MS, T_MS, F_MS + T_MS);
+  assert_true(ms <= F_MS + T_MS);
+  snap_take(&e, &s);
+  assert_int_equal(snap_owned_by(&s, "worker-c"), 0);
+  assert_int_equal(snap_owned_by(&s, "worker-a") +
+                     snap_owned_by(&s, "worker-b"),
+                   8);
+  snap_free(&s);
+  assert_true(a.n_held == 4 && b.n_held == 4);
+
+  /* worker-b shuts down gracefully. */
+  int a_lost = a.lost;
+  assert_int_equal(release_all(&b), 0);
+  assert_int_equal(kcld_coordinator_held(b.c), 0);
+  ms = run_until(&e, first_holds_all, &f, 4 * T_MS);
+  assert_true(ms >= 0);
+  printf("release_all: peer took the 4 released leases after %ld ms "
+         "(take interval %d ms)\n", ms, T_MS);
+  assert_true(ms <= T_MS);
+  assert_int_equal(a.lost, a_lost);
+  snap_take(&e, &s);
+  assert_int_equal(snap_owned_by(&s, "worker-a"), 8);
+  snap_free(&s);
+  worker_close(&a);
+  worker_close(&b);
+  env_close(&e);
+}
+
+/* ---- Zombie ---- */
+
+static void test_zombie(void **state)
+{
+  (void)state;
+  const char *fault = kcld_emu_url(&s_emu, "fault");
+  char script[512];
+  snprintf(script, sizeof(script),
+           "{\"upstream\":\"%s\",\"steps\":[],\"then\":\"proxy\"}",
+           kcld_emu_url(&s_emu, "dynamodb"));
+  assert_int_equal(kcld_fault_script(fault, script), 0);
+  struct env e;
+  env_open(&e);
+  e.aws_fault = aws_client(&e, fault);
+  create_stream(&e, 1);
+  struct worker z, h;
+  struct kcld_coordinator_opts o = default_opts(&e, &z);
+  o.aws = e.aws_fault;
+  worker_start_opts(&z, &e, "worker-zombie", &o);
+  wait_ready(&z);
+  struct count_pred pz = {&z, 1};
+  assert_true(run_until(&e, holds_n, &pz, 5000) >= 0);
+  const char *s0 = "shardId-000000000000";
+  assert_int_equal(checkpoint(&z, s0, "100", 0), 0);
+
+  /* From now on the zombie's writes hang for 4 s before they go through. */
+  snprintf(script, sizeof(script),
+           "{\"upstream\":\"%s\",\"steps\":[{\"target\":\"UpdateItem\","
+           "\"delay_ms\":4000,\"times\":1000}],\"then\":\"proxy\"}",
+           kcld_emu_url(&s_emu, "dynamodb"));
+  assert_int_equal(kcld_fault_script(fault, script), 0);
+  long ms = run_until(&e, lost_once, &z, 3000);
+  assert_true(ms >= 0);
+  printf("zombie lost its lease by its own clock %ld ms after its writes "
+         "began to hang (failover %d ms)\n", ms, F_MS);
+  assert_true(ms <= F_MS + 30); /* by F after its last renewal began */
+  assert_int_equal(checkpoint(&z, s0, "200", 0), KCLD_ELOST);
+
+  /* A healthy worker takes it once it expires. */
+  worker_start(&h, &e, "worker-healthy");
+  wait_ready(&h);
+  struct count_pred ph = {&h, 1};
+  ms = run_until(&e, holds_n, &ph, 5000);
+  assert_true(ms >= 0);
+  printf("healthy worker took the zombie's lease %ld ms after ready\n", ms);
+  assert_int_equal(checkpoint(&h, s0, "300", 0), 0);
+  /* Let the zombie's hung writes land: none may change the new owner's
+   * lease (they are conditional on what the zombie last saw). */
+  run_for(&e, 4500);
+  json_t *it = raw_get(&e, s0);
+  assert_string_equal(item_s(it, "leaseOwner"), "worker-healthy");
+  assert_string_equal(item_s(it, "checkpoint"), "300");
+  json_decref(it);
+  assert_int_equal(h.lost, 0);
+  assert_int_equal(h.n_held, 1);
+  assert_int_equal(z.n_held, 0);
+  worker_close(&z);
+  worker_close(&h);
+  env_close(&e);
+}
+
+/* ---- Taking over a KCL table ---- */
+
+static void on_table(const struct kcld_dynamodb_table *t, void *arg)
+{
+  int *r = arg;
+  r[0] = t->st.err;
+  r[1] = 1;
+}
+
+static void test_kcl_table_takeover(void **state)
+{
+  (void)state;
+  struct env e;
+  env_open(&e);
+  create_stream(&e, 4);
+  /* The table as a Java KCL application left it. */
+  json_t *req = json_pack(
+    "{s:s, s:[{s:s, s:s}], s:[{s:s, s:s}], s:{s:i, s:i}}", "TableName",
+    e.table, "KeySchema", "AttributeName", "leaseKey", "KeyType", "HASH",
+    "AttributeDefinitions", "AttributeName", "leaseKey", "AttributeType", "S",
+    "ProvisionedThroughput", "ReadCapacityUnits", 10, "WriteCapacityUnits",
+    10);
+  int r[2] = {0, 0};
+  assert_int_equal(kcld_dynamodb_create_table(e.db, req, on_table, r), 0);
+  json_decref(req);
+  assert_true(run_until(&e, flag_set, &r[1], 10000) >= 0);
+  assert_int_equal(r[0], 0);
+  r[1] = 0;
+  assert_int_equal(kcld_dynamodb_wait_active(e.db, e.table, 10000, on_table,
+                                             r),
+                   0);
+  assert_true(run_until(&e, flag_set, &r[1], 15000) >= 0);
+  assert_int_equal(r[0], 0);
+  char seqs[4][64];
+  for (int i = 0; i < 4; i++) {
+    char id[32];
+    snprintf(id, sizeof(id), "shardId-%012d", i);
+    snprintf(seqs[i], sizeof(seqs[i]),
+             "4959033827149025660855969253836157109592157598913658%04d",
+             1000 + i);
+    raw_put(&e, json_pack(
+                  "{s:{s:s}, s:{s:s}, s:{s:s}, s:{s:s}, s:{s:s}, s:{s:s}, "
+                  "s:{s:s}, s:{s:s}, s:{s:s}}",
+                  "leaseKey", "S", id, "leaseOwner", "S", "stale-worker",
+                  "leaseCounter", "N", "57", "checkpoint", "S", seqs[i],
+                  "checkpointSubSequenceNumber", "N", i == 2 ? "4" : "0",
+                  "ownerSwitchesSinceCheckpoint", "N", "0",
+                  "startingHashKey", "S", "0", "endingHashKey", "S", "1",
+                  "pendingCheckpointState", "S", "java"));
+  }
+  struct worker w;
+  worker_start(&w, &e, "worker-kcld");
+  wait_ready(&w);
+  struct count_pred p = {&w, 4};
+  long ms = run_until(&e, holds_n, &p, 5000);
+  assert_true(ms >= 0);
+  printf("KCL table taken over from stale-worker %ld ms after ready "
+         "(failover %d ms)\n", ms, F_MS);
+  assert_true(ms >= F_MS - 50); /* not before the leases expired */
+  assert_true(ms <= 2 * F_MS + 200);
+  for (int i = 0; i < 4; i++) {
+    char id[32];
+    snprintf(id, sizeof(id), "shardId-%012d", i);
+    int k = held_index(&w, id);
+    assert_true(k >= 0);
+    assert_string_equal(w.cp_at_acquire[k], seqs[i]);
+    json_t *it = raw_get(&e, id);
+    assert_string_equal(item_s(it, "leaseOwner"), "worker-kcld");
+    assert_string_equal(item_s(it, "checkpoint"), seqs[i]);
+    assert_int_equal(item_n(it, "checkpointSubSequenceNumber"),
+                     i == 2 ? 4 : 0);
+    assert_int_equal(item_n(it, "ownerSwitchesSinceCheckpoint"), 1);
+    assert_true(item_n(it, "leaseCounter") >= 58);
+    assert_string_equal(item_s(it, "pendingCheckpointState"), "java");
+    json_decref(it);
+  }
+  struct snapshot s;
+  snap_take(&e, &s);
+  assert_int_equal(s.n, 4); /* the sync created nothing over them */
+  snap_free(&s);
+  worker_close(&w);
+  env_close(&e);
+}
+
+/* ---- Shard sync, reshards, parents, cleanup ---- */
+
+static void test_reshard(void **state)
+{
+  (void)state;
+  struct env e;
+  env_open(&e);
+  create_stream(&e, 2);
+  struct worker w;
+  struct kcld_coordinator_opts o = default_opts(&e, &w);
+  o.initial_position = KCLD_POS_LATEST;
+  o.shard_sync_interval_ms = 300;
+  o.cleanup_delay_ms = 800;
+  worker_start_opts(&w, &e, "worker-reshard", &o);
+  wait_ready(&w);
+  struct count_pred p = {&w, 2};
+  assert_true(run_until(&e, holds_n, &p, 5000) >= 0);
+  const char *s0 = "shardId-000000000000", *s2 = "shardId-000000000002",
+             *s3 = "shardId-000000000003", *s4 = "shardId-000000000004";
+  for (int i = 0; i < 2; i++)
+    assert_string_equal(w.cp_at_acquire[i], "LATEST");
+  int err;
+  assert_int_equal(parents_done(&w, s0, &err), 1); /* no parents */
+  assert_int_equal(err, 0);
+
+  /* Split shard 0 at the middle of its range. */
+  split_shard(&e, s0, "85070591730234615865843651857942052864");
+  p.n = 4;
+  long ms = run_until(&e, holds_n, &p, 5000);
+  assert_true(ms >= 0);
+  printf("children of a split leased %ld ms after the split (sync every "
+         "300 ms)\n", ms);
+  for (int k = 0; k < 2; k++) {
+    const char *kid = k ? s3 : s2;
+    assert_string_equal(w.cp_at_acquire[held_index(&w, kid)],
+                        "TRIM_HORIZON");
+    json_t *it = raw_get(&e, kid);
+    json_t *par = kcld_dynamodb_as_ss(kcld_dynamodb_attr(it,
+                                                         "parentShardId"));
+    assert_int_equal(json_array_size(par), 1);
+    assert_string_equal(json_string_value(json_array_get(par, 0)), s0);
+    assert_non_null(item_s(it, "startingHashKey"));
+    assert_non_null(item_s(it, "endingHashKey"));
+    json_decref(it);
+  }
+  assert_int_equal(parents_done(&w, s2, &err), 0); /* shard 0 not done */
+  assert_int_equal(err, 0);
+
+  /* Shard 0 reaches its end. */
+  const char *kids[] = {s2, s3};
+  assert_int_equal(shard_ended(&w, s0, kids, 2), 0);
+  forget(&w, s0);
+  assert_int_equal(kcld_coordinator_held(w.c), 3);
+  json_t *it = raw_get(&e, s0);
+  assert_string_equal(item_s(it, "checkpoint"), "SHARD_END");
+  assert_null(kcld_dynamodb_attr(it, "leaseOwner"));
+  json_t *ch = kcld_dynamodb_as_ss(kcld_dynamodb_attr(it, "childShardIds"));
+  assert_int_equal(json_array_size(ch), 2);
+  json_decref(it);
+  assert_int_equal(parents_done(&w, s2, &err), 1);
+  assert_int_equal(err, 0);
+  assert_int_equal(checkpoint(&w, s0, "5", 0), KCLD_ELOST);
+
+  /* Not cleaned up while a child has not started. */
+  run_for(&e, 1200);
+  it = raw_get(&e, s0);
+  assert_non_null(it);
+  json_decref(it);
+  assert_int_equal(w.lost, 0);
+
+  /* Both children start: the parent goes after the delay. */
+  assert_int_equal(checkpoint(&w, s2, "11", 0), 0);
+  assert_int_equal(checkpoint(&w, s3, "12", 0), 0);
+  uint64_t t0 = uv_hrtime();
+  int gone = 0;
+  long waited = 0;
+  while (!gone && waited < 5000) {
+    run_for(&e, 100);
+    it = raw_get(&e, s0);
+    gone = it == NULL;
+    json_decref(it);
+    waited = (long)((uv_hrtime() - t0) / 1000000);
+  }
+  assert_true(gone);
+  printf("finished parent deleted %ld ms after its children started "
+         "(cleanup delay 800 ms)\n", waited);
+  assert_true(waited >= 800);
+  /* A sync later: not recreated, and parents_done says done (absent). */
+  run_for(&e, 700);
+  it = raw_get(&e, s0);
+  assert_null(it);
+  assert_int_equal(parents_done(&w, s2, &err), 1);
+  assert_int_equal(err, 0);
+
+  /* Merge the children: the new shard names both as parents. */
+  merge_shards(&e, s2, s3);
+  struct count_pred p4 = {&w, 4};
+  assert_true(run_until(&e, holds_at_least, &p4, 5000) >= 0);
+  assert_true(held_index(&w, s4) >= 0);
+  assert_string_equal(w.cp_at_acquire[held_index(&w, s4)], "TRIM_HORIZON");
+  it = raw_get(&e, s4);
+  json_t *par = kcld_dynamodb_as_ss(kcld_dynamodb_attr(it, "parentShardId"));
+  assert_int_equal(json_array_size(par), 2);
+  json_decref(it);
+  assert_int_equal(parents_done(&w, s4, &err), 0);
+  const char *k4[] = {s4};
+  assert_int_equal(shard_ended(&w, s2, k4, 1), 0);
+  forget(&w, s2);
+  assert_int_equal(parents_done(&w, s4, &err), 0); /* s3 still open */
+  assert_int_equal(shard_ended(&w, s3, k4, 1), 0);
+  forget(&w, s3);
+  assert_int_equal(parents_done(&w, s4, &err), 1);
+  assert_int_equal(err, 0);
+  assert_int_equal(parents_done(&w, "shardId-000000000077", &err), 0);
+  assert_int_equal(err, KCLD_ENOTFOUND);
+  worker_close(&w);
+  env_close(&e);
+}
+
+static void test_missing_stream(void **state)
+{
+  (void)state;
+  struct env e;
+  env_open(&e);
+  struct worker w;
+  worker_start(&w, &e, "worker-nostream");
+  assert_true(run_until(&e, flag_set, &w.ready, 15000) >= 0);
+  assert_int_equal(w.ready_err, KCLD_ENOTFOUND);
+  assert_int_equal(w.acquired, 0);
+  /* Calls after a failed start answer, and close frees everything. */
+  assert_int_equal(checkpoint(&w, "shardId-000000000000", "1", 0),
+                   KCLD_ELOST);
+  worker_close(&w);
+  env_close(&e);
+}
+
+static void test_close_answers_pending_calls(void **state)
+{
+  (void)state;
+  struct env e;
+  env_open(&e);
+  create_stream(&e, 1);
+  struct worker w;
+  worker_start(&w, &e, "worker-close");
+  wait_ready(&w);
+  struct count_pred p = {&w, 1};
+  assert_true(run_until(&e, holds_n, &p, 5000) >= 0);
+  const char *s0 = "shardId-000000000000";
+  /* Three checkpoints queued on one lease (one in flight), a parents query
+   * and a release: close answers all of them before it returns. */
+  struct call c1 = {0}, c2 = {0}, c3 = {0}, pd = {0}, rel = {0};
+  kcld_coordinator_checkpoint(w.c, s0, "1", 0, on_call, &c1);
+  kcld_coordinator_checkpoint(w.c, s0, "2", 0, on_call, &c2);
+  kcld_coordinator_checkpoint(w.c, s0, "3", 0, on_call, &c3);
+  kcld_coordinator_parents_done(w.c, s0, on_parents, &pd);
+  kcld_coordinator_release_all(w.c, on_call, &rel);
+  worker_close(&w);
+  assert_int_equal(c1.done, 1);
+  assert_int_equal(c2.done, 1);
+  assert_int_equal(c3.done, 1);
+  assert_int_equal(pd.done, 1);
+  assert_int_equal(rel.done, 1);
+  assert_int_equal(c1.err, KCLD_ECANCELED);
+  assert_int_equal(c3.err, KCLD_ECANCELED);
+  assert_int_equal(rel.err, KCLD_ECANCELED);
+  env_close(&e);
+}
+
+static int setup(void **state)
+{
+  (void)state;
+  if (kcld_http_global_init() != 0)
+    return -1;
+  return kcld_emu_start(&s_emu, "kinesis dynamodb fault");
+}
+
+static int teardown(void **state)
+{
+  (void)state;
+  kcld_emu_stop(&s_emu);
+  kcld_http_global_cleanup();
+  return 0;
+}
+
+int main(void)
+{
+  setvbuf(stdout, NULL, _IONBF, 0);
+  const struct CMUnitTest tests[] = {
+    cmocka_unit_test(test_single_worker),
+    cmocka_unit_test(test_competing_writer),
+    cmocka_unit_test(test_renew_reread_success),
+    cmocka_unit_test(test_three_workers),
+    cmocka_unit_test(test_zombie),
+    cmocka_unit_test(test_kcl_table_takeover),
+    cmocka_unit_test(test_reshard),
+    cmocka_unit_test(test_missing_stream),
+    cmocka_unit_test(test_close_answers_pending_calls),
+  };
+  return cmocka_run_group_tests(tests, setup, teardown);
+}

@@ -100,7 +100,8 @@ static struct kcld_record_batch *make_batch(const char *const *data,
     char seq[64];
     assert_non_null(enc);
     EVP_EncodeBlock(enc, (const unsigned char *)data[i], (int)len);
-    snprintf(seq, sizeof(seq), "4960000000000000000000%04u", base + (unsigned)i);
+    snprintf(seq, sizeof(seq), "4960000000000000000000%04u",
+             base + (unsigned)i);
     json_array_append_new(recs, json_pack("{s:s,s:s,s:s,s:f}", "Data", enc,
                                           "PartitionKey", "pk",
                                           "SequenceNumber", seq,

@@ -39,10 +39,12 @@ static void test_event_fields(void **state)
   struct kcld_record_batch *rb = parse_body(
     "{\"Records\":["
     "{\"Data\":\"aGVsbG8=\",\"PartitionKey\":\"user-1\","
-    "\"SequenceNumber\":\"49590338271490256608559692538361571095921575989136588898\","
+    "\"SequenceNumber\":"
+    "\"49590338271490256608559692538361571095921575989136588898\","
     "\"ApproximateArrivalTimestamp\":1700000000.123},"
     "{\"Data\":\"AP8Q\",\"PartitionKey\":\"caf\\u00e9\","
-    "\"SequenceNumber\":\"49590338271490256608559692538361571095921575989136588899\","
+    "\"SequenceNumber\":"
+    "\"49590338271490256608559692538361571095921575989136588899\","
     "\"ApproximateArrivalTimestamp\":1545084650.987},"
     "{\"Data\":\"\",\"PartitionKey\":\"k\",\"SequenceNumber\":\"12\"}],"
     "\"NextShardIterator\":\"it\",\"MillisBehindLatest\":5}");
@@ -62,8 +64,10 @@ static void test_event_fields(void **state)
   assert_int_equal(line[len - 1], '\n');
   assert_ptr_equal(strchr(line, '\n'), line + len - 1); /* one line */
   /* Seconds with exactly the milliseconds, not a binary expansion. */
-  assert_non_null(strstr(line, "\"approximateArrivalTimestamp\":1700000000.123"));
-  assert_non_null(strstr(line, "\"approximateArrivalTimestamp\":1545084650.987"));
+  assert_non_null(
+    strstr(line, "\"approximateArrivalTimestamp\":1700000000.123"));
+  assert_non_null(
+    strstr(line, "\"approximateArrivalTimestamp\":1545084650.987"));
 
   ev = json_loads(line, 0, &jerr);
   assert_non_null(ev);

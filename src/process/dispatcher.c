@@ -651,12 +651,16 @@ static void pump(struct shard *sh)
     size_t w = lane_waiting(l);
     if (!l->job && w >= bs) {
       start_job(l, bs);
+      if (sh->closing) /* a nested pump finished the shard */
+        return;
       w = lane_waiting(l);
     }
     if (!l->job && w > 0 &&
         (disp->opts.window_ms == 0 || sh->ended || disp->flushing ||
          (sh->window_deadline && now >= sh->window_deadline))) {
       start_job(l, w);
+      if (sh->closing)
+        return;
       w = lane_waiting(l);
     }
     if (w >= bs)

@@ -857,6 +857,26 @@ static void test_handler_refuses_and_crashes(void **state)
     assert_int_equal(e->h.handled[i], 1);
   env_down(e);
   free(e);
+
+  /* Refused with no retry and no destination: skipped from inside the
+   * call that started the batch; the next batch still runs. */
+  e = malloc(sizeof(*e));
+  env_up(e, NULL);
+  e->c.batches[0] = make_batch(0, 20, 2, 0, 0);
+  e->c.nbatches = 1;
+  e->h.refuse_first = 1;
+  e->o.batch_size = 10;
+  e->o.bisect_on_error = 0;
+  e->o.max_retry_attempts = 0;
+  env_run(e);
+  wait_all_done(e, 19, WAIT_MS);
+  stats(e, &st);
+  assert_int_equal(st.records_skipped, 10);
+  assert_int_equal(st.batches_ok, 1);
+  for (size_t i = 0; i < 20; i++)
+    assert_int_equal(e->h.handled[i], i < 10 ? 0 : 1);
+  env_down(e);
+  free(e);
 }
 
 static void test_parallelization_keeps_key_order(void **state)

@@ -164,7 +164,8 @@ static void fcall_fire(uv_timer_t *t)
   uv_close((uv_handle_t *)&c->t, fcall_closed);
 }
 
-static int fh_process(struct kcld_handler *hd, const struct kcld_handler_batch *b,
+static int fh_process(struct kcld_handler *hd,
+                      const struct kcld_handler_batch *b,
                       kcld_handler_done_cb done, void *arg)
 {
   struct fh *h = (struct fh *)hd;
@@ -1213,7 +1214,7 @@ static void test_redrive_round_trip(void **state)
   assert_int_equal(system(conf), 0);
 }
 
-/* ======== The real binary: a multilang child that crashes on poison ======== */
+/* ======== The real binary: a multilang child crashing on poison ======== */
 
 static const char s_child[] =
   "import base64, json, sys\n"

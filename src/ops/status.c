@@ -520,11 +520,13 @@ void kcld_status_print(const json_t *doc, FILE *out)
           str_or(json_object_get(doc, "stream"), "?"),
           str_or(json_object_get(doc, "table"), "?"),
           str_or(json_object_get(doc, "time"), "?"));
+  /* The last column is not padded: no trailing blanks. */
   for (int c = 0; c < NCOL; c++)
-    fprintf(out, "%-*s%s", (int)w[c], head[c], c + 1 < NCOL ? "  " : "\n");
+    fprintf(out, "%-*s%s", c + 1 < NCOL ? (int)w[c] : 0, head[c],
+            c + 1 < NCOL ? "  " : "\n");
   for (i = 0; i < nrows; i++)
     for (int c = 0; c < NCOL; c++)
-      fprintf(out, "%-*s%s", (int)w[c], cells[i][c],
+      fprintf(out, "%-*s%s", c + 1 < NCOL ? (int)w[c] : 0, cells[i][c],
               c + 1 < NCOL ? "  " : "\n");
   free(cells);
 

@@ -159,7 +159,9 @@ FUZZ_BIN     := $(patsubst tests/fuzz/%.c,$(FUZZ_BUILD)/fuzz/%,$(FUZZ_SRC))
 # Only the modules the parsers under test need (and what they call), so that
 # work in progress elsewhere in src/ does not break the fuzz build.
 FUZZ_LIB_SRC := src/err.c src/log.c src/config.c src/consume/record.c \
-                src/consume/deagg.c src/consume/getrecords.c src/aws/sigv4.c
+                src/consume/deagg.c src/consume/getrecords.c src/aws/sigv4.c \
+                src/handlers/multilang.c src/handlers/lambda.c \
+                src/ops/http_server.c src/ops/metrics.c
 FUZZ_LIB_OBJ := $(FUZZ_LIB_SRC:%.c=$(FUZZ_BUILD)/%.o)
 
 .PHONY: fuzz fuzz-build fuzz-smoke

@@ -208,7 +208,79 @@ def sigv4_seeds():
         ("X-Amz-Date", "20150830T123600Z")]))
 
 
+def http_seeds():
+    t = "fuzz_http_request"
+    crlf = "\r\n"
+
+    def head(*lines):
+        return crlf.join(lines) + crlf + crlf
+
+    write(t, "get-metrics", head("GET /metrics HTTP/1.1",
+                                 "Host: localhost:9500",
+                                 "Accept: text/plain;version=0.0.4"))
+    write(t, "head-healthz", head("HEAD /healthz?verbose=1 HTTP/1.0",
+                                  "Connection: keep-alive"))
+    write(t, "pipelined", head("GET / HTTP/1.1", "Host: a") +
+          head("GET /metrics HTTP/1.1", "Host: a", "Connection: close"))
+    write(t, "post-body", head("POST /metrics HTTP/1.1", "Host: a",
+                               "Content-Length: 5") + "hello")
+    write(t, "content-length-0", head("GET /metrics HTTP/1.1", "Host: a",
+                                      "Content-Length: 0"))
+    write(t, "chunked", head("GET /metrics HTTP/1.1", "Host: a",
+                             "Transfer-Encoding: chunked"))
+    write(t, "http2", head("GET /metrics HTTP/2.0"))
+    write(t, "folded", head("GET /metrics HTTP/1.1", "Host: a", " folded"))
+    write(t, "absolute-form", head("GET http://x/ HTTP/1.1", "Host: a",
+                                   "Host: b"))
+    write(t, "bare-lf", "GET / HTTP/1.1\nHost: a\n\n")
+    write(t, "partial", "GET /metr")
+
+
+def multilang_seeds():
+    t = "fuzz_multilang"
+    # Byte 0: chunk size - 1 (mod 16); byte 1: longest line - 1.
+    lines = "\n".join([
+        '{"action":"status","responseFor":"processRecords"}',
+        '{"action":"checkpoint","sequenceNumber":null,'
+        '"subSequenceNumber":null}',
+        '{"action":"checkpoint","sequenceNumber":'
+        '"49590338271490256608559692538361571095921575989136588898",'
+        '"subSequenceNumber":3}\r',
+        'Traceback (most recent call last):',
+        '{"action":"checkpoint","sequenceNumber":7}',
+        '{"action":"bogus"}', '[1,2]', ''])
+    write(t, "protocol", bytes([3, 255]) + lines.encode())
+    write(t, "short-max", bytes([0, 15]) + lines.encode())
+    write(t, "status", bytes([15, 200]) +
+          b'{"action":"status","responseFor":"initialize"}\n')
+    write(t, "no-newline", bytes([1, 40]) +
+          b'{"action":"checkpoint","sequenceNumber":"1","subSequenceNumber"'
+          b':18446744073709551615}')
+    write(t, "long-status", bytes([7, 255]) +
+          b'{"action":"status","responseFor":"' + b"x" * 40 + b'"}\n')
+
+
+def lambda_seeds():
+    t = "fuzz_lambda"
+    write(t, "null", "null")
+    write(t, "empty", "{}")
+    write(t, "ok-empty-list", '{"batchItemFailures":[]}')
+    write(t, "partial", '{"batchItemFailures":[{"itemIdentifier":'
+          '"49590338271490256608559692538361571095921575989136588899"},'
+          '{"itemIdentifier":"100"}]}')
+    write(t, "unknown-id", '{"batchItemFailures":[{"itemIdentifier":"5"}]}')
+    write(t, "bad-items", '{"batchItemFailures":[{"itemIdentifier":null},'
+          '7]}')
+    write(t, "error", '{"errorMessage":"boom","errorType":"ValueError",'
+          '"stackTrace":["a"]}')
+    write(t, "error-message-only", '{"errorMessage":"' + "m" * 600 + '"}')
+    write(t, "garbage", '"just a string"')
+
+
 if __name__ == "__main__":
+    http_seeds()
+    multilang_seeds()
+    lambda_seeds()
     deagg_seeds()
     getrecords_seeds()
     config_seeds()

@@ -33,6 +33,7 @@ struct run {
   size_t at;                     /* message being worked on */
   struct rec *recs;
   size_t nrecs;
+  char *target;                  /* this message's stream */
   int rounds;
 };
 
@@ -57,6 +58,8 @@ static void free_recs(struct run *r)
   free(r->recs);
   r->recs = NULL;
   r->nrecs = 0;
+  free(r->target);
+  r->target = NULL;
 }
 
 static void fail(struct run *r, int err, const char *what, const char *msg)
@@ -97,6 +100,18 @@ static int decode(struct run *r, const char *body, const char **why)
   r->recs = calloc(json_array_size(recs), sizeof(*r->recs));
   if (!r->recs)
     goto out;
+  {
+    const char *arn = json_string_value(json_object_get(
+      json_object_get(doc, "KinesisBatchInfo"), "streamArn"));
+    const char *to = r->o.stream_from_message && arn && *arn ? arn
+                                                             : r->stream;
+    if (!to || !*to) {
+      *why = "no stream: give --stream";
+      goto out;
+    }
+    if (!(r->target = strdup(to)))
+      goto out;
+  }
   json_array_foreach(recs, i, x) {
     const char *key = json_string_value(json_object_get(x, "partitionKey"));
     const char *b64 = json_string_value(json_object_get(x, "data"));
@@ -201,7 +216,7 @@ static void put(struct run *r)
     kr[n].partition_key = r->recs[i].key;
     n++;
   }
-  rc = kcld_kinesis_put_records(r->o.kinesis, r->stream, kr, n, on_put, r);
+  rc = kcld_kinesis_put_records(r->o.kinesis, r->target, kr, n, on_put, r);
   free(kr);
   if (rc)
     fail(r, rc, "PutRecords", kcld_strerror(rc));
@@ -280,7 +295,8 @@ int kcld_redrive_run(const struct kcld_redrive_opts *o, kcld_redrive_cb cb,
   struct run *r;
 
   if (!o || !o->loop || !o->sqs || !o->kinesis || !o->queue_url ||
-      !*o->queue_url || !o->stream || !*o->stream || !cb)
+      !*o->queue_url || !cb ||
+      (!o->stream_from_message && (!o->stream || !*o->stream)))
     return KCLD_EINVAL;
   r = calloc(1, sizeof(*r));
   if (!r)
@@ -289,7 +305,7 @@ int kcld_redrive_run(const struct kcld_redrive_opts *o, kcld_redrive_cb cb,
   if (!r->o.visibility_timeout)
     r->o.visibility_timeout = 60;
   r->queue = strdup(o->queue_url);
-  r->stream = strdup(o->stream);
+  r->stream = strdup(o->stream ? o->stream : "");
   if (!r->queue || !r->stream) {
     free(r->queue);
     free(r->stream);
@@ -378,15 +394,10 @@ int kcld_redrive_command(int argc, char **argv)
   cfg = kcld_cli_config(path, stream);
   if (!cfg)
     return 1;
-  if (stream)
-    o.stream = stream;
-  else
-    o.stream = cfg->stream;
-  if (!o.stream || !*o.stream) {
-    fprintf(stderr, "kcld redrive: no stream (--stream or the config's)\n");
-    kcld_config_free(cfg);
-    return 2;
-  }
+  /* Without --stream: the stream each message names (an ARN), else the
+   * config's. */
+  o.stream = stream ? stream : cfg->stream;
+  o.stream_from_message = stream == NULL;
   rc = kcld_cli_aws_open(&c, cfg);
   if (rc == 0)
     rc = kcld_sqs_new(c.aws, &c.loop, &sqs);

@@ -10,9 +10,11 @@
  * every record of it was accepted.  A message whose records are missing,
  * "truncated" or unreadable stays in the queue (a warning names it); it
  * comes back after its visibility timeout.  Stops when the queue answers
- * empty or after --max-messages.  The stream defaults to the config's;
- * endpoints, region and credentials come from the config (or, without one,
- * the environment).  Exit status: 0 every message seen was re-driven, 1
+ * empty or after --max-messages.  Without --stream, records go back to
+ * the stream their message names (KinesisBatchInfo.streamArn, set when the
+ * daemon's `stream` was an ARN), else to the config's stream.  Endpoints,
+ * region and credentials come from the config (or, without one, the
+ * environment).  Exit status: 0 every message seen was re-driven, 1
  * some stayed or a call failed, 2 usage. */
 #ifndef KCLD_OPS_REDRIVE_H
 #define KCLD_OPS_REDRIVE_H
@@ -28,7 +30,10 @@ struct kcld_redrive_opts {
   struct kcld_sqs *sqs;          /* borrowed */
   struct kcld_kinesis *kinesis;  /* borrowed */
   const char *queue_url;
-  const char *stream;            /* name or ARN */
+  const char *stream;            /* name or ARN; with stream_from_message
+                                    only for messages that name none */
+  int stream_from_message;       /* 1: a message's KinesisBatchInfo
+                                    streamArn, when set, wins */
   size_t max_messages;           /* 0 = until the queue is empty */
   int visibility_timeout;        /* seconds; 0 = 60 */
 };

@@ -51,6 +51,8 @@
 
 static struct kcld_emu s_emu;    /* kinesis-free: sqs + fault */
 static int s_have_emu;
+static const char *s_stream_arn =
+  "arn:aws:kinesis:us-east-1:000000000000:stream/engine";
 
 /* ======== Records ======== */
 
@@ -439,7 +441,7 @@ static void env_up(struct env *e, const char *queue_name)
     qo.sqs = e->sqs;
     qo.queue_url = e->queue;
     qo.function_arn = "kcld:engine-test:worker-1";
-    qo.stream_arn = "arn:aws:kinesis:us-east-1:000000000000:stream/engine";
+    qo.stream_arn = s_stream_arn;
     qo.include_records = 1;
     qo.backoff_base_ms = 50;
     qo.backoff_max_ms = 200;
@@ -1155,8 +1157,11 @@ static void test_redrive_round_trip(void **state)
                         json_pack("{s:s,s:i}", "StreamName", "redrive-s",
                                   "ShardCount", 1)));
 
-  /* Two poison records dead-lettered by the engine. */
+  /* Two poison records dead-lettered by the engine (whose stream was
+   * configured by name: no streamArn, so redrive uses the config's). */
+  s_stream_arn = "";
   env_up(e, "engine-redrive");
+  s_stream_arn = "arn:aws:kinesis:us-east-1:000000000000:stream/engine";
   e->c.batches[0] = make_batch(0, 20, 4, 0, 0);
   e->c.nbatches = 1;
   e->h.poison[3] = e->h.poison[11] = 1;

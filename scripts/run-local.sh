@@ -1,0 +1,137 @@
+#!/bin/sh
+# make run: the reference pipeline on this machine.
+#
+# Starts kinesalite, dynalite and fauxqs on ephemeral loopback ports, creates
+# a 4-shard stream, a results table and a dead-letter queue, then runs
+# `kcld produce` (sample events, ~1% deliberately malformed) and `kcld` with
+# conf/local.yaml (DynamoDB sink, bisect on error, DLQ).  One status line
+# refreshes every second.  Ctrl-C stops everything in order and prints a
+# summary: produced = items in the table + records in the dead-letter queue.
+#
+# Environment: RATE (records/s, default 200), SHARDS (default 4),
+# POISON (share of malformed records, default 0.01), DURATION (e.g. 60s;
+# default: until Ctrl-C).
+set -eu
+cd "$(dirname "$0")/.."
+root=$(pwd)
+run="$root/build/run"
+rate=${RATE:-200}
+shards=${SHARDS:-4}
+poison=${POISON:-0.01}
+rm -rf "$run"
+mkdir -p "$run"
+
+emu_pid=""; kcld_pid=""; prod_pid=""
+cleanup() {
+  for p in $prod_pid $kcld_pid; do kill -TERM "$p" 2>/dev/null || true; done
+  if [ -n "$emu_pid" ]; then kill -TERM "$emu_pid" 2>/dev/null || true; fi
+}
+trap cleanup EXIT
+
+# --- emulators: they exit when our end of their stdin closes -------------
+mkfifo "$run/emu.in"
+node tests/emulators/emulators.js --ttl 86400 kinesis dynamodb sqs \
+  < "$run/emu.in" > "$run/emu.out" 2> "$run/emu.err" &
+emu_pid=$!
+exec 3> "$run/emu.in"
+i=0
+while [ ! -s "$run/emu.out" ]; do
+  i=$((i + 1))
+  if [ $i -gt 300 ] || ! kill -0 "$emu_pid" 2>/dev/null; then
+    echo "make run: the emulators did not start:" >&2
+    cat "$run/emu.err" >&2
+    exit 1
+  fi
+  sleep 0.1
+done
+url() { sed -n "s/.*\"$1\":\"\([^\"]*\)\".*/\1/p" "$run/emu.out"; }
+KCLD_KINESIS_ENDPOINT=$(url kinesis)
+KCLD_DYNAMODB_ENDPOINT=$(url dynamodb)
+KCLD_SQS_ENDPOINT=$(url sqs)
+export KCLD_KINESIS_ENDPOINT KCLD_DYNAMODB_ENDPOINT KCLD_SQS_ENDPOINT
+
+# --- resources ------------------------------------------------------------
+KCLD_DLQ_URL=$(node tests/emulators/local-aws.js init kcld-local "$shards" \
+  kcld-local-results kcld-local-dlq)
+export KCLD_DLQ_URL
+echo "make run: kinesis $KCLD_KINESIS_ENDPOINT, dynamodb $KCLD_DYNAMODB_ENDPOINT, sqs $KCLD_SQS_ENDPOINT"
+echo "make run: stream kcld-local ($shards shards), table kcld-local-results, queue $KCLD_DLQ_URL"
+echo "make run: logs in build/run/; Ctrl-C stops and prints the summary"
+
+# --- kcld and the producer -------------------------------------------------
+./kcld --config conf/local.yaml 2> "$run/kcld.log" &
+kcld_pid=$!
+set -- --config conf/local.yaml --rate "$rate" --poison-rate "$poison"
+[ -n "${DURATION:-}" ] && set -- "$@" --duration "$DURATION"
+./kcld produce "$@" > "$run/produce.out" 2> "$run/produce.err" &
+prod_pid=$!
+
+metric() { # sum of a metric's samples
+  awk -v m="$1" '$1 == m || index($1, m "{") == 1 { s += $NF } END { printf "%d", s }' "$run/metrics"
+}
+metric_max() {
+  awk -v m="$1" 'index($1, m "{") == 1 || $1 == m { if ($NF > s) s = $NF } END { printf "%d", s }' "$run/metrics"
+}
+produced() {
+  tail -n 1 "$run/produce.err" 2>/dev/null | tr '\r' '\n' | tail -n 1 |
+    sed -n 's/^produce: \([0-9]*\) produced.*/\1/p'
+}
+status_line() {
+  curl -s -m 1 http://127.0.0.1:9464/metrics > "$run/metrics" 2>/dev/null || : > "$run/metrics"
+  h=$(metric kcld_records_handled_total)
+  p=$(produced); p=${p:-0}
+  printf '\rproduced %-8s handled %-8s (%s/s)  lag %sms  leases %s  dlq %s    ' \
+    "$p" "$h" "$((h - ${last_h:-0}))" "$(metric_max kcld_millis_behind_latest)" \
+    "$(metric kcld_leases_held)" "$(metric kcld_dlq_records_total)"
+  last_h=$h
+}
+
+stop=0
+trap 'stop=1' INT TERM
+while [ $stop = 0 ]; do
+  if ! kill -0 "$kcld_pid" 2>/dev/null; then
+    echo; echo "make run: kcld exited; its log:" >&2; tail -n 30 "$run/kcld.log" >&2
+    exit 1
+  fi
+  if ! kill -0 "$prod_pid" 2>/dev/null; then
+    [ -n "${DURATION:-}" ] && break
+  fi
+  status_line
+  sleep 1
+done
+trap - INT TERM
+echo
+echo "make run: stopping the producer"
+kill -INT "$prod_pid" 2>/dev/null || true
+wait "$prod_pid" 2>/dev/null || true
+prod_pid=""
+total=$(sed -n 's/^produced=\([0-9]*\).*/\1/p' "$run/produce.out" | tail -n 1)
+total=${total:-0}
+echo "make run: waiting for kcld to handle all $total records (at most 60 s)"
+i=0
+while [ $i -lt 60 ]; do
+  status_line
+  [ "$(metric kcld_records_handled_total)" -ge "$total" ] && break
+  sleep 1; i=$((i + 1))
+done
+echo
+echo "make run: stopping kcld (graceful: checkpoints, leases released)"
+kill -TERM "$kcld_pid" 2>/dev/null || true
+wait "$kcld_pid" 2>/dev/null || true
+kcld_pid=""
+counts=$(node tests/emulators/local-aws.js counts kcld-local-results "$KCLD_DLQ_URL")
+items=$(echo "$counts" | sed -n 's/.*items=\([0-9]*\).*/\1/p')
+dlq_msgs=$(echo "$counts" | sed -n 's/.*dlq_messages=\([0-9]*\).*/\1/p')
+dlq_recs=$(echo "$counts" | sed -n 's/.*dlq_records=\([0-9]*\).*/\1/p')
+poisoned=$(sed -n 's/.*poison=\([0-9]*\).*/\1/p' "$run/produce.out" | tail -n 1)
+echo
+echo "summary"
+echo "  produced:             $total (of which malformed on purpose: ${poisoned:-0})"
+echo "  items in the table:   $items"
+echo "  records in the DLQ:   $dlq_recs (in $dlq_msgs messages)"
+if [ "$((items + dlq_recs))" -eq "$total" ]; then
+  echo "  check:                $items + $dlq_recs = $total  ✓ nothing lost"
+else
+  echo "  check:                $items + $dlq_recs != $total  ✗ see build/run/kcld.log"
+  exit 1
+fi

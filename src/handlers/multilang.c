@@ -432,18 +432,20 @@ static void answer(struct pending *p, enum kcld_handler_status st,
   free(p);
 }
 
+/* Fails the batch in flight and the queued ones.  The queue is taken first:
+ * a done callback may hand us a new batch. */
 static void fail_all(struct child *c, const char *type)
 {
-  struct pending *p;
+  struct pending *p = c->q, *next;
+  c->q = NULL;
+  c->qtail = &c->q;
   if (c->cur) {
-    p = c->cur;
+    struct pending *cur = c->cur;
     c->cur = NULL;
-    answer(p, KCLD_HANDLER_FAILED, type, c->errmsg);
+    answer(cur, KCLD_HANDLER_FAILED, type, c->errmsg);
   }
-  while ((p = c->q)) {
-    c->q = p->next;
-    if (!c->q)
-      c->qtail = &c->q;
+  for (; p; p = next) {
+    next = p->next;
     answer(p, KCLD_HANDLER_FAILED, type, c->errmsg);
   }
 }
@@ -511,11 +513,15 @@ static void on_message_timeout(uv_timer_t *t)
   uv_process_kill(&c->proc, SIGKILL);
 }
 
+static void on_dead(struct child *c);
+
+/* The child exited but its stdout stays open (a grandchild holds it). */
 static void on_drain_timer(uv_timer_t *t)
 {
   struct child *c = t->data;
   close_handle(c, (uv_handle_t *)&c->out, &c->out_open);
   close_handle(c, (uv_handle_t *)&c->err, &c->err_open);
+  on_dead(c);
 }
 
 /* ---- death ---- */
@@ -1044,10 +1050,11 @@ static void destroy(struct kcld_handler *base)
     c->next = NULL;
     c->stopping = 1;
     c->finished = 1;
-    uv_timer_stop(&c->timer);
-    close_handle(c, (uv_handle_t *)&c->in, &c->in_open);
-    if (c->running)
-      uv_process_kill(&c->proc, SIGKILL);
+    /* A child still finishing its final message (or idle) gets the same
+     * bounded exit as after a status: stdin closed, SIGTERM, SIGKILL.  The
+     * loop runs until it is reaped. */
+    if (c->running && c->st != C_EXITING)
+      begin_exit(c);
     snprintf(c->errmsg, sizeof(c->errmsg), "handler closed");
     fail_all(c, "ShardStopped");
     maybe_free(c);

@@ -27,8 +27,9 @@
  * (retry.backoff_base doubling to retry.backoff_max).  Lines on stdout that
  * are not protocol JSON are logged and skipped; stderr lines go to the log
  * with the shard.  After leaseLost, shardEnded or shutdownRequested (and its
- * status, or a bound) kcld closes the child's stdin, waits a bounded time
- * for it to exit (SIGTERM, then SIGKILL), and reaps it.
+ * status, or a bound), and when the handler is destroyed, kcld closes the
+ * child's stdin, waits a bounded time for it to exit (SIGTERM, then
+ * SIGKILL), and reaps it: the loop must run until then.
  *
  * Checkpoint requests: sequenceNumber null means the end of the last batch
  * delivered.  A position past it, or below the child's last checkpoint, or
@@ -38,7 +39,10 @@
  * lost, shard not held), ThrottlingException (a transient failure) or
  * InvalidStateException.  kcld writes the shard end itself before it sends
  * shardEnded, so a checkpoint in answer to shardEnded (or to
- * shutdownRequested, for what was handled) answers null without a write. */
+ * shutdownRequested, for what was handled) answers null without a write.
+ *
+ * The program must ignore SIGPIPE (the daemon does): a child that dies
+ * while kcld writes to it must not end kcld. */
 #ifndef KCLD_HANDLERS_MULTILANG_H
 #define KCLD_HANDLERS_MULTILANG_H
 

@@ -91,6 +91,7 @@ static struct fx *fx_new(const char *command, const char *extra)
   struct kcld_handler_env env;
 
   assert_non_null(f);
+  signal(SIGPIPE, SIG_IGN); /* as the daemon does: see multilang.h */
   snprintf(f->dir, sizeof(f->dir), "/tmp/kcld-ml-XXXXXX");
   assert_non_null(mkdtemp(f->dir));
   snprintf(f->ml_log, sizeof(f->ml_log), "%s/ml.log", f->dir);
@@ -497,6 +498,24 @@ static void test_command_cannot_start(void **state)
   fx_free(f);
 }
 
+/* The child exits but a grandchild keeps its stdout open: the exit still
+ * fails the batch, after a short drain. */
+static void test_grandchild_holds_stdout(void **state)
+{
+  (void)state;
+  struct recs a;
+  struct result r;
+  struct fx *f = fx_new("[sh, -c, \"sleep 1 & exit 4\"]", NULL);
+  make_recs(&a, 1, 1);
+  unsigned long long t0 = kcld_test_now_ms();
+  run_batch(f, SHARD, &a, &r);
+  assert_int_equal(r.status, KCLD_HANDLER_FAILED);
+  assert_string_equal(r.type, "HandlerCrashed");
+  assert_non_null(strstr(r.msg, "exited with status 4"));
+  assert_true(kcld_test_now_ms() - t0 < 1000);
+  fx_free(f);
+}
+
 static void test_two_shards(void **state)
 {
   (void)state;
@@ -543,7 +562,18 @@ static void test_two_shards(void **state)
   fx_free(f);
 }
 
-/* ======== Part 2: kcld --properties against the emulators ======== */
+/* ======== Part 2: kcld against the emulators ======== */
+
+struct e2e {
+  struct kcld_emu emu;
+  struct kcld_test_aws *t;
+  char dir[32];
+  char conf[128], log[128];
+  struct fx view;                 /* only view.ml_log is used */
+  char seqs[32][KCLD_RECORD_SEQ_MAX + 1];
+  int n;
+  pid_t pid;
+};
 
 static json_t *aws(struct kcld_test_aws *t, enum kcld_aws_service svc,
                    const char *op, json_t *req)
@@ -556,73 +586,76 @@ static json_t *aws(struct kcld_test_aws *t, enum kcld_aws_service svc,
   return res;
 }
 
-static pid_t spawn_kcld_properties(const char *props, const char *log)
+static void wait_active(struct e2e *e)
 {
-  pid_t pid = fork();
-  assert_true(pid >= 0);
-  if (pid == 0) {
-    int fd = open(log, O_WRONLY | O_CREAT | O_APPEND, 0644);
-    prctl(PR_SET_PDEATHSIG, SIGKILL);
-    if (fd >= 0) {
-      dup2(fd, 1);
-      dup2(fd, 2);
-    }
-    setenv("AWS_ACCESS_KEY_ID", "test", 1);
-    setenv("AWS_SECRET_ACCESS_KEY", "test", 1);
-    execl(kcld_test_bin(), "kcld", "--properties", props, (char *)NULL);
-    _exit(127);
-  }
-  return pid;
-}
-
-static void test_kcld_properties_e2e(void **state)
-{
-  (void)state;
-  struct kcld_emu emu;
-  char dir[] = "/tmp/kcld-mle2e-XXXXXX", props[128], log[128], mlog[128];
-  char cmd[256];
-  struct stat st;
-  int status = 0;
-
-  if (stat(kcld_test_bin(), &st) != 0)
-    skip(); /* kcld does not link yet in this tree */
-  assert_non_null(mkdtemp(dir));
-  assert_int_equal(kcld_emu_start(&emu, "kinesis dynamodb"), 0);
-  struct kcld_test_aws *t = kcld_test_aws_new(kcld_emu_url(&emu, "kinesis"),
-                                              kcld_emu_url(&emu, "dynamodb"),
-                                              NULL);
-  json_decref(aws(t, KCLD_AWS_KINESIS, "CreateStream",
-                  json_pack("{s:s,s:i}", "StreamName", "mlstream",
-                            "ShardCount", 1)));
   for (int i = 0; i < 200; i++) {
-    json_t *r = aws(t, KCLD_AWS_KINESIS, "DescribeStreamSummary",
+    json_t *r = aws(e->t, KCLD_AWS_KINESIS, "DescribeStreamSummary",
                     json_pack("{s:s}", "StreamName", "mlstream"));
     const char *s = json_string_value(json_object_get(
       json_object_get(r, "StreamDescriptionSummary"), "StreamStatus"));
     int active = s && strcmp(s, "ACTIVE") == 0;
     json_decref(r);
     if (active)
-      break;
+      return;
     kcld_test_sleep_ms(50);
   }
-  char last_seq[KCLD_RECORD_SEQ_MAX + 1] = "";
-  for (int i = 0; i < 20; i++) {
+  fail_msg("stream never became ACTIVE");
+}
+
+/* Emulators, a one-shard stream "mlstream" with n records "rec-<i>". */
+static void e2e_setup(struct e2e *e, int n)
+{
+  struct stat st;
+  memset(e, 0, sizeof(*e));
+  if (stat(kcld_test_bin(), &st) != 0)
+    skip(); /* kcld does not link in this tree yet */
+  snprintf(e->dir, sizeof(e->dir), "/tmp/kcld-mle2e-XXXXXX");
+  assert_non_null(mkdtemp(e->dir));
+  snprintf(e->log, sizeof(e->log), "%s/kcld.log", e->dir);
+  snprintf(e->view.ml_log, sizeof(e->view.ml_log), "%s/ml.log", e->dir);
+  setenv("ML_LOG", e->view.ml_log, 1);
+  assert_int_equal(kcld_emu_start(&e->emu, "kinesis dynamodb"), 0);
+  e->t = kcld_test_aws_new(kcld_emu_url(&e->emu, "kinesis"),
+                           kcld_emu_url(&e->emu, "dynamodb"), NULL);
+  json_decref(aws(e->t, KCLD_AWS_KINESIS, "CreateStream",
+                  json_pack("{s:s,s:i}", "StreamName", "mlstream",
+                            "ShardCount", 1)));
+  wait_active(e);
+  e->n = n;
+  for (int i = 0; i < n; i++) {
     char data[16];
     unsigned char b64[32];
-    int n = snprintf(data, sizeof(data), "rec-%d", i);
-    EVP_EncodeBlock(b64, (const unsigned char *)data, n);
-    json_t *r = aws(t, KCLD_AWS_KINESIS, "PutRecord",
+    int len = snprintf(data, sizeof(data), "rec-%d", i);
+    EVP_EncodeBlock(b64, (const unsigned char *)data, len);
+    json_t *r = aws(e->t, KCLD_AWS_KINESIS, "PutRecord",
                     json_pack("{s:s,s:s,s:s}", "StreamName", "mlstream",
                               "Data", (char *)b64, "PartitionKey", "k"));
-    snprintf(last_seq, sizeof(last_seq), "%s",
+    snprintf(e->seqs[i], sizeof(e->seqs[i]), "%s",
              json_string_value(json_object_get(r, "SequenceNumber")));
     json_decref(r);
   }
+}
 
-  snprintf(props, sizeof(props), "%s/app.properties", dir);
-  snprintf(log, sizeof(log), "%s/kcld.log", dir);
-  snprintf(mlog, sizeof(mlog), "%s/ml.log", dir);
-  FILE *pf = fopen(props, "w");
+static void e2e_teardown(struct e2e *e)
+{
+  char cmd[64];
+  if (e->pid > 0)
+    kcld_test_reap(e->pid);
+  unsetenv("ML_LOG");
+  unsetenv("ML_MARKER");
+  unsetenv("ML_CRASH_SEQ");
+  kcld_test_aws_free(e->t);
+  kcld_emu_stop(&e->emu);
+  snprintf(cmd, sizeof(cmd), "rm -rf %s", e->dir);
+  assert_int_equal(system(cmd), 0);
+}
+
+/* A .properties file for `processor`, with `extra` lines appended. */
+static void write_properties(struct e2e *e, const char *processor,
+                             const char *extra)
+{
+  snprintf(e->conf, sizeof(e->conf), "%s/app.properties", e->dir);
+  FILE *pf = fopen(e->conf, "w");
   assert_non_null(pf);
   fprintf(pf,
           "# A KCL MultiLangDaemon properties file, as the samples have it.\n"
@@ -637,75 +670,259 @@ static void test_kcld_properties_e2e(void **state)
           "maxRecords = 5\n"
           "idleTimeBetweenReadsInMillis = 200\n"
           "failoverTimeMillis = 2000\n"
+          "shardSyncIntervalMillis = 1000\n"
           "kcld.batch.size = 5\n"
           "kcld.metrics.listen =\n"
-          "kcld.shutdown_timeout = 10s\n",
-          proc_path("checkpoint_mid.py"), kcld_emu_url(&emu, "kinesis"),
-          kcld_emu_url(&emu, "dynamodb"));
+          "kcld.shutdown_timeout = 10s\n"
+          "kcld.retry.backoff_base = 50ms\n"
+          "kcld.retry.max_retry_attempts = -1\n"
+          "%s",
+          proc_path(processor), kcld_emu_url(&e->emu, "kinesis"),
+          kcld_emu_url(&e->emu, "dynamodb"), extra ? extra : "");
   fclose(pf);
-  setenv("ML_LOG", mlog, 1);
-  pid_t pid = spawn_kcld_properties(props, log);
+}
 
-  /* Every record reaches the processor. */
-  struct fx view;
-  memset(&view, 0, sizeof(view));
-  snprintf(view.ml_log, sizeof(view.ml_log), "%s", mlog);
-  unsigned long long end = kcld_test_now_ms() + 30000;
+static void spawn_kcld(struct e2e *e, int properties)
+{
+  pid_t pid = fork();
+  assert_true(pid >= 0);
+  if (pid == 0) {
+    int fd = open(e->log, O_WRONLY | O_CREAT | O_APPEND, 0644);
+    prctl(PR_SET_PDEATHSIG, SIGKILL);
+    if (fd >= 0) {
+      dup2(fd, 1);
+      dup2(fd, 2);
+    }
+    setenv("AWS_ACCESS_KEY_ID", "test", 1);
+    setenv("AWS_SECRET_ACCESS_KEY", "test", 1);
+    execl(kcld_test_bin(), "kcld", properties ? "--properties" : "--config",
+          e->conf, (char *)NULL);
+    _exit(127);
+  }
+  e->pid = pid;
+}
+
+static void fail_with_log(struct e2e *e, const char *what)
+{
+  char *l = kcld_test_slurp(e->log, NULL);
+  char *m = kcld_test_slurp(e->view.ml_log, NULL);
+  fail_msg("%s\nkcld log:\n%s\nprocessor log:\n%s", what, l ? l : "",
+           m ? m : "");
+}
+
+/* Distinct records the processor was given (by sequence number). */
+static int distinct_seen(struct e2e *e)
+{
+  json_t *pr = got_actions(&e->view, "processRecords"), *b, *r;
+  size_t i, j;
   int seen = 0;
-  while (kcld_test_now_ms() < end && seen < 20) {
-    json_t *pr = got_actions(&view, "processRecords"), *e;
-    size_t i;
-    seen = 0;
-    json_array_foreach(pr, i, e)
-      seen += (int)json_array_size(json_object_get(e, "records"));
-    json_decref(pr);
+  for (int k = 0; k < e->n; k++) {
+    int hit = 0;
+    json_array_foreach(pr, i, b)
+      json_array_foreach(json_object_get(b, "records"), j, r)
+        if (strcmp(jstr(r, "sequenceNumber"), e->seqs[k]) == 0)
+          hit = 1;
+    seen += hit;
+  }
+  json_decref(pr);
+  return seen;
+}
+
+static void wait_all_seen(struct e2e *e)
+{
+  unsigned long long end = kcld_test_now_ms() + 20000;
+  while (kcld_test_now_ms() < end && distinct_seen(e) < e->n)
+    kcld_test_sleep_ms(100);
+  if (distinct_seen(e) < e->n)
+    fail_with_log(e, "the processor did not see every record");
+}
+
+/* Waits until some lease's checkpoint is `want`. */
+static void wait_checkpoint(struct e2e *e, const char *want)
+{
+  for (int i = 0; i < 150; i++) {
+    json_t *req = json_pack("{s:s,s:b}", "TableName", "mlapp",
+                            "ConsistentRead", 1);
+    json_t *r = kcld_test_aws_call(e->t, KCLD_AWS_DYNAMODB, "Scan", req,
+                                   NULL); /* NULL until kcld made the table */
+    json_t *item;
+    json_decref(req);
+    size_t k;
+    int ok = 0;
+    json_array_foreach(json_object_get(r, "Items"), k, item) {
+      const char *cp = json_string_value(
+        json_object_get(json_object_get(item, "checkpoint"), "S"));
+      ok |= cp && strcmp(cp, want) == 0;
+    }
+    json_decref(r);
+    if (ok)
+      return;
     kcld_test_sleep_ms(100);
   }
-  if (seen < 20) {
-    char *l = kcld_test_slurp(log, NULL);
-    fail_msg("processor saw %d of 20 records; kcld log:\n%s", seen,
-             l ? l : "");
-  }
-  /* The lease table holds the end of the last batch (kcld checkpoints it
-   * after the child's status), at or past the child's mid-batch ones. */
-  int ok = 0;
-  for (int i = 0; i < 100 && !ok; i++) {
-    json_t *r = aws(t, KCLD_AWS_DYNAMODB, "Scan",
-                    json_pack("{s:s,s:b}", "TableName", "mlapp",
-                              "ConsistentRead", 1));
-    json_t *item = json_array_get(json_object_get(r, "Items"), 0);
-    const char *cp = json_string_value(
-      json_object_get(json_object_get(item, "checkpoint"), "S"));
-    ok = cp && strcmp(cp, last_seq) == 0;
-    json_decref(r);
-    if (!ok)
-      kcld_test_sleep_ms(100);
-  }
-  assert_true(ok);
-  json_t *ck = ml_entries(&view, "checkpoint"), *e;
+  fail_with_log(e, "the lease table never showed the checkpoint");
+}
+
+static void stop_kcld(struct e2e *e)
+{
+  int status = 0;
+  kill(e->pid, SIGTERM);
+  if (!kcld_test_wait_exit(e->pid, 20000, &status))
+    fail_with_log(e, "kcld did not stop on SIGTERM");
+  e->pid = 0;
+  if (!WIFEXITED(status) || WEXITSTATUS(status) != 0)
+    fail_with_log(e, "kcld did not exit 0");
+}
+
+static size_t count_in(const char *path, const char *needle)
+{
+  char *text = kcld_test_slurp(path, NULL);
+  size_t n = 0;
+  for (const char *s = text; s && (s = strstr(s, needle));
+       s += strlen(needle))
+    n++;
+  free(text);
+  return n;
+}
+
+static void test_e2e_properties_checkpoint_mid(void **state)
+{
+  (void)state;
+  struct e2e e;
+  e2e_setup(&e, 20);
+  write_properties(&e, "checkpoint_mid.py", NULL);
+  spawn_kcld(&e, 1);
+  wait_all_seen(&e);
+  /* kcld checkpoints the end of each answered batch; the child's
+   * mid-batch checkpoints went through the same writes, all accepted. */
+  wait_checkpoint(&e, e.seqs[19]);
+  json_t *ck = ml_entries(&e.view, "checkpoint"), *x;
   size_t i;
   assert_true(json_array_size(ck) >= 4);
-  json_array_foreach(ck, i, e)
-    assert_true(json_is_null(json_object_get(e, "error")));
+  json_array_foreach(ck, i, x)
+    if (!json_is_null(json_object_get(x, "error")))
+      fail_with_log(&e, "a mid-batch checkpoint was refused");
   json_decref(ck);
-
-  kill(pid, SIGTERM);
-  if (!kcld_test_wait_exit(pid, 20000, &status))
-    fail_msg("kcld did not stop on SIGTERM");
-  assert_true(WIFEXITED(status));
-  assert_int_equal(WEXITSTATUS(status), 0);
-  json_t *sd = got_actions(&view, "shutdownRequested");
+  assert_int_equal(count_in(e.log, "processingLanguage"), 1);
+  stop_kcld(&e);
+  json_t *sd = got_actions(&e.view, "shutdownRequested");
   assert_int_equal(json_array_size(sd), 1);
   json_decref(sd);
-  json_t *eof = ml_entries(&view, "eof");
+  json_t *eof = ml_entries(&e.view, "eof");
   assert_int_equal(json_array_size(eof), 1);
   json_decref(eof);
+  e2e_teardown(&e);
+}
 
-  unsetenv("ML_LOG");
-  kcld_test_aws_free(t);
-  kcld_emu_stop(&emu);
-  snprintf(cmd, sizeof(cmd), "rm -rf %s", dir);
-  assert_int_equal(system(cmd), 0);
+static void test_e2e_yaml_minimal_processor(void **state)
+{
+  (void)state;
+  struct e2e e;
+  e2e_setup(&e, 12);
+  snprintf(e.conf, sizeof(e.conf), "%s/kcld.yaml", e.dir);
+  FILE *f = fopen(e.conf, "w");
+  assert_non_null(f);
+  fprintf(f,
+          "application: mlapp\nstream: mlstream\nregion: us-east-1\n"
+          "endpoints:\n  kinesis: %s\n  dynamodb: %s\n"
+          "lease:\n  failover_time: 2s\n"
+          "fetch:\n  idle_time: 200ms\n"
+          "metrics:\n  listen: \"\"\n"
+          "batch:\n  size: 4\n"
+          "handler:\n  type: multilang\n  command: [python3, \"%s\"]\n",
+          kcld_emu_url(&e.emu, "kinesis"), kcld_emu_url(&e.emu, "dynamodb"),
+          proc_path("minimal.py"));
+  fclose(f);
+  spawn_kcld(&e, 0);
+  wait_checkpoint(&e, e.seqs[11]);
+  /* The processor's stderr reached kcld's log, tagged with the shard. */
+  unsigned long long end = kcld_test_now_ms() + 5000;
+  while (count_in(e.log, "\"line\":\"k 5\"") +
+           count_in(e.log, "\"line\":\"k 6\"") < 12 &&
+         kcld_test_now_ms() < end)
+    kcld_test_sleep_ms(50);
+  assert_int_equal(count_in(e.log, "\"line\":\"k 5\"") +
+                     count_in(e.log, "\"line\":\"k 6\""), 12);
+  assert_true(count_in(e.log, "\"shard\":\"shardId-000000000000\"") >= 12);
+  assert_int_equal(count_in(e.log, "checkpoint failed"), 0);
+  stop_kcld(&e);
+  e2e_teardown(&e);
+}
+
+static void test_e2e_crash_restarts(void **state)
+{
+  (void)state;
+  struct e2e e;
+  char marker[64];
+  e2e_setup(&e, 20);
+  snprintf(marker, sizeof(marker), "%s/crashed", e.dir);
+  setenv("ML_MARKER", marker, 1);
+  setenv("ML_CRASH_SEQ", e.seqs[12], 1);
+  write_properties(&e, "crash.py", NULL);
+  spawn_kcld(&e, 1);
+  wait_all_seen(&e);
+  wait_checkpoint(&e, e.seqs[19]);
+  json_t *init = got_actions(&e.view, "initialize");
+  if (json_array_size(init) != 2)
+    fail_with_log(&e, "expected exactly one restart");
+  /* The restarted child starts at the checkpoint before the crash. */
+  assert_true(json_is_null(json_object_get(json_array_get(init, 0),
+                                           "sequenceNumber")));
+  const char *at = jstr(json_array_get(init, 1), "sequenceNumber");
+  assert_non_null(at);
+  assert_true(strcmp(at, e.seqs[9]) == 0);
+  json_decref(init);
+  assert_true(count_in(e.log, "exited with status 3") >= 1);
+  stop_kcld(&e);
+  e2e_teardown(&e);
+}
+
+static void test_e2e_garbage(void **state)
+{
+  (void)state;
+  struct e2e e;
+  e2e_setup(&e, 10);
+  write_properties(&e, "garbage.py", NULL);
+  spawn_kcld(&e, 1);
+  wait_all_seen(&e);
+  wait_checkpoint(&e, e.seqs[9]);
+  assert_true(count_in(e.log, "is not a protocol message") >= 8);
+  assert_true(count_in(e.log, "a warning on stderr") >= 2);
+  stop_kcld(&e);
+  e2e_teardown(&e);
+}
+
+static void test_e2e_shard_end(void **state)
+{
+  (void)state;
+  struct e2e e;
+  e2e_setup(&e, 6);
+  write_properties(&e, "shard_end.py", NULL);
+  spawn_kcld(&e, 1);
+  wait_all_seen(&e);
+  /* Reshard: the parent ends, its processor gets shardEnded and answers
+   * with a checkpoint, which must succeed. */
+  json_decref(aws(e.t, KCLD_AWS_KINESIS, "SplitShard",
+                  json_pack("{s:s,s:s,s:s}", "StreamName", "mlstream",
+                            "ShardToSplit", "shardId-000000000000",
+                            "NewStartingHashKey",
+                            "170141183460469231731687303715884105728")));
+  wait_active(&e);
+  unsigned long long end = kcld_test_now_ms() + 25000;
+  json_t *done = NULL;
+  while (kcld_test_now_ms() < end) {
+    done = ml_entries(&e.view, "shard_end_checkpointed");
+    if (json_array_size(done) >= 1)
+      break;
+    json_decref(done);
+    done = NULL;
+    kcld_test_sleep_ms(100);
+  }
+  if (!done)
+    fail_with_log(&e, "the processor never checkpointed shardEnded");
+  json_decref(done);
+  wait_checkpoint(&e, "SHARD_END");
+  stop_kcld(&e);
+  e2e_teardown(&e);
 }
 
 int main(void)
@@ -718,8 +935,13 @@ int main(void)
     cmocka_unit_test(test_hang_times_out),
     cmocka_unit_test(test_garbage_is_skipped),
     cmocka_unit_test(test_command_cannot_start),
+    cmocka_unit_test(test_grandchild_holds_stdout),
     cmocka_unit_test(test_two_shards),
-    cmocka_unit_test(test_kcld_properties_e2e),
+    cmocka_unit_test(test_e2e_properties_checkpoint_mid),
+    cmocka_unit_test(test_e2e_yaml_minimal_processor),
+    cmocka_unit_test(test_e2e_crash_restarts),
+    cmocka_unit_test(test_e2e_garbage),
+    cmocka_unit_test(test_e2e_shard_end),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -190,6 +190,37 @@ static char *message_body(const struct kcld_dlq *q,
   return text;
 }
 
+/* The body for records[from..to) with their records in `recs` (taken).
+ * When the estimate was wrong and the body would not fit in a message, it
+ * is made again with every record as metadata only (*ntr = all of them). */
+static char *chunk_body(const struct kcld_dlq *q,
+                        const struct kcld_dlq_failure *f, size_t from,
+                        size_t to, json_t *recs, int64_t now_ms, size_t *ntr)
+{
+  char *body = message_body(q, f, from, to, recs, now_ms);
+  json_t *meta;
+
+  if (!body || !recs || strlen(body) <= BODY_LIMIT)
+    return body;
+  free(body);
+  if (!(meta = json_array()))
+    return NULL;
+  for (size_t i = from; i < to; i++) {
+    int truncated;
+    json_t *r = record_json(f->records[i], 0, &truncated);
+    if (!r) {
+      json_decref(meta);
+      return NULL;
+    }
+    json_object_set_new(r, "truncated", json_true());
+    json_object_set_new(r, "dataLength",
+                        json_integer((json_int_t)f->records[i]->data_len));
+    json_array_append_new(meta, r);
+  }
+  *ntr = to - from;
+  return message_body(q, f, from, to, meta, now_ms);
+}
+
 /* Builds the messages; counts records and truncations per message when
  * msgs is not NULL (parallel to *bodies). */
 static int build(const struct kcld_dlq *q, const struct kcld_dlq_failure *f,
@@ -217,7 +248,7 @@ static int build(const struct kcld_dlq *q, const struct kcld_dlq_failure *f,
               (truncated ? 0 : 4 * ((f->records[i]->data_len + 2) / 3));
     }
     if (i > from && size + rsize > BODY_LIMIT) {
-      out[nout] = message_body(q, f, from, i, recs, now_ms);
+      out[nout] = chunk_body(q, f, from, i, recs, now_ms, &ntr);
       recs = NULL;
       if (!out[nout]) {
         json_decref(r);
@@ -239,7 +270,7 @@ static int build(const struct kcld_dlq *q, const struct kcld_dlq_failure *f,
     size += rsize;
     ntr += (size_t)truncated;
   }
-  out[nout] = message_body(q, f, from, f->count, recs, now_ms);
+  out[nout] = chunk_body(q, f, from, f->count, recs, now_ms, &ntr);
   recs = NULL;
   if (!out[nout])
     goto fail;

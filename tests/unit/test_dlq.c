@@ -17,7 +17,7 @@
 #include "err.h"
 #include "process/dlq.h"
 
-#define MAXR 64
+#define MAXR 128
 
 struct recs {
   struct kcld_record r[MAXR];
@@ -178,6 +178,51 @@ static void test_truncated_and_split(void **state)
   free(s);
 }
 
+/* Keys that JSON escapes six-fold beat the size estimate: such a message
+ * falls back to metadata only instead of being refused by SQS for ever. */
+static void test_escaped_keys_fall_back(void **state)
+{
+  struct recs *s = malloc(sizeof(*s));
+  struct kcld_dlq *q = new_dlq(1);
+  struct kcld_dlq_failure f = {0};
+  char key[257], **bodies;
+  size_t n, total = 0, truncated = 0;
+  json_t *b, *r;
+  size_t i;
+  (void)state;
+
+  make(s, 100, 1800);
+  memset(key, 1, 256);
+  key[256] = '\0';
+  for (i = 0; i < 100; i++) {
+    s->r[i].partition_key = key;
+    s->r[i].partition_key_len = 256;
+  }
+  f.shard_id = "s";
+  f.records = s->p;
+  f.count = 100;
+  assert_int_equal(kcld_dlq_build(q, &f, 0, &bodies, &n), 0);
+  for (size_t m = 0; m < n; m++) {
+    assert_true(strlen(bodies[m]) < KCLD_SQS_MESSAGE_MAX - 4096);
+    b = json_loads(bodies[m], 0, NULL);
+    assert_non_null(b);
+    json_array_foreach(json_object_get(b, "records"), i, r) {
+      total++;
+      if (json_is_true(json_object_get(r, "truncated"))) {
+        truncated++;
+        assert_null(json_object_get(r, "data"));
+      }
+    }
+    json_decref(b);
+  }
+  assert_int_equal(total, 100);
+  assert_true(truncated > 0);
+  free_bodies(bodies, n);
+  kcld_dlq_close(q);
+  unmake(s);
+  free(s);
+}
+
 static void test_without_records(void **state)
 {
   struct recs *s = malloc(sizeof(*s));
@@ -212,6 +257,7 @@ int main(void)
   const struct CMUnitTest tests[] = {
     cmocka_unit_test(test_body_fields),
     cmocka_unit_test(test_truncated_and_split),
+    cmocka_unit_test(test_escaped_keys_fall_back),
     cmocka_unit_test(test_without_records),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);

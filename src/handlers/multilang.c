@@ -1055,8 +1055,15 @@ static void destroy(struct kcld_handler *base)
      * loop runs until it is reaped. */
     if (c->running && c->st != C_EXITING)
       begin_exit(c);
-    snprintf(c->errmsg, sizeof(c->errmsg), "handler closed");
-    fail_all(c, "ShardStopped");
+    /* By contract nothing is in flight; the dispatcher is gone, so
+     * anything left is dropped without an answer. */
+    for (struct pending *p = c->q, *pn; p; p = pn) {
+      pn = p->next;
+      free(p);
+    }
+    free(c->cur);
+    c->q = c->cur = NULL;
+    c->qtail = &c->q;
     maybe_free(c);
   }
   free(h);

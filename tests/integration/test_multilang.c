@@ -731,8 +731,14 @@ static int distinct_seen(struct e2e *e)
 static void wait_all_seen(struct e2e *e)
 {
   unsigned long long end = kcld_test_now_ms() + 20000;
-  while (kcld_test_now_ms() < end && distinct_seen(e) < e->n)
+  int status;
+  while (kcld_test_now_ms() < end && distinct_seen(e) < e->n) {
+    if (kcld_test_wait_exit(e->pid, 0, &status)) {
+      e->pid = 0;
+      fail_with_log(e, "kcld exited early");
+    }
     kcld_test_sleep_ms(100);
+  }
   if (distinct_seen(e) < e->n)
     fail_with_log(e, "the processor did not see every record");
 }

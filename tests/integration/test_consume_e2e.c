@@ -32,6 +32,7 @@ struct env {
   struct kcld_test_aws *aws;
   char dir[64];
   json_t *produced;   /* array of {shard, seq, data} in put order */
+  pid_t live[8];      /* workers expected to be running */
 };
 
 static struct env E;
@@ -229,12 +230,47 @@ static size_t count_lines(const char *path)
   return n;
 }
 
+static pid_t spawn(const char *conf, const char *log)
+{
+  pid_t pid = kcld_test_spawn_kcld(conf, log);
+  for (size_t i = 0; i < sizeof(E.live) / sizeof(E.live[0]); i++)
+    if (E.live[i] == 0) {
+      E.live[i] = pid;
+      return pid;
+    }
+  fail_msg("too many workers");
+  return -1;
+}
+
+static void forget(pid_t pid)
+{
+  for (size_t i = 0; i < sizeof(E.live) / sizeof(E.live[0]); i++)
+    if (E.live[i] == pid)
+      E.live[i] = 0;
+}
+
+/* Fails at once when a worker that should run has exited. */
+static void check_alive(void)
+{
+  for (size_t i = 0; i < sizeof(E.live) / sizeof(E.live[0]); i++) {
+    int status;
+    if (E.live[i] > 0 && waitpid(E.live[i], &status, WNOHANG) == E.live[i]) {
+      pid_t pid = E.live[i];
+      E.live[i] = 0;
+      fail_msg("worker %d exited early (%s %d)", (int)pid,
+               WIFSIGNALED(status) ? "signal" : "status",
+               WIFSIGNALED(status) ? WTERMSIG(status) : WEXITSTATUS(status));
+    }
+  }
+}
+
 /* Waits until the files together hold at least `want` records. */
 static int wait_handled(const char *const *paths, int n, size_t want,
                         unsigned timeout_ms)
 {
   unsigned long long end = kcld_test_now_ms() + timeout_ms;
   while (kcld_test_now_ms() < end) {
+    check_alive();
     size_t got = 0;
     for (int i = 0; i < n; i++)
       got += count_lines(paths[i]);
@@ -317,6 +353,7 @@ static json_t *last_produced(void)
 static void stop_worker(pid_t pid)
 {
   int status = 0;
+  forget(pid);
   kill(pid, SIGTERM);
   if (!kcld_test_wait_exit(pid, 30000, &status)) {
     kcld_test_reap(pid);
@@ -356,6 +393,8 @@ static int teardown(void **state)
 {
   char cmd[128];
   (void)state;
+  for (size_t i = 0; i < sizeof(E.live) / sizeof(E.live[0]); i++)
+    kcld_test_reap(E.live[i]);
   json_decref(E.produced);
   kcld_test_aws_free(E.aws);
   kcld_emu_stop(&E.emu);
@@ -389,7 +428,7 @@ static void test_one_worker_then_restart(void **state)
   path_in(log, sizeof(log), "w1.log");
   write_config(conf, "app1", "s1", out, NULL);
 
-  pid_t pid = kcld_test_spawn_kcld(conf, log);
+  pid_t pid = spawn(conf, log);
   outs[0] = out;
   if (!wait_handled(outs, 1, 400, 60000)) {
     dump_log(log);
@@ -428,7 +467,7 @@ static void test_one_worker_then_restart(void **state)
   put_records("s1", 100, 40, "b");
   path_in(out2, sizeof(out2), "w1b.jsonl");
   write_config(conf, "app1", "s1", out2, NULL);
-  pid = kcld_test_spawn_kcld(conf, log);
+  pid = spawn(conf, log);
   outs[0] = out2;
   if (!wait_handled(outs, 1, 100, 60000)) {
     dump_log(log);
@@ -463,6 +502,17 @@ static void test_kcl_table_takeover(void **state)
                              "KeySchema", "AttributeName", "leaseKey",
                              "KeyType", "HASH", "BillingMode",
                              "PAY_PER_REQUEST")));
+  for (int t = 0; t < 200; t++) {
+    json_t *d = call(KCLD_AWS_DYNAMODB, "DescribeTable",
+                     json_pack("{s:s}", "TableName", "app2"));
+    const char *st = json_string_value(
+      json_object_get(json_object_get(d, "Table"), "TableStatus"));
+    int active = st && strcmp(st, "ACTIVE") == 0;
+    json_decref(d);
+    if (active)
+      break;
+    kcld_test_sleep_ms(50);
+  }
   /* Checkpoint each shard at its 10th record. */
   json_array_foreach(E.produced, i, e) {
     const char *shard = json_string_value(json_object_get(e, "shard"));
@@ -491,7 +541,7 @@ static void test_kcl_table_takeover(void **state)
   path_in(out, sizeof(out), "w2.jsonl");
   path_in(log, sizeof(log), "w2.log");
   write_config(conf, "app2", "s2", out, NULL);
-  pid_t pid = kcld_test_spawn_kcld(conf, log);
+  pid_t pid = spawn(conf, log);
   outs[0] = out;
   if (!wait_handled(outs, 1, expect, 60000)) {
     dump_log(log);
@@ -573,7 +623,7 @@ static void test_three_workers_balance_and_failover(void **state)
   }
   unsigned long long t0 = kcld_test_now_ms();
   for (int w = 0; w < MAX_WORKERS; w++)
-    pid[w] = kcld_test_spawn_kcld(conf[w], log[w]);
+    pid[w] = spawn(conf[w], log[w]);
 
   /* Converge: take interval is 2 s (2 x failover). */
   unsigned long long converged = 0;
@@ -602,6 +652,7 @@ static void test_three_workers_balance_and_failover(void **state)
 
   /* kill -9 worker a: its shards move within failover + take interval. */
   owner_counts("app3", counts, ids, MAX_WORKERS, &unowned);
+  forget(pid[0]);
   kill(pid[0], SIGKILL);
   kcld_test_reap(pid[0]);
   put_records("s3", 200, 64, "d");

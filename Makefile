@@ -134,7 +134,7 @@ uninstall:
 	@rmdir $(DESTDIR)$(DOCDIR) $(DESTDIR)$(CONFDIR) 2>/dev/null || true
 
 clean:
-	rm -rf build build-asan kcld
+	rm -rf build build-asan build-clang build-fuzz kcld
 
 -include $(shell find $(BUILD) -name '*.d' 2>/dev/null)
 

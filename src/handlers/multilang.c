@@ -186,6 +186,8 @@ done:
 
 static int lines_put(struct kcld_multilang_lines *l, const char *s, size_t n)
 {
+  if (n == 0) /* an empty line on a fresh buffer: nothing to copy to NULL */
+    return 0;
   if (l->len + n > l->cap) {
     size_t cap = l->cap ? l->cap : 1024;
     while (cap < l->len + n)

@@ -67,8 +67,9 @@ int kcld_deagg_scan(const uint8_t *data, size_t len,
  * bytes) receives the key tables; the records point into it and into
  * outer->data, which must both outlive them; *keys_used is set to the bytes
  * of `keys` used (the plan's key_bytes).  Returns n, or KCLD_EINVAL when the
- * data is not a valid aggregate or the records or keys do not fit (nothing
- * usable is written then). */
+ * protobuf does not parse or the records or keys do not fit (nothing usable
+ * is written then).  It does not check the MD5 trailer or the keys' UTF-8
+ * again: that is kcld_deagg_scan()'s verdict, which must come first. */
 long kcld_deagg_expand(const struct kcld_record *outer,
                        struct kcld_record *out, size_t out_cap, void *keys,
                        size_t keys_cap, size_t *keys_used);

@@ -712,6 +712,245 @@ static void test_three_workers_balance_and_failover(void **state)
   json_decref(all);
 }
 
+
+static void wait_stream_active(const char *stream)
+{
+  for (int i = 0; i < 200; i++) {
+    json_t *r = call(KCLD_AWS_KINESIS, "DescribeStreamSummary",
+                     json_pack("{s:s}", "StreamName", stream));
+    const char *st = json_string_value(json_object_get(
+      json_object_get(r, "StreamDescriptionSummary"), "StreamStatus"));
+    int active = st && strcmp(st, "ACTIVE") == 0;
+    json_decref(r);
+    if (active)
+      return;
+    kcld_test_sleep_ms(50);
+  }
+  fail_msg("stream %s did not return to ACTIVE", stream);
+}
+
+/* Put order of every produced record, keyed "shard/seq". */
+static json_t *put_order(void)
+{
+  json_t *order = json_object(), *e;
+  size_t i;
+  char key[256];
+  json_array_foreach(E.produced, i, e) {
+    key_of(e, key, sizeof(key));
+    json_object_set_new(order, key, json_integer((json_int_t)i));
+  }
+  return order;
+}
+
+/* SplitShard, then MergeShards, while producing with a fixed set of
+ * partition keys: no child record is handled before its parents' last
+ * record, and each key's records are handled in put order. */
+static void test_reshard_keeps_key_order(void **state)
+{
+  char conf[256], out[256], log[256];
+  const char *outs[1];
+  (void)state;
+
+  create_stream("s4", 2);
+  path_in(conf, sizeof(conf), "w4.yaml");
+  path_in(out, sizeof(out), "w4.jsonl");
+  path_in(log, sizeof(log), "w4.log");
+  write_config(conf, "app4", "s4", out, NULL);
+  /* The data index counts across the three rounds: r-0 .. r-599. */
+  put_records("s4", 200, 8, "r");
+  pid_t pid = spawn(conf, log);
+  outs[0] = out;
+  assert_true(wait_handled(outs, 1, 200, 60000));
+
+  /* Split shardId-000000000000 at the middle of its hash range. */
+  json_decref(call(KCLD_AWS_KINESIS, "SplitShard",
+                   json_pack("{s:s,s:s,s:s}", "StreamName", "s4",
+                             "ShardToSplit", "shardId-000000000000",
+                             "NewStartingHashKey",
+                             "85070591730234615865843651857942052864")));
+  wait_stream_active("s4");
+  json_t *more = json_array();
+  size_t before = json_array_size(E.produced);
+  put_records("s4", 200, 8, "x");
+  assert_true(wait_handled(outs, 1, 400, 60000));
+
+  /* Merge the split's upper child with shardId-000000000001. */
+  json_t *shards = call(KCLD_AWS_KINESIS, "ListShards",
+                        json_pack("{s:s}", "StreamName", "s4"));
+  const char *upper = NULL;
+  size_t i;
+  json_t *sh;
+  json_array_foreach(json_object_get(shards, "Shards"), i, sh) {
+    const char *parent = json_string_value(json_object_get(sh,
+                                                            "ParentShardId"));
+    const char *start = json_string_value(json_object_get(
+      json_object_get(sh, "HashKeyRange"), "StartingHashKey"));
+    if (parent && strcmp(parent, "shardId-000000000000") == 0 && start &&
+        strcmp(start, "85070591730234615865843651857942052864") == 0)
+      upper = json_string_value(json_object_get(sh, "ShardId"));
+  }
+  assert_non_null(upper);
+  json_decref(call(KCLD_AWS_KINESIS, "MergeShards",
+                   json_pack("{s:s,s:s,s:s}", "StreamName", "s4",
+                             "ShardToMerge", upper, "AdjacentShardToMerge",
+                             "shardId-000000000001")));
+  json_decref(shards);
+  wait_stream_active("s4");
+  put_records("s4", 200, 8, "y");
+  if (!wait_handled(outs, 1, 600, 90000)) {
+    dump_log(log);
+    fail_msg("records after the reshard were not all handled");
+  }
+  kcld_test_sleep_ms(500);
+  stop_worker(pid);
+  json_decref(more);
+  (void)before;
+
+  json_t *handled = read_handled(out);
+  assert_int_equal(check_all_handled(handled, 0), 0);
+  check_shard_order(handled);
+
+  /* Parents before children: in the one worker's file, a child shard's
+   * first line comes after its parents' last line. */
+  json_t *first = json_object(), *last = json_object(), *e;
+  json_array_foreach(handled, i, e) {
+    const char *s = json_string_value(json_object_get(e, "shard"));
+    if (!json_object_get(first, s))
+      json_object_set_new(first, s, json_integer((json_int_t)i));
+    json_object_set_new(last, s, json_integer((json_int_t)i));
+  }
+  shards = call(KCLD_AWS_KINESIS, "ListShards",
+                json_pack("{s:s}", "StreamName", "s4"));
+  int pairs = 0;
+  json_array_foreach(json_object_get(shards, "Shards"), i, sh) {
+    const char *child = json_string_value(json_object_get(sh, "ShardId"));
+    const char *ps[2] = {
+      json_string_value(json_object_get(sh, "ParentShardId")),
+      json_string_value(json_object_get(sh, "AdjacentParentShardId"))};
+    json_t *cf = json_object_get(first, child);
+    for (int k = 0; k < 2; k++) {
+      json_t *pl = ps[k] ? json_object_get(last, ps[k]) : NULL;
+      if (!cf || !pl)
+        continue;
+      pairs++;
+      if (json_integer_value(cf) < json_integer_value(pl))
+        fail_msg("child %s handled (line %lld) before parent %s ended "
+                 "(line %lld)", child, (long long)json_integer_value(cf),
+                 ps[k], (long long)json_integer_value(pl));
+    }
+  }
+  assert_true(pairs >= 3); /* split: 2 children; merge: 2 parents */
+  printf("measured: reshard: %d parent/child pairs in order, %zu records\n",
+         pairs, json_array_size(handled));
+
+  /* Per key, put order: each key's records are handled in the order they
+   * were put. */
+  json_t *key_last = json_object(), *order = put_order();
+  json_array_foreach(handled, i, e) {
+    const char *pk = json_string_value(json_object_get(e, "pk"));
+    char key[256];
+    key_of(e, key, sizeof(key));
+    long n = (long)json_integer_value(json_object_get(order, key));
+    json_t *prev = json_object_get(key_last, pk);
+    if (prev && n <= json_integer_value(prev))
+      fail_msg("key %s: record %ld handled after %lld", pk, n,
+               (long long)json_integer_value(prev));
+    json_object_set_new(key_last, pk, json_integer(n));
+  }
+  json_decref(key_last);
+  json_decref(order);
+  json_decref(first);
+  json_decref(last);
+  json_decref(shards);
+  json_decref(handled);
+}
+
+/* A zombie (SIGSTOP past the failover time, then SIGCONT) loses its
+ * leases to its peer, says so, and cannot checkpoint over the new owner:
+ * the checkpoints end at each shard's last record and nothing is lost. */
+static void test_zombie_cannot_checkpoint(void **state)
+{
+  char conf[2][256], out[2][256], log[2][256], extra[64];
+  const char *outs[2], *ids[2] = {"z-a", "z-b"};
+  pid_t pid[2];
+  int counts[2], unowned;
+  (void)state;
+
+  create_stream("s5", 4);
+  for (int w = 0; w < 2; w++) {
+    char name[32];
+    snprintf(name, sizeof(name), "w5%c.yaml", 'a' + w);
+    path_in(conf[w], sizeof(conf[w]), name);
+    snprintf(name, sizeof(name), "w5%c.jsonl", 'a' + w);
+    path_in(out[w], sizeof(out[w]), name);
+    snprintf(name, sizeof(name), "w5%c.log", 'a' + w);
+    path_in(log[w], sizeof(log[w]), name);
+    snprintf(extra, sizeof(extra), "worker_id: %s\n", ids[w]);
+    write_config(conf[w], "app5", "s5", out[w], extra);
+    outs[w] = out[w];
+  }
+  put_records("s5", 200, 20, "p");
+  for (int w = 0; w < 2; w++)
+    pid[w] = spawn(conf[w], log[w]);
+  assert_true(wait_handled(outs, 2, 200, 60000));
+  unsigned long long t0 = kcld_test_now_ms();
+  do {
+    owner_counts("app5", counts, ids, 2, &unowned);
+    if (counts[0] == 2 && counts[1] == 2)
+      break;
+    kcld_test_sleep_ms(100);
+  } while (kcld_test_now_ms() - t0 < 20000);
+  assert_int_equal(counts[0], 2);
+
+  /* Freeze a past the failover time: b takes its shards. */
+  kill(pid[0], SIGSTOP);
+  t0 = kcld_test_now_ms();
+  do {
+    owner_counts("app5", counts, ids, 2, &unowned);
+    if (counts[1] == 4)
+      break;
+    kcld_test_sleep_ms(100);
+  } while (kcld_test_now_ms() - t0 < 20000);
+  assert_int_equal(counts[1], 4);
+  put_records("s5", 200, 20, "q");
+  assert_true(wait_handled(outs, 2, 400, 60000));
+
+  /* Wake it: it must notice the loss and not write over b. */
+  kill(pid[0], SIGCONT);
+  kcld_test_sleep_ms(3000);
+  char *text = kcld_test_slurp(log[0], NULL);
+  assert_non_null(text);
+  if (!strstr(text, "lease lost"))
+    fail_msg("the zombie did not log its lost leases:\n%s", text);
+  free(text);
+  put_records("s5", 100, 20, "s");
+  assert_true(wait_handled(outs, 2, 500, 60000));
+  kcld_test_sleep_ms(1000);
+  stop_worker(pid[0]);
+  stop_worker(pid[1]);
+
+  json_t *all = json_array();
+  for (int w = 0; w < 2; w++) {
+    json_t *h = read_handled(out[w]);
+    check_shard_order(h);
+    json_array_extend(all, h);
+    json_decref(h);
+  }
+  size_t dups = check_all_handled(all, 0);
+  json_t *items = scan_leases("app5"), *lastp = last_produced(), *item;
+  size_t i;
+  json_array_foreach(items, i, item) {
+    const char *shard = attr_s(item, "leaseKey");
+    assert_string_equal(attr_s(item, "checkpoint"),
+                        json_string_value(json_object_get(lastp, shard)));
+  }
+  printf("measured: zombie: %zu produced, %zu handled, %zu duplicates\n",
+         json_array_size(E.produced), json_array_size(all), dups);
+  json_decref(items);
+  json_decref(lastp);
+  json_decref(all);
+}
+
 int main(void)
 {
   const struct CMUnitTest tests[] = {
@@ -720,6 +959,10 @@ int main(void)
     cmocka_unit_test_setup_teardown(test_kcl_table_takeover, setup, teardown),
     cmocka_unit_test_setup_teardown(test_three_workers_balance_and_failover,
                                     setup, teardown),
+    cmocka_unit_test_setup_teardown(test_reshard_keeps_key_order, setup,
+                                    teardown),
+    cmocka_unit_test_setup_teardown(test_zombie_cannot_checkpoint, setup,
+                                    teardown),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }

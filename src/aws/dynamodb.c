@@ -56,26 +56,17 @@ static void resource_item(struct kcld_svc_op *op, const char *table,
 int kcld_dynamodb_new(struct kcld_aws *aws, uv_loop_t *loop,
                       struct kcld_dynamodb **out)
 {
-  struct kcld_dynamodb *db;
+  int err;
   if (!out)
     return KCLD_EINVAL;
-  *out = NULL;
-  if (!aws || !loop)
-    return KCLD_EINVAL;
-  db = calloc(1, sizeof(*db));
-  if (!db)
-    return KCLD_ENOMEM;
-  kcld_svc_init(&db->svc, aws, loop, KCLD_AWS_DYNAMODB);
-  *out = db;
-  return 0;
+  *out = kcld_svc_new(sizeof(**out), aws, loop, KCLD_AWS_DYNAMODB, &err);
+  return err;
 }
 
 void kcld_dynamodb_close(struct kcld_dynamodb *db)
 {
-  if (!db)
-    return;
-  kcld_svc_close(&db->svc);
-  free(db);
+  if (db)
+    kcld_svc_free(&db->svc);
 }
 
 enum kcld_dynamodb_fault kcld_dynamodb_fault(const struct kcld_svc_status *st)
@@ -140,9 +131,11 @@ struct simple_op {
   json_t *request;        /* kept for the next poll */
 };
 
-static void simple_deliver_error(struct simple_op *op,
-                                 const struct kcld_svc_status *st)
+static void simple_fail(struct kcld_svc_op *base,
+                        const struct kcld_svc_status *st)
 {
+  struct simple_op *op = (struct simple_op *)base;
+
   if (op->kind == K_TABLE) {
     struct kcld_dynamodb_table r = {.st = *st};
     op->cb.table(&r, op->arg);
@@ -150,20 +143,6 @@ static void simple_deliver_error(struct simple_op *op,
     struct kcld_dynamodb_result r = {.st = *st};
     op->cb.item(&r, op->arg);
   }
-}
-
-static void simple_cancel(struct kcld_svc_op *base,
-                          const struct kcld_svc_status *st)
-{
-  simple_deliver_error((struct simple_op *)base, st);
-}
-
-static void simple_finish_error(struct simple_op *op,
-                                const struct kcld_svc_status *st)
-{
-  kcld_svc_op_done(&op->base);
-  simple_deliver_error(op, st);
-  kcld_svc_op_release(&op->base);
 }
 
 static void simple_clean_up(struct kcld_svc_op *base)
@@ -232,7 +211,7 @@ static void table_result(struct simple_op *op,
     }
   }
   if (r.st.err) {
-    simple_finish_error(op, &r.st);
+    kcld_svc_op_fail(&op->base, &r.st);
     return;
   }
   kcld_svc_op_done(&op->base);
@@ -253,7 +232,7 @@ static void simple_on_result(struct kcld_svc_op *base,
   memset(&r, 0, sizeof(r));
   kcld_svc_status_from(base, &r.st, res);
   if (r.st.err) {
-    simple_finish_error(op, &r.st);
+    kcld_svc_op_fail(&op->base, &r.st);
     return;
   }
   r.body = res->body;
@@ -264,7 +243,7 @@ static void simple_on_result(struct kcld_svc_op *base,
                           "%s in the answer is not an object",
                           op->item_field);
       log_bad_answer(&r.st);
-      simple_finish_error(op, &r.st);
+      kcld_svc_op_fail(&op->base, &r.st);
       return;
     }
     r.item = it;
@@ -276,20 +255,13 @@ static void simple_on_result(struct kcld_svc_op *base,
 
 static void wait_poll(struct kcld_svc_op *base)
 {
-  struct simple_op *op = (struct simple_op *)base;
-  int rc = kcld_svc_op_call(base, op->request, NULL);
-  if (rc < 0) {
-    struct kcld_svc_status st;
-    kcld_svc_status_set(base, &st, rc, NULL, "could not poll: %s",
-                        kcld_strerror(rc));
-    simple_finish_error(op, &st);
-  }
+  kcld_svc_op_poll(base, ((struct simple_op *)base)->request);
 }
 
 static const struct kcld_svc_op_type s_simple_type = {
   .on_result = simple_on_result,
   .on_timer = wait_poll,
-  .cancel = simple_cancel,
+  .fail = simple_fail,
   .clean_up = simple_clean_up,
 };
 
@@ -304,16 +276,6 @@ static struct simple_op *simple_new(struct kcld_dynamodb *db,
   op->kind = kind;
   op->arg = arg;
   return op;
-}
-
-/* Sends the op's first call (takes `req`); on failure drops the op. */
-static int simple_start(struct simple_op *op, json_t *req)
-{
-  int rc = req ? kcld_svc_op_call(&op->base, req, NULL) : KCLD_ENOMEM;
-  json_decref(req);
-  if (rc < 0)
-    kcld_svc_op_release(&op->base);
-  return rc;
 }
 
 int kcld_dynamodb_create_table(struct kcld_dynamodb *db, const json_t *request,
@@ -334,7 +296,7 @@ int kcld_dynamodb_create_table(struct kcld_dynamodb *db, const json_t *request,
     return rc;
   op->cb.table = cb;
   kcld_svc_op_resource(&op->base, "table %s", name);
-  return simple_start(op, json_deep_copy(request));
+  return kcld_svc_op_start(&op->base, json_deep_copy(request), NULL);
 }
 
 static int describe_start(struct kcld_dynamodb *db, const char *table,
@@ -370,7 +332,7 @@ static int describe_start(struct kcld_dynamodb *db, const char *table,
     op->last_status = "none";
     op->request = json_incref(req);
   }
-  return simple_start(op, req);
+  return kcld_svc_op_start(&op->base, req, NULL);
 }
 
 int kcld_dynamodb_describe_table(struct kcld_dynamodb *db, const char *table,
@@ -452,7 +414,7 @@ static int item_call(struct kcld_dynamodb *db, const char *opname,
     json_decref(req);
     req = NULL;
   }
-  return simple_start(op, req);
+  return kcld_svc_op_start(&op->base, req, NULL);
 }
 
 int kcld_dynamodb_get_item(struct kcld_dynamodb *db, const char *table,
@@ -515,8 +477,8 @@ static void scan_deliver(struct scan_op *op, const struct kcld_svc_status *st,
   op->cb(&r, op->arg);
 }
 
-static void scan_cancel(struct kcld_svc_op *base,
-                        const struct kcld_svc_status *st)
+static void scan_fail(struct kcld_svc_op *base,
+                      const struct kcld_svc_status *st)
 {
   scan_deliver((struct scan_op *)base, st, 0);
 }
@@ -590,7 +552,7 @@ static void scan_on_result(struct kcld_svc_op *base,
 static const struct kcld_svc_op_type s_scan_type = {
   .on_result = scan_on_result,
   .on_timer = NULL,
-  .cancel = scan_cancel,
+  .fail = scan_fail,
   .clean_up = scan_clean_up,
 };
 
@@ -738,8 +700,8 @@ static void batch_deliver(struct batch_op *op,
   json_decref(left);
 }
 
-static void batch_cancel(struct kcld_svc_op *base,
-                         const struct kcld_svc_status *st)
+static void batch_fail(struct kcld_svc_op *base,
+                       const struct kcld_svc_status *st)
 {
   batch_deliver((struct batch_op *)base, st, 1);
 }
@@ -886,7 +848,7 @@ static void batch_on_result(struct kcld_svc_op *base,
 static const struct kcld_svc_op_type s_batch_type = {
   .on_result = batch_on_result,
   .on_timer = batch_on_timer,
-  .cancel = batch_cancel,
+  .fail = batch_fail,
   .clean_up = batch_clean_up,
 };
 

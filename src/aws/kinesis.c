@@ -69,26 +69,17 @@ static void log_bad_answer(const struct kcld_svc_status *st)
 int kcld_kinesis_new(struct kcld_aws *aws, uv_loop_t *loop,
                      struct kcld_kinesis **out)
 {
-  struct kcld_kinesis *k;
+  int err;
   if (!out)
     return KCLD_EINVAL;
-  *out = NULL;
-  if (!aws || !loop)
-    return KCLD_EINVAL;
-  k = calloc(1, sizeof(*k));
-  if (!k)
-    return KCLD_ENOMEM;
-  kcld_svc_init(&k->svc, aws, loop, KCLD_AWS_KINESIS);
-  *out = k;
-  return 0;
+  *out = kcld_svc_new(sizeof(**out), aws, loop, KCLD_AWS_KINESIS, &err);
+  return err;
 }
 
 void kcld_kinesis_close(struct kcld_kinesis *k)
 {
-  if (!k)
-    return;
-  kcld_svc_close(&k->svc);
-  free(k);
+  if (k)
+    kcld_svc_free(&k->svc);
 }
 
 enum kcld_kinesis_fault kcld_kinesis_fault(const struct kcld_svc_status *st)
@@ -184,9 +175,11 @@ static int summary_from(struct kcld_kinesis_stream_summary *sum,
   return 0;
 }
 
-static void simple_deliver_error(struct simple_op *op,
-                                 const struct kcld_svc_status *st)
+static void simple_fail(struct kcld_svc_op *base,
+                        const struct kcld_svc_status *st)
 {
+  struct simple_op *op = (struct simple_op *)base;
+
   switch (op->kind) {
   case K_DONE:
     op->cb.done(st, op->arg);
@@ -212,20 +205,6 @@ static void simple_deliver_error(struct simple_op *op,
     break;
   }
   }
-}
-
-static void simple_finish_error(struct simple_op *op,
-                                const struct kcld_svc_status *st)
-{
-  kcld_svc_op_done(&op->base);
-  simple_deliver_error(op, st);
-  kcld_svc_op_release(&op->base);
-}
-
-static void simple_cancel(struct kcld_svc_op *base,
-                          const struct kcld_svc_status *st)
-{
-  simple_deliver_error((struct simple_op *)base, st);
 }
 
 static void simple_clean_up(struct kcld_svc_op *base)
@@ -297,7 +276,7 @@ static void put_result(struct simple_op *op, const struct kcld_aws_result *res)
   memset(&r, 0, sizeof(r));
   kcld_svc_status_from(&op->base, &r.st, res);
   if (r.st.err) {
-    simple_finish_error(op, &r.st);
+    kcld_svc_op_fail(&op->base, &r.st);
     return;
   }
   recs = json_object_get(res->body, "Records");
@@ -306,7 +285,7 @@ static void put_result(struct simple_op *op, const struct kcld_aws_result *res)
                         "answer has %zu Records for %zu sent",
                         json_array_size(recs), op->put_count);
     log_bad_answer(&r.st);
-    simple_finish_error(op, &r.st);
+    kcld_svc_op_fail(&op->base, &r.st);
     return;
   }
   for (size_t i = 0; i < op->put_count; i++) {
@@ -350,7 +329,7 @@ static void simple_on_result(struct kcld_svc_op *base,
 
   kcld_svc_status_from(base, &st, res);
   if (st.err) {
-    simple_finish_error(op, &st);
+    kcld_svc_op_fail(&op->base, &st);
     return;
   }
   kcld_svc_op_done(base);
@@ -385,7 +364,7 @@ static void simple_on_result(struct kcld_svc_op *base,
 static const struct kcld_svc_op_type s_simple_type = {
   .on_result = simple_on_result,
   .on_timer = wait_poll,
-  .cancel = simple_cancel,
+  .fail = simple_fail,
   .clean_up = simple_clean_up,
 };
 
@@ -401,29 +380,11 @@ static struct simple_op *simple_new(struct kcld_kinesis *k, const char *opname,
   return op;
 }
 
-/* Sends the op's first call; on failure drops the op (no callback). */
-static int simple_start(struct simple_op *op, json_t *req,
-                        const struct kcld_aws_call_opts *opts)
-{
-  int rc = req ? kcld_svc_op_call(&op->base, req, opts) : KCLD_ENOMEM;
-  json_decref(req);
-  if (rc < 0)
-    kcld_svc_op_release(&op->base);
-  return rc;
-}
-
 /* ======== DescribeStreamSummary and the wait ======== */
 
 static void wait_poll(struct kcld_svc_op *base)
 {
-  struct simple_op *op = (struct simple_op *)base;
-  int rc = kcld_svc_op_call(base, op->request, NULL);
-  if (rc < 0) {
-    struct kcld_svc_status st;
-    kcld_svc_status_set(base, &st, rc, NULL, "could not poll: %s",
-                        kcld_strerror(rc));
-    simple_finish_error(op, &st);
-  }
+  kcld_svc_op_poll(base, ((struct simple_op *)base)->request);
 }
 
 static int summary_start(struct kcld_kinesis *k, const char *stream,
@@ -459,7 +420,7 @@ static int summary_start(struct kcld_kinesis *k, const char *stream,
     op->last_status = "none";
     op->request = json_incref(req);
   }
-  return simple_start(op, req, NULL);
+  return kcld_svc_op_start(&op->base, req, NULL);
 }
 
 int kcld_kinesis_describe_stream_summary(struct kcld_kinesis *k,
@@ -526,7 +487,7 @@ int kcld_kinesis_get_shard_iterator(struct kcld_kinesis *k,
     json_decref(j);
     j = NULL;
   }
-  return simple_start(op, j, NULL);
+  return kcld_svc_op_start(&op->base, j, NULL);
 }
 
 /* ======== GetRecords ======== */
@@ -567,7 +528,7 @@ int kcld_kinesis_get_records(struct kcld_kinesis *k,
     json_decref(j);
     j = NULL;
   }
-  return simple_start(op, j, &o);
+  return kcld_svc_op_start(&op->base, j, &o);
 }
 
 /* ======== PutRecords ======== */
@@ -671,7 +632,7 @@ int kcld_kinesis_put_records(struct kcld_kinesis *k, const char *stream,
     kcld_svc_op_release(&op->base);
     return KCLD_ENOMEM;
   }
-  return simple_start(op, put_request(stream, records, n), NULL);
+  return kcld_svc_op_start(&op->base, put_request(stream, records, n), NULL);
 }
 
 /* ======== Stream management ======== */
@@ -702,7 +663,7 @@ int kcld_kinesis_create_stream(struct kcld_kinesis *k, const char *name,
     json_decref(j);
     j = NULL;
   }
-  return simple_start(op, j, NULL);
+  return kcld_svc_op_start(&op->base, j, NULL);
 }
 
 int kcld_kinesis_split_shard(struct kcld_kinesis *k, const char *stream,
@@ -734,7 +695,7 @@ int kcld_kinesis_split_shard(struct kcld_kinesis *k, const char *stream,
     json_decref(j);
     j = NULL;
   }
-  return simple_start(op, j, NULL);
+  return kcld_svc_op_start(&op->base, j, NULL);
 }
 
 int kcld_kinesis_merge_shards(struct kcld_kinesis *k, const char *stream,
@@ -764,7 +725,7 @@ int kcld_kinesis_merge_shards(struct kcld_kinesis *k, const char *stream,
     json_decref(j);
     j = NULL;
   }
-  return simple_start(op, j, NULL);
+  return kcld_svc_op_start(&op->base, j, NULL);
 }
 
 /* ======== ListShards: pages and backoff ======== */
@@ -785,8 +746,8 @@ struct list_op {
   struct kcld_kinesis_shard *arr;
 };
 
-static void list_cancel(struct kcld_svc_op *base,
-                        const struct kcld_svc_status *st)
+static void list_fail(struct kcld_svc_op *base,
+                      const struct kcld_svc_status *st)
 {
   struct list_op *op = (struct list_op *)base;
   struct kcld_kinesis_shard_list r = {.st = *st};
@@ -803,13 +764,6 @@ static void list_clean_up(struct kcld_svc_op *base)
   free(op->next_token);
   json_decref(op->shards);
   free(op->arr);
-}
-
-static void list_finish(struct list_op *op, const struct kcld_svc_status *st)
-{
-  kcld_svc_op_done(&op->base);
-  list_cancel(&op->base, st);
-  kcld_svc_op_release(&op->base);
 }
 
 static json_t *list_request(struct list_op *op)
@@ -852,7 +806,7 @@ static void list_on_timer(struct kcld_svc_op *base)
     struct kcld_svc_status st;
     kcld_svc_status_set(base, &st, rc, NULL, "could not send: %s",
                         kcld_strerror(rc));
-    list_finish(op, &st);
+    kcld_svc_op_fail(&op->base, &st);
   }
 }
 
@@ -868,7 +822,7 @@ static void list_deliver(struct list_op *op)
   op->arr = calloc(n ? n : 1, sizeof(*op->arr));
   if (!op->arr) {
     kcld_svc_status_set(&op->base, &r.st, KCLD_ENOMEM, NULL, "out of memory");
-    list_finish(op, &r.st);
+    kcld_svc_op_fail(&op->base, &r.st);
     return;
   }
   for (size_t i = 0; i < n; i++) {
@@ -889,7 +843,7 @@ static void list_deliver(struct list_op *op)
                           "shard %zu of the answer lacks ShardId, "
                           "HashKeyRange or SequenceNumberRange", i);
       log_bad_answer(&r.st);
-      list_finish(op, &r.st);
+      kcld_svc_op_fail(&op->base, &r.st);
       return;
     }
   }
@@ -940,7 +894,7 @@ static void list_on_result(struct kcld_svc_op *base,
       kcld_svc_status_set(base, &st, rc, NULL, "could not back off: %s",
                           kcld_strerror(rc));
     }
-    list_finish(op, &st);
+    kcld_svc_op_fail(&op->base, &st);
     return;
   }
 
@@ -950,14 +904,14 @@ static void list_on_result(struct kcld_svc_op *base,
     kcld_svc_status_set(base, &st, KCLD_EPARSE, NULL,
                         "no Shards in the answer");
     log_bad_answer(&st);
-    list_finish(op, &st);
+    kcld_svc_op_fail(&op->base, &st);
     return;
   }
   op->pages++;
   op->retries = 0;
   if (json_is_array(page) && json_array_extend(op->shards, page) != 0) {
     kcld_svc_status_set(base, &st, KCLD_ENOMEM, NULL, "out of memory");
-    list_finish(op, &st);
+    kcld_svc_op_fail(&op->base, &st);
     return;
   }
   if (!token || !*token) {
@@ -970,14 +924,14 @@ static void list_on_result(struct kcld_svc_op *base,
   if (rc < 0) {
     kcld_svc_status_set(base, &st, rc, NULL, "could not ask for page %d: %s",
                         op->pages + 1, kcld_strerror(rc));
-    list_finish(op, &st);
+    kcld_svc_op_fail(&op->base, &st);
   }
 }
 
 static const struct kcld_svc_op_type s_list_type = {
   .on_result = list_on_result,
   .on_timer = list_on_timer,
-  .cancel = list_cancel,
+  .fail = list_fail,
   .clean_up = list_clean_up,
 };
 

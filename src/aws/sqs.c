@@ -47,26 +47,17 @@ static void log_bad_answer(const struct kcld_svc_status *st)
 
 int kcld_sqs_new(struct kcld_aws *aws, uv_loop_t *loop, struct kcld_sqs **out)
 {
-  struct kcld_sqs *sqs;
+  int err;
   if (!out)
     return KCLD_EINVAL;
-  *out = NULL;
-  if (!aws || !loop)
-    return KCLD_EINVAL;
-  sqs = calloc(1, sizeof(*sqs));
-  if (!sqs)
-    return KCLD_ENOMEM;
-  kcld_svc_init(&sqs->svc, aws, loop, KCLD_AWS_SQS);
-  *out = sqs;
-  return 0;
+  *out = kcld_svc_new(sizeof(**out), aws, loop, KCLD_AWS_SQS, &err);
+  return err;
 }
 
 void kcld_sqs_close(struct kcld_sqs *sqs)
 {
-  if (!sqs)
-    return;
-  kcld_svc_close(&sqs->svc);
-  free(sqs);
+  if (sqs)
+    kcld_svc_free(&sqs->svc);
 }
 
 /* ======== Calls with one answer ======== */
@@ -86,9 +77,11 @@ struct simple_op {
   struct kcld_sqs_message *messages;
 };
 
-static void simple_deliver_error(struct simple_op *op,
-                                 const struct kcld_svc_status *st)
+static void simple_fail(struct kcld_svc_op *base,
+                        const struct kcld_svc_status *st)
 {
+  struct simple_op *op = (struct simple_op *)base;
+
   switch (op->kind) {
   case K_DONE:
     op->cb.done(st, op->arg);
@@ -109,12 +102,6 @@ static void simple_deliver_error(struct simple_op *op,
     break;
   }
   }
-}
-
-static void simple_cancel(struct kcld_svc_op *base,
-                          const struct kcld_svc_status *st)
-{
-  simple_deliver_error((struct simple_op *)base, st);
 }
 
 static void simple_clean_up(struct kcld_svc_op *base)
@@ -161,9 +148,7 @@ static void simple_on_result(struct kcld_svc_op *base,
 
   kcld_svc_status_from(base, &st, res);
   if (st.err) {
-    kcld_svc_op_done(base);
-    simple_deliver_error(op, &st);
-    kcld_svc_op_release(base);
+    kcld_svc_op_fail(base, &st);
     return;
   }
   kcld_svc_op_done(base);
@@ -221,7 +206,7 @@ static void simple_on_result(struct kcld_svc_op *base,
 static const struct kcld_svc_op_type s_simple_type = {
   .on_result = simple_on_result,
   .on_timer = NULL,
-  .cancel = simple_cancel,
+  .fail = simple_fail,
   .clean_up = simple_clean_up,
 };
 
@@ -235,17 +220,6 @@ static struct simple_op *simple_new(struct kcld_sqs *sqs, const char *opname,
   op->kind = kind;
   op->arg = arg;
   return op;
-}
-
-/* Sends the op's call (takes `req`); on failure drops the op. */
-static int simple_start(struct simple_op *op, json_t *req,
-                        const struct kcld_aws_call_opts *opts)
-{
-  int rc = req ? kcld_svc_op_call(&op->base, req, opts) : KCLD_ENOMEM;
-  json_decref(req);
-  if (rc < 0)
-    kcld_svc_op_release(&op->base);
-  return rc;
 }
 
 /* A request {"QueueUrl": url} or {"QueueName": name}, or NULL. */
@@ -274,7 +248,8 @@ int kcld_sqs_get_queue_url(struct kcld_sqs *sqs, const char *queue_name,
     return rc;
   op->cb.queue = cb;
   kcld_svc_op_resource(&op->base, "queue %s", queue_name);
-  return simple_start(op, queue_request("QueueName", queue_name), NULL);
+  return kcld_svc_op_start(&op->base,
+                           queue_request("QueueName", queue_name), NULL);
 }
 
 int kcld_sqs_create_queue(struct kcld_sqs *sqs, const char *queue_name,
@@ -302,7 +277,7 @@ int kcld_sqs_create_queue(struct kcld_sqs *sqs, const char *queue_name,
     json_decref(req);
     req = NULL;
   }
-  return simple_start(op, req, NULL);
+  return kcld_svc_op_start(&op->base, req, NULL);
 }
 
 int kcld_sqs_get_queue_attributes(struct kcld_sqs *sqs, const char *queue_url,
@@ -334,7 +309,7 @@ int kcld_sqs_get_queue_attributes(struct kcld_sqs *sqs, const char *queue_url,
     req = NULL;
   }
   json_decref(list);
-  return simple_start(op, req, NULL);
+  return kcld_svc_op_start(&op->base, req, NULL);
 }
 
 int kcld_sqs_receive_message(struct kcld_sqs *sqs,
@@ -376,7 +351,7 @@ int kcld_sqs_receive_message(struct kcld_sqs *sqs,
     json_decref(j);
     j = NULL;
   }
-  return simple_start(op, j, &o);
+  return kcld_svc_op_start(&op->base, j, &o);
 }
 
 int kcld_sqs_delete_message(struct kcld_sqs *sqs, const char *queue_url,
@@ -401,7 +376,7 @@ int kcld_sqs_delete_message(struct kcld_sqs *sqs, const char *queue_url,
     json_decref(j);
     j = NULL;
   }
-  return simple_start(op, j, NULL);
+  return kcld_svc_op_start(&op->base, j, NULL);
 }
 
 /* ======== SendMessageBatch ======== */
@@ -531,8 +506,8 @@ static void batch_fail_rest(struct batch_op *op, size_t from,
   }
 }
 
-static void batch_cancel(struct kcld_svc_op *base,
-                         const struct kcld_svc_status *st)
+static void batch_fail(struct kcld_svc_op *base,
+                       const struct kcld_svc_status *st)
 {
   struct batch_op *op = (struct batch_op *)base;
   /* The call in flight may yet land: its entries count as not sent. */
@@ -662,7 +637,7 @@ static void batch_on_result(struct kcld_svc_op *base,
 static const struct kcld_svc_op_type s_batch_type = {
   .on_result = batch_on_result,
   .on_timer = batch_on_timer,
-  .cancel = batch_cancel,
+  .fail = batch_fail,
   .clean_up = batch_clean_up,
 };
 

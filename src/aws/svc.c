@@ -32,6 +32,32 @@ void kcld_svc_init(struct kcld_svc *svc, struct kcld_aws *aws,
     svc->rng = 0x9E3779B97F4A7C15ULL;
 }
 
+void *kcld_svc_new(size_t size, struct kcld_aws *aws, uv_loop_t *loop,
+                   enum kcld_aws_service service, int *err)
+{
+  struct kcld_svc *svc;
+  if (!aws || !loop) {
+    *err = KCLD_EINVAL;
+    return NULL;
+  }
+  svc = calloc(1, size);
+  if (!svc) {
+    *err = KCLD_ENOMEM;
+    return NULL;
+  }
+  kcld_svc_init(svc, aws, loop, service);
+  *err = 0;
+  return svc;
+}
+
+void kcld_svc_free(struct kcld_svc *svc)
+{
+  if (!svc)
+    return;
+  kcld_svc_close(svc);
+  free(svc);
+}
+
 static void op_link(struct kcld_svc *svc, struct kcld_svc_op *op)
 {
   op->prev = NULL;
@@ -140,6 +166,27 @@ int kcld_svc_op_call(struct kcld_svc_op *op, const json_t *request,
   return rc;
 }
 
+int kcld_svc_op_start(struct kcld_svc_op *op, json_t *request,
+                      const struct kcld_aws_call_opts *opts)
+{
+  int rc = request ? kcld_svc_op_call(op, request, opts) : KCLD_ENOMEM;
+  json_decref(request);
+  if (rc < 0)
+    kcld_svc_op_release(op);
+  return rc;
+}
+
+void kcld_svc_op_poll(struct kcld_svc_op *op, const json_t *request)
+{
+  int rc = kcld_svc_op_call(op, request, NULL);
+  if (rc < 0) {
+    struct kcld_svc_status st;
+    kcld_svc_status_set(op, &st, rc, NULL, "could not poll: %s",
+                        kcld_strerror(rc));
+    kcld_svc_op_fail(op, &st);
+  }
+}
+
 static void on_op_timer(uv_timer_t *t)
 {
   struct kcld_svc_op *op = t->data;
@@ -178,6 +225,13 @@ void kcld_svc_op_release(struct kcld_svc_op *op)
   op_maybe_free(op);
 }
 
+void kcld_svc_op_fail(struct kcld_svc_op *op, const struct kcld_svc_status *st)
+{
+  kcld_svc_op_done(op);
+  op->type->fail(op, st);
+  kcld_svc_op_release(op);
+}
+
 void kcld_svc_close(struct kcld_svc *svc)
 {
   svc->closed = 1;
@@ -188,7 +242,7 @@ void kcld_svc_close(struct kcld_svc *svc)
     if (op->timer_init)
       uv_timer_stop(&op->timer);
     kcld_svc_status_set(op, &st, KCLD_ECANCELED, NULL, "client closed");
-    op->type->cancel(op, &st);
+    op->type->fail(op, &st);
     kcld_svc_op_release(op);
   }
 }

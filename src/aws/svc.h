@@ -56,9 +56,10 @@ struct kcld_svc_op_type {
   void (*on_result)(struct kcld_svc_op *op, const struct kcld_aws_result *res);
   /* The op's timer fired (NULL when the op never sleeps). */
   void (*on_timer)(struct kcld_svc_op *op);
-  /* The client is closing: run the user's callback with `st`
-   * (KCLD_ECANCELED).  The op is released afterwards by svc. */
-  void (*cancel)(struct kcld_svc_op *op, const struct kcld_svc_status *st);
+  /* Runs the user's callback with the error `st`: KCLD_ECANCELED when the
+   * client closes, or the error given to kcld_svc_op_fail.  The op is
+   * unlinked before and released after by svc. */
+  void (*fail)(struct kcld_svc_op *op, const struct kcld_svc_status *st);
   /* Frees what the op owns beyond itself (NULL when nothing). */
   void (*clean_up)(struct kcld_svc_op *op);
 };
@@ -79,6 +80,17 @@ struct kcld_svc_op {
 /* Sets up a client; `aws` and `loop` are borrowed. */
 void kcld_svc_init(struct kcld_svc *svc, struct kcld_aws *aws,
                    uv_loop_t *loop, enum kcld_aws_service service);
+
+/* Allocates a zeroed client of `size` bytes (a struct that starts with a
+ * struct kcld_svc) and sets it up as kcld_svc_init does.  Returns it, or
+ * NULL with *err set to KCLD_EINVAL (`aws` or `loop` NULL) or KCLD_ENOMEM;
+ * *err is 0 on success. */
+void *kcld_svc_new(size_t size, struct kcld_aws *aws, uv_loop_t *loop,
+                   enum kcld_aws_service service, int *err);
+
+/* kcld_svc_close, then frees the client made by kcld_svc_new.  NULL is
+ * ignored. */
+void kcld_svc_free(struct kcld_svc *svc);
 
 /* Cancels every pending operation (each user callback runs once, now, with
  * KCLD_ECANCELED), after which no callback of this client runs again.
@@ -102,6 +114,15 @@ void kcld_svc_op_resource(struct kcld_svc_op *op, const char *fmt, ...)
 int kcld_svc_op_call(struct kcld_svc_op *op, const json_t *request,
                      const struct kcld_aws_call_opts *opts);
 
+/* Sends the op's first call (takes `request`, NULL meaning out of memory).
+ * Returns 0, or the error after dropping the op (no callback). */
+int kcld_svc_op_start(struct kcld_svc_op *op, json_t *request,
+                      const struct kcld_aws_call_opts *opts);
+
+/* Sends `request` (borrowed) again, for a wait that polls; when it cannot be
+ * sent, fails the op with "could not poll: <error>" (kcld_svc_op_fail). */
+void kcld_svc_op_poll(struct kcld_svc_op *op, const json_t *request);
+
 /* Starts the op's one-shot timer; on_timer runs after `ms`.  Returns 0 or a
  * negative KCLD_E* code. */
 int kcld_svc_op_sleep(struct kcld_svc_op *op, uint64_t ms);
@@ -116,6 +137,10 @@ void kcld_svc_op_done(struct kcld_svc_op *op);
 /* Drops the op (after its user callback, or instead of it when the start
  * failed): freed now, or once its call or timer has finished. */
 void kcld_svc_op_release(struct kcld_svc_op *op);
+
+/* Ends the op with the error `st`: unlinks it, runs the op type's fail
+ * (the user's callback), then releases it. */
+void kcld_svc_op_fail(struct kcld_svc_op *op, const struct kcld_svc_status *st);
 
 /* Fills `st` from a call result (success or error), with a message naming
  * the op's operation and resource. */

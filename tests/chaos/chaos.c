@@ -1,0 +1,1011 @@
+/* chaos.c — the chaos driver: three kcld workers on a multi-shard stream
+ * while a producer runs and faults are injected at seeded random moments.
+ *
+ * Included (#include "../chaos/chaos.c") by the short run in make test
+ * (tests/integration/test_chaos_short.c) and by the long run of make chaos
+ * (tests/chaos/test_chaos.c); everything here is static, the includer calls
+ * chaos_run().
+ *
+ * Set-up.  kinesalite and dynalite run in one emulator process; in front of
+ * each runs a fault proxy (tests/emulators/lib/fault.js, each in its own
+ * emulator process) that the workers use as their kinesis and dynamodb
+ * endpoints.  The test itself (producer, lease table samples, SplitShard)
+ * talks to the emulators directly.  A restarted kinesalite or dynalite
+ * would lose its data, so an emulator outage is simulated at the proxy: for
+ * the outage's duration every request's connection is closed unanswered
+ * (the "reset" fault), which is what a client sees from a restarting
+ * endpoint.
+ *
+ * Events, one at a time, in a seeded shuffled order (the seed is printed;
+ * CHAOS_SEED replays it): kill -9 of a worker and a restart after a pause;
+ * SIGSTOP/SIGCONT for a moment; SIGSTOP past lease.failover_time + the take
+ * interval (the worker comes back a zombie whose leases were stolen);
+ * throttles (400 ProvisionedThroughputExceededException), 500s, resets and
+ * slow responses on either proxy for 1.5-3 s.  Once, at 40% of the run, a
+ * SplitShard of a random shard.
+ *
+ * Checks.  At least once: every produced record (shard + sequence number)
+ * is in some worker's output with the produced payload, whose checksum is
+ * valid.  Checkpoint safety: every ~300 ms the lease table is scanned and
+ * then the workers' output files are read up to their end; a checkpoint
+ * that moved since the previous sample must be <= the highest sequence
+ * number of that shard that the owner (now or at the previous sample)
+ * handled; at the end each checkpoint is <= the highest handled across all
+ * workers, each open shard's checkpoint is its last record and the split
+ * parent's is SHARD_END.  Duplicates: bounded by the un-checkpointed
+ * backlog (records handled beyond the checkpoint) measured around each
+ * failure, plus one batch per shard in flight per failure.  Order: within
+ * one worker's output, a shard's records run in rising sequence order
+ * except where a new run starts (a replay from a checkpoint after a lost
+ * lease or a restart); per partition key, no child-shard record precedes
+ * the parent's last record of that key. */
+#include <setjmp.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+#include <jansson.h>
+#include <openssl/evp.h>
+
+#include "awssync.h"
+#include "consume/record.h"
+#include "fault.h"
+#include "harness.h"
+#include "proc.h"
+
+#define CH_WORKERS 3
+#define CH_KEYS 16
+#define CH_BATCH 25
+#define CH_FAILOVER_MS 1000
+#define CH_TAKE_MS 2000
+#define CH_MAX_EVENTS 256
+
+struct chaos_opts {
+  unsigned seconds; /* how long the producer runs with faults */
+  unsigned seed;    /* 0: from the clock (printed either way) */
+  int shards;
+};
+
+enum ch_kind {
+  EV_KILL, EV_STOP, EV_ZOMBIE,
+  EV_K_THROTTLE, EV_K_500, EV_K_RESET, EV_K_SLOW,
+  EV_D_THROTTLE, EV_D_500, EV_D_RESET, EV_D_SLOW,
+  EV_KINDS
+};
+
+static const char *const ch_kind_name[EV_KINDS] = {
+  "kill-9+restart", "sigstop-short", "sigstop-zombie",
+  "kinesis-throttle", "kinesis-500", "kinesis-reset", "kinesis-slow",
+  "dynamodb-throttle", "dynamodb-500", "dynamodb-reset", "dynamodb-slow",
+};
+
+struct ch_event {
+  enum ch_kind kind;
+  int worker;
+  unsigned long long start, end;
+};
+
+struct ch_file {
+  char path[256];
+  long off;          /* bytes consumed (whole lines only) */
+  json_t *recs;      /* array of {shard, seq, pk, data} in file order */
+  json_t *max;       /* shard -> highest handled seq */
+};
+
+struct ch_worker {
+  char id[16], conf[256], log[256];
+  pid_t pid;
+  int restarts;
+  struct ch_file out;
+};
+
+struct ch_sample {
+  unsigned long long t;
+  long backlog;
+};
+
+struct chaos {
+  struct chaos_opts o;
+  struct kcld_emu emu, fk, fd;
+  struct kcld_test_aws *aws;
+  char dir[64];
+  unsigned rng;
+  struct ch_worker w[CH_WORKERS];
+  json_t *produced;  /* array of {shard, seq, pk, data, n} in put order */
+  json_t *by_key;    /* "shard/seq" -> index into produced */
+  json_t *shard_seqs; /* shard -> array of seqs in order */
+  json_t *prev;      /* shard -> {owner, checkpoint} of the last sample */
+  json_t *owners_seen; /* "shard|worker" -> 1: owned at some sample */
+  char parent[64];   /* the split shard, "" before the split */
+  struct ch_event ev[CH_MAX_EVENTS];
+  int nev;
+  struct ch_sample *samples;
+  size_t nsamples, capsamples;
+  long samples_checked, ckpt_moves_checked, faults_injected;
+  unsigned long long t0;
+  char violation[1024];
+};
+
+/* ======== Small helpers ======== */
+
+static unsigned ch_rand(struct chaos *c, unsigned lo, unsigned hi)
+{
+  c->rng = c->rng * 1103515245u + 12345u;
+  return lo + ((c->rng >> 8) % (hi - lo + 1));
+}
+
+static uint32_t ch_fnv(const char *s)
+{
+  uint32_t h = 2166136261u;
+  for (; *s; s++)
+    h = (h ^ (unsigned char)*s) * 16777619u;
+  return h;
+}
+
+/* Payload "pk-K|N|CHECKSUM" (checksum: FNV-1a of "pk-K|N", hex). */
+static void ch_payload(char *buf, size_t n, const char *pk, long i)
+{
+  char body[64];
+  snprintf(body, sizeof(body), "%s|%ld", pk, i);
+  snprintf(buf, n, "%s|%08x", body, ch_fnv(body));
+}
+
+static int ch_payload_ok(const char *data)
+{
+  const char *bar = strrchr(data, '|');
+  char body[64], want[16];
+  if (!bar || (size_t)(bar - data) >= sizeof(body))
+    return 0;
+  snprintf(body, sizeof(body), "%.*s", (int)(bar - data), data);
+  snprintf(want, sizeof(want), "%08x", ch_fnv(body));
+  return strcmp(bar + 1, want) == 0;
+}
+
+static json_t *ch_call(struct chaos *c, enum kcld_aws_service svc,
+                       const char *op, json_t *req)
+{
+  const char *type = NULL;
+  json_t *res = kcld_test_aws_call(c->aws, svc, op, req, &type);
+  json_decref(req);
+  if (!res)
+    fail_msg("%s failed: %s", op, type);
+  return res;
+}
+
+static const char *ch_attr_s(json_t *item, const char *name)
+{
+  return json_string_value(json_object_get(json_object_get(item, name), "S"));
+}
+
+static int ch_is_seq(const char *s)
+{
+  return s && *s >= '0' && *s <= '9';
+}
+
+static void ch_log_tail(const char *path)
+{
+  size_t len = 0;
+  char *text = kcld_test_slurp(path, &len);
+  if (text) {
+    size_t from = len > 4000 ? len - 4000 : 0;
+    fprintf(stderr, "---- %s (last %zu bytes) ----\n%s\n", path, len - from,
+            text + from);
+    free(text);
+  }
+}
+
+static void ch_wait_active(struct chaos *c, const char *stream)
+{
+  for (int i = 0; i < 200; i++) {
+    json_t *r = ch_call(c, KCLD_AWS_KINESIS, "DescribeStreamSummary",
+                        json_pack("{s:s}", "StreamName", stream));
+    const char *st = json_string_value(json_object_get(
+      json_object_get(r, "StreamDescriptionSummary"), "StreamStatus"));
+    int active = st && strcmp(st, "ACTIVE") == 0;
+    json_decref(r);
+    if (active)
+      return;
+    kcld_test_sleep_ms(50);
+  }
+  fail_msg("stream %s never became ACTIVE", stream);
+}
+
+/* ======== Producer ======== */
+
+static void ch_produce(struct chaos *c, int count)
+{
+  json_t *recs = json_array(), *meta = json_array();
+  for (int i = 0; i < count; i++) {
+    char pk[16], data[96];
+    unsigned char b64[160];
+    long n = (long)json_array_size(c->produced) + i;
+    snprintf(pk, sizeof(pk), "pk-%u", ch_rand(c, 0, CH_KEYS - 1));
+    ch_payload(data, sizeof(data), pk, n);
+    EVP_EncodeBlock(b64, (const unsigned char *)data, (int)strlen(data));
+    json_array_append_new(recs, json_pack("{s:s,s:s}", "Data", (char *)b64,
+                                          "PartitionKey", pk));
+    json_array_append_new(meta, json_pack("{s:s,s:s}", "pk", pk, "data",
+                                          data));
+  }
+  json_t *r = ch_call(c, KCLD_AWS_KINESIS, "PutRecords",
+                      json_pack("{s:s,s:o}", "StreamName", "chaos",
+                                "Records", recs));
+  json_t *entries = json_object_get(r, "Records");
+  assert_int_equal(json_integer_value(json_object_get(r,
+                                                      "FailedRecordCount")),
+                   0);
+  for (int i = 0; i < count; i++) {
+    json_t *e = json_array_get(entries, (size_t)i);
+    json_t *m = json_array_get(meta, (size_t)i);
+    const char *shard = json_string_value(json_object_get(e, "ShardId"));
+    const char *seq = json_string_value(json_object_get(e, "SequenceNumber"));
+    char key[160];
+    json_t *list = json_object_get(c->shard_seqs, shard);
+    if (!list) {
+      list = json_array();
+      json_object_set_new(c->shard_seqs, shard, list);
+    }
+    /* kinesalite hands out rising sequence numbers per shard. */
+    if (json_array_size(list) > 0)
+      assert_true(kcld_record_seq_compare(
+                    json_string_value(json_array_get(
+                      list, json_array_size(list) - 1)), seq) < 0);
+    json_array_append_new(list, json_string(seq));
+    snprintf(key, sizeof(key), "%s/%s", shard, seq);
+    json_object_set_new(c->by_key, key,
+                        json_integer((json_int_t)json_array_size(
+                          c->produced)));
+    json_array_append_new(c->produced,
+                          json_pack("{s:s,s:s,s:O,s:O}", "shard", shard,
+                                    "seq", seq, "pk", json_object_get(m, "pk"),
+                                    "data", json_object_get(m, "data")));
+  }
+  json_decref(r);
+  json_decref(meta);
+}
+
+/* ======== Workers' output ======== */
+
+static void ch_file_line(struct ch_file *f, const char *line)
+{
+  json_error_t err;
+  json_t *ev = json_loads(line, 0, &err);
+  if (!ev)
+    fail_msg("%s: a line that is not JSON: %.200s", f->path, line);
+  json_t *k = json_object_get(ev, "kinesis");
+  const char *id = json_string_value(json_object_get(ev, "eventID"));
+  const char *b64 = json_string_value(json_object_get(k, "data"));
+  const char *seq = json_string_value(json_object_get(k, "sequenceNumber"));
+  const char *colon = id ? strchr(id, ':') : NULL;
+  unsigned char raw[256];
+  size_t len = b64 ? strlen(b64) : 0;
+  assert_true(colon && b64 && seq && len < 340);
+  int n = EVP_DecodeBlock(raw, (const unsigned char *)b64, (int)len);
+  assert_true(n >= 0);
+  if (len > 0 && b64[len - 1] == '=')
+    n--;
+  if (len > 1 && b64[len - 2] == '=')
+    n--;
+  char shard[128];
+  snprintf(shard, sizeof(shard), "%.*s", (int)(colon - id), id);
+  json_array_append_new(
+    f->recs, json_pack("{s:s,s:s,s:O,s:s%}", "shard", shard, "seq", seq, "pk",
+                       json_object_get(k, "partitionKey"), "data",
+                       (char *)raw, (size_t)n));
+  const char *hi = json_string_value(json_object_get(f->max, shard));
+  if (!hi || kcld_record_seq_compare(hi, seq) < 0)
+    json_object_set_new(f->max, shard, json_string(seq));
+  json_decref(ev);
+}
+
+/* Reads the whole lines appended since the last call. */
+static void ch_file_catch_up(struct ch_file *f)
+{
+  FILE *fp = fopen(f->path, "r");
+  char *line = NULL;
+  size_t cap = 0;
+  ssize_t n;
+  if (!fp)
+    return;
+  if (fseek(fp, f->off, SEEK_SET) != 0) {
+    fclose(fp);
+    return;
+  }
+  while ((n = getline(&line, &cap, fp)) > 0) {
+    if (line[n - 1] != '\n')
+      break; /* being written right now: read it next time */
+    f->off += n;
+    ch_file_line(f, line);
+  }
+  free(line);
+  fclose(fp);
+}
+
+static void ch_write_config(struct chaos *c, struct ch_worker *w)
+{
+  FILE *f = fopen(w->conf, "w");
+  assert_non_null(f);
+  fprintf(f,
+          "application: chaosapp\n"
+          "stream: chaos\n"
+          "region: us-east-1\n"
+          "worker_id: %s\n"
+          "endpoints:\n"
+          "  kinesis: %s\n"
+          "  dynamodb: %s\n"
+          "credentials:\n"
+          "  access_key_id: test\n"
+          "  secret_access_key: test\n"
+          "shutdown_timeout: 10s\n"
+          "workers: 2\n"
+          "lease:\n"
+          "  failover_time: %dms\n"
+          "  shard_sync_interval: 1s\n"
+          "fetch:\n"
+          "  idle_time: 200ms\n"
+          "batch:\n"
+          "  size: %d\n"
+          "metrics:\n"
+          "  listen: \"\"\n"
+          "handler:\n"
+          "  type: stdout\n"
+          "  path: %s\n"
+          "log:\n"
+          "  level: info\n",
+          w->id, kcld_emu_url(&c->fk, "fault"), kcld_emu_url(&c->fd, "fault"),
+          CH_FAILOVER_MS, CH_BATCH, w->out.path);
+  fclose(f);
+}
+
+/* ======== Lease table samples ======== */
+
+static json_t *ch_scan(struct chaos *c)
+{
+  const char *type = NULL;
+  json_t *req = json_pack("{s:s,s:b}", "TableName", "chaosapp",
+                          "ConsistentRead", 1);
+  json_t *r = kcld_test_aws_call(c->aws, KCLD_AWS_DYNAMODB, "Scan", req,
+                                 &type);
+  json_t *items;
+  json_decref(req);
+  if (!r) {
+    if (strcmp(type, "ResourceNotFoundException") != 0)
+      fail_msg("Scan failed: %s", type);
+    return json_array();
+  }
+  items = json_incref(json_object_get(r, "Items"));
+  json_decref(r);
+  return items;
+}
+
+static struct ch_worker *ch_worker_by_id(struct chaos *c, const char *id)
+{
+  for (int i = 0; id && i < CH_WORKERS; i++)
+    if (strcmp(c->w[i].id, id) == 0)
+      return &c->w[i];
+  return NULL;
+}
+
+/* The highest sequence number of `shard` in any worker's output. */
+static const char *ch_max_all(struct chaos *c, const char *shard)
+{
+  const char *best = NULL;
+  for (int i = 0; i < CH_WORKERS; i++) {
+    const char *s = json_string_value(json_object_get(c->w[i].out.max,
+                                                      shard));
+    if (s && (!best || kcld_record_seq_compare(best, s) < 0))
+      best = s;
+  }
+  return best;
+}
+
+/* Records of `shard` with ckpt < seq <= hi (ckpt NULL: from the start). */
+static long ch_count_between(struct chaos *c, const char *shard,
+                             const char *ckpt, const char *hi)
+{
+  json_t *list = json_object_get(c->shard_seqs, shard), *s;
+  size_t i;
+  long n = 0;
+  if (!hi)
+    return 0;
+  json_array_foreach(list, i, s) {
+    const char *q = json_string_value(s);
+    if ((!ckpt || kcld_record_seq_compare(q, ckpt) > 0) &&
+        kcld_record_seq_compare(q, hi) <= 0)
+      n++;
+  }
+  return n;
+}
+
+/* Scans the lease table, then reads the outputs (so every checkpoint seen
+ * was written before the files were read), checks moved checkpoints
+ * against their owners' outputs and records the backlog. */
+static void ch_sample(struct chaos *c)
+{
+  json_t *items = ch_scan(c), *item;
+  size_t i;
+  long backlog = 0;
+  for (int w = 0; w < CH_WORKERS; w++)
+    ch_file_catch_up(&c->w[w].out);
+  json_array_foreach(items, i, item) {
+    const char *shard = ch_attr_s(item, "leaseKey");
+    const char *owner = ch_attr_s(item, "leaseOwner");
+    const char *ckpt = ch_attr_s(item, "checkpoint");
+    json_t *prev = json_object_get(c->prev, shard);
+    const char *pckpt = json_string_value(json_object_get(prev,
+                                                          "checkpoint"));
+    const char *powner = json_string_value(json_object_get(prev, "owner"));
+    if (!shard)
+      continue;
+    if (owner) {
+      char k[192];
+      snprintf(k, sizeof(k), "%s|%s", shard, owner);
+      json_object_set_new(c->owners_seen, k, json_true());
+    }
+    if (ch_is_seq(ckpt) && (!pckpt || strcmp(pckpt, ckpt) != 0)) {
+      int ok = 0;
+      const char *cand[2] = {owner, powner};
+      c->ckpt_moves_checked++;
+      for (int j = 0; j < 2 && !ok; j++) {
+        struct ch_worker *w = ch_worker_by_id(c, cand[j]);
+        const char *hi = w ? json_string_value(json_object_get(w->out.max,
+                                                               shard))
+                           : NULL;
+        ok = hi && kcld_record_seq_compare(ckpt, hi) <= 0;
+      }
+      if (!ok && !c->violation[0])
+        snprintf(c->violation, sizeof(c->violation),
+                 "checkpoint %s of %s (owner %s, before %s) is past every "
+                 "record its owner had handled (highest: %s by %s, %s by %s)",
+                 ckpt, shard, owner ? owner : "-", powner ? powner : "-",
+                 owner && ch_worker_by_id(c, owner)
+                   ? json_string_value(json_object_get(
+                       ch_worker_by_id(c, owner)->out.max, shard)) : "-",
+                 owner ? owner : "-",
+                 powner && ch_worker_by_id(c, powner)
+                   ? json_string_value(json_object_get(
+                       ch_worker_by_id(c, powner)->out.max, shard)) : "-",
+                 powner ? powner : "-");
+    }
+    if (!ckpt || ch_is_seq(ckpt) || strcmp(ckpt, "TRIM_HORIZON") == 0)
+      backlog += ch_count_between(c, shard, ch_is_seq(ckpt) ? ckpt : NULL,
+                                  ch_max_all(c, shard));
+    json_object_set_new(c->prev, shard,
+                        json_pack("{s:s?,s:s?}", "owner", owner, "checkpoint",
+                                  ckpt));
+  }
+  json_decref(items);
+  c->samples_checked++;
+  if (c->nsamples == c->capsamples) {
+    c->capsamples = c->capsamples ? 2 * c->capsamples : 256;
+    c->samples = realloc(c->samples, c->capsamples * sizeof(*c->samples));
+    assert_non_null(c->samples);
+  }
+  c->samples[c->nsamples].t = kcld_test_now_ms();
+  c->samples[c->nsamples].backlog = backlog;
+  c->nsamples++;
+}
+
+/* ======== Faults ======== */
+
+static void ch_proxy(struct chaos *c, int dynamo, const char *step)
+{
+  const char *url = kcld_emu_url(dynamo ? &c->fd : &c->fk, "fault");
+  const char *up = kcld_emu_url(&c->emu, dynamo ? "dynamodb" : "kinesis");
+  char script[512];
+  if (step)
+    snprintf(script, sizeof(script),
+             "{\"upstream\":\"%s\",\"steps\":[%s],\"then\":\"repeat-last\"}",
+             up, step);
+  else
+    snprintf(script, sizeof(script),
+             "{\"upstream\":\"%s\",\"steps\":[],\"then\":\"proxy\"}", up);
+  if (kcld_fault_script(url, script) != 0)
+    fail_msg("could not script the %s fault proxy",
+             dynamo ? "dynamodb" : "kinesis");
+}
+
+static const char *ch_step(enum ch_kind k)
+{
+  switch (k) {
+  case EV_K_THROTTLE:
+  case EV_D_THROTTLE:
+    return "{\"status\":400,\"body\":{\"__type\":"
+           "\"ProvisionedThroughputExceededException\","
+           "\"message\":\"Rate exceeded (injected)\"}}";
+  case EV_K_500:
+  case EV_D_500:
+    return "{\"status\":500}";
+  case EV_K_RESET:
+  case EV_D_RESET:
+    return "{\"close\":true}";
+  case EV_K_SLOW:
+  case EV_D_SLOW:
+    return "{\"delay_ms\":1200}";
+  default:
+    return NULL;
+  }
+}
+
+static void ch_event_begin(struct chaos *c, struct ch_event *e)
+{
+  struct ch_worker *w = &c->w[e->worker];
+  unsigned long long now = kcld_test_now_ms();
+  e->start = now;
+  c->faults_injected++;
+  switch (e->kind) {
+  case EV_KILL:
+    kill(w->pid, SIGKILL);
+    kcld_test_reap(w->pid);
+    w->pid = 0;
+    e->end = now + ch_rand(c, 300, 1500);
+    break;
+  case EV_STOP:
+    kill(w->pid, SIGSTOP);
+    e->end = now + ch_rand(c, 200, 600);
+    break;
+  case EV_ZOMBIE:
+    kill(w->pid, SIGSTOP);
+    e->end = now + CH_FAILOVER_MS + CH_TAKE_MS + ch_rand(c, 500, 1500);
+    break;
+  default:
+    ch_proxy(c, e->kind >= EV_D_THROTTLE, ch_step(e->kind));
+    e->end = now + ch_rand(c, 1500, 3000);
+    break;
+  }
+  printf("chaos: t=%5.1fs %-18s %s\n", (double)(now - c->t0) / 1e3,
+         ch_kind_name[e->kind], e->kind <= EV_ZOMBIE ? w->id : "");
+}
+
+static void ch_event_end(struct chaos *c, struct ch_event *e)
+{
+  struct ch_worker *w = &c->w[e->worker];
+  switch (e->kind) {
+  case EV_KILL:
+    w->pid = kcld_test_spawn_kcld(w->conf, w->log);
+    w->restarts++;
+    break;
+  case EV_STOP:
+  case EV_ZOMBIE:
+    kill(w->pid, SIGCONT);
+    break;
+  default:
+    ch_proxy(c, e->kind >= EV_D_THROTTLE, NULL);
+    break;
+  }
+  e->end = kcld_test_now_ms();
+}
+
+/* ======== SplitShard ======== */
+
+static unsigned __int128 ch_u128(const char *s)
+{
+  unsigned __int128 v = 0;
+  for (; *s >= '0' && *s <= '9'; s++)
+    v = v * 10 + (unsigned)(*s - '0');
+  return v;
+}
+
+static void ch_u128_str(unsigned __int128 v, char *buf, size_t n)
+{
+  char tmp[48];
+  int i = (int)sizeof(tmp) - 1;
+  tmp[i] = '\0';
+  do {
+    tmp[--i] = (char)('0' + (int)(v % 10));
+    v /= 10;
+  } while (v && i > 0);
+  snprintf(buf, n, "%s", tmp + i);
+}
+
+static void ch_split(struct chaos *c)
+{
+  json_t *r = ch_call(c, KCLD_AWS_KINESIS, "ListShards",
+                      json_pack("{s:s}", "StreamName", "chaos"));
+  json_t *shards = json_object_get(r, "Shards");
+  json_t *s = json_array_get(shards, ch_rand(c, 0, (unsigned)c->o.shards - 1));
+  json_t *range = json_object_get(s, "HashKeyRange");
+  unsigned __int128 lo = ch_u128(json_string_value(
+    json_object_get(range, "StartingHashKey")));
+  unsigned __int128 hi = ch_u128(json_string_value(
+    json_object_get(range, "EndingHashKey")));
+  char mid[48];
+  ch_u128_str(lo + (hi - lo) / 2 + 1, mid, sizeof(mid));
+  snprintf(c->parent, sizeof(c->parent), "%s",
+           json_string_value(json_object_get(s, "ShardId")));
+  json_decref(r);
+  json_decref(ch_call(c, KCLD_AWS_KINESIS, "SplitShard",
+                      json_pack("{s:s,s:s,s:s}", "StreamName", "chaos",
+                                "ShardToSplit", c->parent,
+                                "NewStartingHashKey", mid)));
+  ch_wait_active(c, "chaos");
+  printf("chaos: SplitShard %s at %s\n", c->parent, mid);
+}
+
+/* ======== Final checks ======== */
+
+static int ch_all_handled(struct chaos *c, long *missing_out,
+                          const char **first_missing)
+{
+  json_t *seen = json_object(), *e;
+  size_t i;
+  long missing = 0;
+  *first_missing = NULL;
+  for (int w = 0; w < CH_WORKERS; w++)
+    json_array_foreach(c->w[w].out.recs, i, e) {
+      char key[192];
+      snprintf(key, sizeof(key), "%s/%s",
+               json_string_value(json_object_get(e, "shard")),
+               json_string_value(json_object_get(e, "seq")));
+      json_object_set_new(seen, key, json_true());
+    }
+  json_array_foreach(c->produced, i, e) {
+    char key[192];
+    snprintf(key, sizeof(key), "%s/%s",
+             json_string_value(json_object_get(e, "shard")),
+             json_string_value(json_object_get(e, "seq")));
+    if (!json_object_get(seen, key)) {
+      if (!missing)
+        *first_missing = json_string_value(json_object_get(e, "data"));
+      missing++;
+    }
+  }
+  json_decref(seen);
+  *missing_out = missing;
+  return missing == 0;
+}
+
+/* Payloads, checksums and duplicates across all outputs. */
+static long ch_check_payloads(struct chaos *c, long *handled)
+{
+  json_t *count = json_object(), *e;
+  size_t i;
+  long dups = 0;
+  *handled = 0;
+  for (int w = 0; w < CH_WORKERS; w++)
+    json_array_foreach(c->w[w].out.recs, i, e) {
+      char key[192];
+      const char *data = json_string_value(json_object_get(e, "data"));
+      snprintf(key, sizeof(key), "%s/%s",
+               json_string_value(json_object_get(e, "shard")),
+               json_string_value(json_object_get(e, "seq")));
+      json_t *idx = json_object_get(c->by_key, key);
+      if (!idx)
+        fail_msg("%s handled %s, which was never produced", c->w[w].id, key);
+      json_t *p = json_array_get(c->produced,
+                                 (size_t)json_integer_value(idx));
+      if (!ch_payload_ok(data) ||
+          strcmp(data, json_string_value(json_object_get(p, "data"))) != 0)
+        fail_msg("%s handled %s with payload '%s', produced '%s'", c->w[w].id,
+                 key, data, json_string_value(json_object_get(p, "data")));
+      if (json_object_get(count, key))
+        dups++;
+      json_object_set_new(count, key, json_true());
+      (*handled)++;
+    }
+  json_decref(count);
+  return dups;
+}
+
+/* Order within each worker's output; returns the number of runs that
+ * started over (replays).  See the file comment. */
+static long ch_check_order(struct chaos *c)
+{
+  long replays = 0;
+  for (int w = 0; w < CH_WORKERS; w++) {
+    json_t *last = json_object();      /* shard -> last seq (this run) */
+    json_t *parent_last = json_object(); /* pk -> position of the last
+                                             parent record */
+    json_t *child_first = json_object(); /* pk -> first child position */
+    json_t *e;
+    size_t i;
+    json_array_foreach(c->w[w].out.recs, i, e) {
+      const char *shard = json_string_value(json_object_get(e, "shard"));
+      const char *seq = json_string_value(json_object_get(e, "seq"));
+      const char *pk = json_string_value(json_object_get(e, "pk"));
+      const char *prev = json_string_value(json_object_get(last, shard));
+      if (prev && kcld_record_seq_compare(prev, seq) >= 0)
+        replays++; /* a new run of this shard starts here */
+      json_object_set_new(last, shard, json_string(seq));
+      if (c->parent[0] && strcmp(shard, c->parent) == 0)
+        json_object_set_new(parent_last, pk, json_integer((json_int_t)i));
+      else if (c->parent[0]) {
+        /* A child: its shard id sorts after the original shards. */
+        char orig[64];
+        snprintf(orig, sizeof(orig), "shardId-%012d", c->o.shards - 1);
+        if (strcmp(shard, orig) > 0 && !json_object_get(child_first, pk))
+          json_object_set_new(child_first, pk, json_integer((json_int_t)i));
+      }
+    }
+    const char *pk;
+    json_t *pos;
+    json_object_foreach(parent_last, pk, pos) {
+      json_t *cf = json_object_get(child_first, pk);
+      if (cf && json_integer_value(cf) < json_integer_value(pos))
+        fail_msg("%s: key %s has a child-shard record (line %lld) before "
+                 "the parent %s's last record of that key (line %lld)",
+                 c->w[w].id, pk, (long long)json_integer_value(cf) + 1,
+                 c->parent, (long long)json_integer_value(pos) + 1);
+    }
+    json_decref(last);
+    json_decref(parent_last);
+    json_decref(child_first);
+  }
+  return replays;
+}
+
+/* The duplicate bound: for each failure, the largest backlog sampled from
+ * just before it until the leases settled (its end + failover + 2 take
+ * intervals), plus one batch per shard in flight. */
+static long ch_dup_bound(struct chaos *c, int shards_now)
+{
+  long bound = 0;
+  for (int i = 0; i < c->nev; i++) {
+    unsigned long long from = c->ev[i].start > 500 ? c->ev[i].start - 500
+                                                   : 0;
+    unsigned long long to = c->ev[i].end + CH_FAILOVER_MS + 2 * CH_TAKE_MS;
+    long worst = 0;
+    for (size_t s = 0; s < c->nsamples; s++)
+      if (c->samples[s].t >= from && c->samples[s].t <= to &&
+          c->samples[s].backlog > worst)
+        worst = c->samples[s].backlog;
+    bound += worst + (long)shards_now * CH_BATCH;
+  }
+  return bound;
+}
+
+static void ch_dump_logs(struct chaos *c)
+{
+  for (int w = 0; w < CH_WORKERS; w++)
+    ch_log_tail(c->w[w].log);
+}
+
+/* ======== The run ======== */
+
+static void chaos_run(const struct chaos_opts *o)
+{
+  static struct chaos C;
+  struct chaos *c = &C;
+  memset(c, 0, sizeof(*c));
+  c->o = *o;
+  if (!c->o.seed)
+    c->o.seed = (unsigned)time(NULL) ^ (unsigned)getpid();
+  c->rng = c->o.seed;
+  printf("chaos: seed %u (CHAOS_SEED=%u replays the schedule), %u s, "
+         "%d shards, %d workers, kcld %s\n", c->o.seed, c->o.seed,
+         c->o.seconds, c->o.shards, CH_WORKERS, kcld_test_bin());
+  fflush(stdout);
+
+  assert_int_equal(kcld_emu_start(&c->emu, "kinesis dynamodb"), 0);
+  assert_int_equal(kcld_emu_start(&c->fk, "fault"), 0);
+  assert_int_equal(kcld_emu_start(&c->fd, "fault"), 0);
+  c->aws = kcld_test_aws_new(kcld_emu_url(&c->emu, "kinesis"),
+                             kcld_emu_url(&c->emu, "dynamodb"), NULL);
+  snprintf(c->dir, sizeof(c->dir), "/tmp/kcld-chaos-XXXXXX");
+  assert_non_null(mkdtemp(c->dir));
+  c->produced = json_array();
+  c->by_key = json_object();
+  c->shard_seqs = json_object();
+  c->prev = json_object();
+  c->owners_seen = json_object();
+  ch_proxy(c, 0, NULL);
+  ch_proxy(c, 1, NULL);
+
+  json_decref(ch_call(c, KCLD_AWS_KINESIS, "CreateStream",
+                      json_pack("{s:s,s:i}", "StreamName", "chaos",
+                                "ShardCount", c->o.shards)));
+  ch_wait_active(c, "chaos");
+
+  for (int i = 0; i < CH_WORKERS; i++) {
+    struct ch_worker *w = &c->w[i];
+    char id[16], dir[64];
+    snprintf(id, sizeof(id), "w-%c", 'a' + i);
+    memcpy(dir, c->dir, sizeof(dir));
+    dir[sizeof(dir) - 1] = '\0';
+    snprintf(w->id, sizeof(w->id), "%s", id);
+    snprintf(w->conf, sizeof(w->conf), "%s/%s.yaml", dir, id);
+    snprintf(w->log, sizeof(w->log), "%s/%s.log", dir, id);
+    snprintf(w->out.path, sizeof(w->out.path), "%s/%s.jsonl", dir, id);
+    w->out.recs = json_array();
+    w->out.max = json_object();
+    ch_write_config(c, w);
+    w->pid = kcld_test_spawn_kcld(w->conf, w->log);
+  }
+
+  /* The schedule: every kind once in a shuffled order, then random kinds. */
+  enum ch_kind order[EV_KINDS];
+  for (int i = 0; i < EV_KINDS; i++)
+    order[i] = (enum ch_kind)i;
+  for (int i = EV_KINDS - 1; i > 0; i--) {
+    int j = (int)ch_rand(c, 0, (unsigned)i);
+    enum ch_kind t = order[i];
+    order[i] = order[j];
+    order[j] = t;
+  }
+  /* A kill -9 and a zombie come early, so that even the shortest run has
+   * both. */
+  for (int i = 0; i < EV_KINDS; i++) {
+    int want = order[i] == EV_KILL ? (int)ch_rand(c, 0, 1)
+             : order[i] == EV_ZOMBIE ? (int)ch_rand(c, 2, 3) : -1;
+    if (want >= 0 && i > want) {
+      enum ch_kind t = order[want];
+      order[want] = order[i];
+      order[i] = t;
+      i = -1; /* the swap may have moved the other one: look again */
+    }
+  }
+
+  unsigned long long t0 = kcld_test_now_ms();
+  unsigned long long stop_at = t0 + c->o.seconds * 1000ull;
+  unsigned long long split_at = t0 + c->o.seconds * 400ull;
+  unsigned long long next_sample = t0, next_event = t0 + 2500;
+  struct ch_event *cur = NULL;
+  int split_done = 0;
+  c->t0 = t0; /* the time base of the printed schedule */
+  while (kcld_test_now_ms() < stop_at) {
+    unsigned long long now;
+    ch_produce(c, 6);
+    kcld_test_sleep_ms(30);
+    now = kcld_test_now_ms();
+    if (now >= next_sample) {
+      ch_sample(c);
+      next_sample = now + 300;
+    }
+    if (!split_done && now >= split_at) {
+      ch_split(c);
+      split_done = 1;
+    }
+    if (cur && now >= cur->end) {
+      ch_event_end(c, cur);
+      cur = NULL;
+      next_event = now + ch_rand(c, 500, 1500);
+    }
+    if (!cur && now >= next_event && now + 3000 < stop_at &&
+        c->nev < CH_MAX_EVENTS) {
+      cur = &c->ev[c->nev];
+      cur->kind = c->nev < EV_KINDS ? order[c->nev]
+                                    : (enum ch_kind)ch_rand(c, 0,
+                                                            EV_KINDS - 1);
+      cur->worker = (int)ch_rand(c, 0, CH_WORKERS - 1);
+      c->nev++;
+      ch_event_begin(c, cur);
+    }
+  }
+  if (cur)
+    ch_event_end(c, cur);
+  if (!split_done)
+    ch_split(c);
+
+  /* Drain: no more records or faults; wait until everything is handled. */
+  unsigned long long drain0 = kcld_test_now_ms(), drained = 0;
+  long missing = 0;
+  const char *first_missing = NULL;
+  while (kcld_test_now_ms() - drain0 < 90000) {
+    ch_sample(c);
+    if (ch_all_handled(c, &missing, &first_missing)) {
+      drained = kcld_test_now_ms() - drain0;
+      break;
+    }
+    kcld_test_sleep_ms(250);
+  }
+  if (!drained) {
+    ch_dump_logs(c);
+    fail_msg("seed %u: %ld of %zu records never handled within 90 s of the "
+             "end of production (first: %s)", c->o.seed, missing,
+             json_array_size(c->produced), first_missing);
+  }
+  /* Let the last checkpoints land, then stop every worker. */
+  kcld_test_sleep_ms(1500);
+  ch_sample(c);
+  unsigned long long term0 = kcld_test_now_ms();
+  for (int i = 0; i < CH_WORKERS; i++)
+    kill(c->w[i].pid, SIGTERM);
+  for (int i = 0; i < CH_WORKERS; i++) {
+    int status = 0;
+    if (!kcld_test_wait_exit(c->w[i].pid, 30000, &status)) {
+      kcld_test_reap(c->w[i].pid);
+      ch_dump_logs(c);
+      fail_msg("seed %u: %s did not stop within 30 s of SIGTERM", c->o.seed,
+               c->w[i].id);
+    }
+    if (!WIFEXITED(status) || WEXITSTATUS(status) != 0) {
+      ch_dump_logs(c);
+      fail_msg("seed %u: %s exited with status %d after SIGTERM", c->o.seed,
+               c->w[i].id, status);
+    }
+  }
+  unsigned long long term_ms = kcld_test_now_ms() - term0;
+  ch_sample(c);
+
+  if (c->violation[0]) {
+    ch_dump_logs(c);
+    fail_msg("seed %u: %s", c->o.seed, c->violation);
+  }
+
+  /* Final checkpoints. */
+  json_t *items = ch_scan(c), *item;
+  size_t i;
+  int open_shards = 0;
+  json_array_foreach(items, i, item) {
+    const char *shard = ch_attr_s(item, "leaseKey");
+    const char *ckpt = ch_attr_s(item, "checkpoint");
+    json_t *list = json_object_get(c->shard_seqs, shard);
+    const char *last = json_string_value(
+      json_array_get(list, json_array_size(list) - 1));
+    if (c->parent[0] && strcmp(shard, c->parent) == 0) {
+      if (!ckpt || strcmp(ckpt, "SHARD_END") != 0)
+        fail_msg("seed %u: the split parent %s ends at checkpoint %s, not "
+                 "SHARD_END", c->o.seed, shard, ckpt ? ckpt : "(none)");
+      continue;
+    }
+    open_shards++;
+    if (!last)
+      continue; /* a child that got no record */
+    const char *hi = ch_max_all(c, shard);
+    if (!ch_is_seq(ckpt) || !hi || kcld_record_seq_compare(ckpt, hi) > 0)
+      fail_msg("seed %u: final checkpoint %s of %s is past the highest "
+               "handled %s", c->o.seed, ckpt ? ckpt : "(none)", shard,
+               hi ? hi : "(none)");
+    if (strcmp(ckpt, last) != 0)
+      fail_msg("seed %u: final checkpoint of %s is %s, its last record %s",
+               c->o.seed, shard, ckpt, last);
+  }
+  assert_int_equal(open_shards, c->o.shards + 1);
+  json_decref(items);
+
+  long handled = 0;
+  long dups = ch_check_payloads(c, &handled);
+  long replays = ch_check_order(c);
+  long bound = ch_dup_bound(c, c->o.shards + 1);
+  long max_backlog = 0;
+  for (size_t s = 0; s < c->nsamples; s++)
+    if (c->samples[s].backlog > max_backlog)
+      max_backlog = c->samples[s].backlog;
+  int restarts = 0;
+  for (int w = 0; w < CH_WORKERS; w++)
+    restarts += c->w[w].restarts;
+  printf("measured: seed %u: %ld faults injected (%d restarts) + 1 "
+         "SplitShard in %u s; %zu records produced, %ld handled, %ld "
+         "duplicates (bound %ld: backlog around each failure + one batch "
+         "per shard), %ld replayed runs; %ld lease samples, %ld checkpoint "
+         "moves checked against their owners' outputs, max backlog %ld; "
+         "drained in %llu ms, SIGTERM of all in %llu ms\n",
+         c->o.seed, c->faults_injected, restarts, c->o.seconds,
+         json_array_size(c->produced), handled, dups, bound, replays,
+         c->samples_checked, c->ckpt_moves_checked, max_backlog, drained,
+         term_ms);
+  fflush(stdout);
+  assert_true(c->ckpt_moves_checked > 0);
+  if (dups >= bound)
+    fail_msg("seed %u: %ld duplicates, bound %ld", c->o.seed, dups, bound);
+
+  /* Clean up. */
+  for (int w = 0; w < CH_WORKERS; w++) {
+    json_decref(c->w[w].out.recs);
+    json_decref(c->w[w].out.max);
+  }
+  json_decref(c->produced);
+  json_decref(c->by_key);
+  json_decref(c->shard_seqs);
+  json_decref(c->prev);
+  json_decref(c->owners_seen);
+  free(c->samples);
+  kcld_test_aws_free(c->aws);
+  kcld_emu_stop(&c->fd);
+  kcld_emu_stop(&c->fk);
+  kcld_emu_stop(&c->emu);
+  char cmd[128], dir[64];
+  memcpy(dir, c->dir, sizeof(dir));
+  dir[sizeof(dir) - 1] = '\0';
+  snprintf(cmd, sizeof(cmd), "rm -rf '%s'", dir);
+  if (getenv("CHAOS_KEEP") || system(cmd) != 0)
+    fprintf(stderr, "chaos: outputs kept in %s\n", c->dir);
+}

@@ -1,0 +1,25 @@
+/* test_chaos.c — the long chaos run (make chaos): CHAOS_SECONDS of faults
+ * (default 120), CHAOS_SEED to replay a schedule, CHAOS_KEEP to keep the
+ * workers' outputs and logs.  The driver and its checks: chaos.c. */
+#include "chaos.c"
+
+static void test_chaos_long(void **state)
+{
+  struct chaos_opts o = {120, 0, 6};
+  (void)state;
+  if (getenv("CHAOS_SECONDS"))
+    o.seconds = (unsigned)strtoul(getenv("CHAOS_SECONDS"), NULL, 10);
+  if (getenv("CHAOS_SEED"))
+    o.seed = (unsigned)strtoul(getenv("CHAOS_SEED"), NULL, 10);
+  if (o.seconds < 10)
+    o.seconds = 10;
+  chaos_run(&o);
+}
+
+int main(void)
+{
+  const struct CMUnitTest tests[] = {
+    cmocka_unit_test(test_chaos_long),
+  };
+  return cmocka_run_group_tests(tests, NULL, NULL);
+}

@@ -1,0 +1,25 @@
+/* test_chaos_short.c — the short chaos run of make test: three kcld workers
+ * on 6 shards, 35 s of faults (kill -9, SIGSTOP, zombies, throttles, 500s,
+ * resets, slow responses, one SplitShard) in the plain build, 20 s under
+ * the sanitizer build, whose kcld is slower.  CHAOS_SEED replays a
+ * schedule.  The driver and its checks: tests/chaos/chaos.c. */
+#include "../chaos/chaos.c"
+
+static void test_chaos_short(void **state)
+{
+  struct chaos_opts o = {35, 0, 6};
+  (void)state;
+  if (strstr(kcld_test_bin(), "build-asan"))
+    o.seconds = 20;
+  if (getenv("CHAOS_SEED"))
+    o.seed = (unsigned)strtoul(getenv("CHAOS_SEED"), NULL, 10);
+  chaos_run(&o);
+}
+
+int main(void)
+{
+  const struct CMUnitTest tests[] = {
+    cmocka_unit_test(test_chaos_short),
+  };
+  return cmocka_run_group_tests(tests, NULL, NULL);
+}

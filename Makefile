@@ -205,3 +205,17 @@ $(BUILD)/tests/plugins/%.so: tests/plugins/%.c include/kcld/handler.h
 $(BUILD)/tests/integration/test_plugin \
 $(BUILD)/tests/integration/test_lambda_plugin_e2e: | $(TEST_PLUGINS) \
   examples/plugin-count/plugin-count.so
+
+# Benchmarks (bench/, docs/benchmarks.md): throughput against a fixture
+# endpoint, latency, scale and failover, each next to a peer; they print
+# numbers and ratios and never fail on slowness.  `make bench BENCH=latency`
+# runs one.  The peer's npm packages are installed into bench/node.
+BENCH ?=
+$(BUILD)/bench/floor: bench/floor.c
+	@mkdir -p $(dir $@)
+	$(CC) -std=c11 -D_GNU_SOURCE $(WARN) -O2 -g -o $@ $< -ljansson -lcrypto
+bench: $(BUILD)/kcld examples/plugin-count/plugin-count.so $(BUILD)/bench/floor
+	cd bench/node && npm ci --no-audit --no-fund --loglevel=error
+	NODE_NO_WARNINGS=1 KCLD_BIN=$(BUILD)/kcld KCLD_FLOOR=$(BUILD)/bench/floor \
+	  BENCH_OUT=$(BUILD)/bench/results.json node bench/node/run.mjs $(BENCH)
+.PHONY: bench

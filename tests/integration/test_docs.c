@@ -755,6 +755,168 @@ static void test_doc_commands_exist(void **state)
   set_free(&bad);
 }
 
+/* ======== Log messages ======== */
+
+/* Appends every C string literal of `src` to `out`, adjacent literals
+ * joined (as the compiler does), each result followed by a newline.
+ * Comments and character literals are skipped. */
+static void literals(const char *src, char **out, size_t *len, size_t *cap)
+{
+  int open = 0;
+  for (const char *p = src; *p;) {
+    if (p[0] == '/' && p[1] == '*') {
+      const char *e = strstr(p + 2, "*/");
+      p = e ? e + 2 : p + strlen(p);
+      continue;
+    }
+    if (p[0] == '/' && p[1] == '/') {
+      while (*p && *p != '\n')
+        p++;
+      continue;
+    }
+    if (*p == '\'') {
+      p++;
+      while (*p && *p != '\'') {
+        if (*p == '\\' && p[1])
+          p++;
+        p++;
+      }
+      if (*p)
+        p++;
+      continue;
+    }
+    if (*p == '"') {
+      for (p++; *p && *p != '"'; p++) {
+        char c = *p;
+        if (c == '\\' && p[1]) {
+          p++;
+          c = *p == 'n' ? '\n' : *p;
+        }
+        if (*len + 2 >= *cap) {
+          *cap = *cap ? 2 * *cap : 65536;
+          *out = realloc(*out, *cap);
+          assert_non_null(*out);
+        }
+        (*out)[(*len)++] = c;
+      }
+      if (*p)
+        p++;
+      open = 1;
+      continue;
+    }
+    if (open && *p != ' ' && *p != '\n' && *p != '\t') {
+      if (*len + 2 >= *cap) {
+        *cap = *cap ? 2 * *cap : 65536;
+        *out = realloc(*out, *cap);
+        assert_non_null(*out);
+      }
+      (*out)[(*len)++] = '\n';
+      open = 0;
+    }
+    p++;
+  }
+  if (*out)
+    (*out)[*len] = '\0';
+}
+
+/* Every string literal of src/ (NAME.c and NAME.h, one level of
+ * subdirectories), joined into one text. */
+static char *source_literals(void)
+{
+  char *out = NULL, *list = NULL;
+  size_t len = 0, cap = 0;
+  run("ls src/*.c src/*/*.c src/*.h src/*/*.h", &list);
+  for (char *l = strtok(list, "\n"); l; l = strtok(NULL, "\n")) {
+    char path[1024];
+    snprintf(path, sizeof(path), "%s/%s", kcld_test_root(), l);
+    char *text = kcld_test_slurp(path, NULL);
+    if (!text)
+      fail_msg("cannot read %s", path);
+    literals(text, &out, &len, &cap);
+    free(text);
+  }
+  free(list);
+  assert_non_null(out);
+  return out;
+}
+
+/* Every inline code span of a markdown text that is a quoted message
+ * (`"..."`, possibly across lines: a line break and its indent read as one
+ * space) whose text is not in `lits`, into `bad`. */
+static void check_messages_in(const char *docname, const char *text,
+                              const char *lits, struct strset *bad,
+                              size_t *checked)
+{
+  int fenced = 0, bol = 1;
+  for (const char *p = text; *p; p++) {
+    if (bol) {
+      const char *s = p;
+      while (*s == ' ')
+        s++;
+      if (strncmp(s, "```", 3) == 0) {
+        fenced = !fenced;
+        while (*p && *p != '\n')
+          p++;
+        if (!*p)
+          break;
+        bol = 1; /* p is at the newline: the next line starts */
+        continue;
+      }
+    }
+    bol = *p == '\n';
+    if (fenced || *p != '`')
+      continue;
+    const char *end = strchr(p + 1, '`');
+    if (!end)
+      break;
+    char msg[512];
+    size_t n = 0;
+    for (const char *q = p + 1; q < end && n + 1 < sizeof(msg); q++) {
+      if (*q == '\n') {
+        while (q + 1 < end && q[1] == ' ')
+          q++;
+        msg[n++] = ' ';
+      } else {
+        msg[n++] = *q;
+      }
+    }
+    msg[n] = '\0';
+    for (const char *q = p; q < end; q++)
+      if (*q == '\n')
+        bol = 0;
+    p = end;
+    if (n < 3 || msg[0] != '"' || msg[n - 1] != '"')
+      continue;
+    msg[n - 1] = '\0';
+    (*checked)++;
+    if (!strstr(lits, msg + 1)) {
+      char line[600];
+      snprintf(line, sizeof(line), "%s: %s", docname, msg + 1);
+      set_add(bad, line);
+    }
+  }
+}
+
+static void test_log_messages_exist(void **state)
+{
+  struct strset bad = {0};
+  struct docs ds;
+  size_t checked = 0;
+  (void)state;
+  char *lits = source_literals();
+  assert_non_null(strstr(lits, "lease lost\n"));
+  docs_load(&ds, 0);
+  const struct doc *t = docs_find(&ds, "docs/troubleshooting.md");
+  assert_non_null(t);
+  check_messages_in(t->name, t->text, lits, &bad, &checked);
+  assert_true(checked >= 30);
+  assert_empty(&bad, "log messages quoted in docs/troubleshooting.md that "
+               "the sources do not print");
+  docs_free(&ds);
+  free(lits);
+  set_free(&bad);
+}
+
 /* ======== The checkers catch what they should ======== */
 
 static void test_checkers_find_errors(void **state)
@@ -807,6 +969,21 @@ static void test_checkers_find_errors(void **state)
   assert_false(has_word("a --dump-config b", "--config"));
   assert_false(has_word("kcld_leases_lost_total", "kcld_leases_lost"));
 
+  char *lits = source_literals();
+  size_t checked = 0;
+  check_messages_in("t", "`\"lease lost\"` and `\"second signal: exiting at\n"
+                    "  once without checkpointing unhandled records\"`, "
+                    "`\"lease lots\"`, `\"truncated\": true`\n"
+                    "```\n`\"not checked\"`\n```\n"
+                    "`\"lease lost\"` `\"lease last\"`\n",
+                    lits, &bad, &checked);
+  assert_int_equal(checked, 5);
+  assert_int_equal(bad.n, 2);
+  assert_true(set_has(&bad, "t: lease last"));
+  assert_true(set_has(&bad, "t: lease lots"));
+  free(lits);
+  set_free(&bad);
+
   set_free(&keys);
   set_free(&sections);
   set_free(&names);
@@ -823,6 +1000,7 @@ int main(void)
     cmocka_unit_test(test_doc_metrics_exist),
     cmocka_unit_test(test_cli_options_documented),
     cmocka_unit_test(test_doc_commands_exist),
+    cmocka_unit_test(test_log_messages_exist),
     cmocka_unit_test(test_checkers_find_errors),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);

@@ -368,9 +368,19 @@ static void on_status_timer(uv_timer_t *t)
     drain_then_close(dm);
     return;
   }
-  if (dm->coord)
-    kcld_notify_status(dm->notify, "%zu leases held",
-                       kcld_coordinator_held(dm->coord));
+  if (dm->coord) {
+    int64_t lag = -1;
+    for (struct shard *s = dm->shards; s; s = s->next) {
+      int64_t ms = kcld_shard_consumer_millis_behind(s->consumer);
+      lag = ms > lag ? ms : lag;
+    }
+    if (lag >= 0)
+      kcld_notify_status(dm->notify, "%zu leases held, %lld ms behind",
+                         kcld_coordinator_held(dm->coord), (long long)lag);
+    else
+      kcld_notify_status(dm->notify, "%zu leases held",
+                         kcld_coordinator_held(dm->coord));
+  }
 }
 
 /* ======== Start-up ======== */

@@ -206,6 +206,16 @@ $(BUILD)/tests/integration/test_plugin \
 $(BUILD)/tests/integration/test_lambda_plugin_e2e: | $(TEST_PLUGINS) \
   examples/plugin-count/plugin-count.so
 
+# The long chaos run (tests/chaos/chaos.c): CHAOS_SECONDS of faults against
+# three workers (default 120), CHAOS_SEED replays a printed schedule.
+CHAOS_SECONDS ?= 120
+.PHONY: chaos
+chaos: deps $(BUILD)/kcld $(BUILD)/tests/chaos/test_chaos
+	@CHAOS_SECONDS=$(CHAOS_SECONDS) \
+	  KCLD_TEST_TIMEOUT=$$(( $(CHAOS_SECONDS) + 240 )) \
+	  tests/run-tests.sh $(BUILD) $(BUILD)/tests/chaos/test_chaos
+	@grep -h '^chaos: seed\|^measured:' $(BUILD)/tests/chaos/test_chaos.log
+
 # Benchmarks (bench/, docs/benchmarks.md): throughput against a fixture
 # endpoint, latency, scale and failover, each next to a peer; they print
 # numbers and ratios and never fail on slowness.  `make bench BENCH=latency`

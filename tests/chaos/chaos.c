@@ -27,18 +27,22 @@
  * Checks.  At least once: every produced record (shard + sequence number)
  * is in some worker's output with the produced payload, whose checksum is
  * valid.  Checkpoint safety: every ~300 ms the lease table is scanned and
- * then the workers' output files are read up to their end; a checkpoint
- * that moved since the previous sample must be <= the highest sequence
- * number of that shard that the owner (now or at the previous sample)
- * handled; at the end each checkpoint is <= the highest handled across all
- * workers, each open shard's checkpoint is its last record and the split
- * parent's is SHARD_END.  Duplicates: bounded by the un-checkpointed
- * backlog (records handled beyond the checkpoint) measured around each
- * failure, plus one batch per shard in flight per failure.  Order: within
- * one worker's output, a shard's records run in rising sequence order
- * except where a new run starts (a replay from a checkpoint after a lost
- * lease or a restart); per partition key, no child-shard record precedes
- * the parent's last record of that key. */
+ * then the workers' output files are read to their end (in that order: a
+ * checkpoint seen by the scan was written after its records reached the
+ * file, so the later read holds them; reading first would blame kcld for
+ * records written between the read and the scan).  A checkpoint that moved
+ * since the previous sample must be <= the highest sequence number of that
+ * shard that its owner (now or at the previous sample) had handled; no
+ * checkpoint ever moves back or leaves SHARD_END.  At the end, each
+ * checkpoint is <= the highest handled across all workers, each open
+ * shard's checkpoint is its last record and the split parent's is
+ * SHARD_END.  Duplicates: bounded by the un-checkpointed backlog (records
+ * handled beyond the checkpoint) sampled around each failure, plus one
+ * batch per shard in flight per failure.  Order: within one worker's
+ * output a shard's records rise in sequence order, except where a new run
+ * starts over (a replay from a checkpoint after a lost lease or a
+ * restart); per partition key, no child-shard record precedes the parent's
+ * last record of that key. */
 #include <setjmp.h>
 #include <signal.h>
 #include <stdarg.h>
@@ -394,6 +398,17 @@ static struct ch_worker *ch_worker_by_id(struct chaos *c, const char *id)
   return NULL;
 }
 
+/* The highest sequence number of `shard` in worker `id`'s output, for
+ * messages: "-" when none. */
+static const char *ch_max_of(struct chaos *c, const char *id,
+                             const char *shard)
+{
+  struct ch_worker *w = ch_worker_by_id(c, id);
+  const char *s = w ? json_string_value(json_object_get(w->out.max, shard))
+                    : NULL;
+  return s ? s : "-";
+}
+
 /* The highest sequence number of `shard` in any worker's output. */
 static const char *ch_max_all(struct chaos *c, const char *shard)
 {
@@ -450,6 +465,19 @@ static void ch_sample(struct chaos *c)
       snprintf(k, sizeof(k), "%s|%s", shard, owner);
       json_object_set_new(c->owners_seen, k, json_true());
     }
+    /* A checkpoint never moves back (a zombie writing an old position
+     * over its successor's would). */
+    if (ch_is_seq(ckpt) && ch_is_seq(pckpt) &&
+        kcld_record_seq_compare(ckpt, pckpt) < 0 && !c->violation[0])
+      snprintf(c->violation, sizeof(c->violation),
+               "checkpoint of %s moved back from %s (owner %s) to %s "
+               "(owner %s)", shard, pckpt, powner ? powner : "-", ckpt,
+               owner ? owner : "-");
+    if (pckpt && strcmp(pckpt, "SHARD_END") == 0 &&
+        (!ckpt || strcmp(ckpt, "SHARD_END") != 0) && !c->violation[0])
+      snprintf(c->violation, sizeof(c->violation),
+               "checkpoint of %s moved from SHARD_END to %s", shard,
+               ckpt ? ckpt : "(none)");
     if (ch_is_seq(ckpt) && (!pckpt || strcmp(pckpt, ckpt) != 0)) {
       int ok = 0;
       const char *cand[2] = {owner, powner};
@@ -466,14 +494,8 @@ static void ch_sample(struct chaos *c)
                  "checkpoint %s of %s (owner %s, before %s) is past every "
                  "record its owner had handled (highest: %s by %s, %s by %s)",
                  ckpt, shard, owner ? owner : "-", powner ? powner : "-",
-                 owner && ch_worker_by_id(c, owner)
-                   ? json_string_value(json_object_get(
-                       ch_worker_by_id(c, owner)->out.max, shard)) : "-",
-                 owner ? owner : "-",
-                 powner && ch_worker_by_id(c, powner)
-                   ? json_string_value(json_object_get(
-                       ch_worker_by_id(c, powner)->out.max, shard)) : "-",
-                 powner ? powner : "-");
+                 ch_max_of(c, owner, shard), owner ? owner : "-",
+                 ch_max_of(c, powner, shard), powner ? powner : "-");
     }
     if (!ckpt || ch_is_seq(ckpt) || strcmp(ckpt, "TRIM_HORIZON") == 0)
       backlog += ch_count_between(c, shard, ch_is_seq(ckpt) ? ckpt : NULL,

@@ -22,6 +22,7 @@
 
 #include "awssync.h"
 #include "consume/record.h"
+#include "e2e.h"
 #include "harness.h"
 #include "proc.h"
 
@@ -41,31 +42,7 @@ static struct env E;
 
 static json_t *call(enum kcld_aws_service svc, const char *op, json_t *req)
 {
-  const char *type = NULL;
-  json_t *res = kcld_test_aws_call(E.aws, svc, op, req, &type);
-  if (!res)
-    fail_msg("%s failed: %s", op, type);
-  json_decref(req);
-  return res;
-}
-
-static void create_stream(const char *name, int shards)
-{
-  json_decref(call(KCLD_AWS_KINESIS, "CreateStream",
-                   json_pack("{s:s,s:i}", "StreamName", name, "ShardCount",
-                             shards)));
-  for (int i = 0; i < 200; i++) {
-    json_t *r = call(KCLD_AWS_KINESIS, "DescribeStreamSummary",
-                     json_pack("{s:s}", "StreamName", name));
-    const char *st = json_string_value(json_object_get(
-      json_object_get(r, "StreamDescriptionSummary"), "StreamStatus"));
-    int active = st && strcmp(st, "ACTIVE") == 0;
-    json_decref(r);
-    if (active)
-      return;
-    kcld_test_sleep_ms(50);
-  }
-  fail_msg("stream %s never became ACTIVE", name);
+  return kcld_e2e_call(E.aws, svc, op, req);
 }
 
 /* Puts n records with partition keys "pk-<i % keys>" and data
@@ -74,33 +51,15 @@ static void put_records(const char *stream, int n, int keys, const char *tag)
 {
   for (int base = 0; base < n; base += 250) {
     int count = n - base < 250 ? n - base : 250;
-    json_t *recs = json_array();
-    char data[64], pk[32];
+    char data[250][64], pk[250][32];
+    const char *dp[250], *kp[250];
     for (int i = 0; i < count; i++) {
-      unsigned char b64[128];
-      int len = snprintf(data, sizeof(data), "%s-%d", tag, base + i);
-      EVP_EncodeBlock(b64, (const unsigned char *)data, len);
-      snprintf(pk, sizeof(pk), "pk-%d", (base + i) % keys);
-      json_array_append_new(recs, json_pack("{s:s,s:s}", "Data", (char *)b64,
-                                            "PartitionKey", pk));
+      snprintf(data[i], sizeof(data[i]), "%s-%d", tag, base + i);
+      snprintf(pk[i], sizeof(pk[i]), "pk-%d", (base + i) % keys);
+      dp[i] = data[i];
+      kp[i] = pk[i];
     }
-    json_t *r = call(KCLD_AWS_KINESIS, "PutRecords",
-                     json_pack("{s:s,s:o}", "StreamName", stream, "Records",
-                               recs));
-    assert_int_equal(json_integer_value(json_object_get(r, "FailedRecordCount")),
-                     0);
-    json_t *entries = json_object_get(r, "Records");
-    for (int i = 0; i < count; i++) {
-      json_t *e = json_array_get(entries, (size_t)i);
-      snprintf(data, sizeof(data), "%s-%d", tag, base + i);
-      snprintf(pk, sizeof(pk), "pk-%d", (base + i) % keys);
-      json_array_append_new(
-        E.produced,
-        json_pack("{s:O,s:O,s:s,s:s}", "shard", json_object_get(e, "ShardId"),
-                  "seq", json_object_get(e, "SequenceNumber"), "data", data,
-                  "pk", pk));
-    }
-    json_decref(r);
+    kcld_e2e_put_records(E.aws, stream, dp, kp, (size_t)count, E.produced);
   }
 }
 
@@ -148,35 +107,12 @@ static void write_config(const char *path, const char *app,
                          const char *stream, const char *out,
                          const char *extra)
 {
-  FILE *f = fopen(path, "w");
-  assert_non_null(f);
-  fprintf(f,
-          "application: %s\n"
-          "stream: %s\n"
-          "region: us-east-1\n"
-          "endpoints:\n"
-          "  kinesis: %s\n"
-          "  dynamodb: %s\n"
-          "credentials:\n"
-          "  access_key_id: test\n"
-          "  secret_access_key: test\n"
-          "shutdown_timeout: 10s\n"
-          "workers: 2\n"
-          "lease:\n"
-          "  failover_time: 1s\n"
-          "fetch:\n"
-          "  idle_time: 200ms\n"
-          "metrics:\n"
-          "  listen: \"\"\n"
-          "handler:\n"
-          "  type: stdout\n"
-          "  path: %s\n"
-          "log:\n"
-          "  level: info\n"
-          "%s",
-          app, stream, kcld_emu_url(&E.emu, "kinesis"),
-          kcld_emu_url(&E.emu, "dynamodb"), out, extra ? extra : "");
-  fclose(f);
+  char rest[512];
+  int n = snprintf(rest, sizeof(rest),
+                   "handler:\n  type: stdout\n  path: %s\n%s", out,
+                   extra ? extra : "");
+  assert_true(n > 0 && (size_t)n < sizeof(rest));
+  kcld_e2e_write_config(path, &E.emu, app, stream, rest);
 }
 
 /* What a worker handled: array of {shard, seq, sub, data}, in file order. */
@@ -363,15 +299,6 @@ static void stop_worker(pid_t pid)
   assert_int_equal(WEXITSTATUS(status), 0);
 }
 
-static void dump_log(const char *path)
-{
-  char *text = kcld_test_slurp(path, NULL);
-  if (text) {
-    fprintf(stderr, "---- %s ----\n%s\n", path, text);
-    free(text);
-  }
-}
-
 /* ======== Fixture ======== */
 
 static int setup(void **state)
@@ -421,7 +348,7 @@ static void test_one_worker_then_restart(void **state)
   const char *outs[1];
   (void)state;
 
-  create_stream("s1", 4);
+  kcld_e2e_create_stream(E.aws, "s1", 4);
   put_records("s1", 400, 40, "a");
   path_in(conf, sizeof(conf), "w1.yaml");
   path_in(out, sizeof(out), "w1.jsonl");
@@ -431,7 +358,7 @@ static void test_one_worker_then_restart(void **state)
   pid_t pid = spawn(conf, log);
   outs[0] = out;
   if (!wait_handled(outs, 1, 400, 60000)) {
-    dump_log(log);
+    kcld_e2e_dump_file(log);
     kcld_test_reap(pid);
     fail_msg("not every record was handled within 60 s");
   }
@@ -470,7 +397,7 @@ static void test_one_worker_then_restart(void **state)
   pid = spawn(conf, log);
   outs[0] = out2;
   if (!wait_handled(outs, 1, 100, 60000)) {
-    dump_log(log);
+    kcld_e2e_dump_file(log);
     kcld_test_reap(pid);
     fail_msg("the restarted worker did not handle the new records");
   }
@@ -493,7 +420,7 @@ static void test_kcl_table_takeover(void **state)
   size_t i, expect = 0;
   (void)state;
 
-  create_stream("s2", 2);
+  kcld_e2e_create_stream(E.aws, "s2", 2);
   put_records("s2", 200, 20, "k");
   json_decref(call(KCLD_AWS_DYNAMODB, "CreateTable",
                    json_pack("{s:s,s:[{s:s,s:s}],s:[{s:s,s:s}],s:s}",
@@ -544,7 +471,7 @@ static void test_kcl_table_takeover(void **state)
   pid_t pid = spawn(conf, log);
   outs[0] = out;
   if (!wait_handled(outs, 1, expect, 60000)) {
-    dump_log(log);
+    kcld_e2e_dump_file(log);
     kcld_test_reap(pid);
     fail_msg("records after the KCL checkpoints were not handled");
   }
@@ -607,7 +534,7 @@ static void test_three_workers_balance_and_failover(void **state)
   char extra[128];
   (void)state;
 
-  create_stream("s3", 8);
+  kcld_e2e_create_stream(E.aws, "s3", 8);
   put_records("s3", 400, 64, "c");
   for (int w = 0; w < MAX_WORKERS; w++) {
     char name[32];
@@ -642,7 +569,7 @@ static void test_three_workers_balance_and_failover(void **state)
   }
   if (!converged) {
     for (int w = 0; w < MAX_WORKERS; w++)
-      dump_log(log[w]);
+      kcld_e2e_dump_file(log[w]);
     fail_msg("no 3/3/2 split within 20 s (%d/%d/%d, %d unowned)", counts[0],
              counts[1], counts[2], unowned);
   }
@@ -667,7 +594,7 @@ static void test_three_workers_balance_and_failover(void **state)
   }
   if (!moved) {
     for (int w = 1; w < MAX_WORKERS; w++)
-      dump_log(log[w]);
+      kcld_e2e_dump_file(log[w]);
     fail_msg("the killed worker's leases were not taken within 20 s");
   }
   printf("measured: kill -9 failover: leases taken in %llu ms (failover "
@@ -713,22 +640,6 @@ static void test_three_workers_balance_and_failover(void **state)
 }
 
 
-static void wait_stream_active(const char *stream)
-{
-  for (int i = 0; i < 200; i++) {
-    json_t *r = call(KCLD_AWS_KINESIS, "DescribeStreamSummary",
-                     json_pack("{s:s}", "StreamName", stream));
-    const char *st = json_string_value(json_object_get(
-      json_object_get(r, "StreamDescriptionSummary"), "StreamStatus"));
-    int active = st && strcmp(st, "ACTIVE") == 0;
-    json_decref(r);
-    if (active)
-      return;
-    kcld_test_sleep_ms(50);
-  }
-  fail_msg("stream %s did not return to ACTIVE", stream);
-}
-
 /* Put order of every produced record, keyed "shard/seq". */
 static json_t *put_order(void)
 {
@@ -751,7 +662,7 @@ static void test_reshard_keeps_key_order(void **state)
   const char *outs[1];
   (void)state;
 
-  create_stream("s4", 2);
+  kcld_e2e_create_stream(E.aws, "s4", 2);
   path_in(conf, sizeof(conf), "w4.yaml");
   path_in(out, sizeof(out), "w4.jsonl");
   path_in(log, sizeof(log), "w4.log");
@@ -768,7 +679,7 @@ static void test_reshard_keeps_key_order(void **state)
                              "ShardToSplit", "shardId-000000000000",
                              "NewStartingHashKey",
                              "85070591730234615865843651857942052864")));
-  wait_stream_active("s4");
+  kcld_e2e_wait_stream_active(E.aws, "s4");
   json_t *more = json_array();
   size_t before = json_array_size(E.produced);
   put_records("s4", 200, 8, "x");
@@ -795,10 +706,10 @@ static void test_reshard_keeps_key_order(void **state)
                              "ShardToMerge", upper, "AdjacentShardToMerge",
                              "shardId-000000000001")));
   json_decref(shards);
-  wait_stream_active("s4");
+  kcld_e2e_wait_stream_active(E.aws, "s4");
   put_records("s4", 200, 8, "y");
   if (!wait_handled(outs, 1, 600, 90000)) {
-    dump_log(log);
+    kcld_e2e_dump_file(log);
     fail_msg("records after the reshard were not all handled");
   }
   kcld_test_sleep_ms(500);
@@ -876,7 +787,7 @@ static void test_zombie_cannot_checkpoint(void **state)
   int counts[2], unowned;
   (void)state;
 
-  create_stream("s5", 4);
+  kcld_e2e_create_stream(E.aws, "s5", 4);
   for (int w = 0; w < 2; w++) {
     char name[32];
     snprintf(name, sizeof(name), "w5%c.yaml", 'a' + w);

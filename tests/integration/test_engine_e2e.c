@@ -39,6 +39,7 @@
 #include "err.h"
 #include "fault.h"
 #include "awssync.h"
+#include "e2e.h"
 #include "harness.h"
 #include "proc.h"
 #include "process/dispatcher.h"
@@ -1047,31 +1048,20 @@ static void test_cancel_with_work_in_flight(void **state)
 
 /* ======== Redrive ======== */
 
-static json_t *sync_call(struct kcld_test_aws *t, enum kcld_aws_service svc,
-                         const char *op, json_t *req)
-{
-  const char *type = NULL;
-  json_t *res = kcld_test_aws_call(t, svc, op, req, &type);
-  if (!res)
-    fail_msg("%s failed: %s", op, type);
-  json_decref(req);
-  return res;
-}
-
 /* Every record in the one-shard stream, as "key=data" strings. */
 static json_t *stream_records(struct kcld_test_aws *t, const char *stream)
 {
-  json_t *shards = sync_call(t, KCLD_AWS_KINESIS, "ListShards",
-                             json_pack("{s:s}", "StreamName", stream));
+  json_t *shards = kcld_e2e_call(t, KCLD_AWS_KINESIS, "ListShards",
+                                 json_pack("{s:s}", "StreamName", stream));
   const char *shard = json_string_value(json_object_get(json_array_get(
     json_object_get(shards, "Shards"), 0), "ShardId"));
-  json_t *it = sync_call(t, KCLD_AWS_KINESIS, "GetShardIterator",
-                         json_pack("{s:s,s:s,s:s}", "StreamName", stream,
-                                   "ShardId", shard, "ShardIteratorType",
-                                   "TRIM_HORIZON"));
-  json_t *got = sync_call(t, KCLD_AWS_KINESIS, "GetRecords",
-                          json_pack("{s:O}", "ShardIterator",
-                                    json_object_get(it, "ShardIterator")));
+  json_t *it = kcld_e2e_call(t, KCLD_AWS_KINESIS, "GetShardIterator",
+                             json_pack("{s:s,s:s,s:s}", "StreamName", stream,
+                                       "ShardId", shard, "ShardIteratorType",
+                                       "TRIM_HORIZON"));
+  json_t *got = kcld_e2e_call(t, KCLD_AWS_KINESIS, "GetRecords",
+                              json_pack("{s:O}", "ShardIterator",
+                                        json_object_get(it, "ShardIterator")));
   json_t *out = json_array(), *r;
   size_t i;
   json_array_foreach(json_object_get(got, "Records"), i, r) {
@@ -1153,9 +1143,9 @@ static void test_redrive_round_trip(void **state)
   snprintf(out, sizeof(out), "%s/out.jsonl", dir);
   snprintf(log, sizeof(log), "%s/redrive.log", dir);
   t = kcld_test_aws_new(kcld_emu_url(&s_emu, "kinesis"), NULL, NULL);
-  json_decref(sync_call(t, KCLD_AWS_KINESIS, "CreateStream",
-                        json_pack("{s:s,s:i}", "StreamName", "redrive-s",
-                                  "ShardCount", 1)));
+  json_decref(kcld_e2e_call(t, KCLD_AWS_KINESIS, "CreateStream",
+                            json_pack("{s:s,s:i}", "StreamName", "redrive-s",
+                                      "ShardCount", 1)));
 
   /* Two poison records dead-lettered by the engine (whose stream was
    * configured by name: no streamArn, so redrive uses the config's). */
@@ -1248,8 +1238,7 @@ static void test_binary_poison_multilang(void **state)
   unsigned seen[256] = {0}, ok[256] = {0}, calls = 0, poison_calls = 0;
   unsigned exp_calls = 0, exp_dups = 0, exp_rounds = 0, depth[MAXREC] = {0};
   unsigned dups = 0;
-  json_t *msgs, *body, *recs, *r, *put;
-  size_t i;
+  json_t *msgs, *body, *r, *put;
   int status;
   FILE *f;
   (void)state;
@@ -1266,41 +1255,23 @@ static void test_binary_poison_multilang(void **state)
 
   t = kcld_test_aws_new(kcld_emu_url(&s_emu, "kinesis"),
                         kcld_emu_url(&s_emu, "dynamodb"), NULL);
-  json_decref(sync_call(t, KCLD_AWS_KINESIS, "CreateStream",
-                        json_pack("{s:s,s:i}", "StreamName", "engbin",
-                                  "ShardCount", 1)));
-  for (int k = 0; k < 100; k++) {
-    json_t *d = sync_call(t, KCLD_AWS_KINESIS, "DescribeStreamSummary",
-                          json_pack("{s:s}", "StreamName", "engbin"));
-    int active = strcmp(json_string_value(json_object_get(json_object_get(
-      d, "StreamDescriptionSummary"), "StreamStatus")), "ACTIVE") == 0;
-    json_decref(d);
-    if (active)
-      break;
-    kcld_test_sleep_ms(50);
-  }
+  kcld_e2e_create_stream(t, "engbin", 1);
+  put = json_array();
   for (int b = 0; b < 2; b++) {
-    recs = json_array();
+    char bufs[100][32];
+    const char *data[100], *keys[100];
     for (int k = 0; k < 100; k++) {
-      char data[32], b64[64];
-      int n = snprintf(data, sizeof(data), "rec-%d", b * 100 + k);
-      EVP_EncodeBlock((unsigned char *)b64, (unsigned char *)data, n);
-      json_array_append_new(recs, json_pack("{s:s,s:s}", "Data", b64,
-                                            "PartitionKey", "pk"));
+      snprintf(bufs[k], sizeof(bufs[k]), "rec-%d", b * 100 + k);
+      data[k] = bufs[k];
+      keys[k] = "pk";
     }
-    put = sync_call(t, KCLD_AWS_KINESIS, "PutRecords",
-                    json_pack("{s:s,s:o}", "StreamName", "engbin", "Records",
-                              recs));
-    json_array_foreach(json_object_get(put, "Records"), i, r) {
-      const char *sq = json_string_value(json_object_get(r,
-                                                         "SequenceNumber"));
-      if (b * 100 + (int)i == 137)
-        snprintf(seq137, sizeof(seq137), "%s", sq);
-      if (b * 100 + (int)i == 199)
-        snprintf(last, sizeof(last), "%s", sq);
-    }
-    json_decref(put);
+    kcld_e2e_put_records(t, "engbin", data, keys, 100, put);
   }
+  snprintf(seq137, sizeof(seq137), "%s",
+           json_string_value(json_object_get(json_array_get(put, 137), "seq")));
+  snprintf(last, sizeof(last), "%s",
+           json_string_value(json_object_get(json_array_get(put, 199), "seq")));
+  json_decref(put);
 
   env_up(e, "engine-bin");
   f = fopen(conf, "w");
@@ -1425,8 +1396,8 @@ static void test_binary_poison_multilang(void **state)
   json_decref(msgs);
 
   /* The checkpoint ends at the last record. */
-  json_t *scan = sync_call(t, KCLD_AWS_DYNAMODB, "Scan",
-                           json_pack("{s:s}", "TableName", "engbin-app"));
+  json_t *scan = kcld_e2e_call(t, KCLD_AWS_DYNAMODB, "Scan",
+                               json_pack("{s:s}", "TableName", "engbin-app"));
   json_t *item = json_array_get(json_object_get(scan, "Items"), 0);
   assert_string_equal(json_string_value(json_object_get(json_object_get(
     item, "checkpoint"), "S")), last);

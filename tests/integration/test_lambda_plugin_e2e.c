@@ -15,9 +15,9 @@
 
 #include <cmocka.h>
 #include <jansson.h>
-#include <openssl/evp.h>
 
 #include "awssync.h"
+#include "e2e.h"
 #include "harness.h"
 #include "proc.h"
 
@@ -25,111 +25,37 @@ struct env {
   struct kcld_emu emu;
   struct kcld_test_aws *aws;
   char dir[64];
-  json_t *produced; /* {shard, seq, data} */
+  json_t *produced; /* {shard, seq, data, pk} */
 };
 
 static struct env E;
 
-static json_t *call(enum kcld_aws_service svc, const char *op, json_t *req)
-{
-  const char *type = NULL;
-  json_t *res = kcld_test_aws_call(E.aws, svc, op, req, &type);
-  if (!res)
-    fail_msg("%s failed: %s", op, type);
-  json_decref(req);
-  return res;
-}
-
-static void create_stream(const char *name, int shards)
-{
-  json_decref(call(KCLD_AWS_KINESIS, "CreateStream",
-                   json_pack("{s:s,s:i}", "StreamName", name, "ShardCount",
-                             shards)));
-  for (int i = 0; i < 200; i++) {
-    json_t *r = call(KCLD_AWS_KINESIS, "DescribeStreamSummary",
-                     json_pack("{s:s}", "StreamName", name));
-    const char *st = json_string_value(json_object_get(
-      json_object_get(r, "StreamDescriptionSummary"), "StreamStatus"));
-    int active = st && strcmp(st, "ACTIVE") == 0;
-    json_decref(r);
-    if (active)
-      return;
-    kcld_test_sleep_ms(50);
-  }
-  fail_msg("stream %s never became ACTIVE", name);
-}
-
 /* Puts one record per payload, partition keys spread over the shards. */
 static void put(const char *stream, const char *const *data, size_t n)
 {
-  json_t *recs = json_array();
+  char keys[64][32];
+  const char *kp[64];
+  assert_true(n <= 64);
   for (size_t i = 0; i < n; i++) {
-    unsigned char b64[256];
-    char pk[32];
-    EVP_EncodeBlock(b64, (const unsigned char *)data[i],
-                    (int)strlen(data[i]));
-    snprintf(pk, sizeof(pk), "pk-%zu", i);
-    json_array_append_new(recs, json_pack("{s:s,s:s}", "Data", (char *)b64,
-                                          "PartitionKey", pk));
+    snprintf(keys[i], sizeof(keys[i]), "pk-%zu", i);
+    kp[i] = keys[i];
   }
-  json_t *r = call(KCLD_AWS_KINESIS, "PutRecords",
-                   json_pack("{s:s,s:o}", "StreamName", stream, "Records",
-                             recs));
-  assert_int_equal(json_integer_value(json_object_get(r, "FailedRecordCount")),
-                   0);
-  for (size_t i = 0; i < n; i++) {
-    json_t *e = json_array_get(json_object_get(r, "Records"), i);
-    json_array_append_new(E.produced,
-                          json_pack("{s:O,s:O,s:s}", "shard",
-                                    json_object_get(e, "ShardId"), "seq",
-                                    json_object_get(e, "SequenceNumber"),
-                                    "data", data[i]));
-  }
-  json_decref(r);
+  kcld_e2e_put_records(E.aws, stream, data, kp, n, E.produced);
 }
 
 static void write_config(const char *path, const char *app,
                          const char *stream, const char *handler)
 {
-  FILE *f = fopen(path, "w");
-  assert_non_null(f);
-  fprintf(f,
-          "application: %s\n"
-          "stream: %s\n"
-          "region: us-east-1\n"
-          "endpoints:\n"
-          "  kinesis: %s\n"
-          "  dynamodb: %s\n"
-          "credentials:\n"
-          "  access_key_id: test\n"
-          "  secret_access_key: test\n"
-          "shutdown_timeout: 10s\n"
-          "workers: 2\n"
-          "lease:\n"
-          "  failover_time: 1s\n"
-          "fetch:\n"
-          "  idle_time: 200ms\n"
-          "batch:\n"
-          "  size: 7\n"
-          "retry:\n"
-          "  backoff_base: 50ms\n"
-          "metrics:\n"
-          "  listen: \"\"\n"
-          "log:\n"
-          "  level: info\n"
-          "handler:\n%s",
-          app, stream, kcld_emu_url(&E.emu, "kinesis"),
-          kcld_emu_url(&E.emu, "dynamodb"), handler);
-  fclose(f);
-}
-
-static void dump_log(const char *path)
-{
-  char *text = kcld_test_slurp(path, NULL);
-  if (text) {
-    fprintf(stderr, "---- %s ----\n%s\n", path, text);
-    free(text);
-  }
+  char rest[1280];
+  int n = snprintf(rest, sizeof(rest),
+                   "batch:\n"
+                   "  size: 7\n"
+                   "retry:\n"
+                   "  backoff_base: 50ms\n"
+                   "handler:\n%s",
+                   handler);
+  assert_true(n > 0 && (size_t)n < sizeof(rest));
+  kcld_e2e_write_config(path, &E.emu, app, stream, rest);
 }
 
 static void stop_worker(pid_t pid, const char *log)
@@ -138,11 +64,11 @@ static void stop_worker(pid_t pid, const char *log)
   kill(pid, SIGTERM);
   if (!kcld_test_wait_exit(pid, 30000, &status)) {
     kcld_test_reap(pid);
-    dump_log(log);
+    kcld_e2e_dump_file(log);
     fail_msg("kcld did not stop within 30 s of SIGTERM");
   }
   if (!WIFEXITED(status) || WEXITSTATUS(status) != 0) {
-    dump_log(log);
+    kcld_e2e_dump_file(log);
     fail_msg("kcld exited with status %d", status);
   }
 }
@@ -245,7 +171,7 @@ static void test_lambda(void **state)
     snprintf(bufs[i], sizeof(bufs[i]), i == 11 ? "flaky-%d" : "r-%d", i);
     data[i] = bufs[i];
   }
-  create_stream("lam", 2);
+  kcld_e2e_create_stream(E.aws, "lam", 2);
   put("lam", data, 30);
   snprintf(conf, sizeof(conf), "%s/lambda.yaml", E.dir);
   snprintf(out, sizeof(out), "%s/lambda.out", E.dir);
@@ -264,8 +190,8 @@ static void test_lambda(void **state)
     kcld_test_sleep_ms(100);
   if (!all_handled(out)) {
     kcld_test_reap(pid);
-    dump_log(log);
-    dump_log(out);
+    kcld_e2e_dump_file(log);
+    kcld_e2e_dump_file(out);
     fail_msg("not every record reached the lambda child within 60 s");
   }
   stop_worker(pid, log);
@@ -300,7 +226,7 @@ static void test_plugin_count(void **state)
     data[i] = bufs[i];
     bytes += strlen(bufs[i]);
   }
-  create_stream("plg", 2);
+  kcld_e2e_create_stream(E.aws, "plg", 2);
   put("plg", data, 40);
   snprintf(conf, sizeof(conf), "%s/plugin.yaml", E.dir);
   snprintf(log, sizeof(log), "%s/plugin.log", E.dir);
@@ -315,7 +241,7 @@ static void test_plugin_count(void **state)
     kcld_test_sleep_ms(200);
   if (!all_checkpointed("plgapp")) {
     kcld_test_reap(pid);
-    dump_log(log);
+    kcld_e2e_dump_file(log);
     fail_msg("the checkpoints did not reach the last records within 60 s");
   }
   stop_worker(pid, log);
@@ -323,7 +249,7 @@ static void test_plugin_count(void **state)
            "\"bytes\":%zu,", bytes);
   char *text = kcld_test_slurp(log, NULL);
   if (!strstr(text, want)) {
-    dump_log(log);
+    kcld_e2e_dump_file(log);
     fail_msg("no \"%s\" in the log", want);
   }
   free(text);
@@ -346,7 +272,7 @@ static void test_plugin_refused(void **state)
   pid = kcld_test_spawn_kcld(conf, log);
   if (!kcld_test_wait_exit(pid, 20000, &status)) {
     kcld_test_reap(pid);
-    dump_log(log);
+    kcld_e2e_dump_file(log);
     fail_msg("kcld kept running with a plugin it cannot load");
   }
   assert_true(WIFEXITED(status));

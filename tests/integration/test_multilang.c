@@ -31,6 +31,7 @@
 
 #include "awssync.h"
 #include "config.h"
+#include "e2e.h"
 #include "err.h"
 #include "handlers/handler.h"
 #include "harness.h"
@@ -575,33 +576,6 @@ struct e2e {
   pid_t pid;
 };
 
-static json_t *aws(struct kcld_test_aws *t, enum kcld_aws_service svc,
-                   const char *op, json_t *req)
-{
-  const char *type = NULL;
-  json_t *res = kcld_test_aws_call(t, svc, op, req, &type);
-  if (!res)
-    fail_msg("%s failed: %s", op, type);
-  json_decref(req);
-  return res;
-}
-
-static void wait_active(struct e2e *e)
-{
-  for (int i = 0; i < 200; i++) {
-    json_t *r = aws(e->t, KCLD_AWS_KINESIS, "DescribeStreamSummary",
-                    json_pack("{s:s}", "StreamName", "mlstream"));
-    const char *s = json_string_value(json_object_get(
-      json_object_get(r, "StreamDescriptionSummary"), "StreamStatus"));
-    int active = s && strcmp(s, "ACTIVE") == 0;
-    json_decref(r);
-    if (active)
-      return;
-    kcld_test_sleep_ms(50);
-  }
-  fail_msg("stream never became ACTIVE");
-}
-
 /* Emulators, a one-shard stream "mlstream" with n records "rec-<i>". */
 static void e2e_setup(struct e2e *e, int n)
 {
@@ -617,19 +591,17 @@ static void e2e_setup(struct e2e *e, int n)
   assert_int_equal(kcld_emu_start(&e->emu, "kinesis dynamodb"), 0);
   e->t = kcld_test_aws_new(kcld_emu_url(&e->emu, "kinesis"),
                            kcld_emu_url(&e->emu, "dynamodb"), NULL);
-  json_decref(aws(e->t, KCLD_AWS_KINESIS, "CreateStream",
-                  json_pack("{s:s,s:i}", "StreamName", "mlstream",
-                            "ShardCount", 1)));
-  wait_active(e);
+  kcld_e2e_create_stream(e->t, "mlstream", 1);
   e->n = n;
   for (int i = 0; i < n; i++) {
     char data[16];
     unsigned char b64[32];
     int len = snprintf(data, sizeof(data), "rec-%d", i);
     EVP_EncodeBlock(b64, (const unsigned char *)data, len);
-    json_t *r = aws(e->t, KCLD_AWS_KINESIS, "PutRecord",
-                    json_pack("{s:s,s:s,s:s}", "StreamName", "mlstream",
-                              "Data", (char *)b64, "PartitionKey", "k"));
+    json_t *r = kcld_e2e_call(e->t, KCLD_AWS_KINESIS, "PutRecord",
+                              json_pack("{s:s,s:s,s:s}", "StreamName",
+                                        "mlstream", "Data", (char *)b64,
+                                        "PartitionKey", "k"));
     snprintf(e->seqs[i], sizeof(e->seqs[i]), "%s",
              json_string_value(json_object_get(r, "SequenceNumber")));
     json_decref(r);
@@ -907,12 +879,12 @@ static void test_e2e_shard_end(void **state)
   wait_all_seen(&e);
   /* Reshard: the parent ends, its processor gets shardEnded and answers
    * with a checkpoint, which must succeed. */
-  json_decref(aws(e.t, KCLD_AWS_KINESIS, "SplitShard",
-                  json_pack("{s:s,s:s,s:s}", "StreamName", "mlstream",
-                            "ShardToSplit", "shardId-000000000000",
-                            "NewStartingHashKey",
-                            "170141183460469231731687303715884105728")));
-  wait_active(&e);
+  json_decref(kcld_e2e_call(
+    e.t, KCLD_AWS_KINESIS, "SplitShard",
+    json_pack("{s:s,s:s,s:s}", "StreamName", "mlstream", "ShardToSplit",
+              "shardId-000000000000", "NewStartingHashKey",
+              "170141183460469231731687303715884105728")));
+  kcld_e2e_wait_stream_active(e.t, "mlstream");
   unsigned long long end = kcld_test_now_ms() + 25000;
   json_t *done = NULL;
   while (kcld_test_now_ms() < end) {

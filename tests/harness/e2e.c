@@ -1,0 +1,124 @@
+/* e2e.c — see e2e.h. */
+#include "e2e.h"
+
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <cmocka.h>
+#include <openssl/evp.h>
+
+#include "proc.h"
+
+json_t *kcld_e2e_call(struct kcld_test_aws *t, enum kcld_aws_service svc,
+                      const char *op, json_t *req)
+{
+  const char *type = NULL;
+  json_t *res = kcld_test_aws_call(t, svc, op, req, &type);
+  json_decref(req);
+  if (!res)
+    fail_msg("%s failed: %s", op, type ? type : "?");
+  return res;
+}
+
+void kcld_e2e_wait_stream_active(struct kcld_test_aws *t, const char *stream)
+{
+  for (int i = 0; i < 200; i++) {
+    json_t *r = kcld_e2e_call(t, KCLD_AWS_KINESIS, "DescribeStreamSummary",
+                              json_pack("{s:s}", "StreamName", stream));
+    const char *st = json_string_value(json_object_get(
+      json_object_get(r, "StreamDescriptionSummary"), "StreamStatus"));
+    int active = st && strcmp(st, "ACTIVE") == 0;
+    json_decref(r);
+    if (active)
+      return;
+    kcld_test_sleep_ms(50);
+  }
+  fail_msg("stream %s did not become ACTIVE within 200 polls", stream);
+}
+
+void kcld_e2e_create_stream(struct kcld_test_aws *t, const char *stream,
+                            int shards)
+{
+  json_decref(kcld_e2e_call(t, KCLD_AWS_KINESIS, "CreateStream",
+                            json_pack("{s:s,s:i}", "StreamName", stream,
+                                      "ShardCount", shards)));
+  kcld_e2e_wait_stream_active(t, stream);
+}
+
+void kcld_e2e_put_records(struct kcld_test_aws *t, const char *stream,
+                          const char *const *data, const char *const *keys,
+                          size_t n, json_t *produced)
+{
+  json_t *recs = json_array(), *r, *entries;
+
+  assert_true(n <= 500);
+  for (size_t i = 0; i < n; i++) {
+    size_t len = strlen(data[i]);
+    unsigned char *b64 = malloc(4 * ((len + 2) / 3) + 1);
+    assert_non_null(b64);
+    EVP_EncodeBlock(b64, (const unsigned char *)data[i], (int)len);
+    json_array_append_new(recs, json_pack("{s:s,s:s}", "Data", (char *)b64,
+                                          "PartitionKey", keys[i]));
+    free(b64);
+  }
+  r = kcld_e2e_call(t, KCLD_AWS_KINESIS, "PutRecords",
+                    json_pack("{s:s,s:o}", "StreamName", stream, "Records",
+                              recs));
+  assert_int_equal(json_integer_value(json_object_get(r, "FailedRecordCount")),
+                   0);
+  entries = json_object_get(r, "Records");
+  for (size_t i = 0; produced && i < n; i++) {
+    json_t *e = json_array_get(entries, i);
+    json_array_append_new(
+      produced,
+      json_pack("{s:O,s:O,s:s,s:s}", "shard", json_object_get(e, "ShardId"),
+                "seq", json_object_get(e, "SequenceNumber"), "data", data[i],
+                "pk", keys[i]));
+  }
+  json_decref(r);
+}
+
+void kcld_e2e_write_config(const char *path, const struct kcld_emu *emu,
+                           const char *app, const char *stream,
+                           const char *rest)
+{
+  FILE *f = fopen(path, "w");
+  assert_non_null(f);
+  fprintf(f,
+          "application: %s\n"
+          "stream: %s\n"
+          "region: us-east-1\n"
+          "endpoints:\n"
+          "  kinesis: %s\n"
+          "  dynamodb: %s\n"
+          "credentials:\n"
+          "  access_key_id: test\n"
+          "  secret_access_key: test\n"
+          "shutdown_timeout: 10s\n"
+          "workers: 2\n"
+          "lease:\n"
+          "  failover_time: 1s\n"
+          "fetch:\n"
+          "  idle_time: 200ms\n"
+          "metrics:\n"
+          "  listen: \"\"\n"
+          "log:\n"
+          "  level: info\n"
+          "%s",
+          app, stream, kcld_emu_url(emu, "kinesis"),
+          kcld_emu_url(emu, "dynamodb"), rest ? rest : "");
+  assert_int_equal(fclose(f), 0);
+}
+
+void kcld_e2e_dump_file(const char *path)
+{
+  char *text = kcld_test_slurp(path, NULL);
+  if (text) {
+    fprintf(stderr, "---- %s ----\n%s\n", path, text);
+    free(text);
+  }
+}

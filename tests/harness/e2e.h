@@ -1,0 +1,50 @@
+/* e2e.h — set-up steps shared by the end-to-end tests that run kcld (or
+ * its engine) against the emulators: AWS calls that must succeed, streams
+ * created and awaited, records put, a kcld config written, a log shown when
+ * a test fails. */
+#ifndef KCLD_TEST_E2E_H
+#define KCLD_TEST_E2E_H
+
+#include <jansson.h>
+#include <stddef.h>
+
+#include "awssync.h"
+#include "harness.h"
+
+/* Calls `op` with `req` (taken) and returns the answer (a new reference);
+ * fails the test, naming `op` and the AWS error type, when the call fails. */
+json_t *kcld_e2e_call(struct kcld_test_aws *t, enum kcld_aws_service svc,
+                      const char *op, json_t *req);
+
+/* Polls DescribeStreamSummary every 50 ms until `stream` is ACTIVE; fails
+ * the test when it is not after 200 polls. */
+void kcld_e2e_wait_stream_active(struct kcld_test_aws *t, const char *stream);
+
+/* CreateStream `stream` with `shards` shards, then waits for ACTIVE as
+ * kcld_e2e_wait_stream_active does. */
+void kcld_e2e_create_stream(struct kcld_test_aws *t, const char *stream,
+                            int shards);
+
+/* One PutRecords of `n` records (at most 500): data[i], text that is base64
+ * encoded here, under partition key keys[i].  Asserts that none failed.
+ * When `produced` is not NULL, appends {shard, seq, data, pk} to it for
+ * each record, in put order. */
+void kcld_e2e_put_records(struct kcld_test_aws *t, const char *stream,
+                          const char *const *data, const char *const *keys,
+                          size_t n, json_t *produced);
+
+/* Writes a kcld YAML config to `path`: application `app`, stream `stream`,
+ * the emulators' kinesis and dynamodb endpoints, test credentials,
+ * shutdown_timeout 10s, 2 workers, failover_time 1s, fetch idle_time 200ms,
+ * no metrics listener, log level info; then `rest` (top-level YAML lines:
+ * the handler and whatever else the test sets).  Fails the test when the
+ * file cannot be written. */
+void kcld_e2e_write_config(const char *path, const struct kcld_emu *emu,
+                           const char *app, const char *stream,
+                           const char *rest);
+
+/* Writes the file at `path` to stderr between "---- path ----" and a blank
+ * line; nothing when it cannot be read.  For a failing test's kcld log. */
+void kcld_e2e_dump_file(const char *path);
+
+#endif

@@ -15,9 +15,9 @@
 #include <jansson.h>
 
 #include "aws/call.h"
-#include "aws/credentials.h"
 #include "aws/dynamodb.h"
 #include "aws/http.h"
+#include "awsenv.h"
 #include "err.h"
 #include "harness.h"
 
@@ -26,35 +26,15 @@
 static struct kcld_emu s_emu;
 
 struct env {
-  uv_loop_t loop;
-  struct kcld_http *http;
-  struct kcld_credentials *creds;
-  struct kcld_aws *aws;
+  struct kcld_test_awsenv c;
   struct kcld_dynamodb *db;
 };
 
 static void env_up_at(struct env *e, const char *url)
 {
-  struct kcld_credentials_opts co = {0};
-  struct kcld_aws_opts ao = {0};
-
   memset(e, 0, sizeof(*e));
-  assert_non_null(url);
-  assert_int_equal(uv_loop_init(&e->loop), 0);
-  assert_int_equal(kcld_http_new(&e->loop, NULL, &e->http), 0);
-  co.loop = &e->loop;
-  co.http = e->http;
-  co.access_key_id = "AKIDKCLDTEST";
-  co.secret_access_key = "kcld-test-secret";
-  assert_int_equal(kcld_credentials_new(&co, &e->creds), 0);
-  ao.loop = &e->loop;
-  ao.http = e->http;
-  ao.creds = e->creds;
-  ao.region = "us-east-1";
-  ao.endpoint[KCLD_AWS_DYNAMODB] = url;
-  ao.retry_base_ms = 10;
-  assert_int_equal(kcld_aws_new(&ao, &e->aws), 0);
-  assert_int_equal(kcld_dynamodb_new(e->aws, &e->loop, &e->db), 0);
+  kcld_test_awsenv_up(&e->c, KCLD_AWS_DYNAMODB, url, 0);
+  assert_int_equal(kcld_dynamodb_new(e->c.aws, &e->c.loop, &e->db), 0);
 }
 
 static void env_up(struct env *e)
@@ -65,10 +45,7 @@ static void env_up(struct env *e)
 static void env_down(struct env *e)
 {
   kcld_dynamodb_close(e->db);
-  kcld_aws_close(e->aws);
-  kcld_credentials_destroy(e->creds);
-  kcld_http_close(e->http);
-  kcld_test_loop_finish(&e->loop);
+  kcld_test_awsenv_down(&e->c);
 }
 
 /* ======== What the callbacks saw ======== */
@@ -161,7 +138,7 @@ static void on_batch(const struct kcld_dynamodb_batch_result *r, void *arg)
 
 static void wait_for(struct env *e, struct seen *s)
 {
-  assert_true(kcld_test_run_until(&e->loop, &s->done, WAIT_MS));
+  assert_true(kcld_test_run_until(&e->c.loop, &s->done, WAIT_MS));
   assert_int_equal(s->done, 1);
   if (s->err)
     fprintf(stderr, "note: %s\n", s->message); /* expected or not */
@@ -288,10 +265,10 @@ static json_t *ctrl(struct env *e, const char *method, const char *path,
   req.headers = headers;
   req.body = text;
   req.body_len = text ? strlen(text) : 0;
-  assert_int_equal(kcld_http_send(e->http, &req, on_ctrl, &c), 0);
+  assert_int_equal(kcld_http_send(e->c.http, &req, on_ctrl, &c), 0);
   free(text);
   json_decref(body);
-  assert_true(kcld_test_run_until(&e->loop, &c.done, WAIT_MS));
+  assert_true(kcld_test_run_until(&e->c.loop, &c.done, WAIT_MS));
   assert_int_equal(c.status, 200);
   return c.body;
 }
@@ -777,7 +754,7 @@ static void test_close_cancels(void **state)
   json_decref(ctrl(&e, "POST", "/__fault/script", script));
   assert_int_equal(kcld_dynamodb_batch_write(e.db, items, &o, on_batch, &s),
                    0);
-  kcld_test_run_until(&e.loop, &never, 500);
+  kcld_test_run_until(&e.c.loop, &never, 500);
   assert_int_equal(s.done, 0); /* backing off */
   kcld_dynamodb_close(e.db);
   e.db = NULL;

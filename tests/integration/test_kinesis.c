@@ -20,9 +20,9 @@
 #include <openssl/evp.h>
 
 #include "aws/call.h"
-#include "aws/credentials.h"
 #include "aws/http.h"
 #include "aws/kinesis.h"
+#include "awsenv.h"
 #include "err.h"
 #include "harness.h"
 
@@ -31,47 +31,23 @@
 static struct kcld_emu s_emu;
 
 struct env {
-  uv_loop_t loop;
-  struct kcld_http *http;
-  struct kcld_credentials *creds;
-  struct kcld_aws *aws;
+  struct kcld_test_awsenv c;
   struct kcld_kinesis *k;
   const char *url;
 };
 
 static void env_up(struct env *e, const char *emulator, int max_attempts)
 {
-  struct kcld_credentials_opts co = {0};
-  struct kcld_aws_opts ao = {0};
-
   memset(e, 0, sizeof(*e));
   e->url = kcld_emu_url(&s_emu, emulator);
-  assert_non_null(e->url);
-  assert_int_equal(uv_loop_init(&e->loop), 0);
-  assert_int_equal(kcld_http_new(&e->loop, NULL, &e->http), 0);
-  co.loop = &e->loop;
-  co.http = e->http;
-  co.access_key_id = "AKIDKCLDTEST";
-  co.secret_access_key = "kcld-test-secret";
-  assert_int_equal(kcld_credentials_new(&co, &e->creds), 0);
-  ao.loop = &e->loop;
-  ao.http = e->http;
-  ao.creds = e->creds;
-  ao.region = "us-east-1";
-  ao.endpoint[KCLD_AWS_KINESIS] = e->url;
-  ao.max_attempts = max_attempts;
-  ao.retry_base_ms = 10;
-  assert_int_equal(kcld_aws_new(&ao, &e->aws), 0);
-  assert_int_equal(kcld_kinesis_new(e->aws, &e->loop, &e->k), 0);
+  kcld_test_awsenv_up(&e->c, KCLD_AWS_KINESIS, e->url, max_attempts);
+  assert_int_equal(kcld_kinesis_new(e->c.aws, &e->c.loop, &e->k), 0);
 }
 
 static void env_down(struct env *e)
 {
   kcld_kinesis_close(e->k);
-  kcld_aws_close(e->aws);
-  kcld_credentials_destroy(e->creds);
-  kcld_http_close(e->http);
-  kcld_test_loop_finish(&e->loop);
+  kcld_test_awsenv_down(&e->c);
 }
 
 /* ======== What the callbacks saw ======== */
@@ -184,7 +160,7 @@ static void on_put(const struct kcld_kinesis_put_result *r, void *arg)
 
 static void wait_for(struct env *e, struct seen *s)
 {
-  assert_true(kcld_test_run_until(&e->loop, &s->done, WAIT_MS));
+  assert_true(kcld_test_run_until(&e->c.loop, &s->done, WAIT_MS));
   assert_int_equal(s->done, 1);
   if (s->err)
     fprintf(stderr, "note: %s\n", s->message); /* expected or not */
@@ -277,10 +253,10 @@ static json_t *ctrl(struct env *e, const char *path, json_t *body)
   req.headers = headers;
   req.body = text;
   req.body_len = strlen(text);
-  assert_int_equal(kcld_http_send(e->http, &req, on_ctrl, &c), 0);
+  assert_int_equal(kcld_http_send(e->c.http, &req, on_ctrl, &c), 0);
   free(text);
   json_decref(body);
-  assert_true(kcld_test_run_until(&e->loop, &c.done, WAIT_MS));
+  assert_true(kcld_test_run_until(&e->c.loop, &c.done, WAIT_MS));
   assert_int_equal(c.status, 200);
   assert_non_null(c.body);
   return c.body;
@@ -886,7 +862,7 @@ static void test_close_cancels(void **state)
                                             &a),
                    0);
   /* Let the first answer (throttled) arrive: the 2.5-5 s backoff runs. */
-  kcld_test_run_until(&e.loop, &never, 500);
+  kcld_test_run_until(&e.c.loop, &never, 500);
   assert_int_equal(a.done, 0);
   assert_int_equal(kcld_kinesis_describe_stream_summary(e.k, "kcld-close",
                                                         on_summary, &b),
@@ -899,7 +875,7 @@ static void test_close_cancels(void **state)
   assert_int_equal(b.err, KCLD_ECANCELED);
   e.k = NULL;
   /* The call still in flight lands without a callback. */
-  kcld_test_run_until(&e.loop, &never, 500);
+  kcld_test_run_until(&e.c.loop, &never, 500);
   assert_int_equal(a.done, 1);
   assert_int_equal(b.done, 1);
   env_down(&e);

@@ -20,9 +20,8 @@
 #include <jansson.h>
 
 #include "aws/call.h"
-#include "aws/credentials.h"
-#include "aws/http.h"
 #include "aws/sqs.h"
+#include "awsenv.h"
 #include "err.h"
 #include "harness.h"
 
@@ -31,44 +30,21 @@
 static struct kcld_emu s_emu;
 
 struct env {
-  uv_loop_t loop;
-  struct kcld_http *http;
-  struct kcld_credentials *creds;
-  struct kcld_aws *aws;
+  struct kcld_test_awsenv c;
   struct kcld_sqs *sqs;
 };
 
 static void env_up(struct env *e, const char *emulator)
 {
-  struct kcld_credentials_opts co = {0};
-  struct kcld_aws_opts ao = {0};
-
   memset(e, 0, sizeof(*e));
-  assert_int_equal(uv_loop_init(&e->loop), 0);
-  assert_int_equal(kcld_http_new(&e->loop, NULL, &e->http), 0);
-  co.loop = &e->loop;
-  co.http = e->http;
-  co.access_key_id = "AKIDKCLDTEST";
-  co.secret_access_key = "kcld-test-secret";
-  assert_int_equal(kcld_credentials_new(&co, &e->creds), 0);
-  ao.loop = &e->loop;
-  ao.http = e->http;
-  ao.creds = e->creds;
-  ao.region = "us-east-1";
-  ao.endpoint[KCLD_AWS_SQS] = kcld_emu_url(&s_emu, emulator);
-  assert_non_null(ao.endpoint[KCLD_AWS_SQS]);
-  ao.retry_base_ms = 10;
-  assert_int_equal(kcld_aws_new(&ao, &e->aws), 0);
-  assert_int_equal(kcld_sqs_new(e->aws, &e->loop, &e->sqs), 0);
+  kcld_test_awsenv_up(&e->c, KCLD_AWS_SQS, kcld_emu_url(&s_emu, emulator), 0);
+  assert_int_equal(kcld_sqs_new(e->c.aws, &e->c.loop, &e->sqs), 0);
 }
 
 static void env_down(struct env *e)
 {
   kcld_sqs_close(e->sqs);
-  kcld_aws_close(e->aws);
-  kcld_credentials_destroy(e->creds);
-  kcld_http_close(e->http);
-  kcld_test_loop_finish(&e->loop);
+  kcld_test_awsenv_down(&e->c);
 }
 
 /* ======== What the callbacks saw ======== */
@@ -156,7 +132,7 @@ static void on_receive(const struct kcld_sqs_receive_result *r, void *arg)
 
 static void wait_for(struct env *e, struct seen *s)
 {
-  assert_true(kcld_test_run_until(&e->loop, &s->done, WAIT_MS));
+  assert_true(kcld_test_run_until(&e->c.loop, &s->done, WAIT_MS));
   assert_int_equal(s->done, 1);
   if (s->err)
     fprintf(stderr, "note: %s\n", s->message); /* expected or not */
@@ -505,7 +481,7 @@ static void test_close_cancels(void **state)
   create_queue(&e, "kcld-close", url, sizeof(url));
   r.queue_url = url;
   assert_int_equal(kcld_sqs_receive_message(e.sqs, &r, on_receive, &s), 0);
-  kcld_test_run_until(&e.loop, &never, 200);
+  kcld_test_run_until(&e.c.loop, &never, 200);
   assert_int_equal(s.done, 0); /* long poll */
   kcld_sqs_close(e.sqs);
   e.sqs = NULL;

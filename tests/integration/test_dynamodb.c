@@ -16,9 +16,9 @@
 
 #include "aws/call.h"
 #include "aws/dynamodb.h"
-#include "aws/http.h"
 #include "awsenv.h"
 #include "err.h"
+#include "fault.h"
 #include "harness.h"
 
 #define WAIT_MS 20000
@@ -234,43 +234,13 @@ static void scan_all(struct env *e, const char *table, int limit,
   wait_for(e, s);
 }
 
-/* A POST to the fault endpoint's control plane. */
-struct ctrl {
-  int done;
-  long status;
-  json_t *body;
-};
-
-static void on_ctrl(const struct kcld_http_response *r, void *arg)
+/* Replaces the fault endpoint's script with `script` (taken). */
+static void fault_script(json_t *script)
 {
-  struct ctrl *c = arg;
-  json_error_t jerr;
-  c->status = r->status;
-  c->body = r->err ? NULL : json_loadb(r->body, r->body_len, 0, &jerr);
-  c->done = 1;
-}
-
-static json_t *ctrl(struct env *e, const char *method, const char *path,
-                    json_t *body)
-{
-  static const char *const headers[] = {"Content-Type: application/json",
-                                        NULL};
-  char url[256];
-  char *text = body ? json_dumps(body, JSON_COMPACT) : NULL;
-  struct kcld_http_request req = {0};
-  struct ctrl c = {0};
-  snprintf(url, sizeof(url), "%s%s", kcld_emu_url(&s_emu, "fault"), path);
-  req.method = method;
-  req.url = url;
-  req.headers = headers;
-  req.body = text;
-  req.body_len = text ? strlen(text) : 0;
-  assert_int_equal(kcld_http_send(e->c.http, &req, on_ctrl, &c), 0);
+  char *text = json_dumps(script, JSON_COMPACT);
+  assert_int_equal(kcld_fault_script(kcld_emu_url(&s_emu, "fault"), text), 0);
   free(text);
-  json_decref(body);
-  assert_true(kcld_test_run_until(&e->c.loop, &c.done, WAIT_MS));
-  assert_int_equal(c.status, 200);
-  return c.body;
+  json_decref(script);
 }
 
 /* ======== Tests ======== */
@@ -695,7 +665,7 @@ static void test_batch_unprocessed(void **state)
                      kcld_emu_url(&s_emu, "dynamodb"), "then", "proxy",
                      "steps", "target", "BatchWriteItem", "body",
                      "UnprocessedItems", table, chunk);
-  json_decref(ctrl(&e, "POST", "/__fault/script", json_incref(script)));
+  fault_script(json_incref(script));
   {
     struct kcld_dynamodb_batch_opts o = {.backoff_base_ms = 5,
                                          .backoff_max_ms = 20};
@@ -712,7 +682,7 @@ static void test_batch_unprocessed(void **state)
 
   /* No retries: the unprocessed chunk and the chunks never sent come back,
    * in order. */
-  json_decref(ctrl(&e, "POST", "/__fault/script", json_incref(script)));
+  fault_script(json_incref(script));
   {
     struct kcld_dynamodb_batch_opts o = {.max_retries = -1};
     batch(&e, items, &o, &s);
@@ -751,7 +721,7 @@ static void test_close_cancels(void **state)
                      kcld_emu_url(&s_emu, "dynamodb"), "then", "proxy",
                      "steps", "target", "BatchWriteItem", "body",
                      "UnprocessedItems", table, json_object_get(items, table));
-  json_decref(ctrl(&e, "POST", "/__fault/script", script));
+  fault_script(script);
   assert_int_equal(kcld_dynamodb_batch_write(e.db, items, &o, on_batch, &s),
                    0);
   kcld_test_run_until(&e.c.loop, &never, 500);

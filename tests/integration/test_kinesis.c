@@ -20,10 +20,10 @@
 #include <openssl/evp.h>
 
 #include "aws/call.h"
-#include "aws/http.h"
 #include "aws/kinesis.h"
 #include "awsenv.h"
 #include "err.h"
+#include "fault.h"
 #include "harness.h"
 
 #define WAIT_MS 20000
@@ -223,43 +223,16 @@ static void dec_inc(const char *in, char *out, size_t cap)
   }
 }
 
-/* A POST to the kinesis_paged control plane; returns its JSON answer. */
-struct ctrl {
-  int done;
-  long status;
-  json_t *body;
-};
-
-static void on_ctrl(const struct kcld_http_response *r, void *arg)
-{
-  struct ctrl *c = arg;
-  json_error_t jerr;
-  c->status = r->status;
-  c->body = r->err ? NULL : json_loadb(r->body, r->body_len, 0, &jerr);
-  c->done = 1;
-}
-
+/* A POST of `body` (taken) to the kinesis_paged control plane; returns its
+ * JSON answer. */
 static json_t *ctrl(struct env *e, const char *path, json_t *body)
 {
-  static const char *const headers[] = {"Content-Type: application/json",
-                                        NULL};
-  char url[256];
   char *text = json_dumps(body, JSON_COMPACT);
-  struct kcld_http_request req = {0};
-  struct ctrl c = {0};
-  snprintf(url, sizeof(url), "%s%s", e->url, path);
-  req.method = "POST";
-  req.url = url;
-  req.headers = headers;
-  req.body = text;
-  req.body_len = strlen(text);
-  assert_int_equal(kcld_http_send(e->c.http, &req, on_ctrl, &c), 0);
+  json_t *answer = kcld_fault_post(e->url, path, text);
   free(text);
   json_decref(body);
-  assert_true(kcld_test_run_until(&e->c.loop, &c.done, WAIT_MS));
-  assert_int_equal(c.status, 200);
-  assert_non_null(c.body);
-  return c.body;
+  assert_non_null(answer);
+  return answer;
 }
 
 static int target_count(json_t *stats, const char *op)

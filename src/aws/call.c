@@ -84,6 +84,8 @@ struct kcld_aws {
   long skew_s;         /* server clock minus ours */
   uint64_t rng;        /* xorshift64* state for the backoff jitter */
   struct aws_call *calls;
+  kcld_aws_observer_fn observer;
+  void *observer_arg;
   int closing;
 };
 
@@ -105,6 +107,7 @@ struct aws_call {
   long timeout_ms;
   int attempt;                 /* attempts started */
   int last_cost;               /* tokens taken for the latest retry */
+  uint64_t started_ns;         /* uv_hrtime() at kcld_aws_call() */
   enum call_state state;
   int refs;                    /* timer not yet closed + creds pending */
   uv_timer_t timer;
@@ -331,6 +334,10 @@ static void call_finish(struct aws_call *c, int err, json_t *parsed,
   res.raw = err ? NULL : raw;
   res.raw_len = err ? 0 : raw_len;
   res.attempts = c->attempt;
+  /* Before the callback, which may close the client. */
+  if (aws->observer)
+    aws->observer(aws->observer_arg, s_services[c->svc].name, c->op,
+                  (double)(uv_hrtime() - c->started_ns) / 1e9, err);
   c->cb(&res, c->arg);
   json_decref(parsed);
   uv_close((uv_handle_t *)&c->timer, on_call_timer_closed);
@@ -703,6 +710,7 @@ int kcld_aws_call(struct kcld_aws *aws, enum kcld_aws_service svc,
                                                : aws->timeout_ms;
   c->cb = cb;
   c->arg = arg;
+  c->started_ns = uv_hrtime();
   c->state = CALL_WAITING;
   if (uv_timer_init(aws->loop, &c->timer) != 0) {
     free(c->body);
@@ -720,6 +728,15 @@ int kcld_aws_call(struct kcld_aws *aws, enum kcld_aws_service svc,
     return KCLD_EINVAL;
   }
   return 0;
+}
+
+void kcld_aws_set_observer(struct kcld_aws *aws, kcld_aws_observer_fn fn,
+                           void *arg)
+{
+  if (!aws)
+    return;
+  aws->observer = fn;
+  aws->observer_arg = fn ? arg : NULL;
 }
 
 const char *kcld_aws_region(const struct kcld_aws *aws)

@@ -96,6 +96,20 @@ int kcld_aws_call(struct kcld_aws *aws, enum kcld_aws_service svc,
                   const struct kcld_aws_call_opts *opts, kcld_aws_cb cb,
                   void *arg);
 
+/* Told of every finished call (just before its callback): the service's
+ * signing name ("kinesis"), the operation, the seconds from kcld_aws_call()
+ * to the result, retries and backoff included, and the result's err.  For
+ * metrics; runs on the loop thread, also for calls cancelled by
+ * kcld_aws_close (err KCLD_ECANCELED). */
+typedef void (*kcld_aws_observer_fn)(void *arg, const char *service,
+                                     const char *operation, double seconds,
+                                     int err);
+
+/* Installs the observer (NULL removes it).  Its cost to a call is two clock
+ * reads. */
+void kcld_aws_set_observer(struct kcld_aws *aws, kcld_aws_observer_fn fn,
+                           void *arg);
+
 /* The region the client signs for. */
 const char *kcld_aws_region(const struct kcld_aws *aws);
 

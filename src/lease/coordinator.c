@@ -105,6 +105,7 @@ struct kcld_coordinator {
   uint64_t next_regular_ms;
   size_t last_target;
   int takes_inflight;
+  struct kcld_coordinator_stats stats;
   unsigned ready : 1, failed : 1, closing : 1, releasing : 1, scanning : 1,
     syncing : 1, sync_again : 1, pass_pending : 1, pass_conflict : 1,
     retry_used : 1, in_close_flush : 1;
@@ -426,6 +427,7 @@ static void lose(struct kcld_coordinator *c, struct entry *e,
   if (!e->held)
     return;
   e->held = 0;
+  c->stats.lost++;
   log_lease(KCLD_LOG_WARN, "lease lost", c, e, "reason", reason);
   defer_lost(c, e->lease.shard_id);
 }
@@ -550,6 +552,10 @@ static void done_take(struct kcld_coordinator *c, struct entry *e,
     e->gone = 0;
     e->last_ok_ms = w->started_ms;
     e->last_renew_ms = w->started_ms;
+    if (w->steal)
+      c->stats.stolen++;
+    else
+      c->stats.taken++;
     log_lease(KCLD_LOG_INFO, w->steal ? "lease stolen" : "lease taken", c, e,
               "previous_owner", w->prev_owner[0] ? w->prev_owner : NULL);
     if (c->releasing)
@@ -1451,6 +1457,12 @@ size_t kcld_coordinator_held(const struct kcld_coordinator *c)
   for (size_t i = 0; i < c->n; i++)
     n += c->v[i]->held;
   return n;
+}
+
+void kcld_coordinator_stats(const struct kcld_coordinator *c,
+                            struct kcld_coordinator_stats *out)
+{
+  *out = c->stats;
 }
 
 /* ======== Close ======== */

@@ -141,6 +141,18 @@ void kcld_coordinator_release_all(struct kcld_coordinator *c, kcld_lease_cb cb,
 /* Number of leases held now. */
 size_t kcld_coordinator_held(const struct kcld_coordinator *c);
 
+/* Lease changes since start, counted as they happen. */
+struct kcld_coordinator_stats {
+  uint64_t taken;    /* unowned or expired leases taken */
+  uint64_t stolen;   /* leases taken from a live worker to balance */
+  uint64_t lost;     /* held leases lost: stolen by a peer, not renewed in
+                        time, or a write found another owner */
+};
+
+/* Copies the counters into *out. */
+void kcld_coordinator_stats(const struct kcld_coordinator *c,
+                            struct kcld_coordinator_stats *out);
+
 /* Stops timers, cancels what is in flight and frees once the handles are
  * closed: run the loop afterwards.  Does not release leases.  Before it
  * returns, every pending checkpoint, shard_ended, parents_done and

@@ -26,6 +26,8 @@ struct kcld_dispatcher {
   size_t calls;                  /* handler calls not yet answered */
   size_t active;                 /* shards in the list */
   struct kcld_dispatcher_stats stats;
+  kcld_dispatcher_observer_fn observer;
+  void *observer_arg;
   uint32_t rng;
   int flushing;                  /* no more waiting for batch.window */
   int closing;
@@ -43,6 +45,8 @@ struct call {
   struct job *job;               /* NULL once orphaned */
   const struct kcld_record **ptrs;
   size_t n;
+  uint64_t bytes;                /* payload bytes of ptrs */
+  uint64_t started_ns;           /* uv_hrtime() at process() */
   uv_timer_t timeout;
 };
 
@@ -506,7 +510,11 @@ static void on_answer(const struct kcld_handler_result *res, void *arg)
   struct job *j = c->job;
   struct kcld_dispatcher *disp = c->disp;
   size_t n = c->n;
+  uint64_t bytes = c->bytes;
 
+  if (disp->observer)
+    disp->observer(disp->observer_arg,
+                   (double)(uv_hrtime() - c->started_ns) / 1e9);
   c->job = NULL;
   call_free(c);
   if (!j)
@@ -515,14 +523,18 @@ static void on_answer(const struct kcld_handler_result *res, void *arg)
   if (res->status == KCLD_HANDLER_OK) {
     disp->stats.batches_ok++;
     disp->stats.records_handled += n;
+    disp->stats.bytes_handled += bytes;
     complete_range(j);
     return;
   }
   if (res->status == KCLD_HANDLER_PARTIAL && res->first_failed < n) {
     if (res->first_failed > 0) {
       disp->stats.records_handled += res->first_failed;
-      for (size_t i = 0; i < res->first_failed; i++)
-        ent(j->sh, j->idx[j->pos + i])->done = 1;
+      for (size_t i = 0; i < res->first_failed; i++) {
+        struct entry *e = ent(j->sh, j->idx[j->pos + i]);
+        e->done = 1;
+        disp->stats.bytes_handled += e->rec->data_len;
+      }
       j->pos += res->first_failed;
       j->retries = 0;
       advance(j->sh);
@@ -578,6 +590,7 @@ static void run_range(struct job *j)
   }
   for (size_t i = 0; i < n; i++) {
     c->ptrs[i] = ent(sh, j->idx[j->pos + i])->rec;
+    c->bytes += c->ptrs[i]->data_len;
     kcld_record_batch_acquire(c->ptrs[i]->batch);
   }
   c->n = n;
@@ -597,6 +610,7 @@ static void run_range(struct job *j)
   b.attempt = j->retries + 1;
   disp->stats.handler_calls++;
   uv_timer_start(&c->timeout, on_timeout, disp->opts.handler_timeout_ms, 0);
+  c->started_ns = uv_hrtime();
   rc = kcld_handler_process(disp->opts.handler, &b, on_answer, c);
   if (rc != 0) {
     c->job = NULL;
@@ -843,6 +857,15 @@ void kcld_dispatcher_stats(const struct kcld_dispatcher *d,
 {
   *out = d->stats;
   out->in_flight = d->active + d->calls;
+}
+
+void kcld_dispatcher_set_observer(struct kcld_dispatcher *d,
+                                  kcld_dispatcher_observer_fn fn, void *arg)
+{
+  if (!d)
+    return;
+  d->observer = fn;
+  d->observer_arg = fn ? arg : NULL;
 }
 
 void kcld_dispatcher_flush(struct kcld_dispatcher *d)

@@ -67,6 +67,7 @@ struct kcld_dispatcher_opts {
 
 struct kcld_dispatcher_stats {
   uint64_t records_handled;      /* reported OK by the handler */
+  uint64_t bytes_handled;        /* their payload bytes */
   uint64_t handler_calls;        /* batches given to the handler */
   uint64_t batches_ok;
   uint64_t batches_failed;       /* failed, partial, timed out or refused
@@ -91,6 +92,15 @@ struct kcld_shard_sink kcld_dispatcher_sink(struct kcld_dispatcher *d);
 
 void kcld_dispatcher_stats(const struct kcld_dispatcher *d,
                            struct kcld_dispatcher_stats *out);
+
+/* Told of every handler answer, late ones included: the seconds from
+ * the handler's process() to its answer.  For metrics; loop thread. */
+typedef void (*kcld_dispatcher_observer_fn)(void *arg, double seconds);
+
+/* Installs the observer (NULL removes it).  Its cost to a handler call is
+ * two clock reads. */
+void kcld_dispatcher_set_observer(struct kcld_dispatcher *d,
+                                  kcld_dispatcher_observer_fn fn, void *arg);
 
 /* Shutdown: from now on, batches smaller than batch.size go to the handler
  * as soon as their lane is free, without waiting for batch.window, so the

@@ -286,6 +286,78 @@ static void test_signatures_verified(void **state)
   env_close(&e);
 }
 
+/* ======== The observer ======== */
+
+struct seen {
+  int calls;
+  char service[32], op[64];
+  double seconds;
+  int err;
+  int cb_done_before;   /* the call's callback had run when observed */
+  const struct outcome *o;
+};
+
+static void observe(void *arg, const char *service, const char *operation,
+                    double seconds, int err)
+{
+  struct seen *s = arg;
+  s->calls++;
+  snprintf(s->service, sizeof(s->service), "%s", service);
+  snprintf(s->op, sizeof(s->op), "%s", operation);
+  s->seconds = seconds;
+  s->err = err;
+  s->cb_done_before = s->o->done;
+}
+
+static void test_observer(void **state)
+{
+  (void)state;
+  struct env e;
+  struct outcome o = {0};
+  struct seen s = {.o = &o};
+  struct kcld_aws_opts fast = {.retry_base_ms = 1};
+
+  env_open(&e, s_fault, &fast);
+  kcld_aws_set_observer(e.aws, observe, &s);
+  /* A retry and a slow answer: both inside the observed time. */
+  script("{'steps':[{'status':500},{'delay_ms':150}]}");
+  uint64_t t0 = uv_hrtime();
+  call(&e, KCLD_AWS_KINESIS, "ListStreams", NULL, NULL, &o);
+  double wall = (double)(uv_hrtime() - t0) / 1e9;
+  assert_int_equal(o.err, 0);
+  assert_int_equal(o.attempts, 2);
+  assert_int_equal(s.calls, 1);
+  assert_string_equal(s.service, "kinesis");
+  assert_string_equal(s.op, "ListStreams");
+  assert_int_equal(s.err, 0);
+  assert_int_equal(s.cb_done_before, 0);
+  assert_true(s.seconds >= 0.15);
+  assert_true(s.seconds <= wall);
+  outcome_free(&o);
+  memset(&o, 0, sizeof(o));
+
+  /* A failure is observed with its error. */
+  script("{'steps':[{'status':400,'body':{'__type':'ValidationException'}}]}");
+  call(&e, KCLD_AWS_DYNAMODB, "GetItem", NULL, NULL, &o);
+  assert_int_equal(o.err, KCLD_EAWS);
+  assert_int_equal(s.calls, 2);
+  assert_string_equal(s.service, "dynamodb");
+  assert_string_equal(s.op, "GetItem");
+  assert_int_equal(s.err, KCLD_EAWS);
+  assert_true(s.seconds > 0 && s.seconds < 0.15);
+  outcome_free(&o);
+  memset(&o, 0, sizeof(o));
+
+  /* Removed: no longer told. */
+  kcld_aws_set_observer(e.aws, NULL, &s);
+  script("{'steps':[]}");
+  call(&e, KCLD_AWS_SQS, "ListQueues", NULL, NULL, &o);
+  assert_int_equal(o.err, 0);
+  assert_int_equal(s.calls, 2);
+  outcome_free(&o);
+  env_close(&e);
+}
+
 /* ======== Retried, then success ======== */
 
 static void test_500_then_success(void **state)
@@ -995,6 +1067,7 @@ int main(void)
   const struct CMUnitTest tests[] = {
     cmocka_unit_test(test_wire_format),
     cmocka_unit_test(test_signatures_verified),
+    cmocka_unit_test(test_observer),
     cmocka_unit_test(test_500_then_success),
     cmocka_unit_test(test_503_exhausts_attempts),
     cmocka_unit_test(test_throttling_retried),

@@ -567,6 +567,11 @@ static void test_single_worker(void **state)
   assert_true(ms >= 0);
   printf("single worker took 4 shards %ld ms after ready\n", ms);
   assert_int_equal(kcld_coordinator_held(w.c), 4);
+  struct kcld_coordinator_stats st;
+  kcld_coordinator_stats(w.c, &st);
+  assert_int_equal(st.taken, 4);
+  assert_int_equal(st.stolen, 0);
+  assert_int_equal(st.lost, 0);
   for (int i = 0; i < 4; i++)
     assert_string_equal(w.cp_at_acquire[i], "TRIM_HORIZON");
 
@@ -698,6 +703,10 @@ static void test_competing_writer(void **state)
   assert_true(ms <= F_MS / 3 + 150);
   assert_string_equal(w.last_lost, s0);
   assert_int_equal(kcld_coordinator_held(w.c), 0);
+  struct kcld_coordinator_stats st;
+  kcld_coordinator_stats(w.c, &st);
+  assert_int_equal(st.taken, 1);
+  assert_int_equal(st.lost, 1);
   assert_int_equal(checkpoint(&w, s0, "2000", 0), KCLD_ELOST);
   json_t *it = raw_get(&e, s0);
   assert_string_equal(item_s(it, "leaseOwner"), "intruder");
@@ -714,6 +723,10 @@ static void test_competing_writer(void **state)
   assert_int_equal(item_n(it, "ownerSwitchesSinceCheckpoint"), 1);
   assert_string_equal(item_s(it, "checkpoint"), "1000");
   json_decref(it);
+  kcld_coordinator_stats(w.c, &st);
+  assert_int_equal(st.taken, 2); /* expired: taken, not stolen */
+  assert_int_equal(st.stolen, 0);
+  assert_int_equal(st.lost, 1);
   assert_int_equal(checkpoint(&w, s0, "3000", 0), 0);
   worker_close(&w);
   env_close(&e);
@@ -837,9 +850,16 @@ static void test_three_workers(void **state)
   assert_int_equal(snap_owned_by(&s, "worker-b"), (size_t)b.n_held);
   assert_int_equal(snap_owned_by(&s, "worker-c"), (size_t)c.n_held);
   snap_free(&s);
-  for (int i = 0; i < 3; i++)
+  for (int i = 0; i < 3; i++) {
+    struct kcld_coordinator_stats st;
     assert_int_equal(kcld_coordinator_held(f.w[i]->c),
                      (size_t)f.w[i]->n_held);
+    /* Every lease held came in by a take or a steal and is not lost. */
+    kcld_coordinator_stats(f.w[i]->c, &st);
+    assert_int_equal(st.taken + st.stolen - st.lost,
+                     (uint64_t)f.w[i]->n_held);
+    assert_int_equal(st.lost, (uint64_t)f.w[i]->lost);
+  }
 
   /* worker-c dies without releasing. */
   int c_had = c.n_held;
@@ -912,6 +932,10 @@ static void test_zombie(void **state)
   printf("zombie lost its lease by its own clock %ld ms after its writes "
          "began to hang (failover %d ms)\n", ms, F_MS);
   assert_true(ms <= F_MS + 30); /* by F after its last renewal began */
+  struct kcld_coordinator_stats st;
+  kcld_coordinator_stats(z.c, &st);
+  assert_int_equal(st.taken, 1);
+  assert_int_equal(st.lost, 1);
   assert_int_equal(checkpoint(&z, s0, "200", 0), KCLD_ELOST);
 
   /* A healthy worker takes it once it expires. */

@@ -250,12 +250,17 @@ static void monitor_walk(void *arg, struct kcld_monitor_visit *v)
   if (dm->disp)
     kcld_monitor_visit_dispatcher(v, dm->disp);
   if (dm->coord)
-    kcld_monitor_visit_leases(v, kcld_coordinator_held(dm->coord));
+    kcld_monitor_visit_coordinator(v, dm->coord);
 }
 
 static void close_all(struct daemon *dm)
 {
   dm->phase = PHASE_CLOSED;
+  /* Handler answers may come after the monitor is gone. */
+  if (dm->aws)
+    kcld_aws_set_observer(dm->aws, NULL, NULL);
+  if (dm->disp)
+    kcld_dispatcher_set_observer(dm->disp, NULL, NULL);
   kcld_monitor_close(dm->monitor);
   dm->monitor = NULL;
   uv_timer_stop(&dm->status);
@@ -441,6 +446,8 @@ static int start_clients(struct daemon *dm)
   ao.timeout_ms = (long)cfg->http.timeout_ms;
   if ((rc = kcld_aws_new(&ao, &dm->aws)) != 0)
     return rc;
+  if (dm->monitor)
+    kcld_aws_set_observer(dm->aws, kcld_monitor_observe_aws, dm->monitor);
   if ((rc = kcld_kinesis_new(dm->aws, &dm->loop, &dm->kinesis)) != 0)
     return rc;
 
@@ -473,6 +480,9 @@ static int start_clients(struct daemon *dm)
   dop.block_on_failure = cfg->on_failure.block;
   if ((rc = kcld_dispatcher_new(&dop, &dm->disp)) != 0)
     return rc;
+  if (dm->monitor)
+    kcld_dispatcher_set_observer(dm->disp, kcld_monitor_observe_handler,
+                                 dm->monitor);
 
   memset(&co, 0, sizeof(co));
   co.loop = &dm->loop;

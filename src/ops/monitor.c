@@ -31,6 +31,8 @@
 #define F_CP_WRITES "kcld_checkpoint_writes_total"
 #define F_CP_FAILURES "kcld_checkpoint_failures_total"
 #define F_STUCK "kcld_shard_seconds_since_progress"
+#define F_AWS_DURATION "kcld_aws_call_duration_seconds"
+#define F_HANDLER_DURATION "kcld_handler_duration_seconds"
 
 static const char *const s_shard_families[] = {
   F_RECORDS, F_KRECORDS, F_BYTES, F_CALLS, F_THROTTLES, F_EXPIRED,
@@ -85,11 +87,10 @@ static const struct {
    "messages."},
   {"kcld_batches_in_flight", KCLD_METRIC_GAUGE, "Shards with work plus "
    "handler calls not yet answered."},
-  /* Leases, from the coordinator. */
-  {"kcld_leases_held", KCLD_METRIC_GAUGE, "Leases this worker holds."},
-  /* Fed directly by modules (not yet wired: see the report). */
   {"kcld_bytes_handled_total", KCLD_METRIC_COUNTER, "Payload bytes the "
    "handler reported as handled."},
+  /* Leases, from the coordinator. */
+  {"kcld_leases_held", KCLD_METRIC_GAUGE, "Leases this worker holds."},
   {"kcld_leases_taken_total", KCLD_METRIC_COUNTER, "Unowned or expired "
    "leases taken."},
   {"kcld_leases_stolen_total", KCLD_METRIC_COUNTER, "Leases stolen to "
@@ -223,11 +224,45 @@ void kcld_monitor_visit_dispatcher(struct kcld_monitor_visit *v,
   kcld_metrics_set(m, "kcld_dlq_records_total", NULL,
                    (double)st.dlq_records);
   kcld_metrics_set(m, "kcld_batches_in_flight", NULL, (double)st.in_flight);
+  kcld_metrics_set(m, "kcld_bytes_handled_total", NULL,
+                   (double)st.bytes_handled);
 }
 
 void kcld_monitor_visit_leases(struct kcld_monitor_visit *v, size_t held)
 {
   kcld_metrics_set(v->mon->m, "kcld_leases_held", NULL, (double)held);
+}
+
+void kcld_monitor_visit_coordinator(struct kcld_monitor_visit *v,
+                                    const struct kcld_coordinator *c)
+{
+  struct kcld_metrics *m = v->mon->m;
+  struct kcld_coordinator_stats st;
+  kcld_coordinator_stats(c, &st);
+  kcld_monitor_visit_leases(v, kcld_coordinator_held(c));
+  kcld_metrics_set(m, "kcld_leases_taken_total", NULL, (double)st.taken);
+  kcld_metrics_set(m, "kcld_leases_stolen_total", NULL, (double)st.stolen);
+  kcld_metrics_set(m, "kcld_leases_lost_total", NULL, (double)st.lost);
+}
+
+/* ======== Observers ======== */
+
+void kcld_monitor_observe_aws(void *monitor, const char *service,
+                              const char *operation, double seconds, int err)
+{
+  struct kcld_monitor *mon = monitor;
+  const char *lb[] = {"service", service, "operation", operation, NULL};
+  if (!mon || mon->closing || err == KCLD_ECANCELED)
+    return;
+  kcld_metrics_observe(mon->m, F_AWS_DURATION, lb, seconds);
+}
+
+void kcld_monitor_observe_handler(void *monitor, double seconds)
+{
+  struct kcld_monitor *mon = monitor;
+  if (!mon || mon->closing)
+    return;
+  kcld_metrics_observe(mon->m, F_HANDLER_DURATION, NULL, seconds);
 }
 
 /* Walks the owner's pieces: per-shard series are rebuilt, so that shards
@@ -360,13 +395,13 @@ int kcld_monitor_start(const struct kcld_monitor_opts *o,
                                    s_families[i].type, s_families[i].help,
                                    NULL, 0)) != 0)
       goto fail;
-  if ((rc = kcld_metrics_declare(mon->m, "kcld_aws_call_duration_seconds",
+  if ((rc = kcld_metrics_declare(mon->m, F_AWS_DURATION,
                                  KCLD_METRIC_HISTOGRAM, "AWS call latency "
                                  "per service and operation, retries "
                                  "included.", s_latency_buckets,
                                  sizeof(s_latency_buckets) /
                                    sizeof(double))) != 0 ||
-      (rc = kcld_metrics_declare(mon->m, "kcld_handler_duration_seconds",
+      (rc = kcld_metrics_declare(mon->m, F_HANDLER_DURATION,
                                  KCLD_METRIC_HISTOGRAM, "Handler call "
                                  "latency per batch.", s_latency_buckets,
                                  sizeof(s_latency_buckets) /

@@ -6,6 +6,8 @@
  * SAMPLE_MS for health) the monitor asks its owner to walk what runs now,
  * and the owner hands each piece over with the kcld_monitor_visit_*
  * functions, which copy the modules' stats structs into the registry.
+ * Latency histograms are the exception: the observers below record one
+ * observation per AWS call or handler answer (never per record).
  *
  * Health: /healthz answers from the loop, so an answer at all means the
  * loop turns.  It is 503 when a held shard has made no progress (no records
@@ -21,6 +23,7 @@
 #include <uv.h>
 
 #include "consume/shard_consumer.h"
+#include "lease/coordinator.h"
 #include "ops/metrics.h"
 #include "process/dispatcher.h"
 
@@ -46,8 +49,7 @@ struct kcld_monitor_opts {
 int kcld_monitor_start(const struct kcld_monitor_opts *opts,
                        struct kcld_monitor **out);
 
-/* The registry, for modules that feed a metric directly (see the families
- * in monitor.c: AWS call and handler latency, leases taken/stolen/lost). */
+/* The registry, for modules that feed a metric directly. */
 struct kcld_metrics *kcld_monitor_metrics(struct kcld_monitor *m);
 
 /* The server's port (0 without a server). */
@@ -67,6 +69,24 @@ void kcld_monitor_visit_shard(struct kcld_monitor_visit *v,
 void kcld_monitor_visit_dispatcher(struct kcld_monitor_visit *v,
                                    const struct kcld_dispatcher *d);
 void kcld_monitor_visit_leases(struct kcld_monitor_visit *v, size_t held);
+
+/* Leases held, taken, stolen and lost (calls kcld_monitor_visit_leases). */
+void kcld_monitor_visit_coordinator(struct kcld_monitor_visit *v,
+                                    const struct kcld_coordinator *c);
+
+/* ======== Observers ========
+ *
+ * Latencies are observed as they happen: install these on the AWS client
+ * (kcld_aws_set_observer) and the dispatcher (kcld_dispatcher_set_observer)
+ * with the monitor as `arg`, and remove them before kcld_monitor_close. */
+
+/* kcld_aws_call_duration_seconds{service,operation}; calls cancelled
+ * (KCLD_ECANCELED) are not observed. */
+void kcld_monitor_observe_aws(void *monitor, const char *service,
+                              const char *operation, double seconds, int err);
+
+/* kcld_handler_duration_seconds. */
+void kcld_monitor_observe_handler(void *monitor, double seconds);
 
 /* The health half of kcld_monitor_visit_shard (which calls it): `calls` is
  * the shard's GetRecords calls started (0 = still waiting for its parents

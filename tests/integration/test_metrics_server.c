@@ -601,6 +601,64 @@ static double sum_samples(const char *text, const char *name, int *found)
   return sum;
 }
 
+/* The value of the sample whose line starts with `series` (name and
+ * labels exactly as rendered, e.g. `m_count{a="b"}`), or -1 when absent. */
+static double sample_of(const char *text, const char *series)
+{
+  size_t n = strlen(series);
+  for (const char *p = text; p && *p; p = strchr(p, '\n'), p = p ? p + 1 : p)
+    if (strncmp(p, series, n) == 0 && p[n] == ' ')
+      return strtod(p + n + 1, NULL);
+  return -1;
+}
+
+/* Payload bytes of every record in the stream's `shards` shards, read
+ * with GetRecords from TRIM_HORIZON (what kcld should report handled). */
+static double stream_bytes(const char *kinesis, const char *stream,
+                           int shards, int *records)
+{
+  struct kcld_test_aws *aws = kcld_test_aws_new(kinesis, NULL, NULL);
+  double bytes = 0;
+  *records = 0;
+  for (int i = 0; i < shards; i++) {
+    char shard[32];
+    snprintf(shard, sizeof(shard), "shardId-%012d", i);
+    json_t *req = json_pack("{s:s,s:s,s:s}", "StreamName", stream, "ShardId",
+                            shard, "ShardIteratorType", "TRIM_HORIZON");
+    json_t *ans = kcld_test_aws_call(aws, 0, "GetShardIterator", req, NULL);
+    json_decref(req);
+    assert_non_null(ans);
+    char *it = strdup(json_string_value(json_object_get(ans,
+                                                        "ShardIterator")));
+    json_decref(ans);
+    for (int calls = 0; it && calls < 50; calls++) {
+      req = json_pack("{s:s,s:i}", "ShardIterator", it, "Limit", 10000);
+      ans = kcld_test_aws_call(aws, 0, "GetRecords", req, NULL);
+      json_decref(req);
+      assert_non_null(ans);
+      json_t *recs = json_object_get(ans, "Records"), *rec;
+      size_t k;
+      json_array_foreach(recs, k, rec) {
+        const char *d = json_string_value(json_object_get(rec, "Data"));
+        size_t len = strlen(d);
+        bytes += (double)(len / 4 * 3 - (len && d[len - 1] == '=') -
+                          (len > 1 && d[len - 2] == '='));
+        (*records)++;
+      }
+      free(it);
+      it = NULL;
+      if (json_array_size(recs) > 0 ||
+          json_integer_value(json_object_get(ans, "MillisBehindLatest")) > 0)
+        it = strdup(json_string_value(json_object_get(ans,
+                                                      "NextShardIterator")));
+      json_decref(ans);
+    }
+    free(it);
+  }
+  kcld_test_aws_free(aws);
+  return bytes;
+}
+
 static int scrape(int port, const char *path, struct resp *r)
 {
   static struct conn c;
@@ -678,6 +736,11 @@ static void test_daemon_metrics(void **state)
   po.seed = 3;
   assert_int_equal(kcld_produce_run(&po, &pr), 0);
   assert_int_equal(pr.produced, 300);
+  int in_stream = 0;
+  double bytes = stream_bytes(kcld_emu_url(&emu, "kinesis"),
+                              "metrics-stream", 2, &in_stream);
+  assert_int_equal(in_stream, 300);
+  assert_true(bytes >= 300 * 50); /* reference events are JSON objects */
 
   pid_t pid = kcld_test_spawn_kcld(conf, log);
   unsigned long long t0 = kcld_test_now_ms();
@@ -705,6 +768,36 @@ static void test_daemon_metrics(void **state)
   assert_int_equal(found, 2);
   assert_non_null(strstr(r->body, "# TYPE kcld_aws_call_duration_seconds "
                                   "histogram\n"));
+  /* AWS latency: GetRecords at least once per shard, every observation in
+   * the +Inf bucket, a sum of seconds that fits the run. */
+  double gr = sample_of(r->body, "kcld_aws_call_duration_seconds_count"
+                        "{service=\"kinesis\",operation=\"GetRecords\"}");
+  double gr_calls = sum_samples(r->body, "kcld_get_records_calls_total",
+                                &found);
+  assert_true(gr >= 2);
+  assert_true(gr <= gr_calls);
+  assert_true(sample_of(r->body, "kcld_aws_call_duration_seconds_bucket"
+                        "{service=\"kinesis\",operation=\"GetRecords\","
+                        "le=\"+Inf\"}") == gr);
+  double gr_sum = sample_of(r->body, "kcld_aws_call_duration_seconds_sum"
+                            "{service=\"kinesis\",operation=\"GetRecords\"}");
+  assert_true(gr_sum > 0 && gr_sum < gr * 30);
+  assert_true(sample_of(r->body, "kcld_aws_call_duration_seconds_count"
+                        "{service=\"dynamodb\",operation=\"UpdateItem\"}")
+              >= 2); /* takes, renewals, checkpoints */
+  /* Handler latency: one observation per answer. */
+  double hc = sample_of(r->body, "kcld_handler_duration_seconds_count");
+  assert_true(hc >= 2); /* two shards, so two batches at least */
+  assert_true(hc <= sample_of(r->body, "kcld_handler_calls_total"));
+  assert_true(sample_of(r->body, "kcld_handler_duration_seconds_sum") > 0);
+  /* Bytes handled: every payload byte in the stream, as fetched. */
+  assert_true(sample_of(r->body, "kcld_bytes_handled_total") == bytes);
+  assert_true(sum_samples(r->body, "kcld_bytes_fetched_total", &found) ==
+              bytes);
+  /* Leases: both taken, none stolen or lost. */
+  assert_true(sample_of(r->body, "kcld_leases_taken_total") >= 2);
+  assert_true(sample_of(r->body, "kcld_leases_stolen_total") == 0);
+  assert_true(sample_of(r->body, "kcld_leases_lost_total") == 0);
   assert_int_equal(scrape(port, "/healthz", r), 0);
   assert_int_equal(r->status, 200);
 

@@ -7,7 +7,8 @@
 // per throughput configuration, default 200000), BENCH_SHARDS ("1 4 16"),
 // BENCH_LEASES ("1 64 256 1024"), BENCH_WINDOW (scale steady-state window in
 // seconds, default 30), BENCH_OUT (results JSON, default
-// build/bench/results.json).  Prints every figure and ratio; never fails on
+// build/bench/results.json), BENCH_PERF (a directory: profile kcld with perf
+// record into it).  Prints every figure and ratio; never fails on
 // slowness (it exits non-zero only when a benchmark could not run at all).
 import { spawn, execFileSync } from 'node:child_process';
 import fs from 'node:fs';
@@ -160,7 +161,15 @@ function kcldConfig(o) {
 async function startKcld(o) {
   const cfg = kcldConfig(o);
   const fd = fs.openSync(cfg.log, 'a');
-  const p = spawn(KCLD, ['--config', cfg.file], { stdio: ['ignore', fd, fd] });
+  // BENCH_PERF=DIR records a perf profile of every kcld into DIR (the CPU
+  // and RSS figures are then perf's, not kcld's).
+  const perf = process.env.BENCH_PERF;
+  const p = perf
+    ? spawn('perf', ['record', '-g', '-q', '-o',
+                     path.join(perf, `${path.basename(cfg.file)}.perf`), '--',
+                     KCLD, '--config', cfg.file],
+            { stdio: ['ignore', fd, fd] })
+    : spawn(KCLD, ['--config', cfg.file], { stdio: ['ignore', fd, fd] });
   fs.closeSync(fd);
   children.add(p);
   p.on('exit', () => children.delete(p));

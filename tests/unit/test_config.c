@@ -477,7 +477,8 @@ static void test_defaults(void **state)
   assert_int_equal(cfg->handler.decode, KCLD_CONFIG_DECODE_BASE64);
   assert_string_equal(cfg->handler.table, "");
   assert_string_equal(cfg->handler.key.pk, "${partitionKey}");
-  assert_string_equal(cfg->handler.key.sk, "${sequenceNumber}");
+  assert_string_equal(cfg->handler.key.sk,
+                      "${sequenceNumber}#${subSequenceNumber}");
   assert_int_equal(cfg->handler.write, KCLD_CONFIG_WRITE_BATCH);
   assert_int_equal(cfg->handler.ttl_ms, 0);
   assert_string_equal(cfg->metrics.listen, "127.0.0.1:9464");

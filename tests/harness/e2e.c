@@ -2,11 +2,13 @@
 #include "e2e.h"
 
 #include <setjmp.h>
+#include <signal.h>
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/wait.h>
 
 #include <cmocka.h>
 #include <openssl/evp.h>
@@ -112,6 +114,24 @@ void kcld_e2e_write_config(const char *path, const struct kcld_emu *emu,
           app, stream, kcld_emu_url(emu, "kinesis"),
           kcld_emu_url(emu, "dynamodb"), rest ? rest : "");
   assert_int_equal(fclose(f), 0);
+}
+
+void kcld_e2e_stop_kcld(pid_t pid, const char *log, unsigned timeout_ms)
+{
+  int status = 0;
+  kill(pid, SIGTERM);
+  if (!kcld_test_wait_exit(pid, timeout_ms, &status)) {
+    kcld_test_reap(pid);
+    if (log)
+      kcld_e2e_dump_file(log);
+    fail_msg("kcld %d did not stop within %u ms of SIGTERM", (int)pid,
+             timeout_ms);
+  }
+  if (!WIFEXITED(status) || WEXITSTATUS(status) != 0) {
+    if (log)
+      kcld_e2e_dump_file(log);
+    fail_msg("kcld %d exited with status %d", (int)pid, status);
+  }
 }
 
 void kcld_e2e_dump_file(const char *path)

@@ -7,6 +7,7 @@
 
 #include <jansson.h>
 #include <stddef.h>
+#include <sys/types.h>
 
 #include "awssync.h"
 #include "harness.h"
@@ -42,6 +43,11 @@ void kcld_e2e_put_records(struct kcld_test_aws *t, const char *stream,
 void kcld_e2e_write_config(const char *path, const struct kcld_emu *emu,
                            const char *app, const char *stream,
                            const char *rest);
+
+/* Sends kcld `pid` SIGTERM and waits up to `timeout_ms` for it to exit;
+ * fails the test (after showing `log`, when not NULL, as kcld_e2e_dump_file
+ * does) unless it exits with status 0 in time.  Reaps it either way. */
+void kcld_e2e_stop_kcld(pid_t pid, const char *log, unsigned timeout_ms);
 
 /* Writes the file at `path` to stderr between "---- path ----" and a blank
  * line; nothing when it cannot be read.  For a failing test's kcld log. */

@@ -288,15 +288,8 @@ static json_t *last_produced(void)
 
 static void stop_worker(pid_t pid)
 {
-  int status = 0;
   forget(pid);
-  kill(pid, SIGTERM);
-  if (!kcld_test_wait_exit(pid, 30000, &status)) {
-    kcld_test_reap(pid);
-    fail_msg("worker %d did not stop within 30 s of SIGTERM", (int)pid);
-  }
-  assert_true(WIFEXITED(status));
-  assert_int_equal(WEXITSTATUS(status), 0);
+  kcld_e2e_stop_kcld(pid, NULL, 30000);
 }
 
 /* ======== Fixture ======== */

@@ -58,21 +58,6 @@ static void write_config(const char *path, const char *app,
   kcld_e2e_write_config(path, &E.emu, app, stream, rest);
 }
 
-static void stop_worker(pid_t pid, const char *log)
-{
-  int status = 0;
-  kill(pid, SIGTERM);
-  if (!kcld_test_wait_exit(pid, 30000, &status)) {
-    kcld_test_reap(pid);
-    kcld_e2e_dump_file(log);
-    fail_msg("kcld did not stop within 30 s of SIGTERM");
-  }
-  if (!WIFEXITED(status) || WEXITSTATUS(status) != 0) {
-    kcld_e2e_dump_file(log);
-    fail_msg("kcld exited with status %d", status);
-  }
-}
-
 /* 1 when every produced record has a "<shard> <seq> <data>" line. */
 static int all_handled(const char *path)
 {
@@ -194,7 +179,7 @@ static void test_lambda(void **state)
     kcld_e2e_dump_file(out);
     fail_msg("not every record reached the lambda child within 60 s");
   }
-  stop_worker(pid, log);
+  kcld_e2e_stop_kcld(pid, log, 30000);
 
   /* The flaky record failed once (partial failure) and was then retried. */
   json_t *flaky = json_array_get(E.produced, 11);
@@ -244,7 +229,7 @@ static void test_plugin_count(void **state)
     kcld_e2e_dump_file(log);
     fail_msg("the checkpoints did not reach the last records within 60 s");
   }
-  stop_worker(pid, log);
+  kcld_e2e_stop_kcld(pid, log, 30000);
   snprintf(want, sizeof(want), "{\"plugin\":\"count\",\"records\":40,"
            "\"bytes\":%zu,", bytes);
   char *text = kcld_test_slurp(log, NULL);

@@ -227,5 +227,6 @@ $(BUILD)/bench/floor: bench/floor.c
 bench: $(BUILD)/kcld examples/plugin-count/plugin-count.so $(BUILD)/bench/floor
 	cd bench/node && npm ci --no-audit --no-fund --loglevel=error
 	NODE_NO_WARNINGS=1 KCLD_BIN=$(BUILD)/kcld KCLD_FLOOR=$(BUILD)/bench/floor \
-	  BENCH_OUT=$(BUILD)/bench/results.json node bench/node/run.mjs $(BENCH)
+	  BENCH_OUT=$${BENCH_OUT:-$(BUILD)/bench/results.json} \
+	  node bench/node/run.mjs $(BENCH)
 .PHONY: bench

@@ -291,7 +291,9 @@ static void ch_file_line(struct ch_file *f, const char *line)
   const char *colon = id ? strchr(id, ':') : NULL;
   unsigned char raw[256];
   size_t len = b64 ? strlen(b64) : 0;
-  assert_true(colon && b64 && seq && len < 340);
+  if (!colon || !b64 || !seq || len >= 340)
+    fail_msg("%s: a record line without a shard:sequence eventID, data or "
+             "sequenceNumber: %.300s", f->path, line);
   int n = EVP_DecodeBlock(raw, (const unsigned char *)b64, (int)len);
   assert_true(n >= 0);
   if (len > 0 && b64[len - 1] == '=')
@@ -940,8 +942,11 @@ static void chaos_run(const struct chaos_opts *o)
     }
     if (!WIFEXITED(status) || WEXITSTATUS(status) != 0) {
       ch_dump_logs(c);
-      fail_msg("seed %u: %s exited with status %d after SIGTERM", c->o.seed,
-               c->w[i].id, status);
+      fail_msg("seed %u: %s ended with %s %d by SIGTERM time (23/24: a "
+               "sanitizer report, 127: exec failed; see its log above)",
+               c->o.seed, c->w[i].id,
+               WIFEXITED(status) ? "exit code" : "signal",
+               WIFEXITED(status) ? WEXITSTATUS(status) : WTERMSIG(status));
     }
   }
   unsigned long long term_ms = kcld_test_now_ms() - term0;

@@ -5,6 +5,7 @@
  * every worker handled against what was produced, and the lease table
  * against the KCL's schema. */
 #include <dirent.h>
+#include <fcntl.h>
 #include <setjmp.h>
 #include <signal.h>
 #include <stdarg.h>
@@ -855,6 +856,45 @@ static void test_zombie_cannot_checkpoint(void **state)
   json_decref(all);
 }
 
+/* A first SIGTERM waits for in-flight work (here a handler stuck writing to
+ * a pipe nobody reads) up to shutdown_timeout; a second signal ends kcld at
+ * once, with a failure status. */
+static void test_second_signal_exits_at_once(void **state)
+{
+  char conf[256], fifo[256], log[256];
+  int status = 0, rd;
+  (void)state;
+
+  kcld_e2e_create_stream(E.aws, "s6", 1);
+  put_records("s6", 1000, 10, "w");
+  path_in(conf, sizeof(conf), "w6.yaml");
+  path_in(fifo, sizeof(fifo), "w6.fifo");
+  path_in(log, sizeof(log), "w6.log");
+  assert_int_equal(mkfifo(fifo, 0600), 0);
+  rd = open(fifo, O_RDONLY | O_NONBLOCK); /* a reader that never reads */
+  assert_true(rd >= 0);
+  write_config(conf, "app6", "s6", fifo, NULL);
+  pid_t pid = spawn(conf, log);
+  kcld_test_sleep_ms(3000); /* fetched, and the handler is stuck */
+  check_alive();
+  forget(pid);
+  kill(pid, SIGTERM);
+  kcld_test_sleep_ms(500);
+  assert_false(kcld_test_wait_exit(pid, 0, &status)); /* still waiting */
+  unsigned long long t0 = kcld_test_now_ms();
+  kill(pid, SIGINT);
+  if (!kcld_test_wait_exit(pid, 3000, &status)) {
+    kcld_test_reap(pid);
+    close(rd);
+    fail_msg("kcld did not exit within 3 s of the second signal");
+  }
+  printf("measured: exit %llu ms after the second signal\n",
+         kcld_test_now_ms() - t0);
+  assert_true(WIFEXITED(status));
+  assert_int_not_equal(WEXITSTATUS(status), 0);
+  close(rd);
+}
+
 int main(void)
 {
   const struct CMUnitTest tests[] = {
@@ -866,6 +906,8 @@ int main(void)
     cmocka_unit_test_setup_teardown(test_reshard_keeps_key_order, setup,
                                     teardown),
     cmocka_unit_test_setup_teardown(test_zombie_cannot_checkpoint, setup,
+                                    teardown),
+    cmocka_unit_test_setup_teardown(test_second_signal_exits_at_once, setup,
                                     teardown),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);

@@ -127,7 +127,6 @@ struct chaos {
   json_t *by_key;    /* "shard/seq" -> index into produced */
   json_t *shard_seqs; /* shard -> array of seqs in order */
   json_t *prev;      /* shard -> {owner, checkpoint} of the last sample */
-  json_t *owners_seen; /* "shard|worker" -> 1: owned at some sample */
   char parent[64];   /* the split shard, "" before the split */
   struct ch_event ev[CH_MAX_EVENTS];
   int nev;
@@ -462,11 +461,6 @@ static void ch_sample(struct chaos *c)
     const char *powner = json_string_value(json_object_get(prev, "owner"));
     if (!shard)
       continue;
-    if (owner) {
-      char k[192];
-      snprintf(k, sizeof(k), "%s|%s", shard, owner);
-      json_object_set_new(c->owners_seen, k, json_true());
-    }
     /* A checkpoint never moves back (a zombie writing an old position
      * over its successor's would). */
     if (ch_is_seq(ckpt) && ch_is_seq(pckpt) &&
@@ -819,7 +813,6 @@ static void chaos_run(const struct chaos_opts *o)
   c->by_key = json_object();
   c->shard_seqs = json_object();
   c->prev = json_object();
-  c->owners_seen = json_object();
   ch_proxy(c, 0, NULL);
   ch_proxy(c, 1, NULL);
 
@@ -1023,7 +1016,6 @@ static void chaos_run(const struct chaos_opts *o)
   json_decref(c->by_key);
   json_decref(c->shard_seqs);
   json_decref(c->prev);
-  json_decref(c->owners_seen);
   free(c->samples);
   kcld_test_aws_free(c->aws);
   kcld_emu_stop(&c->fd);

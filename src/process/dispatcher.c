@@ -43,6 +43,8 @@ struct entry {
 struct call {
   struct kcld_dispatcher *disp;
   struct job *job;               /* NULL once orphaned */
+  char *shard_id;                /* the call's own copy: the handler may
+                                    still read it after the shard closed */
   const struct kcld_record **ptrs;
   size_t n;
   uint64_t bytes;                /* payload bytes of ptrs */
@@ -328,6 +330,7 @@ static void on_call_closed(uv_handle_t *h)
   for (size_t i = 0; i < c->n; i++)
     kcld_record_batch_release(c->ptrs[i]->batch);
   free(c->ptrs);
+  free(c->shard_id);
   free(c);
   disp->calls--;
   disp->live--;
@@ -579,9 +582,15 @@ static void run_range(struct job *j)
 
   j->wait = WAIT_CALL;
   c = calloc(1, sizeof(*c));
-  if (c)
+  if (c) {
     c->ptrs = malloc(n * sizeof(*c->ptrs));
-  if (!c || !c->ptrs) {
+    c->shard_id = strdup(sh->shard_id);
+  }
+  if (!c || !c->ptrs || !c->shard_id) {
+    if (c) {
+      free(c->ptrs);
+      free(c->shard_id);
+    }
     free(c);
     j->wait = WAIT_BACKOFF;
     uv_timer_start(&j->lane->timer, on_backoff, disp->policy.backoff_base_ms,
@@ -603,7 +612,7 @@ static void run_range(struct job *j)
   j->call = c;
   j->stack[j->depth - 1].invokes++;
   memset(&b, 0, sizeof(b));
-  b.shard_id = sh->shard_id;
+  b.shard_id = c->shard_id;
   b.records = c->ptrs;
   b.count = n;
   b.millis_behind_latest = sh->millis_behind;

@@ -57,9 +57,10 @@ function helper(cmd, args) {
     p.on('exit', () => children.delete(p));
     let buf = '';
     p.stdout.on('data', (d) => {
+      if (buf === null) return;   // Past the first line.
       buf += d;
       const nl = buf.indexOf('\n');
-      if (nl >= 0 && buf !== null) {
+      if (nl >= 0) {
         const line = buf.slice(0, nl);
         buf = null;
         try { resolve({ proc: p, info: JSON.parse(line) }); }

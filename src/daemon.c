@@ -150,35 +150,22 @@ static void on_lost(const char *shard_id, void *arg)
     kcld_shard_consumer_lose((*p)->consumer);
 }
 
-/* The handler's checkpoint requests (multilang): the position goes to the
- * shard's checkpoint tracker and is flushed; the flush answers the request.
- * It bypasses kcld_shard_consumer_progress on purpose: the consumer's own
- * view of what is dealt with stays the dispatcher's, so a stop or a shard
- * end still waits for the dispatcher's last progress (which would otherwise
- * reach a consumer already closed). */
+/* The handler's checkpoint requests (multilang) go to the shard consumer's
+ * tracker, not through kcld_shard_consumer_progress: the consumer's view of
+ * what is dealt with stays the dispatcher's, so a stop or a shard end still
+ * waits for the dispatcher's last progress. */
 static void handler_checkpoint(void *ctx, const char *shard_id,
                                const char *sequence, uint64_t sub,
                                kcld_handler_checkpoint_cb cb, void *arg)
 {
   struct daemon *dm = ctx;
   struct shard **p = find_shard(dm, shard_id);
-  struct kcld_checkpoint *cp;
-  int rc;
 
   if (!p) {
     cb(KCLD_ELOST, arg);
     return;
   }
-  /* The tracker is the consumer's; the header hands it out const for
-   * status; progress and flush change no consumer state. */
-  cp = (struct kcld_checkpoint *)kcld_shard_consumer_checkpoint(
-    (*p)->consumer);
-  rc = kcld_checkpoint_progress(cp, sequence, sub);
-  if (rc != 0) {
-    cb(rc, arg);
-    return;
-  }
-  kcld_checkpoint_flush(cp, cb, arg);
+  kcld_shard_consumer_checkpoint_at((*p)->consumer, sequence, sub, cb, arg);
 }
 
 static void on_released(int err, void *arg);

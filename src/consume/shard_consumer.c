@@ -1109,15 +1109,22 @@ void kcld_shard_consumer_lose(struct kcld_shard_consumer *c)
   become_lost(c, 0);
 }
 
-void kcld_shard_consumer_flush(struct kcld_shard_consumer *c, kcld_lease_cb cb,
-                               void *arg)
+void kcld_shard_consumer_checkpoint_at(struct kcld_shard_consumer *c,
+                                       const char *sequence, uint64_t sub,
+                                       kcld_lease_cb cb, void *arg)
 {
+  int rc;
   if (c->closing) {
     cb(KCLD_ECANCELED, arg);
     return;
   }
   if (c->lost_mode) {
     cb(KCLD_ELOST, arg);
+    return;
+  }
+  rc = kcld_checkpoint_progress(c->cp, sequence, sub);
+  if (rc != 0) {
+    cb(rc, arg);
     return;
   }
   kcld_checkpoint_flush(c->cp, cb, arg);

@@ -215,14 +215,17 @@ void kcld_shard_consumer_stop(struct kcld_shard_consumer *c,
  * not yet reported dealt with); finish with LOST.  No effect once finished. */
 void kcld_shard_consumer_lose(struct kcld_shard_consumer *c);
 
-/* Writes what the sink has reported dealt with now, ignoring
- * checkpoint_interval_ms (a handler's explicit checkpoint: report progress
- * first, then flush), and calls cb once it is stored: 0, KCLD_ELOST (the
- * lease is lost, or lose() was called), KCLD_ECANCELED (closed first).  cb
- * runs before this returns when there is nothing to write or the consumer
- * is lost. */
-void kcld_shard_consumer_flush(struct kcld_shard_consumer *c, kcld_lease_cb cb,
-                               void *arg);
+/* A handler asks to checkpoint at (sequence, sub) (the multilang
+ * protocol): moves this shard's checkpoint tracker there, writes it now
+ * (ignoring checkpoint_interval_ms) and calls cb once it is stored: 0,
+ * KCLD_ELOST (the lease is lost, or lose() was called), KCLD_ECANCELED
+ * (closed first), or the tracker's refusal of the position.  It is not the
+ * sink's progress: a stop or a shard end still waits for the sink.  cb runs
+ * before this returns when there is nothing to write or the consumer is
+ * lost. */
+void kcld_shard_consumer_checkpoint_at(struct kcld_shard_consumer *c,
+                                       const char *sequence, uint64_t sub,
+                                       kcld_lease_cb cb, void *arg);
 
 /* Frees the consumer (stopping it first as kcld_shard_consumer_lose does,
  * but without calling finished).  May be called from inside finished.

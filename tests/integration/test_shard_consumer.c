@@ -1124,7 +1124,7 @@ static void test_lost_stops_at_once(void **state)
   kcld_shard_consumer_lose(c);
   assert_int_equal(r.sink.cancels, 1);
   struct flushed fl = {0};
-  kcld_shard_consumer_flush(c, on_flushed, &fl);
+  kcld_shard_consumer_checkpoint_at(c, "1", 0, on_flushed, &fl);
   assert_int_equal(fl.calls, 1);
   assert_int_equal(fl.err, KCLD_ELOST);
   kcld_shard_consumer_stats(c, &st);
@@ -1247,10 +1247,9 @@ static void test_graceful_stop(void **state)
   assert_true(run_until(&e.loop, &r.sink.reached, 5000));
   kcld_shard_consumer_progress(c, p[0].seq, 0); /* the first write: now */
   assert_string_equal(r.fl.cp_seq, p[0].seq);
-  /* An explicit flush writes what the interval holds back. */
+  /* A handler's explicit checkpoint writes at once, past the interval. */
   struct flushed fl = {0};
-  kcld_shard_consumer_progress(c, p[1].seq, 0);
-  kcld_shard_consumer_flush(c, on_flushed, &fl);
+  kcld_shard_consumer_checkpoint_at(c, p[1].seq, 0, on_flushed, &fl);
   assert_int_equal(fl.calls, 1); /* the double answers at once */
   assert_int_equal(fl.err, 0);
   assert_string_equal(r.fl.cp_seq, p[1].seq);

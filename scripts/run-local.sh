@@ -115,6 +115,8 @@ while [ $i -lt 60 ]; do
   sleep 1; i=$((i + 1))
 done
 echo
+echo "make run: kcld status (before the stop)"
+./kcld status --config conf/local.yaml --no-lag || true
 echo "make run: stopping kcld (graceful: checkpoints, leases released)"
 kill -TERM "$kcld_pid" 2>/dev/null || true
 wait "$kcld_pid" 2>/dev/null || true

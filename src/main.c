@@ -100,6 +100,8 @@ static void usage(FILE *out)
 
 static int run_command(int argc, char **argv)
 {
+  /* The commands are tools for people: warnings and errors only, as text. */
+  kcld_log_setup(KCLD_LOG_WARN, KCLD_LOG_TEXT, NULL);
   for (size_t i = 0; i < sizeof(s_commands) / sizeof(s_commands[0]); i++)
     if (strcmp(argv[0], s_commands[i].name) == 0)
       return s_commands[i].run(argc, argv);

@@ -3,7 +3,8 @@
  * records end to end, malformed bodies of many kinds (each KCLD_EPARSE with a
  * message naming the culprit), the warning for a passed-through aggregate,
  * batch reference counting, parsing on several threads at once, and sequence
- * number ordering. */
+ * number ordering; the JSON scanner's escapes, skipped and repeated members,
+ * and strictness, checked against jansson. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -430,6 +431,217 @@ static void test_real_kpl_body(void **state)
   json_decref(doc);
 }
 
+/* ======== The JSON scanner: escapes, unknown and repeated members ======== */
+
+/* Escapes anywhere (keys included) decode as JSON says; members of unknown
+ * names, of any type and at any depth, are skipped, even when they hold a
+ * member named like one that counts. */
+static void test_escapes_and_unknown(void **state)
+{
+  (void)state;
+  static const char body[] =
+    "{\"R\\u0065cords\":[{\"Data\":\"\\u0051UJ\\u0044\",\"PartitionKey\":"
+    "\"\\\"\\\\\\/\\b\\f\\n\\r\\t\",\"SequenceNumber\":\"\\u0039\","
+    "\"EncryptionType\":\"KM\\u0053\",\"X\":{\"Data\":\"!!\",\"Y\":[1,-2.5e3,"
+    "true,false,null,{\"SequenceNumber\":7}]},\"Z\":-0}],"
+    "\"NextShardIterator\":\"\\u00e9\\u20ac\\ud83d\\ude00\","
+    "\"Unknown\":[[[]],{},\"\\u0000\",1e-400],\"MillisBehindLatest\":1.9e1,"
+    "\"ChildShards\":[{\"ShardId\":\"a\",\"U\":{\"ShardId\":\"no\"},"
+    "\"ParentShards\":[\"p\\u0041\"],\"HashKeyRange\":{\"X\":0,"
+    "\"StartingHashKey\":\"0\",\"EndingHashKey\":\"\\u0039\"}}]}";
+  struct kcld_record_batch *b;
+  char err[256];
+  size_t len = sizeof(body) - 1;
+  char *copy = malloc(len);
+  memcpy(copy, body, len);
+  assert_int_equal(kcld_getrecords_parse(copy, len, "s", &b, err,
+                                         sizeof(err)), 0);
+  free(copy);
+  assert_int_equal(b->count, 1);
+  const struct kcld_record *r = &b->records[0];
+  assert_int_equal(r->data_len, 3);
+  assert_memory_equal(r->data, "ABC", 3);
+  assert_string_equal(r->partition_key, "\"\\/\b\f\n\r\t");
+  assert_int_equal(r->partition_key_len, 8);
+  assert_string_equal(r->sequence_number, "9");
+  assert_string_equal(r->encryption_type, "KMS");
+  assert_int_equal(r->arrival_ms, KCLD_RECORD_NO_ARRIVAL);
+  assert_string_equal(b->next_shard_iterator,
+                      "\xC3\xA9\xE2\x82\xAC\xF0\x9F\x98\x80");
+  assert_int_equal(b->millis_behind_latest, 19);
+  assert_int_equal(b->child_shard_count, 1);
+  assert_string_equal(b->child_shards[0].shard_id, "a");
+  assert_int_equal(b->child_shards[0].parent_count, 1);
+  assert_string_equal(b->child_shards[0].parent_shards[0], "pA");
+  assert_string_equal(b->child_shards[0].starting_hash_key, "0");
+  assert_string_equal(b->child_shards[0].ending_hash_key, "9");
+  kcld_record_batch_release(b);
+}
+
+/* A member given twice counts by its last value (as jansson has it), at
+ * every level; an earlier value must still be valid JSON. */
+static void test_repeated_members(void **state)
+{
+  (void)state;
+  static const char ok[] =
+    "{\"Records\":[7,{}],\"Records\":[{\"Data\":\"QUJD\",\"PartitionKey\":"
+    "\"a\",\"SequenceNumber\":\"1\",\"PartitionKey\":\"b\",\"Data\":"
+    "\"REVG\",\"ApproximateArrivalTimestamp\":\"x\","
+    "\"ApproximateArrivalTimestamp\":1.5}],\"NextShardIterator\":\"x\","
+    "\"NextShardIterator\":null,\"MillisBehindLatest\":\"no\","
+    "\"MillisBehindLatest\":42}";
+  struct kcld_record_batch *b;
+  char err[256];
+  assert_int_equal(kcld_getrecords_parse(ok, sizeof(ok) - 1, "s", &b, err,
+                                         sizeof(err)), 0);
+  assert_int_equal(b->count, 1);
+  assert_string_equal(b->records[0].partition_key, "b");
+  assert_memory_equal(b->records[0].data, "DEF", 3);
+  assert_int_equal(b->records[0].arrival_ms, 1500);
+  assert_null(b->next_shard_iterator);
+  assert_int_equal(b->millis_behind_latest, 42);
+  kcld_record_batch_release(b);
+
+  static const struct {
+    const char *body, *msg;
+  } bad[] = {
+    {"{\"Records\":[],\"Records\":null}", "Records is missing"},
+    {"{\"Records\":[{\"Data\":\"QUJD\",\"PartitionKey\":\"a\","
+     "\"SequenceNumber\":\"1\",\"Data\":1}]}",
+     "Records[0].Data is not a string"},
+    {"{\"Records\":[],\"Records\":[1,]}", "not JSON"},
+  };
+  for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+    b = (struct kcld_record_batch *)&b;
+    assert_int_equal(kcld_getrecords_parse(bad[i].body, strlen(bad[i].body),
+                                           "s", &b, err, sizeof(err)),
+                     KCLD_EPARSE);
+    assert_null(b);
+    assert_non_null(strstr(err, bad[i].msg));
+  }
+}
+
+/* Bodies {"Records":[],"X":<value>}: accepted or refused exactly as jansson
+ * (json_loadb with JSON_ALLOW_NUL, which the parser used before) does. */
+static const struct {
+  const char *value;
+  int ok;
+} k_values[] = {
+  {"-0", 1}, {"0", 1}, {"1e-400", 1}, {"-9223372036854775808", 1},
+  {"9223372036854775807", 1}, {"1.7976931348623157e308", 1}, {"1E+2", 1},
+  {"\"\\u0000\"", 1}, {"\"\xF4\x8F\xBF\xBF\"", 1}, {"\"\xED\x9F\xBF\"", 1},
+  {"\"\\uD800\\uDC00\"", 1}, {"\"\\u007f\x7f\"", 1}, {"[ ]", 1},
+  {"{ }", 1}, {"true", 1}, {"false", 1}, {"null", 1},
+  {"9223372036854775808", 0}, {"-9223372036854775809", 0},
+  {"100000000000000000000", 0}, {"1e309", 0}, {"-1e309", 0}, {"01", 0},
+  {"-01", 0}, {"1.", 0}, {"-", 0}, {".5", 0}, {"+1", 0}, {"1e", 0},
+  {"1e+", 0}, {"0x10", 0}, {"\"\\uD800\"", 0}, {"\"\\uDC00\"", 0},
+  {"\"\\uD800\\u0041\"", 0}, {"\"\\uD800x\"", 0}, {"\"\\u12G4\"", 0},
+  {"\"\\x\"", 0}, {"\"\\'\"", 0}, {"\"\x01\"", 0}, {"\"\t\"", 0},
+  {"\"\xC0\x80\"", 0}, {"\"\xED\xA0\x80\"", 0}, {"\"\xF4\x90\x80\x80\"", 0},
+  {"\"\x80\"", 0}, {"\"\xE2\x82\"", 0}, {"\"\xF5\x80\x80\x80\"", 0},
+  {"\"\xE0\x9F\xBF\"", 0}, {"\"\xF0\x8F\xBF\xBF\"", 0}, {"tru", 0},
+  {"truex", 0}, {"nul", 0}, {"[1,]", 0}, {"[,1]", 0}, {"{\"a\"}", 0},
+  {"{\"a\":1,}", 0}, {"{\"a\\u0000\":1}", 0}, {"'a'", 0}, {"\"abc", 0},
+  {"[1 2]", 0}, {"\xC3\xA9", 0},
+};
+
+static int jansson_accepts(const char *body, size_t len)
+{
+  json_error_t e;
+  json_t *j = json_loadb(body, len, JSON_ALLOW_NUL, &e);
+  json_decref(j);
+  return j != NULL;
+}
+
+static void test_strict_json(void **state)
+{
+  (void)state;
+  for (size_t i = 0; i < sizeof(k_values) / sizeof(k_values[0]); i++) {
+    char body[256];
+    int n = snprintf(body, sizeof(body), "{\"Records\":[],\"X\":%s}",
+                     k_values[i].value);
+    struct kcld_record_batch *b;
+    char err[256];
+    /* An exact-size copy, so that ASan catches any read past the end. */
+    char *copy = malloc((size_t)n);
+    memcpy(copy, body, (size_t)n);
+    int rc = kcld_getrecords_parse(copy, (size_t)n, "s", &b, err,
+                                   sizeof(err));
+    print_message("%2zu: %s -> %d %s\n", i, k_values[i].value, rc,
+                  rc ? err : "");
+    assert_int_equal(jansson_accepts(copy, (size_t)n), k_values[i].ok);
+    assert_int_equal(rc, k_values[i].ok ? 0 : KCLD_EPARSE);
+    if (rc == 0)
+      kcld_record_batch_release(b);
+    else
+      assert_non_null(strstr(err, "not JSON"));
+    free(copy);
+  }
+  /* jansson skips one NUL byte right after a number or a literal (it puts
+   * the byte back and then reads a NUL as "nothing buffered"); bodies it
+   * took must still pass, and two NULs are refused. */
+  static const char nul1[] = "{\"Records\":[],\"X\":1\0,\"Y\":true\0}";
+  static const char nul2[] = "{\"Records\":[],\"X\":1\0\0}";
+  static const char nul3[] = "{\"Records\":[],\"X\":\"a\"\0}";
+  struct kcld_record_batch *nb;
+  assert_true(jansson_accepts(nul1, sizeof(nul1) - 1));
+  assert_int_equal(kcld_getrecords_parse(nul1, sizeof(nul1) - 1, "s", &nb,
+                                         NULL, 0), 0);
+  kcld_record_batch_release(nb);
+  assert_false(jansson_accepts(nul2, sizeof(nul2) - 1));
+  assert_int_equal(kcld_getrecords_parse(nul2, sizeof(nul2) - 1, "s", &nb,
+                                         NULL, 0), KCLD_EPARSE);
+  assert_false(jansson_accepts(nul3, sizeof(nul3) - 1));
+  assert_int_equal(kcld_getrecords_parse(nul3, sizeof(nul3) - 1, "s", &nb,
+                                         NULL, 0), KCLD_EPARSE);
+
+  /* Truncated at every byte, a valid body is refused; whole, it is taken. */
+  static const char whole[] =
+    " {\"Records\":[{\"Data\":\"QUJD\",\"PartitionKey\":\"\\u00e9\","
+    "\"SequenceNumber\":\"1\",\"ApproximateArrivalTimestamp\":1.5e9}],"
+    "\"MillisBehindLatest\":0}\r\n\t";
+  for (size_t n = 0; n < sizeof(whole); n++) {
+    struct kcld_record_batch *b;
+    char *copy = malloc(n ? n : 1);
+    memcpy(copy, whole, n);
+    int rc = kcld_getrecords_parse(copy, n, "s", &b, NULL, 0);
+    assert_int_equal(rc == 0, jansson_accepts(copy, n));
+    assert_int_equal(rc == 0, n >= sizeof(whole) - 4);
+    if (rc == 0)
+      kcld_record_batch_release(b);
+    free(copy);
+  }
+}
+
+/* Values nest at most 2048 deep, the response object counting as 1. */
+static void test_nesting_limit(void **state)
+{
+  (void)state;
+  for (int depth = 2046; depth <= 2050; depth++) {
+    /* {"Records":[],"X":[[...]]}: the outermost '[' of X is at depth 2. */
+    size_t narr = (size_t)depth - 1;
+    size_t cap = 32 + 2 * narr;
+    char *body = malloc(cap);
+    size_t n = (size_t)snprintf(body, cap, "{\"Records\":[],\"X\":");
+    memset(body + n, '[', narr);
+    n += narr;
+    memset(body + n, ']', narr);
+    n += narr;
+    body[n++] = '}';
+    struct kcld_record_batch *b;
+    char err[256];
+    int rc = kcld_getrecords_parse(body, n, "s", &b, err, sizeof(err));
+    assert_int_equal(rc == 0, depth <= 2048);
+    assert_int_equal(rc == 0, jansson_accepts(body, n));
+    if (rc == 0)
+      kcld_record_batch_release(b);
+    else
+      assert_non_null(strstr(err, "maximum parsing depth"));
+    free(body);
+  }
+}
+
 /* ======== Malformed bodies ======== */
 
 #define REC(extra) "{\"Records\":[{\"Data\":\"QUJD\",\"PartitionKey\":\"k\"," \
@@ -736,6 +948,10 @@ int main(void)
     cmocka_unit_test(test_plain_is_one_block),
     cmocka_unit_test(test_empty_and_shard_end),
     cmocka_unit_test(test_odd_keys),
+    cmocka_unit_test(test_escapes_and_unknown),
+    cmocka_unit_test(test_repeated_members),
+    cmocka_unit_test(test_strict_json),
+    cmocka_unit_test(test_nesting_limit),
     cmocka_unit_test(test_real_kpl_body),
     cmocka_unit_test(test_malformed_bodies),
     cmocka_unit_test(test_refused_logs_nothing),

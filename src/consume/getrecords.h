@@ -6,11 +6,10 @@
  * (kcld_aws_call with raw = 1) and hand the batch back in the after-work
  * callback.  It keeps no global state and may run on several threads at once.
  *
- * Threads and jansson: jansson seeds its object hash function once, lazily,
- * and that first seeding is not guaranteed to be thread-safe on every build.
- * The program must call json_object_seed(0) once on the main thread before
- * starting any thread that parses (main.c does; so must a test that parses on
- * several threads). */
+ * The body is read by a strict single-pass JSON scanner written for this one
+ * document (no jansson tree: building one cost ten times the CPU of the rest
+ * of consuming; see docs/benchmarks.md).  It accepts and refuses exactly the
+ * bodies jansson would, which the fuzz target checks against jansson. */
 #ifndef KCLD_CONSUME_GETRECORDS_H
 #define KCLD_CONSUME_GETRECORDS_H
 

@@ -7,6 +7,16 @@
  *   - FAILED: the whole batch failed (reason in error_type/error_message);
  *   - PARTIAL: Lambda's ReportBatchItemFailures meaning - every record
  *     before index first_failed is handled; retry from there.
+ * A failure (FAILED or PARTIAL) has a class, which decides the policy:
+ *   - KCLD_HANDLER_RECORD: the handler's verdict on the data (a function
+ *     error, batchItemFailures, a plugin's failure answer, a timeout, a
+ *     DynamoDB item refused for its content).  Only these use the retry
+ *     budget, bisect, age out and reach on_failure.
+ *   - KCLD_HANDLER_INFRA: says nothing about the records (throttling, 5xx,
+ *     transport errors of a sink's own AWS calls; a child that could not
+ *     start, or exited or closed its pipes before reading the batch).
+ *     Retried with capped backoff for as long as it takes; never bisected,
+ *     never dead-lettered, never moves the checkpoint.
  * A handler that hangs is the dispatcher's business (handler.timeout): after
  * a timeout the dispatcher treats the batch as failed but keeps its records
  * alive until the handler's late answer arrives, which is then ignored.
@@ -42,8 +52,16 @@ enum kcld_handler_status {
   KCLD_HANDLER_PARTIAL = 2
 };
 
+/* What a failure says about the records: see the top of this file.  The
+ * zero value is a record failure. */
+enum kcld_handler_failure_class {
+  KCLD_HANDLER_RECORD = 0,
+  KCLD_HANDLER_INFRA = 1
+};
+
 struct kcld_handler_result {
   enum kcld_handler_status status;
+  enum kcld_handler_failure_class failure_class; /* FAILED/PARTIAL only */
   size_t first_failed;        /* PARTIAL: lowest failed index (< count) */
   const char *error_type;     /* FAILED/PARTIAL: short class, e.g.
                                  "HandlerError", "HandlerCrashed"; else NULL */

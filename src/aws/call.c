@@ -739,6 +739,11 @@ void kcld_aws_set_observer(struct kcld_aws *aws, kcld_aws_observer_fn fn,
   aws->observer_arg = fn ? arg : NULL;
 }
 
+const char *kcld_aws_service_name(enum kcld_aws_service svc)
+{
+  return (int)svc >= 0 && svc < KCLD_AWS_NSERVICES ? s_services[svc].name : "";
+}
+
 const char *kcld_aws_region(const struct kcld_aws *aws)
 {
   return aws ? aws->region : NULL;

@@ -110,6 +110,9 @@ typedef void (*kcld_aws_observer_fn)(void *arg, const char *service,
 void kcld_aws_set_observer(struct kcld_aws *aws, kcld_aws_observer_fn fn,
                            void *arg);
 
+/* The signing name of a service ("kinesis"), or "" for an unknown one. */
+const char *kcld_aws_service_name(enum kcld_aws_service svc);
+
 /* The region the client signs for. */
 const char *kcld_aws_region(const struct kcld_aws *aws);
 

@@ -1,6 +1,7 @@
 /* dynamodb.c — DynamoDB calls: requests built, answers mapped, one callback
- * per call; Scan pages, BatchWriteItem chunks and UnprocessedItems retries,
- * the wait for ACTIVE; AttributeValue builders and readers. */
+ * per call; Scan pages, BatchWriteItem chunks and UnprocessedItems retries;
+ * AttributeValue builders and readers.  The skeleton (svc.c) runs the
+ * operations and the wait for ACTIVE. */
 #include "aws/dynamodb.h"
 
 #include <ctype.h>
@@ -11,7 +12,6 @@
 #include <string.h>
 
 #include "err.h"
-#include "log.h"
 
 struct kcld_dynamodb {
   struct kcld_svc svc;
@@ -19,48 +19,11 @@ struct kcld_dynamodb {
 
 /* ======== Helpers ======== */
 
-static int bad_arg(const char *op, const char *reason)
-{
-  kcld_log(KCLD_LOG_WARN, "DynamoDB call refused: invalid argument", "op", op,
-           "reason", reason, NULL);
-  return KCLD_EINVAL;
-}
-
-static int set_str(json_t *req, const char *key, const char *v)
-{
-  return json_object_set_new(req, key, json_string(v)) == 0 ? 0 : KCLD_ENOMEM;
-}
-
-/* Sets key to a copy of v (borrowed). */
-static int set_copy(json_t *req, const char *key, const json_t *v)
-{
-  return json_object_set_new(req, key, json_deep_copy(v)) == 0 ? 0
-                                                               : KCLD_ENOMEM;
-}
-
-static void log_bad_answer(const struct kcld_svc_status *st)
-{
-  kcld_log(KCLD_LOG_WARN, "DynamoDB answer not understood", "error",
-           st->message, NULL);
-}
-
-/* "table T key {...}" */
-static void resource_item(struct kcld_svc_op *op, const char *table,
-                          const json_t *key)
-{
-  char brief[112];
-  kcld_svc_json_brief(brief, sizeof(brief), key, sizeof(brief) - 1);
-  kcld_svc_op_resource(op, "table %s key %s", table, brief);
-}
-
 int kcld_dynamodb_new(struct kcld_aws *aws, uv_loop_t *loop,
                       struct kcld_dynamodb **out)
 {
-  int err;
-  if (!out)
-    return KCLD_EINVAL;
-  *out = kcld_svc_new(sizeof(**out), aws, loop, KCLD_AWS_DYNAMODB, &err);
-  return err;
+  return kcld_svc_new(sizeof(**out), aws, loop, KCLD_AWS_DYNAMODB,
+                      (void **)out);
 }
 
 void kcld_dynamodb_close(struct kcld_dynamodb *db)
@@ -69,270 +32,148 @@ void kcld_dynamodb_close(struct kcld_dynamodb *db)
     kcld_svc_free(&db->svc);
 }
 
+static const struct kcld_svc_fault_row s_fault_rows[] = {
+  {"ResourceInUseException", KCLD_DYNAMODB_IN_USE},
+  {"ProvisionedThroughputExceededException", KCLD_DYNAMODB_THROTTLED},
+  {"RequestLimitExceeded", KCLD_DYNAMODB_THROTTLED},
+  {"ThrottlingException", KCLD_DYNAMODB_THROTTLED},
+  {"ValidationException", KCLD_DYNAMODB_INVALID},
+  {"SerializationException", KCLD_DYNAMODB_INVALID},
+  {"TransactionConflictException", KCLD_DYNAMODB_CONFLICT},
+  {"InternalServerError", KCLD_DYNAMODB_TRANSIENT},
+  {"ServiceUnavailable", KCLD_DYNAMODB_TRANSIENT},
+};
+
+static const struct kcld_svc_faults s_faults = {
+  .rows = s_fault_rows,
+  .n_rows = sizeof(s_fault_rows) / sizeof(s_fault_rows[0]),
+  .ok = KCLD_DYNAMODB_OK,
+  .canceled = KCLD_DYNAMODB_CANCELED,
+  .transient = KCLD_DYNAMODB_TRANSIENT,
+  .not_found = KCLD_DYNAMODB_NOT_FOUND,
+  .condition = KCLD_DYNAMODB_CONDITION,
+  .other = KCLD_DYNAMODB_OTHER,
+};
+
 enum kcld_dynamodb_fault kcld_dynamodb_fault(const struct kcld_svc_status *st)
 {
-  static const struct {
-    const char *type;
-    enum kcld_dynamodb_fault fault;
-  } map[] = {
-    {"ResourceInUseException", KCLD_DYNAMODB_IN_USE},
-    {"ProvisionedThroughputExceededException", KCLD_DYNAMODB_THROTTLED},
-    {"RequestLimitExceeded", KCLD_DYNAMODB_THROTTLED},
-    {"ThrottlingException", KCLD_DYNAMODB_THROTTLED},
-    {"ValidationException", KCLD_DYNAMODB_INVALID},
-    {"SerializationException", KCLD_DYNAMODB_INVALID},
-    {"TransactionConflictException", KCLD_DYNAMODB_CONFLICT},
-    {"InternalServerError", KCLD_DYNAMODB_TRANSIENT},
-    {"ServiceUnavailable", KCLD_DYNAMODB_TRANSIENT},
-  };
-  if (!st || st->err == 0)
-    return KCLD_DYNAMODB_OK;
-  switch (st->err) {
-  case KCLD_ECONDITION:
-    return KCLD_DYNAMODB_CONDITION;
-  case KCLD_ENOTFOUND:
-    return KCLD_DYNAMODB_NOT_FOUND;
-  case KCLD_ECANCELED:
-    return KCLD_DYNAMODB_CANCELED;
-  case KCLD_ETRANSPORT:
-  case KCLD_ETIMEDOUT:
-  case KCLD_EPARSE:
-    return KCLD_DYNAMODB_TRANSIENT;
-  default:
-    break;
-  }
-  if (st->type && st->type[0])
-    for (size_t i = 0; i < sizeof(map) / sizeof(map[0]); i++)
-      if (strcmp(st->type, map[i].type) == 0)
-        return map[i].fault;
-  if (st->http_status >= 500)
-    return KCLD_DYNAMODB_TRANSIENT;
-  return KCLD_DYNAMODB_OTHER;
+  return (enum kcld_dynamodb_fault)kcld_svc_fault(st, &s_faults);
 }
 
 /* ======== Calls with one answer: tables and items ======== */
 
-enum simple_kind { K_TABLE, K_ITEM };
+KCLD_SVC_SHAPE(s_table_shape, struct kcld_dynamodb_table,
+               kcld_dynamodb_table_cb);
+KCLD_SVC_SHAPE(s_item_shape, struct kcld_dynamodb_result, kcld_dynamodb_cb);
 
-struct simple_op {
-  struct kcld_svc_op base;
-  enum simple_kind kind;
-  union {
-    kcld_dynamodb_table_cb table;
-    kcld_dynamodb_cb item;
-  } cb;
-  void *arg;
-  const char *item_field; /* "Item" (GetItem), "Attributes", or NULL */
-  /* Waiting for ACTIVE. */
-  uint64_t deadline;      /* uv_now() value; 0 = no wait */
-  uint64_t poll_ms;
-  long timeout_ms;
-  const char *last_status;
-  json_t *request;        /* kept for the next poll */
-};
-
-static void simple_fail(struct kcld_svc_op *base,
-                        const struct kcld_svc_status *st)
+static int table_map(struct kcld_svc_op *op, const struct kcld_aws_result *res,
+                     void *result)
 {
-  struct simple_op *op = (struct simple_op *)base;
-
-  if (op->kind == K_TABLE) {
-    struct kcld_dynamodb_table r = {.st = *st};
-    op->cb.table(&r, op->arg);
-  } else {
-    struct kcld_dynamodb_result r = {.st = *st};
-    op->cb.item(&r, op->arg);
+  struct kcld_dynamodb_table *r = result;
+  json_t *t = json_object_get(res->body, "TableDescription");
+  if (!t)
+    t = json_object_get(res->body, "Table");
+  r->table = t;
+  r->name = kcld_svc_str(t, "TableName");
+  r->status = kcld_svc_str(t, "TableStatus");
+  if (!json_is_object(t) || !r->name || !r->status) {
+    kcld_svc_status_set(op, &r->st, KCLD_EPARSE, NULL,
+                        "no table description with TableName and "
+                        "TableStatus in the answer");
+    return KCLD_EPARSE;
   }
+  return 0;
 }
 
-static void simple_clean_up(struct kcld_svc_op *base)
+static const char *table_state(const void *result)
 {
-  json_decref(((struct simple_op *)base)->request);
+  return ((const struct kcld_dynamodb_table *)result)->status;
 }
 
-static const char *status_name(const char *s)
+static const char *const s_table_states[] = {
+  "CREATING", "UPDATING", "DELETING", "ACTIVE",
+  "INACCESSIBLE_ENCRYPTION_CREDENTIALS", "ARCHIVING", "ARCHIVED", NULL};
+
+/* The answer and, when present, the object at `field`. */
+static int item_map_field(struct kcld_svc_op *op,
+                          const struct kcld_aws_result *res, void *result,
+                          const char *field)
 {
-  static const char *const known[] = {
-    "CREATING", "UPDATING", "DELETING", "ACTIVE",
-    "INACCESSIBLE_ENCRYPTION_CREDENTIALS", "ARCHIVING", "ARCHIVED"};
-  for (size_t i = 0; i < sizeof(known) / sizeof(known[0]); i++)
-    if (strcmp(s, known[i]) == 0)
-      return known[i];
-  return "unknown";
+  struct kcld_dynamodb_result *r = result;
+  json_t *it = json_object_get(res->body, field);
+  r->body = res->body;
+  if (it && !json_is_object(it)) {
+    kcld_svc_status_set(op, &r->st, KCLD_EPARSE, NULL,
+                        "%s in the answer is not an object", field);
+    return KCLD_EPARSE;
+  }
+  r->item = it;
+  return 0;
 }
 
-static void table_result(struct simple_op *op,
-                         const struct kcld_aws_result *res)
+static int get_item_map(struct kcld_svc_op *op,
+                        const struct kcld_aws_result *res, void *result)
 {
-  struct kcld_dynamodb_table r;
-  uv_loop_t *loop = op->base.svc->loop;
-
-  memset(&r, 0, sizeof(r));
-  kcld_svc_status_from(&op->base, &r.st, res);
-  if (r.st.err == 0) {
-    json_t *t = json_object_get(res->body, "TableDescription");
-    if (!t)
-      t = json_object_get(res->body, "Table");
-    r.table = t;
-    r.name = json_string_value(json_object_get(t, "TableName"));
-    r.status = json_string_value(json_object_get(t, "TableStatus"));
-    if (!json_is_object(t) || !r.name || !r.status) {
-      kcld_svc_status_set(&op->base, &r.st, KCLD_EPARSE, NULL,
-                          "no table description with TableName and "
-                          "TableStatus in the answer");
-      log_bad_answer(&r.st);
-    }
-  }
-  if (op->deadline) {
-    int again = 0;
-    if (r.st.err == 0 && strcmp(r.status, "ACTIVE") != 0) {
-      again = 1;
-      op->last_status = status_name(r.status);
-    } else if (r.st.err == KCLD_ENOTFOUND) {
-      again = 1;
-      op->last_status = "not found";
-    }
-    if (again) {
-      uv_update_time(loop);
-      if (uv_now(loop) >= op->deadline) {
-        kcld_svc_status_set(&op->base, &r.st, KCLD_ETIMEDOUT, NULL,
-                            "not ACTIVE after %ld ms (last: %s)",
-                            op->timeout_ms, op->last_status);
-      } else {
-        uint64_t left = op->deadline - uv_now(loop);
-        int rc = kcld_svc_op_sleep(&op->base,
-                                   op->poll_ms < left ? op->poll_ms : left);
-        op->poll_ms = op->poll_ms * 2 > 2000 ? 2000 : op->poll_ms * 2;
-        if (rc == 0)
-          return;
-        kcld_svc_status_set(&op->base, &r.st, rc, NULL, "could not wait: %s",
-                            kcld_strerror(rc));
-      }
-    }
-  }
-  if (r.st.err) {
-    kcld_svc_op_fail(&op->base, &r.st);
-    return;
-  }
-  kcld_svc_op_done(&op->base);
-  op->cb.table(&r, op->arg);
-  kcld_svc_op_release(&op->base);
+  return item_map_field(op, res, result, "Item");
 }
 
-static void simple_on_result(struct kcld_svc_op *base,
-                             const struct kcld_aws_result *res)
+static int attributes_map(struct kcld_svc_op *op,
+                          const struct kcld_aws_result *res, void *result)
 {
-  struct simple_op *op = (struct simple_op *)base;
-  struct kcld_dynamodb_result r;
-
-  if (op->kind == K_TABLE) {
-    table_result(op, res);
-    return;
-  }
-  memset(&r, 0, sizeof(r));
-  kcld_svc_status_from(base, &r.st, res);
-  if (r.st.err) {
-    kcld_svc_op_fail(&op->base, &r.st);
-    return;
-  }
-  r.body = res->body;
-  if (op->item_field) {
-    json_t *it = json_object_get(res->body, op->item_field);
-    if (it && !json_is_object(it)) {
-      kcld_svc_status_set(base, &r.st, KCLD_EPARSE, NULL,
-                          "%s in the answer is not an object",
-                          op->item_field);
-      log_bad_answer(&r.st);
-      kcld_svc_op_fail(&op->base, &r.st);
-      return;
-    }
-    r.item = it;
-  }
-  kcld_svc_op_done(base);
-  op->cb.item(&r, op->arg);
-  kcld_svc_op_release(base);
+  return item_map_field(op, res, result, "Attributes");
 }
 
-static void wait_poll(struct kcld_svc_op *base)
-{
-  kcld_svc_op_poll(base, ((struct simple_op *)base)->request);
-}
-
-static const struct kcld_svc_op_type s_simple_type = {
-  .on_result = simple_on_result,
-  .on_timer = wait_poll,
-  .fail = simple_fail,
-  .clean_up = simple_clean_up,
-};
-
-static struct simple_op *simple_new(struct kcld_dynamodb *db,
-                                    const char *opname, enum simple_kind kind,
-                                    void *arg, int *err)
-{
-  struct simple_op *op = kcld_svc_op_new(&db->svc, sizeof(*op),
-                                         &s_simple_type, opname, err);
-  if (!op)
-    return NULL;
-  op->kind = kind;
-  op->arg = arg;
-  return op;
-}
+static const struct kcld_svc_spec s_create_table = {
+  "CreateTable", &s_table_shape, table_map, table_state, s_table_states};
+static const struct kcld_svc_spec s_describe_table = {
+  "DescribeTable", &s_table_shape, table_map, table_state, s_table_states};
+static const struct kcld_svc_spec s_get_item = {
+  "GetItem", &s_item_shape, get_item_map, NULL, NULL};
+static const struct kcld_svc_spec s_put_item = {
+  "PutItem", &s_item_shape, attributes_map, NULL, NULL};
+static const struct kcld_svc_spec s_update_item = {
+  "UpdateItem", &s_item_shape, attributes_map, NULL, NULL};
+static const struct kcld_svc_spec s_delete_item = {
+  "DeleteItem", &s_item_shape, attributes_map, NULL, NULL};
 
 int kcld_dynamodb_create_table(struct kcld_dynamodb *db, const json_t *request,
                                kcld_dynamodb_table_cb cb, void *arg)
 {
-  const char *opname = "CreateTable";
   const char *name;
-  struct simple_op *op;
-  int rc;
 
   if (!db || !cb)
     return KCLD_EINVAL;
-  name = json_string_value(json_object_get(request, "TableName"));
+  name = kcld_svc_str(request, "TableName");
   if (!json_is_object(request) || !name || !*name)
-    return bad_arg(opname, "request is not an object with a TableName");
-  op = simple_new(db, opname, K_TABLE, arg, &rc);
-  if (!op)
-    return rc;
-  op->cb.table = cb;
-  kcld_svc_op_resource(&op->base, "table %s", name);
-  return kcld_svc_op_start(&op->base, json_deep_copy(request), NULL);
+    return kcld_svc_bad_arg(&db->svc, s_create_table.operation,
+                            "request is not an object with a TableName");
+  return kcld_svc_send(&db->svc, &s_create_table, json_deep_copy(request),
+                       NULL, (kcld_svc_fn)cb, arg, "table %s", name);
 }
 
 static int describe_start(struct kcld_dynamodb *db, const char *table,
                           int wait, long timeout_ms, kcld_dynamodb_table_cb cb,
                           void *arg)
 {
-  const char *opname = "DescribeTable";
-  struct simple_op *op;
-  json_t *req;
+  const char *opname = s_describe_table.operation;
+  struct kcld_svc_op *op;
   int rc;
 
   if (!db || !cb)
     return KCLD_EINVAL;
   if (!table || !*table)
-    return bad_arg(opname, "no table name");
+    return kcld_svc_bad_arg(&db->svc, opname, "no table name");
   if (timeout_ms < 0)
-    return bad_arg(opname, "negative timeout");
-  op = simple_new(db, opname, K_TABLE, arg, &rc);
+    return kcld_svc_bad_arg(&db->svc, opname, "negative timeout");
+  op = kcld_svc_request_new(&db->svc, &s_describe_table, 0, (kcld_svc_fn)cb,
+                            arg, &rc);
   if (!op)
     return rc;
-  op->cb.table = cb;
-  kcld_svc_op_resource(&op->base, "table %s", table);
-  req = json_object();
-  if (req && set_str(req, "TableName", table)) {
-    json_decref(req);
-    req = NULL;
-  }
-  if (wait && req) {
-    uv_update_time(db->svc.loop);
-    op->timeout_ms = timeout_ms ? timeout_ms : 60000;
-    op->deadline = uv_now(db->svc.loop) + (uint64_t)op->timeout_ms;
-    op->poll_ms = 100;
-    op->last_status = "none";
-    op->request = json_incref(req);
-  }
-  return kcld_svc_op_start(&op->base, req, NULL);
+  kcld_svc_op_resource(op, "table %s", table);
+  if (wait)
+    kcld_svc_request_wait(op, timeout_ms);
+  return kcld_svc_request_start(op, json_pack("{s:s}", "TableName", table),
+                                NULL);
 }
 
 int kcld_dynamodb_describe_table(struct kcld_dynamodb *db, const char *table,
@@ -353,75 +194,68 @@ static int set_cond(json_t *req, const struct kcld_dynamodb_cond *c)
 {
   if (!c)
     return 0;
-  if ((c->condition && set_str(req, "ConditionExpression", c->condition)) ||
-      (c->names && set_copy(req, "ExpressionAttributeNames", c->names)) ||
-      (c->values && set_copy(req, "ExpressionAttributeValues", c->values)) ||
-      (c->return_values && set_str(req, "ReturnValues", c->return_values)))
+  if ((c->condition &&
+       kcld_svc_set_str(req, "ConditionExpression", c->condition)) ||
+      (c->names &&
+       kcld_svc_set_copy(req, "ExpressionAttributeNames", c->names)) ||
+      (c->values &&
+       kcld_svc_set_copy(req, "ExpressionAttributeValues", c->values)) ||
+      (c->return_values &&
+       kcld_svc_set_str(req, "ReturnValues", c->return_values)))
     return KCLD_ENOMEM;
   return 0;
 }
 
-static int check_cond(const char *opname, const struct kcld_dynamodb_cond *c)
-{
-  if (!c)
-    return 0;
-  if (c->names && !json_is_object(c->names))
-    return bad_arg(opname, "ExpressionAttributeNames is not an object");
-  if (c->values && !json_is_object(c->values))
-    return bad_arg(opname, "ExpressionAttributeValues is not an object");
-  return 0;
-}
-
 /* The four item calls share this. */
-static int item_call(struct kcld_dynamodb *db, const char *opname,
+static int item_call(struct kcld_dynamodb *db, const struct kcld_svc_spec *spec,
                      const char *table, const char *key_field,
                      const json_t *key, const char *update_expression,
                      int consistent_read, const struct kcld_dynamodb_cond *c,
                      kcld_dynamodb_cb cb, void *arg)
 {
-  struct simple_op *op;
+  const char *opname = spec->operation;
+  char what[192];
   json_t *req;
-  int rc;
 
   if (!db || !cb)
     return KCLD_EINVAL;
   if (!table || !*table)
-    return bad_arg(opname, "no table name");
+    return kcld_svc_bad_arg(&db->svc, opname, "no table name");
   if (!json_is_object(key) || json_object_size(key) == 0)
-    return bad_arg(opname, "key or item is not a non-empty object");
-  if (check_cond(opname, c) != 0)
-    return KCLD_EINVAL;
-  op = simple_new(db, opname, K_ITEM, arg, &rc);
-  if (!op)
-    return rc;
-  op->cb.item = cb;
-  op->item_field = strcmp(opname, "GetItem") == 0 ? "Item" : "Attributes";
+    return kcld_svc_bad_arg(&db->svc, opname,
+                            "key or item is not a non-empty object");
+  if (c && c->names && !json_is_object(c->names))
+    return kcld_svc_bad_arg(&db->svc, opname,
+                            "ExpressionAttributeNames is not an object");
+  if (c && c->values && !json_is_object(c->values))
+    return kcld_svc_bad_arg(&db->svc, opname,
+                            "ExpressionAttributeValues is not an object");
   if (strcmp(key_field, "Item") == 0) {
     /* An item carries user payload: name the table only, so record data
      * never reaches a log line or a dead-letter message. */
-    kcld_svc_op_resource(&op->base, "table %s", table);
+    snprintf(what, sizeof(what), "table %s", table);
   } else {
-    resource_item(&op->base, table, key);
+    char brief[112];
+    kcld_svc_json_brief(brief, sizeof(brief), key, sizeof(brief) - 1);
+    snprintf(what, sizeof(what), "table %s key %s", table, brief);
   }
-  req = json_object();
-  if (req && (set_str(req, "TableName", table) ||
-              set_copy(req, key_field, key) ||
-              (update_expression &&
-               set_str(req, "UpdateExpression", update_expression)) ||
-              (consistent_read &&
+  req = json_pack("{s:s, s:O, s:s*}", "TableName", table, key_field, key,
+                  "UpdateExpression", update_expression);
+  if (req && ((consistent_read &&
                json_object_set_new(req, "ConsistentRead", json_true())) ||
               set_cond(req, c))) {
     json_decref(req);
     req = NULL;
   }
-  return kcld_svc_op_start(&op->base, req, NULL);
+  return kcld_svc_send(&db->svc, spec, req, NULL, (kcld_svc_fn)cb, arg, "%s",
+                       what);
 }
 
 int kcld_dynamodb_get_item(struct kcld_dynamodb *db, const char *table,
                            const json_t *key, int consistent_read,
                            kcld_dynamodb_cb cb, void *arg)
 {
-  return item_call(db, "GetItem", table, "Key", key, NULL, consistent_read,
+  return item_call(db, &s_get_item, table, "Key", key, NULL, consistent_read,
                    NULL, cb, arg);
 }
 
@@ -430,7 +264,8 @@ int kcld_dynamodb_put_item(struct kcld_dynamodb *db, const char *table,
                            const struct kcld_dynamodb_cond *cond,
                            kcld_dynamodb_cb cb, void *arg)
 {
-  return item_call(db, "PutItem", table, "Item", item, NULL, 0, cond, cb, arg);
+  return item_call(db, &s_put_item, table, "Item", item, NULL, 0, cond, cb,
+                   arg);
 }
 
 int kcld_dynamodb_update_item(struct kcld_dynamodb *db, const char *table,
@@ -438,10 +273,11 @@ int kcld_dynamodb_update_item(struct kcld_dynamodb *db, const char *table,
                               const struct kcld_dynamodb_cond *cond,
                               kcld_dynamodb_cb cb, void *arg)
 {
-  if (!update_expression || !*update_expression)
-    return bad_arg("UpdateItem", "no update expression");
-  return item_call(db, "UpdateItem", table, "Key", key, update_expression, 0,
-                   cond, cb, arg);
+  if (db && (!update_expression || !*update_expression))
+    return kcld_svc_bad_arg(&db->svc, s_update_item.operation,
+                            "no update expression");
+  return item_call(db, &s_update_item, table, "Key", key, update_expression,
+                   0, cond, cb, arg);
 }
 
 int kcld_dynamodb_delete_item(struct kcld_dynamodb *db, const char *table,
@@ -449,7 +285,7 @@ int kcld_dynamodb_delete_item(struct kcld_dynamodb *db, const char *table,
                               const struct kcld_dynamodb_cond *cond,
                               kcld_dynamodb_cb cb, void *arg)
 {
-  return item_call(db, "DeleteItem", table, "Key", key, NULL, 0, cond, cb,
+  return item_call(db, &s_delete_item, table, "Key", key, NULL, 0, cond, cb,
                    arg);
 }
 
@@ -464,31 +300,19 @@ struct scan_op {
   json_t *items;     /* accumulated when there is no page callback */
   size_t count;
   int pages;
+  int stopped;       /* the page callback asked to stop */
 };
 
-static void scan_deliver(struct scan_op *op, const struct kcld_svc_status *st,
-                         int stopped)
+static void scan_deliver(struct kcld_svc_op *base,
+                         const struct kcld_svc_status *st)
 {
+  struct scan_op *op = (struct scan_op *)base;
   struct kcld_dynamodb_scan_result r = {.st = *st};
   r.items = st->err == 0 ? op->items : NULL;
   r.count = op->count;
   r.pages = op->pages;
-  r.stopped = stopped;
+  r.stopped = op->stopped;
   op->cb(&r, op->arg);
-}
-
-static void scan_fail(struct kcld_svc_op *base,
-                      const struct kcld_svc_status *st)
-{
-  scan_deliver((struct scan_op *)base, st, 0);
-}
-
-static void scan_finish(struct scan_op *op, const struct kcld_svc_status *st,
-                        int stopped)
-{
-  kcld_svc_op_done(&op->base);
-  scan_deliver(op, st, stopped);
-  kcld_svc_op_release(&op->base);
 }
 
 static void scan_clean_up(struct kcld_svc_op *base)
@@ -508,7 +332,7 @@ static void scan_on_result(struct kcld_svc_op *base,
 
   kcld_svc_status_from(base, &st, res);
   if (st.err) {
-    scan_finish(op, &st, 0);
+    kcld_svc_op_end(base, &st);
     return;
   }
   items = json_object_get(res->body, "Items");
@@ -516,8 +340,8 @@ static void scan_on_result(struct kcld_svc_op *base,
   if (!json_is_array(items) || (last && !json_is_object(last))) {
     kcld_svc_status_set(base, &st, KCLD_EPARSE, NULL,
                         "no Items array in page %d", op->pages + 1);
-    log_bad_answer(&st);
-    scan_finish(op, &st, 0);
+    kcld_svc_log_bad_answer(base, &st);
+    kcld_svc_op_end(base, &st);
     return;
   }
   op->pages++;
@@ -527,32 +351,30 @@ static void scan_on_result(struct kcld_svc_op *base,
     if (!op->base.svc)
       return; /* the client was closed from the page callback */
     if (stop) {
-      scan_finish(op, &st, 1);
+      op->stopped = 1;
+      kcld_svc_op_end(base, &st);
       return;
     }
   } else if (json_array_extend(op->items, items) != 0) {
-    kcld_svc_status_set(base, &st, KCLD_ENOMEM, NULL, "out of memory");
-    scan_finish(op, &st, 0);
+    kcld_svc_op_fail(base, KCLD_ENOMEM, "out of memory");
     return;
   }
   if (!last || json_object_size(last) == 0) {
-    scan_finish(op, &st, 0);
+    kcld_svc_op_end(base, &st);
     return;
   }
   rc = json_object_set(op->request, "ExclusiveStartKey", last) == 0
          ? kcld_svc_op_call(base, op->request, NULL)
          : KCLD_ENOMEM;
-  if (rc < 0) {
-    kcld_svc_status_set(base, &st, rc, NULL, "could not ask for page %d: %s",
-                        op->pages + 1, kcld_strerror(rc));
-    scan_finish(op, &st, 0);
-  }
+  if (rc < 0)
+    kcld_svc_op_fail(base, rc, "could not ask for page %d: %s", op->pages + 1,
+                     kcld_strerror(rc));
 }
 
 static const struct kcld_svc_op_type s_scan_type = {
   .on_result = scan_on_result,
   .on_timer = NULL,
-  .fail = scan_fail,
+  .deliver = scan_deliver,
   .clean_up = scan_clean_up,
 };
 
@@ -569,12 +391,12 @@ int kcld_dynamodb_scan(struct kcld_dynamodb *db,
   if (!db || !req || !done_cb)
     return KCLD_EINVAL;
   if (!req->table || !*req->table)
-    return bad_arg(opname, "no table name");
+    return kcld_svc_bad_arg(&db->svc, opname, "no table name");
   if (req->limit < 0)
-    return bad_arg(opname, "negative limit");
+    return kcld_svc_bad_arg(&db->svc, opname, "negative limit");
   if ((req->names && !json_is_object(req->names)) ||
       (req->values && !json_is_object(req->values)))
-    return bad_arg(opname, "expression names or values not an object");
+    return kcld_svc_bad_arg(&db->svc, opname, "expression names or values not an object");
   op = kcld_svc_op_new(&db->svc, sizeof(*op), &s_scan_type, opname, &rc);
   if (!op)
     return rc;
@@ -586,16 +408,16 @@ int kcld_dynamodb_scan(struct kcld_dynamodb *db,
   op->request = j;
   if (!page_cb)
     op->items = json_array();
-  if (!j || (!page_cb && !op->items) || set_str(j, "TableName", req->table) ||
+  if (!j || (!page_cb && !op->items) || kcld_svc_set_str(j, "TableName", req->table) ||
       (req->limit > 0 &&
        json_object_set_new(j, "Limit", json_integer(req->limit))) ||
       (req->consistent_read &&
        json_object_set_new(j, "ConsistentRead", json_true())) ||
-      (req->filter && set_str(j, "FilterExpression", req->filter)) ||
+      (req->filter && kcld_svc_set_str(j, "FilterExpression", req->filter)) ||
       (req->projection &&
-       set_str(j, "ProjectionExpression", req->projection)) ||
-      (req->names && set_copy(j, "ExpressionAttributeNames", req->names)) ||
-      (req->values && set_copy(j, "ExpressionAttributeValues", req->values)))
+       kcld_svc_set_str(j, "ProjectionExpression", req->projection)) ||
+      (req->names && kcld_svc_set_copy(j, "ExpressionAttributeNames", req->names)) ||
+      (req->values && kcld_svc_set_copy(j, "ExpressionAttributeValues", req->values)))
     rc = KCLD_ENOMEM;
   else
     rc = kcld_svc_op_call(&op->base, j, NULL);
@@ -684,11 +506,13 @@ fail:
   return NULL;
 }
 
-static void batch_deliver(struct batch_op *op,
-                          const struct kcld_svc_status *st, int with_chunk)
+/* The callback; on an error, what was not written comes back too. */
+static void batch_deliver(struct kcld_svc_op *base,
+                          const struct kcld_svc_status *st)
 {
+  struct batch_op *op = (struct batch_op *)base;
   struct kcld_dynamodb_batch_result r = {.st = *st};
-  json_t *left = batch_leftover(op, with_chunk);
+  json_t *left = batch_leftover(op, st->err != 0);
   long n = left ? count_requests(left) : 0;
   r.written = op->written;
   r.calls = op->calls;
@@ -698,20 +522,6 @@ static void batch_deliver(struct batch_op *op,
   }
   op->cb(&r, op->arg);
   json_decref(left);
-}
-
-static void batch_fail(struct kcld_svc_op *base,
-                       const struct kcld_svc_status *st)
-{
-  batch_deliver((struct batch_op *)base, st, 1);
-}
-
-static void batch_finish(struct batch_op *op, const struct kcld_svc_status *st,
-                         int with_chunk)
-{
-  kcld_svc_op_done(&op->base);
-  batch_deliver(op, st, with_chunk);
-  kcld_svc_op_release(&op->base);
 }
 
 static void batch_clean_up(struct kcld_svc_op *base)
@@ -769,32 +579,20 @@ static int batch_next_chunk(struct batch_op *op)
 
 static void batch_advance(struct batch_op *op)
 {
-  struct kcld_svc_status st;
   int rc = batch_next_chunk(op);
   if (rc == 0)
     return;
-  if (rc == 1) {
-    memset(&st, 0, sizeof(st));
-    st.type = "";
-    st.message = "";
-    batch_finish(op, &st, 0);
-    return;
-  }
-  kcld_svc_status_set(&op->base, &st, rc, NULL, "could not send: %s",
-                      kcld_strerror(rc));
-  batch_finish(op, &st, 1);
+  if (rc == 1)
+    kcld_svc_op_succeed(&op->base);
+  else
+    kcld_svc_op_fail(&op->base, rc, "could not send: %s", kcld_strerror(rc));
 }
 
 static void batch_on_timer(struct kcld_svc_op *base)
 {
-  struct batch_op *op = (struct batch_op *)base;
-  int rc = batch_send(op);
-  if (rc < 0) {
-    struct kcld_svc_status st;
-    kcld_svc_status_set(base, &st, rc, NULL, "could not retry: %s",
-                        kcld_strerror(rc));
-    batch_finish(op, &st, 1);
-  }
+  int rc = batch_send((struct batch_op *)base);
+  if (rc < 0)
+    kcld_svc_op_fail(base, rc, "could not retry: %s", kcld_strerror(rc));
 }
 
 static void batch_on_result(struct kcld_svc_op *base,
@@ -807,7 +605,7 @@ static void batch_on_result(struct kcld_svc_op *base,
 
   kcld_svc_status_from(base, &st, res);
   if (st.err) {
-    batch_finish(op, &st, 1);
+    kcld_svc_op_end(&op->base, &st);
     return;
   }
   unproc = json_object_get(res->body, "UnprocessedItems");
@@ -815,8 +613,8 @@ static void batch_on_result(struct kcld_svc_op *base,
   if (n < 0 || (size_t)n > op->chunk_count) {
     kcld_svc_status_set(base, &st, KCLD_EPARSE, NULL,
                         "UnprocessedItems in the answer is malformed");
-    log_bad_answer(&st);
-    batch_finish(op, &st, 1);
+    kcld_svc_log_bad_answer(base, &st);
+    kcld_svc_op_end(base, &st);
     return;
   }
   op->written += op->chunk_count - (size_t)n;
@@ -842,13 +640,13 @@ static void batch_on_result(struct kcld_svc_op *base,
                         "%ld write requests still unprocessed after %d "
                         "retries", n, op->retries);
   }
-  batch_finish(op, &st, 1);
+  kcld_svc_op_end(&op->base, &st);
 }
 
 static const struct kcld_svc_op_type s_batch_type = {
   .on_result = batch_on_result,
   .on_timer = batch_on_timer,
-  .fail = batch_fail,
+  .deliver = batch_deliver,
   .clean_up = batch_clean_up,
 };
 
@@ -869,13 +667,13 @@ int kcld_dynamodb_batch_write(struct kcld_dynamodb *db,
     return KCLD_EINVAL;
   n = count_requests(request_items);
   if (n < 0)
-    return bad_arg(opname, "RequestItems is not {table: [write request]}");
+    return kcld_svc_bad_arg(&db->svc, opname, "RequestItems is not {table: [write request]}");
   if (n == 0)
-    return bad_arg(opname, "no write requests");
+    return kcld_svc_bad_arg(&db->svc, opname, "no write requests");
   if (opts)
     o = *opts;
   if (o.max_retries < -1 || o.backoff_base_ms < 0 || o.backoff_max_ms < 0)
-    return bad_arg(opname, "negative retry settings");
+    return kcld_svc_bad_arg(&db->svc, opname, "negative retry settings");
 
   op = kcld_svc_op_new(&db->svc, sizeof(*op), &s_batch_type, opname, &rc);
   if (!op)

@@ -1,13 +1,20 @@
-/* svc.c — operations in flight, error mapping and messages shared by the
- * Kinesis, DynamoDB and SQS wrappers. */
+/* svc.c — the AWS service client skeleton: operations in flight and their
+ * one way to end, requests with typed results and waits, the fault map,
+ * error mapping and messages. */
 #include "aws/svc.h"
 
 #include <stdarg.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "err.h"
+#include "log.h"
+
+#define WAIT_DEFAULT_MS 60000L
+#define WAIT_POLL_FIRST_MS 100
+#define WAIT_POLL_MAX_MS 2000
 
 /* Service error types with a code of their own; the rest are KCLD_EAWS. */
 static const struct {
@@ -20,43 +27,83 @@ static const struct {
   {"ConditionalCheckFailedException", KCLD_ECONDITION},
 };
 
-void kcld_svc_init(struct kcld_svc *svc, struct kcld_aws *aws,
-                   uv_loop_t *loop, enum kcld_aws_service service)
+struct kcld_svc_mem {
+  struct kcld_svc_mem *next;
+  max_align_t data[];
+};
+
+/* ======== The client ======== */
+
+int kcld_svc_new(size_t size, struct kcld_aws *aws, uv_loop_t *loop,
+                 enum kcld_aws_service service, void **out)
 {
-  memset(svc, 0, sizeof(*svc));
+  struct kcld_svc *svc;
+  if (!out)
+    return KCLD_EINVAL;
+  *out = NULL;
+  if (!aws || !loop || size < sizeof(*svc))
+    return KCLD_EINVAL;
+  svc = calloc(1, size);
+  if (!svc)
+    return KCLD_ENOMEM;
   svc->aws = aws;
   svc->loop = loop;
   svc->service = service;
   svc->rng = uv_hrtime() ^ ((uint64_t)(uintptr_t)svc << 20);
   if (svc->rng == 0)
     svc->rng = 0x9E3779B97F4A7C15ULL;
+  *out = svc;
+  return 0;
 }
 
-void *kcld_svc_new(size_t size, struct kcld_aws *aws, uv_loop_t *loop,
-                   enum kcld_aws_service service, int *err)
+int kcld_svc_bad_arg(const struct kcld_svc *svc, const char *operation,
+                     const char *reason)
 {
-  struct kcld_svc *svc;
-  if (!aws || !loop) {
-    *err = KCLD_EINVAL;
-    return NULL;
-  }
-  svc = calloc(1, size);
-  if (!svc) {
-    *err = KCLD_ENOMEM;
-    return NULL;
-  }
-  kcld_svc_init(svc, aws, loop, service);
-  *err = 0;
-  return svc;
+  kcld_log(KCLD_LOG_WARN, "AWS call refused: invalid argument", "service",
+           kcld_aws_service_name(svc->service), "op", operation, "reason",
+           reason, NULL);
+  return KCLD_EINVAL;
 }
 
-void kcld_svc_free(struct kcld_svc *svc)
+/* ======== Fault map ======== */
+
+static int row_matches(const char *pattern, const char *type)
 {
-  if (!svc)
-    return;
-  kcld_svc_close(svc);
-  free(svc);
+  size_t n = strlen(pattern);
+  if (n > 0 && pattern[n - 1] == '*')
+    return strncmp(type, pattern, n - 1) == 0;
+  return strcmp(type, pattern) == 0;
 }
+
+int kcld_svc_fault(const struct kcld_svc_status *st,
+                   const struct kcld_svc_faults *f)
+{
+  if (!st || st->err == 0)
+    return f->ok;
+  switch (st->err) {
+  case KCLD_ECANCELED:
+    return f->canceled;
+  case KCLD_ETRANSPORT:
+  case KCLD_ETIMEDOUT:
+  case KCLD_EPARSE:
+    return f->transient;
+  case KCLD_ENOTFOUND:
+    return f->not_found;
+  case KCLD_ECONDITION:
+    return f->condition;
+  default:
+    break;
+  }
+  if (st->type && st->type[0])
+    for (size_t i = 0; i < f->n_rows; i++)
+      if (row_matches(f->rows[i].type, st->type))
+        return f->rows[i].fault;
+  if (st->http_status >= 500)
+    return f->transient;
+  return f->other;
+}
+
+/* ======== Operations ======== */
 
 static void op_link(struct kcld_svc *svc, struct kcld_svc_op *op)
 {
@@ -86,6 +133,12 @@ static void op_free(struct kcld_svc_op *op)
 {
   if (op->type->clean_up)
     op->type->clean_up(op);
+  while (op->mem) {
+    struct kcld_svc_mem *m = op->mem;
+    op->mem = m->next;
+    free(m);
+  }
+  json_decref(op->keep);
   free(op);
 }
 
@@ -138,6 +191,25 @@ void kcld_svc_op_resource(struct kcld_svc_op *op, const char *fmt, ...)
   va_end(ap);
 }
 
+void *kcld_svc_op_alloc(struct kcld_svc_op *op, size_t size)
+{
+  struct kcld_svc_mem *m = calloc(1, sizeof(*m) + (size ? size : 1));
+  if (!m)
+    return NULL;
+  m->next = op->mem;
+  op->mem = m;
+  return m->data;
+}
+
+json_t *kcld_svc_op_keep(struct kcld_svc_op *op, json_t *v)
+{
+  if (!v)
+    return NULL;
+  if (!op->keep && !(op->keep = json_array()))
+    return NULL;
+  return json_array_append(op->keep, v) == 0 ? v : NULL;
+}
+
 static void on_call(const struct kcld_aws_result *res, void *arg)
 {
   struct kcld_svc_op *op = arg;
@@ -166,27 +238,6 @@ int kcld_svc_op_call(struct kcld_svc_op *op, const json_t *request,
   return rc;
 }
 
-int kcld_svc_op_start(struct kcld_svc_op *op, json_t *request,
-                      const struct kcld_aws_call_opts *opts)
-{
-  int rc = request ? kcld_svc_op_call(op, request, opts) : KCLD_ENOMEM;
-  json_decref(request);
-  if (rc < 0)
-    kcld_svc_op_release(op);
-  return rc;
-}
-
-void kcld_svc_op_poll(struct kcld_svc_op *op, const json_t *request)
-{
-  int rc = kcld_svc_op_call(op, request, NULL);
-  if (rc < 0) {
-    struct kcld_svc_status st;
-    kcld_svc_status_set(op, &st, rc, NULL, "could not poll: %s",
-                        kcld_strerror(rc));
-    kcld_svc_op_fail(op, &st);
-  }
-}
-
 static void on_op_timer(uv_timer_t *t)
 {
   struct kcld_svc_op *op = t->data;
@@ -213,11 +264,6 @@ int kcld_svc_op_sleep(struct kcld_svc_op *op, uint64_t ms)
   return 0;
 }
 
-void kcld_svc_op_done(struct kcld_svc_op *op)
-{
-  op_unlink(op);
-}
-
 void kcld_svc_op_release(struct kcld_svc_op *op)
 {
   op_unlink(op);
@@ -225,26 +271,17 @@ void kcld_svc_op_release(struct kcld_svc_op *op)
   op_maybe_free(op);
 }
 
-void kcld_svc_op_fail(struct kcld_svc_op *op, const struct kcld_svc_status *st)
+void kcld_svc_op_end(struct kcld_svc_op *op, const struct kcld_svc_status *st)
 {
-  kcld_svc_op_done(op);
-  op->type->fail(op, st);
+  op_unlink(op);
+  op->type->deliver(op, st);
   kcld_svc_op_release(op);
 }
 
-void kcld_svc_close(struct kcld_svc *svc)
+void kcld_svc_op_succeed(struct kcld_svc_op *op)
 {
-  svc->closed = 1;
-  while (svc->ops) {
-    struct kcld_svc_op *op = svc->ops;
-    struct kcld_svc_status st;
-    op_unlink(op);
-    if (op->timer_init)
-      uv_timer_stop(&op->timer);
-    kcld_svc_status_set(op, &st, KCLD_ECANCELED, NULL, "client closed");
-    op->type->fail(op, &st);
-    kcld_svc_op_release(op);
-  }
+  struct kcld_svc_status st = {.type = "", .message = ""};
+  kcld_svc_op_end(op, &st);
 }
 
 /* "<op> <resource>: " into op->msg; returns the length written. */
@@ -255,6 +292,64 @@ static size_t msg_head(struct kcld_svc_op *op)
   if (n < 0)
     return 0;
   return (size_t)n < sizeof(op->msg) ? (size_t)n : sizeof(op->msg) - 1;
+}
+
+static void status_vset(struct kcld_svc_op *op, struct kcld_svc_status *st,
+                        int err, const char *type, const char *fmt,
+                        va_list ap)
+{
+  size_t n;
+
+  memset(st, 0, sizeof(*st));
+  st->err = err;
+  snprintf(op->type_buf, sizeof(op->type_buf), "%s", type ? type : "");
+  st->type = op->type_buf;
+  n = msg_head(op);
+  if (op->type_buf[0]) {
+    size_t room = sizeof(op->msg) - n;
+    int w = snprintf(op->msg + n, room, "%s: ", op->type_buf);
+    if (w > 0)
+      n += (size_t)w < room ? (size_t)w : room - 1;
+  }
+  vsnprintf(op->msg + n, sizeof(op->msg) - n, fmt, ap);
+  st->message = op->msg;
+}
+
+void kcld_svc_status_set(struct kcld_svc_op *op, struct kcld_svc_status *st,
+                         int err, const char *type, const char *fmt, ...)
+{
+  va_list ap;
+  va_start(ap, fmt);
+  status_vset(op, st, err, type, fmt, ap);
+  va_end(ap);
+}
+
+void kcld_svc_op_fail(struct kcld_svc_op *op, int err, const char *fmt, ...)
+{
+  struct kcld_svc_status st;
+  va_list ap;
+  va_start(ap, fmt);
+  status_vset(op, &st, err, NULL, fmt, ap);
+  va_end(ap);
+  kcld_svc_op_end(op, &st);
+}
+
+void kcld_svc_free(struct kcld_svc *svc)
+{
+  if (!svc)
+    return;
+  svc->closed = 1;
+  while (svc->ops) {
+    struct kcld_svc_op *op = svc->ops;
+    struct kcld_svc_status st;
+    op_unlink(op);
+    if (op->timer_init)
+      uv_timer_stop(&op->timer);
+    kcld_svc_status_set(op, &st, KCLD_ECANCELED, NULL, "client closed");
+    op->type->deliver(op, &st);
+    kcld_svc_op_release(op);
+  }
+  free(svc);
 }
 
 void kcld_svc_status_from(struct kcld_svc_op *op, struct kcld_svc_status *st,
@@ -291,27 +386,12 @@ void kcld_svc_status_from(struct kcld_svc_op *op, struct kcld_svc_status *st,
   st->message = op->msg;
 }
 
-void kcld_svc_status_set(struct kcld_svc_op *op, struct kcld_svc_status *st,
-                         int err, const char *type, const char *fmt, ...)
+void kcld_svc_log_bad_answer(const struct kcld_svc_op *op,
+                             const struct kcld_svc_status *st)
 {
-  va_list ap;
-  size_t n;
-
-  memset(st, 0, sizeof(*st));
-  st->err = err;
-  snprintf(op->type_buf, sizeof(op->type_buf), "%s", type ? type : "");
-  st->type = op->type_buf;
-  n = msg_head(op);
-  if (op->type_buf[0]) {
-    size_t room = sizeof(op->msg) - n;
-    int w = snprintf(op->msg + n, room, "%s: ", op->type_buf);
-    if (w > 0)
-      n += (size_t)w < room ? (size_t)w : room - 1;
-  }
-  va_start(ap, fmt);
-  vsnprintf(op->msg + n, sizeof(op->msg) - n, fmt, ap);
-  va_end(ap);
-  st->message = op->msg;
+  kcld_log(KCLD_LOG_WARN, "AWS answer not understood", "service",
+           op->svc ? kcld_aws_service_name(op->svc->service) : "", "error",
+           st->message, NULL);
 }
 
 static uint64_t next_rand(struct kcld_svc *svc)
@@ -334,6 +414,225 @@ uint64_t kcld_svc_backoff_ms(struct kcld_svc *svc, int retry, long base_ms,
     d = cap;
   d = d / 2 + next_rand(svc) % (d / 2 + 1);
   return d ? d : 1;
+}
+
+/* ======== Requests ======== */
+
+struct req_op {
+  struct kcld_svc_op base;
+  const struct kcld_svc_spec *spec;
+  kcld_svc_fn cb;
+  void *arg;
+  void *ctx;
+  void *result;          /* spec->shape->size bytes */
+  /* Waiting for ACTIVE. */
+  uint64_t deadline;     /* uv_now() value; 0 = no wait */
+  uint64_t poll_ms;
+  long timeout_ms;
+  const char *last_state;
+  json_t *request;       /* kept for the next poll */
+};
+
+static size_t round_up(size_t n)
+{
+  size_t a = sizeof(max_align_t);
+  return (n + a - 1) / a * a;
+}
+
+/* Clears all of the result but its status, which becomes `st`, and hands
+ * it to the user's callback. */
+static void req_deliver(struct kcld_svc_op *base,
+                        const struct kcld_svc_status *st)
+{
+  struct req_op *op = (struct req_op *)base;
+  struct kcld_svc_status *rst = op->result;
+  if (rst != st) {
+    memset(op->result, 0, op->spec->shape->size);
+    *rst = *st;
+  } else if (st->err) {
+    struct kcld_svc_status keep = *st;
+    memset(op->result, 0, op->spec->shape->size);
+    *rst = keep;
+  }
+  op->spec->shape->invoke(op->cb, op->result, op->arg);
+}
+
+static void req_clean_up(struct kcld_svc_op *base)
+{
+  json_decref(((struct req_op *)base)->request);
+}
+
+static const char *state_name(const struct kcld_svc_spec *spec,
+                              const char *s)
+{
+  for (size_t i = 0; s && spec->states && spec->states[i]; i++)
+    if (strcmp(s, spec->states[i]) == 0)
+      return spec->states[i];
+  return "unknown";
+}
+
+/* For a waiting request: 1 when it polls again (or failed to), with the
+ * status set on failure; 0 when the answer in `st` is final. */
+static int req_poll_again(struct req_op *op, struct kcld_svc_status *st)
+{
+  uv_loop_t *loop = op->base.svc->loop;
+  uint64_t left;
+  int rc;
+
+  if (st->err == 0) {
+    const char *s = op->spec->state(op->result);
+    if (s && strcmp(s, "ACTIVE") == 0)
+      return 0;
+    op->last_state = state_name(op->spec, s);
+  } else if (st->err == KCLD_ENOTFOUND) {
+    op->last_state = "not found";
+  } else {
+    return 0;
+  }
+  uv_update_time(loop);
+  if (uv_now(loop) >= op->deadline) {
+    kcld_svc_status_set(&op->base, st, KCLD_ETIMEDOUT, NULL,
+                        "not ACTIVE after %ld ms (last: %s)", op->timeout_ms,
+                        op->last_state);
+    return 0;
+  }
+  left = op->deadline - uv_now(loop);
+  rc = kcld_svc_op_sleep(&op->base, op->poll_ms < left ? op->poll_ms : left);
+  op->poll_ms = op->poll_ms * 2 > WAIT_POLL_MAX_MS ? WAIT_POLL_MAX_MS
+                                                   : op->poll_ms * 2;
+  if (rc == 0)
+    return 1;
+  kcld_svc_status_set(&op->base, st, rc, NULL, "could not wait: %s",
+                      kcld_strerror(rc));
+  return 0;
+}
+
+static void req_on_result(struct kcld_svc_op *base,
+                          const struct kcld_aws_result *res)
+{
+  struct req_op *op = (struct req_op *)base;
+  struct kcld_svc_status *st = op->result;
+
+  memset(op->result, 0, op->spec->shape->size);
+  kcld_svc_status_from(base, st, res);
+  if (st->err == 0 && op->spec->map &&
+      op->spec->map(base, res, op->result) == KCLD_EPARSE)
+    kcld_svc_log_bad_answer(base, st);
+  if (op->deadline && req_poll_again(op, st))
+    return;
+  kcld_svc_op_end(base, st);
+}
+
+static void req_on_timer(struct kcld_svc_op *base)
+{
+  struct req_op *op = (struct req_op *)base;
+  int rc = kcld_svc_op_call(base, op->request, NULL);
+  if (rc < 0)
+    kcld_svc_op_fail(base, rc, "could not poll: %s", kcld_strerror(rc));
+}
+
+static const struct kcld_svc_op_type s_req_type = {
+  .on_result = req_on_result,
+  .on_timer = req_on_timer,
+  .deliver = req_deliver,
+  .clean_up = req_clean_up,
+};
+
+struct kcld_svc_op *kcld_svc_request_new(struct kcld_svc *svc,
+                                         const struct kcld_svc_spec *spec,
+                                         size_t ctx_size, kcld_svc_fn cb,
+                                         void *arg, int *err)
+{
+  size_t head = round_up(sizeof(struct req_op)), ctx = round_up(ctx_size);
+  struct req_op *op = kcld_svc_op_new(svc, head + ctx + spec->shape->size,
+                                      &s_req_type, spec->operation, err);
+  if (!op)
+    return NULL;
+  op->spec = spec;
+  op->cb = cb;
+  op->arg = arg;
+  op->ctx = (char *)op + head;
+  op->result = (char *)op + head + ctx;
+  return &op->base;
+}
+
+void *kcld_svc_ctx(struct kcld_svc_op *op)
+{
+  return ((struct req_op *)op)->ctx;
+}
+
+void kcld_svc_request_wait(struct kcld_svc_op *base, long timeout_ms)
+{
+  struct req_op *op = (struct req_op *)base;
+  uv_loop_t *loop = base->svc->loop;
+  uv_update_time(loop);
+  op->timeout_ms = timeout_ms ? timeout_ms : WAIT_DEFAULT_MS;
+  op->deadline = uv_now(loop) + (uint64_t)op->timeout_ms;
+  op->poll_ms = WAIT_POLL_FIRST_MS;
+  op->last_state = "none";
+}
+
+int kcld_svc_request_start(struct kcld_svc_op *base, json_t *request,
+                           const struct kcld_aws_call_opts *opts)
+{
+  struct req_op *op = (struct req_op *)base;
+  int rc = request ? kcld_svc_op_call(base, request, opts) : KCLD_ENOMEM;
+  if (rc == 0 && op->deadline)
+    op->request = json_incref(request);
+  json_decref(request);
+  if (rc < 0)
+    kcld_svc_op_release(base);
+  return rc;
+}
+
+int kcld_svc_send(struct kcld_svc *svc, const struct kcld_svc_spec *spec,
+                  json_t *request, const struct kcld_aws_call_opts *opts,
+                  kcld_svc_fn cb, void *arg, const char *resource_fmt, ...)
+{
+  struct kcld_svc_op *op;
+  va_list ap;
+  int rc;
+
+  op = kcld_svc_request_new(svc, spec, 0, cb, arg, &rc);
+  if (!op) {
+    json_decref(request);
+    return rc;
+  }
+  va_start(ap, resource_fmt);
+  vsnprintf(op->resource, sizeof(op->resource), resource_fmt, ap);
+  va_end(ap);
+  return kcld_svc_request_start(op, request, opts);
+}
+
+/* ======== Request and message helpers ======== */
+
+int kcld_svc_set_str(json_t *req, const char *key, const char *v)
+{
+  return json_object_set_new(req, key, json_string(v)) == 0 ? 0 : KCLD_ENOMEM;
+}
+
+int kcld_svc_set_int(json_t *req, const char *key, json_int_t v)
+{
+  return json_object_set_new(req, key, json_integer(v)) == 0 ? 0 : KCLD_ENOMEM;
+}
+
+int kcld_svc_set_copy(json_t *req, const char *key, const json_t *v)
+{
+  return json_object_set_new(req, key, json_deep_copy(v)) == 0 ? 0
+                                                               : KCLD_ENOMEM;
+}
+
+json_t *kcld_svc_req(json_t *req, int failed)
+{
+  if (!failed)
+    return req;
+  json_decref(req);
+  return NULL;
+}
+
+const char *kcld_svc_str(const json_t *obj, const char *key)
+{
+  return json_string_value(json_object_get(obj, key));
 }
 
 void kcld_svc_json_brief(char *dst, size_t cap, const json_t *v, size_t max)

@@ -1,12 +1,23 @@
-/* svc.h — what the Kinesis, DynamoDB and SQS wrappers share.
+/* svc.h — the one skeleton of an AWS service client (Kinesis, DynamoDB,
+ * SQS, STS).
  *
- * For their callers: struct kcld_svc_status, how one wrapped operation
- * ended.  For the wrappers themselves (kinesis.c, dynamodb.c, sqs.c): the
- * bookkeeping of operations in flight, so that a service client can be
- * closed with operations pending (their callbacks then run at once with
- * KCLD_ECANCELED, and none runs after the close), a one-shot timer per
- * operation for the few loops that wait (pagination backoff, unprocessed
- * items, polling until ACTIVE), and the error mapping and message format.
+ * For their callers: struct kcld_svc_status, how one operation ended.
+ *
+ * For the service files: everything but their request and answer mapping.
+ *  - the client: struct kcld_svc with new/free; freeing cancels every
+ *    pending operation (its callback runs at once with KCLD_ECANCELED) and
+ *    no callback runs after it;
+ *  - requests, the common case: one call whose answer maps to a typed
+ *    result (a struct that starts with a struct kcld_svc_status), described
+ *    by a struct kcld_svc_spec; failures of any kind (the call's, the
+ *    mapping's, a close) reach the same typed callback with the rest of the
+ *    result zeroed; optional polling until the answer's state is ACTIVE;
+ *  - operations of their own (pages, chunks, backoff): struct
+ *    kcld_svc_op_type, with calls, a one-shot timer and one way to end;
+ *  - the fault map: error types to a service's own fault classes;
+ *  - small request and message helpers.
+ *
+ * A new service is a file of request builders, answer maps and specs.
  *
  * Loop thread only. */
 #ifndef KCLD_AWS_SVC_H
@@ -38,9 +49,10 @@ struct kcld_svc_status {
   int attempts;        /* HTTP attempts of the last call; 0 if none */
 };
 
-/* ======== For the wrappers only ======== */
+/* ======== For the service files only ======== */
 
 struct kcld_svc_op;
+struct kcld_svc_mem;
 
 struct kcld_svc {
   struct kcld_aws *aws;
@@ -51,23 +63,145 @@ struct kcld_svc {
   int closed;
 };
 
+/* Allocates a zeroed client of `size` bytes (a struct that starts with a
+ * struct kcld_svc) over `aws` (borrowed; it must outlive the client) and
+ * `loop`.  Returns 0, KCLD_EINVAL (`out`, `aws` or `loop` NULL) or
+ * KCLD_ENOMEM. */
+int kcld_svc_new(size_t size, struct kcld_aws *aws, uv_loop_t *loop,
+                 enum kcld_aws_service service, void **out);
+
+/* Cancels every pending operation (each user callback runs once, now, with
+ * KCLD_ECANCELED) and frees the client; no callback of it runs afterwards.
+ * Calls still in flight in the AWS client and timers finish on the loop and
+ * only free their operation: run the loop afterwards.  NULL is ignored. */
+void kcld_svc_free(struct kcld_svc *svc);
+
+/* Logs "AWS call refused: invalid argument" with the service, operation
+ * and reason; returns KCLD_EINVAL. */
+int kcld_svc_bad_arg(const struct kcld_svc *svc, const char *operation,
+                     const char *reason);
+
+/* ---- Fault map ---- */
+
+/* An error type and the service's fault for it.  A type ending in '*'
+ * matches every type that starts with what comes before it. */
+struct kcld_svc_fault_row {
+  const char *type;
+  int fault;
+};
+
+/* A service's faults: its table and the classes every service has. */
+struct kcld_svc_faults {
+  const struct kcld_svc_fault_row *rows;
+  size_t n_rows;
+  int ok;          /* st NULL or err 0 */
+  int canceled;    /* KCLD_ECANCELED */
+  int transient;   /* no answer, a timeout, an unreadable body; a 5xx not
+                      in the table */
+  int not_found;   /* KCLD_ENOTFOUND */
+  int condition;   /* KCLD_ECONDITION */
+  int other;       /* anything else */
+};
+
+/* Classifies how an operation ended: ok, canceled, transient (transport,
+ * timeout, parse), not_found, condition, then the first matching row of
+ * the table, then transient for HTTP 5xx, else other. */
+int kcld_svc_fault(const struct kcld_svc_status *st,
+                   const struct kcld_svc_faults *faults);
+
+/* ---- Requests: one call, one typed result ---- */
+
+/* A callback of any type, kept until its shape calls it. */
+typedef void (*kcld_svc_fn)(void);
+
+/* The typed result of a request: `size` bytes of a struct that starts with
+ * a struct kcld_svc_status; `invoke` calls a callback of the matching type
+ * (cast back from kcld_svc_fn) with it.  Define with KCLD_SVC_SHAPE. */
+struct kcld_svc_shape {
+  size_t size;
+  void (*invoke)(kcld_svc_fn cb, const void *result, void *arg);
+};
+
+#define KCLD_SVC_SHAPE(name, result_type, cb_type)                           \
+  static void name##_invoke(kcld_svc_fn cb, const void *result, void *arg)   \
+  {                                                                          \
+    ((cb_type)cb)((const result_type *)result, arg);                         \
+  }                                                                          \
+  static const struct kcld_svc_shape name = {sizeof(result_type),            \
+                                             name##_invoke}
+
+/* What a request is: the operation, its result and how an answer maps. */
+struct kcld_svc_spec {
+  const char *operation;              /* "GetShardIterator": a constant */
+  const struct kcld_svc_shape *shape;
+  /* Fills `result` (zeroed; its status says success) from a successful
+   * answer.  Returns 0, or a negative KCLD_E* code after setting the
+   * result's status with kcld_svc_status_set (a KCLD_EPARSE is logged as
+   * "AWS answer not understood").  NULL = nothing beyond the status. */
+  int (*map)(struct kcld_svc_op *op, const struct kcld_aws_result *res,
+             void *result);
+  /* For waits: the state word of a mapped result ("ACTIVE"), and the
+   * words it may be, NULL-terminated (others are named "unknown"). */
+  const char *(*state)(const void *result);
+  const char *const *states;
+};
+
+/* Creates a request for `spec`, whose result goes to `cb` (of the type
+ * spec's shape calls, cast to kcld_svc_fn) with `arg`, with `ctx_size`
+ * zeroed bytes of context for the service file (kcld_svc_ctx).  Name the
+ * resource with kcld_svc_op_resource, then send with kcld_svc_request_start.
+ * Returns the op, or NULL with *err KCLD_ECANCELED (client closed) or
+ * KCLD_ENOMEM. */
+struct kcld_svc_op *kcld_svc_request_new(struct kcld_svc *svc,
+                                         const struct kcld_svc_spec *spec,
+                                         size_t ctx_size, kcld_svc_fn cb,
+                                         void *arg, int *err);
+
+/* The request's context (ctx_size bytes, max_align_t aligned). */
+void *kcld_svc_ctx(struct kcld_svc_op *op);
+
+/* Makes the request poll: the call is sent again (100 ms, doubling to 2 s)
+ * while the answer's state is not ACTIVE or the error is KCLD_ENOTFOUND,
+ * and ends with KCLD_ETIMEDOUT "not ACTIVE after N ms (last: STATE)" once
+ * `timeout_ms` have passed.  Call before kcld_svc_request_start. */
+void kcld_svc_request_wait(struct kcld_svc_op *op, long timeout_ms);
+
+/* Sends the request (takes `request`; NULL means out of memory) with
+ * `opts` (NULL = defaults).  Returns 0 and the callback runs once later,
+ * or returns the error after dropping the op and the callback never runs. */
+int kcld_svc_request_start(struct kcld_svc_op *op, json_t *request,
+                           const struct kcld_aws_call_opts *opts);
+
+/* The whole request at once: kcld_svc_request_new without context,
+ * kcld_svc_op_resource with `resource_fmt`, kcld_svc_request_start with
+ * `request` (taken; NULL means out of memory) and `opts`.  Returns 0 and
+ * the callback runs once later, or returns the error and it never runs. */
+int kcld_svc_send(struct kcld_svc *svc, const struct kcld_svc_spec *spec,
+                  json_t *request, const struct kcld_aws_call_opts *opts,
+                  kcld_svc_fn cb, void *arg, const char *resource_fmt, ...)
+  __attribute__((format(printf, 7, 8)));
+
+/* ---- Operations of their own ---- */
+
 struct kcld_svc_op_type {
   /* The op's call answered (res->err may be anything). */
   void (*on_result)(struct kcld_svc_op *op, const struct kcld_aws_result *res);
   /* The op's timer fired (NULL when the op never sleeps). */
   void (*on_timer)(struct kcld_svc_op *op);
-  /* Runs the user's callback with the error `st`: KCLD_ECANCELED when the
-   * client closes, or the error given to kcld_svc_op_fail.  The op is
-   * unlinked before and released after by svc. */
-  void (*fail)(struct kcld_svc_op *op, const struct kcld_svc_status *st);
+  /* Runs the user's callback with how the op ended, `st`: its success,
+   * its error, or KCLD_ECANCELED when the client closes.  Reached only
+   * through kcld_svc_op_end and the close. */
+  void (*deliver)(struct kcld_svc_op *op, const struct kcld_svc_status *st);
   /* Frees what the op owns beyond itself (NULL when nothing). */
   void (*clean_up)(struct kcld_svc_op *op);
 };
 
 struct kcld_svc_op {
   const struct kcld_svc_op_type *type;
-  struct kcld_svc *svc;       /* NULL once released or detached by close */
+  struct kcld_svc *svc;       /* NULL once ended or cancelled by the close */
   struct kcld_svc_op *prev, *next;
+  struct kcld_svc_mem *mem;   /* kcld_svc_op_alloc blocks */
+  json_t *keep;               /* kcld_svc_op_keep values */
   uv_timer_t timer;
   unsigned timer_init : 1, timer_closing : 1, in_call : 1, released : 1,
     busy : 1;                 /* inside on_result / on_timer */
@@ -77,27 +211,6 @@ struct kcld_svc_op {
   char msg[640];
 };
 
-/* Sets up a client; `aws` and `loop` are borrowed. */
-void kcld_svc_init(struct kcld_svc *svc, struct kcld_aws *aws,
-                   uv_loop_t *loop, enum kcld_aws_service service);
-
-/* Allocates a zeroed client of `size` bytes (a struct that starts with a
- * struct kcld_svc) and sets it up as kcld_svc_init does.  Returns it, or
- * NULL with *err set to KCLD_EINVAL (`aws` or `loop` NULL) or KCLD_ENOMEM;
- * *err is 0 on success. */
-void *kcld_svc_new(size_t size, struct kcld_aws *aws, uv_loop_t *loop,
-                   enum kcld_aws_service service, int *err);
-
-/* kcld_svc_close, then frees the client made by kcld_svc_new.  NULL is
- * ignored. */
-void kcld_svc_free(struct kcld_svc *svc);
-
-/* Cancels every pending operation (each user callback runs once, now, with
- * KCLD_ECANCELED), after which no callback of this client runs again.
- * Calls still in flight in the AWS client and timers finish on the loop and
- * only free their operation.  New operations are refused. */
-void kcld_svc_close(struct kcld_svc *svc);
-
 /* Allocates a zeroed operation of `size` bytes (a struct that starts with a
  * struct kcld_svc_op) and links it.  Returns it, or NULL with *err set to
  * KCLD_ECANCELED (client closed) or KCLD_ENOMEM. */
@@ -105,58 +218,79 @@ void *kcld_svc_op_new(struct kcld_svc *svc, size_t size,
                       const struct kcld_svc_op_type *type,
                       const char *operation, int *err);
 
-/* printf into op->resource. */
+/* printf into op->resource, which names the resource in messages. */
 void kcld_svc_op_resource(struct kcld_svc_op *op, const char *fmt, ...)
   __attribute__((format(printf, 2, 3)));
 
-/* Sends `operation` with `request` (borrowed); the answer goes to the op
- * type's on_result.  Returns 0 or the call layer's error (no callback). */
+/* Zeroed memory that lives as long as the op (for what a result points
+ * to).  NULL when out of memory. */
+void *kcld_svc_op_alloc(struct kcld_svc_op *op, size_t size);
+
+/* Keeps a reference to `v` as long as the op lives (results may point into
+ * it).  Returns `v`, or NULL when `v` is NULL or out of memory. */
+json_t *kcld_svc_op_keep(struct kcld_svc_op *op, json_t *v);
+
+/* Sends the op's `operation` with `request` (borrowed); the answer goes to
+ * the op type's on_result.  Returns 0 or the call layer's error (no
+ * callback). */
 int kcld_svc_op_call(struct kcld_svc_op *op, const json_t *request,
                      const struct kcld_aws_call_opts *opts);
-
-/* Sends the op's first call (takes `request`, NULL meaning out of memory).
- * Returns 0, or the error after dropping the op (no callback). */
-int kcld_svc_op_start(struct kcld_svc_op *op, json_t *request,
-                      const struct kcld_aws_call_opts *opts);
-
-/* Sends `request` (borrowed) again, for a wait that polls; when it cannot be
- * sent, fails the op with "could not poll: <error>" (kcld_svc_op_fail). */
-void kcld_svc_op_poll(struct kcld_svc_op *op, const json_t *request);
 
 /* Starts the op's one-shot timer; on_timer runs after `ms`.  Returns 0 or a
  * negative KCLD_E* code. */
 int kcld_svc_op_sleep(struct kcld_svc_op *op, uint64_t ms);
 
-/* Unlinks the op before its user callback runs, so a close from inside that
- * callback does not cancel it a second time.  (A callback run while the op
- * is still linked, like a Scan page callback, may see the op cancelled by a
- * close: op->svc is NULL afterwards.  The op stays allocated until
- * on_result or on_timer returns.) */
-void kcld_svc_op_done(struct kcld_svc_op *op);
+/* Ends the op: unlinks it (a close from inside the callback does not
+ * cancel it again), runs the op type's deliver with `st`, then releases
+ * it.  Call once, from on_result or on_timer. */
+void kcld_svc_op_end(struct kcld_svc_op *op, const struct kcld_svc_status *st);
 
-/* Drops the op (after its user callback, or instead of it when the start
- * failed): freed now, or once its call or timer has finished. */
+/* Ends the op with a success status. */
+void kcld_svc_op_succeed(struct kcld_svc_op *op);
+
+/* Ends the op with an error made by the service file: `err` and a printf'd
+ * detail (see kcld_svc_status_set). */
+void kcld_svc_op_fail(struct kcld_svc_op *op, int err, const char *fmt, ...)
+  __attribute__((format(printf, 3, 4)));
+
+/* Drops an op that was never sent (instead of its callback): freed now, or
+ * once its timer has closed. */
 void kcld_svc_op_release(struct kcld_svc_op *op);
-
-/* Ends the op with the error `st`: unlinks it, runs the op type's fail
- * (the user's callback), then releases it. */
-void kcld_svc_op_fail(struct kcld_svc_op *op, const struct kcld_svc_status *st);
 
 /* Fills `st` from a call result (success or error), with a message naming
  * the op's operation and resource. */
 void kcld_svc_status_from(struct kcld_svc_op *op, struct kcld_svc_status *st,
                           const struct kcld_aws_result *res);
 
-/* Fills `st` with an error made by the wrapper itself: `err`, an optional
+/* Fills `st` with an error made by the service file: `err`, an optional
  * AWS type (NULL = ""), and a printf'd detail. */
 void kcld_svc_status_set(struct kcld_svc_op *op, struct kcld_svc_status *st,
                          int err, const char *type, const char *fmt, ...)
   __attribute__((format(printf, 5, 6)));
 
+/* Logs "AWS answer not understood" with the service and st's message. */
+void kcld_svc_log_bad_answer(const struct kcld_svc_op *op,
+                             const struct kcld_svc_status *st);
+
 /* A backoff for wrapper-level retries: base x 2^retry capped at max_ms,
  * "equal jitter" (half fixed, half random), at least 1 ms. */
 uint64_t kcld_svc_backoff_ms(struct kcld_svc *svc, int retry, long base_ms,
                              long max_ms);
+
+/* ---- Request and message helpers ---- */
+
+/* Sets `key` of object `req` to a string, an integer or a deep copy of `v`.
+ * Return 0 or KCLD_ENOMEM. */
+int kcld_svc_set_str(json_t *req, const char *key, const char *v);
+int kcld_svc_set_int(json_t *req, const char *key, json_int_t v);
+int kcld_svc_set_copy(json_t *req, const char *key, const json_t *v);
+
+/* `req` when `failed` is 0; else frees `req` and returns NULL (which
+ * kcld_svc_request_start reads as out of memory).  For request builders. */
+json_t *kcld_svc_req(json_t *req, int failed);
+
+/* The string at `key` of `obj`, or NULL. */
+const char *kcld_svc_str(const json_t *obj, const char *key);
 
 /* Copies at most `max` bytes of compact JSON of `v` into dst (cap bytes),
  * cut with "..." when longer.  For naming keys in messages. */

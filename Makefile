@@ -11,7 +11,7 @@ BUILD   ?= build
 PREFIX  ?= /usr/local
 SAN     ?=
 
-PKGS    := libuv libcurl libcrypto jansson yaml-0.1
+PKGS    := libuv libcurl libcrypto jansson yaml-0.1 zlib
 PKG_CFLAGS := $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
 PKG_LIBS   := $(shell pkg-config --libs $(PKGS) 2>/dev/null)
 CMOCKA_LIBS := $(shell pkg-config --libs cmocka 2>/dev/null)
@@ -161,7 +161,7 @@ FUZZ_BIN     := $(patsubst tests/fuzz/%.c,$(FUZZ_BUILD)/fuzz/%,$(FUZZ_SRC))
 FUZZ_LIB_SRC := src/err.c src/log.c src/config.c src/consume/record.c \
                 src/consume/deagg.c src/consume/getrecords.c src/aws/sigv4.c \
                 src/handlers/multilang.c src/handlers/lambda.c \
-                src/ops/http_server.c src/ops/metrics.c
+                src/ops/http_server.c src/ops/metrics.c src/aws/eventstream.c
 FUZZ_LIB_OBJ := $(FUZZ_LIB_SRC:%.c=$(FUZZ_BUILD)/%.o)
 
 .PHONY: fuzz fuzz-build fuzz-smoke

@@ -1,0 +1,429 @@
+/* eventstream.c — the event-stream frame decoder (see eventstream.h).
+ *
+ * State: `buf` gathers the frame under way; `total` is its length once its
+ * prelude is in and checked (0 before).  A frame that lies whole in the
+ * chunk being fed, with nothing gathered before it, is decoded in place.
+ * Header names and string values are copied, NUL-terminated, into `strs`,
+ * which is sized once per frame from the header block's length (each header
+ * takes at least 3 bytes of it, so 2 x length + 1 bytes always suffice). */
+#include "aws/eventstream.h"
+
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <zlib.h>
+
+#include "err.h"
+
+/* A gathering buffer above this is given back once its frame is done. */
+#define KEEP_BUF_MAX ((size_t)256 << 10)
+
+struct kcld_evs_decoder {
+  size_t max_message;
+  size_t max_headers;
+  uint8_t *buf;              /* the frame being gathered */
+  size_t len, cap;
+  size_t total;              /* its length, once the prelude is checked */
+  struct kcld_evs_header *hdrs;
+  size_t hdrs_cap;
+  char *strs;
+  size_t strs_cap;
+  uint64_t messages;         /* frames delivered */
+  int done;                  /* failed or stopped: takes nothing more */
+  char error[192];
+};
+
+static uint32_t be32(const uint8_t *p)
+{
+  return (uint32_t)p[0] << 24 | (uint32_t)p[1] << 16 | (uint32_t)p[2] << 8 |
+         (uint32_t)p[3];
+}
+
+static uint64_t be64(const uint8_t *p)
+{
+  return (uint64_t)be32(p) << 32 | be32(p + 4);
+}
+
+static uint32_t crc(const uint8_t *p, size_t n)
+{
+  /* zlib takes uInt lengths; a frame is at most 4 GiB - 1 by its prelude. */
+  return (uint32_t)crc32(0L, p, (uInt)n);
+}
+
+static int fail(struct kcld_evs_decoder *d, const char *fmt, ...)
+  __attribute__((format(printf, 2, 3)));
+
+static int fail(struct kcld_evs_decoder *d, const char *fmt, ...)
+{
+  va_list ap;
+  int n = snprintf(d->error, sizeof(d->error), "frame %llu: ",
+                   (unsigned long long)d->messages + 1);
+
+  va_start(ap, fmt);
+  if (n > 0 && (size_t)n < sizeof(d->error))
+    vsnprintf(d->error + n, sizeof(d->error) - (size_t)n, fmt, ap);
+  va_end(ap);
+  d->done = 1;
+  return KCLD_EPARSE;
+}
+
+int kcld_evs_decoder_new(const struct kcld_evs_limits *lim,
+                         struct kcld_evs_decoder **out)
+{
+  struct kcld_evs_decoder *d;
+
+  if (!out)
+    return KCLD_EINVAL;
+  *out = NULL;
+  if (lim && lim->max_message && lim->max_message < KCLD_EVS_MIN_MESSAGE)
+    return KCLD_EINVAL;
+  d = calloc(1, sizeof(*d));
+  if (!d)
+    return KCLD_ENOMEM;
+  d->max_message = lim && lim->max_message ? lim->max_message
+                                           : KCLD_EVS_DEFAULT_MAX_MESSAGE;
+  d->max_headers = lim && lim->max_headers ? lim->max_headers
+                                           : KCLD_EVS_DEFAULT_MAX_HEADERS;
+  /* The prelude's fields are 32 bits wide. */
+  if (d->max_message > UINT32_MAX)
+    d->max_message = UINT32_MAX;
+  *out = d;
+  return 0;
+}
+
+void kcld_evs_decoder_free(struct kcld_evs_decoder *d)
+{
+  if (!d)
+    return;
+  free(d->buf);
+  free(d->hdrs);
+  free(d->strs);
+  free(d);
+}
+
+size_t kcld_evs_decoder_pending(const struct kcld_evs_decoder *d)
+{
+  return d ? d->len : 0;
+}
+
+uint64_t kcld_evs_decoder_messages(const struct kcld_evs_decoder *d)
+{
+  return d ? d->messages : 0;
+}
+
+const char *kcld_evs_decoder_error(const struct kcld_evs_decoder *d)
+{
+  return d ? d->error : "";
+}
+
+const struct kcld_evs_header *
+kcld_evs_message_header(const struct kcld_evs_message *msg, const char *name)
+{
+  if (!msg || !name)
+    return NULL;
+  for (size_t i = 0; i < msg->n_headers; i++)
+    if (strcmp(msg->headers[i].name, name) == 0)
+      return &msg->headers[i];
+  return NULL;
+}
+
+/* Checks a prelude; returns 0 and the frame's length, or the error. */
+static int prelude_check(struct kcld_evs_decoder *d, const uint8_t *p,
+                         size_t *total)
+{
+  uint32_t tl = be32(p), hl = be32(p + 4), want = be32(p + 8);
+  uint32_t got = crc(p, 8);
+
+  if (got != want)
+    return fail(d, "prelude CRC 0x%08x, computed 0x%08x", want, got);
+  if (tl < KCLD_EVS_MIN_MESSAGE)
+    return fail(d, "total length %u is below the minimum of %u", tl,
+                KCLD_EVS_MIN_MESSAGE);
+  if (tl > d->max_message)
+    return fail(d, "total length %u is over the limit of %zu", tl,
+                d->max_message);
+  if (hl > d->max_headers)
+    return fail(d, "headers length %u is over the limit of %zu", hl,
+                d->max_headers);
+  if (hl > tl - KCLD_EVS_MIN_MESSAGE)
+    return fail(d, "headers length %u does not fit in a frame of %u bytes",
+                hl, tl);
+  *total = tl;
+  return 0;
+}
+
+/* The fixed width of a value type's bytes, -1 for a length-prefixed one,
+ * -2 for an unknown type. */
+static int value_width(int type)
+{
+  switch (type) {
+  case KCLD_EVS_TRUE:
+  case KCLD_EVS_FALSE:
+    return 0;
+  case KCLD_EVS_BYTE:
+    return 1;
+  case KCLD_EVS_SHORT:
+    return 2;
+  case KCLD_EVS_INT:
+    return 4;
+  case KCLD_EVS_LONG:
+  case KCLD_EVS_TIMESTAMP:
+    return 8;
+  case KCLD_EVS_UUID:
+    return 16;
+  case KCLD_EVS_BYTES:
+  case KCLD_EVS_STRING:
+    return -1;
+  default:
+    return -2;
+  }
+}
+
+static int64_t value_num(int type, const uint8_t *v)
+{
+  switch (type) {
+  case KCLD_EVS_TRUE:
+    return 1;
+  case KCLD_EVS_BYTE:
+    return (int8_t)v[0];
+  case KCLD_EVS_SHORT:
+    return (int16_t)(uint16_t)((unsigned)v[0] << 8 | v[1]);
+  case KCLD_EVS_INT:
+    return (int32_t)be32(v);
+  case KCLD_EVS_LONG:
+  case KCLD_EVS_TIMESTAMP:
+    return (int64_t)be64(v);
+  default:
+    return 0;
+  }
+}
+
+static int reserve(struct kcld_evs_decoder *d, size_t hl)
+{
+  size_t need = 2 * hl + 1, nh = hl / 3 + 1;
+
+  if (d->strs_cap < need) {
+    char *s = realloc(d->strs, need);
+    if (!s)
+      return KCLD_ENOMEM;
+    d->strs = s;
+    d->strs_cap = need;
+  }
+  if (d->hdrs_cap < nh) {
+    struct kcld_evs_header *h = realloc(d->hdrs, nh * sizeof(*h));
+    if (!h)
+      return KCLD_ENOMEM;
+    d->hdrs = h;
+    d->hdrs_cap = nh;
+  }
+  return 0;
+}
+
+/* Sets a well-known header of msg from h, when h is one.  Returns 0 or the
+ * error. */
+static int well_known(struct kcld_evs_decoder *d, struct kcld_evs_message *m,
+                      const struct kcld_evs_header *h)
+{
+  static const char *const names[] = {":message-type", ":event-type",
+                                      ":exception-type", ":content-type",
+                                      ":error-code", ":error-message"};
+  const char **slots[] = {&m->message_type, &m->event_type,
+                          &m->exception_type, &m->content_type,
+                          &m->error_code, &m->error_message};
+
+  if (h->name[0] != ':')
+    return 0;
+  for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++) {
+    if (strcmp(h->name, names[i]) != 0)
+      continue;
+    if (h->type != KCLD_EVS_STRING)
+      return fail(d, "header %s has value type %d, not string", h->name,
+                  (int)h->type);
+    if (*slots[i])
+      return fail(d, "header %s appears twice", h->name);
+    if (memchr(h->value, '\0', h->value_len))
+      return fail(d, "header %s value holds a NUL byte", h->name);
+    *slots[i] = (const char *)h->value;
+  }
+  return 0;
+}
+
+/* Decodes the header block h[0..hl) into d->hdrs and m. */
+static int headers_parse(struct kcld_evs_decoder *d, const uint8_t *h,
+                         size_t hl, struct kcld_evs_message *m)
+{
+  size_t pos = 0, n = 0, used = 0;
+  int rc = reserve(d, hl);
+
+  if (rc != 0)
+    return rc;
+  while (pos < hl) {
+    struct kcld_evs_header *hd = &d->hdrs[n];
+    size_t nlen = h[pos++], vlen;
+    int type, width;
+
+    if (nlen == 0)
+      return fail(d, "header %zu has an empty name", n + 1);
+    if (nlen > hl - pos)
+      return fail(d, "header %zu name runs past the header block", n + 1);
+    if (memchr(h + pos, '\0', nlen))
+      return fail(d, "header %zu name holds a NUL byte", n + 1);
+    memcpy(d->strs + used, h + pos, nlen);
+    d->strs[used + nlen] = '\0';
+    hd->name = d->strs + used;
+    hd->name_len = nlen;
+    used += nlen + 1;
+    pos += nlen;
+    if (pos == hl)
+      return fail(d, "header %s has no value type", hd->name);
+    type = h[pos++];
+    width = value_width(type);
+    if (width == -2)
+      return fail(d, "header %s has unknown value type %d", hd->name, type);
+    if (width == -1) {
+      if (hl - pos < 2)
+        return fail(d, "header %s value length runs past the header block",
+                    hd->name);
+      vlen = (size_t)h[pos] << 8 | h[pos + 1];
+      pos += 2;
+    } else {
+      vlen = (size_t)width;
+    }
+    if (vlen > hl - pos)
+      return fail(d, "header %s value runs past the header block", hd->name);
+    hd->type = (enum kcld_evs_type)type;
+    hd->num = value_num(type, h + pos);
+    hd->value = NULL;
+    hd->value_len = 0;
+    if (type == KCLD_EVS_STRING) {
+      memcpy(d->strs + used, h + pos, vlen);
+      d->strs[used + vlen] = '\0';
+      hd->value = (const uint8_t *)d->strs + used;
+      used += vlen + 1;
+    } else if (type == KCLD_EVS_BYTES || type == KCLD_EVS_UUID) {
+      hd->value = h + pos;
+    }
+    hd->value_len = hd->value ? vlen : 0;
+    pos += vlen;
+    n++;
+    rc = well_known(d, m, hd);
+    if (rc != 0)
+      return rc;
+  }
+  m->headers = d->hdrs;
+  m->n_headers = n;
+  return 0;
+}
+
+/* Checks and delivers the whole frame p[0..total). */
+static int frame_deliver(struct kcld_evs_decoder *d, const uint8_t *p,
+                         size_t total, kcld_evs_message_cb cb, void *arg)
+{
+  struct kcld_evs_message m;
+  uint32_t want = be32(p + total - 4), got = crc(p, total - 4);
+  size_t hl = be32(p + 4);
+  int rc;
+
+  if (got != want)
+    return fail(d, "message CRC 0x%08x, computed 0x%08x", want, got);
+  memset(&m, 0, sizeof(m));
+  rc = headers_parse(d, p + KCLD_EVS_PRELUDE_LEN, hl, &m);
+  if (rc != 0)
+    return rc;
+  m.payload = p + KCLD_EVS_PRELUDE_LEN + hl;
+  m.payload_len = total - KCLD_EVS_MIN_MESSAGE - hl;
+  d->messages++;
+  rc = cb(&m, arg);
+  if (rc != 0)
+    d->done = 1;
+  return rc;
+}
+
+static int buf_reserve(struct kcld_evs_decoder *d, size_t need)
+{
+  if (d->cap >= need)
+    return 0;
+  uint8_t *b = realloc(d->buf, need);
+  if (!b)
+    return KCLD_ENOMEM;
+  d->buf = b;
+  d->cap = need;
+  return 0;
+}
+
+/* The gathered frame is done: forget it, and give back a large buffer. */
+static void buf_reset(struct kcld_evs_decoder *d)
+{
+  d->len = 0;
+  d->total = 0;
+  if (d->cap > KEEP_BUF_MAX) {
+    free(d->buf);
+    d->buf = NULL;
+    d->cap = 0;
+  }
+}
+
+/* Takes up to `len` bytes into the frame being gathered; returns how many
+ * it took in *took, and delivers the frame when it is complete. */
+static int gather(struct kcld_evs_decoder *d, const uint8_t *p, size_t len,
+                  size_t *took, kcld_evs_message_cb cb, void *arg)
+{
+  size_t want = d->total ? d->total : KCLD_EVS_PRELUDE_LEN;
+  size_t n = want - d->len < len ? want - d->len : len;
+  int rc = buf_reserve(d, want);
+
+  *took = 0;
+  if (rc != 0)
+    return rc;
+  memcpy(d->buf + d->len, p, n);
+  d->len += n;
+  *took = n;
+  if (d->len < want)
+    return 0;
+  if (!d->total) {
+    rc = prelude_check(d, d->buf, &d->total);
+    if (rc != 0)
+      return rc;
+    return buf_reserve(d, d->total);
+  }
+  rc = frame_deliver(d, d->buf, d->total, cb, arg);
+  buf_reset(d);
+  return rc;
+}
+
+int kcld_evs_decoder_feed(struct kcld_evs_decoder *d, const void *data,
+                          size_t len, kcld_evs_message_cb cb, void *arg)
+{
+  const uint8_t *p = data;
+  int rc = 0;
+
+  if (!d || !cb || (len > 0 && !p) || d->done)
+    return KCLD_EINVAL;
+  while (len > 0 && rc == 0) {
+    size_t took = 0, total = 0;
+
+    if (d->len == 0 && len >= KCLD_EVS_PRELUDE_LEN) {
+      /* At a frame boundary: decode in place when the frame is whole. */
+      rc = prelude_check(d, p, &total);
+      if (rc != 0)
+        break;
+      if (total <= len) {
+        rc = frame_deliver(d, p, total, cb, arg);
+        p += total;
+        len -= total;
+        continue;
+      }
+    }
+    rc = gather(d, p, len, &took, cb, arg);
+    p += took;
+    len -= took;
+  }
+  if (rc != 0) {
+    d->done = 1;
+    if (rc == KCLD_ENOMEM)
+      fail(d, "out of memory");
+  }
+  return rc;
+}

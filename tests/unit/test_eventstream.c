@@ -1,0 +1,586 @@
+/* test_eventstream.c — the event-stream decoder against frames made by the
+ * AWS SDK's own encoder (tests/unit/eventstream/vectors.json, written by
+ * tests/emulators/make-eventstream-vectors.js with @smithy/eventstream-codec):
+ * every header type and payload decoded; every frame split at every byte
+ * boundary and the whole stream fed in odd-sized chunks and byte by byte;
+ * every prelude and message byte corrupted (CRC errors, nothing delivered);
+ * truncated frames (held, not delivered); lengths over the limits refused
+ * from the prelude alone; malformed header blocks with good CRCs; a callback
+ * that stops the stream. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <cmocka.h>
+#include <jansson.h>
+#include <zlib.h>
+
+#include "aws/eventstream.h"
+#include "err.h"
+#include "harness.h"
+
+/* ======== Vectors ======== */
+
+struct vec {
+  const char *name;
+  uint8_t *frame;
+  size_t len;
+  json_t *headers; /* borrowed from the document */
+  uint8_t *payload;
+  size_t payload_len;
+};
+
+static json_t *s_doc;
+static struct vec s_vecs[64];
+static size_t s_nvecs;
+static uint8_t *s_stream; /* every frame back to back */
+static size_t s_stream_len;
+
+static uint8_t *unhex(const char *h, size_t *len)
+{
+  size_t n = strlen(h) / 2;
+  uint8_t *out = malloc(n ? n : 1);
+  assert_non_null(out);
+  for (size_t i = 0; i < n; i++) {
+    unsigned v;
+    assert_int_equal(sscanf(h + 2 * i, "%2x", &v), 1);
+    out[i] = (uint8_t)v;
+  }
+  *len = n;
+  return out;
+}
+
+static int setup(void **state)
+{
+  char path[1024];
+  json_error_t jerr;
+  size_t i;
+  json_t *v;
+
+  (void)state;
+  snprintf(path, sizeof(path), "%s/tests/unit/eventstream/vectors.json",
+           kcld_test_root());
+  s_doc = json_load_file(path, 0, &jerr);
+  if (!s_doc) {
+    fprintf(stderr, "%s: %s\n", path, jerr.text);
+    return -1;
+  }
+  json_array_foreach(json_object_get(s_doc, "vectors"), i, v) {
+    struct vec *x = &s_vecs[s_nvecs++];
+    assert_true(s_nvecs < sizeof(s_vecs) / sizeof(s_vecs[0]));
+    x->name = json_string_value(json_object_get(v, "name"));
+    x->frame = unhex(json_string_value(json_object_get(v, "frame")), &x->len);
+    x->payload = unhex(json_string_value(json_object_get(v, "payload")),
+                       &x->payload_len);
+    x->headers = json_object_get(v, "headers");
+    s_stream = realloc(s_stream, s_stream_len + x->len);
+    assert_non_null(s_stream);
+    memcpy(s_stream + s_stream_len, x->frame, x->len);
+    s_stream_len += x->len;
+  }
+  return s_nvecs >= 10 ? 0 : -1;
+}
+
+static int teardown(void **state)
+{
+  (void)state;
+  for (size_t i = 0; i < s_nvecs; i++) {
+    free(s_vecs[i].frame);
+    free(s_vecs[i].payload);
+  }
+  free(s_stream);
+  json_decref(s_doc);
+  return 0;
+}
+
+/* ======== Checking what the decoder hands back ======== */
+
+struct got {
+  size_t n;          /* frames delivered */
+  size_t next;       /* index of the vector expected next */
+  int stop_at;       /* return 99 on this frame number (1-based); 0 never */
+};
+
+static void check_header(const struct kcld_evs_header *h, json_t *want)
+{
+  const char *name = json_string_value(json_object_get(want, "name"));
+  const char *num = json_string_value(json_object_get(want, "num"));
+  const char *value = json_string_value(json_object_get(want, "value"));
+  int type = (int)json_integer_value(json_object_get(want, "type"));
+
+  assert_string_equal(h->name, name);
+  assert_int_equal(h->name_len, strlen(name));
+  assert_int_equal((int)h->type, type);
+  if (num) {
+    char buf[32];
+    snprintf(buf, sizeof(buf), "%lld", (long long)h->num);
+    assert_string_equal(buf, num);
+  } else {
+    assert_int_equal(h->num, 0);
+  }
+  if (value) {
+    size_t len;
+    uint8_t *v = unhex(value, &len);
+    assert_non_null(h->value);
+    assert_int_equal(h->value_len, len);
+    if (len)
+      assert_memory_equal(h->value, v, len);
+    if (type == KCLD_EVS_STRING)
+      assert_int_equal(h->value[len], '\0');
+    free(v);
+  } else {
+    assert_null(h->value);
+    assert_int_equal(h->value_len, 0);
+  }
+}
+
+static const char *well_known(const struct vec *v, const char *name)
+{
+  size_t i;
+  json_t *h;
+  json_array_foreach(v->headers, i, h) {
+    if (strcmp(json_string_value(json_object_get(h, "name")), name) == 0)
+      return json_string_value(json_object_get(h, "value"));
+  }
+  return NULL;
+}
+
+/* The well-known field equals the header's (hex) value, or both are absent. */
+static void check_known(const char *field, const struct vec *v,
+                        const char *name)
+{
+  const char *hexv = well_known(v, name);
+  if (!hexv) {
+    assert_null(field);
+    return;
+  }
+  size_t len;
+  uint8_t *want = unhex(hexv, &len);
+  assert_non_null(field);
+  assert_int_equal(strlen(field), len);
+  assert_memory_equal(field, want, len);
+  free(want);
+}
+
+static int on_msg(const struct kcld_evs_message *m, void *arg)
+{
+  struct got *g = arg;
+  const struct vec *v = &s_vecs[g->next % s_nvecs];
+  size_t i;
+  json_t *h;
+
+  assert_int_equal(m->n_headers, json_array_size(v->headers));
+  json_array_foreach(v->headers, i, h)
+    check_header(&m->headers[i], h);
+  assert_int_equal(m->payload_len, v->payload_len);
+  if (v->payload_len)
+    assert_memory_equal(m->payload, v->payload, v->payload_len);
+  check_known(m->message_type, v, ":message-type");
+  check_known(m->event_type, v, ":event-type");
+  check_known(m->exception_type, v, ":exception-type");
+  check_known(m->content_type, v, ":content-type");
+  check_known(m->error_code, v, ":error-code");
+  check_known(m->error_message, v, ":error-message");
+  g->n++;
+  g->next++;
+  return g->stop_at && (int)g->n == g->stop_at ? 99 : 0;
+}
+
+static struct kcld_evs_decoder *decoder(size_t max_message, size_t max_headers)
+{
+  struct kcld_evs_decoder *d = NULL;
+  struct kcld_evs_limits lim = {max_message, max_headers};
+  assert_int_equal(kcld_evs_decoder_new(&lim, &d), 0);
+  assert_non_null(d);
+  assert_string_equal(kcld_evs_decoder_error(d), "");
+  return d;
+}
+
+/* ======== Tests ======== */
+
+static void test_vectors_whole(void **state)
+{
+  (void)state;
+  for (size_t i = 0; i < s_nvecs; i++) {
+    struct kcld_evs_decoder *d = decoder(0, 0);
+    struct got g = {0, i, 0};
+    assert_int_equal(kcld_evs_decoder_feed(d, s_vecs[i].frame, s_vecs[i].len,
+                                           on_msg, &g), 0);
+    assert_int_equal(g.n, 1);
+    assert_int_equal(kcld_evs_decoder_pending(d), 0);
+    assert_int_equal(kcld_evs_decoder_messages(d), 1);
+    kcld_evs_decoder_free(d);
+  }
+  /* The vectors hold the kinds the decoder must know. */
+  const char *need[] = {"initial-response", "records", "child-shards",
+                        "exception-in-use", "error", "all-types", "empty",
+                        "large-payload"};
+  for (size_t k = 0; k < sizeof(need) / sizeof(need[0]); k++) {
+    size_t i = 0;
+    while (i < s_nvecs && strcmp(s_vecs[i].name, need[k]) != 0)
+      i++;
+    assert_true(i < s_nvecs);
+  }
+}
+
+/* Every frame in two pieces, cut at every byte (the large ones at 97
+ * places, among them the prelude and the 16 KiB mark). */
+static void test_split_every_boundary(void **state)
+{
+  (void)state;
+  for (size_t i = 0; i < s_nvecs; i++) {
+    const struct vec *v = &s_vecs[i];
+    size_t step = v->len > 4096 ? v->len / 97 : 1;
+    for (size_t cut = 0; cut <= v->len; cut += step) {
+      struct kcld_evs_decoder *d = decoder(0, 0);
+      struct got g = {0, i, 0};
+      assert_int_equal(kcld_evs_decoder_feed(d, v->frame, cut, on_msg, &g),
+                       0);
+      assert_int_equal(g.n, cut == v->len ? 1 : 0);
+      assert_int_equal(kcld_evs_decoder_pending(d),
+                       cut == v->len ? 0 : cut);
+      assert_int_equal(kcld_evs_decoder_feed(d, v->frame + cut, v->len - cut,
+                                             on_msg, &g), 0);
+      assert_int_equal(g.n, 1);
+      assert_int_equal(kcld_evs_decoder_pending(d), 0);
+      kcld_evs_decoder_free(d);
+    }
+  }
+}
+
+/* The whole stream byte by byte, then in pseudo-random chunks of 1..40000
+ * bytes: every frame in order. */
+static void test_stream_chunks(void **state)
+{
+  struct kcld_evs_decoder *d = decoder(0, 0);
+  struct got g = {0, 0, 0};
+  uint64_t rng = 88172645463325252ull;
+
+  (void)state;
+  for (size_t i = 0; i < s_stream_len; i++)
+    assert_int_equal(kcld_evs_decoder_feed(d, s_stream + i, 1, on_msg, &g), 0);
+  assert_int_equal(g.n, s_nvecs);
+  for (int round = 0; round < 20; round++) {
+    size_t pos = 0;
+    while (pos < s_stream_len) {
+      rng ^= rng << 13;
+      rng ^= rng >> 7;
+      rng ^= rng << 17;
+      size_t n = 1 + (size_t)(rng % (round % 2 ? 40000 : 300));
+      if (n > s_stream_len - pos)
+        n = s_stream_len - pos;
+      assert_int_equal(kcld_evs_decoder_feed(d, s_stream + pos, n, on_msg, &g),
+                       0);
+      pos += n;
+    }
+    assert_int_equal(kcld_evs_decoder_pending(d), 0);
+  }
+  assert_int_equal(g.n, s_nvecs * 21);
+  assert_int_equal(kcld_evs_decoder_messages(d), s_nvecs * 21);
+  /* Zero bytes are fine. */
+  assert_int_equal(kcld_evs_decoder_feed(d, NULL, 0, on_msg, &g), 0);
+  kcld_evs_decoder_free(d);
+}
+
+static int never(const struct kcld_evs_message *m, void *arg)
+{
+  (void)m;
+  (void)arg;
+  fail_msg("a corrupt frame was delivered");
+  return 0;
+}
+
+/* Feeds `frame` (whole or byte by byte) and expects a refusal whose text
+ * holds `why`; then the decoder takes nothing more. */
+static void expect_refused(const uint8_t *frame, size_t len, size_t max_msg,
+                           size_t max_hdr, int bytewise, const char *why)
+{
+  struct kcld_evs_decoder *d = decoder(max_msg, max_hdr);
+  int rc = 0;
+
+  if (bytewise) {
+    for (size_t i = 0; i < len && rc == 0; i++)
+      rc = kcld_evs_decoder_feed(d, frame + i, 1, never, NULL);
+  } else {
+    rc = kcld_evs_decoder_feed(d, frame, len, never, NULL);
+  }
+  assert_int_equal(rc, KCLD_EPARSE);
+  if (!strstr(kcld_evs_decoder_error(d), why))
+    fail_msg("error \"%s\" does not say \"%s\"", kcld_evs_decoder_error(d),
+             why);
+  assert_int_equal(kcld_evs_decoder_feed(d, s_vecs[0].frame, s_vecs[0].len,
+                                         never, NULL), KCLD_EINVAL);
+  kcld_evs_decoder_free(d);
+}
+
+static const struct vec *vec_named(const char *name)
+{
+  for (size_t i = 0; i < s_nvecs; i++)
+    if (strcmp(s_vecs[i].name, name) == 0)
+      return &s_vecs[i];
+  fail_msg("no vector %s", name);
+  return NULL;
+}
+
+static void test_bad_crcs(void **state)
+{
+  (void)state;
+  for (size_t i = 0; i < s_nvecs; i++) {
+    const struct vec *v = &s_vecs[i];
+    uint8_t *f = malloc(v->len);
+    assert_non_null(f);
+    size_t step = v->len > 4096 ? v->len / 61 : 1;
+    for (size_t k = 0; k < v->len; k += (k < 12 ? 1 : step)) {
+      memcpy(f, v->frame, v->len);
+      f[k] ^= (uint8_t)(1u << (k % 8));
+      /* A prelude byte breaks the prelude CRC, any later one the message
+       * CRC; whole or byte by byte, nothing is delivered. */
+      expect_refused(f, v->len, 0, 0, 0,
+                     k < 12 ? "prelude CRC" : "message CRC");
+      if (v->len < 600)
+        expect_refused(f, v->len, 0, 0, 1,
+                       k < 12 ? "prelude CRC" : "message CRC");
+    }
+    free(f);
+  }
+  /* The frame before a corrupt one is delivered, the corrupt one not. */
+  const struct vec *a = vec_named("records"), *b = vec_named("child-shards");
+  uint8_t *two = malloc(a->len + b->len);
+  assert_non_null(two);
+  memcpy(two, a->frame, a->len);
+  memcpy(two + a->len, b->frame, b->len);
+  two[a->len + b->len - 1] ^= 0x40;
+  struct kcld_evs_decoder *d = decoder(0, 0);
+  struct got g = {0, (size_t)(a - s_vecs), 0};
+  assert_int_equal(kcld_evs_decoder_feed(d, two, a->len + b->len, on_msg, &g),
+                   KCLD_EPARSE);
+  assert_int_equal(g.n, 1);
+  assert_non_null(strstr(kcld_evs_decoder_error(d), "frame 2: message CRC"));
+  kcld_evs_decoder_free(d);
+  free(two);
+}
+
+static void test_truncated(void **state)
+{
+  (void)state;
+  for (size_t i = 0; i < s_nvecs; i++) {
+    const struct vec *v = &s_vecs[i];
+    for (size_t cut = 1; cut <= 13 && cut <= v->len; cut++) {
+      struct kcld_evs_decoder *d = decoder(0, 0);
+      assert_int_equal(kcld_evs_decoder_feed(d, v->frame, v->len - cut, never,
+                                             NULL), 0);
+      assert_int_equal(kcld_evs_decoder_pending(d), v->len - cut);
+      assert_int_equal(kcld_evs_decoder_messages(d), 0);
+      kcld_evs_decoder_free(d);
+    }
+  }
+}
+
+/* ======== Frames built here, with good CRCs ======== */
+
+static void put32(uint8_t *p, uint32_t v)
+{
+  p[0] = (uint8_t)(v >> 24);
+  p[1] = (uint8_t)(v >> 16);
+  p[2] = (uint8_t)(v >> 8);
+  p[3] = (uint8_t)v;
+}
+
+/* A frame with the given header block and payload; `total_override` and
+ * `hl_override` (when non-zero) replace the true lengths in the prelude,
+ * whose CRC is then computed over them. */
+static uint8_t *build(const void *hdrs, size_t hl, const void *payload,
+                      size_t pl, uint32_t total_override,
+                      uint32_t hl_override, size_t *len)
+{
+  size_t total = 16 + hl + pl;
+  uint8_t *f = malloc(total);
+  assert_non_null(f);
+  put32(f, total_override ? total_override : (uint32_t)total);
+  put32(f + 4, hl_override ? hl_override : (uint32_t)hl);
+  put32(f + 8, (uint32_t)crc32(0, f, 8));
+  if (hl)
+    memcpy(f + 12, hdrs, hl);
+  if (pl)
+    memcpy(f + 12 + hl, payload, pl);
+  put32(f + total - 4, (uint32_t)crc32(0, f, (uInt)(total - 4)));
+  *len = total;
+  return f;
+}
+
+static int count_only(const struct kcld_evs_message *m, void *arg)
+{
+  (void)m;
+  ++*(int *)arg;
+  return 0;
+}
+
+static void test_limits(void **state)
+{
+  size_t len;
+  uint8_t *f;
+
+  (void)state;
+  /* Over 16 MiB: refused from the 12 prelude bytes alone. */
+  f = build(NULL, 0, "x", 1, (16u << 20) + 1, 0, &len);
+  expect_refused(f, 12, 0, 0, 0, "total length 16777217 is over the limit");
+  expect_refused(f, 12, 0, 0, 1, "over the limit");
+  free(f);
+  /* Exactly at a lowered limit is fine, one byte over is not. */
+  f = build(NULL, 0, "abcd", 4, 0, 0, &len);
+  {
+    struct kcld_evs_decoder *d = decoder(20, 0);
+    int n = 0;
+    assert_int_equal(kcld_evs_decoder_feed(d, f, len, count_only, &n), 0);
+    assert_int_equal(n, 1);
+    kcld_evs_decoder_free(d);
+  }
+  free(f);
+  f = build(NULL, 0, "abcde", 5, 0, 0, &len);
+  expect_refused(f, len, 20, 0, 0, "total length 21 is over the limit of 20");
+  free(f);
+  /* Header block over its limit, or longer than the frame allows. */
+  uint8_t hdr[] = {1, 'a', 0};
+  f = build(hdr, sizeof(hdr), NULL, 0, 0, 0, &len);
+  expect_refused(f, len, 0, 2, 0, "headers length 3 is over the limit of 2");
+  free(f);
+  f = build(hdr, sizeof(hdr), NULL, 0, 0, 4, &len);
+  expect_refused(f, len, 0, 0, 0, "headers length 4 does not fit");
+  free(f);
+  /* Below the minimum frame. */
+  f = build(NULL, 0, NULL, 0, 15, 0, &len);
+  expect_refused(f, 12, 0, 0, 0, "below the minimum");
+  free(f);
+  f = build(NULL, 0, NULL, 0, 0xffffffffu, 0, &len);
+  expect_refused(f, 12, 0, 0, 0, "over the limit");
+  free(f);
+  /* A limit below the smallest frame is refused. */
+  struct kcld_evs_decoder *d = NULL;
+  struct kcld_evs_limits lim = {15, 0};
+  assert_int_equal(kcld_evs_decoder_new(&lim, &d), KCLD_EINVAL);
+  assert_null(d);
+}
+
+static void test_bad_headers(void **state)
+{
+  static const struct {
+    const char *why;
+    uint8_t h[40];
+    size_t n;
+  } cases[] = {
+    {"unknown value type 10", {1, 'a', 10}, 3},
+    {"unknown value type 255", {1, 'a', 255}, 3},
+    {"empty name", {0, 0}, 2},
+    {"name runs past", {5, 'a', 'b'}, 3},
+    {"has no value type", {2, 'a', 'b'}, 3},
+    {"value runs past", {1, 'a', 4, 0, 0, 0}, 6},
+    {"value runs past", {1, 'a', 9, 1, 2, 3}, 6},
+    {"value length runs past", {1, 'a', 7, 0}, 4},
+    {"value runs past", {1, 'a', 7, 0, 3, 'x', 'y'}, 7},
+    {"name holds a NUL", {2, 'a', 0, 0}, 4},
+    {"header :event-type has value type 4, not string",
+     {11, ':', 'e', 'v', 'e', 'n', 't', '-', 't', 'y', 'p', 'e', 4, 0, 0, 0,
+      1}, 17},
+    {"header :event-type appears twice",
+     {11, ':', 'e', 'v', 'e', 'n', 't', '-', 't', 'y', 'p', 'e', 7, 0, 1, 'x',
+      11, ':', 'e', 'v', 'e', 'n', 't', '-', 't', 'y', 'p', 'e', 7, 0, 1, 'y'},
+     32},
+    {"header :event-type value holds a NUL byte",
+     {11, ':', 'e', 'v', 'e', 'n', 't', '-', 't', 'y', 'p', 'e', 7, 0, 2, 'x',
+      0}, 17},
+  };
+
+  (void)state;
+  for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+    size_t len;
+    uint8_t *f = build(cases[i].h, cases[i].n, "p", 1, 0, 0, &len);
+    expect_refused(f, len, 0, 0, 0, cases[i].why);
+    expect_refused(f, len, 0, 0, 1, cases[i].why);
+    free(f);
+  }
+}
+
+/* A string header that is not a well-known one may hold NUL bytes; the
+ * header lookup finds the first of a name; other names repeat freely. */
+static int check_lookup(const struct kcld_evs_message *m, void *arg)
+{
+  const struct kcld_evs_header *h = kcld_evs_message_header(m, "k");
+  assert_non_null(h);
+  assert_int_equal(h->value_len, 3);
+  assert_memory_equal(h->value, "a\0b", 4);
+  assert_int_equal(m->n_headers, 2);
+  assert_int_equal(m->headers[1].type, KCLD_EVS_FALSE);
+  assert_null(kcld_evs_message_header(m, "nope"));
+  assert_null(m->message_type);
+  ++*(int *)arg;
+  return 0;
+}
+
+static void test_header_lookup(void **state)
+{
+  uint8_t hdr[] = {1, 'k', 7, 0, 3, 'a', 0, 'b', 1, 'k', 1};
+  size_t len;
+  uint8_t *f = build(hdr, sizeof(hdr), NULL, 0, 0, 0, &len);
+  struct kcld_evs_decoder *d = decoder(0, 0);
+  int n = 0;
+
+  (void)state;
+  assert_int_equal(kcld_evs_decoder_feed(d, f, len, check_lookup, &n), 0);
+  assert_int_equal(n, 1);
+  kcld_evs_decoder_free(d);
+  free(f);
+  /* A frame of nothing but its prelude and CRC. */
+  f = build(NULL, 0, NULL, 0, 0, 0, &len);
+  assert_int_equal(len, 16);
+  d = decoder(0, 0);
+  n = 0;
+  assert_int_equal(kcld_evs_decoder_feed(d, f, len, count_only, &n), 0);
+  assert_int_equal(n, 1);
+  kcld_evs_decoder_free(d);
+  free(f);
+}
+
+/* The callback stops the stream: the frames after it are not delivered,
+ * whole or gathered, and the decoder takes nothing more. */
+static void test_stop(void **state)
+{
+  (void)state;
+  for (int bytewise = 0; bytewise < 2; bytewise++) {
+    struct kcld_evs_decoder *d = decoder(0, 0);
+    struct got g = {0, 0, 3};
+    int rc = 0;
+    if (bytewise) {
+      for (size_t i = 0; i < s_stream_len && rc == 0; i++)
+        rc = kcld_evs_decoder_feed(d, s_stream + i, 1, on_msg, &g);
+    } else {
+      rc = kcld_evs_decoder_feed(d, s_stream, s_stream_len, on_msg, &g);
+    }
+    assert_int_equal(rc, 99);
+    assert_int_equal(g.n, 3);
+    assert_int_equal(kcld_evs_decoder_feed(d, s_stream, 16, on_msg, &g),
+                     KCLD_EINVAL);
+    kcld_evs_decoder_free(d);
+  }
+  assert_int_equal(kcld_evs_decoder_new(NULL, NULL), KCLD_EINVAL);
+  kcld_evs_decoder_free(NULL);
+}
+
+int main(void)
+{
+  const struct CMUnitTest tests[] = {
+    cmocka_unit_test(test_vectors_whole),
+    cmocka_unit_test(test_split_every_boundary),
+    cmocka_unit_test(test_stream_chunks),
+    cmocka_unit_test(test_bad_crcs),
+    cmocka_unit_test(test_truncated),
+    cmocka_unit_test(test_limits),
+    cmocka_unit_test(test_bad_headers),
+    cmocka_unit_test(test_header_lookup),
+    cmocka_unit_test(test_stop),
+  };
+  return cmocka_run_group_tests(tests, setup, teardown);
+}

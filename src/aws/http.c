@@ -11,7 +11,16 @@
  *
  * Every transfer carries its struct http_req in CURLOPT_PRIVATE.  Handles are
  * freed in their close callbacks; the client itself (and the multi handle)
- * goes when the last of its handles has closed. */
+ * goes when the last of its handles has closed.
+ *
+ * Streams (kcld_http_stream_start): curl's write callback only appends a 2xx
+ * answer's bytes to the request's buffer and marks it ready; deliver() hands
+ * ready buffers to their owners once curl_multi_socket_action() has
+ * returned, so an owner may pause, resume or cancel from its data callback.
+ * A paused stream is paused in curl too (curl_easy_pause), so over HTTP/2
+ * its flow-control window closes; bytes curl hands over on resume are
+ * delivered from the `kick` timer.  A request's memory outlives its
+ * completion while its data callback is running (`delivering`). */
 #include "aws/http.h"
 
 #include <pthread.h>
@@ -41,13 +50,14 @@ struct kcld_http {
   uv_loop_t *loop;
   CURLM *multi;
   uv_timer_t timer;          /* curl's timeout */
+  uv_timer_t kick;           /* delivers stream bytes held over a resume */
   char *ca_file;
   long connect_timeout_ms;
   long timeout_ms;
   struct http_req *reqs;     /* in flight, doubly linked */
   struct http_sock *socks;   /* watched sockets, doubly linked */
   size_t pending;
-  size_t open_handles;       /* uv handles not yet closed (timer + polls) */
+  size_t open_handles;       /* uv handles not yet closed (timers + polls) */
   uint64_t next_seq;         /* numbers requests in the order they start */
   int closing;
 };
@@ -76,6 +86,12 @@ struct http_req {
   void *arg;
   uint64_t seq;
   struct http_req *prev, *next;
+  /* Streams only. */
+  kcld_http_data_cb on_data; /* NULL for a gathered answer */
+  long status;               /* the answer's status, once its body starts */
+  unsigned ready : 1,        /* resp holds bytes for on_data */
+    paused : 1, delivering : 1,
+    finished : 1;            /* completed while delivering: free after */
 };
 
 /* ======== Process-wide initialization ======== */
@@ -180,6 +196,16 @@ static void on_timer_closed(uv_handle_t *h)
   on_handle_closed(h->data);
 }
 
+static struct http_req *stream_req(struct kcld_http_stream *s)
+{
+  return (struct http_req *)(void *)s;
+}
+
+static int stream_2xx(const struct http_req *r)
+{
+  return r->status >= 200 && r->status < 300;
+}
+
 /* Stops watching a socket; curl forgets our pointer, the poll handle is
  * freed in its close callback. */
 static void sock_close(struct kcld_http *http, struct http_sock *sk)
@@ -203,13 +229,19 @@ static void req_free(struct http_req *r)
   free(r);
 }
 
-/* Takes a request out of the multi handle and runs its callback once. */
+static int stream_hand_over(struct http_req *r);
+
+/* Takes a request out of the multi handle and runs its callback once.  A
+ * stream's held bytes go to its owner first, unless it was cancelled. */
 static void req_complete(struct http_req *r, int err, long status,
                          const char *errmsg)
 {
   struct kcld_http *http = r->http;
   struct kcld_http_response resp;
 
+  if (r->ready && err != KCLD_ECANCELED && !r->delivering &&
+      !stream_hand_over(r))
+    return; /* its owner cancelled it meanwhile */
   req_unlink(http, r);
   curl_multi_remove_handle(http->multi, r->easy);
   curl_easy_cleanup(r->easy);
@@ -219,7 +251,7 @@ static void req_complete(struct http_req *r, int err, long status,
   resp.err = err;
   resp.status = err ? 0 : status;
   resp.errmsg = err ? errmsg : "";
-  if (!err && r->resp) {
+  if (!err && r->resp && !(r->on_data && stream_2xx(r))) {
     resp.body = r->resp;
     resp.body_len = r->resp_len;
   } else {
@@ -229,8 +261,40 @@ static void req_complete(struct http_req *r, int err, long status,
   resp.server_date = r->server_date;
   resp.content_type = r->content_type;
   resp.error_type = r->error_type;
+  r->ready = 0;
   r->cb(&resp, r->arg);
-  req_free(r);
+  if (r->delivering)
+    r->finished = 1; /* stream_hand_over frees it */
+  else
+    req_free(r);
+}
+
+/* Gives a stream's held bytes to on_data.  Returns 1, or 0 when the request
+ * completed during the callback (it is freed then). */
+static int stream_hand_over(struct http_req *r)
+{
+  char *buf = r->resp;
+  size_t n = r->resp_len, cap = r->resp_cap;
+
+  r->resp = NULL;
+  r->resp_len = r->resp_cap = 0;
+  r->ready = 0;
+  r->delivering = 1;
+  r->on_data(buf, n, r->arg);
+  r->delivering = 0;
+  if (r->finished) {
+    free(buf);
+    req_free(r);
+    return 0;
+  }
+  if (!r->resp && buf) { /* keep the buffer for the next bytes */
+    buf[0] = '\0';
+    r->resp = buf;
+    r->resp_cap = cap;
+  } else {
+    free(buf);
+  }
+  return 1;
 }
 
 /* ======== Transfer callbacks (inside curl) ======== */
@@ -263,6 +327,22 @@ static size_t on_write(char *ptr, size_t size, size_t nmemb, void *userdata)
   struct http_req *r = userdata;
   size_t n = size * nmemb;
 
+  if (r->on_data) {
+    if (r->paused)
+      return CURL_WRITEFUNC_PAUSE; /* curl keeps the bytes for the resume */
+    if (!r->status)
+      curl_easy_getinfo(r->easy, CURLINFO_RESPONSE_CODE, &r->status);
+    if (stream_2xx(r)) {
+      /* Held only until deliver() runs: a few reads' worth. */
+      if (body_reserve(r, n) != 0)
+        return 0;
+      memcpy(r->resp + r->resp_len, ptr, n);
+      r->resp_len += n;
+      r->resp[r->resp_len] = '\0';
+      r->ready = 1;
+      return n;
+    }
+  }
   if (!r->resp) {
     /* Size the buffer once when the length is announced. */
     curl_off_t cl = -1;
@@ -331,6 +411,29 @@ static size_t on_header(char *line, size_t size, size_t nmemb, void *userdata)
 
 /* ======== Driving curl from the loop ======== */
 
+/* Hands every ready stream's bytes to its owner (outside curl).  Rescans
+ * after each callback: it may have completed or started other requests. */
+static void deliver(struct kcld_http *http)
+{
+  int again = 1;
+
+  while (again && !http->closing) {
+    again = 0;
+    for (struct http_req *r = http->reqs; r; r = r->next) {
+      if (r->ready && !r->paused && !r->delivering) {
+        stream_hand_over(r);
+        again = 1;
+        break;
+      }
+    }
+  }
+}
+
+static void on_kick(uv_timer_t *t)
+{
+  deliver(t->data);
+}
+
 /* Hands every finished transfer to its owner.  Stops when a callback closed
  * the client (it has cancelled the rest). */
 static void drain(struct kcld_http *http)
@@ -391,6 +494,7 @@ static void on_poll(uv_poll_t *p, int status, int events)
   }
   /* curl may close `sk` from inside this call; only locals are used after. */
   curl_multi_socket_action(http->multi, fd, flags, &running);
+  deliver(http);
   drain(http);
 }
 
@@ -400,6 +504,7 @@ static void on_timeout(uv_timer_t *t)
   int running = 0;
 
   curl_multi_socket_action(http->multi, CURL_SOCKET_TIMEOUT, 0, &running);
+  deliver(http);
   drain(http);
 }
 
@@ -517,7 +622,9 @@ int kcld_http_new(uv_loop_t *loop, const struct kcld_http_opts *opts,
                         on_curl_timer) != CURLM_OK ||
       curl_multi_setopt(http->multi, CURLMOPT_TIMERDATA, http) != CURLM_OK ||
       curl_multi_setopt(http->multi, CURLMOPT_MAXCONNECTS, maxconn) !=
-        CURLM_OK) {
+        CURLM_OK ||
+      curl_multi_setopt(http->multi, CURLMOPT_PIPELINING,
+                        (long)CURLPIPE_MULTIPLEX) != CURLM_OK) {
     rc = KCLD_EINVAL;
     goto fail;
   }
@@ -527,6 +634,13 @@ int kcld_http_new(uv_loop_t *loop, const struct kcld_http_opts *opts,
   }
   http->timer.data = http;
   http->open_handles = 1;
+  if (uv_timer_init(loop, &http->kick) != 0) {
+    /* The timer is open: close the client the usual way. */
+    kcld_http_close(http);
+    return KCLD_EINVAL;
+  }
+  http->kick.data = http;
+  http->open_handles = 2;
   *out = http;
   return 0;
 
@@ -542,6 +656,16 @@ static int method_has_body(const char *method)
 {
   return strcmp(method, "POST") == 0 || strcmp(method, "PUT") == 0 ||
          strcmp(method, "PATCH") == 0;
+}
+
+/* libcurl before 8.0.0 (Debian 12 has 7.88.1) breaks a prior-knowledge
+ * HTTP/2 transfer that reuses an h2c connection: it sets up HTTP/2 on the
+ * connection a second time and fails with "Error in the HTTP2 framing
+ * layer" (curl issue 10634, fixed in 8.0.0).  With such a libcurl each h2c
+ * stream gets a connection of its own; over TLS (ALPN) streams multiplex. */
+static int h2c_reuse_works(void)
+{
+  return curl_version_info(CURLVERSION_NOW)->version_num >= 0x080000;
 }
 
 /* Sets up the easy handle; returns 0 or a KCLD_E* code. */
@@ -592,6 +716,18 @@ static int req_setup(struct http_req *r, const struct kcld_http_request *req)
   SET(CURLOPT_TCP_KEEPALIVE, 1L);
   SET(CURLOPT_USERAGENT, "kcld/" KCLD_VERSION_STRING);
   SET(CURLOPT_HTTPHEADER, r->headers);
+  if (req->http2 && strncasecmp(req->url, "https:", 6) == 0) {
+    SET(CURLOPT_HTTP_VERSION, (long)CURL_HTTP_VERSION_2TLS);
+    SET(CURLOPT_PIPEWAIT, 1L);
+  } else if (req->http2) {
+    SET(CURLOPT_HTTP_VERSION, (long)CURL_HTTP_VERSION_2_PRIOR_KNOWLEDGE);
+    if (h2c_reuse_works()) {
+      SET(CURLOPT_PIPEWAIT, 1L);
+    } else {
+      SET(CURLOPT_FRESH_CONNECT, 1L);
+      SET(CURLOPT_FORBID_REUSE, 1L);
+    }
+  }
   if (req->body_len > 0 || method_has_body(method)) {
     SET(CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)req->body_len);
     SET(CURLOPT_POSTFIELDS, r->body ? r->body : "");
@@ -608,8 +744,10 @@ static int req_setup(struct http_req *r, const struct kcld_http_request *req)
   return bad ? KCLD_EINVAL : 0;
 }
 
-int kcld_http_send(struct kcld_http *http, const struct kcld_http_request *req,
-                   kcld_http_cb cb, void *arg)
+static int req_start(struct kcld_http *http,
+                     const struct kcld_http_request *req, kcld_http_cb cb,
+                     void *arg, kcld_http_data_cb on_data,
+                     struct http_req **out)
 {
   struct http_req *r;
   int rc;
@@ -625,6 +763,7 @@ int kcld_http_send(struct kcld_http *http, const struct kcld_http_request *req,
   r->http = http;
   r->cb = cb;
   r->arg = arg;
+  r->on_data = on_data;
   r->seq = http->next_seq++;
   if (req->body_len > 0) {
     r->body = malloc(req->body_len);
@@ -647,11 +786,74 @@ int kcld_http_send(struct kcld_http *http, const struct kcld_http_request *req,
     goto fail;
   }
   req_link(http, r);
+  if (out)
+    *out = r;
   return 0;
 
 fail:
   req_free(r);
   return rc;
+}
+
+int kcld_http_send(struct kcld_http *http, const struct kcld_http_request *req,
+                   kcld_http_cb cb, void *arg)
+{
+  return req_start(http, req, cb, arg, NULL, NULL);
+}
+
+int kcld_http_stream_start(struct kcld_http *http,
+                           const struct kcld_http_request *req,
+                           kcld_http_data_cb on_data, kcld_http_cb on_done,
+                           void *arg, struct kcld_http_stream **out)
+{
+  struct http_req *r = NULL;
+  int rc;
+
+  if (!out || !on_data)
+    return KCLD_EINVAL;
+  *out = NULL;
+  rc = req_start(http, req, on_done, arg, on_data, &r);
+  if (rc == 0)
+    *out = (struct kcld_http_stream *)(void *)r;
+  return rc;
+}
+
+void kcld_http_stream_pause(struct kcld_http_stream *s)
+{
+  struct http_req *r = stream_req(s);
+
+  if (!r || r->paused || !r->easy)
+    return;
+  r->paused = 1;
+  curl_easy_pause(r->easy, CURLPAUSE_RECV);
+}
+
+void kcld_http_stream_resume(struct kcld_http_stream *s)
+{
+  struct http_req *r = stream_req(s);
+
+  if (!r || !r->paused || !r->easy)
+    return;
+  r->paused = 0;
+  /* curl may hand over the bytes it kept, through on_write, right here;
+   * they are delivered from the loop. */
+  curl_easy_pause(r->easy, CURLPAUSE_CONT);
+  if (r->ready && !r->http->closing)
+    uv_timer_start(&r->http->kick, on_kick, 0, 0);
+}
+
+int kcld_http_stream_paused(const struct kcld_http_stream *s)
+{
+  const struct http_req *r = (const struct http_req *)(const void *)s;
+  return r ? r->paused : 0;
+}
+
+void kcld_http_stream_cancel(struct kcld_http_stream *s)
+{
+  struct http_req *r = stream_req(s);
+
+  if (r && r->easy)
+    req_complete(r, KCLD_ECANCELED, 0, "cancelled");
 }
 
 size_t kcld_http_cancel(struct kcld_http *http, kcld_http_cb cb, void *arg)
@@ -693,6 +895,10 @@ void kcld_http_close(struct kcld_http *http)
     req_complete(http->reqs, KCLD_ECANCELED, 0, "client closed");
   uv_timer_stop(&http->timer);
   uv_close((uv_handle_t *)&http->timer, on_timer_closed);
+  if (http->kick.data) { /* set up */
+    uv_timer_stop(&http->kick);
+    uv_close((uv_handle_t *)&http->kick, on_timer_closed);
+  }
   while (http->socks)
     sock_close(http, http->socks);
 }

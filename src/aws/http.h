@@ -46,6 +46,14 @@ struct kcld_http_request {
   size_t body_len;
   long timeout_ms;             /* 0 = client default */
   long connect_timeout_ms;     /* 0 = client default */
+  int http2;                   /* 1: HTTP/2 - negotiated by ALPN over
+                                  https (CURL_HTTP_VERSION_2TLS), with
+                                  prior knowledge (h2c) over http://; the
+                                  request waits for a connection it can
+                                  multiplex on rather than opening one
+                                  more (h2c with a libcurl before 8.0.0:
+                                  a connection of its own, see http.c).
+                                  0: HTTP/1.1 (https: curl's default) */
 };
 
 /* Initializes libcurl once per process (thread-safe, idempotent; called by
@@ -72,6 +80,50 @@ int kcld_http_send(struct kcld_http *http, const struct kcld_http_request *req,
  * their callbacks run with KCLD_ECANCELED before this returns.  Returns how
  * many were cancelled. */
 size_t kcld_http_cancel(struct kcld_http *http, kcld_http_cb cb, void *arg);
+
+/* ======== Streamed answers ======== */
+
+/* A request whose answer body is handed over as it arrives instead of
+ * being gathered (SubscribeToShard's event stream).  Valid from
+ * kcld_http_stream_start() until its done callback has run. */
+struct kcld_http_stream;
+
+/* Body bytes of a 2xx answer, in order, as they arrive.  Runs on the loop,
+ * never inside curl: it may pause, resume or cancel any stream, start
+ * requests, or close the client.  `data` is valid only during the call. */
+typedef void (*kcld_http_data_cb)(const char *data, size_t len, void *arg);
+
+/* Starts `req` as a stream.  A 2xx answer's body goes to on_data as it
+ * arrives; an answer with another status is gathered as usual.  on_done then
+ * runs exactly once, as for kcld_http_send(): for a 2xx answer its body is
+ * "" (every byte went to on_data first, also bytes that arrived just before
+ * a transport error or while paused); for another status it holds the
+ * answer's body.  req->timeout_ms bounds the whole answer (0 = the client's
+ * default): pass a long one for a long stream.  Returns 0 and the stream in
+ * *out, or a negative KCLD_E* code (no callback runs). */
+int kcld_http_stream_start(struct kcld_http *http,
+                           const struct kcld_http_request *req,
+                           kcld_http_data_cb on_data, kcld_http_cb on_done,
+                           void *arg, struct kcld_http_stream **out);
+
+/* Stops reading the stream's answer (curl_easy_pause: over HTTP/2 the
+ * server is held back by flow control on this stream alone; other streams
+ * on the connection go on).  From the return on, on_data does not run until
+ * kcld_http_stream_resume() - unless the answer ends meanwhile: its last
+ * bytes are then handed over before on_done.  Idempotent. */
+void kcld_http_stream_pause(struct kcld_http_stream *s);
+
+/* Reads the stream again; bytes held meanwhile are handed over from the
+ * loop soon after (never from inside this call).  Idempotent. */
+void kcld_http_stream_resume(struct kcld_http_stream *s);
+
+/* 1 while the stream is paused. */
+int kcld_http_stream_paused(const struct kcld_http_stream *s);
+
+/* Ends the stream at once (over HTTP/2 the stream is reset, the connection
+ * stays): on_done runs with KCLD_ECANCELED before this returns, and
+ * on_data does not run again. */
+void kcld_http_stream_cancel(struct kcld_http_stream *s);
 
 /* Number of requests in flight. */
 size_t kcld_http_pending(const struct kcld_http *http);

@@ -16,13 +16,10 @@
 
 #include <cmocka.h>
 #include <jansson.h>
-#include <openssl/evp.h>
-#include <openssl/pem.h>
-#include <openssl/x509.h>
-#include <openssl/x509v3.h>
 
 #include "../harness/fault.h"
 #include "../harness/harness.h"
+#include "../harness/tls.h"
 #include "aws/http.h"
 #include "err.h"
 
@@ -402,70 +399,11 @@ static void test_broken_answers(void **state)
 
 /* ======== TLS ======== */
 
-static char *pem_of(int (*write)(BIO *, void *), void *obj)
-{
-  BIO *b = BIO_new(BIO_s_mem());
-  char *data, *out;
-  long n;
-  assert_int_equal(write(b, obj), 1);
-  n = BIO_get_mem_data(b, &data);
-  out = malloc((size_t)n + 1); /* data is not NUL-terminated */
-  assert_non_null(out);
-  memcpy(out, data, (size_t)n);
-  out[n] = '\0';
-  BIO_free(b);
-  return out;
-}
-
-static int write_cert(BIO *b, void *x) { return PEM_write_bio_X509(b, x); }
-
-static int write_key(BIO *b, void *k)
-{
-  return PEM_write_bio_PrivateKey(b, k, NULL, NULL, 0, NULL, NULL);
-}
-
-/* A self-signed certificate for IP 127.0.0.1; PEM strings, caller frees. */
-static void make_cert(char **cert_pem, char **key_pem)
-{
-  EVP_PKEY *pkey = EVP_EC_gen("P-256");
-  X509 *x = X509_new();
-  X509V3_CTX ctx;
-  X509_EXTENSION *ext;
-
-  assert_non_null(pkey);
-  assert_non_null(x);
-  X509_set_version(x, 2);
-  ASN1_INTEGER_set(X509_get_serialNumber(x), (long)time(NULL));
-  X509_gmtime_adj(X509_getm_notBefore(x), -3600);
-  X509_gmtime_adj(X509_getm_notAfter(x), 86400);
-  X509_set_pubkey(x, pkey);
-  X509_NAME *name = X509_get_subject_name(x);
-  X509_NAME_add_entry_by_txt(name, "CN", MBSTRING_ASC,
-                             (const unsigned char *)"kcld test", -1, -1, 0);
-  X509_set_issuer_name(x, name);
-  X509V3_set_ctx_nodb(&ctx);
-  X509V3_set_ctx(&ctx, x, x, NULL, NULL, 0);
-  ext = X509V3_EXT_conf_nid(NULL, &ctx, NID_subject_alt_name, "IP:127.0.0.1");
-  assert_non_null(ext);
-  X509_add_ext(x, ext, -1);
-  X509_EXTENSION_free(ext);
-  ext = X509V3_EXT_conf_nid(NULL, &ctx, NID_basic_constraints,
-                            "critical,CA:TRUE");
-  assert_non_null(ext);
-  X509_add_ext(x, ext, -1);
-  X509_EXTENSION_free(ext);
-  assert_true(X509_sign(x, pkey, EVP_sha256()) > 0);
-  *cert_pem = pem_of(write_cert, x);
-  *key_pem = pem_of(write_key, pkey);
-  X509_free(x);
-  EVP_PKEY_free(pkey);
-}
-
 static void test_tls_verified(void **state)
 {
   (void)state;
   char *cert, *key, ca_path[] = "/tmp/kcld-test-ca-XXXXXX";
-  make_cert(&cert, &key);
+  assert_int_equal(kcld_test_make_cert(&cert, &key), 0);
   json_t *req = json_pack("{s:s,s:s}", "cert", cert, "key", key);
   char *body = json_dumps(req, 0);
   json_t *ans = kcld_fault_post(s_fault, "/__fault/tls", body);

@@ -1,0 +1,549 @@
+/* test_http_stream.c — streamed answers over HTTP/2, with prior knowledge
+ * (h2c) and over TLS (ALPN), against a loopback endpoint
+ * (tests/emulators/lib/h2test.js): bytes arrive in order while the answer
+ * is still being sent; over TLS many streams share one connection (h2c:
+ * one each with a libcurl before 8.0.0, see http.c); a paused stream holds the server back by flow control
+ * while another stream on the same connection goes on, and gets everything
+ * on resume; cancel resets the stream at once (also from its own data
+ * callback); a reset mid-answer hands over what came, then a transport
+ * error; an error status is gathered, not streamed; HTTP/1.1 streams too;
+ * closing the client ends every stream once; the loop always closes clean. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <cmocka.h>
+#include <curl/curl.h>
+#include <jansson.h>
+#include <unistd.h>
+
+#include "../harness/fault.h"
+#include "../harness/harness.h"
+#include "../harness/tls.h"
+#include "aws/http.h"
+#include "err.h"
+
+static struct kcld_emu s_emu;
+static const char *s_url;
+static char *s_tls_url;
+static char s_ca_path[] = "/tmp/kcld-test-h2ca-XXXXXX";
+
+enum mode { H1 = 0, H2C = 1, H2TLS = 2 };
+
+struct strm {
+  struct kcld_http_stream *s;
+  size_t bytes;          /* received, all checked against the pattern */
+  int data_calls;
+  int bad;               /* a byte was not the pattern's */
+  int done;              /* on_done calls */
+  int err;
+  long status;
+  char *body;            /* on_done's body */
+  char error_type[128];
+  uint64_t first_ms, done_ms;
+  uv_loop_t *loop;
+  /* Actions taken from on_data. */
+  int pause_at_first;    /* pause on the first bytes */
+  int cancel_at_first;   /* cancel from inside on_data */
+  int data_while_paused; /* on_data ran while paused: a failure */
+};
+
+static void on_data(const char *data, size_t len, void *arg)
+{
+  struct strm *t = arg;
+
+  if (t->s && kcld_http_stream_paused(t->s))
+    t->data_while_paused++;
+  if (t->data_calls++ == 0)
+    t->first_ms = uv_now(t->loop);
+  for (size_t i = 0; i < len; i++)
+    if ((unsigned char)data[i] != (t->bytes + i) % 251)
+      t->bad++;
+  t->bytes += len;
+  if (t->data_calls == 1 && t->pause_at_first)
+    kcld_http_stream_pause(t->s);
+  if (t->data_calls == 1 && t->cancel_at_first) {
+    kcld_http_stream_cancel(t->s);
+    assert_int_equal(t->done, 1);
+    t->s = NULL;
+  }
+}
+
+static void on_done(const struct kcld_http_response *resp, void *arg)
+{
+  struct strm *t = arg;
+
+  t->done++;
+  t->err = resp->err;
+  t->status = resp->status;
+  t->done_ms = uv_now(t->loop);
+  if (resp->err && resp->err != KCLD_ECANCELED)
+    fprintf(stderr, "stream ended: %s\n", resp->errmsg);
+  free(t->body);
+  t->body = strndup(resp->body, resp->body_len);
+  snprintf(t->error_type, sizeof(t->error_type), "%s", resp->error_type);
+  t->s = NULL;
+}
+
+static int setup(void **state)
+{
+  (void)state;
+  if (kcld_emu_start(&s_emu, "h2test") != 0)
+    return -1;
+  s_url = kcld_emu_url(&s_emu, "h2test");
+  if (!s_url)
+    return -1;
+  /* The same endpoint over TLS, trusted through a CA file. */
+  char *cert, *key;
+  if (kcld_test_make_cert(&cert, &key) != 0)
+    return -1;
+  json_t *req = json_pack("{s:s,s:s}", "cert", cert, "key", key);
+  char *body = json_dumps(req, 0);
+  json_t *ans = kcld_fault_post(s_url, "/__h2/tls", body);
+  int fd = mkstemp(s_ca_path);
+  int ok = ans && fd >= 0 &&
+           write(fd, cert, strlen(cert)) == (ssize_t)strlen(cert);
+  if (fd >= 0)
+    close(fd);
+  if (ok)
+    s_tls_url = strdup(json_string_value(json_object_get(ans, "url")));
+  json_decref(ans);
+  free(body);
+  json_decref(req);
+  free(cert);
+  free(key);
+  return s_tls_url ? 0 : -1;
+}
+
+static int teardown(void **state)
+{
+  (void)state;
+  kcld_emu_stop(&s_emu);
+  kcld_http_global_cleanup();
+  unlink(s_ca_path);
+  free(s_tls_url);
+  return 0;
+}
+
+static int reset_stats(void **state)
+{
+  (void)state;
+  json_t *r = kcld_fault_post(s_url, "/__h2/reset", "{}");
+  assert_non_null(r);
+  json_decref(r);
+  return 0;
+}
+
+static struct kcld_http *client(uv_loop_t *loop)
+{
+  struct kcld_http *http = NULL;
+  struct kcld_http_opts opts = {.ca_file = s_ca_path};
+  assert_int_equal(uv_loop_init(loop), 0);
+  assert_int_equal(kcld_http_new(loop, &opts, &http), 0);
+  return http;
+}
+
+static void finish(uv_loop_t *loop, struct kcld_http *http)
+{
+  kcld_http_close(http);
+  kcld_test_loop_finish(loop);
+}
+
+static void start(struct kcld_http *http, uv_loop_t *loop, struct strm *t,
+                  const char *query, enum mode mode)
+{
+  char url[512];
+  static const char *const hdrs[] = {"Content-Type: application/json", NULL};
+  snprintf(url, sizeof(url), "%s/stream?%s", mode == H2TLS ? s_tls_url : s_url,
+           query);
+  struct kcld_http_request req = {.method = "POST", .url = url,
+                                  .headers = hdrs, .body = "{}",
+                                  .body_len = 2, .http2 = mode != H1};
+  t->loop = loop;
+  assert_int_equal(kcld_http_stream_start(http, &req, on_data, on_done, t,
+                                          &t->s), 0);
+  assert_non_null(t->s);
+}
+
+/* The server's record of stream `id` (a new reference), or NULL. */
+static json_t *server_stream(const char *id, json_t **stats_out)
+{
+  json_t *st = kcld_fault_post(s_url, "/__h2/stats", "{}");
+  assert_non_null(st);
+  json_t *s = json_object_get(json_object_get(st, "streams"), id);
+  json_incref(s);
+  if (stats_out)
+    *stats_out = st;
+  else
+    json_decref(st);
+  return s;
+}
+
+static long server_long(const char *id, const char *key)
+{
+  json_t *s = server_stream(id, NULL);
+  long v = s ? (long)json_integer_value(json_object_get(s, key)) : -1;
+  json_decref(s);
+  return v;
+}
+
+static const char *server_proto(const char *id, char *buf, size_t cap)
+{
+  json_t *s = server_stream(id, NULL);
+  snprintf(buf, cap, "%s",
+           s ? json_string_value(json_object_get(s, "proto")) : "");
+  json_decref(s);
+  return buf;
+}
+
+static void run_ms(uv_loop_t *loop, unsigned ms)
+{
+  int never = 0;
+  kcld_test_run_until(loop, &never, ms);
+}
+
+/* ======== Tests ======== */
+
+/* 10 chunks 40 ms apart: bytes come while the answer is being sent. */
+static void test_streams_as_it_arrives(void **state)
+{
+  uv_loop_t loop;
+  struct kcld_http *http = client(&loop);
+  struct strm t = {0};
+  char proto[16];
+
+  (void)state;
+  start(http, &loop, &t, "id=paced&bytes=300000&chunk=30000&interval=40", H2C);
+  assert_true(kcld_test_run_until(&loop, &t.done, 10000));
+  assert_int_equal(t.done, 1);
+  assert_int_equal(t.err, 0);
+  assert_int_equal(t.status, 200);
+  assert_string_equal(t.body, "");
+  assert_int_equal(t.bytes, 300000);
+  assert_int_equal(t.bad, 0);
+  assert_true(t.data_calls >= 5);
+  /* The first bytes came about 9 x 40 ms before the end. */
+  assert_true(t.done_ms - t.first_ms >= 300);
+  assert_string_equal(server_proto("paced", proto, sizeof(proto)), "2.0");
+  /* The same stream over HTTP/1.1 (a new client: a newer libcurl would
+   * send it on the open h2c connection). */
+  free(t.body);
+  kcld_http_close(http);
+  kcld_test_loop_finish(&loop);
+  http = client(&loop);
+  memset(&t, 0, sizeof(t));
+  start(http, &loop, &t, "id=h1&bytes=200000&chunk=20000&interval=20", H1);
+  assert_true(kcld_test_run_until(&loop, &t.done, 10000));
+  assert_int_equal(t.err, 0);
+  assert_int_equal(t.bytes, 200000);
+  assert_int_equal(t.bad, 0);
+  /* (Two chunks may come in one read.) */
+  assert_true(t.data_calls >= 5);
+  assert_true(t.done_ms - t.first_ms >= 150);
+  assert_string_equal(server_proto("h1", proto, sizeof(proto)), "1.1");
+  free(t.body);
+  /* And over TLS, where ALPN picks HTTP/2. */
+  memset(&t, 0, sizeof(t));
+  start(http, &loop, &t, "id=tls&bytes=200000&chunk=20000&interval=20", H2TLS);
+  assert_true(kcld_test_run_until(&loop, &t.done, 10000));
+  assert_int_equal(t.err, 0);
+  assert_int_equal(t.bytes, 200000);
+  assert_int_equal(t.bad, 0);
+  assert_true(t.done_ms - t.first_ms >= 150);
+  assert_string_equal(server_proto("tls", proto, sizeof(proto)), "2.0");
+  free(t.body);
+  finish(&loop, http);
+}
+
+/* 40 streams started at once, all whole: over TLS they share one HTTP/2
+ * connection; over h2c too, unless libcurl is older than 8.0.0. */
+static void run_multiplexed(enum mode mode, long want_sessions)
+{
+  uv_loop_t loop;
+  struct kcld_http *http = client(&loop);
+  struct strm t[40];
+  char q[128];
+  int all = 0;
+
+  reset_stats(NULL);
+  memset(t, 0, sizeof(t));
+  for (int i = 0; i < 40; i++) {
+    snprintf(q, sizeof(q), "id=m%d&bytes=%d&chunk=5000&interval=5", i,
+             50000 + i);
+    start(http, &loop, &t[i], q, mode);
+  }
+  assert_int_equal(kcld_http_pending(http), 40);
+  for (int round = 0; round < 2000 && !all; round++) {
+    run_ms(&loop, 10);
+    all = 1;
+    for (int i = 0; i < 40; i++)
+      all &= t[i].done == 1;
+  }
+  assert_true(all);
+  for (int i = 0; i < 40; i++) {
+    assert_int_equal(t[i].err, 0);
+    assert_int_equal(t[i].bytes, (size_t)(50000 + i));
+    assert_int_equal(t[i].bad, 0);
+    free(t[i].body);
+  }
+  json_t *st = kcld_fault_post(s_url, "/__h2/stats", "{}");
+  assert_non_null(st);
+  assert_int_equal(json_integer_value(json_object_get(st, "h2")),
+                   want_sessions);
+  for (int i = 0; i < 40; i++) {
+    snprintf(q, sizeof(q), "m%d", i);
+    json_t *one = json_object_get(json_object_get(st, "streams"), q);
+    assert_string_equal(json_string_value(json_object_get(one, "proto")),
+                        "2.0");
+  }
+  json_decref(st);
+  finish(&loop, http);
+}
+
+static void test_multiplexed(void **state)
+{
+  (void)state;
+  run_multiplexed(H2TLS, 1);
+  run_multiplexed(H2C, curl_version_info(CURLVERSION_NOW)->version_num >=
+                       0x080000 ? 1 : 40);
+}
+
+/* A paused stream holds the server back while another stream on the same
+ * connection goes on; on resume everything arrives, in order. */
+static void test_pause_resume(void **state)
+{
+  uv_loop_t loop;
+  struct kcld_http *http = client(&loop);
+  struct strm big = {0}, other = {0};
+  const long total = 16L << 20;
+  char q[128];
+
+  (void)state;
+  big.pause_at_first = 1;
+  snprintf(q, sizeof(q), "id=big&bytes=%ld&chunk=65536", total);
+  start(http, &loop, &big, q, H2TLS);
+  for (int i = 0; i < 500 && big.data_calls == 0; i++)
+    run_ms(&loop, 10);
+  assert_int_equal(big.data_calls, 1);
+  assert_true(kcld_http_stream_paused(big.s));
+  size_t at_pause = big.bytes;
+  run_ms(&loop, 300);
+  long acked1 = server_long("big", "acked");
+  run_ms(&loop, 300);
+  long acked2 = server_long("big", "acked");
+  /* Flow control stopped the server far short of the end, and it stays. */
+  assert_true(acked1 > 0);
+  assert_true(acked1 < total / 2);
+  assert_int_equal(acked2, acked1);
+  assert_int_equal(big.bytes, at_pause);
+  assert_int_equal(big.data_calls, 1);
+  assert_int_equal(big.done, 0);
+  /* Another stream on the same connection is not held back. */
+  start(http, &loop, &other, "id=other&bytes=500000", H2TLS);
+  assert_true(kcld_test_run_until(&loop, &other.done, 10000));
+  assert_int_equal(other.err, 0);
+  assert_int_equal(other.bytes, 500000);
+  assert_int_equal(big.bytes, at_pause);
+  /* Pausing twice is harmless; resume twice too. */
+  kcld_http_stream_pause(big.s);
+  kcld_http_stream_resume(big.s);
+  kcld_http_stream_resume(big.s);
+  assert_false(kcld_http_stream_paused(big.s));
+  assert_true(kcld_test_run_until(&loop, &big.done, 20000));
+  assert_int_equal(big.err, 0);
+  assert_int_equal(big.bytes, (size_t)total);
+  assert_int_equal(big.bad, 0);
+  assert_int_equal(big.data_while_paused, 0);
+  json_t *st = kcld_fault_post(s_url, "/__h2/stats", "{}");
+  assert_int_equal(json_integer_value(json_object_get(st, "h2")), 1);
+  json_decref(st);
+  free(big.body);
+  free(other.body);
+  finish(&loop, http);
+}
+
+/* Cancel: done runs at once with KCLD_ECANCELED and no more data comes.
+ * On a shared connection the server sees the stream reset (RST_STREAM
+ * CANCEL = 8) while the other streams on it go on; an h2c stream on a
+ * connection of its own (libcurl before 8.0.0) sees it closed. */
+static void test_cancel(void **state)
+{
+  uv_loop_t loop;
+  struct kcld_http *http = client(&loop);
+  struct strm a = {0}, b = {0}, c = {0}, d = {0};
+
+  (void)state;
+  start(http, &loop, &a, "id=ca&bytes=10000000&chunk=1000&interval=10",
+        H2TLS);
+  b.cancel_at_first = 1;
+  start(http, &loop, &b, "id=cb&bytes=10000000&chunk=1000&interval=10",
+        H2TLS);
+  start(http, &loop, &c, "id=cc&bytes=400000&chunk=10000&interval=10", H2TLS);
+  start(http, &loop, &d, "id=cd&bytes=10000000&chunk=1000&interval=10", H2C);
+  for (int i = 0; i < 500 && (a.data_calls == 0 || b.done == 0 ||
+                              d.data_calls == 0); i++)
+    run_ms(&loop, 10);
+  assert_true(a.data_calls > 0 && d.data_calls > 0);
+  kcld_http_stream_cancel(a.s);
+  assert_int_equal(a.done, 1);
+  assert_int_equal(a.err, KCLD_ECANCELED);
+  kcld_http_stream_cancel(d.s);
+  assert_int_equal(d.done, 1);
+  assert_int_equal(d.err, KCLD_ECANCELED);
+  assert_int_equal(b.done, 1);
+  assert_int_equal(b.err, KCLD_ECANCELED);
+  assert_int_equal(b.data_calls, 1);
+  int ca = a.data_calls, cd = d.data_calls;
+  assert_true(kcld_test_run_until(&loop, &c.done, 10000));
+  assert_int_equal(c.err, 0);
+  assert_int_equal(c.bytes, 400000);
+  assert_int_equal(a.data_calls, ca);
+  assert_int_equal(b.data_calls, 1);
+  assert_int_equal(d.data_calls, cd);
+  assert_int_equal(kcld_http_pending(http), 0);
+  long rst_a = -1, rst_b = -1;
+  int closed_d = 0;
+  for (int i = 0; i < 100 && (rst_a <= 0 || rst_b <= 0 || !closed_d); i++) {
+    run_ms(&loop, 20);
+    rst_a = server_long("ca", "rst");
+    rst_b = server_long("cb", "rst");
+    json_t *sd = server_stream("cd", NULL);
+    closed_d = json_is_true(json_object_get(sd, "closed"));
+    json_decref(sd);
+  }
+  /* (libcurl 7.88 resets with STREAM_CLOSED, later ones with CANCEL.) */
+  assert_true(rst_a == 8 || rst_a == 5);
+  assert_true(rst_b == 8 || rst_b == 5);
+  assert_true(closed_d);
+  free(a.body);
+  free(b.body);
+  free(c.body);
+  free(d.body);
+  finish(&loop, http);
+}
+
+/* Reset by the server mid-answer: the bytes before it, then an error. */
+static void test_reset_mid_stream(void **state)
+{
+  uv_loop_t loop;
+  struct kcld_http *http = client(&loop);
+  struct strm t = {0};
+
+  (void)state;
+  start(http, &loop, &t, "id=rs&bytes=1000000&chunk=10000&reset_after=100000",
+        H2C);
+  assert_true(kcld_test_run_until(&loop, &t.done, 10000));
+  assert_int_equal(t.err, KCLD_ETRANSPORT);
+  assert_int_equal(t.status, 0);
+  assert_int_equal(t.bytes, 100000);
+  assert_int_equal(t.bad, 0);
+  free(t.body);
+  finish(&loop, http);
+}
+
+/* An error answer is gathered and handed to done, never to on_data. */
+static void test_error_status(void **state)
+{
+  uv_loop_t loop;
+  struct kcld_http *http = client(&loop);
+  struct strm t = {0};
+  char url[256];
+
+  (void)state;
+  snprintf(url, sizeof(url), "%s/status?code=400&type=ResourceInUseException",
+           s_url);
+  struct kcld_http_request req = {.method = "POST", .url = url, .body = "{}",
+                                  .body_len = 2, .http2 = 1};
+  t.loop = &loop;
+  assert_int_equal(kcld_http_stream_start(http, &req, on_data, on_done, &t,
+                                          &t.s), 0);
+  assert_true(kcld_test_run_until(&loop, &t.done, 10000));
+  assert_int_equal(t.err, 0);
+  assert_int_equal(t.status, 400);
+  assert_int_equal(t.data_calls, 0);
+  assert_non_null(strstr(t.body, "\"__type\": \"ResourceInUseException\"") ?
+                  t.body : strstr(t.body, "ResourceInUseException"));
+  assert_non_null(strstr(t.error_type, "ResourceInUseException"));
+  free(t.body);
+  /* Bad arguments. */
+  struct kcld_http_stream *s = (struct kcld_http_stream *)&t;
+  assert_int_equal(kcld_http_stream_start(http, &req, NULL, on_done, &t, &s),
+                   KCLD_EINVAL);
+  assert_int_equal(kcld_http_stream_start(http, &req, on_data, on_done, &t,
+                                          NULL), KCLD_EINVAL);
+  finish(&loop, http);
+}
+
+/* A gathered request over HTTP/2 too. */
+static void on_echo(const struct kcld_http_response *resp, void *arg)
+{
+  json_t **out = arg;
+  assert_int_equal(resp->err, 0);
+  *out = json_loadb(resp->body, resp->body_len, 0, NULL);
+}
+
+static void test_send_over_h2(void **state)
+{
+  uv_loop_t loop;
+  struct kcld_http *http = client(&loop);
+  json_t *echo = NULL;
+  char url[256];
+
+  (void)state;
+  snprintf(url, sizeof(url), "%s/echo", s_url);
+  struct kcld_http_request req = {.method = "POST", .url = url,
+                                  .body = "hello", .body_len = 5, .http2 = 1};
+  assert_int_equal(kcld_http_send(http, &req, on_echo, &echo), 0);
+  for (int i = 0; i < 1000 && !echo; i++)
+    run_ms(&loop, 10);
+  assert_non_null(echo);
+  assert_string_equal(json_string_value(json_object_get(echo, "httpVersion")),
+                      "2.0");
+  assert_string_equal(json_string_value(json_object_get(echo, "body")),
+                      "hello");
+  json_decref(echo);
+  finish(&loop, http);
+}
+
+/* Closing the client ends paused and running streams, each once. */
+static void test_close_with_streams(void **state)
+{
+  uv_loop_t loop;
+  struct kcld_http *http = client(&loop);
+  struct strm a = {0}, b = {0};
+
+  (void)state;
+  a.pause_at_first = 1;
+  start(http, &loop, &a, "id=xa&bytes=10000000&chunk=1000&interval=5", H2TLS);
+  start(http, &loop, &b, "id=xb&bytes=10000000&chunk=1000&interval=5", H2C);
+  for (int i = 0; i < 500 && (a.data_calls == 0 || b.data_calls == 0); i++)
+    run_ms(&loop, 10);
+  assert_true(a.data_calls > 0 && b.data_calls > 0);
+  kcld_http_close(http);
+  assert_int_equal(a.done, 1);
+  assert_int_equal(a.err, KCLD_ECANCELED);
+  assert_int_equal(b.done, 1);
+  assert_int_equal(b.err, KCLD_ECANCELED);
+  kcld_test_loop_finish(&loop);
+  free(a.body);
+  free(b.body);
+}
+
+int main(void)
+{
+  const struct CMUnitTest tests[] = {
+    cmocka_unit_test_setup(test_streams_as_it_arrives, reset_stats),
+    cmocka_unit_test_setup(test_multiplexed, reset_stats),
+    cmocka_unit_test_setup(test_pause_resume, reset_stats),
+    cmocka_unit_test_setup(test_cancel, reset_stats),
+    cmocka_unit_test_setup(test_reset_mid_stream, reset_stats),
+    cmocka_unit_test_setup(test_error_status, reset_stats),
+    cmocka_unit_test_setup(test_send_over_h2, reset_stats),
+    cmocka_unit_test_setup(test_close_with_streams, reset_stats),
+  };
+  return cmocka_run_group_tests(tests, setup, teardown);
+}

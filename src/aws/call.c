@@ -119,6 +119,10 @@ struct aws_call {
   long status;
   char type[128];
   char message[512];
+  /* Streams only (kcld_aws_stream_start). */
+  kcld_http_data_cb on_data;   /* NULL for a gathered answer */
+  struct kcld_http_stream *hs; /* while the request is in flight */
+  int paused;                  /* the owner wants it paused */
 };
 
 /* ======== Small helpers ======== */
@@ -488,6 +492,7 @@ static void on_http(const struct kcld_http_response *r, void *arg)
   struct aws_call *c = arg;
   struct kcld_aws *aws = c->aws;
 
+  c->hs = NULL;
   if (r->err == KCLD_ECANCELED) {
     call_fail(c, KCLD_ECANCELED, "cancelled");
     return;
@@ -532,6 +537,12 @@ static void on_http(const struct kcld_http_response *r, void *arg)
   call_finish(c, KCLD_EAWS, NULL, NULL, 0);
 }
 
+static void on_stream_data(const char *data, size_t len, void *arg)
+{
+  struct aws_call *c = arg;
+  c->on_data(data, len, c->arg);
+}
+
 static void send_attempt(struct aws_call *c, const struct kcld_creds *creds)
 {
   struct kcld_aws *aws = c->aws;
@@ -574,9 +585,17 @@ static void send_attempt(struct aws_call *c, const struct kcld_creds *creds)
 
   const struct kcld_http_request hreq = {
     .method = "POST", .url = ep->url, .headers = lines, .body = c->body,
-    .body_len = c->body_len, .timeout_ms = c->timeout_ms};
+    .body_len = c->body_len, .timeout_ms = c->timeout_ms,
+    .http2 = c->on_data != NULL};
   c->state = CALL_HTTP;
-  rc = kcld_http_send(aws->http, &hreq, on_http, c);
+  if (c->on_data) {
+    rc = kcld_http_stream_start(aws->http, &hreq, on_stream_data, on_http, c,
+                                &c->hs);
+    if (rc == 0 && c->paused)
+      kcld_http_stream_pause(c->hs);
+  } else {
+    rc = kcld_http_send(aws->http, &hreq, on_http, c);
+  }
   kcld_sigv4_result_clean_up(&sig); /* the http client copied the lines */
   if (rc != 0)
     call_fail(c, rc, "the request could not be sent");
@@ -678,10 +697,11 @@ fail:
   return rc;
 }
 
-int kcld_aws_call(struct kcld_aws *aws, enum kcld_aws_service svc,
-                  const char *operation, const json_t *request,
-                  const struct kcld_aws_call_opts *opts, kcld_aws_cb cb,
-                  void *arg)
+static int call_start(struct kcld_aws *aws, enum kcld_aws_service svc,
+                      const char *operation, const json_t *request,
+                      const struct kcld_aws_call_opts *opts, kcld_aws_cb cb,
+                      void *arg, kcld_http_data_cb on_data,
+                      struct aws_call **out)
 {
   struct aws_call *c;
 
@@ -710,6 +730,11 @@ int kcld_aws_call(struct kcld_aws *aws, enum kcld_aws_service svc,
                                                : aws->timeout_ms;
   c->cb = cb;
   c->arg = arg;
+  if (on_data) { /* one attempt, the answer streamed */
+    c->on_data = on_data;
+    c->raw = 1;
+    c->max_attempts = 1;
+  }
   c->started_ns = uv_hrtime();
   c->state = CALL_WAITING;
   if (uv_timer_init(aws->loop, &c->timer) != 0) {
@@ -727,7 +752,77 @@ int kcld_aws_call(struct kcld_aws *aws, enum kcld_aws_service svc,
     uv_close((uv_handle_t *)&c->timer, on_call_timer_closed);
     return KCLD_EINVAL;
   }
+  if (out)
+    *out = c;
   return 0;
+}
+
+int kcld_aws_call(struct kcld_aws *aws, enum kcld_aws_service svc,
+                  const char *operation, const json_t *request,
+                  const struct kcld_aws_call_opts *opts, kcld_aws_cb cb,
+                  void *arg)
+{
+  return call_start(aws, svc, operation, request, opts, cb, arg, NULL, NULL);
+}
+
+/* ======== Streamed calls ======== */
+
+static struct aws_call *stream_call(struct kcld_aws_stream *s)
+{
+  return (struct aws_call *)(void *)s;
+}
+
+int kcld_aws_stream_start(struct kcld_aws *aws, enum kcld_aws_service svc,
+                          const char *operation, const json_t *request,
+                          long timeout_ms, kcld_http_data_cb on_data,
+                          kcld_aws_cb cb, void *arg,
+                          struct kcld_aws_stream **out)
+{
+  struct kcld_aws_call_opts opts = {.timeout_ms = timeout_ms};
+  struct aws_call *c = NULL;
+  int rc;
+
+  if (!on_data || !out || timeout_ms < 0)
+    return KCLD_EINVAL;
+  *out = NULL;
+  rc = call_start(aws, svc, operation, request, &opts, cb, arg, on_data, &c);
+  if (rc == 0)
+    *out = (struct kcld_aws_stream *)(void *)c;
+  return rc;
+}
+
+void kcld_aws_stream_pause(struct kcld_aws_stream *s)
+{
+  struct aws_call *c = stream_call(s);
+
+  if (!c || c->state == CALL_DONE)
+    return;
+  c->paused = 1;
+  if (c->hs)
+    kcld_http_stream_pause(c->hs);
+}
+
+void kcld_aws_stream_resume(struct kcld_aws_stream *s)
+{
+  struct aws_call *c = stream_call(s);
+
+  if (!c || c->state == CALL_DONE)
+    return;
+  c->paused = 0;
+  if (c->hs)
+    kcld_http_stream_resume(c->hs);
+}
+
+void kcld_aws_stream_cancel(struct kcld_aws_stream *s)
+{
+  struct aws_call *c = stream_call(s);
+
+  if (!c || c->state == CALL_DONE)
+    return;
+  if (c->hs)
+    kcld_http_stream_cancel(c->hs); /* on_http finishes the call */
+  else
+    call_fail(c, KCLD_ECANCELED, "cancelled");
 }
 
 void kcld_aws_set_observer(struct kcld_aws *aws, kcld_aws_observer_fn fn,

@@ -96,6 +96,38 @@ int kcld_aws_call(struct kcld_aws *aws, enum kcld_aws_service svc,
                   const struct kcld_aws_call_opts *opts, kcld_aws_cb cb,
                   void *arg);
 
+/* ======== Streamed calls (SubscribeToShard) ======== */
+
+/* A call whose 2xx answer body is handed over as it arrives.  Valid from
+ * kcld_aws_stream_start() until its callback has run. */
+struct kcld_aws_stream;
+
+/* Sends `operation` with `request` as kcld_aws_call() does (credentials,
+ * SigV4 over the JSON body, the observer), over HTTP/2 (kcld_http_request
+ * .http2), in one attempt: a stream is not retried, its owner starts
+ * another.  A 2xx answer's body goes to on_data as it arrives (from the
+ * loop, never inside curl; the owner may pause, resume or cancel from
+ * there); cb then runs once, when the answer has ended: err 0 (res->raw is
+ * "", every byte went to on_data), or the error as for kcld_aws_call()
+ * (KCLD_EAWS with the error type for an error answer; KCLD_ETRANSPORT for
+ * a reset or cut connection, also mid-answer; KCLD_ETIMEDOUT after
+ * timeout_ms, 0 = the client's; KCLD_ECANCELED).  Returns 0 and the stream
+ * in *out, or a negative KCLD_E* code (no callback). */
+int kcld_aws_stream_start(struct kcld_aws *aws, enum kcld_aws_service svc,
+                          const char *operation, const json_t *request,
+                          long timeout_ms, kcld_http_data_cb on_data,
+                          kcld_aws_cb cb, void *arg,
+                          struct kcld_aws_stream **out);
+
+/* Stops and restarts reading the answer (kcld_http_stream_pause/resume;
+ * also before the request has gone out).  Idempotent. */
+void kcld_aws_stream_pause(struct kcld_aws_stream *s);
+void kcld_aws_stream_resume(struct kcld_aws_stream *s);
+
+/* Ends the stream now: its callback runs with KCLD_ECANCELED before this
+ * returns. */
+void kcld_aws_stream_cancel(struct kcld_aws_stream *s);
+
 /* Told of every finished call (just before its callback): the service's
  * signing name ("kinesis"), the operation, the seconds from kcld_aws_call()
  * to the result, retries and backoff included, and the result's err.  For

@@ -1,8 +1,8 @@
 /* config.h — kcld's configuration: a YAML file becomes a struct kcld_config.
  *
- * One table of keys in config.c (name, type, target field, default, range,
- * one-line doc) drives parsing, validation, defaults, the reference file
- * conf/kcld.yaml and docs/configuration.md.  Every error names the file,
+ * One table of keys in config_keys.c (name, type, target field, default,
+ * range, one-line doc) drives parsing, validation, defaults, the reference
+ * file conf/kcld.yaml and docs/configuration.md.  Every error names the file,
  * line, column and key and says what was expected:
  *
  *   kcld.yaml:12:9: batch.size: must be 1..10000, got 0

@@ -1,9 +1,9 @@
 /* test_docs.c — the documentation agrees with the code.
  *
- *   - every key of the config table (src/config.c, as kcld_config_reference
- *     renders it) is in docs/configuration.md, and every `section.key` that
- *     docs/NAME.md, README.md or the man page mention is a key (or a section)
- *     of the table;
+ *   - every key of the config table (src/config_keys.c, as
+ *     kcld_config_reference renders it) is in docs/configuration.md, and
+ *     every `section.key` that docs/NAME.md, README.md or the man page
+ *     mention is a key (or a section) of the table;
  *   - every metric family the monitor exports (src/ops/monitor.c, read from
  *     a real registry's Prometheus rendering) is in docs/operations.md, and
  *     every kcld_* name in the docs is such a family (with _bucket/_sum/

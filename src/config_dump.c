@@ -1,0 +1,487 @@
+/* config_dump.c — configuration as text: the effective configuration
+ * (kcld_config_dump, secrets redacted) and the reference texts generated
+ * from the key table (conf/kcld.yaml, docs/configuration.md). */
+#include "config.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "config_keys.h"
+#include "config_values.h"
+
+/* Writes s as a YAML double-quoted string; with `dollar`, $ is doubled so
+ * that ${...} expansion gives s back. */
+static void put_quoted(FILE *f, const char *s, int dollar)
+{
+  fputc('"', f);
+  for (; *s; s++) {
+    unsigned char ch = (unsigned char)*s;
+    if (ch == '"' || ch == '\\')
+      fprintf(f, "\\%c", ch);
+    else if (ch < 0x20 || ch == 0x7f)
+      fprintf(f, "\\x%02x", ch);
+    else if (ch == '$' && dollar)
+      fputs("$$", f);
+    else
+      fputc(ch, f);
+  }
+  fputc('"', f);
+}
+
+/* The value of key k in cfg, as YAML. */
+static void put_value(FILE *f, const struct kcld_config_key *k,
+                      const struct kcld_config *cfg)
+{
+  const void *v = kcld_config_key_cfield(cfg, k);
+  char buf[64];
+  switch (k->type) {
+  case K_STR: {
+    const char *s = *(char *const *)v;
+    if ((k->flags & F_SECRET) && *s)
+      s = "[redacted]";
+    put_quoted(f, s, 1);
+    break;
+  }
+  case K_TMPL:
+    put_quoted(f, *(char *const *)v, 0);
+    break;
+  case K_INT:
+    fprintf(f, "%d", *(const int *)v);
+    break;
+  case K_BOOL:
+    fputs(*(const bool *)v ? "true" : "false", f);
+    break;
+  case K_DUR:
+    if ((k->flags & F_EMPTY) && *(const int64_t *)v == 0)
+      fputs("\"\"", f);
+    else
+      fputs(kcld_config_format_duration(*(const int64_t *)v, buf,
+                                        sizeof(buf)),
+            f);
+    break;
+  case K_SIZE:
+    fputs(kcld_config_format_size(*(const int64_t *)v, buf, sizeof(buf)), f);
+    break;
+  case K_ENUM:
+    fputs(k->values[*(const int *)v], f);
+    break;
+  case K_LIST: {
+    const struct kcld_config_list *l = v;
+    fputc('[', f);
+    for (size_t i = 0; i < l->len; i++) {
+      if (i)
+        fputs(", ", f);
+      put_quoted(f, l->items[i], 1);
+    }
+    fputc(']', f);
+    break;
+  }
+  case K_TIME:
+    if (*(const int64_t *)v < 0) {
+      fputs("\"\"", f);
+    } else {
+      kcld_config_value_format_time(*(const int64_t *)v, buf, sizeof(buf));
+      fputs(buf, f);
+    }
+    break;
+  }
+}
+
+/* The default of key k, as YAML. */
+static void put_default(FILE *f, const struct kcld_config_key *k)
+{
+  if (k->flags & F_REQUIRED)
+    put_quoted(f, k->example, 0);
+  else if (k->type == K_STR || k->type == K_TMPL || k->type == K_TIME ||
+           !*k->def)
+    put_quoted(f, k->def, 0);
+  else
+    fputs(k->def, f);
+}
+
+static void put_range(FILE *f, const struct kcld_config_key *k, const char *sep,
+                      const char *tick)
+{
+  char r[96];
+  if (k->type == K_INT || k->type == K_DUR || k->type == K_SIZE) {
+    kcld_config_value_range(k, r, sizeof(r));
+    fprintf(f, "%s", r);
+  } else if (k->type == K_ENUM) {
+    for (size_t i = 0; k->values[i]; i++)
+      fprintf(f, "%s%s%s%s", i ? sep : "", tick, k->values[i], tick);
+  }
+}
+
+/* Components of the section path of key name (all but the last). */
+static size_t section_parts(const char *name, const char **part,
+                            size_t *plen, size_t max)
+{
+  size_t n = 0;
+  for (const char *p = name, *dot; (dot = strchr(p, '.')) && n < max;
+       p = dot + 1) {
+    part[n] = p;
+    plen[n] = (size_t)(dot - p);
+    n++;
+  }
+  return n;
+}
+
+/* cfg == NULL: the reference (defaults and comments); else the dump. */
+static void put_yaml(FILE *f, const struct kcld_config *cfg)
+{
+  const char *prev[4], *cur[4];
+  size_t prevlen[4], curlen[4], nprev = 0;
+  for (size_t i = 0; i < kcld_config_nkeys; i++) {
+    const struct kcld_config_key *k = &kcld_config_keys[i];
+    size_t ncur = section_parts(k->name, cur, curlen, 4), same = 0;
+    while (same < ncur && same < nprev && curlen[same] == prevlen[same] &&
+           strncmp(cur[same], prev[same], curlen[same]) == 0)
+      same++;
+    for (size_t j = same; j < ncur; j++) {
+      long start = ftell(f);
+      if (j == 0)
+        fputc('\n', f);
+      fprintf(f, "%*s%.*s:", (int)(2 * j), "", (int)curlen[j], cur[j]);
+      if (!cfg) {
+        size_t full = (size_t)(cur[j] + curlen[j] - k->name);
+        long w = ftell(f) - start - (j == 0);
+        fprintf(f, "%*s# %s", w < 36 ? (int)(36 - w) : 1, "",
+                kcld_config_key_section_doc(k->name, full));
+      }
+      fputc('\n', f);
+    }
+    memcpy(prev, cur, sizeof(cur));
+    memcpy(prevlen, curlen, sizeof(curlen));
+    nprev = ncur;
+
+    long start = ftell(f);
+    const char *leaf = ncur ? cur[ncur - 1] + curlen[ncur - 1] + 1 : k->name;
+    fprintf(f, "%*s%s: ", (int)(2 * ncur), "", leaf);
+    if (cfg) {
+      put_value(f, k, cfg);
+      fputc('\n', f);
+      continue;
+    }
+    put_default(f, k);
+    long w = ftell(f) - start;
+    fprintf(f, "%*s# %s%s", w < 36 ? (int)(36 - w) : 1, "",
+            (k->flags & F_REQUIRED) ? "required: " : "", k->doc);
+    if (k->type == K_INT || k->type == K_DUR || k->type == K_SIZE ||
+        k->type == K_ENUM) {
+      fputs(" (", f);
+      put_range(f, k, " | ", "");
+      fputc(')', f);
+    }
+    fputc('\n', f);
+  }
+}
+
+char *kcld_config_dump(const struct kcld_config *cfg)
+{
+  char *buf = NULL;
+  size_t len = 0;
+  FILE *f = open_memstream(&buf, &len);
+  if (!f)
+    return NULL;
+  fprintf(f, "# kcld: effective configuration of %s (secrets redacted)\n",
+          cfg->path ? cfg->path : "(none)");
+  put_yaml(f, cfg);
+  if (fclose(f) != 0) {
+    free(buf);
+    return NULL;
+  }
+  return buf;
+}
+
+static const char s_yaml_head[] =
+  "# kcld.yaml: every configuration key of kcld, with its default.\n"
+  "#\n"
+  "# Generated by `kcld config-reference yaml` from the key table in\n"
+  "# src/config_keys.c (a test fails when they differ);\n"
+  "# docs/configuration.md explains each key.  Check a file with\n"
+  "# `kcld --check-config PATH`.\n"
+  "#\n"
+  "# Durations: 250ms, 10s, 5m, 1h, 7d (also 1h30m, 1.5s).  Sizes: 100B,\n"
+  "# 512KiB, 8MiB, 1GiB, or decimal kB, MB, GB.  Values may use ${VAR}\n"
+  "# and ${VAR:-default} from the environment; $$ is a literal $.\n"
+  "# Only application and stream are required; \"\" means not set.\n"
+  "\n";
+
+static const char s_md_head[] =
+  "# kcld configuration reference\n"
+  "\n"
+  "<!-- Generated by `kcld config-reference markdown` from the key table "
+  "in\n"
+  "     src/config_keys.c. Do not edit: change the table and regenerate; "
+  "tests/unit/test_config.c\n"
+  "     fails when this file and the table differ. -->\n"
+  "\n"
+  "kcld reads one YAML file: `/etc/kcld/kcld.yaml`, or the file given "
+  "with\n"
+  "`--config PATH`. [`conf/kcld.yaml`](../conf/kcld.yaml) lists every key "
+  "with\n"
+  "its default; [`conf/local.yaml`](../conf/local.yaml) points kcld at the "
+  "local\n"
+  "emulators. Only `application` and `stream` are required. A string "
+  "value of `\"\"`\n"
+  "means \"not set\".\n"
+  "\n"
+  "Key names follow the Lambda event source mapping and the KCL where they "
+  "overlap\n"
+  "(`batch.size` is Lambda's BatchSize, `lease.failover_time` the KCL's\n"
+  "failoverTimeMillis), so settings carry over.\n"
+  "\n"
+  "## Checking a file\n"
+  "\n"
+  "`kcld --check-config [PATH]` (or `kcld --check-config --config PATH`) "
+  "reads and\n"
+  "validates the file, then exits 0 and prints `kcld: PATH: configuration "
+  "ok`, or\n"
+  "exits 1 and prints every error (the first 20, in file order). Each "
+  "error names\n"
+  "the file as given, the line and column, the key, and what was "
+  "expected:\n"
+  "\n"
+  "```\n"
+  "kcld.yaml:12:9: batch.size: must be 1..10000, got 0\n"
+  "kcld.yaml:3:3: batch.sise: unknown key (did you mean batch.size?)\n"
+  "kcld.yaml:7:13: region: environment variable AWS_X is not set "
+  "(give a default with ${AWS_X:-value})\n"
+  "```\n"
+  "\n"
+  "Unknown keys, duplicate keys, a mapping where a value belongs, YAML "
+  "syntax\n"
+  "errors, values out of range and inconsistent keys are all errors; "
+  "kcld does\n"
+  "not start with a file that has any. `kcld --dump-config` prints the "
+  "effective\n"
+  "configuration, with derived defaults filled in and secrets shown as\n"
+  "`[redacted]`.\n"
+  "\n"
+  "## Value types\n"
+  "\n"
+  "| Type | Written as | Stored as |\n"
+  "|---|---|---|\n"
+  "| string | any scalar; `\"\"` = not set | text |\n"
+  "| integer | `100`, `-1` | int |\n"
+  "| boolean | `true`/`false` (also `yes`/`no`, `on`/`off`) | bool |\n"
+  "| duration | `250ms`, `10s`, `5m`, `1h`, `7d`; combined `1h30m`; "
+  "fractions `1.5s`; `0` | milliseconds (int64) |\n"
+  "| size | `100B`, `512KiB`, `8MiB`, `1GiB` (1024-based) or `10kB`, "
+  "`10MB`, `1GB` (1000-based); `0` | bytes (int64) |\n"
+  "| enum | one of the listed words, exactly | enum |\n"
+  "| list of strings | a YAML list `[\"python3\", \"app.py\"]`, or one "
+  "string split on spaces (`python3 app.py`, as the KCL's executableName; "
+  "no quoting) | argv |\n"
+  "| template | text with `${field}` references to record fields, e.g. "
+  "`${partitionKey}`, `${data.deviceId}`; not expanded from the "
+  "environment | text |\n"
+  "| time | RFC 3339 (`2024-05-01T12:00:00Z`, `2024-05-01T14:00:00+02:00`) "
+  "or epoch seconds (`1714564800`) | epoch milliseconds |\n"
+  "| URL | `http://...` or `https://...` | text |\n"
+  "| host:port | `127.0.0.1:9464`, `[::1]:9464`, `0.0.0.0:9464`; port 0 = "
+  "any free port | text |\n"
+  "\n"
+  "## Environment variables in values\n"
+  "\n"
+  "Every value except a template may refer to the environment: `${VAR}` "
+  "is\n"
+  "replaced by the variable's value, and `${VAR:-default}` by the default "
+  "when\n"
+  "the variable is unset or empty. A variable that is unset and has no "
+  "default is\n"
+  "an error at its position. `$$` is a literal `$`. The expansion happens "
+  "once,\n"
+  "before the value is read as its type, so `size: ${BATCH:-100}` works.\n"
+  "\n"
+  "```yaml\n"
+  "endpoints:\n"
+  "  kinesis: \"${KCLD_KINESIS_ENDPOINT:-http://127.0.0.1:4567}\"\n"
+  "credentials:\n"
+  "  secret_access_key: \"${MY_SECRET}\"   # error when MY_SECRET is "
+  "unset\n"
+  "```\n"
+  "\n"
+  "## Endpoints\n"
+  "\n"
+  "Each service (Kinesis, DynamoDB, SQS) is sent to the first of these "
+  "that is set:\n"
+  "\n"
+  "1. `endpoints.kinesis`, `endpoints.dynamodb`, `endpoints.sqs`;\n"
+  "2. `endpoint`: one base URL for every service (LocalStack: "
+  "`http://localhost:4566`);\n"
+  "3. the environment variable `AWS_ENDPOINT_URL_KINESIS`, "
+  "`AWS_ENDPOINT_URL_DYNAMODB`\n"
+  "   or `AWS_ENDPOINT_URL_SQS`;\n"
+  "4. `AWS_ENDPOINT_URL`;\n"
+  "5. otherwise the AWS endpoint of the region "
+  "(`https://kinesis.REGION.amazonaws.com`).\n"
+  "\n"
+  "As in the AWS SDKs, `AWS_IGNORE_CONFIGURED_ENDPOINT_URLS=true` makes "
+  "kcld ignore\n"
+  "the variables (3 and 4); the keys in the file still apply. A dead-letter "
+  "queue\n"
+  "URL (`on_failure.sqs`) travels in the request body; requests go to the "
+  "SQS\n"
+  "endpoint above, never to the URL's host.\n"
+  "\n"
+  "## Region and credentials\n"
+  "\n"
+  "`region` is used when set. When it is `\"\"`, kcld takes `AWS_REGION`, "
+  "then\n"
+  "`AWS_DEFAULT_REGION`, then the `region` of the profile in the shared "
+  "config file,\n"
+  "then the instance metadata service (IMDSv2).\n"
+  "\n"
+  "Credentials come from the first source that yields, in the AWS SDKs' "
+  "order:\n"
+  "explicit keys in this file (`credentials.access_key_id` with\n"
+  "`credentials.secret_access_key`, and `credentials.session_token` for "
+  "temporary\n"
+  "keys); the environment (`AWS_ACCESS_KEY_ID`, `AWS_SECRET_ACCESS_KEY`,\n"
+  "`AWS_SESSION_TOKEN`); the shared files `~/.aws/credentials` and "
+  "`~/.aws/config`\n"
+  "(profile `credentials.profile`, else `AWS_PROFILE`, else `default`); "
+  "container\n"
+  "credentials; instance metadata. Prefer the chain to keys in a file; if "
+  "you\n"
+  "must, take them from the environment (`\"${MY_KEY}\"`). The secret "
+  "access key\n"
+  "and the session token never appear in a log line, an error message or a "
+  "dump.\n"
+  "\n"
+  "## Derived defaults and rules between keys\n"
+  "\n"
+  "- `lease.table` defaults to `application` (which must then be a valid "
+  "table\n"
+  "  name), `lease.take_interval` to twice `lease.failover_time`, "
+  "`worker_id` to\n"
+  "  `hostname:pid`; `workers: 0` means one thread per CPU.\n"
+  "- `starting_timestamp` is required with `starting_position: "
+  "AT_TIMESTAMP`, and\n"
+  "  not allowed otherwise.\n"
+  "- `retry.backoff_base` must not exceed `retry.backoff_max`; "
+  "`http.connect_timeout`\n"
+  "  must not exceed `http.timeout`.\n"
+  "- `credentials.access_key_id` and `credentials.secret_access_key` come "
+  "together;\n"
+  "  `credentials.session_token` needs them; `credentials.profile` cannot "
+  "be\n"
+  "  combined with them.\n"
+  "- `handler.type: multilang` and `lambda` need `handler.command`; "
+  "`dynamodb` needs\n"
+  "  `handler.table` (not the lease table) and a non-empty "
+  "`handler.key.pk`;\n"
+  "  `plugin` needs `handler.path`.\n"
+  "\n"
+  "## Keys\n";
+
+static void put_md_cell(FILE *f, const char *s)
+{
+  for (; *s; s++) {
+    if (*s == '|')
+      fputs("\\|", f);
+    else
+      fputc(*s, f);
+  }
+}
+
+static const char *md_type(const struct kcld_config_key *k)
+{
+  switch (k->type) {
+  case K_STR:
+    switch (k->check) {
+    case C_URL:
+      return "URL";
+    case C_HOSTPORT:
+      return "host:port";
+    case C_TABLE:
+      return "table name";
+    case C_STREAM:
+      return "name or ARN";
+    case C_REGION:
+      return "region";
+    case C_FILE:
+      return "file path";
+    case C_TOKEN:
+      return (k->flags & F_SECRET) ? "string, secret" : "string";
+    default:
+      return "string";
+    }
+  case K_INT:
+    return "integer";
+  case K_BOOL:
+    return "boolean";
+  case K_DUR:
+    return "duration";
+  case K_SIZE:
+    return "size";
+  case K_ENUM:
+    return "enum";
+  case K_LIST:
+    return "list of strings";
+  case K_TMPL:
+    return "template";
+  case K_TIME:
+    return "time";
+  }
+  return "string";
+}
+
+static void put_markdown(FILE *f)
+{
+  const char *section = NULL;
+  size_t seclen = 0;
+  fputs(s_md_head, f);
+  for (size_t i = 0; i < kcld_config_nkeys; i++) {
+    const struct kcld_config_key *k = &kcld_config_keys[i];
+    const char *dot = strchr(k->name, '.');
+    size_t len = dot ? (size_t)(dot - k->name) : 0;
+    if (!section || len != seclen || strncmp(section, k->name, len) != 0) {
+      if (len)
+        fprintf(f, "\n### `%.*s`: %s\n", (int)len, k->name,
+                kcld_config_key_section_doc(k->name, len));
+      else
+        fputs("\n### Top level\n", f);
+      fputs("\n| Key | Type | Default | Range or values | Description |\n"
+            "|---|---|---|---|---|\n",
+            f);
+      section = k->name;
+      seclen = len;
+    }
+    fprintf(f, "| `%s` | %s | ", k->name, md_type(k));
+    if (k->flags & F_REQUIRED) {
+      fputs("*required*", f);
+    } else {
+      fputc('`', f);
+      put_default(f, k);
+      fputc('`', f);
+    }
+    fputs(" | ", f);
+    put_range(f, k, " \\| ", "`");
+    fputs(" | ", f);
+    put_md_cell(f, k->doc);
+    fputs(" |\n", f);
+  }
+}
+
+char *kcld_config_reference(enum kcld_config_ref format)
+{
+  char *buf = NULL;
+  size_t len = 0;
+  FILE *f = open_memstream(&buf, &len);
+  if (!f)
+    return NULL;
+  if (format == KCLD_CONFIG_REF_MARKDOWN) {
+    put_markdown(f);
+  } else {
+    fputs(s_yaml_head, f);
+    put_yaml(f, NULL);
+  }
+  if (fclose(f) != 0) {
+    free(buf);
+    return NULL;
+  }
+  return buf;
+}

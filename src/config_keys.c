@@ -1,0 +1,244 @@
+/* config_keys.c — the key table (config_keys.h): every key of kcld's
+ * configuration, its type, field, default, range and doc, and the sections
+ * they sit in. */
+#include "config_keys.h"
+
+#include <string.h>
+
+#define OFF(f) offsetof(struct kcld_config, f)
+
+#define STR(n, f, d, chk, fl, doc) \
+  {n, K_STR, OFF(f), d, 0, 0, NULL, chk, fl, NULL, doc}
+#define REQ(n, f, chk, ex, doc) \
+  {n, K_STR, OFF(f), NULL, 0, 0, NULL, chk, F_REQUIRED, ex, doc}
+#define INT(n, f, d, lo, hi, doc) \
+  {n, K_INT, OFF(f), d, lo, hi, NULL, C_NONE, 0, NULL, doc}
+#define BOOL(n, f, d, doc) \
+  {n, K_BOOL, OFF(f), d, 0, 1, NULL, C_NONE, 0, NULL, doc}
+#define DUR(n, f, d, lo, hi, fl, doc) \
+  {n, K_DUR, OFF(f), d, lo, hi, NULL, C_NONE, fl, NULL, doc}
+#define SIZE(n, f, d, lo, hi, doc) \
+  {n, K_SIZE, OFF(f), d, lo, hi, NULL, C_NONE, 0, NULL, doc}
+#define ENUM(n, f, d, vals, doc) \
+  {n, K_ENUM, OFF(f), d, 0, 0, vals, C_NONE, 0, NULL, doc}
+#define LIST(n, f, d, doc) \
+  {n, K_LIST, OFF(f), d, 0, 0, NULL, C_NONE, 0, NULL, doc}
+#define TMPL(n, f, d, doc) \
+  {n, K_TMPL, OFF(f), d, 0, 0, NULL, C_NONE, 0, NULL, doc}
+#define TIME(n, f, doc) \
+  {n, K_TIME, OFF(f), "", 0, 0, NULL, C_NONE, 0, NULL, doc}
+
+static const char *const s_positions[] = {"TRIM_HORIZON", "LATEST",
+                                          "AT_TIMESTAMP", NULL};
+static const char *const s_handlers[] = {"multilang", "lambda", "dynamodb",
+                                         "plugin", "stdout", NULL};
+static const char *const s_decodes[] = {"base64", "utf8", NULL};
+static const char *const s_writes[] = {"batch", "conditional", NULL};
+static const char *const s_levels[] = {"debug", "info", "warn", "error",
+                                       NULL};
+static const char *const s_formats[] = {"json", "text", NULL};
+
+/* Enum fields are written through an int pointer. */
+_Static_assert(sizeof(enum kcld_config_position) == sizeof(int), "enum");
+_Static_assert(sizeof(enum kcld_config_handler) == sizeof(int), "enum");
+_Static_assert(sizeof(enum kcld_config_decode) == sizeof(int), "enum");
+_Static_assert(sizeof(enum kcld_config_write) == sizeof(int), "enum");
+_Static_assert(sizeof(enum kcld_log_level) == sizeof(int), "enum");
+_Static_assert(sizeof(enum kcld_log_format) == sizeof(int), "enum");
+_Static_assert(KCLD_LOG_DEBUG == 0 && KCLD_LOG_INFO == 1 &&
+               KCLD_LOG_WARN == 2 && KCLD_LOG_ERROR == 3, "levels");
+_Static_assert(KCLD_LOG_JSON == 0 && KCLD_LOG_TEXT == 1, "formats");
+
+/* The order of rows is the order of the reference texts; the rows of one
+ * section stay together. */
+const struct kcld_config_key kcld_config_keys[] = {
+  REQ("application", application, C_NONEMPTY, "my-application",
+      "KCL applicationName: identifies the consumer group and names the "
+      "lease table"),
+  REQ("stream", stream, C_STREAM, "my-stream",
+      "stream name or ARN"),
+  STR("region", region, "", C_REGION, 0,
+      "AWS region; \"\" = AWS_REGION, AWS_DEFAULT_REGION, the profile, "
+      "then instance metadata"),
+  STR("endpoint", endpoint, "", C_URL, 0,
+      "one base URL for every service (LocalStack: http://localhost:4566); "
+      "\"\" = AWS"),
+  STR("worker_id", worker_id, "", C_PRINTABLE, 0,
+      "lease owner name of this process; \"\" = hostname:pid"),
+  ENUM("starting_position", starting_position, "TRIM_HORIZON", s_positions,
+       "where a shard without a checkpoint starts"),
+  TIME("starting_timestamp", starting_timestamp_ms,
+       "with AT_TIMESTAMP: RFC 3339 time or epoch seconds"),
+  DUR("shutdown_timeout", shutdown_timeout_ms, "30s", 0, HOUR, 0,
+      "on SIGTERM, how long work in flight may take to finish"),
+  INT("workers", workers, "0", 0, 1024,
+      "worker pool threads for CPU-heavy work; 0 = number of CPUs"),
+
+  STR("endpoints.kinesis", endpoints.kinesis, "", C_URL, 0,
+      "Kinesis base URL; wins over endpoint and AWS_ENDPOINT_URL_KINESIS"),
+  STR("endpoints.dynamodb", endpoints.dynamodb, "", C_URL, 0,
+      "DynamoDB base URL; wins over endpoint and AWS_ENDPOINT_URL_DYNAMODB"),
+  STR("endpoints.sqs", endpoints.sqs, "", C_URL, 0,
+      "SQS base URL; wins over endpoint and AWS_ENDPOINT_URL_SQS"),
+
+  STR("credentials.profile", credentials.profile, "", C_TOKEN, 0,
+      "shared config/credentials profile; \"\" = AWS_PROFILE or default"),
+  STR("credentials.access_key_id", credentials.access_key_id, "", C_TOKEN, 0,
+      "explicit access key id; \"\" = the AWS SDK provider chain"),
+  STR("credentials.secret_access_key", credentials.secret_access_key, "",
+      C_TOKEN, F_SECRET,
+      "explicit secret access key (secret: never printed)"),
+  STR("credentials.session_token", credentials.session_token, "", C_TOKEN,
+      F_SECRET, "session token of temporary explicit keys (secret)"),
+
+  STR("http.ca_file", http.ca_file, "", C_FILE, 0,
+      "CA bundle for TLS verification; \"\" = the system's"),
+  DUR("http.connect_timeout", http.connect_timeout_ms, "5s", 100, 5 * MIN, 0,
+      "connect timeout per request"),
+  DUR("http.timeout", http.timeout_ms, "30s", SEC, HOUR, 0,
+      "total time per request attempt"),
+  INT("http.max_attempts", http.max_attempts, "3", 1, 20,
+      "attempts per AWS call, the first included; SDK standard retry mode"),
+
+  STR("lease.table", lease.table, "", C_TABLE, 0,
+      "lease table name; \"\" = application"),
+  DUR("lease.failover_time", lease.failover_ms, "10s", SEC, HOUR, 0,
+      "KCL failoverTimeMillis: a lease not renewed this long has expired"),
+  DUR("lease.take_interval", lease.take_interval_ms, "", SEC, HOUR, F_EMPTY,
+      "how often to take and steal leases; \"\" = 2 x failover_time"),
+  INT("lease.max_leases", lease.max_leases, "0", 0, 100000,
+      "KCL maxLeasesForWorker; 0 = no cap"),
+  INT("lease.max_steal", lease.max_steal, "1", 0, 1000,
+      "KCL maxLeasesToStealAtOneTime; 0 = never steal"),
+  DUR("lease.shard_sync_interval", lease.shard_sync_interval_ms, "60s", SEC,
+      DAY, 0, "how often to list shards and add leases for new ones"),
+  DUR("lease.cleanup_delay", lease.cleanup_delay_ms, "5m", 0, 7 * DAY, 0,
+      "grace before the leases of finished shards are deleted"),
+
+  INT("fetch.max_records", fetch.max_records, "10000", 1, 10000,
+      "KCL maxRecords: records per GetRecords call"),
+  DUR("fetch.idle_time", fetch.idle_time_ms, "1s", 200, 5 * MIN, 0,
+      "KCL idleTimeBetweenReadsInMillis: wait after an empty read"),
+  SIZE("fetch.max_buffered_bytes", fetch.max_buffered_bytes, "8MiB",
+       64 * KIB, GIB, "prefetched record bytes held per shard"),
+
+  DUR("checkpoint.interval", checkpoint.interval_ms, "0s", 0, HOUR, 0,
+      "coalesce checkpoint writes; 0 = after every batch"),
+
+  INT("batch.size", batch.size, "100", 1, 10000,
+      "Lambda BatchSize: records per handler call"),
+  DUR("batch.window", batch.window_ms, "0s", 0, 300 * SEC, 0,
+      "Lambda MaximumBatchingWindowInSeconds: wait to fill a batch"),
+  INT("batch.parallelization_factor", batch.parallelization_factor, "1", 1,
+      10, "Lambda ParallelizationFactor: concurrent batches per shard, "
+      "split by key hash"),
+
+  INT("retry.max_retry_attempts", retry.max_retry_attempts, "3", -1, 10000,
+      "Lambda MaximumRetryAttempts: retries after the first; -1 = until "
+      "the record ages out"),
+  BOOL("retry.bisect_on_error", retry.bisect_on_error, "true",
+       "Lambda BisectBatchOnFunctionError: split a failing batch in halves"),
+  DUR("retry.max_record_age", retry.max_record_age_ms, "-1", MIN, 7 * DAY,
+      F_MINUS1, "Lambda MaximumRecordAgeInSeconds: older records are not "
+      "retried; -1 = no limit"),
+  DUR("retry.backoff_base", retry.backoff_base_ms, "100ms", 1, HOUR, 0,
+      "first retry delay; doubles per retry, with jitter"),
+  DUR("retry.backoff_max", retry.backoff_max_ms, "30s", 1, HOUR, 0,
+      "longest retry delay"),
+
+  STR("on_failure.sqs", on_failure.sqs, "", C_URL, 0,
+      "dead-letter SQS queue URL; \"\" = none (log, count and move on)"),
+  BOOL("on_failure.include_records", on_failure.include_records, "true",
+       "put the failed records themselves in the dead-letter message"),
+  BOOL("on_failure.block", on_failure.block, "false",
+       "never skip a failing record: stop the shard and keep retrying"),
+
+  ENUM("handler.type", handler.type, "stdout", s_handlers,
+       "how records are handled"),
+  LIST("handler.command", handler.command, "[]",
+       "multilang, lambda: the child's argv (a list, or a string split on "
+       "spaces)"),
+  DUR("handler.timeout", handler.timeout_ms, "5m", SEC, DAY, 0,
+      "a batch not answered within this time has failed"),
+  INT("handler.concurrency", handler.concurrency, "1", 1, 1024,
+      "lambda: child processes serving batches of different shards"),
+  STR("handler.path", handler.path, "", C_NONE, 0,
+      "stdout: output file (\"\" = standard output); plugin: the .so"),
+  ENUM("handler.decode", handler.decode, "base64", s_decodes,
+       "stdout: record data as base64, or as UTF-8 text"),
+  STR("handler.table", handler.table, "", C_TABLE, 0,
+      "dynamodb: the table items are written to"),
+  TMPL("handler.key.pk", handler.key.pk, "${partitionKey}",
+       "dynamodb: partition key template over record fields"),
+  TMPL("handler.key.sk", handler.key.sk,
+       "${sequenceNumber}#${subSequenceNumber}",
+       "dynamodb: sort key template; \"\" = the table has no sort key"),
+  ENUM("handler.write", handler.write, "batch", s_writes,
+       "dynamodb: BatchWriteItem, or conditional PutItem"),
+  DUR("handler.ttl", handler.ttl_ms, "", 0, 3650 * DAY, F_EMPTY,
+      "dynamodb: ttl attribute = processing time + this; \"\" = none"),
+
+  STR("metrics.listen", metrics.listen, "127.0.0.1:9464", C_HOSTPORT, 0,
+      "host:port of /metrics and /healthz; \"\" disables"),
+  STR("metrics.emf", metrics.emf, "", C_NONE, 0,
+      "file for CloudWatch Embedded Metric Format lines; \"\" = none"),
+
+  ENUM("log.level", log.level, "info", s_levels,
+       "lowest level logged; each -v goes one lower"),
+  ENUM("log.format", log.format, "json", s_formats,
+       "json lines, or text for people"),
+};
+
+const size_t kcld_config_nkeys =
+  sizeof(kcld_config_keys) / sizeof(kcld_config_keys[0]);
+
+const struct kcld_config_section kcld_config_sections[] = {
+  {"endpoints", "per-service endpoint overrides"},
+  {"credentials", "explicit credentials; default: the AWS SDK chain"},
+  {"http", "the HTTP client every AWS call shares"},
+  {"lease", "leases in the KCL-compatible DynamoDB lease table"},
+  {"fetch", "reading records from shards"},
+  {"checkpoint", "checkpoint writes to the lease table"},
+  {"batch", "batches handed to the handler"},
+  {"retry", "failure policy: retries, bisection, record age"},
+  {"on_failure", "where records that exhaust their retries go"},
+  {"handler", "what handles the records"},
+  {"handler.key", "dynamodb: item key templates"},
+  {"metrics", "Prometheus metrics and health"},
+  {"log", "logging (stderr)"},
+};
+const size_t kcld_config_nsections =
+  sizeof(kcld_config_sections) / sizeof(kcld_config_sections[0]);
+
+int kcld_config_key_index(const char *name)
+{
+  for (size_t i = 0; i < kcld_config_nkeys; i++)
+    if (strcmp(kcld_config_keys[i].name, name) == 0)
+      return (int)i;
+  return -1;
+}
+
+const char *kcld_config_key_section_doc(const char *name, size_t len)
+{
+  for (size_t i = 0; i < kcld_config_nsections; i++)
+    if (strlen(kcld_config_sections[i].name) == len &&
+        strncmp(kcld_config_sections[i].name, name, len) == 0)
+      return kcld_config_sections[i].doc;
+  return "";
+}
+
+int kcld_config_key_is_section(const char *name)
+{
+  size_t n = strlen(name);
+  for (size_t i = 0; i < kcld_config_nkeys; i++)
+    if (strncmp(kcld_config_keys[i].name, name, n) == 0 &&
+        kcld_config_keys[i].name[n] == '.')
+      return 1;
+  return 0;
+}
+
+const char *kcld_config_key_enum_name(const char *name, int v)
+{
+  int i = kcld_config_key_index(name);
+  return kcld_config_keys[i].values[v];
+}

@@ -226,6 +226,10 @@ int kcld_config_from_settings(const char *name,
  * a no-op. */
 void kcld_config_free(struct kcld_config *cfg);
 
+/* True when key `name` (dotted) can change in a running kcld; false for
+ * keys that need a restart and for unknown names. */
+bool kcld_config_key_live(const char *name);
+
 /* The base URL to send `svc` requests to, first that is set:
  * endpoints.<svc>, endpoint, $AWS_ENDPOINT_URL_<SVC>, $AWS_ENDPOINT_URL.
  * The variables are ignored when AWS_IGNORE_CONFIGURED_ENDPOINT_URLS is

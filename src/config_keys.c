@@ -11,22 +11,22 @@
   {n, K_STR, OFF(f), d, 0, 0, NULL, chk, fl, NULL, doc}
 #define REQ(n, f, chk, ex, doc) \
   {n, K_STR, OFF(f), NULL, 0, 0, NULL, chk, F_REQUIRED, ex, doc}
-#define INT(n, f, d, lo, hi, doc) \
-  {n, K_INT, OFF(f), d, lo, hi, NULL, C_NONE, 0, NULL, doc}
-#define BOOL(n, f, d, doc) \
-  {n, K_BOOL, OFF(f), d, 0, 1, NULL, C_NONE, 0, NULL, doc}
+#define INT(n, f, d, lo, hi, fl, doc) \
+  {n, K_INT, OFF(f), d, lo, hi, NULL, C_NONE, fl, NULL, doc}
+#define BOOL(n, f, d, fl, doc) \
+  {n, K_BOOL, OFF(f), d, 0, 1, NULL, C_NONE, fl, NULL, doc}
 #define DUR(n, f, d, lo, hi, fl, doc) \
   {n, K_DUR, OFF(f), d, lo, hi, NULL, C_NONE, fl, NULL, doc}
-#define SIZE(n, f, d, lo, hi, doc) \
-  {n, K_SIZE, OFF(f), d, lo, hi, NULL, C_NONE, 0, NULL, doc}
-#define ENUM(n, f, d, vals, doc) \
-  {n, K_ENUM, OFF(f), d, 0, 0, vals, C_NONE, 0, NULL, doc}
-#define LIST(n, f, d, doc) \
-  {n, K_LIST, OFF(f), d, 0, 0, NULL, C_NONE, 0, NULL, doc}
-#define TMPL(n, f, d, doc) \
-  {n, K_TMPL, OFF(f), d, 0, 0, NULL, C_NONE, 0, NULL, doc}
-#define TIME(n, f, doc) \
-  {n, K_TIME, OFF(f), "", 0, 0, NULL, C_NONE, 0, NULL, doc}
+#define SIZE(n, f, d, lo, hi, fl, doc) \
+  {n, K_SIZE, OFF(f), d, lo, hi, NULL, C_NONE, fl, NULL, doc}
+#define ENUM(n, f, d, vals, fl, doc) \
+  {n, K_ENUM, OFF(f), d, 0, 0, vals, C_NONE, fl, NULL, doc}
+#define LIST(n, f, d, fl, doc) \
+  {n, K_LIST, OFF(f), d, 0, 0, NULL, C_NONE, fl, NULL, doc}
+#define TMPL(n, f, d, fl, doc) \
+  {n, K_TMPL, OFF(f), d, 0, 0, NULL, C_NONE, fl, NULL, doc}
+#define TIME(n, f, fl, doc) \
+  {n, K_TIME, OFF(f), "", 0, 0, NULL, C_NONE, fl, NULL, doc}
 
 static const char *const s_positions[] = {"TRIM_HORIZON", "LATEST",
                                           "AT_TIMESTAMP", NULL};
@@ -65,13 +65,13 @@ const struct kcld_config_key kcld_config_keys[] = {
       "\"\" = AWS"),
   STR("worker_id", worker_id, "", C_PRINTABLE, 0,
       "lease owner name of this process; \"\" = hostname:pid"),
-  ENUM("starting_position", starting_position, "TRIM_HORIZON", s_positions,
+  ENUM("starting_position", starting_position, "TRIM_HORIZON", s_positions, 0,
        "where a shard without a checkpoint starts"),
-  TIME("starting_timestamp", starting_timestamp_ms,
+  TIME("starting_timestamp", starting_timestamp_ms, 0,
        "with AT_TIMESTAMP: RFC 3339 time or epoch seconds"),
   DUR("shutdown_timeout", shutdown_timeout_ms, "30s", 0, HOUR, 0,
       "on SIGTERM, how long work in flight may take to finish"),
-  INT("workers", workers, "0", 0, 1024,
+  INT("workers", workers, "0", 0, 1024, 0,
       "worker pool threads for CPU-heavy work; 0 = number of CPUs"),
 
   STR("endpoints.kinesis", endpoints.kinesis, "", C_URL, 0,
@@ -97,7 +97,7 @@ const struct kcld_config_key kcld_config_keys[] = {
       "connect timeout per request"),
   DUR("http.timeout", http.timeout_ms, "30s", SEC, HOUR, 0,
       "total time per request attempt"),
-  INT("http.max_attempts", http.max_attempts, "3", 1, 20,
+  INT("http.max_attempts", http.max_attempts, "3", 1, 20, 0,
       "attempts per AWS call, the first included; SDK standard retry mode"),
 
   STR("lease.table", lease.table, "", C_TABLE, 0,
@@ -106,74 +106,77 @@ const struct kcld_config_key kcld_config_keys[] = {
       "KCL failoverTimeMillis: a lease not renewed this long has expired"),
   DUR("lease.take_interval", lease.take_interval_ms, "", SEC, HOUR, F_EMPTY,
       "how often to take and steal leases; \"\" = 2 x failover_time"),
-  INT("lease.max_leases", lease.max_leases, "0", 0, 100000,
+  INT("lease.max_leases", lease.max_leases, "0", 0, 100000, 0,
       "KCL maxLeasesForWorker; 0 = no cap"),
-  INT("lease.max_steal", lease.max_steal, "1", 0, 1000,
+  INT("lease.max_steal", lease.max_steal, "1", 0, 1000, 0,
       "KCL maxLeasesToStealAtOneTime; 0 = never steal"),
   DUR("lease.shard_sync_interval", lease.shard_sync_interval_ms, "60s", SEC,
       DAY, 0, "how often to list shards and add leases for new ones"),
   DUR("lease.cleanup_delay", lease.cleanup_delay_ms, "5m", 0, 7 * DAY, 0,
       "grace before the leases of finished shards are deleted"),
 
-  INT("fetch.max_records", fetch.max_records, "10000", 1, 10000,
+  INT("fetch.max_records", fetch.max_records, "10000", 1, 10000, F_LIVE,
       "KCL maxRecords: records per GetRecords call"),
-  DUR("fetch.idle_time", fetch.idle_time_ms, "1s", 200, 5 * MIN, 0,
+  DUR("fetch.idle_time", fetch.idle_time_ms, "1s", 200, 5 * MIN, F_LIVE,
       "KCL idleTimeBetweenReadsInMillis: wait after an empty read"),
   SIZE("fetch.max_buffered_bytes", fetch.max_buffered_bytes, "8MiB",
-       64 * KIB, GIB, "prefetched record bytes held per shard"),
+       64 * KIB, GIB, 0, "prefetched record bytes held per shard"),
 
   DUR("checkpoint.interval", checkpoint.interval_ms, "0s", 0, HOUR, 0,
       "coalesce checkpoint writes; 0 = after every batch"),
 
-  INT("batch.size", batch.size, "100", 1, 10000,
+  INT("batch.size", batch.size, "100", 1, 10000, F_LIVE,
       "Lambda BatchSize: records per handler call"),
-  DUR("batch.window", batch.window_ms, "0s", 0, 300 * SEC, 0,
+  DUR("batch.window", batch.window_ms, "0s", 0, 300 * SEC, F_LIVE,
       "Lambda MaximumBatchingWindowInSeconds: wait to fill a batch"),
   INT("batch.parallelization_factor", batch.parallelization_factor, "1", 1,
-      10, "Lambda ParallelizationFactor: concurrent batches per shard, "
-      "split by key hash"),
+      10, F_LIVE,
+      "Lambda ParallelizationFactor: concurrent batches per shard, split by "
+      "key hash"),
 
   INT("retry.max_retry_attempts", retry.max_retry_attempts, "3", -1, 10000,
-      "Lambda MaximumRetryAttempts: retries after the first; -1 = until "
-      "the record ages out"),
-  BOOL("retry.bisect_on_error", retry.bisect_on_error, "true",
+      F_LIVE,
+      "Lambda MaximumRetryAttempts: retries after the first; -1 = until the "
+      "record ages out"),
+  BOOL("retry.bisect_on_error", retry.bisect_on_error, "true", F_LIVE,
        "Lambda BisectBatchOnFunctionError: split a failing batch in halves"),
   DUR("retry.max_record_age", retry.max_record_age_ms, "-1", MIN, 7 * DAY,
-      F_MINUS1, "Lambda MaximumRecordAgeInSeconds: older records are not "
-      "retried; -1 = no limit"),
-  DUR("retry.backoff_base", retry.backoff_base_ms, "100ms", 1, HOUR, 0,
+      F_MINUS1 | F_LIVE,
+      "Lambda MaximumRecordAgeInSeconds: older records are not retried; -1 "
+      "= no limit"),
+  DUR("retry.backoff_base", retry.backoff_base_ms, "100ms", 1, HOUR, F_LIVE,
       "first retry delay; doubles per retry, with jitter"),
-  DUR("retry.backoff_max", retry.backoff_max_ms, "30s", 1, HOUR, 0,
+  DUR("retry.backoff_max", retry.backoff_max_ms, "30s", 1, HOUR, F_LIVE,
       "longest retry delay"),
 
-  STR("on_failure.sqs", on_failure.sqs, "", C_URL, 0,
+  STR("on_failure.sqs", on_failure.sqs, "", C_URL, F_LIVE,
       "dead-letter SQS queue URL; \"\" = none (log, count and move on)"),
   BOOL("on_failure.include_records", on_failure.include_records, "true",
-       "put the failed records themselves in the dead-letter message"),
-  BOOL("on_failure.block", on_failure.block, "false",
+       F_LIVE, "put the failed records themselves in the dead-letter message"),
+  BOOL("on_failure.block", on_failure.block, "false", F_LIVE,
        "never skip a failing record: stop the shard and keep retrying"),
 
-  ENUM("handler.type", handler.type, "stdout", s_handlers,
+  ENUM("handler.type", handler.type, "stdout", s_handlers, 0,
        "how records are handled"),
-  LIST("handler.command", handler.command, "[]",
+  LIST("handler.command", handler.command, "[]", 0,
        "multilang, lambda: the child's argv (a list, or a string split on "
        "spaces)"),
   DUR("handler.timeout", handler.timeout_ms, "5m", SEC, DAY, 0,
       "a batch not answered within this time has failed"),
-  INT("handler.concurrency", handler.concurrency, "1", 1, 1024,
+  INT("handler.concurrency", handler.concurrency, "1", 1, 1024, 0,
       "lambda: child processes serving batches of different shards"),
   STR("handler.path", handler.path, "", C_NONE, 0,
       "stdout: output file (\"\" = standard output); plugin: the .so"),
-  ENUM("handler.decode", handler.decode, "base64", s_decodes,
+  ENUM("handler.decode", handler.decode, "base64", s_decodes, 0,
        "stdout: record data as base64, or as UTF-8 text"),
   STR("handler.table", handler.table, "", C_TABLE, 0,
       "dynamodb: the table items are written to"),
-  TMPL("handler.key.pk", handler.key.pk, "${partitionKey}",
+  TMPL("handler.key.pk", handler.key.pk, "${partitionKey}", 0,
        "dynamodb: partition key template over record fields"),
   TMPL("handler.key.sk", handler.key.sk,
-       "${sequenceNumber}#${subSequenceNumber}",
+       "${sequenceNumber}#${subSequenceNumber}", 0,
        "dynamodb: sort key template; \"\" = the table has no sort key"),
-  ENUM("handler.write", handler.write, "batch", s_writes,
+  ENUM("handler.write", handler.write, "batch", s_writes, 0,
        "dynamodb: BatchWriteItem, or conditional PutItem"),
   DUR("handler.ttl", handler.ttl_ms, "", 0, 3650 * DAY, F_EMPTY,
       "dynamodb: ttl attribute = processing time + this; \"\" = none"),
@@ -183,9 +186,9 @@ const struct kcld_config_key kcld_config_keys[] = {
   STR("metrics.emf", metrics.emf, "", C_NONE, 0,
       "file for CloudWatch Embedded Metric Format lines; \"\" = none"),
 
-  ENUM("log.level", log.level, "info", s_levels,
+  ENUM("log.level", log.level, "info", s_levels, F_LIVE,
        "lowest level logged; each -v goes one lower"),
-  ENUM("log.format", log.format, "json", s_formats,
+  ENUM("log.format", log.format, "json", s_formats, F_LIVE,
        "json lines, or text for people"),
 };
 
@@ -241,4 +244,10 @@ const char *kcld_config_key_enum_name(const char *name, int v)
 {
   int i = kcld_config_key_index(name);
   return kcld_config_keys[i].values[v];
+}
+
+bool kcld_config_key_live(const char *name)
+{
+  int i = kcld_config_key_index(name);
+  return i >= 0 && (kcld_config_keys[i].flags & F_LIVE);
 }

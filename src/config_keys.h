@@ -8,8 +8,10 @@
  * texts (conf/kcld.yaml, docs/configuration.md) walk it.
  *
  * Adding a key: a field in struct kcld_config (config.h), a row in
- * config_keys.c (in the section it belongs to), then regenerate the
- * reference texts (`kcld config-reference yaml|markdown`). */
+ * config_keys.c (in the section it belongs to; every row macro takes the
+ * flags before the doc: F_LIVE when the running daemon applies a new value
+ * on reload, else 0), then regenerate the reference texts (`kcld
+ * config-reference yaml|markdown`). */
 #ifndef KCLD_CONFIG_KEYS_H
 #define KCLD_CONFIG_KEYS_H
 
@@ -47,6 +49,8 @@ enum kcheck {
 #define F_SECRET 0x2u   /* value never printed */
 #define F_MINUS1 0x4u   /* -1 ("none") allowed besides min..max */
 #define F_EMPTY 0x8u    /* "" allowed: stored as 0, meaning "not set" */
+#define F_LIVE 0x10u    /* may change in a running kcld (reload): without
+                           it, a change needs a restart */
 
 struct kcld_config_key {
   const char *name;          /* dotted path */

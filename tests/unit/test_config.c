@@ -950,6 +950,31 @@ static void test_secrets_never_shown(void **state)
   free(errs);
 }
 
+/* The keys a running kcld may change on reload, and only those. */
+static void test_live_keys(void **state)
+{
+  (void)state;
+  static const char *const live[] = {
+    "log.level", "log.format", "batch.size", "batch.window",
+    "batch.parallelization_factor", "retry.max_retry_attempts",
+    "retry.bisect_on_error", "retry.max_record_age", "retry.backoff_base",
+    "retry.backoff_max", "on_failure.sqs", "on_failure.include_records",
+    "on_failure.block", "fetch.idle_time", "fetch.max_records"};
+  static const char *const restart[] = {
+    "application", "stream", "region", "endpoint", "endpoints.kinesis",
+    "credentials.profile", "http.timeout", "worker_id", "shutdown_timeout",
+    "workers", "lease.table", "lease.failover_time",
+    "fetch.max_buffered_bytes", "checkpoint.interval", "handler.type",
+    "handler.command", "handler.timeout", "metrics.listen", "no.such.key",
+    "batch", ""};
+  for (size_t i = 0; i < sizeof(live) / sizeof(live[0]); i++)
+    if (!kcld_config_key_live(live[i]))
+      fail_msg("%s is not live", live[i]);
+  for (size_t i = 0; i < sizeof(restart) / sizeof(restart[0]); i++)
+    if (kcld_config_key_live(restart[i]))
+      fail_msg("%s is live", restart[i]);
+}
+
 static void test_load_errors(void **state)
 {
   (void)state;
@@ -983,6 +1008,7 @@ int main(void)
     cmocka_unit_test(test_full_file_round_trip),
     cmocka_unit_test(test_secrets_never_shown),
     cmocka_unit_test(test_load_errors),
+    cmocka_unit_test(test_live_keys),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }

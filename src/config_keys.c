@@ -69,7 +69,7 @@ const struct kcld_config_key kcld_config_keys[] = {
        "where a shard without a checkpoint starts"),
   TIME("starting_timestamp", starting_timestamp_ms, 0,
        "with AT_TIMESTAMP: RFC 3339 time or epoch seconds"),
-  DUR("shutdown_timeout", shutdown_timeout_ms, "30s", 0, HOUR, 0,
+  DUR("shutdown_timeout", shutdown_timeout_ms, "20s", 0, HOUR, 0,
       "on SIGTERM, how long work in flight may take to finish"),
   INT("workers", workers, "0", 0, 1024, 0,
       "worker pool threads for CPU-heavy work; 0 = number of CPUs"),

@@ -443,7 +443,7 @@ static void test_defaults(void **state)
   assert_string_equal(cfg->worker_id, wid);
   assert_int_equal(cfg->starting_position, KCLD_CONFIG_POS_TRIM_HORIZON);
   assert_int_equal(cfg->starting_timestamp_ms, -1);
-  assert_int_equal(cfg->shutdown_timeout_ms, 30000);
+  assert_int_equal(cfg->shutdown_timeout_ms, 20000);
   assert_int_equal(cfg->workers, 0);
   assert_string_equal(cfg->lease.table, "orders");
   assert_int_equal(cfg->lease.failover_ms, 10000);

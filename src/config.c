@@ -34,7 +34,12 @@ struct kstate {
   int set, bad;
   size_t line, col;          /* of the value, 1-based */
   size_t key_line;           /* of the key */
+  const char *label;         /* a setting's name in messages; NULL = key */
 };
+
+/* Errors kept per file: the walk stops at this many, so that a hostile
+ * file of many bad keys costs little. */
+#define ERR_KEEP 1000
 
 struct ctx {
   const char *file;
@@ -47,6 +52,7 @@ struct ctx {
   struct kstate *st;         /* one per key row */
   struct perr *errs;
   size_t nerr, cap;
+  int truncated;             /* more than ERR_KEEP errors: checking stopped */
   int oom;
 };
 
@@ -59,8 +65,10 @@ static void add_err(struct ctx *c, size_t line, size_t col, const char *key,
   char msg[1024];
   int k;
   va_list ap;
-  if (c->nerr >= 1000)
+  if (c->nerr >= ERR_KEEP) {
+    c->truncated = 1;
     return;
+  }
   if (key)
     k = snprintf(msg, sizeof(msg), "%s:%zu:%zu: %s: ", c->file, line, col,
                  key);
@@ -111,7 +119,10 @@ static char *errors_text(struct ctx *c)
   qsort(c->errs, c->nerr, sizeof(*c->errs), perr_cmp);
   for (size_t i = 0; i < c->nerr && i < KCLD_CONFIG_MAX_ERRORS; i++)
     fprintf(f, "%s\n", c->errs[i].msg);
-  if (c->nerr > KCLD_CONFIG_MAX_ERRORS)
+  if (c->truncated)
+    fprintf(f, "%s: %zu more errors not shown; checking stopped after %d\n",
+            c->file, c->nerr - KCLD_CONFIG_MAX_ERRORS, ERR_KEEP);
+  else if (c->nerr > KCLD_CONFIG_MAX_ERRORS)
     fprintf(f, "%s: %zu more errors not shown\n", c->file,
             c->nerr - KCLD_CONFIG_MAX_ERRORS);
   if (fclose(f) != 0) {
@@ -359,7 +370,8 @@ static void walk_map(struct ctx *c, const yaml_node_t *map,
 {
   yaml_node_pair_t *start = map->data.mapping.pairs.start;
   yaml_node_pair_t *top = map->data.mapping.pairs.top;
-  for (yaml_node_pair_t *p = start; p < top && !c->oom; p++) {
+  for (yaml_node_pair_t *p = start; p < top && !c->oom && !c->truncated;
+       p++) {
     yaml_node_t *kn = yaml_document_get_node(c->doc, p->key);
     yaml_node_t *vn = yaml_document_get_node(c->doc, p->value);
     char full[256], hint[160];
@@ -603,6 +615,20 @@ static void finish(struct ctx *c)
 
 /* ======== Loading ======== */
 
+/* 1-based line and column of byte offset `off` of the text. */
+static void offset_pos(const struct ctx *c, size_t off, size_t *line,
+                       size_t *col)
+{
+  size_t l = 0;
+  while (l + 1 < c->nlines && c->lines[l + 1] <= off)
+    l++;
+  *line = l + 1;
+  *col = 1;
+  for (size_t o = c->lines[l]; o < off && o < c->len; o++)
+    if ((c->src[o] & 0xc0) != 0x80)
+      (*col)++;
+}
+
 static void syntax_error(struct ctx *c, const yaml_parser_t *p)
 {
   size_t line, col;
@@ -612,14 +638,7 @@ static void syntax_error(struct ctx *c, const yaml_parser_t *p)
   }
   if (p->error == YAML_READER_ERROR) {
     /* Only a byte offset; never print the byte (it may be a secret's). */
-    size_t off = p->problem_offset, l = 0;
-    while (l + 1 < c->nlines && c->lines[l + 1] <= off)
-      l++;
-    line = l + 1;
-    col = 1;
-    for (size_t o = c->lines[l]; o < off && o < c->len; o++)
-      if ((c->src[o] & 0xc0) != 0x80)
-        col++;
+    offset_pos(c, p->problem_offset, &line, &col);
     add_err(c, line, col, NULL, "YAML error: %s",
             p->problem ? p->problem : "cannot read the text");
     return;
@@ -653,92 +672,188 @@ static void wipe_parser(yaml_parser_t *p)
                     (size_t)(p->buffer.end - p->buffer.start));
 }
 
+/* Refuses a text over KCLD_CONFIG_MAX_BYTES, or nested deeper than
+ * KCLD_CONFIG_MAX_DEPTH, before any document is built: libyaml's event
+ * stream holds state in proportion to the depth, and is stopped at the
+ * first event past the limit (building the document of a deep text, and
+ * scanning it whole, take time that grows with the square of the depth).
+ * Returns 1 when the text is refused (reported), else 0; a syntax error is
+ * left to the loader, which reports it. */
+static int over_limits(struct ctx *c)
+{
+  yaml_parser_t p;
+  yaml_event_t ev;
+  int depth = 0, refused = 0, end = 0;
+  size_t line, col;
+  if (c->len > KCLD_CONFIG_MAX_BYTES) {
+    offset_pos(c, KCLD_CONFIG_MAX_BYTES, &line, &col);
+    add_err(c, line, col, NULL,
+            "the file is larger than 1MiB, the limit for a configuration "
+            "file");
+    return 1;
+  }
+  if (!yaml_parser_initialize(&p)) {
+    c->oom = 1;
+    return 1;
+  }
+  yaml_parser_set_input_string(&p, c->src, c->len);
+  while (!end && !refused && yaml_parser_parse(&p, &ev)) {
+    if (ev.type == YAML_SEQUENCE_START_EVENT ||
+        ev.type == YAML_MAPPING_START_EVENT) {
+      if (++depth > KCLD_CONFIG_MAX_DEPTH) {
+        add_err(c, ev.start_mark.line + 1, ev.start_mark.column + 1, NULL,
+                "nested deeper than %d levels, the limit for a "
+                "configuration file",
+                KCLD_CONFIG_MAX_DEPTH);
+        refused = 1;
+      }
+    } else if (ev.type == YAML_SEQUENCE_END_EVENT ||
+               ev.type == YAML_MAPPING_END_EVENT) {
+      depth--;
+    } else if (ev.type == YAML_SCALAR_EVENT) {
+      OPENSSL_cleanse(ev.data.scalar.value, ev.data.scalar.length);
+    }
+    end = ev.type == YAML_STREAM_END_EVENT;
+    yaml_event_delete(&ev);
+  }
+  if (p.error == YAML_MEMORY_ERROR) {
+    c->oom = 1;
+    refused = 1;
+  }
+  wipe_parser(&p);
+  yaml_parser_delete(&p);
+  return refused;
+}
+
+/* Builds the document of c->src and walks it into c->cfg; errors go to c.
+ * Returns 0 or KCLD_ENOMEM. */
+static int load_document(struct ctx *c)
+{
+  yaml_parser_t parser;
+  yaml_document_t doc, next;
+  if (!yaml_parser_initialize(&parser))
+    return KCLD_ENOMEM;
+  yaml_parser_set_input_string(&parser, c->src, c->len);
+  if (!yaml_parser_load(&parser, &doc)) {
+    syntax_error(c, &parser);
+    goto done;
+  }
+  c->doc = &doc;
+  yaml_node_t *root = yaml_document_get_root_node(&doc);
+  if (root && root->type == YAML_MAPPING_NODE)
+    walk_map(c, root, NULL);
+  else if (root && !is_null_scalar(root))
+    err_node(c, root, NULL,
+             "expected a mapping of keys at the top level, got %s",
+             node_kind(root));
+  if (root && !yaml_parser_load(&parser, &next)) {
+    syntax_error(c, &parser);
+  } else if (root) {
+    yaml_node_t *again = yaml_document_get_root_node(&next);
+    if (again)
+      err_node(c, again, NULL,
+               "only one YAML document is allowed in the file");
+    wipe_document(&next);
+    yaml_document_delete(&next);
+  }
+  if (!c->oom && !c->truncated)
+    finish(c);
+  c->doc = NULL;
+  wipe_document(&doc);
+  yaml_document_delete(&doc);
+done:
+  wipe_parser(&parser);
+  yaml_parser_delete(&parser);
+  return c->oom ? KCLD_ENOMEM : 0;
+}
+
+/* Starts a parse of the config called `name`: the defaults applied. */
+static int ctx_init(struct ctx *c, const char *name,
+                    struct kcld_config **out, char **errors)
+{
+  memset(c, 0, sizeof(*c));
+  *out = NULL;
+  if (errors)
+    *errors = NULL;
+  c->file = name;
+  c->cfg = calloc(1, sizeof(*c->cfg));
+  c->st = calloc(kcld_config_nkeys, sizeof(*c->st));
+  if (!c->cfg || !c->st)
+    return KCLD_ENOMEM;
+  int rc = apply_defaults(c->cfg);
+  if (rc == 0 && kcld_config_value_set(&c->cfg->path, name) != 0)
+    rc = KCLD_ENOMEM;
+  return rc;
+}
+
+static void origin_free(struct kcld_config_origin *o)
+{
+  if (o)
+    for (size_t i = 0; i < kcld_config_nkeys; i++)
+      free(o[i].label);
+  free(o);
+}
+
+/* cfg->origin from the parse state; 0 or KCLD_ENOMEM. */
+static int keep_origin(struct ctx *c)
+{
+  struct kcld_config_origin *o = calloc(kcld_config_nkeys, sizeof(*o));
+  if (!o)
+    return KCLD_ENOMEM;
+  c->cfg->origin = o;
+  for (size_t i = 0; i < kcld_config_nkeys; i++) {
+    if (!c->st[i].set)
+      continue;
+    o[i].line = c->st[i].line;
+    o[i].col = c->st[i].col;
+    if (c->st[i].label && !(o[i].label = strdup(c->st[i].label)))
+      return KCLD_ENOMEM;
+  }
+  return 0;
+}
+
+/* Ends a parse begun by ctx_init(): rc (0 = as the errors say) becomes the
+ * result, with *out or *errors. */
+static int ctx_end(struct ctx *c, int rc, struct kcld_config **out,
+                   char **errors)
+{
+  if (rc == 0)
+    rc = c->oom ? KCLD_ENOMEM : c->nerr ? KCLD_ECONFIG : 0;
+  if (rc == 0)
+    rc = keep_origin(c);
+  if (rc == KCLD_ECONFIG && errors) {
+    *errors = errors_text(c);
+    if (!*errors)
+      rc = KCLD_ENOMEM;
+  }
+  if (rc == KCLD_ENOMEM && errors &&
+      asprintf(errors, "%s: out of memory\n", c->file) < 0)
+    *errors = NULL;
+  for (size_t i = 0; i < c->nerr; i++)
+    free(c->errs[i].msg);
+  free(c->errs);
+  free(c->lines);
+  free(c->st);
+  if (rc != 0)
+    kcld_config_free(c->cfg);
+  else
+    *out = c->cfg;
+  return rc;
+}
+
 int kcld_config_parse(const char *name, const char *text, size_t len,
                       struct kcld_config **out, char **errors)
 {
   struct ctx c;
-  yaml_parser_t parser;
-  yaml_document_t doc, next;
-  int have_parser = 0, have_doc = 0, rc;
-
-  memset(&c, 0, sizeof(c));
-  *out = NULL;
-  if (errors)
-    *errors = NULL;
-  c.file = name;
+  int rc = ctx_init(&c, name, out, errors);
   c.src = (const unsigned char *)text;
-  c.len = len;
-  c.cfg = calloc(1, sizeof(*c.cfg));
-  c.st = calloc(kcld_config_nkeys, sizeof(*c.st));
-  if (!c.cfg || !c.st || index_lines(&c) != 0) {
-    rc = KCLD_ENOMEM;
-    goto cleanup;
-  }
-  rc = apply_defaults(c.cfg);
-  if (rc == 0 && kcld_config_value_set(&c.cfg->path, name) != 0)
-    rc = KCLD_ENOMEM;
-  if (rc != 0)
-    goto cleanup;
-  if (!yaml_parser_initialize(&parser)) {
-    rc = KCLD_ENOMEM;
-    goto cleanup;
-  }
-  have_parser = 1;
-  yaml_parser_set_input_string(&parser, c.src, len);
-  if (!yaml_parser_load(&parser, &doc)) {
-    syntax_error(&c, &parser);
-  } else {
-    have_doc = 1;
-    c.doc = &doc;
-    yaml_node_t *root = yaml_document_get_root_node(&doc);
-    if (root && root->type == YAML_MAPPING_NODE)
-      walk_map(&c, root, NULL);
-    else if (root && !is_null_scalar(root))
-      err_node(&c, root, NULL,
-               "expected a mapping of keys at the top level, got %s",
-               node_kind(root));
-    if (root && !yaml_parser_load(&parser, &next)) {
-      syntax_error(&c, &parser);
-    } else if (root) {
-      yaml_node_t *again = yaml_document_get_root_node(&next);
-      if (again)
-        err_node(&c, again, NULL,
-                 "only one YAML document is allowed in the file");
-      wipe_document(&next);
-      yaml_document_delete(&next);
-    }
-    if (!c.oom)
-      finish(&c);
-  }
-  rc = c.oom ? KCLD_ENOMEM : c.nerr ? KCLD_ECONFIG : 0;
-
-cleanup:
-  if (have_doc) {
-    wipe_document(&doc);
-    yaml_document_delete(&doc);
-  }
-  if (have_parser) {
-    wipe_parser(&parser);
-    yaml_parser_delete(&parser);
-  }
-  if (rc == KCLD_ECONFIG && errors) {
-    *errors = errors_text(&c);
-    if (!*errors)
-      rc = KCLD_ENOMEM;
-  }
-  if (rc == KCLD_ENOMEM && errors && asprintf(errors, "%s: out of memory\n",
-                                              name) < 0)
-    *errors = NULL;
-  for (size_t i = 0; i < c.nerr; i++)
-    free(c.errs[i].msg);
-  free(c.errs);
-  free(c.lines);
-  free(c.st);
-  if (rc != 0)
-    kcld_config_free(c.cfg);
-  else
-    *out = c.cfg;
-  return rc;
+  /* Past the size limit only the limit's position matters. */
+  c.len = len > KCLD_CONFIG_MAX_BYTES ? KCLD_CONFIG_MAX_BYTES + 1 : len;
+  if (rc == 0)
+    rc = index_lines(&c);
+  if (rc == 0 && !over_limits(&c))
+    rc = load_document(&c);
+  return ctx_end(&c, rc, out, errors);
 }
 
 /* Settings by key name (kcld --properties): the same conversion, checks and
@@ -750,18 +865,7 @@ int kcld_config_from_settings(const char *name,
 {
   struct ctx c;
   char why[512];
-  int rc;
-
-  memset(&c, 0, sizeof(c));
-  *out = NULL;
-  if (errors)
-    *errors = NULL;
-  c.file = name;
-  c.cfg = calloc(1, sizeof(*c.cfg));
-  c.st = calloc(kcld_config_nkeys, sizeof(*c.st));
-  rc = c.cfg && c.st ? apply_defaults(c.cfg) : KCLD_ENOMEM;
-  if (rc == 0 && kcld_config_value_set(&c.cfg->path, name) != 0)
-    rc = KCLD_ENOMEM;
+  int rc = ctx_init(&c, name, out, errors);
   for (size_t i = 0; rc == 0 && i < n; i++) {
     const struct kcld_config_setting *s = &settings[i];
     const char *label = s->label ? s->label : s->key;
@@ -770,7 +874,7 @@ int kcld_config_from_settings(const char *name,
       add_err(&c, s->line, 1, label, "unknown setting %s", s->key);
       continue;
     }
-    c.st[k] = (struct kstate){1, 0, s->line, 1, s->line};
+    c.st[k] = (struct kstate){1, 0, s->line, 1, s->line, s->label};
     int r = kcld_config_value_store(&kcld_config_keys[k], c.cfg, s->value,
                                     why, sizeof(why));
     if (r == KCLD_ENOMEM)
@@ -782,81 +886,79 @@ int kcld_config_from_settings(const char *name,
   }
   if (rc == 0 && !c.oom)
     finish(&c);
-  if (rc == 0)
-    rc = c.oom ? KCLD_ENOMEM : c.nerr ? KCLD_ECONFIG : 0;
-  if (rc == KCLD_ECONFIG && errors) {
-    *errors = errors_text(&c);
-    if (!*errors)
-      rc = KCLD_ENOMEM;
+  return ctx_end(&c, rc, out, errors);
+}
+
+/* Reads the file at path, at most KCLD_CONFIG_MAX_BYTES + 1 bytes (enough
+ * to tell that it is too large).  Returns 0 and *text (*len bytes, NUL
+ * after them; to wipe and free), KCLD_EIO with errno, or KCLD_ENOMEM. */
+static int read_file(const char *path, char **text, size_t *len)
+{
+  const size_t max = KCLD_CONFIG_MAX_BYTES + 1;
+  FILE *f = fopen(path, "rb");
+  char *buf = NULL;
+  size_t n = 0, cap = 0;
+  int rc = 0;
+  if (!f)
+    return KCLD_EIO;
+  while (n < max) {
+    if (n + 4096 > cap) {
+      size_t ncap = cap ? cap * 2 : 16384;
+      char *b = malloc(ncap);
+      if (!b) {
+        rc = KCLD_ENOMEM;
+        break;
+      }
+      if (buf) {
+        memcpy(b, buf, n);
+        OPENSSL_cleanse(buf, n);
+        free(buf);
+      }
+      buf = b;
+      cap = ncap;
+    }
+    size_t want = cap - n - 1 < max - n ? cap - n - 1 : max - n;
+    size_t got_n = fread(buf + n, 1, want, f);
+    n += got_n;
+    buf[n] = '\0';
+    if (got_n == 0)
+      break;
   }
-  if (rc == KCLD_ENOMEM && errors && asprintf(errors, "%s: out of memory\n",
-                                              name) < 0)
-    *errors = NULL;
-  for (size_t i = 0; i < c.nerr; i++)
-    free(c.errs[i].msg);
-  free(c.errs);
-  free(c.st);
-  if (rc != 0)
-    kcld_config_free(c.cfg);
-  else
-    *out = c.cfg;
-  return rc;
+  if (rc == 0 && ferror(f))
+    rc = KCLD_EIO;
+  int e = errno;
+  fclose(f);
+  if (rc != 0) {
+    if (buf)
+      OPENSSL_cleanse(buf, n);
+    free(buf);
+    errno = e;
+    return rc;
+  }
+  *text = buf;
+  *len = n;
+  return 0;
 }
 
 int kcld_config_load(const char *path, struct kcld_config **out,
                      char **errors)
 {
-  FILE *f = fopen(path, "rb");
   char *buf = NULL;
-  size_t len = 0, cap = 0;
+  size_t len = 0;
   int rc;
   *out = NULL;
   if (errors)
     *errors = NULL;
-  if (!f)
-    goto io_error;
-  for (;;) {
-    if (len + 4096 > cap) {
-      size_t ncap = cap ? cap * 2 : 16384;
-      char *n = malloc(ncap);
-      if (!n) {
-        fclose(f);
-        kcld_config_value_wipe(buf);
-        return KCLD_ENOMEM;
-      }
-      if (buf) {
-        memcpy(n, buf, len);
-        OPENSSL_cleanse(buf, len);
-        free(buf);
-      }
-      buf = n;
-      cap = ncap;
-    }
-    size_t got_n = fread(buf + len, 1, cap - len - 1, f);
-    len += got_n;
-    buf[len] = '\0';
-    if (got_n == 0)
-      break;
-  }
-  if (ferror(f)) {
-    int e = errno;
-    fclose(f);
-    OPENSSL_cleanse(buf, len);
-    free(buf);
-    errno = e;
-    goto io_error;
-  }
-  fclose(f);
+  rc = read_file(path, &buf, &len);
+  if (rc == KCLD_EIO && errors &&
+      asprintf(errors, "%s: cannot read: %s\n", path, strerror(errno)) < 0)
+    *errors = NULL;
+  if (rc != 0)
+    return rc;
   rc = kcld_config_parse(path, buf, len, out, errors);
   OPENSSL_cleanse(buf, len);
   free(buf);
   return rc;
-
-io_error:
-  if (errors && asprintf(errors, "%s: cannot read: %s\n", path,
-                         strerror(errno)) < 0)
-    *errors = NULL;
-  return KCLD_EIO;
 }
 
 void kcld_config_free(struct kcld_config *cfg)
@@ -873,8 +975,30 @@ void kcld_config_free(struct kcld_config *cfg)
       kcld_config_value_list_free(kcld_config_key_field(cfg, k));
     }
   }
+  origin_free(cfg->origin);
   free(cfg->path);
   free(cfg);
+}
+
+/* ======== Reload ======== */
+
+int kcld_config_diff(const struct kcld_config *before,
+                     const struct kcld_config *after,
+                     struct kcld_config_change **changes)
+{
+  struct kcld_config_change *out = NULL;
+  int n = 0;
+  *changes = NULL;
+  for (size_t i = 0; i < kcld_config_nkeys; i++) {
+    const struct kcld_config_key *k = &kcld_config_keys[i];
+    if (kcld_config_value_equal(k, before, after))
+      continue;
+    if (!out && !(out = calloc(kcld_config_nkeys, sizeof(*out))))
+      return KCLD_ENOMEM;
+    out[n++] = (struct kcld_config_change){k->name, (k->flags & F_LIVE) != 0};
+  }
+  *changes = out;
+  return n;
 }
 
 /* ======== Endpoints ======== */

@@ -7,6 +7,12 @@
  *
  *   kcld.yaml:12:9: batch.size: must be 1..10000, got 0
  *
+ * Hostile files are refused early and cheaply: a file over
+ * KCLD_CONFIG_MAX_BYTES or nested deeper than KCLD_CONFIG_MAX_DEPTH is an
+ * error (at the position where the limit is passed) before anything is
+ * built from it.  URL values never carry credentials ("user:password@"):
+ * they are refused, without echoing the value.
+ *
  * Units are part of every field name: `_ms` fields are milliseconds,
  * `_bytes` fields are bytes.  Strings are never NULL after a successful load;
  * "" means "not set".  Secrets (credentials.secret_access_key,
@@ -28,6 +34,11 @@
 /* At most this many errors are reported for one file (the first ones in
  * file order); a last line says how many more there were. */
 #define KCLD_CONFIG_MAX_ERRORS 20
+
+/* The largest configuration file read (1 MiB), and the deepest nesting of
+ * mappings and lists in it (the top-level mapping is depth 1). */
+#define KCLD_CONFIG_MAX_BYTES (1024 * 1024)
+#define KCLD_CONFIG_MAX_DEPTH 64
 
 /* starting_position.  Same values as enum kcld_initial_position
  * (lease/coordinator.h). */
@@ -188,6 +199,9 @@ struct kcld_config {
   struct kcld_config_handler_cfg handler;
   struct kcld_config_metrics metrics;
   struct kcld_config_log log;
+  struct kcld_config_origin *origin; /* where each key was set, for
+                                        kcld_config_check_runtime();
+                                        private to config.c */
 };
 
 /* Reads and validates the YAML file at `path` (named as given in messages).
@@ -225,6 +239,36 @@ int kcld_config_from_settings(const char *name,
 /* Wipes the secrets and frees the config and every string it owns.  NULL is
  * a no-op. */
 void kcld_config_free(struct kcld_config *cfg);
+
+/* The checks that look at the machine rather than the text, for
+ * `--check-config` and daemon start-up (after a successful load):
+ *   - handler.type multilang or lambda: handler.command's program exists
+ *     and is executable (searched in PATH when it has no "/", as execvp
+ *     does);
+ *   - handler.type plugin: handler.path is a readable regular file;
+ *   - the endpoint variables kcld_config_endpoint() reads
+ *     (AWS_ENDPOINT_URL, AWS_ENDPOINT_URL_<SVC>) carry no credentials.
+ * Returns 0, KCLD_ECONFIG with *errors (when not NULL) a malloc'd text of
+ * one line per problem, "file:line:col: key: message\n" at the key's value,
+ * or KCLD_ENOMEM.  *errors is NULL when there is nothing to report. */
+int kcld_config_check_runtime(const struct kcld_config *cfg, char **errors);
+
+/* One key whose effective value differs between two configs. */
+struct kcld_config_change {
+  const char *key;             /* dotted name, e.g. "batch.size"; static */
+  bool live;                   /* true: may take effect in a running kcld
+                                  (from the next batch); false: needs a
+                                  restart */
+};
+
+/* The keys whose values differ between `before` and `after` (derived values
+ * included: lease.table follows application when not set), in key-table
+ * order, for a reload: apply the live ones, name the others in one
+ * warning.  Returns the number of changes (0 when none) and *changes, a
+ * malloc'd array (NULL when none) to free(); or KCLD_ENOMEM. */
+int kcld_config_diff(const struct kcld_config *before,
+                     const struct kcld_config *after,
+                     struct kcld_config_change **changes);
 
 /* True when key `name` (dotted) can change in a running kcld; false for
  * keys that need a restart and for unknown names. */

@@ -71,6 +71,13 @@ struct kcld_config_section {
   const char *doc;
 };
 
+/* Where a key of a loaded config was set: cfg->origin[i] for row i. */
+struct kcld_config_origin {
+  size_t line, col;          /* of the value; 0 = not set (a default) */
+  char *label;               /* the name in messages (a --properties
+                                setting's); NULL = the key's */
+};
+
 /* Units of the table's ranges, in milliseconds and bytes. */
 #define SEC 1000LL
 #define MIN (60 * SEC)

@@ -391,6 +391,13 @@ static int valid_url(const char *s)
   return 1;
 }
 
+int kcld_config_value_has_userinfo(const char *s)
+{
+  const char *p = strstr(s, "://");
+  const char *host = p ? p + 3 : s;
+  return memchr(host, '@', strcspn(host, "/?#")) != NULL;
+}
+
 static int valid_hostport(const char *s)
 {
   const char *colon;
@@ -483,6 +490,13 @@ static int check_string(const struct kcld_config_key *k, const char *s,
              got(k, s, g, sizeof(g)));
     return -1;
   case C_URL:
+    if (kcld_config_value_has_userinfo(s)) {
+      snprintf(why, n,
+               "must not contain credentials (a user or password before "
+               "\"@\"); AWS credentials come from the credentials section "
+               "or the AWS SDK chain (value not shown)");
+      return -1;
+    }
     if (!*s || valid_url(s))
       return 0;
     snprintf(why, n, "must be an http:// or https:// URL, or \"\"%s",
@@ -597,9 +611,17 @@ int kcld_config_value_expand(const char *in, char **out,
       rc = KCLD_EINVAL;
       break;
     }
-    const char *dflt = strstr(body, ":-");
-    if (dflt && dflt > close)
-      dflt = NULL;
+    const char *inner = memmem(body, (size_t)(close - body), "${", 2);
+    if (inner) {
+      e->off = (size_t)(inner - in);
+      e->len = (size_t)(close - inner) + 1; /* "${Y}": where, in the file */
+      snprintf(e->why, sizeof(e->why),
+               "\"${\" inside \"${...}\" is not allowed: a variable's name "
+               "and default are plain text");
+      rc = KCLD_EINVAL;
+      break;
+    }
+    const char *dflt = memmem(body, (size_t)(close - body), ":-", 2);
     size_t nlen = (size_t)((dflt ? dflt : close) - body);
     e->len = 2 + nlen;
     if (!valid_var(body, nlen) || nlen >= 128) {
@@ -887,3 +909,35 @@ int kcld_config_value_store(const struct kcld_config_key *k,
 /* Expands a scalar's environment references; on error reports it at the
  * reference's position.  Returns 0 with *out (malloc'd), KCLD_EINVAL
  * (reported) or KCLD_ENOMEM. */
+
+int kcld_config_value_equal(const struct kcld_config_key *k,
+                            const struct kcld_config *a,
+                            const struct kcld_config *b)
+{
+  const void *x = kcld_config_key_cfield(a, k);
+  const void *y = kcld_config_key_cfield(b, k);
+  switch (k->type) {
+  case K_STR:
+  case K_TMPL:
+    return strcmp(*(char *const *)x, *(char *const *)y) == 0;
+  case K_INT:
+  case K_ENUM:
+    return *(const int *)x == *(const int *)y;
+  case K_BOOL:
+    return *(const bool *)x == *(const bool *)y;
+  case K_DUR:
+  case K_SIZE:
+  case K_TIME:
+    return *(const int64_t *)x == *(const int64_t *)y;
+  case K_LIST: {
+    const struct kcld_config_list *l = x, *m = y;
+    if (l->len != m->len)
+      return 0;
+    for (size_t i = 0; i < l->len; i++)
+      if (strcmp(l->items[i], m->items[i]) != 0)
+        return 0;
+    return 1;
+  }
+  }
+  return 0;
+}

@@ -32,6 +32,11 @@ struct kcld_config_expand_err {
 int kcld_config_value_expand(const char *in, char **out,
                              struct kcld_config_expand_err *e);
 
+/* True when key k has the same value in a and b. */
+int kcld_config_value_equal(const struct kcld_config_key *k,
+                            const struct kcld_config *a,
+                            const struct kcld_config *b);
+
 /* What key k's values are, for messages: "an integer", "a duration"... */
 const char *kcld_config_value_type(const struct kcld_config_key *k);
 
@@ -50,6 +55,10 @@ void kcld_config_value_list_free(struct kcld_config_list *l);
 
 /* True when s is a DynamoDB table name (3..255 of a-z A-Z 0-9 _ . -). */
 int kcld_config_value_is_table_name(const char *s);
+
+/* True when URL s has a user part ("user:password@host", "user@host"),
+ * with or without a scheme: the part a password would be in. */
+int kcld_config_value_has_userinfo(const char *s);
 
 /* Writes s double-quoted into buf[0..n-1] (n >= 96 holds any s), with
  * control characters, quotes and backslashes escaped, cut after 60

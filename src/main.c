@@ -112,6 +112,22 @@ static int run_command(int argc, char **argv)
 
 /* ======== Options and the daemon ======== */
 
+/* The checks against this machine (the handler's program, the plugin);
+ * prints what is wrong.  Returns 0 or -1. */
+static int check_runtime(const struct kcld_config *cfg, const char *path)
+{
+  char *errors = NULL;
+  int rc = kcld_config_check_runtime(cfg, &errors);
+  if (rc == KCLD_ECONFIG) {
+    fputs(errors ? errors : "", stderr);
+    fprintf(stderr, "kcld: %s: configuration invalid\n", path);
+  } else if (rc != 0) {
+    fprintf(stderr, "kcld: %s: %s\n", path, kcld_strerror(rc));
+  }
+  free(errors);
+  return rc == 0 ? 0 : -1;
+}
+
 /* Loads the config or prints why not; returns NULL on failure. */
 static struct kcld_config *load(const char *path, int properties)
 {
@@ -220,6 +236,10 @@ int main(int argc, char **argv)
   struct kcld_config *cfg = load(path, props != NULL);
   if (!cfg)
     return 1;
+  if (!dump && check_runtime(cfg, path) != 0) {
+    kcld_config_free(cfg);
+    return 1;
+  }
   if (check || dump) {
     int rc = 0;
     if (dump) {

@@ -224,6 +224,17 @@ static int valid_operation(const char *op)
   return 1;
 }
 
+/* url as a log line may show it: not at all when it has a user part,
+ * which may hold a password (endpoint_parse() refuses such URLs). */
+static const char *loggable_url(const char *url)
+{
+  const char *p = strstr(url, "://");
+  const char *host = p ? p + 3 : url;
+  if (memchr(host, '@', strcspn(host, "/?#")))
+    return "(not shown: it has a user part, which may hold a password)";
+  return url;
+}
+
 /* Splits a base URL into what a request needs.  Returns 0 or KCLD_E*. */
 static int endpoint_parse(struct endpoint *ep, const char *url)
 {
@@ -675,7 +686,7 @@ int kcld_aws_new(const struct kcld_aws_opts *opts, struct kcld_aws **out)
     if (rc != 0) {
       if (rc == KCLD_EINVAL)
         kcld_log(KCLD_LOG_ERROR, "bad AWS endpoint URL", "service",
-                 s_services[i].name, "endpoint", given, NULL);
+                 s_services[i].name, "endpoint", loggable_url(given), NULL);
       goto fail;
     }
     aws->signer[i] = kcld_sigv4_new(aws->region, s_services[i].name);

@@ -169,6 +169,14 @@ def config_seeds():
           "unknown_key: 1\nbatch: {size: 0, window: 5parsecs}\n")
     write(t, "not-yaml", "a: b: c\n  - [\n")
     write(t, "multi-doc", "application: a\nstream: s\n---\nx: 1\n")
+    # Hostile: nesting past the depth limit (64), a nested ${...} and a
+    # URL with credentials (each refused).  The size limit (1 MiB) is past
+    # the fuzzer's max_len and is tested in tests/unit/test_config.c.
+    write(t, "deep-nesting", "application: a\nstream: s\nregion: " +
+          "[{a: " * 40 + "1" + "}]" * 40 + "\n")
+    write(t, "hostile-values", "application: a\nstream: s\n"
+          "region: \"${KCLD_FUZZ_VAR:-a${B}b}\"\n"
+          "endpoint: \"http://user:pw@localhost:4566\"\n")
     with open(os.path.join(HERE, "..", "unit", "config", "full.yaml"),
               "rb") as f:
         write(t, "full", f.read())

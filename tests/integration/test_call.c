@@ -21,6 +21,7 @@
 #include "aws/credentials.h"
 #include "aws/http.h"
 #include "err.h"
+#include "log.h"
 
 #define AKID "AKIDKCLDTEST0000"
 #define SECRET "kcldTestSecretKey/0123456789abcdefghijklmn"
@@ -1035,6 +1036,20 @@ static void test_bad_arguments(void **state)
   assert_null(aws);
   opts.endpoint[KCLD_AWS_SQS] = "ftp://127.0.0.1/";
   assert_int_equal(kcld_aws_new(&opts, &aws), KCLD_EINVAL);
+  /* A URL with a user part is refused, and its password is not logged. */
+  char *logged = NULL;
+  size_t logged_len = 0;
+  FILE *log = open_memstream(&logged, &logged_len);
+  assert_non_null(log);
+  kcld_log_setup(KCLD_LOG_INFO, KCLD_LOG_TEXT, log);
+  opts.endpoint[KCLD_AWS_SQS] = "http://AKIDUSER:s3cretPW@127.0.0.1:1/";
+  assert_int_equal(kcld_aws_new(&opts, &aws), KCLD_EINVAL);
+  kcld_log_setup(KCLD_LOG_INFO, KCLD_LOG_JSON, NULL);
+  fclose(log);
+  assert_non_null(strstr(logged, "bad AWS endpoint URL"));
+  assert_non_null(strstr(logged, "not shown: it has a user part"));
+  assert_null(strstr(logged, "s3cretPW"));
+  free(logged);
   opts.endpoint[KCLD_AWS_SQS] = NULL;
   opts.region = "us-east-1/../x";
   assert_int_equal(kcld_aws_new(&opts, &aws), KCLD_EINVAL);

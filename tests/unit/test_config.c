@@ -10,6 +10,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <cmocka.h>
@@ -179,6 +181,15 @@ static const struct bad_case s_bad[] = {
    "kcld.yaml:3:10: region: \"1A\" is not a valid environment variable "
    "name\n",
    NULL, NULL},
+  {"env nested in a default",
+   H "region: \"${KCLD_T_UNSET:-a${KCLD_T_REGION}b}\"\n",
+   "kcld.yaml:3:27: region: \"${\" inside \"${...}\" is not allowed: a "
+   "variable's name and default are plain text\n",
+   NULL, NULL},
+  {"env nested in a name", H "region: ${A${B}}\n",
+   "kcld.yaml:3:12: region: \"${\" inside \"${...}\" is not allowed: a "
+   "variable's name and default are plain text\n",
+   NULL, NULL},
   {"env missing in list item", H "handler:\n  type: lambda\n"
                                  "  command:\n    - python3\n"
                                  "    - ${KCLD_T_UNSET}/app.py\n",
@@ -203,6 +214,29 @@ static const struct bad_case s_bad[] = {
    "kcld.yaml:3:11: endpoint: must be an http:// or https:// URL, or \"\", "
    "got \"localhost:4566\"\n",
    NULL, NULL},
+  /* Credentials in a URL: refused, and never shown. */
+  {"url with user and password",
+   H "endpoint: \"http://AKIDUSER:s3cretPW@localhost:4566\"\n",
+   "kcld.yaml:3:11: endpoint: must not contain credentials (a user or password before \"@\"); "
+   "AWS credentials come from the credentials section or the AWS SDK "
+   "chain (value not shown)\n",
+   NULL, "s3cretPW"},
+  {"url with a user", H "endpoints:\n  sqs: https://deployer@sqs.local/1/q\n",
+   "kcld.yaml:4:8: endpoints.sqs: must not contain credentials (a user or password before \"@\"); "
+   "AWS credentials come from the credentials section or the AWS SDK "
+   "chain (value not shown)\n",
+   NULL, "deployer"},
+  {"dead-letter url with credentials from env",
+   H "on_failure:\n  sqs: ${KCLD_T_DLQ}\n",
+   "kcld.yaml:4:8: on_failure.sqs: must not contain credentials (a user or password before \"@\"); "
+   "AWS credentials come from the credentials section or the AWS SDK "
+   "chain (value not shown)\n",
+   "KCLD_T_DLQ=https://u:pw0rd@sqs.local/1/q", "pw0rd"},
+  {"credentials without a scheme", H "endpoint: ops:pw0rd@localhost:4566\n",
+   "kcld.yaml:3:11: endpoint: must not contain credentials (a user or password before \"@\"); "
+   "AWS credentials come from the credentials section or the AWS SDK "
+   "chain (value not shown)\n",
+   NULL, "pw0rd"},
   {"table name", H "lease:\n  table: \"a b\"\n",
    "kcld.yaml:4:10: lease.table: must be a DynamoDB table name (3..255 "
    "characters of a-z A-Z 0-9 _ . -), got \"a b\"\n",
@@ -950,6 +984,355 @@ static void test_secrets_never_shown(void **state)
   free(errs);
 }
 
+/* ======== Hostile files: size, depth, floods ======== */
+
+static unsigned long long mono_ms(void)
+{
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return (unsigned long long)ts.tv_sec * 1000 + (unsigned long long)ts.tv_nsec /
+                                                  1000000;
+}
+
+/* H, then 64-byte comment lines, cut at `len` bytes. */
+static char *big_text(size_t len)
+{
+  char *s = malloc(len + 1);
+  size_t o = (size_t)snprintf(s, len + 1, H);
+  while (o < len) {
+    s[o] = (o - (sizeof(H) - 1)) % 64 == 63 ? '\n' : (o % 64 == 27 ? '#' : 'x');
+    o++;
+  }
+  s[len] = '\0';
+  return s;
+}
+
+static void test_size_limit(void **state)
+{
+  (void)state;
+  struct kcld_config *cfg = NULL;
+  char *errs = NULL, expect[256], path[] = "/tmp/kcld-big-XXXXXX";
+  /* Byte 1048576 (offset 2^20, the first one over) sits after H and 16383
+   * lines of 64 bytes, at column 1048576 - 27 - 16383 * 64 + 1. */
+  const size_t line = 2 + 16383 + 1, col = 1048576 - 27 - 16383 * 64 + 1;
+  char *ok = big_text(KCLD_CONFIG_MAX_BYTES);
+  char *big = big_text(KCLD_CONFIG_MAX_BYTES + 1);
+
+  assert_int_equal(kcld_config_parse("kcld.yaml", ok, strlen(ok), &cfg,
+                                     &errs), 0);
+  kcld_config_free(cfg);
+  snprintf(expect, sizeof(expect),
+           "kcld.yaml:%zu:%zu: the file is larger than 1MiB, the limit for a "
+           "configuration file\n", line, col);
+  assert_int_equal(kcld_config_parse("kcld.yaml", big, strlen(big), &cfg,
+                                     &errs), KCLD_ECONFIG);
+  assert_string_equal(errs, expect);
+  free(errs);
+
+  /* A file: read no further than the limit, same error. */
+  int fd = mkstemp(path);
+  assert_true(fd >= 0);
+  FILE *f = fdopen(fd, "w");
+  fputs(big, f);
+  fputs(big, f); /* 2 MiB */
+  fclose(f);
+  assert_int_equal(kcld_config_load(path, &cfg, &errs), KCLD_ECONFIG);
+  snprintf(expect, sizeof(expect),
+           "%s:%zu:%zu: the file is larger than 1MiB, the limit for a "
+           "configuration file\n", path, line, col);
+  assert_string_equal(errs, expect);
+  free(errs);
+  unlink(path);
+  free(ok);
+  free(big);
+}
+
+/* H, then `region:` with a value nested `depth` deep: flow lists, or flow
+ * mappings {a: ...}. */
+static char *deep_text(size_t depth, int maps)
+{
+  size_t cap = sizeof(H) + 16 + depth * 5, o;
+  char *s = malloc(cap);
+  o = (size_t)snprintf(s, cap, H "region: ");
+  for (size_t i = 0; i < depth; i++)
+    o += (size_t)snprintf(s + o, cap - o, "%s", maps ? "{a: " : "[");
+  if (maps)
+    s[o++] = '1';
+  for (size_t i = 0; i < depth; i++)
+    s[o++] = maps ? '}' : ']';
+  s[o++] = '\n';
+  s[o] = '\0';
+  return s;
+}
+
+static void test_depth_limit(void **state)
+{
+  (void)state;
+  struct kcld_config *cfg = NULL;
+  char *errs = NULL;
+  /* The top-level mapping is level 1: 63 lists inside it are allowed (and
+   * wrong for region), the 64th is one too many. */
+  char *text = deep_text(63, 0);
+  assert_int_equal(kcld_config_parse("kcld.yaml", text, strlen(text), &cfg,
+                                     &errs), KCLD_ECONFIG);
+  assert_string_equal(errs,
+                      "kcld.yaml:3:9: region: expected a string, got a "
+                      "list\n");
+  free(errs);
+  free(text);
+  text = deep_text(64, 0);
+  assert_int_equal(kcld_config_parse("kcld.yaml", text, strlen(text), &cfg,
+                                     &errs), KCLD_ECONFIG);
+  assert_string_equal(errs,
+                      "kcld.yaml:3:72: nested deeper than 64 levels, the "
+                      "limit for a configuration file\n");
+  free(errs);
+  free(text);
+
+  /* 100k deep (57 s before the limit existed): refused at once. */
+  for (int maps = 0; maps <= 1; maps++) {
+    text = deep_text(100000, maps);
+    unsigned long long t0 = mono_ms();
+    int rc = kcld_config_parse("kcld.yaml", text, strlen(text), &cfg, &errs);
+    unsigned long long took = mono_ms() - t0;
+    print_message("100000 nested %s refused in %llu ms\n",
+                  maps ? "mappings" : "lists", took);
+    assert_int_equal(rc, KCLD_ECONFIG);
+    assert_non_null(strstr(errs, ": nested deeper than 64 levels"));
+    assert_true(took < 1000);
+    free(errs);
+    free(text);
+  }
+}
+
+/* A flood of bad keys: the check stops after 1000 errors, and does not
+ * then report the keys it did not reach as missing. */
+static void test_error_flood(void **state)
+{
+  (void)state;
+  const size_t nkeys = 30000;
+  size_t cap = nkeys * 16 + 64, o = 0;
+  char *text = malloc(cap);
+  for (size_t i = 0; i < nkeys; i++)
+    o += (size_t)snprintf(text + o, cap - o, "zz%06zu: 1\n", i);
+  o += (size_t)snprintf(text + o, cap - o, H);
+  struct kcld_config *cfg = NULL;
+  char *errs = NULL;
+  unsigned long long t0 = mono_ms();
+  assert_int_equal(kcld_config_parse("k.yaml", text, o, &cfg, &errs),
+                   KCLD_ECONFIG);
+  unsigned long long took = mono_ms() - t0;
+  print_message("%zu unknown keys checked in %llu ms\n", nkeys, took);
+  assert_true(took < 20000); /* quadratic before: 3.8 s of CPU, plain */
+  assert_non_null(strstr(errs, "k.yaml:1:1: zz000000: unknown key\n"));
+  assert_non_null(strstr(errs, "k.yaml:20:1: zz000019: unknown key\n"));
+  assert_non_null(strstr(errs, "\nk.yaml: 980 more errors not shown; "
+                               "checking stopped after 1000\n"));
+  assert_null(strstr(errs, "required key is missing"));
+  free(errs);
+  free(text);
+}
+
+/* ======== Checks against the machine ======== */
+
+static void expect_runtime(const char *yaml, const char *expect)
+{
+  struct kcld_config *cfg = parse_ok(yaml);
+  char *errs = (char *)1;
+  int rc = kcld_config_check_runtime(cfg, &errs);
+  if (!expect) {
+    if (rc != 0)
+      fail_msg("unexpected: %s", errs ? errs : "?");
+    assert_null(errs);
+  } else {
+    assert_int_equal(rc, KCLD_ECONFIG);
+    assert_non_null(errs);
+    assert_string_equal(errs, expect);
+    free(errs);
+  }
+  kcld_config_free(cfg);
+}
+
+static void write_file(const char *path, const char *text, int mode)
+{
+  FILE *f = fopen(path, "w");
+  assert_non_null(f);
+  fputs(text, f);
+  fclose(f);
+  assert_int_equal(chmod(path, (mode_t)mode), 0);
+}
+
+static void test_runtime_checks(void **state)
+{
+  (void)state;
+  char dir[] = "/tmp/kcld-rt-XXXXXX", yaml[1024], expect[1024], p[600];
+  const char *old_path = getenv("PATH");
+  char *saved = old_path ? strdup(old_path) : NULL;
+  assert_non_null(mkdtemp(dir));
+  snprintf(p, sizeof(p), "%s/prog", dir);
+  write_file(p, "#!/bin/sh\nexit 0\n", 0755);
+  snprintf(p, sizeof(p), "%s/noexec", dir);
+  write_file(p, "#!/bin/sh\nexit 0\n", 0644);
+  snprintf(p, sizeof(p), "%s/p.so", dir);
+  write_file(p, "not really a shared object", 0644);
+  clear_endpoint_env();
+
+  /* Parsing never looks at the machine; the runtime check does. */
+  expect_runtime(H "handler:\n  type: lambda\n"
+                   "  command: [kcld-no-such-program-xyz, app.py]\n",
+                 "kcld.yaml:5:12: handler.command: cannot run "
+                 "\"kcld-no-such-program-xyz\": not found in PATH\n");
+  /* PATH is searched as execvp does. */
+  snprintf(p, sizeof(p), "/nonexistent:%s", dir);
+  setenv("PATH", p, 1);
+  expect_runtime(H "handler:\n  type: multilang\n  command: prog --fast\n",
+                 NULL);
+  snprintf(expect, sizeof(expect),
+           "kcld.yaml:5:12: handler.command: cannot run \"noexec\": "
+           "\"%s/noexec\" is not executable\n", dir);
+  expect_runtime(H "handler:\n  type: multilang\n  command: noexec\n",
+                 expect);
+  /* A path is taken as it is. */
+  snprintf(yaml, sizeof(yaml), H "handler:\n  type: lambda\n  command: "
+           "[\"%s/prog\"]\n", dir);
+  expect_runtime(yaml, NULL);
+  snprintf(yaml, sizeof(yaml), H "handler:\n  type: lambda\n  command: "
+           "[\"%s\"]\n", dir);
+  snprintf(expect, sizeof(expect), "kcld.yaml:5:12: handler.command: cannot "
+           "run \"%s\": Is a directory\n", dir);
+  expect_runtime(yaml, expect);
+  snprintf(yaml, sizeof(yaml), H "handler:\n  type: lambda\n  command: "
+           "\"%s/gone.py x\"\n", dir);
+  snprintf(expect, sizeof(expect), "kcld.yaml:5:12: handler.command: cannot "
+           "run \"%s/gone.py\": No such file or directory\n", dir);
+  expect_runtime(yaml, expect);
+  if (saved)
+    setenv("PATH", saved, 1);
+  else
+    unsetenv("PATH");
+  free(saved);
+
+  /* Plugins: a readable file (dlopen itself is the handler's business). */
+  snprintf(yaml, sizeof(yaml), H "handler:\n  type: plugin\n  path: "
+           "%s/p.so\n", dir);
+  expect_runtime(yaml, NULL);
+  snprintf(yaml, sizeof(yaml), H "handler:\n  type: plugin\n  path: "
+           "%s/none.so\n", dir);
+  snprintf(expect, sizeof(expect), "kcld.yaml:5:9: handler.path: cannot "
+           "load \"%s/none.so\": No such file or directory\n", dir);
+  expect_runtime(yaml, expect);
+  snprintf(yaml, sizeof(yaml), H "handler:\n  type: plugin\n  path: %s\n",
+           dir);
+  snprintf(expect, sizeof(expect), "kcld.yaml:5:9: handler.path: cannot "
+           "load \"%s\": not a regular file\n", dir);
+  expect_runtime(yaml, expect);
+  /* A bare name is dlopen's to search in the library path. */
+  expect_runtime(H "handler:\n  type: plugin\n  path: libkcld-x.so\n", NULL);
+  /* Other handlers need nothing from the machine. */
+  expect_runtime(H "handler:\n  type: stdout\n  path: /nonexistent/out\n",
+                 NULL);
+
+  /* Endpoint variables with credentials, each named once. */
+  setenv("AWS_ENDPOINT_URL", "http://ops:pw0rd@127.0.0.1:4566", 1);
+  setenv("AWS_ENDPOINT_URL_SQS", "http://sqs@127.0.0.1:4569", 1);
+  expect_runtime(H "endpoints:\n  kinesis: http://127.0.0.1:4567\n",
+                 "AWS_ENDPOINT_URL (environment): must not contain "
+                 "credentials (a user or password before \"@\") (value not "
+                 "shown)\n"
+                 "AWS_ENDPOINT_URL_SQS (environment): must not contain "
+                 "credentials (a user or password before \"@\") (value not "
+                 "shown)\n");
+  /* ...but not when the file's keys answer instead. */
+  expect_runtime(H "endpoint: http://127.0.0.1:4566\n", NULL);
+  clear_endpoint_env();
+
+  snprintf(p, sizeof(p), "%s/prog", dir);
+  unlink(p);
+  snprintf(p, sizeof(p), "%s/noexec", dir);
+  unlink(p);
+  snprintf(p, sizeof(p), "%s/p.so", dir);
+  unlink(p);
+  rmdir(dir);
+}
+
+/* Settings from --properties name the setting they came from. */
+static void test_runtime_checks_settings(void **state)
+{
+  (void)state;
+  const struct kcld_config_setting s[] = {
+    {"application", "app", NULL, 1},
+    {"stream", "s", NULL, 2},
+    {"handler.type", "multilang", NULL, 3},
+    {"handler.command", "kcld-no-such-program-xyz", "executableName", 7},
+  };
+  struct kcld_config *cfg = NULL;
+  char *errs = NULL;
+  assert_int_equal(kcld_config_from_settings("app.properties", s, 4, &cfg,
+                                             &errs), 0);
+  assert_int_equal(kcld_config_check_runtime(cfg, &errs), KCLD_ECONFIG);
+  assert_string_equal(errs, "app.properties:7:1: executableName: cannot run "
+                            "\"kcld-no-such-program-xyz\": not found in "
+                            "PATH\n");
+  free(errs);
+  /* A NULL errors pointer is allowed. */
+  assert_int_equal(kcld_config_check_runtime(cfg, NULL), KCLD_ECONFIG);
+  kcld_config_free(cfg);
+}
+
+/* ======== Reload ======== */
+
+static void expect_changes(const char *before, const char *after,
+                           const char *expect)
+{
+  struct kcld_config *a = parse_ok(before), *b = parse_ok(after);
+  struct kcld_config_change *ch = (struct kcld_config_change *)1;
+  char got[1024] = "";
+  size_t o = 0;
+  int n = kcld_config_diff(a, b, &ch);
+  assert_true(n >= 0);
+  if (n == 0)
+    assert_null(ch);
+  for (int i = 0; i < n; i++)
+    o += (size_t)snprintf(got + o, sizeof(got) - o, "%s%s:%s",
+                          i ? " " : "", ch[i].key,
+                          ch[i].live ? "live" : "restart");
+  assert_string_equal(got, expect);
+  free(ch);
+  kcld_config_free(a);
+  kcld_config_free(b);
+}
+
+static void test_diff(void **state)
+{
+  (void)state;
+  /* Nothing changed: nothing listed (the derived worker_id is the same). */
+  expect_changes(H, H "batch:\n  size: 100\n", "");
+  /* In table order, each marked; derived values count. */
+  expect_changes(H "log:\n  level: info\nbatch:\n  size: 10\n",
+                 H "batch:\n  size: 20\nlease:\n  failover_time: 20s\n"
+                   "log:\n  level: debug\n",
+                 "lease.failover_time:restart lease.take_interval:restart "
+                 "batch.size:live log.level:live");
+  expect_changes(H, "application: app2\nstream: s\n",
+                 "application:restart lease.table:restart");
+  expect_changes(H "retry:\n  max_record_age: 1h\non_failure:\n  sqs: "
+                   "http://q:1/1/a\n",
+                 H "retry:\n  max_record_age: -1\nfetch:\n  idle_time: 2s\n"
+                   "  max_records: 50\n",
+                 "fetch.max_records:live fetch.idle_time:live "
+                 "retry.max_record_age:live on_failure.sqs:live");
+  /* Lists compare item by item; templates and secrets by value. */
+  expect_changes(H "handler:\n  type: lambda\n  command: [a, b]\n",
+                 H "handler:\n  type: lambda\n  command: [a, c]\n  key:\n"
+                   "    pk: x\n",
+                 "handler.command:restart handler.key.pk:restart");
+  expect_changes(H "credentials:\n  access_key_id: A\n"
+                   "  secret_access_key: one\n",
+                 H "credentials:\n  access_key_id: A\n"
+                   "  secret_access_key: two\n",
+                 "credentials.secret_access_key:restart");
+}
+
 /* The keys a running kcld may change on reload, and only those. */
 static void test_live_keys(void **state)
 {
@@ -1009,6 +1392,12 @@ int main(void)
     cmocka_unit_test(test_secrets_never_shown),
     cmocka_unit_test(test_load_errors),
     cmocka_unit_test(test_live_keys),
+    cmocka_unit_test(test_size_limit),
+    cmocka_unit_test(test_depth_limit),
+    cmocka_unit_test(test_error_flood),
+    cmocka_unit_test(test_runtime_checks),
+    cmocka_unit_test(test_runtime_checks_settings),
+    cmocka_unit_test(test_diff),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }

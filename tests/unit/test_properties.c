@@ -317,6 +317,38 @@ static void test_map_errors(void **state)
   free(log);
 }
 
+/* An endpoint with credentials is refused like in YAML, without showing
+ * them; a program that is not there is found by the runtime check, named
+ * by its KCL key. */
+static void test_map_credentials_and_runtime(void **state)
+{
+  (void)state;
+  struct kcld_config *cfg = NULL;
+  char *errors = NULL, *log = NULL;
+  int rc = map("executableName = x\nstreamName = s\napplicationName = app\n"
+               "kinesisEndpoint = ops:pw0rd@kinesis.local:4567\n", &cfg,
+               &errors, &log);
+  assert_int_equal(rc, KCLD_ECONFIG);
+  assert_string_equal(errors,
+    "app.properties:4:1: kinesisEndpoint (endpoints.kinesis): must not "
+    "contain credentials (a user or password before \"@\"); AWS "
+    "credentials come from the credentials section or the AWS SDK chain "
+    "(value not shown)\n");
+  free(errors);
+  free(log);
+  errors = log = NULL;
+  rc = map("executableName = kcld-no-such-program-xyz --fast\n"
+           "streamName = s\napplicationName = app\n", &cfg, &errors, &log);
+  assert_int_equal(rc, 0);
+  assert_int_equal(kcld_config_check_runtime(cfg, &errors), KCLD_ECONFIG);
+  assert_string_equal(errors,
+    "app.properties:1:1: executableName (handler.command): cannot run "
+    "\"kcld-no-such-program-xyz\": not found in PATH\n");
+  free(errors);
+  free(log);
+  kcld_config_free(cfg);
+}
+
 static void test_load_file(void **state)
 {
   (void)state;
@@ -353,6 +385,7 @@ int main(void)
     cmocka_unit_test(test_map_stream_arn_wins),
     cmocka_unit_test(test_map_special_values),
     cmocka_unit_test(test_map_errors),
+    cmocka_unit_test(test_map_credentials_and_runtime),
     cmocka_unit_test(test_load_file),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);

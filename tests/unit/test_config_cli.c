@@ -1,6 +1,8 @@
 /* test_config_cli.c — the kcld binary's command line: --check-config on the
- * shipped files and on a bad one, --dump-config without secrets,
- * config-reference, --version, --help, and usage errors (exit 2).
+ * shipped files and on a bad one, --dump-config without secrets, a URL
+ * with a password refused in every mode, a missing handler program refused
+ * by --check-config and the daemon, config-reference, --version, --help,
+ * and usage errors (exit 2).
  *
  * Runs the binary of the build under test (KCLD_BIN, set by
  * tests/run-tests.sh) from the project root, so paths are given relative
@@ -161,6 +163,62 @@ static void test_check_bad_file(void **state)
   run_free(&r);
 }
 
+static void write_tmp(char *path, const char *text)
+{
+  int fd = mkstemp(path);
+  assert_true(fd >= 0);
+  assert_int_equal(write(fd, text, strlen(text)), (ssize_t)strlen(text));
+  close(fd);
+}
+
+/* A URL with a password is refused by every mode and never printed; a
+ * handler program that is not installed fails --check-config and the
+ * daemon's start, not --dump-config. */
+static void test_hostile_and_runtime(void **state)
+{
+  (void)state;
+  char creds[] = "/tmp/kcld-cli-creds-XXXXXX";
+  char prog[] = "/tmp/kcld-cli-prog-XXXXXX";
+  char want[512];
+  write_tmp(creds, "application: app\nstream: s\n"
+                   "endpoint: http://AKIDUSER:s3cretPW@localhost:4566\n");
+  write_tmp(prog, "application: app\nstream: s\nhandler:\n"
+                  "  type: multilang\n"
+                  "  command: kcld-no-such-program-xyz app.py\n");
+
+  snprintf(want, sizeof(want),
+           "%s:3:11: endpoint: must not contain credentials (a user or "
+           "password before \"@\"); AWS credentials come from the "
+           "credentials section or the AWS SDK chain (value not shown)\n"
+           "kcld: %s: configuration invalid\n", creds, creds);
+  const char *const modes[] = {"--check-config", "--dump-config",
+                               "--config"};
+  for (size_t i = 0; i < 3; i++) {
+    struct run r = run_kcld(modes[i], creds, NULL);
+    expect(&r, 1, "", want);
+    assert_null(strstr(r.out, "s3cretPW"));
+    assert_null(strstr(r.err, "s3cretPW"));
+    run_free(&r);
+  }
+
+  snprintf(want, sizeof(want),
+           "%s:5:12: handler.command: cannot run "
+           "\"kcld-no-such-program-xyz\": not found in PATH\n"
+           "kcld: %s: configuration invalid\n", prog, prog);
+  struct run r = run_kcld("--check-config", prog, NULL);
+  expect(&r, 1, "", want);
+  run_free(&r);
+  r = run_kcld("--config", prog, NULL);
+  expect(&r, 1, "", want);
+  run_free(&r);
+  r = run_kcld("--dump-config", prog, NULL);
+  assert_int_equal(r.status, 0);
+  assert_non_null(strstr(r.out, "kcld-no-such-program-xyz"));
+  run_free(&r);
+  unlink(creds);
+  unlink(prog);
+}
+
 static void test_dump_config(void **state)
 {
   (void)state;
@@ -269,6 +327,7 @@ int main(void)
   const struct CMUnitTest tests[] = {
     cmocka_unit_test(test_check_shipped_files),
     cmocka_unit_test(test_check_bad_file),
+    cmocka_unit_test(test_hostile_and_runtime),
     cmocka_unit_test(test_dump_config),
     cmocka_unit_test(test_config_reference),
     cmocka_unit_test(test_version_help),

@@ -769,6 +769,24 @@ static int split_words(const char *s, struct kcld_config_list *l)
   return 0;
 }
 
+/* Stores v (an int for K_INT, else an int64_t) when it is in k's range;
+ * `text` is what it was read from, for the message. */
+static int store_number(const struct kcld_config_key *k, void *f, int64_t v,
+                        const char *text, char *why, size_t n)
+{
+  char r[96];
+  if (!range_ok(k, v)) {
+    kcld_config_value_range(k, r, sizeof(r));
+    snprintf(why, n, "must be %s, got %s", r, text);
+    return KCLD_EINVAL;
+  }
+  if (k->type == K_INT)
+    *(int *)f = (int)v;
+  else
+    *(int64_t *)f = v;
+  return 0;
+}
+
 int kcld_config_value_store(const struct kcld_config_key *k,
                             struct kcld_config *cfg, const char *text,
                             char *why, size_t n)
@@ -808,13 +826,7 @@ int kcld_config_value_store(const struct kcld_config_key *k,
       snprintf(why, n, "must be an integer%s", got(k, text, g, sizeof(g)));
       return KCLD_EINVAL;
     }
-    if (!range_ok(k, ll)) {
-      kcld_config_value_range(k, r, sizeof(r));
-      snprintf(why, n, "must be %s, got %s", r, text);
-      return KCLD_EINVAL;
-    }
-    *(int *)f = (int)ll;
-    return 0;
+    return store_number(k, f, ll, text, why, n);
   }
   case K_BOOL: {
     static const char *const yes[] = {"true", "yes", "on"};
@@ -846,13 +858,7 @@ int kcld_config_value_store(const struct kcld_config_key *k,
                got(k, text, g, sizeof(g)));
       return KCLD_EINVAL;
     }
-    if (!range_ok(k, v)) {
-      kcld_config_value_range(k, r, sizeof(r));
-      snprintf(why, n, "must be %s, got %s", r, text);
-      return KCLD_EINVAL;
-    }
-    *(int64_t *)f = v;
-    return 0;
+    return store_number(k, f, v, text, why, n);
   case K_SIZE:
     if (kcld_config_parse_size(text, &v) != 0) {
       snprintf(why, n,
@@ -860,13 +866,7 @@ int kcld_config_value_store(const struct kcld_config_key *k,
                got(k, text, g, sizeof(g)));
       return KCLD_EINVAL;
     }
-    if (!range_ok(k, v)) {
-      kcld_config_value_range(k, r, sizeof(r));
-      snprintf(why, n, "must be %s, got %s", r, text);
-      return KCLD_EINVAL;
-    }
-    *(int64_t *)f = v;
-    return 0;
+    return store_number(k, f, v, text, why, n);
   case K_ENUM: {
     const char *hint = NULL;
     for (int i = 0; k->values[i]; i++) {

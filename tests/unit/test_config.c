@@ -1182,6 +1182,9 @@ static void test_runtime_checks(void **state)
                    "  command: [kcld-no-such-program-xyz, app.py]\n",
                  "kcld.yaml:5:12: handler.command: cannot run "
                  "\"kcld-no-such-program-xyz\": not found in PATH\n");
+  expect_runtime(H "handler:\n  type: lambda\n  command: [\"\", app.py]\n",
+                 "kcld.yaml:5:12: handler.command: the program name is "
+                 "empty\n");
   /* PATH is searched as execvp does. */
   snprintf(p, sizeof(p), "/nonexistent:%s", dir);
   setenv("PATH", p, 1);

@@ -11,6 +11,8 @@
 
 #include <openssl/crypto.h>
 
+#include "base/hex.h"
+#include "base/utf8.h"
 #include "err.h"
 #include "log.h"
 
@@ -53,43 +55,12 @@ static int put(struct buf *b, const char *s, size_t n)
 static int put_utf8(struct buf *b, unsigned cp)
 {
   char u[4];
-  size_t n;
-  if (cp < 0x80) {
-    u[0] = (char)cp;
-    n = 1;
-  } else if (cp < 0x800) {
-    u[0] = (char)(0xc0 | (cp >> 6));
-    u[1] = (char)(0x80 | (cp & 0x3f));
-    n = 2;
-  } else if (cp < 0x10000) {
-    u[0] = (char)(0xe0 | (cp >> 12));
-    u[1] = (char)(0x80 | ((cp >> 6) & 0x3f));
-    u[2] = (char)(0x80 | (cp & 0x3f));
-    n = 3;
-  } else {
-    u[0] = (char)(0xf0 | (cp >> 18));
-    u[1] = (char)(0x80 | ((cp >> 12) & 0x3f));
-    u[2] = (char)(0x80 | ((cp >> 6) & 0x3f));
-    u[3] = (char)(0x80 | (cp & 0x3f));
-    n = 4;
-  }
-  return put(b, u, n);
+  return put(b, u, (size_t)(kcld_utf8_put(u, cp) - u));
 }
 
 static int is_blank(char c)
 {
   return c == ' ' || c == '\t' || c == '\f';
-}
-
-static int hexval(char c)
-{
-  if (c >= '0' && c <= '9')
-    return c - '0';
-  if (c >= 'a' && c <= 'f')
-    return c - 'a' + 10;
-  if (c >= 'A' && c <= 'F')
-    return c - 'A' + 10;
-  return -1;
 }
 
 /* Unescapes s[0..n-1] into b.  A malformed \u escape keeps its text. */
@@ -107,16 +78,9 @@ static int unescape(struct buf *b, const char *s, size_t n)
     }
     c = s[++i];
     if (c == 'u') {
-      unsigned cp = 0;
-      int ok = i + 4 < n;
-      for (int k = 1; ok && k <= 4; k++) {
-        int v = hexval(s[i + (size_t)k]);
-        if (v < 0)
-          ok = 0;
-        else
-          cp = cp * 16 + (unsigned)v;
-      }
-      if (!ok) {
+      long v = i + 4 < n ? kcld_hex_parse(s + i + 1, 4) : -1;
+      unsigned cp = (unsigned)v;
+      if (v < 0) {
         if (put(b, "\\u", 2) != 0)
           return -1;
         continue;

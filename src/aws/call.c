@@ -24,6 +24,7 @@
 #include <curl/curl.h>
 
 #include "aws/sigv4.h"
+#include "base/backoff.h"
 #include "err.h"
 #include "log.h"
 
@@ -82,7 +83,6 @@ struct kcld_aws {
   long timeout_ms;
   int quota;           /* retry tokens left */
   long skew_s;         /* server clock minus ours */
-  uint64_t rng;        /* xorshift64* state for the backoff jitter */
   struct aws_call *calls;
   kcld_aws_observer_fn observer;
   void *observer_arg;
@@ -127,25 +127,12 @@ struct aws_call {
 
 /* ======== Small helpers ======== */
 
-static double rand01(struct kcld_aws *aws)
-{
-  uint64_t x = aws->rng;
-  x ^= x >> 12;
-  x ^= x << 25;
-  x ^= x >> 27;
-  aws->rng = x;
-  return (double)((x * 0x2545F4914F6CDD1DULL) >> 11) / 9007199254740992.0;
-}
-
 /* rand(0,1) x min(2^(attempt-1) x base, 20 s), in ms. */
 static uint64_t backoff_ms(struct kcld_aws *aws, int attempt)
 {
-  long cap = aws->retry_base_ms;
-  for (int i = 1; i < attempt && cap < BACKOFF_MAX_MS; i++)
-    cap *= 2;
-  if (cap > BACKOFF_MAX_MS)
-    cap = BACKOFF_MAX_MS;
-  return (uint64_t)(rand01(aws) * (double)cap);
+  struct kcld_backoff b = {(uint64_t)aws->retry_base_ms, BACKOFF_MAX_MS,
+                           KCLD_BACKOFF_FULL};
+  return kcld_backoff_ms(&b, attempt > 0 ? (unsigned)attempt : 1);
 }
 
 static int in_list(const char *const *list, const char *s)
@@ -663,10 +650,6 @@ int kcld_aws_new(const struct kcld_aws_opts *opts, struct kcld_aws **out)
     opts->retry_base_ms > 0 ? opts->retry_base_ms : DEFAULT_RETRY_BASE_MS;
   aws->timeout_ms = opts->timeout_ms;
   aws->quota = QUOTA_MAX;
-  aws->rng = uv_hrtime() ^ ((uint64_t)(uintptr_t)aws << 16) ^
-             ((uint64_t)getpid() << 40);
-  if (aws->rng == 0)
-    aws->rng = 0x9E3779B97F4A7C15ULL;
   aws->region = strdup(opts->region);
   if (!aws->region) {
     rc = KCLD_ENOMEM;

@@ -28,6 +28,7 @@
 #include <jansson.h>
 #include <openssl/crypto.h>
 
+#include "base/backoff.h"
 #include "err.h"
 #include "log.h"
 
@@ -82,27 +83,12 @@ static int env_true(const char *name)
   return v && strcasecmp(v, "true") == 0;
 }
 
-/* A cheap jitter source (mixed clock bits; no shared state, so no race
- * between loops in different threads).  Quality does not matter here. */
-static uint64_t jitter_ms(uint64_t max_ms)
-{
-  uint64_t x = uv_hrtime();
-  x ^= x >> 33;
-  x *= 0xff51afd7ed558ccdULL;
-  x ^= x >> 33;
-  return max_ms ? x % (max_ms + 1) : 0;
-}
-
 /* Exponential backoff base * 2^(n-1), capped, with "equal jitter": the delay
  * lies in [d/2, d]. */
 static uint64_t backoff_ms(uint64_t base, int n, uint64_t cap)
 {
-  uint64_t d = base;
-  for (int i = 1; i < n && d < cap; i++)
-    d *= 2;
-  if (d > cap)
-    d = cap;
-  return d / 2 + jitter_ms(d / 2);
+  struct kcld_backoff b = {base, cap, KCLD_BACKOFF_EQUAL};
+  return kcld_backoff_ms(&b, n > 0 ? (unsigned)n : 1);
 }
 
 /* Parses an ISO 8601 UTC time ("2026-11-23T16:00:00Z", optional fraction,

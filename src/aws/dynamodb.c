@@ -626,7 +626,7 @@ static void batch_on_result(struct kcld_svc_op *base,
   op->chunk = json_incref(unproc);
   op->chunk_count = (size_t)n;
   if (op->retries < op->max_retries) {
-    uint64_t ms = kcld_svc_backoff_ms(base->svc, op->retries, op->base_ms,
+    uint64_t ms = kcld_svc_backoff_ms(op->retries, op->base_ms,
                                       op->max_ms);
     int rc;
     op->retries++;

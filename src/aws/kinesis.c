@@ -8,8 +8,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include <openssl/evp.h>
-
+#include "base/base64.h"
+#include "base/utf8.h"
 #include "err.h"
 #include "log.h"
 
@@ -346,20 +346,6 @@ int kcld_kinesis_get_records(struct kcld_kinesis *k,
 
 /* ======== PutRecords ======== */
 
-/* Characters (code points) in a UTF-8 string, or -1 when it is not UTF-8. */
-static long utf8_chars(const char *s)
-{
-  long n = 0;
-  json_t *check = json_string(s);
-  if (!check)
-    return -1;
-  json_decref(check);
-  for (; *s; s++)
-    if (((unsigned char)*s & 0xC0) != 0x80)
-      n++;
-  return n;
-}
-
 static json_t *put_request(const char *stream,
                            const struct kcld_kinesis_record *records, size_t n)
 {
@@ -372,7 +358,7 @@ static json_t *put_request(const char *stream,
     goto fail;
   for (size_t i = 0; i < n; i++) {
     const struct kcld_kinesis_record *r = &records[i];
-    size_t need = 4 * ((r->len + 2) / 3) + 1;
+    size_t need = kcld_base64_encoded_len(r->len) + 1;
     json_t *e = json_object();
     if (!e || json_array_append_new(arr, e) != 0)
       goto fail;
@@ -383,7 +369,7 @@ static json_t *put_request(const char *stream,
       b64 = nb;
       cap = need;
     }
-    EVP_EncodeBlock((unsigned char *)b64, r->data, (int)r->len);
+    kcld_base64_encode(b64, r->data, r->len);
     if (kcld_svc_set_str(e, "Data", b64) ||
         kcld_svc_set_str(e, "PartitionKey", r->partition_key) ||
         (r->explicit_hash_key &&
@@ -424,7 +410,9 @@ int kcld_kinesis_put_records(struct kcld_kinesis *k, const char *stream,
       why = "record without data";
     else if (!r->partition_key)
       why = "record without partition key";
-    else if ((chars = utf8_chars(r->partition_key)) < 1 || chars > 256)
+    else if ((chars = kcld_utf8_count(r->partition_key,
+                                      strlen(r->partition_key))) < 1 ||
+             chars > 256)
       why = "partition key not 1..256 UTF-8 characters";
     else if (r->len > KCLD_KINESIS_PUT_MAX_RECORD ||
              r->len + strlen(r->partition_key) > KCLD_KINESIS_PUT_MAX_RECORD)
@@ -632,8 +620,7 @@ static int list_back_off(struct list_op *op, struct kcld_svc_status *st)
   if ((f != KCLD_KINESIS_LIMIT && f != KCLD_KINESIS_EXPIRED_TOKEN) ||
       op->retries >= op->max_retries)
     return 0;
-  ms = kcld_svc_backoff_ms(op->base.svc, op->retries, op->base_ms,
-                           op->max_ms);
+  ms = kcld_svc_backoff_ms(op->retries, op->base_ms, op->max_ms);
   op->retries++;
   if (f == KCLD_KINESIS_LIMIT) {
     op->throttled++;

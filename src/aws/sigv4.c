@@ -16,6 +16,7 @@
 #include <openssl/evp.h>
 #include <openssl/params.h>
 
+#include "base/hex.h"
 #include "err.h"
 
 #define HASH_LEN 32
@@ -69,7 +70,6 @@ struct kcld_sigv4 {
 
 /* ======== Small helpers ======== */
 
-static const char s_hex_lower[] = "0123456789abcdef";
 static const char s_hex_upper[] = "0123456789ABCDEF";
 
 static int is_unreserved(unsigned char c)
@@ -82,17 +82,6 @@ static int is_unreserved(unsigned char c)
 static int is_ws(unsigned char c)
 {
   return c == ' ' || c == '\t' || c == '\r' || c == '\n';
-}
-
-static int hex_val(unsigned char c)
-{
-  if (c >= '0' && c <= '9')
-    return c - '0';
-  if (c >= 'a' && c <= 'f')
-    return c - 'a' + 10;
-  if (c >= 'A' && c <= 'F')
-    return c - 'A' + 10;
-  return -1;
 }
 
 static unsigned char lower(unsigned char c)
@@ -116,15 +105,6 @@ static char *put(char *p, const char *s, size_t n)
 static char *put_str(char *p, const char *s)
 {
   return put(p, s, strlen(s));
-}
-
-static char *put_hex(char *p, const unsigned char *b, size_t n)
-{
-  for (size_t i = 0; i < n; i++) {
-    *p++ = s_hex_lower[b[i] >> 4];
-    *p++ = s_hex_lower[b[i] & 15];
-  }
-  return p;
 }
 
 /* URI-encodes one byte: unreserved bytes (and '/' when keep_slash) as they
@@ -156,8 +136,8 @@ static char *put_recoded(char *p, const char *s, size_t n)
     unsigned char c = (unsigned char)s[i];
     int hi, lo;
     if (c == '%' && i + 2 < n &&
-        (hi = hex_val((unsigned char)s[i + 1])) >= 0 &&
-        (lo = hex_val((unsigned char)s[i + 2])) >= 0) {
+        (hi = kcld_hex_value((unsigned char)s[i + 1])) >= 0 &&
+        (lo = kcld_hex_value((unsigned char)s[i + 2])) >= 0) {
       c = (unsigned char)(hi << 4 | lo);
       i += 2;
     }
@@ -600,7 +580,7 @@ static int prepare(struct kcld_sigv4 *s, const struct kcld_creds *creds,
   rc = sha256(s, req->body ? req->body : "", req->body_len, hash);
   if (rc)
     return rc;
-  put_hex(j->body_hash, hash, HASH_LEN);
+  kcld_hex_put(j->body_hash, hash, HASH_LEN);
   j->body_hash[HEX_LEN] = '\0';
 
   extra[n_extra++] = (struct hent){s_date_name, sizeof(s_date_name) - 1,
@@ -753,7 +733,7 @@ int kcld_sigv4_sign(struct kcld_sigv4 *s, const struct kcld_creds *creds,
   *p++ = '\n';
   p = put_scope(s, &j, p);
   *p++ = '\n';
-  p = put_hex(p, hash, HASH_LEN);
+  p = kcld_hex_put(p, hash, HASH_LEN);
   rc = signing_key(s, creds, j.date);
   if (!rc)
     rc = hmac(s, s->key, HASH_LEN, out->string_to_sign,
@@ -761,7 +741,7 @@ int kcld_sigv4_sign(struct kcld_sigv4 *s, const struct kcld_creds *creds,
   if (rc)
     return rc;
   *p++ = '\0';
-  put_hex(out->signature, hash, HASH_LEN);
+  kcld_hex_put(out->signature, hash, HASH_LEN);
   out->signature[HEX_LEN] = '\0';
   OPENSSL_cleanse(hash, sizeof(hash));
 

@@ -9,6 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "base/backoff.h"
 #include "err.h"
 #include "log.h"
 
@@ -49,9 +50,6 @@ int kcld_svc_new(size_t size, struct kcld_aws *aws, uv_loop_t *loop,
   svc->aws = aws;
   svc->loop = loop;
   svc->service = service;
-  svc->rng = uv_hrtime() ^ ((uint64_t)(uintptr_t)svc << 20);
-  if (svc->rng == 0)
-    svc->rng = 0x9E3779B97F4A7C15ULL;
   *out = svc;
   return 0;
 }
@@ -394,26 +392,12 @@ void kcld_svc_log_bad_answer(const struct kcld_svc_op *op,
            st->message, NULL);
 }
 
-static uint64_t next_rand(struct kcld_svc *svc)
+uint64_t kcld_svc_backoff_ms(int retry, long base_ms, long max_ms)
 {
-  /* xorshift64*: jitter only, not for secrets. */
-  svc->rng ^= svc->rng >> 12;
-  svc->rng ^= svc->rng << 25;
-  svc->rng ^= svc->rng >> 27;
-  return svc->rng * 0x2545F4914F6CDD1DULL;
-}
-
-uint64_t kcld_svc_backoff_ms(struct kcld_svc *svc, int retry, long base_ms,
-                             long max_ms)
-{
-  uint64_t d = base_ms > 0 ? (uint64_t)base_ms : 1;
-  uint64_t cap = max_ms > 0 ? (uint64_t)max_ms : d;
-  for (int i = 0; i < retry && d < cap; i++)
-    d *= 2;
-  if (d > cap)
-    d = cap;
-  d = d / 2 + next_rand(svc) % (d / 2 + 1);
-  return d ? d : 1;
+  struct kcld_backoff b = {base_ms > 0 ? (uint64_t)base_ms : 1, 0,
+                           KCLD_BACKOFF_EQUAL};
+  b.max_ms = max_ms > 0 ? (uint64_t)max_ms : b.base_ms;
+  return kcld_backoff_ms(&b, retry > 0 ? (unsigned)retry + 1 : 1);
 }
 
 /* ======== Requests ======== */

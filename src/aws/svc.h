@@ -59,7 +59,6 @@ struct kcld_svc {
   uv_loop_t *loop;
   enum kcld_aws_service service;
   struct kcld_svc_op *ops; /* operations whose callback has not run */
-  uint64_t rng;
   int closed;
 };
 
@@ -272,10 +271,10 @@ void kcld_svc_status_set(struct kcld_svc_op *op, struct kcld_svc_status *st,
 void kcld_svc_log_bad_answer(const struct kcld_svc_op *op,
                              const struct kcld_svc_status *st);
 
-/* A backoff for wrapper-level retries: base x 2^retry capped at max_ms,
- * "equal jitter" (half fixed, half random), at least 1 ms. */
-uint64_t kcld_svc_backoff_ms(struct kcld_svc *svc, int retry, long base_ms,
-                             long max_ms);
+/* A backoff for wrapper-level retries (retry counts from 0): base x 2^retry
+ * capped at max_ms (<= 0: at base), "equal jitter" (half fixed, half
+ * random; base/backoff.h), at least 1 ms. */
+uint64_t kcld_svc_backoff_ms(int retry, long base_ms, long max_ms);
 
 /* ---- Request and message helpers ---- */
 

@@ -7,6 +7,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "base/backoff.h"
+#include "base/seq.h"
 #include "consume/record.h"
 #include "err.h"
 #include "log.h"
@@ -17,17 +19,10 @@
 /* One kcld_checkpoint_flush() waiting for its position to be written. */
 struct waiter {
   struct waiter *next;
-  char seq[KCLD_RECORD_SEQ_MAX + 1];
+  char seq[KCLD_SEQ_MAX + 1];
   uint64_t sub;
   kcld_lease_cb cb;
   void *arg;
-};
-
-/* A position: (sequence number, sub-sequence number). */
-struct pos {
-  int set;
-  char seq[KCLD_RECORD_SEQ_MAX + 1];
-  uint64_t sub;
 };
 
 struct kcld_checkpoint {
@@ -42,35 +37,20 @@ struct kcld_checkpoint {
   void (*lost_cb)(void *arg);
   void *arg;
 
-  struct pos handled;        /* highest position reported */
-  struct pos written;        /* last position known to be stored */
-  struct pos inflight;       /* the write in flight (set = one in flight) */
+  struct kcld_seq_pos handled;  /* highest position reported */
+  struct kcld_seq_pos written;  /* last position known to be stored */
+  struct kcld_seq_pos inflight; /* the write in flight (set = one in flight) */
   struct waiter *waiters;    /* flushes, in call order */
 
   int timer_armed;
   unsigned failures_in_row;  /* transient failures since the last success */
   uint64_t last_start_ms;    /* uv_now when the last write started */
   int started;               /* a write has started at least once */
-  uint64_t rng;              /* xorshift state for the retry jitter */
   int lost;                  /* KCLD_ELOST seen or kcld_checkpoint_lose */
   int closing;
   int timer_closed;
   struct kcld_checkpoint_stats stats;
 };
-
-static int pos_cmp(const struct pos *a, const char *seq, uint64_t sub)
-{
-  return kcld_record_position_compare(a->seq, a->sub, seq, sub);
-}
-
-static void pos_set(struct pos *p, const char *seq, uint64_t sub)
-{
-  /* Callers pass only strings that kcld_record_seq_valid accepted, so the
-   * copy always fits. */
-  snprintf(p->seq, sizeof(p->seq), "%s", seq);
-  p->sub = sub;
-  p->set = 1;
-}
 
 /* A reported position is beyond what is stored (a write in flight does not
  * count as stored). */
@@ -80,7 +60,8 @@ static int dirty(const struct kcld_checkpoint *cp)
     return 0;
   if (!cp->written.set)
     return 1;
-  return pos_cmp(&cp->handled, cp->written.seq, cp->written.sub) > 0;
+  return kcld_seq_pos_compare(&cp->handled, cp->written.seq,
+                              cp->written.sub) > 0;
 }
 
 static void maybe_free(struct kcld_checkpoint *cp)
@@ -113,25 +94,11 @@ static void disarm(struct kcld_checkpoint *cp)
   cp->timer_armed = 0;
 }
 
-static uint64_t next_rand(struct kcld_checkpoint *cp)
-{
-  uint64_t x = cp->rng;
-  x ^= x << 13;
-  x ^= x >> 7;
-  x ^= x << 17;
-  cp->rng = x;
-  return x;
-}
-
-/* Exponential backoff with jitter: half the delay fixed, half random. */
 static uint64_t retry_delay(struct kcld_checkpoint *cp)
 {
-  uint64_t d = cp->retry_min_ms;
-  for (unsigned i = 1; i < cp->failures_in_row && d < cp->retry_max_ms; i++)
-    d *= 2;
-  if (d > cp->retry_max_ms)
-    d = cp->retry_max_ms;
-  return d / 2 + next_rand(cp) % (d / 2 + 1);
+  struct kcld_backoff b = {cp->retry_min_ms, cp->retry_max_ms,
+                           KCLD_BACKOFF_EQUAL};
+  return kcld_backoff_ms(&b, cp->failures_in_row);
 }
 
 /* Detaches every waiter and fails it with err. */
@@ -156,9 +123,9 @@ static void complete_waiters(struct kcld_checkpoint *cp)
   for (;;) {
     struct waiter **pw = &cp->waiters;
     while (*pw && !(cp->written.set &&
-                    kcld_record_position_compare((*pw)->seq, (*pw)->sub,
-                                                 cp->written.seq,
-                                                 cp->written.sub) <= 0))
+                    kcld_seq_position_compare((*pw)->seq, (*pw)->sub,
+                                              cp->written.seq,
+                                              cp->written.sub) <= 0))
       pw = &(*pw)->next;
     if (*pw == NULL || cp->closing || cp->lost)
       return;
@@ -211,7 +178,7 @@ static void on_timer(uv_timer_t *t)
 static void on_written(int err, void *arg)
 {
   struct kcld_checkpoint *cp = arg;
-  struct pos done = cp->inflight;
+  struct kcld_seq_pos done = cp->inflight;
   cp->inflight.set = 0;
   if (cp->closing) {
     maybe_free(cp);
@@ -257,7 +224,7 @@ int kcld_checkpoint_new(const struct kcld_checkpoint_opts *opts,
     *out = NULL;
   if (!opts || !out || !opts->loop || !opts->shard_id || !opts->write)
     return KCLD_EINVAL;
-  if (opts->written_sequence && !kcld_record_seq_valid(opts->written_sequence))
+  if (opts->written_sequence && !kcld_seq_valid(opts->written_sequence))
     return KCLD_EINVAL;
   struct kcld_checkpoint *cp = calloc(1, sizeof(*cp));
   if (!cp)
@@ -278,8 +245,7 @@ int kcld_checkpoint_new(const struct kcld_checkpoint_opts *opts,
   cp->lost_cb = opts->lost;
   cp->arg = opts->arg;
   if (opts->written_sequence)
-    pos_set(&cp->written, opts->written_sequence, opts->written_sub);
-  cp->rng = (uv_hrtime() ^ (uint64_t)(uintptr_t)cp) | 1;
+    kcld_seq_pos_set(&cp->written, opts->written_sequence, opts->written_sub);
   uv_timer_init(opts->loop, &cp->timer);
   cp->timer.data = cp;
   *out = cp;
@@ -293,13 +259,13 @@ int kcld_checkpoint_progress(struct kcld_checkpoint *cp, const char *sequence,
     return KCLD_ECANCELED;
   if (cp->lost)
     return KCLD_ELOST;
-  if (!kcld_record_seq_valid(sequence))
+  if (!kcld_seq_valid(sequence))
     return KCLD_EINVAL;
-  if (cp->handled.set && pos_cmp(&cp->handled, sequence, sub) >= 0)
+  if (cp->handled.set && kcld_seq_pos_compare(&cp->handled, sequence, sub) >= 0)
     return 0;
-  if (cp->written.set && pos_cmp(&cp->written, sequence, sub) >= 0)
+  if (cp->written.set && kcld_seq_pos_compare(&cp->written, sequence, sub) >= 0)
     return 0;
-  pos_set(&cp->handled, sequence, sub);
+  kcld_seq_pos_set(&cp->handled, sequence, sub);
   try_write(cp, 0, cp->waiters != NULL);
   return 0;
 }

@@ -9,7 +9,7 @@
  *  - Never past what was reported: only positions given to
  *    kcld_checkpoint_progress() are written, and positions only move forward
  *    (an older or equal report is ignored).  Sequence numbers are compared as
- *    decimal integers (kcld_record_position_compare), never as text.
+ *    decimal integers (kcld_seq_position_compare), never as text.
  *  - interval_ms == 0: a write follows every progress report.  interval_ms
  *    > 0: at most one write starts per interval; reports in between are
  *    coalesced into the next write, which carries the latest position.

@@ -10,6 +10,7 @@
 
 #include <openssl/evp.h>
 
+#include "base/utf8.h"
 #include "err.h"
 
 #define MAGIC_LEN 4
@@ -123,43 +124,6 @@ static int pb_next(struct pb *r, struct pb_field *f, const char **why)
     *why = "invalid wire type 6 or 7";
     return -1;
   }
-}
-
-/* 1 when s[0..n) is well-formed UTF-8 (no overlongs, surrogates or code
- * points above U+10FFFF). */
-static int utf8_valid(const uint8_t *s, size_t n)
-{
-  size_t i = 0;
-  while (i < n) {
-    uint8_t c = s[i];
-    size_t k;
-    uint32_t cp, min;
-    if (c < 0x80) {
-      i++;
-      continue;
-    }
-    if ((c & 0xE0) == 0xC0) {
-      k = 1, cp = c & 0x1F, min = 0x80;
-    } else if ((c & 0xF0) == 0xE0) {
-      k = 2, cp = c & 0x0F, min = 0x800;
-    } else if ((c & 0xF8) == 0xF0) {
-      k = 3, cp = c & 0x07, min = 0x10000;
-    } else {
-      return 0;
-    }
-    if (n - i - 1 < k)
-      return 0;
-    for (size_t j = 1; j <= k; j++) {
-      uint8_t d = s[i + j];
-      if ((d & 0xC0) != 0x80)
-        return 0;
-      cp = (cp << 6) | (d & 0x3F);
-    }
-    if (cp < min || cp > 0x10FFFF || (cp >= 0xD800 && cp <= 0xDFFF))
-      return 0;
-    i += k + 1;
-  }
-  return 1;
 }
 
 /* ======== AggregatedRecord ======== */
@@ -304,7 +268,7 @@ int kcld_deagg_scan(const uint8_t *data, size_t len,
       nrec++;
       continue;
     }
-    if (!utf8_valid(f.ptr, f.len))
+    if (!kcld_utf8_valid(f.ptr, f.len))
       return corrupt(plan, "%s[%zu] is not valid UTF-8", table_name(f.num),
                      f.num == 1 ? n_pk : n_ehk);
     if (f.num == 1)

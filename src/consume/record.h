@@ -26,10 +26,6 @@
 #include <stddef.h>
 #include <stdint.h>
 
-/* Longest sequence number accepted: the Kinesis API pattern is
- * 0|([1-9]\d{0,128}). */
-#define KCLD_RECORD_SEQ_MAX 129
-
 /* arrival_ms when the response carried no ApproximateArrivalTimestamp (the
  * KCL uses -1 for this too). */
 #define KCLD_RECORD_NO_ARRIVAL ((int64_t)-1)
@@ -46,8 +42,9 @@ struct kcld_record {
   const char *explicit_hash_key; /* NUL-terminated decimal string from the
                                    KPL hash key table, or NULL (always NULL
                                    for records that were not aggregated) */
-  const char *sequence_number;  /* NUL-terminated decimal; the sub-records of
-                                   one aggregate share the outer record's */
+  const char *sequence_number;  /* NUL-terminated decimal (base/seq.h); the
+                                   sub-records of one aggregate share the
+                                   outer record's */
   const char *encryption_type;  /* "NONE", "KMS", another value as sent, or
                                    NULL when the response had none */
   uint64_t sub_sequence_number; /* index within its aggregate; 0 otherwise */
@@ -94,22 +91,5 @@ struct kcld_record_batch *kcld_record_batch_acquire(
 /* Drops one reference; the last one frees the batch and everything its
  * records point at.  NULL is ignored.  Any thread. */
 void kcld_record_batch_release(struct kcld_record_batch *batch);
-
-/* 1 when `seq` is a sequence number: 1 to KCLD_RECORD_SEQ_MAX ASCII digits
- * (leading zeros allowed), else 0.  "TRIM_HORIZON", "SHARD_END", "" and NULL
- * are not sequence numbers. */
-int kcld_record_seq_valid(const char *seq);
-
-/* Compares two sequence numbers as unsigned decimal integers of any size
- * (leading zeros ignored): <0, 0 or >0 as a is less than, equal to or greater
- * than b.  It is a total order on all strings: an invalid string (see
- * kcld_record_seq_valid; NULL included) sorts below every valid one, and two
- * invalid strings compare as strcmp would (NULL first). */
-int kcld_record_seq_compare(const char *a, const char *b);
-
-/* Compares extended sequence numbers (sequence, sub-sequence) the way
- * checkpoints do: by sequence number, then by sub-sequence number. */
-int kcld_record_position_compare(const char *seq_a, uint64_t sub_a,
-                                 const char *seq_b, uint64_t sub_b);
 
 #endif

@@ -7,11 +7,13 @@
  * touches nothing else. */
 #include "consume/shard_consumer.h"
 
-#include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "base/backoff.h"
+#include "base/fmt.h"
+#include "base/seq.h"
 #include "consume/getrecords.h"
 #include "err.h"
 #include "log.h"
@@ -55,12 +57,6 @@ enum start_kind {
 enum aux_mode { AUX_NONE, AUX_DELIVER_RETRY, AUX_NOTIFY };
 enum stop_timer_mode { ST_NONE, ST_DEADLINE, ST_FLUSH, ST_END_RETRY };
 
-struct pos {
-  int set;
-  char seq[KCLD_RECORD_SEQ_MAX + 1];
-  uint64_t sub;
-};
-
 /* A parsed batch waiting for its delivery. */
 struct queued {
   struct queued *next;
@@ -80,7 +76,7 @@ struct kcld_shard_consumer {
   char *stream;
   char *shard_id;
   enum start_kind start;
-  char start_seq[KCLD_RECORD_SEQ_MAX + 1];
+  char start_seq[KCLD_SEQ_MAX + 1];
   uint64_t start_sub;
   int64_t start_ts_ms;
   int max_records;
@@ -99,13 +95,12 @@ struct kcld_shard_consumer {
   enum fetch_state fetch;
   int fetch_timer_armed;
   char *iterator;          /* NULL: a new one is needed (or the end) */
-  struct pos last_fetched; /* last Kinesis record fetched */
-  struct pos skip;         /* skip user records at or below this */
+  struct kcld_seq_pos last_fetched; /* last Kinesis record fetched */
+  struct kcld_seq_pos skip;         /* skip user records at or below this */
   unsigned fails_in_row;   /* failed fetch-path calls since a success */
   uint64_t last_call_ms;
   int called;
   uint64_t next_at_ms;     /* no call before this (idle, backoff) */
-  uint64_t rng;
 
   /* The parse job (owned by the worker while fetch == F_PARSE). */
   char *raw;
@@ -120,8 +115,8 @@ struct kcld_shard_consumer {
   int in_deliver;
   int deliver_retry_armed;
   unsigned refusals_in_row;
-  struct pos delivered_last; /* last record handed to the sink */
-  struct pos handled;        /* last progress */
+  struct kcld_seq_pos delivered_last; /* last record handed to the sink */
+  struct kcld_seq_pos handled;        /* last progress */
   int clamp_warned;
   int sink_cancelled;
 
@@ -146,42 +141,11 @@ static void schedule_fetch(struct kcld_shard_consumer *c);
 
 /* ======== Small helpers ======== */
 
-static void pos_set(struct pos *p, const char *seq, uint64_t sub)
-{
-  snprintf(p->seq, sizeof(p->seq), "%s", seq);
-  p->sub = sub;
-  p->set = 1;
-}
-
-static int pos_cmp(const struct pos *a, const char *seq, uint64_t sub)
-{
-  return kcld_record_position_compare(a->seq, a->sub, seq, sub);
-}
-
-static uint64_t next_rand(struct kcld_shard_consumer *c)
-{
-  uint64_t x = c->rng;
-  x ^= x << 13;
-  x ^= x >> 7;
-  x ^= x << 17;
-  c->rng = x;
-  return x;
-}
-
-/* Exponential backoff with jitter (half fixed, half random), capped. */
 static uint64_t backoff_ms(struct kcld_shard_consumer *c, unsigned fails)
 {
-  uint64_t d = c->backoff_base_ms;
-  for (unsigned i = 1; i < fails && d < c->backoff_max_ms; i++)
-    d *= 2;
-  if (d > c->backoff_max_ms)
-    d = c->backoff_max_ms;
-  return d / 2 + next_rand(c) % (d / 2 + 1);
-}
-
-static void fmt_u64(char *buf, size_t n, uint64_t v)
-{
-  snprintf(buf, n, "%" PRIu64, v);
+  struct kcld_backoff b = {c->backoff_base_ms, c->backoff_max_ms,
+                           KCLD_BACKOFF_EQUAL};
+  return kcld_backoff_ms(&b, fails);
 }
 
 static void free_children(struct kcld_shard_consumer *c)
@@ -236,8 +200,8 @@ static int outstanding(const struct kcld_shard_consumer *c)
   if (!c->delivered_last.set)
     return 0;
   return !c->handled.set ||
-         pos_cmp(&c->handled, c->delivered_last.seq,
-                 c->delivered_last.sub) < 0;
+         kcld_seq_pos_compare(&c->handled, c->delivered_last.seq,
+                              c->delivered_last.sub) < 0;
 }
 
 static void cancel_sink(struct kcld_shard_consumer *c)
@@ -330,7 +294,7 @@ static void on_shard_ended(int err, void *arg)
   c->fails_in_row++;
   uint64_t delay = backoff_ms(c, c->fails_in_row);
   char ms[24];
-  fmt_u64(ms, sizeof(ms), delay);
+  kcld_fmt_u64(ms, sizeof(ms), delay);
   kcld_log(KCLD_LOG_WARN, "recording the shard end failed; will retry",
            "shard", c->shard_id, "op", "shard_ended", "error",
            kcld_strerror(err), "retry_ms", ms, NULL);
@@ -442,7 +406,7 @@ static void pump(struct kcld_shard_consumer *c)
     struct queued *q = c->qhead;
     struct kcld_record_batch *b = q->batch;
     const struct kcld_record *last = &b->records[b->count - 1];
-    struct pos prev = c->delivered_last;
+    struct kcld_seq_pos prev = c->delivered_last;
     c->qhead = q->next;
     if (!c->qhead)
       c->qtail = NULL;
@@ -453,8 +417,8 @@ static void pump(struct kcld_shard_consumer *c)
     c->d.records = b->records + q->first;
     c->d.count = b->count - q->first;
     c->d.millis_behind_latest = b->millis_behind_latest;
-    pos_set(&c->delivered_last, last->sequence_number,
-            last->sub_sequence_number);
+    kcld_seq_pos_set(&c->delivered_last, last->sequence_number,
+                     last->sub_sequence_number);
     c->delivering = 1;
     c->in_deliver++;
     int rc = c->sink.deliver(c->sink.impl, &c->d);
@@ -531,13 +495,13 @@ void kcld_shard_consumer_progress(struct kcld_shard_consumer *c,
   if (c->closing || c->lost_mode || c->phase == PH_FINISHED ||
       c->sink_cancelled)
     return;
-  if (!kcld_record_seq_valid(sequence) || !c->delivered_last.set) {
+  if (!kcld_seq_valid(sequence) || !c->delivered_last.set) {
     kcld_log(KCLD_LOG_ERROR, "sink bug: progress for nothing delivered",
              "shard", c->shard_id, "sequence",
-             kcld_record_seq_valid(sequence) ? sequence : "(invalid)", NULL);
+             kcld_seq_valid(sequence) ? sequence : "(invalid)", NULL);
     return;
   }
-  if (pos_cmp(&c->delivered_last, sequence, sub) < 0) {
+  if (kcld_seq_pos_compare(&c->delivered_last, sequence, sub) < 0) {
     if (!c->clamp_warned)
       kcld_log(KCLD_LOG_WARN,
                "sink reported progress past the last delivered record; "
@@ -547,9 +511,9 @@ void kcld_shard_consumer_progress(struct kcld_shard_consumer *c,
     sequence = c->delivered_last.seq;
     sub = c->delivered_last.sub;
   }
-  if (c->handled.set && pos_cmp(&c->handled, sequence, sub) >= 0)
+  if (c->handled.set && kcld_seq_pos_compare(&c->handled, sequence, sub) >= 0)
     return;
-  pos_set(&c->handled, sequence, sub);
+  kcld_seq_pos_set(&c->handled, sequence, sub);
   kcld_checkpoint_progress(c->cp, c->handled.seq, c->handled.sub);
   check_drain(c);
 }
@@ -670,7 +634,7 @@ static void fetch_failed(struct kcld_shard_consumer *c, const char *op,
   }
   c->fails_in_row++;
   uint64_t delay = backoff_ms(c, c->fails_in_row);
-  fmt_u64(ms, sizeof(ms), delay);
+  kcld_fmt_u64(ms, sizeof(ms), delay);
   snprintf(status, sizeof(status), "%ld", st->http_status);
   if (fault == KCLD_KINESIS_THROUGHPUT || fault == KCLD_KINESIS_KMS_THROTTLED) {
     c->stats.throttles++;
@@ -749,7 +713,7 @@ static void get_iterator(struct kcld_shard_consumer *c)
     case START_AT:
       req.type = KCLD_KINESIS_AT_SEQUENCE_NUMBER;
       req.sequence_number = c->start_seq;
-      pos_set(&c->skip, c->start_seq, c->start_sub);
+      kcld_seq_pos_set(&c->skip, c->start_seq, c->start_sub);
       break;
     case START_TRIM_HORIZON:
       req.type = KCLD_KINESIS_TRIM_HORIZON;
@@ -797,13 +761,14 @@ static void got_batch(struct kcld_shard_consumer *c,
   if (b->kinesis_count == 0)
     c->stats.empty_responses++;
   if (b->count > 0)
-    pos_set(&c->last_fetched, b->records[b->count - 1].sequence_number, 0);
+    kcld_seq_pos_set(&c->last_fetched,
+                     b->records[b->count - 1].sequence_number, 0);
 
   size_t first = 0;
   if (c->skip.set) {
     while (first < b->count &&
-           pos_cmp(&c->skip, b->records[first].sequence_number,
-                   b->records[first].sub_sequence_number) >= 0)
+           kcld_seq_pos_compare(&c->skip, b->records[first].sequence_number,
+                                b->records[first].sub_sequence_number) >= 0)
       first++;
     if (first < b->count)
       c->skip.set = 0;
@@ -973,7 +938,7 @@ static int parse_start(struct kcld_shard_consumer *c,
     c->start = START_LATEST;
   else if (strcmp(cp, "AT_TIMESTAMP") == 0)
     c->start = START_AT_TIMESTAMP;
-  else if (kcld_record_seq_valid(cp)) {
+  else if (kcld_seq_valid(cp)) {
     c->start = lease->checkpoint_sub > 0 ? START_AT : START_AFTER;
     snprintf(c->start_seq, sizeof(c->start_seq), "%s", cp);
     c->start_sub = lease->checkpoint_sub;
@@ -1045,7 +1010,6 @@ int kcld_shard_consumer_start(const struct kcld_shard_consumer_opts *opts,
   c->finished = opts->finished;
   c->arg = opts->arg;
   c->stats.millis_behind_latest = -1;
-  c->rng = (uv_hrtime() ^ (uint64_t)(uintptr_t)c) | 1;
 
   struct kcld_checkpoint_opts co = {
     .loop = c->loop, .shard_id = c->shard_id,

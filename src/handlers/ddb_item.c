@@ -11,6 +11,8 @@
 #include <string.h>
 
 #include "aws/dynamodb.h"
+#include "base/hex.h"
+#include "base/utf8.h"
 #include "err.h"
 
 struct parser {
@@ -53,36 +55,6 @@ static void skip_ws(struct parser *p)
     p->pos++;
 }
 
-/* Length of the valid UTF-8 sequence at s[0..n), or 0 when invalid
- * (overlong forms, surrogates and code points past U+10FFFF included). */
-static size_t utf8_seq(const unsigned char *s, size_t n)
-{
-  uint32_t cp;
-  size_t k;
-
-  if (s[0] < 0x80)
-    return 1;
-  if (s[0] >= 0xc2 && s[0] <= 0xdf)
-    k = 2, cp = s[0] & 0x1f;
-  else if (s[0] >= 0xe0 && s[0] <= 0xef)
-    k = 3, cp = s[0] & 0x0f;
-  else if (s[0] >= 0xf0 && s[0] <= 0xf4)
-    k = 4, cp = s[0] & 0x07;
-  else
-    return 0;
-  if (n < k)
-    return 0;
-  for (size_t i = 1; i < k; i++) {
-    if ((s[i] & 0xc0) != 0x80)
-      return 0;
-    cp = (cp << 6) | (s[i] & 0x3f);
-  }
-  if ((k == 3 && cp < 0x800) || (k == 4 && cp < 0x10000) || cp > 0x10ffff ||
-      (cp >= 0xd800 && cp <= 0xdfff))
-    return 0;
-  return k;
-}
-
 static int tmp_put(struct parser *p, size_t *n, const char *b, size_t k)
 {
   if (*n + k + 1 > p->tmp_cap) {
@@ -103,23 +75,13 @@ static int tmp_put(struct parser *p, size_t *n, const char *b, size_t k)
 
 static int hex4(struct parser *p, uint32_t *out)
 {
-  uint32_t v = 0;
+  long v;
   if (p->pos + 4 > p->len)
     return fail(p, "truncated \\u escape");
-  for (int i = 0; i < 4; i++) {
-    char c = p->s[p->pos + (size_t)i];
-    v <<= 4;
-    if (c >= '0' && c <= '9')
-      v |= (uint32_t)(c - '0');
-    else if (c >= 'a' && c <= 'f')
-      v |= (uint32_t)(c - 'a' + 10);
-    else if (c >= 'A' && c <= 'F')
-      v |= (uint32_t)(c - 'A' + 10);
-    else
-      return fail(p, "bad \\u escape");
-  }
+  if ((v = kcld_hex_parse(p->s + p->pos, 4)) < 0)
+    return fail(p, "bad \\u escape");
   p->pos += 4;
-  *out = v;
+  *out = (uint32_t)v;
   return 0;
 }
 
@@ -141,8 +103,7 @@ static int parse_string(struct parser *p, size_t *n)
     if (c < 0x20)
       return fail(p, "control character in a string");
     if (c != '\\') {
-      size_t k = utf8_seq((const unsigned char *)p->s + p->pos,
-                          p->len - p->pos);
+      size_t k = kcld_utf8_char_len(p->s + p->pos, p->len - p->pos);
       if (k == 0)
         return fail(p, "invalid UTF-8");
       if (tmp_put(p, n, p->s + p->pos, k) != 0)
@@ -182,24 +143,7 @@ static int parse_string(struct parser *p, size_t *n)
           return fail(p, "lone high surrogate");
         cp = 0x10000 + ((cp - 0xd800) << 10) + (lo - 0xdc00);
       }
-      if (cp < 0x80) {
-        out[0] = (char)cp;
-      } else if (cp < 0x800) {
-        out[0] = (char)(0xc0 | (cp >> 6));
-        out[1] = (char)(0x80 | (cp & 0x3f));
-        k = 2;
-      } else if (cp < 0x10000) {
-        out[0] = (char)(0xe0 | (cp >> 12));
-        out[1] = (char)(0x80 | ((cp >> 6) & 0x3f));
-        out[2] = (char)(0x80 | (cp & 0x3f));
-        k = 3;
-      } else {
-        out[0] = (char)(0xf0 | (cp >> 18));
-        out[1] = (char)(0x80 | ((cp >> 12) & 0x3f));
-        out[2] = (char)(0x80 | ((cp >> 6) & 0x3f));
-        out[3] = (char)(0x80 | (cp & 0x3f));
-        k = 4;
-      }
+      k = (size_t)(kcld_utf8_put(out, cp) - out);
       break;
     default:
       return fail(p, "bad escape \\%c", e);

@@ -6,9 +6,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
 #include "aws/dynamodb.h"
+#include "base/clock.h"
 #include "err.h"
 #include "handlers/ddb_item.h"
 #include "log.h"
@@ -60,13 +60,6 @@ struct job {
 };
 
 /* ======== Items ======== */
-
-static int64_t wall_ms(void)
-{
-  struct timespec ts;
-  clock_gettime(CLOCK_REALTIME, &ts);
-  return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
 
 static int set(json_t *item, const char *name, json_t *av)
 {
@@ -572,7 +565,7 @@ static int process(struct kcld_handler *base,
   j->shard_id = strdup(b->shard_id ? b->shard_id : "");
   j->done = done;
   j->arg = arg;
-  j->now_ms = wall_ms();
+  j->now_ms = kcld_clock_wall_ms();
   j->work.data = j;
   if (!j->shard_id) {
     free(j);

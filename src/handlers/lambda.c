@@ -26,8 +26,9 @@
 #include <unistd.h>
 
 #include <jansson.h>
-#include <openssl/evp.h>
 
+#include "base/backoff.h"
+#include "base/base64.h"
 #include "err.h"
 #include "log.h"
 
@@ -46,12 +47,11 @@ static json_t *record_json(const struct kcld_handler_batch *b,
                            const char *stream_arn)
 {
   json_t *k = json_object(), *ev = json_object();
-  size_t n = 4 * ((r->data_len + 2) / 3);
-  char *b64 = malloc(n + 1), *id = NULL;
+  size_t n;
+  char *b64 = kcld_base64_encode_new(r->data, r->data_len, &n), *id = NULL;
   int ok = k && ev && b64;
 
   if (ok) {
-    EVP_EncodeBlock((unsigned char *)b64, r->data, (int)r->data_len);
     ok = asprintf(&id, "%s:%s", b->shard_id, r->sequence_number) >= 0;
     if (!ok)
       id = NULL;
@@ -428,12 +428,13 @@ static void flush_stderr(struct child *c)
 
 static int64_t backoff_ms(struct child *c)
 {
-  int64_t ms = BACKOFF_BASE_MS;
-  for (unsigned i = 0; i < c->backoff_step && ms < BACKOFF_MAX_MS; i++)
-    ms *= 2;
+  static const struct kcld_backoff restart = {BACKOFF_BASE_MS, BACKOFF_MAX_MS,
+                                              KCLD_BACKOFF_NONE};
+  int64_t ms = (int64_t)kcld_backoff_delay_ms(&restart, c->backoff_step + 1,
+                                              0);
   if (c->backoff_step < 16)
     c->backoff_step++;
-  return ms < BACKOFF_MAX_MS ? ms : BACKOFF_MAX_MS;
+  return ms;
 }
 
 /* The process is gone and stdout drained (or given up on): fail its job,

@@ -24,8 +24,10 @@
 #include <string.h>
 
 #include <jansson.h>
-#include <openssl/evp.h>
 
+#include "base/backoff.h"
+#include "base/base64.h"
+#include "base/seq.h"
 #include "err.h"
 #include "log.h"
 
@@ -67,14 +69,13 @@ char *kcld_multilang_msg_initialize(const char *shard_id,
 static json_t *record_json(const struct kcld_record *r)
 {
   json_t *o = json_object();
-  size_t n = 4 * ((r->data_len + 2) / 3);
-  char *b64 = malloc(n + 1);
+  size_t n;
+  char *b64 = kcld_base64_encode_new(r->data, r->data_len, &n);
   if (!o || !b64) {
     free(b64);
     json_decref(o);
     return NULL;
   }
-  EVP_EncodeBlock((unsigned char *)b64, r->data, (int)r->data_len);
   json_object_set_new(o, "action", json_string("record"));
   json_object_set_new(o, "data", json_stringn(b64, n));
   json_object_set_new(o, "partitionKey",
@@ -249,12 +250,6 @@ void kcld_multilang_lines_free(struct kcld_multilang_lines *l)
 
 /* ======== The handler ======== */
 
-struct pos {
-  int set;
-  char seq[KCLD_RECORD_SEQ_MAX + 1];
-  uint64_t sub;
-};
-
 enum cstate {
   C_DEAD = 0,   /* no process (restart may be armed) */
   C_STARTING,   /* initialize sent */
@@ -297,10 +292,10 @@ struct child {
   struct kcld_multilang_lines lo, le;
   struct pending *q, **qtail;
   struct pending *cur;
-  struct pos start;             /* where a (re)started child begins */
-  struct pos child_ckpt;        /* the child's last checkpoint */
-  struct pos delivered;         /* end of the last batch sent */
-  struct pos acked;             /* end of the last batch answered */
+  struct kcld_seq_pos start;    /* where a (re)started child begins */
+  struct kcld_seq_pos child_ckpt; /* the child's last checkpoint */
+  struct kcld_seq_pos delivered; /* end of the last batch sent */
+  struct kcld_seq_pos acked;    /* end of the last batch answered */
   unsigned restarts;
   uint64_t gen;                 /* spawn count; stale answers are dropped */
   unsigned ck_pending;          /* checkpoint answers owed to us */
@@ -312,21 +307,9 @@ struct ml {
   struct kcld_handler_env env;
   char **argv;                  /* borrowed from the config */
   uint64_t timeout_ms;
-  uint64_t backoff_base_ms, backoff_max_ms;
+  struct kcld_backoff restart;  /* restart delays, without jitter */
   struct child *children;
 };
-
-static void pos_set(struct pos *p, const char *seq, uint64_t sub)
-{
-  p->set = 1;
-  snprintf(p->seq, sizeof(p->seq), "%s", seq);
-  p->sub = sub;
-}
-
-static int pos_cmp(const struct pos *p, const char *seq, uint64_t sub)
-{
-  return kcld_record_position_compare(p->seq, p->sub, seq, sub);
-}
 
 static void maybe_free(struct child *c);
 static void pump(struct child *c);
@@ -568,12 +551,7 @@ static void on_dead(struct child *c)
     return;
   }
   /* Restart from the last checkpoint, with backoff. */
-  delay = c->h->backoff_base_ms;
-  for (unsigned i = 0; i < c->restarts && delay < c->h->backoff_max_ms; i++)
-    delay *= 2;
-  if (delay > c->h->backoff_max_ms)
-    delay = c->h->backoff_max_ms;
-  c->restarts++;
+  delay = kcld_backoff_delay_ms(&c->h->restart, ++c->restarts, 0);
   uv_timer_start(&c->timer, on_restart_timer, delay, 0);
 }
 
@@ -610,7 +588,7 @@ static void reply_checkpoint(struct child *c, const char *seq, uint64_t sub,
 struct ckreq {
   struct child *c;
   uint64_t gen;
-  struct pos at;
+  struct kcld_seq_pos at;
 };
 
 static const char *checkpoint_error(int err)
@@ -639,9 +617,10 @@ static void on_checkpointed(int err, void *arg)
   c->ck_pending--;
   if (err == 0) {
     if (!c->child_ckpt.set ||
-        pos_cmp(&c->child_ckpt, r->at.seq, r->at.sub) < 0)
+        kcld_seq_pos_compare(&c->child_ckpt, r->at.seq, r->at.sub) < 0)
       c->child_ckpt = r->at;
-    if (!c->start.set || pos_cmp(&c->start, r->at.seq, r->at.sub) < 0)
+    if (!c->start.set ||
+        kcld_seq_pos_compare(&c->start, r->at.seq, r->at.sub) < 0)
       c->start = r->at;
   } else {
     kcld_log(KCLD_LOG_WARN, "checkpoint requested by the record processor "
@@ -657,7 +636,7 @@ static void on_checkpointed(int err, void *arg)
 static void on_checkpoint_request(struct child *c,
                                   const struct kcld_multilang_msg *m)
 {
-  struct pos at = {0};
+  struct kcld_seq_pos at = {0};
   struct ckreq *r;
 
   if (c->stopping && c->why == KCLD_SHARD_STOP_LOST) {
@@ -675,24 +654,26 @@ static void on_checkpoint_request(struct child *c,
       return;
     }
   } else {
-    const struct pos *hi = c->delivered.set ? &c->delivered : &c->start;
-    if (!kcld_record_seq_valid(m->sequence) || !hi->set ||
-        pos_cmp(hi, m->sequence, m->sub) < 0 ||
-        (c->child_ckpt.set && pos_cmp(&c->child_ckpt, m->sequence,
-                                      m->sub) > 0)) {
+    const struct kcld_seq_pos *hi =
+      c->delivered.set ? &c->delivered : &c->start;
+    if (!kcld_seq_valid(m->sequence) || !hi->set ||
+        kcld_seq_pos_compare(hi, m->sequence, m->sub) < 0 ||
+        (c->child_ckpt.set &&
+         kcld_seq_pos_compare(&c->child_ckpt, m->sequence, m->sub) > 0)) {
       kcld_log(KCLD_LOG_WARN, "record processor asked for a checkpoint "
                "outside the records it was given", "shard", c->shard_id,
                "sequence", m->sequence, NULL);
       reply_checkpoint(c, m->sequence, m->sub, "IllegalArgumentException");
       return;
     }
-    pos_set(&at, m->sequence, m->sub);
+    kcld_seq_pos_set(&at, m->sequence, m->sub);
   }
   if (c->stopping) {
     /* The shard end, or everything answered before a graceful stop, is
      * already written by the consumer. */
     int covered = c->why == KCLD_SHARD_STOP_ENDED ||
-                  (c->acked.set && pos_cmp(&c->acked, at.seq, at.sub) >= 0);
+                  (c->acked.set &&
+                   kcld_seq_pos_compare(&c->acked, at.seq, at.sub) >= 0);
     reply_checkpoint(c, at.seq, at.sub, covered ? NULL : "ShutdownException");
     return;
   }
@@ -855,7 +836,8 @@ static void pump(struct child *c)
     c->qtail = &c->q;
   c->cur = p;
   const struct kcld_record *last = p->b.records[p->b.count - 1];
-  pos_set(&c->delivered, last->sequence_number, last->sub_sequence_number);
+  kcld_seq_pos_set(&c->delivered, last->sequence_number,
+                   last->sub_sequence_number);
   if (send_line(c, kcld_multilang_msg_records(&p->b)) != 0) {
     /* The child is going away (its exit fails the batch) or no memory. */
     if (c->running) {
@@ -975,8 +957,8 @@ static struct child *new_child(struct ml *h, const char *shard_id,
   }
   c->h = h;
   c->qtail = &c->q;
-  if (sequence && kcld_record_seq_valid(sequence))
-    pos_set(&c->start, sequence, sub);
+  if (sequence && kcld_seq_valid(sequence))
+    kcld_seq_pos_set(&c->start, sequence, sub);
   uv_timer_init(h->env.loop, &c->timer);
   c->timer.data = c;
   c->nhandles = 1;
@@ -1098,10 +1080,11 @@ int kcld_handler_multilang_new(const struct kcld_handler_env *env,
   h->argv = cfg->handler.command.items;
   h->timeout_ms = cfg->handler.timeout_ms > 0
                     ? (uint64_t)cfg->handler.timeout_ms : 300000;
-  h->backoff_base_ms = cfg->retry.backoff_base_ms > 0
+  h->restart.base_ms = cfg->retry.backoff_base_ms > 0
                          ? (uint64_t)cfg->retry.backoff_base_ms : 100;
-  h->backoff_max_ms = cfg->retry.backoff_max_ms > 0
+  h->restart.max_ms = cfg->retry.backoff_max_ms > 0
                         ? (uint64_t)cfg->retry.backoff_max_ms : 30000;
+  h->restart.jitter = KCLD_BACKOFF_NONE;
   *out = &h->base;
   return 0;
 }

@@ -21,8 +21,9 @@
 #include <unistd.h>
 
 #include <jansson.h>
-#include <openssl/evp.h>
 
+#include "base/base64.h"
+#include "base/seq.h"
 #include "err.h"
 #include "log.h"
 
@@ -69,15 +70,14 @@ static json_t *record_json(const struct stdout_handler *h, const char *shard,
                            const struct kcld_record *r)
 {
   json_t *k = json_object(), *ev = json_object(), *data = NULL;
-  char id[256 + KCLD_RECORD_SEQ_MAX];
+  char id[256 + KCLD_SEQ_MAX];
 
   if (h->utf8)
     data = json_stringn((const char *)r->data, r->data_len);
   if (!data) {
-    size_t n = 4 * ((r->data_len + 2) / 3);
-    char *b64 = malloc(n + 1);
+    size_t n;
+    char *b64 = kcld_base64_encode_new(r->data, r->data_len, &n);
     if (b64) {
-      EVP_EncodeBlock((unsigned char *)b64, r->data, (int)r->data_len);
       data = json_stringn(b64, n);
       free(b64);
     }

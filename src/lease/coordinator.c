@@ -9,13 +9,13 @@
  * inside a call into this module and their order follows the events. */
 #include "lease/coordinator.h"
 
-#include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "aws/dynamodb.h"
 #include "aws/kinesis.h"
+#include "base/fmt.h"
 #include "err.h"
 #include "lease/balance.h"
 #include "lease/shard_sync.h"
@@ -123,11 +123,6 @@ static void sync_start(struct kcld_coordinator *c);
 static void on_take_timer(uv_timer_t *t);
 static void on_sync_timer(uv_timer_t *t);
 static void on_defer(uv_timer_t *t);
-
-static void fmt_u64(char *buf, size_t cap, uint64_t v)
-{
-  snprintf(buf, cap, "%" PRIu64, v);
-}
 
 static int str_eq_null(const char *a, const char *b)
 {
@@ -411,7 +406,7 @@ static void log_lease(enum kcld_log_level lvl, const char *msg,
                       const struct entry *e, const char *k1, const char *v1)
 {
   char counter[24];
-  fmt_u64(counter, sizeof(counter), e->lease.counter);
+  kcld_fmt_u64(counter, sizeof(counter), e->lease.counter);
   kcld_log(lvl, msg, "shard", e->lease.shard_id, "worker", c->worker,
            "owner", e->lease.owner, "counter", counter, k1, v1, NULL);
 }
@@ -895,11 +890,11 @@ static void take_leases(struct kcld_coordinator *c, uint64_t now)
   c->last_target = p.target;
   if (kcld_log_enabled(KCLD_LOG_DEBUG)) {
     char a[24], b[24], t[24], h[24], k[24];
-    fmt_u64(a, sizeof(a), p.leases);
-    fmt_u64(b, sizeof(b), p.workers);
-    fmt_u64(t, sizeof(t), p.target);
-    fmt_u64(h, sizeof(h), p.held);
-    fmt_u64(k, sizeof(k), p.n_take);
+    kcld_fmt_u64(a, sizeof(a), p.leases);
+    kcld_fmt_u64(b, sizeof(b), p.workers);
+    kcld_fmt_u64(t, sizeof(t), p.target);
+    kcld_fmt_u64(h, sizeof(h), p.held);
+    kcld_fmt_u64(k, sizeof(k), p.n_take);
     kcld_log(KCLD_LOG_DEBUG, "take pass", "worker", c->worker, "leases", a,
              "workers", b, "target", t, "held", h, "taking", k, "steal_from",
              p.steal_from, NULL);
@@ -1020,8 +1015,8 @@ static void on_sync(const struct kcld_shard_sync_result *res, void *arg)
   }
   if (res->err == 0 && (res->created || res->shards)) {
     char s[24], cr[24];
-    fmt_u64(s, sizeof(s), res->shards);
-    fmt_u64(cr, sizeof(cr), res->created);
+    kcld_fmt_u64(s, sizeof(s), res->shards);
+    kcld_fmt_u64(cr, sizeof(cr), res->created);
     kcld_log(res->created ? KCLD_LOG_INFO : KCLD_LOG_DEBUG,
              "shard sync done", "stream", c->stream, "shards", s, "created",
              cr, NULL);
@@ -1445,7 +1440,7 @@ void kcld_coordinator_release_all(struct kcld_coordinator *c, kcld_lease_cb cb,
       n++;
     }
   char buf[24];
-  fmt_u64(buf, sizeof(buf), n);
+  kcld_fmt_u64(buf, sizeof(buf), n);
   kcld_log(KCLD_LOG_INFO, "releasing every held lease", "worker", c->worker,
            "leases", buf, NULL);
   release_done_one(c, 0);

@@ -2,11 +2,11 @@
  * table (see table.h). */
 #include "lease/table.h"
 
-#include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "base/fmt.h"
 #include "err.h"
 #include "log.h"
 
@@ -184,8 +184,7 @@ fail:
 static json_t *av_u64(uint64_t v)
 {
   char buf[24];
-  snprintf(buf, sizeof(buf), "%" PRIu64, v);
-  return kcld_dynamodb_av_n(buf);
+  return kcld_dynamodb_av_n(kcld_fmt_u64(buf, sizeof(buf), v));
 }
 
 json_t *kcld_lease_to_item(const struct kcld_lease *l)

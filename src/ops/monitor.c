@@ -6,8 +6,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
+#include "base/clock.h"
 #include "consume/checkpoint.h"
 #include "err.h"
 #include "log.h"
@@ -330,16 +330,12 @@ static void on_sample(uv_timer_t *t)
 static void emf_write(struct kcld_monitor *mon)
 {
   FILE *f = fopen(mon->emf_path, "a");
-  struct timespec ts;
   if (!f) {
     kcld_log(KCLD_LOG_WARN, "cannot open the EMF file", "path",
              mon->emf_path, NULL);
     return;
   }
-  clock_gettime(CLOCK_REALTIME, &ts);
-  if (kcld_metrics_emf_write(mon->m, f, "kcld",
-                             (int64_t)ts.tv_sec * 1000 +
-                               ts.tv_nsec / 1000000) < 0)
+  if (kcld_metrics_emf_write(mon->m, f, "kcld", kcld_clock_wall_ms()) < 0)
     kcld_log(KCLD_LOG_WARN, "cannot write the EMF file", "path",
              mon->emf_path, NULL);
   fclose(f);

@@ -21,6 +21,8 @@
 #include <openssl/evp.h>
 
 #include "aws/http.h"
+#include "base/backoff.h"
+#include "base/rand.h"
 #include "err.h"
 #include "ops/cli.h"
 
@@ -34,19 +36,11 @@
 
 static const uint8_t s_magic[4] = {0xF3, 0x89, 0x9A, 0xC2};
 
-/* ======== Random numbers (splitmix64) ======== */
-
-static uint64_t rnd(uint64_t *s)
-{
-  uint64_t z = (*s += 0x9E3779B97F4A7C15ull);
-  z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
-  z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
-  return z ^ (z >> 31);
-}
+/* ======== Random numbers ======== */
 
 static double rnd01(uint64_t *s)
 {
-  return (double)(rnd(s) >> 11) / 9007199254740992.0;
+  return (double)(kcld_rand_next(s) >> 11) / 9007199254740992.0;
 }
 
 /* ======== Events ======== */
@@ -63,7 +57,8 @@ static const char *const s_signups[] = {"email", "google", "apple",
 static const char *const s_campaigns[] = {"organic", "newsletter", "search",
                                           "social", "referral"};
 
-#define PICK(rng, a) ((a)[rnd(rng) % (sizeof(a) / sizeof((a)[0]))])
+#define PICK(rng, a) \
+  ((a)[kcld_rand_next(rng) % (sizeof(a) / sizeof((a)[0]))])
 
 char *kcld_produce_event(uint64_t *rng, unsigned user, int64_t now_ms,
                          size_t size, size_t *len)
@@ -71,10 +66,10 @@ char *kcld_produce_event(uint64_t *rng, unsigned user, int64_t now_ms,
   char ts[96], typed[256], *out;
   time_t secs = (time_t)(now_ms / 1000);
   struct tm tm;
-  int n, kind = (int)(rnd(rng) % 4);
+  int n, kind = (int)(kcld_rand_next(rng) % 4);
   static const char *const kinds[] = {"page_view", "purchase", "user_signup",
                                       "click"};
-  const char *const *place = s_places[rnd(rng) % 8];
+  const char *const *place = s_places[kcld_rand_next(rng) % 8];
 
   gmtime_r(&secs, &tm);
   snprintf(ts, sizeof(ts), "%04d-%02d-%02dT%02d:%02d:%02d.%03dZ",
@@ -84,8 +79,9 @@ char *kcld_produce_event(uint64_t *rng, unsigned user, int64_t now_ms,
   case 1:
     snprintf(typed, sizeof(typed),
              "\"amount\":%u.%02u,\"currency\":\"%s\",\"itemsCount\":%u",
-             (unsigned)(rnd(rng) % 500), (unsigned)(rnd(rng) % 100),
-             PICK(rng, s_currencies), 1 + (unsigned)(rnd(rng) % 9));
+             (unsigned)(kcld_rand_next(rng) % 500),
+             (unsigned)(kcld_rand_next(rng) % 100), PICK(rng, s_currencies),
+             1 + (unsigned)(kcld_rand_next(rng) % 9));
     break;
   case 2:
     snprintf(typed, sizeof(typed),
@@ -96,9 +92,11 @@ char *kcld_produce_event(uint64_t *rng, unsigned user, int64_t now_ms,
     snprintf(typed, sizeof(typed),
              "\"pageUrl\":\"/products/%u\",\"loadTime\":%u.%03u,"
              "\"sessionLength\":%u,\"pagesViewed\":%u",
-             (unsigned)(rnd(rng) % 1000), (unsigned)(rnd(rng) % 3),
-             (unsigned)(rnd(rng) % 1000), (unsigned)(rnd(rng) % 3600),
-             1 + (unsigned)(rnd(rng) % 40));
+             (unsigned)(kcld_rand_next(rng) % 1000),
+             (unsigned)(kcld_rand_next(rng) % 3),
+             (unsigned)(kcld_rand_next(rng) % 1000),
+             (unsigned)(kcld_rand_next(rng) % 3600),
+             1 + (unsigned)(kcld_rand_next(rng) % 40));
     break;
   }
   char *base = NULL;
@@ -107,7 +105,7 @@ char *kcld_produce_event(uint64_t *rng, unsigned user, int64_t now_ms,
                "\"sessionId\":\"sess-%016" PRIx64 "\",\"deviceType\":\"%s\","
                "\"timestamp\":\"%s\",\"location\":{\"country\":\"%s\","
                "\"city\":\"%s\"},%s}",
-               kinds[kind], user, rnd(rng), PICK(rng, s_devices), ts,
+               kinds[kind], user, kcld_rand_next(rng), PICK(rng, s_devices), ts,
                place[0], place[1], typed);
   if (n < 0)
     return NULL;
@@ -417,7 +415,7 @@ static struct rec *generate(struct producer *p, uint64_t users)
   if (!r)
     return NULL;
   if (users <= 1) {
-    unsigned user = (unsigned)(rnd(&p->rng) % p->keys);
+    unsigned user = (unsigned)(kcld_rand_next(&p->rng) % p->keys);
     int poison;
     snprintf(r->pk, sizeof(r->pk), "user-%u", user);
     r->data = (uint8_t *)one_payload(p, user, &poison, &r->len);
@@ -436,7 +434,7 @@ static struct rec *generate(struct producer *p, uint64_t users)
   size_t n = 0, total = 0;
   int ok = subs && pks;
   while (ok && n < users && total < AGG_MAX_BYTES) {
-    unsigned user = (unsigned)(rnd(&p->rng) % p->keys);
+    unsigned user = (unsigned)(kcld_rand_next(&p->rng) % p->keys);
     int poison;
     size_t len;
     char *d = one_payload(p, user, &poison, &len);
@@ -495,10 +493,10 @@ static void requeue(struct producer *p, struct rec *r)
 
 static void backoff(struct producer *p, int level)
 {
-  uint64_t ms = 100u << (level > 6 ? 6 : level);
-  if (ms > 5000)
-    ms = 5000;
-  p->backoff_until_ms = now_ms(p) + ms / 2 + rnd(&p->rng) % (ms / 2 + 1);
+  static const struct kcld_backoff b = {100, 5000, KCLD_BACKOFF_EQUAL};
+  uint32_t rnd = (uint32_t)(kcld_rand_next(&p->rng) >> 32);
+  p->backoff_until_ms =
+    now_ms(p) + kcld_backoff_delay_ms(&b, (unsigned)level + 1, rnd);
 }
 
 static void on_put(const struct kcld_kinesis_put_result *res, void *arg)

@@ -7,9 +7,9 @@
 #include <string.h>
 
 #include <jansson.h>
-#include <openssl/evp.h>
 
 #include "aws/http.h"
+#include "base/base64.h"
 #include "err.h"
 #include "log.h"
 #include "ops/cli.h"
@@ -115,8 +115,7 @@ static int decode(struct run *r, const char *body, const char **why)
   json_array_foreach(recs, i, x) {
     const char *key = json_string_value(json_object_get(x, "partitionKey"));
     const char *b64 = json_string_value(json_object_get(x, "data"));
-    size_t n = b64 ? strlen(b64) : 0;
-    int len;
+    size_t n = b64 ? strlen(b64) : 0, bad;
     if (json_is_true(json_object_get(x, "truncated"))) {
       *why = "a record was too large and was sent without its data";
       goto out;
@@ -126,20 +125,14 @@ static int decode(struct run *r, const char *body, const char **why)
       goto out;
     }
     struct rec *rc_ = &r->recs[r->nrecs++];
-    rc_->data = malloc(n / 4 * 3 + 1);
+    rc_->data = malloc(kcld_base64_decoded_max(n) + 1);
     rc_->key = strdup(key);
     if (!rc_->data || !rc_->key)
       goto out;
-    len = EVP_DecodeBlock(rc_->data, (const unsigned char *)b64, (int)n);
-    if (len < 0) {
+    if (kcld_base64_decode(b64, n, rc_->data, &rc_->len, &bad) != 0) {
       *why = "a record's data is not base64";
       goto out;
     }
-    if (n >= 1 && b64[n - 1] == '=')
-      len--;
-    if (n >= 2 && b64[n - 2] == '=')
-      len--;
-    rc_->len = (size_t)len;
   }
   rc = 0;
 out:

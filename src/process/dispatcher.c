@@ -6,8 +6,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
+#include "base/clock.h"
+#include "base/rand.h"
 #include "err.h"
 #include "log.h"
 #include "process/policy.h"
@@ -28,7 +29,6 @@ struct kcld_dispatcher {
   struct kcld_dispatcher_stats stats;
   kcld_dispatcher_observer_fn observer;
   void *observer_arg;
-  uint32_t rng;
   int flushing;                  /* no more waiting for batch.window */
   int closing;
 };
@@ -104,23 +104,6 @@ struct shard {
 };
 
 /* ======== Small helpers ======== */
-
-static int64_t wall_ms(void)
-{
-  struct timespec ts;
-  clock_gettime(CLOCK_REALTIME, &ts);
-  return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
-static uint32_t next_rand(struct kcld_dispatcher *disp)
-{
-  /* xorshift32: jitter only. */
-  uint32_t x = disp->rng;
-  x ^= x << 13;
-  x ^= x >> 17;
-  x ^= x << 5;
-  return disp->rng = x;
-}
 
 static unsigned key_lane(const struct kcld_record *r, unsigned nlanes)
 {
@@ -366,7 +349,7 @@ static void range_failed(struct job *j, const char *type, const char *msg)
   struct kcld_policy_failure f;
   struct kcld_policy_decision dec;
   size_t end = range_end(j);
-  int64_t now = wall_ms();
+  int64_t now = kcld_clock_wall_ms();
 
   snprintf(j->err_type, sizeof(j->err_type), "%s",
            type && *type ? type : "HandlerError");
@@ -404,7 +387,7 @@ static void range_failed(struct job *j, const char *type, const char *msg)
     j->wait = WAIT_BACKOFF;
     uv_timer_start(&j->lane->timer, on_backoff,
                    kcld_policy_backoff_ms(&disp->policy, j->retries,
-                                          next_rand(disp)), 0);
+                                          kcld_rand_u32()), 0);
     return;
   case KCLD_POLICY_GIVE_UP:
     j->condition = dec.condition;
@@ -477,7 +460,7 @@ static void give_up(struct job *j)
     j->wait = WAIT_BACKOFF;
     uv_timer_start(&j->lane->timer, on_backoff,
                    kcld_policy_backoff_ms(&disp->policy, j->retries,
-                                          next_rand(disp)), 0);
+                                          kcld_rand_u32()), 0);
     return;
   }
   for (size_t i = j->pos; i < end; i++) {
@@ -849,7 +832,6 @@ int kcld_dispatcher_new(const struct kcld_dispatcher_opts *opts,
   d->policy.max_record_age_ms = d->opts.max_record_age_ms;
   d->policy.backoff_base_ms = d->opts.backoff_base_ms;
   d->policy.backoff_max_ms = d->opts.backoff_max_ms;
-  d->rng = (uint32_t)wall_ms() | 1u;
   *out = d;
   return 0;
 }

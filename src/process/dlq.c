@@ -7,9 +7,10 @@
 #include <time.h>
 
 #include <jansson.h>
-#include <openssl/evp.h>
 #include <openssl/rand.h>
 
+#include "base/base64.h"
+#include "base/rand.h"
 #include "err.h"
 #include "log.h"
 
@@ -105,7 +106,7 @@ static void request_id(char *buf)
   unsigned char b[16];
   if (RAND_bytes(b, sizeof(b)) != 1)
     for (size_t i = 0; i < sizeof(b); i++)
-      b[i] = (unsigned char)rand();
+      b[i] = (unsigned char)kcld_rand_u32();
   b[6] = (unsigned char)((b[6] & 0x0f) | 0x40);
   b[8] = (unsigned char)((b[8] & 0x3f) | 0x80);
   sprintf(buf, "%02x%02x%02x%02x-%02x%02x-%02x%02x-%02x%02x-"
@@ -123,7 +124,7 @@ static json_t *record_json(const struct kcld_record *r, int with_data,
                         "subSequenceNumber", (json_int_t)r->sub_sequence_number,
                         "approximateArrivalTimestamp",
                         arrival(r->arrival_ms));
-  size_t b64 = 4 * ((r->data_len + 2) / 3);
+  size_t b64 = kcld_base64_encoded_len(r->data_len);
 
   *truncated = 0;
   if (!o || !with_data)
@@ -134,12 +135,11 @@ static json_t *record_json(const struct kcld_record *r, int with_data,
     json_object_set_new(o, "dataLength", json_integer((json_int_t)r->data_len));
     return o;
   }
-  char *enc = malloc(b64 + 1);
+  char *enc = kcld_base64_encode_new(r->data, r->data_len, NULL);
   if (!enc) {
     json_decref(o);
     return NULL;
   }
-  EVP_EncodeBlock((unsigned char *)enc, r->data, (int)r->data_len);
   json_object_set_new(o, "data", json_stringn(enc, b64));
   free(enc);
   return o;
@@ -356,9 +356,8 @@ static void retry_later(struct kcld_dlq_send *s)
 {
   struct kcld_policy p = {0, 0, -1, s->q->backoff_base_ms,
                           s->q->backoff_max_ms};
-  uint32_t rnd = (uint32_t)rand();
   uv_timer_start(&s->timer, on_timer,
-                 kcld_policy_backoff_ms(&p, s->round, rnd), 0);
+                 kcld_policy_backoff_ms(&p, s->round, kcld_rand_u32()), 0);
 }
 
 static void on_sent(const struct kcld_sqs_batch_result *res, void *arg)

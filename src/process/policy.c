@@ -1,6 +1,8 @@
 /* policy.c — pure failure-policy decisions (see policy.h). */
 #include "process/policy.h"
 
+#include "base/backoff.h"
+
 struct kcld_policy_decision kcld_policy_decide(
   const struct kcld_policy *p, const struct kcld_policy_failure *f)
 {
@@ -43,14 +45,9 @@ int kcld_policy_expired(const struct kcld_policy *p, int64_t arrival_ms,
 uint64_t kcld_policy_backoff_ms(const struct kcld_policy *p, unsigned retry,
                                 uint32_t rnd)
 {
-  uint64_t delay = p->backoff_base_ms, half;
-
-  for (unsigned i = 1; i < retry && delay < p->backoff_max_ms; i++)
-    delay *= 2;
-  if (delay > p->backoff_max_ms)
-    delay = p->backoff_max_ms;
-  half = delay / 2;
-  return delay - half + (half * (uint64_t)rnd) / UINT32_MAX;
+  struct kcld_backoff b = {p->backoff_base_ms, p->backoff_max_ms,
+                           KCLD_BACKOFF_EQUAL};
+  return kcld_backoff_delay_ms(&b, retry, rnd);
 }
 
 unsigned kcld_policy_bisect_rounds(size_t count)

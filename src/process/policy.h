@@ -69,7 +69,8 @@ int kcld_policy_expired(const struct kcld_policy *p, int64_t arrival_ms,
 
 /* Delay before retry number `retry` (1 for the first retry): base doubled
  * per earlier retry, capped at max, then "equal jitter": half of it fixed
- * and the other half scaled by rnd (any 32-bit value).  Pure. */
+ * and the other half scaled by rnd (any 32-bit value); that is,
+ * kcld_backoff_delay_ms() with KCLD_BACKOFF_EQUAL (base/backoff.h).  Pure. */
 uint64_t kcld_policy_backoff_ms(const struct kcld_policy *p, unsigned retry,
                                 uint32_t rnd);
 

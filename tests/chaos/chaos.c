@@ -60,6 +60,7 @@
 #include <openssl/evp.h>
 
 #include "awssync.h"
+#include "base/seq.h"
 #include "consume/record.h"
 #include "fault.h"
 #include "harness.h"
@@ -258,7 +259,7 @@ static void ch_produce(struct chaos *c, int count)
     }
     /* kinesalite hands out rising sequence numbers per shard. */
     if (json_array_size(list) > 0)
-      assert_true(kcld_record_seq_compare(
+      assert_true(kcld_seq_compare(
                     json_string_value(json_array_get(
                       list, json_array_size(list) - 1)), seq) < 0);
     json_array_append_new(list, json_string(seq));
@@ -306,7 +307,7 @@ static void ch_file_line(struct ch_file *f, const char *line)
                        json_object_get(k, "partitionKey"), "data",
                        (char *)raw, (size_t)n));
   const char *hi = json_string_value(json_object_get(f->max, shard));
-  if (!hi || kcld_record_seq_compare(hi, seq) < 0)
+  if (!hi || kcld_seq_compare(hi, seq) < 0)
     json_object_set_new(f->max, shard, json_string(seq));
   json_decref(ev);
 }
@@ -417,7 +418,7 @@ static const char *ch_max_all(struct chaos *c, const char *shard)
   for (int i = 0; i < CH_WORKERS; i++) {
     const char *s = json_string_value(json_object_get(c->w[i].out.max,
                                                       shard));
-    if (s && (!best || kcld_record_seq_compare(best, s) < 0))
+    if (s && (!best || kcld_seq_compare(best, s) < 0))
       best = s;
   }
   return best;
@@ -434,8 +435,8 @@ static long ch_count_between(struct chaos *c, const char *shard,
     return 0;
   json_array_foreach(list, i, s) {
     const char *q = json_string_value(s);
-    if ((!ckpt || kcld_record_seq_compare(q, ckpt) > 0) &&
-        kcld_record_seq_compare(q, hi) <= 0)
+    if ((!ckpt || kcld_seq_compare(q, ckpt) > 0) &&
+        kcld_seq_compare(q, hi) <= 0)
       n++;
   }
   return n;
@@ -464,7 +465,7 @@ static void ch_sample(struct chaos *c)
     /* A checkpoint never moves back (a zombie writing an old position
      * over its successor's would). */
     if (ch_is_seq(ckpt) && ch_is_seq(pckpt) &&
-        kcld_record_seq_compare(ckpt, pckpt) < 0 && !c->violation[0])
+        kcld_seq_compare(ckpt, pckpt) < 0 && !c->violation[0])
       snprintf(c->violation, sizeof(c->violation),
                "checkpoint of %s moved back from %s (owner %s) to %s "
                "(owner %s)", shard, pckpt, powner ? powner : "-", ckpt,
@@ -483,7 +484,7 @@ static void ch_sample(struct chaos *c)
         const char *hi = w ? json_string_value(json_object_get(w->out.max,
                                                                shard))
                            : NULL;
-        ok = hi && kcld_record_seq_compare(ckpt, hi) <= 0;
+        ok = hi && kcld_seq_compare(ckpt, hi) <= 0;
       }
       if (!ok && !c->violation[0])
         snprintf(c->violation, sizeof(c->violation),
@@ -730,7 +731,7 @@ static long ch_check_order(struct chaos *c)
       const char *seq = json_string_value(json_object_get(e, "seq"));
       const char *pk = json_string_value(json_object_get(e, "pk"));
       const char *prev = json_string_value(json_object_get(last, shard));
-      if (prev && kcld_record_seq_compare(prev, seq) >= 0)
+      if (prev && kcld_seq_compare(prev, seq) >= 0)
         replays++; /* a new run of this shard starts here */
       json_object_set_new(last, shard, json_string(seq));
       if (c->parent[0] && strcmp(shard, c->parent) == 0)
@@ -970,7 +971,7 @@ static void chaos_run(const struct chaos_opts *o)
     if (!last)
       continue; /* a child that got no record */
     const char *hi = ch_max_all(c, shard);
-    if (!ch_is_seq(ckpt) || !hi || kcld_record_seq_compare(ckpt, hi) > 0)
+    if (!ch_is_seq(ckpt) || !hi || kcld_seq_compare(ckpt, hi) > 0)
       fail_msg("seed %u: final checkpoint %s of %s is past the highest "
                "handled %s", c->o.seed, ckpt ? ckpt : "(none)", shard,
                hi ? hi : "(none)");

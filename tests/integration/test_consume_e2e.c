@@ -22,6 +22,7 @@
 #include <openssl/evp.h>
 
 #include "awssync.h"
+#include "base/seq.h"
 #include "consume/record.h"
 #include "e2e.h"
 #include "harness.h"
@@ -268,7 +269,7 @@ static void check_order(json_t *handled, int replays)
     const char *seq = json_string_value(json_object_get(e, "seq"));
     const char *prev = json_string_value(json_object_get(last, shard));
     key_of(e, key, sizeof(key));
-    if (prev && kcld_record_seq_compare(prev, seq) >= 0 &&
+    if (prev && kcld_seq_compare(prev, seq) >= 0 &&
         (!replays || !json_object_get(seen, key)))
       fail_msg("shard %s out of order: %s after %s", shard, seq, prev);
     json_object_set_new(last, shard, json_string(seq));
@@ -293,7 +294,7 @@ static json_t *last_produced(void)
     const char *shard = json_string_value(json_object_get(e, "shard"));
     const char *seq = json_string_value(json_object_get(e, "seq"));
     const char *prev = json_string_value(json_object_get(last, shard));
-    if (!prev || kcld_record_seq_compare(prev, seq) < 0)
+    if (!prev || kcld_seq_compare(prev, seq) < 0)
       json_object_set_new(last, shard, json_string(seq));
   }
   return last;
@@ -489,7 +490,7 @@ static void test_kcl_table_takeover(void **state)
   json_array_foreach(handled, i, e) {
     const char *s = json_string_value(json_object_get(e, "shard"));
     const char *q = json_string_value(json_object_get(e, "seq"));
-    assert_true(kcld_record_seq_compare(
+    assert_true(kcld_seq_compare(
                   q, json_string_value(json_object_get(cut, s))) > 0);
   }
   check_shard_order(handled);

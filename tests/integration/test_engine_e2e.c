@@ -35,6 +35,7 @@
 #include "aws/credentials.h"
 #include "aws/http.h"
 #include "aws/sqs.h"
+#include "base/seq.h"
 #include "consume/getrecords.h"
 #include "err.h"
 #include "fault.h"
@@ -252,7 +253,7 @@ struct fc {
   struct kcld_shard_delivery d;
   int delivering;
   uv_timer_t feed;
-  char progress[KCLD_RECORD_SEQ_MAX + 1];
+  char progress[KCLD_SEQ_MAX + 1];
   size_t progress_calls;
   int regress;
   size_t dones;
@@ -269,7 +270,7 @@ static void fc_progress(struct kcld_shard_consumer *c, const char *seq,
   (void)sub;
   if (f->cancelled)
     f->after_cancel++;
-  if (f->progress[0] && kcld_record_seq_compare(seq, f->progress) < 0)
+  if (f->progress[0] && kcld_seq_compare(seq, f->progress) < 0)
     f->regress++;
   snprintf(f->progress, sizeof(f->progress), "%s", seq);
   f->progress_calls++;

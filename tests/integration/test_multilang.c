@@ -30,6 +30,7 @@
 #include <openssl/evp.h>
 
 #include "awssync.h"
+#include "base/seq.h"
 #include "config.h"
 #include "e2e.h"
 #include "err.h"
@@ -48,7 +49,7 @@ struct fx {
   char ml_log[128];
   /* The fake checkpoint. */
   int ck_calls;
-  char ck_seq[16][KCLD_RECORD_SEQ_MAX + 1];
+  char ck_seq[16][KCLD_SEQ_MAX + 1];
   uint64_t ck_sub[16];
   int ck_answer;
   /* kcld's own log. */
@@ -571,7 +572,7 @@ struct e2e {
   char dir[32];
   char conf[128], log[128];
   struct fx view;                 /* only view.ml_log is used */
-  char seqs[32][KCLD_RECORD_SEQ_MAX + 1];
+  char seqs[32][KCLD_SEQ_MAX + 1];
   int n;
   pid_t pid;
 };

@@ -36,6 +36,7 @@
 #include "aws/credentials.h"
 #include "aws/http.h"
 #include "aws/kinesis.h"
+#include "base/seq.h"
 #include "consume/record.h"
 #include "consume/shard_consumer.h"
 #include "err.h"
@@ -161,7 +162,7 @@ static void create_stream(struct env *e, int shards)
 /* What the test produced: one entry per Kinesis record. */
 struct produced {
   char shard[32];
-  char seq[KCLD_RECORD_SEQ_MAX + 1];
+  char seq[KCLD_SEQ_MAX + 1];
   int id;
   int subs; /* user records in it (1 unless a KPL aggregate) */
 };
@@ -289,7 +290,7 @@ static size_t build_aggregate(uint8_t *out, int id, int n)
 enum sink_mode { SINK_NOW, SINK_DELAY, SINK_HOLD };
 
 struct got {
-  char seq[KCLD_RECORD_SEQ_MAX + 1];
+  char seq[KCLD_SEQ_MAX + 1];
   uint64_t sub;
   char data[24];
 };
@@ -452,7 +453,7 @@ struct fake_lease {
   int cp_writes;
   int cp_fail;               /* answer the next writes with this error */
   int cp_fail_times;
-  char cp_seq[KCLD_RECORD_SEQ_MAX + 1];
+  char cp_seq[KCLD_SEQ_MAX + 1];
   uint64_t cp_sub;
   int ended_calls;
   char ended_shard[32];
@@ -466,10 +467,10 @@ static void fl_checkpoint(void *ctx, const char *shard_id,
 {
   struct fake_lease *fl = ctx;
   (void)shard_id;
-  assert_true(kcld_record_seq_valid(sequence));
+  assert_true(kcld_seq_valid(sequence));
   /* Never backwards. */
   if (fl->cp_seq[0])
-    assert_true(kcld_record_position_compare(fl->cp_seq, fl->cp_sub,
+    assert_true(kcld_seq_position_compare(fl->cp_seq, fl->cp_sub,
                                              sequence, sub) < 0);
   if (fl->cp_fail_times > 0) {
     fl->cp_fail_times--;
@@ -608,7 +609,7 @@ static size_t of_shard(const struct produced *p, size_t n, const char *shard,
     if (strcmp(p[i].shard, shard) == 0)
       out[k++] = &p[i];
   for (size_t i = 1; i < k; i++)
-    for (size_t j = i; j > 0 && kcld_record_seq_compare(out[j - 1]->seq,
+    for (size_t j = i; j > 0 && kcld_seq_compare(out[j - 1]->seq,
                                                         out[j]->seq) > 0;
          j--) {
       const struct produced *t = out[j];
@@ -1422,7 +1423,7 @@ static void assert_all_once(struct world *w, const struct produced *p,
     struct tsink *s = &w->slots[i].sink;
     total += s->n;
     for (size_t k = 1; k < s->n; k++) /* in order within a shard */
-      assert_true(kcld_record_seq_compare(s->got[k - 1].seq,
+      assert_true(kcld_seq_compare(s->got[k - 1].seq,
                                           s->got[k].seq) < 0);
   }
   assert_int_equal(total, n);

@@ -14,6 +14,7 @@
 #include <cmocka.h>
 
 #include "../harness/harness.h"
+#include "base/seq.h"
 #include "consume/checkpoint.h"
 #include "consume/record.h"
 #include "err.h"
@@ -26,7 +27,7 @@
 struct fake {
   uv_loop_t *loop;
   int writes;
-  char seq[MAXW][KCLD_RECORD_SEQ_MAX + 1];
+  char seq[MAXW][KCLD_SEQ_MAX + 1];
   uint64_t sub[MAXW];
   uint64_t at_ms[MAXW];
   kcld_lease_cb cb;
@@ -232,7 +233,7 @@ static void test_order_is_numeric_and_forward_only(void **state)
   assert_int_equal(f.writes, 2);
   /* Every write was a position some report named, in increasing order. */
   for (int i = 1; i < f.writes; i++)
-    assert_true(kcld_record_position_compare(f.seq[i - 1], f.sub[i - 1],
+    assert_true(kcld_seq_position_compare(f.seq[i - 1], f.sub[i - 1],
                                              f.seq[i], f.sub[i]) < 0);
   kcld_checkpoint_close(cp);
   kcld_test_loop_finish(&loop);
@@ -244,9 +245,9 @@ static void test_longest_sequence(void **state)
   (void)state;
   uv_loop_t loop;
   struct fake f;
-  char big[KCLD_RECORD_SEQ_MAX + 1];
-  memset(big, '7', KCLD_RECORD_SEQ_MAX);
-  big[KCLD_RECORD_SEQ_MAX] = '\0';
+  char big[KCLD_SEQ_MAX + 1];
+  memset(big, '7', KCLD_SEQ_MAX);
+  big[KCLD_SEQ_MAX] = '\0';
   assert_int_equal(uv_loop_init(&loop), 0);
   struct kcld_checkpoint *cp = make(&loop, &f, 0, NULL, 0);
   assert_int_equal(kcld_checkpoint_progress(cp, big, 0), 0);

@@ -2,9 +2,9 @@
  * aggregated and corrupt records, child shards and shard end, the real KPL
  * records end to end, malformed bodies of many kinds (each KCLD_EPARSE with a
  * message naming the culprit), the warning for a passed-through aggregate,
- * batch reference counting, parsing on several threads at once, and sequence
- * number ordering; the JSON scanner's escapes, skipped and repeated members,
- * and strictness, checked against jansson. */
+ * batch reference counting and parsing on several threads at once; the JSON
+ * scanner's escapes, skipped and repeated members, and strictness, checked
+ * against jansson. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -891,54 +891,6 @@ static void test_threads(void **state)
   json_decref(body);
 }
 
-/* ======== Sequence numbers ======== */
-
-static void test_seq_compare(void **state)
-{
-  (void)state;
-  assert_true(kcld_record_seq_valid("0"));
-  assert_true(kcld_record_seq_valid(k_seq1));
-  assert_false(kcld_record_seq_valid(""));
-  assert_false(kcld_record_seq_valid(NULL));
-  assert_false(kcld_record_seq_valid("TRIM_HORIZON"));
-  assert_false(kcld_record_seq_valid("-1"));
-  assert_false(kcld_record_seq_valid("1 "));
-  char longest[KCLD_RECORD_SEQ_MAX + 2];
-  memset(longest, '9', sizeof(longest));
-  longest[KCLD_RECORD_SEQ_MAX] = '\0';
-  assert_true(kcld_record_seq_valid(longest));
-  longest[KCLD_RECORD_SEQ_MAX] = '9';
-  longest[KCLD_RECORD_SEQ_MAX + 1] = '\0';
-  assert_false(kcld_record_seq_valid(longest));
-
-  assert_int_equal(kcld_record_seq_compare(k_seq1, k_seq1), 0);
-  assert_true(kcld_record_seq_compare(k_seq1, k_seq2) < 0);
-  assert_true(kcld_record_seq_compare(k_seq2, k_seq1) > 0);
-  assert_true(kcld_record_seq_compare(k_seq2, k_seq3) < 0);
-  /* Numeric, not lexicographic: length decides first. */
-  assert_true(kcld_record_seq_compare("9", "10") < 0);
-  assert_true(kcld_record_seq_compare("100", "99") > 0);
-  assert_true(kcld_record_seq_compare(
-                "340282366920938463463374607431768211456",  /* 2^128 */
-                "340282366920938463463374607431768211455") > 0);
-  /* Leading zeros do not count. */
-  assert_int_equal(kcld_record_seq_compare("007", "7"), 0);
-  assert_int_equal(kcld_record_seq_compare("0", "000"), 0);
-  assert_true(kcld_record_seq_compare("0010", "9") > 0);
-  /* Invalid strings sort below valid ones, among themselves by strcmp. */
-  assert_true(kcld_record_seq_compare("TRIM_HORIZON", "0") < 0);
-  assert_true(kcld_record_seq_compare("0", "LATEST") > 0);
-  assert_true(kcld_record_seq_compare(NULL, "LATEST") < 0);
-  assert_true(kcld_record_seq_compare("LATEST", NULL) > 0);
-  assert_int_equal(kcld_record_seq_compare(NULL, NULL), 0);
-  assert_true(kcld_record_seq_compare("AT_TIMESTAMP", "LATEST") < 0);
-
-  assert_true(kcld_record_position_compare(k_seq1, 5, k_seq2, 0) < 0);
-  assert_true(kcld_record_position_compare(k_seq2, 0, k_seq2, 1) < 0);
-  assert_true(kcld_record_position_compare(k_seq2, UINT64_MAX, k_seq2, 1) > 0);
-  assert_int_equal(kcld_record_position_compare(k_seq2, 3, k_seq2, 3), 0);
-}
-
 int main(void)
 {
   /* Seed jansson's hash once, before any thread parses (see getrecords.h). */
@@ -957,7 +909,6 @@ int main(void)
     cmocka_unit_test(test_refused_logs_nothing),
     cmocka_unit_test(test_refcount),
     cmocka_unit_test(test_threads),
-    cmocka_unit_test(test_seq_compare),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }

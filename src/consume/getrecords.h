@@ -6,10 +6,12 @@
  * (kcld_aws_call with raw = 1) and hand the batch back in the after-work
  * callback.  It keeps no global state and may run on several threads at once.
  *
- * The body is read by a strict single-pass JSON scanner written for this one
- * document (no jansson tree: building one cost ten times the CPU of the rest
- * of consuming; see docs/benchmarks.md).  It accepts and refuses exactly the
- * bodies jansson would, which the fuzz target checks against jansson. */
+ * The body is read by the strict single-pass JSON scanner of base/json.h
+ * (no jansson tree: building one cost ten times the CPU of the rest of
+ * consuming; see docs/benchmarks.md).  It accepts and refuses exactly the
+ * bodies jansson would, which the fuzz target checks against jansson.  The
+ * body is a (pointer, length) view the parser only reads: the batch holds
+ * copies, so the body may be freed or reused as soon as the call returns. */
 #ifndef KCLD_CONSUME_GETRECORDS_H
 #define KCLD_CONSUME_GETRECORDS_H
 
@@ -28,10 +30,10 @@
  *                       EndingHashKey}} (optional)
  *
  * Each record's Data is base64-decoded; a KPL aggregate becomes its user
- * records (deagg.h).  An aggregate that fails verification passes through
- * unchanged as one record, with one warning log line naming `shard_id` (may
- * be NULL; used only for logs), the sequence number and the reason.  Unknown
- * members are ignored.
+ * records (base/kpl.h, consume/deagg.h).  An aggregate that fails
+ * verification passes through unchanged as one record, with one warning log
+ * line naming `shard_id` (may be NULL; used only for logs), the sequence
+ * number and the reason.  Unknown members are ignored.
  *
  * Returns 0 and *out = a new batch holding one reference (release it with
  * kcld_record_batch_release), or:

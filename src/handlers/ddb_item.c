@@ -1,9 +1,9 @@
-/* ddb_item.c — a strict JSON parser that builds DynamoDB AttributeValues
- * as it goes, keeping number text, plus the item size rules. */
+/* ddb_item.c — DynamoDB AttributeValues built while the strict JSON scanner
+ * (base/json.h) walks the payload, keeping number text; plus the item size
+ * rules. */
 #include "handlers/ddb_item.h"
 
 #include <ctype.h>
-#include <limits.h>
 #include <stdarg.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -11,15 +11,12 @@
 #include <string.h>
 
 #include "aws/dynamodb.h"
-#include "base/hex.h"
-#include "base/utf8.h"
+#include "base/json.h"
 #include "err.h"
 
 struct parser {
-  const char *s;
-  size_t len;
-  size_t pos;
-  int depth;
+  struct kcld_json_scan sc;
+  int depth;        /* objects and arrays open */
   int oom;
   char *err;
   size_t errlen;
@@ -27,7 +24,11 @@ struct parser {
   size_t tmp_cap;
 };
 
-static int fail(struct parser *p, const char *fmt, ...)
+/* Records the first error, at the byte `at` of the text. */
+static int fail(struct parser *p, const char *at, const char *fmt, ...)
+  __attribute__((format(printf, 3, 4)));
+
+static int fail(struct parser *p, const char *at, const char *fmt, ...)
 {
   va_list ap;
   char msg[160];
@@ -36,9 +37,16 @@ static int fail(struct parser *p, const char *fmt, ...)
     va_start(ap, fmt);
     vsnprintf(msg, sizeof(msg), fmt, ap);
     va_end(ap);
-    snprintf(p->err, p->errlen, "%s at byte %zu", msg, p->pos);
+    snprintf(p->err, p->errlen, "%s at byte %zu", msg,
+             (size_t)(at - p->sc.start));
   }
   return KCLD_EPARSE;
+}
+
+/* The scanner refused the text. */
+static int scan_fail(struct parser *p)
+{
+  return fail(p, p->sc.at, "%s", p->sc.err);
 }
 
 static int oom(struct parser *p)
@@ -47,19 +55,12 @@ static int oom(struct parser *p)
   return KCLD_ENOMEM;
 }
 
-static void skip_ws(struct parser *p)
+/* Makes room for n bytes and a terminator in p->tmp. */
+static int tmp_fit(struct parser *p, size_t n)
 {
-  while (p->pos < p->len &&
-         (p->s[p->pos] == ' ' || p->s[p->pos] == '\t' ||
-          p->s[p->pos] == '\n' || p->s[p->pos] == '\r'))
-    p->pos++;
-}
-
-static int tmp_put(struct parser *p, size_t *n, const char *b, size_t k)
-{
-  if (*n + k + 1 > p->tmp_cap) {
-    size_t ncap = p->tmp_cap ? p->tmp_cap * 2 : 256;
-    while (*n + k + 1 > ncap)
+  if (n + 1 > p->tmp_cap) {
+    size_t ncap = p->tmp_cap ? p->tmp_cap : 256;
+    while (n + 1 > ncap)
       ncap *= 2;
     char *nt = realloc(p->tmp, ncap);
     if (!nt)
@@ -67,159 +68,68 @@ static int tmp_put(struct parser *p, size_t *n, const char *b, size_t k)
     p->tmp = nt;
     p->tmp_cap = ncap;
   }
-  memcpy(p->tmp + *n, b, k);
-  *n += k;
-  p->tmp[*n] = '\0';
   return 0;
 }
 
-static int hex4(struct parser *p, uint32_t *out)
+/* The decoded string v in p->tmp[0..v->len], NUL-terminated. */
+static int tmp_string(struct parser *p, const struct kcld_json_val *v)
 {
-  long v;
-  if (p->pos + 4 > p->len)
-    return fail(p, "truncated \\u escape");
-  if ((v = kcld_hex_parse(p->s + p->pos, 4)) < 0)
-    return fail(p, "bad \\u escape");
-  p->pos += 4;
-  *out = (uint32_t)v;
-  return 0;
-}
-
-/* Parses a string (p->pos at the opening quote) into p->tmp[0..*n). */
-static int parse_string(struct parser *p, size_t *n)
-{
-  *n = 0;
-  p->pos++;
-  if (tmp_put(p, n, "", 0) != 0)
+  if (tmp_fit(p, v->len) != 0)
     return KCLD_ENOMEM;
-  for (;;) {
-    if (p->pos >= p->len)
-      return fail(p, "unterminated string");
-    unsigned char c = (unsigned char)p->s[p->pos];
-    if (c == '"') {
-      p->pos++;
-      return 0;
-    }
-    if (c < 0x20)
-      return fail(p, "control character in a string");
-    if (c != '\\') {
-      size_t k = kcld_utf8_char_len(p->s + p->pos, p->len - p->pos);
-      if (k == 0)
-        return fail(p, "invalid UTF-8");
-      if (tmp_put(p, n, p->s + p->pos, k) != 0)
-        return KCLD_ENOMEM;
-      p->pos += k;
+  kcld_json_decode(v, p->tmp);
+  p->tmp[v->len] = '\0';
+  return 0;
+}
+
+/* Checks DynamoDB's range on the number v (valid JSON) and builds
+ * {"N": text}. */
+static int number_av(struct parser *p, const struct kcld_json_val *v,
+                     json_t **out)
+{
+  const char *s = v->p, *end = v->p + v->raw;
+  long exp10 = 0, lead = 0, frac_pos = 0; /* lead: exponent of the first
+                                              significant digit */
+  int seen_nonzero = 0, neg_exp = 0, in_frac = 0;
+  int n = (int)v->raw;
+
+  for (; s < end && *s != 'e' && *s != 'E'; s++) {
+    if (*s == '.') {
+      in_frac = 1;
       continue;
     }
-    p->pos++;
-    if (p->pos >= p->len)
-      return fail(p, "unterminated string");
-    char e = p->s[p->pos++], out[4];
-    uint32_t cp;
-    size_t k = 1;
-    switch (e) {
-    case '"': out[0] = '"'; break;
-    case '\\': out[0] = '\\'; break;
-    case '/': out[0] = '/'; break;
-    case 'b': out[0] = '\b'; break;
-    case 'f': out[0] = '\f'; break;
-    case 'n': out[0] = '\n'; break;
-    case 'r': out[0] = '\r'; break;
-    case 't': out[0] = '\t'; break;
-    case 'u':
-      if (hex4(p, &cp) != 0)
-        return KCLD_EPARSE;
-      if (cp >= 0xdc00 && cp <= 0xdfff)
-        return fail(p, "lone low surrogate");
-      if (cp >= 0xd800 && cp <= 0xdbff) {
-        uint32_t lo;
-        if (p->pos + 2 > p->len || p->s[p->pos] != '\\' ||
-            p->s[p->pos + 1] != 'u')
-          return fail(p, "lone high surrogate");
-        p->pos += 2;
-        if (hex4(p, &lo) != 0)
-          return KCLD_EPARSE;
-        if (lo < 0xdc00 || lo > 0xdfff)
-          return fail(p, "lone high surrogate");
-        cp = 0x10000 + ((cp - 0xd800) << 10) + (lo - 0xdc00);
-      }
-      k = (size_t)(kcld_utf8_put(out, cp) - out);
-      break;
-    default:
-      return fail(p, "bad escape \\%c", e);
-    }
-    if (tmp_put(p, n, out, k) != 0)
-      return KCLD_ENOMEM;
-  }
-}
-
-/* Checks the JSON number grammar at p->pos and DynamoDB's limits; builds
- * {"N": text}. */
-static int parse_number(struct parser *p, json_t **out)
-{
-  size_t start = p->pos, i = p->pos;
-  const char *s = p->s;
-  long exp10 = 0, lead = 0;   /* exponent of the first significant digit */
-  int seen_nonzero = 0, neg_exp = 0;
-  long int_digits = 0, frac_pos = 0;
-
-  if (i < p->len && s[i] == '-')
-    i++;
-  if (i >= p->len || !isdigit((unsigned char)s[i]))
-    return fail(p, "bad number");
-  if (s[i] == '0') {
-    i++;
-    if (i < p->len && isdigit((unsigned char)s[i]))
-      return fail(p, "leading zero in a number");
-  } else {
-    while (i < p->len && isdigit((unsigned char)s[i])) {
-      if (!seen_nonzero && s[i] != '0')
-        seen_nonzero = 1;
-      if (seen_nonzero)
-        int_digits++;
-      i++;
-    }
-  }
-  if (seen_nonzero)
-    lead = int_digits - 1;
-  if (i < p->len && s[i] == '.') {
-    i++;
-    if (i >= p->len || !isdigit((unsigned char)s[i]))
-      return fail(p, "bad number fraction");
-    while (i < p->len && isdigit((unsigned char)s[i])) {
+    if (!isdigit((unsigned char)*s))
+      continue;
+    if (in_frac)
       frac_pos++;
-      if (!seen_nonzero && s[i] != '0') {
-        seen_nonzero = 1;
-        lead = -frac_pos;
-      }
-      i++;
+    if (seen_nonzero) {
+      if (!in_frac)
+        lead++;
+    } else if (*s != '0') {
+      seen_nonzero = 1;
+      lead = in_frac ? -frac_pos : 0;
     }
   }
-  if (i < p->len && (s[i] == 'e' || s[i] == 'E')) {
-    i++;
-    if (i < p->len && (s[i] == '+' || s[i] == '-'))
-      neg_exp = s[i++] == '-';
-    if (i >= p->len || !isdigit((unsigned char)s[i]))
-      return fail(p, "bad number exponent");
-    while (i < p->len && isdigit((unsigned char)s[i])) {
+  if (s < end) {
+    s++;
+    if (*s == '+' || *s == '-')
+      neg_exp = *s++ == '-';
+    for (; s < end; s++)
       if (exp10 < 100000)
-        exp10 = exp10 * 10 + (s[i] - '0');
-      i++;
-    }
+        exp10 = exp10 * 10 + (*s - '0');
     if (neg_exp)
       exp10 = -exp10;
   }
-  p->pos = i;
   if (seen_nonzero && (lead + exp10 > 125 || lead + exp10 < -130))
-    return fail(p, "number %.*s is out of DynamoDB's range (1E-130 .. "
-                "9.99E+125)", (int)(i - start > 40 ? 40 : i - start),
-                s + start);
-  if (tmp_put(p, &(size_t){0}, s + start, i - start) != 0)
+    return fail(p, v->p, "number %.*s is out of DynamoDB's range (1E-130 .. "
+                "9.99E+125)", n > 40 ? 40 : n, v->p);
+  if (tmp_fit(p, v->raw) != 0)
     return KCLD_ENOMEM;
+  memcpy(p->tmp, v->p, v->raw);
+  p->tmp[v->raw] = '\0';
   *out = kcld_dynamodb_av_n(p->tmp);
   if (!*out)
-    return fail(p, "number %.*s has more than 38 significant digits",
-                (int)(i - start > 60 ? 60 : i - start), s + start);
+    return fail(p, v->p, "number %.*s has more than 38 significant digits",
+                n > 60 ? 60 : n, v->p);
   return 0;
 }
 
@@ -241,69 +151,41 @@ static int parse_value(struct parser *p, json_t **out);
 static int parse_object(struct parser *p, json_t **out)
 {
   json_t *map = json_object();
-  size_t n;
-  int rc;
+  struct kcld_json_val key;
+  int first = 1, rc;
 
   if (!map)
     return oom(p);
-  p->pos++;
-  skip_ws(p);
-  if (p->pos < p->len && p->s[p->pos] == '}') {
-    p->pos++;
-    goto done;
+  if (kcld_json_scan_open(&p->sc, '{', p->depth) != 0) {
+    rc = scan_fail(p);
+    goto fail;
   }
-  for (;;) {
+  while ((rc = kcld_json_scan_member(&p->sc, &first, &key)) > 0) {
     json_t *v = NULL;
     char *name;
 
-    skip_ws(p);
-    if (p->pos >= p->len || p->s[p->pos] != '"') {
-      rc = fail(p, "expected a member name");
+    if (key.len == 0) {
+      rc = fail(p, key.p, "empty member name (DynamoDB attribute names need "
+                "at least one byte)");
       goto fail;
     }
-    rc = parse_string(p, &n);
-    if (rc != 0)
-      goto fail;
-    if (n == 0) {
-      rc = fail(p, "empty member name (DynamoDB attribute names need at "
-                "least one byte)");
-      goto fail;
-    }
-    if (memchr(p->tmp, '\0', n)) {
-      rc = fail(p, "member name holds U+0000");
-      goto fail;
-    }
-    name = strndup(p->tmp, n);
-    if (!name) {
+    if ((name = malloc(key.len + 1)) == NULL) {
       rc = oom(p);
       goto fail;
     }
-    skip_ws(p);
-    if (p->pos >= p->len || p->s[p->pos] != ':') {
-      free(name);
-      rc = fail(p, "expected ':'");
-      goto fail;
-    }
-    p->pos++;
+    kcld_json_decode(&key, name);
+    name[key.len] = '\0';
     rc = parse_value(p, &v);
     if (rc == 0 && json_object_set_new(map, name, v) != 0)
       rc = oom(p);
     free(name);
     if (rc != 0)
       goto fail;
-    skip_ws(p);
-    if (p->pos < p->len && p->s[p->pos] == ',') {
-      p->pos++;
-      continue;
-    }
-    if (p->pos < p->len && p->s[p->pos] == '}') {
-      p->pos++;
-      break;
-    }
-    rc = fail(p, "expected ',' or '}'");
+  }
+  if (rc < 0) {
+    rc = scan_fail(p);
     goto fail;
   }
-done:
   *out = kcld_dynamodb_av_m(map);
   return *out ? 0 : oom(p);
 fail:
@@ -314,36 +196,26 @@ fail:
 static int parse_array(struct parser *p, json_t **out)
 {
   json_t *list = json_array();
-  int rc;
+  int first = 1, rc;
 
   if (!list)
     return oom(p);
-  p->pos++;
-  skip_ws(p);
-  if (p->pos < p->len && p->s[p->pos] == ']') {
-    p->pos++;
-    goto done;
+  if (kcld_json_scan_open(&p->sc, '[', p->depth) != 0) {
+    rc = scan_fail(p);
+    goto fail;
   }
-  for (;;) {
+  while ((rc = kcld_json_scan_element(&p->sc, &first)) > 0) {
     json_t *v = NULL;
     rc = parse_value(p, &v);
     if (rc == 0 && json_array_append_new(list, v) != 0)
       rc = oom(p);
     if (rc != 0)
       goto fail;
-    skip_ws(p);
-    if (p->pos < p->len && p->s[p->pos] == ',') {
-      p->pos++;
-      continue;
-    }
-    if (p->pos < p->len && p->s[p->pos] == ']') {
-      p->pos++;
-      break;
-    }
-    rc = fail(p, "expected ',' or ']'");
+  }
+  if (rc < 0) {
+    rc = scan_fail(p);
     goto fail;
   }
-done:
   *out = kcld_dynamodb_av_l(list);
   return *out ? 0 : oom(p);
 fail:
@@ -351,78 +223,56 @@ fail:
   return rc;
 }
 
-static int literal(struct parser *p, const char *word)
-{
-  size_t n = strlen(word);
-  if (p->len - p->pos < n || memcmp(p->s + p->pos, word, n) != 0)
-    return fail(p, "unexpected character");
-  p->pos += n;
-  return 0;
-}
-
 static int parse_value(struct parser *p, json_t **out)
 {
-  size_t n;
-  int rc;
+  struct kcld_json_val v;
+  int c = kcld_json_scan_peek(&p->sc), rc;
 
   *out = NULL;
-  skip_ws(p);
-  if (p->pos >= p->len)
-    return fail(p, "unexpected end of input");
-  switch (p->s[p->pos]) {
-  case '{':
-  case '[':
-    if (++p->depth > KCLD_DDB_ITEM_MAX_DEPTH)
-      return fail(p, "nested deeper than %d levels",
+  if (c == '{' || c == '[') {
+    if (p->depth >= KCLD_DDB_ITEM_MAX_DEPTH)
+      return fail(p, p->sc.p, "nested deeper than %d levels",
                   KCLD_DDB_ITEM_MAX_DEPTH);
-    rc = p->s[p->pos] == '{' ? parse_object(p, out) : parse_array(p, out);
+    p->depth++;
+    rc = c == '{' ? parse_object(p, out) : parse_array(p, out);
     p->depth--;
     return rc;
-  case '"':
-    rc = parse_string(p, &n);
-    if (rc != 0)
-      return rc;
-    *out = av_s_n(p->tmp, n);
-    return *out ? 0 : oom(p);
-  case 't':
-  case 'f':
-    rc = literal(p, p->s[p->pos] == 't' ? "true" : "false");
-    if (rc != 0)
-      return rc;
-    *out = kcld_dynamodb_av_bool(p->s[p->pos - 1] == 'e' &&
-                                 p->s[p->pos - 2] == 'u');
-    return *out ? 0 : oom(p);
-  case 'n':
-    rc = literal(p, "null");
-    if (rc != 0)
-      return rc;
-    *out = kcld_dynamodb_av_null();
-    return *out ? 0 : oom(p);
-  default:
-    if (p->s[p->pos] != '-' && !isdigit((unsigned char)p->s[p->pos]))
-      return fail(p, "unexpected character");
-    return parse_number(p, out);
   }
+  if (kcld_json_scan_value(&p->sc, &v, p->depth + 1) != 0)
+    return scan_fail(p);
+  switch (v.type) {
+  case KCLD_JSON_STRING:
+    if (tmp_string(p, &v) != 0)
+      return KCLD_ENOMEM;
+    *out = av_s_n(p->tmp, v.len);
+    break;
+  case KCLD_JSON_NUMBER:
+    return number_av(p, &v, out);
+  case KCLD_JSON_BOOL:
+    *out = kcld_dynamodb_av_bool(v.p[0] == 't');
+    break;
+  default:
+    *out = kcld_dynamodb_av_null();
+  }
+  return *out ? 0 : oom(p);
 }
 
 int kcld_ddb_item_from_json(const char *text, size_t len, json_t **out,
                             char *err, size_t errlen)
 {
-  struct parser p = {.s = text, .len = len, .err = err, .errlen = errlen};
+  struct parser p = {.err = err, .errlen = errlen};
   json_t *v = NULL;
   int rc;
 
   *out = NULL;
   if (err && errlen)
     err[0] = '\0';
+  kcld_json_scan_init(&p.sc, text ? text : "", text ? len : 0, 0);
   if (!text)
-    return fail(&p, "no payload");
+    return fail(&p, p.sc.start, "no payload");
   rc = parse_value(&p, &v);
-  if (rc == 0) {
-    skip_ws(&p);
-    if (p.pos != p.len)
-      rc = fail(&p, "trailing data after the JSON value");
-  }
+  if (rc == 0 && kcld_json_scan_finish(&p.sc) != 0)
+    rc = scan_fail(&p);
   free(p.tmp);
   if (p.oom)
     rc = KCLD_ENOMEM;

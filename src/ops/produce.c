@@ -22,6 +22,7 @@
 
 #include "aws/http.h"
 #include "base/backoff.h"
+#include "base/kpl.h"
 #include "base/rand.h"
 #include "err.h"
 #include "ops/cli.h"
@@ -33,8 +34,6 @@
 #define AGG_MAX_BYTES (900 * 1024)
 #define DEFAULT_KEYS 100
 #define DEFAULT_ATTEMPTS 10
-
-static const uint8_t s_magic[4] = {0xF3, 0x89, 0x9A, 0xC2};
 
 /* ======== Random numbers ======== */
 
@@ -139,139 +138,7 @@ char *kcld_produce_event(uint64_t *rng, unsigned user, int64_t now_ms,
   return out;
 }
 
-/* ======== KPL aggregates ======== */
-
-struct wbuf {
-  uint8_t *p;
-  size_t len, cap;
-  int oom;
-};
-
-static void wput(struct wbuf *b, const void *s, size_t n)
-{
-  if (b->oom)
-    return;
-  if (b->len + n > b->cap) {
-    size_t cap = b->cap ? b->cap : 1024;
-    while (cap < b->len + n)
-      cap *= 2;
-    uint8_t *p = realloc(b->p, cap);
-    if (!p) {
-      b->oom = 1;
-      return;
-    }
-    b->p = p;
-    b->cap = cap;
-  }
-  memcpy(b->p + b->len, s, n);
-  b->len += n;
-}
-
-static void wvarint(struct wbuf *b, uint64_t v)
-{
-  uint8_t t[10];
-  size_t n = 0;
-  do {
-    t[n] = (uint8_t)(v & 0x7f);
-    v >>= 7;
-    if (v)
-      t[n] |= 0x80;
-    n++;
-  } while (v);
-  wput(b, t, n);
-}
-
-static void wbytes(struct wbuf *b, uint8_t tag, const void *s, size_t n)
-{
-  wput(b, &tag, 1);
-  wvarint(b, n);
-  wput(b, s, n);
-}
-
-/* Index of s in table[0..*n-1], appended when absent. */
-static size_t intern(const char **table, size_t *n, const char *s)
-{
-  for (size_t i = 0; i < *n; i++)
-    if (strcmp(table[i], s) == 0)
-      return i;
-  table[*n] = s;
-  return (*n)++;
-}
-
-int kcld_produce_aggregate(const struct kcld_kinesis_record *records,
-                           size_t n, uint8_t **out, size_t *len)
-{
-  const char **pks = NULL, **ehks = NULL;
-  size_t npk = 0, nehk = 0, *pki = NULL, *ehki = NULL;
-  struct wbuf pb = {0}, rb = {0}, ob = {0};
-  unsigned char md[EVP_MAX_MD_SIZE];
-  unsigned int mdlen = 0;
-  int rc = KCLD_ENOMEM;
-
-  *out = NULL;
-  *len = 0;
-  if (!records || n == 0)
-    return KCLD_EINVAL;
-  for (size_t i = 0; i < n; i++)
-    if (!records[i].partition_key || (!records[i].data && records[i].len))
-      return KCLD_EINVAL;
-  pks = calloc(n, sizeof(*pks));
-  ehks = calloc(n, sizeof(*ehks));
-  pki = calloc(n, sizeof(*pki));
-  ehki = calloc(n, sizeof(*ehki));
-  if (!pks || !ehks || !pki || !ehki)
-    goto done;
-  for (size_t i = 0; i < n; i++) {
-    pki[i] = intern(pks, &npk, records[i].partition_key);
-    if (records[i].explicit_hash_key)
-      ehki[i] = intern(ehks, &nehk, records[i].explicit_hash_key);
-  }
-  for (size_t i = 0; i < npk; i++)
-    wbytes(&pb, 0x0A, pks[i], strlen(pks[i]));
-  for (size_t i = 0; i < nehk; i++)
-    wbytes(&pb, 0x12, ehks[i], strlen(ehks[i]));
-  for (size_t i = 0; i < n; i++) {
-    rb.len = 0;
-    uint8_t tag = 0x08;
-    wput(&rb, &tag, 1);
-    wvarint(&rb, pki[i]);
-    if (records[i].explicit_hash_key) {
-      tag = 0x10;
-      wput(&rb, &tag, 1);
-      wvarint(&rb, ehki[i]);
-    }
-    wbytes(&rb, 0x1A, records[i].data ? records[i].data : (const void *)"",
-           records[i].len);
-    if (rb.oom)
-      goto done;
-    wbytes(&pb, 0x1A, rb.p, rb.len);
-  }
-  if (pb.oom)
-    goto done;
-  if (EVP_Digest(pb.p, pb.len, md, &mdlen, EVP_md5(), NULL) != 1 ||
-      mdlen != 16) {
-    rc = KCLD_EINVAL;
-    goto done;
-  }
-  wput(&ob, s_magic, 4);
-  wput(&ob, pb.p, pb.len);
-  wput(&ob, md, 16);
-  if (ob.oom)
-    goto done;
-  *out = ob.p;
-  *len = ob.len;
-  ob.p = NULL;
-  rc = 0;
-done:
-  free(pks);
-  free(ehks);
-  free(pki);
-  free(ehki);
-  free(pb.p);
-  free(rb.p);
-  free(ob.p);
-  return rc;
-}
+/* ======== Hash keys ======== */
 
 char *kcld_produce_hash_key(const char *partition_key, char *buf, size_t n)
 {
@@ -429,7 +296,7 @@ static struct rec *generate(struct producer *p, uint64_t users)
     return r;
   }
   /* An aggregate: user records until `users` or the size cap. */
-  struct kcld_kinesis_record *subs = calloc(users, sizeof(*subs));
+  struct kcld_kpl_record *subs = calloc(users, sizeof(*subs));
   char (*pks)[32] = calloc(users, sizeof(*pks));
   size_t n = 0, total = 0;
   int ok = subs && pks;
@@ -443,15 +310,15 @@ static struct rec *generate(struct producer *p, uint64_t users)
       break;
     }
     snprintf(pks[n], sizeof(pks[n]), "user-%u", user);
-    subs[n].data = d;
-    subs[n].len = len;
+    subs[n].data = (const uint8_t *)d;
+    subs[n].data_len = len;
     subs[n].partition_key = pks[n];
     r->poison += (unsigned)poison;
     total += len + 16;
     n++;
     p->generated++;
   }
-  if (ok && kcld_produce_aggregate(subs, n, &r->data, &r->len) != 0)
+  if (ok && kcld_kpl_encode(subs, n, &r->data, &r->len) != 0)
     ok = 0;
   if (ok) {
     r->users = (unsigned)n;

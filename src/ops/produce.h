@@ -71,13 +71,6 @@ int kcld_produce_command(int argc, char **argv);
 char *kcld_produce_event(uint64_t *rng, unsigned user, int64_t now_ms,
                          size_t size, size_t *len);
 
-/* Encodes records[0..n-1] (n >= 1) as one KPL aggregate: magic, protobuf
- * AggregatedRecord (partition key table, explicit hash key table when any
- * record has one, records), MD5 of the protobuf.  Returns 0 and a malloc'd
- * *out of *len bytes, or KCLD_EINVAL / KCLD_ENOMEM. */
-int kcld_produce_aggregate(const struct kcld_kinesis_record *records,
-                           size_t n, uint8_t **out, size_t *len);
-
 /* The 128-bit hash key Kinesis derives from a partition key (MD5 of it as
  * an unsigned big-endian number), as decimal text in buf (at least 40
  * bytes).  Returns buf. */

@@ -1,4 +1,4 @@
-/* fuzz_deagg.c — libFuzzer target for kcld_deagg_scan() and
+/* fuzz_deagg.c — libFuzzer target for kcld_kpl_scan() and
  * kcld_deagg_expand().
  *
  * Input: one mode byte, then the payload.  Mode bit 0 clear: the payload is
@@ -7,16 +7,18 @@
  * set: the payload is the protobuf part, and the target adds the magic and
  * the right MD5 trailer, so that mutations reach the protobuf decoder.
  *
- * Checked against deagg.h: a plan for every kind; an aggregate expands into
- * exactly plan.nrecords records with plan.key_bytes of keys, every pointer
- * inside the outer data or the key room; expanding into less room gives
- * KCLD_EINVAL; expanding what the scan refused stays inside the room. */
+ * Checked against kpl.h and deagg.h: a plan for every kind; an aggregate
+ * expands into exactly plan.nrecords records with plan.key_bytes of keys,
+ * every pointer inside the outer data or the key room; expanding into less
+ * room gives KCLD_EINVAL; expanding what the scan refused stays inside the
+ * room. */
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include <openssl/evp.h>
 
+#include "base/kpl.h"
 #include "consume/deagg.h"
 #include "consume/record.h"
 #include "err.h"
@@ -57,7 +59,7 @@ static int inside(const void *p, size_t n, const void *base, size_t len)
 }
 
 static void check_aggregate(const struct kcld_record *outer,
-                            const struct kcld_deagg_plan *plan)
+                            const struct kcld_kpl_plan *plan)
 {
   size_t n = plan->nrecords, kb = plan->key_bytes, used = 12345;
   CHECK(n > 0);
@@ -119,9 +121,9 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     payload = owned;
   }
 
-  struct kcld_deagg_plan plan;
+  struct kcld_kpl_plan plan;
   memset(&plan, 0xA5, sizeof(plan));
-  int kind = kcld_deagg_scan(payload, len, &plan);
+  int kind = kcld_kpl_scan(payload, len, &plan);
   CHECK(memchr(plan.why, '\0', sizeof(plan.why)) != NULL);
 
   struct kcld_record outer;
@@ -136,15 +138,15 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
   outer.batch = (struct kcld_record_batch *)&outer; /* a marker only */
 
   switch (kind) {
-  case KCLD_DEAGG_PLAIN:
+  case KCLD_KPL_PLAIN:
     CHECK(len < 4 || memcmp(payload, k_magic, 4) != 0);
     CHECK(plan.why[0] == '\0');
     break;
-  case KCLD_DEAGG_AGGREGATE:
+  case KCLD_KPL_AGGREGATE:
     CHECK(len >= 4 + 16 && memcmp(payload, k_magic, 4) == 0);
     check_aggregate(&outer, &plan);
     break;
-  case KCLD_DEAGG_CORRUPT: {
+  case KCLD_KPL_CORRUPT: {
     CHECK(len >= 4 && memcmp(payload, k_magic, 4) == 0);
     CHECK(plan.why[0] != '\0');
     /* Expanding what the scan refused (a caller's mistake) must at least
@@ -167,7 +169,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     break;
   }
   default:
-    CHECK(!"kcld_deagg_scan returned an unknown kind");
+    CHECK(!"kcld_kpl_scan returned an unknown kind");
   }
   free(owned);
   return 0;

@@ -9,7 +9,7 @@
  * say why in errbuf.
  *
  * Differential check: kcld_getrecords_parse() scans the JSON itself
- * (consume/json_scan.h).  Below, ref_parse() is the implementation it
+ * (base/json.h).  Below, ref_parse() is the implementation it
  * replaced, built on a jansson tree; for every input the two must agree on
  * accept or refuse, on the message (when the body is JSON) and on every
  * field of every record and child shard. */
@@ -24,6 +24,7 @@
 #include <jansson.h>
 
 #include "base/base64.h"
+#include "base/kpl.h"
 #include "base/seq.h"
 #include "consume/deagg.h"
 #include "consume/getrecords.h"
@@ -251,8 +252,8 @@ static void fill_children(json_t *children, struct kcld_child_shard *cs,
 static void warn_passed_through(const struct kcld_record *r,
                                 const char *shard_id)
 {
-  struct kcld_deagg_plan plan;
-  kcld_deagg_scan(r->data, r->data_len, &plan);
+  struct kcld_kpl_plan plan;
+  kcld_kpl_scan(r->data, r->data_len, &plan);
   kcld_log(KCLD_LOG_WARN, "KPL aggregate passed through unchanged",
            "shard", shard_id, "sequence_number", r->sequence_number,
            "reason", plan.why, NULL);
@@ -400,7 +401,7 @@ static int ref_parse(const char *body, size_t len, const char *shard_id,
 
   json_array_foreach(records, i, rec) {
     struct kcld_record *r = &outer[i];
-    struct kcld_deagg_plan plan;
+    struct kcld_kpl_plan plan;
     size_t b64_len, bad;
 
     get_record(rec, &jr);
@@ -432,14 +433,14 @@ static int ref_parse(const char *body, size_t len, const char *shard_id,
     dp += b64_len / 4 * 3;
     b->data_bytes += r->data_len;
 
-    switch (kcld_deagg_scan(r->data, r->data_len, &plan)) {
-    case KCLD_DEAGG_AGGREGATE:
+    switch (kcld_kpl_scan(r->data, r->data_len, &plan)) {
+    case KCLD_KPL_AGGREGATE:
       r->aggregated = V_AGGREGATE;
       total += plan.nrecords;
       keys_total += plan.key_bytes;
       naggs++;
       break;
-    case KCLD_DEAGG_CORRUPT:
+    case KCLD_KPL_CORRUPT:
       r->aggregated = V_CORRUPT;
       total++;
       break;

@@ -14,6 +14,7 @@
 #include <jansson.h>
 #include <openssl/evp.h>
 
+#include "base/kpl.h"
 #include "consume/deagg.h"
 #include "err.h"
 #include "harness.h"
@@ -109,7 +110,7 @@ struct expanded {
   struct kcld_record *recs;
   void *keys;
   long n;
-  struct kcld_deagg_plan plan;
+  struct kcld_kpl_plan plan;
   int kind;
 };
 
@@ -127,8 +128,8 @@ static void expand(struct expanded *e, const uint8_t *data, size_t len)
   e->outer.encryption_type = "KMS";
   e->outer.arrival_ms = 1562602074896;
   e->outer.batch = (struct kcld_record_batch *)&e->outer; /* any marker */
-  e->kind = kcld_deagg_scan(data, len, &e->plan);
-  if (e->kind != KCLD_DEAGG_AGGREGATE)
+  e->kind = kcld_kpl_scan(data, len, &e->plan);
+  if (e->kind != KCLD_KPL_AGGREGATE)
     return;
   assert_true(e->plan.nrecords > 0);
   assert_int_equal(e->plan.key_bytes % 8, 0);
@@ -219,7 +220,7 @@ static void test_real_kpl(void **state)
     print_message("%s: %zu bytes, kind %d, %zu expected\n", name, len,
                   e.kind, json_array_size(expected));
     assert_true(json_array_size(expected) >= 1);
-    if (e.kind == KCLD_DEAGG_AGGREGATE) {
+    if (e.kind == KCLD_KPL_AGGREGATE) {
       aggregates++;
       assert_int_equal(e.n, (long)json_array_size(expected));
       size_t i;
@@ -234,7 +235,7 @@ static void test_real_kpl(void **state)
       }
     } else {
       /* Not an aggregate: the record itself is the one expected record. */
-      assert_int_equal(e.kind, KCLD_DEAGG_PLAIN);
+      assert_int_equal(e.kind, KCLD_KPL_PLAIN);
       assert_int_equal(json_array_size(expected), 1);
       json_t *x = json_array_get(expected, 0);
       const char *pk = json_string_value(json_object_get(x, "partitionKey"));
@@ -265,7 +266,7 @@ static void test_one_record(void **state)
   struct buf agg = wrap(&pb);
   struct expanded e;
   expand(&e, agg.p, agg.len);
-  assert_int_equal(e.kind, KCLD_DEAGG_AGGREGATE);
+  assert_int_equal(e.kind, KCLD_KPL_AGGREGATE);
   assert_int_equal(e.n, 1);
   assert_user(&e.recs[0], "pk-only", NULL, "hello");
   expanded_free(&e);
@@ -286,7 +287,7 @@ static void test_two_records_with_ehks(void **state)
   struct buf agg = wrap(&pb);
   struct expanded e;
   expand(&e, agg.p, agg.len);
-  assert_int_equal(e.kind, KCLD_DEAGG_AGGREGATE);
+  assert_int_equal(e.kind, KCLD_KPL_AGGREGATE);
   assert_int_equal(e.n, 2);
   assert_user(&e.recs[0], "k1", "340282366920938463463374607431768211455",
               "second key, max hash");
@@ -317,7 +318,7 @@ static void test_many_records(void **state)
   struct buf agg = wrap(&pb);
   struct expanded e;
   expand(&e, agg.p, agg.len);
-  assert_int_equal(e.kind, KCLD_DEAGG_AGGREGATE);
+  assert_int_equal(e.kind, KCLD_KPL_AGGREGATE);
   assert_int_equal(e.n, N);
   for (int i = 0; i < N; i++) {
     char pk[32], ehk[64];
@@ -384,7 +385,7 @@ static void test_unknown_fields(void **state)
   struct buf agg = wrap(&pb);
   struct expanded e;
   expand(&e, agg.p, agg.len);
-  assert_int_equal(e.kind, KCLD_DEAGG_AGGREGATE);
+  assert_int_equal(e.kind, KCLD_KPL_AGGREGATE);
   assert_int_equal(e.n, 2);
   assert_user(&e.recs[0], "pk-one", NULL, "record zero");
   assert_user(&e.recs[1], "pk-zero", "12345", "");
@@ -580,7 +581,7 @@ static void test_corrupt_protobuf(void **state)
     struct expanded e;
     expand(&e, agg.p, agg.len);
     print_message("%-26s -> %s\n", k_corrupt[i].name, e.plan.why);
-    assert_int_equal(e.kind, KCLD_DEAGG_CORRUPT);
+    assert_int_equal(e.kind, KCLD_KPL_CORRUPT);
     assert_int_equal(e.plan.nrecords, 0);
     assert_non_null(strstr(e.plan.why, k_corrupt[i].why));
     /* Expanding it anyway is refused, not attempted.  (Data the scan refused
@@ -610,20 +611,20 @@ static void test_corrupt_envelope(void **state)
 
   /* Sanity: intact, it expands. */
   expand(&e, agg.p, agg.len);
-  assert_int_equal(e.kind, KCLD_DEAGG_AGGREGATE);
+  assert_int_equal(e.kind, KCLD_KPL_AGGREGATE);
   expanded_free(&e);
 
   /* Bad MD5 trailer. */
   agg.p[agg.len - 1] ^= 0x01;
   expand(&e, agg.p, agg.len);
-  assert_int_equal(e.kind, KCLD_DEAGG_CORRUPT);
+  assert_int_equal(e.kind, KCLD_KPL_CORRUPT);
   assert_non_null(strstr(e.plan.why, "MD5"));
   agg.p[agg.len - 1] ^= 0x01;
 
   /* A flipped protobuf byte. */
   agg.p[10] ^= 0x40;
   expand(&e, agg.p, agg.len);
-  assert_int_equal(e.kind, KCLD_DEAGG_CORRUPT);
+  assert_int_equal(e.kind, KCLD_KPL_CORRUPT);
   assert_non_null(strstr(e.plan.why, "MD5"));
   agg.p[10] ^= 0x40;
 
@@ -632,16 +633,16 @@ static void test_corrupt_envelope(void **state)
     uint8_t *copy = malloc(n); /* exact size, so ASan sees any overread */
     memcpy(copy, agg.p, n);
     expand(&e, copy, n);
-    assert_int_equal(e.kind, KCLD_DEAGG_CORRUPT);
+    assert_int_equal(e.kind, KCLD_KPL_CORRUPT);
     free(copy);
   }
 
   /* Magic and at most 16 bytes: refused with the reason. */
   expand(&e, agg.p, 20);
-  assert_int_equal(e.kind, KCLD_DEAGG_CORRUPT);
+  assert_int_equal(e.kind, KCLD_KPL_CORRUPT);
   assert_non_null(strstr(e.plan.why, "only 16 bytes follow"));
   expand(&e, agg.p, 4);
-  assert_int_equal(e.kind, KCLD_DEAGG_CORRUPT);
+  assert_int_equal(e.kind, KCLD_KPL_CORRUPT);
 
   /* An empty protobuf (1 byte short of the minimum is covered above): a
    * valid MD5 over nothing still holds no records. */
@@ -649,7 +650,7 @@ static void test_corrupt_envelope(void **state)
   struct buf agg0 = wrap(&empty);
   assert_int_equal(agg0.len, 20);
   expand(&e, agg0.p, agg0.len);
-  assert_int_equal(e.kind, KCLD_DEAGG_CORRUPT);
+  assert_int_equal(e.kind, KCLD_KPL_CORRUPT);
 
   free(agg0.p);
   free(agg.p);
@@ -664,16 +665,16 @@ static void test_not_aggregated(void **state)
                                         15, 16, 17, 18, 19, 20};
   static const uint8_t short_magic[] = {0xF3, 0x89, 0x9A};
   const char *text = "RECORD 749 pjqrcfbxafzdndzmbgane";
-  struct kcld_deagg_plan plan;
+  struct kcld_kpl_plan plan;
 
-  assert_int_equal(kcld_deagg_scan((const uint8_t *)text, strlen(text),
-                                   &plan), KCLD_DEAGG_PLAIN);
+  assert_int_equal(kcld_kpl_scan((const uint8_t *)text, strlen(text),
+                                   &plan), KCLD_KPL_PLAIN);
   assert_string_equal(plan.why, "");
-  assert_int_equal(kcld_deagg_scan(wrong_magic, sizeof(wrong_magic), &plan),
-                   KCLD_DEAGG_PLAIN);
-  assert_int_equal(kcld_deagg_scan(short_magic, sizeof(short_magic), &plan),
-                   KCLD_DEAGG_PLAIN);
-  assert_int_equal(kcld_deagg_scan(short_magic, 0, &plan), KCLD_DEAGG_PLAIN);
+  assert_int_equal(kcld_kpl_scan(wrong_magic, sizeof(wrong_magic), &plan),
+                   KCLD_KPL_PLAIN);
+  assert_int_equal(kcld_kpl_scan(short_magic, sizeof(short_magic), &plan),
+                   KCLD_KPL_PLAIN);
+  assert_int_equal(kcld_kpl_scan(short_magic, 0, &plan), KCLD_KPL_PLAIN);
 }
 
 static void test_expand_limits(void **state)
@@ -682,13 +683,13 @@ static void test_expand_limits(void **state)
   struct buf pb = {0};
   good_pb(&pb);
   struct buf agg = wrap(&pb);
-  struct kcld_deagg_plan plan;
+  struct kcld_kpl_plan plan;
   struct kcld_record outer = {0}, out[2];
   uint64_t keys[16];
   size_t used = 0;
 
-  assert_int_equal(kcld_deagg_scan(agg.p, agg.len, &plan),
-                   KCLD_DEAGG_AGGREGATE);
+  assert_int_equal(kcld_kpl_scan(agg.p, agg.len, &plan),
+                   KCLD_KPL_AGGREGATE);
   assert_int_equal(plan.nrecords, 2);
   assert_true(plan.key_bytes <= sizeof(keys));
   outer.data = agg.p;

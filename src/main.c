@@ -12,14 +12,14 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "cmd/produce.h"
+#include "cmd/redrive.h"
+#include "cmd/status.h"
 #include "config.h"
 #include "daemon.h"
 #include "err.h"
 #include "kcld/version.h"
 #include "log.h"
-#include "ops/produce.h"
-#include "ops/status.h"
-#include "ops/redrive.h"
 #include "properties.h"
 
 #define EXIT_USAGE 2

@@ -30,14 +30,14 @@
 #include <sys/wait.h>
 
 #include "awssync.h"
+#include "cmd/produce.h"
+#include "cmd/status.h"
 #include "config.h"
 #include "err.h"
 #include "harness.h"
 #include "ops/http_server.h"
 #include "ops/metrics.h"
 #include "ops/monitor.h"
-#include "ops/produce.h"
-#include "ops/status.h"
 #include "proc.h"
 
 #define WAIT_MS 20000

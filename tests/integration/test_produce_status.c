@@ -23,14 +23,14 @@
 
 #include "awssync.h"
 #include "base/kpl.h"
+#include "cmd/produce.h"
+#include "cmd/status.h"
 #include "config.h"
 #include "consume/deagg.h"
 #include "consume/record.h"
 #include "err.h"
 #include "fault.h"
 #include "harness.h"
-#include "ops/produce.h"
-#include "ops/status.h"
 #include "proc.h"
 
 static struct kcld_emu s_emu;

@@ -1,8 +1,8 @@
-/* cli.h — what the one-shot subcommands (produce, status) share: the
- * configuration they read endpoints, region and credentials from, and an
- * AWS client on a private loop.  Internal to src/ops. */
-#ifndef KCLD_OPS_CLI_H
-#define KCLD_OPS_CLI_H
+/* cli.h — what the one-shot subcommands (produce, status, redrive) share:
+ * the configuration they read endpoints, region and credentials from, and an
+ * AWS client on a private loop.  Internal to src/cmd. */
+#ifndef KCLD_CMD_CLI_H
+#define KCLD_CMD_CLI_H
 
 #include <stddef.h>
 #include <uv.h>

@@ -29,8 +29,8 @@
  *    "workers": [{"worker_id", "leases_held": n, "shards": [...],
  *                 "renewing": bool|null (null without recheck)}],
  *    "unowned": n, "expired": n, "healthy": bool} */
-#ifndef KCLD_OPS_STATUS_H
-#define KCLD_OPS_STATUS_H
+#ifndef KCLD_CMD_STATUS_H
+#define KCLD_CMD_STATUS_H
 
 #include <jansson.h>
 #include <stdint.h>

@@ -1,5 +1,5 @@
 /* redrive.c — dead-letter messages back into the stream (see redrive.h). */
-#include "ops/redrive.h"
+#include "cmd/redrive.h"
 
 #include <getopt.h>
 #include <stdio.h>
@@ -10,9 +10,9 @@
 
 #include "aws/http.h"
 #include "base/base64.h"
+#include "cmd/cli.h"
 #include "err.h"
 #include "log.h"
-#include "ops/cli.h"
 
 #define PUT_ROUNDS 5
 

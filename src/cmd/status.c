@@ -5,7 +5,7 @@
  * The steps run one after the other on a private loop:
  *   scan -> list shards -> lag of each shard (GetShardIterator after the
  *   checkpoint, GetRecords Limit 1) -> [wait recheck_ms, scan again]. */
-#include "ops/status.h"
+#include "cmd/status.h"
 
 #include <getopt.h>
 #include <inttypes.h>
@@ -16,9 +16,9 @@
 #include "aws/dynamodb.h"
 #include "aws/http.h"
 #include "aws/kinesis.h"
+#include "cmd/cli.h"
 #include "err.h"
 #include "lease/table.h"
-#include "ops/cli.h"
 
 struct shard {
   char *id, *parent, *adjacent, *ending_seq;

@@ -1,5 +1,5 @@
 /* cli.c — configuration and a private AWS client for the subcommands. */
-#include "ops/cli.h"
+#include "cmd/cli.h"
 
 #include <stdio.h>
 #include <stdlib.h>

@@ -16,8 +16,8 @@
  * region and credentials come from the config (or, without one, the
  * environment).  Exit status: 0 every message seen was re-driven, 1
  * some stayed or a call failed, 2 usage. */
-#ifndef KCLD_OPS_REDRIVE_H
-#define KCLD_OPS_REDRIVE_H
+#ifndef KCLD_CMD_REDRIVE_H
+#define KCLD_CMD_REDRIVE_H
 
 #include <stddef.h>
 #include <uv.h>

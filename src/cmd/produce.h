@@ -10,8 +10,8 @@
  *
  * `produced` counts user records written (for --aggregate, the records
  * inside the aggregates), `failed` those given up on. */
-#ifndef KCLD_OPS_PRODUCE_H
-#define KCLD_OPS_PRODUCE_H
+#ifndef KCLD_CMD_PRODUCE_H
+#define KCLD_CMD_PRODUCE_H
 
 #include <stddef.h>
 #include <stdint.h>

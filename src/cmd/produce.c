@@ -6,7 +6,7 @@
  * calls from the retry list first, then with new records as far as the rate,
  * the count and the duration allow.  The run ends when nothing is left to
  * generate or retry and no call is in flight. */
-#include "ops/produce.h"
+#include "cmd/produce.h"
 
 #include <errno.h>
 #include <getopt.h>
@@ -24,8 +24,8 @@
 #include "base/backoff.h"
 #include "base/kpl.h"
 #include "base/rand.h"
+#include "cmd/cli.h"
 #include "err.h"
-#include "ops/cli.h"
 
 #define TICK_MS 20
 #define PROGRESS_MS 1000

@@ -27,14 +27,12 @@ struct kcld_dlq {
   uint64_t backoff_base_ms, backoff_max_ms;
   struct kcld_dlq_send *sends;   /* list of live sends */
   size_t pending;
-  struct kcld_dlq_stats stats;
   int closing;
 };
 
 struct msg {
   char *body;
   json_t *attrs;
-  size_t records, truncated;
   int ok;
 };
 
@@ -195,7 +193,7 @@ static char *message_body(const struct kcld_dlq *q,
  * is made again with every record as metadata only (*ntr = all of them). */
 static char *chunk_body(const struct kcld_dlq *q,
                         const struct kcld_dlq_failure *f, size_t from,
-                        size_t to, json_t *recs, int64_t now_ms, size_t *ntr)
+                        size_t to, json_t *recs, int64_t now_ms)
 {
   char *body = message_body(q, f, from, to, recs, now_ms);
   json_t *meta;
@@ -217,24 +215,21 @@ static char *chunk_body(const struct kcld_dlq *q,
                         json_integer((json_int_t)f->records[i]->data_len));
     json_array_append_new(meta, r);
   }
-  *ntr = to - from;
   return message_body(q, f, from, to, meta, now_ms);
 }
 
-/* Builds the messages; counts records and truncations per message when
- * msgs is not NULL (parallel to *bodies). */
+/* Builds the messages; counts the records of each message when counts is
+ * not NULL (parallel to *bodies). */
 static int build(const struct kcld_dlq *q, const struct kcld_dlq_failure *f,
-                 int64_t now_ms, char ***bodies, size_t *n, size_t **trunc,
-                 size_t **counts)
+                 int64_t now_ms, char ***bodies, size_t *n, size_t **counts)
 {
   char **out = calloc(f->count, sizeof(*out));
-  size_t *tr = calloc(f->count, sizeof(*tr));
   size_t *cn = calloc(f->count, sizeof(*cn));
-  size_t nout = 0, from = 0, size = 0, ntr = 0;
+  size_t nout = 0, from = 0, size = 0;
   json_t *recs = NULL;
   int rc = KCLD_ENOMEM;
 
-  if (!out || !tr || !cn)
+  if (!out || !cn)
     goto fail;
   for (size_t i = 0; i < f->count; i++) {
     int truncated = 0;
@@ -245,20 +240,19 @@ static int build(const struct kcld_dlq *q, const struct kcld_dlq_failure *f,
       if (!r)
         goto fail;
       rsize = 160 + f->records[i]->partition_key_len +
-              (truncated ? 0 : 4 * ((f->records[i]->data_len + 2) / 3));
+              (truncated ? 0
+                         : kcld_base64_encoded_len(f->records[i]->data_len));
     }
     if (i > from && size + rsize > BODY_LIMIT) {
-      out[nout] = chunk_body(q, f, from, i, recs, now_ms, &ntr);
+      out[nout] = chunk_body(q, f, from, i, recs, now_ms);
       recs = NULL;
       if (!out[nout]) {
         json_decref(r);
         goto fail;
       }
-      tr[nout] = ntr;
       cn[nout++] = i - from;
       from = i;
       size = 0;
-      ntr = 0;
     }
     if (r) {
       if (!recs && !(recs = json_array())) {
@@ -268,20 +262,14 @@ static int build(const struct kcld_dlq *q, const struct kcld_dlq_failure *f,
       json_array_append_new(recs, r);
     }
     size += rsize;
-    ntr += (size_t)truncated;
   }
-  out[nout] = chunk_body(q, f, from, f->count, recs, now_ms, &ntr);
+  out[nout] = chunk_body(q, f, from, f->count, recs, now_ms);
   recs = NULL;
   if (!out[nout])
     goto fail;
-  tr[nout] = ntr;
   cn[nout++] = f->count - from;
   *bodies = out;
   *n = nout;
-  if (trunc)
-    *trunc = tr;
-  else
-    free(tr);
   if (counts)
     *counts = cn;
   else
@@ -292,7 +280,6 @@ fail:
   for (size_t i = 0; out && i < nout; i++)
     free(out[i]);
   free(out);
-  free(tr);
   free(cn);
   return rc;
 }
@@ -303,7 +290,7 @@ int kcld_dlq_build(const struct kcld_dlq *q, const struct kcld_dlq_failure *f,
   if (!q || !f || !f->records || f->count == 0 || !f->shard_id || !bodies ||
       !n)
     return KCLD_EINVAL;
-  return build(q, f, now_ms, bodies, n, NULL, NULL);
+  return build(q, f, now_ms, bodies, n, NULL);
 }
 
 /* ======== Sending ======== */
@@ -372,12 +359,8 @@ static void on_sent(const struct kcld_sqs_batch_result *res, void *arg)
       continue;
     if (k < res->count && res->entries[k].ok) {
       s->msgs[i].ok = 1;
-      q->stats.messages++;
-      q->stats.records += s->msgs[i].records;
-      q->stats.truncated += s->msgs[i].truncated;
     } else {
       left++;
-      q->stats.send_failures++;
       if (k < res->count && !s->cancelled && res->st.err != KCLD_ECANCELED)
         kcld_log(KCLD_LOG_WARN, "dead-letter message not sent; retrying",
                  "queue", q->queue_url, "code", res->entries[k].code,
@@ -457,7 +440,7 @@ int kcld_dlq_send(struct kcld_dlq *q, const struct kcld_dlq_failure *f,
 {
   struct kcld_dlq_send *s;
   char **bodies = NULL;
-  size_t n = 0, *trunc = NULL, *counts = NULL, at = 0;
+  size_t n = 0, *counts = NULL, at = 0;
   int rc;
 
   if (!q || !f || !f->records || !f->count || !f->shard_id || !cb)
@@ -467,7 +450,7 @@ int kcld_dlq_send(struct kcld_dlq *q, const struct kcld_dlq_failure *f,
   s = calloc(1, sizeof(*s));
   if (!s)
     return KCLD_ENOMEM;
-  rc = build(q, f, (int64_t)time(NULL) * 1000, &bodies, &n, &trunc, &counts);
+  rc = build(q, f, (int64_t)time(NULL) * 1000, &bodies, &n, &counts);
   if (rc != 0) {
     free(s);
     return rc;
@@ -477,15 +460,12 @@ int kcld_dlq_send(struct kcld_dlq *q, const struct kcld_dlq_failure *f,
     for (size_t i = 0; i < n; i++)
       free(bodies[i]);
     free(bodies);
-    free(trunc);
     free(counts);
     free(s);
     return KCLD_ENOMEM;
   }
   for (size_t i = 0; i < n; i++) {
     s->msgs[i].body = bodies[i];
-    s->msgs[i].records = counts[i];
-    s->msgs[i].truncated = trunc[i];
     s->msgs[i].attrs = json_pack(
       "{s:o,s:o,s:o}", "shardId", attr(f->shard_id), "startSequenceNumber",
       attr(f->records[at]->sequence_number), "errorClass",
@@ -493,7 +473,6 @@ int kcld_dlq_send(struct kcld_dlq *q, const struct kcld_dlq_failure *f,
     at += counts[i];
   }
   free(bodies);
-  free(trunc);
   free(counts);
   s->n = n;
   s->q = q;
@@ -519,11 +498,6 @@ void kcld_dlq_send_cancel(struct kcld_dlq_send *s)
   s->cancelled = 1;
   s->finished = 1;
   send_free_maybe(s);
-}
-
-void kcld_dlq_stats(const struct kcld_dlq *q, struct kcld_dlq_stats *out)
-{
-  *out = q->stats;
 }
 
 size_t kcld_dlq_pending(const struct kcld_dlq *q)

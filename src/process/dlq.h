@@ -59,13 +59,6 @@ struct kcld_dlq_failure {
   const char *error_message;   /* may be NULL */
 };
 
-struct kcld_dlq_stats {
-  uint64_t messages;           /* acknowledged by SQS */
-  uint64_t records;            /* records in them */
-  uint64_t truncated;          /* records sent without data */
-  uint64_t send_failures;      /* SendMessageBatch entries not taken */
-};
-
 /* Returns 0 and *out, KCLD_EINVAL (missing loop, sqs or queue URL) or
  * KCLD_ENOMEM. */
 int kcld_dlq_new(const struct kcld_dlq_opts *opts, struct kcld_dlq **out);
@@ -90,8 +83,6 @@ int kcld_dlq_send(struct kcld_dlq *q, const struct kcld_dlq_failure *f,
 /* Stops a send whose callback has not run: cb never runs; memory goes once
  * the call in flight has answered. */
 void kcld_dlq_send_cancel(struct kcld_dlq_send *s);
-
-void kcld_dlq_stats(const struct kcld_dlq *q, struct kcld_dlq_stats *out);
 
 /* Number of sends not yet finished or freed. */
 size_t kcld_dlq_pending(const struct kcld_dlq *q);

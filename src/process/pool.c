@@ -30,8 +30,3 @@ unsigned kcld_pool_init(unsigned workers)
   s_size = workers;
   return s_size;
 }
-
-unsigned kcld_pool_size(void)
-{
-  return s_size;
-}

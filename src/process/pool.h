@@ -14,7 +14,4 @@
  * explicit UV_THREADPOOL_SIZE in the environment win.  Returns the size. */
 unsigned kcld_pool_init(unsigned workers);
 
-/* The size kcld_pool_init() settled on (0 before it was called). */
-unsigned kcld_pool_size(void);
-
 #endif

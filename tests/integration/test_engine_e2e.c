@@ -12,8 +12,10 @@
  * factor 4 keeping per-key order; no destination (skip) and
  * on_failure.block.
  *
- * Real handlers that can be told to reject chosen records (lambda child,
- * plugin) were not in the tree when this was written, hence the fake. */
+ * The handler is a fake so that each test can script every answer (refuse
+ * a chosen record, crash, hang) at the moment it needs it; the real lambda
+ * handler's partial failures and the plugin handler run end to end in
+ * test_lambda_plugin_e2e.c. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>

@@ -583,7 +583,7 @@ static void e2e_setup(struct e2e *e, int n)
   struct stat st;
   memset(e, 0, sizeof(*e));
   if (stat(kcld_test_bin(), &st) != 0)
-    skip(); /* kcld does not link in this tree yet */
+    skip(); /* no binary: make check builds it before the tests */
   snprintf(e->dir, sizeof(e->dir), "/tmp/kcld-mle2e-XXXXXX");
   assert_non_null(mkdtemp(e->dir));
   snprintf(e->log, sizeof(e->log), "%s/kcld.log", e->dir);

@@ -1,4 +1,4 @@
-/* test_http_parse.c — kcld_http_request_parse(): valid heads (with their
+/* test_http_server.c — kcld_http_request_parse(): valid heads (with their
  * slices and keep-alive), incomplete heads at every cut, malformed request
  * lines and headers, oversized targets and heads, bodies refused, methods
  * other than GET and HEAD, and pipelined requests found one after the

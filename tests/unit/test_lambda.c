@@ -1,4 +1,4 @@
-/* test_lambda_protocol.c — the lambda handler's wire protocol: the Kinesis
+/* test_lambda.c — the lambda handler's wire protocol: the Kinesis
  * event built from records (every field Lambda passes, base64 data, the
  * arrival time in epoch seconds with milliseconds, one line), and every
  * form of answer: success forms, partial failures mapped to the lowest

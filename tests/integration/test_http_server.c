@@ -1,4 +1,4 @@
-/* test_metrics_server.c — the metrics HTTP server on an ephemeral port,
+/* test_http_server.c — the metrics HTTP server on an ephemeral port,
  * spoken to over real sockets from client threads while the test thread
  * runs the loop: /metrics and /healthz answers, HEAD, 404/405/400/431,
  * keep-alive and pipelining, many clients at once, a slowloris request cut

@@ -1,4 +1,4 @@
-/* test_lease_item.c — the lease item model and the conditional write
+/* test_lease_table.c — the lease item model and the conditional write
  * expressions: parsing a KCL item (and refusing what is not a lease), the
  * item for a new lease, the exact update/condition expressions with exactly
  * the names and values they use, applying a write to the model, and telling

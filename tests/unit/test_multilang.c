@@ -1,4 +1,4 @@
-/* test_multilang_protocol.c — the MultiLang protocol messages kcld writes
+/* test_multilang.c — the MultiLang protocol messages kcld writes
  * (parsed back and checked field by field), the child lines it parses
  * (status, checkpoint requests, garbage), and the line splitter (partial
  * lines, CRLF, several lines per read, lines past the limit). */

@@ -1,4 +1,4 @@
-/* test_credentials_net.c — container credentials and EC2 instance metadata
+/* test_credentials.c — container credentials and EC2 instance metadata
  * (IMDSv2) against the fake endpoint tests/emulators/lib/imds.js: the
  * request flow, the container URI rules and authorization token, retries
  * with backoff, background refresh ahead of Expiration while get() keeps

@@ -1,4 +1,4 @@
-/* test_config_cli.c — the kcld binary's command line: --check-config on the
+/* test_main.c — the kcld binary's command line: --check-config on the
  * shipped files and on a bad one, --dump-config without secrets, a URL
  * with a password refused in every mode, a missing handler program refused
  * by --check-config and the daemon, config-reference, --version, --help,

@@ -1,4 +1,4 @@
-/* test_lease_sync.c — which leases a shard sync creates (positions, parents
+/* test_shard_sync.c — which leases a shard sync creates (positions, parents
  * first, LATEST after a reshard, cleaned-up parents never recreated) and
  * which finished leases may be deleted. */
 #include <setjmp.h>

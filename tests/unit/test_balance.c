@@ -1,4 +1,4 @@
-/* test_lease_balance.c — the lease taker's decision: targets, takes, the
+/* test_balance.c — the lease taker's decision: targets, takes, the
  * steal rules, expiry, finished leases, the max_leases cap, and simulated
  * fleets that must converge to within one lease of S/N. */
 #include <setjmp.h>

@@ -1,4 +1,4 @@
-/* test_stdout_handler.c — the stdout handler on a real uv loop: records
+/* test_stdout.c — the stdout handler on a real uv loop: records
  * from a parsed GetRecords body written as Lambda-shaped JSON lines to
  * handler.path (base64 and utf8 data, with the base64 fallback for
  * payloads that are not UTF-8) and to standard output, parsed back and

@@ -11,6 +11,7 @@
 
 #include <openssl/crypto.h>
 
+#include "base/buf.h"
 #include "base/hex.h"
 #include "base/utf8.h"
 #include "err.h"
@@ -29,33 +30,10 @@ struct kcld_properties {
 
 /* ======== Java properties syntax ======== */
 
-struct buf {
-  char *p;
-  size_t len, cap;
-};
-
-static int put(struct buf *b, const char *s, size_t n)
-{
-  if (b->len + n + 1 > b->cap) {
-    size_t cap = b->cap ? b->cap : 64;
-    while (b->len + n + 1 > cap)
-      cap *= 2;
-    char *np = realloc(b->p, cap);
-    if (!np)
-      return -1;
-    b->p = np;
-    b->cap = cap;
-  }
-  memcpy(b->p + b->len, s, n);
-  b->len += n;
-  b->p[b->len] = '\0';
-  return 0;
-}
-
-static int put_utf8(struct buf *b, unsigned cp)
+static int put_utf8(struct kcld_buf *b, unsigned cp)
 {
   char u[4];
-  return put(b, u, (size_t)(kcld_utf8_put(u, cp) - u));
+  return kcld_buf_add(b, u, (size_t)(kcld_utf8_put(u, cp) - u));
 }
 
 static int is_blank(char c)
@@ -64,15 +42,15 @@ static int is_blank(char c)
 }
 
 /* Unescapes s[0..n-1] into b.  A malformed \u escape keeps its text. */
-static int unescape(struct buf *b, const char *s, size_t n)
+static int unescape(struct kcld_buf *b, const char *s, size_t n)
 {
   unsigned hi = 0; /* a pending high surrogate */
-  if (put(b, "", 0) != 0)
+  if (kcld_buf_add(b, "", 0) != 0)
     return -1;
   for (size_t i = 0; i < n; i++) {
     char c = s[i];
     if (c != '\\' || i + 1 == n) {
-      if (put(b, &c, 1) != 0)
+      if (kcld_buf_add(b, &c, 1) != 0)
         return -1;
       continue;
     }
@@ -81,7 +59,7 @@ static int unescape(struct buf *b, const char *s, size_t n)
       long v = i + 4 < n ? kcld_hex_parse(s + i + 1, 4) : -1;
       unsigned cp = (unsigned)v;
       if (v < 0) {
-        if (put(b, "\\u", 2) != 0)
+        if (kcld_buf_add(b, "\\u", 2) != 0)
           return -1;
         continue;
       }
@@ -100,7 +78,7 @@ static int unescape(struct buf *b, const char *s, size_t n)
     }
     char out = c == 't' ? '\t' : c == 'n' ? '\n' : c == 'r' ? '\r'
              : c == 'f' ? '\f' : c;
-    if (put(b, &out, 1) != 0)
+    if (kcld_buf_add(b, &out, 1) != 0)
       return -1;
   }
   return 0;
@@ -152,7 +130,7 @@ static int add(struct kcld_properties *p, char *key, char *value, size_t line)
 static int logical(struct kcld_properties *p, const char *s, size_t n,
                    size_t line)
 {
-  struct buf k = {0}, v = {0};
+  struct kcld_buf k = {0}, v = {0};
   size_t i = 0, ks;
   while (i < n && !(s[i] == '=' || s[i] == ':' || is_blank(s[i]))) {
     if (s[i] == '\\' && i + 1 < n)
@@ -181,7 +159,7 @@ int kcld_properties_parse(const char *text, size_t len,
                           struct kcld_properties **out)
 {
   struct kcld_properties *p = calloc(1, sizeof(*p));
-  struct buf l = {0};
+  struct kcld_buf l = {0};
   size_t i = 0, line = 1;
   int rc = 0;
 
@@ -214,13 +192,13 @@ int kcld_properties_parse(const char *text, size_t len,
       while (bs < e - s && text[e - 1 - bs] == '\\')
         bs++;
       if (bs % 2 == 1) {
-        if (put(&l, text + s, e - s - 1) != 0)
+        if (kcld_buf_add(&l, text + s, e - s - 1) != 0)
           rc = KCLD_ENOMEM;
         if (i < len && rc == 0)
           continue;
         break;
       }
-      if (put(&l, text + s, e - s) != 0)
+      if (kcld_buf_add(&l, text + s, e - s) != 0)
         rc = KCLD_ENOMEM;
       break;
     }

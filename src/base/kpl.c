@@ -12,6 +12,7 @@
 
 #include <openssl/evp.h>
 
+#include "base/buf.h"
 #include "base/utf8.h"
 #include "err.h"
 
@@ -379,33 +380,7 @@ int kcld_kpl_reader_next(struct kcld_kpl_reader *r,
 
 /* ======== Writing ======== */
 
-struct wbuf {
-  uint8_t *p;
-  size_t len, cap;
-  int oom;
-};
-
-static void wput(struct wbuf *b, const void *s, size_t n)
-{
-  if (b->oom)
-    return;
-  if (b->len + n > b->cap) {
-    size_t cap = b->cap ? b->cap : 1024;
-    while (cap < b->len + n)
-      cap *= 2;
-    uint8_t *p = realloc(b->p, cap);
-    if (!p) {
-      b->oom = 1;
-      return;
-    }
-    b->p = p;
-    b->cap = cap;
-  }
-  memcpy(b->p + b->len, s, n);
-  b->len += n;
-}
-
-static void wvarint(struct wbuf *b, uint64_t v)
+static void wvarint(struct kcld_buf *b, uint64_t v)
 {
   uint8_t t[10];
   size_t n = 0;
@@ -416,14 +391,14 @@ static void wvarint(struct wbuf *b, uint64_t v)
       t[n] |= 0x80;
     n++;
   } while (v);
-  wput(b, t, n);
+  kcld_buf_add(b, t, n);
 }
 
-static void wbytes(struct wbuf *b, uint8_t tag, const void *s, size_t n)
+static void wbytes(struct kcld_buf *b, uint8_t tag, const void *s, size_t n)
 {
-  wput(b, &tag, 1);
+  kcld_buf_add(b, &tag, 1);
   wvarint(b, n);
-  wput(b, s, n);
+  kcld_buf_add(b, s, n);
 }
 
 /* Index of s in table[0..*n-1], appended when absent. */
@@ -441,7 +416,7 @@ int kcld_kpl_encode(const struct kcld_kpl_record *records, size_t n,
 {
   const char **pks = NULL, **ehks = NULL;
   size_t npk = 0, nehk = 0, *pki = NULL, *ehki = NULL;
-  struct wbuf pb = {0}, rb = {0}, ob = {0};
+  struct kcld_buf pb = {0}, rb = {0}, ob = {0};
   unsigned char md[EVP_MAX_MD_SIZE];
   unsigned int mdlen = 0;
   int rc = KCLD_ENOMEM;
@@ -472,11 +447,11 @@ int kcld_kpl_encode(const struct kcld_kpl_record *records, size_t n,
   for (size_t i = 0; i < n; i++) {
     rb.len = 0;
     uint8_t tag = 0x08;
-    wput(&rb, &tag, 1);
+    kcld_buf_add(&rb, &tag, 1);
     wvarint(&rb, pki[i]);
     if (records[i].explicit_hash_key) {
       tag = 0x10;
-      wput(&rb, &tag, 1);
+      kcld_buf_add(&rb, &tag, 1);
       wvarint(&rb, ehki[i]);
     }
     wbytes(&rb, 0x1A, records[i].data ? records[i].data : (const void *)"",
@@ -492,12 +467,12 @@ int kcld_kpl_encode(const struct kcld_kpl_record *records, size_t n,
     rc = KCLD_EINVAL;
     goto done;
   }
-  wput(&ob, k_magic, 4);
-  wput(&ob, pb.p, pb.len);
-  wput(&ob, md, 16);
+  kcld_buf_add(&ob, k_magic, 4);
+  kcld_buf_add(&ob, pb.p, pb.len);
+  kcld_buf_add(&ob, md, 16);
   if (ob.oom)
     goto done;
-  *out = ob.p;
+  *out = (uint8_t *)ob.p;
   *len = ob.len;
   ob.p = NULL;
   rc = 0;

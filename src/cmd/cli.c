@@ -50,6 +50,28 @@ struct kcld_config *kcld_cli_config(const char *path, const char *stream)
   return cfg;
 }
 
+struct kcld_config *kcld_cli_config_args(const char *name, int argc,
+                                         char **argv, int first,
+                                         const char *path, const char *stream,
+                                         const char *usage, int *code)
+{
+  struct kcld_config *cfg;
+
+  *code = 2;
+  if (first < argc) {
+    fprintf(stderr, "kcld %s: unexpected argument '%s'\n\n%s", name,
+            argv[first], usage);
+    return NULL;
+  }
+  if (!path && !stream) {
+    fprintf(stderr, "kcld %s: give --config or --stream\n\n%s", name, usage);
+    return NULL;
+  }
+  cfg = kcld_cli_config(path, stream);
+  *code = cfg ? 0 : 1;
+  return cfg;
+}
+
 int kcld_cli_aws_open(struct kcld_cli_aws *c, const struct kcld_config *cfg)
 {
   struct kcld_http_opts ho;

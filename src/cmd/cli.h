@@ -26,6 +26,16 @@ struct kcld_cli_aws {
  * failure. */
 struct kcld_config *kcld_cli_config(const char *path, const char *stream);
 
+/* The end of a subcommand's command line: no operand may be left in
+ * argv[first..argc), and a configuration file (`path`) or a stream must be
+ * given.  Returns the configuration (kcld_cli_config), or NULL with *code
+ * set to the exit code: 2 after printing "kcld NAME: ..." and `usage` to
+ * stderr, 1 when the configuration does not load. */
+struct kcld_config *kcld_cli_config_args(const char *name, int argc,
+                                         char **argv, int first,
+                                         const char *path, const char *stream,
+                                         const char *usage, int *code);
+
 /* Opens the loop, http client, credentials and AWS client for `cfg` (region
  * from the config or the environment; no instance metadata).  Returns 0, or
  * a KCLD_E* code with the reason printed to stderr (then call close). */

@@ -740,19 +740,11 @@ int kcld_produce_command(int argc, char **argv)
       return 2;
     }
   }
-  if (optind < argc) {
-    fprintf(stderr, "kcld produce: unexpected argument '%s'\n\n%s",
-            argv[optind], s_usage);
-    return 2;
-  }
-  if (!path && !o.stream) {
-    fprintf(stderr, "kcld produce: give --stream or --config\n\n%s",
-            s_usage);
-    return 2;
-  }
-  struct kcld_config *cfg = kcld_cli_config(path, o.stream);
+  struct kcld_config *cfg = kcld_cli_config_args("produce", argc, argv,
+                                                 optind, path, o.stream,
+                                                 s_usage, &rc);
   if (!cfg)
-    return 1;
+    return rc;
   o.cfg = cfg;
   o.progress = quiet ? NULL : stderr;
   rc = kcld_produce_run(&o, &res);

@@ -636,18 +636,11 @@ int kcld_status_command(int argc, char **argv)
       return 2;
     }
   }
-  if (optind < argc) {
-    fprintf(stderr, "kcld status: unexpected argument '%s'\n\n%s",
-            argv[optind], s_usage);
-    return 2;
-  }
-  if (!path && !o.stream) {
-    fprintf(stderr, "kcld status: give --config or --stream\n\n%s", s_usage);
-    return 2;
-  }
-  struct kcld_config *cfg = kcld_cli_config(path, o.stream);
+  struct kcld_config *cfg = kcld_cli_config_args("status", argc, argv,
+                                                 optind, path, o.stream,
+                                                 s_usage, &rc);
   if (!cfg)
-    return 1;
+    return rc;
   o.cfg = cfg;
   if (recheck)
     o.recheck_ms = (uint64_t)(recheck_ms > 0 ? recheck_ms

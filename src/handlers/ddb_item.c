@@ -148,35 +148,45 @@ static json_t *av_s_n(const char *s, size_t n)
 
 static int parse_value(struct parser *p, json_t **out);
 
-static int parse_object(struct parser *p, json_t **out)
+/* The decoded name of a member, in a new string (*name). */
+static int member_name(struct parser *p, const struct kcld_json_val *key,
+                       char **name)
 {
-  json_t *map = json_object();
+  if (key->len == 0)
+    return fail(p, key->p, "empty member name (DynamoDB attribute names "
+                "need at least one byte)");
+  if ((*name = malloc(key->len + 1)) == NULL)
+    return oom(p);
+  kcld_json_decode(key, *name);
+  (*name)[key->len] = '\0';
+  return 0;
+}
+
+/* An object ('{') into {"M": ...} or an array ('[') into {"L": ...}. */
+static int parse_container(struct parser *p, int c, json_t **out)
+{
+  json_t *con = c == '{' ? json_object() : json_array();
   struct kcld_json_val key;
   int first = 1, rc;
 
-  if (!map)
+  if (!con)
     return oom(p);
-  if (kcld_json_scan_open(&p->sc, '{', p->depth) != 0) {
+  if (kcld_json_scan_open(&p->sc, c, p->depth) != 0) {
     rc = scan_fail(p);
     goto fail;
   }
-  while ((rc = kcld_json_scan_member(&p->sc, &first, &key)) > 0) {
+  for (;;) {
     json_t *v = NULL;
-    char *name;
-
-    if (key.len == 0) {
-      rc = fail(p, key.p, "empty member name (DynamoDB attribute names need "
-                "at least one byte)");
+    char *name = NULL;
+    rc = c == '{' ? kcld_json_scan_member(&p->sc, &first, &key)
+                  : kcld_json_scan_element(&p->sc, &first);
+    if (rc <= 0)
+      break;
+    if (c == '{' && (rc = member_name(p, &key, &name)) != 0)
       goto fail;
-    }
-    if ((name = malloc(key.len + 1)) == NULL) {
-      rc = oom(p);
-      goto fail;
-    }
-    kcld_json_decode(&key, name);
-    name[key.len] = '\0';
     rc = parse_value(p, &v);
-    if (rc == 0 && json_object_set_new(map, name, v) != 0)
+    if (rc == 0 && (name ? json_object_set_new(con, name, v)
+                         : json_array_append_new(con, v)) != 0)
       rc = oom(p);
     free(name);
     if (rc != 0)
@@ -186,40 +196,10 @@ static int parse_object(struct parser *p, json_t **out)
     rc = scan_fail(p);
     goto fail;
   }
-  *out = kcld_dynamodb_av_m(map);
+  *out = c == '{' ? kcld_dynamodb_av_m(con) : kcld_dynamodb_av_l(con);
   return *out ? 0 : oom(p);
 fail:
-  json_decref(map);
-  return rc;
-}
-
-static int parse_array(struct parser *p, json_t **out)
-{
-  json_t *list = json_array();
-  int first = 1, rc;
-
-  if (!list)
-    return oom(p);
-  if (kcld_json_scan_open(&p->sc, '[', p->depth) != 0) {
-    rc = scan_fail(p);
-    goto fail;
-  }
-  while ((rc = kcld_json_scan_element(&p->sc, &first)) > 0) {
-    json_t *v = NULL;
-    rc = parse_value(p, &v);
-    if (rc == 0 && json_array_append_new(list, v) != 0)
-      rc = oom(p);
-    if (rc != 0)
-      goto fail;
-  }
-  if (rc < 0) {
-    rc = scan_fail(p);
-    goto fail;
-  }
-  *out = kcld_dynamodb_av_l(list);
-  return *out ? 0 : oom(p);
-fail:
-  json_decref(list);
+  json_decref(con);
   return rc;
 }
 
@@ -234,7 +214,7 @@ static int parse_value(struct parser *p, json_t **out)
       return fail(p, p->sc.p, "nested deeper than %d levels",
                   KCLD_DDB_ITEM_MAX_DEPTH);
     p->depth++;
-    rc = c == '{' ? parse_object(p, out) : parse_array(p, out);
+    rc = parse_container(p, c, out);
     p->depth--;
     return rc;
   }

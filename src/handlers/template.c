@@ -10,6 +10,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "base/buf.h"
 #include "err.h"
 
 enum part_kind {
@@ -272,30 +273,6 @@ const char *kcld_template_text(const struct kcld_template *t)
   return t->source;
 }
 
-struct buf {
-  char *p;
-  size_t len, cap;
-};
-
-static int buf_add(struct buf *b, const char *s, size_t n)
-{
-  if (b->len + n + 1 > b->cap) {
-    size_t ncap = b->cap ? b->cap : 64;
-    while (b->len + n + 1 > ncap)
-      ncap *= 2;
-    char *np = realloc(b->p, ncap);
-    if (!np)
-      return KCLD_ENOMEM;
-    b->p = np;
-    b->cap = ncap;
-  }
-  if (n)
-    memcpy(b->p + b->len, s, n);
-  b->len += n;
-  b->p[b->len] = '\0';
-  return 0;
-}
-
 /* Formats the arrival time's bucket, or returns KCLD_ENOTFOUND. */
 static int time_bucket(const struct kcld_record *r, int hour, char *out,
                        size_t outlen)
@@ -316,13 +293,13 @@ int kcld_template_render(const struct kcld_template *t,
                          const struct kcld_template_input *in, char **out,
                          size_t *len, char *err, size_t errlen)
 {
-  struct buf b = {0};
+  struct kcld_buf b = {0};
   char tmp[32];
   int rc = 0;
 
   *out = NULL;
   *len = 0;
-  rc = buf_add(&b, "", 0);
+  rc = kcld_buf_add(&b, "", 0);
   for (size_t i = 0; i < t->nparts && rc == 0; i++) {
     const struct part *p = &t->parts[i];
     const char *text = NULL;
@@ -330,22 +307,22 @@ int kcld_template_render(const struct kcld_template *t,
 
     switch (p->kind) {
     case P_LITERAL:
-      rc = buf_add(&b, p->text, p->len);
+      rc = kcld_buf_add(&b, p->text, p->len);
       break;
     case P_PARTITION_KEY:
-      rc = buf_add(&b, in->rec->partition_key, in->rec->partition_key_len);
+      rc = kcld_buf_add(&b, in->rec->partition_key, in->rec->partition_key_len);
       break;
     case P_SEQUENCE:
-      rc = buf_add(&b, in->rec->sequence_number,
-                   strlen(in->rec->sequence_number));
+      rc = kcld_buf_add(&b, in->rec->sequence_number,
+                        strlen(in->rec->sequence_number));
       break;
     case P_SUBSEQUENCE:
       snprintf(tmp, sizeof(tmp), "%" PRIu64, in->rec->sub_sequence_number);
-      rc = buf_add(&b, tmp, strlen(tmp));
+      rc = kcld_buf_add(&b, tmp, strlen(tmp));
       break;
     case P_SHARD:
-      rc = buf_add(&b, in->shard_id ? in->shard_id : "",
-                   in->shard_id ? strlen(in->shard_id) : 0);
+      rc = kcld_buf_add(&b, in->shard_id ? in->shard_id : "",
+                        in->shard_id ? strlen(in->shard_id) : 0);
       break;
     case P_HOUR:
     case P_DAY:
@@ -355,7 +332,7 @@ int kcld_template_render(const struct kcld_template *t,
         rc = KCLD_ENOTFOUND;
         break;
       }
-      rc = buf_add(&b, tmp, strlen(tmp));
+      rc = kcld_buf_add(&b, tmp, strlen(tmp));
       break;
     case P_DATA:
       if (!in->field ||
@@ -366,7 +343,7 @@ int kcld_template_render(const struct kcld_template *t,
         rc = KCLD_ENOTFOUND;
         break;
       }
-      rc = buf_add(&b, text, n);
+      rc = kcld_buf_add(&b, text, n);
       break;
     }
   }

@@ -14,6 +14,7 @@
 
 #include <jansson.h>
 
+#include "base/buf.h"
 #include "err.h"
 
 struct series {
@@ -392,40 +393,18 @@ static void run_collector(struct kcld_metrics *m)
 
 /* ======== Prometheus text ======== */
 
-struct buf {
-  char *p;
-  size_t len, cap;
-  int oom;
-};
-
-static void put(struct buf *b, const char *s, size_t n)
+static void put(struct kcld_buf *b, const char *s, size_t n)
 {
-  if (b->oom)
-    return;
-  if (b->len + n + 1 > b->cap) {
-    size_t cap = b->cap ? b->cap : 4096;
-    while (cap < b->len + n + 1)
-      cap *= 2;
-    char *p = realloc(b->p, cap);
-    if (!p) {
-      b->oom = 1;
-      return;
-    }
-    b->p = p;
-    b->cap = cap;
-  }
-  memcpy(b->p + b->len, s, n);
-  b->len += n;
-  b->p[b->len] = '\0';
+  kcld_buf_add(b, s, n); /* a failure shows in b->oom, checked at the end */
 }
 
-static void puts_(struct buf *b, const char *s)
+static void puts_(struct kcld_buf *b, const char *s)
 {
   put(b, s, strlen(s));
 }
 
 /* Escapes backslash and newline (help), and also '"' (label values). */
-static void put_escaped(struct buf *b, const char *s, int quote)
+static void put_escaped(struct kcld_buf *b, const char *s, int quote)
 {
   for (; *s; s++) {
     if (*s == '\\')
@@ -439,7 +418,7 @@ static void put_escaped(struct buf *b, const char *s, int quote)
   }
 }
 
-static void put_value(struct buf *b, double v)
+static void put_value(struct kcld_buf *b, double v)
 {
   char tmp[64];
   if (isnan(v))
@@ -461,7 +440,7 @@ static void put_value(struct buf *b, double v)
 }
 
 /* name{l1="v1",...,extra="xv"} value\n; extra may be NULL. */
-static void put_sample(struct buf *b, const char *name, const char *suffix,
+static void put_sample(struct kcld_buf *b, const char *name, const char *suffix,
                        const struct series *s, const char *extra,
                        const char *extra_value, double v)
 {
@@ -492,7 +471,7 @@ static void put_sample(struct buf *b, const char *name, const char *suffix,
   puts_(b, "\n");
 }
 
-static void render_family(struct buf *b, const struct family *f)
+static void render_family(struct kcld_buf *b, const struct family *f)
 {
   static const char *const types[] = {"counter", "gauge", "histogram"};
   puts_(b, "# HELP ");
@@ -516,7 +495,7 @@ static void render_family(struct buf *b, const struct family *f)
       if (i == f->nbuckets) {
         snprintf(le, sizeof(le), "+Inf");
       } else {
-        struct buf t = {0};
+        struct kcld_buf t = {0};
         put_value(&t, f->buckets[i]);
         snprintf(le, sizeof(le), "%s", t.p ? t.p : "0");
         free(t.p);
@@ -530,7 +509,7 @@ static void render_family(struct buf *b, const struct family *f)
 
 char *kcld_metrics_render(struct kcld_metrics *m, size_t *len)
 {
-  struct buf b = {0};
+  struct kcld_buf b = {0};
   run_collector(m);
   pthread_mutex_lock(&m->mu);
   puts_(&b, "");

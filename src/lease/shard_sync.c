@@ -373,10 +373,10 @@ static void leases_free(struct kcld_lease *v, size_t n)
   free(v);
 }
 
-static void sync_end(struct sync_op *op, int err)
+/* Frees the op and what it holds (leases read, leases to create, the
+ * children of the shard that ended). */
+static void op_free(struct sync_op *op)
 {
-  op->res.err = err;
-  op->cb(&op->res, op->arg);
   leases_free(op->leases, op->n_leases);
   leases_free(op->todo, op->n_todo);
   for (size_t i = 0; i < op->n_children; i++)
@@ -385,6 +385,13 @@ static void sync_end(struct sync_op *op, int err)
   free(op->parent);
   free(op->stream);
   free(op);
+}
+
+static void sync_end(struct sync_op *op, int err)
+{
+  op->res.err = err;
+  op->cb(&op->res, op->arg);
+  op_free(op);
 }
 
 static void sync_create_next(struct sync_op *op);
@@ -542,16 +549,6 @@ static struct sync_op *op_new(struct kcld_lease_table *table,
   return op;
 }
 
-static void op_free_unstarted(struct sync_op *op)
-{
-  for (size_t i = 0; i < op->n_children; i++)
-    free(op->children[i]);
-  free(op->children);
-  free(op->parent);
-  free(op->stream);
-  free(op);
-}
-
 int kcld_shard_sync_run(struct kcld_lease_table *table,
                         struct kcld_kinesis *kinesis, const char *stream,
                         enum kcld_shard_sync_position pos,
@@ -565,7 +562,7 @@ int kcld_shard_sync_run(struct kcld_lease_table *table,
   op->pos = pos;
   int rc = kcld_lease_table_scan(table, on_sync_scan, op);
   if (rc < 0)
-    op_free_unstarted(op);
+    op_free(op);
   return rc;
 }
 
@@ -587,7 +584,7 @@ int kcld_shard_sync_children(struct kcld_lease_table *table,
   int fail = !op->parent || (n_children && !op->children);
   for (size_t i = 0; !fail && i < n_children; i++) {
     if (!children[i] || !children[i][0]) {
-      op_free_unstarted(op);
+      op_free(op);
       return KCLD_EINVAL;
     }
     if (!(op->children[i] = strdup(children[i])))
@@ -596,12 +593,12 @@ int kcld_shard_sync_children(struct kcld_lease_table *table,
       op->n_children++;
   }
   if (fail) {
-    op_free_unstarted(op);
+    op_free(op);
     return KCLD_ENOMEM;
   }
   int rc = kcld_kinesis_list_shards(kinesis, stream, NULL, on_children_listed,
                                     op);
   if (rc < 0)
-    op_free_unstarted(op);
+    op_free(op);
   return rc;
 }

@@ -424,6 +424,7 @@ static int start_clients(struct daemon *dm)
   ao.http = dm->http;
   ao.creds = dm->creds;
   ao.region = dm->region;
+  ao.profile = opt(cfg->credentials.profile);
   ao.endpoint[KCLD_AWS_KINESIS] = kcld_config_endpoint(cfg, KCLD_CONFIG_KINESIS,
                                                        NULL);
   ao.endpoint[KCLD_AWS_DYNAMODB] =
@@ -530,6 +531,7 @@ static int open_base(struct daemon *dm)
 
   memset(&ho, 0, sizeof(ho));
   ho.ca_file = opt(cfg->http.ca_file);
+  ho.profile = opt(cfg->credentials.profile);
   ho.connect_timeout_ms = (long)cfg->http.connect_timeout_ms;
   ho.timeout_ms = (long)cfg->http.timeout_ms;
   if ((rc = kcld_http_new(&dm->loop, &ho, &dm->http)) != 0)
@@ -541,6 +543,7 @@ static int open_base(struct daemon *dm)
   cro.secret_access_key = opt(cfg->credentials.secret_access_key);
   cro.session_token = opt(cfg->credentials.session_token);
   cro.profile = opt(cfg->credentials.profile);
+  cro.region = opt(cfg->region);
   return kcld_credentials_new(&cro, &dm->creds);
 }
 

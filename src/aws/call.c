@@ -22,8 +22,11 @@
 #include <unistd.h>
 
 #include <curl/curl.h>
+#include <openssl/crypto.h>
 
+#include "aws/endpoint.h"
 #include "aws/sigv4.h"
+#include "aws/xml.h"
 #include "base/backoff.h"
 #include "err.h"
 #include "log.h"
@@ -38,14 +41,27 @@
 #define SKEW_THRESHOLD_S 240
 #define OP_MAX 64
 
+enum protocol {
+  PROTO_JSON,  /* AWS JSON 1.0/1.1: X-Amz-Target, JSON in and out */
+  PROTO_QUERY  /* AWS Query: form-encoded Action=...&Version=..., XML out */
+};
+
 static const struct service {
-  const char *name;          /* signing name and endpoint prefix */
-  const char *target_prefix; /* X-Amz-Target is "<prefix>.<Operation>" */
+  struct kcld_endpoint_spec ep; /* signing name, hostname rules */
+  const char *target_prefix;    /* JSON: X-Amz-Target "<prefix>.<Op>" */
   const char *content_type;
+  enum protocol protocol;
+  const char *version;          /* Query: the API version */
+  const char *env_id;           /* AWS_ENDPOINT_URL_<env_id> */
 } s_services[KCLD_AWS_NSERVICES] = {
-  {"kinesis", "Kinesis_20131202", "application/x-amz-json-1.1"},
-  {"dynamodb", "DynamoDB_20120810", "application/x-amz-json-1.0"},
-  {"sqs", "AmazonSQS", "application/x-amz-json-1.0"},
+  {{"kinesis", 0}, "Kinesis_20131202", "application/x-amz-json-1.1",
+   PROTO_JSON, NULL, "KINESIS"},
+  {{"dynamodb", 1}, "DynamoDB_20120810", "application/x-amz-json-1.0",
+   PROTO_JSON, NULL, "DYNAMODB"},
+  {{"sqs", 1}, "AmazonSQS", "application/x-amz-json-1.0", PROTO_JSON, NULL,
+   "SQS"},
+  {{"sts", 1}, NULL, "application/x-www-form-urlencoded; charset=utf-8",
+   PROTO_QUERY, "2011-06-15", "STS"},
 };
 
 static const char *const s_throttling[] = {
@@ -100,9 +116,12 @@ struct aws_call {
   struct kcld_aws *aws;        /* NULL once done */
   enum kcld_aws_service svc;
   char op[OP_MAX];
-  char *body;
+  char *body;                  /* wiped when freed: may hold a token */
   size_t body_len;
   int raw;
+  int anonymous;               /* send unsigned */
+  int has_own;                 /* sign with `own`, not the provider's */
+  struct kcld_creds own;
   int max_attempts;
   long timeout_ms;
   int attempt;                 /* attempts started */
@@ -302,7 +321,9 @@ static void call_unlink(struct kcld_aws *aws, struct aws_call *c)
 static void call_unref(struct aws_call *c)
 {
   if (--c->refs == 0) {
+    OPENSSL_cleanse(c->body, c->body_len);
     free(c->body);
+    kcld_creds_clean_up(&c->own);
     free(c);
   }
 }
@@ -338,9 +359,11 @@ static void call_finish(struct aws_call *c, int err, json_t *parsed,
   res.attempts = c->attempt;
   /* Before the callback, which may close the client. */
   if (aws->observer)
-    aws->observer(aws->observer_arg, s_services[c->svc].name, c->op,
+    aws->observer(aws->observer_arg, s_services[c->svc].ep.prefix, c->op,
                   (double)(uv_hrtime() - c->started_ns) / 1e9, err);
   c->cb(&res, c->arg);
+  if (parsed && s_services[c->svc].protocol == PROTO_QUERY)
+    kcld_json_wipe(parsed);
   json_decref(parsed);
   uv_close((uv_handle_t *)&c->timer, on_call_timer_closed);
 }
@@ -372,7 +395,7 @@ static void log_failure(enum kcld_log_level level, const char *msg,
     return;
   snprintf(attempt, sizeof(attempt), "%d", c->attempt);
   snprintf(status, sizeof(status), "%ld", c->status);
-  kcld_log(level, msg, "service", s_services[c->svc].name, "op", c->op,
+  kcld_log(level, msg, "service", s_services[c->svc].ep.prefix, "op", c->op,
            "attempt", attempt, "status", status,
            "error", c->err == KCLD_EAWS ? c->type : kcld_strerror(c->err),
            extra_key, extra_value, NULL);
@@ -408,6 +431,34 @@ static void maybe_retry(struct aws_call *c, int cost)
     call_finish(c, c->err, NULL, NULL, 0);
 }
 
+/* Parses an answer body the protocol's way into an object: *out, or NULL
+ * with `why` set (never a piece of the body).  An empty body reads as {}.
+ * Returns 0, KCLD_EPARSE or KCLD_ENOMEM. */
+static int parse_body(enum protocol proto, const char *body, size_t len,
+                      json_t **out, char *why, size_t why_len)
+{
+  json_error_t jerr;
+  size_t i = 0;
+
+  *out = NULL;
+  while (i < len && (body[i] == ' ' || body[i] == '\t' || body[i] == '\r' ||
+                     body[i] == '\n'))
+    i++;
+  if (i == len) {
+    *out = json_object(); /* e.g. DeleteStream answers with no body */
+    return *out ? 0 : KCLD_ENOMEM;
+  }
+  if (proto == PROTO_QUERY)
+    return kcld_xml_to_json(body, len, out, why, why_len);
+  *out = json_loadb(body, len, 0, &jerr);
+  if (*out && json_is_object(*out))
+    return 0;
+  snprintf(why, why_len, "%s", *out ? "other JSON value" : jerr.text);
+  json_decref(*out);
+  *out = NULL;
+  return KCLD_EPARSE;
+}
+
 static void on_success(struct aws_call *c, const struct kcld_http_response *r)
 {
   struct kcld_aws *aws = c->aws;
@@ -415,28 +466,23 @@ static void on_success(struct aws_call *c, const struct kcld_http_response *r)
 
   /* Parse first: an answer we cannot read is not a success. */
   if (!c->raw) {
-    size_t i = 0;
-    while (i < r->body_len && (r->body[i] == ' ' || r->body[i] == '\t' ||
-                               r->body[i] == '\r' || r->body[i] == '\n'))
-      i++;
-    if (i == r->body_len) {
-      parsed = json_object(); /* e.g. DeleteStream answers with no body */
-    } else {
-      json_error_t jerr;
-      parsed = json_loadb(r->body, r->body_len, 0, &jerr);
-      if (!parsed || !json_is_object(parsed)) {
-        json_decref(parsed);
-        c->err = KCLD_EPARSE;
-        c->type[0] = '\0';
-        snprintf(c->message, sizeof(c->message),
-                 "HTTP %ld answer is not a JSON object (%s)", r->status,
-                 parsed ? "other JSON value" : jerr.text);
-        log_failure(KCLD_LOG_WARN, "AWS answer unreadable", c, NULL, NULL);
-        call_finish(c, KCLD_EPARSE, NULL, NULL, 0);
-        return;
-      }
+    char why[160];
+    int rc = parse_body(s_services[c->svc].protocol, r->body, r->body_len,
+                        &parsed, why, sizeof(why));
+    if (rc == KCLD_EPARSE) {
+      c->err = KCLD_EPARSE;
+      c->type[0] = '\0';
+      snprintf(c->message, sizeof(c->message),
+               "HTTP %ld answer is not a%s (%s)", r->status,
+               s_services[c->svc].protocol == PROTO_QUERY
+                 ? "n XML document"
+                 : " JSON object",
+               why);
+      log_failure(KCLD_LOG_WARN, "AWS answer unreadable", c, NULL, NULL);
+      call_finish(c, KCLD_EPARSE, NULL, NULL, 0);
+      return;
     }
-    if (!parsed) {
+    if (rc != 0) {
       call_fail(c, KCLD_ENOMEM, "out of memory");
       return;
     }
@@ -448,15 +494,26 @@ static void on_success(struct aws_call *c, const struct kcld_http_response *r)
   call_finish(c, 0, parsed, c->raw ? r->body : NULL, c->raw ? r->body_len : 0);
 }
 
-/* Reads {__type, message} from an error answer into the call. */
+/* Reads {__type, message} (Query: Error.Code, Error.Message) from an error
+ * answer into the call. */
 static void read_error(struct aws_call *c, const struct kcld_http_response *r)
 {
-  json_t *j = json_loadb(r->body, r->body_len, 0, NULL);
+  json_t *j = NULL;
   const char *type = NULL, *msg = NULL;
+  char why[8];
 
   c->type[0] = '\0';
   c->message[0] = '\0';
-  if (j && json_is_object(j)) {
+  if (s_services[c->svc].protocol == PROTO_QUERY) {
+    json_t *e;
+    if (r->body_len > 0 &&
+        kcld_xml_to_json(r->body, r->body_len, &j, why, sizeof(why)) == 0 &&
+        json_is_object(e = json_object_get(j, "Error"))) {
+      type = json_string_value(json_object_get(e, "Code"));
+      msg = json_string_value(json_object_get(e, "Message"));
+    }
+  } else if ((j = json_loadb(r->body, r->body_len, 0, NULL)) &&
+             json_is_object(j)) {
     type = json_string_value(json_object_get(j, "__type"));
     if (!type)
       type = json_string_value(json_object_get(j, "code"));
@@ -541,30 +598,35 @@ static void on_stream_data(const char *data, size_t len, void *arg)
   c->on_data(data, len, c->arg);
 }
 
+/* Signs (unless `creds` is NULL: anonymous) and sends one attempt. */
 static void send_attempt(struct aws_call *c, const struct kcld_creds *creds)
 {
   struct kcld_aws *aws = c->aws;
   const struct service *svc = &s_services[c->svc];
   const struct endpoint *ep = &aws->ep[c->svc];
+  int json = svc->protocol == PROTO_JSON;
   struct kcld_sigv4_result sig;
-  char target[OP_MAX + 32], host_line[300], ct_line[64], target_line[128];
+  char target[OP_MAX + 32], host_line[300], ct_line[80], target_line[128];
   const char *lines[3 + 5 + 1];
   size_t n = 0;
   int rc;
 
-  snprintf(target, sizeof(target), "%s.%s", svc->target_prefix, c->op);
+  snprintf(target, sizeof(target), "%s.%s",
+           json ? svc->target_prefix : "", c->op);
   const struct kcld_sigv4_header hs[] = {
     {"Host", ep->host},
     {"Content-Type", svc->content_type},
     {"X-Amz-Target", target},
   };
   const struct kcld_sigv4_request sreq = {
-    .method = "POST", .path = ep->path, .headers = hs, .n_headers = 3,
-    .body = c->body, .body_len = c->body_len, .normalize_path = 1};
+    .method = "POST", .path = ep->path, .headers = hs,
+    .n_headers = json ? 3 : 2, .body = c->body, .body_len = c->body_len,
+    .normalize_path = 1};
 
   memset(&sig, 0, sizeof(sig));
-  rc = kcld_sigv4_sign(aws->signer[c->svc], creds, time(NULL) + aws->skew_s,
-                       &sreq, &sig);
+  rc = creds ? kcld_sigv4_sign(aws->signer[c->svc], creds,
+                               time(NULL) + aws->skew_s, &sreq, &sig)
+             : 0;
   if (rc != 0) {
     kcld_sigv4_result_clean_up(&sig);
     call_fail(c, rc == KCLD_ENOMEM ? KCLD_ENOMEM : KCLD_ECREDS,
@@ -576,8 +638,9 @@ static void send_attempt(struct aws_call *c, const struct kcld_creds *creds)
   snprintf(target_line, sizeof(target_line), "X-Amz-Target: %s", target);
   lines[n++] = host_line;
   lines[n++] = ct_line;
-  lines[n++] = target_line;
-  for (int i = 0; i < 5 && sig.headers[i]; i++)
+  if (json)
+    lines[n++] = target_line;
+  for (int i = 0; creds && i < 5 && sig.headers[i]; i++)
     lines[n++] = sig.headers[i];
   lines[n] = NULL;
 
@@ -619,12 +682,75 @@ static void on_creds(int err, const struct kcld_creds *creds, void *arg)
 static void start_attempt(struct aws_call *c)
 {
   c->attempt++;
+  if (c->anonymous || c->has_own) {
+    send_attempt(c, c->has_own ? &c->own : NULL);
+    return;
+  }
+  if (!c->aws->creds) {
+    call_fail(c, KCLD_ECREDS, "no AWS credentials for this client");
+    return;
+  }
   c->state = CALL_CREDS;
   c->refs++;
   kcld_credentials_get(c->aws->creds, on_creds, c);
 }
 
 /* ======== Public interface ======== */
+
+/* A tri-state option: 1 / -1 as given, 0 = the environment or profile. */
+static int setting(int given, const char *env,
+                   const struct kcld_profile *profile, const char *key)
+{
+  if (given)
+    return given > 0;
+  return kcld_endpoint_flag(env, profile, key);
+}
+
+/* Each service's endpoint: the one given, the one configured in the
+ * environment or the profile, else the partition's.  Returns 0 or
+ * KCLD_E*. */
+static int resolve_endpoints(struct kcld_aws *aws,
+                             const struct kcld_aws_opts *opts)
+{
+  struct kcld_profile_files *files = NULL;
+  const struct kcld_profile *prof;
+  int fips, dual, rc = kcld_profile_files_load(&files);
+
+  if (rc != 0)
+    return rc;
+  prof = kcld_profile_find(files, KCLD_PROFILE,
+                           kcld_profile_selected(opts->profile, NULL));
+  fips = setting(opts->use_fips, "AWS_USE_FIPS_ENDPOINT", prof,
+                 "use_fips_endpoint");
+  dual = setting(opts->use_dualstack, "AWS_USE_DUALSTACK_ENDPOINT", prof,
+                 "use_dualstack_endpoint");
+  for (int i = 0; rc == 0 && i < KCLD_AWS_NSERVICES; i++) {
+    const struct service *svc = &s_services[i];
+    const char *given = opts->endpoint[i];
+    char *conf = NULL, url[256];
+    char key[32];
+    size_t k;
+    for (k = 0; svc->env_id[k] && k + 1 < sizeof(key); k++)
+      key[k] = (char)(svc->env_id[k] | 0x20); /* services key: lower case */
+    key[k] = '\0';
+    if (!given || !*given) {
+      conf = kcld_endpoint_configured(svc->env_id, key, files, prof);
+      given = conf;
+    }
+    if (given)
+      rc = endpoint_parse(&aws->ep[i], given);
+    else if ((rc = kcld_endpoint_default(&svc->ep, aws->region, fips, dual,
+                                         url, sizeof(url))) == 0)
+      rc = endpoint_parse(&aws->ep[i], url);
+    if (rc == KCLD_EINVAL)
+      kcld_log(KCLD_LOG_ERROR, "bad AWS endpoint URL", "service",
+               svc->ep.prefix, "endpoint", loggable_url(given ? given : url),
+               NULL);
+    free(conf);
+  }
+  kcld_profile_files_free(files);
+  return rc;
+}
 
 int kcld_aws_new(const struct kcld_aws_opts *opts, struct kcld_aws **out)
 {
@@ -634,8 +760,8 @@ int kcld_aws_new(const struct kcld_aws_opts *opts, struct kcld_aws **out)
   if (!out)
     return KCLD_EINVAL;
   *out = NULL;
-  if (!opts || !opts->loop || !opts->http || !opts->creds ||
-      !valid_region(opts->region) || opts->max_attempts < 0 ||
+  if (!opts || !opts->loop || !opts->http || !valid_region(opts->region) ||
+      opts->max_attempts < 0 ||
       opts->retry_base_ms < 0 || opts->timeout_ms < 0)
     return KCLD_EINVAL;
   aws = calloc(1, sizeof(*aws));
@@ -655,24 +781,10 @@ int kcld_aws_new(const struct kcld_aws_opts *opts, struct kcld_aws **out)
     rc = KCLD_ENOMEM;
     goto fail;
   }
+  if ((rc = resolve_endpoints(aws, opts)) != 0)
+    goto fail;
   for (int i = 0; i < KCLD_AWS_NSERVICES; i++) {
-    const char *given = opts->endpoint[i];
-    char url[256];
-    if (given && *given) {
-      rc = endpoint_parse(&aws->ep[i], given);
-    } else {
-      snprintf(url, sizeof(url), "https://%s.%s.amazonaws.com%s",
-               s_services[i].name, aws->region,
-               strncmp(aws->region, "cn-", 3) == 0 ? ".cn" : "");
-      rc = endpoint_parse(&aws->ep[i], url);
-    }
-    if (rc != 0) {
-      if (rc == KCLD_EINVAL)
-        kcld_log(KCLD_LOG_ERROR, "bad AWS endpoint URL", "service",
-                 s_services[i].name, "endpoint", loggable_url(given), NULL);
-      goto fail;
-    }
-    aws->signer[i] = kcld_sigv4_new(aws->region, s_services[i].name);
+    aws->signer[i] = kcld_sigv4_new(aws->region, s_services[i].ep.prefix);
     if (!aws->signer[i]) {
       rc = KCLD_ENOMEM;
       goto fail;
@@ -691,12 +803,76 @@ fail:
   return rc;
 }
 
+/* Appends `s` percent-encoded (RFC 3986: all but A-Z a-z 0-9 - _ . ~). */
+static void form_escape(FILE *f, const char *s)
+{
+  for (const unsigned char *p = (const unsigned char *)s; *p; p++) {
+    if ((*p >= 'A' && *p <= 'Z') || (*p >= 'a' && *p <= 'z') ||
+        (*p >= '0' && *p <= '9') || *p == '-' || *p == '_' || *p == '.' ||
+        *p == '~')
+      fputc(*p, f);
+    else
+      fprintf(f, "%%%02X", *p);
+  }
+}
+
+/* The Query protocol body: Action, Version, then the request's members.
+ * Returns 0, KCLD_EINVAL (a member that is not a string, number or
+ * boolean) or KCLD_ENOMEM. */
+static int form_body(const struct service *svc, const char *op,
+                     const json_t *request, char **out, size_t *len)
+{
+  FILE *f = open_memstream(out, len);
+  const char *key;
+  json_t *v;
+  int rc = 0;
+
+  if (!f)
+    return KCLD_ENOMEM;
+  fprintf(f, "Action=%s&Version=%s", op, svc->version);
+  json_object_foreach((json_t *)request, key, v) {
+    fputc('&', f);
+    form_escape(f, key);
+    fputc('=', f);
+    if (json_is_string(v))
+      form_escape(f, json_string_value(v));
+    else if (json_is_integer(v))
+      fprintf(f, "%" JSON_INTEGER_FORMAT, json_integer_value(v));
+    else if (json_is_boolean(v))
+      fputs(json_is_true(v) ? "true" : "false", f);
+    else
+      rc = KCLD_EINVAL;
+  }
+  if (fclose(f) != 0 && rc == 0)
+    rc = KCLD_ENOMEM;
+  if (rc != 0) {
+    OPENSSL_cleanse(*out, *len);
+    free(*out);
+    *out = NULL;
+  }
+  return rc;
+}
+
+/* The request body in the service's protocol. */
+static int encode_body(enum kcld_aws_service svc, const char *op,
+                       const json_t *request, char **out, size_t *len)
+{
+  if (s_services[svc].protocol == PROTO_QUERY)
+    return form_body(&s_services[svc], op, request, out, len);
+  *out = request ? json_dumps(request, JSON_COMPACT) : strdup("{}");
+  if (!*out)
+    return KCLD_ENOMEM;
+  *len = strlen(*out);
+  return 0;
+}
+
 static int call_start(struct kcld_aws *aws, enum kcld_aws_service svc,
                       const char *operation, const json_t *request,
                       const struct kcld_aws_call_opts *opts, kcld_aws_cb cb,
                       void *arg, kcld_http_data_cb on_data,
                       struct aws_call **out)
 {
+  int rc;
   struct aws_call *c;
 
   if (!aws || (int)svc < 0 || svc >= KCLD_AWS_NSERVICES || !cb ||
@@ -708,12 +884,17 @@ static int call_start(struct kcld_aws *aws, enum kcld_aws_service svc,
   c = calloc(1, sizeof(*c));
   if (!c)
     return KCLD_ENOMEM;
-  c->body = request ? json_dumps(request, JSON_COMPACT) : strdup("{}");
-  if (!c->body) {
-    free(c);
-    return KCLD_ENOMEM;
+  rc = encode_body(svc, operation, request, &c->body, &c->body_len);
+  if (rc == 0 && opts && opts->creds && !opts->anonymous) {
+    rc = kcld_creds_copy(&c->own, opts->creds);
+    c->has_own = rc == 0;
   }
-  c->body_len = strlen(c->body);
+  if (rc != 0) {
+    c->refs = 1;
+    call_unref(c);
+    return rc;
+  }
+  c->anonymous = opts ? opts->anonymous : 0;
   c->aws = aws;
   c->svc = svc;
   snprintf(c->op, sizeof(c->op), "%s", operation);
@@ -732,8 +913,8 @@ static int call_start(struct kcld_aws *aws, enum kcld_aws_service svc,
   c->started_ns = uv_hrtime();
   c->state = CALL_WAITING;
   if (uv_timer_init(aws->loop, &c->timer) != 0) {
-    free(c->body);
-    free(c);
+    c->refs = 1;
+    call_unref(c);
     return KCLD_EINVAL;
   }
   c->timer.data = c;
@@ -830,7 +1011,15 @@ void kcld_aws_set_observer(struct kcld_aws *aws, kcld_aws_observer_fn fn,
 
 const char *kcld_aws_service_name(enum kcld_aws_service svc)
 {
-  return (int)svc >= 0 && svc < KCLD_AWS_NSERVICES ? s_services[svc].name : "";
+  return (int)svc >= 0 && svc < KCLD_AWS_NSERVICES ? s_services[svc].ep.prefix
+                                                   : "";
+}
+
+const char *kcld_aws_endpoint(const struct kcld_aws *aws,
+                              enum kcld_aws_service svc)
+{
+  return aws && (int)svc >= 0 && svc < KCLD_AWS_NSERVICES ? aws->ep[svc].url
+                                                          : NULL;
 }
 
 const char *kcld_aws_region(const struct kcld_aws *aws)

@@ -1,8 +1,11 @@
-/* call.h — one AWS JSON-protocol call: sign, send, parse, retry.
+/* call.h — one AWS call: sign, send, parse, retry.
  *
  * Speaks AWS JSON 1.0/1.1 (X-Amz-Target, application/x-amz-json-1.x) to
- * Kinesis, DynamoDB and SQS.  Errors become {HTTP status, short __type,
- * message}.  Retries follow the SDK "standard" mode: max attempts, backoff
+ * Kinesis, DynamoDB and SQS, and the AWS Query protocol to STS: the request
+ * object's string, number and boolean members become form fields after
+ * Action and Version, and the XML answer comes back as a JSON object (see
+ * aws/xml.h: {"AssumeRoleResult": {...}, "ResponseMetadata": {...}}).
+ * Errors become {HTTP status, short __type (Query: Error.Code), message}.  Retries follow the SDK "standard" mode: max attempts, backoff
  * rand(0,1) x min(2^(attempt-1) x base, 20 s), a 500-token retry quota,
  * throttling and transient error classes, clock-skew correction.
  *
@@ -38,7 +41,8 @@ enum kcld_aws_service {
   KCLD_AWS_KINESIS = 0,
   KCLD_AWS_DYNAMODB = 1,
   KCLD_AWS_SQS = 2,
-  KCLD_AWS_NSERVICES = 3
+  KCLD_AWS_STS = 3,
+  KCLD_AWS_NSERVICES = 4
 };
 
 struct kcld_aws;
@@ -46,11 +50,20 @@ struct kcld_aws;
 struct kcld_aws_opts {
   uv_loop_t *loop;
   struct kcld_http *http;              /* shared connection pool */
-  struct kcld_credentials *creds;
+  struct kcld_credentials *creds;      /* NULL: every call brings its own
+                                          credentials or is anonymous */
   const char *region;
-  /* Base URL per service ("http://127.0.0.1:4567"); NULL or "" = the AWS
-   * endpoint https://<service>.<region>.amazonaws.com */
+  /* Base URL per service ("http://127.0.0.1:4567"); NULL or "" = the one
+   * configured in the environment or the profile (aws/endpoint.h), else
+   * the partition's endpoint for the region (FIPS, dual-stack as below) */
   const char *endpoint[KCLD_AWS_NSERVICES];
+  const char *profile;    /* for configured endpoints and the FIPS and
+                             dual-stack settings; NULL = AWS_PROFILE or
+                             default */
+  int use_fips;           /* 1 on, -1 off, 0 = AWS_USE_FIPS_ENDPOINT, else
+                             the profile's use_fips_endpoint */
+  int use_dualstack;      /* likewise: AWS_USE_DUALSTACK_ENDPOINT,
+                             use_dualstack_endpoint */
   int max_attempts;       /* total attempts incl. the first; 0 = 3 */
   long retry_base_ms;     /* backoff base; 0 = 100 (SDK default) */
   long timeout_ms;        /* per attempt; 0 = the http client's default */
@@ -80,11 +93,14 @@ struct kcld_aws_call_opts {
                              parsed on the worker pool by the caller) */
   int max_attempts;       /* 0 = client default; 1 = no retry */
   long timeout_ms;        /* 0 = client default */
+  const struct kcld_creds *creds; /* sign with these (copied) instead of
+                                     the client's provider */
+  int anonymous;          /* 1: send the request unsigned */
 };
 
-/* Creates a client: one SigV4 signer per service, endpoints parsed
- * (an endpoint with user info, a query or a fragment is refused), retry
- * quota full.  Returns 0, KCLD_EINVAL (missing loop, http, creds or region,
+/* Creates a client: one SigV4 signer per service, endpoints resolved and
+ * parsed (an endpoint with user info, a query or a fragment is refused),
+ * retry quota full.  Returns 0, KCLD_EINVAL (missing loop, http or region,
  * a bad region or endpoint, negative limits) or KCLD_ENOMEM. */
 int kcld_aws_new(const struct kcld_aws_opts *opts, struct kcld_aws **out);
 
@@ -144,6 +160,10 @@ void kcld_aws_set_observer(struct kcld_aws *aws, kcld_aws_observer_fn fn,
 
 /* The signing name of a service ("kinesis"), or "" for an unknown one. */
 const char *kcld_aws_service_name(enum kcld_aws_service svc);
+
+/* The URL requests to `svc` go to. */
+const char *kcld_aws_endpoint(const struct kcld_aws *aws,
+                              enum kcld_aws_service svc);
 
 /* The region the client signs for. */
 const char *kcld_aws_region(const struct kcld_aws *aws);

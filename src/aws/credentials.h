@@ -1,18 +1,28 @@
 /* credentials.h — AWS credentials and region, found the way the AWS SDKs do.
  *
- * Provider chain, first that yields wins: explicit config keys; environment
- * (AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY, AWS_SESSION_TOKEN; else the old
- * AWS_ACCESS_KEY / AWS_SECRET_KEY); the shared
- * files (~/.aws/credentials, ~/.aws/config; AWS_PROFILE,
- * AWS_SHARED_CREDENTIALS_FILE, AWS_CONFIG_FILE); container credentials
+ * Provider chain, first that yields wins (details in cred_chain.h):
+ * explicit config keys; environment (AWS_ACCESS_KEY_ID,
+ * AWS_SECRET_ACCESS_KEY, AWS_SESSION_TOKEN; else the old AWS_ACCESS_KEY /
+ * AWS_SECRET_KEY); web identity (AWS_WEB_IDENTITY_TOKEN_FILE, AWS_ROLE_ARN,
+ * AWS_ROLE_SESSION_NAME; STS AssumeRoleWithWebIdentity); the profile in the
+ * shared files (~/.aws/credentials, ~/.aws/config; AWS_PROFILE,
+ * AWS_SHARED_CREDENTIALS_FILE, AWS_CONFIG_FILE): static keys, role_arn with
+ * source_profile or credential_source (STS AssumeRole, chains of them),
+ * web_identity_token_file, credential_process, SSO; container credentials
  * (AWS_CONTAINER_CREDENTIALS_RELATIVE_URI / _FULL_URI with
  * AWS_CONTAINER_AUTHORIZATION_TOKEN[_FILE]); EC2 instance metadata (IMDSv2).
+ * A setting that cannot be used is an error naming it, never another
+ * identity instead; when nothing yields, the error lists every step.
  * Expiring credentials are refreshed in the background ahead of expiry;
  * callers keep signing with the current set meanwhile.
  *
- * Container and instance metadata requests use 1-2 s timeouts and up to 3
- * attempts with backoff.  AWS_EC2_METADATA_DISABLED=true skips instance
+ * Instance metadata requests time out after AWS_METADATA_SERVICE_TIMEOUT
+ * seconds (default 1) and make up to AWS_METADATA_SERVICE_NUM_ATTEMPTS
+ * attempts (default 3) with backoff (container credentials: 2 s); neither
+ * goes through a proxy.  AWS_EC2_METADATA_DISABLED=true skips instance
  * metadata; AWS_EC2_METADATA_SERVICE_ENDPOINT (or _MODE=IPv6) moves it.
+ * STS calls go to the region's STS endpoint (call.h) of `region`, else
+ * AWS_REGION, AWS_DEFAULT_REGION, the profile's region, else us-east-1.
  *
  * Loop thread only.  Secrets are wiped (OPENSSL_cleanse) when freed and never
  * logged: log lines name only the source, the profile and the role. */
@@ -49,29 +59,41 @@ struct kcld_credentials_opts {
                                      or http://169.254.169.254 */
   const char *container_endpoint; /* base for the _RELATIVE_URI; NULL =
                                      http://169.254.170.2 (tests move it) */
+  const char *region;             /* for STS; NULL = see above */
+  long process_timeout_ms;        /* credential_process; 0 = 1 minute */
 };
 
 typedef void (*kcld_credentials_cb)(int err, const struct kcld_creds *creds,
                                     void *arg);
 
+/* Wipes and frees the strings of a set (not the struct); it is zeroed.
+ * NULL is ignored. */
+void kcld_creds_clean_up(struct kcld_creds *c);
+
+/* Copies `src` into `dst`.  Returns 0 or KCLD_ENOMEM (then `dst` is
+ * empty). */
+int kcld_creds_copy(struct kcld_creds *dst, const struct kcld_creds *src);
+
 /* Creates a provider; nothing is looked up until the first get.  Returns 0,
- * KCLD_EINVAL (no loop, or only one of the explicit key id and secret) or
- * KCLD_ENOMEM. */
+ * KCLD_EINVAL (no loop, only one of the explicit key id and secret, a
+ * negative timeout) or KCLD_ENOMEM. */
 int kcld_credentials_new(const struct kcld_credentials_opts *opts,
                          struct kcld_credentials **out);
 
 /* Calls cb with usable credentials: at once (synchronously, before returning)
- * when the cached set is valid for at least another minute (or the local
- * providers yield), else after the chain has been walked; callers that ask
+ * when the cached set is valid for at least another minute (or a static set
+ * is found, or nothing can be), else after the fetch; callers that ask
  * meanwhile wait for the same fetch.  When a fetch fails while the cached set
  * has not yet expired, cb gets that set.  err is KCLD_ECREDS when no provider
- * yielded (the reason is logged, without secrets), KCLD_ECANCELED when the
- * provider or the http client is shut down.  `creds` is valid during cb. */
+ * yielded or the chosen one failed (the reason is logged, without secrets),
+ * KCLD_ECANCELED when the provider or the http client is shut down.  `creds`
+ * is valid during cb. */
 void kcld_credentials_get(struct kcld_credentials *c, kcld_credentials_cb cb,
                           void *arg);
 
 /* Name of the provider that yielded the current set ("config", "env",
- * "profile", "container", "imds"), or NULL.  Safe to log. */
+ * "web-identity", "profile", "assume-role", "process", "sso", "container",
+ * "imds"), or NULL.  Safe to log. */
 const char *kcld_credentials_source(const struct kcld_credentials *c);
 
 /* Stops background refresh, fails waiting callers with KCLD_ECANCELED, wipes

@@ -32,6 +32,7 @@
 #include <curl/curl.h>
 #include <openssl/crypto.h>
 
+#include "aws/profile.h"
 #include "err.h"
 #include "kcld/version.h"
 
@@ -52,6 +53,7 @@ struct kcld_http {
   uv_timer_t timer;          /* curl's timeout */
   uv_timer_t kick;           /* delivers stream bytes held over a resume */
   char *ca_file;
+  char *proxy_https, *proxy_http, *no_proxy; /* from the environment */
   long connect_timeout_ms;
   long timeout_ms;
   struct http_req *reqs;     /* in flight, doubly linked */
@@ -163,6 +165,64 @@ static void sock_unlink(struct kcld_http *http, struct http_sock *sk)
   sk->prev = sk->next = NULL;
 }
 
+/* ======== Settings: CA bundle, proxies ======== */
+
+static void free_settings(struct kcld_http *http)
+{
+  free(http->ca_file);
+  free(http->proxy_https);
+  free(http->proxy_http);
+  free(http->no_proxy);
+}
+
+/* A copy of the first of the variables that is set and not empty, or NULL
+ * (also when out of memory: *oom is set then). */
+static char *env_first(const char *a, const char *b, int *oom)
+{
+  const char *v = getenv(a);
+  char *out;
+  if ((!v || !*v) && b)
+    v = getenv(b);
+  if (!v || !*v)
+    return NULL;
+  out = strdup(v);
+  if (!out)
+    *oom = 1;
+  return out;
+}
+
+/* The CA bundle (opts->ca_file, AWS_CA_BUNDLE, the profile's ca_bundle)
+ * and the proxies (https_proxy / HTTPS_PROXY, http_proxy / HTTP_PROXY,
+ * no_proxy / NO_PROXY; the lower-case spelling first, as curl reads them).
+ * Returns 0 or KCLD_ENOMEM. */
+static int read_settings(struct kcld_http *http,
+                         const struct kcld_http_opts *opts)
+{
+  int oom = 0;
+  if (opts && opts->ca_file && *opts->ca_file)
+    oom = !(http->ca_file = strdup(opts->ca_file));
+  else
+    http->ca_file = env_first("AWS_CA_BUNDLE", NULL, &oom);
+  if (!http->ca_file && !oom) {
+    struct kcld_profile_files *files = NULL;
+    const char *v;
+    if (kcld_profile_files_load(&files) != 0)
+      return KCLD_ENOMEM;
+    v = kcld_profile_get(
+      kcld_profile_find(files, KCLD_PROFILE,
+                        kcld_profile_selected(opts ? opts->profile : NULL,
+                                              NULL)),
+      "ca_bundle");
+    if (v)
+      oom = !(http->ca_file = strdup(v));
+    kcld_profile_files_free(files);
+  }
+  http->proxy_https = env_first("https_proxy", "HTTPS_PROXY", &oom);
+  http->proxy_http = env_first("http_proxy", "HTTP_PROXY", &oom);
+  http->no_proxy = env_first("no_proxy", "NO_PROXY", &oom);
+  return oom ? KCLD_ENOMEM : 0;
+}
+
 /* ======== Teardown ======== */
 
 /* The last handle has closed: nothing on the loop refers to us any more. */
@@ -173,7 +233,7 @@ static void http_release(struct kcld_http *http)
   curl_multi_setopt(http->multi, CURLMOPT_SOCKETFUNCTION, NULL);
   curl_multi_setopt(http->multi, CURLMOPT_TIMERFUNCTION, NULL);
   curl_multi_cleanup(http->multi);
-  free(http->ca_file);
+  free_settings(http);
   free(http);
 }
 
@@ -602,14 +662,9 @@ int kcld_http_new(uv_loop_t *loop, const struct kcld_http_opts *opts,
       http->timeout_ms = opts->timeout_ms;
     if (opts->max_connections > 0)
       maxconn = opts->max_connections;
-    if (opts->ca_file && *opts->ca_file) {
-      http->ca_file = strdup(opts->ca_file);
-      if (!http->ca_file) {
-        rc = KCLD_ENOMEM;
-        goto fail;
-      }
-    }
   }
+  if ((rc = read_settings(http, opts)) != 0)
+    goto fail;
   http->multi = curl_multi_init();
   if (!http->multi) {
     rc = KCLD_ENOMEM;
@@ -647,7 +702,7 @@ int kcld_http_new(uv_loop_t *loop, const struct kcld_http_opts *opts,
 fail:
   if (http->multi)
     curl_multi_cleanup(http->multi);
-  free(http->ca_file);
+  free_settings(http);
   free(http);
   return rc;
 }
@@ -713,6 +768,18 @@ static int req_setup(struct http_req *r, const struct kcld_http_request *req)
   SET(CURLOPT_SSL_VERIFYHOST, 2L);
   if (http->ca_file)
     SET(CURLOPT_CAINFO, http->ca_file);
+  /* Proxies set here, not left to curl, so both spellings work for plain
+   * HTTP too (curl reads only http_proxy); "" means none. */
+  if (req->no_proxy) {
+    SET(CURLOPT_PROXY, "");
+  } else {
+    const char *proxy = strncasecmp(req->url, "https:", 6) == 0
+                          ? http->proxy_https
+                          : http->proxy_http;
+    SET(CURLOPT_PROXY, proxy ? proxy : "");
+    if (http->no_proxy)
+      SET(CURLOPT_NOPROXY, http->no_proxy);
+  }
   SET(CURLOPT_TCP_KEEPALIVE, 1L);
   SET(CURLOPT_USERAGENT, "kcld/" KCLD_VERSION_STRING);
   SET(CURLOPT_HTTPHEADER, r->headers);

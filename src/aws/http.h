@@ -15,7 +15,10 @@
 struct kcld_http;
 
 struct kcld_http_opts {
-  const char *ca_file;     /* CA bundle for TLS verification; NULL = system */
+  const char *ca_file;     /* CA bundle for TLS verification; NULL =
+                              AWS_CA_BUNDLE, else the profile's ca_bundle,
+                              else the system's */
+  const char *profile;     /* for ca_bundle; NULL = AWS_PROFILE or default */
   long connect_timeout_ms; /* default per request; 0 = 5000 */
   long timeout_ms;         /* default total time per request; 0 = 30000 */
   long max_connections;    /* idle keep-alive connections kept; 0 = 128 */
@@ -54,6 +57,7 @@ struct kcld_http_request {
                                   more (h2c with a libcurl before 8.0.0:
                                   a connection of its own, see http.c).
                                   0: HTTP/1.1 (https: curl's default) */
+  int no_proxy;                /* 1: never through a proxy (metadata) */
 };
 
 /* Initializes libcurl once per process (thread-safe, idempotent; called by
@@ -69,8 +73,12 @@ int kcld_http_new(uv_loop_t *loop, const struct kcld_http_opts *opts,
                   struct kcld_http **out);
 
 /* Starts a request; the request struct and everything it points to may be
- * freed once this returns (they are copied).  Redirects are not followed;
- * proxy variables (http_proxy, https_proxy, no_proxy) apply as in curl.
+ * freed once this returns (they are copied).  Redirects are not followed.
+ * Proxies come from the environment as the client read it when created, in
+ * both spellings, the lower-case one first: https_proxy / HTTPS_PROXY for
+ * https URLs, http_proxy / HTTP_PROXY for http URLs, no_proxy / NO_PROXY for
+ * the hosts that go direct; they are set on each transfer explicitly (curl
+ * itself reads only the lower-case http_proxy).
  * curl's "Expect: 100-continue" is suppressed unless a header sets Expect.  Returns 0 and later calls cb,
  * or returns a negative KCLD_E* code and never calls cb. */
 int kcld_http_send(struct kcld_http *http, const struct kcld_http_request *req,

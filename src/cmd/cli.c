@@ -92,6 +92,7 @@ int kcld_cli_aws_open(struct kcld_cli_aws *c, const struct kcld_config *cfg)
   c->loop_open = 1;
   memset(&ho, 0, sizeof(ho));
   ho.ca_file = opt(cfg->http.ca_file);
+  ho.profile = opt(cfg->credentials.profile);
   ho.connect_timeout_ms = (long)cfg->http.connect_timeout_ms;
   ho.timeout_ms = (long)cfg->http.timeout_ms;
   if ((rc = kcld_http_new(&c->loop, &ho, &c->http)) != 0)
@@ -103,6 +104,7 @@ int kcld_cli_aws_open(struct kcld_cli_aws *c, const struct kcld_config *cfg)
   cro.secret_access_key = opt(cfg->credentials.secret_access_key);
   cro.session_token = opt(cfg->credentials.session_token);
   cro.profile = opt(cfg->credentials.profile);
+  cro.region = opt(cfg->region);
   if ((rc = kcld_credentials_new(&cro, &c->creds)) != 0)
     goto fail;
   c->region = kcld_region_from_env(opt(cfg->region),
@@ -117,6 +119,7 @@ int kcld_cli_aws_open(struct kcld_cli_aws *c, const struct kcld_config *cfg)
   ao.http = c->http;
   ao.creds = c->creds;
   ao.region = c->region;
+  ao.profile = opt(cfg->credentials.profile);
   ao.endpoint[KCLD_AWS_KINESIS] =
     kcld_config_endpoint(cfg, KCLD_CONFIG_KINESIS, NULL);
   ao.endpoint[KCLD_AWS_DYNAMODB] =

@@ -1,0 +1,120 @@
+/* endpoint.c — the partition table, default hostnames and configured
+ * endpoint URLs (see endpoint.h). */
+#include "aws/endpoint.h"
+
+#include <ctype.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "err.h"
+
+/* Region patterns, most specific first: `head` then "-\w+-\d+" (or `head`
+ * alone followed by "-\w+-\d+" for any of the listed heads). */
+static const struct {
+  const char *heads; /* '|'-separated first labels, "" for none */
+  struct kcld_partition p;
+} s_partitions[] = {
+  {"us-gov", {"aws-us-gov", "amazonaws.com", "api.aws"}},
+  {"us-iso", {"aws-iso", "c2s.ic.gov", "api.aws.ic.gov"}},
+  {"us-isob", {"aws-iso-b", "sc2s.sgov.gov", "api.aws.scloud"}},
+  {"us-isof", {"aws-iso-f", "csp.hci.ic.gov", "api.aws.hci.ic.gov"}},
+  {"eu-isoe", {"aws-iso-e", "cloud.adc-e.uk", "api.cloud-aws.adc-e.uk"}},
+  {"eusc-de", {"aws-eusc", "amazonaws.eu", "api.amazonwebservices.eu"}},
+  {"cn", {"aws-cn", "amazonaws.com.cn", "api.amazonwebservices.com.cn"}},
+  {"us|eu|ap|sa|ca|me|af|il|mx", {"aws", "amazonaws.com", "api.aws"}},
+};
+
+#define AWS_PARTITION (sizeof(s_partitions) / sizeof(s_partitions[0]) - 1)
+
+/* Does `s` match "-\w+-\d+$" (word characters, then digits)? */
+static int tail_matches(const char *s)
+{
+  const char *p = s;
+  size_t word = 0, digits = 0;
+  if (*p++ != '-')
+    return 0;
+  while (isalnum((unsigned char)*p) || *p == '_') {
+    p++;
+    word++;
+  }
+  if (word == 0 || *p++ != '-')
+    return 0;
+  while (isdigit((unsigned char)*p)) {
+    p++;
+    digits++;
+  }
+  return digits > 0 && *p == '\0';
+}
+
+/* Does `region` start with one of the '|'-separated `heads` followed by
+ * the "-\w+-\d+" tail? */
+static int region_matches(const char *heads, const char *region)
+{
+  const char *h = heads;
+  while (*h) {
+    size_t n = strcspn(h, "|");
+    if (strncmp(region, h, n) == 0 && tail_matches(region + n))
+      return 1;
+    h += n;
+    if (*h == '|')
+      h++;
+  }
+  return 0;
+}
+
+const struct kcld_partition *kcld_partition_of(const char *region)
+{
+  for (size_t i = 0; region && i < AWS_PARTITION; i++)
+    if (region_matches(s_partitions[i].heads, region))
+      return &s_partitions[i].p;
+  return &s_partitions[AWS_PARTITION].p;
+}
+
+int kcld_endpoint_default(const struct kcld_endpoint_spec *spec,
+                          const char *region, int fips, int dualstack,
+                          char *out, size_t cap)
+{
+  const struct kcld_partition *p = kcld_partition_of(region);
+  const char *suffix = dualstack ? p->dual_stack_dns_suffix : p->dns_suffix;
+  int n;
+  if (fips && !dualstack && spec->gov_fips_plain &&
+      strcmp(p->id, "aws-us-gov") == 0)
+    fips = 0;
+  n = snprintf(out, cap, "https://%s%s.%s.%s", spec->prefix,
+               fips ? "-fips" : "", region, suffix);
+  return n > 0 && (size_t)n < cap ? 0 : KCLD_EINVAL;
+}
+
+int kcld_endpoint_flag(const char *env, const struct kcld_profile *profile,
+                       const char *key)
+{
+  int v = kcld_profile_bool(getenv(env));
+  if (v < 0)
+    v = kcld_profile_bool(kcld_profile_get(profile, key));
+  return v > 0;
+}
+
+char *kcld_endpoint_configured(const char *env_id, const char *key,
+                               const struct kcld_profile_files *files,
+                               const struct kcld_profile *profile)
+{
+  char var[96];
+  const char *v, *svc;
+
+  if (kcld_endpoint_flag("AWS_IGNORE_CONFIGURED_ENDPOINT_URLS", profile,
+                         "ignore_configured_endpoint_urls"))
+    return NULL;
+  snprintf(var, sizeof(var), "AWS_ENDPOINT_URL_%s", env_id);
+  if (((v = getenv(var)) && *v) ||
+      ((v = getenv("AWS_ENDPOINT_URL")) && *v))
+    return strdup(v);
+  svc = kcld_profile_get(profile, "services");
+  if (svc &&
+      (v = kcld_profile_get_sub(
+         kcld_profile_find(files, KCLD_PROFILE_SERVICES, svc), key,
+         "endpoint_url")))
+    return strdup(v);
+  v = kcld_profile_get(profile, "endpoint_url");
+  return v ? strdup(v) : NULL;
+}

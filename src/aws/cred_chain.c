@@ -500,7 +500,12 @@ int kcld_cred_chain_resolve(const struct kcld_cred_chain_in *in,
     goto done;
   }
   note(&w, "config: no keys");
-  if ((rc = from_env_keys(&w, 0)) != 0) {
+  if (in->profile && *in->profile) {
+    /* A profile named in the config is what the user asked for: the
+     * environment's keys (still usable as its credential_source) must not
+     * stand in for it, as with an explicit profile in the SDKs. */
+    note(&w, "env: not used, credentials.profile names the profile");
+  } else if ((rc = from_env_keys(&w, 0)) != 0) {
     if (rc == 1 && set_label(plan, "env", "%s", "environment"))
       rc = KCLD_ENOMEM;
     goto done;

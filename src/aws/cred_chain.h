@@ -5,6 +5,8 @@
  *  1. the explicit config keys;
  *  2. the environment: AWS_ACCESS_KEY_ID + AWS_SECRET_ACCESS_KEY (+
  *     AWS_SESSION_TOKEN), else the old AWS_ACCESS_KEY + AWS_SECRET_KEY;
+ *     skipped when the config names a profile (credentials.profile), as an
+ *     explicit profile does in the SDKs (AWS_PROFILE does not);
  *  3. web identity from the environment: AWS_WEB_IDENTITY_TOKEN_FILE +
  *     AWS_ROLE_ARN (+ AWS_ROLE_SESSION_NAME);
  *  4. the profile (credentials.profile, else AWS_PROFILE, else default) in

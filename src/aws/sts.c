@@ -69,6 +69,29 @@ static const struct kcld_svc_spec s_assume = {
 static const struct kcld_svc_spec s_web = {
   "AssumeRoleWithWebIdentity", &s_creds_shape, web_map, NULL, NULL};
 
+KCLD_SVC_SHAPE(s_identity_shape, struct kcld_sts_identity,
+               kcld_sts_identity_cb);
+
+static int identity_map(struct kcld_svc_op *op,
+                        const struct kcld_aws_result *res, void *result)
+{
+  struct kcld_sts_identity *r = result;
+  json_t *out = json_object_get(res->body, "GetCallerIdentityResult");
+  r->account = kcld_svc_str(out, "Account");
+  r->arn = kcld_svc_str(out, "Arn");
+  r->user_id = kcld_svc_str(out, "UserId");
+  if (!r->account || !r->arn) {
+    kcld_svc_status_set(op, &r->st, KCLD_EPARSE, NULL,
+                        "no GetCallerIdentityResult with Account and Arn in "
+                        "the answer");
+    return KCLD_EPARSE;
+  }
+  return 0;
+}
+
+static const struct kcld_svc_spec s_identity = {
+  "GetCallerIdentity", &s_identity_shape, identity_map, NULL, NULL};
+
 /* Why `req` cannot be sent, or NULL. */
 static const char *check(const struct kcld_sts_role_req *req, int web)
 {
@@ -137,4 +160,13 @@ int kcld_sts_assume_role_with_web_identity(struct kcld_sts *sts,
   o.anonymous = 1;
   return kcld_svc_send(&sts->svc, &s_web, role_request(req, 1), &o,
                        (kcld_svc_fn)cb, arg, "role %s", req->role_arn);
+}
+
+int kcld_sts_get_caller_identity(struct kcld_sts *sts, kcld_sts_identity_cb cb,
+                                 void *arg)
+{
+  if (!sts || !cb)
+    return KCLD_EINVAL;
+  return kcld_svc_send(&sts->svc, &s_identity, json_object(), NULL,
+                       (kcld_svc_fn)cb, arg, "%s", "");
 }

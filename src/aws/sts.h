@@ -1,5 +1,5 @@
 /* sts.h — AWS STS calls on the shared skeleton (Query protocol): the two
- * ways kcld assumes a role.
+ * ways kcld assumes a role, and who the client's credentials are.
  *
  * AssumeRole is signed with the caller's source credentials (given per
  * call, not the client's provider); AssumeRoleWithWebIdentity is sent
@@ -60,5 +60,20 @@ int kcld_sts_assume_role(struct kcld_sts *sts,
 int kcld_sts_assume_role_with_web_identity(struct kcld_sts *sts,
                                            const struct kcld_sts_role_req *req,
                                            kcld_sts_cb cb, void *arg);
+
+struct kcld_sts_identity {
+  struct kcld_svc_status st;
+  const char *account;            /* "123456789012"; NULL on error */
+  const char *arn;                /* the caller's ARN */
+  const char *user_id;
+};
+
+typedef void (*kcld_sts_identity_cb)(const struct kcld_sts_identity *res,
+                                     void *arg);
+
+/* GetCallerIdentity, signed with the AWS client's own credentials (the
+ * account of the identity kcld runs as). */
+int kcld_sts_get_caller_identity(struct kcld_sts *sts, kcld_sts_identity_cb cb,
+                                 void *arg);
 
 #endif

@@ -98,7 +98,7 @@ function parseAmzDate(s) {
 
 // Re-signs the request with `secret`; returns null when the signature
 // matches, else the reason and the canonical string AWS would print.
-async function verifySignature(req, body, secret) {
+export async function verifySignature(req, body, secret) {
   const auth = req.headers.authorization || '';
   const m = /^AWS4-HMAC-SHA256 Credential=([^/]+)\/(\d{8})\/([^/]+)\/([^/]+)\/aws4_request, ?SignedHeaders=([^,]+), ?Signature=([0-9a-f]{64})$/.exec(auth);
   if (!m) return { reason: 'missing or malformed Authorization header', canonical: '' };

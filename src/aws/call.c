@@ -25,6 +25,7 @@
 #include <openssl/crypto.h>
 
 #include "aws/endpoint.h"
+#include "aws/ratelimit.h"
 #include "aws/sigv4.h"
 #include "aws/xml.h"
 #include "base/backoff.h"
@@ -95,6 +96,8 @@ struct kcld_aws {
   struct endpoint ep[KCLD_AWS_NSERVICES];
   struct kcld_sigv4 *signer[KCLD_AWS_NSERVICES];
   int max_attempts;
+  int adaptive;        /* retry mode adaptive: the rate limiter is on */
+  struct kcld_ratelimit rl;
   long retry_base_ms;
   long timeout_ms;
   int quota;           /* retry tokens left */
@@ -542,6 +545,18 @@ static void read_error(struct aws_call *c, const struct kcld_http_response *r)
   json_decref(j);
 }
 
+static double now_s(void)
+{
+  return (double)uv_hrtime() / 1e9;
+}
+
+/* Tells the adaptive mode's rate limiter how an attempt ended. */
+static void learn(struct aws_call *c, int throttled)
+{
+  if (c->aws->adaptive)
+    kcld_ratelimit_update(&c->aws->rl, now_s(), throttled);
+}
+
 static void on_http(const struct kcld_http_response *r, void *arg)
 {
   struct aws_call *c = arg;
@@ -554,6 +569,7 @@ static void on_http(const struct kcld_http_response *r, void *arg)
   }
   if (r->err) {
     /* No answer: refused, reset, cut short or timed out.  Transient. */
+    learn(c, 0);
     c->err = r->err;
     c->status = 0;
     c->type[0] = '\0';
@@ -563,11 +579,13 @@ static void on_http(const struct kcld_http_response *r, void *arg)
   }
   c->status = r->status;
   if (r->status >= 200 && r->status < 300) {
+    learn(c, 0);
     on_success(c, r);
     return;
   }
   c->err = KCLD_EAWS;
   read_error(c, r);
+  learn(c, in_list(s_throttling, c->type) || r->status == 429);
 
   if (in_list(s_skew, c->type) && r->server_date > 0) {
     time_t now = time(NULL);
@@ -681,6 +699,14 @@ static void on_creds(int err, const struct kcld_creds *creds, void *arg)
 
 static void start_attempt(struct aws_call *c)
 {
+  if (c->aws->adaptive) {
+    /* The adaptive mode's rate limiter: wait for a token. */
+    uint64_t wait = kcld_ratelimit_acquire(&c->aws->rl, now_s());
+    if (wait && uv_timer_start(&c->timer, on_retry_timer, wait, 0) == 0) {
+      c->state = CALL_WAITING;
+      return;
+    }
+  }
   c->attempt++;
   if (c->anonymous || c->has_own) {
     send_attempt(c, c->has_own ? &c->own : NULL);
@@ -710,16 +736,12 @@ static int setting(int given, const char *env,
  * environment or the profile, else the partition's.  Returns 0 or
  * KCLD_E*. */
 static int resolve_endpoints(struct kcld_aws *aws,
-                             const struct kcld_aws_opts *opts)
+                             const struct kcld_aws_opts *opts,
+                             const struct kcld_profile_files *files,
+                             const struct kcld_profile *prof)
 {
-  struct kcld_profile_files *files = NULL;
-  const struct kcld_profile *prof;
-  int fips, dual, rc = kcld_profile_files_load(&files);
+  int fips, dual, rc = 0;
 
-  if (rc != 0)
-    return rc;
-  prof = kcld_profile_find(files, KCLD_PROFILE,
-                           kcld_profile_selected(opts->profile, NULL));
   fips = setting(opts->use_fips, "AWS_USE_FIPS_ENDPOINT", prof,
                  "use_fips_endpoint");
   dual = setting(opts->use_dualstack, "AWS_USE_DUALSTACK_ENDPOINT", prof,
@@ -748,12 +770,66 @@ static int resolve_endpoints(struct kcld_aws *aws,
                NULL);
     free(conf);
   }
-  kcld_profile_files_free(files);
   return rc;
+}
+
+/* A setting from the environment variable `env`, else the profile's `key`;
+ * *from names where it came from.  NULL when neither sets it. */
+static const char *env_or_profile(const char *env,
+                                  const struct kcld_profile *prof,
+                                  const char *key, const char **from)
+{
+  const char *v = getenv(env);
+  *from = env;
+  if (v && *v)
+    return v;
+  *from = key;
+  return kcld_profile_get(prof, key);
+}
+
+/* The retry mode and the attempts: the options, else AWS_RETRY_MODE /
+ * AWS_MAX_ATTEMPTS, else the profile's retry_mode / max_attempts, else
+ * standard and 3.  Returns 0 or KCLD_EINVAL (logged). */
+static int retry_settings(struct kcld_aws *aws,
+                          const struct kcld_aws_opts *opts,
+                          const struct kcld_profile *prof)
+{
+  const char *from, *v;
+  aws->max_attempts = opts->max_attempts;
+  if (!aws->max_attempts &&
+      (v = env_or_profile("AWS_MAX_ATTEMPTS", prof, "max_attempts", &from))) {
+    char *end;
+    long n = strtol(v, &end, 10);
+    if (*end || n < 1 || n > 100) {
+      kcld_log(KCLD_LOG_ERROR, "bad retry setting: not 1..100", "setting",
+               from, "value", v, NULL);
+      return KCLD_EINVAL;
+    }
+    aws->max_attempts = (int)n;
+  }
+  if (!aws->max_attempts)
+    aws->max_attempts = DEFAULT_MAX_ATTEMPTS;
+  v = opts->retry_mode && *opts->retry_mode ? opts->retry_mode : NULL;
+  from = "retry_mode";
+  if (!v)
+    v = env_or_profile("AWS_RETRY_MODE", prof, "retry_mode", &from);
+  if (!v || strcmp(v, "standard") == 0 || strcmp(v, "legacy") == 0) {
+    aws->adaptive = 0;
+  } else if (strcmp(v, "adaptive") == 0) {
+    aws->adaptive = 1;
+  } else {
+    kcld_log(KCLD_LOG_ERROR, "bad retry setting: not standard, adaptive or "
+             "legacy", "setting", from, "value", v, NULL);
+    return KCLD_EINVAL;
+  }
+  kcld_ratelimit_init(&aws->rl, (double)uv_hrtime() / 1e9);
+  return 0;
 }
 
 int kcld_aws_new(const struct kcld_aws_opts *opts, struct kcld_aws **out)
 {
+  struct kcld_profile_files *files = NULL;
+  const struct kcld_profile *prof;
   struct kcld_aws *aws;
   int rc = KCLD_EINVAL;
 
@@ -770,8 +846,6 @@ int kcld_aws_new(const struct kcld_aws_opts *opts, struct kcld_aws **out)
   aws->loop = opts->loop;
   aws->http = opts->http;
   aws->creds = opts->creds;
-  aws->max_attempts =
-    opts->max_attempts > 0 ? opts->max_attempts : DEFAULT_MAX_ATTEMPTS;
   aws->retry_base_ms =
     opts->retry_base_ms > 0 ? opts->retry_base_ms : DEFAULT_RETRY_BASE_MS;
   aws->timeout_ms = opts->timeout_ms;
@@ -781,7 +855,12 @@ int kcld_aws_new(const struct kcld_aws_opts *opts, struct kcld_aws **out)
     rc = KCLD_ENOMEM;
     goto fail;
   }
-  if ((rc = resolve_endpoints(aws, opts)) != 0)
+  if ((rc = kcld_profile_files_load(&files)) != 0)
+    goto fail;
+  prof = kcld_profile_find(files, KCLD_PROFILE,
+                           kcld_profile_selected(opts->profile, NULL));
+  if ((rc = retry_settings(aws, opts, prof)) != 0 ||
+      (rc = resolve_endpoints(aws, opts, files, prof)) != 0)
     goto fail;
   for (int i = 0; i < KCLD_AWS_NSERVICES; i++) {
     aws->signer[i] = kcld_sigv4_new(aws->region, s_services[i].ep.prefix);
@@ -790,10 +869,12 @@ int kcld_aws_new(const struct kcld_aws_opts *opts, struct kcld_aws **out)
       goto fail;
     }
   }
+  kcld_profile_files_free(files);
   *out = aws;
   return 0;
 
 fail:
+  kcld_profile_files_free(files);
   for (int i = 0; i < KCLD_AWS_NSERVICES; i++) {
     endpoint_clean_up(&aws->ep[i]);
     kcld_sigv4_destroy(aws->signer[i]);
@@ -1025,6 +1106,11 @@ const char *kcld_aws_endpoint(const struct kcld_aws *aws,
 const char *kcld_aws_region(const struct kcld_aws *aws)
 {
   return aws ? aws->region : NULL;
+}
+
+double kcld_aws_send_rate(const struct kcld_aws *aws)
+{
+  return aws && aws->adaptive && aws->rl.enabled ? aws->rl.fill_rate : 0;
 }
 
 int kcld_aws_retry_quota(const struct kcld_aws *aws)

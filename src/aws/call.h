@@ -22,6 +22,9 @@
  *    signed with the corrected time; 5 tokens.
  * A success refunds the cost of its last retry, or 1 token when it needed
  * none.  With the quota short, the error is returned without retrying.
+ * The "adaptive" mode adds the SDKs' client-side rate limiter
+ * (aws/ratelimit.h): after a throttling answer every attempt of the client
+ * waits for a token of a bucket whose rate follows CUBIC.
  * A 2xx answer that is not a JSON object is KCLD_EPARSE (not retried); an
  * empty 2xx body reads as {}.  Service messages are cut before any echo of
  * the canonical request (which could carry a session token).
@@ -64,7 +67,12 @@ struct kcld_aws_opts {
                              the profile's use_fips_endpoint */
   int use_dualstack;      /* likewise: AWS_USE_DUALSTACK_ENDPOINT,
                              use_dualstack_endpoint */
-  int max_attempts;       /* total attempts incl. the first; 0 = 3 */
+  int max_attempts;       /* total attempts incl. the first; 0 =
+                             AWS_MAX_ATTEMPTS, else the profile's
+                             max_attempts, else 3 */
+  const char *retry_mode; /* "standard" or "adaptive" ("legacy" reads as
+                             standard); NULL = AWS_RETRY_MODE, else the
+                             profile's retry_mode, else standard */
   long retry_base_ms;     /* backoff base; 0 = 100 (SDK default) */
   long timeout_ms;        /* per attempt; 0 = the http client's default */
 };
@@ -167,6 +175,10 @@ const char *kcld_aws_endpoint(const struct kcld_aws *aws,
 
 /* The region the client signs for. */
 const char *kcld_aws_region(const struct kcld_aws *aws);
+
+/* The adaptive mode's sending rate (requests a second) once a throttling
+ * answer turned its limiter on; 0 until then and in standard mode. */
+double kcld_aws_send_rate(const struct kcld_aws *aws);
 
 /* Tokens left in the retry quota (0..500).  For metrics and tests. */
 int kcld_aws_retry_quota(const struct kcld_aws *aws);

@@ -433,6 +433,35 @@ static const char *const s_throttling[] = {
   "RequestThrottled", "SlowDown", "PriorRequestNotComplete",
   "EC2ThrottledException", "KMSThrottlingException", NULL};
 
+/* The adaptive mode: off until throttled, then the retry of a fresh
+ * client (no sending rate measured yet, an empty bucket) waits for a token
+ * of a bucket filling at 0.5..1.6 a second, where the standard mode
+ * retries after a backoff of at most a few ms here. */
+static void test_adaptive_rate_limiter(void **state)
+{
+  struct kcld_aws_opts t = {.retry_mode = "adaptive"};
+  struct env e;
+  struct outcome o = {0};
+  uint64_t t0, ms;
+  (void)state;
+
+  env_open(&e, s_fault, &t);
+  script("{'steps':[{'status':400,'body':{'__type':'ThrottlingException',"
+         "'message':'slow down'}}],'then':'ok'}");
+  assert_true(kcld_aws_send_rate(e.aws) == 0);
+  t0 = uv_hrtime();
+  call(&e, KCLD_AWS_KINESIS, "ListStreams", NULL, NULL, &o);
+  ms = (uv_hrtime() - t0) / 1000000;
+  assert_int_equal(o.err, 0);
+  assert_int_equal(o.attempts, 2);
+  if (ms < 600)
+    fail_msg("the retry went out after %llu ms, without waiting for the "
+             "rate limiter", (unsigned long long)ms);
+  assert_true(kcld_aws_send_rate(e.aws) >= 0.5);
+  outcome_free(&o);
+  env_close(&e);
+}
+
 static void test_throttling_retried(void **state)
 {
   (void)state;
@@ -1087,6 +1116,7 @@ int main(void)
     cmocka_unit_test(test_500_then_success),
     cmocka_unit_test(test_503_exhausts_attempts),
     cmocka_unit_test(test_throttling_retried),
+    cmocka_unit_test(test_adaptive_rate_limiter),
     cmocka_unit_test(test_transient_retried),
     cmocka_unit_test(test_client_errors_not_retried),
     cmocka_unit_test(test_garbage_body),

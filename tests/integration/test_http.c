@@ -24,7 +24,7 @@
 #include "err.h"
 
 static struct kcld_emu s_emu;
-static const char *s_fault;
+static const char *s_fault, *s_proxy;
 
 /* What one request's callback saw. */
 struct result {
@@ -79,10 +79,11 @@ static void post(struct kcld_http *http, const char *url, const char *body,
 static int setup(void **state)
 {
   (void)state;
-  if (kcld_emu_start(&s_emu, "fault") != 0)
+  if (kcld_emu_start(&s_emu, "fault proxy") != 0)
     return -1;
   s_fault = kcld_emu_url(&s_emu, "fault");
-  return s_fault ? 0 : -1;
+  s_proxy = kcld_emu_url(&s_emu, "proxy");
+  return s_fault && s_proxy ? 0 : -1;
 }
 
 static int teardown(void **state)
@@ -491,6 +492,120 @@ static void test_proxy_env(void **state)
   finish(&loop, http);
 }
 
+/* Every proxy variable unset, the old values kept in `saved`. */
+static const char *const s_proxy_vars[] = {
+  "http_proxy", "HTTP_PROXY", "https_proxy", "HTTPS_PROXY", "no_proxy",
+  "NO_PROXY", "ALL_PROXY", "all_proxy"};
+#define N_PROXY_VARS (sizeof(s_proxy_vars) / sizeof(s_proxy_vars[0]))
+
+static void proxy_vars_save(char **saved)
+{
+  for (size_t i = 0; i < N_PROXY_VARS; i++) {
+    const char *v = getenv(s_proxy_vars[i]);
+    saved[i] = v ? strdup(v) : NULL;
+    unsetenv(s_proxy_vars[i]);
+  }
+}
+
+static void proxy_vars_restore(char **saved)
+{
+  for (size_t i = 0; i < N_PROXY_VARS; i++) {
+    if (saved[i])
+      setenv(s_proxy_vars[i], saved[i], 1);
+    else
+      unsetenv(s_proxy_vars[i]);
+    free(saved[i]);
+  }
+}
+
+/* How many entries of the proxy's `list` ("forwarded" or "connects") hold
+ * `needle`; the stats are reset after. */
+static int proxy_saw(const char *list, const char *needle)
+{
+  json_t *st = kcld_fault_post(s_proxy, "/__stats", NULL), *e;
+  size_t i;
+  int n = 0;
+  assert_non_null(st);
+  json_array_foreach(json_object_get(st, list), i, e)
+    n += strstr(json_string_value(e), needle) != NULL;
+  json_decref(st);
+  json_decref(kcld_fault_post(s_proxy, "/__reset", NULL));
+  return n;
+}
+
+/* One request to `url` with only proxy variable `var` = `value` (and
+ * `var2` = `value2` when not NULL) set; `no_proxy` as the request's flag. */
+static void through(const char *var, const char *value, const char *var2,
+                    const char *value2, const char *url, int no_proxy,
+                    struct result *r)
+{
+  uv_loop_t loop;
+  struct kcld_http *http;
+  struct kcld_http_request req = {.method = "POST", .url = url,
+                                  .headers = s_json_headers, .body = "{}",
+                                  .body_len = 2, .no_proxy = no_proxy};
+  setenv(var, value, 1);
+  if (var2)
+    setenv(var2, value2, 1);
+  http = client(&loop, NULL);
+  unsetenv(var);
+  if (var2)
+    unsetenv(var2);
+  memset(r, 0, sizeof(*r));
+  assert_int_equal(kcld_http_send(http, &req, on_done, r), 0);
+  assert_true(kcld_test_run_until(&loop, &r->calls, 10000));
+  finish(&loop, http);
+}
+
+static void test_proxy_spellings(void **state)
+{
+  char *saved[N_PROXY_VARS], url[160], host[80];
+  struct result r;
+  (void)state;
+  proxy_vars_save(saved);
+  assert_int_equal(kcld_fault_script(s_fault, "{\"steps\":[],\"then\":"
+                                              "\"ok\"}"), 0);
+  json_decref(kcld_fault_post(s_proxy, "/__reset", NULL));
+  snprintf(url, sizeof(url), "%s/", s_fault);
+  snprintf(host, sizeof(host), "%s", s_fault + strlen("http://"));
+
+  /* Plain HTTP: both spellings (curl alone reads only http_proxy). */
+  through("http_proxy", s_proxy, NULL, NULL, url, 0, &r);
+  assert_int_equal(r.status, 200);
+  assert_int_equal(proxy_saw("forwarded", url), 1);
+  result_free(&r);
+  through("HTTP_PROXY", s_proxy, NULL, NULL, url, 0, &r);
+  assert_int_equal(r.status, 200);
+  assert_int_equal(proxy_saw("forwarded", url), 1);
+  result_free(&r);
+
+  /* HTTPS: a CONNECT tunnel, in both spellings (the endpoint behind it is
+   * plain HTTP, so TLS then fails: the tunnel is what counts). */
+  snprintf(url, sizeof(url), "https://%s/", host);
+  through("https_proxy", s_proxy, NULL, NULL, url, 0, &r);
+  assert_int_equal(r.err, KCLD_ETRANSPORT);
+  assert_int_equal(proxy_saw("connects", host), 1);
+  result_free(&r);
+  through("HTTPS_PROXY", s_proxy, NULL, NULL, url, 0, &r);
+  assert_int_equal(proxy_saw("connects", host), 1);
+  result_free(&r);
+
+  /* no_proxy in both spellings, and the request's own flag (metadata):
+   * straight to the endpoint. */
+  snprintf(url, sizeof(url), "%s/", s_fault);
+  through("http_proxy", s_proxy, "no_proxy", "127.0.0.1", url, 0, &r);
+  assert_int_equal(r.status, 200);
+  result_free(&r);
+  through("HTTP_PROXY", s_proxy, "NO_PROXY", "127.0.0.1", url, 0, &r);
+  assert_int_equal(r.status, 200);
+  result_free(&r);
+  through("http_proxy", s_proxy, NULL, NULL, url, 1, &r);
+  assert_int_equal(r.status, 200);
+  result_free(&r);
+  assert_int_equal(proxy_saw("forwarded", url), 0);
+  proxy_vars_restore(saved);
+}
+
 /* ======== Cancel and close ======== */
 
 static void test_cancel_one(void **state)
@@ -664,6 +779,7 @@ int main(void)
     cmocka_unit_test(test_broken_answers),
     cmocka_unit_test(test_tls_verified),
     cmocka_unit_test(test_proxy_env),
+    cmocka_unit_test(test_proxy_spellings),
     cmocka_unit_test(test_cancel_one),
     cmocka_unit_test(test_close_in_flight),
     cmocka_unit_test(test_close_from_callback),

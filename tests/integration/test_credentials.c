@@ -393,6 +393,42 @@ static void test_imds_v2_flow(void **state)
   assert_non_null(strstr(log, "\"role\":\"kcld-reader\""));
 }
 
+/* Metadata requests never go through a proxy, whatever the environment
+ * says (both spellings point at a port nothing listens on here). */
+static void test_metadata_never_proxied(void **state)
+{
+  struct env *e = *state;
+  struct got g;
+  static const char *const vars[] = {"http_proxy", "HTTP_PROXY"};
+  for (int i = 0; i < 2; i++) {
+    kcld_http_close(e->http);
+    setenv(vars[i], "http://127.0.0.1:1", 1);
+    assert_int_equal(kcld_http_new(&e->loop, NULL, &e->http), 0);
+    unsetenv(vars[i]);
+    e->opts.http = e->http;
+    if (e->creds)
+      kcld_credentials_destroy(e->creds);
+    e->creds = NULL;
+    start(e);
+    get_wait(e, &g, 5000);
+    assert_int_equal(g.err, 0);
+    assert_string_equal(kcld_credentials_source(e->creds), "imds");
+  }
+  /* The container endpoint neither. */
+  kcld_http_close(e->http);
+  setenv("http_proxy", "http://127.0.0.1:1", 1);
+  assert_int_equal(kcld_http_new(&e->loop, NULL, &e->http), 0);
+  unsetenv("http_proxy");
+  e->opts.http = e->http;
+  kcld_credentials_destroy(e->creds);
+  e->creds = NULL;
+  setenv("AWS_CONTAINER_CREDENTIALS_RELATIVE_URI", "/v2/credentials/p", 1);
+  start(e);
+  get_wait(e, &g, 5000);
+  assert_int_equal(g.err, 0);
+  assert_string_equal(kcld_credentials_source(e->creds), "container");
+}
+
 static void test_imds_endpoint_from_env(void **state)
 {
   struct env *e = *state;
@@ -833,6 +869,7 @@ int main(void)
     T(test_container_full_uri_refused),
     T(test_container_full_uri_localhost_allowed),
     T(test_imds_v2_flow),
+    T(test_metadata_never_proxied),
     T(test_imds_endpoint_from_env),
     T(test_imds_disabled),
     T(test_imds_slow_then_answers),

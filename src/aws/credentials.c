@@ -487,7 +487,8 @@ static void start_run(struct kcld_credentials *c)
   int network = c->plan.kind != KCLD_CRED_STATIC || c->plan.n_roles > 0;
 
   if (network && (!c->http || c->http_gone)) {
-    fetch_failed(c, KCLD_ECREDS, "the http client is closed");
+    fetch_failed(c, KCLD_ECREDS, c->http ? "the http client is closed"
+                                         : "no http client to fetch with");
     return;
   }
   r = calloc(1, sizeof(*r));

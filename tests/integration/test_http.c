@@ -442,6 +442,33 @@ static void test_tls_verified(void **state)
   finish(&loop, http);
   assert_int_equal(kcld_fault_count(s_fault, "total", NULL), 1);
 
+  /* Without the option: AWS_CA_BUNDLE, then the profile's ca_bundle. */
+  char cfg_path[] = "/tmp/kcld-test-config-XXXXXX", text[128];
+  int cfd = mkstemp(cfg_path);
+  assert_true(cfd >= 0);
+  snprintf(text, sizeof(text), "[profile tls]\nca_bundle = %s\n", ca_path);
+  assert_int_equal(write(cfd, text, strlen(text)), (ssize_t)strlen(text));
+  close(cfd);
+  for (int i = 0; i < 2; i++) {
+    struct kcld_http_opts popts = {.profile = "tls"};
+    if (i == 0)
+      setenv("AWS_CA_BUNDLE", ca_path, 1);
+    else
+      setenv("AWS_CONFIG_FILE", cfg_path, 1);
+    http = client(&loop, i == 0 ? NULL : &popts);
+    unsetenv("AWS_CA_BUNDLE");
+    unsetenv("AWS_CONFIG_FILE");
+    memset(&r, 0, sizeof(r));
+    post(http, tls_url, "{}", 0, &r);
+    assert_true(kcld_test_run_until(&loop, &r.calls, 10000));
+    assert_int_equal(r.err, 0);
+    assert_int_equal(r.status, 200);
+    result_free(&r);
+    finish(&loop, http);
+  }
+  assert_int_equal(kcld_fault_count(s_fault, "total", NULL), 3);
+  unlink(cfg_path);
+
   unlink(ca_path);
   free(tls_url);
   json_decref(ans);

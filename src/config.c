@@ -1003,6 +1003,19 @@ int kcld_config_diff(const struct kcld_config *before,
 
 /* ======== Endpoints ======== */
 
+const char *kcld_config_retry_mode_name(const struct kcld_config *cfg)
+{
+  static const char *const names[] = {NULL, "standard", "adaptive",
+                                      "legacy"};
+  unsigned m = (unsigned)cfg->http.retry_mode;
+  return m < sizeof(names) / sizeof(names[0]) ? names[m] : NULL;
+}
+
+int kcld_config_switch_value(enum kcld_config_switch s)
+{
+  return s == KCLD_CONFIG_ON ? 1 : s == KCLD_CONFIG_OFF ? -1 : 0;
+}
+
 const char *kcld_config_endpoint(const struct kcld_config *cfg,
                                  enum kcld_config_service svc,
                                  const char **source)

@@ -69,6 +69,21 @@ enum kcld_config_write {
   KCLD_CONFIG_WRITE_CONDITIONAL = 1
 };
 
+/* endpoints.fips, endpoints.dualstack */
+enum kcld_config_switch {
+  KCLD_CONFIG_AUTO = 0,        /* the environment's, else the profile's */
+  KCLD_CONFIG_ON = 1,
+  KCLD_CONFIG_OFF = 2
+};
+
+/* http.retry_mode */
+enum kcld_config_retry_mode {
+  KCLD_CONFIG_RETRY_AUTO = 0,  /* AWS_RETRY_MODE, the profile's, standard */
+  KCLD_CONFIG_RETRY_STANDARD = 1,
+  KCLD_CONFIG_RETRY_ADAPTIVE = 2,
+  KCLD_CONFIG_RETRY_LEGACY = 3 /* read as standard */
+};
+
 /* The services kcld_config_endpoint() answers for.  Same values as enum
  * kcld_aws_service (aws/call.h). */
 enum kcld_config_service {
@@ -88,6 +103,8 @@ struct kcld_config_endpoints {
   char *kinesis;               /* base URL; "" = not set */
   char *dynamodb;
   char *sqs;
+  enum kcld_config_switch fips;      /* FIPS endpoints */
+  enum kcld_config_switch dualstack; /* dual-stack endpoints */
 };
 
 struct kcld_config_credentials {
@@ -101,7 +118,9 @@ struct kcld_config_http {
   char *ca_file;               /* CA bundle path; "" = the system's */
   int64_t connect_timeout_ms;  /* per request */
   int64_t timeout_ms;          /* total per request attempt */
-  int max_attempts;            /* SDK standard retry mode: total attempts */
+  int max_attempts;            /* total attempts per call; 0 =
+                                  AWS_MAX_ATTEMPTS, the profile's, 3 */
+  enum kcld_config_retry_mode retry_mode;
 };
 
 struct kcld_config_lease {
@@ -273,6 +292,14 @@ int kcld_config_diff(const struct kcld_config *before,
 /* True when key `name` (dotted) can change in a running kcld; false for
  * keys that need a restart and for unknown names. */
 bool kcld_config_key_live(const char *name);
+
+/* http.retry_mode as the AWS client takes it: "standard", "adaptive",
+ * "legacy", or NULL for auto (the environment's, else the profile's). */
+const char *kcld_config_retry_mode_name(const struct kcld_config *cfg);
+
+/* endpoints.fips / endpoints.dualstack as the AWS client takes them: 1 on,
+ * -1 off, 0 auto (the environment's, else the profile's). */
+int kcld_config_switch_value(enum kcld_config_switch s);
 
 /* The base URL to send `svc` requests to, first that is set:
  * endpoints.<svc>, endpoint, $AWS_ENDPOINT_URL_<SVC>, $AWS_ENDPOINT_URL.

@@ -37,6 +37,9 @@ static const char *const s_writes[] = {"batch", "conditional", NULL};
 static const char *const s_levels[] = {"debug", "info", "warn", "error",
                                        NULL};
 static const char *const s_formats[] = {"json", "text", NULL};
+static const char *const s_switches[] = {"auto", "true", "false", NULL};
+static const char *const s_retry_modes[] = {"auto", "standard", "adaptive",
+                                            "legacy", NULL};
 
 /* Enum fields are written through an int pointer. */
 _Static_assert(sizeof(enum kcld_config_position) == sizeof(int), "enum");
@@ -45,6 +48,13 @@ _Static_assert(sizeof(enum kcld_config_decode) == sizeof(int), "enum");
 _Static_assert(sizeof(enum kcld_config_write) == sizeof(int), "enum");
 _Static_assert(sizeof(enum kcld_log_level) == sizeof(int), "enum");
 _Static_assert(sizeof(enum kcld_log_format) == sizeof(int), "enum");
+_Static_assert(sizeof(enum kcld_config_switch) == sizeof(int), "enum");
+_Static_assert(sizeof(enum kcld_config_retry_mode) == sizeof(int), "enum");
+_Static_assert(KCLD_CONFIG_AUTO == 0 && KCLD_CONFIG_ON == 1 &&
+               KCLD_CONFIG_OFF == 2, "switches");
+_Static_assert(KCLD_CONFIG_RETRY_AUTO == 0 && KCLD_CONFIG_RETRY_STANDARD == 1 &&
+               KCLD_CONFIG_RETRY_ADAPTIVE == 2 &&
+               KCLD_CONFIG_RETRY_LEGACY == 3, "retry modes");
 _Static_assert(KCLD_LOG_DEBUG == 0 && KCLD_LOG_INFO == 1 &&
                KCLD_LOG_WARN == 2 && KCLD_LOG_ERROR == 3, "levels");
 _Static_assert(KCLD_LOG_JSON == 0 && KCLD_LOG_TEXT == 1, "formats");
@@ -80,6 +90,13 @@ const struct kcld_config_key kcld_config_keys[] = {
       "DynamoDB base URL; wins over endpoint and AWS_ENDPOINT_URL_DYNAMODB"),
   STR("endpoints.sqs", endpoints.sqs, "", C_URL, 0,
       "SQS base URL; wins over endpoint and AWS_ENDPOINT_URL_SQS"),
+  ENUM("endpoints.fips", endpoints.fips, "auto", s_switches, 0,
+       "FIPS endpoints (kinesis-fips.REGION.amazonaws.com); auto = "
+       "AWS_USE_FIPS_ENDPOINT, else the profile's use_fips_endpoint"),
+  ENUM("endpoints.dualstack", endpoints.dualstack, "auto", s_switches, 0,
+       "dual-stack endpoints (kinesis.REGION.api.aws); auto = "
+       "AWS_USE_DUALSTACK_ENDPOINT, else the profile's "
+       "use_dualstack_endpoint"),
 
   STR("credentials.profile", credentials.profile, "", C_TOKEN, 0,
       "shared config/credentials profile; \"\" = AWS_PROFILE or default"),
@@ -92,13 +109,19 @@ const struct kcld_config_key kcld_config_keys[] = {
       F_SECRET, "session token of temporary explicit keys (secret)"),
 
   STR("http.ca_file", http.ca_file, "", C_FILE, 0,
-      "CA bundle for TLS verification; \"\" = the system's"),
+      "CA bundle for TLS verification; \"\" = AWS_CA_BUNDLE, else the "
+      "profile's ca_bundle, else the system's"),
   DUR("http.connect_timeout", http.connect_timeout_ms, "5s", 100, 5 * MIN, 0,
       "connect timeout per request"),
   DUR("http.timeout", http.timeout_ms, "30s", SEC, HOUR, 0,
       "total time per request attempt"),
-  INT("http.max_attempts", http.max_attempts, "3", 1, 20, 0,
-      "attempts per AWS call, the first included; SDK standard retry mode"),
+  INT("http.max_attempts", http.max_attempts, "0", 0, 20, 0,
+      "attempts per AWS call, the first included; 0 = AWS_MAX_ATTEMPTS, "
+      "else the profile's max_attempts, else 3"),
+  ENUM("http.retry_mode", http.retry_mode, "auto", s_retry_modes, 0,
+       "the SDKs' retry mode (adaptive adds their client-side rate limiter; "
+       "legacy reads as standard); auto = AWS_RETRY_MODE, else the "
+       "profile's retry_mode, else standard"),
 
   STR("lease.table", lease.table, "", C_TABLE, 0,
       "lease table name; \"\" = application"),

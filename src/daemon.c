@@ -431,6 +431,9 @@ static int start_clients(struct daemon *dm)
     kcld_config_endpoint(cfg, KCLD_CONFIG_DYNAMODB, NULL);
   ao.endpoint[KCLD_AWS_SQS] = kcld_config_endpoint(cfg, KCLD_CONFIG_SQS, NULL);
   ao.max_attempts = cfg->http.max_attempts;
+  ao.retry_mode = kcld_config_retry_mode_name(cfg);
+  ao.use_fips = kcld_config_switch_value(cfg->endpoints.fips);
+  ao.use_dualstack = kcld_config_switch_value(cfg->endpoints.dualstack);
   ao.timeout_ms = (long)cfg->http.timeout_ms;
   if ((rc = kcld_aws_new(&ao, &dm->aws)) != 0)
     return rc;

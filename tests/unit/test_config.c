@@ -473,7 +473,12 @@ static void test_defaults(void **state)
   assert_string_equal(cfg->http.ca_file, "");
   assert_int_equal(cfg->http.connect_timeout_ms, 5000);
   assert_int_equal(cfg->http.timeout_ms, 30000);
-  assert_int_equal(cfg->http.max_attempts, 3);
+  assert_int_equal(cfg->http.max_attempts, 0); /* the SDK settings, else 3 */
+  assert_int_equal(cfg->http.retry_mode, KCLD_CONFIG_RETRY_AUTO);
+  assert_null(kcld_config_retry_mode_name(cfg));
+  assert_int_equal(cfg->endpoints.fips, KCLD_CONFIG_AUTO);
+  assert_int_equal(cfg->endpoints.dualstack, KCLD_CONFIG_AUTO);
+  assert_int_equal(kcld_config_switch_value(cfg->endpoints.fips), 0);
   assert_string_equal(cfg->worker_id, wid);
   assert_int_equal(cfg->starting_position, KCLD_CONFIG_POS_TRIM_HORIZON);
   assert_int_equal(cfg->starting_timestamp_ms, -1);
@@ -767,6 +772,25 @@ static void test_endpoints(void **state)
   kcld_config_free(none);
   kcld_config_free(one);
   kcld_config_free(per);
+
+  /* FIPS, dual-stack and the retry mode as the AWS client takes them. */
+  struct kcld_config *sdk = parse_ok(H "endpoints:\n  fips: true\n"
+                                       "  dualstack: false\n"
+                                       "http:\n  retry_mode: adaptive\n"
+                                       "  max_attempts: 5\n");
+  assert_int_equal(kcld_config_switch_value(sdk->endpoints.fips), 1);
+  assert_int_equal(kcld_config_switch_value(sdk->endpoints.dualstack), -1);
+  assert_string_equal(kcld_config_retry_mode_name(sdk), "adaptive");
+  assert_int_equal(sdk->http.max_attempts, 5);
+  kcld_config_free(sdk);
+  const char *bad = H "http:\n  retry_mode: eager\n";
+  char *errs = NULL;
+  assert_int_equal(kcld_config_parse("kcld.yaml", bad, strlen(bad), &sdk,
+                                     &errs),
+                   KCLD_ECONFIG);
+  assert_non_null(strstr(errs, "http.retry_mode: must be one of auto, "
+                               "standard, adaptive, legacy"));
+  free(errs);
 }
 
 static char *slurp_root(const char *rel)

@@ -415,6 +415,8 @@ static void test_credential_source(void **state)
              "credential_source = Environment\n"
              "[profile fromimds]\nrole_arn = arn:aws:iam::1:role/imds\n"
              "credential_source = Ec2InstanceMetadata\n"
+             "[profile fromecs]\nrole_arn = arn:aws:iam::1:role/ecs\n"
+             "credential_source = EcsContainer\n"
              "[profile bogus]\nrole_arn = arn:aws:iam::1:role/x\n"
              "credential_source = Ec2Instance\n"),
          1);
@@ -442,6 +444,20 @@ static void test_credential_source(void **state)
   assert_string_equal(call_field(calls, 1, "caller"), "ASIAFAKE0001");
   assert_string_equal(call_field(calls, 1, "role_arn"),
                       "arn:aws:iam::1:role/imds");
+  json_decref(calls);
+  kcld_credentials_destroy(e->creds);
+  e->creds = NULL;
+
+  /* EcsContainer: the container endpoint's set signs. */
+  setenv("AWS_CONTAINER_CREDENTIALS_RELATIVE_URI", "/v2/credentials/t", 1);
+  e->opts.container_endpoint = s_imds;
+  e->opts.profile = "fromecs";
+  get_wait(e, &g);
+  assert_int_equal(g.err, 0);
+  calls = sts_calls();
+  assert_string_equal(call_field(calls, 2, "caller"), "ASIAFAKE0002");
+  assert_string_equal(call_field(calls, 2, "role_arn"),
+                      "arn:aws:iam::1:role/ecs");
   json_decref(calls);
   kcld_credentials_destroy(e->creds);
   e->creds = NULL;

@@ -22,6 +22,7 @@
 #include "aws/cred_fetch.h"
 #include "aws/profile.h"
 #include "aws/xml.h"
+#include "base/hex.h"
 #include "err.h"
 #include "log.h"
 
@@ -87,14 +88,11 @@ static char *cache_path(const char *key)
 {
   unsigned char md[20];
   unsigned int n = 0;
-  char name[64];
+  char rel[80] = "sso/cache/", *end;
   if (!EVP_Digest(key, strlen(key), md, &n, EVP_sha1(), NULL) || n != 20)
     return NULL;
-  for (unsigned i = 0; i < 20; i++)
-    snprintf(name + 2 * i, 3, "%02x", md[i]);
-  snprintf(name + 40, sizeof(name) - 40, ".json");
-  char rel[80];
-  snprintf(rel, sizeof(rel), "sso/cache/%s", name);
+  end = kcld_hex_put(rel + strlen(rel), md, sizeof(md));
+  memcpy(end, ".json", sizeof(".json"));
   return kcld_profile_path(NULL, rel);
 }
 

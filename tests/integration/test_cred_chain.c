@@ -1,4 +1,4 @@
-/* test_credentials_chain.c — the providers that go through STS, a process or
+/* test_cred_chain.c — the providers that go through STS, a process or
  * IAM Identity Center, against the fake endpoint tests/emulators/lib/sts.js
  * (which checks AssumeRole's SigV4 signature and the web identity token):
  * web identity (the token file read again at each refresh), assume-role
@@ -28,6 +28,7 @@
 #include "aws/credentials.h"
 #include "aws/http.h"
 #include "aws/sts.h"
+#include "base/hex.h"
 #include "err.h"
 #include "log.h"
 
@@ -542,17 +543,25 @@ static void test_credential_process_timeout(void **state)
 
 /* ======== SSO ======== */
 
+/* HOME-relative path of the SDK token cache entry of sso-session
+ * `session` (static). */
+static const char *sso_cache_rel(const char *session)
+{
+  static char rel[128];
+  unsigned char md[20];
+  unsigned int n = 0;
+  char *end;
+  EVP_Digest(session, strlen(session), md, &n, EVP_sha1(), NULL);
+  snprintf(rel, sizeof(rel), ".aws/sso/cache/");
+  end = kcld_hex_put(rel + strlen(rel), md, sizeof(md));
+  memcpy(end, ".json", sizeof(".json"));
+  return rel;
+}
+
 /* Writes the SDK token cache entry for sso-session `session`. */
 static void sso_cache(struct env *e, const char *session, const char *json)
 {
-  unsigned char md[20];
-  unsigned int n = 0;
-  char rel[128] = "", hex[41];
-  EVP_Digest(session, strlen(session), md, &n, EVP_sha1(), NULL);
-  for (int i = 0; i < 20; i++)
-    snprintf(hex + 2 * i, 3, "%02x", md[i]);
-  snprintf(rel, sizeof(rel), ".aws/sso/cache/%s.json", hex);
-  put(e, rel, json);
+  put(e, sso_cache_rel(session), json);
 }
 
 static const char *s_sso_config =
@@ -633,13 +642,8 @@ static void test_sso_expired(void **state)
   assert_string_equal(g.ak, "ASIASTS0001");
   assert_non_null(strstr(log_text(e), "\"msg\":\"SSO token refreshed\""));
   /* The cache file now holds the new tokens. */
-  unsigned char md[20];
-  unsigned int n = 0;
-  char path[256], hex[41];
-  EVP_Digest("corp", 4, md, &n, EVP_sha1(), NULL);
-  for (int i = 0; i < 20; i++)
-    snprintf(hex + 2 * i, 3, "%02x", md[i]);
-  snprintf(path, sizeof(path), "%s/.aws/sso/cache/%s.json", e->home, hex);
+  char path[256];
+  snprintf(path, sizeof(path), "%s/%s", e->home, sso_cache_rel("corp"));
   char *text = kcld_test_slurp(path, NULL);
   assert_non_null(text);
   assert_non_null(strstr(text, "\"accessToken\": \"fresh\""));

@@ -23,6 +23,7 @@
 #include <uv.h>
 
 #include "../harness/fault.h"
+#include "../harness/creds.h"
 #include "../harness/harness.h"
 #include "aws/call.h"
 #include "aws/credentials.h"
@@ -188,34 +189,13 @@ static const char *put(struct env *e, const char *rel, const char *text)
   return path;
 }
 
-struct got {
-  int called;
-  int err;
-  char ak[128], sk[128], tok[256];
-  time_t exp;
-};
-
-static void on_creds(int err, const struct kcld_creds *c, void *arg)
-{
-  struct got *g = arg;
-  g->called++;
-  g->err = err;
-  if (err == 0) {
-    snprintf(g->ak, sizeof(g->ak), "%s", c->access_key_id);
-    snprintf(g->sk, sizeof(g->sk), "%s", c->secret_access_key);
-    snprintf(g->tok, sizeof(g->tok), "%s",
-             c->session_token ? c->session_token : "");
-    g->exp = c->expiration;
-  }
-}
-
 /* Creates the provider (once) and waits for one get(). */
-static void get_wait(struct env *e, struct got *g)
+static void get_wait(struct env *e, struct kcld_test_got *g)
 {
   if (!e->creds)
     assert_int_equal(kcld_credentials_new(&e->opts, &e->creds), 0);
   memset(g, 0, sizeof(*g));
-  kcld_credentials_get(e->creds, on_creds, g);
+  kcld_credentials_get(e->creds, kcld_test_on_creds, g);
   kcld_test_run_until(&e->loop, &g->called, 10000);
   assert_int_equal(g->called, 1);
 }
@@ -223,7 +203,7 @@ static void get_wait(struct env *e, struct got *g)
 /* The credentials fail, and the error log names `what`. */
 static void assert_refused(struct env *e, const char *what)
 {
-  struct got g;
+  struct kcld_test_got g;
   get_wait(e, &g);
   assert_int_equal(g.err, KCLD_ECREDS);
   assert_null(kcld_credentials_source(e->creds));
@@ -237,7 +217,7 @@ static void assert_refused(struct env *e, const char *what)
 static void test_web_identity(void **state)
 {
   struct env *e = *state;
-  struct got g;
+  struct kcld_test_got g;
   json_t *calls;
   const char *file = put(e, "token", "good-web-token\n");
   setenv("AWS_WEB_IDENTITY_TOKEN_FILE", file, 1);
@@ -318,7 +298,7 @@ static const char *s_chain_config =
 static void test_assume_role_chain(void **state)
 {
   struct env *e = *state;
-  struct got g;
+  struct kcld_test_got g;
   json_t *calls;
   setenv("AWS_CONFIG_FILE", put(e, "config", s_chain_config), 1);
   control("{\"keys\": {\"AKIDBASE\": \"baseSecret\"}}");
@@ -374,7 +354,7 @@ static void test_assume_role_denied(void **state)
 static void test_assume_role_loops(void **state)
 {
   struct env *e = *state;
-  struct got g;
+  struct kcld_test_got g;
   setenv("AWS_CONFIG_FILE",
          put(e, "config",
              "[profile a]\nrole_arn = arn:aws:iam::1:role/a\n"
@@ -408,7 +388,7 @@ static void test_assume_role_loops(void **state)
 static void test_credential_source(void **state)
 {
   struct env *e = *state;
-  struct got g;
+  struct kcld_test_got g;
   json_t *calls;
   setenv("AWS_CONFIG_FILE",
          put(e, "config",
@@ -488,7 +468,7 @@ static void process_profile(struct env *e, const char *script)
 static void test_credential_process(void **state)
 {
   struct env *e = *state;
-  struct got g;
+  struct kcld_test_got g;
   char script[400];
   time_t later = time(NULL) + 7200;
   struct tm tm;
@@ -584,7 +564,7 @@ static void iso_in(char *out, size_t n, long seconds)
 static void test_sso_cache(void **state)
 {
   struct env *e = *state;
-  struct got g;
+  struct kcld_test_got g;
   char json[600], later[32];
   setenv("AWS_CONFIG_FILE", put(e, "config", s_sso_config), 1);
   e->opts.profile = "dev";
@@ -612,7 +592,7 @@ static void test_sso_cache(void **state)
 static void test_sso_expired(void **state)
 {
   struct env *e = *state;
-  struct got g;
+  struct kcld_test_got g;
   char json[800], past[32], reg[32];
   setenv("AWS_CONFIG_FILE", put(e, "config", s_sso_config), 1);
   e->opts.profile = "dev";
@@ -748,7 +728,7 @@ static void test_refresh_while_calls_in_flight(void **state)
   struct kcld_aws_opts ao = {0};
   struct kcld_aws *aws;
   struct caller c = {0};
-  struct got g;
+  struct kcld_test_got g;
   int during = 0, at_start = -1;
   const char *file = put(e, "token", "good-web-token");
 

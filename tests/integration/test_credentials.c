@@ -19,6 +19,7 @@
 #include <jansson.h>
 #include <uv.h>
 
+#include "../harness/creds.h"
 #include "../harness/harness.h"
 #include "aws/credentials.h"
 #include "aws/http.h"
@@ -182,42 +183,18 @@ static void start(struct env *e)
   assert_int_equal(kcld_credentials_new(&e->opts, &e->creds), 0);
 }
 
-struct got {
-  int called;
-  int err;
-  char ak[128], sk[128], tok[256];
-  time_t exp;
-};
-
-static void on_creds(int err, const struct kcld_creds *c, void *arg)
-{
-  struct got *g = arg;
-  g->called++;
-  g->err = err;
-  if (err == 0) {
-    assert_non_null(c);
-    snprintf(g->ak, sizeof(g->ak), "%s", c->access_key_id);
-    snprintf(g->sk, sizeof(g->sk), "%s", c->secret_access_key);
-    snprintf(g->tok, sizeof(g->tok), "%s",
-             c->session_token ? c->session_token : "");
-    g->exp = c->expiration;
-  } else {
-    assert_null(c);
-  }
-}
-
 /* get() and wait for the answer; returns 1 when it came synchronously. */
-static int get_wait(struct env *e, struct got *g, unsigned timeout_ms)
+static int get_wait(struct env *e, struct kcld_test_got *g, unsigned timeout_ms)
 {
   memset(g, 0, sizeof(*g));
-  kcld_credentials_get(e->creds, on_creds, g);
+  kcld_credentials_get(e->creds, kcld_test_on_creds, g);
   int sync = g->called;
   kcld_test_run_until(&e->loop, &g->called, timeout_ms);
   assert_int_equal(g->called, 1);
   return sync;
 }
 
-static void assert_fake_set(const struct got *g, int n)
+static void assert_fake_set(const struct kcld_test_got *g, int n)
 {
   char want[32];
   snprintf(want, sizeof(want), "ASIAFAKE%04d", n);
@@ -232,7 +209,7 @@ static void assert_fake_set(const struct got *g, int n)
 static void test_container_relative_uri(void **state)
 {
   struct env *e = *state;
-  struct got g;
+  struct kcld_test_got g;
   setenv("AWS_CONTAINER_CREDENTIALS_RELATIVE_URI", "/v2/credentials/abc-123",
          1);
   start(e);
@@ -257,7 +234,7 @@ static void test_container_relative_uri(void **state)
 static void test_container_full_uri_with_token(void **state)
 {
   struct env *e = *state;
-  struct got g;
+  struct kcld_test_got g;
   char uri[256];
   snprintf(uri, sizeof(uri), "%s/eks/pod-identity", s_url);
   setenv("AWS_CONTAINER_CREDENTIALS_FULL_URI", uri, 1);
@@ -274,7 +251,7 @@ static void test_container_full_uri_with_token(void **state)
 static void test_container_wrong_token_fails_without_retry(void **state)
 {
   struct env *e = *state;
-  struct got g;
+  struct kcld_test_got g;
   char uri[256];
   snprintf(uri, sizeof(uri), "%s/eks/pod-identity", s_url);
   setenv("AWS_CONTAINER_CREDENTIALS_FULL_URI", uri, 1);
@@ -296,7 +273,7 @@ static void test_container_wrong_token_fails_without_retry(void **state)
 static void test_container_token_file_reread(void **state)
 {
   struct env *e = *state;
-  struct got g;
+  struct kcld_test_got g;
   char path[] = "/tmp/kcld-pod-token-XXXXXX";
   int fd = mkstemp(path);
   assert_true(fd >= 0);
@@ -339,12 +316,12 @@ static void test_container_full_uri_refused(void **state)
     "http://192.0.2.10/creds", "http://169.254.170.3/creds",
     "http://169.254.169.254/latest", "http://[fd00:ec2::24]/creds",
     "http://example.com/creds", "ftp://127.0.0.1/creds", "not a url", NULL};
-  struct got g;
+  struct kcld_test_got g;
   for (size_t i = 0; refused[i]; i++) {
     setenv("AWS_CONTAINER_CREDENTIALS_FULL_URI", refused[i], 1);
     start(e);
     memset(&g, 0, sizeof(g));
-    kcld_credentials_get(e->creds, on_creds, &g);
+    kcld_credentials_get(e->creds, kcld_test_on_creds, &g);
     if (g.called != 1)
       fail_msg("%s: not refused at once", refused[i]);
     assert_int_equal(g.err, KCLD_ECREDS);
@@ -358,7 +335,7 @@ static void test_container_full_uri_refused(void **state)
 static void test_container_full_uri_localhost_allowed(void **state)
 {
   struct env *e = *state;
-  struct got g;
+  struct kcld_test_got g;
   char uri[256];
   /* http://127.0.0.1:PORT -> http://localhost:PORT */
   snprintf(uri, sizeof(uri), "http://localhost%s/creds", strrchr(s_url, ':'));
@@ -373,7 +350,7 @@ static void test_container_full_uri_localhost_allowed(void **state)
 static void test_imds_v2_flow(void **state)
 {
   struct env *e = *state;
-  struct got g;
+  struct kcld_test_got g;
   control("{\"role\": \"kcld-reader\"}");
   start(e);
   assert_false(get_wait(e, &g, 5000));
@@ -398,7 +375,7 @@ static void test_imds_v2_flow(void **state)
 static void test_metadata_never_proxied(void **state)
 {
   struct env *e = *state;
-  struct got g;
+  struct kcld_test_got g;
   static const char *const vars[] = {"http_proxy", "HTTP_PROXY"};
   for (int i = 0; i < 2; i++) {
     kcld_http_close(e->http);
@@ -432,7 +409,7 @@ static void test_metadata_never_proxied(void **state)
 static void test_imds_endpoint_from_env(void **state)
 {
   struct env *e = *state;
-  struct got g;
+  struct kcld_test_got g;
   char ep[256];
   snprintf(ep, sizeof(ep), "%s/", s_url); /* a trailing slash is fine */
   setenv("AWS_EC2_METADATA_SERVICE_ENDPOINT", ep, 1);
@@ -446,7 +423,7 @@ static void test_imds_endpoint_from_env(void **state)
 static void test_imds_disabled(void **state)
 {
   struct env *e = *state;
-  struct got g;
+  struct kcld_test_got g;
   setenv("AWS_EC2_METADATA_DISABLED", "true", 1);
   start(e);
   assert_true(get_wait(e, &g, 1000));
@@ -459,7 +436,7 @@ static void test_imds_disabled(void **state)
 static void test_imds_slow_then_answers(void **state)
 {
   struct env *e = *state;
-  struct got g;
+  struct kcld_test_got g;
   control("{\"delay_ms\": 1500, \"delay_count\": 1}");
   start(e);
   uint64_t t0 = uv_hrtime();
@@ -477,7 +454,7 @@ static void test_imds_slow_then_answers(void **state)
 static void test_imds_transient_errors_retried(void **state)
 {
   struct env *e = *state;
-  struct got g;
+  struct kcld_test_got g;
   control("{\"fail_count\": 2}");
   start(e);
   get_wait(e, &g, 8000);
@@ -489,7 +466,7 @@ static void test_imds_transient_errors_retried(void **state)
 static void test_imds_failing(void **state)
 {
   struct env *e = *state;
-  struct got g;
+  struct kcld_test_got g;
   control("{\"fail_count\": -1}");
   start(e);
   get_wait(e, &g, 8000);
@@ -511,7 +488,7 @@ static void test_imds_failing(void **state)
 static void test_imds_unreachable(void **state)
 {
   struct env *e = *state;
-  struct got g;
+  struct kcld_test_got g;
   /* A port nothing listens on: connection refused, three times. */
   uv_tcp_t probe;
   struct sockaddr_in addr;
@@ -535,7 +512,7 @@ static void test_imds_unreachable(void **state)
 static void test_imds_no_role(void **state)
 {
   struct env *e = *state;
-  struct got g;
+  struct kcld_test_got g;
   control("{\"role\": \"\"}");
   start(e);
   get_wait(e, &g, 5000);
@@ -546,7 +523,7 @@ static void test_imds_no_role(void **state)
 static void test_imds_code_not_success(void **state)
 {
   struct env *e = *state;
-  struct got g;
+  struct kcld_test_got g;
   control("{\"code\": \"AssumeRoleUnauthorizedAccess\"}");
   start(e);
   get_wait(e, &g, 5000);
@@ -559,13 +536,13 @@ static void test_imds_code_not_success(void **state)
 static void test_concurrent_gets_share_one_fetch(void **state)
 {
   struct env *e = *state;
-  struct got g[6];
+  struct kcld_test_got g[6];
   int done = 0;
   memset(g, 0, sizeof(g));
   control("{\"delay_ms\": 200, \"delay_count\": 1}");
   start(e);
   for (int i = 0; i < 6; i++) {
-    kcld_credentials_get(e->creds, on_creds, &g[i]);
+    kcld_credentials_get(e->creds, kcld_test_on_creds, &g[i]);
     assert_int_equal(g[i].called, 0);
   }
   for (int i = 0; i < 50 && !done; i++) {
@@ -587,7 +564,7 @@ struct ticker {
   struct env *e;
   int ticks, sync, async;
   char first_ak[128], last_ak[128];
-  struct got g;
+  struct kcld_test_got g;
 };
 
 /* Asks for credentials every 50 ms as a busy client would; every answer
@@ -596,7 +573,7 @@ static void on_tick(uv_timer_t *t)
 {
   struct ticker *k = t->data;
   memset(&k->g, 0, sizeof(k->g));
-  kcld_credentials_get(k->e->creds, on_creds, &k->g);
+  kcld_credentials_get(k->e->creds, kcld_test_on_creds, &k->g);
   k->ticks++;
   if (k->g.called == 1 && k->g.err == 0) {
     k->sync++;
@@ -625,7 +602,7 @@ static void tick_until(struct ticker *k, const char *key, long want)
 static void test_background_refresh_before_expiry(void **state)
 {
   struct env *e = *state;
-  struct got g;
+  struct kcld_test_got g;
   struct ticker k;
   /* Expires in 302 s: the refresh is due 5 minutes ahead, i.e. in 2 s. */
   control("{\"expires_in\": 302}");
@@ -654,7 +631,7 @@ static void test_background_refresh_before_expiry(void **state)
 static void test_refresh_failure_keeps_current_set(void **state)
 {
   struct env *e = *state;
-  struct got g;
+  struct kcld_test_got g;
   struct ticker k;
   control("{\"expires_in\": 302}");
   start(e);
@@ -681,7 +658,7 @@ static void test_refresh_failure_keeps_current_set(void **state)
 static void test_stale_set_served_when_fetch_fails(void **state)
 {
   struct env *e = *state;
-  struct got g;
+  struct kcld_test_got g;
   control("{\"expires_in\": 40}");
   start(e);
   get_wait(e, &g, 5000);
@@ -702,11 +679,11 @@ static void test_stale_set_served_when_fetch_fails(void **state)
 static void test_destroy_cancels_waiters(void **state)
 {
   struct env *e = *state;
-  struct got g1 = {0}, g2 = {0};
+  struct kcld_test_got g1 = {0}, g2 = {0};
   control("{\"delay_ms\": 300, \"delay_count\": -1}");
   start(e);
-  kcld_credentials_get(e->creds, on_creds, &g1);
-  kcld_credentials_get(e->creds, on_creds, &g2);
+  kcld_credentials_get(e->creds, kcld_test_on_creds, &g1);
+  kcld_credentials_get(e->creds, kcld_test_on_creds, &g2);
   kcld_test_run_until(&e->loop, &(int){0}, 100); /* the token PUT is out */
   assert_int_equal(kcld_http_pending(e->http), 1);
   kcld_credentials_destroy(e->creds);
@@ -721,10 +698,10 @@ static void test_destroy_cancels_waiters(void **state)
 static void test_destroy_during_backoff(void **state)
 {
   struct env *e = *state;
-  struct got g = {0};
+  struct kcld_test_got g = {0};
   control("{\"fail_count\": 1}");
   start(e);
-  kcld_credentials_get(e->creds, on_creds, &g);
+  kcld_credentials_get(e->creds, kcld_test_on_creds, &g);
   assert_int_equal(kcld_http_pending(e->http), 1);
   /* Once the 500 is in, nothing is in flight until the retry (50-100 ms). */
   int in_backoff = 0;
@@ -743,17 +720,17 @@ static void test_destroy_during_backoff(void **state)
 static void test_http_closed_first(void **state)
 {
   struct env *e = *state;
-  struct got g = {0};
+  struct kcld_test_got g = {0};
   control("{\"delay_ms\": 300, \"delay_count\": -1}");
   start(e);
-  kcld_credentials_get(e->creds, on_creds, &g);
+  kcld_credentials_get(e->creds, kcld_test_on_creds, &g);
   kcld_test_run_until(&e->loop, &(int){0}, 50);
   kcld_http_close(e->http);
   assert_int_equal(g.called, 1);
   assert_int_equal(g.err, KCLD_ECANCELED);
   /* The provider stays usable for local answers and does not touch the
    * closed client again. */
-  kcld_credentials_get(e->creds, on_creds, &g);
+  kcld_credentials_get(e->creds, kcld_test_on_creds, &g);
   assert_int_equal(g.called, 2);
   assert_int_equal(g.err, KCLD_ECREDS);
   kcld_credentials_destroy(e->creds);
@@ -815,7 +792,7 @@ static void assert_absent(const char *log, const char *secret)
 static void test_log_has_no_secrets(void **state)
 {
   struct env *e = *state;
-  struct got g;
+  struct kcld_test_got g;
   char imds_token[512], uri[256];
   struct ticker k;
 

@@ -16,6 +16,7 @@
 
 #include "aws/credentials.h"
 #include "err.h"
+#include "../harness/creds.h"
 #include "../harness/harness.h"
 #include "log.h"
 
@@ -85,44 +86,17 @@ static const char *put(struct fixture *f, const char *rel, const char *text)
   return path;
 }
 
-/* What one get() answered. */
-struct got {
-  int called;
-  int err;
-  char ak[128], sk[128], tok[256];
-  int has_tok;
-  time_t exp;
-};
-
-static void on_creds(int err, const struct kcld_creds *c, void *arg)
-{
-  struct got *g = arg;
-  g->called++;
-  g->err = err;
-  if (err == 0) {
-    assert_non_null(c);
-    snprintf(g->ak, sizeof(g->ak), "%s", c->access_key_id);
-    snprintf(g->sk, sizeof(g->sk), "%s", c->secret_access_key);
-    g->has_tok = c->session_token != NULL;
-    snprintf(g->tok, sizeof(g->tok), "%s",
-             c->session_token ? c->session_token : "");
-    g->exp = c->expiration;
-  } else {
-    assert_null(c);
-  }
-}
-
 /* Runs the chain once with `opts` (no http client: local providers only)
  * and requires a synchronous answer.  Returns the source. */
 static const char *resolve(struct fixture *f, struct kcld_credentials_opts *o,
-                           struct got *g)
+                           struct kcld_test_got *g)
 {
   static char source[32];
   struct kcld_credentials *c;
   o->loop = &f->loop;
   memset(g, 0, sizeof(*g));
   assert_int_equal(kcld_credentials_new(o, &c), 0);
-  kcld_credentials_get(c, on_creds, g);
+  kcld_credentials_get(c, kcld_test_on_creds, g);
   assert_int_equal(g->called, 1); /* synchronous */
   const char *s = kcld_credentials_source(c);
   snprintf(source, sizeof(source), "%s", s ? s : "(none)");
@@ -148,7 +122,7 @@ static void test_explicit_config_wins(void **state)
 {
   struct fixture *f = *state;
   struct kcld_credentials_opts o = {0};
-  struct got g;
+  struct kcld_test_got g;
   set_env_creds();
   put(f, ".aws/credentials", s_default_creds);
   o.access_key_id = "AKIACONFIG";
@@ -186,7 +160,7 @@ static void test_env(void **state)
 {
   struct fixture *f = *state;
   struct kcld_credentials_opts o = {0};
-  struct got g;
+  struct kcld_test_got g;
   set_env_creds();
   put(f, ".aws/credentials", s_default_creds);
   assert_string_equal(resolve(f, &o, &g), "env");
@@ -204,7 +178,7 @@ static void test_env_legacy_names(void **state)
 {
   struct fixture *f = *state;
   struct kcld_credentials_opts o = {0};
-  struct got g;
+  struct kcld_test_got g;
   setenv("AWS_ACCESS_KEY", "AKIALEGACY", 1);
   setenv("AWS_SECRET_KEY", "legacySecret", 1);
   assert_string_equal(resolve(f, &o, &g), "env");
@@ -220,7 +194,7 @@ static void test_env_half_set_falls_through(void **state)
 {
   struct fixture *f = *state;
   struct kcld_credentials_opts o = {0};
-  struct got g;
+  struct kcld_test_got g;
   setenv("AWS_ACCESS_KEY_ID", "AKIAHALF", 1);
   put(f, ".aws/credentials", s_default_creds);
   assert_string_equal(resolve(f, &o, &g), "profile");
@@ -234,7 +208,7 @@ static void test_profile_default(void **state)
 {
   struct fixture *f = *state;
   struct kcld_credentials_opts o = {0};
-  struct got g;
+  struct kcld_test_got g;
   put(f, ".aws/credentials",
       "[default]\n"
       "aws_access_key_id = AKIAFILEDEFAULT\n"
@@ -255,7 +229,7 @@ static void test_profile_named(void **state)
 {
   struct fixture *f = *state;
   struct kcld_credentials_opts o = {0};
-  struct got g;
+  struct kcld_test_got g;
   put(f, ".aws/credentials",
       "[default]\n"
       "aws_access_key_id = AKIAFILEDEFAULT\n"
@@ -285,7 +259,7 @@ static void test_config_file_sections(void **state)
 {
   struct fixture *f = *state;
   struct kcld_credentials_opts o = {0};
-  struct got g;
+  struct kcld_test_got g;
   put(f, ".aws/config",
       "[default]\n"
       "region = us-east-2\n"
@@ -319,7 +293,7 @@ static void test_credentials_file_beats_config_file(void **state)
 {
   struct fixture *f = *state;
   struct kcld_credentials_opts o = {0};
-  struct got g;
+  struct kcld_test_got g;
   put(f, ".aws/config",
       "[profile dev]\n"
       "aws_access_key_id = AKIACFGDEV\n"
@@ -341,7 +315,7 @@ static void test_ini_syntax(void **state)
 {
   struct fixture *f = *state;
   struct kcld_credentials_opts o = {0};
-  struct got g;
+  struct kcld_test_got g;
   put(f, ".aws/credentials",
       "\xEF\xBB\xBF# leading comment\r\n"
       "; another comment\r\n"
@@ -378,7 +352,7 @@ static void test_file_locations_from_env(void **state)
 {
   struct fixture *f = *state;
   struct kcld_credentials_opts o = {0};
-  struct got g;
+  struct kcld_test_got g;
   char path[256];
   put(f, ".aws/credentials", s_default_creds);
   put(f, "elsewhere-creds",
@@ -409,7 +383,7 @@ static void test_half_profile_ignored(void **state)
 {
   struct fixture *f = *state;
   struct kcld_credentials_opts o = {0};
-  struct got g;
+  struct kcld_test_got g;
   put(f, ".aws/credentials", "[default]\naws_access_key_id = AKIAHALF\n");
   assert_string_equal(resolve(f, &o, &g), "(none)");
   assert_int_equal(g.err, KCLD_ECREDS);
@@ -419,7 +393,7 @@ static void test_precedence_chain(void **state)
 {
   struct fixture *f = *state;
   struct kcld_credentials_opts o = {0};
-  struct got g;
+  struct kcld_test_got g;
   /* Take the providers away one by one, from the top. */
   put(f, ".aws/credentials", s_default_creds);
   set_env_creds();
@@ -445,14 +419,14 @@ static void test_static_set_is_cached(void **state)
   struct fixture *f = *state;
   struct kcld_credentials_opts o = {0};
   struct kcld_credentials *c;
-  struct got g1 = {0}, g2 = {0};
+  struct kcld_test_got g1 = {0}, g2 = {0};
   set_env_creds();
   o.loop = &f->loop;
   assert_int_equal(kcld_credentials_new(&o, &c), 0);
   assert_null(kcld_credentials_source(c)); /* nothing looked up yet */
-  kcld_credentials_get(c, on_creds, &g1);
+  kcld_credentials_get(c, kcld_test_on_creds, &g1);
   setenv("AWS_ACCESS_KEY_ID", "AKIACHANGED", 1);
-  kcld_credentials_get(c, on_creds, &g2);
+  kcld_credentials_get(c, kcld_test_on_creds, &g2);
   assert_int_equal(g1.called + g2.called, 2);
   assert_string_equal(g2.ak, "AKIAENV");
   assert_string_equal(kcld_credentials_source(c), "env");
@@ -464,7 +438,7 @@ static void test_log_has_no_secrets(void **state)
 {
   struct fixture *f = *state;
   struct kcld_credentials_opts o = {0};
-  struct got g;
+  struct kcld_test_got g;
   char *buf = NULL;
   size_t len = 0;
   FILE *mem = open_memstream(&buf, &len);

@@ -1,0 +1,188 @@
+/* coord_internal.h — the lease coordinator's state and the calls between
+ * its files; not an interface for other modules (see coordinator.h).
+ *
+ *   coordinator.c  start, shard sync, the public calls, release, close;
+ *   coord_queue.c  deferred user callbacks, the lease entries, the write
+ *                  queue of each lease and what each write's answer does;
+ *   coord_pass.c   renewals and expiry (the tick), take passes.
+ *
+ * State: one entry per lease item seen (sorted by shard id), holding the
+ * lease as last seen (authoritative while we hold it: every write of ours is
+ * conditional on it), when its counter last changed on our clock, and a
+ * queue of writes of which at most one is in flight.  Every user callback
+ * goes through one FIFO of deferred calls run by a 0 ms timer, so none runs
+ * inside a call into the coordinator and their order follows the events. */
+#ifndef KCLD_LEASE_COORD_INTERNAL_H
+#define KCLD_LEASE_COORD_INTERNAL_H
+
+#include <inttypes.h>
+#include <stdio.h>
+
+#include "lease/coordinator.h"
+#include "log.h"
+
+struct wop;
+
+struct entry {
+  struct kcld_lease lease;
+  uint64_t last_change_ms;  /* counter or owner last seen to change */
+  uint64_t last_ok_ms;      /* held: start of the last successful write */
+  uint64_t last_renew_ms;   /* held: start of the last renew (or checkpoint
+                               that succeeded) */
+  uint64_t eligible_ms;     /* finished and cleanable since */
+  uint64_t write_tick;      /* coordinator tick of the last write done */
+  uint64_t scan_gen;        /* last scan that listed it */
+  struct wop *q_head, *q_tail; /* the head is in flight when busy */
+  unsigned pins;            /* deferred callbacks pointing at it */
+  unsigned held : 1, busy : 1, renew_queued : 1, delete_queued : 1,
+    eligible : 1, gone : 1;
+};
+
+/* One queued write to a lease. */
+struct wop {
+  struct wop *next;
+  struct kcld_coordinator *c;
+  struct entry *e;
+  enum kcld_lease_write kind;
+  char *seq;
+  uint64_t sub;
+  char **children;
+  size_t n_children;
+  int steal;                /* TAKE from a live worker */
+  int for_release_all;      /* RELEASE counted by release_all */
+  kcld_lease_cb cb;         /* CHECKPOINT, END */
+  void *arg;
+  uint64_t started_ms;
+  char prev_owner[160];     /* TAKE: for the log */
+};
+
+enum dkind { D_READY, D_ACQUIRED, D_LOST, D_LEASE_CB, D_PARENTS_CB };
+
+/* One user callback waiting for the defer timer. */
+struct deferred {
+  struct deferred *next;
+  enum dkind kind;
+  int err;
+  int done;
+  kcld_lease_cb lcb;
+  kcld_parents_cb pcb;
+  void *arg;
+  struct entry *e;          /* D_ACQUIRED (pinned) */
+  char *shard_id;           /* D_LOST */
+};
+
+struct kcld_coordinator {
+  uv_loop_t *loop;
+  struct kcld_dynamodb *db;
+  struct kcld_kinesis *kin;
+  struct kcld_lease_table *table;
+  char *stream;
+  char *worker;
+  uint64_t failover_ms, take_ms, sync_ms, cleanup_ms, renew_ms, tick_ms;
+  /* A held lease counts as lost once its last successful write started
+   * this long ago: failover_ms less one tick, so that the check, which runs
+   * every tick, always fires before a peer could take the lease. */
+  uint64_t hold_ms;
+  unsigned max_leases, max_steal;
+  enum kcld_initial_position pos;
+  struct kcld_coordinator_cbs cbs;
+
+  uv_timer_t tick_timer, take_timer, sync_timer, defer_timer;
+  int handles_open;
+
+  struct entry **v;
+  size_t n, cap;
+
+  struct deferred *dq_head, *dq_tail;
+
+  uint64_t tick;            /* counts completed writes */
+  uint64_t scan_tick;       /* tick when the pass scan started */
+  uint64_t scan_gen;
+  uint64_t next_regular_ms;
+  size_t last_target;
+  int takes_inflight;
+  struct kcld_coordinator_stats stats;
+  unsigned ready : 1, failed : 1, closing : 1, releasing : 1, scanning : 1,
+    syncing : 1, sync_again : 1, pass_pending : 1, pass_conflict : 1,
+    retry_used : 1;
+
+  /* release_all: releases not yet answered (+1 while queuing them) */
+  int release_pending;
+  int release_err;
+  kcld_lease_cb release_cb;
+  void *release_arg;
+};
+
+static inline void kcld_coord_fmt_u64(char *buf, size_t cap, uint64_t v)
+{
+  snprintf(buf, cap, "%" PRIu64, v);
+}
+
+/* ======== coord_queue.c ======== */
+
+/* Deferred user callbacks: each runs later on the loop, in order. */
+void kcld_coord_defer_lease_cb(struct kcld_coordinator *c, kcld_lease_cb cb,
+                               void *arg, int err);
+void kcld_coord_defer_parents_cb(struct kcld_coordinator *c,
+                                 kcld_parents_cb cb, void *arg, int err,
+                                 int done);
+void kcld_coord_defer_ready(struct kcld_coordinator *c, int err);
+/* Runs every deferred call now (close: only those whose callers wait for
+ * an answer run; ready, acquired and lost are dropped). */
+void kcld_coord_defer_flush(struct kcld_coordinator *c);
+/* Frees deferred calls left over (only after a misuse: a call after
+ * close). */
+void kcld_coord_defer_drop(struct kcld_coordinator *c);
+
+/* Entries. */
+struct entry *kcld_coord_entry_find(const struct kcld_coordinator *c,
+                                    const char *shard_id);
+int kcld_coord_entry_cmp_key(const void *key, const void *elem);
+int kcld_coord_entry_cmp(const void *a, const void *b);
+int kcld_coord_entries_reserve(struct kcld_coordinator *c, size_t n);
+void kcld_coord_entry_free(struct entry *e);
+/* Replaces the entry's lease with a copy of `now` and notes a change of
+ * counter or owner; NULL marks the item gone. */
+void kcld_coord_entry_update(struct kcld_coordinator *c, struct entry *e,
+                             const struct kcld_lease *now);
+/* Another worker's lease whose counter has not changed for failover. */
+int kcld_coord_entry_expired(const struct kcld_coordinator *c,
+                             const struct entry *e, uint64_t now);
+int kcld_coord_str_eq_null(const char *a, const char *b);
+
+/* Writes. */
+struct wop *kcld_coord_wop_new(struct kcld_coordinator *c, struct entry *e,
+                               enum kcld_lease_write kind);
+/* Queues w on its entry and sends it when nothing is in flight. */
+void kcld_coord_enqueue(struct kcld_coordinator *c, struct entry *e,
+                        struct wop *w);
+/* The lease is no longer ours: tell the user; what is queued for it fails.
+ * With `known`, `now` is the item as re-read (NULL: gone) and becomes our
+ * view of it. */
+void kcld_coord_lose(struct kcld_coordinator *c, struct entry *e,
+                     const char *reason, const struct kcld_lease *now,
+                     int known);
+/* Fails every queued write with KCLD_ECANCELED (close). */
+void kcld_coord_cancel_writes(struct kcld_coordinator *c);
+
+/* ======== coord_pass.c ======== */
+
+void kcld_coord_on_tick(uv_timer_t *t);
+/* Starts a take pass now, or marks one pending when a scan or takes are
+ * out. */
+void kcld_coord_pass_start(struct kcld_coordinator *c);
+/* All takes of a pass have answered. */
+void kcld_coord_pass_done(struct kcld_coordinator *c);
+
+/* ======== coordinator.c ======== */
+
+void kcld_coord_sync_start(struct kcld_coordinator *c);
+/* Queues the release of a held lease for release_all. */
+void kcld_coord_release_queue(struct kcld_coordinator *c, struct entry *e);
+/* Calls the release_all callback once every release has answered and no
+ * take is out any more. */
+void kcld_coord_release_check(struct kcld_coordinator *c);
+/* One release (of release_all) answered. */
+void kcld_coord_release_done_one(struct kcld_coordinator *c, int err);
+
+#endif

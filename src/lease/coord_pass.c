@@ -1,0 +1,308 @@
+/* coord_pass.c — the coordinator's periodic work: renewals and expiry of
+ * held leases (the tick), and take passes (scan, merge, clean up finished
+ * leases, balance, take or steal); see coord_internal.h. */
+#include <stdlib.h>
+#include <string.h>
+
+#include "err.h"
+#include "lease/balance.h"
+#include "lease/coord_internal.h"
+#include "lease/shard_sync.h"
+
+/* ======== Renewal and expiry (tick) ======== */
+
+void kcld_coord_on_tick(uv_timer_t *t)
+{
+  struct kcld_coordinator *c = t->data;
+  uint64_t now = uv_now(c->loop);
+  for (size_t i = 0; i < c->n && !c->closing; i++) {
+    struct entry *e = c->v[i];
+    if (!e->held)
+      continue;
+    if (now - e->last_ok_ms >= c->hold_ms) {
+      kcld_coord_lose(c, e, "not renewed within failover_time", NULL, 0);
+      continue;
+    }
+    if (c->releasing || e->renew_queued ||
+        now - e->last_renew_ms < c->renew_ms)
+      continue;
+    struct wop *w = kcld_coord_wop_new(c, e, KCLD_LEASE_RENEW);
+    if (!w)
+      continue;
+    e->renew_queued = 1;
+    e->last_renew_ms = now;
+    kcld_coord_enqueue(c, e, w);
+  }
+}
+
+/* ======== Take passes ======== */
+
+static void on_take_timer(uv_timer_t *t);
+
+static void schedule_pass(struct kcld_coordinator *c)
+{
+  if (c->closing || c->releasing)
+    return;
+  uint64_t now = uv_now(c->loop);
+  uint64_t due = c->next_regular_ms;
+  /* Look again when a lease of another worker could expire, if sooner. */
+  for (size_t i = 0; i < c->n; i++) {
+    struct entry *e = c->v[i];
+    if (e->held || !e->lease.owner || kcld_lease_is_finished(&e->lease) ||
+        strcmp(e->lease.owner, c->worker) == 0 ||
+        kcld_coord_entry_expired(c, e, now))
+      continue;
+    uint64_t at = e->last_change_ms + c->failover_ms;
+    if (at < due)
+      due = at;
+  }
+  /* A floor, so that a pass that cannot start does not spin. */
+  if (due < now + 10)
+    due = now + 10;
+  uv_timer_start(&c->take_timer, on_take_timer, due - now, 0);
+}
+
+static int entry_idle(const struct kcld_coordinator *c, const struct entry *e)
+{
+  return !e->held && !e->busy && !e->q_head && e->write_tick <= c->scan_tick;
+}
+
+/* Takes the scanned leases into the entries: new ones are added, known ones
+ * updated unless our own view is newer, and entries the table no longer has
+ * are dropped once nothing refers to them. */
+static void merge_scan(struct kcld_coordinator *c, struct kcld_lease *leases,
+                       size_t n, uint64_t now)
+{
+  uint64_t gen = ++c->scan_gen;
+  size_t added = 0;
+  if (kcld_coord_entries_reserve(c, c->n + n) != 0) {
+    kcld_log(KCLD_LOG_ERROR, "out of memory merging the lease table", NULL);
+    return;
+  }
+  size_t old_n = c->n;
+  for (size_t i = 0; i < n; i++) {
+    struct kcld_lease *l = &leases[i];
+    struct entry *e = NULL;
+    if (old_n) {
+      struct entry **hit = bsearch(l->shard_id, c->v, old_n, sizeof(*c->v),
+                                   kcld_coord_entry_cmp_key);
+      e = hit ? *hit : NULL;
+    }
+    if (!e) {
+      e = calloc(1, sizeof(*e));
+      if (!e)
+        continue;
+      e->lease = *l;
+      memset(l, 0, sizeof(*l));
+      e->last_change_ms = now;
+      e->scan_gen = gen;
+      c->v[c->n++] = e;
+      added++;
+      continue;
+    }
+    e->scan_gen = gen;
+    e->gone = 0;
+    /* Our own view wins while we hold it or have written since the scan
+     * began. */
+    if (!entry_idle(c, e))
+      continue;
+    if (l->counter != e->lease.counter ||
+        !kcld_coord_str_eq_null(l->owner, e->lease.owner))
+      e->last_change_ms = now;
+    kcld_lease_clean_up(&e->lease);
+    e->lease = *l;
+    memset(l, 0, sizeof(*l));
+  }
+  if (added)
+    qsort(c->v, c->n, sizeof(*c->v), kcld_coord_entry_cmp);
+  /* Items no longer in the table. */
+  size_t k = 0;
+  for (size_t i = 0; i < c->n; i++) {
+    struct entry *e = c->v[i];
+    if (e->scan_gen != gen && entry_idle(c, e))
+      e->gone = 1;
+    if (e->gone && !e->held && !e->busy && !e->q_head && !e->pins) {
+      kcld_coord_entry_free(e);
+      continue;
+    }
+    c->v[k++] = e;
+  }
+  c->n = k;
+}
+
+/* Queues the deletion of finished leases whose children have all started,
+ * once they have been cleanable for cleanup_delay. */
+static void cleanup_finished(struct kcld_coordinator *c, uint64_t now)
+{
+  if (c->n == 0)
+    return;
+  const struct kcld_lease **lp = calloc(c->n, sizeof(*lp));
+  unsigned char *ok = calloc(c->n, 1);
+  if (!lp || !ok)
+    goto done;
+  for (size_t i = 0; i < c->n; i++)
+    lp[i] = &c->v[i]->lease;
+  if (kcld_shard_sync_cleanable(lp, c->n, ok) != 0)
+    goto done;
+  for (size_t i = 0; i < c->n; i++) {
+    struct entry *e = c->v[i];
+    if (!ok[i]) {
+      e->eligible = 0;
+      continue;
+    }
+    if (!e->eligible) {
+      e->eligible = 1;
+      e->eligible_ms = now;
+    }
+    if (now - e->eligible_ms < c->cleanup_ms || e->held || e->busy ||
+        e->q_head || e->delete_queued)
+      continue;
+    if (e->lease.owner && strcmp(e->lease.owner, c->worker) != 0 &&
+        !kcld_coord_entry_expired(c, e, now))
+      continue; /* a live KCL worker still holds it: its business */
+    struct wop *w = kcld_coord_wop_new(c, e, KCLD_LEASE_DELETE);
+    if (!w)
+      continue;
+    e->delete_queued = 1;
+    kcld_coord_enqueue(c, e, w);
+  }
+done:
+  free(lp);
+  free(ok);
+}
+
+static void log_plan(const struct kcld_coordinator *c,
+                     const struct kcld_balance_plan *p)
+{
+  char a[24], b[24], t[24], h[24], k[24];
+  kcld_coord_fmt_u64(a, sizeof(a), p->leases);
+  kcld_coord_fmt_u64(b, sizeof(b), p->workers);
+  kcld_coord_fmt_u64(t, sizeof(t), p->target);
+  kcld_coord_fmt_u64(h, sizeof(h), p->held);
+  kcld_coord_fmt_u64(k, sizeof(k), p->n_take);
+  kcld_log(KCLD_LOG_DEBUG, "take pass", "worker", c->worker, "leases", a,
+           "workers", b, "target", t, "held", h, "taking", k, "steal_from",
+           p->steal_from, NULL);
+}
+
+/* Decides what to take (balance.h) and queues the takes. */
+static void take_leases(struct kcld_coordinator *c, uint64_t now)
+{
+  if (c->n == 0)
+    return;
+  struct kcld_balance_lease *bl = calloc(c->n, sizeof(*bl));
+  if (!bl)
+    return;
+  for (size_t i = 0; i < c->n; i++) {
+    struct entry *e = c->v[i];
+    bl[i] = (struct kcld_balance_lease){
+      .shard_id = e->lease.shard_id,
+      .owner = e->lease.owner,
+      .held = e->held,
+      .expired = kcld_coord_entry_expired(c, e, now),
+      .finished = kcld_lease_is_finished(&e->lease) || e->gone,
+      .stale_ms = now - e->last_change_ms};
+  }
+  struct kcld_balance_opts o = {.self = c->worker,
+                                .max_leases = c->max_leases,
+                                .max_steal = c->max_steal,
+                                .stale_quantum_ms = c->renew_ms};
+  struct kcld_balance_plan p;
+  if (kcld_balance_decide(bl, c->n, &o, &p) != 0) {
+    free(bl);
+    return;
+  }
+  c->last_target = p.target;
+  if (kcld_log_enabled(KCLD_LOG_DEBUG))
+    log_plan(c, &p);
+  struct entry **targets = calloc(p.n_take ? p.n_take : 1, sizeof(*targets));
+  for (size_t i = 0; targets && i < p.n_take; i++)
+    targets[i] = c->v[p.take[i]];
+  int steal = p.steal;
+  size_t n_take = targets ? p.n_take : 0;
+  kcld_balance_plan_clean_up(&p);
+  free(bl);
+  /* Count them all first: enqueue may complete one synchronously. */
+  c->takes_inflight += (int)n_take;
+  for (size_t i = 0; i < n_take; i++) {
+    struct wop *w = kcld_coord_wop_new(c, targets[i], KCLD_LEASE_TAKE);
+    if (!w) {
+      c->takes_inflight--;
+      continue;
+    }
+    w->steal = steal;
+    kcld_coord_enqueue(c, targets[i], w);
+  }
+  free(targets);
+}
+
+void kcld_coord_pass_done(struct kcld_coordinator *c)
+{
+  if (c->closing || c->releasing || c->scanning)
+    return;
+  size_t held = kcld_coordinator_held(c);
+  int retry = c->pass_conflict && !c->retry_used && held < c->last_target;
+  c->pass_conflict = 0;
+  if (retry) {
+    c->retry_used = 1;
+    kcld_coord_pass_start(c);
+  } else if (c->pass_pending) {
+    kcld_coord_pass_start(c);
+  }
+}
+
+static void on_pass_scan(int err, struct kcld_lease *leases, size_t n,
+                         void *arg)
+{
+  struct kcld_coordinator *c = arg;
+  c->scanning = 0;
+  if (c->closing)
+    return;
+  if (err) {
+    kcld_log(KCLD_LOG_WARN, "scanning the lease table failed", "table",
+             kcld_lease_table_name(c->table), "error", kcld_strerror(err),
+             NULL);
+  } else {
+    uint64_t now = uv_now(c->loop);
+    merge_scan(c, leases, n, now);
+    cleanup_finished(c, now);
+    if (!c->releasing)
+      take_leases(c, now);
+  }
+  schedule_pass(c);
+  if (c->takes_inflight == 0)
+    kcld_coord_pass_done(c);
+}
+
+void kcld_coord_pass_start(struct kcld_coordinator *c)
+{
+  if (!c->ready || c->closing || c->releasing)
+    return;
+  if (c->scanning || c->takes_inflight) {
+    c->pass_pending = 1;
+    return;
+  }
+  c->pass_pending = 0;
+  c->scanning = 1;
+  c->scan_tick = c->tick;
+  int rc = kcld_lease_table_scan(c->table, on_pass_scan, c);
+  if (rc < 0) {
+    c->scanning = 0;
+    kcld_log(KCLD_LOG_WARN, "the lease table scan could not be sent",
+             "error", kcld_strerror(rc), NULL);
+    schedule_pass(c);
+  }
+}
+
+/* A pass that cannot start now (scan or takes still out) is marked pending
+ * and starts when they are done; every scan's end schedules the next. */
+static void on_take_timer(uv_timer_t *t)
+{
+  struct kcld_coordinator *c = t->data;
+  uint64_t now = uv_now(c->loop);
+  if (now >= c->next_regular_ms) {
+    c->next_regular_ms = now + c->take_ms;
+    c->retry_used = 0;
+  }
+  kcld_coord_pass_start(c);
+}

@@ -20,6 +20,12 @@
 #define A_CHILDREN "childShardIds"
 #define A_START_HASH "startingHashKey"
 #define A_END_HASH "endingHashKey"
+#define A_CP_OWNER "checkpointOwner"
+#define A_PENDING "pendingCheckpoint"
+#define A_PENDING_SUB "pendingCheckpointSubSequenceNumber"
+#define A_PENDING_STATE "pendingCheckpointState"
+#define A_ENTITY "entityType"
+#define A_STREAM "streamName"
 
 /* ======== Model ======== */
 
@@ -181,6 +187,20 @@ fail:
   return rc;
 }
 
+enum kcld_lease_item_kind kcld_lease_item_kind(const json_t *item)
+{
+  const char *type = kcld_dynamodb_as_s(kcld_dynamodb_attr(item, A_ENTITY));
+  if (type && strcmp(type, "LEASE") != 0)
+    return KCLD_LEASE_ITEM_OTHER;
+  /* A multi-stream lease names its stream ("streamName", the whole stream
+   * identifier account:stream:epoch) and is keyed
+   * account:stream:epoch:shardId; a shard id never holds a colon. */
+  const char *key = kcld_dynamodb_as_s(kcld_dynamodb_attr(item, A_KEY));
+  if (kcld_dynamodb_attr(item, A_STREAM) || (key && strchr(key, ':')))
+    return KCLD_LEASE_ITEM_MULTI_STREAM;
+  return KCLD_LEASE_ITEM_LEASE;
+}
+
 static json_t *av_u64(uint64_t v)
 {
   char buf[24];
@@ -277,133 +297,176 @@ static size_t unique_children(const struct kcld_lease_change *ch,
   return n;
 }
 
+/* One write's expressions as they are built: the update and condition
+ * texts and exactly the names and values they use. */
+struct expr {
+  char update[320];
+  char cond[160];
+  json_t *names;
+  json_t *values;
+  int err;
+};
+
+static void x_name(struct expr *x, const char *ph, const char *attr)
+{
+  x->err |= json_object_set_new(x->names, ph, json_string(attr));
+}
+
+static void x_value(struct expr *x, const char *ph, json_t *av)
+{
+  x->err |= kcld_dynamodb_item_set(x->values, ph, av);
+}
+
+/* The two-phase checkpoint attributes, which the KCL REMOVEs with every
+ * checkpoint that carries no pending one (ours never do). */
+static void x_pending(struct expr *x)
+{
+  x_name(x, "#p", A_PENDING);
+  x_name(x, "#ps", A_PENDING_SUB);
+  x_name(x, "#pst", A_PENDING_STATE);
+}
+
+/* TAKE: as the KCL's takeLease (3.x): the new owner, the counter, an owner
+ * switch when it had another owner, and checkpointOwner REMOVEd (a fresh
+ * assignment: no graceful handoff is pending any more). */
+static void build_take(const struct kcld_lease *seen,
+                       const struct kcld_lease_change *ch, struct expr *x)
+{
+  int other = seen->owner && strcmp(seen->owner, ch->worker) != 0;
+  if (!seen->owner)
+    snprintf(x->cond, sizeof(x->cond),
+             "#c = :c AND attribute_not_exists(#o)");
+  else if (other)
+    snprintf(x->cond, sizeof(x->cond), "#c = :c AND #o = :old");
+  else
+    snprintf(x->cond, sizeof(x->cond), "#c = :c AND #o = :me");
+  x_name(x, "#co", A_CP_OWNER);
+  if (other) {
+    x_value(x, ":old", kcld_dynamodb_av_s(seen->owner));
+    x_name(x, "#s", A_SWITCHES);
+    x_value(x, ":one", av_u64(1));
+    snprintf(x->update, sizeof(x->update),
+             "SET #o = :me, #c = :n REMOVE #co ADD #s :one");
+  } else {
+    snprintf(x->update, sizeof(x->update),
+             "SET #o = :me, #c = :n REMOVE #co");
+  }
+}
+
+static void build_checkpoint(const struct kcld_lease_change *ch,
+                             struct expr *x)
+{
+  snprintf(x->update, sizeof(x->update),
+           "SET #cp = :cp, #cs = :cs, #s = :zero, #c = :n "
+           "REMOVE #p, #ps, #pst");
+  x_name(x, "#cp", A_CHECKPOINT);
+  x_name(x, "#cs", A_SUB);
+  x_name(x, "#s", A_SWITCHES);
+  x_pending(x);
+  x_value(x, ":cp", kcld_dynamodb_av_s(ch->checkpoint));
+  x_value(x, ":cs", av_u64(ch->sub));
+  x_value(x, ":zero", av_u64(0));
+}
+
+/* END: the checkpoint SHARD_END (a checkpoint like any other for the
+ * pending attributes), the children added to the set, the owner removed. */
+static int build_end(const struct kcld_lease_change *ch, struct expr *x)
+{
+  const char **kids = NULL;
+  size_t nk = 0;
+  x_name(x, "#cp", A_CHECKPOINT);
+  x_name(x, "#cs", A_SUB);
+  x_name(x, "#s", A_SWITCHES);
+  x_pending(x);
+  x_value(x, ":cp", kcld_dynamodb_av_s(KCLD_LEASE_SHARD_END));
+  x_value(x, ":zero", av_u64(0));
+  if (ch->n_children) {
+    kids = calloc(ch->n_children, sizeof(*kids));
+    if (!kids)
+      return KCLD_ENOMEM;
+    nk = unique_children(ch, kids);
+  }
+  snprintf(x->update, sizeof(x->update),
+           "SET #cp = :cp, #cs = :zero, #s = :zero, #c = :n "
+           "REMOVE #o, #p, #ps, #pst%s",
+           nk ? " ADD #ch :ch" : "");
+  if (nk) {
+    x_name(x, "#ch", A_CHILDREN);
+    x_value(x, ":ch", kcld_dynamodb_av_ss(kids, nk));
+  }
+  free(kids);
+  return 0;
+}
+
 int kcld_lease_update_build(const struct kcld_lease *seen,
                             const struct kcld_lease_change *ch,
                             struct kcld_lease_update *out)
 {
   memset(out, 0, sizeof(*out));
-  if (!seen || !seen->shard_id || !ch)
+  if (!seen || !seen->shard_id || !ch || ch->kind > KCLD_LEASE_DELETE)
     return KCLD_EINVAL;
   if (ch->kind != KCLD_LEASE_DELETE && (!ch->worker || !ch->worker[0]))
     return KCLD_EINVAL;
   if (ch->kind == KCLD_LEASE_CHECKPOINT &&
       (!ch->checkpoint || !ch->checkpoint[0]))
     return KCLD_EINVAL;
-  if (ch->kind > KCLD_LEASE_DELETE)
-    return KCLD_EINVAL;
 
   int rc = KCLD_ENOMEM;
-  const char **kids = NULL;
-  char update[256] = "";
-  char cond[160] = "";
+  struct expr x = {.names = json_object(), .values = json_object()};
   out->key = json_object();
-  out->names = json_object();
-  out->values = json_object();
-  if (!out->key || !out->names || !out->values)
-    goto fail;
-  if (kcld_dynamodb_item_set(out->key, A_KEY,
+  if (!out->key || !x.names || !x.values ||
+      kcld_dynamodb_item_set(out->key, A_KEY,
                              kcld_dynamodb_av_s(seen->shard_id)) != 0)
     goto fail;
 
-  /* Every write is conditional on the counter seen. */
-  int err = 0;
-  err |= json_object_set_new(out->names, "#c", json_string(A_COUNTER));
-  err |= kcld_dynamodb_item_set(out->values, ":c", av_u64(seen->counter));
-  if (ch->kind != KCLD_LEASE_DELETE)
-    err |= kcld_dynamodb_item_set(out->values, ":n",
-                                  av_u64(seen->counter + 1));
-
+  /* Every write is conditional on the counter seen; all but DELETE also
+   * on our owner (TAKE: on the owner seen) and bump the counter. */
+  x_name(&x, "#c", A_COUNTER);
+  x_value(&x, ":c", av_u64(seen->counter));
+  if (ch->kind != KCLD_LEASE_DELETE) {
+    x_name(&x, "#o", A_OWNER);
+    x_value(&x, ":me", kcld_dynamodb_av_s(ch->worker));
+    x_value(&x, ":n", av_u64(seen->counter + 1));
+    snprintf(x.cond, sizeof(x.cond), "#c = :c AND #o = :me");
+  }
   switch (ch->kind) {
   case KCLD_LEASE_RENEW:
-    snprintf(cond, sizeof(cond), "#c = :c AND #o = :me");
-    snprintf(update, sizeof(update), "SET #c = :n");
+    snprintf(x.update, sizeof(x.update), "SET #c = :n");
     break;
-  case KCLD_LEASE_TAKE: {
-    int other = seen->owner && strcmp(seen->owner, ch->worker) != 0;
-    if (!seen->owner)
-      snprintf(cond, sizeof(cond), "#c = :c AND attribute_not_exists(#o)");
-    else if (other)
-      snprintf(cond, sizeof(cond), "#c = :c AND #o = :old");
-    else
-      snprintf(cond, sizeof(cond), "#c = :c AND #o = :me");
-    if (other) {
-      err |= kcld_dynamodb_item_set(out->values, ":old",
-                                    kcld_dynamodb_av_s(seen->owner));
-      err |= json_object_set_new(out->names, "#s", json_string(A_SWITCHES));
-      err |= kcld_dynamodb_item_set(out->values, ":one", av_u64(1));
-      snprintf(update, sizeof(update), "SET #o = :me, #c = :n ADD #s :one");
-    } else {
-      snprintf(update, sizeof(update), "SET #o = :me, #c = :n");
-    }
+  case KCLD_LEASE_TAKE:
+    build_take(seen, ch, &x);
     break;
-  }
   case KCLD_LEASE_RELEASE:
-    snprintf(cond, sizeof(cond), "#c = :c AND #o = :me");
-    snprintf(update, sizeof(update), "SET #c = :n REMOVE #o");
+    /* As the KCL's evictLease: checkpointOwner goes too. */
+    x_name(&x, "#co", A_CP_OWNER);
+    snprintf(x.update, sizeof(x.update), "SET #c = :n REMOVE #o, #co");
     break;
   case KCLD_LEASE_CHECKPOINT:
-    snprintf(cond, sizeof(cond), "#c = :c AND #o = :me");
-    snprintf(update, sizeof(update),
-             "SET #cp = :cp, #cs = :cs, #s = :zero, #c = :n");
-    err |= json_object_set_new(out->names, "#cp", json_string(A_CHECKPOINT));
-    err |= json_object_set_new(out->names, "#cs", json_string(A_SUB));
-    err |= json_object_set_new(out->names, "#s", json_string(A_SWITCHES));
-    err |= kcld_dynamodb_item_set(out->values, ":cp",
-                                  kcld_dynamodb_av_s(ch->checkpoint));
-    err |= kcld_dynamodb_item_set(out->values, ":cs", av_u64(ch->sub));
-    err |= kcld_dynamodb_item_set(out->values, ":zero", av_u64(0));
+    build_checkpoint(ch, &x);
     break;
-  case KCLD_LEASE_END: {
-    snprintf(cond, sizeof(cond), "#c = :c AND #o = :me");
-    err |= json_object_set_new(out->names, "#cp", json_string(A_CHECKPOINT));
-    err |= json_object_set_new(out->names, "#cs", json_string(A_SUB));
-    err |= json_object_set_new(out->names, "#s", json_string(A_SWITCHES));
-    err |= kcld_dynamodb_item_set(out->values, ":cp",
-                                  kcld_dynamodb_av_s(KCLD_LEASE_SHARD_END));
-    err |= kcld_dynamodb_item_set(out->values, ":zero", av_u64(0));
-    size_t nk = 0;
-    if (ch->n_children) {
-      kids = calloc(ch->n_children, sizeof(*kids));
-      if (!kids)
-        goto fail;
-      nk = unique_children(ch, kids);
-    }
-    if (nk) {
-      err |= json_object_set_new(out->names, "#ch", json_string(A_CHILDREN));
-      err |= kcld_dynamodb_item_set(out->values, ":ch",
-                                    kcld_dynamodb_av_ss(kids, nk));
-      snprintf(update, sizeof(update),
-               "SET #cp = :cp, #cs = :zero, #s = :zero, #c = :n "
-               "REMOVE #o ADD #ch :ch");
-    } else {
-      snprintf(update, sizeof(update),
-               "SET #cp = :cp, #cs = :zero, #s = :zero, #c = :n REMOVE #o");
-    }
+  case KCLD_LEASE_END:
+    if (build_end(ch, &x) != 0)
+      goto fail;
     break;
-  }
   case KCLD_LEASE_DELETE:
-    snprintf(cond, sizeof(cond), "#c = :c AND #cp = :end");
-    err |= json_object_set_new(out->names, "#cp", json_string(A_CHECKPOINT));
-    err |= kcld_dynamodb_item_set(out->values, ":end",
-                                  kcld_dynamodb_av_s(KCLD_LEASE_SHARD_END));
+    snprintf(x.cond, sizeof(x.cond), "#c = :c AND #cp = :end");
+    x_name(&x, "#cp", A_CHECKPOINT);
+    x_value(&x, ":end", kcld_dynamodb_av_s(KCLD_LEASE_SHARD_END));
     break;
   }
-  if (ch->kind != KCLD_LEASE_DELETE) {
-    err |= json_object_set_new(out->names, "#o", json_string(A_OWNER));
-    err |= kcld_dynamodb_item_set(out->values, ":me",
-                                  kcld_dynamodb_av_s(ch->worker));
-    /* RELEASE and END do not name :me in the update; the condition does. */
-  }
-  if (err)
+  if (x.err)
     goto fail;
-  out->condition = strdup(cond);
-  out->update = ch->kind == KCLD_LEASE_DELETE ? NULL : strdup(update);
+  out->names = x.names;
+  out->values = x.values;
+  x.names = x.values = NULL;
+  out->condition = strdup(x.cond);
+  out->update = ch->kind == KCLD_LEASE_DELETE ? NULL : strdup(x.update);
   if (!out->condition || (ch->kind != KCLD_LEASE_DELETE && !out->update))
     goto fail;
-  free(kids);
   return 0;
 fail:
-  free(kids);
+  json_decref(x.names);
+  json_decref(x.values);
   kcld_lease_update_clean_up(out);
   return rc;
 }
@@ -654,44 +717,68 @@ struct scan_op {
   void *arg;
 };
 
+static void scan_end(struct scan_op *op, int err, struct kcld_lease *v,
+                     size_t n)
+{
+  op->cb(err, err ? NULL : v, err ? 0 : n, op->arg);
+  for (size_t i = 0; i < n; i++)
+    kcld_lease_clean_up(&v[i]);
+  free(v);
+  free(op);
+}
+
+/* Reads one scanned item into *out: 1 when it is a lease, 0 when it is
+ * skipped, or KCLD_ENOMEM / KCLD_ECONFIG (a multi-stream table). */
+static int scan_item(struct scan_op *op, const json_t *item,
+                     struct kcld_lease *out)
+{
+  char key[128];
+  kcld_svc_json_brief(key, sizeof(key), kcld_dynamodb_attr(item, A_KEY), 100);
+  switch (kcld_lease_item_kind(item)) {
+  case KCLD_LEASE_ITEM_OTHER:
+    kcld_log(KCLD_LOG_DEBUG, "skipping a lease table item of another kind",
+             "table", op->t->name, "key", key, NULL);
+    return 0;
+  case KCLD_LEASE_ITEM_MULTI_STREAM:
+    kcld_log(KCLD_LOG_ERROR, "the lease table belongs to a KCL multi-stream "
+             "application (leaseKey account:stream:epoch:shardId, or a "
+             "streamName attribute); kcld does not support multi-stream "
+             "lease tables yet: use another lease.table", "table",
+             op->t->name, "key", key, NULL);
+    return KCLD_ECONFIG;
+  case KCLD_LEASE_ITEM_LEASE:
+    break;
+  }
+  int rc = kcld_lease_from_item(item, out);
+  if (rc == 0 || rc == KCLD_ENOMEM)
+    return rc == 0 ? 1 : rc;
+  kcld_log(KCLD_LOG_WARN, "skipping a lease table item that is not a lease",
+           "table", op->t->name, "key", key, NULL);
+  return 0;
+}
+
 static void on_scan(const struct kcld_dynamodb_scan_result *res, void *arg)
 {
   struct scan_op *op = arg;
   if (res->st.err) {
-    op->cb(res->st.err, NULL, 0, op->arg);
-    free(op);
+    scan_end(op, res->st.err, NULL, 0);
     return;
   }
   size_t n = json_array_size(res->items), k = 0;
   struct kcld_lease *v = n ? calloc(n, sizeof(*v)) : NULL;
   if (n && !v) {
-    op->cb(KCLD_ENOMEM, NULL, 0, op->arg);
-    free(op);
+    scan_end(op, KCLD_ENOMEM, NULL, 0);
     return;
   }
   int err = 0;
-  for (size_t i = 0; i < n; i++) {
-    json_t *item = json_array_get(res->items, i);
-    int rc = kcld_lease_from_item(item, &v[k]);
-    if (rc == KCLD_ENOMEM) {
+  for (size_t i = 0; i < n && !err; i++) {
+    int rc = scan_item(op, json_array_get(res->items, i), &v[k]);
+    if (rc < 0)
       err = rc;
-      break;
-    }
-    if (rc == 0) {
-      k++;
-      continue;
-    }
-    char key[128];
-    kcld_svc_json_brief(key, sizeof(key), kcld_dynamodb_attr(item, A_KEY),
-                        100);
-    kcld_log(KCLD_LOG_WARN, "skipping a lease table item that is not a lease",
-             "table", op->t->name, "key", key, NULL);
+    else
+      k += (size_t)rc;
   }
-  op->cb(err, err ? NULL : v, err ? 0 : k, op->arg);
-  for (size_t i = 0; i < k; i++)
-    kcld_lease_clean_up(&v[i]);
-  free(v);
-  free(op);
+  scan_end(op, err, v, k);
 }
 
 int kcld_lease_table_scan(struct kcld_lease_table *t, kcld_lease_scan_cb cb,

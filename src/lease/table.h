@@ -10,12 +10,15 @@
  *   ownerSwitchesSinceCheckpoint N            AT_TIMESTAMP or SHARD_END)
  *   parentShardId SS   childShardIds SS     startingHashKey S  endingHashKey S
  *
- * Attributes written by another client are never removed: a lease item is
- * created with PutItem only when it does not exist yet
- * (attribute_not_exists(leaseKey)); every other write is an UpdateItem (or a
- * DeleteItem of a finished lease) that touches only the attributes above and
- * is conditional on the leaseCounter (and, where it matters, the leaseOwner)
- * this worker last saw.
+ * Attributes written by another client are kept: a lease item is created
+ * with PutItem only when it does not exist yet (attribute_not_exists(
+ * leaseKey)); every other write is an UpdateItem (or a DeleteItem of a
+ * finished lease) that touches only the attributes above, plus those the
+ * KCL's own updates REMOVE (checkpointOwner on take and release;
+ * pendingCheckpoint, pendingCheckpointSubSequenceNumber and
+ * pendingCheckpointState on checkpoint and shard end), and is conditional on
+ * the leaseCounter (and, where it matters, the leaseOwner) this worker last
+ * saw.
  *
  * The pure half (model, expressions) is what the unit tests check; the
  * asynchronous half sends the requests through the DynamoDB wrapper.  Loop
@@ -69,6 +72,20 @@ int kcld_lease_copy(struct kcld_lease *dst, const struct kcld_lease *src);
  * on error. */
 int kcld_lease_from_item(const json_t *item, struct kcld_lease *out);
 
+/* What a lease table item is.  The Java KCL keeps other things in the
+ * same table in its 3.5 single-table mode (an entityType other than
+ * LEASE: leader lock, worker metrics, ...), and a multi-stream application
+ * keys its leases account:stream:epoch:shardId with a streamName
+ * attribute.  This is the one place that tells them apart. */
+enum kcld_lease_item_kind {
+  KCLD_LEASE_ITEM_LEASE = 0,      /* a lease of a single-stream table (no
+                                     entityType, or LEASE) */
+  KCLD_LEASE_ITEM_OTHER,          /* not a lease: skipped */
+  KCLD_LEASE_ITEM_MULTI_STREAM    /* a multi-stream lease: not supported */
+};
+
+enum kcld_lease_item_kind kcld_lease_item_kind(const json_t *item);
+
 /* The whole item for a new lease, as the KCL writes it: every attribute of
  * the model that is set (parentShardId/childShardIds only when non-empty,
  * leaseOwner only when owned).  NULL when out of memory or shard_id or
@@ -90,20 +107,24 @@ enum kcld_lease_write {
   /* SET leaseCounter+1, if leaseCounter and leaseOwner = me. */
   KCLD_LEASE_RENEW = 0,
   /* SET leaseOwner = me, leaseCounter+1, ADD ownerSwitchesSinceCheckpoint 1
-   * when it had another owner; if leaseCounter and leaseOwner (or its
-   * absence) are as seen. */
+   * when it had another owner, REMOVE checkpointOwner (KCL 3.x: a fresh
+   * assignment ends any graceful handoff); if leaseCounter and leaseOwner
+   * (or its absence) are as seen. */
   KCLD_LEASE_TAKE,
-  /* REMOVE leaseOwner, SET leaseCounter+1, if leaseCounter and leaseOwner =
-   * me. */
+  /* REMOVE leaseOwner and checkpointOwner (as KCL 3.x's evictLease), SET
+   * leaseCounter+1, if leaseCounter and leaseOwner = me. */
   KCLD_LEASE_RELEASE,
   /* SET checkpoint, checkpointSubSequenceNumber,
-   * ownerSwitchesSinceCheckpoint = 0, leaseCounter+1, if leaseCounter and
-   * leaseOwner = me. */
+   * ownerSwitchesSinceCheckpoint = 0, leaseCounter+1, REMOVE
+   * pendingCheckpoint, pendingCheckpointSubSequenceNumber and
+   * pendingCheckpointState (as the KCL's updateLease does for a checkpoint
+   * with no pending one); if leaseCounter and leaseOwner = me. */
   KCLD_LEASE_CHECKPOINT,
   /* The shard is finished: SET checkpoint = SHARD_END,
    * checkpointSubSequenceNumber = 0, ownerSwitchesSinceCheckpoint = 0,
    * leaseCounter+1, ADD childShardIds, REMOVE leaseOwner (a finished lease
-   * needs no worker); if leaseCounter and leaseOwner = me. */
+   * needs no worker) and the pending checkpoint attributes as CHECKPOINT
+   * does; if leaseCounter and leaseOwner = me. */
   KCLD_LEASE_END,
   /* DeleteItem, if leaseCounter is as seen and checkpoint = SHARD_END. */
   KCLD_LEASE_DELETE
@@ -178,9 +199,11 @@ typedef void (*kcld_lease_table_ensure_cb)(int err, int created, void *arg);
 int kcld_lease_table_ensure(struct kcld_lease_table *t, long timeout_ms,
                             kcld_lease_table_ensure_cb cb, void *arg);
 
-/* Scans the whole table (consistent reads, every page).  Items that are not
- * leases (no leaseKey or checkpoint, bad numbers) are skipped with a
- * warning.  `leases` (n of them) is valid during the callback only; the
+/* Scans the whole table (consistent reads, every page).  Items of another
+ * kind (kcld_lease_item_kind) are skipped; items that should be leases but
+ * cannot be read (no leaseKey or checkpoint, bad numbers) are skipped with
+ * a warning.  A multi-stream lease anywhere in the table ends the scan with
+ * KCLD_ECONFIG (logged as an error naming the table and the key).  `leases` (n of them) is valid during the callback only; the
  * callee may move its members out (then it must zero them). */
 typedef void (*kcld_lease_scan_cb)(int err, struct kcld_lease *leases,
                                    size_t n, void *arg);

@@ -416,9 +416,11 @@ static void test_one_worker_then_restart(void **state)
   json_decref(handled);
 }
 
-/* A lease table written in the Java KCL's format (checkpoints mid-stream,
- * owned by a worker that is gone) is taken over after the failover time and
- * resumed from those checkpoints; attributes kcld does not know survive. */
+/* A lease table written in the Java KCL's format, one lease as KCL 2.x and
+ * one as KCL 3.5 writes it (checkpoints mid-stream, owned by a worker that
+ * is gone), is taken over after the failover time and resumed from those
+ * checkpoints; KCL's own attributes survive, those its updates remove
+ * (checkpointOwner on take, the pending checkpoint on checkpoint) go. */
 static void test_kcl_table_takeover(void **state)
 {
   char conf[256], out[256], log[256];
@@ -457,19 +459,44 @@ static void test_kcl_table_takeover(void **state)
     else if (n > 10)
       expect++;
   }
+  /* One shard's lease as KCL 2.x writes it (with a two-phase pending
+   * checkpoint), the other's as KCL 3.5 does (a graceful handoff under
+   * way, measured throughput, entityType); and a KCL 3.5 entity that is
+   * not a lease. */
   const char *shard;
   json_t *seq;
+  int nth = 0;
   json_object_foreach(cut, shard, seq) {
-    json_decref(call(
-      KCLD_AWS_DYNAMODB, "PutItem",
-      json_pack("{s:s,s:{s:{s:s},s:{s:s},s:{s:s},s:{s:O},s:{s:s},s:{s:s},"
-                "s:{s:s}}}",
-                "TableName", "app2", "Item", "leaseKey", "S", shard,
-                "leaseOwner", "S", "stale-worker", "leaseCounter", "N", "7",
-                "checkpoint", "S", seq, "checkpointSubSequenceNumber", "N",
-                "0", "ownerSwitchesSinceCheckpoint", "N", "2",
-                "someOtherClient", "S", "keep-me")));
+    json_t *item = json_pack(
+      "{s:{s:s},s:{s:s},s:{s:s},s:{s:O},s:{s:s},s:{s:s},s:{s:s},s:{s:s}}",
+      "leaseKey", "S", shard, "leaseOwner", "S", "stale-worker",
+      "leaseCounter", "N", "7", "checkpoint", "S", seq,
+      "checkpointSubSequenceNumber", "N", "0",
+      "ownerSwitchesSinceCheckpoint", "N", "2", "startingHashKey", "S",
+      nth ? "170141183460469231731687303715884105728" : "0",
+      "endingHashKey", "S",
+      nth ? "340282366920938463463374607431768211455"
+          : "170141183460469231731687303715884105727");
+    json_t *extra =
+      nth++ == 0
+        ? json_pack("{s:{s:s},s:{s:s},s:{s:s}}", "pendingCheckpoint", "S",
+                    "99999999999999999999",
+                    "pendingCheckpointSubSequenceNumber", "N", "0",
+                    "pendingCheckpointState", "B", "c3RhdGU=")
+        : json_pack("{s:{s:s},s:{s:s},s:{s:s}}", "checkpointOwner", "S",
+                    "older-worker", "throughputKBps", "N", "3.5",
+                    "entityType", "S", "LEASE");
+    json_object_update(item, extra);
+    json_decref(extra);
+    json_decref(call(KCLD_AWS_DYNAMODB, "PutItem",
+                     json_pack("{s:s,s:o}", "TableName", "app2", "Item",
+                               item)));
   }
+  json_decref(call(KCLD_AWS_DYNAMODB, "PutItem",
+                   json_pack("{s:s,s:{s:{s:s},s:{s:s},s:{s:s}}}", "TableName",
+                             "app2", "Item", "leaseKey", "S", "Leader",
+                             "entityType", "S", "LEADER", "ownerName", "S",
+                             "older-worker")));
 
   path_in(conf, sizeof(conf), "w2.yaml");
   path_in(out, sizeof(out), "w2.jsonl");
@@ -496,11 +523,33 @@ static void test_kcl_table_takeover(void **state)
   check_shard_order(handled);
   json_decref(handled);
 
+  /* After take, checkpoints and release: no owner of either kind and no
+   * stale pending checkpoint; KCL 3's own attributes kept; the entity that
+   * is not a lease untouched. */
   json_t *items = scan_leases("app2"), *item;
+  size_t leases = 0;
   json_array_foreach(items, i, item) {
-    assert_string_equal(attr_s(item, "someOtherClient"), "keep-me");
+    if (strcmp(attr_s(item, "leaseKey"), "Leader") == 0) {
+      assert_string_equal(attr_s(item, "ownerName"), "older-worker");
+      assert_int_equal(json_object_size(item), 3);
+      continue;
+    }
+    leases++;
     assert_null(json_object_get(item, "leaseOwner"));
+    assert_null(json_object_get(item, "checkpointOwner"));
+    assert_null(json_object_get(item, "pendingCheckpoint"));
+    assert_null(json_object_get(item, "pendingCheckpointSubSequenceNumber"));
+    assert_null(json_object_get(item, "pendingCheckpointState"));
+    assert_true(kcld_seq_compare(
+                  attr_s(item, "checkpoint"),
+                  json_string_value(json_object_get(
+                    cut, attr_s(item, "leaseKey")))) > 0);
+    if (json_object_get(item, "entityType")) {
+      assert_string_equal(attr_s(item, "entityType"), "LEASE");
+      assert_string_equal(attr_n(item, "throughputKBps"), "3.5");
+    }
   }
+  assert_int_equal(leases, 2);
   json_decref(items);
   json_decref(per_shard);
   json_decref(cut);

@@ -15,7 +15,8 @@
  *  - a zombie whose writes hang loses its lease by its own clock, and its
  *    late writes cannot touch the new owner's lease;
  *  - a lease table written in the KCL's format (owner "stale-worker",
- *    checkpoints mid-stream) is taken over with the checkpoints kept;
+ *    checkpoints mid-stream) is taken over with the checkpoints kept; a
+ *    KCL multi-stream table is refused at start-up, nothing written;
  *  - shard sync after SplitShard and MergeShards (LATEST becomes
  *    TRIM_HORIZON below a leased parent), parents_done, shard_ended and the
  *    cleanup of finished parents after the delay;
@@ -1009,7 +1010,7 @@ static void test_kcl_table_takeover(void **state)
                   "checkpointSubSequenceNumber", "N", i == 2 ? "4" : "0",
                   "ownerSwitchesSinceCheckpoint", "N", "0",
                   "startingHashKey", "S", "0", "endingHashKey", "S", "1",
-                  "pendingCheckpointState", "S", "java"));
+                  "pendingCheckpointState", "B", "amF2YQ=="));
   }
   struct worker w;
   worker_start(&w, &e, "worker-kcld");
@@ -1034,13 +1035,66 @@ static void test_kcl_table_takeover(void **state)
                      i == 2 ? 4 : 0);
     assert_int_equal(item_n(it, "ownerSwitchesSinceCheckpoint"), 1);
     assert_true(item_n(it, "leaseCounter") >= 58);
-    assert_string_equal(item_s(it, "pendingCheckpointState"), "java");
+    /* A take keeps the pending checkpoint (KCL's takeLease does too). */
+    assert_string_equal(
+      json_string_value(json_object_get(
+        kcld_dynamodb_attr(it, "pendingCheckpointState"), "B")),
+      "amF2YQ==");
     json_decref(it);
   }
   struct snapshot s;
   snap_take(&e, &s);
   assert_int_equal(s.n, 4); /* the sync created nothing over them */
   snap_free(&s);
+  worker_close(&w);
+  env_close(&e);
+}
+
+/* An existing table of the given name, created as the KCL creates it. */
+static void create_kcl_table(struct env *e)
+{
+  json_t *req = json_pack(
+    "{s:s, s:[{s:s, s:s}], s:[{s:s, s:s}], s:s}", "TableName", e->table,
+    "KeySchema", "AttributeName", "leaseKey", "KeyType", "HASH",
+    "AttributeDefinitions", "AttributeName", "leaseKey", "AttributeType", "S",
+    "BillingMode", "PAY_PER_REQUEST");
+  int r[2] = {0, 0};
+  assert_int_equal(kcld_dynamodb_create_table(e->db, req, on_table, r), 0);
+  json_decref(req);
+  assert_true(run_until(e, flag_set, &r[1], 10000) >= 0);
+  assert_int_equal(r[0], 0);
+  r[1] = 0;
+  assert_int_equal(kcld_dynamodb_wait_active(e->db, e->table, 10000, on_table,
+                                             r),
+                   0);
+  assert_true(run_until(e, flag_set, &r[1], 15000) >= 0);
+  assert_int_equal(r[0], 0);
+}
+
+/* A KCL multi-stream table: start-up is refused before anything is
+ * written (no lease of our own beside theirs). */
+static void test_multi_stream_table_refused(void **state)
+{
+  (void)state;
+  struct env e;
+  env_open(&e);
+  create_stream(&e, 1);
+  create_kcl_table(&e);
+  char key[128];
+  snprintf(key, sizeof(key), "000000000000:%s:1700000000:shardId-000000000000",
+           e.stream);
+  raw_put(&e, json_pack("{s:{s:s}, s:{s:s}, s:{s:s}, s:{s:s}, s:{s:s}}",
+                        "leaseKey", "S", key, "leaseCounter", "N", "3",
+                        "checkpoint", "S", "TRIM_HORIZON", "streamName", "S",
+                        "000000000000:orders:1700000000", "shardId", "S",
+                        "shardId-000000000000"));
+  struct worker w;
+  worker_start(&w, &e, "worker-ms");
+  assert_true(run_until(&e, flag_set, &w.ready, 15000) >= 0);
+  assert_int_equal(w.ready_err, KCLD_ECONFIG);
+  run_for(&e, 100);
+  assert_int_equal(w.acquired, 0);
+  assert_null(raw_get(&e, "shardId-000000000000"));
   worker_close(&w);
   env_close(&e);
 }
@@ -1239,6 +1293,7 @@ int main(void)
     cmocka_unit_test(test_three_workers),
     cmocka_unit_test(test_zombie),
     cmocka_unit_test(test_kcl_table_takeover),
+    cmocka_unit_test(test_multi_stream_table_refused),
     cmocka_unit_test(test_reshard),
     cmocka_unit_test(test_missing_stream),
     cmocka_unit_test(test_close_answers_pending_calls),

@@ -5,7 +5,10 @@
  * attribute written by another client survives all of them; stale writes
  * fail their condition and report the item as it is; a write whose answer
  * was lost is recognised on the re-read; scans skip items that are not
- * leases. */
+ * leases.  Tables written exactly as KCL 2.x and 3.x write them (names and
+ * types) keep what the KCL's own updates keep: take removes
+ * checkpointOwner, a checkpoint the pending checkpoint; a multi-stream
+ * table is refused. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -453,21 +456,30 @@ static void test_attributes_through_every_write(void **state)
   assert_n(it, "ownerSwitchesSinceCheckpoint", "1");
   json_decref(it);
 
-  /* Checkpoint: sequence, sub-sequence, switches reset, counter+1. */
+  /* Checkpoint: sequence, sub-sequence, switches reset, counter+1; the
+   * KCL's pending checkpoint is removed, as its own checkpoints do. */
   struct kcld_lease_change cp = {
     .kind = KCLD_LEASE_CHECKPOINT, .worker = "worker-b",
     .checkpoint = "49590338271490256608559692538361571095921575989136588898",
     .sub = 7};
   assert_int_equal(write_ch(&f, &seen, &cp, &r), 0);
   it = raw_get(&f, l.shard_id);
-  assert_names(it, owned_extra);
+  static const char *const owned_java[] = {
+    "leaseKey", "leaseOwner", "leaseCounter", "checkpoint",
+    "checkpointSubSequenceNumber", "ownerSwitchesSinceCheckpoint",
+    "parentShardId", "startingHashKey", "endingHashKey", "javaOnlyAttr",
+    NULL};
+  static const char *const unowned_java[] = {
+    "leaseKey", "leaseCounter", "checkpoint", "checkpointSubSequenceNumber",
+    "ownerSwitchesSinceCheckpoint", "parentShardId", "startingHashKey",
+    "endingHashKey", "javaOnlyAttr", NULL};
+  assert_names(it, owned_java);
   assert_s(it, "checkpoint", cp.checkpoint);
   assert_n(it, "checkpointSubSequenceNumber", "7");
   assert_n(it, "ownerSwitchesSinceCheckpoint", "0");
   assert_n(it, "leaseCounter", "4");
   assert_s(it, "leaseOwner", "worker-b");
-  assert_s(it, "pendingCheckpoint",
-           "49590338271490256608559692538361571095921575989136588898");
+  assert_s(it, "pendingCheckpoint", NULL);
   json_decref(it);
 
   /* Release: owner removed, counter+1, the rest untouched. */
@@ -475,7 +487,7 @@ static void test_attributes_through_every_write(void **state)
                                     .worker = "worker-b"};
   assert_int_equal(write_ch(&f, &seen, &rel_b, &r), 0);
   it = raw_get(&f, l.shard_id);
-  assert_names(it, with_extra);
+  assert_names(it, unowned_java);
   assert_n(it, "leaseCounter", "5");
   assert_s(it, "checkpoint", cp.checkpoint);
   assert_n(it, "checkpointSubSequenceNumber", "7");
@@ -498,8 +510,7 @@ static void test_attributes_through_every_write(void **state)
   static const char *const ended[] = {
     "leaseKey", "leaseCounter", "checkpoint", "checkpointSubSequenceNumber",
     "ownerSwitchesSinceCheckpoint", "parentShardId", "childShardIds",
-    "startingHashKey", "endingHashKey", "javaOnlyAttr", "pendingCheckpoint",
-    NULL};
+    "startingHashKey", "endingHashKey", "javaOnlyAttr", NULL};
   assert_names(it, ended);
   assert_s(it, "checkpoint", "SHARD_END");
   assert_n(it, "checkpointSubSequenceNumber", "0");
@@ -700,6 +711,246 @@ static void test_scan_skips_foreign_items(void **state)
   fx_close(&f);
 }
 
+/* ======== Tables as the Java KCL writes them ======== */
+
+/* A KCL 2.x lease (DynamoDBLeaseSerializer.toDynamoRecord, then an
+ * updateLease that stored a two-phase pending checkpoint): note the types,
+ * pendingCheckpointState is B. */
+static json_t *kcl2_item(const char *id)
+{
+  return json_pack(
+    "{s:{s:s}, s:{s:s}, s:{s:s}, s:{s:s}, s:{s:s}, s:{s:s}, s:{s:[s]}, "
+    "s:{s:s}, s:{s:s}, s:{s:s}, s:{s:s}, s:{s:s}}",
+    "leaseKey", "S", id, "leaseOwner", "S", "kcl2-worker-7b6c",
+    "leaseCounter", "N", "118", "ownerSwitchesSinceCheckpoint", "N", "3",
+    "checkpoint", "S", "49590338271490256608559692538361571095921575989136588898",
+    "checkpointSubSequenceNumber", "N", "0",
+    "parentShardId", "SS", "shardId-000000000004",
+    "pendingCheckpoint", "S",
+    "49590338271490256608559692540779422735150834338548891746",
+    "pendingCheckpointSubSequenceNumber", "N", "2",
+    "pendingCheckpointState", "B", "YXBwIHN0YXRl",
+    "startingHashKey", "S", "0",
+    "endingHashKey", "S", "170141183460469231731687303715884105727");
+}
+
+/* A KCL 3.5 lease in the middle of a graceful handoff: leaseOwner is the
+ * next owner, checkpointOwner the one that must checkpoint first; with its
+ * measured throughput and the single-table entityType. */
+static json_t *kcl3_item(const char *id)
+{
+  return json_pack(
+    "{s:{s:s}, s:{s:s}, s:{s:s}, s:{s:s}, s:{s:s}, s:{s:s}, s:{s:s}, "
+    "s:{s:s}, s:{s:s}, s:{s:s}, s:{s:s}}",
+    "leaseKey", "S", id, "leaseOwner", "S", "kcl3-worker-b",
+    "checkpointOwner", "S", "kcl3-worker-a", "leaseCounter", "N", "9",
+    "ownerSwitchesSinceCheckpoint", "N", "0", "checkpoint", "S", "TRIM_HORIZON",
+    "checkpointSubSequenceNumber", "N", "0", "throughputKBps", "N", "17.25",
+    "startingHashKey", "S", "170141183460469231731687303715884105728",
+    "endingHashKey", "S", "340282366920938463463374607431768211455",
+    "entityType", "S", "LEASE");
+}
+
+static const char *const s_kcl2_attrs[] = {
+  "leaseKey", "leaseOwner", "leaseCounter", "ownerSwitchesSinceCheckpoint",
+  "checkpoint", "checkpointSubSequenceNumber", "parentShardId",
+  "pendingCheckpoint", "pendingCheckpointSubSequenceNumber",
+  "pendingCheckpointState", "startingHashKey", "endingHashKey", NULL};
+
+static const char *const s_kcl3_attrs[] = {
+  "leaseKey", "leaseOwner", "leaseCounter", "ownerSwitchesSinceCheckpoint",
+  "checkpoint", "checkpointSubSequenceNumber", "throughputKBps",
+  "startingHashKey", "endingHashKey", "entityType", NULL};
+
+/* The same names without `drop` (a NULL-terminated list of names). */
+static void assert_names_but(const json_t *item, const char *const *names,
+                             const char *const *drop)
+{
+  const char *keep[32];
+  size_t n = 0;
+  for (size_t i = 0; names[i]; i++) {
+    int dropped = 0;
+    for (size_t j = 0; drop[j]; j++)
+      dropped |= strcmp(names[i], drop[j]) == 0;
+    if (!dropped)
+      keep[n++] = names[i];
+  }
+  keep[n] = NULL;
+  assert_names(item, keep);
+}
+
+struct leases {
+  int done;
+  int err;
+  size_t n;
+  struct kcld_lease l[4];
+};
+
+static void on_leases(int err, struct kcld_lease *leases, size_t n, void *arg)
+{
+  struct leases *r = arg;
+  r->err = err;
+  for (size_t i = 0; i < n && i < 4; i++)
+    assert_int_equal(kcld_lease_copy(&r->l[i], &leases[i]), 0);
+  r->n = n;
+  r->done = 1;
+}
+
+static void leases_free(struct leases *r)
+{
+  for (size_t i = 0; i < r->n && i < 4; i++)
+    kcld_lease_clean_up(&r->l[i]);
+}
+
+static void test_kcl_written_items(void **state)
+{
+  (void)state;
+  struct fx f;
+  fx_open(&f);
+  int created;
+  assert_int_equal(ensure(&f, &created), 0);
+  const char *k2 = "shardId-000000000010", *k3 = "shardId-000000000011";
+  raw_put(&f, kcl2_item(k2));
+  raw_put(&f, kcl3_item(k3));
+  /* KCL 3.5 single-table mode keeps other entities beside the leases. */
+  raw_put(&f, json_pack("{s:{s:s}, s:{s:s}, s:{s:s}, s:{s:s}, s:{s:s}}",
+                        "leaseKey", "S", "Leader", "entityType", "S",
+                        "LEADER", "ownerName", "S", "kcl3-worker-a",
+                        "leaseDuration", "S", "20000",
+                        "recordVersionNumber", "S", "4b1f0c2e"));
+  raw_put(&f, json_pack("{s:{s:s}, s:{s:s}, s:{s:s}}", "leaseKey", "S",
+                        "ip-10-0-0-7:5e1d", "entityType", "S",
+                        "WORKER_METRIC_STATS", "lastUpdateTime", "N",
+                        "1700000000"));
+
+  /* The scan finds the two leases, quietly passes the other entities. */
+  struct leases sc = {0};
+  assert_int_equal(kcld_lease_table_scan(f.t, on_leases, &sc), 0);
+  assert_true(kcld_test_run_until(&f.loop, &sc.done, 10000));
+  assert_int_equal(sc.err, 0);
+  assert_int_equal(sc.n, 2);
+  struct kcld_lease *l2 = strcmp(sc.l[0].shard_id, k2) == 0 ? &sc.l[0]
+                                                            : &sc.l[1];
+  struct kcld_lease *l3 = l2 == &sc.l[0] ? &sc.l[1] : &sc.l[0];
+  assert_string_equal(l2->owner, "kcl2-worker-7b6c");
+  assert_int_equal(l2->counter, 118);
+  assert_int_equal(l2->n_parents, 1);
+  assert_string_equal(l3->owner, "kcl3-worker-b");
+  assert_string_equal(l3->checkpoint, "TRIM_HORIZON");
+
+  /* Take both (their owners are gone): owner and counter, one owner
+   * switch each, checkpointOwner removed; everything else as KCL left it,
+   * the pending checkpoint included. */
+  struct res r;
+  struct kcld_lease_change take = {.kind = KCLD_LEASE_TAKE, .worker = "kcld"};
+  assert_int_equal(write_ch(&f, l2, &take, &r), 0);
+  assert_int_equal(write_ch(&f, l3, &take, &r), 0);
+  json_t *it = raw_get(&f, k2);
+  assert_names(it, s_kcl2_attrs);
+  assert_s(it, "leaseOwner", "kcld");
+  assert_n(it, "leaseCounter", "119");
+  assert_n(it, "ownerSwitchesSinceCheckpoint", "4");
+  assert_s(it, "pendingCheckpoint",
+           "49590338271490256608559692540779422735150834338548891746");
+  assert_string_equal(json_string_value(json_object_get(
+                        kcld_dynamodb_attr(it, "pendingCheckpointState"),
+                        "B")),
+                      "YXBwIHN0YXRl");
+  json_decref(it);
+  it = raw_get(&f, k3);
+  assert_names(it, s_kcl3_attrs); /* no checkpointOwner any more */
+  assert_s(it, "checkpointOwner", NULL);
+  assert_s(it, "leaseOwner", "kcld");
+  assert_n(it, "leaseCounter", "10");
+  assert_n(it, "ownerSwitchesSinceCheckpoint", "1");
+  assert_n(it, "throughputKBps", "17.25");
+  assert_s(it, "entityType", "LEASE");
+  json_decref(it);
+
+  /* Renew: the counter only. */
+  struct kcld_lease_change renew = {.kind = KCLD_LEASE_RENEW,
+                                    .worker = "kcld"};
+  assert_int_equal(write_ch(&f, l2, &renew, &r), 0);
+  it = raw_get(&f, k2);
+  assert_names(it, s_kcl2_attrs);
+  assert_n(it, "leaseCounter", "120");
+  json_decref(it);
+
+  /* Checkpoint: the pending checkpoint goes, as KCL's own checkpoints
+   * remove it; KCL 3's attributes stay. */
+  static const char *const pending[] = {
+    "pendingCheckpoint", "pendingCheckpointSubSequenceNumber",
+    "pendingCheckpointState", NULL};
+  struct kcld_lease_change cp = {
+    .kind = KCLD_LEASE_CHECKPOINT, .worker = "kcld",
+    .checkpoint = "49590338271490256608559692540779422735150834338548891746",
+    .sub = 2};
+  assert_int_equal(write_ch(&f, l2, &cp, &r), 0);
+  assert_int_equal(write_ch(&f, l3, &cp, &r), 0);
+  it = raw_get(&f, k2);
+  assert_names_but(it, s_kcl2_attrs, pending);
+  assert_s(it, "checkpoint", cp.checkpoint);
+  assert_n(it, "checkpointSubSequenceNumber", "2");
+  assert_n(it, "ownerSwitchesSinceCheckpoint", "0");
+  assert_n(it, "leaseCounter", "121");
+  json_decref(it);
+  it = raw_get(&f, k3);
+  assert_names(it, s_kcl3_attrs);
+  assert_n(it, "throughputKBps", "17.25");
+  assert_n(it, "leaseCounter", "11");
+  json_decref(it);
+
+  /* Release: no owner; the rest stays for the next KCL worker. */
+  static const char *const owner[] = {"leaseOwner", NULL};
+  static const char *const owner_pending[] = {
+    "leaseOwner", "pendingCheckpoint", "pendingCheckpointSubSequenceNumber",
+    "pendingCheckpointState", NULL};
+  struct kcld_lease_change rel = {.kind = KCLD_LEASE_RELEASE,
+                                  .worker = "kcld"};
+  assert_int_equal(write_ch(&f, l2, &rel, &r), 0);
+  assert_int_equal(write_ch(&f, l3, &rel, &r), 0);
+  it = raw_get(&f, k2);
+  assert_names_but(it, s_kcl2_attrs, owner_pending);
+  assert_n(it, "leaseCounter", "122");
+  assert_s(it, "checkpoint", cp.checkpoint);
+  json_decref(it);
+  it = raw_get(&f, k3);
+  assert_names_but(it, s_kcl3_attrs, owner);
+  assert_s(it, "entityType", "LEASE");
+  json_decref(it);
+  leases_free(&sc);
+  fx_close(&f);
+}
+
+static void test_multi_stream_table_refused(void **state)
+{
+  (void)state;
+  struct fx f;
+  fx_open(&f);
+  int created;
+  assert_int_equal(ensure(&f, &created), 0);
+  struct kcld_lease l = {.shard_id = "shardId-000000000000",
+                         .checkpoint = "LATEST"};
+  assert_int_equal(create(&f, &l, &created), 0);
+  /* As DynamoDBMultiStreamLeaseSerializer writes it. */
+  raw_put(&f, json_pack(
+                "{s:{s:s}, s:{s:s}, s:{s:s}, s:{s:s}, s:{s:s}, s:{s:s}, "
+                "s:{s:s}, s:{s:s}}",
+                "leaseKey", "S",
+                "123456789012:orders:1700000000:shardId-000000000000",
+                "leaseOwner", "S", "kcl-ms-worker", "leaseCounter", "N", "4",
+                "ownerSwitchesSinceCheckpoint", "N", "0", "checkpoint", "S",
+                "TRIM_HORIZON", "checkpointSubSequenceNumber", "N", "0",
+                "streamName", "S", "123456789012:orders:1700000000",
+                "shardId", "S", "shardId-000000000000"));
+  struct leases sc = {0};
+  assert_int_equal(kcld_lease_table_scan(f.t, on_leases, &sc), 0);
+  assert_true(kcld_test_run_until(&f.loop, &sc.done, 10000));
+  assert_int_equal(sc.err, KCLD_ECONFIG);
+  assert_int_equal(sc.n, 0);
+  fx_close(&f);
+}
+
 static int setup(void **state)
 {
   (void)state;
@@ -725,6 +976,8 @@ int main(void)
     cmocka_unit_test(test_stale_writes_fail),
     cmocka_unit_test(test_lost_answer_found_on_reread),
     cmocka_unit_test(test_scan_skips_foreign_items),
+    cmocka_unit_test(test_kcl_written_items),
+    cmocka_unit_test(test_multi_stream_table_refused),
   };
   return cmocka_run_group_tests(tests, setup, teardown);
 }

@@ -1,6 +1,8 @@
 /* test_lease_table.c — the lease item model and the conditional write
  * expressions: parsing a KCL item (and refusing what is not a lease), the
- * item for a new lease, the exact update/condition expressions with exactly
+ * item for a new lease, which items are leases (KCL 3.5 entities of another
+ * type are not; multi-stream leases are told apart), the exact
+ * update/condition expressions with exactly
  * the names and values they use, applying a write to the model, and telling
  * a write that landed from one that lost. */
 #include <setjmp.h>
@@ -170,6 +172,13 @@ static void check_update(const struct kcld_lease *seen,
   kcld_lease_update_clean_up(&u);
 }
 
+/* The KCL's two-phase checkpoint attributes, REMOVEd by every checkpoint
+ * and by the shard end. */
+#define PENDING_NAMES                                                        \
+  "\"#p\":\"pendingCheckpoint\","                                             \
+  "\"#ps\":\"pendingCheckpointSubSequenceNumber\","                           \
+  "\"#pst\":\"pendingCheckpointState\""
+
 static void test_expressions(void **state)
 {
   (void)state;
@@ -184,42 +193,50 @@ static void test_expressions(void **state)
   /* Take from another owner: switch counted, old owner in the condition. */
   seen.owner = "other";
   ch.kind = KCLD_LEASE_TAKE;
-  check_update(&seen, &ch, "SET #o = :me, #c = :n ADD #s :one",
+  check_update(&seen, &ch, "SET #o = :me, #c = :n REMOVE #co ADD #s :one",
                "#c = :c AND #o = :old",
                "{\"#c\":\"leaseCounter\",\"#o\":\"leaseOwner\","
+               "\"#co\":\"checkpointOwner\","
                "\"#s\":\"ownerSwitchesSinceCheckpoint\"}",
                "{\":c\":{\"N\":\"41\"},\":n\":{\"N\":\"42\"},"
                "\":me\":{\"S\":\"me\"},\":old\":{\"S\":\"other\"},"
                "\":one\":{\"N\":\"1\"}}");
   /* Take unowned. */
   seen.owner = NULL;
-  check_update(&seen, &ch, "SET #o = :me, #c = :n",
+  check_update(&seen, &ch, "SET #o = :me, #c = :n REMOVE #co",
                "#c = :c AND attribute_not_exists(#o)",
-               "{\"#c\":\"leaseCounter\",\"#o\":\"leaseOwner\"}",
+               "{\"#c\":\"leaseCounter\",\"#o\":\"leaseOwner\","
+               "\"#co\":\"checkpointOwner\"}",
                "{\":c\":{\"N\":\"41\"},\":n\":{\"N\":\"42\"},"
                "\":me\":{\"S\":\"me\"}}");
   /* Take back our own (a previous run): no switch. */
   seen.owner = "me";
-  check_update(&seen, &ch, "SET #o = :me, #c = :n", "#c = :c AND #o = :me",
-               "{\"#c\":\"leaseCounter\",\"#o\":\"leaseOwner\"}",
+  check_update(&seen, &ch, "SET #o = :me, #c = :n REMOVE #co",
+               "#c = :c AND #o = :me",
+               "{\"#c\":\"leaseCounter\",\"#o\":\"leaseOwner\","
+               "\"#co\":\"checkpointOwner\"}",
                "{\":c\":{\"N\":\"41\"},\":n\":{\"N\":\"42\"},"
                "\":me\":{\"S\":\"me\"}}");
 
   ch.kind = KCLD_LEASE_RELEASE;
-  check_update(&seen, &ch, "SET #c = :n REMOVE #o", "#c = :c AND #o = :me",
-               "{\"#c\":\"leaseCounter\",\"#o\":\"leaseOwner\"}",
+  check_update(&seen, &ch, "SET #c = :n REMOVE #o, #co",
+               "#c = :c AND #o = :me",
+               "{\"#c\":\"leaseCounter\",\"#o\":\"leaseOwner\","
+               "\"#co\":\"checkpointOwner\"}",
                "{\":c\":{\"N\":\"41\"},\":n\":{\"N\":\"42\"},"
                "\":me\":{\"S\":\"me\"}}");
 
   ch.kind = KCLD_LEASE_CHECKPOINT;
   ch.checkpoint = "123456789012345678901234567890";
   ch.sub = 9;
-  check_update(&seen, &ch, "SET #cp = :cp, #cs = :cs, #s = :zero, #c = :n",
+  check_update(&seen, &ch,
+               "SET #cp = :cp, #cs = :cs, #s = :zero, #c = :n "
+               "REMOVE #p, #ps, #pst",
                "#c = :c AND #o = :me",
                "{\"#c\":\"leaseCounter\",\"#o\":\"leaseOwner\","
                "\"#cp\":\"checkpoint\","
                "\"#cs\":\"checkpointSubSequenceNumber\","
-               "\"#s\":\"ownerSwitchesSinceCheckpoint\"}",
+               "\"#s\":\"ownerSwitchesSinceCheckpoint\"," PENDING_NAMES "}",
                "{\":c\":{\"N\":\"41\"},\":n\":{\"N\":\"42\"},"
                "\":me\":{\"S\":\"me\"},"
                "\":cp\":{\"S\":\"123456789012345678901234567890\"},"
@@ -229,25 +246,26 @@ static void test_expressions(void **state)
   struct kcld_lease_change end = {.kind = KCLD_LEASE_END, .worker = "me",
                                   .children = kids, .n_children = 4};
   check_update(&seen, &end,
-               "SET #cp = :cp, #cs = :zero, #s = :zero, #c = :n REMOVE #o "
-               "ADD #ch :ch",
+               "SET #cp = :cp, #cs = :zero, #s = :zero, #c = :n "
+               "REMOVE #o, #p, #ps, #pst ADD #ch :ch",
                "#c = :c AND #o = :me",
                "{\"#c\":\"leaseCounter\",\"#o\":\"leaseOwner\","
                "\"#cp\":\"checkpoint\","
                "\"#cs\":\"checkpointSubSequenceNumber\","
-               "\"#s\":\"ownerSwitchesSinceCheckpoint\","
+               "\"#s\":\"ownerSwitchesSinceCheckpoint\"," PENDING_NAMES ","
                "\"#ch\":\"childShardIds\"}",
                "{\":c\":{\"N\":\"41\"},\":n\":{\"N\":\"42\"},"
                "\":me\":{\"S\":\"me\"},\":cp\":{\"S\":\"SHARD_END\"},"
                "\":zero\":{\"N\":\"0\"},\":ch\":{\"SS\":[\"k1\",\"k2\"]}}");
   end.n_children = 0;
   check_update(&seen, &end,
-               "SET #cp = :cp, #cs = :zero, #s = :zero, #c = :n REMOVE #o",
+               "SET #cp = :cp, #cs = :zero, #s = :zero, #c = :n "
+               "REMOVE #o, #p, #ps, #pst",
                "#c = :c AND #o = :me",
                "{\"#c\":\"leaseCounter\",\"#o\":\"leaseOwner\","
                "\"#cp\":\"checkpoint\","
                "\"#cs\":\"checkpointSubSequenceNumber\","
-               "\"#s\":\"ownerSwitchesSinceCheckpoint\"}",
+               "\"#s\":\"ownerSwitchesSinceCheckpoint\"," PENDING_NAMES "}",
                "{\":c\":{\"N\":\"41\"},\":n\":{\"N\":\"42\"},"
                "\":me\":{\"S\":\"me\"},\":cp\":{\"S\":\"SHARD_END\"},"
                "\":zero\":{\"N\":\"0\"}}");
@@ -338,6 +356,45 @@ static void test_apply_and_landed(void **state)
   kcld_lease_clean_up(&l);
 }
 
+static void test_item_kinds(void **state)
+{
+  (void)state;
+  static const struct {
+    const char *item;
+    enum kcld_lease_item_kind kind;
+  } cases[] = {
+    /* KCL 2.x: no entityType. */
+    {"{\"leaseKey\":{\"S\":\"shardId-000000000001\"},"
+     "\"checkpoint\":{\"S\":\"TRIM_HORIZON\"}}", KCLD_LEASE_ITEM_LEASE},
+    /* KCL 3.5 single-table mode. */
+    {"{\"leaseKey\":{\"S\":\"shardId-000000000001\"},"
+     "\"checkpoint\":{\"S\":\"LATEST\"},\"entityType\":{\"S\":\"LEASE\"}}",
+     KCLD_LEASE_ITEM_LEASE},
+    {"{\"leaseKey\":{\"S\":\"leader\"},\"entityType\":{\"S\":\"LEADER\"}}",
+     KCLD_LEASE_ITEM_OTHER},
+    {"{\"leaseKey\":{\"S\":\"host:1234\"},"
+     "\"entityType\":{\"S\":\"WORKER_METRIC_STATS\"}}",
+     KCLD_LEASE_ITEM_OTHER},
+    /* Multi-stream: the key, or the streamName attribute, tells. */
+    {"{\"leaseKey\":{\"S\":\"123456789012:orders:1700000000:"
+     "shardId-000000000001\"},\"checkpoint\":{\"S\":\"TRIM_HORIZON\"},"
+     "\"streamName\":{\"S\":\"123456789012:orders:1700000000\"},"
+     "\"shardId\":{\"S\":\"shardId-000000000001\"}}",
+     KCLD_LEASE_ITEM_MULTI_STREAM},
+    {"{\"leaseKey\":{\"S\":\"123456789012:orders:1700000000:"
+     "shardId-000000000002\"},\"checkpoint\":{\"S\":\"LATEST\"},"
+     "\"entityType\":{\"S\":\"LEASE\"}}", KCLD_LEASE_ITEM_MULTI_STREAM},
+    {"{\"leaseKey\":{\"S\":\"shardId-000000000003\"},"
+     "\"checkpoint\":{\"S\":\"LATEST\"},\"streamName\":{\"S\":\"a:b:1\"}}",
+     KCLD_LEASE_ITEM_MULTI_STREAM},
+  };
+  for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+    json_t *j = load(cases[i].item);
+    assert_int_equal(kcld_lease_item_kind(j), cases[i].kind);
+    json_decref(j);
+  }
+}
+
 int main(void)
 {
   const struct CMUnitTest tests[] = {
@@ -346,6 +403,7 @@ int main(void)
     cmocka_unit_test(test_item_for_new_lease),
     cmocka_unit_test(test_expressions),
     cmocka_unit_test(test_apply_and_landed),
+    cmocka_unit_test(test_item_kinds),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }

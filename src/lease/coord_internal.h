@@ -35,7 +35,7 @@ struct entry {
   struct wop *q_head, *q_tail; /* the head is in flight when busy */
   unsigned pins;            /* deferred callbacks pointing at it */
   unsigned held : 1, busy : 1, renew_queued : 1, delete_queued : 1,
-    eligible : 1, gone : 1;
+    eligible : 1, gone : 1, bad_checkpoint_logged : 1;
 };
 
 /* One queued write to a lease. */
@@ -85,6 +85,7 @@ struct kcld_coordinator {
   uint64_t hold_ms;
   unsigned max_leases, max_steal;
   enum kcld_initial_position pos;
+  int at_timestamp_known;   /* leases at AT_TIMESTAMP can be started */
   struct kcld_coordinator_cbs cbs;
 
   uv_timer_t tick_timer, take_timer, sync_timer, defer_timer;
@@ -102,9 +103,12 @@ struct kcld_coordinator {
   size_t last_target;
   int takes_inflight;
   struct kcld_coordinator_stats stats;
-  unsigned ready : 1, failed : 1, closing : 1, releasing : 1, scanning : 1,
-    syncing : 1, sync_again : 1, pass_pending : 1, pass_conflict : 1,
-    retry_used : 1;
+  /* synced: the first shard sync is done; ready: and the first scan found
+   * the table usable (start-up is over). */
+  unsigned synced : 1, ready : 1, failed : 1, closing : 1, releasing : 1,
+    scanning : 1, syncing : 1, sync_again : 1, pass_pending : 1,
+    pass_conflict : 1, retry_used : 1, table_missing : 1;
+  uint64_t table_missing_ms; /* since (loop clock) */
 
   /* release_all: releases not yet answered (+1 while queuing them) */
   int release_pending;
@@ -149,6 +153,14 @@ void kcld_coord_entry_update(struct kcld_coordinator *c, struct entry *e,
 int kcld_coord_entry_expired(const struct kcld_coordinator *c,
                              const struct entry *e, uint64_t now);
 int kcld_coord_str_eq_null(const char *a, const char *b);
+/* Why the lease layer keeps this lease's shard from progressing (a
+ * KCLD_STALL_* label), or NULL. */
+const char *kcld_coord_entry_stall(const struct kcld_coordinator *c,
+                                   const struct entry *e);
+/* Whether a lease's checkpoint can be started from here (a valid
+ * checkpoint; AT_TIMESTAMP only with a known timestamp). */
+int kcld_coord_checkpoint_usable(const struct kcld_coordinator *c,
+                                 const char *checkpoint);
 
 /* Writes. */
 struct wop *kcld_coord_wop_new(struct kcld_coordinator *c, struct entry *e,
@@ -177,6 +189,15 @@ void kcld_coord_pass_done(struct kcld_coordinator *c);
 /* ======== coordinator.c ======== */
 
 void kcld_coord_sync_start(struct kcld_coordinator *c);
+/* Notes what a call to the lease table answered: KCLD_ENOTFOUND
+ * (ResourceNotFoundException) marks the table missing, logged once; an
+ * answer from the table (0, or a failed condition) marks it back.  Returns
+ * 1 when err is KCLD_ENOTFOUND (the caller need not log it again). */
+int kcld_coord_note_table(struct kcld_coordinator *c, int err);
+/* The first scan: start-up ends here, with ready(0) or ready(err) when
+ * the table cannot be used.  Returns 0 to go on with the pass. */
+int kcld_coord_first_scan(struct kcld_coordinator *c, int err,
+                          const struct kcld_lease *leases, size_t n);
 /* Queues the release of a held lease for release_all. */
 void kcld_coord_release_queue(struct kcld_coordinator *c, struct entry *e);
 /* Calls the release_all callback once every release has answered and no

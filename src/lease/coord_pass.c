@@ -185,6 +185,31 @@ static void log_plan(const struct kcld_coordinator *c,
            p->steal_from, NULL);
 }
 
+/* Logs, once per lease, a lease that is stalled on its checkpoint. */
+static void report_bad_checkpoints(struct kcld_coordinator *c)
+{
+  for (size_t i = 0; i < c->n; i++) {
+    struct entry *e = c->v[i];
+    const char *why = kcld_coord_entry_stall(c, e);
+    int bad = why && strcmp(why, KCLD_STALL_INVALID_CHECKPOINT) == 0;
+    if (bad && !e->bad_checkpoint_logged)
+      kcld_log(KCLD_LOG_ERROR, kcld_lease_checkpoint_valid(e->lease.checkpoint)
+                 ? "a lease is at the AT_TIMESTAMP checkpoint but no "
+                   "starting_timestamp is set: its shard is not consumed"
+                 : "a lease's checkpoint is not a sequence number: its "
+                   "shard is not consumed until the checkpoint is fixed "
+                   "in the lease table",
+               "shard", e->lease.shard_id, "checkpoint",
+               e->lease.checkpoint, "owner", e->lease.owner, NULL);
+    else if (!bad && e->bad_checkpoint_logged && !why)
+      kcld_log(KCLD_LOG_INFO, "a lease's checkpoint is usable again",
+               "shard", e->lease.shard_id, "checkpoint",
+               e->lease.checkpoint, NULL);
+    if (!why || bad)
+      e->bad_checkpoint_logged = bad;
+  }
+}
+
 /* Decides what to take (balance.h) and queues the takes. */
 static void take_leases(struct kcld_coordinator *c, uint64_t now)
 {
@@ -200,7 +225,10 @@ static void take_leases(struct kcld_coordinator *c, uint64_t now)
       .owner = e->lease.owner,
       .held = e->held,
       .expired = kcld_coord_entry_expired(c, e, now),
-      .finished = kcld_lease_is_finished(&e->lease) || e->gone,
+      /* Not counted, never taken: finished or gone (needs no worker), or
+       * at a checkpoint no worker can start from. */
+      .finished = kcld_lease_is_finished(&e->lease) || e->gone ||
+                  !kcld_coord_checkpoint_usable(c, e->lease.checkpoint),
       .stale_ms = now - e->last_change_ms};
   }
   struct kcld_balance_opts o = {.self = c->worker,
@@ -258,13 +286,18 @@ static void on_pass_scan(int err, struct kcld_lease *leases, size_t n,
   c->scanning = 0;
   if (c->closing)
     return;
+  int quiet = kcld_coord_note_table(c, err);
+  if (!c->ready && kcld_coord_first_scan(c, err, leases, n) != 0)
+    return;
   if (err) {
-    kcld_log(KCLD_LOG_WARN, "scanning the lease table failed", "table",
-             kcld_lease_table_name(c->table), "error", kcld_strerror(err),
-             NULL);
+    if (!quiet)
+      kcld_log(KCLD_LOG_WARN, "scanning the lease table failed", "table",
+               kcld_lease_table_name(c->table), "error", kcld_strerror(err),
+               NULL);
   } else {
     uint64_t now = uv_now(c->loop);
     merge_scan(c, leases, n, now);
+    report_bad_checkpoints(c);
     cleanup_finished(c, now);
     if (!c->releasing)
       take_leases(c, now);
@@ -276,7 +309,7 @@ static void on_pass_scan(int err, struct kcld_lease *leases, size_t n,
 
 void kcld_coord_pass_start(struct kcld_coordinator *c)
 {
-  if (!c->ready || c->closing || c->releasing)
+  if (!c->synced || c->failed || c->closing || c->releasing)
     return;
   if (c->scanning || c->takes_inflight) {
     c->pass_pending = 1;

@@ -258,6 +258,27 @@ int kcld_coord_entry_expired(const struct kcld_coordinator *c,
          now - e->last_change_ms >= c->failover_ms;
 }
 
+int kcld_coord_checkpoint_usable(const struct kcld_coordinator *c,
+                                 const char *checkpoint)
+{
+  if (!kcld_lease_checkpoint_valid(checkpoint))
+    return 0;
+  return c->at_timestamp_known ||
+         strcmp(checkpoint, KCLD_LEASE_AT_TIMESTAMP) != 0;
+}
+
+const char *kcld_coord_entry_stall(const struct kcld_coordinator *c,
+                                   const struct entry *e)
+{
+  if (e->gone || kcld_lease_is_finished(&e->lease))
+    return NULL;
+  if (c->table_missing)
+    return KCLD_STALL_LEASE_TABLE_MISSING;
+  if (!kcld_coord_checkpoint_usable(c, e->lease.checkpoint))
+    return KCLD_STALL_INVALID_CHECKPOINT;
+  return NULL;
+}
+
 /* ======== The write queue ======== */
 
 static void run_next(struct kcld_coordinator *c, struct entry *e);
@@ -588,6 +609,7 @@ static void on_written(int err, int via_reread,
   e->write_tick = ++c->tick;
   if (c->closing && err == 0)
     err = KCLD_ECANCELED; /* nothing is tracked any more */
+  int quiet = !c->closing && kcld_coord_note_table(c, err);
   if (err == 0) {
     apply_success(c, e, w, via_reread, current);
     r->ok(c, e, w, via_reread);
@@ -598,7 +620,7 @@ static void on_written(int err, int via_reread,
     kcld_coord_entry_update(c, e, current);
     if (r->conflict)
       err = r->conflict(c, e);
-  } else if (err != KCLD_ECANCELED && r->fail_log) {
+  } else if (err != KCLD_ECANCELED && !quiet && r->fail_log) {
     log_lease(KCLD_LOG_WARN, r->fail_log, c, e, "error", kcld_strerror(err));
   }
   settle(c, w, err);

@@ -28,18 +28,13 @@ static void on_sync(const struct kcld_shard_sync_result *res, void *arg)
   c->syncing = 0;
   if (c->closing)
     return;
-  if (!c->ready) {
+  if (!c->synced) {
     if (res->err) {
       c->failed = 1;
       kcld_coord_defer_ready(c, res->err);
       return;
     }
-    c->ready = 1;
-    uint64_t now = uv_now(c->loop);
-    c->next_regular_ms = now + c->take_ms;
-    uv_timer_start(&c->tick_timer, kcld_coord_on_tick, c->tick_ms, c->tick_ms);
-    uv_timer_start(&c->sync_timer, on_sync_timer, c->sync_ms, c->sync_ms);
-    kcld_coord_defer_ready(c, 0);
+    c->synced = 1; /* the first pass scan ends start-up */
   }
   if (res->err == 0 && (res->created || res->shards)) {
     char s[24], cr[24];
@@ -55,6 +50,80 @@ static void on_sync(const struct kcld_shard_sync_result *res, void *arg)
     return;
   }
   kcld_coord_pass_start(c);
+}
+
+/* ======== The table's state ======== */
+
+int kcld_coord_note_table(struct kcld_coordinator *c, int err)
+{
+  if (err == KCLD_ENOTFOUND) {
+    if (!c->table_missing) {
+      c->table_missing = 1;
+      c->table_missing_ms = uv_now(c->loop);
+      kcld_log(KCLD_LOG_ERROR, "the lease table does not exist any more: "
+               "no lease can be renewed, taken or checkpointed, and held "
+               "leases are given up after failover_time; kcld does not "
+               "recreate it while running (that would restart every shard "
+               "from starting_position): restore it, or restart kcld",
+               "table", kcld_lease_table_name(c->table), NULL);
+    }
+    return 1;
+  }
+  if (c->table_missing && (err == 0 || err == KCLD_ECONDITION)) {
+    c->table_missing = 0;
+    c->table_missing_ms = 0;
+    kcld_log(KCLD_LOG_INFO, "the lease table answers again", "table",
+             kcld_lease_table_name(c->table), NULL);
+  }
+  return 0;
+}
+
+/* Names the leases at AT_TIMESTAMP when no timestamp is known; returns how
+ * many there are. */
+static size_t check_at_timestamp(const struct kcld_coordinator *c,
+                                 const struct kcld_lease *leases, size_t n)
+{
+  char names[512] = "";
+  size_t bad = 0, len = 0;
+  if (c->at_timestamp_known)
+    return 0;
+  for (size_t i = 0; i < n; i++) {
+    if (!leases[i].checkpoint ||
+        strcmp(leases[i].checkpoint, KCLD_LEASE_AT_TIMESTAMP) != 0)
+      continue;
+    if (bad++ < 8 && len < sizeof(names))
+      len += (size_t)snprintf(names + len, sizeof(names) - len, "%s%s",
+                              len ? "," : "", leases[i].shard_id);
+  }
+  if (bad) {
+    char count[24];
+    kcld_coord_fmt_u64(count, sizeof(count), bad);
+    kcld_log(KCLD_LOG_ERROR, "leases are at the AT_TIMESTAMP checkpoint and "
+             "no timestamp is known: set starting_position: AT_TIMESTAMP "
+             "and starting_timestamp (as the KCL, kcld starts such a lease "
+             "from it), or give the leases a checkpoint",
+             "table", kcld_lease_table_name(c->table), "leases", count,
+             "shards", names, NULL);
+  }
+  return bad;
+}
+
+int kcld_coord_first_scan(struct kcld_coordinator *c, int err,
+                          const struct kcld_lease *leases, size_t n)
+{
+  if (!err && check_at_timestamp(c, leases, n))
+    err = KCLD_ECONFIG;
+  if (err) {
+    c->failed = 1;
+    kcld_coord_defer_ready(c, err);
+    return err;
+  }
+  c->ready = 1;
+  c->next_regular_ms = uv_now(c->loop) + c->take_ms;
+  uv_timer_start(&c->tick_timer, kcld_coord_on_tick, c->tick_ms, c->tick_ms);
+  uv_timer_start(&c->sync_timer, on_sync_timer, c->sync_ms, c->sync_ms);
+  kcld_coord_defer_ready(c, 0);
+  return 0;
 }
 
 void kcld_coord_sync_start(struct kcld_coordinator *c)
@@ -154,6 +223,7 @@ int kcld_coordinator_start(const struct kcld_coordinator_opts *opts,
   c->max_leases = opts->max_leases;
   c->max_steal = opts->max_steal;
   c->pos = opts->initial_position;
+  c->at_timestamp_known = c->pos == KCLD_POS_AT_TIMESTAMP;
   c->cbs = opts->cbs;
   c->stream = strdup(opts->stream);
   c->worker = strdup(opts->worker_id);
@@ -340,6 +410,8 @@ static void parents_finish(struct parents_op *op)
 static void on_parent_read(int err, const struct kcld_lease *lease, void *arg)
 {
   struct parents_op *op = arg;
+  if (!op->c->closing)
+    kcld_coord_note_table(op->c, err);
   if (err && !op->err)
     op->err = err;
   if (!err && lease && !kcld_lease_is_finished(lease))
@@ -479,6 +551,33 @@ void kcld_coordinator_stats(const struct kcld_coordinator *c,
                             struct kcld_coordinator_stats *out)
 {
   *out = c->stats;
+}
+
+void kcld_coordinator_stalls(const struct kcld_coordinator *c,
+                             kcld_coordinator_stall_cb cb, void *arg)
+{
+  for (size_t i = 0; i < c->n; i++) {
+    const char *why = kcld_coord_entry_stall(c, c->v[i]);
+    if (why)
+      cb(c->v[i]->lease.shard_id, why, arg);
+  }
+}
+
+const char *kcld_coordinator_shard_stall(const struct kcld_coordinator *c,
+                                         const char *shard_id)
+{
+  const struct entry *e = kcld_coord_entry_find(c, shard_id);
+  return e ? kcld_coord_entry_stall(c, e) : NULL;
+}
+
+void kcld_coordinator_health(const struct kcld_coordinator *c,
+                             struct kcld_coordinator_health *out)
+{
+  memset(out, 0, sizeof(*out));
+  out->table_missing = c->table_missing;
+  out->table_missing_ms = c->table_missing_ms;
+  for (size_t i = 0; i < c->n; i++)
+    out->stalled += kcld_coord_entry_stall(c, c->v[i]) != NULL;
 }
 
 /* ======== Close ======== */

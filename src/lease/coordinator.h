@@ -51,9 +51,12 @@ enum kcld_initial_position {
 struct kcld_coordinator;
 
 struct kcld_coordinator_cbs {
-  /* The lease table is reachable and the first shard sync is done
-   * (err == 0), or start-up failed (err < 0, already logged; the
-   * coordinator then does nothing until closed).  May be NULL. */
+  /* The lease table is reachable, the first shard sync is done and the
+   * first scan found the table usable (err == 0); or start-up failed (err
+   * < 0, already logged; the coordinator then does nothing until closed):
+   * KCLD_ECONFIG for a table kcld cannot use (a KCL multi-stream table;
+   * leases at the AT_TIMESTAMP checkpoint while no timestamp is known),
+   * else the failing call's error.  May be NULL. */
   void (*ready)(int err, void *arg);
   /* A lease is now ours.  Start consuming its shard from lease->checkpoint
    * once kcld_coordinator_parents_done() says so.  Required. */
@@ -81,7 +84,10 @@ struct kcld_coordinator_opts {
   enum kcld_initial_position initial_position;
   int64_t initial_timestamp_ms;  /* with KCLD_POS_AT_TIMESTAMP (the lease
                                     stores "AT_TIMESTAMP"; consumers use
-                                    this value) */
+                                    this value).  Only then is a lease at
+                                    the AT_TIMESTAMP checkpoint usable, as
+                                    in the KCL, which starts such a lease
+                                    from its configured timestamp. */
   struct kcld_coordinator_cbs cbs;
 };
 
@@ -152,6 +158,49 @@ struct kcld_coordinator_stats {
 /* Copies the counters into *out. */
 void kcld_coordinator_stats(const struct kcld_coordinator *c,
                             struct kcld_coordinator_stats *out);
+
+/* Why the lease layer keeps a shard from progressing: the reason labels of
+ * kcld_shard_stalled{shard,reason} and of /healthz. */
+#define KCLD_STALL_INVALID_CHECKPOINT "invalid_checkpoint"
+#define KCLD_STALL_LEASE_TABLE_MISSING "lease_table_missing"
+
+struct kcld_coordinator_health {
+  int table_missing;          /* the lease table answered
+                                 ResourceNotFoundException to the last call
+                                 that reached DynamoDB: nothing can be
+                                 renewed, taken or checkpointed (kcld does
+                                 not recreate it while running: that would
+                                 restart every shard from its initial
+                                 position) */
+  uint64_t table_missing_ms;  /* since when (uv_now); 0 when not missing */
+  size_t stalled;             /* shards kcld_coordinator_stalls visits now */
+};
+
+/* The lease layer's health, as of now.  Conditions are reported as soon
+ * as they are known; how long a shard may stay stalled before an alarm is
+ * the caller's business. */
+void kcld_coordinator_health(const struct kcld_coordinator *c,
+                             struct kcld_coordinator_health *out);
+
+/* Calls cb(shard_id, reason, arg) for every shard of the table (not
+ * finished) that the lease layer keeps from progressing now, whoever owns
+ * it:
+ *  - KCLD_STALL_INVALID_CHECKPOINT: its checkpoint cannot be started from
+ *    (not a sequence number nor a sentinel, e.g. "not-a-number"; or
+ *    AT_TIMESTAMP while no timestamp is known).  Such a lease is never
+ *    taken (nor counted when balancing) until its checkpoint is fixed in
+ *    the table; an error is logged once per lease.
+ *  - KCLD_STALL_LEASE_TABLE_MISSING: the table is gone (every shard known).
+ * The strings are valid during the call only.  cb must not call into the
+ * coordinator. */
+typedef void (*kcld_coordinator_stall_cb)(const char *shard_id,
+                                          const char *reason, void *arg);
+void kcld_coordinator_stalls(const struct kcld_coordinator *c,
+                             kcld_coordinator_stall_cb cb, void *arg);
+
+/* The stall reason of one shard (as above), or NULL. */
+const char *kcld_coordinator_shard_stall(const struct kcld_coordinator *c,
+                                         const char *shard_id);
 
 /* Stops timers, cancels what is in flight and frees once the handles are
  * closed: run the loop afterwards.  Does not release leases.  Before it

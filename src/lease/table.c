@@ -251,6 +251,17 @@ int kcld_lease_checkpoint_is_initial(const char *checkpoint)
                         strcmp(checkpoint, KCLD_LEASE_AT_TIMESTAMP) == 0);
 }
 
+int kcld_lease_checkpoint_valid(const char *checkpoint)
+{
+  if (!checkpoint)
+    return 0;
+  if (kcld_lease_checkpoint_is_initial(checkpoint) ||
+      strcmp(checkpoint, KCLD_LEASE_SHARD_END) == 0)
+    return 1;
+  size_t n = strspn(checkpoint, "0123456789");
+  return n > 0 && n <= KCLD_LEASE_SEQ_MAX_DIGITS && checkpoint[n] == '\0';
+}
+
 int kcld_lease_is_finished(const struct kcld_lease *l)
 {
   return l->checkpoint && strcmp(l->checkpoint, KCLD_LEASE_SHARD_END) == 0;

@@ -17,6 +17,11 @@
  *  - a lease table written in the KCL's format (owner "stale-worker",
  *    checkpoints mid-stream) is taken over with the checkpoints kept; a
  *    KCL multi-stream table is refused at start-up, nothing written;
+ *  - a lease at a checkpoint no worker can start from is never taken and
+ *    reported stalled (invalid_checkpoint) until it is fixed; the
+ *    AT_TIMESTAMP sentinel is a start-up error without a timestamp and
+ *    taken with one; a deleted lease table is noticed and reported
+ *    (lease_table_missing), the leases given up, the table not recreated;
  *  - shard sync after SplitShard and MergeShards (LATEST becomes
  *    TRIM_HORIZON below a leased parent), parents_done, shard_ended and the
  *    cleanup of finished parents after the delay;
@@ -32,6 +37,7 @@
 #include <cmocka.h>
 #include <jansson.h>
 
+#include "../harness/awssync.h"
 #include "../harness/fault.h"
 #include "../harness/harness.h"
 #include "aws/call.h"
@@ -1099,6 +1105,191 @@ static void test_multi_stream_table_refused(void **state)
   env_close(&e);
 }
 
+/* ---- Leases the lease layer cannot run ---- */
+
+struct stall_seen {
+  int n;
+  char shard[4][32];
+  char reason[4][32];
+};
+
+static void on_stall(const char *shard_id, const char *reason, void *arg)
+{
+  struct stall_seen *s = arg;
+  if (s->n < 4) {
+    snprintf(s->shard[s->n], sizeof(s->shard[0]), "%s", shard_id);
+    snprintf(s->reason[s->n], sizeof(s->reason[0]), "%s", reason);
+  }
+  s->n++;
+}
+
+static void put_kcl_lease(struct env *e, const char *id, const char *cp,
+                          const char *counter)
+{
+  raw_put(e, json_pack("{s:{s:s}, s:{s:s}, s:{s:s}, s:{s:s}, s:{s:s}}",
+                       "leaseKey", "S", id, "leaseCounter", "N", counter,
+                       "checkpoint", "S", cp, "checkpointSubSequenceNumber",
+                       "N", "0", "ownerSwitchesSinceCheckpoint", "N", "0"));
+}
+
+/* A checkpoint no worker can start from: the lease is never taken (nor
+ * renewed), the shard is reported stalled with invalid_checkpoint, and once
+ * the checkpoint is fixed in the table the lease is taken at the next
+ * pass. */
+static void test_invalid_checkpoint_stalls(void **state)
+{
+  (void)state;
+  struct env e;
+  env_open(&e);
+  create_stream(&e, 2);
+  create_kcl_table(&e);
+  const char *s0 = "shardId-000000000000", *s1 = "shardId-000000000001";
+  put_kcl_lease(&e, s0, "not-a-number", "5");
+  put_kcl_lease(&e, s1, "TRIM_HORIZON", "5");
+  struct worker w;
+  worker_start(&w, &e, "worker-stall");
+  wait_ready(&w);
+  struct count_pred p = {&w, 1};
+  assert_true(run_until(&e, holds_n, &p, 5000) >= 0);
+  run_for(&e, T_MS + 100); /* a whole take interval more */
+  assert_int_equal(w.n_held, 1);
+  assert_string_equal(w.held[0], s1);
+  assert_string_equal(kcld_coordinator_shard_stall(w.c, s0),
+                      KCLD_STALL_INVALID_CHECKPOINT);
+  assert_null(kcld_coordinator_shard_stall(w.c, s1));
+  struct stall_seen seen = {0};
+  kcld_coordinator_stalls(w.c, on_stall, &seen);
+  assert_int_equal(seen.n, 1);
+  assert_string_equal(seen.shard[0], s0);
+  assert_string_equal(seen.reason[0], "invalid_checkpoint");
+  struct kcld_coordinator_health h;
+  kcld_coordinator_health(w.c, &h);
+  assert_int_equal(h.stalled, 1);
+  assert_int_equal(h.table_missing, 0);
+  json_t *it = raw_get(&e, s0);
+  assert_null(kcld_dynamodb_attr(it, "leaseOwner"));
+  assert_int_equal(item_n(it, "leaseCounter"), 5); /* never written */
+  json_decref(it);
+
+  /* An operator fixes the checkpoint: taken at the next pass. */
+  assert_int_equal(raw_update(&e, s0, "SET #cp = :cp, #c = :c", NULL,
+                              json_pack("{s:s, s:s}", "#cp", "checkpoint",
+                                        "#c", "leaseCounter"),
+                              json_pack("{s:{s:s}, s:{s:s}}", ":cp", "S",
+                                        "1234", ":c", "N", "6")),
+                   0);
+  p.n = 2;
+  assert_true(run_until(&e, holds_n, &p, 2 * T_MS + 500) >= 0);
+  assert_null(kcld_coordinator_shard_stall(w.c, s0));
+  kcld_coordinator_health(w.c, &h);
+  assert_int_equal(h.stalled, 0);
+  assert_string_equal(w.cp_at_acquire[held_index(&w, s0)], "1234");
+  worker_close(&w);
+  env_close(&e);
+}
+
+/* A lease at the AT_TIMESTAMP sentinel is a start-up error while no
+ * timestamp is known, and is taken (for its consumer to start from the
+ * configured timestamp) when one is. */
+static void test_at_timestamp_sentinel(void **state)
+{
+  (void)state;
+  struct env e;
+  env_open(&e);
+  create_stream(&e, 1);
+  create_kcl_table(&e);
+  const char *s0 = "shardId-000000000000";
+  put_kcl_lease(&e, s0, "AT_TIMESTAMP", "2");
+  struct worker w;
+  worker_start(&w, &e, "worker-nots");
+  assert_true(run_until(&e, flag_set, &w.ready, 15000) >= 0);
+  assert_int_equal(w.ready_err, KCLD_ECONFIG);
+  run_for(&e, 100);
+  assert_int_equal(w.acquired, 0);
+  json_t *it = raw_get(&e, s0);
+  assert_null(kcld_dynamodb_attr(it, "leaseOwner"));
+  json_decref(it);
+  worker_close(&w);
+
+  struct kcld_coordinator_opts o = default_opts(&e, &w);
+  o.initial_position = KCLD_POS_AT_TIMESTAMP;
+  o.initial_timestamp_ms = 1700000000000;
+  worker_start_opts(&w, &e, "worker-ts", &o);
+  wait_ready(&w);
+  struct count_pred p = {&w, 1};
+  assert_true(run_until(&e, holds_n, &p, 5000) >= 0);
+  assert_string_equal(w.cp_at_acquire[0], "AT_TIMESTAMP");
+  assert_null(kcld_coordinator_shard_stall(w.c, s0));
+  worker_close(&w);
+  env_close(&e);
+}
+
+static int table_missing(void *ctx)
+{
+  struct kcld_coordinator_health h;
+  kcld_coordinator_health(((struct worker *)ctx)->c, &h);
+  return h.table_missing;
+}
+
+static int table_back(void *ctx)
+{
+  return !table_missing(ctx);
+}
+
+/* The lease table is deleted under a worker: it notices, reports every
+ * shard stalled with lease_table_missing, gives its leases up after the
+ * failover time (nothing can renew them) and does not recreate the table;
+ * when the table is back the state clears. */
+static void test_table_deleted(void **state)
+{
+  (void)state;
+  struct env e;
+  env_open(&e);
+  create_stream(&e, 2);
+  struct worker w;
+  worker_start(&w, &e, "worker-orphan");
+  wait_ready(&w);
+  struct count_pred p = {&w, 2};
+  assert_true(run_until(&e, holds_n, &p, 5000) >= 0);
+  struct kcld_test_aws *ta =
+    kcld_test_aws_new(NULL, kcld_emu_url(&s_emu, "dynamodb"), NULL);
+  json_t *req = json_pack("{s:s}", "TableName", e.table);
+  json_decref(kcld_test_aws_call(ta, KCLD_AWS_DYNAMODB, "DeleteTable", req,
+                                 NULL));
+  long ms = run_until(&e, table_missing, &w, 3000);
+  assert_true(ms >= 0);
+  printf("lease table deletion noticed after %ld ms (renew every %d ms)\n",
+         ms, F_MS / 3);
+  struct kcld_coordinator_health h;
+  kcld_coordinator_health(w.c, &h);
+  assert_true(h.table_missing_ms > 0);
+  assert_int_equal(h.stalled, 2);
+  assert_string_equal(kcld_coordinator_shard_stall(w.c,
+                                                   "shardId-000000000001"),
+                      KCLD_STALL_LEASE_TABLE_MISSING);
+  /* Nothing renews the leases: given up within the failover time. */
+  p.n = 0;
+  assert_true(run_until(&e, holds_n, &p, F_MS + 200) >= 0);
+  assert_int_equal(w.lost, 2);
+  assert_int_equal(checkpoint(&w, "shardId-000000000000", "1", 0),
+                   KCLD_ELOST);
+  run_for(&e, T_MS);
+  assert_true(table_missing(&w));
+  const char *type = NULL;
+  json_t *d = kcld_test_aws_call(ta, KCLD_AWS_DYNAMODB, "DescribeTable", req,
+                                 &type);
+  assert_null(d); /* not recreated behind the operator's back */
+  assert_string_equal(type, "ResourceNotFoundException");
+
+  /* Restored (here: empty): the next scan clears the state. */
+  create_kcl_table(&e);
+  assert_true(run_until(&e, table_back, &w, 3 * T_MS) >= 0);
+  json_decref(req);
+  kcld_test_aws_free(ta);
+  worker_close(&w);
+  env_close(&e);
+}
+
 /* ---- Shard sync, reshards, parents, cleanup ---- */
 
 static void test_reshard(void **state)
@@ -1294,6 +1485,9 @@ int main(void)
     cmocka_unit_test(test_zombie),
     cmocka_unit_test(test_kcl_table_takeover),
     cmocka_unit_test(test_multi_stream_table_refused),
+    cmocka_unit_test(test_invalid_checkpoint_stalls),
+    cmocka_unit_test(test_at_timestamp_sentinel),
+    cmocka_unit_test(test_table_deleted),
     cmocka_unit_test(test_reshard),
     cmocka_unit_test(test_missing_stream),
     cmocka_unit_test(test_close_answers_pending_calls),

@@ -352,6 +352,25 @@ static void test_apply_and_landed(void **state)
   assert_false(kcld_lease_checkpoint_is_initial("SHARD_END"));
   assert_false(kcld_lease_checkpoint_is_initial("123"));
   assert_false(kcld_lease_checkpoint_is_initial(NULL));
+  assert_true(kcld_lease_checkpoint_valid("AT_TIMESTAMP"));
+  assert_true(kcld_lease_checkpoint_valid("SHARD_END"));
+  assert_true(kcld_lease_checkpoint_valid("0"));
+  assert_true(kcld_lease_checkpoint_valid(
+    "49590338271490256608559692538361571095921575989136588898"));
+  assert_false(kcld_lease_checkpoint_valid("not-a-number"));
+  assert_false(kcld_lease_checkpoint_valid("12a"));
+  assert_false(kcld_lease_checkpoint_valid("-1"));
+  assert_false(kcld_lease_checkpoint_valid(""));
+  assert_false(kcld_lease_checkpoint_valid("shard_end"));
+  assert_false(kcld_lease_checkpoint_valid(NULL));
+  {
+    char big[KCLD_LEASE_SEQ_MAX_DIGITS + 2];
+    memset(big, '7', sizeof(big) - 1);
+    big[sizeof(big) - 1] = '\0';
+    assert_false(kcld_lease_checkpoint_valid(big)); /* one digit too many */
+    big[sizeof(big) - 2] = '\0';
+    assert_true(kcld_lease_checkpoint_valid(big));
+  }
   kcld_lease_clean_up(&before);
   kcld_lease_clean_up(&l);
 }

@@ -21,14 +21,19 @@
 #include "lease/coordinator.h"
 #include "log.h"
 
+/* Conditional takes in flight at once: enough to take a thousand leases
+ * in a second or two, few enough to leave the connection pool and the
+ * table's capacity to renewals and checkpoints. */
+#define KCLD_COORD_TAKES_IN_FLIGHT 32
+
 struct wop;
 
 struct entry {
   struct kcld_lease lease;
   uint64_t last_change_ms;  /* counter or owner last seen to change */
   uint64_t last_ok_ms;      /* held: start of the last successful write */
-  uint64_t last_renew_ms;   /* held: start of the last renew (or checkpoint
-                               that succeeded) */
+  uint64_t renew_due_ms;    /* held: when the next renew is due (jittered
+                               after a take, a renew or a checkpoint) */
   uint64_t eligible_ms;     /* finished and cleanable since */
   uint64_t write_tick;      /* coordinator tick of the last write done */
   uint64_t scan_gen;        /* last scan that listed it */
@@ -78,17 +83,24 @@ struct kcld_coordinator {
   struct kcld_lease_table *table;
   char *stream;
   char *worker;
-  uint64_t failover_ms, take_ms, sync_ms, cleanup_ms, renew_ms, tick_ms;
+  uint64_t failover_ms, take_ms, sync_ms, cleanup_ms, renew_ms;
   /* A held lease counts as lost once its last successful write started
-   * this long ago: failover_ms less one tick, so that the check, which runs
-   * every tick, always fires before a peer could take the lease. */
-  uint64_t hold_ms;
+   * hold_ms ago: failover_ms less guard_ms, so that the check, which runs
+   * every tick (tick_ms <= guard_ms / 2) and decides after that loop
+   * iteration's I/O, always fires before a peer could take the lease.
+   * Ticks are short so that jittered renewals go out spread over time, not
+   * in one burst per tick. */
+  uint64_t hold_ms, guard_ms, tick_ms;
   unsigned max_leases, max_steal;
   enum kcld_initial_position pos;
   int at_timestamp_known;   /* leases at AT_TIMESTAMP can be started */
   struct kcld_coordinator_cbs cbs;
 
   uv_timer_t tick_timer, take_timer, sync_timer, defer_timer;
+  /* Started by a tick that found leases due to expire: decides after the
+   * loop has read the answers that arrived meanwhile (timers run before
+   * I/O), so a stalled loop does not give up leases whose renewals landed. */
+  uv_check_t expiry_check;
   int handles_open;
 
   struct entry **v;
@@ -101,13 +113,20 @@ struct kcld_coordinator {
   uint64_t scan_gen;
   uint64_t next_regular_ms;
   size_t last_target;
-  int takes_inflight;
+  int takes_inflight;       /* takes of the pass not answered yet */
+  /* The pass's takes not sent yet (pinned entries), sent at most
+   * KCLD_COORD_TAKES_IN_FLIGHT at a time. */
+  struct entry **take_list;
+  size_t take_n, take_pos;
+  int take_steal;
+  int takes_sent;           /* sent and not answered */
+  uint64_t rng;             /* jitter */
   struct kcld_coordinator_stats stats;
   /* synced: the first shard sync is done; ready: and the first scan found
    * the table usable (start-up is over). */
   unsigned synced : 1, ready : 1, failed : 1, closing : 1, releasing : 1,
     scanning : 1, syncing : 1, sync_again : 1, pass_pending : 1,
-    pass_conflict : 1, retry_used : 1, table_missing : 1;
+    pass_conflict : 1, retry_used : 1, table_missing : 1, launching : 1;
   uint64_t table_missing_ms; /* since (loop clock) */
 
   /* release_all: releases not yet answered (+1 while queuing them) */
@@ -185,6 +204,15 @@ void kcld_coord_on_tick(uv_timer_t *t);
 void kcld_coord_pass_start(struct kcld_coordinator *c);
 /* All takes of a pass have answered. */
 void kcld_coord_pass_done(struct kcld_coordinator *c);
+/* Sends the pass's next takes while fewer than KCLD_COORD_TAKES_IN_FLIGHT
+ * are out (a take's answer calls it again). */
+void kcld_coord_takes_launch(struct kcld_coordinator *c);
+/* Forgets the takes not sent yet (release_all, close). */
+void kcld_coord_takes_drop(struct kcld_coordinator *c);
+/* How long after a take (first), a renew or a checkpoint the next renew is
+ * due: renew_ms less a random part (up to half of it after a take, a tenth
+ * otherwise), so that leases taken together do not renew together. */
+uint64_t kcld_coord_renew_after(struct kcld_coordinator *c, int first);
 
 /* ======== coordinator.c ======== */
 

@@ -11,28 +11,53 @@
 
 /* ======== Renewal and expiry (tick) ======== */
 
+static void on_expiry_check(uv_check_t *h)
+{
+  struct kcld_coordinator *c = h->data;
+  uint64_t now = uv_now(c->loop);
+  uv_check_stop(h);
+  for (size_t i = 0; i < c->n && !c->closing; i++) {
+    struct entry *e = c->v[i];
+    if (e->held && now - e->last_ok_ms >= c->hold_ms)
+      kcld_coord_lose(c, e, "not renewed within failover_time", NULL, 0);
+  }
+}
+
 void kcld_coord_on_tick(uv_timer_t *t)
 {
   struct kcld_coordinator *c = t->data;
   uint64_t now = uv_now(c->loop);
+  int expiring = 0;
   for (size_t i = 0; i < c->n && !c->closing; i++) {
     struct entry *e = c->v[i];
     if (!e->held)
       continue;
     if (now - e->last_ok_ms >= c->hold_ms) {
-      kcld_coord_lose(c, e, "not renewed within failover_time", NULL, 0);
+      expiring = 1; /* decided in on_expiry_check */
       continue;
     }
-    if (c->releasing || e->renew_queued ||
-        now - e->last_renew_ms < c->renew_ms)
+    if (c->releasing || e->renew_queued || now < e->renew_due_ms)
       continue;
     struct wop *w = kcld_coord_wop_new(c, e, KCLD_LEASE_RENEW);
     if (!w)
       continue;
     e->renew_queued = 1;
-    e->last_renew_ms = now;
+    e->renew_due_ms = now + kcld_coord_renew_after(c, 0);
     kcld_coord_enqueue(c, e, w);
   }
+  if (expiring && !c->closing)
+    uv_check_start(&c->expiry_check, on_expiry_check);
+}
+
+uint64_t kcld_coord_renew_after(struct kcld_coordinator *c, int first)
+{
+  uint64_t x = c->rng; /* xorshift64 */
+  x ^= x << 13;
+  x ^= x >> 7;
+  x ^= x << 17;
+  c->rng = x;
+  uint64_t span = first ? c->renew_ms / 2 : c->renew_ms / 10;
+  return c->renew_ms - x % (span + 1);
 }
 
 /* ======== Take passes ======== */
@@ -246,22 +271,57 @@ static void take_leases(struct kcld_coordinator *c, uint64_t now)
   struct entry **targets = calloc(p.n_take ? p.n_take : 1, sizeof(*targets));
   for (size_t i = 0; targets && i < p.n_take; i++)
     targets[i] = c->v[p.take[i]];
-  int steal = p.steal;
   size_t n_take = targets ? p.n_take : 0;
+  c->take_steal = p.steal;
   kcld_balance_plan_clean_up(&p);
   free(bl);
-  /* Count them all first: enqueue may complete one synchronously. */
+  if (n_take == 0) {
+    free(targets);
+    return;
+  }
+  /* Pinned until sent; counted now, so that a take answered at once does
+   * not end the pass. */
+  for (size_t i = 0; i < n_take; i++)
+    targets[i]->pins++;
+  c->take_list = targets;
+  c->take_n = n_take;
+  c->take_pos = 0;
   c->takes_inflight += (int)n_take;
-  for (size_t i = 0; i < n_take; i++) {
-    struct wop *w = kcld_coord_wop_new(c, targets[i], KCLD_LEASE_TAKE);
+  kcld_coord_takes_launch(c);
+}
+
+void kcld_coord_takes_launch(struct kcld_coordinator *c)
+{
+  if (c->launching)
+    return; /* a take answered while sending: the loop below goes on */
+  c->launching = 1;
+  while (!c->closing && c->takes_sent < KCLD_COORD_TAKES_IN_FLIGHT &&
+         c->take_pos < c->take_n) {
+    struct entry *e = c->take_list[c->take_pos++];
+    e->pins--;
+    struct wop *w = kcld_coord_wop_new(c, e, KCLD_LEASE_TAKE);
     if (!w) {
       c->takes_inflight--;
       continue;
     }
-    w->steal = steal;
-    kcld_coord_enqueue(c, targets[i], w);
+    w->steal = c->take_steal;
+    c->takes_sent++;
+    kcld_coord_enqueue(c, e, w);
   }
-  free(targets);
+  c->launching = 0;
+  if (c->take_list && c->take_pos == c->take_n)
+    kcld_coord_takes_drop(c);
+}
+
+void kcld_coord_takes_drop(struct kcld_coordinator *c)
+{
+  for (size_t i = c->take_pos; i < c->take_n; i++) {
+    c->take_list[i]->pins--;
+    c->takes_inflight--;
+  }
+  free(c->take_list);
+  c->take_list = NULL;
+  c->take_n = c->take_pos = 0;
 }
 
 void kcld_coord_pass_done(struct kcld_coordinator *c)

@@ -355,6 +355,8 @@ static void settle(struct kcld_coordinator *c, struct wop *w, int err)
   switch (w->kind) {
   case KCLD_LEASE_TAKE:
     c->takes_inflight--;
+    c->takes_sent--;
+    kcld_coord_takes_launch(c);
     break;
   case KCLD_LEASE_RENEW:
     w->e->renew_queued = 0;
@@ -483,7 +485,7 @@ static void ok_take(struct kcld_coordinator *c, struct entry *e,
   e->held = 1;
   e->gone = 0;
   e->last_ok_ms = w->started_ms;
-  e->last_renew_ms = w->started_ms;
+  e->renew_due_ms = w->started_ms + kcld_coord_renew_after(c, 1);
   if (w->steal)
     c->stats.stolen++;
   else
@@ -509,10 +511,9 @@ static void ok_renew(struct kcld_coordinator *c, struct entry *e,
 static void ok_checkpoint(struct kcld_coordinator *c, struct entry *e,
                           struct wop *w, int via_reread)
 {
-  (void)c;
   if (e->held && !via_reread) {
     e->last_ok_ms = w->started_ms;
-    e->last_renew_ms = w->started_ms;
+    e->renew_due_ms = w->started_ms + kcld_coord_renew_after(c, 0);
   }
   kcld_log(KCLD_LOG_DEBUG, "checkpoint written", "shard", e->lease.shard_id,
            "checkpoint", w->seq, NULL);

@@ -17,6 +17,7 @@
 #define DEF_FAILOVER_MS 10000
 #define DEF_SYNC_MS 60000
 #define TABLE_WAIT_MS 60000
+#define TICK_MAX_MS 100
 
 static void on_sync_timer(uv_timer_t *t);
 
@@ -214,12 +215,15 @@ int kcld_coordinator_start(const struct kcld_coordinator_opts *opts,
                                             : DEF_SYNC_MS;
   c->cleanup_ms = opts->cleanup_delay_ms;
   c->renew_ms = c->failover_ms / 3 ? c->failover_ms / 3 : 1;
-  c->tick_ms = c->failover_ms / 10;
-  if (c->tick_ms < 5)
-    c->tick_ms = 5;
-  if (c->tick_ms > 1000)
-    c->tick_ms = 1000;
-  c->hold_ms = c->failover_ms > c->tick_ms ? c->failover_ms - c->tick_ms : 1;
+  c->guard_ms = c->failover_ms / 10;
+  if (c->guard_ms < 5)
+    c->guard_ms = 5;
+  if (c->guard_ms > 1000)
+    c->guard_ms = 1000;
+  c->tick_ms = c->guard_ms / 2 < TICK_MAX_MS ? c->guard_ms / 2 : TICK_MAX_MS;
+  c->hold_ms = c->failover_ms > c->guard_ms ? c->failover_ms - c->guard_ms
+                                            : 1;
+  c->rng = (uv_hrtime() ^ (uint64_t)(uintptr_t)c) | 1;
   c->max_leases = opts->max_leases;
   c->max_steal = opts->max_steal;
   c->pos = opts->initial_position;
@@ -241,6 +245,9 @@ int kcld_coordinator_start(const struct kcld_coordinator_opts *opts,
     timers[i]->data = c;
     c->handles_open++;
   }
+  uv_check_init(c->loop, &c->expiry_check);
+  c->expiry_check.data = c;
+  c->handles_open++;
   rc = kcld_lease_table_ensure(c->table, TABLE_WAIT_MS, on_ensured, c);
   if (rc < 0) {
     kcld_coordinator_close(c);
@@ -526,6 +533,7 @@ void kcld_coordinator_release_all(struct kcld_coordinator *c, kcld_lease_cb cb,
   c->release_arg = arg;
   c->release_err = 0;
   c->release_pending = 1; /* held until every release is queued */
+  kcld_coord_takes_drop(c); /* those not sent yet are not taken */
   size_t n = 0;
   for (size_t i = 0; i < c->n; i++)
     if (c->v[i]->held) {
@@ -597,6 +605,7 @@ void kcld_coordinator_close(struct kcld_coordinator *c)
   c->kin = NULL;
   /* Writes still queued behind them. */
   kcld_coord_cancel_writes(c);
+  kcld_coord_takes_drop(c);
   if (c->release_cb) {
     c->release_pending = 0;
     c->takes_inflight = 0;
@@ -608,4 +617,5 @@ void kcld_coordinator_close(struct kcld_coordinator *c)
   kcld_coord_defer_flush(c);
   for (size_t i = 0; i < 4; i++)
     uv_close((uv_handle_t *)timers[i], on_handle_closed);
+  uv_close((uv_handle_t *)&c->expiry_check, on_handle_closed);
 }

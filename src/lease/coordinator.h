@@ -9,17 +9,22 @@
  * write to a lease item is conditional on what this worker last saw.
  *
  * Timing (F = failover_ms, T = take_interval_ms):
- *  - Held leases are renewed every F/3.  A held lease is checked every F/10
- *    and counts as lost, renew in flight or not, once its last successful
- *    write started F - F/10 ago on our monotonic clock, so always before a
- *    peer could take it; it is never renewed again.
+ *  - Held leases are renewed every F/3, each on its own jittered schedule
+ *    (the first renewal after a take at a random point in [F/6, F/3], later
+ *    ones up to F/30 early), so that leases taken together do not renew in
+ *    one burst.  A held lease counts as lost, renew in flight or not, once
+ *    its last successful write started F - F/10 ago on our monotonic clock
+ *    (checked every min(F/20, 100 ms), after that loop iteration's I/O), so
+ *    always before a peer could take it; it is never renewed again.
  *  - A lease of another worker is expired when its leaseCounter has not
  *    changed for F on our clock (first sight counts as a change).
  *  - Take passes (Scan, balance, take/steal; see balance.h) run every T, and
  *    also at the moment a lease of another worker would expire when that is
  *    sooner (so a dead worker's leases are taken within F + min(F, T) of
  *    its last renewal, not 2T).  A pass whose take lost a race runs once
- *    more at once.
+ *    more at once.  At most KCLD_COORD_TAKES_IN_FLIGHT (32) takes are in
+ *    flight at once, so a worker starting on an idle table of thousands of
+ *    leases takes them quickly without starving its renewals.
  *  - Writes to one lease are serialized: at most one in flight, the others
  *    queued, so the expected counter is always the one last written.
  *

@@ -43,6 +43,7 @@ static int index_build(struct lease_index *ix,
   if (!ix->v || !ix->named_parents) {
     free(ix->v);
     free(ix->named_parents);
+    memset(ix, 0, sizeof(*ix)); /* index_free stays safe */
     return KCLD_ENOMEM;
   }
   for (size_t i = 0; i < n; i++) {
@@ -361,6 +362,10 @@ struct sync_op {
   size_t n_leases;
   struct kcld_lease *todo;
   size_t n_todo, next;
+  unsigned char *done;   /* todo[i] exists now */
+  struct lease_index todo_ix; /* todo by shard id */
+  size_t inflight;
+  int err;               /* the first create that failed */
   struct kcld_shard_sync_result res;
   kcld_shard_sync_cb cb;
   void *arg;
@@ -379,6 +384,8 @@ static void op_free(struct sync_op *op)
 {
   leases_free(op->leases, op->n_leases);
   leases_free(op->todo, op->n_todo);
+  free(op->done);
+  index_free(&op->todo_ix);
   for (size_t i = 0; i < op->n_children; i++)
     free(op->children[i]);
   free(op->children);
@@ -394,44 +401,100 @@ static void sync_end(struct sync_op *op, int err)
   op_free(op);
 }
 
-static void sync_create_next(struct sync_op *op);
+/* Leases created at once: creating a thousand one at a time took seconds
+ * of start-up. */
+#define CREATES_IN_FLIGHT 32
+
+static void sync_create_more(struct sync_op *op);
+
+struct create_req {
+  struct sync_op *op;
+  size_t i;
+};
+
+/* Whether every parent of todo[i] that this sync creates exists now. */
+static int parents_created(const struct sync_op *op, size_t i)
+{
+  const struct kcld_lease *l = &op->todo[i];
+  for (size_t k = 0; k < l->n_parents; k++) {
+    const struct kcld_lease *p = index_find(&op->todo_ix, l->parents[k]);
+    if (p && !op->done[p - op->todo])
+      return 0;
+  }
+  return 1;
+}
 
 static void on_created(int err, int created, void *arg)
 {
-  struct sync_op *op = arg;
-  const struct kcld_lease *l = &op->todo[op->next];
+  struct create_req *rq = arg;
+  struct sync_op *op = rq->op;
+  const struct kcld_lease *l = &op->todo[rq->i];
+  free(rq);
+  op->inflight--;
   if (err) {
-    if (err != KCLD_ECANCELED)
+    if (err != KCLD_ECANCELED && !op->err)
       kcld_log(KCLD_LOG_WARN, "creating a lease failed; sync stops here",
                "shard", l->shard_id, "error", kcld_strerror(err), NULL);
-    sync_end(op, err);
-    return;
-  }
-  if (created) {
+    if (!op->err)
+      op->err = err;
+  } else if (created) {
+    op->done[l - op->todo] = 1;
     op->res.created++;
     kcld_log(KCLD_LOG_INFO, "lease created", "shard", l->shard_id,
              "checkpoint", l->checkpoint, "parents",
              l->n_parents ? l->parents[0] : NULL, "adjacent_parent",
              l->n_parents > 1 ? l->parents[1] : NULL, NULL);
   } else {
+    op->done[l - op->todo] = 1;
     op->res.existed++;
   }
-  op->next++;
-  sync_create_next(op);
+  sync_create_more(op);
 }
 
-/* Creates the planned leases one at a time, parents first: a failure stops
- * the sync so that no child lease exists without its parent's. */
-static void sync_create_next(struct sync_op *op)
+/* Creates the planned leases, up to CREATES_IN_FLIGHT at once, a child only
+ * once its parents' leases exist: a failure stops the sync (after the
+ * creates in flight answered) so that no child lease exists without its
+ * parent's. */
+static void sync_create_more(struct sync_op *op)
 {
-  if (op->next >= op->n_todo) {
-    sync_end(op, 0);
+  while (!op->err && op->inflight < CREATES_IN_FLIGHT &&
+         op->next < op->n_todo && parents_created(op, op->next)) {
+    struct create_req *rq = malloc(sizeof(*rq));
+    int rc = rq ? 0 : KCLD_ENOMEM;
+    if (rq) {
+      *rq = (struct create_req){.op = op, .i = op->next};
+      rc = kcld_lease_table_create(op->table, &op->todo[op->next],
+                                   on_created, rq);
+    }
+    if (rc < 0) {
+      free(rq);
+      op->err = rc;
+      break;
+    }
+    op->next++;
+    op->inflight++;
+  }
+  if (op->inflight == 0 && (op->err || op->next >= op->n_todo))
+    sync_end(op, op->err);
+}
+
+/* Starts creating op->todo. */
+static void sync_create(struct sync_op *op)
+{
+  const struct kcld_lease **lp = calloc(op->n_todo ? op->n_todo : 1,
+                                        sizeof(*lp));
+  op->done = calloc(op->n_todo ? op->n_todo : 1, 1);
+  int rc = lp && op->done ? 0 : KCLD_ENOMEM;
+  for (size_t i = 0; !rc && i < op->n_todo; i++)
+    lp[i] = &op->todo[i];
+  if (!rc)
+    rc = index_build(&op->todo_ix, lp, op->n_todo);
+  free(lp);
+  if (rc) {
+    sync_end(op, rc);
     return;
   }
-  int rc = kcld_lease_table_create(op->table, &op->todo[op->next], on_created,
-                                   op);
-  if (rc < 0)
-    sync_end(op, rc);
+  sync_create_more(op);
 }
 
 static void on_children_listed(const struct kcld_kinesis_shard_list *res,
@@ -469,7 +532,7 @@ static void on_children_listed(const struct kcld_kinesis_shard_list *res,
     }
     op->n_todo++;
   }
-  sync_create_next(op);
+  sync_create(op);
 }
 
 static void on_listed(const struct kcld_kinesis_shard_list *res, void *arg)
@@ -498,7 +561,7 @@ static void on_listed(const struct kcld_kinesis_shard_list *res, void *arg)
     sync_end(op, rc);
     return;
   }
-  sync_create_next(op);
+  sync_create(op);
 }
 
 static void on_sync_scan(int err, struct kcld_lease *leases, size_t n,

@@ -3,8 +3,9 @@
  * A sync lists every shard (ListShards, all pages, backing off on
  * LimitExceeded), scans the lease table and creates the leases that are
  * missing (PutItem if not exists, so peers syncing at the same time are
- * harmless), parents before children, each with parentShardId (ParentShardId
- * and AdjacentParentShardId) and the hash key range:
+ * harmless; several at once, a child only once its parents' leases exist),
+ * each with parentShardId (ParentShardId and AdjacentParentShardId) and the
+ * hash key range:
  *
  *  - A shard that has no lease but has a descendant with one (in the shard
  *    list, or a lease naming it as a parent) is finished and was cleaned up:

@@ -25,6 +25,9 @@
  *  - shard sync after SplitShard and MergeShards (LATEST becomes
  *    TRIM_HORIZON below a leased parent), parents_done, shard_ended and the
  *    cleanup of finished parents after the delay;
+ *  - 80 leases, more than the takes and creations let in flight at once,
+ *    are all held and renewed; a fresh table on a resharded stream gets the
+ *    parent's lease first (a failed parent create leaves no child lease);
  *  - start-up against a stream that does not exist reports the error. */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -1409,6 +1412,126 @@ static void test_reshard(void **state)
   env_close(&e);
 }
 
+static void count_acquired(const struct kcld_lease *l, void *arg)
+{
+  (void)l;
+  ((struct worker *)arg)->acquired++;
+}
+
+static void count_lost(const char *shard_id, void *arg)
+{
+  (void)shard_id;
+  ((struct worker *)arg)->lost++;
+}
+
+static int acquired_n(void *ctx)
+{
+  struct count_pred *p = ctx;
+  return p->w->acquired - p->w->lost >= p->n;
+}
+
+/* More leases than the takes (and lease creations) let in flight at once:
+ * the window keeps going until all are held, and every lease is renewed
+ * (on its own jittered schedule) without a loss. */
+static void test_many_leases(void **state)
+{
+  (void)state;
+  struct env e;
+  env_open(&e);
+  enum { N = 80 };
+  create_stream(&e, N);
+  struct worker w;
+  struct kcld_coordinator_opts o = default_opts(&e, &w);
+  o.cbs.acquired = count_acquired; /* more than a worker tracks by name */
+  o.cbs.lost = count_lost;
+  /* Renewals every 500 ms: 160 writes a second, well within the
+   * emulator's means on a loaded machine (F_MS would ask 400). */
+  o.failover_ms = 1500;
+  o.take_interval_ms = 3000;
+  worker_start_opts(&w, &e, "worker-many", &o);
+  wait_ready(&w);
+  struct count_pred p = {&w, N};
+  long ms = run_until(&e, acquired_n, &p, 5000);
+  assert_true(ms >= 0);
+  printf("%d leases held %ld ms after ready (%d takes in flight at most)\n",
+         N, ms, 32);
+  assert_int_equal(kcld_coordinator_held(w.c), N);
+  struct snapshot s;
+  snap_take(&e, &s);
+  assert_int_equal(s.n, 64); /* the snapshot keeps the first 64 */
+  snap_free(&s);
+  run_for(&e, 1500);
+  assert_int_equal(kcld_coordinator_held(w.c), N);
+  struct kcld_coordinator_stats st;
+  kcld_coordinator_stats(w.c, &st);
+  assert_int_equal(st.taken, N);
+  assert_int_equal(st.lost, 0);
+  assert_int_equal(w.lost, 0);
+  /* Every lease renewed at least twice in F (renewals every F/3, a bit
+   * sooner when jittered): counter >= 3 after the take's 1. */
+  for (int i = 0; i < N; i++) {
+    char id[32];
+    snprintf(id, sizeof(id), "shardId-%012d", i);
+    json_t *it = raw_get(&e, id);
+    assert_string_equal(item_s(it, "leaseOwner"), "worker-many");
+    assert_true(item_n(it, "leaseCounter") >= 3);
+    json_decref(it);
+  }
+  worker_close(&w);
+  env_close(&e);
+}
+
+/* A fresh table on a stream with a closed parent: the sync creates the
+ * parent's lease before its children's, several at once but never a child
+ * before its parent exists; a failed parent create leaves no child lease. */
+static void test_sync_parent_first(void **state)
+{
+  (void)state;
+  const char *fault = kcld_emu_url(&s_emu, "fault");
+  char script[1024];
+  snprintf(script, sizeof(script),
+           "{\"upstream\":\"%s\",\"steps\":[{\"target\":\"PutItem\","
+           "\"status\":400,\"body\":{\"__type\":\"com.amazonaws.dynamodb."
+           "v20120810#ValidationException\",\"message\":\"injected\"}}],"
+           "\"then\":\"proxy\"}",
+           kcld_emu_url(&s_emu, "dynamodb"));
+  assert_int_equal(kcld_fault_script(fault, script), 0);
+  struct env e;
+  env_open(&e);
+  e.aws_fault = aws_client(&e, fault);
+  create_stream(&e, 1);
+  const char *s0 = "shardId-000000000000", *s1 = "shardId-000000000001",
+             *s2 = "shardId-000000000002";
+  split_shard(&e, s0, "170141183460469231731687303715884105728");
+  struct worker w;
+  struct kcld_coordinator_opts o = default_opts(&e, &w);
+  o.aws = e.aws_fault;
+  worker_start_opts(&w, &e, "worker-first", &o);
+  assert_true(run_until(&e, flag_set, &w.ready, 15000) >= 0);
+  assert_int_not_equal(w.ready_err, 0);
+  assert_int_equal(
+    kcld_fault_count(fault, NULL, "DynamoDB_20120810.PutItem"), 1);
+  struct snapshot s;
+  snap_take(&e, &s);
+  assert_int_equal(s.n, 0); /* no child without its parent */
+  snap_free(&s);
+  worker_close(&w);
+
+  worker_start_opts(&w, &e, "worker-first", &o);
+  wait_ready(&w);
+  struct count_pred p = {&w, 3};
+  assert_true(run_until(&e, holds_n, &p, 5000) >= 0);
+  for (int k = 0; k < 2; k++) {
+    json_t *it = raw_get(&e, k ? s2 : s1);
+    json_t *par = kcld_dynamodb_as_ss(kcld_dynamodb_attr(it,
+                                                         "parentShardId"));
+    assert_string_equal(json_string_value(json_array_get(par, 0)), s0);
+    json_decref(it);
+  }
+  worker_close(&w);
+  env_close(&e);
+}
+
 static void test_missing_stream(void **state)
 {
   (void)state;
@@ -1489,6 +1612,8 @@ int main(void)
     cmocka_unit_test(test_at_timestamp_sentinel),
     cmocka_unit_test(test_table_deleted),
     cmocka_unit_test(test_reshard),
+    cmocka_unit_test(test_many_leases),
+    cmocka_unit_test(test_sync_parent_first),
     cmocka_unit_test(test_missing_stream),
     cmocka_unit_test(test_close_answers_pending_calls),
   };

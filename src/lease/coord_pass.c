@@ -383,7 +383,10 @@ void kcld_coord_pass_start(struct kcld_coordinator *c)
     c->scanning = 0;
     kcld_log(KCLD_LOG_WARN, "the lease table scan could not be sent",
              "error", kcld_strerror(rc), NULL);
-    schedule_pass(c);
+    if (c->ready)
+      schedule_pass(c);
+    else
+      kcld_coord_first_scan(c, rc, NULL, 0); /* start-up fails */
   }
 }
 

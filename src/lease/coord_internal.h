@@ -15,9 +15,7 @@
 #ifndef KCLD_LEASE_COORD_INTERNAL_H
 #define KCLD_LEASE_COORD_INTERNAL_H
 
-#include <inttypes.h>
-#include <stdio.h>
-
+#include "base/fmt.h"
 #include "lease/coordinator.h"
 #include "log.h"
 
@@ -120,7 +118,6 @@ struct kcld_coordinator {
   size_t take_n, take_pos;
   int take_steal;
   int takes_sent;           /* sent and not answered */
-  uint64_t rng;             /* jitter */
   struct kcld_coordinator_stats stats;
   /* synced: the first shard sync is done; ready: and the first scan found
    * the table usable (start-up is over). */
@@ -135,11 +132,6 @@ struct kcld_coordinator {
   kcld_lease_cb release_cb;
   void *release_arg;
 };
-
-static inline void kcld_coord_fmt_u64(char *buf, size_t cap, uint64_t v)
-{
-  snprintf(buf, cap, "%" PRIu64, v);
-}
 
 /* ======== coord_queue.c ======== */
 

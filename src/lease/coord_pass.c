@@ -4,6 +4,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "base/rand.h"
 #include "err.h"
 #include "lease/balance.h"
 #include "lease/coord_internal.h"
@@ -51,13 +52,8 @@ void kcld_coord_on_tick(uv_timer_t *t)
 
 uint64_t kcld_coord_renew_after(struct kcld_coordinator *c, int first)
 {
-  uint64_t x = c->rng; /* xorshift64 */
-  x ^= x << 13;
-  x ^= x >> 7;
-  x ^= x << 17;
-  c->rng = x;
   uint64_t span = first ? c->renew_ms / 2 : c->renew_ms / 10;
-  return c->renew_ms - x % (span + 1);
+  return c->renew_ms - kcld_rand_u64() % (span + 1);
 }
 
 /* ======== Take passes ======== */
@@ -200,11 +196,11 @@ static void log_plan(const struct kcld_coordinator *c,
                      const struct kcld_balance_plan *p)
 {
   char a[24], b[24], t[24], h[24], k[24];
-  kcld_coord_fmt_u64(a, sizeof(a), p->leases);
-  kcld_coord_fmt_u64(b, sizeof(b), p->workers);
-  kcld_coord_fmt_u64(t, sizeof(t), p->target);
-  kcld_coord_fmt_u64(h, sizeof(h), p->held);
-  kcld_coord_fmt_u64(k, sizeof(k), p->n_take);
+  kcld_fmt_u64(a, sizeof(a), p->leases);
+  kcld_fmt_u64(b, sizeof(b), p->workers);
+  kcld_fmt_u64(t, sizeof(t), p->target);
+  kcld_fmt_u64(h, sizeof(h), p->held);
+  kcld_fmt_u64(k, sizeof(k), p->n_take);
   kcld_log(KCLD_LOG_DEBUG, "take pass", "worker", c->worker, "leases", a,
            "workers", b, "target", t, "held", h, "taking", k, "steal_from",
            p->steal_from, NULL);

@@ -329,7 +329,7 @@ static void log_lease(enum kcld_log_level lvl, const char *msg,
                       const struct entry *e, const char *k1, const char *v1)
 {
   char counter[24];
-  kcld_coord_fmt_u64(counter, sizeof(counter), e->lease.counter);
+  kcld_fmt_u64(counter, sizeof(counter), e->lease.counter);
   kcld_log(lvl, msg, "shard", e->lease.shard_id, "worker", c->worker,
            "owner", e->lease.owner, "counter", counter, k1, v1, NULL);
 }

@@ -39,8 +39,8 @@ static void on_sync(const struct kcld_shard_sync_result *res, void *arg)
   }
   if (res->err == 0 && (res->created || res->shards)) {
     char s[24], cr[24];
-    kcld_coord_fmt_u64(s, sizeof(s), res->shards);
-    kcld_coord_fmt_u64(cr, sizeof(cr), res->created);
+    kcld_fmt_u64(s, sizeof(s), res->shards);
+    kcld_fmt_u64(cr, sizeof(cr), res->created);
     kcld_log(res->created ? KCLD_LOG_INFO : KCLD_LOG_DEBUG,
              "shard sync done", "stream", c->stream, "shards", s, "created",
              cr, NULL);
@@ -98,7 +98,7 @@ static size_t check_at_timestamp(const struct kcld_coordinator *c,
   }
   if (bad) {
     char count[24];
-    kcld_coord_fmt_u64(count, sizeof(count), bad);
+    kcld_fmt_u64(count, sizeof(count), bad);
     kcld_log(KCLD_LOG_ERROR, "leases are at the AT_TIMESTAMP checkpoint and "
              "no timestamp is known: set starting_position: AT_TIMESTAMP "
              "and starting_timestamp (as the KCL, kcld starts such a lease "
@@ -223,7 +223,6 @@ int kcld_coordinator_start(const struct kcld_coordinator_opts *opts,
   c->tick_ms = c->guard_ms / 2 < TICK_MAX_MS ? c->guard_ms / 2 : TICK_MAX_MS;
   c->hold_ms = c->failover_ms > c->guard_ms ? c->failover_ms - c->guard_ms
                                             : 1;
-  c->rng = (uv_hrtime() ^ (uint64_t)(uintptr_t)c) | 1;
   c->max_leases = opts->max_leases;
   c->max_steal = opts->max_steal;
   c->pos = opts->initial_position;
@@ -541,7 +540,7 @@ void kcld_coordinator_release_all(struct kcld_coordinator *c, kcld_lease_cb cb,
       n++;
     }
   char buf[24];
-  kcld_coord_fmt_u64(buf, sizeof(buf), n);
+  kcld_fmt_u64(buf, sizeof(buf), n);
   kcld_log(KCLD_LOG_INFO, "releasing every held lease", "worker", c->worker,
            "leases", buf, NULL);
   kcld_coord_release_done_one(c, 0);

@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "base/fmt.h"
+#include "base/seq.h"
 #include "err.h"
 #include "log.h"
 
@@ -258,8 +259,7 @@ int kcld_lease_checkpoint_valid(const char *checkpoint)
   if (kcld_lease_checkpoint_is_initial(checkpoint) ||
       strcmp(checkpoint, KCLD_LEASE_SHARD_END) == 0)
     return 1;
-  size_t n = strspn(checkpoint, "0123456789");
-  return n > 0 && n <= KCLD_LEASE_SEQ_MAX_DIGITS && checkpoint[n] == '\0';
+  return kcld_seq_valid(checkpoint);
 }
 
 int kcld_lease_is_finished(const struct kcld_lease *l)

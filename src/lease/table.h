@@ -95,13 +95,10 @@ json_t *kcld_lease_to_item(const struct kcld_lease *l);
 /* 1 for TRIM_HORIZON, LATEST and AT_TIMESTAMP (a lease not started yet). */
 int kcld_lease_checkpoint_is_initial(const char *checkpoint);
 
-/* A Kinesis sequence number has at most this many decimal digits. */
-#define KCLD_LEASE_SEQ_MAX_DIGITS 128
-
 /* 1 when a lease can be started from its checkpoint: one of the four
- * sentinels above, or a sequence number (1 to KCLD_LEASE_SEQ_MAX_DIGITS
- * decimal digits).  Anything else (e.g. "not-a-number") is a checkpoint
- * no worker can resume from. */
+ * sentinels above, or a sequence number (kcld_seq_valid, base/seq.h).
+ * Anything else (e.g. "not-a-number") is a checkpoint no worker can resume
+ * from. */
 int kcld_lease_checkpoint_valid(const char *checkpoint);
 
 /* 1 when the lease is at SHARD_END. */

@@ -17,6 +17,7 @@
 #include <jansson.h>
 
 #include "err.h"
+#include "base/seq.h"
 #include "lease/table.h"
 
 static json_t *load(const char *text)
@@ -364,7 +365,7 @@ static void test_apply_and_landed(void **state)
   assert_false(kcld_lease_checkpoint_valid("shard_end"));
   assert_false(kcld_lease_checkpoint_valid(NULL));
   {
-    char big[KCLD_LEASE_SEQ_MAX_DIGITS + 2];
+    char big[KCLD_SEQ_MAX + 2];
     memset(big, '7', sizeof(big) - 1);
     big[sizeof(big) - 1] = '\0';
     assert_false(kcld_lease_checkpoint_valid(big)); /* one digit too many */

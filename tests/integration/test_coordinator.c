@@ -908,15 +908,23 @@ static void test_three_workers(void **state)
 
 /* ---- Zombie ---- */
 
+/* The fault endpoint in front of dynalite runs these steps (a JSON
+ * array), then passes everything on. */
+static void fault_steps(const char *steps)
+{
+  char script[1024];
+  snprintf(script, sizeof(script),
+           "{\"upstream\":\"%s\",\"steps\":%s,\"then\":\"proxy\"}",
+           kcld_emu_url(&s_emu, "dynamodb"), steps);
+  assert_int_equal(kcld_fault_script(kcld_emu_url(&s_emu, "fault"), script),
+                   0);
+}
+
 static void test_zombie(void **state)
 {
   (void)state;
   const char *fault = kcld_emu_url(&s_emu, "fault");
-  char script[512];
-  snprintf(script, sizeof(script),
-           "{\"upstream\":\"%s\",\"steps\":[],\"then\":\"proxy\"}",
-           kcld_emu_url(&s_emu, "dynamodb"));
-  assert_int_equal(kcld_fault_script(fault, script), 0);
+  fault_steps("[]");
   struct env e;
   env_open(&e);
   e.aws_fault = aws_client(&e, fault);
@@ -932,11 +940,8 @@ static void test_zombie(void **state)
   assert_int_equal(checkpoint(&z, s0, "100", 0), 0);
 
   /* From now on the zombie's writes hang for 4 s before they go through. */
-  snprintf(script, sizeof(script),
-           "{\"upstream\":\"%s\",\"steps\":[{\"target\":\"UpdateItem\","
-           "\"delay_ms\":4000,\"times\":1000}],\"then\":\"proxy\"}",
-           kcld_emu_url(&s_emu, "dynamodb"));
-  assert_int_equal(kcld_fault_script(fault, script), 0);
+  fault_steps("[{\"target\":\"UpdateItem\",\"delay_ms\":4000,"
+              "\"times\":1000}]");
   long ms = run_until(&e, lost_once, &z, 3000);
   assert_true(ms >= 0);
   printf("zombie lost its lease by its own clock %ld ms after its writes "
@@ -1488,14 +1493,9 @@ static void test_sync_parent_first(void **state)
 {
   (void)state;
   const char *fault = kcld_emu_url(&s_emu, "fault");
-  char script[1024];
-  snprintf(script, sizeof(script),
-           "{\"upstream\":\"%s\",\"steps\":[{\"target\":\"PutItem\","
-           "\"status\":400,\"body\":{\"__type\":\"com.amazonaws.dynamodb."
-           "v20120810#ValidationException\",\"message\":\"injected\"}}],"
-           "\"then\":\"proxy\"}",
-           kcld_emu_url(&s_emu, "dynamodb"));
-  assert_int_equal(kcld_fault_script(fault, script), 0);
+  fault_steps("[{\"target\":\"PutItem\",\"status\":400,\"body\":{"
+              "\"__type\":\"com.amazonaws.dynamodb.v20120810#"
+              "ValidationException\",\"message\":\"injected\"}}]");
   struct env e;
   env_open(&e);
   e.aws_fault = aws_client(&e, fault);

@@ -1449,10 +1449,10 @@ static void test_many_leases(void **state)
   struct kcld_coordinator_opts o = default_opts(&e, &w);
   o.cbs.acquired = count_acquired; /* more than a worker tracks by name */
   o.cbs.lost = count_lost;
-  /* Renewals every 500 ms: 160 writes a second, well within the
-   * emulator's means on a loaded machine (F_MS would ask 400). */
-  o.failover_ms = 1500;
-  o.take_interval_ms = 3000;
+  /* Renewals every 800 ms: 100 writes a second, within the emulator's
+   * means on a loaded machine under ASan (F_MS would ask 400). */
+  o.failover_ms = 2400;
+  o.take_interval_ms = 4800;
   worker_start_opts(&w, &e, "worker-many", &o);
   wait_ready(&w);
   struct count_pred p = {&w, N};
@@ -1465,7 +1465,7 @@ static void test_many_leases(void **state)
   snap_take(&e, &s);
   assert_int_equal(s.n, 64); /* the snapshot keeps the first 64 */
   snap_free(&s);
-  run_for(&e, 1500);
+  run_for(&e, 2400);
   assert_int_equal(kcld_coordinator_held(w.c), N);
   struct kcld_coordinator_stats st;
   kcld_coordinator_stats(w.c, &st);

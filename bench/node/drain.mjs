@@ -4,7 +4,13 @@
 // fixture is known to exceed what the consumers reach.
 //
 //   node drain.mjs ENDPOINT SHARDS RECORDS_PER_SHARD
+//
+// Ends at once when its stdin closes (the driver that started it is gone).
 import http from 'node:http';
+
+process.stdin.on('end', () => process.exit(0));
+process.stdin.on('error', () => process.exit(0));
+process.stdin.resume();
 
 const [endpoint, shardsArg, perShard] = process.argv.slice(2);
 const agent = new http.Agent({ keepAlive: true, maxSockets: 64 });
@@ -39,3 +45,4 @@ const seconds = (performance.now() - t0) / 1000;
 process.stdout.write(JSON.stringify({
   records: shards * Number(perShard), body_bytes: bytes, seconds }) + '\n');
 agent.destroy();
+process.exit(0);

@@ -11,9 +11,11 @@
 // open and every GetRecords answer is empty (the scale benchmark).  --dump
 // writes every body, each prefixed by its length (uint32 LE), to FILE for the
 // floor program.  Once listening it prints one JSON line {"url": ...} to
-// stdout.  GET /__stats answers the request counts and the times (epoch ms)
-// of the first GetRecords and of the last shard end served.  The process ends
-// when stdin closes.
+// stdout.  GET /__stats answers the request counts, the connections accepted,
+// the times (epoch ms) of the first GetRecords and of the last shard end
+// served, how many distinct shards asked for an iterator (shardsStarted) and
+// when the last of all shards first did (allStartedAt, 0 until then).  The
+// process ends when stdin closes.
 import http from 'node:http';
 import fs from 'node:fs';
 
@@ -81,7 +83,9 @@ for (let s = 0; s < opt.shards; s++) {
 if (dumpFd !== null) fs.closeSync(dumpFd);
 
 const stats = { requests: {}, firstGet: 0, lastEnd: 0, ends: 0,
-                recordsServed: 0, bytesServed: 0 };
+                recordsServed: 0, bytesServed: 0, connections: 0,
+                shardsStarted: 0, allStartedAt: 0 };
+const started = new Uint8Array(opt.shards);
 
 function send(res, code, obj, extraHeaders) {
   const body = Buffer.isBuffer(obj) ? obj : Buffer.from(JSON.stringify(obj));
@@ -131,6 +135,10 @@ function handle(op, req, res) {
   case 'GetShardIterator': {
     const s = shardIndex(req.ShardId);
     if (s < 0) return error(res, 'ResourceNotFoundException', 'no shard');
+    if (!started[s]) {
+      started[s] = 1;
+      if (++stats.shardsStarted === opt.shards) stats.allStartedAt = now();
+    }
     let c = 0;
     const seq = req.StartingSequenceNumber;
     if (seq && /^\d{56}$/.test(seq)) {
@@ -173,6 +181,7 @@ const server = http.createServer((req, res) => {
     handle(op, body, res);
   });
 });
+server.on('connection', () => { stats.connections++; });
 server.keepAliveTimeout = 120000;
 server.headersTimeout = 130000;
 server.listen(0, '127.0.0.1', () => {

@@ -8,10 +8,12 @@
 // end (null NextShardIterator) concurrently, GetRecords with Limit 10000; the
 // SDK decodes each record's Data from base64 to a Uint8Array, and the peer
 // counts records and bytes.  Prints one JSON line: records, bytes, seconds
-// (first GetRecords to the last shard end), cpu seconds, peak RSS.
+// (first GetRecords to the last shard end), CPU seconds and page faults
+// (minor + major) over the same span, peak RSS (KiB).
 // latency: reads every shard from LATEST, waiting IDLE_MS after an empty
 // read (the KCL's idleTimeBetweenReads); every record's Data is JSON {"t":
 // epoch ms at put}; prints {"latencies": [ms...]} after SECONDS.
+// Ends at once when its stdin closes (the driver that started it is gone).
 import { KinesisClient, ListShardsCommand, GetShardIteratorCommand,
          GetRecordsCommand } from '@aws-sdk/client-kinesis';
 import { NodeHttpHandler } from '@smithy/node-http-handler';
@@ -27,6 +29,13 @@ const client = new KinesisClient({
   credentials: { accessKeyId: 'test', secretAccessKey: 'test' },
 });
 const now = () => performance.timeOrigin + performance.now();
+process.stdin.on('end', () => process.exit(0));
+process.stdin.on('error', () => process.exit(0));
+process.stdin.resume();
+const faults = () => {
+  const u = process.resourceUsage();
+  return u.minorPageFault + u.majorPageFault;
+};
 const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
 
 async function shards() {
@@ -52,6 +61,7 @@ async function throughput() {
   const its = await Promise.all(ids.map((id) => iterator(id, 'TRIM_HORIZON')));
   let records = 0, bytes = 0;
   const cpu0 = process.cpuUsage();
+  const faults0 = faults();
   const t0 = now();
   await Promise.all(its.map(async (it) => {
     while (it) {
@@ -65,7 +75,8 @@ async function throughput() {
   const cpu = process.cpuUsage(cpu0);
   process.stdout.write(JSON.stringify({
     records, bytes, seconds, cpu: (cpu.user + cpu.system) / 1e6,
-    rss_kib: process.resourceUsage().maxRSS }) + '\n');
+    faults: faults() - faults0, rss_kib: process.resourceUsage().maxRSS }) +
+    '\n');
 }
 
 async function latency() {
@@ -92,3 +103,4 @@ async function latency() {
 if (mode === 'throughput') await throughput();
 else if (mode === 'latency') await latency();
 else { process.stderr.write('usage: peer.mjs throughput|latency ...\n'); process.exit(2); }
+process.exit(0);

@@ -1,17 +1,29 @@
 // run.mjs - kcld's benchmarks: throughput, latency, scale, failover.
 //
-//   node run.mjs [throughput|latency|scale|failover]...   (default: all four)
+//   node run.mjs [throughput|latency|scale|failover|all]...   (default: all)
 //
-// Environment: KCLD_BIN (default build/kcld), KCLD_FLOOR (build/bench/floor),
-// KCLD_PLUGIN (examples/plugin-count/plugin-count.so), BENCH_RECORDS (records
-// per throughput configuration, default 200000), BENCH_SHARDS ("1 4 16"),
-// BENCH_LEASES ("1 64 256 1024"), BENCH_WINDOW (scale steady-state window in
-// seconds, default 30), BENCH_FAILOVER_REPS (runs per failover line with
-// failover_time 2s, default 3), BENCH_OUT (results JSON, default
+// Environment: KCLD_BIN (default build/kcld), KCLD_BENCH_BIN (the directory
+// of launch, floor and floor-jansson; default build/bench), KCLD_PLUGIN
+// (examples/plugin-count/plugin-count.so), BENCH_PYTHON (the boto3 peer's
+// interpreter, default /usr/bin/python3), BENCH_RECORDS (records per
+// throughput configuration, default 200000), BENCH_REPS (runs of each
+// consumer per throughput configuration, default 2), BENCH_SHARDS ("1 4
+// 16"), BENCH_LEASES ("1 1024 4096"), BENCH_WINDOW (scale steady-state window
+// in seconds, default 30), BENCH_HOLD_LIMIT (seconds a scale run waits for
+// all leases, default 180), BENCH_LATENCY_SECONDS (default 20),
+// BENCH_FAILOVER_REPS (runs per failover line with failover_time 2s, default
+// 3), BENCH_KCLD_SET (extra kcld configuration for every kcld, "key=value"
+// pairs separated by spaces, e.g. "http.max_connections=2048"),
+// BENCH_LATENCY_SET (the same for the latency benchmark's kcld only),
+// BENCH_KINESIS_EFO=1 (latency and failover on the enhanced fan-out emulator,
+// tests/emulators/lib/kinesis_efo.js, instead of kinesalite: with e.g.
+// BENCH_LATENCY_SET="fetch.mode=fanout"), BENCH_OUT (results JSON, default
 // build/bench/results.json), BENCH_PERF (a directory: profile kcld with perf
-// record into it).  Prints every figure and ratio; never fails on
-// slowness (it exits non-zero only when a benchmark could not run at all).
-import { spawn, execFileSync } from 'node:child_process';
+// record into it).  Prints every figure, its ratios, and issue 11's targets
+// with PASS/MISS; never fails on slowness (it exits non-zero only when a
+// benchmark could not run at all).  Every process it starts ends with it
+// (proc.mjs), even when it is killed.
+import { execFileSync } from 'node:child_process';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
@@ -19,42 +31,57 @@ import http from 'node:http';
 import { KinesisClient, CreateStreamCommand, DescribeStreamSummaryCommand,
          PutRecordCommand } from '@aws-sdk/client-kinesis';
 import { NodeHttpHandler } from '@smithy/node-http-handler';
+import * as proc from './proc.mjs';
+import { evaluate, lines as targetLines } from './targets.mjs';
 
 const ROOT = path.resolve(new URL('../..', import.meta.url).pathname);
 const HERE = path.join(ROOT, 'bench', 'node');
-const KCLD = path.resolve(ROOT, process.env.KCLD_BIN || 'build/kcld');
-const FLOOR = path.resolve(ROOT, process.env.KCLD_FLOOR || 'build/bench/floor');
-const PLUGIN = path.resolve(ROOT, process.env.KCLD_PLUGIN ||
+const env = process.env;
+const KCLD = path.resolve(ROOT, env.KCLD_BIN || 'build/kcld');
+const BIN = path.resolve(ROOT, env.KCLD_BENCH_BIN || 'build/bench');
+const FLOOR = path.join(BIN, 'floor');
+const JANSSON = path.join(BIN, 'floor-jansson');
+const PLUGIN = path.resolve(ROOT, env.KCLD_PLUGIN ||
                             'examples/plugin-count/plugin-count.so');
-const RECORDS = Number(process.env.BENCH_RECORDS || 200000);
-const SHARDS = (process.env.BENCH_SHARDS || '1 4 16').split(/\s+/).map(Number);
-const LEASES = (process.env.BENCH_LEASES || '1 64 256 1024').split(/\s+/)
+const PYTHON = env.BENCH_PYTHON || '/usr/bin/python3';
+const BOTO_PEER = path.join(ROOT, 'bench', 'python', 'peer.py');
+const RECORDS = Number(env.BENCH_RECORDS || 200000);
+const REPS = Number(env.BENCH_REPS || 2);
+const SHARDS = (env.BENCH_SHARDS || '1 4 16').trim().split(/\s+/).map(Number);
+const LEASES = (env.BENCH_LEASES || '1 1024 4096').trim().split(/\s+/)
   .map(Number);
-const WINDOW = Number(process.env.BENCH_WINDOW || 30);
-const OUT = path.resolve(ROOT, process.env.BENCH_OUT ||
-                         'build/bench/results.json');
+const WINDOW = Number(env.BENCH_WINDOW || 30);
+const HOLD_LIMIT = Number(env.BENCH_HOLD_LIMIT || 180);
+const LAT_SECS = Number(env.BENCH_LATENCY_SECONDS || 20);
+const EFO = env.BENCH_KINESIS_EFO === '1';
+const OUT = path.resolve(ROOT, env.BENCH_OUT || 'build/bench/results.json');
 const TMP = fs.mkdtempSync(path.join(os.tmpdir(), 'kcld-bench-'));
-const CLK_TCK = 100;
-const PAGE = 4096;
 
 const now = () => performance.timeOrigin + performance.now();
 const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
 const log = (s) => process.stdout.write(s + '\n');
-const f1 = (x) => (x == null || !isFinite(x) ? 'n/a' : x.toFixed(1));
-const f2 = (x) => (x == null || !isFinite(x) ? 'n/a' : x.toFixed(2));
-const f3 = (x) => (x == null || !isFinite(x) ? 'n/a' : x.toFixed(3));
-const children = new Set();
+const fx = (d) => (x) => (x == null || !isFinite(x) ? 'n/a' : x.toFixed(d));
+const f1 = fx(1), f2 = fx(2), f3 = fx(3);
+const agent = new http.Agent({ keepAlive: true, maxSockets: 4 });
+
+// "a.b=v c=w" -> [["a.b", "v"], ["c", "w"]].
+function pairs(text) {
+  return (text || '').trim().split(/\s+/).filter(Boolean).map((kv) => {
+    const i = kv.indexOf('=');
+    if (i <= 0) throw new Error(`bad key=value: ${kv}`);
+    return [kv.slice(0, i), kv.slice(i + 1)];
+  });
+}
+const KCLD_SET = pairs(env.BENCH_KCLD_SET);
+const LATENCY_SET = pairs(env.BENCH_LATENCY_SET);
 
 // ======== Processes ========
 
-// Spawns a helper whose first stdout line is JSON; resolves {proc, info}.
-// Its stdin stays open: closing it (or our exit) ends the helper.
+// Starts a helper whose first stdout line is JSON; resolves {proc, info}.
+// It ends when its stdin closes (proc.stop) or when the driver ends.
 function helper(cmd, args) {
   return new Promise((resolve, reject) => {
-    const p = spawn(cmd, args, { stdio: ['pipe', 'pipe', 'inherit'],
-                                 env: { ...process.env, NODE_NO_WARNINGS: '1' } });
-    children.add(p);
-    p.on('exit', () => children.delete(p));
+    const p = proc.start(cmd, args);
     let buf = '';
     p.stdout.on('data', (d) => {
       if (buf === null) return;   // Past the first line.
@@ -71,91 +98,73 @@ function helper(cmd, args) {
   });
 }
 
-function stop(p) {
-  if (p && p.exitCode === null && p.signalCode === null) {
-    try { p.stdin && p.stdin.end(); } catch (_) { /* gone */ }
-    p.kill('SIGTERM');
-  }
-}
-
-// Runs a program to its end; resolves its stdout parsed as JSON.
+// Runs a program to its end; resolves the last line of its stdout as JSON.
 function runJson(cmd, args) {
   return new Promise((resolve, reject) => {
-    const p = spawn(cmd, args, { stdio: ['ignore', 'pipe', 'inherit'],
-                                 env: { ...process.env, NODE_NO_WARNINGS: '1' } });
-    children.add(p);
+    const p = proc.start(cmd, args);
     let out = '';
     p.stdout.on('data', (d) => { out += d; });
     p.on('exit', (code) => {
-      children.delete(p);
-      if (code !== 0) return reject(new Error(`${cmd} exited ${code}`));
+      if (code !== 0) return reject(new Error(`${path.basename(cmd)} ${args[0]} exited ${code}`));
       try { resolve(JSON.parse(out.trim().split('\n').pop())); }
       catch (e) { reject(e); }
     });
   });
 }
 
-function procCpu(pid) {
-  try {
-    const s = fs.readFileSync(`/proc/${pid}/stat`, 'utf8');
-    const f = s.slice(s.lastIndexOf(')') + 2).split(' ');
-    return (Number(f[11]) + Number(f[12])) / CLK_TCK;
-  } catch (_) { return null; }
-}
-
-function procStatus(pid) {
-  try {
-    const s = fs.readFileSync(`/proc/${pid}/status`, 'utf8');
-    const kib = (k) => Number((new RegExp(`^${k}:\\s+(\\d+)`, 'm').exec(s) ||
-                              [0, NaN])[1]);
-    return { rss: kib('VmRSS'), hwm: kib('VmHWM'), threads: kib('Threads') };
-  } catch (_) { return null; }
-}
-
-function getJson(url) {
+function request(url) {
   return new Promise((resolve, reject) => {
-    http.get(url, (res) => {
-      let b = '';
-      res.on('data', (d) => { b += d; });
-      res.on('end', () => { try { resolve(JSON.parse(b)); } catch (e) { reject(e); } });
-    }).on('error', reject);
-  });
-}
-
-function getText(url) {
-  return new Promise((resolve, reject) => {
-    http.get(url, (res) => {
+    http.get(url, { agent }, (res) => {
       let b = '';
       res.on('data', (d) => { b += d; });
       res.on('end', () => resolve(b));
     }).on('error', reject);
   });
 }
+const getJson = async (url) => JSON.parse(await request(url));
 
 // ======== kcld ========
 
 let appSeq = 0;
 
+// The configuration as YAML: nested plain objects, scalars written as given.
+function yaml(obj, indent = '') {
+  return Object.entries(obj).flatMap(([k, v]) =>
+    (v !== null && typeof v === 'object'
+      ? [`${indent}${k}:`, ...yaml(v, indent + '  ')]
+      : [`${indent}${k}: ${v}`]));
+}
+
+function setKey(obj, dotted, value) {
+  const keys = dotted.split('.');
+  let o = obj;
+  for (const k of keys.slice(0, -1)) {
+    if (typeof o[k] !== 'object' || o[k] === null) o[k] = {};
+    o = o[k];
+  }
+  o[keys[keys.length - 1]] = value;
+}
+
 function kcldConfig(o) {
   const app = o.app || `bench-${process.pid}-${appSeq + 1}`;
   const name = `kcld-${++appSeq}`;
   const file = path.join(TMP, `${name}.yaml`);
-  const lines = [
-    `application: ${app}`, `stream: ${o.stream}`, 'region: us-east-1',
-    'endpoints:', `  kinesis: ${o.kinesis}`, `  dynamodb: ${o.dynamodb}`,
-    'credentials:', '  access_key_id: test', '  secret_access_key: test',
-    `shutdown_timeout: 10s`,
-    'lease:', `  failover_time: ${o.failover || '10s'}`,
-    'fetch:', `  idle_time: ${o.idle || '1s'}`, '  max_records: 10000',
-    'batch:', `  size: ${o.batch || 100}`, `  window: ${o.window || '0s'}`,
-    'checkpoint:', `  interval: ${o.checkpoint || '0s'}`,
-    'metrics:', `  listen: ${o.metrics === false ? '""' : '127.0.0.1:0'}`,
-    'handler:',
-    ...(o.out ? ['  type: stdout', `  path: ${o.out}`]
-              : ['  type: plugin', `  path: ${PLUGIN}`]),
-    'log:', '  level: info', '',
-  ];
-  fs.writeFileSync(file, lines.join('\n'));
+  const c = {
+    application: app, stream: o.stream, region: 'us-east-1',
+    endpoints: { kinesis: o.kinesis, dynamodb: o.dynamodb },
+    credentials: { access_key_id: 'test', secret_access_key: 'test' },
+    shutdown_timeout: '10s',
+    lease: { failover_time: o.failover || '10s' },
+    fetch: { idle_time: o.idle || '1s', max_records: 10000 },
+    batch: { size: o.batch || 100, window: o.window || '0s' },
+    checkpoint: { interval: o.checkpoint || '0s' },
+    metrics: { listen: o.metrics === false ? '""' : '127.0.0.1:0' },
+    handler: o.out ? { type: 'stdout', path: o.out }
+                   : { type: 'plugin', path: PLUGIN },
+    log: { level: 'info' },
+  };
+  for (const [k, v] of [...KCLD_SET, ...(o.set || [])]) setKey(c, k, v);
+  fs.writeFileSync(file, yaml(c).join('\n') + '\n');
   return { app, file, log: path.join(TMP, `${name}.log`) };
 }
 
@@ -165,32 +174,33 @@ async function startKcld(o) {
   const fd = fs.openSync(cfg.log, 'a');
   // BENCH_PERF=DIR records a perf profile of every kcld into DIR (the CPU
   // and RSS figures are then perf's, not kcld's).
-  const perf = process.env.BENCH_PERF;
+  const perf = env.BENCH_PERF;
   const p = perf
-    ? spawn('perf', ['record', '-g', '-q', '-o',
-                     path.join(perf, `${path.basename(cfg.file)}.perf`), '--',
-                     KCLD, '--config', cfg.file],
-            { stdio: ['ignore', fd, fd] })
-    : spawn(KCLD, ['--config', cfg.file], { stdio: ['ignore', fd, fd] });
+    ? proc.start('perf', ['record', '-g', '-q', '-o',
+                          path.join(perf, `${path.basename(cfg.file)}.perf`),
+                          '--', path.join(BIN, 'launch'), KCLD, '--config',
+                          cfg.file], { stdout: fd, stderr: fd })
+    : proc.start(KCLD, ['--config', cfg.file], { stdout: fd, stderr: fd });
   fs.closeSync(fd);
-  children.add(p);
-  p.on('exit', () => children.delete(p));
   let metrics = null;
   if (o.metrics !== false) {
-    for (let i = 0; i < 200 && !metrics; i++) {
+    for (let i = 0; i < 400 && !metrics; i++) {
       await sleep(25);
       const m = /"metrics server listening","address":"([^"]+)"/.exec(
         fs.readFileSync(cfg.log, 'utf8'));
       if (m) metrics = `http://${m[1]}/metrics`;
-      if (p.exitCode !== null) break;
+      if (!proc.running(p)) break;
     }
-    if (!metrics) throw new Error(`kcld did not start; see ${cfg.log}`);
+    if (!metrics) {
+      proc.signal(p, 'SIGKILL');
+      throw new Error(`kcld did not start; see ${cfg.log}`);
+    }
   }
   return { proc: p, cfg, metrics };
 }
 
 async function metric(k, name) {
-  const text = await getText(k.metrics);
+  const text = await request(k.metrics);
   let sum = 0;
   for (const line of text.split('\n')) {
     if (line.startsWith(name) && (line[name.length] === ' ' ||
@@ -200,67 +210,47 @@ async function metric(k, name) {
   return sum;
 }
 
-function stopKcld(k, signal = 'SIGTERM') {
-  return new Promise((resolve) => {
-    if (k.proc.exitCode !== null || k.proc.signalCode !== null) return resolve();
-    k.proc.once('exit', () => resolve());
-    k.proc.kill(signal);
-  });
+async function stopKcld(k, sig = 'SIGTERM') {
+  if (!proc.running(k.proc)) return;
+  const done = proc.exited(k.proc);
+  k.proc.kill(sig);
+  const t = setTimeout(() => proc.signal(k.proc, 'SIGKILL'), 30000);
+  await done;
+  clearTimeout(t);
 }
 
 // ======== 1. Throughput ========
 
-async function throughputOne(ddb, shards) {
-  const perShard = Math.floor(RECORDS / shards);
-  const total = perShard * shards;
-  const dump = path.join(TMP, `bodies-${shards}.bin`);
-  const fx = await helper('node', [path.join(HERE, 'fixture.mjs'),
-                                   '--shards', String(shards), '--records',
-                                   String(perShard), '--dump', dump]);
-  const url = fx.info.url;
-  const res = { shards, records: total };
+const hasBoto3 = (() => {
   try {
-    res.fixture = await runJson('node', [path.join(HERE, 'drain.mjs'), url,
-                                         String(shards), String(perShard)]);
-    res.floor = await runJson(FLOOR, [dump]);
-    fs.unlinkSync(dump);
-    res.kcld = [];
-    res.peer = [];
-    for (let rep = 0; rep < 2; rep++) {
-      res.kcld.push(await kcldThroughput(url, ddb, total));
-      res.peer.push(await runJson('node', [path.join(HERE, 'peer.mjs'),
-                                           'throughput', url, 'bench']));
-    }
-  } finally {
-    stop(fx.proc);
-  }
-  return res;
-}
+    execFileSync(PYTHON, ['-c', 'import boto3'], { stdio: 'ignore' });
+    return true;
+  } catch (_) { return false; }
+})();
 
 async function kcldThroughput(url, ddb, total) {
   const k = await startKcld({ stream: 'bench', kinesis: url, dynamodb: ddb,
                               batch: 10000, checkpoint: '1s' });
   const stats0 = await getJson(`${url}/__stats`);
-  const served0 = stats0.recordsServed;
-  let cpu0 = null, t0 = null, t1 = null, cpu1 = null, handled = 0;
+  let u0 = null, t0 = null, t1 = null, u1 = null, handled = 0;
   const deadline = now() + 300000;
-  while (now() < deadline && k.proc.exitCode === null) {
-    if (cpu0 === null) {
+  while (now() < deadline && proc.running(k.proc)) {
+    if (u0 === null) {
       const st = await getJson(`${url}/__stats`);
-      if (st.recordsServed > served0 || st.firstGet > stats0.firstGet) {
-        cpu0 = procCpu(k.proc.pid);
+      if (st.recordsServed > stats0.recordsServed ||
+          st.firstGet > stats0.firstGet) {
+        u0 = proc.usage(k.proc.pid);
         t0 = now();
       }
     }
     handled = await metric(k, 'kcld_records_handled_total');
-    if (handled >= total) {
+    if (handled >= total && u0 !== null) {
       t1 = now();
-      cpu1 = procCpu(k.proc.pid);
+      u1 = proc.usage(k.proc.pid);
       break;
     }
     await sleep(10);
   }
-  const st = procStatus(k.proc.pid);
   await stopKcld(k);
   // plugin-count says what it counted at shutdown.
   const m = /\{"plugin":"count","records":(\d+),"bytes":(\d+)/.exec(
@@ -270,57 +260,126 @@ async function kcldThroughput(url, ddb, total) {
     log(`   note: plugin-count counted ${m[1]} records, the metric ${handled}`);
   if (t1 === null) throw new Error(`kcld handled ${handled}/${total}; see ${k.cfg.log}`);
   return { records: handled, bytes, seconds: (t1 - t0) / 1000,
-           cpu: cpu1 - cpu0, rss_kib: st.hwm, threads: st.threads };
+           cpu: u1.cpu - u0.cpu, faults: u1.faults - u0.faults,
+           rss_kib: u1.hwm, threads: u1.threads };
 }
 
-const best = (runs) => runs.reduce((a, b) => (b.seconds < a.seconds ? b : a));
+// One figure per consumer from its runs: the best rate, the lowest CPU and
+// faults per record, the highest peak RSS.
+function summarize(runs) {
+  if (!runs || !runs.length) return null;
+  const min = (f) => Math.min(...runs.map(f));
+  const max = (f) => Math.max(...runs.map(f));
+  return {
+    rps: max((r) => r.records / r.seconds),
+    mbps: max((r) => r.bytes / r.seconds / 1e6),
+    cpu_per_m: min((r) => r.cpu / (r.records / 1e6)),
+    faults_per_rec: min((r) => r.faults / r.records),
+    hwm_mib: max((r) => r.rss_kib) / 1024,
+    seconds: runs.map((r) => r.seconds),
+  };
+}
+
+function consumerLine(label, s, note) {
+  if (!s) return `   ${label.padEnd(24)}: ${note || 'not run'}`;
+  return `   ${label.padEnd(24)}: ${f1(s.rps / 1000).padStart(6)} k rec/s ` +
+    `${f1(s.mbps).padStart(6)} MB/s ${f2(s.cpu_per_m).padStart(6)} CPU s/M ` +
+    `${f3(s.faults_per_rec).padStart(7)} faults/rec ` +
+    `${f1(s.hwm_mib).padStart(6)} MiB peak RSS` +
+    (s.seconds.length > 1 ? ` (runs ${s.seconds.map(f2).join(', ')} s)` : '') +
+    (note ? ` ${note}` : '');
+}
+
+async function throughputOne(ddb, shards) {
+  const perShard = Math.floor(RECORDS / shards);
+  const total = perShard * shards;
+  const dump = path.join(TMP, `bodies-${shards}.bin`);
+  const fix = await helper('node', [path.join(HERE, 'fixture.mjs'),
+                                    '--shards', String(shards), '--records',
+                                    String(perShard), '--dump', dump]);
+  const url = fix.info.url;
+  const res = { shards, records: total, kcld: [], node: [], boto3: [],
+                floor: [] };
+  try {
+    res.fixture = await runJson('node', [path.join(HERE, 'drain.mjs'), url,
+                                         String(shards), String(perShard)]);
+    res.jansson = await runJson(JANSSON, [dump]);
+    res.floor_mem = await runJson(FLOOR, ['mem', dump]);
+    fs.unlinkSync(dump);
+    res.floor_recv = await runJson(FLOOR, ['http', url, String(shards), 'recv']);
+    for (let rep = 0; rep < REPS; rep++) {
+      res.floor.push(await runJson(FLOOR, ['http', url, String(shards)]));
+      res.kcld.push(await kcldThroughput(url, ddb, total));
+      res.node.push(await runJson('node', [path.join(HERE, 'peer.mjs'),
+                                           'throughput', url, 'bench']));
+      if (hasBoto3)
+        res.boto3.push(await runJson(PYTHON, [BOTO_PEER, 'throughput', url,
+                                              'bench']));
+    }
+  } finally {
+    proc.stop(fix.proc);
+  }
+  for (const [name, runs] of Object.entries({ kcld: res.kcld, node: res.node,
+                                              boto3: res.boto3,
+                                              floor: res.floor })) {
+    for (const r of runs) {
+      if (r.records !== total)
+        log(`   note: ${name} handled ${r.records} records of ${total}`);
+    }
+  }
+  return res;
+}
 
 async function throughput() {
   log('== 1. Throughput: fixture endpoint, 1 KiB records, 10000 per ' +
-      `GetRecords, ${RECORDS} records per configuration ==`);
+      `GetRecords, ${RECORDS} records per configuration; CPU s/M = CPU ` +
+      'seconds per million records; faults = minor + major page faults ==');
+  if (!hasBoto3)
+    log(`   note: no boto3 for ${PYTHON} (make bench installs python3-boto3); ` +
+        'the boto3 peer is left out');
   const ddb = await helper('node', [path.join(HERE, 'emu.mjs')]);
   const results = [];
   try {
     for (const n of SHARDS) {
       const r = await throughputOne(ddb.info.dynamodb, n);
       results.push(r);
-      const k = best(r.kcld), p = best(r.peer), fl = r.floor;
-      const rate = (x) => x.records / x.seconds;
-      const mb = (x) => x.bytes / x.seconds / 1e6;
-      const cpm = (x) => x.cpu / (x.records / 1e6);
-      r.summary = {
+      const s = r.summary = {
         fixture_rps: r.fixture.records / r.fixture.seconds,
-        kcld_rps: rate(k), kcld_mbps: mb(k), kcld_cpu_per_m: cpm(k),
-        kcld_hwm_mib: k.rss_kib / 1024,
-        peer_rps: rate(p), peer_mbps: mb(p), peer_cpu_per_m: cpm(p),
-        peer_hwm_mib: p.rss_kib / 1024,
-        floor_rps: rate(fl), floor_mbps: mb(fl), floor_cpu_per_m: cpm(fl),
-        kcld_over_peer: rate(k) / rate(p), kcld_over_floor: rate(k) / rate(fl),
-        cpu_kcld_over_peer: cpm(k) / cpm(p),
-        cpu_kcld_over_floor: cpm(k) / cpm(fl),
+        kcld: summarize(r.kcld), node: summarize(r.node),
+        boto3: summarize(r.boto3), floor: summarize(r.floor),
+        floor_mem: summarize([r.floor_mem]),
+        floor_recv: summarize([{ ...r.floor_recv, records: r.records,
+                                 bytes: r.floor_recv.body_bytes }]),
+        jansson: summarize([r.jansson]),
       };
-      const s = r.summary;
-      log(`-- ${n} shard(s), ${r.records} records (best of 2 runs each)`);
-      log(`   fixture alone : ${f1(s.fixture_rps / 1000)} k rec/s ` +
-          `(bodies fetched and discarded)`);
-      log(`   kcld          : ${f1(s.kcld_rps / 1000)} k rec/s, ` +
-          `${f1(s.kcld_mbps)} MB/s, ${f2(s.kcld_cpu_per_m)} CPU s/M rec, ` +
-          `peak RSS ${f1(s.kcld_hwm_mib)} MiB ` +
-          `(runs: ${r.kcld.map((x) => f2(x.seconds)).join(', ')} s)`);
-      log(`   peer (SDK v3) : ${f1(s.peer_rps / 1000)} k rec/s, ` +
-          `${f1(s.peer_mbps)} MB/s, ${f2(s.peer_cpu_per_m)} CPU s/M rec, ` +
-          `peak RSS ${f1(s.peer_hwm_mib)} MiB ` +
-          `(runs: ${r.peer.map((x) => f2(x.seconds)).join(', ')} s)`);
-      log(`   floor         : ${f1(s.floor_rps / 1000)} k rec/s, ` +
-          `${f1(s.floor_mbps)} MB/s, ${f2(s.floor_cpu_per_m)} CPU s/M rec ` +
-          '(one thread)');
-      log(`   ratios        : kcld/peer ${f2(s.kcld_over_peer)}x rec/s, ` +
-          `kcld/floor ${f2(s.kcld_over_floor)}x rec/s; CPU per record ` +
-          `kcld/peer ${f2(s.cpu_kcld_over_peer)}, kcld/floor ` +
-          `${f2(s.cpu_kcld_over_floor)}`);
+      const cpu = (x) => (x ? x.cpu_per_m : null);
+      s.cpu_kcld_over_floor = cpu(s.kcld) / cpu(s.floor);
+      s.cpu_kcld_over_node = cpu(s.kcld) / cpu(s.node);
+      s.cpu_kcld_over_boto3 = s.boto3 ? cpu(s.kcld) / cpu(s.boto3) : null;
+      s.rps_kcld_over_node = s.kcld.rps / s.node.rps;
+      s.rps_kcld_over_boto3 = s.boto3 ? s.kcld.rps / s.boto3.rps : null;
+      log(`-- ${n} shard(s), ${r.records} records (best of ${REPS} runs ` +
+          'for kcld, the peers and the C floor)');
+      log(`   fixture alone           : ${f1(s.fixture_rps / 1000).padStart(6)} ` +
+          'k rec/s (drain.mjs: bodies fetched and discarded)');
+      log(consumerLine('kcld', s.kcld));
+      log(consumerLine('Node SDK v3 peer', s.node));
+      log(consumerLine('boto3 peer', s.boto3, hasBoto3 ? '' : 'not installed'));
+      log(consumerLine('C floor', s.floor,
+                       '(receive over loopback keep-alive + scan + decode)'));
+      log(consumerLine('C scan + decode only', s.floor_mem, '(in memory)'));
+      log(consumerLine('C receive only', s.floor_recv,
+                       '(MB/s of body bytes)'));
+      log(consumerLine('jansson tree + base64', s.jansson,
+                       '(in memory; the old "floor", not a floor)'));
+      log(`   ratios                  : CPU per record kcld/C floor ` +
+          `${f2(s.cpu_kcld_over_floor)}x, kcld/boto3 ` +
+          `${f3(s.cpu_kcld_over_boto3)}x, kcld/Node ${f3(s.cpu_kcld_over_node)}x; ` +
+          `rec/s kcld/Node ${f2(s.rps_kcld_over_node)}x, kcld/boto3 ` +
+          `${f2(s.rps_kcld_over_boto3)}x`);
     }
   } finally {
-    stop(ddb.proc);
+    proc.stop(ddb.proc);
   }
   return results;
 }
@@ -347,6 +406,9 @@ async function createStream(client, name, shards) {
   }
   throw new Error(`stream ${name} never became ACTIVE`);
 }
+
+const emuKinesis = () => helper('node', [path.join(HERE, 'emu.mjs'),
+                                         EFO ? '--kinesis-efo' : '--kinesis']);
 
 // Follows a stdout-handler file: calls fn(event, seenAt) for each new line.
 function follower(file, fn) {
@@ -375,15 +437,20 @@ const pct = (a, p) => {
   const s = [...a].sort((x, y) => x - y);
   return s[Math.min(s.length - 1, Math.ceil((p / 100) * s.length) - 1)];
 };
+const latStats = (a) => ({ handled: a.length, p50: pct(a, 50),
+                           p99: pct(a, 99), max: pct(a, 100) });
 
 // ======== 2. Latency ========
 
 async function latency() {
-  const RATE = 50, SECS = 20;
-  log(`== 2. Latency: put -> handled on kinesalite, ${RATE} records/s for ` +
-      `${SECS} s, 1 shard; kcld batch.window 0, fetch.idle_time 200ms; ` +
-      'peer polling at 200 ms ==');
-  const emu = await helper('node', [path.join(HERE, 'emu.mjs'), '--kinesis']);
+  const RATE = 50, SECS = LAT_SECS;
+  log(`== 2. Latency: put -> handled on ${EFO ? 'the fan-out emulator' : 'kinesalite'}, ` +
+      `${RATE} records/s for ${SECS} s, 1 shard; kcld batch.window 0, ` +
+      'fetch.idle_time 200ms' +
+      (KCLD_SET.length + LATENCY_SET.length
+        ? `, ${[...KCLD_SET, ...LATENCY_SET].map(([k, v]) => `${k}: ${v}`).join(', ')}`
+        : '') + '; the peers polling at 200 ms ==');
+  const emu = await emuKinesis();
   const client = kinesisClient(emu.info.kinesis);
   const out = path.join(TMP, 'latency.jsonl');
   let k;
@@ -391,14 +458,17 @@ async function latency() {
     await createStream(client, 'lat', 1);
     k = await startKcld({ stream: 'lat', kinesis: emu.info.kinesis,
                           dynamodb: emu.info.dynamodb, idle: '200ms',
-                          window: '0s', out });
+                          window: '0s', out, set: LATENCY_SET });
     for (let i = 0; i < 400; i++) {
-      if (await metric(k, 'kcld_get_records_calls_total') > 0) break;
+      if (await metric(k, 'kcld_get_records_calls_total') > 0 ||
+          await metric(k, 'kcld_leases_held') > 0) break;
       await sleep(25);
     }
-    const peer = runJson('node', [path.join(HERE, 'peer.mjs'), 'latency',
-                                  emu.info.kinesis, 'lat', String(SECS + 6),
-                                  '200']);
+    const peerArgs = [emu.info.kinesis, 'lat', String(SECS + 6), '200'];
+    const nodePeer = runJson('node', [path.join(HERE, 'peer.mjs'), 'latency',
+                                      ...peerArgs]);
+    const botoPeer = hasBoto3
+      ? runJson(PYTHON, [BOTO_PEER, 'latency', ...peerArgs]) : null;
     await sleep(3000);
     const lat = [];
     const follow = follower(out, (ev, t) => {
@@ -423,88 +493,121 @@ async function latency() {
     await sleep(2000);
     clearInterval(tick);
     follow();
-    const p = await peer;
-    const res = {
-      put: n, rate: RATE, seconds: SECS,
-      kcld: { handled: lat.length, p50: pct(lat, 50), p99: pct(lat, 99),
-              max: pct(lat, 100) },
-      peer: { handled: p.latencies.length, p50: pct(p.latencies, 50),
-              p99: pct(p.latencies, 99), max: pct(p.latencies, 100) },
-    };
-    log(`   kcld : ${res.kcld.handled}/${n} handled, p50 ${f1(res.kcld.p50)} ms, ` +
-        `p99 ${f1(res.kcld.p99)} ms, max ${f1(res.kcld.max)} ms ` +
-        '(seen in its output file, polled every 2 ms)');
-    log(`   peer : ${res.peer.handled}/${n} handled, p50 ${f1(res.peer.p50)} ms, ` +
-        `p99 ${f1(res.peer.p99)} ms, max ${f1(res.peer.max)} ms`);
-    log(`   ratio: kcld/peer p50 ${f2(res.kcld.p50 / res.peer.p50)}, ` +
-        `p99 ${f2(res.kcld.p99 / res.peer.p99)}`);
+    const np = await nodePeer;
+    const bp = botoPeer ? await botoPeer : null;
+    const res = { put: n, rate: RATE, seconds: SECS, efo: EFO,
+                  kcld_set: [...KCLD_SET, ...LATENCY_SET],
+                  kcld: latStats(lat), node: latStats(np.latencies),
+                  boto3: bp ? latStats(bp.latencies) : null };
+    const show = (label, s, how) => log(
+      `   ${label.padEnd(6)}: ${s.handled}/${n} handled, p50 ${f1(s.p50)} ms, ` +
+      `p99 ${f1(s.p99)} ms, max ${f1(s.max)} ms${how ? ' ' + how : ''}`);
+    show('kcld', res.kcld, '(seen in its output file, polled every 2 ms)');
+    show('Node', res.node);
+    if (res.boto3) show('boto3', res.boto3);
+    log(`   ratio : kcld/Node p50 ${f2(res.kcld.p50 / res.node.p50)}, p99 ` +
+        `${f2(res.kcld.p99 / res.node.p99)}` +
+        (res.boto3 ? `; kcld/boto3 p50 ${f2(res.kcld.p50 / res.boto3.p50)}, ` +
+                     `p99 ${f2(res.kcld.p99 / res.boto3.p99)}` : ''));
     return res;
   } finally {
     if (k) await stopKcld(k);
     client.destroy();
-    stop(emu.proc);
+    proc.stop(emu.proc);
   }
 }
 
 // ======== 3. Scale ========
 
+// Waits until the fixture has seen an iterator asked for every one of n
+// shards, or HOLD_LIMIT; resolves the fixture's last stats.
+async function awaitAllStarted(url, n, k) {
+  const limit = now() + HOLD_LIMIT * 1000;
+  let st;
+  do {
+    await sleep(100);
+    st = await getJson(`${url}/__stats`);
+  } while (st.shardsStarted < n && now() < limit && proc.running(k.proc));
+  return st;
+}
+
+async function scaleOne(n) {
+  const emu = await helper('node', [path.join(HERE, 'emu.mjs')]);
+  const fix = await helper('node', [path.join(HERE, 'fixture.mjs'),
+                                    '--shards', String(n), '--empty']);
+  const ports = [proc.portOf(fix.info.url), proc.portOf(emu.info.dynamodb)];
+  let k;
+  try {
+    const t0 = now();
+    k = await startKcld({ stream: 'bench', kinesis: fix.info.url,
+                          dynamodb: emu.info.dynamodb });
+    const st = await awaitAllStarted(fix.info.url, n, k);
+    const held = await metric(k, 'kcld_leases_held');
+    const tHeld = st.allStartedAt ? (st.allStartedAt - t0) / 1000 : null;
+    await sleep(5000);   // Past the burst of taking and the first reads.
+    const u0 = proc.usage(k.proc.pid);
+    const fx0 = await getJson(`${fix.info.url}/__stats`);
+    const d0 = await getJson(emu.info.stats);
+    const tw0 = proc.timeWait(ports);
+    const w0 = now();
+    await sleep(WINDOW * 1000);
+    const u1 = proc.usage(k.proc.pid);
+    const fx1 = await getJson(`${fix.info.url}/__stats`);
+    const d1 = await getJson(emu.info.stats);
+    const tw1 = proc.timeWait(ports);
+    const secs = (now() - w0) / 1000;
+    const fresh = [...tw1].filter((x) => !tw0.has(x));
+    const onPort = (p) => fresh.filter((x) => x.split(' ').some(
+      (a) => parseInt(a.slice(a.lastIndexOf(':') + 1), 16) === p)).length;
+    const ops = {};
+    let total = 0;
+    for (const [op, c] of Object.entries(d1.dynamodb)) {
+      const dlt = c - (d0.dynamodb[op] || 0);
+      if (dlt) { ops[op] = dlt; total += dlt; }
+    }
+    const gets = (fx1.requests.GetRecords || 0) - (fx0.requests.GetRecords || 0);
+    return {
+      leases: n, held, seconds_to_hold: tHeld, shards_started: st.shardsStarted,
+      window_s: secs, rss_kib: u1.rss, hwm_kib: u1.hwm, threads: u1.threads,
+      cpu_percent: ((u1.cpu - u0.cpu) / secs) * 100,
+      faults_per_s: (u1.faults - u0.faults) / secs,
+      get_records_per_s: gets / secs,
+      ddb_per_min: total / (secs / 60), ddb_per_min_per_lease: total / (secs / 60) / n,
+      ddb_ops: ops,
+      connections: { fixture: fx1.connections - fx0.connections,
+                     dynamodb: d1.connections.dynamodb - d0.connections.dynamodb },
+      time_wait: { start: tw0.size, end: tw1.size, new: fresh.length,
+                   new_fixture: onPort(ports[0]), new_dynamodb: onPort(ports[1]) },
+    };
+  } finally {
+    if (k) await stopKcld(k);
+    proc.stop(fix.proc);
+    proc.stop(emu.proc);
+  }
+}
+
 async function scale() {
-  log(`== 3. Scale: one kcld holding N leases of idle shards (fixture, empty ` +
-      `shards), lease.failover_time 10s, fetch.idle_time 1s; ${WINDOW} s ` +
-      'steady-state window ==');
+  log('== 3. Scale: one kcld holding N leases of idle shards (fixture, empty ' +
+      'shards; dynalite), lease.failover_time 10s, fetch.idle_time 1s; held = ' +
+      'the last shard\'s first GetShardIterator at the fixture, from kcld\'s ' +
+      `start; then ${WINDOW} s steady-state window ==`);
   const results = [];
   for (const n of LEASES) {
-    const emu = await helper('node', [path.join(HERE, 'emu.mjs')]);
-    const fx = await helper('node', [path.join(HERE, 'fixture.mjs'),
-                                     '--shards', String(n), '--empty']);
-    let k;
-    try {
-      k = await startKcld({ stream: 'bench', kinesis: fx.info.url,
-                            dynamodb: emu.info.dynamodb });
-      const t0 = now();
-      let held = 0;
-      while (now() - t0 < 120000) {
-        held = await metric(k, 'kcld_leases_held');
-        if (held >= n) break;
-        await sleep(250);
-      }
-      const tHeld = (now() - t0) / 1000;
-      await sleep(5000);   // Past the burst of taking and the first reads.
-      const c0 = procCpu(k.proc.pid);
-      const d0 = await getJson(emu.info.stats);
-      const g0 = await metric(k, 'kcld_get_records_calls_total');
-      const w0 = now();
-      await sleep(WINDOW * 1000);
-      const c1 = procCpu(k.proc.pid);
-      const d1 = await getJson(emu.info.stats);
-      const g1 = await metric(k, 'kcld_get_records_calls_total');
-      const mins = (now() - w0) / 60000;
-      const st = procStatus(k.proc.pid);
-      const ops = {};
-      let total = 0;
-      for (const [op, c] of Object.entries(d1.dynamodb)) {
-        const dlt = c - (d0.dynamodb[op] || 0);
-        if (dlt) { ops[op] = dlt; total += dlt; }
-      }
-      const r = { leases: n, held, seconds_to_hold: tHeld,
-                  rss_kib: st.rss, hwm_kib: st.hwm, threads: st.threads,
-                  cpu_percent: ((c1 - c0) / (mins * 60)) * 100,
-                  ddb_per_min: total / mins,
-                  ddb_per_min_per_lease: total / mins / n,
-                  ddb_ops: ops, get_records_per_s: (g1 - g0) / (mins * 60) };
-      results.push(r);
-      log(`   ${String(n).padStart(5)} leases: held ${held} after ` +
-          `${f1(tHeld)} s; RSS ${f1(st.rss / 1024)} MiB (peak ` +
-          `${f1(st.hwm / 1024)}), ${st.threads} threads; CPU ` +
-          `${f2(r.cpu_percent)} %; DynamoDB ${f1(r.ddb_per_min)} req/min = ` +
-          `${f2(r.ddb_per_min_per_lease)} per lease ` +
-          `(${Object.entries(ops).map(([o, c]) => `${o} ${c}`).join(', ')}); ` +
-          `GetRecords ${f1(r.get_records_per_s)}/s`);
-    } finally {
-      if (k) await stopKcld(k);
-      stop(fx.proc);
-      stop(emu.proc);
-    }
+    const r = await scaleOne(n);
+    results.push(r);
+    log(`   ${String(n).padStart(5)} leases: ${r.held} held, all reading after ` +
+        `${f2(r.seconds_to_hold)} s${r.shards_started < n
+          ? ` (only ${r.shards_started} shards read within ${HOLD_LIMIT} s)` : ''}; ` +
+        `GetRecords ${f1(r.get_records_per_s)}/s (${f3(r.get_records_per_s / n)} x N); ` +
+        `CPU ${f2(r.cpu_percent)} % of a core; RSS ${f1(r.rss_kib / 1024)} MiB ` +
+        `(peak ${f1(r.hwm_kib / 1024)}), ${r.threads} threads, ` +
+        `${f1(r.faults_per_s)} faults/s`);
+    log(`          new connections ${r.connections.fixture} to Kinesis, ` +
+        `${r.connections.dynamodb} to DynamoDB; TIME_WAIT ${r.time_wait.start} -> ` +
+        `${r.time_wait.end}, ${r.time_wait.new} new (Kinesis ` +
+        `${r.time_wait.new_fixture}, DynamoDB ${r.time_wait.new_dynamodb}); ` +
+        `DynamoDB ${f1(r.ddb_per_min)} req/min = ${f2(r.ddb_per_min_per_lease)} ` +
+        `per lease (${Object.entries(r.ddb_ops).map(([o, c]) => `${o} ${c}`).join(', ')})`);
   }
   if (results.length > 1) {
     const a = results[0], b = results[results.length - 1];
@@ -519,7 +622,7 @@ async function scale() {
 // ======== 4. Failover ========
 
 async function failoverOne(signal, failover) {
-  const emu = await helper('node', [path.join(HERE, 'emu.mjs'), '--kinesis']);
+  const emu = await emuKinesis();
   const client = kinesisClient(emu.info.kinesis);
   const ws = [];
   let producing = true;
@@ -587,12 +690,12 @@ async function failoverOne(signal, failover) {
     producing = false;
     for (const w of ws) await stopKcld(w, 'SIGKILL');
     client.destroy();
-    stop(emu.proc);
+    proc.stop(emu.proc);
   }
 }
 
 async function failover() {
-  const reps = Number(process.env.BENCH_FAILOVER_REPS || 3);
+  const reps = Number(env.BENCH_FAILOVER_REPS || 3);
   log('== 4. Failover: kinesalite, 2 shards, 2 workers, a producer at ' +
       '40 records/s; time from the signal to the first record of the ' +
       `victim's shard handled by the survivor (${reps} runs with ` +
@@ -635,9 +738,11 @@ function machine() {
            kcld_commit: rev, date: new Date().toISOString() };
 }
 
+proc.setLauncher(path.join(BIN, 'launch'));
+proc.killAllOnExit(log);
 const all = { throughput, latency, scale, failover };
-const which = process.argv.slice(2).length ? process.argv.slice(2)
-  : Object.keys(all);
+let which = process.argv.slice(2).flatMap((a) => a.split(/\s+/)).filter(Boolean);
+if (!which.length || which.includes('all')) which = Object.keys(all);
 const results = { machine: machine() };
 log(`machine: ${results.machine.nproc} CPUs (${results.machine.cpu}), ` +
     `${results.machine.memory_gib} GiB, Linux ${results.machine.kernel}, ` +
@@ -649,10 +754,17 @@ for (const w of which) {
   try { results[w] = await all[w](); }
   catch (e) { log(`   ${w}: could not run: ${e.message}`); status = 1; }
 }
+results.load_after = os.loadavg().map((x) => +x.toFixed(2));
+results.targets = evaluate(results);
+log(`== Targets (issue 11), load average at the end ${results.load_after.join(' ')} ==`);
+for (const l of targetLines(results.targets)) log(l);
+const count = (v) => results.targets.filter((t) => t.verdict === v).length;
+log(`   ${count('PASS')} PASS, ${count('MISS')} MISS, ${count('n/a')} not measured`);
 fs.mkdirSync(path.dirname(OUT), { recursive: true });
 fs.writeFileSync(OUT, JSON.stringify(results, null, 2) + '\n');
 log(`results: ${OUT}`);
-for (const c of children) { try { c.kill('SIGKILL'); } catch (_) { /* gone */ } }
+agent.destroy();
+proc.killAll();
 if (status === 0) fs.rmSync(TMP, { recursive: true, force: true });
 else log(`logs kept in ${TMP}`);
 process.exit(status);

@@ -13,7 +13,7 @@
 // all leases, default 180), BENCH_LATENCY_SECONDS (default 20),
 // BENCH_FAILOVER_REPS (runs per failover line with failover_time 2s, default
 // 3), BENCH_KCLD_SET (extra kcld configuration for every kcld, "key=value"
-// pairs separated by spaces, e.g. "http.max_connections=2048"),
+// pairs separated by spaces, e.g. "fetch.max_buffered_bytes=16MiB"),
 // BENCH_LATENCY_SET (the same for the latency benchmark's kcld only),
 // BENCH_KINESIS_EFO=1 (latency and failover on the enhanced fan-out emulator,
 // tests/emulators/lib/kinesis_efo.js, instead of kinesalite: with e.g.
@@ -519,16 +519,32 @@ async function latency() {
 
 // ======== 3. Scale ========
 
-// Waits until the fixture has seen an iterator asked for every one of n
-// shards, or HOLD_LIMIT; resolves the fixture's last stats.
-async function awaitAllStarted(url, n, k) {
-  const limit = now() + HOLD_LIMIT * 1000;
-  let st;
+// Waits until kcld holds all n leases (kcld_leases_held, polled every
+// 250 ms once the fixture has seen an iterator asked for every shard), or
+// until HOLD_LIMIT s after t0.  Resolves {held_at (epoch ms or null),
+// max_held, stats: the fixture's last stats}.
+async function awaitHeld(url, n, k, t0) {
+  const limit = t0 + HOLD_LIMIT * 1000;
+  let st, held = 0, maxHeld = 0;
   do {
     await sleep(100);
     st = await getJson(`${url}/__stats`);
   } while (st.shardsStarted < n && now() < limit && proc.running(k.proc));
-  return st;
+  for (;;) {
+    held = await metric(k, 'kcld_leases_held');
+    maxHeld = Math.max(maxHeld, held);
+    if (held >= n) return { held_at: now(), max_held: maxHeld, stats: st };
+    if (now() >= limit || !proc.running(k.proc))
+      return { held_at: null, max_held: maxHeld, stats: st };
+    await sleep(250);
+  }
+}
+
+// The lease figures of kcld's metrics at one moment.
+async function leaseMetrics(k) {
+  return { held: await metric(k, 'kcld_leases_held'),
+           taken: await metric(k, 'kcld_leases_taken_total'),
+           lost: await metric(k, 'kcld_leases_lost_total') };
 }
 
 async function scaleOne(n) {
@@ -541,10 +557,10 @@ async function scaleOne(n) {
     const t0 = now();
     k = await startKcld({ stream: 'bench', kinesis: fix.info.url,
                           dynamodb: emu.info.dynamodb });
-    const st = await awaitAllStarted(fix.info.url, n, k);
-    const held = await metric(k, 'kcld_leases_held');
-    const tHeld = st.allStartedAt ? (st.allStartedAt - t0) / 1000 : null;
+    const h = await awaitHeld(fix.info.url, n, k, t0);
+    const st = h.stats;
     await sleep(5000);   // Past the burst of taking and the first reads.
+    const l0 = await leaseMetrics(k);
     const u0 = proc.usage(k.proc.pid);
     const fx0 = await getJson(`${fix.info.url}/__stats`);
     const d0 = await getJson(emu.info.stats);
@@ -556,6 +572,7 @@ async function scaleOne(n) {
     const d1 = await getJson(emu.info.stats);
     const tw1 = proc.timeWait(ports);
     const secs = (now() - w0) / 1000;
+    const l1 = await leaseMetrics(k);
     const fresh = [...tw1].filter((x) => !tw0.has(x));
     const onPort = (p) => fresh.filter((x) => x.split(' ').some(
       (a) => parseInt(a.slice(a.lastIndexOf(':') + 1), 16) === p)).length;
@@ -567,8 +584,12 @@ async function scaleOne(n) {
     }
     const gets = (fx1.requests.GetRecords || 0) - (fx0.requests.GetRecords || 0);
     return {
-      leases: n, held, seconds_to_hold: tHeld, shards_started: st.shardsStarted,
-      window_s: secs, rss_kib: u1.rss, hwm_kib: u1.hwm, threads: u1.threads,
+      leases: n, max_held: h.max_held,
+      seconds_to_hold: h.held_at === null ? null : (h.held_at - t0) / 1000,
+      seconds_to_read_all: st.allStartedAt ? (st.allStartedAt - t0) / 1000 : null,
+      shards_started: st.shardsStarted,
+      window_s: secs, held_start: l0.held, held_end: l1.held,
+      taken_in_window: l1.taken - l0.taken, lost_in_window: l1.lost - l0.lost, rss_kib: u1.rss, hwm_kib: u1.hwm, threads: u1.threads,
       cpu_percent: ((u1.cpu - u0.cpu) / secs) * 100,
       faults_per_s: (u1.faults - u0.faults) / secs,
       get_records_per_s: gets / secs,
@@ -588,17 +609,23 @@ async function scaleOne(n) {
 
 async function scale() {
   log('== 3. Scale: one kcld holding N leases of idle shards (fixture, empty ' +
-      'shards; dynalite), lease.failover_time 10s, fetch.idle_time 1s; held = ' +
-      'the last shard\'s first GetShardIterator at the fixture, from kcld\'s ' +
-      `start; then ${WINDOW} s steady-state window ==`);
+      'shards; dynalite), lease.failover_time 10s, fetch.idle_time 1s; time ' +
+      'from kcld\'s start until kcld_leases_held = N (polled every 250 ms) ' +
+      'and until every shard was read; then 5 s, then a ' +
+      `${WINDOW} s steady-state window ==`);
   const results = [];
   for (const n of LEASES) {
     const r = await scaleOne(n);
     results.push(r);
-    log(`   ${String(n).padStart(5)} leases: ${r.held} held, all reading after ` +
-        `${f2(r.seconds_to_hold)} s${r.shards_started < n
-          ? ` (only ${r.shards_started} shards read within ${HOLD_LIMIT} s)` : ''}; ` +
-        `GetRecords ${f1(r.get_records_per_s)}/s (${f3(r.get_records_per_s / n)} x N); ` +
+    log(`   ${String(n).padStart(5)} leases: ` + (r.seconds_to_hold === null
+      ? `never all held within ${HOLD_LIMIT} s (at most ${r.max_held})`
+      : `all held after ${f2(r.seconds_to_hold)} s`) + ', ' +
+        (r.seconds_to_read_all === null
+          ? `${r.shards_started} shards read within ${HOLD_LIMIT} s`
+          : `all shards read after ${f2(r.seconds_to_read_all)} s`) +
+        `; in the window: held ${r.held_start} -> ${r.held_end}, ` +
+        `${r.taken_in_window} taken, ${r.lost_in_window} lost`);
+    log(`          GetRecords ${f1(r.get_records_per_s)}/s (${f3(r.get_records_per_s / n)} x N); ` +
         `CPU ${f2(r.cpu_percent)} % of a core; RSS ${f1(r.rss_kib / 1024)} MiB ` +
         `(peak ${f1(r.hwm_kib / 1024)}), ${r.threads} threads, ` +
         `${f1(r.faults_per_s)} faults/s`);

@@ -1,20 +1,52 @@
-/* log.c — JSON-lines / text logger.  Thread-safe: each line is built in a
- * local buffer and written with one fwrite under a mutex. */
+/* log.c — JSON-lines / text logger with a per-message rate limit.
+ *
+ * Thread-safe: each line is built in a local buffer and written with one
+ * fwrite under a mutex; the rate limiter's table lives under the same
+ * mutex.  The limiter keeps a small open table of message texts (hashed),
+ * each with the second its window began, the lines written in it and the
+ * lines suppressed; a slot taken over by another message first writes its
+ * pending summary. */
 #include "log.h"
 
+#include <math.h>
 #include <pthread.h>
 #include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/stat.h>
 #include <time.h>
 
+#define LIMIT_SLOTS 256     /* messages tracked at once (a power of two) */
+#define LIMIT_WINDOW_MS 1000
+#define SUMMARY_MSG_MAX 160 /* the message text kept for its summary */
+#define CONTEXT_MAX 256
+
+const char kcld_log_typed[] = "kcld_log_typed";
+
 static pthread_mutex_t s_lock = PTHREAD_MUTEX_INITIALIZER;
-static enum kcld_log_level s_level = KCLD_LOG_INFO;
+static int s_level = KCLD_LOG_INFO; /* read without the lock: atomics */
 static enum kcld_log_format s_format = KCLD_LOG_JSON;
 static FILE *s_out;
+static int s_prefix;                /* journald <N> prefix */
+static char s_application[CONTEXT_MAX], s_worker[CONTEXT_MAX];
 
 static const char *const s_names[] = {"debug", "info", "warn", "error", "off"};
+static const char *const s_prio[] = {"<7>", "<6>", "<4>", "<3>", ""};
+
+struct slot {
+  uint64_t hash;           /* 0 = free */
+  uint64_t window_ms;      /* start of the current window */
+  unsigned written;        /* lines written in the window */
+  uint64_t suppressed;     /* lines cut since the last summary */
+  int level;               /* highest level cut */
+  char msg[SUMMARY_MSG_MAX];
+};
+
+static struct slot s_slots[LIMIT_SLOTS];
+static unsigned s_sweep;   /* next slot the sweep looks at */
+
+/* ======== Building a line ======== */
 
 struct line {
   char buf[4096];
@@ -77,70 +109,275 @@ static void stamp(char *out, size_t n)
   snprintf(out + k, n - k, ".%03dZ", (int)(ts.tv_nsec / 1000000));
 }
 
-static void emit(enum kcld_log_level level, const char *msg, va_list ap)
+/* Appends one field; `text` is the value already rendered, `quoted` whether
+ * it is a JSON string (NULL text = null). */
+static void put_field(struct line *l, const char *key, const char *text,
+                      int quoted)
+{
+  if (s_format == KCLD_LOG_JSON) {
+    puts_(l, ",\"");
+    put_json(l, key);
+    if (!text) {
+      puts_(l, "\":null");
+    } else if (quoted) {
+      puts_(l, "\":\"");
+      put_json(l, text);
+      puts_(l, "\"");
+    } else {
+      puts_(l, "\":");
+      puts_(l, text);
+    }
+  } else {
+    puts_(l, " ");
+    puts_(l, key);
+    puts_(l, "=");
+    puts_(l, text ? text : "-");
+  }
+}
+
+static void put_typed(struct line *l, const struct kcld_log_field *f)
+{
+  char num[48];
+  const char *text = num;
+  int quoted = 0;
+
+  switch (f->type) {
+  case KCLD_LOG_FIELD_INT:
+    snprintf(num, sizeof(num), "%lld", (long long)f->v.i);
+    break;
+  case KCLD_LOG_FIELD_UINT:
+    snprintf(num, sizeof(num), "%llu", (unsigned long long)f->v.u);
+    break;
+  case KCLD_LOG_FIELD_DOUBLE:
+    if (!isfinite(f->v.d)) {
+      text = NULL;
+      break;
+    }
+    for (int prec = 15; prec <= 17; prec++) { /* shortest that reads back */
+      snprintf(num, sizeof(num), "%.*g", prec, f->v.d);
+      if (strtod(num, NULL) == f->v.d)
+        break;
+    }
+    break;
+  case KCLD_LOG_FIELD_BOOL:
+    text = f->v.i ? "true" : "false";
+    break;
+  default:
+    text = f->v.s && is_secret_key(f->key) ? "[redacted]" : f->v.s;
+    quoted = 1;
+    break;
+  }
+  put_field(l, f->key, text, quoted);
+}
+
+/* A caller's field that the context already writes is left out. */
+static int in_context(const char *key)
+{
+  return (s_application[0] && strcmp(key, "application") == 0) ||
+         (s_worker[0] && strcmp(key, "worker") == 0);
+}
+
+static void begin(struct line *l, int level, const char *msg)
+{
+  char ts[64];
+  l->len = 0;
+  stamp(ts, sizeof(ts));
+  if (s_prefix)
+    puts_(l, s_prio[level]);
+  if (s_format == KCLD_LOG_JSON) {
+    puts_(l, "{\"ts\":\"");
+    puts_(l, ts);
+    puts_(l, "\",\"level\":\"");
+    puts_(l, s_names[level]);
+    puts_(l, "\",\"msg\":\"");
+    put_json(l, msg);
+    puts_(l, "\"");
+  } else {
+    puts_(l, ts);
+    puts_(l, " ");
+    puts_(l, s_names[level]);
+    puts_(l, " ");
+    puts_(l, msg);
+  }
+  if (s_application[0])
+    put_field(l, "application", s_application, 1);
+  if (s_worker[0])
+    put_field(l, "worker", s_worker, 1);
+}
+
+/* Ends the line and writes it.  Called with s_lock held. */
+static void finish_locked(struct line *l)
+{
+  FILE *out = s_out ? s_out : stderr;
+  if (s_format == KCLD_LOG_JSON)
+    puts_(l, "}");
+  l->buf[l->len++] = '\n';
+  fwrite(l->buf, 1, l->len, out);
+  fflush(out);
+}
+
+static void build(struct line *l, int level, const char *msg, va_list ap)
+{
+  const char *key, *val;
+  begin(l, level, msg);
+  while ((key = va_arg(ap, const char *)) != NULL) {
+    if (key == kcld_log_typed) {
+      const struct kcld_log_field *f = va_arg(ap, const struct kcld_log_field *);
+      if (f && f->key && !in_context(f->key))
+        put_typed(l, f);
+      continue;
+    }
+    val = va_arg(ap, const char *);
+    if (in_context(key))
+      continue;
+    if (val && is_secret_key(key))
+      val = "[redacted]";
+    put_field(l, key, val, 1);
+  }
+}
+
+/* ======== The rate limit ======== */
+
+static uint64_t now_ms(void)
+{
+  struct timespec ts;
+#ifdef CLOCK_MONOTONIC_COARSE
+  clock_gettime(CLOCK_MONOTONIC_COARSE, &ts);
+#else
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+#endif
+  return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
+}
+
+static uint64_t hash_msg(const char *s)
+{
+  uint64_t h = 1469598103934665603ULL; /* FNV-1a */
+  for (; *s; s++) {
+    h ^= (unsigned char)*s;
+    h *= 1099511628211ULL;
+  }
+  return h ? h : 1;
+}
+
+/* Writes the slot's summary when it has lines cut.  s_lock held. */
+static int summarize_locked(struct slot *sl)
 {
   struct line l;
-  char ts[64];
-  const char *key, *val;
+  char msg[64];
+  if (sl->suppressed == 0)
+    return 0;
+  snprintf(msg, sizeof(msg), "%llu similar lines suppressed",
+           (unsigned long long)sl->suppressed);
+  begin(&l, sl->level, msg);
+  put_typed(&l, &(const struct kcld_log_field){
+                  "suppressed", KCLD_LOG_FIELD_UINT, {.u = sl->suppressed}});
+  put_field(&l, "suppressed_msg", sl->msg, 1);
+  finish_locked(&l);
+  sl->suppressed = 0;
+  return 1;
+}
 
-  l.len = 0;
-  stamp(ts, sizeof(ts));
-  if (s_format == KCLD_LOG_JSON) {
-    puts_(&l, "{\"ts\":\"");
-    puts_(&l, ts);
-    puts_(&l, "\",\"level\":\"");
-    puts_(&l, s_names[level]);
-    puts_(&l, "\",\"msg\":\"");
-    put_json(&l, msg);
-    puts_(&l, "\"");
-  } else {
-    puts_(&l, ts);
-    puts_(&l, " ");
-    puts_(&l, s_names[level]);
-    puts_(&l, " ");
-    puts_(&l, msg);
+/* Looks at one slot per line written, so that summaries of messages that
+ * stopped coming still appear.  s_lock held. */
+static void sweep_locked(uint64_t now)
+{
+  struct slot *sl = &s_slots[s_sweep++ % LIMIT_SLOTS];
+  if (sl->hash && now - sl->window_ms >= LIMIT_WINDOW_MS)
+    summarize_locked(sl);
+}
+
+/* Whether a line of `msg` may be written now; counts it otherwise.  s_lock
+ * held. */
+static int admit_locked(int level, const char *msg, uint64_t now)
+{
+  uint64_t h = hash_msg(msg);
+  struct slot *sl = &s_slots[h & (LIMIT_SLOTS - 1)];
+
+  if (sl->hash != h || strncmp(sl->msg, msg, sizeof(sl->msg) - 1) != 0) {
+    summarize_locked(sl); /* another message had the slot */
+    sl->hash = h;
+    sl->window_ms = now;
+    sl->written = 0;
+    sl->suppressed = 0;
+    snprintf(sl->msg, sizeof(sl->msg), "%s", msg);
+  } else if (now - sl->window_ms >= LIMIT_WINDOW_MS) {
+    summarize_locked(sl);
+    sl->window_ms = now;
+    sl->written = 0;
   }
-  {
-    while ((key = va_arg(ap, const char *)) != NULL) {
-      val = va_arg(ap, const char *);
-      if (val && is_secret_key(key))
-        val = "[redacted]";
-      if (s_format == KCLD_LOG_JSON) {
-        puts_(&l, ",\"");
-        put_json(&l, key);
-        if (val) {
-          puts_(&l, "\":\"");
-          put_json(&l, val);
-          puts_(&l, "\"");
-        } else {
-          puts_(&l, "\":null");
-        }
-      } else {
-        puts_(&l, " ");
-        puts_(&l, key);
-        puts_(&l, "=");
-        puts_(&l, val ? val : "-");
-      }
-    }
+  if (sl->written < KCLD_LOG_BURST) {
+    sl->written++;
+    return 1;
   }
-  if (s_format == KCLD_LOG_JSON)
-    puts_(&l, "}");
-  l.buf[l.len++] = '\n';
+  if (sl->suppressed++ == 0 || level > sl->level)
+    sl->level = level;
+  return 0;
+}
+
+static void emit(int level, int limited, const char *msg, va_list ap)
+{
+  struct line l;
+  uint64_t now = now_ms();
 
   pthread_mutex_lock(&s_lock);
-  FILE *out = s_out ? s_out : stderr;
-  fwrite(l.buf, 1, l.len, out);
-  fflush(out);
+  sweep_locked(now);
+  if (!limited || admit_locked(level, msg, now)) {
+    build(&l, level, msg, ap);
+    finish_locked(&l);
+  }
   pthread_mutex_unlock(&s_lock);
+}
+
+int kcld_log_flush(int all)
+{
+  uint64_t now = now_ms();
+  int n = 0;
+  pthread_mutex_lock(&s_lock);
+  for (size_t i = 0; i < LIMIT_SLOTS; i++) {
+    struct slot *sl = &s_slots[i];
+    if (sl->hash && (all || now - sl->window_ms >= LIMIT_WINDOW_MS))
+      n += summarize_locked(sl);
+  }
+  pthread_mutex_unlock(&s_lock);
+  return n;
+}
+
+/* ======== Set-up ======== */
+
+/* True when JOURNAL_STREAM ("device:inode") names the file behind out. */
+static int journal_stream(FILE *out)
+{
+  const char *js = getenv("JOURNAL_STREAM");
+  unsigned long long dev, ino;
+  struct stat st;
+  int fd;
+
+  if (!js || sscanf(js, "%llu:%llu", &dev, &ino) != 2)
+    return 0;
+  fd = fileno(out);
+  if (fd < 0 || fstat(fd, &st) != 0)
+    return 0;
+  return (unsigned long long)st.st_dev == dev &&
+         (unsigned long long)st.st_ino == ino;
 }
 
 void kcld_log_setup(enum kcld_log_level level, enum kcld_log_format format,
                     FILE *out)
 {
   pthread_mutex_lock(&s_lock);
-  s_level = level;
+  __atomic_store_n(&s_level, (int)level, __ATOMIC_RELAXED);
   s_format = format;
   s_out = out;
+  s_prefix = journal_stream(out ? out : stderr);
+  pthread_mutex_unlock(&s_lock);
+}
+
+void kcld_log_set_context(const char *application, const char *worker)
+{
+  pthread_mutex_lock(&s_lock);
+  snprintf(s_application, sizeof(s_application), "%s",
+           application ? application : "");
+  snprintf(s_worker, sizeof(s_worker), "%s", worker ? worker : "");
   pthread_mutex_unlock(&s_lock);
 }
 
@@ -156,7 +393,9 @@ int kcld_log_level_parse(const char *name)
 
 int kcld_log_enabled(enum kcld_log_level level)
 {
-  return level >= s_level && level < KCLD_LOG_OFF;
+  int lv = (int)level & 0xff;
+  return lv >= __atomic_load_n(&s_level, __ATOMIC_RELAXED) &&
+         lv < KCLD_LOG_OFF;
 }
 
 void kcld_log(enum kcld_log_level level, const char *msg, ...)
@@ -165,7 +404,7 @@ void kcld_log(enum kcld_log_level level, const char *msg, ...)
   if (!kcld_log_enabled(level))
     return;
   va_start(ap, msg);
-  emit(level, msg, ap);
+  emit((int)level & 0xff, !((int)level & KCLD_LOG_UNLIMITED), msg, ap);
   va_end(ap);
 }
 

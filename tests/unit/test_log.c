@@ -1,11 +1,19 @@
 /* test_log.c — the logger writes one parseable JSON line per call, escapes
- * what needs escaping, filters by level and never prints secret fields. */
+ * what needs escaping, filters by level and never prints secret fields;
+ * typed fields are JSON numbers and booleans; application and worker are on
+ * every line; under journald each line starts with its priority; repeated
+ * messages are cut to a few a second and summed up in one line, also when
+ * several threads log at once. */
+#include <pthread.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
 
 #include <cmocka.h>
 #include <jansson.h>
@@ -97,6 +105,281 @@ static void test_level_parse(void **state)
   assert_int_equal(kcld_log_level_parse("verbose"), -1);
 }
 
+/* Parses every line of out as JSON; returns how many, and the lines as a
+ * JSON array in *all (new reference). */
+static size_t parse_lines(const char *out, json_t **all)
+{
+  json_error_t err;
+  size_t n = 0;
+  *all = json_array();
+  for (const char *p = out; *p;) {
+    const char *nl = strchr(p, '\n');
+    assert_non_null(nl);
+    json_t *j = json_loadb(p, (size_t)(nl - p), 0, &err);
+    if (!j)
+      fail_msg("not JSON: %.*s (%s)", (int)(nl - p), p, err.text);
+    json_array_append_new(*all, j);
+    n++;
+    p = nl + 1;
+  }
+  return n;
+}
+
+static void emit_typed(void)
+{
+  kcld_log(KCLD_LOG_INFO, "typed", KCLD_LOG_INT("records", -3),
+           KCLD_LOG_UINT("bytes", 1ULL << 40),
+           KCLD_LOG_DOUBLE("seconds", 0.1), KCLD_LOG_DOUBLE("nan", 0.0 / 0.0),
+           KCLD_LOG_BOOL("retry", 7), KCLD_LOG_BOOL("final", 0),
+           KCLD_LOG_STR("shard", "shardId-1"), KCLD_LOG_STR("none", NULL),
+           "plain", "text", NULL);
+}
+
+static void test_typed_fields(void **state)
+{
+  (void)state;
+  char *out = capture(emit_typed, KCLD_LOG_DEBUG, KCLD_LOG_JSON);
+  json_error_t err;
+  json_t *j = json_loads(out, 0, &err);
+  assert_non_null(j);
+  assert_true(json_is_integer(json_object_get(j, "records")));
+  assert_int_equal(json_integer_value(json_object_get(j, "records")), -3);
+  assert_non_null(strstr(out, "\"bytes\":1099511627776,"));
+  assert_true(json_is_real(json_object_get(j, "seconds")));
+  assert_true(json_real_value(json_object_get(j, "seconds")) == 0.1);
+  assert_true(json_is_null(json_object_get(j, "nan")));
+  assert_true(json_is_true(json_object_get(j, "retry")));
+  assert_true(json_is_false(json_object_get(j, "final")));
+  assert_string_equal(json_string_value(json_object_get(j, "shard")),
+                      "shardId-1");
+  assert_true(json_is_null(json_object_get(j, "none")));
+  assert_string_equal(json_string_value(json_object_get(j, "plain")), "text");
+  json_decref(j);
+  free(out);
+  out = capture(emit_typed, KCLD_LOG_DEBUG, KCLD_LOG_TEXT);
+  assert_non_null(strstr(out, " info typed records=-3 "
+                              "bytes=1099511627776 seconds=0.1 nan=- "
+                              "retry=true final=false shard=shardId-1 none=- "
+                              "plain=text\n"));
+  free(out);
+}
+
+static void emit_context(void)
+{
+  kcld_log_set_context("orders", "host-a:42");
+  kcld_log(KCLD_LOG_INFO, "one", "worker", "host-a:42", "shard", "s-1", NULL);
+  kcld_log(KCLD_LOG_WARN, "two", KCLD_LOG_STR("application", "x"), NULL);
+  kcld_log_set_context(NULL, NULL);
+  kcld_log(KCLD_LOG_WARN, "three", "worker", "w-2", NULL);
+}
+
+static void test_context_on_every_line(void **state)
+{
+  (void)state;
+  json_t *all;
+  char *out = capture(emit_context, KCLD_LOG_DEBUG, KCLD_LOG_JSON);
+  assert_int_equal(parse_lines(out, &all), 3);
+  for (size_t i = 0; i < 2; i++) {
+    json_t *j = json_array_get(all, i);
+    assert_string_equal(json_string_value(json_object_get(j, "application")),
+                        "orders");
+    assert_string_equal(json_string_value(json_object_get(j, "worker")),
+                        "host-a:42");
+  }
+  /* The caller's copy is left out: each key once per line. */
+  assert_non_null(strstr(out, "\"msg\":\"one\",\"application\":\"orders\","
+                              "\"worker\":\"host-a:42\",\"shard\":\"s-1\"}"));
+  assert_null(strstr(out, "\"application\":\"x\""));
+  /* Without a context a caller's field is written as given. */
+  assert_string_equal(
+    json_string_value(json_object_get(json_array_get(all, 2), "worker")),
+    "w-2");
+  assert_null(json_object_get(json_array_get(all, 2), "application"));
+  json_decref(all);
+  free(out);
+}
+
+static void emit_priorities(void)
+{
+  kcld_log(KCLD_LOG_ERROR, "e", NULL);
+  kcld_log(KCLD_LOG_WARN, "w", NULL);
+  kcld_log(KCLD_LOG_INFO, "i", NULL);
+  kcld_log(KCLD_LOG_DEBUG, "d", NULL);
+}
+
+/* Logs emit_priorities() to a file; JOURNAL_STREAM names that file when
+ * `same`, another one otherwise. */
+static char *journal_capture(int same, enum kcld_log_format format)
+{
+  char path[] = "/tmp/kcld-test-log-XXXXXX", js[64];
+  struct stat st;
+  int fd = mkstemp(path);
+  assert_true(fd >= 0);
+  FILE *f = fdopen(fd, "w+");
+  assert_non_null(f);
+  assert_int_equal(fstat(same ? fd : 2, &st), 0);
+  snprintf(js, sizeof(js), "%llu:%llu", (unsigned long long)st.st_dev,
+           (unsigned long long)st.st_ino + (same ? 0 : 1));
+  setenv("JOURNAL_STREAM", js, 1);
+  kcld_log_setup(KCLD_LOG_DEBUG, format, f);
+  emit_priorities();
+  kcld_log_setup(KCLD_LOG_INFO, KCLD_LOG_JSON, NULL);
+  unsetenv("JOURNAL_STREAM");
+  fclose(f);
+  char *text = NULL;
+  FILE *r = fopen(path, "r");
+  assert_non_null(r);
+  size_t cap = 0;
+  ssize_t n = getdelim(&text, &cap, '\0', r);
+  assert_true(n > 0);
+  fclose(r);
+  unlink(path);
+  return text;
+}
+
+static void test_journald_priority(void **state)
+{
+  (void)state;
+  char *out = journal_capture(1, KCLD_LOG_JSON);
+  assert_memory_equal(out, "<3>{\"ts\":", 9);
+  assert_non_null(strstr(out, "\n<4>{\"ts\":"));
+  assert_non_null(strstr(out, "\n<6>{\"ts\":"));
+  assert_non_null(strstr(out, "\n<7>{\"ts\":"));
+  free(out);
+  out = journal_capture(1, KCLD_LOG_TEXT);
+  assert_memory_equal(out, "<3>", 3);
+  assert_non_null(strstr(out, " error e\n<4>"));
+  free(out);
+  /* JOURNAL_STREAM of another stream (inherited, or stderr redirected):
+   * no prefix. */
+  out = journal_capture(0, KCLD_LOG_JSON);
+  assert_memory_equal(out, "{\"ts\":", 6);
+  assert_null(strchr(out, '<'));
+  free(out);
+}
+
+static int count(const char *hay, const char *needle)
+{
+  int n = 0;
+  for (const char *p = hay; (p = strstr(p, needle)); p++)
+    n++;
+  return n;
+}
+
+static void emit_flood(void)
+{
+  for (int i = 0; i < 1000; i++) {
+    kcld_log(KCLD_LOG_WARN, "multilang: not a protocol line", "line", "junk",
+             NULL);
+    if (i % 100 == 0)
+      kcld_log(KCLD_LOG_INFO, "other", KCLD_LOG_INT("i", i), NULL);
+  }
+  for (int i = 0; i < 20; i++)
+    kcld_log(KCLD_LOG_ERROR | KCLD_LOG_UNLIMITED, "RECORD GIVEN UP", NULL);
+  kcld_log_flush(1);
+}
+
+static void test_rate_limit(void **state)
+{
+  (void)state;
+  json_t *all, *sum = NULL;
+  char *out = capture(emit_flood, KCLD_LOG_DEBUG, KCLD_LOG_JSON);
+  size_t n = parse_lines(out, &all);
+  /* Usually all in one second; a window may end in the middle, which only
+   * moves lines from "suppressed" to "written". */
+  int written = count(out, "\"msg\":\"multilang: not a protocol line\"");
+  assert_true(written >= KCLD_LOG_BURST && written <= 4 * KCLD_LOG_BURST);
+  assert_int_equal(count(out, "\"msg\":\"other\""), KCLD_LOG_BURST);
+  assert_int_equal(count(out, "\"msg\":\"RECORD GIVEN UP\""), 20);
+  long long suppressed = 0;
+  for (size_t i = 0; i < n; i++) {
+    json_t *j = json_array_get(all, i);
+    const char *sm = json_string_value(json_object_get(j, "suppressed_msg"));
+    if (!sm || strcmp(sm, "multilang: not a protocol line") != 0)
+      continue;
+    sum = j;
+    suppressed += json_integer_value(json_object_get(j, "suppressed"));
+    assert_string_equal(json_string_value(json_object_get(j, "level")),
+                        "warn");
+  }
+  assert_non_null(sum);
+  assert_int_equal(written + suppressed, 1000);
+  char want[64];
+  snprintf(want, sizeof(want), "%lld similar lines suppressed",
+           (long long)json_integer_value(json_object_get(sum, "suppressed")));
+  assert_string_equal(json_string_value(json_object_get(sum, "msg")), want);
+  /* "other" had 10 lines: 5 written, 5 summed up. */
+  assert_non_null(strstr(out, "\"msg\":\"5 similar lines suppressed\""));
+  json_decref(all);
+  free(out);
+}
+
+static void emit_windows(void)
+{
+  struct timespec pause = {1, 100 * 1000 * 1000};
+  for (int i = 0; i < 8; i++)
+    kcld_log(KCLD_LOG_WARN, "retrying", NULL);
+  nanosleep(&pause, NULL); /* the window is one second */
+  assert_int_equal(kcld_log_flush(0), 1);
+  assert_int_equal(kcld_log_flush(1), 0);
+  for (int i = 0; i < 8; i++)
+    kcld_log(KCLD_LOG_WARN, "retrying", NULL);
+  kcld_log_flush(1);
+}
+
+static void test_rate_limit_window(void **state)
+{
+  (void)state;
+  char *out = capture(emit_windows, KCLD_LOG_DEBUG, KCLD_LOG_TEXT);
+  /* 5 lines, the summary of 3 once the second is over, 5 more lines. */
+  assert_int_equal(count(out, " warn retrying"), 2 * KCLD_LOG_BURST);
+  assert_int_equal(count(out, " warn 3 similar lines suppressed suppressed=3 "
+                              "suppressed_msg=retrying\n"), 2);
+  free(out);
+}
+
+#define THREADS 4
+#define PER_THREAD 3000
+
+static void *flood_thread(void *arg)
+{
+  (void)arg;
+  for (int i = 0; i < PER_THREAD; i++)
+    kcld_log(KCLD_LOG_WARN, i % 2 ? "thread line a" : "thread line b",
+             KCLD_LOG_INT("i", i), NULL);
+  return NULL;
+}
+
+static void emit_threads(void)
+{
+  pthread_t th[THREADS];
+  for (int i = 0; i < THREADS; i++)
+    assert_int_equal(pthread_create(&th[i], NULL, flood_thread, NULL), 0);
+  for (int i = 0; i < THREADS; i++)
+    pthread_join(th[i], NULL);
+  kcld_log_flush(1);
+}
+
+static void test_rate_limit_threads(void **state)
+{
+  (void)state;
+  json_t *all;
+  char *out = capture(emit_threads, KCLD_LOG_DEBUG, KCLD_LOG_JSON);
+  size_t n = parse_lines(out, &all); /* every line whole and valid */
+  long long lines = 0, suppressed = 0;
+  for (size_t i = 0; i < n; i++) {
+    json_t *j = json_array_get(all, i);
+    if (json_object_get(j, "suppressed"))
+      suppressed += json_integer_value(json_object_get(j, "suppressed"));
+    else
+      lines++;
+  }
+  assert_int_equal(lines + suppressed, THREADS * PER_THREAD);
+  assert_true(lines < THREADS * PER_THREAD / 10);
+  json_decref(all);
+  free(out);
+}
+
 int main(void)
 {
   const struct CMUnitTest tests[] = {
@@ -104,6 +387,12 @@ int main(void)
     cmocka_unit_test(test_level_filter),
     cmocka_unit_test(test_secrets_redacted),
     cmocka_unit_test(test_level_parse),
+    cmocka_unit_test(test_typed_fields),
+    cmocka_unit_test(test_context_on_every_line),
+    cmocka_unit_test(test_journald_priority),
+    cmocka_unit_test(test_rate_limit),
+    cmocka_unit_test(test_rate_limit_window),
+    cmocka_unit_test(test_rate_limit_threads),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }

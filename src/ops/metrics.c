@@ -1,9 +1,11 @@
 /* metrics.c — the metrics registry and its Prometheus and EMF renderings.
  *
  * Families live in an array in declaration order; each holds its series in
- * a list in creation order.  A series is found by comparing its label
- * pairs; there are few series per family (one per shard at most), so a
- * linear search is fine and keeps the code small. */
+ * a list in creation order.  Lookups are O(1): one hash table maps a family
+ * name to its family, another (name, labels) to the series, so a walk that
+ * sets a dozen series per shard costs the same per shard at 4 or 4096
+ * shards.  Callers that set the same series again and again may also keep
+ * a handle (kcld_metrics_series) and skip the lookup. */
 #include "ops/metrics.h"
 
 #include <math.h>
@@ -17,8 +19,13 @@
 #include "base/buf.h"
 #include "err.h"
 
-struct series {
-  struct series *next;
+struct family;
+
+struct kcld_metric_series {
+  struct kcld_metric_series *prev, *next; /* the family's, creation order */
+  struct kcld_metric_series *hnext;       /* hash chain */
+  struct family *fam;
+  uint64_t hash;
   char **labels;          /* name, value, name, value, ..., NULL */
   size_t nlabels;         /* pairs */
   double value;           /* counter, gauge */
@@ -31,16 +38,23 @@ struct series {
 struct family {
   char *name;
   char *help;
+  uint64_t hash;          /* of the name */
   enum kcld_metric_type type;
   double buckets[KCLD_METRICS_MAX_BUCKETS];
   size_t nbuckets;
-  struct series *series, **tail;
+  struct kcld_metric_series *first, *last;
+  struct kcld_metric_series *bare;    /* the unlabelled series, if any */
 };
 
 struct kcld_metrics {
   pthread_mutex_t mu;
-  struct family **fams;
+  struct family **fams;   /* declaration order */
   size_t nfams, cap;
+  struct family **fidx;   /* open addressing by name hash; NULL = free */
+  size_t fidx_cap;        /* a power of two, > 2 * nfams */
+  struct kcld_metric_series **bkt;    /* series hash chains */
+  size_t nbkt, nseries;   /* nbkt a power of two */
+  uint64_t probes;        /* series and families compared in lookups */
   kcld_metrics_collect_fn collect;
   void *collect_arg;
 };
@@ -74,7 +88,29 @@ static int valid_labels(const char *const *labels)
   return 1;
 }
 
-static int labels_equal(const struct series *s, const char *const *labels)
+/* FNV-1a over a string and its terminating NUL. */
+static uint64_t hash_str(uint64_t h, const char *s)
+{
+  do {
+    h ^= (unsigned char)*s;
+    h *= 1099511628211ULL;
+  } while (*s++);
+  return h;
+}
+
+#define HASH_SEED 1469598103934665603ULL
+
+static uint64_t hash_series(uint64_t name_hash, const char *const *labels)
+{
+  uint64_t h = name_hash;
+  if (labels)
+    for (size_t i = 0; labels[i]; i++)
+      h = hash_str(h, labels[i]);
+  return h;
+}
+
+static int labels_equal(const struct kcld_metric_series *s,
+                        const char *const *labels)
 {
   size_t n = 0;
   if (labels)
@@ -85,7 +121,7 @@ static int labels_equal(const struct series *s, const char *const *labels)
   return n == s->nlabels;
 }
 
-static void series_free(struct series *s)
+static void series_free(struct kcld_metric_series *s)
 {
   if (!s)
     return;
@@ -96,10 +132,11 @@ static void series_free(struct series *s)
   free(s);
 }
 
-static struct series *series_new(const struct family *f,
-                                 const char *const *labels)
+static struct kcld_metric_series *series_new(struct family *f,
+                                             const char *const *labels,
+                                 uint64_t hash)
 {
-  struct series *s = calloc(1, sizeof(*s));
+  struct kcld_metric_series *s = calloc(1, sizeof(*s));
   size_t n = 0;
   if (!s)
     return NULL;
@@ -110,6 +147,8 @@ static struct series *series_new(const struct family *f,
   if (!s->labels)
     goto fail;
   s->nlabels = n;
+  s->fam = f;
+  s->hash = hash;
   for (size_t i = 0; i < 2 * n; i++)
     if (!(s->labels[i] = strdup(labels[i])))
       goto fail;
@@ -122,26 +161,119 @@ fail:
   return NULL;
 }
 
-static struct family *find_family(const struct kcld_metrics *m,
-                                  const char *name)
+static struct family *find_family(struct kcld_metrics *m, const char *name)
 {
-  for (size_t i = 0; i < m->nfams; i++)
-    if (strcmp(m->fams[i]->name, name) == 0)
-      return m->fams[i];
-  return NULL;
+  uint64_t h;
+  if (!m->fidx_cap)
+    return NULL;
+  h = hash_str(HASH_SEED, name);
+  for (size_t i = h & (m->fidx_cap - 1);; i = (i + 1) & (m->fidx_cap - 1)) {
+    struct family *f = m->fidx[i];
+    if (!f)
+      return NULL;
+    m->probes++;
+    if (f->hash == h && strcmp(f->name, name) == 0)
+      return f;
+  }
+}
+
+/* Puts f in the name index, growing it to stay under half full. */
+static int index_family(struct kcld_metrics *m, struct family *f)
+{
+  if (2 * (m->nfams + 1) >= m->fidx_cap) {
+    size_t cap = m->fidx_cap ? 2 * m->fidx_cap : 64;
+    struct family **idx = calloc(cap, sizeof(*idx));
+    if (!idx)
+      return KCLD_ENOMEM;
+    for (size_t k = 0; k < m->nfams; k++) {
+      size_t i = m->fams[k]->hash & (cap - 1);
+      while (idx[i])
+        i = (i + 1) & (cap - 1);
+      idx[i] = m->fams[k];
+    }
+    free(m->fidx);
+    m->fidx = idx;
+    m->fidx_cap = cap;
+  }
+  size_t i = f->hash & (m->fidx_cap - 1);
+  while (m->fidx[i])
+    i = (i + 1) & (m->fidx_cap - 1);
+  m->fidx[i] = f;
+  return 0;
+}
+
+/* Doubles the series table when it holds more series than chains. */
+static void grow_series_index(struct kcld_metrics *m)
+{
+  size_t nb = m->nbkt ? 2 * m->nbkt : 256;
+  struct kcld_metric_series **b;
+  if (m->nseries < m->nbkt)
+    return;
+  if (!(b = calloc(nb, sizeof(*b))))
+    return; /* longer chains, still correct */
+  for (size_t i = 0; i < m->nbkt; i++) {
+    struct kcld_metric_series *s = m->bkt[i], *next;
+    for (; s; s = next) {
+      next = s->hnext;
+      s->hnext = b[s->hash & (nb - 1)];
+      b[s->hash & (nb - 1)] = s;
+    }
+  }
+  free(m->bkt);
+  m->bkt = b;
+  m->nbkt = nb;
+}
+
+/* Takes s out of the index and its family's list, and frees it. */
+static void series_remove(struct kcld_metrics *m, struct kcld_metric_series *s)
+{
+  struct family *f = s->fam;
+  struct kcld_metric_series **p = &m->bkt[s->hash & (m->nbkt - 1)];
+  while (*p != s)
+    p = &(*p)->hnext;
+  *p = s->hnext;
+  if (s->prev)
+    s->prev->next = s->next;
+  else
+    f->first = s->next;
+  if (s->next)
+    s->next->prev = s->prev;
+  else
+    f->last = s->prev;
+  if (f->bare == s)
+    f->bare = NULL;
+  m->nseries--;
+  series_free(s);
 }
 
 /* The series for `labels`, created when new; NULL when out of memory. */
-static struct series *get_series(struct family *f, const char *const *labels)
+static struct kcld_metric_series *get_series(struct kcld_metrics *m,
+                                             struct family *f,
+                                 const char *const *labels)
 {
-  struct series *s;
-  for (s = f->series; s; s = s->next)
-    if (labels_equal(s, labels))
-      return s;
-  if (!(s = series_new(f, labels)))
+  uint64_t h = hash_series(f->hash, labels);
+  struct kcld_metric_series *s;
+
+  if (m->nbkt)
+    for (s = m->bkt[h & (m->nbkt - 1)]; s; s = s->hnext) {
+      m->probes++;
+      if (s->hash == h && s->fam == f && labels_equal(s, labels))
+        return s;
+    }
+  grow_series_index(m);
+  if (!m->nbkt || !(s = series_new(f, labels, h)))
     return NULL;
-  *f->tail = s;
-  f->tail = &s->next;
+  s->hnext = m->bkt[h & (m->nbkt - 1)];
+  m->bkt[h & (m->nbkt - 1)] = s;
+  m->nseries++;
+  s->prev = f->last;
+  if (f->last)
+    f->last->next = s;
+  else
+    f->first = s;
+  f->last = s;
+  if (s->nlabels == 0)
+    f->bare = s;
   return s;
 }
 
@@ -158,15 +290,17 @@ int kcld_metrics_new(struct kcld_metrics **out)
   return 0;
 }
 
-static void family_clear(struct family *f)
+static void family_clear(struct kcld_metrics *m, struct family *f)
 {
-  struct series *s = f->series, *next;
-  for (; s; s = next) {
-    next = s->next;
-    series_free(s);
-  }
-  f->series = NULL;
-  f->tail = &f->series;
+  while (f->first)
+    series_remove(m, f->first);
+}
+
+static void family_free(struct family *f)
+{
+  free(f->name);
+  free(f->help);
+  free(f);
 }
 
 void kcld_metrics_free(struct kcld_metrics *m)
@@ -174,14 +308,27 @@ void kcld_metrics_free(struct kcld_metrics *m)
   if (!m)
     return;
   for (size_t i = 0; i < m->nfams; i++) {
-    family_clear(m->fams[i]);
-    free(m->fams[i]->name);
-    free(m->fams[i]->help);
-    free(m->fams[i]);
+    family_clear(m, m->fams[i]);
+    family_free(m->fams[i]);
   }
   free(m->fams);
+  free(m->fidx);
+  free(m->bkt);
   pthread_mutex_destroy(&m->mu);
   free(m);
+}
+
+static int check_buckets(enum kcld_metric_type type, const double *buckets,
+                         size_t nbuckets)
+{
+  if (type != KCLD_METRIC_HISTOGRAM)
+    return buckets || nbuckets ? KCLD_EINVAL : 0;
+  if (!buckets || nbuckets == 0 || nbuckets > KCLD_METRICS_MAX_BUCKETS)
+    return KCLD_EINVAL;
+  for (size_t i = 0; i < nbuckets; i++)
+    if (!isfinite(buckets[i]) || (i > 0 && buckets[i] <= buckets[i - 1]))
+      return KCLD_EINVAL;
+  return 0;
 }
 
 static int declare_locked(struct kcld_metrics *m, const char *name,
@@ -189,17 +336,11 @@ static int declare_locked(struct kcld_metrics *m, const char *name,
                           const double *buckets, size_t nbuckets)
 {
   struct family *f = find_family(m, name);
+  int rc;
   if (f)
     return f->type == type ? 0 : KCLD_EINVAL;
-  if (type == KCLD_METRIC_HISTOGRAM) {
-    if (!buckets || nbuckets == 0 || nbuckets > KCLD_METRICS_MAX_BUCKETS)
-      return KCLD_EINVAL;
-    for (size_t i = 0; i < nbuckets; i++)
-      if (!isfinite(buckets[i]) || (i > 0 && buckets[i] <= buckets[i - 1]))
-        return KCLD_EINVAL;
-  } else if (buckets || nbuckets) {
-    return KCLD_EINVAL;
-  }
+  if ((rc = check_buckets(type, buckets, nbuckets)) != 0)
+    return rc;
   if (m->nfams == m->cap) {
     size_t cap = m->cap ? 2 * m->cap : 16;
     struct family **p = realloc(m->fams, cap * sizeof(*p));
@@ -212,26 +353,19 @@ static int declare_locked(struct kcld_metrics *m, const char *name,
     return KCLD_ENOMEM;
   f->name = strdup(name);
   f->help = strdup(help ? help : "");
-  if (!f->name || !f->help) {
-    free(f->name);
-    free(f->help);
-    free(f);
-    return KCLD_ENOMEM;
-  }
+  f->hash = hash_str(HASH_SEED, name);
   f->type = type;
-  f->tail = &f->series;
   if (type == KCLD_METRIC_HISTOGRAM) {
     memcpy(f->buckets, buckets, nbuckets * sizeof(double));
     f->nbuckets = nbuckets;
   }
-  m->fams[m->nfams++] = f;
-  if (type != KCLD_METRIC_HISTOGRAM && !get_series(f, NULL)) {
-    m->nfams--;
-    free(f->name);
-    free(f->help);
-    free(f);
+  if (!f->name || !f->help || index_family(m, f) != 0) {
+    family_free(f);
     return KCLD_ENOMEM;
   }
+  m->fams[m->nfams++] = f;
+  if (type != KCLD_METRIC_HISTOGRAM && !get_series(m, f, NULL))
+    return KCLD_ENOMEM; /* declared, without its 0 sample */
   return 0;
 }
 
@@ -252,28 +386,26 @@ int kcld_metrics_declare(struct kcld_metrics *m, const char *name,
 
 /* The declaration's unlabelled series is dropped as soon as a labelled one
  * appears, so that a labelled family does not show a stray bare sample. */
-static void drop_bare(struct family *f, const struct series *keep)
+static void drop_bare(struct kcld_metrics *m, struct family *f)
 {
-  struct series **p = &f->series;
-  while (*p) {
-    struct series *s = *p;
-    if (s != keep && s->nlabels == 0 && s->value == 0) {
-      *p = s->next;
-      series_free(s);
-    } else {
-      p = &s->next;
-    }
-  }
-  f->tail = &f->series;
-  while (*f->tail)
-    f->tail = &(*f->tail)->next;
+  if (f->bare && f->bare->value == 0)
+    series_remove(m, f->bare);
+}
+
+static void set_value(struct kcld_metrics *m, struct kcld_metric_series *s,
+                      double v,
+                      int add)
+{
+  s->value = add ? s->value + v : v;
+  if (s->nlabels > 0 && s->fam->bare)
+    drop_bare(m, s->fam);
 }
 
 static int update(struct kcld_metrics *m, const char *name,
                   const char *const *labels, double v, int add)
 {
   struct family *f;
-  struct series *s;
+  struct kcld_metric_series *s;
   int rc = 0;
 
   if (!m || !name || isnan(v) || !valid_labels(labels))
@@ -285,12 +417,10 @@ static int update(struct kcld_metrics *m, const char *name,
   } else if (f->type == KCLD_METRIC_HISTOGRAM ||
              (f->type == KCLD_METRIC_COUNTER && v < 0)) {
     rc = KCLD_EINVAL;
-  } else if (!(s = get_series(f, labels))) {
+  } else if (!(s = get_series(m, f, labels))) {
     rc = KCLD_ENOMEM;
   } else {
-    s->value = add ? s->value + v : v;
-    if (s->nlabels > 0)
-      drop_bare(f, s);
+    set_value(m, s, v, add);
   }
   pthread_mutex_unlock(&m->mu);
   return rc;
@@ -312,7 +442,7 @@ int kcld_metrics_observe(struct kcld_metrics *m, const char *name,
                          const char *const *labels, double value)
 {
   struct family *f;
-  struct series *s;
+  struct kcld_metric_series *s;
   int rc = 0;
 
   if (!m || !name || isnan(value) || !valid_labels(labels))
@@ -323,7 +453,7 @@ int kcld_metrics_observe(struct kcld_metrics *m, const char *name,
     rc = KCLD_ENOTFOUND;
   } else if (f->type != KCLD_METRIC_HISTOGRAM) {
     rc = KCLD_EINVAL;
-  } else if (!(s = get_series(f, labels))) {
+  } else if (!(s = get_series(m, f, labels))) {
     rc = KCLD_ENOMEM;
   } else {
     size_t i = 0;
@@ -345,12 +475,15 @@ double kcld_metrics_get(struct kcld_metrics *m, const char *name,
   if (!m || !name)
     return NAN;
   pthread_mutex_lock(&m->mu);
-  if ((f = find_family(m, name)))
-    for (struct series *s = f->series; s; s = s->next)
-      if (labels_equal(s, labels)) {
+  if ((f = find_family(m, name)) && m->nbkt) {
+    uint64_t h = hash_series(f->hash, labels);
+    for (struct kcld_metric_series *s = m->bkt[h & (m->nbkt - 1)]; s;
+         s = s->hnext)
+      if (s->hash == h && s->fam == f && labels_equal(s, labels)) {
         v = f->type == KCLD_METRIC_HISTOGRAM ? (double)s->count : s->value;
         break;
       }
+  }
   pthread_mutex_unlock(&m->mu);
   return v;
 }
@@ -363,11 +496,76 @@ int kcld_metrics_clear(struct kcld_metrics *m, const char *name)
     return KCLD_EINVAL;
   pthread_mutex_lock(&m->mu);
   if ((f = find_family(m, name)))
-    family_clear(f);
+    family_clear(m, f);
   else
     rc = KCLD_ENOTFOUND;
   pthread_mutex_unlock(&m->mu);
   return rc;
+}
+
+/* ======== Handles ======== */
+
+int kcld_metrics_series(struct kcld_metrics *m, const char *name,
+                        const char *const *labels,
+                        struct kcld_metric_series **out)
+{
+  struct family *f;
+  int rc = 0;
+
+  *out = NULL;
+  if (!m || !name || !valid_labels(labels))
+    return KCLD_EINVAL;
+  pthread_mutex_lock(&m->mu);
+  f = find_family(m, name);
+  if (!f)
+    rc = KCLD_ENOTFOUND;
+  else if (f->type == KCLD_METRIC_HISTOGRAM)
+    rc = KCLD_EINVAL;
+  else if (!(*out = get_series(m, f, labels)))
+    rc = KCLD_ENOMEM;
+  else if ((*out)->nlabels > 0)
+    drop_bare(m, f);
+  pthread_mutex_unlock(&m->mu);
+  return rc;
+}
+
+void kcld_metrics_series_set(struct kcld_metrics *m,
+                             struct kcld_metric_series *s, double value)
+{
+  if (!m || !s || isnan(value) ||
+      (s->fam->type == KCLD_METRIC_COUNTER && value < 0))
+    return;
+  pthread_mutex_lock(&m->mu);
+  s->value = value;
+  pthread_mutex_unlock(&m->mu);
+}
+
+void kcld_metrics_series_drop(struct kcld_metrics *m,
+                              struct kcld_metric_series *s)
+{
+  if (!m || !s)
+    return;
+  pthread_mutex_lock(&m->mu);
+  series_remove(m, s);
+  pthread_mutex_unlock(&m->mu);
+}
+
+uint64_t kcld_metrics_probes(struct kcld_metrics *m)
+{
+  uint64_t n;
+  pthread_mutex_lock(&m->mu);
+  n = m->probes;
+  pthread_mutex_unlock(&m->mu);
+  return n;
+}
+
+size_t kcld_metrics_series_count(struct kcld_metrics *m)
+{
+  size_t n;
+  pthread_mutex_lock(&m->mu);
+  n = m->nseries;
+  pthread_mutex_unlock(&m->mu);
+  return n;
 }
 
 void kcld_metrics_set_collector(struct kcld_metrics *m,
@@ -441,7 +639,7 @@ static void put_value(struct kcld_buf *b, double v)
 
 /* name{l1="v1",...,extra="xv"} value\n; extra may be NULL. */
 static void put_sample(struct kcld_buf *b, const char *name, const char *suffix,
-                       const struct series *s, const char *extra,
+                       const struct kcld_metric_series *s, const char *extra,
                        const char *extra_value, double v)
 {
   puts_(b, name);
@@ -483,7 +681,7 @@ static void render_family(struct kcld_buf *b, const struct family *f)
   puts_(b, " ");
   puts_(b, types[f->type]);
   puts_(b, "\n");
-  for (const struct series *s = f->series; s; s = s->next) {
+  for (const struct kcld_metric_series *s = f->first; s; s = s->next) {
     if (f->type != KCLD_METRIC_HISTOGRAM) {
       put_sample(b, f->name, "", s, NULL, NULL, s->value);
       continue;
@@ -527,7 +725,8 @@ char *kcld_metrics_render(struct kcld_metrics *m, size_t *len)
 
 /* ======== Embedded Metric Format ======== */
 
-static json_t *emf_line(const struct family *f, const struct series *s,
+static json_t *emf_line(const struct family *f,
+                        const struct kcld_metric_series *s,
                         const char *ns, int64_t now_ms)
 {
   json_t *o = json_object(), *dims = json_array(), *mets = json_array();
@@ -577,7 +776,8 @@ int kcld_metrics_emf_write(struct kcld_metrics *m, FILE *out, const char *ns,
   pthread_mutex_lock(&m->mu);
   for (size_t i = 0; rc == 0 && i < m->nfams; i++) {
     const struct family *f = m->fams[i];
-    for (const struct series *s = f->series; rc == 0 && s; s = s->next) {
+    for (const struct kcld_metric_series *s = f->first; rc == 0 && s;
+         s = s->next) {
       json_t *line = emf_line(f, s, ns, now_ms);
       if (!line) {
         rc = KCLD_ENOMEM;

@@ -14,6 +14,10 @@
  * path pays nothing.  What no stats struct holds is fed directly with
  * kcld_metrics_add / kcld_metrics_observe.
  *
+ * Series are found in O(1) (hashed by name and labels).  A caller that sets
+ * the same series over and over may keep a handle instead
+ * (kcld_metrics_series), e.g. one per shard and metric.
+ *
  * Every function may be called from any thread (one mutex per registry);
  * the collector runs on the thread that renders (the loop thread, for the
  * HTTP server). */
@@ -34,6 +38,7 @@ enum kcld_metric_type {
 #define KCLD_METRICS_MAX_BUCKETS 32
 
 struct kcld_metrics;
+struct kcld_metric_series;
 
 /* Called by kcld_metrics_render() and kcld_metrics_emf_write() before they
  * read the registry (without the registry's lock held): copy stats in. */
@@ -85,6 +90,32 @@ double kcld_metrics_get(struct kcld_metrics *m, const char *name,
  * collector refills per-shard gauges so that shards no longer held vanish.
  * Returns 0 or KCLD_ENOTFOUND. */
 int kcld_metrics_clear(struct kcld_metrics *m, const char *name);
+
+/* Finds or creates the series of a counter or gauge family for `labels`
+ * and hands back a handle to it, valid until kcld_metrics_series_drop(),
+ * kcld_metrics_clear() of its family, or kcld_metrics_free().  Returns 0,
+ * KCLD_ENOTFOUND, KCLD_EINVAL (a histogram, a bad label) or KCLD_ENOMEM;
+ * *out is NULL on error. */
+int kcld_metrics_series(struct kcld_metrics *m, const char *name,
+                        const char *const *labels,
+                        struct kcld_metric_series **out);
+
+/* Sets a series by its handle, without a lookup (a NaN, or a negative value
+ * for a counter, is ignored).  NULL s is ignored. */
+void kcld_metrics_series_set(struct kcld_metrics *m,
+                             struct kcld_metric_series *s, double value);
+
+/* Removes a series (it is no longer rendered) and frees its handle.  NULL
+ * s is ignored. */
+void kcld_metrics_series_drop(struct kcld_metrics *m,
+                              struct kcld_metric_series *s);
+
+/* Families and series compared during lookups so far: for tests that check
+ * lookups stay O(1) as series grow. */
+uint64_t kcld_metrics_probes(struct kcld_metrics *m);
+
+/* Series held now, all families together. */
+size_t kcld_metrics_series_count(struct kcld_metrics *m);
 
 /* Installs the collector (NULL removes it). */
 void kcld_metrics_set_collector(struct kcld_metrics *m,

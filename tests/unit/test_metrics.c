@@ -1,7 +1,8 @@
 /* test_metrics.c — the metrics registry: declarations checked, series found
  * by labels, Prometheus text exactly as the exposition format wants it
  * (HELP/TYPE, escaping, cumulative buckets, +Inf, _sum/_count), the
- * collector run at render time, and EMF lines that parse. */
+ * collector run at render time, EMF lines that parse; lookups that stay
+ * O(1) as series grow (counted, not timed), and handles. */
 #include <math.h>
 #include <setjmp.h>
 #include <stdarg.h>
@@ -273,6 +274,79 @@ static void test_emf(void **state)
   kcld_metrics_free(m);
 }
 
+/* 4096 shards x 11 gauges: the probes per lookup stay small and flat (the
+ * old list walk compared half the family's series per lookup: ~2000 here). */
+static void test_lookups_constant(void **state)
+{
+  static const char *const fams[] = {"f0", "f1", "f2", "f3", "f4", "f5",
+                                     "f6", "f7", "f8", "f9", "f10"};
+  struct kcld_metrics *m = fresh();
+  char id[32];
+  (void)state;
+  for (size_t f = 0; f < 11; f++)
+    assert_int_equal(kcld_metrics_declare(m, fams[f], KCLD_METRIC_GAUGE, "x",
+                                          NULL, 0), 0);
+  for (int pass = 0; pass < 2; pass++) {
+    uint64_t p0 = kcld_metrics_probes(m);
+    for (int shard = 0; shard < 4096; shard++) {
+      snprintf(id, sizeof(id), "shardId-%012d", shard);
+      const char *lb[] = {"shard", id, NULL};
+      for (size_t f = 0; f < 11; f++)
+        assert_int_equal(kcld_metrics_set(m, fams[f], lb, shard + pass), 0);
+    }
+    uint64_t probes = kcld_metrics_probes(m) - p0, lookups = 4096 * 11;
+    /* One family probe plus a short chain per lookup. */
+    assert_true(probes < 4 * lookups);
+    if (pass == 1) /* every series found, none created */
+      assert_int_equal(kcld_metrics_series_count(m), 4096 * 11);
+  }
+  const char *lb[] = {"shard", "shardId-000000004095", NULL};
+  assert_true(kcld_metrics_get(m, "f10", lb) == 4096);
+  kcld_metrics_free(m);
+}
+
+static void test_handles(void **state)
+{
+  struct kcld_metrics *m = fresh();
+  struct kcld_metric_series *a = NULL, *b = NULL, *again = NULL;
+  const char *la[] = {"shard", "a", NULL}, *lbb[] = {"shard", "b", NULL};
+  const double bk[] = {1};
+  (void)state;
+  kcld_metrics_declare(m, "kcld_g", KCLD_METRIC_GAUGE, "G.", NULL, 0);
+  kcld_metrics_declare(m, "kcld_c_total", KCLD_METRIC_COUNTER, "C.", NULL, 0);
+  kcld_metrics_declare(m, "kcld_h", KCLD_METRIC_HISTOGRAM, "H.", bk, 1);
+  assert_int_equal(kcld_metrics_series(m, "kcld_g", la, &a), 0);
+  assert_int_equal(kcld_metrics_series(m, "kcld_g", lbb, &b), 0);
+  assert_int_equal(kcld_metrics_series(m, "kcld_g", la, &again), 0);
+  assert_ptr_equal(a, again);
+  assert_int_equal(kcld_metrics_series(m, "kcld_h", la, &again),
+                   KCLD_EINVAL);
+  assert_null(again);
+  assert_int_equal(kcld_metrics_series(m, "nope", la, &again),
+                   KCLD_ENOTFOUND);
+  uint64_t p0 = kcld_metrics_probes(m);
+  kcld_metrics_series_set(m, a, 7);
+  kcld_metrics_series_set(m, b, -2.5);
+  assert_int_equal(kcld_metrics_probes(m), p0); /* no lookup */
+  char *t = render(m);
+  /* The bare declaration sample went when labelled ones came. */
+  assert_non_null(strstr(t, "# TYPE kcld_g gauge\nkcld_g{shard=\"a\"} 7\n"
+                            "kcld_g{shard=\"b\"} -2.5\n"));
+  free(t);
+  kcld_metrics_series_drop(m, a);
+  assert_true(isnan(kcld_metrics_get(m, "kcld_g", la)));
+  assert_true(kcld_metrics_get(m, "kcld_g", lbb) == -2.5);
+  /* A counter ignores a negative value. */
+  assert_int_equal(kcld_metrics_series(m, "kcld_c_total", la, &a), 0);
+  kcld_metrics_series_set(m, a, 3);
+  kcld_metrics_series_set(m, a, -1);
+  assert_true(kcld_metrics_get(m, "kcld_c_total", la) == 3);
+  t = render(m);
+  assert_non_null(strstr(t, "kcld_g{shard=\"b\"} -2.5\n# HELP kcld_c_total"));
+  free(t);
+  kcld_metrics_free(m);
+}
+
 int main(void)
 {
   const struct CMUnitTest tests[] = {
@@ -283,6 +357,8 @@ int main(void)
     cmocka_unit_test(test_text_histogram),
     cmocka_unit_test(test_collector),
     cmocka_unit_test(test_emf),
+    cmocka_unit_test(test_lookups_constant),
+    cmocka_unit_test(test_handles),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }

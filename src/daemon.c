@@ -356,6 +356,7 @@ static void on_signal(uv_signal_t *h, int signum)
 static void on_status_timer(uv_timer_t *t)
 {
   struct daemon *dm = t->data;
+  kcld_log_flush(0); /* "N similar lines suppressed" of quiet messages */
   if (dm->phase == PHASE_DRAINING) {
     drain_then_close(dm);
     return;
@@ -525,6 +526,34 @@ static void on_imds_region(int err, const char *region, void *arg)
   with_region(dm);
 }
 
+/* The metrics server and EMF file.  A metrics.listen that cannot be bound
+ * (port taken, no such address) is a start-up error: running without the
+ * /healthz that the operator asked for would hide failures. */
+static int start_monitor(struct daemon *dm)
+{
+  const struct kcld_config *cfg = dm->cfg;
+  struct kcld_monitor_opts mo;
+  int rc;
+
+  if (!*cfg->metrics.listen && !*cfg->metrics.emf)
+    return 0;
+  memset(&mo, 0, sizeof(mo));
+  mo.loop = &dm->loop;
+  mo.listen = cfg->metrics.listen;
+  mo.emf_path = cfg->metrics.emf;
+  mo.walk = monitor_walk;
+  mo.arg = dm;
+  rc = kcld_monitor_start(&mo, &dm->monitor);
+  if (rc != 0) {
+    dm->monitor = NULL;
+    kcld_log(KCLD_LOG_ERROR, "start-up failed: cannot serve metrics.listen; "
+             "free the port, choose another, or set metrics.listen: \"\" to "
+             "run without /metrics and /healthz", "listen",
+             cfg->metrics.listen, "error", kcld_strerror(rc), NULL);
+  }
+  return rc;
+}
+
 static int open_base(struct daemon *dm)
 {
   const struct kcld_config *cfg = dm->cfg;
@@ -581,19 +610,9 @@ int kcld_daemon_run(const struct kcld_config *cfg)
                  STATUS_INTERVAL_MS);
   uv_unref((uv_handle_t *)&dm.status);
   kcld_notify_watchdog_start(dm.notify, &dm.loop);
-  if (*cfg->metrics.listen || *cfg->metrics.emf) {
-    struct kcld_monitor_opts mo;
-    memset(&mo, 0, sizeof(mo));
-    mo.loop = &dm.loop;
-    mo.listen = cfg->metrics.listen;
-    mo.emf_path = cfg->metrics.emf;
-    mo.walk = monitor_walk;
-    mo.arg = &dm;
-    if (kcld_monitor_start(&mo, &dm.monitor) != 0)
-      dm.monitor = NULL; /* logged; run without metrics */
-  }
-
-  rc = open_base(&dm);
+  rc = start_monitor(&dm);
+  if (rc == 0)
+    rc = open_base(&dm);
   if (rc == 0) {
     dm.region = kcld_region_from_env(opt(cfg->region),
                                      opt(cfg->credentials.profile));
@@ -621,6 +640,7 @@ int kcld_daemon_run(const struct kcld_config *cfg)
     kcld_log(KCLD_LOG_WARN, "event loop closed with handles open", NULL);
   kcld_http_global_cleanup();
   free(dm.region);
+  kcld_log_flush(1);
   kcld_log(KCLD_LOG_INFO, "stopped", NULL);
   return dm.rc;
 }

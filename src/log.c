@@ -222,7 +222,8 @@ static void build(struct line *l, int level, const char *msg, va_list ap)
   begin(l, level, msg);
   while ((key = va_arg(ap, const char *)) != NULL) {
     if (key == kcld_log_typed) {
-      const struct kcld_log_field *f = va_arg(ap, const struct kcld_log_field *);
+      const struct kcld_log_field *f =
+        va_arg(ap, const struct kcld_log_field *);
       if (f && f->key && !in_context(f->key))
         put_typed(l, f);
       continue;

@@ -80,7 +80,8 @@ extern const char kcld_log_typed[];
                     const struct kcld_log_field){(k), (t), {.m = (x)}}
 
 /* A signed integer field, written as a JSON number. */
-#define KCLD_LOG_INT(k, x) KCLD_LOG_FIELD_(k, KCLD_LOG_FIELD_INT, i, (int64_t)(x))
+#define KCLD_LOG_INT(k, x)                                                   \
+  KCLD_LOG_FIELD_(k, KCLD_LOG_FIELD_INT, i, (int64_t)(x))
 /* An unsigned integer field (counts, sizes, sequence-free numbers). */
 #define KCLD_LOG_UINT(k, x)                                                  \
   KCLD_LOG_FIELD_(k, KCLD_LOG_FIELD_UINT, u, (uint64_t)(x))

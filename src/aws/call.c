@@ -363,7 +363,8 @@ static void call_finish(struct aws_call *c, int err, json_t *parsed,
   /* Before the callback, which may close the client. */
   if (aws->observer)
     aws->observer(aws->observer_arg, s_services[c->svc].ep.prefix, c->op,
-                  (double)(uv_hrtime() - c->started_ns) / 1e9, err);
+                  (double)(uv_hrtime() - c->started_ns) / 1e9, err,
+                  res.error_type);
   c->cb(&res, c->arg);
   if (parsed && s_services[c->svc].protocol == PROTO_QUERY)
     kcld_json_wipe(parsed);

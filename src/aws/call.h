@@ -154,12 +154,14 @@ void kcld_aws_stream_cancel(struct kcld_aws_stream *s);
 
 /* Told of every finished call (just before its callback): the service's
  * signing name ("kinesis"), the operation, the seconds from kcld_aws_call()
- * to the result, retries and backoff included, and the result's err.  For
- * metrics; runs on the loop thread, also for calls cancelled by
- * kcld_aws_close (err KCLD_ECANCELED). */
+ * to the result, retries and backoff included, the result's err and, for
+ * KCLD_EAWS, the service's error code (the result's error_type, e.g.
+ * "ProvisionedThroughputExceededException"; "" otherwise).  For metrics;
+ * runs on the loop thread, also for calls cancelled by kcld_aws_close (err
+ * KCLD_ECANCELED). */
 typedef void (*kcld_aws_observer_fn)(void *arg, const char *service,
                                      const char *operation, double seconds,
-                                     int err);
+                                     int err, const char *code);
 
 /* Installs the observer (NULL removes it).  Its cost to a call is two clock
  * reads. */

@@ -15,7 +15,7 @@
 #include "err.h"
 #include "log.h"
 
-#define DEFAULT_TIMEOUT_MS 10000
+#define DEFAULT_TIMEOUT_MS 3000
 #define DEFAULT_MAX_CLIENTS 64
 #define MAX_METHOD 16
 
@@ -250,6 +250,7 @@ struct client {
   uv_write_t wreq;
   char *out;             /* the response being written */
   size_t len;            /* bytes in buf */
+  uint64_t waiting_since; /* uv_now when it began waiting for a head */
   int writing, closing, close_after, handles;
   char buf[KCLD_HTTP_MAX_HEAD];
 };
@@ -263,7 +264,8 @@ struct kcld_http_server {
   uint64_t timeout_ms;
   unsigned max_clients;
   struct client *clients;
-  size_t nclients;
+  size_t nclients;             /* with those closing */
+  size_t nopen;                /* not closing */
   int port;
   int closing, listener_open;
 };
@@ -297,6 +299,7 @@ static void client_close(struct client *c)
   if (c->closing)
     return;
   c->closing = 1;
+  c->srv->nopen--;
   uv_timer_stop(&c->timer);
   uv_close((uv_handle_t *)&c->timer, on_client_closed);
   uv_close((uv_handle_t *)&c->tcp, on_client_closed);
@@ -388,10 +391,20 @@ static void route(struct client *c, const struct kcld_http_parsed *rq)
             head, rq->keep_alive);
     free(text);
   } else if (ieq(rq->path, rq->path_len, "/healthz")) {
-    char why[256] = "loop running", body[300];
-    int ok = s->health ? s->health(s->health_arg, why, sizeof(why)) : 1;
-    snprintf(body, sizeof(body), "%s: %s\n", ok ? "ok" : "unhealthy", why);
-    respond_text(c, ok ? 200 : 503, body, head, rq->keep_alive);
+    int ok = 1;
+    char *body = s->health ? s->health(s->health_arg, &ok)
+                           : strdup("{\"status\":\"ok\"}");
+    size_t n = body ? strlen(body) : 0;
+    char *nl = body ? realloc(body, n + 2) : NULL;
+    if (!nl) {
+      free(body);
+      respond_text(c, 500, "out of memory\n", head, 0);
+      return;
+    }
+    memcpy(nl + n, "\n", 2);
+    respond(c, ok ? 200 : 503, "application/json", nl, n + 1, head,
+            rq->keep_alive);
+    free(nl);
   } else {
     respond_text(c, 404, "not found\n", head, rq->keep_alive);
   }
@@ -427,9 +440,28 @@ static void on_timeout(uv_timer_t *t)
   client_close(c);
 }
 
+/* The request-head deadline, from now. */
 static void arm_timer(struct client *c)
 {
+  c->waiting_since = uv_now(c->srv->loop);
   uv_timer_start(&c->timer, on_timeout, c->srv->timeout_ms, 0);
+}
+
+/* Past the cap: closes the connection that has waited longest for its
+ * request head, other than `keep`.  Returns 0 when every other connection
+ * is busy answering. */
+static int evict_oldest_waiting(struct kcld_http_server *s,
+                                const struct client *keep)
+{
+  struct client *victim = NULL;
+  for (struct client *c = s->clients; c; c = c->next)
+    if (c != keep && !c->closing && !c->writing &&
+        (!victim || c->waiting_since <= victim->waiting_since))
+      victim = c;
+  if (!victim)
+    return 0;
+  client_close(victim);
+  return 1;
 }
 
 static void on_alloc(uv_handle_t *h, size_t hint, uv_buf_t *b)
@@ -491,15 +523,23 @@ static void on_connection(uv_stream_t *ls, int status)
     s->clients->prev = c;
   s->clients = c;
   s->nclients++;
+  s->nopen++;
   if (uv_accept(ls, (uv_stream_t *)&c->tcp) != 0) {
     client_close(c);
     return;
   }
-  if (s->nclients > s->max_clients) {
-    kcld_log(KCLD_LOG_WARN, "metrics server: too many connections; closing "
-             "a new one", NULL);
-    client_close(c);
-    return;
+  if (s->nopen > s->max_clients) {
+    if (!evict_oldest_waiting(s, c)) {
+      kcld_log(KCLD_LOG_WARN, "metrics server: too many connections, all "
+               "busy; closing a new one", KCLD_LOG_UINT("max_clients",
+                                                        s->max_clients),
+               NULL);
+      client_close(c);
+      return;
+    }
+    kcld_log(KCLD_LOG_WARN, "metrics server: too many connections; closed "
+             "the one waiting longest for its request",
+             KCLD_LOG_UINT("max_clients", s->max_clients), NULL);
   }
   arm_timer(c);
   if (uv_read_start((uv_stream_t *)&c->tcp, on_alloc, on_read) != 0)

@@ -2,13 +2,17 @@
  * (Prometheus text from a kcld_metrics registry) and GET /healthz.
  *
  * Deliberately small: GET and HEAD only, no request bodies, request heads of
- * at most KCLD_HTTP_MAX_HEAD bytes, at most max_clients connections (more
- * are accepted and closed at once).  A connection is closed when the next
+ * at most KCLD_HTTP_MAX_HEAD bytes.  A connection is closed when the next
  * request head is not complete within timeout_ms of the connection opening
  * or of the previous answer, however slowly its bytes trickle in (so a
- * keep-alive connection idle that long goes too).  Pipelined requests are
- * answered in order, one at a time; a malformed one gets its 4xx/5xx with
- * Connection: close.
+ * keep-alive connection idle that long goes too).  At most max_clients
+ * connections are open: a new one past that closes the oldest connection
+ * still waiting for its request head (a slow or idle client), so that a
+ * prober always gets in however many slow clients hold the port; only when
+ * every connection is busy answering is the new one closed instead.  The
+ * line logged for that is rate-limited like every log line.  Pipelined
+ * requests are answered in order, one at a time; a malformed one gets its
+ * 4xx/5xx with Connection: close.
  *
  * The request parser is a pure function (no allocation, no state, no I/O)
  * so that a fuzz target can call it directly. */
@@ -78,9 +82,10 @@ long kcld_http_request_parse(const char *buf, size_t len,
 
 struct kcld_http_server;
 
-/* Health check: returns 1 when healthy, 0 when not; writes a one-line
- * reason (either way) into why[0..n-1]. */
-typedef int (*kcld_http_health_fn)(void *arg, char *why, size_t n);
+/* Health check: returns the body of the /healthz answer, a malloc'd JSON
+ * document the server frees (NULL when out of memory: 500), and sets
+ * *healthy to 1 (200) or 0 (503). */
+typedef char *(*kcld_http_health_fn)(void *arg, int *healthy);
 
 struct kcld_http_server_opts {
   uv_loop_t *loop;
@@ -92,7 +97,7 @@ struct kcld_http_server_opts {
   kcld_http_health_fn health;  /* NULL = always healthy */
   void *health_arg;
   uint64_t timeout_ms;         /* request head / keep-alive idle; 0 =
-                                  10000 */
+                                  3000 */
   unsigned max_clients;        /* 0 = 64 */
 };
 

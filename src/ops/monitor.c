@@ -2,20 +2,28 @@
  * at scrape time; shard progress tracking for /healthz; the EMF file. */
 #include "ops/monitor.h"
 
+#include <dirent.h>
 #include <inttypes.h>
+#include <search.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
+#include <unistd.h>
+
+#include <jansson.h>
 
 #include "base/clock.h"
 #include "consume/checkpoint.h"
 #include "err.h"
 #include "log.h"
+#include "kcld/version.h"
 #include "ops/http_server.h"
 
 #define SAMPLE_MS 5000
 #define DEFAULT_STUCK_MS 300000
 #define DEFAULT_EMF_MS 60000
+#define HEALTH_FRESH_MS 1000 /* /healthz walks at most this often */
 
 /* ======== The families ======== */
 
@@ -27,16 +35,32 @@
 #define F_EXPIRED "kcld_get_records_expired_iterators_total"
 #define F_FETCH_ERRORS "kcld_get_records_errors_total"
 #define F_BUFFERED "kcld_buffered_bytes"
-#define F_BEHIND "kcld_millis_behind_latest"
+#define F_BEHIND "kcld_millis_behind_latest" /* deprecated: F_LAG */
+#define F_LAG "kcld_shard_lag_seconds"
 #define F_CP_WRITES "kcld_checkpoint_writes_total"
 #define F_CP_FAILURES "kcld_checkpoint_failures_total"
 #define F_STUCK "kcld_shard_seconds_since_progress"
 #define F_AWS_DURATION "kcld_aws_call_duration_seconds"
 #define F_HANDLER_DURATION "kcld_handler_duration_seconds"
+#define F_AWS_ERRORS "kcld_aws_errors_total"
+#define F_BUILD_INFO "kcld_build_info"
+#define F_CPU "process_cpu_seconds_total"
+#define F_RSS "process_resident_memory_bytes"
+#define F_FDS "process_open_fds"
+#define F_MAX_FDS "process_max_fds"
+#define F_START "process_start_time_seconds"
 
-static const char *const s_shard_families[] = {
+/* A shard's series, in the order of a track's handles. */
+enum {
+  S_RECORDS, S_KRECORDS, S_BYTES, S_CALLS, S_THROTTLES, S_EXPIRED,
+  S_FETCH_ERRORS, S_BUFFERED, S_BEHIND, S_LAG, S_CP_WRITES, S_CP_FAILURES,
+  S_STUCK, S_COUNT
+};
+
+static const char *const s_shard_families[S_COUNT] = {
   F_RECORDS, F_KRECORDS, F_BYTES, F_CALLS, F_THROTTLES, F_EXPIRED,
-  F_FETCH_ERRORS, F_BUFFERED, F_BEHIND, F_CP_WRITES, F_CP_FAILURES, F_STUCK,
+  F_FETCH_ERRORS, F_BUFFERED, F_BEHIND, F_LAG, F_CP_WRITES, F_CP_FAILURES,
+  F_STUCK,
 };
 
 static const double s_latency_buckets[] = {
@@ -60,8 +84,10 @@ static const struct {
   {F_FETCH_ERRORS, KCLD_METRIC_COUNTER, "Other failed GetRecords calls "
    "and parses."},
   {F_BUFFERED, KCLD_METRIC_GAUGE, "Bytes fetched and not yet done with."},
-  {F_BEHIND, KCLD_METRIC_GAUGE, "MillisBehindLatest of the shard's last "
-   "GetRecords answer."},
+  {F_BEHIND, KCLD_METRIC_GAUGE, "Deprecated: kcld_shard_lag_seconds in "
+   "milliseconds; goes in the next release."},
+  {F_LAG, KCLD_METRIC_GAUGE, "How far the shard's last GetRecords answer "
+   "was behind the tip of the stream (MillisBehindLatest), in seconds."},
   {F_CP_WRITES, KCLD_METRIC_COUNTER, "Checkpoint writes started."},
   {F_CP_FAILURES, KCLD_METRIC_COUNTER, "Checkpoint writes that failed "
    "(transient)."},
@@ -97,17 +123,34 @@ static const struct {
    "balance."},
   {"kcld_leases_lost_total", KCLD_METRIC_COUNTER, "Leases lost (stolen by "
    "a peer, expired, or a write found another owner)."},
+  /* AWS calls, from the observer. */
+  {F_AWS_ERRORS, KCLD_METRIC_COUNTER, "AWS calls that failed, retries "
+   "exhausted, by service, operation and error code."},
+  /* The build and the process, Prometheus client conventions. */
+  {F_BUILD_INFO, KCLD_METRIC_GAUGE, "Always 1; the version as a label."},
+  {F_CPU, KCLD_METRIC_COUNTER, "Total user and system CPU time spent in "
+   "seconds."},
+  {F_RSS, KCLD_METRIC_GAUGE, "Resident memory size in bytes."},
+  {F_FDS, KCLD_METRIC_GAUGE, "Number of open file descriptors."},
+  {F_MAX_FDS, KCLD_METRIC_GAUGE, "Maximum number of open file "
+   "descriptors."},
+  {F_START, KCLD_METRIC_GAUGE, "Start time of the process since unix epoch "
+   "in seconds."},
 };
 
 /* ======== State ======== */
 
+/* One held shard: its progress and its series' handles (NULL until first
+ * set).  Found by shard id in a tree (tsearch), listed for the sweep. */
 struct track {
   struct track *next;
   char *shard_id;
+  struct kcld_metric_series *h[S_COUNT];
   uint64_t sig;           /* records + empty answers + deliveries */
   uint64_t changed_ms;    /* uv_now when sig last changed */
+  uint64_t seen;          /* the walk that last visited it */
   int fetched;            /* a GetRecords call was ever made */
-  int seen;
+  const char *stall;      /* a reason the walk reported, or NULL */
 };
 
 struct kcld_monitor {
@@ -119,7 +162,10 @@ struct kcld_monitor {
   uint64_t stuck_ms, emf_ms;
   kcld_monitor_walk_fn walk;
   void *arg;
-  struct track *tracks;
+  struct track *tracks;   /* every track, for the sweep */
+  void *by_id;            /* tsearch root: track by shard_id */
+  uint64_t walks;         /* walks done (the current one during a walk) */
+  uint64_t walked_ms;     /* uv_now of the last walk */
   int handles, closing, in_walk;
 };
 
@@ -128,16 +174,28 @@ struct kcld_monitor_visit {
   uint64_t now;
 };
 
-/* ======== Visits ======== */
+/* ======== Tracks ======== */
+
+static int track_cmp(const void *a, const void *b)
+{
+  return strcmp(((const struct track *)a)->shard_id,
+                ((const struct track *)b)->shard_id);
+}
 
 static struct track *track_get(struct kcld_monitor *mon, const char *id)
 {
-  struct track *t;
-  for (t = mon->tracks; t; t = t->next)
-    if (strcmp(t->shard_id, id) == 0)
-      return t;
+  struct track key, *t, **found;
+  key.shard_id = (char *)id;
+  found = tfind(&key, &mon->by_id, track_cmp);
+  if (found)
+    return *found;
   t = calloc(1, sizeof(*t));
   if (!t || !(t->shard_id = strdup(id))) {
+    free(t);
+    return NULL;
+  }
+  if (!tsearch(t, &mon->by_id, track_cmp)) {
+    free(t->shard_id);
     free(t);
     return NULL;
   }
@@ -148,31 +206,60 @@ static struct track *track_get(struct kcld_monitor *mon, const char *id)
   return t;
 }
 
+/* Forgets a track and drops its series (the registry stays consistent). */
+static void track_free(struct kcld_monitor *mon, struct track *t)
+{
+  tdelete(t, &mon->by_id, track_cmp);
+  for (size_t i = 0; i < S_COUNT; i++)
+    kcld_metrics_series_drop(mon->m, t->h[i]);
+  free(t->shard_id);
+  free(t);
+}
+
+/* Sets one of the shard's series, through its handle. */
+static void track_set(struct kcld_monitor *mon, struct track *t, int which,
+                      double value)
+{
+  if (!t->h[which]) {
+    const char *lb[] = {"shard", t->shard_id, NULL};
+    if (kcld_metrics_series(mon->m, s_shard_families[which], lb,
+                            &t->h[which]) != 0)
+      return;
+  }
+  kcld_metrics_series_set(mon->m, t->h[which], value);
+}
+
+/* ======== Visits ======== */
+
 void kcld_monitor_visit_shard(struct kcld_monitor_visit *v,
                               const struct kcld_shard_consumer *c)
 {
-  struct kcld_metrics *m = v->mon->m;
+  struct kcld_monitor *mon = v->mon;
   struct kcld_shard_consumer_stats st;
   struct kcld_checkpoint_stats cs;
   const struct kcld_checkpoint *cp;
   const char *id = kcld_shard_consumer_shard_id(c);
-  const char *lb[] = {"shard", id, NULL};
+  struct track *t = track_get(mon, id);
 
+  if (!t)
+    return;
   kcld_shard_consumer_stats(c, &st);
-  kcld_metrics_set(m, F_RECORDS, lb, (double)st.records);
-  kcld_metrics_set(m, F_KRECORDS, lb, (double)st.kinesis_records);
-  kcld_metrics_set(m, F_BYTES, lb, (double)st.bytes);
-  kcld_metrics_set(m, F_CALLS, lb, (double)st.get_records_calls);
-  kcld_metrics_set(m, F_THROTTLES, lb, (double)st.throttles);
-  kcld_metrics_set(m, F_EXPIRED, lb, (double)st.expired_iterators);
-  kcld_metrics_set(m, F_FETCH_ERRORS, lb, (double)st.errors);
-  kcld_metrics_set(m, F_BUFFERED, lb, (double)st.buffered_bytes);
-  if (st.millis_behind_latest >= 0)
-    kcld_metrics_set(m, F_BEHIND, lb, (double)st.millis_behind_latest);
+  track_set(mon, t, S_RECORDS, (double)st.records);
+  track_set(mon, t, S_KRECORDS, (double)st.kinesis_records);
+  track_set(mon, t, S_BYTES, (double)st.bytes);
+  track_set(mon, t, S_CALLS, (double)st.get_records_calls);
+  track_set(mon, t, S_THROTTLES, (double)st.throttles);
+  track_set(mon, t, S_EXPIRED, (double)st.expired_iterators);
+  track_set(mon, t, S_FETCH_ERRORS, (double)st.errors);
+  track_set(mon, t, S_BUFFERED, (double)st.buffered_bytes);
+  if (st.millis_behind_latest >= 0) {
+    track_set(mon, t, S_BEHIND, (double)st.millis_behind_latest);
+    track_set(mon, t, S_LAG, (double)st.millis_behind_latest / 1000.0);
+  }
   if ((cp = kcld_shard_consumer_checkpoint(c))) {
     kcld_checkpoint_stats(cp, &cs);
-    kcld_metrics_set(m, F_CP_WRITES, lb, (double)cs.writes);
-    kcld_metrics_set(m, F_CP_FAILURES, lb, (double)cs.failures);
+    track_set(mon, t, S_CP_WRITES, (double)cs.writes);
+    track_set(mon, t, S_CP_FAILURES, (double)cs.failures);
   }
   kcld_monitor_visit_progress(v, id, st.get_records_calls,
                               st.records + st.empty_responses +
@@ -183,18 +270,30 @@ void kcld_monitor_visit_progress(struct kcld_monitor_visit *v,
                                  const char *shard_id, uint64_t calls,
                                  uint64_t progress)
 {
-  const char *lb[] = {"shard", shard_id, NULL};
   struct track *t = track_get(v->mon, shard_id);
   if (!t)
     return;
-  t->seen = 1;
+  if (t->seen != v->mon->walks)
+    t->stall = NULL;
+  t->seen = v->mon->walks;
   t->fetched = calls > 0;
   if (progress != t->sig) {
     t->sig = progress;
     t->changed_ms = v->now;
   }
-  kcld_metrics_set(v->mon->m, F_STUCK, lb,
-                   (double)(v->now - t->changed_ms) / 1000.0);
+  track_set(v->mon, t, S_STUCK, (double)(v->now - t->changed_ms) / 1000.0);
+}
+
+void kcld_monitor_visit_stalled(struct kcld_monitor_visit *v,
+                                const char *shard_id, const char *reason)
+{
+  struct track *t = track_get(v->mon, shard_id);
+  if (!t)
+    return;
+  if (t->seen != v->mon->walks)
+    t->stall = NULL;
+  t->seen = v->mon->walks;
+  t->stall = reason;
 }
 
 void kcld_monitor_visit_dispatcher(struct kcld_monitor_visit *v,
@@ -247,14 +346,35 @@ void kcld_monitor_visit_coordinator(struct kcld_monitor_visit *v,
 
 /* ======== Observers ======== */
 
+/* The code label of a failed call: the service's error code, or what kind
+ * of failure it was when the service did not answer one. */
+static const char *error_code(int err, const char *code)
+{
+  if (err == KCLD_EAWS && code && *code)
+    return code;
+  switch (err) {
+  case KCLD_ETRANSPORT: return "transport";
+  case KCLD_ETIMEDOUT: return "timeout";
+  case KCLD_EPARSE: return "unparsable_answer";
+  case KCLD_ECREDS: return "no_credentials";
+  default: return "other";
+  }
+}
+
 void kcld_monitor_observe_aws(void *monitor, const char *service,
-                              const char *operation, double seconds, int err)
+                              const char *operation, double seconds, int err,
+                              const char *code)
 {
   struct kcld_monitor *mon = monitor;
   const char *lb[] = {"service", service, "operation", operation, NULL};
   if (!mon || mon->closing || err == KCLD_ECANCELED)
     return;
   kcld_metrics_observe(mon->m, F_AWS_DURATION, lb, seconds);
+  if (err) {
+    const char *el[] = {"service", service, "operation", operation, "code",
+                        error_code(err, code), NULL};
+    kcld_metrics_add(mon->m, F_AWS_ERRORS, el, 1);
+  }
 }
 
 void kcld_monitor_observe_handler(void *monitor, double seconds)
@@ -265,29 +385,88 @@ void kcld_monitor_observe_handler(void *monitor, double seconds)
   kcld_metrics_observe(mon->m, F_HANDLER_DURATION, NULL, seconds);
 }
 
-/* Walks the owner's pieces: per-shard series are rebuilt, so that shards
- * no longer held vanish, and so do their progress tracks. */
+/* ======== The process ======== */
+
+/* Seconds since the epoch at which this process started (/proc: its start
+ * in clock ticks after boot, plus the boot time), or -1. */
+static double process_start_time(void)
+{
+  char buf[1024], *p;
+  unsigned long long ticks = 0, btime = 0;
+  long hz = sysconf(_SC_CLK_TCK);
+  FILE *f = fopen("/proc/self/stat", "r");
+  size_t n = f ? fread(buf, 1, sizeof(buf) - 1, f) : 0;
+  if (f)
+    fclose(f);
+  buf[n] = '\0';
+  /* Field 22; the command (field 2) may hold spaces: count after ')'. */
+  if (!(p = strrchr(buf, ')')))
+    return -1;
+  for (int field = 2; field < 22 && p; field++)
+    p = strchr(p + 1, ' ');
+  if (!p || sscanf(p + 1, "%llu", &ticks) != 1 || hz <= 0)
+    return -1;
+  if (!(f = fopen("/proc/stat", "r")))
+    return -1;
+  while (fgets(buf, sizeof(buf), f))
+    if (sscanf(buf, "btime %llu", &btime) == 1)
+      break;
+  fclose(f);
+  return btime ? (double)btime + (double)ticks / (double)hz : -1;
+}
+
+static void collect_process(struct kcld_metrics *m)
+{
+  struct rusage ru;
+  struct rlimit rl;
+  long pages = 0, rss = 0;
+  FILE *f;
+  DIR *d;
+
+  if (getrusage(RUSAGE_SELF, &ru) == 0)
+    kcld_metrics_set(m, F_CPU, NULL,
+                     (double)ru.ru_utime.tv_sec + (double)ru.ru_stime.tv_sec +
+                       (double)(ru.ru_utime.tv_usec + ru.ru_stime.tv_usec) /
+                         1e6);
+  if ((f = fopen("/proc/self/statm", "r"))) {
+    if (fscanf(f, "%ld %ld", &pages, &rss) == 2)
+      kcld_metrics_set(m, F_RSS, NULL,
+                       (double)rss * (double)sysconf(_SC_PAGESIZE));
+    fclose(f);
+  }
+  if ((d = opendir("/proc/self/fd"))) {
+    long fds = 0;
+    for (struct dirent *e; (e = readdir(d));)
+      fds += e->d_name[0] != '.';
+    closedir(d);
+    kcld_metrics_set(m, F_FDS, NULL, (double)(fds - 1)); /* less d's own */
+  }
+  if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur != RLIM_INFINITY)
+    kcld_metrics_set(m, F_MAX_FDS, NULL, (double)rl.rlim_cur);
+}
+
+/* ======== Collection and health ======== */
+
+/* Walks the owner's pieces; shards not visited are forgotten, with their
+ * series. */
 static void collect_all(struct kcld_monitor *mon)
 {
   struct kcld_monitor_visit v;
   if (mon->closing || mon->in_walk)
     return;
-  for (size_t i = 0; i < sizeof(s_shard_families) / sizeof(char *); i++)
-    kcld_metrics_clear(mon->m, s_shard_families[i]);
-  for (struct track *t = mon->tracks; t; t = t->next)
-    t->seen = 0;
   v.mon = mon;
   v.now = uv_now(mon->loop);
+  mon->walks++;
+  mon->walked_ms = v.now;
   mon->in_walk = 1;
   if (mon->walk)
     mon->walk(mon->arg, &v);
   mon->in_walk = 0;
   for (struct track **p = &mon->tracks; *p;) {
     struct track *t = *p;
-    if (!t->seen) {
+    if (t->seen != mon->walks) {
       *p = t->next;
-      free(t->shard_id);
-      free(t);
+      track_free(mon, t);
     } else {
       p = &t->next;
     }
@@ -296,8 +475,20 @@ static void collect_all(struct kcld_monitor *mon)
 
 static void on_collect(struct kcld_metrics *m, void *arg)
 {
-  (void)m;
+  collect_process(m);
   collect_all(arg);
+}
+
+/* Why a shard is unhealthy, or NULL: what the walk reported, else no
+ * progress for stuck_ms although it has fetched before. */
+static const char *stall_reason(const struct kcld_monitor *mon,
+                                const struct track *t, uint64_t now)
+{
+  if (t->stall)
+    return t->stall;
+  if (t->fetched && now - t->changed_ms > mon->stuck_ms)
+    return "no_progress";
+  return NULL;
 }
 
 int kcld_monitor_healthy(struct kcld_monitor *mon, char *why, size_t n)
@@ -305,9 +496,10 @@ int kcld_monitor_healthy(struct kcld_monitor *mon, char *why, size_t n)
   uint64_t now = uv_now(mon->loop);
   collect_all(mon);
   for (struct track *t = mon->tracks; t; t = t->next) {
-    if (t->fetched && now - t->changed_ms > mon->stuck_ms) {
-      snprintf(why, n, "shard %s has made no progress for %" PRIu64 " s",
-               t->shard_id, (now - t->changed_ms) / 1000);
+    const char *r = stall_reason(mon, t, now);
+    if (r) {
+      snprintf(why, n, "shard %s: %s for %" PRIu64 " s", t->shard_id, r,
+               (now - t->changed_ms) / 1000);
       return 0;
     }
   }
@@ -315,9 +507,45 @@ int kcld_monitor_healthy(struct kcld_monitor *mon, char *why, size_t n)
   return 1;
 }
 
-static int health(void *arg, char *why, size_t n)
+char *kcld_monitor_health_json(struct kcld_monitor *mon, int *healthy)
 {
-  return kcld_monitor_healthy(arg, why, n);
+  uint64_t now = uv_now(mon->loop);
+  json_t *doc = json_object(), *stalled = json_array();
+  char *text = NULL;
+  size_t shards = 0;
+  int ok = doc && stalled;
+
+  /* A probe more than once a second does not walk every shard again. */
+  if (mon->walks == 0 || now - mon->walked_ms >= HEALTH_FRESH_MS)
+    collect_all(mon);
+  for (struct track *t = mon->tracks; ok && t; t = t->next) {
+    const char *r = stall_reason(mon, t, now);
+    shards++;
+    if (r)
+      ok = json_array_append_new(
+             stalled, json_pack("{s:s,s:s,s:I}", "shard", t->shard_id,
+                                "reason", r, "seconds_since_progress",
+                                (json_int_t)((now - t->changed_ms) / 1000))) ==
+           0;
+  }
+  *healthy = json_array_size(stalled) == 0;
+  if (ok)
+    ok = json_object_set_new(doc, "status",
+                             json_string(*healthy ? "ok" : "unhealthy")) ==
+           0 &&
+         json_object_set_new(doc, "shards", json_integer((json_int_t)shards)) ==
+           0 &&
+         json_object_set(doc, "stalled", stalled) == 0;
+  if (ok)
+    text = json_dumps(doc, JSON_COMPACT);
+  json_decref(stalled);
+  json_decref(doc);
+  return text;
+}
+
+static char *health(void *arg, int *healthy)
+{
+  return kcld_monitor_health_json(arg, healthy);
 }
 
 /* ======== Timers ======== */
@@ -353,8 +581,7 @@ static void monitor_free(struct kcld_monitor *mon)
   while (mon->tracks) {
     struct track *t = mon->tracks;
     mon->tracks = t->next;
-    free(t->shard_id);
-    free(t);
+    track_free(mon, t);
   }
   kcld_metrics_free(mon->m);
   free(mon->emf_path);
@@ -403,6 +630,13 @@ int kcld_monitor_start(const struct kcld_monitor_opts *o,
                                  sizeof(s_latency_buckets) /
                                    sizeof(double))) != 0)
     goto fail;
+  {
+    const char *bl[] = {"version", KCLD_VERSION_STRING, NULL};
+    double started = process_start_time();
+    kcld_metrics_set(mon->m, F_BUILD_INFO, bl, 1);
+    if (started > 0)
+      kcld_metrics_set(mon->m, F_START, NULL, started);
+  }
   kcld_metrics_set_collector(mon->m, on_collect, mon);
   if (o->emf_path && *o->emf_path &&
       !(mon->emf_path = strdup(o->emf_path))) {
@@ -433,8 +667,9 @@ int kcld_monitor_start(const struct kcld_monitor_opts *o,
   *out = mon;
   return 0;
 fail:
-  kcld_log(KCLD_LOG_ERROR, "cannot start metrics", "error",
-           kcld_strerror(rc), NULL);
+  if (rc == KCLD_ENOMEM) /* the server logs its own failures */
+    kcld_log(KCLD_LOG_ERROR, "cannot start metrics", "error",
+             kcld_strerror(rc), NULL);
   monitor_free(mon);
   return rc;
 }

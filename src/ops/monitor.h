@@ -10,9 +10,17 @@
  * observation per AWS call or handler answer (never per record).
  *
  * Health: /healthz answers from the loop, so an answer at all means the
- * loop turns.  It is 503 when a held shard has made no progress (no records
- * or empty answers fetched, nothing delivered) for stuck_ms although it has
- * fetched before (a shard still waiting for its parents is not stuck).
+ * loop turns.  It is 503 when a held shard is stalled: the walk said so
+ * (kcld_monitor_visit_stalled, with a reason), or it has made no progress
+ * (no records or empty answers fetched, nothing delivered) for stuck_ms
+ * although it has fetched before (reason "no_progress"; a shard still
+ * waiting for its parents is not stuck).  The body is JSON:
+ *
+ *   {"status":"unhealthy","shards":4,"stalled":[{"shard":"shardId-...",
+ *    "reason":"no_progress","seconds_since_progress":312}]}
+ *
+ * Per-shard series are kept by handle and dropped when the walk no longer
+ * visits the shard, so a walk costs the same per shard at any shard count.
  *
  * Loop thread only. */
 #ifndef KCLD_OPS_MONITOR_H
@@ -55,8 +63,15 @@ struct kcld_metrics *kcld_monitor_metrics(struct kcld_monitor *m);
 /* The server's port (0 without a server). */
 int kcld_monitor_port(const struct kcld_monitor *m);
 
-/* 1 when healthy; a one-line reason in why.  What /healthz answers. */
+/* Walks now; 1 when healthy, 0 when a shard is stalled; a one-line reason
+ * (the first stalled shard) in why. */
 int kcld_monitor_healthy(struct kcld_monitor *m, char *why, size_t n);
+
+/* What /healthz answers: the JSON body above (malloc'd; NULL when out of
+ * memory) and *healthy.  Walks again only when the last walk is more than
+ * a second old, so that probes cannot make the loop walk every shard at
+ * their rate. */
+char *kcld_monitor_health_json(struct kcld_monitor *m, int *healthy);
 
 /* Stops the timers and the server (a last EMF write first); memory goes in
  * the close callbacks: run the loop afterwards.  NULL is ignored. */
@@ -80,10 +95,14 @@ void kcld_monitor_visit_coordinator(struct kcld_monitor_visit *v,
  * (kcld_aws_set_observer) and the dispatcher (kcld_dispatcher_set_observer)
  * with the monitor as `arg`, and remove them before kcld_monitor_close. */
 
-/* kcld_aws_call_duration_seconds{service,operation}; calls cancelled
- * (KCLD_ECANCELED) are not observed. */
+/* kcld_aws_call_duration_seconds{service,operation}, and for a failed call
+ * kcld_aws_errors_total{service,operation,code} (code: the service's error
+ * code, else transport, timeout, unparsable_answer, no_credentials or
+ * other); calls cancelled (KCLD_ECANCELED) are not observed.  A
+ * kcld_aws_observer_fn. */
 void kcld_monitor_observe_aws(void *monitor, const char *service,
-                              const char *operation, double seconds, int err);
+                              const char *operation, double seconds, int err,
+                              const char *code);
 
 /* kcld_handler_duration_seconds. */
 void kcld_monitor_observe_handler(void *monitor, double seconds);
@@ -96,5 +115,11 @@ void kcld_monitor_observe_handler(void *monitor, double seconds);
 void kcld_monitor_visit_progress(struct kcld_monitor_visit *v,
                                  const char *shard_id, uint64_t calls,
                                  uint64_t progress);
+
+/* Reports a held shard as stalled for `reason` (a static snake_case word,
+ * e.g. "invalid_checkpoint") in this walk: /healthz answers 503 and lists
+ * it.  Call it in every walk while the stall lasts. */
+void kcld_monitor_visit_stalled(struct kcld_monitor_visit *v,
+                                const char *shard_id, const char *reason);
 
 #endif

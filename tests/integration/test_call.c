@@ -294,15 +294,17 @@ struct seen {
   char service[32], op[64];
   double seconds;
   int err;
+  char code[64];
   int cb_done_before;   /* the call's callback had run when observed */
   const struct outcome *o;
 };
 
 static void observe(void *arg, const char *service, const char *operation,
-                    double seconds, int err)
+                    double seconds, int err, const char *code)
 {
   struct seen *s = arg;
   s->calls++;
+  snprintf(s->code, sizeof(s->code), "%s", code);
   snprintf(s->service, sizeof(s->service), "%s", service);
   snprintf(s->op, sizeof(s->op), "%s", operation);
   s->seconds = seconds;
@@ -331,6 +333,7 @@ static void test_observer(void **state)
   assert_string_equal(s.service, "kinesis");
   assert_string_equal(s.op, "ListStreams");
   assert_int_equal(s.err, 0);
+  assert_string_equal(s.code, "");
   assert_int_equal(s.cb_done_before, 0);
   assert_true(s.seconds >= 0.15);
   assert_true(s.seconds <= wall);
@@ -345,6 +348,7 @@ static void test_observer(void **state)
   assert_string_equal(s.service, "dynamodb");
   assert_string_equal(s.op, "GetItem");
   assert_int_equal(s.err, KCLD_EAWS);
+  assert_string_equal(s.code, "ValidationException"); /* the error code */
   assert_true(s.seconds > 0 && s.seconds < 0.15);
   outcome_free(&o);
   memset(&o, 0, sizeof(o));

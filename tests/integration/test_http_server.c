@@ -35,6 +35,8 @@
 #include "config.h"
 #include "err.h"
 #include "harness.h"
+#include "kcld/version.h"
+#include "log.h"
 #include "ops/http_server.h"
 #include "ops/metrics.h"
 #include "ops/monitor.h"
@@ -53,12 +55,13 @@ struct fixture {
   int port;
 };
 
-static int health(void *arg, char *why, size_t n)
+static char *health(void *arg, int *healthy)
 {
   struct fixture *f = arg;
-  int ok = atomic_load(&f->healthy);
-  snprintf(why, n, "%s", ok ? "loop running" : "shard s-1 stuck for 600s");
-  return ok;
+  *healthy = atomic_load(&f->healthy);
+  return strdup(*healthy ? "{\"status\":\"ok\"}"
+                         : "{\"status\":\"unhealthy\",\"stalled\":"
+                           "[{\"shard\":\"s-1\",\"reason\":\"no_progress\"}]}");
 }
 
 static void collect(struct kcld_metrics *m, void *arg)
@@ -293,13 +296,15 @@ static const char *sc_basic(struct fixture *f, char *msg, size_t n)
   CHECK(strstr(r.body, "test_scrapes_total 2\n"), "body %s", r.body);
   if ((e = get(&c, "/healthz", &r, msg, n)))
     return e;
-  CHECK(r.status == 200 && strncmp(r.body, "ok: ", 4) == 0, "%d %s",
-        r.status, r.body);
+  CHECK(r.status == 200 && strcmp(r.body, "{\"status\":\"ok\"}\n") == 0,
+        "%d %s", r.status, r.body);
+  CHECK(strcasestr(r.head, "Content-Type: application/json\r\n"), "head %s",
+        r.head);
   atomic_store(&f->healthy, 0);
   if ((e = get(&c, "/healthz", &r, msg, n)))
     return e;
-  CHECK(r.status == 503 && strstr(r.body, "stuck"), "%d %s", r.status,
-        r.body);
+  CHECK(r.status == 503 && strstr(r.body, "\"shard\":\"s-1\""), "%d %s",
+        r.status, r.body);
   atomic_store(&f->healthy, 1);
   if ((e = get(&c, "/nope", &r, msg, n)))
     return e;
@@ -308,7 +313,7 @@ static const char *sc_basic(struct fixture *f, char *msg, size_t n)
   const char head[] = "HEAD /healthz HTTP/1.1\r\nHost: t\r\n\r\n";
   CHECK(conn_send(&c, head, sizeof(head) - 1) == 0, "send HEAD");
   CHECK(conn_read(&c, &r, 1) == 0, "read HEAD");
-  CHECK(r.status == 200 && strstr(r.head, "Content-Length: 17"), "%s",
+  CHECK(r.status == 200 && strstr(r.head, "Content-Length: 16"), "%s",
         r.head);
   /* A method we do not serve: 405, Allow, and the connection stays. */
   const char post[] = "POST /metrics HTTP/1.1\r\nHost: t\r\n\r\n";
@@ -339,7 +344,8 @@ static const char *sc_pipelined(struct fixture *f, char *msg, size_t n)
   CHECK(conn_open(&c, f->port) == 0, "connect");
   CHECK(conn_send(&c, reqs, sizeof(reqs) - 1) == 0, "send");
   CHECK(conn_read(&c, &r, 0) == 0 && r.status == 200 &&
-          strncmp(r.body, "ok", 2) == 0, "first: %d %s", r.status, r.body);
+          strncmp(r.body, "{\"status\":\"ok\"", 14) == 0, "first: %d %s",
+        r.status, r.body);
   CHECK(conn_read(&c, &r, 0) == 0 && r.status == 200 &&
           strstr(r.body, "# TYPE"), "second: %d", r.status);
   CHECK(conn_read(&c, &r, 0) == 0 && r.status == 404, "third: %d",
@@ -473,22 +479,93 @@ static const char *sc_cap(struct fixture *f, char *msg, size_t n)
   struct resp r;
   const char *e;
   CHECK(conn_open(&a, f->port) == 0, "connect a");
-  CHECK(conn_open(&b, f->port) == 0, "connect b");
   if ((e = get(&a, "/healthz", &r, msg, n)))
     return e;
+  usleep(20 * 1000); /* b waits for its next request after a does */
+  CHECK(conn_open(&b, f->port) == 0, "connect b");
   if ((e = get(&b, "/healthz", &r, msg, n)))
     return e;
+  /* A third: the connection idle longest (a) makes room for it. */
   CHECK(conn_open(&c, f->port) == 0, "connect c");
-  CHECK(conn_closed_by_peer(&c), "third connection kept");
-  conn_close(&c);
-  conn_close(&a);
-  usleep(100 * 1000); /* let the server see a go */
-  CHECK(conn_open(&c, f->port) == 0, "connect c again");
   if ((e = get(&c, "/healthz", &r, msg, n)))
     return e;
   CHECK(r.status == 200, "status %d", r.status);
+  CHECK(conn_closed_by_peer(&a), "the oldest waiting connection was kept");
+  conn_close(&a);
+  /* Then b, the oldest waiting now, for a fourth. */
+  CHECK(conn_open(&a, f->port) == 0, "connect a again");
+  if ((e = get(&a, "/healthz", &r, msg, n)))
+    return e;
+  CHECK(r.status == 200, "status %d", r.status);
+  CHECK(conn_closed_by_peer(&b), "b kept");
+  if ((e = get(&c, "/healthz", &r, msg, n))) /* c stays */
+    return e;
+  CHECK(r.status == 200, "status %d", r.status);
+  conn_close(&a);
   conn_close(&b);
   conn_close(&c);
+  return NULL;
+}
+
+/* 100 connections trickle request heads (slowloris), reconnecting as they
+ * are cut, while /healthz is probed on fresh connections: with the default
+ * cap (64) and header deadline (3 s) every probe answers. */
+#define FLOOD_CONNS 100
+#define FLOOD_PROBES 25
+
+struct flood {
+  int port;
+  atomic_int stop, reconnects;
+};
+
+static void *flood_main(void *arg)
+{
+  struct flood *fl = arg;
+  static struct conn cs[FLOOD_CONNS];
+  const char part[] = "GET /metrics HTTP/1.1\r\nHost: t\r\nX-Slow: ";
+  int open_[FLOOD_CONNS] = {0};
+  while (!atomic_load(&fl->stop)) {
+    for (int i = 0; i < FLOOD_CONNS; i++) {
+      if (open_[i] && conn_send(&cs[i], "a", 1) != 0) {
+        conn_close(&cs[i]);
+        open_[i] = 0;
+        atomic_fetch_add(&fl->reconnects, 1);
+      }
+      if (!open_[i] && conn_open(&cs[i], fl->port) == 0) {
+        open_[i] = conn_send(&cs[i], part, sizeof(part) - 1) == 0;
+        if (!open_[i])
+          conn_close(&cs[i]);
+      }
+    }
+    usleep(50 * 1000);
+  }
+  for (int i = 0; i < FLOOD_CONNS; i++)
+    if (open_[i])
+      conn_close(&cs[i]);
+  return NULL;
+}
+
+static const char *sc_flood(struct fixture *f, char *msg, size_t n)
+{
+  struct flood fl = {.port = f->port};
+  pthread_t th;
+  struct resp r;
+  int ok = 0;
+  CHECK(pthread_create(&th, NULL, flood_main, &fl) == 0, "thread");
+  usleep(300 * 1000); /* the attackers hold the port */
+  for (int i = 0; i < FLOOD_PROBES; i++) {
+    struct conn c;
+    if (conn_open(&c, f->port) == 0) {
+      if (!get(&c, "/healthz", &r, msg, n) && r.status == 200)
+        ok++;
+      conn_close(&c);
+    }
+    usleep(100 * 1000);
+  }
+  atomic_store(&fl.stop, 1);
+  pthread_join(th, NULL);
+  CHECK(ok == FLOOD_PROBES, "%d of %d probes answered", ok, FLOOD_PROBES);
+  CHECK(atomic_load(&fl.reconnects) > 0, "the cap was never reached");
   return NULL;
 }
 
@@ -509,17 +586,23 @@ static const char *sc_leave_open(struct fixture *f, char *msg, size_t n)
 
 /* ======== The monitor's health rule ======== */
 
+static double sample_of(const char *text, const char *series);
+
 struct fake_shards {
   uint64_t calls[2], progress[2];
   size_t n;
+  const char *stall[2];   /* a reason reported by the walk, or NULL */
 };
 
 static void fake_walk(void *arg, struct kcld_monitor_visit *v)
 {
   struct fake_shards *fs = arg;
   static const char *const ids[] = {"s-0", "s-1"};
-  for (size_t i = 0; i < fs->n; i++)
+  for (size_t i = 0; i < fs->n; i++) {
     kcld_monitor_visit_progress(v, ids[i], fs->calls[i], fs->progress[i]);
+    if (fs->stall[i])
+      kcld_monitor_visit_stalled(v, ids[i], fs->stall[i]);
+  }
   kcld_monitor_visit_leases(v, fs->n);
 }
 
@@ -528,7 +611,7 @@ static void test_monitor_health(void **state)
   uv_loop_t loop;
   struct kcld_monitor *mon = NULL;
   struct kcld_monitor_opts o;
-  struct fake_shards fs = {{1, 0}, {5, 0}, 2};
+  struct fake_shards fs = {{1, 0}, {5, 0}, 2, {NULL, NULL}};
   char why[256];
   (void)state;
   assert_int_equal(uv_loop_init(&loop), 0);
@@ -563,9 +646,67 @@ static void test_monitor_health(void **state)
   assert_true(strtod(strchr(line, ' ') + 1, NULL) >= 0.5);
   assert_non_null(strstr(text, "kcld_leases_held 2\n"));
   free(text);
-  /* It moves again: healthy.  A shard that is gone is forgotten. */
+  /* /healthz's JSON lists it, with its reason. */
+  int healthy = -1;
+  char *body = kcld_monitor_health_json(mon, &healthy);
+  json_error_t jerr;
+  json_t *doc = json_loads(body, 0, &jerr);
+  assert_non_null(doc);
+  assert_int_equal(healthy, 0);
+  assert_string_equal(json_string_value(json_object_get(doc, "status")),
+                      "unhealthy");
+  assert_int_equal(json_integer_value(json_object_get(doc, "shards")), 2);
+  json_t *st = json_object_get(doc, "stalled");
+  assert_int_equal(json_array_size(st), 1);
+  assert_string_equal(json_string_value(json_object_get(json_array_get(st, 0),
+                                                        "shard")), "s-0");
+  assert_string_equal(json_string_value(json_object_get(json_array_get(st, 0),
+                                                        "reason")),
+                      "no_progress");
+  json_decref(doc);
+  free(body);
+  /* It moves again: healthy. */
   fs.progress[0]++;
   assert_int_equal(kcld_monitor_healthy(mon, why, sizeof(why)), 1);
+  /* A stall the walk reports (later: invalid checkpoint, no iterator...)
+   * is listed with its reason, and goes when no longer reported. */
+  fs.stall[1] = "invalid_checkpoint";
+  assert_int_equal(kcld_monitor_healthy(mon, why, sizeof(why)), 0);
+  assert_non_null(strstr(why, "s-1: invalid_checkpoint"));
+  fs.stall[1] = NULL;
+  assert_int_equal(kcld_monitor_healthy(mon, why, sizeof(why)), 1);
+  body = kcld_monitor_health_json(mon, &healthy);
+  assert_int_equal(healthy, 1);
+  assert_non_null(strstr(body, "\"status\":\"ok\""));
+  assert_non_null(strstr(body, "\"stalled\":[]"));
+  free(body);
+  /* The standard families, and AWS errors by service, operation, code. */
+  kcld_monitor_observe_aws(mon, "kinesis", "GetRecords", 0.01, KCLD_EAWS,
+                           "ProvisionedThroughputExceededException");
+  kcld_monitor_observe_aws(mon, "kinesis", "GetRecords", 0.01, KCLD_EAWS,
+                           "ProvisionedThroughputExceededException");
+  kcld_monitor_observe_aws(mon, "dynamodb", "UpdateItem", 5, KCLD_ETIMEDOUT,
+                           "");
+  kcld_monitor_observe_aws(mon, "sqs", "SendMessageBatch", 0.1, 0, "");
+  kcld_monitor_observe_aws(mon, "sqs", "SendMessageBatch", 0.1,
+                           KCLD_ECANCELED, "");
+  text = kcld_metrics_render(kcld_monitor_metrics(mon), &len);
+  assert_non_null(strstr(text, "kcld_build_info{version=\"" KCLD_VERSION_STRING
+                               "\"} 1\n"));
+  assert_non_null(strstr(text, "\nkcld_aws_errors_total{service=\"kinesis\","
+                               "operation=\"GetRecords\",code=\"Provisioned"
+                               "ThroughputExceededException\"} 2\n"));
+  assert_non_null(strstr(text, "\nkcld_aws_errors_total{service=\"dynamodb\","
+                               "operation=\"UpdateItem\",code=\"timeout\"} "
+                               "1\n"));
+  assert_null(strstr(text, "kcld_aws_errors_total{service=\"sqs\""));
+  assert_true(sample_of(text, "process_cpu_seconds_total") > 0);
+  assert_true(sample_of(text, "process_resident_memory_bytes") > 1e6);
+  assert_true(sample_of(text, "process_open_fds") >= 3);
+  double started = sample_of(text, "process_start_time_seconds");
+  assert_true(started > 1.7e9 && started <= (double)time(NULL) + 1);
+  free(text);
+  /* A shard that is gone is forgotten. */
   fs.n = 1;
   kcld_test_sleep_ms(600);
   uv_update_time(&loop);
@@ -764,6 +905,8 @@ static void test_daemon_metrics(void **state)
   assert_true(sum_samples(r->body, "kcld_leases_held", &found) == 2);
   sum_samples(r->body, "kcld_millis_behind_latest", &found);
   assert_int_equal(found, 2); /* one series per held shard */
+  sum_samples(r->body, "kcld_shard_lag_seconds", &found);
+  assert_int_equal(found, 2);
   sum_samples(r->body, "kcld_checkpoint_writes_total", &found);
   assert_int_equal(found, 2);
   assert_non_null(strstr(r->body, "# TYPE kcld_aws_call_duration_seconds "
@@ -827,6 +970,29 @@ static void test_daemon_metrics(void **state)
   assert_non_null(strstr(lines, "\"CloudWatchMetrics\""));
   assert_non_null(strstr(lines, "\"kcld_records_handled_total\":300.0"));
   free(lines);
+  /* Every line of the daemon's log names the application and the worker
+   * (hostname:pid by default: the daemon's pid). */
+  char worker[64];
+  snprintf(worker, sizeof(worker), ":%d", (int)pid);
+  lines = kcld_test_slurp(log, NULL);
+  assert_non_null(lines);
+  int nlines = 0;
+  for (char *p = lines, *nl; *p; p = nl + 1) {
+    assert_non_null(nl = strchr(p, '\n'));
+    *nl = '\0';
+    json_t *j = json_loads(p, 0, NULL);
+    if (!j)
+      fail_msg("not a JSON line: %s", p);
+    assert_string_equal(json_string_value(json_object_get(j, "application")),
+                        "metrics-app");
+    const char *wk = json_string_value(json_object_get(j, "worker"));
+    assert_non_null(wk);
+    assert_non_null(strstr(wk, worker));
+    json_decref(j);
+    nlines++;
+  }
+  assert_true(nlines > 3);
+  free(lines);
   unlink(conf);
   unlink(log);
   unlink(out);
@@ -838,6 +1004,62 @@ static void test_daemon_metrics(void **state)
   kcld_config_free(cfg);
   free(errors);
   kcld_emu_stop(&emu);
+}
+
+/* A metrics.listen whose port is taken: the daemon refuses to start, says
+ * why, and exits 1 (it used to warn and run without /metrics and
+ * /healthz). */
+static void test_daemon_listen_taken(void **state)
+{
+  char dir[] = "/tmp/kcld-listen-XXXXXX", conf[128], log[128];
+  struct sockaddr_in a;
+  socklen_t alen = sizeof(a);
+  int status, fd;
+  (void)state;
+  if (access(kcld_test_bin(), X_OK) != 0)
+    skip();
+  fd = socket(AF_INET, SOCK_STREAM, 0);
+  assert_true(fd >= 0);
+  memset(&a, 0, sizeof(a));
+  a.sin_family = AF_INET;
+  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  assert_int_equal(bind(fd, (struct sockaddr *)&a, sizeof(a)), 0);
+  assert_int_equal(listen(fd, 1), 0);
+  assert_int_equal(getsockname(fd, (struct sockaddr *)&a, &alen), 0);
+  assert_non_null(mkdtemp(dir));
+  snprintf(conf, sizeof(conf), "%s/kcld.yaml", dir);
+  snprintf(log, sizeof(log), "%s/kcld.log", dir);
+  FILE *f = fopen(conf, "w");
+  assert_non_null(f);
+  /* Endpoints nobody answers on: start-up must stop before any call. */
+  fprintf(f,
+          "application: listen-app\nstream: listen-stream\n"
+          "region: us-east-1\n"
+          "endpoints:\n  kinesis: http://127.0.0.1:9\n"
+          "  dynamodb: http://127.0.0.1:9\n"
+          "credentials:\n  access_key_id: test\n  secret_access_key: test\n"
+          "metrics:\n  listen: 127.0.0.1:%d\n"
+          "handler:\n  type: stdout\n",
+          ntohs(a.sin_port));
+  fclose(f);
+  pid_t pid = kcld_test_spawn_kcld(conf, log);
+  if (!kcld_test_wait_exit(pid, 10000, &status)) {
+    kcld_test_reap(pid);
+    fail_msg("kcld kept running with its metrics port taken");
+  }
+  close(fd);
+  assert_true(WIFEXITED(status));
+  assert_int_equal(WEXITSTATUS(status), 1);
+  char *text = kcld_test_slurp(log, NULL);
+  assert_non_null(text);
+  assert_non_null(strstr(text, "\"level\":\"error\",\"msg\":\"start-up "
+                               "failed: cannot serve metrics.listen"));
+  assert_non_null(strstr(text, "address already in use"));
+  assert_null(strstr(text, "lease table ready"));
+  free(text);
+  unlink(conf);
+  unlink(log);
+  rmdir(dir);
 }
 
 /* ======== Tests ======== */
@@ -896,6 +1118,46 @@ static void test_connection_cap(void **state)
   down(&f);
 }
 
+static int count_lines(const char *text, const char *needle)
+{
+  int k = 0;
+  for (const char *p = text; (p = strstr(p, needle)); p++)
+    k++;
+  return k;
+}
+
+static void test_slowloris_flood(void **state)
+{
+  struct fixture f;
+  char path[] = "/tmp/kcld-flood-log-XXXXXX";
+  int fd = mkstemp(path);
+  FILE *log;
+  (void)state;
+  assert_true(fd >= 0);
+  assert_non_null(log = fdopen(fd, "w"));
+  kcld_log_setup(KCLD_LOG_INFO, KCLD_LOG_JSON, log);
+  up(&f, 0, 0); /* the defaults: 64 connections, 3 s head deadline */
+  double t0 = now_s();
+  run_scenario(&f, sc_flood);
+  double secs = now_s() - t0;
+  down(&f);
+  kcld_log_flush(1);
+  kcld_log_setup(KCLD_LOG_INFO, KCLD_LOG_JSON, NULL);
+  fclose(log);
+  char *text = kcld_test_slurp(path, NULL);
+  unlink(path);
+  assert_non_null(text);
+  /* The refusals are logged, a few a second, then summed up. */
+  int lines = count_lines(text, "\"msg\":\"metrics server: too many "
+                                "connections; closed the one waiting");
+  int sums = count_lines(text, "\"suppressed_msg\":\"metrics server: too "
+                               "many connections; closed the one waiting");
+  assert_true(lines >= 1);
+  assert_true(lines <= KCLD_LOG_BURST * ((int)secs + 2));
+  assert_true(sums >= 1);
+  free(text);
+}
+
 static void test_close_with_clients(void **state)
 {
   struct fixture f;
@@ -942,10 +1204,12 @@ int main(void)
     cmocka_unit_test(test_concurrent),
     cmocka_unit_test(test_slowloris),
     cmocka_unit_test(test_connection_cap),
+    cmocka_unit_test(test_slowloris_flood),
     cmocka_unit_test(test_close_with_clients),
     cmocka_unit_test(test_bad_listen),
     cmocka_unit_test(test_monitor_health),
     cmocka_unit_test(test_daemon_metrics),
+    cmocka_unit_test(test_daemon_listen_taken),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -222,7 +222,7 @@ static void on_ready(int err, void *arg)
   if (dm->phase == PHASE_STARTING)
     dm->phase = PHASE_RUNNING;
   kcld_log(KCLD_LOG_INFO, "lease table ready", "table", dm->cfg->lease.table,
-           "worker", dm->cfg->worker_id, NULL);
+           NULL);
   kcld_notify_ready(dm->notify, "lease table reachable");
 }
 
@@ -500,9 +500,9 @@ static int start_clients(struct daemon *dm)
 static void with_region(struct daemon *dm)
 {
   int rc;
-  kcld_log(KCLD_LOG_INFO, "starting", "application", dm->cfg->application,
-           "stream", dm->cfg->stream, "region", dm->region, "worker",
-           dm->cfg->worker_id, NULL);
+  /* application and worker are on every line (kcld_log_set_context). */
+  kcld_log(KCLD_LOG_INFO, "starting", "stream", dm->cfg->stream, "region",
+           dm->region, NULL);
   rc = start_clients(dm);
   if (rc != 0) {
     kcld_log(KCLD_LOG_ERROR, "start-up failed", "error", kcld_strerror(rc),
@@ -586,6 +586,7 @@ int kcld_daemon_run(const struct kcld_config *cfg)
 
   memset(&dm, 0, sizeof(dm));
   dm.cfg = cfg;
+  kcld_log_set_context(cfg->application, cfg->worker_id);
   json_object_seed(0); /* before any pool thread parses JSON */
   kcld_pool_init((unsigned)cfg->workers);
   signal(SIGPIPE, SIG_IGN);

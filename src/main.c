@@ -260,7 +260,6 @@ int main(int argc, char **argv)
   kcld_log_setup(level < KCLD_LOG_DEBUG ? KCLD_LOG_DEBUG
                                         : (enum kcld_log_level)level,
                  cfg->log.format, NULL);
-  kcld_log_set_context(cfg->application, cfg->worker_id);
   int rc = kcld_daemon_run(cfg);
   if (rc == KCLD_ECANCELED) /* a second signal: leave at once */
     _Exit(1);

@@ -2,10 +2,9 @@
  *
  * Thread-safe: each line is built in a local buffer and written with one
  * fwrite under a mutex; the rate limiter's table lives under the same
- * mutex.  The limiter keeps a small open table of message texts (hashed),
- * each with the second its window began, the lines written in it and the
- * lines suppressed; a slot taken over by another message first writes its
- * pending summary. */
+ * mutex.  The limiter keeps a small open table of message texts (hashed,
+ * four places each), each with a token bucket and the lines suppressed; a
+ * slot taken over by another message first writes its pending summary. */
 #include "log.h"
 
 #include <math.h>
@@ -18,7 +17,8 @@
 #include <time.h>
 
 #define LIMIT_SLOTS 256     /* messages tracked at once (a power of two) */
-#define LIMIT_WINDOW_MS 1000
+#define LIMIT_WAYS 4        /* slots a message may take, from its hash's */
+#define SUMMARY_EVERY_MS 1000 /* one summary a second at most */
 #define SUMMARY_MSG_MAX 160 /* the message text kept for its summary */
 #define CONTEXT_MAX 256
 
@@ -36,9 +36,10 @@ static const char *const s_prio[] = {"<7>", "<6>", "<4>", "<3>", ""};
 
 struct slot {
   uint64_t hash;           /* 0 = free */
-  uint64_t window_ms;      /* start of the current window */
-  unsigned written;        /* lines written in the window */
+  uint64_t refill_ms;      /* when tokens were last topped up */
+  uint64_t first_cut_ms;   /* when the first line now counted was cut */
   uint64_t suppressed;     /* lines cut since the last summary */
+  unsigned tokens_milli;   /* lines that may be written now, x1000 */
   int level;               /* highest level cut */
   char msg[SUMMARY_MSG_MAX];
 };
@@ -278,40 +279,68 @@ static int summarize_locked(struct slot *sl)
   return 1;
 }
 
+/* A summary is due once its first cut line is a second old. */
+static int summary_due(const struct slot *sl, uint64_t now)
+{
+  return sl->suppressed > 0 && now - sl->first_cut_ms >= SUMMARY_EVERY_MS;
+}
+
 /* Looks at one slot per line written, so that summaries of messages that
  * stopped coming still appear.  s_lock held. */
 static void sweep_locked(uint64_t now)
 {
   struct slot *sl = &s_slots[s_sweep++ % LIMIT_SLOTS];
-  if (sl->hash && now - sl->window_ms >= LIMIT_WINDOW_MS)
+  if (sl->hash && summary_due(sl, now))
     summarize_locked(sl);
 }
 
-/* Whether a line of `msg` may be written now; counts it otherwise.  s_lock
- * held. */
+/* The slot of `msg`: its own among the LIMIT_WAYS from its hash's place,
+ * else a free one, else the one refilled longest ago (its summary is
+ * written before it is taken over).  s_lock held. */
+static struct slot *slot_for(const char *msg, uint64_t h, uint64_t now)
+{
+  struct slot *victim = NULL;
+  for (unsigned k = 0; k < LIMIT_WAYS; k++) {
+    struct slot *sl = &s_slots[(h + k) & (LIMIT_SLOTS - 1)];
+    if (sl->hash == h && strncmp(sl->msg, msg, sizeof(sl->msg) - 1) == 0)
+      return sl;
+    if (!victim || !sl->hash ||
+        (victim->hash && sl->refill_ms < victim->refill_ms))
+      victim = sl;
+  }
+  summarize_locked(victim);
+  victim->hash = h;
+  victim->refill_ms = now;
+  victim->tokens_milli = KCLD_LOG_BURST * 1000;
+  victim->suppressed = 0;
+  snprintf(victim->msg, sizeof(victim->msg), "%s", msg);
+  return victim;
+}
+
+/* Whether a line of `msg` may be written now (a token bucket: KCLD_LOG_BURST
+ * lines at once, KCLD_LOG_RATE a second after that); counts it otherwise.
+ * A pending summary goes first once due.  s_lock held. */
 static int admit_locked(int level, const char *msg, uint64_t now)
 {
-  uint64_t h = hash_msg(msg);
-  struct slot *sl = &s_slots[h & (LIMIT_SLOTS - 1)];
+  struct slot *sl = slot_for(msg, hash_msg(msg), now);
+  uint64_t add = (now - sl->refill_ms) * KCLD_LOG_RATE;
 
-  if (sl->hash != h || strncmp(sl->msg, msg, sizeof(sl->msg) - 1) != 0) {
-    summarize_locked(sl); /* another message had the slot */
-    sl->hash = h;
-    sl->window_ms = now;
-    sl->written = 0;
-    sl->suppressed = 0;
-    snprintf(sl->msg, sizeof(sl->msg), "%s", msg);
-  } else if (now - sl->window_ms >= LIMIT_WINDOW_MS) {
+  sl->refill_ms = now;
+  sl->tokens_milli = add >= KCLD_LOG_BURST * 1000 - sl->tokens_milli
+                       ? KCLD_LOG_BURST * 1000
+                       : sl->tokens_milli + (unsigned)add;
+  if (summary_due(sl, now))
     summarize_locked(sl);
-    sl->window_ms = now;
-    sl->written = 0;
-  }
-  if (sl->written < KCLD_LOG_BURST) {
-    sl->written++;
+  if (sl->tokens_milli >= 1000) {
+    sl->tokens_milli -= 1000;
     return 1;
   }
-  if (sl->suppressed++ == 0 || level > sl->level)
+  if (sl->suppressed++ == 0) {
+    sl->first_cut_ms = now;
     sl->level = level;
+  } else if (level > sl->level) {
+    sl->level = level;
+  }
   return 0;
 }
 
@@ -336,7 +365,7 @@ int kcld_log_flush(int all)
   pthread_mutex_lock(&s_lock);
   for (size_t i = 0; i < LIMIT_SLOTS; i++) {
     struct slot *sl = &s_slots[i];
-    if (sl->hash && (all || now - sl->window_ms >= LIMIT_WINDOW_MS))
+    if (sl->hash && (all || summary_due(sl, now)))
       n += summarize_locked(sl);
   }
   pthread_mutex_unlock(&s_lock);
@@ -366,6 +395,10 @@ void kcld_log_setup(enum kcld_log_level level, enum kcld_log_format format,
                     FILE *out)
 {
   pthread_mutex_lock(&s_lock);
+  /* A new stream starts afresh; what was cut goes to the old one. */
+  for (size_t i = 0; i < LIMIT_SLOTS; i++)
+    summarize_locked(&s_slots[i]);
+  memset(s_slots, 0, sizeof(s_slots));
   __atomic_store_n(&s_level, (int)level, __ATOMIC_RELAXED);
   s_format = format;
   s_out = out;

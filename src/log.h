@@ -21,13 +21,16 @@
  * starts with its syslog priority, "<3>" error, "<4>" warn, "<6>" info,
  * "<7>" debug, which journald turns into the entry's priority.
  *
- * Floods are cut inside kcld_log itself: at most KCLD_LOG_BURST lines per
- * message text (the msg argument, fields not counted) per second; the lines
- * past that are counted, and one "N similar lines suppressed" line of the
- * same level follows (fields `suppressed` and `suppressed_msg`) once the
- * second is over — when the message comes again, when another line is
- * written, or at kcld_log_flush().  A level OR'd with KCLD_LOG_UNLIMITED is
- * never cut (for lines that stand for a record, e.g. one given up on). */
+ * Floods are cut inside kcld_log itself, per message text (the msg
+ * argument; fields do not count): KCLD_LOG_BURST lines at once, then
+ * KCLD_LOG_RATE a second.  The lines past that are counted, and one "N
+ * similar lines suppressed" line of the same level (fields `suppressed` and
+ * `suppressed_msg`) follows once the first of them is a second old — when
+ * the message comes again, when another line is written, or at
+ * kcld_log_flush().  So a flood writes about KCLD_LOG_RATE + 1 lines a
+ * second.  A level OR'd with KCLD_LOG_UNLIMITED is never cut (for lines
+ * that stand for a record, e.g. one given up on).  kcld_log_setup() starts
+ * every count afresh. */
 #ifndef KCLD_LOG_H
 #define KCLD_LOG_H
 
@@ -46,9 +49,10 @@ enum kcld_log_level {
 
 enum kcld_log_format { KCLD_LOG_JSON = 0, KCLD_LOG_TEXT = 1 };
 
-/* Lines of one message text written per second before the rest are
- * counted instead. */
-#define KCLD_LOG_BURST 5
+/* Lines of one message text written at once, and then per second, before
+ * the rest are counted instead. */
+#define KCLD_LOG_BURST 20
+#define KCLD_LOG_RATE 5
 
 /* ======== Typed fields ======== */
 

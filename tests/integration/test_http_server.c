@@ -719,6 +719,57 @@ static void test_monitor_health(void **state)
   kcld_test_loop_finish(&loop);
 }
 
+/* 4096 shards: the second walk finds every shard's series by handle (no
+ * lookups per shard), and shards no longer visited take their series with
+ * them. */
+#define MANY 4096
+
+struct many {
+  char ids[MANY][24];
+  size_t n;
+};
+
+static void many_walk(void *arg, struct kcld_monitor_visit *v)
+{
+  struct many *ms = arg;
+  for (size_t i = 0; i < ms->n; i++)
+    kcld_monitor_visit_progress(v, ms->ids[i], 1, i);
+}
+
+static void test_monitor_walk_scales(void **state)
+{
+  uv_loop_t loop;
+  struct kcld_monitor *mon = NULL;
+  struct kcld_monitor_opts o;
+  struct many *ms = calloc(1, sizeof(*ms));
+  char why[128];
+  (void)state;
+  assert_non_null(ms);
+  for (size_t i = 0; i < MANY; i++)
+    snprintf(ms->ids[i], sizeof(ms->ids[i]), "shardId-%012zu", i);
+  ms->n = MANY;
+  assert_int_equal(uv_loop_init(&loop), 0);
+  memset(&o, 0, sizeof(o));
+  o.loop = &loop;
+  o.walk = many_walk;
+  o.arg = ms;
+  assert_int_equal(kcld_monitor_start(&o, &mon), 0);
+  struct kcld_metrics *m = kcld_monitor_metrics(mon);
+  size_t base = kcld_metrics_series_count(m);
+  kcld_monitor_healthy(mon, why, sizeof(why));
+  /* One series per shard (the progress gauge; its bare sample went). */
+  assert_int_equal(kcld_metrics_series_count(m), base - 1 + MANY);
+  uint64_t p0 = kcld_metrics_probes(m);
+  kcld_monitor_healthy(mon, why, sizeof(why));
+  assert_true(kcld_metrics_probes(m) - p0 < 16); /* not per shard */
+  ms->n = 10;
+  kcld_monitor_healthy(mon, why, sizeof(why));
+  assert_int_equal(kcld_metrics_series_count(m), base - 1 + 10);
+  kcld_monitor_close(mon);
+  kcld_test_loop_finish(&loop);
+  free(ms);
+}
+
 /* ======== The daemon ======== */
 
 /* Sum of every sample of `name` (any labels) in a Prometheus text. */
@@ -1208,6 +1259,7 @@ int main(void)
     cmocka_unit_test(test_close_with_clients),
     cmocka_unit_test(test_bad_listen),
     cmocka_unit_test(test_monitor_health),
+    cmocka_unit_test(test_monitor_walk_scales),
     cmocka_unit_test(test_daemon_metrics),
     cmocka_unit_test(test_daemon_listen_taken),
   };

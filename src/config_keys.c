@@ -205,7 +205,8 @@ const struct kcld_config_key kcld_config_keys[] = {
       "dynamodb: ttl attribute = processing time + this; \"\" = none"),
 
   STR("metrics.listen", metrics.listen, "127.0.0.1:9464", C_HOSTPORT, 0,
-      "host:port of /metrics and /healthz; \"\" disables"),
+      "host:port of /metrics and /healthz, bound at start-up or kcld "
+      "does not start; \"\" disables"),
   STR("metrics.emf", metrics.emf, "", C_NONE, 0,
       "file for CloudWatch Embedded Metric Format lines; \"\" = none"),
 

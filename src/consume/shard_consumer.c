@@ -1,10 +1,9 @@
-/* shard_consumer.c — one held shard: parents, iterator, GetRecords with
- * prefetch, parsing on the worker pool, in-order delivery to the sink,
- * checkpoints, shard end, and the two ways to stop.  See shard_consumer.h.
+/* shard_consumer.c — the consumer core of one held shard: parents, the
+ * delivery queue in fetch order, progress to the checkpoint, the shard's end,
+ * and the ways to stop (stop, lose, close).  Records come from a fetch source
+ * (source.h; polling: poller.c).  See shard_consumer.h.
  *
- * Everything here runs on the loop thread except parse_work(), which reads
- * the raw body and writes the parse result of the one job in flight and
- * touches nothing else. */
+ * Everything here runs on the loop thread. */
 #include "consume/shard_consumer.h"
 
 #include <stdio.h>
@@ -14,7 +13,8 @@
 #include "base/backoff.h"
 #include "base/fmt.h"
 #include "base/seq.h"
-#include "consume/getrecords.h"
+#include "consume/poller.h"
+#include "consume/source.h"
 #include "err.h"
 #include "log.h"
 
@@ -28,30 +28,16 @@
 #define DEF_BACKOFF_MAX_MS 10000
 #define FLUSH_GRACE_MS 5000
 #define DELIVER_RETRY_MS 100
-#define FAILS_BEFORE_NEW_ITERATOR 3
 
 /* Where the consumer is in its life. */
 enum phase {
   PH_PARENTS,    /* waiting until the parents are done */
-  PH_FETCH,      /* iterator and GetRecords loop, deliveries */
+  PH_FETCH,      /* the source reads; deliveries */
   PH_DRAIN_END,  /* the shard ended: deliver the rest, wait for progress */
   PH_ENDING,     /* final checkpoint flush, then shard_ended */
   PH_STOPPING,   /* graceful stop: waiting for the sink */
   PH_STOP_FLUSH, /* graceful stop: final checkpoint flush */
   PH_FINISHED    /* finished (callback due or done) */
-};
-
-/* What of the fetch path is in flight (at most one thing). */
-enum fetch_state { F_IDLE, F_ITER, F_CALL, F_PARSE };
-
-/* How the consumer starts reading when it has fetched nothing yet. */
-enum start_kind {
-  START_AFTER,        /* AFTER_SEQUENCE_NUMBER start_seq */
-  START_AT,           /* AT_SEQUENCE_NUMBER start_seq, skip <= (seq, sub) */
-  START_TRIM_HORIZON,
-  START_LATEST,
-  START_AT_TIMESTAMP,
-  START_SHARD_END     /* nothing to do */
 };
 
 enum aux_mode { AUX_NONE, AUX_DELIVER_RETRY, AUX_NOTIFY };
@@ -65,20 +51,19 @@ struct queued {
 };
 
 struct kcld_shard_consumer {
-  uv_timer_t fetch_timer;  /* parents poll, rate limit, idle, backoff */
+  uv_timer_t parents_timer; /* parents poll */
   uv_timer_t stop_timer;   /* stop deadline, flush bound, end retries */
   uv_timer_t aux_timer;    /* deferred finish, deliver retry */
-  uv_work_t work;          /* the parse job */
 
   uv_loop_t *loop;
   struct kcld_kinesis *kinesis;
   struct kcld_shard_consumer_lease_ops ops;
   char *stream;
   char *shard_id;
-  enum start_kind start;
+  int shard_end_at_start;  /* the lease was at SHARD_END */
+  struct kcld_source_pos start_pos;
   char start_seq[KCLD_SEQ_MAX + 1];
   uint64_t start_sub;
-  int64_t start_ts_ms;
   int max_records;
   uint64_t idle_ms;
   size_t max_buffered;
@@ -92,22 +77,10 @@ struct kcld_shard_consumer {
   struct kcld_checkpoint *cp;
 
   enum phase phase;
-  enum fetch_state fetch;
-  int fetch_timer_armed;
-  char *iterator;          /* NULL: a new one is needed (or the end) */
-  struct kcld_seq_pos last_fetched; /* last Kinesis record fetched */
-  struct kcld_seq_pos skip;         /* skip user records at or below this */
-  unsigned fails_in_row;   /* failed fetch-path calls since a success */
-  uint64_t last_call_ms;
-  int called;
-  uint64_t next_at_ms;     /* no call before this (idle, backoff) */
-
-  /* The parse job (owned by the worker while fetch == F_PARSE). */
-  char *raw;
-  size_t raw_len;
-  struct kcld_record_batch *parsed;
-  int parse_err;
-  char parse_msg[256];
+  const struct kcld_source_ops *src_ops;
+  void *src;               /* the fetch source, once the parents are done */
+  struct kcld_seq_pos skip; /* skip user records at or below this */
+  unsigned fails_in_row;   /* failed shard-end steps since a success */
 
   struct queued *qhead, *qtail;
   struct kcld_shard_delivery d;
@@ -137,7 +110,9 @@ struct kcld_shard_consumer {
 };
 
 static void kick(struct kcld_shard_consumer *c);
-static void schedule_fetch(struct kcld_shard_consumer *c);
+static void resume_source(struct kcld_shard_consumer *c);
+static void stop_source(struct kcld_shard_consumer *c);
+static void reached_end(struct kcld_shard_consumer *c);
 
 /* ======== Small helpers ======== */
 
@@ -159,11 +134,9 @@ static void free_children(struct kcld_shard_consumer *c)
 
 static void maybe_free(struct kcld_shard_consumer *c)
 {
-  if (!c->closing || c->handles_open > 0 || c->fetch != F_IDLE ||
+  if (!c->closing || c->handles_open > 0 || c->src ||
       c->coord_inflight > 0 || c->delivering)
     return;
-  free(c->iterator);
-  free(c->raw);
   free_children(c);
   free(c->stream);
   free(c->shard_id);
@@ -238,8 +211,8 @@ static void finish(struct kcld_shard_consumer *c,
   c->phase = PH_FINISHED;
   c->how = how;
   c->finish_err = err;
-  uv_timer_stop(&c->fetch_timer);
-  c->fetch_timer_armed = 0;
+  uv_timer_stop(&c->parents_timer);
+  stop_source(c);
   uv_timer_stop(&c->stop_timer);
   c->st_mode = ST_NONE;
   c->deliver_retry_armed = 0;
@@ -463,7 +436,7 @@ static void kick(struct kcld_shard_consumer *c)
 {
   pump(c);
   check_drain(c);
-  schedule_fetch(c);
+  resume_source(c);
 }
 
 void kcld_shard_consumer_done(struct kcld_shard_delivery *d)
@@ -518,251 +491,23 @@ void kcld_shard_consumer_progress(struct kcld_shard_consumer *c,
   check_drain(c);
 }
 
-/* ======== Fetching ======== */
+/* ======== The fetch source ======== */
 
-static void on_fetch_timer(uv_timer_t *t);
-
-static void arm_fetch(struct kcld_shard_consumer *c, uint64_t ms)
-{
-  uv_timer_start(&c->fetch_timer, on_fetch_timer, ms, 0);
-  c->fetch_timer_armed = 1;
-}
-
-static void get_iterator(struct kcld_shard_consumer *c);
-static void get_records(struct kcld_shard_consumer *c);
-
-static void schedule_fetch(struct kcld_shard_consumer *c)
-{
-  if (c->closing || c->phase != PH_FETCH || c->fetch != F_IDLE ||
-      c->fetch_timer_armed)
-    return;
-  if (c->iterator && c->stats.buffered_bytes >= c->max_buffered)
-    return; /* kcld_shard_consumer_done() resumes */
-  uint64_t now = uv_now(c->loop);
-  uint64_t due = c->next_at_ms;
-  if (c->called && c->last_call_ms + c->min_call_ms > due)
-    due = c->last_call_ms + c->min_call_ms;
-  if (due > now) {
-    arm_fetch(c, due - now);
-    return;
-  }
-  if (c->iterator)
-    get_records(c);
-  else
-    get_iterator(c);
-}
-
-static void ask_parents(struct kcld_shard_consumer *c);
-
-static void on_fetch_timer(uv_timer_t *t)
-{
-  struct kcld_shard_consumer *c = t->data;
-  c->fetch_timer_armed = 0;
-  if (c->closing)
-    return;
-  if (c->phase == PH_PARENTS)
-    ask_parents(c);
-  else
-    schedule_fetch(c);
-}
-
-static void on_parents(int err, int done, void *arg)
+/* Applies a batch from the source: counters, skip, the end, the queue. */
+static int on_source_batch(void *arg, struct kcld_record_batch *b)
 {
   struct kcld_shard_consumer *c = arg;
-  c->coord_inflight--;
-  if (c->closing) {
-    maybe_free(c);
-    return;
-  }
-  if (c->phase != PH_PARENTS)
-    return;
-  if (err)
-    kcld_log(KCLD_LOG_WARN, "asking whether the parent shards are done failed",
-             "shard", c->shard_id, "op", "parents_done", "error",
-             kcld_strerror(err), NULL);
-  if (err || !done) {
-    arm_fetch(c, c->parents_poll_ms);
-    return;
-  }
-  c->phase = PH_FETCH;
-  schedule_fetch(c);
-}
-
-static void ask_parents(struct kcld_shard_consumer *c)
-{
-  c->coord_inflight++;
-  c->ops.parents_done(c->ops.ctx, c->shard_id, on_parents, c);
-}
-
-/* A shard without a next iterator has ended: deliver what is queued, wait
- * for progress, then record the end. */
-static void reached_end(struct kcld_shard_consumer *c)
-{
-  free(c->iterator);
-  c->iterator = NULL;
-  c->phase = PH_DRAIN_END;
-  kcld_log(KCLD_LOG_INFO, "shard reached its end", "shard", c->shard_id,
-           NULL);
-}
-
-/* A call or a parse failed: count it, log it, back off (or, for an expired
- * iterator, get a new one at once). */
-static void fetch_failed(struct kcld_shard_consumer *c, const char *op,
-                         const struct kcld_svc_status *st)
-{
-  char ms[24], status[24];
-  enum kcld_kinesis_fault fault = kcld_kinesis_fault(st);
-  const char *type = st->type && st->type[0] ? st->type
-                                             : kcld_strerror(st->err);
-  if (fault == KCLD_KINESIS_EXPIRED_ITERATOR) {
-    c->stats.expired_iterators++;
-    kcld_log(KCLD_LOG_INFO, "shard iterator expired; getting a new one",
-             "shard", c->shard_id, "op", op, "after",
-             c->last_fetched.set ? c->last_fetched.seq : "(start)", NULL);
-    free(c->iterator);
-    c->iterator = NULL;
-    c->next_at_ms = 0;
-    schedule_fetch(c);
-    return;
-  }
-  if (fault == KCLD_KINESIS_CANCELED) {
-    /* The Kinesis client is closed: the owner is shutting down and will
-     * stop or close this consumer. */
-    kcld_log(KCLD_LOG_INFO, "Kinesis client closed; fetching stops", "shard",
-             c->shard_id, "op", op, NULL);
-    return;
-  }
-  c->fails_in_row++;
-  uint64_t delay = backoff_ms(c, c->fails_in_row);
-  kcld_fmt_u64(ms, sizeof(ms), delay);
-  snprintf(status, sizeof(status), "%ld", st->http_status);
-  if (fault == KCLD_KINESIS_THROUGHPUT || fault == KCLD_KINESIS_KMS_THROTTLED) {
-    c->stats.throttles++;
-    kcld_log(KCLD_LOG_DEBUG, "throttled; backing off", "shard", c->shard_id,
-             "op", op, "type", type, "retry_ms", ms, NULL);
-  } else {
-    c->stats.errors++;
-    kcld_log(KCLD_LOG_WARN, "Kinesis call failed; backing off",
-             "shard", c->shard_id, "op", op, "type", type, "status", status,
-             "message", st->message ? st->message : "", "retry_ms", ms, NULL);
-    if (c->iterator && c->fails_in_row >= FAILS_BEFORE_NEW_ITERATOR &&
-        fault != KCLD_KINESIS_TRANSIENT) {
-      /* The iterator itself may be the problem: start afresh after the
-       * last record fetched. */
-      free(c->iterator);
-      c->iterator = NULL;
-    }
-  }
-  c->next_at_ms = uv_now(c->loop) + delay;
-  schedule_fetch(c);
-}
-
-/* fetch_failed() for an error of our own (not a service answer). */
-static void local_failure(struct kcld_shard_consumer *c, const char *op,
-                          int err, const char *message)
-{
-  struct kcld_svc_status st = {.err = err, .type = "", .message = message};
-  fetch_failed(c, op, &st);
-}
-
-static void on_iterator(const struct kcld_kinesis_iterator *res, void *arg)
-{
-  struct kcld_shard_consumer *c = arg;
-  c->fetch = F_IDLE;
-  if (c->closing) {
-    maybe_free(c);
-    return;
-  }
-  if (c->phase != PH_FETCH)
-    return;
-  if (res->st.err) {
-    fetch_failed(c, "GetShardIterator", &res->st);
-    return;
-  }
-  c->fails_in_row = 0;
-  if (!res->shard_iterator) {
-    /* No iterator: the shard is closed and nothing is left after the
-     * position asked for (the KCL reads it the same way). */
-    reached_end(c);
-    kick(c);
-    return;
-  }
-  c->iterator = strdup(res->shard_iterator);
-  if (!c->iterator) {
-    local_failure(c, "GetShardIterator", KCLD_ENOMEM, "out of memory");
-    return;
-  }
-  schedule_fetch(c);
-}
-
-static void get_iterator(struct kcld_shard_consumer *c)
-{
-  struct kcld_kinesis_iterator_req req = {
-    .stream = c->stream, .shard_id = c->shard_id,
-    .timestamp_ms = c->start_ts_ms};
-  c->skip.set = 0;
-  if (c->last_fetched.set) {
-    req.type = KCLD_KINESIS_AFTER_SEQUENCE_NUMBER;
-    req.sequence_number = c->last_fetched.seq;
-  } else {
-    switch (c->start) {
-    case START_AFTER:
-      req.type = KCLD_KINESIS_AFTER_SEQUENCE_NUMBER;
-      req.sequence_number = c->start_seq;
-      break;
-    case START_AT:
-      req.type = KCLD_KINESIS_AT_SEQUENCE_NUMBER;
-      req.sequence_number = c->start_seq;
-      kcld_seq_pos_set(&c->skip, c->start_seq, c->start_sub);
-      break;
-    case START_TRIM_HORIZON:
-      req.type = KCLD_KINESIS_TRIM_HORIZON;
-      break;
-    case START_LATEST:
-      req.type = KCLD_KINESIS_LATEST;
-      break;
-    case START_AT_TIMESTAMP:
-      req.type = KCLD_KINESIS_AT_TIMESTAMP;
-      break;
-    case START_SHARD_END:
-      return; /* never fetches */
-    }
-  }
-  c->fetch = F_ITER;
-  c->called = 1;
-  c->last_call_ms = uv_now(c->loop);
-  int rc = kcld_kinesis_get_shard_iterator(c->kinesis, &req, on_iterator, c);
-  if (rc < 0) {
-    c->fetch = F_IDLE;
-    local_failure(c, "GetShardIterator", rc, "the call was not sent");
-  }
-}
-
-/* Applies a parsed batch: counters, position, skip, next iterator, queue. */
-static void got_batch(struct kcld_shard_consumer *c,
-                      struct kcld_record_batch *b)
-{
   struct queued *q = NULL;
   if (b->count > 0) {
     q = calloc(1, sizeof(*q));
-    if (!q) {
-      /* Nothing has changed yet: the same iterator fetches it again. */
-      kcld_record_batch_release(b);
-      local_failure(c, "GetRecords", KCLD_ENOMEM, "out of memory");
-      return;
-    }
+    if (!q)
+      return KCLD_ENOMEM; /* the source reads it again */
   }
-  c->fails_in_row = 0;
   c->stats.kinesis_records += b->kinesis_count;
   c->stats.records += b->count;
   c->stats.bytes += b->data_bytes;
   if (b->millis_behind_latest >= 0)
     c->stats.millis_behind_latest = b->millis_behind_latest;
-  if (b->kinesis_count == 0)
-    c->stats.empty_responses++;
-  if (b->count > 0)
-    kcld_seq_pos_set(&c->last_fetched,
-                     b->records[b->count - 1].sequence_number, 0);
 
   size_t first = 0;
   if (c->skip.set) {
@@ -773,14 +518,7 @@ static void got_batch(struct kcld_shard_consumer *c,
     if (first < b->count)
       c->skip.set = 0;
   }
-
-  free(c->iterator);
-  c->iterator = NULL;
-  if (b->next_shard_iterator) {
-    /* Without memory for it, the next call gets a new iterator after the
-     * last record fetched: nothing is lost. */
-    c->iterator = strdup(b->next_shard_iterator);
-  } else {
+  if (!b->next_shard_iterator) {
     free_children(c);
     if (b->child_shard_count > 0) {
       c->children = calloc(b->child_shard_count, sizeof(char *));
@@ -792,12 +530,6 @@ static void got_batch(struct kcld_shard_consumer *c,
     }
     reached_end(c);
   }
-
-  if (b->kinesis_count == 0 && b->millis_behind_latest <= 0)
-    c->next_at_ms = uv_now(c->loop) + c->idle_ms;
-  else
-    c->next_at_ms = 0; /* behind: as soon as the rate allows */
-
   if (first < b->count) {
     q->batch = b;
     q->first = first;
@@ -813,91 +545,110 @@ static void got_batch(struct kcld_shard_consumer *c,
     kcld_record_batch_release(b);
   }
   kick(c);
+  return 0;
 }
 
-static void parse_work(uv_work_t *w)
-{
-  struct kcld_shard_consumer *c = w->data;
-  c->parsed = NULL;
-  c->parse_err = kcld_getrecords_parse(c->raw, c->raw_len, c->shard_id,
-                                       &c->parsed, c->parse_msg,
-                                       sizeof(c->parse_msg));
-}
-
-static void parse_done(uv_work_t *w, int status)
-{
-  struct kcld_shard_consumer *c = w->data;
-  struct kcld_record_batch *b = c->parsed;
-  c->parsed = NULL;
-  c->fetch = F_IDLE;
-  free(c->raw);
-  c->raw = NULL;
-  if (c->closing) {
-    kcld_record_batch_release(b);
-    maybe_free(c);
-    return;
-  }
-  if (status != 0 || c->phase != PH_FETCH) {
-    kcld_record_batch_release(b);
-    return;
-  }
-  if (c->parse_err) {
-    local_failure(c, "GetRecords", c->parse_err, c->parse_msg);
-    return;
-  }
-  got_batch(c, b);
-}
-
-static void on_records(const struct kcld_kinesis_records_raw *res, void *arg)
+static void on_source_ended(void *arg)
 {
   struct kcld_shard_consumer *c = arg;
-  c->fetch = F_IDLE;
+  reached_end(c);
+  kick(c);
+}
+
+/* Whether the source may read more: fetching, and under the budget. */
+static int on_source_wanted(void *arg)
+{
+  struct kcld_shard_consumer *c = arg;
+  return !c->closing && c->phase == PH_FETCH &&
+         c->stats.buffered_bytes < c->max_buffered;
+}
+
+static void on_source_closed(void *arg)
+{
+  struct kcld_shard_consumer *c = arg;
+  c->src = NULL;
+  maybe_free(c);
+}
+
+/* Lets the source read on when it waits for the budget. */
+static void resume_source(struct kcld_shard_consumer *c)
+{
+  if (c->src && !c->closing && c->phase == PH_FETCH)
+    c->src_ops->resume(c->src);
+}
+
+/* No more batches from the source. */
+static void stop_source(struct kcld_shard_consumer *c)
+{
+  if (c->src)
+    c->src_ops->stop(c->src);
+}
+
+static int open_source(struct kcld_shard_consumer *c)
+{
+  struct kcld_poller_opts po = {
+    .loop = c->loop, .kinesis = c->kinesis, .stream = c->stream,
+    .shard_id = c->shard_id, .start = c->start_pos,
+    .max_records = c->max_records, .idle_ms = c->idle_ms,
+    .min_call_ms = c->min_call_ms, .backoff_base_ms = c->backoff_base_ms,
+    .backoff_max_ms = c->backoff_max_ms,
+    .cbs = {.batch = on_source_batch, .ended = on_source_ended,
+            .wanted = on_source_wanted, .closed = on_source_closed,
+            .arg = c}};
+  c->src_ops = &kcld_poller_ops;
+  return kcld_poller_open(&po, &c->src);
+}
+
+/* ======== Parents ======== */
+
+static void on_parents_timer(uv_timer_t *t);
+
+static void on_parents(int err, int done, void *arg)
+{
+  struct kcld_shard_consumer *c = arg;
+  c->coord_inflight--;
   if (c->closing) {
     maybe_free(c);
     return;
   }
-  if (c->phase != PH_FETCH)
+  if (c->phase != PH_PARENTS)
     return;
-  if (res->st.err) {
-    fetch_failed(c, "GetRecords", &res->st);
-    return;
+  if (err)
+    kcld_log(KCLD_LOG_WARN, "asking whether the parent shards are done failed",
+             "shard", c->shard_id, "op", "parents_done", "error",
+             kcld_strerror(err), NULL);
+  if (!err && done) {
+    c->phase = PH_FETCH;
+    err = open_source(c);
+    if (err == 0)
+      return;
+    c->phase = PH_PARENTS;
+    kcld_log(KCLD_LOG_WARN, "could not start fetching; will retry", "shard",
+             c->shard_id, "error", kcld_strerror(err), NULL);
   }
-  /* The body lives only during this callback: the parser gets a copy. */
-  c->raw = malloc(res->body_len + 1);
-  if (!c->raw) {
-    local_failure(c, "GetRecords", KCLD_ENOMEM, "out of memory");
-    return;
-  }
-  memcpy(c->raw, res->body, res->body_len);
-  c->raw[res->body_len] = '\0';
-  c->raw_len = res->body_len;
-  c->fetch = F_PARSE;
-  c->work.data = c;
-  int rc = uv_queue_work(c->loop, &c->work, parse_work, parse_done);
-  if (rc != 0) {
-    c->fetch = F_IDLE;
-    free(c->raw);
-    c->raw = NULL;
-    local_failure(c, "GetRecords", KCLD_EIO, uv_strerror(rc));
-  }
+  uv_timer_start(&c->parents_timer, on_parents_timer, c->parents_poll_ms, 0);
 }
 
-static void get_records(struct kcld_shard_consumer *c)
+static void ask_parents(struct kcld_shard_consumer *c)
 {
-  struct kcld_kinesis_get_records_req req = {
-    .shard_iterator = c->iterator, .limit = c->max_records,
-    .stream_arn = strncmp(c->stream, "arn:", 4) == 0 ? c->stream : NULL,
-    .shard_id = c->shard_id,
-    .max_attempts = 1}; /* throttling and failures back off here */
-  c->fetch = F_CALL;
-  c->called = 1;
-  c->last_call_ms = uv_now(c->loop);
-  c->stats.get_records_calls++;
-  int rc = kcld_kinesis_get_records(c->kinesis, &req, on_records, c);
-  if (rc < 0) {
-    c->fetch = F_IDLE;
-    local_failure(c, "GetRecords", rc, "the call was not sent");
-  }
+  c->coord_inflight++;
+  c->ops.parents_done(c->ops.ctx, c->shard_id, on_parents, c);
+}
+
+static void on_parents_timer(uv_timer_t *t)
+{
+  struct kcld_shard_consumer *c = t->data;
+  if (!c->closing && c->phase == PH_PARENTS)
+    ask_parents(c);
+}
+
+/* A shard without a next iterator has ended: deliver what is queued, wait
+ * for progress, then record the end. */
+static void reached_end(struct kcld_shard_consumer *c)
+{
+  c->phase = PH_DRAIN_END;
+  kcld_log(KCLD_LOG_INFO, "shard reached its end", "shard", c->shard_id,
+           NULL);
 }
 
 /* ======== Lease operations through the coordinator ======== */
@@ -924,24 +675,31 @@ static void coord_parents_done(void *ctx, const char *shard_id,
 
 /* ======== Life cycle ======== */
 
+/* Reads the lease's checkpoint into the start position (and the skip for a
+ * position inside an aggregate). */
 static int parse_start(struct kcld_shard_consumer *c,
-                       const struct kcld_lease *lease)
+                       const struct kcld_lease *lease, int64_t ts_ms)
 {
   const char *cp = lease->checkpoint;
+  struct kcld_source_pos *sp = &c->start_pos;
   if (!cp)
     return KCLD_EINVAL;
-  if (strcmp(cp, "SHARD_END") == 0)
-    c->start = START_SHARD_END;
-  else if (strcmp(cp, "TRIM_HORIZON") == 0)
-    c->start = START_TRIM_HORIZON;
-  else if (strcmp(cp, "LATEST") == 0)
-    c->start = START_LATEST;
-  else if (strcmp(cp, "AT_TIMESTAMP") == 0)
-    c->start = START_AT_TIMESTAMP;
-  else if (kcld_seq_valid(cp)) {
-    c->start = lease->checkpoint_sub > 0 ? START_AT : START_AFTER;
+  sp->timestamp_ms = ts_ms;
+  if (strcmp(cp, "SHARD_END") == 0) {
+    c->shard_end_at_start = 1;
+  } else if (strcmp(cp, "TRIM_HORIZON") == 0) {
+    sp->type = KCLD_SOURCE_TRIM_HORIZON;
+  } else if (strcmp(cp, "LATEST") == 0) {
+    sp->type = KCLD_SOURCE_LATEST;
+  } else if (strcmp(cp, "AT_TIMESTAMP") == 0) {
+    sp->type = KCLD_SOURCE_AT_TIMESTAMP;
+  } else if (kcld_seq_valid(cp)) {
+    sp->type = lease->checkpoint_sub > 0 ? KCLD_SOURCE_AT : KCLD_SOURCE_AFTER;
     snprintf(c->start_seq, sizeof(c->start_seq), "%s", cp);
+    sp->seq = c->start_seq;
     c->start_sub = lease->checkpoint_sub;
+    if (sp->type == KCLD_SOURCE_AT)
+      kcld_seq_pos_set(&c->skip, c->start_seq, c->start_sub);
   } else {
     return KCLD_EINVAL;
   }
@@ -966,7 +724,7 @@ int kcld_shard_consumer_start(const struct kcld_shard_consumer_opts *opts,
   struct kcld_shard_consumer *c = calloc(1, sizeof(*c));
   if (!c)
     return KCLD_ENOMEM;
-  int rc = parse_start(c, opts->lease);
+  int rc = parse_start(c, opts->lease, opts->initial_timestamp_ms);
   if (rc < 0) {
     free(c);
     return rc;
@@ -989,7 +747,6 @@ int kcld_shard_consumer_start(const struct kcld_shard_consumer_opts *opts,
     c->ops.parents_done = coord_parents_done;
     c->ops.ctx = opts->coordinator;
   }
-  c->start_ts_ms = opts->initial_timestamp_ms;
   c->max_records = opts->max_records > 0 ? opts->max_records : DEF_MAX_RECORDS;
   c->idle_ms = opts->idle_ms ? opts->idle_ms : DEF_IDLE_MS;
   if (c->idle_ms < MIN_IDLE_MS)
@@ -1015,8 +772,7 @@ int kcld_shard_consumer_start(const struct kcld_shard_consumer_opts *opts,
     .loop = c->loop, .shard_id = c->shard_id,
     .interval_ms = opts->checkpoint_interval_ms,
     .write = c->ops.checkpoint, .write_ctx = c->ops.ctx,
-    .written_sequence = (c->start == START_AFTER || c->start == START_AT)
-                          ? c->start_seq : NULL,
+    .written_sequence = c->start_pos.seq,
     .written_sub = c->start_sub, .lost = on_cp_lost, .arg = c};
   rc = kcld_checkpoint_new(&co, &c->cp);
   if (rc < 0) {
@@ -1025,14 +781,14 @@ int kcld_shard_consumer_start(const struct kcld_shard_consumer_opts *opts,
     free(c);
     return rc;
   }
-  uv_timer_init(c->loop, &c->fetch_timer);
+  uv_timer_init(c->loop, &c->parents_timer);
   uv_timer_init(c->loop, &c->stop_timer);
   uv_timer_init(c->loop, &c->aux_timer);
-  c->fetch_timer.data = c->stop_timer.data = c->aux_timer.data = c;
+  c->parents_timer.data = c->stop_timer.data = c->aux_timer.data = c;
   c->handles_open = 3;
   *out = c;
 
-  if (c->start == START_SHARD_END) {
+  if (c->shard_end_at_start) {
     finish(c, KCLD_SHARD_CONSUMER_ENDED, 0);
     return 0;
   }
@@ -1050,8 +806,8 @@ void kcld_shard_consumer_stop(struct kcld_shard_consumer *c,
       c->phase != PH_DRAIN_END)
     return;
   c->phase = PH_STOPPING;
-  uv_timer_stop(&c->fetch_timer);
-  c->fetch_timer_armed = 0;
+  uv_timer_stop(&c->parents_timer);
+  stop_source(c);
   drop_queue(c);
   if (c->deliver_retry_armed) {
     uv_timer_stop(&c->aux_timer);
@@ -1106,9 +862,9 @@ void kcld_shard_consumer_close(struct kcld_shard_consumer *c)
   cancel_sink(c);
   kcld_checkpoint_close(c->cp);
   c->cp = NULL;
-  if (c->fetch == F_PARSE)
-    uv_cancel((uv_req_t *)&c->work);
-  uv_close((uv_handle_t *)&c->fetch_timer, on_handle_closed);
+  if (c->src)
+    c->src_ops->close(c->src); /* on_source_closed follows */
+  uv_close((uv_handle_t *)&c->parents_timer, on_handle_closed);
   uv_close((uv_handle_t *)&c->stop_timer, on_handle_closed);
   uv_close((uv_handle_t *)&c->aux_timer, on_handle_closed);
 }
@@ -1127,6 +883,8 @@ void kcld_shard_consumer_stats(const struct kcld_shard_consumer *c,
                                struct kcld_shard_consumer_stats *out)
 {
   *out = c->stats;
+  if (c->src && !c->closing)
+    c->src_ops->stats(c->src, out);
 }
 
 const struct kcld_checkpoint *kcld_shard_consumer_checkpoint(

@@ -1,0 +1,456 @@
+/* poller.c — the polling fetch source: iterator, GetRecords loop, rate
+ * limit, idle waits, backoff, expired iterators, parsing on the worker pool.
+ * See poller.h and source.h.
+ *
+ * Everything here runs on the loop thread except parse_work(), which reads
+ * the raw body and writes the parse result of the one job in flight and
+ * touches nothing else. */
+#include "consume/poller.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "base/backoff.h"
+#include "base/fmt.h"
+#include "consume/getrecords.h"
+#include "consume/shard_consumer.h"
+#include "err.h"
+#include "log.h"
+
+#define FAILS_BEFORE_NEW_ITERATOR 3
+
+/* What is in flight (at most one thing). */
+enum fetch_state { F_IDLE, F_ITER, F_CALL, F_PARSE };
+
+struct poller {
+  uv_timer_t timer;        /* rate limit, idle, backoff */
+  uv_work_t work;          /* the parse job */
+  uv_loop_t *loop;
+  struct kcld_kinesis *kinesis;
+  char *stream;
+  char *shard_id;
+  struct kcld_source_pos start;
+  char start_seq[KCLD_SEQ_MAX + 1];
+  int max_records;
+  uint64_t idle_ms;
+  uint64_t min_call_ms;
+  uint64_t backoff_base_ms;
+  uint64_t backoff_max_ms;
+  struct kcld_source_cbs cbs;
+
+  enum fetch_state fetch;
+  int timer_armed;
+  int stopped;             /* no more batches to the core */
+  int closing;
+  int timer_open;
+  char *iterator;          /* NULL: a new one is needed (or the end) */
+  struct kcld_seq_pos last_fetched; /* last Kinesis record fetched */
+  unsigned fails_in_row;   /* failed calls since a success */
+  uint64_t last_call_ms;
+  int called;
+  uint64_t next_at_ms;     /* no call before this (idle, backoff) */
+
+  /* The parse job (owned by the worker while fetch == F_PARSE). */
+  char *raw;
+  size_t raw_len;
+  struct kcld_record_batch *parsed;
+  int parse_err;
+  char parse_msg[256];
+
+  uint64_t get_records_calls, empty_responses, throttles, expired_iterators,
+    errors;
+};
+
+static void schedule(struct poller *p);
+
+/* ======== Freeing ======== */
+
+static void maybe_free(struct poller *p)
+{
+  if (!p->closing || p->timer_open || p->fetch != F_IDLE)
+    return;
+  struct kcld_source_cbs cbs = p->cbs;
+  free(p->iterator);
+  free(p->raw);
+  free(p->stream);
+  free(p->shard_id);
+  free(p);
+  cbs.closed(cbs.arg);
+}
+
+static void on_timer_closed(uv_handle_t *h)
+{
+  struct poller *p = h->data;
+  p->timer_open = 0;
+  maybe_free(p);
+}
+
+/* ======== Failures ======== */
+
+static uint64_t backoff_ms(const struct poller *p, unsigned fails)
+{
+  struct kcld_backoff b = {p->backoff_base_ms, p->backoff_max_ms,
+                           KCLD_BACKOFF_EQUAL};
+  return kcld_backoff_ms(&b, fails);
+}
+
+/* A call or a parse failed: count it, log it, back off (or, for an expired
+ * iterator, get a new one at once). */
+static void fetch_failed(struct poller *p, const char *op,
+                         const struct kcld_svc_status *st)
+{
+  char ms[24], status[24];
+  enum kcld_kinesis_fault fault = kcld_kinesis_fault(st);
+  const char *type = st->type && st->type[0] ? st->type
+                                             : kcld_strerror(st->err);
+  if (fault == KCLD_KINESIS_EXPIRED_ITERATOR) {
+    p->expired_iterators++;
+    kcld_log(KCLD_LOG_INFO, "shard iterator expired; getting a new one",
+             "shard", p->shard_id, "op", op, "after",
+             p->last_fetched.set ? p->last_fetched.seq : "(start)", NULL);
+    free(p->iterator);
+    p->iterator = NULL;
+    p->next_at_ms = 0;
+    schedule(p);
+    return;
+  }
+  if (fault == KCLD_KINESIS_CANCELED) {
+    /* The Kinesis client is closed: the owner is shutting down and will
+     * stop or close this consumer. */
+    kcld_log(KCLD_LOG_INFO, "Kinesis client closed; fetching stops", "shard",
+             p->shard_id, "op", op, NULL);
+    return;
+  }
+  p->fails_in_row++;
+  uint64_t delay = backoff_ms(p, p->fails_in_row);
+  kcld_fmt_u64(ms, sizeof(ms), delay);
+  snprintf(status, sizeof(status), "%ld", st->http_status);
+  if (fault == KCLD_KINESIS_THROUGHPUT || fault == KCLD_KINESIS_KMS_THROTTLED) {
+    p->throttles++;
+    kcld_log(KCLD_LOG_DEBUG, "throttled; backing off", "shard", p->shard_id,
+             "op", op, "type", type, "retry_ms", ms, NULL);
+  } else {
+    p->errors++;
+    kcld_log(KCLD_LOG_WARN, "Kinesis call failed; backing off",
+             "shard", p->shard_id, "op", op, "type", type, "status", status,
+             "message", st->message ? st->message : "", "retry_ms", ms, NULL);
+    if (p->iterator && p->fails_in_row >= FAILS_BEFORE_NEW_ITERATOR &&
+        fault != KCLD_KINESIS_TRANSIENT) {
+      /* The iterator itself may be the problem: start afresh after the
+       * last record fetched. */
+      free(p->iterator);
+      p->iterator = NULL;
+    }
+  }
+  p->next_at_ms = uv_now(p->loop) + delay;
+  schedule(p);
+}
+
+/* fetch_failed() for an error of our own (not a service answer). */
+static void local_failure(struct poller *p, const char *op, int err,
+                          const char *message)
+{
+  struct kcld_svc_status st = {.err = err, .type = "", .message = message};
+  fetch_failed(p, op, &st);
+}
+
+/* ======== GetShardIterator ======== */
+
+static void on_iterator(const struct kcld_kinesis_iterator *res, void *arg)
+{
+  struct poller *p = arg;
+  p->fetch = F_IDLE;
+  if (p->closing) {
+    maybe_free(p);
+    return;
+  }
+  if (p->stopped)
+    return;
+  if (res->st.err) {
+    fetch_failed(p, "GetShardIterator", &res->st);
+    return;
+  }
+  p->fails_in_row = 0;
+  if (!res->shard_iterator) {
+    /* No iterator: the shard is closed and nothing is left after the
+     * position asked for (the KCL reads it the same way). */
+    p->stopped = 1;
+    p->cbs.ended(p->cbs.arg);
+    return;
+  }
+  p->iterator = strdup(res->shard_iterator);
+  if (!p->iterator) {
+    local_failure(p, "GetShardIterator", KCLD_ENOMEM, "out of memory");
+    return;
+  }
+  schedule(p);
+}
+
+static void get_iterator(struct poller *p)
+{
+  static const enum kcld_kinesis_iterator_type types[] = {
+    [KCLD_SOURCE_AFTER] = KCLD_KINESIS_AFTER_SEQUENCE_NUMBER,
+    [KCLD_SOURCE_AT] = KCLD_KINESIS_AT_SEQUENCE_NUMBER,
+    [KCLD_SOURCE_TRIM_HORIZON] = KCLD_KINESIS_TRIM_HORIZON,
+    [KCLD_SOURCE_LATEST] = KCLD_KINESIS_LATEST,
+    [KCLD_SOURCE_AT_TIMESTAMP] = KCLD_KINESIS_AT_TIMESTAMP};
+  struct kcld_kinesis_iterator_req req = {
+    .stream = p->stream, .shard_id = p->shard_id,
+    .timestamp_ms = p->start.timestamp_ms};
+  if (p->last_fetched.set) {
+    req.type = KCLD_KINESIS_AFTER_SEQUENCE_NUMBER;
+    req.sequence_number = p->last_fetched.seq;
+  } else {
+    req.type = types[p->start.type];
+    if (p->start.type == KCLD_SOURCE_AFTER || p->start.type == KCLD_SOURCE_AT)
+      req.sequence_number = p->start_seq;
+  }
+  p->fetch = F_ITER;
+  p->called = 1;
+  p->last_call_ms = uv_now(p->loop);
+  int rc = kcld_kinesis_get_shard_iterator(p->kinesis, &req, on_iterator, p);
+  if (rc < 0) {
+    p->fetch = F_IDLE;
+    local_failure(p, "GetShardIterator", rc, "the call was not sent");
+  }
+}
+
+/* ======== GetRecords and the parse ======== */
+
+/* Applies a parsed batch (position, next iterator, when to call next) and
+ * hands it to the core; undone when the core cannot take it. */
+static void got_batch(struct poller *p, struct kcld_record_batch *b)
+{
+  char *old_iterator = p->iterator;
+  struct kcld_seq_pos old_last = p->last_fetched;
+  p->iterator = NULL;
+  if (b->count > 0)
+    kcld_seq_pos_set(&p->last_fetched,
+                     b->records[b->count - 1].sequence_number, 0);
+  if (b->next_shard_iterator)
+    /* Without memory for it, the next call gets a new iterator after the
+     * last record fetched: nothing is lost. */
+    p->iterator = strdup(b->next_shard_iterator);
+  else
+    p->stopped = 1; /* the shard's last batch */
+  if (b->kinesis_count == 0 && b->millis_behind_latest <= 0)
+    p->next_at_ms = uv_now(p->loop) + p->idle_ms;
+  else
+    p->next_at_ms = 0; /* behind: as soon as the rate allows */
+  unsigned old_fails = p->fails_in_row;
+  p->fails_in_row = 0;
+  if (b->kinesis_count == 0)
+    p->empty_responses++;
+  if (p->cbs.batch(p->cbs.arg, b) != 0) {
+    /* Nothing has changed: the same iterator fetches it again. */
+    free(p->iterator);
+    p->iterator = old_iterator;
+    p->last_fetched = old_last;
+    p->stopped = 0;
+    p->fails_in_row = old_fails;
+    if (b->kinesis_count == 0)
+      p->empty_responses--;
+    kcld_record_batch_release(b);
+    local_failure(p, "GetRecords", KCLD_ENOMEM, "out of memory");
+    return;
+  }
+  free(old_iterator);
+  schedule(p);
+}
+
+static void parse_work(uv_work_t *w)
+{
+  struct poller *p = w->data;
+  p->parsed = NULL;
+  p->parse_err = kcld_getrecords_parse(p->raw, p->raw_len, p->shard_id,
+                                       &p->parsed, p->parse_msg,
+                                       sizeof(p->parse_msg));
+}
+
+static void parse_done(uv_work_t *w, int status)
+{
+  struct poller *p = w->data;
+  struct kcld_record_batch *b = p->parsed;
+  p->parsed = NULL;
+  p->fetch = F_IDLE;
+  free(p->raw);
+  p->raw = NULL;
+  if (p->closing) {
+    kcld_record_batch_release(b);
+    maybe_free(p);
+    return;
+  }
+  if (status != 0 || p->stopped) {
+    kcld_record_batch_release(b);
+    return;
+  }
+  if (p->parse_err) {
+    local_failure(p, "GetRecords", p->parse_err, p->parse_msg);
+    return;
+  }
+  got_batch(p, b);
+}
+
+static void on_records(const struct kcld_kinesis_records_raw *res, void *arg)
+{
+  struct poller *p = arg;
+  p->fetch = F_IDLE;
+  if (p->closing) {
+    maybe_free(p);
+    return;
+  }
+  if (p->stopped)
+    return;
+  if (res->st.err) {
+    fetch_failed(p, "GetRecords", &res->st);
+    return;
+  }
+  /* The body lives only during this callback: the parser gets a copy. */
+  p->raw = malloc(res->body_len + 1);
+  if (!p->raw) {
+    local_failure(p, "GetRecords", KCLD_ENOMEM, "out of memory");
+    return;
+  }
+  memcpy(p->raw, res->body, res->body_len);
+  p->raw[res->body_len] = '\0';
+  p->raw_len = res->body_len;
+  p->fetch = F_PARSE;
+  p->work.data = p;
+  int rc = uv_queue_work(p->loop, &p->work, parse_work, parse_done);
+  if (rc != 0) {
+    p->fetch = F_IDLE;
+    free(p->raw);
+    p->raw = NULL;
+    local_failure(p, "GetRecords", KCLD_EIO, uv_strerror(rc));
+  }
+}
+
+static void get_records(struct poller *p)
+{
+  struct kcld_kinesis_get_records_req req = {
+    .shard_iterator = p->iterator, .limit = p->max_records,
+    .stream_arn = strncmp(p->stream, "arn:", 4) == 0 ? p->stream : NULL,
+    .shard_id = p->shard_id,
+    .max_attempts = 1}; /* throttling and failures back off here */
+  p->fetch = F_CALL;
+  p->called = 1;
+  p->last_call_ms = uv_now(p->loop);
+  p->get_records_calls++;
+  int rc = kcld_kinesis_get_records(p->kinesis, &req, on_records, p);
+  if (rc < 0) {
+    p->fetch = F_IDLE;
+    local_failure(p, "GetRecords", rc, "the call was not sent");
+  }
+}
+
+/* ======== Scheduling ======== */
+
+static void on_timer(uv_timer_t *t)
+{
+  struct poller *p = t->data;
+  p->timer_armed = 0;
+  if (!p->closing)
+    schedule(p);
+}
+
+/* Starts the next call when nothing is in flight, the core wants more and
+ * the rate, idle wait and backoff allow; else arms the timer for when they
+ * will. */
+static void schedule(struct poller *p)
+{
+  if (p->closing || p->stopped || p->fetch != F_IDLE || p->timer_armed)
+    return;
+  if (p->iterator && !p->cbs.wanted(p->cbs.arg))
+    return; /* ops.resume goes on */
+  uint64_t now = uv_now(p->loop);
+  uint64_t due = p->next_at_ms;
+  if (p->called && p->last_call_ms + p->min_call_ms > due)
+    due = p->last_call_ms + p->min_call_ms;
+  if (due > now) {
+    uv_timer_start(&p->timer, on_timer, due - now, 0);
+    p->timer_armed = 1;
+    return;
+  }
+  if (p->iterator)
+    get_records(p);
+  else
+    get_iterator(p);
+}
+
+/* ======== Ops ======== */
+
+static void poller_resume(void *src)
+{
+  schedule(src);
+}
+
+static void poller_stop(void *src)
+{
+  struct poller *p = src;
+  p->stopped = 1;
+  uv_timer_stop(&p->timer);
+  p->timer_armed = 0;
+}
+
+static void poller_close(void *src)
+{
+  struct poller *p = src;
+  poller_stop(p);
+  p->closing = 1;
+  if (p->fetch == F_PARSE)
+    uv_cancel((uv_req_t *)&p->work);
+  uv_close((uv_handle_t *)&p->timer, on_timer_closed);
+}
+
+static void poller_stats(const void *src, struct kcld_shard_consumer_stats *st)
+{
+  const struct poller *p = src;
+  st->get_records_calls += p->get_records_calls;
+  st->empty_responses += p->empty_responses;
+  st->throttles += p->throttles;
+  st->expired_iterators += p->expired_iterators;
+  st->errors += p->errors;
+}
+
+const struct kcld_source_ops kcld_poller_ops = {
+  .resume = poller_resume, .stop = poller_stop, .close = poller_close,
+  .stats = poller_stats};
+
+int kcld_poller_open(const struct kcld_poller_opts *o, void **out)
+{
+  if (!o || !out || !o->loop || !o->kinesis || !o->stream || !o->shard_id ||
+      !o->cbs.batch || !o->cbs.ended || !o->cbs.wanted || !o->cbs.closed ||
+      ((o->start.type == KCLD_SOURCE_AFTER ||
+        o->start.type == KCLD_SOURCE_AT) && !kcld_seq_valid(o->start.seq)))
+    return KCLD_EINVAL;
+  struct poller *p = calloc(1, sizeof(*p));
+  if (!p)
+    return KCLD_ENOMEM;
+  p->stream = strdup(o->stream);
+  p->shard_id = strdup(o->shard_id);
+  if (!p->stream || !p->shard_id) {
+    free(p->stream);
+    free(p->shard_id);
+    free(p);
+    return KCLD_ENOMEM;
+  }
+  p->loop = o->loop;
+  p->kinesis = o->kinesis;
+  p->start = o->start;
+  if (o->start.seq)
+    snprintf(p->start_seq, sizeof(p->start_seq), "%s", o->start.seq);
+  p->start.seq = p->start_seq;
+  p->max_records = o->max_records;
+  p->idle_ms = o->idle_ms;
+  p->min_call_ms = o->min_call_ms;
+  p->backoff_base_ms = o->backoff_base_ms;
+  p->backoff_max_ms = o->backoff_max_ms;
+  p->cbs = o->cbs;
+  uv_timer_init(p->loop, &p->timer);
+  p->timer.data = p;
+  p->timer_open = 1;
+  *out = p;
+  schedule(p);
+  return 0;
+}

@@ -1,0 +1,50 @@
+/* poller.h — the polling fetch source of a shard consumer (source.h):
+ * GetShardIterator, then GetRecords in a loop, each answer parsed on the
+ * worker pool and handed to the core in order.
+ *
+ *  - Rate: never more than one call (GetRecords or GetShardIterator) per
+ *    min_call_ms (200 ms = the service's 5 calls/s per shard).
+ *  - After an answer with no records and MillisBehindLatest 0 (or absent):
+ *    wait idle_ms; otherwise call again as soon as the rate allows.
+ *  - ProvisionedThroughputExceededException and KMSThrottlingException back
+ *    off (exponential with jitter, capped); ExpiredIteratorException gets a
+ *    new iterator AFTER_SEQUENCE_NUMBER the last record fetched (the start
+ *    position when nothing was fetched yet) at once; anything else backs off
+ *    with one warning line (shard, op, type, message), with a new iterator
+ *    after three non-transient failures in a row.  A body that does not
+ *    parse counts as a failure of GetRecords.
+ *  - An answer without NextShardIterator is the shard's last batch; a
+ *    GetShardIterator answer without an iterator is the end with no batch.
+ * Loop thread only, except the parse job (getrecords.h). */
+#ifndef KCLD_CONSUME_POLLER_H
+#define KCLD_CONSUME_POLLER_H
+
+#include <stdint.h>
+#include <uv.h>
+
+#include "aws/kinesis.h"
+#include "consume/source.h"
+
+struct kcld_poller_opts {
+  uv_loop_t *loop;
+  struct kcld_kinesis *kinesis;  /* borrowed */
+  const char *stream;            /* name or ARN (arn:...); copied */
+  const char *shard_id;          /* copied */
+  struct kcld_source_pos start;  /* seq copied */
+  int max_records;               /* GetRecords Limit, 1..10000 */
+  uint64_t idle_ms;
+  uint64_t min_call_ms;
+  uint64_t backoff_base_ms;
+  uint64_t backoff_max_ms;
+  struct kcld_source_cbs cbs;
+};
+
+/* The polling source's ops. */
+extern const struct kcld_source_ops kcld_poller_ops;
+
+/* Opens a polling source and starts it: the first call goes out now, its
+ * callbacks run later.  Returns 0 and the source in *out, or KCLD_EINVAL /
+ * KCLD_ENOMEM and nothing was started. */
+int kcld_poller_open(const struct kcld_poller_opts *opts, void **out);
+
+#endif

@@ -1,0 +1,83 @@
+/* source.h — where a shard consumer's records come from: the interface
+ * between the consumer core (shard_consumer.c: parents, delivery queue,
+ * progress and checkpoints, shard end, stop, lose, close) and a fetch
+ * source.  Internal to consume/.
+ *
+ * One source today: polling (poller.h: GetShardIterator and GetRecords,
+ * rate limit, idle waits, backoff, expired iterators).  Enhanced fan-out
+ * (SubscribeToShard, aws/fanout.h) is meant to be a second implementation
+ * of the same ops, chosen by the core at open time.
+ *
+ * The contract, all on the loop thread:
+ *  - open: the core hands over the start position and its callbacks; the
+ *    source starts reading at once.
+ *  - The source hands the core each parsed answer through cbs.batch, in
+ *    shard order, exactly once (a batch may hold no records: it still
+ *    carries MillisBehindLatest and, at the end, the child shards).  A
+ *    batch whose next_shard_iterator is NULL is the shard's last; the source
+ *    reads no more after it.  cbs.ended says the shard is over without a
+ *    batch (a closed shard with nothing after the position asked for).
+ *  - Before asking for more (a call, or reading on in a stream) the source
+ *    asks cbs.wanted; 0 means the core is over its budget or not reading
+ *    (draining, stopping): the source waits without a timer until the core
+ *    calls ops.resume.
+ *  - ops.stop: no more batches or ends are handed over, ever; work in
+ *    flight is dropped when it comes back.
+ *  - ops.close: stop, then free once nothing is in flight; cbs.closed runs
+ *    then, from a loop callback (never inside close).  After close the core
+ *    calls nothing else on the source.
+ * Callbacks never run from inside a call into the source's ops. */
+#ifndef KCLD_CONSUME_SOURCE_H
+#define KCLD_CONSUME_SOURCE_H
+
+#include <stdint.h>
+
+#include "base/seq.h"
+#include "consume/record.h"
+
+struct kcld_shard_consumer_stats;
+
+/* Where reading starts. */
+enum kcld_source_start {
+  KCLD_SOURCE_AFTER,        /* AFTER_SEQUENCE_NUMBER seq */
+  KCLD_SOURCE_AT,           /* AT_SEQUENCE_NUMBER seq */
+  KCLD_SOURCE_TRIM_HORIZON,
+  KCLD_SOURCE_LATEST,
+  KCLD_SOURCE_AT_TIMESTAMP  /* timestamp_ms */
+};
+
+struct kcld_source_pos {
+  enum kcld_source_start type;
+  const char *seq;          /* AFTER and AT */
+  int64_t timestamp_ms;     /* AT_TIMESTAMP */
+};
+
+/* What the source tells the core (arg is the core's). */
+struct kcld_source_cbs {
+  /* One answer, parsed: 0 and the core took the reference, or a negative
+   * KCLD_E* code (out of memory) and nothing was kept: the source reads
+   * the same records again after a backoff. */
+  int (*batch)(void *arg, struct kcld_record_batch *b);
+  /* The shard is over and no batch says so. */
+  void (*ended)(void *arg);
+  /* 1: read more now; 0: wait for ops.resume. */
+  int (*wanted)(void *arg);
+  /* After ops.close, once nothing is in flight. */
+  void (*closed)(void *arg);
+  void *arg;
+};
+
+/* The ops a source implements.  `src` is what open returned. */
+struct kcld_source_ops {
+  /* Wanted may say yes again: read on if idle. */
+  void (*resume)(void *src);
+  /* No more batches; work in flight is dropped. */
+  void (*stop)(void *src);
+  /* Stop and free; cbs.closed follows. */
+  void (*close)(void *src);
+  /* Adds the source's counters (calls, empty answers, throttles, expired
+   * iterators, errors) to *st. */
+  void (*stats)(const void *src, struct kcld_shard_consumer_stats *st);
+};
+
+#endif

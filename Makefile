@@ -164,7 +164,7 @@ FUZZ_LIB_SRC := src/err.c src/log.c src/config.c src/config_keys.c \
                 src/base/backoff.c src/base/base64.c src/base/buf.c \
                 src/base/hex.c src/base/json.c src/base/kpl.c \
                 src/base/rand.c src/base/seq.c src/base/utf8.c \
-                src/consume/record.c src/consume/deagg.c \
+                src/consume/record.c src/consume/deagg.c src/consume/budget.c \
                 src/consume/getrecords.c src/aws/sigv4.c \
                 src/aws/eventstream.c src/handlers/multilang.c \
                 src/handlers/lambda.c src/ops/http_server.c src/ops/metrics.c

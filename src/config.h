@@ -121,6 +121,7 @@ struct kcld_config_http {
   int max_attempts;            /* total attempts per call; 0 =
                                   AWS_MAX_ATTEMPTS, the profile's, 3 */
   enum kcld_config_retry_mode retry_mode;
+  int max_connections;         /* keep-alive connections kept; 0 = auto */
 };
 
 struct kcld_config_lease {
@@ -137,6 +138,7 @@ struct kcld_config_fetch {
   int max_records;             /* GetRecords Limit */
   int64_t idle_time_ms;        /* wait after an empty GetRecords */
   int64_t max_buffered_bytes;  /* per shard prefetch bound */
+  int64_t max_total_buffered_bytes; /* the same, over all shards */
 };
 
 struct kcld_config_checkpoint {

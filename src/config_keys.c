@@ -122,6 +122,9 @@ const struct kcld_config_key kcld_config_keys[] = {
        "the SDKs' retry mode (adaptive adds their client-side rate limiter; "
        "legacy reads as standard); auto = AWS_RETRY_MODE, else the "
        "profile's retry_mode, else standard"),
+  INT("http.max_connections", http.max_connections, "0", 0, 100000, 0,
+      "keep-alive connections kept open for reuse; 0 = leases held + 64, "
+      "at least 128"),
 
   STR("lease.table", lease.table, "", C_TABLE, 0,
       "lease table name; \"\" = application"),
@@ -143,7 +146,13 @@ const struct kcld_config_key kcld_config_keys[] = {
   DUR("fetch.idle_time", fetch.idle_time_ms, "1s", 200, 5 * MIN, F_LIVE,
       "KCL idleTimeBetweenReadsInMillis: wait after an empty read"),
   SIZE("fetch.max_buffered_bytes", fetch.max_buffered_bytes, "8MiB",
-       64 * KIB, GIB, 0, "prefetched record bytes held per shard"),
+       64 * KIB, GIB, 0,
+       "fetched bytes held per shard (bodies, parse work, batches): no "
+       "GetRecords while over"),
+  SIZE("fetch.max_total_buffered_bytes", fetch.max_total_buffered_bytes,
+       "256MiB", MIB, 64 * GIB, 0,
+       "fetched bytes held over all shards: fetches wait their turn while "
+       "over"),
 
   DUR("checkpoint.interval", checkpoint.interval_ms, "0s", 0, HOUR, 0,
       "coalesce checkpoint writes; 0 = after every batch"),

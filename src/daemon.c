@@ -23,6 +23,7 @@
 #include "aws/http.h"
 #include "aws/kinesis.h"
 #include "aws/sqs.h"
+#include "consume/budget.h"
 #include "consume/shard_consumer.h"
 #include "err.h"
 #include "handlers/handler.h"
@@ -35,6 +36,8 @@
 #include "process/pool.h"
 
 #define STATUS_INTERVAL_MS 10000
+#define AUTO_CONNECTIONS_MIN 128
+#define AUTO_CONNECTIONS_MARGIN 64
 #define DRAIN_POLL_MS 50
 
 enum phase {
@@ -72,7 +75,9 @@ struct daemon {
   struct kcld_coordinator *coord;
   struct kcld_notify *notify;
   struct kcld_monitor *monitor; /* metrics.listen / metrics.emf */
+  struct kcld_fetch_budget *budget; /* fetch.max_total_buffered_bytes */
   struct shard *shards;
+  size_t nshards;
 };
 
 static void begin_shutdown(struct daemon *dm, int rc);
@@ -89,6 +94,18 @@ static const char *opt(const char *s)
 static void on_consumer_finished(struct kcld_shard_consumer *c,
                                  enum kcld_shard_consumer_end how, int err,
                                  void *arg);
+
+/* http.max_connections 0: keep a connection for every held lease and a
+ * margin (never fewer than the floor), growing only, so a burst of calls
+ * reuses connections instead of opening and closing them. */
+static void size_connections(struct daemon *dm)
+{
+  long want = (long)dm->nshards + AUTO_CONNECTIONS_MARGIN;
+  if (dm->cfg->http.max_connections != 0 || !dm->http)
+    return;
+  if (want > kcld_http_max_connections(dm->http))
+    kcld_http_set_max_connections(dm->http, want);
+}
 
 static void on_acquired(const struct kcld_lease *lease, void *arg)
 {
@@ -116,6 +133,7 @@ static void on_acquired(const struct kcld_lease *lease, void *arg)
   o.max_records = cfg->fetch.max_records;
   o.idle_ms = (uint64_t)cfg->fetch.idle_time_ms;
   o.max_buffered_bytes = (size_t)cfg->fetch.max_buffered_bytes;
+  o.budget = dm->budget;
   o.checkpoint_interval_ms = (uint64_t)cfg->checkpoint.interval_ms;
   o.sink = kcld_dispatcher_sink(dm->disp);
   o.finished = on_consumer_finished;
@@ -129,6 +147,8 @@ static void on_acquired(const struct kcld_lease *lease, void *arg)
   }
   s->next = dm->shards;
   dm->shards = s;
+  dm->nshards++;
+  size_connections(dm);
   if (dm->handler->ops->shard_started)
     dm->handler->ops->shard_started(dm->handler, lease->shard_id,
                                     lease->checkpoint, lease->checkpoint_sub);
@@ -203,6 +223,7 @@ static void on_consumer_finished(struct kcld_shard_consumer *c,
     s = *p;
     *p = s->next;
     free(s);
+    dm->nshards--;
   }
   kcld_shard_consumer_close(c);
   maybe_release(dm);
@@ -271,6 +292,8 @@ static void close_all(struct daemon *dm)
     kcld_credentials_destroy(dm->creds);
   if (dm->http)
     kcld_http_close(dm->http);
+  kcld_fetch_budget_close(dm->budget);
+  dm->budget = NULL;
   kcld_notify_close(dm->notify);
   dm->coord = NULL;
   dm->disp = NULL;
@@ -566,6 +589,9 @@ static int open_base(struct daemon *dm)
   ho.profile = opt(cfg->credentials.profile);
   ho.connect_timeout_ms = (long)cfg->http.connect_timeout_ms;
   ho.timeout_ms = (long)cfg->http.timeout_ms;
+  ho.max_connections = cfg->http.max_connections
+                         ? cfg->http.max_connections
+                         : AUTO_CONNECTIONS_MIN;
   if ((rc = kcld_http_new(&dm->loop, &ho, &dm->http)) != 0)
     return rc;
   memset(&cro, 0, sizeof(cro));
@@ -588,7 +614,7 @@ int kcld_daemon_run(const struct kcld_config *cfg)
   dm.cfg = cfg;
   kcld_log_set_context(cfg->application, cfg->worker_id);
   json_object_seed(0); /* before any pool thread parses JSON */
-  kcld_pool_init((unsigned)cfg->workers);
+  unsigned pool = kcld_pool_init((unsigned)cfg->workers);
   signal(SIGPIPE, SIG_IGN);
   if ((rc = kcld_http_global_init()) != 0)
     return rc;
@@ -597,6 +623,15 @@ int kcld_daemon_run(const struct kcld_config *cfg)
              uv_strerror(rc), NULL);
     kcld_http_global_cleanup();
     return KCLD_EIO;
+  }
+  struct kcld_fetch_budget_opts bo = {
+    .loop = &dm.loop,
+    .max_total_bytes = (size_t)cfg->fetch.max_total_buffered_bytes,
+    .parse_slots = pool};
+  if ((rc = kcld_fetch_budget_new(&bo, &dm.budget)) != 0) {
+    uv_loop_close(&dm.loop);
+    kcld_http_global_cleanup();
+    return rc;
   }
   if (kcld_notify_open(&dm.notify, true) != 0)
     dm.notify = NULL; /* logged; run without systemd notifications */

@@ -125,6 +125,7 @@ struct aws_call {
   int anonymous;               /* send unsigned */
   int has_own;                 /* sign with `own`, not the provider's */
   struct kcld_creds own;
+  struct kcld_http_body *body_into;
   int max_attempts;
   long timeout_ms;
   int attempt;                 /* attempts started */
@@ -666,7 +667,8 @@ static void send_attempt(struct aws_call *c, const struct kcld_creds *creds)
   const struct kcld_http_request hreq = {
     .method = "POST", .url = ep->url, .headers = lines, .body = c->body,
     .body_len = c->body_len, .timeout_ms = c->timeout_ms,
-    .http2 = c->on_data != NULL};
+    .http2 = c->on_data != NULL,
+    .body_into = c->on_data ? NULL : c->body_into};
   c->state = CALL_HTTP;
   if (c->on_data) {
     rc = kcld_http_stream_start(aws->http, &hreq, on_stream_data, on_http, c,
@@ -981,6 +983,7 @@ static int call_start(struct kcld_aws *aws, enum kcld_aws_service svc,
   c->svc = svc;
   snprintf(c->op, sizeof(c->op), "%s", operation);
   c->raw = opts ? opts->raw : 0;
+  c->body_into = opts && opts->raw ? opts->body_into : NULL;
   c->max_attempts = opts && opts->max_attempts > 0 ? opts->max_attempts
                                                    : aws->max_attempts;
   c->timeout_ms = opts && opts->timeout_ms > 0 ? opts->timeout_ms

@@ -104,6 +104,9 @@ struct kcld_aws_call_opts {
   const struct kcld_creds *creds; /* sign with these (copied) instead of
                                      the client's provider */
   int anonymous;          /* 1: send the request unsigned */
+  struct kcld_http_body *body_into; /* raw mode: each attempt's answer is
+                             written into this caller's buffer (http.h), and
+                             res->raw points into it; NULL = the client's */
 };
 
 /* Creates a client: one SigV4 signer per service, endpoints resolved and

@@ -61,6 +61,7 @@ struct kcld_http {
   size_t pending;
   size_t open_handles;       /* uv handles not yet closed (timers + polls) */
   uint64_t next_seq;         /* numbers requests in the order they start */
+  long max_connections;      /* curl's connection cache size */
   int closing;
 };
 
@@ -78,6 +79,7 @@ struct http_req {
   char *body;                /* copy of the request body */
   char *resp;                /* response body, NUL-terminated when non-NULL */
   size_t resp_len, resp_cap;
+  struct kcld_http_body *into; /* the caller's buffer, or NULL */
   int too_large;
   int headers_done;          /* the blank line after the headers was seen */
   time_t server_date;
@@ -311,7 +313,10 @@ static void req_complete(struct http_req *r, int err, long status,
   resp.err = err;
   resp.status = err ? 0 : status;
   resp.errmsg = err ? errmsg : "";
-  if (!err && r->resp && !(r->on_data && stream_2xx(r))) {
+  if (!err && r->into && r->into->p) {
+    resp.body = r->into->p;
+    resp.body_len = r->into->len;
+  } else if (!err && r->resp && !(r->on_data && stream_2xx(r))) {
     resp.body = r->resp;
     resp.body_len = r->resp_len;
   } else {
@@ -382,6 +387,50 @@ static int body_reserve(struct http_req *r, size_t more)
   return 0;
 }
 
+static int into_reserve(struct http_req *r, size_t need)
+{
+  struct kcld_http_body *b = r->into;
+  if (need <= b->cap)
+    return 0;
+  if (b->reserve)
+    return b->reserve(b, need) == 0 && b->cap >= need ? 0 : -1;
+  char *nb = realloc(b->p, need);
+  if (!nb)
+    return -1;
+  b->p = nb;
+  b->cap = need;
+  return 0;
+}
+
+/* Appends to the caller's buffer: sized once from Content-Length, else
+ * grown by doubling. */
+static size_t into_write(struct http_req *r, const char *ptr, size_t n)
+{
+  struct kcld_http_body *b = r->into;
+  size_t need;
+  if (n > BODY_MAX || b->len > BODY_MAX - n) {
+    r->too_large = 1;
+    return 0;
+  }
+  need = b->len + n + 1;
+  if (b->len == 0) {
+    curl_off_t cl = -1;
+    if (curl_easy_getinfo(r->easy, CURLINFO_CONTENT_LENGTH_DOWNLOAD_T, &cl) ==
+          CURLE_OK && cl > 0 && (curl_off_t)n <= cl &&
+        (uint64_t)cl <= (uint64_t)BODY_MAX && (size_t)cl + 1 > need)
+      need = (size_t)cl + 1;
+  } else if (need > b->cap) {
+    size_t cap = b->cap * 2;
+    need = cap > need ? cap : need;
+  }
+  if (into_reserve(r, need) != 0)
+    return 0; /* curl fails the transfer with CURLE_WRITE_ERROR */
+  memcpy(b->p + b->len, ptr, n);
+  b->len += n;
+  b->p[b->len] = '\0';
+  return n;
+}
+
 static size_t on_write(char *ptr, size_t size, size_t nmemb, void *userdata)
 {
   struct http_req *r = userdata;
@@ -403,6 +452,8 @@ static size_t on_write(char *ptr, size_t size, size_t nmemb, void *userdata)
       return n;
     }
   }
+  if (r->into)
+    return into_write(r, ptr, n);
   if (!r->resp) {
     /* Size the buffer once when the length is announced. */
     curl_off_t cl = -1;
@@ -683,6 +734,7 @@ int kcld_http_new(uv_loop_t *loop, const struct kcld_http_opts *opts,
     rc = KCLD_EINVAL;
     goto fail;
   }
+  http->max_connections = maxconn;
   if (uv_timer_init(loop, &http->timer) != 0) {
     rc = KCLD_EINVAL;
     goto fail;
@@ -832,6 +884,12 @@ static int req_start(struct kcld_http *http,
   r->arg = arg;
   r->on_data = on_data;
   r->seq = http->next_seq++;
+  if (req->body_into && !on_data) {
+    r->into = req->body_into;
+    r->into->len = 0;
+    if (r->into->p && r->into->cap)
+      r->into->p[0] = '\0';
+  }
   if (req->body_len > 0) {
     r->body = malloc(req->body_len);
     if (!r->body) {
@@ -946,6 +1004,21 @@ size_t kcld_http_cancel(struct kcld_http *http, kcld_http_cb cb, void *arg)
     }
   }
   return n;
+}
+
+int kcld_http_set_max_connections(struct kcld_http *http, long n)
+{
+  if (!http || n < 1 || http->closing)
+    return KCLD_EINVAL;
+  if (curl_multi_setopt(http->multi, CURLMOPT_MAXCONNECTS, n) != CURLM_OK)
+    return KCLD_EINVAL;
+  http->max_connections = n;
+  return 0;
+}
+
+long kcld_http_max_connections(const struct kcld_http *http)
+{
+  return http ? http->max_connections : 0;
 }
 
 size_t kcld_http_pending(const struct kcld_http *http)

@@ -40,6 +40,23 @@ struct kcld_http_response {
 typedef void (*kcld_http_cb)(const struct kcld_http_response *resp,
                              void *arg);
 
+/* A caller's growable buffer that a gathered answer's body is written into,
+ * instead of a buffer of the client's own (kcld_http_request.body_into), so
+ * the caller can keep and reuse it without a copy.  The client sets len to 0
+ * when the request starts, asks `reserve` for room (once, from
+ * Content-Length, when the server sends one), appends, and keeps the bytes
+ * NUL-terminated (p[len] == 0; cap counts the terminator).  The response's
+ * body then points at p. */
+struct kcld_http_body {
+  char *p;
+  size_t len;
+  size_t cap;
+  /* Makes p hold at least `need` bytes, keeping the first len: 0, or a
+   * negative KCLD_E* code (the transfer then fails).  NULL = realloc. */
+  int (*reserve)(struct kcld_http_body *b, size_t need);
+  void *arg;
+};
+
 /* Per-request settings; NULL fields / zero values take the client defaults. */
 struct kcld_http_request {
   const char *method;          /* "GET", "PUT", "POST", ... */
@@ -58,6 +75,9 @@ struct kcld_http_request {
                                   a connection of its own, see http.c).
                                   0: HTTP/1.1 (https: curl's default) */
   int no_proxy;                /* 1: never through a proxy (metadata) */
+  struct kcld_http_body *body_into; /* NULL = the client's own buffer;
+                                  borrowed until the callback; not for
+                                  streams */
 };
 
 /* Initializes libcurl once per process (thread-safe, idempotent; called by
@@ -132,6 +152,16 @@ int kcld_http_stream_paused(const struct kcld_http_stream *s);
  * stays): on_done runs with KCLD_ECANCELED before this returns, and
  * on_data does not run again. */
 void kcld_http_stream_cancel(struct kcld_http_stream *s);
+
+/* Sets how many idle keep-alive connections the client keeps for reuse
+ * (curl's connection cache; beyond it the oldest idle one is closed).  Size
+ * it to the requests that run at once (one per held lease, and a margin),
+ * so connections are reused instead of closed and opened again.  Returns 0
+ * or KCLD_EINVAL (n < 1). */
+int kcld_http_set_max_connections(struct kcld_http *http, long n);
+
+/* The connection cache size in force. */
+long kcld_http_max_connections(const struct kcld_http *http);
 
 /* Number of requests in flight. */
 size_t kcld_http_pending(const struct kcld_http *http);

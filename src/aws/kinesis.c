@@ -335,6 +335,7 @@ int kcld_kinesis_get_records(struct kcld_kinesis *k,
                             "negative max_attempts or timeout");
   o.max_attempts = req->max_attempts;
   o.timeout_ms = req->timeout_ms;
+  o.body_into = req->body_into;
 
   if (req->shard_id)
     return kcld_svc_send(&k->svc, &s_records, records_request(req), &o,

@@ -187,6 +187,10 @@ struct kcld_kinesis_get_records_req {
   int max_attempts;       /* 0 = the client's; 1 = no call-layer retry (the
                              caller backs off on throttling itself) */
   long timeout_ms;        /* per attempt; 0 = the client's */
+  struct kcld_http_body *body_into; /* receive the body into this caller's
+                             buffer (http.h; it then holds the answer in the
+                             callback and after, with no copy); NULL = the
+                             client's own, valid only during the callback */
 };
 
 struct kcld_kinesis_records_raw {
@@ -199,7 +203,8 @@ typedef void (*kcld_kinesis_records_cb)(
   const struct kcld_kinesis_records_raw *res, void *arg);
 
 /* GetRecords in raw mode: the body is handed back unparsed (the caller
- * parses it on the worker pool; copy it to keep it past the callback).
+ * parses it on the worker pool; it lives in req->body_into when given, else
+ * only during the callback).
  * Errors are mapped: see kcld_kinesis_fault(). */
 int kcld_kinesis_get_records(struct kcld_kinesis *k,
                              const struct kcld_kinesis_get_records_req *req,

@@ -31,6 +31,7 @@
 #include "base/json.h"
 #include "base/kpl.h"
 #include "base/seq.h"
+#include "consume/budget.h"
 #include "consume/deagg.h"
 #include "err.h"
 #include "log.h"
@@ -510,6 +511,7 @@ static void fill_children(const struct kcld_json_val *children,
 /* Pass B's state: the batch being filled, where the next string and
  * payload go, and what pass C will need. */
 struct fill {
+  struct kcld_fetch_account *acct; /* blocks charged here; NULL = plain */
   struct kcld_record_batch *b;
   struct kcld_record *outer;  /* the Kinesis records, in the main block */
   char *sp;                   /* next string */
@@ -598,7 +600,7 @@ static int fill_block(struct fill *fl, const struct found *f,
   size_t off_data = off_str + sz->str;
   size_t total_bytes = off_data + sz->data;
   const struct kcld_json_val *mbl = &f->mbl;
-  char *mem = malloc(total_bytes);
+  char *mem = kcld_fetch_alloc(fl->acct, total_bytes);
   int rc;
 
   if (mem == NULL) {
@@ -608,7 +610,8 @@ static int fill_block(struct fill *fl, const struct found *f,
   fl->b = b = (struct kcld_record_batch *)mem;
   memset(b, 0, sizeof(*b));
   atomic_init(&b->refs, 1);
-  b->mem_bytes = total_bytes;
+  b->fetch_mem = 1;
+  b->mem_bytes = kcld_fetch_charged(mem);
   b->kinesis_count = sz->n;
   b->millis_behind_latest =
     !present(mbl) ? -1 : mbl->isint ? mbl->inum : (int64_t)mbl->num;
@@ -643,12 +646,15 @@ static void warn_passed_through(const struct kcld_record *r,
            "reason", plan.why, NULL);
 }
 
-static int expand(struct kcld_record_batch *b, struct kcld_record *outer,
-                  size_t n, size_t total, size_t keys_total,
-                  const char *shard_id, char *errbuf, size_t errlen)
+static int expand(struct fill *fl, size_t n, const char *shard_id,
+                  char *errbuf, size_t errlen)
 {
+  struct kcld_record_batch *b = fl->b;
+  struct kcld_record *outer = fl->outer;
+  size_t total = fl->total, keys_total = fl->keys_total;
   size_t recs_bytes = total * sizeof(struct kcld_record);
-  struct kcld_record *recs = malloc(recs_bytes + keys_total);
+  struct kcld_record *recs = kcld_fetch_alloc(fl->acct,
+                                              recs_bytes + keys_total);
   char *keys;
   size_t j = 0, koff = 0, used;
 
@@ -657,7 +663,7 @@ static int expand(struct kcld_record_batch *b, struct kcld_record *outer,
     return KCLD_ENOMEM;
   }
   b->extra = recs;
-  b->mem_bytes += recs_bytes + keys_total;
+  b->mem_bytes += kcld_fetch_charged(recs);
   keys = (char *)recs + recs_bytes;
   for (size_t i = 0; i < n; i++) {
     if (outer[i].aggregated != V_AGGREGATE) {
@@ -687,8 +693,7 @@ static int finish(struct fill *fl, size_t n, const char *shard_id,
                   char *errbuf, size_t errlen)
 {
   if (fl->naggs > 0)
-    return expand(fl->b, fl->outer, n, fl->total, fl->keys_total, shard_id,
-                  errbuf, errlen);
+    return expand(fl, n, shard_id, errbuf, errlen);
   for (size_t i = 0; i < n; i++) {
     if (fl->outer[i].aggregated == V_CORRUPT) {
       warn_passed_through(&fl->outer[i], shard_id);
@@ -702,9 +707,11 @@ static int finish(struct fill *fl, size_t n, const char *shard_id,
 
 /* ======== The whole response ======== */
 
-int kcld_getrecords_parse(const char *body, size_t len, const char *shard_id,
-                          struct kcld_record_batch **out, char *errbuf,
-                          size_t errlen)
+int kcld_getrecords_parse_mem(const char *body, size_t len,
+                              const char *shard_id,
+                              struct kcld_getrecords_mem *mem,
+                              struct kcld_record_batch **out, char *errbuf,
+                              size_t errlen)
 {
   struct found f;
   struct sizes sz = {0, 0, 0, 0, 0};
@@ -721,6 +728,12 @@ int kcld_getrecords_parse(const char *body, size_t len, const char *shard_id,
     errbuf[0] = '\0';
   memset(&f, 0, sizeof(f));
   memset(&fl, 0, sizeof(fl));
+  if (mem) {
+    /* The scan's array from the last call, reused. */
+    f.recs = mem->scratch;
+    f.cap = mem->scratch_cap;
+    fl.acct = mem->account;
+  }
   if ((rc = scan_all(body, len, &f, errbuf, errlen)) != 0 ||
       (rc = check_all(&f, body + len, &sz, errbuf, errlen)) != 0 ||
       (rc = fill_block(&fl, &f, body + len, &sz, errbuf, errlen)) != 0 ||
@@ -731,7 +744,27 @@ int kcld_getrecords_parse(const char *body, size_t len, const char *shard_id,
 
 cleanup:
   kcld_record_batch_release(fl.b);
-  free(f.recs);
+  if (mem) {
+    mem->scratch = f.recs;
+    mem->scratch_cap = f.cap;
+  } else {
+    free(f.recs);
+  }
   free(fl.tmp);
   return rc;
+}
+
+int kcld_getrecords_parse(const char *body, size_t len, const char *shard_id,
+                          struct kcld_record_batch **out, char *errbuf,
+                          size_t errlen)
+{
+  return kcld_getrecords_parse_mem(body, len, shard_id, NULL, out, errbuf,
+                                   errlen);
+}
+
+void kcld_getrecords_mem_clean_up(struct kcld_getrecords_mem *mem)
+{
+  free(mem->scratch);
+  mem->scratch = NULL;
+  mem->scratch_cap = 0;
 }

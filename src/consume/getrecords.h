@@ -51,4 +51,27 @@ int kcld_getrecords_parse(const char *body, size_t len, const char *shard_id,
                           struct kcld_record_batch **out, char *errbuf,
                           size_t errlen);
 
+struct kcld_fetch_account;
+
+/* Memory a caller keeps between parses (one parse at a time). */
+struct kcld_getrecords_mem {
+  struct kcld_fetch_account *account; /* the batch's blocks are charged to
+                                         it and drawn from its budget's pool
+                                         (budget.h); NULL = plain */
+  void *scratch;                      /* the scan's per-record array, reused:
+                                         zero it first */
+  size_t scratch_cap;
+};
+
+/* kcld_getrecords_parse with the batch's memory from mem->account and the
+ * scratch array of mem kept for the next call. */
+int kcld_getrecords_parse_mem(const char *body, size_t len,
+                              const char *shard_id,
+                              struct kcld_getrecords_mem *mem,
+                              struct kcld_record_batch **out, char *errbuf,
+                              size_t errlen);
+
+/* Frees mem's scratch array (not the account). */
+void kcld_getrecords_mem_clean_up(struct kcld_getrecords_mem *mem);
+
 #endif

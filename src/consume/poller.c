@@ -13,19 +13,24 @@
 
 #include "base/backoff.h"
 #include "base/fmt.h"
+#include "base/rand.h"
 #include "consume/getrecords.h"
 #include "consume/shard_consumer.h"
 #include "err.h"
 #include "log.h"
 
 #define FAILS_BEFORE_NEW_ITERATOR 3
+#define MIN_ESTIMATE 4096       /* bytes of an empty answer, about */
+#define IDLE_JITTER_PCT 10
+#define FIRST_BODY ((size_t)14 << 20)
+#define FIRST_BATCH ((size_t)11 << 20)
 
 /* What is in flight (at most one thing). */
 enum fetch_state { F_IDLE, F_ITER, F_CALL, F_PARSE };
 
 struct poller {
+  struct kcld_fetch_job job; /* the parse job; first: parse_work finds us */
   uv_timer_t timer;        /* rate limit, idle, backoff */
-  uv_work_t work;          /* the parse job */
   uv_loop_t *loop;
   struct kcld_kinesis *kinesis;
   char *stream;
@@ -38,6 +43,8 @@ struct poller {
   uint64_t backoff_base_ms;
   uint64_t backoff_max_ms;
   struct kcld_source_cbs cbs;
+  struct kcld_fetch_budget *budget;
+  struct kcld_fetch_account *account;
 
   enum fetch_state fetch;
   int timer_armed;
@@ -51,18 +58,26 @@ struct poller {
   int called;
   uint64_t next_at_ms;     /* no call before this (idle, backoff) */
 
-  /* The parse job (owned by the worker while fetch == F_PARSE). */
-  char *raw;
-  size_t raw_len;
+  /* The body, received into a block of the account; owned by the parse
+   * job while fetch == F_PARSE, with the job's results. */
+  struct kcld_http_body body;
+  struct kcld_getrecords_mem mem;
   struct kcld_record_batch *parsed;
   int parse_err;
   char parse_msg[256];
+
+  /* Estimates for admission: the last answer's sizes, the largest seen. */
+  size_t first_estimate;
+  size_t last_body, last_batch, top_body, top_batch;
+  int behind;              /* the last answer was behind the tip */
+  int answered;            /* an answer was parsed: the sizes are known */
 
   uint64_t get_records_calls, empty_responses, throttles, expired_iterators,
     errors;
 };
 
 static void schedule(struct poller *p);
+static uint64_t idle_wait(const struct poller *p);
 
 /* ======== Freeing ======== */
 
@@ -72,7 +87,8 @@ static void maybe_free(struct poller *p)
     return;
   struct kcld_source_cbs cbs = p->cbs;
   free(p->iterator);
-  free(p->raw);
+  kcld_fetch_free(p->body.p);
+  kcld_getrecords_mem_clean_up(&p->mem);
   free(p->stream);
   free(p->shard_id);
   free(p);
@@ -235,7 +251,7 @@ static void got_batch(struct poller *p, struct kcld_record_batch *b)
   else
     p->stopped = 1; /* the shard's last batch */
   if (b->kinesis_count == 0 && b->millis_behind_latest <= 0)
-    p->next_at_ms = uv_now(p->loop) + p->idle_ms;
+    p->next_at_ms = uv_now(p->loop) + idle_wait(p);
   else
     p->next_at_ms = 0; /* behind: as soon as the rate allows */
   unsigned old_fails = p->fails_in_row;
@@ -259,23 +275,35 @@ static void got_batch(struct poller *p, struct kcld_record_batch *b)
   schedule(p);
 }
 
-static void parse_work(uv_work_t *w)
+/* Gives the body's block back and the admitted reservation's rest. */
+static void body_done(struct poller *p)
 {
-  struct poller *p = w->data;
-  p->parsed = NULL;
-  p->parse_err = kcld_getrecords_parse(p->raw, p->raw_len, p->shard_id,
-                                       &p->parsed, p->parse_msg,
-                                       sizeof(p->parse_msg));
+  kcld_fetch_free(p->body.p);
+  p->body.p = NULL;
+  p->body.len = p->body.cap = 0;
+  kcld_fetch_account_settle(p->account);
 }
 
-static void parse_done(uv_work_t *w, int status)
+static void parse_work(struct kcld_fetch_job *j)
 {
-  struct poller *p = w->data;
+  struct poller *p = (struct poller *)j;
+  p->parsed = NULL;
+  p->parse_err = kcld_getrecords_parse_mem(p->body.p, p->body.len,
+                                           p->shard_id, &p->mem, &p->parsed,
+                                           p->parse_msg,
+                                           sizeof(p->parse_msg));
+}
+
+static void parse_done(struct kcld_fetch_job *j, int status)
+{
+  struct poller *p = (struct poller *)j;
   struct kcld_record_batch *b = p->parsed;
   p->parsed = NULL;
   p->fetch = F_IDLE;
-  free(p->raw);
-  p->raw = NULL;
+  p->last_body = p->body.p ? kcld_fetch_charged(p->body.p) : 0;
+  if (p->last_body > p->top_body)
+    p->top_body = p->last_body;
+  body_done(p);
   if (p->closing) {
     kcld_record_batch_release(b);
     maybe_free(p);
@@ -289,6 +317,11 @@ static void parse_done(uv_work_t *w, int status)
     local_failure(p, "GetRecords", p->parse_err, p->parse_msg);
     return;
   }
+  p->answered = 1;
+  p->last_batch = b->mem_bytes;
+  if (p->last_batch > p->top_batch)
+    p->top_batch = p->last_batch;
+  p->behind = b->millis_behind_latest > 0;
   got_batch(p, b);
 }
 
@@ -296,6 +329,8 @@ static void on_records(const struct kcld_kinesis_records_raw *res, void *arg)
 {
   struct poller *p = arg;
   p->fetch = F_IDLE;
+  if (p->closing || p->stopped || res->st.err)
+    body_done(p);
   if (p->closing) {
     maybe_free(p);
     return;
@@ -306,24 +341,26 @@ static void on_records(const struct kcld_kinesis_records_raw *res, void *arg)
     fetch_failed(p, "GetRecords", &res->st);
     return;
   }
-  /* The body lives only during this callback: the parser gets a copy. */
-  p->raw = malloc(res->body_len + 1);
-  if (!p->raw) {
-    local_failure(p, "GetRecords", KCLD_ENOMEM, "out of memory");
-    return;
-  }
-  memcpy(p->raw, res->body, res->body_len);
-  p->raw[res->body_len] = '\0';
-  p->raw_len = res->body_len;
+  /* The body is in p->body already: the parser reads it there. */
   p->fetch = F_PARSE;
-  p->work.data = p;
-  int rc = uv_queue_work(p->loop, &p->work, parse_work, parse_done);
+  int rc = kcld_fetch_job_submit(p->budget, &p->job);
   if (rc != 0) {
     p->fetch = F_IDLE;
-    free(p->raw);
-    p->raw = NULL;
-    local_failure(p, "GetRecords", KCLD_EIO, uv_strerror(rc));
+    body_done(p);
+    local_failure(p, "GetRecords", rc, "the parse could not be queued");
   }
+}
+
+/* Room in the body block: from the account, sized by the answer. */
+static int body_reserve(struct kcld_http_body *hb, size_t need)
+{
+  struct poller *p = hb->arg;
+  char *n = kcld_fetch_grow(p->account, hb->p, hb->len, need);
+  if (!n)
+    return KCLD_ENOMEM;
+  hb->p = n;
+  hb->cap = kcld_fetch_capacity(n);
+  return 0;
 }
 
 static void get_records(struct poller *p)
@@ -332,7 +369,8 @@ static void get_records(struct poller *p)
     .shard_iterator = p->iterator, .limit = p->max_records,
     .stream_arn = strncmp(p->stream, "arn:", 4) == 0 ? p->stream : NULL,
     .shard_id = p->shard_id,
-    .max_attempts = 1}; /* throttling and failures back off here */
+    .max_attempts = 1, /* throttling and failures back off here */
+    .body_into = &p->body};
   p->fetch = F_CALL;
   p->called = 1;
   p->last_call_ms = uv_now(p->loop);
@@ -340,8 +378,37 @@ static void get_records(struct poller *p)
   int rc = kcld_kinesis_get_records(p->kinesis, &req, on_records, p);
   if (rc < 0) {
     p->fetch = F_IDLE;
+    body_done(p);
     local_failure(p, "GetRecords", rc, "the call was not sent");
   }
+}
+
+/* What the next answer may take: its body and its parsed batch. */
+static void estimate(const struct poller *p, size_t *body, size_t *batch)
+{
+  if (!p->answered) {
+    /* Nothing known yet: as large as an answer may be (10 MB of records
+     * is ~14 MB as base64 JSON), within the shard's own limit. */
+    *body = p->first_estimate < FIRST_BODY ? p->first_estimate : FIRST_BODY;
+    *batch = p->first_estimate < FIRST_BATCH ? p->first_estimate
+                                             : FIRST_BATCH;
+    return;
+  }
+  *body = p->behind ? p->top_body : p->last_body;
+  *batch = p->behind ? p->top_batch : p->last_batch;
+  if (*body < MIN_ESTIMATE)
+    *body = MIN_ESTIMATE;
+  if (*batch < MIN_ESTIMATE)
+    *batch = MIN_ESTIMATE;
+}
+
+/* idle_ms spread by up to +-IDLE_JITTER_PCT. */
+static uint64_t idle_wait(const struct poller *p)
+{
+  uint64_t span = p->idle_ms * IDLE_JITTER_PCT / 100;
+  if (span == 0)
+    return p->idle_ms;
+  return p->idle_ms - span + kcld_rand_u64() % (2 * span + 1);
 }
 
 /* ======== Scheduling ======== */
@@ -372,10 +439,15 @@ static void schedule(struct poller *p)
     p->timer_armed = 1;
     return;
   }
-  if (p->iterator)
-    get_records(p);
-  else
+  if (!p->iterator) {
     get_iterator(p);
+    return;
+  }
+  size_t body, batch;
+  estimate(p, &body, &batch);
+  if (!kcld_fetch_account_admit(p->account, body, batch))
+    return; /* the account's wake resumes */
+  get_records(p);
 }
 
 /* ======== Ops ======== */
@@ -398,8 +470,10 @@ static void poller_close(void *src)
   struct poller *p = src;
   poller_stop(p);
   p->closing = 1;
-  if (p->fetch == F_PARSE)
-    uv_cancel((uv_req_t *)&p->work);
+  if (p->fetch == F_PARSE && kcld_fetch_job_cancel(&p->job)) {
+    p->fetch = F_IDLE; /* never started: parse_done will not run */
+    body_done(p);
+  }
   uv_close((uv_handle_t *)&p->timer, on_timer_closed);
 }
 
@@ -420,6 +494,7 @@ const struct kcld_source_ops kcld_poller_ops = {
 int kcld_poller_open(const struct kcld_poller_opts *o, void **out)
 {
   if (!o || !out || !o->loop || !o->kinesis || !o->stream || !o->shard_id ||
+      !o->budget || !o->account ||
       !o->cbs.batch || !o->cbs.ended || !o->cbs.wanted || !o->cbs.closed ||
       ((o->start.type == KCLD_SOURCE_AFTER ||
         o->start.type == KCLD_SOURCE_AT) && !kcld_seq_valid(o->start.seq)))
@@ -447,6 +522,15 @@ int kcld_poller_open(const struct kcld_poller_opts *o, void **out)
   p->backoff_base_ms = o->backoff_base_ms;
   p->backoff_max_ms = o->backoff_max_ms;
   p->cbs = o->cbs;
+  p->budget = o->budget;
+  p->account = o->account;
+  p->first_estimate = o->first_estimate > MIN_ESTIMATE ? o->first_estimate
+                                                       : MIN_ESTIMATE;
+  p->body.reserve = body_reserve;
+  p->body.arg = p;
+  p->mem.account = o->account;
+  p->job.run = parse_work;
+  p->job.done = parse_done;
   uv_timer_init(p->loop, &p->timer);
   p->timer.data = p;
   p->timer_open = 1;

@@ -15,6 +15,14 @@
  *    parse counts as a failure of GetRecords.
  *  - An answer without NextShardIterator is the shard's last batch; a
  *    GetShardIterator answer without an iterator is the end with no batch.
+ *  - Memory (budget.h): each GetRecords is admitted by the shard's account
+ *    first, with the last answer's body and batch sizes as estimates (the
+ *    largest seen while the shard is behind; the account's whole limit for
+ *    the first call); the body is received straight into a block of the
+ *    account (no copy), parsed in place by a parse job of the budget, and
+ *    given back to the pool; the batch's blocks are the account's too.
+ *  - Idle waits are spread by up to +-10% (jitter), so that many shards
+ *    started together do not keep calling together.
  * Loop thread only, except the parse job (getrecords.h). */
 #ifndef KCLD_CONSUME_POLLER_H
 #define KCLD_CONSUME_POLLER_H
@@ -23,6 +31,7 @@
 #include <uv.h>
 
 #include "aws/kinesis.h"
+#include "consume/budget.h"
 #include "consume/source.h"
 
 struct kcld_poller_opts {
@@ -36,6 +45,9 @@ struct kcld_poller_opts {
   uint64_t min_call_ms;
   uint64_t backoff_base_ms;
   uint64_t backoff_max_ms;
+  struct kcld_fetch_budget *budget;  /* parse jobs; borrowed */
+  struct kcld_fetch_account *account; /* the shard's; borrowed */
+  size_t first_estimate;         /* body estimate of the first call */
   struct kcld_source_cbs cbs;
 };
 

@@ -1,8 +1,11 @@
-/* record.c — batch reference counting. */
+/* record.c — batch reference counting; the last release gives the
+ * batch's blocks back (budget.h). */
 #include "consume/record.h"
 
 #include <stdlib.h>
 #include <string.h>
+
+#include "consume/budget.h"
 
 struct kcld_record_batch *kcld_record_batch_acquire(
   struct kcld_record_batch *batch)
@@ -22,6 +25,12 @@ void kcld_record_batch_release(struct kcld_record_batch *batch)
   if (atomic_fetch_sub_explicit(&batch->refs, 1, memory_order_release) != 1)
     return;
   atomic_thread_fence(memory_order_acquire);
-  free(batch->extra);
-  free(batch); /* the batch struct heads its own main block */
+  /* The batch struct heads its own main block. */
+  if (batch->fetch_mem) {
+    kcld_fetch_free(batch->extra);
+    kcld_fetch_free(batch);
+  } else {
+    free(batch->extra);
+    free(batch);
+  }
 }

@@ -82,6 +82,8 @@ struct kcld_record_batch {
   /* Private to record.c and getrecords.c. */
   atomic_uint refs;
   void *extra;                  /* the second block, or NULL */
+  int fetch_mem;                /* 1: blocks of budget.h (kcld_fetch_free);
+                                   0: malloc'd */
 };
 
 /* Takes one more reference to `batch` and returns it.  Any thread. */

@@ -28,6 +28,7 @@
 #define DEF_BACKOFF_MAX_MS 10000
 #define FLUSH_GRACE_MS 5000
 #define DELIVER_RETRY_MS 100
+#define PRIVATE_PARSE_SLOTS 4
 
 /* Where the consumer is in its life. */
 enum phase {
@@ -67,6 +68,7 @@ struct kcld_shard_consumer {
   int max_records;
   uint64_t idle_ms;
   size_t max_buffered;
+  size_t first_estimate;   /* what a first answer may take, at most */
   uint64_t parents_poll_ms;
   uint64_t min_call_ms;
   uint64_t backoff_base_ms;
@@ -75,6 +77,9 @@ struct kcld_shard_consumer {
   kcld_shard_consumer_cb finished;
   void *arg;
   struct kcld_checkpoint *cp;
+  struct kcld_fetch_budget *budget;  /* the process's, or own_budget */
+  struct kcld_fetch_budget *own_budget; /* private, when none was given */
+  struct kcld_fetch_account *account;   /* this shard's bytes */
 
   enum phase phase;
   const struct kcld_source_ops *src_ops;
@@ -92,6 +97,7 @@ struct kcld_shard_consumer {
   struct kcld_seq_pos handled;        /* last progress */
   int clamp_warned;
   int sink_cancelled;
+  uint64_t last_progress_ms;          /* uv_now of the last progress */
 
   char **children;
   size_t n_children;
@@ -138,6 +144,8 @@ static void maybe_free(struct kcld_shard_consumer *c)
       c->coord_inflight > 0 || c->delivering)
     return;
   free_children(c);
+  kcld_fetch_account_close(c->account);
+  kcld_fetch_budget_close(c->own_budget);
   free(c->stream);
   free(c->shard_id);
   free(c);
@@ -487,6 +495,7 @@ void kcld_shard_consumer_progress(struct kcld_shard_consumer *c,
   if (c->handled.set && kcld_seq_pos_compare(&c->handled, sequence, sub) >= 0)
     return;
   kcld_seq_pos_set(&c->handled, sequence, sub);
+  c->last_progress_ms = uv_now(c->loop);
   kcld_checkpoint_progress(c->cp, c->handled.seq, c->handled.sub);
   check_drain(c);
 }
@@ -555,12 +564,17 @@ static void on_source_ended(void *arg)
   kick(c);
 }
 
-/* Whether the source may read more: fetching, and under the budget. */
+/* Whether the source may read more (memory is the account's business). */
 static int on_source_wanted(void *arg)
 {
   struct kcld_shard_consumer *c = arg;
-  return !c->closing && c->phase == PH_FETCH &&
-         c->stats.buffered_bytes < c->max_buffered;
+  return !c->closing && c->phase == PH_FETCH;
+}
+
+/* The account may admit a fetch now. */
+static void on_budget_wake(void *arg)
+{
+  resume_source(arg);
 }
 
 static void on_source_closed(void *arg)
@@ -591,7 +605,8 @@ static int open_source(struct kcld_shard_consumer *c)
     .shard_id = c->shard_id, .start = c->start_pos,
     .max_records = c->max_records, .idle_ms = c->idle_ms,
     .min_call_ms = c->min_call_ms, .backoff_base_ms = c->backoff_base_ms,
-    .backoff_max_ms = c->backoff_max_ms,
+    .backoff_max_ms = c->backoff_max_ms, .budget = c->budget,
+    .account = c->account, .first_estimate = c->first_estimate,
     .cbs = {.batch = on_source_batch, .ended = on_source_ended,
             .wanted = on_source_wanted, .closed = on_source_closed,
             .arg = c}};
@@ -753,6 +768,7 @@ int kcld_shard_consumer_start(const struct kcld_shard_consumer_opts *opts,
     c->idle_ms = MIN_IDLE_MS;
   c->max_buffered = opts->max_buffered_bytes ? opts->max_buffered_bytes
                                              : DEF_MAX_BUFFERED;
+  c->first_estimate = (size_t)-1; /* the source's own worst case */
   c->parents_poll_ms = opts->parents_poll_ms ? opts->parents_poll_ms
                                              : DEF_PARENTS_POLL_MS;
   c->min_call_ms = opts->min_call_interval_ms ? opts->min_call_interval_ms
@@ -768,6 +784,23 @@ int kcld_shard_consumer_start(const struct kcld_shard_consumer_opts *opts,
   c->arg = opts->arg;
   c->stats.millis_behind_latest = -1;
 
+  c->budget = opts->budget;
+  if (!c->budget) {
+    struct kcld_fetch_budget_opts bo = {.loop = c->loop,
+                                        .parse_slots = PRIVATE_PARSE_SLOTS};
+    rc = kcld_fetch_budget_new(&bo, &c->own_budget);
+    c->budget = c->own_budget;
+  }
+  if (rc == 0)
+    rc = kcld_fetch_account_new(c->budget, c->max_buffered, on_budget_wake, c,
+                                &c->account);
+  if (rc < 0) {
+    kcld_fetch_budget_close(c->own_budget);
+    free(c->stream);
+    free(c->shard_id);
+    free(c);
+    return rc;
+  }
   struct kcld_checkpoint_opts co = {
     .loop = c->loop, .shard_id = c->shard_id,
     .interval_ms = opts->checkpoint_interval_ms,
@@ -776,6 +809,8 @@ int kcld_shard_consumer_start(const struct kcld_shard_consumer_opts *opts,
     .written_sub = c->start_sub, .lost = on_cp_lost, .arg = c};
   rc = kcld_checkpoint_new(&co, &c->cp);
   if (rc < 0) {
+    kcld_fetch_account_close(c->account);
+    kcld_fetch_budget_close(c->own_budget);
     free(c->stream);
     free(c->shard_id);
     free(c);
@@ -882,9 +917,24 @@ int64_t kcld_shard_consumer_millis_behind(const struct kcld_shard_consumer *c)
 void kcld_shard_consumer_stats(const struct kcld_shard_consumer *c,
                                struct kcld_shard_consumer_stats *out)
 {
+  struct kcld_fetch_account_stats as;
   *out = c->stats;
   if (c->src && !c->closing)
     c->src_ops->stats(c->src, out);
+  kcld_fetch_account_stats(c->account, &as);
+  out->held_bytes = as.bytes;
+  out->held_bytes_peak = as.peak_bytes;
+  out->fresh_blocks = as.fresh_blocks;
+  out->reused_blocks = as.reused_blocks;
+  out->last_progress_ms = c->last_progress_ms;
+  if (c->phase == PH_PARENTS)
+    out->blocked = KCLD_SHARD_BLOCKED_PARENTS;
+  else if (c->phase == PH_FETCH && as.waiting)
+    out->blocked = KCLD_SHARD_BLOCKED_MEMORY;
+  else if (c->delivering && c->qhead)
+    out->blocked = KCLD_SHARD_BLOCKED_SINK;
+  else
+    out->blocked = KCLD_SHARD_BLOCKED_NONE;
 }
 
 const struct kcld_checkpoint *kcld_shard_consumer_checkpoint(

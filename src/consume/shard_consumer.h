@@ -16,10 +16,11 @@
  *    and MillisBehindLatest 0 (or absent), wait idle_ms; otherwise call
  *    again at once, but never start more than one call (GetRecords or
  *    GetShardIterator) per min_call_interval_ms (200 ms = 5 calls/s).
- *    Prefetch: fetching goes on while the sink works, and pauses while the
- *    batches fetched and not yet done with (queued, or delivered and not
- *    yet kcld_shard_consumer_done) hold max_buffered_bytes or more (their
- *    mem_bytes): memory stays within the budget plus one response.
+ *    Prefetch: fetching goes on while the sink works, within memory
+ *    budgets (budget.h): a GetRecords is not issued while this shard's
+ *    bytes (bodies, parse work, batches until their last reference goes)
+ *    plus the expected body exceed max_buffered_bytes, nor while the
+ *    process-wide budget (opts.budget) cannot take the expected answer.
  *    Errors: ProvisionedThroughputExceededException and
  *    KMSThrottlingException back off (exponential with jitter, capped);
  *    ExpiredIteratorException gets a new iterator AFTER_SEQUENCE_NUMBER the
@@ -39,9 +40,10 @@
  * or LOST), always from a later loop iteration, never from inside a call into
  * this module; then the owner calls kcld_shard_consumer_close().
  *
+ * Fetching is the job of a fetch source (source.h; polling: poller.h).
  * Parsing (base64, KPL de-aggregation; getrecords.h) runs on the worker pool
- * (uv_queue_work); batches come back on the loop and are queued in fetch
- * order.
+ * (the budget's parse jobs); batches come back on the loop and are queued in
+ * fetch order.
  * The program must have called json_object_seed(0) (see getrecords.h). */
 #ifndef KCLD_CONSUME_SHARD_CONSUMER_H
 #define KCLD_CONSUME_SHARD_CONSUMER_H
@@ -51,6 +53,7 @@
 #include <uv.h>
 
 #include "aws/kinesis.h"
+#include "consume/budget.h"
 #include "consume/checkpoint.h"
 #include "consume/record.h"
 #include "lease/coordinator.h"
@@ -163,6 +166,9 @@ struct kcld_shard_consumer_opts {
   int max_records;                   /* fetch.max_records; 0 = 10000 */
   uint64_t idle_ms;                  /* fetch.idle_time; 0 = 1000, min 200 */
   size_t max_buffered_bytes;         /* fetch.max_buffered_bytes; 0 = 8 MiB */
+  struct kcld_fetch_budget *budget;  /* the process-wide budget (budget.h),
+                                        borrowed; NULL = a private one with
+                                        no process-wide limit */
   uint64_t checkpoint_interval_ms;   /* checkpoint.interval; 0 = every
                                         progress report */
   uint64_t parents_poll_ms;          /* 0 = 2000 */
@@ -185,9 +191,30 @@ struct kcld_shard_consumer_stats {
   uint64_t expired_iterators;
   uint64_t errors;             /* other failed calls and parses */
   uint64_t deliveries;         /* accepted by the sink */
-  size_t buffered_bytes;       /* fetched, not yet done with */
+  size_t buffered_bytes;       /* batches fetched, not yet done with */
   size_t queued_batches;       /* fetched, not yet delivered */
   int64_t millis_behind_latest; /* last response's; -1 until known */
+  /* Memory (budget.h): every byte of this shard's fetching - bodies,
+   * parse work, batches until their last reference goes, reservations -
+   * which fetch.max_buffered_bytes bounds; and its blocks allocated anew
+   * versus reused from the pool. */
+  size_t held_bytes;
+  size_t held_bytes_peak;
+  uint64_t fresh_blocks;
+  uint64_t reused_blocks;
+  /* For stall detection: loop time (uv_now, ms) of the last progress
+   * report (0: none yet), and why the shard is not moving, if it is not:
+   * KCLD_SHARD_BLOCKED_*. */
+  uint64_t last_progress_ms;
+  int blocked;
+};
+
+/* Why a shard is not moving (stats.blocked). */
+enum {
+  KCLD_SHARD_BLOCKED_NONE = 0,
+  KCLD_SHARD_BLOCKED_PARENTS = 1, /* waits for its parent shards */
+  KCLD_SHARD_BLOCKED_MEMORY = 2,  /* its own or the process budget is full */
+  KCLD_SHARD_BLOCKED_SINK = 3     /* a delivery is at the sink, more queued */
 };
 
 /* Creates and starts a consumer for opts->lease.  Everything in opts is

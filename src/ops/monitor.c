@@ -251,7 +251,7 @@ void kcld_monitor_visit_shard(struct kcld_monitor_visit *v,
   track_set(mon, t, S_THROTTLES, (double)st.throttles);
   track_set(mon, t, S_EXPIRED, (double)st.expired_iterators);
   track_set(mon, t, S_FETCH_ERRORS, (double)st.errors);
-  track_set(mon, t, S_BUFFERED, (double)st.buffered_bytes);
+  track_set(mon, t, S_BUFFERED, (double)st.held_bytes);
   if (st.millis_behind_latest >= 0) {
     track_set(mon, t, S_BEHIND, (double)st.millis_behind_latest);
     track_set(mon, t, S_LAG, (double)st.millis_behind_latest / 1000.0);

@@ -1,6 +1,7 @@
 /* test_http.c — the curl-multi-on-libuv client against the fault endpoint:
  * status, headers and dates come through; concurrent requests share
- * keep-alive connections; large bodies both ways; timeouts, refused and
+ * keep-alive connections, as many as max_connections allows; large bodies
+ * both ways; a body written into the caller's buffer; timeouts, refused and
  * broken connections become transport errors; TLS is verified (and a CA
  * file can be given); proxy variables apply; cancel and close run every
  * callback exactly once; the loop always closes clean. */
@@ -256,6 +257,92 @@ static void test_concurrent_reuse(void **state)
   assert_int_equal(kcld_fault_count(s_fault, "total", NULL), 3 * WAVE);
   assert_int_equal(kcld_fault_count(s_fault, "data_connections", NULL),
                    first);
+  finish(&loop, http);
+}
+
+/* The connection cache keeps max_connections idle connections: a wave of
+ * concurrent requests larger than it opens new ones, and raising it lets
+ * the next waves reuse them all. */
+static void test_max_connections(void **state)
+{
+  (void)state;
+  uv_loop_t loop;
+  struct kcld_http_opts o = {.max_connections = 4};
+  struct kcld_http *http = client(&loop, &o);
+  struct wave w;
+
+  /* Four waves, each held at the endpoint so all 32 are in flight at once;
+   * the endpoint counts the distinct connections used. */
+  assert_int_equal(kcld_fault_script(s_fault,
+    "{\"steps\":[{\"delay_ms\":150,\"times\":128}]}"), 0);
+  assert_int_equal(kcld_http_max_connections(http), 4);
+  run_wave(&loop, http, &w);
+  long first = kcld_fault_count(s_fault, "data_connections", NULL);
+  assert_true(first > 4);
+  /* Only 4 were kept: the second wave opens new ones. */
+  run_wave(&loop, http, &w);
+  long second = kcld_fault_count(s_fault, "data_connections", NULL);
+  assert_true(second >= first + (first - 4));
+  /* Room for all: after one wave fills the cache, the next opens none. */
+  assert_int_equal(kcld_http_set_max_connections(http, 64), 0);
+  assert_int_equal(kcld_http_max_connections(http), 64);
+  assert_int_equal(kcld_http_set_max_connections(http, 0), KCLD_EINVAL);
+  run_wave(&loop, http, &w);
+  long third = kcld_fault_count(s_fault, "data_connections", NULL);
+  assert_true(third > second);
+  run_wave(&loop, http, &w);
+  assert_int_equal(kcld_fault_count(s_fault, "data_connections", NULL),
+                   third);
+  finish(&loop, http);
+}
+
+/* ======== Bodies into the caller's buffer ======== */
+
+static int s_reserves;
+
+static int count_reserve(struct kcld_http_body *b, size_t need)
+{
+  char *n = realloc(b->p, need);
+  if (!n)
+    return KCLD_ENOMEM;
+  s_reserves++;
+  b->p = n;
+  b->cap = need;
+  return 0;
+}
+
+/* The body lands in the caller's buffer, sized once from Content-Length,
+ * and the next answer reuses it without growing it. */
+static void test_body_into(void **state)
+{
+  (void)state;
+  uv_loop_t loop;
+  struct kcld_http *http = client(&loop, NULL);
+  struct kcld_http_body into = {.reserve = count_reserve};
+  const char *seen[2];
+
+  assert_int_equal(kcld_fault_script(s_fault,
+    "{\"steps\":[{\"body_bytes\":300000},{\"body_bytes\":200000}]}"),
+    0);
+  for (int i = 0; i < 2; i++) {
+    struct result r = {0};
+    struct kcld_http_request req = {.method = "POST", .url = s_fault,
+                                    .headers = s_json_headers, .body = "{}",
+                                    .body_len = 2, .body_into = &into};
+    assert_int_equal(kcld_http_send(http, &req, on_done, &r), 0);
+    assert_true(kcld_test_run_until(&loop, &r.calls, 10000));
+    assert_int_equal(r.err, 0);
+    assert_int_equal(r.body_len, i == 0 ? 300000 : 200000);
+    assert_int_equal(into.len, r.body_len);
+    assert_int_equal(into.p[into.len], '\0');
+    assert_memory_equal(into.p, r.body, r.body_len);
+    seen[i] = into.p;
+    result_free(&r);
+  }
+  assert_int_equal(s_reserves, 1);     /* one reserve: Content-Length */
+  assert_int_equal(into.cap, 300001);
+  assert_ptr_equal(seen[0], seen[1]);  /* reused, not grown */
+  free(into.p);
   finish(&loop, http);
 }
 
@@ -802,6 +889,8 @@ int main(void)
     cmocka_unit_test(test_concurrent_reuse),
     cmocka_unit_test(test_big_bodies),
     cmocka_unit_test(test_timeouts),
+    cmocka_unit_test(test_max_connections),
+    cmocka_unit_test(test_body_into),
     cmocka_unit_test(test_connection_refused),
     cmocka_unit_test(test_broken_answers),
     cmocka_unit_test(test_tls_verified),

@@ -8,6 +8,10 @@
  *    (user records at or below (sequence, sub) skipped);
  *  - prefetch bounded by max_buffered_bytes with a slow sink, while the sink
  *    is never left waiting; at most 5 calls per second; idle waits;
+ *  - memory: eight shards under a process-wide budget of about two answers
+ *    never hold more than it (the budget's own accounting); a shard's body
+ *    and batch blocks are reused after the first answer (no new
+ *    allocation, counted by the consumer's stats);
  *  - ExpiredIterator (before and after records were fetched), throttling
  *    (ProvisionedThroughputExceeded, KMSThrottling), 500s and unparseable
  *    bodies injected by the fault endpoint: recovered, nothing lost or twice;
@@ -37,6 +41,7 @@
 #include "aws/http.h"
 #include "aws/kinesis.h"
 #include "base/seq.h"
+#include "consume/budget.h"
 #include "consume/record.h"
 #include "consume/shard_consumer.h"
 #include "err.h"
@@ -317,6 +322,8 @@ struct tsink {
   size_t max_batch_mem;       /* largest batch delivered */
   int saw_queued;             /* a batch waited while one was in flight */
   int deliveries_after_cancel;
+  uint64_t fresh_at[64];      /* stats.fresh_blocks at each delivery */
+  uint64_t reused_at[64];     /* stats.reused_blocks at each delivery */
 };
 
 static void sink_record(struct tsink *s, const struct kcld_shard_delivery *d)
@@ -383,6 +390,10 @@ static int sink_deliver(void *impl, struct kcld_shard_delivery *d)
     s->max_buffered = st.buffered_bytes;
   if (d->batch->mem_bytes > s->max_batch_mem)
     s->max_batch_mem = d->batch->mem_bytes;
+  if (s->deliveries <= 64) {
+    s->fresh_at[s->deliveries - 1] = st.fresh_blocks;
+    s->reused_at[s->deliveries - 1] = st.reused_blocks;
+  }
   sink_record(s, d);
   switch (s->mode) {
   case SINK_NOW:
@@ -847,6 +858,112 @@ static void test_prefetch_bounded_by_budget(void **state)
   rig_stop(&e, &r, c, 5000);
   assert_int_equal(r.fin.err, 0);
   assert_string_equal(r.fl.cp_seq, want[N - 1]->seq);
+  rig_close(&r, c);
+  env_finish(&e);
+}
+
+/* ======== Memory: the process budget and reused blocks ======== */
+
+static void test_total_budget_across_shards(void **state)
+{
+  (void)state;
+  struct env e;
+  enum { SHARDS = 8, N = 96 };
+  static struct produced p[N];
+  static struct rig r[SHARDS];
+  static const char *ids[SHARDS] = {
+    "shardId-000000000000", "shardId-000000000001", "shardId-000000000002",
+    "shardId-000000000003", "shardId-000000000004", "shardId-000000000005",
+    "shardId-000000000006", "shardId-000000000007"};
+  const struct produced *want[N];
+  struct kcld_shard_consumer *c[SHARDS];
+  struct kcld_fetch_budget *budget = NULL;
+  size_t n[SHARDS];
+  env_init(&e, s_kinesis);
+  create_stream(&e, SHARDS);
+  put_records(&e, 0, N, 3000, p);
+
+  /* An answer of 3 records is ~12 KiB of body and ~10 KiB parsed: the
+   * budget holds about two answers, for eight shards at once. */
+  const size_t total = 48 * 1024;
+  struct kcld_fetch_budget_opts bo = {.loop = &e.loop,
+                                      .max_total_bytes = total,
+                                      .parse_slots = 2};
+  assert_int_equal(kcld_fetch_budget_new(&bo, &budget), 0);
+  for (int i = 0; i < SHARDS; i++) {
+    rig_init(&r[i], &e, ids[i], "TRIM_HORIZON", 0, SINK_DELAY);
+    r[i].sink.delay_ms = 20;
+    r[i].o.max_records = 3;
+    r[i].o.min_call_interval_ms = 20;
+    r[i].o.budget = budget;
+    n[i] = of_shard(p, N, ids[i], want);
+    r[i].sink.want = n[i];
+    r[i].sink.reached = n[i] == 0;
+    c[i] = rig_start(&r[i]);
+  }
+  int all = 0, saw_waiting = 0;
+  uint64_t deadline = uv_now(&e.loop) + 30000;
+  while (!all && uv_now(&e.loop) < deadline) {
+    struct kcld_fetch_budget_stats bs;
+    uv_run(&e.loop, UV_RUN_ONCE);
+    kcld_fetch_budget_stats(budget, &bs);
+    assert_true(bs.used_bytes <= total);
+    if (bs.waiting > 0)
+      saw_waiting = 1;
+    all = 1;
+    for (int i = 0; i < SHARDS; i++)
+      all &= r[i].sink.reached;
+  }
+  assert_true(all);
+  struct kcld_fetch_budget_stats bs;
+  kcld_fetch_budget_stats(budget, &bs);
+  /* Never more than the budget, and the budget did hold shards back. */
+  assert_true(bs.peak_bytes <= total);
+  assert_true(bs.peak_bytes > total / 4);
+  assert_true(saw_waiting);
+  for (int i = 0; i < SHARDS; i++) {
+    of_shard(p, N, ids[i], want);
+    assert_got_exactly(&r[i].sink, want, n[i]);
+    assert_int_equal(r[i].sink.max_in_flight, n[i] ? 1 : 0);
+    rig_stop(&e, &r[i], c[i], 5000);
+    assert_int_equal(r[i].fin.err, 0);
+    rig_close(&r[i], c[i]);
+  }
+  kcld_fetch_budget_close(budget);
+  env_finish(&e);
+}
+
+static void test_blocks_reused(void **state)
+{
+  (void)state;
+  struct env e;
+  enum { N = 30 };
+  static struct produced p[N];
+  const struct produced *want[N];
+  env_init(&e, s_kinesis);
+  create_stream(&e, 1);
+  put_records(&e, 0, N, 5000, p);
+
+  static struct rig r;
+  rig_init(&r, &e, SHARD0, "TRIM_HORIZON", 0, SINK_NOW);
+  r.o.max_records = 3; /* ten answers of the same size */
+  r.o.min_call_interval_ms = 20;
+  r.sink.want = N;
+  struct kcld_shard_consumer *c = rig_start(&r);
+  assert_true(run_until(&e.loop, &r.sink.reached, 20000));
+  of_shard(p, N, SHARD0, want);
+  assert_got_exactly(&r.sink, want, N);
+  assert_int_equal(r.sink.deliveries, 10);
+  /* The first answer allocates its body and batch blocks; every later one
+   * reuses them. */
+  assert_true(r.sink.fresh_at[0] >= 2);
+  assert_int_equal(r.sink.fresh_at[9], r.sink.fresh_at[1]);
+  assert_int_equal(r.sink.fresh_at[1], r.sink.fresh_at[0]);
+  assert_true(r.sink.reused_at[9] >= r.sink.reused_at[0] + 2 * 9);
+  rig_stop(&e, &r, c, 5000);
+  struct kcld_shard_consumer_stats st;
+  kcld_shard_consumer_stats(c, &st);
+  assert_true(st.held_bytes_peak > 3 * 5000);
   rig_close(&r, c);
   env_finish(&e);
 }
@@ -1583,6 +1700,8 @@ int main(void)
     cmocka_unit_test(test_two_shards_in_order_exactly_once),
     cmocka_unit_test(test_resume_after_and_at_sub_sequence),
     cmocka_unit_test(test_prefetch_bounded_by_budget),
+    cmocka_unit_test(test_total_budget_across_shards),
+    cmocka_unit_test(test_blocks_reused),
     cmocka_unit_test(test_rate_limit_and_idle),
     cmocka_unit_test(test_expired_iterator),
     cmocka_unit_test(test_throttling_and_errors),

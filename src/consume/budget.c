@@ -211,6 +211,8 @@ static void grant_waiters(struct kcld_fetch_budget *b)
  * wake. */
 static void hold_loop(struct kcld_fetch_budget *b, int hold)
 {
+  if (b->closed)
+    return;
   if (hold)
     uv_ref((uv_handle_t *)&b->async);
   else
@@ -237,8 +239,7 @@ static void on_async(uv_async_t *h)
   int waiting = b->qhead != NULL;
   for (struct kcld_fetch_account *a = b->accounts; a && !waiting; a = a->next)
     waiting = atomic_load(&a->want_wake);
-  if (!b->closed)
-    hold_loop(b, waiting);
+  hold_loop(b, waiting);
 }
 
 static void on_async_closed(uv_handle_t *h)

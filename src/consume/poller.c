@@ -173,20 +173,31 @@ static void local_failure(struct poller *p, const char *op, int err,
 
 /* ======== GetShardIterator ======== */
 
-static void on_iterator(const struct kcld_kinesis_iterator *res, void *arg)
+/* A call came back: 1 when its answer is to be used; 0 when the source
+ * is closing (freed now if nothing else is out), stopped, or the call failed
+ * (handled here). */
+static int call_returned(struct poller *p, const char *op,
+                         const struct kcld_svc_status *st)
 {
-  struct poller *p = arg;
   p->fetch = F_IDLE;
   if (p->closing) {
     maybe_free(p);
-    return;
+    return 0;
   }
   if (p->stopped)
-    return;
-  if (res->st.err) {
-    fetch_failed(p, "GetShardIterator", &res->st);
-    return;
+    return 0;
+  if (st->err) {
+    fetch_failed(p, op, st);
+    return 0;
   }
+  return 1;
+}
+
+static void on_iterator(const struct kcld_kinesis_iterator *res, void *arg)
+{
+  struct poller *p = arg;
+  if (!call_returned(p, "GetShardIterator", &res->st))
+    return;
   p->fails_in_row = 0;
   if (!res->shard_iterator) {
     /* No iterator: the shard is closed and nothing is left after the
@@ -328,19 +339,10 @@ static void parse_done(struct kcld_fetch_job *j, int status)
 static void on_records(const struct kcld_kinesis_records_raw *res, void *arg)
 {
   struct poller *p = arg;
-  p->fetch = F_IDLE;
   if (p->closing || p->stopped || res->st.err)
     body_done(p);
-  if (p->closing) {
-    maybe_free(p);
+  if (!call_returned(p, "GetRecords", &res->st))
     return;
-  }
-  if (p->stopped)
-    return;
-  if (res->st.err) {
-    fetch_failed(p, "GetRecords", &res->st);
-    return;
-  }
   /* The body is in p->body already: the parser reads it there. */
   p->fetch = F_PARSE;
   int rc = kcld_fetch_job_submit(p->budget, &p->job);

@@ -396,8 +396,6 @@ int kcld_fetch_account_admit(struct kcld_fetch_account *a, size_t body_bytes,
   /* An estimate beyond a limit reserves the limit: the answer is let in
    * alone (nothing else held) and counted as it comes. */
   size_t need = body_bytes + batch_bytes;
-  if (a->max && need > a->max)
-    need = a->max;
   if (b->max_total && need > b->max_total)
     need = b->max_total;
   if (b->qhead || b->queued >= b->slots || !global_fits(b, need)) {

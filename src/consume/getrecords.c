@@ -611,7 +611,7 @@ static int fill_block(struct fill *fl, const struct found *f,
   memset(b, 0, sizeof(*b));
   atomic_init(&b->refs, 1);
   b->fetch_mem = 1;
-  b->mem_bytes = kcld_fetch_charged(mem);
+  b->mem_bytes = total_bytes;
   b->kinesis_count = sz->n;
   b->millis_behind_latest =
     !present(mbl) ? -1 : mbl->isint ? mbl->inum : (int64_t)mbl->num;
@@ -663,7 +663,7 @@ static int expand(struct fill *fl, size_t n, const char *shard_id,
     return KCLD_ENOMEM;
   }
   b->extra = recs;
-  b->mem_bytes += kcld_fetch_charged(recs);
+  b->mem_bytes += recs_bytes + keys_total;
   keys = (char *)recs + recs_bytes;
   for (size_t i = 0; i < n; i++) {
     if (outer[i].aggregated != V_AGGREGATE) {

@@ -329,7 +329,9 @@ static void parse_done(struct kcld_fetch_job *j, int status)
     return;
   }
   p->answered = 1;
-  p->last_batch = b->mem_bytes;
+  /* What the account was charged: the batch heads its main block. */
+  p->last_batch = kcld_fetch_charged(b) +
+                  (b->extra ? kcld_fetch_charged(b->extra) : 0);
   if (p->last_batch > p->top_batch)
     p->top_batch = p->last_batch;
   p->behind = b->millis_behind_latest > 0;

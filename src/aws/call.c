@@ -602,9 +602,7 @@ static void on_http(const struct kcld_http_response *r, void *arg)
       return;
     }
   }
-  if (in_list(s_throttling, c->type) || r->status == 429 ||
-      in_list(s_transient, c->type) || r->status == 500 ||
-      r->status == 502 || r->status == 503 || r->status == 504) {
+  if (kcld_aws_error_is_transient(r->status, c->type)) {
     maybe_retry(c, RETRY_COST);
     return;
   }
@@ -1092,6 +1090,15 @@ void kcld_aws_set_observer(struct kcld_aws *aws, kcld_aws_observer_fn fn,
     return;
   aws->observer = fn;
   aws->observer_arg = fn ? arg : NULL;
+}
+
+int kcld_aws_error_is_transient(long status, const char *error_type)
+{
+  if (status == 429 || status == 500 || status == 502 || status == 503 ||
+      status == 504)
+    return 1;
+  return error_type && (in_list(s_throttling, error_type) ||
+                        in_list(s_transient, error_type));
 }
 
 const char *kcld_aws_service_name(enum kcld_aws_service svc)

@@ -171,6 +171,12 @@ typedef void (*kcld_aws_observer_fn)(void *arg, const char *service,
 void kcld_aws_set_observer(struct kcld_aws *aws, kcld_aws_observer_fn fn,
                            void *arg);
 
+/* 1 when an error answer is one this layer retries as throttling or
+ * transient (the classes above): HTTP 429, 500, 502, 503 or 504, or an
+ * `error_type` (short __type; NULL = none) of the throttling or transient
+ * lists; else 0.  Clock-skew errors are not counted. */
+int kcld_aws_error_is_transient(long status, const char *error_type);
+
 /* The signing name of a service ("kinesis"), or "" for an unknown one. */
 const char *kcld_aws_service_name(enum kcld_aws_service svc);
 

@@ -101,6 +101,22 @@ int kcld_svc_fault(const struct kcld_svc_status *st,
   return f->other;
 }
 
+int kcld_svc_transient(const struct kcld_svc_status *st)
+{
+  if (!st)
+    return 0;
+  switch (st->err) {
+  case KCLD_ETRANSPORT:
+  case KCLD_ETIMEDOUT:
+    return 1;
+  case KCLD_EAWS:
+    return st->http_status >= 500 ||
+           kcld_aws_error_is_transient(st->http_status, st->type);
+  default:
+    return 0;
+  }
+}
+
 /* ======== Operations ======== */
 
 static void op_link(struct kcld_svc *svc, struct kcld_svc_op *op)

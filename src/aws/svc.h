@@ -49,6 +49,15 @@ struct kcld_svc_status {
   int attempts;        /* HTTP attempts of the last call; 0 if none */
 };
 
+/* 1 when the operation failed for a reason that says nothing lasting, so
+ * that the same request may well succeed later: no answer (KCLD_ETRANSPORT),
+ * a timeout (KCLD_ETIMEDOUT), or a service error that is throttling or the
+ * service's own failure (kcld_aws_error_is_transient, or any HTTP 5xx).
+ * 0 for success, a cancel, a refusal (access, validation, not found, a
+ * failed condition), credentials that cannot be had and an answer that
+ * cannot be read.  NULL is 0. */
+int kcld_svc_transient(const struct kcld_svc_status *st);
+
 /* ======== For the service files only ======== */
 
 struct kcld_svc_op;

@@ -231,12 +231,13 @@ static void on_consumer_finished(struct kcld_shard_consumer *c,
 
 /* ======== Coordinator ======== */
 
-static void on_ready(int err, void *arg)
+static void on_ready(int err, const char *why, void *arg)
 {
   struct daemon *dm = arg;
   if (err) {
-    kcld_log(KCLD_LOG_ERROR, "start-up failed: lease table or stream not "
-             "reachable", "error", kcld_strerror(err), NULL);
+    kcld_log(KCLD_LOG_ERROR, "start-up failed: the lease table or the stream "
+             "cannot be used", "error", why, "code", kcld_strerror(err),
+             NULL);
     begin_shutdown(dm, err);
     return;
   }

@@ -90,13 +90,15 @@ static const struct kcld_lease *find_lease(const struct leases *l,
 
 /* ======== Steps ======== */
 
-static void on_scan(int err, struct kcld_lease *leases, size_t n, void *arg)
+static void on_scan(const struct kcld_svc_status *st,
+                    struct kcld_lease *leases, size_t n, void *arg)
 {
   struct st *s = arg;
   struct leases *into = s->first.v ? &s->second : &s->first;
+  int err = st->err;
   if (err) {
     fprintf(stderr, "kcld status: cannot scan lease table %s: %s\n",
-            s->table_name, kcld_strerror(err));
+            s->table_name, st->message);
     finish(s, err);
     return;
   }

@@ -95,6 +95,8 @@ struct kcld_coordinator {
   struct kcld_coordinator_cbs cbs;
 
   uv_timer_t tick_timer, take_timer, sync_timer, defer_timer;
+  /* Start-up: the next try of the step that failed transiently. */
+  uv_timer_t start_timer;
   /* Started by a tick that found leases due to expire: decides after the
    * loop has read the answers that arrived meanwhile (timers run before
    * I/O), so a stalled loop does not give up leases whose renewals landed. */
@@ -119,12 +121,20 @@ struct kcld_coordinator {
   int take_steal;
   int takes_sent;           /* sent and not answered */
   struct kcld_coordinator_stats stats;
-  /* synced: the first shard sync is done; ready: and the first scan found
-   * the table usable (start-up is over). */
-  unsigned synced : 1, ready : 1, failed : 1, closing : 1, releasing : 1,
+  /* ensured: the table is there and ACTIVE; synced: the first shard sync
+   * is done; ready: and the first scan found the table usable (start-up is
+   * over).  failed: start-up ended for good. */
+  unsigned ensured : 1, synced : 1, ready : 1, failed : 1, closing : 1,
+    releasing : 1,
     scanning : 1, syncing : 1, sync_again : 1, pass_pending : 1,
     pass_conflict : 1, retry_used : 1, table_missing : 1, launching : 1;
   uint64_t table_missing_ms; /* since (loop clock) */
+
+  /* Start-up: transient failures in a row, since when, the last warning,
+   * and why start-up ended when it failed for good (for ready). */
+  unsigned start_failures;
+  uint64_t start_since_ms, start_warned_ms;
+  char start_why[768];
 
   /* release_all: releases not yet answered (+1 while queuing them) */
   int release_pending;
@@ -214,9 +224,21 @@ void kcld_coord_sync_start(struct kcld_coordinator *c);
  * answer from the table (0, or a failed condition) marks it back.  Returns
  * 1 when err is KCLD_ENOTFOUND (the caller need not log it again). */
 int kcld_coord_note_table(struct kcld_coordinator *c, int err);
-/* The first scan: start-up ends here, with ready(0) or ready(err) when
- * the table cannot be used.  Returns 0 to go on with the pass. */
-int kcld_coord_first_scan(struct kcld_coordinator *c, int err,
+/* The start-up steps, as named in logs and in ready's `why`. */
+#define KCLD_COORD_STEP_TABLE "lease table"
+#define KCLD_COORD_STEP_SYNC "shard sync"
+#define KCLD_COORD_STEP_SCAN "lease table scan"
+/* A start-up step failed with `err` (`why`: the failing call's message).
+ * A transient failure is tried again, that step only, after a backoff, for
+ * as long as it takes (a warning at the first few, then at most every 30
+ * s); any other ends start-up with ready(err, "STEP: why"). */
+void kcld_coord_start_failed(struct kcld_coordinator *c, const char *step,
+                             int err, int transient, const char *why);
+/* The first scan ended (`st`): start-up ends here with ready(0), or fails
+ * (kcld_coord_start_failed) when the scan failed or the table cannot be
+ * used.  Returns 0 to go on with the pass. */
+int kcld_coord_first_scan(struct kcld_coordinator *c,
+                          const struct kcld_svc_status *st,
                           const struct kcld_lease *leases, size_t n);
 /* Queues the release of a held lease for release_all. */
 void kcld_coord_release_queue(struct kcld_coordinator *c, struct entry *e);

@@ -335,21 +335,21 @@ void kcld_coord_pass_done(struct kcld_coordinator *c)
   }
 }
 
-static void on_pass_scan(int err, struct kcld_lease *leases, size_t n,
-                         void *arg)
+static void on_pass_scan(const struct kcld_svc_status *st,
+                         struct kcld_lease *leases, size_t n, void *arg)
 {
   struct kcld_coordinator *c = arg;
+  int err = st->err;
   c->scanning = 0;
   if (c->closing)
     return;
   int quiet = kcld_coord_note_table(c, err);
-  if (!c->ready && kcld_coord_first_scan(c, err, leases, n) != 0)
+  if (!c->ready && kcld_coord_first_scan(c, st, leases, n) != 0)
     return;
   if (err) {
     if (!quiet)
       kcld_log(KCLD_LOG_WARN, "scanning the lease table failed", "table",
-               kcld_lease_table_name(c->table), "error", kcld_strerror(err),
-               NULL);
+               kcld_lease_table_name(c->table), "error", st->message, NULL);
   } else {
     uint64_t now = uv_now(c->loop);
     merge_scan(c, leases, n, now);
@@ -381,8 +381,9 @@ void kcld_coord_pass_start(struct kcld_coordinator *c)
              "error", kcld_strerror(rc), NULL);
     if (c->ready)
       schedule_pass(c);
-    else
-      kcld_coord_first_scan(c, rc, NULL, 0); /* start-up fails */
+    else /* start-up fails */
+      kcld_coord_start_failed(c, KCLD_COORD_STEP_SCAN, rc, 0,
+                              kcld_strerror(rc));
   }
 }
 

@@ -105,7 +105,7 @@ static void run_deferred(struct kcld_coordinator *c, struct deferred *d)
   switch (d->kind) {
   case D_READY:
     if (live && c->cbs.ready)
-      c->cbs.ready(d->err, c->cbs.arg);
+      c->cbs.ready(d->err, d->err ? c->start_why : NULL, c->cbs.arg);
     break;
   case D_ACQUIRED:
     if (live)

@@ -9,6 +9,7 @@
 
 #include "aws/dynamodb.h"
 #include "aws/kinesis.h"
+#include "base/backoff.h"
 #include "err.h"
 #include "lease/coord_internal.h"
 #include "lease/shard_sync.h"
@@ -18,6 +19,14 @@
 #define DEF_SYNC_MS 60000
 #define TABLE_WAIT_MS 60000
 #define TICK_MAX_MS 100
+/* Start-up tries a step that failed transiently again after 250 ms,
+ * doubling to 5 s (half of it jitter): an outage of a few seconds costs a
+ * few seconds, a long one one call every few seconds.  The first warnings
+ * come at once, then one every 30 s. */
+#define START_RETRY_BASE_MS 250
+#define START_RETRY_MAX_MS 5000
+#define START_WARN_FIRST 3
+#define START_WARN_EVERY_MS 30000
 
 static void on_sync_timer(uv_timer_t *t);
 
@@ -31,8 +40,8 @@ static void on_sync(const struct kcld_shard_sync_result *res, void *arg)
     return;
   if (!c->synced) {
     if (res->err) {
-      c->failed = 1;
-      kcld_coord_defer_ready(c, res->err);
+      kcld_coord_start_failed(c, KCLD_COORD_STEP_SYNC, res->err,
+                              res->transient, res->message);
       return;
     }
     c->synced = 1; /* the first pass scan ends start-up */
@@ -109,16 +118,66 @@ static size_t check_at_timestamp(const struct kcld_coordinator *c,
   return bad;
 }
 
-int kcld_coord_first_scan(struct kcld_coordinator *c, int err,
+static void start_step(struct kcld_coordinator *c);
+
+static void on_start_timer(uv_timer_t *t)
+{
+  start_step(t->data);
+}
+
+void kcld_coord_start_failed(struct kcld_coordinator *c, const char *step,
+                             int err, int transient, const char *why)
+{
+  if (c->closing || c->releasing || c->failed)
+    return; /* shutting down: nothing is tried again */
+  if (!transient) {
+    c->failed = 1;
+    snprintf(c->start_why, sizeof(c->start_why), "%s: %s", step,
+             why && *why ? why : kcld_strerror(err));
+    kcld_coord_defer_ready(c, err);
+    return;
+  }
+  uint64_t now = uv_now(c->loop);
+  if (c->start_failures++ == 0)
+    c->start_since_ms = now;
+  const struct kcld_backoff b = {START_RETRY_BASE_MS, START_RETRY_MAX_MS,
+                                 KCLD_BACKOFF_EQUAL};
+  uint64_t delay = kcld_backoff_ms(&b, c->start_failures);
+  if (c->start_failures <= START_WARN_FIRST ||
+      now - c->start_warned_ms >= START_WARN_EVERY_MS) {
+    c->start_warned_ms = now;
+    kcld_log(KCLD_LOG_WARN, "start-up waits: a transient failure; trying "
+             "again", "step", step, "error", why && *why ? why
+                                                 : kcld_strerror(err),
+             KCLD_LOG_UINT("failures", c->start_failures),
+             KCLD_LOG_UINT("waiting_ms", now - c->start_since_ms),
+             KCLD_LOG_UINT("retry_in_ms", delay), NULL);
+  }
+  uv_timer_start(&c->start_timer, on_start_timer, delay, 0);
+}
+
+int kcld_coord_first_scan(struct kcld_coordinator *c,
+                          const struct kcld_svc_status *st,
                           const struct kcld_lease *leases, size_t n)
 {
-  if (!err && check_at_timestamp(c, leases, n))
-    err = KCLD_ECONFIG;
-  if (err) {
-    c->failed = 1;
-    kcld_coord_defer_ready(c, err);
-    return err;
+  if (c->releasing)
+    return KCLD_ECANCELED; /* shut down during start-up: never ready */
+  if (st->err) {
+    kcld_coord_start_failed(c, KCLD_COORD_STEP_SCAN, st->err,
+                            kcld_svc_transient(st), st->message);
+    return st->err;
   }
+  if (check_at_timestamp(c, leases, n)) {
+    kcld_coord_start_failed(c, KCLD_COORD_STEP_SCAN, KCLD_ECONFIG, 0,
+                            "leases at the AT_TIMESTAMP checkpoint and no "
+                            "timestamp known");
+    return KCLD_ECONFIG;
+  }
+  if (c->start_failures > 0)
+    kcld_log(KCLD_LOG_INFO, "start-up went on after transient failures",
+             KCLD_LOG_UINT("failures", c->start_failures),
+             KCLD_LOG_UINT("waited_ms", uv_now(c->loop) - c->start_since_ms),
+             NULL);
   c->ready = 1;
   c->next_regular_ms = uv_now(c->loop) + c->take_ms;
   uv_timer_start(&c->tick_timer, kcld_coord_on_tick, c->tick_ms, c->tick_ms);
@@ -139,10 +198,9 @@ void kcld_coord_sync_start(struct kcld_coordinator *c)
     c->syncing = 0;
     kcld_log(KCLD_LOG_WARN, "shard sync could not start", "error",
              kcld_strerror(rc), NULL);
-    if (!c->ready) {
-      c->failed = 1;
-      kcld_coord_defer_ready(c, rc);
-    }
+    if (!c->synced)
+      kcld_coord_start_failed(c, KCLD_COORD_STEP_SYNC, rc, 0,
+                              kcld_strerror(rc));
   }
 }
 
@@ -159,20 +217,40 @@ static void on_sync_timer(uv_timer_t *t)
 
 /* ======== Start ======== */
 
-static void on_ensured(int err, int created, void *arg)
+static void on_ensured(const struct kcld_svc_status *st, int created,
+                       void *arg)
 {
   struct kcld_coordinator *c = arg;
   (void)created;
   if (c->closing)
     return;
-  if (err) {
-    c->failed = 1;
-    kcld_coord_defer_ready(c, err);
+  if (st->err) {
+    kcld_coord_start_failed(c, KCLD_COORD_STEP_TABLE, st->err,
+                            kcld_svc_transient(st), st->message);
     return;
   }
+  c->ensured = 1;
   kcld_log(KCLD_LOG_INFO, "lease table ready", "table",
            kcld_lease_table_name(c->table), "worker", c->worker, NULL);
-  kcld_coord_sync_start(c);
+  start_step(c);
+}
+
+/* Runs the next start-up step: the table, the first shard sync (which
+ * starts the first pass), or the first pass scan again. */
+static void start_step(struct kcld_coordinator *c)
+{
+  if (c->closing || c->releasing || c->failed)
+    return;
+  if (!c->ensured) {
+    int rc = kcld_lease_table_ensure(c->table, TABLE_WAIT_MS, on_ensured, c);
+    if (rc < 0)
+      kcld_coord_start_failed(c, KCLD_COORD_STEP_TABLE, rc, 0,
+                              kcld_strerror(rc));
+  } else if (!c->synced) {
+    kcld_coord_sync_start(c);
+  } else {
+    kcld_coord_pass_start(c);
+  }
 }
 
 static void free_all(struct kcld_coordinator *c)
@@ -238,8 +316,8 @@ int kcld_coordinator_start(const struct kcld_coordinator_opts *opts,
       (rc = kcld_lease_table_new(c->db, opts->table, &c->table)) != 0)
     goto fail;
   uv_timer_t *timers[] = {&c->tick_timer, &c->take_timer, &c->sync_timer,
-                          &c->defer_timer};
-  for (size_t i = 0; i < 4; i++) {
+                          &c->defer_timer, &c->start_timer};
+  for (size_t i = 0; i < 5; i++) {
     uv_timer_init(c->loop, timers[i]);
     timers[i]->data = c;
     c->handles_open++;
@@ -528,6 +606,7 @@ void kcld_coordinator_release_all(struct kcld_coordinator *c, kcld_lease_cb cb,
   c->releasing = 1;
   uv_timer_stop(&c->take_timer);
   uv_timer_stop(&c->sync_timer);
+  uv_timer_stop(&c->start_timer);
   c->release_cb = cb;
   c->release_arg = arg;
   c->release_err = 0;
@@ -595,7 +674,7 @@ void kcld_coordinator_close(struct kcld_coordinator *c)
     return;
   c->closing = 1;
   uv_timer_t *timers[] = {&c->tick_timer, &c->take_timer, &c->sync_timer,
-                          &c->defer_timer};
+                          &c->defer_timer, &c->start_timer};
   /* Cancel what is in flight: the callbacks run now and queue the user's
    * answers (KCLD_ECANCELED). */
   kcld_dynamodb_close(c->db);
@@ -614,7 +693,7 @@ void kcld_coordinator_close(struct kcld_coordinator *c)
   }
   /* Answer every waiting caller; ready, acquired and lost are dropped. */
   kcld_coord_defer_flush(c);
-  for (size_t i = 0; i < 4; i++)
+  for (size_t i = 0; i < 5; i++)
     uv_close((uv_handle_t *)timers[i], on_handle_closed);
   uv_close((uv_handle_t *)&c->expiry_check, on_handle_closed);
 }

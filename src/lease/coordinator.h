@@ -57,12 +57,20 @@ struct kcld_coordinator;
 
 struct kcld_coordinator_cbs {
   /* The lease table is reachable, the first shard sync is done and the
-   * first scan found the table usable (err == 0); or start-up failed (err
-   * < 0, already logged; the coordinator then does nothing until closed):
-   * KCLD_ECONFIG for a table kcld cannot use (a KCL multi-stream table;
-   * leases at the AT_TIMESTAMP checkpoint while no timestamp is known),
-   * else the failing call's error.  May be NULL. */
-  void (*ready)(int err, void *arg);
+   * first scan found the table usable (err == 0, why NULL); or start-up
+   * failed for good (err < 0; the coordinator then does nothing until
+   * closed): KCLD_ECONFIG for a table kcld cannot use (a KCL multi-stream
+   * table; leases at the AT_TIMESTAMP checkpoint while no timestamp is
+   * known), else the failing call's error, e.g. KCLD_ENOTFOUND for a
+   * stream that does not exist, KCLD_EAWS for AccessDeniedException.
+   * `why` then says what failed in one line, for the caller to log: the
+   * step ("lease table", "shard sync", "lease table scan") and the failing
+   * call's message (operation, resource, AWS error), valid during the
+   * call.  Transient failures (kcld_svc_transient: throttling, 5xx, no
+   * answer, timeouts) never end start-up: the step is tried again with a
+   * capped backoff for as long as it takes, with a warning ("start-up
+   * waits") at first and then every 30 s.  May be NULL. */
+  void (*ready)(int err, const char *why, void *arg);
   /* A lease is now ours.  Start consuming its shard from lease->checkpoint
    * once kcld_coordinator_parents_done() says so.  Required. */
   void (*acquired)(const struct kcld_lease *lease, void *arg);
@@ -99,7 +107,8 @@ struct kcld_coordinator_opts {
 typedef void (*kcld_lease_cb)(int err, void *arg);
 
 /* Starts: create/wait for the table, shard sync, then the renew and take
- * timers and a first take pass.  Strings are copied.  Returns 0 (cbs.ready
+ * timers and a first take pass (transient failures are tried again, see
+ * cbs.ready).  Strings are copied.  Returns 0 (cbs.ready
  * reports the outcome) or KCLD_EINVAL (a required option or callback
  * missing) / KCLD_ENOMEM, and then nothing was started. */
 int kcld_coordinator_start(const struct kcld_coordinator_opts *opts,
@@ -145,7 +154,8 @@ void kcld_coordinator_parents_done(struct kcld_coordinator *c,
  * lease then simply expires).  Takes in flight are released too when they
  * land.  Afterwards the coordinator does nothing more until closed.  The
  * user must have stopped its consumers and flushed their checkpoints
- * first; lost() is not called for released leases. */
+ * first; lost() is not called for released leases.  Called before ready,
+ * it ends start-up: ready never runs. */
 void kcld_coordinator_release_all(struct kcld_coordinator *c, kcld_lease_cb cb,
                                   void *arg);
 

@@ -366,6 +366,7 @@ struct sync_op {
   struct lease_index todo_ix; /* todo by shard id */
   size_t inflight;
   int err;               /* the first create that failed */
+  char why[640];         /* the message of the first failure */
   struct kcld_shard_sync_result res;
   kcld_shard_sync_cb cb;
   void *arg;
@@ -394,11 +395,33 @@ static void op_free(struct sync_op *op)
   free(op);
 }
 
+/* Notes how the first failure of the sync ended: its message and whether
+ * it is transient. */
+static void sync_note(struct sync_op *op, const struct kcld_svc_status *st)
+{
+  if (op->why[0])
+    return;
+  op->res.transient = kcld_svc_transient(st);
+  snprintf(op->why, sizeof(op->why), "%s",
+           st->message && *st->message ? st->message
+                                       : kcld_strerror(st->err));
+}
+
 static void sync_end(struct sync_op *op, int err)
 {
   op->res.err = err;
+  if (err && !op->why[0])
+    snprintf(op->why, sizeof(op->why), "%s", kcld_strerror(err));
+  op->res.message = op->why;
   op->cb(&op->res, op->arg);
   op_free(op);
+}
+
+/* Ends the sync with the failure `st`. */
+static void sync_fail(struct sync_op *op, const struct kcld_svc_status *st)
+{
+  sync_note(op, st);
+  sync_end(op, st->err);
 }
 
 /* Leases created at once: creating a thousand one at a time took seconds
@@ -424,19 +447,22 @@ static int parents_created(const struct sync_op *op, size_t i)
   return 1;
 }
 
-static void on_created(int err, int created, void *arg)
+static void on_created(const struct kcld_svc_status *st, int created,
+                       void *arg)
 {
   struct create_req *rq = arg;
   struct sync_op *op = rq->op;
   const struct kcld_lease *l = &op->todo[rq->i];
   free(rq);
   op->inflight--;
-  if (err) {
-    if (err != KCLD_ECANCELED && !op->err)
+  if (st->err) {
+    if (st->err != KCLD_ECANCELED && !op->err)
       kcld_log(KCLD_LOG_WARN, "creating a lease failed; sync stops here",
-               "shard", l->shard_id, "error", kcld_strerror(err), NULL);
-    if (!op->err)
-      op->err = err;
+               "shard", l->shard_id, "error", st->message, NULL);
+    if (!op->err) {
+      op->err = st->err;
+      sync_note(op, st);
+    }
   } else if (created) {
     op->done[l - op->todo] = 1;
     op->res.created++;
@@ -505,7 +531,7 @@ static void on_children_listed(const struct kcld_kinesis_shard_list *res,
     if (res->st.err != KCLD_ECANCELED)
       kcld_log(KCLD_LOG_WARN, "listing shards for a shard end failed",
                "shard", op->parent, "error", res->st.message, NULL);
-    sync_end(op, res->st.err);
+    sync_fail(op, &res->st);
     return;
   }
   op->res.shards = res->count;
@@ -542,7 +568,7 @@ static void on_listed(const struct kcld_kinesis_shard_list *res, void *arg)
     if (res->st.err != KCLD_ECANCELED)
       kcld_log(KCLD_LOG_WARN, "listing shards failed", "stream", op->stream,
                "error", res->st.message, NULL);
-    sync_end(op, res->st.err);
+    sync_fail(op, &res->st);
     return;
   }
   op->res.shards = res->count;
@@ -564,16 +590,16 @@ static void on_listed(const struct kcld_kinesis_shard_list *res, void *arg)
   sync_create(op);
 }
 
-static void on_sync_scan(int err, struct kcld_lease *leases, size_t n,
-                         void *arg)
+static void on_sync_scan(const struct kcld_svc_status *st,
+                         struct kcld_lease *leases, size_t n, void *arg)
 {
   struct sync_op *op = arg;
-  if (err) {
-    if (err != KCLD_ECANCELED)
+  if (st->err) {
+    if (st->err != KCLD_ECANCELED)
       kcld_log(KCLD_LOG_WARN, "scanning the lease table for a sync failed",
                "table", kcld_lease_table_name(op->table), "error",
-               kcld_strerror(err), NULL);
-    sync_end(op, err);
+               st->message, NULL);
+    sync_fail(op, st);
     return;
   }
   op->res.leases = n;

@@ -64,6 +64,10 @@ int kcld_shard_sync_cleanable(const struct kcld_lease *const *leases,
 
 struct kcld_shard_sync_result {
   int err;             /* 0, or the first failure (already logged) */
+  int transient;       /* err is a transient failure (kcld_svc_transient):
+                          the same sync may well succeed later */
+  const char *message; /* err's message, naming the call and the resource
+                          ("" when err is 0); valid during the callback */
   size_t shards;       /* shards listed */
   size_t leases;       /* leases found in the table */
   size_t created;      /* leases this sync created */

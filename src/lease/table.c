@@ -2,6 +2,7 @@
  * table (see table.h). */
 #include "lease/table.h"
 
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -619,6 +620,27 @@ const char *kcld_lease_table_name(const struct kcld_lease_table *t)
   return t->name;
 }
 
+/* Sets *st to `err` (0: success) with a message printf'd into buf (cap
+ * bytes; none when fmt is NULL), for answers made here. */
+static void table_status(struct kcld_svc_status *st, int err, char *buf,
+                         size_t cap, const char *fmt, ...)
+  __attribute__((format(printf, 5, 6)));
+static void table_status(struct kcld_svc_status *st, int err, char *buf,
+                         size_t cap, const char *fmt, ...)
+{
+  memset(st, 0, sizeof(*st));
+  st->err = err;
+  st->type = "";
+  st->message = "";
+  if (fmt && buf && cap) {
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(buf, cap, fmt, ap);
+    va_end(ap);
+    st->message = buf;
+  }
+}
+
 /* ---- ensure ---- */
 
 struct ensure_op {
@@ -629,19 +651,25 @@ struct ensure_op {
   void *arg;
 };
 
-static void ensure_end(struct ensure_op *op, int err)
+static void ensure_end(struct ensure_op *op, const struct kcld_svc_status *st)
 {
-  op->cb(err, op->created, op->arg);
+  op->cb(st, op->created, op->arg);
   free(op);
+}
+
+/* Ends the ensure with an error of its own (a request not sent). */
+static void ensure_fail(struct ensure_op *op, const char *operation, int err)
+{
+  char msg[256];
+  struct kcld_svc_status st;
+  table_status(&st, err, msg, sizeof(msg), "%s table %s: %s", operation,
+               op->t->name, kcld_strerror(err));
+  ensure_end(op, &st);
 }
 
 static void ensure_on_active(const struct kcld_dynamodb_table *res, void *arg)
 {
-  struct ensure_op *op = arg;
-  if (res->st.err)
-    kcld_log(KCLD_LOG_ERROR, "lease table did not become active", "table",
-             op->t->name, "error", res->st.message, NULL);
-  ensure_end(op, res->st.err);
+  ensure_end(arg, &res->st);
 }
 
 static void ensure_wait(struct ensure_op *op)
@@ -649,7 +677,7 @@ static void ensure_wait(struct ensure_op *op)
   int rc = kcld_dynamodb_wait_active(op->t->db, op->t->name, op->timeout_ms,
                                      ensure_on_active, op);
   if (rc < 0)
-    ensure_end(op, rc);
+    ensure_fail(op, "DescribeTable", rc);
 }
 
 static void ensure_on_create(const struct kcld_dynamodb_table *res, void *arg)
@@ -660,9 +688,7 @@ static void ensure_on_create(const struct kcld_dynamodb_table *res, void *arg)
     kcld_log(KCLD_LOG_INFO, "lease table created", "table", op->t->name,
              NULL);
   } else if (kcld_dynamodb_fault(&res->st) != KCLD_DYNAMODB_IN_USE) {
-    kcld_log(KCLD_LOG_ERROR, "creating the lease table failed", "table",
-             op->t->name, "error", res->st.message, NULL);
-    ensure_end(op, res->st.err);
+    ensure_end(op, &res->st);
     return;
   }
   ensure_wait(op);
@@ -682,16 +708,14 @@ static void ensure_on_describe(const struct kcld_dynamodb_table *res,
   struct ensure_op *op = arg;
   if (res->st.err == 0) {
     if (res->status && strcmp(res->status, "ACTIVE") == 0) {
-      ensure_end(op, 0);
+      ensure_end(op, &res->st);
       return;
     }
     ensure_wait(op);
     return;
   }
   if (res->st.err != KCLD_ENOTFOUND) {
-    kcld_log(KCLD_LOG_ERROR, "describing the lease table failed", "table",
-             op->t->name, "error", res->st.message, NULL);
-    ensure_end(op, res->st.err);
+    ensure_end(op, &res->st);
     return;
   }
   json_t *req = create_table_request(op->t->name);
@@ -700,7 +724,7 @@ static void ensure_on_describe(const struct kcld_dynamodb_table *res,
                : KCLD_ENOMEM;
   json_decref(req);
   if (rc < 0)
-    ensure_end(op, rc);
+    ensure_fail(op, "CreateTable", rc);
 }
 
 int kcld_lease_table_ensure(struct kcld_lease_table *t, long timeout_ms,
@@ -728,10 +752,10 @@ struct scan_op {
   void *arg;
 };
 
-static void scan_end(struct scan_op *op, int err, struct kcld_lease *v,
-                     size_t n)
+static void scan_end(struct scan_op *op, const struct kcld_svc_status *st,
+                     struct kcld_lease *v, size_t n)
 {
-  op->cb(err, err ? NULL : v, err ? 0 : n, op->arg);
+  op->cb(st, st->err ? NULL : v, st->err ? 0 : n, op->arg);
   for (size_t i = 0; i < n; i++)
     kcld_lease_clean_up(&v[i]);
   free(v);
@@ -772,16 +796,12 @@ static void on_scan(const struct kcld_dynamodb_scan_result *res, void *arg)
 {
   struct scan_op *op = arg;
   if (res->st.err) {
-    scan_end(op, res->st.err, NULL, 0);
+    scan_end(op, &res->st, NULL, 0);
     return;
   }
   size_t n = json_array_size(res->items), k = 0;
   struct kcld_lease *v = n ? calloc(n, sizeof(*v)) : NULL;
-  if (n && !v) {
-    scan_end(op, KCLD_ENOMEM, NULL, 0);
-    return;
-  }
-  int err = 0;
+  int err = n && !v ? KCLD_ENOMEM : 0;
   for (size_t i = 0; i < n && !err; i++) {
     int rc = scan_item(op, json_array_get(res->items, i), &v[k]);
     if (rc < 0)
@@ -789,7 +809,14 @@ static void on_scan(const struct kcld_dynamodb_scan_result *res, void *arg)
     else
       k += (size_t)rc;
   }
-  scan_end(op, err, v, k);
+  char msg[256];
+  struct kcld_svc_status st = res->st;
+  if (err)
+    table_status(&st, err, msg, sizeof(msg), "Scan table %s: %s",
+                 op->t->name, err == KCLD_ECONFIG
+                   ? "a KCL multi-stream lease table (not supported)"
+                   : kcld_strerror(err));
+  scan_end(op, &st, v, k);
 }
 
 int kcld_lease_table_scan(struct kcld_lease_table *t, kcld_lease_scan_cb cb,
@@ -870,10 +897,10 @@ struct create_op {
 static void on_create(const struct kcld_dynamodb_result *res, void *arg)
 {
   struct create_op *op = arg;
-  if (res->st.err == KCLD_ECONDITION)
-    op->cb(0, 0, op->arg);
-  else
-    op->cb(res->st.err, res->st.err == 0, op->arg);
+  struct kcld_svc_status st = res->st;
+  if (st.err == KCLD_ECONDITION) /* it exists: fine */
+    table_status(&st, 0, NULL, 0, NULL);
+  op->cb(&st, res->st.err == 0, op->arg);
   free(op);
 }
 

@@ -192,16 +192,21 @@ const char *kcld_lease_table_name(const struct kcld_lease_table *t);
 
 /* Every operation below returns 0 and calls its callback exactly once, on
  * the loop, after it returned; or returns a negative KCLD_E* code and never
- * calls it. */
+ * calls it.  Callbacks given a `st` get how the operation ended: st->err 0,
+ * or the failure, whose message names the call, the table and the error
+ * (kcld_svc_transient tells whether trying again later may help); valid
+ * during the callback only. */
 
 typedef void (*kcld_lease_table_cb)(int err, void *arg);
 
 /* Makes sure the table exists and is ACTIVE: DescribeTable; when missing,
  * CreateTable (PAY_PER_REQUEST, HASH key leaseKey S; a table created
  * meanwhile by a peer is fine); then waits until ACTIVE, at most
- * timeout_ms (0 = 60 s).  An existing table is used as it is.  `created`
- * tells whether this call created it. */
-typedef void (*kcld_lease_table_ensure_cb)(int err, int created, void *arg);
+ * timeout_ms (0 = 60 s: then KCLD_ETIMEDOUT).  An existing table is used as
+ * it is.  `created` tells whether this call created it.  A failure is not
+ * logged here: `st` is the failing call's status, for the caller to log. */
+typedef void (*kcld_lease_table_ensure_cb)(const struct kcld_svc_status *st,
+                                           int created, void *arg);
 int kcld_lease_table_ensure(struct kcld_lease_table *t, long timeout_ms,
                             kcld_lease_table_ensure_cb cb, void *arg);
 
@@ -209,10 +214,12 @@ int kcld_lease_table_ensure(struct kcld_lease_table *t, long timeout_ms,
  * kind (kcld_lease_item_kind) are skipped; items that should be leases but
  * cannot be read (no leaseKey or checkpoint, bad numbers) are skipped with
  * a warning.  A multi-stream lease anywhere in the table ends the scan with
- * KCLD_ECONFIG (logged as an error naming the table and the key).  `leases` (n of them) is valid during the callback only; the
- * callee may move its members out (then it must zero them). */
-typedef void (*kcld_lease_scan_cb)(int err, struct kcld_lease *leases,
-                                   size_t n, void *arg);
+ * KCLD_ECONFIG (logged as an error naming the table and the key).
+ * `leases` (n of them) is valid during the callback only; the callee may
+ * move its members out (then it must zero them). */
+typedef void (*kcld_lease_scan_cb)(const struct kcld_svc_status *st,
+                                   struct kcld_lease *leases, size_t n,
+                                   void *arg);
 int kcld_lease_table_scan(struct kcld_lease_table *t, kcld_lease_scan_cb cb,
                           void *arg);
 
@@ -224,9 +231,10 @@ int kcld_lease_table_get(struct kcld_lease_table *t, const char *shard_id,
                          kcld_lease_get_cb cb, void *arg);
 
 /* Creates a lease item unless one with its key exists (PutItem,
- * attribute_not_exists(leaseKey)).  err 0 with created 1, or err 0 with
- * created 0 when it existed already. */
-typedef void (*kcld_lease_create_cb)(int err, int created, void *arg);
+ * attribute_not_exists(leaseKey)).  st->err 0 with created 1, or st->err 0
+ * with created 0 when it existed already. */
+typedef void (*kcld_lease_create_cb)(const struct kcld_svc_status *st,
+                                     int created, void *arg);
 int kcld_lease_table_create(struct kcld_lease_table *t,
                             const struct kcld_lease *l,
                             kcld_lease_create_cb cb, void *arg);

@@ -28,7 +28,10 @@
  *  - 80 leases, more than the takes and creations let in flight at once,
  *    are all held and renewed; a fresh table on a resharded stream gets the
  *    parent's lease first (a failed parent create leaves no child lease);
- *  - start-up against a stream that does not exist reports the error. */
+ *  - start-up against a stream that does not exist reports the error;
+ *    start-up rides out transient faults of each step (500s, throttles,
+ *    cut connections) for as long as they last, fails at once on a refusal
+ *    (naming the step and the call), and ends quietly on release_all. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -309,10 +312,11 @@ struct snapshot {
   struct kcld_lease l[64];
 };
 
-static void on_snap(int err, struct kcld_lease *leases, size_t n, void *arg)
+static void on_snap(const struct kcld_svc_status *st,
+                    struct kcld_lease *leases, size_t n, void *arg)
 {
   struct snapshot *s = arg;
-  s->err = err;
+  s->err = st->err;
   for (size_t i = 0; i < n && i < 64; i++) {
     s->l[i] = leases[i];
     memset(&leases[i], 0, sizeof(leases[i]));
@@ -354,6 +358,7 @@ struct worker {
   struct kcld_coordinator *c;
   int ready;
   int ready_err;
+  char ready_why[800];
   char held[MAXS][32];
   char cp_at_acquire[MAXS][64];
   int n_held;
@@ -371,11 +376,12 @@ static int held_index(const struct worker *w, const char *id)
   return -1;
 }
 
-static void on_ready(int err, void *arg)
+static void on_ready(int err, const char *why, void *arg)
 {
   struct worker *w = arg;
   w->ready = 1;
   w->ready_err = err;
+  snprintf(w->ready_why, sizeof(w->ready_why), "%s", why ? why : "");
 }
 
 static void on_acquired(const struct kcld_lease *l, void *arg)
@@ -442,6 +448,17 @@ static void worker_start_opts(struct worker *w, struct env *e,
 static void worker_start(struct worker *w, struct env *e, const char *id)
 {
   struct kcld_coordinator_opts o = default_opts(e, w);
+  worker_start_opts(w, e, id, &o);
+}
+
+/* Starts worker `id` with its DynamoDB calls through the fault endpoint. */
+static void worker_start_via_fault(struct worker *w, struct env *e,
+                                   const char *id)
+{
+  if (!e->aws_fault)
+    e->aws_fault = aws_client(e, kcld_emu_url(&s_emu, "fault"));
+  struct kcld_coordinator_opts o = default_opts(e, w);
+  o.aws = e->aws_fault;
   worker_start_opts(w, e, id, &o);
 }
 
@@ -923,16 +940,12 @@ static void fault_steps(const char *steps)
 static void test_zombie(void **state)
 {
   (void)state;
-  const char *fault = kcld_emu_url(&s_emu, "fault");
   fault_steps("[]");
   struct env e;
   env_open(&e);
-  e.aws_fault = aws_client(&e, fault);
   create_stream(&e, 1);
   struct worker z, h;
-  struct kcld_coordinator_opts o = default_opts(&e, &z);
-  o.aws = e.aws_fault;
-  worker_start_opts(&z, &e, "worker-zombie", &o);
+  worker_start_via_fault(&z, &e, "worker-zombie");
   wait_ready(&z);
   struct count_pred pz = {&z, 1};
   assert_true(run_until(&e, holds_n, &pz, 5000) >= 0);
@@ -1106,6 +1119,7 @@ static void test_multi_stream_table_refused(void **state)
   worker_start(&w, &e, "worker-ms");
   assert_true(run_until(&e, flag_set, &w.ready, 15000) >= 0);
   assert_int_equal(w.ready_err, KCLD_ECONFIG);
+  assert_non_null(strstr(w.ready_why, "multi-stream"));
   run_for(&e, 100);
   assert_int_equal(w.acquired, 0);
   assert_null(raw_get(&e, "shardId-000000000000"));
@@ -1212,6 +1226,7 @@ static void test_at_timestamp_sentinel(void **state)
   worker_start(&w, &e, "worker-nots");
   assert_true(run_until(&e, flag_set, &w.ready, 15000) >= 0);
   assert_int_equal(w.ready_err, KCLD_ECONFIG);
+  assert_non_null(strstr(w.ready_why, "AT_TIMESTAMP"));
   run_for(&e, 100);
   assert_int_equal(w.acquired, 0);
   json_t *it = raw_get(&e, s0);
@@ -1498,17 +1513,15 @@ static void test_sync_parent_first(void **state)
               "ValidationException\",\"message\":\"injected\"}}]");
   struct env e;
   env_open(&e);
-  e.aws_fault = aws_client(&e, fault);
   create_stream(&e, 1);
   const char *s0 = "shardId-000000000000", *s1 = "shardId-000000000001",
              *s2 = "shardId-000000000002";
   split_shard(&e, s0, "170141183460469231731687303715884105728");
   struct worker w;
-  struct kcld_coordinator_opts o = default_opts(&e, &w);
-  o.aws = e.aws_fault;
-  worker_start_opts(&w, &e, "worker-first", &o);
+  worker_start_via_fault(&w, &e, "worker-first");
   assert_true(run_until(&e, flag_set, &w.ready, 15000) >= 0);
   assert_int_not_equal(w.ready_err, 0);
+  assert_non_null(strstr(w.ready_why, "ValidationException"));
   assert_int_equal(
     kcld_fault_count(fault, NULL, "DynamoDB_20120810.PutItem"), 1);
   struct snapshot s;
@@ -1517,7 +1530,7 @@ static void test_sync_parent_first(void **state)
   snap_free(&s);
   worker_close(&w);
 
-  worker_start_opts(&w, &e, "worker-first", &o);
+  worker_start_via_fault(&w, &e, "worker-first");
   wait_ready(&w);
   struct count_pred p = {&w, 3};
   assert_true(run_until(&e, holds_n, &p, 5000) >= 0);
@@ -1541,6 +1554,7 @@ static void test_missing_stream(void **state)
   worker_start(&w, &e, "worker-nostream");
   assert_true(run_until(&e, flag_set, &w.ready, 15000) >= 0);
   assert_int_equal(w.ready_err, KCLD_ENOTFOUND);
+  assert_non_null(strstr(w.ready_why, "shard sync: ListShards"));
   assert_int_equal(w.acquired, 0);
   /* Calls after a failed start answer, and close frees everything. */
   assert_int_equal(checkpoint(&w, "shardId-000000000000", "1", 0),
@@ -1581,6 +1595,103 @@ static void test_close_answers_pending_calls(void **state)
   env_close(&e);
 }
 
+/* ---- Start-up through faults ---- */
+
+#define DDB_TARGET "DynamoDB_20120810."
+
+/* Each start-up step failing for more attempts than one call makes:
+ * DescribeTable answering 500, the sync's Scan throttled, its PutItem cut
+ * off.  Each step is tried again until it goes through: the worker starts
+ * and takes its lease, and nothing failed for good. */
+static void test_startup_rides_out_transient_faults(void **state)
+{
+  (void)state;
+  const char *fault = kcld_emu_url(&s_emu, "fault");
+  fault_steps("[{\"target\":\"DescribeTable\",\"status\":500,\"times\":6},"
+              "{\"target\":\"Scan\",\"status\":400,\"body\":{\"__type\":"
+              "\"com.amazonaws.dynamodb.v20120810#"
+              "ProvisionedThroughputExceededException\",\"message\":"
+              "\"injected\"},\"times\":6},"
+              "{\"target\":\"PutItem\",\"close\":true,\"times\":3}]");
+  struct env e;
+  env_open(&e);
+  create_stream(&e, 1);
+  struct worker w;
+  worker_start_via_fault(&w, &e, "worker-patient");
+  long ms = run_until(&e, flag_set, &w.ready, 30000);
+  assert_true(ms >= 0);
+  printf("started after %ld ms of injected faults\n", ms);
+  assert_int_equal(w.ready_err, 0);
+  assert_string_equal(w.ready_why, "");
+  /* Every injected failure was met (6, 6, 3), and each step then went
+   * through once more. */
+  assert_true(kcld_fault_count(fault, NULL, DDB_TARGET "DescribeTable") >= 7);
+  assert_true(kcld_fault_count(fault, NULL, DDB_TARGET "Scan") >= 7);
+  assert_true(kcld_fault_count(fault, NULL, DDB_TARGET "PutItem") >= 4);
+  assert_int_equal(kcld_fault_count(fault, "steps_used", NULL), 15);
+  struct count_pred p = {&w, 1};
+  assert_true(run_until(&e, holds_n, &p, 5000) >= 0);
+  worker_close(&w);
+  env_close(&e);
+}
+
+/* A refusal is not tried again: start-up fails at the first answer, and
+ * `why` names the step, the call and the AWS error. */
+static void test_startup_refusal_fails_at_once(void **state)
+{
+  (void)state;
+  const char *fault = kcld_emu_url(&s_emu, "fault");
+  fault_steps("[{\"target\":\"DescribeTable\",\"status\":400,\"body\":{"
+              "\"__type\":\"com.amazon.coral.service#AccessDeniedException\","
+              "\"message\":\"not authorized (injected)\"},\"times\":100}]");
+  struct env e;
+  env_open(&e);
+  struct worker w;
+  worker_start_via_fault(&w, &e, "worker-denied");
+  assert_true(run_until(&e, flag_set, &w.ready, 5000) >= 0);
+  assert_int_equal(w.ready_err, KCLD_EAWS);
+  assert_non_null(strstr(w.ready_why, "lease table: DescribeTable"));
+  assert_non_null(strstr(w.ready_why, "AccessDeniedException"));
+  assert_int_equal(
+    kcld_fault_count(fault, NULL, DDB_TARGET "DescribeTable"), 1);
+  worker_close(&w);
+  env_close(&e);
+}
+
+/* While start-up waits out an outage, release_all and close end it: ready
+ * never runs, nothing is left on the loop. */
+static void test_startup_wait_ends_on_release(void **state)
+{
+  (void)state;
+  const char *fault = kcld_emu_url(&s_emu, "fault");
+  fault_steps("[{\"target\":\"DescribeTable\",\"status\":503,"
+              "\"times\":100000}]");
+  struct env e;
+  env_open(&e);
+  struct worker w;
+  worker_start_via_fault(&w, &e, "worker-waiting");
+  for (int i = 0; i < 60 &&
+                  kcld_fault_count(fault, NULL, DDB_TARGET "DescribeTable") < 6;
+       i++)
+    run_for(&e, 100);
+  /* Two calls of three attempts each failed: start-up is still waiting. */
+  assert_true(kcld_fault_count(fault, NULL, DDB_TARGET "DescribeTable") >= 6);
+  assert_int_equal(w.ready, 0);
+  struct call rel = {0};
+  kcld_coordinator_release_all(w.c, on_call, &rel);
+  assert_true(run_until(&e, flag_set, &rel.done, 5000) >= 0);
+  assert_int_equal(rel.err, 0);
+  long calls = kcld_fault_count(fault, NULL, DDB_TARGET "DescribeTable");
+  run_for(&e, 700); /* longer than the next retry would have waited */
+  assert_int_equal(w.ready, 0);
+  worker_close(&w);
+  /* Nothing tried again after the release but what was in flight. */
+  assert_true(kcld_fault_count(fault, NULL, DDB_TARGET "DescribeTable") <=
+              calls + 3);
+  fault_steps("[]");
+  env_close(&e);
+}
+
 static int setup(void **state)
 {
   (void)state;
@@ -1616,6 +1727,9 @@ int main(void)
     cmocka_unit_test(test_sync_parent_first),
     cmocka_unit_test(test_missing_stream),
     cmocka_unit_test(test_close_answers_pending_calls),
+    cmocka_unit_test(test_startup_rides_out_transient_faults),
+    cmocka_unit_test(test_startup_refusal_fails_at_once),
+    cmocka_unit_test(test_startup_wait_ends_on_release),
   };
   return cmocka_run_group_tests(tests, setup, teardown);
 }

@@ -95,10 +95,11 @@ static void wait_done(struct fx *f, struct res *r)
   assert_true(kcld_test_run_until(&f->loop, &r->done, 10000));
 }
 
-static void on_ensure(int err, int created, void *arg)
+/* Ends an ensure or a create: the error and `created`. */
+static void on_made(const struct kcld_svc_status *st, int created, void *arg)
 {
   struct res *r = arg;
-  r->err = err;
+  r->err = st->err;
   r->flag = created;
   r->done = 1;
 }
@@ -106,24 +107,16 @@ static void on_ensure(int err, int created, void *arg)
 static int ensure(struct fx *f, int *created)
 {
   struct res r = {0};
-  assert_int_equal(kcld_lease_table_ensure(f->t, 0, on_ensure, &r), 0);
+  assert_int_equal(kcld_lease_table_ensure(f->t, 0, on_made, &r), 0);
   wait_done(f, &r);
   *created = r.flag;
   return r.err;
 }
 
-static void on_create(int err, int created, void *arg)
-{
-  struct res *r = arg;
-  r->err = err;
-  r->flag = created;
-  r->done = 1;
-}
-
 static int create(struct fx *f, const struct kcld_lease *l, int *created)
 {
   struct res r = {0};
-  assert_int_equal(kcld_lease_table_create(f->t, l, on_create, &r), 0);
+  assert_int_equal(kcld_lease_table_create(f->t, l, on_made, &r), 0);
   wait_done(f, &r);
   *created = r.flag;
   return r.err;
@@ -670,10 +663,11 @@ static void test_lost_answer_found_on_reread(void **state)
   fx_close(&f);
 }
 
-static void on_scan(int err, struct kcld_lease *leases, size_t n, void *arg)
+static void on_scan(const struct kcld_svc_status *st,
+                    struct kcld_lease *leases, size_t n, void *arg)
 {
   struct res *r = arg;
-  r->err = err;
+  r->err = st->err;
   r->n = n;
   size_t sum = 0;
   for (size_t i = 0; i < n; i++)
@@ -786,10 +780,11 @@ struct leases {
   struct kcld_lease l[4];
 };
 
-static void on_leases(int err, struct kcld_lease *leases, size_t n, void *arg)
+static void on_leases(const struct kcld_svc_status *st,
+                      struct kcld_lease *leases, size_t n, void *arg)
 {
   struct leases *r = arg;
-  r->err = err;
+  r->err = st->err;
   for (size_t i = 0; i < n && i < 4; i++)
     assert_int_equal(kcld_lease_copy(&r->l[i], &leases[i]), 0);
   r->n = n;

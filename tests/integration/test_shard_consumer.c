@@ -1454,8 +1454,9 @@ struct world {
   int release_err;
 };
 
-static void w_ready(int err, void *arg)
+static void w_ready(int err, const char *why, void *arg)
 {
+  (void)why;
   struct world *w = arg;
   w->ready = 1;
   w->ready_err = err;

@@ -88,6 +88,14 @@ void kcld_e2e_write_config(const char *path, const struct kcld_emu *emu,
                            const char *app, const char *stream,
                            const char *rest)
 {
+  kcld_e2e_write_config_at(path, kcld_emu_url(emu, "kinesis"),
+                           kcld_emu_url(emu, "dynamodb"), app, stream, rest);
+}
+
+void kcld_e2e_write_config_at(const char *path, const char *kinesis_url,
+                              const char *dynamodb_url, const char *app,
+                              const char *stream, const char *rest)
+{
   FILE *f = fopen(path, "w");
   assert_non_null(f);
   fprintf(f,
@@ -111,8 +119,7 @@ void kcld_e2e_write_config(const char *path, const struct kcld_emu *emu,
           "log:\n"
           "  level: info\n"
           "%s",
-          app, stream, kcld_emu_url(emu, "kinesis"),
-          kcld_emu_url(emu, "dynamodb"), rest ? rest : "");
+          app, stream, kinesis_url, dynamodb_url, rest ? rest : "");
   assert_int_equal(fclose(f), 0);
 }
 

@@ -44,6 +44,12 @@ void kcld_e2e_write_config(const char *path, const struct kcld_emu *emu,
                            const char *app, const char *stream,
                            const char *rest);
 
+/* kcld_e2e_write_config with these Kinesis and DynamoDB endpoints (e.g. a
+ * fault endpoint in front of one emulator). */
+void kcld_e2e_write_config_at(const char *path, const char *kinesis_url,
+                              const char *dynamodb_url, const char *app,
+                              const char *stream, const char *rest);
+
 /* Sends kcld `pid` SIGTERM and waits up to `timeout_ms` for it to exit;
  * fails the test (after showing `log`, when not NULL, as kcld_e2e_dump_file
  * does) unless it exits with status 0 in time.  Reaps it either way. */

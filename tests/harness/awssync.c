@@ -87,6 +87,8 @@ json_t *kcld_test_aws_call(struct kcld_test_aws *t, enum kcld_aws_service svc,
 
 void kcld_test_aws_free(struct kcld_test_aws *t)
 {
+  if (!t)
+    return; /* a set-up that failed before creating it */
   kcld_aws_close(t->aws);
   kcld_credentials_destroy(t->creds);
   kcld_http_close(t->http);

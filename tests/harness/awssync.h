@@ -24,7 +24,8 @@ json_t *kcld_test_aws_call(struct kcld_test_aws *t, enum kcld_aws_service svc,
                            const char *op, const json_t *req,
                            const char **err_type);
 
-/* Closes the client, runs its loop dry and asserts it closed. */
+/* Closes the client, runs its loop dry and asserts it closed.  NULL is
+ * ignored (a teardown after a set-up that failed early). */
 void kcld_test_aws_free(struct kcld_test_aws *t);
 
 #endif

@@ -52,7 +52,8 @@ static void new_stream(int shards, char *name, size_t ncap, char *arn,
   snprintf(name, ncap, "efo-%d", ++s_streams);
   json_decref(call("CreateStream", json_pack("{s:s,s:i}", "StreamName", name,
                                              "ShardCount", shards)));
-  for (int i = 0; i < 100; i++) {
+  unsigned long long end = kcld_test_now_ms() + 20000;
+  while (kcld_test_now_ms() < end) {
     json_t *d = call("DescribeStreamSummary",
                      json_pack("{s:s}", "StreamName", name));
     json_t *s = json_object_get(d, "StreamDescriptionSummary");
@@ -202,13 +203,18 @@ static void test_consumer_calls(void **state)
   assert_true(kcld_test_run_until(&e.aws.loop, &b.done, 10000));
   assert_int_equal(b.err, KCLD_EAWS);
   assert_string_equal(b.type, "ResourceInUseException");
-  /* Described by ARN it turns ACTIVE. */
-  for (int i = 0; i < 100 && strcmp(d.status, "ACTIVE") != 0; i++) {
+  /* Described by ARN it turns ACTIVE (the emulator's register delay is
+   * 200 ms): described every 20 ms for up to 20 s. */
+  unsigned long long end = kcld_test_now_ms() + 20000;
+  for (;;) {
     memset(&d, 0, sizeof(d));
     assert_int_equal(kcld_fanout_describe(e.f, NULL, NULL, a.arn, on_consumer,
                                           &d), 0);
     assert_true(kcld_test_run_until(&e.aws.loop, &d.done, 10000));
     assert_int_equal(d.err, 0);
+    if (strcmp(d.status, "ACTIVE") == 0 || kcld_test_now_ms() > end)
+      break;
+    kcld_test_sleep_ms(20);
   }
   assert_string_equal(d.status, "ACTIVE");
   assert_string_equal(d.arn, a.arn);
@@ -257,7 +263,8 @@ static void test_ensure_race(void **state)
                                       &a), 0);
   assert_int_equal(kcld_fanout_ensure(e2.f, arn, "racer", 10000, on_consumer,
                                       &b), 0);
-  for (int i = 0; i < 1000 && !(a.done && b.done); i++) {
+  unsigned long long end = kcld_test_now_ms() + 20000;
+  while (!(a.done && b.done) && kcld_test_now_ms() < end) {
     uv_run(&e1.aws.loop, UV_RUN_NOWAIT);
     uv_run(&e2.aws.loop, UV_RUN_NOWAIT);
     kcld_test_sleep_ms(5);

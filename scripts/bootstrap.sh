@@ -2,6 +2,9 @@
 # Installs what building and testing kcld needs on a Debian machine:
 # the Debian -dev packages (apt-get, when root) and the test emulators
 # (npm ci in tests/emulators).  Quiet and quick when nothing is missing.
+# python3: the tests run their Python record processors with Debian's
+# /usr/bin/python3 (a version manager's shim on PATH can take seconds to
+# start one under load).
 # With --bench, also what only the benchmarks need (`make bench`): the boto3
 # peer's python3-boto3 (used as /usr/bin/python3).
 set -eu
@@ -9,7 +12,7 @@ cd "$(dirname "$0")/.."
 
 PKGS="build-essential pkg-config libuv1-dev libcurl4-openssl-dev libssl-dev \
 libjansson-dev libyaml-dev zlib1g-dev libexpat1-dev libcmocka-dev clang libclang-rt-14-dev nodejs npm \
-ca-certificates shellcheck systemd groff-base man-db"
+ca-certificates shellcheck systemd groff-base man-db python3"
 case "${1:-}" in
   --bench) PKGS="$PKGS python3-boto3" ;;
   "") ;;

@@ -92,6 +92,14 @@ struct kcld_handler_ops {
   /* Optional: a shard stops being fed. */
   void (*shard_stopped)(struct kcld_handler *h, const char *shard_id,
                         enum kcld_shard_stop why);
+  /* Optional: kill everything now (a shutdown that ran out of time).
+   * Child processes get SIGKILL to their process groups; every batch in
+   * flight is answered at once where it can be (FAILED, HandlerCanceled,
+   * KCLD_HANDLER_INFRA), and batches given afterwards are refused with
+   * KCLD_ECANCELED.  Work that cannot be interrupted (a plugin call or a
+   * write already running on a pool thread) answers when it ends.
+   * destroy() is still called, once nothing is in flight. */
+  void (*kill)(struct kcld_handler *h);
   /* Frees the handler; called once no batch is in flight. */
   void (*destroy)(struct kcld_handler *h);
 };
@@ -136,6 +144,13 @@ static inline int kcld_handler_process(struct kcld_handler *h,
                                        kcld_handler_done_cb done, void *arg)
 {
   return h->ops->process(h, b, done, arg);
+}
+
+/* Kills `h` as its kill op says; nothing for a handler without one. */
+static inline void kcld_handler_kill(struct kcld_handler *h)
+{
+  if (h->ops->kill)
+    h->ops->kill(h);
 }
 
 #endif

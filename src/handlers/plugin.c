@@ -2,10 +2,11 @@
  *
  * The shared object is opened once at start-up (RTLD_NOW, so an unresolved
  * symbol fails here and not at the first batch) and closed at destroy.  Each
- * batch becomes one uv_queue_work job: the work callback converts the
+ * batch becomes one pool job (handlers/job.h): the work converts the
  * records to the ABI's plain structs and calls kcld_plugin_process on a pool
- * thread; the after-work callback checks the result and answers on the
- * loop thread. */
+ * thread; the after-work checks the result and answers on the loop thread.
+ * A plugin's failure answer is a record failure; a batch the pool
+ * cancelled (kill) is an infrastructure failure. */
 #include "handlers/plugin.h"
 
 #include <dlfcn.h>
@@ -14,6 +15,7 @@
 #include <string.h>
 
 #include "err.h"
+#include "handlers/job.h"
 #include "kcld/handler.h"
 #include "log.h"
 
@@ -32,14 +34,13 @@ struct plugin_handler {
   init_fn init;
   process_fn process;
   shutdown_fn shutdown;
+  struct kcld_jobs jobs;
+  int killed;
 };
 
 struct job {
-  uv_work_t work;
+  struct kcld_job base;
   struct plugin_handler *h;
-  struct kcld_handler_batch batch;
-  kcld_handler_done_cb done;
-  void *arg;
   int nomem;
   struct kcld_plugin_result res;
 };
@@ -114,19 +115,20 @@ static int kv_build(const struct kcld_config_handler_cfg *hc, struct kvset *s)
 
 /* ======== Batches on the pool ======== */
 
-static void work_cb(uv_work_t *w)
+static void work_cb(struct kcld_job *base)
 {
-  struct job *j = w->data;
+  struct job *j = (struct job *)base;
+  const struct kcld_handler_batch *b = &base->batch;
   struct kcld_plugin_record *recs;
   struct kcld_plugin_batch pb;
 
-  recs = calloc(j->batch.count ? j->batch.count : 1, sizeof(*recs));
+  recs = calloc(b->count ? b->count : 1, sizeof(*recs));
   if (!recs) {
     j->nomem = 1;
     return;
   }
-  for (size_t i = 0; i < j->batch.count; i++) {
-    const struct kcld_record *r = j->batch.records[i];
+  for (size_t i = 0; i < b->count; i++) {
+    const struct kcld_record *r = b->records[i];
     recs[i].data = r->data;
     recs[i].data_len = r->data_len;
     recs[i].partition_key = r->partition_key;
@@ -136,11 +138,11 @@ static void work_cb(uv_work_t *w)
     recs[i].arrival_ms = r->arrival_ms;
     recs[i].explicit_hash_key = r->explicit_hash_key;
   }
-  pb.shard_id = j->batch.shard_id;
+  pb.shard_id = b->shard_id;
   pb.records = recs;
-  pb.count = j->batch.count;
-  pb.millis_behind_latest = j->batch.millis_behind_latest;
-  pb.attempt = j->batch.attempt;
+  pb.count = b->count;
+  pb.millis_behind_latest = b->millis_behind_latest;
+  pb.attempt = b->attempt;
   memset(&j->res, 0, sizeof(j->res));
   j->h->process(j->h->state, &pb, &j->res);
   j->res.error_type[sizeof(j->res.error_type) - 1] = '\0';
@@ -148,19 +150,16 @@ static void work_cb(uv_work_t *w)
   free(recs);
 }
 
-static void after_cb(uv_work_t *w, int status)
+static void after_cb(struct kcld_job *base)
 {
-  struct job *j = w->data;
+  struct job *j = (struct job *)base;
   struct kcld_handler_result res = {.status = KCLD_HANDLER_OK};
   const char *type = j->res.error_type[0] ? j->res.error_type : NULL;
   const char *msg = j->res.error_message[0] ? j->res.error_message : NULL;
 
-  if (status == UV_ECANCELED) {
+  if (j->nomem) {
     res.status = KCLD_HANDLER_FAILED;
-    res.error_type = "HandlerCanceled";
-    res.error_message = "the batch was cancelled before it ran";
-  } else if (j->nomem) {
-    res.status = KCLD_HANDLER_FAILED;
+    res.failure_class = KCLD_HANDLER_INFRA;
     res.error_type = "HandlerError";
     res.error_message = "out of memory";
   } else if (j->res.status == KCLD_PLUGIN_OK) {
@@ -170,7 +169,7 @@ static void after_cb(uv_work_t *w, int status)
     res.error_type = type ? type : "HandlerError";
     res.error_message = msg;
   } else if (j->res.status == KCLD_PLUGIN_PARTIAL &&
-             j->res.first_failed < j->batch.count) {
+             j->res.first_failed < base->batch.count) {
     res.status = KCLD_HANDLER_PARTIAL;
     res.first_failed = j->res.first_failed;
     res.error_type = type ? type : "HandlerError";
@@ -179,13 +178,12 @@ static void after_cb(uv_work_t *w, int status)
     char idx[32];
     snprintf(idx, sizeof(idx), "%zu", j->res.first_failed);
     kcld_log(KCLD_LOG_ERROR, "plugin handler: invalid result, batch failed",
-             "shard", j->batch.shard_id, "first_failed", idx, NULL);
+             "shard", base->batch.shard_id, "first_failed", idx, NULL);
     res.status = KCLD_HANDLER_FAILED;
     res.error_type = "HandlerInvalidResult";
     res.error_message = "the plugin answered an invalid status or index";
   }
-  j->done(&res, j->arg);
-  free(j);
+  kcld_job_answer(base, &res);
 }
 
 static int process(struct kcld_handler *base,
@@ -193,23 +191,31 @@ static int process(struct kcld_handler *base,
                    kcld_handler_done_cb done, void *arg)
 {
   struct plugin_handler *h = (struct plugin_handler *)base;
-  struct job *j = calloc(1, sizeof(*j));
+  struct job *j;
 
+  if (h->killed)
+    return KCLD_ECANCELED;
+  j = kcld_job_new(sizeof(*j), b, done, arg);
   if (!j)
     return KCLD_ENOMEM;
   j->h = h;
-  j->batch = *b;
-  j->done = done;
-  j->arg = arg;
-  j->work.data = j;
-  if (uv_queue_work(h->loop, &j->work, work_cb, after_cb) != 0) {
-    free(j);
+  if (kcld_job_queue(h->loop, &h->jobs, &j->base, work_cb, after_cb) != 0) {
+    kcld_job_free(&j->base);
     return KCLD_EIO;
   }
   return 0;
 }
 
 /* ======== Life cycle ======== */
+
+/* A plugin call running on a pool thread cannot be interrupted: only the
+ * batches still waiting for a thread are cancelled. */
+static void kill_handler(struct kcld_handler *base)
+{
+  struct plugin_handler *h = (struct plugin_handler *)base;
+  h->killed = 1;
+  kcld_job_cancel_all(&h->jobs);
+}
 
 static void destroy(struct kcld_handler *base)
 {
@@ -224,6 +230,7 @@ static void destroy(struct kcld_handler *base)
 static const struct kcld_handler_ops s_ops = {
   .name = "plugin",
   .process = process,
+  .kill = kill_handler,
   .destroy = destroy,
 };
 

@@ -9,8 +9,10 @@
  *
  * With handler.decode: utf8 the data is a JSON string of the payload when it
  * is valid UTF-8 (else base64, with "dataEncoding":"base64").
- * Formatting and the write run on the worker pool; one write(2) per batch
- * under a lock, so lines of concurrent batches never interleave. */
+ * Formatting and the write run on the worker pool (handlers/job.h); one
+ * write(2) per batch under a lock, so lines of concurrent batches never
+ * interleave.  A failed write says nothing about the records: it is an
+ * infrastructure failure. */
 #include "handlers/stdout.h"
 
 #include <errno.h>
@@ -25,6 +27,7 @@
 #include "base/base64.h"
 #include "base/seq.h"
 #include "err.h"
+#include "handlers/job.h"
 #include "log.h"
 
 struct stdout_handler {
@@ -36,14 +39,13 @@ struct stdout_handler {
   char *region;
   char *stream_arn;
   pthread_mutex_t lock;
+  struct kcld_jobs jobs;
+  int killed;
 };
 
 struct job {
-  uv_work_t work;
+  struct kcld_job base;
   struct stdout_handler *h;
-  struct kcld_handler_batch batch;
-  kcld_handler_done_cb done;
-  void *arg;
   int err;          /* 0 or errno of the failed write */
 };
 
@@ -105,14 +107,15 @@ static json_t *record_json(const struct stdout_handler *h, const char *shard,
   return ev;
 }
 
-static void work_cb(uv_work_t *w)
+static void work_cb(struct kcld_job *base)
 {
-  struct job *j = w->data;
+  struct job *j = (struct job *)base;
+  const struct kcld_handler_batch *b = &base->batch;
   char *buf = NULL;
   size_t len = 0, cap = 0;
 
-  for (size_t i = 0; i < j->batch.count && j->err == 0; i++) {
-    json_t *ev = record_json(j->h, j->batch.shard_id, j->batch.records[i]);
+  for (size_t i = 0; i < b->count && j->err == 0; i++) {
+    json_t *ev = record_json(j->h, b->shard_id, b->records[i]);
     char *line = ev ? json_dumps(ev, JSON_COMPACT) : NULL;
     if (!line || append(&buf, &len, &cap, line, strlen(line)) != 0 ||
         append(&buf, &len, &cap, "\n", 1) != 0)
@@ -137,44 +140,48 @@ static void work_cb(uv_work_t *w)
   free(buf);
 }
 
-static void after_cb(uv_work_t *w, int status)
+static void after_cb(struct kcld_job *base)
 {
-  struct job *j = w->data;
+  struct job *j = (struct job *)base;
   struct kcld_handler_result res = {.status = KCLD_HANDLER_OK};
 
-  if (status == UV_ECANCELED)
-    j->err = ECANCELED;
   if (j->err) {
     res.status = KCLD_HANDLER_FAILED;
+    res.failure_class = KCLD_HANDLER_INFRA;
     res.error_type = "HandlerIOError";
     res.error_message = strerror(j->err);
     kcld_log(KCLD_LOG_ERROR, "stdout handler: write failed", "shard",
-             j->batch.shard_id, "error", res.error_message, NULL);
+             base->batch.shard_id, "error", res.error_message, NULL);
   }
-  j->done(&res, j->arg);
-  free(j);
+  kcld_job_answer(base, &res);
 }
 
 static int process(struct kcld_handler *base, const struct kcld_handler_batch *b,
                    kcld_handler_done_cb done, void *arg)
 {
   struct stdout_handler *h = (struct stdout_handler *)base;
-  struct job *j = calloc(1, sizeof(*j));
-  int rc;
+  struct job *j;
 
+  if (h->killed)
+    return KCLD_ECANCELED;
+  j = kcld_job_new(sizeof(*j), b, done, arg);
   if (!j)
     return KCLD_ENOMEM;
   j->h = h;
-  j->batch = *b;
-  j->done = done;
-  j->arg = arg;
-  j->work.data = j;
-  rc = uv_queue_work(h->loop, &j->work, work_cb, after_cb);
-  if (rc != 0) {
-    free(j);
+  if (kcld_job_queue(h->loop, &h->jobs, &j->base, work_cb, after_cb) != 0) {
+    kcld_job_free(&j->base);
     return KCLD_EIO;
   }
   return 0;
+}
+
+/* A write already running on a pool thread cannot be interrupted: only
+ * the batches still waiting for a thread are cancelled. */
+static void kill_handler(struct kcld_handler *base)
+{
+  struct stdout_handler *h = (struct stdout_handler *)base;
+  h->killed = 1;
+  kcld_job_cancel_all(&h->jobs);
 }
 
 static void destroy(struct kcld_handler *base)
@@ -191,6 +198,7 @@ static void destroy(struct kcld_handler *base)
 static const struct kcld_handler_ops s_ops = {
   .name = "stdout",
   .process = process,
+  .kill = kill_handler,
   .destroy = destroy,
 };
 

@@ -1,44 +1,40 @@
 /* lambda.c — handler.type: lambda.
  *
- * Life of a batch: process() queues a pool job that builds the event line
- * (base64 and JSON are CPU work); its completion puts the job on the wait
- * queue on the loop; dispatch() hands queued jobs to idle children.  A busy
- * child has its job and a timer of handler.timeout.  The job is answered
- * exactly once: by the child's answer line, by the timeout, by a garbage
- * line, or by the child's death.
+ * Life of a batch: process() queues a pool job (handlers/job.h) that builds
+ * the event line (base64 and JSON are CPU work); its completion puts the
+ * job on the wait queue on the loop; dispatch() hands queued jobs to idle
+ * children.  A busy slot has its job and a timer of handler.timeout.  The
+ * job is answered exactly once: by the child's answer line, by the
+ * timeout, by a garbage line, by the child's death, or by kill.
  *
- * Life of a child ("incarnation"): spawn -> IDLE <-> BUSY -> (exit observed
- * and stdout at EOF) -> handles closed -> WAIT (backoff timer) -> spawn.
- * A child we kill (garbage, timeout) goes the same way.  Each child has one
- * timer for whatever it waits on: the batch deadline, the grace for stdout
- * to reach EOF after exit, the restart backoff, the kill at shutdown.
+ * Each of the handler.concurrency slots runs one child at a time through
+ * handlers/child.h: IDLE <-> BUSY, and after an exit DOWN until the child
+ * is started again with backoff.  What a failure says depends on whether
+ * the child had read the batch (the bytes of stdin it consumed): after
+ * reading it, a death, a timeout or a bad answer is the handler's verdict
+ * on the records (a record failure); before, the records were never seen
+ * and the failure is the infrastructure's (HandlerUnavailable).
  *
- * The handler frees itself in the close callback of its last uv handle, so
- * destroy() only starts the shutdown: close every child's stdin (the
- * adapter exits at EOF), SIGKILL after a grace. */
+ * The handler frees itself once every slot's child and timer are closed,
+ * so destroy() only starts the shutdown: every child's stdin is closed
+ * (the adapter exits at end of file), SIGTERM and SIGKILL after graces. */
 #include "handlers/lambda.h"
 
-#include <errno.h>
-#include <signal.h>
+#include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <unistd.h>
 
 #include <jansson.h>
 
-#include "base/backoff.h"
 #include "base/base64.h"
 #include "err.h"
+#include "handlers/child.h"
+#include "handlers/job.h"
 #include "log.h"
 
-#define BACKOFF_BASE_MS 100
-#define BACKOFF_MAX_MS 30000
-#define EOF_GRACE_MS 500        /* stdout EOF after the exit was seen */
-#define SHUTDOWN_GRACE_MS 2000  /* exit after stdin closed at shutdown */
+#define SHUTDOWN_GRACE_MS 2000  /* stdin closed -> SIGTERM, at shutdown */
 #define MAX_ANSWER_BYTES (16u << 20)
-#define MAX_STDERR_LINE 8192
-#define READ_CHUNK 65536
 
 /* ======== The protocol ======== */
 
@@ -236,306 +232,208 @@ cleanup:
   return rc;
 }
 
-/* ======== Children ======== */
+/* ======== Slots ======== */
 
-enum child_state {
-  CHILD_DOWN = 0,   /* no process; nothing scheduled (shutdown) */
-  CHILD_IDLE,
-  CHILD_BUSY,
-  CHILD_DYING,      /* exited or killed; waiting for exit/EOF/closes */
-  CHILD_WAIT        /* restart backoff running */
+enum slot_state {
+  S_DOWN = 0,       /* no usable child: starting again, killed, closing */
+  S_IDLE,
+  S_BUSY
 };
 
-enum timer_kind { T_NONE = 0, T_DEADLINE, T_EOF, T_RESTART, T_KILL };
-
-struct job;
-
-struct linebuf {
-  char *buf;
-  size_t len, cap;
+struct job {
+  struct kcld_job base;
+  struct lambda_handler *h;
+  char *line;
+  size_t len;
+  struct job *next;       /* the wait queue */
 };
 
 struct lambda_handler;
 
-struct child {
+struct slot {
   struct lambda_handler *h;
-  int index;
-  enum child_state state;
-  uv_process_t proc;
-  uv_pipe_t in, out, err;
-  uv_timer_t timer;
-  enum timer_kind timer_kind;
-  int handles;            /* this incarnation's open handles */
-  int exited, out_eof, killed;
-  int spawn_failed;       /* the last spawn failed (WAIT retries it) */
-  int64_t exit_status;
-  int term_signal;
-  unsigned backoff_step;
-  char pid[16];
+  char tag[16];
+  struct kcld_child *child;
+  enum slot_state state;
+  uv_timer_t deadline;
   struct job *job;
-  struct linebuf outl, errl;
-  char rbuf[READ_CHUNK];
-};
-
-struct job {
-  uv_work_t work;
-  struct lambda_handler *h;
-  struct kcld_handler_batch batch;
-  kcld_handler_done_cb done;
-  void *arg;
-  char *line;
-  size_t len;
-  struct job *next;
-};
-
-struct wreq {
-  uv_write_t req;
-  char *line;
+  uint64_t job_end;       /* stdin offset just past the job's event */
+  int timer_open;         /* deadline initialized, not yet closed */
+  int answered;           /* this child has answered a batch */
+  int unavailable;        /* its last start failed, or it ended having
+                             read nothing */
 };
 
 struct lambda_handler {
   struct kcld_handler base;
   uv_loop_t *loop;
-  char **argv;
-  size_t argc;
-  char **envp;            /* kcld's environment + KCLD_HANDLER_TIMEOUT_MS */
   char *cmdline;          /* for messages */
   int64_t timeout_ms;
   char *region;
   char *stream_arn;
-  struct child *children;
-  int nchildren;
+  struct slot *slots;
+  int nslots;
   struct job *qhead, *qtail;
+  struct kcld_jobs building;
   int closing;
-  int open_handles;       /* every uv handle not yet closed */
+  int killed;
+  int open;               /* slot timers and children not yet closed */
   struct kcld_lambda_stats stats;
 };
 
+static const struct kcld_child_msgs s_msgs = {
+  .stderr_line = "lambda handler: child stderr",
+  .term = "lambda handler: child did not exit after its stdin closed; "
+          "sending SIGTERM",
+  .kill = "lambda handler: child did not exit; killing it",
+  .write_failed = "lambda handler: cannot write to the child",
+};
+
 static void dispatch(struct lambda_handler *h);
-static int spawn_child(struct child *c);
-static void on_timer(uv_timer_t *t);
 
 static void maybe_free(struct lambda_handler *h)
 {
-  if (!h->closing || h->open_handles > 0)
+  if (!h->closing || h->open > 0)
     return;
-  for (int i = 0; i < h->nchildren; i++) {
-    free(h->children[i].outl.buf);
-    free(h->children[i].errl.buf);
-  }
-  for (size_t i = 0; i < h->argc; i++)
-    free(h->argv[i]);
-  free(h->argv);
-  for (size_t i = 0; h->envp && h->envp[i]; i++)
-    free(h->envp[i]);
-  free(h->envp);
   free(h->cmdline);
   free(h->region);
   free(h->stream_arn);
-  free(h->children);
+  free(h->slots);
   free(h);
 }
 
-static void on_closed(uv_handle_t *handle)
+static void on_slot_closed(void *arg)
 {
-  struct child *c = handle->data;
-  struct lambda_handler *h = c->h;
-
-  if (handle != (uv_handle_t *)&c->timer)
-    c->handles--;
-  h->open_handles--;
+  struct slot *s = arg;
+  struct lambda_handler *h = s->h;
+  h->open--;
   maybe_free(h);
 }
 
-static void close_handle(uv_handle_t *handle)
+static void on_timer_closed(uv_handle_t *t)
 {
-  if (!uv_is_closing(handle))
-    uv_close(handle, on_closed);
+  on_slot_closed(t->data);
 }
 
-static void timer_set(struct child *c, enum timer_kind kind, int64_t ms)
+static void job_clean_up(struct kcld_job *base)
 {
-  c->timer_kind = kind;
-  uv_timer_start(&c->timer, on_timer, (uint64_t)(ms > 0 ? ms : 0), 0);
+  free(((struct job *)base)->line);
 }
 
-/* Answers the child's job (if any) with `res`. */
-static void answer(struct child *c, const struct kcld_handler_result *res)
+/* Answers the slot's job (if any) with `res`. */
+static void answer(struct slot *s, const struct kcld_handler_result *res)
 {
-  struct job *j = c->job;
+  struct job *j = s->job;
   if (!j)
     return;
-  c->job = NULL;
-  if (c->timer_kind == T_DEADLINE) {
-    uv_timer_stop(&c->timer);
-    c->timer_kind = T_NONE;
-  }
-  j->done(res, j->arg);
-  free(j->line);
-  free(j);
+  s->job = NULL;
+  uv_timer_stop(&s->deadline);
+  kcld_job_answer(&j->base, res);
 }
 
-static void fail_job(struct job *j, const char *type, const char *msg)
+static void answer_failed(struct slot *s, enum kcld_handler_failure_class cls,
+                          const char *type, const char *msg)
 {
   struct kcld_handler_result res = {.status = KCLD_HANDLER_FAILED,
+                                    .failure_class = cls,
                                     .error_type = type,
                                     .error_message = msg};
-  j->done(&res, j->arg);
-  free(j->line);
-  free(j);
+  answer(s, &res);
 }
 
-/* Kills the child's process (SIGKILL); its exit finishes the incarnation. */
-static void kill_child(struct child *c, const char *why)
+/* Kills the slot's child; its exit follows (exited). */
+static void kill_slot(struct slot *s, const char *why)
 {
-  if (c->state != CHILD_IDLE && c->state != CHILD_BUSY)
+  if (s->state == S_DOWN)
     return;
   kcld_log(KCLD_LOG_WARN, "lambda handler: killing the child", "command",
-           c->h->cmdline, "pid", c->pid, "reason", why, NULL);
-  c->state = CHILD_DYING;
-  c->killed = 1;
-  if (!c->exited)
-    uv_process_kill(&c->proc, SIGKILL);
+           s->h->cmdline, "pid", kcld_child_pid(s->child), "reason", why,
+           NULL);
+  s->state = S_DOWN;
+  kcld_child_kill(s->child);
 }
 
-/* A NUL-terminated copy of s[0..n) (s need not be terminated). */
-static char *dupn(const char *s, size_t n)
+/* When no slot can serve (every child failed to start, or ended having
+ * read nothing), queued batches fail now as an infrastructure failure
+ * rather than wait for a command that cannot run. */
+static void fail_queue_if_hopeless(struct lambda_handler *h)
 {
-  char *d = malloc(n + 1);
-  if (d) {
-    memcpy(d, s, n);
-    d[n] = '\0';
+  for (int i = 0; i < h->nslots; i++)
+    if (h->slots[i].state != S_DOWN || !h->slots[i].unavailable)
+      return;
+  while (h->qhead) {
+    struct job *j = h->qhead;
+    h->qhead = j->next;
+    kcld_job_fail(&j->base, KCLD_HANDLER_INFRA, "HandlerUnavailable",
+                  "the handler command cannot be run");
   }
-  return d;
+  h->qtail = NULL;
 }
 
-static void log_stderr_line(struct child *c, const char *s, size_t n)
+static void on_deadline(uv_timer_t *t)
 {
-  char *line = dupn(s, n);
-  if (!line)
+  struct slot *s = t->data;
+  if (!s->job)
     return;
-  kcld_log(KCLD_LOG_INFO, "lambda handler: child stderr", "pid", c->pid,
-           "line", line, NULL);
-  free(line);
-}
-
-static void flush_stderr(struct child *c)
-{
-  if (c->errl.len)
-    log_stderr_line(c, c->errl.buf, c->errl.len);
-  c->errl.len = 0;
-}
-
-static int64_t backoff_ms(struct child *c)
-{
-  static const struct kcld_backoff restart = {BACKOFF_BASE_MS, BACKOFF_MAX_MS,
-                                              KCLD_BACKOFF_NONE};
-  int64_t ms = (int64_t)kcld_backoff_delay_ms(&restart, c->backoff_step + 1,
-                                              0);
-  if (c->backoff_step < 16)
-    c->backoff_step++;
-  return ms;
-}
-
-/* The process is gone and stdout drained (or given up on): fail its job,
- * close its handles and schedule the restart. */
-static void finish_incarnation(struct child *c)
-{
-  struct lambda_handler *h = c->h;
-  char why[128];
-
-  if (c->timer_kind == T_EOF || c->timer_kind == T_KILL ||
-      c->timer_kind == T_DEADLINE) {
-    uv_timer_stop(&c->timer);
-    c->timer_kind = T_NONE;
-  }
-  flush_stderr(c);
-  c->outl.len = 0;
-  if (c->term_signal)
-    snprintf(why, sizeof(why), "the handler process was killed by signal %d",
-             c->term_signal);
+  s->h->stats.timeouts++;
+  if (kcld_child_consumed(s->child) >= s->job_end)
+    answer_failed(s, KCLD_HANDLER_RECORD, "HandlerTimeout",
+                  "the batch outlived handler.timeout");
   else
-    snprintf(why, sizeof(why), "the handler process exited with status %lld",
-             (long long)c->exit_status);
-  if (!c->killed && !h->closing) {
-    h->stats.crashed++;
-    kcld_log(KCLD_LOG_ERROR, "lambda handler: child exited", "command",
-             h->cmdline, "pid", c->pid, "reason", why, NULL);
-  }
-  if (c->job) {
-    struct kcld_handler_result res = {.status = KCLD_HANDLER_FAILED,
-                                      .error_type = "HandlerCrashed",
-                                      .error_message = why};
-    answer(c, &res);
-  }
-  close_handle((uv_handle_t *)&c->proc);
-  close_handle((uv_handle_t *)&c->in);
-  close_handle((uv_handle_t *)&c->out);
-  close_handle((uv_handle_t *)&c->err);
-  if (h->closing) {
-    c->state = CHILD_DOWN;
-    close_handle((uv_handle_t *)&c->timer);
-    return;
-  }
-  c->state = CHILD_WAIT;
-  timer_set(c, T_RESTART, backoff_ms(c));
+    answer_failed(s, KCLD_HANDLER_INFRA, "HandlerUnavailable",
+                  "the handler did not read the batch within "
+                  "handler.timeout");
+  kill_slot(s, "handler.timeout passed");
 }
 
-static void maybe_finish(struct child *c)
+/* A line on stdout that is not an answer to a pending batch. */
+static void garbage(struct slot *s, const char *line, size_t n,
+                    const char *why)
 {
-  if (c->exited && c->out_eof)
-    finish_incarnation(c);
+  struct lambda_handler *h = s->h;
+  char text[301];
+
+  snprintf(text, sizeof(text), "%.*s", (int)(n < 300 ? n : 300), line);
+  h->stats.garbage++;
+  kcld_log(KCLD_LOG_ERROR,
+           s->job ? "lambda handler: the child's answer is not a protocol "
+                    "answer (stdout is for answers; log to stderr)"
+                  : "lambda handler: the child printed with no batch "
+                    "pending (stdout is for answers; log to stderr)",
+           "pid", kcld_child_pid(s->child), "line", text, NULL);
+  if (s->job)
+    answer_failed(s, KCLD_HANDLER_RECORD, "HandlerMalformedAnswer", why);
+  kill_slot(s, "garbage on stdout");
 }
 
-static void on_exit_cb(uv_process_t *proc, int64_t status, int term_signal)
+static void on_line(void *arg, const char *line, size_t n, int too_long)
 {
-  struct child *c = proc->data;
-  c->exited = 1;
-  c->exit_status = status;
-  c->term_signal = term_signal;
-  if (c->state == CHILD_IDLE || c->state == CHILD_BUSY)
-    c->state = CHILD_DYING;
-  if (!c->out_eof) {
-    /* A grandchild may hold stdout open: do not wait for EOF forever. */
-    timer_set(c, T_EOF, EOF_GRACE_MS);
-    return;
-  }
-  finish_incarnation(c);
-}
-
-static void on_line(struct child *c, char *s, size_t n)
-{
-  struct lambda_handler *h = c->h;
+  struct slot *s = arg;
+  struct lambda_handler *h = s->h;
   struct kcld_lambda_answer a;
   size_t k;
 
-  while (n > 0 && (s[n - 1] == '\r' || s[n - 1] == ' ' || s[n - 1] == '\t'))
+  if (s->state == S_DOWN)
+    return; /* being killed: the rest is noise */
+  if (too_long) {
+    h->stats.garbage++;
+    if (s->job)
+      answer_failed(s, KCLD_HANDLER_RECORD, "HandlerMalformedAnswer",
+                    "the handler's answer line is too long");
+    kill_slot(s, "answer line too long");
+    return;
+  }
+  while (n > 0 && (line[n - 1] == ' ' || line[n - 1] == '\t' ||
+                   line[n - 1] == '\r'))
     n--;
-  for (k = 0; k < n && (s[k] == ' ' || s[k] == '\t'); k++)
+  for (k = 0; k < n && (line[k] == ' ' || line[k] == '\t'); k++)
     ;
   if (k == n)
     return; /* blank */
-  if (c->state != CHILD_BUSY && c->state != CHILD_IDLE)
-    return; /* being killed: the rest is noise */
-  if (!c->job || kcld_lambda_answer_parse(s, n, &c->job->batch, &a) != 0) {
-    char *text = dupn(s, n < 300 ? n : 300);
-    h->stats.garbage++;
-    kcld_log(KCLD_LOG_ERROR,
-             c->job ? "lambda handler: the child's answer is not a protocol "
-                      "answer (stdout is for answers; log to stderr)"
-                    : "lambda handler: the child printed with no batch "
-                      "pending (stdout is for answers; log to stderr)",
-             "pid", c->pid, "line", text, NULL);
-    free(text);
-    if (c->job) {
-      struct kcld_handler_result res = {
-        .status = KCLD_HANDLER_FAILED,
-        .error_type = "HandlerMalformedAnswer",
-        .error_message = "the handler printed a line that is not a "
-                         "protocol answer"};
-      answer(c, &res);
-    }
-    kill_child(c, "garbage on stdout");
+  if (!s->job ||
+      kcld_lambda_answer_parse(line, n, &s->job->base.batch, &a) != 0) {
+    garbage(s, line, n, "the handler printed a line that is not a "
+                        "protocol answer");
     return;
   }
   struct kcld_handler_result res = {
@@ -543,293 +441,114 @@ static void on_line(struct child *c, char *s, size_t n)
     .first_failed = a.first_failed,
     .error_type = a.error_type[0] ? a.error_type : NULL,
     .error_message = a.error_message[0] ? a.error_message : NULL};
-  c->backoff_step = 0;
-  c->state = CHILD_IDLE;
-  answer(c, &res);
+  kcld_child_backoff_reset(s->child);
+  s->answered = 1;
+  s->state = S_IDLE;
+  answer(s, &res);
   dispatch(h);
 }
 
-static void alloc_cb(uv_handle_t *handle, size_t hint, uv_buf_t *buf)
+static void on_started(void *arg)
 {
-  struct child *c = handle->data;
-  (void)hint;
-  buf->base = c->rbuf;
-  buf->len = sizeof(c->rbuf);
+  struct slot *s = arg;
+  struct lambda_handler *h = s->h;
+  h->stats.spawned++;
+  s->state = S_IDLE;
+  s->answered = 0;
+  kcld_log(KCLD_LOG_INFO, "lambda handler: child started", "command",
+           h->cmdline, "pid", kcld_child_pid(s->child), NULL);
+  dispatch(h);
 }
 
-static int lb_append(struct linebuf *l, const char *s, size_t n)
+static void on_exited(void *arg, const struct kcld_child_exit *e)
 {
-  if (l->len + n > l->cap) {
-    size_t cap = l->cap ? l->cap : 4096;
-    while (cap < l->len + n)
-      cap *= 2;
-    char *nb = realloc(l->buf, cap);
-    if (!nb)
-      return -1;
-    l->buf = nb;
-    l->cap = cap;
-  }
-  memcpy(l->buf + l->len, s, n);
-  l->len += n;
-  return 0;
-}
+  struct slot *s = arg;
+  struct lambda_handler *h = s->h;
+  char why[160];
 
-static void on_out(uv_stream_t *stream, ssize_t nread, const uv_buf_t *buf)
-{
-  struct child *c = stream->data;
-  const char *p = buf->base, *end = buf->base + (nread > 0 ? nread : 0);
-
-  if (nread < 0) {
-    uv_read_stop(stream);
-    c->out_eof = 1;
-    if (c->exited)
-      finish_incarnation(c);
-    return;
-  }
-  while (p < end) {
-    const char *nl = memchr(p, '\n', (size_t)(end - p));
-    size_t n = (size_t)((nl ? nl : end) - p);
-    if (c->outl.len + n > MAX_ANSWER_BYTES || lb_append(&c->outl, p, n)) {
-      c->outl.len = 0;
-      c->h->stats.garbage++;
-      if (c->job) {
-        struct kcld_handler_result res = {
-          .status = KCLD_HANDLER_FAILED,
-          .error_type = "HandlerMalformedAnswer",
-          .error_message = "the handler's answer line is too long"};
-        answer(c, &res);
-      }
-      kill_child(c, "answer line too long");
-      return;
+  s->state = S_DOWN;
+  if (e->spawn_err) {
+    kcld_log(KCLD_LOG_ERROR, "lambda handler: cannot start handler.command",
+             "command", h->cmdline, "error", e->reason, NULL);
+    s->unavailable = 1;
+  } else {
+    if (e->term_signal)
+      snprintf(why, sizeof(why),
+               "the handler process was killed by signal %d", e->term_signal);
+    else
+      snprintf(why, sizeof(why), "the handler process exited with status %"
+               PRId64, e->status);
+    if (!e->killed && !h->closing && !h->killed) {
+      h->stats.crashed++;
+      kcld_log(KCLD_LOG_ERROR, "lambda handler: child exited", "command",
+               h->cmdline, "reason", why, NULL);
     }
-    if (!nl)
-      break;
-    on_line(c, c->outl.buf, c->outl.len);
-    c->outl.len = 0;
-    p = nl + 1;
-    if (c->state != CHILD_IDLE && c->state != CHILD_BUSY)
-      return;
-  }
-}
-
-static void on_err(uv_stream_t *stream, ssize_t nread, const uv_buf_t *buf)
-{
-  struct child *c = stream->data;
-  const char *p = buf->base, *end = buf->base + (nread > 0 ? nread : 0);
-
-  if (nread < 0) {
-    uv_read_stop(stream);
-    flush_stderr(c);
-    return;
-  }
-  while (p < end) {
-    const char *nl = memchr(p, '\n', (size_t)(end - p));
-    size_t n = (size_t)((nl ? nl : end) - p);
-    if (c->errl.len + n > MAX_STDERR_LINE) {
-      flush_stderr(c);
-      if (n > MAX_STDERR_LINE)
-        n = MAX_STDERR_LINE;
-      if (!nl) {
-        log_stderr_line(c, p, n);
-        p += n;
-        continue;
-      }
+    if (s->job && e->consumed >= s->job_end) {
+      answer_failed(s, KCLD_HANDLER_RECORD, "HandlerCrashed", why);
+    } else if (s->job) {
+      strncat(why, " before it read the batch", sizeof(why) - strlen(why) - 1);
+      answer_failed(s, KCLD_HANDLER_INFRA, "HandlerUnavailable", why);
     }
-    lb_append(&c->errl, p, n);
-    if (!nl)
-      break;
-    flush_stderr(c);
-    p = nl + 1;
+    s->unavailable = !s->answered && e->consumed == 0;
   }
+  if (!h->closing && !h->killed)
+    kcld_child_respawn(s->child);
+  fail_queue_if_hopeless(h);
 }
 
-static void on_written(uv_write_t *req, int status)
+static void start_job(struct slot *s, struct job *j)
 {
-  struct wreq *w = (struct wreq *)req;
-  struct child *c = req->handle->data;
+  char *line = j->line;
 
-  free(w->line);
-  free(w);
-  if (status < 0 && status != UV_ECANCELED && c->state == CHILD_BUSY) {
-    kcld_log(KCLD_LOG_WARN, "lambda handler: cannot write to the child",
-             "pid", c->pid, "error", uv_strerror(status), NULL);
-    kill_child(c, "stdin write failed");
-  }
-}
-
-static void start_job(struct child *c, struct job *j)
-{
-  struct wreq *w = calloc(1, sizeof(*w));
-  uv_buf_t buf;
-  int rc;
-
-  c->job = j;
-  c->state = CHILD_BUSY;
-  if (!w) {
-    struct kcld_handler_result res = {.status = KCLD_HANDLER_FAILED,
-                                      .error_type = "HandlerError",
-                                      .error_message = "out of memory"};
-    c->state = CHILD_IDLE;
-    answer(c, &res);
+  j->line = NULL; /* the child module owns it now */
+  s->job = j;
+  s->state = S_BUSY;
+  if (kcld_child_write(s->child, line, j->len, &s->job_end) != 0) {
+    answer_failed(s, KCLD_HANDLER_INFRA, "HandlerUnavailable",
+                  "cannot write to the handler process");
+    kill_slot(s, "stdin write failed");
     return;
   }
-  w->line = j->line;
-  j->line = NULL;
-  buf = uv_buf_init(w->line, (unsigned)j->len);
-  if (c->h->timeout_ms > 0)
-    timer_set(c, T_DEADLINE, c->h->timeout_ms);
-  rc = uv_write(&w->req, (uv_stream_t *)&c->in, &buf, 1, on_written);
-  if (rc != 0) {
-    free(w->line);
-    free(w);
-    kcld_log(KCLD_LOG_WARN, "lambda handler: cannot write to the child",
-             "pid", c->pid, "error", uv_strerror(rc), NULL);
-    kill_child(c, "stdin write failed");
-  }
+  uv_timer_start(&s->deadline, on_deadline, (uint64_t)s->h->timeout_ms, 0);
 }
 
 static void dispatch(struct lambda_handler *h)
 {
-  for (int i = 0; i < h->nchildren && h->qhead; i++) {
-    struct child *c = &h->children[i];
-    if (c->state != CHILD_IDLE)
+  for (int i = 0; i < h->nslots && h->qhead; i++) {
+    struct slot *s = &h->slots[i];
+    if (s->state != S_IDLE)
       continue;
     struct job *j = h->qhead;
     h->qhead = j->next;
     if (!h->qhead)
       h->qtail = NULL;
     j->next = NULL;
-    start_job(c, j);
+    start_job(s, j);
   }
-}
-
-/* When no child can serve (every spawn failed), queued batches fail now
- * rather than wait for a command that cannot run. */
-static void fail_queue_if_hopeless(struct lambda_handler *h)
-{
-  for (int i = 0; i < h->nchildren; i++)
-    if (h->children[i].state != CHILD_WAIT || !h->children[i].spawn_failed)
-      return;
-  while (h->qhead) {
-    struct job *j = h->qhead;
-    h->qhead = j->next;
-    fail_job(j, "HandlerUnavailable", "the handler command cannot be run");
-  }
-  h->qtail = NULL;
-}
-
-static void on_timer(uv_timer_t *t)
-{
-  struct child *c = t->data;
-  enum timer_kind kind = c->timer_kind;
-
-  c->timer_kind = T_NONE;
-  switch (kind) {
-  case T_DEADLINE:
-    if (c->job) {
-      struct kcld_handler_result res = {
-        .status = KCLD_HANDLER_FAILED,
-        .error_type = "HandlerTimeout",
-        .error_message = "the batch outlived handler.timeout"};
-      c->h->stats.timeouts++;
-      answer(c, &res);
-      kill_child(c, "handler.timeout passed");
-    }
-    break;
-  case T_EOF:
-    c->out_eof = 1;
-    uv_read_stop((uv_stream_t *)&c->out);
-    maybe_finish(c);
-    break;
-  case T_RESTART:
-    if (spawn_child(c) != 0) {
-      c->state = CHILD_WAIT;
-      c->spawn_failed = 1;
-      timer_set(c, T_RESTART, backoff_ms(c));
-      fail_queue_if_hopeless(c->h);
-    } else {
-      dispatch(c->h);
-    }
-    break;
-  case T_KILL:
-    if (!c->exited)
-      uv_process_kill(&c->proc, SIGKILL);
-    break;
-  case T_NONE:
-    break;
-  }
-}
-
-/* Starts a new incarnation of c.  Returns 0 or a uv error (logged). */
-static int spawn_child(struct child *c)
-{
-  struct lambda_handler *h = c->h;
-  uv_process_options_t opt;
-  uv_stdio_container_t stdio[3];
-  int rc;
-
-  if (c->handles > 0) {
-    /* The previous incarnation's handles are still closing. */
-    c->state = CHILD_WAIT;
-    timer_set(c, T_RESTART, 10);
-    return 0;
-  }
-  memset(&opt, 0, sizeof(opt));
-  c->exited = c->out_eof = c->killed = 0;
-  c->exit_status = 0;
-  c->term_signal = 0;
-  c->outl.len = c->errl.len = 0;
-  uv_pipe_init(h->loop, &c->in, 0);
-  uv_pipe_init(h->loop, &c->out, 0);
-  uv_pipe_init(h->loop, &c->err, 0);
-  c->in.data = c->out.data = c->err.data = c->proc.data = c;
-  c->handles += 4;          /* three pipes, and the process below */
-  h->open_handles += 4;
-  stdio[0].flags = UV_CREATE_PIPE | UV_READABLE_PIPE;
-  stdio[0].data.stream = (uv_stream_t *)&c->in;
-  stdio[1].flags = UV_CREATE_PIPE | UV_WRITABLE_PIPE;
-  stdio[1].data.stream = (uv_stream_t *)&c->out;
-  stdio[2].flags = UV_CREATE_PIPE | UV_WRITABLE_PIPE;
-  stdio[2].data.stream = (uv_stream_t *)&c->err;
-  opt.file = h->argv[0];
-  opt.args = h->argv;
-  opt.env = h->envp;
-  opt.exit_cb = on_exit_cb;
-  opt.stdio = stdio;
-  opt.stdio_count = 3;
-  rc = uv_spawn(h->loop, &c->proc, &opt);
-  if (rc != 0) {
-    kcld_log(KCLD_LOG_ERROR, "lambda handler: cannot start handler.command",
-             "command", h->cmdline, "error", uv_strerror(rc), NULL);
-    /* uv_spawn initialised the process handle: it must be closed too. */
-    close_handle((uv_handle_t *)&c->proc);
-    close_handle((uv_handle_t *)&c->in);
-    close_handle((uv_handle_t *)&c->out);
-    close_handle((uv_handle_t *)&c->err);
-    return rc;
-  }
-  c->spawn_failed = 0;
-  snprintf(c->pid, sizeof(c->pid), "%d", c->proc.pid);
-  uv_read_start((uv_stream_t *)&c->out, alloc_cb, on_out);
-  uv_read_start((uv_stream_t *)&c->err, alloc_cb, on_err);
-  h->stats.spawned++;
-  c->state = CHILD_IDLE;
-  kcld_log(KCLD_LOG_INFO, "lambda handler: child started", "command",
-           h->cmdline, "pid", c->pid, NULL);
-  return 0;
 }
 
 /* ======== The handler ======== */
 
-static void built_cb(uv_work_t *w, int status)
+static void build_cb(struct kcld_job *base)
 {
-  struct job *j = w->data;
+  struct job *j = (struct job *)base;
+  j->line = kcld_lambda_event_build(&base->batch, j->h->region,
+                                    j->h->stream_arn, &j->len);
+}
+
+static void built_cb(struct kcld_job *base)
+{
+  struct job *j = (struct job *)base;
   struct lambda_handler *h = j->h;
 
-  if (status == UV_ECANCELED || !j->line) {
-    fail_job(j, "HandlerError", status == UV_ECANCELED
-                                  ? "the batch was cancelled"
-                                  : "out of memory building the event");
+  if (!j->line) {
+    kcld_job_fail(base, KCLD_HANDLER_INFRA, "HandlerError",
+                  "out of memory building the event");
+    return;
+  }
+  if (h->killed || h->closing) {
+    kcld_job_fail(base, KCLD_HANDLER_INFRA, "HandlerCanceled",
+                  "the handler was killed");
     return;
   }
   if (h->qtail)
@@ -841,13 +560,6 @@ static void built_cb(uv_work_t *w, int status)
   fail_queue_if_hopeless(h);
 }
 
-static void build_cb(uv_work_t *w)
-{
-  struct job *j = w->data;
-  j->line = kcld_lambda_event_build(&j->batch, j->h->region,
-                                    j->h->stream_arn, &j->len);
-}
-
 static int process(struct kcld_handler *base,
                    const struct kcld_handler_batch *b,
                    kcld_handler_done_cb done, void *arg)
@@ -855,21 +567,50 @@ static int process(struct kcld_handler *base,
   struct lambda_handler *h = (struct lambda_handler *)base;
   struct job *j;
 
-  if (h->closing)
+  if (h->closing || h->killed)
     return KCLD_ECANCELED;
-  j = calloc(1, sizeof(*j));
+  j = kcld_job_new(sizeof(*j), b, done, arg);
   if (!j)
     return KCLD_ENOMEM;
   j->h = h;
-  j->batch = *b;
-  j->done = done;
-  j->arg = arg;
-  j->work.data = j;
-  if (uv_queue_work(h->loop, &j->work, build_cb, built_cb) != 0) {
-    free(j);
+  j->base.clean_up = job_clean_up;
+  if (kcld_job_queue(h->loop, &h->building, &j->base, build_cb,
+                     built_cb) != 0) {
+    kcld_job_free(&j->base);
     return KCLD_EIO;
   }
   return 0;
+}
+
+static void fail_queue(struct lambda_handler *h, const char *type,
+                       const char *msg)
+{
+  while (h->qhead) {
+    struct job *j = h->qhead;
+    h->qhead = j->next;
+    kcld_job_fail(&j->base, KCLD_HANDLER_INFRA, type, msg);
+  }
+  h->qtail = NULL;
+}
+
+static void kill_handler(struct kcld_handler *base)
+{
+  struct lambda_handler *h = (struct lambda_handler *)base;
+
+  h->killed = 1;
+  kcld_job_cancel_all(&h->building);
+  fail_queue(h, "HandlerCanceled", "the handler was killed");
+  for (int i = 0; i < h->nslots; i++) {
+    struct slot *s = &h->slots[i];
+    answer_failed(s, KCLD_HANDLER_INFRA, "HandlerCanceled",
+                  "the handler was killed");
+    s->state = S_DOWN;
+    if (!s->child)
+      continue;
+    kcld_child_kill(s->child);
+    kcld_child_close(s->child); /* no restart: the slot is done */
+    s->child = NULL;
+  }
 }
 
 static void destroy(struct kcld_handler *base)
@@ -877,31 +618,21 @@ static void destroy(struct kcld_handler *base)
   struct lambda_handler *h = (struct lambda_handler *)base;
 
   h->closing = 1;
-  while (h->qhead) { /* not expected: destroy comes with nothing in flight */
-    struct job *j = h->qhead;
-    h->qhead = j->next;
-    fail_job(j, "HandlerShutdown", "the handler is shutting down");
-  }
-  h->qtail = NULL;
-  for (int i = 0; i < h->nchildren; i++) {
-    struct child *c = &h->children[i];
-    switch (c->state) {
-    case CHILD_IDLE:
-    case CHILD_BUSY:
-      /* EOF on stdin asks the adapter to exit; SIGKILL after a grace. */
-      close_handle((uv_handle_t *)&c->in);
-      c->state = CHILD_DYING;
-      c->killed = 1;
-      timer_set(c, T_KILL, SHUTDOWN_GRACE_MS);
-      break;
-    case CHILD_DYING:
-      break; /* finish_incarnation closes the timer */
-    case CHILD_WAIT:
-    case CHILD_DOWN:
-      uv_timer_stop(&c->timer);
-      c->state = CHILD_DOWN;
-      close_handle((uv_handle_t *)&c->timer);
-      break;
+  /* Not expected: destroy comes with nothing in flight. */
+  fail_queue(h, "HandlerShutdown", "the handler is shutting down");
+  for (int i = 0; h->slots && i < h->nslots; i++) {
+    struct slot *s = &h->slots[i];
+    answer_failed(s, KCLD_HANDLER_INFRA, "HandlerShutdown",
+                  "the handler is shutting down");
+    if (s->timer_open) {
+      s->timer_open = 0;
+      uv_timer_stop(&s->deadline);
+      uv_close((uv_handle_t *)&s->deadline, on_timer_closed);
+    }
+    if (s->child) {
+      /* EOF on stdin asks the adapter to exit. */
+      kcld_child_stop(s->child, SHUTDOWN_GRACE_MS);
+      kcld_child_close(s->child);
     }
   }
   maybe_free(h);
@@ -910,6 +641,7 @@ static void destroy(struct kcld_handler *base)
 static const struct kcld_handler_ops s_ops = {
   .name = "lambda",
   .process = process,
+  .kill = kill_handler,
   .destroy = destroy,
 };
 
@@ -920,54 +652,60 @@ void kcld_handler_lambda_stats(const struct kcld_handler *base,
   *out = h->stats;
 }
 
-/* A copy of the environment with KCLD_HANDLER_TIMEOUT_MS set (the adapter's
- * context.get_remaining_time_in_millis() counts down from it).  NULL when
- * out of memory. */
-static char **make_env(int64_t timeout_ms)
+/* The slots' children: handler.command with KCLD_HANDLER_TIMEOUT_MS in the
+ * environment (the adapter's context.get_remaining_time_in_millis() counts
+ * down from it). */
+static int open_slots(struct lambda_handler *h,
+                      const struct kcld_config *cfg)
 {
-  size_t n = 0, k = 0;
-  char **envp;
+  const struct kcld_config_handler_cfg *hc = &cfg->handler;
+  char timeout[64];
+  const char *env[] = {timeout, NULL};
+  struct kcld_child_opts o;
+  int rc;
 
-  while (environ && environ[n])
-    n++;
-  envp = calloc(n + 2, sizeof(*envp));
-  if (!envp)
-    return NULL;
-  for (size_t i = 0; i < n; i++) {
-    if (strncmp(environ[i], "KCLD_HANDLER_TIMEOUT_MS=", 24) == 0)
-      continue;
-    if (!(envp[k++] = strdup(environ[i])))
-      goto fail;
+  snprintf(timeout, sizeof(timeout), "KCLD_HANDLER_TIMEOUT_MS=%" PRId64,
+           hc->timeout_ms);
+  memset(&o, 0, sizeof(o));
+  o.loop = h->loop;
+  o.argv = (const char *const *)hc->command.items;
+  o.env_add = env;
+  o.tag_key = "child";
+  o.msgs = &s_msgs;
+  o.max_line = MAX_ANSWER_BYTES;
+  o.backoff_base_ms = (uint64_t)cfg->retry.backoff_base_ms;
+  o.backoff_max_ms = (uint64_t)cfg->retry.backoff_max_ms;
+  o.cbs.started = on_started;
+  o.cbs.line = on_line;
+  o.cbs.exited = on_exited;
+  o.cbs.closed = on_slot_closed;
+  for (int i = 0; i < h->nslots; i++) {
+    struct slot *s = &h->slots[i];
+    s->h = h;
+    snprintf(s->tag, sizeof(s->tag), "%d", i);
+    uv_timer_init(h->loop, &s->deadline);
+    s->deadline.data = s;
+    s->timer_open = 1;
+    h->open++;
+    o.tag = s->tag;
+    o.arg = s;
+    if ((rc = kcld_child_new(&o, &s->child)) != 0)
+      return rc;
+    h->open++;
   }
-  if (asprintf(&envp[k], "KCLD_HANDLER_TIMEOUT_MS=%lld",
-               (long long)timeout_ms) < 0) {
-    envp[k] = NULL;
-    goto fail;
-  }
-  return envp;
-
-fail:
-  for (size_t i = 0; envp[i]; i++)
-    free(envp[i]);
-  free(envp);
-  return NULL;
-}
-
-/* 1 when argv0 names an executable file, directly or through $PATH. */
-static int runnable(const char *argv0)
-{
-  const char *path = getenv("PATH");
-  char buf[4096];
-
-  if (strchr(argv0, '/'))
-    return access(argv0, X_OK) == 0;
-  while (path && *path) {
-    const char *colon = strchr(path, ':');
-    size_t n = colon ? (size_t)(colon - path) : strlen(path);
-    snprintf(buf, sizeof(buf), "%.*s/%s", (int)n, n ? path : ".", argv0);
-    if (access(buf, X_OK) == 0)
-      return 1;
-    path = colon ? colon + 1 : NULL;
+  for (int i = 0; i < h->nslots; i++) {
+    struct slot *s = &h->slots[i];
+    if (kcld_child_spawn(s->child) != 0) {
+      kcld_log(KCLD_LOG_ERROR,
+               "lambda handler: handler.command is not an executable file",
+               "command", hc->command.items[0], "error",
+               kcld_child_spawn_error(s->child), NULL);
+      return KCLD_ECONFIG;
+    }
+    h->stats.spawned++;
+    s->state = S_IDLE;
+    kcld_log(KCLD_LOG_INFO, "lambda handler: child started", "command",
+             h->cmdline, "pid", kcld_child_pid(s->child), NULL);
   }
   return 0;
 }
@@ -979,16 +717,10 @@ int kcld_handler_lambda_new(const struct kcld_handler_env *env,
   struct lambda_handler *h;
   size_t cmdlen = 1;
   const char *arn = env->stream_arn ? env->stream_arn : "";
+  int rc;
 
   if (hc->command.len == 0) {
     kcld_log(KCLD_LOG_ERROR, "lambda handler: handler.command is empty",
-             NULL);
-    return KCLD_ECONFIG;
-  }
-  if (!runnable(hc->command.items[0])) {
-    kcld_log(KCLD_LOG_ERROR,
-             "lambda handler: handler.command is not an executable file",
-             "command", hc->command.items[0], "error", strerror(errno),
              NULL);
     return KCLD_ECONFIG;
   }
@@ -1002,46 +734,26 @@ int kcld_handler_lambda_new(const struct kcld_handler_env *env,
     arn = env->cfg->stream;
   h->region = strdup(env->region ? env->region : "");
   h->stream_arn = strdup(arn);
-  h->nchildren = hc->concurrency > 0 ? hc->concurrency : 1;
-  h->children = calloc((size_t)h->nchildren, sizeof(*h->children));
-  h->argv = calloc(hc->command.len + 1, sizeof(char *));
-  for (size_t i = 0; h->argv && i < hc->command.len; i++)
+  h->nslots = hc->concurrency;
+  h->slots = calloc((size_t)h->nslots, sizeof(*h->slots));
+  for (size_t i = 0; i < hc->command.len; i++)
     cmdlen += strlen(hc->command.items[i]) + 1;
   h->cmdline = calloc(1, cmdlen);
-  h->envp = make_env(hc->timeout_ms);
-  if (!h->region || !h->stream_arn || !h->children || !h->argv ||
-      !h->cmdline || !h->envp) {
-    h->closing = 1;
-    maybe_free(h);
-    return KCLD_ENOMEM;
-  }
+  rc = KCLD_ENOMEM;
+  if (!h->region || !h->stream_arn || !h->slots || !h->cmdline)
+    goto fail;
   for (size_t i = 0; i < hc->command.len; i++) {
-    h->argv[i] = strdup(hc->command.items[i]);
-    if (!h->argv[i]) {
-      h->closing = 1;
-      maybe_free(h);
-      return KCLD_ENOMEM;
-    }
-    h->argc++;
     if (i)
       strcat(h->cmdline, " ");
-    strcat(h->cmdline, h->argv[i]);
+    strcat(h->cmdline, hc->command.items[i]);
   }
-  for (int i = 0; i < h->nchildren; i++) {
-    struct child *c = &h->children[i];
-    c->h = h;
-    c->index = i;
-    uv_timer_init(h->loop, &c->timer);
-    c->timer.data = c;
-    h->open_handles++;
-  }
-  for (int i = 0; i < h->nchildren; i++) {
-    if (spawn_child(&h->children[i]) != 0) {
-      /* Frees itself once the loop has closed the handles. */
-      destroy(&h->base);
-      return KCLD_ECONFIG;
-    }
-  }
+  if ((rc = open_slots(h, env->cfg)) != 0)
+    goto fail;
   *out = &h->base;
   return 0;
+
+fail:
+  /* Frees itself once the loop has closed what was opened. */
+  destroy(&h->base);
+  return rc;
 }

@@ -225,12 +225,14 @@ static void test_success_and_partial(void **state)
   const char *part[] = {"a", "bad-1", "c", "bad-2", "d"};
   run(&f.loop, f.h, &c, part, 5);
   assert_int_equal(c.res.status, KCLD_HANDLER_PARTIAL);
+  assert_int_equal(c.res.failure_class, KCLD_HANDLER_RECORD);
   assert_int_equal(c.res.first_failed, 1);
   assert_string_equal(c.type, "BatchItemFailures");
 
   const char *err[] = {"a", "error"};
   run(&f.loop, f.h, &c, err, 2);
   assert_int_equal(c.res.status, KCLD_HANDLER_FAILED);
+  assert_int_equal(c.res.failure_class, KCLD_HANDLER_RECORD);
   assert_string_equal(c.type, "ValueError");
   assert_string_equal(c.msg, "boom");
 
@@ -260,6 +262,7 @@ static void test_garbage_restarts(void **state)
   const char *g[] = {"a", "garbage"};
   run(&f.loop, f.h, &c, g, 2);
   assert_int_equal(c.res.status, KCLD_HANDLER_FAILED);
+  assert_int_equal(c.res.failure_class, KCLD_HANDLER_RECORD);
   assert_string_equal(c.type, "HandlerMalformedAnswer");
   /* The next batch waits for the restarted child and succeeds. */
   const char *ok[] = {"a"};
@@ -313,6 +316,8 @@ static void test_crash_restarts(void **state)
   const char *crash[] = {"a", "crash"};
   run(&f.loop, f.h, &c, crash, 2);
   assert_int_equal(c.res.status, KCLD_HANDLER_FAILED);
+  /* It read the batch, then died: the handler's verdict on the data. */
+  assert_int_equal(c.res.failure_class, KCLD_HANDLER_RECORD);
   assert_string_equal(c.type, "HandlerCrashed");
   assert_string_equal(c.msg, "the handler process exited with status 3");
   const char *ok[] = {"a", "b"};
@@ -330,8 +335,8 @@ static void test_crash_restarts(void **state)
 }
 
 /* The command vanishes while its child is down: queued batches fail as
- * HandlerUnavailable instead of waiting; once it is back, batches are
- * served again. */
+ * HandlerUnavailable (an infrastructure failure) instead of waiting; once
+ * it is back, batches are served again. */
 static void test_command_vanishes(void **state)
 {
   char dir[] = "/tmp/kcld-lambda-XXXXXX", script[128], moved[128];
@@ -360,6 +365,7 @@ static void test_command_vanishes(void **state)
   const char *ok[] = {"a"};
   run(&f.loop, f.h, &c, ok, 1);
   assert_int_equal(c.res.status, KCLD_HANDLER_FAILED);
+  assert_int_equal(c.res.failure_class, KCLD_HANDLER_INFRA);
   assert_string_equal(c.type, "HandlerUnavailable");
   assert_int_equal(rename(moved, script), 0);
   /* The restart is retried with backoff; the next batch waits for it. */
@@ -381,12 +387,17 @@ static void test_timeout(void **state)
   unsigned long long t0;
   (void)state;
 
-  open_lambda(&f, py("tests/processors/lambda_test.py", NULL),
+  /* A shell child (python may take over a second to start under pyenv):
+   * it answers null, and hangs after reading a batch with "hang". */
+  open_lambda(&f, "[sh, -c, \"while read -r l; do case \\\"$l\\\" in "
+              "*aGFuZw==*) exec sleep 1000;; esac; echo null; done\"]",
               "  timeout: 1s\n");
   const char *hang[] = {"hang"};
   t0 = kcld_test_now_ms();
   run(&f.loop, f.h, &c, hang, 1);
   assert_int_equal(c.res.status, KCLD_HANDLER_FAILED);
+  /* It read the batch, then hung: the records' failure. */
+  assert_int_equal(c.res.failure_class, KCLD_HANDLER_RECORD);
   assert_string_equal(c.type, "HandlerTimeout");
   assert_true(kcld_test_now_ms() - t0 >= 1000);
   assert_true(kcld_test_now_ms() - t0 < 5000);
@@ -397,6 +408,116 @@ static void test_timeout(void **state)
   assert_int_equal(s.timeouts, 1);
   assert_int_equal(s.spawned, 2);
   close_lambda(&f);
+}
+
+/* A child that dies before it has read its batch (the script does not
+ * exist: python3 exits at once) says nothing about the records: every
+ * batch fails as an infrastructure failure, none as the records' fault. */
+static void test_start_failure_is_infra(void **state)
+{
+  struct fixture f;
+  struct call c;
+  (void)state;
+
+  open_lambda(&f, "[python3, /nonexistent/kcld-handler.py]", NULL);
+  const char *ok[] = {"a"};
+  for (int i = 0; i < 3; i++) {
+    run(&f.loop, f.h, &c, ok, 1);
+    assert_int_equal(c.res.status, KCLD_HANDLER_FAILED);
+    assert_int_equal(c.res.failure_class, KCLD_HANDLER_INFRA);
+    assert_string_equal(c.type, "HandlerUnavailable");
+  }
+  /* Either it died with the batch in its pipe, or it was already down. */
+  assert_true(strstr(c.msg, "exited with status 2 before it read the batch") ||
+              strstr(c.msg, "cannot be run"));
+  close_lambda(&f);
+}
+
+/* A child that never reads its stdin: the batch outlives handler.timeout
+ * unread, an infrastructure failure; it is killed and started again. */
+static void test_unread_timeout_is_infra(void **state)
+{
+  struct fixture f;
+  struct call c;
+  (void)state;
+
+  open_lambda(&f, "[sh, -c, \"exec sleep 1000\"]", "  timeout: 1s\n");
+  const char *ok[] = {"a"};
+  run(&f.loop, f.h, &c, ok, 1);
+  assert_int_equal(c.res.status, KCLD_HANDLER_FAILED);
+  assert_int_equal(c.res.failure_class, KCLD_HANDLER_INFRA);
+  assert_string_equal(c.type, "HandlerUnavailable");
+  assert_non_null(strstr(c.msg, "did not read the batch"));
+  assert_int_equal(stats(&f).timeouts, 1);
+  close_lambda(&f);
+}
+
+/* 1 while `pid` runs (a zombie does not). */
+static int alive(pid_t pid)
+{
+  char path[64], buf[512], *rp;
+  FILE *fp;
+  snprintf(path, sizeof(path), "/proc/%d/stat", (int)pid);
+  if (!(fp = fopen(path, "r")))
+    return 0;
+  if (!fgets(buf, sizeof(buf), fp))
+    buf[0] = '\0';
+  fclose(fp);
+  rp = strrchr(buf, ')');
+  return rp && rp[1] == ' ' && rp[2] != 'Z' && rp[2] != 'X';
+}
+
+/* kill: the batch in flight is answered at once (canceled, an
+ * infrastructure failure), the child and what it started die, and the
+ * handler takes no more batches. */
+static void test_kill(void **state)
+{
+  char dir[] = "/tmp/kcld-lambda-XXXXXX", cmd[1024], path[160];
+  struct fixture f;
+  struct call c, c2;
+  unsigned long long t0;
+  char *text = NULL;
+  pid_t gc = 0;
+  (void)state;
+
+  assert_non_null(mkdtemp(dir));
+  snprintf(path, sizeof(path), "%s/grandchild", dir);
+  snprintf(cmd, sizeof(cmd), "[sh, -c, \"sleep 1000 & echo $! > %s; exec "
+           "python3 %s/tests/processors/lambda_test.py\"]", path,
+           kcld_test_root());
+  open_lambda(&f, cmd, NULL);
+  const char *ok[] = {"a"}, *hang[] = {"hang"};
+  run(&f.loop, f.h, &c, ok, 1);
+  assert_int_equal(c.res.status, KCLD_HANDLER_OK);
+  text = kcld_test_slurp(path, NULL);
+  assert_non_null(text);
+  gc = atoi(text);
+  free(text);
+  assert_true(gc > 0 && alive(gc));
+  start(f.h, &c, hang, 1, SHARD);
+  for (int i = 0; i < 20; i++) { /* let it read the batch */
+    int never = 0;
+    kcld_test_run_until(&f.loop, &never, 10);
+  }
+  assert_int_equal(c.done, 0);
+  t0 = kcld_test_now_ms();
+  kcld_handler_kill(f.h);
+  assert_int_equal(c.done, 1);
+  assert_int_equal(c.res.status, KCLD_HANDLER_FAILED);
+  assert_int_equal(c.res.failure_class, KCLD_HANDLER_INFRA);
+  assert_string_equal(c.type, "HandlerCanceled");
+  kcld_record_batch_release(c.rb);
+  memset(&c2, 0, sizeof(c2));
+  c2.hb = c.hb;
+  assert_int_equal(kcld_handler_process(f.h, &c2.hb, on_done, &c2),
+                   KCLD_ECANCELED);
+  close_lambda(&f);
+  assert_true(kcld_test_now_ms() - t0 < 1000);
+  for (int i = 0; i < 100 && alive(gc); i++)
+    kcld_test_sleep_ms(10);
+  assert_false(alive(gc));
+  unlink(path);
+  rmdir(dir);
 }
 
 /* n batches of payload `what` at once; returns the elapsed ms. */
@@ -671,6 +792,9 @@ int main(void)
     cmocka_unit_test(test_crash_restarts),
     cmocka_unit_test(test_command_vanishes),
     cmocka_unit_test(test_timeout),
+    cmocka_unit_test(test_start_failure_is_infra),
+    cmocka_unit_test(test_unread_timeout_is_infra),
+    cmocka_unit_test(test_kill),
     cmocka_unit_test(test_concurrency),
     cmocka_unit_test(test_stderr_logged),
     cmocka_unit_test(test_bad_command),

@@ -1,6 +1,7 @@
 /* multilang.c — the KCL MultiLangDaemon protocol (see multilang.h).
  *
- * One struct child per shard.  Its life, all on the loop thread:
+ * One record processor (struct rp) per shard, its process run by
+ * handlers/child.h.  Its life, all on the loop thread:
  *
  *   spawn ─ initialize ─► STARTING ─status─► IDLE ◄─status─ BUSY
  *                                              │ batch ──────►│
@@ -11,33 +12,32 @@
  *                                              ▼
  *                           EXITING: stdin closed, wait, SIGTERM, SIGKILL
  *
- * A child that exits (or is killed after a timeout) fails the batch in
- * flight and the queued ones, and unless its shard stopped is spawned again
- * after a backoff, initialized at the shard's last known checkpoint.  The
- * struct lives until the process is reaped, every handle is closed and no
+ * A processor that exits (or is killed after a timeout) fails the batch in
+ * flight and the queued ones, and unless its shard stopped is started
+ * again after a backoff, initialized at the shard's last known checkpoint.
+ * The batch in flight is the records' failure if the processor had read
+ * its processRecords line (HandlerCrashed, HandlerTimeout), else an
+ * infrastructure failure (HandlerUnavailable), as are the queued batches
+ * it never got and every batch of a processor that cannot start.  The
+ * struct lives until its process is reaped, its handles are closed and no
  * checkpoint answer is owed to it. */
 #include "handlers/multilang.h"
 
-#include <signal.h>
+#include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include <jansson.h>
 
-#include "base/backoff.h"
 #include "base/base64.h"
 #include "base/seq.h"
 #include "err.h"
+#include "handlers/child.h"
 #include "log.h"
 
-extern char **environ;
-
-#define READ_CHUNK 65536
 #define FINAL_WAIT_MS 30000   /* for the status of a final message */
 #define EXIT_WAIT_MS 5000     /* stdin closed -> SIGTERM */
-#define KILL_WAIT_MS 2000     /* SIGTERM -> SIGKILL */
-#define DRAIN_MS 500          /* exit -> stdout forced closed */
 
 /* ======== Protocol messages ======== */
 
@@ -183,75 +183,10 @@ done:
   json_decref(o);
 }
 
-/* ======== Lines ======== */
-
-static int lines_put(struct kcld_multilang_lines *l, const char *s, size_t n)
-{
-  if (n == 0) /* an empty line on a fresh buffer: nothing to copy to NULL */
-    return 0;
-  if (l->len + n > l->cap) {
-    size_t cap = l->cap ? l->cap : 1024;
-    while (cap < l->len + n)
-      cap *= 2;
-    char *nb = realloc(l->buf, cap);
-    if (!nb)
-      return KCLD_ENOMEM;
-    l->buf = nb;
-    l->cap = cap;
-  }
-  memcpy(l->buf + l->len, s, n);
-  l->len += n;
-  return 0;
-}
-
-int kcld_multilang_lines_feed(struct kcld_multilang_lines *l, const char *data,
-                              size_t n, kcld_multilang_line_cb cb, void *arg)
-{
-  size_t max = l->max ? l->max : KCLD_MULTILANG_MAX_LINE;
-  while (n > 0) {
-    const char *nl = memchr(data, '\n', n);
-    size_t take = nl ? (size_t)(nl - data) : n;
-    if (l->skipping) {
-      if (nl)
-        l->skipping = 0;
-    } else if (l->len + take > max) {
-      size_t room = max - l->len;
-      if (lines_put(l, data, room) != 0)
-        return KCLD_ENOMEM;
-      cb(arg, l->buf, l->len, 1);
-      l->len = 0;
-      l->skipping = nl == NULL;
-    } else {
-      if (lines_put(l, data, take) != 0)
-        return KCLD_ENOMEM;
-      if (nl) {
-        size_t len = l->len;
-        if (len > 0 && l->buf[len - 1] == '\r')
-          len--;
-        l->len = 0;
-        cb(arg, l->buf ? l->buf : "", len, 0);
-      }
-    }
-    if (!nl)
-      break;
-    n -= take + 1;
-    data += take + 1;
-  }
-  return 0;
-}
-
-void kcld_multilang_lines_free(struct kcld_multilang_lines *l)
-{
-  free(l->buf);
-  l->buf = NULL;
-  l->len = l->cap = 0;
-  l->skipping = 0;
-}
-
 /* ======== The handler ======== */
 
 enum cstate {
-  C_DEAD = 0,   /* no process (restart may be armed) */
+  C_DEAD = 0,   /* no process (a restart may be due) */
   C_STARTING,   /* initialize sent */
   C_IDLE,
   C_BUSY,       /* processRecords sent */
@@ -268,74 +203,63 @@ struct pending {
 
 struct ml;
 
-struct child {
-  struct child *next;
+/* One shard's record processor. */
+struct rp {
+  struct rp *next;
   struct ml *h;                 /* NULL once the handler is destroyed */
   char *shard_id;
-  uv_process_t proc;
-  uv_pipe_t in, out, err;
-  uv_timer_t timer;
-  int nhandles;                 /* initialized, not yet closed back */
-  int running;                  /* spawned, exit not yet seen */
-  int in_open, out_open, err_open, proc_open;
-  int spawned;                  /* a spawn whose death is not handled */
+  struct kcld_child *child;     /* NULL once closed back */
+  uv_timer_t timer;             /* the answer a message waits for */
+  int timer_open;
+  int child_closing;
   int stopping;                 /* the shard stopped: no more batches */
   enum kcld_shard_stop why;
   int final_sent;
   int finished;                 /* never spawn again */
-  int term_sent;
   int timed_out;
-  int spawn_failed;
   enum cstate st;
-  int64_t exit_status;
-  int term_signal;
-  struct kcld_multilang_lines lo, le;
   struct pending *q, **qtail;
   struct pending *cur;
+  uint64_t cur_end;             /* stdin offset past cur's message */
   struct kcld_seq_pos start;    /* where a (re)started child begins */
   struct kcld_seq_pos child_ckpt; /* the child's last checkpoint */
   struct kcld_seq_pos delivered; /* end of the last batch sent */
   struct kcld_seq_pos acked;    /* end of the last batch answered */
-  unsigned restarts;
   uint64_t gen;                 /* spawn count; stale answers are dropped */
   unsigned ck_pending;          /* checkpoint answers owed to us */
-  char errmsg[256];             /* detail of the last FAILED result */
 };
 
 struct ml {
   struct kcld_handler base;
   struct kcld_handler_env env;
-  char **argv;                  /* borrowed from the config */
+  const char *const *argv;      /* borrowed from the config */
   uint64_t timeout_ms;
-  struct kcld_backoff restart;  /* restart delays, without jitter */
-  struct child *children;
+  uint64_t backoff_base_ms, backoff_max_ms;
+  struct rp *children;
+  int killed;
 };
 
-static void maybe_free(struct child *c);
-static void pump(struct child *c);
-static int spawn_child(struct child *c);
+static const struct kcld_child_msgs s_msgs = {
+  .stderr_line = "record processor stderr",
+  .term = "record processor did not exit after its stdin closed; sending "
+          "SIGTERM",
+  .kill = "record processor did not exit; killing it",
+  .write_failed = "cannot write to the record processor; killing it",
+};
 
-static void on_handle_closed(uv_handle_t *hd)
+static void pump(struct rp *c);
+static void rp_spawn(struct rp *c);
+
+static int running(const struct rp *c)
 {
-  struct child *c = hd->data;
-  c->nhandles--;
-  maybe_free(c);
+  return c->child && !c->child_closing && kcld_child_running(c->child);
 }
 
-static void close_handle(struct child *c, uv_handle_t *hd, int *open)
-{
-  (void)c; /* hd->data is c */
-  if (!*open)
-    return;
-  *open = 0;
-  uv_close(hd, on_handle_closed);
-}
-
-static void unlink_child(struct child *c)
+static void unlink_rp(struct rp *c)
 {
   if (!c->h)
     return;
-  for (struct child **p = &c->h->children; *p; p = &(*p)->next)
+  for (struct rp **p = &c->h->children; *p; p = &(*p)->next)
     if (*p == c) {
       *p = c->next;
       break;
@@ -343,73 +267,69 @@ static void unlink_child(struct child *c)
   c->h = NULL;
 }
 
-static void maybe_free(struct child *c)
+static void maybe_free(struct rp *c)
 {
-  if (!c->finished || c->running || c->spawned)
+  if (!c->finished || c->child || c->timer_open || c->ck_pending > 0)
     return;
-  if (!uv_is_closing((uv_handle_t *)&c->timer)) {
-    uv_timer_stop(&c->timer);
-    uv_close((uv_handle_t *)&c->timer, on_handle_closed);
-    return;
-  }
-  if (c->nhandles > 0 || c->ck_pending > 0)
-    return;
-  unlink_child(c);
-  kcld_multilang_lines_free(&c->lo);
-  kcld_multilang_lines_free(&c->le);
+  unlink_rp(c);
   free(c->shard_id);
   free(c);
 }
 
-/* ---- writing ---- */
-
-struct wreq {
-  uv_write_t req;
-  char *line;
-};
-
-static void on_written(uv_write_t *req, int status)
+static void on_timer_closed(uv_handle_t *t)
 {
-  struct wreq *w = req->data;
-  (void)status; /* a dead child is handled by its exit */
-  free(w->line);
-  free(w);
+  struct rp *c = t->data;
+  c->timer_open = 0;
+  maybe_free(c);
 }
 
-/* Sends a line (taken); 0 or a KCLD_E* code. */
-static int send_line(struct child *c, char *line)
+static void on_child_closed(void *arg)
 {
-  struct wreq *w;
-  uv_buf_t b;
+  struct rp *c = arg;
+  c->child = NULL;
+  maybe_free(c);
+}
+
+/* Never to run again: the process (if any) goes on with the stop or kill
+ * under way, and the struct is freed once everything is closed. */
+static void rp_close(struct rp *c)
+{
+  c->finished = 1;
+  if (c->timer_open && !uv_is_closing((uv_handle_t *)&c->timer)) {
+    uv_timer_stop(&c->timer);
+    uv_close((uv_handle_t *)&c->timer, on_timer_closed);
+  }
+  if (c->child && !c->child_closing) {
+    c->child_closing = 1;
+    kcld_child_close(c->child);
+  }
+  maybe_free(c);
+}
+
+/* ---- writing ---- */
+
+/* Sends a line (taken); 0 or a KCLD_E* code.  *end (may be NULL) is the
+ * stdin offset past it. */
+static int send_line(struct rp *c, char *line, uint64_t *end)
+{
   if (!line)
     return KCLD_ENOMEM;
-  if (!c->in_open || !c->running) {
+  if (!running(c)) {
     free(line);
     return KCLD_EIO;
   }
-  w = malloc(sizeof(*w));
-  if (!w) {
-    free(line);
-    return KCLD_ENOMEM;
-  }
-  w->line = line;
-  w->req.data = w;
-  b = uv_buf_init(line, (unsigned)strlen(line));
-  if (uv_write(&w->req, (uv_stream_t *)&c->in, &b, 1, on_written) != 0) {
-    free(line);
-    free(w);
-    return KCLD_EIO;
-  }
-  return 0;
+  return kcld_child_write(c->child, line, strlen(line), end);
 }
 
 /* ---- results ---- */
 
 static void answer(struct pending *p, enum kcld_handler_status st,
-                   const char *type, const char *msg)
+                   enum kcld_handler_failure_class cls, const char *type,
+                   const char *msg)
 {
   struct kcld_handler_result res = {.status = st};
   if (st != KCLD_HANDLER_OK) {
+    res.failure_class = cls;
     res.error_type = type;
     res.error_message = msg;
   }
@@ -417,73 +337,45 @@ static void answer(struct pending *p, enum kcld_handler_status st,
   free(p);
 }
 
-/* Fails the batch in flight and the queued ones.  The queue is taken first:
- * a done callback may hand us a new batch. */
-static void fail_all(struct child *c, const char *type)
+/* Fails the batch in flight (with cls, type, cur_msg) and the queued ones
+ * (never sent: HandlerUnavailable, or `type` with HandlerCanceled), all
+ * infrastructure failures but the one in flight.  The queue is taken
+ * first: a done callback may hand us a new batch. */
+static void fail_all(struct rp *c, enum kcld_handler_failure_class cls,
+                     const char *type, const char *cur_msg,
+                     const char *queue_msg)
 {
   struct pending *p = c->q, *next;
+  const char *qtype = strcmp(type, "HandlerCanceled") == 0
+                        ? type : "HandlerUnavailable";
   c->q = NULL;
   c->qtail = &c->q;
   if (c->cur) {
     struct pending *cur = c->cur;
     c->cur = NULL;
-    answer(cur, KCLD_HANDLER_FAILED, type, c->errmsg);
+    answer(cur, KCLD_HANDLER_FAILED, cls, type, cur_msg);
   }
   for (; p; p = next) {
     next = p->next;
-    answer(p, KCLD_HANDLER_FAILED, type, c->errmsg);
+    answer(p, KCLD_HANDLER_FAILED, KCLD_HANDLER_INFRA, qtype, queue_msg);
   }
 }
 
-/* ---- timers ---- */
-
-static void on_restart_timer(uv_timer_t *t)
-{
-  struct child *c = t->data;
-  if (c->finished || c->running || c->spawned)
-    return;
-  if (c->nhandles > 1) { /* the last spawn's handles are still closing */
-    uv_timer_start(&c->timer, on_restart_timer, 10, 0);
-    return;
-  }
-  spawn_child(c);
-}
-
-static void on_kill_timer(uv_timer_t *t)
-{
-  struct child *c = t->data;
-  if (c->running) {
-    kcld_log(KCLD_LOG_WARN, "record processor did not exit; killing it",
-             "shard", c->shard_id, NULL);
-    uv_process_kill(&c->proc, SIGKILL);
-  }
-}
-
-static void on_exit_wait_timer(uv_timer_t *t)
-{
-  struct child *c = t->data;
-  if (!c->running)
-    return;
-  kcld_log(KCLD_LOG_WARN, "record processor did not exit after its stdin "
-           "closed; sending SIGTERM", "shard", c->shard_id, NULL);
-  c->term_sent = 1;
-  uv_process_kill(&c->proc, SIGTERM);
-  uv_timer_start(&c->timer, on_kill_timer, KILL_WAIT_MS, 0);
-}
+/* ---- timers and exits ---- */
 
 /* Closes stdin and waits (bounded) for the child to exit. */
-static void begin_exit(struct child *c)
+static void begin_exit(struct rp *c)
 {
   c->st = C_EXITING;
-  close_handle(c, (uv_handle_t *)&c->in, &c->in_open);
-  if (c->running)
-    uv_timer_start(&c->timer, on_exit_wait_timer, EXIT_WAIT_MS, 0);
+  uv_timer_stop(&c->timer);
+  if (running(c))
+    kcld_child_stop(c->child, EXIT_WAIT_MS);
 }
 
 static void on_message_timeout(uv_timer_t *t)
 {
-  struct child *c = t->data;
-  if (!c->running)
+  struct rp *c = t->data;
+  if (!running(c))
     return;
   if (c->st == C_FINAL) {
     kcld_log(KCLD_LOG_WARN, "record processor did not answer its final "
@@ -495,98 +387,77 @@ static void on_message_timeout(uv_timer_t *t)
            "killing it", "shard", c->shard_id, "state",
            c->st == C_STARTING ? "initialize" : "processRecords", NULL);
   c->timed_out = 1;
-  uv_process_kill(&c->proc, SIGKILL);
+  kcld_child_kill(c->child);
 }
 
-static void on_dead(struct child *c);
-
-/* The child exited but its stdout stays open (a grandchild holds it). */
-static void on_drain_timer(uv_timer_t *t)
+/* Why the process ended, for logs and failed batches. */
+static void describe_end(const struct rp *c, const struct kcld_child_exit *e,
+                         char *out, size_t n)
 {
-  struct child *c = t->data;
-  close_handle(c, (uv_handle_t *)&c->out, &c->out_open);
-  close_handle(c, (uv_handle_t *)&c->err, &c->err_open);
-  on_dead(c);
-}
-
-/* ---- death ---- */
-
-/* The process exited and its stdout is closed: fail what it owed, then
- * restart it or let it go. */
-static void on_dead(struct child *c)
-{
-  uint64_t delay;
-  if (!c->spawned || c->running || c->out_open)
-    return;
-  c->spawned = 0;
-  close_handle(c, (uv_handle_t *)&c->in, &c->in_open);
-  close_handle(c, (uv_handle_t *)&c->err, &c->err_open);
-  close_handle(c, (uv_handle_t *)&c->proc, &c->proc_open);
-  uv_timer_stop(&c->timer);
-  if (c->spawn_failed)
-    ; /* errmsg says why already */
+  if (e->spawn_err)
+    snprintf(out, n, "cannot start %s: %s", c->h ? c->h->argv[0] : "",
+             e->reason ? e->reason : "");
   else if (c->timed_out)
-    snprintf(c->errmsg, sizeof(c->errmsg),
-             "record processor for %s timed out and was killed", c->shard_id);
-  else if (c->term_signal)
-    snprintf(c->errmsg, sizeof(c->errmsg),
-             "record processor for %s was killed by signal %d", c->shard_id,
-             c->term_signal);
+    snprintf(out, n, "record processor for %s timed out and was killed",
+             c->shard_id);
+  else if (e->term_signal)
+    snprintf(out, n, "record processor for %s was killed by signal %d",
+             c->shard_id, e->term_signal);
   else
-    snprintf(c->errmsg, sizeof(c->errmsg),
-             "record processor for %s exited with status %lld", c->shard_id,
-             (long long)c->exit_status);
-  if (c->st != C_EXITING || c->cur || c->q)
+    snprintf(out, n, "record processor for %s exited with status %" PRId64,
+             c->shard_id, e->status);
+}
+
+/* The process ended (or could not start): fail what it owed, then start
+ * it again or let it go. */
+static void on_exited(void *arg, const struct kcld_child_exit *e)
+{
+  struct rp *c = arg;
+  char why[256], unread[300], queued[300];
+  int read = c->cur && !e->spawn_err && e->consumed >= c->cur_end;
+
+  uv_timer_stop(&c->timer);
+  describe_end(c, e, why, sizeof(why));
+  snprintf(unread, sizeof(unread), "%s before it read the batch", why);
+  snprintf(queued, sizeof(queued), "%s before the batch was sent", why);
+  if (e->spawn_err)
+    kcld_log(KCLD_LOG_ERROR, "cannot start the record processor", "shard",
+             c->shard_id, "command", c->h ? c->h->argv[0] : "", "error",
+             e->reason, NULL);
+  else if (c->st != C_EXITING || c->cur || c->q)
     kcld_log(c->stopping ? KCLD_LOG_INFO : KCLD_LOG_WARN,
-             "record processor ended", "shard", c->shard_id, "detail",
-             c->errmsg, NULL);
+             "record processor ended", "shard", c->shard_id, "detail", why,
+             NULL);
   c->st = C_DEAD;
-  fail_all(c, c->timed_out      ? "HandlerTimeout"
-              : c->spawn_failed ? "HandlerSpawnFailed"
-                                : "HandlerCrashed");
+  if (e->spawn_err)
+    fail_all(c, KCLD_HANDLER_INFRA, "HandlerUnavailable", why, why);
+  else if (read)
+    fail_all(c, KCLD_HANDLER_RECORD,
+             c->timed_out ? "HandlerTimeout" : "HandlerCrashed", why, queued);
+  else
+    fail_all(c, KCLD_HANDLER_INFRA, "HandlerUnavailable", unread, queued);
   c->timed_out = 0;
-  if (c->stopping || !c->h) {
-    c->finished = 1;
-    maybe_free(c);
+  if (c->stopping || !c->h || c->h->killed) {
+    rp_close(c);
     return;
   }
-  /* Restart from the last checkpoint, with backoff. */
-  delay = kcld_backoff_delay_ms(&c->h->restart, ++c->restarts, 0);
-  uv_timer_start(&c->timer, on_restart_timer, delay, 0);
-}
-
-static void on_child_exit(uv_process_t *p, int64_t status, int sig)
-{
-  struct child *c = p->data;
-  c->running = 0;
-  c->exit_status = status;
-  c->term_signal = sig;
-  uv_timer_stop(&c->timer);
-  if (c->out_open)
-    uv_timer_start(&c->timer, on_drain_timer, DRAIN_MS, 0);
-  on_dead(c);
+  /* Again from the last checkpoint, with backoff. */
+  kcld_child_respawn(c->child);
 }
 
 /* ---- reading ---- */
 
-static void on_alloc(uv_handle_t *hd, size_t suggested, uv_buf_t *buf)
-{
-  (void)hd;
-  (void)suggested;
-  buf->base = malloc(READ_CHUNK);
-  buf->len = buf->base ? READ_CHUNK : 0;
-}
-
-static void reply_checkpoint(struct child *c, const char *seq, uint64_t sub,
+static void reply_checkpoint(struct rp *c, const char *seq, uint64_t sub,
                              const char *error)
 {
-  if (send_line(c, kcld_multilang_msg_checkpoint(seq, sub, error)) != 0)
+  if (send_line(c, kcld_multilang_msg_checkpoint(seq, sub, error), NULL) !=
+      0)
     kcld_log(KCLD_LOG_WARN, "cannot answer the record processor's "
              "checkpoint", "shard", c->shard_id, NULL);
 }
 
 struct ckreq {
-  struct child *c;
+  struct rp *c;
   uint64_t gen;
   struct kcld_seq_pos at;
 };
@@ -613,7 +484,7 @@ static const char *checkpoint_error(int err)
 static void on_checkpointed(int err, void *arg)
 {
   struct ckreq *r = arg;
-  struct child *c = r->c;
+  struct rp *c = r->c;
   c->ck_pending--;
   if (err == 0) {
     if (!c->child_ckpt.set ||
@@ -627,13 +498,13 @@ static void on_checkpointed(int err, void *arg)
              "failed", "shard", c->shard_id, "sequence", r->at.seq, "error",
              kcld_strerror(err), NULL);
   }
-  if (r->gen == c->gen && c->running)
+  if (r->gen == c->gen && running(c))
     reply_checkpoint(c, r->at.seq, r->at.sub, checkpoint_error(err));
   free(r);
   maybe_free(c);
 }
 
-static void on_checkpoint_request(struct child *c,
+static void on_checkpoint_request(struct rp *c,
                                   const struct kcld_multilang_msg *m)
 {
   struct kcld_seq_pos at = {0};
@@ -694,7 +565,7 @@ static void on_checkpoint_request(struct child *c,
                        on_checkpointed, r);
 }
 
-static void on_status(struct child *c, const char *rf)
+static void on_status(struct rp *c, const char *rf)
 {
   static const char *const expected[] = {
     [C_STARTING] = "initialize", [C_BUSY] = "processRecords"};
@@ -721,10 +592,10 @@ static void on_status(struct child *c, const char *rf)
     c->cur = NULL;
     c->acked = c->delivered;
     c->start = c->acked;
-    c->restarts = 0;
+    kcld_child_backoff_reset(c->child);
     c->st = C_IDLE;
     if (p)
-      answer(p, KCLD_HANDLER_OK, NULL, NULL);
+      answer(p, KCLD_HANDLER_OK, KCLD_HANDLER_RECORD, NULL, NULL);
   } else {
     c->st = C_IDLE;
   }
@@ -734,7 +605,7 @@ static void on_status(struct child *c, const char *rf)
 static void on_out_line(void *arg, const char *line, size_t len,
                         int too_long)
 {
-  struct child *c = arg;
+  struct rp *c = arg;
   struct kcld_multilang_msg m;
   char head[201];
 
@@ -768,42 +639,9 @@ static void on_out_line(void *arg, const char *line, size_t len,
   }
 }
 
-static void on_err_line(void *arg, const char *line, size_t len,
-                        int too_long)
-{
-  struct child *c = arg;
-  char *s = malloc(len + 1);
-  (void)too_long;
-  if (s) {
-    memcpy(s, line, len);
-    s[len] = '\0';
-  }
-  kcld_log(KCLD_LOG_INFO, "record processor stderr", "shard", c->shard_id,
-           "line", s ? s : "", NULL);
-  free(s);
-}
-
-static void on_read(uv_stream_t *s, ssize_t n, const uv_buf_t *buf)
-{
-  struct child *c = s->data;
-  int is_out = s == (uv_stream_t *)&c->out;
-  if (n > 0)
-    kcld_multilang_lines_feed(is_out ? &c->lo : &c->le, buf->base, (size_t)n,
-                              is_out ? on_out_line : on_err_line, c);
-  free(buf->base);
-  if (n < 0) {
-    if (is_out) {
-      close_handle(c, (uv_handle_t *)&c->out, &c->out_open);
-      on_dead(c);
-    } else {
-      close_handle(c, (uv_handle_t *)&c->err, &c->err_open);
-    }
-  }
-}
-
 /* ---- sending ---- */
 
-static void send_final(struct child *c)
+static void send_final(struct rp *c)
 {
   const char *a = c->why == KCLD_SHARD_STOP_LOST    ? "leaseLost"
                   : c->why == KCLD_SHARD_STOP_ENDED ? "shardEnded"
@@ -811,7 +649,7 @@ static void send_final(struct child *c)
   uint64_t wait = c->h && c->h->timeout_ms < FINAL_WAIT_MS ? c->h->timeout_ms
                                                            : FINAL_WAIT_MS;
   c->final_sent = 1;
-  if (send_line(c, kcld_multilang_msg_action(a)) != 0) {
+  if (send_line(c, kcld_multilang_msg_action(a), NULL) != 0) {
     begin_exit(c);
     return;
   }
@@ -819,7 +657,7 @@ static void send_final(struct child *c)
   uv_timer_start(&c->timer, on_message_timeout, wait, 0);
 }
 
-static void pump(struct child *c)
+static void pump(struct rp *c)
 {
   struct pending *p;
   if (c->st != C_IDLE)
@@ -838,14 +676,11 @@ static void pump(struct child *c)
   const struct kcld_record *last = p->b.records[p->b.count - 1];
   kcld_seq_pos_set(&c->delivered, last->sequence_number,
                    last->sub_sequence_number);
-  if (send_line(c, kcld_multilang_msg_records(&p->b)) != 0) {
-    /* The child is going away (its exit fails the batch) or no memory. */
-    if (c->running) {
-      snprintf(c->errmsg, sizeof(c->errmsg), "cannot write to the record "
-               "processor for %s", c->shard_id);
-      c->cur = NULL;
-      answer(p, KCLD_HANDLER_FAILED, "HandlerError", c->errmsg);
-    }
+  if (send_line(c, kcld_multilang_msg_records(&p->b), &c->cur_end) != 0) {
+    /* The child is going away (its exit fails the queue) or no memory. */
+    c->cur = NULL;
+    answer(p, KCLD_HANDLER_FAILED, KCLD_HANDLER_INFRA, "HandlerUnavailable",
+           "cannot write to the record processor");
     return;
   }
   c->st = C_BUSY;
@@ -854,117 +689,95 @@ static void pump(struct child *c)
 
 /* ---- spawning ---- */
 
-static int spawn_child(struct child *c)
+/* A process runs: initialize it at the shard's last known position. */
+static void on_started(void *arg)
 {
-  uv_loop_t *loop = c->h->env.loop;
-  uv_process_options_t o;
-  uv_stdio_container_t io[3];
-  char **env = NULL, *shard_var = NULL;
-  size_t n = 0;
-  int rc;
-
-  while (environ[n])
-    n++;
-  env = calloc(n + 2, sizeof(*env));
-  if (!env || asprintf(&shard_var, "KCLD_SHARD_ID=%s", c->shard_id) < 0) {
-    free(env);
-    return KCLD_ENOMEM;
-  }
-  for (size_t i = 0, j = 0; i < n; i++)
-    if (strncmp(environ[i], "KCLD_SHARD_ID=", 14) != 0)
-      env[j++] = environ[i];
-  for (n = 0; env[n]; n++)
-    ;
-  env[n] = shard_var;
-
-  uv_pipe_init(loop, &c->in, 0);
-  uv_pipe_init(loop, &c->out, 0);
-  uv_pipe_init(loop, &c->err, 0);
-  c->in.data = c->out.data = c->err.data = c->proc.data = c;
-  c->nhandles += 3;
-  c->in_open = c->out_open = c->err_open = 1;
-  memset(&o, 0, sizeof(o));
-  io[0].flags = UV_CREATE_PIPE | UV_READABLE_PIPE;
-  io[0].data.stream = (uv_stream_t *)&c->in;
-  io[1].flags = UV_CREATE_PIPE | UV_WRITABLE_PIPE;
-  io[1].data.stream = (uv_stream_t *)&c->out;
-  io[2].flags = UV_CREATE_PIPE | UV_WRITABLE_PIPE;
-  io[2].data.stream = (uv_stream_t *)&c->err;
-  o.file = c->h->argv[0];
-  o.args = c->h->argv;
-  o.env = env;
-  o.stdio = io;
-  o.stdio_count = 3;
-  o.exit_cb = on_child_exit;
+  struct rp *c = arg;
   c->gen++;
-  c->lo.len = c->le.len = 0;
-  c->lo.skipping = c->le.skipping = 0;
   c->final_sent = 0;
-  c->term_sent = 0;
   c->timed_out = 0;
-  c->exit_status = 0;
-  c->term_signal = 0;
-  c->spawn_failed = 0;
-  rc = uv_spawn(loop, &c->proc, &o);
-  c->nhandles++;
-  c->proc_open = 1;
-  free(shard_var);
-  free(env);
-  c->spawned = 1;
-  if (rc != 0) {
-    kcld_log(KCLD_LOG_ERROR, "cannot start the record processor", "shard",
-             c->shard_id, "command", c->h->argv[0], "error", uv_strerror(rc),
-             NULL);
-    c->running = 0;
-    c->spawn_failed = 1;
-    close_handle(c, (uv_handle_t *)&c->out, &c->out_open);
-    snprintf(c->errmsg, sizeof(c->errmsg), "cannot start %s: %s",
-             c->h->argv[0], uv_strerror(rc));
-    on_dead(c);
-    return KCLD_EIO;
-  }
-  c->running = 1;
   kcld_log(KCLD_LOG_INFO, "record processor started", "shard", c->shard_id,
-           NULL);
-  uv_read_start((uv_stream_t *)&c->out, on_alloc, on_read);
-  uv_read_start((uv_stream_t *)&c->err, on_alloc, on_read);
+           "pid", kcld_child_pid(c->child), NULL);
   c->st = C_STARTING;
   if (send_line(c, kcld_multilang_msg_initialize(
                      c->shard_id, c->start.set ? c->start.seq : NULL,
-                     c->start.sub)) != 0) {
-    uv_process_kill(&c->proc, SIGKILL);
-    return KCLD_EIO;
+                     c->start.sub), NULL) != 0) {
+    kcld_child_kill(c->child);
+    return;
   }
   uv_timer_start(&c->timer, on_message_timeout, c->h->timeout_ms, 0);
-  return 0;
 }
 
-static struct child *find_child(struct ml *h, const char *shard_id)
+static void rp_spawn(struct rp *c)
 {
-  for (struct child *c = h->children; c; c = c->next)
+  struct kcld_child_exit e;
+  if (kcld_child_spawn(c->child) == 0) {
+    on_started(c);
+    return;
+  }
+  /* As a restart that failed: the batches fail, a restart is due. */
+  memset(&e, 0, sizeof(e));
+  e.spawn_err = KCLD_EIO;
+  e.reason = kcld_child_spawn_error(c->child);
+  on_exited(c, &e);
+}
+
+static struct rp *find_rp(struct ml *h, const char *shard_id)
+{
+  for (struct rp *c = h->children; c; c = c->next)
     if (!c->stopping && strcmp(c->shard_id, shard_id) == 0)
       return c;
   return NULL;
 }
 
-static struct child *new_child(struct ml *h, const char *shard_id,
-                               const char *sequence, uint64_t sub)
+static struct rp *new_rp(struct ml *h, const char *shard_id,
+                         const char *sequence, uint64_t sub)
 {
-  struct child *c = calloc(1, sizeof(*c));
-  if (!c || !(c->shard_id = strdup(shard_id))) {
+  struct rp *c = calloc(1, sizeof(*c));
+  struct kcld_child_opts o;
+  char *var = NULL;
+  const char *env[2] = {NULL, NULL};
+
+  if (!c || !(c->shard_id = strdup(shard_id)) ||
+      asprintf(&var, "KCLD_SHARD_ID=%s", shard_id) < 0) {
+    if (c)
+      free(c->shard_id);
     free(c);
     return NULL;
   }
+  env[0] = var;
+  memset(&o, 0, sizeof(o));
+  o.loop = h->env.loop;
+  o.argv = h->argv;
+  o.env_add = env;
+  o.tag_key = "shard";
+  o.tag = shard_id;
+  o.msgs = &s_msgs;
+  o.max_line = KCLD_MULTILANG_MAX_LINE;
+  o.backoff_base_ms = h->backoff_base_ms;
+  o.backoff_max_ms = h->backoff_max_ms;
+  o.cbs.started = on_started;
+  o.cbs.line = on_out_line;
+  o.cbs.exited = on_exited;
+  o.cbs.closed = on_child_closed;
+  o.arg = c;
+  if (kcld_child_new(&o, &c->child) != 0) {
+    free(var);
+    free(c->shard_id);
+    free(c);
+    return NULL;
+  }
+  free(var);
   c->h = h;
   c->qtail = &c->q;
   if (sequence && kcld_seq_valid(sequence))
     kcld_seq_pos_set(&c->start, sequence, sub);
   uv_timer_init(h->env.loop, &c->timer);
   c->timer.data = c;
-  c->nhandles = 1;
+  c->timer_open = 1;
   c->next = h->children;
   h->children = c;
-  spawn_child(c);
+  rp_spawn(c);
   return c;
 }
 
@@ -975,12 +788,15 @@ static int process(struct kcld_handler *base,
                    kcld_handler_done_cb done, void *arg)
 {
   struct ml *h = (struct ml *)base;
-  struct child *c = find_child(h, b->shard_id);
+  struct rp *c;
   struct pending *p;
 
+  if (h->killed)
+    return KCLD_ECANCELED;
   if (b->count == 0)
     return KCLD_EINVAL;
-  if (!c && !(c = new_child(h, b->shard_id, NULL, 0)))
+  c = find_rp(h, b->shard_id);
+  if (!c && !(c = new_rp(h, b->shard_id, NULL, 0)))
     return KCLD_ENOMEM;
   p = calloc(1, sizeof(*p));
   if (!p)
@@ -998,9 +814,9 @@ static void shard_started(struct kcld_handler *base, const char *shard_id,
                           const char *sequence, uint64_t sub)
 {
   struct ml *h = (struct ml *)base;
-  if (find_child(h, shard_id))
+  if (h->killed || find_rp(h, shard_id))
     return;
-  if (!new_child(h, shard_id, sequence, sub))
+  if (!new_rp(h, shard_id, sequence, sub))
     kcld_log(KCLD_LOG_ERROR, "out of memory starting a record processor",
              "shard", shard_id, NULL);
 }
@@ -1009,35 +825,52 @@ static void shard_stopped(struct kcld_handler *base, const char *shard_id,
                           enum kcld_shard_stop why)
 {
   struct ml *h = (struct ml *)base;
-  struct child *c = find_child(h, shard_id);
+  struct rp *c = find_rp(h, shard_id);
   if (!c)
     return;
   c->stopping = 1;
   c->why = why;
-  if (!c->running && !c->spawned) {
-    snprintf(c->errmsg, sizeof(c->errmsg), "shard %s stopped", shard_id);
-    fail_all(c, "ShardStopped");
-    c->finished = 1;
-    maybe_free(c);
+  if (!running(c)) {
+    char msg[300];
+    snprintf(msg, sizeof(msg), "shard %s stopped", shard_id);
+    fail_all(c, KCLD_HANDLER_INFRA, "ShardStopped", msg, msg);
+    rp_close(c);
     return;
   }
   pump(c);
 }
 
+/* Every processor's group gets SIGKILL; what they owed fails now. */
+static void kill_handler(struct kcld_handler *base)
+{
+  struct ml *h = (struct ml *)base;
+  struct rp *c, *next;
+
+  h->killed = 1;
+  for (c = h->children; c; c = next) {
+    next = c->next;
+    c->stopping = 1;
+    fail_all(c, KCLD_HANDLER_INFRA, "HandlerCanceled",
+             "the handler was killed", "the handler was killed");
+    if (c->child && !c->child_closing)
+      kcld_child_kill(c->child);
+    rp_close(c);
+  }
+}
+
 static void destroy(struct kcld_handler *base)
 {
   struct ml *h = (struct ml *)base;
-  struct child *c, *next;
+  struct rp *c, *next;
   for (c = h->children; c; c = next) {
     next = c->next;
     c->h = NULL;
     c->next = NULL;
     c->stopping = 1;
-    c->finished = 1;
     /* A child still finishing its final message (or idle) gets the same
      * bounded exit as after a status: stdin closed, SIGTERM, SIGKILL.  The
      * loop runs until it is reaped. */
-    if (c->running && c->st != C_EXITING)
+    if (running(c) && c->st != C_EXITING)
       begin_exit(c);
     /* By contract nothing is in flight; the dispatcher is gone, so
      * anything left is dropped without an answer. */
@@ -1048,7 +881,7 @@ static void destroy(struct kcld_handler *base)
     free(c->cur);
     c->q = c->cur = NULL;
     c->qtail = &c->q;
-    maybe_free(c);
+    rp_close(c);
   }
   free(h);
 }
@@ -1058,6 +891,7 @@ static const struct kcld_handler_ops s_ops = {
   .process = process,
   .shard_started = shard_started,
   .shard_stopped = shard_stopped,
+  .kill = kill_handler,
   .destroy = destroy,
 };
 
@@ -1077,14 +911,10 @@ int kcld_handler_multilang_new(const struct kcld_handler_env *env,
     return KCLD_ENOMEM;
   h->base.ops = &s_ops;
   h->env = *env;
-  h->argv = cfg->handler.command.items;
-  h->timeout_ms = cfg->handler.timeout_ms > 0
-                    ? (uint64_t)cfg->handler.timeout_ms : 300000;
-  h->restart.base_ms = cfg->retry.backoff_base_ms > 0
-                         ? (uint64_t)cfg->retry.backoff_base_ms : 100;
-  h->restart.max_ms = cfg->retry.backoff_max_ms > 0
-                        ? (uint64_t)cfg->retry.backoff_max_ms : 30000;
-  h->restart.jitter = KCLD_BACKOFF_NONE;
+  h->argv = (const char *const *)cfg->handler.command.items;
+  h->timeout_ms = (uint64_t)cfg->handler.timeout_ms;
+  h->backoff_base_ms = (uint64_t)cfg->retry.backoff_base_ms;
+  h->backoff_max_ms = (uint64_t)cfg->retry.backoff_max_ms;
   *out = &h->base;
   return 0;
 }

@@ -20,16 +20,22 @@
  *                    "subSequenceNumber":null|n}   (any time)
  *                   {"action":"status","responseFor":"<action>"} (done)
  *
- * A batch is done (OK) when the child answers its status; a timeout
- * (handler.timeout: the child is killed), a crash or a spawn failure answer
- * FAILED and the processing engine's policy decides.  A dead child is
- * started again from the shard's last checkpoint, with backoff
- * (retry.backoff_base doubling to retry.backoff_max).  Lines on stdout that
- * are not protocol JSON are logged and skipped; stderr lines go to the log
- * with the shard.  After leaseLost, shardEnded or shutdownRequested (and its
+ * A batch is done (OK) when the child answers its status.  A timeout
+ * (handler.timeout: the child is killed) or a crash after the child read
+ * the batch's processRecords line fails it as the records' failure
+ * (HandlerTimeout, HandlerCrashed); a child that could not start, or
+ * ended before it read the line, and the batches queued behind, fail as an
+ * infrastructure failure (HandlerUnavailable).  A dead child is started
+ * again from the shard's last checkpoint, with backoff (retry.backoff_base
+ * doubling to retry.backoff_max).  Lines on stdout that are not protocol
+ * JSON are logged and skipped; stderr lines go to the log with the shard
+ * (handlers/child.h runs the processes: own process group, parent-death
+ * signal).  After leaseLost, shardEnded or shutdownRequested (and its
  * status, or a bound), and when the handler is destroyed, kcld closes the
  * child's stdin, waits a bounded time for it to exit (SIGTERM, then
- * SIGKILL), and reaps it: the loop must run until then.
+ * SIGKILL, to its process group), and reaps it: the loop must run until
+ * then.  kill SIGKILLs every child's group and fails what they owed as
+ * HandlerCanceled.
  *
  * Checkpoint requests: sequenceNumber null means the end of the last batch
  * delivered.  A position past it, or below the child's last checkpoint, or
@@ -51,7 +57,7 @@
 
 #include "handlers/handler.h"
 
-/* Longest stdout/stderr line kept; longer lines are dropped (logged). */
+/* Longest stdout line kept; longer lines are dropped (logged). */
 #define KCLD_MULTILANG_MAX_LINE (16u << 20)
 
 /* Creates the handler; children start on shard_started (or on the first
@@ -92,26 +98,5 @@ struct kcld_multilang_msg {
 /* Parses one line (without its newline) from a child. */
 void kcld_multilang_parse(const char *line, size_t len,
                           struct kcld_multilang_msg *out);
-
-/* Splits a byte stream into lines: partial lines are kept until their
- * newline, a trailing "\r" is dropped, lines longer than `max` are cut off
- * and skipped to their end (cb gets them with too_long = 1 and the first
- * bytes only). */
-struct kcld_multilang_lines {
-  char *buf;
-  size_t len, cap, max;
-  int skipping;
-};
-
-typedef void (*kcld_multilang_line_cb)(void *arg, const char *line,
-                                       size_t len, int too_long);
-
-/* Feeds n bytes; calls cb once per complete line.  Returns 0 or
- * KCLD_ENOMEM. */
-int kcld_multilang_lines_feed(struct kcld_multilang_lines *l, const char *data,
-                              size_t n, kcld_multilang_line_cb cb, void *arg);
-
-/* Frees the buffer; the rest of a partial line is dropped. */
-void kcld_multilang_lines_free(struct kcld_multilang_lines *l);
 
 #endif

@@ -1,10 +1,10 @@
 /* fuzz_multilang.c — libFuzzer target for the MultiLang child side:
- * kcld_multilang_lines_feed() (stdout bytes -> lines) and
+ * kcld_child_lines_feed() (stdout bytes -> lines, handlers/child.h) and
  * kcld_multilang_parse() (one line -> message).
  *
  * Input: byte 0 picks the chunk size the bytes arrive in (1..16), byte 1
  * the longest line kept (1..256), the rest is what the child wrote.  The
- * lines that come out are compared with a model of multilang.h's promise:
+ * lines that come out are compared with a model of child.h's promise:
  * one callback per complete line, CR before LF dropped; a line longer than
  * the limit (CR included) reported once, as too long, with its first bytes
  * (also when it has no newline yet); a short incomplete last line kept back.
@@ -16,6 +16,7 @@
 
 #include "err.h"
 #include "fuzz.h"
+#include "handlers/child.h"
 #include "handlers/multilang.h"
 
 int LLVMFuzzerInitialize(int *argc, char ***argv)
@@ -89,16 +90,16 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
   check_msg(&m);
 
   struct expect e = {in, len, 0, max, 0};
-  struct kcld_multilang_lines l;
+  struct kcld_child_lines l;
   memset(&l, 0, sizeof(l));
   l.max = max;
   for (size_t off = 0; off < len; off += chunk) {
     size_t n = len - off < chunk ? len - off : chunk;
-    CHECK(kcld_multilang_lines_feed(&l, in + off, n, on_line, &e) == 0);
+    CHECK(kcld_child_lines_feed(&l, in + off, n, on_line, &e) == 0);
   }
   /* Whatever is left unreported is a short last line without its LF. */
   size_t rest = len - e.pos;
   CHECK(memchr(in + e.pos, '\n', rest) == NULL && rest <= max);
-  kcld_multilang_lines_free(&l);
+  kcld_child_lines_free(&l);
   return 0;
 }

@@ -197,6 +197,27 @@ void kcld_emu_stop(struct kcld_emu *emu)
   }
 }
 
+const char *kcld_test_python(void)
+{
+  static char path[1024];
+  FILE *p;
+  size_t n;
+  if (path[0])
+    return path;
+  snprintf(path, sizeof(path), "python3");
+  p = popen("python3 -c 'import sys; print(sys.executable)' 2>/dev/null",
+            "r");
+  if (!p)
+    return path;
+  if (fgets(path, sizeof(path), p) && (n = strlen(path)) > 1 &&
+      path[n - 1] == '\n')
+    path[n - 1] = '\0';
+  else
+    snprintf(path, sizeof(path), "python3");
+  pclose(p);
+  return path;
+}
+
 void kcld_test_loop_finish(uv_loop_t *loop)
 {
   uv_run(loop, UV_RUN_DEFAULT);

@@ -40,6 +40,12 @@ const char *kcld_test_bin(void);
  * file is absent: callers then skip() with a message. */
 const char *kcld_test_shared(const char *rel);
 
+/* The python3 interpreter itself (sys.executable, static), found once:
+ * a version manager's shim (pyenv) can take over a second to start one,
+ * longer than the short handler.timeout of the handler tests.  "python3"
+ * when it cannot be told. */
+const char *kcld_test_python(void);
+
 /* Reads a whole file into a NUL-terminated malloc'd buffer; NULL on error. */
 char *kcld_test_slurp(const char *path, size_t *len);
 

@@ -3,7 +3,8 @@
  * the process group (a grandchild dies with its child), the stop's
  * SIGTERM -> SIGKILL escalation, stderr logged and cut, the environment and
  * signal dispositions a child starts with, restarts with backoff, and
- * PR_SET_PDEATHSIG (a child dies when its parent is SIGKILLed). */
+ * PR_SET_PDEATHSIG (a child dies when its parent is SIGKILLed).  The line
+ * splitter alone: tests/unit/test_child.c. */
 #include <errno.h>
 #include <setjmp.h>
 #include <signal.h>
@@ -479,49 +480,6 @@ static void test_parent_death_kills_child(void **state)
   assert_true(wait_dead(child, 2000));
 }
 
-/* The framing, pure. */
-struct got {
-  char lines[8][32];
-  int too_long[8];
-  int n;
-};
-
-static void got_line(void *arg, const char *line, size_t len, int too_long)
-{
-  struct got *g = arg;
-  assert_true(g->n < 8);
-  snprintf(g->lines[g->n], sizeof(g->lines[0]), "%.*s", (int)len, line);
-  g->too_long[g->n++] = too_long;
-}
-
-static void test_framing(void **state)
-{
-  struct kcld_child_lines l = {.max = 8};
-  struct got g = {0};
-  const char *in = "ab\r\n\ncd";
-  (void)state;
-
-  assert_int_equal(kcld_child_lines_feed(&l, in, strlen(in), got_line, &g),
-                   0);
-  assert_int_equal(g.n, 2);
-  assert_string_equal(g.lines[0], "ab");
-  assert_string_equal(g.lines[1], "");
-  assert_int_equal(kcld_child_lines_feed(&l, "e\n0123", 6, got_line, &g), 0);
-  assert_string_equal(g.lines[2], "cde");
-  assert_int_equal(kcld_child_lines_feed(&l, "456789xyz\nok", 12, got_line,
-                                         &g), 0);
-  assert_int_equal(g.n, 4);
-  assert_string_equal(g.lines[3], "01234567");
-  assert_int_equal(g.too_long[3], 1);
-  kcld_child_lines_flush(&l, got_line, &g);
-  assert_int_equal(g.n, 5);
-  assert_string_equal(g.lines[4], "ok");
-  assert_int_equal(g.too_long[4], 0);
-  kcld_child_lines_flush(&l, got_line, &g);
-  assert_int_equal(g.n, 5);
-  kcld_child_lines_free(&l);
-}
-
 int main(void)
 {
   const struct CMUnitTest tests[] = {
@@ -536,7 +494,6 @@ int main(void)
     cmocka_unit_test(test_respawn_backoff),
     cmocka_unit_test(test_close_and_kill_all),
     cmocka_unit_test(test_parent_death_kills_child),
-    cmocka_unit_test(test_framing),
   };
   signal(SIGPIPE, SIG_IGN); /* as kcld does */
   return cmocka_run_group_tests(tests, NULL, NULL);

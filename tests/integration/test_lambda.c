@@ -54,8 +54,9 @@ static struct kcld_config *config(const char *command, const char *extra)
 static const char *py(const char *script, const char *arg)
 {
   static char cmd[1024];
-  snprintf(cmd, sizeof(cmd), "[python3, \"%s/%s\"%s%s%s]", kcld_test_root(),
-           script, arg ? ", \"" : "", arg ? arg : "", arg ? "\"" : "");
+  snprintf(cmd, sizeof(cmd), "[%s, \"%s/%s\"%s%s%s]", kcld_test_python(),
+           kcld_test_root(), script, arg ? ", \"" : "", arg ? arg : "",
+           arg ? "\"" : "");
   return cmd;
 }
 
@@ -351,8 +352,8 @@ static void test_command_vanishes(void **state)
   snprintf(moved, sizeof(moved), "%s/moved.sh", dir);
   fp = fopen(script, "w");
   assert_non_null(fp);
-  fprintf(fp, "#!/bin/sh\nexec python3 %s/tests/processors/lambda_test.py\n",
-          kcld_test_root());
+  fprintf(fp, "#!/bin/sh\nexec %s %s/tests/processors/lambda_test.py\n",
+          kcld_test_python(), kcld_test_root());
   fclose(fp);
   assert_int_equal(chmod(script, 0755), 0);
   snprintf(cmd, sizeof(cmd), "[\"%s\"]", script);
@@ -419,7 +420,10 @@ static void test_start_failure_is_infra(void **state)
   struct call c;
   (void)state;
 
-  open_lambda(&f, "[python3, /nonexistent/kcld-handler.py]", NULL);
+  char cmd[1100];
+  snprintf(cmd, sizeof(cmd), "[%s, /nonexistent/kcld-handler.py]",
+           kcld_test_python());
+  open_lambda(&f, cmd, NULL);
   const char *ok[] = {"a"};
   for (int i = 0; i < 3; i++) {
     run(&f.loop, f.h, &c, ok, 1);
@@ -483,8 +487,8 @@ static void test_kill(void **state)
   assert_non_null(mkdtemp(dir));
   snprintf(path, sizeof(path), "%s/grandchild", dir);
   snprintf(cmd, sizeof(cmd), "[sh, -c, \"sleep 1000 & echo $! > %s; exec "
-           "python3 %s/tests/processors/lambda_test.py\"]", path,
-           kcld_test_root());
+           "%s %s/tests/processors/lambda_test.py\"]", path,
+           kcld_test_python(), kcld_test_root());
   open_lambda(&f, cmd, NULL);
   const char *ok[] = {"a"}, *hang[] = {"hang"};
   run(&f.loop, f.h, &c, ok, 1);

@@ -61,6 +61,7 @@ struct fx {
 struct result {
   int done;
   enum kcld_handler_status status;
+  enum kcld_handler_failure_class cls;
   char type[64];
   char msg[256];
 };
@@ -206,6 +207,7 @@ static void on_done(const struct kcld_handler_result *res, void *arg)
   assert_int_equal(r->done, 0);
   r->done = 1;
   r->status = res->status;
+  r->cls = res->failure_class;
   snprintf(r->type, sizeof(r->type), "%s",
            res->error_type ? res->error_type : "");
   snprintf(r->msg, sizeof(r->msg), "%s",
@@ -271,7 +273,7 @@ static void test_checkpoint_mid_batch(void **state)
   char cmd[600];
   struct recs a, b;
   struct result r;
-  snprintf(cmd, sizeof(cmd), "[python3, \"%s\"]",
+  snprintf(cmd, sizeof(cmd), "[%s, \"%s\"]", kcld_test_python(),
            proc_path("checkpoint_mid.py"));
   struct fx *f = fx_new(cmd, NULL);
 
@@ -325,7 +327,7 @@ static void test_checkpoint_failure_mapped(void **state)
   char cmd[600];
   struct recs a;
   struct result r;
-  snprintf(cmd, sizeof(cmd), "[python3, \"%s\"]",
+  snprintf(cmd, sizeof(cmd), "[%s, \"%s\"]", kcld_test_python(),
            proc_path("checkpoint_mid.py"));
   struct fx *f = fx_new(cmd, NULL);
 
@@ -362,7 +364,7 @@ static void test_shard_ended_checkpoint(void **state)
   char cmd[600];
   struct recs a;
   struct result r;
-  snprintf(cmd, sizeof(cmd), "[python3, \"%s\"]",
+  snprintf(cmd, sizeof(cmd), "[%s, \"%s\"]", kcld_test_python(),
            proc_path("shard_end.py"));
   struct fx *f = fx_new(cmd, NULL);
 
@@ -389,7 +391,7 @@ static void test_crash_restarts_from_checkpoint(void **state)
   char cmd[600], marker[160];
   struct recs a, b;
   struct result r;
-  snprintf(cmd, sizeof(cmd), "[python3, \"%s\"]", proc_path("crash.py"));
+  snprintf(cmd, sizeof(cmd), "[%s, \"%s\"]", kcld_test_python(), proc_path("crash.py"));
   struct fx *f = fx_new(cmd, NULL);
   snprintf(marker, sizeof(marker), "%s/crashed", f->dir);
   setenv("ML_MARKER", marker, 1);
@@ -405,6 +407,8 @@ static void test_crash_restarts_from_checkpoint(void **state)
   make_recs(&b, 202, 2);
   run_batch(f, SHARD, &b, &r);
   assert_int_equal(r.status, KCLD_HANDLER_FAILED);
+  /* It read the batch, then died: the records' failure. */
+  assert_int_equal(r.cls, KCLD_HANDLER_RECORD);
   assert_string_equal(r.type, "HandlerCrashed");
   assert_non_null(strstr(r.msg, "exited with status 3"));
   /* The engine retries: the restarted child starts at 201. */
@@ -429,7 +433,7 @@ static void test_hang_times_out(void **state)
   char cmd[600], marker[160];
   struct recs a;
   struct result r;
-  snprintf(cmd, sizeof(cmd), "[python3, \"%s\"]", proc_path("crash.py"));
+  snprintf(cmd, sizeof(cmd), "[%s, \"%s\"]", kcld_test_python(), proc_path("crash.py"));
   struct fx *f = fx_new(cmd, NULL);
   snprintf(marker, sizeof(marker), "%s/hung", f->dir);
   setenv("ML_MARKER", marker, 1);
@@ -440,6 +444,7 @@ static void test_hang_times_out(void **state)
   unsigned long long t0 = kcld_test_now_ms();
   run_batch(f, SHARD, &a, &r);
   assert_int_equal(r.status, KCLD_HANDLER_FAILED);
+  assert_int_equal(r.cls, KCLD_HANDLER_RECORD);
   assert_string_equal(r.type, "HandlerTimeout");
   assert_true(kcld_test_now_ms() - t0 >= 1900);
   run_batch(f, SHARD, &a, &r);
@@ -453,7 +458,7 @@ static void test_garbage_is_skipped(void **state)
   char cmd[600];
   struct recs a;
   struct result r;
-  snprintf(cmd, sizeof(cmd), "[python3, \"%s\"]", proc_path("garbage.py"));
+  snprintf(cmd, sizeof(cmd), "[%s, \"%s\"]", kcld_test_python(), proc_path("garbage.py"));
   struct fx *f = fx_new(cmd, NULL);
 
   make_recs(&a, 300, 3);
@@ -486,6 +491,8 @@ static void test_garbage_is_skipped(void **state)
   fx_free(f);
 }
 
+/* A command that cannot start says nothing about the records: the batch
+ * fails as an infrastructure failure. */
 static void test_command_cannot_start(void **state)
 {
   (void)state;
@@ -495,13 +502,37 @@ static void test_command_cannot_start(void **state)
   make_recs(&a, 1, 1);
   run_batch(f, SHARD, &a, &r);
   assert_int_equal(r.status, KCLD_HANDLER_FAILED);
-  assert_string_equal(r.type, "HandlerSpawnFailed");
+  assert_int_equal(r.cls, KCLD_HANDLER_INFRA);
+  assert_string_equal(r.type, "HandlerUnavailable");
   assert_non_null(strstr(r.msg, "cannot start"));
   fx_free(f);
 }
 
-/* The child exits but a grandchild keeps its stdout open: the exit still
- * fails the batch, after a short drain. */
+/* python3 on a script that does not exist exits at once, before reading
+ * anything: every batch is an infrastructure failure, again and again. */
+static void test_script_missing_is_infra(void **state)
+{
+  (void)state;
+  struct recs a;
+  struct result r;
+  char cmd[1100];
+  snprintf(cmd, sizeof(cmd), "[%s, /nonexistent/kcld-processor.py]",
+           kcld_test_python());
+  struct fx *f = fx_new(cmd, NULL);
+  make_recs(&a, 1, 2);
+  for (int i = 0; i < 2; i++) {
+    run_batch(f, SHARD, &a, &r);
+    assert_int_equal(r.status, KCLD_HANDLER_FAILED);
+    assert_int_equal(r.cls, KCLD_HANDLER_INFRA);
+    assert_string_equal(r.type, "HandlerUnavailable");
+    assert_non_null(strstr(r.msg, "exited with status 2"));
+  }
+  fx_free(f);
+}
+
+/* The child exits (without reading its batch) while a grandchild keeps
+ * its stdout open: the grandchild, in the child's process group, is
+ * killed with it, and the batch fails at once. */
 static void test_grandchild_holds_stdout(void **state)
 {
   (void)state;
@@ -512,10 +543,79 @@ static void test_grandchild_holds_stdout(void **state)
   unsigned long long t0 = kcld_test_now_ms();
   run_batch(f, SHARD, &a, &r);
   assert_int_equal(r.status, KCLD_HANDLER_FAILED);
-  assert_string_equal(r.type, "HandlerCrashed");
+  assert_int_equal(r.cls, KCLD_HANDLER_INFRA);
+  assert_string_equal(r.type, "HandlerUnavailable");
   assert_non_null(strstr(r.msg, "exited with status 4"));
   assert_true(kcld_test_now_ms() - t0 < 1000);
   fx_free(f);
+}
+
+/* 1 while `pid` runs (a zombie does not). */
+static int alive(pid_t pid)
+{
+  char path[64], buf[512], *rp;
+  FILE *fp;
+  snprintf(path, sizeof(path), "/proc/%d/stat", (int)pid);
+  if (!(fp = fopen(path, "r")))
+    return 0;
+  if (!fgets(buf, sizeof(buf), fp))
+    buf[0] = '\0';
+  fclose(fp);
+  rp = strrchr(buf, ')');
+  return rp && rp[1] == ' ' && rp[2] != 'Z' && rp[2] != 'X';
+}
+
+/* kill: a processor hanging on a batch, and a grandchild it started, die
+ * at once; the batch in flight and the one queued behind it are answered
+ * HandlerCanceled (infrastructure); the handler takes no more. */
+static void test_kill(void **state)
+{
+  (void)state;
+  char cmd[1024], gcpath[128], marker[160];
+  struct recs a, b;
+  struct result r1, r2, r3;
+  struct kcld_handler_batch b1, b2;
+  snprintf(gcpath, sizeof(gcpath), "/tmp/kcld-ml-gc-%d", (int)getpid());
+  snprintf(cmd, sizeof(cmd), "[sh, -c, \"sleep 1000 & echo $! > %s; exec "
+           "%s %s\"]", gcpath, kcld_test_python(), proc_path("crash.py"));
+  struct fx *f = fx_new(cmd, NULL);
+  snprintf(marker, sizeof(marker), "%s/hung", f->dir);
+  setenv("ML_MARKER", marker, 1);
+  setenv("ML_CRASH_SEQ", "401", 1);
+  setenv("ML_HANG", "1", 1);
+
+  make_recs(&a, 400, 2);
+  make_recs(&b, 402, 1);
+  b1 = (struct kcld_handler_batch){SHARD, a.p, a.n, -1, 1};
+  b2 = (struct kcld_handler_batch){SHARD, b.p, b.n, -1, 1};
+  memset(&r1, 0, sizeof(r1));
+  memset(&r2, 0, sizeof(r2));
+  memset(&r3, 0, sizeof(r3));
+  assert_int_equal(kcld_handler_process(f->h, &b1, on_done, &r1), 0);
+  assert_int_equal(kcld_handler_process(f->h, &b2, on_done, &r2), 0);
+  wait_log(f, "crashing", 1); /* it hangs on the first batch */
+  char *text = kcld_test_slurp(gcpath, NULL);
+  assert_non_null(text);
+  pid_t gc = atoi(text);
+  free(text);
+  unlink(gcpath);
+  assert_true(gc > 0 && alive(gc));
+  assert_int_equal(r1.done + r2.done, 0);
+  kcld_handler_kill(f->h);
+  assert_int_equal(r1.done, 1);
+  assert_int_equal(r2.done, 1);
+  assert_int_equal(r1.cls, KCLD_HANDLER_INFRA);
+  assert_string_equal(r1.type, "HandlerCanceled");
+  assert_int_equal(r2.cls, KCLD_HANDLER_INFRA);
+  assert_string_equal(r2.type, "HandlerCanceled");
+  assert_int_equal(kcld_handler_process(f->h, &b2, on_done, &r3),
+                   KCLD_ECANCELED);
+  unsigned long long t0 = kcld_test_now_ms();
+  fx_free(f);
+  assert_true(kcld_test_now_ms() - t0 < 1000);
+  for (int i = 0; i < 100 && alive(gc); i++)
+    kcld_test_sleep_ms(10);
+  assert_false(alive(gc));
 }
 
 static void test_two_shards(void **state)
@@ -525,7 +625,7 @@ static void test_two_shards(void **state)
   struct recs a, b;
   struct result ra, rb;
   struct kcld_handler_batch ba, bb;
-  snprintf(cmd, sizeof(cmd), "[python3, \"%s\"]",
+  snprintf(cmd, sizeof(cmd), "[%s, \"%s\"]", kcld_test_python(),
            proc_path("shard_end.py"));
   struct fx *f = fx_new(cmd, NULL);
   make_recs(&a, 1, 2);
@@ -914,7 +1014,9 @@ int main(void)
     cmocka_unit_test(test_hang_times_out),
     cmocka_unit_test(test_garbage_is_skipped),
     cmocka_unit_test(test_command_cannot_start),
+    cmocka_unit_test(test_script_missing_is_infra),
     cmocka_unit_test(test_grandchild_holds_stdout),
+    cmocka_unit_test(test_kill),
     cmocka_unit_test(test_two_shards),
     cmocka_unit_test(test_e2e_properties_checkpoint_mid),
     cmocka_unit_test(test_e2e_yaml_minimal_processor),

@@ -1,5 +1,13 @@
-/* dynamodb_sink.c — the DynamoDB sink: items built on the pool, written on
- * the loop with BatchWriteItem or conditional PutItem. */
+/* dynamodb_sink.c — the DynamoDB sink: items built on the pool
+ * (handlers/job.h), written on the loop with BatchWriteItem or conditional
+ * PutItem.
+ *
+ * A failure's class follows what it says about the record: DynamoDB
+ * refusing an item for its content (ValidationException, Serialization-
+ * Exception) and an item that cannot be built (not JSON, a key field
+ * missing, over 400 KB) are record failures; throttling, 5xx, transport
+ * errors and timeouts of the sink's own calls, a missing table, refused
+ * credentials, a cancelled call are infrastructure failures. */
 #include "handlers/dynamodb_sink.h"
 
 #include <inttypes.h>
@@ -11,6 +19,7 @@
 #include "base/clock.h"
 #include "err.h"
 #include "handlers/ddb_item.h"
+#include "handlers/job.h"
 #include "log.h"
 
 #define PUT_WINDOW 16
@@ -24,6 +33,8 @@ struct sink {
   struct kcld_template *pk, *sk;
   struct kcld_dynamodb_sink_keys keys;
   struct kcld_dynamodb_sink_stats stats;
+  struct kcld_jobs building;
+  int killed;
 };
 
 struct put_ctx {
@@ -32,13 +43,11 @@ struct put_ctx {
 };
 
 struct job {
-  uv_work_t work;
+  struct kcld_job base;
   struct sink *s;
   const struct kcld_record *const *records;
   size_t count;
   char *shard_id;
-  kcld_handler_done_cb done;
-  void *arg;
   int64_t now_ms;
   /* Built on the pool. */
   json_t **items;          /* n_ok items */
@@ -55,6 +64,7 @@ struct job {
   json_t *seen;            /* conditional: keys met in this batch */
   int write_failed;
   size_t first_failed;     /* lowest item index whose write failed */
+  enum kcld_handler_failure_class write_class;
   char write_type[96];
   char write_msg[512];
 };
@@ -205,9 +215,9 @@ static int key_identity(const json_t *item, char **out, size_t *len)
   return 0;
 }
 
-static void build_cb(uv_work_t *w)
+static void build_cb(struct kcld_job *base)
 {
-  struct job *j = w->data;
+  struct job *j = (struct job *)base;
   const struct kcld_dynamodb_sink_keys *keys = &j->s->keys;
 
   j->items = calloc(j->count, sizeof(*j->items));
@@ -234,8 +244,9 @@ static void build_cb(uv_work_t *w)
 
 /* ======== Answer ======== */
 
-static void job_free(struct job *j)
+static void job_clean_up(struct kcld_job *base)
 {
+  struct job *j = (struct job *)base;
   for (size_t i = 0; j->items && i < j->count; i++)
     json_decref(j->items[i]);
   for (size_t i = 0; j->keys && i < j->count; i++)
@@ -246,7 +257,6 @@ static void job_free(struct job *j)
   free(j->puts);
   json_decref(j->seen);
   free(j->shard_id);
-  free(j);
 }
 
 static const char *refusal_type(int rc)
@@ -272,6 +282,7 @@ static void finish(struct job *j)
     s->stats.write_failures++;
     res.status = j->first_failed > 0 ? KCLD_HANDLER_PARTIAL
                                      : KCLD_HANDLER_FAILED;
+    res.failure_class = j->write_class;
     res.first_failed = j->first_failed;
     res.error_type = j->write_type[0] ? j->write_type : "DynamoDBWriteError";
     res.error_message = j->write_msg;
@@ -283,6 +294,8 @@ static void finish(struct job *j)
     if (j->bad_rc != KCLD_ENOMEM)
       s->stats.record_failures++;
     res.status = KCLD_HANDLER_PARTIAL;
+    res.failure_class = j->bad_rc == KCLD_ENOMEM ? KCLD_HANDLER_INFRA
+                                                 : KCLD_HANDLER_RECORD;
     res.first_failed = j->n_ok;
     res.error_type = refusal_type(j->bad_rc);
     res.error_message = j->bad_msg;
@@ -291,19 +304,29 @@ static void finish(struct job *j)
              j->records[j->n_ok]->sequence_number, "errorType",
              res.error_type, "error", j->bad_msg, NULL);
   }
-  j->done(&res, j->arg);
-  job_free(j);
+  kcld_job_answer(&j->base, &res);
 }
 
-static void fail_at(struct job *j, size_t index, const char *type,
+/* Records that item `index` (and so the batch from there) failed; the
+ * lowest index wins, with its class. */
+static void fail_at(struct job *j, size_t index,
+                    enum kcld_handler_failure_class cls, const char *type,
                     const char *msg)
 {
   if (j->write_failed && j->first_failed <= index)
     return;
   j->write_failed = 1;
   j->first_failed = index;
+  j->write_class = cls;
   snprintf(j->write_type, sizeof(j->write_type), "%s", type ? type : "");
   snprintf(j->write_msg, sizeof(j->write_msg), "%s", msg ? msg : "");
+}
+
+enum kcld_handler_failure_class
+kcld_dynamodb_sink_class(const struct kcld_svc_status *st)
+{
+  return kcld_dynamodb_fault(st) == KCLD_DYNAMODB_INVALID
+           ? KCLD_HANDLER_RECORD : KCLD_HANDLER_INFRA;
 }
 
 static void fail_status(struct job *j, size_t index,
@@ -313,7 +336,17 @@ static void fail_status(struct job *j, size_t index,
   snprintf(msg, sizeof(msg), "%s%s%s", kcld_strerror(st->err),
            st->message && st->message[0] ? ": " : "",
            st->message ? st->message : "");
-  fail_at(j, index, st->type && st->type[0] ? st->type : NULL, msg);
+  fail_at(j, index, kcld_dynamodb_sink_class(st),
+          j->s->killed ? "HandlerCanceled"
+          : st->type && st->type[0] ? st->type : NULL, msg);
+}
+
+/* A write that could not even be sent (out of memory, the client closed
+ * by kill): nothing to do with the record. */
+static void fail_call(struct job *j, size_t index, int rc)
+{
+  fail_at(j, index, KCLD_HANDLER_INFRA,
+          j->s->killed ? "HandlerCanceled" : NULL, kcld_strerror(rc));
 }
 
 /* ======== batch: BatchWriteItem ======== */
@@ -350,10 +383,11 @@ static void isolate_next(struct job *j)
     return;
   }
   s->stats.calls++;
-  rc = kcld_dynamodb_put_item(s->db, s->table, j->items[j->next], NULL,
-                              on_isolated, j);
+  rc = s->killed ? KCLD_ECANCELED
+                 : kcld_dynamodb_put_item(s->db, s->table, j->items[j->next],
+                                          NULL, on_isolated, j);
   if (rc != 0) {
-    fail_at(j, j->next, NULL, kcld_strerror(rc));
+    fail_call(j, j->next, rc);
     finish(j);
   }
 }
@@ -443,7 +477,8 @@ static void send_chunk(struct job *j)
   if (!req || json_object_set(req, s->table, list) != 0)
     goto fail;
   s->stats.calls++;
-  rc = kcld_dynamodb_batch_write(s->db, req, NULL, on_batch, j);
+  rc = s->killed ? KCLD_ECANCELED
+                 : kcld_dynamodb_batch_write(s->db, req, NULL, on_batch, j);
   if (rc != 0)
     goto fail;
   json_decref(keys);
@@ -455,7 +490,7 @@ fail:
   json_decref(keys);
   json_decref(list);
   json_decref(req);
-  fail_at(j, j->chunk_start, NULL, kcld_strerror(rc));
+  fail_call(j, j->chunk_start, rc);
   finish(j);
 }
 
@@ -494,16 +529,17 @@ static void launch_puts(struct job *j)
     }
     if (json_object_setn_new(j->seen, j->keys[i], j->key_lens[i],
                              json_true()) != 0) {
-      fail_at(j, i, NULL, kcld_strerror(KCLD_ENOMEM));
+      fail_call(j, i, KCLD_ENOMEM);
       break;
     }
     j->puts[i].job = j;
     j->puts[i].index = i;
     s->stats.calls++;
-    int rc = kcld_dynamodb_put_item(s->db, s->table, j->items[i], &cond,
-                                    on_put, &j->puts[i]);
+    int rc = s->killed ? KCLD_ECANCELED
+                       : kcld_dynamodb_put_item(s->db, s->table, j->items[i],
+                                                &cond, on_put, &j->puts[i]);
     if (rc != 0) {
-      fail_at(j, i, NULL, kcld_strerror(rc));
+      fail_call(j, i, rc);
       break;
     }
     j->in_flight++;
@@ -514,23 +550,21 @@ static void launch_puts(struct job *j)
 
 /* ======== The handler ======== */
 
-/* Ends the batch as FAILED as a whole (nothing was written). */
+/* Ends the batch as FAILED as a whole (nothing was written), an
+ * infrastructure failure. */
 static void fail_whole(struct job *j, const char *type, const char *msg)
 {
-  struct kcld_handler_result res = {
-    .status = KCLD_HANDLER_FAILED, .error_type = type, .error_message = msg};
   kcld_log(KCLD_LOG_WARN, "dynamodb sink: batch failed", "shard",
            j->shard_id, "errorType", type, "error", msg, NULL);
-  j->done(&res, j->arg);
-  job_free(j);
+  kcld_job_fail(&j->base, KCLD_HANDLER_INFRA, type, msg);
 }
 
-static void after_build(uv_work_t *w, int status)
+static void after_build(struct kcld_job *base)
 {
-  struct job *j = w->data;
+  struct job *j = (struct job *)base;
 
-  if (status == UV_ECANCELED) {
-    fail_whole(j, "HandlerCanceled", "the worker pool was shut down");
+  if (j->s->killed) {
+    fail_whole(j, "HandlerCanceled", "the handler was killed");
     return;
   }
   if (j->bad_rc == KCLD_ENOMEM) {
@@ -555,27 +589,43 @@ static int process(struct kcld_handler *base,
                    kcld_handler_done_cb done, void *arg)
 {
   struct sink *s = (struct sink *)base;
-  struct job *j = calloc(1, sizeof(*j));
+  struct job *j;
 
+  if (s->killed)
+    return KCLD_ECANCELED;
+  j = kcld_job_new(sizeof(*j), b, done, arg);
   if (!j)
     return KCLD_ENOMEM;
+  j->base.clean_up = job_clean_up;
   j->s = s;
   j->records = b->records;
   j->count = b->count;
   j->shard_id = strdup(b->shard_id ? b->shard_id : "");
-  j->done = done;
-  j->arg = arg;
   j->now_ms = kcld_clock_wall_ms();
-  j->work.data = j;
   if (!j->shard_id) {
-    free(j);
+    kcld_job_free(&j->base);
     return KCLD_ENOMEM;
   }
-  if (uv_queue_work(s->loop, &j->work, build_cb, after_build) != 0) {
-    job_free(j);
+  if (kcld_job_queue(s->loop, &s->building, &j->base, build_cb,
+                     after_build) != 0) {
+    kcld_job_free(&j->base);
     return KCLD_EIO;
   }
   return 0;
+}
+
+/* Batches still on the pool are cancelled, and closing the client answers
+ * every call in flight at once (KCLD_ECANCELED): each batch ends, as an
+ * infrastructure failure. */
+static void kill_handler(struct kcld_handler *base)
+{
+  struct sink *s = (struct sink *)base;
+  struct kcld_dynamodb *db = s->db;
+  s->killed = 1;
+  kcld_job_cancel_all(&s->building);
+  s->db = NULL;
+  if (db)
+    kcld_dynamodb_close(db);
 }
 
 static void destroy(struct kcld_handler *base)
@@ -592,6 +642,7 @@ static void destroy(struct kcld_handler *base)
 static const struct kcld_handler_ops s_ops = {
   .name = "dynamodb",
   .process = process,
+  .kill = kill_handler,
   .destroy = destroy,
 };
 

@@ -37,12 +37,16 @@
  *
  * Results (handler.h): a record that is not valid JSON, lacks a key field
  * (or renders an empty or over-long key), or makes an item over 400 KB is a
- * record failure: the records before it are written and the batch ends
- * PARTIAL with first_failed at it (error_type InvalidJSON, MissingKeyField
- * or ItemTooLarge), so the engine's policy retries, bisects and finally
- * sends it to the dead-letter queue.  A write that fails after the AWS
- * client's retries ends PARTIAL at the first record not known written, or
- * FAILED when that is the first one (error_type: the AWS error type).
+ * record failure (KCLD_HANDLER_RECORD): the records before it are written
+ * and the batch ends PARTIAL with first_failed at it (error_type
+ * InvalidJSON, MissingKeyField or ItemTooLarge), so the engine's policy
+ * retries, bisects and finally dead-letters it.  A write
+ * that fails after the AWS client's retries ends PARTIAL at the first
+ * record not known written, or FAILED when that is the first one
+ * (error_type: the AWS error type), with the class of
+ * kcld_dynamodb_sink_class: a record failure only when DynamoDB refused
+ * the item for its content.  kill closes the client: every call in flight
+ * ends at once (HandlerCanceled, infrastructure).
  *
  * Threads: items are built on the worker pool (uv_queue_work): parsing and
  * mapping up to batch.size payloads of up to 1 MB each is CPU work the
@@ -58,6 +62,8 @@
 
 #include "handlers/handler.h"
 #include "handlers/template.h"
+
+struct kcld_svc_status;
 
 #define KCLD_DYNAMODB_SINK_PK "pk"
 #define KCLD_DYNAMODB_SINK_SK "sk"
@@ -83,6 +89,15 @@ int kcld_dynamodb_sink_new(const struct kcld_handler_env *env,
  * Loop thread. */
 void kcld_dynamodb_sink_stats(const struct kcld_handler *h,
                               struct kcld_dynamodb_sink_stats *out);
+
+/* The class of a failed write (st->err != 0): KCLD_HANDLER_RECORD when
+ * DynamoDB refused the item for its content (ValidationException,
+ * SerializationException: kcld_dynamodb_fault() == KCLD_DYNAMODB_INVALID),
+ * else KCLD_HANDLER_INFRA (throttling, 5xx, transport errors and timeouts,
+ * items still unprocessed after the retries, a missing table, credentials
+ * or access refused, a cancelled call).  Pure. */
+enum kcld_handler_failure_class
+kcld_dynamodb_sink_class(const struct kcld_svc_status *st);
 
 /* How items are keyed. */
 struct kcld_dynamodb_sink_keys {

@@ -25,6 +25,7 @@
 #include "consume/getrecords.h"
 #include "err.h"
 #include "fault.h"
+#include "proc.h"
 #include "handlers/dynamodb_sink.h"
 #include "handlers/handler.h"
 #include "harness.h"
@@ -238,6 +239,7 @@ static char **payloads_for(size_t n, size_t devices, const char *tag)
 struct answer {
   int done;
   enum kcld_handler_status status;
+  enum kcld_handler_failure_class cls;
   size_t first_failed;
   char type[128];
   char msg[512];
@@ -248,6 +250,7 @@ static void on_done(const struct kcld_handler_result *r, void *arg)
   struct answer *a = arg;
   a->done++;
   a->status = r->status;
+  a->cls = r->failure_class;
   a->first_failed = r->first_failed;
   snprintf(a->type, sizeof(a->type), "%s", r->error_type ? r->error_type : "");
   snprintf(a->msg, sizeof(a->msg), "%s",
@@ -543,6 +546,7 @@ static void bad_records(const char *table, const char *mode)
 
   struct answer a = run(&e, b, 0, n);
   assert_int_equal(a.status, KCLD_HANDLER_PARTIAL);
+  assert_int_equal(a.cls, KCLD_HANDLER_RECORD);
   assert_int_equal(a.first_failed, 3);
   assert_string_equal(a.type, "InvalidJSON");
   assert_non_null(strstr(a.msg, "not JSON"));
@@ -623,6 +627,7 @@ static void test_batch_throttled(void **state)
                "repeat-last");
   a = run(&e, b, 30, 30);
   assert_int_equal(a.status, KCLD_HANDLER_PARTIAL);
+  assert_int_equal(a.cls, KCLD_HANDLER_INFRA); /* throttling: not the data */
   assert_int_equal(a.first_failed, 25);
   assert_string_equal(a.type, "ProvisionedThroughputExceededException");
   assert_int_equal(kcld_fault_count(fault, NULL,
@@ -636,6 +641,7 @@ static void test_batch_throttled(void **state)
   proxy_script("[" THROTTLE "}]", "repeat-last");
   a = run(&e, b, 55, 5);
   assert_int_equal(a.status, KCLD_HANDLER_FAILED);
+  assert_int_equal(a.cls, KCLD_HANDLER_INFRA);
   assert_string_equal(a.type, "ProvisionedThroughputExceededException");
 
   /* The throttling ends; the retry from the first failed record. */
@@ -683,6 +689,7 @@ static void test_batch_validation(void **state)
                "has exceeded the maximum allowed size\"}}]", "proxy");
   struct answer a = run(&e, b, 0, n);
   assert_int_equal(a.status, KCLD_HANDLER_PARTIAL);
+  assert_int_equal(a.cls, KCLD_HANDLER_RECORD); /* refused for its content */
   assert_int_equal(a.first_failed, 2);
   assert_string_equal(a.type, "ValidationException");
   assert_int_equal(kcld_fault_count(fault, NULL,
@@ -744,6 +751,7 @@ static void test_batch_unprocessed(void **state)
   proxy_script(steps, "repeat-last");
   a = run(&e, b, 0, n);
   assert_int_equal(a.status, KCLD_HANDLER_PARTIAL);
+  assert_int_equal(a.cls, KCLD_HANDLER_INFRA);
   assert_int_equal(a.first_failed, 7);
   assert_non_null(strstr(a.msg, "unprocessed"));
   assert_int_equal(kcld_fault_count(kcld_emu_url(&s_emu, "fault"), NULL,
@@ -791,6 +799,7 @@ static void test_conditional_throttled(void **state)
   /* Which PutItems meet the throttle depends on arrival order. */
   assert_true(a.status == KCLD_HANDLER_PARTIAL ||
               a.status == KCLD_HANDLER_FAILED);
+  assert_int_equal(a.cls, KCLD_HANDLER_INFRA);
   assert_string_equal(a.type, "ThrottlingException");
   if (a.status == KCLD_HANDLER_FAILED)
     a.first_failed = 0;
@@ -829,10 +838,101 @@ static void test_missing_table(void **state)
   assert_int_equal(env_up(&e, "  table: sink-no-such-table\n", 0), 0);
   struct answer a = run(&e, b, 0, 1);
   assert_int_equal(a.status, KCLD_HANDLER_FAILED);
+  assert_int_equal(a.cls, KCLD_HANDLER_INFRA);
   assert_string_equal(a.type, "ResourceNotFoundException");
   assert_int_equal(stats(&e).write_failures, 1);
   env_down(&e);
   kcld_record_batch_release(b);
+}
+
+/* 5xx answers and broken connections through every retry of the AWS
+ * client: infrastructure failures, nothing lost; the retry writes it. */
+static void test_server_and_transport_errors(void **state)
+{
+  struct env e;
+  const char *pre = "4960000000000000000000000011";
+  char **p = payloads_for(4, 4, "srv");
+  struct kcld_record_batch *b = make_batch(pre, (const char *const *)p, 4);
+  (void)state;
+
+  create_table("sink-5xx", 1);
+  assert_int_equal(env_up(&e, "  table: sink-5xx\n"
+                              "  key:\n"
+                              "    pk: \"${partitionKey}\"\n"
+                              "    sk: \"${sequenceNumber}\"\n", 2), 0);
+  proxy_script("[{\"target\":\"BatchWriteItem\",\"status\":500,\"body\":"
+               "{\"__type\":\"com.amazonaws.dynamodb.v20120810#"
+               "InternalServerError\",\"message\":\"oops\"}}]",
+               "repeat-last");
+  struct answer a = run(&e, b, 0, 4);
+  assert_int_equal(a.status, KCLD_HANDLER_FAILED);
+  assert_int_equal(a.cls, KCLD_HANDLER_INFRA);
+  assert_string_equal(a.type, "InternalServerError");
+
+  proxy_script("[{\"target\":\"BatchWriteItem\",\"status\":503,"
+               "\"body\":\"Service Unavailable\"}]", "repeat-last");
+  a = run(&e, b, 0, 4);
+  assert_int_equal(a.status, KCLD_HANDLER_FAILED);
+  assert_int_equal(a.cls, KCLD_HANDLER_INFRA);
+
+  proxy_script("[{\"target\":\"BatchWriteItem\",\"close\":true}]",
+               "repeat-last");
+  a = run(&e, b, 0, 4);
+  assert_int_equal(a.status, KCLD_HANDLER_FAILED);
+  assert_int_equal(a.cls, KCLD_HANDLER_INFRA);
+
+  proxy_script("[]", "proxy");
+  a = run(&e, b, 0, 4);
+  assert_int_equal(a.status, KCLD_HANDLER_OK);
+  json_t *items = scan("sink-5xx");
+  assert_int_equal(json_object_size(items), 4);
+  json_decref(items);
+  env_down(&e);
+  kcld_record_batch_release(b);
+  free_payloads(p, 4);
+}
+
+/* kill ends a write that waits on a slow DynamoDB at once, as an
+ * infrastructure failure; later batches are refused. */
+static void test_kill(void **state)
+{
+  struct env e;
+  const char *pre = "4960000000000000000000000012";
+  char **p = payloads_for(2, 2, "kill");
+  struct kcld_record_batch *b = make_batch(pre, (const char *const *)p, 2);
+  const struct kcld_record *ptrs[2] = {&b->records[0], &b->records[1]};
+  struct kcld_handler_batch hb = {"shardId-000000000001", ptrs, 2, 0, 1};
+  struct answer a = {0};
+  (void)state;
+
+  create_table("sink-kill", 1);
+  assert_int_equal(env_up(&e, "  table: sink-kill\n"
+                              "  key:\n"
+                              "    pk: \"${partitionKey}\"\n"
+                              "    sk: \"${sequenceNumber}\"\n", 0), 0);
+  proxy_script("[{\"target\":\"BatchWriteItem\",\"delay_ms\":20000}]",
+               "proxy");
+  assert_int_equal(kcld_handler_process(e.h, &hb, on_done, &a), 0);
+  /* Until the call is out (the endpoint counts it). */
+  for (int i = 0; i < 400 && kcld_fault_count(kcld_emu_url(&s_emu, "fault"),
+                                              "total", NULL) < 1; i++) {
+    int never = 0;
+    kcld_test_run_until(&e.loop, &never, 10);
+  }
+  assert_int_equal(a.done, 0);
+  unsigned long long t0 = kcld_test_now_ms();
+  kcld_handler_kill(e.h);
+  assert_true(kcld_test_run_until(&e.loop, &a.done, 2000));
+  assert_true(kcld_test_now_ms() - t0 < 1000);
+  assert_int_equal(a.status, KCLD_HANDLER_FAILED);
+  assert_int_equal(a.cls, KCLD_HANDLER_INFRA);
+  assert_string_equal(a.type, "HandlerCanceled");
+  assert_int_equal(kcld_handler_process(e.h, &hb, on_done, &a),
+                   KCLD_ECANCELED);
+  proxy_script("[]", "proxy"); /* frees the delayed request */
+  env_down(&e);
+  kcld_record_batch_release(b);
+  free_payloads(p, 2);
 }
 
 /* Bad key templates are refused when the handler is made. */
@@ -884,6 +984,8 @@ int main(void)
     cmocka_unit_test(test_batch_unprocessed),
     cmocka_unit_test(test_conditional_throttled),
     cmocka_unit_test(test_missing_table),
+    cmocka_unit_test(test_server_and_transport_errors),
+    cmocka_unit_test(test_kill),
     cmocka_unit_test(test_bad_templates),
   };
   return cmocka_run_group_tests(tests, setup, teardown);

@@ -8,8 +8,12 @@
  *           lost lease -> the consumer stops at once.
  * Shutdown: (first SIGTERM/SIGINT) stop fetching, let in-flight batches
  *           finish within shutdown_timeout, flush checkpoints, release every
- *           lease, close everything.  A second signal ends the run at once,
- *           without checkpointing anything unhandled. */
+ *           lease, close everything.  A handler still busy when the time is
+ *           up is killed (its children's process groups SIGKILLed, its
+ *           batches answered and not checkpointed), so the run ends within
+ *           shutdown_timeout + 2 s; past that, it ends without cleaning up.
+ *           A second signal ends the run at once, without checkpointing
+ *           anything unhandled. */
 #include "daemon.h"
 
 #include <signal.h>
@@ -26,6 +30,7 @@
 #include "consume/budget.h"
 #include "consume/shard_consumer.h"
 #include "err.h"
+#include "handlers/child.h"
 #include "handlers/handler.h"
 #include "lease/coordinator.h"
 #include "log.h"
@@ -39,6 +44,9 @@
 #define AUTO_CONNECTIONS_MIN 128
 #define AUTO_CONNECTIONS_MARGIN 64
 #define DRAIN_POLL_MS 50
+#define KILL_MARGIN_MS 250   /* shutdown_timeout -> the handler is killed:
+                                after the consumers gave up its batches */
+#define FORCE_AFTER_MS 1500  /* the kill -> leave without cleaning up */
 
 enum phase {
   PHASE_STARTING = 0,
@@ -59,10 +67,13 @@ struct daemon {
   uv_loop_t loop;
   uv_signal_t sigterm, sigint;
   uv_timer_t status;     /* sd_notify STATUS and the drain poll */
+  uv_timer_t deadline;   /* shutdown_timeout: kill, then leave */
   enum phase phase;
   int signals;
   int rc;                /* what kcld_daemon_run returns */
-  int immediate;         /* second signal: leave now */
+  int immediate;         /* second signal, or out of time: leave now */
+  int handler_killed;
+  int forced;            /* the deadline has passed the kill */
   char *region;
   struct kcld_http *http;
   struct kcld_credentials *creds;
@@ -310,8 +321,23 @@ static void close_all(struct daemon *dm)
 
 static void on_status_timer(uv_timer_t *t);
 
+/* Kills what the handler still runs: its batches are answered (and not
+ * checkpointed: their consumers gave them up), its children's process
+ * groups SIGKILLed, every child process group too. */
+static void kill_handler(struct daemon *dm, const char *why)
+{
+  if (dm->handler && !dm->handler_killed) {
+    kcld_log(KCLD_LOG_WARN, "killing the handler's work in flight", "reason",
+             why, NULL);
+    dm->handler_killed = 1;
+    kcld_handler_kill(dm->handler);
+  }
+  kcld_child_kill_all();
+}
+
 /* The handler may still owe answers for batches whose consumer gave up
- * waiting (shutdown deadline): wait for them before destroying it. */
+ * waiting (shutdown deadline): they are killed, then waited for before
+ * the handler is destroyed. */
 static void drain_then_close(struct daemon *dm)
 {
   struct kcld_dispatcher_stats st;
@@ -319,12 +345,32 @@ static void drain_then_close(struct daemon *dm)
   if (dm->disp) {
     kcld_dispatcher_stats(dm->disp, &st);
     if (st.in_flight > 0) {
+      kill_handler(dm, "work still in flight after the consumers stopped");
       uv_ref((uv_handle_t *)&dm->status);
       uv_timer_start(&dm->status, on_status_timer, DRAIN_POLL_MS, 0);
       return;
     }
   }
   close_all(dm);
+}
+
+/* shutdown_timeout (+ a margin) has passed: kill the handler's work; if
+ * the run still has not ended FORCE_AFTER_MS later (a plugin call that
+ * does not return, a write that blocks), leave without cleaning up. */
+static void on_deadline(uv_timer_t *t)
+{
+  struct daemon *dm = t->data;
+  if (!dm->forced) {
+    dm->forced = 1;
+    kill_handler(dm, "shutdown_timeout passed");
+    uv_timer_start(&dm->deadline, on_deadline, FORCE_AFTER_MS, 0);
+    return;
+  }
+  kcld_log(KCLD_LOG_ERROR, "shutdown did not finish in time; exiting "
+           "without cleaning up", NULL);
+  kcld_child_kill_all();
+  dm->immediate = 1;
+  uv_stop(&dm->loop);
 }
 
 static void on_released(int err, void *arg)
@@ -345,6 +391,9 @@ static void begin_shutdown(struct daemon *dm, int rc)
   if (rc && !dm->rc)
     dm->rc = rc;
   kcld_notify_stopping(dm->notify, "shutting down");
+  /* Unreferenced: it bounds the run without keeping the loop alive. */
+  uv_timer_start(&dm->deadline, on_deadline,
+                 (uint64_t)dm->cfg->shutdown_timeout_ms + KILL_MARGIN_MS, 0);
   if (!dm->coord) {
     drain_then_close(dm);
     return;
@@ -373,6 +422,7 @@ static void on_signal(uv_signal_t *h, int signum)
   }
   kcld_log(KCLD_LOG_WARN, "second signal: exiting at once without "
            "checkpointing unhandled records", NULL);
+  kcld_child_kill_all();
   dm->immediate = 1;
   uv_stop(&dm->loop);
 }
@@ -643,6 +693,9 @@ int kcld_daemon_run(const struct kcld_config *cfg)
   uv_signal_start(&dm.sigint, on_signal, SIGINT);
   uv_timer_init(&dm.loop, &dm.status);
   dm.status.data = &dm;
+  uv_timer_init(&dm.loop, &dm.deadline);
+  dm.deadline.data = &dm;
+  uv_unref((uv_handle_t *)&dm.deadline);
   uv_timer_start(&dm.status, on_status_timer, STATUS_INTERVAL_MS,
                  STATUS_INTERVAL_MS);
   uv_unref((uv_handle_t *)&dm.status);
@@ -669,8 +722,10 @@ int kcld_daemon_run(const struct kcld_config *cfg)
     begin_shutdown(&dm, rc);
 
   uv_run(&dm.loop, UV_RUN_DEFAULT);
-  if (dm.immediate) /* second signal: main exits without cleaning up */
+  if (dm.immediate) /* main exits without cleaning up */
     return KCLD_ECANCELED;
+  uv_timer_stop(&dm.deadline);
+  uv_close((uv_handle_t *)&dm.deadline, NULL);
   /* A close callback or two may be left: run the loop dry, then close. */
   uv_run(&dm.loop, UV_RUN_DEFAULT);
   if (uv_loop_close(&dm.loop) != 0)

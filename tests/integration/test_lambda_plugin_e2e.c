@@ -1,7 +1,9 @@
 /* test_lambda_plugin_e2e.c — the real kcld binary against kinesalite and
  * dynalite with handler.type lambda (tests/processors/lambda_record.py:
- * every record handled, a partial failure retried from the failed record)
- * and handler.type plugin (examples/plugin-count: the totals it prints at
+ * every record handled, a partial failure retried from the failed record;
+ * a child that hangs, with a grandchild, does not hold SIGTERM past
+ * shutdown_timeout + 2 s, and dies with kcld under SIGKILL) and
+ * handler.type plugin (examples/plugin-count: the totals it prints at
  * shutdown match what was produced, once every checkpoint is at the end). */
 #include <setjmp.h>
 #include <signal.h>
@@ -10,6 +12,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/types.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -195,6 +198,175 @@ static void test_lambda(void **state)
   json_decref(E.produced);
 }
 
+/* 1 while `pid` runs (a zombie does not). */
+static int alive(pid_t pid)
+{
+  char path[64], buf[512], *rp;
+  FILE *fp;
+  snprintf(path, sizeof(path), "/proc/%d/stat", (int)pid);
+  if (!(fp = fopen(path, "r")))
+    return 0;
+  if (!fgets(buf, sizeof(buf), fp))
+    buf[0] = '\0';
+  fclose(fp);
+  rp = strrchr(buf, ')');
+  return rp && rp[1] == ' ' && rp[2] != 'Z' && rp[2] != 'X';
+}
+
+static int wait_dead(pid_t pid, unsigned ms)
+{
+  unsigned long long end = kcld_test_now_ms() + ms;
+  while (alive(pid) && kcld_test_now_ms() < end)
+    kcld_test_sleep_ms(20);
+  return !alive(pid);
+}
+
+/* The pid a file holds (written by the hanging child), once it is there. */
+static pid_t read_pid(const char *path, unsigned ms)
+{
+  unsigned long long end = kcld_test_now_ms() + ms;
+  for (;;) {
+    char *text = kcld_test_slurp(path, NULL);
+    pid_t pid = text && strchr(text, '\n') ? (pid_t)atoi(text) : 0;
+    free(text);
+    if (pid > 0 || kcld_test_now_ms() > end)
+      return pid;
+    kcld_test_sleep_ms(50);
+  }
+}
+
+/* 1 once `pid` has read its batch and is hanging: the child below execs
+ * `sleep` after its `read`. */
+static int hanging(pid_t pid)
+{
+  char path[64];
+  char *comm;
+  int yes;
+  snprintf(path, sizeof(path), "/proc/%d/comm", (int)pid);
+  comm = kcld_test_slurp(path, NULL);
+  yes = comm && strncmp(comm, "sleep", 5) == 0;
+  free(comm);
+  return yes;
+}
+
+/* kcld running a lambda child that reads a batch and hangs, after it
+ * started a grandchild; *child and *grandchild are their pids. */
+static pid_t start_hung(const char *tag, char *log, size_t loglen,
+                        pid_t *child, pid_t *grandchild)
+{
+  char conf[160], cpath[160], gpath[160], app[32], stream[32];
+  const char *data[] = {"h-1", "h-2", "h-3"};
+  unsigned long long end;
+  FILE *f;
+  pid_t pid;
+
+  snprintf(app, sizeof(app), "%sapp", tag);
+  snprintf(stream, sizeof(stream), "%s", tag);
+  snprintf(conf, sizeof(conf), "%s/%s.yaml", E.dir, tag);
+  snprintf(log, loglen, "%s/%s.log", E.dir, tag);
+  snprintf(cpath, sizeof(cpath), "%s/%s.child", E.dir, tag);
+  snprintf(gpath, sizeof(gpath), "%s/%s.grandchild", E.dir, tag);
+  kcld_e2e_create_stream(E.aws, stream, 1);
+  put(stream, data, 3);
+  f = fopen(conf, "w");
+  assert_non_null(f);
+  fprintf(f,
+          "application: %s\nstream: %s\nregion: us-east-1\n"
+          "endpoints:\n  kinesis: %s\n  dynamodb: %s\n"
+          "credentials:\n  access_key_id: test\n  secret_access_key: test\n"
+          "shutdown_timeout: 2s\n"
+          "lease:\n  failover_time: 1s\n"
+          "fetch:\n  idle_time: 200ms\n"
+          "metrics:\n  listen: \"\"\n"
+          "handler:\n  type: lambda\n  timeout: 60s\n"
+          /* "$$" is a literal "$" in kcld's config. */
+          "  command: [sh, -c, \"echo $$$$ > %s; sleep 1000 & echo $$! > %s; "
+          "read -r l; exec sleep 1000\"]\n",
+          app, stream, kcld_emu_url(&E.emu, "kinesis"),
+          kcld_emu_url(&E.emu, "dynamodb"), cpath, gpath);
+  assert_int_equal(fclose(f), 0);
+  pid = kcld_test_spawn_kcld(conf, log);
+  *child = read_pid(cpath, 20000);
+  *grandchild = read_pid(gpath, 20000);
+  end = kcld_test_now_ms() + 30000;
+  while (*child > 0 && !hanging(*child) && kcld_test_now_ms() < end)
+    kcld_test_sleep_ms(50);
+  if (*child <= 0 || *grandchild <= 0 || !hanging(*child)) {
+    kcld_test_reap(pid);
+    kcld_e2e_dump_file(log);
+    fail_msg("the lambda child never got its batch");
+  }
+  return pid;
+}
+
+/* SIGTERM with a handler hung on a batch (handler.timeout 60 s): kcld
+ * exits 0 within shutdown_timeout (2 s) + 2 s, the child and its
+ * grandchild are killed, the lease is released, and the checkpoint has not
+ * moved past the batch that was never answered. */
+static void test_lambda_hung_bounded_shutdown(void **state)
+{
+  char log[160];
+  pid_t child, gc, pid;
+  int status = 0;
+  (void)state;
+
+  E.produced = json_array();
+  pid = start_hung("hng", log, sizeof(log), &child, &gc);
+  unsigned long long t0 = kcld_test_now_ms();
+  kill(pid, SIGTERM);
+  if (!kcld_test_wait_exit(pid, 8000, &status)) {
+    kcld_test_reap(pid);
+    kcld_e2e_dump_file(log);
+    fail_msg("kcld did not exit within 8 s of SIGTERM");
+  }
+  unsigned long long took = kcld_test_now_ms() - t0;
+  printf("measured: exit %llu ms after SIGTERM (shutdown_timeout 2 s)\n",
+         took);
+  if (took > 4000 || !WIFEXITED(status) || WEXITSTATUS(status) != 0) {
+    kcld_e2e_dump_file(log);
+    fail_msg("exit after %llu ms, status %d", took, status);
+  }
+  assert_true(wait_dead(child, 1000));
+  assert_true(wait_dead(gc, 1000));
+
+  json_t *req = json_pack("{s:s,s:b}", "TableName", "hngapp",
+                          "ConsistentRead", 1);
+  json_t *r = kcld_e2e_call(E.aws, KCLD_AWS_DYNAMODB, "Scan", req);
+  json_t *item = json_array_get(json_object_get(r, "Items"), 0);
+  assert_non_null(item);
+  assert_null(json_object_get(item, "leaseOwner")); /* released */
+  const char *cp = json_string_value(
+    json_object_get(json_object_get(item, "checkpoint"), "S"));
+  assert_non_null(cp);
+  assert_string_equal(cp, "TRIM_HORIZON"); /* nothing was handled */
+  json_decref(r);
+  char *text = kcld_test_slurp(log, NULL);
+  assert_non_null(strstr(text, "killing the handler's work in flight"));
+  free(text);
+  json_decref(E.produced);
+}
+
+/* kcld SIGKILLed: its lambda child dies with it (PR_SET_PDEATHSIG). */
+static void test_lambda_child_dies_with_kcld(void **state)
+{
+  char log[160];
+  pid_t child, gc, pid;
+  (void)state;
+
+  E.produced = json_array();
+  pid = start_hung("pds", log, sizeof(log), &child, &gc);
+  kcld_test_reap(pid); /* SIGKILL */
+  if (!wait_dead(child, 2000)) {
+    kill(child, SIGKILL);
+    kill(gc, SIGKILL);
+    fail_msg("the lambda child outlived kcld");
+  }
+  /* The grandchild has no death signal of its own (it reads EOF on
+   * nothing): only its parent's was promised. */
+  kill(gc, SIGKILL);
+  json_decref(E.produced);
+}
+
 static void test_plugin_count(void **state)
 {
   char conf[128], log[128], handler[1024], want[128];
@@ -275,6 +447,8 @@ int main(void)
 {
   const struct CMUnitTest tests[] = {
     cmocka_unit_test(test_lambda),
+    cmocka_unit_test(test_lambda_hung_bounded_shutdown),
+    cmocka_unit_test(test_lambda_child_dies_with_kcld),
     cmocka_unit_test(test_plugin_count),
     cmocka_unit_test(test_plugin_refused),
   };

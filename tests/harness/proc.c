@@ -9,6 +9,7 @@
 #include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 #include <sys/prctl.h>
 #include <sys/wait.h>
 #include <time.h>
@@ -63,6 +64,31 @@ void kcld_test_reap(pid_t pid)
     kill(pid, SIGKILL);
     waitpid(pid, &status, 0);
   }
+}
+
+int kcld_test_pid_alive(pid_t pid)
+{
+  char path[64], buf[512], *rp;
+  FILE *fp;
+  snprintf(path, sizeof(path), "/proc/%d/stat", (int)pid);
+  if (!(fp = fopen(path, "r")))
+    return 0;
+  if (!fgets(buf, sizeof(buf), fp))
+    buf[0] = '\0';
+  fclose(fp);
+  rp = strrchr(buf, ')'); /* the state follows the command's ")" */
+  return rp && rp[1] == ' ' && rp[2] != 'Z' && rp[2] != 'X';
+}
+
+int kcld_test_wait_dead(pid_t pid, unsigned timeout_ms)
+{
+  unsigned long long end = kcld_test_now_ms() + timeout_ms;
+  while (kcld_test_pid_alive(pid)) {
+    if (kcld_test_now_ms() >= end)
+      return 0;
+    kcld_test_sleep_ms(10);
+  }
+  return 1;
 }
 
 unsigned long long kcld_test_now_ms(void)

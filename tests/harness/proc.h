@@ -18,6 +18,14 @@ int kcld_test_wait_exit(pid_t pid, unsigned timeout_ms, int *status);
 /* Kills (SIGKILL) and reaps pid if it is still running. */
 void kcld_test_reap(pid_t pid);
 
+/* 1 while `pid` is a process that has not exited (a zombie has), by
+ * /proc/PID/stat: also for processes that are not the caller's children. */
+int kcld_test_pid_alive(pid_t pid);
+
+/* Waits up to timeout_ms for kcld_test_pid_alive(pid) to turn 0; returns 1
+ * when it did. */
+int kcld_test_wait_dead(pid_t pid, unsigned timeout_ms);
+
 /* Milliseconds on the monotonic clock. */
 unsigned long long kcld_test_now_ms(void);
 

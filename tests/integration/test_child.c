@@ -133,35 +133,6 @@ static void write_str(struct fx *f, const char *s, uint64_t *end)
   assert_int_equal(kcld_child_write(f->c, strdup(s), strlen(s), end), 0);
 }
 
-/* 1 while `pid` is a process that has not exited (a zombie has). */
-static int alive(pid_t pid)
-{
-  char path[64], buf[512];
-  FILE *fp;
-  char *rp;
-  snprintf(path, sizeof(path), "/proc/%d/stat", (int)pid);
-  fp = fopen(path, "r");
-  if (!fp)
-    return 0;
-  buf[0] = '\0';
-  if (!fgets(buf, sizeof(buf), fp))
-    buf[0] = '\0';
-  fclose(fp);
-  rp = strrchr(buf, ')');
-  return rp && rp[1] == ' ' && rp[2] != 'Z' && rp[2] != 'X';
-}
-
-static int wait_dead(pid_t pid, unsigned ms)
-{
-  unsigned long long end = kcld_test_now_ms() + ms;
-  while (alive(pid)) {
-    if (kcld_test_now_ms() > end)
-      return 0;
-    kcld_test_sleep_ms(10);
-  }
-  return 1;
-}
-
 /* A line in, a line out; the bytes read are counted. */
 static void test_echo_and_consumed(void **state)
 {
@@ -263,13 +234,13 @@ static void test_kill_reaches_group(void **state)
   assert_int_equal(f->nlines, 1);
   grandchild = atoi(f->lines[0]);
   assert_true(grandchild > 0);
-  assert_true(alive(grandchild));
+  assert_true(kcld_test_pid_alive(grandchild));
   assert_int_equal(getpgid(grandchild), child);
   kcld_child_kill(f->c);
   wait_exit(f, 5000);
   assert_int_equal(f->exit.term_signal, SIGKILL);
   assert_int_equal(f->exit.killed, 1);
-  assert_true(wait_dead(grandchild, 2000));
+  assert_true(kcld_test_wait_dead(grandchild, 2000));
   fx_free(f);
 }
 
@@ -288,7 +259,7 @@ static void test_exit_kills_leftovers(void **state)
   assert_int_equal(f->exit.status, 4);
   assert_int_equal(f->exit.killed, 0);
   assert_int_equal(f->nlines, 1);
-  assert_true(wait_dead(atoi(f->lines[0]), 2000));
+  assert_true(kcld_test_wait_dead(atoi(f->lines[0]), 2000));
   fx_free(f);
 }
 
@@ -432,7 +403,7 @@ static void test_close_and_kill_all(void **state)
   kcld_test_loop_finish(&a->loop);
   assert_int_equal(a->closed, 1);
   assert_int_equal(a->exited, 0); /* no callback but closed */
-  assert_false(alive(pa));
+  assert_false(kcld_test_pid_alive(pa));
   kcld_log_setup(KCLD_LOG_INFO, KCLD_LOG_JSON, NULL);
   fclose(a->logf);
   free(a->logbuf);
@@ -444,7 +415,7 @@ static void test_close_and_kill_all(void **state)
   kcld_child_kill_all();
   wait_exit(b, 5000);
   assert_int_equal(b->exit.term_signal, SIGKILL);
-  assert_false(alive(pb));
+  assert_false(kcld_test_pid_alive(pb));
   fx_free(b);
 }
 
@@ -474,10 +445,10 @@ static void test_parent_death_kills_child(void **state)
   close(fds[1]);
   assert_int_equal(read(fds[0], &child, sizeof(child)), (ssize_t)sizeof(child));
   close(fds[0]);
-  assert_true(alive(child));
+  assert_true(kcld_test_pid_alive(child));
   kill(helper, SIGKILL);
   waitpid(helper, NULL, 0);
-  assert_true(wait_dead(child, 2000));
+  assert_true(kcld_test_wait_dead(child, 2000));
 }
 
 int main(void)

@@ -456,21 +456,6 @@ static void test_unread_timeout_is_infra(void **state)
   close_lambda(&f);
 }
 
-/* 1 while `pid` runs (a zombie does not). */
-static int alive(pid_t pid)
-{
-  char path[64], buf[512], *rp;
-  FILE *fp;
-  snprintf(path, sizeof(path), "/proc/%d/stat", (int)pid);
-  if (!(fp = fopen(path, "r")))
-    return 0;
-  if (!fgets(buf, sizeof(buf), fp))
-    buf[0] = '\0';
-  fclose(fp);
-  rp = strrchr(buf, ')');
-  return rp && rp[1] == ' ' && rp[2] != 'Z' && rp[2] != 'X';
-}
-
 /* kill: the batch in flight is answered at once (canceled, an
  * infrastructure failure), the child and what it started die, and the
  * handler takes no more batches. */
@@ -497,7 +482,7 @@ static void test_kill(void **state)
   assert_non_null(text);
   gc = atoi(text);
   free(text);
-  assert_true(gc > 0 && alive(gc));
+  assert_true(gc > 0 && kcld_test_pid_alive(gc));
   start(f.h, &c, hang, 1, SHARD);
   for (int i = 0; i < 20; i++) { /* let it read the batch */
     int never = 0;
@@ -517,9 +502,7 @@ static void test_kill(void **state)
                    KCLD_ECANCELED);
   close_lambda(&f);
   assert_true(kcld_test_now_ms() - t0 < 1000);
-  for (int i = 0; i < 100 && alive(gc); i++)
-    kcld_test_sleep_ms(10);
-  assert_false(alive(gc));
+  assert_true(kcld_test_wait_dead(gc, 1000));
   unlink(path);
   rmdir(dir);
 }

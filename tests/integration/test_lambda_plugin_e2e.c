@@ -198,29 +198,6 @@ static void test_lambda(void **state)
   json_decref(E.produced);
 }
 
-/* 1 while `pid` runs (a zombie does not). */
-static int alive(pid_t pid)
-{
-  char path[64], buf[512], *rp;
-  FILE *fp;
-  snprintf(path, sizeof(path), "/proc/%d/stat", (int)pid);
-  if (!(fp = fopen(path, "r")))
-    return 0;
-  if (!fgets(buf, sizeof(buf), fp))
-    buf[0] = '\0';
-  fclose(fp);
-  rp = strrchr(buf, ')');
-  return rp && rp[1] == ' ' && rp[2] != 'Z' && rp[2] != 'X';
-}
-
-static int wait_dead(pid_t pid, unsigned ms)
-{
-  unsigned long long end = kcld_test_now_ms() + ms;
-  while (alive(pid) && kcld_test_now_ms() < end)
-    kcld_test_sleep_ms(20);
-  return !alive(pid);
-}
-
 /* The pid a file holds (written by the hanging child), once it is there. */
 static pid_t read_pid(const char *path, unsigned ms)
 {
@@ -326,8 +303,8 @@ static void test_lambda_hung_bounded_shutdown(void **state)
     kcld_e2e_dump_file(log);
     fail_msg("exit after %llu ms, status %d", took, status);
   }
-  assert_true(wait_dead(child, 1000));
-  assert_true(wait_dead(gc, 1000));
+  assert_true(kcld_test_wait_dead(child, 1000));
+  assert_true(kcld_test_wait_dead(gc, 1000));
 
   json_t *req = json_pack("{s:s,s:b}", "TableName", "hngapp",
                           "ConsistentRead", 1);
@@ -356,7 +333,7 @@ static void test_lambda_child_dies_with_kcld(void **state)
   E.produced = json_array();
   pid = start_hung("pds", log, sizeof(log), &child, &gc);
   kcld_test_reap(pid); /* SIGKILL */
-  if (!wait_dead(child, 2000)) {
+  if (!kcld_test_wait_dead(child, 2000)) {
     kill(child, SIGKILL);
     kill(gc, SIGKILL);
     fail_msg("the lambda child outlived kcld");

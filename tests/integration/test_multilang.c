@@ -550,21 +550,6 @@ static void test_grandchild_holds_stdout(void **state)
   fx_free(f);
 }
 
-/* 1 while `pid` runs (a zombie does not). */
-static int alive(pid_t pid)
-{
-  char path[64], buf[512], *rp;
-  FILE *fp;
-  snprintf(path, sizeof(path), "/proc/%d/stat", (int)pid);
-  if (!(fp = fopen(path, "r")))
-    return 0;
-  if (!fgets(buf, sizeof(buf), fp))
-    buf[0] = '\0';
-  fclose(fp);
-  rp = strrchr(buf, ')');
-  return rp && rp[1] == ' ' && rp[2] != 'Z' && rp[2] != 'X';
-}
-
 /* kill: a processor hanging on a batch, and a grandchild it started, die
  * at once; the batch in flight and the one queued behind it are answered
  * HandlerCanceled (infrastructure); the handler takes no more. */
@@ -599,7 +584,7 @@ static void test_kill(void **state)
   pid_t gc = atoi(text);
   free(text);
   unlink(gcpath);
-  assert_true(gc > 0 && alive(gc));
+  assert_true(gc > 0 && kcld_test_pid_alive(gc));
   assert_int_equal(r1.done + r2.done, 0);
   kcld_handler_kill(f->h);
   assert_int_equal(r1.done, 1);
@@ -613,9 +598,7 @@ static void test_kill(void **state)
   unsigned long long t0 = kcld_test_now_ms();
   fx_free(f);
   assert_true(kcld_test_now_ms() - t0 < 1000);
-  for (int i = 0; i < 100 && alive(gc); i++)
-    kcld_test_sleep_ms(10);
-  assert_false(alive(gc));
+  assert_true(kcld_test_wait_dead(gc, 1000));
 }
 
 static void test_two_shards(void **state)

@@ -501,29 +501,43 @@ static void proc_end(struct proc *p)
 
 /* ======== Spawning ======== */
 
-/* The path execve gets for argv0: as given when it has a slash, else the
- * first executable file of that name in $PATH, else argv0 (execve then
- * fails with ENOENT). */
-static void resolve(const char *argv0, char *out, size_t cap)
+static int executable(const char *path)
+{
+  struct stat st;
+  return stat(path, &st) == 0 && S_ISREG(st.st_mode) &&
+         access(path, X_OK) == 0;
+}
+
+int kcld_child_find(const char *argv0, char *out, size_t cap)
 {
   const char *path = getenv("PATH");
-  struct stat st;
+  int w;
 
   if (!path)
     path = "/usr/local/bin:/usr/bin:/bin"; /* as execvp */
-  snprintf(out, cap, "%s", argv0);
-  if (strchr(argv0, '/'))
-    return;
-  while (path && *path) {
+  if (strchr(argv0, '/')) {
+    w = snprintf(out, cap, "%s", argv0);
+    return w > 0 && (size_t)w < cap && executable(out) ? 0 : KCLD_ENOTFOUND;
+  }
+  while (*path) {
     const char *colon = strchr(path, ':');
     size_t n = colon ? (size_t)(colon - path) : strlen(path);
-    int w = snprintf(out, cap, "%.*s/%s", (int)n, n ? path : ".", argv0);
-    if (w > 0 && (size_t)w < cap && stat(out, &st) == 0 &&
-        S_ISREG(st.st_mode) && access(out, X_OK) == 0)
-      return;
-    path = colon ? colon + 1 : NULL;
+    w = snprintf(out, cap, "%.*s/%s", (int)n, n ? path : ".", argv0);
+    if (w > 0 && (size_t)w < cap && executable(out))
+      return 0;
+    if (!colon)
+      break;
+    path = colon + 1;
   }
-  snprintf(out, cap, "%s", argv0);
+  return KCLD_ENOTFOUND;
+}
+
+/* The path execve gets for argv0 (kcld_child_find), or argv0 itself when
+ * there is none: execve then fails, with the reason. */
+static void resolve(const char *argv0, char *out, size_t cap)
+{
+  if (kcld_child_find(argv0, out, cap) != 0)
+    snprintf(out, cap, "%s", argv0);
 }
 
 /* In the forked child: only async-signal-safe calls from here on. */

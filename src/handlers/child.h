@@ -155,6 +155,13 @@ void kcld_child_close(struct kcld_child *c);
  * process: the last resort of a shutdown that ran out of time. */
 void kcld_child_kill_all(void);
 
+/* Finds the program a spawn of argv0 runs: argv0 itself when it has a
+ * slash, else the first executable regular file of that name in $PATH.
+ * Returns 0 with the path in out (cap bytes), or KCLD_ENOTFOUND when there
+ * is none (or it is not executable, or does not fit), as exec would
+ * fail. */
+int kcld_child_find(const char *argv0, char *out, size_t cap);
+
 /* ======== Line framing, pure (exported for tests and fuzzing) ======== */
 
 /* Splits a byte stream into lines: a partial line is kept until its

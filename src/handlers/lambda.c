@@ -659,7 +659,7 @@ static int open_slots(struct lambda_handler *h,
                       const struct kcld_config *cfg)
 {
   const struct kcld_config_handler_cfg *hc = &cfg->handler;
-  char timeout[64];
+  char timeout[64], path[4096];
   const char *env[] = {timeout, NULL};
   struct kcld_child_opts o;
   int rc;
@@ -693,12 +693,17 @@ static int open_slots(struct lambda_handler *h,
       return rc;
     h->open++;
   }
+  if (kcld_child_find(hc->command.items[0], path, sizeof(path)) != 0) {
+    kcld_log(KCLD_LOG_ERROR,
+             "lambda handler: handler.command is not an executable file",
+             "command", hc->command.items[0], NULL);
+    return KCLD_ECONFIG;
+  }
   for (int i = 0; i < h->nslots; i++) {
     struct slot *s = &h->slots[i];
     if (kcld_child_spawn(s->child) != 0) {
-      kcld_log(KCLD_LOG_ERROR,
-               "lambda handler: handler.command is not an executable file",
-               "command", hc->command.items[0], "error",
+      kcld_log(KCLD_LOG_ERROR, "lambda handler: cannot start handler.command",
+               "command", h->cmdline, "error",
                kcld_child_spawn_error(s->child), NULL);
       return KCLD_ECONFIG;
     }

@@ -901,9 +901,19 @@ int kcld_handler_multilang_new(const struct kcld_handler_env *env,
   const struct kcld_config *cfg = env->cfg;
   struct ml *h;
 
+  char path[4096];
+
   if (cfg->handler.command.len == 0) {
     kcld_log(KCLD_LOG_ERROR, "multilang handler: handler.command is empty",
              NULL);
+    return KCLD_ECONFIG;
+  }
+  /* What can be known now is a start-up error, not a shard that waits. */
+  if (kcld_child_find(cfg->handler.command.items[0], path,
+                      sizeof(path)) != 0) {
+    kcld_log(KCLD_LOG_ERROR,
+             "multilang handler: handler.command is not an executable file",
+             "command", cfg->handler.command.items[0], NULL);
     return KCLD_ECONFIG;
   }
   h = calloc(1, sizeof(*h));

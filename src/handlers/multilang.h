@@ -61,8 +61,8 @@
 #define KCLD_MULTILANG_MAX_LINE (16u << 20)
 
 /* Creates the handler; children start on shard_started (or on the first
- * batch of a shard).  Returns 0, KCLD_ECONFIG (no handler.command, logged)
- * or KCLD_ENOMEM. */
+ * batch of a shard).  Returns 0, KCLD_ECONFIG (no handler.command, or its
+ * program is not an executable file; logged) or KCLD_ENOMEM. */
 int kcld_handler_multilang_new(const struct kcld_handler_env *env,
                                struct kcld_handler **out);
 

@@ -491,14 +491,43 @@ static void test_garbage_is_skipped(void **state)
   fx_free(f);
 }
 
-/* A command that cannot start says nothing about the records: the batch
+/* A command that is not there is a start-up error; one that vanishes
+ * later cannot start, which says nothing about the records: the batch
  * fails as an infrastructure failure. */
 static void test_command_cannot_start(void **state)
 {
   (void)state;
   struct recs a;
   struct result r;
-  struct fx *f = fx_new("[/nonexistent/kcld-processor]", NULL);
+  char yaml[256], *errors = NULL, script[160];
+  struct kcld_config *cfg = NULL;
+  struct kcld_handler *h = NULL;
+  uv_loop_t loop;
+  struct kcld_handler_env env = {.loop = &loop, .region = "us-east-1"};
+
+  snprintf(yaml, sizeof(yaml), "application: app\nstream: s\nhandler:\n"
+           "  type: multilang\n  command: [/nonexistent/kcld-processor]\n");
+  assert_int_equal(kcld_config_parse("t.yaml", yaml, strlen(yaml), &cfg,
+                                     &errors), 0);
+  assert_int_equal(uv_loop_init(&loop), 0);
+  env.cfg = cfg;
+  assert_int_equal(kcld_handler_new(&env, &h), KCLD_ECONFIG);
+  assert_null(h);
+  kcld_test_loop_finish(&loop);
+  kcld_config_free(cfg);
+
+  char dir[] = "/tmp/kcld-mlgone-XXXXXX", cmd[200];
+  assert_non_null(mkdtemp(dir));
+  snprintf(script, sizeof(script), "%s/gone.sh", dir);
+  FILE *fp = fopen(script, "w");
+  assert_non_null(fp);
+  fputs("#!/bin/sh\nexit 0\n", fp);
+  fclose(fp);
+  assert_int_equal(chmod(script, 0755), 0);
+  snprintf(cmd, sizeof(cmd), "[\"%s\"]", script);
+  struct fx *f = fx_new(cmd, NULL);
+  assert_int_equal(unlink(script), 0);
+  assert_int_equal(rmdir(dir), 0);
   make_recs(&a, 1, 1);
   run_batch(f, SHARD, &a, &r);
   assert_int_equal(r.status, KCLD_HANDLER_FAILED);

@@ -514,7 +514,7 @@ int kcld_child_find(const char *argv0, char *out, size_t cap)
   int w;
 
   if (!path)
-    path = "/usr/local/bin:/usr/bin:/bin"; /* as execvp */
+    path = "/bin:/usr/bin"; /* as execvp (glibc's _CS_PATH) */
   if (strchr(argv0, '/')) {
     w = snprintf(out, cap, "%s", argv0);
     return w > 0 && (size_t)w < cap && executable(out) ? 0 : KCLD_ENOTFOUND;

@@ -34,6 +34,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include "base/backoff.h"
 #include "err.h"
 #include "log.h"
 
@@ -86,8 +87,8 @@ struct kcld_child {
   char *tag;
   const struct kcld_child_msgs *msgs;
   size_t max_line;
-  uint64_t backoff_base_ms, backoff_max_ms;
-  unsigned backoff_step;
+  struct kcld_backoff backoff;
+  unsigned backoff_step;      /* restarts since the last reset */
   struct kcld_child_cbs cbs;
   void *arg;
   uv_timer_t timer;
@@ -700,14 +701,13 @@ static int spawn(struct kcld_child *c)
 
 /* ======== Timer ======== */
 
+/* The next restart delay: base doubling to max, no jitter (a child's
+ * restarts are its own, nothing to spread out). */
 static uint64_t next_backoff(struct kcld_child *c)
 {
-  uint64_t ms = c->backoff_base_ms;
-  for (unsigned i = 0; i < c->backoff_step && ms < c->backoff_max_ms; i++)
-    ms *= 2;
-  if (c->backoff_step < 32)
+  if (c->backoff_step < 64)
     c->backoff_step++;
-  return ms < c->backoff_max_ms ? ms : c->backoff_max_ms;
+  return kcld_backoff_delay_ms(&c->backoff, c->backoff_step, 0);
 }
 
 static void on_timer(uv_timer_t *t)
@@ -845,9 +845,10 @@ int kcld_child_new(const struct kcld_child_opts *o, struct kcld_child **out)
   }
   c->msgs = o->msgs;
   c->max_line = o->max_line ? o->max_line : KCLD_CHILD_MAX_LINE;
-  c->backoff_base_ms = o->backoff_base_ms ? o->backoff_base_ms : 1;
-  c->backoff_max_ms = o->backoff_max_ms > c->backoff_base_ms
-                        ? o->backoff_max_ms : c->backoff_base_ms;
+  c->backoff.base_ms = o->backoff_base_ms ? o->backoff_base_ms : 1;
+  c->backoff.max_ms = o->backoff_max_ms > c->backoff.base_ms
+                        ? o->backoff_max_ms : c->backoff.base_ms;
+  c->backoff.jitter = KCLD_BACKOFF_NONE;
   c->cbs = o->cbs;
   c->arg = o->arg;
   uv_timer_init(c->loop, &c->timer);

@@ -107,51 +107,41 @@ static void proc_end(struct proc *p);
 
 /* ======== Line framing ======== */
 
+/* Appends to the partial line; a failed growth drops it. */
 static int lines_put(struct kcld_child_lines *l, const char *s, size_t n)
 {
-  if (n == 0) /* an empty line on a fresh buffer: nothing to copy to NULL */
+  if (kcld_buf_add(&l->buf, s, n) == 0)
     return 0;
-  if (l->len + n > l->cap) {
-    size_t cap = l->cap ? l->cap : 1024;
-    while (cap < l->len + n)
-      cap *= 2;
-    char *nb = realloc(l->buf, cap);
-    if (!nb)
-      return KCLD_ENOMEM;
-    l->buf = nb;
-    l->cap = cap;
-  }
-  memcpy(l->buf + l->len, s, n);
-  l->len += n;
-  return 0;
+  kcld_buf_free(&l->buf);
+  return KCLD_ENOMEM;
 }
 
 int kcld_child_lines_feed(struct kcld_child_lines *l, const char *data,
                           size_t n, kcld_child_line_cb cb, void *arg)
 {
   size_t max = l->max ? l->max : KCLD_CHILD_MAX_LINE;
+  struct kcld_buf *b = &l->buf;
   while (n > 0) {
     const char *nl = memchr(data, '\n', n);
     size_t take = nl ? (size_t)(nl - data) : n;
     if (l->skipping) {
       if (nl)
         l->skipping = 0;
-    } else if (l->len + take > max) {
-      size_t room = max - l->len;
-      if (lines_put(l, data, room) != 0)
+    } else if (b->len + take > max) {
+      if (lines_put(l, data, max - b->len) != 0)
         return KCLD_ENOMEM;
-      l->len = 0;
+      b->len = 0;
       l->skipping = nl == NULL;
-      cb(arg, l->buf, max, 1);
+      cb(arg, b->p, max, 1);
     } else {
       if (lines_put(l, data, take) != 0)
         return KCLD_ENOMEM;
       if (nl) {
-        size_t len = l->len;
-        if (len > 0 && l->buf[len - 1] == '\r')
+        size_t len = b->len;
+        if (len > 0 && b->p[len - 1] == '\r')
           len--;
-        l->len = 0;
-        cb(arg, l->buf ? l->buf : "", len, 0);
+        b->len = 0;
+        cb(arg, b->p ? b->p : "", len, 0);
       }
     }
     if (!nl)
@@ -165,20 +155,18 @@ int kcld_child_lines_feed(struct kcld_child_lines *l, const char *data,
 void kcld_child_lines_flush(struct kcld_child_lines *l, kcld_child_line_cb cb,
                             void *arg)
 {
-  size_t len = l->len;
+  size_t len = l->buf.len;
   if (len == 0 || l->skipping)
     return;
-  if (l->buf[len - 1] == '\r')
+  if (l->buf.p[len - 1] == '\r')
     len--;
-  l->len = 0;
-  cb(arg, l->buf, len, 0);
+  l->buf.len = 0;
+  cb(arg, l->buf.p, len, 0);
 }
 
 void kcld_child_lines_free(struct kcld_child_lines *l)
 {
-  free(l->buf);
-  l->buf = NULL;
-  l->len = l->cap = 0;
+  kcld_buf_free(&l->buf);
   l->skipping = 0;
 }
 

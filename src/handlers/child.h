@@ -38,6 +38,8 @@
 #include <stdint.h>
 #include <uv.h>
 
+#include "base/buf.h"
+
 #define KCLD_CHILD_LOG_LINE_MAX 1024  /* bytes of a stderr line logged */
 #define KCLD_CHILD_KILL_GRACE_MS 2000 /* SIGTERM -> SIGKILL in a stop */
 #define KCLD_CHILD_DRAIN_MS 500       /* exit -> stdout given up on */
@@ -168,8 +170,8 @@ int kcld_child_find(const char *argv0, char *out, size_t cap);
  * newline, a trailing "\r" is dropped, a line longer than `max` is cut off
  * and skipped to its end (cb gets its first max bytes, too_long = 1). */
 struct kcld_child_lines {
-  char *buf;
-  size_t len, cap, max;   /* max 0 = KCLD_CHILD_MAX_LINE */
+  struct kcld_buf buf;    /* the partial line */
+  size_t max;             /* 0 = KCLD_CHILD_MAX_LINE */
   int skipping;
 };
 

@@ -336,8 +336,10 @@ static void kill_handler(struct daemon *dm, const char *why)
 }
 
 /* The handler may still owe answers for batches whose consumer gave up
- * waiting (shutdown deadline): they are killed, then waited for before
- * the handler is destroyed. */
+ * waiting (shutdown deadline): wait for them before destroying it.  The
+ * deadline kills whatever still runs at shutdown_timeout + KILL_MARGIN_MS
+ * (not earlier: a record processor finishing shutdownRequested may be
+ * what keeps a shard busy here). */
 static void drain_then_close(struct daemon *dm)
 {
   struct kcld_dispatcher_stats st;
@@ -345,7 +347,6 @@ static void drain_then_close(struct daemon *dm)
   if (dm->disp) {
     kcld_dispatcher_stats(dm->disp, &st);
     if (st.in_flight > 0) {
-      kill_handler(dm, "work still in flight after the consumers stopped");
       uv_ref((uv_handle_t *)&dm->status);
       uv_timer_start(&dm->status, on_status_timer, DRAIN_POLL_MS, 0);
       return;

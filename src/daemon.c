@@ -38,6 +38,7 @@
 #include "ops/notify.h"
 #include "process/dispatcher.h"
 #include "process/dlq.h"
+#include "process/dlq_sqs.h"
 #include "process/pool.h"
 
 #define STATUS_INTERVAL_MS 10000
@@ -453,13 +454,15 @@ static void on_status_timer(uv_timer_t *t)
 
 /* ======== Start-up ======== */
 
-/* The dead-letter queue of on_failure.sqs, or a loud line when there is
- * none and failing records would be skipped. */
+/* The dead-letter destination of on_failure.sqs, or a loud line when there
+ * is none and failing records would be skipped. */
 static int open_dlq(struct daemon *dm)
 {
   const struct kcld_config *cfg = dm->cfg;
+  const char *stream_arn = strncmp(cfg->stream, "arn:", 4) == 0 ? cfg->stream
+                                                                : "";
   struct kcld_dlq_opts qo;
-  char *arn;
+  char arn[512];
   int rc;
 
   if (!opt(cfg->on_failure.sqs)) {
@@ -468,22 +471,22 @@ static int open_dlq(struct daemon *dm)
                "for good are logged and skipped", NULL);
     return 0;
   }
-  if ((rc = kcld_sqs_new(dm->aws, &dm->loop, &dm->sqs)) != 0)
-    return rc;
-  if (asprintf(&arn, "kcld:%s:%s", cfg->application, cfg->worker_id) < 0)
-    return KCLD_ENOMEM;
   memset(&qo, 0, sizeof(qo));
+  if ((rc = kcld_sqs_new(dm->aws, &dm->loop, &dm->sqs)) != 0 ||
+      (rc = kcld_dlq_sqs_new(dm->sqs, cfg->on_failure.sqs, &qo.store)) != 0)
+    return rc;
+  if ((rc = kcld_dlq_function_arn(arn, sizeof(arn), stream_arn, dm->region,
+                                  NULL, cfg->application)) != 0) {
+    qo.store->ops->free(qo.store);
+    return rc;
+  }
   qo.loop = &dm->loop;
-  qo.sqs = dm->sqs;
-  qo.queue_url = cfg->on_failure.sqs;
   qo.function_arn = arn;
-  qo.stream_arn = strncmp(cfg->stream, "arn:", 4) == 0 ? cfg->stream : "";
+  qo.stream_arn = stream_arn;
   qo.include_records = cfg->on_failure.include_records;
   qo.backoff_base_ms = (uint64_t)cfg->retry.backoff_base_ms;
   qo.backoff_max_ms = (uint64_t)cfg->retry.backoff_max_ms;
-  rc = kcld_dlq_new(&qo, &dm->dlq);
-  free(arn);
-  return rc;
+  return kcld_dlq_new(&qo, &dm->dlq);
 }
 
 static int start_clients(struct daemon *dm)
@@ -545,6 +548,7 @@ static int start_clients(struct daemon *dm)
   dop.backoff_max_ms = (uint64_t)cfg->retry.backoff_max_ms;
   dop.dlq = dm->dlq;
   dop.block_on_failure = cfg->on_failure.block;
+  dop.discard = !dm->dlq;
   if ((rc = kcld_dispatcher_new(&dop, &dm->disp)) != 0)
     return rc;
   if (dm->monitor)

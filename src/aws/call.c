@@ -1114,6 +1114,11 @@ const char *kcld_aws_endpoint(const struct kcld_aws *aws,
                                                           : NULL;
 }
 
+int kcld_aws_error_is_throttling(const char *error_type)
+{
+  return error_type && in_list(s_throttling, error_type);
+}
+
 const char *kcld_aws_region(const struct kcld_aws *aws)
 {
   return aws ? aws->region : NULL;

@@ -184,6 +184,10 @@ const char *kcld_aws_service_name(enum kcld_aws_service svc);
 const char *kcld_aws_endpoint(const struct kcld_aws *aws,
                               enum kcld_aws_service svc);
 
+/* 1 when `error_type` (an AWS __type, e.g. "ThrottlingException") is one
+ * of the SDKs' throttling errors (the list above), else 0.  NULL is 0. */
+int kcld_aws_error_is_throttling(const char *error_type);
+
 /* The region the client signs for. */
 const char *kcld_aws_region(const struct kcld_aws *aws);
 

@@ -1,14 +1,20 @@
 /* dispatcher.c — batches across deliveries, lanes by partition key, the
- * failure policy's loop work (retry timers, bisection, dead-letter sends)
- * and the checkpoint as the lowest position not yet dealt with. */
+ * failure policy's loop work (retry and wait timers, bisection, dead-letter
+ * sends) and the checkpoint as the lowest position not yet dealt with.
+ *
+ * Everything that comes back — handler answers, a refused process() — is
+ * queued and acted on in on_idle(); everything that goes out to a consumer
+ * (progress, done) is noted on its shard and emitted there too. */
 #include "process/dispatcher.h"
 
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "aws/call.h"
 #include "base/clock.h"
 #include "base/rand.h"
+#include "base/seq.h"
 #include "err.h"
 #include "log.h"
 #include "process/policy.h"
@@ -22,8 +28,13 @@ struct job;
 struct kcld_dispatcher {
   struct kcld_dispatcher_opts opts;
   struct kcld_policy policy;
-  struct shard *shards;          /* with work, not closing */
-  size_t live;                   /* shards not yet freed + calls out */
+  struct shard *shards;          /* active: taking deliveries */
+  struct shard *dirty, *dirty_tail; /* with something to emit, or closing */
+  struct call *answers, *answers_tail; /* answered, not yet acted on */
+  uv_idle_t idle;                /* on_idle: the two queues above */
+  int idle_on;
+  size_t live;                   /* the idle handle + shards not yet freed
+                                    + calls not yet freed */
   size_t calls;                  /* handler calls not yet answered */
   size_t active;                 /* shards in the list */
   struct kcld_dispatcher_stats stats;
@@ -43,6 +54,7 @@ struct entry {
 struct call {
   struct kcld_dispatcher *disp;
   struct job *job;               /* NULL once orphaned */
+  struct call *next_answer;
   char *shard_id;                /* the call's own copy: the handler may
                                     still read it after the shard closed */
   const struct kcld_record **ptrs;
@@ -50,6 +62,10 @@ struct call {
   uint64_t bytes;                /* payload bytes of ptrs */
   uint64_t started_ns;           /* uv_hrtime() at process() */
   uv_timer_t timeout;
+  int answered;
+  struct kcld_handler_result res; /* the answer, strings in the buffers */
+  char err_type[64];
+  char err_msg[512];
 };
 
 struct range {
@@ -57,7 +73,7 @@ struct range {
   unsigned invokes;              /* handler calls its records were in */
 };
 
-enum job_wait { WAIT_CALL, WAIT_BACKOFF, WAIT_DLQ };
+enum job_wait { WAIT_CALL, WAIT_BACKOFF, WAIT_DLQ, WAIT_GIVE_UP };
 
 /* A batch of one lane, worked on until every record is dealt with. */
 struct job {
@@ -68,6 +84,10 @@ struct job {
   struct range stack[MAX_DEPTH]; /* ranges still to do, innermost on top */
   int depth;
   unsigned retries;              /* of the range on top */
+  unsigned infra;                /* infrastructure failures in a row */
+  unsigned dest_fails;           /* destination sends that did not start */
+  uint64_t since;                /* loop ms: first of those failures */
+  enum kcld_dispatcher_wait why; /* for the shard state */
   enum job_wait wait;
   struct call *call;
   struct kcld_dlq_send *send;
@@ -85,7 +105,8 @@ struct lane {
 };
 
 struct shard {
-  struct shard *next, *prev;
+  struct shard *next, *prev;     /* the active list */
+  struct shard *next_dirty;
   struct kcld_dispatcher *disp;
   struct kcld_shard_consumer *consumer;
   char *shard_id;
@@ -93,6 +114,9 @@ struct shard {
   size_t head, tail, cap;
   uint64_t base;                 /* global index of ents[0] */
   struct kcld_shard_delivery *held;
+  struct kcld_shard_delivery *done_due; /* done to emit */
+  int progress_due;              /* progress to emit: */
+  struct kcld_seq_pos progress;
   int64_t millis_behind;
   int ended;                     /* the shard's last records are here */
   uint64_t window_deadline;      /* loop ms; 0 = nothing waits */
@@ -100,7 +124,10 @@ struct shard {
   struct lane lanes[MAX_LANES];
   unsigned nlanes;
   unsigned open_handles;
+  int in_dirty;
   int closing;
+  int cancelled;                 /* no progress any more */
+  int handles_closed;
 };
 
 /* ======== Small helpers ======== */
@@ -118,31 +145,45 @@ static struct entry *ent(struct shard *sh, uint64_t g)
   return &sh->ents[g - sh->base];
 }
 
-static void consumer_done(struct kcld_dispatcher *disp,
-                          struct kcld_shard_delivery *d)
+static void on_idle_closed(uv_handle_t *h)
 {
-  if (disp->opts.consumer_ops && disp->opts.consumer_ops->done)
-    disp->opts.consumer_ops->done(d);
-  else
-    kcld_shard_consumer_done(d);
-}
-
-static void consumer_progress(struct kcld_dispatcher *disp,
-                              struct kcld_shard_consumer *c,
-                              const struct kcld_record *r)
-{
-  if (disp->opts.consumer_ops && disp->opts.consumer_ops->progress)
-    disp->opts.consumer_ops->progress(c, r->sequence_number,
-                                      r->sub_sequence_number);
-  else
-    kcld_shard_consumer_progress(c, r->sequence_number,
-                                 r->sub_sequence_number);
+  free(h->data);
 }
 
 static void disp_free_maybe(struct kcld_dispatcher *disp)
 {
-  if (disp->closing && disp->live == 0)
-    free(disp);
+  if (disp->closing && disp->live == 1 &&
+      !uv_is_closing((uv_handle_t *)&disp->idle)) {
+    disp->live = 0;
+    uv_close((uv_handle_t *)&disp->idle, on_idle_closed);
+  }
+}
+
+static void on_idle(uv_idle_t *h);
+
+static void wake(struct kcld_dispatcher *disp)
+{
+  if (disp->idle_on || uv_is_closing((uv_handle_t *)&disp->idle))
+    return;
+  disp->idle_on = 1;
+  uv_idle_start(&disp->idle, on_idle);
+}
+
+/* The shard has something to emit, or is closing: on_idle visits it. */
+static void mark_dirty(struct shard *sh)
+{
+  struct kcld_dispatcher *disp = sh->disp;
+
+  if (sh->in_dirty || sh->handles_closed)
+    return;
+  sh->in_dirty = 1;
+  sh->next_dirty = NULL;
+  if (disp->dirty_tail)
+    disp->dirty_tail->next_dirty = sh;
+  else
+    disp->dirty = sh;
+  disp->dirty_tail = sh;
+  wake(disp);
 }
 
 /* ======== Shard life ======== */
@@ -175,12 +216,10 @@ static void shard_unlink(struct shard *sh)
   disp->active--;
 }
 
-/* Drops everything the shard holds and closes it; the memory goes in the
- * close callbacks. */
+/* Drops everything the shard holds; its delivery's done and its handles'
+ * close follow in on_idle. */
 static void shard_close(struct shard *sh)
 {
-  struct kcld_dispatcher *disp = sh->disp;
-
   if (sh->closing)
     return;
   sh->closing = 1;
@@ -188,13 +227,44 @@ static void shard_close(struct shard *sh)
   for (size_t i = sh->head; i < sh->tail; i++)
     kcld_record_batch_release(sh->ents[i].rec->batch);
   sh->head = sh->tail;
-  uv_close((uv_handle_t *)&sh->window, on_shard_handle_closed);
+  uv_timer_stop(&sh->window);
   for (unsigned i = 0; i < sh->nlanes; i++)
-    uv_close((uv_handle_t *)&sh->lanes[i].timer, on_shard_handle_closed);
+    uv_timer_stop(&sh->lanes[i].timer);
   if (sh->held) {
-    struct kcld_shard_delivery *d = sh->held;
+    sh->done_due = sh->held;
     sh->held = NULL;
-    consumer_done(disp, d);
+  }
+  mark_dirty(sh);
+}
+
+static void close_handles(struct shard *sh)
+{
+  sh->handles_closed = 1;
+  uv_close((uv_handle_t *)&sh->window, on_shard_handle_closed);
+  for (unsigned i = 0; i < sh->nlanes; i++) {
+    sh->lanes[i].timer.data = sh;
+    uv_close((uv_handle_t *)&sh->lanes[i].timer, on_shard_handle_closed);
+  }
+}
+
+/* Calls into the consumer: from on_idle only. */
+static void emit(struct shard *sh)
+{
+  if (sh->progress_due) {
+    sh->progress_due = 0;
+    if (!sh->cancelled)
+      kcld_shard_consumer_progress(sh->consumer, sh->progress.seq,
+                                   sh->progress.sub);
+  }
+  if (sh->done_due) {
+    struct kcld_shard_delivery *d = sh->done_due;
+    sh->done_due = NULL;
+    kcld_shard_consumer_done(d);
+  }
+  if (sh->closing && !sh->handles_closed) {
+    if (sh->progress_due || sh->done_due || sh->in_dirty)
+      return; /* more came meanwhile: visited again */
+    close_handles(sh);
   }
 }
 
@@ -229,7 +299,7 @@ static struct shard *shard_new(struct kcld_dispatcher *disp,
   for (unsigned i = 0; i < sh->nlanes; i++) {
     sh->lanes[i].sh = sh;
     uv_timer_init(disp->opts.loop, &sh->lanes[i].timer);
-    sh->lanes[i].timer.data = sh;
+    sh->lanes[i].timer.data = &sh->lanes[i];
   }
   sh->next = disp->shards;
   if (disp->shards)
@@ -242,7 +312,8 @@ static struct shard *shard_new(struct kcld_dispatcher *disp,
 
 /* ======== Progress ======== */
 
-/* Pops the records dealt with from the front and reports the last one. */
+/* Pops the records dealt with from the front and notes the last one as the
+ * progress to report. */
 static void advance(struct shard *sh)
 {
   size_t h = sh->head;
@@ -251,7 +322,10 @@ static void advance(struct shard *sh)
     h++;
   if (h == sh->head)
     return;
-  consumer_progress(sh->disp, sh->consumer, sh->ents[h - 1].rec);
+  kcld_seq_pos_set(&sh->progress, sh->ents[h - 1].rec->sequence_number,
+                   sh->ents[h - 1].rec->sub_sequence_number);
+  sh->progress_due = 1;
+  mark_dirty(sh);
   for (size_t i = sh->head; i < h; i++)
     kcld_record_batch_release(sh->ents[i].rec->batch);
   sh->head = h;
@@ -284,6 +358,13 @@ static void job_free(struct job *j)
   free(j);
 }
 
+static void clear_wait(struct job *j)
+{
+  j->infra = 0;
+  j->dest_fails = 0;
+  j->why = KCLD_DISPATCHER_MOVING;
+}
+
 /* Records idx[pos..end) are dealt with: move on. */
 static void complete_range(struct job *j)
 {
@@ -295,6 +376,7 @@ static void complete_range(struct job *j)
   j->pos = end;
   j->depth--;
   j->retries = 0;
+  clear_wait(j);
   advance(sh);
   if (j->depth == 0) {
     job_free(j);
@@ -303,8 +385,6 @@ static void complete_range(struct job *j)
   }
   run_range(j);
 }
-
-static void call_free(struct call *c);
 
 static void on_call_closed(uv_handle_t *h)
 {
@@ -315,7 +395,6 @@ static void on_call_closed(uv_handle_t *h)
   free(c->ptrs);
   free(c->shard_id);
   free(c);
-  disp->calls--;
   disp->live--;
   disp_free_maybe(disp);
 }
@@ -335,37 +414,88 @@ static void log_range(const struct job *j, enum kcld_log_level lvl,
   const struct kcld_record *first = ent(j->sh, j->idx[j->pos])->rec;
   char count[24], retries[16];
   snprintf(count, sizeof(count), "%zu", range_end(j) - j->pos);
-  snprintf(retries, sizeof(retries), "%u", j->retries);
+  snprintf(retries, sizeof(retries), "%u", j->infra ? j->infra : j->retries);
   kcld_log(lvl, msg, "shard", j->sh->shard_id, "sequenceNumber",
-           first->sequence_number, "records", count, "retries", retries,
-           "decision", what, "errorType", j->err_type, "error", j->err_msg,
-           NULL);
+           first->sequence_number, "records", count,
+           j->infra ? "failures" : "retries", retries, "decision", what,
+           "errorType", j->err_type, "error", j->err_msg, NULL);
+}
+
+/* Waits the backoff of `attempt`, then runs the range again (WAIT_BACKOFF)
+ * or gives it up again (WAIT_GIVE_UP). */
+static void wait_then(struct job *j, unsigned attempt, enum job_wait what)
+{
+  struct kcld_dispatcher *disp = j->sh->disp;
+  j->wait = what;
+  uv_timer_start(&j->lane->timer, on_backoff,
+                 kcld_policy_backoff_ms(&disp->policy, attempt,
+                                        kcld_rand_u32()), 0);
+}
+
+/* Counts what the policy needs to know about the range on top. */
+static void describe(struct job *j, enum kcld_policy_class cls,
+                     struct kcld_policy_failure *f)
+{
+  struct kcld_dispatcher *disp = j->sh->disp;
+  size_t end = range_end(j);
+  int64_t now = kcld_clock_wall_ms();
+  int head = 1;
+
+  memset(f, 0, sizeof(*f));
+  f->count = end - j->pos;
+  f->retries = j->retries;
+  f->cls = cls;
+  for (size_t i = j->pos; i < end; i++) {
+    int old = kcld_policy_expired(&disp->policy,
+                                  ent(j->sh, j->idx[i])->rec->arrival_ms,
+                                  now);
+    f->expired += (size_t)old;
+    head = head && old;
+    f->expired_head += (size_t)head;
+  }
+}
+
+static void infra_wait(struct job *j)
+{
+  struct kcld_dispatcher *disp = j->sh->disp;
+
+  disp->stats.batches_waited++;
+  if (j->infra++ == 0)
+    j->since = uv_now(disp->opts.loop);
+  j->why = kcld_aws_error_is_throttling(j->err_type)
+             ? KCLD_DISPATCHER_THROTTLED
+             : KCLD_DISPATCHER_HANDLER_UNAVAILABLE;
+  log_range(j, j->infra == 1 ? KCLD_LOG_WARN : KCLD_LOG_INFO,
+            "handler unavailable (not a record failure); the shard waits and "
+            "tries again", kcld_dispatcher_wait_name(j->why));
+  wait_then(j, j->infra, WAIT_BACKOFF);
 }
 
 /* The range on top failed: ask the policy. */
-static void range_failed(struct job *j, const char *type, const char *msg)
+static void range_failed(struct job *j, enum kcld_handler_failure_class cls,
+                         const char *type, const char *msg)
 {
   struct kcld_dispatcher *disp = j->sh->disp;
   struct kcld_policy_failure f;
   struct kcld_policy_decision dec;
-  size_t end = range_end(j);
-  int64_t now = kcld_clock_wall_ms();
+  int infra = cls == KCLD_HANDLER_INFRA;
 
   snprintf(j->err_type, sizeof(j->err_type), "%s",
            type && *type ? type : "HandlerError");
   snprintf(j->err_msg, sizeof(j->err_msg), "%s", msg ? msg : "");
   disp->stats.batches_failed++;
-  memset(&f, 0, sizeof(f));
-  f.count = end - j->pos;
-  f.retries = j->retries;
-  for (size_t i = j->pos; i < end; i++)
-    f.expired += (size_t)kcld_policy_expired(
-      &disp->policy, ent(j->sh, j->idx[i])->rec->arrival_ms, now);
+  if (infra && j->stack[j->depth - 1].invokes > 0)
+    j->stack[j->depth - 1].invokes--; /* not an attempt on the records */
+  describe(j, infra ? KCLD_POLICY_INFRA : KCLD_POLICY_RECORD, &f);
   dec = kcld_policy_decide(&disp->policy, &f);
+  if (!infra) {
+    j->infra = 0;
+    j->dest_fails = 0;
+  }
   switch (dec.action) {
   case KCLD_POLICY_BISECT: {
-    size_t left = kcld_policy_split(f.count);
     unsigned inv = j->stack[j->depth - 1].invokes;
+    clear_wait(j);
     disp->stats.batches_bisected++;
     log_range(j, KCLD_LOG_WARN, "handler failed; bisecting the batch",
               "bisect");
@@ -373,7 +503,7 @@ static void range_failed(struct job *j, const char *type, const char *msg)
       give_up(j);
       return;
     }
-    j->stack[j->depth].end = j->pos + left;
+    j->stack[j->depth].end = j->pos + kcld_policy_split(f.count);
     j->stack[j->depth].invokes = inv;
     j->depth++;
     j->retries = 0;
@@ -382,125 +512,148 @@ static void range_failed(struct job *j, const char *type, const char *msg)
   }
   case KCLD_POLICY_RETRY:
     j->retries++;
+    if (j->why != KCLD_DISPATCHER_RETRYING)
+      j->since = uv_now(disp->opts.loop);
+    j->why = KCLD_DISPATCHER_RETRYING;
     disp->stats.batches_retried++;
     log_range(j, KCLD_LOG_WARN, "handler failed; retrying", "retry");
-    j->wait = WAIT_BACKOFF;
-    uv_timer_start(&j->lane->timer, on_backoff,
-                   kcld_policy_backoff_ms(&disp->policy, j->retries,
-                                          kcld_rand_u32()), 0);
+    wait_then(j, j->retries, WAIT_BACKOFF);
+    return;
+  case KCLD_POLICY_WAIT:
+    infra_wait(j);
     return;
   case KCLD_POLICY_GIVE_UP:
     j->condition = dec.condition;
+    if (dec.give_up < f.count && j->depth < MAX_DEPTH) {
+      /* Only the expired head goes; the rest waits on. */
+      j->stack[j->depth].end = j->pos + dec.give_up;
+      j->stack[j->depth].invokes = j->stack[j->depth - 1].invokes;
+      j->depth++;
+    }
     give_up(j);
     return;
   }
 }
 
-static void on_dlq_acked(int err, size_t messages, void *arg)
+static void on_dlq_kept(size_t messages, void *arg)
 {
   struct job *j = arg;
   struct kcld_dispatcher *disp = j->sh->disp;
 
-  (void)err;
   j->send = NULL;
   disp->stats.dlq_messages += messages;
   disp->stats.dlq_records += range_end(j) - j->pos;
-  log_range(j, KCLD_LOG_WARN, "records sent to the dead-letter queue",
+  log_range(j, KCLD_LOG_WARN, "records sent to the dead-letter destination",
             kcld_policy_condition_name(j->condition));
   complete_range(j);
 }
 
-/* The range on top is given up: to the queue, skipped, or blocked. */
-static void give_up(struct job *j)
+static void skip_range(struct job *j)
 {
   struct kcld_dispatcher *disp = j->sh->disp;
-  size_t end = range_end(j), n = end - j->pos;
-  const struct kcld_record **recs;
-  struct kcld_dlq_failure f;
-  int rc;
+  size_t end = range_end(j);
 
-  disp->stats.records_given_up += n;
-  if (disp->opts.dlq) {
-    recs = malloc(n * sizeof(*recs));
-    rc = KCLD_ENOMEM;
-    if (recs) {
-      for (size_t i = 0; i < n; i++)
-        recs[i] = ent(j->sh, j->idx[j->pos + i])->rec;
-      memset(&f, 0, sizeof(f));
-      f.shard_id = j->sh->shard_id;
-      f.records = recs;
-      f.count = n;
-      f.condition = j->condition;
-      f.invoke_count = j->stack[j->depth - 1].invokes;
-      f.error_type = j->err_type;
-      f.error_message = j->err_msg;
-      j->wait = WAIT_DLQ;
-      rc = kcld_dlq_send(disp->opts.dlq, &f, on_dlq_acked, j, &j->send);
-      free(recs);
-    }
-    if (rc == 0)
-      return;
-    disp->stats.records_given_up -= n;
-    kcld_log(KCLD_LOG_ERROR, "cannot queue the dead-letter message; the "
-             "shard waits", "shard", j->sh->shard_id, "error",
-             kcld_strerror(rc), NULL);
-    j->wait = WAIT_BACKOFF;
-    j->retries++;
-    uv_timer_start(&j->lane->timer, on_backoff, disp->policy.backoff_max_ms,
-                   0);
-    return;
-  }
-  if (disp->opts.block_on_failure) {
-    disp->stats.records_given_up -= n;
-    j->retries++;
-    disp->stats.batches_retried++;
-    log_range(j, KCLD_LOG_ERROR, "records failed for good and "
-              "on_failure.block is set: the shard waits and retries them",
-              "block");
-    j->wait = WAIT_BACKOFF;
-    uv_timer_start(&j->lane->timer, on_backoff,
-                   kcld_policy_backoff_ms(&disp->policy, j->retries,
-                                          kcld_rand_u32()), 0);
-    return;
-  }
   for (size_t i = j->pos; i < end; i++) {
     const struct kcld_record *r = ent(j->sh, j->idx[i])->rec;
     char sub[24];
     snprintf(sub, sizeof(sub), "%llu",
              (unsigned long long)r->sub_sequence_number);
-    kcld_log(KCLD_LOG_ERROR, "RECORD SKIPPED: failed for good and no "
-             "on_failure destination is configured", "shard",
-             j->sh->shard_id, "sequenceNumber", r->sequence_number,
-             "subSequenceNumber", sub, "partitionKey", r->partition_key,
-             "condition", kcld_policy_condition_name(j->condition),
-             "errorType", j->err_type, "error", j->err_msg, NULL);
+    kcld_log(KCLD_LOG_ERROR, "RECORD SKIPPED: failed for good and "
+             "on_failure.discard is set", "shard", j->sh->shard_id,
+             "sequenceNumber", r->sequence_number, "subSequenceNumber", sub,
+             "partitionKey", r->partition_key, "condition",
+             kcld_policy_condition_name(j->condition), "errorType",
+             j->err_type, "error", j->err_msg, NULL);
   }
-  disp->stats.records_skipped += n;
+  disp->stats.records_skipped += end - j->pos;
+  disp->stats.records_given_up += end - j->pos;
   complete_range(j);
+}
+
+/* Hands the range on top to the destination; 0, or the send's error. */
+static int send_range(struct job *j)
+{
+  struct kcld_dispatcher *disp = j->sh->disp;
+  size_t n = range_end(j) - j->pos;
+  const struct kcld_record **recs = malloc(n * sizeof(*recs));
+  struct kcld_dlq_failure f;
+  int rc;
+
+  if (!recs)
+    return KCLD_ENOMEM;
+  for (size_t i = 0; i < n; i++)
+    recs[i] = ent(j->sh, j->idx[j->pos + i])->rec;
+  memset(&f, 0, sizeof(f));
+  f.shard_id = j->sh->shard_id;
+  f.records = recs;
+  f.count = n;
+  f.condition = j->condition;
+  f.invoke_count = j->stack[j->depth - 1].invokes;
+  f.error_type = j->err_type;
+  f.error_message = j->err_msg;
+  j->wait = WAIT_DLQ;
+  rc = kcld_dlq_send(disp->opts.dlq, &f, on_dlq_kept, j, &j->send);
+  free(recs);
+  if (rc == 0)
+    disp->stats.records_given_up += n;
+  return rc;
+}
+
+/* The range on top is given up: blocked, to the destination, or skipped. */
+static void give_up(struct job *j)
+{
+  struct kcld_dispatcher *disp = j->sh->disp;
+  int rc;
+
+  if (disp->opts.block_on_failure) {
+    j->retries++;
+    if (j->why != KCLD_DISPATCHER_RETRYING)
+      j->since = uv_now(disp->opts.loop);
+    j->why = KCLD_DISPATCHER_RETRYING;
+    disp->stats.batches_retried++;
+    log_range(j, KCLD_LOG_ERROR, "records failed for good and "
+              "on_failure.block is set: the shard waits and retries them",
+              "block");
+    wait_then(j, j->retries, WAIT_BACKOFF);
+    return;
+  }
+  if (!disp->opts.dlq) {
+    skip_range(j);
+    return;
+  }
+  if ((rc = send_range(j)) == 0)
+    return;
+  if (j->dest_fails++ == 0)
+    j->since = uv_now(disp->opts.loop);
+  j->why = KCLD_DISPATCHER_DESTINATION_UNAVAILABLE;
+  kcld_log(KCLD_LOG_ERROR, "cannot hand records to the dead-letter "
+           "destination; the shard waits", "shard", j->sh->shard_id,
+           "error", kcld_strerror(rc), NULL);
+  wait_then(j, j->dest_fails, WAIT_GIVE_UP);
 }
 
 static void on_backoff(uv_timer_t *t)
 {
-  struct shard *sh = t->data;
-  struct lane *lane = NULL;
-  for (unsigned i = 0; i < sh->nlanes; i++)
-    if (&sh->lanes[i].timer == t)
-      lane = &sh->lanes[i];
-  if (lane && lane->job)
-    run_range(lane->job);
+  struct lane *lane = t->data;
+  struct job *j = lane->job;
+
+  if (!j)
+    return;
+  if (j->wait == WAIT_GIVE_UP)
+    give_up(j);
+  else if (j->wait == WAIT_BACKOFF)
+    run_range(j);
 }
 
-static void on_answer(const struct kcld_handler_result *res, void *arg)
+/* An answer taken off the queue (on_idle). */
+static void act_on_answer(struct call *c)
 {
-  struct call *c = arg;
   struct job *j = c->job;
   struct kcld_dispatcher *disp = c->disp;
+  const struct kcld_handler_result *res = &c->res;
   size_t n = c->n;
   uint64_t bytes = c->bytes;
 
-  if (disp->observer)
-    disp->observer(disp->observer_arg,
-                   (double)(uv_hrtime() - c->started_ns) / 1e9);
   c->job = NULL;
   call_free(c);
   if (!j)
@@ -525,16 +678,59 @@ static void on_answer(const struct kcld_handler_result *res, void *arg)
       j->retries = 0;
       advance(j->sh);
     }
-    range_failed(j, res->error_type ? res->error_type : "PartialFailure",
+    range_failed(j, res->failure_class,
+                 res->error_type ? res->error_type : "PartialFailure",
                  res->error_message);
     return;
   }
   if (res->status == KCLD_HANDLER_FAILED) {
-    range_failed(j, res->error_type, res->error_message);
+    range_failed(j, res->failure_class, res->error_type, res->error_message);
     return;
   }
-  range_failed(j, "HandlerInvalidAnswer", "the handler's answer was not "
-               "OK, FAILED or a PARTIAL within the batch");
+  range_failed(j, KCLD_HANDLER_RECORD, "HandlerInvalidAnswer",
+               "the handler's answer was not OK, FAILED or a PARTIAL within "
+               "the batch");
+}
+
+/* Queues an answer for on_idle: the handler may answer from inside its
+ * process(), and the dispatcher never acts inside the handler's call. */
+static void queue_answer(struct call *c, const struct kcld_handler_result *res)
+{
+  struct kcld_dispatcher *disp = c->disp;
+
+  c->answered = 1;
+  uv_timer_stop(&c->timeout);
+  c->res = *res;
+  snprintf(c->err_type, sizeof(c->err_type), "%s",
+           res->error_type ? res->error_type : "");
+  snprintf(c->err_msg, sizeof(c->err_msg), "%s",
+           res->error_message ? res->error_message : "");
+  c->res.error_type = res->error_type ? c->err_type : NULL;
+  c->res.error_message = res->error_message ? c->err_msg : NULL;
+  c->next_answer = NULL;
+  if (disp->answers_tail)
+    disp->answers_tail->next_answer = c;
+  else
+    disp->answers = c;
+  disp->answers_tail = c;
+  wake(disp);
+}
+
+static void on_answer(const struct kcld_handler_result *res, void *arg)
+{
+  struct call *c = arg;
+  struct kcld_dispatcher *disp = c->disp;
+
+  if (c->answered) {
+    kcld_log(KCLD_LOG_ERROR, "handler bug: a second answer for a batch",
+             "shard", c->shard_id, NULL);
+    return;
+  }
+  disp->calls--;
+  if (disp->observer)
+    disp->observer(disp->observer_arg,
+                   (double)(uv_hrtime() - c->started_ns) / 1e9);
+  queue_answer(c, res);
 }
 
 static void on_timeout(uv_timer_t *t)
@@ -543,31 +739,24 @@ static void on_timeout(uv_timer_t *t)
   struct job *j = c->job;
   char ms[96];
 
-  if (!j)
+  if (!j || c->answered)
     return;
   c->job = NULL; /* its answer, when it comes, is ignored */
   j->call = NULL;
   c->disp->stats.handler_timeouts++;
   snprintf(ms, sizeof(ms), "handler did not answer within %llu ms",
            (unsigned long long)c->disp->opts.handler_timeout_ms);
-  range_failed(j, "HandlerTimeout", ms);
+  range_failed(j, KCLD_HANDLER_RECORD, "HandlerTimeout", ms);
 }
 
-/* Sends the range on top to the handler. */
-static void run_range(struct job *j)
+static struct call *call_new(struct job *j, size_t n)
 {
-  struct shard *sh = j->sh;
-  struct kcld_dispatcher *disp = sh->disp;
-  size_t end = range_end(j), n = end - j->pos;
-  struct kcld_handler_batch b;
-  struct call *c;
-  int rc;
+  struct kcld_dispatcher *disp = j->sh->disp;
+  struct call *c = calloc(1, sizeof(*c));
 
-  j->wait = WAIT_CALL;
-  c = calloc(1, sizeof(*c));
   if (c) {
     c->ptrs = malloc(n * sizeof(*c->ptrs));
-    c->shard_id = strdup(sh->shard_id);
+    c->shard_id = strdup(j->sh->shard_id);
   }
   if (!c || !c->ptrs || !c->shard_id) {
     if (c) {
@@ -575,13 +764,10 @@ static void run_range(struct job *j)
       free(c->shard_id);
     }
     free(c);
-    j->wait = WAIT_BACKOFF;
-    uv_timer_start(&j->lane->timer, on_backoff, disp->policy.backoff_base_ms,
-                   0);
-    return;
+    return NULL;
   }
   for (size_t i = 0; i < n; i++) {
-    c->ptrs[i] = ent(sh, j->idx[j->pos + i])->rec;
+    c->ptrs[i] = ent(j->sh, j->idx[j->pos + i])->rec;
     c->bytes += c->ptrs[i]->data_len;
     kcld_record_batch_acquire(c->ptrs[i]->batch);
   }
@@ -590,8 +776,25 @@ static void run_range(struct job *j)
   c->job = j;
   uv_timer_init(disp->opts.loop, &c->timeout);
   c->timeout.data = c;
-  disp->calls++;
   disp->live++;
+  return c;
+}
+
+/* Sends the range on top to the handler. */
+static void run_range(struct job *j)
+{
+  struct shard *sh = j->sh;
+  struct kcld_dispatcher *disp = sh->disp;
+  size_t n = range_end(j) - j->pos;
+  struct kcld_handler_batch b;
+  struct call *c = call_new(j, n);
+  int rc;
+
+  if (!c) { /* out of memory: try again later */
+    wait_then(j, 1, WAIT_BACKOFF);
+    return;
+  }
+  j->wait = WAIT_CALL;
   j->call = c;
   j->stack[j->depth - 1].invokes++;
   memset(&b, 0, sizeof(b));
@@ -601,14 +804,16 @@ static void run_range(struct job *j)
   b.millis_behind_latest = sh->millis_behind;
   b.attempt = j->retries + 1;
   disp->stats.handler_calls++;
+  disp->calls++;
   uv_timer_start(&c->timeout, on_timeout, disp->opts.handler_timeout_ms, 0);
   c->started_ns = uv_hrtime();
   rc = kcld_handler_process(disp->opts.handler, &b, on_answer, c);
   if (rc != 0) {
-    c->job = NULL;
-    j->call = NULL;
-    call_free(c);
-    range_failed(j, "HandlerUnavailable", kcld_strerror(rc));
+    struct kcld_handler_result res = {
+      .status = KCLD_HANDLER_FAILED, .failure_class = KCLD_HANDLER_INFRA,
+      .error_type = "HandlerUnavailable", .error_message = kcld_strerror(rc)};
+    disp->calls--;
+    queue_answer(c, &res);
   }
 }
 
@@ -657,16 +862,12 @@ static void pump(struct shard *sh)
     size_t w = lane_waiting(l);
     if (!l->job && w >= bs) {
       start_job(l, bs);
-      if (sh->closing) /* a nested pump finished the shard */
-        return;
       w = lane_waiting(l);
     }
     if (!l->job && w > 0 &&
         (disp->opts.window_ms == 0 || sh->ended || disp->flushing ||
          (sh->window_deadline && now >= sh->window_deadline))) {
       start_job(l, w);
-      if (sh->closing)
-        return;
       w = lane_waiting(l);
     }
     if (w >= bs)
@@ -686,11 +887,9 @@ static void pump(struct shard *sh)
     uv_timer_stop(&sh->window);
   }
   if (sh->held && !full_waits) {
-    struct kcld_shard_delivery *d = sh->held;
+    sh->done_due = sh->held;
     sh->held = NULL;
-    consumer_done(disp, d);
-    if (sh->closing)
-      return;
+    mark_dirty(sh);
   }
   if (!busy && !partial_waits && !full_waits && !sh->held &&
       sh->head == sh->tail)
@@ -700,6 +899,35 @@ static void pump(struct shard *sh)
 static void on_window(uv_timer_t *t)
 {
   pump(t->data);
+}
+
+/* ======== The loop callback ======== */
+
+static void on_idle(uv_idle_t *h)
+{
+  struct kcld_dispatcher *disp = h->data;
+  struct call *a = disp->answers;
+  struct shard *sh;
+
+  disp->answers = disp->answers_tail = NULL;
+  while (a) {
+    struct call *next = a->next_answer;
+    act_on_answer(a);
+    a = next;
+  }
+  sh = disp->dirty;
+  disp->dirty = disp->dirty_tail = NULL;
+  while (sh) {
+    struct shard *next = sh->next_dirty;
+    sh->in_dirty = 0;
+    emit(sh);
+    sh = next;
+  }
+  if (!disp->answers && !disp->dirty) {
+    uv_idle_stop(&disp->idle);
+    disp->idle_on = 0;
+    disp_free_maybe(disp);
+  }
 }
 
 /* ======== The sink ======== */
@@ -753,14 +981,10 @@ static int deliver(void *impl, struct kcld_shard_delivery *d)
 
   if (disp->closing)
     return KCLD_ECANCELED;
-  if (d->count == 0) {
-    consumer_done(disp, d);
-    return 0;
-  }
   sh = shard_find(disp, d->consumer);
   if (!sh && !(sh = shard_new(disp, d)))
     return KCLD_ENOMEM;
-  if (sh->held) { /* the consumer broke its contract */
+  if (sh->held || sh->done_due) { /* the consumer broke its contract */
     kcld_log(KCLD_LOG_ERROR, "delivery while the previous one is held",
              "shard", sh->shard_id, NULL);
     return KCLD_EINVAL;
@@ -771,9 +995,8 @@ static int deliver(void *impl, struct kcld_shard_delivery *d)
   }
   sh->held = d;
   sh->millis_behind = d->millis_behind_latest;
-  if (d->batch && !d->batch->next_shard_iterator &&
-      &d->records[d->count - 1] ==
-        &d->batch->records[d->batch->count - 1])
+  if (d->count && d->batch && !d->batch->next_shard_iterator &&
+      &d->records[d->count - 1] == &d->batch->records[d->batch->count - 1])
     sh->ended = 1;
   pump(sh);
   return 0;
@@ -788,7 +1011,6 @@ static void cancel(void *impl, struct kcld_shard_consumer *c)
     return;
   for (unsigned i = 0; i < sh->nlanes; i++) {
     struct job *j = sh->lanes[i].job;
-    uv_timer_stop(&sh->lanes[i].timer);
     if (!j)
       continue;
     if (j->call)
@@ -797,6 +1019,8 @@ static void cancel(void *impl, struct kcld_shard_consumer *c)
       kcld_dlq_send_cancel(j->send);
     job_free(j);
   }
+  sh->cancelled = 1;
+  sh->progress_due = 0;
   shard_close(sh);
 }
 
@@ -807,31 +1031,25 @@ int kcld_dispatcher_new(const struct kcld_dispatcher_opts *opts,
 {
   struct kcld_dispatcher *d;
 
-  if (!opts || !opts->loop || !opts->handler || !out)
+  if (!opts || !opts->loop || !opts->handler || !out ||
+      opts->batch_size == 0 || opts->parallelization == 0 ||
+      opts->parallelization > MAX_LANES || opts->handler_timeout_ms == 0 ||
+      opts->backoff_base_ms == 0 ||
+      opts->backoff_max_ms < opts->backoff_base_ms ||
+      (!opts->block_on_failure && !opts->dlq && !opts->discard))
     return KCLD_EINVAL;
   d = calloc(1, sizeof(*d));
   if (!d)
     return KCLD_ENOMEM;
   d->opts = *opts;
-  if (!d->opts.batch_size)
-    d->opts.batch_size = 100;
-  if (!d->opts.parallelization)
-    d->opts.parallelization = 1;
-  if (d->opts.parallelization > MAX_LANES)
-    d->opts.parallelization = MAX_LANES;
-  if (!d->opts.handler_timeout_ms)
-    d->opts.handler_timeout_ms = 300000;
-  if (!d->opts.backoff_base_ms)
-    d->opts.backoff_base_ms = 100;
-  if (!d->opts.backoff_max_ms)
-    d->opts.backoff_max_ms = 30000;
-  if (d->opts.backoff_max_ms < d->opts.backoff_base_ms)
-    d->opts.backoff_max_ms = d->opts.backoff_base_ms;
-  d->policy.max_retry_attempts = d->opts.max_retry_attempts;
-  d->policy.bisect_on_error = d->opts.bisect_on_error;
-  d->policy.max_record_age_ms = d->opts.max_record_age_ms;
-  d->policy.backoff_base_ms = d->opts.backoff_base_ms;
-  d->policy.backoff_max_ms = d->opts.backoff_max_ms;
+  d->policy.max_retry_attempts = opts->max_retry_attempts;
+  d->policy.bisect_on_error = opts->bisect_on_error;
+  d->policy.max_record_age_ms = opts->max_record_age_ms;
+  d->policy.backoff_base_ms = opts->backoff_base_ms;
+  d->policy.backoff_max_ms = opts->backoff_max_ms;
+  uv_idle_init(opts->loop, &d->idle);
+  d->idle.data = d;
+  d->live = 1;
   *out = d;
   return 0;
 }
@@ -848,6 +1066,59 @@ void kcld_dispatcher_stats(const struct kcld_dispatcher *d,
 {
   *out = d->stats;
   out->in_flight = d->active + d->calls;
+}
+
+void kcld_dispatcher_shard_state(const struct kcld_dispatcher *d,
+                                 const char *shard_id,
+                                 struct kcld_dispatcher_shard_state *out)
+{
+  memset(out, 0, sizeof(*out));
+  for (const struct shard *sh = d->shards; sh; sh = sh->next) {
+    if (strcmp(sh->shard_id, shard_id) != 0)
+      continue;
+    for (unsigned i = 0; i < sh->nlanes; i++) {
+      const struct job *j = sh->lanes[i].job;
+      enum kcld_dispatcher_wait w;
+      uint64_t since;
+      unsigned fails;
+      const char *err = NULL;
+      if (!j)
+        continue;
+      w = j->why;
+      since = j->since;
+      fails = j->infra ? j->infra : j->dest_fails ? j->dest_fails
+                                                  : j->retries;
+      if (j->wait == WAIT_DLQ && j->send &&
+          (fails = kcld_dlq_send_failing(j->send, &since, &err)) > 0)
+        w = KCLD_DISPATCHER_DESTINATION_UNAVAILABLE;
+      if (w == KCLD_DISPATCHER_MOVING || w < out->wait ||
+          (w == out->wait && since >= out->since_ms))
+        continue;
+      out->wait = w;
+      out->since_ms = since;
+      out->failures = fails;
+      snprintf(out->error_type, sizeof(out->error_type), "%s",
+               err ? "" : j->err_type);
+      snprintf(out->error, sizeof(out->error), "%s", err ? err : j->err_msg);
+    }
+  }
+}
+
+const char *kcld_dispatcher_wait_name(enum kcld_dispatcher_wait w)
+{
+  switch (w) {
+  case KCLD_DISPATCHER_RETRYING:
+    return "retrying";
+  case KCLD_DISPATCHER_THROTTLED:
+    return "throttled";
+  case KCLD_DISPATCHER_HANDLER_UNAVAILABLE:
+    return "handler_unavailable";
+  case KCLD_DISPATCHER_DESTINATION_UNAVAILABLE:
+    return "destination_unavailable";
+  case KCLD_DISPATCHER_MOVING:
+    break;
+  }
+  return "";
 }
 
 void kcld_dispatcher_set_observer(struct kcld_dispatcher *d,

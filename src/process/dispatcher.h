@@ -15,14 +15,27 @@
  * checkpoint) moves only to the highest position below which every record
  * of the shard is dealt with.
  *
- * Failures follow process/policy.h: retries with backoff and jitter,
- * bisection, maximum record age.  A range that is given up goes to the
- * dead-letter queue (process/dlq.h) and counts as dealt with only once SQS
- * acknowledged it; with no queue it is skipped with an error log line per
- * record, unless block_on_failure, which retries it for ever.  A handler
- * that does not answer within handler_timeout_ms has failed that attempt;
- * its records stay alive (the dispatcher keeps its own references and the
- * pointer array it gave) until the late answer arrives, which is ignored.
+ * Failures follow process/policy.h.  A record failure (the handler's
+ * verdict on the data, and a handler that does not answer within
+ * handler_timeout_ms) uses the retry budget with backoff and jitter, bisects
+ * and ages out; a range that is given up goes to the failure destination
+ * (process/dlq.h) and counts as dealt with only once it is kept there.  An
+ * infrastructure failure (a handler that cannot take the batch, throttling
+ * or 5xx of a sink's own calls: KCLD_HANDLER_INFRA) is retried with capped
+ * backoff for as long as it takes, bounded only by max_record_age_ms; it
+ * never uses the budget, never bisects, never reaches the destination and
+ * never moves the checkpoint.  A destination that cannot keep a message
+ * makes the shard wait too.  Where a shard waits and why is told by
+ * kcld_dispatcher_shard_state.  A timed-out call's records stay alive (the
+ * dispatcher keeps its own references and the pointer array it gave) until
+ * the late answer arrives, which is ignored.
+ *
+ * The record path is one way.  Handler answers (and a process() that
+ * refuses a batch) are queued and acted on from the dispatcher's own loop
+ * callback (a uv_idle), never inside the handler's call; and every call
+ * into a consumer (kcld_shard_consumer_progress, kcld_shard_consumer_done)
+ * is made from that callback too, at the top of a loop iteration: never
+ * from inside deliver(), cancel(), a handler's process() or its answer.
  *
  * Loop thread only. */
 #ifndef KCLD_PROCESS_DISPATCHER_H
@@ -38,31 +51,25 @@
 
 struct kcld_dispatcher;
 
-/* How the dispatcher talks back to a consumer; NULL members mean
- * kcld_shard_consumer_progress / kcld_shard_consumer_done.  For tests. */
-struct kcld_dispatcher_consumer_ops {
-  void (*progress)(struct kcld_shard_consumer *c, const char *sequence,
-                   uint64_t sub);
-  void (*done)(struct kcld_shard_delivery *d);
-};
-
 struct kcld_dispatcher_opts {
   uv_loop_t *loop;
   struct kcld_handler *handler;  /* borrowed */
-  unsigned batch_size;           /* batch.size; 0 = 100 */
+  unsigned batch_size;           /* batch.size, >= 1 */
   uint64_t window_ms;            /* batch.window; 0 = none */
-  unsigned parallelization;      /* batch.parallelization_factor; 0 = 1,
-                                    at most 10 */
-  uint64_t handler_timeout_ms;   /* handler.timeout; 0 = 5 minutes */
+  unsigned parallelization;      /* batch.parallelization_factor, 1..10 */
+  uint64_t handler_timeout_ms;   /* handler.timeout, > 0 */
   int max_retry_attempts;        /* retry.max_retry_attempts; -1 = no
                                     limit; 0 = no retry */
   int bisect_on_error;           /* retry.bisect_on_error */
   int64_t max_record_age_ms;     /* retry.max_record_age; <= 0 = none */
-  uint64_t backoff_base_ms;      /* retry.backoff_base; 0 = 100 */
-  uint64_t backoff_max_ms;       /* retry.backoff_max; 0 = 30000 */
-  struct kcld_dlq *dlq;          /* on_failure.sqs; borrowed; NULL = none */
-  int block_on_failure;          /* on_failure.block */
-  const struct kcld_dispatcher_consumer_ops *consumer_ops; /* NULL = real */
+  uint64_t backoff_base_ms;      /* retry.backoff_base, > 0 */
+  uint64_t backoff_max_ms;       /* retry.backoff_max, >= backoff_base_ms */
+  /* Where given-up records go, in this order: */
+  int block_on_failure;          /* on_failure.block: nowhere; the range is
+                                    retried for ever and the shard waits */
+  struct kcld_dlq *dlq;          /* the destination; borrowed */
+  int discard;                   /* on_failure.discard, with no dlq: an
+                                    error line per record, then skipped */
 };
 
 struct kcld_dispatcher_stats {
@@ -74,16 +81,40 @@ struct kcld_dispatcher_stats {
                                     attempts */
   uint64_t batches_retried;      /* retry decisions */
   uint64_t batches_bisected;     /* bisect decisions */
+  uint64_t batches_waited;       /* infrastructure failures waited out */
   uint64_t handler_timeouts;
-  uint64_t records_given_up;     /* to the queue or skipped */
-  uint64_t records_skipped;      /* given up with no destination */
-  uint64_t dlq_messages;         /* acknowledged dead-letter messages */
+  uint64_t records_given_up;     /* to the destination or skipped */
+  uint64_t records_skipped;      /* given up with on_failure.discard */
+  uint64_t dlq_messages;         /* dead-letter messages kept */
   uint64_t dlq_records;          /* records in them */
   size_t in_flight;              /* shards with work + handler calls not
                                     yet answered */
 };
 
-/* Returns 0 and *out, or KCLD_EINVAL (no loop or handler) / KCLD_ENOMEM. */
+/* Why a shard is not moving on: what its oldest waiting lane waits for. */
+enum kcld_dispatcher_wait {
+  KCLD_DISPATCHER_MOVING = 0,          /* nothing holds it back */
+  KCLD_DISPATCHER_RETRYING = 1,        /* record failures being retried
+                                          (or blocked by on_failure.block) */
+  KCLD_DISPATCHER_THROTTLED = 2,       /* the handler's own AWS calls are
+                                          throttled */
+  KCLD_DISPATCHER_HANDLER_UNAVAILABLE = 3, /* other infrastructure failures
+                                          of the handler */
+  KCLD_DISPATCHER_DESTINATION_UNAVAILABLE = 4 /* the failure destination
+                                          does not keep the records */
+};
+
+struct kcld_dispatcher_shard_state {
+  enum kcld_dispatcher_wait wait;
+  uint64_t since_ms;             /* uv_now() when this wait began */
+  unsigned failures;             /* failed attempts in a row */
+  char error_type[64];           /* the last failure's type, or "" */
+  char error[512];               /* its message, or "" */
+};
+
+/* Returns 0 and *out, or KCLD_EINVAL (no loop or handler, a value out of
+ * its range, no place for given-up records: neither block_on_failure, a
+ * dlq nor discard) / KCLD_ENOMEM. */
 int kcld_dispatcher_new(const struct kcld_dispatcher_opts *opts,
                         struct kcld_dispatcher **out);
 
@@ -92,6 +123,17 @@ struct kcld_shard_sink kcld_dispatcher_sink(struct kcld_dispatcher *d);
 
 void kcld_dispatcher_stats(const struct kcld_dispatcher *d,
                            struct kcld_dispatcher_stats *out);
+
+/* What the shard with this id waits for (the worst of its lanes:
+ * destination, handler, throttled, retrying), for the stall detector and
+ * status.  A shard the dispatcher holds no records of is MOVING. */
+void kcld_dispatcher_shard_state(const struct kcld_dispatcher *d,
+                                 const char *shard_id,
+                                 struct kcld_dispatcher_shard_state *out);
+
+/* "retrying", "throttled", "handler_unavailable", "destination_unavailable"
+ * (the stall reasons), or "" for MOVING. */
+const char *kcld_dispatcher_wait_name(enum kcld_dispatcher_wait w);
 
 /* Told of every handler answer, late ones included: the seconds from
  * the handler's process() to its answer.  For metrics; loop thread. */

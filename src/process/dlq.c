@@ -1,4 +1,5 @@
-/* dlq.c — on-failure records to SQS, resent until acknowledged. */
+/* dlq.c — on-failure records built once, kept by a store, stored again
+ * until kept (see dlq.h). */
 #include "process/dlq.h"
 
 #include <stdio.h>
@@ -14,66 +15,79 @@
 #include "err.h"
 #include "log.h"
 
-/* Room left in a message for the attributes and the JSON around records. */
-#define BODY_LIMIT (KCLD_SQS_MESSAGE_MAX - 8192)
+/* Room kept in a limited message for the JSON around the records. */
+#define BODY_SLACK 8192
 
 struct kcld_dlq {
   uv_loop_t *loop;
-  struct kcld_sqs *sqs;
-  char *queue_url;
+  struct kcld_dlq_store *store;
   char *function_arn;
   char *stream_arn;
   int include_records;
   uint64_t backoff_base_ms, backoff_max_ms;
   struct kcld_dlq_send *sends;   /* list of live sends */
-  size_t pending;
+  size_t live;                   /* sends not yet freed */
   int closing;
 };
 
 struct msg {
+  struct kcld_dlq_msg m;
   char *body;
-  json_t *attrs;
-  int ok;
+  char *start_sequence;
+  char *error_class;
 };
 
 struct kcld_dlq_send {
   struct kcld_dlq_send *next, *prev;
   struct kcld_dlq *q;
+  char *shard_id;
   struct msg *msgs;
+  struct kcld_dlq_msg **todo;    /* scratch: the ones not yet kept */
   size_t n;
-  unsigned round;
-  int in_call;                   /* a SendMessageBatch is out */
-  int cancelled;
-  int finished;                  /* cb ran or was cancelled */
+  unsigned failing;              /* store calls failed in a row */
+  uint64_t failing_since;
+  char error[256];
+  int in_call;                   /* a store call is out */
+  int finished;                  /* cb ran or the send was cancelled */
   uv_timer_t timer;
   kcld_dlq_cb cb;
   void *arg;
 };
 
+static void dlq_free(struct kcld_dlq *q)
+{
+  if (q->store)
+    q->store->ops->free(q->store);
+  free(q->function_arn);
+  free(q->stream_arn);
+  free(q);
+}
+
 int kcld_dlq_new(const struct kcld_dlq_opts *o, struct kcld_dlq **out)
 {
   struct kcld_dlq *q;
 
-  if (!o || !o->loop || !o->sqs || !o->queue_url || !*o->queue_url || !out)
+  if (!o || !o->store)
     return KCLD_EINVAL;
+  if (!o->loop || !o->function_arn || !o->backoff_base_ms ||
+      o->backoff_max_ms < o->backoff_base_ms || !out) {
+    o->store->ops->free(o->store);
+    return KCLD_EINVAL;
+  }
   q = calloc(1, sizeof(*q));
-  if (!q)
+  if (!q) {
+    o->store->ops->free(o->store);
     return KCLD_ENOMEM;
+  }
   q->loop = o->loop;
-  q->sqs = o->sqs;
-  q->queue_url = strdup(o->queue_url);
-  q->function_arn = strdup(o->function_arn ? o->function_arn : "kcld");
+  q->store = o->store;
+  q->function_arn = strdup(o->function_arn);
   q->stream_arn = strdup(o->stream_arn ? o->stream_arn : "");
   q->include_records = o->include_records;
-  q->backoff_base_ms = o->backoff_base_ms ? o->backoff_base_ms : 200;
-  q->backoff_max_ms = o->backoff_max_ms ? o->backoff_max_ms : 10000;
-  if (q->backoff_max_ms < q->backoff_base_ms)
-    q->backoff_max_ms = q->backoff_base_ms;
-  if (!q->queue_url || !q->function_arn || !q->stream_arn) {
-    free(q->queue_url);
-    free(q->function_arn);
-    free(q->stream_arn);
-    free(q);
+  q->backoff_base_ms = o->backoff_base_ms;
+  q->backoff_max_ms = o->backoff_max_ms;
+  if (!q->function_arn || !q->stream_arn) {
+    dlq_free(q);
     return KCLD_ENOMEM;
   }
   *out = q;
@@ -112,9 +126,10 @@ static void request_id(char *buf)
           b[6], b[7], b[8], b[9], b[10], b[11], b[12], b[13], b[14], b[15]);
 }
 
-/* The "records" entry of one record; with data unless it cannot fit. */
+/* The "records" entry of one record; without data when `limit` is set and
+ * it cannot fit in a message of its own. */
 static json_t *record_json(const struct kcld_record *r, int with_data,
-                           int *truncated)
+                           size_t limit, int *truncated)
 {
   json_t *o = json_pack("{s:s%,s:s,s:I,s:o}", "partitionKey",
                         r->partition_key, r->partition_key_len,
@@ -127,7 +142,7 @@ static json_t *record_json(const struct kcld_record *r, int with_data,
   *truncated = 0;
   if (!o || !with_data)
     return o;
-  if (b64 + r->partition_key_len + 512 > BODY_LIMIT) {
+  if (limit && b64 + r->partition_key_len + 512 > limit) {
     *truncated = 1;
     json_object_set_new(o, "truncated", json_true());
     json_object_set_new(o, "dataLength", json_integer((json_int_t)r->data_len));
@@ -143,7 +158,7 @@ static json_t *record_json(const struct kcld_record *r, int with_data,
   return o;
 }
 
-/* One message for records[from..to). */
+/* One message for records[from..to) with `records` (taken; NULL = none). */
 static char *message_body(const struct kcld_dlq *q,
                           const struct kcld_dlq_failure *f, size_t from,
                           size_t to, json_t *records, int64_t now_ms)
@@ -165,7 +180,7 @@ static char *message_body(const struct kcld_dlq *q,
     "condition", kcld_policy_condition_name(f->condition),
     "approximateInvokeCount", (int)f->invoke_count,
     "responseContext", "statusCode", 200, "executedVersion", "$LATEST",
-    "functionError", f->error_type ? f->error_type : "Unhandled",
+    "functionError", "Unhandled",
     "version", "1.0", "timestamp", ts,
     "KinesisBatchInfo", "shardId", f->shard_id,
     "startSequenceNumber", first->sequence_number,
@@ -189,23 +204,24 @@ static char *message_body(const struct kcld_dlq *q,
 }
 
 /* The body for records[from..to) with their records in `recs` (taken).
- * When the estimate was wrong and the body would not fit in a message, it
- * is made again with every record as metadata only (*ntr = all of them). */
+ * When the estimate was wrong and the body would not fit in a limited
+ * message, it is made again with every record as metadata only. */
 static char *chunk_body(const struct kcld_dlq *q,
                         const struct kcld_dlq_failure *f, size_t from,
                         size_t to, json_t *recs, int64_t now_ms)
 {
+  size_t limit = q->store->body_limit;
   char *body = message_body(q, f, from, to, recs, now_ms);
   json_t *meta;
 
-  if (!body || !recs || strlen(body) <= BODY_LIMIT)
+  if (!body || !recs || !limit || strlen(body) <= limit)
     return body;
   free(body);
   if (!(meta = json_array()))
     return NULL;
   for (size_t i = from; i < to; i++) {
     int truncated;
-    json_t *r = record_json(f->records[i], 0, &truncated);
+    json_t *r = record_json(f->records[i], 0, 0, &truncated);
     if (!r) {
       json_decref(meta);
       return NULL;
@@ -218,11 +234,12 @@ static char *chunk_body(const struct kcld_dlq *q,
   return message_body(q, f, from, to, meta, now_ms);
 }
 
-/* Builds the messages; counts the records of each message when counts is
- * not NULL (parallel to *bodies). */
+/* Builds the messages; *counts (when not NULL) gets the records of each. */
 static int build(const struct kcld_dlq *q, const struct kcld_dlq_failure *f,
                  int64_t now_ms, char ***bodies, size_t *n, size_t **counts)
 {
+  size_t limit = q->store->body_limit;
+  size_t room = limit > BODY_SLACK ? limit - BODY_SLACK : limit;
   char **out = calloc(f->count, sizeof(*out));
   size_t *cn = calloc(f->count, sizeof(*cn));
   size_t nout = 0, from = 0, size = 0;
@@ -236,14 +253,14 @@ static int build(const struct kcld_dlq *q, const struct kcld_dlq_failure *f,
     json_t *r = NULL;
     size_t rsize = 0;
     if (q->include_records) {
-      r = record_json(f->records[i], 1, &truncated);
+      r = record_json(f->records[i], 1, room, &truncated);
       if (!r)
         goto fail;
       rsize = 160 + f->records[i]->partition_key_len +
               (truncated ? 0
                          : kcld_base64_encoded_len(f->records[i]->data_len));
     }
-    if (i > from && size + rsize > BODY_LIMIT) {
+    if (limit && i > from && size + rsize > room) {
       out[nout] = chunk_body(q, f, from, i, recs, now_ms);
       recs = NULL;
       if (!out[nout]) {
@@ -295,18 +312,24 @@ int kcld_dlq_build(const struct kcld_dlq *q, const struct kcld_dlq_failure *f,
 
 /* ======== Sending ======== */
 
-static void send_free_maybe(struct kcld_dlq_send *s);
+static void send_release(struct kcld_dlq_send *s)
+{
+  for (size_t i = 0; i < s->n; i++) {
+    free(s->msgs[i].body);
+    free(s->msgs[i].start_sequence);
+    free(s->msgs[i].error_class);
+  }
+  free(s->msgs);
+  free(s->todo);
+  free(s->shard_id);
+}
 
 static void on_timer_closed(uv_handle_t *h)
 {
   struct kcld_dlq_send *s = h->data;
   struct kcld_dlq *q = s->q;
 
-  for (size_t i = 0; i < s->n; i++) {
-    free(s->msgs[i].body);
-    json_decref(s->msgs[i].attrs);
-  }
-  free(s->msgs);
+  send_release(s);
   if (s->prev)
     s->prev->next = s->next;
   else
@@ -314,15 +337,11 @@ static void on_timer_closed(uv_handle_t *h)
   if (s->next)
     s->next->prev = s->prev;
   free(s);
-  if (--q->pending == 0 && q->closing) {
-    free(q->queue_url);
-    free(q->function_arn);
-    free(q->stream_arn);
-    free(q);
-  }
+  if (--q->live == 0 && q->closing)
+    dlq_free(q);
 }
 
-/* Frees s once it is over and no call is out. */
+/* Frees s once it is over and no store call is out. */
 static void send_free_maybe(struct kcld_dlq_send *s)
 {
   if (!s->finished || s->in_call)
@@ -332,107 +351,105 @@ static void send_free_maybe(struct kcld_dlq_send *s)
     uv_close((uv_handle_t *)&s->timer, on_timer_closed);
 }
 
-static void send_round(struct kcld_dlq_send *s);
+static void store_round(struct kcld_dlq_send *s);
 
 static void on_timer(uv_timer_t *t)
 {
-  send_round(t->data);
+  store_round(t->data);
 }
 
-static void retry_later(struct kcld_dlq_send *s)
+/* A store call failed (err) or could not start: try again later. */
+static void store_failed(struct kcld_dlq_send *s, int err, const char *detail)
 {
-  struct kcld_policy p = {0, 0, -1, s->q->backoff_base_ms,
-                          s->q->backoff_max_ms};
+  struct kcld_dlq *q = s->q;
+  struct kcld_policy p = {0, 0, -1, q->backoff_base_ms, q->backoff_max_ms};
+
+  if (s->failing++ == 0)
+    s->failing_since = uv_now(q->loop);
+  snprintf(s->error, sizeof(s->error), "%s%s%s", kcld_strerror(err),
+           detail && *detail ? ": " : "", detail ? detail : "");
+  kcld_log(KCLD_LOG_WARN, "dead-letter message not kept; the shard waits "
+           "and tries again", "destination", q->store->ops->name, "where",
+           q->store->where, "shard", s->shard_id, "error", s->error, NULL);
   uv_timer_start(&s->timer, on_timer,
-                 kcld_policy_backoff_ms(&p, s->round, kcld_rand_u32()), 0);
+                 kcld_policy_backoff_ms(&p, s->failing, kcld_rand_u32()), 0);
 }
 
-static void on_sent(const struct kcld_sqs_batch_result *res, void *arg)
+static void on_stored(int err, const char *detail, void *arg)
 {
   struct kcld_dlq_send *s = arg;
-  struct kcld_dlq *q = s->q;
-  size_t left = 0, k = 0;
+  size_t kept = 0;
 
   s->in_call = 0;
-  for (size_t i = 0; i < s->n; i++) {
-    if (s->msgs[i].ok)
-      continue;
-    if (k < res->count && res->entries[k].ok) {
-      s->msgs[i].ok = 1;
-    } else {
-      left++;
-      if (k < res->count && !s->cancelled && res->st.err != KCLD_ECANCELED)
-        kcld_log(KCLD_LOG_WARN, "dead-letter message not sent; retrying",
-                 "queue", q->queue_url, "code", res->entries[k].code,
-                 "error", res->entries[k].message, NULL);
-    }
-    k++;
+  for (size_t i = 0; i < s->n; i++)
+    kept += s->msgs[i].m.stored != 0;
+  if (s->finished) {           /* cancelled while the call was out */
+    send_free_maybe(s);
+    return;
   }
-  if (s->cancelled || res->st.err == KCLD_ECANCELED) {
+  if (err == KCLD_ECANCELED) { /* the store is going away: so is the dlq */
     s->finished = 1;
     send_free_maybe(s);
     return;
   }
-  if (left) {
-    retry_later(s);
+  if (kept < s->n) {
+    store_failed(s, err ? err : KCLD_EIO, detail);
     return;
   }
+  s->failing = 0;
   s->finished = 1;
-  s->cb(0, s->n, s->arg);
+  s->cb(s->n, s->arg);
   send_free_maybe(s);
 }
 
-static void send_round(struct kcld_dlq_send *s)
+static void store_round(struct kcld_dlq_send *s)
 {
-  struct kcld_sqs_entry e[64];
-  struct kcld_sqs_entry *entries = e;
-  char (*ids)[24] = NULL;
+  struct kcld_dlq_store *st = s->q->store;
   size_t k = 0;
   int rc;
 
-  s->round++;
-  if (s->n > 64)
-    entries = calloc(s->n, sizeof(*entries));
-  ids = calloc(s->n, sizeof(*ids));
-  if (!entries || !ids) {
-    rc = KCLD_ENOMEM;
-    goto out;
-  }
-  for (size_t i = 0; i < s->n; i++) {
-    if (s->msgs[i].ok)
-      continue;
-    snprintf(ids[k], sizeof(ids[k]), "m%zu", i);
-    memset(&entries[k], 0, sizeof(entries[k]));
-    entries[k].id = ids[k];
-    entries[k].body = s->msgs[i].body;
-    entries[k].attributes = s->msgs[i].attrs;
-    k++;
-  }
+  for (size_t i = 0; i < s->n; i++)
+    if (!s->msgs[i].m.stored)
+      s->todo[k++] = &s->msgs[i].m;
   s->in_call = 1;
-  rc = kcld_sqs_send_message_batch(s->q->sqs, s->q->queue_url, entries, k,
-                                   on_sent, s);
-  if (rc != 0)
-    s->in_call = 0;
-out:
-  if (entries != e)
-    free(entries);
-  free(ids);
-  if (rc != 0) {
-    kcld_log(KCLD_LOG_WARN, "dead-letter send could not start; retrying",
-             "queue", s->q->queue_url, "error", kcld_strerror(rc), NULL);
-    if (rc == KCLD_ECANCELED) {
-      s->finished = 1;
-      send_free_maybe(s);
-      return;
-    }
-    retry_later(s);
+  rc = st->ops->store(st, s->todo, k, on_stored, s);
+  if (rc == 0)
+    return;
+  s->in_call = 0;
+  if (rc == KCLD_ECANCELED) {
+    s->finished = 1;
+    send_free_maybe(s);
+    return;
   }
+  store_failed(s, rc, "the store call could not start");
 }
 
-static json_t *attr(const char *v)
+/* Fills s->msgs from the built bodies (taken). */
+static int fill(struct kcld_dlq_send *s, const struct kcld_dlq_failure *f,
+                char **bodies, const size_t *counts)
 {
-  return json_pack("{s:s,s:s}", "DataType", "String", "StringValue",
-                   v && *v ? v : "-");
+  size_t at = 0;
+  const char *cls = f->error_type && *f->error_type ? f->error_type
+                                                     : "Unhandled";
+  int rc = 0;
+
+  for (size_t i = 0; i < s->n; i++) {
+    struct msg *m = &s->msgs[i];
+    m->body = bodies[i];
+    bodies[i] = NULL;
+    m->start_sequence = strdup(f->records[at]->sequence_number);
+    m->error_class = strdup(cls);
+    if (!m->start_sequence || !m->error_class)
+      rc = KCLD_ENOMEM;
+    m->m.body = m->body;
+    m->m.len = strlen(m->body);
+    m->m.shard_id = s->shard_id;
+    m->m.start_sequence = m->start_sequence;
+    m->m.error_class = m->error_class;
+    m->m.records = counts[i];
+    at += counts[i];
+  }
+  return rc;
 }
 
 int kcld_dlq_send(struct kcld_dlq *q, const struct kcld_dlq_failure *f,
@@ -440,7 +457,7 @@ int kcld_dlq_send(struct kcld_dlq *q, const struct kcld_dlq_failure *f,
 {
   struct kcld_dlq_send *s;
   char **bodies = NULL;
-  size_t n = 0, *counts = NULL, at = 0;
+  size_t n = 0, *counts = NULL;
   int rc;
 
   if (!q || !f || !f->records || !f->count || !f->shard_id || !cb)
@@ -455,26 +472,23 @@ int kcld_dlq_send(struct kcld_dlq *q, const struct kcld_dlq_failure *f,
     free(s);
     return rc;
   }
+  s->n = n;
+  s->shard_id = strdup(f->shard_id);
   s->msgs = calloc(n, sizeof(*s->msgs));
-  if (!s->msgs) {
-    for (size_t i = 0; i < n; i++)
-      free(bodies[i]);
-    free(bodies);
-    free(counts);
-    free(s);
-    return KCLD_ENOMEM;
-  }
-  for (size_t i = 0; i < n; i++) {
-    s->msgs[i].body = bodies[i];
-    s->msgs[i].attrs = json_pack(
-      "{s:o,s:o,s:o}", "shardId", attr(f->shard_id), "startSequenceNumber",
-      attr(f->records[at]->sequence_number), "errorClass",
-      attr(f->error_type ? f->error_type : "Unhandled"));
-    at += counts[i];
-  }
+  s->todo = calloc(n, sizeof(*s->todo));
+  rc = s->shard_id && s->msgs && s->todo ? fill(s, f, bodies, counts)
+                                         : KCLD_ENOMEM;
+  for (size_t i = 0; i < n; i++)
+    free(bodies[i]);
   free(bodies);
   free(counts);
-  s->n = n;
+  if (rc != 0) {
+    if (!s->msgs)
+      s->n = 0;
+    send_release(s);
+    free(s);
+    return rc;
+  }
   s->q = q;
   s->cb = cb;
   s->arg = arg;
@@ -484,10 +498,10 @@ int kcld_dlq_send(struct kcld_dlq *q, const struct kcld_dlq_failure *f,
   if (q->sends)
     q->sends->prev = s;
   q->sends = s;
-  q->pending++;
+  q->live++;
   if (out)
     *out = s;
-  send_round(s);
+  store_round(s);
   return 0;
 }
 
@@ -495,9 +509,18 @@ void kcld_dlq_send_cancel(struct kcld_dlq_send *s)
 {
   if (!s || s->finished)
     return;
-  s->cancelled = 1;
   s->finished = 1;
   send_free_maybe(s);
+}
+
+unsigned kcld_dlq_send_failing(const struct kcld_dlq_send *s,
+                               uint64_t *since_ms, const char **error)
+{
+  if (since_ms)
+    *since_ms = s->failing ? s->failing_since : 0;
+  if (error)
+    *error = s->failing ? s->error : "";
+  return s->failing;
 }
 
 size_t kcld_dlq_pending(const struct kcld_dlq *q)
@@ -506,6 +529,16 @@ size_t kcld_dlq_pending(const struct kcld_dlq *q)
   for (const struct kcld_dlq_send *s = q->sends; s; s = s->next)
     n += !s->finished;
   return n;
+}
+
+const char *kcld_dlq_store_name(const struct kcld_dlq *q)
+{
+  return q->store->ops->name;
+}
+
+const char *kcld_dlq_where(const struct kcld_dlq *q)
+{
+  return q->store->where;
 }
 
 void kcld_dlq_close(struct kcld_dlq *q)
@@ -517,10 +550,54 @@ void kcld_dlq_close(struct kcld_dlq *q)
     next = s->next;
     kcld_dlq_send_cancel(s);
   }
-  if (q->pending == 0) {
-    free(q->queue_url);
-    free(q->function_arn);
-    free(q->stream_arn);
-    free(q);
+  if (q->live == 0)
+    dlq_free(q);
+}
+
+/* ======== Identity ======== */
+
+/* Field `idx` (0-based) of a colon-separated ARN into buf; 0 or -1. */
+static int arn_field(const char *arn, int idx, char *buf, size_t n)
+{
+  const char *p = arn;
+  for (int i = 0; i < idx; i++) {
+    p = strchr(p, ':');
+    if (!p)
+      return -1;
+    p++;
   }
+  size_t len = strcspn(p, ":");
+  if (len >= n)
+    return -1;
+  memcpy(buf, p, len);
+  buf[len] = '\0';
+  return 0;
+}
+
+int kcld_dlq_function_arn(char *buf, size_t n, const char *stream_arn,
+                          const char *region, const char *account,
+                          const char *application)
+{
+  char part[32] = "aws", acct[32] = "", reg[64] = "";
+  int len;
+
+  snprintf(reg, sizeof(reg), "%s", region ? region : "");
+  if (account)
+    snprintf(acct, sizeof(acct), "%s", account);
+  if (reg[0] && strncmp(reg, "cn-", 3) == 0)
+    snprintf(part, sizeof(part), "aws-cn");
+  else if (strncmp(reg, "us-gov-", 7) == 0)
+    snprintf(part, sizeof(part), "aws-us-gov");
+  if (stream_arn && strncmp(stream_arn, "arn:", 4) == 0) {
+    char p[32], r[64], a[32];
+    if (arn_field(stream_arn, 1, p, sizeof(p)) == 0 && *p)
+      snprintf(part, sizeof(part), "%s", p);
+    if (arn_field(stream_arn, 3, r, sizeof(r)) == 0 && *r && !reg[0])
+      snprintf(reg, sizeof(reg), "%s", r);
+    if (arn_field(stream_arn, 4, a, sizeof(a)) == 0 && *a)
+      snprintf(acct, sizeof(acct), "%s", a);
+  }
+  len = snprintf(buf, n, "arn:%s:lambda:%s:%s:function:kcld-%s", part, reg,
+                 acct, application ? application : "");
+  return len < 0 || (size_t)len >= n ? KCLD_EINVAL : 0;
 }

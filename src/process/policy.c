@@ -7,8 +7,18 @@ struct kcld_policy_decision kcld_policy_decide(
   const struct kcld_policy *p, const struct kcld_policy_failure *f)
 {
   struct kcld_policy_decision d = {KCLD_POLICY_RETRY,
-                                   KCLD_POLICY_RETRIES_EXHAUSTED};
+                                   KCLD_POLICY_RETRIES_EXHAUSTED, f->count};
 
+  if (f->cls == KCLD_POLICY_INFRA) {
+    size_t head = f->expired_head < f->count ? f->expired_head : f->count;
+    d.action = KCLD_POLICY_WAIT;
+    if (head > 0) {
+      d.action = KCLD_POLICY_GIVE_UP;
+      d.condition = KCLD_POLICY_AGE_EXCEEDED;
+      d.give_up = head;
+    }
+    return d;
+  }
   if (f->count > 0 && f->expired >= f->count) {
     d.action = KCLD_POLICY_GIVE_UP;
     d.condition = KCLD_POLICY_AGE_EXCEEDED;

@@ -2,7 +2,9 @@
  * retry budget, the budget itself (0, N, -1), record age (all, some, none,
  * unknown arrival), backoff growth, cap and jitter bounds, split sizes, and
  * a simulation of bisection isolating one poison record at every position
- * of 200 within 1 + ceil(log2(200)) handler calls that contain it. */
+ * of 200 within 1 + ceil(log2(200)) handler calls that contain it; and
+ * infrastructure failures: waits that never touch the budget nor bisect,
+ * bounded only by the age of the records at the front of the range. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -23,7 +25,8 @@ static struct kcld_policy_decision decide(const struct kcld_policy *p,
                                           size_t count, size_t expired,
                                           unsigned retries)
 {
-  struct kcld_policy_failure f = {count, expired, retries};
+  struct kcld_policy_failure f = {count, expired, retries,
+                                  KCLD_POLICY_RECORD, 0};
   return kcld_policy_decide(p, &f);
 }
 
@@ -85,6 +88,45 @@ static void test_record_age(void **state)
     "RetryAttemptsExhausted");
 }
 
+static struct kcld_policy_decision infra(const struct kcld_policy *p,
+                                         size_t count, size_t expired,
+                                         size_t head, unsigned retries)
+{
+  struct kcld_policy_failure f = {count, expired, retries,
+                                  KCLD_POLICY_INFRA, head};
+  return kcld_policy_decide(p, &f);
+}
+
+static void test_infra_waits(void **state)
+{
+  struct kcld_policy p = pol(0, 1, -1);
+  struct kcld_policy_decision d;
+  (void)state;
+  /* No budget left, bisection on, many records: still a wait. */
+  assert_int_equal(infra(&p, 200, 0, 0, 0).action, KCLD_POLICY_WAIT);
+  assert_int_equal(infra(&p, 1, 0, 0, 1000).action, KCLD_POLICY_WAIT);
+  p = pol(3, 0, -1);
+  assert_int_equal(infra(&p, 10, 0, 0, 3).action, KCLD_POLICY_WAIT);
+  /* The same range as a record failure gives up or bisects. */
+  assert_int_equal(decide(&p, 10, 0, 3).action, KCLD_POLICY_GIVE_UP);
+  /* With max_record_age: expired records in the middle do not count. */
+  p = pol(0, 1, 60000);
+  assert_int_equal(infra(&p, 10, 3, 0, 0).action, KCLD_POLICY_WAIT);
+  /* An expired head is given up alone, as RecordAgeExceeded. */
+  d = infra(&p, 10, 4, 4, 0);
+  assert_int_equal(d.action, KCLD_POLICY_GIVE_UP);
+  assert_int_equal(d.condition, KCLD_POLICY_AGE_EXCEEDED);
+  assert_int_equal(d.give_up, 4);
+  d = infra(&p, 10, 10, 10, 0);
+  assert_int_equal(d.action, KCLD_POLICY_GIVE_UP);
+  assert_int_equal(d.give_up, 10);
+  /* Record failures give up whole ranges. */
+  p.bisect_on_error = 0;
+  d = decide(&p, 10, 4, 0);
+  assert_int_equal(d.action, KCLD_POLICY_GIVE_UP);
+  assert_int_equal(d.give_up, 10);
+}
+
 static void test_backoff(void **state)
 {
   struct kcld_policy p = pol(3, 1, -1);
@@ -144,7 +186,8 @@ static unsigned simulate(size_t n, size_t poison, int retries,
       continue;
     }
     rounds++;
-    struct kcld_policy_failure f = {end - pos, 0, tries};
+    struct kcld_policy_failure f = {end - pos, 0, tries, KCLD_POLICY_RECORD,
+                                    0};
     struct kcld_policy_decision d = kcld_policy_decide(&p, &f);
     if (d.action == KCLD_POLICY_BISECT) {
       stack[depth++] = pos + kcld_policy_split(end - pos);
@@ -203,6 +246,7 @@ int main(void)
     cmocka_unit_test(test_bisect_first_and_free),
     cmocka_unit_test(test_retry_budget),
     cmocka_unit_test(test_record_age),
+    cmocka_unit_test(test_infra_waits),
     cmocka_unit_test(test_backoff),
     cmocka_unit_test(test_split_and_rounds),
     cmocka_unit_test(test_bisection_isolates_poison),

@@ -530,6 +530,15 @@ static void test_compose_agrees(void **state)
         NULL, "the Dockerfile CMD does not read /etc/kcld/kcld.yaml");
   check(strstr(dockerfile, "ENTRYPOINT [\"kcld\"]") != NULL,
         "the Dockerfile ENTRYPOINT is not kcld");
+  /* The default dead-letter directory is $STATE_DIRECTORY/dead-letter: a
+   * volume the kcld user owns, kept by compose in a named volume. */
+  check(strstr(dockerfile, "ENV STATE_DIRECTORY=/var/lib/kcld\n") != NULL &&
+        strstr(dockerfile, "VOLUME [\"/var/lib/kcld\"]") != NULL &&
+        strstr(dockerfile, "-o 10001 -g 10001 /var/lib/kcld") != NULL,
+        "the Dockerfile has no STATE_DIRECTORY volume owned by kcld");
+  check(mounts(&cmp, "kcld", "kcld-state", "/var/lib/kcld") &&
+        flat_find(&cmp, "volumes.kcld-state") != NULL,
+        "kcld does not keep /var/lib/kcld in the named volume kcld-state");
   check(strcmp(flat_get(&cmp, "services.kcld.build.context"), "..") == 0 &&
         strcmp(flat_get(&cmp, "services.kcld.build.dockerfile"),
                "docker/Dockerfile") == 0,

@@ -83,7 +83,8 @@ for kv in Type=notify NotifyAccess=main WatchdogSec=30s Restart=on-failure \
     ProtectKernelTunables=yes ProtectKernelModules=yes ProtectKernelLogs=yes \
     ProtectControlGroups=yes ProtectClock=yes ProtectHostname=yes \
     RestrictNamespaces=yes RestrictRealtime=yes RestrictSUIDSGID=yes \
-    LockPersonality=yes MemoryDenyWriteExecute=yes UMask=0077; do
+    LockPersonality=yes MemoryDenyWriteExecute=yes UMask=0077 \
+    StateDirectory=kcld; do
   grep -qxF "$kv" "$unit" || bad "$unit lacks the line '$kv'"
 done
 # Not supported, or harmful here: a reload that does nothing; a dynamic uid

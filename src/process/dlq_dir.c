@@ -368,9 +368,50 @@ static int ends_with(const char *s, const char *suffix)
   return a >= b && strcmp(s + a - b, suffix) == 0;
 }
 
+/* Length of NAME.jsonl in a dead-letter file name (NAME.jsonl,
+ * NAME.jsonl.redriving or NAME.jsonl.N.redriving), or 0 for another name. */
+static size_t base_len(const char *name)
+{
+  const char *j = strstr(name, ".jsonl");
+  size_t n;
+
+  if (!j || name[0] == '.')
+    return 0;
+  n = (size_t)(j - name) + strlen(".jsonl");
+  if (name[n] == '\0')
+    return n;
+  if (!ends_with(name, CLAIMED))
+    return 0;
+  if (strcmp(name + n, CLAIMED) == 0)
+    return n;
+  for (const char *p = name + n + 1; *p != '.'; p++)
+    if (*p < '0' || *p > '9')
+      return 0;
+  return name[n] == '.' && name[n + 1] != '.' ? n : 0;
+}
+
+/* Claimed files first (older), in claim order, then the one still written. */
+static long claim_rank(const char *name, size_t n)
+{
+  if (name[n] == '\0')
+    return 1L << 30;
+  if (strcmp(name + n, CLAIMED) == 0)
+    return 0;
+  return strtol(name + n + 1, NULL, 10);
+}
+
 static int by_name(const void *a, const void *b)
 {
-  return strcmp(*(char *const *)a, *(char *const *)b);
+  const char *x = *(char *const *)a, *y = *(char *const *)b;
+  size_t nx = base_len(x), ny = base_len(y);
+  int c = strncmp(x, y, nx < ny ? nx : ny);
+  long rx, ry;
+
+  if (c != 0 || nx != ny)
+    return c != 0 ? c : nx < ny ? -1 : 1;
+  rx = claim_rank(x, nx);
+  ry = claim_rank(y, ny);
+  return rx < ry ? -1 : rx > ry;
 }
 
 int kcld_dlq_dir_list(const char *dir, char ***names, size_t *n)
@@ -386,9 +427,7 @@ int kcld_dlq_dir_list(const char *dir, char ***names, size_t *n)
   while ((e = readdir(d)) != NULL) {
     char path[PATH_MAX];
     struct stat st;
-    if (e->d_name[0] == '.' ||
-        !(ends_with(e->d_name, ".jsonl") ||
-          ends_with(e->d_name, ".jsonl" CLAIMED)))
+    if (base_len(e->d_name) == 0)
       continue;
     snprintf(path, sizeof(path), "%s/%s", dir, e->d_name);
     if (stat(path, &st) != 0 || !S_ISREG(st.st_mode))
@@ -423,19 +462,38 @@ int kcld_dlq_dir_list(const char *dir, char ***names, size_t *n)
   return 0;
 }
 
+/* Renames `from` to the first free NAME.jsonl[.N].redriving, never over an
+ * existing file (link, then unlink).  0, or -1 with errno. */
+static int claim_name(const char *from, char *to, size_t n)
+{
+  for (unsigned i = 0; i < 100000; i++) {
+    if (i == 0)
+      snprintf(to, n, "%s%s", from, CLAIMED);
+    else
+      snprintf(to, n, "%s.%u%s", from, i, CLAIMED);
+    if (link(from, to) == 0)
+      return unlink(from);
+    if (errno != EEXIST)
+      return -1;
+  }
+  errno = EEXIST;
+  return -1;
+}
+
 int kcld_dlq_dir_claim(const char *dir, const char *name, char **path)
 {
-  char from[PATH_MAX], to[PATH_MAX];
+  char from[PATH_MAX], to[PATH_MAX + 32];
   int fd;
 
-  snprintf(from, sizeof(from), "%s/%s", dir, name);
+  if (snprintf(from, sizeof(from), "%s/%s", dir, name) >= (int)sizeof(from))
+    return KCLD_EIO;
   if (ends_with(name, CLAIMED))
     snprintf(to, sizeof(to), "%s", from);
-  else if (snprintf(to, sizeof(to), "%s%s", from, CLAIMED) >=
-             (int)sizeof(to) || rename(from, to) != 0)
+  else if (claim_name(from, to, sizeof(to)) != 0)
     return KCLD_EIO;
-  /* A writer that opened the file before the rename holds or waits for the
-   * lock; once we had it, no writer appends to this file any more. */
+  /* A writer that opened the file before the claim holds or waits for the
+   * lock; once we had it, no writer appends to this file any more (each
+   * checks, under the lock, that the path still names its file). */
   fd = open(to, O_RDONLY | O_CLOEXEC);
   if (fd < 0)
     return KCLD_EIO;
@@ -453,10 +511,8 @@ int kcld_dlq_dir_done(const char *dir, const char *claimed)
   size_t len;
 
   base = base ? base + 1 : claimed;
-  len = strlen(base);
-  if (ends_with(base, CLAIMED))
-    len -= strlen(CLAIMED);
-  if (len > NAME_MAX)
+  len = base_len(base);
+  if (len == 0 || len > NAME_MAX)
     return KCLD_EIO;
   memcpy(name, base, len);
   name[len] = '\0';

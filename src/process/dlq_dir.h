@@ -40,16 +40,18 @@ int kcld_dlq_dir_new(const struct kcld_dlq_dir_opts *opts,
 
 /* ======== Reading it back (kcld redrive --dir) ======== */
 
-/* The dead-letter files of dir, sorted by name: NAME.jsonl, and the
- * NAME.jsonl.redriving files a redrive claimed and did not finish.  *names
+/* The dead-letter files of dir: NAME.jsonl, and the NAME.jsonl.redriving
+ * (NAME.jsonl.N.redriving) files a redrive claimed and did not finish,
+ * sorted by NAME, the claimed ones first (their lines are older).  *names
  * gets *n malloc'd base names (free each, then the array).  Returns 0, or
  * KCLD_EIO (dir unreadable) / KCLD_ENOMEM. */
 int kcld_dlq_dir_list(const char *dir, char ***names, size_t *n);
 
 /* Claims a file of kcld_dlq_dir_list for a redrive: renames NAME.jsonl to
- * NAME.jsonl.redriving (a claimed file stays as it is), then waits for a
- * kcld still writing to it: afterwards nothing is appended to it any more;
- * new lines go to a new NAME.jsonl.  *path gets the claimed file's path
+ * NAME.jsonl.redriving, or NAME.jsonl.N.redriving when that is taken (never
+ * over a file; a claimed file stays as it is), then waits for a kcld still
+ * writing to it: afterwards nothing is appended to it any more; new lines
+ * go to a new NAME.jsonl.  *path gets the claimed file's path
  * (malloc'd).  Returns 0, or KCLD_EIO / KCLD_ENOMEM. */
 int kcld_dlq_dir_claim(const char *dir, const char *name, char **path);
 

@@ -19,6 +19,18 @@
 
 #include "harness.h"
 
+void kcld_test_state_dir(const char *config_path)
+{
+  char dir[4096];
+  const char *slash = strrchr(config_path, '/');
+
+  if (getenv("STATE_DIRECTORY"))
+    return;
+  snprintf(dir, sizeof(dir), "%.*s", slash ? (int)(slash - config_path) : 1,
+           slash ? config_path : ".");
+  setenv("STATE_DIRECTORY", dir, 1);
+}
+
 pid_t kcld_test_spawn_kcld(const char *config_path, const char *log_path)
 {
   pid_t parent = getpid();
@@ -34,6 +46,7 @@ pid_t kcld_test_spawn_kcld(const char *config_path, const char *log_path)
       dup2(fd, 2);
       close(fd);
     }
+    kcld_test_state_dir(config_path);
     execl(kcld_test_bin(), "kcld", "--config", config_path, (char *)NULL);
     _exit(127);
   }

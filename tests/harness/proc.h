@@ -7,8 +7,15 @@
 
 #include <sys/types.h>
 
+/* In a child about to exec kcld: STATE_DIRECTORY (unless set already)
+ * becomes the directory of config_path, so kcld's default dead-letter
+ * directory is <that directory>/dead-letter, inside the test's temporary
+ * directory, as it is under systemd's StateDirectory=. */
+void kcld_test_state_dir(const char *config_path);
+
 /* Starts `kcld --config config_path` (the build under test), stdout and
- * stderr appended to log_path.  Returns the pid (asserts on failure). */
+ * stderr appended to log_path, STATE_DIRECTORY set by kcld_test_state_dir.
+ * Returns the pid (asserts on failure). */
 pid_t kcld_test_spawn_kcld(const char *config_path, const char *log_path);
 
 /* Waits up to timeout_ms for pid to exit.  Returns 1 and the wait status in

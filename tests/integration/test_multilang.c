@@ -780,6 +780,7 @@ static void spawn_kcld(struct e2e *e, int properties)
     }
     setenv("AWS_ACCESS_KEY_ID", "test", 1);
     setenv("AWS_SECRET_ACCESS_KEY", "test", 1);
+    kcld_test_state_dir(e->conf);
     execl(kcld_test_bin(), "kcld", properties ? "--properties" : "--config",
           e->conf, (char *)NULL);
     _exit(127);

@@ -516,6 +516,55 @@ static int derive_worker_id(struct kcld_config *cfg)
   return kcld_config_value_set(&cfg->worker_id, id);
 }
 
+/* $STATE_DIRECTORY/dead-letter (its first directory, under systemd),
+ * /var/lib/kcld/dead-letter as root, else
+ * ${XDG_STATE_HOME:-$HOME/.local/state}/kcld/dead-letter. */
+static int derive_dead_letter_dir(struct kcld_config *cfg)
+{
+  const char *sd = getenv("STATE_DIRECTORY");
+  const char *xdg = getenv("XDG_STATE_HOME");
+  const char *home = getenv("HOME");
+  char dir[4096];
+
+  if (sd && *sd == '/')
+    snprintf(dir, sizeof(dir), "%.*s/dead-letter", (int)strcspn(sd, ":"),
+             sd);
+  else if (geteuid() == 0)
+    snprintf(dir, sizeof(dir), "/var/lib/kcld/dead-letter");
+  else if (xdg && *xdg == '/')
+    snprintf(dir, sizeof(dir), "%s/kcld/dead-letter", xdg);
+  else if (home && *home == '/')
+    snprintf(dir, sizeof(dir), "%s/.local/state/kcld/dead-letter", home);
+  else
+    snprintf(dir, sizeof(dir), "/var/lib/kcld/dead-letter");
+  return kcld_config_value_set(&cfg->on_failure.dir, dir);
+}
+
+/* on_failure: one place for records that fail for good. */
+static void check_on_failure(struct ctx *c)
+{
+  const struct kcld_config_on_failure *f = &c->cfg->on_failure;
+
+  if (bad(c, "on_failure.sqs") || bad(c, "on_failure.dir") ||
+      bad(c, "on_failure.discard") || bad(c, "on_failure.block"))
+    return;
+  if (*f->dir && *f->dir != '/')
+    err_at(c, "on_failure.dir", "on_failure.dir",
+           "must be an absolute path, got %s", f->dir);
+  if (*f->sqs && *f->dir)
+    err_at(c, "on_failure.dir", "on_failure.dir",
+           "cannot be combined with on_failure.sqs: records that fail for "
+           "good go to one destination");
+  if (f->discard && (*f->sqs || *f->dir))
+    err_at(c, "on_failure.discard", "on_failure.discard",
+           "cannot be combined with on_failure.%s: discard keeps no copy",
+           *f->sqs ? "sqs" : "dir");
+  if (f->block && (*f->sqs || *f->dir || f->discard))
+    err_at(c, "on_failure.block", "on_failure.block",
+           "cannot be combined with on_failure.%s: block never gives a "
+           "record up", *f->sqs ? "sqs" : *f->dir ? "dir" : "discard");
+}
+
 static void finish(struct ctx *c)
 {
   struct kcld_config *cfg = c->cfg;
@@ -538,6 +587,11 @@ static void finish(struct ctx *c)
       c->oom = 1;
   }
   if (!*cfg->worker_id && derive_worker_id(cfg) != 0)
+    c->oom = 1;
+  check_on_failure(c);
+  if (!*cfg->on_failure.dir && !*cfg->on_failure.sqs &&
+      !cfg->on_failure.discard && !cfg->on_failure.block &&
+      derive_dead_letter_dir(cfg) != 0)
     c->oom = 1;
   if (cfg->lease.take_interval_ms == 0)
     cfg->lease.take_interval_ms = 2 * cfg->lease.failover_ms;

@@ -161,8 +161,12 @@ struct kcld_config_retry {
 
 struct kcld_config_on_failure {
   char *sqs;                   /* dead-letter queue URL; "" = none */
+  char *dir;                   /* dead-letter directory; resolved after
+                                  loading: "" only with sqs, discard or
+                                  block */
   bool include_records;        /* the failed records in the message */
-  bool block;                  /* never skip a failing record */
+  bool discard;                /* skip records that fail for good */
+  bool block;                  /* never give a failing record up */
 };
 
 struct kcld_config_handler_key {

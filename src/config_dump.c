@@ -397,6 +397,15 @@ static const char s_md_head[] =
   "  `handler.table` (not the lease table) and a non-empty "
   "`handler.key.pk`;\n"
   "  `plugin` needs `handler.path`.\n"
+  "- Records that fail for good go to one place: `on_failure.sqs`, else "
+  "the\n"
+  "  directory `on_failure.dir` (an absolute path; when empty "
+  "`$STATE_DIRECTORY/dead-letter`\n"
+  "  under systemd, `/var/lib/kcld/dead-letter` as root, else\n"
+  "  `${XDG_STATE_HOME:-~/.local/state}/kcld/dead-letter`), unless\n"
+  "  `on_failure.discard` (skip them) or `on_failure.block` (retry them "
+  "for ever);\n"
+  "  these four exclude each other.\n"
   "\n"
   "## Keys\n";
 

@@ -182,11 +182,18 @@ const struct kcld_config_key kcld_config_keys[] = {
       "longest retry delay"),
 
   STR("on_failure.sqs", on_failure.sqs, "", C_URL, F_LIVE,
-      "dead-letter SQS queue URL; \"\" = none (log, count and move on)"),
+      "dead-letter SQS queue URL; \"\" = the dead-letter directory"),
+  STR("on_failure.dir", on_failure.dir, "", C_NONE, 0,
+      "dead-letter directory (JSON lines, fsync'ed) when on_failure.sqs is "
+      "not set; \"\" = $STATE_DIRECTORY/dead-letter under systemd, "
+      "/var/lib/kcld/dead-letter as root, else "
+      "${XDG_STATE_HOME:-~/.local/state}/kcld/dead-letter"),
   BOOL("on_failure.include_records", on_failure.include_records, "true",
        F_LIVE, "put the failed records themselves in the dead-letter message"),
+  BOOL("on_failure.discard", on_failure.discard, "false", 0,
+       "keep no copy of a record that fails for good: log it and skip it"),
   BOOL("on_failure.block", on_failure.block, "false", F_LIVE,
-       "never skip a failing record: stop the shard and keep retrying"),
+       "never give a failing record up: stop the shard and keep retrying"),
 
   ENUM("handler.type", handler.type, "stdout", s_handlers, 0,
        "how records are handled"),

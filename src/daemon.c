@@ -38,6 +38,7 @@
 #include "ops/notify.h"
 #include "process/dispatcher.h"
 #include "process/dlq.h"
+#include "process/dlq_dir.h"
 #include "process/dlq_sqs.h"
 #include "process/pool.h"
 
@@ -454,8 +455,49 @@ static void on_status_timer(uv_timer_t *t)
 
 /* ======== Start-up ======== */
 
-/* The dead-letter destination of on_failure.sqs, or a loud line when there
- * is none and failing records would be skipped. */
+/* The store given-up records go to: the queue of on_failure.sqs, else the
+ * dead-letter directory, created and probed here (kcld does not start
+ * without it).  *store stays NULL with on_failure.discard or .block. */
+static int open_store(struct daemon *dm, struct kcld_dlq_store **store)
+{
+  const struct kcld_config *cfg = dm->cfg;
+  struct kcld_dlq_dir_opts d;
+  char err[512];
+  int rc;
+
+  *store = NULL;
+  if (cfg->on_failure.block) {
+    kcld_log(KCLD_LOG_INFO, "on_failure.block is set: a record that fails "
+             "for good stops its shard, which retries it", NULL);
+    return 0;
+  }
+  if (cfg->on_failure.discard) {
+    kcld_log(KCLD_LOG_WARN, "on_failure.discard is set: records that fail "
+             "for good are logged and skipped", NULL);
+    return 0;
+  }
+  if (opt(cfg->on_failure.sqs)) {
+    if ((rc = kcld_sqs_new(dm->aws, &dm->loop, &dm->sqs)) != 0)
+      return rc;
+    return kcld_dlq_sqs_new(dm->sqs, cfg->on_failure.sqs, store);
+  }
+  memset(&d, 0, sizeof(d));
+  d.loop = &dm->loop;
+  d.dir = cfg->on_failure.dir;
+  d.application = cfg->application;
+  rc = kcld_dlq_dir_new(&d, store, err, sizeof(err));
+  if (rc != 0) {
+    kcld_log(KCLD_LOG_ERROR, "cannot use the dead-letter directory; not "
+             "starting", "path", cfg->on_failure.dir, "error",
+             *err ? err : kcld_strerror(rc), NULL);
+    return rc;
+  }
+  kcld_log(KCLD_LOG_INFO, "records that fail for good go to the dead-letter "
+           "directory", "path", cfg->on_failure.dir, NULL);
+  return 0;
+}
+
+/* The failure destination over that store (none with discard or block). */
 static int open_dlq(struct daemon *dm)
 {
   const struct kcld_config *cfg = dm->cfg;
@@ -465,15 +507,8 @@ static int open_dlq(struct daemon *dm)
   char arn[512];
   int rc;
 
-  if (!opt(cfg->on_failure.sqs)) {
-    if (!cfg->on_failure.block)
-      kcld_log(KCLD_LOG_WARN, "no on_failure destination: records that fail "
-               "for good are logged and skipped", NULL);
-    return 0;
-  }
   memset(&qo, 0, sizeof(qo));
-  if ((rc = kcld_sqs_new(dm->aws, &dm->loop, &dm->sqs)) != 0 ||
-      (rc = kcld_dlq_sqs_new(dm->sqs, cfg->on_failure.sqs, &qo.store)) != 0)
+  if ((rc = open_store(dm, &qo.store)) != 0 || !qo.store)
     return rc;
   if ((rc = kcld_dlq_function_arn(arn, sizeof(arn), stream_arn, dm->region,
                                   NULL, cfg->application)) != 0) {
@@ -548,7 +583,7 @@ static int start_clients(struct daemon *dm)
   dop.backoff_max_ms = (uint64_t)cfg->retry.backoff_max_ms;
   dop.dlq = dm->dlq;
   dop.block_on_failure = cfg->on_failure.block;
-  dop.discard = !dm->dlq;
+  dop.discard = cfg->on_failure.discard;
   if ((rc = kcld_dispatcher_new(&dop, &dm->disp)) != 0)
     return rc;
   if (dm->monitor)

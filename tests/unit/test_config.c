@@ -306,6 +306,23 @@ static const struct bad_case s_bad[] = {
    "kcld.yaml:4:20: http.connect_timeout: must not exceed http.timeout "
    "(30s), got 1m\n",
    NULL, NULL},
+  {"dead-letter dir not absolute", H "on_failure:\n  dir: dead\n",
+   "kcld.yaml:4:8: on_failure.dir: must be an absolute path, got dead\n",
+   NULL, NULL},
+  {"dead-letter dir and queue",
+   H "on_failure:\n  sqs: http://q.local/1/q\n  dir: /var/dl\n",
+   "kcld.yaml:5:8: on_failure.dir: cannot be combined with on_failure.sqs: "
+   "records that fail for good go to one destination\n",
+   NULL, NULL},
+  {"discard and queue",
+   H "on_failure:\n  sqs: http://q.local/1/q\n  discard: true\n",
+   "kcld.yaml:5:12: on_failure.discard: cannot be combined with "
+   "on_failure.sqs: discard keeps no copy\n",
+   NULL, NULL},
+  {"block and discard", H "on_failure:\n  discard: true\n  block: true\n",
+   "kcld.yaml:5:10: on_failure.block: cannot be combined with "
+   "on_failure.discard: block never gives a record up\n",
+   NULL, NULL},
   {"access key without secret", H "credentials:\n  access_key_id: AKIAX\n",
    "kcld.yaml:4:18: credentials.access_key_id: set without "
    "credentials.secret_access_key\n",
@@ -504,7 +521,9 @@ static void test_defaults(void **state)
   assert_int_equal(cfg->retry.backoff_base_ms, 100);
   assert_int_equal(cfg->retry.backoff_max_ms, 30000);
   assert_string_equal(cfg->on_failure.sqs, "");
+  assert_non_null(strstr(cfg->on_failure.dir, "/dead-letter"));
   assert_true(cfg->on_failure.include_records);
+  assert_false(cfg->on_failure.discard);
   assert_false(cfg->on_failure.block);
   assert_int_equal(cfg->handler.type, KCLD_CONFIG_HANDLER_STDOUT);
   assert_int_equal(cfg->handler.command.len, 0);
@@ -525,6 +544,48 @@ static void test_defaults(void **state)
   assert_int_equal(cfg->log.level, KCLD_LOG_INFO);
   assert_int_equal(cfg->log.format, KCLD_LOG_JSON);
   kcld_config_free(cfg);
+}
+
+/* on_failure.dir when not set: systemd's StateDirectory first, then
+ * /var/lib as root, else the XDG state home or ~/.local/state; nothing
+ * with another destination. */
+static void test_dead_letter_dir(void **state)
+{
+  (void)state;
+  const char *sd = getenv("STATE_DIRECTORY");
+  char *saved = sd ? strdup(sd) : NULL;
+  struct kcld_config *cfg;
+
+  setenv("STATE_DIRECTORY", "/var/lib/kcld:/var/lib/other", 1);
+  cfg = parse_ok(H);
+  assert_string_equal(cfg->on_failure.dir, "/var/lib/kcld/dead-letter");
+  kcld_config_free(cfg);
+  setenv("STATE_DIRECTORY", "/srv/state", 1);
+  cfg = parse_ok(H);
+  assert_string_equal(cfg->on_failure.dir, "/srv/state/dead-letter");
+  kcld_config_free(cfg);
+  unsetenv("STATE_DIRECTORY");
+  setenv("XDG_STATE_HOME", "/home/u/.state", 1);
+  cfg = parse_ok(H);
+  assert_string_equal(cfg->on_failure.dir,
+                      geteuid() == 0 ? "/var/lib/kcld/dead-letter"
+                                     : "/home/u/.state/kcld/dead-letter");
+  kcld_config_free(cfg);
+  unsetenv("XDG_STATE_HOME");
+  /* Set, it stays; with a queue, discard or block there is none. */
+  cfg = parse_ok(H "on_failure:\n  dir: /data/dl\n");
+  assert_string_equal(cfg->on_failure.dir, "/data/dl");
+  kcld_config_free(cfg);
+  cfg = parse_ok(H "on_failure:\n  sqs: http://q.local/1/q\n");
+  assert_string_equal(cfg->on_failure.dir, "");
+  kcld_config_free(cfg);
+  cfg = parse_ok(H "on_failure:\n  discard: true\n");
+  assert_string_equal(cfg->on_failure.dir, "");
+  assert_true(cfg->on_failure.discard);
+  kcld_config_free(cfg);
+  if (saved)
+    setenv("STATE_DIRECTORY", saved, 1);
+  free(saved);
 }
 
 static void test_values(void **state)
@@ -1347,7 +1408,8 @@ static void test_diff(void **state)
                  H "retry:\n  max_record_age: -1\nfetch:\n  idle_time: 2s\n"
                    "  max_records: 50\n",
                  "fetch.max_records:live fetch.idle_time:live "
-                 "retry.max_record_age:live on_failure.sqs:live");
+                 "retry.max_record_age:live on_failure.sqs:live "
+                 "on_failure.dir:restart");
   /* Lists compare item by item; templates and secrets by value. */
   expect_changes(H "handler:\n  type: lambda\n  command: [a, b]\n",
                  H "handler:\n  type: lambda\n  command: [a, c]\n  key:\n"
@@ -1409,6 +1471,7 @@ int main(void)
     cmocka_unit_test(test_bad_configs),
     cmocka_unit_test(test_error_cap),
     cmocka_unit_test(test_defaults),
+    cmocka_unit_test(test_dead_letter_dir),
     cmocka_unit_test(test_values),
     cmocka_unit_test(test_parse_units),
     cmocka_unit_test(test_endpoints),

@@ -11,6 +11,7 @@
 #include "aws/http.h"
 #include "base/base64.h"
 #include "cmd/cli.h"
+#include "cmd/redrive_dir.h"
 #include "err.h"
 #include "log.h"
 
@@ -315,7 +316,9 @@ int kcld_redrive_run(const struct kcld_redrive_opts *o, kcld_redrive_cb cb,
 
 static const char s_usage[] =
   "usage: kcld redrive --queue URL [--stream NAME] [--config PATH]\n"
-  "                    [--max-messages N]\n";
+  "                    [--max-messages N]\n"
+  "       kcld redrive --dir PATH [--stream NAME | --to-handler]\n"
+  "                    [--config PATH]\n";
 
 struct cmd_state {
   int done;
@@ -336,6 +339,8 @@ int kcld_redrive_command(int argc, char **argv)
     {"stream", required_argument, NULL, 's'},
     {"config", required_argument, NULL, 'c'},
     {"max-messages", required_argument, NULL, 'n'},
+    {"dir", required_argument, NULL, 'd'},
+    {"to-handler", no_argument, NULL, 'H'},
     {"help", no_argument, NULL, 'h'},
     {NULL, 0, NULL, 0},
   };
@@ -345,15 +350,22 @@ int kcld_redrive_command(int argc, char **argv)
   struct kcld_sqs *sqs = NULL;
   struct kcld_kinesis *kin = NULL;
   struct cmd_state st;
-  const char *path = NULL, *stream = NULL, *queue = NULL;
+  const char *path = NULL, *stream = NULL, *queue = NULL, *dir = NULL;
   char *end;
-  int ch, rc, status = 1;
+  int ch, rc, status = 1, to_handler = 0;
 
   memset(&o, 0, sizeof(o));
   optind = 0;
   opterr = 0;
-  while ((ch = getopt_long(argc, argv, ":q:s:c:n:h", opts, NULL)) != -1) {
+  while ((ch = getopt_long(argc, argv, ":q:s:c:n:d:Hh", opts, NULL)) !=
+         -1) {
     switch (ch) {
+    case 'd':
+      dir = optarg;
+      break;
+    case 'H':
+      to_handler = 1;
+      break;
     case 'q':
       queue = optarg;
       break;
@@ -380,13 +392,25 @@ int kcld_redrive_command(int argc, char **argv)
       return 2;
     }
   }
-  if (!queue || optind < argc) {
-    fprintf(stderr, "kcld redrive: --queue is required\n%s", s_usage);
+  if (!queue == !dir || optind < argc ||
+      (to_handler && (!dir || stream || !path))) {
+    fprintf(stderr, "kcld redrive: %s\n%s",
+            !queue == !dir ? "give --queue or --dir"
+            : to_handler && !dir ? "--to-handler goes with --dir"
+            : to_handler && stream ? "--to-handler or --stream, not both"
+            : to_handler ? "--to-handler needs --config (the handler)"
+                         : "unexpected arguments",
+            s_usage);
     return 2;
   }
   cfg = kcld_cli_config(path, stream);
   if (!cfg)
     return 1;
+  if (dir) {
+    status = kcld_redrive_dir_command(cfg, dir, stream, to_handler);
+    kcld_config_free(cfg);
+    return status;
+  }
   /* Without --stream: the stream each message names (an ARN), else the
    * config's. */
   o.stream = stream ? stream : cfg->stream;

@@ -8,6 +8,8 @@
 
 #include <jansson.h>
 
+#include "aws/http.h"
+#include "cmd/cli.h"
 #include "cmd/redrive_line.h"
 #include "err.h"
 #include "log.h"
@@ -404,4 +406,82 @@ int kcld_redrive_dir_run(const struct kcld_redrive_dir_opts *o,
   r->next = next_file;
   uv_timer_start(&r->timer, on_timer, 0, 0);
   return 0;
+}
+
+/* ======== The subcommand ======== */
+
+#define ATTEMPTS 3
+
+struct cmd_state {
+  int done;
+  struct kcld_redrive_dir_result res;
+};
+
+static void on_cmd_done(const struct kcld_redrive_dir_result *res, void *arg)
+{
+  struct cmd_state *s = arg;
+  s->res = *res;
+  s->done = 1;
+}
+
+static int new_handler(struct kcld_cli_aws *c, const struct kcld_config *cfg,
+                       struct kcld_handler **out)
+{
+  struct kcld_handler_env env;
+  memset(&env, 0, sizeof(env));
+  env.loop = &c->loop;
+  env.cfg = cfg;
+  env.aws = c->aws;
+  env.region = c->region;
+  env.stream_arn = strncmp(cfg->stream, "arn:", 4) == 0 ? cfg->stream : "";
+  return kcld_handler_new(&env, out);
+}
+
+int kcld_redrive_dir_command(const struct kcld_config *cfg, const char *dir,
+                             const char *stream, int to_handler)
+{
+  struct kcld_redrive_dir_opts o;
+  struct kcld_cli_aws c;
+  struct kcld_kinesis *kin = NULL;
+  struct kcld_handler *h = NULL;
+  struct cmd_state st;
+  int rc, status = 1;
+
+  memset(&o, 0, sizeof(o));
+  memset(&st, 0, sizeof(st));
+  rc = kcld_cli_aws_open(&c, cfg);
+  if (rc == 0)
+    rc = to_handler ? new_handler(&c, cfg, &h)
+                    : kcld_kinesis_new(c.aws, &c.loop, &kin);
+  if (rc == 0) {
+    o.loop = &c.loop;
+    o.dir = dir;
+    o.handler = h;
+    o.batch_size = (size_t)cfg->batch.size;
+    o.kinesis = kin;
+    o.stream = stream ? stream : cfg->stream;
+    o.stream_from_message = stream == NULL;
+    o.attempts = ATTEMPTS;
+    o.backoff_base_ms = (uint64_t)cfg->retry.backoff_base_ms;
+    o.backoff_max_ms = (uint64_t)cfg->retry.backoff_max_ms;
+    rc = kcld_redrive_dir_run(&o, on_cmd_done, &st);
+  }
+  if (rc == 0) {
+    kcld_cli_run_until(&c, &st.done);
+    printf("{\"files\":%zu,\"lines\":%zu,\"records\":%zu,\"kept\":%zu,"
+           "\"error\":%s%s%s}\n", st.res.files, st.res.lines,
+           st.res.records, st.res.kept, st.res.err ? "\"" : "",
+           st.res.err ? kcld_strerror(st.res.err) : "null",
+           st.res.err ? "\"" : "");
+    status = st.done && !st.res.err && !st.res.kept ? 0 : 1;
+  } else {
+    fprintf(stderr, "kcld redrive: %s: %s\n", dir, kcld_strerror(rc));
+  }
+  if (h)
+    h->ops->destroy(h);
+  if (kin)
+    kcld_kinesis_close(kin);
+  kcld_cli_aws_close(&c);
+  kcld_http_global_cleanup();
+  return status;
 }

@@ -31,6 +31,7 @@
 #include <uv.h>
 
 #include "aws/kinesis.h"
+#include "config.h"
 #include "handlers/handler.h"
 
 struct kcld_redrive_dir_opts {
@@ -65,5 +66,14 @@ typedef void (*kcld_redrive_dir_cb)(const struct kcld_redrive_dir_result *r,
  * directory cannot be read) and never calls cb. */
 int kcld_redrive_dir_run(const struct kcld_redrive_dir_opts *opts,
                          kcld_redrive_dir_cb cb, void *arg);
+
+/* `kcld redrive --dir`: replays `dir` with cfg's endpoints, region and
+ * credentials, into `stream` (NULL: each line's streamArn, else cfg's
+ * stream) or, with to_handler, into cfg's handler (batch.size records a
+ * call; retry.backoff_* between tries).  Prints one JSON summary line
+ * ({"files","lines","records","kept","error"}) to stdout.  Returns the exit
+ * status: 0 when every line was replayed, 1 otherwise. */
+int kcld_redrive_dir_command(const struct kcld_config *cfg, const char *dir,
+                             const char *stream, int to_handler);
 
 #endif

@@ -9,20 +9,13 @@
 #include <jansson.h>
 
 #include "aws/http.h"
-#include "base/base64.h"
 #include "cmd/cli.h"
 #include "cmd/redrive_dir.h"
+#include "cmd/redrive_line.h"
 #include "err.h"
 #include "log.h"
 
 #define PUT_ROUNDS 5
-
-struct rec {
-  unsigned char *data;
-  size_t len;
-  char *key;
-  int put;                       /* accepted */
-};
 
 struct run {
   struct kcld_redrive_opts o;
@@ -32,9 +25,8 @@ struct run {
   struct kcld_redrive_result res;
   json_t *msgs;                  /* [{body, receipt, id}] of this receive */
   size_t at;                     /* message being worked on */
-  struct rec *recs;
-  size_t nrecs;
-  char *target;                  /* this message's stream */
+  struct kcld_redrive_line line; /* this message's records */
+  const char *target;            /* this message's stream */
   int rounds;
 };
 
@@ -52,14 +44,7 @@ static void finish(struct run *r)
 
 static void free_recs(struct run *r)
 {
-  for (size_t i = 0; i < r->nrecs; i++) {
-    free(r->recs[i].data);
-    free(r->recs[i].key);
-  }
-  free(r->recs);
-  r->recs = NULL;
-  r->nrecs = 0;
-  free(r->target);
+  kcld_redrive_line_free(&r->line);
   r->target = NULL;
 }
 
@@ -85,60 +70,18 @@ static void keep(struct run *r, const char *why)
   next_message(r);
 }
 
-/* Decodes the message's records; 0, or -1 with *why set. */
+/* Reads the message's records and where they go; 0, or -1 with *why. */
 static int decode(struct run *r, const char *body, const char **why)
 {
-  json_t *doc = json_loads(body, 0, NULL), *recs, *x;
-  size_t i;
-  int rc = -1;
-
-  *why = "not an on-failure record";
-  recs = doc ? json_object_get(doc, "records") : NULL;
-  if (!json_is_array(recs) || json_array_size(recs) == 0) {
-    *why = "no records in the message (on_failure.include_records off?)";
-    goto out;
+  if (kcld_redrive_line_parse(body, &r->line, why) != 0)
+    return -1;
+  r->target = r->o.stream_from_message && r->line.stream ? r->line.stream
+                                                         : r->stream;
+  if (!r->target || !*r->target) {
+    *why = "no stream: give --stream";
+    return -1;
   }
-  r->recs = calloc(json_array_size(recs), sizeof(*r->recs));
-  if (!r->recs)
-    goto out;
-  {
-    const char *arn = json_string_value(json_object_get(
-      json_object_get(doc, "KinesisBatchInfo"), "streamArn"));
-    const char *to = r->o.stream_from_message && arn && *arn ? arn
-                                                             : r->stream;
-    if (!to || !*to) {
-      *why = "no stream: give --stream";
-      goto out;
-    }
-    if (!(r->target = strdup(to)))
-      goto out;
-  }
-  json_array_foreach(recs, i, x) {
-    const char *key = json_string_value(json_object_get(x, "partitionKey"));
-    const char *b64 = json_string_value(json_object_get(x, "data"));
-    size_t n = b64 ? strlen(b64) : 0, bad;
-    if (json_is_true(json_object_get(x, "truncated"))) {
-      *why = "a record was too large and was sent without its data";
-      goto out;
-    }
-    if (!key || !*key || !b64 || n % 4) {
-      *why = "a record without partitionKey or valid data";
-      goto out;
-    }
-    struct rec *rc_ = &r->recs[r->nrecs++];
-    rc_->data = malloc(kcld_base64_decoded_max(n) + 1);
-    rc_->key = strdup(key);
-    if (!rc_->data || !rc_->key)
-      goto out;
-    if (kcld_base64_decode(b64, n, rc_->data, &rc_->len, &bad) != 0) {
-      *why = "a record's data is not base64";
-      goto out;
-    }
-  }
-  rc = 0;
-out:
-  json_decref(doc);
-  return rc;
+  return 0;
 }
 
 static void on_deleted(const struct kcld_svc_status *st, void *arg)
@@ -165,11 +108,11 @@ static void on_put(const struct kcld_kinesis_put_result *res, void *arg)
     fail(r, res->st.err, "PutRecords", res->st.message);
     return;
   }
-  for (size_t i = 0; i < r->nrecs; i++) {
-    if (r->recs[i].put)
+  for (size_t i = 0; i < r->line.count; i++) {
+    if (r->line.recs[i].put)
       continue;
     if (k < res->count && !res->entries[k].error_code) {
-      r->recs[i].put = 1;
+      r->line.recs[i].put = 1;
       r->res.records++;
     } else {
       left++;
@@ -194,7 +137,7 @@ static void on_put(const struct kcld_kinesis_put_result *res, void *arg)
 
 static void put(struct run *r)
 {
-  struct kcld_kinesis_record *kr = calloc(r->nrecs, sizeof(*kr));
+  struct kcld_kinesis_record *kr = calloc(r->line.count, sizeof(*kr));
   size_t n = 0;
   int rc;
 
@@ -202,12 +145,13 @@ static void put(struct run *r)
     fail(r, KCLD_ENOMEM, "PutRecords", "out of memory");
     return;
   }
-  for (size_t i = 0; i < r->nrecs; i++) {
-    if (r->recs[i].put)
+  for (size_t i = 0; i < r->line.count; i++) {
+    const struct kcld_redrive_rec *x = &r->line.recs[i];
+    if (x->put)
       continue;
-    kr[n].data = r->recs[i].data;
-    kr[n].len = r->recs[i].len;
-    kr[n].partition_key = r->recs[i].key;
+    kr[n].data = x->data;
+    kr[n].len = x->len;
+    kr[n].partition_key = x->key;
     n++;
   }
   rc = kcld_kinesis_put_records(r->o.kinesis, r->target, kr, n, on_put, r);
@@ -230,7 +174,7 @@ static void next_message(struct run *r)
     keep(r, why);
     return;
   }
-  if (r->nrecs > KCLD_KINESIS_PUT_MAX_RECORDS) {
+  if (r->line.count > KCLD_KINESIS_PUT_MAX_RECORDS) {
     keep(r, "more records than one PutRecords call takes");
     return;
   }

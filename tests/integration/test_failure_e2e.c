@@ -14,7 +14,9 @@
  *     sequence number; the replayed file moves to done/.
  *   - a lambda command whose script does not exist: no record is skipped
  *     or dead-lettered and the shard waits; once the script exists, every
- *     record is handled. */
+ *     record is handled.
+ *   - a dead-letter directory that cannot be written: kcld does not start,
+ *     and says which directory and why. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -540,12 +542,45 @@ static void test_missing_lambda_script(void **state)
   json_decref(lines);
 }
 
+/* ======== A dead-letter directory that cannot be written ======== */
+
+static void test_unwritable_dead_letter_dir(void **state)
+{
+  char conf[128], log[128], ro[128], rest[512];
+  int status = 0;
+  pid_t pid;
+  (void)state;
+
+  /* A regular file where the directory's parent should be: no one, root
+   * included, can create the directory. */
+  snprintf(ro, sizeof(ro), "%s/not-a-dir", E.dir);
+  write_file(ro, "x");
+  snprintf(conf, sizeof(conf), "%s/unwritable.yaml", E.dir);
+  snprintf(log, sizeof(log), "%s/unwritable.log", E.dir);
+  snprintf(rest, sizeof(rest),
+           "on_failure:\n  dir: %s/dead-letter\n"
+           "handler:\n  type: stdout\n", ro);
+  config(conf, "unwritable", "thr", kcld_emu_url(&E.emu, "dynamodb"), rest);
+  pid = kcld_test_spawn_kcld(conf, log);
+  if (!kcld_test_wait_exit(pid, 15000, &status)) {
+    kcld_test_reap(pid);
+    kcld_e2e_dump_file(log);
+    fail_msg("kcld started without a usable dead-letter directory");
+  }
+  assert_true(WIFEXITED(status));
+  assert_int_not_equal(WEXITSTATUS(status), 0);
+  assert_true(log_has(log, "cannot use the dead-letter directory; not "
+                           "starting"));
+  assert_true(log_has(log, "not-a-dir/dead-letter"));
+}
+
 int main(void)
 {
   const struct CMUnitTest tests[] = {
     cmocka_unit_test(test_throttled_sink),
     cmocka_unit_test(test_redrive_dir),
     cmocka_unit_test(test_missing_lambda_script),
+    cmocka_unit_test(test_unwritable_dead_letter_dir),
   };
   return cmocka_run_group_tests(tests, setup, teardown);
 }

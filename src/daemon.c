@@ -267,8 +267,17 @@ static void on_ready(int err, const char *why, void *arg)
 static void monitor_walk(void *arg, struct kcld_monitor_visit *v)
 {
   struct daemon *dm = arg;
-  for (struct shard *s = dm->shards; s; s = s->next)
+  for (struct shard *s = dm->shards; s; s = s->next) {
     kcld_monitor_visit_shard(v, s->consumer);
+    if (dm->disp) { /* a dispatcher wait, named once it lasts stuck_ms */
+      const char *id = kcld_shard_consumer_shard_id(s->consumer);
+      struct kcld_dispatcher_shard_state st;
+      kcld_dispatcher_shard_state(dm->disp, id, &st);
+      if (st.wait != KCLD_DISPATCHER_MOVING)
+        kcld_monitor_visit_waiting(v, id, kcld_dispatcher_wait_name(st.wait),
+                                   st.since_ms);
+    }
+  }
   if (dm->disp)
     kcld_monitor_visit_dispatcher(v, dm->disp);
   if (dm->coord)

@@ -296,6 +296,14 @@ void kcld_monitor_visit_stalled(struct kcld_monitor_visit *v,
   t->stall = reason;
 }
 
+void kcld_monitor_visit_waiting(struct kcld_monitor_visit *v,
+                                const char *shard_id, const char *reason,
+                                uint64_t since_ms)
+{
+  if (v->now >= since_ms && v->now - since_ms > v->mon->stuck_ms)
+    kcld_monitor_visit_stalled(v, shard_id, reason);
+}
+
 void kcld_monitor_visit_dispatcher(struct kcld_monitor_visit *v,
                                    const struct kcld_dispatcher *d)
 {

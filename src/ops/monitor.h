@@ -122,4 +122,13 @@ void kcld_monitor_visit_progress(struct kcld_monitor_visit *v,
 void kcld_monitor_visit_stalled(struct kcld_monitor_visit *v,
                                 const char *shard_id, const char *reason);
 
+/* Reports that a held shard has been waiting for `reason` (a static
+ * snake_case word, e.g. "throttled": kcld_dispatcher_wait_name) since the
+ * loop time since_ms: once it has waited stuck_ms it is stalled for that
+ * reason, as kcld_monitor_visit_stalled says.  Call it in every walk while
+ * the wait lasts. */
+void kcld_monitor_visit_waiting(struct kcld_monitor_visit *v,
+                                const char *shard_id, const char *reason,
+                                uint64_t since_ms);
+
 #endif

@@ -592,6 +592,8 @@ struct fake_shards {
   uint64_t calls[2], progress[2];
   size_t n;
   const char *stall[2];   /* a reason reported by the walk, or NULL */
+  const char *wait[2];    /* a wait reported by the walk, or NULL ... */
+  uint64_t since[2];      /* ... since this loop time */
 };
 
 static void fake_walk(void *arg, struct kcld_monitor_visit *v)
@@ -602,6 +604,8 @@ static void fake_walk(void *arg, struct kcld_monitor_visit *v)
     kcld_monitor_visit_progress(v, ids[i], fs->calls[i], fs->progress[i]);
     if (fs->stall[i])
       kcld_monitor_visit_stalled(v, ids[i], fs->stall[i]);
+    if (fs->wait[i])
+      kcld_monitor_visit_waiting(v, ids[i], fs->wait[i], fs->since[i]);
   }
   kcld_monitor_visit_leases(v, fs->n);
 }
@@ -611,7 +615,8 @@ static void test_monitor_health(void **state)
   uv_loop_t loop;
   struct kcld_monitor *mon = NULL;
   struct kcld_monitor_opts o;
-  struct fake_shards fs = {{1, 0}, {5, 0}, 2, {NULL, NULL}};
+  struct fake_shards fs = {{1, 0}, {5, 0}, 2, {NULL, NULL}, {NULL, NULL},
+                           {0, 0}};
   char why[256];
   (void)state;
   assert_int_equal(uv_loop_init(&loop), 0);
@@ -674,6 +679,18 @@ static void test_monitor_health(void **state)
   assert_int_equal(kcld_monitor_healthy(mon, why, sizeof(why)), 0);
   assert_non_null(strstr(why, "s-1: invalid_checkpoint"));
   fs.stall[1] = NULL;
+  assert_int_equal(kcld_monitor_healthy(mon, why, sizeof(why)), 1);
+  /* A wait the walk reports (the dispatcher's: throttled, ...) is a stall
+   * only once it has lasted stuck_ms. */
+  fs.wait[1] = "throttled";
+  fs.since[1] = uv_now(&loop);
+  assert_int_equal(kcld_monitor_healthy(mon, why, sizeof(why)), 1);
+  kcld_test_sleep_ms(600);
+  uv_update_time(&loop);
+  fs.progress[0]++;
+  assert_int_equal(kcld_monitor_healthy(mon, why, sizeof(why)), 0);
+  assert_non_null(strstr(why, "s-1: throttled"));
+  fs.wait[1] = NULL;
   assert_int_equal(kcld_monitor_healthy(mon, why, sizeof(why)), 1);
   body = kcld_monitor_health_json(mon, &healthy);
   assert_int_equal(healthy, 1);

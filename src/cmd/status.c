@@ -419,7 +419,7 @@ int kcld_status_collect(const struct kcld_status_opts *o, json_t **out)
     goto done;
   if ((rc = kcld_kinesis_new(s.cli.aws, &s.cli.loop, &s.k)) != 0 ||
       (rc = kcld_dynamodb_new(s.cli.aws, &s.cli.loop, &s.db)) != 0 ||
-      (rc = kcld_lease_table_new(s.db, s.table_name, &s.table)) != 0)
+      (rc = kcld_lease_table_new(s.db, s.table_name, 0, &s.table)) != 0)
     goto done;
   rc = kcld_lease_table_scan(s.table, on_scan, &s);
   if (rc != 0)

@@ -313,7 +313,7 @@ int kcld_coordinator_start(const struct kcld_coordinator_opts *opts,
     goto fail;
   if ((rc = kcld_dynamodb_new(opts->aws, c->loop, &c->db)) != 0 ||
       (rc = kcld_kinesis_new(opts->aws, c->loop, &c->kin)) != 0 ||
-      (rc = kcld_lease_table_new(c->db, opts->table, &c->table)) != 0)
+      (rc = kcld_lease_table_new(c->db, opts->table, 0, &c->table)) != 0)
     goto fail;
   uv_timer_t *timers[] = {&c->tick_timer, &c->take_timer, &c->sync_timer,
                           &c->defer_timer, &c->start_timer};

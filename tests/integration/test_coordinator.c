@@ -104,7 +104,7 @@ static void env_open(struct env *e)
   s_seq++;
   snprintf(e->table, sizeof(e->table), "kcld-coord-%d", s_seq);
   snprintf(e->stream, sizeof(e->stream), "kcld-coord-stream-%d", s_seq);
-  assert_int_equal(kcld_lease_table_new(e->db, e->table, &e->t), 0);
+  assert_int_equal(kcld_lease_table_new(e->db, e->table, 0, &e->t), 0);
 }
 
 static void env_close(struct env *e)

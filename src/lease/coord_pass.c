@@ -163,8 +163,15 @@ static void cleanup_finished(struct kcld_coordinator *c, uint64_t now)
     goto done;
   for (size_t i = 0; i < c->n; i++)
     lp[i] = &c->v[i]->lease;
-  if (kcld_shard_sync_cleanable(lp, c->n, ok) != 0)
-    goto done;
+  /* Stream by stream: entries are sorted by lease key, so the leases of
+   * one stream of a multi-stream table are next to each other. */
+  for (size_t i = 0, j; i < c->n; i = j) {
+    for (j = i + 1; j < c->n && kcld_lease_of_stream(lp[j], lp[i]->stream_id);
+         j++)
+      ;
+    if (kcld_shard_sync_cleanable(lp + i, j - i, ok + i) != 0)
+      goto done;
+  }
   for (size_t i = 0; i < c->n; i++) {
     struct entry *e = c->v[i];
     if (!ok[i]) {
@@ -246,10 +253,12 @@ static void take_leases(struct kcld_coordinator *c, uint64_t now)
       .owner = e->lease.owner,
       .held = e->held,
       .expired = kcld_coord_entry_expired(c, e, now),
-      /* Not counted, never taken: finished or gone (needs no worker), or
-       * at a checkpoint no worker can start from. */
+      /* Not counted, never taken: finished or gone (needs no worker), at
+       * a checkpoint no worker can start from, or of a stream of the
+       * table that is not configured here. */
       .finished = kcld_lease_is_finished(&e->lease) || e->gone ||
-                  !kcld_coord_checkpoint_usable(c, e->lease.checkpoint),
+                  !kcld_coord_checkpoint_usable(c, &e->lease) ||
+                  !kcld_coord_stream_of(c, &e->lease),
       .stale_ms = now - e->last_change_ms};
   }
   struct kcld_balance_opts o = {.self = c->worker,

@@ -259,12 +259,13 @@ int kcld_coord_entry_expired(const struct kcld_coordinator *c,
 }
 
 int kcld_coord_checkpoint_usable(const struct kcld_coordinator *c,
-                                 const char *checkpoint)
+                                 const struct kcld_lease *l)
 {
-  if (!kcld_lease_checkpoint_valid(checkpoint))
+  const struct coord_stream *s = kcld_coord_stream_of(c, l);
+  if (!kcld_lease_checkpoint_valid(l->checkpoint))
     return 0;
-  return c->at_timestamp_known ||
-         strcmp(checkpoint, KCLD_LEASE_AT_TIMESTAMP) != 0;
+  return (s && s->pos == KCLD_POS_AT_TIMESTAMP) ||
+         strcmp(l->checkpoint, KCLD_LEASE_AT_TIMESTAMP) != 0;
 }
 
 const char *kcld_coord_entry_stall(const struct kcld_coordinator *c,
@@ -274,7 +275,7 @@ const char *kcld_coord_entry_stall(const struct kcld_coordinator *c,
     return NULL;
   if (c->table_missing)
     return KCLD_STALL_LEASE_TABLE_MISSING;
-  if (!kcld_coord_checkpoint_usable(c, e->lease.checkpoint))
+  if (!kcld_coord_checkpoint_usable(c, &e->lease))
     return KCLD_STALL_INVALID_CHECKPOINT;
   return NULL;
 }

@@ -170,6 +170,13 @@ const char *kcld_lease_shard(const struct kcld_lease *l)
   return l->stream_id ? l->stream_shard : l->shard_id;
 }
 
+int kcld_lease_of_stream(const struct kcld_lease *l, const char *stream_id)
+{
+  if (!l->stream_id || !stream_id)
+    return !l->stream_id && !stream_id;
+  return strcmp(l->stream_id, stream_id) == 0;
+}
+
 /* A run of decimal digits from *p (advanced past it); 0 when none. */
 static size_t digits(const char **p)
 {

@@ -75,6 +75,10 @@ int kcld_lease_copy(struct kcld_lease *dst, const struct kcld_lease *src);
  * table, else its key. */
 const char *kcld_lease_shard(const struct kcld_lease *l);
 
+/* 1 when the lease belongs to the stream `stream_id` (NULL: a lease of a
+ * single-stream table). */
+int kcld_lease_of_stream(const struct kcld_lease *l, const char *stream_id);
+
 /* The multi-stream lease key "<stream_id>:<shard>" into buf (n bytes).
  * Returns 0, or KCLD_EINVAL when a part is empty, the stream id is not
  * account:stream:epoch (kcld_lease_stream_id_valid) or buf is too small. */

@@ -287,6 +287,9 @@ static int store_list_node(struct ctx *c, const struct kcld_config_key *k,
   return 0;
 }
 
+static int store_streams_node(struct ctx *c, const struct kcld_config_key *k,
+                              const yaml_node_t *seq);
+
 /* Parses the value node of key row i. */
 static void set_leaf(struct ctx *c, size_t i, const yaml_node_t *val)
 {
@@ -300,6 +303,10 @@ static void set_leaf(struct ctx *c, size_t i, const yaml_node_t *val)
   st->set = 1;
   if (k->type == K_LIST && val->type == YAML_SEQUENCE_NODE) {
     rc = store_list_node(c, k, val);
+    goto done;
+  }
+  if (k->type == K_STREAMS && val->type == YAML_SEQUENCE_NODE) {
+    rc = store_streams_node(c, k, val);
     goto done;
   }
   if (val->type != YAML_SCALAR_NODE) {
@@ -420,6 +427,145 @@ static void walk_map(struct ctx *c, const yaml_node_t *map,
       err_node(c, kn, full, "unknown key%s", hint);
     }
   }
+}
+
+/* ======== streams: ======== */
+
+/* Keys a stream item may take one day (they override the top-level ones
+ * for that stream); refused until they do. */
+static const char *const s_stream_later[] = {"handler", "batch", "retry",
+                                             "on_failure", "filter", NULL};
+
+/* Stores the value node v of a stream item's key `name` (a top-level key
+ * of the same name checks it) into *s.  Returns 0 or KCLD_EINVAL
+ * (reported) or KCLD_ENOMEM. */
+static int stream_item_key(struct ctx *c, const char *label, const char *name,
+                           const yaml_node_t *v, struct kcld_config_stream *s)
+{
+  const struct kcld_config_key *k =
+    &kcld_config_keys[kcld_config_key_index(name)];
+  struct kcld_config scratch;
+  char why[512], *text = NULL;
+  int rc;
+  if (v->type != YAML_SCALAR_NODE || is_null_scalar(v)) {
+    err_node(c, v, label, "%s: expected %s, got %s", name,
+             kcld_config_value_type(k), node_kind(v));
+    return KCLD_EINVAL;
+  }
+  if ((rc = expand_node(c, v, label, &text)) != 0)
+    return rc;
+  memset(&scratch, 0, sizeof(scratch));
+  rc = kcld_config_value_store(k, &scratch, text, why, sizeof(why));
+  if (rc == KCLD_EINVAL)
+    err_node(c, v, label, "%s: %s", name, why);
+  kcld_config_value_wipe(text);
+  if (rc != 0)
+    return rc;
+  if (k->off == offsetof(struct kcld_config, stream)) {
+    s->stream = scratch.stream;
+  } else if (k->off == offsetof(struct kcld_config, starting_position)) {
+    s->starting_position = scratch.starting_position;
+    s->own_position = 1;
+  } else {
+    s->starting_timestamp_ms = scratch.starting_timestamp_ms;
+    s->own_timestamp = 1;
+  }
+  return 0;
+}
+
+/* One item of streams: (number i) into *s. */
+static int stream_item(struct ctx *c, const yaml_node_t *item, size_t i,
+                       struct kcld_config_stream *s)
+{
+  char label[32];
+  int rc = 0, named = 0;
+  snprintf(label, sizeof(label), "streams[%zu]", i);
+  s->starting_timestamp_ms = -1;
+  if (item->type != YAML_MAPPING_NODE) {
+    err_node(c, item, label, "expected a mapping (name: or arn:, optional "
+             "starting_position and starting_timestamp), got %s",
+             node_kind(item));
+    return KCLD_EINVAL;
+  }
+  for (yaml_node_pair_t *p = item->data.mapping.pairs.start;
+       p < item->data.mapping.pairs.top && rc != KCLD_ENOMEM; p++) {
+    yaml_node_t *kn = yaml_document_get_node(c->doc, p->key);
+    yaml_node_t *vn = yaml_document_get_node(c->doc, p->value);
+    const char *name = kn && kn->type == YAML_SCALAR_NODE
+                         ? (const char *)kn->data.scalar.value : "";
+    int e = 0, later = 0;
+    if (!kn || !vn)
+      continue;
+    for (size_t j = 0; s_stream_later[j]; j++)
+      later |= strcmp(name, s_stream_later[j]) == 0;
+    if (strcmp(name, "name") == 0 || strcmp(name, "arn") == 0) {
+      int arn = name[0] == 'a';
+      if (named++) {
+        err_node(c, kn, label, "takes one of name: and arn:, once");
+        e = KCLD_EINVAL;
+      } else if ((e = stream_item_key(c, label, "stream", vn, s)) == 0 &&
+                 (strncmp(s->stream, "arn:", 4) == 0) != arn) {
+        err_node(c, vn, label, arn ? "arn: must be a stream ARN "
+                 "(arn:aws:kinesis:REGION:ACCOUNT:stream/NAME)"
+                                   : "name: must be a stream name (an ARN "
+                 "goes in arn:)");
+        e = KCLD_EINVAL;
+      }
+    } else if (strcmp(name, "starting_position") == 0 ||
+               strcmp(name, "starting_timestamp") == 0) {
+      e = stream_item_key(c, label, name, vn, s);
+    } else if (later) {
+      err_node(c, kn, label, "a per-stream %s is not supported yet: the "
+               "top-level %s applies to every stream", name, name);
+      e = KCLD_EINVAL;
+    } else {
+      err_node(c, kn, label, "unknown key %s (a stream takes name or arn, "
+               "starting_position, starting_timestamp)", name);
+      e = KCLD_EINVAL;
+    }
+    if (e != 0 && (rc == 0 || e == KCLD_ENOMEM))
+      rc = e;
+  }
+  if (rc == 0 && !named) {
+    err_node(c, item, label, "needs name: or arn:");
+    rc = KCLD_EINVAL;
+  }
+  return rc;
+}
+
+/* streams: a list of stream items, each stream once. */
+static int store_streams_node(struct ctx *c, const struct kcld_config_key *k,
+                              const yaml_node_t *seq)
+{
+  yaml_node_item_t *it = seq->data.sequence.items.start;
+  size_t n = (size_t)(seq->data.sequence.items.top - it);
+  struct kcld_config_streams tmp = {calloc(n ? n : 1, sizeof(*tmp.v)), 0};
+  int rc = tmp.v ? 0 : KCLD_ENOMEM;
+  for (size_t i = 0; i < n && rc != KCLD_ENOMEM; i++) {
+    yaml_node_t *item = yaml_document_get_node(c->doc, it[i]);
+    struct kcld_config_stream *s = &tmp.v[tmp.len];
+    int e = item ? stream_item(c, item, i, s) : 0;
+    for (size_t j = 0; e == 0 && s->stream && j < tmp.len; j++)
+      if (strcmp(tmp.v[j].stream, s->stream) == 0) {
+        err_node(c, item, k->name, "lists %s twice", s->stream);
+        e = KCLD_EINVAL;
+      }
+    if (e == 0 && s->stream) {
+      tmp.len++;
+    } else {
+      free(s->stream); /* the slot is used again */
+      memset(s, 0, sizeof(*s));
+    }
+    if (e != 0 && (rc == 0 || e == KCLD_ENOMEM))
+      rc = e;
+  }
+  if (rc != 0) {
+    kcld_config_value_streams_free(&tmp);
+    return rc;
+  }
+  kcld_config_value_streams_free(kcld_config_key_field(c->cfg, k));
+  *(struct kcld_config_streams *)kcld_config_key_field(c->cfg, k) = tmp;
+  return 0;
 }
 
 /* ======== Defaults, derived values, cross-key checks ======== */
@@ -565,6 +711,33 @@ static void check_on_failure(struct ctx *c)
            "record up", *f->sqs ? "sqs" : *f->dir ? "dir" : "discard");
 }
 
+/* Items without their own starting_position/starting_timestamp take the
+ * top-level ones; AT_TIMESTAMP needs a timestamp, and only it takes one. */
+static void finish_streams(struct ctx *c)
+{
+  struct kcld_config *cfg = c->cfg;
+  if (bad(c, "streams") || bad(c, "starting_position") ||
+      bad(c, "starting_timestamp"))
+    return;
+  for (size_t i = 0; i < cfg->streams.len; i++) {
+    struct kcld_config_stream *s = &cfg->streams.v[i];
+    if (!s->own_position)
+      s->starting_position = cfg->starting_position;
+    if (!s->own_timestamp && !s->own_position)
+      s->starting_timestamp_ms = cfg->starting_timestamp_ms;
+    int at = s->starting_position == KCLD_CONFIG_POS_AT_TIMESTAMP;
+    if (at != (s->starting_timestamp_ms >= 0))
+      err_at(c, "streams", "streams",
+             "%s: starting_timestamp %s with starting_position: %s",
+             s->stream, at ? "is required" : "is only used",
+             at ? "AT_TIMESTAMP" : "AT_TIMESTAMP (set its own "
+                                   "starting_position)");
+  }
+  if (*cfg->stream && cfg->streams.len)
+    err_at(c, "streams", "streams", "cannot be combined with stream "
+           "(%s): list every stream under streams", cfg->stream);
+}
+
 static void finish(struct ctx *c)
 {
   struct kcld_config *cfg = c->cfg;
@@ -573,8 +746,11 @@ static void finish(struct ctx *c)
   char q[96];
 
   for (size_t i = 0; i < kcld_config_nkeys; i++)
-    if ((kcld_config_keys[i].flags & F_REQUIRED) && !c->st[i].set)
+    if ((kcld_config_keys[i].flags & F_REQUIRED) && !c->st[i].set &&
+        !(kcld_config_keys[i].off == offsetof(struct kcld_config, stream) &&
+          is_set(c, "streams"))) /* streams: stands for stream */
       add_err(c, 1, 1, kcld_config_keys[i].name, "required key is missing");
+  finish_streams(c);
 
   /* Derived defaults. */
   if (!*cfg->lease.table && *cfg->application && !bad(c, "lease.table")) {
@@ -1027,6 +1203,8 @@ void kcld_config_free(struct kcld_config *cfg)
       *s = NULL;
     } else if (k->type == K_LIST) {
       kcld_config_value_list_free(kcld_config_key_field(cfg, k));
+    } else if (k->type == K_STREAMS) {
+      kcld_config_value_streams_free(kcld_config_key_field(cfg, k));
     }
   }
   origin_free(cfg->origin);

@@ -193,6 +193,22 @@ struct kcld_config_metrics {
   char *emf;                   /* EMF output file; "" = none */
 };
 
+/* One item of `streams:`. */
+struct kcld_config_stream {
+  char *stream;                /* name or ARN (its `name:` or `arn:`) */
+  enum kcld_config_position starting_position; /* its own, else the
+                                  top-level starting_position */
+  int64_t starting_timestamp_ms; /* likewise; epoch ms with AT_TIMESTAMP,
+                                  else -1 */
+  bool own_position;           /* starting_position set in the item */
+  bool own_timestamp;          /* starting_timestamp set in the item */
+};
+
+struct kcld_config_streams {
+  struct kcld_config_stream *v;
+  size_t len;                  /* 0: `stream` is used */
+};
+
 struct kcld_config_log {
   enum kcld_log_level level;
   enum kcld_log_format format;
@@ -201,7 +217,11 @@ struct kcld_config_log {
 struct kcld_config {
   char *path;                  /* the file as given, for messages */
   char *application;           /* required; KCL applicationName */
-  char *stream;                /* required; name or ARN */
+  char *stream;                /* name or ARN; required unless `streams`
+                                  is set ("" then) */
+  struct kcld_config_streams streams; /* several streams through one lease
+                                  table in the KCL's multi-stream format;
+                                  exclusive with `stream` */
   char *region;                /* "" = resolve elsewhere (credentials.h:
                                   AWS_REGION, AWS_DEFAULT_REGION, profile,
                                   instance metadata) */

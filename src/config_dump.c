@@ -85,6 +85,27 @@ static void put_value(FILE *f, const struct kcld_config_key *k,
       fputs(buf, f);
     }
     break;
+  case K_STREAMS: {
+    const struct kcld_config_streams *l = v;
+    fputc('[', f);
+    for (size_t i = 0; i < l->len; i++) {
+      const struct kcld_config_stream *s = &l->v[i];
+      fprintf(f, "%s{%s: ", i ? ", " : "",
+              strncmp(s->stream, "arn:", 4) == 0 ? "arn" : "name");
+      put_quoted(f, s->stream, 1);
+      fprintf(f, ", starting_position: %s",
+              kcld_config_key_enum_name("starting_position",
+                                        (int)s->starting_position));
+      if (s->starting_timestamp_ms >= 0) {
+        kcld_config_value_format_time(s->starting_timestamp_ms, buf,
+                                      sizeof(buf));
+        fprintf(f, ", starting_timestamp: %s", buf);
+      }
+      fputc('}', f);
+    }
+    fputc(']', f);
+    break;
+  }
   }
 }
 
@@ -135,6 +156,10 @@ static void put_yaml(FILE *f, const struct kcld_config *cfg)
   for (size_t i = 0; i < kcld_config_nkeys; i++) {
     const struct kcld_config_key *k = &kcld_config_keys[i];
     size_t ncur = section_parts(k->name, cur, curlen, 4), same = 0;
+    /* A required key left empty has a stand-in (stream: streams). */
+    if (cfg && (k->flags & F_REQUIRED) && k->type == K_STR &&
+        !**(char *const *)kcld_config_key_cfield(cfg, k))
+      continue;
     while (same < ncur && same < nprev && curlen[same] == prevlen[same] &&
            strncmp(cur[same], prev[same], curlen[same]) == 0)
       same++;
@@ -223,7 +248,8 @@ static const char s_md_head[] =
   "with\n"
   "its default; [`conf/local.yaml`](../conf/local.yaml) points kcld at the "
   "local\n"
-  "emulators. Only `application` and `stream` are required. A string "
+  "emulators. Only `application` and `stream` (or `streams`) are required. "
+  "A string "
   "value of `\"\"`\n"
   "means \"not set\".\n"
   "\n"
@@ -406,6 +432,41 @@ static const char s_md_head[] =
   "  `on_failure.discard` (skip them) or `on_failure.block` (retry them "
   "for ever);\n"
   "  these four exclude each other.\n"
+  "- `streams` and `stream` exclude each other. Each `streams` item has "
+  "`name:` or\n"
+  "  `arn:` and may have its own `starting_position` and "
+  "`starting_timestamp`\n"
+  "  (else the top-level ones); a stream is listed once. Per-stream "
+  "`handler`,\n"
+  "  `batch`, `retry`, `on_failure` and `filter` are not supported yet (an "
+  "error\n"
+  "  says so): the top-level ones apply to every stream.\n"
+  "\n"
+  "## Several streams\n"
+  "\n"
+  "```yaml\n"
+  "streams:\n"
+  "  - name: orders\n"
+  "    starting_position: TRIM_HORIZON\n"
+  "  - arn: arn:aws:kinesis:us-east-1:123456789012:stream/clicks\n"
+  "```\n"
+  "\n"
+  "One process consumes every listed stream through one lease table in "
+  "the Java\n"
+  "KCL's multi-stream format (`MultiStreamTracker`): lease keys\n"
+  "`account:stream:creationEpoch:shardId` with `streamName` and `shardId`\n"
+  "attributes, the account taken from the ARN that DescribeStreamSummary "
+  "returns and\n"
+  "the epoch from its StreamCreationTimestamp. A KCL multi-stream "
+  "application's\n"
+  "table is taken over at its checkpoints; the leases of all streams are "
+  "balanced\n"
+  "together. Leases of streams the table holds but the list does not name "
+  "are\n"
+  "left alone. A `stream:` configuration refuses a multi-stream table at "
+  "start-up\n"
+  "(and `streams:` a single-stream one). Changing the list needs a "
+  "restart.\n"
   "\n"
   "## Keys\n";
 
@@ -457,6 +518,8 @@ static const char *md_type(const struct kcld_config_key *k)
     return "template";
   case K_TIME:
     return "time";
+  case K_STREAMS:
+    return "list of streams";
   }
   return "string";
 }

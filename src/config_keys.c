@@ -27,6 +27,8 @@
   {n, K_TMPL, OFF(f), d, 0, 0, NULL, C_NONE, fl, NULL, doc}
 #define TIME(n, f, fl, doc) \
   {n, K_TIME, OFF(f), "", 0, 0, NULL, C_NONE, fl, NULL, doc}
+#define STREAMS(n, f, fl, doc) \
+  {n, K_STREAMS, OFF(f), "[]", 0, 0, NULL, C_NONE, fl, NULL, doc}
 
 static const char *const s_positions[] = {"TRIM_HORIZON", "LATEST",
                                           "AT_TIMESTAMP", NULL};
@@ -66,7 +68,12 @@ const struct kcld_config_key kcld_config_keys[] = {
       "KCL applicationName: identifies the consumer group and names the "
       "lease table"),
   REQ("stream", stream, C_STREAM, "my-stream",
-      "stream name or ARN"),
+      "stream name or ARN (or `streams`)"),
+  STREAMS("streams", streams, 0,
+          "instead of `stream`: several streams through one lease table in "
+          "the KCL's multi-stream format; each item `name:` or `arn:`, "
+          "optional `starting_position`, `starting_timestamp` (default: the "
+          "top-level ones)"),
   STR("region", region, "", C_REGION, 0,
       "AWS region; \"\" = AWS_REGION, AWS_DEFAULT_REGION, the profile, "
       "then instance metadata"),

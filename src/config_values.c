@@ -25,6 +25,15 @@ void kcld_config_value_wipe(char *s)
   }
 }
 
+void kcld_config_value_streams_free(struct kcld_config_streams *s)
+{
+  for (size_t i = 0; i < s->len; i++)
+    free(s->v[i].stream);
+  free(s->v);
+  s->v = NULL;
+  s->len = 0;
+}
+
 void kcld_config_value_list_free(struct kcld_config_list *l)
 {
   if (l->items)
@@ -682,6 +691,8 @@ const char *kcld_config_value_type(const struct kcld_config_key *k)
     return "a list of strings or a string";
   case K_TIME:
     return "a time";
+  case K_STREAMS:
+    return "a list of streams";
   }
   return "a value";
 }
@@ -794,7 +805,8 @@ int kcld_config_value_store(const struct kcld_config_key *k,
   void *f = kcld_config_key_field(cfg, k);
   char g[128], r[96];
   int64_t v;
-  if (!text && k->type != K_STR && k->type != K_LIST) {
+  if (!text && k->type != K_STR && k->type != K_LIST &&
+      k->type != K_STREAMS) {
     if (k->type == K_ENUM) {
       join_values(k->values, r, sizeof(r));
       snprintf(why, n, "must be one of %s, got an empty value", r);
@@ -817,6 +829,16 @@ int kcld_config_value_store(const struct kcld_config_key *k,
     return kcld_config_value_set(f, text);
   case K_LIST:
     return split_words(text ? text : "", f);
+  case K_STREAMS:
+    /* Only the empty list comes as text (the default, or an empty
+     * value); items are mappings, parsed by config.c. */
+    if (text && *text && strcmp(text, "[]") != 0) {
+      snprintf(why, n, "must be a list of streams (mappings with name: or "
+               "arn:)%s", got(k, text, g, sizeof(g)));
+      return KCLD_EINVAL;
+    }
+    kcld_config_value_streams_free(f);
+    return 0;
   case K_INT: {
     char *end;
     errno = 0;
@@ -929,6 +951,17 @@ int kcld_config_value_equal(const struct kcld_config_key *k,
   case K_SIZE:
   case K_TIME:
     return *(const int64_t *)x == *(const int64_t *)y;
+  case K_STREAMS: {
+    const struct kcld_config_streams *l = x, *m = y;
+    if (l->len != m->len)
+      return 0;
+    for (size_t i = 0; i < l->len; i++)
+      if (strcmp(l->v[i].stream, m->v[i].stream) != 0 ||
+          l->v[i].starting_position != m->v[i].starting_position ||
+          l->v[i].starting_timestamp_ms != m->v[i].starting_timestamp_ms)
+        return 0;
+    return 1;
+  }
   case K_LIST: {
     const struct kcld_config_list *l = x, *m = y;
     if (l->len != m->len)

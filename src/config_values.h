@@ -53,6 +53,9 @@ void kcld_config_value_wipe(char *s);
 /* Frees the items and the array, and empties l. */
 void kcld_config_value_list_free(struct kcld_config_list *l);
 
+/* Frees the streams and the array, and empties s. */
+void kcld_config_value_streams_free(struct kcld_config_streams *s);
+
 /* True when s is a DynamoDB table name (3..255 of a-z A-Z 0-9 _ . -). */
 int kcld_config_value_is_table_name(const char *s);
 

@@ -196,6 +196,50 @@ static const struct bad_case s_bad[] = {
    "kcld.yaml:7:7: handler.command: environment variable KCLD_T_UNSET is "
    "not set (give a default with ${KCLD_T_UNSET:-value})\n",
    NULL, NULL},
+  /* streams: */
+#define MS "application: app\nstreams:\n"
+  {"streams with stream", H "streams:\n  - name: o\n",
+   "kcld.yaml:4:3: streams: cannot be combined with stream (s): list every "
+   "stream under streams\n", NULL, NULL},
+  {"streams per-stream handler", MS "  - name: o\n    handler: {type: x}\n",
+   "kcld.yaml:4:5: streams[0]: a per-stream handler is not supported yet: "
+   "the top-level handler applies to every stream\n", NULL, NULL},
+  {"streams per-stream filter", MS "  - name: o\n    filter: []\n",
+   "kcld.yaml:4:5: streams[0]: a per-stream filter is not supported yet: "
+   "the top-level filter applies to every stream\n", NULL, NULL},
+  {"streams ARN as name", MS
+   "  - name: arn:aws:kinesis:us-east-1:123456789012:stream/o\n",
+   "kcld.yaml:3:11: streams[0]: name: must be a stream name (an ARN goes in "
+   "arn:)\n", NULL, NULL},
+  {"streams bad name", MS "  - name: \"a b\"\n",
+   "kcld.yaml:3:11: streams[0]: stream: must be a stream name (1..128 "
+   "characters of a-z A-Z 0-9 _ . -) or a stream ARN, got \"a b\"\n",
+   NULL, NULL},
+  {"streams no name", MS "  - starting_position: LATEST\n",
+   "kcld.yaml:3:5: streams[0]: needs name: or arn:\n", NULL, NULL},
+  {"streams name and arn", MS "  - name: o\n"
+   "    arn: arn:aws:kinesis:us-east-1:123456789012:stream/o\n",
+   "kcld.yaml:4:5: streams[0]: takes one of name: and arn:, once\n", NULL,
+   NULL},
+  {"streams unknown key", MS "  - name: o\n    shards: 2\n",
+   "kcld.yaml:4:5: streams[0]: unknown key shards (a stream takes name or "
+   "arn, starting_position, starting_timestamp)\n", NULL, NULL},
+  {"streams bad position", MS "  - name: o\n    starting_position: NOW\n",
+   "kcld.yaml:4:24: streams[0]: starting_position: must be one of "
+   "TRIM_HORIZON, LATEST, AT_TIMESTAMP, got \"NOW\"\n", NULL, NULL},
+  {"streams item not a mapping", MS "  - orders\n",
+   "kcld.yaml:3:5: streams[0]: expected a mapping (name: or arn:, optional "
+   "starting_position and starting_timestamp), got a scalar\n", NULL, NULL},
+  {"streams twice", MS "  - name: o\n  - name: o\n",
+   "kcld.yaml:4:5: streams: lists o twice\n", NULL, NULL},
+  {"streams AT_TIMESTAMP without time", MS
+   "  - name: o\n    starting_position: AT_TIMESTAMP\n",
+   "kcld.yaml:3:3: streams: o: starting_timestamp is required with "
+   "starting_position: AT_TIMESTAMP\n", NULL, NULL},
+  {"streams not a list", MS "  name: o\n",
+   "kcld.yaml:3:3: streams: expected a list of streams, got a mapping\n",
+   NULL, NULL},
+#undef MS
   /* Required keys. */
   {"required missing", "batch:\n  size: 5\n",
    "kcld.yaml:1:1: application: required key is missing\n"
@@ -586,6 +630,53 @@ static void test_dead_letter_dir(void **state)
   if (saved)
     setenv("STATE_DIRECTORY", saved, 1);
   free(saved);
+}
+
+/* streams: each item's stream, and its starting position (its own or the
+ * top-level one). */
+static void test_streams(void **state)
+{
+  (void)state;
+  struct kcld_config *cfg = parse_ok(
+    "application: app\n"
+    "starting_position: AT_TIMESTAMP\n"
+    "starting_timestamp: 2024-05-01T12:00:00Z\n"
+    "streams:\n"
+    "  - name: orders\n"
+    "  - arn: arn:aws:kinesis:us-east-1:123456789012:stream/clicks\n"
+    "    starting_position: LATEST\n"
+    "  - name: late\n"
+    "    starting_timestamp: 2024-05-02T00:00:00Z\n");
+  assert_string_equal(cfg->stream, "");
+  assert_int_equal(cfg->streams.len, 3);
+  assert_string_equal(cfg->streams.v[0].stream, "orders");
+  assert_int_equal(cfg->streams.v[0].starting_position,
+                   KCLD_CONFIG_POS_AT_TIMESTAMP);
+  assert_true(cfg->streams.v[0].starting_timestamp_ms == 1714564800000LL);
+  assert_string_equal(cfg->streams.v[1].stream,
+                      "arn:aws:kinesis:us-east-1:123456789012:stream/clicks");
+  assert_int_equal(cfg->streams.v[1].starting_position,
+                   KCLD_CONFIG_POS_LATEST);
+  assert_true(cfg->streams.v[1].starting_timestamp_ms == -1);
+  assert_int_equal(cfg->streams.v[2].starting_position,
+                   KCLD_CONFIG_POS_AT_TIMESTAMP);
+  assert_true(cfg->streams.v[2].starting_timestamp_ms == 1714608000000LL);
+  /* The dump reads back as the same streams. */
+  char *dump = kcld_config_dump(cfg);
+  assert_non_null(dump);
+  assert_non_null(strstr(dump, "streams: [{name: \"orders\", "
+                               "starting_position: AT_TIMESTAMP"));
+  struct kcld_config *again = parse_ok(dump);
+  struct kcld_config_change *ch = NULL;
+  assert_int_equal(kcld_config_diff(cfg, again, &ch), 0);
+  free(ch);
+  kcld_config_free(again);
+  free(dump);
+  kcld_config_free(cfg);
+  /* Without streams: the empty list. */
+  cfg = parse_ok(H);
+  assert_int_equal(cfg->streams.len, 0);
+  kcld_config_free(cfg);
 }
 
 static void test_values(void **state)
@@ -1473,6 +1564,7 @@ int main(void)
     cmocka_unit_test(test_defaults),
     cmocka_unit_test(test_dead_letter_dir),
     cmocka_unit_test(test_values),
+    cmocka_unit_test(test_streams),
     cmocka_unit_test(test_parse_units),
     cmocka_unit_test(test_endpoints),
     cmocka_unit_test(test_reference_files),

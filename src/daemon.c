@@ -126,10 +126,12 @@ static void on_acquired(const struct kcld_lease *lease, void *arg)
   const struct kcld_config *cfg = dm->cfg;
   struct kcld_shard_consumer_opts o;
   struct shard *s;
-  int rc;
+  int rc, si = kcld_coordinator_stream_index(dm->coord, lease);
 
   if (dm->phase != PHASE_RUNNING && dm->phase != PHASE_STARTING)
     return; /* shutting down: the lease is released with the others */
+  if (si < 0) /* never: the coordinator takes leases of our streams only */
+    return;
   s = calloc(1, sizeof(*s));
   if (!s) {
     kcld_log(KCLD_LOG_ERROR, "out of memory starting a shard consumer",
@@ -140,9 +142,11 @@ static void on_acquired(const struct kcld_lease *lease, void *arg)
   o.loop = &dm->loop;
   o.kinesis = dm->kinesis;
   o.coordinator = dm->coord;
-  o.stream = cfg->stream;
+  o.stream = cfg->streams.len ? cfg->streams.v[si].stream : cfg->stream;
   o.lease = lease;
-  o.initial_timestamp_ms = cfg->starting_timestamp_ms;
+  o.initial_timestamp_ms = cfg->streams.len
+                             ? cfg->streams.v[si].starting_timestamp_ms
+                             : cfg->starting_timestamp_ms;
   o.max_records = cfg->fetch.max_records;
   o.idle_ms = (uint64_t)cfg->fetch.idle_time_ms;
   o.max_buffered_bytes = (size_t)cfg->fetch.max_buffered_bytes;
@@ -533,6 +537,27 @@ static int open_dlq(struct daemon *dm)
   return kcld_dlq_new(&qo, &dm->dlq);
 }
 
+/* Starts the coordinator with `co` and, for `streams:`, the streams. */
+static int start_coordinator(struct daemon *dm,
+                             struct kcld_coordinator_opts *co)
+{
+  const struct kcld_config_streams *l = &dm->cfg->streams;
+  struct kcld_coordinator_stream *v = NULL;
+  int rc;
+  if (l->len && !(v = calloc(l->len, sizeof(*v))))
+    return KCLD_ENOMEM;
+  for (size_t i = 0; i < l->len; i++)
+    v[i] = (struct kcld_coordinator_stream){
+      .stream = l->v[i].stream,
+      .initial_position =
+        (enum kcld_initial_position)l->v[i].starting_position};
+  co->streams = v;
+  co->n_streams = l->len;
+  rc = kcld_coordinator_start(co, &dm->coord);
+  free(v);
+  return rc;
+}
+
 static int start_clients(struct daemon *dm)
 {
   const struct kcld_config *cfg = dm->cfg;
@@ -617,15 +642,15 @@ static int start_clients(struct daemon *dm)
   co.cbs.acquired = on_acquired;
   co.cbs.lost = on_lost;
   co.cbs.arg = dm;
-  return kcld_coordinator_start(&co, &dm->coord);
+  return start_coordinator(dm, &co);
 }
 
 static void with_region(struct daemon *dm)
 {
   int rc;
   /* application and worker are on every line (kcld_log_set_context). */
-  kcld_log(KCLD_LOG_INFO, "starting", "stream", dm->cfg->stream, "region",
-           dm->region, NULL);
+  kcld_log(KCLD_LOG_INFO, "starting", "stream", opt(dm->cfg->stream),
+           "region", dm->region, NULL);
   rc = start_clients(dm);
   if (rc != 0) {
     kcld_log(KCLD_LOG_ERROR, "start-up failed", "error", kcld_strerror(rc),

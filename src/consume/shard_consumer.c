@@ -60,7 +60,10 @@ struct kcld_shard_consumer {
   struct kcld_kinesis *kinesis;
   struct kcld_shard_consumer_lease_ops ops;
   char *stream;
-  char *shard_id;
+  char *shard_id;            /* the lease key (the shard id, or in a
+                                multi-stream table stream:shard) */
+  const char *kin_shard;     /* the shard id for Kinesis calls: the tail
+                                of shard_id */
   int shard_end_at_start;  /* the lease was at SHARD_END */
   struct kcld_source_pos start_pos;
   char start_seq[KCLD_SEQ_MAX + 1];
@@ -602,7 +605,7 @@ static int open_source(struct kcld_shard_consumer *c)
 {
   struct kcld_poller_opts po = {
     .loop = c->loop, .kinesis = c->kinesis, .stream = c->stream,
-    .shard_id = c->shard_id, .start = c->start_pos,
+    .shard_id = c->kin_shard, .start = c->start_pos,
     .max_records = c->max_records, .idle_ms = c->idle_ms,
     .min_call_ms = c->min_call_ms, .backoff_base_ms = c->backoff_base_ms,
     .backoff_max_ms = c->backoff_max_ms, .budget = c->budget,
@@ -752,6 +755,9 @@ int kcld_shard_consumer_start(const struct kcld_shard_consumer_opts *opts,
     free(c);
     return KCLD_ENOMEM;
   }
+  /* A multi-stream key ends with ":<shard id>" (lease/table.h). */
+  c->kin_shard = c->shard_id + strlen(c->shard_id) -
+                 strlen(kcld_lease_shard(opts->lease));
   c->loop = opts->loop;
   c->kinesis = opts->kinesis;
   if (lo) {

@@ -159,8 +159,10 @@ struct kcld_shard_consumer_opts {
   struct kcld_coordinator *coordinator;
   const struct kcld_shard_consumer_lease_ops *lease_ops; /* NULL = coord. */
   const char *stream;                /* stream name or ARN (arn:...) */
-  /* The lease as acquired: shard_id, checkpoint, checkpoint_sub are copied;
-   * nothing else is read. */
+  /* The lease as acquired: shard_id (the lease key: the consumer's name
+   * towards the coordinator, the sink and the user), checkpoint,
+   * checkpoint_sub are copied; Kinesis is asked for kcld_lease_shard()
+   * (the same, but for a multi-stream lease); nothing else is read. */
   const struct kcld_lease *lease;
   int64_t initial_timestamp_ms;      /* for a lease at AT_TIMESTAMP */
   int max_records;                   /* fetch.max_records; 0 = 10000 */

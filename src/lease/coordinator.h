@@ -105,7 +105,8 @@ struct kcld_coordinator_opts {
    * from StreamCreationTimestamp; KCLD_ENOTFOUND for a stream that does
    * not exist), then every shard sync syncs each stream in turn.  Leases
    * of streams of the table that are not listed here are left alone. */
-  const struct kcld_coordinator_stream *streams;
+  const struct kcld_coordinator_stream *streams;  /* read during
+                                  kcld_coordinator_start only */
   size_t n_streams;
   const char *worker_id;       /* unique per process (hostname:pid) */
   uint64_t failover_ms;        /* lease.failover_time; 0 = 10000 */

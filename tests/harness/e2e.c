@@ -98,9 +98,10 @@ void kcld_e2e_write_config_at(const char *path, const char *kinesis_url,
 {
   FILE *f = fopen(path, "w");
   assert_non_null(f);
+  fprintf(f, "application: %s\n", app);
+  if (stream)
+    fprintf(f, "stream: %s\n", stream);
   fprintf(f,
-          "application: %s\n"
-          "stream: %s\n"
           "region: us-east-1\n"
           "endpoints:\n"
           "  kinesis: %s\n"
@@ -119,7 +120,7 @@ void kcld_e2e_write_config_at(const char *path, const char *kinesis_url,
           "log:\n"
           "  level: info\n"
           "%s",
-          app, stream, kinesis_url, dynamodb_url, rest ? rest : "");
+          kinesis_url, dynamodb_url, rest ? rest : "");
   assert_int_equal(fclose(f), 0);
 }
 

@@ -34,7 +34,8 @@ void kcld_e2e_put_records(struct kcld_test_aws *t, const char *stream,
                           const char *const *data, const char *const *keys,
                           size_t n, json_t *produced);
 
-/* Writes a kcld YAML config to `path`: application `app`, stream `stream`,
+/* Writes a kcld YAML config to `path`: application `app`, stream `stream`
+ * (none when NULL: `rest` then lists `streams:`),
  * the emulators' kinesis and dynamodb endpoints, test credentials,
  * shutdown_timeout 10s, 2 workers, failover_time 1s, fetch idle_time 200ms,
  * no metrics listener, log level info; then `rest` (top-level YAML lines:

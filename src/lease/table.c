@@ -170,6 +170,24 @@ const char *kcld_lease_shard(const struct kcld_lease *l)
   return l->stream_id ? l->stream_shard : l->shard_id;
 }
 
+const char *kcld_lease_key_parts(const char *key, char *buf, size_t n)
+{
+  const char *shard = strrchr(key, ':');
+  char id[512], *name;
+  if (n)
+    buf[0] = '\0';
+  if (!shard || (size_t)(shard - key) >= sizeof(id))
+    return key;
+  memcpy(id, key, (size_t)(shard - key));
+  id[shard - key] = '\0';
+  if (!kcld_lease_stream_id_valid(id))
+    return key;
+  name = strchr(id, ':') + 1; /* account:NAME:epoch */
+  *strchr(name, ':') = '\0';
+  snprintf(buf, n, "%s", name);
+  return shard + 1;
+}
+
 int kcld_lease_of_stream(const struct kcld_lease *l, const char *stream_id)
 {
   if (!l->stream_id || !stream_id)

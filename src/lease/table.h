@@ -75,6 +75,12 @@ int kcld_lease_copy(struct kcld_lease *dst, const struct kcld_lease *src);
  * table, else its key. */
 const char *kcld_lease_shard(const struct kcld_lease *l);
 
+/* The parts of a lease key, for labels: a multi-stream key
+ * account:stream:epoch:shardId gives its stream name in buf (n bytes) and
+ * returns its shard id (a pointer into key); any other key gives "" in buf
+ * and returns the key. */
+const char *kcld_lease_key_parts(const char *key, char *buf, size_t n);
+
 /* 1 when the lease belongs to the stream `stream_id` (NULL: a lease of a
  * single-stream table). */
 int kcld_lease_of_stream(const struct kcld_lease *l, const char *stream_id);

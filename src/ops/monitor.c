@@ -18,6 +18,7 @@
 #include "err.h"
 #include "log.h"
 #include "kcld/version.h"
+#include "lease/table.h"
 #include "ops/http_server.h"
 
 #define SAMPLE_MS 5000
@@ -221,7 +222,12 @@ static void track_set(struct kcld_monitor *mon, struct track *t, int which,
                       double value)
 {
   if (!t->h[which]) {
-    const char *lb[] = {"shard", t->shard_id, NULL};
+    /* A multi-stream lease key: the stream and the shard apart. */
+    char stream[160];
+    const char *shard = kcld_lease_key_parts(t->shard_id, stream,
+                                             sizeof(stream));
+    const char *lb[] = {"shard", shard, stream[0] ? "stream" : NULL, stream,
+                        NULL};
     if (kcld_metrics_series(mon->m, s_shard_families[which], lb,
                             &t->h[which]) != 0)
       return;
@@ -529,12 +535,17 @@ char *kcld_monitor_health_json(struct kcld_monitor *mon, int *healthy)
   for (struct track *t = mon->tracks; ok && t; t = t->next) {
     const char *r = stall_reason(mon, t, now);
     shards++;
-    if (r)
+    if (r) {
+      char stream[160];
+      const char *shard = kcld_lease_key_parts(t->shard_id, stream,
+                                               sizeof(stream));
       ok = json_array_append_new(
-             stalled, json_pack("{s:s,s:s,s:I}", "shard", t->shard_id,
+             stalled, json_pack("{s:s,s:s*,s:s,s:I}", "shard", shard,
+                                "stream", stream[0] ? stream : NULL,
                                 "reason", r, "seconds_since_progress",
                                 (json_int_t)((now - t->changed_ms) / 1000))) ==
            0;
+    }
   }
   *healthy = json_array_size(stalled) == 0;
   if (ok)

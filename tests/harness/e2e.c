@@ -115,12 +115,13 @@ void kcld_e2e_write_config_at(const char *path, const char *kinesis_url,
           "  failover_time: 1s\n"
           "fetch:\n"
           "  idle_time: 200ms\n"
-          "metrics:\n"
-          "  listen: \"\"\n"
+          "%s"
           "log:\n"
           "  level: info\n"
           "%s",
-          kinesis_url, dynamodb_url, rest ? rest : "");
+          kinesis_url, dynamodb_url,
+          rest && strstr(rest, "metrics:") ? "" : "metrics:\n  listen: \"\"\n",
+          rest ? rest : "");
   assert_int_equal(fclose(f), 0);
 }
 

@@ -38,7 +38,8 @@ void kcld_e2e_put_records(struct kcld_test_aws *t, const char *stream,
  * (none when NULL: `rest` then lists `streams:`),
  * the emulators' kinesis and dynamodb endpoints, test credentials,
  * shutdown_timeout 10s, 2 workers, failover_time 1s, fetch idle_time 200ms,
- * no metrics listener, log level info; then `rest` (top-level YAML lines:
+ * no metrics listener (unless `rest` has a metrics: section), log level
+ * info; then `rest` (top-level YAML lines:
  * the handler and whatever else the test sets).  Fails the test when the
  * file cannot be written. */
 void kcld_e2e_write_config(const char *path, const struct kcld_emu *emu,

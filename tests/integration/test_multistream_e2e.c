@@ -6,7 +6,7 @@
  * handler once, none before it (no re-read from TRIM_HORIZON), later
  * records follow, and on SIGTERM the leases are released at the last
  * record with streamName and shardId intact and no lease of another format
- * added.  A single-stream `stream:` config pointed at that table refuses
+ * added; per-shard metrics carry a stream label.  A single-stream `stream:` config pointed at that table refuses
  * to start, naming the reason. */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -18,6 +18,7 @@
 #include <unistd.h>
 
 #include <cmocka.h>
+#include <curl/curl.h>
 #include <jansson.h>
 
 #include "awssync.h"
@@ -152,6 +153,42 @@ static json_t *wait_handled(const char *out, const char *log, size_t n)
   }
 }
 
+static size_t on_body(char *p, size_t size, size_t n, void *arg)
+{
+  FILE *f = arg;
+  return fwrite(p, size, n, f);
+}
+
+/* GET http://127.0.0.1:<port from the log>/metrics; NULL when not (yet)
+ * served. */
+static char *scrape_metrics(const char *log)
+{
+  char *text = kcld_test_slurp(log, NULL), *body = NULL, url[64];
+  const char *p = text ? strstr(text, "\"metrics server listening\"") : NULL;
+  size_t len = 0;
+  if (p && (p = strstr(p, "\"address\":\"127.0.0.1:"))) {
+    snprintf(url, sizeof(url), "http://127.0.0.1:%d/metrics",
+             atoi(p + strlen("\"address\":\"127.0.0.1:")));
+    FILE *f = open_memstream(&body, &len);
+    CURL *h = curl_easy_init();
+    assert_non_null(f);
+    assert_non_null(h);
+    curl_easy_setopt(h, CURLOPT_URL, url);
+    curl_easy_setopt(h, CURLOPT_WRITEFUNCTION, on_body);
+    curl_easy_setopt(h, CURLOPT_WRITEDATA, f);
+    curl_easy_setopt(h, CURLOPT_TIMEOUT_MS, 5000L);
+    CURLcode rc = curl_easy_perform(h);
+    curl_easy_cleanup(h);
+    fclose(f);
+    if (rc != CURLE_OK) {
+      free(body);
+      body = NULL;
+    }
+  }
+  free(text);
+  return body;
+}
+
 static void put(const char *stream, const char *const *data, size_t n,
                 json_t *produced)
 {
@@ -205,6 +242,7 @@ static void test_kcl_multi_stream_table_taken_over(void **state)
            "streams:\n  - name: %s\n  - name: %s\n"
            "    starting_position: LATEST\n"
            "checkpoint:\n  interval: 0s\n"
+           "metrics:\n  listen: 127.0.0.1:0\n"
            "handler:\n  type: stdout\n  decode: utf8\n  path: %s\n",
            a, b, out);
   kcld_e2e_write_config_at(conf, kcld_emu_url(&E.emu, "kinesis"),
@@ -228,6 +266,26 @@ static void test_kcl_multi_stream_table_taken_over(void **state)
     }
   assert_int_equal(json_array_size(v), 5);
   json_decref(v);
+  /* One series per held shard, told apart by the stream label. */
+  char want_a[160], want_b[160];
+  snprintf(want_a, sizeof(want_a),
+           "kcld_millis_behind_latest{shard=\"shardId-000000000000\","
+           "stream=\"%s\"}", a);
+  snprintf(want_b, sizeof(want_b),
+           "kcld_millis_behind_latest{shard=\"shardId-000000000000\","
+           "stream=\"%s\"}", b);
+  char *m = NULL;
+  for (unsigned long long end = kcld_test_now_ms() + WAIT_MS;;) {
+    free(m);
+    m = scrape_metrics(log);
+    if ((m && strstr(m, want_a) && strstr(m, want_b)) ||
+        kcld_test_now_ms() > end)
+      break;
+    kcld_test_sleep_ms(200);
+  }
+  if (!m || !strstr(m, want_a) || !strstr(m, want_b))
+    fail_msg("no per-stream series in /metrics:\n%s", m ? m : "(none)");
+  free(m);
   kcld_e2e_stop_kcld(E.pid, log, 15000);
   E.pid = 0;
   v = handled(out);

@@ -498,6 +498,20 @@ static void test_multi_stream_items(void **state)
   assert_int_equal(kcld_lease_key(key, sizeof(key), "1:a:17", "s:t"),
                    KCLD_EINVAL);
   assert_int_equal(kcld_lease_key(key, 8, "1:a:17", "s"), KCLD_EINVAL);
+  /* ...and apart again, for labels. */
+  char name[32];
+  assert_string_equal(kcld_lease_key_parts("123456789012:orders:17:"
+                                           "shardId-000000000004",
+                                           name, sizeof(name)),
+                      "shardId-000000000004");
+  assert_string_equal(name, "orders");
+  assert_string_equal(kcld_lease_key_parts("shardId-000000000004", name,
+                                           sizeof(name)),
+                      "shardId-000000000004");
+  assert_string_equal(name, "");
+  assert_string_equal(kcld_lease_key_parts("a:b:c", name, sizeof(name)),
+                      "a:b:c");
+  assert_string_equal(name, "");
 
   /* Items that claim to be multi-stream leases but do not add up. */
   static const char *const bad[] = {

@@ -409,6 +409,11 @@ int kcld_status_collect(const struct kcld_status_opts *o, json_t **out)
     return KCLD_EINVAL;
   memset(&s, 0, sizeof(s));
   s.o = o;
+  if (o->cfg->streams.len) {
+    fprintf(stderr, "kcld status: a configuration with streams: (a "
+            "multi-stream lease table) is not supported yet\n");
+    return KCLD_EINVAL;
+  }
   s.stream = o->stream && *o->stream ? o->stream : o->cfg->stream;
   s.table_name = o->table && *o->table ? o->table : o->cfg->lease.table;
   if (!s.stream || !*s.stream || !s.table_name || !*s.table_name) {

@@ -51,6 +51,28 @@ void kcld_e2e_create_stream(struct kcld_test_aws *t, const char *stream,
   kcld_e2e_wait_stream_active(t, stream);
 }
 
+void kcld_e2e_create_lease_table(struct kcld_test_aws *t, const char *name)
+{
+  json_decref(kcld_e2e_call(
+    t, KCLD_AWS_DYNAMODB, "CreateTable",
+    json_pack("{s:s, s:[{s:s, s:s}], s:[{s:s, s:s}], s:s}", "TableName", name,
+              "KeySchema", "AttributeName", "leaseKey", "KeyType", "HASH",
+              "AttributeDefinitions", "AttributeName", "leaseKey",
+              "AttributeType", "S", "BillingMode", "PAY_PER_REQUEST")));
+  for (int i = 0; i < 200; i++) {
+    json_t *r = kcld_e2e_call(t, KCLD_AWS_DYNAMODB, "DescribeTable",
+                              json_pack("{s:s}", "TableName", name));
+    const char *st = json_string_value(
+      json_object_get(json_object_get(r, "Table"), "TableStatus"));
+    int active = st && strcmp(st, "ACTIVE") == 0;
+    json_decref(r);
+    if (active)
+      return;
+    kcld_test_sleep_ms(50);
+  }
+  fail_msg("lease table %s not ACTIVE after 10 s", name);
+}
+
 void kcld_e2e_put_records(struct kcld_test_aws *t, const char *stream,
                           const char *const *data, const char *const *keys,
                           size_t n, json_t *produced)

@@ -26,6 +26,12 @@ void kcld_e2e_wait_stream_active(struct kcld_test_aws *t, const char *stream);
 void kcld_e2e_create_stream(struct kcld_test_aws *t, const char *stream,
                             int shards);
 
+/* CreateTable `name` as kcld creates a lease table (hash key leaseKey S,
+ * on-demand), then waits for ACTIVE (50 ms polls; fails the test after
+ * 200): a table for a test to write KCL lease items into before kcld
+ * starts. */
+void kcld_e2e_create_lease_table(struct kcld_test_aws *t, const char *name);
+
 /* One PutRecords of `n` records (at most 500): data[i], text that is base64
  * encoded here, under partition key keys[i].  Asserts that none failed.
  * When `produced` is not NULL, appends {shard, seq, data, pk} to it for

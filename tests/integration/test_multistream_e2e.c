@@ -52,28 +52,6 @@ static void stream_id(const char *stream, char *id, size_t n)
   json_decref(r);
 }
 
-static void create_lease_table(const char *name)
-{
-  json_decref(kcld_e2e_call(
-    E.aws, KCLD_AWS_DYNAMODB, "CreateTable",
-    json_pack("{s:s, s:[{s:s, s:s}], s:[{s:s, s:s}], s:s}", "TableName", name,
-              "KeySchema", "AttributeName", "leaseKey", "KeyType", "HASH",
-              "AttributeDefinitions", "AttributeName", "leaseKey",
-              "AttributeType", "S", "BillingMode", "PAY_PER_REQUEST")));
-  for (int i = 0; i < 200; i++) {
-    json_t *r = kcld_e2e_call(E.aws, KCLD_AWS_DYNAMODB, "DescribeTable",
-                              json_pack("{s:s}", "TableName", name));
-    const char *st = json_string_value(
-      json_object_get(json_object_get(r, "Table"), "TableStatus"));
-    int active = st && strcmp(st, "ACTIVE") == 0;
-    json_decref(r);
-    if (active)
-      return;
-    kcld_test_sleep_ms(50);
-  }
-  fail_msg("lease table %s not ACTIVE", name);
-}
-
 /* A multi-stream lease as DynamoDBMultiStreamLeaseSerializer writes it
  * (a shard without parents: no parentShardId). */
 static void put_kcl_lease(const char *table, const char *id,
@@ -232,7 +210,7 @@ static void test_kcl_multi_stream_table_taken_over(void **state)
   stream_id(b, b_id, sizeof(b_id));
 
   /* The KCL application checkpointed a2 and b3, then its worker died. */
-  create_lease_table(app);
+  kcld_e2e_create_lease_table(E.aws, app);
   put_kcl_lease(app, a_id, "shardId-000000000000", seq_of(pa, 1));
   put_kcl_lease(app, b_id, "shardId-000000000000", seq_of(pb, 2));
 

@@ -183,8 +183,8 @@ static void cleanup_finished(struct kcld_coordinator *c, uint64_t now)
       e->eligible_ms = now;
     }
     if (now - e->eligible_ms < c->cleanup_ms || e->held || e->busy ||
-        e->q_head || e->delete_queued)
-      continue;
+        e->q_head || e->delete_queued || !kcld_coord_stream_of(c, &e->lease))
+      continue; /* (a stream not configured here is left alone) */
     if (e->lease.owner && strcmp(e->lease.owner, c->worker) != 0 &&
         !kcld_coord_entry_expired(c, e, now))
       continue; /* a live KCL worker still holds it: its business */

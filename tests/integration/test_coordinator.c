@@ -19,7 +19,8 @@
  *    KCL multi-stream table is refused at start-up, nothing written,
  *    unless the coordinator is given its streams: then two streams' leases
  *    are taken over at their checkpoints, the missing one created in the
- *    KCL's format, a stream not configured left alone;
+ *    KCL's format, a stream not configured left alone (not taken, its
+ *    finished leases not deleted);
  *  - a lease at a checkpoint no worker can start from is never taken and
  *    reported stalled (invalid_checkpoint) until it is fixed; the
  *    AT_TIMESTAMP sentinel is a start-up error without a timestamp and
@@ -1213,6 +1214,16 @@ static void test_multi_stream_takeover(void **state)
   raw_put(&e, kcl_ms_item(b_id, "shardId-000000000000", "kcl-dead", b_cp));
   raw_put(&e, kcl_ms_item(other, "shardId-000000000000", NULL,
                           "TRIM_HORIZON"));
+  /* A finished lease of that stream whose child has started: cleanable,
+   * but not ours to delete. */
+  json_t *fin = kcl_ms_item(other, "shardId-000000000001", NULL, "SHARD_END");
+  json_object_set_new(fin, "childShardIds",
+                      json_pack("{s:[s]}", "SS", "shardId-000000000002"));
+  raw_put(&e, fin);
+  json_t *kid = kcl_ms_item(other, "shardId-000000000002", NULL, a_cp);
+  json_object_set_new(kid, "parentShardId",
+                      json_pack("{s:[s]}", "SS", "shardId-000000000001"));
+  raw_put(&e, kid);
 
   struct kcld_coordinator_stream streams[] = {
     {.stream = a_name, .initial_position = KCLD_POS_TRIM_HORIZON},
@@ -1256,6 +1267,10 @@ static void test_multi_stream_takeover(void **state)
   it = raw_get(&e, o0);
   assert_null(kcld_dynamodb_attr(it, "leaseOwner"));
   assert_int_equal(item_n(it, "leaseCounter"), 5);
+  json_decref(it);
+  snprintf(o0, sizeof(o0), "%s:shardId-000000000001", other);
+  it = raw_get(&e, o0);
+  assert_non_null(it); /* not cleaned up */
   json_decref(it);
   assert_null(raw_get(&e, "shardId-000000000001"));
 

@@ -1,11 +1,16 @@
 # kcld — Kinesis consumer daemon.  See README.md.
 #
-#   make            build ./kcld
+#   make            build ./kcld (the -dev packages must be there: make deps)
 #   make test       bootstrap, then unit + integration tests, plain and ASan+UBSan
 #   make run        bootstrap, build, and run kcld against local emulators
 #   make deps       install missing Debian packages and the npm test emulators
 #   make bench      the benchmarks (docs/benchmarks.md); BENCH=throughput|latency|scale|failover
 #   make install    PREFIX=/usr/local DESTDIR=
+#
+# The compiler and linker flags come from pkg-config, which this Makefile
+# asks when it is read.  So a target that installs the packages first
+# (test, run, chaos, bench) builds in a sub-make, which reads it again after
+# `make deps`; a build without them stops at once and names `make deps`.
 
 CC      ?= cc
 BUILD   ?= build
@@ -29,6 +34,22 @@ ALL_CFLAGS := -std=c11 -D_GNU_SOURCE $(WARN) $(CFLAGS) -Isrc -Iinclude -Itests/h
               $(PKG_CFLAGS) -MMD -MP
 LIBS    := $(PKG_LIBS) -lm -lpthread -ldl
 
+# Stops a build whose libraries pkg-config does not know (a fresh machine
+# before `make deps`) with that advice, instead of undefined references.
+# Order-only, so it never makes anything out of date.
+.PHONY: pkg-check
+pkg-check:
+	@missing=""; \
+	for p in $(PKGS); do \
+	  pkg-config --exists "$$p" 2>/dev/null || missing="$$missing $$p"; \
+	done; \
+	if [ -n "$$missing" ]; then \
+	  echo "make: pkg-config does not find:$$missing" >&2; \
+	  echo "make: run \`make deps\` first (it installs the Debian -dev" \
+	    "packages; \`make run\` and \`make test\` do it themselves)" >&2; \
+	  exit 1; \
+	fi
+
 LIB_SRC := $(filter-out src/main.c,$(wildcard src/*.c src/*/*.c))
 LIB_OBJ := $(LIB_SRC:%.c=$(BUILD)/%.o)
 HARNESS_OBJ := $(patsubst %.c,$(BUILD)/%.o,$(wildcard tests/harness/*.c))
@@ -48,7 +69,7 @@ $(BUILD)/libkcld.a: $(LIB_OBJ)
 	@rm -f $@
 	ar rcs $@ $^
 
-$(BUILD)/%.o: %.c
+$(BUILD)/%.o: %.c | pkg-check
 	@mkdir -p $(dir $@)
 	$(CC) $(ALL_CFLAGS) -c -o $@ $<
 
@@ -72,8 +93,10 @@ unit: $(BUILD)/kcld $(UNIT)
 integration: $(BUILD)/kcld $(INTEG)
 	@tests/run-tests.sh $(BUILD) $(INTEG)
 
-run: deps kcld
-	@scripts/run-local.sh
+# The build runs in a sub-make: see the top of this file.
+run: deps
+	@$(MAKE) --no-print-directory kcld BUILD=$(BUILD)
+	@KCLD_BIN=$(BUILD)/kcld KCLD_RUN_DIR=$(BUILD)/run scripts/run-local.sh
 
 # make install [PREFIX=/usr/local] [DESTDIR=]: the binary, the systemd unit
 # (its ExecStart follows BINDIR), the sysusers.d and tmpfiles.d entries, the
@@ -180,7 +203,7 @@ fuzz: fuzz-build
 fuzz-smoke: fuzz-build
 	@FUZZ_BUILD=$(FUZZ_BUILD) tests/fuzz/run-smoke.sh
 
-$(FUZZ_BUILD)/src/%.o: src/%.c
+$(FUZZ_BUILD)/src/%.o: src/%.c | pkg-check
 	@mkdir -p $(dir $@)
 	$(FUZZ_CC) $(FUZZ_CFLAGS) -fsanitize=fuzzer-no-link -c -o $@ $<
 
@@ -188,7 +211,7 @@ $(FUZZ_BUILD)/libkcld.a: $(FUZZ_LIB_OBJ)
 	@rm -f $@
 	ar rcs $@ $^
 
-$(FUZZ_BUILD)/fuzz/%.o: tests/fuzz/%.c
+$(FUZZ_BUILD)/fuzz/%.o: tests/fuzz/%.c | pkg-check
 	@mkdir -p $(dir $@)
 	$(FUZZ_CC) $(FUZZ_CFLAGS) -fsanitize=fuzzer-no-link -c -o $@ $<
 
@@ -216,12 +239,14 @@ $(BUILD)/tests/integration/test_lambda_plugin_e2e: | $(TEST_PLUGINS) \
 # The long chaos run (tests/chaos/chaos.c): CHAOS_SECONDS of faults against
 # three workers (default 120), CHAOS_SEED replays a printed schedule.
 CHAOS_SECONDS ?= 120
-.PHONY: chaos
-chaos: deps $(BUILD)/kcld $(BUILD)/tests/chaos/test_chaos
+.PHONY: chaos chaos-build
+chaos: deps
+	@$(MAKE) --no-print-directory chaos-build BUILD=$(BUILD)
 	@CHAOS_SECONDS=$(CHAOS_SECONDS) \
 	  KCLD_TEST_TIMEOUT=$$(( $(CHAOS_SECONDS) + 240 )) \
 	  tests/run-tests.sh $(BUILD) $(BUILD)/tests/chaos/test_chaos
 	@grep -h '^chaos: seed\|^measured:' $(BUILD)/tests/chaos/test_chaos.log
+chaos-build: $(BUILD)/kcld $(BUILD)/tests/chaos/test_chaos
 
 # Benchmarks (bench/, docs/benchmarks.md): throughput against a fixture
 # endpoint next to the C floor, the Node SDK peer and the boto3 peer; latency,
@@ -234,10 +259,10 @@ chaos: deps $(BUILD)/kcld $(BUILD)/tests/chaos/test_chaos
 # killed `make bench` leaves nothing running; `make bench-selftest` checks it.
 BENCH ?=
 BENCH_BIN := $(BUILD)/bench/floor $(BUILD)/bench/floor-jansson $(BUILD)/bench/launch
-$(BUILD)/bench/floor: bench/floor.c
+$(BUILD)/bench/floor: bench/floor.c | pkg-check
 	@mkdir -p $(dir $@)
 	$(CC) -std=c11 -D_GNU_SOURCE $(WARN) -O2 -g -o $@ $< -lcurl -lcrypto
-$(BUILD)/bench/floor-jansson: bench/floor_jansson.c
+$(BUILD)/bench/floor-jansson: bench/floor_jansson.c | pkg-check
 	@mkdir -p $(dir $@)
 	$(CC) -std=c11 -D_GNU_SOURCE $(WARN) -O2 -g -o $@ $< -ljansson -lcrypto
 $(BUILD)/bench/launch: bench/launch.c
@@ -247,10 +272,14 @@ bench-deps:
 	@scripts/bootstrap.sh --bench
 	@cd bench/node && if ! cmp -s package-lock.json node_modules/.kcld-lock 2>/dev/null; then \
 	  npm ci --no-audit --no-fund --loglevel=error && cp package-lock.json node_modules/.kcld-lock; fi
-bench: bench-deps $(BUILD)/kcld examples/plugin-count/plugin-count.so $(BENCH_BIN)
+# The build runs in a sub-make, after bench-deps: see the top of this file.
+bench-build: $(BUILD)/kcld examples/plugin-count/plugin-count.so $(BENCH_BIN)
+bench: bench-deps
+	@$(MAKE) --no-print-directory bench-build BUILD=$(BUILD)
 	@NODE_NO_WARNINGS=1 KCLD_BIN=$(BUILD)/kcld KCLD_BENCH_BIN=$(BUILD)/bench \
 	  BENCH_OUT=$${BENCH_OUT:-$(BUILD)/bench/results.json} \
 	  exec $(BUILD)/bench/launch -p $$PPID node bench/node/run.mjs $(BENCH)
-bench-selftest: bench-deps $(BUILD)/kcld examples/plugin-count/plugin-count.so $(BENCH_BIN)
+bench-selftest: bench-deps
+	@$(MAKE) --no-print-directory bench-build BUILD=$(BUILD)
 	@bench/selftest.sh $(BUILD)
-.PHONY: bench bench-deps bench-selftest
+.PHONY: bench bench-build bench-deps bench-selftest

@@ -1,0 +1,83 @@
+#!/bin/sh
+# check-make-run.sh — `make run` as a new user starts it: from a build tree
+# that does not exist yet (the build runs after `make deps`, in a sub-make),
+# for DURATION=3s with 5% malformed records.  It must
+#   - finish, exit 0, and say every record was handled or dead-lettered
+#     within KCLD_MAX_CATCHUP seconds (default 10) of the producer's end
+#     (dead-lettered records count: the wait used to last its full 60 s);
+#   - have dead-lettered at least one record, and print a summary where
+#     items in the table + records in the dead-letter queue = produced;
+#   - scrape the metrics port kcld itself reported (port 0, a free one).
+# -O0 keeps the build short.  Run from the repository root.
+# Exit 0 pass, 1 fail.
+set -eu
+max=${KCLD_MAX_CATCHUP:-10}
+# Not the outer make's jobserver or flags.
+unset MAKEFLAGS MFLAGS MAKELEVEL MAKEOVERRIDES || true
+
+tmp=$(mktemp -d)
+trap 'rm -rf "$tmp"' EXIT
+fail=0
+bad() {
+  echo "FAIL $*"
+  fail=1
+}
+
+start=$(date +%s)
+rc=0
+DURATION=3s RATE=200 POISON=0.05 DRAIN_TIMEOUT=60 \
+  make --no-print-directory -j2 run BUILD="$tmp/build" CFLAGS="-O0 -g" \
+  > "$tmp/out" 2>&1 || rc=$?
+echo "make run took $(( $(date +%s) - start )) s (build included), exit $rc"
+tr '\r' '\n' < "$tmp/out" | grep -v '^\(cc\|ar\) ' > "$tmp/log"
+[ "$rc" -eq 0 ] || bad "make run exited $rc"
+[ -x "$tmp/build/kcld" ] || bad "no kcld built in BUILD=$tmp/build"
+
+# make run: all N records dealt with (H handled, D dead-lettered) S s after ...
+fields=$(sed -n 's/^make run: all \([0-9]*\) records dealt with (\([0-9]*\) handled, \([0-9]*\) dead-lettered) \([0-9.]*\) s after.*/\1 \2 \3 \4/p' \
+           "$tmp/log")
+total=""
+if [ -z "$fields" ]; then
+  bad "no 'all N records dealt with' line"
+else
+  read -r total handled dead secs <<EOF
+$fields
+EOF
+  [ "$total" -gt 0 ] || bad "nothing produced"
+  [ "$dead" -gt 0 ] || bad "no record dead-lettered with POISON=0.05"
+  [ $((handled + dead)) -ge "$total" ] ||
+    bad "handled $handled + dead-lettered $dead < produced $total"
+  if awk -v s="$secs" -v m="$max" 'BEGIN { exit !(s > m) }'; then
+    bad "caught up $secs s after the producer stopped (limit $max s)"
+  else
+    echo "ok   $total records: $handled handled, $dead dead-lettered," \
+      "caught up $secs s after the producer stopped"
+  fi
+fi
+
+# summary: produced = items + DLQ records, and the check line says so.
+produced=$(sed -n 's/^  produced: *\([0-9]*\).*/\1/p' "$tmp/log")
+items=$(sed -n 's/^  items in the table: *\([0-9]*\).*/\1/p' "$tmp/log")
+dlq=$(sed -n 's/^  records in the DLQ: *\([0-9]*\).*/\1/p' "$tmp/log")
+if [ -z "$produced" ] || [ -z "$items" ] || [ -z "$dlq" ]; then
+  bad "no summary"
+elif [ $((items + dlq)) -ne "$produced" ] || [ "$produced" != "${total:-}" ] ||
+     ! grep -q "check: *$items + $dlq = $produced .*nothing lost" "$tmp/log"
+then
+  bad "summary does not add up: $items + $dlq vs $produced (dealt with: ${total:-?})"
+else
+  echo "ok   summary: $items + $dlq = $produced"
+fi
+
+# The metrics address is the one kcld logged for metrics.listen port 0.
+url=$(sed -n 's|^make run: kcld metrics on http://\([0-9.]*:[0-9]*\)/metrics.*|\1|p' \
+        "$tmp/log")
+logged=$(grep -o 'metrics server listening.*' "$tmp/build/run/kcld.log" |
+         grep -o '127\.0\.0\.1:[0-9]*' | head -n 1 || true)
+if [ -z "$url" ] || [ "$url" != "$logged" ] || [ "${url#*:}" = 0 ]; then
+  bad "metrics address '$url', kcld logged '$logged'"
+else
+  echo "ok   metrics scraped at $url, the port kcld bound"
+fi
+[ "$fail" -eq 0 ] || sed 's/^/     /' "$tmp/log" | tail -n 40
+exit "$fail"

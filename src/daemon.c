@@ -2,8 +2,9 @@
  * coordinator, one shard consumer per held lease, the dispatcher and the
  * handler, and runs the graceful shutdown.
  *
- * Start:    region -> clients -> handler -> coordinator (table, shard sync);
- *           READY=1 to systemd once the lease table answered.
+ * Start:    region -> clients -> the stream's ARN (aws/identity.h) ->
+ *           handler -> coordinator (table, shard sync); READY=1 to systemd
+ *           once the lease table answered.
  * Running:  acquired lease -> shard consumer -> dispatcher -> handler;
  *           lost lease -> the consumer stops at once.
  * Shutdown: (first SIGTERM/SIGINT) stop fetching, let in-flight batches
@@ -25,8 +26,10 @@
 #include "aws/call.h"
 #include "aws/credentials.h"
 #include "aws/http.h"
+#include "aws/identity.h"
 #include "aws/kinesis.h"
 #include "aws/sqs.h"
+#include "aws/sts.h"
 #include "consume/budget.h"
 #include "consume/shard_consumer.h"
 #include "err.h"
@@ -81,6 +84,9 @@ struct daemon {
   struct kcld_credentials *creds;
   struct kcld_aws *aws;
   struct kcld_kinesis *kinesis;
+  struct kcld_sts *sts;        /* GetCallerIdentity at start-up */
+  char *stream_arn;            /* resolved at start-up; "" when unknown */
+  char *function_arn;          /* the on-failure records' functionArn */
   struct kcld_handler *handler;
   struct kcld_sqs *sqs;        /* on_failure.sqs only */
   struct kcld_dlq *dlq;
@@ -309,6 +315,8 @@ static void close_all(struct daemon *dm)
     dm->handler->ops->destroy(dm->handler);
   if (dm->kinesis)
     kcld_kinesis_close(dm->kinesis);
+  if (dm->sts)
+    kcld_sts_close(dm->sts);
   if (dm->aws)
     kcld_aws_close(dm->aws);
   if (dm->creds)
@@ -324,6 +332,7 @@ static void close_all(struct daemon *dm)
   dm->sqs = NULL;
   dm->handler = NULL;
   dm->kinesis = NULL;
+  dm->sts = NULL;
   dm->aws = NULL;
   dm->creds = NULL;
   dm->http = NULL;
@@ -510,36 +519,29 @@ static int open_store(struct daemon *dm, struct kcld_dlq_store **store)
 static int open_dlq(struct daemon *dm)
 {
   const struct kcld_config *cfg = dm->cfg;
-  const char *stream_arn = strncmp(cfg->stream, "arn:", 4) == 0 ? cfg->stream
-                                                                : "";
   struct kcld_dlq_opts qo;
-  char arn[512];
   int rc;
 
   memset(&qo, 0, sizeof(qo));
   if ((rc = open_store(dm, &qo.store)) != 0 || !qo.store)
     return rc;
-  if ((rc = kcld_dlq_function_arn(arn, sizeof(arn), stream_arn, dm->region,
-                                  NULL, cfg->application)) != 0) {
-    qo.store->ops->free(qo.store);
-    return rc;
-  }
   qo.loop = &dm->loop;
-  qo.function_arn = arn;
-  qo.stream_arn = stream_arn;
+  qo.function_arn = dm->function_arn;
+  qo.stream_arn = dm->stream_arn;
   qo.include_records = cfg->on_failure.include_records;
   qo.backoff_base_ms = (uint64_t)cfg->retry.backoff_base_ms;
   qo.backoff_max_ms = (uint64_t)cfg->retry.backoff_max_ms;
   return kcld_dlq_new(&qo, &dm->dlq);
 }
 
+static void on_identity(int err, const struct kcld_identity *id, void *arg);
+
+/* The AWS clients, then the stream's ARN (start_engine follows). */
 static int start_clients(struct daemon *dm)
 {
   const struct kcld_config *cfg = dm->cfg;
   struct kcld_aws_opts ao;
-  struct kcld_coordinator_opts co;
-  struct kcld_dispatcher_opts dop;
-  struct kcld_handler_env env;
+  struct kcld_identity_opts io;
   int rc;
 
   memset(&ao, 0, sizeof(ao));
@@ -564,13 +566,33 @@ static int start_clients(struct daemon *dm)
     kcld_aws_set_observer(dm->aws, kcld_monitor_observe_aws, dm->monitor);
   if ((rc = kcld_kinesis_new(dm->aws, &dm->loop, &dm->kinesis)) != 0)
     return rc;
+  if ((rc = kcld_sts_new(dm->aws, &dm->loop, &dm->sts)) != 0)
+    return rc;
+  memset(&io, 0, sizeof(io));
+  io.kinesis = dm->kinesis;
+  io.sts = dm->sts;
+  io.stream = cfg->stream;
+  io.region = dm->region;
+  io.application = cfg->application;
+  return kcld_identity_resolve(&io, on_identity, dm);
+}
+
+/* The handler, the failure destination, the dispatcher and the lease
+ * coordinator, once the stream's ARN is known. */
+static int start_engine(struct daemon *dm)
+{
+  const struct kcld_config *cfg = dm->cfg;
+  struct kcld_coordinator_opts co;
+  struct kcld_dispatcher_opts dop;
+  struct kcld_handler_env env;
+  int rc;
 
   memset(&env, 0, sizeof(env));
   env.loop = &dm->loop;
   env.cfg = cfg;
   env.aws = dm->aws;
   env.region = dm->region;
-  env.stream_arn = strncmp(cfg->stream, "arn:", 4) == 0 ? cfg->stream : "";
+  env.stream_arn = dm->stream_arn;
   env.checkpoint = handler_checkpoint;
   env.checkpoint_ctx = dm;
   if ((rc = kcld_handler_new(&env, &dm->handler)) != 0)
@@ -618,6 +640,27 @@ static int start_clients(struct daemon *dm)
   co.cbs.lost = on_lost;
   co.cbs.arg = dm;
   return kcld_coordinator_start(&co, &dm->coord);
+}
+
+static void on_identity(int err, const struct kcld_identity *id, void *arg)
+{
+  struct daemon *dm = arg;
+
+  if (dm->phase != PHASE_STARTING)
+    return; /* shutting down (the clients were closed: KCLD_ECANCELED) */
+  if (err == 0) {
+    dm->stream_arn = strdup(id->stream_arn);
+    dm->function_arn = strdup(id->function_arn);
+    if (!dm->stream_arn || !dm->function_arn)
+      err = KCLD_ENOMEM;
+  }
+  if (err == 0)
+    err = start_engine(dm);
+  if (err != 0) {
+    kcld_log(KCLD_LOG_ERROR, "start-up failed", "error", kcld_strerror(err),
+             NULL);
+    begin_shutdown(dm, err);
+  }
 }
 
 static void with_region(struct daemon *dm)
@@ -781,6 +824,8 @@ int kcld_daemon_run(const struct kcld_config *cfg)
     kcld_log(KCLD_LOG_WARN, "event loop closed with handles open", NULL);
   kcld_http_global_cleanup();
   free(dm.region);
+  free(dm.stream_arn);
+  free(dm.function_arn);
   kcld_log_flush(1);
   kcld_log(KCLD_LOG_INFO, "stopped", NULL);
   return dm.rc;

@@ -1400,9 +1400,14 @@ static void test_binary_poison_multilang(void **state)
     json_array_get(msgs, 0), "body")), 0, NULL);
   assert_string_equal(json_string_value(json_object_get(json_object_get(
     body, "KinesisBatchInfo"), "startSequenceNumber")), seq137);
+  /* The stream is configured by name: kcld resolved its ARN, and the
+   * function ARN carries that ARN's account. */
   assert_string_equal(json_string_value(json_object_get(json_object_get(
     body, "requestContext"), "functionArn")),
-    "arn:aws:lambda:us-east-1::function:kcld-engbin-app");
+    "arn:aws:lambda:us-east-1:000000000000:function:kcld-engbin-app");
+  assert_string_equal(json_string_value(json_object_get(json_object_get(
+    body, "KinesisBatchInfo"), "streamArn")),
+    "arn:aws:kinesis:us-east-1:000000000000:stream/engbin");
   r = json_array_get(json_object_get(body, "records"), 0);
   assert_string_equal(json_string_value(json_object_get(r, "data")),
                       "cmVjLTEzNw==");

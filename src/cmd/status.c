@@ -571,7 +571,9 @@ static const char s_usage[] =
   "  -c, --config PATH     endpoints, region, credentials, stream and lease\n"
   "                        table (default: the environment)\n"
   "  -s, --stream NAME     the stream (default: the config's)\n"
-  "  -t, --table NAME      the lease table (default: the config's)\n"
+  "  -t, --table NAME      the lease table (default: the config's\n"
+  "                        lease.table, itself by default the\n"
+  "                        application); required without --config\n"
   "  -r, --recheck[=D]     read the table again after D (default: the\n"
   "                        failover time) and count owned leases whose\n"
   "                        counter did not move as expired\n"
@@ -637,6 +639,12 @@ int kcld_status_command(int argc, char **argv)
               s_usage);
       return 2;
     }
+  }
+  if (!path && !o.table && optind == argc) {
+    fprintf(stderr, "kcld status: give --table NAME (the lease table, named "
+            "after the application by default) or --config PATH\n\n%s",
+            s_usage);
+    return 2;
   }
   struct kcld_config *cfg = kcld_cli_config_args("status", argc, argv,
                                                  optind, path, o.stream,

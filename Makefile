@@ -99,8 +99,9 @@ run: deps
 	@KCLD_BIN=$(BUILD)/kcld KCLD_RUN_DIR=$(BUILD)/run scripts/run-local.sh
 
 # make install [PREFIX=/usr/local] [DESTDIR=]: the binary, the systemd unit
-# (its ExecStart follows BINDIR), the sysusers.d and tmpfiles.d entries, the
-# man page, and the example configuration, which also becomes
+# and its kcld@ template (their ExecStart follows BINDIR), the sysusers.d
+# and tmpfiles.d entries, the man page, the docs (docs/*.md into DOCDIR)
+# and the example configuration, which also becomes
 # /etc/kcld/kcld.yaml when that file does not exist yet (never overwritten).
 # A real install (no DESTDIR, as root, systemd present) also creates the kcld
 # user and the permissions of /etc/kcld; packagers do that at install time.
@@ -111,20 +112,24 @@ UNITDIR     ?= $(PREFIX)/lib/systemd/system
 SYSUSERSDIR ?= $(PREFIX)/lib/sysusers.d
 TMPFILESDIR ?= $(PREFIX)/lib/tmpfiles.d
 CONFDIR     := /etc/kcld
+DOCS        := $(wildcard docs/*.md)
+UNITS       := kcld.service kcld@.service
 
 .PHONY: uninstall
 install: $(BUILD)/kcld
 	install -D -m 0755 $(BUILD)/kcld $(DESTDIR)$(BINDIR)/kcld
 	install -d -m 0755 $(DESTDIR)$(UNITDIR)
-	sed 's|^ExecStart=/usr/local/bin/kcld |ExecStart=$(BINDIR)/kcld |' \
-	  systemd/kcld.service > $(DESTDIR)$(UNITDIR)/kcld.service.tmp
-	chmod 0644 $(DESTDIR)$(UNITDIR)/kcld.service.tmp
-	mv -f $(DESTDIR)$(UNITDIR)/kcld.service.tmp \
-	  $(DESTDIR)$(UNITDIR)/kcld.service
+	for u in $(UNITS); do \
+	  sed 's|^ExecStart=/usr/local/bin/kcld |ExecStart=$(BINDIR)/kcld |' \
+	    systemd/$$u > $(DESTDIR)$(UNITDIR)/$$u.tmp && \
+	  chmod 0644 $(DESTDIR)$(UNITDIR)/$$u.tmp && \
+	  mv -f $(DESTDIR)$(UNITDIR)/$$u.tmp $(DESTDIR)$(UNITDIR)/$$u || exit 1; \
+	done
 	install -D -m 0644 systemd/kcld.sysusers $(DESTDIR)$(SYSUSERSDIR)/kcld.conf
 	install -D -m 0644 systemd/kcld.tmpfiles $(DESTDIR)$(TMPFILESDIR)/kcld.conf
 	install -D -m 0644 docs/man/kcld.8 $(DESTDIR)$(MANDIR)/man8/kcld.8
 	install -D -m 0644 conf/kcld.yaml $(DESTDIR)$(DOCDIR)/kcld.yaml.example
+	install -m 0644 $(DOCS) $(DESTDIR)$(DOCDIR)/
 	@[ -d $(DESTDIR)$(CONFDIR) ] || install -d -m 0755 $(DESTDIR)$(CONFDIR)
 	@if [ -e $(DESTDIR)$(CONFDIR)/kcld.yaml ]; then \
 	  echo "install: keeping the existing $(DESTDIR)$(CONFDIR)/kcld.yaml"; \
@@ -144,7 +149,7 @@ install: $(BUILD)/kcld
 # Removes what install put in place, except the kcld user and an
 # /etc/kcld/kcld.yaml that differs from the installed example (local edits).
 uninstall:
-	rm -f $(DESTDIR)$(BINDIR)/kcld $(DESTDIR)$(UNITDIR)/kcld.service \
+	rm -f $(DESTDIR)$(BINDIR)/kcld $(UNITS:%=$(DESTDIR)$(UNITDIR)/%) \
 	  $(DESTDIR)$(SYSUSERSDIR)/kcld.conf $(DESTDIR)$(TMPFILESDIR)/kcld.conf \
 	  $(DESTDIR)$(MANDIR)/man8/kcld.8
 	@if cmp -s $(DESTDIR)$(DOCDIR)/kcld.yaml.example \
@@ -154,7 +159,8 @@ uninstall:
 	elif [ -e $(DESTDIR)$(CONFDIR)/kcld.yaml ]; then \
 	  echo "uninstall: keeping the edited $(DESTDIR)$(CONFDIR)/kcld.yaml"; \
 	fi
-	rm -f $(DESTDIR)$(DOCDIR)/kcld.yaml.example
+	rm -f $(DESTDIR)$(DOCDIR)/kcld.yaml.example \
+	  $(DOCS:docs/%=$(DESTDIR)$(DOCDIR)/%)
 	@rmdir $(DESTDIR)$(DOCDIR) $(DESTDIR)$(CONFDIR) 2>/dev/null || true
 
 clean:

@@ -34,6 +34,18 @@ ALL_CFLAGS := -std=c11 -D_GNU_SOURCE $(WARN) $(CFLAGS) -Isrc -Iinclude -Itests/h
               $(PKG_CFLAGS) -MMD -MP
 LIBS    := $(PKG_LIBS) -lm -lpthread -ldl
 
+LIB_SRC := $(filter-out src/main.c,$(wildcard src/*.c src/*/*.c))
+LIB_OBJ := $(LIB_SRC:%.c=$(BUILD)/%.o)
+HARNESS_OBJ := $(patsubst %.c,$(BUILD)/%.o,$(wildcard tests/harness/*.c))
+UNIT    := $(patsubst %.c,$(BUILD)/%,$(wildcard tests/unit/test_*.c))
+INTEG   := $(patsubst %.c,$(BUILD)/%,$(wildcard tests/integration/test_*.c))
+
+.PHONY: all deps test check unit integration run install clean
+all: kcld
+
+kcld: $(BUILD)/kcld
+	@if [ "$(BUILD)" = build ]; then cp -f $< $@; fi
+
 # Stops a build whose libraries pkg-config does not know (a fresh machine
 # before `make deps`) with that advice, instead of undefined references.
 # Order-only, so it never makes anything out of date.
@@ -49,18 +61,6 @@ pkg-check:
 	    "packages; \`make run\` and \`make test\` do it themselves)" >&2; \
 	  exit 1; \
 	fi
-
-LIB_SRC := $(filter-out src/main.c,$(wildcard src/*.c src/*/*.c))
-LIB_OBJ := $(LIB_SRC:%.c=$(BUILD)/%.o)
-HARNESS_OBJ := $(patsubst %.c,$(BUILD)/%.o,$(wildcard tests/harness/*.c))
-UNIT    := $(patsubst %.c,$(BUILD)/%,$(wildcard tests/unit/test_*.c))
-INTEG   := $(patsubst %.c,$(BUILD)/%,$(wildcard tests/integration/test_*.c))
-
-.PHONY: all deps test check unit integration run install clean
-all: kcld
-
-kcld: $(BUILD)/kcld
-	@if [ "$(BUILD)" = build ]; then cp -f $< $@; fi
 
 $(BUILD)/kcld: $(BUILD)/src/main.o $(BUILD)/libkcld.a
 	$(CC) $(LDFLAGS) -o $@ $^ $(LIBS)

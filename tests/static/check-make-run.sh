@@ -8,6 +8,8 @@
 #   - have dead-lettered at least one record, and print a summary where
 #     items in the table + records in the dead-letter queue = produced;
 #   - scrape the metrics port kcld itself reported (port 0, a free one).
+# And a bare `make` builds kcld: its default goal is `all` (a rule put above
+# `all` once made it a silent no-op).
 # -O0 keeps the build short.  Run from the repository root.
 # Exit 0 pass, 1 fail.
 set -eu
@@ -22,6 +24,9 @@ bad() {
   echo "FAIL $*"
   fail=1
 }
+
+goal=$(make -pq -f Makefile 2>/dev/null | sed -n 's/^\.DEFAULT_GOAL := //p')
+[ "$goal" = all ] || bad "a bare make runs '$goal', not all"
 
 start=$(date +%s)
 rc=0

@@ -40,7 +40,7 @@ HARNESS_OBJ := $(patsubst %.c,$(BUILD)/%.o,$(wildcard tests/harness/*.c))
 UNIT    := $(patsubst %.c,$(BUILD)/%,$(wildcard tests/unit/test_*.c))
 INTEG   := $(patsubst %.c,$(BUILD)/%,$(wildcard tests/integration/test_*.c))
 
-.PHONY: all deps test check unit integration run install clean
+.PHONY: all kcld deps test check unit integration run install clean
 all: kcld
 
 kcld: $(BUILD)/kcld

@@ -9,11 +9,13 @@
 # producer is done (DURATION, or Ctrl-C), it waits until kcld has handled or
 # dead-lettered every record produced (at most DRAIN_TIMEOUT), stops kcld
 # and prints a summary: produced = items in the table + records in the
-# dead-letter queue.
+# dead-letter queue.  The emulators, kcld and the producer run in sessions
+# of their own, so a Ctrl-C reaches this script only, which stops them in
+# that order.
 #
 # Environment: RATE (records/s, default 200), SHARDS (default 4),
-# POISON (share of malformed records, default 0.01), DURATION (e.g. 60s;
-# default: until Ctrl-C), DRAIN_TIMEOUT (seconds, default 60);
+# POISON (share of malformed records, default 0.01), DURATION (default 30s;
+# 0: until Ctrl-C), DRAIN_TIMEOUT (seconds, default 60);
 # KCLD_BIN (default build/kcld) and KCLD_RUN_DIR (logs, default build/run),
 # which `make run` sets from BUILD.
 set -eu
@@ -26,6 +28,8 @@ rate=${RATE:-200}
 shards=${SHARDS:-4}
 poison=${POISON:-0.01}
 drain=${DRAIN_TIMEOUT:-60}
+duration=${DURATION:-30s}
+[ "$duration" = 0 ] && duration=""
 [ -x "$kcld" ] || { echo "make run: no kcld at $kcld" >&2; exit 1; }
 rm -rf "$run"
 mkdir -p "$run"
@@ -43,7 +47,7 @@ since() { awk -v a="$1" -v b="$(now)" 'BEGIN { printf "%.1f", b - a }'; }
 
 # --- emulators: they exit when our end of their stdin closes -------------
 mkfifo "$run/emu.in"
-node tests/emulators/emulators.js --ttl 86400 kinesis dynamodb sqs \
+setsid node tests/emulators/emulators.js --ttl 86400 kinesis dynamodb sqs \
   < "$run/emu.in" > "$run/emu.out" 2> "$run/emu.err" &
 emu_pid=$!
 exec 3> "$run/emu.in"
@@ -74,7 +78,7 @@ echo "make run: kinesis $KCLD_KINESIS_ENDPOINT, dynamodb $KCLD_DYNAMODB_ENDPOINT
 echo "make run: stream kcld-local ($shards shards), table kcld-local-results, queue $KCLD_DLQ_URL"
 
 # --- kcld and the producer -------------------------------------------------
-"$kcld" --config conf/local.yaml 2> "$run/kcld.log" &
+setsid "$kcld" --config conf/local.yaml 2> "$run/kcld.log" &
 kcld_pid=$!
 # The metrics address kcld bound: its "metrics server listening" line.
 metrics=""
@@ -92,10 +96,14 @@ while [ -z "$metrics" ]; do
   sleep 0.1
 done
 echo "make run: kcld metrics on http://$metrics/metrics; logs in $run/"
-echo "make run: Ctrl-C stops and prints the summary"
+if [ -n "$duration" ]; then
+  echo "make run: producing for $duration (DURATION); Ctrl-C stops sooner and prints the summary"
+else
+  echo "make run: producing until Ctrl-C, which prints the summary"
+fi
 set -- --config conf/local.yaml --rate "$rate" --poison-rate "$poison"
-[ -n "${DURATION:-}" ] && set -- "$@" --duration "$DURATION"
-"$kcld" produce "$@" > "$run/produce.out" 2> "$run/produce.err" &
+[ -n "$duration" ] && set -- "$@" --duration "$duration"
+setsid "$kcld" produce "$@" > "$run/produce.out" 2> "$run/produce.err" &
 prod_pid=$!
 
 metric() { # sum of a metric's samples
@@ -133,10 +141,10 @@ while [ $stop = 0 ]; do
     exit 1
   fi
   if ! kill -0 "$prod_pid" 2>/dev/null; then
-    [ -n "${DURATION:-}" ] && break
+    [ -n "$duration" ] && break
   fi
   status_line
-  sleep 1
+  sleep 1 || true # a Ctrl-C ends the sleep too
 done
 trap - INT TERM
 echo
@@ -157,7 +165,7 @@ while :; do
   if ! kill -0 "$kcld_pid" 2>/dev/null; then break; fi
   if awk -v a="$t0" -v b="$(now)" -v m="$drain" 'BEGIN { exit !(b - a >= m) }'
   then break; fi
-  sleep 0.2
+  sleep 0.2 || true
 done
 echo
 if [ $caught = 1 ]; then

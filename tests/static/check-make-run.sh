@@ -7,7 +7,8 @@
 #     (dead-lettered records count: the wait used to last its full 60 s);
 #   - have dead-lettered at least one record, and print a summary where
 #     items in the table + records in the dead-letter queue = produced;
-#   - scrape the metrics port kcld itself reported (port 0, a free one).
+#   - scrape the metrics port kcld itself reported (port 0, a free one);
+#   - and, run again with DURATION=0, stop at a Ctrl-C with the summary.
 # And a bare `make` builds kcld: its default goal is `all` (a rule put above
 # `all` once made it a silent no-op).
 # -O0 keeps the build short.  Run from the repository root.
@@ -85,4 +86,47 @@ else
   echo "ok   metrics scraped at $url, the port kcld bound"
 fi
 [ "$fail" -eq 0 ] || sed 's/^/     /' "$tmp/log" | tail -n 40
+
+# Ctrl-C, as a terminal sends it: SIGINT to the whole process group, while
+# DURATION=0 produces for ever.  The script alone gets it (the emulators,
+# kcld and the producer run in sessions of their own), so kcld still
+# catches up and the summary adds up.
+if [ -x "$tmp/build/kcld" ]; then
+  ( # the "terminal": SIGINT once records were produced (at most 60 s in),
+    # then (a hang) SIGTERM after 120 s more
+    i=0
+    until tr '\r' '\n' < "$tmp/ctrlc.out" 2>/dev/null |
+          grep -q '^produced [1-9]'; do
+      i=$((i + 1))
+      if [ "$i" -gt 600 ]; then break; fi
+      sleep 0.1
+    done
+    pid=$(cat "$tmp/ctrlc.pid")
+    kill -INT -- "-$pid" 2>/dev/null || true
+    i=0
+    while kill -0 "$pid" 2>/dev/null && [ "$i" -lt 1200 ]; do
+      i=$((i + 1))
+      sleep 0.1
+    done
+    if kill -0 "$pid" 2>/dev/null; then kill -TERM -- "-$pid"; fi
+  ) &
+  killer=$!
+  rc=0
+  # Its own process group, SIGINT not ignored (a background job's is).
+  # shellcheck disable=SC2016
+  KCLD_BIN="$tmp/build/kcld" KCLD_RUN_DIR="$tmp/ctrlc" DURATION=0 RATE=200 \
+    POISON=0.05 setsid env --default-signal=INT \
+    sh -c 'echo $$ > "$1" && exec scripts/run-local.sh' sh "$tmp/ctrlc.pid" \
+    > "$tmp/ctrlc.out" 2>&1 || rc=$?
+  wait "$killer" || true
+  tr '\r' '\n' < "$tmp/ctrlc.out" > "$tmp/ctrlc.log"
+  if [ "$rc" -eq 0 ] &&
+     grep -q '^make run: all [0-9]* records dealt with' "$tmp/ctrlc.log" &&
+     grep -q 'check: .* nothing lost' "$tmp/ctrlc.log"; then
+    echo "ok   Ctrl-C: $(grep -o 'all [0-9]* records dealt with' "$tmp/ctrlc.log"), summary adds up"
+  else
+    bad "Ctrl-C: exit $rc, no catch-up or no summary"
+    grep -v '^produced' "$tmp/ctrlc.log" | sed 's/^/     /' | tail -n 20
+  fi
+fi
 exit "$fail"

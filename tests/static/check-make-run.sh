@@ -102,13 +102,13 @@ if [ -x "$tmp/build/kcld" ]; then
       sleep 0.1
     done
     pid=$(cat "$tmp/ctrlc.pid")
-    kill -INT -- "-$pid" 2>/dev/null || true
+    kill -INT "-$pid" 2>/dev/null || true
     i=0
     while kill -0 "$pid" 2>/dev/null && [ "$i" -lt 1200 ]; do
       i=$((i + 1))
       sleep 0.1
     done
-    if kill -0 "$pid" 2>/dev/null; then kill -TERM -- "-$pid"; fi
+    if kill -0 "$pid" 2>/dev/null; then kill -TERM "-$pid" || true; fi
   ) &
   killer=$!
   rc=0

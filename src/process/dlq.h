@@ -19,7 +19,7 @@
  *                events carry it), "data" (base64)}, ...]
  *   "errorType", "errorMessage": the handler's last answer.
  *
- * requestContext.functionArn is ARN-shaped (kcld_dlq_function_arn) and
+ * requestContext.functionArn is ARN-shaped (aws/identity.h) and
  * responseContext.functionError is "Unhandled", as Lambda writes for a
  * function error; kcld's own error type and message are in errorType and
  * errorMessage.
@@ -157,16 +157,5 @@ const char *kcld_dlq_where(const struct kcld_dlq *q);
  * calls have answered: close the SQS client afterwards (it cancels calls in
  * flight), then run the loop.  NULL is ignored. */
 void kcld_dlq_close(struct kcld_dlq *q);
-
-/* requestContext.functionArn, as Lambda would name a function
- * "kcld-<application>": arn:<partition>:lambda:<region>:<account>:function:
- * kcld-<application>.  The partition and the account come from stream_arn
- * when it is an ARN (arn:<partition>:kinesis:<region>:<account>:stream/..),
- * else from `account` (NULL or "" = unknown: left empty) and the region
- * (aws-cn for cn-*, aws-us-gov for us-gov-*, else aws).  Writes a NUL-
- * terminated string; returns 0, or KCLD_EINVAL when it does not fit. */
-int kcld_dlq_function_arn(char *buf, size_t n, const char *stream_arn,
-                          const char *region, const char *account,
-                          const char *application);
 
 #endif

@@ -28,13 +28,36 @@ struct run {
   struct kcld_redrive_line line; /* this message's records */
   const char *target;            /* this message's stream */
   int rounds;
+  json_t *seen;                  /* dry run: receipts to release at the end */
 };
 
 static void receive(struct run *r);
 static void next_message(struct run *r);
 
+static void finish(struct run *r);
+
+/* Dry run: the messages read become visible again at once, one by one. */
+static void on_released(const struct kcld_svc_status *st, void *arg)
+{
+  struct run *r = arg;
+  if (st->err)
+    kcld_log(KCLD_LOG_WARN, "dry run: a message stays invisible until its "
+             "visibility timeout", "error", st->message, NULL);
+  json_array_remove(r->seen, 0);
+  finish(r);
+}
+
 static void finish(struct run *r)
 {
+  if (r->seen && json_array_size(r->seen) > 0) {
+    int rc = kcld_sqs_change_visibility(
+      r->o.sqs, r->queue, json_string_value(json_array_get(r->seen, 0)), 0,
+      on_released, r);
+    if (rc == 0)
+      return;
+    json_array_clear(r->seen);
+  }
+  json_decref(r->seen);
   json_decref(r->msgs);
   r->cb(&r->res, r->arg);
   free(r->queue);
@@ -75,6 +98,8 @@ static void keep(struct run *r, const char *why)
            "messageId", json_string_value(json_object_get(m, "id")),
            "reason", why, NULL);
   r->res.kept++;
+  if (r->seen)
+    json_array_append(r->seen, json_object_get(m, "receipt"));
   advance(r);
 }
 
@@ -191,6 +216,7 @@ static void next_message(struct run *r)
              NULL);
     r->res.messages++;
     r->res.records += r->line.count;
+    json_array_append(r->seen, json_object_get(m, "receipt"));
     advance(r);
     return;
   }
@@ -269,6 +295,12 @@ int kcld_redrive_run(const struct kcld_redrive_opts *o, kcld_redrive_cb cb,
   }
   r->cb = cb;
   r->arg = arg;
+  if (o->dry_run && !(r->seen = json_array())) {
+    free(r->queue);
+    free(r->stream);
+    free(r);
+    return KCLD_ENOMEM;
+  }
   receive(r);
   return 0;
 }
@@ -300,8 +332,8 @@ static const char s_usage[] =
   "  -n, --max-messages N  (--queue) stop after N messages (default: when\n"
   "                        the queue answers empty)\n"
   "      --dry-run         put nothing, delete or move nothing: count what\n"
-  "                        would be put back (queue messages read come back\n"
-  "                        after their visibility timeout, 60 s)\n"
+  "                        would be put back (the queue's messages are made\n"
+  "                        visible again at the end)\n"
   "  -h, --help            this text\n"
   "\n"
   "A progress line on stderr when it is a terminal; one JSON summary line on\n"

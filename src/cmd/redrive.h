@@ -5,8 +5,8 @@
  *                [--config PATH] [--max-messages N] [--dry-run]
  *
  * Without --queue or --dir, the configuration's on_failure.sqs, else its
- * on_failure.dir.  A dry run reads the messages (they come back after
- * their visibility timeout) and puts nothing, deletes nothing.
+ * on_failure.dir.  A dry run reads the messages, puts nothing, deletes
+ * nothing, and at the end makes every message it read visible again.
  *
  * Reads the dead-letter queue that on_failure.sqs filled (process/dlq.h),
  * puts each message's records back with PutRecords (same partition key and
@@ -45,7 +45,9 @@ struct kcld_redrive_opts {
   int dry_run;                   /* 1: put nothing, delete nothing; count
                                     the messages and records a redrive
                                     would put back (messages, records) and
-                                    the messages it would leave (kept) */
+                                    the messages it would leave (kept);
+                                    then make the messages read visible
+                                    again (ChangeMessageVisibility 0) */
   /* Called after each message put back or left (may be NULL), with the
    * totals so far and the callback's arg. */
   void (*progress)(const struct kcld_redrive_result *sofar, void *arg);

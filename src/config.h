@@ -191,6 +191,7 @@ struct kcld_config_handler_cfg {
 struct kcld_config_metrics {
   char *listen;                /* host:port; "" = disabled; port 0 = any */
   char *emf;                   /* EMF output file; "" = none */
+  int64_t stuck_after_ms;      /* no progress this long: stalled */
 };
 
 struct kcld_config_log {

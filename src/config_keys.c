@@ -225,6 +225,10 @@ const struct kcld_config_key kcld_config_keys[] = {
       "does not start; \"\" disables"),
   STR("metrics.emf", metrics.emf, "", C_NONE, 0,
       "file for CloudWatch Embedded Metric Format lines; \"\" = none"),
+  DUR("metrics.stuck_after", metrics.stuck_after_ms, "5m", SEC, DAY, F_LIVE,
+      "a shard with work that makes no progress this long is stalled: an "
+      "error line, kcld_shard_stalled and /healthz 503 (counted after "
+      "batch.window)"),
 
   ENUM("log.level", log.level, "info", s_levels, F_LIVE,
        "lowest level logged; each -v goes one lower"),

@@ -54,6 +54,9 @@ struct poller {
   char *iterator;          /* NULL: a new one is needed (or the end) */
   struct kcld_seq_pos last_fetched; /* last Kinesis record fetched */
   unsigned fails_in_row;   /* failed calls since a success */
+  int failing;             /* KCLD_SHARD_FETCH_*: the last failure since
+                              the last GetRecords answer, else OK */
+  char failing_error[160]; /* its type and message */
   uint64_t last_call_ms;
   int called;
   uint64_t next_at_ms;     /* no call before this (idle, backoff) */
@@ -111,6 +114,26 @@ static uint64_t backoff_ms(const struct poller *p, unsigned fails)
   return kcld_backoff_ms(&b, fails);
 }
 
+/* Remembers what the failure says about the shard, for the stall
+ * detector: throttled, no iterator (the stream or shard is not there, or
+ * GetShardIterator refuses the position: the stream deleted or
+ * re-created), or another error. */
+static void note_failure(struct poller *p, const char *op,
+                         enum kcld_kinesis_fault fault, const char *type,
+                         const char *message)
+{
+  if (fault == KCLD_KINESIS_THROUGHPUT || fault == KCLD_KINESIS_KMS_THROTTLED)
+    p->failing = KCLD_SHARD_FETCH_THROTTLED;
+  else if (fault == KCLD_KINESIS_NOT_FOUND ||
+           (fault == KCLD_KINESIS_INVALID &&
+            strcmp(op, "GetShardIterator") == 0))
+    p->failing = KCLD_SHARD_FETCH_NO_ITERATOR;
+  else
+    p->failing = KCLD_SHARD_FETCH_ERROR;
+  snprintf(p->failing_error, sizeof(p->failing_error), "%s: %s", type,
+           message && *message ? message : "(no message)");
+}
+
 /* A call or a parse failed: count it, log it, back off (or, for an expired
  * iterator, get a new one at once). */
 static void fetch_failed(struct poller *p, const char *op,
@@ -142,6 +165,7 @@ static void fetch_failed(struct poller *p, const char *op,
   uint64_t delay = backoff_ms(p, p->fails_in_row);
   kcld_fmt_u64(ms, sizeof(ms), delay);
   snprintf(status, sizeof(status), "%ld", st->http_status);
+  note_failure(p, op, fault, type, st->message);
   if (fault == KCLD_KINESIS_THROUGHPUT || fault == KCLD_KINESIS_KMS_THROTTLED) {
     p->throttles++;
     kcld_log(KCLD_LOG_DEBUG, "throttled; backing off", "shard", p->shard_id,
@@ -266,7 +290,9 @@ static void got_batch(struct poller *p, struct kcld_record_batch *b)
   else
     p->next_at_ms = 0; /* behind: as soon as the rate allows */
   unsigned old_fails = p->fails_in_row;
+  int old_failing = p->failing;
   p->fails_in_row = 0;
+  p->failing = KCLD_SHARD_FETCH_OK;
   if (b->kinesis_count == 0)
     p->empty_responses++;
   if (p->cbs.batch(p->cbs.arg, b) != 0) {
@@ -276,6 +302,7 @@ static void got_batch(struct poller *p, struct kcld_record_batch *b)
     p->last_fetched = old_last;
     p->stopped = 0;
     p->fails_in_row = old_fails;
+    p->failing = old_failing;
     if (b->kinesis_count == 0)
       p->empty_responses--;
     kcld_record_batch_release(b);
@@ -489,11 +516,14 @@ static void poller_stats(const void *src, struct kcld_shard_consumer_stats *st)
   st->throttles += p->throttles;
   st->expired_iterators += p->expired_iterators;
   st->errors += p->errors;
+  st->fetch_failing = p->failing;
+  snprintf(st->fetch_error, sizeof(st->fetch_error), "%s",
+           p->failing ? p->failing_error : "");
 }
 
 const struct kcld_source_ops kcld_poller_ops = {
   .resume = poller_resume, .stop = poller_stop, .close = poller_close,
-  .stats = poller_stats};
+  .stats = poller_stats, .every_answer_moves = 1};
 
 int kcld_poller_open(const struct kcld_poller_opts *o, void **out)
 {

@@ -97,7 +97,12 @@ struct kcld_shard_consumer {
   struct kcld_seq_pos handled;        /* last progress */
   int clamp_warned;
   int sink_cancelled;
-  uint64_t last_progress_ms;          /* uv_now of the last progress */
+  uint64_t last_progress_ms;          /* uv_now of the last progress of
+                                         any kind, or of the start */
+  uint64_t pending_mark_ms;           /* records began to wait, or the last
+                                         progress report (stats) */
+  uint64_t fetch_mark_ms;             /* fetching began, or the last answer
+                                         that moved the shard on */
 
   char **children;
   size_t n_children;
@@ -183,6 +188,13 @@ static int outstanding(const struct kcld_shard_consumer *c)
   return !c->handled.set ||
          kcld_seq_pos_compare(&c->handled, c->delivered_last.seq,
                               c->delivered_last.sub) < 0;
+}
+
+/* Something fetched is not dealt with yet: queued, or delivered and not
+ * reported. */
+static int pending(const struct kcld_shard_consumer *c)
+{
+  return c->qhead != NULL || outstanding(c);
 }
 
 static void cancel_sink(struct kcld_shard_consumer *c)
@@ -495,7 +507,7 @@ void kcld_shard_consumer_progress(struct kcld_shard_consumer *c,
   if (c->handled.set && kcld_seq_pos_compare(&c->handled, sequence, sub) >= 0)
     return;
   kcld_seq_pos_set(&c->handled, sequence, sub);
-  c->last_progress_ms = uv_now(c->loop);
+  c->last_progress_ms = c->pending_mark_ms = uv_now(c->loop);
   kcld_checkpoint_progress(c->cp, c->handled.seq, c->handled.sub);
   check_drain(c);
 }
@@ -507,11 +519,17 @@ static int on_source_batch(void *arg, struct kcld_record_batch *b)
 {
   struct kcld_shard_consumer *c = arg;
   struct queued *q = NULL;
+  uint64_t now = uv_now(c->loop);
   if (b->count > 0) {
     q = calloc(1, sizeof(*q));
     if (!q)
       return KCLD_ENOMEM; /* the source reads it again */
   }
+  if (c->src_ops->every_answer_moves || b->kinesis_count > 0 ||
+      b->millis_behind_latest <= 0)
+    c->fetch_mark_ms = c->last_progress_ms = now;
+  if (!pending(c))
+    c->pending_mark_ms = now; /* if it is queued below, it waits from now */
   c->stats.kinesis_records += b->kinesis_count;
   c->stats.records += b->count;
   c->stats.bytes += b->data_bytes;
@@ -635,8 +653,10 @@ static void on_parents(int err, int done, void *arg)
   if (!err && done) {
     c->phase = PH_FETCH;
     err = open_source(c);
-    if (err == 0)
+    if (err == 0) {
+      c->fetch_mark_ms = uv_now(c->loop);
       return;
+    }
     c->phase = PH_PARENTS;
     kcld_log(KCLD_LOG_WARN, "could not start fetching; will retry", "shard",
              c->shard_id, "error", kcld_strerror(err), NULL);
@@ -783,6 +803,7 @@ int kcld_shard_consumer_start(const struct kcld_shard_consumer_opts *opts,
   c->finished = opts->finished;
   c->arg = opts->arg;
   c->stats.millis_behind_latest = -1;
+  c->last_progress_ms = uv_now(c->loop);
 
   c->budget = opts->budget;
   if (!c->budget) {
@@ -918,6 +939,7 @@ void kcld_shard_consumer_stats(const struct kcld_shard_consumer *c,
                                struct kcld_shard_consumer_stats *out)
 {
   struct kcld_fetch_account_stats as;
+  struct kcld_checkpoint_stats cs = {0};
   *out = c->stats;
   if (c->src && !c->closing)
     c->src_ops->stats(c->src, out);
@@ -926,7 +948,21 @@ void kcld_shard_consumer_stats(const struct kcld_shard_consumer *c,
   out->held_bytes_peak = as.peak_bytes;
   out->fresh_blocks = as.fresh_blocks;
   out->reused_blocks = as.reused_blocks;
-  out->last_progress_ms = c->last_progress_ms;
+  if (c->cp)
+    kcld_checkpoint_stats(c->cp, &cs);
+  out->last_progress_ms = c->last_progress_ms > cs.written_ms
+                            ? c->last_progress_ms
+                            : cs.written_ms;
+  out->pending_since_ms = 0;
+  if (pending(c))
+    out->pending_since_ms = c->pending_mark_ms > cs.written_ms
+                              ? c->pending_mark_ms
+                              : cs.written_ms;
+  out->fetch_ms = c->phase == PH_FETCH && c->src ? c->fetch_mark_ms : 0;
+  if (!out->fetch_ms) {
+    out->fetch_failing = KCLD_SHARD_FETCH_OK;
+    out->fetch_error[0] = '\0';
+  }
   if (c->phase == PH_PARENTS)
     out->blocked = KCLD_SHARD_BLOCKED_PARENTS;
   else if (c->phase == PH_FETCH && as.waiting)

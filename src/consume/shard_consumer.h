@@ -202,11 +202,40 @@ struct kcld_shard_consumer_stats {
   size_t held_bytes_peak;
   uint64_t fresh_blocks;
   uint64_t reused_blocks;
-  /* For stall detection: loop time (uv_now, ms) of the last progress
-   * report (0: none yet), and why the shard is not moving, if it is not:
-   * KCLD_SHARD_BLOCKED_*. */
+  /* For the stall detector (ops/stall.h), in loop time (uv_now, ms):
+   *  - last_progress_ms: the last progress of any kind (a fetch answer that
+   *    moved the shard on, records reported dealt with, a checkpoint
+   *    written), or the consumer's start;
+   *  - pending_since_ms: 0 when every record fetched is dealt with; else
+   *    since when the records waiting have seen no handling progress: the
+   *    later of when they began to wait (nothing was waiting before) and
+   *    the last progress report or checkpoint written;
+   *  - fetch_ms: 0 while the shard does not fetch (waiting for its parents,
+   *    at its end, stopping); else the last answer that moved it on (see
+   *    struct kcld_source_ops.every_answer_moves), or when fetching began;
+   *  - fetch_failing: KCLD_SHARD_FETCH_*, what the source's last attempt
+   *    met, and fetch_error its error type and message ("" when OK);
+   *  - blocked: why the shard is not moving, if it is not:
+   *    KCLD_SHARD_BLOCKED_*. */
   uint64_t last_progress_ms;
+  uint64_t pending_since_ms;
+  uint64_t fetch_ms;
+  int fetch_failing;
+  char fetch_error[160];
   int blocked;
+};
+
+/* What the fetch source's last attempt met (stats.fetch_failing). */
+enum {
+  KCLD_SHARD_FETCH_OK = 0,          /* it answered */
+  KCLD_SHARD_FETCH_THROTTLED = 1,   /* throttled (ProvisionedThroughput-
+                                       Exceeded, KMSThrottling) */
+  KCLD_SHARD_FETCH_NO_ITERATOR = 2, /* no iterator: the stream or shard is
+                                       not found, or GetShardIterator
+                                       refuses the position
+                                       (InvalidArgument): the stream
+                                       deleted or re-created */
+  KCLD_SHARD_FETCH_ERROR = 3        /* any other failure */
 };
 
 /* Why a shard is not moving (stats.blocked). */

@@ -76,8 +76,15 @@ struct kcld_source_ops {
   /* Stop and free; cbs.closed follows. */
   void (*close)(void *src);
   /* Adds the source's counters (calls, empty answers, throttles, expired
-   * iterators, errors) to *st. */
+   * iterators, errors) to *st, and sets st->fetch_failing and
+   * st->fetch_error from its last attempt (KCLD_SHARD_FETCH_OK and "" when
+   * it answered), for the stall detector. */
   void (*stats)(const void *src, struct kcld_shard_consumer_stats *st);
+  /* 1: every answer moves the shard on and is progress (polling: each
+   * GetRecords answer carries the next iterator).  0: an answer with no
+   * records while MillisBehindLatest > 0 is not progress (a stream's
+   * events can keep coming while nothing moves). */
+  int every_answer_moves;
 };
 
 #endif

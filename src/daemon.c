@@ -36,6 +36,7 @@
 #include "log.h"
 #include "ops/monitor.h"
 #include "ops/notify.h"
+#include "ops/stall.h"
 #include "process/dispatcher.h"
 #include "process/dlq.h"
 #include "process/dlq_dir.h"
@@ -88,6 +89,7 @@ struct daemon {
   struct kcld_coordinator *coord;
   struct kcld_notify *notify;
   struct kcld_monitor *monitor; /* metrics.listen / metrics.emf */
+  struct kcld_stall *stall;     /* stalled shards: log, gauge, /healthz */
   struct kcld_fetch_budget *budget; /* fetch.max_total_buffered_bytes */
   struct shard *shards;
   size_t nshards;
@@ -261,7 +263,70 @@ static void on_ready(int err, const char *why, void *arg)
   kcld_notify_ready(dm->notify, "lease table reachable");
 }
 
-/* ======== Closing ======== */
+/* ======== Stalls and metrics ======== */
+
+/* What holds a shard's records at the dispatcher, for the stall detector
+ * (reason NULL: nothing but the handler's pace).  out->error points into
+ * *st. */
+static void dispatcher_hold(const struct daemon *dm, const char *shard_id,
+                            struct kcld_dispatcher_shard_state *st,
+                            struct kcld_stall_hold *out)
+{
+  out->reason = NULL;
+  out->error = NULL;
+  if (!dm->disp)
+    return;
+  kcld_dispatcher_shard_state(dm->disp, shard_id, st);
+  if (st->wait == KCLD_DISPATCHER_MOVING)
+    return;
+  out->reason = kcld_dispatcher_wait_name(st->wait);
+  out->error = st->error[0] ? st->error : st->error_type;
+}
+
+struct lease_walk {
+  struct kcld_stall_visit *v;
+  uint64_t table_missing_ms;   /* since when the lease table is gone */
+};
+
+static void on_lease_stall(const char *shard_id, const char *reason,
+                           void *arg)
+{
+  struct lease_walk *lw = arg;
+  kcld_stall_visit_lease(lw->v, shard_id, reason,
+                         strcmp(reason, KCLD_STALL_LEASE_TABLE_MISSING) == 0
+                           ? lw->table_missing_ms
+                           : 0);
+}
+
+/* What the stall detector judges: every held shard, and the shards the
+ * lease layer keeps from progressing. */
+static void stall_walk(void *arg, struct kcld_stall_visit *v)
+{
+  struct daemon *dm = arg;
+  struct kcld_shard_consumer_stats st;
+  struct kcld_dispatcher_shard_state ds;
+  struct kcld_stall_hold hold;
+  struct kcld_coordinator_health h;
+  struct lease_walk lw = {v, 0};
+
+  for (struct shard *s = dm->shards; s; s = s->next) {
+    const char *id = kcld_shard_consumer_shard_id(s->consumer);
+    kcld_shard_consumer_stats(s->consumer, &st);
+    dispatcher_hold(dm, id, &ds, &hold);
+    kcld_stall_visit_shard(v, id, &st, &hold);
+  }
+  if (dm->coord) {
+    kcld_coordinator_health(dm->coord, &h);
+    lw.table_missing_ms = h.table_missing_ms;
+    kcld_coordinator_stalls(dm->coord, on_lease_stall, &lw);
+  }
+}
+
+static void on_stalled(const char *shard_id, const char *reason,
+                       uint64_t since_ms, void *arg)
+{
+  kcld_monitor_visit_stalled(arg, shard_id, reason, since_ms);
+}
 
 /* What /metrics and /healthz read, at scrape time. */
 static void monitor_walk(void *arg, struct kcld_monitor_visit *v)
@@ -269,20 +334,15 @@ static void monitor_walk(void *arg, struct kcld_monitor_visit *v)
   struct daemon *dm = arg;
   for (struct shard *s = dm->shards; s; s = s->next) {
     kcld_monitor_visit_shard(v, s->consumer);
-    if (dm->disp) { /* a dispatcher wait, named once it lasts stuck_ms */
-      const char *id = kcld_shard_consumer_shard_id(s->consumer);
-      struct kcld_dispatcher_shard_state st;
-      kcld_dispatcher_shard_state(dm->disp, id, &st);
-      if (st.wait != KCLD_DISPATCHER_MOVING)
-        kcld_monitor_visit_waiting(v, id, kcld_dispatcher_wait_name(st.wait),
-                                   st.since_ms);
-    }
   }
+  kcld_stall_each(dm->stall, on_stalled, v);
   if (dm->disp)
     kcld_monitor_visit_dispatcher(v, dm->disp);
   if (dm->coord)
     kcld_monitor_visit_coordinator(v, dm->coord);
 }
+
+/* ======== Closing ======== */
 
 static void close_all(struct daemon *dm)
 {
@@ -294,6 +354,8 @@ static void close_all(struct daemon *dm)
     kcld_dispatcher_set_observer(dm->disp, NULL, NULL);
   kcld_monitor_close(dm->monitor);
   dm->monitor = NULL;
+  kcld_stall_close(dm->stall);
+  dm->stall = NULL;
   uv_timer_stop(&dm->status);
   uv_close((uv_handle_t *)&dm->status, NULL);
   uv_close((uv_handle_t *)&dm->sigterm, NULL);
@@ -677,6 +739,17 @@ static int start_monitor(struct daemon *dm)
   return rc;
 }
 
+static int start_stall(struct daemon *dm)
+{
+  struct kcld_stall_opts so = {
+    .loop = &dm->loop,
+    .stuck_ms = (uint64_t)dm->cfg->metrics.stuck_after_ms,
+    .grace_ms = (uint64_t)dm->cfg->batch.window_ms,
+    .walk = stall_walk,
+    .arg = dm};
+  return kcld_stall_start(&so, &dm->stall);
+}
+
 static int open_base(struct daemon *dm)
 {
   const struct kcld_config *cfg = dm->cfg;
@@ -750,6 +823,8 @@ int kcld_daemon_run(const struct kcld_config *cfg)
   uv_unref((uv_handle_t *)&dm.status);
   kcld_notify_watchdog_start(dm.notify, &dm.loop);
   rc = start_monitor(&dm);
+  if (rc == 0)
+    rc = start_stall(&dm);
   if (rc == 0)
     rc = open_base(&dm);
   if (rc == 0) {

@@ -10,7 +10,11 @@
  *    is a sequence number of the old stream): no_iterator; deleting the
  *    lease heals it;
  *  - the lease table deleted: lease_table_missing; the table re-created
- *    heals it. */
+ *    heals it;
+ *  - records that fail for good with a dead-letter queue that does not
+ *    exist: destination_unavailable; the queue created heals it;
+ *  - a lambda handler whose script does not exist: handler_unavailable;
+ *    the script put in place heals it. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -51,13 +55,14 @@ static int setup(void **state)
   if (access(kcld_test_bin(), X_OK) != 0)
     return -1;
   snprintf(E.dir, sizeof(E.dir), "/tmp/kcld-stall-XXXXXX");
-  if (!mkdtemp(E.dir) || kcld_emu_start(&E.emu, "kinesis dynamodb") != 0)
+  if (!mkdtemp(E.dir) || kcld_emu_start(&E.emu, "kinesis dynamodb sqs") != 0)
     return -1;
   snprintf(E.conf, sizeof(E.conf), "%s/kcld.yaml", E.dir);
   snprintf(E.log, sizeof(E.log), "%s/kcld.log", E.dir);
   snprintf(E.out, sizeof(E.out), "%s/out.jsonl", E.dir);
   E.aws = kcld_test_aws_new(kcld_emu_url(&E.emu, "kinesis"),
-                            kcld_emu_url(&E.emu, "dynamodb"), NULL);
+                            kcld_emu_url(&E.emu, "dynamodb"),
+                            kcld_emu_url(&E.emu, "sqs"));
   return 0;
 }
 
@@ -77,23 +82,36 @@ static int teardown(void **state)
 
 /* ======== kcld ======== */
 
-static void write_config(const char *app, const char *stream)
+/* A kcld config for `app` on `stream`, stuck_after STUCK_MS; `handler`
+ * is the handler section and whatever else the test sets (top-level YAML
+ * lines), NULL for a stdout handler writing E.out. */
+static void write_config_with(const char *app, const char *stream,
+                              const char *handler)
 {
   FILE *f = fopen(E.conf, "w");
   assert_non_null(f);
   fprintf(f,
           "application: %s\nstream: %s\nregion: us-east-1\n"
-          "endpoints:\n  kinesis: %s\n  dynamodb: %s\n"
+          "endpoints:\n  kinesis: %s\n  dynamodb: %s\n  sqs: %s\n"
           "credentials:\n  access_key_id: test\n  secret_access_key: test\n"
           "shutdown_timeout: 5s\nworkers: 1\n"
           "lease:\n  failover_time: 2s\n  shard_sync_interval: 1s\n"
           "fetch:\n  idle_time: 200ms\n"
           "metrics:\n  listen: 127.0.0.1:0\n  stuck_after: %ds\n"
-          "handler:\n  type: stdout\n  path: %s\n"
           "log:\n  level: info\n",
           app, stream, kcld_emu_url(&E.emu, "kinesis"),
-          kcld_emu_url(&E.emu, "dynamodb"), STUCK_MS / 1000, E.out);
+          kcld_emu_url(&E.emu, "dynamodb"), kcld_emu_url(&E.emu, "sqs"),
+          STUCK_MS / 1000);
+  if (handler)
+    fputs(handler, f);
+  else
+    fprintf(f, "handler:\n  type: stdout\n  path: %s\n", E.out);
   assert_int_equal(fclose(f), 0);
+}
+
+static void write_config(const char *app, const char *stream)
+{
+  write_config_with(app, stream, NULL);
 }
 
 /* The port from kcld's "metrics server listening" line, or 0. */
@@ -457,6 +475,85 @@ static void test_lease_table_deleted(void **state)
   stop_kcld();
 }
 
+/* Records that fail for good, and a dead-letter queue that does not
+ * exist: nothing is skipped, the shard waits, stalled as
+ * destination_unavailable; once the queue exists the records go there and
+ * the shard heals. */
+static void test_dlq_missing(void **state)
+{
+  char rest[1024], queue[256];
+  (void)state;
+  kcld_e2e_create_stream(E.aws, "dlq-stream", 1);
+  put_records("dlq-stream", 3);
+  /* The queue's URL, as SQS will name it once it exists. */
+  json_t *r = kcld_e2e_call(E.aws, KCLD_AWS_SQS, "CreateQueue",
+                            json_pack("{s:s}", "QueueName", "probe"));
+  const char *url = json_string_value(json_object_get(r, "QueueUrl"));
+  assert_non_null(url);
+  assert_non_null(strstr(url, "/probe"));
+  snprintf(queue, sizeof(queue), "%.*sdlq-later",
+           (int)(strstr(url, "/probe") + 1 - url), url);
+  json_decref(r);
+  snprintf(rest, sizeof(rest),
+           "retry:\n  max_retry_attempts: 0\n  backoff_max: 200ms\n"
+           "on_failure:\n  sqs: %s\n"
+           "handler:\n  type: lambda\n"
+           "  command: [%s, \"%s/tests/processors/lambda_fail_first.py\"]\n",
+           queue, kcld_test_python(), kcld_test_root());
+  write_config_with("dlq-app", "dlq-stream", rest);
+  start_kcld();
+  unsigned long long ms = await_stalled(SHARD0, "destination_unavailable");
+  printf("destination_unavailable in /healthz %llu ms after the port "
+         "opened\n", ms);
+  assert_loud(SHARD0, "destination_unavailable");
+  assert_int_equal(log_lines_with("RECORD SKIPPED", ""), 0);
+  /* The queue is created: the records are dead-lettered, the shard moves. */
+  json_decref(kcld_e2e_call(E.aws, KCLD_AWS_SQS, "CreateQueue",
+                            json_pack("{s:s}", "QueueName", "dlq-later")));
+  ms = await_healthy(20000);
+  printf("healthy %llu ms after the queue was created\n", ms);
+  r = kcld_e2e_call(E.aws, KCLD_AWS_SQS, "GetQueueAttributes",
+                    json_pack("{s:s,s:[s]}", "QueueUrl", queue,
+                              "AttributeNames",
+                              "ApproximateNumberOfMessages"));
+  const char *n = json_string_value(json_object_get(
+    json_object_get(r, "Attributes"), "ApproximateNumberOfMessages"));
+  assert_non_null(n);
+  assert_true(atoi(n) >= 1);
+  json_decref(r);
+  stop_kcld();
+}
+
+/* A lambda handler whose script does not exist: every batch fails as an
+ * infrastructure failure, nothing is skipped, the shard waits, stalled as
+ * handler_unavailable; once the script is there the records go through
+ * and the shard heals. */
+static void test_handler_unavailable(void **state)
+{
+  char rest[1024], script[160], cmd[512];
+  (void)state;
+  kcld_e2e_create_stream(E.aws, "nh-stream", 1);
+  put_records("nh-stream", 3);
+  snprintf(script, sizeof(script), "%s/later.py", E.dir);
+  snprintf(rest, sizeof(rest),
+           "handler:\n  type: lambda\n  command: [%s, \"%s\", \"%s\"]\n",
+           kcld_test_python(), script, E.out);
+  write_config_with("nh-app", "nh-stream", rest);
+  start_kcld();
+  unsigned long long ms = await_stalled(SHARD0, "handler_unavailable");
+  printf("handler_unavailable in /healthz %llu ms after the port opened\n",
+         ms);
+  assert_loud(SHARD0, "handler_unavailable");
+  assert_int_equal(log_lines_with("RECORD SKIPPED", ""), 0);
+  snprintf(cmd, sizeof(cmd), "cp '%s/tests/processors/lambda_record.py' '%s'",
+           kcld_test_root(), script);
+  assert_int_equal(system(cmd), 0);
+  await_handled(3);
+  ms = await_healthy(15000);
+  printf("healthy %llu ms after the records were handled\n", ms);
+  stop_kcld();
+}
+
 int main(void)
 {
   const struct CMUnitTest tests[] = {
@@ -464,6 +561,9 @@ int main(void)
                                     teardown),
     cmocka_unit_test_setup_teardown(test_stream_recreated, setup, teardown),
     cmocka_unit_test_setup_teardown(test_lease_table_deleted, setup,
+                                    teardown),
+    cmocka_unit_test_setup_teardown(test_dlq_missing, setup, teardown),
+    cmocka_unit_test_setup_teardown(test_handler_unavailable, setup,
                                     teardown),
   };
   curl_global_init(CURL_GLOBAL_DEFAULT);

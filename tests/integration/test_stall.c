@@ -397,6 +397,18 @@ static void test_invalid_checkpoint(void **state)
   stop_kcld();
 }
 
+/* A one-shard stream with 3 records, and kcld (stdout handler) running on
+ * it: the records handled, /healthz 200. */
+static void start_healthy(const char *app, const char *stream)
+{
+  kcld_e2e_create_stream(E.aws, stream, 1);
+  put_records(stream, 3);
+  write_config(app, stream);
+  start_kcld();
+  await_handled(3);
+  assert_null(healthz_reason(SHARD0));
+}
+
 /* Waits until a line of the log holds both strings. */
 static void await_log(const char *a, const char *b)
 {
@@ -417,12 +429,7 @@ static void await_log(const char *a, const char *b)
 static void test_stream_recreated(void **state)
 {
   (void)state;
-  kcld_e2e_create_stream(E.aws, "re-stream", 1);
-  put_records("re-stream", 3);
-  write_config("re-app", "re-stream");
-  start_kcld();
-  await_handled(3);
-  assert_null(healthz_reason(SHARD0));
+  start_healthy("re-app", "re-stream");
   json_decref(kcld_e2e_call(E.aws, KCLD_AWS_KINESIS, "DeleteStream",
                             json_pack("{s:s}", "StreamName", "re-stream")));
   unsigned long long ms = await_stalled(SHARD0, "no_iterator");
@@ -455,12 +462,7 @@ static void test_stream_recreated(void **state)
 static void test_lease_table_deleted(void **state)
 {
   (void)state;
-  kcld_e2e_create_stream(E.aws, "lt-stream", 1);
-  put_records("lt-stream", 3);
-  write_config("lt-app", "lt-stream");
-  start_kcld();
-  await_handled(3);
-  assert_null(healthz_reason(SHARD0));
+  start_healthy("lt-app", "lt-stream");
   json_decref(kcld_e2e_call(E.aws, KCLD_AWS_DYNAMODB, "DeleteTable",
                             json_pack("{s:s}", "TableName", "lt-app")));
   unsigned long long ms = await_stalled(SHARD0, "lease_table_missing");

@@ -115,21 +115,12 @@ static uint64_t backoff_ms(const struct poller *p, unsigned fails)
 }
 
 /* Remembers what the failure says about the shard, for the stall
- * detector: throttled, no iterator (the stream or shard is not there, or
- * GetShardIterator refuses the position: the stream deleted or
- * re-created), or another error. */
+ * detector (kcld_shard_fetch_failure). */
 static void note_failure(struct poller *p, const char *op,
                          enum kcld_kinesis_fault fault, const char *type,
                          const char *message)
 {
-  if (fault == KCLD_KINESIS_THROUGHPUT || fault == KCLD_KINESIS_KMS_THROTTLED)
-    p->failing = KCLD_SHARD_FETCH_THROTTLED;
-  else if (fault == KCLD_KINESIS_NOT_FOUND ||
-           (fault == KCLD_KINESIS_INVALID &&
-            strcmp(op, "GetShardIterator") == 0))
-    p->failing = KCLD_SHARD_FETCH_NO_ITERATOR;
-  else
-    p->failing = KCLD_SHARD_FETCH_ERROR;
+  p->failing = kcld_shard_fetch_failure(op, fault);
   snprintf(p->failing_error, sizeof(p->failing_error), "%s: %s", type,
            message && *message ? message : "(no message)");
 }

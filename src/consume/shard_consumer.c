@@ -935,6 +935,27 @@ int64_t kcld_shard_consumer_millis_behind(const struct kcld_shard_consumer *c)
   return c->stats.millis_behind_latest;
 }
 
+int kcld_shard_fetch_failure(const char *op, enum kcld_kinesis_fault fault)
+{
+  switch (fault) {
+  case KCLD_KINESIS_THROUGHPUT:
+  case KCLD_KINESIS_KMS_THROTTLED:
+    return KCLD_SHARD_FETCH_THROTTLED;
+  case KCLD_KINESIS_LIMIT:
+    return strcmp(op, "SubscribeToShard") == 0 ? KCLD_SHARD_FETCH_THROTTLED
+                                               : KCLD_SHARD_FETCH_ERROR;
+  case KCLD_KINESIS_NOT_FOUND:
+    return KCLD_SHARD_FETCH_NO_ITERATOR;
+  case KCLD_KINESIS_INVALID:
+    return strcmp(op, "GetShardIterator") == 0 ||
+               strcmp(op, "SubscribeToShard") == 0
+             ? KCLD_SHARD_FETCH_NO_ITERATOR
+             : KCLD_SHARD_FETCH_ERROR;
+  default:
+    return KCLD_SHARD_FETCH_ERROR;
+  }
+}
+
 void kcld_shard_consumer_stats(const struct kcld_shard_consumer *c,
                                struct kcld_shard_consumer_stats *out)
 {

@@ -238,6 +238,14 @@ enum {
   KCLD_SHARD_FETCH_ERROR = 3        /* any other failure */
 };
 
+/* The KCLD_SHARD_FETCH_* kind of a failed Kinesis call `op` of a fetch
+ * source ("GetRecords", "GetShardIterator", "SubscribeToShard") that met
+ * `fault`, for its stats: THROTTLED (throughput, KMS throttling, the
+ * subscribe rate), NO_ITERATOR (the stream or shard not found, or a
+ * starting position GetShardIterator or SubscribeToShard refuses), else
+ * ERROR.  Every source classifies its failures with this one rule. */
+int kcld_shard_fetch_failure(const char *op, enum kcld_kinesis_fault fault);
+
 /* Why a shard is not moving (stats.blocked). */
 enum {
   KCLD_SHARD_BLOCKED_NONE = 0,

@@ -118,6 +118,40 @@ static void test_judge_fetch_fails(void **state)
   assert_int_equal(since, NOW - 2 * STUCK);
 }
 
+/* Every fetch source classifies its failures with one rule. */
+static void test_fetch_failure_kinds(void **state)
+{
+  (void)state;
+  assert_int_equal(kcld_shard_fetch_failure("GetRecords",
+                                            KCLD_KINESIS_THROUGHPUT),
+                   KCLD_SHARD_FETCH_THROTTLED);
+  assert_int_equal(kcld_shard_fetch_failure("GetRecords",
+                                            KCLD_KINESIS_KMS_THROTTLED),
+                   KCLD_SHARD_FETCH_THROTTLED);
+  assert_int_equal(kcld_shard_fetch_failure("SubscribeToShard",
+                                            KCLD_KINESIS_LIMIT),
+                   KCLD_SHARD_FETCH_THROTTLED);
+  assert_int_equal(kcld_shard_fetch_failure("GetRecords",
+                                            KCLD_KINESIS_NOT_FOUND),
+                   KCLD_SHARD_FETCH_NO_ITERATOR);
+  assert_int_equal(kcld_shard_fetch_failure("GetShardIterator",
+                                            KCLD_KINESIS_INVALID),
+                   KCLD_SHARD_FETCH_NO_ITERATOR);
+  assert_int_equal(kcld_shard_fetch_failure("SubscribeToShard",
+                                            KCLD_KINESIS_INVALID),
+                   KCLD_SHARD_FETCH_NO_ITERATOR);
+  /* A GetRecords the service finds invalid says nothing of the stream. */
+  assert_int_equal(kcld_shard_fetch_failure("GetRecords",
+                                            KCLD_KINESIS_INVALID),
+                   KCLD_SHARD_FETCH_ERROR);
+  assert_int_equal(kcld_shard_fetch_failure("GetRecords",
+                                            KCLD_KINESIS_TRANSIENT),
+                   KCLD_SHARD_FETCH_ERROR);
+  assert_int_equal(kcld_shard_fetch_failure("GetRecords",
+                                            KCLD_KINESIS_ACCESS_DENIED),
+                   KCLD_SHARD_FETCH_ERROR);
+}
+
 /* ======== The detector ======== */
 
 struct world {
@@ -249,6 +283,7 @@ int main(void)
     cmocka_unit_test(test_judge_idle_and_parents),
     cmocka_unit_test(test_judge_records_wait),
     cmocka_unit_test(test_judge_fetch_fails),
+    cmocka_unit_test(test_fetch_failure_kinds),
     cmocka_unit_test(test_detector),
   };
   return cmocka_run_group_tests(tests, 0, 0);

@@ -281,6 +281,15 @@ static void assert_loud(const char *shard, const char *reason)
   free(log);
 }
 
+/* await_stalled for SHARD0 and `reason`, the time printed (`after` what),
+ * then assert_loud. */
+static void expect_stall(const char *reason, const char *after)
+{
+  unsigned long long ms = await_stalled(SHARD0, reason);
+  printf("%s in /healthz %llu ms after %s\n", reason, ms, after);
+  assert_loud(SHARD0, reason);
+}
+
 /* Lines of the log that contain both strings. */
 static int log_lines_with(const char *a, const char *b)
 {
@@ -376,10 +385,7 @@ static void test_invalid_checkpoint(void **state)
   put_lease("cp-app", "not-a-number", "3");
   write_config("cp-app", "cp-stream");
   start_kcld();
-  unsigned long long ms = await_stalled(SHARD0, "invalid_checkpoint");
-  printf("invalid_checkpoint in /healthz %llu ms after the port opened\n",
-         ms);
-  assert_loud(SHARD0, "invalid_checkpoint");
+  expect_stall("invalid_checkpoint", "the port opened");
   assert_int_equal(handled(), 0);
   /* The operator's fix: the lease starts over from the stream's start. */
   json_decref(kcld_e2e_call(
@@ -390,7 +396,7 @@ static void test_invalid_checkpoint(void **state)
               "checkpoint", "ExpressionAttributeValues", ":cp", "S",
               "TRIM_HORIZON")));
   await_handled(3);
-  ms = await_healthy(10000);
+  unsigned long long ms = await_healthy(10000);
   printf("healthy %llu ms after the records were handled\n", ms);
   assert_true(log_lines_with("\"shard no longer stalled\"",
                              "invalid_checkpoint") >= 1);
@@ -432,10 +438,7 @@ static void test_stream_recreated(void **state)
   start_healthy("re-app", "re-stream");
   json_decref(kcld_e2e_call(E.aws, KCLD_AWS_KINESIS, "DeleteStream",
                             json_pack("{s:s}", "StreamName", "re-stream")));
-  unsigned long long ms = await_stalled(SHARD0, "no_iterator");
-  printf("no_iterator in /healthz %llu ms after the stream was deleted\n",
-         ms);
-  assert_loud(SHARD0, "no_iterator");
+  expect_stall("no_iterator", "the stream was deleted");
   /* Once the poller gives its iterator up, re-create the stream. */
   await_log("\"GetShardIterator\"", "ResourceNotFoundException");
   kcld_e2e_create_stream(E.aws, "re-stream", 1);
@@ -451,7 +454,7 @@ static void test_stream_recreated(void **state)
     json_pack("{s:s, s:{s:{s:s}}}", "TableName", "re-app", "Key", "leaseKey",
               "S", SHARD0)));
   await_handled(5);
-  ms = await_healthy(15000);
+  unsigned long long ms = await_healthy(15000);
   printf("healthy %llu ms after the new records were handled\n", ms);
   stop_kcld();
 }
@@ -465,14 +468,12 @@ static void test_lease_table_deleted(void **state)
   start_healthy("lt-app", "lt-stream");
   json_decref(kcld_e2e_call(E.aws, KCLD_AWS_DYNAMODB, "DeleteTable",
                             json_pack("{s:s}", "TableName", "lt-app")));
-  unsigned long long ms = await_stalled(SHARD0, "lease_table_missing");
-  printf("lease_table_missing in /healthz %llu ms after the deletion\n", ms);
-  assert_loud(SHARD0, "lease_table_missing");
+  expect_stall("lease_table_missing", "the deletion");
   /* Restored (as from a backup: the lease with its checkpoint). */
   create_lease_table("lt-app");
   put_lease("lt-app", "TRIM_HORIZON", "1");
   put_records("lt-stream", 1);
-  ms = await_healthy(15000);
+  unsigned long long ms = await_healthy(15000);
   printf("healthy %llu ms after the table was restored\n", ms);
   stop_kcld();
 }
@@ -504,15 +505,12 @@ static void test_dlq_missing(void **state)
            queue, kcld_test_python(), kcld_test_root());
   write_config_with("dlq-app", "dlq-stream", rest);
   start_kcld();
-  unsigned long long ms = await_stalled(SHARD0, "destination_unavailable");
-  printf("destination_unavailable in /healthz %llu ms after the port "
-         "opened\n", ms);
-  assert_loud(SHARD0, "destination_unavailable");
+  expect_stall("destination_unavailable", "the port opened");
   assert_int_equal(log_lines_with("RECORD SKIPPED", ""), 0);
   /* The queue is created: the records are dead-lettered, the shard moves. */
   json_decref(kcld_e2e_call(E.aws, KCLD_AWS_SQS, "CreateQueue",
                             json_pack("{s:s}", "QueueName", "dlq-later")));
-  ms = await_healthy(20000);
+  unsigned long long ms = await_healthy(20000);
   printf("healthy %llu ms after the queue was created\n", ms);
   r = kcld_e2e_call(E.aws, KCLD_AWS_SQS, "GetQueueAttributes",
                     json_pack("{s:s,s:[s]}", "QueueUrl", queue,
@@ -542,16 +540,13 @@ static void test_handler_unavailable(void **state)
            kcld_test_python(), script, E.out);
   write_config_with("nh-app", "nh-stream", rest);
   start_kcld();
-  unsigned long long ms = await_stalled(SHARD0, "handler_unavailable");
-  printf("handler_unavailable in /healthz %llu ms after the port opened\n",
-         ms);
-  assert_loud(SHARD0, "handler_unavailable");
+  expect_stall("handler_unavailable", "the port opened");
   assert_int_equal(log_lines_with("RECORD SKIPPED", ""), 0);
   snprintf(cmd, sizeof(cmd), "cp '%s/tests/processors/lambda_record.py' '%s'",
            kcld_test_root(), script);
   assert_int_equal(system(cmd), 0);
   await_handled(3);
-  ms = await_healthy(15000);
+  unsigned long long ms = await_healthy(15000);
   printf("healthy %llu ms after the records were handled\n", ms);
   stop_kcld();
 }

@@ -512,9 +512,17 @@ static void poller_stats(const void *src, struct kcld_shard_consumer_stats *st)
            p->failing ? p->failing_error : "");
 }
 
+static void poller_configure(void *src, int max_records, uint64_t idle_ms)
+{
+  struct poller *p = src;
+  p->max_records = max_records;
+  p->idle_ms = idle_ms;
+}
+
 const struct kcld_source_ops kcld_poller_ops = {
   .resume = poller_resume, .stop = poller_stop, .close = poller_close,
-  .stats = poller_stats, .every_answer_moves = 1};
+  .stats = poller_stats, .every_answer_moves = 1,
+  .configure = poller_configure};
 
 int kcld_poller_open(const struct kcld_poller_opts *o, void **out)
 {

@@ -782,10 +782,7 @@ int kcld_shard_consumer_start(const struct kcld_shard_consumer_opts *opts,
     c->ops.parents_done = coord_parents_done;
     c->ops.ctx = opts->coordinator;
   }
-  c->max_records = opts->max_records > 0 ? opts->max_records : DEF_MAX_RECORDS;
-  c->idle_ms = opts->idle_ms ? opts->idle_ms : DEF_IDLE_MS;
-  if (c->idle_ms < MIN_IDLE_MS)
-    c->idle_ms = MIN_IDLE_MS;
+  kcld_shard_consumer_set_fetch(c, opts->max_records, opts->idle_ms);
   c->max_buffered = opts->max_buffered_bytes ? opts->max_buffered_bytes
                                              : DEF_MAX_BUFFERED;
   c->first_estimate = (size_t)-1; /* the source's own worst case */
@@ -923,6 +920,17 @@ void kcld_shard_consumer_close(struct kcld_shard_consumer *c)
   uv_close((uv_handle_t *)&c->parents_timer, on_handle_closed);
   uv_close((uv_handle_t *)&c->stop_timer, on_handle_closed);
   uv_close((uv_handle_t *)&c->aux_timer, on_handle_closed);
+}
+
+void kcld_shard_consumer_set_fetch(struct kcld_shard_consumer *c,
+                                   int max_records, uint64_t idle_ms)
+{
+  c->max_records = max_records > 0 ? max_records : DEF_MAX_RECORDS;
+  c->idle_ms = idle_ms ? idle_ms : DEF_IDLE_MS;
+  if (c->idle_ms < MIN_IDLE_MS)
+    c->idle_ms = MIN_IDLE_MS;
+  if (c->src && c->src_ops->configure)
+    c->src_ops->configure(c->src, c->max_records, c->idle_ms);
 }
 
 const char *kcld_shard_consumer_shard_id(const struct kcld_shard_consumer *c)

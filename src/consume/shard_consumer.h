@@ -297,6 +297,12 @@ void kcld_shard_consumer_checkpoint_at(struct kcld_shard_consumer *c,
  * flight have come back: run the loop afterwards.  NULL is ignored. */
 void kcld_shard_consumer_close(struct kcld_shard_consumer *c);
 
+/* New fetch.max_records and fetch.idle_time (a configuration reload; 0 =
+ * the defaults of kcld_shard_consumer_start): from the next GetRecords call
+ * and the next idle wait on. */
+void kcld_shard_consumer_set_fetch(struct kcld_shard_consumer *c,
+                                   int max_records, uint64_t idle_ms);
+
 const char *kcld_shard_consumer_shard_id(const struct kcld_shard_consumer *c);
 
 /* MillisBehindLatest of the last response, or -1 until one is known. */

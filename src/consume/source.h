@@ -85,6 +85,10 @@ struct kcld_source_ops {
    * records while MillisBehindLatest > 0 is not progress (a stream's
    * events can keep coming while nothing moves). */
   int every_answer_moves;
+  /* New fetch settings (a configuration reload), from the next call on:
+   * records per call (polling only) and the wait after an empty answer.
+   * NULL when the source has neither. */
+  void (*configure)(void *src, int max_records, uint64_t idle_ms);
 };
 
 #endif

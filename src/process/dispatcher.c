@@ -1026,27 +1026,48 @@ static void cancel(void *impl, struct kcld_shard_consumer *c)
 
 /* ======== Interface ======== */
 
+int kcld_dispatcher_configure(struct kcld_dispatcher *d,
+                              const struct kcld_dispatcher_opts *o)
+{
+  struct kcld_dispatcher_opts *c = &d->opts;
+  if (o->batch_size == 0 || o->parallelization == 0 ||
+      o->parallelization > MAX_LANES || o->backoff_base_ms == 0 ||
+      o->backoff_max_ms < o->backoff_base_ms ||
+      (!o->block_on_failure && !c->dlq && !c->discard))
+    return KCLD_EINVAL;
+  c->batch_size = o->batch_size;
+  c->window_ms = o->window_ms;
+  c->parallelization = o->parallelization;
+  c->max_retry_attempts = o->max_retry_attempts;
+  c->bisect_on_error = o->bisect_on_error;
+  c->max_record_age_ms = o->max_record_age_ms;
+  c->backoff_base_ms = o->backoff_base_ms;
+  c->backoff_max_ms = o->backoff_max_ms;
+  c->block_on_failure = o->block_on_failure;
+  d->policy.max_retry_attempts = c->max_retry_attempts;
+  d->policy.bisect_on_error = c->bisect_on_error;
+  d->policy.max_record_age_ms = c->max_record_age_ms;
+  d->policy.backoff_base_ms = c->backoff_base_ms;
+  d->policy.backoff_max_ms = c->backoff_max_ms;
+  return 0;
+}
+
 int kcld_dispatcher_new(const struct kcld_dispatcher_opts *opts,
                         struct kcld_dispatcher **out)
 {
   struct kcld_dispatcher *d;
 
   if (!opts || !opts->loop || !opts->handler || !out ||
-      opts->batch_size == 0 || opts->parallelization == 0 ||
-      opts->parallelization > MAX_LANES || opts->handler_timeout_ms == 0 ||
-      opts->backoff_base_ms == 0 ||
-      opts->backoff_max_ms < opts->backoff_base_ms ||
-      (!opts->block_on_failure && !opts->dlq && !opts->discard))
+      opts->handler_timeout_ms == 0)
     return KCLD_EINVAL;
   d = calloc(1, sizeof(*d));
   if (!d)
     return KCLD_ENOMEM;
   d->opts = *opts;
-  d->policy.max_retry_attempts = opts->max_retry_attempts;
-  d->policy.bisect_on_error = opts->bisect_on_error;
-  d->policy.max_record_age_ms = opts->max_record_age_ms;
-  d->policy.backoff_base_ms = opts->backoff_base_ms;
-  d->policy.backoff_max_ms = opts->backoff_max_ms;
+  if (kcld_dispatcher_configure(d, opts) != 0) {
+    free(d);
+    return KCLD_EINVAL;
+  }
   uv_idle_init(opts->loop, &d->idle);
   d->idle.data = d;
   d->live = 1;

@@ -118,6 +118,19 @@ struct kcld_dispatcher_shard_state {
 int kcld_dispatcher_new(const struct kcld_dispatcher_opts *opts,
                         struct kcld_dispatcher **out);
 
+/* Takes new values of the settings that may change while kcld runs (a
+ * configuration reload) from opts: batch_size, window_ms, the retry policy
+ * (max_retry_attempts, bisect_on_error, max_record_age_ms, backoff_base_ms,
+ * backoff_max_ms) and block_on_failure; parallelization for the shards
+ * that start from now on (a shard keeps its lanes, so each key stays in
+ * order).  The other members are ignored.  Batches at the handler are not
+ * touched: the next batch, retry and give-up decision use the new values.
+ * Returns 0, or KCLD_EINVAL and nothing changed: a value out of the range
+ * kcld_dispatcher_new takes, or block_on_failure off while the dispatcher
+ * has neither a dlq nor discard.  Loop thread. */
+int kcld_dispatcher_configure(struct kcld_dispatcher *d,
+                              const struct kcld_dispatcher_opts *opts);
+
 /* The sink to give each shard consumer. */
 struct kcld_shard_sink kcld_dispatcher_sink(struct kcld_dispatcher *d);
 

@@ -6,7 +6,10 @@
  *           READY=1 to systemd once the lease table answered.
  * Running:  acquired lease -> shard consumer -> dispatcher -> handler;
  *           lost lease -> the consumer stops at once.
- * Shutdown: (first SIGTERM/SIGINT) stop fetching, let in-flight batches
+ * Reload:   (SIGHUP) the file is read and checked again; the keys that
+ *           may change live go to the log, the dispatcher, the consumers;
+ *           the others are named in one warning and keep their values.
+ * Shutdown: (first SIGTERM/SIGINT/SIGQUIT) stop fetching, let in-flight batches
  *           finish within shutdown_timeout, flush checkpoints, release every
  *           lease, close everything.  A handler still busy when the time is
  *           up is killed (its children's process groups SIGKILLed, its
@@ -65,10 +68,18 @@ struct shard {
   struct kcld_shard_consumer *consumer;
 };
 
+/* The signals the daemon handles (daemon.h says what each does). */
+enum sig { SIG_TERM, SIG_INT, SIG_QUIT, SIG_HUP, SIG_USR1, SIG_USR2, NSIGS };
+static const int s_signums[NSIGS] = {SIGTERM, SIGINT, SIGQUIT,
+                                     SIGHUP,  SIGUSR1, SIGUSR2};
+
 struct daemon {
-  const struct kcld_config *cfg;
+  const struct kcld_daemon_opts *opts;
+  const struct kcld_config *cfg;  /* as started: what restart keys keep */
+  struct kcld_config *reloaded;   /* the last file a reload applied; NULL =
+                                     none yet (cfg) */
   uv_loop_t loop;
-  uv_signal_t sigterm, sigint;
+  uv_signal_t sig[NSIGS];
   uv_timer_t status;     /* sd_notify STATUS and the drain poll */
   uv_timer_t deadline;   /* shutdown_timeout: kill, then leave */
   enum phase phase;
@@ -102,6 +113,13 @@ static void begin_shutdown(struct daemon *dm, int rc);
 static const char *opt(const char *s)
 {
   return s && *s ? s : NULL;
+}
+
+/* Where the keys that may change live are read (kcld_config_key_live):
+ * the last reloaded file, else the one kcld started with. */
+static const struct kcld_config *live(const struct daemon *dm)
+{
+  return dm->reloaded ? dm->reloaded : dm->cfg;
 }
 
 /* ======== Shard consumers ======== */
@@ -145,8 +163,8 @@ static void on_acquired(const struct kcld_lease *lease, void *arg)
   o.stream = cfg->stream;
   o.lease = lease;
   o.initial_timestamp_ms = cfg->starting_timestamp_ms;
-  o.max_records = cfg->fetch.max_records;
-  o.idle_ms = (uint64_t)cfg->fetch.idle_time_ms;
+  o.max_records = live(dm)->fetch.max_records;
+  o.idle_ms = (uint64_t)live(dm)->fetch.idle_time_ms;
   o.max_buffered_bytes = (size_t)cfg->fetch.max_buffered_bytes;
   o.budget = dm->budget;
   o.checkpoint_interval_ms = (uint64_t)cfg->checkpoint.interval_ms;
@@ -358,8 +376,8 @@ static void close_all(struct daemon *dm)
   dm->stall = NULL;
   uv_timer_stop(&dm->status);
   uv_close((uv_handle_t *)&dm->status, NULL);
-  uv_close((uv_handle_t *)&dm->sigterm, NULL);
-  uv_close((uv_handle_t *)&dm->sigint, NULL);
+  for (int i = 0; i < NSIGS; i++)
+    uv_close((uv_handle_t *)&dm->sig[i], NULL);
   if (dm->coord)
     kcld_coordinator_close(dm->coord);
   if (dm->disp)
@@ -483,9 +501,8 @@ static void begin_shutdown(struct daemon *dm, int rc)
   kcld_dispatcher_flush(dm->disp); /* no waiting for batch.window now */
 }
 
-static void on_signal(uv_signal_t *h, int signum)
+static void on_stop_signal(struct daemon *dm, int signum)
 {
-  struct daemon *dm = h->data;
   dm->signals++;
   if (dm->signals == 1) {
     kcld_log(KCLD_LOG_INFO, "shutting down: finishing in-flight work; "
@@ -501,6 +518,37 @@ static void on_signal(uv_signal_t *h, int signum)
   uv_stop(&dm->loop);
 }
 
+/* The highest MillisBehindLatest of the held shards, or -1 when none is
+ * known. */
+static int64_t max_lag(const struct daemon *dm)
+{
+  int64_t lag = -1;
+  for (struct shard *s = dm->shards; s; s = s->next) {
+    int64_t ms = kcld_shard_consumer_millis_behind(s->consumer);
+    lag = ms > lag ? ms : lag;
+  }
+  return lag;
+}
+
+/* SIGUSR1: one line saying where the daemon is. */
+static void log_status(struct daemon *dm)
+{
+  static const char *const phases[] = {"starting", "running", "stopping",
+                                       "releasing", "draining", "closed"};
+  struct kcld_dispatcher_stats st;
+  memset(&st, 0, sizeof(st));
+  if (dm->disp)
+    kcld_dispatcher_stats(dm->disp, &st);
+  kcld_log(KCLD_LOG_INFO, "status", "phase", phases[dm->phase],
+           KCLD_LOG_UINT("leases", dm->coord ? kcld_coordinator_held(dm->coord)
+                                            : 0),
+           KCLD_LOG_UINT("shards", dm->nshards),
+           KCLD_LOG_INT("millis_behind", max_lag(dm)),
+           KCLD_LOG_UINT("records_handled", st.records_handled),
+           KCLD_LOG_UINT("records_given_up", st.records_given_up),
+           KCLD_LOG_UINT("in_flight", st.in_flight), NULL);
+}
+
 static void on_status_timer(uv_timer_t *t)
 {
   struct daemon *dm = t->data;
@@ -510,17 +558,170 @@ static void on_status_timer(uv_timer_t *t)
     return;
   }
   if (dm->coord) {
-    int64_t lag = -1;
-    for (struct shard *s = dm->shards; s; s = s->next) {
-      int64_t ms = kcld_shard_consumer_millis_behind(s->consumer);
-      lag = ms > lag ? ms : lag;
-    }
+    int64_t lag = max_lag(dm);
     if (lag >= 0)
       kcld_notify_status(dm->notify, "%zu leases held, %lld ms behind",
                          kcld_coordinator_held(dm->coord), (long long)lag);
     else
       kcld_notify_status(dm->notify, "%zu leases held",
                          kcld_coordinator_held(dm->coord));
+  }
+}
+
+/* ======== Reload (SIGHUP) ======== */
+
+/* The dispatcher's settings: the live keys' from live(dm), the others as
+ * kcld started. */
+static void dispatcher_opts(struct daemon *dm,
+                            struct kcld_dispatcher_opts *o)
+{
+  const struct kcld_config *l = live(dm);
+  memset(o, 0, sizeof(*o));
+  o->loop = &dm->loop;
+  o->handler = dm->handler;
+  o->batch_size = (unsigned)l->batch.size;
+  o->window_ms = (uint64_t)l->batch.window_ms;
+  o->parallelization = (unsigned)l->batch.parallelization_factor;
+  o->handler_timeout_ms = (uint64_t)dm->cfg->handler.timeout_ms;
+  o->max_retry_attempts = l->retry.max_retry_attempts;
+  o->bisect_on_error = l->retry.bisect_on_error;
+  o->max_record_age_ms = l->retry.max_record_age_ms;
+  o->backoff_base_ms = (uint64_t)l->retry.backoff_base_ms;
+  o->backoff_max_ms = (uint64_t)l->retry.backoff_max_ms;
+  o->dlq = dm->dlq;
+  o->discard = dm->cfg->on_failure.discard;
+  /* Without a destination (only a start opens one) nor discard, a record
+   * that fails for good has nowhere to go but its retries. */
+  o->block_on_failure = l->on_failure.block || (!o->dlq && !o->discard);
+}
+
+/* The changes in ch[0..n-1] to on_failure.block, marked as needing a
+ * restart: turning it off needs the destination only a start opens. */
+static void block_needs_restart(struct kcld_config_change *ch, int n)
+{
+  for (int i = 0; i < n; i++)
+    if (strcmp(ch[i].key, "on_failure.block") == 0)
+      ch[i].live = false;
+}
+
+/* The keys of ch[0..n-1] that may change live (live true) or need a
+ * restart (false), as "a, b, c" in buf ("" when none); returns how many. */
+static size_t key_list(const struct kcld_config_change *ch, int n, bool live,
+                       char *buf, size_t cap)
+{
+  size_t count = 0, len = 0;
+  buf[0] = '\0';
+  for (int i = 0; i < n; i++) {
+    if (ch[i].live != live)
+      continue;
+    int w = snprintf(buf + len, cap - len, "%s%s", count ? ", " : "",
+                     ch[i].key);
+    count++;
+    if (w > 0 && (size_t)w < cap - len)
+      len += (size_t)w;
+  }
+  return count;
+}
+
+/* Gives the modules the live keys' values of live(dm): the log, the
+ * dispatcher (next batch), every shard consumer (next fetch). */
+static void apply_live(struct daemon *dm, bool log_changed)
+{
+  const struct kcld_config *l = live(dm);
+  struct kcld_dispatcher_opts dop;
+  if (log_changed)
+    kcld_log_setup(kcld_log_level_lower(l->log.level, dm->opts->verbose),
+                   l->log.format, NULL);
+  if (dm->disp) {
+    dispatcher_opts(dm, &dop);
+    kcld_dispatcher_configure(dm->disp, &dop);
+  }
+  for (struct shard *s = dm->shards; s; s = s->next)
+    kcld_shard_consumer_set_fetch(s->consumer, l->fetch.max_records,
+                                  (uint64_t)l->fetch.idle_time_ms);
+}
+
+/* A reload that failed: the errors, one per line of `errors`, in one log
+ * line; nothing changes. */
+static void log_refused(const struct daemon *dm, int rc, char *errors)
+{
+  size_t len = errors ? strlen(errors) : 0;
+  while (len > 0 && errors[len - 1] == '\n')
+    errors[--len] = '\0';
+  kcld_log(KCLD_LOG_ERROR, "configuration reload refused; kcld keeps running "
+           "with its configuration unchanged", "path", dm->cfg->path,
+           "error", len ? errors : kcld_strerror(rc), NULL);
+}
+
+/* SIGHUP: read and check the file again; apply the live keys that changed
+ * since the last reload, name in one warning the changed keys that need a
+ * restart (compared with the configuration kcld started with). */
+static void reload(struct daemon *dm)
+{
+  struct kcld_config *next = NULL;
+  struct kcld_config_change *now = NULL, *later = NULL;
+  char *errors = NULL, applied[1024], restart[1024];
+  int n, nlater, rc;
+  bool log_changed = false;
+
+  if (dm->phase >= PHASE_STOPPING) {
+    kcld_log(KCLD_LOG_INFO, "configuration reload ignored: shutting down",
+             NULL);
+    return;
+  }
+  rc = dm->opts->load ? dm->opts->load(dm->opts->load_arg, &next, &errors)
+                      : KCLD_EINVAL;
+  if (rc != 0) {
+    log_refused(dm, rc, errors);
+    goto out;
+  }
+  n = kcld_config_diff(live(dm), next, &now);
+  nlater = kcld_config_diff(dm->cfg, next, &later);
+  if (n < 0 || nlater < 0) {
+    log_refused(dm, KCLD_ENOMEM, NULL);
+    goto out;
+  }
+  if (!next->on_failure.block && !dm->dlq && !dm->cfg->on_failure.discard) {
+    block_needs_restart(now, n);
+    block_needs_restart(later, nlater);
+  }
+  for (int i = 0; i < n; i++)
+    log_changed |= now[i].live && strncmp(now[i].key, "log.", 4) == 0;
+  key_list(now, n, true, applied, sizeof(applied));
+  kcld_config_free(dm->reloaded);
+  dm->reloaded = next;
+  next = NULL;
+  apply_live(dm, log_changed);
+  kcld_log(KCLD_LOG_INFO, "configuration reloaded", "path", dm->cfg->path,
+           "applied", applied, NULL);
+  if (key_list(later, nlater, false, restart, sizeof(restart)) > 0)
+    kcld_log(KCLD_LOG_WARN, "configuration keys changed that need a restart; "
+             "they keep their running values until kcld restarts", "keys",
+             restart, NULL);
+out:
+  kcld_config_free(next);
+  free(now);
+  free(later);
+  free(errors);
+}
+
+static void on_signal(uv_signal_t *h, int signum)
+{
+  struct daemon *dm = h->data;
+  switch (signum) {
+  case SIGHUP:
+    reload(dm);
+    break;
+  case SIGUSR1:
+    log_status(dm);
+    break;
+  case SIGUSR2:
+    kcld_log(KCLD_LOG_INFO, "signal ignored", "signal", strsignal(signum),
+             NULL);
+    break;
+  default: /* SIGTERM, SIGINT, SIGQUIT */
+    on_stop_signal(dm, signum);
+    break;
   }
 }
 
@@ -640,21 +841,7 @@ static int start_clients(struct daemon *dm)
 
   if ((rc = open_dlq(dm)) != 0)
     return rc;
-  memset(&dop, 0, sizeof(dop));
-  dop.loop = &dm->loop;
-  dop.handler = dm->handler;
-  dop.batch_size = (unsigned)cfg->batch.size;
-  dop.window_ms = (uint64_t)cfg->batch.window_ms;
-  dop.parallelization = (unsigned)cfg->batch.parallelization_factor;
-  dop.handler_timeout_ms = (uint64_t)cfg->handler.timeout_ms;
-  dop.max_retry_attempts = cfg->retry.max_retry_attempts;
-  dop.bisect_on_error = cfg->retry.bisect_on_error;
-  dop.max_record_age_ms = cfg->retry.max_record_age_ms;
-  dop.backoff_base_ms = (uint64_t)cfg->retry.backoff_base_ms;
-  dop.backoff_max_ms = (uint64_t)cfg->retry.backoff_max_ms;
-  dop.dlq = dm->dlq;
-  dop.block_on_failure = cfg->on_failure.block;
-  dop.discard = cfg->on_failure.discard;
+  dispatcher_opts(dm, &dop);
   if ((rc = kcld_dispatcher_new(&dop, &dm->disp)) != 0)
     return rc;
   if (dm->monitor)
@@ -778,12 +965,14 @@ static int open_base(struct daemon *dm)
   return kcld_credentials_new(&cro, &dm->creds);
 }
 
-int kcld_daemon_run(const struct kcld_config *cfg)
+int kcld_daemon_run(const struct kcld_daemon_opts *opts)
 {
+  const struct kcld_config *cfg = opts->cfg;
   struct daemon dm;
   int rc;
 
   memset(&dm, 0, sizeof(dm));
+  dm.opts = opts;
   dm.cfg = cfg;
   kcld_log_set_context(cfg->application, cfg->worker_id);
   json_object_seed(0); /* before any pool thread parses JSON */
@@ -808,11 +997,11 @@ int kcld_daemon_run(const struct kcld_config *cfg)
   }
   if (kcld_notify_open(&dm.notify, true) != 0)
     dm.notify = NULL; /* logged; run without systemd notifications */
-  uv_signal_init(&dm.loop, &dm.sigterm);
-  uv_signal_init(&dm.loop, &dm.sigint);
-  dm.sigterm.data = dm.sigint.data = &dm;
-  uv_signal_start(&dm.sigterm, on_signal, SIGTERM);
-  uv_signal_start(&dm.sigint, on_signal, SIGINT);
+  for (int i = 0; i < NSIGS; i++) {
+    uv_signal_init(&dm.loop, &dm.sig[i]);
+    dm.sig[i].data = &dm;
+    uv_signal_start(&dm.sig[i], on_signal, s_signums[i]);
+  }
   uv_timer_init(&dm.loop, &dm.status);
   dm.status.data = &dm;
   uv_timer_init(&dm.loop, &dm.deadline);
@@ -856,6 +1045,7 @@ int kcld_daemon_run(const struct kcld_config *cfg)
     kcld_log(KCLD_LOG_WARN, "event loop closed with handles open", NULL);
   kcld_http_global_cleanup();
   free(dm.region);
+  kcld_config_free(dm.reloaded);
   kcld_log_flush(1);
   kcld_log(KCLD_LOG_INFO, "stopped", NULL);
   return dm.rc;

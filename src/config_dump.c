@@ -278,6 +278,19 @@ static const char s_md_head[] =
   "`kcld --dump-config` prints the effective configuration, with derived "
   "defaults\n"
   "filled in and secrets shown as `[redacted]`.\n"
+  "\n"  "## Reloading\n"
+  "\n"
+  "On SIGHUP (`systemctl reload kcld`) a running kcld reads and checks the "
+  "file\n"
+  "again, as `--check-config` does. An invalid file is logged, every error "
+  "with\n"
+  "its file:line:col, and changes nothing. From a valid one, the keys marked "
+  "*live*\n"
+  "below take effect from the next batch or the next GetRecords call; every "
+  "other\n"
+  "key that changed is named in one warning and keeps its running value "
+  "until\n"
+  "kcld restarts.\n"
   "\n"
   "## Value types\n"
   "\n"
@@ -494,7 +507,7 @@ static void put_markdown(FILE *f)
     put_range(f, k, " \\| ", "`");
     fputs(" | ", f);
     put_md_cell(f, k->doc);
-    fputs(" |\n", f);
+    fputs(k->flags & F_LIVE ? "; *live* |\n" : " |\n", f);
   }
 }
 

@@ -181,7 +181,7 @@ const struct kcld_config_key kcld_config_keys[] = {
   DUR("retry.backoff_max", retry.backoff_max_ms, "30s", 1, HOUR, F_LIVE,
       "longest retry delay"),
 
-  STR("on_failure.sqs", on_failure.sqs, "", C_URL, F_LIVE,
+  STR("on_failure.sqs", on_failure.sqs, "", C_URL, 0,
       "dead-letter SQS queue URL; \"\" = the dead-letter directory"),
   STR("on_failure.dir", on_failure.dir, "", C_NONE, 0,
       "dead-letter directory (JSON lines, fsync'ed) when on_failure.sqs is "

@@ -1408,7 +1408,7 @@ static void test_diff(void **state)
                  H "retry:\n  max_record_age: -1\nfetch:\n  idle_time: 2s\n"
                    "  max_records: 50\n",
                  "fetch.max_records:live fetch.idle_time:live "
-                 "retry.max_record_age:live on_failure.sqs:live "
+                 "retry.max_record_age:live on_failure.sqs:restart "
                  "on_failure.dir:restart");
   /* Lists compare item by item; templates and secrets by value. */
   expect_changes(H "handler:\n  type: lambda\n  command: [a, b]\n",
@@ -1430,14 +1430,15 @@ static void test_live_keys(void **state)
     "log.level", "log.format", "batch.size", "batch.window",
     "batch.parallelization_factor", "retry.max_retry_attempts",
     "retry.bisect_on_error", "retry.max_record_age", "retry.backoff_base",
-    "retry.backoff_max", "on_failure.sqs", "on_failure.include_records",
+    "retry.backoff_max", "on_failure.include_records",
     "on_failure.block", "fetch.idle_time", "fetch.max_records"};
   static const char *const restart[] = {
     "application", "stream", "region", "endpoint", "endpoints.kinesis",
     "credentials.profile", "http.timeout", "worker_id", "shutdown_timeout",
     "workers", "lease.table", "lease.failover_time",
     "fetch.max_buffered_bytes", "checkpoint.interval", "handler.type",
-    "handler.command", "handler.timeout", "metrics.listen", "no.such.key",
+    "handler.command", "handler.timeout", "metrics.listen", "on_failure.sqs",
+    "no.such.key",
     "batch", ""};
   for (size_t i = 0; i < sizeof(live) / sizeof(live[0]); i++)
     if (!kcld_config_key_live(live[i]))

@@ -648,8 +648,8 @@ static void log_refused(const struct daemon *dm, int rc, char *errors)
   size_t len = errors ? strlen(errors) : 0;
   while (len > 0 && errors[len - 1] == '\n')
     errors[--len] = '\0';
-  kcld_log(KCLD_LOG_ERROR, "configuration reload refused; kcld keeps running "
-           "with its configuration unchanged", "path", dm->cfg->path,
+  kcld_log(KCLD_LOG_ERROR, "configuration reload refused; the running "
+           "configuration is unchanged", "path", dm->cfg->path,
            "error", len ? errors : kcld_strerror(rc), NULL);
 }
 
@@ -696,7 +696,7 @@ static void reload(struct daemon *dm)
            "applied", applied, NULL);
   if (key_list(later, nlater, false, restart, sizeof(restart)) > 0)
     kcld_log(KCLD_LOG_WARN, "configuration keys changed that need a restart; "
-             "they keep their running values until kcld restarts", "keys",
+             "they keep their running values until then", "keys",
              restart, NULL);
 out:
   kcld_config_free(next);

@@ -11,9 +11,10 @@
  *     retry.max_retry_attempts): an error line names file:line:col, kcld
  *     runs on, and batches still hold many records (nothing applied).
  *  4. SIGUSR1 logs a status line; SIGUSR2 and SIGPIPE change nothing.
- *  5. SIGHUP changing restart-only keys and log.level: one warning names
- *     exactly those keys; the status line of SIGUSR1 is no longer logged
- *     (log.level warn).
+ *  5. SIGHUP changing restart-only keys, log.level and fetch.max_records:
+ *     one warning names exactly the restart keys; the status line of
+ *     SIGUSR1 is no longer logged (log.level warn); a read brings at most
+ *     two records.
  *  6. SIGQUIT: a graceful shutdown (exit 0, leases released, the child
  *     gone). */
 #include <setjmp.h>
@@ -50,8 +51,9 @@ static struct {
 
 /* ======== Helpers ======== */
 
-/* Writes the config: the fixed part, then `tail` (top-level YAML). */
-static void write_conf(const char *tail)
+/* Writes the config: the fixed part with `fetch` (more lines of the fetch
+ * section), then `tail` (top-level YAML). */
+static void write_conf(const char *tail, const char *fetch)
 {
   FILE *f = fopen(E.conf, "w");
   assert_non_null(f);
@@ -61,14 +63,14 @@ static void write_conf(const char *tail)
           "credentials:\n  access_key_id: test\n  secret_access_key: test\n"
           "shutdown_timeout: 5s\n"
           "lease:\n  failover_time: 1s\n"
-          "fetch:\n  idle_time: 200ms\n"
+          "fetch:\n  idle_time: 200ms\n%s"
           "metrics:\n  listen: \"\"\n"
           "handler:\n  type: lambda\n  timeout: 20s\n"
           "  command: [%s, \"%s/tests/processors/lambda_batches.py\", "
           "\"%s\"]\n"
           "%s",
           kcld_emu_url(&E.emu, "kinesis"), kcld_emu_url(&E.emu, "dynamodb"),
-          kcld_test_python(), kcld_test_root(), E.out, tail);
+          fetch, kcld_test_python(), kcld_test_root(), E.out, tail);
   assert_int_equal(fclose(f), 0);
 }
 
@@ -231,7 +233,7 @@ static void test_start(void **state)
 {
   (void)state;
   kcld_e2e_create_stream(E.aws, STREAM, 1);
-  write_conf("batch:\n  size: 1\n");
+  write_conf("batch:\n  size: 1\n", "");
   E.pid = kcld_test_spawn_kcld(E.conf, E.log);
   put("one", 4);
   wait_count(E.out, "BATCH ", 1);
@@ -251,7 +253,7 @@ static void test_reload_valid_while_busy(void **state)
   (void)state;
   put("slow", 1);
   wait_count(E.out, "BEGIN ", 1); /* the child sleeps 2 s in its batch */
-  write_conf("batch:\n  size: 100\n");
+  write_conf("batch:\n  size: 100\n", "");
   signal_and_wait(SIGHUP, "\"msg\":\"configuration reloaded\"");
   assert_int_equal(count_in(E.log, "\"applied\":\"batch.size\""), 1);
   assert_int_equal(parent_of(E.child), E.pid); /* kcld's, not init's */
@@ -270,7 +272,7 @@ static void test_reload_invalid(void **state)
 {
   char where[256];
   (void)state;
-  write_conf("batch:\n  size: 1\nretry:\n  max_retry_attempts: -5\n");
+  write_conf("batch:\n  size: 1\nretry:\n  max_retry_attempts: -5\n", "");
   snprintf(where, sizeof(where), "%s:%d:23: retry.max_retry_attempts",
            E.conf, conf_line("  max_retry_attempts: -5"));
   signal_and_wait(SIGHUP, "\"msg\":\"configuration reload refused");
@@ -297,8 +299,8 @@ static void test_usr_and_pipe(void **state)
   assert_int_equal(parent_of(E.child), E.pid);
 }
 
-/* 5. Restart-only keys and log.level: one warning naming exactly the
- * restart keys; log.level warn applies (no more status line). */
+/* 5. Restart-only keys, log.level and fetch.max_records: one warning
+ * naming exactly the restart keys; the live ones apply. */
 static void test_reload_restart_keys(void **state)
 {
   const char *warn = "\"msg\":\"configuration keys changed that need a "
@@ -307,15 +309,18 @@ static void test_reload_restart_keys(void **state)
   write_conf("batch:\n  size: 100\n"
              "checkpoint:\n  interval: 2s\n"
              "workers: 3\n"
-             "log:\n  level: warn\n");
+             "log:\n  level: warn\n",
+             "  max_records: 2\n");
   signal_and_wait(SIGHUP, warn);
   assert_int_equal(count_in(E.log, warn), 1);
   assert_int_equal(
     count_in(E.log, "\"keys\":\"workers, checkpoint.interval\""), 1);
-  /* log.level warn: SIGUSR1's info line is no longer written. */
+  /* log.level warn: SIGUSR1's info line is no longer written.
+   * fetch.max_records 2: three records put together come in two reads, the
+   * first of two records going to the idle child at once. */
   assert_int_equal(kill(E.pid, SIGUSR1), 0);
   put("quiet", 3);
-  largest_batch("quiet", 3);
+  assert_int_equal(largest_batch("quiet", 3), 2);
   assert_int_equal(count_in(E.log, "\"msg\":\"status\""), 1);
 }
 

@@ -604,6 +604,15 @@ static void block_needs_restart(struct kcld_config_change *ch, int n)
       ch[i].live = false;
 }
 
+/* The dead-letter queue's live settings from live(dm). */
+static void dlq_live_opts(const struct daemon *dm, struct kcld_dlq_opts *o)
+{
+  const struct kcld_config *l = live(dm);
+  o->include_records = l->on_failure.include_records;
+  o->backoff_base_ms = (uint64_t)l->retry.backoff_base_ms;
+  o->backoff_max_ms = (uint64_t)l->retry.backoff_max_ms;
+}
+
 /* The keys of ch[0..n-1] that may change live (live true) or need a
  * restart (false), as "a, b, c" in buf ("" when none); returns how many. */
 static size_t key_list(const struct kcld_config_change *ch, int n, bool live,
@@ -629,13 +638,23 @@ static void apply_live(struct daemon *dm, bool log_changed)
 {
   const struct kcld_config *l = live(dm);
   struct kcld_dispatcher_opts dop;
+  struct kcld_dlq_opts qo;
   if (log_changed)
     kcld_log_setup(kcld_log_level_lower(l->log.level, dm->opts->verbose),
                    l->log.format, NULL);
+  int refused = 0;
+  if (dm->dlq) {
+    memset(&qo, 0, sizeof(qo));
+    dlq_live_opts(dm, &qo);
+    refused |= kcld_dlq_configure(dm->dlq, &qo) != 0;
+  }
   if (dm->disp) {
     dispatcher_opts(dm, &dop);
-    kcld_dispatcher_configure(dm->disp, &dop);
+    refused |= kcld_dispatcher_configure(dm->disp, &dop) != 0;
   }
+  if (refused) /* the config's checks should have caught it */
+    kcld_log(KCLD_LOG_ERROR, "reload: a reloaded value was refused; the "
+             "dispatcher keeps its running settings", NULL);
   for (struct shard *s = dm->shards; s; s = s->next)
     kcld_shard_consumer_set_fetch(s->consumer, l->fetch.max_records,
                                   (uint64_t)l->fetch.idle_time_ms);
@@ -790,9 +809,7 @@ static int open_dlq(struct daemon *dm)
   qo.loop = &dm->loop;
   qo.function_arn = arn;
   qo.stream_arn = stream_arn;
-  qo.include_records = cfg->on_failure.include_records;
-  qo.backoff_base_ms = (uint64_t)cfg->retry.backoff_base_ms;
-  qo.backoff_max_ms = (uint64_t)cfg->retry.backoff_max_ms;
+  dlq_live_opts(dm, &qo);
   return kcld_dlq_new(&qo, &dm->dlq);
 }
 

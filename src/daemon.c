@@ -653,8 +653,8 @@ static void apply_live(struct daemon *dm, bool log_changed)
     refused |= kcld_dispatcher_configure(dm->disp, &dop) != 0;
   }
   if (refused) /* the config's checks should have caught it */
-    kcld_log(KCLD_LOG_ERROR, "reload: a reloaded value was refused; the "
-             "dispatcher keeps its running settings", NULL);
+    kcld_log(KCLD_LOG_ERROR, "reload: a module refused a reloaded value "
+             "and keeps its running settings", NULL);
   for (struct shard *s = dm->shards; s; s = s->next)
     kcld_shard_consumer_set_fetch(s->consumer, l->fetch.max_records,
                                   (uint64_t)l->fetch.idle_time_ms);

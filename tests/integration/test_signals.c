@@ -65,12 +65,13 @@ static void write_conf(const char *tail, const char *fetch)
           "lease:\n  failover_time: 1s\n"
           "fetch:\n  idle_time: 200ms\n%s"
           "metrics:\n  listen: \"\"\n"
+          "on_failure:\n  dir: %s/dead-letter\n"
           "handler:\n  type: lambda\n  timeout: 20s\n"
           "  command: [%s, \"%s/tests/processors/lambda_batches.py\", "
           "\"%s\"]\n"
           "%s",
           kcld_emu_url(&E.emu, "kinesis"), kcld_emu_url(&E.emu, "dynamodb"),
-          fetch, kcld_test_python(), kcld_test_root(), E.out, tail);
+          fetch, E.dir, kcld_test_python(), kcld_test_root(), E.out, tail);
   assert_int_equal(fclose(f), 0);
 }
 

@@ -14,7 +14,8 @@
  * failures (throttled, refused, partial), infrastructure waits bounded by
  * max_record_age, a destination that fails before it keeps, a handler that
  * answers from inside process(), a timeout with its late answer, cancel
- * with a call in flight, on_failure.block and discard. */
+ * with a call in flight, on_failure.block and discard, new settings from
+ * a reload (kcld_dispatcher_configure). */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -999,6 +1000,72 @@ static void test_block_retries_for_ever(void **state)
   fx_free(x);
 }
 
+/* A reload: the next batches take the new batch.size and retry policy. */
+static void test_configure_live(void **state)
+{
+  struct fx *x = fx_new();
+  struct kcld_record_batch *b[2];
+  struct kcld_dispatcher_opts o;
+  struct kcld_dispatcher_stats st;
+  (void)state;
+
+  x->o.batch_size = 2;
+  x->o.max_retry_attempts = 3;
+  fx_start(x);
+  b[0] = make_batch(x->c[0].shard, 0, 4, 4, 0, 0);
+  feed(x, 0, b, 1);
+  wait_done(x, 0, 3);
+  assert_int_equal(x->h.calls, 2);
+  o = x->o;
+  o.batch_size = 50;
+  o.max_retry_attempts = 0;
+  o.bisect_on_error = 0;
+  assert_int_equal(kcld_dispatcher_configure(x->disp, &o), 0);
+  x->h.poison[6] = 1;
+  b[1] = make_batch(x->c[0].shard, 4, 10, 4, 0, 0);
+  feed(x, 0, &b[1], 1);
+  wait_done(x, 0, 13);
+  /* One batch of all ten, failed once and given up: no retry, no split. */
+  assert_int_equal(x->h.calls, 3);
+  assert_int_equal(x->h.sizes[2], 10);
+  assert_int_equal(x->h.seen[6], 1);
+  kcld_dispatcher_stats(x->disp, &st);
+  assert_int_equal(st.batches_retried, 0);
+  assert_int_equal(st.batches_bisected, 0);
+  assert_int_equal(st.records_given_up, 10);
+  fx_free(x);
+}
+
+/* What a reload may not set is refused, and nothing changes. */
+static void test_configure_refused(void **state)
+{
+  struct fx *x = fx_new();
+  struct kcld_record_batch *b[1];
+  struct kcld_dispatcher_opts o;
+  (void)state;
+
+  x->o.batch_size = 3;
+  x->o.discard = 0;
+  x->o.block_on_failure = 1;
+  fx_start(x);
+  o = x->o;
+  o.block_on_failure = 0; /* nowhere for given-up records */
+  o.batch_size = 1;
+  assert_int_equal(kcld_dispatcher_configure(x->disp, &o), KCLD_EINVAL);
+  o.block_on_failure = 1;
+  o.batch_size = 0;
+  assert_int_equal(kcld_dispatcher_configure(x->disp, &o), KCLD_EINVAL);
+  o.batch_size = 1;
+  o.backoff_max_ms = 1; /* below backoff_base_ms */
+  assert_int_equal(kcld_dispatcher_configure(x->disp, &o), KCLD_EINVAL);
+  b[0] = make_batch(x->c[0].shard, 0, 6, 4, 0, 0);
+  feed(x, 0, b, 1);
+  wait_done(x, 0, 5);
+  assert_int_equal(x->h.calls, 2); /* still batches of 3 */
+  assert_int_equal(x->h.sizes[0], 3);
+  fx_free(x);
+}
+
 static void test_bad_options(void **state)
 {
   struct fx *x = fx_new();
@@ -1037,6 +1104,8 @@ int main(void)
     cmocka_unit_test(test_timeout_and_late_answer),
     cmocka_unit_test(test_cancel_with_call_in_flight),
     cmocka_unit_test(test_block_retries_for_ever),
+    cmocka_unit_test(test_configure_live),
+    cmocka_unit_test(test_configure_refused),
     cmocka_unit_test(test_bad_options),
   };
   json_object_seed(1);

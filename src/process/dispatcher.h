@@ -121,9 +121,9 @@ int kcld_dispatcher_new(const struct kcld_dispatcher_opts *opts,
 /* Takes new values of the settings that may change while kcld runs (a
  * configuration reload) from opts: batch_size, window_ms, the retry policy
  * (max_retry_attempts, bisect_on_error, max_record_age_ms, backoff_base_ms,
- * backoff_max_ms) and block_on_failure; parallelization for the shards
- * that start from now on (a shard keeps its lanes, so each key stays in
- * order).  The other members are ignored.  Batches at the handler are not
+ * backoff_max_ms) and block_on_failure; parallelization for each shard
+ * once it holds no records (none waiting, none at the handler: its lanes
+ * are made anew), so no key is ever in two lanes.  The other members are ignored.  Batches at the handler are not
  * touched: the next batch, retry and give-up decision use the new values.
  * Returns 0, or KCLD_EINVAL and nothing changed: a value out of the range
  * kcld_dispatcher_new takes, or block_on_failure off while the dispatcher

@@ -1036,6 +1036,36 @@ static void test_configure_live(void **state)
   fx_free(x);
 }
 
+/* A new parallelization applies once the shard holds nothing (its lanes
+ * are made anew then); keys keep their order. */
+static void test_configure_relanes(void **state)
+{
+  struct fx *x = fx_new();
+  struct kcld_record_batch *b[2];
+  struct kcld_dispatcher_opts o;
+  (void)state;
+
+  x->o.batch_size = 5;
+  x->h.delay_ms = 3;
+  fx_start(x);
+  b[0] = make_batch(x->c[0].shard, 0, 40, 8, 0, 0);
+  feed(x, 0, b, 1);
+  wait_done(x, 0, 39);
+  assert_int_equal(x->h.max_in_flight, 1);
+  o = x->o;
+  o.parallelization = 4;
+  assert_int_equal(kcld_dispatcher_configure(x->disp, &o), 0);
+  x->h.max_in_flight = 0;
+  b[1] = make_batch(x->c[0].shard, 40, 200, 8, 0, 0);
+  feed(x, 0, &b[1], 1);
+  wait_done(x, 0, 239);
+  assert_true(x->h.max_in_flight > 1 && x->h.max_in_flight <= 4);
+  assert_int_equal(x->h.order_violations, 0);
+  for (size_t i = 0; i < 240; i++)
+    assert_int_equal(x->h.handled[i], 1);
+  fx_free(x);
+}
+
 /* What a reload may not set is refused, and nothing changes. */
 static void test_configure_refused(void **state)
 {
@@ -1105,6 +1135,7 @@ int main(void)
     cmocka_unit_test(test_cancel_with_call_in_flight),
     cmocka_unit_test(test_block_retries_for_ever),
     cmocka_unit_test(test_configure_live),
+    cmocka_unit_test(test_configure_relanes),
     cmocka_unit_test(test_configure_refused),
     cmocka_unit_test(test_bad_options),
   };

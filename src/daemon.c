@@ -633,7 +633,8 @@ static size_t key_list(const struct kcld_config_change *ch, int n, bool live,
 }
 
 /* Gives the modules the live keys' values of live(dm): the log, the
- * dispatcher (next batch), every shard consumer (next fetch). */
+ * dispatcher (next batch), every shard consumer (next fetch), the stall
+ * detector (next check). */
 static void apply_live(struct daemon *dm, bool log_changed)
 {
   const struct kcld_config *l = live(dm);
@@ -658,6 +659,9 @@ static void apply_live(struct daemon *dm, bool log_changed)
   for (struct shard *s = dm->shards; s; s = s->next)
     kcld_shard_consumer_set_fetch(s->consumer, l->fetch.max_records,
                                   (uint64_t)l->fetch.idle_time_ms);
+  if (dm->stall)
+    kcld_stall_set_limits(dm->stall, (uint64_t)l->metrics.stuck_after_ms,
+                          (uint64_t)l->batch.window_ms);
 }
 
 /* A reload that failed: the errors, one per line of `errors`, in one log
@@ -947,8 +951,8 @@ static int start_stall(struct daemon *dm)
 {
   struct kcld_stall_opts so = {
     .loop = &dm->loop,
-    .stuck_ms = (uint64_t)dm->cfg->metrics.stuck_after_ms,
-    .grace_ms = (uint64_t)dm->cfg->batch.window_ms,
+    .stuck_ms = (uint64_t)live(dm)->metrics.stuck_after_ms,
+    .grace_ms = (uint64_t)live(dm)->batch.window_ms,
     .walk = stall_walk,
     .arg = dm};
   return kcld_stall_start(&so, &dm->stall);

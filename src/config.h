@@ -216,6 +216,11 @@ struct kcld_config {
   int64_t starting_timestamp_ms; /* epoch ms with AT_TIMESTAMP, else -1 */
   int64_t shutdown_timeout_ms;
   int workers;                 /* pool threads; 0 = number of CPUs */
+  struct kcld_config_list filter; /* filter patterns (process/filter.h),
+                                  each a JSON text kcld_filter_add_text()
+                                  accepts, all compiled together at load
+                                  (so valid, at most 10 patterns); empty =
+                                  no filter */
   struct kcld_config_lease lease;
   struct kcld_config_fetch fetch;
   struct kcld_config_checkpoint checkpoint;

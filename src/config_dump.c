@@ -66,13 +66,14 @@ static void put_value(FILE *f, const struct kcld_config_key *k,
   case K_ENUM:
     fputs(k->values[*(const int *)v], f);
     break;
-  case K_LIST: {
+  case K_LIST:
+  case K_FILTER: {
     const struct kcld_config_list *l = v;
     fputc('[', f);
     for (size_t i = 0; i < l->len; i++) {
       if (i)
         fputs(", ", f);
-      put_quoted(f, l->items[i], 1);
+      put_quoted(f, l->items[i], k->type == K_LIST); /* patterns: no ${} */
     }
     fputc(']', f);
     break;
@@ -312,6 +313,11 @@ static const char s_md_head[] =
   "environment | text |\n"
   "| time | RFC 3339 (`2024-05-01T12:00:00Z`, `2024-05-01T14:00:00+02:00`) "
   "or epoch seconds (`1714564800`) | epoch milliseconds |\n"
+  "| filter patterns | a YAML list of patterns, each a mapping "
+  "(`{data: {type: [buy]}}`) or Lambda's JSON as a string (a pattern, "
+  "`{\"Pattern\": \"...\"}` or a whole FilterCriteria); not expanded "
+  "from the environment; see [handlers.md](handlers.md#filtering-records-"
+  "before-the-handler-filter) | JSON texts, compiled at load |\n"
   "| URL | `http://...` or `https://...` | text |\n"
   "| host:port | `127.0.0.1:9464`, `[::1]:9464`, `0.0.0.0:9464`; port 0 = "
   "any free port | text |\n"
@@ -466,6 +472,8 @@ static const char *md_type(const struct kcld_config_key *k)
     return "enum";
   case K_LIST:
     return "list of strings";
+  case K_FILTER:
+    return "filter patterns";
   case K_TMPL:
     return "template";
   case K_TIME:

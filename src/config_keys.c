@@ -27,6 +27,8 @@
   {n, K_TMPL, OFF(f), d, 0, 0, NULL, C_NONE, fl, NULL, doc}
 #define TIME(n, f, fl, doc) \
   {n, K_TIME, OFF(f), "", 0, 0, NULL, C_NONE, fl, NULL, doc}
+#define FILTER(n, f, fl, doc) \
+  {n, K_FILTER, OFF(f), "[]", 0, 0, NULL, C_NONE, fl, NULL, doc}
 
 static const char *const s_positions[] = {"TRIM_HORIZON", "LATEST",
                                           "AT_TIMESTAMP", NULL};
@@ -83,6 +85,9 @@ const struct kcld_config_key kcld_config_keys[] = {
       "on SIGTERM, how long work in flight may take to finish"),
   INT("workers", workers, "0", 0, 1024, 0,
       "worker pool threads for CPU-heavy work; 0 = number of CPUs"),
+  FILTER("filter", filter, 0,
+         "Lambda FilterCriteria: up to 10 patterns, OR'ed; records that match "
+         "none skip the handler (a mapping or a JSON string each)"),
 
   STR("endpoints.kinesis", endpoints.kinesis, "", C_URL, 0,
       "Kinesis base URL; wins over endpoint and AWS_ENDPOINT_URL_KINESIS"),

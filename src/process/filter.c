@@ -363,6 +363,8 @@ static int cfail(struct comp *c, const struct kcld_filter_node *n,
                  const char *fmt, ...)
 {
   va_list ap;
+  const char *last;
+  size_t k;
   if (c->err) {
     c->err->line = n ? n->line : 0;
     c->err->col = n ? n->col : 0;
@@ -370,6 +372,14 @@ static int cfail(struct comp *c, const struct kcld_filter_node *n,
     va_start(ap, fmt);
     vsnprintf(c->err->msg, sizeof(c->err->msg), fmt, ap);
     va_end(ap);
+    /* "numeric: ..." at path "...numeric": the operator once. */
+    last = strrchr(c->path, '.');
+    last = last ? last + 1 : c->path;
+    k = strlen(last);
+    if (k && strncmp(c->err->msg, last, k) == 0 &&
+        strncmp(c->err->msg + k, ": ", 2) == 0)
+      memmove(c->err->msg, c->err->msg + k + 2,
+              strlen(c->err->msg + k + 2) + 1);
   }
   return KCLD_ECONFIG;
 }

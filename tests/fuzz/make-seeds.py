@@ -168,6 +168,12 @@ def config_seeds():
     write(t, "errors", "application: [1]\nstream:\nworkers: many\n"
           "unknown_key: 1\nbatch: {size: 0, window: 5parsecs}\n")
     write(t, "not-yaml", "a: b: c\n  - [\n")
+    write(t, "filter", "application: app\nstream: s\nfilter:\n"
+          "  - data: {t: [{numeric: [\">\", 30, \"<=\", 1e2]}], "
+          "$or: [{a: [1]}, {b: [~, \"x\"]}]}\n"
+          "  - partitionKey: [{prefix: {equals-ignore-case: dev}}]\n" +
+          r"""  - '{"Filters": [{"Pattern": "{\"data\": {\"x\": """
+          r"""[{\"cidr\": \"10.0.0.0/8\"}]}}"}]}'""" + "\n")
     write(t, "multi-doc", "application: a\nstream: s\n---\nx: 1\n")
     # Hostile: nesting past the depth limit (64), a nested ${...} and a
     # URL with credentials (each refused).  The size limit (1 MiB) is past

@@ -971,16 +971,60 @@ static int compile_object(struct comp *c, const struct kcld_filter_node *n,
   return rc;
 }
 
-/* 1 when the top-level mapping p (or one of its $or branches) names data. */
-static int names_data(const struct pnode *p)
+/* 1 when the top-level mapping p (or one of its $or branches) names the
+ * record field `name`. */
+static int names_field(const struct pnode *p, const char *name)
 {
   for (size_t i = 0; i < p->nf; i++)
-    if (strcmp(p->f[i].name, "data") == 0)
+    if (strcmp(p->f[i].name, name) == 0)
       return 1;
   for (size_t i = 0; i < p->nors; i++)
     for (size_t j = 0; j < p->ors[i].n; j++)
-      if (names_data(p->ors[i].alts[j]))
+      if (names_field(p->ors[i].alts[j], name))
         return 1;
+  return 0;
+}
+
+/* Adds the field names of mapping p and all below it to f->names. */
+static int collect_names(struct kcld_filter *f, const struct pnode *p)
+{
+  for (size_t i = 0; i < p->nf; i++) {
+    const struct field *fd = &p->f[i];
+    size_t k = 0;
+    while (k < f->nnames && !(f->names[k].len == fd->name_len &&
+                              memcmp(f->names[k].s, fd->name,
+                                     fd->name_len) == 0))
+      k++;
+    if (k == f->nnames) {
+      struct fstr *nn = realloc(f->names, (k + 1) * sizeof(*nn));
+      if (!nn)
+        return KCLD_ENOMEM;
+      f->names = nn;
+      if (set_str(&f->names[k], fd->name, fd->name_len) != 0)
+        return KCLD_ENOMEM;
+      f->nnames++;
+    }
+    if (fd->obj && collect_names(f, fd->obj) != 0)
+      return KCLD_ENOMEM;
+  }
+  for (size_t i = 0; i < p->nors; i++)
+    for (size_t j = 0; j < p->ors[i].n; j++)
+      if (collect_names(f, p->ors[i].alts[j]) != 0)
+        return KCLD_ENOMEM;
+  return 0;
+}
+
+/* The payload field names of top-level mapping p (its data mappings). */
+static int collect_data_names(struct kcld_filter *f, const struct pnode *p)
+{
+  for (size_t i = 0; i < p->nf; i++)
+    if (strcmp(p->f[i].name, "data") == 0 &&
+        collect_names(f, p->f[i].obj) != 0)
+      return KCLD_ENOMEM;
+  for (size_t i = 0; i < p->nors; i++)
+    for (size_t j = 0; j < p->ors[i].n; j++)
+      if (collect_data_names(f, p->ors[i].alts[j]) != 0)
+        return KCLD_ENOMEM;
   return 0;
 }
 
@@ -995,6 +1039,9 @@ void kcld_filter_free(struct kcld_filter *f)
     return;
   for (size_t i = 0; i < f->n; i++)
     kcld_filter_pnode_free(f->p[i].root);
+  for (size_t i = 0; i < f->nnames; i++)
+    free(f->names[i].s);
+  free(f->names);
   free(f);
 }
 
@@ -1019,13 +1066,18 @@ int kcld_filter_add(struct kcld_filter *f,
                               "(data, partitionKey, ...), got %s",
                  type_name(pattern->type));
   rc = compile_object(&c, pattern, 1, 1, &root);
+  /* The names only grow: a name of a pattern refused later costs a
+   * little parsing, never a wrong answer. */
+  if (rc == 0 && collect_data_names(f, root) != 0)
+    rc = cnomem(&c);
   if (rc != 0) {
     kcld_filter_pnode_free(root);
     return rc;
   }
   f->p[f->n].root = root;
-  f->p[f->n].uses_data = names_data(root);
+  f->p[f->n].uses_data = names_field(root, "data");
   f->any_data |= f->p[f->n].uses_data;
+  f->any_arrival |= names_field(root, "approximateArrivalTimestamp");
   f->n++;
   return 0;
 }
@@ -1120,9 +1172,12 @@ int kcld_filter_add_text(struct kcld_filter *f, const char *text, size_t len,
   if (rc != 0) {
     while (f->n > before)
       kcld_filter_pnode_free(f->p[--f->n].root);
-    f->any_data = 0;
-    for (size_t i = 0; i < f->n; i++)
+    f->any_data = f->any_arrival = 0;
+    for (size_t i = 0; i < f->n; i++) {
       f->any_data |= f->p[i].uses_data;
+      f->any_arrival |= names_field(f->p[i].root,
+                                    "approximateArrivalTimestamp");
+    }
   }
   return rc;
 }

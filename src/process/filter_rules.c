@@ -209,6 +209,7 @@ struct dval {
 #define DOC_STACK 64
 
 struct doc {
+  const struct kcld_filter *f;
   struct dval *v;           /* v[0] unused: index 0 means "none" */
   uint32_t n, cap;
   char *dec;                /* decoded strings, room for the whole text */
@@ -218,8 +219,10 @@ struct doc {
   struct dval stack[DOC_STACK];
 };
 
-static void doc_init(struct doc *d, const char *text, size_t len)
+static void doc_init(struct doc *d, const struct kcld_filter *f,
+                     const char *text, size_t len)
 {
+  d->f = f;
   d->v = d->stack;
   d->n = 1;
   d->cap = DOC_STACK;
@@ -296,7 +299,17 @@ static int dstring(struct doc *d, const struct kcld_json_val *v,
   return 0;
 }
 
+/* 1 when some pattern names a payload field called key. */
+static int named(const struct doc *d, const struct kcld_json_val *key)
+{
+  for (size_t i = 0; i < d->f->nnames; i++)
+    if (kcld_json_equals(key, d->f->names[i].s, d->f->names[i].len))
+      return 1;
+  return 0;
+}
+
 /* Parses the value at the scanner into the document: *out its index.
+ * Members no pattern names are checked and skipped, not kept.
  * KCLD_EPARSE when the text is not JSON. */
 static int build(struct doc *d, struct kcld_json_scan *sc, int depth,
                  uint32_t *out)
@@ -337,6 +350,11 @@ static int build(struct doc *d, struct kcld_json_scan *sc, int depth,
                   : kcld_json_scan_element(sc, &first);
     if (rc <= 0)
       return rc < 0 ? KCLD_EPARSE : 0;
+    if (c == '{' && !named(d, &key)) {
+      if (kcld_json_scan_value(sc, NULL, depth + 1) != 0)
+        return KCLD_EPARSE;
+      continue;
+    }
     if ((rc = build(d, sc, depth + 1, &ch)) != 0)
       return rc;
     if (c == '{' &&
@@ -389,7 +407,7 @@ static uint32_t record_doc(struct doc *d, const struct kcld_record *r,
        r->partition_key_len);
   dadd(d, root, &prev, "sequenceNumber", D_STRING, r->sequence_number,
        strlen(r->sequence_number));
-  if (r->arrival_ms >= 0)
+  if (r->arrival_ms >= 0 && d->f->any_arrival)
     dadd(d, root, &prev, "approximateArrivalTimestamp", D_NUMBER, ts,
          arrival_text(r->arrival_ms, ts, tscap));
   *last = prev;
@@ -616,7 +634,7 @@ int kcld_filter_match(const struct kcld_filter *f,
 
   if (f->n == 0)
     return 1;
-  doc_init(&d, (const char *)r->data, r->data_len);
+  doc_init(&d, f, (const char *)r->data, r->data_len);
   root = record_doc(&d, r, ts, sizeof(ts), &last);
   /* Patterns on metadata alone first: the payload is read only when
    * they all fail and one names data. */

@@ -95,6 +95,11 @@ struct kcld_filter {
   struct pattern p[KCLD_FILTER_MAX_PATTERNS];
   size_t n;
   int any_data;             /* some pattern names data */
+  int any_arrival;          /* some pattern names approximateArrivalTimestamp */
+  struct fstr *names;       /* every field name under data in any pattern:
+                               members of the payload named otherwise are
+                               skipped, not parsed into the document */
+  size_t nnames;
 };
 
 /* Frees a compiled mapping and all below it; NULL is ignored. */

@@ -7,7 +7,8 @@
  * filtered record reaches it; records put later that all fail the
  * patterns still move every shard's checkpoint to its last record; the
  * EMF file written at shutdown counts the filtered records in
- * kcld_records_filtered_total. */
+ * kcld_records_filtered_total.  And `kcld --check-config` on invalid
+ * patterns: exit 1 with file:line:col. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -273,6 +274,49 @@ static void test_filter_e2e(void **state)
                    json_array_size(E.kept));
 }
 
+/* `kcld --check-config` on patterns Lambda refuses: exit 1, and each error
+ * names the file, line and column of the offending part. */
+static void test_check_config_errors(void **state)
+{
+  char dir[] = "/tmp/kcld-filter-check-XXXXXX", conf[96], cmd[512];
+  char out[2048];
+  size_t n;
+  FILE *f, *p;
+  int st;
+  (void)state;
+
+  assert_non_null(mkdtemp(dir));
+  snprintf(conf, sizeof(conf), "%s/k.yaml", dir);
+  f = fopen(conf, "w");
+  assert_non_null(f);
+  fputs("application: filter-check\n"
+        "stream: s\n"
+        "region: us-east-1\n"
+        "filter:\n"
+        "  - data: {t: [{numeric: [\"=>\", 30]}]}\n"
+        "  - '{\"data\": {\"t\": [{\"prefix\": 5}]}}'\n", f);
+  assert_int_equal(fclose(f), 0);
+  snprintf(cmd, sizeof(cmd), "'%s' --check-config '%s' 2>&1",
+           kcld_test_bin(), conf);
+  p = popen(cmd, "r");
+  assert_non_null(p);
+  n = fread(out, 1, sizeof(out) - 1, p);
+  out[n] = '\0';
+  st = pclose(p);
+  printf("%s", out);
+  assert_true(WIFEXITED(st) && WEXITSTATUS(st) == 1);
+  /* The YAML mapping: the operator's own position. */
+  assert_non_null(strstr(out, "k.yaml:5:27: filter[0]: data.t[0].numeric:"));
+  assert_non_null(strstr(out, "\"=>\""));
+  /* The JSON string: its position, and the fault inside it. */
+  assert_non_null(strstr(out, "k.yaml:6:5: filter[1]: data.t[0].prefix"));
+  assert_non_null(strstr(out, "(line 1, column 28 of the pattern)"));
+  /* Nothing else is wrong with the file. */
+  assert_null(strstr(out, "k.yaml:1:"));
+  assert_int_equal(unlink(conf), 0);
+  assert_int_equal(rmdir(dir), 0);
+}
+
 static int setup(void **state)
 {
   (void)state;
@@ -306,6 +350,7 @@ static int teardown(void **state)
 int main(void)
 {
   const struct CMUnitTest tests[] = {
+    cmocka_unit_test(test_check_config_errors),
     cmocka_unit_test_setup_teardown(test_filter_e2e, setup, teardown),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);

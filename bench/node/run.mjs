@@ -189,7 +189,7 @@ async function startKcld(o) {
   if (o.metrics !== false) {
     for (let i = 0; i < 400 && !metrics; i++) {
       await sleep(25);
-      const m = /"metrics server listening","address":"([^"]+)"/.exec(
+      const m = /"metrics server listening"[^\n]*?"address":"([^"]+)"/.exec(
         fs.readFileSync(cfg.log, 'utf8'));
       if (m) metrics = `http://${m[1]}/metrics`;
       if (!proc.running(p)) break;

@@ -41,6 +41,7 @@
 #include "ops/notify.h"
 #include "ops/stall.h"
 #include "process/dispatcher.h"
+#include "process/filter.h"
 #include "process/dlq.h"
 #include "process/dlq_dir.h"
 #include "process/dlq_sqs.h"
@@ -97,6 +98,7 @@ struct daemon {
   struct kcld_sqs *sqs;        /* on_failure.sqs only */
   struct kcld_dlq *dlq;
   struct kcld_dispatcher *disp;
+  struct kcld_filter *filter;  /* `filter`; NULL = none; freed last */
   struct kcld_coordinator *coord;
   struct kcld_notify *notify;
   struct kcld_monitor *monitor; /* metrics.listen / metrics.emf */
@@ -817,6 +819,32 @@ static int open_dlq(struct daemon *dm)
   return kcld_dlq_new(&qo, &dm->dlq);
 }
 
+/* Compiles `filter` (checked at load already, so only memory can fail). */
+static int open_filter(struct daemon *dm)
+{
+  const struct kcld_config_list *l = &dm->cfg->filter;
+  struct kcld_filter_error e;
+  char n[24];
+  int rc = 0;
+
+  if (l->len == 0)
+    return 0;
+  if ((dm->filter = kcld_filter_new()) == NULL)
+    return KCLD_ENOMEM;
+  for (size_t i = 0; i < l->len && rc == 0; i++)
+    rc = kcld_filter_add_text(dm->filter, l->items[i], strlen(l->items[i]),
+                              &e);
+  if (rc != 0) {
+    kcld_log(KCLD_LOG_ERROR, "cannot compile the filter", "error",
+             rc == KCLD_ECONFIG ? e.msg : kcld_strerror(rc), NULL);
+    return rc;
+  }
+  snprintf(n, sizeof(n), "%zu", kcld_filter_count(dm->filter));
+  kcld_log(KCLD_LOG_INFO, "filter on: records that match no pattern skip "
+           "the handler", "patterns", n, NULL);
+  return 0;
+}
+
 static int start_clients(struct daemon *dm)
 {
   const struct kcld_config *cfg = dm->cfg;
@@ -860,9 +888,10 @@ static int start_clients(struct daemon *dm)
   if ((rc = kcld_handler_new(&env, &dm->handler)) != 0)
     return rc;
 
-  if ((rc = open_dlq(dm)) != 0)
+  if ((rc = open_dlq(dm)) != 0 || (rc = open_filter(dm)) != 0)
     return rc;
   dispatcher_opts(dm, &dop);
+  dop.filter = dm->filter;
   if ((rc = kcld_dispatcher_new(&dop, &dm->disp)) != 0)
     return rc;
   if (dm->monitor)
@@ -1065,6 +1094,7 @@ int kcld_daemon_run(const struct kcld_daemon_opts *opts)
   if (uv_loop_close(&dm.loop) != 0)
     kcld_log(KCLD_LOG_WARN, "event loop closed with handles open", NULL);
   kcld_http_global_cleanup();
+  kcld_filter_free(dm.filter); /* after the dispatcher that borrowed it */
   free(dm.region);
   kcld_config_free(dm.reloaded);
   kcld_log_flush(1);

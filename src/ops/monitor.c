@@ -111,6 +111,9 @@ static const struct {
    "timed out."},
   {"kcld_records_given_up_total", KCLD_METRIC_COUNTER, "Records given up "
    "on (to the dead-letter queue or skipped)."},
+  {"kcld_records_filtered_total", KCLD_METRIC_COUNTER, "Records that "
+   "matched no filter pattern: not given to the handler, checkpointed "
+   "past."},
   {"kcld_dlq_messages_total", KCLD_METRIC_COUNTER, "Dead-letter messages "
    "acknowledged by SQS."},
   {"kcld_dlq_records_total", KCLD_METRIC_COUNTER, "Records in dead-letter "
@@ -340,6 +343,8 @@ void kcld_monitor_visit_dispatcher(struct kcld_monitor_visit *v,
                    (double)st.handler_timeouts);
   kcld_metrics_set(m, "kcld_records_given_up_total", NULL,
                    (double)st.records_given_up);
+  kcld_metrics_set(m, "kcld_records_filtered_total", NULL,
+                   (double)st.records_filtered);
   kcld_metrics_set(m, "kcld_dlq_messages_total", NULL,
                    (double)st.dlq_messages);
   kcld_metrics_set(m, "kcld_dlq_records_total", NULL,

@@ -932,9 +932,18 @@ static void on_idle(uv_idle_t *h)
 
 /* ======== The sink ======== */
 
+/* 0 when the filter drops r; a filter that runs out of memory keeps it. */
+static int keeps(const struct kcld_dispatcher *disp,
+                 const struct kcld_record *r)
+{
+  return !disp->opts.filter || kcld_filter_match(disp->opts.filter, r) != 0;
+}
+
+/* Queues the delivery's records: each kept one on its lane, each filtered
+ * one dealt with at once. */
 static int append(struct shard *sh, struct kcld_shard_delivery *d)
 {
-  size_t need = sh->tail + d->count;
+  size_t need = sh->tail + d->count, filtered = 0;
 
   if (need > sh->cap) {
     size_t cap = sh->cap ? sh->cap : 256;
@@ -962,13 +971,22 @@ static int append(struct shard *sh, struct kcld_shard_delivery *d)
   }
   for (size_t i = 0; i < d->count; i++) {
     const struct kcld_record *r = &d->records[i];
-    struct lane *l = &sh->lanes[sh->nlanes > 1 ? key_lane(r, sh->nlanes) : 0];
-    uint64_t g = sh->base + sh->tail;
+    int keep = keeps(sh->disp, r);
     kcld_record_batch_acquire(r->batch);
     sh->ents[sh->tail].rec = r;
-    sh->ents[sh->tail].done = 0;
+    sh->ents[sh->tail].done = !keep;
+    if (keep) {
+      struct lane *l =
+        &sh->lanes[sh->nlanes > 1 ? key_lane(r, sh->nlanes) : 0];
+      l->pend[l->pend_n++] = sh->base + sh->tail;
+    } else {
+      filtered++;
+    }
     sh->tail++;
-    l->pend[l->pend_n++] = g;
+  }
+  if (filtered) { /* dealt with already: the checkpoint may move */
+    sh->disp->stats.records_filtered += filtered;
+    advance(sh);
   }
   return 0;
 }

@@ -2,6 +2,12 @@
  *
  * Implements the shard consumers' sink (consume/shard_consumer.h).
  *
+ * Filtering.  With a filter (process/filter.h), a record that matches none
+ * of its patterns is dealt with as it arrives: it never joins a lane or
+ * reaches the handler, counts in records_filtered, and the checkpoint moves
+ * past it like past a handled one, so a delivery that is all filtered still
+ * moves it.  Matching runs on the loop thread, in deliver().
+ *
  * Batching.  Records of a shard queue up across deliveries and go to the
  * handler batch.size at a time.  A smaller batch goes when batch.window has
  * passed since its first record queued (at once with no window, as soon as
@@ -48,6 +54,7 @@
 #include "consume/shard_consumer.h"
 #include "handlers/handler.h"
 #include "process/dlq.h"
+#include "process/filter.h"
 
 struct kcld_dispatcher;
 
@@ -70,6 +77,8 @@ struct kcld_dispatcher_opts {
   struct kcld_dlq *dlq;          /* the destination; borrowed */
   int discard;                   /* on_failure.discard, with no dlq: an
                                     error line per record, then skipped */
+  const struct kcld_filter *filter; /* filter; borrowed, outlives the
+                                    dispatcher; NULL = every record */
 };
 
 struct kcld_dispatcher_stats {
@@ -84,6 +93,7 @@ struct kcld_dispatcher_stats {
   uint64_t batches_waited;       /* infrastructure failures waited out */
   uint64_t handler_timeouts;
   uint64_t records_given_up;     /* to the destination or skipped */
+  uint64_t records_filtered;     /* matched no filter pattern */
   uint64_t records_skipped;      /* given up with on_failure.discard */
   uint64_t dlq_messages;         /* dead-letter messages kept */
   uint64_t dlq_records;          /* records in them */

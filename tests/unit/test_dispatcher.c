@@ -15,7 +15,7 @@
  * max_record_age, a destination that fails before it keeps, a handler that
  * answers from inside process(), a timeout with its late answer, cancel
  * with a call in flight, on_failure.block and discard, new settings from
- * a reload (kcld_dispatcher_configure). */
+ * a reload (kcld_dispatcher_configure), and filter. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -1094,6 +1094,46 @@ static void test_configure_refused(void **state)
   assert_int_equal(x->h.calls, 2); /* still batches of 3 */
   assert_int_equal(x->h.sizes[0], 3);
   fx_free(x);
+/* filter: records no pattern matches never reach the handler, count in
+ * records_filtered and are passed by the checkpoint, but never ahead of a
+ * kept record still at the handler; a delivery that is all filtered (the
+ * shard's end here) still moves it to its last record. */
+static void test_filter_skips_handler(void **state)
+{
+  static const char *pat = "{\"partitionKey\": [\"key-1\", \"key-2\"]}";
+  struct fx *x = fx_new();
+  struct kcld_record_batch *b[2];
+  struct kcld_dispatcher_stats st;
+  struct kcld_filter *f = kcld_filter_new();
+  char seq[40];
+  (void)state;
+
+  assert_non_null(f);
+  assert_int_equal(kcld_filter_add_text(f, pat, strlen(pat), NULL), 0);
+  x->o.filter = f;
+  x->o.batch_size = 3;
+  x->h.hang_first_ms = 150;
+  fx_start(x);
+  b[0] = make_batch(x->c[0].shard, 0, 20, 4, 0, 0);  /* keys 0..3 */
+  b[1] = make_batch(x->c[0].shard, 20, 10, 1, 0, 1); /* key-0 only */
+  feed(x, 0, b, 2);
+  /* Record 0 is filtered, record 1 is in the first (hanging) call. */
+  run_ms(x, 40);
+  seq_of(0, seq, sizeof(seq));
+  assert_string_equal(x->c[0].progress, seq);
+  wait_done(x, 0, 29);
+  for (size_t i = 0; i < 30; i++) {
+    int keep = i < 20 && (i % 4 == 1 || i % 4 == 2);
+    assert_int_equal(x->h.seen[i], keep);
+    assert_int_equal(x->h.handled[i], keep);
+  }
+  assert_int_equal(x->c[0].dones, 2);
+  kcld_dispatcher_stats(x->disp, &st);
+  assert_int_equal(st.records_filtered, 20);
+  assert_int_equal(st.records_handled, 10);
+  assert_int_equal(st.records_given_up, 0);
+  fx_free(x);
+  kcld_filter_free(f);
 }
 
 static void test_bad_options(void **state)
@@ -1137,6 +1177,7 @@ int main(void)
     cmocka_unit_test(test_configure_live),
     cmocka_unit_test(test_configure_relanes),
     cmocka_unit_test(test_configure_refused),
+    cmocka_unit_test(test_filter_skips_handler),
     cmocka_unit_test(test_bad_options),
   };
   json_object_seed(1);

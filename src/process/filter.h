@@ -46,7 +46,8 @@
  * {"Filters": [{"Pattern": ...}, ...]}.
  *
  * A compiled filter is immutable: kcld_filter_match() may run on any number
- * of threads at once (it is meant for the worker pool).  No I/O. */
+ * of threads at once (the dispatcher calls it on the loop thread as records
+ * are queued; the worker pool could as well).  No I/O. */
 #ifndef KCLD_PROCESS_FILTER_H
 #define KCLD_PROCESS_FILTER_H
 

@@ -1094,6 +1094,8 @@ static void test_configure_refused(void **state)
   assert_int_equal(x->h.calls, 2); /* still batches of 3 */
   assert_int_equal(x->h.sizes[0], 3);
   fx_free(x);
+}
+
 /* filter: records no pattern matches never reach the handler, count in
  * records_filtered and are passed by the checkpoint, but never ahead of a
  * kept record still at the handler; a delivery that is all filtered (the

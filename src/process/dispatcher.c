@@ -1013,7 +1013,7 @@ static int deliver(void *impl, struct kcld_shard_delivery *d)
   }
   sh->held = d;
   sh->millis_behind = d->millis_behind_latest;
-  if (d->count && d->batch && !d->batch->next_shard_iterator &&
+  if (d->count && d->batch && d->batch->shard_end &&
       &d->records[d->count - 1] == &d->batch->records[d->batch->count - 1])
     sh->ended = 1;
   pump(sh);

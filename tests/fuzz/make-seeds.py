@@ -147,6 +147,14 @@ def getrecords_seeds():
     write(t, "bad-ts", '{"Records":[{"Data":"","PartitionKey":"k",'
           '"SequenceNumber":"1","ApproximateArrivalTimestamp":-1}]}')
     write(t, "not-json", '{"Records":[')
+    # SubscribeToShardEvent payloads (the target parses every input both
+    # ways).
+    write(t, "event-continuation", json.dumps({
+        "Records": [rec(b"hi", seq)], "ContinuationSequenceNumber": seq,
+        "MillisBehindLatest": 3}))
+    write(t, "event-shard-end", json.dumps({
+        "Records": [], "ContinuationSequenceNumber": None,
+        "MillisBehindLatest": 0, "ChildShards": []}))
 
 
 def config_seeds():

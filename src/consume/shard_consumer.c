@@ -15,6 +15,7 @@
 #include "base/seq.h"
 #include "consume/poller.h"
 #include "consume/source.h"
+#include "consume/subscriber.h"
 #include "err.h"
 #include "log.h"
 
@@ -24,6 +25,7 @@
 #define DEF_MAX_BUFFERED ((size_t)8 << 20)
 #define DEF_PARENTS_POLL_MS 2000
 #define DEF_MIN_CALL_MS 200
+#define DEF_SUBSCRIBE_INTERVAL_MS 1000
 #define DEF_BACKOFF_BASE_MS 200
 #define DEF_BACKOFF_MAX_MS 10000
 #define FLUSH_GRACE_MS 5000
@@ -58,6 +60,9 @@ struct kcld_shard_consumer {
 
   uv_loop_t *loop;
   struct kcld_kinesis *kinesis;
+  struct kcld_fanout *fanout;        /* fan-out mode; NULL = polling */
+  char *consumer_arn;
+  uint64_t subscribe_interval_ms;
   struct kcld_shard_consumer_lease_ops ops;
   char *stream;
   char *shard_id;
@@ -143,6 +148,15 @@ static void free_children(struct kcld_shard_consumer *c)
   c->n_children = 0;
 }
 
+/* Frees the consumer's own strings and the consumer. */
+static void free_consumer(struct kcld_shard_consumer *c)
+{
+  free(c->stream);
+  free(c->shard_id);
+  free(c->consumer_arn);
+  free(c);
+}
+
 static void maybe_free(struct kcld_shard_consumer *c)
 {
   if (!c->closing || c->handles_open > 0 || c->src ||
@@ -151,9 +165,7 @@ static void maybe_free(struct kcld_shard_consumer *c)
   free_children(c);
   kcld_fetch_account_close(c->account);
   kcld_fetch_budget_close(c->own_budget);
-  free(c->stream);
-  free(c->shard_id);
-  free(c);
+  free_consumer(c);
 }
 
 static void on_handle_closed(uv_handle_t *h)
@@ -545,7 +557,7 @@ static int on_source_batch(void *arg, struct kcld_record_batch *b)
     if (first < b->count)
       c->skip.set = 0;
   }
-  if (!b->next_shard_iterator) {
+  if (b->shard_end) {
     free_children(c);
     if (b->child_shard_count > 0) {
       c->children = calloc(b->child_shard_count, sizeof(char *));
@@ -618,6 +630,20 @@ static void stop_source(struct kcld_shard_consumer *c)
 
 static int open_source(struct kcld_shard_consumer *c)
 {
+  struct kcld_source_cbs cbs = {
+    .batch = on_source_batch, .ended = on_source_ended,
+    .wanted = on_source_wanted, .closed = on_source_closed, .arg = c};
+  if (c->fanout) {
+    struct kcld_subscriber_opts so = {
+      .loop = c->loop, .fanout = c->fanout,
+      .consumer_arn = c->consumer_arn, .shard_id = c->shard_id,
+      .start = c->start_pos, .min_call_ms = c->subscribe_interval_ms,
+      .backoff_base_ms = c->backoff_base_ms,
+      .backoff_max_ms = c->backoff_max_ms, .budget = c->budget,
+      .account = c->account, .cbs = cbs};
+    c->src_ops = &kcld_subscriber_ops;
+    return kcld_subscriber_open(&so, &c->src);
+  }
   struct kcld_poller_opts po = {
     .loop = c->loop, .kinesis = c->kinesis, .stream = c->stream,
     .shard_id = c->shard_id, .start = c->start_pos,
@@ -625,9 +651,7 @@ static int open_source(struct kcld_shard_consumer *c)
     .min_call_ms = c->min_call_ms, .backoff_base_ms = c->backoff_base_ms,
     .backoff_max_ms = c->backoff_max_ms, .budget = c->budget,
     .account = c->account, .first_estimate = c->first_estimate,
-    .cbs = {.batch = on_source_batch, .ended = on_source_ended,
-            .wanted = on_source_wanted, .closed = on_source_closed,
-            .arg = c}};
+    .cbs = cbs};
   c->src_ops = &kcld_poller_ops;
   return kcld_poller_open(&po, &c->src);
 }
@@ -755,6 +779,8 @@ int kcld_shard_consumer_start(const struct kcld_shard_consumer_opts *opts,
     return KCLD_EINVAL;
   if (!lo && !opts->coordinator)
     return KCLD_EINVAL;
+  if (opts->fanout && (!opts->consumer_arn || !*opts->consumer_arn))
+    return KCLD_EINVAL;
 
   struct kcld_shard_consumer *c = calloc(1, sizeof(*c));
   if (!c)
@@ -766,14 +792,18 @@ int kcld_shard_consumer_start(const struct kcld_shard_consumer_opts *opts,
   }
   c->stream = strdup(opts->stream);
   c->shard_id = strdup(opts->lease->shard_id);
-  if (!c->stream || !c->shard_id) {
-    free(c->stream);
-    free(c->shard_id);
-    free(c);
+  if (opts->fanout)
+    c->consumer_arn = strdup(opts->consumer_arn);
+  if (!c->stream || !c->shard_id || (opts->fanout && !c->consumer_arn)) {
+    free_consumer(c);
     return KCLD_ENOMEM;
   }
   c->loop = opts->loop;
   c->kinesis = opts->kinesis;
+  c->fanout = opts->fanout;
+  c->subscribe_interval_ms = opts->subscribe_interval_ms
+                               ? opts->subscribe_interval_ms
+                               : DEF_SUBSCRIBE_INTERVAL_MS;
   if (lo) {
     c->ops = *lo;
   } else {
@@ -814,9 +844,7 @@ int kcld_shard_consumer_start(const struct kcld_shard_consumer_opts *opts,
                                 &c->account);
   if (rc < 0) {
     kcld_fetch_budget_close(c->own_budget);
-    free(c->stream);
-    free(c->shard_id);
-    free(c);
+    free_consumer(c);
     return rc;
   }
   struct kcld_checkpoint_opts co = {
@@ -829,9 +857,7 @@ int kcld_shard_consumer_start(const struct kcld_shard_consumer_opts *opts,
   if (rc < 0) {
     kcld_fetch_account_close(c->account);
     kcld_fetch_budget_close(c->own_budget);
-    free(c->stream);
-    free(c->shard_id);
-    free(c);
+    free_consumer(c);
     return rc;
   }
   uv_timer_init(c->loop, &c->parents_timer);

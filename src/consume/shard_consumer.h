@@ -1,5 +1,6 @@
 /* shard_consumer.h — one held shard: wait for its parents, get an iterator,
- * fetch with GetRecords (prefetching within a byte budget), parse on the
+ * fetch with GetRecords (prefetching within a byte budget) - or, in
+ * enhanced fan-out mode, subscribe with SubscribeToShard - parse on the
  * worker pool, hand the records to a sink in shard order, checkpoint what the
  * sink reports as dealt with, and finish the shard at its end.
  *
@@ -40,7 +41,11 @@
  * or LOST), always from a later loop iteration, never from inside a call into
  * this module; then the owner calls kcld_shard_consumer_close().
  *
- * Fetching is the job of a fetch source (source.h; polling: poller.h).
+ * Fetching is the job of a fetch source (source.h): polling (poller.h,
+ * steps 2 and 3 above), or enhanced fan-out when opts.fanout is set
+ * (subscriber.h: SubscribeToShard from the same start position, then from
+ * each subscription's last continuation; no GetRecords call; an event
+ * with ChildShards and no continuation is the end, as in step 5).
  * Parsing (base64, KPL de-aggregation; getrecords.h) runs on the worker pool
  * (the budget's parse jobs); batches come back on the loop and are queued in
  * fetch order.
@@ -52,6 +57,7 @@
 #include <stdint.h>
 #include <uv.h>
 
+#include "aws/fanout.h"
 #include "aws/kinesis.h"
 #include "consume/budget.h"
 #include "consume/checkpoint.h"
@@ -156,6 +162,12 @@ struct kcld_shard_consumer_lease_ops {
 struct kcld_shard_consumer_opts {
   uv_loop_t *loop;
   struct kcld_kinesis *kinesis;      /* Kinesis calls */
+  struct kcld_fanout *fanout;        /* enhanced fan-out: subscribe with
+                                        this client as consumer_arn; NULL =
+                                        polling */
+  const char *consumer_arn;          /* with fanout: the ACTIVE consumer */
+  uint64_t subscribe_interval_ms;    /* fan-out: between SubscribeToShard
+                                        calls; 0 = 1000 (1 call/s) */
   struct kcld_coordinator *coordinator;
   const struct kcld_shard_consumer_lease_ops *lease_ops; /* NULL = coord. */
   const char *stream;                /* stream name or ARN (arn:...) */
@@ -186,8 +198,12 @@ struct kcld_shard_consumer_stats {
   uint64_t kinesis_records;    /* Kinesis records fetched */
   uint64_t bytes;              /* payload bytes fetched (data_bytes) */
   uint64_t get_records_calls;  /* GetRecords calls started */
-  uint64_t empty_responses;    /* GetRecords answers with no records */
-  uint64_t throttles;          /* ProvisionedThroughputExceeded + KMS */
+  uint64_t subscriptions;      /* SubscribeToShard calls started (fan-out) */
+  uint64_t empty_responses;    /* GetRecords answers with no records; in
+                                  fan-out mode, events with no records and
+                                  nothing behind (a heartbeat at the tip) */
+  uint64_t throttles;          /* ProvisionedThroughputExceeded + KMS;
+                                  fan-out: LimitExceeded + KMS throttling */
   uint64_t expired_iterators;
   uint64_t errors;             /* other failed calls and parses */
   uint64_t deliveries;         /* accepted by the sink */

@@ -3,10 +3,10 @@
  * progress and checkpoints, shard end, stop, lose, close) and a fetch
  * source.  Internal to consume/.
  *
- * One source today: polling (poller.h: GetShardIterator and GetRecords,
- * rate limit, idle waits, backoff, expired iterators).  Enhanced fan-out
- * (SubscribeToShard, aws/fanout.h) is meant to be a second implementation
- * of the same ops, chosen by the core at open time.
+ * Two sources, chosen by the core at open time: polling (poller.h:
+ * GetShardIterator and GetRecords, rate limit, idle waits, backoff, expired
+ * iterators) and enhanced fan-out (subscriber.h: SubscribeToShard
+ * subscriptions, resubscribed after each end from the last continuation).
  *
  * The contract, all on the loop thread:
  *  - open: the core hands over the start position and its callbacks; the
@@ -14,8 +14,8 @@
  *  - The source hands the core each parsed answer through cbs.batch, in
  *    shard order, exactly once (a batch may hold no records: it still
  *    carries MillisBehindLatest and, at the end, the child shards).  A
- *    batch whose next_shard_iterator is NULL is the shard's last; the source
- *    reads no more after it.  cbs.ended says the shard is over without a
+ *    batch with shard_end set is the shard's last; the source reads no more
+ *    after it.  cbs.ended says the shard is over without a
  *    batch (a closed shard with nothing after the position asked for).
  *  - Before asking for more (a call, or reading on in a stream) the source
  *    asks cbs.wanted; 0 means the core is over its budget or not reading

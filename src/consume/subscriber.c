@@ -67,6 +67,8 @@ struct subscriber {
   int timer_armed;
   int timer_open;
   int stopped;             /* no more batches to the core */
+  int handing;             /* inside cbs.batch: the core may resume us
+                              before the batch's continuation is noted */
   int closing;
   int called;
   uint64_t last_call_ms;
@@ -220,7 +222,10 @@ static void got_batch(struct subscriber *s, struct kcld_record_batch *b)
   s->behind = b->millis_behind_latest > 0;
   if (b->kinesis_count > 0)
     s->fails_in_row = 0;
-  if (s->cbs.batch(s->cbs.arg, b) != 0) {
+  s->handing = 1;
+  int rc = s->cbs.batch(s->cbs.arg, b);
+  s->handing = 0;
+  if (rc != 0) {
     /* Not taken: read it again from the last continuation taken. */
     kcld_record_batch_release(b);
     local_failure(s, KCLD_ENOMEM, "out of memory");
@@ -457,8 +462,8 @@ static void schedule(struct subscriber *s)
 {
   size_t body, batch;
 
-  if (s->closing || s->stopped)
-    return;
+  if (s->closing || s->stopped || s->handing)
+    return; /* got_batch's caller schedules afterwards */
   if (!s->cbs.wanted(s->cbs.arg)) {
     hold(s); /* ops.resume goes on */
     return;

@@ -739,6 +739,59 @@ static void check_on_failure(struct ctx *c)
            "record up", *f->sqs ? "sqs" : *f->dir ? "dir" : "discard");
 }
 
+/* fetch.consumer_name (application when not set) and fetch.consumer_arn:
+ * what fan-out mode needs; set in polling mode, they are an error rather
+ * than silently unused. */
+static void check_fanout(struct ctx *c)
+{
+  struct kcld_config *cfg = c->cfg;
+  const struct kcld_config_fetch *f = &cfg->fetch;
+  char q[96];
+
+  if (bad(c, "fetch.mode") || bad(c, "fetch.consumer_name") ||
+      bad(c, "fetch.consumer_arn"))
+    return;
+  if (f->mode != KCLD_CONFIG_FETCH_FANOUT) {
+    if (*f->consumer_name)
+      err_at(c, "fetch.consumer_name", "fetch.consumer_name",
+             "only used with fetch.mode: fanout");
+    if (*f->consumer_arn)
+      err_at(c, "fetch.consumer_arn", "fetch.consumer_arn",
+             "only used with fetch.mode: fanout");
+    return;
+  }
+  if (*f->consumer_arn) {
+    if (strncmp(f->consumer_arn, "arn:", 4) != 0 ||
+        !strstr(f->consumer_arn, ":stream/") ||
+        !strstr(f->consumer_arn, "/consumer/"))
+      err_at(c, "fetch.consumer_arn", "fetch.consumer_arn",
+             "must be a stream consumer ARN (arn:aws:kinesis:REGION:ACCOUNT:"
+             "stream/STREAM/consumer/NAME:TIMESTAMP), got %s",
+             kcld_config_value_quote(f->consumer_arn, q, sizeof(q)));
+    if (*f->consumer_name)
+      err_at(c, "fetch.consumer_name", "fetch.consumer_name",
+             "cannot be combined with fetch.consumer_arn (nothing is "
+             "registered then)");
+    return;
+  }
+  if (*f->consumer_name) {
+    if (!kcld_config_value_is_consumer_name(f->consumer_name))
+      err_at(c, "fetch.consumer_name", "fetch.consumer_name",
+             "must be 1..128 characters of a-z A-Z 0-9 _ . -, got %s",
+             kcld_config_value_quote(f->consumer_name, q, sizeof(q)));
+  } else if (*cfg->application) {
+    if (!kcld_config_value_is_consumer_name(cfg->application))
+      err_at(c, "application", "application",
+             "names the stream consumer when fetch.consumer_name is not "
+             "set, so must be 1..128 characters of a-z A-Z 0-9 _ . -, "
+             "got %s", kcld_config_value_quote(cfg->application, q,
+                                               sizeof(q)));
+    else if (kcld_config_value_set(&cfg->fetch.consumer_name,
+                                   cfg->application) != 0)
+      c->oom = 1;
+  }
+}
+
 static void finish(struct ctx *c)
 {
   struct kcld_config *cfg = c->cfg;
@@ -760,6 +813,7 @@ static void finish(struct ctx *c)
     else if (kcld_config_value_set(&cfg->lease.table, cfg->application) != 0)
       c->oom = 1;
   }
+  check_fanout(c);
   if (!*cfg->worker_id && derive_worker_id(cfg) != 0)
     c->oom = 1;
   check_on_failure(c);

@@ -84,6 +84,12 @@ enum kcld_config_retry_mode {
   KCLD_CONFIG_RETRY_LEGACY = 3 /* read as standard */
 };
 
+/* fetch.mode */
+enum kcld_config_fetch_mode {
+  KCLD_CONFIG_FETCH_POLLING = 0,  /* GetRecords */
+  KCLD_CONFIG_FETCH_FANOUT = 1    /* enhanced fan-out: SubscribeToShard */
+};
+
 /* The services kcld_config_endpoint() answers for.  Same values as enum
  * kcld_aws_service (aws/call.h). */
 enum kcld_config_service {
@@ -135,6 +141,11 @@ struct kcld_config_lease {
 };
 
 struct kcld_config_fetch {
+  enum kcld_config_fetch_mode mode;
+  char *consumer_name;         /* fan-out; resolved: application when not
+                                  set */
+  char *consumer_arn;          /* fan-out: an existing consumer; "" =
+                                  register consumer_name */
   int max_records;             /* GetRecords Limit */
   int64_t idle_time_ms;        /* wait after an empty GetRecords */
   int64_t max_buffered_bytes;  /* per shard prefetch bound */

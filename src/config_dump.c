@@ -425,6 +425,13 @@ static const char s_md_head[] =
   "  `on_failure.discard` (skip them) or `on_failure.block` (retry them "
   "for ever);\n"
   "  these four exclude each other.\n"
+  "- `fetch.consumer_name` and `fetch.consumer_arn` are for `fetch.mode: "
+  "fanout`\n"
+  "  only, and exclude each other; `fetch.consumer_name` defaults to "
+  "`application`\n"
+  "  (which must then be a valid consumer name: 1..128 of a-z A-Z 0-9 _ . "
+  "-). See\n"
+  "  [operations.md](operations.md#enhanced-fan-out) for choosing a mode.\n"
   "\n"
   "## Keys\n";
 

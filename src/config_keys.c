@@ -40,6 +40,7 @@ static const char *const s_levels[] = {"debug", "info", "warn", "error",
                                        NULL};
 static const char *const s_formats[] = {"json", "text", NULL};
 static const char *const s_switches[] = {"auto", "true", "false", NULL};
+static const char *const s_fetch_modes[] = {"polling", "fanout", NULL};
 static const char *const s_retry_modes[] = {"auto", "standard", "adaptive",
                                             "legacy", NULL};
 
@@ -52,6 +53,9 @@ _Static_assert(sizeof(enum kcld_log_level) == sizeof(int), "enum");
 _Static_assert(sizeof(enum kcld_log_format) == sizeof(int), "enum");
 _Static_assert(sizeof(enum kcld_config_switch) == sizeof(int), "enum");
 _Static_assert(sizeof(enum kcld_config_retry_mode) == sizeof(int), "enum");
+_Static_assert(sizeof(enum kcld_config_fetch_mode) == sizeof(int), "enum");
+_Static_assert(KCLD_CONFIG_FETCH_POLLING == 0 && KCLD_CONFIG_FETCH_FANOUT == 1,
+               "fetch modes");
 _Static_assert(KCLD_CONFIG_AUTO == 0 && KCLD_CONFIG_ON == 1 &&
                KCLD_CONFIG_OFF == 2, "switches");
 _Static_assert(KCLD_CONFIG_RETRY_AUTO == 0 && KCLD_CONFIG_RETRY_STANDARD == 1 &&
@@ -146,6 +150,19 @@ const struct kcld_config_key kcld_config_keys[] = {
   DUR("lease.cleanup_delay", lease.cleanup_delay_ms, "5m", 0, 7 * DAY, 0,
       "grace before the leases of finished shards are deleted"),
 
+  ENUM("fetch.mode", fetch.mode, "polling", s_fetch_modes, 0,
+       "KCL retrievalMode: polling = GetRecords (shares 2 MB/s and 5 "
+       "calls/s per shard with every polling consumer); fanout = enhanced "
+       "fan-out, SubscribeToShard over HTTP/2 (2 MB/s per shard of its own, "
+       "records pushed within ~70 ms; billed per consumer-shard-hour and "
+       "GB)"),
+  STR("fetch.consumer_name", fetch.consumer_name, "", C_TOKEN, 0,
+      "fanout: the stream consumer registered (and never deregistered) at "
+      "start-up, shared by every worker of the application; \"\" = "
+      "application"),
+  STR("fetch.consumer_arn", fetch.consumer_arn, "", C_TOKEN, 0,
+      "fanout: the ARN of an existing consumer to use; nothing is "
+      "registered; \"\" = register fetch.consumer_name"),
   INT("fetch.max_records", fetch.max_records, "10000", 1, 10000, F_LIVE,
       "KCL maxRecords: records per GetRecords call"),
   DUR("fetch.idle_time", fetch.idle_time_ms, "1s", 200, 5 * MIN, F_LIVE,

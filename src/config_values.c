@@ -374,6 +374,11 @@ int kcld_config_value_is_table_name(const char *s)
   return valid_name(s, 3, 255);
 }
 
+int kcld_config_value_is_consumer_name(const char *s)
+{
+  return valid_name(s, 1, 128);
+}
+
 static int valid_url(const char *s)
 {
   const char *host;

@@ -64,6 +64,9 @@ int kcld_config_value_filter_error(const struct kcld_filter_error *e,
 /* True when s is a DynamoDB table name (3..255 of a-z A-Z 0-9 _ . -). */
 int kcld_config_value_is_table_name(const char *s);
 
+/* True when s is a stream consumer name (1..128 of a-z A-Z 0-9 _ . -). */
+int kcld_config_value_is_consumer_name(const char *s);
+
 /* True when URL s has a user part ("user:password@host", "user@host"),
  * with or without a scheme: the part a password would be in. */
 int kcld_config_value_has_userinfo(const char *s);

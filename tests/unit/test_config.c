@@ -293,6 +293,26 @@ static const struct bad_case s_bad[] = {
    "kcld.yaml:4:21: starting_timestamp: only used with starting_position: "
    "AT_TIMESTAMP (starting_position is LATEST)\n",
    NULL, NULL},
+  {"consumer name when polling", H "fetch:\n  consumer_name: c\n",
+   "kcld.yaml:4:18: fetch.consumer_name: only used with fetch.mode: "
+   "fanout\n", NULL, NULL},
+  {"consumer ARN not an ARN", H "fetch:\n  mode: fanout\n"
+                                "  consumer_arn: arn:aws:kinesis:x\n",
+   "kcld.yaml:5:17: fetch.consumer_arn: must be a stream consumer ARN "
+   "(arn:aws:kinesis:REGION:ACCOUNT:stream/STREAM/consumer/NAME:TIMESTAMP), "
+   "got \"arn:aws:kinesis:x\"\n", NULL, NULL},
+  {"consumer ARN and name", H "fetch:\n  mode: fanout\n"
+                              "  consumer_name: c\n  consumer_arn: "
+                              "arn:aws:kinesis:us-east-1:1:stream/s/"
+                              "consumer/c:1\n",
+   "kcld.yaml:5:18: fetch.consumer_name: cannot be combined with "
+   "fetch.consumer_arn (nothing is registered then)\n", NULL, NULL},
+  {"application no consumer name",
+   "application: my app\nstream: s\nlease:\n  table: tbl\n"
+   "fetch:\n  mode: fanout\n",
+   "kcld.yaml:1:14: application: names the stream consumer when "
+   "fetch.consumer_name is not set, so must be 1..128 characters of a-z "
+   "A-Z 0-9 _ . -, got \"my app\"\n", NULL, NULL},
   {"backoff base over max", H "retry:\n  backoff_base: 1m\n"
                               "  backoff_max: 30s\n",
    "kcld.yaml:4:17: retry.backoff_base: must not exceed retry.backoff_max "

@@ -27,6 +27,7 @@
 
 #include "aws/call.h"
 #include "aws/credentials.h"
+#include "aws/fanout.h"
 #include "aws/http.h"
 #include "aws/kinesis.h"
 #include "aws/sqs.h"
@@ -94,6 +95,8 @@ struct daemon {
   struct kcld_credentials *creds;
   struct kcld_aws *aws;
   struct kcld_kinesis *kinesis;
+  struct kcld_fanout *fanout;  /* fetch.mode: fanout only */
+  char *consumer_arn;          /* fanout: the ACTIVE stream consumer */
   struct kcld_handler *handler;
   struct kcld_sqs *sqs;        /* on_failure.sqs only */
   struct kcld_dlq *dlq;
@@ -161,6 +164,8 @@ static void on_acquired(const struct kcld_lease *lease, void *arg)
   memset(&o, 0, sizeof(o));
   o.loop = &dm->loop;
   o.kinesis = dm->kinesis;
+  o.fanout = dm->fanout;
+  o.consumer_arn = dm->consumer_arn;
   o.coordinator = dm->coord;
   o.stream = cfg->stream;
   o.lease = lease;
@@ -389,6 +394,7 @@ static void close_all(struct daemon *dm)
     kcld_sqs_close(dm->sqs);
   if (dm->handler)
     dm->handler->ops->destroy(dm->handler);
+  kcld_fanout_close(dm->fanout); /* a start-up lookup ends: ECANCELED */
   if (dm->kinesis)
     kcld_kinesis_close(dm->kinesis);
   if (dm->aws)
@@ -406,6 +412,7 @@ static void close_all(struct daemon *dm)
   dm->sqs = NULL;
   dm->handler = NULL;
   dm->kinesis = NULL;
+  dm->fanout = NULL;
   dm->aws = NULL;
   dm->creds = NULL;
   dm->http = NULL;
@@ -845,13 +852,65 @@ static int open_filter(struct daemon *dm)
   return 0;
 }
 
+static int start_rest(struct daemon *dm);
+
+/* Fan-out: the stream consumer is ACTIVE (or could not be had); the rest
+ * starts now.  Runs with KCLD_ECANCELED when the run ends first. */
+static void on_stream_consumer(const struct kcld_fanout_consumer *c,
+                               void *arg)
+{
+  struct daemon *dm = arg;
+  int rc = c->st.err;
+
+  if (dm->phase != PHASE_STARTING)
+    return;
+  if (rc == 0 && strcmp(c->status, "ACTIVE") != 0)
+    rc = KCLD_EAWS;
+  if (rc != 0) {
+    kcld_log(KCLD_LOG_ERROR, "start-up failed: no ACTIVE stream consumer "
+             "for fetch.mode: fanout", "consumer",
+             *dm->cfg->fetch.consumer_arn ? dm->cfg->fetch.consumer_arn
+                                          : dm->cfg->fetch.consumer_name,
+             "status", rc == KCLD_EAWS && c->status ? c->status : "",
+             "type", c->st.type ? c->st.type : "", "error",
+             kcld_strerror(rc), NULL);
+    begin_shutdown(dm, rc);
+    return;
+  }
+  kcld_log(KCLD_LOG_INFO, "stream consumer ACTIVE; fetching with enhanced "
+           "fan-out", "consumer", c->name ? c->name : "", "consumer_arn",
+           c->arn, "registered", c->registered ? "true" : "false", NULL);
+  if (!(dm->consumer_arn = strdup(c->arn)))
+    rc = KCLD_ENOMEM;
+  else
+    rc = start_rest(dm);
+  if (rc != 0) {
+    kcld_log(KCLD_LOG_ERROR, "start-up failed", "error", kcld_strerror(rc),
+             NULL);
+    begin_shutdown(dm, rc);
+  }
+}
+
+/* fetch.mode: fanout: the consumer of fetch.consumer_arn (described), or
+ * fetch.consumer_name registered or found, and waited for until ACTIVE.
+ * Never deregistered: the application's other workers use it too. */
+static int find_stream_consumer(struct daemon *dm)
+{
+  const struct kcld_config_fetch *f = &dm->cfg->fetch;
+  int rc = kcld_fanout_new(dm->aws, &dm->loop, &dm->fanout);
+  if (rc != 0)
+    return rc;
+  if (*f->consumer_arn)
+    return kcld_fanout_describe(dm->fanout, NULL, NULL, f->consumer_arn,
+                                on_stream_consumer, dm);
+  return kcld_fanout_ensure(dm->fanout, dm->cfg->stream, f->consumer_name,
+                            0, on_stream_consumer, dm);
+}
+
 static int start_clients(struct daemon *dm)
 {
   const struct kcld_config *cfg = dm->cfg;
   struct kcld_aws_opts ao;
-  struct kcld_coordinator_opts co;
-  struct kcld_dispatcher_opts dop;
-  struct kcld_handler_env env;
   int rc;
 
   memset(&ao, 0, sizeof(ao));
@@ -876,6 +935,20 @@ static int start_clients(struct daemon *dm)
     kcld_aws_set_observer(dm->aws, kcld_monitor_observe_aws, dm->monitor);
   if ((rc = kcld_kinesis_new(dm->aws, &dm->loop, &dm->kinesis)) != 0)
     return rc;
+  if (cfg->fetch.mode == KCLD_CONFIG_FETCH_FANOUT)
+    return find_stream_consumer(dm); /* start_rest() once it is ACTIVE */
+  return start_rest(dm);
+}
+
+/* The handler, the dead-letter queue, the dispatcher and the coordinator:
+ * leases are taken from here on. */
+static int start_rest(struct daemon *dm)
+{
+  const struct kcld_config *cfg = dm->cfg;
+  struct kcld_coordinator_opts co;
+  struct kcld_dispatcher_opts dop;
+  struct kcld_handler_env env;
+  int rc;
 
   memset(&env, 0, sizeof(env));
   env.loop = &dm->loop;
@@ -1097,6 +1170,7 @@ int kcld_daemon_run(const struct kcld_daemon_opts *opts)
   kcld_filter_free(dm.filter); /* after the dispatcher that borrowed it */
   free(dm.region);
   kcld_config_free(dm.reloaded);
+  free(dm.consumer_arn);
   kcld_log_flush(1);
   kcld_log(KCLD_LOG_INFO, "stopped", NULL);
   return dm.rc;

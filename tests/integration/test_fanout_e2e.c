@@ -6,6 +6,7 @@
  *    handles every record of a 2-shard stream exactly once, makes no
  *    GetRecords or GetShardIterator call, and on SIGTERM checkpoints and
  *    exits 0 without deregistering the consumer;
+ *  - `kcld status` shows the consumer, ACTIVE;
  *  - started again, it finds the consumer (registers nothing) and handles
  *    only the records put since: nothing before the checkpoints again;
  *  - fetch.consumer_arn naming no consumer: kcld exits 1 at start-up,
@@ -211,6 +212,24 @@ static void test_consumes_and_resumes(void **state)
                       "ACTIVE");
   json_decref(c);
   json_decref(d);
+
+  /* kcld status shows it (no lag: no GetRecords call). */
+  char cmd[512];
+  snprintf(cmd, sizeof(cmd), "'%s' status --no-lag --json -c '%s'",
+           kcld_test_bin(), conf);
+  FILE *ps = popen(cmd, "r");
+  assert_non_null(ps);
+  json_t *st = json_loadf(ps, 0, NULL);
+  pclose(ps);
+  assert_non_null(st);
+  json_t *con = json_object_get(st, "consumer");
+  assert_string_equal(json_string_value(json_object_get(con, "name")),
+                      "efoapp");
+  assert_string_equal(json_string_value(json_object_get(con, "status")),
+                      "ACTIVE");
+  assert_non_null(strstr(json_string_value(json_object_get(con, "arn")),
+                         "/consumer/efoapp:"));
+  json_decref(st);
 
   /* Again, with newer records: only those. */
   json_t *second = put("efo-e2e", "b", 24);

@@ -527,10 +527,7 @@ const struct kcld_source_ops kcld_poller_ops = {
 int kcld_poller_open(const struct kcld_poller_opts *o, void **out)
 {
   if (!o || !out || !o->loop || !o->kinesis || !o->stream || !o->shard_id ||
-      !o->budget || !o->account ||
-      !o->cbs.batch || !o->cbs.ended || !o->cbs.wanted || !o->cbs.closed ||
-      ((o->start.type == KCLD_SOURCE_AFTER ||
-        o->start.type == KCLD_SOURCE_AT) && !kcld_seq_valid(o->start.seq)))
+      !o->budget || !o->account || !kcld_source_args_valid(&o->cbs, &o->start))
     return KCLD_EINVAL;
   struct poller *p = calloc(1, sizeof(*p));
   if (!p)

@@ -91,4 +91,14 @@ struct kcld_source_ops {
   void (*configure)(void *src, int max_records, uint64_t idle_ms);
 };
 
+/* 1 when a source may open with these: every callback set, and a valid
+ * sequence number for AFTER and AT; else 0. */
+static inline int kcld_source_args_valid(const struct kcld_source_cbs *cbs,
+                                         const struct kcld_source_pos *start)
+{
+  return cbs->batch && cbs->ended && cbs->wanted && cbs->closed &&
+         ((start->type != KCLD_SOURCE_AFTER &&
+           start->type != KCLD_SOURCE_AT) || kcld_seq_valid(start->seq));
+}
+
 #endif

@@ -549,9 +549,7 @@ int kcld_subscriber_open(const struct kcld_subscriber_opts *o, void **out)
 {
   if (!o || !out || !o->loop || !o->fanout || !o->consumer_arn ||
       !*o->consumer_arn || !o->shard_id || !o->budget || !o->account ||
-      !o->cbs.batch || !o->cbs.ended || !o->cbs.wanted || !o->cbs.closed ||
-      ((o->start.type == KCLD_SOURCE_AFTER ||
-        o->start.type == KCLD_SOURCE_AT) && !kcld_seq_valid(o->start.seq)))
+      !kcld_source_args_valid(&o->cbs, &o->start))
     return KCLD_EINVAL;
   struct subscriber *s = calloc(1, sizeof(*s));
   if (!s)

@@ -173,3 +173,21 @@ void kcld_e2e_dump_file(const char *path)
     free(text);
   }
 }
+
+size_t kcld_e2e_lines_in(const char *path)
+{
+  size_t n = 0;
+  char *text = kcld_test_slurp(path, NULL);
+  for (const char *p = text; p && *p; p++)
+    n += *p == '\n';
+  free(text);
+  return n;
+}
+
+int kcld_e2e_file_has(const char *path, const char *what)
+{
+  char *text = kcld_test_slurp(path, NULL);
+  int found = text && strstr(text, what);
+  free(text);
+  return found;
+}

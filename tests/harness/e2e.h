@@ -71,4 +71,10 @@ void kcld_e2e_stop_kcld(pid_t pid, const char *log, unsigned timeout_ms);
  * line; nothing when it cannot be read.  For a failing test's kcld log. */
 void kcld_e2e_dump_file(const char *path);
 
+/* Lines in the file at `path` (0 when it cannot be read). */
+size_t kcld_e2e_lines_in(const char *path);
+
+/* 1 when the file at `path` contains `what`, else 0. */
+int kcld_e2e_file_has(const char *path, const char *what);
+
 #endif

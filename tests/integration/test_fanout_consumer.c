@@ -33,6 +33,7 @@
 
 #include "../harness/awsenv.h"
 #include "../harness/awssync.h"
+#include "../harness/e2e.h"
 #include "../harness/fault.h"
 #include "../harness/harness.h"
 #include "../harness/proc.h"
@@ -104,23 +105,12 @@ static void new_stream(int shards, char *name, size_t ncap, char *arn,
                        size_t acap)
 {
   snprintf(name, ncap, "efc-%d", ++s_streams);
-  json_decref(call("CreateStream", json_pack("{s:s,s:i}", "StreamName", name,
-                                             "ShardCount", shards)));
-  for (int i = 0; i < 200; i++) {
-    json_t *d = call("DescribeStreamSummary",
-                     json_pack("{s:s}", "StreamName", name));
-    json_t *s = json_object_get(d, "StreamDescriptionSummary");
-    const char *st = json_string_value(json_object_get(s, "StreamStatus"));
-    if (st && strcmp(st, "ACTIVE") == 0) {
-      snprintf(arn, acap, "%s",
-               json_string_value(json_object_get(s, "StreamARN")));
-      json_decref(d);
-      return;
-    }
-    json_decref(d);
-    kcld_test_sleep_ms(20);
-  }
-  fail_msg("stream %s not ACTIVE", name);
+  kcld_e2e_create_stream(s_sync, name, shards);
+  json_t *d = call("DescribeStreamSummary",
+                   json_pack("{s:s}", "StreamName", name));
+  snprintf(arn, acap, "%s", json_string_value(json_object_get(
+             json_object_get(d, "StreamDescriptionSummary"), "StreamARN")));
+  json_decref(d);
 }
 
 /* What was put: sequence numbers in put order (all to shard 0). */

@@ -98,22 +98,12 @@ static json_t *handled(const char *out)
   return got;
 }
 
-static size_t lines_in(const char *path)
-{
-  size_t n = 0;
-  char *text = kcld_test_slurp(path, NULL);
-  for (const char *p = text; p && *p; p++)
-    n += *p == '\n';
-  free(text);
-  return n;
-}
-
 /* Waits until `out` has `n` lines, kcld still running. */
 static void wait_lines(const char *out, size_t n, const char *log)
 {
   unsigned long long end = kcld_test_now_ms() + 60000;
   int status;
-  while (lines_in(out) < n) {
+  while (kcld_e2e_lines_in(out) < n) {
     if (waitpid(E.pid, &status, WNOHANG) == E.pid) {
       E.pid = 0;
       kcld_e2e_dump_file(log);
@@ -121,7 +111,7 @@ static void wait_lines(const char *out, size_t n, const char *log)
     }
     if (kcld_test_now_ms() > end) {
       kcld_e2e_dump_file(log);
-      fail_msg("%zu of %zu records handled within 60 s", lines_in(out), n);
+      fail_msg("%zu of %zu records handled within 60 s", kcld_e2e_lines_in(out), n);
     }
     kcld_test_sleep_ms(50);
   }
@@ -161,14 +151,6 @@ static void assert_same(json_t *got, json_t *produced)
   }
 }
 
-static int log_has(const char *log, const char *what)
-{
-  char *text = kcld_test_slurp(log, NULL);
-  int found = text && strstr(text, what);
-  free(text);
-  return found;
-}
-
 /* ======== Tests ======== */
 
 static void test_consumes_and_resumes(void **state)
@@ -192,8 +174,8 @@ static void test_consumes_and_resumes(void **state)
   json_t *got = handled(out1);
   assert_same(got, first);
   json_decref(got);
-  assert_true(log_has(log1, "stream consumer ACTIVE"));
-  assert_true(log_has(log1, "\"registered\":\"true\""));
+  assert_true(kcld_e2e_file_has(log1, "stream consumer ACTIVE"));
+  assert_true(kcld_e2e_file_has(log1, "\"registered\":\"true\""));
   assert_true(calls_of("SubscribeToShard") >= 2);
   assert_int_equal(calls_of("GetRecords"), gr);
   assert_int_equal(calls_of("GetShardIterator"), gsi);
@@ -241,7 +223,7 @@ static void test_consumes_and_resumes(void **state)
   got = handled(out2);
   assert_same(got, second);
   json_decref(got);
-  assert_true(log_has(log2, "\"registered\":\"false\""));
+  assert_true(kcld_e2e_file_has(log2, "\"registered\":\"false\""));
   assert_int_equal(calls_of("GetRecords"), gr);
   json_decref(first);
   json_decref(second);
@@ -267,9 +249,9 @@ static void test_unknown_consumer_arn_exits(void **state)
   E.pid = 0;
   assert_true(WIFEXITED(status));
   assert_int_equal(WEXITSTATUS(status), 1);
-  assert_true(log_has(log, "start-up failed: no ACTIVE stream consumer"));
-  assert_true(log_has(log, "consumer/nobody:1"));
-  assert_int_equal(lines_in(out), 0);
+  assert_true(kcld_e2e_file_has(log, "start-up failed: no ACTIVE stream consumer"));
+  assert_true(kcld_e2e_file_has(log, "consumer/nobody:1"));
+  assert_int_equal(kcld_e2e_lines_in(out), 0);
 }
 
 /* ======== Fixture ======== */

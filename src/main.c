@@ -135,6 +135,28 @@ static int check_runtime(const struct kcld_config *cfg, const char *path)
   return rc == 0 ? 0 : -1;
 }
 
+/* What SIGHUP re-reads: the same file, the same way. */
+struct source {
+  const char *path;
+  int properties;
+};
+
+/* kcld_daemon_load_fn: the file loaded and checked as at start-up; the
+ * daemon logs the errors. */
+static int reload(void *arg, struct kcld_config **out, char **errors)
+{
+  const struct source *src = arg;
+  int rc = src->properties ? kcld_properties_load(src->path, out, errors)
+                           : kcld_config_load(src->path, out, errors);
+  if (rc != 0)
+    return rc;
+  if ((rc = kcld_config_check_runtime(*out, errors)) != 0) {
+    kcld_config_free(*out);
+    *out = NULL;
+  }
+  return rc;
+}
+
 /* Loads the config or prints why not; returns NULL on failure. */
 static struct kcld_config *load(const char *path, int properties)
 {
@@ -263,11 +285,12 @@ int main(int argc, char **argv)
     return fflush(stdout) == 0 ? rc : 1;
   }
 
-  int level = (int)cfg->log.level - verbose;
-  kcld_log_setup(level < KCLD_LOG_DEBUG ? KCLD_LOG_DEBUG
-                                        : (enum kcld_log_level)level,
+  kcld_log_setup(kcld_log_level_lower(cfg->log.level, verbose),
                  cfg->log.format, NULL);
-  int rc = kcld_daemon_run(cfg);
+  struct source src = {path, props != NULL};
+  struct kcld_daemon_opts dopts = {
+    .cfg = cfg, .load = reload, .load_arg = &src, .verbose = verbose};
+  int rc = kcld_daemon_run(&dopts);
   if (rc == KCLD_ECANCELED) /* a second signal: leave at once */
     _Exit(1);
   kcld_config_free(cfg);

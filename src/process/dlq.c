@@ -63,6 +63,16 @@ static void dlq_free(struct kcld_dlq *q)
   free(q);
 }
 
+int kcld_dlq_configure(struct kcld_dlq *q, const struct kcld_dlq_opts *o)
+{
+  if (!o->backoff_base_ms || o->backoff_max_ms < o->backoff_base_ms)
+    return KCLD_EINVAL;
+  q->include_records = o->include_records;
+  q->backoff_base_ms = o->backoff_base_ms;
+  q->backoff_max_ms = o->backoff_max_ms;
+  return 0;
+}
+
 int kcld_dlq_new(const struct kcld_dlq_opts *o, struct kcld_dlq **out)
 {
   struct kcld_dlq *q;
@@ -83,9 +93,7 @@ int kcld_dlq_new(const struct kcld_dlq_opts *o, struct kcld_dlq **out)
   q->store = o->store;
   q->function_arn = strdup(o->function_arn);
   q->stream_arn = strdup(o->stream_arn ? o->stream_arn : "");
-  q->include_records = o->include_records;
-  q->backoff_base_ms = o->backoff_base_ms;
-  q->backoff_max_ms = o->backoff_max_ms;
+  kcld_dlq_configure(q, o);
   if (!q->function_arn || !q->stream_arn) {
     dlq_free(q);
     return KCLD_ENOMEM;

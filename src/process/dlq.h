@@ -115,6 +115,13 @@ struct kcld_dlq_failure {
  * a backoff of 0) or KCLD_ENOMEM; on error the store is freed. */
 int kcld_dlq_new(const struct kcld_dlq_opts *opts, struct kcld_dlq **out);
 
+/* Takes new values of the settings that may change while kcld runs (a
+ * configuration reload) from opts: include_records and the resend backoff,
+ * for the messages built and the resends scheduled from now on.  The other
+ * members are ignored.  Returns 0, or KCLD_EINVAL (a backoff
+ * kcld_dlq_new refuses) and nothing changed. */
+int kcld_dlq_configure(struct kcld_dlq *q, const struct kcld_dlq_opts *opts);
+
 /* Builds the message bodies for `f` at wall-clock time now_ms, split by the
  * store's body limit: *bodies gets *n malloc'd strings (free each, then the
  * array).  Returns 0, KCLD_EINVAL or KCLD_ENOMEM.  For tests and for

@@ -97,13 +97,14 @@ for kv in Type=notify NotifyAccess=main WatchdogSec=30s Restart=on-failure \
     ProtectControlGroups=yes ProtectClock=yes ProtectHostname=yes \
     RestrictNamespaces=yes RestrictRealtime=yes RestrictSUIDSGID=yes \
     LockPersonality=yes MemoryDenyWriteExecute=yes UMask=0077 \
-    StateDirectory=kcld; do
+    StateDirectory=kcld \
+    "ExecReload=/bin/kill -HUP \$MAINPID"; do
   grep -qxF "$kv" "$unit" || bad "$unit lacks the line '$kv'"
 done
-# Not supported, or harmful here: a reload that does nothing; a dynamic uid
-# (the sysusers user owns /etc/kcld); no network or an IP allow list (AWS
-# endpoints and the instance metadata service must stay reachable).
-for k in ExecReload DynamicUser PrivateNetwork IPAddressDeny IPAddressAllow; do
+# Harmful here: a dynamic uid (the sysusers user owns /etc/kcld); no network
+# or an IP allow list (AWS endpoints and the instance metadata service must
+# stay reachable).
+for k in DynamicUser PrivateNetwork IPAddressDeny IPAddressAllow; do
   if grep -q "^$k=" "$unit"; then bad "$unit sets $k="; fi
 done
 stop_ms=$(to_ms "$(get TimeoutStopSec)")

@@ -411,12 +411,16 @@ static void ch_file_catch_up(struct ch_file *f)
   fclose(fp);
 }
 
-/* What both groups' configurations share; retry and on_failure keep
- * their defaults (dead letters go to $STATE_DIRECTORY/dead-letter, the
- * run's directory: see kcld_test_spawn_kcld). */
-static void ch_write_common(FILE *f, const char *app, const char *id,
-                            const char *kinesis, const char *dynamodb)
+/* Creates the configuration file `path` with what both groups share, for
+ * the caller to add its handler section and close.  retry and on_failure
+ * keep their defaults (dead letters go to $STATE_DIRECTORY/dead-letter,
+ * the run's directory: see kcld_test_spawn_kcld). */
+static FILE *ch_config_open(const char *path, const char *app,
+                            const char *id, const char *kinesis,
+                            const char *dynamodb)
 {
+  FILE *f = fopen(path, "w");
+  assert_non_null(f);
   fprintf(f,
           "application: %s\n"
           "stream: chaos\n"
@@ -442,6 +446,7 @@ static void ch_write_common(FILE *f, const char *app, const char *id,
           "log:\n"
           "  level: info\n",
           app, id, kinesis, dynamodb, CH_FAILOVER_MS, CH_BATCH);
+  return f;
 }
 
 /* The lambda group: the function of tests/processors/chaos_lambda.py
@@ -449,10 +454,9 @@ static void ch_write_common(FILE *f, const char *app, const char *id,
  * file exists. */
 static void ch_write_config(struct chaos *c, struct ch_worker *w)
 {
-  FILE *f = fopen(w->conf, "w");
-  assert_non_null(f);
-  ch_write_common(f, CH_APP, w->id, kcld_emu_url(&c->fk, "fault"),
-                  kcld_emu_url(&c->fd, "fault"));
+  FILE *f = ch_config_open(w->conf, CH_APP, w->id,
+                           kcld_emu_url(&c->fk, "fault"),
+                           kcld_emu_url(&c->fd, "fault"));
   fprintf(f,
           "handler:\n"
           "  type: lambda\n"
@@ -468,10 +472,9 @@ static void ch_write_config(struct chaos *c, struct ch_worker *w)
  * the proxy fs. */
 static void ch_write_sink_config(struct chaos *c, struct ch_sworker *w)
 {
-  FILE *f = fopen(w->conf, "w");
-  assert_non_null(f);
-  ch_write_common(f, CH_SINK_APP, w->id, kcld_emu_url(&c->fk, "fault"),
-                  kcld_emu_url(&c->fs, "fault"));
+  FILE *f = ch_config_open(w->conf, CH_SINK_APP, w->id,
+                           kcld_emu_url(&c->fk, "fault"),
+                           kcld_emu_url(&c->fs, "fault"));
   fprintf(f,
           "handler:\n"
           "  type: dynamodb\n"
@@ -954,6 +957,18 @@ static long ch_check_sink(struct chaos *c)
   return n;
 }
 
+/* Prints " CONDITION/ERRORTYPE N," per cause of `app`'s dead letters. */
+static void ch_print_causes(struct chaos *c, const char *app)
+{
+  const char *cause;
+  json_t *cnt;
+  size_t len = strlen(app);
+  json_object_foreach(c->dead_causes, cause, cnt)
+    if (strncmp(cause, app, len) == 0 && cause[len] == ' ')
+      printf(" %s %lld", cause + len + 1,
+             (long long)json_integer_value(cnt));
+}
+
 /* "RECORD SKIPPED" lines in a log (a record given up with no copy kept). */
 static long ch_skipped(const char *log)
 {
@@ -1150,19 +1165,17 @@ static void ch_final(struct chaos *c, unsigned long long drained,
     poison += json_is_true(json_object_get(pe, "poison"));
   printf("measured: seed %u: %zu records produced (%ld poison, marked by "
          "the producer); lambda group (%s, %d workers): %zu handled, dead-"
-         "lettered:", c->o.seed, json_array_size(c->produced), poison,
+         "lettered", c->o.seed, json_array_size(c->produced), poison,
          CH_APP, CH_WORKERS, json_object_size(c->seen));
-  const char *cause;
-  json_t *cnt;
-  json_object_foreach(c->dead_causes, cause, cnt)
-    printf(" %s %lld;", cause, (long long)json_integer_value(cnt));
-  printf(" sink group (%s, %d workers): %ld written to %s; good records "
-         "dead-lettered %ld, skipped %ld; %d handler-nostart windows (%ld "
-         "refused starts), %d sink fault windows (%.1f s, %ld writes "
-         "refused), %ld sink lookups\n", CH_SINK_APP, CH_SINK_WORKERS,
-         sink_written, CH_SINK_TABLE, c->good_dead, skipped, (int)nostarts,
-         c->nostart_refusals, c->nsev, (double)sink_ms / 1e3,
-         c->sink_faulted, c->sink_lookups);
+  ch_print_causes(c, CH_APP);
+  printf("; sink group (%s, %d workers): %ld written to %s, dead-lettered",
+         CH_SINK_APP, CH_SINK_WORKERS, sink_written, CH_SINK_TABLE);
+  ch_print_causes(c, CH_SINK_APP);
+  printf("; good records dead-lettered %ld, skipped %ld; %d handler-nostart "
+         "windows (%ld refused starts), %d sink fault windows (%.1f s, %ld "
+         "writes refused), %ld sink lookups\n", c->good_dead, skipped,
+         (int)nostarts, c->nostart_refusals, c->nsev,
+         (double)sink_ms / 1e3, c->sink_faulted, c->sink_lookups);
   printf("measured: seed %u: %ld faults injected (%d restarts) + 1 "
          "SplitShard in %u s; %zu records produced, %ld handled, %ld "
          "duplicates (bound %ld: backlog around each failure + one batch "
@@ -1183,6 +1196,8 @@ static void ch_final(struct chaos *c, unsigned long long drained,
   assert_int_equal((long)json_object_size(c->seen) + poison,
                    (long)json_array_size(c->produced));
   assert_int_equal(sink_written + poison, (long)json_array_size(c->produced));
+  const char *cause;
+  json_t *cnt;
   json_object_foreach(c->dead_causes, cause, cnt)
     if (!strstr(cause, " RetryAttemptsExhausted/"))
       fail_msg("seed %u: records dead-lettered for %s, not for running out "
@@ -1287,12 +1302,13 @@ static void chaos_run(const struct chaos_opts *o)
   }
   for (int i = 0; i < CH_SINK_WORKERS; i++) {
     struct ch_sworker *w = &c->sw[i];
-    char dir[64];
+    char id[16], dir[64];
+    snprintf(id, sizeof(id), "s-%c", 'a' + i);
     memcpy(dir, c->dir, sizeof(dir));
     dir[sizeof(dir) - 1] = '\0';
-    snprintf(w->id, sizeof(w->id), "s-%c", 'a' + i);
-    snprintf(w->conf, sizeof(w->conf), "%s/%s.yaml", dir, w->id);
-    snprintf(w->log, sizeof(w->log), "%s/%s.log", dir, w->id);
+    snprintf(w->id, sizeof(w->id), "%s", id);
+    snprintf(w->conf, sizeof(w->conf), "%s/%s.yaml", dir, id);
+    snprintf(w->log, sizeof(w->log), "%s/%s.log", dir, id);
     ch_write_sink_config(c, w);
     w->pid = kcld_test_spawn_kcld(w->conf, w->log);
   }

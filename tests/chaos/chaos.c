@@ -12,7 +12,7 @@
  * wrapper (start.sh, written here) that exits at once while the worker's
  * flag file exists: a handler that cannot start.  The function appends
  * each record it handled to its worker's output file.  The sink group
- * (chaossink, two workers) writes every record to the DynamoDB table
+ * (chaossink, one worker) writes every record to the DynamoDB table
  * chaossink_items with the dynamodb sink, keyed by shard and sequence
  * number.  The producer marks about one record in CH_POISON_EVERY as
  * poison: its data is not JSON, which the function reports in
@@ -100,7 +100,8 @@
 #define CH_FAILOVER_MS 1000
 #define CH_TAKE_MS 2000
 #define CH_MAX_EVENTS 256
-#define CH_SINK_WORKERS 2
+#define CH_SINK_WORKERS 1
+#define CH_SINK_FAILOVER_MS 5000
 #define CH_POISON_EVERY 100 /* one record in about this many is poison */
 #define CH_APP "chaosapp"
 #define CH_SINK_APP "chaossink"
@@ -417,7 +418,7 @@ static void ch_file_catch_up(struct ch_file *f)
  * the run's directory: see kcld_test_spawn_kcld). */
 static FILE *ch_config_open(const char *path, const char *app,
                             const char *id, const char *kinesis,
-                            const char *dynamodb)
+                            const char *dynamodb, int failover_ms)
 {
   FILE *f = fopen(path, "w");
   assert_non_null(f);
@@ -436,6 +437,7 @@ static FILE *ch_config_open(const char *path, const char *app,
           "workers: 2\n"
           "lease:\n"
           "  failover_time: %dms\n"
+          "  take_interval: %dms\n"
           "  shard_sync_interval: 1s\n"
           "fetch:\n"
           "  idle_time: 200ms\n"
@@ -445,7 +447,7 @@ static FILE *ch_config_open(const char *path, const char *app,
           "  listen: \"\"\n"
           "log:\n"
           "  level: info\n",
-          app, id, kinesis, dynamodb, CH_FAILOVER_MS, CH_BATCH);
+          app, id, kinesis, dynamodb, failover_ms, CH_TAKE_MS, CH_BATCH);
   return f;
 }
 
@@ -456,7 +458,7 @@ static void ch_write_config(struct chaos *c, struct ch_worker *w)
 {
   FILE *f = ch_config_open(w->conf, CH_APP, w->id,
                            kcld_emu_url(&c->fk, "fault"),
-                           kcld_emu_url(&c->fd, "fault"));
+                           kcld_emu_url(&c->fd, "fault"), CH_FAILOVER_MS);
   fprintf(f,
           "handler:\n"
           "  type: lambda\n"
@@ -469,12 +471,15 @@ static void ch_write_config(struct chaos *c, struct ch_worker *w)
 
 /* The sink group: every record to the table CH_SINK_TABLE, keyed by shard
  * and sequence number; its DynamoDB endpoint (lease table and sink) is
- * the proxy fs. */
+ * the proxy fs.  No process event hits its one worker, so its leases
+ * need no quick failover; a 1 s one made a loaded machine's slow renewals
+ * lose them. */
 static void ch_write_sink_config(struct chaos *c, struct ch_sworker *w)
 {
   FILE *f = ch_config_open(w->conf, CH_SINK_APP, w->id,
                            kcld_emu_url(&c->fk, "fault"),
-                           kcld_emu_url(&c->fs, "fault"));
+                           kcld_emu_url(&c->fs, "fault"),
+                           CH_SINK_FAILOVER_MS);
   fprintf(f,
           "handler:\n"
           "  type: dynamodb\n"
@@ -1327,8 +1332,8 @@ static void chaos_run(const struct chaos_opts *o)
    * that even the shortest run has all three. */
   for (int i = 0; i < EV_KINDS; i++) {
     int want = order[i] == EV_KILL ? (int)ch_rand(c, 0, 1)
-             : order[i] == EV_ZOMBIE ? (int)ch_rand(c, 2, 3)
-             : order[i] == EV_NOSTART ? (int)ch_rand(c, 4, 5) : -1;
+             : order[i] == EV_NOSTART ? 2
+             : order[i] == EV_ZOMBIE ? (int)ch_rand(c, 3, 4) : -1;
     if (want >= 0 && i > want) {
       enum ch_kind t = order[want];
       order[want] = order[i];
@@ -1380,10 +1385,12 @@ static void chaos_run(const struct chaos_opts *o)
       scur = NULL;
       next_sink = now + ch_rand(c, c->o.sink_min_ms / 2, c->o.sink_min_ms);
     }
-    if (!scur && now >= next_sink && now + c->o.sink_min_ms < stop_at &&
-        c->nsev < CH_MAX_EVENTS) {
+    /* The last window ends 2 s before production does, so that the drain
+     * does not wait out the sink's longest backoff. */
+    if (!scur && now >= next_sink &&
+        now + c->o.sink_min_ms + 2000 < stop_at && c->nsev < CH_MAX_EVENTS) {
       scur = &c->sev[c->nsev++];
-      ch_sink_begin(c, scur, stop_at);
+      ch_sink_begin(c, scur, stop_at - 2000);
     }
   }
   if (cur)

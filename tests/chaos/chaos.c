@@ -38,7 +38,10 @@
  * ProvisionedThroughputExceededException), 500s, resets and slow responses
  * on fk or fd for 1.5-3 s; a handler that fails to start for 2-5 s (the
  * flag file of a worker that holds leases: its child exits between
- * batches and every restart fails).  Beside them, the sink's own timeline:
+ * batches and every restart fails); a SIGHUP reload, every other one with
+ * an invalid file (batch.size 0), which kcld must refuse and run on (the
+ * valid ones switch batch.size; the log must say "configuration reloaded"
+ * or "configuration reload refused" each time).  Beside them, the sink's own timeline:
  * its BatchWriteItem calls throttled or answered 500 for sink_min_ms ..
  * sink_max_ms, then a quiet gap.  Once, at 40% of the run, a SplitShard
  * of a random shard.
@@ -118,7 +121,7 @@ enum ch_kind {
   EV_KILL, EV_STOP, EV_ZOMBIE,
   EV_K_THROTTLE, EV_K_500, EV_K_RESET, EV_K_SLOW,
   EV_D_THROTTLE, EV_D_500, EV_D_RESET, EV_D_SLOW,
-  EV_NOSTART,
+  EV_NOSTART, EV_HUP,
   EV_KINDS,
   /* The sink's own timeline, beside the events above. */
   EV_S_THROTTLE = EV_KINDS, EV_S_500
@@ -128,7 +131,7 @@ static const char *const ch_kind_name[EV_S_500 + 1] = {
   "kill-9+restart", "sigstop-short", "sigstop-zombie",
   "kinesis-throttle", "kinesis-500", "kinesis-reset", "kinesis-slow",
   "dynamodb-throttle", "dynamodb-500", "dynamodb-reset", "dynamodb-slow",
-  "handler-nostart", "sink-throttle", "sink-500",
+  "handler-nostart", "sighup-reload", "sink-throttle", "sink-500",
 };
 
 struct ch_event {
@@ -149,6 +152,8 @@ struct ch_worker {
   char id[16], conf[256], log[256], flag[256];
   pid_t pid;
   int restarts;
+  int batch;          /* batch.size in its file (reloads change it) */
+  int hups_ok, hups_bad; /* SIGHUPs with a valid file, an invalid one */
   struct ch_file out;
 };
 
@@ -418,7 +423,8 @@ static void ch_file_catch_up(struct ch_file *f)
  * the run's directory: see kcld_test_spawn_kcld). */
 static FILE *ch_config_open(const char *path, const char *app,
                             const char *id, const char *kinesis,
-                            const char *dynamodb, int failover_ms)
+                            const char *dynamodb, int failover_ms,
+                            int batch)
 {
   FILE *f = fopen(path, "w");
   assert_non_null(f);
@@ -447,18 +453,19 @@ static FILE *ch_config_open(const char *path, const char *app,
           "  listen: \"\"\n"
           "log:\n"
           "  level: info\n",
-          app, id, kinesis, dynamodb, failover_ms, CH_TAKE_MS, CH_BATCH);
+          app, id, kinesis, dynamodb, failover_ms, CH_TAKE_MS, batch);
   return f;
 }
 
 /* The lambda group: the function of tests/processors/chaos_lambda.py
  * behind the wrapper start.sh, which exits at once while the worker's flag
  * file exists. */
-static void ch_write_config(struct chaos *c, struct ch_worker *w)
+static void ch_write_config(struct chaos *c, struct ch_worker *w, int batch)
 {
   FILE *f = ch_config_open(w->conf, CH_APP, w->id,
                            kcld_emu_url(&c->fk, "fault"),
-                           kcld_emu_url(&c->fd, "fault"), CH_FAILOVER_MS);
+                           kcld_emu_url(&c->fd, "fault"), CH_FAILOVER_MS,
+                           batch);
   fprintf(f,
           "handler:\n"
           "  type: lambda\n"
@@ -479,7 +486,7 @@ static void ch_write_sink_config(struct chaos *c, struct ch_sworker *w)
   FILE *f = ch_config_open(w->conf, CH_SINK_APP, w->id,
                            kcld_emu_url(&c->fk, "fault"),
                            kcld_emu_url(&c->fs, "fault"),
-                           CH_SINK_FAILOVER_MS);
+                           CH_SINK_FAILOVER_MS, CH_BATCH);
   fprintf(f,
           "handler:\n"
           "  type: dynamodb\n"
@@ -746,6 +753,22 @@ static void ch_event_begin(struct chaos *c, struct ch_event *e)
     e->end = now + ch_rand(c, 2000, 5000);
     break;
   }
+  case EV_HUP:
+    /* Every other reload has an invalid file (batch.size 0), which kcld
+     * must refuse and run on; a valid one switches batch.size between
+     * CH_BATCH and CH_BATCH - 5 (the duplicate bound's batch stays the
+     * larger). */
+    if ((w->hups_ok + w->hups_bad) % 2 == 0) {
+      w->batch = w->batch == CH_BATCH ? CH_BATCH - 5 : CH_BATCH;
+      ch_write_config(c, w, w->batch);
+      w->hups_ok++;
+    } else {
+      ch_write_config(c, w, 0);
+      w->hups_bad++;
+    }
+    kill(w->pid, SIGHUP);
+    e->end = now + ch_rand(c, 800, 1500);
+    break;
   default:
     ch_proxy(c, e->kind >= EV_D_THROTTLE ? &c->fd : &c->fk,
              ch_step(e->kind));
@@ -754,7 +777,8 @@ static void ch_event_begin(struct chaos *c, struct ch_event *e)
   }
   printf("chaos: t=%5.1fs %-18s %s\n", (double)(now - c->t0) / 1e3,
          ch_kind_name[e->kind],
-         e->kind <= EV_ZOMBIE || e->kind == EV_NOSTART ? w->id : "");
+         e->kind <= EV_ZOMBIE || e->kind == EV_NOSTART ||
+           e->kind == EV_HUP ? w->id : "");
 }
 
 static void ch_event_end(struct chaos *c, struct ch_event *e)
@@ -771,6 +795,11 @@ static void ch_event_end(struct chaos *c, struct ch_event *e)
     break;
   case EV_NOSTART:
     assert_int_equal(unlink(w->flag), 0);
+    break;
+  case EV_HUP:
+    ch_write_config(c, w, w->batch); /* valid again, for a restart */
+    if (!kcld_test_pid_alive(w->pid))
+      ch_violation(c, "%s did not survive SIGHUP", w->id);
     break;
   default:
     ch_proxy(c, e->kind >= EV_D_THROTTLE ? &c->fd : &c->fk, NULL);
@@ -974,18 +1003,24 @@ static void ch_print_causes(struct chaos *c, const char *app)
              (long long)json_integer_value(cnt));
 }
 
-/* "RECORD SKIPPED" lines in a log (a record given up with no copy kept). */
-static long ch_skipped(const char *log)
+/* How often `needle` occurs in the file `log`. */
+static long ch_count_lines(const char *log, const char *needle)
 {
   size_t len = 0;
   char *text = kcld_test_slurp(log, &len), *p = text;
   long n = 0;
-  while (p && (p = strstr(p, "RECORD SKIPPED")) != NULL) {
+  while (p && (p = strstr(p, needle)) != NULL) {
     n++;
     p++;
   }
   free(text);
   return n;
+}
+
+/* "RECORD SKIPPED" lines in a log (a record given up with no copy kept). */
+static long ch_skipped(const char *log)
+{
+  return ch_count_lines(log, "RECORD SKIPPED");
 }
 
 /* Payloads, checksums and duplicates across all outputs. */
@@ -1074,8 +1109,9 @@ static long ch_dup_bound(struct chaos *c, int shards_now)
 {
   long bound = 0;
   for (int i = 0; i < c->nev; i++) {
-    if (c->ev[i].kind == EV_NOSTART)
-      continue; /* the child exits between batches: nothing replays */
+    if (c->ev[i].kind == EV_NOSTART || c->ev[i].kind == EV_HUP)
+      continue; /* the child exits between batches, a reload keeps every
+                   lease and batch: nothing replays */
     unsigned long long from = c->ev[i].start > 500 ? c->ev[i].start - 500
                                                    : 0;
     unsigned long long to = c->ev[i].end + CH_FAILOVER_MS + 2 * CH_TAKE_MS;
@@ -1161,6 +1197,20 @@ static void ch_final(struct chaos *c, unsigned long long drained,
   }
   for (int w = 0; w < CH_SINK_WORKERS; w++)
     skipped += ch_skipped(c->sw[w].log);
+  long hups_ok = 0, hups_bad = 0, reloaded = 0, refused = 0;
+  for (int w = 0; w < CH_WORKERS; w++) {
+    hups_ok += c->w[w].hups_ok;
+    hups_bad += c->w[w].hups_bad;
+    reloaded += ch_count_lines(c->w[w].log,
+                               "\"msg\":\"configuration reloaded\"");
+    refused += ch_count_lines(c->w[w].log,
+                              "\"msg\":\"configuration reload refused");
+  }
+  printf("chaos: SIGHUP %ld times with a valid file (%ld \"configuration "
+         "reloaded\" lines), %ld with an invalid one (%ld refused)\n",
+         hups_ok, reloaded, hups_bad, refused);
+  assert_true(reloaded >= hups_ok);
+  assert_true(refused >= hups_bad);
   for (int e = 0; e < c->nev; e++)
     nostarts += c->ev[e].kind == EV_NOSTART;
   for (int e = 0; e < c->nsev; e++)
@@ -1302,7 +1352,8 @@ static void chaos_run(const struct chaos_opts *o)
     w->out.recs = json_array();
     w->out.max = json_object();
     w->out.seen = c->seen;
-    ch_write_config(c, w);
+    w->batch = CH_BATCH;
+    ch_write_config(c, w, w->batch);
     w->pid = kcld_test_spawn_kcld(w->conf, w->log);
   }
   for (int i = 0; i < CH_SINK_WORKERS; i++) {
@@ -1333,7 +1384,8 @@ static void chaos_run(const struct chaos_opts *o)
   for (int i = 0; i < EV_KINDS; i++) {
     int want = order[i] == EV_KILL ? (int)ch_rand(c, 0, 1)
              : order[i] == EV_NOSTART ? 2
-             : order[i] == EV_ZOMBIE ? (int)ch_rand(c, 3, 4) : -1;
+             : order[i] == EV_ZOMBIE ? (int)ch_rand(c, 3, 4)
+             : order[i] == EV_HUP ? 5 : -1;
     if (want >= 0 && i > want) {
       enum ch_kind t = order[want];
       order[want] = order[i];

@@ -1,10 +1,11 @@
 /* test_chaos_short.c — the short chaos run of make test: a lambda group of
  * three kcld workers and a DynamoDB sink group of one on 6 shards, 30 s of
  * faults (kill -9, SIGSTOP, zombies, throttles, 500s, resets, slow
- * responses, a handler that fails to start, one SplitShard; the sink's
- * writes throttled or failing for 2-5 s windows) in the plain build, 20 s
- * under the sanitizer build, whose kcld is slower.  CHAOS_SEED replays a
- * schedule.  The driver and its checks: tests/chaos/chaos.c. */
+ * responses, a handler that fails to start, SIGHUP reloads valid and
+ * invalid, one SplitShard; the sink's writes throttled or failing for
+ * 2-5 s windows) in the plain build, 20 s under the sanitizer build,
+ * whose kcld is slower.  CHAOS_SEED replays a schedule.  The driver and
+ * its checks: tests/chaos/chaos.c. */
 #include "../chaos/chaos.c"
 
 static void test_chaos_short(void **state)

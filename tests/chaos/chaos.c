@@ -38,10 +38,11 @@
  * ProvisionedThroughputExceededException), 500s, resets and slow responses
  * on fk or fd for 1.5-3 s; a handler that fails to start for 2-5 s (the
  * flag file of a worker that holds leases: its child exits between
- * batches and every restart fails); a SIGHUP reload, every other one with
- * an invalid file (batch.size 0), which kcld must refuse and run on (the
- * valid ones switch batch.size; the log must say "configuration reloaded"
- * or "configuration reload refused" each time).  Beside them, the sink's own timeline:
+ * batches and every restart fails); SIGHUP with an invalid file
+ * (batch.size 0), which kcld must refuse and run on, and at the event's
+ * end with a valid one that switches batch.size (the log must say
+ * "configuration reload refused" and "configuration reloaded" each time;
+ * the worker must end with exit 0 at SIGTERM).  Beside them, the sink's own timeline:
  * its BatchWriteItem calls throttled or answered 500 for sink_min_ms ..
  * sink_max_ms, then a quiet gap.  Once, at 40% of the run, a SplitShard
  * of a random shard.
@@ -754,18 +755,10 @@ static void ch_event_begin(struct chaos *c, struct ch_event *e)
     break;
   }
   case EV_HUP:
-    /* Every other reload has an invalid file (batch.size 0), which kcld
-     * must refuse and run on; a valid one switches batch.size between
-     * CH_BATCH and CH_BATCH - 5 (the duplicate bound's batch stays the
-     * larger). */
-    if ((w->hups_ok + w->hups_bad) % 2 == 0) {
-      w->batch = w->batch == CH_BATCH ? CH_BATCH - 5 : CH_BATCH;
-      ch_write_config(c, w, w->batch);
-      w->hups_ok++;
-    } else {
-      ch_write_config(c, w, 0);
-      w->hups_bad++;
-    }
+    /* First a reload of an invalid file (batch.size 0), which kcld must
+     * refuse and run on; at the end a valid one (ch_event_end). */
+    ch_write_config(c, w, 0);
+    w->hups_bad++;
     kill(w->pid, SIGHUP);
     e->end = now + ch_rand(c, 800, 1500);
     break;
@@ -797,9 +790,16 @@ static void ch_event_end(struct chaos *c, struct ch_event *e)
     assert_int_equal(unlink(w->flag), 0);
     break;
   case EV_HUP:
-    ch_write_config(c, w, w->batch); /* valid again, for a restart */
     if (!kcld_test_pid_alive(w->pid))
-      ch_violation(c, "%s did not survive SIGHUP", w->id);
+      ch_violation(c, "%s did not survive SIGHUP with an invalid file",
+                   w->id);
+    /* A valid file again, batch.size switched between CH_BATCH and
+     * CH_BATCH - 5 (the duplicate bound's batch stays the larger): the
+     * reload applies it; a later restart reads it. */
+    w->batch = w->batch == CH_BATCH ? CH_BATCH - 5 : CH_BATCH;
+    ch_write_config(c, w, w->batch);
+    w->hups_ok++;
+    kill(w->pid, SIGHUP);
     break;
   default:
     ch_proxy(c, e->kind >= EV_D_THROTTLE ? &c->fd : &c->fk, NULL);

@@ -66,13 +66,14 @@ static void put_value(FILE *f, const struct kcld_config_key *k,
   case K_ENUM:
     fputs(k->values[*(const int *)v], f);
     break;
-  case K_LIST: {
+  case K_LIST:
+  case K_FILTER: {
     const struct kcld_config_list *l = v;
     fputc('[', f);
     for (size_t i = 0; i < l->len; i++) {
       if (i)
         fputs(", ", f);
-      put_quoted(f, l->items[i], 1);
+      put_quoted(f, l->items[i], k->type == K_LIST); /* patterns: no ${} */
     }
     fputc(']', f);
     break;
@@ -304,6 +305,19 @@ static const char s_md_head[] =
   "`kcld --dump-config` prints the effective configuration, with derived "
   "defaults\n"
   "filled in and secrets shown as `[redacted]`.\n"
+  "\n"  "## Reloading\n"
+  "\n"
+  "On SIGHUP (`systemctl reload kcld`) a running kcld reads and checks the "
+  "file\n"
+  "again, as `--check-config` does. An invalid file is logged, every error "
+  "with\n"
+  "its file:line:col, and changes nothing. From a valid one, the keys marked "
+  "*live*\n"
+  "below take effect from the next batch or the next GetRecords call; every "
+  "other\n"
+  "key that changed is named in one warning and keeps its running value "
+  "until\n"
+  "kcld restarts.\n"
   "\n"
   "## Value types\n"
   "\n"
@@ -325,6 +339,11 @@ static const char s_md_head[] =
   "environment | text |\n"
   "| time | RFC 3339 (`2024-05-01T12:00:00Z`, `2024-05-01T14:00:00+02:00`) "
   "or epoch seconds (`1714564800`) | epoch milliseconds |\n"
+  "| filter patterns | a YAML list of patterns, each a mapping "
+  "(`{data: {type: [buy]}}`) or Lambda's JSON as a string (a pattern, "
+  "`{\"Pattern\": \"...\"}` or a whole FilterCriteria); not expanded "
+  "from the environment; see [handlers.md](handlers.md#filtering-records-"
+  "before-the-handler-filter) | JSON texts, compiled at load |\n"
   "| URL | `http://...` or `https://...` | text |\n"
   "| host:port | `127.0.0.1:9464`, `[::1]:9464`, `0.0.0.0:9464`; port 0 = "
   "any free port | text |\n"
@@ -432,6 +451,13 @@ static const char s_md_head[] =
   "  `on_failure.discard` (skip them) or `on_failure.block` (retry them "
   "for ever);\n"
   "  these four exclude each other.\n"
+  "- `fetch.consumer_name` and `fetch.consumer_arn` are for `fetch.mode: "
+  "fanout`\n"
+  "  only, and exclude each other; `fetch.consumer_name` defaults to "
+  "`application`\n"
+  "  (which must then be a valid consumer name: 1..128 of a-z A-Z 0-9 _ . "
+  "-). See\n"
+  "  [operations.md](operations.md#enhanced-fan-out) for choosing a mode.\n"
   "- `streams` and `stream` exclude each other. Each `streams` item has "
   "`name:` or\n"
   "  `arn:` and may have its own `starting_position` and "
@@ -514,6 +540,8 @@ static const char *md_type(const struct kcld_config_key *k)
     return "enum";
   case K_LIST:
     return "list of strings";
+  case K_FILTER:
+    return "filter patterns";
   case K_TMPL:
     return "template";
   case K_TIME:
@@ -557,7 +585,7 @@ static void put_markdown(FILE *f)
     put_range(f, k, " \\| ", "`");
     fputs(" | ", f);
     put_md_cell(f, k->doc);
-    fputs(" |\n", f);
+    fputs(k->flags & F_LIVE ? "; *live* |\n" : " |\n", f);
   }
 }
 

@@ -1,9 +1,12 @@
 /* cli.c — configuration and a private AWS client for the subcommands. */
 #include "cmd/cli.h"
 
+#include <stdarg.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include <jansson.h>
 
@@ -165,4 +168,24 @@ void kcld_cli_run_until(struct kcld_cli_aws *c, const int *flag)
   while (!*flag)
     if (uv_run(&c->loop, UV_RUN_ONCE) == 0)
       break;
+}
+
+void kcld_cli_progress(int final, const char *fmt, ...)
+{
+  static int tty = -1;
+  static uint64_t last_ns;
+  uint64_t now = uv_hrtime();
+  va_list ap;
+
+  if (tty < 0)
+    tty = isatty(STDERR_FILENO);
+  if (!tty || (!final && last_ns && now - last_ns < 100000000u))
+    return;
+  last_ns = now;
+  fputs("\r", stderr);
+  va_start(ap, fmt);
+  vfprintf(stderr, fmt, ap);
+  va_end(ap);
+  fputs(final ? "\n" : "   ", stderr);
+  fflush(stderr);
 }

@@ -28,13 +28,36 @@ struct run {
   struct kcld_redrive_line line; /* this message's records */
   const char *target;            /* this message's stream */
   int rounds;
+  json_t *seen;                  /* dry run: receipts to release at the end */
 };
 
 static void receive(struct run *r);
 static void next_message(struct run *r);
 
+static void finish(struct run *r);
+
+/* Dry run: the messages read become visible again at once, one by one. */
+static void on_released(const struct kcld_svc_status *st, void *arg)
+{
+  struct run *r = arg;
+  if (st->err)
+    kcld_log(KCLD_LOG_WARN, "dry run: a message stays invisible until its "
+             "visibility timeout", "error", st->message, NULL);
+  json_array_remove(r->seen, 0);
+  finish(r);
+}
+
 static void finish(struct run *r)
 {
+  if (r->seen && json_array_size(r->seen) > 0) {
+    int rc = kcld_sqs_change_visibility(
+      r->o.sqs, r->queue, json_string_value(json_array_get(r->seen, 0)), 0,
+      on_released, r);
+    if (rc == 0)
+      return;
+    json_array_clear(r->seen);
+  }
+  json_decref(r->seen);
   json_decref(r->msgs);
   r->cb(&r->res, r->arg);
   free(r->queue);
@@ -58,6 +81,16 @@ static void fail(struct run *r, int err, const char *what, const char *msg)
   finish(r);
 }
 
+/* This message is dealt with: the next one. */
+static void advance(struct run *r)
+{
+  free_recs(r);
+  r->at++;
+  if (r->o.progress)
+    r->o.progress(&r->res, r->arg);
+  next_message(r);
+}
+
 static void keep(struct run *r, const char *why)
 {
   json_t *m = json_array_get(r->msgs, r->at);
@@ -65,9 +98,9 @@ static void keep(struct run *r, const char *why)
            "messageId", json_string_value(json_object_get(m, "id")),
            "reason", why, NULL);
   r->res.kept++;
-  free_recs(r);
-  r->at++;
-  next_message(r);
+  if (r->seen)
+    json_array_append(r->seen, json_object_get(m, "receipt"));
+  advance(r);
 }
 
 /* Reads the message's records and where they go; 0, or -1 with *why. */
@@ -92,9 +125,7 @@ static void on_deleted(const struct kcld_svc_status *st, void *arg)
     return;
   }
   r->res.messages++;
-  free_recs(r);
-  r->at++;
-  next_message(r);
+  advance(r);
 }
 
 static void put(struct run *r);
@@ -178,6 +209,17 @@ static void next_message(struct run *r)
     keep(r, "more records than one PutRecords call takes");
     return;
   }
+  if (r->o.dry_run) {
+    kcld_log(KCLD_LOG_INFO, "dry run: a message to put back", "messageId",
+             json_string_value(json_object_get(m, "id")),
+             KCLD_LOG_UINT("records", r->line.count), "stream", r->target,
+             NULL);
+    r->res.messages++;
+    r->res.records += r->line.count;
+    json_array_append(r->seen, json_object_get(m, "receipt"));
+    advance(r);
+    return;
+  }
   r->rounds = 0;
   put(r);
 }
@@ -232,7 +274,8 @@ int kcld_redrive_run(const struct kcld_redrive_opts *o, kcld_redrive_cb cb,
 {
   struct run *r;
 
-  if (!o || !o->loop || !o->sqs || !o->kinesis || !o->queue_url ||
+  if (!o || !o->loop || !o->sqs || (!o->kinesis && !o->dry_run) ||
+      !o->queue_url ||
       !*o->queue_url || !cb ||
       (!o->stream_from_message && (!o->stream || !*o->stream)))
     return KCLD_EINVAL;
@@ -252,6 +295,12 @@ int kcld_redrive_run(const struct kcld_redrive_opts *o, kcld_redrive_cb cb,
   }
   r->cb = cb;
   r->arg = arg;
+  if (o->dry_run && !(r->seen = json_array())) {
+    free(r->queue);
+    free(r->stream);
+    free(r);
+    return KCLD_ENOMEM;
+  }
   receive(r);
   return 0;
 }
@@ -259,21 +308,116 @@ int kcld_redrive_run(const struct kcld_redrive_opts *o, kcld_redrive_cb cb,
 /* ======== The subcommand ======== */
 
 static const char s_usage[] =
-  "usage: kcld redrive --queue URL [--stream NAME] [--config PATH]\n"
-  "                    [--max-messages N]\n"
-  "       kcld redrive --dir PATH [--stream NAME | --to-handler]\n"
-  "                    [--config PATH]\n";
+  "usage: kcld redrive [--queue URL | --dir PATH] [--config PATH]\n"
+  "                    [--stream NAME | --to-handler] [--max-messages N]\n"
+  "                    [--dry-run]\n"
+  "\n"
+  "Puts dead-lettered records back: from the SQS queue on_failure.sqs fills\n"
+  "(--queue) or the directory on_failure.dir fills (--dir), into the stream\n"
+  "(same partition key and data, new sequence numbers) or, with --dir and\n"
+  "--to-handler, straight into the configured handler.  A message is\n"
+  "deleted, a file moved to PATH/done/, only once all its records went\n"
+  "through; what cannot be put back stays, with a warning.\n"
+  "\n"
+  "  -q, --queue URL       the dead-letter queue (default: the config's\n"
+  "                        on_failure.sqs)\n"
+  "  -d, --dir PATH        the dead-letter directory (default, when the\n"
+  "                        config has no on_failure.sqs: its on_failure.dir)\n"
+  "  -c, --config PATH     endpoints, region, credentials, the stream, the\n"
+  "                        handler and the defaults above; without it, the\n"
+  "                        environment, and --queue or --dir is needed\n"
+  "  -s, --stream NAME     put every record into NAME (default: the stream\n"
+  "                        each record came from, else the config's)\n"
+  "  -H, --to-handler      (--dir) give the records to the config's handler\n"
+  "  -n, --max-messages N  (--queue) stop after N messages (default: when\n"
+  "                        the queue answers empty)\n"
+  "      --dry-run         put nothing, delete or move nothing: count what\n"
+  "                        would be put back (the queue's messages are made\n"
+  "                        visible again at the end)\n"
+  "  -h, --help            this text\n"
+  "\n"
+  "A progress line on stderr when it is a terminal; one JSON summary line on\n"
+  "stdout.  Exit status: 0 everything was (or would be) put back, 1 some\n"
+  "stayed or a call failed, 2 usage.\n";
 
 struct cmd_state {
   int done;
+  int dry_run;
   struct kcld_redrive_result res;
 };
+
+static void show(const struct kcld_redrive_result *r, int dry_run, int final)
+{
+  kcld_cli_progress(final, "redrive: %zu messages, %zu records %s, %zu "
+                    "messages left", r->messages, r->records,
+                    dry_run ? "to put back" : "put back", r->kept);
+}
+
+static void on_cmd_progress(const struct kcld_redrive_result *res, void *arg)
+{
+  const struct cmd_state *s = arg;
+  show(res, s->dry_run, 0);
+}
 
 static void on_cmd_done(const struct kcld_redrive_result *res, void *arg)
 {
   struct cmd_state *s = arg;
   s->res = *res;
   s->done = 1;
+}
+
+static int usage_error(const char *what, const char *arg)
+{
+  fprintf(stderr, "kcld redrive: %s%s%s\n\n%s", what, arg ? " " : "",
+          arg ? arg : "", s_usage);
+  return 2;
+}
+
+/* The queue at `queue` into o->stream (see redrive.h); the exit status. */
+static int redrive_queue(const struct kcld_config *cfg, const char *queue,
+                         struct kcld_redrive_opts *o)
+{
+  struct kcld_cli_aws c;
+  struct kcld_sqs *sqs = NULL;
+  struct kcld_kinesis *kin = NULL;
+  struct cmd_state st;
+  int rc, status = 1;
+
+  memset(&st, 0, sizeof(st));
+  st.dry_run = o->dry_run;
+  rc = kcld_cli_aws_open(&c, cfg);
+  if (rc == 0)
+    rc = kcld_sqs_new(c.aws, &c.loop, &sqs);
+  if (rc == 0 && !o->dry_run)
+    rc = kcld_kinesis_new(c.aws, &c.loop, &kin);
+  if (rc == 0) {
+    o->loop = &c.loop;
+    o->sqs = sqs;
+    o->kinesis = kin;
+    o->queue_url = queue;
+    o->progress = on_cmd_progress;
+    rc = kcld_redrive_run(o, on_cmd_done, &st);
+  }
+  if (rc == 0) {
+    kcld_cli_run_until(&c, &st.done);
+    show(&st.res, o->dry_run, 1);
+    printf("{\"messages\":%zu,\"records\":%zu,\"kept\":%zu,\"dry_run\":%s,"
+           "\"error\":%s%s%s}\n", st.res.messages, st.res.records,
+           st.res.kept, o->dry_run ? "true" : "false",
+           st.res.err ? "\"" : "",
+           st.res.err ? kcld_strerror(st.res.err) : "null",
+           st.res.err ? "\"" : "");
+    status = st.done && !st.res.err && !st.res.kept ? 0 : 1;
+  } else {
+    fprintf(stderr, "kcld redrive: %s\n", kcld_strerror(rc));
+  }
+  if (kin)
+    kcld_kinesis_close(kin);
+  if (sqs)
+    kcld_sqs_close(sqs);
+  kcld_cli_aws_close(&c);
+  kcld_http_global_cleanup();
+  return status;
 }
 
 int kcld_redrive_command(int argc, char **argv)
@@ -285,18 +429,15 @@ int kcld_redrive_command(int argc, char **argv)
     {"max-messages", required_argument, NULL, 'n'},
     {"dir", required_argument, NULL, 'd'},
     {"to-handler", no_argument, NULL, 'H'},
+    {"dry-run", no_argument, NULL, 'D'},
     {"help", no_argument, NULL, 'h'},
     {NULL, 0, NULL, 0},
   };
   struct kcld_redrive_opts o;
-  struct kcld_cli_aws c;
   struct kcld_config *cfg;
-  struct kcld_sqs *sqs = NULL;
-  struct kcld_kinesis *kin = NULL;
-  struct cmd_state st;
   const char *path = NULL, *stream = NULL, *queue = NULL, *dir = NULL;
   char *end;
-  int ch, rc, status = 1, to_handler = 0;
+  int ch, status, to_handler = 0;
 
   memset(&o, 0, sizeof(o));
   optind = 0;
@@ -310,6 +451,9 @@ int kcld_redrive_command(int argc, char **argv)
     case 'H':
       to_handler = 1;
       break;
+    case 'D':
+      o.dry_run = 1;
+      break;
     case 'q':
       queue = optarg;
       break;
@@ -321,74 +465,55 @@ int kcld_redrive_command(int argc, char **argv)
       break;
     case 'n':
       o.max_messages = (size_t)strtoul(optarg, &end, 10);
-      if (*end || !*optarg) {
-        fprintf(stderr, "kcld redrive: bad --max-messages '%s'\n%s", optarg,
-                s_usage);
-        return 2;
-      }
+      if (*end || !*optarg)
+        return usage_error("bad --max-messages", optarg);
       break;
     case 'h':
       fputs(s_usage, stdout);
       return 0;
     default:
-      fprintf(stderr, "kcld redrive: bad option '%s'\n%s", argv[optind - 1],
-              s_usage);
-      return 2;
+      return usage_error("bad option", argv[optind - 1]);
     }
   }
-  if (!queue == !dir || optind < argc ||
-      (to_handler && (!dir || stream || !path))) {
-    fprintf(stderr, "kcld redrive: %s\n%s",
-            !queue == !dir ? "give --queue or --dir"
-            : to_handler && !dir ? "--to-handler goes with --dir"
-            : to_handler && stream ? "--to-handler or --stream, not both"
-            : to_handler ? "--to-handler needs --config (the handler)"
-                         : "unexpected arguments",
-            s_usage);
-    return 2;
-  }
+  if (optind < argc)
+    return usage_error("unexpected argument", argv[optind]);
+  if (queue && dir)
+    return usage_error("--queue or --dir, not both", NULL);
+  if (!queue && !dir && !path)
+    return usage_error("give --queue or --dir (or --config, whose "
+                       "on_failure.sqs or on_failure.dir is the default)",
+                       NULL);
   cfg = kcld_cli_config(path, stream);
   if (!cfg)
     return 1;
-  if (dir) {
-    status = kcld_redrive_dir_command(cfg, dir, stream, to_handler);
+  if (!queue && !dir) {
+    if (cfg->on_failure.sqs && *cfg->on_failure.sqs)
+      queue = cfg->on_failure.sqs;
+    else if (cfg->on_failure.dir && *cfg->on_failure.dir)
+      dir = cfg->on_failure.dir;
+  }
+  if (!queue && !dir) {
     kcld_config_free(cfg);
-    return status;
+    return usage_error("no --queue or --dir, and the configuration has no "
+                       "on_failure.sqs or on_failure.dir", NULL);
   }
-  /* Without --stream: the stream each message names (an ARN), else the
-   * config's. */
-  o.stream = stream ? stream : cfg->stream;
-  o.stream_from_message = stream == NULL;
-  rc = kcld_cli_aws_open(&c, cfg);
-  if (rc == 0)
-    rc = kcld_sqs_new(c.aws, &c.loop, &sqs);
-  if (rc == 0)
-    rc = kcld_kinesis_new(c.aws, &c.loop, &kin);
-  if (rc == 0) {
-    memset(&st, 0, sizeof(st));
-    o.loop = &c.loop;
-    o.sqs = sqs;
-    o.kinesis = kin;
-    o.queue_url = queue;
-    rc = kcld_redrive_run(&o, on_cmd_done, &st);
-    if (rc == 0) {
-      kcld_cli_run_until(&c, &st.done);
-      printf("{\"messages\":%zu,\"records\":%zu,\"kept\":%zu,\"error\":%s%s%s}"
-             "\n", st.res.messages, st.res.records, st.res.kept,
-             st.res.err ? "\"" : "",
-             st.res.err ? kcld_strerror(st.res.err) : "null",
-             st.res.err ? "\"" : "");
-      status = st.done && !st.res.err && !st.res.kept ? 0 : 1;
-    }
+  if (to_handler && (!dir || stream || !path)) {
+    kcld_config_free(cfg);
+    return usage_error(!dir ? "--to-handler goes with --dir"
+                       : stream ? "--to-handler or --stream, not both"
+                                : "--to-handler needs --config (the handler)",
+                       NULL);
   }
-  if (rc)
-    fprintf(stderr, "kcld redrive: %s\n", kcld_strerror(rc));
-  if (kin)
-    kcld_kinesis_close(kin);
-  if (sqs)
-    kcld_sqs_close(sqs);
-  kcld_cli_aws_close(&c);
-  kcld_http_global_cleanup();
+  if (dir) {
+    status = kcld_redrive_dir_command(cfg, dir, stream, to_handler,
+                                      o.dry_run);
+  } else {
+    /* Without --stream: the stream each message names (an ARN), else the
+     * config's. */
+    o.stream = stream ? stream : cfg->stream;
+    o.stream_from_message = stream == NULL;
+    status = redrive_queue(cfg, queue, &o);
+  }
   kcld_config_free(cfg);
   return status;
 }

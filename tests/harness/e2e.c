@@ -15,6 +15,30 @@
 
 #include "proc.h"
 
+int kcld_e2e_fixture_start(struct kcld_emu *emu, struct kcld_test_aws **aws,
+                           char *dir, size_t dirlen, const char *tag)
+{
+  if (kcld_emu_start(emu, "kinesis dynamodb") != 0)
+    return -1;
+  *aws = kcld_test_aws_new(kcld_emu_url(emu, "kinesis"),
+                           kcld_emu_url(emu, "dynamodb"), NULL);
+  snprintf(dir, dirlen, "/tmp/kcld-%s-XXXXXX", tag);
+  return *aws && mkdtemp(dir) ? 0 : -1;
+}
+
+void kcld_e2e_fixture_stop(struct kcld_emu *emu, struct kcld_test_aws *aws,
+                           const char *dir)
+{
+  char cmd[256];
+  kcld_test_aws_free(aws);
+  kcld_emu_stop(emu);
+  if (!*dir)
+    return;
+  snprintf(cmd, sizeof(cmd), "rm -rf '%s'", dir);
+  if (system(cmd) != 0)
+    fprintf(stderr, "could not remove %s\n", dir);
+}
+
 json_t *kcld_e2e_call(struct kcld_test_aws *t, enum kcld_aws_service svc,
                       const char *op, json_t *req)
 {
@@ -172,4 +196,22 @@ void kcld_e2e_dump_file(const char *path)
     fprintf(stderr, "---- %s ----\n%s\n", path, text);
     free(text);
   }
+}
+
+size_t kcld_e2e_lines_in(const char *path)
+{
+  size_t n = 0;
+  char *text = kcld_test_slurp(path, NULL);
+  for (const char *p = text; p && *p; p++)
+    n += *p == '\n';
+  free(text);
+  return n;
+}
+
+int kcld_e2e_file_has(const char *path, const char *what)
+{
+  char *text = kcld_test_slurp(path, NULL);
+  int found = text && strstr(text, what);
+  free(text);
+  return found;
 }

@@ -12,6 +12,18 @@
 #include "awssync.h"
 #include "harness.h"
 
+/* The usual fixture of an end-to-end test: the kinesis and dynamodb
+ * emulators, a client on them in *aws, and a new directory
+ * /tmp/kcld-<tag>-XXXXXX in dir (of dirlen bytes).  Returns 0, or -1 (a
+ * cmocka setup then fails). */
+int kcld_e2e_fixture_start(struct kcld_emu *emu, struct kcld_test_aws **aws,
+                           char *dir, size_t dirlen, const char *tag);
+
+/* Undoes kcld_e2e_fixture_start: the client, the emulators, the directory
+ * and what it holds. */
+void kcld_e2e_fixture_stop(struct kcld_emu *emu, struct kcld_test_aws *aws,
+                           const char *dir);
+
 /* Calls `op` with `req` (taken) and returns the answer (a new reference);
  * fails the test, naming `op` and the AWS error type, when the call fails. */
 json_t *kcld_e2e_call(struct kcld_test_aws *t, enum kcld_aws_service svc,
@@ -66,5 +78,11 @@ void kcld_e2e_stop_kcld(pid_t pid, const char *log, unsigned timeout_ms);
 /* Writes the file at `path` to stderr between "---- path ----" and a blank
  * line; nothing when it cannot be read.  For a failing test's kcld log. */
 void kcld_e2e_dump_file(const char *path);
+
+/* Lines in the file at `path` (0 when it cannot be read). */
+size_t kcld_e2e_lines_in(const char *path);
+
+/* 1 when the file at `path` contains `what`, else 0. */
+int kcld_e2e_file_has(const char *path, const char *what);
 
 #endif

@@ -937,11 +937,8 @@ static void test_three_workers(void **state)
  * array), then passes everything on. */
 static void fault_steps(const char *steps)
 {
-  char script[1024];
-  snprintf(script, sizeof(script),
-           "{\"upstream\":\"%s\",\"steps\":%s,\"then\":\"proxy\"}",
-           kcld_emu_url(&s_emu, "dynamodb"), steps);
-  assert_int_equal(kcld_fault_script(kcld_emu_url(&s_emu, "fault"), script),
+  assert_int_equal(kcld_fault_steps(kcld_emu_url(&s_emu, "fault"),
+                                    kcld_emu_url(&s_emu, "dynamodb"), steps),
                    0);
 }
 

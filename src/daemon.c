@@ -856,7 +856,6 @@ static int open_filter(struct daemon *dm)
 {
   const struct kcld_config_list *l = &dm->cfg->filter;
   struct kcld_filter_error e;
-  char n[24];
   int rc = 0;
 
   if (l->len == 0)
@@ -871,9 +870,9 @@ static int open_filter(struct daemon *dm)
              rc == KCLD_ECONFIG ? e.msg : kcld_strerror(rc), NULL);
     return rc;
   }
-  snprintf(n, sizeof(n), "%zu", kcld_filter_count(dm->filter));
   kcld_log(KCLD_LOG_INFO, "filter on: records that match no pattern skip "
-           "the handler", "patterns", n, NULL);
+           "the handler",
+           KCLD_LOG_UINT("patterns", kcld_filter_count(dm->filter)), NULL);
   return 0;
 }
 

@@ -430,10 +430,8 @@ static const char *with_unit(struct build *b, const char *v, const char *unit)
 
 static void ignored(const char *kcl, size_t line, const char *why)
 {
-  char l[32];
-  snprintf(l, sizeof(l), "%zu", line);
-  kcld_log(KCLD_LOG_WARN, "properties: key ignored", "key", kcl, "line", l,
-           "reason", why, NULL);
+  kcld_log(KCLD_LOG_WARN, "properties: key ignored", "key", kcl,
+           KCLD_LOG_UINT("line", line), "reason", why, NULL);
 }
 
 static int starts(const char *s, const char *prefix)

@@ -95,7 +95,7 @@ static void keep(struct run *r, const char *why)
 {
   json_t *m = json_array_get(r->msgs, r->at);
   kcld_log(KCLD_LOG_WARN, "dead-letter message left in the queue",
-           "messageId", json_string_value(json_object_get(m, "id")),
+           "message_id", json_string_value(json_object_get(m, "id")),
            "reason", why, NULL);
   r->res.kept++;
   if (r->seen)
@@ -210,7 +210,7 @@ static void next_message(struct run *r)
     return;
   }
   if (r->o.dry_run) {
-    kcld_log(KCLD_LOG_INFO, "dry run: a message to put back", "messageId",
+    kcld_log(KCLD_LOG_INFO, "dry run: a message to put back", "message_id",
              json_string_value(json_object_get(m, "id")),
              KCLD_LOG_UINT("records", r->line.count), "stream", r->target,
              NULL);

@@ -355,7 +355,7 @@ static void on_answer(const struct kcld_handler_result *res, void *arg)
   r->answer.error_type = r->answer.error_message = NULL;
   if (res->status != KCLD_HANDLER_OK)
     kcld_log(KCLD_LOG_WARN, "handler answer", "file", r->claimed,
-             "errorType", res->error_type ? res->error_type : "",
+             "error_type", res->error_type ? res->error_type : "",
              "error", res->error_message ? res->error_message : "", NULL);
   /* The handler may answer from inside process(): go on from the loop. */
   r->next = after_answer;

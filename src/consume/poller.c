@@ -130,7 +130,6 @@ static void note_failure(struct poller *p, const char *op,
 static void fetch_failed(struct poller *p, const char *op,
                          const struct kcld_svc_status *st)
 {
-  char ms[24], status[24];
   enum kcld_kinesis_fault fault = kcld_kinesis_fault(st);
   const char *type = st->type && st->type[0] ? st->type
                                              : kcld_strerror(st->err);
@@ -154,18 +153,18 @@ static void fetch_failed(struct poller *p, const char *op,
   }
   p->fails_in_row++;
   uint64_t delay = backoff_ms(p, p->fails_in_row);
-  kcld_fmt_u64(ms, sizeof(ms), delay);
-  snprintf(status, sizeof(status), "%ld", st->http_status);
   note_failure(p, op, fault, type, st->message);
   if (fault == KCLD_KINESIS_THROUGHPUT || fault == KCLD_KINESIS_KMS_THROTTLED) {
     p->throttles++;
     kcld_log(KCLD_LOG_DEBUG, "throttled; backing off", "shard", p->shard_id,
-             "op", op, "type", type, "retry_ms", ms, NULL);
+             "op", op, "type", type, KCLD_LOG_UINT("retry_ms", delay), NULL);
   } else {
     p->errors++;
     kcld_log(KCLD_LOG_WARN, "Kinesis call failed; backing off",
-             "shard", p->shard_id, "op", op, "type", type, "status", status,
-             "message", st->message ? st->message : "", "retry_ms", ms, NULL);
+             "shard", p->shard_id, "op", op, "type", type,
+             KCLD_LOG_INT("status", st->http_status), "message",
+             st->message ? st->message : "", KCLD_LOG_UINT("retry_ms", delay),
+             NULL);
     if (p->iterator && p->fails_in_row >= FAILS_BEFORE_NEW_ITERATOR &&
         fault != KCLD_KINESIS_TRANSIENT) {
       /* The iterator itself may be the problem: start afresh after the

@@ -301,11 +301,9 @@ static void on_shard_ended(int err, void *arg)
   }
   c->fails_in_row++;
   uint64_t delay = backoff_ms(c, c->fails_in_row);
-  char ms[24];
-  kcld_fmt_u64(ms, sizeof(ms), delay);
   kcld_log(KCLD_LOG_WARN, "recording the shard end failed; will retry",
            "shard", c->shard_id, "op", "shard_ended", "error",
-           kcld_strerror(err), "retry_ms", ms, NULL);
+           kcld_strerror(err), KCLD_LOG_UINT("retry_ms", delay), NULL);
   c->st_mode = ST_END_RETRY;
   uv_timer_start(&c->stop_timer, on_stop_timer, delay, 0);
 }

@@ -137,14 +137,12 @@ static uint64_t backoff_ms(const struct subscriber *s, unsigned fails)
  * it, and resubscribe after a backoff (none the first time in a row). */
 static void failed(struct subscriber *s, const struct kcld_svc_status *st)
 {
-  char ms[24];
   enum kcld_kinesis_fault fault = kcld_kinesis_fault(st);
   const char *type = st->type && st->type[0] ? st->type
                                              : kcld_strerror(st->err);
   uint64_t delay = s->fails_in_row ? backoff_ms(s, s->fails_in_row) : 0;
 
   s->fails_in_row++;
-  kcld_fmt_u64(ms, sizeof(ms), delay);
   if (fault == KCLD_KINESIS_LIMIT || fault == KCLD_KINESIS_KMS_THROTTLED ||
       fault == KCLD_KINESIS_IN_USE) {
     if (fault == KCLD_KINESIS_IN_USE)
@@ -154,17 +152,17 @@ static void failed(struct subscriber *s, const struct kcld_svc_status *st)
     /* The service's own rate: a second at least. */
     if (delay < s->min_call_ms)
       delay = s->min_call_ms;
-    kcld_fmt_u64(ms, sizeof(ms), delay);
     kcld_log(KCLD_LOG_DEBUG, "subscription refused; backing off", "shard",
-             s->shard_id, "op", "SubscribeToShard", "type", type, "retry_ms",
-             ms, NULL);
+             s->shard_id, "op", "SubscribeToShard", "type", type,
+             KCLD_LOG_UINT("retry_ms", delay), NULL);
   } else {
     s->errors++;
     kcld_log(KCLD_LOG_WARN, "subscription failed; resubscribing from the "
              "last continuation", "shard", s->shard_id, "op",
              "SubscribeToShard", "type", type, "message",
              st->message ? st->message : "", "after",
-             s->have_cont ? s->cont : "(start)", "retry_ms", ms, NULL);
+             s->have_cont ? s->cont : "(start)",
+             KCLD_LOG_UINT("retry_ms", delay), NULL);
   }
   s->next_at_ms = uv_now(s->loop) + delay;
 }

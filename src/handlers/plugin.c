@@ -175,10 +175,9 @@ static void after_cb(struct kcld_job *base)
     res.error_type = type ? type : "HandlerError";
     res.error_message = msg;
   } else {
-    char idx[32];
-    snprintf(idx, sizeof(idx), "%zu", j->res.first_failed);
     kcld_log(KCLD_LOG_ERROR, "plugin handler: invalid result, batch failed",
-             "shard", base->batch.shard_id, "first_failed", idx, NULL);
+             "shard", base->batch.shard_id,
+             KCLD_LOG_UINT("first_failed", j->res.first_failed), NULL);
     res.status = KCLD_HANDLER_FAILED;
     res.error_type = "HandlerInvalidResult";
     res.error_message = "the plugin answered an invalid status or index";

@@ -202,15 +202,12 @@ done:
 static void log_plan(const struct kcld_coordinator *c,
                      const struct kcld_balance_plan *p)
 {
-  char a[24], b[24], t[24], h[24], k[24];
-  kcld_fmt_u64(a, sizeof(a), p->leases);
-  kcld_fmt_u64(b, sizeof(b), p->workers);
-  kcld_fmt_u64(t, sizeof(t), p->target);
-  kcld_fmt_u64(h, sizeof(h), p->held);
-  kcld_fmt_u64(k, sizeof(k), p->n_take);
-  kcld_log(KCLD_LOG_DEBUG, "take pass", "worker", c->worker, "leases", a,
-           "workers", b, "target", t, "held", h, "taking", k, "steal_from",
-           p->steal_from, NULL);
+  (void)c; /* the worker is on every line */
+  kcld_log(KCLD_LOG_DEBUG, "take pass", KCLD_LOG_UINT("leases", p->leases),
+           KCLD_LOG_UINT("workers", p->workers),
+           KCLD_LOG_UINT("target", p->target), KCLD_LOG_UINT("held", p->held),
+           KCLD_LOG_UINT("taking", p->n_take), "steal_from", p->steal_from,
+           NULL);
 }
 
 /* Logs, once per lease, a lease that is stalled on its checkpoint. */

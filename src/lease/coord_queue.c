@@ -329,10 +329,9 @@ static void log_lease(enum kcld_log_level lvl, const char *msg,
                       const struct kcld_coordinator *c,
                       const struct entry *e, const char *k1, const char *v1)
 {
-  char counter[24];
-  kcld_fmt_u64(counter, sizeof(counter), e->lease.counter);
-  kcld_log(lvl, msg, "shard", e->lease.shard_id, "worker", c->worker,
-           "owner", e->lease.owner, "counter", counter, k1, v1, NULL);
+  (void)c; /* the worker is on every line */
+  kcld_log(lvl, msg, "shard", e->lease.shard_id, "owner", e->lease.owner,
+           KCLD_LOG_UINT("counter", e->lease.counter), k1, v1, NULL);
 }
 
 void kcld_coord_lose(struct kcld_coordinator *c, struct entry *e,

@@ -46,12 +46,10 @@ static void on_sync(const struct kcld_shard_sync_result *res, void *arg)
     return;
   }
   if (res->err == 0 && (res->created || res->shards)) {
-    char s[24], cr[24];
-    kcld_fmt_u64(s, sizeof(s), res->shards);
-    kcld_fmt_u64(cr, sizeof(cr), res->created);
     kcld_log(res->created ? KCLD_LOG_INFO : KCLD_LOG_DEBUG,
              "shard sync done", "stream", c->streams[c->sync_idx].name,
-             "shards", s, "created", cr, NULL);
+             KCLD_LOG_UINT("shards", res->shards),
+             KCLD_LOG_UINT("created", res->created), NULL);
   }
   /* One stream after the other; a sync is done when every stream is. */
   if (++c->sync_idx < c->n_streams) {
@@ -114,13 +112,12 @@ static size_t check_at_timestamp(const struct kcld_coordinator *c,
                               len ? "," : "", leases[i].shard_id);
   }
   if (bad) {
-    char count[24];
-    kcld_fmt_u64(count, sizeof(count), bad);
     kcld_log(KCLD_LOG_ERROR, "leases are at the AT_TIMESTAMP checkpoint and "
              "no timestamp is known: set starting_position: AT_TIMESTAMP "
              "and starting_timestamp (as the KCL, kcld starts such a lease "
              "from it), or give the leases a checkpoint",
-             "table", kcld_lease_table_name(c->table), "leases", count,
+             "table", kcld_lease_table_name(c->table),
+             KCLD_LOG_UINT("leases", bad),
              "shards", names, NULL);
   }
   return bad;
@@ -654,10 +651,8 @@ void kcld_coordinator_release_all(struct kcld_coordinator *c, kcld_lease_cb cb,
       kcld_coord_release_queue(c, c->v[i]);
       n++;
     }
-  char buf[24];
-  kcld_fmt_u64(buf, sizeof(buf), n);
-  kcld_log(KCLD_LOG_INFO, "releasing every held lease", "worker", c->worker,
-           "leases", buf, NULL);
+  kcld_log(KCLD_LOG_INFO, "releasing every held lease",
+           KCLD_LOG_UINT("leases", n), NULL);
   kcld_coord_release_done_one(c, 0);
 }
 

@@ -412,13 +412,13 @@ static void log_range(const struct job *j, enum kcld_log_level lvl,
                       const char *msg, const char *what)
 {
   const struct kcld_record *first = ent(j->sh, j->idx[j->pos])->rec;
-  char count[24], retries[16];
-  snprintf(count, sizeof(count), "%zu", range_end(j) - j->pos);
-  snprintf(retries, sizeof(retries), "%u", j->infra ? j->infra : j->retries);
-  kcld_log(lvl, msg, "shard", j->sh->shard_id, "sequenceNumber",
-           first->sequence_number, "records", count,
-           j->infra ? "failures" : "retries", retries, "decision", what,
-           "errorType", j->err_type, "error", j->err_msg, NULL);
+  kcld_log(lvl, msg, "shard", j->sh->shard_id, "sequence_number",
+           first->sequence_number,
+           KCLD_LOG_UINT("records", range_end(j) - j->pos),
+           KCLD_LOG_UINT(j->infra ? "failures" : "retries",
+                         j->infra ? j->infra : j->retries),
+           "decision", what,
+           "error_type", j->err_type, "error", j->err_msg, NULL);
 }
 
 /* Waits the backoff of `attempt`, then runs the range again (WAIT_BACKOFF)
@@ -555,14 +555,12 @@ static void skip_range(struct job *j)
 
   for (size_t i = j->pos; i < end; i++) {
     const struct kcld_record *r = ent(j->sh, j->idx[i])->rec;
-    char sub[24];
-    snprintf(sub, sizeof(sub), "%llu",
-             (unsigned long long)r->sub_sequence_number);
     kcld_log(KCLD_LOG_ERROR, "RECORD SKIPPED: failed for good and "
              "on_failure.discard is set", "shard", j->sh->shard_id,
-             "sequenceNumber", r->sequence_number, "subSequenceNumber", sub,
-             "partitionKey", r->partition_key, "condition",
-             kcld_policy_condition_name(j->condition), "errorType",
+             "sequence_number", r->sequence_number,
+             KCLD_LOG_UINT("sub_sequence_number", r->sub_sequence_number),
+             "partition_key", r->partition_key, "condition",
+             kcld_policy_condition_name(j->condition), "error_type",
              j->err_type, "error", j->err_msg, NULL);
   }
   disp->stats.records_skipped += end - j->pos;

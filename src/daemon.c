@@ -34,6 +34,7 @@
 #include "aws/kinesis.h"
 #include "aws/sqs.h"
 #include "aws/sts.h"
+#include "config_aws.h"
 #include "consume/budget.h"
 #include "consume/shard_consumer.h"
 #include "err.h"
@@ -941,22 +942,8 @@ static int start_clients(struct daemon *dm)
   struct kcld_identity_opts io;
   int rc;
 
-  memset(&ao, 0, sizeof(ao));
-  ao.loop = &dm->loop;
-  ao.http = dm->http;
-  ao.creds = dm->creds;
-  ao.region = dm->region;
-  ao.profile = opt(cfg->credentials.profile);
-  ao.endpoint[KCLD_AWS_KINESIS] = kcld_config_endpoint(cfg, KCLD_CONFIG_KINESIS,
-                                                       NULL);
-  ao.endpoint[KCLD_AWS_DYNAMODB] =
-    kcld_config_endpoint(cfg, KCLD_CONFIG_DYNAMODB, NULL);
-  ao.endpoint[KCLD_AWS_SQS] = kcld_config_endpoint(cfg, KCLD_CONFIG_SQS, NULL);
-  ao.max_attempts = cfg->http.max_attempts;
-  ao.retry_mode = kcld_config_retry_mode_name(cfg);
-  ao.use_fips = kcld_config_switch_value(cfg->endpoints.fips);
-  ao.use_dualstack = kcld_config_switch_value(cfg->endpoints.dualstack);
-  ao.timeout_ms = (long)cfg->http.timeout_ms;
+  kcld_config_aws_client(cfg, &dm->loop, dm->http, dm->creds, dm->region,
+                         &ao);
   if ((rc = kcld_aws_new(&ao, &dm->aws)) != 0)
     return rc;
   if (dm->monitor)
@@ -1133,24 +1120,13 @@ static int open_base(struct daemon *dm)
   struct kcld_credentials_opts cro;
   int rc;
 
-  memset(&ho, 0, sizeof(ho));
-  ho.ca_file = opt(cfg->http.ca_file);
-  ho.profile = opt(cfg->credentials.profile);
-  ho.connect_timeout_ms = (long)cfg->http.connect_timeout_ms;
-  ho.timeout_ms = (long)cfg->http.timeout_ms;
+  kcld_config_aws_http(cfg, &ho);
   ho.max_connections = cfg->http.max_connections
                          ? cfg->http.max_connections
                          : AUTO_CONNECTIONS_MIN;
   if ((rc = kcld_http_new(&dm->loop, &ho, &dm->http)) != 0)
     return rc;
-  memset(&cro, 0, sizeof(cro));
-  cro.loop = &dm->loop;
-  cro.http = dm->http;
-  cro.access_key_id = opt(cfg->credentials.access_key_id);
-  cro.secret_access_key = opt(cfg->credentials.secret_access_key);
-  cro.session_token = opt(cfg->credentials.session_token);
-  cro.profile = opt(cfg->credentials.profile);
-  cro.region = opt(cfg->region);
+  kcld_config_aws_credentials(cfg, &dm->loop, dm->http, &cro);
   return kcld_credentials_new(&cro, &dm->creds);
 }
 

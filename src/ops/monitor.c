@@ -678,13 +678,11 @@ int kcld_monitor_start(const struct kcld_monitor_opts *o,
     goto fail;
   }
   if (o->listen && *o->listen) {
-    struct kcld_http_server_opts so;
-    memset(&so, 0, sizeof(so));
-    so.loop = o->loop;
-    so.listen = o->listen;
-    so.metrics = mon->m;
-    so.health = health;
-    so.health_arg = mon;
+    struct kcld_http_server_opts so = {.loop = o->loop,
+                                       .listen = o->listen,
+                                       .metrics = mon->m,
+                                       .health = health,
+                                       .health_arg = mon};
     if ((rc = kcld_http_server_start(&so, &mon->srv)) != 0)
       goto fail;
   }

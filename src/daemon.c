@@ -413,7 +413,7 @@ static void close_all(struct daemon *dm)
   if (dm->aws)
     kcld_aws_close(dm->aws);
   if (dm->creds)
-    kcld_credentials_destroy(dm->creds);
+    kcld_credentials_close(dm->creds);
   if (dm->http)
     kcld_http_close(dm->http);
   kcld_fetch_budget_close(dm->budget);

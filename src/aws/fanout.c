@@ -751,5 +751,5 @@ void kcld_fanout_close(struct kcld_fanout *f)
     return;
   while (f->subs)
     kcld_fanout_sub_cancel(f->subs);
-  kcld_svc_free(&f->svc);
+  kcld_svc_close(&f->svc);
 }

@@ -122,7 +122,7 @@ void kcld_cli_aws_close(struct kcld_cli_aws *c)
   if (c->aws)
     kcld_aws_close(c->aws);
   if (c->creds)
-    kcld_credentials_destroy(c->creds);
+    kcld_credentials_close(c->creds);
   if (c->http)
     kcld_http_close(c->http);
   c->aws = NULL;

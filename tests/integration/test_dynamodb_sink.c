@@ -88,7 +88,7 @@ static void env_down(struct env *e)
   if (e->h)
     e->h->ops->destroy(e->h);
   kcld_aws_close(e->aws);
-  kcld_credentials_destroy(e->creds);
+  kcld_credentials_close(e->creds);
   kcld_http_close(e->http);
   kcld_test_loop_finish(&e->loop);
   kcld_config_free(e->cfg);

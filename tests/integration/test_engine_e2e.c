@@ -514,7 +514,7 @@ static void env_down(struct env *e)
   kcld_dlq_close(e->dlq);
   kcld_sqs_close(e->sqs);
   kcld_aws_close(e->aws);
-  kcld_credentials_destroy(e->creds);
+  kcld_credentials_close(e->creds);
   kcld_http_close(e->http);
   uv_close((uv_handle_t *)&e->c.feed, NULL);
   for (size_t i = e->c.next; i < e->c.nbatches; i++)

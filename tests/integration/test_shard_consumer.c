@@ -91,7 +91,7 @@ static void env_finish(struct env *e)
 {
   kcld_kinesis_close(e->kin);
   kcld_aws_close(e->aws);
-  kcld_credentials_destroy(e->creds);
+  kcld_credentials_close(e->creds);
   kcld_http_close(e->http);
   kcld_test_loop_finish(&e->loop);
 }

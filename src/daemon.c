@@ -404,7 +404,7 @@ static void close_all(struct daemon *dm)
   if (dm->sqs)
     kcld_sqs_close(dm->sqs);
   if (dm->handler)
-    dm->handler->ops->destroy(dm->handler);
+    kcld_handler_close(dm->handler);
   kcld_fanout_close(dm->fanout); /* a start-up lookup ends: ECANCELED */
   if (dm->kinesis)
     kcld_kinesis_close(dm->kinesis);

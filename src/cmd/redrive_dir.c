@@ -528,7 +528,7 @@ int kcld_redrive_dir_command(const struct kcld_config *cfg, const char *dir,
     fprintf(stderr, "kcld redrive: %s: %s\n", dir, kcld_strerror(rc));
   }
   if (h)
-    h->ops->destroy(h);
+    kcld_handler_close(h);
   if (kin)
     kcld_kinesis_close(kin);
   kcld_cli_aws_close(&c);

@@ -16,7 +16,7 @@
  * and the failure is the infrastructure's (HandlerUnavailable).
  *
  * The handler frees itself once every slot's child and timer are closed,
- * so destroy() only starts the shutdown: every child's stdin is closed
+ * so close() only starts the shutdown: every child's stdin is closed
  * (the adapter exits at end of file), SIGTERM and SIGKILL after graces. */
 #include "handlers/lambda.h"
 
@@ -613,12 +613,12 @@ static void kill_handler(struct kcld_handler *base)
   }
 }
 
-static void destroy(struct kcld_handler *base)
+static void handler_close(struct kcld_handler *base)
 {
   struct lambda_handler *h = (struct lambda_handler *)base;
 
   h->closing = 1;
-  /* Not expected: destroy comes with nothing in flight. */
+  /* Not expected: close comes with nothing in flight. */
   fail_queue(h, "HandlerShutdown", "the handler is shutting down");
   for (int i = 0; h->slots && i < h->nslots; i++) {
     struct slot *s = &h->slots[i];
@@ -642,7 +642,7 @@ static const struct kcld_handler_ops s_ops = {
   .name = "lambda",
   .process = process,
   .kill = kill_handler,
-  .destroy = destroy,
+  .close = handler_close,
 };
 
 void kcld_handler_lambda_stats(const struct kcld_handler *base,
@@ -759,6 +759,6 @@ int kcld_handler_lambda_new(const struct kcld_handler_env *env,
 
 fail:
   /* Frees itself once the loop has closed what was opened. */
-  destroy(&h->base);
+  handler_close(&h->base);
   return rc;
 }

@@ -1,7 +1,7 @@
 /* plugin.c — handler.type: plugin.
  *
  * The shared object is opened once at start-up (RTLD_NOW, so an unresolved
- * symbol fails here and not at the first batch) and closed at destroy.  Each
+ * symbol fails here and not at the first batch) and closed at close.  Each
  * batch becomes one pool job (handlers/job.h): the work converts the
  * records to the ABI's plain structs and calls kcld_plugin_process on a pool
  * thread; the after-work checks the result and answers on the loop thread.
@@ -208,7 +208,7 @@ static void kill_handler(struct kcld_handler *base)
   kcld_job_cancel_all(&h->jobs);
 }
 
-static void destroy(struct kcld_handler *base)
+static void handler_close(struct kcld_handler *base)
 {
   struct plugin_handler *h = (struct plugin_handler *)base;
   if (h->inited && h->shutdown)
@@ -222,7 +222,7 @@ static const struct kcld_handler_ops s_ops = {
   .name = "plugin",
   .process = process,
   .kill = kill_handler,
-  .destroy = destroy,
+  .close = handler_close,
 };
 
 /* Looks up `name` in the object; logs and returns NULL when missing. */
@@ -302,6 +302,6 @@ int kcld_handler_plugin_new(const struct kcld_handler_env *env,
 cleanup:
   kv_free(&kv);
   if (rc != 0)
-    destroy(&h->base);
+    handler_close(&h->base);
   return rc;
 }

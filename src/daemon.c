@@ -1160,7 +1160,7 @@ int kcld_daemon_run(const struct kcld_daemon_opts *opts)
     kcld_http_global_cleanup();
     return rc;
   }
-  if (kcld_notify_open(&dm.notify, true) != 0)
+  if (kcld_notify_new(&dm.notify, true) != 0)
     dm.notify = NULL; /* logged; run without systemd notifications */
   for (int i = 0; i < NSIGS; i++) {
     uv_signal_init(&dm.loop, &dm.sig[i]);

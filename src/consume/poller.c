@@ -534,7 +534,7 @@ const struct kcld_source_ops kcld_poller_ops = {
   .stats = poller_stats, .every_answer_moves = 1,
   .configure = poller_configure};
 
-int kcld_poller_open(const struct kcld_poller_opts *o, void **out)
+int kcld_poller_start(const struct kcld_poller_opts *o, void **out)
 {
   if (!o || !out || !o->loop || !o->kinesis || !o->stream || !o->shard_id ||
       !o->budget || !o->account || !kcld_source_args_valid(&o->cbs, &o->start))

@@ -643,7 +643,7 @@ static int open_source(struct kcld_shard_consumer *c)
       .backoff_max_ms = c->backoff_max_ms, .budget = c->budget,
       .account = c->account, .cbs = cbs};
     c->src_ops = &kcld_subscriber_ops;
-    return kcld_subscriber_open(&so, &c->src);
+    return kcld_subscriber_start(&so, &c->src);
   }
   struct kcld_poller_opts po = {
     .loop = c->loop, .kinesis = c->kinesis, .stream = c->stream,
@@ -654,7 +654,7 @@ static int open_source(struct kcld_shard_consumer *c)
     .account = c->account, .first_estimate = c->first_estimate,
     .cbs = cbs};
   c->src_ops = &kcld_poller_ops;
-  return kcld_poller_open(&po, &c->src);
+  return kcld_poller_start(&po, &c->src);
 }
 
 /* ======== Parents ======== */

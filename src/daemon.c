@@ -53,8 +53,6 @@
 #include "process/pool.h"
 
 #define STATUS_INTERVAL_MS 10000
-#define AUTO_CONNECTIONS_MIN 128
-#define AUTO_CONNECTIONS_MARGIN 64
 #define DRAIN_POLL_MS 50
 #define KILL_MARGIN_MS 250   /* shutdown_timeout -> the handler is killed:
                                 after the consumers gave up its batches */
@@ -145,7 +143,7 @@ static void on_consumer_finished(struct kcld_shard_consumer *c,
  * reuses connections instead of opening and closing them. */
 static void size_connections(struct daemon *dm)
 {
-  long want = (long)dm->nshards + AUTO_CONNECTIONS_MARGIN;
+  long want = (long)dm->nshards + KCLD_CONFIG_AUTO_CONNECTIONS_MARGIN;
   if (dm->cfg->http.max_connections != 0 || !dm->http)
     return;
   if (want > kcld_http_max_connections(dm->http))
@@ -1121,9 +1119,6 @@ static int open_base(struct daemon *dm)
   int rc;
 
   kcld_config_aws_http(cfg, &ho);
-  ho.max_connections = cfg->http.max_connections
-                         ? cfg->http.max_connections
-                         : AUTO_CONNECTIONS_MIN;
   if ((rc = kcld_http_new(&dm->loop, &ho, &dm->http)) != 0)
     return rc;
   kcld_config_aws_credentials(cfg, &dm->loop, dm->http, &cro);

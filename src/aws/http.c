@@ -36,9 +36,6 @@
 #include "err.h"
 #include "kcld/version.h"
 
-#define DEFAULT_CONNECT_TIMEOUT_MS 5000L
-#define DEFAULT_TIMEOUT_MS 30000L
-#define DEFAULT_MAX_CONNECTIONS 128L
 /* Finished easy handles kept for the next requests: a handle and its
  * buffers are set up once instead of per request (1024 idle leases make
  * ~1,300 requests a second; malloc and free were ~12% of kcld's CPU). */
@@ -730,7 +727,7 @@ int kcld_http_new(uv_loop_t *loop, const struct kcld_http_opts *opts,
                   struct kcld_http **out)
 {
   struct kcld_http *http = NULL;
-  long maxconn = DEFAULT_MAX_CONNECTIONS;
+  long maxconn = 0;
   int rc;
 
   if (!loop || !out)
@@ -743,20 +740,15 @@ int kcld_http_new(uv_loop_t *loop, const struct kcld_http_opts *opts,
   if (!http)
     return KCLD_ENOMEM;
   http->loop = loop;
-  http->connect_timeout_ms = DEFAULT_CONNECT_TIMEOUT_MS;
-  http->timeout_ms = DEFAULT_TIMEOUT_MS;
   if (opts) {
     if (opts->connect_timeout_ms < 0 || opts->timeout_ms < 0 ||
         opts->max_connections < 0) {
       rc = KCLD_EINVAL;
       goto fail;
     }
-    if (opts->connect_timeout_ms > 0)
-      http->connect_timeout_ms = opts->connect_timeout_ms;
-    if (opts->timeout_ms > 0)
-      http->timeout_ms = opts->timeout_ms;
-    if (opts->max_connections > 0)
-      maxconn = opts->max_connections;
+    http->connect_timeout_ms = opts->connect_timeout_ms;
+    http->timeout_ms = opts->timeout_ms;
+    maxconn = opts->max_connections;
   }
   if ((rc = read_settings(http, opts)) != 0)
     goto fail;

@@ -717,13 +717,13 @@ static void reload(struct daemon *dm)
                       : KCLD_EINVAL;
   if (rc != 0) {
     log_refused(dm, rc, errors);
-    goto out;
+    goto done;
   }
   n = kcld_config_diff(live(dm), next, &now);
   nlater = kcld_config_diff(dm->cfg, next, &later);
   if (n < 0 || nlater < 0) {
     log_refused(dm, KCLD_ENOMEM, NULL);
-    goto out;
+    goto done;
   }
   if (!next->on_failure.block && !dm->dlq && !dm->cfg->on_failure.discard) {
     block_needs_restart(now, n);
@@ -742,7 +742,7 @@ static void reload(struct daemon *dm)
     kcld_log(KCLD_LOG_WARN, "configuration keys changed that need a restart; "
              "they keep their running values until then", "keys",
              restart, NULL);
-out:
+done:
   kcld_config_free(next);
   free(now);
   free(later);

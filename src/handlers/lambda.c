@@ -99,28 +99,28 @@ char *kcld_lambda_event_build(const struct kcld_handler_batch *b,
   size_t n;
 
   if (!root || !recs || json_object_set(root, "Records", recs) != 0)
-    goto cleanup;
+    goto done;
   for (size_t i = 0; i < b->count; i++) {
     json_t *ev = record_json(b, b->records[i], region ? region : "",
                              stream_arn ? stream_arn : "");
     if (!ev || json_array_append_new(recs, ev) != 0)
-      goto cleanup;
+      goto done;
   }
   /* 13 significant digits: epoch seconds keep exactly 3 decimals. */
   text = json_dumps(root, JSON_COMPACT | JSON_REAL_PRECISION(13));
   if (!text)
-    goto cleanup;
+    goto done;
   n = strlen(text);
   line = malloc(n + 2);
   if (!line)
-    goto cleanup;
+    goto done;
   memcpy(line, text, n);
   line[n] = '\n';
   line[n + 1] = '\0';
   if (len)
     *len = n + 1;
 
-cleanup:
+done:
   free(text);
   json_decref(recs);
   json_decref(root);
@@ -209,10 +209,10 @@ int kcld_lambda_answer_parse(const char *line, size_t len,
   if (!root)
     return KCLD_EPARSE;
   if (json_is_null(root))
-    goto cleanup;
+    goto done;
   if (!json_is_object(root)) {
     rc = KCLD_EPARSE;
-    goto cleanup;
+    goto done;
   }
   msg = json_object_get(root, "errorMessage");
   type = json_object_get(root, "errorType");
@@ -227,7 +227,7 @@ int kcld_lambda_answer_parse(const char *line, size_t len,
     rc = parse_items(items, b, out);
   }
 
-cleanup:
+done:
   json_decref(root);
   return rc;
 }

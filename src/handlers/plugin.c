@@ -256,18 +256,18 @@ int kcld_handler_plugin_new(const struct kcld_handler_env *env,
   h->loop = env->loop;
   if (!path || !*path) {
     kcld_log(KCLD_LOG_ERROR, "plugin handler: handler.path is not set", NULL);
-    goto cleanup;
+    goto done;
   }
   h->dl = dlopen(path, RTLD_NOW | RTLD_LOCAL);
   if (!h->dl) {
     const char *why = dlerror();
     kcld_log(KCLD_LOG_ERROR, "plugin handler: cannot load the shared object",
              "path", path, "error", why ? why : "unknown", NULL);
-    goto cleanup;
+    goto done;
   }
   version = need(h, path, "kcld_handler_abi_version");
   if (!version)
-    goto cleanup;
+    goto done;
   if (*version != KCLD_HANDLER_ABI_VERSION) {
     char want[16], got[16];
     snprintf(want, sizeof(want), "%u", (unsigned)KCLD_HANDLER_ABI_VERSION);
@@ -276,30 +276,30 @@ int kcld_handler_plugin_new(const struct kcld_handler_env *env,
              "plugin handler: ABI version mismatch; rebuild the plugin "
              "against this kcld's include/kcld/handler.h",
              "path", path, "plugin_abi", got, "kcld_abi", want, NULL);
-    goto cleanup;
+    goto done;
   }
   /* POSIX allows converting dlsym's void * to a function pointer. */
   h->init = (init_fn)need(h, path, "kcld_plugin_init");
   h->process = (process_fn)need(h, path, "kcld_plugin_process");
   h->shutdown = (shutdown_fn)need(h, path, "kcld_plugin_shutdown");
   if (!h->init || !h->process || !h->shutdown)
-    goto cleanup;
+    goto done;
   if (kv_build(&env->cfg->handler, &kv) != 0) {
     rc = KCLD_ENOMEM;
-    goto cleanup;
+    goto done;
   }
   if (h->init(kv.kv, kv.n, &h->state, err, sizeof(err)) != 0) {
     err[sizeof(err) - 1] = '\0';
     kcld_log(KCLD_LOG_ERROR, "plugin handler: the plugin's init failed",
              "path", path, "error", err[0] ? err : "no reason given", NULL);
-    goto cleanup;
+    goto done;
   }
   h->inited = 1;
   kcld_log(KCLD_LOG_INFO, "plugin handler loaded", "path", path, NULL);
   *out = &h->base;
   rc = 0;
 
-cleanup:
+done:
   kv_free(&kv);
   if (rc != 0)
     handler_close(&h->base);

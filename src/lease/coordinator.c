@@ -272,7 +272,7 @@ static void free_all(struct kcld_coordinator *c)
     kcld_coord_entry_free(c->v[i]);
   free(c->v);
   kcld_lease_table_free(c->table);
-  kcld_coord_streams_free(c);
+  kcld_coord_streams_clean_up(c);
   free(c->worker);
   free(c);
 }
@@ -346,7 +346,7 @@ fail:
   kcld_dynamodb_close(c->db);
   kcld_kinesis_close(c->kin);
   kcld_lease_table_free(c->table);
-  kcld_coord_streams_free(c);
+  kcld_coord_streams_clean_up(c);
   free(c->worker);
   free(c);
   return rc;

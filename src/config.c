@@ -944,7 +944,8 @@ static void finish(struct ctx *c)
   struct kcld_config *cfg = c->cfg;
   const struct kcld_config_handler_cfg *h = &cfg->handler;
   const char *type = kcld_config_key_enum_name("handler.type", (int)h->type);
-  char q[96];
+  char q[96], msg[3][160];
+  const char *wat[3];
 
   for (size_t i = 0; i < kcld_config_nkeys; i++)
     if ((kcld_config_keys[i].flags & F_REQUIRED) && !c->st[i].set &&
@@ -964,6 +965,9 @@ static void finish(struct ctx *c)
       c->oom = 1;
   }
   check_fanout(c);
+  if (!bad(c, "window.tumbling") && !bad(c, "handler.type"))
+    for (int i = 0, n = kcld_config_window_check(cfg, wat, msg); i < n; i++)
+      err_at(c, wat[i], "window.tumbling", "%s", msg[i]);
   if (!*cfg->worker_id && kcld_config_derive_worker_id(cfg) != 0)
     c->oom = 1;
   check_on_failure(c);

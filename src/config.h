@@ -162,6 +162,12 @@ struct kcld_config_batch {
   int parallelization_factor;  /* concurrent batches per shard */
 };
 
+/* Tumbling windows (process/window.h). */
+struct kcld_config_window {
+  int64_t tumbling_ms;         /* Lambda TumblingWindowInSeconds; 0 = off;
+                                  whole seconds, lambda and plugin only */
+};
+
 struct kcld_config_retry {
   int max_retry_attempts;      /* after the first; -1 = until expiry */
   bool bisect_on_error;
@@ -260,6 +266,7 @@ struct kcld_config {
   struct kcld_config_fetch fetch;
   struct kcld_config_checkpoint checkpoint;
   struct kcld_config_batch batch;
+  struct kcld_config_window window;
   struct kcld_config_retry retry;
   struct kcld_config_on_failure on_failure;
   struct kcld_config_handler_cfg handler;

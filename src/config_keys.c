@@ -201,6 +201,11 @@ const struct kcld_config_key kcld_config_keys[] = {
       "Lambda ParallelizationFactor: concurrent batches per shard, split by "
       "key hash"),
 
+  DUR("window.tumbling", window.tumbling_ms, "0s", 0, 900 * SEC, 0,
+      "Lambda TumblingWindowInSeconds: per-shard windows of this many whole "
+      "seconds of arrival time whose state passes from one handler call to "
+      "the next (lambda, plugin); 0 = off"),
+
   INT("retry.max_retry_attempts", retry.max_retry_attempts, "3", -1, 10000,
       F_LIVE,
       "Lambda MaximumRetryAttempts: retries after the first; -1 = until the "
@@ -282,6 +287,7 @@ const struct kcld_config_section kcld_config_sections[] = {
   {"fetch", "reading records from shards"},
   {"checkpoint", "checkpoint writes to the lease table"},
   {"batch", "batches handed to the handler"},
+  {"window", "tumbling windows: a state carried across handler calls"},
   {"retry", "failure policy: retries, bisection, record age"},
   {"on_failure", "where records that exhaust their retries go"},
   {"handler", "what handles the records"},

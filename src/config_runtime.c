@@ -303,3 +303,32 @@ const char *kcld_config_endpoint(const struct kcld_config *cfg,
   return NULL;
 }
 
+
+int kcld_config_window_check(const struct kcld_config *cfg,
+                             const char *at[3], char msg[3][160])
+{
+  int64_t ms = cfg->window.tumbling_ms;
+  enum kcld_config_handler t = cfg->handler.type;
+  int n = 0;
+
+  if (ms == 0)
+    return 0;
+  if (ms % 1000) {
+    at[n] = "window.tumbling";
+    snprintf(msg[n++], 160, "must be whole seconds (Lambda's "
+             "TumblingWindowInSeconds), got %lldms", (long long)ms);
+  }
+  if (t != KCLD_CONFIG_HANDLER_LAMBDA && t != KCLD_CONFIG_HANDLER_PLUGIN) {
+    at[n] = "window.tumbling";
+    snprintf(msg[n++], 160, "only the lambda and plugin handlers take a "
+             "window; handler.type is %s",
+             kcld_config_key_enum_name("handler.type", (int)t));
+  }
+  if (cfg->batch.parallelization_factor > 1) {
+    at[n] = "batch.parallelization_factor";
+    snprintf(msg[n++], 160, "needs batch.parallelization_factor 1 (a "
+             "shard's state goes from one call to the next), got %d",
+             cfg->batch.parallelization_factor);
+  }
+  return n;
+}

@@ -10,6 +10,14 @@
 /* worker_id when not set: hostname:pid.  Returns 0 or KCLD_ENOMEM. */
 int kcld_config_derive_worker_id(struct kcld_config *cfg);
 
+/* window.tumbling against the other keys: whole seconds, a handler that
+ * answers a state (lambda, plugin), batch.parallelization_factor 1 (a
+ * shard's state goes from one call to the next).  Returns how many rules
+ * it breaks (0..3), each as the key to report it at (at[i]) and a message
+ * (msg[i]); 0 when it is off. */
+int kcld_config_window_check(const struct kcld_config *cfg,
+                             const char *at[3], char msg[3][160]);
+
 /* on_failure.dir when no destination is set: $STATE_DIRECTORY/dead-letter
  * (its first directory, under systemd), /var/lib/kcld/dead-letter as root,
  * else ${XDG_STATE_HOME:-$HOME/.local/state}/kcld/dead-letter.  Returns 0

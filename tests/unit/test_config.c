@@ -517,6 +517,26 @@ static const struct bad_case s_bad[] = {
    "5m, 1h or 7d, got \"1x\"\n"
    "kcld.yaml:8:1: zzz: unknown key\n",
    NULL, NULL},
+  /* window: */
+  {"window on stdout", H "window:\n  tumbling: 60s\n",
+   "kcld.yaml:4:13: window.tumbling: only the lambda and plugin handlers take "
+   "a window; handler.type is stdout\n", NULL, NULL},
+  {"window on dynamodb", H "handler:\n  type: dynamodb\n  table: tbl\n"
+   "window:\n  tumbling: 1m\n",
+   "kcld.yaml:7:13: window.tumbling: only the lambda and plugin handlers take "
+   "a window; handler.type is dynamodb\n", NULL, NULL},
+  {"window over 900 s", H "window:\n  tumbling: 901s\n",
+   "kcld.yaml:4:13: window.tumbling: must be 0s..15m, got 901s\n", NULL,
+   NULL},
+  {"window not whole seconds", H "handler:\n  type: plugin\n  path: /p.so\n"
+   "window:\n  tumbling: 1500ms\n",
+   "kcld.yaml:7:13: window.tumbling: must be whole seconds (Lambda's "
+   "TumblingWindowInSeconds), got 1500ms\n", NULL, NULL},
+  {"window with parallelization", H "handler:\n  type: plugin\n"
+   "  path: /p.so\nbatch:\n  parallelization_factor: 2\n"
+   "window:\n  tumbling: 60s\n",
+   "kcld.yaml:7:27: window.tumbling: needs batch.parallelization_factor 1 (a "
+   "shard's state goes from one call to the next), got 2\n", NULL, NULL},
 };
 
 #define NBAD (sizeof(s_bad) / sizeof(s_bad[0]))

@@ -28,6 +28,7 @@
 #include "aws/profile.h"
 #include "aws/sts.h"
 #include "base/backoff.h"
+#include "base/clock.h"
 #include "err.h"
 #include "log.h"
 
@@ -134,13 +135,6 @@ time_t kcld_cred_parse_time(const char *s)
   tm.tm_mon -= 1;
   t = timegm(&tm);
   return t == (time_t)-1 ? -1 : t - off;
-}
-
-static void format_iso8601(time_t t, char *out, size_t n)
-{
-  struct tm tm;
-  gmtime_r(&t, &tm);
-  strftime(out, n, "%Y-%m-%dT%H:%M:%SZ", &tm);
 }
 
 /* ===================== The provider ===================== */
@@ -275,7 +269,7 @@ static void cache_set(struct kcld_credentials *c, struct kcld_creds *n,
   free(c->role);
   c->role = role;
   if (c->cur.expiration)
-    format_iso8601(c->cur.expiration, exp, sizeof(exp));
+    kcld_clock_iso8601((int64_t)c->cur.expiration, exp, sizeof(exp));
   kcld_log(KCLD_LOG_INFO,
            refresh ? "credentials refreshed" : from_message(c->source),
            "source", c->source, "profile", c->plan.profile, "role", c->role,

@@ -1,4 +1,4 @@
-/* clock.c — the wall clock in milliseconds. */
+/* clock.c — the wall clock in milliseconds, and as text. */
 #include "base/clock.h"
 
 #include <time.h>
@@ -8,4 +8,16 @@ int64_t kcld_clock_wall_ms(void)
   struct timespec ts;
   clock_gettime(CLOCK_REALTIME, &ts);
   return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+void kcld_clock_iso8601(int64_t seconds, char *out, size_t n)
+{
+  struct tm tm;
+  time_t t = (time_t)seconds;
+
+  if (n == 0)
+    return;
+  out[0] = '\0';
+  if (gmtime_r(&t, &tm))
+    strftime(out, n, "%Y-%m-%dT%H:%M:%SZ", &tm);
 }

@@ -60,6 +60,7 @@ struct wop {
   enum kcld_lease_write kind;
   char *seq;
   uint64_t sub;
+  char *window;             /* CHECKPOINT: kcldWindowState (table.h) */
   char **children;
   size_t n_children;
   int steal;                /* TAKE from a live worker */

@@ -287,6 +287,7 @@ static void run_next(struct kcld_coordinator *c, struct entry *e);
 static void wop_free(struct wop *w)
 {
   free(w->seq);
+  free(w->window);
   for (size_t i = 0; i < w->n_children; i++)
     free(w->children[i]);
   free(w->children);
@@ -417,7 +418,7 @@ static struct kcld_lease_change change_of(const struct kcld_coordinator *c,
 {
   return (struct kcld_lease_change){
     .kind = w->kind, .worker = c->worker, .checkpoint = w->seq,
-    .sub = w->sub, .children = (const char *const *)w->children,
+    .sub = w->sub, .window = w->window, .children = (const char *const *)w->children,
     .n_children = w->n_children};
 }
 

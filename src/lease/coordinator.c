@@ -401,11 +401,24 @@ void kcld_coordinator_checkpoint(struct kcld_coordinator *c,
                                  const char *shard_id, const char *sequence,
                                  uint64_t sub, kcld_lease_cb cb, void *arg)
 {
+  kcld_coordinator_checkpoint_window(c, shard_id, sequence, sub, NULL, cb,
+                                     arg);
+}
+
+void kcld_coordinator_checkpoint_window(struct kcld_coordinator *c,
+                                        const char *shard_id,
+                                        const char *sequence, uint64_t sub,
+                                        const char *window, kcld_lease_cb cb,
+                                        void *arg)
+{
   struct entry *e = held_entry(c, shard_id, sequence && sequence[0], cb, arg);
   if (!e)
     return;
   struct wop *w = kcld_coord_wop_new(c, e, KCLD_LEASE_CHECKPOINT);
-  if (!w || !(w->seq = strdup(sequence))) {
+  if (!w || !(w->seq = strdup(sequence)) ||
+      (window && !(w->window = strdup(window)))) {
+    if (w)
+      free(w->seq);
     free(w);
     kcld_coord_defer_lease_cb(c, cb, arg, KCLD_ENOMEM);
     return;

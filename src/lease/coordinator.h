@@ -145,6 +145,15 @@ void kcld_coordinator_checkpoint(struct kcld_coordinator *c,
                                  const char *shard_id, const char *sequence,
                                  uint64_t sub, kcld_lease_cb cb, void *arg);
 
+/* The same, also writing the shard's tumbling window (kcldWindowState,
+ * lease/table.h) in the same conditional write: `window` NULL leaves the
+ * attribute as it is, "" removes it, anything else is stored (copied). */
+void kcld_coordinator_checkpoint_window(struct kcld_coordinator *c,
+                                        const char *shard_id,
+                                        const char *sequence, uint64_t sub,
+                                        const char *window, kcld_lease_cb cb,
+                                        void *arg);
+
 /* A held shard reached its end: create the leases of `children` (shard ids;
  * at TRIM_HORIZON with their parents and hash keys from ListShards, so a
  * merge's child names both parents), then in one conditional write set

@@ -29,6 +29,7 @@
 #define A_ENTITY "entityType"
 #define A_STREAM "streamName"
 #define A_SHARD "shardId"
+#define A_WINDOW "kcldWindowState"
 
 /* ======== Model ======== */
 
@@ -52,6 +53,7 @@ void kcld_lease_clean_up(struct kcld_lease *l)
   free_strv(l->children, l->n_children);
   free(l->starting_hash_key);
   free(l->ending_hash_key);
+  free(l->window);
   memset(l, 0, sizeof(*l));
 }
 
@@ -98,6 +100,7 @@ int kcld_lease_copy(struct kcld_lease *dst, const struct kcld_lease *src)
   dst->n_children = dst->children ? src->n_children : 0;
   dst->starting_hash_key = dup_opt(src->starting_hash_key, &fail);
   dst->ending_hash_key = dup_opt(src->ending_hash_key, &fail);
+  dst->window = dup_opt(src->window, &fail);
   if (fail) {
     kcld_lease_clean_up(dst);
     return KCLD_ENOMEM;
@@ -285,7 +288,8 @@ int kcld_lease_from_item(const json_t *item, struct kcld_lease *out)
       (rc = read_ss(item, A_CHILDREN, &out->children, &out->n_children)) !=
         0 ||
       (rc = read_s(item, A_START_HASH, &out->starting_hash_key)) != 0 ||
-      (rc = read_s(item, A_END_HASH, &out->ending_hash_key)) != 0)
+      (rc = read_s(item, A_END_HASH, &out->ending_hash_key)) != 0 ||
+      (rc = read_s(item, A_WINDOW, &out->window)) != 0)
     goto fail;
   if (!out->shard_id || !out->shard_id[0] || !out->checkpoint ||
       !out->checkpoint[0]) {
@@ -490,9 +494,16 @@ static void build_take(const struct kcld_lease *seen,
 static void build_checkpoint(const struct kcld_lease_change *ch,
                              struct expr *x)
 {
+  const char *w = ch->window;
+
   snprintf(x->update, sizeof(x->update),
-           "SET #cp = :cp, #cs = :cs, #s = :zero, #c = :n "
-           "REMOVE #p, #ps, #pst");
+           "SET #cp = :cp, #cs = :cs, #s = :zero, #c = :n%s "
+           "REMOVE #p, #ps, #pst%s", w && *w ? ", #w = :w" : "",
+           w && !*w ? ", #w" : "");
+  if (w)
+    x_name(x, "#w", A_WINDOW);
+  if (w && *w)
+    x_value(x, ":w", kcld_dynamodb_av_s(w));
   x_name(x, "#cp", A_CHECKPOINT);
   x_name(x, "#cs", A_SUB);
   x_name(x, "#s", A_SWITCHES);
@@ -657,6 +668,8 @@ int kcld_lease_apply(struct kcld_lease *l, const struct kcld_lease_change *ch)
     l->counter++;
     l->checkpoint_sub = ch->sub;
     l->owner_switches = 0;
+    if (ch->window && set_str(&l->window, *ch->window ? ch->window : NULL))
+      return KCLD_ENOMEM;
     return set_str(&l->checkpoint, ch->checkpoint);
   case KCLD_LEASE_END:
     l->counter++;
@@ -1138,6 +1151,7 @@ int kcld_lease_table_write(struct kcld_lease_table *t,
   op->checkpoint = dup_opt(ch->checkpoint, &fail);
   op->ch.worker = op->worker;
   op->ch.checkpoint = op->checkpoint;
+  op->ch.window = NULL; /* in the request already; landed() ignores it */
   op->children = dup_strv((char *const *)ch->children, ch->n_children, &fail);
   op->ch.children = (const char *const *)op->children;
   if (!op->children)

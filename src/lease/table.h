@@ -20,6 +20,12 @@
  * the leaseCounter (and, where it matters, the leaseOwner) this worker last
  * saw.
  *
+ * One attribute is kcld's own: kcldWindowState S, a shard's open tumbling
+ * window (window.tumbling; process/window.h), written with the checkpoint
+ * it belongs to.  The KCL reads only the attributes it names and updates
+ * only those, so it ignores and keeps it (its checkpoints then leave a
+ * stale one, which names the checkpoint it was written with).
+ *
  * The pure half (model, expressions) is what the unit tests check; the
  * asynchronous half sends the requests through the DynamoDB wrapper.  Loop
  * thread only. */
@@ -55,6 +61,7 @@ struct kcld_lease {
   size_t n_children;
   char *starting_hash_key;   /* may be NULL */
   char *ending_hash_key;     /* may be NULL */
+  char *window;              /* kcldWindowState; NULL when absent */
 };
 
 #define KCLD_LEASE_TRIM_HORIZON "TRIM_HORIZON"
@@ -184,6 +191,9 @@ struct kcld_lease_change {
   const char *worker;               /* this worker's id (all but DELETE) */
   const char *checkpoint;           /* CHECKPOINT */
   uint64_t sub;                     /* CHECKPOINT */
+  const char *window;               /* CHECKPOINT: NULL = kcldWindowState
+                                       untouched, "" = REMOVE it, else
+                                       SET it to this */
   const char *const *children;      /* END; may be empty */
   size_t n_children;
 };

@@ -21,6 +21,7 @@ struct waiter {
   struct waiter *next;
   char seq[KCLD_SEQ_MAX + 1];
   uint64_t sub;
+  uint64_t wgen;             /* the window text's generation then */
   kcld_lease_cb cb;
   void *arg;
 };
@@ -33,7 +34,10 @@ struct kcld_checkpoint {
   uint64_t retry_min_ms;
   uint64_t retry_max_ms;
   kcld_checkpoint_write_fn write;
+  kcld_checkpoint_write_window_fn write_window;
   void *write_ctx;
+  char *window;              /* the last window text reported, or NULL */
+  uint64_t wgen, wgen_written, wgen_inflight; /* its generations */
   void (*lost_cb)(void *arg);
   void *arg;
 
@@ -56,6 +60,8 @@ struct kcld_checkpoint {
  * count as stored). */
 static int dirty(const struct kcld_checkpoint *cp)
 {
+  if (cp->wgen != cp->wgen_written && (cp->handled.set || cp->written.set))
+    return 1;
   if (!cp->handled.set)
     return 0;
   if (!cp->written.set)
@@ -68,6 +74,7 @@ static void maybe_free(struct kcld_checkpoint *cp)
 {
   if (!cp->closing || !cp->timer_closed || cp->inflight.set)
     return;
+  free(cp->window);
   free(cp->shard_id);
   free(cp);
 }
@@ -122,7 +129,7 @@ static void complete_waiters(struct kcld_checkpoint *cp)
 {
   for (;;) {
     struct waiter **pw = &cp->waiters;
-    while (*pw && !(cp->written.set &&
+    while (*pw && !(cp->written.set && cp->wgen_written >= (*pw)->wgen &&
                     kcld_seq_position_compare((*pw)->seq, (*pw)->sub,
                                               cp->written.seq,
                                               cp->written.sub) <= 0))
@@ -159,13 +166,18 @@ static void try_write(struct kcld_checkpoint *cp, int bypass_timer,
     arm(cp, cp->interval_ms - (now - cp->last_start_ms));
     return;
   }
-  cp->inflight = cp->handled;
+  cp->inflight = cp->handled.set ? cp->handled : cp->written;
+  cp->wgen_inflight = cp->wgen;
   cp->last_start_ms = now;
   cp->started = 1;
   cp->stats.writes++;
   /* The writer may call back before it returns: on_written copes. */
-  cp->write(cp->write_ctx, cp->shard_id, cp->inflight.seq, cp->inflight.sub,
-            on_written, cp);
+  if (cp->write_window && cp->window)
+    cp->write_window(cp->write_ctx, cp->shard_id, cp->inflight.seq,
+                     cp->inflight.sub, cp->window, on_written, cp);
+  else
+    cp->write(cp->write_ctx, cp->shard_id, cp->inflight.seq,
+              cp->inflight.sub, on_written, cp);
 }
 
 static void on_timer(uv_timer_t *t)
@@ -188,6 +200,7 @@ static void on_written(int err, void *arg)
     return;
   if (err == 0) {
     cp->written = done;
+    cp->wgen_written = cp->wgen_inflight;
     cp->stats.written++;
     cp->stats.written_ms = uv_now(cp->loop);
     cp->failures_in_row = 0;
@@ -242,6 +255,7 @@ int kcld_checkpoint_new(const struct kcld_checkpoint_opts *opts,
   if (cp->retry_max_ms < cp->retry_min_ms)
     cp->retry_max_ms = cp->retry_min_ms;
   cp->write = opts->write;
+  cp->write_window = opts->write_window;
   cp->write_ctx = opts->write_ctx;
   cp->lost_cb = opts->lost;
   cp->arg = opts->arg;
@@ -271,6 +285,29 @@ int kcld_checkpoint_progress(struct kcld_checkpoint *cp, const char *sequence,
   return 0;
 }
 
+int kcld_checkpoint_progress_window(struct kcld_checkpoint *cp,
+                                    const char *sequence, uint64_t sub,
+                                    const char *window)
+{
+  char *copy;
+
+  if (!window || !cp->write_window || cp->closing || cp->lost ||
+      (cp->window && strcmp(cp->window, window) == 0))
+    return kcld_checkpoint_progress(cp, sequence, sub);
+  if (!kcld_seq_valid(sequence))
+    return KCLD_EINVAL;
+  if (!(copy = strdup(window)))
+    return KCLD_ENOMEM;
+  free(cp->window);
+  cp->window = copy;
+  cp->wgen++;
+  if (!cp->handled.set ||
+      kcld_seq_pos_compare(&cp->handled, sequence, sub) < 0)
+    kcld_seq_pos_set(&cp->handled, sequence, sub);
+  try_write(cp, 0, cp->waiters != NULL);
+  return 0;
+}
+
 void kcld_checkpoint_flush(struct kcld_checkpoint *cp, kcld_lease_cb cb,
                            void *arg)
 {
@@ -291,8 +328,10 @@ void kcld_checkpoint_flush(struct kcld_checkpoint *cp, kcld_lease_cb cb,
     cb(KCLD_ENOMEM, arg);
     return;
   }
-  snprintf(w->seq, sizeof(w->seq), "%s", cp->handled.seq);
-  w->sub = cp->handled.sub;
+  snprintf(w->seq, sizeof(w->seq), "%s",
+           cp->handled.set ? cp->handled.seq : cp->written.seq);
+  w->sub = cp->handled.set ? cp->handled.sub : cp->written.sub;
+  w->wgen = cp->wgen;
   w->cb = cb;
   w->arg = arg;
   struct waiter **pw = &cp->waiters;

@@ -22,6 +22,9 @@
  *  - kcld_checkpoint_flush() writes at once, ignoring the interval, and says
  *    when everything reported so far is written: shutdown and lease release
  *    always flush.
+ *  - A tumbling window's text (kcld_checkpoint_progress_window) goes with
+ *    the position it was reported with, in the same write (write_window);
+ *    a new window text at the same position is written too.
  *
  * Loop thread only. */
 #ifndef KCLD_CONSUME_CHECKPOINT_H
@@ -44,6 +47,16 @@ typedef void (*kcld_checkpoint_write_fn)(void *ctx, const char *shard_id,
                                          const char *sequence, uint64_t sub,
                                          kcld_lease_cb cb, void *cb_arg);
 
+/* The same, with the shard's window text (kcldWindowState: NULL leaves it,
+ * "" removes it); kcld_coordinator_checkpoint_window's shape. */
+typedef void (*kcld_checkpoint_write_window_fn)(void *ctx,
+                                                const char *shard_id,
+                                                const char *sequence,
+                                                uint64_t sub,
+                                                const char *window,
+                                                kcld_lease_cb cb,
+                                                void *cb_arg);
+
 struct kcld_checkpoint_opts {
   uv_loop_t *loop;
   const char *shard_id;          /* copied */
@@ -51,6 +64,8 @@ struct kcld_checkpoint_opts {
   uint64_t retry_min_ms;         /* first retry after a failure; 0 = 500 */
   uint64_t retry_max_ms;         /* retry delay cap; 0 = 30000 */
   kcld_checkpoint_write_fn write; /* required */
+  kcld_checkpoint_write_window_fn write_window; /* optional: used instead
+                                    of write once a window was reported */
   void *write_ctx;
   /* The checkpoint already stored for the shard, when it is a sequence
    * number (NULL otherwise: TRIM_HORIZON, LATEST, ...).  Reports at or
@@ -85,6 +100,14 @@ int kcld_checkpoint_new(const struct kcld_checkpoint_opts *opts,
  * kcld_checkpoint_lose was called; nothing will be written). */
 int kcld_checkpoint_progress(struct kcld_checkpoint *cp, const char *sequence,
                              uint64_t sub);
+
+/* kcld_checkpoint_progress, and the shard's window text as of this
+ * position (copied; NULL = unchanged), written with it; a text that
+ * differs from the last one is written even when the position does not
+ * move.  Needs write_window. */
+int kcld_checkpoint_progress_window(struct kcld_checkpoint *cp,
+                                    const char *sequence, uint64_t sub,
+                                    const char *window);
 
 /* Writes what has been reported and not yet written, at once (ignoring the
  * interval; failures are still retried with backoff), and calls cb once the

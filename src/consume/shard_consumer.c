@@ -70,6 +70,7 @@ struct kcld_shard_consumer {
   struct kcld_source_pos start_pos;
   char start_seq[KCLD_SEQ_MAX + 1];
   uint64_t start_sub;
+  char *window;            /* the lease's kcldWindowState; NULL = none */
   int max_records;
   uint64_t idle_ms;
   size_t max_buffered;
@@ -154,6 +155,7 @@ static void free_consumer(struct kcld_shard_consumer *c)
   free(c->stream);
   free(c->shard_id);
   free(c->consumer_arn);
+  free(c->window);
   free(c);
 }
 
@@ -495,6 +497,13 @@ void kcld_shard_consumer_done(struct kcld_shard_delivery *d)
 void kcld_shard_consumer_progress(struct kcld_shard_consumer *c,
                                   const char *sequence, uint64_t sub)
 {
+  kcld_shard_consumer_progress_window(c, sequence, sub, NULL);
+}
+
+void kcld_shard_consumer_progress_window(struct kcld_shard_consumer *c,
+                                         const char *sequence, uint64_t sub,
+                                         const char *window)
+{
   if (c->closing || c->lost_mode || c->phase == PH_FINISHED ||
       c->sink_cancelled)
     return;
@@ -514,11 +523,16 @@ void kcld_shard_consumer_progress(struct kcld_shard_consumer *c,
     sequence = c->delivered_last.seq;
     sub = c->delivered_last.sub;
   }
-  if (c->handled.set && kcld_seq_pos_compare(&c->handled, sequence, sub) >= 0)
+  if (c->handled.set && kcld_seq_pos_compare(&c->handled, sequence, sub) >= 0) {
+    if (window) /* the window's text alone changed */
+      kcld_checkpoint_progress_window(c->cp, c->handled.seq, c->handled.sub,
+                                      window);
     return;
+  }
   kcld_seq_pos_set(&c->handled, sequence, sub);
   c->last_progress_ms = c->pending_mark_ms = uv_now(c->loop);
-  kcld_checkpoint_progress(c->cp, c->handled.seq, c->handled.sub);
+  kcld_checkpoint_progress_window(c->cp, c->handled.seq, c->handled.sub,
+                                  window);
   check_drain(c);
 }
 
@@ -717,6 +731,15 @@ static void coord_checkpoint(void *ctx, const char *shard_id,
   kcld_coordinator_checkpoint(ctx, shard_id, sequence, sub, cb, arg);
 }
 
+static void coord_checkpoint_window(void *ctx, const char *shard_id,
+                                    const char *sequence, uint64_t sub,
+                                    const char *window, kcld_lease_cb cb,
+                                    void *arg)
+{
+  kcld_coordinator_checkpoint_window(ctx, shard_id, sequence, sub, window,
+                                     cb, arg);
+}
+
 static void coord_shard_ended(void *ctx, const char *shard_id,
                               const char *const *children, size_t n_children,
                               kcld_lease_cb cb, void *arg)
@@ -793,7 +816,10 @@ int kcld_shard_consumer_start(const struct kcld_shard_consumer_opts *opts,
   c->shard_id = strdup(opts->lease->shard_id);
   if (opts->fanout)
     c->consumer_arn = strdup(opts->consumer_arn);
-  if (!c->stream || !c->shard_id || (opts->fanout && !c->consumer_arn)) {
+  if (opts->lease->window)
+    c->window = strdup(opts->lease->window);
+  if (!c->stream || !c->shard_id || (opts->fanout && !c->consumer_arn) ||
+      (opts->lease->window && !c->window)) {
     free_consumer(c);
     return KCLD_ENOMEM;
   }
@@ -810,6 +836,7 @@ int kcld_shard_consumer_start(const struct kcld_shard_consumer_opts *opts,
     c->ops = *lo;
   } else {
     c->ops.checkpoint = coord_checkpoint;
+    c->ops.checkpoint_window = coord_checkpoint_window;
     c->ops.shard_ended = coord_shard_ended;
     c->ops.parents_done = coord_parents_done;
     c->ops.ctx = opts->coordinator;
@@ -851,7 +878,8 @@ int kcld_shard_consumer_start(const struct kcld_shard_consumer_opts *opts,
   struct kcld_checkpoint_opts co = {
     .loop = c->loop, .shard_id = c->shard_id,
     .interval_ms = opts->checkpoint_interval_ms,
-    .write = c->ops.checkpoint, .write_ctx = c->ops.ctx,
+    .write = c->ops.checkpoint, .write_window = c->ops.checkpoint_window,
+    .write_ctx = c->ops.ctx,
     .written_sequence = c->start_pos.seq,
     .written_sub = c->start_sub, .lost = on_cp_lost, .arg = c};
   rc = kcld_checkpoint_new(&co, &c->cp);
@@ -940,6 +968,8 @@ void kcld_shard_consumer_close(struct kcld_shard_consumer *c)
   c->phase = PH_FINISHED;
   drop_queue(c);
   cancel_sink(c);
+  if (c->sink.closed)
+    c->sink.closed(c->sink.impl, c);
   kcld_checkpoint_close(c->cp);
   c->cp = NULL;
   if (c->src)
@@ -958,6 +988,16 @@ void kcld_shard_consumer_set_fetch(struct kcld_shard_consumer *c,
     c->idle_ms = MIN_IDLE_MS;
   if (c->src && c->src_ops->configure)
     c->src_ops->configure(c->src, c->max_records, c->idle_ms);
+}
+
+char *kcld_shard_consumer_take_window(struct kcld_shard_consumer *c,
+                                     const char **sequence, uint64_t *sub)
+{
+  char *w = c->window;
+  c->window = NULL;
+  *sequence = c->start_pos.seq;
+  *sub = c->start_sub;
+  return w;
 }
 
 const char *kcld_shard_consumer_shard_id(const struct kcld_shard_consumer *c)

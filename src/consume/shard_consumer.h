@@ -114,6 +114,11 @@ struct kcld_shard_delivery {
 struct kcld_shard_sink {
   int (*deliver)(void *impl, struct kcld_shard_delivery *d);
   void (*cancel)(void *impl, struct kcld_shard_consumer *c);
+  /* Optional: the consumer is being closed (kcld_shard_consumer_close),
+   * after cancel when that was due: the sink drops whatever it still
+   * keeps for it (a window's state) and never calls it again, except
+   * kcld_shard_consumer_done for a delivery in flight. */
+  void (*closed)(void *impl, struct kcld_shard_consumer *c);
   void *impl;
 };
 
@@ -122,6 +127,14 @@ struct kcld_shard_sink {
  * delivered record is clamped to it, with a warning. */
 void kcld_shard_consumer_progress(struct kcld_shard_consumer *c,
                                   const char *sequence, uint64_t sub);
+
+/* kcld_shard_consumer_progress, with the shard's tumbling window as of
+ * this position (kcldWindowState text, written with the checkpoint; NULL =
+ * unchanged, "" = none).  A new text at a position already reported is
+ * written at that position. */
+void kcld_shard_consumer_progress_window(struct kcld_shard_consumer *c,
+                                         const char *sequence, uint64_t sub,
+                                         const char *window);
 
 /* See struct kcld_shard_sink. */
 void kcld_shard_consumer_done(struct kcld_shard_delivery *d);
@@ -151,6 +164,8 @@ typedef void (*kcld_shard_consumer_cb)(struct kcld_shard_consumer *c,
  * coordinator's own functions with ctx = opts.coordinator.  For tests. */
 struct kcld_shard_consumer_lease_ops {
   kcld_checkpoint_write_fn checkpoint;
+  kcld_checkpoint_write_window_fn checkpoint_window; /* optional: NULL =
+                                        window texts are not written */
   void (*shard_ended)(void *ctx, const char *shard_id,
                       const char *const *children, size_t n_children,
                       kcld_lease_cb cb, void *arg);
@@ -322,6 +337,13 @@ void kcld_shard_consumer_set_fetch(struct kcld_shard_consumer *c,
                                    int max_records, uint64_t idle_ms);
 
 const char *kcld_shard_consumer_shard_id(const struct kcld_shard_consumer *c);
+
+/* The lease's kcldWindowState as acquired, handed over once (malloc'd:
+ * the caller frees it; NULL when it had none, and on later calls), and the
+ * checkpoint it was acquired at: *sequence (NULL unless a sequence
+ * number) and *sub. */
+char *kcld_shard_consumer_take_window(struct kcld_shard_consumer *c,
+                                     const char **sequence, uint64_t *sub);
 
 /* MillisBehindLatest of the last response, or -1 until one is known. */
 int64_t kcld_shard_consumer_millis_behind(const struct kcld_shard_consumer *c);

@@ -192,7 +192,8 @@ FUZZ_LIB_SRC := src/err.c src/log.c src/config.c src/config_keys.c \
                 src/config_values.c src/config_dump.c src/config_runtime.c \
                 src/base/backoff.c src/base/base64.c src/base/buf.c \
                 src/base/hex.c src/base/json.c src/base/kpl.c \
-                src/base/rand.c src/base/seq.c src/base/utf8.c \
+                src/base/clock.c src/base/rand.c src/base/seq.c \
+                src/base/utf8.c \
                 src/consume/record.c src/consume/deagg.c src/consume/budget.c \
                 src/consume/getrecords.c src/aws/sigv4.c \
                 src/aws/eventstream.c src/handlers/multilang.c \

@@ -36,14 +36,31 @@
 
 struct kcld_aws;
 
+/* A tumbling window (window.tumbling; process/window.h), as one handler
+ * call sees it: Lambda's window, state, isFinalInvokeForWindow and
+ * isWindowTerminatedEarly. */
+struct kcld_handler_window {
+  int64_t start_ms, end_ms;   /* [start, end), epoch ms of arrival time */
+  const char *state;          /* JSON object text the previous call of this
+                                 window answered; "{}" at its start */
+  size_t state_len;
+  int final;                  /* the call that closes the window: no
+                                 records, its answer's state is dropped */
+  int terminated_early;       /* the window ends before its end: the state
+                                 outgrew 1 MiB, or the shard ended */
+};
+
 /* A batch as a handler sees it.  The record pointers and everything they
  * point at stay valid until the handler has answered. */
 struct kcld_handler_batch {
   const char *shard_id;
   const struct kcld_record *const *records; /* in shard order */
-  size_t count;
+  size_t count;               /* >= 1; 0 only for a window's final call */
   int64_t millis_behind_latest;             /* -1 when unknown */
   unsigned attempt;                         /* 1 for the first try */
+  const struct kcld_handler_window *window; /* NULL without window.tumbling;
+                                 with it, every call has one, and the
+                                 answer must carry a state */
 };
 
 enum kcld_handler_status {
@@ -66,6 +83,10 @@ struct kcld_handler_result {
   const char *error_type;     /* FAILED/PARTIAL: short class, e.g.
                                  "HandlerError", "HandlerCrashed"; else NULL */
   const char *error_message;  /* detail for logs and the DLQ; may be NULL */
+  const char *state;          /* with a window, OK or PARTIAL: the new state
+                                 (JSON object text, valid during the done
+                                 callback; the dispatcher copies it) */
+  size_t state_len;
 };
 
 typedef void (*kcld_handler_done_cb)(const struct kcld_handler_result *res,

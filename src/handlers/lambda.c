@@ -28,6 +28,7 @@
 #include <jansson.h>
 
 #include "base/base64.h"
+#include "base/clock.h"
 #include "err.h"
 #include "handlers/child.h"
 #include "handlers/job.h"
@@ -90,6 +91,41 @@ static json_t *record_json(const struct kcld_handler_batch *b,
   return ev;
 }
 
+static json_t *window_time(int64_t ms)
+{
+  char t[32];
+  kcld_clock_iso8601(ms / 1000, t, sizeof(t));
+  return json_string(t);
+}
+
+/* Lambda's tumbling-window members of the event (KinesisTimeWindowEvent):
+ * window, state, shardId, eventSourceARN and the two flags. */
+static int add_window(json_t *root, const struct kcld_handler_batch *b,
+                      const char *stream_arn)
+{
+  const struct kcld_handler_window *w = b->window;
+  json_t *win = json_object(), *state;
+  json_error_t jerr;
+  int ok;
+
+  state = json_loadb(w->state, w->state_len, 0, &jerr);
+  ok = win && state &&
+       json_object_set_new(win, "start", window_time(w->start_ms)) == 0 &&
+       json_object_set_new(win, "end", window_time(w->end_ms)) == 0 &&
+       json_object_set(root, "window", win) == 0 &&
+       json_object_set(root, "state", state) == 0 &&
+       json_object_set_new(root, "shardId", json_string(b->shard_id)) == 0 &&
+       json_object_set_new(root, "eventSourceARN",
+                           json_string(stream_arn)) == 0 &&
+       json_object_set_new(root, "isFinalInvokeForWindow",
+                           json_boolean(w->final)) == 0 &&
+       json_object_set_new(root, "isWindowTerminatedEarly",
+                           json_boolean(w->terminated_early)) == 0;
+  json_decref(win);
+  json_decref(state);
+  return ok ? 0 : KCLD_ENOMEM;
+}
+
 char *kcld_lambda_event_build(const struct kcld_handler_batch *b,
                               const char *region, const char *stream_arn,
                               size_t *len)
@@ -106,6 +142,8 @@ char *kcld_lambda_event_build(const struct kcld_handler_batch *b,
     if (!ev || json_array_append_new(recs, ev) != 0)
       goto done;
   }
+  if (b->window && add_window(root, b, stream_arn ? stream_arn : "") != 0)
+    goto done;
   /* 13 significant digits: epoch seconds keep exactly 3 decimals. */
   text = json_dumps(root, JSON_COMPACT | JSON_REAL_PRECISION(13));
   if (!text)
@@ -195,6 +233,39 @@ static int parse_items(const json_t *items,
   return 0;
 }
 
+/* With a window, an answer that is not an error carries the new state:
+ * a JSON object, kept as compact text. */
+static int take_state(const json_t *root, const struct kcld_handler_batch *b,
+                      struct kcld_lambda_answer *out)
+{
+  const json_t *state = json_object_get(root, "state");
+
+  if (!b->window || out->status == KCLD_HANDLER_FAILED)
+    return 0;
+  if (!json_is_object(state)) {
+    out->status = KCLD_HANDLER_FAILED;
+    snprintf(out->error_type, sizeof(out->error_type), "%s",
+             state ? "InvalidState" : "MissingState");
+    snprintf(out->error_message, sizeof(out->error_message), "%s",
+             state ? "the answer's state is not a JSON object"
+                   : "with window.tumbling the answer must carry a state "
+                     "(Lambda's TimeWindowEventResponse)");
+    return 0;
+  }
+  out->state = json_dumps(state, JSON_COMPACT | JSON_REAL_PRECISION(17));
+  if (!out->state)
+    return KCLD_ENOMEM;
+  out->state_len = strlen(out->state);
+  return 0;
+}
+
+void kcld_lambda_answer_clean_up(struct kcld_lambda_answer *a)
+{
+  free(a->state);
+  a->state = NULL;
+  a->state_len = 0;
+}
+
 int kcld_lambda_answer_parse(const char *line, size_t len,
                              const struct kcld_handler_batch *b,
                              struct kcld_lambda_answer *out)
@@ -208,8 +279,10 @@ int kcld_lambda_answer_parse(const char *line, size_t len,
   root = json_loadb(line, len, JSON_DECODE_ANY, &jerr);
   if (!root)
     return KCLD_EPARSE;
-  if (json_is_null(root))
+  if (json_is_null(root)) {
+    rc = take_state(root, b, out);
     goto done;
+  }
   if (!json_is_object(root)) {
     rc = KCLD_EPARSE;
     goto done;
@@ -226,6 +299,8 @@ int kcld_lambda_answer_parse(const char *line, size_t len,
   } else if (items) {
     rc = parse_items(items, b, out);
   }
+  if (rc == 0)
+    rc = take_state(root, b, out);
 
 done:
   json_decref(root);
@@ -440,11 +515,14 @@ static void on_line(void *arg, const char *line, size_t n, int too_long)
     .status = a.status,
     .first_failed = a.first_failed,
     .error_type = a.error_type[0] ? a.error_type : NULL,
-    .error_message = a.error_message[0] ? a.error_message : NULL};
+    .error_message = a.error_message[0] ? a.error_message : NULL,
+    .state = a.state,
+    .state_len = a.state_len};
   kcld_child_backoff_reset(s->child);
   s->answered = 1;
   s->state = S_IDLE;
   answer(s, &res);
+  kcld_lambda_answer_clean_up(&a);
   dispatch(h);
 }
 

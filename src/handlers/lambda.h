@@ -12,6 +12,12 @@
  *     "eventName":"aws:kinesis:record","invokeIdentityArn":"",
  *     "awsRegion":"us-east-1","eventSourceARN":"arn:aws:kinesis:..."}]}
  *
+ * With window.tumbling the event also carries Lambda's window members
+ * (KinesisTimeWindowEvent): "window":{"start":"2020-12-09T07:04:00Z",
+ * "end":"..."}, "state":{...}, "shardId", "eventSourceARN",
+ * "isFinalInvokeForWindow", "isWindowTerminatedEarly"; a window's final
+ * call has "Records":[].
+ *
  * and the child answers one JSON line on stdout (see
  * kcld_lambda_answer_parse).  Any child serves any shard; a batch waits on
  * the loop for a free child.  A child that exits, prints a line that is not
@@ -64,6 +70,9 @@ struct kcld_lambda_answer {
   size_t first_failed;                         /* PARTIAL */
   char error_type[KCLD_LAMBDA_TYPE_MAX];       /* "" with OK */
   char error_message[KCLD_LAMBDA_MESSAGE_MAX]; /* may be "" */
+  char *state;            /* with a window, not FAILED: the answer's state
+                             as compact JSON (malloc'd); else NULL */
+  size_t state_len;
 };
 
 /* Reads one answer line (without its newline) to batch b:
@@ -78,11 +87,18 @@ struct kcld_lambda_answer {
  *     "InvalidBatchItemFailures" (the whole batch fails, as in Lambda);
  *   {"errorMessage":...,"errorType":...} (either one) -> FAILED with them
  *     (type "HandlerError" when errorType is absent).
- * Returns 0 with *out filled, or KCLD_EPARSE when the line is not JSON or
- * is JSON of another kind (a string, number, boolean or array): a garbage
- * answer. */
+ * With a window (b->window), an answer that is not FAILED must carry
+ * "state", a JSON object (Lambda's TimeWindowEventResponse), else it is
+ * FAILED, "MissingState" or "InvalidState" (Lambda counts it a failed
+ * invocation); the state goes to out->state.
+ * Returns 0 with *out filled (free it with kcld_lambda_answer_clean_up),
+ * KCLD_ENOMEM, or KCLD_EPARSE when the line is not JSON or is JSON of
+ * another kind (a string, number, boolean or array): a garbage answer. */
 int kcld_lambda_answer_parse(const char *line, size_t len,
                              const struct kcld_handler_batch *b,
                              struct kcld_lambda_answer *out);
+
+/* Frees what kcld_lambda_answer_parse put in *a (its state). */
+void kcld_lambda_answer_clean_up(struct kcld_lambda_answer *a);
 
 #endif

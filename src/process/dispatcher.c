@@ -18,6 +18,7 @@
 #include "err.h"
 #include "log.h"
 #include "process/policy.h"
+#include "process/window.h"
 
 #define MAX_LANES 10
 #define MAX_DEPTH 64
@@ -66,6 +67,9 @@ struct call {
   struct kcld_handler_result res; /* the answer, strings in the buffers */
   char err_type[64];
   char err_msg[512];
+  struct kcld_handler_window win; /* with windows: what the call got */
+  char *win_state;               /* its state, the call's own copy */
+  char *state;                   /* the answer's state, copied */
 };
 
 struct range {
@@ -91,6 +95,8 @@ struct job {
   enum job_wait wait;
   struct call *call;
   struct kcld_dlq_send *send;
+  int final;                     /* the window's final call: no records */
+  int early;                     /* ... with isWindowTerminatedEarly */
   enum kcld_policy_condition condition;
   char err_type[64];
   char err_msg[512];
@@ -123,6 +129,8 @@ struct shard {
   uv_timer_t window;
   struct lane lanes[MAX_LANES];
   unsigned nlanes;
+  struct kcld_window win;        /* window.tumbling: one lane only */
+  int win_big_logged;            /* its state outgrew the lease item */
   unsigned open_handles;
   int in_dirty;
   int closing;
@@ -197,6 +205,7 @@ static void on_shard_handle_closed(uv_handle_t *h)
     return;
   for (unsigned i = 0; i < sh->nlanes; i++)
     free(sh->lanes[i].pend);
+  kcld_window_close(&sh->win);
   free(sh->ents);
   free(sh->shard_id);
   free(sh);
@@ -247,14 +256,41 @@ static void close_handles(struct shard *sh)
   }
 }
 
+/* The progress to the consumer; with windows, the window's text as of
+ * that position goes with it (written with the checkpoint). */
+static void emit_progress(struct shard *sh)
+{
+  int big = 0;
+  char *text;
+
+  if (!sh->win.tumbling_ms) {
+    kcld_shard_consumer_progress(sh->consumer, sh->progress.seq,
+                                 sh->progress.sub);
+    return;
+  }
+  text = kcld_window_encode(&sh->win, sh->progress.seq, sh->progress.sub,
+                            &big);
+  if (big && !sh->win_big_logged)
+    kcld_log(KCLD_LOG_WARN, "window state too large to keep in the lease "
+             "table: a lease that moves restarts this window", "shard",
+             sh->shard_id, KCLD_LOG_UINT("bytes", sh->win.state_len), NULL);
+  sh->win_big_logged = big;
+  kcld_shard_consumer_progress_window(sh->consumer, sh->progress.seq,
+                                      sh->progress.sub, text);
+  free(text);
+}
+
 /* Calls into the consumer: from on_idle only. */
 static void emit(struct shard *sh)
 {
-  if (sh->progress_due) {
+  /* At the shard's end the window's final call comes first: the consumer
+   * finishes the shard once the last record is reported. */
+  int hold = sh->ended && sh->win.open && !sh->closing;
+
+  if (sh->progress_due && !hold) {
     sh->progress_due = 0;
     if (!sh->cancelled)
-      kcld_shard_consumer_progress(sh->consumer, sh->progress.seq,
-                                   sh->progress.sub);
+      emit_progress(sh);
   }
   if (sh->done_due) {
     struct kcld_shard_delivery *d = sh->done_due;
@@ -279,6 +315,31 @@ static struct shard *shard_find(struct kcld_dispatcher *disp,
 
 static void on_window(uv_timer_t *t);
 
+/* The window the lease item kept, when it belongs to where the shard
+ * starts: a lease that moved goes on with its window's state. */
+static void window_resume(struct shard *sh)
+{
+  const char *seq, *why = "";
+  uint64_t sub;
+  char *text = kcld_shard_consumer_take_window(sh->consumer, &seq, &sub);
+  int rc;
+
+  if (!text || !*text) {
+    free(text);
+    return;
+  }
+  rc = kcld_window_restore(&sh->win, text, seq, sub, &why);
+  if (rc == 1)
+    kcld_log(KCLD_LOG_INFO, "window resumed from the lease table", "shard",
+             sh->shard_id, KCLD_LOG_INT("window_start_ms", sh->win.start_ms),
+             KCLD_LOG_UINT("bytes", sh->win.state_len), NULL);
+  else
+    kcld_log(KCLD_LOG_WARN, "window in the lease table not resumed; the "
+             "window starts afresh", "shard", sh->shard_id, "reason",
+             rc == 0 ? why : kcld_strerror(rc), NULL);
+  free(text);
+}
+
 static struct shard *shard_new(struct kcld_dispatcher *disp,
                                struct kcld_shard_delivery *d)
 {
@@ -293,6 +354,9 @@ static struct shard *shard_new(struct kcld_dispatcher *disp,
   sh->disp = disp;
   sh->consumer = d->consumer;
   sh->nlanes = disp->opts.parallelization;
+  sh->win.tumbling_ms = disp->opts.tumbling_ms;
+  if (sh->win.tumbling_ms)
+    window_resume(sh);
   uv_timer_init(disp->opts.loop, &sh->window);
   sh->window.data = sh;
   sh->open_handles = 1 + sh->nlanes;
@@ -394,6 +458,8 @@ static void on_call_closed(uv_handle_t *h)
     kcld_record_batch_release(c->ptrs[i]->batch);
   free(c->ptrs);
   free(c->shard_id);
+  free(c->win_state);
+  free(c->state);
   free(c);
   disp->live--;
   disp_free_maybe(disp);
@@ -484,6 +550,18 @@ static void range_failed(struct job *j, enum kcld_handler_failure_class cls,
            type && *type ? type : "HandlerError");
   snprintf(j->err_msg, sizeof(j->err_msg), "%s", msg ? msg : "");
   disp->stats.batches_failed++;
+  if (j->final) { /* as Lambda: the shard waits until it succeeds */
+    j->retries++;
+    if (j->why != KCLD_DISPATCHER_RETRYING)
+      j->since = uv_now(disp->opts.loop);
+    j->why = KCLD_DISPATCHER_RETRYING;
+    disp->stats.batches_retried++;
+    kcld_log(KCLD_LOG_WARN, "window's final call failed; retrying", "shard",
+             j->sh->shard_id, KCLD_LOG_UINT("retries", j->retries),
+             "error_type", j->err_type, "error", j->err_msg, NULL);
+    wait_then(j, j->retries, WAIT_BACKOFF);
+    return;
+  }
   if (infra && j->stack[j->depth - 1].invokes > 0)
     j->stack[j->depth - 1].invokes--; /* not an attempt on the records */
   describe(j, infra ? KCLD_POLICY_INFRA : KCLD_POLICY_RECORD, &f);
@@ -635,12 +713,55 @@ static void on_backoff(uv_timer_t *t)
   struct lane *lane = t->data;
   struct job *j = lane->job;
 
-  if (!j)
+  if (!j) { /* a window's end (window_turn) */
+    pump(lane->sh);
     return;
+  }
   if (j->wait == WAIT_GIVE_UP)
     give_up(j);
   else if (j->wait == WAIT_BACKOFF)
     run_range(j);
+}
+
+/* The window's part of an answer: a final call's success closes the
+ * window; another call's state replaces the window's.  Returns 1 when the
+ * answer goes on to the usual handling, 0 when it was dealt with here. */
+static int window_answer(struct job *j, const struct call *c)
+{
+  struct shard *sh = j->sh;
+  const struct kcld_handler_result *res = &c->res;
+  int handled = res->status == KCLD_HANDLER_OK ||
+                (res->status == KCLD_HANDLER_PARTIAL &&
+                 res->first_failed > 0 && res->first_failed < c->n);
+
+  if (j->final && res->status == KCLD_HANDLER_OK) {
+    kcld_log(KCLD_LOG_INFO, "window closed", "shard", sh->shard_id,
+             KCLD_LOG_INT("window_start_ms", sh->win.start_ms),
+             KCLD_LOG_BOOL("terminated_early", j->early), NULL);
+    kcld_window_close(&sh->win);
+    job_free(j);
+    sh->progress_due = sh->progress.set; /* the window's end is written */
+    mark_dirty(sh);
+    pump(sh);
+    return 0;
+  }
+  if (j->final || !handled)
+    return 1;
+  if (!res->state) {
+    range_failed(j, KCLD_HANDLER_RECORD, "MissingState",
+                 "with window.tumbling the answer must carry a state");
+    return 0;
+  }
+  if (kcld_window_set_state(&sh->win, res->state, res->state_len) != 0) {
+    range_failed(j, KCLD_HANDLER_INFRA, "HandlerError",
+                 "out of memory keeping the window state");
+    return 0;
+  }
+  if (sh->win.early)
+    kcld_log(KCLD_LOG_WARN, "window state over 1 MiB: the window ends early",
+             "shard", sh->shard_id, KCLD_LOG_UINT("bytes", res->state_len),
+             NULL);
+  return 1;
 }
 
 /* An answer taken off the queue (on_idle). */
@@ -653,10 +774,16 @@ static void act_on_answer(struct call *c)
   uint64_t bytes = c->bytes;
 
   c->job = NULL;
-  call_free(c);
-  if (!j)
+  if (!j) {
+    call_free(c);
     return; /* late (timed out) or cancelled: ignored */
+  }
   j->call = NULL;
+  if (j->sh->win.tumbling_ms && !window_answer(j, c)) {
+    call_free(c);
+    return;
+  }
+  call_free(c);
   if (res->status == KCLD_HANDLER_OK) {
     disp->stats.batches_ok++;
     disp->stats.records_handled += n;
@@ -705,6 +832,12 @@ static void queue_answer(struct call *c, const struct kcld_handler_result *res)
            res->error_message ? res->error_message : "");
   c->res.error_type = res->error_type ? c->err_type : NULL;
   c->res.error_message = res->error_message ? c->err_msg : NULL;
+  c->res.state = NULL;
+  if (res->state && (c->state = malloc(res->state_len + 1))) {
+    memcpy(c->state, res->state, res->state_len);
+    c->state[res->state_len] = '\0';
+    c->res.state = c->state;
+  }
   c->next_answer = NULL;
   if (disp->answers_tail)
     disp->answers_tail->next_answer = c;
@@ -752,17 +885,31 @@ static struct call *call_new(struct job *j, size_t n)
   struct kcld_dispatcher *disp = j->sh->disp;
   struct call *c = calloc(1, sizeof(*c));
 
+  const struct kcld_window *w = &j->sh->win;
+
   if (c) {
-    c->ptrs = malloc(n * sizeof(*c->ptrs));
+    c->ptrs = malloc((n ? n : 1) * sizeof(*c->ptrs));
     c->shard_id = strdup(j->sh->shard_id);
+    if (w->tumbling_ms && (c->win_state = malloc(w->state_len + 1)))
+      memcpy(c->win_state, w->state, w->state_len + 1);
   }
-  if (!c || !c->ptrs || !c->shard_id) {
+  if (!c || !c->ptrs || !c->shard_id ||
+      (w->tumbling_ms && !c->win_state)) {
     if (c) {
       free(c->ptrs);
       free(c->shard_id);
+      free(c->win_state);
     }
     free(c);
     return NULL;
+  }
+  if (w->tumbling_ms) {
+    c->win.start_ms = w->start_ms;
+    c->win.end_ms = w->start_ms + w->tumbling_ms;
+    c->win.state = c->win_state;
+    c->win.state_len = w->state_len;
+    c->win.final = j->final;
+    c->win.terminated_early = j->early;
   }
   for (size_t i = 0; i < n; i++) {
     c->ptrs[i] = ent(j->sh, j->idx[j->pos + i])->rec;
@@ -801,6 +948,7 @@ static void run_range(struct job *j)
   b.count = n;
   b.millis_behind_latest = sh->millis_behind;
   b.attempt = j->retries + 1;
+  b.window = sh->win.tumbling_ms ? &c->win : NULL;
   disp->stats.handler_calls++;
   disp->calls++;
   uv_timer_start(&c->timeout, on_timeout, disp->opts.handler_timeout_ms, 0);
@@ -815,17 +963,21 @@ static void run_range(struct job *j)
   }
 }
 
-static void start_job(struct lane *lane, size_t count)
+/* Starts a job of the next `count` waiting records of the lane; count 0
+ * is the window's final call (terminated early or not). */
+static void start_job(struct lane *lane, size_t count, int final, int early)
 {
   struct shard *sh = lane->sh;
   struct job *j = calloc(1, sizeof(*j));
 
   if (j)
-    j->idx = malloc(count * sizeof(*j->idx));
+    j->idx = malloc((count ? count : 1) * sizeof(*j->idx));
   if (!j || !j->idx) {
     free(j);
     return; /* pump runs again on the next event */
   }
+  j->final = final;
+  j->early = early;
   memcpy(j->idx, lane->pend + lane->pstart, count * sizeof(*j->idx));
   lane->pstart += count;
   if (lane->pstart == lane->pend_n)
@@ -844,6 +996,60 @@ static size_t lane_waiting(const struct lane *l)
   return l->pend_n - l->pstart;
 }
 
+static int64_t window_of(struct shard *sh, uint64_t g, int64_t now)
+{
+  return kcld_window_start_of(&sh->win, ent(sh, g)->rec->arrival_ms, now);
+}
+
+/* Windows (one lane): starts the open window's final call when it is due
+ * and returns 1.  Else 0, with *cut the most records the next batch may
+ * take (those of one window: a batch never spans two) and *go set when a
+ * record of the next window waits behind them, so the batch cannot grow. */
+static int window_turn(struct shard *sh, struct lane *l, size_t *cut,
+                       int *go)
+{
+  struct kcld_window *win = &sh->win;
+  int64_t now = kcld_clock_wall_ms(), ws, end = win->start_ms +
+                                                win->tumbling_ms;
+  size_t w = lane_waiting(l), n = 1;
+
+  if (w == 0) {
+    if (!win->open || sh->head != sh->tail)
+      return 0;
+    if (win->early || sh->ended) {
+      start_job(l, 0, 1, win->early || now < end);
+      return 1;
+    }
+    /* Closed by the clock once the shard has caught up: a later record
+     * of this window can no longer come. */
+    if (now >= end &&
+        (sh->cancelled || kcld_shard_consumer_millis_behind(sh->consumer) <=
+                            0)) {
+      start_job(l, 0, 1, 0);
+      return 1;
+    }
+    uv_timer_start(&l->timer, on_backoff,
+                   now >= end ? 1000 : (uint64_t)(end - now), 0);
+    return 0;
+  }
+  ws = window_of(sh, l->pend[l->pstart], now);
+  if (win->open && (ws != win->start_ms || win->early)) {
+    start_job(l, 0, 1, win->early);
+    return 1;
+  }
+  if (!win->open && kcld_window_begin(win, ws) != 0) {
+    *cut = 0; /* out of memory: pump runs again on the next event */
+    return 0;
+  }
+  while (n < w && n < *cut && window_of(sh, l->pend[l->pstart + n], now) ==
+                                ws)
+    n++;
+  if (n < w && n < *cut)
+    *go = 1;
+  *cut = n;
+  return 0;
+}
+
 /* Starts what can start, arms the window, hands back the delivery when no
  * full batch waits, and closes the shard when nothing is left. */
 static void pump(struct shard *sh)
@@ -857,15 +1063,18 @@ static void pump(struct shard *sh)
     return;
   for (unsigned i = 0; i < sh->nlanes; i++) {
     struct lane *l = &sh->lanes[i];
-    size_t w = lane_waiting(l);
-    if (!l->job && w >= bs) {
-      start_job(l, bs);
+    size_t w = lane_waiting(l), cut = bs;
+    int go = 0;
+    if (!l->job && sh->win.tumbling_ms && window_turn(sh, l, &cut, &go))
+      w = 0; /* the final call goes first */
+    if (!l->job && cut > 0 && (w >= bs || go)) {
+      start_job(l, cut < bs ? cut : bs, 0, 0);
       w = lane_waiting(l);
     }
-    if (!l->job && w > 0 &&
+    if (!l->job && w > 0 && cut > 0 &&
         (disp->opts.window_ms == 0 || sh->ended || disp->flushing ||
          (sh->window_deadline && now >= sh->window_deadline))) {
-      start_job(l, w);
+      start_job(l, w < cut ? w : cut, 0, 0);
       w = lane_waiting(l);
     }
     if (w >= bs)
@@ -890,7 +1099,7 @@ static void pump(struct shard *sh)
     mark_dirty(sh);
   }
   if (!busy && !partial_waits && !full_waits && !sh->held &&
-      sh->head == sh->tail)
+      sh->head == sh->tail && !sh->win.open)
     shard_close(sh);
 }
 
@@ -1049,6 +1258,7 @@ int kcld_dispatcher_configure(struct kcld_dispatcher *d,
   if (o->batch_size == 0 || o->parallelization == 0 ||
       o->parallelization > MAX_LANES || o->backoff_base_ms == 0 ||
       o->backoff_max_ms < o->backoff_base_ms ||
+      (c->tumbling_ms && o->parallelization > 1) ||
       (!o->block_on_failure && !c->dlq && !c->discard))
     return KCLD_EINVAL;
   c->batch_size = o->batch_size;
@@ -1094,7 +1304,7 @@ int kcld_dispatcher_new(const struct kcld_dispatcher_opts *opts,
 struct kcld_shard_sink kcld_dispatcher_sink(struct kcld_dispatcher *d)
 {
   struct kcld_shard_sink s = {.deliver = deliver, .cancel = cancel,
-                              .impl = d};
+                              .closed = cancel, .impl = d};
   return s;
 }
 

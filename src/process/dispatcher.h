@@ -21,6 +21,21 @@
  * checkpoint) moves only to the highest position below which every record
  * of the shard is dealt with.
  *
+ * Tumbling windows (tumbling_ms > 0, process/window.h), as Lambda's
+ * TumblingWindowInSeconds: each record belongs to the window of its arrival
+ * time, a batch never spans two windows, and every call carries the window
+ * (struct kcld_handler_window) with the state the previous call of the
+ * window answered ("{}" at its start); an OK or PARTIAL answer must carry
+ * the new state (else the batch fails, MissingState).  The window closes
+ * with a final call without records (isFinalInvokeForWindow) when a record
+ * of a later window is next, or when nothing waits, the window's end has
+ * passed on the wall clock and the shard has caught up (MillisBehindLatest
+ * 0); early (isWindowTerminatedEarly) when an answer's state is over 1 MiB
+ * (the next records start the same window afresh) or at the shard's end,
+ * whose last progress waits for that call.  A final call that fails is
+ * retried with backoff until it succeeds, as Lambda does; its answer's
+ * state is dropped.  A lost lease drops the window with the shard.
+ *
  * Failures follow process/policy.h.  A record failure (the handler's
  * verdict on the data, and a handler that does not answer within
  * handler_timeout_ms) uses the retry budget with backoff and jitter, bisects
@@ -79,6 +94,8 @@ struct kcld_dispatcher_opts {
                                     error line per record, then skipped */
   const struct kcld_filter *filter; /* filter; borrowed, outlives the
                                     dispatcher; NULL = every record */
+  int64_t tumbling_ms;           /* window.tumbling; 0 = off; needs
+                                    parallelization 1 (also on configure) */
 };
 
 struct kcld_dispatcher_stats {

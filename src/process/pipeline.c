@@ -135,6 +135,7 @@ static void dispatcher_opts(const struct kcld_pipeline *p,
   o->window_ms = (uint64_t)live->batch.window_ms;
   o->parallelization = (unsigned)live->batch.parallelization_factor;
   o->handler_timeout_ms = (uint64_t)p->cfg->handler.timeout_ms;
+  o->tumbling_ms = p->cfg->window.tumbling_ms;
   o->max_retry_attempts = live->retry.max_retry_attempts;
   o->bisect_on_error = live->retry.bisect_on_error;
   o->max_record_age_ms = live->retry.max_record_age_ms;

@@ -3,7 +3,9 @@
  * arrival time in epoch seconds with milliseconds, one line), and every
  * form of answer: success forms, partial failures mapped to the lowest
  * batch index, each malformed batchItemFailures form (whole batch failed),
- * error answers, and garbage lines. */
+ * error answers, and garbage lines.  With a tumbling window: the event's
+ * window members as the Lambda documentation's KinesisTimeWindowEvent, and
+ * the answer's state required (a JSON object). */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -297,6 +299,108 @@ static void test_garbage(void **state)
   assert_int_equal(a.status, KCLD_HANDLER_OK);
 }
 
+/* ======== Tumbling windows ======== */
+
+/* The window members of "Implementing stateful Kinesis Data Streams
+ * processing in Lambda" (KinesisTimeWindowEvent),
+ * https://docs.aws.amazon.com/lambda/latest/dg/services-kinesis-windows.html:
+ * window {start, end} as RFC 3339 seconds, state, shardId, eventSourceARN,
+ * isFinalInvokeForWindow, isWindowTerminatedEarly. */
+static void test_window_event(void **state)
+{
+  struct kcld_handler_window w = {
+    .start_ms = 1607497440000, .end_ms = 1607497560000,
+    .state = "{\"1\":282,\"2\":715}", .state_len = 17, .final = 0,
+    .terminated_early = 1};
+  struct kcld_handler_batch b = B;
+  size_t len;
+  char *line;
+  json_t *ev;
+  (void)state;
+
+  b.window = &w;
+  line = kcld_lambda_event_build(&b, "us-east-1",
+                                 "arn:aws:kinesis:us-east-1:1:stream/s", &len);
+  assert_non_null(line);
+  ev = json_loads(line, 0, NULL);
+  assert_non_null(ev);
+  assert_int_equal(json_object_size(ev), 7);
+  assert_int_equal(json_array_size(json_object_get(ev, "Records")), 5);
+  assert_string_equal(json_string_value(json_object_get(
+                        json_object_get(ev, "window"), "start")),
+                      "2020-12-09T07:04:00Z");
+  assert_string_equal(json_string_value(json_object_get(
+                        json_object_get(ev, "window"), "end")),
+                      "2020-12-09T07:06:00Z");
+  assert_int_equal(json_integer_value(json_object_get(
+                     json_object_get(ev, "state"), "2")), 715);
+  assert_string_equal(json_string_value(json_object_get(ev, "shardId")),
+                      "shardId-0");
+  assert_string_equal(json_string_value(json_object_get(ev,
+                                                        "eventSourceARN")),
+                      "arn:aws:kinesis:us-east-1:1:stream/s");
+  assert_true(json_is_false(json_object_get(ev, "isFinalInvokeForWindow")));
+  assert_true(json_is_true(json_object_get(ev, "isWindowTerminatedEarly")));
+  json_decref(ev);
+  free(line);
+
+  /* The final call: no records. */
+  w.final = 1;
+  b.count = 0;
+  line = kcld_lambda_event_build(&b, "us-east-1", "", &len);
+  ev = json_loads(line, 0, NULL);
+  assert_int_equal(json_array_size(json_object_get(ev, "Records")), 0);
+  assert_true(json_is_true(json_object_get(ev, "isFinalInvokeForWindow")));
+  json_decref(ev);
+  free(line);
+}
+
+static void expect_window_answer(const char *line, int status,
+                                 const char *type, const char *state)
+{
+  struct kcld_handler_window w = {.start_ms = 0, .end_ms = 60000,
+                                  .state = "{}", .state_len = 2};
+  struct kcld_handler_batch b = B;
+  struct kcld_lambda_answer a;
+
+  b.window = &w;
+  if (kcld_lambda_answer_parse(line, strlen(line), &b, &a) != 0)
+    fail_msg("%s: not accepted", line);
+  if ((int)a.status != status || strcmp(a.error_type, type) != 0 ||
+      (state ? !a.state || strcmp(a.state, state) != 0 : a.state != NULL))
+    fail_msg("%s: status %d type %s state %s", line, (int)a.status,
+             a.error_type, a.state ? a.state : "(none)");
+  kcld_lambda_answer_clean_up(&a);
+}
+
+/* TimeWindowEventResponse: a state is required ("If the response does not
+ * contain a state property, Lambda considers this a failed invocation"),
+ * and goes with a partial failure too; an error answer needs none. */
+static void test_window_answer(void **state)
+{
+  (void)state;
+  expect_window_answer("{\"state\":{\"1\":282,\"2\":715},"
+                       "\"batchItemFailures\":[]}",
+                       KCLD_HANDLER_OK, "", "{\"1\":282,\"2\":715}");
+  expect_window_answer("{\"state\":{}}", KCLD_HANDLER_OK, "", "{}");
+  expect_window_answer("{\"state\":{\"n\":1},\"batchItemFailures\":"
+                       "[{\"itemIdentifier\":\"102\"}]}",
+                       KCLD_HANDLER_PARTIAL, "BatchItemFailures",
+                       "{\"n\":1}");
+  expect_window_answer("{}", KCLD_HANDLER_FAILED, "MissingState", NULL);
+  expect_window_answer("null", KCLD_HANDLER_FAILED, "MissingState", NULL);
+  expect_window_answer("{\"batchItemFailures\":[]}", KCLD_HANDLER_FAILED,
+                       "MissingState", NULL);
+  expect_window_answer("{\"state\":[1]}", KCLD_HANDLER_FAILED,
+                       "InvalidState", NULL);
+  expect_window_answer("{\"state\":\"x\"}", KCLD_HANDLER_FAILED,
+                       "InvalidState", NULL);
+  expect_window_answer("{\"errorMessage\":\"boom\"}", KCLD_HANDLER_FAILED,
+                       "HandlerError", NULL);
+  /* Without a window a state is ignored. */
+  expect_ok("{\"state\":{\"n\":1}}");
+}
+
 int main(void)
 {
   const struct CMUnitTest tests[] = {
@@ -306,6 +410,8 @@ int main(void)
     cmocka_unit_test_setup(test_malformed_items, setup_batch),
     cmocka_unit_test_setup(test_errors, setup_batch),
     cmocka_unit_test_setup(test_garbage, setup_batch),
+    cmocka_unit_test_setup(test_window_event, setup_batch),
+    cmocka_unit_test_setup(test_window_answer, setup_batch),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -13,10 +13,15 @@
  *
  * kcld loads the object with dlopen() at start-up and refuses to start,
  * with a message naming the file, when kcld_handler_abi_version is missing
- * or differs from the version kcld was built with, or when another symbol
- * is missing, or when init fails.  The version changes whenever a struct
- * below or a function's meaning changes; a plugin is rebuilt against the
- * new header then.
+ * or is neither the version kcld was built with nor an older one it still
+ * takes, or when another symbol is missing, or when init fails.  The
+ * version changes whenever a struct below or a function's meaning changes.
+ *
+ * Versions.  2 adds tumbling windows (window.tumbling): the batch's
+ * `window` and the result's `set_state`, appended to the structs of
+ * version 1, whose members are unchanged.  kcld still loads a version 1
+ * plugin and gives it version 1's structs, unless window.tumbling is set:
+ * then it refuses to start (rebuild the plugin against this header).
  *
  * Threads.  kcld_plugin_init and kcld_plugin_shutdown run once, on kcld's
  * main thread.  kcld_plugin_process runs on kcld's worker pool threads, and
@@ -40,7 +45,7 @@
 extern "C" {
 #endif
 
-#define KCLD_HANDLER_ABI_VERSION 1u
+#define KCLD_HANDLER_ABI_VERSION 2u
 
 /* One configuration entry: a key of the handler's config subtree relative
  * to `handler.` ("type", "path", "timeout", "concurrency", "command", ...)
@@ -63,13 +68,34 @@ struct kcld_plugin_record {
   const char *explicit_hash_key;  /* decimal string, or NULL */
 };
 
+/* ABI 2: the tumbling window of a batch (window.tumbling), as AWS
+ * Lambda's KinesisTimeWindowEvent has it.  Each record belongs to the
+ * window [start, end) of its arrival time (end - start = window.tumbling,
+ * start a multiple of it); a batch never spans two windows. */
+struct kcld_plugin_window {
+  int64_t start_ms;               /* epoch ms */
+  int64_t end_ms;
+  const char *state;              /* NUL-terminated JSON object: the state
+                                     the previous call of this window set;
+                                     "{}" at the window's start */
+  size_t state_len;               /* bytes, without the terminator */
+  int is_final;                   /* isFinalInvokeForWindow: the call that
+                                     closes the window, count is 0; the
+                                     state it sets is dropped */
+  int is_terminated_early;        /* isWindowTerminatedEarly: the window
+                                     closes before its end (the state
+                                     outgrew 1 MiB, or the shard ended) */
+};
+
 /* A batch of records of one shard, in shard order. */
 struct kcld_plugin_batch {
   const char *shard_id;
   const struct kcld_plugin_record *records;
-  size_t count;                   /* >= 1 */
+  size_t count;                   /* >= 1; 0 only when window->is_final */
   int64_t millis_behind_latest;   /* -1 when unknown */
   unsigned attempt;               /* 1 on the first try, 2 on a retry ... */
+  /* ABI 2: */
+  const struct kcld_plugin_window *window; /* NULL without window.tumbling */
 };
 
 enum kcld_plugin_status {
@@ -83,13 +109,23 @@ enum kcld_plugin_status {
 #define KCLD_PLUGIN_ERROR_TYPE_MAX 64
 #define KCLD_PLUGIN_ERROR_MESSAGE_MAX 512
 
-/* What kcld_plugin_process answers.  kcld zeroes it before the call, so a
- * plugin that only sets nothing answers OK. */
+/* What kcld_plugin_process answers.  kcld zeroes it before the call (but
+ * for set_state and kcld_private), so a plugin that only sets nothing
+ * answers OK - except with a window, where OK and PARTIAL need a state. */
 struct kcld_plugin_result {
   int status;                     /* enum kcld_plugin_status */
   size_t first_failed;            /* PARTIAL: index < count */
   char error_type[KCLD_PLUGIN_ERROR_TYPE_MAX];        /* NUL-terminated */
   char error_message[KCLD_PLUGIN_ERROR_MESSAGE_MAX];  /* NUL-terminated */
+  /* ABI 2, with a window: sets the window's new state, a JSON object of
+   * json[0..len) (copied; a later call replaces it).  Returns 0, or -1
+   * when out of memory.  An OK or PARTIAL answer without a state, or with
+   * one that is not a JSON object, fails the batch (MissingState,
+   * InvalidState) as in Lambda; a state over 1 MiB ends the window early.
+   * Call it from kcld_plugin_process only. */
+  int (*set_state)(struct kcld_plugin_result *result, const char *json,
+                   size_t len);
+  void *kcld_private;             /* kcld's; the plugin leaves it alone */
 };
 
 /* The ABI version the plugin was built for: KCLD_HANDLER_ABI_VERSION. */

@@ -6,13 +6,17 @@
  * records to the ABI's plain structs and calls kcld_plugin_process on a pool
  * thread; the after-work checks the result and answers on the loop thread.
  * A plugin's failure answer is a record failure; a batch the pool
- * cancelled (kill) is an infrastructure failure. */
+ * cancelled (kill) is an infrastructure failure.  With window.tumbling the
+ * batch carries its window and the plugin answers the window's state
+ * through set_state (ABI 2); a version 1 plugin is refused then. */
 #include "handlers/plugin.h"
 
 #include <dlfcn.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+
+#include <jansson.h>
 
 #include "err.h"
 #include "handlers/job.h"
@@ -34,6 +38,7 @@ struct plugin_handler {
   init_fn init;
   process_fn process;
   shutdown_fn shutdown;
+  uint32_t abi;                 /* the plugin's kcld_handler_abi_version */
   struct kcld_jobs jobs;
   int killed;
 };
@@ -42,6 +47,9 @@ struct job {
   struct kcld_job base; /* base.owner: the handler */
   int nomem;
   struct kcld_plugin_result res;
+  char *state;          /* set_state's copy */
+  size_t state_len;
+  int state_bad;        /* not a JSON object */
 };
 
 /* ======== Configuration as key/value pairs ======== */
@@ -114,6 +122,38 @@ static int kv_build(const struct kcld_config_handler_cfg *hc, struct kvset *s)
 
 /* ======== Batches on the pool ======== */
 
+/* The result's set_state (ABI 2), on the plugin's pool thread. */
+static int set_state(struct kcld_plugin_result *result, const char *json,
+                     size_t len)
+{
+  struct job *j = result ? result->kcld_private : NULL;
+  char *copy;
+
+  if (!j || (!json && len))
+    return -1;
+  if (!(copy = malloc(len + 1)))
+    return -1;
+  memcpy(copy, json, len);
+  copy[len] = '\0';
+  free(j->state);
+  j->state = copy;
+  j->state_len = len;
+  return 0;
+}
+
+/* Checks the state set_state gave: a JSON object (on the pool). */
+static void check_state(struct job *j)
+{
+  json_error_t jerr;
+  json_t *v;
+
+  if (!j->state)
+    return;
+  v = json_loadb(j->state, j->state_len, 0, &jerr);
+  j->state_bad = !json_is_object(v);
+  json_decref(v);
+}
+
 static void work_cb(struct kcld_job *base)
 {
   struct job *j = (struct job *)base;
@@ -121,6 +161,7 @@ static void work_cb(struct kcld_job *base)
   const struct kcld_handler_batch *b = &base->batch;
   struct kcld_plugin_record *recs;
   struct kcld_plugin_batch pb;
+  struct kcld_plugin_window pw;
 
   recs = calloc(b->count ? b->count : 1, sizeof(*recs));
   if (!recs) {
@@ -143,8 +184,22 @@ static void work_cb(struct kcld_job *base)
   pb.count = b->count;
   pb.millis_behind_latest = b->millis_behind_latest;
   pb.attempt = b->attempt;
+  pb.window = NULL;
+  if (b->window) {
+    pw.start_ms = b->window->start_ms;
+    pw.end_ms = b->window->end_ms;
+    pw.state = b->window->state;
+    pw.state_len = b->window->state_len;
+    pw.is_final = b->window->final;
+    pw.is_terminated_early = b->window->terminated_early;
+    pb.window = &pw;
+  }
   memset(&j->res, 0, sizeof(j->res));
+  j->res.set_state = set_state;
+  j->res.kcld_private = j;
   h->process(h->state, &pb, &j->res);
+  if (b->window)
+    check_state(j);
   j->res.error_type[sizeof(j->res.error_type) - 1] = '\0';
   j->res.error_message[sizeof(j->res.error_message) - 1] = '\0';
   free(recs);
@@ -156,12 +211,22 @@ static void after_cb(struct kcld_job *base)
   struct kcld_handler_result res = {.status = KCLD_HANDLER_OK};
   const char *type = j->res.error_type[0] ? j->res.error_type : NULL;
   const char *msg = j->res.error_message[0] ? j->res.error_message : NULL;
+  char *state = j->state; /* freed after the answer, which frees j */
+  int needs_state = base->batch.window &&
+                    (j->res.status == KCLD_PLUGIN_OK ||
+                     j->res.status == KCLD_PLUGIN_PARTIAL);
 
   if (j->nomem) {
     res.status = KCLD_HANDLER_FAILED;
     res.failure_class = KCLD_HANDLER_INFRA;
     res.error_type = "HandlerError";
     res.error_message = "out of memory";
+  } else if (needs_state && (!state || j->state_bad)) {
+    res.status = KCLD_HANDLER_FAILED;
+    res.error_type = state ? "InvalidState" : "MissingState";
+    res.error_message = state ? "the plugin's state is not a JSON object"
+                              : "with window.tumbling the plugin must set "
+                                "a state (set_state)";
   } else if (j->res.status == KCLD_PLUGIN_OK) {
     res.status = KCLD_HANDLER_OK;
   } else if (j->res.status == KCLD_PLUGIN_FAILED) {
@@ -182,7 +247,12 @@ static void after_cb(struct kcld_job *base)
     res.error_type = "HandlerInvalidResult";
     res.error_message = "the plugin answered an invalid status or index";
   }
+  if (res.status != KCLD_HANDLER_FAILED && base->batch.window) {
+    res.state = state;
+    res.state_len = j->state_len;
+  }
   kcld_job_answer(base, &res);
+  free(state);
 }
 
 static int process(struct kcld_handler *base,
@@ -268,7 +338,16 @@ int kcld_handler_plugin_new(const struct kcld_handler_env *env,
   version = need(h, path, "kcld_handler_abi_version");
   if (!version)
     goto done;
-  if (*version != KCLD_HANDLER_ABI_VERSION) {
+  h->abi = *version;
+  if (h->abi == 1 && env->cfg->window.tumbling_ms > 0) {
+    kcld_log(KCLD_LOG_ERROR,
+             "plugin handler: window.tumbling needs a plugin built for ABI "
+             "2 or later (the window and set_state); rebuild it against this "
+             "kcld's include/kcld/handler.h", "path", path,
+             "plugin_abi", "1", NULL);
+    goto done;
+  }
+  if (h->abi != KCLD_HANDLER_ABI_VERSION && h->abi != 1) {
     char want[16], got[16];
     snprintf(want, sizeof(want), "%u", (unsigned)KCLD_HANDLER_ABI_VERSION);
     snprintf(got, sizeof(got), "%u", (unsigned)*version);

@@ -4,7 +4,10 @@
  * that names the cause; the test plugin's OK, PARTIAL, FAILED and invalid
  * answers map to handler results; init gets the handler's config as
  * key/value pairs; plugin-count counts records and bytes of concurrent
- * batches. */
+ * batches.  Tumbling windows (ABI 2): plugin-count carries its count from
+ * call to call in the window's state; a plugin that sets no state fails
+ * the batch; an ABI 1 plugin runs without a window and is refused with
+ * one. */
 #include <dlfcn.h>
 #include <libgen.h>
 #include <limits.h>
@@ -186,8 +189,17 @@ static void test_bad_abi_refused(void **state)
 {
   (void)state;
   const char *p = plugin_path("bad_abi");
-  expect_refused(p, NULL, "ABI version mismatch", p, "\"plugin_abi\":\"42\"",
-                 "\"kcld_abi\":\"1\"", NULL);
+  expect_refused(p, NULL, "ABI version mismatch", p, "\"plugin_abi\":\"43\"",
+                 "\"kcld_abi\":\"2\"", NULL);
+}
+
+static void test_old_abi_with_window_refused(void **state)
+{
+  (void)state;
+  const char *p = plugin_path("old_abi");
+  expect_refused(p, "window:\n  tumbling: 60s\n",
+                 "window.tumbling needs a plugin built for ABI 2", p,
+                 "\"plugin_abi\":\"1\"", NULL);
 }
 
 static void test_no_version_refused(void **state)
@@ -368,16 +380,94 @@ static void test_plugin_count(void **state)
   close_plugin(&f);
 }
 
+/* ======== Tumbling windows ======== */
+
+/* The state of the last answer (on_done keeps none). */
+static char s_state[256];
+
+static void on_done_state(const struct kcld_handler_result *res, void *arg)
+{
+  snprintf(s_state, sizeof(s_state), "%.*s", (int)res->state_len,
+           res->state ? res->state : "");
+  on_done(res, arg);
+}
+
+/* Runs one batch of `n` payloads (0: the window's final call) with the
+ * window state `st` through h; the answer's state lands in s_state. */
+static void run_window_batch(uv_loop_t *loop, struct kcld_handler *h,
+                             size_t n, const char *st, int final,
+                             struct answer *a)
+{
+  const char *data[] = {"a", "b", "c"};
+  struct kcld_record_batch *b = make_batch(data, n ? n : 1, 0);
+  const struct kcld_record *ptrs[3];
+  struct kcld_handler_window w = {.start_ms = 1699999980000,
+                                  .end_ms = 1700000040000, .state = st,
+                                  .state_len = strlen(st), .final = final};
+  struct kcld_handler_batch hb = {.shard_id = "shardId-0", .records = ptrs,
+                                  .count = n, .attempt = 1, .window = &w};
+
+  assert_true(n <= 3);
+  for (size_t i = 0; i < n; i++)
+    ptrs[i] = &b->records[i];
+  memset(a, 0, sizeof(*a));
+  s_state[0] = '\0';
+  assert_int_equal(kcld_handler_process(h, &hb, on_done_state, a), 0);
+  assert_true(kcld_test_run_until(loop, &a->done, 10000));
+  assert_int_equal(a->done, 1);
+  kcld_record_batch_release(b);
+}
+
+static void test_window_state(void **state)
+{
+  char so[PATH_MAX];
+  struct fixture f;
+  struct answer a;
+  const char *one[] = {"a"};
+  (void)state;
+
+  /* plugin-count counts each window's records in the state. */
+  snprintf(so, sizeof(so), "%s/examples/plugin-count/plugin-count.so",
+           kcld_test_root());
+  open_plugin(&f, so, "window:\n  tumbling: 60s\n");
+  run_window_batch(&f.loop, f.h, 3, "{}", 0, &a);
+  assert_int_equal(a.res.status, KCLD_HANDLER_OK);
+  assert_string_equal(s_state, "{\"records\":3}");
+  run_window_batch(&f.loop, f.h, 2, "{\"records\":3}", 0, &a);
+  assert_int_equal(a.res.status, KCLD_HANDLER_OK);
+  assert_string_equal(s_state, "{\"records\":5}");
+  run_window_batch(&f.loop, f.h, 0, "{\"records\":5}", 1, &a);
+  assert_int_equal(a.res.status, KCLD_HANDLER_OK);
+  assert_string_equal(s_state, "{\"records\":5}");
+  close_plugin(&f);
+
+  /* A plugin that sets no state fails the batch, as Lambda does. */
+  open_plugin(&f, plugin_path("partial"), "window:\n  tumbling: 60s\n");
+  run_window_batch(&f.loop, f.h, 2, "{}", 0, &a);
+  assert_int_equal(a.res.status, KCLD_HANDLER_FAILED);
+  assert_string_equal(a.type, "MissingState");
+  assert_string_equal(s_state, "");
+  close_plugin(&f);
+
+  /* An ABI 1 plugin without a window still runs. */
+  open_plugin(&f, plugin_path("old_abi"), NULL);
+  run_batch(&f.loop, f.h, one, 1, &a);
+  assert_int_equal(a.res.status, KCLD_HANDLER_OK);
+  close_plugin(&f);
+}
+
 int main(void)
 {
   const struct CMUnitTest tests[] = {
     cmocka_unit_test(test_bad_abi_refused),
+    cmocka_unit_test(test_old_abi_with_window_refused),
     cmocka_unit_test(test_no_version_refused),
     cmocka_unit_test(test_missing_symbol_refused),
     cmocka_unit_test(test_missing_file_refused),
     cmocka_unit_test(test_init_refusal),
     cmocka_unit_test(test_results),
     cmocka_unit_test(test_config_pairs),
+    cmocka_unit_test(test_window_state),
     cmocka_unit_test(test_plugin_count),
   };
   json_object_seed(0);

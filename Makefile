@@ -240,6 +240,7 @@ examples/plugin-count/plugin-count.so: examples/plugin-count/plugin-count.c \
 $(BUILD)/tests/plugins/%.so: tests/plugins/%.c include/kcld/handler.h
 	@mkdir -p $(dir $@)
 	$(CC) $(PLUGIN_CFLAGS) -o $@ $<
+$(BUILD)/tests/plugins/old_abi.so: tests/plugins/bad_abi.c
 $(BUILD)/tests/integration/test_plugin \
 $(BUILD)/tests/integration/test_lambda_plugin_e2e: | $(TEST_PLUGINS) \
   examples/plugin-count/plugin-count.so

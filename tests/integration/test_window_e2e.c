@@ -33,18 +33,29 @@
 #include "harness.h"
 #include "proc.h"
 
-struct env {
+/* The emulators, a client on them, the test's directory. */
+static struct {
   struct kcld_emu emu;
   struct kcld_test_aws *aws;
   char dir[64];
+} E;
+
+/* One kcld run's files in the test's directory: <name>.yaml, .out (the
+ * child's calls), .log. */
+struct run {
+  char conf[128], out[128], log[128];
 };
 
-static struct env E;
+static void run_files(struct run *r, const char *name)
+{
+  snprintf(r->conf, sizeof(r->conf), "%s/%s.yaml", E.dir, name);
+  snprintf(r->out, sizeof(r->out), "%s/%s.out", E.dir, name);
+  snprintf(r->log, sizeof(r->log), "%s/%s.log", E.dir, name);
+}
 
 static int setup(void **state)
 {
   (void)state;
-  memset(&E, 0, sizeof(E));
   return kcld_e2e_fixture_start(&E.emu, &E.aws, E.dir, sizeof(E.dir),
                                 "window");
 }
@@ -191,7 +202,7 @@ static void check_doc_keys(const json_t *c)
 
 static void test_counts_per_window(void **state)
 {
-  char conf[128], out[128], log[128];
+  struct run r;
   json_t *all, *c;
   long long first_start = -1, counted[2] = {0, 0}, finals[2] = {-1, -1};
   size_t i, nf;
@@ -199,21 +210,19 @@ static void test_counts_per_window(void **state)
   (void)state;
 
   kcld_e2e_create_stream(E.aws, "win", 1);
-  snprintf(conf, sizeof(conf), "%s/count.yaml", E.dir);
-  snprintf(out, sizeof(out), "%s/count.out", E.dir);
-  snprintf(log, sizeof(log), "%s/count.log", E.dir);
-  write_config(conf, "winapp", "win", "2s", out, "-", "");
-  pid = kcld_test_spawn_kcld(conf, log);
+  run_files(&r, "count");
+  write_config(r.conf, "winapp", "win", "2s", r.out, "-", "");
+  pid = kcld_test_spawn_kcld(r.conf, r.log);
 
   /* 6 records early in one 2 s window, 4 in the next one. */
   clear_of_boundary(2000, 1500);
   put("win", "a", 6);
   kcld_test_sleep_ms((unsigned)(2000 - wall_ms() % 2000) + 200);
   put("win", "b", 4);
-  wait_calls(out, 10, 2, log);
-  kcld_e2e_stop_kcld(pid, log, 30000);
+  wait_calls(r.out, 10, 2, r.log);
+  kcld_e2e_stop_kcld(pid, r.log, 30000);
 
-  all = calls_in(out);
+  all = calls_in(r.out);
   json_array_foreach(all, i, c) {
     long long s = num(c, "start");
     int w;
@@ -245,7 +254,7 @@ static void test_counts_per_window(void **state)
   assert_int_equal(counted[1], 4);
   assert_int_equal(finals[0], 6);
   assert_int_equal(finals[1], 4);
-  assert_int_equal(records_in(out, &nf), 10);
+  assert_int_equal(records_in(r.out, &nf), 10);
   assert_int_equal(nf, 2);
 }
 
@@ -285,7 +294,7 @@ static void wait_window_attr(const char *app, const char *want,
 
 static void test_lease_move(void **state)
 {
-  char conf1[128], conf2[128], out1[128], out2[128], log1[128], log2[128];
+  struct run r1, r2;
   json_t *all, *c;
   size_t i, nf;
   int resumed = 0;
@@ -293,33 +302,29 @@ static void test_lease_move(void **state)
   (void)state;
 
   kcld_e2e_create_stream(E.aws, "winmove", 1);
-  snprintf(conf1, sizeof(conf1), "%s/move1.yaml", E.dir);
-  snprintf(conf2, sizeof(conf2), "%s/move2.yaml", E.dir);
-  snprintf(out1, sizeof(out1), "%s/move1.out", E.dir);
-  snprintf(out2, sizeof(out2), "%s/move2.out", E.dir);
-  snprintf(log1, sizeof(log1), "%s/move1.log", E.dir);
-  snprintf(log2, sizeof(log2), "%s/move2.log", E.dir);
-  write_config(conf1, "winmove", "winmove", "15m", out1, "-", "");
-  write_config(conf2, "winmove", "winmove", "15m", out2, "-", "");
+  run_files(&r1, "move1");
+  run_files(&r2, "move2");
+  write_config(r1.conf, "winmove", "winmove", "15m", r1.out, "-", "");
+  write_config(r2.conf, "winmove", "winmove", "15m", r2.out, "-", "");
 
   clear_of_boundary(900000, 30000);
-  pid = kcld_test_spawn_kcld(conf1, log1);
+  pid = kcld_test_spawn_kcld(r1.conf, r1.log);
   put("winmove", "one", 5);
-  wait_calls(out1, 5, 0, log1);
-  wait_window_attr("winmove", "\"count\":5", log1);
-  kcld_e2e_stop_kcld(pid, log1, 30000); /* mid-window */
-  assert_int_equal(records_in(out1, &nf), 5);
+  wait_calls(r1.out, 5, 0, r1.log);
+  wait_window_attr("winmove", "\"count\":5", r1.log);
+  kcld_e2e_stop_kcld(pid, r1.log, 30000); /* mid-window */
+  assert_int_equal(records_in(r1.out, &nf), 5);
   assert_int_equal(nf, 0);
 
-  pid = kcld_test_spawn_kcld(conf2, log2);
+  pid = kcld_test_spawn_kcld(r2.conf, r2.log);
   put("winmove", "two", 3);
-  wait_calls(out2, 3, 0, log2);
-  wait_window_attr("winmove", "\"count\":8", log2);
-  kcld_e2e_stop_kcld(pid, log2, 30000);
-  assert_true(kcld_e2e_file_has(log2, "window resumed from the lease table"));
+  wait_calls(r2.out, 3, 0, r2.log);
+  wait_window_attr("winmove", "\"count\":8", r2.log);
+  kcld_e2e_stop_kcld(pid, r2.log, 30000);
+  assert_true(kcld_e2e_file_has(r2.log, "window resumed from the lease table"));
 
   /* Worker 2's first call went on from worker 1's state. */
-  all = calls_in(out2);
+  all = calls_in(r2.out);
   json_array_foreach(all, i, c) {
     if (i == 0) {
       assert_false(flag(c, "final"));
@@ -333,28 +338,27 @@ static void test_lease_move(void **state)
 
 static void test_state_over_1mib(void **state)
 {
-  char conf[128], out[128], log[128];
+  struct run r;
   json_t *all, *c;
   long long counted = 0;
   pid_t pid;
   (void)state;
 
   kcld_e2e_create_stream(E.aws, "winbig", 1);
-  snprintf(conf, sizeof(conf), "%s/big.yaml", E.dir);
-  snprintf(out, sizeof(out), "%s/big.out", E.dir);
-  snprintf(log, sizeof(log), "%s/big.log", E.dir);
-  write_config(conf, "winbig", "winbig", "15m", out, "-", "big:1100000");
+  run_files(&r, "big");
+  write_config(r.conf, "winbig", "winbig", "15m", r.out, "-",
+               "big:1100000");
 
   clear_of_boundary(900000, 30000);
-  pid = kcld_test_spawn_kcld(conf, log);
+  pid = kcld_test_spawn_kcld(r.conf, r.log);
   put("winbig", "a", 1);
-  wait_calls(out, 1, 1, log);
+  wait_calls(r.out, 1, 1, r.log);
   put("winbig", "b", 2);
-  wait_calls(out, 3, 1, log);
-  kcld_e2e_stop_kcld(pid, log, 30000);
-  assert_true(kcld_e2e_file_has(log, "window state over 1 MiB"));
+  wait_calls(r.out, 3, 1, r.log);
+  kcld_e2e_stop_kcld(pid, r.log, 30000);
+  assert_true(kcld_e2e_file_has(r.log, "window state over 1 MiB"));
 
-  all = calls_in(out);
+  all = calls_in(r.out);
   assert_true(json_array_size(all) >= 3);
   c = json_array_get(all, 0); /* answers a state over 1 MiB */
   assert_false(flag(c, "final"));

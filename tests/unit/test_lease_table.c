@@ -247,32 +247,32 @@ static void test_expressions(void **state)
 
   /* With a tumbling window: kcldWindowState set, or removed, in the same
    * write. */
+#define WINDOW_NAMES                                                         \
+  "{\"#c\":\"leaseCounter\",\"#o\":\"leaseOwner\","                          \
+  "\"#w\":\"kcldWindowState\",\"#cp\":\"checkpoint\","                      \
+  "\"#cs\":\"checkpointSubSequenceNumber\","                                 \
+  "\"#s\":\"ownerSwitchesSinceCheckpoint\"," PENDING_NAMES "}"
+#define CP_VALUES                                                            \
+  "\":cp\":{\"S\":\"123456789012345678901234567890\"},"                       \
+  "\":cs\":{\"N\":\"9\"},\":zero\":{\"N\":\"0\"}}"
   ch.window = "{\"v\":1}";
   check_update(&seen, &ch,
                "SET #cp = :cp, #cs = :cs, #s = :zero, #c = :n, #w = :w "
                "REMOVE #p, #ps, #pst",
                "#c = :c AND #o = :me",
-               "{\"#c\":\"leaseCounter\",\"#o\":\"leaseOwner\","
-               "\"#w\":\"kcldWindowState\",\"#cp\":\"checkpoint\","
-               "\"#cs\":\"checkpointSubSequenceNumber\","
-               "\"#s\":\"ownerSwitchesSinceCheckpoint\"," PENDING_NAMES "}",
+               WINDOW_NAMES,
                "{\":c\":{\"N\":\"41\"},\":n\":{\"N\":\"42\"},"
                "\":me\":{\"S\":\"me\"},\":w\":{\"S\":\"{\\\"v\\\":1}\"},"
-               "\":cp\":{\"S\":\"123456789012345678901234567890\"},"
-               "\":cs\":{\"N\":\"9\"},\":zero\":{\"N\":\"0\"}}");
+               CP_VALUES);
   ch.window = "";
   check_update(&seen, &ch,
                "SET #cp = :cp, #cs = :cs, #s = :zero, #c = :n "
                "REMOVE #p, #ps, #pst, #w",
                "#c = :c AND #o = :me",
-               "{\"#c\":\"leaseCounter\",\"#o\":\"leaseOwner\","
-               "\"#w\":\"kcldWindowState\",\"#cp\":\"checkpoint\","
-               "\"#cs\":\"checkpointSubSequenceNumber\","
-               "\"#s\":\"ownerSwitchesSinceCheckpoint\"," PENDING_NAMES "}",
+               WINDOW_NAMES,
                "{\":c\":{\"N\":\"41\"},\":n\":{\"N\":\"42\"},"
                "\":me\":{\"S\":\"me\"},"
-               "\":cp\":{\"S\":\"123456789012345678901234567890\"},"
-               "\":cs\":{\"N\":\"9\"},\":zero\":{\"N\":\"0\"}}");
+               CP_VALUES);
   ch.window = NULL;
 
   const char *kids[] = {"k1", "k2", "k1", ""};

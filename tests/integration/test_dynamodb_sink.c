@@ -901,7 +901,8 @@ static void test_kill(void **state)
   char **p = payloads_for(2, 2, "kill");
   struct kcld_record_batch *b = make_batch(pre, (const char *const *)p, 2);
   const struct kcld_record *ptrs[2] = {&b->records[0], &b->records[1]};
-  struct kcld_handler_batch hb = {"shardId-000000000001", ptrs, 2, 0, 1};
+  struct kcld_handler_batch hb = {"shardId-000000000001", ptrs, 2, 0, 1,
+                                  NULL};
   struct answer a = {0};
   (void)state;
 

@@ -65,7 +65,7 @@ static void test_msg_records(void **state)
   static const uint8_t bin[] = {0x00, 0xff, 0x10, '\n', '"'};
   struct kcld_record r[2];
   const struct kcld_record *ptrs[2] = {&r[0], &r[1]};
-  struct kcld_handler_batch b = {"shardId-7", ptrs, 2, 1234, 1};
+  struct kcld_handler_batch b = {"shardId-7", ptrs, 2, 1234, 1, NULL};
   memset(r, 0, sizeof(r));
   r[0].data = bin;
   r[0].data_len = sizeof(bin);

@@ -38,6 +38,7 @@
 #include "aws/http.h"
 #include "aws/sqs.h"
 #include "base/seq.h"
+#include "consumer_fakes.h"
 #include "consume/getrecords.h"
 #include "err.h"
 #include "fault.h"

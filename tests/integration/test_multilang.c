@@ -243,7 +243,7 @@ static void make_recs(struct recs *rs, unsigned first, size_t n)
 static void run_batch(struct fx *f, const char *shard, struct recs *rs,
                       struct result *r)
 {
-  struct kcld_handler_batch b = {shard, rs->p, rs->n, 5, 1};
+  struct kcld_handler_batch b = {shard, rs->p, rs->n, 5, 1, NULL};
   memset(r, 0, sizeof(*r));
   assert_int_equal(kcld_handler_process(f->h, &b, on_done, r), 0);
   if (!kcld_test_run_until(&f->loop, &r->done, 10000))
@@ -600,8 +600,8 @@ static void test_kill(void **state)
 
   make_recs(&a, 400, 2);
   make_recs(&b, 402, 1);
-  b1 = (struct kcld_handler_batch){SHARD, a.p, a.n, -1, 1};
-  b2 = (struct kcld_handler_batch){SHARD, b.p, b.n, -1, 1};
+  b1 = (struct kcld_handler_batch){SHARD, a.p, a.n, -1, 1, NULL};
+  b2 = (struct kcld_handler_batch){SHARD, b.p, b.n, -1, 1, NULL};
   memset(&r1, 0, sizeof(r1));
   memset(&r2, 0, sizeof(r2));
   memset(&r3, 0, sizeof(r3));
@@ -642,8 +642,8 @@ static void test_two_shards(void **state)
   struct fx *f = fx_new(cmd, NULL);
   make_recs(&a, 1, 2);
   make_recs(&b, 7, 2);
-  ba = (struct kcld_handler_batch){"shardId-A", a.p, a.n, -1, 1};
-  bb = (struct kcld_handler_batch){"shardId-B", b.p, b.n, -1, 1};
+  ba = (struct kcld_handler_batch){"shardId-A", a.p, a.n, -1, 1, NULL};
+  bb = (struct kcld_handler_batch){"shardId-B", b.p, b.n, -1, 1, NULL};
   memset(&ra, 0, sizeof(ra));
   memset(&rb, 0, sizeof(rb));
   assert_int_equal(kcld_handler_process(f->h, &ba, on_done, &ra), 0);

@@ -31,6 +31,7 @@
 
 #include "base/base64.h"
 #include "base/seq.h"
+#include "consumer_fakes.h"
 #include "consume/getrecords.h"
 #include "err.h"
 #include "harness.h"
@@ -178,29 +179,6 @@ void kcld_shard_consumer_progress(struct kcld_shard_consumer *c,
     f->regress++;
   snprintf(f->progress, sizeof(f->progress), "%s", sequence);
   f->progress_calls++;
-}
-
-void kcld_shard_consumer_progress_window(struct kcld_shard_consumer *c,
-                                         const char *sequence, uint64_t sub,
-                                         const char *window)
-{
-  (void)window;
-  kcld_shard_consumer_progress(c, sequence, sub);
-}
-
-int64_t kcld_shard_consumer_millis_behind(const struct kcld_shard_consumer *c)
-{
-  (void)c;
-  return 0;
-}
-
-char *kcld_shard_consumer_take_window(struct kcld_shard_consumer *c,
-                                     const char **sequence, uint64_t *sub)
-{
-  (void)c;
-  *sequence = NULL;
-  *sub = 0;
-  return NULL;
 }
 
 void kcld_shard_consumer_done(struct kcld_shard_delivery *d)

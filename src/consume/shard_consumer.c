@@ -12,13 +12,14 @@
  * the order of the phases.  Each phase has at most one wait, on the one
  * timer (what it waits for follows from the phase; on_timer).
  *
- * Nothing that calls into this module calls out of it in the same stack:
- * the sink's done() and progress(), and each answer of the source, only
- * note what happened and wake the step (a uv_idle); the step, on a later
- * turn of the loop, delivers the next batch (one per turn), moves a drain
- * on to the shard's end or the stop's flush, and lets the source read on.
- * So deliver() is never called from inside done() or progress(), and a
- * sink may call them from anywhere, inside deliver() and cancel() too. */
+ * The sink's done() and progress() only note what happened and wake the
+ * step (a uv_idle); the step, on a later turn of the loop, delivers the
+ * next batch (one per call), moves a drain on to the shard's end or the
+ * stop's flush, and lets the source read on.  The source's answers run the
+ * step at once: they come from the source's own loop callbacks.  So
+ * deliver() is never called from inside a call of the sink (done,
+ * progress, cancel, deliver itself), and a sink may call done() and
+ * progress() from anywhere. */
 #include "consume/shard_consumer.h"
 
 #include <stdio.h>
@@ -76,8 +77,8 @@ struct queued {
 
 struct kcld_shard_consumer {
   uv_timer_t timer;          /* the phase's one wait (enum phase) */
-  uv_idle_t step;            /* on_step: what done, progress and the
-                                source's answers set going */
+  uv_idle_t step;            /* on_step: what done and progress set
+                                going, a turn later */
 
   uv_loop_t *loop;
   struct kcld_kinesis *kinesis;
@@ -506,15 +507,22 @@ static void pump(struct kcld_shard_consumer *c)
   uv_timer_start(&c->timer, on_timer, wait < 5000 ? wait : 5000, 0);
 }
 
-/* The step: everything that done, progress and the source's answers set
- * going, on a later turn of the loop than they came. */
+/* Moves the consumer on: the next delivery, a drain to its next phase,
+ * the source reading on.  Never from inside a call of the sink. */
+static void step(struct kcld_shard_consumer *c)
+{
+  pump(c);
+  check_drain(c);
+  resume_source(c);
+}
+
+/* The step for what the sink said (done, progress), on a later turn of the
+ * loop than it came. */
 static void on_step(uv_idle_t *h)
 {
   struct kcld_shard_consumer *c = h->data;
   uv_idle_stop(h);
-  pump(c);
-  check_drain(c);
-  resume_source(c);
+  step(c);
 }
 
 static void kick(struct kcld_shard_consumer *c)
@@ -637,7 +645,7 @@ static int on_source_batch(void *arg, struct kcld_record_batch *b)
     free(q);
     kcld_record_batch_release(b);
   }
-  kick(c);
+  step(c); /* from the source's loop callback: no sink call is under us */
   return 0;
 }
 
@@ -645,7 +653,7 @@ static void on_source_ended(void *arg)
 {
   struct kcld_shard_consumer *c = arg;
   reached_end(c);
-  kick(c);
+  step(c);
 }
 
 /* Whether the source may read more (memory is the account's business). */

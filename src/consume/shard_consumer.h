@@ -120,8 +120,9 @@ struct kcld_shard_delivery {
  *    then.  Called at most once per consumer.
  *
  *  keep(keep_arg, r), optional: whether the sink takes record r (1) or
- *    passes it over (0).  Asked on the worker pool, in the job that parses
- *    each batch, so that a costly test (a filter) never runs on the loop;
+ *    passes it over (0).  Asked where each batch is parsed: on the worker
+ *    pool (on the loop only for a small answer: poller.c), so that a costly
+ *    test (a filter) never holds up the loop for a large batch;
  *    the answer is r->filtered, and such records are still delivered (the
  *    sink deals with them as it likes).  keep_arg must stay valid and
  *    unchanged until every consumer given this sink is freed. */

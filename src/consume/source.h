@@ -68,8 +68,9 @@ struct kcld_source_cbs {
 };
 
 /* The sink's keep test (struct kcld_shard_sink.keep), which the source's
- * parse job runs over each batch it parses (kcld_record_batch_filter), on
- * the worker pool, before the batch is handed over.  fn NULL: none. */
+ * parse job runs over each batch it parses (kcld_record_batch_filter),
+ * before the batch is handed over: on the worker pool, or on the loop for
+ * an answer the source parses there.  fn NULL: none. */
 struct kcld_source_keep {
   kcld_record_keep_fn fn;
   const void *arg;

@@ -178,7 +178,7 @@ static int at_sink(const struct kcld_shard_consumer *c)
 }
 
 /* The phase hands batches to the sink. */
-static int delivering(enum phase p)
+static int delivers(enum phase p)
 {
   return p == PH_READING || p == PH_DRAINING;
 }
@@ -262,7 +262,7 @@ static void enter(struct kcld_shard_consumer *c, enum phase to)
   if (to <= from)
     return;
   c->phase = to;
-  if (!(delivering(from) && delivering(to)))
+  if (!(delivers(from) && delivers(to)))
     uv_timer_stop(&c->timer);
   if (from <= PH_DRAINING && to > PH_DRAINING) {
     stop_source(c);
@@ -459,7 +459,7 @@ static void on_timer(uv_timer_t *t)
  * inside deliver() wakes the step for the next. */
 static void pump(struct kcld_shard_consumer *c)
 {
-  if (!delivering(c->phase) || at_sink(c) || !c->qhead ||
+  if (!delivers(c->phase) || at_sink(c) || !c->qhead ||
       uv_is_active((uv_handle_t *)&c->timer))
     return;
   struct queued *q = c->qhead;
@@ -486,7 +486,7 @@ static void pump(struct kcld_shard_consumer *c)
   /* Refused: nothing is kept by the sink; offer it again later. */
   c->d.batch = NULL;
   c->delivered_last = prev;
-  if (!delivering(c->phase)) {
+  if (!delivers(c->phase)) {
     c->stats.buffered_bytes -= b->mem_bytes;
     kcld_record_batch_release(b);
     free(q);

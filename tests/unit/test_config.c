@@ -537,6 +537,18 @@ static const struct bad_case s_bad[] = {
    "window:\n  tumbling: 60s\n",
    "kcld.yaml:7:27: window.tumbling: needs batch.parallelization_factor 1 (a "
    "shard's state goes from one call to the next), got 2\n", NULL, NULL},
+  /* ... and for each stream's own handler and batch. */
+  {"window with a stream's own handler", "application: app\n"
+   "handler:\n  type: plugin\n  path: /p.so\nwindow:\n  tumbling: 60s\n"
+   "streams:\n  - name: o\n  - name: p\n    handler: {type: stdout}\n",
+   "kcld.yaml:6:13: window.tumbling: only the lambda and plugin handlers "
+   "take a window; handler.type is stdout\n", NULL, NULL},
+  {"window with a stream's own parallelization", "application: app\n"
+   "handler:\n  type: plugin\n  path: /p.so\nwindow:\n  tumbling: 60s\n"
+   "streams:\n  - name: o\n"
+   "    batch: {parallelization_factor: 3}\n",
+   "kcld.yaml:9:37: window.tumbling: needs batch.parallelization_factor 1 "
+   "(a shard's state goes from one call to the next), got 3\n", NULL, NULL},
 };
 
 #define NBAD (sizeof(s_bad) / sizeof(s_bad[0]))

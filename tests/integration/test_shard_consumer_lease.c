@@ -7,7 +7,10 @@
  * ends one (SHARD_END recorded, the two children's leases created and
  * consumed by this worker); every record reaches a sink exactly once, in
  * shard order; a graceful stop and release_all leave every lease
- * checkpointed at its last record and without an owner.
+ * checkpointed at its last record and without an owner.  A window text
+ * reported with progress is written into the lease item with its
+ * checkpoint, each closed consumer tells its sink so once (sink.closed),
+ * and the next owner of the lease gets the text (take_window).
  *
  * test_shard_consumer.c covers the consumer alone, with the coordinator
  * faked at link time. */
@@ -53,6 +56,8 @@ struct got {
 struct sink {
   struct got got[MAXGOT];
   size_t n;
+  int windowed;        /* report "w-<last record's data>" as the window */
+  int closed_calls;    /* sink.closed */
 };
 
 static int sink_deliver(void *impl, struct kcld_shard_delivery *d)
@@ -70,8 +75,11 @@ static int sink_deliver(void *impl, struct kcld_shard_delivery *d)
     s->n++;
   }
   const struct kcld_record *last = &d->records[d->count - 1];
-  kcld_shard_consumer_progress(d->consumer, last->sequence_number,
-                               last->sub_sequence_number);
+  char window[24];
+  snprintf(window, sizeof(window), "w-%s", s->got[s->n - 1].data);
+  kcld_shard_consumer_progress_window(d->consumer, last->sequence_number,
+                                      last->sub_sequence_number,
+                                      s->windowed ? window : NULL);
   kcld_shard_consumer_done(d);
   return 0;
 }
@@ -80,6 +88,13 @@ static void sink_cancel(void *impl, struct kcld_shard_consumer *c)
 {
   (void)impl;
   (void)c; /* nothing is ever held */
+}
+
+static void sink_closed(void *impl, struct kcld_shard_consumer *c)
+{
+  struct sink *s = impl;
+  (void)c;
+  s->closed_calls++;
 }
 
 /* ======== The worker: one consumer per acquired lease ======== */
@@ -103,6 +118,9 @@ struct world {
     int closed;
   } slots[MAXC];
   int nslots;
+  const char *windowed;     /* this shard's sink reports a window */
+  char took[32];            /* what take_window gave for it */
+  char took_seq[KCLD_SEQ_MAX + 1];
   int lost_calls;
   int released, release_err;
 };
@@ -138,9 +156,20 @@ static void w_acquired(const struct kcld_lease *lease, void *arg)
     .max_buffered_bytes =
       (size_t)kcld_test_key_default("fetch.max_buffered_bytes"),
     .sink = {.deliver = sink_deliver, .cancel = sink_cancel,
-             .impl = &sl->sink},
+             .closed = sink_closed, .impl = &sl->sink},
     .finished = on_finished, .arg = sl};
+  sl->sink.windowed = w->windowed && strcmp(sl->shard, w->windowed) == 0;
   assert_int_equal(kcld_shard_consumer_start(&o, &sl->c), 0);
+  if (sl->sink.windowed) {
+    const char *seq;
+    uint64_t sub;
+    char *text = kcld_shard_consumer_take_window(sl->c, &seq, &sub);
+    snprintf(w->took, sizeof(w->took), "%s", text ? text : "(none)");
+    snprintf(w->took_seq, sizeof(w->took_seq), "%s", seq ? seq : "");
+    free(text);
+    /* Handed over once. */
+    assert_null(kcld_shard_consumer_take_window(sl->c, &seq, &sub));
+  }
 }
 
 static void w_lost(const char *shard_id, void *arg)
@@ -305,6 +334,57 @@ static void assert_all_once(const struct world *w, json_t *produced)
   }
 }
 
+/* Stops and closes every consumer still open: each tells its sink once. */
+static void w_stop_all(struct world *w)
+{
+  for (int i = 0; i < w->nslots; i++)
+    if (!w->slots[i].closed)
+      kcld_shard_consumer_stop(w->slots[i].c, 5000);
+  for (int i = 0; i < w->nslots; i++) {
+    if (w->slots[i].closed)
+      continue;
+    assert_true(kcld_test_run_until(&w->loop, &w->slots[i].finished, 10000));
+    assert_int_equal(w->slots[i].how, KCLD_SHARD_CONSUMER_STOPPED);
+    assert_int_equal(w->slots[i].err, 0);
+    assert_int_equal(w->slots[i].sink.closed_calls, 0);
+    kcld_shard_consumer_close(w->slots[i].c);
+    w->slots[i].closed = 1;
+  }
+  for (int i = 0; i < w->nslots; i++)
+    assert_int_equal(w->slots[i].sink.closed_calls, 1);
+}
+
+/* Worker b takes over the released leases of stream/table: the consumer of
+ * `shard` is handed the window text `want`, acquired at checkpoint
+ * want_seq. */
+static void take_over(const char *stream, const char *table,
+                      const char *shard, const char *want,
+                      const char *want_seq)
+{
+  static struct world w;
+  w_open(&w);
+  snprintf(w.stream, sizeof(w.stream), "%s", stream);
+  w.windowed = shard;
+  struct kcld_coordinator_opts co = {
+    .loop = &w.loop, .aws = w.aws, .table = table, .stream = w.stream,
+    .worker_id = "worker-b", .failover_ms = 6000, .take_interval_ms = 1000,
+    .shard_sync_interval_ms = 60000, .cleanup_delay_ms = 600000,
+    .initial_position = KCLD_POS_TRIM_HORIZON,
+    .cbs = {.ready = w_ready, .acquired = w_acquired, .lost = w_lost,
+            .arg = &w}};
+  assert_int_equal(kcld_coordinator_start(&co, &w.coord), 0);
+  assert_true(kcld_test_run_until(&w.loop, &w.ready, 15000));
+  for (int i = 0; i < 100 && !w_slot(&w, shard); i++)
+    w_sleep(&w, 100);
+  assert_non_null(w_slot(&w, shard));
+  assert_string_equal(w.took, want);
+  assert_string_equal(w.took_seq, want_seq);
+  w_stop_all(&w);
+  kcld_coordinator_release_all(w.coord, w_released, &w);
+  assert_true(kcld_test_run_until(&w.loop, &w.released, 10000));
+  w_close(&w);
+}
+
 /* ======== The test ======== */
 
 static void test_with_coordinator_through_a_split(void **state)
@@ -318,6 +398,7 @@ static void test_with_coordinator_through_a_split(void **state)
   kcld_e2e_create_stream(s_t, w.stream, 2);
   put_records(w.stream, 0, N1, produced);
   snprintf(table, sizeof(table), "%s-leases", w.stream);
+  w.windowed = SHARD1;
 
   struct kcld_coordinator_opts co = {
     .loop = &w.loop, .aws = w.aws, .table = table, .stream = w.stream,
@@ -340,6 +421,13 @@ static void test_with_coordinator_through_a_split(void **state)
   assert_string_equal(attr_s(items, SHARD0, "leaseOwner"), "worker-a");
   assert_string_equal(attr_s(items, SHARD1, "checkpoint"),
                       last_seq(produced, SHARD1));
+  /* Shard 1's window text went with its checkpoint; a new lease had none. */
+  struct slot *s1 = w_slot(&w, SHARD1);
+  char want[24];
+  snprintf(want, sizeof(want), "w-%s", s1->sink.got[s1->sink.n - 1].data);
+  assert_string_equal(attr_s(items, SHARD1, "kcldWindowState"), want);
+  assert_null(attr_s(items, SHARD0, "kcldWindowState"));
+  assert_string_equal(w.took, "(none)");
   json_decref(items);
 
   /* Split shard 0: its consumer reaches the end, records SHARD_END, and the
@@ -355,6 +443,7 @@ static void test_with_coordinator_through_a_split(void **state)
   assert_int_equal(s0->err, 0);
   kcld_shard_consumer_close(s0->c);
   s0->closed = 1;
+  assert_int_equal(s0->sink.closed_calls, 1);
 
   kcld_e2e_wait_stream_active(s_t, w.stream);
   put_records(w.stream, N1, N2, produced);
@@ -381,18 +470,7 @@ static void test_with_coordinator_through_a_split(void **state)
   json_decref(items);
 
   /* Graceful stop of every consumer, then release. */
-  for (int i = 0; i < w.nslots; i++)
-    if (!w.slots[i].closed)
-      kcld_shard_consumer_stop(w.slots[i].c, 5000);
-  for (int i = 0; i < w.nslots; i++) {
-    if (w.slots[i].closed)
-      continue;
-    assert_true(kcld_test_run_until(&w.loop, &w.slots[i].finished, 10000));
-    assert_int_equal(w.slots[i].how, KCLD_SHARD_CONSUMER_STOPPED);
-    assert_int_equal(w.slots[i].err, 0);
-    kcld_shard_consumer_close(w.slots[i].c);
-    w.slots[i].closed = 1;
-  }
+  w_stop_all(&w);
   kcld_coordinator_release_all(w.coord, w_released, &w);
   assert_true(kcld_test_run_until(&w.loop, &w.released, 10000));
   assert_int_equal(w.release_err, 0);
@@ -409,9 +487,15 @@ static void test_with_coordinator_through_a_split(void **state)
       assert_string_equal(cp, k->got[k->n - 1].seq);
     assert_null(attr_s(items, w.slots[i].shard, "leaseOwner"));
   }
+  snprintf(want, sizeof(want), "w-%s", s1->sink.got[s1->sink.n - 1].data);
+  assert_string_equal(attr_s(items, SHARD1, "kcldWindowState"), want);
   json_decref(items);
   json_decref(produced);
   w_close(&w);
+
+  /* The next owner of shard 1 is handed its window, with the checkpoint
+   * it belongs to. */
+  take_over(w.stream, table, SHARD1, want, s1->sink.got[s1->sink.n - 1].seq);
 }
 
 static int setup(void **state)

@@ -247,6 +247,22 @@ static void w_close(struct world *w)
   kcld_test_loop_finish(&w->loop);
 }
 
+/* Starts w's coordinator on `table` as worker_id and waits until it is
+ * ready. */
+static void w_start(struct world *w, const char *table, const char *worker_id)
+{
+  struct kcld_coordinator_opts co = {
+    .loop = &w->loop, .aws = w->aws, .table = table, .stream = w->stream,
+    .worker_id = worker_id, .failover_ms = 6000, .take_interval_ms = 1000,
+    .shard_sync_interval_ms = 60000, .cleanup_delay_ms = 600000,
+    .initial_position = KCLD_POS_TRIM_HORIZON,
+    .cbs = {.ready = w_ready, .acquired = w_acquired, .lost = w_lost,
+            .arg = w}};
+  assert_int_equal(kcld_coordinator_start(&co, &w->coord), 0);
+  assert_true(kcld_test_run_until(&w->loop, &w->ready, 15000));
+  assert_int_equal(w->ready_err, 0);
+}
+
 /* ======== Records and the lease table ======== */
 
 /* Puts records "rec-<id>" ids first..first+n-1 under keys "k<id>",
@@ -365,15 +381,7 @@ static void take_over(const char *stream, const char *table,
   w_open(&w);
   snprintf(w.stream, sizeof(w.stream), "%s", stream);
   w.windowed = shard;
-  struct kcld_coordinator_opts co = {
-    .loop = &w.loop, .aws = w.aws, .table = table, .stream = w.stream,
-    .worker_id = "worker-b", .failover_ms = 6000, .take_interval_ms = 1000,
-    .shard_sync_interval_ms = 60000, .cleanup_delay_ms = 600000,
-    .initial_position = KCLD_POS_TRIM_HORIZON,
-    .cbs = {.ready = w_ready, .acquired = w_acquired, .lost = w_lost,
-            .arg = &w}};
-  assert_int_equal(kcld_coordinator_start(&co, &w.coord), 0);
-  assert_true(kcld_test_run_until(&w.loop, &w.ready, 15000));
+  w_start(&w, table, "worker-b");
   for (int i = 0; i < 100 && !w_slot(&w, shard); i++)
     w_sleep(&w, 100);
   assert_non_null(w_slot(&w, shard));
@@ -399,17 +407,7 @@ static void test_with_coordinator_through_a_split(void **state)
   put_records(w.stream, 0, N1, produced);
   snprintf(table, sizeof(table), "%s-leases", w.stream);
   w.windowed = SHARD1;
-
-  struct kcld_coordinator_opts co = {
-    .loop = &w.loop, .aws = w.aws, .table = table, .stream = w.stream,
-    .worker_id = "worker-a", .failover_ms = 6000, .take_interval_ms = 1000,
-    .shard_sync_interval_ms = 60000, .cleanup_delay_ms = 600000,
-    .initial_position = KCLD_POS_TRIM_HORIZON,
-    .cbs = {.ready = w_ready, .acquired = w_acquired, .lost = w_lost,
-            .arg = &w}};
-  assert_int_equal(kcld_coordinator_start(&co, &w.coord), 0);
-  assert_true(kcld_test_run_until(&w.loop, &w.ready, 15000));
-  assert_int_equal(w.ready_err, 0);
+  w_start(&w, table, "worker-a");
   w_wait_got(&w, N1, 15000);
   assert_int_equal(w.nslots, 2);
 

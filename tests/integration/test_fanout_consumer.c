@@ -297,7 +297,8 @@ static void sink_cancel(void *impl, struct kcld_shard_consumer *c)
 }
 
 /* The lease double: the coordinator, faked at link time.  This file
- * defines kcld_coordinator_checkpoint, _shard_ended and _parents_done and
+ * defines kcld_coordinator_checkpoint, _checkpoint_window, _shard_ended and
+ * _parents_done and
  * what a struct kcld_coordinator is here, so lease/coordinator.o is never
  * linked in; it answers at once. */
 struct kcld_coordinator {
@@ -321,6 +322,17 @@ void kcld_coordinator_checkpoint(struct kcld_coordinator *l,
   snprintf(l->cp, sizeof(l->cp), "%s", seq);
   l->cp_writes++;
   cb(0, arg);
+}
+
+/* No sink here reports a window: a write with one is a plain checkpoint. */
+void kcld_coordinator_checkpoint_window(struct kcld_coordinator *l,
+                                        const char *shard_id,
+                                        const char *seq, uint64_t sub,
+                                        const char *window, kcld_lease_cb cb,
+                                        void *arg)
+{
+  assert_null(window);
+  kcld_coordinator_checkpoint(l, shard_id, seq, sub, cb, arg);
 }
 
 void kcld_coordinator_shard_ended(struct kcld_coordinator *l,

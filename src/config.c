@@ -1075,18 +1075,21 @@ const char *kcld_config_endpoint(const struct kcld_config *cfg,
                                  const char **source)
 {
   static const char *const keys[] = {"endpoints.kinesis",
-                                     "endpoints.dynamodb", "endpoints.sqs"};
+                                     "endpoints.dynamodb", "endpoints.sqs",
+                                     NULL, "endpoints.s3"};
   static const char *const vars[] = {"AWS_ENDPOINT_URL_KINESIS",
                                      "AWS_ENDPOINT_URL_DYNAMODB",
-                                     "AWS_ENDPOINT_URL_SQS"};
+                                     "AWS_ENDPOINT_URL_SQS", NULL,
+                                     "AWS_ENDPOINT_URL_S3"};
   const char *per, *v;
   if (source)
     *source = NULL;
-  if ((int)svc < 0 || (int)svc > KCLD_CONFIG_SQS)
+  if ((int)svc < 0 || (int)svc > KCLD_CONFIG_S3 || !keys[svc])
     return NULL;
   per = svc == KCLD_CONFIG_KINESIS    ? cfg->endpoints.kinesis
         : svc == KCLD_CONFIG_DYNAMODB ? cfg->endpoints.dynamodb
-                                      : cfg->endpoints.sqs;
+        : svc == KCLD_CONFIG_SQS      ? cfg->endpoints.sqs
+                                      : cfg->endpoints.s3;
   if (per && *per) {
     if (source)
       *source = keys[svc];

@@ -85,11 +85,12 @@ enum kcld_config_retry_mode {
 };
 
 /* The services kcld_config_endpoint() answers for.  Same values as enum
- * kcld_aws_service (aws/call.h). */
+ * kcld_aws_service (aws/call.h); STS (3) has no key of its own. */
 enum kcld_config_service {
   KCLD_CONFIG_KINESIS = 0,
   KCLD_CONFIG_DYNAMODB = 1,
-  KCLD_CONFIG_SQS = 2
+  KCLD_CONFIG_SQS = 2,
+  KCLD_CONFIG_S3 = 4
 };
 
 /* A list of strings: items[0..len-1], then items[len] == NULL, so `items` can
@@ -103,6 +104,7 @@ struct kcld_config_endpoints {
   char *kinesis;               /* base URL; "" = not set */
   char *dynamodb;
   char *sqs;
+  char *s3;
   enum kcld_config_switch fips;      /* FIPS endpoints */
   enum kcld_config_switch dualstack; /* dual-stack endpoints */
 };

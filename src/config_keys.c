@@ -90,6 +90,10 @@ const struct kcld_config_key kcld_config_keys[] = {
       "DynamoDB base URL; wins over endpoint and AWS_ENDPOINT_URL_DYNAMODB"),
   STR("endpoints.sqs", endpoints.sqs, "", C_URL, 0,
       "SQS base URL; wins over endpoint and AWS_ENDPOINT_URL_SQS"),
+  STR("endpoints.s3", endpoints.s3, "", C_URL, 0,
+      "S3 base URL (on_failure.s3, redrive --s3); wins over endpoint and "
+      "AWS_ENDPOINT_URL_S3; http:// and IP addresses get path-style "
+      "requests"),
   ENUM("endpoints.fips", endpoints.fips, "auto", s_switches, 0,
        "FIPS endpoints (kinesis-fips.REGION.amazonaws.com); auto = "
        "AWS_USE_FIPS_ENDPOINT, else the profile's use_fips_endpoint"),

@@ -132,8 +132,8 @@ static void check_plugin(struct report *r, const struct kcld_config *cfg)
 static void check_endpoint_vars(struct report *r,
                                 const struct kcld_config *cfg)
 {
-  const char *shown[KCLD_CONFIG_SQS + 1] = {NULL};
-  for (int svc = KCLD_CONFIG_KINESIS; svc <= KCLD_CONFIG_SQS; svc++) {
+  const char *shown[KCLD_CONFIG_S3 + 1] = {NULL};
+  for (int svc = KCLD_CONFIG_KINESIS; svc <= KCLD_CONFIG_S3; svc++) {
     const char *source = NULL;
     const char *url =
       kcld_config_endpoint(cfg, (enum kcld_config_service)svc, &source);

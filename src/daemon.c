@@ -553,6 +553,7 @@ static int start_clients(struct daemon *dm)
   ao.endpoint[KCLD_AWS_DYNAMODB] =
     kcld_config_endpoint(cfg, KCLD_CONFIG_DYNAMODB, NULL);
   ao.endpoint[KCLD_AWS_SQS] = kcld_config_endpoint(cfg, KCLD_CONFIG_SQS, NULL);
+  ao.endpoint[KCLD_AWS_S3] = kcld_config_endpoint(cfg, KCLD_CONFIG_S3, NULL);
   ao.max_attempts = cfg->http.max_attempts;
   ao.retry_mode = kcld_config_retry_mode_name(cfg);
   ao.use_fips = kcld_config_switch_value(cfg->endpoints.fips);

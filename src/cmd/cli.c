@@ -125,6 +125,7 @@ int kcld_cli_aws_open(struct kcld_cli_aws *c, const struct kcld_config *cfg)
   ao.endpoint[KCLD_AWS_DYNAMODB] =
     kcld_config_endpoint(cfg, KCLD_CONFIG_DYNAMODB, NULL);
   ao.endpoint[KCLD_AWS_SQS] = kcld_config_endpoint(cfg, KCLD_CONFIG_SQS, NULL);
+  ao.endpoint[KCLD_AWS_S3] = kcld_config_endpoint(cfg, KCLD_CONFIG_S3, NULL);
   ao.max_attempts = cfg->http.max_attempts;
   ao.retry_mode = kcld_config_retry_mode_name(cfg);
   ao.use_fips = kcld_config_switch_value(cfg->endpoints.fips);

@@ -102,18 +102,38 @@ static json_t *wait_lines(const char *path, size_t want, pid_t pid,
   }
 }
 
-/* A kcld config at `path`: application `app` on stream `stream` (the
- * kinesis_large emulator), fetch budget 1 MiB a shard, batches of 2, the
- * lambda child lambda_large.py writing to `out`; then `rest`. */
-static void write_config(const char *path, const char *app,
-                         const char *stream, const char *out,
-                         const char *rest)
+/* The records every test reads: stream "large", one shard, put once. */
+static struct {
+  char *big1, *big2;
+  const char *data[5];
+  json_t *produced;        /* [{shard, seq, data, pk}] in put order */
+  unsigned long long put_ms;
+} s_recs;
+
+/* One kcld run: its files in a directory of its own. */
+struct run {
+  char dir[32], conf[96], log[96], out[96];
+  pid_t pid;
+};
+
+/* Starts kcld as application `app` on stream "large" (the kinesis_large
+ * emulator): fetch budget 1 MiB a shard, batches of 2, the child
+ * large_records.py as `handler` ("lambda" or "multilang") writing to
+ * run->out; then `rest` (top-level YAML). */
+static void run_start(struct run *r, const char *app, const char *handler,
+                      const char *rest)
 {
-  FILE *f = fopen(path, "w");
+  FILE *f;
+  snprintf(r->dir, sizeof(r->dir), "/tmp/kcld-large-XXXXXX");
+  assert_non_null(mkdtemp(r->dir));
+  snprintf(r->conf, sizeof(r->conf), "%s/kcld.yaml", r->dir);
+  snprintf(r->log, sizeof(r->log), "%s/kcld.log", r->dir);
+  snprintf(r->out, sizeof(r->out), "%s/out.txt", r->dir);
+  f = fopen(r->conf, "w");
   assert_non_null(f);
   fprintf(f,
           "application: %s\n"
-          "stream: %s\n"
+          "stream: large\n"
           "region: us-east-1\n"
           "starting_position: TRIM_HORIZON\n"
           "endpoints:\n"
@@ -133,91 +153,138 @@ static void write_config(const char *path, const char *app,
           "batch:\n"
           "  size: 2\n"
           "handler:\n"
-          "  type: lambda\n"
-          "  command: [\"python3\", \"%s/tests/processors/lambda_large.py\", "
-          "\"%s\"]\n"
+          "  type: %s\n"
+          "  command: [\"python3\", \"%s/tests/processors/large_records.py\", "
+          "\"%s\", \"%s\"]\n"
           "%s",
-          app, stream, kcld_emu_url(&s_kinesis, "kinesis_large"),
-          kcld_emu_url(&s_emu, "dynamodb"), kcld_test_root(), out,
-          rest ? rest : "");
+          app, kcld_emu_url(&s_kinesis, "kinesis_large"),
+          kcld_emu_url(&s_emu, "dynamodb"), handler, kcld_test_root(), r->out,
+          handler, rest ? rest : "");
   assert_int_equal(fclose(f), 0);
+  r->pid = kcld_test_spawn_kcld(r->conf, r->log);
+}
+
+/* Stops kcld (gracefully) and removes the run's files. */
+static void run_stop(struct run *r)
+{
+  kcld_e2e_stop_kcld(r->pid, r->log, 20000);
+  unlink(r->conf);
+  unlink(r->log);
+  unlink(r->out);
+  rmdir(r->dir);
+}
+
+/* Every line of `lines` ("<seq> <bytes> <sha256>") is record i of the put
+ * records, for the `n` indexes in `which`. */
+static void check_lines(const json_t *lines, const size_t *which, size_t n)
+{
+  assert_int_equal(json_array_size(lines), n);
+  for (size_t k = 0; k < n; k++) {
+    size_t i = which[k];
+    char seq[96], hex[65], want[65];
+    size_t len = 0;
+    const char *line = json_string_value(json_array_get(lines, k));
+    assert_int_equal(sscanf(line, "%95s %zu %64s", seq, &len, hex), 3);
+    assert_string_equal(seq, json_string_value(json_object_get(
+                               json_array_get(s_recs.produced, i), "seq")));
+    assert_int_equal(len, strlen(s_recs.data[i]));
+    sha256_hex(s_recs.data[i], len, want);
+    assert_string_equal(hex, want);
+  }
+}
+
+static int setup(void **state)
+{
+  static const char *const keys[] = {"k", "k", "k", "k", "k"};
+  struct kcld_test_aws *t;
+  unsigned long long t0;
+  (void)state;
+  s_recs.big1 = big_text("big-one:", BIG, 1);
+  s_recs.big2 = big_text("big-two:", BIG, 2);
+  s_recs.data[0] = "small-1";
+  s_recs.data[1] = s_recs.big1;
+  s_recs.data[2] = "small-2";
+  s_recs.data[3] = s_recs.big2;
+  s_recs.data[4] = "small-3";
+  s_recs.produced = json_array();
+  t = kcld_test_aws_new(kcld_emu_url(&s_kinesis, "kinesis_large"),
+                        kcld_emu_url(&s_emu, "dynamodb"), NULL);
+  kcld_e2e_create_stream(t, "large", 1);
+  /* A record over 1 MiB goes alone in its PutRecords call. */
+  t0 = kcld_test_now_ms();
+  for (size_t i = 0; i < 5; i++)
+    kcld_e2e_put_records(t, "large", &s_recs.data[i], &keys[i], 1,
+                         s_recs.produced);
+  s_recs.put_ms = kcld_test_now_ms() - t0;
+  kcld_test_aws_free(t);
+  return 0;
+}
+
+static int teardown(void **state)
+{
+  (void)state;
+  json_decref(s_recs.produced);
+  free(s_recs.big1);
+  free(s_recs.big2);
+  return 0;
 }
 
 /* ======== Tests ======== */
 
 /* Two 10 MiB records between small ones reach a lambda child whole, with a
- * fetch budget of 1 MiB per shard: an answer larger than the budget still
+ * fetch budget of 1 MiB a shard: an answer larger than the budget still
  * goes through when the shard holds nothing else. */
-static void test_large_records_handled(void **state)
+static void test_lambda(void **state)
 {
-  char dir[] = "/tmp/kcld-large-XXXXXX", conf[96], log[96], out[96];
-  char *big1 = big_text("big-one:", BIG, 1), *big2 = big_text("big-two:", BIG, 2);
-  const char *data[] = {"small-1", big1, "small-2", big2, "small-3"};
-  const char *keys[] = {"k", "k", "k", "k", "k"};
-  struct kcld_test_aws *t;
-  json_t *produced = json_array(), *lines;
+  static const size_t all[] = {0, 1, 2, 3, 4};
+  struct run r;
+  unsigned long long t0 = kcld_test_now_ms(), ms;
+  json_t *lines;
   long hwm;
-  pid_t pid;
   (void)state;
-
-  assert_non_null(mkdtemp(dir));
-  snprintf(conf, sizeof(conf), "%s/kcld.yaml", dir);
-  snprintf(log, sizeof(log), "%s/kcld.log", dir);
-  snprintf(out, sizeof(out), "%s/out.txt", dir);
-  t = kcld_test_aws_new(kcld_emu_url(&s_kinesis, "kinesis_large"),
-                        kcld_emu_url(&s_emu, "dynamodb"), NULL);
-  kcld_e2e_create_stream(t, "large", 1);
-  /* A record over 1 MiB goes alone in its PutRecords call. */
-  unsigned long long t0 = kcld_test_now_ms();
-  for (size_t i = 0; i < 5; i++)
-    kcld_e2e_put_records(t, "large", &data[i], &keys[i], 1, produced);
-  unsigned long long put_ms = kcld_test_now_ms() - t0;
-  write_config(conf, "large-app", "large", out, NULL);
-  pid = kcld_test_spawn_kcld(conf, log);
-  t0 = kcld_test_now_ms();
-  lines = wait_lines(out, 5, pid, log);
-  unsigned long long handled_ms = kcld_test_now_ms() - t0;
-  hwm = vm_hwm_kib(pid);
-  kcld_e2e_stop_kcld(pid, log, 20000);
-
-  assert_int_equal(json_array_size(lines), 5);
-  for (size_t i = 0; i < 5; i++) {
-    char seq[96], hex[65], want[65];
-    size_t len = 0;
-    const char *line = json_string_value(json_array_get(lines, i));
-    assert_int_equal(sscanf(line, "%95s %zu %64s", seq, &len, hex), 3);
-    assert_string_equal(seq, json_string_value(json_object_get(
-                               json_array_get(produced, i), "seq")));
-    assert_int_equal(len, strlen(data[i]));
-    sha256_hex(data[i], len, want);
-    assert_string_equal(hex, want);
-  }
+  run_start(&r, "large-lambda", "lambda", NULL);
+  lines = wait_lines(r.out, 5, r.pid, r.log);
+  ms = kcld_test_now_ms() - t0;
+  hwm = vm_hwm_kib(r.pid);
+  run_stop(&r);
+  check_lines(lines, all, 5);
   printf("kcld, two 10 MiB records among 3 small ones to a lambda child "
          "(fetch budget 1 MiB a shard): put in %llu ms, all handled %llu ms "
          "after kcld started, peak RSS (VmHWM) %ld KiB\n",
-         put_ms, handled_ms, hwm);
-  unlink(conf);
-  unlink(log);
-  unlink(out);
-  rmdir(dir);
+         s_recs.put_ms, ms, hwm);
   json_decref(lines);
-  json_decref(produced);
-  kcld_test_aws_free(t);
-  free(big1);
-  free(big2);
+}
+
+/* The same through a KCL multilang record processor. */
+static void test_multilang(void **state)
+{
+  static const size_t all[] = {0, 1, 2, 3, 4};
+  struct run r;
+  json_t *lines;
+  long hwm;
+  (void)state;
+  run_start(&r, "large-multilang", "multilang", NULL);
+  lines = wait_lines(r.out, 5, r.pid, r.log);
+  hwm = vm_hwm_kib(r.pid);
+  run_stop(&r);
+  check_lines(lines, all, 5);
+  printf("kcld, the same to a multilang record processor: peak RSS (VmHWM) "
+         "%ld KiB\n", hwm);
+  json_decref(lines);
 }
 
 int main(void)
 {
   const struct CMUnitTest tests[] = {
-    cmocka_unit_test(test_large_records_handled),
+    cmocka_unit_test(test_lambda),
+    cmocka_unit_test(test_multilang),
   };
   if (kcld_emu_start(&s_kinesis, "kinesis_large") != 0 ||
       kcld_emu_start(&s_emu, "dynamodb") != 0) {
     fprintf(stderr, "emulators did not start\n");
     return 1;
   }
-  int rc = cmocka_run_group_tests(tests, NULL, NULL);
+  int rc = cmocka_run_group_tests(tests, setup, teardown);
   kcld_emu_stop(&s_emu);
   kcld_emu_stop(&s_kinesis);
   return rc;

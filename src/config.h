@@ -163,6 +163,7 @@ struct kcld_config_retry {
 
 struct kcld_config_on_failure {
   char *sqs;                   /* dead-letter queue URL; "" = none */
+  char *s3;                    /* dead-letter s3://bucket/prefix; "" = none */
   char *dir;                   /* dead-letter directory; resolved after
                                   loading: "" only with sqs, discard or
                                   block */

@@ -26,6 +26,7 @@
 #include "aws/credentials.h"
 #include "aws/http.h"
 #include "aws/kinesis.h"
+#include "aws/s3.h"
 #include "aws/sqs.h"
 #include "consume/budget.h"
 #include "consume/shard_consumer.h"
@@ -39,6 +40,7 @@
 #include "process/dispatcher.h"
 #include "process/dlq.h"
 #include "process/dlq_dir.h"
+#include "process/dlq_s3.h"
 #include "process/dlq_sqs.h"
 #include "process/pool.h"
 
@@ -83,6 +85,7 @@ struct daemon {
   struct kcld_kinesis *kinesis;
   struct kcld_handler *handler;
   struct kcld_sqs *sqs;        /* on_failure.sqs only */
+  struct kcld_s3 *s3;          /* on_failure.s3 only */
   struct kcld_dlq *dlq;
   struct kcld_dispatcher *disp;
   struct kcld_coordinator *coord;
@@ -305,6 +308,8 @@ static void close_all(struct daemon *dm)
   kcld_dlq_close(dm->dlq);
   if (dm->sqs)
     kcld_sqs_close(dm->sqs);
+  if (dm->s3)
+    kcld_s3_close(dm->s3);
   if (dm->handler)
     dm->handler->ops->destroy(dm->handler);
   if (dm->kinesis)
@@ -322,6 +327,7 @@ static void close_all(struct daemon *dm)
   dm->disp = NULL;
   dm->dlq = NULL;
   dm->sqs = NULL;
+  dm->s3 = NULL;
   dm->handler = NULL;
   dm->kinesis = NULL;
   dm->aws = NULL;
@@ -464,6 +470,42 @@ static void on_status_timer(uv_timer_t *t)
 
 /* ======== Start-up ======== */
 
+/* The store of on_failure.sqs, on_failure.s3, or both (large messages to
+ * S3, their location to the queue). */
+static int open_remote_store(struct daemon *dm, struct kcld_dlq_store **store)
+{
+  const struct kcld_config *cfg = dm->cfg;
+  struct kcld_dlq_store *q = NULL, *o = NULL;
+  const char *why = NULL;
+  int rc;
+
+  if (opt(cfg->on_failure.sqs)) {
+    if ((rc = kcld_sqs_new(dm->aws, &dm->loop, &dm->sqs)) != 0 ||
+        (rc = kcld_dlq_sqs_new(dm->sqs, cfg->on_failure.sqs, &q)) != 0)
+      return rc;
+  }
+  if (opt(cfg->on_failure.s3)) {
+    if ((rc = kcld_s3_new(dm->aws, &dm->loop, &dm->s3)) != 0 ||
+        (rc = kcld_dlq_s3_new(dm->s3, cfg->on_failure.s3, cfg->application,
+                              &o, &why)) != 0) {
+      if (why)
+        kcld_log(KCLD_LOG_ERROR, "bad on_failure.s3", "error", why, NULL);
+      if (q)
+        q->ops->free(q);
+      return rc;
+    }
+  }
+  if (q && o)
+    rc = kcld_dlq_s3_offload_new(q, o, store);
+  else
+    *store = q ? q : o;
+  if (rc == 0)
+    kcld_log(KCLD_LOG_INFO, "records that fail for good go to the "
+             "dead-letter destination", "destination", (*store)->ops->name,
+             "where", o ? o->where : q->where, NULL);
+  return rc;
+}
+
 /* The store given-up records go to: the queue of on_failure.sqs, else the
  * dead-letter directory, created and probed here (kcld does not start
  * without it).  *store stays NULL with on_failure.discard or .block. */
@@ -485,11 +527,8 @@ static int open_store(struct daemon *dm, struct kcld_dlq_store **store)
              "for good are logged and skipped", NULL);
     return 0;
   }
-  if (opt(cfg->on_failure.sqs)) {
-    if ((rc = kcld_sqs_new(dm->aws, &dm->loop, &dm->sqs)) != 0)
-      return rc;
-    return kcld_dlq_sqs_new(dm->sqs, cfg->on_failure.sqs, store);
-  }
+  if (opt(cfg->on_failure.sqs) || opt(cfg->on_failure.s3))
+    return open_remote_store(dm, store);
   memset(&d, 0, sizeof(d));
   d.loop = &dm->loop;
   d.dir = cfg->on_failure.dir;

@@ -319,6 +319,25 @@ static const struct bad_case s_bad[] = {
    "kcld.yaml:5:12: on_failure.discard: cannot be combined with "
    "on_failure.sqs: discard keeps no copy\n",
    NULL, NULL},
+  {"dead-letter bucket not s3://", H "on_failure:\n  s3: my-bucket/kcld\n",
+   "kcld.yaml:4:7: on_failure.s3: must be s3://BUCKET[/PREFIX]: not an "
+   "s3://BUCKET[/PREFIX] location\n",
+   NULL, NULL},
+  {"dead-letter bucket name bad", H "on_failure:\n  s3: s3://My_Bucket/\n",
+   "kcld.yaml:4:7: on_failure.s3: must be s3://BUCKET[/PREFIX]: bad bucket "
+   "name (3..63 of a-z 0-9 . -, starting and ending with a letter or "
+   "digit)\n",
+   NULL, NULL},
+  {"dead-letter bucket and dir",
+   H "on_failure:\n  s3: s3://dl-bucket/kcld\n  dir: /var/dl\n",
+   "kcld.yaml:5:8: on_failure.dir: cannot be combined with on_failure.s3: "
+   "records that fail for good go to one destination\n",
+   NULL, NULL},
+  {"block and bucket",
+   H "on_failure:\n  s3: s3://dl-bucket/kcld\n  block: true\n",
+   "kcld.yaml:5:10: on_failure.block: cannot be combined with "
+   "on_failure.s3: block never gives a record up\n",
+   NULL, NULL},
   {"block and discard", H "on_failure:\n  discard: true\n  block: true\n",
    "kcld.yaml:5:10: on_failure.block: cannot be combined with "
    "on_failure.discard: block never gives a record up\n",
@@ -582,6 +601,15 @@ static void test_dead_letter_dir(void **state)
   cfg = parse_ok(H "on_failure:\n  discard: true\n");
   assert_string_equal(cfg->on_failure.dir, "");
   assert_true(cfg->on_failure.discard);
+  kcld_config_free(cfg);
+  /* S3 alone, or with a queue (S3 takes what SQS cannot): no directory. */
+  cfg = parse_ok(H "on_failure:\n  s3: s3://dl-bucket/kcld\n");
+  assert_string_equal(cfg->on_failure.s3, "s3://dl-bucket/kcld");
+  assert_string_equal(cfg->on_failure.dir, "");
+  kcld_config_free(cfg);
+  cfg = parse_ok(H "on_failure:\n  sqs: http://q.local/1/q\n"
+                   "  s3: s3://dl-bucket\n");
+  assert_string_equal(cfg->on_failure.dir, "");
   kcld_config_free(cfg);
   if (saved)
     setenv("STATE_DIRECTORY", saved, 1);

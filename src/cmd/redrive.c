@@ -12,6 +12,7 @@
 #include "cmd/cli.h"
 #include "cmd/redrive_dir.h"
 #include "cmd/redrive_line.h"
+#include "cmd/redrive_s3.h"
 #include "err.h"
 #include "log.h"
 
@@ -262,6 +263,8 @@ static const char s_usage[] =
   "usage: kcld redrive --queue URL [--stream NAME] [--config PATH]\n"
   "                    [--max-messages N]\n"
   "       kcld redrive --dir PATH [--stream NAME | --to-handler]\n"
+  "                    [--config PATH]\n"
+  "       kcld redrive --s3 s3://BUCKET[/PREFIX] [--stream NAME]\n"
   "                    [--config PATH]\n";
 
 struct cmd_state {
@@ -285,6 +288,7 @@ int kcld_redrive_command(int argc, char **argv)
     {"max-messages", required_argument, NULL, 'n'},
     {"dir", required_argument, NULL, 'd'},
     {"to-handler", no_argument, NULL, 'H'},
+    {"s3", required_argument, NULL, 'S'},
     {"help", no_argument, NULL, 'h'},
     {NULL, 0, NULL, 0},
   };
@@ -295,13 +299,14 @@ int kcld_redrive_command(int argc, char **argv)
   struct kcld_kinesis *kin = NULL;
   struct cmd_state st;
   const char *path = NULL, *stream = NULL, *queue = NULL, *dir = NULL;
+  const char *s3 = NULL;
   char *end;
   int ch, rc, status = 1, to_handler = 0;
 
   memset(&o, 0, sizeof(o));
   optind = 0;
   opterr = 0;
-  while ((ch = getopt_long(argc, argv, ":q:s:c:n:d:Hh", opts, NULL)) !=
+  while ((ch = getopt_long(argc, argv, ":q:s:c:n:d:S:Hh", opts, NULL)) !=
          -1) {
     switch (ch) {
     case 'd':
@@ -309,6 +314,9 @@ int kcld_redrive_command(int argc, char **argv)
       break;
     case 'H':
       to_handler = 1;
+      break;
+    case 'S':
+      s3 = optarg;
       break;
     case 'q':
       queue = optarg;
@@ -336,10 +344,10 @@ int kcld_redrive_command(int argc, char **argv)
       return 2;
     }
   }
-  if (!queue == !dir || optind < argc ||
+  if ((!!queue + !!dir + !!s3) != 1 || optind < argc ||
       (to_handler && (!dir || stream || !path))) {
     fprintf(stderr, "kcld redrive: %s\n%s",
-            !queue == !dir ? "give --queue or --dir"
+            (!!queue + !!dir + !!s3) != 1 ? "give one of --queue, --dir, --s3"
             : to_handler && !dir ? "--to-handler goes with --dir"
             : to_handler && stream ? "--to-handler or --stream, not both"
             : to_handler ? "--to-handler needs --config (the handler)"
@@ -350,8 +358,9 @@ int kcld_redrive_command(int argc, char **argv)
   cfg = kcld_cli_config(path, stream);
   if (!cfg)
     return 1;
-  if (dir) {
-    status = kcld_redrive_dir_command(cfg, dir, stream, to_handler);
+  if (dir || s3) {
+    status = dir ? kcld_redrive_dir_command(cfg, dir, stream, to_handler)
+                 : kcld_redrive_s3_command(cfg, s3, stream);
     kcld_config_free(cfg);
     return status;
   }

@@ -16,7 +16,6 @@
 #include "process/dlq_dir.h"
 #include "process/policy.h"
 
-#define PUT_MAX_BYTES (5 * 1024 * 1024)
 
 struct run {
   struct kcld_redrive_dir_opts o;
@@ -241,18 +240,8 @@ static void failed(struct run *r, int err, const char *why, int progress)
 static void on_put(const struct kcld_kinesis_put_result *res, void *arg)
 {
   struct run *r = arg;
-  size_t k = 0, took = 0;
+  size_t took = kcld_redrive_line_mark(&r->line, r->at, r->chunk_end, res);
 
-  for (size_t i = r->at; i < r->chunk_end; i++) {
-    struct kcld_redrive_rec *x = &r->line.recs[i];
-    if (x->put)
-      continue;
-    if (!res->st.err && k < res->count && !res->entries[k].error_code) {
-      x->put = 1;
-      took++;
-    }
-    k++;
-  }
   while (r->at < r->line.count && r->line.recs[r->at].put)
     r->at++;
   if (r->at == r->line.count) {
@@ -270,24 +259,10 @@ static void put(struct run *r)
   const char *to = r->o.stream_from_message && r->line.stream
                      ? r->line.stream
                      : r->stream;
-  size_t n = 0, bytes = 0, i;
+  size_t n;
   int rc;
 
-  for (i = r->at; i < r->line.count && n < KCLD_KINESIS_PUT_MAX_RECORDS;
-       i++) {
-    struct kcld_redrive_rec *x = &r->line.recs[i];
-    size_t b = x->len + strlen(x->key);
-    if (x->put)
-      continue;
-    if (n > 0 && bytes + b > PUT_MAX_BYTES)
-      break;
-    kr[n].data = x->data;
-    kr[n].len = x->len;
-    kr[n].partition_key = x->key;
-    n++;
-    bytes += b;
-  }
-  r->chunk_end = i;
+  r->chunk_end = kcld_redrive_line_chunk(&r->line, r->at, kr, &n);
   rc = kcld_kinesis_put_records(r->o.kinesis, to, kr, n, on_put, r);
   if (rc != 0)
     failed(r, rc, "PutRecords could not start", 0);

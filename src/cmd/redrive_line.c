@@ -11,6 +11,8 @@
 #include "base/base64.h"
 #include "base/seq.h"
 
+#define PUT_MAX_BYTES (5 * 1024 * 1024)
+
 /* What one record needs in the batch block. */
 static size_t record_bytes(json_t *x, size_t *b64len)
 {
@@ -167,4 +169,45 @@ void kcld_redrive_line_free(struct kcld_redrive_line *l)
   free(l->stream);
   free(l->shard_id);
   memset(l, 0, sizeof(*l));
+}
+
+size_t kcld_redrive_line_chunk(const struct kcld_redrive_line *l, size_t at,
+                               struct kcld_kinesis_record *kr, size_t *n)
+{
+  size_t bytes = 0, i;
+
+  *n = 0;
+  for (i = at; i < l->count && *n < KCLD_KINESIS_PUT_MAX_RECORDS; i++) {
+    const struct kcld_redrive_rec *x = &l->recs[i];
+    size_t b = x->len + strlen(x->key);
+    if (x->put)
+      continue;
+    if (*n > 0 && bytes + b > PUT_MAX_BYTES)
+      break;
+    kr[*n].data = x->data;
+    kr[*n].len = x->len;
+    kr[*n].partition_key = x->key;
+    (*n)++;
+    bytes += b;
+  }
+  return i;
+}
+
+size_t kcld_redrive_line_mark(struct kcld_redrive_line *l, size_t at,
+                              size_t end,
+                              const struct kcld_kinesis_put_result *res)
+{
+  size_t k = 0, took = 0;
+
+  for (size_t i = at; i < end && i < l->count; i++) {
+    struct kcld_redrive_rec *x = &l->recs[i];
+    if (x->put)
+      continue;
+    if (!res->st.err && k < res->count && !res->entries[k].error_code) {
+      x->put = 1;
+      took++;
+    }
+    k++;
+  }
+  return took;
 }

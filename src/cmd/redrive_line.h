@@ -8,6 +8,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "aws/kinesis.h"
 #include "consume/record.h"
 
 struct kcld_redrive_rec {
@@ -32,6 +33,21 @@ struct kcld_redrive_line {
  * out of memory) and *out empty. */
 int kcld_redrive_line_parse(const char *body, struct kcld_redrive_line *out,
                             const char **why);
+
+/* The next PutRecords call of l's records not yet put, looking from
+ * record `at`: at most KCLD_KINESIS_PUT_MAX_RECORDS records and 5 MiB of
+ * data and keys (a larger record goes alone) into kr, *n of them, in
+ * order.  Returns the index after the last record looked at: the call's
+ * end, for kcld_redrive_line_mark. */
+size_t kcld_redrive_line_chunk(const struct kcld_redrive_line *l, size_t at,
+                               struct kcld_kinesis_record *kr, size_t *n);
+
+/* Sets `put` on the records of [at, end) not yet put that `res` (the
+ * answer to the call kcld_redrive_line_chunk made) accepted; returns how
+ * many.  A failed call (res->st.err) accepted none. */
+size_t kcld_redrive_line_mark(struct kcld_redrive_line *l, size_t at,
+                              size_t end,
+                              const struct kcld_kinesis_put_result *res);
 
 /* Frees what parse filled in and empties *l.  An empty *l is fine. */
 void kcld_redrive_line_free(struct kcld_redrive_line *l);

@@ -5,7 +5,7 @@
  *
  * Emulators: kinesis_large (kinesalite taking 10 MiB records,
  * tests/emulators/lib/kinesis_large.js) in a process of its own, and
- * dynalite. */
+ * dynalite; s3rver (tests/emulators/lib/s3.js) for the S3 dead letter. */
 #include <setjmp.h>
 #include <signal.h>
 #include <stdarg.h>
@@ -13,12 +13,18 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include <cmocka.h>
 #include <jansson.h>
 #include <openssl/evp.h>
 
+#include "base/base64.h"
+
+#include "aws/s3.h"
+#include "awsenv.h"
 #include "awssync.h"
 #include "e2e.h"
 #include "harness.h"
@@ -28,8 +34,11 @@
 #define WAIT_MS 60000
 
 /* Kinesis apart: kinesalite's event loop is busy for about a second with
- * each 10 MiB record, which must not hold up the lease table's answers. */
-static struct kcld_emu s_kinesis, s_emu;
+ * each 10 MiB record, which must not hold up the lease table's answers; S3
+ * apart for the same reason (its front hashes each body). */
+static struct kcld_emu s_kinesis, s_emu, s_s3;
+
+#define BUCKET "dead-letters"
 
 /* ======== Helpers ======== */
 
@@ -102,6 +111,133 @@ static json_t *wait_lines(const char *path, size_t want, pid_t pid,
   }
 }
 
+/* ======== S3, synchronously ======== */
+
+struct s3call {
+  int done, err;
+  char *body;
+  size_t len;
+  json_t *keys;
+};
+
+static void s3_on_done(const struct kcld_svc_status *st, void *arg)
+{
+  struct s3call *c = arg;
+  c->err = st->err;
+  c->done = 1;
+}
+
+static void s3_on_object(const struct kcld_s3_object *o, void *arg)
+{
+  struct s3call *c = arg;
+  c->err = o->st.err;
+  if (o->body) {
+    c->body = malloc(o->len + 1);
+    assert_non_null(c->body);
+    memcpy(c->body, o->body, o->len);
+    c->body[o->len] = '\0';
+    c->len = o->len;
+  }
+  c->done = 1;
+}
+
+static void s3_on_list(const struct kcld_s3_list *l, void *arg)
+{
+  struct s3call *c = arg;
+  c->err = l->st.err;
+  c->keys = json_array();
+  for (size_t i = 0; i < l->count; i++)
+    json_array_append_new(c->keys, json_string(l->entries[i].key));
+  c->done = 1;
+}
+
+/* One S3 call on a client of its own: op 'b' CreateBucket, 'l' list
+ * `key` as a prefix, 'g' GetObject `key`.  Returns what it saw. */
+static struct s3call s3_sync(char op, const char *key)
+{
+  struct kcld_test_awsenv e;
+  struct kcld_s3 *s3;
+  struct s3call c = {0};
+  struct kcld_s3_list_req rq = {BUCKET, key, NULL, NULL, 0};
+
+  kcld_test_awsenv_up(&e, KCLD_AWS_S3, kcld_emu_url(&s_s3, "s3"), 0);
+  assert_int_equal(kcld_s3_new(e.aws, &e.loop, &s3), 0);
+  if (op == 'b')
+    assert_int_equal(kcld_s3_create_bucket(s3, BUCKET, s3_on_done, &c), 0);
+  else if (op == 'l')
+    assert_int_equal(kcld_s3_list_objects(s3, &rq, s3_on_list, &c), 0);
+  else
+    assert_int_equal(kcld_s3_get_object(s3, BUCKET, key, s3_on_object, &c),
+                     0);
+  assert_true(kcld_test_run_until(&e.loop, &c.done, WAIT_MS));
+  kcld_s3_close(s3);
+  kcld_test_awsenv_down(&e);
+  return c;
+}
+
+/* Runs `kcld ARGS...` to its end, stdout to `out`; returns its exit
+ * status, its peak RSS in KiB in *rss_kib. */
+static int run_kcld(const char *out, long *rss_kib, const char *const *args)
+{
+  char *argv[16];
+  struct rusage ru;
+  int st = 0, n = 0;
+  pid_t pid;
+
+  argv[n++] = (char *)kcld_test_bin();
+  while (*args && n < 15)
+    argv[n++] = (char *)*args++;
+  argv[n] = NULL;
+  pid = fork();
+  assert_true(pid >= 0);
+  if (pid == 0) {
+    FILE *f = freopen(out, "w", stdout);
+    if (!f)
+      _exit(127);
+    execv(argv[0], argv);
+    _exit(127);
+  }
+  assert_int_equal(wait4(pid, &st, 0, &ru), pid);
+  *rss_kib = ru.ru_maxrss;
+  return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
+}
+
+/* The only record of `stream` (kinesis_large), read from TRIM_HORIZON. */
+static json_t *only_record(struct kcld_test_aws *t, const char *stream)
+{
+  json_t *sh = kcld_e2e_call(t, KCLD_AWS_KINESIS, "ListShards",
+                             json_pack("{s:s}", "StreamName", stream));
+  const char *shard = json_string_value(json_object_get(
+    json_array_get(json_object_get(sh, "Shards"), 0), "ShardId"));
+  json_t *it = kcld_e2e_call(
+    t, KCLD_AWS_KINESIS, "GetShardIterator",
+    json_pack("{s:s,s:s,s:s}", "StreamName", stream, "ShardId", shard,
+              "ShardIteratorType", "TRIM_HORIZON"));
+  json_t *recs = kcld_e2e_call(
+    t, KCLD_AWS_KINESIS, "GetRecords",
+    json_pack("{s:s}", "ShardIterator",
+              json_string_value(json_object_get(it, "ShardIterator"))));
+  json_t *r = json_array_get(json_object_get(recs, "Records"), 0);
+  assert_int_equal(json_array_size(json_object_get(recs, "Records")), 1);
+  json_incref(r);
+  json_decref(sh);
+  json_decref(it);
+  json_decref(recs);
+  return r;
+}
+
+/* The SHA-256 of base64 `b64` decoded. */
+static void b64_sha256(const char *b64, size_t *len, char out[65])
+{
+  size_t n = 0, bad = 0, b = strlen(b64);
+  char *raw = malloc(kcld_base64_decoded_max(b) + 1);
+  assert_non_null(raw);
+  assert_int_equal(kcld_base64_decode(b64, b, (uint8_t *)raw, &n, &bad), 0);
+  *len = n;
+  sha256_hex(raw, n, out);
+  free(raw);
+}
+
 /* The records every test reads: stream "large", one shard, put once. */
 static struct {
   char *big1, *big2;
@@ -116,12 +252,12 @@ struct run {
   pid_t pid;
 };
 
-/* Starts kcld as application `app` on stream "large" (the kinesis_large
- * emulator): fetch budget 1 MiB a shard, batches of 2, the child
- * large_records.py as `handler` ("lambda" or "multilang") writing to
+/* Starts kcld as application `app` on `stream` (the kinesis_large
+ * emulator; S3 is s3rver): fetch budget 1 MiB a shard, batches of 2, the
+ * child large_records.py as `handler` ("lambda" or "multilang") writing to
  * run->out; then `rest` (top-level YAML). */
-static void run_start(struct run *r, const char *app, const char *handler,
-                      const char *rest)
+static void run_start(struct run *r, const char *app, const char *stream,
+                      const char *handler, const char *rest)
 {
   FILE *f;
   snprintf(r->dir, sizeof(r->dir), "/tmp/kcld-large-XXXXXX");
@@ -133,12 +269,13 @@ static void run_start(struct run *r, const char *app, const char *handler,
   assert_non_null(f);
   fprintf(f,
           "application: %s\n"
-          "stream: large\n"
+          "stream: %s\n"
           "region: us-east-1\n"
           "starting_position: TRIM_HORIZON\n"
           "endpoints:\n"
           "  kinesis: %s\n"
           "  dynamodb: %s\n"
+          "  s3: %s\n"
           "credentials:\n"
           "  access_key_id: test\n"
           "  secret_access_key: test\n"
@@ -157,21 +294,27 @@ static void run_start(struct run *r, const char *app, const char *handler,
           "  command: [\"python3\", \"%s/tests/processors/large_records.py\", "
           "\"%s\", \"%s\"]\n"
           "%s",
-          app, kcld_emu_url(&s_kinesis, "kinesis_large"),
-          kcld_emu_url(&s_emu, "dynamodb"), handler, kcld_test_root(), r->out,
+          app, stream, kcld_emu_url(&s_kinesis, "kinesis_large"),
+          kcld_emu_url(&s_emu, "dynamodb"), kcld_emu_url(&s_s3, "s3"), handler, kcld_test_root(), r->out,
           handler, rest ? rest : "");
   assert_int_equal(fclose(f), 0);
   r->pid = kcld_test_spawn_kcld(r->conf, r->log);
+}
+
+/* Removes the run's files. */
+static void run_clean(struct run *r)
+{
+  unlink(r->conf);
+  unlink(r->log);
+  unlink(r->out);
+  rmdir(r->dir);
 }
 
 /* Stops kcld (gracefully) and removes the run's files. */
 static void run_stop(struct run *r)
 {
   kcld_e2e_stop_kcld(r->pid, r->log, 20000);
-  unlink(r->conf);
-  unlink(r->log);
-  unlink(r->out);
-  rmdir(r->dir);
+  run_clean(r);
 }
 
 /* Every line of `lines` ("<seq> <bytes> <sha256>") is record i of the put
@@ -242,7 +385,7 @@ static void test_lambda(void **state)
   json_t *lines;
   long hwm;
   (void)state;
-  run_start(&r, "large-lambda", "lambda", NULL);
+  run_start(&r, "large-lambda", "large", "lambda", NULL);
   lines = wait_lines(r.out, 5, r.pid, r.log);
   ms = kcld_test_now_ms() - t0;
   hwm = vm_hwm_kib(r.pid);
@@ -263,7 +406,7 @@ static void test_multilang(void **state)
   json_t *lines;
   long hwm;
   (void)state;
-  run_start(&r, "large-multilang", "multilang", NULL);
+  run_start(&r, "large-multilang", "large", "multilang", NULL);
   lines = wait_lines(r.out, 5, r.pid, r.log);
   hwm = vm_hwm_kib(r.pid);
   run_stop(&r);
@@ -273,18 +416,141 @@ static void test_multilang(void **state)
   json_decref(lines);
 }
 
+/* A 10 MiB record (data and key, as large as Kinesis takes) that the
+ * handler fails for good goes to S3 whole, as one object keyed like
+ * Lambda's S3 destination; `kcld redrive --s3` puts it back into a stream
+ * byte for byte and deletes the object.  Peak RSS of both printed. */
+static void test_dead_letter_s3(void **state)
+{
+  static const char *const key = "poison-key";
+  const size_t size = BIG - strlen(key); /* data + key: Kinesis's limit */
+  const char *prefix = "kcld/aws/kinesis/large-dlq/";
+  char *poison = big_text("poison-big:", size, 3), want[65], got[65];
+  char out[128], loc[64], ts[160];
+  const char *data = poison, *k, *seq;
+  struct kcld_test_aws *t;
+  struct s3call c;
+  struct run r;
+  json_t *produced = json_array(), *body, *rec, *res;
+  unsigned long long until;
+  long hwm, redrive_rss = -1;
+  size_t len = 0;
+  (void)state;
+
+  sha256_hex(poison, size, want);
+  t = kcld_test_aws_new(kcld_emu_url(&s_kinesis, "kinesis_large"),
+                        kcld_emu_url(&s_emu, "dynamodb"), NULL);
+  kcld_e2e_create_stream(t, "dlq-s3", 1);
+  kcld_e2e_create_stream(t, "dlq-back", 1);
+  kcld_e2e_put_records(t, "dlq-s3", &data, &key, 1, produced);
+  c = s3_sync('b', NULL);
+  assert_int_equal(c.err, 0);
+
+  run_start(&r, "large-dlq", "dlq-s3", "lambda",
+            "retry:\n  max_retry_attempts: 0\n"
+            "on_failure:\n  s3: s3://" BUCKET "/kcld\n");
+  until = kcld_test_now_ms() + WAIT_MS;
+  for (;;) {
+    c = s3_sync('l', prefix);
+    assert_int_equal(c.err, 0);
+    if (json_array_size(c.keys) > 0)
+      break;
+    json_decref(c.keys);
+    if (kcld_test_now_ms() > until) {
+      kcld_e2e_dump_file(r.log);
+      fail_msg("no dead-letter object in %d ms", WAIT_MS);
+    }
+    kcld_test_sleep_ms(200);
+  }
+  hwm = vm_hwm_kib(r.pid);
+  kcld_e2e_stop_kcld(r.pid, r.log, 20000);
+
+  /* One object, keyed <prefix>aws/kinesis/<app>/<shard>/YYYY/MM/DD/
+   * YYYY-MM-DDTHH.MM.SS-<requestId>, holding the record whole. */
+  assert_int_equal(json_array_size(c.keys), 1);
+  k = json_string_value(json_array_get(c.keys, 0));
+  body = json_loads((c = s3_sync('g', k)).body, 0, NULL);
+  assert_int_equal(c.err, 0);
+  free(c.body);
+  assert_non_null(body);
+  snprintf(ts, sizeof(ts), "%.4s/%.2s/%.2s/%.10sT%.2s.%.2s.%.2s-%s",
+           json_string_value(json_object_get(body, "timestamp")),
+           json_string_value(json_object_get(body, "timestamp")) + 5,
+           json_string_value(json_object_get(body, "timestamp")) + 8,
+           json_string_value(json_object_get(body, "timestamp")),
+           json_string_value(json_object_get(body, "timestamp")) + 11,
+           json_string_value(json_object_get(body, "timestamp")) + 14,
+           json_string_value(json_object_get(body, "timestamp")) + 17,
+           json_string_value(json_object_get(
+             json_object_get(body, "requestContext"), "requestId")));
+  assert_int_equal(strncmp(k, prefix, strlen(prefix)), 0);
+  assert_int_equal(strncmp(k + strlen(prefix), "shardId-000000000000/", 21),
+                   0);
+  assert_string_equal(k + strlen(prefix) + 21, ts);
+  rec = json_array_get(json_object_get(body, "records"), 0);
+  assert_int_equal(json_array_size(json_object_get(body, "records")), 1);
+  seq = json_string_value(json_object_get(json_array_get(produced, 0),
+                                          "seq"));
+  assert_string_equal(json_string_value(json_object_get(rec,
+                                                        "sequenceNumber")),
+                      seq);
+  assert_null(json_object_get(rec, "truncated"));
+  b64_sha256(json_string_value(json_object_get(rec, "data")), &len, got);
+  assert_int_equal(len, size);
+  assert_string_equal(got, want);
+  json_decref(body);
+  json_decref(c.keys);
+
+  /* Redriven into "dlq-back": the record whole, the object gone. */
+  snprintf(out, sizeof(out), "%s/redrive.out", r.dir);
+  snprintf(loc, sizeof(loc), "s3://%s/kcld", BUCKET);
+  {
+    const char *args[] = {"redrive", "--s3", loc, "--stream", "dlq-back",
+                          "--config", r.conf, NULL};
+    char *text;
+    int rc = run_kcld(out, &redrive_rss, args);
+    text = kcld_test_slurp(out, NULL);
+    if (rc != 0)
+      kcld_e2e_dump_file(out);
+    assert_int_equal(rc, 0);
+    assert_non_null(strstr(text, "\"objects\":1,\"records\":1,\"kept\":0"));
+    free(text);
+    unlink(out);
+  }
+  c = s3_sync('l', prefix);
+  assert_int_equal(json_array_size(c.keys), 0);
+  json_decref(c.keys);
+  res = only_record(t, "dlq-back");
+  assert_string_equal(json_string_value(json_object_get(res, "PartitionKey")),
+                      key);
+  b64_sha256(json_string_value(json_object_get(res, "Data")), &len, got);
+  assert_int_equal(len, size);
+  assert_string_equal(got, want);
+  json_decref(res);
+  run_clean(&r);
+  printf("kcld, a 10 MiB record dead-lettered to S3 (on_failure.s3): peak "
+         "RSS (VmHWM) %ld KiB; kcld redrive --s3 of it: peak RSS %ld KiB\n",
+         hwm, redrive_rss);
+  json_decref(produced);
+  kcld_test_aws_free(t);
+  free(poison);
+}
+
 int main(void)
 {
   const struct CMUnitTest tests[] = {
     cmocka_unit_test(test_lambda),
     cmocka_unit_test(test_multilang),
+    cmocka_unit_test(test_dead_letter_s3),
   };
   if (kcld_emu_start(&s_kinesis, "kinesis_large") != 0 ||
-      kcld_emu_start(&s_emu, "dynamodb") != 0) {
+      kcld_emu_start(&s_emu, "dynamodb") != 0 ||
+      kcld_emu_start(&s_s3, "s3") != 0) {
     fprintf(stderr, "emulators did not start\n");
     return 1;
   }
   int rc = cmocka_run_group_tests(tests, setup, teardown);
+  kcld_emu_stop(&s_s3);
   kcld_emu_stop(&s_emu);
   kcld_emu_stop(&s_kinesis);
   return rc;

@@ -1,0 +1,447 @@
+/* test_dlq_s3.c — the S3 stores of the failure destination
+ * (process/dlq_s3.h) against s3rver and fauxqs: a given-up range kept as
+ * one object keyed like Lambda's S3 destination, every record whole; a
+ * PutObject that fails is not kept and is stored again until it is; with
+ * SQS and S3 together, a small message goes to the queue as it is and a
+ * large one to S3, the queue getting its location. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <cmocka.h>
+#include <jansson.h>
+
+#include "aws/s3.h"
+#include "aws/sqs.h"
+#include "awsenv.h"
+#include "base/base64.h"
+#include "err.h"
+#include "fault.h"
+#include "harness.h"
+#include "process/dlq.h"
+#include "process/dlq_s3.h"
+#include "process/dlq_sqs.h"
+
+#define WAIT_MS 30000
+#define BUCKET "dlq-bucket"
+#define APP "orders-app"
+#define SHARD "shardId-000000000007"
+#define MAXR 4
+
+static struct kcld_emu s_emu;
+
+struct env {
+  struct kcld_test_awsenv c;
+  struct kcld_s3 *s3;
+  struct kcld_sqs *sqs;
+  char queue[512];
+};
+
+/* ======== Records ======== */
+
+struct recs {
+  struct kcld_record r[MAXR];
+  const struct kcld_record *p[MAXR];
+  char seq[MAXR][48];
+  char key[MAXR][24];
+  uint8_t *data[MAXR];
+};
+
+/* n records, record i of sizes[i] bytes of one letter. */
+static void make(struct recs *s, size_t n, const size_t *sizes)
+{
+  memset(s, 0, sizeof(*s));
+  for (size_t i = 0; i < n; i++) {
+    snprintf(s->seq[i], sizeof(s->seq[i]), "4960%026zu", i + 1);
+    snprintf(s->key[i], sizeof(s->key[i]), "k%zu", i);
+    s->data[i] = malloc(sizes[i]);
+    assert_non_null(s->data[i]);
+    memset(s->data[i], 'a' + (int)i, sizes[i]);
+    s->r[i].data = s->data[i];
+    s->r[i].data_len = sizes[i];
+    s->r[i].partition_key = s->key[i];
+    s->r[i].partition_key_len = strlen(s->key[i]);
+    s->r[i].sequence_number = s->seq[i];
+    s->r[i].arrival_ms = 1795344059800 + (int64_t)i;
+    s->p[i] = &s->r[i];
+  }
+}
+
+static void unmake(struct recs *s)
+{
+  for (size_t i = 0; i < MAXR; i++)
+    free(s->data[i]);
+}
+
+/* ======== Calls awaited ======== */
+
+struct seen {
+  int done, err;
+  char *body;
+  json_t *list;      /* keys, or SQS bodies */
+  char url[512];
+};
+
+static void on_done(const struct kcld_svc_status *st, void *arg)
+{
+  struct seen *s = arg;
+  s->err = st->err;
+  s->done = 1;
+}
+
+static void on_queue(const struct kcld_sqs_queue *r, void *arg)
+{
+  struct seen *s = arg;
+  s->err = r->st.err;
+  if (r->queue_url)
+    snprintf(s->url, sizeof(s->url), "%s", r->queue_url);
+  s->done = 1;
+}
+
+static void on_object(const struct kcld_s3_object *r, void *arg)
+{
+  struct seen *s = arg;
+  s->err = r->st.err;
+  if (r->body)
+    s->body = strdup(r->body);
+  s->done = 1;
+}
+
+static void on_list(const struct kcld_s3_list *r, void *arg)
+{
+  struct seen *s = arg;
+  s->err = r->st.err;
+  s->list = json_array();
+  for (size_t i = 0; i < r->count; i++)
+    json_array_append_new(s->list, json_string(r->entries[i].key));
+  s->done = 1;
+}
+
+static void on_receive(const struct kcld_sqs_receive_result *r, void *arg)
+{
+  struct seen *s = arg;
+  s->err = r->st.err;
+  s->list = json_array();
+  for (size_t i = 0; i < r->count; i++)
+    json_array_append_new(s->list, json_string(r->messages[i].body));
+  s->done = 1;
+}
+
+static void wait_for(struct env *e, struct seen *s)
+{
+  assert_true(kcld_test_run_until(&e->c.loop, &s->done, WAIT_MS));
+  assert_int_equal(s->err, 0);
+}
+
+static void env_up(struct env *e, const char *queue_name)
+{
+  const char *urls[KCLD_AWS_NSERVICES] = {NULL};
+  struct seen s = {0};
+
+  memset(e, 0, sizeof(*e));
+  urls[KCLD_AWS_S3] = kcld_emu_url(&s_emu, "s3");
+  urls[KCLD_AWS_SQS] = kcld_emu_url(&s_emu, "sqs");
+  kcld_test_awsenv_up_at(&e->c, urls, 1);
+  assert_int_equal(kcld_s3_new(e->c.aws, &e->c.loop, &e->s3), 0);
+  assert_int_equal(kcld_sqs_new(e->c.aws, &e->c.loop, &e->sqs), 0);
+  assert_int_equal(kcld_s3_create_bucket(e->s3, BUCKET, on_done, &s), 0);
+  assert_true(kcld_test_run_until(&e->c.loop, &s.done, WAIT_MS));
+  if (queue_name) {
+    memset(&s, 0, sizeof(s));
+    assert_int_equal(kcld_sqs_create_queue(e->sqs, queue_name, NULL,
+                                           on_queue, &s), 0);
+    wait_for(e, &s);
+    snprintf(e->queue, sizeof(e->queue), "%s", s.url);
+  }
+}
+
+static void env_down(struct env *e)
+{
+  kcld_sqs_close(e->sqs);
+  kcld_s3_close(e->s3);
+  kcld_test_awsenv_down(&e->c);
+}
+
+static json_t *list_keys(struct env *e, const char *prefix)
+{
+  struct seen s = {0};
+  struct kcld_s3_list_req rq = {BUCKET, prefix, NULL, NULL, 0};
+  assert_int_equal(kcld_s3_list_objects(e->s3, &rq, on_list, &s), 0);
+  wait_for(e, &s);
+  return s.list;
+}
+
+static json_t *get_json(struct env *e, const char *key)
+{
+  struct seen s = {0};
+  json_t *j;
+  assert_int_equal(kcld_s3_get_object(e->s3, BUCKET, key, on_object, &s), 0);
+  wait_for(e, &s);
+  j = json_loads(s.body, 0, NULL);
+  assert_non_null(j);
+  free(s.body);
+  return j;
+}
+
+static json_t *receive(struct env *e)
+{
+  struct seen s = {0};
+  struct kcld_sqs_receive_req rq = {e->queue, 10, 0, 30};
+  assert_int_equal(kcld_sqs_receive_message(e->sqs, &rq, on_receive, &s),
+                   0);
+  wait_for(e, &s);
+  return s.list;
+}
+
+/* The front of s3rver: the next `times` PUTs fail with 503 SlowDown. */
+static void arm_put_fault(int times)
+{
+  char body[128];
+  json_t *res;
+  snprintf(body, sizeof(body),
+           "{\"status\": 503, \"code\": \"SlowDown\", \"times\": %d, "
+           "\"method\": \"PUT\"}", times);
+  res = kcld_fault_post(kcld_emu_url(&s_emu, "s3"), "/__s3/fault", body);
+  assert_non_null(res);
+  json_decref(res);
+}
+
+/* ======== The destination over a store ======== */
+
+struct sent {
+  int done;
+  size_t messages;
+};
+
+static void on_sent(size_t messages, void *arg)
+{
+  struct sent *s = arg;
+  s->messages = messages;
+  s->done = 1;
+}
+
+static struct kcld_dlq *dlq_over(struct env *e, struct kcld_dlq_store *st)
+{
+  struct kcld_dlq_opts o = {0};
+  struct kcld_dlq *q;
+  o.loop = &e->c.loop;
+  o.store = st;
+  o.function_arn = "arn:aws:lambda:us-east-1:000000000000:function:kcld-"
+                   APP;
+  o.stream_arn = "arn:aws:kinesis:us-east-1:000000000000:stream/orders";
+  o.include_records = 1;
+  o.backoff_base_ms = 10;
+  o.backoff_max_ms = 40;
+  assert_int_equal(kcld_dlq_new(&o, &q), 0);
+  return q;
+}
+
+/* Sends records[0..n) of `r` as one failure and waits until kept. */
+static size_t send_failure(struct env *e, struct kcld_dlq *q, struct recs *r,
+                           size_t n)
+{
+  struct kcld_dlq_failure f = {0};
+  struct sent s = {0};
+  f.shard_id = SHARD;
+  f.records = r->p;
+  f.count = n;
+  f.condition = KCLD_POLICY_RETRIES_EXHAUSTED;
+  f.invoke_count = 1;
+  f.error_type = "Poison";
+  f.error_message = "the handler failed it";
+  assert_int_equal(kcld_dlq_send(q, &f, on_sent, &s, NULL), 0);
+  assert_true(kcld_test_run_until(&e->c.loop, &s.done, WAIT_MS));
+  return s.messages;
+}
+
+/* records[i] of an on-failure record is r->r[i], data and all. */
+static void check_records(const json_t *body, const struct recs *r, size_t n)
+{
+  const json_t *recs = json_object_get(body, "records");
+  assert_int_equal(json_array_size(recs), n);
+  for (size_t i = 0; i < n; i++) {
+    const json_t *x = json_array_get(recs, i);
+    const char *b64 = json_string_value(json_object_get(x, "data"));
+    size_t len = 0, bad = 0;
+    uint8_t *raw;
+    assert_non_null(b64);
+    assert_null(json_object_get(x, "truncated"));
+    assert_string_equal(json_string_value(json_object_get(x,
+                                                          "sequenceNumber")),
+                        r->seq[i]);
+    raw = malloc(kcld_base64_decoded_max(strlen(b64)) + 1);
+    assert_int_equal(kcld_base64_decode(b64, strlen(b64), raw, &len, &bad),
+                     0);
+    assert_int_equal(len, r->r[i].data_len);
+    assert_memory_equal(raw, r->data[i], len);
+    free(raw);
+  }
+}
+
+/* ======== Tests ======== */
+
+/* The key: prefix, aws/kinesis/<application>/<shard>/, the date of the
+ * message's timestamp, then its time and requestId. */
+static void test_key(void **state)
+{
+  static const char body[] =
+    "{\"requestContext\":{\"requestId\":\"c9b8fa9f-5a7f-4a2b-9d3e-"
+    "0123456789ab\",\"functionArn\":\"x\"},\"version\":\"1.0\","
+    "\"timestamp\":\"2026-12-05T23:40:01.123Z\",\"records\":[]}";
+  char key[1100];
+  (void)state;
+  assert_int_equal(kcld_dlq_s3_key(key, sizeof(key), "kcld/", APP, SHARD,
+                                   body, strlen(body)), 0);
+  assert_string_equal(key, "kcld/aws/kinesis/" APP "/" SHARD
+                           "/2026/12/05/2026-12-05T23.40.01-"
+                           "c9b8fa9f-5a7f-4a2b-9d3e-0123456789ab");
+  assert_int_equal(kcld_dlq_s3_key(key, sizeof(key), "", APP, SHARD, body,
+                                   strlen(body)), 0);
+  assert_int_equal(strncmp(key, "aws/kinesis/", 12), 0);
+  /* Not an on-failure record: no key. */
+  assert_int_equal(kcld_dlq_s3_key(key, sizeof(key), "", APP, SHARD,
+                                   "{\"a\":1}", 7), KCLD_EINVAL);
+  assert_int_equal(kcld_dlq_s3_key(key, 40, "kcld/", APP, SHARD, body,
+                                   strlen(body)), KCLD_EINVAL);
+}
+
+/* A bad location is refused with its reason. */
+static void test_bad_location(void **state)
+{
+  struct kcld_dlq_store *st = NULL;
+  const char *why = NULL;
+  static int dummy;
+  (void)state;
+  assert_int_equal(kcld_dlq_s3_new((struct kcld_s3 *)&dummy, "s3://A_B/x",
+                                   APP, &st, &why), KCLD_EINVAL);
+  assert_null(st);
+  assert_non_null(why);
+  assert_int_equal(kcld_dlq_s3_new((struct kcld_s3 *)&dummy,
+                                   "https://b/x", APP, &st, &why),
+                   KCLD_EINVAL);
+}
+
+/* S3 alone: a range of three records, one of 2 MiB (larger than any SQS
+ * message), is one object with every record whole; while PutObject fails
+ * the range is not kept, and it is stored again until it is. */
+static void test_s3_store(void **state)
+{
+  static const size_t sizes[] = {100, 2 << 20, 7};
+  struct env e;
+  struct recs r;
+  struct kcld_dlq_store *st;
+  struct kcld_dlq *q;
+  json_t *keys, *body;
+  const char *why = NULL;
+  (void)state;
+
+  env_up(&e, NULL);
+  make(&r, 3, sizes);
+  assert_int_equal(kcld_dlq_s3_new(e.s3, "s3://" BUCKET "/one", APP, &st,
+                                   &why), 0);
+  assert_string_equal(st->where, "s3://" BUCKET "/one/");
+  q = dlq_over(&e, st);
+  arm_put_fault(3);            /* one attempt a call: three calls fail */
+  assert_int_equal(send_failure(&e, q, &r, 3), 1);
+  keys = list_keys(&e, "one/aws/kinesis/" APP "/" SHARD "/");
+  assert_int_equal(json_array_size(keys), 1);
+  body = get_json(&e, json_string_value(json_array_get(keys, 0)));
+  check_records(body, &r, 3);
+  assert_string_equal(json_string_value(json_object_get(
+                        json_object_get(body, "KinesisBatchInfo"),
+                        "shardId")), SHARD);
+  assert_string_equal(json_string_value(json_object_get(body, "errorType")),
+                      "Poison");
+  json_decref(body);
+  json_decref(keys);
+  kcld_dlq_close(q);
+  unmake(&r);
+  env_down(&e);
+}
+
+/* SQS with S3: a small range goes to the queue whole; a range too large
+ * for a message goes to S3 whole and the queue gets its location. */
+static void test_offload(void **state)
+{
+  static const size_t small[] = {10, 20};
+  static const size_t large[] = {300 << 10};
+  struct env e;
+  struct recs r1, r2;
+  struct kcld_dlq_store *qs, *ss, *st;
+  struct kcld_dlq *q;
+  json_t *msgs, *keys, *body, *loc, *obj;
+  (void)state;
+
+  env_up(&e, "dlq-offload");
+  make(&r1, 2, small);
+  make(&r2, 1, large);
+  assert_int_equal(kcld_dlq_sqs_new(e.sqs, e.queue, &qs), 0);
+  assert_int_equal(kcld_dlq_s3_new(e.s3, "s3://" BUCKET "/both/", APP, &ss,
+                                   NULL), 0);
+  assert_int_equal(kcld_dlq_s3_offload_new(qs, ss, &st), 0);
+  assert_string_equal(st->ops->name, "sqs+s3");
+  q = dlq_over(&e, st);
+
+  assert_int_equal(send_failure(&e, q, &r1, 2), 1);
+  keys = list_keys(&e, "both/");
+  assert_int_equal(json_array_size(keys), 0); /* nothing in S3 */
+  json_decref(keys);
+  msgs = receive(&e);
+  assert_int_equal(json_array_size(msgs), 1);
+  body = json_loads(json_string_value(json_array_get(msgs, 0)), 0, NULL);
+  check_records(body, &r1, 2);
+  assert_null(json_object_get(body, "s3Object"));
+  json_decref(body);
+  json_decref(msgs);
+
+  arm_put_fault(1);            /* S3 fails once: stored again */
+  assert_int_equal(send_failure(&e, q, &r2, 1), 1);
+  keys = list_keys(&e, "both/aws/kinesis/" APP "/" SHARD "/");
+  assert_int_equal(json_array_size(keys), 1);
+  obj = get_json(&e, json_string_value(json_array_get(keys, 0)));
+  check_records(obj, &r2, 1);
+  msgs = receive(&e);
+  assert_int_equal(json_array_size(msgs), 1);
+  body = json_loads(json_string_value(json_array_get(msgs, 0)), 0, NULL);
+  assert_null(json_object_get(body, "records"));
+  loc = json_object_get(body, "s3Object");
+  assert_string_equal(json_string_value(json_object_get(loc, "bucket")),
+                      BUCKET);
+  assert_string_equal(json_string_value(json_object_get(loc, "key")),
+                      json_string_value(json_array_get(keys, 0)));
+  assert_true(json_integer_value(json_object_get(loc, "size")) >
+              (300 << 10));
+  /* The rest of the on-failure record is the object's. */
+  assert_true(json_equal(json_object_get(body, "KinesisBatchInfo"),
+                         json_object_get(obj, "KinesisBatchInfo")));
+  assert_true(json_equal(json_object_get(body, "requestContext"),
+                         json_object_get(obj, "requestContext")));
+  json_decref(body);
+  json_decref(obj);
+  json_decref(msgs);
+  json_decref(keys);
+  kcld_dlq_close(q);
+  unmake(&r1);
+  unmake(&r2);
+  env_down(&e);
+}
+
+int main(void)
+{
+  const struct CMUnitTest tests[] = {
+    cmocka_unit_test(test_key),
+    cmocka_unit_test(test_bad_location),
+    cmocka_unit_test(test_s3_store),
+    cmocka_unit_test(test_offload),
+  };
+  if (kcld_emu_start(&s_emu, "s3 sqs") != 0) {
+    fprintf(stderr, "emulators did not start\n");
+    return 1;
+  }
+  int rc = cmocka_run_group_tests(tests, NULL, NULL);
+  kcld_emu_stop(&s_emu);
+  return rc;
+}

@@ -28,6 +28,8 @@ struct run {
   size_t at;                     /* message being worked on */
   struct kcld_redrive_line line; /* this message's records */
   const char *target;            /* this message's stream */
+  size_t done, chunk_end;        /* records put; the call out */
+  char *obj_bucket, *obj_key;    /* the S3 object this message names */
   int rounds;
 };
 
@@ -47,6 +49,9 @@ static void free_recs(struct run *r)
 {
   kcld_redrive_line_free(&r->line);
   r->target = NULL;
+  free(r->obj_bucket);
+  free(r->obj_key);
+  r->obj_bucket = r->obj_key = NULL;
 }
 
 static void fail(struct run *r, int err, const char *what, const char *msg)
@@ -100,34 +105,8 @@ static void on_deleted(const struct kcld_svc_status *st, void *arg)
 
 static void put(struct run *r);
 
-static void on_put(const struct kcld_kinesis_put_result *res, void *arg)
+static void delete_message(struct run *r)
 {
-  struct run *r = arg;
-  size_t k = 0, left = 0;
-
-  if (res->st.err) {
-    fail(r, res->st.err, "PutRecords", res->st.message);
-    return;
-  }
-  for (size_t i = 0; i < r->line.count; i++) {
-    if (r->line.recs[i].put)
-      continue;
-    if (k < res->count && !res->entries[k].error_code) {
-      r->line.recs[i].put = 1;
-      r->res.records++;
-    } else {
-      left++;
-    }
-    k++;
-  }
-  if (left) {
-    if (++r->rounds >= PUT_ROUNDS) {
-      keep(r, "records not accepted by PutRecords after retries");
-      return;
-    }
-    put(r);
-    return;
-  }
   json_t *m = json_array_get(r->msgs, r->at);
   int rc = kcld_sqs_delete_message(
     r->o.sqs, r->queue, json_string_value(json_object_get(m, "receipt")),
@@ -136,34 +115,116 @@ static void on_put(const struct kcld_kinesis_put_result *res, void *arg)
     fail(r, rc, "DeleteMessage", kcld_strerror(rc));
 }
 
-static void put(struct run *r)
+static void on_object_deleted(const struct kcld_svc_status *st, void *arg)
 {
-  struct kcld_kinesis_record *kr = calloc(r->line.count, sizeof(*kr));
-  size_t n = 0;
-  int rc;
-
-  if (!kr) {
-    fail(r, KCLD_ENOMEM, "PutRecords", "out of memory");
+  struct run *r = arg;
+  if (st->err) {
+    fail(r, st->err, "DeleteObject", st->message);
     return;
   }
-  for (size_t i = 0; i < r->line.count; i++) {
-    const struct kcld_redrive_rec *x = &r->line.recs[i];
-    if (x->put)
-      continue;
-    kr[n].data = x->data;
-    kr[n].len = x->len;
-    kr[n].partition_key = x->key;
-    n++;
+  delete_message(r);
+}
+
+/* Every record is back: the S3 object (if any), then the message. */
+static void replayed(struct run *r)
+{
+  int rc;
+  if (!r->obj_key) {
+    delete_message(r);
+    return;
   }
+  rc = kcld_s3_delete_object(r->o.s3, r->obj_bucket, r->obj_key,
+                             on_object_deleted, r);
+  if (rc)
+    fail(r, rc, "DeleteObject", kcld_strerror(rc));
+}
+
+static void on_put(const struct kcld_kinesis_put_result *res, void *arg)
+{
+  struct run *r = arg;
+
+  if (res->st.err) {
+    fail(r, res->st.err, "PutRecords", res->st.message);
+    return;
+  }
+  r->res.records += kcld_redrive_line_mark(&r->line, r->done, r->chunk_end,
+                                           res);
+  while (r->done < r->line.count && r->line.recs[r->done].put)
+    r->done++;
+  if (r->done == r->line.count) {
+    replayed(r);
+    return;
+  }
+  if (r->done >= r->chunk_end) { /* the call took all: the next one */
+    r->rounds = 0;
+  } else if (++r->rounds >= PUT_ROUNDS) {
+    keep(r, "records not accepted by PutRecords after retries");
+    return;
+  }
+  put(r);
+}
+
+static void put(struct run *r)
+{
+  struct kcld_kinesis_record kr[KCLD_KINESIS_PUT_MAX_RECORDS];
+  size_t n;
+  int rc;
+
+  r->chunk_end = kcld_redrive_line_chunk(&r->line, r->done, kr, &n);
   rc = kcld_kinesis_put_records(r->o.kinesis, r->target, kr, n, on_put, r);
-  free(kr);
   if (rc)
     fail(r, rc, "PutRecords", kcld_strerror(rc));
 }
 
+/* The records are read: put them back. */
+static void start_put(struct run *r)
+{
+  r->rounds = 0;
+  r->done = 0;
+  put(r);
+}
+
+static void on_object(const struct kcld_s3_object *res, void *arg)
+{
+  struct run *r = arg;
+  const char *why;
+
+  if (res->st.err == KCLD_ENOTFOUND) {
+    keep(r, "its S3 object is gone (replayed by redrive --s3?)");
+    return;
+  }
+  if (res->st.err) {
+    fail(r, res->st.err, "GetObject", res->st.message);
+    return;
+  }
+  if (decode(r, res->body, &why) != 0) {
+    keep(r, why);
+    return;
+  }
+  start_put(r);
+}
+
+/* A message naming an S3 object ("s3Object": {bucket, key}) and carrying
+ * no records: its bucket and key into r; 1, else 0. */
+static int names_object(struct run *r, const char *body)
+{
+  json_t *j = json_loads(body, 0, NULL);
+  json_t *o = json_object_get(j, "s3Object");
+  const char *b = json_string_value(json_object_get(o, "bucket"));
+  const char *k = json_string_value(json_object_get(o, "key"));
+  int yes = b && k && !json_object_get(j, "records");
+
+  if (yes) {
+    r->obj_bucket = strdup(b);
+    r->obj_key = strdup(k);
+  }
+  json_decref(j);
+  return yes;
+}
+
 static void next_message(struct run *r)
 {
-  const char *why;
+  const char *why, *body;
   json_t *m;
 
   if (r->at >= json_array_size(r->msgs)) {
@@ -171,16 +232,28 @@ static void next_message(struct run *r)
     return;
   }
   m = json_array_get(r->msgs, r->at);
-  if (decode(r, json_string_value(json_object_get(m, "body")), &why) != 0) {
+  body = json_string_value(json_object_get(m, "body"));
+  if (names_object(r, body)) {
+    int rc;
+    if (!r->obj_bucket || !r->obj_key) {
+      fail(r, KCLD_ENOMEM, "GetObject", "out of memory");
+      return;
+    }
+    if (!r->o.s3) {
+      keep(r, "it names an S3 object and there is no S3 client");
+      return;
+    }
+    rc = kcld_s3_get_object(r->o.s3, r->obj_bucket, r->obj_key, on_object,
+                            r);
+    if (rc)
+      fail(r, rc, "GetObject", kcld_strerror(rc));
+    return;
+  }
+  if (decode(r, body, &why) != 0) {
     keep(r, why);
     return;
   }
-  if (r->line.count > KCLD_KINESIS_PUT_MAX_RECORDS) {
-    keep(r, "more records than one PutRecords call takes");
-    return;
-  }
-  r->rounds = 0;
-  put(r);
+  start_put(r);
 }
 
 static void on_received(const struct kcld_sqs_receive_result *res,
@@ -297,6 +370,7 @@ int kcld_redrive_command(int argc, char **argv)
   struct kcld_config *cfg;
   struct kcld_sqs *sqs = NULL;
   struct kcld_kinesis *kin = NULL;
+  struct kcld_s3 *s3c = NULL;
   struct cmd_state st;
   const char *path = NULL, *stream = NULL, *queue = NULL, *dir = NULL;
   const char *s3 = NULL;
@@ -373,11 +447,14 @@ int kcld_redrive_command(int argc, char **argv)
     rc = kcld_sqs_new(c.aws, &c.loop, &sqs);
   if (rc == 0)
     rc = kcld_kinesis_new(c.aws, &c.loop, &kin);
+  if (rc == 0)
+    rc = kcld_s3_new(c.aws, &c.loop, &s3c);
   if (rc == 0) {
     memset(&st, 0, sizeof(st));
     o.loop = &c.loop;
     o.sqs = sqs;
     o.kinesis = kin;
+    o.s3 = s3c;
     o.queue_url = queue;
     rc = kcld_redrive_run(&o, on_cmd_done, &st);
     if (rc == 0) {
@@ -392,6 +469,8 @@ int kcld_redrive_command(int argc, char **argv)
   }
   if (rc)
     fprintf(stderr, "kcld redrive: %s\n", kcld_strerror(rc));
+  if (s3c)
+    kcld_s3_close(s3c);
   if (kin)
     kcld_kinesis_close(kin);
   if (sqs)

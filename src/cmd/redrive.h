@@ -14,8 +14,13 @@
  * the stream their message names (KinesisBatchInfo.streamArn, set when the
  * daemon's `stream` was an ARN), else to the config's stream.  Endpoints,
  * region and credentials come from the config (or, without one, the
- * environment).  Exit status: 0 every message seen was re-driven, 1
- * some stayed or a call failed, 2 usage. */
+ * environment).  A message that names an S3 object instead of carrying
+ * its records ("s3Object": on_failure.sqs with on_failure.s3, for ranges
+ * too large for SQS) is replayed from that object (GetObject), which is
+ * deleted before the message; when the object is gone the message stays.
+ * Records go back at most 500 and 5 MiB a call (a larger record alone).
+ * Exit status: 0 every message seen was re-driven, 1 some stayed or a call
+ * failed, 2 usage. */
 #ifndef KCLD_CMD_REDRIVE_H
 #define KCLD_CMD_REDRIVE_H
 
@@ -23,12 +28,15 @@
 #include <uv.h>
 
 #include "aws/kinesis.h"
+#include "aws/s3.h"
 #include "aws/sqs.h"
 
 struct kcld_redrive_opts {
   uv_loop_t *loop;
   struct kcld_sqs *sqs;          /* borrowed */
   struct kcld_kinesis *kinesis;  /* borrowed */
+  struct kcld_s3 *s3;            /* borrowed; NULL: messages naming an S3
+                                    object stay in the queue */
   const char *queue_url;
   const char *stream;            /* name or ARN; with stream_from_message
                                     only for messages that name none */

@@ -5,7 +5,8 @@
  *
  * Emulators: kinesis_large (kinesalite taking 10 MiB records,
  * tests/emulators/lib/kinesis_large.js) in a process of its own, and
- * dynalite; s3rver (tests/emulators/lib/s3.js) for the S3 dead letter. */
+ * dynalite and fauxqs; s3rver (tests/emulators/lib/s3.js) for the S3 dead
+ * letter. */
 #include <setjmp.h>
 #include <signal.h>
 #include <stdarg.h>
@@ -175,6 +176,25 @@ static struct s3call s3_sync(char op, const char *key)
   return c;
 }
 
+/* The keys under `prefix`, once there is at least one (kcld `pid` still
+ * running; its log shown if none comes in WAIT_MS). */
+static json_t *wait_objects(const char *prefix, const char *log)
+{
+  unsigned long long until = kcld_test_now_ms() + WAIT_MS;
+  for (;;) {
+    struct s3call c = s3_sync('l', prefix);
+    assert_int_equal(c.err, 0);
+    if (json_array_size(c.keys) > 0)
+      return c.keys;
+    json_decref(c.keys);
+    if (kcld_test_now_ms() > until) {
+      kcld_e2e_dump_file(log);
+      fail_msg("no dead-letter object in %d ms", WAIT_MS);
+    }
+    kcld_test_sleep_ms(200);
+  }
+}
+
 /* Runs `kcld ARGS...` to its end, stdout to `out`; returns its exit
  * status, its peak RSS in KiB in *rss_kib. */
 static int run_kcld(const char *out, long *rss_kib, const char *const *args)
@@ -255,7 +275,9 @@ struct run {
 /* Starts kcld as application `app` on `stream` (the kinesis_large
  * emulator; S3 is s3rver): fetch budget 1 MiB a shard, batches of 2, the
  * child large_records.py as `handler` ("lambda" or "multilang") writing to
- * run->out; then `rest` (top-level YAML). */
+ * run->out; then `rest` (top-level YAML).  One worker a run: failover_time
+ * is long (20 s) so that a loaded machine, or ASan, slowing the 10 MiB
+ * records does not let the lease lapse and a record be handled twice. */
 static void run_start(struct run *r, const char *app, const char *stream,
                       const char *handler, const char *rest)
 {
@@ -276,12 +298,13 @@ static void run_start(struct run *r, const char *app, const char *stream,
           "  kinesis: %s\n"
           "  dynamodb: %s\n"
           "  s3: %s\n"
+          "  sqs: %s\n"
           "credentials:\n"
           "  access_key_id: test\n"
           "  secret_access_key: test\n"
           "shutdown_timeout: 10s\n"
           "lease:\n"
-          "  failover_time: 3s\n"
+          "  failover_time: 20s\n"
           "fetch:\n"
           "  idle_time: 200ms\n"
           "  max_buffered_bytes: 1MiB\n"
@@ -295,7 +318,8 @@ static void run_start(struct run *r, const char *app, const char *stream,
           "\"%s\", \"%s\"]\n"
           "%s",
           app, stream, kcld_emu_url(&s_kinesis, "kinesis_large"),
-          kcld_emu_url(&s_emu, "dynamodb"), kcld_emu_url(&s_s3, "s3"), handler, kcld_test_root(), r->out,
+          kcld_emu_url(&s_emu, "dynamodb"), kcld_emu_url(&s_s3, "s3"),
+          kcld_emu_url(&s_emu, "sqs"), handler, kcld_test_root(), r->out,
           handler, rest ? rest : "");
   assert_int_equal(fclose(f), 0);
   r->pid = kcld_test_spawn_kcld(r->conf, r->log);
@@ -432,7 +456,6 @@ static void test_dead_letter_s3(void **state)
   struct s3call c;
   struct run r;
   json_t *produced = json_array(), *body, *rec, *res;
-  unsigned long long until;
   long hwm, redrive_rss = -1;
   size_t len = 0;
   (void)state;
@@ -443,25 +466,12 @@ static void test_dead_letter_s3(void **state)
   kcld_e2e_create_stream(t, "dlq-s3", 1);
   kcld_e2e_create_stream(t, "dlq-back", 1);
   kcld_e2e_put_records(t, "dlq-s3", &data, &key, 1, produced);
-  c = s3_sync('b', NULL);
-  assert_int_equal(c.err, 0);
+  c = s3_sync('b', NULL); /* BucketAlreadyOwnedByYou when it exists */
 
   run_start(&r, "large-dlq", "dlq-s3", "lambda",
             "retry:\n  max_retry_attempts: 0\n"
             "on_failure:\n  s3: s3://" BUCKET "/kcld\n");
-  until = kcld_test_now_ms() + WAIT_MS;
-  for (;;) {
-    c = s3_sync('l', prefix);
-    assert_int_equal(c.err, 0);
-    if (json_array_size(c.keys) > 0)
-      break;
-    json_decref(c.keys);
-    if (kcld_test_now_ms() > until) {
-      kcld_e2e_dump_file(r.log);
-      fail_msg("no dead-letter object in %d ms", WAIT_MS);
-    }
-    kcld_test_sleep_ms(200);
-  }
+  c.keys = wait_objects(prefix, r.log);
   hwm = vm_hwm_kib(r.pid);
   kcld_e2e_stop_kcld(r.pid, r.log, 20000);
 
@@ -536,15 +546,122 @@ static void test_dead_letter_s3(void **state)
   free(poison);
 }
 
+/* With on_failure.sqs and .s3 both: the 10 MiB record goes to S3 and the
+ * queue gets a message naming the object, without the records; `kcld
+ * redrive --queue` follows it, puts the record back whole, and deletes the
+ * object and the message. */
+static void test_dead_letter_sqs_s3(void **state)
+{
+  static const char *const key = "poison-key-2";
+  const size_t size = BIG - strlen(key);
+  const char *prefix = "both/aws/kinesis/large-both/";
+  char *poison = big_text("poison-big:", size, 4), want[65], got[65];
+  char out[128], rest[1024], queue[512];
+  const char *data = poison;
+  struct kcld_test_aws *t;
+  struct run r;
+  json_t *keys, *q, *msgs, *body, *loc, *res;
+  unsigned long long until;
+  long redrive_rss = -1;
+  size_t len = 0;
+  (void)state;
+
+  sha256_hex(poison, size, want);
+  t = kcld_test_aws_new(kcld_emu_url(&s_kinesis, "kinesis_large"),
+                        kcld_emu_url(&s_emu, "dynamodb"),
+                        kcld_emu_url(&s_emu, "sqs"));
+  kcld_e2e_create_stream(t, "dlq-both", 1);
+  kcld_e2e_create_stream(t, "dlq-back2", 1);
+  kcld_e2e_put_records(t, "dlq-both", &data, &key, 1, NULL);
+  q = kcld_e2e_call(t, KCLD_AWS_SQS, "CreateQueue",
+                    json_pack("{s:s}", "QueueName", "large-dlq"));
+  snprintf(queue, sizeof(queue), "%s",
+           json_string_value(json_object_get(q, "QueueUrl")));
+  json_decref(q);
+  json_decref(s3_sync('b', NULL).keys);
+
+  snprintf(rest, sizeof(rest),
+           "retry:\n  max_retry_attempts: 0\n"
+           "on_failure:\n  sqs: %s\n  s3: s3://" BUCKET "/both\n",
+           queue);
+  run_start(&r, "large-both", "dlq-both", "lambda", rest);
+  /* The message names the object and carries no records (seen, and left
+   * visible for the redrive).  It is sent once the object is stored. */
+  until = kcld_test_now_ms() + WAIT_MS;
+  for (;;) {
+    msgs = kcld_e2e_call(t, KCLD_AWS_SQS, "ReceiveMessage",
+                         json_pack("{s:s,s:i,s:i}", "QueueUrl", queue,
+                                   "MaxNumberOfMessages", 10,
+                                   "VisibilityTimeout", 0));
+    if (json_array_size(json_object_get(msgs, "Messages")) > 0)
+      break;
+    json_decref(msgs);
+    if (kcld_test_now_ms() > until) {
+      kcld_e2e_dump_file(r.log);
+      fail_msg("no dead-letter message in %d ms", WAIT_MS);
+    }
+    kcld_test_sleep_ms(200);
+  }
+  kcld_e2e_stop_kcld(r.pid, r.log, 20000);
+  keys = s3_sync('l', prefix).keys;
+  assert_int_equal(json_array_size(keys), 1);
+  assert_int_equal(json_array_size(json_object_get(msgs, "Messages")), 1);
+  body = json_loads(json_string_value(json_object_get(json_array_get(
+                      json_object_get(msgs, "Messages"), 0), "Body")),
+                    0, NULL);
+  assert_non_null(body);
+  assert_null(json_object_get(body, "records"));
+  loc = json_object_get(body, "s3Object");
+  assert_string_equal(json_string_value(json_object_get(loc, "bucket")),
+                      BUCKET);
+  assert_string_equal(json_string_value(json_object_get(loc, "key")),
+                      json_string_value(json_array_get(keys, 0)));
+  assert_true(json_integer_value(json_object_get(loc, "size")) >
+              (json_int_t)size);
+  json_decref(body);
+  json_decref(msgs);
+  json_decref(keys);
+
+  snprintf(out, sizeof(out), "%s/redrive.out", r.dir);
+  {
+    const char *args[] = {"redrive", "--queue", queue, "--stream",
+                          "dlq-back2", "--config", r.conf, NULL};
+    char *text;
+    int rc = run_kcld(out, &redrive_rss, args);
+    text = kcld_test_slurp(out, NULL);
+    if (rc != 0)
+      kcld_e2e_dump_file(out);
+    assert_int_equal(rc, 0);
+    assert_non_null(strstr(text, "\"messages\":1,\"records\":1,"
+                                 "\"kept\":0"));
+    free(text);
+    unlink(out);
+  }
+  keys = s3_sync('l', prefix).keys;
+  assert_int_equal(json_array_size(keys), 0); /* the object deleted */
+  json_decref(keys);
+  res = only_record(t, "dlq-back2");
+  b64_sha256(json_string_value(json_object_get(res, "Data")), &len, got);
+  assert_int_equal(len, size);
+  assert_string_equal(got, want);
+  json_decref(res);
+  run_clean(&r);
+  printf("kcld redrive --queue of a message naming a 10 MiB S3 object: "
+         "peak RSS %ld KiB\n", redrive_rss);
+  kcld_test_aws_free(t);
+  free(poison);
+}
+
 int main(void)
 {
   const struct CMUnitTest tests[] = {
     cmocka_unit_test(test_lambda),
     cmocka_unit_test(test_multilang),
     cmocka_unit_test(test_dead_letter_s3),
+    cmocka_unit_test(test_dead_letter_sqs_s3),
   };
   if (kcld_emu_start(&s_kinesis, "kinesis_large") != 0 ||
-      kcld_emu_start(&s_emu, "dynamodb") != 0 ||
+      kcld_emu_start(&s_emu, "dynamodb sqs") != 0 ||
       kcld_emu_start(&s_s3, "s3") != 0) {
     fprintf(stderr, "emulators did not start\n");
     return 1;

@@ -24,6 +24,7 @@
 #include "process/dlq.h"
 #include "process/dlq_s3.h"
 #include "process/dlq_sqs.h"
+#include "s3sync.h"
 
 #define WAIT_MS 30000
 #define BUCKET "dlq-bucket"
@@ -80,17 +81,9 @@ static void unmake(struct recs *s)
 
 struct seen {
   int done, err;
-  char *body;
-  json_t *list;      /* keys, or SQS bodies */
+  json_t *list;      /* SQS bodies */
   char url[512];
 };
-
-static void on_done(const struct kcld_svc_status *st, void *arg)
-{
-  struct seen *s = arg;
-  s->err = st->err;
-  s->done = 1;
-}
 
 static void on_queue(const struct kcld_sqs_queue *r, void *arg)
 {
@@ -98,25 +91,6 @@ static void on_queue(const struct kcld_sqs_queue *r, void *arg)
   s->err = r->st.err;
   if (r->queue_url)
     snprintf(s->url, sizeof(s->url), "%s", r->queue_url);
-  s->done = 1;
-}
-
-static void on_object(const struct kcld_s3_object *r, void *arg)
-{
-  struct seen *s = arg;
-  s->err = r->st.err;
-  if (r->body)
-    s->body = strdup(r->body);
-  s->done = 1;
-}
-
-static void on_list(const struct kcld_s3_list *r, void *arg)
-{
-  struct seen *s = arg;
-  s->err = r->st.err;
-  s->list = json_array();
-  for (size_t i = 0; i < r->count; i++)
-    json_array_append_new(s->list, json_string(r->entries[i].key));
   s->done = 1;
 }
 
@@ -147,10 +121,8 @@ static void env_up(struct env *e, const char *queue_name)
   kcld_test_awsenv_up_at(&e->c, urls, 1);
   assert_int_equal(kcld_s3_new(e->c.aws, &e->c.loop, &e->s3), 0);
   assert_int_equal(kcld_sqs_new(e->c.aws, &e->c.loop, &e->sqs), 0);
-  assert_int_equal(kcld_s3_create_bucket(e->s3, BUCKET, on_done, &s), 0);
-  assert_true(kcld_test_run_until(&e->c.loop, &s.done, WAIT_MS));
+  kcld_test_s3_create_bucket(e->s3, &e->c.loop, BUCKET); /* or exists */
   if (queue_name) {
-    memset(&s, 0, sizeof(s));
     assert_int_equal(kcld_sqs_create_queue(e->sqs, queue_name, NULL,
                                            on_queue, &s), 0);
     wait_for(e, &s);
@@ -167,22 +139,15 @@ static void env_down(struct env *e)
 
 static json_t *list_keys(struct env *e, const char *prefix)
 {
-  struct seen s = {0};
-  struct kcld_s3_list_req rq = {BUCKET, prefix, NULL, NULL, 0};
-  assert_int_equal(kcld_s3_list_objects(e->s3, &rq, on_list, &s), 0);
-  wait_for(e, &s);
-  return s.list;
+  return kcld_test_s3_keys(e->s3, &e->c.loop, BUCKET, prefix);
 }
 
 static json_t *get_json(struct env *e, const char *key)
 {
-  struct seen s = {0};
-  json_t *j;
-  assert_int_equal(kcld_s3_get_object(e->s3, BUCKET, key, on_object, &s), 0);
-  wait_for(e, &s);
-  j = json_loads(s.body, 0, NULL);
+  char *body = kcld_test_s3_get(e->s3, &e->c.loop, BUCKET, key, NULL);
+  json_t *j = json_loads(body, 0, NULL);
   assert_non_null(j);
-  free(s.body);
+  free(body);
   return j;
 }
 

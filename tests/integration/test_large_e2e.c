@@ -27,6 +27,7 @@
 #include "aws/s3.h"
 #include "awsenv.h"
 #include "awssync.h"
+#include "s3sync.h"
 #include "e2e.h"
 #include "harness.h"
 #include "proc.h"
@@ -114,66 +115,26 @@ static json_t *wait_lines(const char *path, size_t want, pid_t pid,
 
 /* ======== S3, synchronously ======== */
 
-struct s3call {
-  int done, err;
-  char *body;
-  size_t len;
-  json_t *keys;
-};
-
-static void s3_on_done(const struct kcld_svc_status *st, void *arg)
-{
-  struct s3call *c = arg;
-  c->err = st->err;
-  c->done = 1;
-}
-
-static void s3_on_object(const struct kcld_s3_object *o, void *arg)
-{
-  struct s3call *c = arg;
-  c->err = o->st.err;
-  if (o->body) {
-    c->body = malloc(o->len + 1);
-    assert_non_null(c->body);
-    memcpy(c->body, o->body, o->len);
-    c->body[o->len] = '\0';
-    c->len = o->len;
-  }
-  c->done = 1;
-}
-
-static void s3_on_list(const struct kcld_s3_list *l, void *arg)
-{
-  struct s3call *c = arg;
-  c->err = l->st.err;
-  c->keys = json_array();
-  for (size_t i = 0; i < l->count; i++)
-    json_array_append_new(c->keys, json_string(l->entries[i].key));
-  c->done = 1;
-}
-
-/* One S3 call on a client of its own: op 'b' CreateBucket, 'l' list
- * `key` as a prefix, 'g' GetObject `key`.  Returns what it saw. */
-static struct s3call s3_sync(char op, const char *key)
+/* One S3 call on a client of its own: op 'b' CreateBucket (its error in
+ * *err), 'l' the keys under `key` as a prefix, 'g' GetObject `key` (the
+ * body in *body). */
+static json_t *s3_sync(char op, const char *key, char **body, int *err)
 {
   struct kcld_test_awsenv e;
   struct kcld_s3 *s3;
-  struct s3call c = {0};
-  struct kcld_s3_list_req rq = {BUCKET, key, NULL, NULL, 0};
+  json_t *keys = NULL;
 
   kcld_test_awsenv_up(&e, KCLD_AWS_S3, kcld_emu_url(&s_s3, "s3"), 0);
   assert_int_equal(kcld_s3_new(e.aws, &e.loop, &s3), 0);
   if (op == 'b')
-    assert_int_equal(kcld_s3_create_bucket(s3, BUCKET, s3_on_done, &c), 0);
+    *err = kcld_test_s3_create_bucket(s3, &e.loop, BUCKET);
   else if (op == 'l')
-    assert_int_equal(kcld_s3_list_objects(s3, &rq, s3_on_list, &c), 0);
+    keys = kcld_test_s3_keys(s3, &e.loop, BUCKET, key);
   else
-    assert_int_equal(kcld_s3_get_object(s3, BUCKET, key, s3_on_object, &c),
-                     0);
-  assert_true(kcld_test_run_until(&e.loop, &c.done, WAIT_MS));
+    *body = kcld_test_s3_get(s3, &e.loop, BUCKET, key, NULL);
   kcld_s3_close(s3);
   kcld_test_awsenv_down(&e);
-  return c;
+  return keys;
 }
 
 /* The keys under `prefix`, once there is at least one (kcld `pid` still
@@ -182,11 +143,10 @@ static json_t *wait_objects(const char *prefix, const char *log)
 {
   unsigned long long until = kcld_test_now_ms() + WAIT_MS;
   for (;;) {
-    struct s3call c = s3_sync('l', prefix);
-    assert_int_equal(c.err, 0);
-    if (json_array_size(c.keys) > 0)
-      return c.keys;
-    json_decref(c.keys);
+    json_t *keys = s3_sync('l', prefix, NULL, NULL);
+    if (json_array_size(keys) > 0)
+      return keys;
+    json_decref(keys);
     if (kcld_test_now_ms() > until) {
       kcld_e2e_dump_file(log);
       fail_msg("no dead-letter object in %d ms", WAIT_MS);
@@ -452,10 +412,11 @@ static void test_dead_letter_s3(void **state)
   char *poison = big_text("poison-big:", size, 3), want[65], got[65];
   char out[128], loc[64], ts[160];
   const char *data = poison, *k, *seq;
+  char *obj = NULL;
   struct kcld_test_aws *t;
-  struct s3call c;
   struct run r;
-  json_t *produced = json_array(), *body, *rec, *res;
+  int err = 0;
+  json_t *produced = json_array(), *keys, *body, *rec, *res;
   long hwm, redrive_rss = -1;
   size_t len = 0;
   (void)state;
@@ -466,22 +427,22 @@ static void test_dead_letter_s3(void **state)
   kcld_e2e_create_stream(t, "dlq-s3", 1);
   kcld_e2e_create_stream(t, "dlq-back", 1);
   kcld_e2e_put_records(t, "dlq-s3", &data, &key, 1, produced);
-  c = s3_sync('b', NULL); /* BucketAlreadyOwnedByYou when it exists */
+  s3_sync('b', NULL, NULL, &err); /* BucketAlreadyOwnedByYou: exists */
 
   run_start(&r, "large-dlq", "dlq-s3", "lambda",
             "retry:\n  max_retry_attempts: 0\n"
             "on_failure:\n  s3: s3://" BUCKET "/kcld\n");
-  c.keys = wait_objects(prefix, r.log);
+  keys = wait_objects(prefix, r.log);
   hwm = vm_hwm_kib(r.pid);
   kcld_e2e_stop_kcld(r.pid, r.log, 20000);
 
   /* One object, keyed <prefix>aws/kinesis/<app>/<shard>/YYYY/MM/DD/
    * YYYY-MM-DDTHH.MM.SS-<requestId>, holding the record whole. */
-  assert_int_equal(json_array_size(c.keys), 1);
-  k = json_string_value(json_array_get(c.keys, 0));
-  body = json_loads((c = s3_sync('g', k)).body, 0, NULL);
-  assert_int_equal(c.err, 0);
-  free(c.body);
+  assert_int_equal(json_array_size(keys), 1);
+  k = json_string_value(json_array_get(keys, 0));
+  s3_sync('g', k, &obj, NULL);
+  body = json_loads(obj, 0, NULL);
+  free(obj);
   assert_non_null(body);
   snprintf(ts, sizeof(ts), "%.4s/%.2s/%.2s/%.10sT%.2s.%.2s.%.2s-%s",
            json_string_value(json_object_get(body, "timestamp")),
@@ -509,7 +470,7 @@ static void test_dead_letter_s3(void **state)
   assert_int_equal(len, size);
   assert_string_equal(got, want);
   json_decref(body);
-  json_decref(c.keys);
+  json_decref(keys);
 
   /* Redriven into "dlq-back": the record whole, the object gone. */
   snprintf(out, sizeof(out), "%s/redrive.out", r.dir);
@@ -527,9 +488,9 @@ static void test_dead_letter_s3(void **state)
     free(text);
     unlink(out);
   }
-  c = s3_sync('l', prefix);
-  assert_int_equal(json_array_size(c.keys), 0);
-  json_decref(c.keys);
+  keys = s3_sync('l', prefix, NULL, NULL);
+  assert_int_equal(json_array_size(keys), 0);
+  json_decref(keys);
   res = only_record(t, "dlq-back");
   assert_string_equal(json_string_value(json_object_get(res, "PartitionKey")),
                       key);
@@ -564,6 +525,7 @@ static void test_dead_letter_sqs_s3(void **state)
   unsigned long long until;
   long redrive_rss = -1;
   size_t len = 0;
+  int err = 0;
   (void)state;
 
   sha256_hex(poison, size, want);
@@ -578,7 +540,7 @@ static void test_dead_letter_sqs_s3(void **state)
   snprintf(queue, sizeof(queue), "%s",
            json_string_value(json_object_get(q, "QueueUrl")));
   json_decref(q);
-  json_decref(s3_sync('b', NULL).keys);
+  s3_sync('b', NULL, NULL, &err);
 
   snprintf(rest, sizeof(rest),
            "retry:\n  max_retry_attempts: 0\n"
@@ -603,7 +565,7 @@ static void test_dead_letter_sqs_s3(void **state)
     kcld_test_sleep_ms(200);
   }
   kcld_e2e_stop_kcld(r.pid, r.log, 20000);
-  keys = s3_sync('l', prefix).keys;
+  keys = s3_sync('l', prefix, NULL, NULL);
   assert_int_equal(json_array_size(keys), 1);
   assert_int_equal(json_array_size(json_object_get(msgs, "Messages")), 1);
   body = json_loads(json_string_value(json_object_get(json_array_get(
@@ -637,7 +599,7 @@ static void test_dead_letter_sqs_s3(void **state)
     free(text);
     unlink(out);
   }
-  keys = s3_sync('l', prefix).keys;
+  keys = s3_sync('l', prefix, NULL, NULL);
   assert_int_equal(json_array_size(keys), 0); /* the object deleted */
   json_decref(keys);
   res = only_record(t, "dlq-back2");

@@ -28,7 +28,6 @@ struct run {
   size_t at;                     /* message being worked on */
   struct kcld_redrive_line line; /* this message's records */
   const char *target;            /* this message's stream */
-  size_t done, chunk_end;        /* records put; the call out */
   char *obj_bucket, *obj_key;    /* the S3 object this message names */
   int rounds;
 };
@@ -147,15 +146,12 @@ static void on_put(const struct kcld_kinesis_put_result *res, void *arg)
     fail(r, res->st.err, "PutRecords", res->st.message);
     return;
   }
-  r->res.records += kcld_redrive_line_mark(&r->line, r->done, r->chunk_end,
-                                           res);
-  while (r->done < r->line.count && r->line.recs[r->done].put)
-    r->done++;
-  if (r->done == r->line.count) {
+  r->res.records += kcld_redrive_line_took(&r->line, res);
+  if (r->line.put_at == r->line.count) {
     replayed(r);
     return;
   }
-  if (r->done >= r->chunk_end) { /* the call took all: the next one */
+  if (r->line.put_at >= r->line.put_end) { /* took all: the next call */
     r->rounds = 0;
   } else if (++r->rounds >= PUT_ROUNDS) {
     keep(r, "records not accepted by PutRecords after retries");
@@ -166,12 +162,8 @@ static void on_put(const struct kcld_kinesis_put_result *res, void *arg)
 
 static void put(struct run *r)
 {
-  struct kcld_kinesis_record kr[KCLD_KINESIS_PUT_MAX_RECORDS];
-  size_t n;
-  int rc;
-
-  r->chunk_end = kcld_redrive_line_chunk(&r->line, r->done, kr, &n);
-  rc = kcld_kinesis_put_records(r->o.kinesis, r->target, kr, n, on_put, r);
+  int rc = kcld_redrive_line_put(&r->line, r->o.kinesis, r->target, on_put,
+                                 r);
   if (rc)
     fail(r, rc, "PutRecords", kcld_strerror(rc));
 }
@@ -180,7 +172,6 @@ static void put(struct run *r)
 static void start_put(struct run *r)
 {
   r->rounds = 0;
-  r->done = 0;
   put(r);
 }
 

@@ -240,11 +240,9 @@ static void failed(struct run *r, int err, const char *why, int progress)
 static void on_put(const struct kcld_kinesis_put_result *res, void *arg)
 {
   struct run *r = arg;
-  size_t took = kcld_redrive_line_mark(&r->line, r->at, r->chunk_end, res);
+  size_t took = kcld_redrive_line_took(&r->line, res);
 
-  while (r->at < r->line.count && r->line.recs[r->at].put)
-    r->at++;
-  if (r->at == r->line.count) {
+  if (r->line.put_at == r->line.count) {
     line_done(r);
     return;
   }
@@ -255,15 +253,10 @@ static void on_put(const struct kcld_kinesis_put_result *res, void *arg)
 
 static void put(struct run *r)
 {
-  struct kcld_kinesis_record kr[KCLD_KINESIS_PUT_MAX_RECORDS];
-  const char *to = r->o.stream_from_message && r->line.stream
-                     ? r->line.stream
-                     : r->stream;
-  size_t n;
-  int rc;
-
-  r->chunk_end = kcld_redrive_line_chunk(&r->line, r->at, kr, &n);
-  rc = kcld_kinesis_put_records(r->o.kinesis, to, kr, n, on_put, r);
+  int rc = kcld_redrive_line_put(
+    &r->line, r->o.kinesis,
+    kcld_redrive_line_target(&r->line, r->stream, r->o.stream_from_message),
+    on_put, r);
   if (rc != 0)
     failed(r, rc, "PutRecords could not start", 0);
 }

@@ -171,35 +171,43 @@ void kcld_redrive_line_free(struct kcld_redrive_line *l)
   memset(l, 0, sizeof(*l));
 }
 
-size_t kcld_redrive_line_chunk(const struct kcld_redrive_line *l, size_t at,
-                               struct kcld_kinesis_record *kr, size_t *n)
+const char *kcld_redrive_line_target(const struct kcld_redrive_line *l,
+                                     const char *stream, int from_message)
 {
-  size_t bytes = 0, i;
+  return from_message && l->stream ? l->stream : stream;
+}
 
-  *n = 0;
-  for (i = at; i < l->count && *n < KCLD_KINESIS_PUT_MAX_RECORDS; i++) {
+int kcld_redrive_line_put(struct kcld_redrive_line *l, struct kcld_kinesis *k,
+                          const char *stream, kcld_kinesis_put_cb cb,
+                          void *arg)
+{
+  struct kcld_kinesis_record kr[KCLD_KINESIS_PUT_MAX_RECORDS];
+  size_t bytes = 0, n = 0, i;
+
+  for (i = l->put_at; i < l->count && n < KCLD_KINESIS_PUT_MAX_RECORDS;
+       i++) {
     const struct kcld_redrive_rec *x = &l->recs[i];
     size_t b = x->len + strlen(x->key);
     if (x->put)
       continue;
-    if (*n > 0 && bytes + b > PUT_MAX_BYTES)
+    if (n > 0 && bytes + b > PUT_MAX_BYTES)
       break;
-    kr[*n].data = x->data;
-    kr[*n].len = x->len;
-    kr[*n].partition_key = x->key;
-    (*n)++;
+    kr[n].data = x->data;
+    kr[n].len = x->len;
+    kr[n].partition_key = x->key;
+    n++;
     bytes += b;
   }
-  return i;
+  l->put_end = i;
+  return kcld_kinesis_put_records(k, stream, kr, n, cb, arg);
 }
 
-size_t kcld_redrive_line_mark(struct kcld_redrive_line *l, size_t at,
-                              size_t end,
+size_t kcld_redrive_line_took(struct kcld_redrive_line *l,
                               const struct kcld_kinesis_put_result *res)
 {
   size_t k = 0, took = 0;
 
-  for (size_t i = at; i < end && i < l->count; i++) {
+  for (size_t i = l->put_at; i < l->put_end && i < l->count; i++) {
     struct kcld_redrive_rec *x = &l->recs[i];
     if (x->put)
       continue;
@@ -209,5 +217,7 @@ size_t kcld_redrive_line_mark(struct kcld_redrive_line *l, size_t at,
     }
     k++;
   }
+  while (l->put_at < l->count && l->recs[l->put_at].put)
+    l->put_at++;
   return took;
 }

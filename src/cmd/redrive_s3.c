@@ -30,7 +30,6 @@ struct run {
   int more;                      /* the listing goes on after this page */
   char *after;                   /* the last key listed */
   struct kcld_redrive_line line; /* the object being replayed */
-  size_t at, chunk_end;
   unsigned tries;
 };
 
@@ -140,16 +139,14 @@ static void put(struct run *r);
 static void on_put(const struct kcld_kinesis_put_result *res, void *arg)
 {
   struct run *r = arg;
-  size_t took = kcld_redrive_line_mark(&r->line, r->at, r->chunk_end, res);
+  size_t took = kcld_redrive_line_took(&r->line, res);
 
-  while (r->at < r->line.count && r->line.recs[r->at].put)
-    r->at++;
-  if (r->at == r->line.count) {
+  if (r->line.put_at == r->line.count) {
     r->tries = 0;
     delete_object(r);
     return;
   }
-  if (took > 0 && !res->st.err && r->at >= r->chunk_end) {
+  if (took > 0 && r->line.put_at >= r->line.put_end) {
     put(r);                    /* the call took all: the next one */
     return;
   }
@@ -160,16 +157,12 @@ static void on_put(const struct kcld_kinesis_put_result *res, void *arg)
 
 static void put(struct run *r)
 {
-  struct kcld_kinesis_record kr[KCLD_KINESIS_PUT_MAX_RECORDS];
-  const char *to = r->o.stream_from_message && r->line.stream
-                     ? r->line.stream
-                     : r->stream;
-  size_t n;
   int rc;
-
   r->step = put;
-  r->chunk_end = kcld_redrive_line_chunk(&r->line, r->at, kr, &n);
-  rc = kcld_kinesis_put_records(r->o.kinesis, to, kr, n, on_put, r);
+  rc = kcld_redrive_line_put(
+    &r->line, r->o.kinesis,
+    kcld_redrive_line_target(&r->line, r->stream, r->o.stream_from_message),
+    on_put, r);
   if (rc != 0)
     failed(r, rc, "PutRecords could not start", 0);
 }
@@ -193,11 +186,11 @@ static void on_got(const struct kcld_s3_object *res, void *arg)
     keep(r, why);
     return;
   }
-  if (!(r->o.stream_from_message && r->line.stream) && !*r->stream) {
+  if (!*kcld_redrive_line_target(&r->line, r->stream,
+                                  r->o.stream_from_message)) {
     keep(r, "no stream: give --stream");
     return;
   }
-  r->at = 0;
   put(r);
 }
 

@@ -1,11 +1,16 @@
 # kcld — Kinesis consumer daemon.  See README.md.
 #
-#   make            build ./kcld
+#   make            build ./kcld (the -dev packages must be there: make deps)
 #   make test       bootstrap, then unit + integration tests, plain and ASan+UBSan
 #   make run        bootstrap, build, and run kcld against local emulators
 #   make deps       install missing Debian packages and the npm test emulators
 #   make bench      the benchmarks (docs/benchmarks.md); BENCH=throughput|latency|scale|failover
 #   make install    PREFIX=/usr/local DESTDIR=
+#
+# The compiler and linker flags come from pkg-config, which this Makefile
+# asks when it is read.  So a target that installs the packages first
+# (test, run, chaos, bench) builds in a sub-make, which reads it again after
+# `make deps`; a build without them stops at once and names `make deps`.
 
 CC      ?= cc
 BUILD   ?= build
@@ -35,11 +40,27 @@ HARNESS_OBJ := $(patsubst %.c,$(BUILD)/%.o,$(wildcard tests/harness/*.c))
 UNIT    := $(patsubst %.c,$(BUILD)/%,$(wildcard tests/unit/test_*.c))
 INTEG   := $(patsubst %.c,$(BUILD)/%,$(wildcard tests/integration/test_*.c))
 
-.PHONY: all deps test check unit integration run install clean
+.PHONY: all kcld deps test check unit integration run install clean
 all: kcld
 
 kcld: $(BUILD)/kcld
 	@if [ "$(BUILD)" = build ]; then cp -f $< $@; fi
+
+# Stops a build whose libraries pkg-config does not know (a fresh machine
+# before `make deps`) with that advice, instead of undefined references.
+# Order-only, so it never makes anything out of date.
+.PHONY: pkg-check
+pkg-check:
+	@missing=""; \
+	for p in $(PKGS); do \
+	  pkg-config --exists "$$p" 2>/dev/null || missing="$$missing $$p"; \
+	done; \
+	if [ -n "$$missing" ]; then \
+	  echo "make: pkg-config does not find:$$missing" >&2; \
+	  echo "make: run \`make deps\` first (it installs the Debian -dev" \
+	    "packages; \`make run\` and \`make test\` do it themselves)" >&2; \
+	  exit 1; \
+	fi
 
 $(BUILD)/kcld: $(BUILD)/src/main.o $(BUILD)/libkcld.a
 	$(CC) $(LDFLAGS) -o $@ $^ $(LIBS)
@@ -48,7 +69,7 @@ $(BUILD)/libkcld.a: $(LIB_OBJ)
 	@rm -f $@
 	ar rcs $@ $^
 
-$(BUILD)/%.o: %.c
+$(BUILD)/%.o: %.c | pkg-check
 	@mkdir -p $(dir $@)
 	$(CC) $(ALL_CFLAGS) -c -o $@ $<
 
@@ -72,12 +93,15 @@ unit: $(BUILD)/kcld $(UNIT)
 integration: $(BUILD)/kcld $(INTEG)
 	@tests/run-tests.sh $(BUILD) $(INTEG)
 
-run: deps kcld
-	@scripts/run-local.sh
+# The build runs in a sub-make: see the top of this file.
+run: deps
+	@$(MAKE) --no-print-directory kcld BUILD=$(BUILD)
+	@KCLD_BIN=$(BUILD)/kcld KCLD_RUN_DIR=$(BUILD)/run scripts/run-local.sh
 
 # make install [PREFIX=/usr/local] [DESTDIR=]: the binary, the systemd unit
-# (its ExecStart follows BINDIR), the sysusers.d and tmpfiles.d entries, the
-# man page, and the example configuration, which also becomes
+# and its kcld@ template (their ExecStart follows BINDIR), the sysusers.d
+# and tmpfiles.d entries, the man page, the docs (docs/*.md into DOCDIR)
+# and the example configuration, which also becomes
 # /etc/kcld/kcld.yaml when that file does not exist yet (never overwritten).
 # A real install (no DESTDIR, as root, systemd present) also creates the kcld
 # user and the permissions of /etc/kcld; packagers do that at install time.
@@ -88,20 +112,24 @@ UNITDIR     ?= $(PREFIX)/lib/systemd/system
 SYSUSERSDIR ?= $(PREFIX)/lib/sysusers.d
 TMPFILESDIR ?= $(PREFIX)/lib/tmpfiles.d
 CONFDIR     := /etc/kcld
+DOCS        := $(wildcard docs/*.md)
+UNITS       := kcld.service kcld@.service
 
 .PHONY: uninstall
 install: $(BUILD)/kcld
 	install -D -m 0755 $(BUILD)/kcld $(DESTDIR)$(BINDIR)/kcld
 	install -d -m 0755 $(DESTDIR)$(UNITDIR)
-	sed 's|^ExecStart=/usr/local/bin/kcld |ExecStart=$(BINDIR)/kcld |' \
-	  systemd/kcld.service > $(DESTDIR)$(UNITDIR)/kcld.service.tmp
-	chmod 0644 $(DESTDIR)$(UNITDIR)/kcld.service.tmp
-	mv -f $(DESTDIR)$(UNITDIR)/kcld.service.tmp \
-	  $(DESTDIR)$(UNITDIR)/kcld.service
+	for u in $(UNITS); do \
+	  sed 's|^ExecStart=/usr/local/bin/kcld |ExecStart=$(BINDIR)/kcld |' \
+	    systemd/$$u > $(DESTDIR)$(UNITDIR)/$$u.tmp && \
+	  chmod 0644 $(DESTDIR)$(UNITDIR)/$$u.tmp && \
+	  mv -f $(DESTDIR)$(UNITDIR)/$$u.tmp $(DESTDIR)$(UNITDIR)/$$u || exit 1; \
+	done
 	install -D -m 0644 systemd/kcld.sysusers $(DESTDIR)$(SYSUSERSDIR)/kcld.conf
 	install -D -m 0644 systemd/kcld.tmpfiles $(DESTDIR)$(TMPFILESDIR)/kcld.conf
 	install -D -m 0644 docs/man/kcld.8 $(DESTDIR)$(MANDIR)/man8/kcld.8
 	install -D -m 0644 conf/kcld.yaml $(DESTDIR)$(DOCDIR)/kcld.yaml.example
+	install -m 0644 $(DOCS) $(DESTDIR)$(DOCDIR)/
 	@[ -d $(DESTDIR)$(CONFDIR) ] || install -d -m 0755 $(DESTDIR)$(CONFDIR)
 	@if [ -e $(DESTDIR)$(CONFDIR)/kcld.yaml ]; then \
 	  echo "install: keeping the existing $(DESTDIR)$(CONFDIR)/kcld.yaml"; \
@@ -121,7 +149,7 @@ install: $(BUILD)/kcld
 # Removes what install put in place, except the kcld user and an
 # /etc/kcld/kcld.yaml that differs from the installed example (local edits).
 uninstall:
-	rm -f $(DESTDIR)$(BINDIR)/kcld $(DESTDIR)$(UNITDIR)/kcld.service \
+	rm -f $(DESTDIR)$(BINDIR)/kcld $(UNITS:%=$(DESTDIR)$(UNITDIR)/%) \
 	  $(DESTDIR)$(SYSUSERSDIR)/kcld.conf $(DESTDIR)$(TMPFILESDIR)/kcld.conf \
 	  $(DESTDIR)$(MANDIR)/man8/kcld.8
 	@if cmp -s $(DESTDIR)$(DOCDIR)/kcld.yaml.example \
@@ -131,7 +159,8 @@ uninstall:
 	elif [ -e $(DESTDIR)$(CONFDIR)/kcld.yaml ]; then \
 	  echo "uninstall: keeping the edited $(DESTDIR)$(CONFDIR)/kcld.yaml"; \
 	fi
-	rm -f $(DESTDIR)$(DOCDIR)/kcld.yaml.example
+	rm -f $(DESTDIR)$(DOCDIR)/kcld.yaml.example \
+	  $(DOCS:docs/%=$(DESTDIR)$(DOCDIR)/%)
 	@rmdir $(DESTDIR)$(DOCDIR) $(DESTDIR)$(CONFDIR) 2>/dev/null || true
 
 clean:
@@ -168,7 +197,8 @@ FUZZ_LIB_SRC := src/err.c src/log.c src/config.c src/config_keys.c \
                 src/consume/getrecords.c src/aws/sigv4.c \
                 src/aws/eventstream.c src/handlers/multilang.c \
                 src/handlers/lambda.c src/handlers/child.c src/handlers/job.c \
-                src/ops/http_server.c src/ops/metrics.c
+                src/ops/http_server.c src/ops/metrics.c \
+                src/process/filter.c src/process/filter_rules.c
 FUZZ_LIB_OBJ := $(FUZZ_LIB_SRC:%.c=$(FUZZ_BUILD)/%.o)
 
 .PHONY: fuzz fuzz-build fuzz-smoke
@@ -180,7 +210,7 @@ fuzz: fuzz-build
 fuzz-smoke: fuzz-build
 	@FUZZ_BUILD=$(FUZZ_BUILD) tests/fuzz/run-smoke.sh
 
-$(FUZZ_BUILD)/src/%.o: src/%.c
+$(FUZZ_BUILD)/src/%.o: src/%.c | pkg-check
 	@mkdir -p $(dir $@)
 	$(FUZZ_CC) $(FUZZ_CFLAGS) -fsanitize=fuzzer-no-link -c -o $@ $<
 
@@ -188,7 +218,7 @@ $(FUZZ_BUILD)/libkcld.a: $(FUZZ_LIB_OBJ)
 	@rm -f $@
 	ar rcs $@ $^
 
-$(FUZZ_BUILD)/fuzz/%.o: tests/fuzz/%.c
+$(FUZZ_BUILD)/fuzz/%.o: tests/fuzz/%.c | pkg-check
 	@mkdir -p $(dir $@)
 	$(FUZZ_CC) $(FUZZ_CFLAGS) -fsanitize=fuzzer-no-link -c -o $@ $<
 
@@ -216,12 +246,14 @@ $(BUILD)/tests/integration/test_lambda_plugin_e2e: | $(TEST_PLUGINS) \
 # The long chaos run (tests/chaos/chaos.c): CHAOS_SECONDS of faults against
 # three workers (default 120), CHAOS_SEED replays a printed schedule.
 CHAOS_SECONDS ?= 120
-.PHONY: chaos
-chaos: deps $(BUILD)/kcld $(BUILD)/tests/chaos/test_chaos
+.PHONY: chaos chaos-build
+chaos: deps
+	@$(MAKE) --no-print-directory chaos-build BUILD=$(BUILD)
 	@CHAOS_SECONDS=$(CHAOS_SECONDS) \
 	  KCLD_TEST_TIMEOUT=$$(( $(CHAOS_SECONDS) + 240 )) \
 	  tests/run-tests.sh $(BUILD) $(BUILD)/tests/chaos/test_chaos
 	@grep -h '^chaos: seed\|^measured:' $(BUILD)/tests/chaos/test_chaos.log
+chaos-build: $(BUILD)/kcld $(BUILD)/tests/chaos/test_chaos
 
 # Benchmarks (bench/, docs/benchmarks.md): throughput against a fixture
 # endpoint next to the C floor, the Node SDK peer and the boto3 peer; latency,
@@ -234,10 +266,10 @@ chaos: deps $(BUILD)/kcld $(BUILD)/tests/chaos/test_chaos
 # killed `make bench` leaves nothing running; `make bench-selftest` checks it.
 BENCH ?=
 BENCH_BIN := $(BUILD)/bench/floor $(BUILD)/bench/floor-jansson $(BUILD)/bench/launch
-$(BUILD)/bench/floor: bench/floor.c
+$(BUILD)/bench/floor: bench/floor.c | pkg-check
 	@mkdir -p $(dir $@)
 	$(CC) -std=c11 -D_GNU_SOURCE $(WARN) -O2 -g -o $@ $< -lcurl -lcrypto
-$(BUILD)/bench/floor-jansson: bench/floor_jansson.c
+$(BUILD)/bench/floor-jansson: bench/floor_jansson.c | pkg-check
 	@mkdir -p $(dir $@)
 	$(CC) -std=c11 -D_GNU_SOURCE $(WARN) -O2 -g -o $@ $< -ljansson -lcrypto
 $(BUILD)/bench/launch: bench/launch.c
@@ -247,10 +279,14 @@ bench-deps:
 	@scripts/bootstrap.sh --bench
 	@cd bench/node && if ! cmp -s package-lock.json node_modules/.kcld-lock 2>/dev/null; then \
 	  npm ci --no-audit --no-fund --loglevel=error && cp package-lock.json node_modules/.kcld-lock; fi
-bench: bench-deps $(BUILD)/kcld examples/plugin-count/plugin-count.so $(BENCH_BIN)
+# The build runs in a sub-make, after bench-deps: see the top of this file.
+bench-build: $(BUILD)/kcld examples/plugin-count/plugin-count.so $(BENCH_BIN)
+bench: bench-deps
+	@$(MAKE) --no-print-directory bench-build BUILD=$(BUILD)
 	@NODE_NO_WARNINGS=1 KCLD_BIN=$(BUILD)/kcld KCLD_BENCH_BIN=$(BUILD)/bench \
 	  BENCH_OUT=$${BENCH_OUT:-$(BUILD)/bench/results.json} \
 	  exec $(BUILD)/bench/launch -p $$PPID node bench/node/run.mjs $(BENCH)
-bench-selftest: bench-deps $(BUILD)/kcld examples/plugin-count/plugin-count.so $(BENCH_BIN)
+bench-selftest: bench-deps
+	@$(MAKE) --no-print-directory bench-build BUILD=$(BUILD)
 	@bench/selftest.sh $(BUILD)
-.PHONY: bench bench-deps bench-selftest
+.PHONY: bench bench-build bench-deps bench-selftest

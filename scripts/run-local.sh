@@ -4,20 +4,33 @@
 # Starts kinesalite, dynalite and fauxqs on ephemeral loopback ports, creates
 # a 4-shard stream, a results table and a dead-letter queue, then runs
 # `kcld produce` (sample events, ~1% deliberately malformed) and `kcld` with
-# conf/local.yaml (DynamoDB sink, bisect on error, DLQ).  One status line
-# refreshes every second.  Ctrl-C stops everything in order and prints a
-# summary: produced = items in the table + records in the dead-letter queue.
+# conf/local.yaml (DynamoDB sink, bisect on error, DLQ), its metrics server
+# on a free port too.  One status line refreshes every second.  When the
+# producer is done (DURATION, or Ctrl-C), it waits until kcld has handled or
+# dead-lettered every record produced (at most DRAIN_TIMEOUT), stops kcld
+# and prints a summary: produced = items in the table + records in the
+# dead-letter queue.  The emulators, kcld and the producer run in sessions
+# of their own, so a Ctrl-C reaches this script only, which stops them in
+# that order.
 #
 # Environment: RATE (records/s, default 200), SHARDS (default 4),
-# POISON (share of malformed records, default 0.01), DURATION (e.g. 60s;
-# default: until Ctrl-C).
+# POISON (share of malformed records, default 0.01), DURATION (default 30s;
+# 0: until Ctrl-C), DRAIN_TIMEOUT (seconds, default 60);
+# KCLD_BIN (default build/kcld) and KCLD_RUN_DIR (logs, default build/run),
+# which `make run` sets from BUILD.
 set -eu
 cd "$(dirname "$0")/.."
 root=$(pwd)
-run="$root/build/run"
+abs() { case $1 in /*) echo "$1" ;; *) echo "$root/$1" ;; esac; }
+kcld=$(abs "${KCLD_BIN:-build/kcld}")
+run=$(abs "${KCLD_RUN_DIR:-build/run}")
 rate=${RATE:-200}
 shards=${SHARDS:-4}
 poison=${POISON:-0.01}
+drain=${DRAIN_TIMEOUT:-60}
+duration=${DURATION:-30s}
+[ "$duration" = 0 ] && duration=""
+[ -x "$kcld" ] || { echo "make run: no kcld at $kcld" >&2; exit 1; }
 rm -rf "$run"
 mkdir -p "$run"
 
@@ -28,9 +41,13 @@ cleanup() {
 }
 trap cleanup EXIT
 
+# Seconds since the epoch, with a fraction.
+now() { date +%s.%N; }
+since() { awk -v a="$1" -v b="$(now)" 'BEGIN { printf "%.1f", b - a }'; }
+
 # --- emulators: they exit when our end of their stdin closes -------------
 mkfifo "$run/emu.in"
-node tests/emulators/emulators.js --ttl 86400 kinesis dynamodb sqs \
+setsid node tests/emulators/emulators.js --ttl 86400 kinesis dynamodb sqs \
   < "$run/emu.in" > "$run/emu.out" 2> "$run/emu.err" &
 emu_pid=$!
 exec 3> "$run/emu.in"
@@ -48,7 +65,10 @@ url() { sed -n "s/.*\"$1\":\"\([^\"]*\)\".*/\1/p" "$run/emu.out"; }
 KCLD_KINESIS_ENDPOINT=$(url kinesis)
 KCLD_DYNAMODB_ENDPOINT=$(url dynamodb)
 KCLD_SQS_ENDPOINT=$(url sqs)
-export KCLD_KINESIS_ENDPOINT KCLD_DYNAMODB_ENDPOINT KCLD_SQS_ENDPOINT
+# Port 0: the kernel picks a free one, and kcld logs which.
+KCLD_METRICS_LISTEN=127.0.0.1:0
+export KCLD_KINESIS_ENDPOINT KCLD_DYNAMODB_ENDPOINT KCLD_SQS_ENDPOINT \
+  KCLD_METRICS_LISTEN
 
 # --- resources ------------------------------------------------------------
 KCLD_DLQ_URL=$(node tests/emulators/local-aws.js init kcld-local "$shards" \
@@ -56,14 +76,34 @@ KCLD_DLQ_URL=$(node tests/emulators/local-aws.js init kcld-local "$shards" \
 export KCLD_DLQ_URL
 echo "make run: kinesis $KCLD_KINESIS_ENDPOINT, dynamodb $KCLD_DYNAMODB_ENDPOINT, sqs $KCLD_SQS_ENDPOINT"
 echo "make run: stream kcld-local ($shards shards), table kcld-local-results, queue $KCLD_DLQ_URL"
-echo "make run: logs in build/run/; Ctrl-C stops and prints the summary"
 
 # --- kcld and the producer -------------------------------------------------
-./kcld --config conf/local.yaml 2> "$run/kcld.log" &
+setsid "$kcld" --config conf/local.yaml 2> "$run/kcld.log" &
 kcld_pid=$!
+# The metrics address kcld bound: its "metrics server listening" line.
+metrics=""
+i=0
+while [ -z "$metrics" ]; do
+  metrics=$(sed -n 's/.*metrics server listening.*address[=":]*\([0-9.]*:[0-9]*\).*/\1/p' \
+              "$run/kcld.log" | head -n 1)
+  [ -n "$metrics" ] && break
+  i=$((i + 1))
+  if [ $i -gt 300 ] || ! kill -0 "$kcld_pid" 2>/dev/null; then
+    echo "make run: kcld did not start its metrics server; its log:" >&2
+    tail -n 30 "$run/kcld.log" >&2
+    exit 1
+  fi
+  sleep 0.1
+done
+echo "make run: kcld metrics on http://$metrics/metrics; logs in $run/"
+if [ -n "$duration" ]; then
+  echo "make run: producing for $duration (DURATION); Ctrl-C stops sooner and prints the summary"
+else
+  echo "make run: producing until Ctrl-C, which prints the summary"
+fi
 set -- --config conf/local.yaml --rate "$rate" --poison-rate "$poison"
-[ -n "${DURATION:-}" ] && set -- "$@" --duration "$DURATION"
-./kcld produce "$@" > "$run/produce.out" 2> "$run/produce.err" &
+[ -n "$duration" ] && set -- "$@" --duration "$duration"
+setsid "$kcld" produce "$@" > "$run/produce.out" 2> "$run/produce.err" &
 prod_pid=$!
 
 metric() { # sum of a metric's samples
@@ -76,13 +116,20 @@ produced() {
   tail -n 1 "$run/produce.err" 2>/dev/null | tr '\r' '\n' | tail -n 1 |
     sed -n 's/^produce: \([0-9]*\) produced.*/\1/p'
 }
-status_line() {
-  curl -s -m 1 http://127.0.0.1:9464/metrics > "$run/metrics" 2>/dev/null || : > "$run/metrics"
+# Scrapes kcld's metrics into $run/metrics; sets h (handled) and d
+# (dead-lettered).
+scrape() {
+  curl -s -m 1 "http://$metrics/metrics" > "$run/metrics" 2>/dev/null ||
+    : > "$run/metrics"
   h=$(metric kcld_records_handled_total)
-  p=$(produced); p=${p:-0}
+  d=$(metric kcld_dlq_records_total)
+}
+status_line() {
+  scrape
+  p=${1:-$(produced)}; p=${p:-0}
   printf '\rproduced %-8s handled %-8s (%s/s)  lag %sms  leases %s  dlq %s    ' \
     "$p" "$h" "$((h - ${last_h:-0}))" "$(metric_max kcld_millis_behind_latest)" \
-    "$(metric kcld_leases_held)" "$(metric kcld_dlq_records_total)"
+    "$(metric kcld_leases_held)" "$d"
   last_h=$h
 }
 
@@ -94,10 +141,10 @@ while [ $stop = 0 ]; do
     exit 1
   fi
   if ! kill -0 "$prod_pid" 2>/dev/null; then
-    [ -n "${DURATION:-}" ] && break
+    [ -n "$duration" ] && break
   fi
   status_line
-  sleep 1
+  sleep 1 || true # a Ctrl-C ends the sleep too
 done
 trap - INT TERM
 echo
@@ -107,16 +154,35 @@ wait "$prod_pid" 2>/dev/null || true
 prod_pid=""
 total=$(sed -n 's/^produced=\([0-9]*\).*/\1/p' "$run/produce.out" | tail -n 1)
 total=${total:-0}
-echo "make run: waiting for kcld to handle all $total records (at most 60 s)"
-i=0
-while [ $i -lt 60 ]; do
-  status_line
-  [ "$(metric kcld_records_handled_total)" -ge "$total" ] && break
-  sleep 1; i=$((i + 1))
+
+# --- until every record is handled or dead-lettered -------------------------
+echo "make run: waiting for kcld to handle or dead-letter all $total records (at most $drain s)"
+t0=$(now)
+caught=0
+while :; do
+  status_line "$total"
+  if [ $((h + d)) -ge "$total" ]; then caught=1; break; fi
+  if ! kill -0 "$kcld_pid" 2>/dev/null; then break; fi
+  if awk -v a="$t0" -v b="$(now)" -v m="$drain" 'BEGIN { exit !(b - a >= m) }'
+  then break; fi
+  sleep 0.2 || true
 done
 echo
+if [ $caught = 1 ]; then
+  echo "make run: all $total records dealt with ($h handled, $d dead-lettered)" \
+    "$(since "$t0") s after the producer stopped"
+elif ! kill -0 "$kcld_pid" 2>/dev/null; then
+  echo "make run: kcld exited with $((total - h - d)) of $total records" \
+    "neither handled nor dead-lettered; its log:" >&2
+  tail -n 30 "$run/kcld.log" >&2
+  exit 1
+else
+  echo "make run: after $drain s kcld has handled $h and dead-lettered $d" \
+    "of $total records; $((total - h - d)) are missing (see $run/kcld.log;" \
+    "DRAIN_TIMEOUT=seconds waits longer)" >&2
+fi
 echo "make run: kcld status (before the stop)"
-./kcld status --config conf/local.yaml --no-lag || true
+"$kcld" status --config conf/local.yaml --no-lag || true
 echo "make run: stopping kcld (graceful: checkpoints, leases released)"
 kill -TERM "$kcld_pid" 2>/dev/null || true
 wait "$kcld_pid" 2>/dev/null || true
@@ -134,6 +200,8 @@ echo "  records in the DLQ:   $dlq_recs (in $dlq_msgs messages)"
 if [ "$((items + dlq_recs))" -eq "$total" ]; then
   echo "  check:                $items + $dlq_recs = $total  ✓ nothing lost"
 else
-  echo "  check:                $items + $dlq_recs != $total  ✗ see build/run/kcld.log"
+  echo "  check:                $items + $dlq_recs != $total  ✗ see $run/kcld.log"
   exit 1
 fi
+# Late, though nothing was lost: still a failed run.
+[ $caught = 1 ]

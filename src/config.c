@@ -23,6 +23,7 @@
 #include "config_keys.h"
 #include "config_values.h"
 #include "err.h"
+#include "process/filter.h"
 
 /* ======== The parse context and its errors ======== */
 
@@ -250,6 +251,21 @@ static int expand_node(struct ctx *c, const yaml_node_t *node,
   return rc;
 }
 
+/* Stores the list items[0..n) as key k's value when rc is 0; else frees
+ * it.  Returns rc. */
+static int put_list(struct ctx *c, const struct kcld_config_key *k,
+                    char **items, size_t n, int rc)
+{
+  struct kcld_config_list tmp = {items, n};
+  if (rc != 0) {
+    kcld_config_value_list_free(&tmp);
+    return rc;
+  }
+  kcld_config_value_list_free(kcld_config_key_field(c->cfg, k));
+  *(struct kcld_config_list *)kcld_config_key_field(c->cfg, k) = tmp;
+  return 0;
+}
+
 static int store_list_node(struct ctx *c, const struct kcld_config_key *k,
                            const yaml_node_t *seq)
 {
@@ -278,15 +294,172 @@ static int store_list_node(struct ctx *c, const struct kcld_config_key *k,
     }
     items[got_n++] = s;
   }
-  struct kcld_config_list tmp = {items, got_n};
-  if (rc != 0) {
-    kcld_config_value_list_free(&tmp);
+  return put_list(c, k, items, got_n, rc);
+}
+
+/* ======== Filter patterns ======== */
+
+/* Nodes one pattern may have once aliases are expanded (an alias repeats
+ * its whole subtree). */
+#define FILTER_NODES_MAX 10000
+
+/* The YAML node n as a pattern tree node under parent; NULL with *rc set
+ * (an error reported, or KCLD_ENOMEM; or *budget used up, with nothing
+ * reported: the caller reports it at the pattern). */
+static struct kcld_filter_node *pattern_node(struct ctx *c,
+                                             const yaml_node_t *n,
+                                             struct kcld_filter_node *parent,
+                                             const yaml_node_t *key,
+                                             const char *label,
+                                             size_t *budget, int *rc)
+{
+  struct kcld_filter_node *t;
+  enum kcld_filter_type type;
+  const char *text = NULL, *k = NULL;
+  size_t len = 0, klen = 0;
+
+  if (*budget == 0) {
+    *rc = KCLD_EINVAL;
+    return NULL;
+  }
+  (*budget)--;
+  if (key) {
+    if (key->type != YAML_SCALAR_NODE) {
+      err_node(c, key, label, "pattern keys must be names, got %s",
+               node_kind(key));
+      *rc = KCLD_EINVAL;
+      return NULL;
+    }
+    k = (const char *)key->data.scalar.value;
+    klen = key->data.scalar.length;
+  }
+  if (n->type == YAML_MAPPING_NODE) {
+    type = KCLD_FILTER_OBJECT;
+  } else if (n->type == YAML_SEQUENCE_NODE) {
+    type = KCLD_FILTER_ARRAY;
+  } else {
+    text = (const char *)n->data.scalar.value;
+    len = n->data.scalar.length;
+    type = n->data.scalar.style == YAML_PLAIN_SCALAR_STYLE
+             ? kcld_filter_scalar_type(text, len)
+             : KCLD_FILTER_STRING;
+  }
+  t = kcld_filter_node_add(parent, type, k, klen, text, len,
+                           (int)n->start_mark.line + 1,
+                           (int)n->start_mark.column + 1);
+  if (!t) {
+    *rc = KCLD_ENOMEM;
+    return NULL;
+  }
+  if (n->type == YAML_MAPPING_NODE) {
+    for (yaml_node_pair_t *p = n->data.mapping.pairs.start;
+         p < n->data.mapping.pairs.top; p++) {
+      yaml_node_t *kn = yaml_document_get_node(c->doc, p->key);
+      yaml_node_t *vn = yaml_document_get_node(c->doc, p->value);
+      if (kn && vn && !pattern_node(c, vn, t, kn, label, budget, rc))
+        goto fail;
+    }
+  } else if (n->type == YAML_SEQUENCE_NODE) {
+    for (yaml_node_item_t *i = n->data.sequence.items.start;
+         i < n->data.sequence.items.top; i++) {
+      yaml_node_t *vn = yaml_document_get_node(c->doc, *i);
+      if (vn && !pattern_node(c, vn, t, NULL, label, budget, rc))
+        goto fail;
+    }
+  }
+  return t;
+fail:
+  if (!parent) /* the root: children belong to their parents */
+    kcld_filter_node_free(t);
+  return NULL;
+}
+
+/* Item `item` (number i) of filter: compiled into f (errors reported at
+ * their node) and kept as JSON text in *json. */
+static int filter_item(struct ctx *c, const struct kcld_config_key *k,
+                       const yaml_node_t *item, size_t i,
+                       struct kcld_filter *f, char **json)
+{
+  struct kcld_filter_node *root = NULL;
+  struct kcld_filter_error e;
+  char label[48], why[512];
+  size_t budget = FILTER_NODES_MAX;
+  int rc = 0;
+
+  snprintf(label, sizeof(label), "%s[%zu]", k->name, i);
+  if (item->type == YAML_SCALAR_NODE && !is_null_scalar(item)) {
+    const char *s = (const char *)item->data.scalar.value;
+    rc = kcld_filter_add_text(f, s, item->data.scalar.length, &e);
+    if (rc == KCLD_ECONFIG) {
+      rc = kcld_config_value_filter_error(&e, 1, why, sizeof(why));
+      err_node(c, item, label, "%s", why);
+    } else if (rc == 0 && (*json = strdup(s)) == NULL) {
+      rc = KCLD_ENOMEM;
+    }
     return rc;
   }
-  kcld_config_value_list_free(kcld_config_key_field(c->cfg, k));
-  *(struct kcld_config_list *)kcld_config_key_field(c->cfg, k) = tmp;
-  return 0;
+  if (item->type != YAML_MAPPING_NODE) {
+    err_node(c, item, label, "expected a pattern (a mapping, or Lambda's "
+             "JSON as a string), got %s",
+             item->type == YAML_SEQUENCE_NODE ? "a list" : "an empty value");
+    return KCLD_EINVAL;
+  }
+  root = pattern_node(c, item, NULL, NULL, label, &budget, &rc);
+  if (!root && budget == 0)
+    err_node(c, item, label, "a pattern of more than %d values (aliases "
+             "count each time they are used)", FILTER_NODES_MAX);
+  if (root) {
+    rc = kcld_filter_add(f, root, &e);
+    if (rc == KCLD_ECONFIG) {
+      rc = kcld_config_value_filter_error(&e, 0, why, sizeof(why));
+      add_err(c, e.line > 0 ? (size_t)e.line : item->start_mark.line + 1,
+              e.col > 0 ? (size_t)e.col : item->start_mark.column + 1,
+              label, "%s", why);
+    } else if (rc == 0 && (*json = kcld_filter_node_json(root)) == NULL) {
+      rc = KCLD_ENOMEM;
+    }
+  }
+  kcld_filter_node_free(root);
+  return rc;
 }
+
+/* filter: a list of patterns, or one (a JSON string may hold several).
+ * All are compiled together, so that more than KCLD_FILTER_MAX_PATTERNS
+ * is an error at the pattern past the limit. */
+static int store_filter_node(struct ctx *c, const struct kcld_config_key *k,
+                             const yaml_node_t *val)
+{
+  const yaml_node_item_t *it = NULL;
+  size_t n = 1, got_n = 0;
+  struct kcld_filter *f = kcld_filter_new();
+  char **items;
+  int rc = 0;
+
+  if (val->type == YAML_SEQUENCE_NODE) {
+    it = val->data.sequence.items.start;
+    n = (size_t)(val->data.sequence.items.top - it);
+  }
+  items = calloc(n + 1, sizeof(char *));
+  if (!f || !items) {
+    rc = KCLD_ENOMEM;
+    goto done;
+  }
+  for (size_t i = 0; i < n && rc != KCLD_ENOMEM; i++) {
+    yaml_node_t *item = it ? yaml_document_get_node(c->doc, it[i])
+                           : (yaml_node_t *)val;
+    int e = item ? filter_item(c, k, item, i, f, &items[got_n]) : 0;
+    if (e == 0 && item)
+      got_n++;
+    else if (e != 0 && (rc == 0 || e == KCLD_ENOMEM))
+      rc = e;
+  }
+done:
+  kcld_filter_free(f);
+  return put_list(c, k, items, got_n, rc);
+}
+
+static int store_streams_node(struct ctx *c, const struct kcld_config_key *k,
+                              const yaml_node_t *seq);
 
 /* Parses the value node of key row i. */
 static void set_leaf(struct ctx *c, size_t i, const yaml_node_t *val)
@@ -301,6 +474,14 @@ static void set_leaf(struct ctx *c, size_t i, const yaml_node_t *val)
   st->set = 1;
   if (k->type == K_LIST && val->type == YAML_SEQUENCE_NODE) {
     rc = store_list_node(c, k, val);
+    goto done;
+  }
+  if (k->type == K_STREAMS && val->type == YAML_SEQUENCE_NODE) {
+    rc = store_streams_node(c, k, val);
+    goto done;
+  }
+  if (k->type == K_FILTER && !is_null_scalar(val)) {
+    rc = store_filter_node(c, k, val);
     goto done;
   }
   if (val->type != YAML_SCALAR_NODE) {
@@ -423,6 +604,145 @@ static void walk_map(struct ctx *c, const yaml_node_t *map,
   }
 }
 
+/* ======== streams: ======== */
+
+/* Keys a stream item may take one day (they override the top-level ones
+ * for that stream); refused until they do. */
+static const char *const s_stream_later[] = {"handler", "batch", "retry",
+                                             "on_failure", "filter", NULL};
+
+/* Stores the value node v of a stream item's key `name` (a top-level key
+ * of the same name checks it) into *s.  Returns 0 or KCLD_EINVAL
+ * (reported) or KCLD_ENOMEM. */
+static int stream_item_key(struct ctx *c, const char *label, const char *name,
+                           const yaml_node_t *v, struct kcld_config_stream *s)
+{
+  const struct kcld_config_key *k =
+    &kcld_config_keys[kcld_config_key_index(name)];
+  struct kcld_config scratch;
+  char why[512], *text = NULL;
+  int rc;
+  if (v->type != YAML_SCALAR_NODE || is_null_scalar(v)) {
+    err_node(c, v, label, "%s: expected %s, got %s", name,
+             kcld_config_value_type(k), node_kind(v));
+    return KCLD_EINVAL;
+  }
+  if ((rc = expand_node(c, v, label, &text)) != 0)
+    return rc;
+  memset(&scratch, 0, sizeof(scratch));
+  rc = kcld_config_value_store(k, &scratch, text, why, sizeof(why));
+  if (rc == KCLD_EINVAL)
+    err_node(c, v, label, "%s: %s", name, why);
+  kcld_config_value_wipe(text);
+  if (rc != 0)
+    return rc;
+  if (k->off == offsetof(struct kcld_config, stream)) {
+    s->stream = scratch.stream;
+  } else if (k->off == offsetof(struct kcld_config, starting_position)) {
+    s->starting_position = scratch.starting_position;
+    s->own_position = 1;
+  } else {
+    s->starting_timestamp_ms = scratch.starting_timestamp_ms;
+    s->own_timestamp = 1;
+  }
+  return 0;
+}
+
+/* One item of streams: (number i) into *s. */
+static int stream_item(struct ctx *c, const yaml_node_t *item, size_t i,
+                       struct kcld_config_stream *s)
+{
+  char label[32];
+  int rc = 0, named = 0;
+  snprintf(label, sizeof(label), "streams[%zu]", i);
+  s->starting_timestamp_ms = -1;
+  if (item->type != YAML_MAPPING_NODE) {
+    err_node(c, item, label, "expected a mapping (name: or arn:, optional "
+             "starting_position and starting_timestamp), got %s",
+             node_kind(item));
+    return KCLD_EINVAL;
+  }
+  for (yaml_node_pair_t *p = item->data.mapping.pairs.start;
+       p < item->data.mapping.pairs.top && rc != KCLD_ENOMEM; p++) {
+    yaml_node_t *kn = yaml_document_get_node(c->doc, p->key);
+    yaml_node_t *vn = yaml_document_get_node(c->doc, p->value);
+    const char *name = kn && kn->type == YAML_SCALAR_NODE
+                         ? (const char *)kn->data.scalar.value : "";
+    int e = 0, later = 0;
+    if (!kn || !vn)
+      continue;
+    for (size_t j = 0; s_stream_later[j]; j++)
+      later |= strcmp(name, s_stream_later[j]) == 0;
+    if (strcmp(name, "name") == 0 || strcmp(name, "arn") == 0) {
+      int arn = name[0] == 'a';
+      if (named++) {
+        err_node(c, kn, label, "takes one of name: and arn:, once");
+        e = KCLD_EINVAL;
+      } else if ((e = stream_item_key(c, label, "stream", vn, s)) == 0 &&
+                 (strncmp(s->stream, "arn:", 4) == 0) != arn) {
+        err_node(c, vn, label, arn ? "arn: must be a stream ARN "
+                 "(arn:aws:kinesis:REGION:ACCOUNT:stream/NAME)"
+                                   : "name: must be a stream name (an ARN "
+                 "goes in arn:)");
+        e = KCLD_EINVAL;
+      }
+    } else if (strcmp(name, "starting_position") == 0 ||
+               strcmp(name, "starting_timestamp") == 0) {
+      e = stream_item_key(c, label, name, vn, s);
+    } else if (later) {
+      err_node(c, kn, label, "a per-stream %s is not supported yet: the "
+               "top-level %s applies to every stream", name, name);
+      e = KCLD_EINVAL;
+    } else {
+      err_node(c, kn, label, "unknown key %s (a stream takes name or arn, "
+               "starting_position, starting_timestamp)", name);
+      e = KCLD_EINVAL;
+    }
+    if (e != 0 && (rc == 0 || e == KCLD_ENOMEM))
+      rc = e;
+  }
+  if (rc == 0 && !named) {
+    err_node(c, item, label, "needs name: or arn:");
+    rc = KCLD_EINVAL;
+  }
+  return rc;
+}
+
+/* streams: a list of stream items, each stream once. */
+static int store_streams_node(struct ctx *c, const struct kcld_config_key *k,
+                              const yaml_node_t *seq)
+{
+  yaml_node_item_t *it = seq->data.sequence.items.start;
+  size_t n = (size_t)(seq->data.sequence.items.top - it);
+  struct kcld_config_streams tmp = {calloc(n ? n : 1, sizeof(*tmp.v)), 0};
+  int rc = tmp.v ? 0 : KCLD_ENOMEM;
+  for (size_t i = 0; i < n && rc != KCLD_ENOMEM; i++) {
+    yaml_node_t *item = yaml_document_get_node(c->doc, it[i]);
+    struct kcld_config_stream *s = &tmp.v[tmp.len];
+    int e = item ? stream_item(c, item, i, s) : 0;
+    for (size_t j = 0; e == 0 && s->stream && j < tmp.len; j++)
+      if (strcmp(tmp.v[j].stream, s->stream) == 0) {
+        err_node(c, item, k->name, "lists %s twice", s->stream);
+        e = KCLD_EINVAL;
+      }
+    if (e == 0 && s->stream) {
+      tmp.len++;
+    } else {
+      free(s->stream); /* the slot is used again */
+      memset(s, 0, sizeof(*s));
+    }
+    if (e != 0 && (rc == 0 || e == KCLD_ENOMEM))
+      rc = e;
+  }
+  if (rc != 0) {
+    kcld_config_value_streams_free(&tmp);
+    return rc;
+  }
+  kcld_config_value_streams_free(kcld_config_key_field(c->cfg, k));
+  *(struct kcld_config_streams *)kcld_config_key_field(c->cfg, k) = tmp;
+  return 0;
+}
+
 /* ======== Defaults, derived values, cross-key checks ======== */
 
 static int apply_defaults(struct kcld_config *cfg)
@@ -431,7 +751,7 @@ static int apply_defaults(struct kcld_config *cfg)
   for (size_t i = 0; i < kcld_config_nkeys; i++) {
     const struct kcld_config_key *k = &kcld_config_keys[i];
     int rc;
-    if (k->type == K_LIST) {
+    if (k->type == K_LIST || k->type == K_FILTER) {
       struct kcld_config_list *l = kcld_config_key_field(cfg, k);
       kcld_config_value_list_free(l);
       l->items = calloc(1, sizeof(char *));
@@ -574,6 +894,89 @@ static void check_on_failure(struct ctx *c)
            "record up", remote ? remote : *f->dir ? "dir" : "discard");
 }
 
+/* Items without their own starting_position/starting_timestamp take the
+ * top-level ones; AT_TIMESTAMP needs a timestamp, and only it takes one. */
+static void finish_streams(struct ctx *c)
+{
+  struct kcld_config *cfg = c->cfg;
+  if (bad(c, "streams") || bad(c, "starting_position") ||
+      bad(c, "starting_timestamp"))
+    return;
+  for (size_t i = 0; i < cfg->streams.len; i++) {
+    struct kcld_config_stream *s = &cfg->streams.v[i];
+    if (!s->own_position)
+      s->starting_position = cfg->starting_position;
+    if (!s->own_timestamp && !s->own_position)
+      s->starting_timestamp_ms = cfg->starting_timestamp_ms;
+    int at = s->starting_position == KCLD_CONFIG_POS_AT_TIMESTAMP;
+    if (at != (s->starting_timestamp_ms >= 0))
+      err_at(c, "streams", "streams",
+             "%s: starting_timestamp %s with starting_position: %s",
+             s->stream, at ? "is required" : "is only used",
+             at ? "AT_TIMESTAMP" : "AT_TIMESTAMP (set its own "
+                                   "starting_position)");
+  }
+  if (*cfg->stream && cfg->streams.len)
+    err_at(c, "streams", "streams", "cannot be combined with stream "
+           "(%s): list every stream under streams", cfg->stream);
+  if (cfg->streams.len && cfg->fetch.mode == KCLD_CONFIG_FETCH_FANOUT)
+    err_at(c, "streams", "fetch.mode",
+           "fanout is not supported with streams yet: use polling");
+}
+
+/* fetch.consumer_name (application when not set) and fetch.consumer_arn:
+ * what fan-out mode needs; set in polling mode, they are an error rather
+ * than silently unused. */
+static void check_fanout(struct ctx *c)
+{
+  struct kcld_config *cfg = c->cfg;
+  const struct kcld_config_fetch *f = &cfg->fetch;
+  char q[96];
+
+  if (bad(c, "fetch.mode") || bad(c, "fetch.consumer_name") ||
+      bad(c, "fetch.consumer_arn"))
+    return;
+  if (f->mode != KCLD_CONFIG_FETCH_FANOUT) {
+    if (*f->consumer_name)
+      err_at(c, "fetch.consumer_name", "fetch.consumer_name",
+             "only used with fetch.mode: fanout");
+    if (*f->consumer_arn)
+      err_at(c, "fetch.consumer_arn", "fetch.consumer_arn",
+             "only used with fetch.mode: fanout");
+    return;
+  }
+  if (*f->consumer_arn) {
+    if (strncmp(f->consumer_arn, "arn:", 4) != 0 ||
+        !strstr(f->consumer_arn, ":stream/") ||
+        !strstr(f->consumer_arn, "/consumer/"))
+      err_at(c, "fetch.consumer_arn", "fetch.consumer_arn",
+             "must be a stream consumer ARN (arn:aws:kinesis:REGION:ACCOUNT:"
+             "stream/STREAM/consumer/NAME:TIMESTAMP), got %s",
+             kcld_config_value_quote(f->consumer_arn, q, sizeof(q)));
+    if (*f->consumer_name)
+      err_at(c, "fetch.consumer_name", "fetch.consumer_name",
+             "cannot be combined with fetch.consumer_arn (nothing is "
+             "registered then)");
+    return;
+  }
+  if (*f->consumer_name) {
+    if (!kcld_config_value_is_consumer_name(f->consumer_name))
+      err_at(c, "fetch.consumer_name", "fetch.consumer_name",
+             "must be 1..128 characters of a-z A-Z 0-9 _ . -, got %s",
+             kcld_config_value_quote(f->consumer_name, q, sizeof(q)));
+  } else if (*cfg->application) {
+    if (!kcld_config_value_is_consumer_name(cfg->application))
+      err_at(c, "application", "application",
+             "names the stream consumer when fetch.consumer_name is not "
+             "set, so must be 1..128 characters of a-z A-Z 0-9 _ . -, "
+             "got %s", kcld_config_value_quote(cfg->application, q,
+                                               sizeof(q)));
+    else if (kcld_config_value_set(&cfg->fetch.consumer_name,
+                                   cfg->application) != 0)
+      c->oom = 1;
+  }
+}
+
 static void finish(struct ctx *c)
 {
   struct kcld_config *cfg = c->cfg;
@@ -582,8 +985,11 @@ static void finish(struct ctx *c)
   char q[96];
 
   for (size_t i = 0; i < kcld_config_nkeys; i++)
-    if ((kcld_config_keys[i].flags & F_REQUIRED) && !c->st[i].set)
+    if ((kcld_config_keys[i].flags & F_REQUIRED) && !c->st[i].set &&
+        !(kcld_config_keys[i].off == offsetof(struct kcld_config, stream) &&
+          is_set(c, "streams"))) /* streams: stands for stream */
       add_err(c, 1, 1, kcld_config_keys[i].name, "required key is missing");
+  finish_streams(c);
 
   /* Derived defaults. */
   if (!*cfg->lease.table && *cfg->application && !bad(c, "lease.table")) {
@@ -595,6 +1001,7 @@ static void finish(struct ctx *c)
     else if (kcld_config_value_set(&cfg->lease.table, cfg->application) != 0)
       c->oom = 1;
   }
+  check_fanout(c);
   if (!*cfg->worker_id && derive_worker_id(cfg) != 0)
     c->oom = 1;
   check_on_failure(c);
@@ -1034,8 +1441,10 @@ void kcld_config_free(struct kcld_config *cfg)
       char **s = kcld_config_key_field(cfg, k);
       kcld_config_value_wipe(*s);
       *s = NULL;
-    } else if (k->type == K_LIST) {
+    } else if (k->type == K_LIST || k->type == K_FILTER) {
       kcld_config_value_list_free(kcld_config_key_field(cfg, k));
+    } else if (k->type == K_STREAMS) {
+      kcld_config_value_streams_free(kcld_config_key_field(cfg, k));
     }
   }
   origin_free(cfg->origin);
@@ -1063,67 +1472,3 @@ int kcld_config_diff(const struct kcld_config *before,
   *changes = out;
   return n;
 }
-
-/* ======== Endpoints ======== */
-
-const char *kcld_config_retry_mode_name(const struct kcld_config *cfg)
-{
-  static const char *const names[] = {NULL, "standard", "adaptive",
-                                      "legacy"};
-  unsigned m = (unsigned)cfg->http.retry_mode;
-  return m < sizeof(names) / sizeof(names[0]) ? names[m] : NULL;
-}
-
-int kcld_config_switch_value(enum kcld_config_switch s)
-{
-  return s == KCLD_CONFIG_ON ? 1 : s == KCLD_CONFIG_OFF ? -1 : 0;
-}
-
-const char *kcld_config_endpoint(const struct kcld_config *cfg,
-                                 enum kcld_config_service svc,
-                                 const char **source)
-{
-  static const char *const keys[] = {"endpoints.kinesis",
-                                     "endpoints.dynamodb", "endpoints.sqs",
-                                     NULL, "endpoints.s3"};
-  static const char *const vars[] = {"AWS_ENDPOINT_URL_KINESIS",
-                                     "AWS_ENDPOINT_URL_DYNAMODB",
-                                     "AWS_ENDPOINT_URL_SQS", NULL,
-                                     "AWS_ENDPOINT_URL_S3"};
-  const char *per, *v;
-  if (source)
-    *source = NULL;
-  if ((int)svc < 0 || (int)svc > KCLD_CONFIG_S3 || !keys[svc])
-    return NULL;
-  per = svc == KCLD_CONFIG_KINESIS    ? cfg->endpoints.kinesis
-        : svc == KCLD_CONFIG_DYNAMODB ? cfg->endpoints.dynamodb
-        : svc == KCLD_CONFIG_SQS      ? cfg->endpoints.sqs
-                                      : cfg->endpoints.s3;
-  if (per && *per) {
-    if (source)
-      *source = keys[svc];
-    return per;
-  }
-  if (cfg->endpoint && *cfg->endpoint) {
-    if (source)
-      *source = "endpoint";
-    return cfg->endpoint;
-  }
-  v = getenv("AWS_IGNORE_CONFIGURED_ENDPOINT_URLS");
-  if (v && strcasecmp(v, "true") == 0)
-    return NULL;
-  v = getenv(vars[svc]);
-  if (v && *v) {
-    if (source)
-      *source = vars[svc];
-    return v;
-  }
-  v = getenv("AWS_ENDPOINT_URL");
-  if (v && *v) {
-    if (source)
-      *source = "AWS_ENDPOINT_URL";
-    return v;
-  }
-  return NULL;
-}
-

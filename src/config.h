@@ -84,6 +84,12 @@ enum kcld_config_retry_mode {
   KCLD_CONFIG_RETRY_LEGACY = 3 /* read as standard */
 };
 
+/* fetch.mode */
+enum kcld_config_fetch_mode {
+  KCLD_CONFIG_FETCH_POLLING = 0,  /* GetRecords */
+  KCLD_CONFIG_FETCH_FANOUT = 1    /* enhanced fan-out: SubscribeToShard */
+};
+
 /* The services kcld_config_endpoint() answers for.  Same values as enum
  * kcld_aws_service (aws/call.h); STS (3) has no key of its own. */
 enum kcld_config_service {
@@ -137,6 +143,11 @@ struct kcld_config_lease {
 };
 
 struct kcld_config_fetch {
+  enum kcld_config_fetch_mode mode;
+  char *consumer_name;         /* fan-out; resolved: application when not
+                                  set */
+  char *consumer_arn;          /* fan-out: an existing consumer; "" =
+                                  register consumer_name */
   int max_records;             /* GetRecords Limit */
   int64_t idle_time_ms;        /* wait after an empty GetRecords */
   int64_t max_buffered_bytes;  /* per shard prefetch bound */
@@ -194,6 +205,23 @@ struct kcld_config_handler_cfg {
 struct kcld_config_metrics {
   char *listen;                /* host:port; "" = disabled; port 0 = any */
   char *emf;                   /* EMF output file; "" = none */
+  int64_t stuck_after_ms;      /* no progress this long: stalled */
+};
+
+/* One item of `streams:`. */
+struct kcld_config_stream {
+  char *stream;                /* name or ARN (its `name:` or `arn:`) */
+  enum kcld_config_position starting_position; /* its own, else the
+                                  top-level starting_position */
+  int64_t starting_timestamp_ms; /* likewise; epoch ms with AT_TIMESTAMP,
+                                  else -1 */
+  bool own_position;           /* starting_position set in the item */
+  bool own_timestamp;          /* starting_timestamp set in the item */
+};
+
+struct kcld_config_streams {
+  struct kcld_config_stream *v;
+  size_t len;                  /* 0: `stream` is used */
 };
 
 struct kcld_config_log {
@@ -204,7 +232,11 @@ struct kcld_config_log {
 struct kcld_config {
   char *path;                  /* the file as given, for messages */
   char *application;           /* required; KCL applicationName */
-  char *stream;                /* required; name or ARN */
+  char *stream;                /* name or ARN; required unless `streams`
+                                  is set ("" then) */
+  struct kcld_config_streams streams; /* several streams through one lease
+                                  table in the KCL's multi-stream format;
+                                  exclusive with `stream` */
   char *region;                /* "" = resolve elsewhere (credentials.h:
                                   AWS_REGION, AWS_DEFAULT_REGION, profile,
                                   instance metadata) */
@@ -218,6 +250,11 @@ struct kcld_config {
   int64_t starting_timestamp_ms; /* epoch ms with AT_TIMESTAMP, else -1 */
   int64_t shutdown_timeout_ms;
   int workers;                 /* pool threads; 0 = number of CPUs */
+  struct kcld_config_list filter; /* filter patterns (process/filter.h),
+                                  each a JSON text kcld_filter_add_text()
+                                  accepts, all compiled together at load
+                                  (so valid, at most 10 patterns); empty =
+                                  no filter */
   struct kcld_config_lease lease;
   struct kcld_config_fetch fetch;
   struct kcld_config_checkpoint checkpoint;

@@ -66,13 +66,14 @@ static void put_value(FILE *f, const struct kcld_config_key *k,
   case K_ENUM:
     fputs(k->values[*(const int *)v], f);
     break;
-  case K_LIST: {
+  case K_LIST:
+  case K_FILTER: {
     const struct kcld_config_list *l = v;
     fputc('[', f);
     for (size_t i = 0; i < l->len; i++) {
       if (i)
         fputs(", ", f);
-      put_quoted(f, l->items[i], 1);
+      put_quoted(f, l->items[i], k->type == K_LIST); /* patterns: no ${} */
     }
     fputc(']', f);
     break;
@@ -85,6 +86,27 @@ static void put_value(FILE *f, const struct kcld_config_key *k,
       fputs(buf, f);
     }
     break;
+  case K_STREAMS: {
+    const struct kcld_config_streams *l = v;
+    fputc('[', f);
+    for (size_t i = 0; i < l->len; i++) {
+      const struct kcld_config_stream *s = &l->v[i];
+      fprintf(f, "%s{%s: ", i ? ", " : "",
+              strncmp(s->stream, "arn:", 4) == 0 ? "arn" : "name");
+      put_quoted(f, s->stream, 1);
+      fprintf(f, ", starting_position: %s",
+              kcld_config_key_enum_name("starting_position",
+                                        (int)s->starting_position));
+      if (s->starting_timestamp_ms >= 0) {
+        kcld_config_value_format_time(s->starting_timestamp_ms, buf,
+                                      sizeof(buf));
+        fprintf(f, ", starting_timestamp: %s", buf);
+      }
+      fputc('}', f);
+    }
+    fputc(']', f);
+    break;
+  }
   }
 }
 
@@ -135,6 +157,10 @@ static void put_yaml(FILE *f, const struct kcld_config *cfg)
   for (size_t i = 0; i < kcld_config_nkeys; i++) {
     const struct kcld_config_key *k = &kcld_config_keys[i];
     size_t ncur = section_parts(k->name, cur, curlen, 4), same = 0;
+    /* A required key left empty has a stand-in (stream: streams). */
+    if (cfg && (k->flags & F_REQUIRED) && k->type == K_STR &&
+        !**(char *const *)kcld_config_key_cfield(cfg, k))
+      continue;
     while (same < ncur && same < nprev && curlen[same] == prevlen[same] &&
            strncmp(cur[same], prev[same], curlen[same]) == 0)
       same++;
@@ -223,7 +249,8 @@ static const char s_md_head[] =
   "with\n"
   "its default; [`conf/local.yaml`](../conf/local.yaml) points kcld at the "
   "local\n"
-  "emulators. Only `application` and `stream` are required. A string "
+  "emulators. Only `application` and `stream` (or `streams`) are required. "
+  "A string "
   "value of `\"\"`\n"
   "means \"not set\".\n"
   "\n"
@@ -278,6 +305,19 @@ static const char s_md_head[] =
   "`kcld --dump-config` prints the effective configuration, with derived "
   "defaults\n"
   "filled in and secrets shown as `[redacted]`.\n"
+  "\n"  "## Reloading\n"
+  "\n"
+  "On SIGHUP (`systemctl reload kcld`) a running kcld reads and checks the "
+  "file\n"
+  "again, as `--check-config` does. An invalid file is logged, every error "
+  "with\n"
+  "its file:line:col, and changes nothing. From a valid one, the keys marked "
+  "*live*\n"
+  "below take effect from the next batch or the next GetRecords call; every "
+  "other\n"
+  "key that changed is named in one warning and keeps its running value "
+  "until\n"
+  "kcld restarts.\n"
   "\n"
   "## Value types\n"
   "\n"
@@ -299,6 +339,11 @@ static const char s_md_head[] =
   "environment | text |\n"
   "| time | RFC 3339 (`2024-05-01T12:00:00Z`, `2024-05-01T14:00:00+02:00`) "
   "or epoch seconds (`1714564800`) | epoch milliseconds |\n"
+  "| filter patterns | a YAML list of patterns, each a mapping "
+  "(`{data: {type: [buy]}}`) or Lambda's JSON as a string (a pattern, "
+  "`{\"Pattern\": \"...\"}` or a whole FilterCriteria); not expanded "
+  "from the environment; see [handlers.md](handlers.md#filtering-records-"
+  "before-the-handler-filter) | JSON texts, compiled at load |\n"
   "| URL | `http://...` or `https://...` | text |\n"
   "| host:port | `127.0.0.1:9464`, `[::1]:9464`, `0.0.0.0:9464`; port 0 = "
   "any free port | text |\n"
@@ -409,6 +454,48 @@ static const char s_md_head[] =
   "  `on_failure.discard` (skip them) or `on_failure.block` (retry them "
   "for ever);\n"
   "  these exclude each other.\n"
+  "- `fetch.consumer_name` and `fetch.consumer_arn` are for `fetch.mode: "
+  "fanout`\n"
+  "  only, and exclude each other; `fetch.consumer_name` defaults to "
+  "`application`\n"
+  "  (which must then be a valid consumer name: 1..128 of a-z A-Z 0-9 _ . "
+  "-). See\n"
+  "  [operations.md](operations.md#enhanced-fan-out) for choosing a mode.\n"
+  "- `streams` and `stream` exclude each other. Each `streams` item has "
+  "`name:` or\n"
+  "  `arn:` and may have its own `starting_position` and "
+  "`starting_timestamp`\n"
+  "  (else the top-level ones); a stream is listed once. Per-stream "
+  "`handler`,\n"
+  "  `batch`, `retry`, `on_failure` and `filter` are not supported yet (an "
+  "error\n"
+  "  says so): the top-level ones apply to every stream.\n"
+  "\n"
+  "## Several streams\n"
+  "\n"
+  "```yaml\n"
+  "streams:\n"
+  "  - name: orders\n"
+  "    starting_position: TRIM_HORIZON\n"
+  "  - arn: arn:aws:kinesis:us-east-1:123456789012:stream/clicks\n"
+  "```\n"
+  "\n"
+  "One process consumes every listed stream through one lease table in "
+  "the Java\n"
+  "KCL's multi-stream format (`MultiStreamTracker`): lease keys\n"
+  "`account:stream:creationEpoch:shardId` with `streamName` and `shardId`\n"
+  "attributes, the account taken from the ARN that DescribeStreamSummary "
+  "returns and\n"
+  "the epoch from its StreamCreationTimestamp. A KCL multi-stream "
+  "application's\n"
+  "table is taken over at its checkpoints; the leases of all streams are "
+  "balanced\n"
+  "together. Leases of streams the table holds but the list does not name "
+  "are\n"
+  "left alone. A `stream:` configuration refuses a multi-stream table at "
+  "start-up\n"
+  "(and `streams:` a single-stream one). Changing the list needs a "
+  "restart.\n"
   "\n"
   "## Keys\n";
 
@@ -456,10 +543,14 @@ static const char *md_type(const struct kcld_config_key *k)
     return "enum";
   case K_LIST:
     return "list of strings";
+  case K_FILTER:
+    return "filter patterns";
   case K_TMPL:
     return "template";
   case K_TIME:
     return "time";
+  case K_STREAMS:
+    return "list of streams";
   }
   return "string";
 }
@@ -497,7 +588,7 @@ static void put_markdown(FILE *f)
     put_range(f, k, " \\| ", "`");
     fputs(" | ", f);
     put_md_cell(f, k->doc);
-    fputs(" |\n", f);
+    fputs(k->flags & F_LIVE ? "; *live* |\n" : " |\n", f);
   }
 }
 

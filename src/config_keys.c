@@ -27,6 +27,10 @@
   {n, K_TMPL, OFF(f), d, 0, 0, NULL, C_NONE, fl, NULL, doc}
 #define TIME(n, f, fl, doc) \
   {n, K_TIME, OFF(f), "", 0, 0, NULL, C_NONE, fl, NULL, doc}
+#define STREAMS(n, f, fl, doc) \
+  {n, K_STREAMS, OFF(f), "[]", 0, 0, NULL, C_NONE, fl, NULL, doc}
+#define FILTER(n, f, fl, doc) \
+  {n, K_FILTER, OFF(f), "[]", 0, 0, NULL, C_NONE, fl, NULL, doc}
 
 static const char *const s_positions[] = {"TRIM_HORIZON", "LATEST",
                                           "AT_TIMESTAMP", NULL};
@@ -38,6 +42,7 @@ static const char *const s_levels[] = {"debug", "info", "warn", "error",
                                        NULL};
 static const char *const s_formats[] = {"json", "text", NULL};
 static const char *const s_switches[] = {"auto", "true", "false", NULL};
+static const char *const s_fetch_modes[] = {"polling", "fanout", NULL};
 static const char *const s_retry_modes[] = {"auto", "standard", "adaptive",
                                             "legacy", NULL};
 
@@ -50,6 +55,9 @@ _Static_assert(sizeof(enum kcld_log_level) == sizeof(int), "enum");
 _Static_assert(sizeof(enum kcld_log_format) == sizeof(int), "enum");
 _Static_assert(sizeof(enum kcld_config_switch) == sizeof(int), "enum");
 _Static_assert(sizeof(enum kcld_config_retry_mode) == sizeof(int), "enum");
+_Static_assert(sizeof(enum kcld_config_fetch_mode) == sizeof(int), "enum");
+_Static_assert(KCLD_CONFIG_FETCH_POLLING == 0 && KCLD_CONFIG_FETCH_FANOUT == 1,
+               "fetch modes");
 _Static_assert(KCLD_CONFIG_AUTO == 0 && KCLD_CONFIG_ON == 1 &&
                KCLD_CONFIG_OFF == 2, "switches");
 _Static_assert(KCLD_CONFIG_RETRY_AUTO == 0 && KCLD_CONFIG_RETRY_STANDARD == 1 &&
@@ -66,7 +74,12 @@ const struct kcld_config_key kcld_config_keys[] = {
       "KCL applicationName: identifies the consumer group and names the "
       "lease table"),
   REQ("stream", stream, C_STREAM, "my-stream",
-      "stream name or ARN"),
+      "stream name or ARN (or `streams`)"),
+  STREAMS("streams", streams, 0,
+          "instead of `stream`: several streams through one lease table in "
+          "the KCL's multi-stream format; each item `name:` or `arn:`, "
+          "optional `starting_position`, `starting_timestamp` (default: the "
+          "top-level ones)"),
   STR("region", region, "", C_REGION, 0,
       "AWS region; \"\" = AWS_REGION, AWS_DEFAULT_REGION, the profile, "
       "then instance metadata"),
@@ -83,6 +96,9 @@ const struct kcld_config_key kcld_config_keys[] = {
       "on SIGTERM, how long work in flight may take to finish"),
   INT("workers", workers, "0", 0, 1024, 0,
       "worker pool threads for CPU-heavy work; 0 = number of CPUs"),
+  FILTER("filter", filter, 0,
+         "Lambda FilterCriteria: up to 10 patterns, OR'ed; records that match "
+         "none skip the handler (a mapping or a JSON string each)"),
 
   STR("endpoints.kinesis", endpoints.kinesis, "", C_URL, 0,
       "Kinesis base URL; wins over endpoint and AWS_ENDPOINT_URL_KINESIS"),
@@ -145,6 +161,19 @@ const struct kcld_config_key kcld_config_keys[] = {
   DUR("lease.cleanup_delay", lease.cleanup_delay_ms, "5m", 0, 7 * DAY, 0,
       "grace before the leases of finished shards are deleted"),
 
+  ENUM("fetch.mode", fetch.mode, "polling", s_fetch_modes, 0,
+       "KCL retrievalMode: polling = GetRecords (shares 2 MB/s and 5 "
+       "calls/s per shard with every polling consumer); fanout = enhanced "
+       "fan-out, SubscribeToShard over HTTP/2 (2 MB/s per shard of its own, "
+       "records pushed within ~70 ms; billed per consumer-shard-hour and "
+       "GB)"),
+  STR("fetch.consumer_name", fetch.consumer_name, "", C_TOKEN, 0,
+      "fanout: the stream consumer registered (and never deregistered) at "
+      "start-up, shared by every worker of the application; \"\" = "
+      "application"),
+  STR("fetch.consumer_arn", fetch.consumer_arn, "", C_TOKEN, 0,
+      "fanout: the ARN of an existing consumer to use; nothing is "
+      "registered; \"\" = register fetch.consumer_name"),
   INT("fetch.max_records", fetch.max_records, "10000", 1, 10000, F_LIVE,
       "KCL maxRecords: records per GetRecords call"),
   DUR("fetch.idle_time", fetch.idle_time_ms, "1s", 200, 5 * MIN, F_LIVE,
@@ -185,7 +214,7 @@ const struct kcld_config_key kcld_config_keys[] = {
   DUR("retry.backoff_max", retry.backoff_max_ms, "30s", 1, HOUR, F_LIVE,
       "longest retry delay"),
 
-  STR("on_failure.sqs", on_failure.sqs, "", C_URL, F_LIVE,
+  STR("on_failure.sqs", on_failure.sqs, "", C_URL, 0,
       "dead-letter SQS queue URL; \"\" = the dead-letter directory"),
   STR("on_failure.s3", on_failure.s3, "", C_NONE, 0,
       "dead-letter S3 location s3://bucket/prefix: one object per failed "
@@ -233,6 +262,10 @@ const struct kcld_config_key kcld_config_keys[] = {
       "does not start; \"\" disables"),
   STR("metrics.emf", metrics.emf, "", C_NONE, 0,
       "file for CloudWatch Embedded Metric Format lines; \"\" = none"),
+  DUR("metrics.stuck_after", metrics.stuck_after_ms, "5m", SEC, DAY, F_LIVE,
+      "a shard with work that makes no progress this long is stalled: an "
+      "error line, kcld_shard_stalled and /healthz 503 (counted after "
+      "batch.window)"),
 
   ENUM("log.level", log.level, "info", s_levels, F_LIVE,
        "lowest level logged; each -v goes one lower"),

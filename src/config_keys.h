@@ -29,7 +29,11 @@ enum ktype {
   K_ENUM,     /* enum stored as int; values[i] is the name of value i */
   K_LIST,     /* struct kcld_config_list */
   K_TMPL,     /* string, a record-field template: not env-expanded */
-  K_TIME      /* int64_t epoch milliseconds, -1 = not set */
+  K_TIME,     /* int64_t epoch milliseconds, -1 = not set */
+  K_STREAMS,  /* struct kcld_config_streams: a list of mappings (config.c
+                 parses them; the default "[]" is the empty list) */
+  K_FILTER    /* struct kcld_config_list of filter patterns as JSON text,
+                 from mappings or JSON strings: not env-expanded */
 };
 
 enum kcheck {

@@ -5,7 +5,9 @@
  * These look at the filesystem and the environment, so they are kept out
  * of the parse: a config naming a program that is not installed here still
  * parses (tests, --dump-config), and `--check-config` and daemon start-up
- * call this as well. */
+ * call this as well.  The resolution of endpoints and of the SDK switches
+ * (kcld_config_endpoint and friends) reads the environment too and lives
+ * here for the same reason. */
 #include "config.h"
 
 #include <errno.h>
@@ -13,6 +15,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -191,3 +194,67 @@ int kcld_config_check_runtime(const struct kcld_config *cfg, char **errors)
     free(buf);
   return KCLD_ECONFIG;
 }
+
+/* ======== Endpoints ======== */
+
+const char *kcld_config_retry_mode_name(const struct kcld_config *cfg)
+{
+  static const char *const names[] = {NULL, "standard", "adaptive",
+                                      "legacy"};
+  unsigned m = (unsigned)cfg->http.retry_mode;
+  return m < sizeof(names) / sizeof(names[0]) ? names[m] : NULL;
+}
+
+int kcld_config_switch_value(enum kcld_config_switch s)
+{
+  return s == KCLD_CONFIG_ON ? 1 : s == KCLD_CONFIG_OFF ? -1 : 0;
+}
+
+const char *kcld_config_endpoint(const struct kcld_config *cfg,
+                                 enum kcld_config_service svc,
+                                 const char **source)
+{
+  static const char *const keys[] = {"endpoints.kinesis",
+                                     "endpoints.dynamodb", "endpoints.sqs",
+                                     NULL, "endpoints.s3"};
+  static const char *const vars[] = {"AWS_ENDPOINT_URL_KINESIS",
+                                     "AWS_ENDPOINT_URL_DYNAMODB",
+                                     "AWS_ENDPOINT_URL_SQS", NULL,
+                                     "AWS_ENDPOINT_URL_S3"};
+  const char *per, *v;
+  if (source)
+    *source = NULL;
+  if ((int)svc < 0 || (int)svc > KCLD_CONFIG_S3 || !keys[svc])
+    return NULL;
+  per = svc == KCLD_CONFIG_KINESIS    ? cfg->endpoints.kinesis
+        : svc == KCLD_CONFIG_DYNAMODB ? cfg->endpoints.dynamodb
+        : svc == KCLD_CONFIG_SQS      ? cfg->endpoints.sqs
+                                      : cfg->endpoints.s3;
+  if (per && *per) {
+    if (source)
+      *source = keys[svc];
+    return per;
+  }
+  if (cfg->endpoint && *cfg->endpoint) {
+    if (source)
+      *source = "endpoint";
+    return cfg->endpoint;
+  }
+  v = getenv("AWS_IGNORE_CONFIGURED_ENDPOINT_URLS");
+  if (v && strcasecmp(v, "true") == 0)
+    return NULL;
+  v = getenv(vars[svc]);
+  if (v && *v) {
+    if (source)
+      *source = vars[svc];
+    return v;
+  }
+  v = getenv("AWS_ENDPOINT_URL");
+  if (v && *v) {
+    if (source)
+      *source = "AWS_ENDPOINT_URL";
+    return v;
+  }
+  return NULL;
+}
+

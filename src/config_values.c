@@ -14,6 +14,7 @@
 #include <openssl/crypto.h>
 
 #include "err.h"
+#include "process/filter.h"
 
 /* ======== Small helpers ======== */
 
@@ -23,6 +24,15 @@ void kcld_config_value_wipe(char *s)
     OPENSSL_cleanse(s, strlen(s));
     free(s);
   }
+}
+
+void kcld_config_value_streams_free(struct kcld_config_streams *s)
+{
+  for (size_t i = 0; i < s->len; i++)
+    free(s->v[i].stream);
+  free(s->v);
+  s->v = NULL;
+  s->len = 0;
 }
 
 void kcld_config_value_list_free(struct kcld_config_list *l)
@@ -373,6 +383,11 @@ int kcld_config_value_is_table_name(const char *s)
   return valid_name(s, 3, 255);
 }
 
+int kcld_config_value_is_consumer_name(const char *s)
+{
+  return valid_name(s, 1, 128);
+}
+
 static int valid_url(const char *s)
 {
   const char *host;
@@ -682,6 +697,10 @@ const char *kcld_config_value_type(const struct kcld_config_key *k)
     return "a list of strings or a string";
   case K_TIME:
     return "a time";
+  case K_STREAMS:
+    return "a list of streams";
+  case K_FILTER:
+    return "a list of filter patterns";
   }
   return "a value";
 }
@@ -727,6 +746,53 @@ void kcld_config_value_range(const struct kcld_config_key *k, char *buf,
   }
   snprintf(buf, n, "%s%s..%s", (k->flags & F_MINUS1) ? "-1 or " : "",
            a, b);
+}
+
+int kcld_config_value_filter_error(const struct kcld_filter_error *e,
+                                   int in_text, char *why, size_t n)
+{
+  char at[64] = "";
+  if (in_text && e->line > 0)
+    snprintf(at, sizeof(at), " (line %d, column %d of the pattern)",
+             e->line, e->col);
+  snprintf(why, n, "%s%s%s%s", e->path, e->path[0] ? ": " : "", e->msg, at);
+  return KCLD_EINVAL;
+}
+
+/* One filter pattern text (a pattern, {"Pattern": ...} or {"Filters":
+ * [...]}), checked by compiling it, as the whole list; "" = no filter. */
+static int store_filter_text(const char *s, struct kcld_config_list *l,
+                             char *why, size_t n)
+{
+  struct kcld_filter *f = NULL;
+  struct kcld_filter_error e;
+  char **items = NULL;
+  int rc = KCLD_ENOMEM;
+
+  if (*s) {
+    if ((f = kcld_filter_new()) == NULL)
+      goto done;
+    rc = kcld_filter_add_text(f, s, strlen(s), &e);
+    if (rc == KCLD_ECONFIG)
+      rc = kcld_config_value_filter_error(&e, 1, why, n);
+    if (rc != 0)
+      goto done;
+    rc = KCLD_ENOMEM;
+  }
+  if ((items = calloc(2, sizeof(char *))) == NULL ||
+      (*s && (items[0] = strdup(s)) == NULL))
+    goto done;
+  kcld_config_value_list_free(l);
+  l->items = items;
+  l->len = *s ? 1 : 0;
+  items = NULL;
+  rc = 0;
+done:
+  if (items)
+    free(items[0]);
+  free(items);
+  kcld_filter_free(f);
+  return rc;
 }
 
 /* Splits s on runs of spaces and tabs into the list (KCL executableName). */
@@ -794,7 +860,8 @@ int kcld_config_value_store(const struct kcld_config_key *k,
   void *f = kcld_config_key_field(cfg, k);
   char g[128], r[96];
   int64_t v;
-  if (!text && k->type != K_STR && k->type != K_LIST) {
+  if (!text && k->type != K_STR && k->type != K_LIST &&
+      k->type != K_STREAMS && k->type != K_FILTER) {
     if (k->type == K_ENUM) {
       join_values(k->values, r, sizeof(r));
       snprintf(why, n, "must be one of %s, got an empty value", r);
@@ -817,6 +884,18 @@ int kcld_config_value_store(const struct kcld_config_key *k,
     return kcld_config_value_set(f, text);
   case K_LIST:
     return split_words(text ? text : "", f);
+  case K_STREAMS:
+    /* Only the empty list comes as text (the default, or an empty
+     * value); items are mappings, parsed by config.c. */
+    if (text && *text && strcmp(text, "[]") != 0) {
+      snprintf(why, n, "must be a list of streams (mappings with name: or "
+               "arn:)%s", got(k, text, g, sizeof(g)));
+      return KCLD_EINVAL;
+    }
+    kcld_config_value_streams_free(f);
+    return 0;
+  case K_FILTER:
+    return store_filter_text(text ? text : "", f, why, n);
   case K_INT: {
     char *end;
     errno = 0;
@@ -929,7 +1008,19 @@ int kcld_config_value_equal(const struct kcld_config_key *k,
   case K_SIZE:
   case K_TIME:
     return *(const int64_t *)x == *(const int64_t *)y;
-  case K_LIST: {
+  case K_STREAMS: {
+    const struct kcld_config_streams *l = x, *m = y;
+    if (l->len != m->len)
+      return 0;
+    for (size_t i = 0; i < l->len; i++)
+      if (strcmp(l->v[i].stream, m->v[i].stream) != 0 ||
+          l->v[i].starting_position != m->v[i].starting_position ||
+          l->v[i].starting_timestamp_ms != m->v[i].starting_timestamp_ms)
+        return 0;
+    return 1;
+  }
+  case K_LIST:
+  case K_FILTER: {
     const struct kcld_config_list *l = x, *m = y;
     if (l->len != m->len)
       return 0;

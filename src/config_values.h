@@ -53,8 +53,22 @@ void kcld_config_value_wipe(char *s);
 /* Frees the items and the array, and empties l. */
 void kcld_config_value_list_free(struct kcld_config_list *l);
 
+/* Frees the streams and the array, and empties s. */
+void kcld_config_value_streams_free(struct kcld_config_streams *s);
+
+struct kcld_filter_error;
+
+/* Writes a refused filter pattern's error as a message into why (n
+ * bytes): its path, what is wrong and, when in_text (the pattern was JSON
+ * text), its line and column in that text.  Returns KCLD_EINVAL. */
+int kcld_config_value_filter_error(const struct kcld_filter_error *e,
+                                   int in_text, char *why, size_t n);
+
 /* True when s is a DynamoDB table name (3..255 of a-z A-Z 0-9 _ . -). */
 int kcld_config_value_is_table_name(const char *s);
+
+/* True when s is a stream consumer name (1..128 of a-z A-Z 0-9 _ . -). */
+int kcld_config_value_is_consumer_name(const char *s);
 
 /* True when URL s has a user part ("user:password@host", "user@host"),
  * with or without a scheme: the part a password would be in. */

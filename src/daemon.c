@@ -2,11 +2,15 @@
  * coordinator, one shard consumer per held lease, the dispatcher and the
  * handler, and runs the graceful shutdown.
  *
- * Start:    region -> clients -> handler -> coordinator (table, shard sync);
- *           READY=1 to systemd once the lease table answered.
+ * Start:    region -> clients -> the stream's ARN (aws/identity.h) ->
+ *           handler -> coordinator (table, shard sync); READY=1 to systemd
+ *           once the lease table answered.
  * Running:  acquired lease -> shard consumer -> dispatcher -> handler;
  *           lost lease -> the consumer stops at once.
- * Shutdown: (first SIGTERM/SIGINT) stop fetching, let in-flight batches
+ * Reload:   (SIGHUP) the file is read and checked again; the keys that
+ *           may change live go to the log, the dispatcher, the consumers;
+ *           the others are named in one warning and keep their values.
+ * Shutdown: (first SIGTERM/SIGINT/SIGQUIT) stop fetching, let in-flight batches
  *           finish within shutdown_timeout, flush checkpoints, release every
  *           lease, close everything.  A handler still busy when the time is
  *           up is killed (its children's process groups SIGKILLed, its
@@ -24,10 +28,14 @@
 
 #include "aws/call.h"
 #include "aws/credentials.h"
+#include "aws/fanout.h"
 #include "aws/http.h"
+#include "aws/identity.h"
 #include "aws/kinesis.h"
 #include "aws/s3.h"
 #include "aws/sqs.h"
+#include "aws/sts.h"
+#include "config_aws.h"
 #include "consume/budget.h"
 #include "consume/shard_consumer.h"
 #include "err.h"
@@ -37,7 +45,9 @@
 #include "log.h"
 #include "ops/monitor.h"
 #include "ops/notify.h"
+#include "ops/stall.h"
 #include "process/dispatcher.h"
+#include "process/filter.h"
 #include "process/dlq.h"
 #include "process/dlq_dir.h"
 #include "process/dlq_s3.h"
@@ -66,10 +76,18 @@ struct shard {
   struct kcld_shard_consumer *consumer;
 };
 
+/* The signals the daemon handles (daemon.h says what each does). */
+enum sig { SIG_TERM, SIG_INT, SIG_QUIT, SIG_HUP, SIG_USR1, SIG_USR2, NSIGS };
+static const int s_signums[NSIGS] = {SIGTERM, SIGINT, SIGQUIT,
+                                     SIGHUP,  SIGUSR1, SIGUSR2};
+
 struct daemon {
-  const struct kcld_config *cfg;
+  const struct kcld_daemon_opts *opts;
+  const struct kcld_config *cfg;  /* as started: what restart keys keep */
+  struct kcld_config *reloaded;   /* the last file a reload applied; NULL =
+                                     none yet (cfg) */
   uv_loop_t loop;
-  uv_signal_t sigterm, sigint;
+  uv_signal_t sig[NSIGS];
   uv_timer_t status;     /* sd_notify STATUS and the drain poll */
   uv_timer_t deadline;   /* shutdown_timeout: kill, then leave */
   enum phase phase;
@@ -83,14 +101,21 @@ struct daemon {
   struct kcld_credentials *creds;
   struct kcld_aws *aws;
   struct kcld_kinesis *kinesis;
+  struct kcld_sts *sts;        /* GetCallerIdentity at start-up */
+  char *stream_arn;            /* resolved at start-up; "" when unknown */
+  char *function_arn;          /* the on-failure records' functionArn */
+  struct kcld_fanout *fanout;  /* fetch.mode: fanout only */
+  char *consumer_arn;          /* fanout: the ACTIVE stream consumer */
   struct kcld_handler *handler;
   struct kcld_sqs *sqs;        /* on_failure.sqs only */
   struct kcld_s3 *s3;          /* on_failure.s3 only */
   struct kcld_dlq *dlq;
   struct kcld_dispatcher *disp;
+  struct kcld_filter *filter;  /* `filter`; NULL = none; freed last */
   struct kcld_coordinator *coord;
   struct kcld_notify *notify;
   struct kcld_monitor *monitor; /* metrics.listen / metrics.emf */
+  struct kcld_stall *stall;     /* stalled shards: log, gauge, /healthz */
   struct kcld_fetch_budget *budget; /* fetch.max_total_buffered_bytes */
   struct shard *shards;
   size_t nshards;
@@ -103,6 +128,13 @@ static void begin_shutdown(struct daemon *dm, int rc);
 static const char *opt(const char *s)
 {
   return s && *s ? s : NULL;
+}
+
+/* Where the keys that may change live are read (kcld_config_key_live):
+ * the last reloaded file, else the one kcld started with. */
+static const struct kcld_config *live(const struct daemon *dm)
+{
+  return dm->reloaded ? dm->reloaded : dm->cfg;
 }
 
 /* ======== Shard consumers ======== */
@@ -129,10 +161,12 @@ static void on_acquired(const struct kcld_lease *lease, void *arg)
   const struct kcld_config *cfg = dm->cfg;
   struct kcld_shard_consumer_opts o;
   struct shard *s;
-  int rc;
+  int rc, si = kcld_coordinator_stream_index(dm->coord, lease);
 
   if (dm->phase != PHASE_RUNNING && dm->phase != PHASE_STARTING)
     return; /* shutting down: the lease is released with the others */
+  if (si < 0) /* never: the coordinator takes leases of our streams only */
+    return;
   s = calloc(1, sizeof(*s));
   if (!s) {
     kcld_log(KCLD_LOG_ERROR, "out of memory starting a shard consumer",
@@ -142,12 +176,16 @@ static void on_acquired(const struct kcld_lease *lease, void *arg)
   memset(&o, 0, sizeof(o));
   o.loop = &dm->loop;
   o.kinesis = dm->kinesis;
+  o.fanout = dm->fanout;
+  o.consumer_arn = dm->consumer_arn;
   o.coordinator = dm->coord;
-  o.stream = cfg->stream;
+  o.stream = cfg->streams.len ? cfg->streams.v[si].stream : cfg->stream;
   o.lease = lease;
-  o.initial_timestamp_ms = cfg->starting_timestamp_ms;
-  o.max_records = cfg->fetch.max_records;
-  o.idle_ms = (uint64_t)cfg->fetch.idle_time_ms;
+  o.initial_timestamp_ms = cfg->streams.len
+                             ? cfg->streams.v[si].starting_timestamp_ms
+                             : cfg->starting_timestamp_ms;
+  o.max_records = live(dm)->fetch.max_records;
+  o.idle_ms = (uint64_t)live(dm)->fetch.idle_time_ms;
   o.max_buffered_bytes = (size_t)cfg->fetch.max_buffered_bytes;
   o.budget = dm->budget;
   o.checkpoint_interval_ms = (uint64_t)cfg->checkpoint.interval_ms;
@@ -264,7 +302,70 @@ static void on_ready(int err, const char *why, void *arg)
   kcld_notify_ready(dm->notify, "lease table reachable");
 }
 
-/* ======== Closing ======== */
+/* ======== Stalls and metrics ======== */
+
+/* What holds a shard's records at the dispatcher, for the stall detector
+ * (reason NULL: nothing but the handler's pace).  out->error points into
+ * *st. */
+static void dispatcher_hold(const struct daemon *dm, const char *shard_id,
+                            struct kcld_dispatcher_shard_state *st,
+                            struct kcld_stall_hold *out)
+{
+  out->reason = NULL;
+  out->error = NULL;
+  if (!dm->disp)
+    return;
+  kcld_dispatcher_shard_state(dm->disp, shard_id, st);
+  if (st->wait == KCLD_DISPATCHER_MOVING)
+    return;
+  out->reason = kcld_dispatcher_wait_name(st->wait);
+  out->error = st->error[0] ? st->error : st->error_type;
+}
+
+struct lease_walk {
+  struct kcld_stall_visit *v;
+  uint64_t table_missing_ms;   /* since when the lease table is gone */
+};
+
+static void on_lease_stall(const char *shard_id, const char *reason,
+                           void *arg)
+{
+  struct lease_walk *lw = arg;
+  kcld_stall_visit_lease(lw->v, shard_id, reason,
+                         strcmp(reason, KCLD_STALL_LEASE_TABLE_MISSING) == 0
+                           ? lw->table_missing_ms
+                           : 0);
+}
+
+/* What the stall detector judges: every held shard, and the shards the
+ * lease layer keeps from progressing. */
+static void stall_walk(void *arg, struct kcld_stall_visit *v)
+{
+  struct daemon *dm = arg;
+  struct kcld_shard_consumer_stats st;
+  struct kcld_dispatcher_shard_state ds;
+  struct kcld_stall_hold hold;
+  struct kcld_coordinator_health h;
+  struct lease_walk lw = {v, 0};
+
+  for (struct shard *s = dm->shards; s; s = s->next) {
+    const char *id = kcld_shard_consumer_shard_id(s->consumer);
+    kcld_shard_consumer_stats(s->consumer, &st);
+    dispatcher_hold(dm, id, &ds, &hold);
+    kcld_stall_visit_shard(v, id, &st, &hold);
+  }
+  if (dm->coord) {
+    kcld_coordinator_health(dm->coord, &h);
+    lw.table_missing_ms = h.table_missing_ms;
+    kcld_coordinator_stalls(dm->coord, on_lease_stall, &lw);
+  }
+}
+
+static void on_stalled(const char *shard_id, const char *reason,
+                       uint64_t since_ms, void *arg)
+{
+  kcld_monitor_visit_stalled(arg, shard_id, reason, since_ms);
+}
 
 /* What /metrics and /healthz read, at scrape time. */
 static void monitor_walk(void *arg, struct kcld_monitor_visit *v)
@@ -272,20 +373,15 @@ static void monitor_walk(void *arg, struct kcld_monitor_visit *v)
   struct daemon *dm = arg;
   for (struct shard *s = dm->shards; s; s = s->next) {
     kcld_monitor_visit_shard(v, s->consumer);
-    if (dm->disp) { /* a dispatcher wait, named once it lasts stuck_ms */
-      const char *id = kcld_shard_consumer_shard_id(s->consumer);
-      struct kcld_dispatcher_shard_state st;
-      kcld_dispatcher_shard_state(dm->disp, id, &st);
-      if (st.wait != KCLD_DISPATCHER_MOVING)
-        kcld_monitor_visit_waiting(v, id, kcld_dispatcher_wait_name(st.wait),
-                                   st.since_ms);
-    }
   }
+  kcld_stall_each(dm->stall, on_stalled, v);
   if (dm->disp)
     kcld_monitor_visit_dispatcher(v, dm->disp);
   if (dm->coord)
     kcld_monitor_visit_coordinator(v, dm->coord);
 }
+
+/* ======== Closing ======== */
 
 static void close_all(struct daemon *dm)
 {
@@ -297,10 +393,12 @@ static void close_all(struct daemon *dm)
     kcld_dispatcher_set_observer(dm->disp, NULL, NULL);
   kcld_monitor_close(dm->monitor);
   dm->monitor = NULL;
+  kcld_stall_close(dm->stall);
+  dm->stall = NULL;
   uv_timer_stop(&dm->status);
   uv_close((uv_handle_t *)&dm->status, NULL);
-  uv_close((uv_handle_t *)&dm->sigterm, NULL);
-  uv_close((uv_handle_t *)&dm->sigint, NULL);
+  for (int i = 0; i < NSIGS; i++)
+    uv_close((uv_handle_t *)&dm->sig[i], NULL);
   if (dm->coord)
     kcld_coordinator_close(dm->coord);
   if (dm->disp)
@@ -312,8 +410,11 @@ static void close_all(struct daemon *dm)
     kcld_s3_close(dm->s3);
   if (dm->handler)
     dm->handler->ops->destroy(dm->handler);
+  kcld_fanout_close(dm->fanout); /* a start-up lookup ends: ECANCELED */
   if (dm->kinesis)
     kcld_kinesis_close(dm->kinesis);
+  if (dm->sts)
+    kcld_sts_close(dm->sts);
   if (dm->aws)
     kcld_aws_close(dm->aws);
   if (dm->creds)
@@ -330,6 +431,8 @@ static void close_all(struct daemon *dm)
   dm->s3 = NULL;
   dm->handler = NULL;
   dm->kinesis = NULL;
+  dm->sts = NULL;
+  dm->fanout = NULL;
   dm->aws = NULL;
   dm->creds = NULL;
   dm->http = NULL;
@@ -427,9 +530,8 @@ static void begin_shutdown(struct daemon *dm, int rc)
   kcld_dispatcher_flush(dm->disp); /* no waiting for batch.window now */
 }
 
-static void on_signal(uv_signal_t *h, int signum)
+static void on_stop_signal(struct daemon *dm, int signum)
 {
-  struct daemon *dm = h->data;
   dm->signals++;
   if (dm->signals == 1) {
     kcld_log(KCLD_LOG_INFO, "shutting down: finishing in-flight work; "
@@ -445,6 +547,37 @@ static void on_signal(uv_signal_t *h, int signum)
   uv_stop(&dm->loop);
 }
 
+/* The highest MillisBehindLatest of the held shards, or -1 when none is
+ * known. */
+static int64_t max_lag(const struct daemon *dm)
+{
+  int64_t lag = -1;
+  for (struct shard *s = dm->shards; s; s = s->next) {
+    int64_t ms = kcld_shard_consumer_millis_behind(s->consumer);
+    lag = ms > lag ? ms : lag;
+  }
+  return lag;
+}
+
+/* SIGUSR1: one line saying where the daemon is. */
+static void log_status(struct daemon *dm)
+{
+  static const char *const phases[] = {"starting", "running", "stopping",
+                                       "releasing", "draining", "closed"};
+  struct kcld_dispatcher_stats st;
+  memset(&st, 0, sizeof(st));
+  if (dm->disp)
+    kcld_dispatcher_stats(dm->disp, &st);
+  kcld_log(KCLD_LOG_INFO, "status", "phase", phases[dm->phase],
+           KCLD_LOG_UINT("leases", dm->coord ? kcld_coordinator_held(dm->coord)
+                                            : 0),
+           KCLD_LOG_UINT("shards", dm->nshards),
+           KCLD_LOG_INT("millis_behind", max_lag(dm)),
+           KCLD_LOG_UINT("records_handled", st.records_handled),
+           KCLD_LOG_UINT("records_given_up", st.records_given_up),
+           KCLD_LOG_UINT("in_flight", st.in_flight), NULL);
+}
+
 static void on_status_timer(uv_timer_t *t)
 {
   struct daemon *dm = t->data;
@@ -454,17 +587,193 @@ static void on_status_timer(uv_timer_t *t)
     return;
   }
   if (dm->coord) {
-    int64_t lag = -1;
-    for (struct shard *s = dm->shards; s; s = s->next) {
-      int64_t ms = kcld_shard_consumer_millis_behind(s->consumer);
-      lag = ms > lag ? ms : lag;
-    }
+    int64_t lag = max_lag(dm);
     if (lag >= 0)
       kcld_notify_status(dm->notify, "%zu leases held, %lld ms behind",
                          kcld_coordinator_held(dm->coord), (long long)lag);
     else
       kcld_notify_status(dm->notify, "%zu leases held",
                          kcld_coordinator_held(dm->coord));
+  }
+}
+
+/* ======== Reload (SIGHUP) ======== */
+
+/* The dispatcher's settings: the live keys' from live(dm), the others as
+ * kcld started. */
+static void dispatcher_opts(struct daemon *dm,
+                            struct kcld_dispatcher_opts *o)
+{
+  const struct kcld_config *l = live(dm);
+  memset(o, 0, sizeof(*o));
+  o->loop = &dm->loop;
+  o->handler = dm->handler;
+  o->batch_size = (unsigned)l->batch.size;
+  o->window_ms = (uint64_t)l->batch.window_ms;
+  o->parallelization = (unsigned)l->batch.parallelization_factor;
+  o->handler_timeout_ms = (uint64_t)dm->cfg->handler.timeout_ms;
+  o->max_retry_attempts = l->retry.max_retry_attempts;
+  o->bisect_on_error = l->retry.bisect_on_error;
+  o->max_record_age_ms = l->retry.max_record_age_ms;
+  o->backoff_base_ms = (uint64_t)l->retry.backoff_base_ms;
+  o->backoff_max_ms = (uint64_t)l->retry.backoff_max_ms;
+  o->dlq = dm->dlq;
+  o->discard = dm->cfg->on_failure.discard;
+  /* Without a destination (only a start opens one) nor discard, a record
+   * that fails for good has nowhere to go but its retries. */
+  o->block_on_failure = l->on_failure.block || (!o->dlq && !o->discard);
+}
+
+/* The changes in ch[0..n-1] to on_failure.block, marked as needing a
+ * restart: turning it off needs the destination only a start opens. */
+static void block_needs_restart(struct kcld_config_change *ch, int n)
+{
+  for (int i = 0; i < n; i++)
+    if (strcmp(ch[i].key, "on_failure.block") == 0)
+      ch[i].live = false;
+}
+
+/* The dead-letter queue's live settings from live(dm). */
+static void dlq_live_opts(const struct daemon *dm, struct kcld_dlq_opts *o)
+{
+  const struct kcld_config *l = live(dm);
+  o->include_records = l->on_failure.include_records;
+  o->backoff_base_ms = (uint64_t)l->retry.backoff_base_ms;
+  o->backoff_max_ms = (uint64_t)l->retry.backoff_max_ms;
+}
+
+/* The keys of ch[0..n-1] that may change live (live true) or need a
+ * restart (false), as "a, b, c" in buf ("" when none); returns how many. */
+static size_t key_list(const struct kcld_config_change *ch, int n, bool live,
+                       char *buf, size_t cap)
+{
+  size_t count = 0, len = 0;
+  buf[0] = '\0';
+  for (int i = 0; i < n; i++) {
+    if (ch[i].live != live)
+      continue;
+    int w = snprintf(buf + len, cap - len, "%s%s", count ? ", " : "",
+                     ch[i].key);
+    count++;
+    if (w > 0 && (size_t)w < cap - len)
+      len += (size_t)w;
+  }
+  return count;
+}
+
+/* Gives the modules the live keys' values of live(dm): the log, the
+ * dispatcher (next batch), every shard consumer (next fetch), the stall
+ * detector (next check). */
+static void apply_live(struct daemon *dm, bool log_changed)
+{
+  const struct kcld_config *l = live(dm);
+  struct kcld_dispatcher_opts dop;
+  struct kcld_dlq_opts qo;
+  if (log_changed)
+    kcld_log_setup(kcld_log_level_lower(l->log.level, dm->opts->verbose),
+                   l->log.format, NULL);
+  int refused = 0;
+  if (dm->dlq) {
+    memset(&qo, 0, sizeof(qo));
+    dlq_live_opts(dm, &qo);
+    refused |= kcld_dlq_configure(dm->dlq, &qo) != 0;
+  }
+  if (dm->disp) {
+    dispatcher_opts(dm, &dop);
+    refused |= kcld_dispatcher_configure(dm->disp, &dop) != 0;
+  }
+  if (refused) /* the config's checks should have caught it */
+    kcld_log(KCLD_LOG_ERROR, "reload: a module refused a reloaded value "
+             "and keeps its running settings", NULL);
+  for (struct shard *s = dm->shards; s; s = s->next)
+    kcld_shard_consumer_set_fetch(s->consumer, l->fetch.max_records,
+                                  (uint64_t)l->fetch.idle_time_ms);
+  if (dm->stall)
+    kcld_stall_set_limits(dm->stall, (uint64_t)l->metrics.stuck_after_ms,
+                          (uint64_t)l->batch.window_ms);
+}
+
+/* A reload that failed: the errors, one per line of `errors`, in one log
+ * line; nothing changes. */
+static void log_refused(const struct daemon *dm, int rc, char *errors)
+{
+  size_t len = errors ? strlen(errors) : 0;
+  while (len > 0 && errors[len - 1] == '\n')
+    errors[--len] = '\0';
+  kcld_log(KCLD_LOG_ERROR, "configuration reload refused; the running "
+           "configuration is unchanged", "path", dm->cfg->path,
+           "error", len ? errors : kcld_strerror(rc), NULL);
+}
+
+/* SIGHUP: read and check the file again; apply the live keys that changed
+ * since the last reload, name in one warning the changed keys that need a
+ * restart (compared with the configuration kcld started with). */
+static void reload(struct daemon *dm)
+{
+  struct kcld_config *next = NULL;
+  struct kcld_config_change *now = NULL, *later = NULL;
+  char *errors = NULL, applied[1024], restart[1024];
+  int n, nlater, rc;
+  bool log_changed = false;
+
+  if (dm->phase >= PHASE_STOPPING) {
+    kcld_log(KCLD_LOG_INFO, "configuration reload ignored: shutting down",
+             NULL);
+    return;
+  }
+  rc = dm->opts->load ? dm->opts->load(dm->opts->load_arg, &next, &errors)
+                      : KCLD_EINVAL;
+  if (rc != 0) {
+    log_refused(dm, rc, errors);
+    goto out;
+  }
+  n = kcld_config_diff(live(dm), next, &now);
+  nlater = kcld_config_diff(dm->cfg, next, &later);
+  if (n < 0 || nlater < 0) {
+    log_refused(dm, KCLD_ENOMEM, NULL);
+    goto out;
+  }
+  if (!next->on_failure.block && !dm->dlq && !dm->cfg->on_failure.discard) {
+    block_needs_restart(now, n);
+    block_needs_restart(later, nlater);
+  }
+  for (int i = 0; i < n; i++)
+    log_changed |= now[i].live && strncmp(now[i].key, "log.", 4) == 0;
+  key_list(now, n, true, applied, sizeof(applied));
+  kcld_config_free(dm->reloaded);
+  dm->reloaded = next;
+  next = NULL;
+  apply_live(dm, log_changed);
+  kcld_log(KCLD_LOG_INFO, "configuration reloaded", "path", dm->cfg->path,
+           "applied", applied, NULL);
+  if (key_list(later, nlater, false, restart, sizeof(restart)) > 0)
+    kcld_log(KCLD_LOG_WARN, "configuration keys changed that need a restart; "
+             "they keep their running values until then", "keys",
+             restart, NULL);
+out:
+  kcld_config_free(next);
+  free(now);
+  free(later);
+  free(errors);
+}
+
+static void on_signal(uv_signal_t *h, int signum)
+{
+  struct daemon *dm = h->data;
+  switch (signum) {
+  case SIGHUP:
+    reload(dm);
+    break;
+  case SIGUSR1:
+    log_status(dm);
+    break;
+  case SIGUSR2:
+    kcld_log(KCLD_LOG_INFO, "signal ignored", "signal", strsignal(signum),
+             NULL);
+    break;
+  default: /* SIGTERM, SIGINT, SIGQUIT */
+    on_stop_signal(dm, signum);
+    break;
   }
 }
 
@@ -506,7 +815,7 @@ static int open_remote_store(struct daemon *dm, struct kcld_dlq_store **store)
   return rc;
 }
 
-/* The store given-up records go to: the queue of on_failure.sqs, else the
+/* The store given-up records go to: on_failure.sqs and/or .s3, else the
  * dead-letter directory, created and probed here (kcld does not start
  * without it).  *store stays NULL with on_failure.discard or .block. */
 static int open_store(struct daemon *dm, struct kcld_dlq_store **store)
@@ -548,91 +857,185 @@ static int open_store(struct daemon *dm, struct kcld_dlq_store **store)
 /* The failure destination over that store (none with discard or block). */
 static int open_dlq(struct daemon *dm)
 {
-  const struct kcld_config *cfg = dm->cfg;
-  const char *stream_arn = strncmp(cfg->stream, "arn:", 4) == 0 ? cfg->stream
-                                                                : "";
   struct kcld_dlq_opts qo;
-  char arn[512];
   int rc;
 
   memset(&qo, 0, sizeof(qo));
   if ((rc = open_store(dm, &qo.store)) != 0 || !qo.store)
     return rc;
-  if ((rc = kcld_dlq_function_arn(arn, sizeof(arn), stream_arn, dm->region,
-                                  NULL, cfg->application)) != 0) {
-    qo.store->ops->free(qo.store);
-    return rc;
-  }
   qo.loop = &dm->loop;
-  qo.function_arn = arn;
-  qo.stream_arn = stream_arn;
-  qo.include_records = cfg->on_failure.include_records;
-  qo.backoff_base_ms = (uint64_t)cfg->retry.backoff_base_ms;
-  qo.backoff_max_ms = (uint64_t)cfg->retry.backoff_max_ms;
+  qo.function_arn = dm->function_arn;
+  qo.stream_arn = dm->stream_arn;
+  dlq_live_opts(dm, &qo);
   return kcld_dlq_new(&qo, &dm->dlq);
 }
 
+/* Starts the coordinator with `co` and, for `streams:`, the streams. */
+static int start_coordinator(struct daemon *dm,
+                             struct kcld_coordinator_opts *co)
+{
+  const struct kcld_config_streams *l = &dm->cfg->streams;
+  struct kcld_coordinator_stream *v = NULL;
+  int rc;
+  if (l->len && !(v = calloc(l->len, sizeof(*v))))
+    return KCLD_ENOMEM;
+  for (size_t i = 0; i < l->len; i++)
+    v[i] = (struct kcld_coordinator_stream){
+      .stream = l->v[i].stream,
+      .initial_position =
+        (enum kcld_initial_position)l->v[i].starting_position};
+  co->streams = v;
+  co->n_streams = l->len;
+  rc = kcld_coordinator_start(co, &dm->coord);
+  free(v);
+  return rc;
+}
+
+/* Compiles `filter` (checked at load already, so only memory can fail). */
+static int open_filter(struct daemon *dm)
+{
+  const struct kcld_config_list *l = &dm->cfg->filter;
+  struct kcld_filter_error e;
+  int rc = 0;
+
+  if (l->len == 0)
+    return 0;
+  if ((dm->filter = kcld_filter_new()) == NULL)
+    return KCLD_ENOMEM;
+  for (size_t i = 0; i < l->len && rc == 0; i++)
+    rc = kcld_filter_add_text(dm->filter, l->items[i], strlen(l->items[i]),
+                              &e);
+  if (rc != 0) {
+    kcld_log(KCLD_LOG_ERROR, "cannot compile the filter", "error",
+             rc == KCLD_ECONFIG ? e.msg : kcld_strerror(rc), NULL);
+    return rc;
+  }
+  kcld_log(KCLD_LOG_INFO, "filter on: records that match no pattern skip "
+           "the handler",
+           KCLD_LOG_UINT("patterns", kcld_filter_count(dm->filter)), NULL);
+  return 0;
+}
+
+static int start_rest(struct daemon *dm);
+
+/* Fan-out: the stream consumer is ACTIVE (or could not be had); the rest
+ * starts now.  Runs with KCLD_ECANCELED when the run ends first. */
+static void on_stream_consumer(const struct kcld_fanout_consumer *c,
+                               void *arg)
+{
+  struct daemon *dm = arg;
+  int rc = c->st.err;
+
+  if (dm->phase != PHASE_STARTING)
+    return;
+  if (rc == 0 && strcmp(c->status, "ACTIVE") != 0)
+    rc = KCLD_EAWS;
+  if (rc != 0) {
+    kcld_log(KCLD_LOG_ERROR, "start-up failed: no ACTIVE stream consumer "
+             "for fetch.mode: fanout", "consumer",
+             *dm->cfg->fetch.consumer_arn ? dm->cfg->fetch.consumer_arn
+                                          : dm->cfg->fetch.consumer_name,
+             "status", rc == KCLD_EAWS && c->status ? c->status : "",
+             "type", c->st.type ? c->st.type : "", "error",
+             kcld_strerror(rc), NULL);
+    begin_shutdown(dm, rc);
+    return;
+  }
+  kcld_log(KCLD_LOG_INFO, "stream consumer ACTIVE; fetching with enhanced "
+           "fan-out", "consumer", c->name ? c->name : "", "consumer_arn",
+           c->arn, "registered", c->registered ? "true" : "false", NULL);
+  if (!(dm->consumer_arn = strdup(c->arn)))
+    rc = KCLD_ENOMEM;
+  else
+    rc = start_rest(dm);
+  if (rc != 0) {
+    kcld_log(KCLD_LOG_ERROR, "start-up failed", "error", kcld_strerror(rc),
+             NULL);
+    begin_shutdown(dm, rc);
+  }
+}
+
+/* fetch.mode: fanout: the consumer of fetch.consumer_arn (described), or
+ * fetch.consumer_name registered or found, and waited for until ACTIVE.
+ * Never deregistered: the application's other workers use it too. */
+static int find_stream_consumer(struct daemon *dm)
+{
+  const struct kcld_config_fetch *f = &dm->cfg->fetch;
+  int rc = kcld_fanout_new(dm->aws, &dm->loop, &dm->fanout);
+  if (rc != 0)
+    return rc;
+  if (*f->consumer_arn)
+    return kcld_fanout_describe(dm->fanout, NULL, NULL, f->consumer_arn,
+                                on_stream_consumer, dm);
+  return kcld_fanout_ensure(dm->fanout, dm->cfg->stream, f->consumer_name,
+                            0, on_stream_consumer, dm);
+}
+
+static void on_identity(int err, const struct kcld_identity *id, void *arg);
+
+/* The AWS clients, then the stream's ARN (start_engine follows). */
 static int start_clients(struct daemon *dm)
 {
   const struct kcld_config *cfg = dm->cfg;
   struct kcld_aws_opts ao;
-  struct kcld_coordinator_opts co;
-  struct kcld_dispatcher_opts dop;
-  struct kcld_handler_env env;
+  struct kcld_identity_opts io;
   int rc;
 
-  memset(&ao, 0, sizeof(ao));
-  ao.loop = &dm->loop;
-  ao.http = dm->http;
-  ao.creds = dm->creds;
-  ao.region = dm->region;
-  ao.profile = opt(cfg->credentials.profile);
-  ao.endpoint[KCLD_AWS_KINESIS] = kcld_config_endpoint(cfg, KCLD_CONFIG_KINESIS,
-                                                       NULL);
-  ao.endpoint[KCLD_AWS_DYNAMODB] =
-    kcld_config_endpoint(cfg, KCLD_CONFIG_DYNAMODB, NULL);
-  ao.endpoint[KCLD_AWS_SQS] = kcld_config_endpoint(cfg, KCLD_CONFIG_SQS, NULL);
-  ao.endpoint[KCLD_AWS_S3] = kcld_config_endpoint(cfg, KCLD_CONFIG_S3, NULL);
-  ao.max_attempts = cfg->http.max_attempts;
-  ao.retry_mode = kcld_config_retry_mode_name(cfg);
-  ao.use_fips = kcld_config_switch_value(cfg->endpoints.fips);
-  ao.use_dualstack = kcld_config_switch_value(cfg->endpoints.dualstack);
-  ao.timeout_ms = (long)cfg->http.timeout_ms;
+  kcld_config_aws_client(cfg, &dm->loop, dm->http, dm->creds, dm->region,
+                         &ao);
   if ((rc = kcld_aws_new(&ao, &dm->aws)) != 0)
     return rc;
   if (dm->monitor)
     kcld_aws_set_observer(dm->aws, kcld_monitor_observe_aws, dm->monitor);
   if ((rc = kcld_kinesis_new(dm->aws, &dm->loop, &dm->kinesis)) != 0)
     return rc;
+  if ((rc = kcld_sts_new(dm->aws, &dm->loop, &dm->sts)) != 0)
+    return rc;
+  memset(&io, 0, sizeof(io));
+  io.kinesis = dm->kinesis;
+  io.sts = dm->sts;
+  /* streams: the first stream's answer gives the account for functionArn;
+   * events carry no stream ARN yet (one per stream comes later). */
+  io.stream = cfg->streams.len ? cfg->streams.v[0].stream : cfg->stream;
+  io.region = dm->region;
+  io.application = cfg->application;
+  return kcld_identity_resolve(&io, on_identity, dm);
+}
+
+/* Once the stream's ARN is known: with fetch.mode: fanout the stream
+ * consumer first (start_rest() once it is ACTIVE), else the rest. */
+static int start_engine(struct daemon *dm)
+{
+  if (dm->cfg->fetch.mode == KCLD_CONFIG_FETCH_FANOUT)
+    return find_stream_consumer(dm);
+  return start_rest(dm);
+}
+
+/* The handler, the dead-letter queue, the dispatcher and the coordinator:
+ * leases are taken from here on. */
+static int start_rest(struct daemon *dm)
+{
+  const struct kcld_config *cfg = dm->cfg;
+  struct kcld_coordinator_opts co;
+  struct kcld_dispatcher_opts dop;
+  struct kcld_handler_env env;
+  int rc;
 
   memset(&env, 0, sizeof(env));
   env.loop = &dm->loop;
   env.cfg = cfg;
   env.aws = dm->aws;
   env.region = dm->region;
-  env.stream_arn = strncmp(cfg->stream, "arn:", 4) == 0 ? cfg->stream : "";
+  env.stream_arn = dm->stream_arn;
   env.checkpoint = handler_checkpoint;
   env.checkpoint_ctx = dm;
   if ((rc = kcld_handler_new(&env, &dm->handler)) != 0)
     return rc;
 
-  if ((rc = open_dlq(dm)) != 0)
+  if ((rc = open_dlq(dm)) != 0 || (rc = open_filter(dm)) != 0)
     return rc;
-  memset(&dop, 0, sizeof(dop));
-  dop.loop = &dm->loop;
-  dop.handler = dm->handler;
-  dop.batch_size = (unsigned)cfg->batch.size;
-  dop.window_ms = (uint64_t)cfg->batch.window_ms;
-  dop.parallelization = (unsigned)cfg->batch.parallelization_factor;
-  dop.handler_timeout_ms = (uint64_t)cfg->handler.timeout_ms;
-  dop.max_retry_attempts = cfg->retry.max_retry_attempts;
-  dop.bisect_on_error = cfg->retry.bisect_on_error;
-  dop.max_record_age_ms = cfg->retry.max_record_age_ms;
-  dop.backoff_base_ms = (uint64_t)cfg->retry.backoff_base_ms;
-  dop.backoff_max_ms = (uint64_t)cfg->retry.backoff_max_ms;
-  dop.dlq = dm->dlq;
-  dop.block_on_failure = cfg->on_failure.block;
-  dop.discard = cfg->on_failure.discard;
+  dispatcher_opts(dm, &dop);
+  dop.filter = dm->filter;
   if ((rc = kcld_dispatcher_new(&dop, &dm->disp)) != 0)
     return rc;
   if (dm->monitor)
@@ -657,15 +1060,36 @@ static int start_clients(struct daemon *dm)
   co.cbs.acquired = on_acquired;
   co.cbs.lost = on_lost;
   co.cbs.arg = dm;
-  return kcld_coordinator_start(&co, &dm->coord);
+  return start_coordinator(dm, &co);
+}
+
+static void on_identity(int err, const struct kcld_identity *id, void *arg)
+{
+  struct daemon *dm = arg;
+
+  if (dm->phase != PHASE_STARTING)
+    return; /* shutting down (the clients were closed: KCLD_ECANCELED) */
+  if (err == 0) {
+    dm->stream_arn = strdup(dm->cfg->streams.len ? "" : id->stream_arn);
+    dm->function_arn = strdup(id->function_arn);
+    if (!dm->stream_arn || !dm->function_arn)
+      err = KCLD_ENOMEM;
+  }
+  if (err == 0)
+    err = start_engine(dm);
+  if (err != 0) {
+    kcld_log(KCLD_LOG_ERROR, "start-up failed", "error", kcld_strerror(err),
+             NULL);
+    begin_shutdown(dm, err);
+  }
 }
 
 static void with_region(struct daemon *dm)
 {
   int rc;
   /* application and worker are on every line (kcld_log_set_context). */
-  kcld_log(KCLD_LOG_INFO, "starting", "stream", dm->cfg->stream, "region",
-           dm->region, NULL);
+  kcld_log(KCLD_LOG_INFO, "starting", "stream", opt(dm->cfg->stream),
+           "region", dm->region, NULL);
   rc = start_clients(dm);
   if (rc != 0) {
     kcld_log(KCLD_LOG_ERROR, "start-up failed", "error", kcld_strerror(rc),
@@ -717,6 +1141,17 @@ static int start_monitor(struct daemon *dm)
   return rc;
 }
 
+static int start_stall(struct daemon *dm)
+{
+  struct kcld_stall_opts so = {
+    .loop = &dm->loop,
+    .stuck_ms = (uint64_t)live(dm)->metrics.stuck_after_ms,
+    .grace_ms = (uint64_t)live(dm)->batch.window_ms,
+    .walk = stall_walk,
+    .arg = dm};
+  return kcld_stall_start(&so, &dm->stall);
+}
+
 static int open_base(struct daemon *dm)
 {
   const struct kcld_config *cfg = dm->cfg;
@@ -724,33 +1159,24 @@ static int open_base(struct daemon *dm)
   struct kcld_credentials_opts cro;
   int rc;
 
-  memset(&ho, 0, sizeof(ho));
-  ho.ca_file = opt(cfg->http.ca_file);
-  ho.profile = opt(cfg->credentials.profile);
-  ho.connect_timeout_ms = (long)cfg->http.connect_timeout_ms;
-  ho.timeout_ms = (long)cfg->http.timeout_ms;
+  kcld_config_aws_http(cfg, &ho);
   ho.max_connections = cfg->http.max_connections
                          ? cfg->http.max_connections
                          : AUTO_CONNECTIONS_MIN;
   if ((rc = kcld_http_new(&dm->loop, &ho, &dm->http)) != 0)
     return rc;
-  memset(&cro, 0, sizeof(cro));
-  cro.loop = &dm->loop;
-  cro.http = dm->http;
-  cro.access_key_id = opt(cfg->credentials.access_key_id);
-  cro.secret_access_key = opt(cfg->credentials.secret_access_key);
-  cro.session_token = opt(cfg->credentials.session_token);
-  cro.profile = opt(cfg->credentials.profile);
-  cro.region = opt(cfg->region);
+  kcld_config_aws_credentials(cfg, &dm->loop, dm->http, &cro);
   return kcld_credentials_new(&cro, &dm->creds);
 }
 
-int kcld_daemon_run(const struct kcld_config *cfg)
+int kcld_daemon_run(const struct kcld_daemon_opts *opts)
 {
+  const struct kcld_config *cfg = opts->cfg;
   struct daemon dm;
   int rc;
 
   memset(&dm, 0, sizeof(dm));
+  dm.opts = opts;
   dm.cfg = cfg;
   kcld_log_set_context(cfg->application, cfg->worker_id);
   json_object_seed(0); /* before any pool thread parses JSON */
@@ -775,11 +1201,11 @@ int kcld_daemon_run(const struct kcld_config *cfg)
   }
   if (kcld_notify_open(&dm.notify, true) != 0)
     dm.notify = NULL; /* logged; run without systemd notifications */
-  uv_signal_init(&dm.loop, &dm.sigterm);
-  uv_signal_init(&dm.loop, &dm.sigint);
-  dm.sigterm.data = dm.sigint.data = &dm;
-  uv_signal_start(&dm.sigterm, on_signal, SIGTERM);
-  uv_signal_start(&dm.sigint, on_signal, SIGINT);
+  for (int i = 0; i < NSIGS; i++) {
+    uv_signal_init(&dm.loop, &dm.sig[i]);
+    dm.sig[i].data = &dm;
+    uv_signal_start(&dm.sig[i], on_signal, s_signums[i]);
+  }
   uv_timer_init(&dm.loop, &dm.status);
   dm.status.data = &dm;
   uv_timer_init(&dm.loop, &dm.deadline);
@@ -790,6 +1216,8 @@ int kcld_daemon_run(const struct kcld_config *cfg)
   uv_unref((uv_handle_t *)&dm.status);
   kcld_notify_watchdog_start(dm.notify, &dm.loop);
   rc = start_monitor(&dm);
+  if (rc == 0)
+    rc = start_stall(&dm);
   if (rc == 0)
     rc = open_base(&dm);
   if (rc == 0) {
@@ -820,7 +1248,12 @@ int kcld_daemon_run(const struct kcld_config *cfg)
   if (uv_loop_close(&dm.loop) != 0)
     kcld_log(KCLD_LOG_WARN, "event loop closed with handles open", NULL);
   kcld_http_global_cleanup();
+  kcld_filter_free(dm.filter); /* after the dispatcher that borrowed it */
   free(dm.region);
+  free(dm.stream_arn);
+  free(dm.function_arn);
+  kcld_config_free(dm.reloaded);
+  free(dm.consumer_arn);
   kcld_log_flush(1);
   kcld_log(KCLD_LOG_INFO, "stopped", NULL);
   return dm.rc;

@@ -425,6 +425,12 @@ int kcld_log_level_parse(const char *name)
   return -1;
 }
 
+enum kcld_log_level kcld_log_level_lower(enum kcld_log_level level, int by)
+{
+  int lv = (int)level - (by > 0 ? by : 0);
+  return lv < KCLD_LOG_DEBUG ? KCLD_LOG_DEBUG : (enum kcld_log_level)lv;
+}
+
 int kcld_log_enabled(enum kcld_log_level level)
 {
   int lv = (int)level & 0xff;

@@ -114,6 +114,9 @@ void kcld_log_set_context(const char *application, const char *worker);
 /* Parses "debug", "info", "warn", "error", "off"; returns -1 when unknown. */
 int kcld_log_level_parse(const char *name);
 
+/* `level` lowered by `by` steps (each -v), never below KCLD_LOG_DEBUG. */
+enum kcld_log_level kcld_log_level_lower(enum kcld_log_level level, int by);
+
 /* True when a line at this level would be written. */
 int kcld_log_enabled(enum kcld_log_level level);
 

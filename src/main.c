@@ -27,6 +27,7 @@
 static const char s_usage[] =
   "usage: kcld [OPTIONS]\n"
   "       kcld --check-config [PATH]\n"
+  "       kcld COMMAND [ARGS]   (kcld COMMAND --help)\n"
   "\n"
   "Consumes an Amazon Kinesis stream as configured in PATH (default\n"
   KCLD_CONFIG_DEFAULT_PATH "); see docs/configuration.md.\n"
@@ -46,15 +47,28 @@ static const char s_usage[] =
 
 /* ======== Subcommands ======== */
 
+static const char s_config_reference_usage[] =
+  "usage: kcld config-reference yaml|markdown\n"
+  "\n"
+  "Prints every configuration key with its type, default, range and\n"
+  "description, from the table kcld validates with: yaml is the commented\n"
+  "example file (conf/kcld.yaml), markdown the reference\n"
+  "(docs/configuration.md).\n";
+
 static int cmd_config_reference(int argc, char **argv)
 {
   enum kcld_config_ref fmt;
+  if (argc == 2 && (strcmp(argv[1], "--help") == 0 ||
+                    strcmp(argv[1], "-h") == 0)) {
+    fputs(s_config_reference_usage, stdout);
+    return 0;
+  }
   if (argc == 2 && strcmp(argv[1], "yaml") == 0) {
     fmt = KCLD_CONFIG_REF_YAML;
   } else if (argc == 2 && strcmp(argv[1], "markdown") == 0) {
     fmt = KCLD_CONFIG_REF_MARKDOWN;
   } else {
-    fprintf(stderr, "usage: kcld config-reference yaml|markdown\n");
+    fputs(s_config_reference_usage, stderr);
     return EXIT_USAGE;
   }
   char *text = kcld_config_reference(fmt);
@@ -67,35 +81,28 @@ static int cmd_config_reference(int argc, char **argv)
   return fflush(stdout) == 0 ? 0 : 1;
 }
 
-/* A subcommand gets argv from its own name on.  Hidden ones are left out
- * of --help.  Later: produce, status, redrive. */
+/* A subcommand gets argv from its own name on; --help lists them all. */
 static const struct command {
   const char *name;
   int (*run)(int argc, char **argv);
-  int hidden;
   const char *summary;
 } s_commands[] = {
-  {"config-reference", cmd_config_reference, 1,
-   "print the configuration reference (yaml or markdown)"},
-  {"produce", kcld_produce_command, 0,
+  {"config-reference", cmd_config_reference,
+   "print every configuration key: yaml or markdown"},
+  {"produce", kcld_produce_command,
    "put sample events on a stream (load generator)"},
-  {"status", kcld_status_command, 0,
+  {"status", kcld_status_command,
    "show shards, leases, owners, checkpoints and lag"},
-  {"redrive", kcld_redrive_command, 0,
+  {"redrive", kcld_redrive_command,
    "put dead-lettered records back into the stream"},
 };
 
 static void usage(FILE *out)
 {
-  int any = 0;
   fputs(s_usage, out);
-  for (size_t i = 0; i < sizeof(s_commands) / sizeof(s_commands[0]); i++) {
-    if (s_commands[i].hidden)
-      continue;
-    if (!any++)
-      fputs("\ncommands:\n", out);
+  fputs("\ncommands:\n", out);
+  for (size_t i = 0; i < sizeof(s_commands) / sizeof(s_commands[0]); i++)
     fprintf(out, "  %-20s  %s\n", s_commands[i].name, s_commands[i].summary);
-  }
 }
 
 static int run_command(int argc, char **argv)
@@ -126,6 +133,28 @@ static int check_runtime(const struct kcld_config *cfg, const char *path)
   }
   free(errors);
   return rc == 0 ? 0 : -1;
+}
+
+/* What SIGHUP re-reads: the same file, the same way. */
+struct source {
+  const char *path;
+  int properties;
+};
+
+/* kcld_daemon_load_fn: the file loaded and checked as at start-up; the
+ * daemon logs the errors. */
+static int reload(void *arg, struct kcld_config **out, char **errors)
+{
+  const struct source *src = arg;
+  int rc = src->properties ? kcld_properties_load(src->path, out, errors)
+                           : kcld_config_load(src->path, out, errors);
+  if (rc != 0)
+    return rc;
+  if ((rc = kcld_config_check_runtime(*out, errors)) != 0) {
+    kcld_config_free(*out);
+    *out = NULL;
+  }
+  return rc;
 }
 
 /* Loads the config or prints why not; returns NULL on failure. */
@@ -256,11 +285,12 @@ int main(int argc, char **argv)
     return fflush(stdout) == 0 ? rc : 1;
   }
 
-  int level = (int)cfg->log.level - verbose;
-  kcld_log_setup(level < KCLD_LOG_DEBUG ? KCLD_LOG_DEBUG
-                                        : (enum kcld_log_level)level,
+  kcld_log_setup(kcld_log_level_lower(cfg->log.level, verbose),
                  cfg->log.format, NULL);
-  int rc = kcld_daemon_run(cfg);
+  struct source src = {path, props != NULL};
+  struct kcld_daemon_opts dopts = {
+    .cfg = cfg, .load = reload, .load_arg = &src, .verbose = verbose};
+  int rc = kcld_daemon_run(&dopts);
   if (rc == KCLD_ECANCELED) /* a second signal: leave at once */
     _Exit(1);
   kcld_config_free(cfg);

@@ -283,6 +283,7 @@ static const struct mapping s_map[] = {
   {"dynamoDBEndpoint", H_URL, "endpoints.dynamodb"},
   {"initialPositionInStream", H_SPECIAL, "starting_position"},
   {"initialPositionInStreamExtended", H_SPECIAL, "starting_timestamp"},
+  {"retrievalMode", H_SPECIAL, "fetch.mode"},
   {"maxRecords", H_INT, "fetch.max_records"},
   {"idleTimeBetweenReadsInMillis", H_MS, "fetch.idle_time"},
   {"failoverTimeMillis", H_MS, "lease.failover_time"},
@@ -429,10 +430,8 @@ static const char *with_unit(struct build *b, const char *v, const char *unit)
 
 static void ignored(const char *kcl, size_t line, const char *why)
 {
-  char l[32];
-  snprintf(l, sizeof(l), "%zu", line);
-  kcld_log(KCLD_LOG_WARN, "properties: key ignored", "key", kcl, "line", l,
-           "reason", why, NULL);
+  kcld_log(KCLD_LOG_WARN, "properties: key ignored", "key", kcl,
+           KCLD_LOG_UINT("line", line), "reason", why, NULL);
 }
 
 static int starts(const char *s, const char *prefix)
@@ -506,6 +505,13 @@ static void map_special(struct build *b, const struct kcld_properties *p,
     long long n = all_digits(v) ? strtoll(v, NULL, 10) : 0;
     set(b, "lease.max_leases", all_digits(v) && n > 100000 ? "0" : v, kcl,
         line);
+  } else if (strcmp(kcl, "retrievalMode") == 0) {
+    /* FANOUT / POLLING; anything else is refused by fetch.mode. */
+    if (strcasecmp(v, "FANOUT") == 0)
+      v = "fanout";
+    else if (strcasecmp(v, "POLLING") == 0)
+      v = "polling";
+    set(b, "fetch.mode", v, kcl, line);
   } else if (strcmp(kcl, "AWSCredentialsProvider") == 0) {
     map_credentials(b, v, line);
   } else if (strcmp(kcl, "cleanupLeasesUponShardCompletion") == 0) {

@@ -23,6 +23,8 @@ for t in "$@"; do
     rc=$?
     fail=$((fail + 1)); failed="$failed $name"
     printf 'FAIL %-40s (exit %s) — log follows\n' "$name" "$rc"
+    # The failed assertions first (cmocka's file:line), then the tail.
+    grep -E '^\[ +(ERROR|LINE|FAILED) +\]' "$t.log" | head -n 20 | sed 's/^/  ! /'
     sed 's/^/    /' "$t.log" | tail -n 80
   fi
 done

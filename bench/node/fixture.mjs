@@ -1,13 +1,16 @@
 // fixture.mjs - a Kinesis endpoint that serves pre-built bodies from memory.
 //
 //   node fixture.mjs --shards N [--records R] [--size BYTES] [--per-call K]
-//                    [--empty] [--dump FILE]
+//                    [--json] [--empty] [--dump FILE]
 //
 // Serves DescribeStreamSummary, ListShards, GetShardIterator and GetRecords on
 // an ephemeral 127.0.0.1 port (keep-alive).  Every GetRecords answer is a
 // Buffer built before the server listens: shard s holds R records of BYTES
 // bytes (1 KiB by default), K per call (10000 at most); the last call of a
-// shard has a null NextShardIterator (shard end).  With --empty every shard is
+// shard has a null NextShardIterator (shard end).  With --json the payloads
+// are JSON objects of BYTES bytes, {"type", "device", "temperature", "pad"},
+// 16 of them in turn: record i has type "buy" when i % 16 == 0 (the filter
+// benchmark keeps those), and partition key pk-(i % 256).  With --empty every shard is
 // open and every GetRecords answer is empty (the scale benchmark).  --dump
 // writes every body, each prefixed by its length (uint32 LE), to FILE for the
 // floor program.  Once listening it prints one JSON line {"url": ...} to
@@ -21,13 +24,14 @@ import fs from 'node:fs';
 
 const args = process.argv.slice(2);
 const opt = { shards: 1, records: 10000, size: 1024, perCall: 10000,
-              empty: false, dump: null };
+              json: false, empty: false, dump: null };
 for (let i = 0; i < args.length; i++) {
   const a = args[i];
   if (a === '--shards') opt.shards = Number(args[++i]);
   else if (a === '--records') opt.records = Number(args[++i]);
   else if (a === '--size') opt.size = Number(args[++i]);
   else if (a === '--per-call') opt.perCall = Number(args[++i]);
+  else if (a === '--json') opt.json = true;
   else if (a === '--empty') opt.empty = true;
   else if (a === '--dump') opt.dump = args[++i];
   else { process.stderr.write(`fixture: unknown argument ${a}\n`); process.exit(2); }
@@ -44,8 +48,16 @@ const now = () => performance.timeOrigin + performance.now();
 // A handful of distinct payloads, so the bodies are not one repeated string.
 const payloads = [];
 for (let v = 0; v < 16; v++) {
-  const b = Buffer.alloc(opt.size);
-  for (let j = 0; j < b.length; j++) b[j] = (j * 31 + v * 7 + (j >> 5)) & 0xff;
+  let b = Buffer.alloc(opt.size);
+  if (opt.json) {
+    const o = { type: v === 0 ? 'buy' : `type-${v}`, device: `dev-${v}`,
+                temperature: 20 + v / 4, pad: '' };
+    const bare = JSON.stringify(o).length;
+    o.pad = 'x'.repeat(Math.max(0, opt.size - bare));
+    b = Buffer.from(JSON.stringify(o));
+  } else {
+    for (let j = 0; j < b.length; j++) b[j] = (j * 31 + v * 7 + (j >> 5)) & 0xff;
+  }
   payloads.push(b.toString('base64'));
 }
 

@@ -1,6 +1,7 @@
-// run.mjs - kcld's benchmarks: throughput, latency, scale, failover.
+// run.mjs - kcld's benchmarks: throughput, latency, scale, failover, filter.
 //
-//   node run.mjs [throughput|latency|scale|failover|all]...   (default: all)
+//   node run.mjs [throughput|latency|scale|failover|filter|all]...
+//                                                         (default: all)
 //
 // Environment: KCLD_BIN (default build/kcld), KCLD_BENCH_BIN (the directory
 // of launch, floor and floor-jansson; default build/bench), KCLD_PLUGIN
@@ -8,8 +9,9 @@
 // interpreter, default /usr/bin/python3), BENCH_RECORDS (records per
 // throughput configuration, default 200000), BENCH_REPS (runs of each
 // consumer per throughput configuration, default 2), BENCH_SHARDS ("1 4
-// 16"), BENCH_LEASES ("1 1024 4096"), BENCH_WINDOW (scale steady-state window
-// in seconds, default 30), BENCH_HOLD_LIMIT (seconds a scale run waits for
+// 16"), BENCH_FILTER_SHARDS (the filter benchmark's shards, default 4),
+// BENCH_LEASES ("1 1024 4096"), BENCH_WINDOW (scale steady-state window in
+// seconds, default 30), BENCH_HOLD_LIMIT (seconds a scale run waits for
 // all leases, default 180), BENCH_LATENCY_SECONDS (default 20),
 // BENCH_FAILOVER_REPS (runs per failover line with failover_time 2s, default
 // 3), BENCH_KCLD_SET (extra kcld configuration for every kcld, "key=value"
@@ -50,6 +52,7 @@ const REPS = Number(env.BENCH_REPS || 2);
 const SHARDS = (env.BENCH_SHARDS || '1 4 16').trim().split(/\s+/).map(Number);
 const LEASES = (env.BENCH_LEASES || '1 1024 4096').trim().split(/\s+/)
   .map(Number);
+const FILTER_SHARDS = Number(env.BENCH_FILTER_SHARDS || 4);
 const WINDOW = Number(env.BENCH_WINDOW || 30);
 const HOLD_LIMIT = Number(env.BENCH_HOLD_LIMIT || 180);
 const LAT_SECS = Number(env.BENCH_LATENCY_SECONDS || 20);
@@ -186,7 +189,7 @@ async function startKcld(o) {
   if (o.metrics !== false) {
     for (let i = 0; i < 400 && !metrics; i++) {
       await sleep(25);
-      const m = /"metrics server listening","address":"([^"]+)"/.exec(
+      const m = /"metrics server listening"[^\n]*?"address":"([^"]+)"/.exec(
         fs.readFileSync(cfg.log, 'utf8'));
       if (m) metrics = `http://${m[1]}/metrics`;
       if (!proc.running(p)) break;
@@ -199,15 +202,22 @@ async function startKcld(o) {
   return { proc: p, cfg, metrics };
 }
 
-async function metric(k, name) {
+// Sums of the named metric families in one scrape.
+async function scrape(k, names) {
   const text = await request(k.metrics);
-  let sum = 0;
+  const out = Object.fromEntries(names.map((n) => [n, 0]));
   for (const line of text.split('\n')) {
-    if (line.startsWith(name) && (line[name.length] === ' ' ||
-                                  line[name.length] === '{'))
-      sum += Number(line.slice(line.lastIndexOf(' ') + 1));
+    for (const name of names) {
+      if (line.startsWith(name) && (line[name.length] === ' ' ||
+                                    line[name.length] === '{'))
+        out[name] += Number(line.slice(line.lastIndexOf(' ') + 1));
+    }
   }
-  return sum;
+  return out;
+}
+
+async function metric(k, name) {
+  return (await scrape(k, [name]))[name];
 }
 
 async function stopKcld(k, sig = 'SIGTERM') {
@@ -228,11 +238,14 @@ const hasBoto3 = (() => {
   } catch (_) { return false; }
 })();
 
-async function kcldThroughput(url, ddb, total) {
+// kcld from the first GetRecords until it has dealt with `total` records
+// (handled, or dropped by `filter`: a YAML value, e.g. a flow list).
+async function kcldThroughput(url, ddb, total, filter) {
   const k = await startKcld({ stream: 'bench', kinesis: url, dynamodb: ddb,
-                              batch: 10000, checkpoint: '1s' });
+                              batch: 10000, checkpoint: '1s',
+                              set: filter ? [['filter', filter]] : [] });
   const stats0 = await getJson(`${url}/__stats`);
-  let u0 = null, t0 = null, t1 = null, u1 = null, handled = 0;
+  let u0 = null, t0 = null, t1 = null, u1 = null, handled = 0, filtered = 0;
   const deadline = now() + 300000;
   while (now() < deadline && proc.running(k.proc)) {
     if (u0 === null) {
@@ -243,8 +256,11 @@ async function kcldThroughput(url, ddb, total) {
         t0 = now();
       }
     }
-    handled = await metric(k, 'kcld_records_handled_total');
-    if (handled >= total && u0 !== null) {
+    const m = await scrape(k, ['kcld_records_handled_total',
+                                'kcld_records_filtered_total']);
+    handled = m.kcld_records_handled_total;
+    filtered = m.kcld_records_filtered_total;
+    if (handled + filtered >= total && u0 !== null) {
       t1 = now();
       u1 = proc.usage(k.proc.pid);
       break;
@@ -258,8 +274,11 @@ async function kcldThroughput(url, ddb, total) {
   const bytes = m ? Number(m[2]) : NaN;
   if (m && Number(m[1]) !== handled)
     log(`   note: plugin-count counted ${m[1]} records, the metric ${handled}`);
-  if (t1 === null) throw new Error(`kcld handled ${handled}/${total}; see ${k.cfg.log}`);
-  return { records: handled, bytes, seconds: (t1 - t0) / 1000,
+  if (t1 === null)
+    throw new Error(`kcld handled ${handled} and filtered ${filtered} of ` +
+                    `${total}; see ${k.cfg.log}`);
+  return { records: handled + filtered, handled, filtered, bytes,
+           seconds: (t1 - t0) / 1000,
            cpu: u1.cpu - u0.cpu, faults: u1.faults - u0.faults,
            rss_kib: u1.hwm, threads: u1.threads };
 }
@@ -382,6 +401,66 @@ async function throughput() {
     proc.stop(ddb.proc);
   }
   return results;
+}
+
+// ======== 5. Filter ========
+
+// Each configuration's `filter` (YAML flow text; null = none) and which of
+// the fixture's --json records (by index in the shard) it keeps.
+const FILTERS = [
+  ['no filter', null, () => true],
+  ['data, keeps all (parse)', `['{"data": {"type": [{"exists": true}]}}']`,
+   () => true],
+  ['data, keeps 1/16', `['{"data": {"type": ["buy"]}}']`, (i) => i % 16 === 0],
+  ['partitionKey, keeps 1/256', `['{"partitionKey": ["pk-0"]}']`,
+   (i) => i % 256 === 0],
+];
+
+async function filterBench() {
+  const shards = FILTER_SHARDS, perShard = Math.floor(RECORDS / shards);
+  const total = perShard * shards;
+  log(`== 5. Filter: fixture endpoint, 1 KiB JSON records, ${shards} ` +
+      `shard(s), ${total} records, plugin-count handler, best of ${REPS}; ` +
+      'rec/s counts records dealt with (handled + filtered), MB/s the ' +
+      'payload given to the handler ==');
+  const ddb = await helper('node', [path.join(HERE, 'emu.mjs')]);
+  const fix = await helper('node', [path.join(HERE, 'fixture.mjs'),
+                                    '--shards', String(shards), '--records',
+                                    String(perShard), '--json']);
+  const rows = [];
+  try {
+    for (const [label, filter, keeps] of FILTERS) {
+      const runs = [];
+      for (let rep = 0; rep < REPS; rep++)
+        runs.push(await kcldThroughput(fix.info.url, ddb.info.dynamodb, total,
+                                       filter));
+      let want = 0;
+      for (let i = 0; i < perShard; i++) want += keeps(i) ? shards : 0;
+      for (const r of runs) {
+        if (r.handled !== want || r.handled + r.filtered !== total)
+          log(`   note: ${label}: handled ${r.handled} (want ${want}), ` +
+              `filtered ${r.filtered}`);
+      }
+      rows.push({ label, filter, handled: runs[0].handled,
+                  filtered: runs[0].filtered, runs,
+                  summary: summarize(runs) });
+    }
+  } finally {
+    proc.stop(fix.proc);
+    proc.stop(ddb.proc);
+  }
+  const base = rows[0].summary;
+  for (const r of rows) {
+    const s = r.summary;
+    r.rps_over_unfiltered = s.rps / base.rps;
+    r.cpu_over_unfiltered = s.cpu_per_m / base.cpu_per_m;
+    r.filtered_per_s = r.filtered ? s.rps * (r.filtered / total) : 0;
+    log(consumerLine(r.label, s) +
+        (r === rows[0] ? '' : `; x${f2(r.rps_over_unfiltered)} rec/s, ` +
+         `x${f2(r.cpu_over_unfiltered)} CPU/record vs no filter; ` +
+         `${f1(r.filtered_per_s / 1000)} k filtered/s`));
+  }
+  return { shards, records: total, rows };
 }
 
 // ======== Kinesis client for the emulator benchmarks ========
@@ -767,7 +846,7 @@ function machine() {
 
 proc.setLauncher(path.join(BIN, 'launch'));
 proc.killAllOnExit(log);
-const all = { throughput, latency, scale, failover };
+const all = { throughput, latency, scale, failover, filter: filterBench };
 let which = process.argv.slice(2).flatMap((a) => a.split(/\s+/)).filter(Boolean);
 if (!which.length || which.includes('all')) which = Object.keys(all);
 const results = { machine: machine() };

@@ -444,13 +444,11 @@ static void log_failure(enum kcld_log_level level, const char *msg,
                         const struct aws_call *c, const char *extra_key,
                         const char *extra_value)
 {
-  char attempt[16], status[16];
   if (!kcld_log_enabled(level))
     return;
-  snprintf(attempt, sizeof(attempt), "%d", c->attempt);
-  snprintf(status, sizeof(status), "%ld", c->status);
   kcld_log(level, msg, "service", s_services[c->svc].ep.prefix, "op", c->op,
-           "attempt", attempt, "status", status,
+           KCLD_LOG_INT("attempt", c->attempt),
+           KCLD_LOG_INT("status", c->status),
            "error", c->err == KCLD_EAWS ? c->type : kcld_strerror(c->err),
            extra_key, extra_value, NULL);
 }

@@ -478,15 +478,10 @@ int kcld_cred_chain_resolve(const struct kcld_cred_chain_in *in,
                             struct kcld_cred_plan *plan, char *why,
                             size_t why_len)
 {
-  struct walk w;
+  struct walk w = {.in = in, .plan = plan, .why = why, .why_len = why_len};
   int rc;
 
   memset(plan, 0, sizeof(*plan));
-  memset(&w, 0, sizeof(w));
-  w.in = in;
-  w.plan = plan;
-  w.why = why;
-  w.why_len = why_len;
   why[0] = '\0';
 
   if (in->access_key_id && *in->access_key_id && in->secret_access_key &&

@@ -618,7 +618,6 @@ static void list_finish(struct list_op *op)
 static int list_back_off(struct list_op *op, struct kcld_svc_status *st)
 {
   enum kcld_kinesis_fault f = kcld_kinesis_fault(st);
-  char ms_text[24], retry_text[16];
   uint64_t ms;
   int rc;
 
@@ -635,10 +634,9 @@ static int list_back_off(struct list_op *op, struct kcld_svc_status *st)
     op->next_token = NULL;
     json_array_clear(op->shards);
   }
-  snprintf(ms_text, sizeof(ms_text), "%llu", (unsigned long long)ms);
-  snprintf(retry_text, sizeof(retry_text), "%d", op->retries);
   kcld_log(KCLD_LOG_INFO, "ListShards backing off", "stream", op->stream,
-           "error", st->type, "retry", retry_text, "delay_ms", ms_text, NULL);
+           "error", st->type, KCLD_LOG_INT("retry", op->retries),
+           KCLD_LOG_UINT("delay_ms", ms), NULL);
   rc = kcld_svc_op_sleep(&op->base, ms);
   if (rc == 0)
     return 1;

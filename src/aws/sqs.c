@@ -123,6 +123,9 @@ static const struct kcld_svc_spec s_receive = {
 static const struct kcld_svc_spec s_delete = {
   "DeleteMessage", &s_done_shape, NULL, NULL, NULL};
 
+static const struct kcld_svc_spec s_visibility = {
+  "ChangeMessageVisibility", &s_done_shape, NULL, NULL, NULL};
+
 int kcld_sqs_get_queue_url(struct kcld_sqs *sqs, const char *queue_name,
                            kcld_sqs_queue_cb cb, void *arg)
 {
@@ -222,6 +225,23 @@ int kcld_sqs_delete_message(struct kcld_sqs *sqs, const char *queue_url,
   return kcld_svc_send(&sqs->svc, &s_delete,
                        json_pack("{s:s, s:s}", "QueueUrl", queue_url,
                                  "ReceiptHandle", receipt_handle),
+                       NULL, (kcld_svc_fn)cb, arg, "queue %s", queue_url);
+}
+
+int kcld_sqs_change_visibility(struct kcld_sqs *sqs, const char *queue_url,
+                               const char *receipt_handle, int seconds,
+                               kcld_sqs_done_cb cb, void *arg)
+{
+  if (!sqs || !cb)
+    return KCLD_EINVAL;
+  if (!queue_url || !*queue_url || !receipt_handle || !*receipt_handle ||
+      seconds < 0)
+    return kcld_svc_bad_arg(&sqs->svc, s_visibility.operation,
+                            "no queue URL or receipt handle");
+  return kcld_svc_send(&sqs->svc, &s_visibility,
+                       json_pack("{s:s, s:s, s:i}", "QueueUrl", queue_url,
+                                 "ReceiptHandle", receipt_handle,
+                                 "VisibilityTimeout", seconds),
                        NULL, (kcld_svc_fn)cb, arg, "queue %s", queue_url);
 }
 

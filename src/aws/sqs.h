@@ -166,4 +166,10 @@ int kcld_sqs_delete_message(struct kcld_sqs *sqs, const char *queue_url,
                             const char *receipt_handle, kcld_sqs_done_cb cb,
                             void *arg);
 
+/* ChangeMessageVisibility: the received message becomes visible again
+ * after `seconds` (0: at once). */
+int kcld_sqs_change_visibility(struct kcld_sqs *sqs, const char *queue_url,
+                               const char *receipt_handle, int seconds,
+                               kcld_sqs_done_cb cb, void *arg);
+
 #endif

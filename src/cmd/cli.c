@@ -1,14 +1,18 @@
 /* cli.c — configuration and a private AWS client for the subcommands. */
 #include "cmd/cli.h"
 
+#include <stdarg.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include <jansson.h>
 
 #include "aws/credentials.h"
 #include "aws/http.h"
+#include "config_aws.h"
 #include "err.h"
 
 static const char *opt(const char *s)
@@ -90,21 +94,10 @@ int kcld_cli_aws_open(struct kcld_cli_aws *c, const struct kcld_config *cfg)
     return KCLD_EIO;
   }
   c->loop_open = 1;
-  memset(&ho, 0, sizeof(ho));
-  ho.ca_file = opt(cfg->http.ca_file);
-  ho.profile = opt(cfg->credentials.profile);
-  ho.connect_timeout_ms = (long)cfg->http.connect_timeout_ms;
-  ho.timeout_ms = (long)cfg->http.timeout_ms;
+  kcld_config_aws_http(cfg, &ho);
   if ((rc = kcld_http_new(&c->loop, &ho, &c->http)) != 0)
     goto fail;
-  memset(&cro, 0, sizeof(cro));
-  cro.loop = &c->loop;
-  cro.http = c->http;
-  cro.access_key_id = opt(cfg->credentials.access_key_id);
-  cro.secret_access_key = opt(cfg->credentials.secret_access_key);
-  cro.session_token = opt(cfg->credentials.session_token);
-  cro.profile = opt(cfg->credentials.profile);
-  cro.region = opt(cfg->region);
+  kcld_config_aws_credentials(cfg, &c->loop, c->http, &cro);
   if ((rc = kcld_credentials_new(&cro, &c->creds)) != 0)
     goto fail;
   c->region = kcld_region_from_env(opt(cfg->region),
@@ -114,23 +107,7 @@ int kcld_cli_aws_open(struct kcld_cli_aws *c, const struct kcld_config *cfg)
             "AWS_REGION\n");
     return KCLD_ECONFIG;
   }
-  memset(&ao, 0, sizeof(ao));
-  ao.loop = &c->loop;
-  ao.http = c->http;
-  ao.creds = c->creds;
-  ao.region = c->region;
-  ao.profile = opt(cfg->credentials.profile);
-  ao.endpoint[KCLD_AWS_KINESIS] =
-    kcld_config_endpoint(cfg, KCLD_CONFIG_KINESIS, NULL);
-  ao.endpoint[KCLD_AWS_DYNAMODB] =
-    kcld_config_endpoint(cfg, KCLD_CONFIG_DYNAMODB, NULL);
-  ao.endpoint[KCLD_AWS_SQS] = kcld_config_endpoint(cfg, KCLD_CONFIG_SQS, NULL);
-  ao.endpoint[KCLD_AWS_S3] = kcld_config_endpoint(cfg, KCLD_CONFIG_S3, NULL);
-  ao.max_attempts = cfg->http.max_attempts;
-  ao.retry_mode = kcld_config_retry_mode_name(cfg);
-  ao.use_fips = kcld_config_switch_value(cfg->endpoints.fips);
-  ao.use_dualstack = kcld_config_switch_value(cfg->endpoints.dualstack);
-  ao.timeout_ms = (long)cfg->http.timeout_ms;
+  kcld_config_aws_client(cfg, &c->loop, c->http, c->creds, c->region, &ao);
   if ((rc = kcld_aws_new(&ao, &c->aws)) != 0)
     goto fail;
   return 0;
@@ -166,4 +143,24 @@ void kcld_cli_run_until(struct kcld_cli_aws *c, const int *flag)
   while (!*flag)
     if (uv_run(&c->loop, UV_RUN_ONCE) == 0)
       break;
+}
+
+void kcld_cli_progress(int final, const char *fmt, ...)
+{
+  static int tty = -1;
+  static uint64_t last_ns;
+  uint64_t now = uv_hrtime();
+  va_list ap;
+
+  if (tty < 0)
+    tty = isatty(STDERR_FILENO);
+  if (!tty || (!final && last_ns && now - last_ns < 100000000u))
+    return;
+  last_ns = now;
+  fputs("\r", stderr);
+  va_start(ap, fmt);
+  vfprintf(stderr, fmt, ap);
+  va_end(ap);
+  fputs(final ? "\n" : "   ", stderr);
+  fflush(stderr);
 }

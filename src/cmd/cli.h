@@ -46,6 +46,12 @@ int kcld_cli_aws_open(struct kcld_cli_aws *c, const struct kcld_config *cfg);
  * left to the caller (kcld_http_global_cleanup at process end). */
 void kcld_cli_aws_close(struct kcld_cli_aws *c);
 
+/* A progress line on stderr, when stderr is a terminal (else nothing):
+ * printf-style, rewritten in place ("\r"); `final` ends it with a newline.
+ * Rate-limited to 10 lines a second (a final one always shows). */
+void kcld_cli_progress(int final, const char *fmt, ...)
+  __attribute__((format(printf, 2, 3)));
+
 /* Runs the loop until *flag is set or it has nothing left to do. */
 void kcld_cli_run_until(struct kcld_cli_aws *c, const int *flag);
 

@@ -556,13 +556,10 @@ static void on_signal(uv_signal_t *h, int signum)
 int kcld_produce_run(const struct kcld_produce_opts *o,
                      struct kcld_produce_result *res)
 {
-  struct producer p;
+  struct producer p = {.o = o, .res = res};
   int rc;
 
   memset(res, 0, sizeof(*res));
-  memset(&p, 0, sizeof(p));
-  p.o = o;
-  p.res = res;
   p.retry_tail = &p.retry;
   if (!o || !o->cfg || o->rate < 0 || o->poison_rate < 0 ||
       o->poison_rate > 1 || o->size > KCLD_KINESIS_PUT_MAX_RECORD - 256)

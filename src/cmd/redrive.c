@@ -30,13 +30,36 @@ struct run {
   const char *target;            /* this message's stream */
   char *obj_bucket, *obj_key;    /* the S3 object this message names */
   int rounds;
+  json_t *seen;                  /* dry run: receipts to release at the end */
 };
 
 static void receive(struct run *r);
 static void next_message(struct run *r);
 
+static void finish(struct run *r);
+
+/* Dry run: the messages read become visible again at once, one by one. */
+static void on_released(const struct kcld_svc_status *st, void *arg)
+{
+  struct run *r = arg;
+  if (st->err)
+    kcld_log(KCLD_LOG_WARN, "dry run: a message stays invisible until its "
+             "visibility timeout", "error", st->message, NULL);
+  json_array_remove(r->seen, 0);
+  finish(r);
+}
+
 static void finish(struct run *r)
 {
+  if (r->seen && json_array_size(r->seen) > 0) {
+    int rc = kcld_sqs_change_visibility(
+      r->o.sqs, r->queue, json_string_value(json_array_get(r->seen, 0)), 0,
+      on_released, r);
+    if (rc == 0)
+      return;
+    json_array_clear(r->seen);
+  }
+  json_decref(r->seen);
   json_decref(r->msgs);
   r->cb(&r->res, r->arg);
   free(r->queue);
@@ -63,16 +86,26 @@ static void fail(struct run *r, int err, const char *what, const char *msg)
   finish(r);
 }
 
+/* This message is dealt with: the next one. */
+static void advance(struct run *r)
+{
+  free_recs(r);
+  r->at++;
+  if (r->o.progress)
+    r->o.progress(&r->res, r->arg);
+  next_message(r);
+}
+
 static void keep(struct run *r, const char *why)
 {
   json_t *m = json_array_get(r->msgs, r->at);
   kcld_log(KCLD_LOG_WARN, "dead-letter message left in the queue",
-           "messageId", json_string_value(json_object_get(m, "id")),
+           "message_id", json_string_value(json_object_get(m, "id")),
            "reason", why, NULL);
   r->res.kept++;
-  free_recs(r);
-  r->at++;
-  next_message(r);
+  if (r->seen)
+    json_array_append(r->seen, json_object_get(m, "receipt"));
+  advance(r);
 }
 
 /* Reads the message's records and where they go; 0, or -1 with *why. */
@@ -80,8 +113,8 @@ static int decode(struct run *r, const char *body, const char **why)
 {
   if (kcld_redrive_line_parse(body, &r->line, why) != 0)
     return -1;
-  r->target = r->o.stream_from_message && r->line.stream ? r->line.stream
-                                                         : r->stream;
+  r->target = kcld_redrive_line_target(&r->line, r->stream,
+                                       r->o.stream_from_message);
   if (!r->target || !*r->target) {
     *why = "no stream: give --stream";
     return -1;
@@ -97,9 +130,7 @@ static void on_deleted(const struct kcld_svc_status *st, void *arg)
     return;
   }
   r->res.messages++;
-  free_recs(r);
-  r->at++;
-  next_message(r);
+  advance(r);
 }
 
 static void put(struct run *r);
@@ -168,9 +199,23 @@ static void put(struct run *r)
     fail(r, rc, "PutRecords", kcld_strerror(rc));
 }
 
-/* The records are read: put them back. */
+/* The message's records are read (from its body or its S3 object): put
+ * them back, or in a dry run count them. */
 static void start_put(struct run *r)
 {
+  json_t *m = json_array_get(r->msgs, r->at);
+
+  if (r->o.dry_run) {
+    kcld_log(KCLD_LOG_INFO, "dry run: a message to put back", "message_id",
+             json_string_value(json_object_get(m, "id")),
+             KCLD_LOG_UINT("records", r->line.count), "stream", r->target,
+             "s3_key", r->obj_key, NULL);
+    r->res.messages++;
+    r->res.records += r->line.count;
+    json_array_append(r->seen, json_object_get(m, "receipt"));
+    advance(r);
+    return;
+  }
   r->rounds = 0;
   put(r);
 }
@@ -213,6 +258,23 @@ static int names_object(struct run *r, const char *body)
   return yes;
 }
 
+/* The message names an S3 object: its records come from GetObject. */
+static void get_object(struct run *r)
+{
+  int rc;
+  if (!r->obj_bucket || !r->obj_key) {
+    fail(r, KCLD_ENOMEM, "GetObject", "out of memory");
+    return;
+  }
+  if (!r->o.s3) {
+    keep(r, "it names an S3 object and there is no S3 client");
+    return;
+  }
+  rc = kcld_s3_get_object(r->o.s3, r->obj_bucket, r->obj_key, on_object, r);
+  if (rc)
+    fail(r, rc, "GetObject", kcld_strerror(rc));
+}
+
 static void next_message(struct run *r)
 {
   const char *why, *body;
@@ -225,19 +287,7 @@ static void next_message(struct run *r)
   m = json_array_get(r->msgs, r->at);
   body = json_string_value(json_object_get(m, "body"));
   if (names_object(r, body)) {
-    int rc;
-    if (!r->obj_bucket || !r->obj_key) {
-      fail(r, KCLD_ENOMEM, "GetObject", "out of memory");
-      return;
-    }
-    if (!r->o.s3) {
-      keep(r, "it names an S3 object and there is no S3 client");
-      return;
-    }
-    rc = kcld_s3_get_object(r->o.s3, r->obj_bucket, r->obj_key, on_object,
-                            r);
-    if (rc)
-      fail(r, rc, "GetObject", kcld_strerror(rc));
+    get_object(r);
     return;
   }
   if (decode(r, body, &why) != 0) {
@@ -297,7 +347,8 @@ int kcld_redrive_run(const struct kcld_redrive_opts *o, kcld_redrive_cb cb,
 {
   struct run *r;
 
-  if (!o || !o->loop || !o->sqs || !o->kinesis || !o->queue_url ||
+  if (!o || !o->loop || !o->sqs || (!o->kinesis && !o->dry_run) ||
+      !o->queue_url ||
       !*o->queue_url || !cb ||
       (!o->stream_from_message && (!o->stream || !*o->stream)))
     return KCLD_EINVAL;
@@ -317,6 +368,12 @@ int kcld_redrive_run(const struct kcld_redrive_opts *o, kcld_redrive_cb cb,
   }
   r->cb = cb;
   r->arg = arg;
+  if (o->dry_run && !(r->seen = json_array())) {
+    free(r->queue);
+    free(r->stream);
+    free(r);
+    return KCLD_ENOMEM;
+  }
   receive(r);
   return 0;
 }
@@ -324,23 +381,129 @@ int kcld_redrive_run(const struct kcld_redrive_opts *o, kcld_redrive_cb cb,
 /* ======== The subcommand ======== */
 
 static const char s_usage[] =
-  "usage: kcld redrive --queue URL [--stream NAME] [--config PATH]\n"
-  "                    [--max-messages N]\n"
-  "       kcld redrive --dir PATH [--stream NAME | --to-handler]\n"
-  "                    [--config PATH]\n"
-  "       kcld redrive --s3 s3://BUCKET[/PREFIX] [--stream NAME]\n"
-  "                    [--config PATH]\n";
+  "usage: kcld redrive [--queue URL | --s3 s3://BUCKET[/PREFIX] | --dir PATH]\n"
+  "                    [--config PATH] [--stream NAME | --to-handler]\n"
+  "                    [--max-messages N] [--dry-run]\n"
+  "\n"
+  "Puts dead-lettered records back: from the SQS queue on_failure.sqs fills\n"
+  "(--queue; a message naming an S3 object is replayed from the object),\n"
+  "the S3 objects on_failure.s3 writes (--s3) or the directory\n"
+  "on_failure.dir fills (--dir), into the stream (same partition key and\n"
+  "data, new sequence numbers) or, with --dir and --to-handler, straight\n"
+  "into the configured handler.  A message or object is deleted, a file\n"
+  "moved to PATH/done/, only once all its records went through; what\n"
+  "cannot be put back stays, with a warning.\n"
+  "\n"
+  "  -q, --queue URL       the dead-letter queue (default: the config's\n"
+  "                        on_failure.sqs)\n"
+  "  -S, --s3 s3://BUCKET[/PREFIX]\n"
+  "                        the dead-letter objects under PREFIX/aws/kinesis/\n"
+  "                        (default, when the config has no on_failure.sqs:\n"
+  "                        its on_failure.s3)\n"
+  "  -d, --dir PATH        the dead-letter directory (default, when the\n"
+  "                        config has neither: its on_failure.dir)\n"
+  "  -c, --config PATH     endpoints, region, credentials, the stream, the\n"
+  "                        handler and the defaults above; without it, the\n"
+  "                        environment, and --queue, --s3 or --dir is\n"
+  "                        needed\n"
+  "  -s, --stream NAME     put every record into NAME (default: the stream\n"
+  "                        each record came from, else the config's)\n"
+  "  -H, --to-handler      (--dir) give the records to the config's handler\n"
+  "  -n, --max-messages N  (--queue) stop after N messages (default: when\n"
+  "                        the queue answers empty)\n"
+  "      --dry-run         put nothing, delete or move nothing: count what\n"
+  "                        would be put back (the queue's messages are made\n"
+  "                        visible again at the end; S3 objects are read)\n"
+  "  -h, --help            this text\n"
+  "\n"
+  "A progress line on stderr when it is a terminal; one JSON summary line on\n"
+  "stdout.  Exit status: 0 everything was (or would be) put back, 1 some\n"
+  "stayed or a call failed, 2 usage.\n";
 
 struct cmd_state {
   int done;
+  int dry_run;
   struct kcld_redrive_result res;
 };
+
+static void show(const struct kcld_redrive_result *r, int dry_run, int final)
+{
+  kcld_cli_progress(final, "redrive: %zu messages, %zu records %s, %zu "
+                    "messages left", r->messages, r->records,
+                    dry_run ? "to put back" : "put back", r->kept);
+}
+
+static void on_cmd_progress(const struct kcld_redrive_result *res, void *arg)
+{
+  const struct cmd_state *s = arg;
+  show(res, s->dry_run, 0);
+}
 
 static void on_cmd_done(const struct kcld_redrive_result *res, void *arg)
 {
   struct cmd_state *s = arg;
   s->res = *res;
   s->done = 1;
+}
+
+static int usage_error(const char *what, const char *arg)
+{
+  fprintf(stderr, "kcld redrive: %s%s%s\n\n%s", what, arg ? " " : "",
+          arg ? arg : "", s_usage);
+  return 2;
+}
+
+/* The queue at `queue` into o->stream (see redrive.h); the exit status. */
+static int redrive_queue(const struct kcld_config *cfg, const char *queue,
+                         struct kcld_redrive_opts *o)
+{
+  struct kcld_cli_aws c;
+  struct kcld_sqs *sqs = NULL;
+  struct kcld_kinesis *kin = NULL;
+  struct kcld_s3 *s3 = NULL;
+  struct cmd_state st;
+  int rc, status = 1;
+
+  memset(&st, 0, sizeof(st));
+  st.dry_run = o->dry_run;
+  rc = kcld_cli_aws_open(&c, cfg);
+  if (rc == 0)
+    rc = kcld_sqs_new(c.aws, &c.loop, &sqs);
+  if (rc == 0 && !o->dry_run)
+    rc = kcld_kinesis_new(c.aws, &c.loop, &kin);
+  if (rc == 0)
+    rc = kcld_s3_new(c.aws, &c.loop, &s3);
+  if (rc == 0) {
+    o->loop = &c.loop;
+    o->sqs = sqs;
+    o->kinesis = kin;
+    o->s3 = s3;
+    o->queue_url = queue;
+    o->progress = on_cmd_progress;
+    rc = kcld_redrive_run(o, on_cmd_done, &st);
+  }
+  if (rc == 0) {
+    kcld_cli_run_until(&c, &st.done);
+    show(&st.res, o->dry_run, 1);
+    printf("{\"messages\":%zu,\"records\":%zu,\"kept\":%zu,\"dry_run\":%s,"
+           "\"error\":%s%s%s}\n", st.res.messages, st.res.records,
+           st.res.kept, o->dry_run ? "true" : "false",
+           st.res.err ? "\"" : "",
+           st.res.err ? kcld_strerror(st.res.err) : "null",
+           st.res.err ? "\"" : "");
+    status = st.done && !st.res.err && !st.res.kept ? 0 : 1;
+  } else {
+    fprintf(stderr, "kcld redrive: %s\n", kcld_strerror(rc));
+  }
+  if (s3)
+    kcld_s3_close(s3);
+  if (kin)
+    kcld_kinesis_close(kin);
+  if (sqs)
+    kcld_sqs_close(sqs);
+  kcld_cli_aws_close(&c);
+  kcld_http_global_cleanup();
+  return status;
 }
 
 int kcld_redrive_command(int argc, char **argv)
@@ -353,20 +516,16 @@ int kcld_redrive_command(int argc, char **argv)
     {"dir", required_argument, NULL, 'd'},
     {"to-handler", no_argument, NULL, 'H'},
     {"s3", required_argument, NULL, 'S'},
+    {"dry-run", no_argument, NULL, 'D'},
     {"help", no_argument, NULL, 'h'},
     {NULL, 0, NULL, 0},
   };
   struct kcld_redrive_opts o;
-  struct kcld_cli_aws c;
   struct kcld_config *cfg;
-  struct kcld_sqs *sqs = NULL;
-  struct kcld_kinesis *kin = NULL;
-  struct kcld_s3 *s3c = NULL;
-  struct cmd_state st;
   const char *path = NULL, *stream = NULL, *queue = NULL, *dir = NULL;
   const char *s3 = NULL;
   char *end;
-  int ch, rc, status = 1, to_handler = 0;
+  int ch, status, to_handler = 0;
 
   memset(&o, 0, sizeof(o));
   optind = 0;
@@ -383,6 +542,9 @@ int kcld_redrive_command(int argc, char **argv)
     case 'S':
       s3 = optarg;
       break;
+    case 'D':
+      o.dry_run = 1;
+      break;
     case 'q':
       queue = optarg;
       break;
@@ -394,80 +556,58 @@ int kcld_redrive_command(int argc, char **argv)
       break;
     case 'n':
       o.max_messages = (size_t)strtoul(optarg, &end, 10);
-      if (*end || !*optarg) {
-        fprintf(stderr, "kcld redrive: bad --max-messages '%s'\n%s", optarg,
-                s_usage);
-        return 2;
-      }
+      if (*end || !*optarg)
+        return usage_error("bad --max-messages", optarg);
       break;
     case 'h':
       fputs(s_usage, stdout);
       return 0;
     default:
-      fprintf(stderr, "kcld redrive: bad option '%s'\n%s", argv[optind - 1],
-              s_usage);
-      return 2;
+      return usage_error("bad option", argv[optind - 1]);
     }
   }
-  if ((!!queue + !!dir + !!s3) != 1 || optind < argc ||
-      (to_handler && (!dir || stream || !path))) {
-    fprintf(stderr, "kcld redrive: %s\n%s",
-            (!!queue + !!dir + !!s3) != 1 ? "give one of --queue, --dir, --s3"
-            : to_handler && !dir ? "--to-handler goes with --dir"
-            : to_handler && stream ? "--to-handler or --stream, not both"
-            : to_handler ? "--to-handler needs --config (the handler)"
-                         : "unexpected arguments",
-            s_usage);
-    return 2;
-  }
+  if (optind < argc)
+    return usage_error("unexpected argument", argv[optind]);
+  if (!!queue + !!s3 + !!dir > 1)
+    return usage_error("one of --queue, --s3, --dir", NULL);
+  if (!queue && !s3 && !dir && !path)
+    return usage_error("give --queue, --s3 or --dir (or --config, whose "
+                       "on_failure.sqs, .s3 or .dir is the default)", NULL);
   cfg = kcld_cli_config(path, stream);
   if (!cfg)
     return 1;
-  if (dir || s3) {
-    status = dir ? kcld_redrive_dir_command(cfg, dir, stream, to_handler)
-                 : kcld_redrive_s3_command(cfg, s3, stream);
+  if (!queue && !s3 && !dir) {
+    if (cfg->on_failure.sqs && *cfg->on_failure.sqs)
+      queue = cfg->on_failure.sqs;
+    else if (cfg->on_failure.s3 && *cfg->on_failure.s3)
+      s3 = cfg->on_failure.s3;
+    else if (cfg->on_failure.dir && *cfg->on_failure.dir)
+      dir = cfg->on_failure.dir;
+  }
+  if (!queue && !s3 && !dir) {
     kcld_config_free(cfg);
-    return status;
+    return usage_error("no --queue, --s3 or --dir, and the configuration "
+                       "has no on_failure.sqs, .s3 or .dir", NULL);
   }
-  /* Without --stream: the stream each message names (an ARN), else the
-   * config's. */
-  o.stream = stream ? stream : cfg->stream;
-  o.stream_from_message = stream == NULL;
-  rc = kcld_cli_aws_open(&c, cfg);
-  if (rc == 0)
-    rc = kcld_sqs_new(c.aws, &c.loop, &sqs);
-  if (rc == 0)
-    rc = kcld_kinesis_new(c.aws, &c.loop, &kin);
-  if (rc == 0)
-    rc = kcld_s3_new(c.aws, &c.loop, &s3c);
-  if (rc == 0) {
-    memset(&st, 0, sizeof(st));
-    o.loop = &c.loop;
-    o.sqs = sqs;
-    o.kinesis = kin;
-    o.s3 = s3c;
-    o.queue_url = queue;
-    rc = kcld_redrive_run(&o, on_cmd_done, &st);
-    if (rc == 0) {
-      kcld_cli_run_until(&c, &st.done);
-      printf("{\"messages\":%zu,\"records\":%zu,\"kept\":%zu,\"error\":%s%s%s}"
-             "\n", st.res.messages, st.res.records, st.res.kept,
-             st.res.err ? "\"" : "",
-             st.res.err ? kcld_strerror(st.res.err) : "null",
-             st.res.err ? "\"" : "");
-      status = st.done && !st.res.err && !st.res.kept ? 0 : 1;
-    }
+  if (to_handler && (!dir || stream || !path)) {
+    kcld_config_free(cfg);
+    return usage_error(!dir ? "--to-handler goes with --dir"
+                       : stream ? "--to-handler or --stream, not both"
+                                : "--to-handler needs --config (the handler)",
+                       NULL);
   }
-  if (rc)
-    fprintf(stderr, "kcld redrive: %s\n", kcld_strerror(rc));
-  if (s3c)
-    kcld_s3_close(s3c);
-  if (kin)
-    kcld_kinesis_close(kin);
-  if (sqs)
-    kcld_sqs_close(sqs);
-  kcld_cli_aws_close(&c);
-  kcld_http_global_cleanup();
+  if (dir) {
+    status = kcld_redrive_dir_command(cfg, dir, stream, to_handler,
+                                      o.dry_run);
+  } else if (s3) {
+    status = kcld_redrive_s3_command(cfg, s3, stream, o.dry_run);
+  } else {
+    /* Without --stream: the stream each message names (an ARN), else the
+     * config's. */
+    o.stream = stream ? stream : cfg->stream;
+    o.stream_from_message = stream == NULL;
+    status = redrive_queue(cfg, queue, &o);
+  }
   kcld_config_free(cfg);
   return status;
 }

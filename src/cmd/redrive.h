@@ -1,8 +1,15 @@
 /* redrive.h — `kcld redrive`: puts dead-lettered records back into a
  * stream.
  *
- *   kcld redrive --queue URL [--stream NAME] [--config PATH]
- *                [--max-messages N]
+ *   kcld redrive [--queue URL | --s3 s3://BUCKET[/PREFIX] | --dir PATH]
+ *                [--stream NAME | --to-handler] [--config PATH]
+ *                [--max-messages N] [--dry-run]
+ *
+ * Without --queue, --s3 or --dir, the configuration's on_failure.sqs, else
+ * its on_failure.s3, else its on_failure.dir (--s3: cmd/redrive_s3.h;
+ * --dir: cmd/redrive_dir.h).  A dry run reads the messages (and the S3
+ * objects they name), puts nothing, deletes nothing, and at the end makes
+ * every message it read visible again.
  *
  * Reads the dead-letter queue that on_failure.sqs filled (process/dlq.h),
  * puts each message's records back with PutRecords (same partition key and
@@ -31,6 +38,8 @@
 #include "aws/s3.h"
 #include "aws/sqs.h"
 
+struct kcld_redrive_result;
+
 struct kcld_redrive_opts {
   uv_loop_t *loop;
   struct kcld_sqs *sqs;          /* borrowed */
@@ -44,6 +53,15 @@ struct kcld_redrive_opts {
                                     streamArn, when set, wins */
   size_t max_messages;           /* 0 = until the queue is empty */
   int visibility_timeout;        /* seconds; 0 = 60 */
+  int dry_run;                   /* 1: put nothing, delete nothing; count
+                                    the messages and records a redrive
+                                    would put back (messages, records) and
+                                    the messages it would leave (kept);
+                                    then make the messages read visible
+                                    again (ChangeMessageVisibility 0) */
+  /* Called after each message put back or left (may be NULL), with the
+   * totals so far and the callback's arg. */
+  void (*progress)(const struct kcld_redrive_result *sofar, void *arg);
 };
 
 struct kcld_redrive_result {

@@ -105,7 +105,10 @@ static void end_file(struct run *r)
 {
   int rc;
 
-  if (r->nkeep == 0) {
+  if (r->o.dry_run) {
+    r->res.kept += r->nkeep;
+    rc = 0;
+  } else if (r->nkeep == 0) {
     rc = kcld_dlq_dir_done(r->dir, r->claimed);
     if (rc == 0)
       r->res.files++;
@@ -171,7 +174,11 @@ static void next_file(struct run *r)
     finish(r);
     return;
   }
-  rc = kcld_dlq_dir_claim(r->dir, r->files[r->fi], &r->claimed);
+  if (r->o.dry_run)
+    rc = asprintf(&r->claimed, "%s/%s", r->dir, r->files[r->fi]) < 0
+           ? KCLD_ENOMEM : 0;
+  else
+    rc = kcld_dlq_dir_claim(r->dir, r->files[r->fi], &r->claimed);
   if (rc != 0) {
     stop(r, rc, "cannot claim the file");
     return;
@@ -184,9 +191,27 @@ static void next_file(struct run *r)
     stop(r, rc, "out of memory");
     return;
   }
-  kcld_log(KCLD_LOG_INFO, "replaying a dead-letter file", "file", r->claimed,
-           NULL);
+  kcld_log(KCLD_LOG_INFO, r->o.dry_run ? "reading a dead-letter file (dry "
+           "run)" : "replaying a dead-letter file", "file", r->claimed, NULL);
   next_line(r);
+}
+
+/* The progress callback, the lines kept in this file so far counted in. */
+static void report(struct run *r)
+{
+  struct kcld_redrive_dir_result sofar = r->res;
+  if (!r->o.progress)
+    return;
+  sofar.kept += r->nkeep;
+  r->o.progress(&sofar, r->arg);
+}
+
+static void count_line(struct run *r)
+{
+  r->res.lines++;
+  r->res.records += r->line.count;
+  r->li++;
+  report(r);
 }
 
 static void next_line(struct run *r)
@@ -198,6 +223,10 @@ static void next_line(struct run *r)
         (r->o.handler || r->line.stream || (r->stream && *r->stream))) {
       r->at = 0;
       r->tries = 0;
+      if (r->o.dry_run) {
+        count_line(r);
+        continue;
+      }
       send_line(r);
       return;
     }
@@ -205,15 +234,14 @@ static void next_line(struct run *r)
              r->claimed, "reason", why ? why : "no stream: give --stream",
              NULL);
     r->keep[r->nkeep++] = r->lines[r->li++];
+    report(r);
   }
   end_file(r);
 }
 
 static void line_done(struct run *r)
 {
-  r->res.lines++;
-  r->res.records += r->line.count;
-  r->li++;
+  count_line(r);
   next_line(r);
 }
 
@@ -295,7 +323,7 @@ static void on_answer(const struct kcld_handler_result *res, void *arg)
   r->answer.error_type = r->answer.error_message = NULL;
   if (res->status != KCLD_HANDLER_OK)
     kcld_log(KCLD_LOG_WARN, "handler answer", "file", r->claimed,
-             "errorType", res->error_type ? res->error_type : "",
+             "error_type", res->error_type ? res->error_type : "",
              "error", res->error_message ? res->error_message : "", NULL);
   /* The handler may answer from inside process(): go on from the loop. */
   r->next = after_answer;
@@ -348,7 +376,8 @@ int kcld_redrive_dir_run(const struct kcld_redrive_dir_opts *o,
 
   if (!o || !o->loop || !o->dir || !cb || !o->attempts ||
       !o->backoff_base_ms || o->backoff_max_ms < o->backoff_base_ms ||
-      (o->handler && !o->batch_size) || (!o->handler && !o->kinesis))
+      (o->handler && !o->batch_size) ||
+      (!o->handler && !o->kinesis && !o->dry_run))
     return KCLD_EINVAL;
   r = calloc(1, sizeof(*r));
   if (!r)
@@ -382,8 +411,24 @@ int kcld_redrive_dir_run(const struct kcld_redrive_dir_opts *o,
 
 struct cmd_state {
   int done;
+  int dry_run;
   struct kcld_redrive_dir_result res;
 };
+
+static void show(const struct kcld_redrive_dir_result *r, int dry_run,
+                 int final)
+{
+  kcld_cli_progress(final, "redrive: %zu lines, %zu records %s, %zu lines "
+                    "left", r->lines, r->records,
+                    dry_run ? "to replay" : "replayed", r->kept);
+}
+
+static void on_cmd_progress(const struct kcld_redrive_dir_result *r,
+                            void *arg)
+{
+  const struct cmd_state *s = arg;
+  show(r, s->dry_run, 0);
+}
 
 static void on_cmd_done(const struct kcld_redrive_dir_result *res, void *arg)
 {
@@ -406,7 +451,7 @@ static int new_handler(struct kcld_cli_aws *c, const struct kcld_config *cfg,
 }
 
 int kcld_redrive_dir_command(const struct kcld_config *cfg, const char *dir,
-                             const char *stream, int to_handler)
+                             const char *stream, int to_handler, int dry_run)
 {
   struct kcld_redrive_dir_opts o;
   struct kcld_cli_aws c;
@@ -417,8 +462,9 @@ int kcld_redrive_dir_command(const struct kcld_config *cfg, const char *dir,
 
   memset(&o, 0, sizeof(o));
   memset(&st, 0, sizeof(st));
+  st.dry_run = dry_run;
   rc = kcld_cli_aws_open(&c, cfg);
-  if (rc == 0)
+  if (rc == 0 && !dry_run)
     rc = to_handler ? new_handler(&c, cfg, &h)
                     : kcld_kinesis_new(c.aws, &c.loop, &kin);
   if (rc == 0) {
@@ -432,13 +478,17 @@ int kcld_redrive_dir_command(const struct kcld_config *cfg, const char *dir,
     o.attempts = ATTEMPTS;
     o.backoff_base_ms = (uint64_t)cfg->retry.backoff_base_ms;
     o.backoff_max_ms = (uint64_t)cfg->retry.backoff_max_ms;
+    o.dry_run = dry_run;
+    o.progress = on_cmd_progress;
     rc = kcld_redrive_dir_run(&o, on_cmd_done, &st);
   }
   if (rc == 0) {
     kcld_cli_run_until(&c, &st.done);
+    show(&st.res, dry_run, 1);
     printf("{\"files\":%zu,\"lines\":%zu,\"records\":%zu,\"kept\":%zu,"
-           "\"error\":%s%s%s}\n", st.res.files, st.res.lines,
-           st.res.records, st.res.kept, st.res.err ? "\"" : "",
+           "\"dry_run\":%s,\"error\":%s%s%s}\n", st.res.files, st.res.lines,
+           st.res.records, st.res.kept, dry_run ? "true" : "false",
+           st.res.err ? "\"" : "",
            st.res.err ? kcld_strerror(st.res.err) : "null",
            st.res.err ? "\"" : "");
     status = st.done && !st.res.err && !st.res.kept ? 0 : 1;

@@ -22,6 +22,10 @@
  * the file with a warning and the redrive goes on.  A file whose every line
  * was replayed moves to PATH/done/.
  *
+ * A dry run (dry_run) claims, sends and moves nothing: it reads each file
+ * where it is and counts the lines and records a redrive would replay
+ * (lines, records) and the lines it would leave (kept).
+ *
  * Loop thread only. */
 #ifndef KCLD_CMD_REDRIVE_DIR_H
 #define KCLD_CMD_REDRIVE_DIR_H
@@ -33,6 +37,8 @@
 #include "aws/kinesis.h"
 #include "config.h"
 #include "handlers/handler.h"
+
+struct kcld_redrive_dir_result;
 
 struct kcld_redrive_dir_opts {
   uv_loop_t *loop;
@@ -48,6 +54,10 @@ struct kcld_redrive_dir_opts {
   unsigned attempts;                /* tries per call, >= 1 */
   uint64_t backoff_base_ms;         /* > 0 */
   uint64_t backoff_max_ms;          /* >= backoff_base_ms */
+  int dry_run;                      /* 1: count only (see above) */
+  /* Called after each line replayed or left (may be NULL), with the
+   * totals so far and the callback's arg. */
+  void (*progress)(const struct kcld_redrive_dir_result *sofar, void *arg);
 };
 
 struct kcld_redrive_dir_result {
@@ -70,10 +80,13 @@ int kcld_redrive_dir_run(const struct kcld_redrive_dir_opts *opts,
 /* `kcld redrive --dir`: replays `dir` with cfg's endpoints, region and
  * credentials, into `stream` (NULL: each line's streamArn, else cfg's
  * stream) or, with to_handler, into cfg's handler (batch.size records a
- * call; retry.backoff_* between tries).  Prints one JSON summary line
- * ({"files","lines","records","kept","error"}) to stdout.  Returns the exit
- * status: 0 when every line was replayed, 1 otherwise. */
+ * call; retry.backoff_* between tries); with dry_run, counts only.  A
+ * progress line on stderr when it is a terminal.  Prints one JSON summary
+ * line ({"files","lines","records","kept","dry_run","error"}) to stdout.
+ * Returns the exit status: 0 when every line was (or would be) replayed, 1
+ * otherwise. */
 int kcld_redrive_dir_command(const struct kcld_config *cfg, const char *dir,
-                             const char *stream, int to_handler);
+                             const char *stream, int to_handler,
+                             int dry_run);
 
 #endif

@@ -99,14 +99,23 @@ static void failed(struct run *r, int err, const char *why, int progress)
 /* ======== One object ======== */
 
 /* The object is left in the bucket; on to the next. */
+/* This object is dealt with: the progress, then the next one. */
+static void advance(struct run *r)
+{
+  kcld_redrive_line_free(&r->line);
+  r->ki++;
+  r->tries = 0;
+  if (r->o.progress)
+    r->o.progress(&r->res, r->arg);
+  next_object(r);
+}
+
 static void keep(struct run *r, const char *why)
 {
   kcld_log(KCLD_LOG_WARN, "dead-letter object left in the bucket", "bucket",
            r->uri.bucket, "key", current(r), "reason", why, NULL);
   r->res.kept++;
-  kcld_redrive_line_free(&r->line);
-  r->ki++;
-  next_object(r);
+  advance(r);
 }
 
 static void on_deleted(const struct kcld_svc_status *st, void *arg)
@@ -118,10 +127,7 @@ static void on_deleted(const struct kcld_svc_status *st, void *arg)
   }
   r->res.objects++;
   r->res.records += r->line.count;
-  kcld_redrive_line_free(&r->line);
-  r->ki++;
-  r->tries = 0;
-  next_object(r);
+  advance(r);
 }
 
 static void delete_object(struct run *r)
@@ -173,8 +179,7 @@ static void on_got(const struct kcld_s3_object *res, void *arg)
   const char *why = NULL;
 
   if (res->st.err == KCLD_ENOTFOUND) { /* gone meanwhile: nothing to do */
-    r->ki++;
-    next_object(r);
+    advance(r);
     return;
   }
   if (res->st.err) {
@@ -189,6 +194,12 @@ static void on_got(const struct kcld_s3_object *res, void *arg)
   if (!*kcld_redrive_line_target(&r->line, r->stream,
                                   r->o.stream_from_message)) {
     keep(r, "no stream: give --stream");
+    return;
+  }
+  if (r->o.dry_run) {
+    r->res.objects++;
+    r->res.records += r->line.count;
+    advance(r);
     return;
   }
   put(r);
@@ -275,7 +286,8 @@ int kcld_redrive_s3_run(const struct kcld_redrive_s3_opts *o,
   struct run *r;
   const char *why;
 
-  if (!o || !o->loop || !o->s3 || !o->kinesis || !o->location || !cb ||
+  if (!o || !o->loop || !o->s3 || (!o->kinesis && !o->dry_run) ||
+      !o->location || !cb ||
       !o->attempts || !o->backoff_base_ms ||
       o->backoff_max_ms < o->backoff_base_ms)
     return KCLD_EINVAL;
@@ -308,8 +320,24 @@ int kcld_redrive_s3_run(const struct kcld_redrive_s3_opts *o,
 
 struct cmd_state {
   int done;
+  int dry_run;
   struct kcld_redrive_s3_result res;
 };
+
+static void show(const struct kcld_redrive_s3_result *r, int dry_run,
+                 int final)
+{
+  kcld_cli_progress(final, "redrive: %zu objects, %zu records %s, %zu "
+                    "objects left", r->objects, r->records,
+                    dry_run ? "to replay" : "replayed", r->kept);
+}
+
+static void on_cmd_progress(const struct kcld_redrive_s3_result *r,
+                            void *arg)
+{
+  const struct cmd_state *s = arg;
+  show(r, s->dry_run, 0);
+}
 
 static void on_cmd_done(const struct kcld_redrive_s3_result *res, void *arg)
 {
@@ -319,7 +347,8 @@ static void on_cmd_done(const struct kcld_redrive_s3_result *res, void *arg)
 }
 
 int kcld_redrive_s3_command(const struct kcld_config *cfg,
-                            const char *location, const char *stream)
+                            const char *location, const char *stream,
+                            int dry_run)
 {
   struct kcld_redrive_s3_opts o;
   struct kcld_cli_aws c;
@@ -330,8 +359,9 @@ int kcld_redrive_s3_command(const struct kcld_config *cfg,
 
   memset(&o, 0, sizeof(o));
   memset(&st, 0, sizeof(st));
+  st.dry_run = dry_run;
   rc = kcld_cli_aws_open(&c, cfg);
-  if (rc == 0)
+  if (rc == 0 && !dry_run)
     rc = kcld_kinesis_new(c.aws, &c.loop, &kin);
   if (rc == 0)
     rc = kcld_s3_new(c.aws, &c.loop, &s3);
@@ -345,12 +375,16 @@ int kcld_redrive_s3_command(const struct kcld_config *cfg,
     o.attempts = ATTEMPTS;
     o.backoff_base_ms = (uint64_t)cfg->retry.backoff_base_ms;
     o.backoff_max_ms = (uint64_t)cfg->retry.backoff_max_ms;
+    o.dry_run = dry_run;
+    o.progress = on_cmd_progress;
     rc = kcld_redrive_s3_run(&o, on_cmd_done, &st);
   }
   if (rc == 0) {
     kcld_cli_run_until(&c, &st.done);
-    printf("{\"objects\":%zu,\"records\":%zu,\"kept\":%zu,\"error\":%s%s%s}"
-           "\n", st.res.objects, st.res.records, st.res.kept,
+    show(&st.res, dry_run, 1);
+    printf("{\"objects\":%zu,\"records\":%zu,\"kept\":%zu,\"dry_run\":%s,"
+           "\"error\":%s%s%s}\n", st.res.objects, st.res.records,
+           st.res.kept, dry_run ? "true" : "false",
            st.res.err ? "\"" : "",
            st.res.err ? kcld_strerror(st.res.err) : "null",
            st.res.err ? "\"" : "");

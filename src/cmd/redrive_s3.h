@@ -15,6 +15,10 @@
  * was off; not an on-failure record; no stream) stays, with a warning, and
  * the redrive goes on.
  *
+ * A dry run (dry_run) puts and deletes nothing: it lists and reads each
+ * object and counts the objects and records a redrive would replay
+ * (objects, records) and the objects it would leave (kept).
+ *
  * Loop thread only. */
 #ifndef KCLD_CMD_REDRIVE_S3_H
 #define KCLD_CMD_REDRIVE_S3_H
@@ -27,10 +31,12 @@
 #include "aws/s3.h"
 #include "config.h"
 
+struct kcld_redrive_s3_result;
+
 struct kcld_redrive_s3_opts {
   uv_loop_t *loop;
   struct kcld_s3 *s3;               /* borrowed */
-  struct kcld_kinesis *kinesis;     /* borrowed */
+  struct kcld_kinesis *kinesis;     /* borrowed; NULL for a dry run */
   const char *location;             /* s3://BUCKET[/PREFIX] */
   const char *stream;               /* name or ARN; with stream_from_message
                                        only for objects that name none */
@@ -39,6 +45,10 @@ struct kcld_redrive_s3_opts {
   unsigned attempts;                /* tries per call, >= 1 */
   uint64_t backoff_base_ms;         /* > 0 */
   uint64_t backoff_max_ms;          /* >= backoff_base_ms */
+  int dry_run;                      /* 1: count only (see above) */
+  /* Called after each object replayed or left (may be NULL), with the
+   * totals so far and the callback's arg. */
+  void (*progress)(const struct kcld_redrive_s3_result *sofar, void *arg);
 };
 
 struct kcld_redrive_s3_result {
@@ -59,10 +69,13 @@ int kcld_redrive_s3_run(const struct kcld_redrive_s3_opts *opts,
 
 /* `kcld redrive --s3`: replays `location` with cfg's endpoints, region and
  * credentials into `stream` (NULL: each object's streamArn, else cfg's
- * stream), retry.backoff_* between tries.  Prints one JSON summary line
- * ({"objects","records","kept","error"}) to stdout.  Returns the exit
- * status: 0 when every object was replayed, 1 otherwise. */
+ * stream), retry.backoff_* between tries; with dry_run, counts only.  A
+ * progress line on stderr when it is a terminal.  Prints one JSON summary
+ * line ({"objects","records","kept","dry_run","error"}) to stdout.  Returns
+ * the exit status: 0 when every object was (or would be) replayed, 1
+ * otherwise. */
 int kcld_redrive_s3_command(const struct kcld_config *cfg,
-                            const char *location, const char *stream);
+                            const char *location, const char *stream,
+                            int dry_run);
 
 #endif

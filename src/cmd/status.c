@@ -4,7 +4,9 @@
  *
  * The steps run one after the other on a private loop:
  *   scan -> list shards -> lag of each shard (GetShardIterator after the
- *   checkpoint, GetRecords Limit 1) -> [wait recheck_ms, scan again]. */
+ *   checkpoint, GetRecords Limit 1) -> [wait recheck_ms, scan again]
+ *   -> [fetch.mode: fanout: the stream consumer (DescribeStreamSummary
+ *   for a stream name, DescribeStreamConsumer)]. */
 #include "cmd/status.h"
 
 #include <getopt.h>
@@ -14,6 +16,7 @@
 #include <time.h>
 
 #include "aws/dynamodb.h"
+#include "aws/fanout.h"
 #include "aws/http.h"
 #include "aws/kinesis.h"
 #include "cmd/cli.h"
@@ -30,10 +33,18 @@ struct leases {
   size_t n;
 };
 
+/* fetch.mode: fanout: what DescribeStreamConsumer said. */
+struct consumer {
+  char *name, *arn, *status, *error;
+  int done;
+};
+
 struct st {
   const struct kcld_status_opts *o;
   struct kcld_cli_aws cli;
   struct kcld_kinesis *k;
+  struct kcld_fanout *f;
+  struct consumer consumer;
   struct kcld_dynamodb *db;
   struct kcld_lease_table *table;
   const char *stream, *table_name;
@@ -237,6 +248,86 @@ static void step_recheck(struct st *s)
   uv_timer_start(&s->wait, on_wait, s->o->recheck_ms, 0);
 }
 
+/* ======== The stream consumer (fan-out) ======== */
+
+/* A failed look-up is shown, not fatal: the shards' rows still stand. */
+static void consumer_failed(struct st *s, const struct kcld_svc_status *st)
+{
+  struct consumer *c = &s->consumer;
+  if (st->err == KCLD_ENOTFOUND)
+    c->status = strdup("NOT_REGISTERED");
+  else
+    c->error = strdup(st->message && *st->message ? st->message
+                                                  : kcld_strerror(st->err));
+  c->done = 1;
+}
+
+static void on_consumer(const struct kcld_fanout_consumer *res, void *arg)
+{
+  struct st *s = arg;
+  struct consumer *c = &s->consumer;
+  if (res->st.err) {
+    consumer_failed(s, &res->st);
+    return;
+  }
+  free(c->name);
+  free(c->arn);
+  c->name = dup_or_null(res->name);
+  c->arn = dup_or_null(res->arn);
+  c->status = dup_or_null(res->status);
+  c->done = 1;
+}
+
+static void on_summary(const struct kcld_kinesis_stream_summary *res,
+                       void *arg)
+{
+  struct st *s = arg;
+  struct kcld_svc_status st = {.err = KCLD_EINVAL, .type = "",
+                               .message = "the call was not sent"};
+  if (res->st.err) {
+    consumer_failed(s, &res->st);
+    return;
+  }
+  if (kcld_fanout_describe(s->f, res->stream_arn, s->consumer.name, NULL,
+                           on_consumer, s) != 0)
+    consumer_failed(s, &st);
+}
+
+/* Looks the stream consumer of fetch.mode: fanout up; s->consumer.done
+ * once known (or not). */
+static int step_consumer(struct st *s)
+{
+  const struct kcld_config_fetch *f = &s->o->cfg->fetch;
+  int rc = kcld_fanout_new(s->cli.aws, &s->cli.loop, &s->f);
+  if (rc != 0)
+    return rc;
+  if (*f->consumer_arn) {
+    s->consumer.arn = strdup(f->consumer_arn);
+    if (!s->consumer.arn)
+      return KCLD_ENOMEM;
+    return kcld_fanout_describe(s->f, NULL, NULL, f->consumer_arn,
+                                on_consumer, s);
+  }
+  s->consumer.name = strdup(f->consumer_name);
+  if (!s->consumer.name)
+    return KCLD_ENOMEM;
+  if (strncmp(s->stream, "arn:", 4) == 0)
+    return kcld_fanout_describe(s->f, s->stream, s->consumer.name, NULL,
+                                on_consumer, s);
+  return kcld_kinesis_describe_stream_summary(s->k, s->stream, on_summary,
+                                              s);
+}
+
+/* The "consumer" member: null in polling mode. */
+static json_t *consumer_json(const struct st *s)
+{
+  const struct consumer *c = &s->consumer;
+  if (s->o->cfg->fetch.mode != KCLD_CONFIG_FETCH_FANOUT)
+    return json_null();
+  return json_pack("{s:s?,s:s?,s:s?,s:s?}", "name", c->name, "arn", c->arn,
+                   "status", c->status, "error", c->error);
+}
+
 /* ======== The document ======== */
 
 static int parents_finished(const struct st *s, const struct shard *d)
@@ -391,11 +482,12 @@ static json_t *build(struct st *s)
     json_array_foreach(workers, i, w)
       json_object_set_new(w, "renewing", json_null());
   }
-  doc = json_pack("{s:s,s:s,s:s,s:I,s:o,s:o,s:i,s:i,s:b}", "stream",
+  doc = json_pack("{s:s,s:s,s:s,s:I,s:o,s:o,s:o,s:i,s:i,s:b}", "stream",
                   s->stream, "table", s->table_name, "time", ts,
-                  "recheck_ms", (json_int_t)s->o->recheck_ms, "shards", rows,
-                  "workers", workers, "unowned", unowned, "expired", expired,
-                  "healthy", unowned == 0 && expired == 0);
+                  "recheck_ms", (json_int_t)s->o->recheck_ms, "consumer",
+                  consumer_json(s), "shards", rows, "workers", workers,
+                  "unowned", unowned, "expired", expired, "healthy",
+                  unowned == 0 && expired == 0);
   return doc;
 }
 
@@ -409,6 +501,11 @@ int kcld_status_collect(const struct kcld_status_opts *o, json_t **out)
     return KCLD_EINVAL;
   memset(&s, 0, sizeof(s));
   s.o = o;
+  if (o->cfg->streams.len) {
+    fprintf(stderr, "kcld status: a configuration with streams: (a "
+            "multi-stream lease table) is not supported yet\n");
+    return KCLD_EINVAL;
+  }
   s.stream = o->stream && *o->stream ? o->stream : o->cfg->stream;
   s.table_name = o->table && *o->table ? o->table : o->cfg->lease.table;
   if (!s.stream || !*s.stream || !s.table_name || !*s.table_name) {
@@ -419,18 +516,26 @@ int kcld_status_collect(const struct kcld_status_opts *o, json_t **out)
     goto done;
   if ((rc = kcld_kinesis_new(s.cli.aws, &s.cli.loop, &s.k)) != 0 ||
       (rc = kcld_dynamodb_new(s.cli.aws, &s.cli.loop, &s.db)) != 0 ||
-      (rc = kcld_lease_table_new(s.db, s.table_name, &s.table)) != 0)
+      (rc = kcld_lease_table_new(s.db, s.table_name, 0, &s.table)) != 0)
     goto done;
   rc = kcld_lease_table_scan(s.table, on_scan, &s);
   if (rc != 0)
     goto done;
   kcld_cli_run_until(&s.cli, &s.done);
   rc = s.done ? s.err : KCLD_EIO;
+  if (rc == 0 && o->cfg->fetch.mode == KCLD_CONFIG_FETCH_FANOUT) {
+    struct kcld_svc_status st = {.err = 0, .type = "", .message = ""};
+    if ((st.err = step_consumer(&s)) != 0)
+      consumer_failed(&s, &st);
+    else
+      kcld_cli_run_until(&s.cli, &s.consumer.done);
+  }
   if (rc == 0 && !(*out = build(&s)))
     rc = KCLD_ENOMEM;
 done:
   if (s.wait_init)
     uv_close((uv_handle_t *)&s.wait, NULL);
+  kcld_fanout_close(s.f);
   if (s.k)
     kcld_kinesis_close(s.k);
   if (s.db)
@@ -446,6 +551,10 @@ done:
     free(s.shards[i].ending_seq);
   }
   free(s.shards);
+  free(s.consumer.name);
+  free(s.consumer.arn);
+  free(s.consumer.status);
+  free(s.consumer.error);
   return rc;
 }
 
@@ -518,10 +627,18 @@ void kcld_status_print(const json_t *doc, FILE *out)
       if (strlen(cells[i][c]) > w[c])
         w[c] = strlen(cells[i][c]);
   }
-  fprintf(out, "STREAM %s  TABLE %s  (%s)\n\n",
+  fprintf(out, "STREAM %s  TABLE %s  (%s)\n",
           str_or(json_object_get(doc, "stream"), "?"),
           str_or(json_object_get(doc, "table"), "?"),
           str_or(json_object_get(doc, "time"), "?"));
+  const json_t *con = json_object_get(doc, "consumer");
+  if (json_is_object(con))
+    fprintf(out, "CONSUMER %s  %s  (%s)\n",
+            str_or(json_object_get(con, "name"), "-"),
+            str_or(json_object_get(con, "status"),
+                   str_or(json_object_get(con, "error"), "?")),
+            str_or(json_object_get(con, "arn"), "-"));
+  fputc('\n', out);
   /* The last column is not padded: no trailing blanks. */
   for (int c = 0; c < NCOL; c++)
     fprintf(out, "%-*s%s", c + 1 < NCOL ? (int)w[c] : 0, head[c],
@@ -571,7 +688,9 @@ static const char s_usage[] =
   "  -c, --config PATH     endpoints, region, credentials, stream and lease\n"
   "                        table (default: the environment)\n"
   "  -s, --stream NAME     the stream (default: the config's)\n"
-  "  -t, --table NAME      the lease table (default: the config's)\n"
+  "  -t, --table NAME      the lease table (default: the config's\n"
+  "                        lease.table, itself by default the\n"
+  "                        application); required without --config\n"
   "  -r, --recheck[=D]     read the table again after D (default: the\n"
   "                        failover time) and count owned leases whose\n"
   "                        counter did not move as expired\n"
@@ -637,6 +756,12 @@ int kcld_status_command(int argc, char **argv)
               s_usage);
       return 2;
     }
+  }
+  if (!path && !o.table && optind == argc) {
+    fprintf(stderr, "kcld status: give --table NAME (the lease table, named "
+            "after the application by default) or --config PATH\n\n%s",
+            s_usage);
+    return 2;
   }
   struct kcld_config *cfg = kcld_cli_config_args("status", argc, argv,
                                                  optind, path, o.stream,

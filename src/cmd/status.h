@@ -19,6 +19,9 @@
  *
  * JSON (kcld_status_collect):
  *   {"stream", "table", "time", "recheck_ms",
+ *    "consumer": null (fetch.mode: polling) | {"name", "arn", "status":
+ *                "CREATING" | "ACTIVE" | "DELETING" | "NOT_REGISTERED",
+ *                "error": str (the look-up failed; status null)},
  *    "shards": [{"shard_id", "open": bool, "parents": [...],
  *                "children": [...], "in_stream": bool, "lease": bool,
  *                "owner": str|null, "checkpoint": str|null,

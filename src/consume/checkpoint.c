@@ -189,6 +189,7 @@ static void on_written(int err, void *arg)
   if (err == 0) {
     cp->written = done;
     cp->stats.written++;
+    cp->stats.written_ms = uv_now(cp->loop);
     cp->failures_in_row = 0;
     complete_waiters(cp);
     if (!cp->closing && !cp->lost)

@@ -68,6 +68,8 @@ struct kcld_checkpoint_stats {
   uint64_t writes;     /* writes started */
   uint64_t written;    /* writes that succeeded */
   uint64_t failures;   /* transient failures */
+  uint64_t written_ms; /* loop time (uv_now) of the last write that
+                          succeeded; 0 = none yet */
 };
 
 /* Creates a shard's checkpoint tracker (one uv timer on opts->loop).

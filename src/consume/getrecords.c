@@ -1,4 +1,5 @@
-/* getrecords.c — GetRecords response parsing into one record batch.
+/* getrecords.c — GetRecords response (or SubscribeToShardEvent payload)
+ * parsing into one record batch.
  *
  * No JSON tree and no allocation per record, in one function per pass:
  *   scan_all    one validating scan of the body (base/json.h, with
@@ -56,7 +57,8 @@ struct jrec {
 
 /* What the scan found at the top level. */
 struct found {
-  struct kcld_json_val records, next, mbl, children;
+  struct kcld_json_val records, next, mbl, children, cont;
+  int event;         /* a SubscribeToShardEvent payload */
   struct jrec *recs; /* when records is an array: its elements */
   size_t n, cap;
 };
@@ -196,6 +198,8 @@ static int scan_body(struct kcld_json_scan *sc, struct found *f)
       dst = &f->mbl;
     } else if (kcld_json_equals(&key, "ChildShards", 11)) {
       dst = &f->children;
+    } else if (kcld_json_equals(&key, "ContinuationSequenceNumber", 26)) {
+      dst = &f->cont;
     }
     if (kcld_json_scan_value(sc, dst, D_MEMBER) != 0)
       return -1;
@@ -213,6 +217,9 @@ static int scan_all(const char *body, size_t len, struct found *f,
   struct kcld_json_scan sc;
   int line, col;
 
+  const char *what = f->event ? "SubscribeToShardEvent"
+                              : "GetRecords response";
+
   kcld_json_scan_init(&sc, body, len, KCLD_JSON_JANSSON);
   switch (scan_body(&sc, f)) {
   case 0:
@@ -221,11 +228,11 @@ static int scan_all(const char *body, size_t len, struct found *f,
     fail(errbuf, errlen, "out of memory for %zu records", f->cap * 2);
     return KCLD_ENOMEM;
   case -3:
-    return fail(errbuf, errlen, "GetRecords response is not a JSON object");
+    return fail(errbuf, errlen, "%s is not a JSON object", what);
   default:
     kcld_json_scan_position(&sc, &line, &col);
-    return fail(errbuf, errlen, "GetRecords response is not JSON: %s (line "
-                "%d, column %d)", sc.err, line, col);
+    return fail(errbuf, errlen, "%s is not JSON: %s (line %d, column %d)",
+                what, sc.err, line, col);
   }
 }
 
@@ -438,6 +445,37 @@ static int check_children(const struct kcld_json_val *children,
   return 0;
 }
 
+/* An event's ContinuationSequenceNumber: absent, null or a sequence
+ * number. */
+static int check_continuation(const struct kcld_json_val *v,
+                              struct sizes *sz, char *errbuf, size_t errlen)
+{
+  char buf[256], *heap;
+  const char *seq;
+  int ok;
+
+  if (!present(v))
+    return 0;
+  if (v->type != KCLD_JSON_STRING)
+    return fail(errbuf, errlen, "ContinuationSequenceNumber is not a string");
+  if (v->nul || !(seq = decode_tmp(v, buf, sizeof(buf), &heap))) {
+    if (v->nul)
+      return fail(errbuf, errlen, "ContinuationSequenceNumber holds a NUL "
+                  "character");
+    fail(errbuf, errlen, "out of memory");
+    return KCLD_ENOMEM;
+  }
+  ok = kcld_seq_valid(seq);
+  if (!ok)
+    fail(errbuf, errlen, "ContinuationSequenceNumber \"%.*s\" is not a "
+         "decimal sequence number", (int)(v->len < 64 ? v->len : 64), seq);
+  free(heap);
+  if (!ok)
+    return KCLD_EPARSE;
+  sz->str += v->len + 1;
+  return 0;
+}
+
 /* Pass A: validates what the scan found and adds up the sizes. */
 static int check_all(const struct found *f, const char *end,
                      struct sizes *sz, char *errbuf, size_t errlen)
@@ -452,10 +490,14 @@ static int check_all(const struct found *f, const char *end,
   for (size_t i = 0; i < f->n; i++)
     if ((rc = check_record(&f->recs[i], i, sz, errbuf, errlen)) != 0)
       return rc;
-  if (present(next) && next->type != KCLD_JSON_STRING)
+  if (f->event) {
+    if ((rc = check_continuation(&f->cont, sz, errbuf, errlen)) != 0)
+      return rc;
+  } else if (present(next) && next->type != KCLD_JSON_STRING) {
     return fail(errbuf, errlen, "NextShardIterator is not a string");
-  if (present(next))
+  } else if (present(next)) {
     sz->str += next->len + 1;
+  }
   if (present(mbl) && (mbl->type != KCLD_JSON_NUMBER || !isfinite(mbl->num) ||
                        mbl->num < 0 || mbl->num > 9e18))
     return fail(errbuf, errlen, "MillisBehindLatest is %s",
@@ -619,8 +661,15 @@ static int fill_block(struct fill *fl, const struct found *f,
   fl->sp = mem + off_str;
   fl->dp = (uint8_t *)mem + off_data;
 
-  if (present(&f->next))
-    b->next_shard_iterator = put_str(&fl->sp, &f->next);
+  if (f->event) {
+    if (present(&f->cont))
+      b->continuation_sequence_number = put_str(&fl->sp, &f->cont);
+    b->shard_end = !present(&f->cont) && f->children.type == KCLD_JSON_ARRAY;
+  } else {
+    if (present(&f->next))
+      b->next_shard_iterator = put_str(&fl->sp, &f->next);
+    b->shard_end = !present(&f->next);
+  }
   if (sz->n_child) {
     struct kcld_child_shard *cs = (struct kcld_child_shard *)(mem + off_child);
     fill_children(&f->children, end, cs, (const char **)(mem + off_parent),
@@ -732,6 +781,7 @@ int kcld_getrecords_parse_mem(const char *body, size_t len,
     /* The scan's array from the last call, reused. */
     f.recs = mem->scratch;
     f.cap = mem->scratch_cap;
+    f.event = mem->event;
     fl.acct = mem->account;
   }
   if ((rc = scan_all(body, len, &f, errbuf, errlen)) != 0 ||

@@ -58,13 +58,26 @@ struct kcld_getrecords_mem {
   struct kcld_fetch_account *account; /* the batch's blocks are charged to
                                          it and drawn from its budget's pool
                                          (budget.h); NULL = plain */
+  int event;                          /* 1: the body is the JSON payload of
+                                         a SubscribeToShardEvent (enhanced
+                                         fan-out), see below */
   void *scratch;                      /* the scan's per-record array, reused:
                                          zero it first */
   size_t scratch_cap;
 };
 
 /* kcld_getrecords_parse with the batch's memory from mem->account and the
- * scratch array of mem kept for the next call. */
+ * scratch array of mem kept for the next call.
+ *
+ * With mem->event, the body is a SubscribeToShardEvent's payload: Records,
+ * MillisBehindLatest and ChildShards as above, and
+ *   ContinuationSequenceNumber  a decimal sequence number (optional: absent
+ *                               or null while the subscription has none,
+ *                               and at the shard's end)
+ * into batch->continuation_sequence_number; NextShardIterator is ignored.
+ * The shard has ended (batch->shard_end) when ChildShards is an array and
+ * there is no continuation; a missing continuation alone is not the end.
+ * Messages name the event instead of the GetRecords response. */
 int kcld_getrecords_parse_mem(const char *body, size_t len,
                               const char *shard_id,
                               struct kcld_getrecords_mem *mem,

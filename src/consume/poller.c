@@ -54,6 +54,9 @@ struct poller {
   char *iterator;          /* NULL: a new one is needed (or the end) */
   struct kcld_seq_pos last_fetched; /* last Kinesis record fetched */
   unsigned fails_in_row;   /* failed calls since a success */
+  int failing;             /* KCLD_SHARD_FETCH_*: the last failure since
+                              the last GetRecords answer, else OK */
+  char failing_error[160]; /* its type and message */
   uint64_t last_call_ms;
   int called;
   uint64_t next_at_ms;     /* no call before this (idle, backoff) */
@@ -111,12 +114,22 @@ static uint64_t backoff_ms(const struct poller *p, unsigned fails)
   return kcld_backoff_ms(&b, fails);
 }
 
+/* Remembers what the failure says about the shard, for the stall
+ * detector (kcld_shard_fetch_failure). */
+static void note_failure(struct poller *p, const char *op,
+                         enum kcld_kinesis_fault fault, const char *type,
+                         const char *message)
+{
+  p->failing = kcld_shard_fetch_failure(op, fault);
+  snprintf(p->failing_error, sizeof(p->failing_error), "%s: %s", type,
+           message && *message ? message : "(no message)");
+}
+
 /* A call or a parse failed: count it, log it, back off (or, for an expired
  * iterator, get a new one at once). */
 static void fetch_failed(struct poller *p, const char *op,
                          const struct kcld_svc_status *st)
 {
-  char ms[24], status[24];
   enum kcld_kinesis_fault fault = kcld_kinesis_fault(st);
   const char *type = st->type && st->type[0] ? st->type
                                              : kcld_strerror(st->err);
@@ -140,17 +153,18 @@ static void fetch_failed(struct poller *p, const char *op,
   }
   p->fails_in_row++;
   uint64_t delay = backoff_ms(p, p->fails_in_row);
-  kcld_fmt_u64(ms, sizeof(ms), delay);
-  snprintf(status, sizeof(status), "%ld", st->http_status);
+  note_failure(p, op, fault, type, st->message);
   if (fault == KCLD_KINESIS_THROUGHPUT || fault == KCLD_KINESIS_KMS_THROTTLED) {
     p->throttles++;
     kcld_log(KCLD_LOG_DEBUG, "throttled; backing off", "shard", p->shard_id,
-             "op", op, "type", type, "retry_ms", ms, NULL);
+             "op", op, "type", type, KCLD_LOG_UINT("retry_ms", delay), NULL);
   } else {
     p->errors++;
     kcld_log(KCLD_LOG_WARN, "Kinesis call failed; backing off",
-             "shard", p->shard_id, "op", op, "type", type, "status", status,
-             "message", st->message ? st->message : "", "retry_ms", ms, NULL);
+             "shard", p->shard_id, "op", op, "type", type,
+             KCLD_LOG_INT("status", st->http_status), "message",
+             st->message ? st->message : "", KCLD_LOG_UINT("retry_ms", delay),
+             NULL);
     if (p->iterator && p->fails_in_row >= FAILS_BEFORE_NEW_ITERATOR &&
         fault != KCLD_KINESIS_TRANSIENT) {
       /* The iterator itself may be the problem: start afresh after the
@@ -266,7 +280,9 @@ static void got_batch(struct poller *p, struct kcld_record_batch *b)
   else
     p->next_at_ms = 0; /* behind: as soon as the rate allows */
   unsigned old_fails = p->fails_in_row;
+  int old_failing = p->failing;
   p->fails_in_row = 0;
+  p->failing = KCLD_SHARD_FETCH_OK;
   if (b->kinesis_count == 0)
     p->empty_responses++;
   if (p->cbs.batch(p->cbs.arg, b) != 0) {
@@ -276,6 +292,7 @@ static void got_batch(struct poller *p, struct kcld_record_batch *b)
     p->last_fetched = old_last;
     p->stopped = 0;
     p->fails_in_row = old_fails;
+    p->failing = old_failing;
     if (b->kinesis_count == 0)
       p->empty_responses--;
     kcld_record_batch_release(b);
@@ -489,19 +506,27 @@ static void poller_stats(const void *src, struct kcld_shard_consumer_stats *st)
   st->throttles += p->throttles;
   st->expired_iterators += p->expired_iterators;
   st->errors += p->errors;
+  st->fetch_failing = p->failing;
+  snprintf(st->fetch_error, sizeof(st->fetch_error), "%s",
+           p->failing ? p->failing_error : "");
+}
+
+static void poller_configure(void *src, int max_records, uint64_t idle_ms)
+{
+  struct poller *p = src;
+  p->max_records = max_records;
+  p->idle_ms = idle_ms;
 }
 
 const struct kcld_source_ops kcld_poller_ops = {
   .resume = poller_resume, .stop = poller_stop, .close = poller_close,
-  .stats = poller_stats};
+  .stats = poller_stats, .every_answer_moves = 1,
+  .configure = poller_configure};
 
 int kcld_poller_open(const struct kcld_poller_opts *o, void **out)
 {
   if (!o || !out || !o->loop || !o->kinesis || !o->stream || !o->shard_id ||
-      !o->budget || !o->account ||
-      !o->cbs.batch || !o->cbs.ended || !o->cbs.wanted || !o->cbs.closed ||
-      ((o->start.type == KCLD_SOURCE_AFTER ||
-        o->start.type == KCLD_SOURCE_AT) && !kcld_seq_valid(o->start.seq)))
+      !o->budget || !o->account || !kcld_source_args_valid(&o->cbs, &o->start))
     return KCLD_EINVAL;
   struct poller *p = calloc(1, sizeof(*p));
   if (!p)

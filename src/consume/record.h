@@ -66,12 +66,20 @@ struct kcld_child_shard {
   const char *ending_hash_key;
 };
 
-/* What one GetRecords call produced.  Fields are read-only for holders. */
+/* What one GetRecords call (or one SubscribeToShardEvent of enhanced
+ * fan-out) produced.  Fields are read-only for holders. */
 struct kcld_record_batch {
   const struct kcld_record *records; /* in shard order, then sub-sequence */
   size_t count;                 /* user records (after de-aggregation) */
   size_t kinesis_count;         /* Kinesis records in the response */
-  const char *next_shard_iterator; /* NULL: the shard has ended */
+  const char *next_shard_iterator; /* GetRecords: NULL when absent; always
+                                   NULL for an event */
+  const char *continuation_sequence_number; /* an event's
+                                   ContinuationSequenceNumber; NULL when
+                                   absent, and always for GetRecords */
+  int shard_end;                /* 1: the shard's last batch - GetRecords
+                                   without NextShardIterator; an event with
+                                   ChildShards and no continuation */
   int64_t millis_behind_latest; /* -1 when the response had none */
   const struct kcld_child_shard *child_shards;
   size_t child_shard_count;

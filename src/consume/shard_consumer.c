@@ -15,6 +15,7 @@
 #include "base/seq.h"
 #include "consume/poller.h"
 #include "consume/source.h"
+#include "consume/subscriber.h"
 #include "err.h"
 #include "log.h"
 
@@ -24,6 +25,7 @@
 #define DEF_MAX_BUFFERED ((size_t)8 << 20)
 #define DEF_PARENTS_POLL_MS 2000
 #define DEF_MIN_CALL_MS 200
+#define DEF_SUBSCRIBE_INTERVAL_MS 1000
 #define DEF_BACKOFF_BASE_MS 200
 #define DEF_BACKOFF_MAX_MS 10000
 #define FLUSH_GRACE_MS 5000
@@ -58,9 +60,15 @@ struct kcld_shard_consumer {
 
   uv_loop_t *loop;
   struct kcld_kinesis *kinesis;
+  struct kcld_fanout *fanout;        /* fan-out mode; NULL = polling */
+  char *consumer_arn;
+  uint64_t subscribe_interval_ms;
   struct kcld_shard_consumer_lease_ops ops;
   char *stream;
-  char *shard_id;
+  char *shard_id;            /* the lease key (the shard id, or in a
+                                multi-stream table stream:shard) */
+  const char *kin_shard;     /* the shard id for Kinesis calls: the tail
+                                of shard_id */
   int shard_end_at_start;  /* the lease was at SHARD_END */
   struct kcld_source_pos start_pos;
   char start_seq[KCLD_SEQ_MAX + 1];
@@ -97,7 +105,12 @@ struct kcld_shard_consumer {
   struct kcld_seq_pos handled;        /* last progress */
   int clamp_warned;
   int sink_cancelled;
-  uint64_t last_progress_ms;          /* uv_now of the last progress */
+  uint64_t last_progress_ms;          /* uv_now of the last progress of
+                                         any kind, or of the start */
+  uint64_t pending_mark_ms;           /* records began to wait, or the last
+                                         progress report (stats) */
+  uint64_t fetch_mark_ms;             /* fetching began, or the last answer
+                                         that moved the shard on */
 
   char **children;
   size_t n_children;
@@ -138,6 +151,15 @@ static void free_children(struct kcld_shard_consumer *c)
   c->n_children = 0;
 }
 
+/* Frees the consumer's own strings and the consumer. */
+static void free_consumer(struct kcld_shard_consumer *c)
+{
+  free(c->stream);
+  free(c->shard_id);
+  free(c->consumer_arn);
+  free(c);
+}
+
 static void maybe_free(struct kcld_shard_consumer *c)
 {
   if (!c->closing || c->handles_open > 0 || c->src ||
@@ -146,9 +168,7 @@ static void maybe_free(struct kcld_shard_consumer *c)
   free_children(c);
   kcld_fetch_account_close(c->account);
   kcld_fetch_budget_close(c->own_budget);
-  free(c->stream);
-  free(c->shard_id);
-  free(c);
+  free_consumer(c);
 }
 
 static void on_handle_closed(uv_handle_t *h)
@@ -183,6 +203,13 @@ static int outstanding(const struct kcld_shard_consumer *c)
   return !c->handled.set ||
          kcld_seq_pos_compare(&c->handled, c->delivered_last.seq,
                               c->delivered_last.sub) < 0;
+}
+
+/* Something fetched is not dealt with yet: queued, or delivered and not
+ * reported. */
+static int pending(const struct kcld_shard_consumer *c)
+{
+  return c->qhead != NULL || outstanding(c);
 }
 
 static void cancel_sink(struct kcld_shard_consumer *c)
@@ -274,11 +301,9 @@ static void on_shard_ended(int err, void *arg)
   }
   c->fails_in_row++;
   uint64_t delay = backoff_ms(c, c->fails_in_row);
-  char ms[24];
-  kcld_fmt_u64(ms, sizeof(ms), delay);
   kcld_log(KCLD_LOG_WARN, "recording the shard end failed; will retry",
            "shard", c->shard_id, "op", "shard_ended", "error",
-           kcld_strerror(err), "retry_ms", ms, NULL);
+           kcld_strerror(err), KCLD_LOG_UINT("retry_ms", delay), NULL);
   c->st_mode = ST_END_RETRY;
   uv_timer_start(&c->stop_timer, on_stop_timer, delay, 0);
 }
@@ -495,7 +520,7 @@ void kcld_shard_consumer_progress(struct kcld_shard_consumer *c,
   if (c->handled.set && kcld_seq_pos_compare(&c->handled, sequence, sub) >= 0)
     return;
   kcld_seq_pos_set(&c->handled, sequence, sub);
-  c->last_progress_ms = uv_now(c->loop);
+  c->last_progress_ms = c->pending_mark_ms = uv_now(c->loop);
   kcld_checkpoint_progress(c->cp, c->handled.seq, c->handled.sub);
   check_drain(c);
 }
@@ -507,11 +532,17 @@ static int on_source_batch(void *arg, struct kcld_record_batch *b)
 {
   struct kcld_shard_consumer *c = arg;
   struct queued *q = NULL;
+  uint64_t now = uv_now(c->loop);
   if (b->count > 0) {
     q = calloc(1, sizeof(*q));
     if (!q)
       return KCLD_ENOMEM; /* the source reads it again */
   }
+  if (c->src_ops->every_answer_moves || b->kinesis_count > 0 ||
+      b->millis_behind_latest <= 0)
+    c->fetch_mark_ms = c->last_progress_ms = now;
+  if (!pending(c))
+    c->pending_mark_ms = now; /* if it is queued below, it waits from now */
   c->stats.kinesis_records += b->kinesis_count;
   c->stats.records += b->count;
   c->stats.bytes += b->data_bytes;
@@ -527,7 +558,7 @@ static int on_source_batch(void *arg, struct kcld_record_batch *b)
     if (first < b->count)
       c->skip.set = 0;
   }
-  if (!b->next_shard_iterator) {
+  if (b->shard_end) {
     free_children(c);
     if (b->child_shard_count > 0) {
       c->children = calloc(b->child_shard_count, sizeof(char *));
@@ -600,16 +631,28 @@ static void stop_source(struct kcld_shard_consumer *c)
 
 static int open_source(struct kcld_shard_consumer *c)
 {
+  struct kcld_source_cbs cbs = {
+    .batch = on_source_batch, .ended = on_source_ended,
+    .wanted = on_source_wanted, .closed = on_source_closed, .arg = c};
+  if (c->fanout) {
+    struct kcld_subscriber_opts so = {
+      .loop = c->loop, .fanout = c->fanout,
+      .consumer_arn = c->consumer_arn, .shard_id = c->shard_id,
+      .start = c->start_pos, .min_call_ms = c->subscribe_interval_ms,
+      .backoff_base_ms = c->backoff_base_ms,
+      .backoff_max_ms = c->backoff_max_ms, .budget = c->budget,
+      .account = c->account, .cbs = cbs};
+    c->src_ops = &kcld_subscriber_ops;
+    return kcld_subscriber_open(&so, &c->src);
+  }
   struct kcld_poller_opts po = {
     .loop = c->loop, .kinesis = c->kinesis, .stream = c->stream,
-    .shard_id = c->shard_id, .start = c->start_pos,
+    .shard_id = c->kin_shard, .start = c->start_pos,
     .max_records = c->max_records, .idle_ms = c->idle_ms,
     .min_call_ms = c->min_call_ms, .backoff_base_ms = c->backoff_base_ms,
     .backoff_max_ms = c->backoff_max_ms, .budget = c->budget,
     .account = c->account, .first_estimate = c->first_estimate,
-    .cbs = {.batch = on_source_batch, .ended = on_source_ended,
-            .wanted = on_source_wanted, .closed = on_source_closed,
-            .arg = c}};
+    .cbs = cbs};
   c->src_ops = &kcld_poller_ops;
   return kcld_poller_open(&po, &c->src);
 }
@@ -635,8 +678,10 @@ static void on_parents(int err, int done, void *arg)
   if (!err && done) {
     c->phase = PH_FETCH;
     err = open_source(c);
-    if (err == 0)
+    if (err == 0) {
+      c->fetch_mark_ms = uv_now(c->loop);
       return;
+    }
     c->phase = PH_PARENTS;
     kcld_log(KCLD_LOG_WARN, "could not start fetching; will retry", "shard",
              c->shard_id, "error", kcld_strerror(err), NULL);
@@ -735,6 +780,8 @@ int kcld_shard_consumer_start(const struct kcld_shard_consumer_opts *opts,
     return KCLD_EINVAL;
   if (!lo && !opts->coordinator)
     return KCLD_EINVAL;
+  if (opts->fanout && (!opts->consumer_arn || !*opts->consumer_arn))
+    return KCLD_EINVAL;
 
   struct kcld_shard_consumer *c = calloc(1, sizeof(*c));
   if (!c)
@@ -746,14 +793,21 @@ int kcld_shard_consumer_start(const struct kcld_shard_consumer_opts *opts,
   }
   c->stream = strdup(opts->stream);
   c->shard_id = strdup(opts->lease->shard_id);
-  if (!c->stream || !c->shard_id) {
-    free(c->stream);
-    free(c->shard_id);
-    free(c);
+  if (opts->fanout)
+    c->consumer_arn = strdup(opts->consumer_arn);
+  if (!c->stream || !c->shard_id || (opts->fanout && !c->consumer_arn)) {
+    free_consumer(c);
     return KCLD_ENOMEM;
   }
+  /* A multi-stream key ends with ":<shard id>" (lease/table.h). */
+  c->kin_shard = c->shard_id + strlen(c->shard_id) -
+                 strlen(kcld_lease_shard(opts->lease));
   c->loop = opts->loop;
   c->kinesis = opts->kinesis;
+  c->fanout = opts->fanout;
+  c->subscribe_interval_ms = opts->subscribe_interval_ms
+                               ? opts->subscribe_interval_ms
+                               : DEF_SUBSCRIBE_INTERVAL_MS;
   if (lo) {
     c->ops = *lo;
   } else {
@@ -762,10 +816,7 @@ int kcld_shard_consumer_start(const struct kcld_shard_consumer_opts *opts,
     c->ops.parents_done = coord_parents_done;
     c->ops.ctx = opts->coordinator;
   }
-  c->max_records = opts->max_records > 0 ? opts->max_records : DEF_MAX_RECORDS;
-  c->idle_ms = opts->idle_ms ? opts->idle_ms : DEF_IDLE_MS;
-  if (c->idle_ms < MIN_IDLE_MS)
-    c->idle_ms = MIN_IDLE_MS;
+  kcld_shard_consumer_set_fetch(c, opts->max_records, opts->idle_ms);
   c->max_buffered = opts->max_buffered_bytes ? opts->max_buffered_bytes
                                              : DEF_MAX_BUFFERED;
   c->first_estimate = (size_t)-1; /* the source's own worst case */
@@ -783,6 +834,7 @@ int kcld_shard_consumer_start(const struct kcld_shard_consumer_opts *opts,
   c->finished = opts->finished;
   c->arg = opts->arg;
   c->stats.millis_behind_latest = -1;
+  c->last_progress_ms = uv_now(c->loop);
 
   c->budget = opts->budget;
   if (!c->budget) {
@@ -796,9 +848,7 @@ int kcld_shard_consumer_start(const struct kcld_shard_consumer_opts *opts,
                                 &c->account);
   if (rc < 0) {
     kcld_fetch_budget_close(c->own_budget);
-    free(c->stream);
-    free(c->shard_id);
-    free(c);
+    free_consumer(c);
     return rc;
   }
   struct kcld_checkpoint_opts co = {
@@ -811,9 +861,7 @@ int kcld_shard_consumer_start(const struct kcld_shard_consumer_opts *opts,
   if (rc < 0) {
     kcld_fetch_account_close(c->account);
     kcld_fetch_budget_close(c->own_budget);
-    free(c->stream);
-    free(c->shard_id);
-    free(c);
+    free_consumer(c);
     return rc;
   }
   uv_timer_init(c->loop, &c->parents_timer);
@@ -904,6 +952,17 @@ void kcld_shard_consumer_close(struct kcld_shard_consumer *c)
   uv_close((uv_handle_t *)&c->aux_timer, on_handle_closed);
 }
 
+void kcld_shard_consumer_set_fetch(struct kcld_shard_consumer *c,
+                                   int max_records, uint64_t idle_ms)
+{
+  c->max_records = max_records > 0 ? max_records : DEF_MAX_RECORDS;
+  c->idle_ms = idle_ms ? idle_ms : DEF_IDLE_MS;
+  if (c->idle_ms < MIN_IDLE_MS)
+    c->idle_ms = MIN_IDLE_MS;
+  if (c->src && c->src_ops->configure)
+    c->src_ops->configure(c->src, c->max_records, c->idle_ms);
+}
+
 const char *kcld_shard_consumer_shard_id(const struct kcld_shard_consumer *c)
 {
   return c->shard_id;
@@ -914,10 +973,32 @@ int64_t kcld_shard_consumer_millis_behind(const struct kcld_shard_consumer *c)
   return c->stats.millis_behind_latest;
 }
 
+int kcld_shard_fetch_failure(const char *op, enum kcld_kinesis_fault fault)
+{
+  switch (fault) {
+  case KCLD_KINESIS_THROUGHPUT:
+  case KCLD_KINESIS_KMS_THROTTLED:
+    return KCLD_SHARD_FETCH_THROTTLED;
+  case KCLD_KINESIS_LIMIT:
+    return strcmp(op, "SubscribeToShard") == 0 ? KCLD_SHARD_FETCH_THROTTLED
+                                               : KCLD_SHARD_FETCH_ERROR;
+  case KCLD_KINESIS_NOT_FOUND:
+    return KCLD_SHARD_FETCH_NO_ITERATOR;
+  case KCLD_KINESIS_INVALID:
+    return strcmp(op, "GetShardIterator") == 0 ||
+               strcmp(op, "SubscribeToShard") == 0
+             ? KCLD_SHARD_FETCH_NO_ITERATOR
+             : KCLD_SHARD_FETCH_ERROR;
+  default:
+    return KCLD_SHARD_FETCH_ERROR;
+  }
+}
+
 void kcld_shard_consumer_stats(const struct kcld_shard_consumer *c,
                                struct kcld_shard_consumer_stats *out)
 {
   struct kcld_fetch_account_stats as;
+  struct kcld_checkpoint_stats cs = {0};
   *out = c->stats;
   if (c->src && !c->closing)
     c->src_ops->stats(c->src, out);
@@ -926,7 +1007,21 @@ void kcld_shard_consumer_stats(const struct kcld_shard_consumer *c,
   out->held_bytes_peak = as.peak_bytes;
   out->fresh_blocks = as.fresh_blocks;
   out->reused_blocks = as.reused_blocks;
-  out->last_progress_ms = c->last_progress_ms;
+  if (c->cp)
+    kcld_checkpoint_stats(c->cp, &cs);
+  out->last_progress_ms = c->last_progress_ms > cs.written_ms
+                            ? c->last_progress_ms
+                            : cs.written_ms;
+  out->pending_since_ms = 0;
+  if (pending(c))
+    out->pending_since_ms = c->pending_mark_ms > cs.written_ms
+                              ? c->pending_mark_ms
+                              : cs.written_ms;
+  out->fetch_ms = c->phase == PH_FETCH && c->src ? c->fetch_mark_ms : 0;
+  if (!out->fetch_ms) {
+    out->fetch_failing = KCLD_SHARD_FETCH_OK;
+    out->fetch_error[0] = '\0';
+  }
   if (c->phase == PH_PARENTS)
     out->blocked = KCLD_SHARD_BLOCKED_PARENTS;
   else if (c->phase == PH_FETCH && as.waiting)

@@ -1,5 +1,6 @@
 /* shard_consumer.h — one held shard: wait for its parents, get an iterator,
- * fetch with GetRecords (prefetching within a byte budget), parse on the
+ * fetch with GetRecords (prefetching within a byte budget) - or, in
+ * enhanced fan-out mode, subscribe with SubscribeToShard - parse on the
  * worker pool, hand the records to a sink in shard order, checkpoint what the
  * sink reports as dealt with, and finish the shard at its end.
  *
@@ -40,7 +41,11 @@
  * or LOST), always from a later loop iteration, never from inside a call into
  * this module; then the owner calls kcld_shard_consumer_close().
  *
- * Fetching is the job of a fetch source (source.h; polling: poller.h).
+ * Fetching is the job of a fetch source (source.h): polling (poller.h,
+ * steps 2 and 3 above), or enhanced fan-out when opts.fanout is set
+ * (subscriber.h: SubscribeToShard from the same start position, then from
+ * each subscription's last continuation; no GetRecords call; an event
+ * with ChildShards and no continuation is the end, as in step 5).
  * Parsing (base64, KPL de-aggregation; getrecords.h) runs on the worker pool
  * (the budget's parse jobs); batches come back on the loop and are queued in
  * fetch order.
@@ -52,6 +57,7 @@
 #include <stdint.h>
 #include <uv.h>
 
+#include "aws/fanout.h"
 #include "aws/kinesis.h"
 #include "consume/budget.h"
 #include "consume/checkpoint.h"
@@ -156,11 +162,19 @@ struct kcld_shard_consumer_lease_ops {
 struct kcld_shard_consumer_opts {
   uv_loop_t *loop;
   struct kcld_kinesis *kinesis;      /* Kinesis calls */
+  struct kcld_fanout *fanout;        /* enhanced fan-out: subscribe with
+                                        this client as consumer_arn; NULL =
+                                        polling */
+  const char *consumer_arn;          /* with fanout: the ACTIVE consumer */
+  uint64_t subscribe_interval_ms;    /* fan-out: between SubscribeToShard
+                                        calls; 0 = 1000 (1 call/s) */
   struct kcld_coordinator *coordinator;
   const struct kcld_shard_consumer_lease_ops *lease_ops; /* NULL = coord. */
   const char *stream;                /* stream name or ARN (arn:...) */
-  /* The lease as acquired: shard_id, checkpoint, checkpoint_sub are copied;
-   * nothing else is read. */
+  /* The lease as acquired: shard_id (the lease key: the consumer's name
+   * towards the coordinator, the sink and the user), checkpoint,
+   * checkpoint_sub are copied; Kinesis is asked for kcld_lease_shard()
+   * (the same, but for a multi-stream lease); nothing else is read. */
   const struct kcld_lease *lease;
   int64_t initial_timestamp_ms;      /* for a lease at AT_TIMESTAMP */
   int max_records;                   /* fetch.max_records; 0 = 10000 */
@@ -186,8 +200,12 @@ struct kcld_shard_consumer_stats {
   uint64_t kinesis_records;    /* Kinesis records fetched */
   uint64_t bytes;              /* payload bytes fetched (data_bytes) */
   uint64_t get_records_calls;  /* GetRecords calls started */
-  uint64_t empty_responses;    /* GetRecords answers with no records */
-  uint64_t throttles;          /* ProvisionedThroughputExceeded + KMS */
+  uint64_t subscriptions;      /* SubscribeToShard calls started (fan-out) */
+  uint64_t empty_responses;    /* GetRecords answers with no records; in
+                                  fan-out mode, events with no records and
+                                  nothing behind (a heartbeat at the tip) */
+  uint64_t throttles;          /* ProvisionedThroughputExceeded + KMS;
+                                  fan-out: LimitExceeded + KMS throttling */
   uint64_t expired_iterators;
   uint64_t errors;             /* other failed calls and parses */
   uint64_t deliveries;         /* accepted by the sink */
@@ -202,12 +220,49 @@ struct kcld_shard_consumer_stats {
   size_t held_bytes_peak;
   uint64_t fresh_blocks;
   uint64_t reused_blocks;
-  /* For stall detection: loop time (uv_now, ms) of the last progress
-   * report (0: none yet), and why the shard is not moving, if it is not:
-   * KCLD_SHARD_BLOCKED_*. */
+  /* For the stall detector (ops/stall.h), in loop time (uv_now, ms):
+   *  - last_progress_ms: the last progress of any kind (a fetch answer that
+   *    moved the shard on, records reported dealt with, a checkpoint
+   *    written), or the consumer's start;
+   *  - pending_since_ms: 0 when every record fetched is dealt with; else
+   *    since when the records waiting have seen no handling progress: the
+   *    later of when they began to wait (nothing was waiting before) and
+   *    the last progress report or checkpoint written;
+   *  - fetch_ms: 0 while the shard does not fetch (waiting for its parents,
+   *    at its end, stopping); else the last answer that moved it on (see
+   *    struct kcld_source_ops.every_answer_moves), or when fetching began;
+   *  - fetch_failing: KCLD_SHARD_FETCH_*, what the source's last attempt
+   *    met, and fetch_error its error type and message ("" when OK);
+   *  - blocked: why the shard is not moving, if it is not:
+   *    KCLD_SHARD_BLOCKED_*. */
   uint64_t last_progress_ms;
+  uint64_t pending_since_ms;
+  uint64_t fetch_ms;
+  int fetch_failing;
+  char fetch_error[160];
   int blocked;
 };
+
+/* What the fetch source's last attempt met (stats.fetch_failing). */
+enum {
+  KCLD_SHARD_FETCH_OK = 0,          /* it answered */
+  KCLD_SHARD_FETCH_THROTTLED = 1,   /* throttled (ProvisionedThroughput-
+                                       Exceeded, KMSThrottling) */
+  KCLD_SHARD_FETCH_NO_ITERATOR = 2, /* no iterator: the stream or shard is
+                                       not found, or GetShardIterator
+                                       refuses the position
+                                       (InvalidArgument): the stream
+                                       deleted or re-created */
+  KCLD_SHARD_FETCH_ERROR = 3        /* any other failure */
+};
+
+/* The KCLD_SHARD_FETCH_* kind of a failed Kinesis call `op` of a fetch
+ * source ("GetRecords", "GetShardIterator", "SubscribeToShard") that met
+ * `fault`, for its stats: THROTTLED (throughput, KMS throttling, the
+ * subscribe rate), NO_ITERATOR (the stream or shard not found, or a
+ * starting position GetShardIterator or SubscribeToShard refuses), else
+ * ERROR.  Every source classifies its failures with this one rule. */
+int kcld_shard_fetch_failure(const char *op, enum kcld_kinesis_fault fault);
 
 /* Why a shard is not moving (stats.blocked). */
 enum {
@@ -259,6 +314,12 @@ void kcld_shard_consumer_checkpoint_at(struct kcld_shard_consumer *c,
  * Memory goes once the timers are closed and calls, parses and a delivery in
  * flight have come back: run the loop afterwards.  NULL is ignored. */
 void kcld_shard_consumer_close(struct kcld_shard_consumer *c);
+
+/* New fetch.max_records and fetch.idle_time (a configuration reload; 0 =
+ * the defaults of kcld_shard_consumer_start): from the next GetRecords call
+ * and the next idle wait on. */
+void kcld_shard_consumer_set_fetch(struct kcld_shard_consumer *c,
+                                   int max_records, uint64_t idle_ms);
 
 const char *kcld_shard_consumer_shard_id(const struct kcld_shard_consumer *c);
 

@@ -3,10 +3,10 @@
  * progress and checkpoints, shard end, stop, lose, close) and a fetch
  * source.  Internal to consume/.
  *
- * One source today: polling (poller.h: GetShardIterator and GetRecords,
- * rate limit, idle waits, backoff, expired iterators).  Enhanced fan-out
- * (SubscribeToShard, aws/fanout.h) is meant to be a second implementation
- * of the same ops, chosen by the core at open time.
+ * Two sources, chosen by the core at open time: polling (poller.h:
+ * GetShardIterator and GetRecords, rate limit, idle waits, backoff, expired
+ * iterators) and enhanced fan-out (subscriber.h: SubscribeToShard
+ * subscriptions, resubscribed after each end from the last continuation).
  *
  * The contract, all on the loop thread:
  *  - open: the core hands over the start position and its callbacks; the
@@ -14,8 +14,8 @@
  *  - The source hands the core each parsed answer through cbs.batch, in
  *    shard order, exactly once (a batch may hold no records: it still
  *    carries MillisBehindLatest and, at the end, the child shards).  A
- *    batch whose next_shard_iterator is NULL is the shard's last; the source
- *    reads no more after it.  cbs.ended says the shard is over without a
+ *    batch with shard_end set is the shard's last; the source reads no more
+ *    after it.  cbs.ended says the shard is over without a
  *    batch (a closed shard with nothing after the position asked for).
  *  - Before asking for more (a call, or reading on in a stream) the source
  *    asks cbs.wanted; 0 means the core is over its budget or not reading
@@ -76,8 +76,29 @@ struct kcld_source_ops {
   /* Stop and free; cbs.closed follows. */
   void (*close)(void *src);
   /* Adds the source's counters (calls, empty answers, throttles, expired
-   * iterators, errors) to *st. */
+   * iterators, errors) to *st, and sets st->fetch_failing and
+   * st->fetch_error from its last attempt (KCLD_SHARD_FETCH_OK and "" when
+   * it answered), for the stall detector. */
   void (*stats)(const void *src, struct kcld_shard_consumer_stats *st);
+  /* 1: every answer moves the shard on and is progress (polling: each
+   * GetRecords answer carries the next iterator).  0: an answer with no
+   * records while MillisBehindLatest > 0 is not progress (a stream's
+   * events can keep coming while nothing moves). */
+  int every_answer_moves;
+  /* New fetch settings (a configuration reload), from the next call on:
+   * records per call (polling only) and the wait after an empty answer.
+   * NULL when the source has neither. */
+  void (*configure)(void *src, int max_records, uint64_t idle_ms);
 };
+
+/* 1 when a source may open with these: every callback set, and a valid
+ * sequence number for AFTER and AT; else 0. */
+static inline int kcld_source_args_valid(const struct kcld_source_cbs *cbs,
+                                         const struct kcld_source_pos *start)
+{
+  return cbs->batch && cbs->ended && cbs->wanted && cbs->closed &&
+         ((start->type != KCLD_SOURCE_AFTER &&
+           start->type != KCLD_SOURCE_AT) || kcld_seq_valid(start->seq));
+}
 
 #endif

@@ -287,8 +287,8 @@ static void finish(struct job *j)
     res.error_type = j->write_type[0] ? j->write_type : "DynamoDBWriteError";
     res.error_message = j->write_msg;
     kcld_log(KCLD_LOG_WARN, "dynamodb sink: write failed", "shard",
-             j->shard_id, "sequenceNumber",
-             j->records[j->first_failed]->sequence_number, "errorType",
+             j->shard_id, "sequence_number",
+             j->records[j->first_failed]->sequence_number, "error_type",
              res.error_type, "error", j->write_msg, NULL);
   } else if (j->bad_rc != 0) {
     if (j->bad_rc != KCLD_ENOMEM)
@@ -300,8 +300,8 @@ static void finish(struct job *j)
     res.error_type = refusal_type(j->bad_rc);
     res.error_message = j->bad_msg;
     kcld_log(KCLD_LOG_WARN, "dynamodb sink: record refused", "shard",
-             j->shard_id, "sequenceNumber",
-             j->records[j->n_ok]->sequence_number, "errorType",
+             j->shard_id, "sequence_number",
+             j->records[j->n_ok]->sequence_number, "error_type",
              res.error_type, "error", j->bad_msg, NULL);
   }
   kcld_job_answer(&j->base, &res);
@@ -555,7 +555,7 @@ static void launch_puts(struct job *j)
 static void fail_whole(struct job *j, const char *type, const char *msg)
 {
   kcld_log(KCLD_LOG_WARN, "dynamodb sink: batch failed", "shard",
-           j->shard_id, "errorType", type, "error", msg, NULL);
+           j->shard_id, "error_type", type, "error", msg, NULL);
   kcld_job_fail(&j->base, KCLD_HANDLER_INFRA, type, msg);
 }
 

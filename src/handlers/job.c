@@ -69,6 +69,22 @@ int kcld_job_queue(uv_loop_t *loop, struct kcld_jobs *set,
   return 0;
 }
 
+int kcld_job_submit(uv_loop_t *loop, struct kcld_jobs *set, size_t size,
+                    const struct kcld_handler_batch *b,
+                    kcld_handler_done_cb done, void *arg, void *owner,
+                    kcld_job_fn run, kcld_job_fn after)
+{
+  struct kcld_job *j = kcld_job_new(size, b, done, arg);
+  if (!j)
+    return KCLD_ENOMEM;
+  j->owner = owner;
+  if (kcld_job_queue(loop, set, j, run, after) != 0) {
+    kcld_job_free(j);
+    return KCLD_EIO;
+  }
+  return 0;
+}
+
 void kcld_job_free(struct kcld_job *j)
 {
   if (j->clean_up)

@@ -38,6 +38,7 @@ struct kcld_job {
   kcld_handler_done_cb done;
   void *arg;
   kcld_job_fn run, after;
+  void *owner;                    /* the handler, for run and after */
   kcld_job_fn clean_up;           /* optional: frees what the job owns
                                      beyond itself, before it is freed */
 };
@@ -54,6 +55,15 @@ void *kcld_job_new(size_t size, const struct kcld_handler_batch *b,
  * j: kcld_job_free). */
 int kcld_job_queue(uv_loop_t *loop, struct kcld_jobs *set,
                    struct kcld_job *j, kcld_job_fn run, kcld_job_fn after);
+
+/* The whole of a simple process(): a job of `size` bytes for b, owned by
+ * `owner` (j->owner), put on the pool (kcld_job_queue).  Returns 0,
+ * KCLD_ENOMEM, or KCLD_EIO when the pool refused it (nothing is left
+ * behind then). */
+int kcld_job_submit(uv_loop_t *loop, struct kcld_jobs *set, size_t size,
+                    const struct kcld_handler_batch *b,
+                    kcld_handler_done_cb done, void *arg, void *owner,
+                    kcld_job_fn run, kcld_job_fn after);
 
 /* Answers the batch with res, then frees j (clean_up first). */
 void kcld_job_answer(struct kcld_job *j,

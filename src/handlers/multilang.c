@@ -578,7 +578,7 @@ static void on_status(struct rp *c, const char *rf)
                                               : "shutdownRequested";
   if (!want || strcmp(rf, want) != 0) {
     kcld_log(KCLD_LOG_WARN, "record processor sent an unexpected status; "
-             "skipped", "shard", c->shard_id, "responseFor", rf, "expected",
+             "skipped", "shard", c->shard_id, "response_for", rf, "expected",
              want, NULL);
     return;
   }

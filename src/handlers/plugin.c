@@ -39,8 +39,7 @@ struct plugin_handler {
 };
 
 struct job {
-  struct kcld_job base;
-  struct plugin_handler *h;
+  struct kcld_job base; /* base.owner: the handler */
   int nomem;
   struct kcld_plugin_result res;
 };
@@ -118,6 +117,7 @@ static int kv_build(const struct kcld_config_handler_cfg *hc, struct kvset *s)
 static void work_cb(struct kcld_job *base)
 {
   struct job *j = (struct job *)base;
+  const struct plugin_handler *h = base->owner;
   const struct kcld_handler_batch *b = &base->batch;
   struct kcld_plugin_record *recs;
   struct kcld_plugin_batch pb;
@@ -144,7 +144,7 @@ static void work_cb(struct kcld_job *base)
   pb.millis_behind_latest = b->millis_behind_latest;
   pb.attempt = b->attempt;
   memset(&j->res, 0, sizeof(j->res));
-  j->h->process(j->h->state, &pb, &j->res);
+  h->process(h->state, &pb, &j->res);
   j->res.error_type[sizeof(j->res.error_type) - 1] = '\0';
   j->res.error_message[sizeof(j->res.error_message) - 1] = '\0';
   free(recs);
@@ -175,10 +175,9 @@ static void after_cb(struct kcld_job *base)
     res.error_type = type ? type : "HandlerError";
     res.error_message = msg;
   } else {
-    char idx[32];
-    snprintf(idx, sizeof(idx), "%zu", j->res.first_failed);
     kcld_log(KCLD_LOG_ERROR, "plugin handler: invalid result, batch failed",
-             "shard", base->batch.shard_id, "first_failed", idx, NULL);
+             "shard", base->batch.shard_id,
+             KCLD_LOG_UINT("first_failed", j->res.first_failed), NULL);
     res.status = KCLD_HANDLER_FAILED;
     res.error_type = "HandlerInvalidResult";
     res.error_message = "the plugin answered an invalid status or index";
@@ -191,19 +190,11 @@ static int process(struct kcld_handler *base,
                    kcld_handler_done_cb done, void *arg)
 {
   struct plugin_handler *h = (struct plugin_handler *)base;
-  struct job *j;
 
   if (h->killed)
     return KCLD_ECANCELED;
-  j = kcld_job_new(sizeof(*j), b, done, arg);
-  if (!j)
-    return KCLD_ENOMEM;
-  j->h = h;
-  if (kcld_job_queue(h->loop, &h->jobs, &j->base, work_cb, after_cb) != 0) {
-    kcld_job_free(&j->base);
-    return KCLD_EIO;
-  }
-  return 0;
+  return kcld_job_submit(h->loop, &h->jobs, sizeof(struct job), b, done, arg,
+                         h, work_cb, after_cb);
 }
 
 /* ======== Life cycle ======== */

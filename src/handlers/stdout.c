@@ -44,8 +44,7 @@ struct stdout_handler {
 };
 
 struct job {
-  struct kcld_job base;
-  struct stdout_handler *h;
+  struct kcld_job base; /* base.owner: the handler */
   int err;          /* 0 or errno of the failed write */
 };
 
@@ -110,12 +109,13 @@ static json_t *record_json(const struct stdout_handler *h, const char *shard,
 static void work_cb(struct kcld_job *base)
 {
   struct job *j = (struct job *)base;
+  struct stdout_handler *h = base->owner;
   const struct kcld_handler_batch *b = &base->batch;
   char *buf = NULL;
   size_t len = 0, cap = 0;
 
   for (size_t i = 0; i < b->count && j->err == 0; i++) {
-    json_t *ev = record_json(j->h, b->shard_id, b->records[i]);
+    json_t *ev = record_json(h, b->shard_id, b->records[i]);
     char *line = ev ? json_dumps(ev, JSON_COMPACT) : NULL;
     if (!line || append(&buf, &len, &cap, line, strlen(line)) != 0 ||
         append(&buf, &len, &cap, "\n", 1) != 0)
@@ -124,9 +124,9 @@ static void work_cb(struct kcld_job *base)
     json_decref(ev);
   }
   if (j->err == 0) {
-    pthread_mutex_lock(&j->h->lock);
+    pthread_mutex_lock(&h->lock);
     for (size_t off = 0; off < len;) {
-      ssize_t n = write(j->h->fd, buf + off, len - off);
+      ssize_t n = write(h->fd, buf + off, len - off);
       if (n < 0 && errno == EINTR)
         continue;
       if (n <= 0) {
@@ -135,7 +135,7 @@ static void work_cb(struct kcld_job *base)
       }
       off += (size_t)n;
     }
-    pthread_mutex_unlock(&j->h->lock);
+    pthread_mutex_unlock(&h->lock);
   }
   free(buf);
 }
@@ -160,19 +160,11 @@ static int process(struct kcld_handler *base, const struct kcld_handler_batch *b
                    kcld_handler_done_cb done, void *arg)
 {
   struct stdout_handler *h = (struct stdout_handler *)base;
-  struct job *j;
 
   if (h->killed)
     return KCLD_ECANCELED;
-  j = kcld_job_new(sizeof(*j), b, done, arg);
-  if (!j)
-    return KCLD_ENOMEM;
-  j->h = h;
-  if (kcld_job_queue(h->loop, &h->jobs, &j->base, work_cb, after_cb) != 0) {
-    kcld_job_free(&j->base);
-    return KCLD_EIO;
-  }
-  return 0;
+  return kcld_job_submit(h->loop, &h->jobs, sizeof(struct job), b, done, arg,
+                         h, work_cb, after_cb);
 }
 
 /* A write already running on a pool thread cannot be interrupted: only

@@ -4,7 +4,9 @@
  *   coordinator.c  start, shard sync, the public calls, release, close;
  *   coord_queue.c  deferred user callbacks, the lease entries, the write
  *                  queue of each lease and what each write's answer does;
- *   coord_pass.c   renewals and expiry (the tick), take passes.
+ *   coord_pass.c   renewals and expiry (the tick), take passes;
+ *   coord_streams.c the streams (one, or several in a multi-stream table)
+ *                  and which one a lease belongs to.
  *
  * State: one entry per lease item seen (sorted by shard id), holding the
  * lease as last seen (authoritative while we hold it: every write of ours is
@@ -25,6 +27,14 @@
 #define KCLD_COORD_TAKES_IN_FLIGHT 32
 
 struct wop;
+
+/* A stream whose leases the coordinator keeps. */
+struct coord_stream {
+  char *name;               /* as configured: name or ARN */
+  char *id;                 /* multi-stream: account:stream:epoch once
+                               resolved; NULL in a single-stream table */
+  enum kcld_initial_position pos;
+};
 
 struct entry {
   struct kcld_lease lease;
@@ -79,7 +89,10 @@ struct kcld_coordinator {
   struct kcld_dynamodb *db;
   struct kcld_kinesis *kin;
   struct kcld_lease_table *table;
-  char *stream;
+  struct coord_stream *streams;  /* n_streams >= 1 */
+  size_t n_streams;
+  size_t resolve_idx;       /* start-up: the stream being identified */
+  size_t sync_idx;          /* the stream being synced */
   char *worker;
   uint64_t failover_ms, take_ms, sync_ms, cleanup_ms, renew_ms;
   /* A held lease counts as lost once its last successful write started
@@ -90,8 +103,6 @@ struct kcld_coordinator {
    * in one burst per tick. */
   uint64_t hold_ms, guard_ms, tick_ms;
   unsigned max_leases, max_steal;
-  enum kcld_initial_position pos;
-  int at_timestamp_known;   /* leases at AT_TIMESTAMP can be started */
   struct kcld_coordinator_cbs cbs;
 
   uv_timer_t tick_timer, take_timer, sync_timer, defer_timer;
@@ -124,7 +135,9 @@ struct kcld_coordinator {
   /* ensured: the table is there and ACTIVE; synced: the first shard sync
    * is done; ready: and the first scan found the table usable (start-up is
    * over).  failed: start-up ended for good. */
-  unsigned ensured : 1, synced : 1, ready : 1, failed : 1, closing : 1,
+  unsigned multi : 1,       /* a KCL multi-stream table */
+    resolved : 1,           /* every stream's identifier is known */
+    ensured : 1, synced : 1, ready : 1, failed : 1, closing : 1,
     releasing : 1,
     scanning : 1, syncing : 1, sync_again : 1, pass_pending : 1,
     pass_conflict : 1, retry_used : 1, table_missing : 1, launching : 1;
@@ -179,9 +192,10 @@ int kcld_coord_str_eq_null(const char *a, const char *b);
 const char *kcld_coord_entry_stall(const struct kcld_coordinator *c,
                                    const struct entry *e);
 /* Whether a lease's checkpoint can be started from here (a valid
- * checkpoint; AT_TIMESTAMP only with a known timestamp). */
+ * checkpoint; AT_TIMESTAMP only when its stream starts AT_TIMESTAMP, so a
+ * timestamp is known). */
 int kcld_coord_checkpoint_usable(const struct kcld_coordinator *c,
-                                 const char *checkpoint);
+                                 const struct kcld_lease *l);
 
 /* Writes. */
 struct wop *kcld_coord_wop_new(struct kcld_coordinator *c, struct entry *e,
@@ -216,7 +230,28 @@ void kcld_coord_takes_drop(struct kcld_coordinator *c);
  * otherwise), so that leases taken together do not renew together. */
 uint64_t kcld_coord_renew_after(struct kcld_coordinator *c, int first);
 
+/* ======== coord_streams.c ======== */
+
+/* Copies opts' streams (opts->stream alone in a single-stream table).
+ * Returns 0, KCLD_EINVAL or KCLD_ENOMEM (kcld_coord_streams_free then
+ * frees what was copied). */
+int kcld_coord_streams_init(struct kcld_coordinator *c,
+                            const struct kcld_coordinator_opts *opts);
+void kcld_coord_streams_free(struct kcld_coordinator *c);
+/* The start-up step that identifies every stream of a multi-stream table
+ * (DescribeStreamSummary, one stream at a time); sets c->resolved and goes
+ * on with kcld_coord_start_step, or fails through kcld_coord_start_failed.
+ * Nothing to do in a single-stream table. */
+void kcld_coord_streams_resolve(struct kcld_coordinator *c);
+/* The configured stream a lease belongs to; NULL when none (a stream of
+ * the table that is not configured here). */
+const struct coord_stream *kcld_coord_stream_of(
+  const struct kcld_coordinator *c, const struct kcld_lease *l);
+
 /* ======== coordinator.c ======== */
+
+/* Runs the next start-up step. */
+void kcld_coord_start_step(struct kcld_coordinator *c);
 
 void kcld_coord_sync_start(struct kcld_coordinator *c);
 /* Notes what a call to the lease table answered: KCLD_ENOTFOUND
@@ -226,6 +261,7 @@ void kcld_coord_sync_start(struct kcld_coordinator *c);
 int kcld_coord_note_table(struct kcld_coordinator *c, int err);
 /* The start-up steps, as named in logs and in ready's `why`. */
 #define KCLD_COORD_STEP_TABLE "lease table"
+#define KCLD_COORD_STEP_STREAM "stream"
 #define KCLD_COORD_STEP_SYNC "shard sync"
 #define KCLD_COORD_STEP_SCAN "lease table scan"
 /* A start-up step failed with `err` (`why`: the failing call's message).

@@ -163,8 +163,15 @@ static void cleanup_finished(struct kcld_coordinator *c, uint64_t now)
     goto done;
   for (size_t i = 0; i < c->n; i++)
     lp[i] = &c->v[i]->lease;
-  if (kcld_shard_sync_cleanable(lp, c->n, ok) != 0)
-    goto done;
+  /* Stream by stream: entries are sorted by lease key, so the leases of
+   * one stream of a multi-stream table are next to each other. */
+  for (size_t i = 0, j; i < c->n; i = j) {
+    for (j = i + 1; j < c->n && kcld_lease_of_stream(lp[j], lp[i]->stream_id);
+         j++)
+      ;
+    if (kcld_shard_sync_cleanable(lp + i, j - i, ok + i) != 0)
+      goto done;
+  }
   for (size_t i = 0; i < c->n; i++) {
     struct entry *e = c->v[i];
     if (!ok[i]) {
@@ -176,8 +183,8 @@ static void cleanup_finished(struct kcld_coordinator *c, uint64_t now)
       e->eligible_ms = now;
     }
     if (now - e->eligible_ms < c->cleanup_ms || e->held || e->busy ||
-        e->q_head || e->delete_queued)
-      continue;
+        e->q_head || e->delete_queued || !kcld_coord_stream_of(c, &e->lease))
+      continue; /* (a stream not configured here is left alone) */
     if (e->lease.owner && strcmp(e->lease.owner, c->worker) != 0 &&
         !kcld_coord_entry_expired(c, e, now))
       continue; /* a live KCL worker still holds it: its business */
@@ -195,15 +202,12 @@ done:
 static void log_plan(const struct kcld_coordinator *c,
                      const struct kcld_balance_plan *p)
 {
-  char a[24], b[24], t[24], h[24], k[24];
-  kcld_fmt_u64(a, sizeof(a), p->leases);
-  kcld_fmt_u64(b, sizeof(b), p->workers);
-  kcld_fmt_u64(t, sizeof(t), p->target);
-  kcld_fmt_u64(h, sizeof(h), p->held);
-  kcld_fmt_u64(k, sizeof(k), p->n_take);
-  kcld_log(KCLD_LOG_DEBUG, "take pass", "worker", c->worker, "leases", a,
-           "workers", b, "target", t, "held", h, "taking", k, "steal_from",
-           p->steal_from, NULL);
+  (void)c; /* the worker is on every line */
+  kcld_log(KCLD_LOG_DEBUG, "take pass", KCLD_LOG_UINT("leases", p->leases),
+           KCLD_LOG_UINT("workers", p->workers),
+           KCLD_LOG_UINT("target", p->target), KCLD_LOG_UINT("held", p->held),
+           KCLD_LOG_UINT("taking", p->n_take), "steal_from", p->steal_from,
+           NULL);
 }
 
 /* Logs, once per lease, a lease that is stalled on its checkpoint. */
@@ -246,10 +250,12 @@ static void take_leases(struct kcld_coordinator *c, uint64_t now)
       .owner = e->lease.owner,
       .held = e->held,
       .expired = kcld_coord_entry_expired(c, e, now),
-      /* Not counted, never taken: finished or gone (needs no worker), or
-       * at a checkpoint no worker can start from. */
+      /* Not counted, never taken: finished or gone (needs no worker), at
+       * a checkpoint no worker can start from, or of a stream of the
+       * table that is not configured here. */
       .finished = kcld_lease_is_finished(&e->lease) || e->gone ||
-                  !kcld_coord_checkpoint_usable(c, e->lease.checkpoint),
+                  !kcld_coord_checkpoint_usable(c, &e->lease) ||
+                  !kcld_coord_stream_of(c, &e->lease),
       .stale_ms = now - e->last_change_ms};
   }
   struct kcld_balance_opts o = {.self = c->worker,

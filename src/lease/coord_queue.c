@@ -259,12 +259,13 @@ int kcld_coord_entry_expired(const struct kcld_coordinator *c,
 }
 
 int kcld_coord_checkpoint_usable(const struct kcld_coordinator *c,
-                                 const char *checkpoint)
+                                 const struct kcld_lease *l)
 {
-  if (!kcld_lease_checkpoint_valid(checkpoint))
+  const struct coord_stream *s = kcld_coord_stream_of(c, l);
+  if (!kcld_lease_checkpoint_valid(l->checkpoint))
     return 0;
-  return c->at_timestamp_known ||
-         strcmp(checkpoint, KCLD_LEASE_AT_TIMESTAMP) != 0;
+  return (s && s->pos == KCLD_POS_AT_TIMESTAMP) ||
+         strcmp(l->checkpoint, KCLD_LEASE_AT_TIMESTAMP) != 0;
 }
 
 const char *kcld_coord_entry_stall(const struct kcld_coordinator *c,
@@ -274,7 +275,7 @@ const char *kcld_coord_entry_stall(const struct kcld_coordinator *c,
     return NULL;
   if (c->table_missing)
     return KCLD_STALL_LEASE_TABLE_MISSING;
-  if (!kcld_coord_checkpoint_usable(c, e->lease.checkpoint))
+  if (!kcld_coord_checkpoint_usable(c, &e->lease))
     return KCLD_STALL_INVALID_CHECKPOINT;
   return NULL;
 }
@@ -328,10 +329,9 @@ static void log_lease(enum kcld_log_level lvl, const char *msg,
                       const struct kcld_coordinator *c,
                       const struct entry *e, const char *k1, const char *v1)
 {
-  char counter[24];
-  kcld_fmt_u64(counter, sizeof(counter), e->lease.counter);
-  kcld_log(lvl, msg, "shard", e->lease.shard_id, "worker", c->worker,
-           "owner", e->lease.owner, "counter", counter, k1, v1, NULL);
+  (void)c; /* the worker is on every line */
+  kcld_log(lvl, msg, "shard", e->lease.shard_id, "owner", e->lease.owner,
+           KCLD_LOG_UINT("counter", e->lease.counter), k1, v1, NULL);
 }
 
 void kcld_coord_lose(struct kcld_coordinator *c, struct entry *e,

@@ -32,28 +32,34 @@ static void on_sync_timer(uv_timer_t *t);
 
 /* ======== Shard sync ======== */
 
+static int sync_stream(struct kcld_coordinator *c);
+
 static void on_sync(const struct kcld_shard_sync_result *res, void *arg)
 {
   struct kcld_coordinator *c = arg;
   c->syncing = 0;
   if (c->closing)
     return;
-  if (!c->synced) {
-    if (res->err) {
-      kcld_coord_start_failed(c, KCLD_COORD_STEP_SYNC, res->err,
-                              res->transient, res->message);
-      return;
-    }
-    c->synced = 1; /* the first pass scan ends start-up */
+  if (!c->synced && res->err) {
+    kcld_coord_start_failed(c, KCLD_COORD_STEP_SYNC, res->err,
+                            res->transient, res->message);
+    return;
   }
   if (res->err == 0 && (res->created || res->shards)) {
-    char s[24], cr[24];
-    kcld_fmt_u64(s, sizeof(s), res->shards);
-    kcld_fmt_u64(cr, sizeof(cr), res->created);
     kcld_log(res->created ? KCLD_LOG_INFO : KCLD_LOG_DEBUG,
-             "shard sync done", "stream", c->stream, "shards", s, "created",
-             cr, NULL);
+             "shard sync done", "stream", c->streams[c->sync_idx].name,
+             KCLD_LOG_UINT("shards", res->shards),
+             KCLD_LOG_UINT("created", res->created), NULL);
   }
+  /* One stream after the other; a sync is done when every stream is. */
+  if (++c->sync_idx < c->n_streams) {
+    c->syncing = 1;
+    if (sync_stream(c) == 0)
+      return;
+    c->syncing = 0;
+  }
+  c->sync_idx = 0;
+  c->synced = 1; /* the first pass scan ends start-up */
   if (c->sync_again) {
     c->sync_again = 0;
     kcld_coord_sync_start(c);
@@ -95,34 +101,32 @@ static size_t check_at_timestamp(const struct kcld_coordinator *c,
 {
   char names[512] = "";
   size_t bad = 0, len = 0;
-  if (c->at_timestamp_known)
-    return 0;
   for (size_t i = 0; i < n; i++) {
     if (!leases[i].checkpoint ||
-        strcmp(leases[i].checkpoint, KCLD_LEASE_AT_TIMESTAMP) != 0)
+        strcmp(leases[i].checkpoint, KCLD_LEASE_AT_TIMESTAMP) != 0 ||
+        !kcld_coord_stream_of(c, &leases[i]) ||
+        kcld_coord_checkpoint_usable(c, &leases[i]))
       continue;
     if (bad++ < 8 && len < sizeof(names))
       len += (size_t)snprintf(names + len, sizeof(names) - len, "%s%s",
                               len ? "," : "", leases[i].shard_id);
   }
   if (bad) {
-    char count[24];
-    kcld_fmt_u64(count, sizeof(count), bad);
     kcld_log(KCLD_LOG_ERROR, "leases are at the AT_TIMESTAMP checkpoint and "
              "no timestamp is known: set starting_position: AT_TIMESTAMP "
              "and starting_timestamp (as the KCL, kcld starts such a lease "
              "from it), or give the leases a checkpoint",
-             "table", kcld_lease_table_name(c->table), "leases", count,
+             "table", kcld_lease_table_name(c->table),
+             KCLD_LOG_UINT("leases", bad),
              "shards", names, NULL);
   }
   return bad;
 }
 
-static void start_step(struct kcld_coordinator *c);
 
 static void on_start_timer(uv_timer_t *t)
 {
-  start_step(t->data);
+  kcld_coord_start_step(t->data);
 }
 
 void kcld_coord_start_failed(struct kcld_coordinator *c, const char *step,
@@ -186,14 +190,21 @@ int kcld_coord_first_scan(struct kcld_coordinator *c,
   return 0;
 }
 
+/* Starts the sync of streams[sync_idx]. */
+static int sync_stream(struct kcld_coordinator *c)
+{
+  const struct coord_stream *s = &c->streams[c->sync_idx];
+  return kcld_shard_sync_run(c->table, c->kin, s->name, s->id,
+                             (enum kcld_shard_sync_position)s->pos, on_sync,
+                             c);
+}
+
 void kcld_coord_sync_start(struct kcld_coordinator *c)
 {
   if (c->closing || c->syncing)
     return;
   c->syncing = 1;
-  int rc = kcld_shard_sync_run(c->table, c->kin, c->stream,
-                               (enum kcld_shard_sync_position)c->pos, on_sync,
-                               c);
+  int rc = sync_stream(c);
   if (rc < 0) {
     c->syncing = 0;
     kcld_log(KCLD_LOG_WARN, "shard sync could not start", "error",
@@ -232,12 +243,13 @@ static void on_ensured(const struct kcld_svc_status *st, int created,
   c->ensured = 1;
   kcld_log(KCLD_LOG_INFO, "lease table ready", "table",
            kcld_lease_table_name(c->table), "worker", c->worker, NULL);
-  start_step(c);
+  kcld_coord_start_step(c);
 }
 
-/* Runs the next start-up step: the table, the first shard sync (which
- * starts the first pass), or the first pass scan again. */
-static void start_step(struct kcld_coordinator *c)
+/* Runs the next start-up step: the table, the streams' identifiers (a
+ * multi-stream table), the first shard sync (which starts the first
+ * pass), or the first pass scan again. */
+void kcld_coord_start_step(struct kcld_coordinator *c)
 {
   if (c->closing || c->releasing || c->failed)
     return;
@@ -246,6 +258,8 @@ static void start_step(struct kcld_coordinator *c)
     if (rc < 0)
       kcld_coord_start_failed(c, KCLD_COORD_STEP_TABLE, rc, 0,
                               kcld_strerror(rc));
+  } else if (!c->resolved) {
+    kcld_coord_streams_resolve(c);
   } else if (!c->synced) {
     kcld_coord_sync_start(c);
   } else {
@@ -260,7 +274,7 @@ static void free_all(struct kcld_coordinator *c)
     kcld_coord_entry_free(c->v[i]);
   free(c->v);
   kcld_lease_table_free(c->table);
-  free(c->stream);
+  kcld_coord_streams_free(c);
   free(c->worker);
   free(c);
 }
@@ -278,9 +292,10 @@ int kcld_coordinator_start(const struct kcld_coordinator_opts *opts,
   if (out)
     *out = NULL;
   if (!opts || !out || !opts->loop || !opts->aws || !opts->table ||
-      !opts->table[0] || !opts->stream || !opts->stream[0] ||
+      !opts->table[0] || (!opts->n_streams && !opts->stream) ||
+      (opts->n_streams && !opts->streams) ||
       !opts->worker_id || !opts->worker_id[0] || !opts->cbs.acquired ||
-      !opts->cbs.lost || opts->initial_position > KCLD_POS_AT_TIMESTAMP)
+      !opts->cbs.lost)
     return KCLD_EINVAL;
   struct kcld_coordinator *c = calloc(1, sizeof(*c));
   if (!c)
@@ -303,17 +318,15 @@ int kcld_coordinator_start(const struct kcld_coordinator_opts *opts,
                                             : 1;
   c->max_leases = opts->max_leases;
   c->max_steal = opts->max_steal;
-  c->pos = opts->initial_position;
-  c->at_timestamp_known = c->pos == KCLD_POS_AT_TIMESTAMP;
   c->cbs = opts->cbs;
-  c->stream = strdup(opts->stream);
   c->worker = strdup(opts->worker_id);
   int rc = KCLD_ENOMEM;
-  if (!c->stream || !c->worker)
+  if (!c->worker || (rc = kcld_coord_streams_init(c, opts)) != 0)
     goto fail;
   if ((rc = kcld_dynamodb_new(opts->aws, c->loop, &c->db)) != 0 ||
       (rc = kcld_kinesis_new(opts->aws, c->loop, &c->kin)) != 0 ||
-      (rc = kcld_lease_table_new(c->db, opts->table, &c->table)) != 0)
+      (rc = kcld_lease_table_new(c->db, opts->table, c->multi,
+                                 &c->table)) != 0)
     goto fail;
   uv_timer_t *timers[] = {&c->tick_timer, &c->take_timer, &c->sync_timer,
                           &c->defer_timer, &c->start_timer};
@@ -336,7 +349,7 @@ fail:
   kcld_dynamodb_close(c->db);
   kcld_kinesis_close(c->kin);
   kcld_lease_table_free(c->table);
-  free(c->stream);
+  kcld_coord_streams_free(c);
   free(c->worker);
   free(c);
   return rc;
@@ -442,10 +455,16 @@ void kcld_coordinator_shard_ended(struct kcld_coordinator *c,
                                   size_t n_children, kcld_lease_cb cb,
                                   void *arg)
 {
-  if (!held_entry(c, shard_id, !n_children || children, cb, arg))
+  struct entry *e = held_entry(c, shard_id, !n_children || children, cb, arg);
+  if (!e)
     return;
+  const struct coord_stream *s = kcld_coord_stream_of(c, &e->lease);
   struct end_op *op = calloc(1, sizeof(*op));
   int rc = KCLD_ENOMEM;
+  if (!s) {
+    rc = KCLD_ELOST; /* not a lease of ours to end */
+    goto fail;
+  }
   if (!op || !(op->shard_id = strdup(shard_id)))
     goto fail;
   if (n_children && !(op->children = calloc(n_children, sizeof(char *))))
@@ -462,7 +481,8 @@ void kcld_coordinator_shard_ended(struct kcld_coordinator *c,
   op->c = c;
   op->cb = cb;
   op->arg = arg;
-  rc = kcld_shard_sync_children(c->table, c->kin, c->stream, shard_id,
+  rc = kcld_shard_sync_children(c->table, c->kin, s->name, s->id,
+                                kcld_lease_shard(&e->lease),
                                 (const char *const *)op->children,
                                 op->n_children, on_children_created, op);
   if (rc < 0)
@@ -504,6 +524,19 @@ static void on_parent_read(int err, const struct kcld_lease *lease, void *arg)
     parents_finish(op);
 }
 
+/* The lease key of a parent shard: its shard id, or in a multi-stream
+ * table its key in the lease's stream.  NULL when out of memory or when
+ * the parent id cannot be keyed (the caller then fails the call). */
+static char *parent_key(const struct kcld_lease *l, const char *parent)
+{
+  char key[512];
+  if (!l->stream_id)
+    return strdup(parent);
+  if (kcld_lease_key(key, sizeof(key), l->stream_id, parent) != 0)
+    return NULL;
+  return strdup(key);
+}
+
 void kcld_coordinator_parents_done(struct kcld_coordinator *c,
                                    const char *shard_id, kcld_parents_cb cb,
                                    void *arg)
@@ -530,7 +563,7 @@ void kcld_coordinator_parents_done(struct kcld_coordinator *c,
   size_t np = e->lease.n_parents;
   char **ids = np ? calloc(np, sizeof(*ids)) : NULL;
   for (size_t i = 0; ids && i < np; i++)
-    ids[i] = strdup(e->lease.parents[i]);
+    ids[i] = parent_key(&e->lease, e->lease.parents[i]);
   for (size_t i = 0; i < np; i++) {
     if (!ids || !ids[i]) {
       op->err = KCLD_ENOMEM;
@@ -618,10 +651,8 @@ void kcld_coordinator_release_all(struct kcld_coordinator *c, kcld_lease_cb cb,
       kcld_coord_release_queue(c, c->v[i]);
       n++;
     }
-  char buf[24];
-  kcld_fmt_u64(buf, sizeof(buf), n);
-  kcld_log(KCLD_LOG_INFO, "releasing every held lease", "worker", c->worker,
-           "leases", buf, NULL);
+  kcld_log(KCLD_LOG_INFO, "releasing every held lease",
+           KCLD_LOG_UINT("leases", n), NULL);
   kcld_coord_release_done_one(c, 0);
 }
 

@@ -55,16 +55,26 @@ enum kcld_initial_position {
 
 struct kcld_coordinator;
 
+/* One stream of a multi-stream lease table. */
+struct kcld_coordinator_stream {
+  const char *stream;          /* name or ARN */
+  enum kcld_initial_position initial_position;  /* of its new leases; only
+                                  with AT_TIMESTAMP is a lease of it at the
+                                  AT_TIMESTAMP checkpoint usable */
+};
+
 struct kcld_coordinator_cbs {
   /* The lease table is reachable, the first shard sync is done and the
    * first scan found the table usable (err == 0, why NULL); or start-up
    * failed for good (err < 0; the coordinator then does nothing until
    * closed): KCLD_ECONFIG for a table kcld cannot use (a KCL multi-stream
-   * table; leases at the AT_TIMESTAMP checkpoint while no timestamp is
-   * known), else the failing call's error, e.g. KCLD_ENOTFOUND for a
-   * stream that does not exist, KCLD_EAWS for AccessDeniedException.
+   * table without opts.streams, or a single-stream one with them; leases
+   * at the AT_TIMESTAMP checkpoint while no timestamp is known), else the
+   * failing call's error, e.g. KCLD_ENOTFOUND for a stream that does not
+   * exist, KCLD_EAWS for AccessDeniedException.
    * `why` then says what failed in one line, for the caller to log: the
-   * step ("lease table", "shard sync", "lease table scan") and the failing
+   * step ("lease table", "stream" (identifying the streams of a
+   * multi-stream table), "shard sync", "lease table scan") and the failing
    * call's message (operation, resource, AWS error), valid during the
    * call.  Transient failures (kcld_svc_transient: throttling, 5xx, no
    * answer, timeouts) never end start-up: the step is tried again with a
@@ -86,7 +96,18 @@ struct kcld_coordinator_opts {
   uv_loop_t *loop;
   struct kcld_aws *aws;        /* borrowed; must outlive the coordinator */
   const char *table;           /* lease table name */
-  const char *stream;          /* stream name or ARN */
+  const char *stream;          /* stream name or ARN (single-stream) */
+  /* Multi-stream (n_streams > 0; `stream` and initial_position are then
+   * unused): the leases of these streams share the table in the KCL's
+   * multi-stream format (lease/table.h) and are balanced together.  At
+   * start-up, after the table, each stream is identified
+   * (DescribeStreamSummary: account from its StreamARN, creation epoch
+   * from StreamCreationTimestamp; KCLD_ENOTFOUND for a stream that does
+   * not exist), then every shard sync syncs each stream in turn.  Leases
+   * of streams of the table that are not listed here are left alone. */
+  const struct kcld_coordinator_stream *streams;  /* read during
+                                  kcld_coordinator_start only */
+  size_t n_streams;
   const char *worker_id;       /* unique per process (hostname:pid) */
   uint64_t failover_ms;        /* lease.failover_time; 0 = 10000 */
   uint64_t take_interval_ms;   /* lease.take_interval; 0 = 2 x failover */
@@ -158,6 +179,21 @@ void kcld_coordinator_parents_done(struct kcld_coordinator *c,
  * it ends start-up: ready never runs. */
 void kcld_coordinator_release_all(struct kcld_coordinator *c, kcld_lease_cb cb,
                                   void *arg);
+
+/* The multi-stream identifier account:stream:creationEpoch of the stream
+ * `stream_arn` created at `created_s` (seconds since the epoch, as
+ * DescribeStreamSummary's StreamCreationTimestamp; the fraction is
+ * dropped, as the KCL's getEpochSecond does), into buf (n bytes).  Returns
+ * 0 or KCLD_EINVAL (not a Kinesis stream ARN, no timestamp, buf too
+ * small). */
+int kcld_coordinator_stream_id(const char *stream_arn, double created_s,
+                               char *buf, size_t n);
+
+/* Which stream a lease (as given to acquired) belongs to: its index in
+ * opts.streams, 0 in a single-stream table; -1 for a lease of no
+ * configured stream (never acquired). */
+int kcld_coordinator_stream_index(const struct kcld_coordinator *c,
+                                  const struct kcld_lease *lease);
 
 /* Number of leases held now. */
 size_t kcld_coordinator_held(const struct kcld_coordinator *c);

@@ -20,10 +20,10 @@ static int cmp_lease_ptr(const void *a, const void *b)
 {
   const struct kcld_lease *x = *(const struct kcld_lease *const *)a;
   const struct kcld_lease *y = *(const struct kcld_lease *const *)b;
-  return strcmp(x->shard_id, y->shard_id);
+  return strcmp(kcld_lease_shard(x), kcld_lease_shard(y));
 }
 
-/* Leases sorted by shard id, for lookups. */
+/* Leases (of one stream) sorted by shard id, for lookups. */
 struct lease_index {
   const struct kcld_lease **v;
   size_t n;
@@ -335,10 +335,10 @@ int kcld_shard_sync_cleanable(const struct kcld_lease *const *leases,
       ok = child_started(&ix, f->children[k]);
     }
     for (size_t j = 0; ok && j < n; j++) {
-      if (!kcld_lease_has_parent(leases[j], f->shard_id))
+      if (!kcld_lease_has_parent(leases[j], kcld_lease_shard(f)))
         continue;
       known++;
-      ok = child_started(&ix, leases[j]->shard_id);
+      ok = child_started(&ix, kcld_lease_shard(leases[j]));
     }
     out[i] = ok && known > 0;
   }
@@ -352,6 +352,7 @@ struct sync_op {
   struct kcld_lease_table *table;
   struct kcld_kinesis *kinesis;
   char *stream;
+  char *stream_id;       /* multi-stream: the stream's identifier */
   enum kcld_shard_sync_position pos;
   /* Children mode. */
   char *parent;
@@ -392,6 +393,7 @@ static void op_free(struct sync_op *op)
   free(op->children);
   free(op->parent);
   free(op->stream);
+  free(op->stream_id);
   free(op);
 }
 
@@ -504,13 +506,16 @@ static void sync_create_more(struct sync_op *op)
     sync_end(op, op->err);
 }
 
-/* Starts creating op->todo. */
+/* Starts creating op->todo (planned by shard id: in a multi-stream table
+ * they get their stream and key here). */
 static void sync_create(struct sync_op *op)
 {
   const struct kcld_lease **lp = calloc(op->n_todo ? op->n_todo : 1,
                                         sizeof(*lp));
   op->done = calloc(op->n_todo ? op->n_todo : 1, 1);
   int rc = lp && op->done ? 0 : KCLD_ENOMEM;
+  for (size_t i = 0; !rc && op->stream_id && i < op->n_todo; i++)
+    rc = kcld_lease_set_stream(&op->todo[i], op->stream_id);
   for (size_t i = 0; !rc && i < op->n_todo; i++)
     lp[i] = &op->todo[i];
   if (!rc)
@@ -602,17 +607,19 @@ static void on_sync_scan(const struct kcld_svc_status *st,
     sync_fail(op, st);
     return;
   }
-  op->res.leases = n;
   op->leases = calloc(n ? n : 1, sizeof(*op->leases));
   if (!op->leases) {
     sync_end(op, KCLD_ENOMEM);
     return;
   }
+  /* The leases of this stream only (a multi-stream table holds others). */
   for (size_t i = 0; i < n; i++) {
-    op->leases[i] = leases[i];
+    if (!kcld_lease_of_stream(&leases[i], op->stream_id))
+      continue;
+    op->leases[op->n_leases++] = leases[i];
     memset(&leases[i], 0, sizeof(leases[i]));
   }
-  op->n_leases = n;
+  op->res.leases = op->n_leases;
   int rc = kcld_kinesis_list_shards(op->kinesis, op->stream, NULL, on_listed,
                                     op);
   if (rc < 0)
@@ -621,8 +628,8 @@ static void on_sync_scan(const struct kcld_svc_status *st,
 
 static struct sync_op *op_new(struct kcld_lease_table *table,
                               struct kcld_kinesis *kinesis,
-                              const char *stream, kcld_shard_sync_cb cb,
-                              void *arg)
+                              const char *stream, const char *stream_id,
+                              kcld_shard_sync_cb cb, void *arg)
 {
   struct sync_op *op = calloc(1, sizeof(*op));
   if (!op)
@@ -631,8 +638,10 @@ static struct sync_op *op_new(struct kcld_lease_table *table,
   op->kinesis = kinesis;
   op->cb = cb;
   op->arg = arg;
-  if (!(op->stream = strdup(stream))) {
-    free(op);
+  op->stream = strdup(stream);
+  op->stream_id = stream_id ? strdup(stream_id) : NULL;
+  if (!op->stream || (stream_id && !op->stream_id)) {
+    op_free(op);
     return NULL;
   }
   return op;
@@ -640,12 +649,13 @@ static struct sync_op *op_new(struct kcld_lease_table *table,
 
 int kcld_shard_sync_run(struct kcld_lease_table *table,
                         struct kcld_kinesis *kinesis, const char *stream,
+                        const char *stream_id,
                         enum kcld_shard_sync_position pos,
                         kcld_shard_sync_cb cb, void *arg)
 {
   if (!table || !kinesis || !stream || !cb)
     return KCLD_EINVAL;
-  struct sync_op *op = op_new(table, kinesis, stream, cb, arg);
+  struct sync_op *op = op_new(table, kinesis, stream, stream_id, cb, arg);
   if (!op)
     return KCLD_ENOMEM;
   op->pos = pos;
@@ -657,14 +667,14 @@ int kcld_shard_sync_run(struct kcld_lease_table *table,
 
 int kcld_shard_sync_children(struct kcld_lease_table *table,
                              struct kcld_kinesis *kinesis, const char *stream,
-                             const char *parent, const char *const *children,
-                             size_t n_children, kcld_shard_sync_cb cb,
-                             void *arg)
+                             const char *stream_id, const char *parent,
+                             const char *const *children, size_t n_children,
+                             kcld_shard_sync_cb cb, void *arg)
 {
   if (!table || !kinesis || !stream || !parent || !cb ||
       (n_children && !children))
     return KCLD_EINVAL;
-  struct sync_op *op = op_new(table, kinesis, stream, cb, arg);
+  struct sync_op *op = op_new(table, kinesis, stream, stream_id, cb, arg);
   if (!op)
     return KCLD_ENOMEM;
   op->parent = strdup(parent);

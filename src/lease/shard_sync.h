@@ -42,7 +42,7 @@ enum kcld_shard_sync_position {
 /* ======== Decisions (pure) ======== */
 
 /* The leases to create for `shards` (as ListShards gave them) given the
- * `leases` that exist: *out gets n_out new leases (counter 0, unowned), in
+ * `leases` of that stream that exist (compared by kcld_lease_shard): *out gets n_out new leases (counter 0, unowned), in
  * an order where parents come before their children.  Free each with
  * kcld_lease_clean_up, then the array.  Returns 0, KCLD_EINVAL or
  * KCLD_ENOMEM. */
@@ -51,7 +51,8 @@ int kcld_shard_sync_plan(const struct kcld_kinesis_shard *shards, size_t n,
                          size_t n_leases, enum kcld_shard_sync_position pos,
                          struct kcld_lease **out, size_t *n_out);
 
-/* Which finished leases may be deleted: out[i] = 1 when leases[i] is at
+/* Which finished leases (all of one stream) may be deleted: out[i] = 1
+ * when leases[i] is at
  * SHARD_END, at least one child is known (its childShardIds, or a lease
  * naming it as a parent) and every known child has started: the child's
  * lease is at a sequence number or SHARD_END, or it is gone while a lease
@@ -77,12 +78,16 @@ struct kcld_shard_sync_result {
 typedef void (*kcld_shard_sync_cb)(const struct kcld_shard_sync_result *res,
                                    void *arg);
 
-/* Runs one full sync of `stream`.  `table` and `kinesis` are borrowed and
+/* Runs one full sync of `stream`.  In a multi-stream table `stream_id` is
+ * its identifier (account:stream:epoch): only the leases of that stream
+ * are considered and the new ones are written with it (NULL: a
+ * single-stream table).  `table` and `kinesis` are borrowed and
  * must outlive the sync (closing their clients ends it with
  * KCLD_ECANCELED).  Returns 0 and calls cb once, later; or returns a
  * negative KCLD_E* code and never calls it. */
 int kcld_shard_sync_run(struct kcld_lease_table *table,
                         struct kcld_kinesis *kinesis, const char *stream,
+                        const char *stream_id,
                         enum kcld_shard_sync_position pos,
                         kcld_shard_sync_cb cb, void *arg);
 
@@ -92,8 +97,8 @@ int kcld_shard_sync_run(struct kcld_lease_table *table,
  * again later).  Same calling rules as kcld_shard_sync_run. */
 int kcld_shard_sync_children(struct kcld_lease_table *table,
                              struct kcld_kinesis *kinesis, const char *stream,
-                             const char *parent, const char *const *children,
-                             size_t n_children, kcld_shard_sync_cb cb,
-                             void *arg);
+                             const char *stream_id, const char *parent,
+                             const char *const *children, size_t n_children,
+                             kcld_shard_sync_cb cb, void *arg);
 
 #endif

@@ -28,6 +28,7 @@
 #define A_PENDING_STATE "pendingCheckpointState"
 #define A_ENTITY "entityType"
 #define A_STREAM "streamName"
+#define A_SHARD "shardId"
 
 /* ======== Model ======== */
 
@@ -43,6 +44,8 @@ void kcld_lease_clean_up(struct kcld_lease *l)
   if (!l)
     return;
   free(l->shard_id);
+  free(l->stream_id);
+  free(l->stream_shard);
   free(l->owner);
   free(l->checkpoint);
   free_strv(l->parents, l->n_parents);
@@ -82,6 +85,8 @@ int kcld_lease_copy(struct kcld_lease *dst, const struct kcld_lease *src)
   int fail = 0;
   memset(dst, 0, sizeof(*dst));
   dst->shard_id = dup_opt(src->shard_id, &fail);
+  dst->stream_id = dup_opt(src->stream_id, &fail);
+  dst->stream_shard = dup_opt(src->stream_shard, &fail);
   dst->owner = dup_opt(src->owner, &fail);
   dst->counter = src->counter;
   dst->checkpoint = dup_opt(src->checkpoint, &fail);
@@ -160,6 +165,110 @@ static int read_s(const json_t *item, const char *name, char **out)
   return *out ? 0 : KCLD_ENOMEM;
 }
 
+const char *kcld_lease_shard(const struct kcld_lease *l)
+{
+  return l->stream_id ? l->stream_shard : l->shard_id;
+}
+
+const char *kcld_lease_key_parts(const char *key, char *buf, size_t n)
+{
+  const char *shard = strrchr(key, ':');
+  char id[512], *name;
+  if (n)
+    buf[0] = '\0';
+  if (!shard || (size_t)(shard - key) >= sizeof(id))
+    return key;
+  memcpy(id, key, (size_t)(shard - key));
+  id[shard - key] = '\0';
+  if (!kcld_lease_stream_id_valid(id))
+    return key;
+  name = strchr(id, ':') + 1; /* account:NAME:epoch */
+  *strchr(name, ':') = '\0';
+  snprintf(buf, n, "%s", name);
+  return shard + 1;
+}
+
+int kcld_lease_of_stream(const struct kcld_lease *l, const char *stream_id)
+{
+  if (!l->stream_id || !stream_id)
+    return !l->stream_id && !stream_id;
+  return strcmp(l->stream_id, stream_id) == 0;
+}
+
+/* A run of decimal digits from *p (advanced past it); 0 when none. */
+static size_t digits(const char **p)
+{
+  const char *s = *p;
+  while (**p >= '0' && **p <= '9')
+    (*p)++;
+  return (size_t)(*p - s);
+}
+
+int kcld_lease_stream_id_valid(const char *id)
+{
+  const char *p = id, *name;
+  int epoch_nonzero = 0;
+  if (!id || !digits(&p) || *p++ != ':')
+    return 0;
+  name = p;
+  while (*p && *p != ':')
+    p++;
+  if (p == name || *p++ != ':')
+    return 0;
+  for (const char *q = p; *q; q++)
+    epoch_nonzero |= *q != '0';
+  return digits(&p) && !*p && epoch_nonzero;
+}
+
+int kcld_lease_key(char *buf, size_t n, const char *stream_id,
+                   const char *shard)
+{
+  if (!kcld_lease_stream_id_valid(stream_id) || !shard || !shard[0] ||
+      strchr(shard, ':'))
+    return KCLD_EINVAL;
+  int len = snprintf(buf, n, "%s:%s", stream_id, shard);
+  return len < 0 || (size_t)len >= n ? KCLD_EINVAL : 0;
+}
+
+int kcld_lease_set_stream(struct kcld_lease *l, const char *stream_id)
+{
+  char key[512];
+  int rc = kcld_lease_key(key, sizeof(key), stream_id, l->shard_id);
+  if (rc != 0)
+    return rc;
+  char *k = strdup(key), *id = strdup(stream_id);
+  if (!k || !id) {
+    free(k);
+    free(id);
+    return KCLD_ENOMEM;
+  }
+  free(l->stream_id);
+  free(l->stream_shard);
+  l->stream_shard = l->shard_id;
+  l->shard_id = k;
+  l->stream_id = id;
+  return 0;
+}
+
+/* The stream attributes of an item: none, or streamName and shardId that
+ * make up its key. */
+static int read_stream(const json_t *item, struct kcld_lease *out)
+{
+  char key[512];
+  int rc;
+  if ((rc = read_s(item, A_STREAM, &out->stream_id)) != 0 ||
+      (rc = read_s(item, A_SHARD, &out->stream_shard)) != 0)
+    return rc;
+  if (!out->stream_id && !out->stream_shard)
+    return strchr(out->shard_id, ':') ? KCLD_EPARSE : 0;
+  if (!out->stream_id || !out->stream_shard ||
+      kcld_lease_key(key, sizeof(key), out->stream_id, out->stream_shard) !=
+        0 ||
+      strcmp(key, out->shard_id) != 0)
+    return KCLD_EPARSE;
+  return 0;
+}
+
 int kcld_lease_from_item(const json_t *item, struct kcld_lease *out)
 {
   memset(out, 0, sizeof(*out));
@@ -183,6 +292,8 @@ int kcld_lease_from_item(const json_t *item, struct kcld_lease *out)
     rc = KCLD_EPARSE;
     goto fail;
   }
+  if ((rc = read_stream(item, out)) != 0)
+    goto fail;
   return 0;
 fail:
   kcld_lease_clean_up(out);
@@ -198,7 +309,8 @@ enum kcld_lease_item_kind kcld_lease_item_kind(const json_t *item)
    * identifier account:stream:epoch) and is keyed
    * account:stream:epoch:shardId; a shard id never holds a colon. */
   const char *key = kcld_dynamodb_as_s(kcld_dynamodb_attr(item, A_KEY));
-  if (kcld_dynamodb_attr(item, A_STREAM) || (key && strchr(key, ':')))
+  if (kcld_dynamodb_attr(item, A_STREAM) || kcld_dynamodb_attr(item, A_SHARD) ||
+      (key && strchr(key, ':')))
     return KCLD_LEASE_ITEM_MULTI_STREAM;
   return KCLD_LEASE_ITEM_LEASE;
 }
@@ -218,6 +330,16 @@ json_t *kcld_lease_to_item(const struct kcld_lease *l)
     return NULL;
   int rc = 0;
   rc |= kcld_dynamodb_item_set(item, A_KEY, kcld_dynamodb_av_s(l->shard_id));
+  if (l->stream_id) {
+    if (!l->stream_shard) {
+      json_decref(item);
+      return NULL;
+    }
+    rc |= kcld_dynamodb_item_set(item, A_STREAM,
+                                 kcld_dynamodb_av_s(l->stream_id));
+    rc |= kcld_dynamodb_item_set(item, A_SHARD,
+                                 kcld_dynamodb_av_s(l->stream_shard));
+  }
   if (l->owner)
     rc |= kcld_dynamodb_item_set(item, A_OWNER, kcld_dynamodb_av_s(l->owner));
   rc |= kcld_dynamodb_item_set(item, A_COUNTER, av_u64(l->counter));
@@ -587,10 +709,11 @@ int kcld_lease_landed(const struct kcld_lease *seen,
 struct kcld_lease_table {
   struct kcld_dynamodb *db;
   char *name;
+  int multi_stream;
 };
 
 int kcld_lease_table_new(struct kcld_dynamodb *db, const char *name,
-                         struct kcld_lease_table **out)
+                         int multi_stream, struct kcld_lease_table **out)
 {
   *out = NULL;
   if (!db || !name || !name[0])
@@ -599,6 +722,7 @@ int kcld_lease_table_new(struct kcld_dynamodb *db, const char *name,
   if (!t)
     return KCLD_ENOMEM;
   t->db = db;
+  t->multi_stream = multi_stream != 0;
   if (!(t->name = strdup(name))) {
     free(t);
     return KCLD_ENOMEM;
@@ -768,21 +892,28 @@ static int scan_item(struct scan_op *op, const json_t *item,
                      struct kcld_lease *out)
 {
   char key[128];
+  enum kcld_lease_item_kind kind = kcld_lease_item_kind(item);
   kcld_svc_json_brief(key, sizeof(key), kcld_dynamodb_attr(item, A_KEY), 100);
-  switch (kcld_lease_item_kind(item)) {
+  switch (kind) {
   case KCLD_LEASE_ITEM_OTHER:
     kcld_log(KCLD_LOG_DEBUG, "skipping a lease table item of another kind",
              "table", op->t->name, "key", key, NULL);
     return 0;
   case KCLD_LEASE_ITEM_MULTI_STREAM:
-    kcld_log(KCLD_LOG_ERROR, "the lease table belongs to a KCL multi-stream "
-             "application (leaseKey account:stream:epoch:shardId, or a "
-             "streamName attribute); kcld does not support multi-stream "
-             "lease tables yet: use another lease.table", "table",
-             op->t->name, "key", key, NULL);
-    return KCLD_ECONFIG;
   case KCLD_LEASE_ITEM_LEASE:
     break;
+  }
+  if ((kind == KCLD_LEASE_ITEM_MULTI_STREAM) != op->t->multi_stream) {
+    kcld_log(KCLD_LOG_ERROR, op->t->multi_stream
+               ? "the lease table holds single-stream leases (leaseKey = a "
+                 "shard id): `streams:` needs a table in the KCL's "
+                 "multi-stream format; use another lease.table"
+               : "the lease table belongs to a KCL multi-stream application "
+                 "(leaseKey account:stream:epoch:shardId, or a streamName "
+                 "attribute): configure it with `streams:`, or use another "
+                 "lease.table",
+             "table", op->t->name, "key", key, NULL);
+    return KCLD_ECONFIG;
   }
   int rc = kcld_lease_from_item(item, out);
   if (rc == 0 || rc == KCLD_ENOMEM)
@@ -813,9 +944,11 @@ static void on_scan(const struct kcld_dynamodb_scan_result *res, void *arg)
   struct kcld_svc_status st = res->st;
   if (err)
     table_status(&st, err, msg, sizeof(msg), "Scan table %s: %s",
-                 op->t->name, err == KCLD_ECONFIG
-                   ? "a KCL multi-stream lease table (not supported)"
-                   : kcld_strerror(err));
+                 op->t->name, err != KCLD_ECONFIG ? kcld_strerror(err)
+                   : op->t->multi_stream
+                   ? "a single-stream lease table (streams: needs the KCL's "
+                     "multi-stream format)"
+                   : "a KCL multi-stream lease table (needs streams:)");
   scan_end(op, &st, v, k);
 }
 

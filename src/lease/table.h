@@ -32,9 +32,17 @@
 
 #include "aws/dynamodb.h"
 
-/* A lease as this worker last saw it. */
+/* A lease as this worker last saw it.  In a single-stream table the lease
+ * key is the shard id; in a KCL multi-stream table it is
+ * "account:stream:creationEpoch:shardId", with the stream identifier
+ * (account:stream:creationEpoch) in a streamName attribute (S: the KCL's
+ * name "for legacy reasons") and the shard id in a shardId attribute (S). */
 struct kcld_lease {
-  char *shard_id;            /* leaseKey */
+  char *shard_id;            /* leaseKey: the shard id, or the whole
+                                multi-stream key (kcld_lease_shard gives
+                                the shard id in both cases) */
+  char *stream_id;           /* streamName; NULL in a single-stream table */
+  char *stream_shard;        /* shardId; with stream_id only */
   char *owner;               /* leaseOwner; NULL when unowned */
   uint64_t counter;          /* leaseCounter */
   char *checkpoint;          /* sequence number, TRIM_HORIZON, LATEST,
@@ -63,7 +71,41 @@ void kcld_lease_clean_up(struct kcld_lease *l);
  * KCLD_ENOMEM (dst then zeroed). */
 int kcld_lease_copy(struct kcld_lease *dst, const struct kcld_lease *src);
 
-/* Reads a lease item (DynamoDB AttributeValue JSON) into *out.  leaseKey (S)
+/* The shard id of a lease: stream_shard when it belongs to a multi-stream
+ * table, else its key. */
+const char *kcld_lease_shard(const struct kcld_lease *l);
+
+/* The parts of a lease key, for labels: a multi-stream key
+ * account:stream:epoch:shardId gives its stream name in buf (n bytes) and
+ * returns its shard id (a pointer into key); any other key gives "" in buf
+ * and returns the key. */
+const char *kcld_lease_key_parts(const char *key, char *buf, size_t n);
+
+/* 1 when the lease belongs to the stream `stream_id` (NULL: a lease of a
+ * single-stream table). */
+int kcld_lease_of_stream(const struct kcld_lease *l, const char *stream_id);
+
+/* The multi-stream lease key "<stream_id>:<shard>" into buf (n bytes).
+ * Returns 0, or KCLD_EINVAL when a part is empty, the stream id is not
+ * account:stream:epoch (kcld_lease_stream_id_valid) or buf is too small. */
+int kcld_lease_key(char *buf, size_t n, const char *stream_id,
+                   const char *shard);
+
+/* 1 when `id` is a KCL multi-stream identifier "account:stream:epoch": a
+ * decimal account, a stream name without ':' and a decimal creation epoch
+ * (seconds) above 0, as the KCL's StreamIdentifier accepts. */
+int kcld_lease_stream_id_valid(const char *id);
+
+/* Makes *l (shard_id = a shard id, stream fields NULL) a lease of the
+ * multi-stream `stream_id`: stream_shard takes the shard id and shard_id
+ * becomes the multi-stream key.  Returns 0, KCLD_EINVAL (see
+ * kcld_lease_key) or KCLD_ENOMEM (then *l is unchanged). */
+int kcld_lease_set_stream(struct kcld_lease *l, const char *stream_id);
+
+/* Reads a lease item (DynamoDB AttributeValue JSON) into *out.  A
+ * multi-stream item (kcld_lease_item_kind) needs streamName and shardId (S)
+ * with leaseKey = streamName:shardId and a valid stream identifier; a
+ * single-stream one has neither.  leaseKey (S)
  * and checkpoint (S) are required; leaseCounter, checkpointSubSequenceNumber
  * and ownerSwitchesSinceCheckpoint default to 0 when absent; other
  * attributes are ignored (and, being untouched by every write, preserved).
@@ -81,14 +123,15 @@ enum kcld_lease_item_kind {
   KCLD_LEASE_ITEM_LEASE = 0,      /* a lease of a single-stream table (no
                                      entityType, or LEASE) */
   KCLD_LEASE_ITEM_OTHER,          /* not a lease: skipped */
-  KCLD_LEASE_ITEM_MULTI_STREAM    /* a multi-stream lease: not supported */
+  KCLD_LEASE_ITEM_MULTI_STREAM    /* a lease of a multi-stream table */
 };
 
 enum kcld_lease_item_kind kcld_lease_item_kind(const json_t *item);
 
 /* The whole item for a new lease, as the KCL writes it: every attribute of
  * the model that is set (parentShardId/childShardIds only when non-empty,
- * leaseOwner only when owned).  NULL when out of memory or shard_id or
+ * leaseOwner only when owned, streamName and shardId for a multi-stream
+ * lease).  NULL when out of memory or shard_id or
  * checkpoint is missing. */
 json_t *kcld_lease_to_item(const struct kcld_lease *l);
 
@@ -180,9 +223,11 @@ int kcld_lease_landed(const struct kcld_lease *seen,
 struct kcld_lease_table;
 
 /* A table handle over `db` (borrowed; it must outlive the handle).  The name
- * is copied.  Returns 0, KCLD_EINVAL or KCLD_ENOMEM. */
+ * is copied.  `multi_stream` 1: the table holds the leases of several
+ * streams in the KCL's multi-stream format (see kcld_lease_table_scan).
+ * Returns 0, KCLD_EINVAL or KCLD_ENOMEM. */
 int kcld_lease_table_new(struct kcld_dynamodb *db, const char *name,
-                         struct kcld_lease_table **out);
+                         int multi_stream, struct kcld_lease_table **out);
 
 /* Frees the handle.  Operations in flight must have ended first (closing the
  * DynamoDB client ends them with KCLD_ECANCELED).  NULL is ignored. */
@@ -213,8 +258,10 @@ int kcld_lease_table_ensure(struct kcld_lease_table *t, long timeout_ms,
 /* Scans the whole table (consistent reads, every page).  Items of another
  * kind (kcld_lease_item_kind) are skipped; items that should be leases but
  * cannot be read (no leaseKey or checkpoint, bad numbers) are skipped with
- * a warning.  A multi-stream lease anywhere in the table ends the scan with
- * KCLD_ECONFIG (logged as an error naming the table and the key).
+ * a warning.  A lease of the other format (a multi-stream lease in a
+ * single-stream table handle, or the reverse) ends the scan with
+ * KCLD_ECONFIG (logged as an error naming the table and the key): a table
+ * is used in the format its application wrote it in.
  * `leases` (n of them) is valid during the callback only; the callee may
  * move its members out (then it must zero them). */
 typedef void (*kcld_lease_scan_cb)(const struct kcld_svc_status *st,

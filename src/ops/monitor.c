@@ -18,10 +18,10 @@
 #include "err.h"
 #include "log.h"
 #include "kcld/version.h"
+#include "lease/table.h"
 #include "ops/http_server.h"
 
 #define SAMPLE_MS 5000
-#define DEFAULT_STUCK_MS 300000
 #define DEFAULT_EMF_MS 60000
 #define HEALTH_FRESH_MS 1000 /* /healthz walks at most this often */
 
@@ -40,6 +40,7 @@
 #define F_CP_WRITES "kcld_checkpoint_writes_total"
 #define F_CP_FAILURES "kcld_checkpoint_failures_total"
 #define F_STUCK "kcld_shard_seconds_since_progress"
+#define F_STALLED "kcld_shard_stalled"
 #define F_AWS_DURATION "kcld_aws_call_duration_seconds"
 #define F_HANDLER_DURATION "kcld_handler_duration_seconds"
 #define F_AWS_ERRORS "kcld_aws_errors_total"
@@ -91,8 +92,12 @@ static const struct {
   {F_CP_WRITES, KCLD_METRIC_COUNTER, "Checkpoint writes started."},
   {F_CP_FAILURES, KCLD_METRIC_COUNTER, "Checkpoint writes that failed "
    "(transient)."},
-  {F_STUCK, KCLD_METRIC_GAUGE, "Seconds since the shard last fetched or "
-   "delivered anything."},
+  {F_STUCK, KCLD_METRIC_GAUGE, "Seconds since the shard last made "
+   "progress: an answer that moved it on, records dealt with, a checkpoint "
+   "written."},
+  {F_STALLED, KCLD_METRIC_GAUGE, "1 while the shard is stalled (no "
+   "progress for metrics.stuck_after while it has work or cannot fetch), "
+   "with the reason; absent otherwise."},
   /* Whole process, from the dispatcher. */
   {"kcld_records_handled_total", KCLD_METRIC_COUNTER, "Records the handler "
    "reported as handled."},
@@ -107,6 +112,9 @@ static const struct {
    "timed out."},
   {"kcld_records_given_up_total", KCLD_METRIC_COUNTER, "Records given up "
    "on (to the dead-letter queue or skipped)."},
+  {"kcld_records_filtered_total", KCLD_METRIC_COUNTER, "Records that "
+   "matched no filter pattern: not given to the handler, checkpointed "
+   "past."},
   {"kcld_dlq_messages_total", KCLD_METRIC_COUNTER, "Dead-letter messages "
    "acknowledged by SQS."},
   {"kcld_dlq_records_total", KCLD_METRIC_COUNTER, "Records in dead-letter "
@@ -140,17 +148,19 @@ static const struct {
 
 /* ======== State ======== */
 
-/* One held shard: its progress and its series' handles (NULL until first
- * set).  Found by shard id in a tree (tsearch), listed for the sweep. */
+/* A shard the walk visited (held here, or stalled): its series' handles
+ * (NULL until first set) and its stall.  Found by shard id in a tree
+ * (tsearch), listed for the sweep. */
 struct track {
   struct track *next;
   char *shard_id;
   struct kcld_metric_series *h[S_COUNT];
-  uint64_t sig;           /* records + empty answers + deliveries */
-  uint64_t changed_ms;    /* uv_now when sig last changed */
+  struct kcld_metric_series *stalled_h; /* kcld_shard_stalled{reason} */
+  char stalled_reason[40];  /* the reason label of stalled_h */
   uint64_t seen;          /* the walk that last visited it */
-  int fetched;            /* a GetRecords call was ever made */
-  const char *stall;      /* a reason the walk reported, or NULL */
+  int held;               /* visited as a held shard in that walk */
+  char stall[40];         /* the stall reason in that walk, or "" */
+  uint64_t stall_since_ms; /* no progress since (loop ms) */
 };
 
 struct kcld_monitor {
@@ -159,7 +169,7 @@ struct kcld_monitor {
   struct kcld_http_server *srv;
   uv_timer_t sample, emf;
   char *emf_path;
-  uint64_t stuck_ms, emf_ms;
+  uint64_t emf_ms;
   kcld_monitor_walk_fn walk;
   void *arg;
   struct track *tracks;   /* every track, for the sweep */
@@ -199,8 +209,6 @@ static struct track *track_get(struct kcld_monitor *mon, const char *id)
     free(t);
     return NULL;
   }
-  t->changed_ms = uv_now(mon->loop);
-  t->sig = UINT64_MAX;
   t->next = mon->tracks;
   mon->tracks = t;
   return t;
@@ -212,6 +220,7 @@ static void track_free(struct kcld_monitor *mon, struct track *t)
   tdelete(t, &mon->by_id, track_cmp);
   for (size_t i = 0; i < S_COUNT; i++)
     kcld_metrics_series_drop(mon->m, t->h[i]);
+  kcld_metrics_series_drop(mon->m, t->stalled_h);
   free(t->shard_id);
   free(t);
 }
@@ -221,12 +230,30 @@ static void track_set(struct kcld_monitor *mon, struct track *t, int which,
                       double value)
 {
   if (!t->h[which]) {
-    const char *lb[] = {"shard", t->shard_id, NULL};
+    /* A multi-stream lease key: the stream and the shard apart. */
+    char stream[160];
+    const char *shard = kcld_lease_key_parts(t->shard_id, stream,
+                                             sizeof(stream));
+    const char *lb[] = {"shard", shard, stream[0] ? "stream" : NULL, stream,
+                        NULL};
     if (kcld_metrics_series(mon->m, s_shard_families[which], lb,
                             &t->h[which]) != 0)
       return;
   }
   kcld_metrics_series_set(mon->m, t->h[which], value);
+}
+
+/* The track of shard `id` for this walk: what an earlier walk said of it
+ * is forgotten at its first visit. */
+static struct track *track_visit(struct kcld_monitor_visit *v, const char *id)
+{
+  struct track *t = track_get(v->mon, id);
+  if (t && t->seen != v->mon->walks) {
+    t->seen = v->mon->walks;
+    t->held = 0;
+    t->stall[0] = '\0';
+  }
+  return t;
 }
 
 /* ======== Visits ======== */
@@ -239,7 +266,7 @@ void kcld_monitor_visit_shard(struct kcld_monitor_visit *v,
   struct kcld_checkpoint_stats cs;
   const struct kcld_checkpoint *cp;
   const char *id = kcld_shard_consumer_shard_id(c);
-  struct track *t = track_get(mon, id);
+  struct track *t = track_visit(v, id);
 
   if (!t)
     return;
@@ -261,47 +288,43 @@ void kcld_monitor_visit_shard(struct kcld_monitor_visit *v,
     track_set(mon, t, S_CP_WRITES, (double)cs.writes);
     track_set(mon, t, S_CP_FAILURES, (double)cs.failures);
   }
-  kcld_monitor_visit_progress(v, id, st.get_records_calls,
-                              st.records + st.empty_responses +
-                                st.deliveries);
+  kcld_monitor_visit_held(v, id, st.last_progress_ms);
 }
 
-void kcld_monitor_visit_progress(struct kcld_monitor_visit *v,
-                                 const char *shard_id, uint64_t calls,
-                                 uint64_t progress)
+void kcld_monitor_visit_held(struct kcld_monitor_visit *v,
+                             const char *shard_id, uint64_t last_progress_ms)
 {
-  struct track *t = track_get(v->mon, shard_id);
+  struct track *t = track_visit(v, shard_id);
   if (!t)
     return;
-  if (t->seen != v->mon->walks)
-    t->stall = NULL;
-  t->seen = v->mon->walks;
-  t->fetched = calls > 0;
-  if (progress != t->sig) {
-    t->sig = progress;
-    t->changed_ms = v->now;
-  }
-  track_set(v->mon, t, S_STUCK, (double)(v->now - t->changed_ms) / 1000.0);
+  t->held = 1;
+  track_set(v->mon, t, S_STUCK,
+            v->now > last_progress_ms
+              ? (double)(v->now - last_progress_ms) / 1000.0
+              : 0.0);
 }
 
 void kcld_monitor_visit_stalled(struct kcld_monitor_visit *v,
-                                const char *shard_id, const char *reason)
-{
-  struct track *t = track_get(v->mon, shard_id);
-  if (!t)
-    return;
-  if (t->seen != v->mon->walks)
-    t->stall = NULL;
-  t->seen = v->mon->walks;
-  t->stall = reason;
-}
-
-void kcld_monitor_visit_waiting(struct kcld_monitor_visit *v,
                                 const char *shard_id, const char *reason,
                                 uint64_t since_ms)
 {
-  if (v->now >= since_ms && v->now - since_ms > v->mon->stuck_ms)
-    kcld_monitor_visit_stalled(v, shard_id, reason);
+  struct kcld_monitor *mon = v->mon;
+  struct track *t = track_visit(v, shard_id);
+  if (!t)
+    return;
+  snprintf(t->stall, sizeof(t->stall), "%s", reason);
+  t->stall_since_ms = since_ms;
+  if (t->stalled_h && strcmp(t->stalled_reason, t->stall) != 0) {
+    kcld_metrics_series_drop(mon->m, t->stalled_h);
+    t->stalled_h = NULL;
+  }
+  if (!t->stalled_h) {
+    const char *lb[] = {"shard", t->shard_id, "reason", t->stall, NULL};
+    if (kcld_metrics_series(mon->m, F_STALLED, lb, &t->stalled_h) != 0)
+      return;
+    snprintf(t->stalled_reason, sizeof(t->stalled_reason), "%s", t->stall);
+  }
+  kcld_metrics_series_set(mon->m, t->stalled_h, 1);
 }
 
 void kcld_monitor_visit_dispatcher(struct kcld_monitor_visit *v,
@@ -326,6 +349,8 @@ void kcld_monitor_visit_dispatcher(struct kcld_monitor_visit *v,
                    (double)st.handler_timeouts);
   kcld_metrics_set(m, "kcld_records_given_up_total", NULL,
                    (double)st.records_given_up);
+  kcld_metrics_set(m, "kcld_records_filtered_total", NULL,
+                   (double)st.records_filtered);
   kcld_metrics_set(m, "kcld_dlq_messages_total", NULL,
                    (double)st.dlq_messages);
   kcld_metrics_set(m, "kcld_dlq_records_total", NULL,
@@ -475,9 +500,13 @@ static void collect_all(struct kcld_monitor *mon)
     if (t->seen != mon->walks) {
       *p = t->next;
       track_free(mon, t);
-    } else {
-      p = &t->next;
+      continue;
     }
+    if (!t->stall[0] && t->stalled_h) {
+      kcld_metrics_series_drop(mon->m, t->stalled_h);
+      t->stalled_h = NULL;
+    }
+    p = &t->next;
   }
 }
 
@@ -487,16 +516,10 @@ static void on_collect(struct kcld_metrics *m, void *arg)
   collect_all(arg);
 }
 
-/* Why a shard is unhealthy, or NULL: what the walk reported, else no
- * progress for stuck_ms although it has fetched before. */
-static const char *stall_reason(const struct kcld_monitor *mon,
-                                const struct track *t, uint64_t now)
+/* Whole seconds from since_ms to now (0 when since is later). */
+static uint64_t seconds_since(uint64_t since_ms, uint64_t now)
 {
-  if (t->stall)
-    return t->stall;
-  if (t->fetched && now - t->changed_ms > mon->stuck_ms)
-    return "no_progress";
-  return NULL;
+  return now > since_ms ? (now - since_ms) / 1000 : 0;
 }
 
 int kcld_monitor_healthy(struct kcld_monitor *mon, char *why, size_t n)
@@ -504,10 +527,9 @@ int kcld_monitor_healthy(struct kcld_monitor *mon, char *why, size_t n)
   uint64_t now = uv_now(mon->loop);
   collect_all(mon);
   for (struct track *t = mon->tracks; t; t = t->next) {
-    const char *r = stall_reason(mon, t, now);
-    if (r) {
-      snprintf(why, n, "shard %s: %s for %" PRIu64 " s", t->shard_id, r,
-               (now - t->changed_ms) / 1000);
+    if (t->stall[0]) {
+      snprintf(why, n, "shard %s: %s for %" PRIu64 " s", t->shard_id,
+               t->stall, seconds_since(t->stall_since_ms, now));
       return 0;
     }
   }
@@ -527,14 +549,19 @@ char *kcld_monitor_health_json(struct kcld_monitor *mon, int *healthy)
   if (mon->walks == 0 || now - mon->walked_ms >= HEALTH_FRESH_MS)
     collect_all(mon);
   for (struct track *t = mon->tracks; ok && t; t = t->next) {
-    const char *r = stall_reason(mon, t, now);
-    shards++;
-    if (r)
+    shards += t->held;
+    if (t->stall[0]) {
+      char stream[160];
+      const char *shard = kcld_lease_key_parts(t->shard_id, stream,
+                                               sizeof(stream));
       ok = json_array_append_new(
-             stalled, json_pack("{s:s,s:s,s:I}", "shard", t->shard_id,
-                                "reason", r, "seconds_since_progress",
-                                (json_int_t)((now - t->changed_ms) / 1000))) ==
+             stalled,
+             json_pack("{s:s,s:s*,s:s,s:I}", "shard", shard, "stream",
+                       stream[0] ? stream : NULL, "reason", t->stall,
+                       "seconds_since_progress",
+                       (json_int_t)seconds_since(t->stall_since_ms, now))) ==
            0;
+    }
   }
   *healthy = json_array_size(stalled) == 0;
   if (ok)
@@ -617,7 +644,6 @@ int kcld_monitor_start(const struct kcld_monitor_opts *o,
   mon->loop = o->loop;
   mon->walk = o->walk;
   mon->arg = o->arg;
-  mon->stuck_ms = o->stuck_ms ? o->stuck_ms : DEFAULT_STUCK_MS;
   mon->emf_ms = o->emf_interval_ms ? o->emf_interval_ms : DEFAULT_EMF_MS;
   if ((rc = kcld_metrics_new(&mon->m)) != 0)
     goto fail;
@@ -652,13 +678,11 @@ int kcld_monitor_start(const struct kcld_monitor_opts *o,
     goto fail;
   }
   if (o->listen && *o->listen) {
-    struct kcld_http_server_opts so;
-    memset(&so, 0, sizeof(so));
-    so.loop = o->loop;
-    so.listen = o->listen;
-    so.metrics = mon->m;
-    so.health = health;
-    so.health_arg = mon;
+    struct kcld_http_server_opts so = {.loop = o->loop,
+                                       .listen = o->listen,
+                                       .metrics = mon->m,
+                                       .health = health,
+                                       .health_arg = mon};
     if ((rc = kcld_http_server_start(&so, &mon->srv)) != 0)
       goto fail;
   }

@@ -10,14 +10,15 @@
  * observation per AWS call or handler answer (never per record).
  *
  * Health: /healthz answers from the loop, so an answer at all means the
- * loop turns.  It is 503 when a held shard is stalled: the walk said so
- * (kcld_monitor_visit_stalled, with a reason), or it has made no progress
- * (no records or empty answers fetched, nothing delivered) for stuck_ms
- * although it has fetched before (reason "no_progress"; a shard still
- * waiting for its parents is not stuck).  The body is JSON:
+ * loop turns.  It is 503 when the walk reports a stalled shard
+ * (kcld_monitor_visit_stalled, with its reason; the stall detector,
+ * ops/stall.h, decides), and lists each:
  *
  *   {"status":"unhealthy","shards":4,"stalled":[{"shard":"shardId-...",
- *    "reason":"no_progress","seconds_since_progress":312}]}
+ *    "reason":"no_iterator","seconds_since_progress":312}]}
+ *
+ * ("shards": the held shards visited).  A stalled shard also has the gauge
+ * kcld_shard_stalled{shard,reason} = 1, dropped once it is not reported.
  *
  * Per-shard series are kept by handle and dropped when the walk no longer
  * visits the shard, so a walk costs the same per shard at any shard count.
@@ -46,7 +47,6 @@ struct kcld_monitor_opts {
   const char *listen;          /* metrics.listen; NULL or "" = no server */
   const char *emf_path;        /* metrics.emf; NULL or "" = none */
   uint64_t emf_interval_ms;    /* 0 = 60000 */
-  uint64_t stuck_ms;           /* 0 = 300000 */
   kcld_monitor_walk_fn walk;
   void *arg;
 };
@@ -107,27 +107,19 @@ void kcld_monitor_observe_aws(void *monitor, const char *service,
 /* kcld_handler_duration_seconds. */
 void kcld_monitor_observe_handler(void *monitor, double seconds);
 
-/* The health half of kcld_monitor_visit_shard (which calls it): `calls` is
- * the shard's GetRecords calls started (0 = still waiting for its parents
- * or its iterator: never stuck), `progress` a count that grows whenever the
- * shard fetches an answer or delivers records.  For tests, and for a shard
- * whose stats come from elsewhere. */
-void kcld_monitor_visit_progress(struct kcld_monitor_visit *v,
-                                 const char *shard_id, uint64_t calls,
-                                 uint64_t progress);
+/* The health half of kcld_monitor_visit_shard (which calls it): a held
+ * shard and the loop time (uv_now, ms) of its last progress, for
+ * kcld_shard_seconds_since_progress and the "shards" count of /healthz.
+ * For tests, and for a shard whose stats come from elsewhere. */
+void kcld_monitor_visit_held(struct kcld_monitor_visit *v,
+                             const char *shard_id, uint64_t last_progress_ms);
 
-/* Reports a held shard as stalled for `reason` (a static snake_case word,
- * e.g. "invalid_checkpoint") in this walk: /healthz answers 503 and lists
- * it.  Call it in every walk while the stall lasts. */
+/* Reports a shard (held here or not) as stalled for `reason` (a
+ * snake_case word, e.g. "invalid_checkpoint"; copied) since since_ms (loop
+ * time of its last progress) in this walk: /healthz answers 503 and lists
+ * it, and kcld_shard_stalled{shard,reason} is 1.  Call it in every walk
+ * while the stall lasts. */
 void kcld_monitor_visit_stalled(struct kcld_monitor_visit *v,
-                                const char *shard_id, const char *reason);
-
-/* Reports that a held shard has been waiting for `reason` (a static
- * snake_case word, e.g. "throttled": kcld_dispatcher_wait_name) since the
- * loop time since_ms: once it has waited stuck_ms it is stalled for that
- * reason, as kcld_monitor_visit_stalled says.  Call it in every walk while
- * the wait lasts. */
-void kcld_monitor_visit_waiting(struct kcld_monitor_visit *v,
                                 const char *shard_id, const char *reason,
                                 uint64_t since_ms);
 

@@ -412,13 +412,13 @@ static void log_range(const struct job *j, enum kcld_log_level lvl,
                       const char *msg, const char *what)
 {
   const struct kcld_record *first = ent(j->sh, j->idx[j->pos])->rec;
-  char count[24], retries[16];
-  snprintf(count, sizeof(count), "%zu", range_end(j) - j->pos);
-  snprintf(retries, sizeof(retries), "%u", j->infra ? j->infra : j->retries);
-  kcld_log(lvl, msg, "shard", j->sh->shard_id, "sequenceNumber",
-           first->sequence_number, "records", count,
-           j->infra ? "failures" : "retries", retries, "decision", what,
-           "errorType", j->err_type, "error", j->err_msg, NULL);
+  kcld_log(lvl, msg, "shard", j->sh->shard_id, "sequence_number",
+           first->sequence_number,
+           KCLD_LOG_UINT("records", range_end(j) - j->pos),
+           KCLD_LOG_UINT(j->infra ? "failures" : "retries",
+                         j->infra ? j->infra : j->retries),
+           "decision", what,
+           "error_type", j->err_type, "error", j->err_msg, NULL);
 }
 
 /* Waits the backoff of `attempt`, then runs the range again (WAIT_BACKOFF)
@@ -555,14 +555,12 @@ static void skip_range(struct job *j)
 
   for (size_t i = j->pos; i < end; i++) {
     const struct kcld_record *r = ent(j->sh, j->idx[i])->rec;
-    char sub[24];
-    snprintf(sub, sizeof(sub), "%llu",
-             (unsigned long long)r->sub_sequence_number);
     kcld_log(KCLD_LOG_ERROR, "RECORD SKIPPED: failed for good and "
              "on_failure.discard is set", "shard", j->sh->shard_id,
-             "sequenceNumber", r->sequence_number, "subSequenceNumber", sub,
-             "partitionKey", r->partition_key, "condition",
-             kcld_policy_condition_name(j->condition), "errorType",
+             "sequence_number", r->sequence_number,
+             KCLD_LOG_UINT("sub_sequence_number", r->sub_sequence_number),
+             "partition_key", r->partition_key, "condition",
+             kcld_policy_condition_name(j->condition), "error_type",
              j->err_type, "error", j->err_msg, NULL);
   }
   disp->stats.records_skipped += end - j->pos;
@@ -932,9 +930,18 @@ static void on_idle(uv_idle_t *h)
 
 /* ======== The sink ======== */
 
+/* 0 when the filter drops r; a filter that runs out of memory keeps it. */
+static int keeps(const struct kcld_dispatcher *disp,
+                 const struct kcld_record *r)
+{
+  return !disp->opts.filter || kcld_filter_match(disp->opts.filter, r) != 0;
+}
+
+/* Queues the delivery's records: each kept one on its lane, each filtered
+ * one dealt with at once. */
 static int append(struct shard *sh, struct kcld_shard_delivery *d)
 {
-  size_t need = sh->tail + d->count;
+  size_t need = sh->tail + d->count, filtered = 0;
 
   if (need > sh->cap) {
     size_t cap = sh->cap ? sh->cap : 256;
@@ -962,13 +969,22 @@ static int append(struct shard *sh, struct kcld_shard_delivery *d)
   }
   for (size_t i = 0; i < d->count; i++) {
     const struct kcld_record *r = &d->records[i];
-    struct lane *l = &sh->lanes[sh->nlanes > 1 ? key_lane(r, sh->nlanes) : 0];
-    uint64_t g = sh->base + sh->tail;
+    int keep = keeps(sh->disp, r);
     kcld_record_batch_acquire(r->batch);
     sh->ents[sh->tail].rec = r;
-    sh->ents[sh->tail].done = 0;
+    sh->ents[sh->tail].done = !keep;
+    if (keep) {
+      struct lane *l =
+        &sh->lanes[sh->nlanes > 1 ? key_lane(r, sh->nlanes) : 0];
+      l->pend[l->pend_n++] = sh->base + sh->tail;
+    } else {
+      filtered++;
+    }
     sh->tail++;
-    l->pend[l->pend_n++] = g;
+  }
+  if (filtered) { /* dealt with already: the checkpoint may move */
+    sh->disp->stats.records_filtered += filtered;
+    advance(sh);
   }
   return 0;
 }
@@ -995,7 +1011,7 @@ static int deliver(void *impl, struct kcld_shard_delivery *d)
   }
   sh->held = d;
   sh->millis_behind = d->millis_behind_latest;
-  if (d->count && d->batch && !d->batch->next_shard_iterator &&
+  if (d->count && d->batch && d->batch->shard_end &&
       &d->records[d->count - 1] == &d->batch->records[d->batch->count - 1])
     sh->ended = 1;
   pump(sh);
@@ -1026,27 +1042,48 @@ static void cancel(void *impl, struct kcld_shard_consumer *c)
 
 /* ======== Interface ======== */
 
+int kcld_dispatcher_configure(struct kcld_dispatcher *d,
+                              const struct kcld_dispatcher_opts *o)
+{
+  struct kcld_dispatcher_opts *c = &d->opts;
+  if (o->batch_size == 0 || o->parallelization == 0 ||
+      o->parallelization > MAX_LANES || o->backoff_base_ms == 0 ||
+      o->backoff_max_ms < o->backoff_base_ms ||
+      (!o->block_on_failure && !c->dlq && !c->discard))
+    return KCLD_EINVAL;
+  c->batch_size = o->batch_size;
+  c->window_ms = o->window_ms;
+  c->parallelization = o->parallelization;
+  c->max_retry_attempts = o->max_retry_attempts;
+  c->bisect_on_error = o->bisect_on_error;
+  c->max_record_age_ms = o->max_record_age_ms;
+  c->backoff_base_ms = o->backoff_base_ms;
+  c->backoff_max_ms = o->backoff_max_ms;
+  c->block_on_failure = o->block_on_failure;
+  d->policy.max_retry_attempts = c->max_retry_attempts;
+  d->policy.bisect_on_error = c->bisect_on_error;
+  d->policy.max_record_age_ms = c->max_record_age_ms;
+  d->policy.backoff_base_ms = c->backoff_base_ms;
+  d->policy.backoff_max_ms = c->backoff_max_ms;
+  return 0;
+}
+
 int kcld_dispatcher_new(const struct kcld_dispatcher_opts *opts,
                         struct kcld_dispatcher **out)
 {
   struct kcld_dispatcher *d;
 
   if (!opts || !opts->loop || !opts->handler || !out ||
-      opts->batch_size == 0 || opts->parallelization == 0 ||
-      opts->parallelization > MAX_LANES || opts->handler_timeout_ms == 0 ||
-      opts->backoff_base_ms == 0 ||
-      opts->backoff_max_ms < opts->backoff_base_ms ||
-      (!opts->block_on_failure && !opts->dlq && !opts->discard))
+      opts->handler_timeout_ms == 0)
     return KCLD_EINVAL;
   d = calloc(1, sizeof(*d));
   if (!d)
     return KCLD_ENOMEM;
   d->opts = *opts;
-  d->policy.max_retry_attempts = opts->max_retry_attempts;
-  d->policy.bisect_on_error = opts->bisect_on_error;
-  d->policy.max_record_age_ms = opts->max_record_age_ms;
-  d->policy.backoff_base_ms = opts->backoff_base_ms;
-  d->policy.backoff_max_ms = opts->backoff_max_ms;
+  if (kcld_dispatcher_configure(d, opts) != 0) {
+    free(d);
+    return KCLD_EINVAL;
+  }
   uv_idle_init(opts->loop, &d->idle);
   d->idle.data = d;
   d->live = 1;

@@ -2,6 +2,12 @@
  *
  * Implements the shard consumers' sink (consume/shard_consumer.h).
  *
+ * Filtering.  With a filter (process/filter.h), a record that matches none
+ * of its patterns is dealt with as it arrives: it never joins a lane or
+ * reaches the handler, counts in records_filtered, and the checkpoint moves
+ * past it like past a handled one, so a delivery that is all filtered still
+ * moves it.  Matching runs on the loop thread, in deliver().
+ *
  * Batching.  Records of a shard queue up across deliveries and go to the
  * handler batch.size at a time.  A smaller batch goes when batch.window has
  * passed since its first record queued (at once with no window, as soon as
@@ -48,6 +54,7 @@
 #include "consume/shard_consumer.h"
 #include "handlers/handler.h"
 #include "process/dlq.h"
+#include "process/filter.h"
 
 struct kcld_dispatcher;
 
@@ -70,6 +77,8 @@ struct kcld_dispatcher_opts {
   struct kcld_dlq *dlq;          /* the destination; borrowed */
   int discard;                   /* on_failure.discard, with no dlq: an
                                     error line per record, then skipped */
+  const struct kcld_filter *filter; /* filter; borrowed, outlives the
+                                    dispatcher; NULL = every record */
 };
 
 struct kcld_dispatcher_stats {
@@ -84,6 +93,7 @@ struct kcld_dispatcher_stats {
   uint64_t batches_waited;       /* infrastructure failures waited out */
   uint64_t handler_timeouts;
   uint64_t records_given_up;     /* to the destination or skipped */
+  uint64_t records_filtered;     /* matched no filter pattern */
   uint64_t records_skipped;      /* given up with on_failure.discard */
   uint64_t dlq_messages;         /* dead-letter messages kept */
   uint64_t dlq_records;          /* records in them */
@@ -117,6 +127,19 @@ struct kcld_dispatcher_shard_state {
  * dlq nor discard) / KCLD_ENOMEM. */
 int kcld_dispatcher_new(const struct kcld_dispatcher_opts *opts,
                         struct kcld_dispatcher **out);
+
+/* Takes new values of the settings that may change while kcld runs (a
+ * configuration reload) from opts: batch_size, window_ms, the retry policy
+ * (max_retry_attempts, bisect_on_error, max_record_age_ms, backoff_base_ms,
+ * backoff_max_ms) and block_on_failure; parallelization for each shard
+ * once it holds no records (none waiting, none at the handler: its lanes
+ * are made anew), so no key is ever in two lanes.  The other members are ignored.  Batches at the handler are not
+ * touched: the next batch, retry and give-up decision use the new values.
+ * Returns 0, or KCLD_EINVAL and nothing changed: a value out of the range
+ * kcld_dispatcher_new takes, or block_on_failure off while the dispatcher
+ * has neither a dlq nor discard.  Loop thread. */
+int kcld_dispatcher_configure(struct kcld_dispatcher *d,
+                              const struct kcld_dispatcher_opts *opts);
 
 /* The sink to give each shard consumer. */
 struct kcld_shard_sink kcld_dispatcher_sink(struct kcld_dispatcher *d);

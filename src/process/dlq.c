@@ -63,6 +63,16 @@ static void dlq_free(struct kcld_dlq *q)
   free(q);
 }
 
+int kcld_dlq_configure(struct kcld_dlq *q, const struct kcld_dlq_opts *o)
+{
+  if (!o->backoff_base_ms || o->backoff_max_ms < o->backoff_base_ms)
+    return KCLD_EINVAL;
+  q->include_records = o->include_records;
+  q->backoff_base_ms = o->backoff_base_ms;
+  q->backoff_max_ms = o->backoff_max_ms;
+  return 0;
+}
+
 int kcld_dlq_new(const struct kcld_dlq_opts *o, struct kcld_dlq **out)
 {
   struct kcld_dlq *q;
@@ -83,9 +93,7 @@ int kcld_dlq_new(const struct kcld_dlq_opts *o, struct kcld_dlq **out)
   q->store = o->store;
   q->function_arn = strdup(o->function_arn);
   q->stream_arn = strdup(o->stream_arn ? o->stream_arn : "");
-  q->include_records = o->include_records;
-  q->backoff_base_ms = o->backoff_base_ms;
-  q->backoff_max_ms = o->backoff_max_ms;
+  kcld_dlq_configure(q, o);
   if (!q->function_arn || !q->stream_arn) {
     dlq_free(q);
     return KCLD_ENOMEM;
@@ -552,52 +560,4 @@ void kcld_dlq_close(struct kcld_dlq *q)
   }
   if (q->live == 0)
     dlq_free(q);
-}
-
-/* ======== Identity ======== */
-
-/* Field `idx` (0-based) of a colon-separated ARN into buf; 0 or -1. */
-static int arn_field(const char *arn, int idx, char *buf, size_t n)
-{
-  const char *p = arn;
-  for (int i = 0; i < idx; i++) {
-    p = strchr(p, ':');
-    if (!p)
-      return -1;
-    p++;
-  }
-  size_t len = strcspn(p, ":");
-  if (len >= n)
-    return -1;
-  memcpy(buf, p, len);
-  buf[len] = '\0';
-  return 0;
-}
-
-int kcld_dlq_function_arn(char *buf, size_t n, const char *stream_arn,
-                          const char *region, const char *account,
-                          const char *application)
-{
-  char part[32] = "aws", acct[32] = "", reg[64] = "";
-  int len;
-
-  snprintf(reg, sizeof(reg), "%s", region ? region : "");
-  if (account)
-    snprintf(acct, sizeof(acct), "%s", account);
-  if (reg[0] && strncmp(reg, "cn-", 3) == 0)
-    snprintf(part, sizeof(part), "aws-cn");
-  else if (strncmp(reg, "us-gov-", 7) == 0)
-    snprintf(part, sizeof(part), "aws-us-gov");
-  if (stream_arn && strncmp(stream_arn, "arn:", 4) == 0) {
-    char p[32], r[64], a[32];
-    if (arn_field(stream_arn, 1, p, sizeof(p)) == 0 && *p)
-      snprintf(part, sizeof(part), "%s", p);
-    if (arn_field(stream_arn, 3, r, sizeof(r)) == 0 && *r && !reg[0])
-      snprintf(reg, sizeof(reg), "%s", r);
-    if (arn_field(stream_arn, 4, a, sizeof(a)) == 0 && *a)
-      snprintf(acct, sizeof(acct), "%s", a);
-  }
-  len = snprintf(buf, n, "arn:%s:lambda:%s:%s:function:kcld-%s", part, reg,
-                 acct, application ? application : "");
-  return len < 0 || (size_t)len >= n ? KCLD_EINVAL : 0;
 }

@@ -19,7 +19,7 @@
  *                events carry it), "data" (base64)}, ...]
  *   "errorType", "errorMessage": the handler's last answer.
  *
- * requestContext.functionArn is ARN-shaped (kcld_dlq_function_arn) and
+ * requestContext.functionArn is ARN-shaped (aws/identity.h) and
  * responseContext.functionError is "Unhandled", as Lambda writes for a
  * function error; kcld's own error type and message are in errorType and
  * errorMessage.
@@ -115,6 +115,13 @@ struct kcld_dlq_failure {
  * a backoff of 0) or KCLD_ENOMEM; on error the store is freed. */
 int kcld_dlq_new(const struct kcld_dlq_opts *opts, struct kcld_dlq **out);
 
+/* Takes new values of the settings that may change while kcld runs (a
+ * configuration reload) from opts: include_records and the resend backoff,
+ * for the messages built and the resends scheduled from now on.  The other
+ * members are ignored.  Returns 0, or KCLD_EINVAL (a backoff
+ * kcld_dlq_new refuses) and nothing changed. */
+int kcld_dlq_configure(struct kcld_dlq *q, const struct kcld_dlq_opts *opts);
+
 /* Builds the message bodies for `f` at wall-clock time now_ms, split by the
  * store's body limit: *bodies gets *n malloc'd strings (free each, then the
  * array).  Returns 0, KCLD_EINVAL or KCLD_ENOMEM.  For tests and for
@@ -157,16 +164,5 @@ const char *kcld_dlq_where(const struct kcld_dlq *q);
  * calls have answered: close the SQS client afterwards (it cancels calls in
  * flight), then run the loop.  NULL is ignored. */
 void kcld_dlq_close(struct kcld_dlq *q);
-
-/* requestContext.functionArn, as Lambda would name a function
- * "kcld-<application>": arn:<partition>:lambda:<region>:<account>:function:
- * kcld-<application>.  The partition and the account come from stream_arn
- * when it is an ARN (arn:<partition>:kinesis:<region>:<account>:stream/..),
- * else from `account` (NULL or "" = unknown: left empty) and the region
- * (aws-cn for cn-*, aws-us-gov for us-gov-*, else aws).  Writes a NUL-
- * terminated string; returns 0, or KCLD_EINVAL when it does not fit. */
-int kcld_dlq_function_arn(char *buf, size_t n, const char *stream_arn,
-                          const char *region, const char *account,
-                          const char *application);
 
 #endif

@@ -1,11 +1,12 @@
 /* test_chaos.c — the long chaos run (make chaos): CHAOS_SECONDS of faults
- * (default 120), CHAOS_SEED to replay a schedule, CHAOS_KEEP to keep the
+ * (default 120; the sink's writes throttled or failing for 10-30 s
+ * windows), CHAOS_SEED to replay a schedule, CHAOS_KEEP to keep the
  * workers' outputs and logs.  The driver and its checks: chaos.c. */
 #include "chaos.c"
 
 static void test_chaos_long(void **state)
 {
-  struct chaos_opts o = {120, 0, 6};
+  struct chaos_opts o = {120, 0, 6, 10000, 30000};
   (void)state;
   if (getenv("CHAOS_SECONDS"))
     o.seconds = (unsigned)strtoul(getenv("CHAOS_SECONDS"), NULL, 10);

@@ -577,6 +577,39 @@ static void check_same(const struct kcld_record_batch *a,
 
 static const char k_not_json[] = "GetRecords response is not JSON";
 
+/* The same input as a SubscribeToShardEvent payload: the batch's contract
+ * holds, a continuation is a sequence number, the end has none, no
+ * iterator is kept; when both parses accept, the records are the same. */
+static void check_event(const uint8_t *data, size_t size,
+                        const struct kcld_record_batch *polled)
+{
+  struct kcld_getrecords_mem mem = {.event = 1};
+  struct kcld_record_batch *b = (struct kcld_record_batch *)1;
+  char errbuf[256];
+  int rc = kcld_getrecords_parse_mem((const char *)data, size, "shardId-fuzz",
+                                     &mem, &b, errbuf, sizeof(errbuf));
+  kcld_getrecords_mem_clean_up(&mem);
+  if (rc != 0) {
+    CHECK(rc == KCLD_EPARSE || rc == KCLD_ENOMEM);
+    CHECK(b == NULL);
+    CHECK(errbuf[0] != '\0');
+    return;
+  }
+  check_batch(b);
+  CHECK(b->next_shard_iterator == NULL);
+  CHECK(!b->continuation_sequence_number ||
+        kcld_seq_valid(b->continuation_sequence_number));
+  CHECK(!b->shard_end || !b->continuation_sequence_number);
+  if (polled) {
+    CHECK(b->count == polled->count);
+    CHECK(b->kinesis_count == polled->kinesis_count);
+    for (size_t i = 0; i < b->count; i++)
+      CHECK(strcmp(b->records[i].sequence_number,
+                   polled->records[i].sequence_number) == 0);
+  }
+  kcld_record_batch_release(b);
+}
+
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
   struct kcld_record_batch *b = (struct kcld_record_batch *)1;
@@ -611,6 +644,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
   else
     CHECK(ref == NULL);
 
+  check_event(data, size, rc == 0 ? b : NULL);
   if (rc == 0) {
     CHECK(b != NULL);
     check_batch(b);

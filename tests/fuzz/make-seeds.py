@@ -147,6 +147,14 @@ def getrecords_seeds():
     write(t, "bad-ts", '{"Records":[{"Data":"","PartitionKey":"k",'
           '"SequenceNumber":"1","ApproximateArrivalTimestamp":-1}]}')
     write(t, "not-json", '{"Records":[')
+    # SubscribeToShardEvent payloads (the target parses every input both
+    # ways).
+    write(t, "event-continuation", json.dumps({
+        "Records": [rec(b"hi", seq)], "ContinuationSequenceNumber": seq,
+        "MillisBehindLatest": 3}))
+    write(t, "event-shard-end", json.dumps({
+        "Records": [], "ContinuationSequenceNumber": None,
+        "MillisBehindLatest": 0, "ChildShards": []}))
 
 
 def config_seeds():
@@ -168,6 +176,12 @@ def config_seeds():
     write(t, "errors", "application: [1]\nstream:\nworkers: many\n"
           "unknown_key: 1\nbatch: {size: 0, window: 5parsecs}\n")
     write(t, "not-yaml", "a: b: c\n  - [\n")
+    write(t, "filter", "application: app\nstream: s\nfilter:\n"
+          "  - data: {t: [{numeric: [\">\", 30, \"<=\", 1e2]}], "
+          "$or: [{a: [1]}, {b: [~, \"x\"]}]}\n"
+          "  - partitionKey: [{prefix: {equals-ignore-case: dev}}]\n" +
+          r"""  - '{"Filters": [{"Pattern": "{\"data\": {\"x\": """
+          r"""[{\"cidr\": \"10.0.0.0/8\"}]}}"}]}'""" + "\n")
     write(t, "multi-doc", "application: a\nstream: s\n---\nx: 1\n")
     # Hostile: nesting past the depth limit (64), a nested ${...} and a
     # URL with credentials (each refused).  The size limit (1 MiB) is past
@@ -285,6 +299,62 @@ def lambda_seeds():
     write(t, "garbage", '"just a string"')
 
 
+def filter_seeds():
+    t = "fuzz_filter"
+
+    def case(name, flags, pattern, payload):
+        write(t, name, bytes([flags]) + pattern.encode() + b"\0" +
+              payload.encode())
+
+    case("equals", 0, '{"data": {"Location": ["Los Angeles"]}, '
+         '"partitionKey": ["1"]}', '{"Location": "Los Angeles"}')
+    case("numeric-range", 0, '{"data": {"Temperature": [{"numeric": '
+         '[">", 50, "<=", 60]}]}}', '{"Temperature": 55}')
+    case("filter-criteria", 2, json.dumps({"Filters": [
+        {"Pattern": '{"data": {"order": {"type": ["buy"]}}}'},
+        {"Pattern": '{"partitionKey": [{"prefix": "device-"}]}'}]}),
+        '{"record": 12345, "order": {"type": "buy", "quantity": 1000}}')
+    case("pattern-wrapper", 0, json.dumps(
+        {"Pattern": '{"data": {"a": [1, 2]}}'}), '{"a": 2}')
+    case("strings", 0, '{"data": {"s": [{"prefix": "us-"}, {"suffix": '
+         '".png"}, {"equals-ignore-case": "alice"}, {"prefix": '
+         '{"equals-ignore-case": "EventB"}}, {"suffix": '
+         '{"equals-ignore-case": "tBridge"}}, {"wildcard": "a*b\\\\*c"}, '
+         '{"exact": "x"}, "", null, true, false, 3.0e2]}}',
+         '{"s": ["EVENTBRIDGE", "x", null, 300]}')
+    case("anything-but", 0, '{"data": {"a": [{"anything-but": ["x", "y"]}],'
+         ' "b": [{"anything-but": [100, 200]}], "c": [{"anything-but": '
+         '{"prefix": ["init", "err"]}}], "d": [{"anything-but": '
+         '{"wildcard": "*/lib/*"}}], "e": [{"anything-but": '
+         '{"equals-ignore-case": "Stopped"}}]}}',
+         '{"a": "z", "b": [100, 50], "c": "run", "d": "/bin", "e": "go"}')
+    case("exists-cidr", 1, '{"data": {"detail": {"ip": [{"cidr": '
+         '"10.0.0.0/24"}, {"cidr": "2001:db8::/32"}], "c-count": '
+         '[{"exists": false}], "state": [{"exists": true}]}}}',
+         '{"detail": {"ip": "10.0.0.7", "state": null, "c-count": '
+         '{"c1": 100}}}')
+    case("or-arrays", 0, '{"data": {"$or": [{"c": [{"numeric": [">", 0]}]},'
+         ' {"d": [{"numeric": ["<", 10]}]}], "employees": {"firstName": '
+         '["Anna"], "lastName": ["Smith"]}}}',
+         '{"c": 0, "d": 3, "employees": [[{"firstName": "Anna", '
+         '"lastName": "Smith"}], [{"firstName": "Peter"}]]}')
+    case("metadata", 2, '{"sequenceNumber": [{"prefix": "4959"}], '
+         '"approximateArrivalTimestamp": [{"numeric": [">=", 1545084650]}], '
+         '"kinesisSchemaVersion": ["1.0"]}', 'not json')
+    case("escapes", 0, '{"data": {"k\\u00e9y": ["caf\\u00e9 '
+         '\\ud83d\\ude00"]}}', '{"k\\u00e9y": "caf\u00e9 \\ud83d'
+         '\\ude00", "k\\u00e9y": 1}')
+    case("bad-operator", 0, '{"data": {"t": [{"numeric": ["=>", 5]}]}}',
+         '{}')
+    case("bad-field", 0, '{"order": {"type": ["buy"]}}', '{}')
+    case("bad-json", 0, '{"data": {"a": [1,]}', '{}')
+    case("deep-payload", 0, '{"data": {"x": ["found"]}}',
+         "[" * 100 + '{"x": "found"}' + "]" * 100)
+    case("many-patterns", 0, json.dumps({"Filters": [
+        {"Pattern": json.dumps({"partitionKey": ["k%d" % i]})}
+        for i in range(11)]}), '{}')
+
+
 if __name__ == "__main__":
     http_seeds()
     multilang_seeds()
@@ -293,3 +363,4 @@ if __name__ == "__main__":
     getrecords_seeds()
     config_seeds()
     sigv4_seeds()
+    filter_seeds()

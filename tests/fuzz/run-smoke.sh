@@ -56,6 +56,7 @@ max_len()
   case $1 in
     fuzz_getrecords) echo 16384 ;;
     fuzz_config) echo 8192 ;;
+    fuzz_filter) echo 8192 ;; # a pattern (Lambda's limit: 4096) and a payload
     *) echo 4096 ;;
   esac
 }

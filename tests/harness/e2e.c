@@ -15,6 +15,30 @@
 
 #include "proc.h"
 
+int kcld_e2e_fixture_start(struct kcld_emu *emu, struct kcld_test_aws **aws,
+                           char *dir, size_t dirlen, const char *tag)
+{
+  if (kcld_emu_start(emu, "kinesis dynamodb") != 0)
+    return -1;
+  *aws = kcld_test_aws_new(kcld_emu_url(emu, "kinesis"),
+                           kcld_emu_url(emu, "dynamodb"), NULL);
+  snprintf(dir, dirlen, "/tmp/kcld-%s-XXXXXX", tag);
+  return *aws && mkdtemp(dir) ? 0 : -1;
+}
+
+void kcld_e2e_fixture_stop(struct kcld_emu *emu, struct kcld_test_aws *aws,
+                           const char *dir)
+{
+  char cmd[256];
+  kcld_test_aws_free(aws);
+  kcld_emu_stop(emu);
+  if (!*dir)
+    return;
+  snprintf(cmd, sizeof(cmd), "rm -rf '%s'", dir);
+  if (system(cmd) != 0)
+    fprintf(stderr, "could not remove %s\n", dir);
+}
+
 json_t *kcld_e2e_call(struct kcld_test_aws *t, enum kcld_aws_service svc,
                       const char *op, json_t *req)
 {
@@ -49,6 +73,28 @@ void kcld_e2e_create_stream(struct kcld_test_aws *t, const char *stream,
                             json_pack("{s:s,s:i}", "StreamName", stream,
                                       "ShardCount", shards)));
   kcld_e2e_wait_stream_active(t, stream);
+}
+
+void kcld_e2e_create_lease_table(struct kcld_test_aws *t, const char *name)
+{
+  json_decref(kcld_e2e_call(
+    t, KCLD_AWS_DYNAMODB, "CreateTable",
+    json_pack("{s:s, s:[{s:s, s:s}], s:[{s:s, s:s}], s:s}", "TableName", name,
+              "KeySchema", "AttributeName", "leaseKey", "KeyType", "HASH",
+              "AttributeDefinitions", "AttributeName", "leaseKey",
+              "AttributeType", "S", "BillingMode", "PAY_PER_REQUEST")));
+  for (int i = 0; i < 200; i++) {
+    json_t *r = kcld_e2e_call(t, KCLD_AWS_DYNAMODB, "DescribeTable",
+                              json_pack("{s:s}", "TableName", name));
+    const char *st = json_string_value(
+      json_object_get(json_object_get(r, "Table"), "TableStatus"));
+    int active = st && strcmp(st, "ACTIVE") == 0;
+    json_decref(r);
+    if (active)
+      return;
+    kcld_test_sleep_ms(50);
+  }
+  fail_msg("lease table %s not ACTIVE after 10 s", name);
 }
 
 void kcld_e2e_put_records(struct kcld_test_aws *t, const char *stream,
@@ -98,9 +144,10 @@ void kcld_e2e_write_config_at(const char *path, const char *kinesis_url,
 {
   FILE *f = fopen(path, "w");
   assert_non_null(f);
+  fprintf(f, "application: %s\n", app);
+  if (stream)
+    fprintf(f, "stream: %s\n", stream);
   fprintf(f,
-          "application: %s\n"
-          "stream: %s\n"
           "region: us-east-1\n"
           "endpoints:\n"
           "  kinesis: %s\n"
@@ -114,12 +161,13 @@ void kcld_e2e_write_config_at(const char *path, const char *kinesis_url,
           "  failover_time: 1s\n"
           "fetch:\n"
           "  idle_time: 200ms\n"
-          "metrics:\n"
-          "  listen: \"\"\n"
+          "%s"
           "log:\n"
           "  level: info\n"
           "%s",
-          app, stream, kinesis_url, dynamodb_url, rest ? rest : "");
+          kinesis_url, dynamodb_url,
+          rest && strstr(rest, "metrics:") ? "" : "metrics:\n  listen: \"\"\n",
+          rest ? rest : "");
   assert_int_equal(fclose(f), 0);
 }
 
@@ -148,4 +196,22 @@ void kcld_e2e_dump_file(const char *path)
     fprintf(stderr, "---- %s ----\n%s\n", path, text);
     free(text);
   }
+}
+
+size_t kcld_e2e_lines_in(const char *path)
+{
+  size_t n = 0;
+  char *text = kcld_test_slurp(path, NULL);
+  for (const char *p = text; p && *p; p++)
+    n += *p == '\n';
+  free(text);
+  return n;
+}
+
+int kcld_e2e_file_has(const char *path, const char *what)
+{
+  char *text = kcld_test_slurp(path, NULL);
+  int found = text && strstr(text, what);
+  free(text);
+  return found;
 }

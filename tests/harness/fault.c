@@ -80,6 +80,19 @@ int kcld_fault_script(const char *fault_url, const char *script_json)
   return 0;
 }
 
+int kcld_fault_steps(const char *fault_url, const char *upstream,
+                     const char *steps)
+{
+  char *script = NULL;
+  int rc;
+  if (asprintf(&script, "{\"upstream\":\"%s\",\"steps\":%s,"
+               "\"then\":\"proxy\"}", upstream, steps) < 0)
+    return -1;
+  rc = kcld_fault_script(fault_url, script);
+  free(script);
+  return rc;
+}
+
 json_t *kcld_fault_stats(const char *fault_url)
 {
   return request(fault_url, "/__fault/stats", NULL);

@@ -12,6 +12,12 @@
  * stats.  Returns 0, or -1 with a message on stderr. */
 int kcld_fault_script(const char *fault_url, const char *script_json);
 
+/* A script of `steps` (a JSON array's text) in front of `upstream`, to
+ * which every request goes once the steps are used up ("then": "proxy").
+ * Returns 0, or -1 with a message on stderr. */
+int kcld_fault_steps(const char *fault_url, const char *upstream,
+                     const char *steps);
+
 /* POSTs `body` to fault_url + path and returns the parsed JSON answer (the
  * caller decrefs), or NULL with a message on stderr. */
 json_t *kcld_fault_post(const char *fault_url, const char *path,

@@ -1,13 +1,16 @@
-/* test_chaos_short.c — the short chaos run of make test: three kcld workers
- * on 6 shards, 35 s of faults (kill -9, SIGSTOP, zombies, throttles, 500s,
- * resets, slow responses, one SplitShard) in the plain build, 20 s under
- * the sanitizer build, whose kcld is slower.  CHAOS_SEED replays a
- * schedule.  The driver and its checks: tests/chaos/chaos.c. */
+/* test_chaos_short.c — the short chaos run of make test: a lambda group of
+ * three kcld workers and a DynamoDB sink group of one on 6 shards, 30 s of
+ * faults (kill -9, SIGSTOP, zombies, throttles, 500s, resets, slow
+ * responses, a handler that fails to start, SIGHUP reloads valid and
+ * invalid, one SplitShard; the sink's writes throttled or failing for
+ * 2-5 s windows) in the plain build, 20 s under the sanitizer build,
+ * whose kcld is slower.  CHAOS_SEED replays a schedule.  The driver and
+ * its checks: tests/chaos/chaos.c. */
 #include "../chaos/chaos.c"
 
 static void test_chaos_short(void **state)
 {
-  struct chaos_opts o = {35, 0, 6};
+  struct chaos_opts o = {30, 0, 6, 2000, 5000};
   (void)state;
   if (strstr(kcld_test_bin(), "build-asan"))
     o.seconds = 20;

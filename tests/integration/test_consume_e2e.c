@@ -431,24 +431,7 @@ static void test_kcl_table_takeover(void **state)
 
   kcld_e2e_create_stream(E.aws, "s2", 2);
   put_records("s2", 200, 20, "k");
-  json_decref(call(KCLD_AWS_DYNAMODB, "CreateTable",
-                   json_pack("{s:s,s:[{s:s,s:s}],s:[{s:s,s:s}],s:s}",
-                             "TableName", "app2", "AttributeDefinitions",
-                             "AttributeName", "leaseKey", "AttributeType", "S",
-                             "KeySchema", "AttributeName", "leaseKey",
-                             "KeyType", "HASH", "BillingMode",
-                             "PAY_PER_REQUEST")));
-  for (int t = 0; t < 200; t++) {
-    json_t *d = call(KCLD_AWS_DYNAMODB, "DescribeTable",
-                     json_pack("{s:s}", "TableName", "app2"));
-    const char *st = json_string_value(
-      json_object_get(json_object_get(d, "Table"), "TableStatus"));
-    int active = st && strcmp(st, "ACTIVE") == 0;
-    json_decref(d);
-    if (active)
-      break;
-    kcld_test_sleep_ms(50);
-  }
+  kcld_e2e_create_lease_table(E.aws, "app2");
   /* Checkpoint each shard at its 10th record. */
   json_array_foreach(E.produced, i, e) {
     const char *shard = json_string_value(json_object_get(e, "shard"));

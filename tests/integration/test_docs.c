@@ -11,7 +11,9 @@
  *   - every long option that `kcld --help` and each command's --help print
  *     is in the docs or the man page, and every command listed is there;
  *   - every `kcld WORD` in a code span or block of the docs is a command
- *     kcld knows.
+ *     kcld knows;
+ *   - every signal the daemon handles or ignores (src/daemon.c) is in the
+ *     man page's SIGNALS section and operations.md's Signals section.
  *
  * The last test feeds the checkers made-up text, so that a checker that
  * finds nothing cannot pass unnoticed. */
@@ -918,6 +920,80 @@ static void test_log_messages_exist(void **state)
   set_free(&bad);
 }
 
+/* ======== Signals ======== */
+
+/* The SIGNAME words of src/daemon.c's s_signums table and of its signal()
+ * calls: what the daemon handles or ignores. */
+static void daemon_signals(struct strset *out)
+{
+  char path[1024];
+  snprintf(path, sizeof(path), "%s/src/daemon.c", kcld_test_root());
+  char *src = kcld_test_slurp(path, NULL);
+  assert_non_null(src);
+  const char *table = strstr(src, "s_signums[NSIGS] = {");
+  assert_non_null(table);
+  const char *end = strstr(table, "};");
+  assert_non_null(end);
+  for (const char *p = table; p; p = strstr(p + 1, "signal(SIG")) {
+    const char *q = p == table ? p : p + strlen("signal(");
+    const char *stop = p == table ? end : q + 16;
+    while ((q = strstr(q, "SIG")) && q < stop) {
+      size_t n = 3;
+      while ((q[n] >= 'A' && q[n] <= 'Z') || (q[n] >= '0' && q[n] <= '9'))
+        n++;
+      if (n > 3 && !is_word(q[-1]))
+        set_addn(out, q, n);
+      q += n;
+    }
+  }
+  free(src);
+}
+
+/* The text of `doc` from `start` to the next `next` (or its end). */
+static char *section_of(const struct doc *d, const char *start,
+                        const char *next)
+{
+  const char *s = d ? strstr(d->text, start) : NULL;
+  if (!s)
+    fail_msg("%s has no \"%s\"", d ? d->name : "?", start);
+  const char *e = strstr(s + strlen(start), next);
+  return strndup(s, e ? (size_t)(e - s) : strlen(s));
+}
+
+/* Every signal the daemon handles or ignores is described in the man
+ * page's SIGNALS section and in operations.md's Signals section. */
+static void test_signals_documented(void **state)
+{
+  struct strset sigs = {0}, bad = {0};
+  struct docs ds;
+  (void)state;
+  daemon_signals(&sigs);
+  assert_true(sigs.n >= 7); /* TERM INT QUIT HUP USR1 USR2, PIPE */
+  docs_load(&ds, 1);
+  char *man = section_of(docs_find(&ds, "docs/man/kcld.8"), ".SH SIGNALS",
+                         ".SH ");
+  char *ops = section_of(docs_find(&ds, "docs/operations.md"),
+                         "### Signals", "\n### ");
+  for (size_t i = 0; i < sigs.n; i++) {
+    char line[128];
+    if (!strstr(man, sigs.v[i])) {
+      snprintf(line, sizeof(line), "docs/man/kcld.8 SIGNALS: %s", sigs.v[i]);
+      set_add(&bad, line);
+    }
+    if (!strstr(ops, sigs.v[i])) {
+      snprintf(line, sizeof(line), "docs/operations.md Signals: %s",
+               sigs.v[i]);
+      set_add(&bad, line);
+    }
+  }
+  assert_empty(&bad, "signals kcld handles that are not documented");
+  free(man);
+  free(ops);
+  docs_free(&ds);
+  set_free(&sigs);
+  set_free(&bad);
+}
+
 /* ======== The checkers catch what they should ======== */
 
 static void test_checkers_find_errors(void **state)
@@ -1002,6 +1078,7 @@ int main(void)
     cmocka_unit_test(test_cli_options_documented),
     cmocka_unit_test(test_doc_commands_exist),
     cmocka_unit_test(test_log_messages_exist),
+    cmocka_unit_test(test_signals_documented),
     cmocka_unit_test(test_checkers_find_errors),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);

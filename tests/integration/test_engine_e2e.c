@@ -1120,7 +1120,10 @@ static void write_conf(const char *path, const char *out, const char *queue)
   fclose(f);
 }
 
-static int run_redrive(const char *conf, const char *queue, const char *log)
+/* kcld redrive --config conf, with --queue queue unless NULL (then the
+ * config's on_failure.sqs), and --dry-run when asked. */
+static int run_redrive(const char *conf, const char *queue, int dry_run,
+                       const char *log)
 {
   pid_t pid = fork();
   int status = -1;
@@ -1131,8 +1134,12 @@ static int run_redrive(const char *conf, const char *queue, const char *log)
       dup2(fd, 1);
       dup2(fd, 2);
     }
-    execl(kcld_test_bin(), "kcld", "redrive", "--queue", queue, "--config",
-          conf, (char *)NULL);
+    if (queue)
+      execl(kcld_test_bin(), "kcld", "redrive", "--queue", queue, "--config",
+            conf, (char *)NULL);
+    else
+      execl(kcld_test_bin(), "kcld", "redrive", "--config", conf,
+            dry_run ? "--dry-run" : (char *)NULL, (char *)NULL);
     _exit(127);
   }
   assert_int_equal(kcld_test_wait_exit(pid, 30000, &status), 1);
@@ -1172,7 +1179,20 @@ static void test_redrive_round_trip(void **state)
   snprintf(queue, sizeof(queue), "%s", e->queue);
   write_conf(conf, out, queue);
 
-  status = run_redrive(conf, queue, log);
+  /* A dry run, the queue from the config: counts both, puts nothing, and
+   * leaves both messages visible for the redrive that follows. */
+  status = run_redrive(conf, NULL, 1, log);
+  char *dry = kcld_test_slurp(log, NULL);
+  assert_non_null(dry);
+  if (status != 0 || !strstr(dry, "{\"messages\":2,\"records\":2,\"kept\":0,"
+                                   "\"dry_run\":true,\"error\":null}"))
+    fail_msg("dry run: exit %d\n%s", status, dry);
+  free(dry);
+  recs = stream_records(t, "redrive-s");
+  assert_int_equal(json_array_size(recs), 0);
+  json_decref(recs);
+
+  status = run_redrive(conf, queue, 0, log);
   if (status != 0) {
     char *text = kcld_test_slurp(log, NULL);
     fprintf(stderr, "%s\n", text ? text : "");
@@ -1400,9 +1420,14 @@ static void test_binary_poison_multilang(void **state)
     json_array_get(msgs, 0), "body")), 0, NULL);
   assert_string_equal(json_string_value(json_object_get(json_object_get(
     body, "KinesisBatchInfo"), "startSequenceNumber")), seq137);
+  /* The stream is configured by name: kcld resolved its ARN, and the
+   * function ARN carries that ARN's account. */
   assert_string_equal(json_string_value(json_object_get(json_object_get(
     body, "requestContext"), "functionArn")),
-    "arn:aws:lambda:us-east-1::function:kcld-engbin-app");
+    "arn:aws:lambda:us-east-1:000000000000:function:kcld-engbin-app");
+  assert_string_equal(json_string_value(json_object_get(json_object_get(
+    body, "KinesisBatchInfo"), "streamArn")),
+    "arn:aws:kinesis:us-east-1:000000000000:stream/engbin");
   r = json_array_get(json_object_get(body, "records"), 0);
   assert_string_equal(json_string_value(json_object_get(r, "data")),
                       "cmVjLTEzNw==");

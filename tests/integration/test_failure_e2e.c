@@ -418,6 +418,18 @@ static void test_redrive_dir(void **state)
            out_path);
   config(conf, "thr-redrive", "thr", kcld_emu_url(&E.emu, "dynamodb"),
          rest);
+  /* A dry run first: it counts the line and claims, sends, moves nothing
+   * (the redrive below still finds the file where it was). */
+  snprintf(cmd, sizeof(cmd), "'%s' redrive --dir '%s' --to-handler "
+           "--dry-run --config '%s' 2>&1", kcld_test_bin(), dl, conf);
+  assert_int_equal(run_cmd(cmd, &out), 0);
+  if (!strstr(out, "{\"files\":0,\"lines\":1,\"records\":1,\"kept\":0,"
+                   "\"dry_run\":true,\"error\":null}"))
+    fail_msg("dry run:\n%s", out);
+  free(out);
+  assert_int_equal(stat(out_path, &st), -1); /* the handler saw nothing */
+  snprintf(cmd, sizeof(cmd), "ls '%s'/*.jsonl >/dev/null 2>&1", dl);
+  assert_int_equal(system(cmd), 0); /* not claimed: still NAME.jsonl */
   snprintf(cmd, sizeof(cmd), "'%s' redrive --dir '%s' --to-handler "
            "--config '%s' 2>&1", kcld_test_bin(), dl, conf);
   assert_int_equal(run_cmd(cmd, &out), 0);

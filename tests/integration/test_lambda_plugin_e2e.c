@@ -1,6 +1,8 @@
 /* test_lambda_plugin_e2e.c — the real kcld binary against kinesalite and
  * dynalite with handler.type lambda (tests/processors/lambda_record.py:
  * every record handled, a partial failure retried from the failed record;
+ * every event, for a stream configured by name, field by field the shape of
+ * the AWS documentation's example, its eventSourceARN the stream's ARN;
  * a child that hangs, with a grandchild, does not hold SIGTERM past
  * shutdown_timeout + 2 s, and dies with kcld under SIGKILL) and
  * handler.type plugin (examples/plugin-count: the totals it prints at
@@ -18,6 +20,7 @@
 
 #include <cmocka.h>
 #include <jansson.h>
+#include <openssl/evp.h>
 
 #include "awssync.h"
 #include "e2e.h"
@@ -81,6 +84,127 @@ static int all_handled(const char *path)
   }
   free(text);
   return ok;
+}
+
+/* The example Kinesis event of "Using Lambda with Kinesis Data Streams",
+ * https://docs.aws.amazon.com/lambda/latest/dg/with-kinesis.html (its
+ * first record). */
+static const char s_doc_event[] =
+  "{\"Records\":[{\"kinesis\":{\"kinesisSchemaVersion\":\"1.0\","
+  "\"partitionKey\":\"1\",\"sequenceNumber\":"
+  "\"49590338271490256608559692538361571095921575989136588898\","
+  "\"data\":\"SGVsbG8sIHRoaXMgaXMgYSB0ZXN0Lg==\","
+  "\"approximateArrivalTimestamp\":1545084650.987},"
+  "\"eventSource\":\"aws:kinesis\",\"eventVersion\":\"1.0\","
+  "\"eventID\":\"shardId-000000000006:"
+  "49590338271490256608559692538361571095921575989136588898\","
+  "\"eventName\":\"aws:kinesis:record\","
+  "\"invokeIdentityArn\":\"arn:aws:iam::111122223333:role/lambda-role\","
+  "\"awsRegion\":\"us-east-2\",\"eventSourceARN\":"
+  "\"arn:aws:kinesis:us-east-2:111122223333:stream/lambda-stream\"}]}";
+
+/* `got` has exactly the members of `want`, each of the same JSON type,
+ * objects compared member by member; `path` names the place in messages. */
+static void same_shape(const json_t *want, const json_t *got,
+                       const char *path)
+{
+  const char *key;
+  json_t *w;
+  char sub[256];
+
+  if (json_typeof(want) != json_typeof(got))
+    fail_msg("%s: type %d, the documentation's is %d", path,
+             got ? (int)json_typeof(got) : -1, (int)json_typeof(want));
+  if (!json_is_object(want))
+    return;
+  if (json_object_size(want) != json_object_size(got))
+    fail_msg("%s: %zu members, the documentation's has %zu", path,
+             json_object_size(got), json_object_size(want));
+  json_object_foreach((json_t *)want, key, w) {
+    snprintf(sub, sizeof(sub), "%s.%s", path, key);
+    same_shape(w, json_object_get(got, key), sub);
+  }
+}
+
+/* The produced record {shard, seq, data, pk} with sequence number seq. */
+static json_t *produced_at(const char *seq)
+{
+  size_t i;
+  json_t *e;
+  json_array_foreach(E.produced, i, e)
+    if (strcmp(json_string_value(json_object_get(e, "seq")), seq) == 0)
+      return e;
+  fail_msg("the event carries sequence number %s, never produced", seq);
+  return NULL;
+}
+
+/* Every record of every event line in `path` against the documentation's
+ * example: the same members and types; the constants equal; eventID,
+ * partitionKey, sequenceNumber and data those of a produced record;
+ * awsRegion kcld's; eventSourceARN `arn` (the stream's, resolved by kcld
+ * although the configuration names the stream); approximateArrivalTimestamp
+ * epoch seconds.  Returns the number of records checked. */
+static size_t check_events(const char *path, const char *arn)
+{
+  json_t *doc = json_loads(s_doc_event, 0, NULL);
+  json_t *want = json_array_get(json_object_get(doc, "Records"), 0);
+  static const char *const consts[] = {"eventSource", "eventVersion",
+                                       "eventName"};
+  char *text = kcld_test_slurp(path, NULL), *line, *save = NULL;
+  size_t n = 0;
+
+  assert_non_null(want);
+  assert_non_null(text);
+  for (line = strtok_r(text, "\n", &save); line;
+       line = strtok_r(NULL, "\n", &save)) {
+    json_t *ev = json_loads(line, 0, NULL), *r;
+    size_t i;
+    assert_non_null(ev);
+    assert_int_equal(json_object_size(ev), 1); /* "Records" only */
+    json_array_foreach(json_object_get(ev, "Records"), i, r) {
+      json_t *k = json_object_get(r, "kinesis");
+      const char *seq = json_string_value(json_object_get(k,
+                                                          "sequenceNumber"));
+      json_t *p = produced_at(seq);
+      char id[256], b64[256];
+      const char *data = json_string_value(json_object_get(p, "data"));
+
+      same_shape(want, r, "Records[]");
+      for (size_t c = 0; c < sizeof(consts) / sizeof(consts[0]); c++)
+        assert_string_equal(json_string_value(json_object_get(r, consts[c])),
+                            json_string_value(json_object_get(want,
+                                                              consts[c])));
+      assert_string_equal(
+        json_string_value(json_object_get(k, "kinesisSchemaVersion")),
+        json_string_value(json_object_get(json_object_get(want, "kinesis"),
+                                          "kinesisSchemaVersion")));
+      snprintf(id, sizeof(id), "%s:%s",
+               json_string_value(json_object_get(p, "shard")), seq);
+      assert_string_equal(json_string_value(json_object_get(r, "eventID")),
+                          id);
+      assert_string_equal(json_string_value(json_object_get(k,
+                                                            "partitionKey")),
+                          json_string_value(json_object_get(p, "pk")));
+      assert_true(strlen(data) < 180);
+      EVP_EncodeBlock((unsigned char *)b64, (const unsigned char *)data,
+                      (int)strlen(data));
+      assert_string_equal(json_string_value(json_object_get(k, "data")),
+                          b64);
+      assert_string_equal(json_string_value(json_object_get(r, "awsRegion")),
+                          "us-east-1");
+      assert_string_equal(
+        json_string_value(json_object_get(r, "eventSourceARN")), arn);
+      /* Put during this test: seconds since the epoch, not milliseconds. */
+      double t = json_number_value(json_object_get(
+        k, "approximateArrivalTimestamp"));
+      assert_true(t > 1.5e9 && t < 1e10);
+      n++;
+    }
+    json_decref(ev);
+  }
+  free(text);
+  json_decref(doc);
+  return n;
 }
 
 /* 1 when the lease table of `app` checkpoints every shard at its last
@@ -147,7 +271,8 @@ static int teardown(void **state)
 
 static void test_lambda(void **state)
 {
-  char conf[128], out[128], log[128], handler[1024], fail_line[256];
+  char conf[128], out[128], events[128], log[128], handler[1024];
+  char fail_line[256], arn[256];
   const char *data[30];
   char bufs[30][16];
   unsigned long long end;
@@ -163,14 +288,15 @@ static void test_lambda(void **state)
   put("lam", data, 30);
   snprintf(conf, sizeof(conf), "%s/lambda.yaml", E.dir);
   snprintf(out, sizeof(out), "%s/lambda.out", E.dir);
+  snprintf(events, sizeof(events), "%s/lambda.events", E.dir);
   snprintf(log, sizeof(log), "%s/lambda.log", E.dir);
   snprintf(handler, sizeof(handler),
            "  type: lambda\n"
            "  command: [python3, \"%s/tests/processors/lambda_record.py\", "
-           "\"%s\"]\n"
+           "\"%s\", \"%s\"]\n"
            "  concurrency: 2\n"
            "  timeout: 20s\n",
-           kcld_test_root(), out);
+           kcld_test_root(), out, events);
   write_config(conf, "lamapp", "lam", handler);
   pid = kcld_test_spawn_kcld(conf, log);
   end = kcld_test_now_ms() + 60000;
@@ -195,6 +321,15 @@ static void test_lambda(void **state)
   text = kcld_test_slurp(log, NULL);
   assert_non_null(strstr(text, "lambda handler: child started"));
   free(text);
+
+  /* The events, the stream configured by name ("lam"). */
+  json_t *d = kcld_e2e_call(E.aws, KCLD_AWS_KINESIS, "DescribeStreamSummary",
+                            json_pack("{s:s}", "StreamName", "lam"));
+  snprintf(arn, sizeof(arn), "%s", json_string_value(json_object_get(
+    json_object_get(d, "StreamDescriptionSummary"), "StreamARN")));
+  json_decref(d);
+  assert_true(strncmp(arn, "arn:aws:kinesis:us-east-1:", 26) == 0);
+  assert_true(check_events(events, arn) >= 30);
   json_decref(E.produced);
 }
 

@@ -8,7 +8,9 @@
  * leases.  Tables written exactly as KCL 2.x and 3.x write them (names and
  * types) keep what the KCL's own updates keep: take removes
  * checkpointOwner, a checkpoint the pending checkpoint; a multi-stream
- * table is refused. */
+ * table is refused by a single-stream handle, and read and written with
+ * streamName and shardId by a multi-stream one (which refuses a
+ * single-stream lease). */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -58,7 +60,7 @@ static void fx_open(struct fx *f)
   assert_int_equal(kcld_aws_new(&ao, &f->aws), 0);
   assert_int_equal(kcld_dynamodb_new(f->aws, &f->loop, &f->db), 0);
   snprintf(f->name, sizeof(f->name), "kcld-lease-table-%d", ++s_table_seq);
-  assert_int_equal(kcld_lease_table_new(f->db, f->name, &f->t), 0);
+  assert_int_equal(kcld_lease_table_new(f->db, f->name, 0, &f->t), 0);
 }
 
 static void fx_close(struct fx *f)
@@ -946,6 +948,114 @@ static void test_multi_stream_table_refused(void **state)
   fx_close(&f);
 }
 
+/* A KCL multi-stream lease item, as DynamoDBMultiStreamLeaseSerializer
+ * writes it. */
+static json_t *kcl_multi_item(const char *stream_id, const char *shard,
+                              const char *owner, const char *checkpoint)
+{
+  char key[256];
+  snprintf(key, sizeof(key), "%s:%s", stream_id, shard);
+  return json_pack("{s:{s:s}, s:{s:s}, s:{s:s}, s:{s:s}, s:{s:s}, s:{s:s}, "
+                   "s:{s:s}, s:{s:s}}",
+                   "leaseKey", "S", key, "leaseOwner", "S", owner,
+                   "leaseCounter", "N", "4", "ownerSwitchesSinceCheckpoint",
+                   "N", "0", "checkpoint", "S", checkpoint,
+                   "checkpointSubSequenceNumber", "N", "0", "streamName", "S",
+                   stream_id, "shardId", "S", shard);
+}
+
+/* The same table through a multi-stream handle: the leases of two streams
+ * are read with their stream and shard, every write keeps streamName and
+ * shardId, a new lease is written in the KCL's format, and a single-stream
+ * lease among them is refused. */
+static void test_multi_stream_table(void **state)
+{
+  (void)state;
+  struct fx f;
+  fx_open(&f);
+  kcld_lease_table_free(f.t);
+  assert_int_equal(kcld_lease_table_new(f.db, f.name, 1, &f.t), 0);
+  int created;
+  assert_int_equal(ensure(&f, &created), 0);
+  const char *orders = "123456789012:orders:1700000000";
+  const char *clicks = "123456789012:clicks:1700000123";
+  raw_put(&f, kcl_multi_item(orders, "shardId-000000000000", "kcl-w",
+                             "49590338271490256608559692538361571095921575989136"
+                             "588898"));
+  raw_put(&f, kcl_multi_item(clicks, "shardId-000000000000", "kcl-w",
+                             "TRIM_HORIZON"));
+  struct kcld_lease nl = {0};
+  nl.shard_id = strdup("shardId-000000000001");
+  nl.checkpoint = strdup("TRIM_HORIZON");
+  assert_int_equal(kcld_lease_set_stream(&nl, clicks), 0);
+  assert_int_equal(create(&f, &nl, &created), 0);
+  assert_int_equal(created, 1);
+  kcld_lease_clean_up(&nl);
+
+  struct leases sc = {0};
+  assert_int_equal(kcld_lease_table_scan(f.t, on_leases, &sc), 0);
+  assert_true(kcld_test_run_until(&f.loop, &sc.done, 10000));
+  assert_int_equal(sc.err, 0);
+  assert_int_equal(sc.n, 3);
+  int seen_orders = 0, seen_clicks = 0;
+  for (size_t i = 0; i < sc.n; i++) {
+    assert_non_null(sc.l[i].stream_id);
+    seen_orders += strcmp(sc.l[i].stream_id, orders) == 0;
+    seen_clicks += strcmp(sc.l[i].stream_id, clicks) == 0;
+  }
+  assert_int_equal(seen_orders, 1);
+  assert_int_equal(seen_clicks, 2);
+
+  /* Take and checkpoint the orders lease: the stream attributes stay. */
+  char okey[128];
+  assert_int_equal(kcld_lease_key(okey, sizeof(okey), orders,
+                                   "shardId-000000000000"), 0);
+  struct kcld_lease *ol = NULL;
+  for (size_t i = 0; i < sc.n; i++)
+    if (strcmp(sc.l[i].shard_id, okey) == 0)
+      ol = &sc.l[i];
+  assert_non_null(ol);
+  assert_string_equal(kcld_lease_shard(ol), "shardId-000000000000");
+  struct res r;
+  struct kcld_lease_change take = {.kind = KCLD_LEASE_TAKE, .worker = "kcld"};
+  assert_int_equal(write_ch(&f, ol, &take, &r), 0);
+  struct kcld_lease_change cp = {.kind = KCLD_LEASE_CHECKPOINT,
+                                 .worker = "kcld",
+                                 .checkpoint = "49590338271490256608559692538"
+                                               "361571095921575989136588999"};
+  assert_int_equal(write_ch(&f, ol, &cp, &r), 0);
+  json_t *it = raw_get(&f, okey);
+  assert_s(it, "streamName", orders);
+  assert_s(it, "shardId", "shardId-000000000000");
+  assert_s(it, "leaseOwner", "kcld");
+  assert_s(it, "checkpoint", cp.checkpoint);
+  assert_n(it, "leaseCounter", "6");
+  json_decref(it);
+  char ckey[128];
+  assert_int_equal(kcld_lease_key(ckey, sizeof(ckey), clicks,
+                                  "shardId-000000000001"), 0);
+  it = raw_get(&f, ckey);
+  static const char *const new_attrs[] = {
+    "leaseKey", "leaseCounter", "checkpoint", "checkpointSubSequenceNumber",
+    "ownerSwitchesSinceCheckpoint", "streamName", "shardId", NULL};
+  assert_names(it, new_attrs);
+  assert_s(it, "streamName", clicks);
+  assert_s(it, "shardId", "shardId-000000000001");
+  json_decref(it);
+  leases_free(&sc);
+
+  /* A single-stream lease in it: the table is not one format. */
+  struct kcld_lease single = {.shard_id = "shardId-000000000007",
+                              .checkpoint = "LATEST"};
+  assert_int_equal(create(&f, &single, &created), 0);
+  struct leases bad = {0};
+  assert_int_equal(kcld_lease_table_scan(f.t, on_leases, &bad), 0);
+  assert_true(kcld_test_run_until(&f.loop, &bad.done, 10000));
+  assert_int_equal(bad.err, KCLD_ECONFIG);
+  assert_int_equal(bad.n, 0);
+  fx_close(&f);
+}
+
 static int setup(void **state)
 {
   (void)state;
@@ -973,6 +1083,7 @@ int main(void)
     cmocka_unit_test(test_scan_skips_foreign_items),
     cmocka_unit_test(test_kcl_written_items),
     cmocka_unit_test(test_multi_stream_table_refused),
+    cmocka_unit_test(test_multi_stream_table),
   };
   return cmocka_run_group_tests(tests, setup, teardown);
 }

@@ -568,12 +568,15 @@ static void test_status(void **state)
 
 /* ======== The binary ======== */
 
-static int run_bin(const char *args, char **out)
+/* Runs kcld with `args`; *out gets its stdout, and its stderr too when
+ * `err` is set.  Returns the exit status. */
+static int run_kcld(const char *args, int err, char **out)
 {
   char cmd[2048];
   size_t cap = 1 << 16, len = 0;
   *out = calloc(1, cap);
-  snprintf(cmd, sizeof(cmd), "%s %s 2>/dev/null", kcld_test_bin(), args);
+  snprintf(cmd, sizeof(cmd), "%s %s %s", kcld_test_bin(), args,
+           err ? "2>&1" : "2>/dev/null");
   FILE *p = popen(cmd, "r");
   assert_non_null(p);
   size_t n;
@@ -581,6 +584,11 @@ static int run_bin(const char *args, char **out)
     len += n;
   int st = pclose(p);
   return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
+}
+
+static int run_bin(const char *args, char **out)
+{
+  return run_kcld(args, 0, out);
 }
 
 static void test_binary(void **state)
@@ -597,12 +605,11 @@ static void test_binary(void **state)
           "application: test-produce\nstream: bin-stream\nregion: us-east-1\n"
           "endpoints:\n  kinesis: %s\n  dynamodb: %s\n"
           "credentials:\n  access_key_id: AKIDKCLDTEST\n"
-          "  secret_access_key: kcld-test-secret\n"
-          "lease:\n  table: bin-leases\n",
+          "  secret_access_key: kcld-test-secret\n",
           kcld_emu_url(&s_emu, "kinesis"), kcld_emu_url(&s_emu, "dynamodb"));
   fclose(f);
   create_stream("bin-stream", 1);
-  create_table("bin-leases");
+  create_table("test-produce"); /* the lease table: the application's */
   snprintf(args, sizeof(args), "produce --config %s --count 42 --rate 1000 "
            "--poison-rate 0 -q", path);
   assert_int_equal(run_bin(args, &out), 0);
@@ -617,6 +624,8 @@ static void test_binary(void **state)
   json_t *doc = json_loads(out, 0, NULL);
   assert_non_null(doc);
   assert_int_equal(json_integer_value(json_object_get(doc, "unowned")), 1);
+  assert_string_equal(json_string_value(json_object_get(doc, "table")),
+                      "test-produce");
   assert_string_equal(json_string_value(json_object_get(
     json_array_get(json_object_get(doc, "shards"), 0), "state")), "unowned");
   json_decref(doc);
@@ -625,6 +634,10 @@ static void test_binary(void **state)
   assert_int_equal(run_bin("produce --rate x --stream s", &out), 2);
   free(out);
   assert_int_equal(run_bin("status", &out), 2);
+  free(out);
+  /* A stream but no table and no config: no guessed table name. */
+  assert_int_equal(run_kcld("status --stream bin-stream", 1, &out), 2);
+  assert_non_null(strstr(out, "kcld status: give --table NAME"));
   free(out);
   unlink(path);
 }

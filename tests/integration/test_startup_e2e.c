@@ -149,24 +149,6 @@ static void wait_failed_calls(const char *target, long calls,
   }
 }
 
-static size_t lines_in(const char *path)
-{
-  size_t n = 0;
-  char *text = kcld_test_slurp(path, NULL);
-  for (const char *p = text; p && *p; p++)
-    n += *p == '\n';
-  free(text);
-  return n;
-}
-
-static int log_has(const char *log, const char *what)
-{
-  char *text = kcld_test_slurp(log, NULL);
-  int found = text && strstr(text, what);
-  free(text);
-  return found;
-}
-
 /* ======== Tests ======== */
 
 /* `target` of the `via` endpoint answers 500 for 3 calls of 3 attempts
@@ -183,12 +165,12 @@ static void rides_out(const char *via, const char *target)
   notify_drain();
   assert_int_equal(E.readies, 0);
   assert_true(E.pings >= 1);
-  assert_int_equal(lines_in(out), 0);
-  assert_true(log_has(log, "start-up waits: a transient failure"));
+  assert_int_equal(kcld_e2e_lines_in(out), 0);
+  assert_true(kcld_e2e_file_has(log, "start-up waits: a transient failure"));
 
   fault_script(via, "[]");
   unsigned long long end = kcld_test_now_ms() + 60000;
-  while (lines_in(out) < RECORDS) {
+  while (kcld_e2e_lines_in(out) < RECORDS) {
     check_running(log);
     if (kcld_test_now_ms() > end) {
       kcld_e2e_dump_file(log);
@@ -199,10 +181,10 @@ static void rides_out(const char *via, const char *target)
   }
   notify_drain();
   assert_int_equal(E.readies, 1);
-  assert_true(log_has(log, "start-up went on after transient failures"));
+  assert_true(kcld_e2e_file_has(log, "start-up went on after transient failures"));
   kcld_e2e_stop_kcld(E.pid, log, 20000);
   E.pid = 0;
-  assert_int_equal(lines_in(out), RECORDS);
+  assert_int_equal(kcld_e2e_lines_in(out), RECORDS);
 }
 
 static void test_waits_out_describe_table_500s(void **state)
@@ -232,7 +214,7 @@ static void test_sigterm_while_waiting(void **state)
   printf("stopped %llu ms after SIGTERM\n", kcld_test_now_ms() - t0);
   notify_drain();
   assert_int_equal(E.readies, 0);
-  assert_int_equal(lines_in(out), 0);
+  assert_int_equal(kcld_e2e_lines_in(out), 0);
 }
 
 /* A refusal is not waited out: exit 1 after the one call, naming it. */

@@ -2,9 +2,11 @@
  * running and without a docker engine:
  *
  *   - the scripts in tests/static: the Dockerfile lint and its fixtures, the systemd
- *     unit (systemd-analyze verify and security, sysusers, tmpfiles), the
+ *     unit and its template (systemd-analyze verify and security, sysusers,
+ *     tmpfiles), the
  *     man page against `kcld --help`, `make install`/`uninstall`,
- *     shellcheck, and `docker compose config` where the plugin exists.
+ *     shellcheck, `docker compose config` where the plugin exists, and
+ *     `make run` from a build tree that does not exist yet (plain pass).
  *     Exit 0 passes, 77 skips (a tool is missing; the script says which).
  *   - here, with libyaml: docker/kcld.yaml uses only keys of conf/kcld.yaml
  *     and passes `kcld --check-config`; docker/compose.yaml, the LocalStack
@@ -108,6 +110,19 @@ static void test_compose_config(void **state)
   script("check-compose.sh");
 }
 
+/* `make run` builds its own plain kcld in a fresh build tree, whatever the
+ * build under test: once, in the plain pass, is enough. */
+static void test_make_run(void **state)
+{
+  (void)state;
+#if defined(__SANITIZE_ADDRESS__)
+  printf("skip: make run builds a plain kcld; the plain pass runs it\n");
+  skip();
+#else
+  script("check-make-run.sh");
+#endif
+}
+
 /* The unit check is not a rubber stamp: a unit that lost its notify type,
  * stops before shutdown_timeout and carries a misspelt key fails it. */
 static void test_systemd_unit_check_fails_on_bad_unit(void **state)
@@ -135,6 +150,41 @@ static void test_systemd_unit_check_fails_on_bad_unit(void **state)
   assert_int_equal(rc, 1);
   assert_non_null(strstr(out, "lacks the line 'Type=notify'"));
   assert_non_null(strstr(out, "TimeoutStopSec=10s is not above"));
+  assert_non_null(strstr(out, "UMsk"));
+  free(out);
+}
+
+/* Nor for the template: one that reads kcld.yaml, shares the state
+ * directory, drifts from kcld.service and carries a misspelt key fails. */
+static void test_systemd_template_check_fails_on_bad_template(void **state)
+{
+  (void)state;
+  char dir[] = "/tmp/kcld-unit-XXXXXX", path[64], cmd[512], *out = NULL;
+  assert_non_null(mkdtemp(dir));
+  snprintf(path, sizeof(path), "%s/kcld@.service", dir);
+  snprintf(cmd, sizeof(cmd),
+           "sed -e 's|/etc/kcld/%%i.yaml|/etc/kcld/kcld.yaml|' "
+           "-e 's|^StateDirectory=kcld/%%i|StateDirectory=kcld|' "
+           "-e 's/^LockPersonality=yes/LockPersonality=no/' "
+           "-e 's/^UMask=0077$/UMask=0077\\nUMsk=0077/' "
+           "systemd/kcld@.service > %s", path);
+  assert_int_equal(run(cmd, &out), 0);
+  free(out);
+  snprintf(cmd, sizeof(cmd), "KCLD_TEMPLATE='%s' KCLD_BIN='%s' "
+           "tests/static/check-unit.sh", path, kcld_test_bin());
+  int rc = run(cmd, &out);
+  printf("---- check-unit.sh on a broken template (exit %d)\n%s", rc, out);
+  unlink(path);
+  rmdir(dir);
+  if (rc == 77) {
+    free(out);
+    skip();
+  }
+  assert_int_equal(rc, 1);
+  assert_non_null(strstr(out, "ExecStart is '/usr/local/bin/kcld --config "
+                              "/etc/kcld/kcld.yaml'"));
+  assert_non_null(strstr(out, "StateDirectory is 'kcld'"));
+  assert_non_null(strstr(out, "> LockPersonality=no"));
   assert_non_null(strstr(out, "UMsk"));
   free(out);
 }
@@ -617,10 +667,12 @@ int main(void)
     cmocka_unit_test(test_dockerfile_lint),
     cmocka_unit_test(test_systemd_unit),
     cmocka_unit_test(test_systemd_unit_check_fails_on_bad_unit),
+    cmocka_unit_test(test_systemd_template_check_fails_on_bad_template),
     cmocka_unit_test(test_man_page),
     cmocka_unit_test(test_make_install),
     cmocka_unit_test(test_shellcheck),
     cmocka_unit_test(test_compose_config),
+    cmocka_unit_test(test_make_run),
     cmocka_unit_test(test_flatten_paths),
     cmocka_unit_test(test_docker_config_keys_known),
     cmocka_unit_test(test_docker_config_passes_check),

@@ -2,14 +2,20 @@
 it handled, "<shardId> <sequenceNumber> <data>", to the file named by
 argv[1]; a record whose data starts with "flaky" is reported in
 batchItemFailures the first time this child sees it (and logged to the
-file as "FAILED <shardId> <sequenceNumber>"), so kcld must retry from it."""
+file as "FAILED <shardId> <sequenceNumber>"), so kcld must retry from it.
+Each event line as received is appended to the file named by argv[2],
+when one is given."""
 import base64
 import json
+import os
 import sys
 
 seen = set()
-with open(sys.argv[1], "a") as out:
+events_path = sys.argv[2] if len(sys.argv) > 2 else os.devnull
+with open(sys.argv[1], "a") as out, open(events_path, "a") as events:
     for line in sys.stdin:
+        events.write(line)
+        events.flush()
         failures = []
         done = []
         for r in json.loads(line)["Records"]:

@@ -1,7 +1,7 @@
 #!/bin/sh
 # check-install.sh — `make install` and `make uninstall` into scratch
-# DESTDIRs: every file lands where PREFIX says with the right mode, the
-# unit's ExecStart follows PREFIX, /etc/kcld/kcld.yaml is written only when
+# DESTDIRs: every file lands where PREFIX says with the right mode (the
+# docs, docs/*.md, in share/doc/kcld), the units' ExecStart follows PREFIX, /etc/kcld/kcld.yaml is written only when
 # absent and kept by uninstall once edited.  The binary is not rebuilt
 # (make -o).  Run from the repository root; KCLD_BIN names the kcld binary
 # of the build under test (default build/kcld).  Exit 0 pass, 1 fail.
@@ -44,22 +44,31 @@ for prefix in /usr/local /usr /opt/kcld; do
   esac
   expect "$d$prefix/bin/kcld" 755
   expect "$d$prefix/lib/systemd/system/kcld.service" 644
+  expect "$d$prefix/lib/systemd/system/kcld@.service" 644
   expect "$d$prefix/lib/sysusers.d/kcld.conf" 644
   expect "$d$prefix/lib/tmpfiles.d/kcld.conf" 644
   expect "$d$prefix/share/man/man8/kcld.8" 644
   expect "$d$prefix/share/doc/kcld/kcld.yaml.example" 644
+  for doc in docs/*.md; do
+    expect "$d$prefix/share/doc/kcld/${doc#docs/}" 644
+    cmp -s "$doc" "$d$prefix/share/doc/kcld/${doc#docs/}" ||
+      bad "PREFIX=$prefix: share/doc/kcld/${doc#docs/} is not $doc"
+  done
   expect "$d/etc/kcld/kcld.yaml" 640
   cmp -s "$bin" "$d$prefix/bin/kcld" || bad "installed kcld is not $bin"
   cmp -s conf/kcld.yaml "$d/etc/kcld/kcld.yaml" ||
     bad "/etc/kcld/kcld.yaml is not conf/kcld.yaml"
-  exec_line=$(grep '^ExecStart=' "$d$prefix/lib/systemd/system/kcld.service")
-  [ "$exec_line" = "ExecStart=$prefix/bin/kcld --config /etc/kcld/kcld.yaml" ] ||
-    bad "PREFIX=$prefix: unit has '$exec_line'"
-  # Only ExecStart differs from the source unit.
-  n=$(diff systemd/kcld.service "$d$prefix/lib/systemd/system/kcld.service" |
-      grep -c '^[<>]' || true)
-  [ "$prefix" = /usr/local ] && want=0 || want=2
-  [ "$n" -eq "$want" ] || bad "PREFIX=$prefix: unit differs in $n lines"
+  for u in kcld.service:kcld.yaml kcld@.service:%i.yaml; do
+    conf=${u#*:} u=${u%%:*}
+    exec_line=$(grep '^ExecStart=' "$d$prefix/lib/systemd/system/$u")
+    [ "$exec_line" = "ExecStart=$prefix/bin/kcld --config /etc/kcld/$conf" ] ||
+      bad "PREFIX=$prefix: $u has '$exec_line'"
+    # Only ExecStart differs from the source unit.
+    n=$(diff "systemd/$u" "$d$prefix/lib/systemd/system/$u" |
+        grep -c '^[<>]' || true)
+    [ "$prefix" = /usr/local ] && want=0 || want=2
+    [ "$n" -eq "$want" ] || bad "PREFIX=$prefix: $u differs in $n lines"
+  done
   [ "$fail" -ne 0 ] || echo "ok   install PREFIX=$prefix"
 done
 

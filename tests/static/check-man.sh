@@ -47,7 +47,9 @@ cmds=$(printf '%s\n' "$help" | sed -n '/^commands:/,$p' |
        sed -n 's/^  \([a-z][a-z-]*\)  .*/\1/p')
 for c in $cmds; do
   n=$((n + 1))
-  grep -qx "\.B $c" "$page" || bad "--help lists command $c; $page does not"
+  esc=$(printf '%s' "$c" | sed 's/-/\\\\-/g')
+  grep -qx "\.B \($c\|$esc\)" "$page" ||
+    bad "--help lists command $c; $page does not"
 done
 # The page's OPTIONS section documents only real options.
 documented=$(sed -n '/^\.SH OPTIONS/,/^\.SH /p' "$page" |

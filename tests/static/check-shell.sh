@@ -1,5 +1,5 @@
 #!/bin/sh
-# check-shell.sh — shellcheck on the shell scripts of docker/ and
+# check-shell.sh — shellcheck on the shell scripts of docker/, scripts/ and
 # tests/static/ (POSIX sh).  Run from the repository root.
 # Exit 0 pass, 1 fail, 77 skip (shellcheck missing: Debian package shellcheck).
 set -eu
@@ -9,7 +9,7 @@ if ! command -v shellcheck >/dev/null 2>&1; then
 fi
 n=0
 fail=0
-for f in docker/init/*.sh tests/static/*.sh; do
+for f in docker/init/*.sh tests/static/*.sh scripts/*.sh; do
   [ -e "$f" ] || continue
   n=$((n + 1))
   if out=$(shellcheck --shell=sh --severity=style "$f" 2>&1); then

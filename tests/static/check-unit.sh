@@ -1,6 +1,7 @@
 #!/bin/sh
-# check-unit.sh — systemd/kcld.service, kcld.sysusers and kcld.tmpfiles,
-# checked with systemd's own tools on a machine where systemd need not run:
+# check-unit.sh — systemd/kcld.service, kcld@.service, kcld.sysusers and
+# kcld.tmpfiles, checked with systemd's own tools on a machine where systemd
+# need not run:
 #   - `systemd-analyze verify` prints nothing (a copy of the unit whose
 #     ExecStart is the kcld under test; man:kcld(8) found in docs/man)
 #   - the directives kcld's operation depends on are there, and
@@ -10,11 +11,16 @@
 #     systemd-tmpfiles gives /etc/kcld to that group with modes 0750/0640
 #   - `systemd-analyze security --offline=yes` exposure stays at or under
 #     KCLD_MAX_EXPOSURE (default 2.0); the score is printed.
-# Run from the repository root; KCLD_UNIT overrides the unit checked (the
-# test feeds it broken copies); KCLD_BIN names the kcld binary (default
-# build/kcld).  Exit 0 pass, 1 fail, 77 skip (tools missing).
+#   - the template kcld@.service: an instance verifies, reads
+#     /etc/kcld/%i.yaml, has its own StateDirectory and environment file,
+#     and is kcld.service line for line otherwise.
+# Run from the repository root; KCLD_UNIT and KCLD_TEMPLATE override the
+# units checked (the test feeds them broken copies); KCLD_BIN names the
+# kcld binary (default build/kcld).  Exit 0 pass, 1 fail, 77 skip (tools
+# missing).
 set -eu
 unit=${KCLD_UNIT:-systemd/kcld.service}
+template=${KCLD_TEMPLATE:-systemd/kcld@.service}
 bin=${KCLD_BIN:-$PWD/build/kcld}
 max=${KCLD_MAX_EXPOSURE:-2.0}
 fail=0
@@ -54,8 +60,6 @@ want_exec='/usr/local/bin/kcld --config /etc/kcld/kcld.yaml'
 [ "$(get ExecStart)" = "$want_exec" ] ||
   bad "ExecStart is '$(get ExecStart)', want '$want_exec' (make install" \
       "rewrites that path)"
-sed "s|^ExecStart=/usr/local/bin/kcld |ExecStart=$bin |" "$unit" \
-  > "$tmp/kcld.service"
 mkdir -p "$tmp/man/man8"
 cp docs/man/kcld.8 "$tmp/man/man8/kcld.8"
 if command -v man >/dev/null 2>&1; then
@@ -64,13 +68,22 @@ else
   manopt=--man=no
   echo "note: man is not installed; not checking man:kcld(8)"
 fi
-if out=$(MANPATH="$tmp/man" systemd-analyze verify "$manopt" \
-           "$tmp/kcld.service" 2>&1) && [ -z "$out" ]; then
-  echo "ok   systemd-analyze verify"
-else
-  bad "systemd-analyze verify:"
-  printf '%s\n' "$out" | sed 's/^/     /'
-fi
+# verify SRC NAME: a copy of unit file SRC as $tmp/NAME, ExecStart on the
+# kcld under test, verified as $tmp/INSTANCE (NAME, or NAME's template with
+# the instance "check").
+verify() {
+  sed "s|^ExecStart=/usr/local/bin/kcld |ExecStart=$bin |" "$1" > "$tmp/$2"
+  case $2 in *@.service) inst=${2%@.service}@check.service ;; *) inst=$2 ;;
+  esac
+  if out=$(MANPATH="$tmp/man" systemd-analyze verify "$manopt" \
+             "$tmp/$inst" 2>&1) && [ -z "$out" ]; then
+    echo "ok   systemd-analyze verify $inst"
+  else
+    bad "systemd-analyze verify $inst:"
+    printf '%s\n' "$out" | sed 's/^/     /'
+  fi
+}
+verify "$unit" kcld.service
 
 # ---- directives
 for kv in Type=notify NotifyAccess=main WatchdogSec=30s Restart=on-failure \
@@ -84,13 +97,14 @@ for kv in Type=notify NotifyAccess=main WatchdogSec=30s Restart=on-failure \
     ProtectControlGroups=yes ProtectClock=yes ProtectHostname=yes \
     RestrictNamespaces=yes RestrictRealtime=yes RestrictSUIDSGID=yes \
     LockPersonality=yes MemoryDenyWriteExecute=yes UMask=0077 \
-    StateDirectory=kcld; do
+    StateDirectory=kcld \
+    "ExecReload=/bin/kill -HUP \$MAINPID"; do
   grep -qxF "$kv" "$unit" || bad "$unit lacks the line '$kv'"
 done
-# Not supported, or harmful here: a reload that does nothing; a dynamic uid
-# (the sysusers user owns /etc/kcld); no network or an IP allow list (AWS
-# endpoints and the instance metadata service must stay reachable).
-for k in ExecReload DynamicUser PrivateNetwork IPAddressDeny IPAddressAllow; do
+# Harmful here: a dynamic uid (the sysusers user owns /etc/kcld); no network
+# or an IP allow list (AWS endpoints and the instance metadata service must
+# stay reachable).
+for k in DynamicUser PrivateNetwork IPAddressDeny IPAddressAllow; do
   if grep -q "^$k=" "$unit"; then bad "$unit sets $k="; fi
 done
 stop_ms=$(to_ms "$(get TimeoutStopSec)")
@@ -117,6 +131,7 @@ if command -v systemd-sysusers >/dev/null 2>&1 &&
   root="$tmp/root"
   mkdir -p "$root/etc/kcld"
   cp conf/kcld.yaml "$root/etc/kcld/kcld.yaml"
+  cp conf/kcld.yaml "$root/etc/kcld/orders.yaml" # a kcld@orders instance's
   if ! out=$(systemd-sysusers --root="$root" - < systemd/kcld.sysusers 2>&1)
   then
     bad "systemd-sysusers:"; printf '%s\n' "$out" | sed 's/^/     /'
@@ -142,26 +157,63 @@ if command -v systemd-sysusers >/dev/null 2>&1 &&
   fi
   d=$(stat -c '%a %u %g' "$root/etc/kcld")
   f=$(stat -c '%a %u %g' "$root/etc/kcld/kcld.yaml")
-  if [ "$d" = "750 0 ${gid:-x}" ] && [ "$f" = "640 0 ${gid:-x}" ]; then
-    echo "ok   tmpfiles: /etc/kcld 0750 root:$group, kcld.yaml 0640"
+  o=$(stat -c '%a %u %g' "$root/etc/kcld/orders.yaml")
+  if [ "$d" = "750 0 ${gid:-x}" ] && [ "$f" = "640 0 ${gid:-x}" ] &&
+     [ "$o" = "$f" ]; then
+    echo "ok   tmpfiles: /etc/kcld 0750 root:$group, kcld.yaml and" \
+      "orders.yaml 0640"
   else
-    bad "tmpfiles: /etc/kcld is '$d', kcld.yaml '$f' (want 750/640 0 $gid)"
+    bad "tmpfiles: /etc/kcld is '$d', kcld.yaml '$f', orders.yaml '$o'" \
+      "(want 750/640 0 $gid)"
   fi
 else
   echo "note: systemd-sysusers/systemd-tmpfiles missing; not checked"
 fi
 
 # ---- exposure
-out=$(systemd-analyze security --offline=yes "$tmp/kcld.service" 2>&1) || true
-score=$(printf '%s\n' "$out" |
-        sed -n 's/.*Overall exposure level for kcld.service: \([0-9.]*\).*/\1/p')
-if [ -z "$score" ]; then
-  bad "systemd-analyze security gave no score:"
-  printf '%s\n' "$out" | tail -n 5 | sed 's/^/     /'
-elif awk -v s="$score" -v m="$max" 'BEGIN { exit !(s > m) }'; then
-  bad "exposure $score is above $max:"
-  printf '%s\n' "$out" | grep '✗' | sed 's/^/     /'
+exposure() {
+  out=$(systemd-analyze security --offline=yes "$tmp/$1" 2>&1) || true
+  score=$(printf '%s\n' "$out" |
+          sed -n "s/.*Overall exposure level for $1: \\([0-9.]*\\).*/\\1/p")
+  if [ -z "$score" ]; then
+    bad "systemd-analyze security $1 gave no score:"
+    printf '%s\n' "$out" | tail -n 5 | sed 's/^/     /'
+  elif awk -v s="$score" -v m="$max" 'BEGIN { exit !(s > m) }'; then
+    bad "exposure of $1 $score is above $max:"
+    printf '%s\n' "$out" | grep '✗' | sed 's/^/     /'
+  else
+    echo "ok   exposure of $1 $score (limit $max)"
+  fi
+}
+exposure kcld.service
+
+# ---- the template
+want_exec='/usr/local/bin/kcld --config /etc/kcld/%i.yaml'
+tget() {
+  sed -n "s/^$1=//p" "$template" | tail -n 1
+}
+[ "$(tget ExecStart)" = "$want_exec" ] ||
+  bad "$template: ExecStart is '$(tget ExecStart)', want '$want_exec'"
+[ "$(tget StateDirectory)" = 'kcld/%i' ] ||
+  bad "$template: StateDirectory is '$(tget StateDirectory)', want kcld/%i"
+grep -qxF 'EnvironmentFile=-/etc/default/kcld-%i' "$template" ||
+  bad "$template lacks EnvironmentFile=-/etc/default/kcld-%i"
+case $(tget Description) in *%i*) ;;
+  *) bad "$template: the Description does not name the instance (%i)" ;;
+esac
+# Line for line kcld.service, but for the lines above (comments aside).
+same() {
+  grep -v -e '^#' -e '^$' -e '^Description=' -e '^ExecStart=' \
+    -e '^StateDirectory' -e '^EnvironmentFile=-/etc/default/kcld-%i$' "$1"
+}
+same "$unit" > "$tmp/unit.lines"
+same "$template" > "$tmp/template.lines"
+if out=$(diff "$tmp/unit.lines" "$tmp/template.lines"); then
+  echo "ok   $template is $unit but for the instance's lines"
 else
-  echo "ok   exposure $score (limit $max)"
+  bad "$template and $unit differ (< unit, > template):"
+  printf '%s\n' "$out" | sed 's/^/     /'
 fi
+verify "$template" kcld@.service
+exposure kcld@check.service
 exit "$fail"

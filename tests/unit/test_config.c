@@ -21,6 +21,7 @@
 #include "err.h"
 #include "../harness/harness.h"
 #include "lease/coordinator.h"
+#include "process/filter.h"
 
 #define H "application: app\nstream: s\n"
 
@@ -196,6 +197,53 @@ static const struct bad_case s_bad[] = {
    "kcld.yaml:7:7: handler.command: environment variable KCLD_T_UNSET is "
    "not set (give a default with ${KCLD_T_UNSET:-value})\n",
    NULL, NULL},
+  /* streams: */
+#define MS "application: app\nstreams:\n"
+  {"streams with stream", H "streams:\n  - name: o\n",
+   "kcld.yaml:4:3: streams: cannot be combined with stream (s): list every "
+   "stream under streams\n", NULL, NULL},
+  {"streams with fanout", MS "  - name: o\nfetch:\n  mode: fanout\n",
+   "kcld.yaml:3:3: fetch.mode: fanout is not supported with streams yet: "
+   "use polling\n", NULL, NULL},
+  {"streams per-stream handler", MS "  - name: o\n    handler: {type: x}\n",
+   "kcld.yaml:4:5: streams[0]: a per-stream handler is not supported yet: "
+   "the top-level handler applies to every stream\n", NULL, NULL},
+  {"streams per-stream filter", MS "  - name: o\n    filter: []\n",
+   "kcld.yaml:4:5: streams[0]: a per-stream filter is not supported yet: "
+   "the top-level filter applies to every stream\n", NULL, NULL},
+  {"streams ARN as name", MS
+   "  - name: arn:aws:kinesis:us-east-1:123456789012:stream/o\n",
+   "kcld.yaml:3:11: streams[0]: name: must be a stream name (an ARN goes in "
+   "arn:)\n", NULL, NULL},
+  {"streams bad name", MS "  - name: \"a b\"\n",
+   "kcld.yaml:3:11: streams[0]: stream: must be a stream name (1..128 "
+   "characters of a-z A-Z 0-9 _ . -) or a stream ARN, got \"a b\"\n",
+   NULL, NULL},
+  {"streams no name", MS "  - starting_position: LATEST\n",
+   "kcld.yaml:3:5: streams[0]: needs name: or arn:\n", NULL, NULL},
+  {"streams name and arn", MS "  - name: o\n"
+   "    arn: arn:aws:kinesis:us-east-1:123456789012:stream/o\n",
+   "kcld.yaml:4:5: streams[0]: takes one of name: and arn:, once\n", NULL,
+   NULL},
+  {"streams unknown key", MS "  - name: o\n    shards: 2\n",
+   "kcld.yaml:4:5: streams[0]: unknown key shards (a stream takes name or "
+   "arn, starting_position, starting_timestamp)\n", NULL, NULL},
+  {"streams bad position", MS "  - name: o\n    starting_position: NOW\n",
+   "kcld.yaml:4:24: streams[0]: starting_position: must be one of "
+   "TRIM_HORIZON, LATEST, AT_TIMESTAMP, got \"NOW\"\n", NULL, NULL},
+  {"streams item not a mapping", MS "  - orders\n",
+   "kcld.yaml:3:5: streams[0]: expected a mapping (name: or arn:, optional "
+   "starting_position and starting_timestamp), got a scalar\n", NULL, NULL},
+  {"streams twice", MS "  - name: o\n  - name: o\n",
+   "kcld.yaml:4:5: streams: lists o twice\n", NULL, NULL},
+  {"streams AT_TIMESTAMP without time", MS
+   "  - name: o\n    starting_position: AT_TIMESTAMP\n",
+   "kcld.yaml:3:3: streams: o: starting_timestamp is required with "
+   "starting_position: AT_TIMESTAMP\n", NULL, NULL},
+  {"streams not a list", MS "  name: o\n",
+   "kcld.yaml:3:3: streams: expected a list of streams, got a mapping\n",
+   NULL, NULL},
+#undef MS
   /* Required keys. */
   {"required missing", "batch:\n  size: 5\n",
    "kcld.yaml:1:1: application: required key is missing\n"
@@ -292,6 +340,26 @@ static const struct bad_case s_bad[] = {
    "kcld.yaml:4:21: starting_timestamp: only used with starting_position: "
    "AT_TIMESTAMP (starting_position is LATEST)\n",
    NULL, NULL},
+  {"consumer name when polling", H "fetch:\n  consumer_name: c\n",
+   "kcld.yaml:4:18: fetch.consumer_name: only used with fetch.mode: "
+   "fanout\n", NULL, NULL},
+  {"consumer ARN not an ARN", H "fetch:\n  mode: fanout\n"
+                                "  consumer_arn: arn:aws:kinesis:x\n",
+   "kcld.yaml:5:17: fetch.consumer_arn: must be a stream consumer ARN "
+   "(arn:aws:kinesis:REGION:ACCOUNT:stream/STREAM/consumer/NAME:TIMESTAMP), "
+   "got \"arn:aws:kinesis:x\"\n", NULL, NULL},
+  {"consumer ARN and name", H "fetch:\n  mode: fanout\n"
+                              "  consumer_name: c\n  consumer_arn: "
+                              "arn:aws:kinesis:us-east-1:1:stream/s/"
+                              "consumer/c:1\n",
+   "kcld.yaml:5:18: fetch.consumer_name: cannot be combined with "
+   "fetch.consumer_arn (nothing is registered then)\n", NULL, NULL},
+  {"application no consumer name",
+   "application: my app\nstream: s\nlease:\n  table: tbl\n"
+   "fetch:\n  mode: fanout\n",
+   "kcld.yaml:1:14: application: names the stream consumer when "
+   "fetch.consumer_name is not set, so must be 1..128 characters of a-z "
+   "A-Z 0-9 _ . -, got \"my app\"\n", NULL, NULL},
   {"backoff base over max", H "retry:\n  backoff_base: 1m\n"
                               "  backoff_max: 30s\n",
    "kcld.yaml:4:17: retry.backoff_base: must not exceed retry.backoff_max "
@@ -398,6 +466,57 @@ static const struct bad_case s_bad[] = {
   {"plugin without path", H "handler:\n  type: plugin\n",
    "kcld.yaml:4:9: handler.path: required with handler.type: plugin\n", NULL,
    NULL},
+  /* filter: each pattern compiled at load; errors at the offending node
+   * (a mapping) or at the string, with the position inside it. */
+  {"filter bad operator", H "filter:\n  - data: {t: [{numeric: [\"=>\", 30]}]}\n",
+   "kcld.yaml:4:27: filter[0]: data.t[0].numeric: \"=>\" is not an operator "
+   "here (=, <, <=, >, >=; a range is one lower and one upper bound)\n",
+   NULL, NULL},
+  {"filter field outside data", H "filter:\n  - partitionKey: [k]\n"
+                                  "  - order:\n      type: [buy]\n",
+   "kcld.yaml:6:7: filter[1]: order: \"order\" is not a field of a Kinesis "
+   "record (data, partitionKey, sequenceNumber, approximateArrivalTimestamp, "
+   "kinesisSchemaVersion); fields of the payload go under data\n",
+   NULL, NULL},
+  {"filter scalar value", H "filter:\n  - data:\n      n: 300\n",
+   "kcld.yaml:5:10: filter[0]: data.n: expected a list of values (write "
+   "[300]) or a mapping, got a number\n",
+   NULL, NULL},
+  {"filter JSON string", H "filter:\n  - '{\"data\": {\"a\": [1,]}}'\n"
+                           "  - '{\"Pattern\": \"{\\\"x\\\": [1]}\"}'\n",
+   "kcld.yaml:4:5: filter[0]: not JSON: unexpected character (line 1, "
+   "column 19 of the pattern)\n"
+   "kcld.yaml:5:5: filter[1]: Pattern.x: \"x\" is not a field of a Kinesis "
+   "record (data, partitionKey, sequenceNumber, approximateArrivalTimestamp, "
+   "kinesisSchemaVersion); fields of the payload go under data (line 1, "
+   "column 7 of the pattern)\n",
+   NULL, NULL},
+  {"filter list in list", H "filter:\n  - [data]\n  -\n",
+   "kcld.yaml:4:5: filter[0]: expected a pattern (a mapping, or Lambda's "
+   "JSON as a string), got a list\n"
+   "kcld.yaml:5:4: filter[1]: expected a pattern (a mapping, or Lambda's "
+   "JSON as a string), got an empty value\n",
+   NULL, NULL},
+  {"filter of 11 patterns", H "filter:\n  - partitionKey: [a]\n"
+   "  - '{\"Filters\": [{\"Pattern\": \"{\\\"partitionKey\\\": [1]}\"}, "
+   "{\"Pattern\": \"{\\\"partitionKey\\\": [2]}\"}]}'\n"
+   "  - {partitionKey: [c]}\n  - {partitionKey: [d]}\n"
+   "  - {partitionKey: [e]}\n  - {partitionKey: [f]}\n"
+   "  - {partitionKey: [g]}\n  - {partitionKey: [h]}\n"
+   "  - {partitionKey: [i]}\n  - {partitionKey: [j]}\n",
+   "kcld.yaml:13:5: filter[9]: more than 10 patterns (Lambda's limit)\n",
+   NULL, NULL},
+  {"filter key not a name", H "filter:\n  - data: {[a]: [1]}\n",
+   "kcld.yaml:4:12: filter[0]: pattern keys must be names, got a list\n",
+   NULL, NULL},
+  {"filter alias bomb", H "a: &a [1, 1, 1, 1, 1, 1, 1, 1, 1, 1]\n"
+   "filter:\n  - data:\n      x: &b [*a, *a, *a, *a, *a, *a, *a, *a, *a, *a]\n"
+   "      y: &c [*b, *b, *b, *b, *b, *b, *b, *b, *b, *b]\n"
+   "      z: [*c, *c, *c, *c, *c, *c, *c, *c, *c, *c]\n",
+   "kcld.yaml:3:1: a: unknown key\n"
+   "kcld.yaml:5:5: filter[0]: a pattern of more than 10000 values "
+   "(aliases count each time they are used)\n",
+   NULL, NULL},
   /* Several errors at once, in file order. */
   {"several errors", H "log:\n  level: loud\nbatch:\n  size: 0\n"
                        "  window: 1x\nzzz: 1\n",
@@ -614,6 +733,53 @@ static void test_dead_letter_dir(void **state)
   if (saved)
     setenv("STATE_DIRECTORY", saved, 1);
   free(saved);
+}
+
+/* streams: each item's stream, and its starting position (its own or the
+ * top-level one). */
+static void test_streams(void **state)
+{
+  (void)state;
+  struct kcld_config *cfg = parse_ok(
+    "application: app\n"
+    "starting_position: AT_TIMESTAMP\n"
+    "starting_timestamp: 2024-05-01T12:00:00Z\n"
+    "streams:\n"
+    "  - name: orders\n"
+    "  - arn: arn:aws:kinesis:us-east-1:123456789012:stream/clicks\n"
+    "    starting_position: LATEST\n"
+    "  - name: late\n"
+    "    starting_timestamp: 2024-05-02T00:00:00Z\n");
+  assert_string_equal(cfg->stream, "");
+  assert_int_equal(cfg->streams.len, 3);
+  assert_string_equal(cfg->streams.v[0].stream, "orders");
+  assert_int_equal(cfg->streams.v[0].starting_position,
+                   KCLD_CONFIG_POS_AT_TIMESTAMP);
+  assert_true(cfg->streams.v[0].starting_timestamp_ms == 1714564800000LL);
+  assert_string_equal(cfg->streams.v[1].stream,
+                      "arn:aws:kinesis:us-east-1:123456789012:stream/clicks");
+  assert_int_equal(cfg->streams.v[1].starting_position,
+                   KCLD_CONFIG_POS_LATEST);
+  assert_true(cfg->streams.v[1].starting_timestamp_ms == -1);
+  assert_int_equal(cfg->streams.v[2].starting_position,
+                   KCLD_CONFIG_POS_AT_TIMESTAMP);
+  assert_true(cfg->streams.v[2].starting_timestamp_ms == 1714608000000LL);
+  /* The dump reads back as the same streams. */
+  char *dump = kcld_config_dump(cfg);
+  assert_non_null(dump);
+  assert_non_null(strstr(dump, "streams: [{name: \"orders\", "
+                               "starting_position: AT_TIMESTAMP"));
+  struct kcld_config *again = parse_ok(dump);
+  struct kcld_config_change *ch = NULL;
+  assert_int_equal(kcld_config_diff(cfg, again, &ch), 0);
+  free(ch);
+  kcld_config_free(again);
+  free(dump);
+  kcld_config_free(cfg);
+  /* Without streams: the empty list. */
+  cfg = parse_ok(H);
+  assert_int_equal(cfg->streams.len, 0);
+  kcld_config_free(cfg);
 }
 
 static void test_values(void **state)
@@ -1038,6 +1204,7 @@ static void test_full_file_round_trip(void **state)
   assert_string_equal(cfg->metrics.emf, "/var/log/kcld/emf.log");
   assert_int_equal(cfg->log.level, KCLD_LOG_WARN);
   assert_false(cfg->on_failure.include_records);
+  assert_int_equal(cfg->filter.len, 2);
 
   /* The dump is a config that gives the same config. */
   char *d1 = kcld_config_dump(cfg);
@@ -1395,6 +1562,118 @@ static void test_runtime_checks_settings(void **state)
   kcld_config_free(cfg);
 }
 
+/* ======== filter ======== */
+
+/* The stored patterns, compiled again as the daemon does. */
+static struct kcld_filter *compile_cfg(const struct kcld_config *cfg)
+{
+  struct kcld_filter *f = kcld_filter_new();
+  struct kcld_filter_error e;
+  assert_non_null(f);
+  for (size_t i = 0; i < cfg->filter.len; i++)
+    assert_int_equal(kcld_filter_add_text(f, cfg->filter.items[i],
+                                          strlen(cfg->filter.items[i]), &e),
+                     0);
+  return f;
+}
+
+static int keeps(const struct kcld_filter *f, const char *data,
+                 const char *pk)
+{
+  struct kcld_record r;
+  memset(&r, 0, sizeof(r));
+  r.data = (const uint8_t *)data;
+  r.data_len = strlen(data);
+  r.partition_key = pk;
+  r.partition_key_len = strlen(pk);
+  r.sequence_number = "1";
+  r.arrival_ms = KCLD_RECORD_NO_ARRIVAL;
+  return kcld_filter_match(f, &r);
+}
+
+/* The issue's config shape: YAML mappings and a JSON string; YAML scalars
+ * typed as the pattern means them; no environment expansion; the dump
+ * gives the same patterns back ($ not doubled); a --properties setting;
+ * filter: with no value or a list of none is no filter. */
+static void test_filter_key(void **state)
+{
+  struct kcld_config *cfg, *again;
+  struct kcld_filter *f;
+  char *dump, *errs = NULL;
+  const struct kcld_config_setting s[] = {
+    {"application", "app", NULL, 1},
+    {"stream", "s", NULL, 2},
+    {"filter", "{\"Filters\": [{\"Pattern\": \"{\\\"data\\\": "
+               "{\\\"a\\\": [1]}}\"}]}", "kcld.filter", 3},
+  };
+  (void)state;
+
+  cfg = parse_ok(H "filter:\n"
+                 "  - {data: {temperature: [{numeric: [\">\", 30]}]}}\n"
+                 "  - {partitionKey: [{prefix: \"device-\"}]}\n"
+                 "  - data:\n      n: [300.0, '12', true, ~]\n"
+                 "      $or: [{k: [\"${HOME}\"]}, {k: [x]}]\n"
+                 "  - '{\"data\": {\"order\": {\"type\": [\"buy\"]}}}'\n");
+  assert_int_equal(cfg->filter.len, 4);
+  assert_null(cfg->filter.items[4]);
+  assert_string_equal(cfg->filter.items[2],
+                      "{\"data\":{\"n\":[300.0,\"12\",true,null],\"$or\":"
+                      "[{\"k\":[\"${HOME}\"]},{\"k\":[\"x\"]}]}}");
+  f = compile_cfg(cfg);
+  assert_int_equal(kcld_filter_count(f), 4);
+  assert_int_equal(keeps(f, "{\"temperature\": 31}", "k"), 1);
+  assert_int_equal(keeps(f, "{\"temperature\": 30}", "k"), 0);
+  assert_int_equal(keeps(f, "{\"temperature\": 30}", "device-1"), 1);
+  assert_int_equal(keeps(f, "{\"n\": \"12\", \"k\": \"${HOME}\"}", "k"), 1);
+  assert_int_equal(keeps(f, "{\"n\": 12, \"k\": \"x\"}", "k"), 0);
+  assert_int_equal(keeps(f, "{\"order\": {\"type\": \"buy\"}}", "k"), 1);
+  kcld_filter_free(f);
+
+  dump = kcld_config_dump(cfg);
+  assert_non_null(dump);
+  assert_int_equal(kcld_config_parse("dump.yaml", dump, strlen(dump), &again,
+                                     &errs), 0);
+  assert_int_equal(again->filter.len, 4);
+  for (size_t i = 0; i < 4; i++)
+    assert_string_equal(again->filter.items[i], cfg->filter.items[i]);
+  free(dump);
+  kcld_config_free(again);
+  kcld_config_free(cfg);
+
+  assert_int_equal(kcld_config_from_settings("app.properties", s, 3, &cfg,
+                                             &errs), 0);
+  assert_int_equal(cfg->filter.len, 1);
+  f = compile_cfg(cfg);
+  assert_int_equal(keeps(f, "{\"a\": 1}", "k"), 1);
+  assert_int_equal(keeps(f, "{\"a\": 2}", "k"), 0);
+  kcld_filter_free(f);
+  kcld_config_free(cfg);
+  /* A bad setting: the setting's line, the position inside the text. */
+  const struct kcld_config_setting bad[] = {
+    {"application", "app", NULL, 1},
+    {"stream", "s", NULL, 2},
+    {"filter", "{\"data\": {\"a\": 1}}", "kcld.filter", 9},
+  };
+  assert_int_equal(kcld_config_from_settings("app.properties", bad, 3, &cfg,
+                                             &errs), KCLD_ECONFIG);
+  assert_string_equal(errs, "app.properties:9:1: kcld.filter: data.a: "
+                            "expected a list of values (write [1]) or a "
+                            "mapping, got a number (line 1, column 16 of "
+                            "the pattern)\n");
+  free(errs);
+
+  cfg = parse_ok(H "filter:\n");
+  assert_int_equal(cfg->filter.len, 0);
+  kcld_config_free(cfg);
+  cfg = parse_ok(H "filter: []\n");
+  assert_int_equal(cfg->filter.len, 0);
+  kcld_config_free(cfg);
+  /* One JSON string instead of a list. */
+  cfg = parse_ok(H "filter: '{\"partitionKey\": [\"a\"]}'\n");
+  assert_int_equal(cfg->filter.len, 1);
+  kcld_config_free(cfg);
+}
+
 /* ======== Reload ======== */
 
 static void expect_changes(const char *before, const char *after,
@@ -1436,7 +1715,7 @@ static void test_diff(void **state)
                  H "retry:\n  max_record_age: -1\nfetch:\n  idle_time: 2s\n"
                    "  max_records: 50\n",
                  "fetch.max_records:live fetch.idle_time:live "
-                 "retry.max_record_age:live on_failure.sqs:live "
+                 "retry.max_record_age:live on_failure.sqs:restart "
                  "on_failure.dir:restart");
   /* Lists compare item by item; templates and secrets by value. */
   expect_changes(H "handler:\n  type: lambda\n  command: [a, b]\n",
@@ -1458,14 +1737,15 @@ static void test_live_keys(void **state)
     "log.level", "log.format", "batch.size", "batch.window",
     "batch.parallelization_factor", "retry.max_retry_attempts",
     "retry.bisect_on_error", "retry.max_record_age", "retry.backoff_base",
-    "retry.backoff_max", "on_failure.sqs", "on_failure.include_records",
+    "retry.backoff_max", "on_failure.include_records",
     "on_failure.block", "fetch.idle_time", "fetch.max_records"};
   static const char *const restart[] = {
     "application", "stream", "region", "endpoint", "endpoints.kinesis",
     "credentials.profile", "http.timeout", "worker_id", "shutdown_timeout",
     "workers", "lease.table", "lease.failover_time",
     "fetch.max_buffered_bytes", "checkpoint.interval", "handler.type",
-    "handler.command", "handler.timeout", "metrics.listen", "no.such.key",
+    "handler.command", "handler.timeout", "metrics.listen", "on_failure.sqs",
+    "no.such.key",
     "batch", ""};
   for (size_t i = 0; i < sizeof(live) / sizeof(live[0]); i++)
     if (!kcld_config_key_live(live[i]))
@@ -1501,6 +1781,7 @@ int main(void)
     cmocka_unit_test(test_defaults),
     cmocka_unit_test(test_dead_letter_dir),
     cmocka_unit_test(test_values),
+    cmocka_unit_test(test_streams),
     cmocka_unit_test(test_parse_units),
     cmocka_unit_test(test_endpoints),
     cmocka_unit_test(test_reference_files),
@@ -1516,6 +1797,7 @@ int main(void)
     cmocka_unit_test(test_runtime_checks),
     cmocka_unit_test(test_runtime_checks_settings),
     cmocka_unit_test(test_diff),
+    cmocka_unit_test(test_filter_key),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }

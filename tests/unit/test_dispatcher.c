@@ -14,7 +14,8 @@
  * failures (throttled, refused, partial), infrastructure waits bounded by
  * max_record_age, a destination that fails before it keeps, a handler that
  * answers from inside process(), a timeout with its late answer, cancel
- * with a call in flight, on_failure.block and discard. */
+ * with a call in flight, on_failure.block and discard, new settings from
+ * a reload (kcld_dispatcher_configure), and filter. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -999,6 +1000,144 @@ static void test_block_retries_for_ever(void **state)
   fx_free(x);
 }
 
+/* A reload: the next batches take the new batch.size and retry policy. */
+static void test_configure_live(void **state)
+{
+  struct fx *x = fx_new();
+  struct kcld_record_batch *b[2];
+  struct kcld_dispatcher_opts o;
+  struct kcld_dispatcher_stats st;
+  (void)state;
+
+  x->o.batch_size = 2;
+  x->o.max_retry_attempts = 3;
+  fx_start(x);
+  b[0] = make_batch(x->c[0].shard, 0, 4, 4, 0, 0);
+  feed(x, 0, b, 1);
+  wait_done(x, 0, 3);
+  assert_int_equal(x->h.calls, 2);
+  o = x->o;
+  o.batch_size = 50;
+  o.max_retry_attempts = 0;
+  o.bisect_on_error = 0;
+  assert_int_equal(kcld_dispatcher_configure(x->disp, &o), 0);
+  x->h.poison[6] = 1;
+  b[1] = make_batch(x->c[0].shard, 4, 10, 4, 0, 0);
+  feed(x, 0, &b[1], 1);
+  wait_done(x, 0, 13);
+  /* One batch of all ten, failed once and given up: no retry, no split. */
+  assert_int_equal(x->h.calls, 3);
+  assert_int_equal(x->h.sizes[2], 10);
+  assert_int_equal(x->h.seen[6], 1);
+  kcld_dispatcher_stats(x->disp, &st);
+  assert_int_equal(st.batches_retried, 0);
+  assert_int_equal(st.batches_bisected, 0);
+  assert_int_equal(st.records_given_up, 10);
+  fx_free(x);
+}
+
+/* A new parallelization applies once the shard holds nothing (its lanes
+ * are made anew then); keys keep their order. */
+static void test_configure_relanes(void **state)
+{
+  struct fx *x = fx_new();
+  struct kcld_record_batch *b[2];
+  struct kcld_dispatcher_opts o;
+  (void)state;
+
+  x->o.batch_size = 5;
+  x->h.delay_ms = 3;
+  fx_start(x);
+  b[0] = make_batch(x->c[0].shard, 0, 40, 8, 0, 0);
+  feed(x, 0, b, 1);
+  wait_done(x, 0, 39);
+  assert_int_equal(x->h.max_in_flight, 1);
+  o = x->o;
+  o.parallelization = 4;
+  assert_int_equal(kcld_dispatcher_configure(x->disp, &o), 0);
+  x->h.max_in_flight = 0;
+  b[1] = make_batch(x->c[0].shard, 40, 200, 8, 0, 0);
+  feed(x, 0, &b[1], 1);
+  wait_done(x, 0, 239);
+  assert_true(x->h.max_in_flight > 1 && x->h.max_in_flight <= 4);
+  assert_int_equal(x->h.order_violations, 0);
+  for (size_t i = 0; i < 240; i++)
+    assert_int_equal(x->h.handled[i], 1);
+  fx_free(x);
+}
+
+/* What a reload may not set is refused, and nothing changes. */
+static void test_configure_refused(void **state)
+{
+  struct fx *x = fx_new();
+  struct kcld_record_batch *b[1];
+  struct kcld_dispatcher_opts o;
+  (void)state;
+
+  x->o.batch_size = 3;
+  x->o.discard = 0;
+  x->o.block_on_failure = 1;
+  fx_start(x);
+  o = x->o;
+  o.block_on_failure = 0; /* nowhere for given-up records */
+  o.batch_size = 1;
+  assert_int_equal(kcld_dispatcher_configure(x->disp, &o), KCLD_EINVAL);
+  o.block_on_failure = 1;
+  o.batch_size = 0;
+  assert_int_equal(kcld_dispatcher_configure(x->disp, &o), KCLD_EINVAL);
+  o.batch_size = 1;
+  o.backoff_max_ms = 1; /* below backoff_base_ms */
+  assert_int_equal(kcld_dispatcher_configure(x->disp, &o), KCLD_EINVAL);
+  b[0] = make_batch(x->c[0].shard, 0, 6, 4, 0, 0);
+  feed(x, 0, b, 1);
+  wait_done(x, 0, 5);
+  assert_int_equal(x->h.calls, 2); /* still batches of 3 */
+  assert_int_equal(x->h.sizes[0], 3);
+  fx_free(x);
+}
+
+/* filter: records no pattern matches never reach the handler, count in
+ * records_filtered and are passed by the checkpoint, but never ahead of a
+ * kept record still at the handler; a delivery that is all filtered (the
+ * shard's end here) still moves it to its last record. */
+static void test_filter_skips_handler(void **state)
+{
+  static const char *pat = "{\"partitionKey\": [\"key-1\", \"key-2\"]}";
+  struct fx *x = fx_new();
+  struct kcld_record_batch *b[2];
+  struct kcld_dispatcher_stats st;
+  struct kcld_filter *f = kcld_filter_new();
+  char seq[40];
+  (void)state;
+
+  assert_non_null(f);
+  assert_int_equal(kcld_filter_add_text(f, pat, strlen(pat), NULL), 0);
+  x->o.filter = f;
+  x->o.batch_size = 3;
+  x->h.hang_first_ms = 150;
+  fx_start(x);
+  b[0] = make_batch(x->c[0].shard, 0, 20, 4, 0, 0);  /* keys 0..3 */
+  b[1] = make_batch(x->c[0].shard, 20, 10, 1, 0, 1); /* key-0 only */
+  feed(x, 0, b, 2);
+  /* Record 0 is filtered, record 1 is in the first (hanging) call. */
+  run_ms(x, 40);
+  seq_of(0, seq, sizeof(seq));
+  assert_string_equal(x->c[0].progress, seq);
+  wait_done(x, 0, 29);
+  for (size_t i = 0; i < 30; i++) {
+    int keep = i < 20 && (i % 4 == 1 || i % 4 == 2);
+    assert_int_equal(x->h.seen[i], keep);
+    assert_int_equal(x->h.handled[i], keep);
+  }
+  assert_int_equal(x->c[0].dones, 2);
+  kcld_dispatcher_stats(x->disp, &st);
+  assert_int_equal(st.records_filtered, 20);
+  assert_int_equal(st.records_handled, 10);
+  assert_int_equal(st.records_given_up, 0);
+  fx_free(x);
+  kcld_filter_free(f);
+}
+
 static void test_bad_options(void **state)
 {
   struct fx *x = fx_new();
@@ -1037,6 +1176,10 @@ int main(void)
     cmocka_unit_test(test_timeout_and_late_answer),
     cmocka_unit_test(test_cancel_with_call_in_flight),
     cmocka_unit_test(test_block_retries_for_ever),
+    cmocka_unit_test(test_configure_live),
+    cmocka_unit_test(test_configure_relanes),
+    cmocka_unit_test(test_configure_refused),
+    cmocka_unit_test(test_filter_skips_handler),
     cmocka_unit_test(test_bad_options),
   };
   json_object_seed(1);

@@ -337,12 +337,110 @@ static void test_empty_and_shard_end(void **state)
     if (i == 0) {
       assert_string_equal(b->next_shard_iterator, "it");
       assert_int_equal(b->millis_behind_latest, 5);
+      assert_int_equal(b->shard_end, 0);
     } else {
       assert_null(b->next_shard_iterator);
       assert_int_equal(b->millis_behind_latest, -1);
+      assert_int_equal(b->shard_end, 1);
     }
+    assert_null(b->continuation_sequence_number);
     kcld_record_batch_release(b);
   }
+}
+
+/* SubscribeToShardEvent payloads (enhanced fan-out): the continuation is
+ * kept; a missing one is not the end, ChildShards without one is; a
+ * NextShardIterator means nothing there; a bad continuation refuses the
+ * event and names it. */
+static void test_fanout_events(void **state)
+{
+  (void)state;
+  static const struct {
+    const char *body;
+    const char *cont;
+    int end;
+    size_t children;
+  } ok[] = {
+    {"{\"Records\":[],\"ContinuationSequenceNumber\":\"4955\","
+     "\"MillisBehindLatest\":0}", "4955", 0, 0},
+    {"{\"Records\":[],\"MillisBehindLatest\":7}", NULL, 0, 0},
+    {"{\"Records\":[],\"ContinuationSequenceNumber\":null,"
+     "\"NextShardIterator\":null}", NULL, 0, 0},
+    {"{\"Records\":[],\"MillisBehindLatest\":0,\"ChildShards\":[{"
+     "\"ShardId\":\"shardId-000000000001\",\"ParentShards\":["
+     "\"shardId-000000000000\"],\"HashKeyRange\":{\"StartingHashKey\":"
+     "\"0\",\"EndingHashKey\":\"9\"}}]}", NULL, 1, 1},
+    {"{\"Records\":[],\"ChildShards\":[]}", NULL, 1, 0},
+    /* Children announced before the end, with a continuation: not yet. */
+    {"{\"Records\":[],\"ContinuationSequenceNumber\":\"12\","
+     "\"ChildShards\":[]}", "12", 0, 0},
+  };
+  static const struct {
+    const char *body;
+    const char *msg;
+  } bad[] = {
+    {"{\"Records\":[],\"ContinuationSequenceNumber\":12}",
+     "ContinuationSequenceNumber is not a string"},
+    {"{\"Records\":[],\"ContinuationSequenceNumber\":\"12a\"}",
+     "ContinuationSequenceNumber \"12a\" is not a decimal sequence number"},
+    {"{\"Records\":[],\"ContinuationSequenceNumber\":\"\"}",
+     "is not a decimal sequence number"},
+    {"[1]", "SubscribeToShardEvent is not a JSON object"},
+    {"{\"Records\":", "SubscribeToShardEvent is not JSON"},
+  };
+  struct kcld_getrecords_mem mem = {.event = 1};
+  char err[256];
+  for (size_t i = 0; i < sizeof(ok) / sizeof(ok[0]); i++) {
+    struct kcld_record_batch *b;
+    assert_int_equal(kcld_getrecords_parse_mem(ok[i].body,
+                                               strlen(ok[i].body), "s", &mem,
+                                               &b, err, sizeof(err)), 0);
+    if (ok[i].cont)
+      assert_string_equal(b->continuation_sequence_number, ok[i].cont);
+    else
+      assert_null(b->continuation_sequence_number);
+    assert_null(b->next_shard_iterator);
+    assert_int_equal(b->shard_end, ok[i].end);
+    assert_int_equal(b->child_shard_count, ok[i].children);
+    kcld_record_batch_release(b);
+  }
+  for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+    struct kcld_record_batch *b = (void *)1;
+    assert_int_equal(kcld_getrecords_parse_mem(bad[i].body,
+                                               strlen(bad[i].body), "s", &mem,
+                                               &b, err, sizeof(err)),
+                     KCLD_EPARSE);
+    assert_null(b);
+    if (!strstr(err, bad[i].msg))
+      fail_msg("event %zu: \"%s\" does not say \"%s\"", i, err,
+               bad[i].msg);
+  }
+  /* A record in an event is parsed as in GetRecords. */
+  json_t *records = json_array(), *body;
+  add_record(records, "hello", 5, "pk", k_seq1);
+  body = json_pack("{s:o,s:s,s:i}", "Records", records,
+                   "ContinuationSequenceNumber", k_seq1, "MillisBehindLatest",
+                   3);
+  size_t len;
+  char *text = dump(body, &len);
+  struct kcld_record_batch *b;
+  assert_int_equal(kcld_getrecords_parse_mem(text, len, "s", &mem, &b, err,
+                                             sizeof(err)), 0);
+  assert_int_equal(b->count, 1);
+  assert_int_equal(b->records[0].data_len, 5);
+  assert_string_equal(b->records[0].sequence_number, k_seq1);
+  assert_string_equal(b->continuation_sequence_number, k_seq1);
+  assert_int_equal(b->millis_behind_latest, 3);
+  kcld_record_batch_release(b);
+  /* In polling mode the same member is unknown and ignored. */
+  assert_int_equal(kcld_getrecords_parse(text, len, "s", &b, err,
+                                         sizeof(err)), 0);
+  assert_null(b->continuation_sequence_number);
+  assert_int_equal(b->shard_end, 1);
+  kcld_record_batch_release(b);
+  kcld_getrecords_mem_clean_up(&mem);
+  free(text);
+  json_decref(body);
 }
 
 /* A partition key with U+0000 and non-ASCII characters survives whole; the
@@ -905,6 +1003,7 @@ int main(void)
     cmocka_unit_test(test_strict_json),
     cmocka_unit_test(test_nesting_limit),
     cmocka_unit_test(test_real_kpl_body),
+    cmocka_unit_test(test_fanout_events),
     cmocka_unit_test(test_malformed_bodies),
     cmocka_unit_test(test_refused_logs_nothing),
     cmocka_unit_test(test_refcount),

@@ -1,7 +1,9 @@
 /* test_lease_table.c — the lease item model and the conditional write
  * expressions: parsing a KCL item (and refusing what is not a lease), the
  * item for a new lease, which items are leases (KCL 3.5 entities of another
- * type are not; multi-stream leases are told apart), the exact
+ * type are not; multi-stream leases are told apart), multi-stream items
+ * (key, streamName and shardId, read and written as the KCL's
+ * DynamoDBMultiStreamLeaseSerializer does), the exact
  * update/condition expressions with exactly
  * the names and values they use, applying a write to the model, and telling
  * a write that landed from one that lost. */
@@ -415,6 +417,129 @@ static void test_item_kinds(void **state)
   }
 }
 
+/* A multi-stream lease, as the KCL's DynamoDBMultiStreamLeaseSerializer
+ * writes it: the base attributes plus streamName (the whole stream
+ * identifier) and shardId, both S. */
+static const char *s_kcl_multi_item =
+  "{\"leaseKey\":{\"S\":\"123456789012:orders:1700000000:"
+  "shardId-000000000004\"},"
+  "\"leaseOwner\":{\"S\":\"kcl-worker\"},"
+  "\"leaseCounter\":{\"N\":\"17\"},"
+  "\"checkpoint\":{\"S\":\"49590338271490256608559692538361571095921575989136"
+  "588898\"},"
+  "\"checkpointSubSequenceNumber\":{\"N\":\"0\"},"
+  "\"ownerSwitchesSinceCheckpoint\":{\"N\":\"0\"},"
+  "\"parentShardId\":{\"SS\":[\"shardId-000000000001\"]},"
+  "\"startingHashKey\":{\"S\":\"0\"},"
+  "\"endingHashKey\":{\"S\":\"170141183460469231731687303715884105727\"},"
+  "\"streamName\":{\"S\":\"123456789012:orders:1700000000\"},"
+  "\"shardId\":{\"S\":\"shardId-000000000004\"}}";
+
+static void test_multi_stream_items(void **state)
+{
+  (void)state;
+  json_t *j = load(s_kcl_multi_item);
+  struct kcld_lease l;
+  assert_int_equal(kcld_lease_item_kind(j), KCLD_LEASE_ITEM_MULTI_STREAM);
+  assert_int_equal(kcld_lease_from_item(j, &l), 0);
+  assert_string_equal(l.shard_id,
+                      "123456789012:orders:1700000000:shardId-000000000004");
+  assert_string_equal(l.stream_id, "123456789012:orders:1700000000");
+  assert_string_equal(l.stream_shard, "shardId-000000000004");
+  assert_string_equal(kcld_lease_shard(&l), "shardId-000000000004");
+  assert_true(kcld_lease_has_parent(&l, "shardId-000000000001"));
+  /* Written back attribute for attribute, types included. */
+  json_t *again = kcld_lease_to_item(&l);
+  assert_true(json_equal(j, again));
+  json_decref(again);
+  struct kcld_lease copy;
+  assert_int_equal(kcld_lease_copy(&copy, &l), 0);
+  assert_string_equal(copy.stream_id, l.stream_id);
+  assert_string_equal(kcld_lease_shard(&copy), "shardId-000000000004");
+  kcld_lease_clean_up(&copy);
+  kcld_lease_clean_up(&l);
+  json_decref(j);
+
+  /* A new lease of a stream: shard id in, the KCL's key out. */
+  struct kcld_lease n = {0};
+  n.shard_id = strdup("shardId-000000000009");
+  n.checkpoint = strdup("TRIM_HORIZON");
+  assert_int_equal(kcld_lease_set_stream(&n, "1:a:0"), KCLD_EINVAL);
+  assert_int_equal(kcld_lease_set_stream(&n, "123456789012:clicks:42"), 0);
+  assert_string_equal(n.shard_id, "123456789012:clicks:42:shardId-000000000009");
+  assert_string_equal(kcld_lease_shard(&n), "shardId-000000000009");
+  j = kcld_lease_to_item(&n);
+  json_t *want = load(
+    "{\"leaseKey\":{\"S\":\"123456789012:clicks:42:shardId-000000000009\"},"
+    "\"leaseCounter\":{\"N\":\"0\"},"
+    "\"checkpoint\":{\"S\":\"TRIM_HORIZON\"},"
+    "\"checkpointSubSequenceNumber\":{\"N\":\"0\"},"
+    "\"ownerSwitchesSinceCheckpoint\":{\"N\":\"0\"},"
+    "\"streamName\":{\"S\":\"123456789012:clicks:42\"},"
+    "\"shardId\":{\"S\":\"shardId-000000000009\"}}");
+  assert_true(json_equal(j, want));
+  json_decref(j);
+  json_decref(want);
+  kcld_lease_clean_up(&n);
+
+  /* Identifiers and keys. */
+  char key[64];
+  assert_true(kcld_lease_stream_id_valid("123456789012:orders:1700000000"));
+  assert_false(kcld_lease_stream_id_valid("123456789012:orders"));
+  assert_false(kcld_lease_stream_id_valid("acct:orders:17"));
+  assert_false(kcld_lease_stream_id_valid("1::17"));
+  assert_false(kcld_lease_stream_id_valid("1:a:b:17"));
+  assert_false(kcld_lease_stream_id_valid("1:a:00"));
+  assert_false(kcld_lease_stream_id_valid("1:a:17x"));
+  assert_int_equal(kcld_lease_key(key, sizeof(key), "1:a:17", "s"), 0);
+  assert_string_equal(key, "1:a:17:s");
+  assert_int_equal(kcld_lease_key(key, sizeof(key), "1:a:17", ""),
+                   KCLD_EINVAL);
+  assert_int_equal(kcld_lease_key(key, sizeof(key), "1:a:17", "s:t"),
+                   KCLD_EINVAL);
+  assert_int_equal(kcld_lease_key(key, 8, "1:a:17", "s"), KCLD_EINVAL);
+  /* ...and apart again, for labels. */
+  char name[32];
+  assert_string_equal(kcld_lease_key_parts("123456789012:orders:17:"
+                                           "shardId-000000000004",
+                                           name, sizeof(name)),
+                      "shardId-000000000004");
+  assert_string_equal(name, "orders");
+  assert_string_equal(kcld_lease_key_parts("shardId-000000000004", name,
+                                           sizeof(name)),
+                      "shardId-000000000004");
+  assert_string_equal(name, "");
+  assert_string_equal(kcld_lease_key_parts("a:b:c", name, sizeof(name)),
+                      "a:b:c");
+  assert_string_equal(name, "");
+
+  /* Items that claim to be multi-stream leases but do not add up. */
+  static const char *const bad[] = {
+    /* shardId missing */
+    "{\"leaseKey\":{\"S\":\"1:a:17:s\"},\"checkpoint\":{\"S\":\"LATEST\"},"
+    "\"streamName\":{\"S\":\"1:a:17\"}}",
+    /* the key is not streamName:shardId */
+    "{\"leaseKey\":{\"S\":\"1:a:17:s\"},\"checkpoint\":{\"S\":\"LATEST\"},"
+    "\"streamName\":{\"S\":\"1:a:17\"},\"shardId\":{\"S\":\"t\"}}",
+    /* a wrong type */
+    "{\"leaseKey\":{\"S\":\"1:a:17:s\"},\"checkpoint\":{\"S\":\"LATEST\"},"
+    "\"streamName\":{\"SS\":[\"1:a:17\"]},\"shardId\":{\"S\":\"s\"}}",
+    /* a colon key without the attributes */
+    "{\"leaseKey\":{\"S\":\"1:a:17:s\"},\"checkpoint\":{\"S\":\"LATEST\"}}",
+    /* not an identifier */
+    "{\"leaseKey\":{\"S\":\"orders:s\"},\"checkpoint\":{\"S\":\"LATEST\"},"
+    "\"streamName\":{\"S\":\"orders\"},\"shardId\":{\"S\":\"s\"}}",
+    NULL};
+  for (int i = 0; bad[i]; i++) {
+    j = load(bad[i]);
+    assert_int_equal(kcld_lease_item_kind(j), KCLD_LEASE_ITEM_MULTI_STREAM);
+    assert_int_equal(kcld_lease_from_item(j, &l), KCLD_EPARSE);
+    assert_null(l.shard_id);
+    assert_null(l.stream_id);
+    json_decref(j);
+  }
+}
+
 int main(void)
 {
   const struct CMUnitTest tests[] = {
@@ -424,6 +549,7 @@ int main(void)
     cmocka_unit_test(test_expressions),
     cmocka_unit_test(test_apply_and_landed),
     cmocka_unit_test(test_item_kinds),
+    cmocka_unit_test(test_multi_stream_items),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }

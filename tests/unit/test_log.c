@@ -135,6 +135,18 @@ static void emit_typed(void)
            "plain", "text", NULL);
 }
 
+/* -v lowers the level a step each time, never below debug. */
+static void test_level_lower(void **state)
+{
+  (void)state;
+  assert_int_equal(kcld_log_level_lower(KCLD_LOG_INFO, 0), KCLD_LOG_INFO);
+  assert_int_equal(kcld_log_level_lower(KCLD_LOG_WARN, 1), KCLD_LOG_INFO);
+  assert_int_equal(kcld_log_level_lower(KCLD_LOG_ERROR, 2), KCLD_LOG_INFO);
+  assert_int_equal(kcld_log_level_lower(KCLD_LOG_INFO, 5), KCLD_LOG_DEBUG);
+  assert_int_equal(kcld_log_level_lower(KCLD_LOG_OFF, 1), KCLD_LOG_ERROR);
+  assert_int_equal(kcld_log_level_lower(KCLD_LOG_WARN, -3), KCLD_LOG_WARN);
+}
+
 static void test_typed_fields(void **state)
 {
   (void)state;
@@ -428,6 +440,7 @@ int main(void)
     cmocka_unit_test(test_level_filter),
     cmocka_unit_test(test_secrets_redacted),
     cmocka_unit_test(test_level_parse),
+    cmocka_unit_test(test_level_lower),
     cmocka_unit_test(test_typed_fields),
     cmocka_unit_test(test_context_on_every_line),
     cmocka_unit_test(test_journald_priority),

@@ -257,8 +257,17 @@ static void test_config_reference(void **state)
   free(committed);
   run_free(&r);
 
+  /* A bad format: the command's usage on stderr, exit 2; --help: the same
+   * text on stdout, exit 0. */
   r = run_kcld("config-reference", "html", NULL);
-  expect(&r, 2, "", "usage: kcld config-reference yaml|markdown\n");
+  assert_int_equal(r.status, 2);
+  assert_string_equal(r.out, "");
+  static const char use[] = "usage: kcld config-reference yaml|markdown\n";
+  assert_true(strncmp(r.err, use, sizeof(use) - 1) == 0);
+  assert_non_null(strstr(r.err, "docs/configuration.md"));
+  struct run h = run_kcld("config-reference", "--help", NULL);
+  expect(&h, 0, r.err, "");
+  run_free(&h);
   run_free(&r);
 }
 
@@ -281,7 +290,11 @@ static void test_version_help(void **state)
   for (size_t i = 0; i < sizeof(opts) / sizeof(opts[0]); i++)
     if (!strstr(r.out, opts[i]))
       fail_msg("--help lacks '%s':\n%s", opts[i], r.out);
-  assert_null(strstr(r.out, "config-reference")); /* hidden */
+  static const char *const cmds[] = {"config-reference", "produce",
+                                      "status", "redrive"};
+  for (size_t i = 0; i < sizeof(cmds) / sizeof(cmds[0]); i++)
+    if (!strstr(r.out, cmds[i])) /* every command is listed */
+      fail_msg("--help lacks the command '%s':\n%s", cmds[i], r.out);
   run_free(&r);
 }
 

@@ -175,6 +175,7 @@ static void test_map_every_key(void **state)
     "dynamoDBEndpoint = dynamodb.eu-west-1.amazonaws.com\n"
     "initialPositionInStream = LATEST\n"
     "maxRecords = 500\n"
+    "retrievalMode = FANOUT\n"
     "idleTimeBetweenReadsInMillis = 250\n"
     "failoverTimeMillis = 20000\n"
     "shardSyncIntervalMillis = 120000\n"
@@ -206,6 +207,8 @@ static void test_map_every_key(void **state)
                       "https://dynamodb.eu-west-1.amazonaws.com");
   assert_int_equal(cfg->starting_position, KCLD_CONFIG_POS_LATEST);
   assert_int_equal(cfg->fetch.max_records, 500);
+  assert_int_equal(cfg->fetch.mode, KCLD_CONFIG_FETCH_FANOUT);
+  assert_string_equal(cfg->fetch.consumer_name, "orders-app"); /* derived */
   assert_int_equal(cfg->fetch.idle_time_ms, 250);
   assert_int_equal(cfg->lease.failover_ms, 20000);
   assert_int_equal(cfg->lease.take_interval_ms, 40000); /* derived */

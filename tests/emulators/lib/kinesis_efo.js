@@ -23,14 +23,17 @@
 // SubscribeToShardEvent whenever kinesalite has records (polled every
 // poll_ms) and at least every heartbeat_ms: {Records (as GetRecords gives
 // them), ContinuationSequenceNumber (the last record's, or the starting
-// sequence number; left out while the subscription has none), MillisBehindLatest}.
+// sequence number; left out while the subscription has none), MillisBehindLatest};
+// while the client holds the stream back (HTTP/2 flow control) no more is
+// read from kinesalite.
 // When the shard is closed and read to its end: a last event with
 // ChildShards (from ListShards) and no ContinuationSequenceNumber, then the
 // end.  After end_after_ms (300000, as Kinesis) the stream ends.
 //
 // Control plane (JSON in, JSON out, any protocol):
 //   POST /__efo/script {"register_delay_ms", "poll_ms", "heartbeat_ms",
-//        "limit_ms", "end_after_ms",
+//        "limit_ms", "end_after_ms", "event_records" (at most this many
+//        records in one event; 10000),
 //        "refuse": [{"type": "ResourceInUseException", "times": N,
 //                    "op": "SubscribeToShard"}],       answered as HTTP 400
 //        "faults": [{"after_events": N, "what": "exception", "type": T} |
@@ -54,7 +57,7 @@ const ACCOUNT = '000000000000';
 const enc = new TextEncoder();
 const codec = new EventStreamCodec((b) => new TextDecoder().decode(b), (s) => enc.encode(s));
 const DEFAULTS = { register_delay_ms: 200, poll_ms: 20, heartbeat_ms: 1000, limit_ms: 1000,
-  end_after_ms: 300000, refuse: [], faults: [] };
+  end_after_ms: 300000, event_records: 10000, refuse: [], faults: [] };
 
 const str = (value) => ({ type: 'string', value });
 function eventFrame(type, payload) {
@@ -247,7 +250,7 @@ export async function start() {
       }
       let r;
       try {
-        r = await call(kport, 'GetRecords', { ShardIterator: iterator, Limit: 10000 });
+        r = await call(kport, 'GetRecords', { ShardIterator: iterator, Limit: script.event_records });
       } catch (e) {
         if (!sub.ended) res.end(exceptionFrame(e.type, e.message));
         finish('error');
@@ -268,7 +271,15 @@ export async function start() {
         } else if (cont) {
           ev.ContinuationSequenceNumber = cont;
         }
-        res.write(eventFrame('SubscribeToShardEvent', ev));
+        // Held back by flow control (a paused client): wait, as Kinesis
+        // does, instead of piling events up here.
+        if (!res.write(eventFrame('SubscribeToShardEvent', ev)) && !sub.ended) {
+          await new Promise((resolve) => {
+            const done = () => { res.off('drain', done); res.off('close', done); resolve(); };
+            res.on('drain', done);
+            res.on('close', done);
+          });
+        }
         sub.events++;
         sub.records += records.length;
         lastEvent = Date.now();

@@ -1,0 +1,585 @@
+/* subscriber.c — the enhanced fan-out fetch source: SubscribeToShard
+ * subscriptions one after the other, events parsed on the worker pool,
+ * backpressure by pausing the stream.  See subscriber.h and source.h.
+ *
+ * Events are queued in arrival order (each payload copied into a block of
+ * the shard's account) and parsed one at a time by the one parse job, so
+ * batches reach the core in shard order.  A new subscription waits until
+ * every event received is parsed and handed over: the last continuation
+ * is then the position to resume from.
+ *
+ * Everything here runs on the loop thread except parse_work(), which reads
+ * the event being parsed and writes the job's result and touches nothing
+ * else. */
+#include "consume/subscriber.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "aws/kinesis.h"
+#include "base/backoff.h"
+#include "base/fmt.h"
+#include "consume/getrecords.h"
+#include "consume/shard_consumer.h"
+#include "err.h"
+#include "log.h"
+
+#define MIN_ESTIMATE 4096       /* bytes of a small event, about */
+
+/* One event received, waiting for its parse. */
+struct event {
+  struct event *next;
+  char *p;                 /* a block of the account */
+  size_t len;
+};
+
+struct subscriber {
+  struct kcld_fetch_job job; /* the parse job; first: parse_work finds us */
+  uv_timer_t timer;        /* rate limit and backoff */
+  uv_loop_t *loop;
+  struct kcld_fanout *fanout;
+  char *consumer_arn;
+  char *shard_id;
+  struct kcld_source_pos start;
+  char start_seq[KCLD_SEQ_MAX + 1];
+  char cont[KCLD_SEQ_MAX + 1]; /* the last continuation handed over */
+  int have_cont;
+  uint64_t min_call_ms;
+  uint64_t backoff_base_ms;
+  uint64_t backoff_max_ms;
+  struct kcld_source_cbs cbs;
+  struct kcld_fetch_budget *budget;
+  struct kcld_fetch_account *account;
+
+  struct kcld_fanout_sub *sub; /* the open subscription, or NULL */
+  int paused;              /* sub is paused */
+  int admitted;            /* the account admitted the next event */
+  int restart;             /* we cancelled sub to start afresh */
+  struct event *qhead, *qtail; /* received, not yet parsed */
+  int parsing;             /* the job is out */
+  struct event *in_parse;  /* the event the job parses */
+  struct kcld_getrecords_mem mem;
+  struct kcld_record_batch *parsed;
+  int parse_err;
+  char parse_msg[256];
+
+  int timer_armed;
+  int timer_open;
+  int stopped;             /* no more batches to the core */
+  int handing;             /* inside cbs.batch: the core may resume us
+                              before the batch's continuation is noted */
+  int closing;
+  int called;
+  uint64_t last_call_ms;
+  uint64_t next_at_ms;     /* no call before this (backoff) */
+  unsigned fails_in_row;
+
+  /* Estimates for admission: the last event's sizes, the largest seen. */
+  size_t last_body, last_batch, top_body, top_batch;
+  int behind;
+
+  uint64_t subscriptions, empty_responses, throttles, errors;
+};
+
+static void schedule(struct subscriber *s);
+
+/* ======== Freeing ======== */
+
+static void free_event(struct event *e)
+{
+  kcld_fetch_free(e->p);
+  free(e);
+}
+
+/* Frees every event waiting for its parse. */
+static void drop_queue(struct subscriber *s)
+{
+  struct event *e = s->qhead;
+  s->qhead = s->qtail = NULL;
+  while (e) {
+    struct event *next = e->next;
+    free_event(e);
+    e = next;
+  }
+}
+
+static void maybe_free(struct subscriber *s)
+{
+  if (!s->closing || s->timer_open || s->parsing || s->sub)
+    return;
+  struct kcld_source_cbs cbs = s->cbs;
+  drop_queue(s);
+  kcld_getrecords_mem_clean_up(&s->mem);
+  free(s->consumer_arn);
+  free(s->shard_id);
+  free(s);
+  cbs.closed(cbs.arg);
+}
+
+static void on_timer_closed(uv_handle_t *h)
+{
+  struct subscriber *s = h->data;
+  s->timer_open = 0;
+  maybe_free(s);
+}
+
+/* ======== Failures ======== */
+
+static uint64_t backoff_ms(const struct subscriber *s, unsigned fails)
+{
+  struct kcld_backoff b = {s->backoff_base_ms, s->backoff_max_ms,
+                           KCLD_BACKOFF_EQUAL};
+  return kcld_backoff_ms(&b, fails);
+}
+
+/* The subscription failed (or we ended it to start afresh): count it, log
+ * it, and resubscribe after a backoff (none the first time in a row). */
+static void failed(struct subscriber *s, const struct kcld_svc_status *st)
+{
+  enum kcld_kinesis_fault fault = kcld_kinesis_fault(st);
+  const char *type = st->type && st->type[0] ? st->type
+                                             : kcld_strerror(st->err);
+  uint64_t delay = s->fails_in_row ? backoff_ms(s, s->fails_in_row) : 0;
+
+  s->fails_in_row++;
+  if (fault == KCLD_KINESIS_LIMIT || fault == KCLD_KINESIS_KMS_THROTTLED ||
+      fault == KCLD_KINESIS_IN_USE) {
+    if (fault == KCLD_KINESIS_IN_USE)
+      s->errors++;
+    else
+      s->throttles++;
+    /* The service's own rate: a second at least. */
+    if (delay < s->min_call_ms)
+      delay = s->min_call_ms;
+    kcld_log(KCLD_LOG_DEBUG, "subscription refused; backing off", "shard",
+             s->shard_id, "op", "SubscribeToShard", "type", type,
+             KCLD_LOG_UINT("retry_ms", delay), NULL);
+  } else {
+    s->errors++;
+    kcld_log(KCLD_LOG_WARN, "subscription failed; resubscribing from the "
+             "last continuation", "shard", s->shard_id, "op",
+             "SubscribeToShard", "type", type, "message",
+             st->message ? st->message : "", "after",
+             s->have_cont ? s->cont : "(start)",
+             KCLD_LOG_UINT("retry_ms", delay), NULL);
+  }
+  s->next_at_ms = uv_now(s->loop) + delay;
+}
+
+/* Ends the subscription (if open) and drops what it sent that was not
+ * parsed yet: the next one starts from the last continuation handed over.
+ * `st` says why (logged, counted, backed off). */
+static void start_afresh(struct subscriber *s,
+                         const struct kcld_svc_status *st)
+{
+  drop_queue(s);
+  failed(s, st);
+  if (s->sub) {
+    s->restart = 1;
+    kcld_fanout_sub_cancel(s->sub); /* on_end runs now */
+  }
+}
+
+static void local_failure(struct subscriber *s, int err, const char *message)
+{
+  struct kcld_svc_status st = {.err = err, .type = "", .message = message};
+  start_afresh(s, &st);
+}
+
+/* ======== Parsing ======== */
+
+static void parse_work(struct kcld_fetch_job *j)
+{
+  struct subscriber *s = (struct subscriber *)j;
+  s->parsed = NULL;
+  s->parse_err = kcld_getrecords_parse_mem(s->in_parse->p, s->in_parse->len,
+                                           s->shard_id, &s->mem, &s->parsed,
+                                           s->parse_msg,
+                                           sizeof(s->parse_msg));
+}
+
+static void pump_parse(struct subscriber *s);
+
+/* Hands a parsed batch to the core; notes its continuation and end. */
+static void got_batch(struct subscriber *s, struct kcld_record_batch *b)
+{
+  char cont[KCLD_SEQ_MAX + 1];
+  int have = b->continuation_sequence_number != NULL;
+  int end = b->shard_end;
+  int idle = b->kinesis_count == 0 && b->millis_behind_latest <= 0;
+
+  /* The core may free the batch as soon as it has it. */
+  if (have)
+    snprintf(cont, sizeof(cont), "%s", b->continuation_sequence_number);
+
+  s->last_batch = kcld_fetch_charged(b) +
+                  (b->extra ? kcld_fetch_charged(b->extra) : 0);
+  if (s->last_batch > s->top_batch)
+    s->top_batch = s->last_batch;
+  s->behind = b->millis_behind_latest > 0;
+  if (b->kinesis_count > 0)
+    s->fails_in_row = 0;
+  s->handing = 1;
+  int rc = s->cbs.batch(s->cbs.arg, b);
+  s->handing = 0;
+  if (rc != 0) {
+    /* Not taken: read it again from the last continuation taken. */
+    kcld_record_batch_release(b);
+    local_failure(s, KCLD_ENOMEM, "out of memory");
+    return;
+  }
+  /* An event with nothing and nothing behind is the tip: progress.  One
+   * with nothing while behind is not. */
+  if (idle)
+    s->empty_responses++;
+  if (have) {
+    memcpy(s->cont, cont, sizeof(cont));
+    s->have_cont = 1;
+  }
+  if (end) {
+    s->stopped = 1; /* the shard's last batch: read no more */
+    drop_queue(s);
+    if (s->sub)
+      kcld_fanout_sub_cancel(s->sub); /* on_end runs now */
+  }
+}
+
+static void parse_done(struct kcld_fetch_job *j, int status)
+{
+  struct subscriber *s = (struct subscriber *)j;
+  struct kcld_record_batch *b = s->parsed;
+  struct event *e = s->in_parse;
+
+  s->parsed = NULL;
+  s->in_parse = NULL;
+  s->parsing = 0;
+  s->last_body = kcld_fetch_charged(e->p);
+  if (s->last_body > s->top_body)
+    s->top_body = s->last_body;
+  free_event(e);
+  if (s->closing) {
+    kcld_record_batch_release(b);
+    maybe_free(s);
+    return;
+  }
+  if (status != 0 || s->stopped) {
+    kcld_record_batch_release(b);
+    return;
+  }
+  if (s->parse_err) {
+    local_failure(s, s->parse_err, s->parse_msg);
+  } else {
+    got_batch(s, b);
+  }
+  pump_parse(s);
+  schedule(s);
+}
+
+/* Starts the parse of the next event received, if none is running. */
+static void pump_parse(struct subscriber *s)
+{
+  if (s->parsing || !s->qhead || s->stopped || s->closing)
+    return;
+  struct event *e = s->qhead;
+  s->qhead = e->next;
+  if (!s->qhead)
+    s->qtail = NULL;
+  e->next = NULL;
+  s->in_parse = e;
+  s->parsing = 1;
+  int rc = kcld_fetch_job_submit(s->budget, &s->job);
+  if (rc != 0) {
+    s->parsing = 0;
+    s->in_parse = NULL;
+    free_event(e);
+    local_failure(s, rc, "the parse could not be queued");
+  }
+}
+
+/* ======== The subscription ======== */
+
+static void estimate(const struct subscriber *s, size_t *body, size_t *batch);
+
+/* An event came without an admission: bytes curl had already received
+ * when the stream paused (over HTTP/2 the window closes only then), which
+ * may be many events.  It is kept if the account admits it now; else the
+ * subscription ends here, without counting as a failure: the events queued
+ * are parsed and handed over, and the next subscription starts after the
+ * last of them once the account wakes.  Returns 1 to keep the event. */
+static int admit_overflow(struct subscriber *s, size_t len)
+{
+  size_t body, batch;
+  estimate(s, &body, &batch);
+  if (kcld_fetch_account_admit(s->account, len > body ? len : body, batch)) {
+    s->admitted = 1;
+    return 1;
+  }
+  kcld_log(KCLD_LOG_DEBUG, "over the memory budget; ending the subscription "
+           "to resume from the last continuation", "shard", s->shard_id,
+           NULL);
+  s->restart = 1;
+  kcld_fanout_sub_cancel(s->sub); /* on_end runs now */
+  return 0;
+}
+
+static void on_event(const struct kcld_fanout_event *ev, void *arg)
+{
+  struct subscriber *s = arg;
+  struct event *e;
+
+  if (s->stopped || s->closing)
+    return;
+  if (ev->kind == KCLD_FANOUT_INITIAL) {
+    s->fails_in_row = 0;
+    return;
+  }
+  if (!s->admitted && !admit_overflow(s, ev->payload_len))
+    return;
+  e = calloc(1, sizeof(*e));
+  if (e)
+    e->p = kcld_fetch_alloc(s->account, ev->payload_len ? ev->payload_len
+                                                        : 1);
+  if (!e || !e->p) {
+    free(e);
+    local_failure(s, KCLD_ENOMEM, "out of memory for an event");
+    return;
+  }
+  memcpy(e->p, ev->payload, ev->payload_len);
+  e->len = ev->payload_len;
+  if (s->qtail)
+    s->qtail->next = e;
+  else
+    s->qhead = e;
+  s->qtail = e;
+  /* The event used the admission (its block drew on the reservation). */
+  s->admitted = 0;
+  kcld_fetch_account_settle(s->account);
+  pump_parse(s);
+  schedule(s);
+}
+
+static void on_end(const struct kcld_svc_status *st, void *arg)
+{
+  struct subscriber *s = arg;
+  int restart = s->restart;
+
+  s->sub = NULL;
+  s->paused = 0;
+  s->restart = 0;
+  if (s->closing) {
+    maybe_free(s);
+    return;
+  }
+  if (s->stopped || restart)
+    return; /* counted and logged when we cancelled it */
+  if (st->err == KCLD_ECANCELED) {
+    kcld_log(KCLD_LOG_INFO, "Kinesis client closed; fetching stops",
+             "shard", s->shard_id, "op", "SubscribeToShard", NULL);
+    return;
+  }
+  if (st->err == 0)
+    kcld_log(KCLD_LOG_DEBUG, "subscription ended; resubscribing", "shard",
+             s->shard_id, "after", s->have_cont ? s->cont : "(start)", NULL);
+  else
+    failed(s, st);
+  schedule(s);
+}
+
+static void subscribe(struct subscriber *s)
+{
+  static const enum kcld_fanout_position types[] = {
+    [KCLD_SOURCE_AFTER] = KCLD_FANOUT_AFTER_SEQUENCE_NUMBER,
+    [KCLD_SOURCE_AT] = KCLD_FANOUT_AT_SEQUENCE_NUMBER,
+    [KCLD_SOURCE_TRIM_HORIZON] = KCLD_FANOUT_TRIM_HORIZON,
+    [KCLD_SOURCE_LATEST] = KCLD_FANOUT_LATEST,
+    [KCLD_SOURCE_AT_TIMESTAMP] = KCLD_FANOUT_AT_TIMESTAMP};
+  struct kcld_fanout_subscribe_req req = {
+    .consumer_arn = s->consumer_arn, .shard_id = s->shard_id,
+    .timestamp_ms = s->start.timestamp_ms};
+  int rc;
+
+  if (s->have_cont) {
+    req.position = KCLD_FANOUT_AFTER_SEQUENCE_NUMBER;
+    req.sequence_number = s->cont;
+  } else {
+    req.position = types[s->start.type];
+    if (s->start.type == KCLD_SOURCE_AFTER || s->start.type == KCLD_SOURCE_AT)
+      req.sequence_number = s->start_seq;
+  }
+  s->called = 1;
+  s->last_call_ms = uv_now(s->loop);
+  s->subscriptions++;
+  rc = kcld_fanout_subscribe(s->fanout, &req, on_event, on_end, s, &s->sub);
+  if (rc == KCLD_ECANCELED) {
+    kcld_log(KCLD_LOG_INFO, "Kinesis client closed; fetching stops",
+             "shard", s->shard_id, "op", "SubscribeToShard", NULL);
+  } else if (rc != 0) {
+    struct kcld_svc_status st = {.err = rc, .type = "",
+                                 .message = "the call was not sent"};
+    failed(s, &st);
+    schedule(s);
+  }
+}
+
+/* ======== Scheduling ======== */
+
+static void on_timer(uv_timer_t *t)
+{
+  struct subscriber *s = t->data;
+  s->timer_armed = 0;
+  if (!s->closing)
+    schedule(s);
+}
+
+/* What the next event may take: its payload and its parsed batch. */
+static void estimate(const struct subscriber *s, size_t *body, size_t *batch)
+{
+  *body = s->behind ? s->top_body : s->last_body;
+  *batch = s->behind ? s->top_batch : s->last_batch;
+  if (*body < MIN_ESTIMATE)
+    *body = MIN_ESTIMATE;
+  if (*batch < MIN_ESTIMATE)
+    *batch = MIN_ESTIMATE;
+}
+
+/* Stops reading the open subscription (flow control). */
+static void hold(struct subscriber *s)
+{
+  if (s->sub && !s->paused) {
+    s->paused = 1;
+    kcld_fanout_sub_pause(s->sub);
+  }
+}
+
+/* Reads on when the core wants more and the account admits the next
+ * event; else pauses.  Without a subscription, starts the next one once
+ * the events received are parsed and the rate and backoff allow; else arms
+ * the timer for when they will. */
+static void schedule(struct subscriber *s)
+{
+  size_t body, batch;
+
+  if (s->closing || s->stopped || s->handing)
+    return; /* got_batch's caller schedules afterwards */
+  if (!s->cbs.wanted(s->cbs.arg)) {
+    hold(s); /* ops.resume goes on */
+    return;
+  }
+  if (!s->admitted) {
+    estimate(s, &body, &batch);
+    if (!kcld_fetch_account_admit(s->account, body, batch)) {
+      hold(s); /* the account's wake resumes */
+      return;
+    }
+    s->admitted = 1;
+  }
+  if (s->sub) {
+    if (s->paused) {
+      s->paused = 0;
+      kcld_fanout_sub_resume(s->sub);
+    }
+    return;
+  }
+  if (s->timer_armed || s->qhead || s->parsing)
+    return; /* parse_done goes on */
+  uint64_t now = uv_now(s->loop);
+  uint64_t due = s->next_at_ms;
+  if (s->called && s->last_call_ms + s->min_call_ms > due)
+    due = s->last_call_ms + s->min_call_ms;
+  if (due > now) {
+    uv_timer_start(&s->timer, on_timer, due - now, 0);
+    s->timer_armed = 1;
+    return;
+  }
+  subscribe(s);
+}
+
+/* ======== Ops ======== */
+
+static void sub_resume(void *src)
+{
+  schedule(src);
+}
+
+static void sub_stop(void *src)
+{
+  struct subscriber *s = src;
+  s->stopped = 1;
+  uv_timer_stop(&s->timer);
+  s->timer_armed = 0;
+  drop_queue(s);
+  if (s->sub)
+    kcld_fanout_sub_cancel(s->sub); /* on_end runs now */
+  if (s->admitted) {
+    s->admitted = 0;
+    kcld_fetch_account_settle(s->account);
+  }
+}
+
+static void sub_close(void *src)
+{
+  struct subscriber *s = src;
+  sub_stop(s);
+  s->closing = 1;
+  if (s->parsing && kcld_fetch_job_cancel(&s->job)) {
+    s->parsing = 0; /* never started: parse_done will not run */
+    free_event(s->in_parse);
+    s->in_parse = NULL;
+  }
+  uv_close((uv_handle_t *)&s->timer, on_timer_closed);
+}
+
+static void sub_stats(const void *src, struct kcld_shard_consumer_stats *st)
+{
+  const struct subscriber *s = src;
+  st->subscriptions += s->subscriptions;
+  st->empty_responses += s->empty_responses;
+  st->throttles += s->throttles;
+  st->errors += s->errors;
+}
+
+const struct kcld_source_ops kcld_subscriber_ops = {
+  .resume = sub_resume, .stop = sub_stop, .close = sub_close,
+  .stats = sub_stats};
+
+int kcld_subscriber_open(const struct kcld_subscriber_opts *o, void **out)
+{
+  if (!o || !out || !o->loop || !o->fanout || !o->consumer_arn ||
+      !*o->consumer_arn || !o->shard_id || !o->budget || !o->account ||
+      !kcld_source_args_valid(&o->cbs, &o->start))
+    return KCLD_EINVAL;
+  struct subscriber *s = calloc(1, sizeof(*s));
+  if (!s)
+    return KCLD_ENOMEM;
+  s->consumer_arn = strdup(o->consumer_arn);
+  s->shard_id = strdup(o->shard_id);
+  if (!s->consumer_arn || !s->shard_id) {
+    free(s->consumer_arn);
+    free(s->shard_id);
+    free(s);
+    return KCLD_ENOMEM;
+  }
+  s->loop = o->loop;
+  s->fanout = o->fanout;
+  s->start = o->start;
+  if (o->start.seq)
+    snprintf(s->start_seq, sizeof(s->start_seq), "%s", o->start.seq);
+  s->start.seq = s->start_seq;
+  s->min_call_ms = o->min_call_ms;
+  s->backoff_base_ms = o->backoff_base_ms;
+  s->backoff_max_ms = o->backoff_max_ms;
+  s->cbs = o->cbs;
+  s->budget = o->budget;
+  s->account = o->account;
+  s->mem.account = o->account;
+  s->mem.event = 1;
+  s->job.run = parse_work;
+  s->job.done = parse_done;
+  uv_timer_init(s->loop, &s->timer);
+  s->timer.data = s;
+  s->timer_open = 1;
+  *out = s;
+  schedule(s);
+  return 0;
+}

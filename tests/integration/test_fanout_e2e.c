@@ -1,0 +1,294 @@
+/* test_fanout_e2e.c — the kcld binary with fetch.mode: fanout against the
+ * kinesis_efo emulator (kinesalite behind the consumer APIs and
+ * SubscribeToShard over h2c) and the DynamoDB emulator:
+ *
+ *  - kcld registers the stream consumer (named after the application),
+ *    handles every record of a 2-shard stream exactly once, makes no
+ *    GetRecords or GetShardIterator call, and on SIGTERM checkpoints and
+ *    exits 0 without deregistering the consumer;
+ *  - `kcld status` shows the consumer, ACTIVE;
+ *  - started again, it finds the consumer (registers nothing) and handles
+ *    only the records put since: nothing before the checkpoints again;
+ *  - fetch.consumer_arn naming no consumer: kcld exits 1 at start-up,
+ *    its error line naming the consumer, having taken no lease. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+
+#include <cmocka.h>
+#include <jansson.h>
+
+#include "awssync.h"
+#include "e2e.h"
+#include "fault.h"
+#include "harness.h"
+#include "proc.h"
+
+static struct {
+  struct kcld_emu emu;
+  struct kcld_test_aws *aws;
+  char dir[64];
+  pid_t pid;
+} E;
+
+static const char *efo_url(void)
+{
+  return kcld_emu_url(&E.emu, "kinesis_efo");
+}
+
+/* Front-end calls of `op` the emulator has answered. */
+static json_int_t calls_of(const char *op)
+{
+  json_t *st = kcld_fault_post(efo_url(), "/__efo/stats", "{}");
+  assert_non_null(st);
+  json_int_t n = json_integer_value(json_object_get(
+    json_object_get(st, "calls"), op));
+  json_decref(st);
+  return n;
+}
+
+/* Writes the config of `app` on `stream` in fan-out mode (`fetch_extra`:
+ * more lines of the fetch section), the stdout handler writing to `out`. */
+static void write_config(const char *path, const char *app,
+                         const char *stream, const char *out,
+                         const char *fetch_extra)
+{
+  char rest[512], fetch[512];
+  snprintf(rest, sizeof(rest), "handler:\n  type: stdout\n  path: %s\n"
+           "  decode: utf8\n", out);
+  kcld_e2e_write_config_at(path, efo_url(), kcld_emu_url(&E.emu, "dynamodb"),
+                           app, stream, rest);
+  /* The harness writes a fetch section; add the mode to it. */
+  char *text = kcld_test_slurp(path, NULL);
+  assert_non_null(text);
+  char *at = strstr(text, "fetch:\n");
+  assert_non_null(at);
+  snprintf(fetch, sizeof(fetch), "fetch:\n  mode: fanout\n%s",
+           fetch_extra ? fetch_extra : "");
+  FILE *f = fopen(path, "w");
+  assert_non_null(f);
+  fprintf(f, "%.*s%s%s", (int)(at - text), text, fetch, at + 7);
+  assert_int_equal(fclose(f), 0);
+  free(text);
+}
+
+/* The records in `out` (stdout handler lines) as "shard:seq" -> data. */
+static json_t *handled(const char *out)
+{
+  json_t *got = json_object();
+  char *text = kcld_test_slurp(out, NULL);
+  char *save = NULL;
+  for (char *line = text ? strtok_r(text, "\n", &save) : NULL; line;
+       line = strtok_r(NULL, "\n", &save)) {
+    json_t *ev = json_loads(line, 0, NULL);
+    assert_non_null(ev);
+    const char *id = json_string_value(json_object_get(ev, "eventID"));
+    json_t *data = json_object_get(json_object_get(ev, "kinesis"), "data");
+    assert_non_null(id);
+    if (json_object_get(got, id))
+      fail_msg("%s handled twice", id);
+    json_object_set(got, id, data);
+    json_decref(ev);
+  }
+  free(text);
+  return got;
+}
+
+/* Waits until `out` has `n` lines, kcld still running. */
+static void wait_lines(const char *out, size_t n, const char *log)
+{
+  unsigned long long end = kcld_test_now_ms() + 60000;
+  int status;
+  while (kcld_e2e_lines_in(out) < n) {
+    if (waitpid(E.pid, &status, WNOHANG) == E.pid) {
+      E.pid = 0;
+      kcld_e2e_dump_file(log);
+      fail_msg("kcld exited (status %d)", status);
+    }
+    if (kcld_test_now_ms() > end) {
+      kcld_e2e_dump_file(log);
+      fail_msg("%zu of %zu records handled within 60 s", kcld_e2e_lines_in(out), n);
+    }
+    kcld_test_sleep_ms(50);
+  }
+}
+
+/* Puts `n` records "<tag>-<i>" and returns what was put. */
+static json_t *put(const char *stream, const char *tag, int n)
+{
+  const char *data[64], *keys[64];
+  char bufs[64][32];
+  json_t *produced = json_array();
+  assert_true(n <= 64);
+  for (int i = 0; i < n; i++) {
+    snprintf(bufs[i], sizeof(bufs[i]), "%s-%d", tag, i);
+    data[i] = keys[i] = bufs[i];
+  }
+  kcld_e2e_put_records(E.aws, stream, data, keys, (size_t)n, produced);
+  return produced;
+}
+
+/* `got` (handled()) is exactly `produced`. */
+static void assert_same(json_t *got, json_t *produced)
+{
+  json_t *rec;
+  size_t i;
+  assert_int_equal(json_object_size(got), json_array_size(produced));
+  json_array_foreach(produced, i, rec) {
+    char id[160];
+    snprintf(id, sizeof(id), "%s:%s",
+             json_string_value(json_object_get(rec, "shard")),
+             json_string_value(json_object_get(rec, "seq")));
+    json_t *data = json_object_get(got, id);
+    if (!data)
+      fail_msg("%s not handled", id);
+    assert_string_equal(json_string_value(data),
+                        json_string_value(json_object_get(rec, "data")));
+  }
+}
+
+/* ======== Tests ======== */
+
+static void test_consumes_and_resumes(void **state)
+{
+  char conf[128], out1[128], out2[128], log1[128], log2[128];
+  (void)state;
+  snprintf(conf, sizeof(conf), "%s/efo.yaml", E.dir);
+  snprintf(out1, sizeof(out1), "%s/out1.jsonl", E.dir);
+  snprintf(out2, sizeof(out2), "%s/out2.jsonl", E.dir);
+  snprintf(log1, sizeof(log1), "%s/run1.log", E.dir);
+  snprintf(log2, sizeof(log2), "%s/run2.log", E.dir);
+  kcld_e2e_create_stream(E.aws, "efo-e2e", 2);
+  json_t *first = put("efo-e2e", "a", 40);
+  write_config(conf, "efoapp", "efo-e2e", out1, NULL);
+  json_int_t gr = calls_of("GetRecords"), gsi = calls_of("GetShardIterator");
+
+  E.pid = kcld_test_spawn_kcld(conf, log1);
+  wait_lines(out1, 40, log1);
+  kcld_e2e_stop_kcld(E.pid, log1, 20000);
+  E.pid = 0;
+  json_t *got = handled(out1);
+  assert_same(got, first);
+  json_decref(got);
+  assert_true(kcld_e2e_file_has(log1, "stream consumer ACTIVE"));
+  assert_true(kcld_e2e_file_has(log1, "\"registered\":\"true\""));
+  assert_true(calls_of("SubscribeToShard") >= 2);
+  assert_int_equal(calls_of("GetRecords"), gr);
+  assert_int_equal(calls_of("GetShardIterator"), gsi);
+  assert_int_equal(calls_of("DeregisterStreamConsumer"), 0);
+
+  /* The consumer is still there, ACTIVE. */
+  json_t *d = kcld_e2e_call(E.aws, KCLD_AWS_KINESIS, "DescribeStreamSummary",
+                            json_pack("{s:s}", "StreamName", "efo-e2e"));
+  const char *arn = json_string_value(json_object_get(
+    json_object_get(d, "StreamDescriptionSummary"), "StreamARN"));
+  json_t *c = kcld_e2e_call(E.aws, KCLD_AWS_KINESIS, "DescribeStreamConsumer",
+                            json_pack("{s:s,s:s}", "StreamARN", arn,
+                                      "ConsumerName", "efoapp"));
+  assert_string_equal(json_string_value(json_object_get(json_object_get(
+                        c, "ConsumerDescription"), "ConsumerStatus")),
+                      "ACTIVE");
+  json_decref(c);
+  json_decref(d);
+
+  /* kcld status shows it (no lag: no GetRecords call). */
+  char cmd[512];
+  snprintf(cmd, sizeof(cmd), "'%s' status --no-lag --json -c '%s'",
+           kcld_test_bin(), conf);
+  FILE *ps = popen(cmd, "r");
+  assert_non_null(ps);
+  json_t *st = json_loadf(ps, 0, NULL);
+  pclose(ps);
+  assert_non_null(st);
+  json_t *con = json_object_get(st, "consumer");
+  assert_string_equal(json_string_value(json_object_get(con, "name")),
+                      "efoapp");
+  assert_string_equal(json_string_value(json_object_get(con, "status")),
+                      "ACTIVE");
+  assert_non_null(strstr(json_string_value(json_object_get(con, "arn")),
+                         "/consumer/efoapp:"));
+  json_decref(st);
+
+  /* Again, with newer records: only those. */
+  json_t *second = put("efo-e2e", "b", 24);
+  write_config(conf, "efoapp", "efo-e2e", out2, NULL);
+  E.pid = kcld_test_spawn_kcld(conf, log2);
+  wait_lines(out2, 24, log2);
+  kcld_e2e_stop_kcld(E.pid, log2, 20000);
+  E.pid = 0;
+  got = handled(out2);
+  assert_same(got, second);
+  json_decref(got);
+  assert_true(kcld_e2e_file_has(log2, "\"registered\":\"false\""));
+  assert_int_equal(calls_of("GetRecords"), gr);
+  json_decref(first);
+  json_decref(second);
+}
+
+static void test_unknown_consumer_arn_exits(void **state)
+{
+  char conf[128], out[128], log[128], extra[256];
+  int status = 0;
+  (void)state;
+  snprintf(conf, sizeof(conf), "%s/bad.yaml", E.dir);
+  snprintf(out, sizeof(out), "%s/bad.jsonl", E.dir);
+  snprintf(log, sizeof(log), "%s/bad.log", E.dir);
+  kcld_e2e_create_stream(E.aws, "efo-bad", 1);
+  snprintf(extra, sizeof(extra), "  consumer_arn: \"arn:aws:kinesis:"
+           "us-east-1:000000000000:stream/efo-bad/consumer/nobody:1\"\n");
+  write_config(conf, "efobad", "efo-bad", out, extra);
+  E.pid = kcld_test_spawn_kcld(conf, log);
+  if (!kcld_test_wait_exit(E.pid, 30000, &status)) {
+    kcld_e2e_dump_file(log);
+    fail_msg("kcld kept running without its consumer");
+  }
+  E.pid = 0;
+  assert_true(WIFEXITED(status));
+  assert_int_equal(WEXITSTATUS(status), 1);
+  assert_true(kcld_e2e_file_has(log, "start-up failed: no ACTIVE stream consumer"));
+  assert_true(kcld_e2e_file_has(log, "consumer/nobody:1"));
+  assert_int_equal(kcld_e2e_lines_in(out), 0);
+}
+
+/* ======== Fixture ======== */
+
+static int setup(void **state)
+{
+  (void)state;
+  memset(&E, 0, sizeof(E));
+  snprintf(E.dir, sizeof(E.dir), "/tmp/kcld-efo-XXXXXX");
+  if (!mkdtemp(E.dir))
+    return -1;
+  if (kcld_emu_start(&E.emu, "kinesis_efo dynamodb") != 0)
+    return -1;
+  E.aws = kcld_test_aws_new(efo_url(), kcld_emu_url(&E.emu, "dynamodb"),
+                            NULL);
+  return E.aws ? 0 : -1;
+}
+
+static int teardown(void **state)
+{
+  char cmd[128];
+  (void)state;
+  kcld_test_reap(E.pid);
+  kcld_test_aws_free(E.aws);
+  kcld_emu_stop(&E.emu);
+  snprintf(cmd, sizeof(cmd), "rm -rf '%s'", E.dir);
+  if (system(cmd) != 0)
+    fprintf(stderr, "could not remove %s\n", E.dir);
+  return 0;
+}
+
+int main(void)
+{
+  setvbuf(stdout, NULL, _IONBF, 0);
+  const struct CMUnitTest tests[] = {
+    cmocka_unit_test(test_consumes_and_resumes),
+    cmocka_unit_test(test_unknown_consumer_arn_exits),
+  };
+  return cmocka_run_group_tests(tests, setup, teardown);
+}

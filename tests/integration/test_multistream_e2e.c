@@ -1,0 +1,357 @@
+/* test_multistream_e2e.c — kcld with `streams:` against kinesalite and
+ * dynalite: a lease table written exactly as the Java KCL's
+ * DynamoDBMultiStreamLeaseSerializer writes it (two streams, a dead KCL
+ * worker's leases mid-stream) is taken over by one kcld process at its
+ * checkpoints: each stream's records after its checkpoint reach the
+ * handler once, none before it (no re-read from TRIM_HORIZON), later
+ * records follow, and on SIGTERM the leases are released at the last
+ * record with streamName and shardId intact and no lease of another format
+ * added; per-shard metrics carry a stream label; `kcld status` refuses
+ * the configuration clearly (not supported yet).  A single-stream `stream:` config pointed at that table refuses
+ * to start, naming the reason. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+#include <curl/curl.h>
+#include <jansson.h>
+
+#include "awssync.h"
+#include "e2e.h"
+#include "harness.h"
+#include "lease/coordinator.h"
+#include "proc.h"
+
+#define WAIT_MS 30000
+
+static struct {
+  struct kcld_emu emu;
+  struct kcld_test_aws *aws;
+  char dir[64];
+  pid_t pid;
+} E;
+
+/* The KCL's identifier of `stream`: account of its ARN, creation epoch. */
+static void stream_id(const char *stream, char *id, size_t n)
+{
+  json_t *r = kcld_e2e_call(E.aws, KCLD_AWS_KINESIS, "DescribeStreamSummary",
+                            json_pack("{s:s}", "StreamName", stream));
+  json_t *d = json_object_get(r, "StreamDescriptionSummary");
+  assert_int_equal(
+    kcld_coordinator_stream_id(
+      json_string_value(json_object_get(d, "StreamARN")),
+      json_number_value(json_object_get(d, "StreamCreationTimestamp")), id,
+      n),
+    0);
+  json_decref(r);
+}
+
+/* A multi-stream lease as DynamoDBMultiStreamLeaseSerializer writes it
+ * (a shard without parents: no parentShardId). */
+static void put_kcl_lease(const char *table, const char *id,
+                          const char *shard, const char *checkpoint)
+{
+  char key[256];
+  snprintf(key, sizeof(key), "%s:%s", id, shard);
+  json_decref(kcld_e2e_call(
+    E.aws, KCLD_AWS_DYNAMODB, "PutItem",
+    json_pack("{s:s, s:{s:{s:s}, s:{s:s}, s:{s:s}, s:{s:s}, s:{s:s}, "
+              "s:{s:s}, s:{s:s}, s:{s:s}, s:{s:s}, s:{s:s}}}",
+              "TableName", table, "Item", "leaseKey", "S", key, "leaseOwner",
+              "S", "kcl-worker-gone", "leaseCounter", "N", "42",
+              "ownerSwitchesSinceCheckpoint", "N", "0", "checkpoint", "S",
+              checkpoint, "checkpointSubSequenceNumber", "N", "0",
+              "startingHashKey", "S", "0", "endingHashKey", "S",
+              "340282366920938463463374607431768211455", "streamName", "S",
+              id, "shardId", "S", shard)));
+}
+
+static json_t *scan(const char *table)
+{
+  json_t *r = kcld_e2e_call(E.aws, KCLD_AWS_DYNAMODB, "Scan",
+                            json_pack("{s:s, s:b}", "TableName", table,
+                                      "ConsistentRead", 1));
+  json_t *items = json_incref(json_object_get(r, "Items"));
+  json_decref(r);
+  return items;
+}
+
+static const char *attr_s(const json_t *item, const char *name)
+{
+  return json_string_value(json_object_get(json_object_get(item, name), "S"));
+}
+
+/* The payloads the handler wrote (stdout handler, decode utf8), in order. */
+static json_t *handled(const char *out)
+{
+  json_t *v = json_array();
+  char *text = kcld_test_slurp(out, NULL);
+  for (char *line = text, *nl; line && *line; line = nl + 1) {
+    nl = strchr(line, '\n');
+    if (!nl)
+      break;
+    *nl = '\0';
+    json_t *j = json_loads(line, 0, NULL);
+    const char *d = json_string_value(
+      json_object_get(json_object_get(j, "kinesis"), "data"));
+    if (d)
+      json_array_append_new(v, json_string(d));
+    json_decref(j);
+  }
+  free(text);
+  return v;
+}
+
+/* Waits until the handler wrote n records; fails (showing the log) when
+ * kcld exits or the time is up. */
+static json_t *wait_handled(const char *out, const char *log, size_t n)
+{
+  unsigned long long end = kcld_test_now_ms() + WAIT_MS;
+  int status;
+  for (;;) {
+    json_t *v = handled(out);
+    if (json_array_size(v) >= n)
+      return v;
+    json_decref(v);
+    if (waitpid(E.pid, &status, WNOHANG) == E.pid) {
+      E.pid = 0;
+      kcld_e2e_dump_file(log);
+      fail_msg("kcld exited (status %d)", status);
+    }
+    if (kcld_test_now_ms() > end) {
+      kcld_e2e_dump_file(log);
+      fail_msg("the handler got fewer than %zu records in %d ms", n, WAIT_MS);
+    }
+    kcld_test_sleep_ms(50);
+  }
+}
+
+static size_t on_body(char *p, size_t size, size_t n, void *arg)
+{
+  FILE *f = arg;
+  return fwrite(p, size, n, f);
+}
+
+/* GET http://127.0.0.1:<port from the log>/metrics; NULL when not (yet)
+ * served. */
+static char *scrape_metrics(const char *log)
+{
+  char *text = kcld_test_slurp(log, NULL), *body = NULL, url[64];
+  const char *p = text ? strstr(text, "\"metrics server listening\"") : NULL;
+  size_t len = 0;
+  if (p && (p = strstr(p, "\"address\":\"127.0.0.1:"))) {
+    snprintf(url, sizeof(url), "http://127.0.0.1:%d/metrics",
+             atoi(p + strlen("\"address\":\"127.0.0.1:")));
+    FILE *f = open_memstream(&body, &len);
+    CURL *h = curl_easy_init();
+    assert_non_null(f);
+    assert_non_null(h);
+    curl_easy_setopt(h, CURLOPT_URL, url);
+    curl_easy_setopt(h, CURLOPT_WRITEFUNCTION, on_body);
+    curl_easy_setopt(h, CURLOPT_WRITEDATA, f);
+    curl_easy_setopt(h, CURLOPT_TIMEOUT_MS, 5000L);
+    CURLcode rc = curl_easy_perform(h);
+    curl_easy_cleanup(h);
+    fclose(f);
+    if (rc != CURLE_OK) {
+      free(body);
+      body = NULL;
+    }
+  }
+  free(text);
+  return body;
+}
+
+static void put(const char *stream, const char *const *data, size_t n,
+                json_t *produced)
+{
+  const char *keys[8];
+  for (size_t i = 0; i < n; i++)
+    keys[i] = "pk";
+  kcld_e2e_put_records(E.aws, stream, data, keys, n, produced);
+}
+
+static const char *seq_of(const json_t *produced, size_t i)
+{
+  return json_string_value(
+    json_object_get(json_array_get(produced, i), "seq"));
+}
+
+static int has(const json_t *v, const char *s)
+{
+  for (size_t i = 0; i < json_array_size(v); i++)
+    if (strcmp(json_string_value(json_array_get(v, i)), s) == 0)
+      return 1;
+  return 0;
+}
+
+static void test_kcl_multi_stream_table_taken_over(void **state)
+{
+  (void)state;
+  char a[64], b[64], app[64], a_id[160], b_id[160], conf[128], out[128],
+    log[128], rest[512];
+  snprintf(a, sizeof(a), "ms-orders-%d", (int)getpid());
+  snprintf(b, sizeof(b), "ms-clicks-%d", (int)getpid());
+  snprintf(app, sizeof(app), "ms-app-%d", (int)getpid());
+  kcld_e2e_create_stream(E.aws, a, 1);
+  kcld_e2e_create_stream(E.aws, b, 1);
+  json_t *pa = json_array(), *pb = json_array();
+  static const char *const a_data[] = {"a1", "a2", "a3", "a4"};
+  static const char *const b_data[] = {"b1", "b2", "b3", "b4"};
+  put(a, a_data, 4, pa);
+  put(b, b_data, 4, pb);
+  stream_id(a, a_id, sizeof(a_id));
+  stream_id(b, b_id, sizeof(b_id));
+
+  /* The KCL application checkpointed a2 and b3, then its worker died. */
+  kcld_e2e_create_lease_table(E.aws, app);
+  put_kcl_lease(app, a_id, "shardId-000000000000", seq_of(pa, 1));
+  put_kcl_lease(app, b_id, "shardId-000000000000", seq_of(pb, 2));
+
+  snprintf(conf, sizeof(conf), "%s/ms.yaml", E.dir);
+  snprintf(out, sizeof(out), "%s/ms.jsonl", E.dir);
+  snprintf(log, sizeof(log), "%s/ms.log", E.dir);
+  snprintf(rest, sizeof(rest),
+           "streams:\n  - name: %s\n  - name: %s\n"
+           "    starting_position: LATEST\n"
+           "checkpoint:\n  interval: 0s\n"
+           "metrics:\n  listen: 127.0.0.1:0\n"
+           "handler:\n  type: stdout\n  decode: utf8\n  path: %s\n",
+           a, b, out);
+  kcld_e2e_write_config_at(conf, kcld_emu_url(&E.emu, "kinesis"),
+                           kcld_emu_url(&E.emu, "dynamodb"), app, NULL, rest);
+  E.pid = kcld_test_spawn_kcld(conf, log);
+
+  json_t *v = wait_handled(out, log, 3);
+  json_decref(v);
+  /* Records after the take-over follow; had kcld started a shard over, the
+   * old records would come before them (one shard keeps its order). */
+  static const char *const a_more[] = {"a5"};
+  static const char *const b_more[] = {"b5"};
+  put(a, a_more, 1, pa);
+  put(b, b_more, 1, pb);
+  v = wait_handled(out, log, 5);
+  static const char *const want[] = {"a3", "a4", "a5", "b4", "b5"};
+  for (size_t i = 0; i < 5; i++)
+    if (!has(v, want[i])) {
+      kcld_e2e_dump_file(log);
+      fail_msg("%s not handled", want[i]);
+    }
+  assert_int_equal(json_array_size(v), 5);
+  json_decref(v);
+  /* One series per held shard, told apart by the stream label. */
+  char want_a[160], want_b[160];
+  snprintf(want_a, sizeof(want_a),
+           "kcld_millis_behind_latest{shard=\"shardId-000000000000\","
+           "stream=\"%s\"}", a);
+  snprintf(want_b, sizeof(want_b),
+           "kcld_millis_behind_latest{shard=\"shardId-000000000000\","
+           "stream=\"%s\"}", b);
+  char *m = NULL;
+  for (unsigned long long end = kcld_test_now_ms() + WAIT_MS;;) {
+    free(m);
+    m = scrape_metrics(log);
+    if ((m && strstr(m, want_a) && strstr(m, want_b)) ||
+        kcld_test_now_ms() > end)
+      break;
+    kcld_test_sleep_ms(200);
+  }
+  if (!m || !strstr(m, want_a) || !strstr(m, want_b))
+    fail_msg("no per-stream series in /metrics:\n%s", m ? m : "(none)");
+  free(m);
+  kcld_e2e_stop_kcld(E.pid, log, 15000);
+  E.pid = 0;
+  /* `kcld status` does not read a multi-stream table yet, and says so. */
+  char cmd[512], said[256] = "";
+  snprintf(cmd, sizeof(cmd), "'%s' status -c '%s' 2>&1", kcld_test_bin(),
+           conf);
+  FILE *p = popen(cmd, "r");
+  assert_non_null(p);
+  size_t got = fread(said, 1, sizeof(said) - 1, p);
+  said[got] = '\0';
+  int st = pclose(p);
+  assert_true(WIFEXITED(st) && WEXITSTATUS(st) == 1);
+  assert_non_null(strstr(said, "streams: (a multi-stream lease table) is "
+                               "not supported yet"));
+  v = handled(out);
+  assert_int_equal(json_array_size(v), 5); /* nothing more on the way out */
+  json_decref(v);
+
+  /* Released at the last records, in the KCL's format, nothing added. */
+  json_t *items = scan(app);
+  assert_int_equal(json_array_size(items), 2);
+  for (size_t i = 0; i < 2; i++) {
+    json_t *it = json_array_get(items, i);
+    int is_a = strcmp(attr_s(it, "streamName"), a_id) == 0;
+    assert_true(is_a || strcmp(attr_s(it, "streamName"), b_id) == 0);
+    assert_string_equal(attr_s(it, "shardId"), "shardId-000000000000");
+    assert_null(json_object_get(it, "leaseOwner"));
+    assert_string_equal(attr_s(it, "checkpoint"),
+                        seq_of(is_a ? pa : pb, 4));
+  }
+  json_decref(items);
+  json_decref(pa);
+  json_decref(pb);
+
+  /* The same table under a single-stream config: refused at start-up. */
+  snprintf(conf, sizeof(conf), "%s/single.yaml", E.dir);
+  snprintf(log, sizeof(log), "%s/single.log", E.dir);
+  snprintf(rest, sizeof(rest), "handler:\n  type: stdout\n  path: %s\n",
+           out);
+  kcld_e2e_write_config_at(conf, kcld_emu_url(&E.emu, "kinesis"),
+                           kcld_emu_url(&E.emu, "dynamodb"), app, a, rest);
+  E.pid = kcld_test_spawn_kcld(conf, log);
+  int status = 0;
+  if (!kcld_test_wait_exit(E.pid, WAIT_MS, &status)) {
+    kcld_e2e_dump_file(log);
+    fail_msg("kcld kept running on a multi-stream table with stream:");
+  }
+  E.pid = 0;
+  assert_true(WIFEXITED(status) && WEXITSTATUS(status) != 0);
+  char *text = kcld_test_slurp(log, NULL);
+  assert_non_null(text);
+  assert_non_null(strstr(text, "configure it with `streams:`"));
+  free(text);
+}
+
+static int setup(void **state)
+{
+  (void)state;
+  memset(&E, 0, sizeof(E));
+  snprintf(E.dir, sizeof(E.dir), "/tmp/kcld-ms-XXXXXX");
+  if (!mkdtemp(E.dir))
+    return -1;
+  if (kcld_emu_start(&E.emu, "kinesis dynamodb") != 0)
+    return -1;
+  E.aws = kcld_test_aws_new(kcld_emu_url(&E.emu, "kinesis"),
+                            kcld_emu_url(&E.emu, "dynamodb"), NULL);
+  return E.aws ? 0 : -1;
+}
+
+static int teardown(void **state)
+{
+  char cmd[128];
+  (void)state;
+  kcld_test_reap(E.pid);
+  kcld_test_aws_free(E.aws);
+  kcld_emu_stop(&E.emu);
+  snprintf(cmd, sizeof(cmd), "rm -rf '%s'", E.dir);
+  if (system(cmd) != 0)
+    fprintf(stderr, "could not remove %s\n", E.dir);
+  return 0;
+}
+
+int main(void)
+{
+  setvbuf(stdout, NULL, _IONBF, 0);
+  const struct CMUnitTest tests[] = {
+    cmocka_unit_test(test_kcl_multi_stream_table_taken_over),
+  };
+  return cmocka_run_group_tests(tests, setup, teardown);
+}

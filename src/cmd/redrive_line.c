@@ -11,8 +11,6 @@
 #include "base/base64.h"
 #include "base/seq.h"
 
-#define PUT_MAX_BYTES (5 * 1024 * 1024)
-
 /* What one record needs in the batch block. */
 static size_t record_bytes(json_t *x, size_t *b64len)
 {
@@ -190,13 +188,18 @@ int kcld_redrive_line_put(struct kcld_redrive_line *l, struct kcld_kinesis *k,
     size_t b = x->len + strlen(x->key);
     if (x->put)
       continue;
-    if (n > 0 && bytes + b > PUT_MAX_BYTES)
+    /* A record over 1 MiB goes in a call of its own. */
+    if (n > 0 && (b > KCLD_KINESIS_PUT_MAX_RECORD ||
+                  bytes + b > KCLD_KINESIS_PUT_MAX_TOTAL))
       break;
-    kr[n].data = x->data;
-    kr[n].len = x->len;
-    kr[n].partition_key = x->key;
-    n++;
+    /* explicit_hash_key NULL: Kinesis hashes the partition key. */
+    kr[n++] = (struct kcld_kinesis_record){
+      .data = x->data, .len = x->len, .partition_key = x->key};
     bytes += b;
+    if (b > KCLD_KINESIS_PUT_MAX_RECORD) {
+      i++;
+      break;
+    }
   }
   l->put_end = i;
   return kcld_kinesis_put_records(k, stream, kr, n, cb, arg);

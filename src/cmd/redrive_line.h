@@ -44,8 +44,9 @@ const char *kcld_redrive_line_target(const struct kcld_redrive_line *l,
 
 /* Sends the next PutRecords call of l's records not yet put, from
  * l->put_at: at most KCLD_KINESIS_PUT_MAX_RECORDS records and 5 MiB of
- * data and keys (a larger record goes alone), same partition keys and data,
- * into `stream`; sets l->put_end.  Returns kcld_kinesis_put_records'
+ * data and keys, a record over 1 MiB (up to 10 MiB) alone, as
+ * kcld_kinesis_put_records takes them; same partition keys and data, into
+ * `stream`; sets l->put_end.  Returns kcld_kinesis_put_records'
  * result (cb runs later when 0). */
 int kcld_redrive_line_put(struct kcld_redrive_line *l, struct kcld_kinesis *k,
                           const char *stream, kcld_kinesis_put_cb cb,

@@ -182,8 +182,30 @@ static int run_kcld(const char *out, long *rss_kib, const char *const *args)
   return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
 }
 
-/* The only record of `stream` (kinesis_large), read from TRIM_HORIZON. */
-static json_t *only_record(struct kcld_test_aws *t, const char *stream)
+/* Runs `kcld ARGS...` (a redrive) in run directory `dir`: it must exit 0
+ * with `want` in its summary line.  Returns its peak RSS in KiB. */
+static long redrive_ok(const char *dir, const char *want,
+                       const char *const *args)
+{
+  char out[128], *text;
+  long rss = -1;
+  int rc;
+  snprintf(out, sizeof(out), "%s/redrive.out", dir);
+  rc = run_kcld(out, &rss, args);
+  text = kcld_test_slurp(out, NULL);
+  if (rc != 0 || !text || !strstr(text, want))
+    kcld_e2e_dump_file(out);
+  assert_int_equal(rc, 0);
+  assert_non_null(text);
+  assert_non_null(strstr(text, want));
+  free(text);
+  unlink(out);
+  return rss;
+}
+
+/* The records of `stream` (kinesis_large, one shard) from TRIM_HORIZON:
+ * GetRecords' "Records" array. */
+static json_t *records_of(struct kcld_test_aws *t, const char *stream)
 {
   json_t *sh = kcld_e2e_call(t, KCLD_AWS_KINESIS, "ListShards",
                              json_pack("{s:s}", "StreamName", stream));
@@ -197,11 +219,20 @@ static json_t *only_record(struct kcld_test_aws *t, const char *stream)
     t, KCLD_AWS_KINESIS, "GetRecords",
     json_pack("{s:s}", "ShardIterator",
               json_string_value(json_object_get(it, "ShardIterator"))));
-  json_t *r = json_array_get(json_object_get(recs, "Records"), 0);
-  assert_int_equal(json_array_size(json_object_get(recs, "Records")), 1);
-  json_incref(r);
+  json_t *r = json_incref(json_object_get(recs, "Records"));
+  assert_true(json_is_array(r));
   json_decref(sh);
   json_decref(it);
+  json_decref(recs);
+  return r;
+}
+
+/* The only record of `stream`. */
+static json_t *only_record(struct kcld_test_aws *t, const char *stream)
+{
+  json_t *recs = records_of(t, stream);
+  json_t *r = json_incref(json_array_get(recs, 0));
+  assert_int_equal(json_array_size(recs), 1);
   json_decref(recs);
   return r;
 }
@@ -402,15 +433,17 @@ static void test_multilang(void **state)
 
 /* A 10 MiB record (data and key, as large as Kinesis takes) that the
  * handler fails for good goes to S3 whole, as one object keyed like
- * Lambda's S3 destination; `kcld redrive --s3` puts it back into a stream
- * byte for byte and deletes the object.  Peak RSS of both printed. */
+ * Lambda's S3 destination; a dry run of `kcld redrive` (the config's
+ * on_failure.s3) counts it and changes nothing, then `kcld redrive --s3`
+ * puts it back into a stream byte for byte and deletes the object.  Peak
+ * RSS of kcld and of the redrive printed. */
 static void test_dead_letter_s3(void **state)
 {
   static const char *const key = "poison-key";
   const size_t size = BIG - strlen(key); /* data + key: Kinesis's limit */
   const char *prefix = "kcld/aws/kinesis/large-dlq/";
   char *poison = big_text("poison-big:", size, 3), want[65], got[65];
-  char out[128], loc[64], ts[160];
+  char loc[64], ts[160];
   const char *data = poison, *k, *seq;
   char *obj = NULL;
   struct kcld_test_aws *t;
@@ -472,21 +505,28 @@ static void test_dead_letter_s3(void **state)
   json_decref(body);
   json_decref(keys);
 
+  /* A dry run from the config alone (its on_failure.s3 is the default):
+   * the object read and counted, nothing put, nothing deleted. */
+  {
+    const char *args[] = {"redrive", "--config", r.conf, "--stream",
+                          "dlq-back", "--dry-run", NULL};
+    redrive_ok(r.dir, "\"objects\":1,\"records\":1,\"kept\":0,"
+                      "\"dry_run\":true,\"error\":null", args);
+  }
+  keys = s3_sync('l', prefix, NULL, NULL);
+  assert_int_equal(json_array_size(keys), 1);
+  json_decref(keys);
+  res = records_of(t, "dlq-back");
+  assert_int_equal(json_array_size(res), 0);
+  json_decref(res);
+
   /* Redriven into "dlq-back": the record whole, the object gone. */
-  snprintf(out, sizeof(out), "%s/redrive.out", r.dir);
   snprintf(loc, sizeof(loc), "s3://%s/kcld", BUCKET);
   {
     const char *args[] = {"redrive", "--s3", loc, "--stream", "dlq-back",
                           "--config", r.conf, NULL};
-    char *text;
-    int rc = run_kcld(out, &redrive_rss, args);
-    text = kcld_test_slurp(out, NULL);
-    if (rc != 0)
-      kcld_e2e_dump_file(out);
-    assert_int_equal(rc, 0);
-    assert_non_null(strstr(text, "\"objects\":1,\"records\":1,\"kept\":0"));
-    free(text);
-    unlink(out);
+    redrive_rss = redrive_ok(r.dir, "\"objects\":1,\"records\":1,"
+                                    "\"kept\":0,\"dry_run\":false", args);
   }
   keys = s3_sync('l', prefix, NULL, NULL);
   assert_int_equal(json_array_size(keys), 0);
@@ -508,16 +548,17 @@ static void test_dead_letter_s3(void **state)
 }
 
 /* With on_failure.sqs and .s3 both: the 10 MiB record goes to S3 and the
- * queue gets a message naming the object, without the records; `kcld
- * redrive --queue` follows it, puts the record back whole, and deletes the
- * object and the message. */
+ * queue gets a message naming the object, without the records; a dry run
+ * of `kcld redrive` (the config's on_failure.sqs) follows it and changes
+ * nothing, then `kcld redrive --queue` follows it, puts the record back
+ * whole, and deletes the object and the message. */
 static void test_dead_letter_sqs_s3(void **state)
 {
   static const char *const key = "poison-key-2";
   const size_t size = BIG - strlen(key);
   const char *prefix = "both/aws/kinesis/large-both/";
   char *poison = big_text("poison-big:", size, 4), want[65], got[65];
-  char out[128], rest[1024], queue[512];
+  char rest[1024], queue[512];
   const char *data = poison;
   struct kcld_test_aws *t;
   struct run r;
@@ -584,20 +625,27 @@ static void test_dead_letter_sqs_s3(void **state)
   json_decref(msgs);
   json_decref(keys);
 
-  snprintf(out, sizeof(out), "%s/redrive.out", r.dir);
+  /* A dry run from the config alone (on_failure.sqs is the default): the
+   * message followed to its object and counted; the message made visible
+   * again and the object kept, for the redrive below. */
+  {
+    const char *args[] = {"redrive", "--config", r.conf, "--stream",
+                          "dlq-back2", "--dry-run", NULL};
+    redrive_ok(r.dir, "\"messages\":1,\"records\":1,\"kept\":0,"
+                      "\"dry_run\":true,\"error\":null", args);
+  }
+  keys = s3_sync('l', prefix, NULL, NULL);
+  assert_int_equal(json_array_size(keys), 1);
+  json_decref(keys);
+  res = records_of(t, "dlq-back2");
+  assert_int_equal(json_array_size(res), 0);
+  json_decref(res);
+
   {
     const char *args[] = {"redrive", "--queue", queue, "--stream",
                           "dlq-back2", "--config", r.conf, NULL};
-    char *text;
-    int rc = run_kcld(out, &redrive_rss, args);
-    text = kcld_test_slurp(out, NULL);
-    if (rc != 0)
-      kcld_e2e_dump_file(out);
-    assert_int_equal(rc, 0);
-    assert_non_null(strstr(text, "\"messages\":1,\"records\":1,"
-                                 "\"kept\":0"));
-    free(text);
-    unlink(out);
+    redrive_rss = redrive_ok(r.dir, "\"messages\":1,\"records\":1,"
+                                    "\"kept\":0,\"dry_run\":false", args);
   }
   keys = s3_sync('l', prefix, NULL, NULL);
   assert_int_equal(json_array_size(keys), 0); /* the object deleted */

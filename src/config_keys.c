@@ -183,7 +183,7 @@ const struct kcld_config_key kcld_config_keys[] = {
        "fetched bytes held per shard (bodies, parse work, batches): no "
        "GetRecords while over"),
   SIZE("fetch.max_total_buffered_bytes", fetch.max_total_buffered_bytes,
-       "256MiB", MIB, 64 * GIB, 0,
+       "48MiB", MIB, 64 * GIB, 0,
        "fetched bytes held over all shards: fetches wait their turn while "
        "over"),
 

@@ -7,7 +7,8 @@
 // of launch, floor and floor-jansson; default build/bench), KCLD_PLUGIN
 // (examples/plugin-count/plugin-count.so), BENCH_PYTHON (the boto3 peer's
 // interpreter, default /usr/bin/python3), BENCH_RECORDS (records per
-// throughput configuration, default 200000), BENCH_REPS (runs of each
+// throughput configuration, default 200000, raised to BENCH_MIN_PER_SHARD,
+// default 50000, per shard), BENCH_REPS (runs of each
 // consumer per throughput configuration, default 2), BENCH_SHARDS ("1 4
 // 16"), BENCH_FILTER_SHARDS (the filter benchmark's shards, default 4),
 // BENCH_LEASES ("1 1024 4096"), BENCH_WINDOW (scale steady-state window in
@@ -21,7 +22,9 @@
 // tests/emulators/lib/kinesis_efo.js, instead of kinesalite: with e.g.
 // BENCH_LATENCY_SET="fetch.mode=fanout"), BENCH_OUT (results JSON, default
 // build/bench/results.json), BENCH_PERF (a directory: profile kcld with perf
-// record into it).  Prints every figure, its ratios, and issue 11's targets
+// record into it), BENCH_PEERS (what runs beside kcld in the throughput
+// benchmark, default "node boto3 floor"; "" measures kcld alone, e.g. while
+// profiling: the ratios are then not printed).  Prints every figure, its ratios, and issue 11's targets
 // with PASS/MISS; never fails on slowness (it exits non-zero only when a
 // benchmark could not run at all).  Every process it starts ends with it
 // (proc.mjs), even when it is killed.
@@ -48,6 +51,7 @@ const PLUGIN = path.resolve(ROOT, env.KCLD_PLUGIN ||
 const PYTHON = env.BENCH_PYTHON || '/usr/bin/python3';
 const BOTO_PEER = path.join(ROOT, 'bench', 'python', 'peer.py');
 const RECORDS = Number(env.BENCH_RECORDS || 200000);
+const MIN_PER_SHARD = Number(env.BENCH_MIN_PER_SHARD || 50000);
 const REPS = Number(env.BENCH_REPS || 2);
 const SHARDS = (env.BENCH_SHARDS || '1 4 16').trim().split(/\s+/).map(Number);
 const LEASES = (env.BENCH_LEASES || '1 1024 4096').trim().split(/\s+/)
@@ -57,6 +61,8 @@ const WINDOW = Number(env.BENCH_WINDOW || 30);
 const HOLD_LIMIT = Number(env.BENCH_HOLD_LIMIT || 180);
 const LAT_SECS = Number(env.BENCH_LATENCY_SECONDS || 20);
 const EFO = env.BENCH_KINESIS_EFO === '1';
+const PEERS = new Set((env.BENCH_PEERS ?? 'node boto3 floor').trim()
+                        .split(/\s+/).filter(Boolean));
 const OUT = path.resolve(ROOT, env.BENCH_OUT || 'build/bench/results.json');
 const TMP = fs.mkdtempSync(path.join(os.tmpdir(), 'kcld-bench-'));
 
@@ -265,7 +271,10 @@ async function kcldThroughput(url, ddb, total, filter) {
       u1 = proc.usage(k.proc.pid);
       break;
     }
-    await sleep(10);
+    // Each scrape costs kcld a metrics render and /proc reads (the peers
+    // are not watched at all): every 100 ms until the last 5%, then every
+    // 10 ms so the end is timed closely.
+    await sleep(handled + filtered < 0.95 * total ? 100 : 10);
   }
   await stopKcld(k);
   // plugin-count says what it counted at shutdown.
@@ -286,7 +295,8 @@ async function kcldThroughput(url, ddb, total, filter) {
 // One figure per consumer from its runs: the best rate, the lowest CPU and
 // faults per record, the highest peak RSS.
 function summarize(runs) {
-  if (!runs || !runs.length) return null;
+  runs = (runs || []).filter(Boolean);
+  if (!runs.length) return null;
   const min = (f) => Math.min(...runs.map(f));
   const max = (f) => Math.max(...runs.map(f));
   return {
@@ -310,7 +320,9 @@ function consumerLine(label, s, note) {
 }
 
 async function throughputOne(ddb, shards) {
-  const perShard = Math.floor(RECORDS / shards);
+  // At least five full answers per shard, so that what is measured is the
+  // steady state (buffers reused) and not the first answer of each shard.
+  const perShard = Math.max(Math.floor(RECORDS / shards), MIN_PER_SHARD);
   const total = perShard * shards;
   const dump = path.join(TMP, `bodies-${shards}.bin`);
   const fix = await helper('node', [path.join(HERE, 'fixture.mjs'),
@@ -322,16 +334,21 @@ async function throughputOne(ddb, shards) {
   try {
     res.fixture = await runJson('node', [path.join(HERE, 'drain.mjs'), url,
                                          String(shards), String(perShard)]);
-    res.jansson = await runJson(JANSSON, [dump]);
-    res.floor_mem = await runJson(FLOOR, ['mem', dump]);
+    if (PEERS.has('floor')) {
+      res.jansson = await runJson(JANSSON, [dump]);
+      res.floor_mem = await runJson(FLOOR, ['mem', dump]);
+      res.floor_recv = await runJson(FLOOR, ['http', url, String(shards),
+                                             'recv']);
+    }
     fs.unlinkSync(dump);
-    res.floor_recv = await runJson(FLOOR, ['http', url, String(shards), 'recv']);
     for (let rep = 0; rep < REPS; rep++) {
-      res.floor.push(await runJson(FLOOR, ['http', url, String(shards)]));
+      if (PEERS.has('floor'))
+        res.floor.push(await runJson(FLOOR, ['http', url, String(shards)]));
       res.kcld.push(await kcldThroughput(url, ddb, total));
-      res.node.push(await runJson('node', [path.join(HERE, 'peer.mjs'),
-                                           'throughput', url, 'bench']));
-      if (hasBoto3)
+      if (PEERS.has('node'))
+        res.node.push(await runJson('node', [path.join(HERE, 'peer.mjs'),
+                                             'throughput', url, 'bench']));
+      if (hasBoto3 && PEERS.has('boto3'))
         res.boto3.push(await runJson(PYTHON, [BOTO_PEER, 'throughput', url,
                                               'bench']));
     }
@@ -367,16 +384,18 @@ async function throughput() {
         kcld: summarize(r.kcld), node: summarize(r.node),
         boto3: summarize(r.boto3), floor: summarize(r.floor),
         floor_mem: summarize([r.floor_mem]),
-        floor_recv: summarize([{ ...r.floor_recv, records: r.records,
+        floor_recv: summarize([r.floor_recv &&
+                               { ...r.floor_recv, records: r.records,
                                  bytes: r.floor_recv.body_bytes }]),
         jansson: summarize([r.jansson]),
       };
       const cpu = (x) => (x ? x.cpu_per_m : null);
-      s.cpu_kcld_over_floor = cpu(s.kcld) / cpu(s.floor);
-      s.cpu_kcld_over_node = cpu(s.kcld) / cpu(s.node);
-      s.cpu_kcld_over_boto3 = s.boto3 ? cpu(s.kcld) / cpu(s.boto3) : null;
-      s.rps_kcld_over_node = s.kcld.rps / s.node.rps;
-      s.rps_kcld_over_boto3 = s.boto3 ? s.kcld.rps / s.boto3.rps : null;
+      const over = (a, b) => (a != null && b ? a / b : null);
+      s.cpu_kcld_over_floor = over(cpu(s.kcld), cpu(s.floor));
+      s.cpu_kcld_over_node = over(cpu(s.kcld), cpu(s.node));
+      s.cpu_kcld_over_boto3 = over(cpu(s.kcld), cpu(s.boto3));
+      s.rps_kcld_over_node = over(s.kcld.rps, s.node && s.node.rps);
+      s.rps_kcld_over_boto3 = over(s.kcld.rps, s.boto3 && s.boto3.rps);
       log(`-- ${n} shard(s), ${r.records} records (best of ${REPS} runs ` +
           'for kcld, the peers and the C floor)');
       log(`   fixture alone           : ${f1(s.fixture_rps / 1000).padStart(6)} ` +

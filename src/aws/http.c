@@ -834,6 +834,13 @@ static int req_setup(struct http_req *r, const struct kcld_http_request *req)
       SET(CURLOPT_NOPROXY, http->no_proxy);
   }
   SET(CURLOPT_TCP_KEEPALIVE, 1L);
+  /* A caller that receives into its own buffer expects a large answer (a
+   * GetRecords body of up to ~14 MB): curl then reads 256 KiB a call rather
+   * than 16 KiB, a sixteenth of the recv calls, socket events and write
+   * callbacks (measured: 2.45 -> 2.20 CPU s per million 1 KiB records at
+   * one shard).  Small answers keep curl's default. */
+  if (req->body_into)
+    SET(CURLOPT_BUFFERSIZE, 256L * 1024);
   SET(CURLOPT_USERAGENT, "kcld/" KCLD_VERSION_STRING);
   SET(CURLOPT_HTTPHEADER, r->headers);
   if (req->http2 && strncasecmp(req->url, "https:", 6) == 0) {

@@ -1,5 +1,6 @@
-/* base64.h — standard base64 (RFC 4648 section 4, with '=' padding), on
- * OpenSSL's block coder.  Pure functions; any thread. */
+/* base64.h — standard base64 (RFC 4648 section 4, with '=' padding):
+ * encoding on OpenSSL's block coder, strict decoding by table.  Pure
+ * functions; any thread. */
 #ifndef KCLD_BASE_BASE64_H
 #define KCLD_BASE_BASE64_H
 

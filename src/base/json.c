@@ -107,6 +107,36 @@ static size_t scan_escape(struct kcld_json_scan *sc, const unsigned char *p,
 }
 
 /* Scans a string whose opening quote is at sc->p. */
+/* A word with a byte below 0x20, at or above 0x80, '"' or '\\' (the exact
+ * "has less than" and "has zero byte" tests; which byte is left to the
+ * table). */
+static int word_special(uint64_t w)
+{
+  const uint64_t ones = 0x0101010101010101ULL, high = ones << 7;
+  uint64_t q = w ^ (ones * '"'), b = w ^ (ones * '\\');
+  uint64_t lt = (w - ones * 0x20) & ~w, zq = (q - ones) & ~q,
+           zb = (b - ones) & ~b;
+  return ((lt | zq | zb | w) & high) != 0;
+}
+
+/* The first byte at or after p that is not plain string text (class 0 of
+ * k_str_cls), or end: eight bytes a step while they are all plain.  Long
+ * strings (base64 payloads) are most of a GetRecords body. */
+static const unsigned char *skip_plain(const unsigned char *p,
+                                       const unsigned char *end)
+{
+  uint64_t w;
+  while (end - p >= 8) {
+    memcpy(&w, p, 8);
+    if (word_special(w))
+      break;
+    p += 8;
+  }
+  while (p < end && k_str_cls[*p] == 0)
+    p++;
+  return p;
+}
+
 static int scan_string(struct kcld_json_scan *sc, struct kcld_json_val *v)
 {
   const unsigned char *p = (const unsigned char *)sc->p + 1;
@@ -116,8 +146,7 @@ static int scan_string(struct kcld_json_scan *sc, struct kcld_json_val *v)
   unsigned char esc = 0, nul = 0;
 
   for (;;) {
-    while (p < end && k_str_cls[*p] == 0)
-      p++;
+    p = skip_plain(p, end);
     if (p >= end)
       return fail(sc, (const char *)p, "unterminated string");
     switch (k_str_cls[*p]) {

@@ -222,6 +222,61 @@ static void test_depth_and_position(void **state)
   assert_int_equal(col, 8);
 }
 
+/* Long strings are skipped eight bytes a step: every kind of byte the
+ * table must see (the closing quote, an escape, a control character, a
+ * UTF-8 sequence, a byte that starts none) is found at every offset of the
+ * step and after it, in strings of every length up to a few steps. */
+static void test_long_strings(void **state)
+{
+  char text[64];
+  struct kcld_json_scan sc;
+  struct kcld_json_val v;
+  (void)state;
+  for (size_t len = 0; len < 40; len++) {
+    /* Plain text: the quote after len bytes ends it. */
+    text[0] = '"';
+    memset(text + 1, 'A' + (int)(len % 26), len);
+    text[len + 1] = '"';
+    assert_int_equal(scan(text, len + 2, 0, &sc, &v), 0);
+    assert_int_equal(v.len, len);
+    assert_false(v.esc);
+    for (size_t at = 0; at < len; at++) {
+      char *c = text + 1 + at;
+      *c = '\x1f';
+      if (scan(text, len + 2, 0, &sc, NULL) != -1 || sc.at != c)
+        fail_msg("control character at %zu of %zu not refused there", at,
+                 len);
+      *c = '\x80';
+      if (scan(text, len + 2, 0, &sc, NULL) != -1 || sc.at != c)
+        fail_msg("lone continuation byte at %zu of %zu not refused there",
+                 at, len);
+      *c = '\\';
+      if (at + 1 < len) {
+        c[1] = 'n';
+        assert_int_equal(scan(text, len + 2, 0, &sc, &v), 0);
+        assert_true(v.esc);
+        assert_int_equal(v.len, len - 1);
+        c[1] = 'A' + (int)(len % 26);
+      }
+      *c = '"';
+      if (scan(text, len + 2, 0, &sc, NULL) != -1)
+        fail_msg("quote at %zu of %zu did not end the string", at, len);
+      if (at + 1 < len) {
+        c[0] = '\xc3';
+        c[1] = '\xa9';
+        assert_int_equal(scan(text, len + 2, 0, &sc, &v), 0);
+        assert_int_equal(v.len, len);
+        c[1] = 'A' + (int)(len % 26);
+      }
+      *c = 'A' + (int)(len % 26);
+    }
+    /* No closing quote. */
+    if (scan(text, len + 1, 0, &sc, NULL) != -1 ||
+        strcmp(sc.err, "unterminated string") != 0)
+      fail_msg("length %zu without its quote was not refused", len);
+  }
+}
+
 int main(void)
 {
   const struct CMUnitTest tests[] = {
@@ -230,6 +285,7 @@ int main(void)
     cmocka_unit_test(test_jansson_quirks),
     cmocka_unit_test(test_walk),
     cmocka_unit_test(test_strings),
+    cmocka_unit_test(test_long_strings),
     cmocka_unit_test(test_depth_and_position),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);

@@ -31,7 +31,7 @@
  * record i's bytes all 'a' + i, key "key-i". */
 static char *body_of(const size_t *sizes, size_t n)
 {
-  json_t *recs = json_array();
+  json_t *recs = json_array(), *doc;
   char *text;
   for (size_t i = 0; i < n; i++) {
     char *raw = malloc(sizes[i] + 1), key[32], seq[64];
@@ -48,10 +48,10 @@ static char *body_of(const size_t *sizes, size_t n)
     free(raw);
     free(b64);
   }
-  text = json_dumps(json_pack("{s:{s:s,s:s},s:o}", "KinesisBatchInfo",
-                              "shardId", "shardId-000000000001", "streamArn",
-                              "", "records", recs),
-                    JSON_COMPACT);
+  doc = json_pack("{s:{s:s,s:s},s:o}", "KinesisBatchInfo", "shardId",
+                  "shardId-000000000001", "streamArn", "", "records", recs);
+  text = json_dumps(doc, JSON_COMPACT);
+  json_decref(doc);
   assert_non_null(text);
   return text;
 }

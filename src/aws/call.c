@@ -685,6 +685,26 @@ static void on_stream_data(const char *data, size_t len, void *arg)
   c->on_data(data, len, c->arg);
 }
 
+/* Signs `sreq` into *sig unless `creds` is NULL (anonymous: *sig stays
+ * empty).  0, or the call failed (and *sig cleaned up): nothing to send. */
+static int sign(struct aws_call *c, const struct kcld_creds *creds,
+                const struct kcld_sigv4_request *sreq,
+                struct kcld_sigv4_result *sig)
+{
+  struct kcld_aws *aws = c->aws;
+  int rc;
+  memset(sig, 0, sizeof(*sig));
+  rc = creds ? kcld_sigv4_sign(aws->signer[c->svc], creds,
+                               time(NULL) + aws->skew_s, sreq, sig)
+             : 0;
+  if (rc != 0) {
+    kcld_sigv4_result_clean_up(sig);
+    call_fail(c, rc == KCLD_ENOMEM ? KCLD_ENOMEM : KCLD_ECREDS,
+              "the request could not be signed");
+  }
+  return rc;
+}
+
 /* Signs (unless `creds` is NULL: anonymous) and sends one attempt of a
  * REST call: the caller's headers and Host signed, x-amz-content-sha256
  * added, the path encoded once (S3's canonical form). */
@@ -702,16 +722,8 @@ static void send_rest_attempt(struct aws_call *c,
     .method = rr->method, .path = rr->path, .query = rr->query,
     .headers = rr->headers, .n_headers = rr->n_headers, .body = c->body,
     .body_len = c->body_len, .normalize_path = 0, .sign_body_header = 1};
-  memset(&sig, 0, sizeof(sig));
-  rc = creds ? kcld_sigv4_sign(aws->signer[c->svc], creds,
-                               time(NULL) + aws->skew_s, &sreq, &sig)
-             : 0;
-  if (rc != 0) {
-    kcld_sigv4_result_clean_up(&sig);
-    call_fail(c, rc == KCLD_ENOMEM ? KCLD_ENOMEM : KCLD_ECREDS,
-              "the request could not be signed");
+  if (sign(c, creds, &sreq, &sig) != 0)
     return;
-  }
   for (size_t i = 0; i < rr->n_headers; i++)
     ptrs[n++] = rr->lines[i];
   if (!rr->has_type) /* not curl's form type for a PUT or POST body */
@@ -760,16 +772,8 @@ static void send_attempt(struct aws_call *c, const struct kcld_creds *creds)
     .n_headers = json ? 3 : 2, .body = c->body, .body_len = c->body_len,
     .normalize_path = 1};
 
-  memset(&sig, 0, sizeof(sig));
-  rc = creds ? kcld_sigv4_sign(aws->signer[c->svc], creds,
-                               time(NULL) + aws->skew_s, &sreq, &sig)
-             : 0;
-  if (rc != 0) {
-    kcld_sigv4_result_clean_up(&sig);
-    call_fail(c, rc == KCLD_ENOMEM ? KCLD_ENOMEM : KCLD_ECREDS,
-              "the request could not be signed");
+  if (sign(c, creds, &sreq, &sig) != 0)
     return;
-  }
   snprintf(host_line, sizeof(host_line), "Host: %s", ep->host);
   snprintf(ct_line, sizeof(ct_line), "Content-Type: %s", svc->content_type);
   snprintf(target_line, sizeof(target_line), "X-Amz-Target: %s", target);

@@ -378,21 +378,17 @@ static int offload_store(struct kcld_dlq_store *base,
 
   if (!c)
     return KCLD_ENOMEM;
-  c->fwd = calloc(n, sizeof(*c->fwd));
-  c->pointer = calloc(n, sizeof(*c->pointer));
-  c->ready = calloc(n, sizeof(*c->ready));
-  c->todo = calloc(n, sizeof(*c->todo));
+  *c = (struct ocall){
+    .o = o, .msgs = msgs, .n = n, .cb = cb, .arg = arg, .starting = 1,
+    .pending = 1,              /* held while the puts start */
+    .fwd = calloc(n, sizeof(*c->fwd)),
+    .pointer = calloc(n, sizeof(*c->pointer)),
+    .ready = calloc(n, sizeof(*c->ready)),
+    .todo = calloc(n, sizeof(*c->todo))};
   if (!c->fwd || !c->pointer || !c->ready || !c->todo) {
     ocall_free(c);
     return KCLD_ENOMEM;
   }
-  c->o = o;
-  c->msgs = msgs;
-  c->n = n;
-  c->cb = cb;
-  c->arg = arg;
-  c->starting = 1;
-  c->pending = 1;              /* held while the puts start */
   for (size_t i = 0; i < n; i++) {
     c->fwd[i] = *msgs[i];
     c->fwd[i].stored = 0;

@@ -70,6 +70,19 @@ json_t *kcld_test_s3_keys(struct kcld_s3 *s3, uv_loop_t *loop,
   return s.keys;
 }
 
+void kcld_test_s3_check_pointer(const json_t *body, const char *bucket,
+                                const char *key, size_t more_than)
+{
+  const json_t *loc = json_object_get(body, "s3Object");
+  assert_non_null(body);
+  assert_null(json_object_get(body, "records"));
+  assert_string_equal(json_string_value(json_object_get(loc, "bucket")),
+                      bucket);
+  assert_string_equal(json_string_value(json_object_get(loc, "key")), key);
+  assert_true(json_integer_value(json_object_get(loc, "size")) >
+              (json_int_t)more_than);
+}
+
 char *kcld_test_s3_get(struct kcld_s3 *s3, uv_loop_t *loop,
                        const char *bucket, const char *key, size_t *len)
 {

@@ -24,4 +24,10 @@ json_t *kcld_test_s3_keys(struct kcld_s3 *s3, uv_loop_t *loop,
 char *kcld_test_s3_get(struct kcld_s3 *s3, uv_loop_t *loop,
                        const char *bucket, const char *key, size_t *len);
 
+/* Asserts that `body`, a dead-letter SQS message of on_failure.sqs with
+ * on_failure.s3, carries no records and names bucket/key, an object of
+ * more than `more_than` bytes ("s3Object"). */
+void kcld_test_s3_check_pointer(const json_t *body, const char *bucket,
+                                const char *key, size_t more_than);
+
 #endif

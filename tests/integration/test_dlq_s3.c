@@ -24,13 +24,13 @@
 #include "process/dlq.h"
 #include "process/dlq_s3.h"
 #include "process/dlq_sqs.h"
+#include "recs.h"
 #include "s3sync.h"
 
 #define WAIT_MS 30000
 #define BUCKET "dlq-bucket"
 #define APP "orders-app"
 #define SHARD "shardId-000000000007"
-#define MAXR 4
 
 static struct kcld_emu s_emu;
 
@@ -40,42 +40,6 @@ struct env {
   struct kcld_sqs *sqs;
   char queue[512];
 };
-
-/* ======== Records ======== */
-
-struct recs {
-  struct kcld_record r[MAXR];
-  const struct kcld_record *p[MAXR];
-  char seq[MAXR][48];
-  char key[MAXR][24];
-  uint8_t *data[MAXR];
-};
-
-/* n records, record i of sizes[i] bytes of one letter. */
-static void make(struct recs *s, size_t n, const size_t *sizes)
-{
-  memset(s, 0, sizeof(*s));
-  for (size_t i = 0; i < n; i++) {
-    snprintf(s->seq[i], sizeof(s->seq[i]), "4960%026zu", i + 1);
-    snprintf(s->key[i], sizeof(s->key[i]), "k%zu", i);
-    s->data[i] = malloc(sizes[i]);
-    assert_non_null(s->data[i]);
-    memset(s->data[i], 'a' + (int)i, sizes[i]);
-    s->r[i].data = s->data[i];
-    s->r[i].data_len = sizes[i];
-    s->r[i].partition_key = s->key[i];
-    s->r[i].partition_key_len = strlen(s->key[i]);
-    s->r[i].sequence_number = s->seq[i];
-    s->r[i].arrival_ms = 1795344059800 + (int64_t)i;
-    s->p[i] = &s->r[i];
-  }
-}
-
-static void unmake(struct recs *s)
-{
-  for (size_t i = 0; i < MAXR; i++)
-    free(s->data[i]);
-}
 
 /* ======== Calls awaited ======== */
 
@@ -190,23 +154,19 @@ static void on_sent(size_t messages, void *arg)
 
 static struct kcld_dlq *dlq_over(struct env *e, struct kcld_dlq_store *st)
 {
-  struct kcld_dlq_opts o = {0};
+  const struct kcld_dlq_opts o = {
+    .loop = &e->c.loop, .store = st, .include_records = 1,
+    .function_arn = "arn:aws:lambda:us-east-1:000000000000:function:kcld-" APP,
+    .stream_arn = "arn:aws:kinesis:us-east-1:000000000000:stream/orders",
+    .backoff_base_ms = 10, .backoff_max_ms = 40};
   struct kcld_dlq *q;
-  o.loop = &e->c.loop;
-  o.store = st;
-  o.function_arn = "arn:aws:lambda:us-east-1:000000000000:function:kcld-"
-                   APP;
-  o.stream_arn = "arn:aws:kinesis:us-east-1:000000000000:stream/orders";
-  o.include_records = 1;
-  o.backoff_base_ms = 10;
-  o.backoff_max_ms = 40;
   assert_int_equal(kcld_dlq_new(&o, &q), 0);
   return q;
 }
 
 /* Sends records[0..n) of `r` as one failure and waits until kept. */
-static size_t send_failure(struct env *e, struct kcld_dlq *q, struct recs *r,
-                           size_t n)
+static size_t send_failure(struct env *e, struct kcld_dlq *q,
+                           struct kcld_test_recs *r, size_t n)
 {
   struct kcld_dlq_failure f = {0};
   struct sent s = {0};
@@ -223,7 +183,8 @@ static size_t send_failure(struct env *e, struct kcld_dlq *q, struct recs *r,
 }
 
 /* records[i] of an on-failure record is r->r[i], data and all. */
-static void check_records(const json_t *body, const struct recs *r, size_t n)
+static void check_records(const json_t *body,
+                          const struct kcld_test_recs *r, size_t n)
 {
   const json_t *recs = json_object_get(body, "records");
   assert_int_equal(json_array_size(recs), n);
@@ -296,7 +257,7 @@ static void test_s3_store(void **state)
 {
   static const size_t sizes[] = {100, 2 << 20, 7};
   struct env e;
-  struct recs r;
+  struct kcld_test_recs r;
   struct kcld_dlq_store *st;
   struct kcld_dlq *q;
   json_t *keys, *body;
@@ -304,7 +265,7 @@ static void test_s3_store(void **state)
   (void)state;
 
   env_up(&e, NULL);
-  make(&r, 3, sizes);
+  kcld_test_recs_make(&r, 3, sizes, 0);
   assert_int_equal(kcld_dlq_s3_new(e.s3, "s3://" BUCKET "/one", APP, &st,
                                    &why), 0);
   assert_string_equal(st->where, "s3://" BUCKET "/one/");
@@ -323,7 +284,7 @@ static void test_s3_store(void **state)
   json_decref(body);
   json_decref(keys);
   kcld_dlq_close(q);
-  unmake(&r);
+  kcld_test_recs_free(&r);
   env_down(&e);
 }
 
@@ -334,15 +295,15 @@ static void test_offload(void **state)
   static const size_t small[] = {10, 20};
   static const size_t large[] = {300 << 10};
   struct env e;
-  struct recs r1, r2;
+  struct kcld_test_recs r1, r2;
   struct kcld_dlq_store *qs, *ss, *st;
   struct kcld_dlq *q;
-  json_t *msgs, *keys, *body, *loc, *obj;
+  json_t *msgs, *keys, *body, *obj;
   (void)state;
 
   env_up(&e, "dlq-offload");
-  make(&r1, 2, small);
-  make(&r2, 1, large);
+  kcld_test_recs_make(&r1, 2, small, 0);
+  kcld_test_recs_make(&r2, 1, large, 0);
   assert_int_equal(kcld_dlq_sqs_new(e.sqs, e.queue, &qs), 0);
   assert_int_equal(kcld_dlq_s3_new(e.s3, "s3://" BUCKET "/both/", APP, &ss,
                                    NULL), 0);
@@ -371,14 +332,9 @@ static void test_offload(void **state)
   msgs = receive(&e);
   assert_int_equal(json_array_size(msgs), 1);
   body = json_loads(json_string_value(json_array_get(msgs, 0)), 0, NULL);
-  assert_null(json_object_get(body, "records"));
-  loc = json_object_get(body, "s3Object");
-  assert_string_equal(json_string_value(json_object_get(loc, "bucket")),
-                      BUCKET);
-  assert_string_equal(json_string_value(json_object_get(loc, "key")),
-                      json_string_value(json_array_get(keys, 0)));
-  assert_true(json_integer_value(json_object_get(loc, "size")) >
-              (300 << 10));
+  kcld_test_s3_check_pointer(body, BUCKET,
+                             json_string_value(json_array_get(keys, 0)),
+                             300 << 10);
   /* The rest of the on-failure record is the object's. */
   assert_true(json_equal(json_object_get(body, "KinesisBatchInfo"),
                          json_object_get(obj, "KinesisBatchInfo")));
@@ -389,8 +345,8 @@ static void test_offload(void **state)
   json_decref(msgs);
   json_decref(keys);
   kcld_dlq_close(q);
-  unmake(&r1);
-  unmake(&r2);
+  kcld_test_recs_free(&r1);
+  kcld_test_recs_free(&r2);
   env_down(&e);
 }
 

@@ -387,6 +387,28 @@ static int teardown(void **state)
   return 0;
 }
 
+/* `kcld redrive --config ... --stream STREAM --dry-run` of run r: its
+ * summary starts with `counts` and says kept 0, dry run, no error; the one
+ * object under `prefix` stays, and STREAM gets no record. */
+static void dry_run(struct kcld_test_aws *t, const struct run *r,
+                    const char *stream, const char *prefix,
+                    const char *counts)
+{
+  const char *args[] = {"redrive", "--config", r->conf, "--stream", stream,
+                        "--dry-run", NULL};
+  char want[160];
+  json_t *keys, *recs;
+  snprintf(want, sizeof(want),
+           "%s\"kept\":0,\"dry_run\":true,\"error\":null", counts);
+  redrive_ok(r->dir, want, args);
+  keys = s3_sync('l', prefix, NULL, NULL);
+  assert_int_equal(json_array_size(keys), 1);
+  json_decref(keys);
+  recs = records_of(t, stream);
+  assert_int_equal(json_array_size(recs), 0);
+  json_decref(recs);
+}
+
 /* ======== Tests ======== */
 
 /* Two 10 MiB records between small ones reach a lambda child whole, with a
@@ -507,18 +529,7 @@ static void test_dead_letter_s3(void **state)
 
   /* A dry run from the config alone (its on_failure.s3 is the default):
    * the object read and counted, nothing put, nothing deleted. */
-  {
-    const char *args[] = {"redrive", "--config", r.conf, "--stream",
-                          "dlq-back", "--dry-run", NULL};
-    redrive_ok(r.dir, "\"objects\":1,\"records\":1,\"kept\":0,"
-                      "\"dry_run\":true,\"error\":null", args);
-  }
-  keys = s3_sync('l', prefix, NULL, NULL);
-  assert_int_equal(json_array_size(keys), 1);
-  json_decref(keys);
-  res = records_of(t, "dlq-back");
-  assert_int_equal(json_array_size(res), 0);
-  json_decref(res);
+  dry_run(t, &r, "dlq-back", prefix, "\"objects\":1,\"records\":1,");
 
   /* Redriven into "dlq-back": the record whole, the object gone. */
   snprintf(loc, sizeof(loc), "s3://%s/kcld", BUCKET);
@@ -562,7 +573,7 @@ static void test_dead_letter_sqs_s3(void **state)
   const char *data = poison;
   struct kcld_test_aws *t;
   struct run r;
-  json_t *keys, *q, *msgs, *body, *loc, *res;
+  json_t *keys, *q, *msgs, *body, *res;
   unsigned long long until;
   long redrive_rss = -1;
   size_t len = 0;
@@ -612,15 +623,9 @@ static void test_dead_letter_sqs_s3(void **state)
   body = json_loads(json_string_value(json_object_get(json_array_get(
                       json_object_get(msgs, "Messages"), 0), "Body")),
                     0, NULL);
-  assert_non_null(body);
-  assert_null(json_object_get(body, "records"));
-  loc = json_object_get(body, "s3Object");
-  assert_string_equal(json_string_value(json_object_get(loc, "bucket")),
-                      BUCKET);
-  assert_string_equal(json_string_value(json_object_get(loc, "key")),
-                      json_string_value(json_array_get(keys, 0)));
-  assert_true(json_integer_value(json_object_get(loc, "size")) >
-              (json_int_t)size);
+  kcld_test_s3_check_pointer(body, BUCKET,
+                             json_string_value(json_array_get(keys, 0)),
+                             size);
   json_decref(body);
   json_decref(msgs);
   json_decref(keys);
@@ -628,18 +633,7 @@ static void test_dead_letter_sqs_s3(void **state)
   /* A dry run from the config alone (on_failure.sqs is the default): the
    * message followed to its object and counted; the message made visible
    * again and the object kept, for the redrive below. */
-  {
-    const char *args[] = {"redrive", "--config", r.conf, "--stream",
-                          "dlq-back2", "--dry-run", NULL};
-    redrive_ok(r.dir, "\"messages\":1,\"records\":1,\"kept\":0,"
-                      "\"dry_run\":true,\"error\":null", args);
-  }
-  keys = s3_sync('l', prefix, NULL, NULL);
-  assert_int_equal(json_array_size(keys), 1);
-  json_decref(keys);
-  res = records_of(t, "dlq-back2");
-  assert_int_equal(json_array_size(res), 0);
-  json_decref(res);
+  dry_run(t, &r, "dlq-back2", prefix, "\"messages\":1,\"records\":1,");
 
   {
     const char *args[] = {"redrive", "--queue", queue, "--stream",

@@ -31,6 +31,8 @@ import { SignatureV4 } from '@smithy/signature-v4';
 import { Sha256 } from '@aws-crypto/sha256-js';
 import { HttpRequest } from '@smithy/core/protocols';
 
+import { readBody } from './h2util.js';
+
 const require = createRequire(import.meta.url);
 const S3rver = require('s3rver');
 
@@ -51,15 +53,6 @@ function xmlError(code, message) {
   return '<?xml version="1.0" encoding="UTF-8"?>\n' +
     `<Error><Code>${code}</Code><Message>${message}</Message>` +
     '<RequestId>fake-request</RequestId></Error>';
-}
-
-function readBody(req) {
-  return new Promise((resolve, reject) => {
-    const chunks = [];
-    req.on('data', (c) => chunks.push(c));
-    req.on('end', () => resolve(Buffer.concat(chunks)));
-    req.on('error', reject);
-  });
 }
 
 function parseAmzDate(s) {

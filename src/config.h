@@ -339,6 +339,15 @@ int kcld_config_diff(const struct kcld_config *before,
  * keys that need a restart and for unknown names. */
 bool kcld_config_key_live(const char *name);
 
+/* The default of key `name` (dotted, e.g. "lease.failover_time") as the key
+ * table gives it: milliseconds for a duration, bytes for a size, the value
+ * of an integer, 0/1 of a bool, the index of an enum value.  For code that
+ * fills a module's options without a loaded configuration (tests, tools):
+ * modules never default a value that comes from the configuration, and no
+ * one copies the number.  Returns 0 and *out, or KCLD_ENOTFOUND for an
+ * unknown key, a key of another type, or one whose default is "not set". */
+int kcld_config_key_default(const char *name, int64_t *out);
+
 /* http.retry_mode as the AWS client takes it: "standard", "adaptive",
  * "legacy", or NULL for auto (the environment's, else the profile's). */
 const char *kcld_config_retry_mode_name(const struct kcld_config *cfg);

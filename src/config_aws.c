@@ -17,6 +17,9 @@ void kcld_config_aws_http(const struct kcld_config *cfg,
   o->profile = opt(cfg->credentials.profile);
   o->connect_timeout_ms = (long)cfg->http.connect_timeout_ms;
   o->timeout_ms = (long)cfg->http.timeout_ms;
+  o->max_connections = cfg->http.max_connections
+                         ? cfg->http.max_connections
+                         : KCLD_CONFIG_AUTO_CONNECTIONS_MIN;
 }
 
 void kcld_config_aws_credentials(const struct kcld_config *cfg,

@@ -11,8 +11,14 @@
 #include "aws/http.h"
 #include "config.h"
 
+/* http.max_connections 0 (auto): keep a connection for every lease held
+ * and this margin, never fewer than the floor (the daemon grows it as it
+ * takes leases; the commands keep the floor). */
+#define KCLD_CONFIG_AUTO_CONNECTIONS_MIN 128
+#define KCLD_CONFIG_AUTO_CONNECTIONS_MARGIN 64
+
 /* The HTTP client's options from http.* and the profile (max_connections
- * left 0: the daemon sizes it). */
+ * auto: the floor above). */
 void kcld_config_aws_http(const struct kcld_config *cfg,
                           struct kcld_http_opts *o);
 

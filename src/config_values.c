@@ -1032,3 +1032,28 @@ int kcld_config_value_equal(const struct kcld_config_key *k,
   }
   return 0;
 }
+
+int kcld_config_key_default(const char *name, int64_t *out)
+{
+  struct kcld_config scratch;
+  char why[256];
+  int i = name ? kcld_config_key_index(name) : -1;
+  const struct kcld_config_key *k = i >= 0 ? &kcld_config_keys[i] : NULL;
+  const void *field;
+
+  if (!k || !k->def || !*k->def ||
+      (k->type != K_INT && k->type != K_ENUM && k->type != K_BOOL &&
+       k->type != K_DUR && k->type != K_SIZE))
+    return KCLD_ENOTFOUND;
+  memset(&scratch, 0, sizeof(scratch));
+  if (kcld_config_value_store(k, &scratch, k->def, why, sizeof(why)) != 0)
+    return KCLD_ENOTFOUND; /* a bad table row; test_config catches it */
+  field = kcld_config_key_field(&scratch, k);
+  if (k->type == K_BOOL)
+    *out = *(const bool *)field;
+  else if (k->type == K_INT || k->type == K_ENUM)
+    *out = *(const int *)field;
+  else
+    *out = *(const int64_t *)field;
+  return 0;
+}

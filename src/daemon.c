@@ -55,8 +55,6 @@
 #include "process/pool.h"
 
 #define STATUS_INTERVAL_MS 10000
-#define AUTO_CONNECTIONS_MIN 128
-#define AUTO_CONNECTIONS_MARGIN 64
 #define DRAIN_POLL_MS 50
 #define KILL_MARGIN_MS 250   /* shutdown_timeout -> the handler is killed:
                                 after the consumers gave up its batches */
@@ -148,7 +146,7 @@ static void on_consumer_finished(struct kcld_shard_consumer *c,
  * reuses connections instead of opening and closing them. */
 static void size_connections(struct daemon *dm)
 {
-  long want = (long)dm->nshards + AUTO_CONNECTIONS_MARGIN;
+  long want = (long)dm->nshards + KCLD_CONFIG_AUTO_CONNECTIONS_MARGIN;
   if (dm->cfg->http.max_connections != 0 || !dm->http)
     return;
   if (want > kcld_http_max_connections(dm->http))
@@ -409,7 +407,7 @@ static void close_all(struct daemon *dm)
   if (dm->s3)
     kcld_s3_close(dm->s3);
   if (dm->handler)
-    dm->handler->ops->destroy(dm->handler);
+    kcld_handler_close(dm->handler);
   kcld_fanout_close(dm->fanout); /* a start-up lookup ends: ECANCELED */
   if (dm->kinesis)
     kcld_kinesis_close(dm->kinesis);
@@ -418,7 +416,7 @@ static void close_all(struct daemon *dm)
   if (dm->aws)
     kcld_aws_close(dm->aws);
   if (dm->creds)
-    kcld_credentials_destroy(dm->creds);
+    kcld_credentials_close(dm->creds);
   if (dm->http)
     kcld_http_close(dm->http);
   kcld_fetch_budget_close(dm->budget);
@@ -725,13 +723,13 @@ static void reload(struct daemon *dm)
                       : KCLD_EINVAL;
   if (rc != 0) {
     log_refused(dm, rc, errors);
-    goto out;
+    goto done;
   }
   n = kcld_config_diff(live(dm), next, &now);
   nlater = kcld_config_diff(dm->cfg, next, &later);
   if (n < 0 || nlater < 0) {
     log_refused(dm, KCLD_ENOMEM, NULL);
-    goto out;
+    goto done;
   }
   if (!next->on_failure.block && !dm->dlq && !dm->cfg->on_failure.discard) {
     block_needs_restart(now, n);
@@ -750,7 +748,7 @@ static void reload(struct daemon *dm)
     kcld_log(KCLD_LOG_WARN, "configuration keys changed that need a restart; "
              "they keep their running values until then", "keys",
              restart, NULL);
-out:
+done:
   kcld_config_free(next);
   free(now);
   free(later);
@@ -1160,9 +1158,6 @@ static int open_base(struct daemon *dm)
   int rc;
 
   kcld_config_aws_http(cfg, &ho);
-  ho.max_connections = cfg->http.max_connections
-                         ? cfg->http.max_connections
-                         : AUTO_CONNECTIONS_MIN;
   if ((rc = kcld_http_new(&dm->loop, &ho, &dm->http)) != 0)
     return rc;
   kcld_config_aws_credentials(cfg, &dm->loop, dm->http, &cro);
@@ -1199,7 +1194,7 @@ int kcld_daemon_run(const struct kcld_daemon_opts *opts)
     kcld_http_global_cleanup();
     return rc;
   }
-  if (kcld_notify_open(&dm.notify, true) != 0)
+  if (kcld_notify_new(&dm.notify, true) != 0)
     dm.notify = NULL; /* logged; run without systemd notifications */
   for (int i = 0; i < NSIGS; i++) {
     uv_signal_init(&dm.loop, &dm.sig[i]);

@@ -1001,7 +1001,7 @@ fail:
   kcld_profile_files_free(files);
   for (int i = 0; i < KCLD_AWS_NSERVICES; i++) {
     endpoint_clean_up(&aws->ep[i]);
-    kcld_sigv4_destroy(aws->signer[i]);
+    kcld_sigv4_free(aws->signer[i]);
   }
   free(aws->region);
   free(aws);
@@ -1422,7 +1422,7 @@ void kcld_aws_close(struct kcld_aws *aws)
   }
   for (int i = 0; i < KCLD_AWS_NSERVICES; i++) {
     endpoint_clean_up(&aws->ep[i]);
-    kcld_sigv4_destroy(aws->signer[i]);
+    kcld_sigv4_free(aws->signer[i]);
   }
   free(aws->region);
   free(aws);

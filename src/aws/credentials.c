@@ -180,7 +180,7 @@ struct kcld_credentials {
   int refresh_failures;
   struct run *run;            /* fetch in flight */
   struct waiter *waiters, **tail;
-  int destroyed;
+  int closing;
   int failed_logged;          /* "no credentials" already said at error */
 };
 
@@ -227,7 +227,7 @@ static void answer_waiters(struct kcld_credentials *c, int err)
   c->tail = &c->waiters;
   while (w) {
     struct waiter *next = w->next;
-    if (c->destroyed)
+    if (c->closing)
       w->cb(KCLD_ECANCELED, NULL, w->arg);
     else if (err)
       w->cb(err, NULL, w->arg);
@@ -288,7 +288,7 @@ static void schedule_refresh(struct kcld_credentials *c)
 {
   uint64_t delay;
 
-  if (c->destroyed || !c->have || c->cur.expiration == 0 || c->http_gone)
+  if (c->closing || !c->have || c->cur.expiration == 0 || c->http_gone)
     return;
   if (c->refresh_failures > 0) {
     delay = kcld_cred_backoff_ms(REFRESH_RETRY_MS * 2, c->refresh_failures,
@@ -504,7 +504,7 @@ static void start_run(struct kcld_credentials *c)
 static void on_refresh_timer(uv_timer_t *t)
 {
   struct kcld_credentials *c = t->data;
-  if (c->run || c->destroyed)
+  if (c->run || c->closing)
     return;
   kcld_log(KCLD_LOG_DEBUG, "refreshing credentials", "source", c->source,
            NULL);
@@ -608,7 +608,7 @@ void kcld_credentials_get(struct kcld_credentials *c, kcld_credentials_cb cb,
 {
   struct waiter *w;
 
-  if (c->destroyed) {
+  if (c->closing) {
     cb(KCLD_ECANCELED, NULL, arg);
     return;
   }
@@ -639,11 +639,11 @@ const char *kcld_credentials_source(const struct kcld_credentials *c)
   return c && c->have ? c->source : NULL;
 }
 
-void kcld_credentials_destroy(struct kcld_credentials *c)
+void kcld_credentials_close(struct kcld_credentials *c)
 {
-  if (!c || c->destroyed)
+  if (!c || c->closing)
     return;
-  c->destroyed = 1;
+  c->closing = 1;
   uv_timer_stop(&c->timer);
   if (c->run) {
     run_free(c->run);

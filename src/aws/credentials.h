@@ -98,7 +98,7 @@ const char *kcld_credentials_source(const struct kcld_credentials *c);
 
 /* Stops background refresh, fails waiting callers with KCLD_ECANCELED, wipes
  * and frees.  Its timer is closed on the loop: run the loop afterwards. */
-void kcld_credentials_destroy(struct kcld_credentials *c);
+void kcld_credentials_close(struct kcld_credentials *c);
 
 /* Region without the network: `configured` if non-empty, else AWS_REGION,
  * AWS_DEFAULT_REGION, then the profile's `region` in the config file.

@@ -29,7 +29,7 @@ int kcld_dynamodb_new(struct kcld_aws *aws, uv_loop_t *loop,
 void kcld_dynamodb_close(struct kcld_dynamodb *db)
 {
   if (db)
-    kcld_svc_free(&db->svc);
+    kcld_svc_close(&db->svc);
 }
 
 static const struct kcld_svc_fault_row s_fault_rows[] = {

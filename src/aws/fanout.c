@@ -474,7 +474,6 @@ struct kcld_fanout_sub {
   kcld_fanout_event_cb on_event;
   kcld_fanout_end_cb on_end;
   void *arg;
-  uint64_t events;
   struct kcld_fanout_sub *prev, *next;
   unsigned ended : 1, in_data : 1, free_later : 1, have_why : 1;
   struct kcld_svc_status why;       /* how it ends, when we end it */
@@ -606,7 +605,6 @@ static int on_frame(const struct kcld_evs_message *m, void *arg)
     } else {
       return 0; /* an event type this version does not know */
     }
-    s->events++;
     s->on_event(&ev, s->arg);
     return s->ended || s->have_why ? 1 : 0;
   }
@@ -740,16 +738,11 @@ void kcld_fanout_sub_cancel(struct kcld_fanout_sub *s)
     kcld_aws_stream_cancel(s->stream); /* on_call_done ends it */
 }
 
-uint64_t kcld_fanout_sub_events(const struct kcld_fanout_sub *s)
-{
-  return s ? s->events : 0;
-}
-
 void kcld_fanout_close(struct kcld_fanout *f)
 {
   if (!f)
     return;
   while (f->subs)
     kcld_fanout_sub_cancel(f->subs);
-  kcld_svc_free(&f->svc);
+  kcld_svc_close(&f->svc);
 }

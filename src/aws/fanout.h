@@ -159,7 +159,4 @@ void kcld_fanout_sub_resume(struct kcld_fanout_sub *s);
  * KCLD_ECANCELED before this returns, and no event after. */
 void kcld_fanout_sub_cancel(struct kcld_fanout_sub *s);
 
-/* Events delivered so far (INITIAL included). */
-uint64_t kcld_fanout_sub_events(const struct kcld_fanout_sub *s);
-
 #endif

@@ -19,9 +19,12 @@ struct kcld_http_opts {
                               AWS_CA_BUNDLE, else the profile's ca_bundle,
                               else the system's */
   const char *profile;     /* for ca_bundle; NULL = AWS_PROFILE or default */
-  long connect_timeout_ms; /* default per request; 0 = 5000 */
-  long timeout_ms;         /* default total time per request; 0 = 30000 */
-  long max_connections;    /* idle keep-alive connections kept; 0 = 128 */
+  long connect_timeout_ms; /* default per request (http.connect_timeout);
+                              0 = libcurl's own (300 s) */
+  long timeout_ms;         /* default total time per request
+                              (http.timeout); 0 = no limit */
+  long max_connections;    /* idle keep-alive connections kept; 0 =
+                              libcurl's own (4 per transfer) */
 };
 
 /* What one finished request produced.  Valid only during the callback. */
@@ -91,7 +94,8 @@ int kcld_http_global_init(void);
  * been closed and its loop run; no kcld_http_* call may follow. */
 void kcld_http_global_cleanup(void);
 
-/* Creates a client on `loop`.  Returns 0 or KCLD_ENOMEM / KCLD_EINVAL. */
+/* Creates a client on `loop`; `opts` may be NULL (every option 0).  Returns
+ * 0 or KCLD_ENOMEM / KCLD_EINVAL. */
 int kcld_http_new(uv_loop_t *loop, const struct kcld_http_opts *opts,
                   struct kcld_http **out);
 
@@ -164,7 +168,7 @@ void kcld_http_stream_cancel(struct kcld_http_stream *s);
  * or KCLD_EINVAL (n < 1). */
 int kcld_http_set_max_connections(struct kcld_http *http, long n);
 
-/* The connection cache size in force. */
+/* The connection cache size in force (0 = libcurl's own). */
 long kcld_http_max_connections(const struct kcld_http *http);
 
 /* Number of requests in flight. */

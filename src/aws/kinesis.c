@@ -52,7 +52,7 @@ int kcld_kinesis_new(struct kcld_aws *aws, uv_loop_t *loop,
 void kcld_kinesis_close(struct kcld_kinesis *k)
 {
   if (k)
-    kcld_svc_free(&k->svc);
+    kcld_svc_close(&k->svc);
 }
 
 static const struct kcld_svc_fault_row s_fault_rows[] = {

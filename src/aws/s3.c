@@ -25,7 +25,7 @@ int kcld_s3_new(struct kcld_aws *aws, uv_loop_t *loop, struct kcld_s3 **out)
 void kcld_s3_close(struct kcld_s3 *s3)
 {
   if (s3)
-    kcld_svc_free(&s3->svc);
+    kcld_svc_close(&s3->svc);
 }
 
 /* ======== Names ======== */

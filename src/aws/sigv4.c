@@ -377,11 +377,11 @@ struct kcld_sigv4 *kcld_sigv4_new(const char *region, const char *service)
   return s;
 
 fail:
-  kcld_sigv4_destroy(s);
+  kcld_sigv4_free(s);
   return NULL;
 }
 
-void kcld_sigv4_destroy(struct kcld_sigv4 *s)
+void kcld_sigv4_free(struct kcld_sigv4 *s)
 {
   if (!s)
     return;

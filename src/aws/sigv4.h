@@ -68,7 +68,7 @@ struct kcld_sigv4_result {
 struct kcld_sigv4 *kcld_sigv4_new(const char *region, const char *service);
 
 /* Wipes the cached key and secret and frees the signer.  NULL is a no-op. */
-void kcld_sigv4_destroy(struct kcld_sigv4 *s);
+void kcld_sigv4_free(struct kcld_sigv4 *s);
 
 /* Signs `req` with `creds` at wall-clock time `now` and fills `out` (which
  * the caller releases with kcld_sigv4_result_clean_up(), also after an

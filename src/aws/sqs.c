@@ -23,7 +23,7 @@ int kcld_sqs_new(struct kcld_aws *aws, uv_loop_t *loop, struct kcld_sqs **out)
 void kcld_sqs_close(struct kcld_sqs *sqs)
 {
   if (sqs)
-    kcld_svc_free(&sqs->svc);
+    kcld_svc_close(&sqs->svc);
 }
 
 /* ======== Calls with one answer ======== */

@@ -20,7 +20,7 @@ int kcld_sts_new(struct kcld_aws *aws, uv_loop_t *loop, struct kcld_sts **out)
 void kcld_sts_close(struct kcld_sts *sts)
 {
   if (sts)
-    kcld_svc_free(&sts->svc);
+    kcld_svc_close(&sts->svc);
 }
 
 KCLD_SVC_SHAPE(s_creds_shape, struct kcld_sts_credentials, kcld_sts_cb);

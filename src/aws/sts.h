@@ -29,7 +29,9 @@ struct kcld_sts;
 int kcld_sts_new(struct kcld_aws *aws, uv_loop_t *loop, struct kcld_sts **out);
 
 /* Runs the callback of every pending call with KCLD_ECANCELED, now, and
- * frees the client.  Close this before the AWS client.  NULL is ignored. */
+ * frees the client; calls still in flight in the AWS client only free
+ * their operation on the loop: run it afterwards.  Close this before the
+ * AWS client.  NULL is ignored. */
 void kcld_sts_close(struct kcld_sts *sts);
 
 struct kcld_sts_role_req {

@@ -373,7 +373,7 @@ void kcld_svc_op_fail(struct kcld_svc_op *op, int err, const char *fmt, ...)
   kcld_svc_op_end(op, &st);
 }
 
-void kcld_svc_free(struct kcld_svc *svc)
+void kcld_svc_close(struct kcld_svc *svc)
 {
   if (!svc)
     return;

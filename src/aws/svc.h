@@ -83,7 +83,7 @@ int kcld_svc_new(size_t size, struct kcld_aws *aws, uv_loop_t *loop,
  * KCLD_ECANCELED) and frees the client; no callback of it runs afterwards.
  * Calls still in flight in the AWS client and timers finish on the loop and
  * only free their operation: run the loop afterwards.  NULL is ignored. */
-void kcld_svc_free(struct kcld_svc *svc);
+void kcld_svc_close(struct kcld_svc *svc);
 
 /* Logs "AWS call refused: invalid argument" with the service, operation
  * and reason; returns KCLD_EINVAL. */

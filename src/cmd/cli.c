@@ -76,7 +76,7 @@ struct kcld_config *kcld_cli_config_args(const char *name, int argc,
   return cfg;
 }
 
-int kcld_cli_aws_open(struct kcld_cli_aws *c, const struct kcld_config *cfg)
+int kcld_cli_aws_init(struct kcld_cli_aws *c, const struct kcld_config *cfg)
 {
   struct kcld_http_opts ho;
   struct kcld_credentials_opts cro;
@@ -117,12 +117,12 @@ fail:
   return rc;
 }
 
-void kcld_cli_aws_close(struct kcld_cli_aws *c)
+void kcld_cli_aws_clean_up(struct kcld_cli_aws *c)
 {
   if (c->aws)
     kcld_aws_close(c->aws);
   if (c->creds)
-    kcld_credentials_destroy(c->creds);
+    kcld_credentials_close(c->creds);
   if (c->http)
     kcld_http_close(c->http);
   c->aws = NULL;

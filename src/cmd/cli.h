@@ -36,15 +36,16 @@ struct kcld_config *kcld_cli_config_args(const char *name, int argc,
                                          const char *path, const char *stream,
                                          const char *usage, int *code);
 
-/* Opens the loop, http client, credentials and AWS client for `cfg` (region
- * from the config or the environment; no instance metadata).  Returns 0, or
- * a KCLD_E* code with the reason printed to stderr (then call close). */
-int kcld_cli_aws_open(struct kcld_cli_aws *c, const struct kcld_config *cfg);
+/* Fills caller-owned `c`: the loop, http client, credentials and AWS client
+ * for `cfg` (region from the config or the environment; no instance
+ * metadata).  Returns 0, or a KCLD_E* code with the reason printed to
+ * stderr (then call kcld_cli_aws_clean_up). */
+int kcld_cli_aws_init(struct kcld_cli_aws *c, const struct kcld_config *cfg);
 
-/* Closes whatever open() opened, runs the loop dry and closes it.  Service
- * clients made on c->aws must be closed first.  libcurl's global state is
+/* Synchronous: closes whatever init opened, runs the loop dry and closes
+ * it.  Service clients made on c->aws must be closed first.  libcurl's global state is
  * left to the caller (kcld_http_global_cleanup at process end). */
-void kcld_cli_aws_close(struct kcld_cli_aws *c);
+void kcld_cli_aws_clean_up(struct kcld_cli_aws *c);
 
 /* A progress line on stderr, when stderr is a terminal (else nothing):
  * printf-style, rewritten in place ("\r"); `final` ends it with a newline.

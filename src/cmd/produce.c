@@ -572,12 +572,12 @@ int kcld_produce_run(const struct kcld_produce_opts *o,
   p.keys = o->partition_keys ? o->partition_keys : DEFAULT_KEYS;
   p.agg = o->aggregate;
   p.rng = o->seed ? o->seed : (uint64_t)time(NULL) ^ (uint64_t)getpid();
-  if ((rc = kcld_cli_aws_open(&p.cli, o->cfg)) != 0) {
-    kcld_cli_aws_close(&p.cli);
+  if ((rc = kcld_cli_aws_init(&p.cli, o->cfg)) != 0) {
+    kcld_cli_aws_clean_up(&p.cli);
     return rc;
   }
   if ((rc = kcld_kinesis_new(p.cli.aws, &p.cli.loop, &p.k)) != 0) {
-    kcld_cli_aws_close(&p.cli);
+    kcld_cli_aws_clean_up(&p.cli);
     return rc;
   }
   uv_update_time(&p.cli.loop);
@@ -595,7 +595,7 @@ int kcld_produce_run(const struct kcld_produce_opts *o,
     if (uv_run(&p.cli.loop, UV_RUN_ONCE) == 0)
       break;
   kcld_kinesis_close(p.k);
-  kcld_cli_aws_close(&p.cli);
+  kcld_cli_aws_clean_up(&p.cli);
   if (p.fatal && res->produced == 0)
     return KCLD_EAWS;
   return 0;

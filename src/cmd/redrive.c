@@ -466,7 +466,7 @@ static int redrive_queue(const struct kcld_config *cfg, const char *queue,
 
   memset(&st, 0, sizeof(st));
   st.dry_run = o->dry_run;
-  rc = kcld_cli_aws_open(&c, cfg);
+  rc = kcld_cli_aws_init(&c, cfg);
   if (rc == 0)
     rc = kcld_sqs_new(c.aws, &c.loop, &sqs);
   if (rc == 0 && !o->dry_run)
@@ -501,7 +501,7 @@ static int redrive_queue(const struct kcld_config *cfg, const char *queue,
     kcld_kinesis_close(kin);
   if (sqs)
     kcld_sqs_close(sqs);
-  kcld_cli_aws_close(&c);
+  kcld_cli_aws_clean_up(&c);
   kcld_http_global_cleanup();
   return status;
 }

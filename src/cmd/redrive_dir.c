@@ -463,7 +463,7 @@ int kcld_redrive_dir_command(const struct kcld_config *cfg, const char *dir,
   memset(&o, 0, sizeof(o));
   memset(&st, 0, sizeof(st));
   st.dry_run = dry_run;
-  rc = kcld_cli_aws_open(&c, cfg);
+  rc = kcld_cli_aws_init(&c, cfg);
   if (rc == 0 && !dry_run)
     rc = to_handler ? new_handler(&c, cfg, &h)
                     : kcld_kinesis_new(c.aws, &c.loop, &kin);
@@ -496,10 +496,10 @@ int kcld_redrive_dir_command(const struct kcld_config *cfg, const char *dir,
     fprintf(stderr, "kcld redrive: %s: %s\n", dir, kcld_strerror(rc));
   }
   if (h)
-    h->ops->destroy(h);
+    kcld_handler_close(h);
   if (kin)
     kcld_kinesis_close(kin);
-  kcld_cli_aws_close(&c);
+  kcld_cli_aws_clean_up(&c);
   kcld_http_global_cleanup();
   return status;
 }

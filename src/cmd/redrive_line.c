@@ -129,13 +129,13 @@ int kcld_redrive_line_parse(const char *body, struct kcld_redrive_line *out,
   kb = doc ? json_object_get(doc, "KinesisBatchInfo") : NULL;
   recs = doc ? json_object_get(doc, "records") : NULL;
   if (!json_is_object(kb))
-    goto out;
+    goto done;
   if (!json_is_array(recs) || json_array_size(recs) == 0) {
     *why = "no records in it (on_failure.include_records off?)";
-    goto out;
+    goto done;
   }
   if (!(out->batch = make_batch(recs, why)))
-    goto out;
+    goto done;
   out->count = out->batch->count;
   arn = json_string_value(json_object_get(kb, "streamArn"));
   shard = json_string_value(json_object_get(kb, "shardId"));
@@ -146,7 +146,7 @@ int kcld_redrive_line_parse(const char *body, struct kcld_redrive_line *out,
   if (!out->recs || !out->shard_id || (arn && *arn && !out->stream)) {
     *why = "out of memory";
     kcld_redrive_line_free(out);
-    goto out;
+    goto done;
   }
   for (size_t i = 0; i < out->count; i++) {
     out->recs[i].data = out->batch->records[i].data;
@@ -155,7 +155,7 @@ int kcld_redrive_line_parse(const char *body, struct kcld_redrive_line *out,
   }
   *why = NULL;
   rc = 0;
-out:
+done:
   json_decref(doc);
   return rc;
 }

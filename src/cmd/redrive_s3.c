@@ -360,7 +360,7 @@ int kcld_redrive_s3_command(const struct kcld_config *cfg,
   memset(&o, 0, sizeof(o));
   memset(&st, 0, sizeof(st));
   st.dry_run = dry_run;
-  rc = kcld_cli_aws_open(&c, cfg);
+  rc = kcld_cli_aws_init(&c, cfg);
   if (rc == 0 && !dry_run)
     rc = kcld_kinesis_new(c.aws, &c.loop, &kin);
   if (rc == 0)
@@ -396,7 +396,7 @@ int kcld_redrive_s3_command(const struct kcld_config *cfg,
     kcld_s3_close(s3);
   if (kin)
     kcld_kinesis_close(kin);
-  kcld_cli_aws_close(&c);
+  kcld_cli_aws_clean_up(&c);
   kcld_http_global_cleanup();
   return status;
 }

@@ -512,7 +512,7 @@ int kcld_status_collect(const struct kcld_status_opts *o, json_t **out)
     fprintf(stderr, "kcld status: give the stream and the lease table\n");
     return KCLD_EINVAL;
   }
-  if ((rc = kcld_cli_aws_open(&s.cli, o->cfg)) != 0)
+  if ((rc = kcld_cli_aws_init(&s.cli, o->cfg)) != 0)
     goto done;
   if ((rc = kcld_kinesis_new(s.cli.aws, &s.cli.loop, &s.k)) != 0 ||
       (rc = kcld_dynamodb_new(s.cli.aws, &s.cli.loop, &s.db)) != 0 ||
@@ -541,7 +541,7 @@ done:
   if (s.db)
     kcld_dynamodb_close(s.db);
   kcld_lease_table_free(s.table);
-  kcld_cli_aws_close(&s.cli);
+  kcld_cli_aws_clean_up(&s.cli);
   leases_free(&s.first);
   leases_free(&s.second);
   for (size_t i = 0; i < s.nshards; i++) {

@@ -43,12 +43,13 @@ struct kcld_fetch_budget {
   atomic_uint_fast64_t fresh, reused;
   atomic_int refs;                         /* open + accounts */
   atomic_int waiters;                      /* accounts in the wait queue */
-  pthread_mutex_t mu;                      /* bins, idle, closed */
+  atomic_int wanting;                      /* accounts with want_wake set */
+  pthread_mutex_t mu;                      /* bins, idle, closed, wakes */
   struct blk *bins[NBINS];
   size_t idle;
   int closed;
+  struct kcld_fetch_account *wakes;        /* to wake on the loop (LIFO) */
   /* Loop only. */
-  struct kcld_fetch_account *accounts;     /* open accounts */
   struct kcld_fetch_account *qhead, *qtail; /* waiting for the budget */
   struct kcld_fetch_job *jhead, *jtail;    /* waiting for a parse slot */
   unsigned running, queued;
@@ -65,9 +66,10 @@ struct kcld_fetch_account {
   atomic_uint_fast64_t fresh, reused;
   atomic_int refs;                         /* open + blocks */
   atomic_int want_wake;                    /* refused by its own limit */
-  atomic_int wake_pending;
+  atomic_int wake_pending;                 /* cleared: its wake is void */
+  struct kcld_fetch_account *wnext;        /* in b->wakes (b->mu) */
+  int on_wakes, dead;                      /* b->mu */
   /* Loop only. */
-  struct kcld_fetch_account *prev, *next;  /* in b->accounts */
   struct kcld_fetch_account *qnext;        /* in the wait queue */
   size_t need;                             /* what it waits for */
   int queued, granted, open;
@@ -154,6 +156,33 @@ static void signal_loop(struct kcld_fetch_budget *b)
   pthread_mutex_unlock(&b->mu);
 }
 
+/* Sets or clears an account's request for a wake, keeping the count the
+ * loop looks at instead of walking every account. */
+static void want_set(struct kcld_fetch_account *a, int on)
+{
+  if (atomic_exchange(&a->want_wake, on) != on)
+    atomic_fetch_add(&a->b->wanting, on ? 1 : -1);
+}
+
+/* Any thread: the account wanted a wake and now gets one.  Puts it on the
+ * budget's wake list (so the loop wakes just those, not a walk over every
+ * account: 1024 idle shards made that walk a measurable part of kcld's CPU)
+ * and signals the loop. */
+static void wake_later(struct kcld_fetch_account *a)
+{
+  struct kcld_fetch_budget *b = a->b;
+  atomic_store(&a->wake_pending, 1);
+  pthread_mutex_lock(&b->mu);
+  if (!a->dead && !a->on_wakes) {
+    a->wnext = b->wakes;
+    b->wakes = a;
+    a->on_wakes = 1;
+  }
+  if (!b->closed)
+    uv_async_send(&b->async);
+  pthread_mutex_unlock(&b->mu);
+}
+
 /* Frees idle blocks, largest first, until a new block of `need` bytes
  * keeps the memory of blocks (live and idle) within the process budget, or
  * none are left. */
@@ -223,23 +252,23 @@ static void on_async(uv_async_t *h)
 {
   struct kcld_fetch_budget *b = h->data;
   grant_waiters(b);
-  /* Accounts whose own bytes went down while they waited for them.  A wake
-   * may close accounts: restart the walk after each one. */
-  int again = 1;
-  while (again) {
-    again = 0;
-    for (struct kcld_fetch_account *a = b->accounts; a; a = a->next) {
-      if (atomic_exchange(&a->wake_pending, 0)) {
-        a->wake(a->arg);
-        again = 1;
-        break;
-      }
+  /* Accounts whose own bytes went down while they waited for them, one at
+   * a time: a wake may close accounts, which leave the list then. */
+  for (;;) {
+    pthread_mutex_lock(&b->mu);
+    struct kcld_fetch_account *a = b->wakes;
+    if (a) {
+      b->wakes = a->wnext;
+      a->wnext = NULL;
+      a->on_wakes = 0;
     }
+    pthread_mutex_unlock(&b->mu);
+    if (!a)
+      break;
+    if (atomic_exchange(&a->wake_pending, 0))
+      a->wake(a->arg);
   }
-  int waiting = b->qhead != NULL;
-  for (struct kcld_fetch_account *a = b->accounts; a && !waiting; a = a->next)
-    waiting = atomic_load(&a->want_wake);
-  hold_loop(b, waiting);
+  hold_loop(b, b->qhead != NULL || atomic_load(&b->wanting) > 0);
 }
 
 static void on_async_closed(uv_handle_t *h)
@@ -323,10 +352,6 @@ int kcld_fetch_account_new(struct kcld_fetch_budget *b, size_t max_bytes,
   a->open = 1;
   atomic_init(&a->refs, 1);
   atomic_fetch_add(&b->refs, 1);
-  a->next = b->accounts;
-  if (b->accounts)
-    b->accounts->prev = a;
-  b->accounts = a;
   *out = a;
   return 0;
 }
@@ -359,15 +384,18 @@ void kcld_fetch_account_close(struct kcld_fetch_account *a)
   a->open = 0;
   unqueue(a);
   kcld_fetch_account_settle(a);
-  signal_loop(b); /* whether the loop is still held for a wake */
-  atomic_store(&a->want_wake, 0);
+  want_set(a, 0);
   atomic_store(&a->wake_pending, 0);
-  if (a->prev)
-    a->prev->next = a->next;
-  else
-    b->accounts = a->next;
-  if (a->next)
-    a->next->prev = a->prev;
+  pthread_mutex_lock(&b->mu);
+  a->dead = 1;
+  for (struct kcld_fetch_account **pp = &b->wakes; *pp; pp = &(*pp)->wnext)
+    if (*pp == a) {
+      *pp = a->wnext;
+      break;
+    }
+  a->on_wakes = 0;
+  pthread_mutex_unlock(&b->mu);
+  signal_loop(b); /* whether the loop is still held for a wake */
   account_unref(a);
 }
 
@@ -384,13 +412,13 @@ int kcld_fetch_account_admit(struct kcld_fetch_account *a, size_t body_bytes,
   if (a->max) {
     /* Ask for a wake first, then look: a block freed meanwhile on another
      * thread either sees the request or is seen here. */
-    atomic_store(&a->want_wake, 1);
+    want_set(a, 1);
     size_t mine = atomic_load(&a->held) + atomic_load(&a->reserved);
     if (mine > 0 && mine + body_bytes > a->max) {
       hold_loop(b, 1);
       return 0;
     }
-    atomic_store(&a->want_wake, 0);
+    want_set(a, 0);
     atomic_store(&a->wake_pending, 0);
   }
   /* An estimate beyond a limit reserves the limit: the answer is let in
@@ -558,10 +586,9 @@ void kcld_fetch_free(void *p)
   pthread_mutex_unlock(&b->mu);
   if (!kept)
     free(k);
-  if (atomic_load(&a->want_wake)) {
-    atomic_store(&a->want_wake, 0);
-    atomic_store(&a->wake_pending, 1);
-    signal_loop(b);
+  if (atomic_load(&a->want_wake) && atomic_exchange(&a->want_wake, 0)) {
+    atomic_fetch_sub(&b->wanting, 1);
+    wake_later(a);
   } else if (atomic_load(&b->waiters) > 0) {
     signal_loop(b);
   }

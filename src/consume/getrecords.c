@@ -316,13 +316,13 @@ static int check_record(const struct jrec *jr, size_t i, struct sizes *sz,
     fail(errbuf, errlen, "Records[%zu].SequenceNumber \"%.*s\" is not a "
          "decimal sequence number", i, (int)(seq_len < 64 ? seq_len : 64),
          seq);
-    goto out;
+    goto done;
   }
   if ((rc = need_string(&jr->data, "Data", "Records", i, "", errbuf,
                         errlen)) != 0 ||
       (rc = need_string(&jr->pk, "PartitionKey", "Records", i, "", errbuf,
                         errlen)) != 0)
-    goto out;
+    goto done;
   rc = KCLD_EPARSE;
 
   size_t b64_len = jr->data.len;
@@ -330,32 +330,32 @@ static int check_record(const struct jrec *jr, size_t i, struct sizes *sz,
     fail(errbuf, errlen, "Records[%zu] (SequenceNumber %s): Data is not "
          "valid base64 (length %zu is not a multiple of 4)", i, seq,
          b64_len);
-    goto out;
+    goto done;
   }
   if (present(&jr->ts)) {
     double t = jr->ts.num;
     if (jr->ts.type != KCLD_JSON_NUMBER) {
       fail(errbuf, errlen, "Records[%zu] (SequenceNumber %s): "
            "ApproximateArrivalTimestamp is not a number", i, seq);
-      goto out;
+      goto done;
     }
     if (!isfinite(t) || t < 0 || t > MAX_ARRIVAL_S) {
       fail(errbuf, errlen, "Records[%zu] (SequenceNumber %s): "
            "ApproximateArrivalTimestamp %g is out of range", i, seq, t);
-      goto out;
+      goto done;
     }
   }
   if (present(&jr->enc)) {
     if (jr->enc.type != KCLD_JSON_STRING) {
       fail(errbuf, errlen, "Records[%zu] (SequenceNumber %s): "
            "EncryptionType is not a string", i, seq);
-      goto out;
+      goto done;
     }
     int none = str_is(&jr->enc, "NONE"), kms = str_is(&jr->enc, "KMS");
     if (none < 0 || kms < 0) {
       fail(errbuf, errlen, "out of memory");
       rc = KCLD_ENOMEM;
-      goto out;
+      goto done;
     }
     if (!none && !kms)
       sz->str += jr->enc.len + 1;
@@ -363,7 +363,7 @@ static int check_record(const struct jrec *jr, size_t i, struct sizes *sz,
   sz->str += seq_len + 1 + jr->pk.len + 1;
   sz->data += b64_len / 4 * 3;
   rc = 0;
-out:
+done:
   free(heap);
   return rc;
 }
@@ -788,11 +788,11 @@ int kcld_getrecords_parse_mem(const char *body, size_t len,
       (rc = check_all(&f, body + len, &sz, errbuf, errlen)) != 0 ||
       (rc = fill_block(&fl, &f, body + len, &sz, errbuf, errlen)) != 0 ||
       (rc = finish(&fl, sz.n, shard_id, errbuf, errlen)) != 0)
-    goto cleanup;
+    goto done;
   *out = fl.b;
   fl.b = NULL;
 
-cleanup:
+done:
   kcld_record_batch_release(fl.b);
   if (mem) {
     mem->scratch = f.recs;

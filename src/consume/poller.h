@@ -54,9 +54,9 @@ struct kcld_poller_opts {
 /* The polling source's ops. */
 extern const struct kcld_source_ops kcld_poller_ops;
 
-/* Opens a polling source and starts it: the first call goes out now, its
+/* Creates a polling source and starts it: the first call goes out now, its
  * callbacks run later.  Returns 0 and the source in *out, or KCLD_EINVAL /
  * KCLD_ENOMEM and nothing was started. */
-int kcld_poller_open(const struct kcld_poller_opts *opts, void **out);
+int kcld_poller_start(const struct kcld_poller_opts *opts, void **out);
 
 #endif

@@ -19,10 +19,7 @@
 #include "err.h"
 #include "log.h"
 
-#define DEF_MAX_RECORDS 10000
-#define DEF_IDLE_MS 1000
 #define MIN_IDLE_MS 200
-#define DEF_MAX_BUFFERED ((size_t)8 << 20)
 #define DEF_PARENTS_POLL_MS 2000
 #define DEF_MIN_CALL_MS 200
 #define DEF_SUBSCRIBE_INTERVAL_MS 1000
@@ -643,7 +640,7 @@ static int open_source(struct kcld_shard_consumer *c)
       .backoff_max_ms = c->backoff_max_ms, .budget = c->budget,
       .account = c->account, .cbs = cbs};
     c->src_ops = &kcld_subscriber_ops;
-    return kcld_subscriber_open(&so, &c->src);
+    return kcld_subscriber_start(&so, &c->src);
   }
   struct kcld_poller_opts po = {
     .loop = c->loop, .kinesis = c->kinesis, .stream = c->stream,
@@ -654,7 +651,7 @@ static int open_source(struct kcld_shard_consumer *c)
     .account = c->account, .first_estimate = c->first_estimate,
     .cbs = cbs};
   c->src_ops = &kcld_poller_ops;
-  return kcld_poller_open(&po, &c->src);
+  return kcld_poller_start(&po, &c->src);
 }
 
 /* ======== Parents ======== */
@@ -773,7 +770,8 @@ int kcld_shard_consumer_start(const struct kcld_shard_consumer_opts *opts,
     *out = NULL;
   if (!opts || !out || !opts->loop || !opts->kinesis || !opts->stream ||
       !opts->lease || !opts->lease->shard_id || !opts->sink.deliver ||
-      !opts->sink.cancel || !opts->finished)
+      !opts->sink.cancel || !opts->finished || opts->max_records <= 0 ||
+      !opts->idle_ms || !opts->max_buffered_bytes)
     return KCLD_EINVAL;
   const struct kcld_shard_consumer_lease_ops *lo = opts->lease_ops;
   if (lo && (!lo->checkpoint || !lo->shard_ended || !lo->parents_done))
@@ -817,8 +815,7 @@ int kcld_shard_consumer_start(const struct kcld_shard_consumer_opts *opts,
     c->ops.ctx = opts->coordinator;
   }
   kcld_shard_consumer_set_fetch(c, opts->max_records, opts->idle_ms);
-  c->max_buffered = opts->max_buffered_bytes ? opts->max_buffered_bytes
-                                             : DEF_MAX_BUFFERED;
+  c->max_buffered = opts->max_buffered_bytes;
   c->first_estimate = (size_t)-1; /* the source's own worst case */
   c->parents_poll_ms = opts->parents_poll_ms ? opts->parents_poll_ms
                                              : DEF_PARENTS_POLL_MS;
@@ -955,8 +952,8 @@ void kcld_shard_consumer_close(struct kcld_shard_consumer *c)
 void kcld_shard_consumer_set_fetch(struct kcld_shard_consumer *c,
                                    int max_records, uint64_t idle_ms)
 {
-  c->max_records = max_records > 0 ? max_records : DEF_MAX_RECORDS;
-  c->idle_ms = idle_ms ? idle_ms : DEF_IDLE_MS;
+  c->max_records = max_records;
+  c->idle_ms = idle_ms;
   if (c->idle_ms < MIN_IDLE_MS)
     c->idle_ms = MIN_IDLE_MS;
   if (c->src && c->src_ops->configure)

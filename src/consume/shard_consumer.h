@@ -177,9 +177,9 @@ struct kcld_shard_consumer_opts {
    * (the same, but for a multi-stream lease); nothing else is read. */
   const struct kcld_lease *lease;
   int64_t initial_timestamp_ms;      /* for a lease at AT_TIMESTAMP */
-  int max_records;                   /* fetch.max_records; 0 = 10000 */
-  uint64_t idle_ms;                  /* fetch.idle_time; 0 = 1000, min 200 */
-  size_t max_buffered_bytes;         /* fetch.max_buffered_bytes; 0 = 8 MiB */
+  int max_records;                   /* fetch.max_records; > 0 */
+  uint64_t idle_ms;                  /* fetch.idle_time; > 0, min 200 */
+  size_t max_buffered_bytes;         /* fetch.max_buffered_bytes; > 0 */
   struct kcld_fetch_budget *budget;  /* the process-wide budget (budget.h),
                                         borrowed; NULL = a private one with
                                         no process-wide limit */
@@ -315,9 +315,9 @@ void kcld_shard_consumer_checkpoint_at(struct kcld_shard_consumer *c,
  * flight have come back: run the loop afterwards.  NULL is ignored. */
 void kcld_shard_consumer_close(struct kcld_shard_consumer *c);
 
-/* New fetch.max_records and fetch.idle_time (a configuration reload; 0 =
- * the defaults of kcld_shard_consumer_start): from the next GetRecords call
- * and the next idle wait on. */
+/* New fetch.max_records and fetch.idle_time (a configuration reload; both
+ * > 0, as kcld_shard_consumer_start takes them): from the next GetRecords
+ * call and the next idle wait on. */
 void kcld_shard_consumer_set_fetch(struct kcld_shard_consumer *c,
                                    int max_records, uint64_t idle_ms);
 

@@ -3,13 +3,13 @@
  * progress and checkpoints, shard end, stop, lose, close) and a fetch
  * source.  Internal to consume/.
  *
- * Two sources, chosen by the core at open time: polling (poller.h:
+ * Two sources, chosen by the core at start: polling (poller.h:
  * GetShardIterator and GetRecords, rate limit, idle waits, backoff, expired
  * iterators) and enhanced fan-out (subscriber.h: SubscribeToShard
  * subscriptions, resubscribed after each end from the last continuation).
  *
  * The contract, all on the loop thread:
- *  - open: the core hands over the start position and its callbacks; the
+ *  - start: the core hands over the start position and its callbacks; the
  *    source starts reading at once.
  *  - The source hands the core each parsed answer through cbs.batch, in
  *    shard order, exactly once (a batch may hold no records: it still
@@ -67,7 +67,7 @@ struct kcld_source_cbs {
   void *arg;
 };
 
-/* The ops a source implements.  `src` is what open returned. */
+/* The ops a source implements.  `src` is what its start returned. */
 struct kcld_source_ops {
   /* Wanted may say yes again: read on if idle. */
   void (*resume)(void *src);
@@ -91,7 +91,7 @@ struct kcld_source_ops {
   void (*configure)(void *src, int max_records, uint64_t idle_ms);
 };
 
-/* 1 when a source may open with these: every callback set, and a valid
+/* 1 when a source may start with these: every callback set, and a valid
  * sequence number for AFTER and AT; else 0. */
 static inline int kcld_source_args_valid(const struct kcld_source_cbs *cbs,
                                          const struct kcld_source_pos *start)

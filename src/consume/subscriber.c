@@ -543,7 +543,7 @@ const struct kcld_source_ops kcld_subscriber_ops = {
   .resume = sub_resume, .stop = sub_stop, .close = sub_close,
   .stats = sub_stats};
 
-int kcld_subscriber_open(const struct kcld_subscriber_opts *o, void **out)
+int kcld_subscriber_start(const struct kcld_subscriber_opts *o, void **out)
 {
   if (!o || !out || !o->loop || !o->fanout || !o->consumer_arn ||
       !*o->consumer_arn || !o->shard_id || !o->budget || !o->account ||

@@ -64,9 +64,9 @@ struct kcld_subscriber_opts {
 /* The fan-out source's ops. */
 extern const struct kcld_source_ops kcld_subscriber_ops;
 
-/* Opens a fan-out source and starts it: the first subscription is asked
+/* Creates a fan-out source and starts it: the first subscription is asked
  * for now (callbacks run later).  Returns 0 and the source in *out, or
  * KCLD_EINVAL / KCLD_ENOMEM and nothing was started. */
-int kcld_subscriber_open(const struct kcld_subscriber_opts *opts, void **out);
+int kcld_subscriber_start(const struct kcld_subscriber_opts *opts, void **out);
 
 #endif

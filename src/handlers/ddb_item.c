@@ -334,8 +334,8 @@ size_t kcld_ddb_item_size(const json_t *item)
 
 /* ======== Lookup ======== */
 
-int kcld_ddb_item_lookup(const json_t *av, const char *const *path, size_t n,
-                         const char **text, size_t *len)
+static int lookup(const json_t *av, const char *const *path, size_t n,
+                  const char **text, size_t *len)
 {
   const json_t *cur = av;
   json_t *v;
@@ -376,5 +376,5 @@ int kcld_ddb_item_lookup(const json_t *av, const char *const *path, size_t n,
 int kcld_ddb_item_field(void *arg, const char *const *path, size_t n,
                         const char **text, size_t *len)
 {
-  return kcld_ddb_item_lookup(arg, path, n, text, len);
+  return lookup(arg, path, n, text, len);
 }

@@ -46,17 +46,12 @@ int kcld_ddb_item_from_json(const char *text, size_t len, json_t **out,
  * element plus their contents.  An estimate that errs high, never low. */
 size_t kcld_ddb_item_size(const json_t *item);
 
-/* Follows path[0..n) from the AttributeValue `av` (M members by name, L
- * elements by decimal index) and gives the text of the scalar found there:
- * an S's string, an N's decimal text, "true"/"false" for a BOOL.  Returns 0
- * with *text and *len borrowed from `av`, or KCLD_ENOTFOUND (missing, or an M,
- * L or NULL).  Shaped as a kcld_template_field_fn when `av` is passed as
- * its argument (see kcld_ddb_item_field). */
-int kcld_ddb_item_lookup(const json_t *av, const char *const *path, size_t n,
-                         const char **text, size_t *len);
-
-/* kcld_ddb_item_lookup with `arg` as the AttributeValue, for
- * struct kcld_template_input.field. */
+/* For struct kcld_template_input.field, with `arg` the AttributeValue:
+ * follows path[0..n) from it (M members by name, L elements by decimal
+ * index) and gives the text of the scalar found there: an S's string, an
+ * N's decimal text, "true"/"false" for a BOOL.  Returns 0 with *text and
+ * *len borrowed from `arg`, or KCLD_ENOTFOUND (missing, or an M, L or
+ * NULL). */
 int kcld_ddb_item_field(void *arg, const char *const *path, size_t n,
                         const char **text, size_t *len);
 

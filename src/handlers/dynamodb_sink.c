@@ -628,7 +628,7 @@ static void kill_handler(struct kcld_handler *base)
     kcld_dynamodb_close(db);
 }
 
-static void destroy(struct kcld_handler *base)
+static void handler_close(struct kcld_handler *base)
 {
   struct sink *s = (struct sink *)base;
   if (s->db)
@@ -643,7 +643,7 @@ static const struct kcld_handler_ops s_ops = {
   .name = "dynamodb",
   .process = process,
   .kill = kill_handler,
-  .destroy = destroy,
+  .close = handler_close,
 };
 
 void kcld_dynamodb_sink_stats(const struct kcld_handler *h,
@@ -706,6 +706,6 @@ int kcld_dynamodb_sink_new(const struct kcld_handler_env *env,
   return 0;
 
 fail:
-  destroy(&s->base);
+  handler_close(&s->base);
   return rc;
 }

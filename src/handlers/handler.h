@@ -98,10 +98,13 @@ struct kcld_handler_ops {
    * KCLD_HANDLER_INFRA), and batches given afterwards are refused with
    * KCLD_ECANCELED.  Work that cannot be interrupted (a plugin call or a
    * write already running on a pool thread) answers when it ends.
-   * destroy() is still called, once nothing is in flight. */
+   * close() is still called, once nothing is in flight. */
   void (*kill)(struct kcld_handler *h);
-  /* Frees the handler; called once no batch is in flight. */
-  void (*destroy)(struct kcld_handler *h);
+  /* Closes the handler; called once no batch is in flight.  Asynchronous,
+   * like uv_close: the memory goes at once or once its child processes are
+   * reaped and its timers closed (multilang, lambda), so the loop must run
+   * afterwards until nothing of it is left. */
+  void (*close)(struct kcld_handler *h);
 };
 
 struct kcld_handler {
@@ -151,6 +154,12 @@ static inline void kcld_handler_kill(struct kcld_handler *h)
 {
   if (h->ops->kill)
     h->ops->kill(h);
+}
+
+/* Closes `h` as its close op says (run the loop afterwards). */
+static inline void kcld_handler_close(struct kcld_handler *h)
+{
+  h->ops->close(h);
 }
 
 #endif

@@ -16,7 +16,7 @@
  * and the failure is the infrastructure's (HandlerUnavailable).
  *
  * The handler frees itself once every slot's child and timer are closed,
- * so destroy() only starts the shutdown: every child's stdin is closed
+ * so close() only starts the shutdown: every child's stdin is closed
  * (the adapter exits at end of file), SIGTERM and SIGKILL after graces. */
 #include "handlers/lambda.h"
 
@@ -99,28 +99,28 @@ char *kcld_lambda_event_build(const struct kcld_handler_batch *b,
   size_t n;
 
   if (!root || !recs || json_object_set(root, "Records", recs) != 0)
-    goto cleanup;
+    goto done;
   for (size_t i = 0; i < b->count; i++) {
     json_t *ev = record_json(b, b->records[i], region ? region : "",
                              stream_arn ? stream_arn : "");
     if (!ev || json_array_append_new(recs, ev) != 0)
-      goto cleanup;
+      goto done;
   }
   /* 13 significant digits: epoch seconds keep exactly 3 decimals. */
   text = json_dumps(root, JSON_COMPACT | JSON_REAL_PRECISION(13));
   if (!text)
-    goto cleanup;
+    goto done;
   n = strlen(text);
   line = malloc(n + 2);
   if (!line)
-    goto cleanup;
+    goto done;
   memcpy(line, text, n);
   line[n] = '\n';
   line[n + 1] = '\0';
   if (len)
     *len = n + 1;
 
-cleanup:
+done:
   free(text);
   json_decref(recs);
   json_decref(root);
@@ -209,10 +209,10 @@ int kcld_lambda_answer_parse(const char *line, size_t len,
   if (!root)
     return KCLD_EPARSE;
   if (json_is_null(root))
-    goto cleanup;
+    goto done;
   if (!json_is_object(root)) {
     rc = KCLD_EPARSE;
-    goto cleanup;
+    goto done;
   }
   msg = json_object_get(root, "errorMessage");
   type = json_object_get(root, "errorType");
@@ -227,7 +227,7 @@ int kcld_lambda_answer_parse(const char *line, size_t len,
     rc = parse_items(items, b, out);
   }
 
-cleanup:
+done:
   json_decref(root);
   return rc;
 }
@@ -613,12 +613,12 @@ static void kill_handler(struct kcld_handler *base)
   }
 }
 
-static void destroy(struct kcld_handler *base)
+static void handler_close(struct kcld_handler *base)
 {
   struct lambda_handler *h = (struct lambda_handler *)base;
 
   h->closing = 1;
-  /* Not expected: destroy comes with nothing in flight. */
+  /* Not expected: close comes with nothing in flight. */
   fail_queue(h, "HandlerShutdown", "the handler is shutting down");
   for (int i = 0; h->slots && i < h->nslots; i++) {
     struct slot *s = &h->slots[i];
@@ -642,7 +642,7 @@ static const struct kcld_handler_ops s_ops = {
   .name = "lambda",
   .process = process,
   .kill = kill_handler,
-  .destroy = destroy,
+  .close = handler_close,
 };
 
 void kcld_handler_lambda_stats(const struct kcld_handler *base,
@@ -759,6 +759,6 @@ int kcld_handler_lambda_new(const struct kcld_handler_env *env,
 
 fail:
   /* Frees itself once the loop has closed what was opened. */
-  destroy(&h->base);
+  handler_close(&h->base);
   return rc;
 }

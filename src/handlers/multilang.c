@@ -858,7 +858,7 @@ static void kill_handler(struct kcld_handler *base)
   }
 }
 
-static void destroy(struct kcld_handler *base)
+static void handler_close(struct kcld_handler *base)
 {
   struct ml *h = (struct ml *)base;
   struct rp *c, *next;
@@ -892,7 +892,7 @@ static const struct kcld_handler_ops s_ops = {
   .shard_started = shard_started,
   .shard_stopped = shard_stopped,
   .kill = kill_handler,
-  .destroy = destroy,
+  .close = handler_close,
 };
 
 int kcld_handler_multilang_new(const struct kcld_handler_env *env,

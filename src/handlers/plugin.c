@@ -1,7 +1,7 @@
 /* plugin.c — handler.type: plugin.
  *
  * The shared object is opened once at start-up (RTLD_NOW, so an unresolved
- * symbol fails here and not at the first batch) and closed at destroy.  Each
+ * symbol fails here and not at the first batch) and closed at close.  Each
  * batch becomes one pool job (handlers/job.h): the work converts the
  * records to the ABI's plain structs and calls kcld_plugin_process on a pool
  * thread; the after-work checks the result and answers on the loop thread.
@@ -208,7 +208,7 @@ static void kill_handler(struct kcld_handler *base)
   kcld_job_cancel_all(&h->jobs);
 }
 
-static void destroy(struct kcld_handler *base)
+static void handler_close(struct kcld_handler *base)
 {
   struct plugin_handler *h = (struct plugin_handler *)base;
   if (h->inited && h->shutdown)
@@ -222,7 +222,7 @@ static const struct kcld_handler_ops s_ops = {
   .name = "plugin",
   .process = process,
   .kill = kill_handler,
-  .destroy = destroy,
+  .close = handler_close,
 };
 
 /* Looks up `name` in the object; logs and returns NULL when missing. */
@@ -256,18 +256,18 @@ int kcld_handler_plugin_new(const struct kcld_handler_env *env,
   h->loop = env->loop;
   if (!path || !*path) {
     kcld_log(KCLD_LOG_ERROR, "plugin handler: handler.path is not set", NULL);
-    goto cleanup;
+    goto done;
   }
   h->dl = dlopen(path, RTLD_NOW | RTLD_LOCAL);
   if (!h->dl) {
     const char *why = dlerror();
     kcld_log(KCLD_LOG_ERROR, "plugin handler: cannot load the shared object",
              "path", path, "error", why ? why : "unknown", NULL);
-    goto cleanup;
+    goto done;
   }
   version = need(h, path, "kcld_handler_abi_version");
   if (!version)
-    goto cleanup;
+    goto done;
   if (*version != KCLD_HANDLER_ABI_VERSION) {
     char want[16], got[16];
     snprintf(want, sizeof(want), "%u", (unsigned)KCLD_HANDLER_ABI_VERSION);
@@ -276,32 +276,32 @@ int kcld_handler_plugin_new(const struct kcld_handler_env *env,
              "plugin handler: ABI version mismatch; rebuild the plugin "
              "against this kcld's include/kcld/handler.h",
              "path", path, "plugin_abi", got, "kcld_abi", want, NULL);
-    goto cleanup;
+    goto done;
   }
   /* POSIX allows converting dlsym's void * to a function pointer. */
   h->init = (init_fn)need(h, path, "kcld_plugin_init");
   h->process = (process_fn)need(h, path, "kcld_plugin_process");
   h->shutdown = (shutdown_fn)need(h, path, "kcld_plugin_shutdown");
   if (!h->init || !h->process || !h->shutdown)
-    goto cleanup;
+    goto done;
   if (kv_build(&env->cfg->handler, &kv) != 0) {
     rc = KCLD_ENOMEM;
-    goto cleanup;
+    goto done;
   }
   if (h->init(kv.kv, kv.n, &h->state, err, sizeof(err)) != 0) {
     err[sizeof(err) - 1] = '\0';
     kcld_log(KCLD_LOG_ERROR, "plugin handler: the plugin's init failed",
              "path", path, "error", err[0] ? err : "no reason given", NULL);
-    goto cleanup;
+    goto done;
   }
   h->inited = 1;
   kcld_log(KCLD_LOG_INFO, "plugin handler loaded", "path", path, NULL);
   *out = &h->base;
   rc = 0;
 
-cleanup:
+done:
   kv_free(&kv);
   if (rc != 0)
-    destroy(&h->base);
+    handler_close(&h->base);
   return rc;
 }

@@ -176,7 +176,7 @@ static void kill_handler(struct kcld_handler *base)
   kcld_job_cancel_all(&h->jobs);
 }
 
-static void destroy(struct kcld_handler *base)
+static void handler_close(struct kcld_handler *base)
 {
   struct stdout_handler *h = (struct stdout_handler *)base;
   if (h->own_fd)
@@ -191,7 +191,7 @@ static const struct kcld_handler_ops s_ops = {
   .name = "stdout",
   .process = process,
   .kill = kill_handler,
-  .destroy = destroy,
+  .close = handler_close,
 };
 
 int kcld_handler_stdout_new(const struct kcld_handler_env *env,
@@ -214,7 +214,7 @@ int kcld_handler_stdout_new(const struct kcld_handler_env *env,
       kcld_log(KCLD_LOG_ERROR, "stdout handler: cannot open handler.path",
                "path", path, "error", strerror(errno), NULL);
       h->own_fd = 0;
-      destroy(&h->base);
+      handler_close(&h->base);
       return KCLD_EIO;
     }
     h->own_fd = 1;
@@ -222,7 +222,7 @@ int kcld_handler_stdout_new(const struct kcld_handler_env *env,
     h->fd = STDOUT_FILENO;
   }
   if (!h->region || !h->stream_arn) {
-    destroy(&h->base);
+    handler_close(&h->base);
     return KCLD_ENOMEM;
   }
   *out = &h->base;

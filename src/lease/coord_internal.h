@@ -233,11 +233,12 @@ uint64_t kcld_coord_renew_after(struct kcld_coordinator *c, int first);
 /* ======== coord_streams.c ======== */
 
 /* Copies opts' streams (opts->stream alone in a single-stream table).
- * Returns 0, KCLD_EINVAL or KCLD_ENOMEM (kcld_coord_streams_free then
+ * Returns 0, KCLD_EINVAL or KCLD_ENOMEM (kcld_coord_streams_clean_up then
  * frees what was copied). */
 int kcld_coord_streams_init(struct kcld_coordinator *c,
                             const struct kcld_coordinator_opts *opts);
-void kcld_coord_streams_free(struct kcld_coordinator *c);
+/* Frees what kcld_coord_streams_init copied into `c` (c itself stays). */
+void kcld_coord_streams_clean_up(struct kcld_coordinator *c);
 /* The start-up step that identifies every stream of a multi-stream table
  * (DescribeStreamSummary, one stream at a time); sets c->resolved and goes
  * on with kcld_coord_start_step, or fails through kcld_coord_start_failed.

@@ -59,7 +59,7 @@ int kcld_coord_streams_init(struct kcld_coordinator *c,
   return 0;
 }
 
-void kcld_coord_streams_free(struct kcld_coordinator *c)
+void kcld_coord_streams_clean_up(struct kcld_coordinator *c)
 {
   for (size_t i = 0; i < c->n_streams; i++) {
     free(c->streams[i].name);

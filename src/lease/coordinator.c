@@ -15,8 +15,6 @@
 #include "lease/shard_sync.h"
 #include "log.h"
 
-#define DEF_FAILOVER_MS 10000
-#define DEF_SYNC_MS 60000
 #define TABLE_WAIT_MS 60000
 #define TICK_MAX_MS 100
 /* Start-up tries a step that failed transiently again after 250 ms,
@@ -274,7 +272,7 @@ static void free_all(struct kcld_coordinator *c)
     kcld_coord_entry_free(c->v[i]);
   free(c->v);
   kcld_lease_table_free(c->table);
-  kcld_coord_streams_free(c);
+  kcld_coord_streams_clean_up(c);
   free(c->worker);
   free(c);
 }
@@ -295,17 +293,16 @@ int kcld_coordinator_start(const struct kcld_coordinator_opts *opts,
       !opts->table[0] || (!opts->n_streams && !opts->stream) ||
       (opts->n_streams && !opts->streams) ||
       !opts->worker_id || !opts->worker_id[0] || !opts->cbs.acquired ||
-      !opts->cbs.lost)
+      !opts->cbs.lost || !opts->failover_ms || !opts->take_interval_ms ||
+      !opts->shard_sync_interval_ms)
     return KCLD_EINVAL;
   struct kcld_coordinator *c = calloc(1, sizeof(*c));
   if (!c)
     return KCLD_ENOMEM;
   c->loop = opts->loop;
-  c->failover_ms = opts->failover_ms ? opts->failover_ms : DEF_FAILOVER_MS;
-  c->take_ms = opts->take_interval_ms ? opts->take_interval_ms
-                                      : 2 * c->failover_ms;
-  c->sync_ms = opts->shard_sync_interval_ms ? opts->shard_sync_interval_ms
-                                            : DEF_SYNC_MS;
+  c->failover_ms = opts->failover_ms;
+  c->take_ms = opts->take_interval_ms;
+  c->sync_ms = opts->shard_sync_interval_ms;
   c->cleanup_ms = opts->cleanup_delay_ms;
   c->renew_ms = c->failover_ms / 3 ? c->failover_ms / 3 : 1;
   c->guard_ms = c->failover_ms / 10;
@@ -349,7 +346,7 @@ fail:
   kcld_dynamodb_close(c->db);
   kcld_kinesis_close(c->kin);
   kcld_lease_table_free(c->table);
-  kcld_coord_streams_free(c);
+  kcld_coord_streams_clean_up(c);
   free(c->worker);
   free(c);
   return rc;

@@ -109,9 +109,9 @@ struct kcld_coordinator_opts {
                                   kcld_coordinator_start only */
   size_t n_streams;
   const char *worker_id;       /* unique per process (hostname:pid) */
-  uint64_t failover_ms;        /* lease.failover_time; 0 = 10000 */
-  uint64_t take_interval_ms;   /* lease.take_interval; 0 = 2 x failover */
-  uint64_t shard_sync_interval_ms;  /* 0 = 60000 */
+  uint64_t failover_ms;        /* lease.failover_time; > 0 */
+  uint64_t take_interval_ms;   /* lease.take_interval; > 0 */
+  uint64_t shard_sync_interval_ms;  /* lease.shard_sync_interval; > 0 */
   uint64_t cleanup_delay_ms;   /* 0 = delete finished leases at once */
   unsigned max_leases;         /* 0 = no cap */
   unsigned max_steal;          /* 0 = never steal */

@@ -112,7 +112,7 @@ static uint64_t read_watchdog(void)
   return usec;
 }
 
-int kcld_notify_open(struct kcld_notify **out, bool unset_env)
+int kcld_notify_new(struct kcld_notify **out, bool unset_env)
 {
   int rc = 0;
   struct kcld_notify *n = NULL;

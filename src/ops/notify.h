@@ -17,7 +17,7 @@
  * the watchdog timeout: WATCHDOG=1 must arrive more often than that.
  *
  * Without $NOTIFY_SOCKET (not under systemd, or Type=simple) there is
- * nothing to do: kcld_notify_open() gives NULL and every function here
+ * nothing to do: kcld_notify_new() gives NULL and every function here
  * accepts NULL and does nothing, returning 0.
  *
  * Use from one thread (the loop thread); a datagram is never longer than
@@ -48,7 +48,7 @@ struct kcld_notify;
  * With `unset_env`, the three variables are removed from the environment so
  * that handler child processes do not inherit them; setenv/unsetenv are not
  * thread-safe, so call it then from main() before any thread starts. */
-int kcld_notify_open(struct kcld_notify **out, bool unset_env);
+int kcld_notify_new(struct kcld_notify **out, bool unset_env);
 
 /* Stops the watchdog timer if it runs and frees `n`.  When the timer was
  * started, the memory is freed in the timer's close callback, so the loop
@@ -83,7 +83,7 @@ int kcld_notify_stopping(struct kcld_notify *n, const char *status);
 int kcld_notify_watchdog(struct kcld_notify *n);
 
 /* The watchdog timeout systemd enforces, in microseconds: $WATCHDOG_USEC as
- * read by kcld_notify_open(), or 0 when there is no watchdog for this
+ * read by kcld_notify_new(), or 0 when there is no watchdog for this
  * process (unset, malformed, or $WATCHDOG_PID names another process). */
 uint64_t kcld_notify_watchdog_usec(const struct kcld_notify *n);
 

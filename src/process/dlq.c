@@ -539,11 +539,6 @@ size_t kcld_dlq_pending(const struct kcld_dlq *q)
   return n;
 }
 
-const char *kcld_dlq_store_name(const struct kcld_dlq *q)
-{
-  return q->store->ops->name;
-}
-
 const char *kcld_dlq_where(const struct kcld_dlq *q)
 {
   return q->store->where;

@@ -156,8 +156,7 @@ unsigned kcld_dlq_send_failing(const struct kcld_dlq_send *s,
 /* Number of sends not yet finished or cancelled. */
 size_t kcld_dlq_pending(const struct kcld_dlq *q);
 
-/* The store's name and where it keeps messages, for logs. */
-const char *kcld_dlq_store_name(const struct kcld_dlq *q);
+/* Where the store keeps messages (queue URL or directory), for logs. */
 const char *kcld_dlq_where(const struct kcld_dlq *q);
 
 /* Cancels every send and frees the dlq and its store once their store

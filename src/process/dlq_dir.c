@@ -550,18 +550,18 @@ int kcld_dlq_dir_keep(const char *claimed, char *const *lines, size_t n)
   for (size_t i = 0; i < n; i++) {
     struct iovec v[2] = {{lines[i], strlen(lines[i])}, {"\n", 1}};
     if (write_all(fd, v, 2) != 0)
-      goto out;
+      goto done;
   }
   if (fsync(fd) != 0)
-    goto out;
+    goto done;
   close(fd);
   fd = -1;
   if (rename(tmp, claimed) != 0)
-    goto out;
+    goto done;
   snprintf(dir, sizeof(dir), "%.*s", slash ? (int)(slash - claimed) : 1,
            slash ? claimed : ".");
   rc = fsync_dir(dir) == 0 ? 0 : KCLD_EIO;
-out:
+done:
   if (fd >= 0) {
     close(fd);
     unlink(tmp);

@@ -290,13 +290,13 @@ static char *pointer_body(const struct kcld_dlq_msg *m, const char *bucket,
   char *text = NULL;
 
   if (!json_is_object(o))
-    goto out;
+    goto done;
   json_object_del(o, "records");
   if (json_object_set_new(o, "s3Object",
                           json_pack("{s:s,s:s,s:I}", "bucket", bucket, "key",
                                     key, "size", (json_int_t)m->len)) == 0)
     text = json_dumps(o, JSON_COMPACT);
-out:
+done:
   json_decref(o);
   return text;
 }

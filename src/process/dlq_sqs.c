@@ -64,14 +64,14 @@ static int store(struct kcld_dlq_store *base, struct kcld_dlq_msg *const *msgs,
   int rc = KCLD_ENOMEM;
 
   if (!e || !attrs || !ids || !c)
-    goto out;
+    goto done;
   for (size_t i = 0; i < n; i++) {
     attrs[i] = json_pack("{s:o,s:o,s:o}", "shardId", attr(msgs[i]->shard_id),
                          "startSequenceNumber",
                          attr(msgs[i]->start_sequence), "errorClass",
                          attr(msgs[i]->error_class));
     if (!attrs[i])
-      goto out;
+      goto done;
     snprintf(ids[i], sizeof(ids[i]), "m%zu", i);
     e[i].id = ids[i];
     e[i].body = msgs[i]->body;
@@ -84,7 +84,7 @@ static int store(struct kcld_dlq_store *base, struct kcld_dlq_msg *const *msgs,
   rc = kcld_sqs_send_message_batch(s->sqs, s->queue_url, e, n, on_sent, c);
   if (rc == 0)
     c = NULL;
-out:
+done:
   for (size_t i = 0; attrs && i < n; i++)
     json_decref(attrs[i]);
   free(attrs);

@@ -120,7 +120,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
   }
   kcld_sigv4_result_clean_up(&r1);
   kcld_sigv4_result_clean_up(&r2);
-  kcld_sigv4_destroy(s);
+  kcld_sigv4_free(s);
   free(text);
   return 0;
 }

@@ -48,7 +48,7 @@ void kcld_test_awsenv_up_at(struct kcld_test_awsenv *env,
 void kcld_test_awsenv_down(struct kcld_test_awsenv *env)
 {
   kcld_aws_close(env->aws);
-  kcld_credentials_destroy(env->creds);
+  kcld_credentials_close(env->creds);
   kcld_http_close(env->http);
   kcld_test_loop_finish(&env->loop);
 }

@@ -90,7 +90,7 @@ void kcld_test_aws_free(struct kcld_test_aws *t)
   if (!t)
     return; /* a set-up that failed before creating it */
   kcld_aws_close(t->aws);
-  kcld_credentials_destroy(t->creds);
+  kcld_credentials_close(t->creds);
   kcld_http_close(t->http);
   kcld_test_loop_finish(&t->loop);
   free(t);

@@ -19,6 +19,8 @@
 #include <cmocka.h>
 #include <jansson.h>
 
+#include "config.h"
+
 extern char **environ;
 
 const char *kcld_test_root(void)
@@ -245,4 +247,11 @@ int kcld_test_run_until(uv_loop_t *loop, const volatile int *flag,
   uv_close((uv_handle_t *)&tick, NULL);
   uv_run(loop, UV_RUN_NOWAIT);
   return *flag;
+}
+
+int64_t kcld_test_key_default(const char *name)
+{
+  int64_t v = 0;
+  assert_int_equal(kcld_config_key_default(name, &v), 0);
+  return v;
 }

@@ -13,6 +13,7 @@
 #define KCLD_TEST_HARNESS_H
 
 #include <stddef.h>
+#include <stdint.h>
 #include <sys/types.h>
 #include <uv.h>
 
@@ -57,5 +58,10 @@ void kcld_test_loop_finish(uv_loop_t *loop);
  * the flag.  For waiting on one async result in a test. */
 int kcld_test_run_until(uv_loop_t *loop, const volatile int *flag,
                         unsigned timeout_ms);
+
+/* The default of config key `name` (kcld_config_key_default), for tests
+ * that fill a module's options the way the daemon does from a config with
+ * nothing set; fails the test for a key without a numeric default. */
+int64_t kcld_test_key_default(const char *name);
 
 #endif

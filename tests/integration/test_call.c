@@ -121,7 +121,7 @@ static void env_open(struct env *e, const char *endpoint,
 static void env_close(struct env *e)
 {
   kcld_aws_close(e->aws);
-  kcld_credentials_destroy(e->creds);
+  kcld_credentials_close(e->creds);
   kcld_http_close(e->http);
   kcld_test_loop_finish(&e->loop);
 }
@@ -1045,7 +1045,7 @@ static void test_close_cancels(void **state)
   assert_int_equal(p[0].o.attempts >= 1, 1);
   assert_int_equal(p[2].o.attempts, 0);
   assert_int_equal(kcld_http_pending(e.http), 0);
-  kcld_credentials_destroy(e.creds);
+  kcld_credentials_close(e.creds);
   kcld_http_close(e.http);
   kcld_test_loop_finish(&e.loop);
   assert_true((uv_hrtime() - t0) / 1000000 < 1000);

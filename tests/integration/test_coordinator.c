@@ -119,7 +119,7 @@ static void env_close(struct env *e)
   if (e->aws_fault)
     kcld_aws_close(e->aws_fault);
   kcld_aws_close(e->aws);
-  kcld_credentials_destroy(e->creds);
+  kcld_credentials_close(e->creds);
   kcld_http_close(e->http);
   kcld_test_loop_finish(&e->loop);
 }

@@ -148,7 +148,7 @@ static int teardown(void **state)
   struct env *e = *state;
   char cmd[160];
   if (e->creds)
-    kcld_credentials_destroy(e->creds);
+    kcld_credentials_close(e->creds);
   kcld_http_close(e->http);
   kcld_test_loop_finish(&e->loop);
   kcld_log_setup(KCLD_LOG_INFO, KCLD_LOG_JSON, NULL);
@@ -369,7 +369,7 @@ static void test_assume_role_loops(void **state)
   e->opts.profile = "a";
   assert_refused(e, "profile b: the source_profile chain loops back to "
                     "profile a");
-  kcld_credentials_destroy(e->creds);
+  kcld_credentials_close(e->creds);
   e->creds = NULL;
   /* A profile that is its own source uses its keys for its role. */
   control("{\"keys\": {\"AKIDSELF\": \"selfSecret\"}}");
@@ -412,7 +412,7 @@ static void test_credential_source(void **state)
   calls = sts_calls();
   assert_string_equal(call_field(calls, 0, "caller"), "AKIDENV");
   json_decref(calls);
-  kcld_credentials_destroy(e->creds);
+  kcld_credentials_close(e->creds);
   e->creds = NULL;
 
   /* Ec2InstanceMetadata: the instance role's set signs. */
@@ -426,7 +426,7 @@ static void test_credential_source(void **state)
   assert_string_equal(call_field(calls, 1, "role_arn"),
                       "arn:aws:iam::1:role/imds");
   json_decref(calls);
-  kcld_credentials_destroy(e->creds);
+  kcld_credentials_close(e->creds);
   e->creds = NULL;
 
   /* EcsContainer: the container endpoint's set signs. */
@@ -440,7 +440,7 @@ static void test_credential_source(void **state)
   assert_string_equal(call_field(calls, 2, "role_arn"),
                       "arn:aws:iam::1:role/ecs");
   json_decref(calls);
-  kcld_credentials_destroy(e->creds);
+  kcld_credentials_close(e->creds);
   e->creds = NULL;
 
   e->opts.profile = "bogus";
@@ -460,7 +460,7 @@ static void process_profile(struct env *e, const char *script)
   setenv("AWS_CONFIG_FILE", put(e, "config", text), 1);
   e->opts.profile = "proc";
   if (e->creds) {
-    kcld_credentials_destroy(e->creds);
+    kcld_credentials_close(e->creds);
     e->creds = NULL;
   }
 }
@@ -583,7 +583,7 @@ static void test_sso_cache(void **state)
   assert_null(strstr(log_text(e), "sso-token-1"));
 
   /* The portal refuses the token: a named error, not another identity. */
-  kcld_credentials_destroy(e->creds);
+  kcld_credentials_close(e->creds);
   e->creds = NULL;
   control("{\"sso_token\": \"another\"}");
   assert_refused(e, "the portal refused the SSO token (HTTP 401)");
@@ -604,7 +604,7 @@ static void test_sso_expired(void **state)
   sso_cache(e, "corp", json);
   assert_refused(e, "the SSO token expired and cannot be refreshed; run "
                     "`aws sso login`");
-  kcld_credentials_destroy(e->creds);
+  kcld_credentials_close(e->creds);
   e->creds = NULL;
 
   /* Expired with a refresh token: CreateToken, the cache rewritten. */
@@ -678,7 +678,7 @@ static void test_unusable_profiles_named(void **state)
   for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
     e->opts.profile = cases[i].profile;
     assert_refused(e, cases[i].reason);
-    kcld_credentials_destroy(e->creds);
+    kcld_credentials_close(e->creds);
     e->creds = NULL;
   }
 }

@@ -157,7 +157,7 @@ static int teardown(void **state)
 {
   struct env *e = *state;
   if (e->creds)
-    kcld_credentials_destroy(e->creds);
+    kcld_credentials_close(e->creds);
   kcld_http_close(e->http);
   kcld_test_loop_finish(&e->loop);
   kcld_log_setup(KCLD_LOG_INFO, KCLD_LOG_JSON, NULL);
@@ -325,7 +325,7 @@ static void test_container_full_uri_refused(void **state)
     if (g.called != 1)
       fail_msg("%s: not refused at once", refused[i]);
     assert_int_equal(g.err, KCLD_ECREDS);
-    kcld_credentials_destroy(e->creds);
+    kcld_credentials_close(e->creds);
     e->creds = NULL;
   }
   assert_int_equal(stat_int("requests"), 0);
@@ -384,7 +384,7 @@ static void test_metadata_never_proxied(void **state)
     unsetenv(vars[i]);
     e->opts.http = e->http;
     if (e->creds)
-      kcld_credentials_destroy(e->creds);
+      kcld_credentials_close(e->creds);
     e->creds = NULL;
     start(e);
     get_wait(e, &g, 5000);
@@ -397,7 +397,7 @@ static void test_metadata_never_proxied(void **state)
   assert_int_equal(kcld_http_new(&e->loop, NULL, &e->http), 0);
   unsetenv("http_proxy");
   e->opts.http = e->http;
-  kcld_credentials_destroy(e->creds);
+  kcld_credentials_close(e->creds);
   e->creds = NULL;
   setenv("AWS_CONTAINER_CREDENTIALS_RELATIVE_URI", "/v2/credentials/p", 1);
   start(e);
@@ -686,7 +686,7 @@ static void test_destroy_cancels_waiters(void **state)
   kcld_credentials_get(e->creds, kcld_test_on_creds, &g2);
   kcld_test_run_until(&e->loop, &(int){0}, 100); /* the token PUT is out */
   assert_int_equal(kcld_http_pending(e->http), 1);
-  kcld_credentials_destroy(e->creds);
+  kcld_credentials_close(e->creds);
   e->creds = NULL;
   assert_int_equal(g1.called, 1);
   assert_int_equal(g1.err, KCLD_ECANCELED);
@@ -712,7 +712,7 @@ static void test_destroy_during_backoff(void **state)
   assert_true(in_backoff);
   assert_int_equal(g.called, 0);
   assert_int_equal(stat_int("failed"), 1);
-  kcld_credentials_destroy(e->creds);
+  kcld_credentials_close(e->creds);
   e->creds = NULL;
   assert_int_equal(g.err, KCLD_ECANCELED);
 }
@@ -733,7 +733,7 @@ static void test_http_closed_first(void **state)
   kcld_credentials_get(e->creds, kcld_test_on_creds, &g);
   assert_int_equal(g.called, 2);
   assert_int_equal(g.err, KCLD_ECREDS);
-  kcld_credentials_destroy(e->creds);
+  kcld_credentials_close(e->creds);
   e->creds = NULL;
   e->http = NULL;
 }
@@ -808,7 +808,7 @@ static void test_log_has_no_secrets(void **state)
   k.e = e;
   tick_until(&k, "imds_creds", 2);
   assert_string_equal(k.last_ak, "ASIAFAKE0002");
-  kcld_credentials_destroy(e->creds);
+  kcld_credentials_close(e->creds);
   e->creds = NULL;
 
   /* Container with a token, then with a wrong one. */
@@ -819,7 +819,7 @@ static void test_log_has_no_secrets(void **state)
   start(e);
   get_wait(e, &g, 5000);
   assert_int_equal(g.err, 0);
-  kcld_credentials_destroy(e->creds);
+  kcld_credentials_close(e->creds);
   e->creds = NULL;
   control("{\"container_auth\": \"Bearer other\"}");
   start(e);

@@ -86,9 +86,9 @@ static int env_up(struct env *e, const char *handler_yaml, int max_attempts)
 static void env_down(struct env *e)
 {
   if (e->h)
-    e->h->ops->destroy(e->h);
+    kcld_handler_close(e->h);
   kcld_aws_close(e->aws);
-  kcld_credentials_destroy(e->creds);
+  kcld_credentials_close(e->creds);
   kcld_http_close(e->http);
   kcld_test_loop_finish(&e->loop);
   kcld_config_free(e->cfg);

@@ -237,13 +237,13 @@ static int fh_process(struct kcld_handler *hd,
   return 0;
 }
 
-static void fh_destroy(struct kcld_handler *h)
+static void fh_close(struct kcld_handler *h)
 {
   (void)h;
 }
 
 static const struct kcld_handler_ops s_fh_ops = {
-  .name = "fake", .process = fh_process, .destroy = fh_destroy,
+  .name = "fake", .process = fh_process, .close = fh_close,
 };
 
 /* ======== The fake consumer ======== */
@@ -514,7 +514,7 @@ static void env_down(struct env *e)
   kcld_dlq_close(e->dlq);
   kcld_sqs_close(e->sqs);
   kcld_aws_close(e->aws);
-  kcld_credentials_destroy(e->creds);
+  kcld_credentials_close(e->creds);
   kcld_http_close(e->http);
   uv_close((uv_handle_t *)&e->c.feed, NULL);
   for (size_t i = e->c.next; i < e->c.nbatches; i++)

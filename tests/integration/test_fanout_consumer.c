@@ -372,7 +372,12 @@ static void start(struct env *e, struct rig *r, const char *checkpoint,
     .loop = &e->aws.loop, .kinesis = e->kin, .fanout = e->f,
     .consumer_arn = e->consumer, .subscribe_interval_ms = 150,
     .lease_ops = &r->ops, .stream = e->stream, .lease = &r->kl,
-    .max_buffered_bytes = max_buffered, .backoff_base_ms = 50,
+    .max_buffered_bytes =
+      max_buffered ? max_buffered
+                   : (size_t)kcld_test_key_default("fetch.max_buffered_bytes"),
+    .backoff_base_ms = 50,
+    .max_records = (int)kcld_test_key_default("fetch.max_records"),
+    .idle_ms = (uint64_t)kcld_test_key_default("fetch.idle_time"),
     .backoff_max_ms = 400,
     .sink = {.deliver = sink_deliver, .cancel = sink_cancel,
              .impl = &r->sink},

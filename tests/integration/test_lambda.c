@@ -193,7 +193,7 @@ static void open_lambda(struct fixture *f, const char *command,
 
 static void close_lambda(struct fixture *f)
 {
-  f->h->ops->destroy(f->h);
+  kcld_handler_close(f->h);
   kcld_config_free(f->cfg);
   kcld_test_loop_finish(&f->loop);
 }

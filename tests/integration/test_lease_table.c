@@ -68,7 +68,7 @@ static void fx_close(struct fx *f)
   kcld_dynamodb_close(f->db);
   kcld_lease_table_free(f->t);
   kcld_aws_close(f->aws);
-  kcld_credentials_destroy(f->creds);
+  kcld_credentials_close(f->creds);
   kcld_http_close(f->http);
   kcld_test_loop_finish(&f->loop);
 }

@@ -123,7 +123,7 @@ static struct fx *fx_new(const char *command, const char *extra)
 static void fx_free(struct fx *f)
 {
   char cmd[128];
-  f->h->ops->destroy(f->h);
+  kcld_handler_close(f->h);
   kcld_test_loop_finish(&f->loop);
   kcld_log_setup(KCLD_LOG_INFO, KCLD_LOG_JSON, NULL);
   fclose(f->logf);

@@ -242,7 +242,7 @@ static void open_plugin(struct fixture *f, const char *path,
 
 static void close_plugin(struct fixture *f)
 {
-  f->h->ops->destroy(f->h);
+  kcld_handler_close(f->h);
   kcld_config_free(f->cfg);
   kcld_test_loop_finish(&f->loop);
 }

@@ -91,7 +91,7 @@ static void env_finish(struct env *e)
 {
   kcld_kinesis_close(e->kin);
   kcld_aws_close(e->aws);
-  kcld_credentials_destroy(e->creds);
+  kcld_credentials_close(e->creds);
   kcld_http_close(e->http);
   kcld_test_loop_finish(&e->loop);
 }
@@ -579,6 +579,9 @@ static void rig_init(struct rig *r, struct env *e, const char *shard,
   r->o.stream = e->stream;
   r->o.lease = &r->lease;
   r->o.idle_ms = 200;
+  r->o.max_records = (int)kcld_test_key_default("fetch.max_records");
+  r->o.max_buffered_bytes =
+    (size_t)kcld_test_key_default("fetch.max_buffered_bytes");
   r->o.backoff_base_ms = 40;
   r->o.backoff_max_ms = 400;
   r->o.sink.deliver = sink_deliver;
@@ -1424,6 +1427,13 @@ static void test_bad_options(void **state)
   r.o.sink.cancel = NULL;
   assert_int_equal(kcld_shard_consumer_start(&r.o, &c), KCLD_EINVAL);
   r.o.sink.cancel = sink_cancel;
+  /* The fetch settings come from the config: nothing defaults them here. */
+  r.o.max_records = 0;
+  assert_int_equal(kcld_shard_consumer_start(&r.o, &c), KCLD_EINVAL);
+  r.o.max_records = 10;
+  r.o.max_buffered_bytes = 0;
+  assert_int_equal(kcld_shard_consumer_start(&r.o, &c), KCLD_EINVAL);
+  r.o.max_buffered_bytes = 1 << 20;
   r.o.lease_ops = NULL; /* and no coordinator */
   assert_int_equal(kcld_shard_consumer_start(&r.o, &c), KCLD_EINVAL);
   sink_free(&r.sink);
@@ -1473,6 +1483,8 @@ static void w_acquired(const struct kcld_lease *lease, void *arg)
     .loop = &w->e->loop, .kinesis = w->e->kin, .coordinator = w->coord,
     .stream = w->e->stream, .lease = lease, .idle_ms = 200,
     .parents_poll_ms = 200, .max_records = 50,
+    .max_buffered_bytes =
+      (size_t)kcld_test_key_default("fetch.max_buffered_bytes"),
     .sink = {.deliver = sink_deliver, .cancel = sink_cancel,
              .impl = &sl->sink},
     .finished = on_finished, .arg = &sl->fin};

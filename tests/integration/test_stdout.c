@@ -56,7 +56,7 @@ static int env_up(struct env *e, const char *handler_yaml)
 static void env_down(struct env *e)
 {
   if (e->h)
-    e->h->ops->destroy(e->h);
+    kcld_handler_close(e->h);
   kcld_test_loop_finish(&e->loop);
   kcld_config_free(e->cfg);
 }

@@ -684,6 +684,42 @@ static void test_defaults(void **state)
   kcld_config_free(cfg);
 }
 
+/* kcld_config_key_default gives what a config with nothing set holds, by
+ * type; keys without a numeric default are refused. */
+static void test_key_default(void **state)
+{
+  (void)state;
+  struct kcld_config *cfg = parse_ok("application: orders\nstream: s1\n");
+  int64_t v = -7;
+
+  assert_int_equal(kcld_config_key_default("lease.failover_time", &v), 0);
+  assert_int_equal(v, cfg->lease.failover_ms);
+  assert_int_equal(kcld_config_key_default("fetch.max_buffered_bytes", &v),
+                   0);
+  assert_int_equal(v, cfg->fetch.max_buffered_bytes);
+  assert_int_equal(kcld_config_key_default("fetch.max_records", &v), 0);
+  assert_int_equal(v, cfg->fetch.max_records);
+  assert_int_equal(kcld_config_key_default("retry.max_record_age", &v), 0);
+  assert_int_equal(v, cfg->retry.max_record_age_ms);
+  assert_int_equal(v, -1);
+  assert_int_equal(kcld_config_key_default("retry.bisect_on_error", &v), 0);
+  assert_int_equal(v, cfg->retry.bisect_on_error);
+  assert_int_equal(kcld_config_key_default("log.format", &v), 0);
+  assert_int_equal(v, cfg->log.format);
+  v = -7;
+  assert_int_equal(kcld_config_key_default("lease.take_interval", &v),
+                   KCLD_ENOTFOUND); /* "" = derived from failover_time */
+  assert_int_equal(kcld_config_key_default("metrics.listen", &v),
+                   KCLD_ENOTFOUND);
+  assert_int_equal(kcld_config_key_default("application", &v),
+                   KCLD_ENOTFOUND);
+  assert_int_equal(kcld_config_key_default("no.such_key", &v),
+                   KCLD_ENOTFOUND);
+  assert_int_equal(kcld_config_key_default(NULL, &v), KCLD_ENOTFOUND);
+  assert_int_equal(v, -7);
+  kcld_config_free(cfg);
+}
+
 /* on_failure.dir when not set: systemd's StateDirectory first, then
  * /var/lib as root, else the XDG state home or ~/.local/state; nothing
  * with another destination. */
@@ -1779,6 +1815,7 @@ int main(void)
     cmocka_unit_test(test_bad_configs),
     cmocka_unit_test(test_error_cap),
     cmocka_unit_test(test_defaults),
+    cmocka_unit_test(test_key_default),
     cmocka_unit_test(test_dead_letter_dir),
     cmocka_unit_test(test_values),
     cmocka_unit_test(test_streams),

@@ -100,7 +100,7 @@ static const char *resolve(struct fixture *f, struct kcld_credentials_opts *o,
   assert_int_equal(g->called, 1); /* synchronous */
   const char *s = kcld_credentials_source(c);
   snprintf(source, sizeof(source), "%s", s ? s : "(none)");
-  kcld_credentials_destroy(c);
+  kcld_credentials_close(c);
   return source;
 }
 
@@ -430,7 +430,7 @@ static void test_static_set_is_cached(void **state)
   assert_int_equal(g1.called + g2.called, 2);
   assert_string_equal(g2.ak, "AKIAENV");
   assert_string_equal(kcld_credentials_source(c), "env");
-  kcld_credentials_destroy(c);
+  kcld_credentials_close(c);
 }
 
 /* Log lines name the source and the profile, never a secret. */

@@ -161,7 +161,7 @@ static void test_unset_is_silent_noop(void **state)
   clear_env();
   setenv("WATCHDOG_USEC", "1000000", 1);
   log_capture();
-  assert_int_equal(kcld_notify_open(&n, false), 0);
+  assert_int_equal(kcld_notify_new(&n, false), 0);
   assert_null(n);
   assert_false(kcld_notify_enabled(n));
   assert_int_equal(kcld_notify_ready(n, "x"), 0);
@@ -178,7 +178,7 @@ static void test_unset_is_silent_noop(void **state)
   /* An empty value is the same as none. */
   setenv("NOTIFY_SOCKET", "", 1);
   n = (struct kcld_notify *)1;
-  assert_int_equal(kcld_notify_open(&n, false), 0);
+  assert_int_equal(kcld_notify_new(&n, false), 0);
   assert_null(n);
   char *logged = log_release();
   assert_int_equal(s_log_len, 0); /* silently */
@@ -191,7 +191,7 @@ static void test_unset_is_silent_noop(void **state)
 static void exchange(struct listener *l)
 {
   struct kcld_notify *n = NULL;
-  assert_int_equal(kcld_notify_open(&n, false), 0);
+  assert_int_equal(kcld_notify_new(&n, false), 0);
   assert_non_null(n);
   assert_true(kcld_notify_enabled(n));
 
@@ -241,7 +241,7 @@ static void test_status_one_line_and_cut(void **state)
   size_t room = KCLD_NOTIFY_MAX - strlen("STATUS=");
 
   listen_on(&l, false);
-  assert_int_equal(kcld_notify_open(&n, false), 0);
+  assert_int_equal(kcld_notify_new(&n, false), 0);
 
   assert_int_equal(kcld_notify_status(n, "a\nb\r\nc"), 0);
   expect(&l, "STATUS=a b  c");
@@ -291,7 +291,7 @@ static void test_raw_send_limits(void **state)
   char big[KCLD_NOTIFY_MAX + 2];
 
   listen_on(&l, false);
-  assert_int_equal(kcld_notify_open(&n, false), 0);
+  assert_int_equal(kcld_notify_new(&n, false), 0);
   assert_int_equal(kcld_notify_send(n, ""), KCLD_EINVAL);
   assert_int_equal(kcld_notify_send(n, NULL), KCLD_EINVAL);
   memset(big, 'x', sizeof(big) - 1);
@@ -311,7 +311,7 @@ static void expect_bad_address(const char *value)
   struct kcld_notify *n = (struct kcld_notify *)1;
   setenv("NOTIFY_SOCKET", value, 1);
   log_capture();
-  assert_int_equal(kcld_notify_open(&n, false), KCLD_EINVAL);
+  assert_int_equal(kcld_notify_new(&n, false), KCLD_EINVAL);
   assert_null(n);
   char *logged = log_release();
   assert_non_null(strstr(logged, "NOTIFY_SOCKET"));
@@ -342,14 +342,14 @@ static void test_bad_addresses(void **state)
   path[0] = '/';
   path[107] = '\0';
   setenv("NOTIFY_SOCKET", path, 1);
-  assert_int_equal(kcld_notify_open(&n, false), 0); /* longest path */
+  assert_int_equal(kcld_notify_new(&n, false), 0); /* longest path */
   assert_non_null(n);
   kcld_notify_close(n);
   path[0] = '@';
   path[107] = 'a';
   path[108] = '\0';
   setenv("NOTIFY_SOCKET", path, 1);
-  assert_int_equal(kcld_notify_open(&n, false), 0); /* longest name */
+  assert_int_equal(kcld_notify_new(&n, false), 0); /* longest name */
   assert_non_null(n);
   kcld_notify_close(n);
   clear_env();
@@ -366,14 +366,14 @@ static void test_no_listener(void **state)
   char gone[160];
   snprintf(gone, sizeof(gone), "%s/absent", l.dir);
   setenv("NOTIFY_SOCKET", gone, 1);
-  assert_int_equal(kcld_notify_open(&n, false), 0);
+  assert_int_equal(kcld_notify_new(&n, false), 0);
   assert_int_equal(kcld_notify_ready(n, NULL), KCLD_EIO);
   assert_int_equal(kcld_notify_watchdog(n), KCLD_EIO);
   kcld_notify_close(n);
 
   /* The file exists but nobody reads it any more (systemd went away). */
   setenv("NOTIFY_SOCKET", l.path, 1);
-  assert_int_equal(kcld_notify_open(&n, false), 0);
+  assert_int_equal(kcld_notify_new(&n, false), 0);
   close(l.fd);
   l.fd = -1;
   assert_int_equal(kcld_notify_ready(n, NULL), KCLD_EIO);
@@ -384,7 +384,7 @@ static void test_no_listener(void **state)
   char name[64];
   snprintf(name, sizeof(name), "@kcld-test-nobody-%d", (int)getpid());
   setenv("NOTIFY_SOCKET", name, 1);
-  assert_int_equal(kcld_notify_open(&n, false), 0);
+  assert_int_equal(kcld_notify_new(&n, false), 0);
   assert_int_equal(kcld_notify_ready(n, NULL), KCLD_EIO);
   kcld_notify_close(n);
   clear_env();
@@ -408,7 +408,7 @@ static void test_full_queue_does_not_hang(void **state)
   uint64_t took = 0;
 
   listen_on(&l, false);
-  assert_int_equal(kcld_notify_open(&n, false), 0);
+  assert_int_equal(kcld_notify_new(&n, false), 0);
   while (sent < 100000) {
     uint64_t t0 = now_ms();
     rc = kcld_notify_watchdog(n);
@@ -447,7 +447,7 @@ static uint64_t watchdog_with(const char *usec, const char *pid)
   else
     unsetenv("WATCHDOG_PID");
   log_capture();
-  assert_int_equal(kcld_notify_open(&n, false), 0);
+  assert_int_equal(kcld_notify_new(&n, false), 0);
   free(log_release());
   assert_non_null(n);
   uint64_t v = kcld_notify_watchdog_usec(n);
@@ -490,13 +490,13 @@ static void test_unset_env(void **state)
   setenv("NOTIFY_SOCKET", "@kcld-test-unset", 1);
   setenv("WATCHDOG_USEC", "5000000", 1);
   setenv("WATCHDOG_PID", "1", 1);
-  assert_int_equal(kcld_notify_open(&n, false), 0);
+  assert_int_equal(kcld_notify_new(&n, false), 0);
   kcld_notify_close(n);
   assert_non_null(getenv("NOTIFY_SOCKET"));
   assert_non_null(getenv("WATCHDOG_USEC"));
   assert_non_null(getenv("WATCHDOG_PID"));
 
-  assert_int_equal(kcld_notify_open(&n, true), 0);
+  assert_int_equal(kcld_notify_new(&n, true), 0);
   assert_non_null(n);
   assert_null(getenv("NOTIFY_SOCKET"));
   assert_null(getenv("WATCHDOG_USEC"));
@@ -505,12 +505,12 @@ static void test_unset_env(void **state)
 
   /* Also when there is no socket, and when the address is bad. */
   setenv("WATCHDOG_USEC", "5000000", 1);
-  assert_int_equal(kcld_notify_open(&n, true), 0);
+  assert_int_equal(kcld_notify_new(&n, true), 0);
   assert_null(n);
   assert_null(getenv("WATCHDOG_USEC"));
   setenv("NOTIFY_SOCKET", "bad", 1);
   log_capture();
-  assert_int_equal(kcld_notify_open(&n, true), KCLD_EINVAL);
+  assert_int_equal(kcld_notify_new(&n, true), KCLD_EINVAL);
   free(log_release());
   assert_null(getenv("NOTIFY_SOCKET"));
   clear_env();
@@ -534,7 +534,7 @@ static void test_watchdog_timer(void **state)
 
   listen_on(&l, true);
   setenv("WATCHDOG_USEC", "100000", 1); /* 100 ms: a ping every 50 ms */
-  assert_int_equal(kcld_notify_open(&n, false), 0);
+  assert_int_equal(kcld_notify_new(&n, false), 0);
   assert_int_equal(kcld_notify_watchdog_usec(n), 100000);
   assert_int_equal(uv_loop_init(&loop), 0);
   assert_int_equal(kcld_notify_watchdog_start(n, &loop), 0);
@@ -576,7 +576,7 @@ static void test_watchdog_timer_without_watchdog(void **state)
   uv_loop_t loop;
 
   listen_on(&l, false);
-  assert_int_equal(kcld_notify_open(&n, false), 0);
+  assert_int_equal(kcld_notify_new(&n, false), 0);
   assert_int_equal(kcld_notify_watchdog_usec(n), 0);
   assert_int_equal(uv_loop_init(&loop), 0);
   assert_int_equal(kcld_notify_watchdog_start(n, &loop), 0);

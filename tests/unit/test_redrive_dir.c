@@ -105,13 +105,13 @@ static int fh_process(struct kcld_handler *hd,
   return 0;
 }
 
-static void fh_destroy(struct kcld_handler *h)
+static void fh_close(struct kcld_handler *h)
 {
   (void)h;
 }
 
 static const struct kcld_handler_ops s_fh_ops = {
-  .name = "fake", .process = fh_process, .destroy = fh_destroy,
+  .name = "fake", .process = fh_process, .close = fh_close,
 };
 
 /* ======== Writing dead letters with the real store ======== */

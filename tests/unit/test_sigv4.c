@@ -270,7 +270,7 @@ static void test_v4_case(void **state)
     free(tok);
   }
   kcld_sigv4_result_clean_up(&res);
-  kcld_sigv4_destroy(s);
+  kcld_sigv4_free(s);
   preq_free(&r);
   free(raw);
   json_decref(ctx);
@@ -352,7 +352,7 @@ static void test_legacy_case(void **state)
     }
   }
   kcld_sigv4_result_clean_up(&res);
-  kcld_sigv4_destroy(s);
+  kcld_sigv4_free(s);
   free(date);
   free(token);
   preq_free(&r);
@@ -415,7 +415,7 @@ static void fresh_signature(const struct kcld_creds *creds, time_t now,
   assert_int_equal(kcld_sigv4_key_derivations(s), 1);
   memcpy(sig, res.signature, 65);
   kcld_sigv4_result_clean_up(&res);
-  kcld_sigv4_destroy(s);
+  kcld_sigv4_free(s);
 }
 
 /* Signs with `s` and checks the signature against a fresh signer's. */
@@ -475,7 +475,7 @@ static void test_key_cache(void **state)
   c.session_token = "token";
   sign_and_match(s, &c, day, s4);
   assert_int_equal(kcld_sigv4_key_derivations(s), 5);
-  kcld_sigv4_destroy(s);
+  kcld_sigv4_free(s);
 }
 
 static int sign_headers(const struct kcld_sigv4_header *h, size_t n,
@@ -488,7 +488,7 @@ static int sign_headers(const struct kcld_sigv4_header *h, size_t n,
   req.n_headers = n;
   req.omit_session_token = omit;
   int rc = kcld_sigv4_sign(s, creds, 1440938160, &req, res);
-  kcld_sigv4_destroy(s);
+  kcld_sigv4_free(s);
   return rc;
 }
 
@@ -548,7 +548,7 @@ static void test_refused(void **state)
   assert_int_equal(kcld_sigv4_sign(s, &creds, 1440938160, &req, &res), 0);
   kcld_sigv4_result_clean_up(&res);
   kcld_sigv4_result_clean_up(&res); /* twice is harmless */
-  kcld_sigv4_destroy(s);
+  kcld_sigv4_free(s);
   assert_null(kcld_sigv4_new("", "kinesis"));
   assert_null(kcld_sigv4_new("us-east-1", NULL));
 }
@@ -627,7 +627,7 @@ static void test_body_header(void **state)
   assert_non_null(strstr(res.canonical_request, "x-amz-content-sha256:"));
   assert_non_null(strstr(res.headers[3], "/eu-west-1/dynamodb/aws4_request"));
   kcld_sigv4_result_clean_up(&res);
-  kcld_sigv4_destroy(s);
+  kcld_sigv4_free(s);
 }
 
 /* Path, query and header rules on inputs the suites do not cover. */
@@ -683,7 +683,7 @@ static void test_canonical_forms(void **state)
   assert_int_equal(kcld_sigv4_sign(s, &creds, 1440938160, &req, &res), 0);
   assert_memory_equal(res.canonical_request, "GET\n/a/./b/../c//\n\n", 19);
   kcld_sigv4_result_clean_up(&res);
-  kcld_sigv4_destroy(s);
+  kcld_sigv4_free(s);
 }
 
 /* Many headers and a long query grow the signer's scratch space; the
@@ -721,7 +721,7 @@ static void test_scratch_growth(void **state)
   assert_string_equal(again.signature, res.signature);
   kcld_sigv4_result_clean_up(&again);
   kcld_sigv4_result_clean_up(&res);
-  kcld_sigv4_destroy(s);
+  kcld_sigv4_free(s);
 }
 
 /* ======== Test list ======== */

@@ -615,7 +615,7 @@ static void test_crosscheck(void **state)
   for (size_t a = 0; a < 5; a++)
     for (size_t b = 0; b < 5; b++) {
       derivations += kcld_sigv4_key_derivations(signers[a][b]);
-      kcld_sigv4_destroy(signers[a][b]);
+      kcld_sigv4_free(signers[a][b]);
     }
   free(line);
   node_stop(&nd);

@@ -40,6 +40,7 @@ enum kcheck {
   C_NONE,
   C_NONEMPTY,  /* any text, not empty */
   C_URL,       /* "" or http(s)://host... */
+  C_S3,        /* "" or s3://BUCKET[/PREFIX] */
   C_HOSTPORT,  /* "" or host:port */
   C_TABLE,     /* "" or a DynamoDB table name */
   C_STREAM,    /* a stream name or ARN */
@@ -96,6 +97,10 @@ extern const struct kcld_config_key kcld_config_keys[];
 extern const size_t kcld_config_nkeys;
 extern const struct kcld_config_section kcld_config_sections[];
 extern const size_t kcld_config_nsections;
+
+/* The keys and sections a `streams:` item may override for its stream
+ * (NULL-terminated): handler, batch, retry, on_failure, filter. */
+extern const char *const kcld_config_stream_overrides[];
 
 /* The row number of the key called `name` (dotted), or -1. */
 int kcld_config_key_index(const char *name);

@@ -11,18 +11,15 @@
 #include "cmd/redrive_line.h"
 #include "err.h"
 #include "log.h"
-#include "process/policy.h"
-
-#define ATTEMPTS 3
 
 struct run {
   struct kcld_redrive_s3_opts o;
   struct kcld_s3_uri uri;
   char list_prefix[KCLD_S3_KEY_MAX + 16];
   char *stream;
-  kcld_redrive_s3_cb cb;
+  kcld_redrive_totals_cb cb;
   void *arg;
-  struct kcld_redrive_s3_result res;
+  struct kcld_redrive_totals res;
   uv_timer_t timer;              /* backoff */
   void (*step)(struct run *r);   /* what a retry runs again */
   char **keys;                   /* this page's keys */
@@ -77,11 +74,9 @@ static const char *current(const struct run *r)
 /* A call failed: again after a backoff, or stop (the object stays). */
 static void failed(struct run *r, int err, const char *why, int progress)
 {
-  struct kcld_policy p = {0, 0, -1, r->o.backoff_base_ms,
-                          r->o.backoff_max_ms};
   if (progress)
     r->tries = 0;
-  if (++r->tries >= r->o.attempts) {
+  if (++r->tries >= r->o.how.attempts) {
     if (!r->res.err)
       r->res.err = err;
     kcld_log(KCLD_LOG_ERROR, "redrive stopped; the object stays in the "
@@ -93,20 +88,19 @@ static void failed(struct run *r, int err, const char *why, int progress)
   kcld_log(KCLD_LOG_WARN, "redrive call failed; trying again", "key",
            current(r), "reason", why, "error", kcld_strerror(err), NULL);
   uv_timer_start(&r->timer, on_timer,
-                 kcld_policy_backoff_ms(&p, r->tries, (uint32_t)rand()), 0);
+                 kcld_redrive_backoff_ms(&r->o.how, r->tries), 0);
 }
 
 /* ======== One object ======== */
 
-/* The object is left in the bucket; on to the next. */
 /* This object is dealt with: the progress, then the next one. */
 static void advance(struct run *r)
 {
   kcld_redrive_line_free(&r->line);
   r->ki++;
   r->tries = 0;
-  if (r->o.progress)
-    r->o.progress(&r->res, r->arg);
+  if (r->o.how.progress)
+    r->o.how.progress(&r->res, r->arg);
   next_object(r);
 }
 
@@ -167,7 +161,7 @@ static void put(struct run *r)
   r->step = put;
   rc = kcld_redrive_line_put(
     &r->line, r->o.kinesis,
-    kcld_redrive_line_target(&r->line, r->stream, r->o.stream_from_message),
+    kcld_redrive_line_target(&r->line, r->stream, r->o.how.stream_from_message),
     on_put, r);
   if (rc != 0)
     failed(r, rc, "PutRecords could not start", 0);
@@ -192,11 +186,11 @@ static void on_got(const struct kcld_s3_object *res, void *arg)
     return;
   }
   if (!*kcld_redrive_line_target(&r->line, r->stream,
-                                  r->o.stream_from_message)) {
+                                  r->o.how.stream_from_message)) {
     keep(r, "no stream: give --stream");
     return;
   }
-  if (r->o.dry_run) {
+  if (r->o.how.dry_run) {
     r->res.objects++;
     r->res.records += r->line.count;
     advance(r);
@@ -281,15 +275,13 @@ static void list(struct run *r)
 /* ======== Interface ======== */
 
 int kcld_redrive_s3_run(const struct kcld_redrive_s3_opts *o,
-                        kcld_redrive_s3_cb cb, void *arg)
+                        kcld_redrive_totals_cb cb, void *arg)
 {
   struct run *r;
   const char *why;
 
-  if (!o || !o->loop || !o->s3 || (!o->kinesis && !o->dry_run) ||
-      !o->location || !cb ||
-      !o->attempts || !o->backoff_base_ms ||
-      o->backoff_max_ms < o->backoff_base_ms)
+  if (!o || !o->loop || !o->s3 || (!o->kinesis && !o->how.dry_run) ||
+      !o->location || !cb || !kcld_redrive_how_valid(&o->how))
     return KCLD_EINVAL;
   r = calloc(1, sizeof(*r));
   if (!r)
@@ -305,7 +297,7 @@ int kcld_redrive_s3_run(const struct kcld_redrive_s3_opts *o,
   r->o = *o;
   r->cb = cb;
   r->arg = arg;
-  if (!(r->stream = strdup(o->stream ? o->stream : ""))) {
+  if (!(r->stream = strdup(o->how.stream ? o->how.stream : ""))) {
     free(r);
     return KCLD_ENOMEM;
   }
@@ -318,34 +310,6 @@ int kcld_redrive_s3_run(const struct kcld_redrive_s3_opts *o,
 
 /* ======== The subcommand ======== */
 
-struct cmd_state {
-  int done;
-  int dry_run;
-  struct kcld_redrive_s3_result res;
-};
-
-static void show(const struct kcld_redrive_s3_result *r, int dry_run,
-                 int final)
-{
-  kcld_cli_progress(final, "redrive: %zu objects, %zu records %s, %zu "
-                    "objects left", r->objects, r->records,
-                    dry_run ? "to replay" : "replayed", r->kept);
-}
-
-static void on_cmd_progress(const struct kcld_redrive_s3_result *r,
-                            void *arg)
-{
-  const struct cmd_state *s = arg;
-  show(r, s->dry_run, 0);
-}
-
-static void on_cmd_done(const struct kcld_redrive_s3_result *res, void *arg)
-{
-  struct cmd_state *s = arg;
-  s->res = *res;
-  s->done = 1;
-}
-
 int kcld_redrive_s3_command(const struct kcld_config *cfg,
                             const char *location, const char *stream,
                             int dry_run)
@@ -354,12 +318,11 @@ int kcld_redrive_s3_command(const struct kcld_config *cfg,
   struct kcld_cli_aws c;
   struct kcld_kinesis *kin = NULL;
   struct kcld_s3 *s3 = NULL;
-  struct cmd_state st;
+  struct kcld_redrive_cmd st;
   int rc, status = 1;
 
   memset(&o, 0, sizeof(o));
-  memset(&st, 0, sizeof(st));
-  st.dry_run = dry_run;
+  kcld_redrive_cmd_init(&st, cfg, stream, dry_run, 1, &o.how);
   rc = kcld_cli_aws_init(&c, cfg);
   if (rc == 0 && !dry_run)
     rc = kcld_kinesis_new(c.aws, &c.loop, &kin);
@@ -370,28 +333,12 @@ int kcld_redrive_s3_command(const struct kcld_config *cfg,
     o.s3 = s3;
     o.kinesis = kin;
     o.location = location;
-    o.stream = stream ? stream : cfg->stream;
-    o.stream_from_message = stream == NULL;
-    o.attempts = ATTEMPTS;
-    o.backoff_base_ms = (uint64_t)cfg->retry.backoff_base_ms;
-    o.backoff_max_ms = (uint64_t)cfg->retry.backoff_max_ms;
-    o.dry_run = dry_run;
-    o.progress = on_cmd_progress;
-    rc = kcld_redrive_s3_run(&o, on_cmd_done, &st);
+    rc = kcld_redrive_s3_run(&o, kcld_redrive_cmd_done, &st);
   }
-  if (rc == 0) {
-    kcld_cli_run_until(&c, &st.done);
-    show(&st.res, dry_run, 1);
-    printf("{\"objects\":%zu,\"records\":%zu,\"kept\":%zu,\"dry_run\":%s,"
-           "\"error\":%s%s%s}\n", st.res.objects, st.res.records,
-           st.res.kept, dry_run ? "true" : "false",
-           st.res.err ? "\"" : "",
-           st.res.err ? kcld_strerror(st.res.err) : "null",
-           st.res.err ? "\"" : "");
-    status = st.done && !st.res.err && !st.res.kept ? 0 : 1;
-  } else {
+  if (rc == 0)
+    status = kcld_redrive_cmd_wait(&st, &c);
+  else
     fprintf(stderr, "kcld redrive: %s: %s\n", location, kcld_strerror(rc));
-  }
   if (s3)
     kcld_s3_close(s3);
   if (kin)

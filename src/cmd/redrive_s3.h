@@ -15,9 +15,10 @@
  * was off; not an on-failure record; no stream) stays, with a warning, and
  * the redrive goes on.
  *
- * A dry run (dry_run) puts and deletes nothing: it lists and reads each
+ * A dry run (how.dry_run) puts and deletes nothing: it lists and reads each
  * object and counts the objects and records a redrive would replay
- * (objects, records) and the objects it would leave (kept).
+ * (objects, records) and the objects it would leave (kept): struct
+ * kcld_redrive_totals.
  *
  * Loop thread only. */
 #ifndef KCLD_CMD_REDRIVE_S3_H
@@ -29,43 +30,23 @@
 
 #include "aws/kinesis.h"
 #include "aws/s3.h"
+#include "cmd/redrive_cmd.h"
 #include "config.h"
-
-struct kcld_redrive_s3_result;
 
 struct kcld_redrive_s3_opts {
   uv_loop_t *loop;
   struct kcld_s3 *s3;               /* borrowed */
   struct kcld_kinesis *kinesis;     /* borrowed; NULL for a dry run */
   const char *location;             /* s3://BUCKET[/PREFIX] */
-  const char *stream;               /* name or ARN; with stream_from_message
-                                       only for objects that name none */
-  int stream_from_message;          /* 1: an object's KinesisBatchInfo
-                                       streamArn, when set, wins */
-  unsigned attempts;                /* tries per call, >= 1 */
-  uint64_t backoff_base_ms;         /* > 0 */
-  uint64_t backoff_max_ms;          /* >= backoff_base_ms */
-  int dry_run;                      /* 1: count only (see above) */
-  /* Called after each object replayed or left (may be NULL), with the
-   * totals so far and the callback's arg. */
-  void (*progress)(const struct kcld_redrive_s3_result *sofar, void *arg);
+  struct kcld_redrive_how how;      /* the stream, tries, dry run (see
+                                       above), progress: objects */
 };
-
-struct kcld_redrive_s3_result {
-  int err;                          /* 0, or what stopped the redrive */
-  size_t objects;                   /* replayed and deleted */
-  size_t records;                   /* put back */
-  size_t kept;                      /* objects left in the bucket */
-};
-
-typedef void (*kcld_redrive_s3_cb)(const struct kcld_redrive_s3_result *r,
-                                   void *arg);
 
 /* Runs the redrive on opts->loop; cb runs once at the end, never before
  * this returns.  Returns 0, or KCLD_EINVAL (a bad location: logged) /
  * KCLD_ENOMEM and never calls cb. */
 int kcld_redrive_s3_run(const struct kcld_redrive_s3_opts *opts,
-                        kcld_redrive_s3_cb cb, void *arg);
+                        kcld_redrive_totals_cb cb, void *arg);
 
 /* `kcld redrive --s3`: replays `location` with cfg's endpoints, region and
  * credentials into `stream` (NULL: each object's streamArn, else cfg's

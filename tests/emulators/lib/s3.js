@@ -31,7 +31,7 @@ import { SignatureV4 } from '@smithy/signature-v4';
 import { Sha256 } from '@aws-crypto/sha256-js';
 import { HttpRequest } from '@smithy/core/protocols';
 
-import { readBody } from './h2util.js';
+import { listenLoopback, readBody } from './h2util.js';
 
 const require = createRequire(import.meta.url);
 const S3rver = require('s3rver');
@@ -164,12 +164,8 @@ export async function start() {
     up.end(body);
   });
   server.keepAliveTimeout = 60000;
-  const url = await new Promise((resolve, reject) => {
-    server.once('error', reject);
-    server.listen(0, HOST, () => resolve(`http://${HOST}:${server.address().port}`));
-  });
   return {
-    url,
+    url: await listenLoopback(server),
     close: () => {
       server.close();
       agent.destroy();

@@ -33,7 +33,10 @@
 // Control plane (JSON in, JSON out, any protocol):
 //   POST /__efo/script {"register_delay_ms", "poll_ms", "heartbeat_ms",
 //        "limit_ms", "end_after_ms", "event_records" (at most this many
-//        records in one event; 10000),
+//        records in one event; 10000), "behind_ms" (while not 0, open
+//        subscriptions read nothing and their heartbeats say
+//        MillisBehindLatest behind_ms: a consumer that gets no records
+//        while behind),
 //        "refuse": [{"type": "ResourceInUseException", "times": N,
 //                    "op": "SubscribeToShard"}],       answered as HTTP 400
 //        "faults": [{"after_events": N, "what": "exception", "type": T} |
@@ -57,7 +60,7 @@ const ACCOUNT = '000000000000';
 const enc = new TextEncoder();
 const codec = new EventStreamCodec((b) => new TextDecoder().decode(b), (s) => enc.encode(s));
 const DEFAULTS = { register_delay_ms: 200, poll_ms: 20, heartbeat_ms: 1000, limit_ms: 1000,
-  end_after_ms: 300000, event_records: 10000, refuse: [], faults: [] };
+  end_after_ms: 300000, event_records: 10000, behind_ms: 0, refuse: [], faults: [] };
 
 const str = (value) => ({ type: 'string', value });
 function eventFrame(type, payload) {
@@ -206,6 +209,7 @@ export async function start() {
     open.set(key, sub);
     const faults = script.faults.filter((f) => (f.times ?? 1) > 0);
     for (const f of faults) f.times = (f.times ?? 1) - 1;
+    const fired = new Set(); // this subscription's faults done
     let cont = sp.SequenceNumber || null;
     let closed = false;
     const finish = (why) => {
@@ -219,9 +223,9 @@ export async function start() {
     const t0 = Date.now();
     let lastEvent = 0;
     while (!sub.ended) {
-      const f = faults.find((x) => x.after_events === sub.events && !x.done);
+      const f = faults.find((x) => x.after_events === sub.events && !fired.has(x));
       if (f) {
-        f.done = true;
+        fired.add(f);
         if (f.what === 'exception') {
           res.end(exceptionFrame(f.type || 'InternalFailure', 'injected'));
           finish('exception');
@@ -247,6 +251,16 @@ export async function start() {
         res.end();
         finish('expired');
         break;
+      }
+      if (script.behind_ms) {
+        if (Date.now() - lastEvent >= script.heartbeat_ms) {
+          res.write(eventFrame('SubscribeToShardEvent', { Records: [],
+            MillisBehindLatest: script.behind_ms, ContinuationSequenceNumber: cont || undefined }));
+          sub.events++;
+          lastEvent = Date.now();
+        }
+        await sleep(script.poll_ms);
+        continue;
       }
       let r;
       try {

@@ -554,9 +554,16 @@ static void sub_stats(const void *src, struct kcld_shard_consumer_stats *st)
            s->failing ? s->failing_error : "");
 }
 
+/* No configure op: a reload's fetch.max_records and fetch.idle_time reach
+ * every shard consumer (kcld_shard_consumer_set_fetch), and both mean
+ * nothing here.  SubscribeToShard takes no record limit (the service sizes
+ * its events; memory is bounded by the account, budget.h), and there is no
+ * wait after an empty answer to tune: the service pushes records as they
+ * come and sends an event at least every 5 s, and a new subscription
+ * starts as soon as the last one ends and the rate allows. */
 const struct kcld_source_ops kcld_subscriber_ops = {
   .resume = sub_resume, .stop = sub_stop, .close = sub_close,
-  .stats = sub_stats};
+  .stats = sub_stats, .every_answer_moves = 0, .configure = NULL};
 
 int kcld_subscriber_start(const struct kcld_subscriber_opts *o, void **out)
 {

@@ -72,6 +72,14 @@ struct shard {
   struct kcld_shard_consumer *consumer;
 };
 
+/* fetch.mode: fanout: the stream consumer of one stream (a consumer ARN
+ * names one stream: with streams:, one each). */
+struct stream_consumer {
+  struct daemon *dm;
+  const char *stream;  /* the config's */
+  char *arn;           /* once ACTIVE */
+};
+
 /* The signals the daemon handles (daemon.h says what each does). */
 enum sig { SIG_TERM, SIG_INT, SIG_QUIT, SIG_HUP, SIG_USR1, SIG_USR2, NSIGS };
 static const int s_signums[NSIGS] = {SIGTERM, SIGINT, SIGQUIT,
@@ -101,7 +109,10 @@ struct daemon {
   char *stream_arn;            /* resolved at start-up; "" when unknown */
   char *function_arn;          /* the on-failure records' functionArn */
   struct kcld_fanout *fanout;  /* fetch.mode: fanout only */
-  char *consumer_arn;          /* fanout: the ACTIVE stream consumer */
+  struct stream_consumer *consumers; /* fanout: one per stream, in the
+                                        order of streams: (or stream:) */
+  size_t nconsumers;
+  size_t consumers_active;
   struct kcld_handler *handler;
   struct kcld_sqs *sqs;        /* on_failure.sqs only */
   struct kcld_dlq *dlq;
@@ -172,7 +183,7 @@ static void on_acquired(const struct kcld_lease *lease, void *arg)
   o.loop = &dm->loop;
   o.kinesis = dm->kinesis;
   o.fanout = dm->fanout;
-  o.consumer_arn = dm->consumer_arn;
+  o.consumer_arn = dm->consumers ? dm->consumers[si].arn : NULL;
   o.coordinator = dm->coord;
   o.stream = cfg->streams.len ? cfg->streams.v[si].stream : cfg->stream;
   o.lease = lease;
@@ -877,12 +888,14 @@ static int open_filter(struct daemon *dm)
 
 static int start_rest(struct daemon *dm);
 
-/* Fan-out: the stream consumer is ACTIVE (or could not be had); the rest
- * starts now.  Runs with KCLD_ECANCELED when the run ends first. */
+/* Fan-out: a stream's consumer is ACTIVE (or could not be had); once
+ * every stream's is, the rest starts.  Runs with KCLD_ECANCELED when the
+ * run ends first. */
 static void on_stream_consumer(const struct kcld_fanout_consumer *c,
                                void *arg)
 {
-  struct daemon *dm = arg;
+  struct stream_consumer *sc = arg;
+  struct daemon *dm = sc->dm;
   int rc = c->st.err;
 
   if (dm->phase != PHASE_STARTING)
@@ -891,7 +904,7 @@ static void on_stream_consumer(const struct kcld_fanout_consumer *c,
     rc = KCLD_EAWS;
   if (rc != 0) {
     kcld_log(KCLD_LOG_ERROR, "start-up failed: no ACTIVE stream consumer "
-             "for fetch.mode: fanout", "consumer",
+             "for fetch.mode: fanout", "stream", sc->stream, "consumer",
              *dm->cfg->fetch.consumer_arn ? dm->cfg->fetch.consumer_arn
                                           : dm->cfg->fetch.consumer_name,
              "status", rc == KCLD_EAWS && c->status ? c->status : "",
@@ -901,11 +914,13 @@ static void on_stream_consumer(const struct kcld_fanout_consumer *c,
     return;
   }
   kcld_log(KCLD_LOG_INFO, "stream consumer ACTIVE; fetching with enhanced "
-           "fan-out", "consumer", c->name ? c->name : "", "consumer_arn",
-           c->arn, "registered", c->registered ? "true" : "false", NULL);
-  if (!(dm->consumer_arn = strdup(c->arn)))
+           "fan-out", "stream", sc->stream, "consumer", c->name ? c->name
+                                                             : "",
+           "consumer_arn", c->arn, "registered",
+           c->registered ? "true" : "false", NULL);
+  if (!(sc->arn = strdup(c->arn)))
     rc = KCLD_ENOMEM;
-  else
+  else if (++dm->consumers_active == dm->nconsumers)
     rc = start_rest(dm);
   if (rc != 0) {
     kcld_log(KCLD_LOG_ERROR, "start-up failed", "error", kcld_strerror(rc),
@@ -914,20 +929,34 @@ static void on_stream_consumer(const struct kcld_fanout_consumer *c,
   }
 }
 
-/* fetch.mode: fanout: the consumer of fetch.consumer_arn (described), or
- * fetch.consumer_name registered or found, and waited for until ACTIVE.
- * Never deregistered: the application's other workers use it too. */
-static int find_stream_consumer(struct daemon *dm)
+/* fetch.mode: fanout: the consumer of fetch.consumer_arn (described; one
+ * stream only, the config's rule), or fetch.consumer_name registered or
+ * found on every stream, all at once, and waited for until ACTIVE.  Never
+ * deregistered: the application's other workers use them too. */
+static int find_stream_consumers(struct daemon *dm)
 {
-  const struct kcld_config_fetch *f = &dm->cfg->fetch;
+  const struct kcld_config *cfg = dm->cfg;
+  const struct kcld_config_fetch *f = &cfg->fetch;
+  size_t n = cfg->streams.len ? cfg->streams.len : 1;
   int rc = kcld_fanout_new(dm->aws, &dm->loop, &dm->fanout);
   if (rc != 0)
     return rc;
+  if (!(dm->consumers = calloc(n, sizeof(*dm->consumers))))
+    return KCLD_ENOMEM;
+  dm->nconsumers = n;
+  for (size_t i = 0; i < n; i++) {
+    dm->consumers[i].dm = dm;
+    dm->consumers[i].stream = cfg->streams.len ? cfg->streams.v[i].stream
+                                               : cfg->stream;
+  }
   if (*f->consumer_arn)
     return kcld_fanout_describe(dm->fanout, NULL, NULL, f->consumer_arn,
-                                on_stream_consumer, dm);
-  return kcld_fanout_ensure(dm->fanout, dm->cfg->stream, f->consumer_name,
-                            0, on_stream_consumer, dm);
+                                on_stream_consumer, &dm->consumers[0]);
+  for (size_t i = 0; i < n && rc == 0; i++)
+    rc = kcld_fanout_ensure(dm->fanout, dm->consumers[i].stream,
+                            f->consumer_name, 0, on_stream_consumer,
+                            &dm->consumers[i]);
+  return rc;
 }
 
 static void on_identity(int err, const struct kcld_identity *id, void *arg);
@@ -966,7 +995,7 @@ static int start_clients(struct daemon *dm)
 static int start_engine(struct daemon *dm)
 {
   if (dm->cfg->fetch.mode == KCLD_CONFIG_FETCH_FANOUT)
-    return find_stream_consumer(dm);
+    return find_stream_consumers(dm);
   return start_rest(dm);
 }
 
@@ -1209,7 +1238,9 @@ int kcld_daemon_run(const struct kcld_daemon_opts *opts)
   free(dm.stream_arn);
   free(dm.function_arn);
   kcld_config_free(dm.reloaded);
-  free(dm.consumer_arn);
+  for (size_t i = 0; i < dm.nconsumers; i++)
+    free(dm.consumers[i].arn);
+  free(dm.consumers);
   kcld_log_flush(1);
   kcld_log(KCLD_LOG_INFO, "stopped", NULL);
   return dm.rc;

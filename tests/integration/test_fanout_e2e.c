@@ -10,7 +10,10 @@
  *  - started again, it finds the consumer (registers nothing) and handles
  *    only the records put since: nothing before the checkpoints again;
  *  - fetch.consumer_arn naming no consumer: kcld exits 1 at start-up,
- *    its error line naming the consumer, having taken no lease. */
+ *    its error line naming the consumer, having taken no lease;
+ *  - with streams: (two streams), one consumer is registered on each
+ *    stream and every record of both is handled exactly once, with no
+ *    GetRecords call. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -52,14 +55,18 @@ static json_int_t calls_of(const char *op)
 }
 
 /* Writes the config of `app` on `stream` in fan-out mode (`fetch_extra`:
- * more lines of the fetch section), the stdout handler writing to `out`. */
+ * more lines of the fetch section), the stdout handler writing to `out`.
+ * `stream` NULL: `fetch_extra` is top-level lines instead, that list
+ * `streams:`. */
 static void write_config(const char *path, const char *app,
                          const char *stream, const char *out,
                          const char *fetch_extra)
 {
   char rest[512], fetch[512];
   snprintf(rest, sizeof(rest), "handler:\n  type: stdout\n  path: %s\n"
-           "  decode: utf8\n", out);
+           "  decode: utf8\n%s", out, stream ? "" : fetch_extra);
+  if (!stream)
+    fetch_extra = NULL;
   kcld_e2e_write_config_at(path, efo_url(), kcld_emu_url(&E.emu, "dynamodb"),
                            app, stream, rest);
   /* The harness writes a fetch section; add the mode to it. */
@@ -76,7 +83,10 @@ static void write_config(const char *path, const char *app,
   free(text);
 }
 
-/* The records in `out` (stdout handler lines) as "shard:seq" -> data. */
+/* The records in `out` (stdout handler lines) as "shard:seq" -> data; with
+ * streams: (eventID "account:stream:epoch:shard:seq"), "stream:shard:seq"
+ * (kinesalite gives two streams created in the same second the same
+ * sequence numbers). */
 static json_t *handled(const char *out)
 {
   json_t *got = json_object();
@@ -88,10 +98,18 @@ static json_t *handled(const char *out)
     assert_non_null(ev);
     const char *id = json_string_value(json_object_get(ev, "eventID"));
     json_t *data = json_object_get(json_object_get(ev, "kinesis"), "data");
-    assert_non_null(id);
-    if (json_object_get(got, id))
-      fail_msg("%s handled twice", id);
-    json_object_set(got, id, data);
+    char key[256];
+    const char *shard = id ? strstr(id, "shardId-") : NULL;
+    assert_non_null(shard);
+    if (shard == id)
+      snprintf(key, sizeof(key), "%s", id);
+    else /* account:stream:epoch: */
+      snprintf(key, sizeof(key), "%.*s:%s", (int)strcspn(strchr(id, ':') + 1,
+                                                         ":"),
+               strchr(id, ':') + 1, shard);
+    if (json_object_get(got, key))
+      fail_msg("%s handled twice", key);
+    json_object_set(got, key, data);
     json_decref(ev);
   }
   free(text);
@@ -139,8 +157,10 @@ static void assert_same(json_t *got, json_t *produced)
   size_t i;
   assert_int_equal(json_object_size(got), json_array_size(produced));
   json_array_foreach(produced, i, rec) {
-    char id[160];
-    snprintf(id, sizeof(id), "%s:%s",
+    char id[256];
+    const char *stream = json_string_value(json_object_get(rec, "stream"));
+    snprintf(id, sizeof(id), "%s%s%s:%s", stream ? stream : "",
+             stream ? ":" : "",
              json_string_value(json_object_get(rec, "shard")),
              json_string_value(json_object_get(rec, "seq")));
     json_t *data = json_object_get(got, id);
@@ -229,6 +249,69 @@ static void test_consumes_and_resumes(void **state)
   json_decref(second);
 }
 
+/* The ARN of `stream`. */
+static char *stream_arn(const char *stream)
+{
+  json_t *d = kcld_e2e_call(E.aws, KCLD_AWS_KINESIS, "DescribeStreamSummary",
+                            json_pack("{s:s}", "StreamName", stream));
+  char *arn = strdup(json_string_value(json_object_get(
+    json_object_get(d, "StreamDescriptionSummary"), "StreamARN")));
+  json_decref(d);
+  assert_non_null(arn);
+  return arn;
+}
+
+/* The status of consumer `name` on `stream`. */
+static void assert_consumer_active(const char *stream, const char *name)
+{
+  char *arn = stream_arn(stream);
+  json_t *c = kcld_e2e_call(E.aws, KCLD_AWS_KINESIS, "DescribeStreamConsumer",
+                            json_pack("{s:s,s:s}", "StreamARN", arn,
+                                      "ConsumerName", name));
+  assert_string_equal(json_string_value(json_object_get(json_object_get(
+                        c, "ConsumerDescription"), "ConsumerStatus")),
+                      "ACTIVE");
+  json_decref(c);
+  free(arn);
+}
+
+static void test_multistream(void **state)
+{
+  char conf[128], out[128], log[128];
+  (void)state;
+  snprintf(conf, sizeof(conf), "%s/multi.yaml", E.dir);
+  snprintf(out, sizeof(out), "%s/multi.jsonl", E.dir);
+  snprintf(log, sizeof(log), "%s/multi.log", E.dir);
+  kcld_e2e_create_stream(E.aws, "efo-m1", 2);
+  kcld_e2e_create_stream(E.aws, "efo-m2", 1);
+  json_t *produced = put("efo-m1", "m1", 30);
+  json_t *more = put("efo-m2", "m2", 20), *rec;
+  size_t i;
+  json_array_foreach(produced, i, rec)
+    json_object_set_new(rec, "stream", json_string("efo-m1"));
+  json_array_foreach(more, i, rec)
+    json_object_set_new(rec, "stream", json_string("efo-m2"));
+  json_array_extend(produced, more);
+  json_decref(more);
+  write_config(conf, "efomulti", NULL, out,
+               "streams:\n  - name: efo-m1\n  - name: efo-m2\n");
+  json_int_t gr = calls_of("GetRecords");
+
+  E.pid = kcld_test_spawn_kcld(conf, log);
+  wait_lines(out, 50, log);
+  kcld_e2e_stop_kcld(E.pid, log, 20000);
+  E.pid = 0;
+  json_t *got = handled(out);
+  assert_same(got, produced);
+  json_decref(got);
+  json_decref(produced);
+  /* One consumer per stream, both ACTIVE; nothing polled. */
+  assert_consumer_active("efo-m1", "efomulti");
+  assert_consumer_active("efo-m2", "efomulti");
+  assert_int_equal(kcld_e2e_lines_with(log, "stream consumer ACTIVE", ""), 2);
+  assert_int_equal(calls_of("GetRecords"), gr);
+}
+
 static void test_unknown_consumer_arn_exits(void **state)
 {
   char conf[128], out[128], log[128], extra[256];
@@ -289,6 +372,7 @@ int main(void)
   const struct CMUnitTest tests[] = {
     cmocka_unit_test(test_consumes_and_resumes),
     cmocka_unit_test(test_unknown_consumer_arn_exits),
+    cmocka_unit_test(test_multistream),
   };
   return cmocka_run_group_tests(tests, setup, teardown);
 }

@@ -44,7 +44,10 @@
 //                                                           then RST_STREAM
 //                   {"after_events": N, "what": "bad_crc"}, "times": 1]}
 //        merges into the current script; faults apply to the next
-//        subscriptions, each fault `times` subscriptions (default 1).
+//        subscriptions, each fault `times` subscriptions (default 1);
+//        "upstream": "http://127.0.0.1:PORT" sends every Kinesis call to
+//        that endpoint instead of the in-process kinesalite (e.g. a fault
+//        proxy in front of a shared kinesalite: the chaos run).
 //   POST /__efo/stats  {"calls": {Operation: N}, "subscriptions": [{"shard",
 //        "consumer", "start", "events", "records", "ended": why, "proto"}],
 //        "open": N}
@@ -107,7 +110,7 @@ const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
 export async function start() {
   const k = kinesalite({ createStreamMs: 0, deleteStreamMs: 0, updateStreamMs: 0, shardLimit: 1000 });
   await new Promise((resolve, reject) => { k.once('error', reject); k.listen(0, HOST, resolve); });
-  const kport = k.address().port;
+  let kport = k.address().port;
   let script = structuredClone(DEFAULTS);
   let stats = { calls: {}, subscriptions: [] };
   const consumers = new Map(); // ARN -> {ConsumerName, ConsumerARN, ConsumerStatus, StreamARN, ...}
@@ -201,7 +204,7 @@ export async function start() {
         Timestamp: sp.Timestamp });
       iterator = it.ShardIterator;
     } catch (e) {
-      return clientError(res, e.type, e.message, e.status);
+      return clientError(res, e.type || 'InternalFailure', e.message, e.status || 500);
     }
     const sub = { shard: d.ShardId, consumer: c.ConsumerARN, start: sp, events: 0, records: 0,
       ended: null, proto: req.httpVersion };
@@ -266,7 +269,7 @@ export async function start() {
       try {
         r = await call(kport, 'GetRecords', { ShardIterator: iterator, Limit: script.event_records });
       } catch (e) {
-        if (!sub.ended) res.end(exceptionFrame(e.type, e.message));
+        if (!sub.ended) res.end(exceptionFrame(e.type || 'InternalFailure', e.message));
         finish('error');
         break;
       }
@@ -313,6 +316,7 @@ export async function start() {
       const body = await readBody(req);
       if (u.pathname === '/__efo/script') {
         const s = JSON.parse(body.toString() || '{}');
+        if (s.upstream) kport = Number(new URL(s.upstream).port);
         script = { ...script, ...s };
         return sendJson(res, 200, script);
       }

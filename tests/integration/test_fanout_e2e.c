@@ -171,6 +171,21 @@ static void assert_same(json_t *got, json_t *produced)
   }
 }
 
+/* Runs kcld on `conf` (its log in `log`) until `out` holds as many
+ * records as `produced`, stops it (SIGTERM, exit 0), and checks that
+ * exactly those were handled. */
+static void run_until_handled(const char *conf, const char *out,
+                              const char *log, json_t *produced)
+{
+  E.pid = kcld_test_spawn_kcld(conf, log);
+  wait_lines(out, json_array_size(produced), log);
+  kcld_e2e_stop_kcld(E.pid, log, 20000);
+  E.pid = 0;
+  json_t *got = handled(out);
+  assert_same(got, produced);
+  json_decref(got);
+}
+
 /* ======== Tests ======== */
 
 static void test_consumes_and_resumes(void **state)
@@ -187,13 +202,7 @@ static void test_consumes_and_resumes(void **state)
   write_config(conf, "efoapp", "efo-e2e", out1, NULL);
   json_int_t gr = calls_of("GetRecords"), gsi = calls_of("GetShardIterator");
 
-  E.pid = kcld_test_spawn_kcld(conf, log1);
-  wait_lines(out1, 40, log1);
-  kcld_e2e_stop_kcld(E.pid, log1, 20000);
-  E.pid = 0;
-  json_t *got = handled(out1);
-  assert_same(got, first);
-  json_decref(got);
+  run_until_handled(conf, out1, log1, first);
   assert_true(kcld_e2e_file_has(log1, "stream consumer ACTIVE"));
   assert_true(kcld_e2e_file_has(log1, "\"registered\":\"true\""));
   assert_true(calls_of("SubscribeToShard") >= 2);
@@ -236,13 +245,7 @@ static void test_consumes_and_resumes(void **state)
   /* Again, with newer records: only those. */
   json_t *second = put("efo-e2e", "b", 24);
   write_config(conf, "efoapp", "efo-e2e", out2, NULL);
-  E.pid = kcld_test_spawn_kcld(conf, log2);
-  wait_lines(out2, 24, log2);
-  kcld_e2e_stop_kcld(E.pid, log2, 20000);
-  E.pid = 0;
-  got = handled(out2);
-  assert_same(got, second);
-  json_decref(got);
+  run_until_handled(conf, out2, log2, second);
   assert_true(kcld_e2e_file_has(log2, "\"registered\":\"false\""));
   assert_int_equal(calls_of("GetRecords"), gr);
   json_decref(first);
@@ -297,13 +300,7 @@ static void test_multistream(void **state)
                "streams:\n  - name: efo-m1\n  - name: efo-m2\n");
   json_int_t gr = calls_of("GetRecords");
 
-  E.pid = kcld_test_spawn_kcld(conf, log);
-  wait_lines(out, 50, log);
-  kcld_e2e_stop_kcld(E.pid, log, 20000);
-  E.pid = 0;
-  json_t *got = handled(out);
-  assert_same(got, produced);
-  json_decref(got);
+  run_until_handled(conf, out, log, produced);
   json_decref(produced);
   /* One consumer per stream, both ACTIVE; nothing polled. */
   assert_consumer_active("efo-m1", "efomulti");

@@ -4,7 +4,7 @@
 #   make test       bootstrap, then unit + integration tests, plain and ASan+UBSan
 #   make run        bootstrap, build, and run kcld against local emulators
 #   make deps       install missing Debian packages and the npm test emulators
-#   make bench      the benchmarks (docs/benchmarks.md); BENCH=throughput|latency|scale|failover
+#   make bench      the benchmarks (docs/benchmarks.md); BENCH=throughput|latency|scale|failover|filter|fanout
 #   make install    PREFIX=/usr/local DESTDIR=
 #
 # The compiler and linker flags come from pkg-config, which this Makefile

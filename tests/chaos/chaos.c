@@ -1144,6 +1144,42 @@ static void ch_dump_logs(struct chaos *c)
     ch_log_tail(c->sw[w].log);
 }
 
+/* The fan-out variant: the kinesis_efo emulator, its Kinesis calls sent
+ * through fk, its subscriptions ended every 10 s. */
+static void ch_fanout_start(struct chaos *c)
+{
+  char efo[256];
+  json_t *r;
+  assert_int_equal(kcld_emu_start(&c->fe, "kinesis_efo"), 0);
+  snprintf(efo, sizeof(efo), "{\"upstream\":\"%s\",\"end_after_ms\":10000}",
+           kcld_emu_url(&c->fk, "fault"));
+  r = kcld_fault_post(kcld_emu_url(&c->fe, "kinesis_efo"), "/__efo/script",
+                      efo);
+  assert_non_null(r);
+  json_decref(r);
+}
+
+/* The fan-out worker registered its consumer, read records through
+ * subscriptions, and never called GetRecords. */
+static void ch_fanout_check(struct chaos *c)
+{
+  const struct ch_worker *fw = &c->w[CH_WORKERS - 1];
+  json_t *st = kcld_fault_post(kcld_emu_url(&c->fe, "kinesis_efo"),
+                               "/__efo/stats", "{}");
+  json_t *calls = json_object_get(st, "calls");
+  json_int_t subs = json_integer_value(json_object_get(calls,
+                                                       "SubscribeToShard"));
+  printf("chaos: fan-out worker %s: %zu records in its output, %lld "
+         "SubscribeToShard calls, %lld GetRecords\n", fw->id,
+         json_array_size(fw->out.recs), (long long)subs,
+         (long long)json_integer_value(json_object_get(calls, "GetRecords")));
+  assert_true(ch_count_lines(fw->log, "stream consumer ACTIVE") >= 1);
+  assert_true(subs > 0);
+  assert_null(json_object_get(calls, "GetRecords"));
+  assert_true(json_array_size(fw->out.recs) > 0);
+  json_decref(st);
+}
+
 /* The checks at the end, after every worker stopped; prints the counts
  * the run measured. */
 static void ch_final(struct chaos *c, unsigned long long drained,
@@ -1222,25 +1258,8 @@ static void ch_final(struct chaos *c, unsigned long long drained,
          hups_ok, reloaded, hups_bad, refused);
   assert_true(reloaded >= hups_ok);
   assert_true(refused >= hups_bad);
-  if (c->o.fanout) {
-    /* The fan-out worker read through subscriptions only, and read. */
-    const struct ch_worker *fw = &c->w[CH_WORKERS - 1];
-    json_t *st = kcld_fault_post(kcld_emu_url(&c->fe, "kinesis_efo"),
-                                 "/__efo/stats", "{}");
-    json_t *calls = json_object_get(st, "calls");
-    json_int_t subs = json_integer_value(json_object_get(
-      calls, "SubscribeToShard"));
-    printf("chaos: fan-out worker %s: %zu records in its output, %lld "
-           "SubscribeToShard calls, %lld GetRecords\n", fw->id,
-           json_array_size(fw->out.recs), (long long)subs,
-           (long long)json_integer_value(json_object_get(calls,
-                                                         "GetRecords")));
-    assert_true(ch_count_lines(fw->log, "stream consumer ACTIVE") >= 1);
-    assert_true(subs > 0);
-    assert_null(json_object_get(calls, "GetRecords"));
-    assert_true(json_array_size(fw->out.recs) > 0);
-    json_decref(st);
-  }
+  if (c->o.fanout)
+    ch_fanout_check(c);
   for (int e = 0; e < c->nev; e++)
     nostarts += c->ev[e].kind == EV_NOSTART;
   for (int e = 0; e < c->nsev; e++)
@@ -1354,17 +1373,8 @@ static void chaos_run(const struct chaos_opts *o)
   ch_proxy(c, &c->fk, NULL);
   ch_proxy(c, &c->fd, NULL);
   ch_proxy(c, &c->fs, NULL);
-  if (c->o.fanout) {
-    char efo[256];
-    json_t *r;
-    assert_int_equal(kcld_emu_start(&c->fe, "kinesis_efo"), 0);
-    snprintf(efo, sizeof(efo), "{\"upstream\":\"%s\","
-             "\"end_after_ms\":10000}", kcld_emu_url(&c->fk, "fault"));
-    r = kcld_fault_post(kcld_emu_url(&c->fe, "kinesis_efo"), "/__efo/script",
-                        efo);
-    assert_non_null(r);
-    json_decref(r);
-  }
+  if (c->o.fanout)
+    ch_fanout_start(c);
   ch_write_wrapper(c);
   json_decref(ch_call(
     c, KCLD_AWS_DYNAMODB, "CreateTable",

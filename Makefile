@@ -244,8 +244,8 @@ $(BUILD)/tests/integration/test_lambda_plugin_e2e: | $(TEST_PLUGINS) \
   examples/plugin-count/plugin-count.so
 
 # The long chaos run (tests/chaos/chaos.c): CHAOS_SECONDS of faults against
-# three workers (default 120), CHAOS_SEED replays a printed schedule; one
-# worker reads with fetch.mode: fanout unless CHAOS_FANOUT=0.
+# three workers (default 120), CHAOS_SEED replays a printed schedule;
+# CHAOS_FANOUT=1: one worker reads with fetch.mode: fanout.
 CHAOS_SECONDS ?= 120
 .PHONY: chaos chaos-build
 chaos: deps

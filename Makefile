@@ -189,7 +189,7 @@ FUZZ_BIN     := $(patsubst tests/fuzz/%.c,$(FUZZ_BUILD)/fuzz/%,$(FUZZ_SRC))
 # Only the modules the parsers under test need (and what they call), so that
 # work in progress elsewhere in src/ does not break the fuzz build.
 FUZZ_LIB_SRC := src/err.c src/log.c src/config.c src/config_keys.c \
-                src/config_values.c src/config_dump.c \
+                src/config_values.c src/config_dump.c src/config_runtime.c \
                 src/base/backoff.c src/base/base64.c src/base/buf.c \
                 src/base/hex.c src/base/json.c src/base/kpl.c \
                 src/base/rand.c src/base/seq.c src/base/utf8.c \

@@ -20,6 +20,7 @@
 #include <yaml.h>
 
 #include "config_keys.h"
+#include "config_runtime.h"
 #include "config_values.h"
 #include "err.h"
 #include "process/filter.h"
@@ -55,6 +56,8 @@ struct ctx {
   size_t nerr, cap;
   int truncated;             /* more than ERR_KEEP errors: checking stopped */
   int oom;
+  const yaml_node_t *streams_node; /* streams: as stored, for its items'
+                                      overrides */
 };
 
 static void add_err(struct ctx *c, size_t line, size_t col, const char *key,
@@ -546,8 +549,11 @@ static void suggest(const char *full, char *buf, size_t n)
   }
 }
 
+/* Walks the keys of mapping `map` (under section `prefix`, NULL at the
+ * top) into c->cfg, but for the names in `skip` (NULL-terminated; NULL =
+ * none). */
 static void walk_map(struct ctx *c, const yaml_node_t *map,
-                     const char *prefix)
+                     const char *prefix, const char *const *skip)
 {
   yaml_node_pair_t *start = map->data.mapping.pairs.start;
   yaml_node_pair_t *top = map->data.mapping.pairs.top;
@@ -564,6 +570,8 @@ static void walk_map(struct ctx *c, const yaml_node_t *map,
       continue;
     }
     const char *name = (const char *)kn->data.scalar.value;
+    if (kcld_config_value_among(name, skip))
+      continue;
     snprintf(full, sizeof(full), "%s%s%s", prefix ? prefix : "",
              prefix ? "." : "", name);
     /* Duplicates within this mapping. */
@@ -592,7 +600,7 @@ static void walk_map(struct ctx *c, const yaml_node_t *map,
       set_leaf(c, (size_t)i, vn);
     } else if (kcld_config_key_is_section(full)) {
       if (vn->type == YAML_MAPPING_NODE)
-        walk_map(c, vn, full);
+        walk_map(c, vn, full, NULL);
       else if (!is_null_scalar(vn))
         err_node(c, vn, full, "expected a mapping of keys, got %s",
                  node_kind(vn));
@@ -605,10 +613,10 @@ static void walk_map(struct ctx *c, const yaml_node_t *map,
 
 /* ======== streams: ======== */
 
-/* Keys a stream item may take one day (they override the top-level ones
- * for that stream); refused until they do. */
-static const char *const s_stream_later[] = {"handler", "batch", "retry",
-                                             "on_failure", "filter", NULL};
+/* A stream item's own keys (the others override top-level ones for that
+ * stream: kcld_config_stream_overrides, derive_streams). */
+static const char *const s_stream_own[] = {
+  "name", "arn", "starting_position", "starting_timestamp", NULL};
 
 /* Stores the value node v of a stream item's key `name` (a top-level key
  * of the same name checks it) into *s.  Returns 0 or KCLD_EINVAL
@@ -667,11 +675,9 @@ static int stream_item(struct ctx *c, const yaml_node_t *item, size_t i,
     yaml_node_t *vn = yaml_document_get_node(c->doc, p->value);
     const char *name = kn && kn->type == YAML_SCALAR_NODE
                          ? (const char *)kn->data.scalar.value : "";
-    int e = 0, later = 0;
+    int e = 0;
     if (!kn || !vn)
       continue;
-    for (size_t j = 0; s_stream_later[j]; j++)
-      later |= strcmp(name, s_stream_later[j]) == 0;
     if (strcmp(name, "name") == 0 || strcmp(name, "arn") == 0) {
       int arn = name[0] == 'a';
       if (named++) {
@@ -688,13 +694,11 @@ static int stream_item(struct ctx *c, const yaml_node_t *item, size_t i,
     } else if (strcmp(name, "starting_position") == 0 ||
                strcmp(name, "starting_timestamp") == 0) {
       e = stream_item_key(c, label, name, vn, s);
-    } else if (later) {
-      err_node(c, kn, label, "a per-stream %s is not supported yet: the "
-               "top-level %s applies to every stream", name, name);
-      e = KCLD_EINVAL;
-    } else {
+    } else if (!kcld_config_value_among(name, kcld_config_stream_overrides)) {
       err_node(c, kn, label, "unknown key %s (a stream takes name or arn, "
-               "starting_position, starting_timestamp)", name);
+               "starting_position, starting_timestamp, and handler, batch, "
+               "retry, on_failure, filter to override the top-level ones)",
+               name);
       e = KCLD_EINVAL;
     }
     if (e != 0 && (rc == 0 || e == KCLD_ENOMEM))
@@ -739,6 +743,7 @@ static int store_streams_node(struct ctx *c, const struct kcld_config_key *k,
   }
   kcld_config_value_streams_free(kcld_config_key_field(c->cfg, k));
   *(struct kcld_config_streams *)kcld_config_key_field(c->cfg, k) = tmp;
+  c->streams_node = seq;
   return 0;
 }
 
@@ -824,40 +829,6 @@ static void check_order(struct ctx *c, const char *lo_key, int64_t lo,
   else
     err_at(c, hi_key, hi_key, "must be at least %s (%s), got %s", lo_key, a,
            b);
-}
-
-static int derive_worker_id(struct kcld_config *cfg)
-{
-  char host[256], id[300];
-  if (gethostname(host, sizeof(host)) != 0)
-    snprintf(host, sizeof(host), "localhost");
-  host[sizeof(host) - 1] = '\0';
-  snprintf(id, sizeof(id), "%s:%ld", host, (long)getpid());
-  return kcld_config_value_set(&cfg->worker_id, id);
-}
-
-/* $STATE_DIRECTORY/dead-letter (its first directory, under systemd),
- * /var/lib/kcld/dead-letter as root, else
- * ${XDG_STATE_HOME:-$HOME/.local/state}/kcld/dead-letter. */
-static int derive_dead_letter_dir(struct kcld_config *cfg)
-{
-  const char *sd = getenv("STATE_DIRECTORY");
-  const char *xdg = getenv("XDG_STATE_HOME");
-  const char *home = getenv("HOME");
-  char dir[4096];
-
-  if (sd && *sd == '/')
-    snprintf(dir, sizeof(dir), "%.*s/dead-letter", (int)strcspn(sd, ":"),
-             sd);
-  else if (geteuid() == 0)
-    snprintf(dir, sizeof(dir), "/var/lib/kcld/dead-letter");
-  else if (xdg && *xdg == '/')
-    snprintf(dir, sizeof(dir), "%s/kcld/dead-letter", xdg);
-  else if (home && *home == '/')
-    snprintf(dir, sizeof(dir), "%s/.local/state/kcld/dead-letter", home);
-  else
-    snprintf(dir, sizeof(dir), "/var/lib/kcld/dead-letter");
-  return kcld_config_value_set(&cfg->on_failure.dir, dir);
 }
 
 /* on_failure: one place for records that fail for good. */
@@ -999,12 +970,12 @@ static void finish(struct ctx *c)
       c->oom = 1;
   }
   check_fanout(c);
-  if (!*cfg->worker_id && derive_worker_id(cfg) != 0)
+  if (!*cfg->worker_id && kcld_config_derive_worker_id(cfg) != 0)
     c->oom = 1;
   check_on_failure(c);
   if (!*cfg->on_failure.dir && !*cfg->on_failure.sqs &&
       !cfg->on_failure.discard && !cfg->on_failure.block &&
-      derive_dead_letter_dir(cfg) != 0)
+      kcld_config_derive_dead_letter_dir(cfg) != 0)
     c->oom = 1;
   if (cfg->lease.take_interval_ms == 0)
     cfg->lease.take_interval_ms = 2 * cfg->lease.failover_ms;
@@ -1192,6 +1163,8 @@ static int over_limits(struct ctx *c)
   return refused;
 }
 
+static void derive_streams(struct ctx *c);
+
 /* Builds the document of c->src and walks it into c->cfg; errors go to c.
  * Returns 0 or KCLD_ENOMEM. */
 static int load_document(struct ctx *c)
@@ -1208,7 +1181,7 @@ static int load_document(struct ctx *c)
   c->doc = &doc;
   yaml_node_t *root = yaml_document_get_root_node(&doc);
   if (root && root->type == YAML_MAPPING_NODE)
-    walk_map(c, root, NULL);
+    walk_map(c, root, NULL, NULL);
   else if (root && !is_null_scalar(root))
     err_node(c, root, NULL,
              "expected a mapping of keys at the top level, got %s",
@@ -1225,6 +1198,7 @@ static int load_document(struct ctx *c)
   }
   if (!c->oom && !c->truncated)
     finish(c);
+  derive_streams(c);
   c->doc = NULL;
   wipe_document(&doc);
   yaml_document_delete(&doc);
@@ -1306,6 +1280,78 @@ static int ctx_end(struct ctx *c, int rc, struct kcld_config **out,
   else
     *out = c->cfg;
   return rc;
+}
+
+/* Stream i's own configuration (its streams: item `item` overrides keys):
+ * the file's top-level keys, then the item's, checked as a file of that
+ * one stream; errors go to c.  Returns it, or NULL. */
+static struct kcld_config *derive_stream(struct ctx *c,
+                                         const yaml_node_t *item, size_t i)
+{
+  static const char *const top_skip[] = {"streams", NULL};
+  const struct kcld_config_stream *s = &c->cfg->streams.v[i];
+  struct kcld_config *out;
+  struct ctx d;
+  size_t nerr = c->nerr;
+  int si = kcld_config_key_index("stream");
+
+  if (ctx_init(&d, c->file, &out, NULL) != 0 ||
+      kcld_config_value_set(&d.cfg->stream, s->stream) != 0)
+    d.oom = 1;
+  d.src = c->src;
+  d.len = c->len;
+  d.lines = c->lines;
+  d.nlines = c->nlines;
+  d.doc = c->doc;
+  d.errs = c->errs; /* the same list of errors */
+  d.nerr = c->nerr;
+  d.cap = c->cap;
+  if (!d.oom) {
+    walk_map(&d, yaml_document_get_root_node(c->doc), NULL, top_skip);
+    walk_map(&d, item, NULL, s_stream_own);
+    d.st[si] = (struct kstate){1, 0, item->start_mark.line + 1,
+                               item->start_mark.column + 1,
+                               item->start_mark.line + 1, NULL};
+    d.cfg->starting_position = s->starting_position;
+    d.cfg->starting_timestamp_ms = s->starting_timestamp_ms;
+  }
+  if (!d.oom && !d.truncated)
+    finish(&d);
+  if (!d.oom && d.nerr == nerr && keep_origin(&d) != 0)
+    d.oom = 1;
+  c->errs = d.errs;
+  c->nerr = d.nerr;
+  c->cap = d.cap;
+  c->oom |= d.oom;
+  c->truncated |= d.truncated;
+  free(d.st);
+  if (!c->oom && c->nerr == nerr)
+    return d.cfg;
+  kcld_config_free(d.cfg);
+  return NULL;
+}
+
+/* Items of streams: with handler, batch, retry, on_failure or filter get
+ * their own configuration (kcld_config_stream.cfg).  Only once the rest of
+ * the file is valid, so that no error is reported twice. */
+static void derive_streams(struct ctx *c)
+{
+  const yaml_node_t *seq = c->streams_node;
+  if (!seq || c->nerr || c->oom || c->truncated)
+    return;
+  for (size_t i = 0; i < c->cfg->streams.len && !c->oom; i++) {
+    const yaml_node_t *item =
+      yaml_document_get_node(c->doc, seq->data.sequence.items.start[i]);
+    int own = 0;
+    for (yaml_node_pair_t *p = item->data.mapping.pairs.start;
+         p < item->data.mapping.pairs.top; p++) {
+      yaml_node_t *kn = yaml_document_get_node(c->doc, p->key);
+      own |= !kcld_config_value_among((const char *)kn->data.scalar.value,
+                                      s_stream_own);
+    }
+    if (own)
+      c->cfg->streams.v[i].cfg = derive_stream(c, item, i);
+  }
 }
 
 int kcld_config_parse(const char *name, const char *text, size_t len,
@@ -1447,25 +1493,4 @@ void kcld_config_free(struct kcld_config *cfg)
   origin_free(cfg->origin);
   free(cfg->path);
   free(cfg);
-}
-
-/* ======== Reload ======== */
-
-int kcld_config_diff(const struct kcld_config *before,
-                     const struct kcld_config *after,
-                     struct kcld_config_change **changes)
-{
-  struct kcld_config_change *out = NULL;
-  int n = 0;
-  *changes = NULL;
-  for (size_t i = 0; i < kcld_config_nkeys; i++) {
-    const struct kcld_config_key *k = &kcld_config_keys[i];
-    if (kcld_config_value_equal(k, before, after))
-      continue;
-    if (!out && !(out = calloc(kcld_config_nkeys, sizeof(*out))))
-      return KCLD_ENOMEM;
-    out[n++] = (struct kcld_config_change){k->name, (k->flags & F_LIVE) != 0};
-  }
-  *changes = out;
-  return n;
 }

@@ -214,6 +214,10 @@ struct kcld_config_stream {
                                   else -1 */
   bool own_position;           /* starting_position set in the item */
   bool own_timestamp;          /* starting_timestamp set in the item */
+  struct kcld_config *cfg;     /* the stream's configuration: the top-level
+                                  keys with the item's overrides (handler,
+                                  batch, retry, on_failure, filter); NULL =
+                                  the top-level configuration as it is */
 };
 
 struct kcld_config_streams {
@@ -308,6 +312,7 @@ void kcld_config_free(struct kcld_config *cfg);
  *     and is executable (searched in PATH when it has no "/", as execvp
  *     does);
  *   - handler.type plugin: handler.path is a readable regular file;
+ *   (both for the top-level handler and each stream's own);
  *   - the endpoint variables kcld_config_endpoint() reads
  *     (AWS_ENDPOINT_URL, AWS_ENDPOINT_URL_<SVC>) carry no credentials.
  * Returns 0, KCLD_ECONFIG with *errors (when not NULL) a malloc'd text of

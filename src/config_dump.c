@@ -29,6 +29,9 @@ static void put_quoted(FILE *f, const char *s, int dollar)
   fputc('"', f);
 }
 
+static void put_overrides(FILE *f, const struct kcld_config *top,
+                          const struct kcld_config *own);
+
 /* The value of key k in cfg, as YAML. */
 static void put_value(FILE *f, const struct kcld_config_key *k,
                       const struct kcld_config *cfg)
@@ -102,11 +105,69 @@ static void put_value(FILE *f, const struct kcld_config_key *k,
                                       sizeof(buf));
         fprintf(f, ", starting_timestamp: %s", buf);
       }
+      if (s->cfg)
+        put_overrides(f, cfg, s->cfg);
       fputc('}', f);
     }
     fputc(']', f);
     break;
   }
+  }
+}
+
+/* The keys of section `sec` (its first len bytes) in cfg, as a YAML flow
+ * mapping (subsections nested). */
+static void put_flow(FILE *f, const struct kcld_config *cfg, const char *sec,
+                     size_t len)
+{
+  const char *sep = "";
+  fputc('{', f);
+  for (size_t i = 0; i < kcld_config_nkeys; i++) {
+    const char *name = kcld_config_keys[i].name, *leaf, *dot;
+    if (strncmp(name, sec, len) != 0 || name[len] != '.')
+      continue;
+    leaf = name + len + 1;
+    dot = strchr(leaf, '.');
+    if (!dot) {
+      fprintf(f, "%s%s: ", sep, leaf);
+      put_value(f, &kcld_config_keys[i], cfg);
+    } else if (i == 0 || strncmp(kcld_config_keys[i - 1].name, name,
+                                 (size_t)(dot - name) + 1) != 0) {
+      fprintf(f, "%s%.*s: ", sep, (int)(dot - leaf), leaf); /* its first */
+      put_flow(f, cfg, name, (size_t)(dot - name));
+    } else {
+      continue;
+    }
+    sep = ", ";
+  }
+  fputc('}', f);
+}
+
+/* A streams: item's overrides: the sections (and filter) whose keys differ
+ * in its own configuration from the top-level ones, whole. */
+static void put_overrides(FILE *f, const struct kcld_config *top,
+                          const struct kcld_config *own)
+{
+  const char *const *secs = kcld_config_stream_overrides;
+  for (size_t j = 0; secs[j]; j++) {
+    size_t len = strlen(secs[j]);
+    int differs = 0, leaf = -1;
+    for (size_t i = 0; i < kcld_config_nkeys; i++) {
+      const struct kcld_config_key *k = &kcld_config_keys[i];
+      if (strncmp(k->name, secs[j], len) != 0 ||
+          (k->name[len] != '.' && k->name[len] != '\0'))
+        continue;
+      if (!k->name[len])
+        leaf = (int)i;
+      differs |= !kcld_config_value_equal(k, top, own);
+    }
+    if (!differs)
+      continue;
+    fprintf(f, ", %s: ", secs[j]);
+    if (leaf >= 0)
+      put_value(f, &kcld_config_keys[leaf], own);
+    else
+      put_flow(f, own, secs[j], len);
   }
 }
 
@@ -465,11 +526,15 @@ static const char s_md_head[] =
   "`name:` or\n"
   "  `arn:` and may have its own `starting_position` and "
   "`starting_timestamp`\n"
-  "  (else the top-level ones); a stream is listed once. Per-stream "
-  "`handler`,\n"
-  "  `batch`, `retry`, `on_failure` and `filter` are not supported yet (an "
-  "error\n"
-  "  says so): the top-level ones apply to every stream.\n"
+  "  (else the top-level ones); a stream is listed once. An item may also "
+  "have\n"
+  "  `handler`, `batch`, `retry`, `on_failure` and `filter`: they override "
+  "the\n"
+  "  top-level keys for that stream, key by key (the keys it does not set "
+  "keep\n"
+  "  the top-level values), and the result is checked as a configuration "
+  "of that\n"
+  "  one stream.\n"
   "\n"
   "## Several streams\n"
   "\n"
@@ -478,6 +543,8 @@ static const char s_md_head[] =
   "  - name: orders\n"
   "    starting_position: TRIM_HORIZON\n"
   "  - arn: arn:aws:kinesis:us-east-1:123456789012:stream/clicks\n"
+  "    handler: {type: lambda, command: [python3, clicks.py]}\n"
+  "    batch: {size: 500}\n"
   "```\n"
   "\n"
   "One process consumes every listed stream through one lease table in "
@@ -494,8 +561,23 @@ static const char s_md_head[] =
   "are\n"
   "left alone. A `stream:` configuration refuses a multi-stream table at "
   "start-up\n"
-  "(and `streams:` a single-stream one). Changing the list needs a "
-  "restart.\n"
+  "(and `streams:` a single-stream one). Every stream has its own "
+  "handler\n"
+  "instance, dispatcher and dead-letter records: its event records and "
+  "dead-letter\n"
+  "bodies carry its own ARN (`eventSourceARN`, "
+  "`KinesisBatchInfo.streamArn`).\n"
+  "A reload (SIGHUP) adds and removes streams: an added stream's ARN is "
+  "resolved,\n"
+  "its handler started and its leases taken; a removed stream's "
+  "consumers stop,\n"
+  "their checkpoints are written and their leases released, not deleted "
+  "(the KCL's\n"
+  "deletion strategies for former streams are not applied). For a stream "
+  "that\n"
+  "stays, its live keys change as the top-level ones do; the others keep "
+  "their\n"
+  "values until a restart.\n"
   "\n"
   "## Keys\n";
 

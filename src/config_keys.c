@@ -1,9 +1,13 @@
 /* config_keys.c — the key table (config_keys.h): every key of kcld's
  * configuration, its type, field, default, range and doc, and the sections
- * they sit in. */
+ * they sit in; and kcld_config_diff, which walks it. */
 #include "config_keys.h"
 
+#include <stdlib.h>
 #include <string.h>
+
+#include "config_values.h"
+#include "err.h"
 
 #define OFF(f) offsetof(struct kcld_config, f)
 
@@ -75,11 +79,13 @@ const struct kcld_config_key kcld_config_keys[] = {
       "lease table"),
   REQ("stream", stream, C_STREAM, "my-stream",
       "stream name or ARN (or `streams`)"),
-  STREAMS("streams", streams, 0,
+  STREAMS("streams", streams, F_LIVE,
           "instead of `stream`: several streams through one lease table in "
           "the KCL's multi-stream format; each item `name:` or `arn:`, "
           "optional `starting_position`, `starting_timestamp` (default: the "
-          "top-level ones)"),
+          "top-level ones), and its own `handler`, `batch`, `retry`, "
+          "`on_failure`, `filter` over the top-level ones; a reload adds and "
+          "removes streams"),
   STR("region", region, "", C_REGION, 0,
       "AWS region; \"\" = AWS_REGION, AWS_DEFAULT_REGION, the profile, "
       "then instance metadata"),
@@ -287,6 +293,9 @@ const struct kcld_config_section kcld_config_sections[] = {
 const size_t kcld_config_nsections =
   sizeof(kcld_config_sections) / sizeof(kcld_config_sections[0]);
 
+const char *const kcld_config_stream_overrides[] = {
+  "handler", "batch", "retry", "on_failure", "filter", NULL};
+
 int kcld_config_key_index(const char *name)
 {
   for (size_t i = 0; i < kcld_config_nkeys; i++)
@@ -324,4 +333,25 @@ bool kcld_config_key_live(const char *name)
 {
   int i = kcld_config_key_index(name);
   return i >= 0 && (kcld_config_keys[i].flags & F_LIVE);
+}
+
+/* ======== Reload ======== */
+
+int kcld_config_diff(const struct kcld_config *before,
+                     const struct kcld_config *after,
+                     struct kcld_config_change **changes)
+{
+  struct kcld_config_change *out = NULL;
+  int n = 0;
+  *changes = NULL;
+  for (size_t i = 0; i < kcld_config_nkeys; i++) {
+    const struct kcld_config_key *k = &kcld_config_keys[i];
+    if (kcld_config_value_equal(k, before, after))
+      continue;
+    if (!out && !(out = calloc(kcld_config_nkeys, sizeof(*out))))
+      return KCLD_ENOMEM;
+    out[n++] = (struct kcld_config_change){k->name, (k->flags & F_LIVE) != 0};
+  }
+  *changes = out;
+  return n;
 }

@@ -97,6 +97,10 @@ extern const size_t kcld_config_nkeys;
 extern const struct kcld_config_section kcld_config_sections[];
 extern const size_t kcld_config_nsections;
 
+/* The keys and sections a `streams:` item may override for its stream
+ * (NULL-terminated): handler, batch, retry, on_failure, filter. */
+extern const char *const kcld_config_stream_overrides[];
+
 /* The row number of the key called `name` (dotted), or -1. */
 int kcld_config_key_index(const char *name);
 

@@ -5,9 +5,10 @@
  * These look at the filesystem and the environment, so they are kept out
  * of the parse: a config naming a program that is not installed here still
  * parses (tests, --dump-config), and `--check-config` and daemon start-up
- * call this as well.  The resolution of endpoints and of the SDK switches
- * (kcld_config_endpoint and friends) reads the environment too and lives
- * here for the same reason. */
+ * call this as well.  The derived defaults worker_id and on_failure.dir
+ * (config_runtime.h), and the resolution of endpoints and of the SDK
+ * switches (kcld_config_endpoint and friends), read the machine too and
+ * live here for the same reason. */
 #include "config.h"
 
 #include <errno.h>
@@ -20,6 +21,7 @@
 #include <unistd.h>
 
 #include "config_keys.h"
+#include "config_runtime.h"
 #include "config_values.h"
 #include "err.h"
 
@@ -131,6 +133,24 @@ static void check_plugin(struct report *r, const struct kcld_config *cfg)
     problem(r, "handler.path", "cannot load %s: not a regular file", q);
 }
 
+/* What r->cfg's handler needs from the machine. */
+static void check_handler(struct report *r)
+{
+  const struct kcld_config *cfg = r->cfg;
+  switch (cfg->handler.type) {
+  case KCLD_CONFIG_HANDLER_MULTILANG:
+  case KCLD_CONFIG_HANDLER_LAMBDA:
+    if (cfg->handler.command.len > 0)
+      check_command(r, cfg);
+    break;
+  case KCLD_CONFIG_HANDLER_PLUGIN:
+    check_plugin(r, cfg);
+    break;
+  default:
+    break;
+  }
+}
+
 /* The endpoint variables kcld_config_endpoint() may answer with. */
 static void check_endpoint_vars(struct report *r,
                                 const struct kcld_config *cfg)
@@ -167,18 +187,13 @@ int kcld_config_check_runtime(const struct kcld_config *cfg, char **errors)
   r.f = open_memstream(&buf, &len);
   if (!r.f)
     return KCLD_ENOMEM;
-  switch (cfg->handler.type) {
-  case KCLD_CONFIG_HANDLER_MULTILANG:
-  case KCLD_CONFIG_HANDLER_LAMBDA:
-    if (cfg->handler.command.len > 0)
-      check_command(&r, cfg);
-    break;
-  case KCLD_CONFIG_HANDLER_PLUGIN:
-    check_plugin(&r, cfg);
-    break;
-  default:
-    break;
-  }
+  check_handler(&r);
+  for (size_t i = 0; i < cfg->streams.len; i++)
+    if (cfg->streams.v[i].cfg) { /* a stream's own handler */
+      r.cfg = cfg->streams.v[i].cfg;
+      check_handler(&r);
+    }
+  r.cfg = cfg;
   check_endpoint_vars(&r, cfg);
   if (fclose(r.f) != 0) {
     free(buf);
@@ -193,6 +208,39 @@ int kcld_config_check_runtime(const struct kcld_config *cfg, char **errors)
   else
     free(buf);
   return KCLD_ECONFIG;
+}
+
+/* ======== Derived defaults ======== */
+
+int kcld_config_derive_worker_id(struct kcld_config *cfg)
+{
+  char host[256], id[300];
+  if (gethostname(host, sizeof(host)) != 0)
+    snprintf(host, sizeof(host), "localhost");
+  host[sizeof(host) - 1] = '\0';
+  snprintf(id, sizeof(id), "%s:%ld", host, (long)getpid());
+  return kcld_config_value_set(&cfg->worker_id, id);
+}
+
+int kcld_config_derive_dead_letter_dir(struct kcld_config *cfg)
+{
+  const char *sd = getenv("STATE_DIRECTORY");
+  const char *xdg = getenv("XDG_STATE_HOME");
+  const char *home = getenv("HOME");
+  char dir[4096];
+
+  if (sd && *sd == '/')
+    snprintf(dir, sizeof(dir), "%.*s/dead-letter", (int)strcspn(sd, ":"),
+             sd);
+  else if (geteuid() == 0)
+    snprintf(dir, sizeof(dir), "/var/lib/kcld/dead-letter");
+  else if (xdg && *xdg == '/')
+    snprintf(dir, sizeof(dir), "%s/kcld/dead-letter", xdg);
+  else if (home && *home == '/')
+    snprintf(dir, sizeof(dir), "%s/.local/state/kcld/dead-letter", home);
+  else
+    snprintf(dir, sizeof(dir), "/var/lib/kcld/dead-letter");
+  return kcld_config_value_set(&cfg->on_failure.dir, dir);
 }
 
 /* ======== Endpoints ======== */

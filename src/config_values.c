@@ -28,8 +28,10 @@ void kcld_config_value_wipe(char *s)
 
 void kcld_config_value_streams_free(struct kcld_config_streams *s)
 {
-  for (size_t i = 0; i < s->len; i++)
+  for (size_t i = 0; i < s->len; i++) {
     free(s->v[i].stream);
+    kcld_config_free(s->v[i].cfg);
+  }
   free(s->v);
   s->v = NULL;
   s->len = 0;
@@ -376,6 +378,14 @@ static int valid_name(const char *s, size_t lo, size_t hi)
     if (!is_table_char(s[i]))
       return 0;
   return 1;
+}
+
+int kcld_config_value_among(const char *s, const char *const *names)
+{
+  for (size_t i = 0; names && names[i]; i++)
+    if (strcmp(s, names[i]) == 0)
+      return 1;
+  return 0;
 }
 
 int kcld_config_value_is_table_name(const char *s)
@@ -989,6 +999,32 @@ int kcld_config_value_store(const struct kcld_config_key *k,
  * reference's position.  Returns 0 with *out (malloc'd), KCLD_EINVAL
  * (reported) or KCLD_ENOMEM. */
 
+/* Whether two streams: items override the same keys with the same values:
+ * own_a (NULL = none) of a config under top-level `a`, own_b of `b`.  A
+ * key one item does not override equals its top-level value. */
+static int same_overrides(const struct kcld_config *a,
+                          const struct kcld_config *own_a,
+                          const struct kcld_config *b,
+                          const struct kcld_config *own_b)
+{
+  const struct kcld_config *ea = own_a ? own_a : a, *eb = own_b ? own_b : b;
+  if (!own_a && !own_b)
+    return 1;
+  for (size_t i = 0; i < kcld_config_nkeys; i++) {
+    const struct kcld_config_key *k = &kcld_config_keys[i];
+    size_t n = strcspn(k->name, ".");
+    int over = 0;
+    for (size_t j = 0; kcld_config_stream_overrides[j]; j++)
+      over |= strlen(kcld_config_stream_overrides[j]) == n &&
+              strncmp(k->name, kcld_config_stream_overrides[j], n) == 0;
+    if (over && !kcld_config_value_equal(k, ea, eb) &&
+        !(kcld_config_value_equal(k, ea, a) &&
+          kcld_config_value_equal(k, eb, b)))
+      return 0;
+  }
+  return 1;
+}
+
 int kcld_config_value_equal(const struct kcld_config_key *k,
                             const struct kcld_config *a,
                             const struct kcld_config *b)
@@ -1015,7 +1051,8 @@ int kcld_config_value_equal(const struct kcld_config_key *k,
     for (size_t i = 0; i < l->len; i++)
       if (strcmp(l->v[i].stream, m->v[i].stream) != 0 ||
           l->v[i].starting_position != m->v[i].starting_position ||
-          l->v[i].starting_timestamp_ms != m->v[i].starting_timestamp_ms)
+          l->v[i].starting_timestamp_ms != m->v[i].starting_timestamp_ms ||
+          !same_overrides(a, l->v[i].cfg, b, m->v[i].cfg))
         return 0;
     return 1;
   }

@@ -64,6 +64,9 @@ struct kcld_filter_error;
 int kcld_config_value_filter_error(const struct kcld_filter_error *e,
                                    int in_text, char *why, size_t n);
 
+/* True when `names` (NULL-terminated; NULL = empty) holds s. */
+int kcld_config_value_among(const char *s, const char *const *names);
+
 /* True when s is a DynamoDB table name (3..255 of a-z A-Z 0-9 _ . -). */
 int kcld_config_value_is_table_name(const char *s);
 

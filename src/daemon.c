@@ -32,7 +32,6 @@
 #include "aws/http.h"
 #include "aws/identity.h"
 #include "aws/kinesis.h"
-#include "aws/sqs.h"
 #include "aws/sts.h"
 #include "config_aws.h"
 #include "consume/budget.h"
@@ -46,10 +45,7 @@
 #include "ops/notify.h"
 #include "ops/stall.h"
 #include "process/dispatcher.h"
-#include "process/filter.h"
-#include "process/dlq.h"
-#include "process/dlq_dir.h"
-#include "process/dlq_sqs.h"
+#include "process/pipeline.h"
 #include "process/pool.h"
 
 #define STATUS_INTERVAL_MS 10000
@@ -70,14 +66,23 @@ enum phase {
 struct shard {
   struct shard *next;
   struct kcld_shard_consumer *consumer;
+  size_t slot;          /* its stream: dm->slots[slot] */
 };
 
-/* fetch.mode: fanout: the stream consumer of one stream (a consumer ARN
- * names one stream: with streams:, one each). */
-struct stream_consumer {
-  struct daemon *dm;
-  const char *stream;  /* the config's */
-  char *arn;           /* once ACTIVE */
+/* A stream kcld consumes: with `streams:` one per item (those added by a
+ * reload appended), else the one `stream`. */
+struct stream_slot {
+  const struct kcld_config *cfg; /* its configuration as started */
+  const char *name;             /* name or ARN, as configured */
+  enum kcld_config_position pos;
+  int64_t timestamp_ms;         /* starting_timestamp; -1 = none */
+  char *arn;                    /* resolved; "" when unknown; NULL = not
+                                   yet */
+  struct kcld_pipeline *pipe;   /* NULL until built */
+  int coord_idx;                /* its index in the coordinator; -1 = not
+                                   added yet */
+  int removed;                  /* gone from the list (a reload) */
+  char *consumer_arn;           /* fanout: its ACTIVE stream consumer */
 };
 
 /* The signals the daemon handles (daemon.h says what each does). */
@@ -90,6 +95,9 @@ struct daemon {
   const struct kcld_config *cfg;  /* as started: what restart keys keep */
   struct kcld_config *reloaded;   /* the last file a reload applied; NULL =
                                      none yet (cfg) */
+  struct kcld_config **kept;      /* reloaded files whose added streams run:
+                                     freed at the end (nkept) */
+  size_t nkept;
   uv_loop_t loop;
   uv_signal_t sig[NSIGS];
   uv_timer_t status;     /* sd_notify STATUS and the drain poll */
@@ -106,18 +114,14 @@ struct daemon {
   struct kcld_aws *aws;
   struct kcld_kinesis *kinesis;
   struct kcld_sts *sts;        /* GetCallerIdentity at start-up */
-  char *stream_arn;            /* resolved at start-up; "" when unknown */
+  struct stream_slot *slots;   /* n_streams: every stream's ARN and
+                                  pipeline */
+  size_t n_streams;
+  size_t resolving;            /* the slot whose ARN is being resolved */
+  int resolving_busy;          /* a resolution is under way */
   char *function_arn;          /* the on-failure records' functionArn */
   struct kcld_fanout *fanout;  /* fetch.mode: fanout only */
-  struct stream_consumer *consumers; /* fanout: one per stream, in the
-                                        order of streams: (or stream:) */
-  size_t nconsumers;
-  size_t consumers_active;
-  struct kcld_handler *handler;
-  struct kcld_sqs *sqs;        /* on_failure.sqs only */
-  struct kcld_dlq *dlq;
-  struct kcld_dispatcher *disp;
-  struct kcld_filter *filter;  /* `filter`; NULL = none; freed last */
+  size_t consumers_active;      /* fanout start-up: slots with theirs */
   struct kcld_coordinator *coord;
   struct kcld_notify *notify;
   struct kcld_monitor *monitor; /* metrics.listen / metrics.emf */
@@ -128,6 +132,7 @@ struct daemon {
 };
 
 static void begin_shutdown(struct daemon *dm, int rc);
+static int resolve_identity(struct daemon *dm);
 
 /* ======== Empty strings in the config mean "not set" ======== */
 
@@ -141,6 +146,45 @@ static const char *opt(const char *s)
 static const struct kcld_config *live(const struct daemon *dm)
 {
   return dm->reloaded ? dm->reloaded : dm->cfg;
+}
+
+/* Stream i's configuration in `c` (with `streams:`, the top-level keys
+ * with the item's overrides). */
+static const struct kcld_config *stream_cfg(const struct kcld_config *c,
+                                            size_t i)
+{
+  return c->streams.len && c->streams.v[i].cfg ? c->streams.v[i].cfg : c;
+}
+
+/* The configuration in `c` of stream dm->slots[i] (its item of the same
+ * name); NULL when `c` lists no such stream. */
+static const struct kcld_config *same_stream(const struct daemon *dm,
+                                             const struct kcld_config *c,
+                                             size_t i)
+{
+  if (!dm->cfg->streams.len)
+    return c;
+  for (size_t j = 0; j < c->streams.len; j++)
+    if (strcmp(c->streams.v[j].stream, dm->slots[i].name) == 0)
+      return stream_cfg(c, j);
+  return NULL;
+}
+
+/* Where stream i's live keys are read: its item of the last reloaded file
+ * (the top-level keys of that file when the item is gone from it), else
+ * the configuration kcld started with. */
+static const struct kcld_config *live_stream_cfg(const struct daemon *dm,
+                                                 size_t i)
+{
+  const struct kcld_config *c = same_stream(dm, live(dm), i);
+  return c ? c : live(dm);
+}
+
+/* The handler of shard s's stream. */
+static struct kcld_handler *shard_handler(const struct daemon *dm,
+                                          const struct shard *s)
+{
+  return kcld_pipeline_handler(dm->slots[s->slot].pipe);
 }
 
 /* ======== Shard consumers ======== */
@@ -161,18 +205,39 @@ static void size_connections(struct daemon *dm)
     kcld_http_set_max_connections(dm->http, want);
 }
 
+/* The slot of the coordinator's stream index ci; -1 when none. */
+static int slot_of(const struct daemon *dm, int ci)
+{
+  for (size_t i = 0; ci >= 0 && i < dm->n_streams; i++)
+    if (dm->slots[i].coord_idx == ci && !dm->slots[i].removed)
+      return (int)i;
+  return -1;
+}
+
+/* A lease of a removed stream given up (kcld_coordinator_release). */
+static void on_given_up(int err, void *arg)
+{
+  (void)arg;
+  if (err != 0 && err != KCLD_ECANCELED)
+    kcld_log(KCLD_LOG_WARN, "a lease of a removed stream could not be "
+             "released; it expires after the failover time", "error",
+             kcld_strerror(err), NULL);
+}
+
 static void on_acquired(const struct kcld_lease *lease, void *arg)
 {
   struct daemon *dm = arg;
   const struct kcld_config *cfg = dm->cfg;
   struct kcld_shard_consumer_opts o;
   struct shard *s;
-  int rc, si = kcld_coordinator_stream_index(dm->coord, lease);
+  int rc, si = slot_of(dm, kcld_coordinator_stream_index(dm->coord, lease));
 
   if (dm->phase != PHASE_RUNNING && dm->phase != PHASE_STARTING)
     return; /* shutting down: the lease is released with the others */
-  if (si < 0) /* never: the coordinator takes leases of our streams only */
+  if (si < 0) { /* its stream was removed since the take was answered */
+    kcld_coordinator_release(dm->coord, lease->shard_id, on_given_up, dm);
     return;
+  }
   s = calloc(1, sizeof(*s));
   if (!s) {
     kcld_log(KCLD_LOG_ERROR, "out of memory starting a shard consumer",
@@ -183,19 +248,18 @@ static void on_acquired(const struct kcld_lease *lease, void *arg)
   o.loop = &dm->loop;
   o.kinesis = dm->kinesis;
   o.fanout = dm->fanout;
-  o.consumer_arn = dm->consumers ? dm->consumers[si].arn : NULL;
+  o.consumer_arn = dm->slots[si].consumer_arn;
   o.coordinator = dm->coord;
-  o.stream = cfg->streams.len ? cfg->streams.v[si].stream : cfg->stream;
+  o.stream = dm->slots[si].name;
   o.lease = lease;
-  o.initial_timestamp_ms = cfg->streams.len
-                             ? cfg->streams.v[si].starting_timestamp_ms
-                             : cfg->starting_timestamp_ms;
+  o.initial_timestamp_ms = dm->slots[si].timestamp_ms;
   o.max_records = live(dm)->fetch.max_records;
   o.idle_ms = (uint64_t)live(dm)->fetch.idle_time_ms;
   o.max_buffered_bytes = (size_t)cfg->fetch.max_buffered_bytes;
   o.budget = dm->budget;
   o.checkpoint_interval_ms = (uint64_t)cfg->checkpoint.interval_ms;
-  o.sink = kcld_dispatcher_sink(dm->disp);
+  o.sink =
+    kcld_dispatcher_sink(kcld_pipeline_dispatcher(dm->slots[si].pipe));
   o.finished = on_consumer_finished;
   o.arg = dm;
   rc = kcld_shard_consumer_start(&o, &s->consumer);
@@ -205,13 +269,15 @@ static void on_acquired(const struct kcld_lease *lease, void *arg)
     free(s);
     return;
   }
+  s->slot = (size_t)si;
   s->next = dm->shards;
   dm->shards = s;
   dm->nshards++;
   size_connections(dm);
-  if (dm->handler->ops->shard_started)
-    dm->handler->ops->shard_started(dm->handler, lease->shard_id,
-                                    lease->checkpoint, lease->checkpoint_sub);
+  struct kcld_handler *h = shard_handler(dm, s);
+  if (h->ops->shard_started)
+    h->ops->shard_started(h, lease->shard_id, lease->checkpoint,
+                          lease->checkpoint_sub);
 }
 
 static struct shard **find_shard(struct daemon *dm, const char *shard_id)
@@ -277,9 +343,13 @@ static void on_consumer_finished(struct kcld_shard_consumer *c,
   kcld_log(err ? KCLD_LOG_WARN : KCLD_LOG_INFO, "shard consumer finished",
            "shard", shard_id, "how", names[how], "error",
            err ? kcld_strerror(err) : NULL, NULL);
-  if (dm->handler->ops->shard_stopped)
-    dm->handler->ops->shard_stopped(dm->handler, shard_id, why[how]);
   if (p) {
+    struct kcld_handler *h = shard_handler(dm, *p);
+    if (h->ops->shard_stopped)
+      h->ops->shard_stopped(h, shard_id, why[how]);
+    if (dm->slots[(*p)->slot].removed && how == KCLD_SHARD_CONSUMER_STOPPED &&
+        dm->phase == PHASE_RUNNING) /* its checkpoint is flushed */
+      kcld_coordinator_release(dm->coord, shard_id, on_given_up, dm);
     s = *p;
     *p = s->next;
     free(s);
@@ -313,15 +383,18 @@ static void on_ready(int err, const char *why, void *arg)
 /* What holds a shard's records at the dispatcher, for the stall detector
  * (reason NULL: nothing but the handler's pace).  out->error points into
  * *st. */
-static void dispatcher_hold(const struct daemon *dm, const char *shard_id,
+static void dispatcher_hold(const struct daemon *dm, const struct shard *s,
+                            const char *shard_id,
                             struct kcld_dispatcher_shard_state *st,
                             struct kcld_stall_hold *out)
 {
+  const struct kcld_dispatcher *d =
+    kcld_pipeline_dispatcher(dm->slots[s->slot].pipe);
   out->reason = NULL;
   out->error = NULL;
-  if (!dm->disp)
+  if (!d)
     return;
-  kcld_dispatcher_shard_state(dm->disp, shard_id, st);
+  kcld_dispatcher_shard_state(d, shard_id, st);
   if (st->wait == KCLD_DISPATCHER_MOVING)
     return;
   out->reason = kcld_dispatcher_wait_name(st->wait);
@@ -357,7 +430,7 @@ static void stall_walk(void *arg, struct kcld_stall_visit *v)
   for (struct shard *s = dm->shards; s; s = s->next) {
     const char *id = kcld_shard_consumer_shard_id(s->consumer);
     kcld_shard_consumer_stats(s->consumer, &st);
-    dispatcher_hold(dm, id, &ds, &hold);
+    dispatcher_hold(dm, s, id, &ds, &hold);
     kcld_stall_visit_shard(v, id, &st, &hold);
   }
   if (dm->coord) {
@@ -373,16 +446,29 @@ static void on_stalled(const char *shard_id, const char *reason,
   kcld_monitor_visit_stalled(arg, shard_id, reason, since_ms);
 }
 
+/* Every stream's dispatcher counters, summed into *st. */
+static void dispatcher_stats(const struct daemon *dm,
+                             struct kcld_dispatcher_stats *st)
+{
+  memset(st, 0, sizeof(*st));
+  for (size_t i = 0; i < dm->n_streams; i++)
+    if (dm->slots[i].pipe)
+      kcld_pipeline_add_stats(dm->slots[i].pipe, st);
+}
+
 /* What /metrics and /healthz read, at scrape time. */
 static void monitor_walk(void *arg, struct kcld_monitor_visit *v)
 {
   struct daemon *dm = arg;
+  struct kcld_dispatcher_stats st;
   for (struct shard *s = dm->shards; s; s = s->next) {
     kcld_monitor_visit_shard(v, s->consumer);
   }
   kcld_stall_each(dm->stall, on_stalled, v);
-  if (dm->disp)
-    kcld_monitor_visit_dispatcher(v, dm->disp);
+  if (dm->n_streams) {
+    dispatcher_stats(dm, &st);
+    kcld_monitor_visit_dispatcher(v, &st);
+  }
   if (dm->coord)
     kcld_monitor_visit_coordinator(v, dm->coord);
 }
@@ -395,8 +481,11 @@ static void close_all(struct daemon *dm)
   /* Handler answers may come after the monitor is gone. */
   if (dm->aws)
     kcld_aws_set_observer(dm->aws, NULL, NULL);
-  if (dm->disp)
-    kcld_dispatcher_set_observer(dm->disp, NULL, NULL);
+  for (size_t i = 0; i < dm->n_streams; i++) {
+    struct kcld_dispatcher *d = kcld_pipeline_dispatcher(dm->slots[i].pipe);
+    if (d)
+      kcld_dispatcher_set_observer(d, NULL, NULL);
+  }
   kcld_monitor_close(dm->monitor);
   dm->monitor = NULL;
   kcld_stall_close(dm->stall);
@@ -407,13 +496,8 @@ static void close_all(struct daemon *dm)
     uv_close((uv_handle_t *)&dm->sig[i], NULL);
   if (dm->coord)
     kcld_coordinator_close(dm->coord);
-  if (dm->disp)
-    kcld_dispatcher_close(dm->disp);
-  kcld_dlq_close(dm->dlq);
-  if (dm->sqs)
-    kcld_sqs_close(dm->sqs);
-  if (dm->handler)
-    kcld_handler_close(dm->handler);
+  for (size_t i = 0; i < dm->n_streams; i++)
+    kcld_pipeline_close(dm->slots[i].pipe);
   kcld_fanout_close(dm->fanout); /* a start-up lookup ends: ECANCELED */
   if (dm->kinesis)
     kcld_kinesis_close(dm->kinesis);
@@ -429,10 +513,6 @@ static void close_all(struct daemon *dm)
   dm->budget = NULL;
   kcld_notify_close(dm->notify);
   dm->coord = NULL;
-  dm->disp = NULL;
-  dm->dlq = NULL;
-  dm->sqs = NULL;
-  dm->handler = NULL;
   dm->kinesis = NULL;
   dm->sts = NULL;
   dm->fanout = NULL;
@@ -449,11 +529,13 @@ static void on_status_timer(uv_timer_t *t);
  * groups SIGKILLed, every child process group too. */
 static void kill_handler(struct daemon *dm, const char *why)
 {
-  if (dm->handler && !dm->handler_killed) {
+  if (dm->n_streams && !dm->handler_killed) {
     kcld_log(KCLD_LOG_WARN, "killing the handler's work in flight", "reason",
              why, NULL);
     dm->handler_killed = 1;
-    kcld_handler_kill(dm->handler);
+    for (size_t i = 0; i < dm->n_streams; i++)
+      if (dm->slots[i].pipe)
+        kcld_pipeline_kill(dm->slots[i].pipe);
   }
   kcld_child_kill_all();
 }
@@ -467,13 +549,11 @@ static void drain_then_close(struct daemon *dm)
 {
   struct kcld_dispatcher_stats st;
   dm->phase = PHASE_DRAINING;
-  if (dm->disp) {
-    kcld_dispatcher_stats(dm->disp, &st);
-    if (st.in_flight > 0) {
-      uv_ref((uv_handle_t *)&dm->status);
-      uv_timer_start(&dm->status, on_status_timer, DRAIN_POLL_MS, 0);
-      return;
-    }
+  dispatcher_stats(dm, &st);
+  if (st.in_flight > 0) {
+    uv_ref((uv_handle_t *)&dm->status);
+    uv_timer_start(&dm->status, on_status_timer, DRAIN_POLL_MS, 0);
+    return;
   }
   close_all(dm);
 }
@@ -530,7 +610,9 @@ static void begin_shutdown(struct daemon *dm, int rc)
   for (struct shard *s = dm->shards; s; s = s->next)
     kcld_shard_consumer_stop(s->consumer,
                              (uint64_t)dm->cfg->shutdown_timeout_ms);
-  kcld_dispatcher_flush(dm->disp); /* no waiting for batch.window now */
+  for (size_t i = 0; i < dm->n_streams; i++)
+    if (dm->slots[i].pipe) /* no waiting for batch.window now */
+      kcld_pipeline_flush(dm->slots[i].pipe);
 }
 
 static void on_stop_signal(struct daemon *dm, int signum)
@@ -568,9 +650,7 @@ static void log_status(struct daemon *dm)
   static const char *const phases[] = {"starting", "running", "stopping",
                                        "releasing", "draining", "closed"};
   struct kcld_dispatcher_stats st;
-  memset(&st, 0, sizeof(st));
-  if (dm->disp)
-    kcld_dispatcher_stats(dm->disp, &st);
+  dispatcher_stats(dm, &st);
   kcld_log(KCLD_LOG_INFO, "status", "phase", phases[dm->phase],
            KCLD_LOG_UINT("leases", dm->coord ? kcld_coordinator_held(dm->coord)
                                             : 0),
@@ -602,47 +682,126 @@ static void on_status_timer(uv_timer_t *t)
 
 /* ======== Reload (SIGHUP) ======== */
 
-/* The dispatcher's settings: the live keys' from live(dm), the others as
- * kcld started. */
-static void dispatcher_opts(struct daemon *dm,
-                            struct kcld_dispatcher_opts *o)
-{
-  const struct kcld_config *l = live(dm);
-  memset(o, 0, sizeof(*o));
-  o->loop = &dm->loop;
-  o->handler = dm->handler;
-  o->batch_size = (unsigned)l->batch.size;
-  o->window_ms = (uint64_t)l->batch.window_ms;
-  o->parallelization = (unsigned)l->batch.parallelization_factor;
-  o->handler_timeout_ms = (uint64_t)dm->cfg->handler.timeout_ms;
-  o->max_retry_attempts = l->retry.max_retry_attempts;
-  o->bisect_on_error = l->retry.bisect_on_error;
-  o->max_record_age_ms = l->retry.max_record_age_ms;
-  o->backoff_base_ms = (uint64_t)l->retry.backoff_base_ms;
-  o->backoff_max_ms = (uint64_t)l->retry.backoff_max_ms;
-  o->dlq = dm->dlq;
-  o->discard = dm->cfg->on_failure.discard;
-  /* Without a destination (only a start opens one) nor discard, a record
-   * that fails for good has nowhere to go but its retries. */
-  o->block_on_failure = l->on_failure.block || (!o->dlq && !o->discard);
-}
-
-/* The changes in ch[0..n-1] to on_failure.block, marked as needing a
- * restart: turning it off needs the destination only a start opens. */
-static void block_needs_restart(struct kcld_config_change *ch, int n)
+/* The change in ch[0..n-1] to `key`, marked as needing a restart (turning
+ * on_failure.block off needs the destination only a start opens; the
+ * streams of a single-stream kcld, or of one not running yet, are fixed). */
+static void needs_restart(struct kcld_config_change *ch, int n,
+                          const char *key)
 {
   for (int i = 0; i < n; i++)
-    if (strcmp(ch[i].key, "on_failure.block") == 0)
+    if (strcmp(ch[i].key, key) == 0)
       ch[i].live = false;
 }
 
-/* The dead-letter queue's live settings from live(dm). */
-static void dlq_live_opts(const struct daemon *dm, struct kcld_dlq_opts *o)
+/* Whether the list of streams may change now (a running `streams:` kcld,
+ * and `next` has `streams:` too). */
+static bool streams_live(const struct daemon *dm,
+                         const struct kcld_config *next)
 {
-  const struct kcld_config *l = live(dm);
-  o->include_records = l->on_failure.include_records;
-  o->backoff_base_ms = (uint64_t)l->retry.backoff_base_ms;
-  o->backoff_max_ms = (uint64_t)l->retry.backoff_max_ms;
+  return dm->cfg->streams.len && next->streams.len && dm->coord &&
+         dm->phase == PHASE_RUNNING;
+}
+
+/* A stream gone from the list: no more leases taken; its consumers stop
+ * (their checkpoints flushed), then their leases are released
+ * (on_consumer_finished), not deleted. */
+static void remove_slot(struct daemon *dm, size_t i)
+{
+  struct stream_slot *sl = &dm->slots[i];
+  size_t n = 0;
+  sl->removed = 1;
+  if (sl->coord_idx >= 0)
+    kcld_coordinator_remove_stream(dm->coord, (size_t)sl->coord_idx);
+  for (struct shard *s = dm->shards; s; s = s->next)
+    if (s->slot == i) {
+      kcld_shard_consumer_stop(s->consumer,
+                               (uint64_t)dm->cfg->shutdown_timeout_ms);
+      n++;
+    }
+  if (sl->pipe)
+    kcld_pipeline_flush(sl->pipe);
+  kcld_log(KCLD_LOG_INFO, "stream removed from the configuration: its "
+           "consumers stop and its leases are released", "stream", sl->name,
+           KCLD_LOG_UINT("shards", n), NULL);
+}
+
+/* Adds slots for the streams of `next` that run nowhere here and removes
+ * those it does not list.  Returns 1 when a slot was added (it points into
+ * `next`, which must then be kept), 0, or KCLD_ENOMEM. */
+static int apply_streams(struct daemon *dm, const struct kcld_config *next)
+{
+  const struct kcld_config_streams *l = &next->streams;
+  int added = 0;
+  for (size_t i = 0; i < dm->n_streams; i++)
+    if (!dm->slots[i].removed && !same_stream(dm, next, i))
+      remove_slot(dm, i);
+  for (size_t j = 0; j < l->len; j++) {
+    size_t i = 0;
+    while (i < dm->n_streams && (dm->slots[i].removed ||
+                                 strcmp(dm->slots[i].name, l->v[j].stream)))
+      i++;
+    if (i < dm->n_streams)
+      continue; /* runs already */
+    struct stream_slot *v =
+      realloc(dm->slots, (dm->n_streams + 1) * sizeof(*v));
+    if (!v)
+      return KCLD_ENOMEM;
+    dm->slots = v;
+    v[dm->n_streams++] = (struct stream_slot){
+      .cfg = stream_cfg(next, j),
+      .name = l->v[j].stream,
+      .pos = l->v[j].starting_position,
+      .timestamp_ms = l->v[j].starting_timestamp_ms,
+      .coord_idx = -1};
+    kcld_log(KCLD_LOG_INFO, "stream added to the configuration: resolving "
+             "its ARN, then taking its leases", "stream", l->v[j].stream,
+             NULL);
+    added = 1;
+  }
+  if (added && !dm->resolving_busy) {
+    dm->resolving = 0;
+    int rc = resolve_identity(dm);
+    dm->resolving_busy = rc == 0;
+    if (rc < 0)
+      kcld_log(KCLD_LOG_ERROR, "cannot resolve an added stream", "error",
+               kcld_strerror(rc), NULL);
+  }
+  return added;
+}
+
+/* dm->reloaded replaced by next; a file whose streams run stays (kept). */
+static int take_reloaded(struct daemon *dm, struct kcld_config *next,
+                         bool keep)
+{
+  bool kept = false;
+  for (size_t i = 0; i < dm->nkept; i++)
+    kept |= dm->kept[i] == dm->reloaded;
+  if (!kept)
+    kcld_config_free(dm->reloaded);
+  dm->reloaded = next;
+  if (!keep)
+    return 0;
+  struct kcld_config **v = realloc(dm->kept, (dm->nkept + 1) * sizeof(*v));
+  if (!v)
+    return KCLD_ENOMEM;
+  dm->kept = v;
+  v[dm->nkept++] = next;
+  return 0;
+}
+
+/* Whether `next` turns on_failure.block off for a stream that has no
+ * destination (only a start opens one) nor discard. */
+static bool block_off_needs_restart(const struct daemon *dm,
+                                    const struct kcld_config *next)
+{
+  for (size_t i = 0; i < dm->n_streams; i++) {
+    const struct kcld_config *c = same_stream(dm, next, i);
+    if (c && !c->on_failure.block && dm->slots[i].pipe &&
+        !kcld_pipeline_has_destination(dm->slots[i].pipe) &&
+        !stream_cfg(dm->cfg, i)->on_failure.discard)
+      return true;
+  }
+  return false;
 }
 
 /* The keys of ch[0..n-1] that may change live (live true) or need a
@@ -664,27 +823,54 @@ static size_t key_list(const struct kcld_config_change *ch, int n, bool live,
   return count;
 }
 
+/* Names, one warning per stream, the keys of a stream's own configuration
+ * (its item's overrides) that changed in `next` and need a restart,
+ * beyond the top-level ones of later[0..nlater-1]. */
+static void warn_stream_restart(const struct daemon *dm,
+                                const struct kcld_config *next,
+                                const struct kcld_config_change *later,
+                                int nlater)
+{
+  static const char *const own[] = {"stream", "streams", "starting_position",
+                                    "starting_timestamp", NULL};
+  for (size_t i = 0; i < dm->n_streams; i++) {
+    const struct kcld_config *c = same_stream(dm, next, i);
+    struct kcld_config_change *ch = NULL;
+    char keys[1024];
+    int n;
+    if (dm->slots[i].removed || !c ||
+        (c == next && dm->slots[i].cfg == dm->cfg))
+      continue; /* no item overrides anything: the top-level keys say */
+    if ((n = kcld_config_diff(dm->slots[i].cfg, c, &ch)) <= 0)
+      continue;
+    for (int k = 0; k < n; k++) {
+      for (int j = 0; j < nlater; j++)
+        ch[k].live |= strcmp(ch[k].key, later[j].key) == 0;
+      for (size_t j = 0; own[j]; j++)
+        ch[k].live |= strcmp(ch[k].key, own[j]) == 0;
+    }
+    if (key_list(ch, n, false, keys, sizeof(keys)) > 0)
+      kcld_log(KCLD_LOG_WARN, "a stream's keys changed that need a restart; "
+               "they keep their running values until then", "stream",
+               dm->slots[i].name, "keys", keys, NULL);
+    free(ch);
+  }
+}
+
 /* Gives the modules the live keys' values of live(dm): the log, the
  * dispatcher (next batch), every shard consumer (next fetch), the stall
  * detector (next check). */
 static void apply_live(struct daemon *dm, bool log_changed)
 {
   const struct kcld_config *l = live(dm);
-  struct kcld_dispatcher_opts dop;
-  struct kcld_dlq_opts qo;
   if (log_changed)
     kcld_log_setup(kcld_log_level_lower(l->log.level, dm->opts->verbose),
                    l->log.format, NULL);
   int refused = 0;
-  if (dm->dlq) {
-    memset(&qo, 0, sizeof(qo));
-    dlq_live_opts(dm, &qo);
-    refused |= kcld_dlq_configure(dm->dlq, &qo) != 0;
-  }
-  if (dm->disp) {
-    dispatcher_opts(dm, &dop);
-    refused |= kcld_dispatcher_configure(dm->disp, &dop) != 0;
-  }
+  for (size_t i = 0; i < dm->n_streams; i++)
+    if (dm->slots[i].pipe && !dm->slots[i].removed)
+      refused |= kcld_pipeline_configure(dm->slots[i].pipe,
+                                         live_stream_cfg(dm, i)) != 0;
   if (refused) /* the config's checks should have caught it */
     kcld_log(KCLD_LOG_ERROR, "reload: a module refused a reloaded value "
              "and keeps its running settings", NULL);
@@ -736,15 +922,26 @@ static void reload(struct daemon *dm)
     log_refused(dm, KCLD_ENOMEM, NULL);
     goto done;
   }
-  if (!next->on_failure.block && !dm->dlq && !dm->cfg->on_failure.discard) {
-    block_needs_restart(now, n);
-    block_needs_restart(later, nlater);
+  if (block_off_needs_restart(dm, next)) {
+    needs_restart(now, n, "on_failure.block");
+    needs_restart(later, nlater, "on_failure.block");
+  }
+  if (!streams_live(dm, next)) {
+    needs_restart(now, n, "streams");
+    needs_restart(later, nlater, "streams");
   }
   for (int i = 0; i < n; i++)
     log_changed |= now[i].live && strncmp(now[i].key, "log.", 4) == 0;
   key_list(now, n, true, applied, sizeof(applied));
-  kcld_config_free(dm->reloaded);
-  dm->reloaded = next;
+  if (dm->cfg->streams.len && next->streams.len)
+    warn_stream_restart(dm, next, later, nlater);
+  rc = streams_live(dm, next) ? apply_streams(dm, next) : 0;
+  if (rc < 0 || take_reloaded(dm, next, rc == 1) != 0) {
+    /* Added slots point into next: it is kept (leaked) rather than freed. */
+    kcld_log(KCLD_LOG_ERROR, "reload: out of memory", NULL);
+    next = NULL;
+    goto done;
+  }
   next = NULL;
   apply_live(dm, log_changed);
   kcld_log(KCLD_LOG_INFO, "configuration reloaded", "path", dm->cfg->path,
@@ -782,191 +979,162 @@ static void on_signal(uv_signal_t *h, int signum)
 
 /* ======== Start-up ======== */
 
-/* The store given-up records go to: the queue of on_failure.sqs, else the
- * dead-letter directory, created and probed here (kcld does not start
- * without it).  *store stays NULL with on_failure.discard or .block. */
-static int open_store(struct daemon *dm, struct kcld_dlq_store **store)
-{
-  const struct kcld_config *cfg = dm->cfg;
-  struct kcld_dlq_dir_opts d;
-  char err[512];
-  int rc;
-
-  *store = NULL;
-  if (cfg->on_failure.block) {
-    kcld_log(KCLD_LOG_INFO, "on_failure.block is set: a record that fails "
-             "for good stops its shard, which retries it", NULL);
-    return 0;
-  }
-  if (cfg->on_failure.discard) {
-    kcld_log(KCLD_LOG_WARN, "on_failure.discard is set: records that fail "
-             "for good are logged and skipped", NULL);
-    return 0;
-  }
-  if (opt(cfg->on_failure.sqs)) {
-    if ((rc = kcld_sqs_new(dm->aws, &dm->loop, &dm->sqs)) != 0)
-      return rc;
-    return kcld_dlq_sqs_new(dm->sqs, cfg->on_failure.sqs, store);
-  }
-  memset(&d, 0, sizeof(d));
-  d.loop = &dm->loop;
-  d.dir = cfg->on_failure.dir;
-  d.application = cfg->application;
-  rc = kcld_dlq_dir_new(&d, store, err, sizeof(err));
-  if (rc != 0) {
-    kcld_log(KCLD_LOG_ERROR, "cannot use the dead-letter directory; not "
-             "starting", "path", cfg->on_failure.dir, "error",
-             *err ? err : kcld_strerror(rc), NULL);
-    return rc;
-  }
-  kcld_log(KCLD_LOG_INFO, "records that fail for good go to the dead-letter "
-           "directory", "path", cfg->on_failure.dir, NULL);
-  return 0;
-}
-
-/* The failure destination over that store (none with discard or block). */
-static int open_dlq(struct daemon *dm)
-{
-  struct kcld_dlq_opts qo;
-  int rc;
-
-  memset(&qo, 0, sizeof(qo));
-  if ((rc = open_store(dm, &qo.store)) != 0 || !qo.store)
-    return rc;
-  qo.loop = &dm->loop;
-  qo.function_arn = dm->function_arn;
-  qo.stream_arn = dm->stream_arn;
-  dlq_live_opts(dm, &qo);
-  return kcld_dlq_new(&qo, &dm->dlq);
-}
-
 /* Starts the coordinator with `co` and, for `streams:`, the streams. */
 static int start_coordinator(struct daemon *dm,
                              struct kcld_coordinator_opts *co)
 {
-  const struct kcld_config_streams *l = &dm->cfg->streams;
+  size_t n = dm->cfg->streams.len ? dm->n_streams : 0;
   struct kcld_coordinator_stream *v = NULL;
   int rc;
-  if (l->len && !(v = calloc(l->len, sizeof(*v))))
+  if (n && !(v = calloc(n, sizeof(*v))))
     return KCLD_ENOMEM;
-  for (size_t i = 0; i < l->len; i++)
+  for (size_t i = 0; i < n; i++) {
     v[i] = (struct kcld_coordinator_stream){
-      .stream = l->v[i].stream,
-      .initial_position =
-        (enum kcld_initial_position)l->v[i].starting_position};
+      .stream = dm->slots[i].name,
+      .initial_position = (enum kcld_initial_position)dm->slots[i].pos};
+    dm->slots[i].coord_idx = (int)i;
+  }
   co->streams = v;
-  co->n_streams = l->len;
+  co->n_streams = n;
   rc = kcld_coordinator_start(co, &dm->coord);
   free(v);
   return rc;
 }
 
-/* Compiles `filter` (checked at load already, so only memory can fail). */
-static int open_filter(struct daemon *dm)
-{
-  const struct kcld_config_list *l = &dm->cfg->filter;
-  struct kcld_filter_error e;
-  int rc = 0;
-
-  if (l->len == 0)
-    return 0;
-  if ((dm->filter = kcld_filter_new()) == NULL)
-    return KCLD_ENOMEM;
-  for (size_t i = 0; i < l->len && rc == 0; i++)
-    rc = kcld_filter_add_text(dm->filter, l->items[i], strlen(l->items[i]),
-                              &e);
-  if (rc != 0) {
-    kcld_log(KCLD_LOG_ERROR, "cannot compile the filter", "error",
-             rc == KCLD_ECONFIG ? e.msg : kcld_strerror(rc), NULL);
-    return rc;
-  }
-  kcld_log(KCLD_LOG_INFO, "filter on: records that match no pattern skip "
-           "the handler",
-           KCLD_LOG_UINT("patterns", kcld_filter_count(dm->filter)), NULL);
-  return 0;
-}
-
 static int start_rest(struct daemon *dm);
+static void start_added(struct daemon *dm, size_t i);
+static int find_stream_consumer(struct daemon *dm, size_t i);
 
-/* Fan-out: a stream's consumer is ACTIVE (or could not be had); once
- * every stream's is, the rest starts.  Runs with KCLD_ECANCELED when the
- * run ends first. */
+/* A stream consumer being looked up for slot `slot` (slots move when a
+ * reload adds some, so the index, not a pointer). */
+struct consumer_req {
+  struct daemon *dm;
+  size_t slot;
+};
+
+/* Fan-out: slot's consumer is ACTIVE, or could not be had.  At start-up,
+ * once every stream's is, the rest starts; for a stream a reload added,
+ * its pipeline and leases.  A transient failure (the lookup's own retries
+ * ran out of time) is looked up again, as long as it takes; any other ends
+ * start-up, or drops the added stream.  KCLD_ECANCELED: the run ended. */
 static void on_stream_consumer(const struct kcld_fanout_consumer *c,
                                void *arg)
 {
-  struct stream_consumer *sc = arg;
-  struct daemon *dm = sc->dm;
-  int rc = c->st.err;
+  struct consumer_req *req = arg;
+  struct daemon *dm = req->dm;
+  size_t i = req->slot;
+  int rc = c->st.err, starting = dm->phase == PHASE_STARTING;
+  struct stream_slot *sl = &dm->slots[i];
 
-  if (dm->phase != PHASE_STARTING)
+  free(req);
+  if ((!starting && dm->phase != PHASE_RUNNING) || rc == KCLD_ECANCELED ||
+      sl->removed)
     return;
   if (rc == 0 && strcmp(c->status, "ACTIVE") != 0)
     rc = KCLD_EAWS;
-  if (rc != 0) {
-    kcld_log(KCLD_LOG_ERROR, "start-up failed: no ACTIVE stream consumer "
-             "for fetch.mode: fanout", "stream", sc->stream, "consumer",
+  if (rc != 0 && kcld_svc_transient(&c->st)) {
+    kcld_log(KCLD_LOG_WARN, "start-up waits: a transient failure; trying "
+             "again", "step", "stream consumer", "stream", sl->name,
+             "error", c->st.message[0] ? c->st.message : kcld_strerror(rc),
+             NULL);
+    rc = find_stream_consumer(dm, i);
+  } else if (rc != 0) {
+    kcld_log(KCLD_LOG_ERROR, starting ? "start-up failed: no ACTIVE stream "
+             "consumer for fetch.mode: fanout" : "no ACTIVE stream consumer "
+             "for fetch.mode: fanout", "stream", sl->name, "consumer",
              *dm->cfg->fetch.consumer_arn ? dm->cfg->fetch.consumer_arn
                                           : dm->cfg->fetch.consumer_name,
              "status", rc == KCLD_EAWS && c->status ? c->status : "",
              "type", c->st.type ? c->st.type : "", "error",
              kcld_strerror(rc), NULL);
-    begin_shutdown(dm, rc);
+    if (starting) {
+      begin_shutdown(dm, rc);
+      return;
+    }
+  } else {
+    kcld_log(KCLD_LOG_INFO, "stream consumer ACTIVE; fetching with "
+             "enhanced fan-out", "stream", sl->name, "consumer",
+             c->name ? c->name : "", "consumer_arn", c->arn, "registered",
+             c->registered ? "true" : "false", NULL);
+    if (!(sl->consumer_arn = strdup(c->arn)))
+      rc = KCLD_ENOMEM;
+    else if (!starting)
+      start_added(dm, i);
+    else if (++dm->consumers_active == dm->n_streams)
+      rc = start_rest(dm);
+  }
+  if (rc == 0)
+    return;
+  if (!starting) {
+    kcld_log(KCLD_LOG_ERROR, "cannot start consuming an added stream; "
+             "restart kcld to consume it", "stream", sl->name, "error",
+             kcld_strerror(rc), NULL);
+    sl->removed = 1;
     return;
   }
-  kcld_log(KCLD_LOG_INFO, "stream consumer ACTIVE; fetching with enhanced "
-           "fan-out", "stream", sc->stream, "consumer", c->name ? c->name
-                                                             : "",
-           "consumer_arn", c->arn, "registered",
-           c->registered ? "true" : "false", NULL);
-  if (!(sc->arn = strdup(c->arn)))
-    rc = KCLD_ENOMEM;
-  else if (++dm->consumers_active == dm->nconsumers)
-    rc = start_rest(dm);
-  if (rc != 0) {
-    kcld_log(KCLD_LOG_ERROR, "start-up failed", "error", kcld_strerror(rc),
-             NULL);
-    begin_shutdown(dm, rc);
-  }
+  kcld_log(KCLD_LOG_ERROR, "start-up failed", "error", kcld_strerror(rc),
+           NULL);
+  begin_shutdown(dm, rc);
 }
 
-/* fetch.mode: fanout: the consumer of fetch.consumer_arn (described; one
- * stream only, the config's rule), or fetch.consumer_name registered or
- * found on every stream, all at once, and waited for until ACTIVE.  Never
- * deregistered: the application's other workers use them too. */
+/* fetch.mode: fanout: slot i's consumer: that of fetch.consumer_arn
+ * (described; one stream only, the config's rule), or fetch.consumer_name
+ * registered or found on the stream; waited for until ACTIVE
+ * (on_stream_consumer follows).  Never deregistered: the application's
+ * other workers use them too. */
+static int find_stream_consumer(struct daemon *dm, size_t i)
+{
+  const struct kcld_config_fetch *f = &dm->cfg->fetch;
+  struct consumer_req *req = malloc(sizeof(*req));
+  int rc;
+  if (!req)
+    return KCLD_ENOMEM;
+  *req = (struct consumer_req){dm, i};
+  rc = *f->consumer_arn
+         ? kcld_fanout_await(dm->fanout, f->consumer_arn, 0,
+                             on_stream_consumer, req)
+         : kcld_fanout_ensure(dm->fanout, dm->slots[i].name,
+                              f->consumer_name, 0, on_stream_consumer, req);
+  if (rc != 0)
+    free(req);
+  return rc;
+}
+
+/* Every stream's consumer, all at once. */
 static int find_stream_consumers(struct daemon *dm)
 {
-  const struct kcld_config *cfg = dm->cfg;
-  const struct kcld_config_fetch *f = &cfg->fetch;
-  size_t n = cfg->streams.len ? cfg->streams.len : 1;
   int rc = kcld_fanout_new(dm->aws, &dm->loop, &dm->fanout);
-  if (rc != 0)
-    return rc;
-  if (!(dm->consumers = calloc(n, sizeof(*dm->consumers))))
-    return KCLD_ENOMEM;
-  dm->nconsumers = n;
-  for (size_t i = 0; i < n; i++) {
-    dm->consumers[i].dm = dm;
-    dm->consumers[i].stream = cfg->streams.len ? cfg->streams.v[i].stream
-                                               : cfg->stream;
-  }
-  if (*f->consumer_arn)
-    return kcld_fanout_describe(dm->fanout, NULL, NULL, f->consumer_arn,
-                                on_stream_consumer, &dm->consumers[0]);
-  for (size_t i = 0; i < n && rc == 0; i++)
-    rc = kcld_fanout_ensure(dm->fanout, dm->consumers[i].stream,
-                            f->consumer_name, 0, on_stream_consumer,
-                            &dm->consumers[i]);
+  for (size_t i = 0; i < dm->n_streams && rc == 0; i++)
+    rc = find_stream_consumer(dm, i);
   return rc;
 }
 
 static void on_identity(int err, const struct kcld_identity *id, void *arg);
 
-/* The AWS clients, then the stream's ARN (start_engine follows). */
+/* Resolves the ARN of the next stream that has none from dm->resolving
+ * on (on_identity follows); returns 1 when there is none left. */
+static int resolve_identity(struct daemon *dm)
+{
+  while (dm->resolving < dm->n_streams &&
+         (dm->slots[dm->resolving].arn || dm->slots[dm->resolving].removed))
+    dm->resolving++;
+  if (dm->resolving == dm->n_streams)
+    return 1;
+  struct kcld_identity_opts io = {
+    .kinesis = dm->kinesis,
+    .sts = dm->sts,
+    .stream = dm->slots[dm->resolving].name,
+    .region = dm->region,
+    .application = dm->cfg->application};
+  return kcld_identity_resolve(&io, on_identity, dm);
+}
+
+/* The AWS clients, then each stream's ARN in turn (start_engine
+ * follows). */
 static int start_clients(struct daemon *dm)
 {
   const struct kcld_config *cfg = dm->cfg;
   struct kcld_aws_opts ao;
-  struct kcld_identity_opts io;
   int rc;
 
   kcld_config_aws_client(cfg, &dm->loop, dm->http, dm->creds, dm->region,
@@ -979,15 +1147,8 @@ static int start_clients(struct daemon *dm)
     return rc;
   if ((rc = kcld_sts_new(dm->aws, &dm->loop, &dm->sts)) != 0)
     return rc;
-  memset(&io, 0, sizeof(io));
-  io.kinesis = dm->kinesis;
-  io.sts = dm->sts;
-  /* streams: the first stream's answer gives the account for functionArn;
-   * events carry no stream ARN yet (one per stream comes later). */
-  io.stream = cfg->streams.len ? cfg->streams.v[0].stream : cfg->stream;
-  io.region = dm->region;
-  io.application = cfg->application;
-  return kcld_identity_resolve(&io, on_identity, dm);
+  dm->resolving = 0;
+  return resolve_identity(dm); /* never 1: there is a stream */
 }
 
 /* Once the stream's ARN is known: with fetch.mode: fanout the stream
@@ -999,36 +1160,38 @@ static int start_engine(struct daemon *dm)
   return start_rest(dm);
 }
 
-/* The handler, the dead-letter queue, the dispatcher and the coordinator:
- * leases are taken from here on. */
+/* Stream i's pipeline: its handler, destination, filter, dispatcher. */
+static int open_pipeline(struct daemon *dm, size_t i)
+{
+  struct kcld_pipeline_opts po = {
+    .loop = &dm->loop,
+    .aws = dm->aws,
+    .cfg = dm->slots[i].cfg,
+    .live = live_stream_cfg(dm, i),
+    .region = dm->region,
+    .stream_arn = dm->slots[i].arn,
+    .function_arn = dm->function_arn,
+    .checkpoint = handler_checkpoint,
+    .checkpoint_ctx = dm,
+    .observer = dm->monitor ? kcld_monitor_observe_handler : NULL,
+    .observer_arg = dm->monitor};
+  if (dm->cfg->streams.len)
+    kcld_log(KCLD_LOG_INFO, "stream pipeline", "stream", dm->slots[i].name,
+             "stream_arn", dm->slots[i].arn, NULL);
+  return kcld_pipeline_new(&po, &dm->slots[i].pipe);
+}
+
+/* Every stream's pipeline, then the coordinator: leases are taken from
+ * here on. */
 static int start_rest(struct daemon *dm)
 {
   const struct kcld_config *cfg = dm->cfg;
   struct kcld_coordinator_opts co;
-  struct kcld_dispatcher_opts dop;
-  struct kcld_handler_env env;
   int rc;
 
-  memset(&env, 0, sizeof(env));
-  env.loop = &dm->loop;
-  env.cfg = cfg;
-  env.aws = dm->aws;
-  env.region = dm->region;
-  env.stream_arn = dm->stream_arn;
-  env.checkpoint = handler_checkpoint;
-  env.checkpoint_ctx = dm;
-  if ((rc = kcld_handler_new(&env, &dm->handler)) != 0)
-    return rc;
-
-  if ((rc = open_dlq(dm)) != 0 || (rc = open_filter(dm)) != 0)
-    return rc;
-  dispatcher_opts(dm, &dop);
-  dop.filter = dm->filter;
-  if ((rc = kcld_dispatcher_new(&dop, &dm->disp)) != 0)
-    return rc;
-  if (dm->monitor)
-    kcld_dispatcher_set_observer(dm->disp, kcld_monitor_observe_handler,
-                                 dm->monitor);
+  for (size_t i = 0; i < dm->n_streams; i++)
+    if ((rc = open_pipeline(dm, i)) != 0)
+      return rc;
 
   memset(&co, 0, sizeof(co));
   co.loop = &dm->loop;
@@ -1051,24 +1214,57 @@ static int start_rest(struct daemon *dm)
   return start_coordinator(dm, &co);
 }
 
+/* A stream added by a reload has its ARN: with fetch.mode: fanout its
+ * stream consumer first (on_stream_consumer comes back here), then its
+ * pipeline, then its leases (the coordinator identifies and syncs it).  A
+ * failure is logged; the other streams go on. */
+static void start_added(struct daemon *dm, size_t i)
+{
+  struct stream_slot *sl = &dm->slots[i];
+  struct kcld_coordinator_stream cs = {
+    .stream = sl->name,
+    .initial_position = (enum kcld_initial_position)sl->pos};
+  int rc = 0;
+  if (dm->fanout && !sl->consumer_arn && (rc = find_stream_consumer(dm, i))
+      == 0)
+    return;
+  if (rc == 0)
+    rc = open_pipeline(dm, i);
+  if (rc == 0 && (rc = kcld_coordinator_add_stream(dm->coord, &cs)) >= 0) {
+    sl->coord_idx = rc;
+    return;
+  }
+  kcld_log(KCLD_LOG_ERROR, "cannot start consuming an added stream; "
+           "restart kcld to consume it", "stream", sl->name, "error",
+           kcld_strerror(rc), NULL);
+  sl->removed = 1;
+}
+
 static void on_identity(int err, const struct kcld_identity *id, void *arg)
 {
   struct daemon *dm = arg;
+  struct stream_slot *sl = &dm->slots[dm->resolving];
+  int starting = dm->phase == PHASE_STARTING;
 
-  if (dm->phase != PHASE_STARTING)
+  if (!starting && dm->phase != PHASE_RUNNING)
     return; /* shutting down (the clients were closed: KCLD_ECANCELED) */
   if (err == 0) {
-    dm->stream_arn = strdup(dm->cfg->streams.len ? "" : id->stream_arn);
-    dm->function_arn = strdup(id->function_arn);
-    if (!dm->stream_arn || !dm->function_arn)
+    /* The first stream's answer gives the account of functionArn. */
+    if (!(sl->arn = strdup(id->stream_arn)) ||
+        (!dm->function_arn && !(dm->function_arn = strdup(id->function_arn))))
       err = KCLD_ENOMEM;
   }
-  if (err == 0)
-    err = start_engine(dm);
+  if (err == 0 && !starting && !sl->removed)
+    start_added(dm, dm->resolving);
+  if (err == 0 && (err = resolve_identity(dm)) == 1)
+    err = starting ? start_engine(dm) : 0; /* none left */
+  dm->resolving_busy = err == 0 && dm->resolving < dm->n_streams;
   if (err != 0) {
-    kcld_log(KCLD_LOG_ERROR, "start-up failed", "error", kcld_strerror(err),
-             NULL);
-    begin_shutdown(dm, err);
+    kcld_log(KCLD_LOG_ERROR, starting ? "start-up failed"
+                                      : "cannot resolve an added stream",
+             "error", kcld_strerror(err), NULL);
+    if (starting)
+      begin_shutdown(dm, err);
   }
 }
 
@@ -1140,6 +1336,28 @@ static int start_stall(struct daemon *dm)
   return kcld_stall_start(&so, &dm->stall);
 }
 
+/* A slot per stream: the items of `streams:`, or `stream`. */
+static int alloc_streams(struct daemon *dm)
+{
+  const struct kcld_config *cfg = dm->cfg;
+  size_t n = cfg->streams.len ? cfg->streams.len : 1;
+  if (!(dm->slots = calloc(n, sizeof(*dm->slots))))
+    return KCLD_ENOMEM;
+  dm->n_streams = n;
+  for (size_t i = 0; i < n; i++) {
+    const struct kcld_config_stream *it = cfg->streams.len
+                                            ? &cfg->streams.v[i] : NULL;
+    dm->slots[i] = (struct stream_slot){
+      .cfg = stream_cfg(cfg, i),
+      .name = it ? it->stream : cfg->stream,
+      .pos = it ? it->starting_position : cfg->starting_position,
+      .timestamp_ms = it ? it->starting_timestamp_ms
+                         : cfg->starting_timestamp_ms,
+      .coord_idx = cfg->streams.len ? -1 : 0};
+  }
+  return 0;
+}
+
 static int open_base(struct daemon *dm)
 {
   const struct kcld_config *cfg = dm->cfg;
@@ -1163,6 +1381,7 @@ int kcld_daemon_run(const struct kcld_daemon_opts *opts)
   memset(&dm, 0, sizeof(dm));
   dm.opts = opts;
   dm.cfg = cfg;
+
   kcld_log_set_context(cfg->application, cfg->worker_id);
   json_object_seed(0); /* before any pool thread parses JSON */
   unsigned pool = kcld_pool_init((unsigned)cfg->workers);
@@ -1200,7 +1419,9 @@ int kcld_daemon_run(const struct kcld_daemon_opts *opts)
                  STATUS_INTERVAL_MS);
   uv_unref((uv_handle_t *)&dm.status);
   kcld_notify_watchdog_start(dm.notify, &dm.loop);
-  rc = start_monitor(&dm);
+  rc = alloc_streams(&dm);
+  if (rc == 0)
+    rc = start_monitor(&dm);
   if (rc == 0)
     rc = start_stall(&dm);
   if (rc == 0)
@@ -1233,14 +1454,19 @@ int kcld_daemon_run(const struct kcld_daemon_opts *opts)
   if (uv_loop_close(&dm.loop) != 0)
     kcld_log(KCLD_LOG_WARN, "event loop closed with handles open", NULL);
   kcld_http_global_cleanup();
-  kcld_filter_free(dm.filter); /* after the dispatcher that borrowed it */
+  for (size_t i = 0; i < dm.n_streams; i++) {
+    kcld_pipeline_free(dm.slots[i].pipe);
+    free(dm.slots[i].arn);
+    free(dm.slots[i].consumer_arn);
+  }
+  free(dm.slots);
+  for (size_t i = 0; i < dm.nkept; i++)
+    if (dm.kept[i] != dm.reloaded)
+      kcld_config_free(dm.kept[i]);
+  free(dm.kept);
   free(dm.region);
-  free(dm.stream_arn);
   free(dm.function_arn);
   kcld_config_free(dm.reloaded);
-  for (size_t i = 0; i < dm.nconsumers; i++)
-    free(dm.consumers[i].arn);
-  free(dm.consumers);
   kcld_log_flush(1);
   kcld_log(KCLD_LOG_INFO, "stopped", NULL);
   return dm.rc;

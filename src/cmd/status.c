@@ -21,6 +21,7 @@
 #include "aws/kinesis.h"
 #include "cmd/cli.h"
 #include "err.h"
+#include "lease/coordinator.h"
 #include "lease/table.h"
 
 struct shard {
@@ -48,6 +49,9 @@ struct st {
   struct kcld_dynamodb *db;
   struct kcld_lease_table *table;
   const char *stream, *table_name;
+  int multi;                       /* a multi-stream table (streams:) */
+  char *stream_id;                 /* multi: account:stream:epoch, whose
+                                      leases are this stream's */
   struct leases first, second;
   struct shard *shards;
   size_t nshards, lag_next;
@@ -76,25 +80,31 @@ static void leases_free(struct leases *l)
   l->n = 0;
 }
 
+/* The leases of v[0..n-1] into dst: all, or with stream_id those of that
+ * stream. */
 static int leases_copy(struct leases *dst, const struct kcld_lease *v,
-                       size_t n)
+                       size_t n, const char *stream_id)
 {
   dst->v = calloc(n ? n : 1, sizeof(*dst->v));
   if (!dst->v)
     return KCLD_ENOMEM;
   for (size_t i = 0; i < n; i++) {
-    if (kcld_lease_copy(&dst->v[i], &v[i]) != 0)
+    if (stream_id &&
+        (!v[i].stream_id || strcmp(v[i].stream_id, stream_id) != 0))
+      continue;
+    if (kcld_lease_copy(&dst->v[dst->n], &v[i]) != 0)
       return KCLD_ENOMEM;
     dst->n++;
   }
   return 0;
 }
 
+/* The lease of shard `id` (a shard id, in either table format). */
 static const struct kcld_lease *find_lease(const struct leases *l,
                                            const char *id)
 {
   for (size_t i = 0; i < l->n; i++)
-    if (strcmp(l->v[i].shard_id, id) == 0)
+    if (strcmp(kcld_lease_shard(&l->v[i]), id) == 0)
       return &l->v[i];
   return NULL;
 }
@@ -113,7 +123,7 @@ static void on_scan(const struct kcld_svc_status *st,
     finish(s, err);
     return;
   }
-  if ((err = leases_copy(into, leases, n)) != 0) {
+  if ((err = leases_copy(into, leases, n, s->stream_id)) != 0) {
     finish(s, err);
     return;
   }
@@ -391,7 +401,8 @@ static json_t *shard_row(struct st *s, const struct shard *d,
     state = "waiting";
   }
   row = json_pack("{s:s,s:b,s:o,s:o,s:b,s:b}", "shard_id",
-                  d ? d->id : l->shard_id, "open", d && !d->ending_seq,
+                  d ? d->id : kcld_lease_shard(l), "open",
+                  d && !d->ending_seq,
                   "parents", parents, "children", children, "in_stream",
                   d != NULL, "lease", l != NULL);
   if (!row)
@@ -461,7 +472,7 @@ static json_t *build(struct st *s)
     const struct kcld_lease *l = &s->first.v[i];
     int listed = 0;
     for (size_t j = 0; j < s->nshards && !listed; j++)
-      listed = strcmp(s->shards[j].id, l->shard_id) == 0;
+      listed = strcmp(s->shards[j].id, kcld_lease_shard(l)) == 0;
     if (!listed) {
       json_t *row = shard_row(s, NULL, l, &unowned, &expired);
       if (row)
@@ -491,22 +502,84 @@ static json_t *build(struct st *s)
   return doc;
 }
 
+/* Multi-stream: the stream's identifier, then the first scan. */
+static void on_stream_id(const struct kcld_kinesis_stream_summary *res,
+                         void *arg)
+{
+  struct st *s = arg;
+  char id[512];
+  json_t *ts = json_object_get(res->doc, "StreamCreationTimestamp");
+  int rc = res->st.err;
+  if (rc != 0) {
+    fprintf(stderr, "kcld status: %s\n", res->st.message);
+  } else if (kcld_coordinator_stream_id(res->stream_arn,
+                                        json_number_value(ts), id,
+                                        sizeof(id)) != 0) {
+    fprintf(stderr, "kcld status: %s: no usable StreamARN and "
+            "StreamCreationTimestamp\n", s->stream);
+    rc = KCLD_EPARSE;
+  } else if (!(s->stream_id = strdup(id))) {
+    rc = KCLD_ENOMEM;
+  } else {
+    rc = kcld_lease_table_scan(s->table, on_scan, s);
+  }
+  if (rc != 0)
+    finish(s, rc);
+}
+
+static int collect_one(const struct kcld_status_opts *o, const char *stream,
+                       int multi, json_t **out);
+
+/* streams: one document per stream, under "streams"; healthy when each
+ * is. */
+static int collect_streams(const struct kcld_status_opts *o, json_t **out)
+{
+  const struct kcld_config_streams *l = &o->cfg->streams;
+  json_t *docs = json_array(), *one;
+  json_int_t unowned = 0, expired = 0;
+  int rc = docs ? 0 : KCLD_ENOMEM, healthy = 1;
+  for (size_t i = 0; rc == 0 && i < l->len; i++) {
+    if ((rc = collect_one(o, l->v[i].stream, 1, &one)) != 0)
+      break;
+    unowned += json_integer_value(json_object_get(one, "unowned"));
+    expired += json_integer_value(json_object_get(one, "expired"));
+    healthy &= json_is_true(json_object_get(one, "healthy"));
+    json_array_append_new(docs, one);
+  }
+  if (rc == 0 &&
+      !(*out = json_pack("{s:s,s:O,s:I,s:I,s:b}", "table",
+                         o->table && *o->table ? o->table
+                                               : o->cfg->lease.table,
+                         "streams", docs, "unowned", unowned, "expired",
+                         expired, "healthy", healthy)))
+    rc = KCLD_ENOMEM;
+  json_decref(docs);
+  return rc;
+}
+
 int kcld_status_collect(const struct kcld_status_opts *o, json_t **out)
+{
+  if (out)
+    *out = NULL;
+  if (!o || !o->cfg || !out)
+    return KCLD_EINVAL;
+  if (o->cfg->streams.len && !(o->stream && *o->stream))
+    return collect_streams(o, out);
+  return collect_one(o, o->stream && *o->stream ? o->stream : o->cfg->stream,
+                     o->cfg->streams.len > 0, out);
+}
+
+/* One stream's document (of a multi-stream table with `multi`). */
+static int collect_one(const struct kcld_status_opts *o, const char *stream,
+                       int multi, json_t **out)
 {
   struct st s;
   int rc;
 
-  *out = NULL;
-  if (!o || !o->cfg)
-    return KCLD_EINVAL;
   memset(&s, 0, sizeof(s));
   s.o = o;
-  if (o->cfg->streams.len) {
-    fprintf(stderr, "kcld status: a configuration with streams: (a "
-            "multi-stream lease table) is not supported yet\n");
-    return KCLD_EINVAL;
-  }
-  s.stream = o->stream && *o->stream ? o->stream : o->cfg->stream;
+  s.multi = multi;
+  s.stream = stream;
   s.table_name = o->table && *o->table ? o->table : o->cfg->lease.table;
   if (!s.stream || !*s.stream || !s.table_name || !*s.table_name) {
     fprintf(stderr, "kcld status: give the stream and the lease table\n");
@@ -516,11 +589,14 @@ int kcld_status_collect(const struct kcld_status_opts *o, json_t **out)
     goto done;
   if ((rc = kcld_kinesis_new(s.cli.aws, &s.cli.loop, &s.k)) != 0 ||
       (rc = kcld_dynamodb_new(s.cli.aws, &s.cli.loop, &s.db)) != 0 ||
-      (rc = kcld_lease_table_new(s.db, s.table_name, 0, &s.table)) != 0)
+      (rc = kcld_lease_table_new(s.db, s.table_name, multi, &s.table)) != 0)
     goto done;
-  rc = kcld_lease_table_scan(s.table, on_scan, &s);
-  if (rc != 0)
+  rc = multi ? kcld_kinesis_describe_stream_summary(s.k, s.stream,
+                                                    on_stream_id, &s)
+             : kcld_lease_table_scan(s.table, on_scan, &s);
+  if (rc < 0)
     goto done;
+  rc = 0;
   kcld_cli_run_until(&s.cli, &s.done);
   rc = s.done ? s.err : KCLD_EIO;
   if (rc == 0 && o->cfg->fetch.mode == KCLD_CONFIG_FETCH_FANOUT) {
@@ -555,6 +631,7 @@ done:
   free(s.consumer.arn);
   free(s.consumer.status);
   free(s.consumer.error);
+  free(s.stream_id);
   return rc;
 }
 
@@ -583,7 +660,26 @@ static void join(const json_t *arr, char *buf, size_t n)
 
 #define NCOL 8
 
+static void print_one(const json_t *doc, FILE *out);
+
 void kcld_status_print(const json_t *doc, FILE *out)
+{
+  const json_t *streams = json_object_get(doc, "streams");
+  size_t i;
+  json_t *one;
+  if (!json_is_array(streams)) {
+    print_one(doc, out);
+    return;
+  }
+  json_array_foreach(streams, i, one) {
+    if (i)
+      fputc('\n', out);
+    print_one(one, out);
+  }
+}
+
+/* One stream's tables. */
+static void print_one(const json_t *doc, FILE *out)
 {
   static const char *const head[NCOL] = {"SHARD", "STATE", "OPEN", "OWNER",
                                          "CHECKPOINT", "LAG_MS", "PARENTS",

@@ -31,7 +31,14 @@
  *                         "waiting" (no lease yet, parents not finished)}],
  *    "workers": [{"worker_id", "leases_held": n, "shards": [...],
  *                 "renewing": bool|null (null without recheck)}],
- *    "unowned": n, "expired": n, "healthy": bool} */
+ *    "unowned": n, "expired": n, "healthy": bool}
+ *
+ * With `streams:` (a multi-stream lease table) and no opts.stream: one
+ * such document per stream (its leases only, shard ids without the
+ * stream identifier), as
+ *   {"table", "streams": [...], "unowned": n, "expired": n,
+ *    "healthy": bool (every stream's)};
+ * with opts.stream, that stream's document alone. */
 #ifndef KCLD_CMD_STATUS_H
 #define KCLD_CMD_STATUS_H
 
@@ -55,7 +62,8 @@ struct kcld_status_opts {
  * stream). */
 int kcld_status_collect(const struct kcld_status_opts *opts, json_t **out);
 
-/* Writes the document as two aligned tables (shards, then workers). */
+/* Writes the document as two aligned tables (shards, then workers); a
+ * multi-stream document as those of each stream in turn. */
 void kcld_status_print(const json_t *doc, FILE *out);
 
 /* `kcld status ARGS` (argv[0] is "status").  Exit code: 0 every shard that

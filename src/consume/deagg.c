@@ -32,6 +32,7 @@ long kcld_deagg_expand(const struct kcld_record *outer,
     r->arrival_ms = outer->arrival_ms;
     r->batch = outer->batch;
     r->aggregated = 1;
+    r->filtered = 0;
     i++;
   }
   return rc == 0 && i > 0 ? (long)i : KCLD_EINVAL;

@@ -589,6 +589,7 @@ static int fill_record(struct fill *fl, const struct jrec *jr, size_t i,
                                    : KCLD_RECORD_NO_ARRIVAL;
   r->sub_sequence_number = 0;
   r->batch = fl->b;
+  r->filtered = 0;
 
   /* Base64 text has no escapes in practice; decode them first if so. */
   if (jr->data.esc) {

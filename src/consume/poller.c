@@ -46,6 +46,7 @@ struct poller {
   uint64_t backoff_base_ms;
   uint64_t backoff_max_ms;
   struct kcld_source_cbs cbs;
+  struct kcld_source_keep keep;
   struct kcld_fetch_budget *budget;
   struct kcld_fetch_account *account;
 
@@ -323,6 +324,8 @@ static void parse_work(struct kcld_fetch_job *j)
                                            p->shard_id, &p->mem, &p->parsed,
                                            p->parse_msg,
                                            sizeof(p->parse_msg));
+  if (p->parsed)
+    kcld_record_batch_filter(p->parsed, p->keep.fn, p->keep.arg);
 }
 
 static void parse_done(struct kcld_fetch_job *j, int status)
@@ -562,6 +565,7 @@ int kcld_poller_start(const struct kcld_poller_opts *o, void **out)
   p->backoff_base_ms = o->backoff_base_ms;
   p->backoff_max_ms = o->backoff_max_ms;
   p->cbs = o->cbs;
+  p->keep = o->keep;
   p->budget = o->budget;
   p->account = o->account;
   p->first_estimate = o->first_estimate > MIN_ESTIMATE ? o->first_estimate

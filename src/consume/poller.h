@@ -49,6 +49,7 @@ struct kcld_poller_opts {
   struct kcld_fetch_account *account; /* the shard's; borrowed */
   size_t first_estimate;         /* body estimate of the first call */
   struct kcld_source_cbs cbs;
+  struct kcld_source_keep keep;  /* run in the parse job */
 };
 
 /* The polling source's ops. */

@@ -1,5 +1,5 @@
 /* record.c — batch reference counting; the last release gives the
- * batch's blocks back (budget.h). */
+ * batch's blocks back (budget.h); the sink's keep test over a new batch. */
 #include "consume/record.h"
 
 #include <stdlib.h>
@@ -33,4 +33,17 @@ void kcld_record_batch_release(struct kcld_record_batch *batch)
     free(batch->extra);
     free(batch);
   }
+}
+
+size_t kcld_record_batch_filter(struct kcld_record_batch *batch,
+                                kcld_record_keep_fn keep, const void *arg)
+{
+  /* The parse job owns the batch still: no one else reads it yet. */
+  struct kcld_record *r = (struct kcld_record *)batch->records;
+  size_t n = 0;
+  for (size_t i = 0; i < batch->count; i++) {
+    r[i].filtered = keep && keep(arg, &r[i]) == 0;
+    n += (size_t)r[i].filtered;
+  }
+  return n;
 }

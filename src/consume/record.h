@@ -55,6 +55,11 @@ struct kcld_record {
                                    aggregate; 0: the Kinesis record as is
                                    (including aggregates passed through
                                    because they were corrupt) */
+  int filtered;                 /* 1: the sink passes it over (its keep
+                                   test said so, on the worker pool, when
+                                   the batch was parsed:
+                                   kcld_record_batch_filter); 0 after the
+                                   parse */
 };
 
 /* One entry of GetRecords' ChildShards (present at a shard's end). */
@@ -101,5 +106,17 @@ struct kcld_record_batch *kcld_record_batch_acquire(
 /* Drops one reference; the last one frees the batch and everything its
  * records point at.  NULL is ignored.  Any thread. */
 void kcld_record_batch_release(struct kcld_record_batch *batch);
+
+/* Which records a sink takes: 1 keep, 0 pass over.  Called on a worker
+ * pool thread; it may read only what does not change while it can run. */
+typedef int (*kcld_record_keep_fn)(const void *arg,
+                                   const struct kcld_record *r);
+
+/* Sets each record's `filtered` to whether keep(arg, record) said 0 (NULL
+ * keep: to 0).  For the parse job that made `batch`, before it hands the
+ * batch on: the only time a batch's records change after the parse.
+ * Returns the number filtered. */
+size_t kcld_record_batch_filter(struct kcld_record_batch *batch,
+                                kcld_record_keep_fn keep, const void *arg);
 
 #endif

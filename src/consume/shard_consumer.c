@@ -3,7 +3,23 @@
  * and the ways to stop (stop, lose, close).  Records come from a fetch source
  * (source.h; polling: poller.c).  See shard_consumer.h.
  *
- * Everything here runs on the loop thread. */
+ * Everything here runs on the loop thread.
+ *
+ * The consumer is one phase (enum phase) plus what is truly apart from it:
+ * the delivery slot (c->d.batch: a delivery is at the sink) and the queue.
+ * Each change of phase goes through enter(), which does what leaving a phase
+ * means (the source stops, the queue goes, the sink is cancelled) once, by
+ * the order of the phases.  Each phase has at most one wait, on the one
+ * timer (what it waits for follows from the phase; on_timer).
+ *
+ * The sink's done() and progress() only note what happened and wake the
+ * step (a uv_idle); the step, on a later turn of the loop, delivers the
+ * next batch (one per call), moves a drain on to the shard's end or the
+ * stop's flush, and lets the source read on.  The source's answers run the
+ * step at once: they come from the source's own loop callbacks.  So
+ * deliver() is never called from inside a call of the sink (done,
+ * progress, cancel, deliver itself), and a sink may call done() and
+ * progress() from anywhere. */
 #include "consume/shard_consumer.h"
 
 #include <stdio.h>
@@ -29,19 +45,28 @@
 #define DELIVER_RETRY_MS 100
 #define PRIVATE_PARSE_SLOTS 4
 
-/* Where the consumer is in its life. */
+/* Where the consumer is in its life, in the order it can go: a phase never
+ * goes back to an earlier one (but PH_READING to PH_DRAINING may skip).
+ * Up to PH_STOPPING the sink is live (deliveries and progress); from
+ * PH_STOPPING on the source reads no more and nothing waits in the queue;
+ * from PH_ENDED on the consumer has finished (the phase says how). */
 enum phase {
-  PH_PARENTS,    /* waiting until the parents are done */
-  PH_FETCH,      /* the source reads; deliveries */
-  PH_DRAIN_END,  /* the shard ended: deliver the rest, wait for progress */
-  PH_ENDING,     /* final checkpoint flush, then shard_ended */
-  PH_STOPPING,   /* graceful stop: waiting for the sink */
-  PH_STOP_FLUSH, /* graceful stop: final checkpoint flush */
-  PH_FINISHED    /* finished (callback due or done) */
+  PH_PARENTS,    /* waiting until the parents are done; timer: next ask */
+  PH_READING,    /* the source reads; deliveries; timer: a refused
+                    delivery's wait */
+  PH_DRAINING,   /* the shard ended: deliver the rest, wait for progress;
+                    timer: as in PH_READING */
+  PH_STOPPING,   /* graceful stop: waiting for the sink; timer: deadline */
+  PH_ENDING,     /* final checkpoint flush, then shard_ended; timer: the
+                    next try */
+  PH_STOP_FLUSH, /* graceful stop: final checkpoint flush; timer: bound */
+  PH_ENDED,      /* finished: KCLD_SHARD_CONSUMER_ENDED */
+  PH_STOPPED,    /* finished: KCLD_SHARD_CONSUMER_STOPPED */
+  PH_LOST,       /* finished: KCLD_SHARD_CONSUMER_LOST; no checkpoint ever
+                    again; timer (all three): the finished callback */
+  PH_CLOSED      /* close() was called: memory goes once the handles,
+                    calls and the delivery in flight are back */
 };
-
-enum aux_mode { AUX_NONE, AUX_DELIVER_RETRY, AUX_NOTIFY };
-enum stop_timer_mode { ST_NONE, ST_DEADLINE, ST_FLUSH, ST_END_RETRY };
 
 /* A parsed batch waiting for its delivery. */
 struct queued {
@@ -51,22 +76,21 @@ struct queued {
 };
 
 struct kcld_shard_consumer {
-  uv_timer_t parents_timer; /* parents poll */
-  uv_timer_t stop_timer;   /* stop deadline, flush bound, end retries */
-  uv_timer_t aux_timer;    /* deferred finish, deliver retry */
+  uv_timer_t timer;          /* the phase's one wait (enum phase) */
+  uv_idle_t step;            /* on_step: what done and progress set
+                                going, a turn later */
 
   uv_loop_t *loop;
   struct kcld_kinesis *kinesis;
   struct kcld_fanout *fanout;        /* fan-out mode; NULL = polling */
   char *consumer_arn;
   uint64_t subscribe_interval_ms;
-  struct kcld_shard_consumer_lease_ops ops;
+  struct kcld_coordinator *coord;
   char *stream;
   char *shard_id;            /* the lease key (the shard id, or in a
                                 multi-stream table stream:shard) */
   const char *kin_shard;     /* the shard id for Kinesis calls: the tail
                                 of shard_id */
-  int shard_end_at_start;  /* the lease was at SHARD_END */
   struct kcld_source_pos start_pos;
   char start_seq[KCLD_SEQ_MAX + 1];
   uint64_t start_sub;
@@ -93,15 +117,11 @@ struct kcld_shard_consumer {
   unsigned fails_in_row;   /* failed shard-end steps since a success */
 
   struct queued *qhead, *qtail;
-  struct kcld_shard_delivery d;
-  int delivering;
-  int in_deliver;
-  int deliver_retry_armed;
+  struct kcld_shard_delivery d; /* d.batch != NULL: at the sink */
   unsigned refusals_in_row;
   struct kcld_seq_pos delivered_last; /* last record handed to the sink */
   struct kcld_seq_pos handled;        /* last progress */
-  int clamp_warned;
-  int sink_cancelled;
+  int clamp_warned;                   /* the clamp warning is logged */
   uint64_t last_progress_ms;          /* uv_now of the last progress of
                                          any kind, or of the start */
   uint64_t pending_mark_ms;           /* records began to wait, or the last
@@ -112,23 +132,17 @@ struct kcld_shard_consumer {
   char **children;
   size_t n_children;
 
-  enum aux_mode aux_mode;
-  enum stop_timer_mode st_mode;
   uint64_t stop_deadline_ms;
   int stop_err;
-  enum kcld_shard_consumer_end how;
   int finish_err;
-  int lost_mode;           /* no more deliveries or checkpoints */
-  int closing;
   int handles_open;
   int coord_inflight;      /* parents_done or shard_ended calls */
   struct kcld_shard_consumer_stats stats;
 };
 
+static void on_timer(uv_timer_t *t);
 static void kick(struct kcld_shard_consumer *c);
 static void resume_source(struct kcld_shard_consumer *c);
-static void stop_source(struct kcld_shard_consumer *c);
-static void reached_end(struct kcld_shard_consumer *c);
 
 /* ======== Small helpers ======== */
 
@@ -157,10 +171,28 @@ static void free_consumer(struct kcld_shard_consumer *c)
   free(c);
 }
 
+/* A delivery is at the sink (kcld_shard_consumer_done not yet called). */
+static int at_sink(const struct kcld_shard_consumer *c)
+{
+  return c->d.batch != NULL;
+}
+
+/* The phase hands batches to the sink. */
+static int delivers(enum phase p)
+{
+  return p == PH_READING || p == PH_DRAINING;
+}
+
+/* The consumer has finished (or is closed). */
+static int finished(const struct kcld_shard_consumer *c)
+{
+  return c->phase >= PH_ENDED;
+}
+
 static void maybe_free(struct kcld_shard_consumer *c)
 {
-  if (!c->closing || c->handles_open > 0 || c->src ||
-      c->coord_inflight > 0 || c->delivering)
+  if (c->phase != PH_CLOSED || c->handles_open > 0 || c->src ||
+      c->coord_inflight > 0 || at_sink(c))
     return;
   free_children(c);
   kcld_fetch_account_close(c->account);
@@ -193,7 +225,7 @@ static void drop_queue(struct kcld_shard_consumer *c)
 /* Something delivered is not reported dealt with yet. */
 static int outstanding(const struct kcld_shard_consumer *c)
 {
-  if (c->delivering)
+  if (at_sink(c))
     return 1;
   if (!c->delivered_last.set)
     return 0;
@@ -209,59 +241,55 @@ static int pending(const struct kcld_shard_consumer *c)
   return c->qhead != NULL || outstanding(c);
 }
 
-static void cancel_sink(struct kcld_shard_consumer *c)
+/* No more batches from the source. */
+static void stop_source(struct kcld_shard_consumer *c)
 {
-  if (c->sink_cancelled || !outstanding(c))
-    return;
-  c->sink_cancelled = 1;
-  c->sink.cancel(c->sink.impl, c);
+  if (c->src)
+    c->src_ops->stop(c->src);
 }
 
-/* ======== Finishing ======== */
+/* ======== Phases ======== */
 
-static void on_aux(uv_timer_t *t)
+/* The one place the phase changes.  Leaving the reading phases (for a stop,
+ * the end, or finishing) stops the source and drops the queue; leaving the
+ * phases where the sink is live cancels it when something it was given is
+ * not reported dealt with.  The order of the phases makes each happen once.
+ * The timer's wait belongs to the phase left (but PH_READING and
+ * PH_DRAINING share theirs); the new phase arms its own. */
+static void enter(struct kcld_shard_consumer *c, enum phase to)
 {
-  struct kcld_shard_consumer *c = t->data;
-  enum aux_mode mode = c->aux_mode;
-  c->aux_mode = AUX_NONE;
-  if (c->closing)
+  enum phase from = c->phase;
+  if (to <= from)
     return;
-  if (mode == AUX_NOTIFY) {
-    c->finished(c, c->how, c->finish_err, c->arg);
-    return;
+  c->phase = to;
+  if (!(delivers(from) && delivers(to)))
+    uv_timer_stop(&c->timer);
+  if (from <= PH_DRAINING && to > PH_DRAINING) {
+    stop_source(c);
+    drop_queue(c);
   }
-  c->deliver_retry_armed = 0;
-  kick(c);
+  if (from <= PH_STOPPING && to > PH_STOPPING && outstanding(c))
+    c->sink.cancel(c->sink.impl, c); /* done() may come from inside */
 }
 
-/* Ends the consumer's work and schedules the finished callback. */
-static void finish(struct kcld_shard_consumer *c,
-                   enum kcld_shard_consumer_end how, int err)
+/* Ends the consumer's work in phase `to` (PH_ENDED, PH_STOPPED or PH_LOST)
+ * and arms the finished callback for a later turn. */
+static void finish(struct kcld_shard_consumer *c, enum phase to, int err)
 {
-  if (c->phase == PH_FINISHED)
+  if (finished(c))
     return;
-  c->phase = PH_FINISHED;
-  c->how = how;
   c->finish_err = err;
-  uv_timer_stop(&c->parents_timer);
-  stop_source(c);
-  uv_timer_stop(&c->stop_timer);
-  c->st_mode = ST_NONE;
-  c->deliver_retry_armed = 0;
-  drop_queue(c);
-  cancel_sink(c);
-  c->aux_mode = AUX_NOTIFY;
-  uv_timer_start(&c->aux_timer, on_aux, 0, 0);
+  enter(c, to);
+  uv_timer_start(&c->timer, on_timer, 0, 0);
 }
 
 static void become_lost(struct kcld_shard_consumer *c, int err)
 {
-  if (c->closing || c->phase == PH_FINISHED)
+  if (finished(c))
     return;
-  c->lost_mode = 1;
   /* Finish first: losing the checkpoint fails its flushes, whose callbacks
    * then find the consumer finished. */
-  finish(c, KCLD_SHARD_CONSUMER_LOST, err);
+  finish(c, PH_LOST, err);
   kcld_checkpoint_lose(c->cp);
 }
 
@@ -273,15 +301,24 @@ static void on_cp_lost(void *arg)
   become_lost(c, KCLD_ELOST);
 }
 
-/* ======== Shard end ======== */
+/* A shard without a next iterator has ended: deliver what is queued, wait
+ * for progress, then record the end. */
+static void reached_end(struct kcld_shard_consumer *c)
+{
+  if (c->phase != PH_READING)
+    return;
+  enter(c, PH_DRAINING);
+  kcld_log(KCLD_LOG_INFO, "shard reached its end", "shard", c->shard_id,
+           NULL);
+}
 
-static void on_stop_timer(uv_timer_t *t);
+/* ======== Shard end ======== */
 
 static void on_shard_ended(int err, void *arg)
 {
   struct kcld_shard_consumer *c = arg;
   c->coord_inflight--;
-  if (c->closing) {
+  if (c->phase == PH_CLOSED) {
     maybe_free(c);
     return;
   }
@@ -289,7 +326,7 @@ static void on_shard_ended(int err, void *arg)
     return;
   if (err == 0) {
     kcld_log(KCLD_LOG_INFO, "shard ended", "shard", c->shard_id, NULL);
-    finish(c, KCLD_SHARD_CONSUMER_ENDED, 0);
+    finish(c, PH_ENDED, 0);
     return;
   }
   if (err == KCLD_ELOST) {
@@ -301,17 +338,13 @@ static void on_shard_ended(int err, void *arg)
   kcld_log(KCLD_LOG_WARN, "recording the shard end failed; will retry",
            "shard", c->shard_id, "op", "shard_ended", "error",
            kcld_strerror(err), KCLD_LOG_UINT("retry_ms", delay), NULL);
-  c->st_mode = ST_END_RETRY;
-  uv_timer_start(&c->stop_timer, on_stop_timer, delay, 0);
+  uv_timer_start(&c->timer, on_timer, delay, 0);
 }
-
-/* Flushes the checkpoint, then records the end (SHARD_END + children). */
-static void start_end(struct kcld_shard_consumer *c);
 
 static void on_end_flushed(int err, void *arg)
 {
   struct kcld_shard_consumer *c = arg;
-  if (c->closing || c->phase != PH_ENDING)
+  if (c->phase != PH_ENDING)
     return;
   if (err == KCLD_ELOST) {
     become_lost(c, KCLD_ELOST);
@@ -319,17 +352,16 @@ static void on_end_flushed(int err, void *arg)
   }
   if (err != 0) {
     c->fails_in_row++;
-    c->st_mode = ST_END_RETRY;
-    uv_timer_start(&c->stop_timer, on_stop_timer,
-                   backoff_ms(c, c->fails_in_row), 0);
+    uv_timer_start(&c->timer, on_timer, backoff_ms(c, c->fails_in_row), 0);
     return;
   }
   c->coord_inflight++;
-  c->ops.shard_ended(c->ops.ctx, c->shard_id,
-                     (const char *const *)c->children, c->n_children,
-                     on_shard_ended, c);
+  kcld_coordinator_shard_ended(c->coord, c->shard_id,
+                               (const char *const *)c->children,
+                               c->n_children, on_shard_ended, c);
 }
 
+/* Flushes the checkpoint, then records the end (SHARD_END + children). */
 static void start_end(struct kcld_shard_consumer *c)
 {
   kcld_checkpoint_flush(c->cp, on_end_flushed, c);
@@ -340,163 +372,188 @@ static void start_end(struct kcld_shard_consumer *c)
 static void on_stop_flushed(int err, void *arg)
 {
   struct kcld_shard_consumer *c = arg;
-  if (c->closing || c->phase != PH_STOP_FLUSH)
+  if (c->phase != PH_STOP_FLUSH)
     return;
   if (err == KCLD_ELOST) {
     become_lost(c, KCLD_ELOST);
     return;
   }
-  finish(c, KCLD_SHARD_CONSUMER_STOPPED, err ? err : c->stop_err);
+  finish(c, PH_STOPPED, err ? err : c->stop_err);
 }
 
 static void start_stop_flush(struct kcld_shard_consumer *c)
 {
   uint64_t now = uv_now(c->loop);
   uint64_t left = c->stop_deadline_ms > now ? c->stop_deadline_ms - now : 0;
-  c->phase = PH_STOP_FLUSH;
-  c->st_mode = ST_FLUSH;
-  uv_timer_start(&c->stop_timer, on_stop_timer,
-                 left > FLUSH_GRACE_MS ? left : FLUSH_GRACE_MS, 0);
+  enter(c, PH_STOP_FLUSH);
+  /* Armed first: the flush may finish before it returns. */
+  uv_timer_start(&c->timer, on_timer, left > FLUSH_GRACE_MS ? left
+                                                            : FLUSH_GRACE_MS,
+                 0);
   kcld_checkpoint_flush(c->cp, on_stop_flushed, c);
-}
-
-static void on_stop_timer(uv_timer_t *t)
-{
-  struct kcld_shard_consumer *c = t->data;
-  enum stop_timer_mode mode = c->st_mode;
-  c->st_mode = ST_NONE;
-  if (c->closing)
-    return;
-  if (mode == ST_DEADLINE && c->phase == PH_STOPPING) {
-    kcld_log(KCLD_LOG_WARN, "stop deadline passed; abandoning work in flight",
-             "shard", c->shard_id, NULL);
-    c->stop_err = KCLD_ETIMEDOUT;
-    cancel_sink(c);
-    start_stop_flush(c);
-  } else if (mode == ST_FLUSH && c->phase == PH_STOP_FLUSH) {
-    kcld_log(KCLD_LOG_WARN, "final checkpoint did not complete in time",
-             "shard", c->shard_id, NULL);
-    finish(c, KCLD_SHARD_CONSUMER_STOPPED, KCLD_ETIMEDOUT);
-  } else if (mode == ST_END_RETRY && c->phase == PH_ENDING) {
-    start_end(c);
-  }
 }
 
 /* Moves a stop or a shard end on once nothing delivered is outstanding. */
 static void check_drain(struct kcld_shard_consumer *c)
 {
-  if (c->closing || c->in_deliver)
-    return;
-  if (c->phase == PH_DRAIN_END && c->qhead == NULL && !outstanding(c)) {
-    c->phase = PH_ENDING;
+  if (c->phase == PH_DRAINING && c->qhead == NULL && !outstanding(c)) {
     c->fails_in_row = 0;
+    enter(c, PH_ENDING);
     start_end(c);
   } else if (c->phase == PH_STOPPING && !outstanding(c)) {
-    uv_timer_stop(&c->stop_timer);
-    c->st_mode = ST_NONE;
     start_stop_flush(c);
+  }
+}
+
+static void ask_parents(struct kcld_shard_consumer *c);
+static void pump(struct kcld_shard_consumer *c);
+
+/* The phase's wait is over. */
+static void on_timer(uv_timer_t *t)
+{
+  struct kcld_shard_consumer *c = t->data;
+  static const enum kcld_shard_consumer_end how[] = {
+    [PH_ENDED] = KCLD_SHARD_CONSUMER_ENDED,
+    [PH_STOPPED] = KCLD_SHARD_CONSUMER_STOPPED,
+    [PH_LOST] = KCLD_SHARD_CONSUMER_LOST};
+
+  switch (c->phase) {
+  case PH_PARENTS:
+    ask_parents(c);
+    break;
+  case PH_READING:
+  case PH_DRAINING: /* a refused delivery may go again */
+    pump(c);
+    break;
+  case PH_STOPPING:
+    if (outstanding(c)) {
+      kcld_log(KCLD_LOG_WARN,
+               "stop deadline passed; abandoning work in flight", "shard",
+               c->shard_id, NULL);
+      c->stop_err = KCLD_ETIMEDOUT;
+    }
+    start_stop_flush(c); /* cancels the sink */
+    break;
+  case PH_ENDING:
+    start_end(c);
+    break;
+  case PH_STOP_FLUSH:
+    kcld_log(KCLD_LOG_WARN, "final checkpoint did not complete in time",
+             "shard", c->shard_id, NULL);
+    finish(c, PH_STOPPED, KCLD_ETIMEDOUT);
+    break;
+  case PH_ENDED:
+  case PH_STOPPED:
+  case PH_LOST: /* the last use of c: close() may free it */
+    c->finished(c, how[c->phase], c->finish_err, c->arg);
+    break;
+  case PH_CLOSED:
+    break;
   }
 }
 
 /* ======== Deliveries ======== */
 
-/* Hands queued batches to the sink, one at a time, while it takes them. */
+/* Hands the next queued batch to the sink, when the phase delivers, the
+ * slot is free and no refusal's wait runs.  One per call: a done() from
+ * inside deliver() wakes the step for the next. */
 static void pump(struct kcld_shard_consumer *c)
 {
-  while (!c->closing && !c->lost_mode &&
-         (c->phase == PH_FETCH || c->phase == PH_DRAIN_END) &&
-         !c->delivering && c->qhead && !c->deliver_retry_armed) {
-    struct queued *q = c->qhead;
-    struct kcld_record_batch *b = q->batch;
-    const struct kcld_record *last = &b->records[b->count - 1];
-    struct kcld_seq_pos prev = c->delivered_last;
-    c->qhead = q->next;
-    if (!c->qhead)
-      c->qtail = NULL;
-    c->stats.queued_batches--;
-    c->d.consumer = c;
-    c->d.shard_id = c->shard_id;
-    c->d.batch = b;
-    c->d.records = b->records + q->first;
-    c->d.count = b->count - q->first;
-    c->d.millis_behind_latest = b->millis_behind_latest;
-    kcld_seq_pos_set(&c->delivered_last, last->sequence_number,
-                     last->sub_sequence_number);
-    c->delivering = 1;
-    c->in_deliver++;
-    int rc = c->sink.deliver(c->sink.impl, &c->d);
-    c->in_deliver--;
-    if (rc == 0) {
-      c->refusals_in_row = 0;
-      c->stats.deliveries++;
-      free(q);
-      continue;
-    }
-    /* Refused: nothing is kept by the sink; offer it again later. */
-    c->delivering = 0;
-    c->delivered_last = prev;
-    c->d.batch = NULL;
-    if (c->closing || c->lost_mode || c->phase == PH_FINISHED) {
-      c->stats.buffered_bytes -= b->mem_bytes;
-      kcld_record_batch_release(b);
-      free(q);
-      return;
-    }
-    q->next = c->qhead;
-    c->qhead = q;
-    if (!c->qtail)
-      c->qtail = q;
-    c->stats.queued_batches++;
-    /* One line per run of refusals; waits double up to 5 s. */
-    if (c->refusals_in_row++ == 0)
-      kcld_log(KCLD_LOG_WARN,
-               "the sink refused a delivery; will offer it again", "shard",
-               c->shard_id, "error", kcld_strerror(rc), NULL);
-    uint64_t wait = DELIVER_RETRY_MS;
-    for (unsigned i = 1; i < c->refusals_in_row && wait < 5000; i++)
-      wait *= 2;
-    c->deliver_retry_armed = 1;
-    c->aux_mode = AUX_DELIVER_RETRY;
-    uv_timer_start(&c->aux_timer, on_aux, wait < 5000 ? wait : 5000, 0);
+  if (!delivers(c->phase) || at_sink(c) || !c->qhead ||
+      uv_is_active((uv_handle_t *)&c->timer))
+    return;
+  struct queued *q = c->qhead;
+  struct kcld_record_batch *b = q->batch;
+  const struct kcld_record *last = &b->records[b->count - 1];
+  struct kcld_seq_pos prev = c->delivered_last;
+  c->qhead = q->next;
+  if (!c->qhead)
+    c->qtail = NULL;
+  c->stats.queued_batches--;
+  c->d = (struct kcld_shard_delivery){
+    .consumer = c, .shard_id = c->shard_id, .batch = b,
+    .records = b->records + q->first, .count = b->count - q->first,
+    .millis_behind_latest = b->millis_behind_latest};
+  kcld_seq_pos_set(&c->delivered_last, last->sequence_number,
+                   last->sub_sequence_number);
+  int rc = c->sink.deliver(c->sink.impl, &c->d);
+  if (rc == 0) {
+    c->refusals_in_row = 0;
+    c->stats.deliveries++;
+    free(q);
     return;
   }
+  /* Refused: nothing is kept by the sink; offer it again later. */
+  c->d.batch = NULL;
+  c->delivered_last = prev;
+  if (!delivers(c->phase)) {
+    c->stats.buffered_bytes -= b->mem_bytes;
+    kcld_record_batch_release(b);
+    free(q);
+    return;
+  }
+  q->next = c->qhead;
+  c->qhead = q;
+  if (!c->qtail)
+    c->qtail = q;
+  c->stats.queued_batches++;
+  /* One line per run of refusals; waits double up to 5 s. */
+  if (c->refusals_in_row++ == 0)
+    kcld_log(KCLD_LOG_WARN, "the sink refused a delivery; will offer it again",
+             "shard", c->shard_id, "error", kcld_strerror(rc), NULL);
+  uint64_t wait = DELIVER_RETRY_MS;
+  for (unsigned i = 1; i < c->refusals_in_row && wait < 5000; i++)
+    wait *= 2;
+  uv_timer_start(&c->timer, on_timer, wait < 5000 ? wait : 5000, 0);
 }
 
-static void kick(struct kcld_shard_consumer *c)
+/* Moves the consumer on: the next delivery, a drain to its next phase,
+ * the source reading on.  Never from inside a call of the sink. */
+static void step(struct kcld_shard_consumer *c)
 {
   pump(c);
   check_drain(c);
   resume_source(c);
 }
 
+/* The step for what the sink said (done, progress), on a later turn of the
+ * loop than it came. */
+static void on_step(uv_idle_t *h)
+{
+  struct kcld_shard_consumer *c = h->data;
+  uv_idle_stop(h);
+  step(c);
+}
+
+static void kick(struct kcld_shard_consumer *c)
+{
+  if (!finished(c))
+    uv_idle_start(&c->step, on_step);
+}
+
 void kcld_shard_consumer_done(struct kcld_shard_delivery *d)
 {
   struct kcld_shard_consumer *c = d->consumer;
-  if (!c->delivering || d != &c->d) {
+  if (d != &c->d || !at_sink(c)) {
     kcld_log(KCLD_LOG_ERROR, "sink bug: done for a delivery not in flight",
              "shard", c->shard_id, NULL);
     return;
   }
-  c->delivering = 0;
   c->stats.buffered_bytes -= d->batch->mem_bytes;
   kcld_record_batch_release(d->batch);
   d->batch = NULL;
   d->records = NULL;
   d->count = 0;
-  if (c->closing) {
+  if (c->phase == PH_CLOSED)
     maybe_free(c);
-    return;
-  }
-  if (c->in_deliver)
-    return; /* pump() goes on when deliver returns */
-  kick(c);
+  else
+    kick(c);
 }
 
 void kcld_shard_consumer_progress(struct kcld_shard_consumer *c,
                                   const char *sequence, uint64_t sub)
 {
-  if (c->closing || c->lost_mode || c->phase == PH_FINISHED ||
-      c->sink_cancelled)
+  if (c->phase > PH_STOPPING) /* finished, closed, or the sink cancelled */
     return;
   if (!kcld_seq_valid(sequence) || !c->delivered_last.set) {
     kcld_log(KCLD_LOG_ERROR, "sink bug: progress for nothing delivered",
@@ -519,10 +576,25 @@ void kcld_shard_consumer_progress(struct kcld_shard_consumer *c,
   kcld_seq_pos_set(&c->handled, sequence, sub);
   c->last_progress_ms = c->pending_mark_ms = uv_now(c->loop);
   kcld_checkpoint_progress(c->cp, c->handled.seq, c->handled.sub);
-  check_drain(c);
+  kick(c);
 }
 
 /* ======== The fetch source ======== */
+
+/* Notes the children of the shard's last batch, for shard_ended. */
+static void keep_children(struct kcld_shard_consumer *c,
+                          const struct kcld_record_batch *b)
+{
+  free_children(c);
+  if (b->child_shard_count == 0)
+    return;
+  c->children = calloc(b->child_shard_count, sizeof(char *));
+  for (size_t i = 0; c->children && i < b->child_shard_count; i++) {
+    c->children[i] = strdup(b->child_shards[i].shard_id);
+    if (c->children[i])
+      c->n_children++;
+  }
+}
 
 /* Applies a batch from the source: counters, skip, the end, the queue. */
 static int on_source_batch(void *arg, struct kcld_record_batch *b)
@@ -556,15 +628,7 @@ static int on_source_batch(void *arg, struct kcld_record_batch *b)
       c->skip.set = 0;
   }
   if (b->shard_end) {
-    free_children(c);
-    if (b->child_shard_count > 0) {
-      c->children = calloc(b->child_shard_count, sizeof(char *));
-      for (size_t i = 0; c->children && i < b->child_shard_count; i++) {
-        c->children[i] = strdup(b->child_shards[i].shard_id);
-        if (c->children[i])
-          c->n_children++;
-      }
-    }
+    keep_children(c, b);
     reached_end(c);
   }
   if (first < b->count) {
@@ -581,7 +645,7 @@ static int on_source_batch(void *arg, struct kcld_record_batch *b)
     free(q);
     kcld_record_batch_release(b);
   }
-  kick(c);
+  step(c); /* from the source's loop callback: no sink call is under us */
   return 0;
 }
 
@@ -589,14 +653,14 @@ static void on_source_ended(void *arg)
 {
   struct kcld_shard_consumer *c = arg;
   reached_end(c);
-  kick(c);
+  step(c);
 }
 
 /* Whether the source may read more (memory is the account's business). */
 static int on_source_wanted(void *arg)
 {
   struct kcld_shard_consumer *c = arg;
-  return !c->closing && c->phase == PH_FETCH;
+  return c->phase == PH_READING;
 }
 
 /* The account may admit a fetch now. */
@@ -615,15 +679,8 @@ static void on_source_closed(void *arg)
 /* Lets the source read on when it waits for the budget. */
 static void resume_source(struct kcld_shard_consumer *c)
 {
-  if (c->src && !c->closing && c->phase == PH_FETCH)
+  if (c->src && c->phase == PH_READING)
     c->src_ops->resume(c->src);
-}
-
-/* No more batches from the source. */
-static void stop_source(struct kcld_shard_consumer *c)
-{
-  if (c->src)
-    c->src_ops->stop(c->src);
 }
 
 static int open_source(struct kcld_shard_consumer *c)
@@ -631,6 +688,7 @@ static int open_source(struct kcld_shard_consumer *c)
   struct kcld_source_cbs cbs = {
     .batch = on_source_batch, .ended = on_source_ended,
     .wanted = on_source_wanted, .closed = on_source_closed, .arg = c};
+  struct kcld_source_keep keep = {c->sink.keep, c->sink.keep_arg};
   if (c->fanout) {
     struct kcld_subscriber_opts so = {
       .loop = c->loop, .fanout = c->fanout,
@@ -638,7 +696,7 @@ static int open_source(struct kcld_shard_consumer *c)
       .start = c->start_pos, .min_call_ms = c->subscribe_interval_ms,
       .backoff_base_ms = c->backoff_base_ms,
       .backoff_max_ms = c->backoff_max_ms, .budget = c->budget,
-      .account = c->account, .cbs = cbs};
+      .account = c->account, .cbs = cbs, .keep = keep};
     c->src_ops = &kcld_subscriber_ops;
     return kcld_subscriber_start(&so, &c->src);
   }
@@ -649,20 +707,18 @@ static int open_source(struct kcld_shard_consumer *c)
     .min_call_ms = c->min_call_ms, .backoff_base_ms = c->backoff_base_ms,
     .backoff_max_ms = c->backoff_max_ms, .budget = c->budget,
     .account = c->account, .first_estimate = c->first_estimate,
-    .cbs = cbs};
+    .cbs = cbs, .keep = keep};
   c->src_ops = &kcld_poller_ops;
   return kcld_poller_start(&po, &c->src);
 }
 
 /* ======== Parents ======== */
 
-static void on_parents_timer(uv_timer_t *t);
-
 static void on_parents(int err, int done, void *arg)
 {
   struct kcld_shard_consumer *c = arg;
   c->coord_inflight--;
-  if (c->closing) {
+  if (c->phase == PH_CLOSED) {
     maybe_free(c);
     return;
   }
@@ -673,43 +729,26 @@ static void on_parents(int err, int done, void *arg)
              "shard", c->shard_id, "op", "parents_done", "error",
              kcld_strerror(err), NULL);
   if (!err && done) {
-    c->phase = PH_FETCH;
     err = open_source(c);
     if (err == 0) {
       c->fetch_mark_ms = uv_now(c->loop);
+      enter(c, PH_READING);
+      resume_source(c);
       return;
     }
-    c->phase = PH_PARENTS;
     kcld_log(KCLD_LOG_WARN, "could not start fetching; will retry", "shard",
              c->shard_id, "error", kcld_strerror(err), NULL);
   }
-  uv_timer_start(&c->parents_timer, on_parents_timer, c->parents_poll_ms, 0);
+  uv_timer_start(&c->timer, on_timer, c->parents_poll_ms, 0);
 }
 
 static void ask_parents(struct kcld_shard_consumer *c)
 {
   c->coord_inflight++;
-  c->ops.parents_done(c->ops.ctx, c->shard_id, on_parents, c);
+  kcld_coordinator_parents_done(c->coord, c->shard_id, on_parents, c);
 }
 
-static void on_parents_timer(uv_timer_t *t)
-{
-  struct kcld_shard_consumer *c = t->data;
-  if (!c->closing && c->phase == PH_PARENTS)
-    ask_parents(c);
-}
-
-/* A shard without a next iterator has ended: deliver what is queued, wait
- * for progress, then record the end. */
-static void reached_end(struct kcld_shard_consumer *c)
-{
-  c->phase = PH_DRAIN_END;
-  kcld_log(KCLD_LOG_INFO, "shard reached its end", "shard", c->shard_id,
-           NULL);
-}
-
-/* ======== Lease operations through the coordinator ======== */
-
+/* The checkpoint's writes, through the coordinator. */
 static void coord_checkpoint(void *ctx, const char *shard_id,
                              const char *sequence, uint64_t sub,
                              kcld_lease_cb cb, void *arg)
@@ -717,23 +756,11 @@ static void coord_checkpoint(void *ctx, const char *shard_id,
   kcld_coordinator_checkpoint(ctx, shard_id, sequence, sub, cb, arg);
 }
 
-static void coord_shard_ended(void *ctx, const char *shard_id,
-                              const char *const *children, size_t n_children,
-                              kcld_lease_cb cb, void *arg)
-{
-  kcld_coordinator_shard_ended(ctx, shard_id, children, n_children, cb, arg);
-}
-
-static void coord_parents_done(void *ctx, const char *shard_id,
-                               kcld_parents_cb cb, void *arg)
-{
-  kcld_coordinator_parents_done(ctx, shard_id, cb, arg);
-}
-
 /* ======== Life cycle ======== */
 
 /* Reads the lease's checkpoint into the start position (and the skip for a
- * position inside an aggregate). */
+ * position inside an aggregate).  Returns 0, 1 for a lease at SHARD_END,
+ * or KCLD_EINVAL. */
 static int parse_start(struct kcld_shard_consumer *c,
                        const struct kcld_lease *lease, int64_t ts_ms)
 {
@@ -742,9 +769,9 @@ static int parse_start(struct kcld_shard_consumer *c,
   if (!cp)
     return KCLD_EINVAL;
   sp->timestamp_ms = ts_ms;
-  if (strcmp(cp, "SHARD_END") == 0) {
-    c->shard_end_at_start = 1;
-  } else if (strcmp(cp, "TRIM_HORIZON") == 0) {
+  if (strcmp(cp, "SHARD_END") == 0)
+    return 1;
+  if (strcmp(cp, "TRIM_HORIZON") == 0) {
     sp->type = KCLD_SOURCE_TRIM_HORIZON;
   } else if (strcmp(cp, "LATEST") == 0) {
     sp->type = KCLD_SOURCE_LATEST;
@@ -763,57 +790,17 @@ static int parse_start(struct kcld_shard_consumer *c,
   return 0;
 }
 
-int kcld_shard_consumer_start(const struct kcld_shard_consumer_opts *opts,
-                              struct kcld_shard_consumer **out)
+/* The settings of opts, with their defaults. */
+static void take_settings(struct kcld_shard_consumer *c,
+                          const struct kcld_shard_consumer_opts *opts)
 {
-  if (out)
-    *out = NULL;
-  if (!opts || !out || !opts->loop || !opts->kinesis || !opts->stream ||
-      !opts->lease || !opts->lease->shard_id || !opts->sink.deliver ||
-      !opts->sink.cancel || !opts->finished || opts->max_records <= 0 ||
-      !opts->idle_ms || !opts->max_buffered_bytes)
-    return KCLD_EINVAL;
-  const struct kcld_shard_consumer_lease_ops *lo = opts->lease_ops;
-  if (lo && (!lo->checkpoint || !lo->shard_ended || !lo->parents_done))
-    return KCLD_EINVAL;
-  if (!lo && !opts->coordinator)
-    return KCLD_EINVAL;
-  if (opts->fanout && (!opts->consumer_arn || !*opts->consumer_arn))
-    return KCLD_EINVAL;
-
-  struct kcld_shard_consumer *c = calloc(1, sizeof(*c));
-  if (!c)
-    return KCLD_ENOMEM;
-  int rc = parse_start(c, opts->lease, opts->initial_timestamp_ms);
-  if (rc < 0) {
-    free(c);
-    return rc;
-  }
-  c->stream = strdup(opts->stream);
-  c->shard_id = strdup(opts->lease->shard_id);
-  if (opts->fanout)
-    c->consumer_arn = strdup(opts->consumer_arn);
-  if (!c->stream || !c->shard_id || (opts->fanout && !c->consumer_arn)) {
-    free_consumer(c);
-    return KCLD_ENOMEM;
-  }
-  /* A multi-stream key ends with ":<shard id>" (lease/table.h). */
-  c->kin_shard = c->shard_id + strlen(c->shard_id) -
-                 strlen(kcld_lease_shard(opts->lease));
   c->loop = opts->loop;
   c->kinesis = opts->kinesis;
   c->fanout = opts->fanout;
+  c->coord = opts->coordinator;
   c->subscribe_interval_ms = opts->subscribe_interval_ms
                                ? opts->subscribe_interval_ms
                                : DEF_SUBSCRIBE_INTERVAL_MS;
-  if (lo) {
-    c->ops = *lo;
-  } else {
-    c->ops.checkpoint = coord_checkpoint;
-    c->ops.shard_ended = coord_shard_ended;
-    c->ops.parents_done = coord_parents_done;
-    c->ops.ctx = opts->coordinator;
-  }
   kcld_shard_consumer_set_fetch(c, opts->max_records, opts->idle_ms);
   c->max_buffered = opts->max_buffered_bytes;
   c->first_estimate = (size_t)-1; /* the source's own worst case */
@@ -832,7 +819,13 @@ int kcld_shard_consumer_start(const struct kcld_shard_consumer_opts *opts,
   c->arg = opts->arg;
   c->stats.millis_behind_latest = -1;
   c->last_progress_ms = uv_now(c->loop);
+}
 
+/* The budget, this shard's account and its checkpoint tracker. */
+static int open_parts(struct kcld_shard_consumer *c,
+                      const struct kcld_shard_consumer_opts *opts)
+{
+  int rc = 0;
   c->budget = opts->budget;
   if (!c->budget) {
     struct kcld_fetch_budget_opts bo = {.loop = c->loop,
@@ -843,66 +836,88 @@ int kcld_shard_consumer_start(const struct kcld_shard_consumer_opts *opts,
   if (rc == 0)
     rc = kcld_fetch_account_new(c->budget, c->max_buffered, on_budget_wake, c,
                                 &c->account);
-  if (rc < 0) {
+  if (rc == 0) {
+    struct kcld_checkpoint_opts co = {
+      .loop = c->loop, .shard_id = c->shard_id,
+      .interval_ms = opts->checkpoint_interval_ms,
+      .write = coord_checkpoint, .write_ctx = c->coord,
+      .written_sequence = c->start_pos.seq,
+      .written_sub = c->start_sub, .lost = on_cp_lost, .arg = c};
+    rc = kcld_checkpoint_new(&co, &c->cp);
+    if (rc < 0)
+      kcld_fetch_account_close(c->account);
+  }
+  if (rc < 0)
     kcld_fetch_budget_close(c->own_budget);
+  return rc;
+}
+
+int kcld_shard_consumer_start(const struct kcld_shard_consumer_opts *opts,
+                              struct kcld_shard_consumer **out)
+{
+  if (out)
+    *out = NULL;
+  if (!opts || !out || !opts->loop || !opts->kinesis || !opts->stream ||
+      !opts->coordinator || !opts->lease || !opts->lease->shard_id ||
+      !opts->sink.deliver || !opts->sink.cancel || !opts->finished ||
+      opts->max_records <= 0 || !opts->idle_ms || !opts->max_buffered_bytes)
+    return KCLD_EINVAL;
+  if (opts->fanout && (!opts->consumer_arn || !*opts->consumer_arn))
+    return KCLD_EINVAL;
+
+  struct kcld_shard_consumer *c = calloc(1, sizeof(*c));
+  if (!c)
+    return KCLD_ENOMEM;
+  int at_end = parse_start(c, opts->lease, opts->initial_timestamp_ms);
+  if (at_end < 0) {
+    free(c);
+    return at_end;
+  }
+  c->stream = strdup(opts->stream);
+  c->shard_id = strdup(opts->lease->shard_id);
+  if (opts->fanout)
+    c->consumer_arn = strdup(opts->consumer_arn);
+  if (!c->stream || !c->shard_id || (opts->fanout && !c->consumer_arn)) {
+    free_consumer(c);
+    return KCLD_ENOMEM;
+  }
+  /* A multi-stream key ends with ":<shard id>" (lease/table.h). */
+  c->kin_shard = c->shard_id + strlen(c->shard_id) -
+                 strlen(kcld_lease_shard(opts->lease));
+  take_settings(c, opts);
+  int rc = open_parts(c, opts);
+  if (rc < 0) {
     free_consumer(c);
     return rc;
   }
-  struct kcld_checkpoint_opts co = {
-    .loop = c->loop, .shard_id = c->shard_id,
-    .interval_ms = opts->checkpoint_interval_ms,
-    .write = c->ops.checkpoint, .write_ctx = c->ops.ctx,
-    .written_sequence = c->start_pos.seq,
-    .written_sub = c->start_sub, .lost = on_cp_lost, .arg = c};
-  rc = kcld_checkpoint_new(&co, &c->cp);
-  if (rc < 0) {
-    kcld_fetch_account_close(c->account);
-    kcld_fetch_budget_close(c->own_budget);
-    free_consumer(c);
-    return rc;
-  }
-  uv_timer_init(c->loop, &c->parents_timer);
-  uv_timer_init(c->loop, &c->stop_timer);
-  uv_timer_init(c->loop, &c->aux_timer);
-  c->parents_timer.data = c->stop_timer.data = c->aux_timer.data = c;
-  c->handles_open = 3;
+  uv_timer_init(c->loop, &c->timer);
+  uv_idle_init(c->loop, &c->step);
+  c->timer.data = c->step.data = c;
+  c->handles_open = 2;
   *out = c;
 
-  if (c->shard_end_at_start) {
-    finish(c, KCLD_SHARD_CONSUMER_ENDED, 0);
-    return 0;
-  }
   c->phase = PH_PARENTS;
-  ask_parents(c);
+  if (at_end)
+    finish(c, PH_ENDED, 0);
+  else
+    ask_parents(c);
   return 0;
 }
 
 void kcld_shard_consumer_stop(struct kcld_shard_consumer *c,
                               uint64_t timeout_ms)
 {
-  if (!c || c->closing || c->lost_mode)
+  if (!c || c->phase > PH_DRAINING)
     return;
-  if (c->phase != PH_PARENTS && c->phase != PH_FETCH &&
-      c->phase != PH_DRAIN_END)
-    return;
-  c->phase = PH_STOPPING;
-  uv_timer_stop(&c->parents_timer);
-  stop_source(c);
-  drop_queue(c);
-  if (c->deliver_retry_armed) {
-    uv_timer_stop(&c->aux_timer);
-    c->deliver_retry_armed = 0;
-    c->aux_mode = AUX_NONE;
-  }
+  enter(c, PH_STOPPING);
   c->stop_deadline_ms = uv_now(c->loop) + timeout_ms;
-  c->st_mode = ST_DEADLINE;
-  uv_timer_start(&c->stop_timer, on_stop_timer, timeout_ms, 0);
-  check_drain(c);
+  uv_timer_start(&c->timer, on_timer, timeout_ms, 0);
+  kick(c);
 }
 
 void kcld_shard_consumer_lose(struct kcld_shard_consumer *c)
 {
-  if (!c || c->closing || c->phase == PH_FINISHED)
+  if (!c || finished(c))
     return;
   kcld_log(KCLD_LOG_INFO, "lease lost; stopping the shard at once", "shard",
            c->shard_id, NULL);
@@ -914,11 +929,11 @@ void kcld_shard_consumer_checkpoint_at(struct kcld_shard_consumer *c,
                                        kcld_lease_cb cb, void *arg)
 {
   int rc;
-  if (c->closing) {
+  if (c->phase == PH_CLOSED) {
     cb(KCLD_ECANCELED, arg);
     return;
   }
-  if (c->lost_mode) {
+  if (c->phase == PH_LOST) {
     cb(KCLD_ELOST, arg);
     return;
   }
@@ -932,21 +947,15 @@ void kcld_shard_consumer_checkpoint_at(struct kcld_shard_consumer *c,
 
 void kcld_shard_consumer_close(struct kcld_shard_consumer *c)
 {
-  if (!c || c->closing)
+  if (!c || c->phase == PH_CLOSED)
     return;
-  c->closing = 1;
-  if (c->phase != PH_FINISHED)
-    c->lost_mode = 1;
-  c->phase = PH_FINISHED;
-  drop_queue(c);
-  cancel_sink(c);
+  enter(c, PH_CLOSED);
   kcld_checkpoint_close(c->cp);
   c->cp = NULL;
   if (c->src)
     c->src_ops->close(c->src); /* on_source_closed follows */
-  uv_close((uv_handle_t *)&c->parents_timer, on_handle_closed);
-  uv_close((uv_handle_t *)&c->stop_timer, on_handle_closed);
-  uv_close((uv_handle_t *)&c->aux_timer, on_handle_closed);
+  uv_close((uv_handle_t *)&c->timer, on_handle_closed);
+  uv_close((uv_handle_t *)&c->step, on_handle_closed);
 }
 
 void kcld_shard_consumer_set_fetch(struct kcld_shard_consumer *c,
@@ -997,7 +1006,7 @@ void kcld_shard_consumer_stats(const struct kcld_shard_consumer *c,
   struct kcld_fetch_account_stats as;
   struct kcld_checkpoint_stats cs = {0};
   *out = c->stats;
-  if (c->src && !c->closing)
+  if (c->src && c->phase != PH_CLOSED)
     c->src_ops->stats(c->src, out);
   kcld_fetch_account_stats(c->account, &as);
   out->held_bytes = as.bytes;
@@ -1014,16 +1023,16 @@ void kcld_shard_consumer_stats(const struct kcld_shard_consumer *c,
     out->pending_since_ms = c->pending_mark_ms > cs.written_ms
                               ? c->pending_mark_ms
                               : cs.written_ms;
-  out->fetch_ms = c->phase == PH_FETCH && c->src ? c->fetch_mark_ms : 0;
+  out->fetch_ms = c->phase == PH_READING && c->src ? c->fetch_mark_ms : 0;
   if (!out->fetch_ms) {
     out->fetch_failing = KCLD_SHARD_FETCH_OK;
     out->fetch_error[0] = '\0';
   }
   if (c->phase == PH_PARENTS)
     out->blocked = KCLD_SHARD_BLOCKED_PARENTS;
-  else if (c->phase == PH_FETCH && as.waiting)
+  else if (c->phase == PH_READING && as.waiting)
     out->blocked = KCLD_SHARD_BLOCKED_MEMORY;
-  else if (c->delivering && c->qhead)
+  else if (at_sink(c) && c->qhead)
     out->blocked = KCLD_SHARD_BLOCKED_SINK;
   else
     out->blocked = KCLD_SHARD_BLOCKED_NONE;

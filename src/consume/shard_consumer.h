@@ -41,14 +41,20 @@
  * or LOST), always from a later loop iteration, never from inside a call into
  * this module; then the owner calls kcld_shard_consumer_close().
  *
+ * The record path runs one way: progress() and done() only note what the
+ * sink says; the consumer acts on it (the next delivery, the shard's end,
+ * a stop's flush) from its own loop callback on a later turn.  So deliver()
+ * is never called from inside done(), progress() or cancel(), and a sink
+ * may call those from anywhere.
+ *
  * Fetching is the job of a fetch source (source.h): polling (poller.h,
  * steps 2 and 3 above), or enhanced fan-out when opts.fanout is set
  * (subscriber.h: SubscribeToShard from the same start position, then from
  * each subscription's last continuation; no GetRecords call; an event
  * with ChildShards and no continuation is the end, as in step 5).
- * Parsing (base64, KPL de-aggregation; getrecords.h) runs on the worker pool
- * (the budget's parse jobs); batches come back on the loop and are queued in
- * fetch order.
+ * Parsing (base64, KPL de-aggregation; getrecords.h) and the sink's keep
+ * test (its filter) run on the worker pool (the budget's parse jobs);
+ * batches come back on the loop and are queued in fetch order.
  * The program must have called json_object_seed(0) (see getrecords.h). */
 #ifndef KCLD_CONSUME_SHARD_CONSUMER_H
 #define KCLD_CONSUME_SHARD_CONSUMER_H
@@ -86,7 +92,8 @@ struct kcld_shard_delivery {
  *    when the previous delivery of this shard is done, so deliveries of one
  *    shard never overlap and arrive in shard order, each record exactly
  *    once.  Returns 0 when accepted: kcld_shard_consumer_done(d) must then
- *    follow exactly once (it may be called from inside deliver).  Returns a
+ *    follow exactly once (it may be called from inside deliver; the next
+ *    delivery comes on a later loop turn either way).  Returns a
  *    negative KCLD_E* code to refuse: nothing is kept, done must not be
  *    called, and the same records are offered again after a short wait.
  *
@@ -110,11 +117,21 @@ struct kcld_shard_delivery {
  *    nor use any delivery's records unless it holds its own batch reference.
  *    kcld_shard_consumer_done() is still due, exactly once, for a delivery
  *    in flight (inside cancel or later); the consumer's memory lives until
- *    then.  Called at most once per consumer. */
+ *    then.  Called at most once per consumer.
+ *
+ *  keep(keep_arg, r), optional: whether the sink takes record r (1) or
+ *    passes it over (0).  Asked where each batch is parsed: on the worker
+ *    pool (on the loop only for a small answer: poller.c), so that a costly
+ *    test (a filter) never holds up the loop for a large batch;
+ *    the answer is r->filtered, and such records are still delivered (the
+ *    sink deals with them as it likes).  keep_arg must stay valid and
+ *    unchanged until every consumer given this sink is freed. */
 struct kcld_shard_sink {
   int (*deliver)(void *impl, struct kcld_shard_delivery *d);
   void (*cancel)(void *impl, struct kcld_shard_consumer *c);
   void *impl;
+  kcld_record_keep_fn keep;
+  const void *keep_arg;
 };
 
 /* See struct kcld_shard_sink.  Ignored after the consumer has finished or
@@ -147,18 +164,6 @@ typedef void (*kcld_shard_consumer_cb)(struct kcld_shard_consumer *c,
                                        enum kcld_shard_consumer_end how,
                                        int err, void *arg);
 
-/* Lease-table operations; NULL members (or a NULL struct) mean the
- * coordinator's own functions with ctx = opts.coordinator.  For tests. */
-struct kcld_shard_consumer_lease_ops {
-  kcld_checkpoint_write_fn checkpoint;
-  void (*shard_ended)(void *ctx, const char *shard_id,
-                      const char *const *children, size_t n_children,
-                      kcld_lease_cb cb, void *arg);
-  void (*parents_done)(void *ctx, const char *shard_id, kcld_parents_cb cb,
-                       void *arg);
-  void *ctx;
-};
-
 struct kcld_shard_consumer_opts {
   uv_loop_t *loop;
   struct kcld_kinesis *kinesis;      /* Kinesis calls */
@@ -168,8 +173,9 @@ struct kcld_shard_consumer_opts {
   const char *consumer_arn;          /* with fanout: the ACTIVE consumer */
   uint64_t subscribe_interval_ms;    /* fan-out: between SubscribeToShard
                                         calls; 0 = 1000 (1 call/s) */
-  struct kcld_coordinator *coordinator;
-  const struct kcld_shard_consumer_lease_ops *lease_ops; /* NULL = coord. */
+  struct kcld_coordinator *coordinator; /* parents, checkpoints and the
+                                        shard's end (lease/coordinator.h);
+                                        required */
   const char *stream;                /* stream name or ARN (arn:...) */
   /* The lease as acquired: shard_id (the lease key: the consumer's name
    * towards the coordinator, the sink and the user), checkpoint,
@@ -273,8 +279,7 @@ enum {
 };
 
 /* Creates and starts a consumer for opts->lease.  Everything in opts is
- * copied or borrowed for the consumer's life (kinesis, coordinator, lease_ops
- * contents, sink).  Returns 0 (opts.finished will report the end), or
+ * copied or borrowed for the consumer's life (kinesis, coordinator, sink).  Returns 0 (opts.finished will report the end), or
  * KCLD_EINVAL (a required option missing; a checkpoint that is neither a
  * sequence number nor TRIM_HORIZON, LATEST, AT_TIMESTAMP or SHARD_END) or
  * KCLD_ENOMEM, and then nothing was started. */

@@ -67,6 +67,15 @@ struct kcld_source_cbs {
   void *arg;
 };
 
+/* The sink's keep test (struct kcld_shard_sink.keep), which the source's
+ * parse job runs over each batch it parses (kcld_record_batch_filter),
+ * before the batch is handed over: on the worker pool, or on the loop for
+ * an answer the source parses there.  fn NULL: none. */
+struct kcld_source_keep {
+  kcld_record_keep_fn fn;
+  const void *arg;
+};
+
 /* The ops a source implements.  `src` is what its start returned. */
 struct kcld_source_ops {
   /* Wanted may say yes again: read on if idle. */

@@ -49,6 +49,7 @@ struct subscriber {
   uint64_t backoff_base_ms;
   uint64_t backoff_max_ms;
   struct kcld_source_cbs cbs;
+  struct kcld_source_keep keep;
   struct kcld_fetch_budget *budget;
   struct kcld_fetch_account *account;
 
@@ -206,6 +207,8 @@ static void parse_work(struct kcld_fetch_job *j)
                                            s->shard_id, &s->mem, &s->parsed,
                                            s->parse_msg,
                                            sizeof(s->parse_msg));
+  if (s->parsed)
+    kcld_record_batch_filter(s->parsed, s->keep.fn, s->keep.arg);
 }
 
 static void pump_parse(struct subscriber *s);
@@ -592,6 +595,7 @@ int kcld_subscriber_start(const struct kcld_subscriber_opts *o, void **out)
   s->backoff_base_ms = o->backoff_base_ms;
   s->backoff_max_ms = o->backoff_max_ms;
   s->cbs = o->cbs;
+  s->keep = o->keep;
   s->budget = o->budget;
   s->account = o->account;
   s->mem.account = o->account;

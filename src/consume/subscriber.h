@@ -62,6 +62,7 @@ struct kcld_subscriber_opts {
   struct kcld_fetch_budget *budget;   /* parse jobs; borrowed */
   struct kcld_fetch_account *account; /* the shard's; borrowed */
   struct kcld_source_cbs cbs;
+  struct kcld_source_keep keep;       /* run in the parse job */
 };
 
 /* The fan-out source's ops. */

@@ -34,6 +34,7 @@ struct coord_stream {
   char *id;                 /* multi-stream: account:stream:epoch once
                                resolved; NULL in a single-stream table */
   enum kcld_initial_position pos;
+  int removed;              /* no longer consumed here (a reload) */
 };
 
 struct entry {
@@ -63,7 +64,7 @@ struct wop {
   size_t n_children;
   int steal;                /* TAKE from a live worker */
   int for_release_all;      /* RELEASE counted by release_all */
-  kcld_lease_cb cb;         /* CHECKPOINT, END */
+  kcld_lease_cb cb;         /* CHECKPOINT, END, RELEASE (one) */
   void *arg;
   uint64_t started_ms;
   char prev_owner[160];     /* TAKE: for the log */
@@ -245,16 +246,27 @@ void kcld_coord_streams_clean_up(struct kcld_coordinator *c);
  * Nothing to do in a single-stream table. */
 void kcld_coord_streams_resolve(struct kcld_coordinator *c);
 /* The configured stream a lease belongs to; NULL when none (a stream of
- * the table that is not configured here). */
+ * the table that is not configured here, or no longer: removed). */
 const struct coord_stream *kcld_coord_stream_of(
   const struct kcld_coordinator *c, const struct kcld_lease *l);
 
 /* ======== coordinator.c ======== */
 
+/* Queues the release of held lease e (not counted by release_all). */
+void kcld_coord_release_one(struct kcld_coordinator *c, struct entry *e);
+
 /* Runs the next start-up step. */
 void kcld_coord_start_step(struct kcld_coordinator *c);
 
 void kcld_coord_sync_start(struct kcld_coordinator *c);
+/* The sync goes on at streams[sync_idx] (removed ones skipped), or ends
+ * (then the pass) past the last. */
+void kcld_coord_sync_next(struct kcld_coordinator *c);
+/* Sync step of a stream added while running (coord_streams.c): identifies
+ * streams[sync_idx] (DescribeStreamSummary), then syncs it; a failure is
+ * logged and the sync goes on with the next stream (tried again at the
+ * next sync).  Returns 0 or a negative code (nothing started). */
+int kcld_coord_stream_identify(struct kcld_coordinator *c);
 /* Notes what a call to the lease table answered: KCLD_ENOTFOUND
  * (ResourceNotFoundException) marks the table missing, logged once; an
  * answer from the table (0, or a failed condition) marks it back.  Returns

@@ -367,6 +367,9 @@ static void settle(struct kcld_coordinator *c, struct wop *w, int err)
   case KCLD_LEASE_RELEASE:
     if (w->for_release_all)
       kcld_coord_release_done_one(c, err == KCLD_ELOST ? 0 : err);
+    else if (w->cb) /* kcld_coordinator_release */
+      kcld_coord_defer_lease_cb(c, w->cb, w->arg,
+                                err == KCLD_ELOST ? 0 : err);
     break;
   case KCLD_LEASE_CHECKPOINT:
   case KCLD_LEASE_END:
@@ -494,6 +497,8 @@ static void ok_take(struct kcld_coordinator *c, struct entry *e,
             "previous_owner", w->prev_owner[0] ? w->prev_owner : NULL);
   if (c->releasing)
     kcld_coord_release_queue(c, e);
+  else if (!kcld_coord_stream_of(c, &e->lease)) /* its stream was removed */
+    kcld_coord_release_one(c, e);
   else
     defer_acquired(c, e);
 }

@@ -1,8 +1,9 @@
 /* coord_streams.c — the streams of a coordinator (see coordinator.h): one
  * in a single-stream table; several in a KCL multi-stream table, each
  * known by its identifier account:stream:creationEpoch once
- * DescribeStreamSummary has answered (a start-up step), and which stream a
- * lease belongs to. */
+ * DescribeStreamSummary has answered (a start-up step, or the first sync
+ * step of a stream added while running), streams added and removed while
+ * running, and which stream a lease belongs to. */
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -76,9 +77,43 @@ const struct coord_stream *kcld_coord_stream_of(
   if (!c->multi)
     return l->stream_id ? NULL : &c->streams[0];
   for (size_t i = 0; l->stream_id && i < c->n_streams; i++)
-    if (c->streams[i].id && strcmp(c->streams[i].id, l->stream_id) == 0)
+    if (c->streams[i].id && !c->streams[i].removed &&
+        strcmp(c->streams[i].id, l->stream_id) == 0)
       return &c->streams[i];
   return NULL;
+}
+
+int kcld_coordinator_add_stream(struct kcld_coordinator *c,
+                                const struct kcld_coordinator_stream *s)
+{
+  struct coord_stream *v;
+  if (!c->multi || !s->stream || !s->stream[0] ||
+      s->initial_position > KCLD_POS_AT_TIMESTAMP)
+    return KCLD_EINVAL;
+  if (!(v = realloc(c->streams, (c->n_streams + 1) * sizeof(*v))))
+    return KCLD_ENOMEM;
+  c->streams = v;
+  v += c->n_streams;
+  memset(v, 0, sizeof(*v));
+  if (!(v->name = strdup(s->stream)))
+    return KCLD_ENOMEM;
+  v->pos = s->initial_position;
+  kcld_log(KCLD_LOG_INFO, "stream added", "stream", v->name, NULL);
+  if (c->syncing) /* identified and synced by the next sync */
+    c->sync_again = 1;
+  else if (c->ready)
+    kcld_coord_sync_start(c);
+  return (int)c->n_streams++;
+}
+
+void kcld_coordinator_remove_stream(struct kcld_coordinator *c, size_t index)
+{
+  if (index >= c->n_streams || !c->multi || c->streams[index].removed)
+    return;
+  c->streams[index].removed = 1;
+  kcld_log(KCLD_LOG_INFO, "stream removed: its leases are no longer taken "
+           "and are released as their consumers stop", "stream",
+           c->streams[index].name, NULL);
 }
 
 int kcld_coordinator_stream_index(const struct kcld_coordinator *c,
@@ -92,12 +127,36 @@ int kcld_coordinator_stream_index(const struct kcld_coordinator *c,
 
 static void resolve_next(struct kcld_coordinator *c);
 
+/* s's identifier from a DescribeStreamSummary answer (err 0): 0, or
+ * KCLD_EPARSE with why[0..n-1] / KCLD_ENOMEM. */
+static int set_id(struct coord_stream *s,
+                  const struct kcld_kinesis_stream_summary *res, char *why,
+                  size_t n)
+{
+  char id[512];
+  json_t *ts = json_object_get(res->doc, "StreamCreationTimestamp");
+  if (kcld_coordinator_stream_id(res->stream_arn, json_number_value(ts), id,
+                                 sizeof(id)) != 0) {
+    snprintf(why, n, "DescribeStreamSummary %s: no usable StreamARN and "
+             "StreamCreationTimestamp for the multi-stream lease key",
+             s->name);
+    return KCLD_EPARSE;
+  }
+  if (!(s->id = strdup(id))) {
+    snprintf(why, n, "out of memory");
+    return KCLD_ENOMEM;
+  }
+  kcld_log(KCLD_LOG_INFO, "stream identified", "stream", s->name,
+           "stream_id", s->id, NULL);
+  return 0;
+}
+
 static void on_summary(const struct kcld_kinesis_stream_summary *res,
                        void *arg)
 {
   struct kcld_coordinator *c = arg;
-  struct coord_stream *s = &c->streams[c->resolve_idx];
-  char id[512], why[640];
+  char why[640];
+  int rc;
   if (c->closing)
     return;
   if (res->st.err) {
@@ -105,20 +164,42 @@ static void on_summary(const struct kcld_kinesis_stream_summary *res,
                             kcld_svc_transient(&res->st), res->st.message);
     return;
   }
-  json_t *ts = json_object_get(res->doc, "StreamCreationTimestamp");
-  if (kcld_coordinator_stream_id(res->stream_arn, json_number_value(ts), id,
-                                 sizeof(id)) != 0 ||
-      !(s->id = strdup(id))) {
-    snprintf(why, sizeof(why), "DescribeStreamSummary %s: no usable "
-             "StreamARN and StreamCreationTimestamp for the multi-stream "
-             "lease key", s->name);
-    kcld_coord_start_failed(c, KCLD_COORD_STEP_STREAM, KCLD_EPARSE, 0, why);
+  rc = set_id(&c->streams[c->resolve_idx], res, why, sizeof(why));
+  if (rc != 0) {
+    kcld_coord_start_failed(c, KCLD_COORD_STEP_STREAM, rc, 0, why);
     return;
   }
-  kcld_log(KCLD_LOG_INFO, "stream identified", "stream", s->name,
-           "stream_id", s->id, NULL);
   c->resolve_idx++;
   resolve_next(c);
+}
+
+/* A stream added while running, identified: its sync follows; a failure
+ * leaves it to the next sync. */
+static void on_added_summary(const struct kcld_kinesis_stream_summary *res,
+                             void *arg)
+{
+  struct kcld_coordinator *c = arg;
+  struct coord_stream *s = &c->streams[c->sync_idx];
+  char why[640];
+  c->syncing = 0;
+  if (c->closing)
+    return;
+  if (res->st.err || set_id(s, res, why, sizeof(why)) != 0) {
+    kcld_log(KCLD_LOG_WARN, "cannot identify an added stream; trying again "
+             "at the next shard sync", "stream", s->name, "error",
+             !res->st.err ? why
+             : res->st.message ? res->st.message
+                               : kcld_strerror(res->st.err), NULL);
+    c->sync_idx++;
+  }
+  kcld_coord_sync_next(c); /* its sync, now that it has an id */
+}
+
+int kcld_coord_stream_identify(struct kcld_coordinator *c)
+{
+  int rc = kcld_kinesis_describe_stream_summary(
+    c->kin, c->streams[c->sync_idx].name, on_added_summary, c);
+  return rc < 0 ? rc : 0;
 }
 
 static void resolve_next(struct kcld_coordinator *c)

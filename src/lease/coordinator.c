@@ -49,8 +49,16 @@ static void on_sync(const struct kcld_shard_sync_result *res, void *arg)
              KCLD_LOG_UINT("shards", res->shards),
              KCLD_LOG_UINT("created", res->created), NULL);
   }
+  c->sync_idx++;
+  kcld_coord_sync_next(c);
+}
+
+void kcld_coord_sync_next(struct kcld_coordinator *c)
+{
   /* One stream after the other; a sync is done when every stream is. */
-  if (++c->sync_idx < c->n_streams) {
+  while (c->sync_idx < c->n_streams && c->streams[c->sync_idx].removed)
+    c->sync_idx++;
+  if (c->sync_idx < c->n_streams) {
     c->syncing = 1;
     if (sync_stream(c) == 0)
       return;
@@ -188,10 +196,13 @@ int kcld_coord_first_scan(struct kcld_coordinator *c,
   return 0;
 }
 
-/* Starts the sync of streams[sync_idx]. */
+/* Starts the sync of streams[sync_idx] (identified first when it was
+ * added while running). */
 static int sync_stream(struct kcld_coordinator *c)
 {
   const struct coord_stream *s = &c->streams[c->sync_idx];
+  if (c->multi && !s->id)
+    return kcld_coord_stream_identify(c);
   return kcld_shard_sync_run(c->table, c->kin, s->name, s->id,
                              (enum kcld_shard_sync_position)s->pos, on_sync,
                              c);
@@ -201,6 +212,13 @@ void kcld_coord_sync_start(struct kcld_coordinator *c)
 {
   if (c->closing || c->syncing)
     return;
+  c->sync_idx = 0;
+  while (c->sync_idx < c->n_streams && c->streams[c->sync_idx].removed)
+    c->sync_idx++;
+  if (c->sync_idx == c->n_streams) { /* every stream removed */
+    c->sync_idx = 0;
+    return;
+  }
   c->syncing = 1;
   int rc = sync_stream(c);
   if (rc < 0) {
@@ -596,6 +614,30 @@ void kcld_coord_release_queue(struct kcld_coordinator *c, struct entry *e)
   }
   w->for_release_all = 1;
   c->release_pending++;
+  kcld_coord_enqueue(c, e, w);
+}
+
+void kcld_coord_release_one(struct kcld_coordinator *c, struct entry *e)
+{
+  struct wop *w = kcld_coord_wop_new(c, e, KCLD_LEASE_RELEASE);
+  if (w)
+    kcld_coord_enqueue(c, e, w);
+}
+
+void kcld_coordinator_release(struct kcld_coordinator *c,
+                              const char *shard_id, kcld_lease_cb cb,
+                              void *arg)
+{
+  struct entry *e = held_entry(c, shard_id, 1, cb, arg);
+  struct wop *w = e ? kcld_coord_wop_new(c, e, KCLD_LEASE_RELEASE) : NULL;
+  if (!e)
+    return;
+  if (!w) {
+    kcld_coord_defer_lease_cb(c, cb, arg, KCLD_ENOMEM);
+    return;
+  }
+  w->cb = cb;
+  w->arg = arg;
   kcld_coord_enqueue(c, e, w);
 }
 

@@ -189,9 +189,38 @@ void kcld_coordinator_release_all(struct kcld_coordinator *c, kcld_lease_cb cb,
 int kcld_coordinator_stream_id(const char *stream_arn, double created_s,
                                char *buf, size_t n);
 
+/* Adds a stream to a multi-stream coordinator while it runs (a reload):
+ * from the next shard sync on (started now), it is identified
+ * (DescribeStreamSummary; a failure is logged and tried again at the next
+ * sync), synced, and its leases are taken and balanced with the others.
+ * Returns its index (after those of opts.streams and of the streams added
+ * before), or KCLD_EINVAL (a single-stream coordinator, no name) /
+ * KCLD_ENOMEM. */
+int kcld_coordinator_add_stream(struct kcld_coordinator *c,
+                                const struct kcld_coordinator_stream *s);
+
+/* Stream `index` is no longer consumed here (a reload): its leases are
+ * neither taken, synced nor cleaned up from now on, and a take of one that
+ * lands later is released at once.  Leases of it held now stay held
+ * (renewed, checkpointed) until kcld_coordinator_release gives each up,
+ * once the user stopped its consumer.  Its leases are never deleted: the
+ * KCL's former-streams deletion strategies are not applied.  Its index is
+ * not reused. */
+void kcld_coordinator_remove_stream(struct kcld_coordinator *c,
+                                    size_t index);
+
+/* Gives held lease shard_id up now (conditionally removes leaseOwner,
+ * leaseCounter+1), so that a peer takes it at its next take; lost() is not
+ * called for it.  cb gets 0 (released, or no longer ours), KCLD_ELOST (not
+ * held), or another error (it then expires after the failover time). */
+void kcld_coordinator_release(struct kcld_coordinator *c,
+                              const char *shard_id, kcld_lease_cb cb,
+                              void *arg);
+
 /* Which stream a lease (as given to acquired) belongs to: its index in
- * opts.streams, 0 in a single-stream table; -1 for a lease of no
- * configured stream (never acquired). */
+ * opts.streams (or as kcld_coordinator_add_stream returned it), 0 in a
+ * single-stream table; -1 for a lease of no configured stream (never
+ * acquired) or of a removed one. */
 int kcld_coordinator_stream_index(const struct kcld_coordinator *c,
                                   const struct kcld_lease *lease);
 

@@ -328,11 +328,10 @@ void kcld_monitor_visit_stalled(struct kcld_monitor_visit *v,
 }
 
 void kcld_monitor_visit_dispatcher(struct kcld_monitor_visit *v,
-                                   const struct kcld_dispatcher *d)
+                                   const struct kcld_dispatcher_stats *sp)
 {
   struct kcld_metrics *m = v->mon->m;
-  struct kcld_dispatcher_stats st;
-  kcld_dispatcher_stats(d, &st);
+  const struct kcld_dispatcher_stats st = *sp;
   kcld_metrics_set(m, "kcld_records_handled_total", NULL,
                    (double)st.records_handled);
   kcld_metrics_set(m, "kcld_handler_calls_total", NULL,

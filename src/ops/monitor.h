@@ -81,8 +81,9 @@ void kcld_monitor_close(struct kcld_monitor *m);
 
 void kcld_monitor_visit_shard(struct kcld_monitor_visit *v,
                               const struct kcld_shard_consumer *c);
+/* The dispatchers' counters (summed over every stream's). */
 void kcld_monitor_visit_dispatcher(struct kcld_monitor_visit *v,
-                                   const struct kcld_dispatcher *d);
+                                   const struct kcld_dispatcher_stats *st);
 void kcld_monitor_visit_leases(struct kcld_monitor_visit *v, size_t held);
 
 /* Leases held, taken, stolen and lost (calls kcld_monitor_visit_leases). */

@@ -930,15 +930,16 @@ static void on_idle(uv_idle_t *h)
 
 /* ======== The sink ======== */
 
-/* 0 when the filter drops r; a filter that runs out of memory keeps it. */
-static int keeps(const struct kcld_dispatcher *disp,
-                 const struct kcld_record *r)
+/* The sink's keep test, on the worker pool: 0 when the filter drops r; a
+ * filter that runs out of memory keeps it.  The filter is immutable. */
+static int keep_record(const void *filter, const struct kcld_record *r)
 {
-  return !disp->opts.filter || kcld_filter_match(disp->opts.filter, r) != 0;
+  return kcld_filter_match(filter, r) != 0;
 }
 
 /* Queues the delivery's records: each kept one on its lane, each filtered
- * one dealt with at once. */
+ * one (r->filtered, set by keep_record as it was parsed) dealt with at
+ * once. */
 static int append(struct shard *sh, struct kcld_shard_delivery *d)
 {
   size_t need = sh->tail + d->count, filtered = 0;
@@ -969,7 +970,7 @@ static int append(struct shard *sh, struct kcld_shard_delivery *d)
   }
   for (size_t i = 0; i < d->count; i++) {
     const struct kcld_record *r = &d->records[i];
-    int keep = keeps(sh->disp, r);
+    int keep = !r->filtered;
     kcld_record_batch_acquire(r->batch);
     sh->ents[sh->tail].rec = r;
     sh->ents[sh->tail].done = !keep;
@@ -1095,6 +1096,10 @@ struct kcld_shard_sink kcld_dispatcher_sink(struct kcld_dispatcher *d)
 {
   struct kcld_shard_sink s = {.deliver = deliver, .cancel = cancel,
                               .impl = d};
+  if (d->opts.filter) {
+    s.keep = keep_record;
+    s.keep_arg = d->opts.filter;
+  }
   return s;
 }
 

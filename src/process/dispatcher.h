@@ -6,7 +6,10 @@
  * of its patterns is dealt with as it arrives: it never joins a lane or
  * reaches the handler, counts in records_filtered, and the checkpoint moves
  * past it like past a handled one, so a delivery that is all filtered still
- * moves it.  Matching runs on the loop thread, in deliver().
+ * moves it.  Matching runs where each batch is parsed (the worker pool; the
+ * loop for a small answer): the sink's keep test
+ * (consume/shard_consumer.h) marks the records, and deliver() only reads
+ * the marks.
  *
  * Batching.  Records of a shard queue up across deliveries and go to the
  * handler batch.size at a time.  A smaller batch goes when batch.window has
@@ -78,7 +81,8 @@ struct kcld_dispatcher_opts {
   int discard;                   /* on_failure.discard, with no dlq: an
                                     error line per record, then skipped */
   const struct kcld_filter *filter; /* filter; borrowed, outlives the
-                                    dispatcher; NULL = every record */
+                                    dispatcher and every consumer given
+                                    its sink; NULL = every record */
 };
 
 struct kcld_dispatcher_stats {

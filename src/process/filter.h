@@ -46,8 +46,8 @@
  * {"Filters": [{"Pattern": ...}, ...]}.
  *
  * A compiled filter is immutable: kcld_filter_match() may run on any number
- * of threads at once (the dispatcher calls it on the loop thread as records
- * are queued; the worker pool could as well).  No I/O. */
+ * of threads at once (the dispatcher's sink has it called on the worker
+ * pool, in the jobs that parse the batches).  No I/O. */
 #ifndef KCLD_PROCESS_FILTER_H
 #define KCLD_PROCESS_FILTER_H
 

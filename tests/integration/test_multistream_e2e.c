@@ -6,15 +6,19 @@
  * handler once, none before it (no re-read from TRIM_HORIZON), later
  * records follow, and on SIGTERM the leases are released at the last
  * record with streamName and shardId intact and no lease of another format
- * added; per-shard metrics carry a stream label; `kcld status` refuses
- * the configuration clearly (not supported yet).  A single-stream `stream:` config pointed at that table refuses
- * to start, naming the reason. */
+ * added; per-shard metrics carry a stream label; `kcld status` shows
+ * every stream's leases.  A single-stream
+ * `stream:` config pointed at that table refuses to start, naming the
+ * reason.  Streams with their own handlers, retry and dead-letter
+ * settings carry their own ARN; a reload adds and removes streams. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <glob.h>
+#include <signal.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -108,27 +112,32 @@ static json_t *handled(const char *out)
   return v;
 }
 
-/* Waits until the handler wrote n records; fails (showing the log) when
- * kcld exits or the time is up. */
+/* Fails (showing the log) when kcld has exited, or with `why` when the
+ * time is past `end`; else waits a little. */
+static void keep_waiting(unsigned long long end, const char *log,
+                         const char *why)
+{
+  int status = 0, gone = waitpid(E.pid, &status, WNOHANG) == E.pid;
+  if (gone || kcld_test_now_ms() > end) {
+    kcld_e2e_dump_file(log);
+    if (gone)
+      E.pid = 0;
+    fail_msg("%s (kcld %s, status %d)", why, gone ? "exited" : "runs",
+             status);
+  }
+  kcld_test_sleep_ms(50);
+}
+
+/* Waits until the handler wrote n records (keep_waiting). */
 static json_t *wait_handled(const char *out, const char *log, size_t n)
 {
   unsigned long long end = kcld_test_now_ms() + WAIT_MS;
-  int status;
   for (;;) {
     json_t *v = handled(out);
     if (json_array_size(v) >= n)
       return v;
     json_decref(v);
-    if (waitpid(E.pid, &status, WNOHANG) == E.pid) {
-      E.pid = 0;
-      kcld_e2e_dump_file(log);
-      fail_msg("kcld exited (status %d)", status);
-    }
-    if (kcld_test_now_ms() > end) {
-      kcld_e2e_dump_file(log);
-      fail_msg("the handler got fewer than %zu records in %d ms", n, WAIT_MS);
-    }
-    kcld_test_sleep_ms(50);
+    keep_waiting(end, log, "the handler got too few records");
   }
 }
 
@@ -267,8 +276,9 @@ static void test_kcl_multi_stream_table_taken_over(void **state)
   free(m);
   kcld_e2e_stop_kcld(E.pid, log, 15000);
   E.pid = 0;
-  /* `kcld status` does not read a multi-stream table yet, and says so. */
-  char cmd[512], said[256] = "";
+  /* `kcld status` shows every stream's leases: released (unowned, exit
+   * 3) at the last records. */
+  char cmd[512], said[8192] = "", line[256];
   snprintf(cmd, sizeof(cmd), "'%s' status -c '%s' 2>&1", kcld_test_bin(),
            conf);
   FILE *p = popen(cmd, "r");
@@ -276,9 +286,17 @@ static void test_kcl_multi_stream_table_taken_over(void **state)
   size_t got = fread(said, 1, sizeof(said) - 1, p);
   said[got] = '\0';
   int st = pclose(p);
-  assert_true(WIFEXITED(st) && WEXITSTATUS(st) == 1);
-  assert_non_null(strstr(said, "streams: (a multi-stream lease table) is "
-                               "not supported yet"));
+  if (!WIFEXITED(st) || WEXITSTATUS(st) != 3)
+    fail_msg("kcld status: status %d:\n%s", st, said);
+  for (int i = 0; i < 2; i++) {
+    snprintf(line, sizeof(line), "STREAM %s  TABLE %s", i ? b : a, app);
+    if (!strstr(said, line))
+      fail_msg("kcld status shows no %s:\n%s", line, said);
+  }
+  snprintf(line, sizeof(line), "shardId-000000000000  unowned");
+  assert_non_null(strstr(said, line));
+  assert_non_null(strstr(said, seq_of(pa, 4)));
+  assert_non_null(strstr(said, seq_of(pb, 4)));
   v = handled(out);
   assert_int_equal(json_array_size(v), 5); /* nothing more on the way out */
   json_decref(v);
@@ -320,6 +338,213 @@ static void test_kcl_multi_stream_table_taken_over(void **state)
   free(text);
 }
 
+/* The ARN of `stream`. */
+static void stream_arn(const char *stream, char *arn, size_t n)
+{
+  json_t *r = kcld_e2e_call(E.aws, KCLD_AWS_KINESIS, "DescribeStreamSummary",
+                            json_pack("{s:s}", "StreamName", stream));
+  const char *v = json_string_value(json_object_get(
+    json_object_get(r, "StreamDescriptionSummary"), "StreamARN"));
+  assert_non_null(v);
+  snprintf(arn, n, "%s", v);
+  json_decref(r);
+}
+
+/* The eventSourceARN of every record of the event lines in `path` (the
+ * stdout handler's lines, or a lambda child's events with "Records"), each
+ * must be `arn`; returns how many records there were. */
+static size_t check_arns(const char *path, const char *arn)
+{
+  char *text = kcld_test_slurp(path, NULL);
+  size_t n = 0;
+  for (char *line = text, *nl; line && (nl = strchr(line, '\n'));
+       line = nl + 1) {
+    *nl = '\0';
+    json_t *j = json_loads(line, 0, NULL), *recs;
+    assert_non_null(j);
+    recs = json_object_get(j, "Records");
+    for (size_t i = 0; i < (recs ? json_array_size(recs) : 1); i++) {
+      json_t *r = recs ? json_array_get(recs, i) : j;
+      const char *got =
+        json_string_value(json_object_get(r, "eventSourceARN"));
+      if (!got || strcmp(got, arn) != 0)
+        fail_msg("%s: eventSourceARN %s, want %s", path, got ? got : "none",
+                 arn);
+      n++;
+    }
+    json_decref(j);
+  }
+  free(text);
+  return n;
+}
+
+/* Waits until `path` holds `what` (keep_waiting). */
+static void wait_file_has(const char *path, const char *what, const char *log)
+{
+  unsigned long long end = kcld_test_now_ms() + WAIT_MS;
+  while (!kcld_e2e_file_has(path, what))
+    keep_waiting(end, log, "a file never held what was awaited");
+}
+
+/* How many dead-letter files (one per shard and day) `dir` has, and
+ * whether one holds `what` (NULL: none asked). */
+static size_t dead_letters(const char *dir, const char *what, int *has)
+{
+  char pat[256];
+  glob_t g;
+  size_t n;
+  snprintf(pat, sizeof(pat), "%s/*.jsonl", dir);
+  if (glob(pat, 0, NULL, &g) != 0)
+    return 0;
+  n = g.gl_pathc;
+  for (size_t i = 0; what && i < n && !*has; i++)
+    *has = kcld_e2e_file_has(g.gl_pathv[i], what);
+  globfree(&g);
+  return n;
+}
+
+/* The item of stream b (its own lambda handler, no retries, its own
+ * dead-letter directory) and of stream c (its own stdout file). */
+static void own_items(char *buf, size_t n, const char *b, const char *out_b,
+                      const char *ev_b, const char *c, const char *out_c)
+{
+  int len = snprintf(buf, n,
+                     "  - name: %s\n    handler:\n      type: lambda\n"
+                     "      command: [%s, \"%s/tests/processors/"
+                     "lambda_record.py\", \"%s\", \"%s\"]\n"
+                     "    retry: {max_retry_attempts: 0}\n"
+                     "    on_failure: {dir: %s/dlq-b}\n",
+                     b, kcld_test_python(), kcld_test_root(), out_b, ev_b,
+                     E.dir);
+  assert_true(len > 0 && (size_t)len < n);
+  if (c)
+    snprintf(buf + len, n - (size_t)len,
+             "  - name: %s\n    handler: {path: \"%s\"}\n", c, out_c);
+}
+
+/* Writes the configuration of test_streams_own_handlers: `first` (a
+ * stream with the top-level handler, or NULL) and the items. */
+static void own_config(const char *conf, const char *app, const char *first,
+                       const char *items, const char *out_a)
+{
+  static const char common[] = "starting_position: TRIM_HORIZON\n"
+                               "checkpoint:\n  interval: 0s\n"
+                               "handler:\n  type: stdout\n  decode: utf8\n";
+  char rest[4096], head[128] = "";
+  if (first)
+    snprintf(head, sizeof(head), "  - name: %s\n", first);
+  snprintf(rest, sizeof(rest), "streams:\n%s%s%s  path: %s\n"
+           "on_failure:\n  dir: %s/dlq-a\n", head, items, common, out_a,
+           E.dir);
+  kcld_e2e_write_config_at(conf, kcld_emu_url(&E.emu, "kinesis"),
+                           kcld_emu_url(&E.emu, "dynamodb"), app, NULL, rest);
+}
+
+/* The lease of stream `id`'s shard 0 in `table` has no owner. */
+static int released(const char *table, const char *id)
+{
+  json_t *items = scan(table);
+  int yes = 0;
+  for (size_t i = 0; i < json_array_size(items); i++) {
+    json_t *it = json_array_get(items, i);
+    if (attr_s(it, "streamName") && strcmp(attr_s(it, "streamName"), id) == 0)
+      yes = json_object_get(it, "leaseOwner") == NULL;
+  }
+  json_decref(items);
+  return yes;
+}
+
+/* Two streams with their own handlers in one process: the first with the
+ * top-level stdout handler and dead-letter directory, the second with its
+ * own lambda handler, retry policy (no retries) and dead-letter directory.
+ * Every event record carries its own stream's ARN, the second stream's
+ * failed record is dead-lettered with its stream's ARN in its own
+ * directory, and nothing of one stream reaches the other's handler.  Then
+ * a reload (SIGHUP) adds a third stream with its own handler file and
+ * removes the first: the third's records arrive with its ARN, the first's
+ * lease is released (not deleted) while kcld runs, and its later records
+ * are not consumed. */
+static void test_streams_own_handlers(void **state)
+{
+  (void)state;
+  char a[64], b[64], c[64], app[64], arn_a[256], arn_b[256], arn_c[256],
+    a_id[160], conf[128], out_a[128], out_b[128], out_c[128], ev_b[128],
+    log[128], items[2048], want[512], dlq_a[128], dlq_b[128];
+  snprintf(a, sizeof(a), "own-a-%d", (int)getpid());
+  snprintf(b, sizeof(b), "own-b-%d", (int)getpid());
+  snprintf(app, sizeof(app), "own-app-%d", (int)getpid());
+  kcld_e2e_create_stream(E.aws, a, 1);
+  kcld_e2e_create_stream(E.aws, b, 1);
+  stream_arn(a, arn_a, sizeof(arn_a));
+  stream_arn(b, arn_b, sizeof(arn_b));
+  json_t *pa = json_array(), *pb = json_array();
+  static const char *const a_data[] = {"a1", "a2"};
+  static const char *const b_data[] = {"b1", "flaky-b2"};
+  put(a, a_data, 2, pa);
+  put(b, b_data, 2, pb);
+  json_decref(pa);
+  json_decref(pb);
+
+  snprintf(conf, sizeof(conf), "%s/own.yaml", E.dir);
+  snprintf(out_a, sizeof(out_a), "%s/own-a.jsonl", E.dir);
+  snprintf(out_b, sizeof(out_b), "%s/own-b.txt", E.dir);
+  snprintf(ev_b, sizeof(ev_b), "%s/own-b-events.jsonl", E.dir);
+  snprintf(out_c, sizeof(out_c), "%s/own-c.jsonl", E.dir);
+  snprintf(log, sizeof(log), "%s/own.log", E.dir);
+  own_items(items, sizeof(items), b, out_b, ev_b, NULL, NULL);
+  own_config(conf, app, a, items, out_a);
+  E.pid = kcld_test_spawn_kcld(conf, log);
+
+  json_t *v = wait_handled(out_a, log, 2);
+  assert_int_equal(json_array_size(v), 2);
+  json_decref(v);
+  wait_file_has(out_b, "b1", log);
+  snprintf(dlq_a, sizeof(dlq_a), "%s/dlq-a", E.dir);
+  snprintf(dlq_b, sizeof(dlq_b), "%s/dlq-b", E.dir);
+  snprintf(want, sizeof(want), "\"streamArn\":\"%s\"", arn_b);
+  int has = 0;
+  for (unsigned long long end = kcld_test_now_ms() + WAIT_MS;
+       dead_letters(dlq_b, want, &has), !has;)
+    keep_waiting(end, log, "no dead letter with the stream's ARN");
+
+  /* The reload: c added (its own handler file), a removed. */
+  snprintf(c, sizeof(c), "own-c-%d", (int)getpid());
+  kcld_e2e_create_stream(E.aws, c, 1);
+  stream_arn(c, arn_c, sizeof(arn_c));
+  stream_id(a, a_id, sizeof(a_id));
+  static const char *const c_data[] = {"c1"};
+  json_t *pc = json_array();
+  put(c, c_data, 1, pc);
+  own_items(items, sizeof(items), b, out_b, ev_b, c, out_c);
+  own_config(conf, app, NULL, items, out_a);
+  assert_int_equal(kill(E.pid, SIGHUP), 0);
+  json_decref(wait_handled(out_c, log, 1));
+  for (unsigned long long end = kcld_test_now_ms() + WAIT_MS;
+       !released(app, a_id); kcld_test_sleep_ms(100))
+    if (kcld_test_now_ms() > end) {
+      kcld_e2e_dump_file(log);
+      fail_msg("the removed stream's lease was not released");
+    }
+  static const char *const a_more[] = {"a3"};
+  static const char *const c_more[] = {"c2"};
+  put(a, a_more, 1, pc);
+  put(c, c_more, 1, pc);
+  json_decref(pc);
+  json_decref(wait_handled(out_c, log, 2));
+  kcld_e2e_stop_kcld(E.pid, log, 15000);
+  E.pid = 0;
+
+  assert_int_equal(check_arns(out_c, arn_c), 2);
+  assert_false(kcld_e2e_file_has(out_a, "a3")); /* a is not consumed */
+  assert_true(kcld_e2e_file_has(log, "stream removed from the "
+                                     "configuration"));
+  assert_true(released(app, a_id)); /* kept, not deleted */
+  assert_int_equal(check_arns(out_a, arn_a), 2);
+  assert_true(check_arns(ev_b, arn_b) >= 2);
+  assert_false(kcld_e2e_file_has(out_b, "a1"));
+  assert_int_equal(dead_letters(dlq_a, NULL, &has), 0); /* no failure */
+}
+
 static int setup(void **state)
 {
   (void)state;
@@ -352,6 +577,7 @@ int main(void)
   setvbuf(stdout, NULL, _IONBF, 0);
   const struct CMUnitTest tests[] = {
     cmocka_unit_test(test_kcl_multi_stream_table_taken_over),
+    cmocka_unit_test(test_streams_own_handlers),
   };
   return cmocka_run_group_tests(tests, setup, teardown);
 }

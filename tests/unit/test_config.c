@@ -209,12 +209,20 @@ static const struct bad_case s_bad[] = {
    "cannot be used with streams: leave it empty (a consumer named "
    "fetch.consumer_name is registered or found on each stream)\n", NULL,
    NULL},
-  {"streams per-stream handler", MS "  - name: o\n    handler: {type: x}\n",
-   "kcld.yaml:4:5: streams[0]: a per-stream handler is not supported yet: "
-   "the top-level handler applies to every stream\n", NULL, NULL},
-  {"streams per-stream filter", MS "  - name: o\n    filter: []\n",
-   "kcld.yaml:4:5: streams[0]: a per-stream filter is not supported yet: "
-   "the top-level filter applies to every stream\n", NULL, NULL},
+  {"streams own handler type", MS "  - name: o\n    handler: {type: x}\n",
+   "kcld.yaml:4:21: handler.type: must be one of multilang, lambda, "
+   "dynamodb, plugin, stdout, got \"x\"\n", NULL, NULL},
+  {"streams own handler incomplete", MS
+   "  - name: o\n    handler: {type: lambda}\n",
+   "kcld.yaml:4:21: handler.command: required with handler.type: "
+   "lambda\n", NULL, NULL},
+  {"streams own filter", MS "  - name: o\n    filter: [{a: 1}]\n",
+   "kcld.yaml:4:18: filter[0]: a: \"a\" is not a field of a Kinesis "
+   "record (data, partitionKey, sequenceNumber, "
+   "approximateArrivalTimestamp, kinesisSchemaVersion); fields of the "
+   "payload go under data\n", NULL, NULL},
+  {"streams own key not a section", MS "  - name: o\n    batch: 5\n",
+   "kcld.yaml:4:12: batch: expected a mapping of keys, got a scalar\n", NULL, NULL},
   {"streams ARN as name", MS
    "  - name: arn:aws:kinesis:us-east-1:123456789012:stream/o\n",
    "kcld.yaml:3:11: streams[0]: name: must be a stream name (an ARN goes in "
@@ -231,7 +239,8 @@ static const struct bad_case s_bad[] = {
    NULL},
   {"streams unknown key", MS "  - name: o\n    shards: 2\n",
    "kcld.yaml:4:5: streams[0]: unknown key shards (a stream takes name or "
-   "arn, starting_position, starting_timestamp)\n", NULL, NULL},
+   "arn, starting_position, starting_timestamp, and handler, batch, retry, "
+   "on_failure, filter to override the top-level ones)\n", NULL, NULL},
   {"streams bad position", MS "  - name: o\n    starting_position: NOW\n",
    "kcld.yaml:4:24: streams[0]: starting_position: must be one of "
    "TRIM_HORIZON, LATEST, AT_TIMESTAMP, got \"NOW\"\n", NULL, NULL},
@@ -791,6 +800,59 @@ static void test_streams(void **state)
   /* Without streams: the empty list. */
   cfg = parse_ok(H);
   assert_int_equal(cfg->streams.len, 0);
+  kcld_config_free(cfg);
+}
+
+/* streams: an item's handler, batch, retry, on_failure and filter
+ * override the top-level keys for its stream, key by key; the dump reads
+ * back with them, and a changed override is a change. */
+#define OVERRIDES(window)                                                    \
+  "application: app\nbatch:\n  size: 50\n"                                \
+  "handler:\n  type: stdout\n  path: /tmp/all.jsonl\n"                    \
+  "streams:\n  - name: orders\n  - name: clicks\n"                        \
+  "    handler: {path: /tmp/clicks.jsonl}\n"                               \
+  "    batch: {window: " window "}\n"                                      \
+  "    on_failure: {discard: true}\n"                                      \
+  "    filter: [{partitionKey: [{prefix: \"c-\"}]}]\n"
+static void test_stream_overrides(void **state)
+{
+  (void)state;
+  struct kcld_config *cfg = parse_ok(OVERRIDES("2s"));
+  struct kcld_config_change *ch = NULL;
+  assert_null(cfg->streams.v[0].cfg); /* the top-level one as it is */
+  const struct kcld_config *c = cfg->streams.v[1].cfg;
+  assert_non_null(c);
+  assert_string_equal(c->stream, "clicks");
+  assert_int_equal(c->streams.len, 0);
+  assert_int_equal(c->handler.type, KCLD_CONFIG_HANDLER_STDOUT);
+  assert_string_equal(c->handler.path, "/tmp/clicks.jsonl");
+  assert_int_equal(c->batch.size, 50);
+  assert_true(c->batch.window_ms == 2000);
+  assert_true(c->on_failure.discard);
+  assert_string_equal(c->on_failure.dir, ""); /* none derived for discard */
+  assert_int_equal(c->filter.len, 1);
+  assert_string_equal(cfg->handler.path, "/tmp/all.jsonl");
+  assert_true(cfg->batch.window_ms != 2000);
+  assert_false(cfg->on_failure.discard);
+  assert_int_equal(cfg->filter.len, 0);
+
+  char *dump = kcld_config_dump(cfg);
+  assert_non_null(dump);
+  struct kcld_config *again = parse_ok(dump);
+  assert_int_equal(kcld_config_diff(cfg, again, &ch), 0);
+  free(ch);
+  assert_non_null(again->streams.v[1].cfg);
+  assert_string_equal(again->streams.v[1].cfg->handler.path,
+                      "/tmp/clicks.jsonl");
+  assert_null(again->streams.v[0].cfg);
+  kcld_config_free(again);
+  free(dump);
+
+  struct kcld_config *other = parse_ok(OVERRIDES("3s"));
+  assert_int_equal(kcld_config_diff(cfg, other, &ch), 1);
+  assert_string_equal(ch[0].key, "streams");
+  free(ch);
+  kcld_config_free(other);
   kcld_config_free(cfg);
 }
 
@@ -1795,6 +1857,7 @@ int main(void)
     cmocka_unit_test(test_dead_letter_dir),
     cmocka_unit_test(test_values),
     cmocka_unit_test(test_streams),
+    cmocka_unit_test(test_stream_overrides),
     cmocka_unit_test(test_parse_units),
     cmocka_unit_test(test_endpoints),
     cmocka_unit_test(test_reference_files),

@@ -188,7 +188,8 @@ void kcld_shard_consumer_done(struct kcld_shard_delivery *d)
   f->dones++;
   f->delivering = 0;
   kcld_record_batch_release(d->batch);
-  /* As the real consumer does: the next delivery from inside done. */
+  /* The next delivery from inside done: harder on the dispatcher than the
+   * real consumer, which delivers from its own loop callback. */
   if (f->next < f->nq && !f->cancelled)
     fc_deliver_next(f);
 }
@@ -469,13 +470,16 @@ static void fx_start(struct fx *x)
   x->sink = kcld_dispatcher_sink(x->disp);
 }
 
-/* Queues batches on consumer k and delivers the first. */
+/* Queues batches on consumer k and delivers the first.  Each batch meets
+ * the sink's keep test first, as a consumer's parse job does. */
 static void feed(struct fx *x, size_t k, struct kcld_record_batch **b,
                  size_t n)
 {
   struct fc *f = &x->c[k];
-  for (size_t i = 0; i < n; i++)
+  for (size_t i = 0; i < n; i++) {
+    kcld_record_batch_filter(b[i], x->sink.keep, x->sink.keep_arg);
     f->queue[f->nq++] = b[i];
+  }
   if (!f->delivering && f->next < f->nq)
     fc_deliver_next(f);
 }

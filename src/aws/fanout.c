@@ -254,7 +254,7 @@ static void ensure_result(struct cons_op *op, const struct kcld_aws_result *res)
   const char *status;
 
   kcld_svc_status_from(&op->base, &st, res);
-  if (kcld_svc_transient(&st) && st.err != KCLD_ETIMEDOUT) {
+  if (kcld_svc_transient(&st)) {
     /* The client's attempts are spent on a transient fault (a 5xx,
      * throttling, no answer): that step again later, until the deadline. */
     snprintf(op->last, sizeof(op->last), "%s", kcld_strerror(st.err));

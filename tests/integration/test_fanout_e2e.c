@@ -11,6 +11,10 @@
  *    only the records put since: nothing before the checkpoints again;
  *  - fetch.consumer_arn naming no consumer: kcld exits 1 at start-up,
  *    its error line naming the consumer, having taken no lease;
+ *  - RegisterStreamConsumer answering 500 for more calls than the client's
+ *    attempts (a restart during a Kinesis fault): kcld waits it out and
+ *    handles every record; AccessDeniedException instead: kcld exits 1 at
+ *    once;
  *  - with streams: (two streams), one consumer is registered on each
  *    stream and every record of both is handled exactly once, with no
  *    GetRecords call. */
@@ -334,6 +338,65 @@ static void test_unknown_consumer_arn_exits(void **state)
   assert_int_equal(kcld_e2e_lines_in(out), 0);
 }
 
+/* RegisterStreamConsumer answers `type` with HTTP `status` for the next
+ * `times` calls. */
+static void refuse_register(const char *type, int status, int times)
+{
+  char script[256];
+  snprintf(script, sizeof(script), "{\"refuse\":[{\"op\":"
+           "\"RegisterStreamConsumer\",\"type\":\"%s\",\"status\":%d,"
+           "\"times\":%d}]}", type, status, times);
+  json_t *r = kcld_fault_post(efo_url(), "/__efo/script", script);
+  assert_non_null(r);
+  json_decref(r);
+}
+
+static void test_register_500s_waited_out(void **state)
+{
+  char conf[128], out[128], log[128];
+  (void)state;
+  snprintf(conf, sizeof(conf), "%s/t500.yaml", E.dir);
+  snprintf(out, sizeof(out), "%s/t500.jsonl", E.dir);
+  snprintf(log, sizeof(log), "%s/t500.log", E.dir);
+  kcld_e2e_create_stream(E.aws, "efo-500", 1);
+  json_t *produced = put("efo-500", "t", 10);
+  write_config(conf, "efo500", "efo-500", out, "");
+  json_int_t before = calls_of("RegisterStreamConsumer");
+  /* 7 calls: two lookups' 3 attempts each, and one more. */
+  refuse_register("InternalFailure", 500, 7);
+
+  run_until_handled(conf, out, log, produced);
+  json_decref(produced);
+  assert_true(calls_of("RegisterStreamConsumer") - before >= 8);
+  assert_false(kcld_e2e_file_has(log, "start-up failed"));
+  assert_consumer_active("efo-500", "efo500");
+}
+
+static void test_access_denied_exits_at_once(void **state)
+{
+  char conf[128], out[128], log[128];
+  int status = 0;
+  (void)state;
+  snprintf(conf, sizeof(conf), "%s/denied.yaml", E.dir);
+  snprintf(out, sizeof(out), "%s/denied.jsonl", E.dir);
+  snprintf(log, sizeof(log), "%s/denied.log", E.dir);
+  kcld_e2e_create_stream(E.aws, "efo-denied", 1);
+  write_config(conf, "efodenied", "efo-denied", out, "");
+  json_int_t before = calls_of("RegisterStreamConsumer");
+  refuse_register("AccessDeniedException", 400, 1);
+  E.pid = kcld_test_spawn_kcld(conf, log);
+  if (!kcld_test_wait_exit(E.pid, 30000, &status)) {
+    kcld_e2e_dump_file(log);
+    fail_msg("kcld kept running when refused its consumer");
+  }
+  E.pid = 0;
+  assert_true(WIFEXITED(status));
+  assert_int_equal(WEXITSTATUS(status), 1);
+  assert_true(kcld_e2e_file_has(log, "start-up failed: no ACTIVE stream consumer"));
+  assert_true(kcld_e2e_file_has(log, "AccessDeniedException"));
+  assert_int_equal(calls_of("RegisterStreamConsumer") - before, 1);
+}
+
 /* ======== Fixture ======== */
 
 static int setup(void **state)
@@ -369,6 +432,8 @@ int main(void)
   const struct CMUnitTest tests[] = {
     cmocka_unit_test(test_consumes_and_resumes),
     cmocka_unit_test(test_unknown_consumer_arn_exits),
+    cmocka_unit_test(test_register_500s_waited_out),
+    cmocka_unit_test(test_access_denied_exits_at_once),
     cmocka_unit_test(test_multistream),
   };
   return cmocka_run_group_tests(tests, setup, teardown);

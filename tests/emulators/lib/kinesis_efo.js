@@ -38,7 +38,8 @@
 //        MillisBehindLatest behind_ms: a consumer that gets no records
 //        while behind),
 //        "refuse": [{"type": "ResourceInUseException", "times": N,
-//                    "op": "SubscribeToShard"}],       answered as HTTP 400
+//                    "op": "SubscribeToShard", "status": 400}],
+//                                 answered as HTTP status (400 by default)
 //        "faults": [{"after_events": N, "what": "exception", "type": T} |
 //                   {"after_events": N, "what": "reset"} |  half a frame,
 //                                                           then RST_STREAM
@@ -125,7 +126,7 @@ export async function start() {
     const r = script.refuse.find((x) => (!x.op || x.op === op) && (x.times ?? 1) > 0);
     if (!r) return null;
     r.times = (r.times ?? 1) - 1;
-    return r.type;
+    return r;
   }
 
   function findConsumer(d) {
@@ -334,8 +335,8 @@ export async function start() {
       stats.calls[op] = (stats.calls[op] || 0) + 1;
       const data = body.length ? JSON.parse(body.toString()) : {};
       if (ops[op]) {
-        const type = refused(op);
-        if (type) return clientError(res, type, `injected ${type}`);
+        const r = refused(op);
+        if (r) return clientError(res, r.type, `injected ${r.type}`, r.status ?? 400);
         return await ops[op](data, res, req);
       }
       if (data.StreamARN && !data.StreamName) {

@@ -569,6 +569,7 @@ static const char s_md_head[] =
   "`KinesisBatchInfo.streamArn`).\n"
   "A reload (SIGHUP) adds and removes streams: an added stream's ARN is "
   "resolved,\n"
+  "(with `fetch.mode: fanout`, its stream consumer registered or found),\n"
   "its handler started and its leases taken; a removed stream's "
   "consumers stop,\n"
   "their checkpoints are written and their leases released, not deleted "

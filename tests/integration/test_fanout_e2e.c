@@ -17,8 +17,11 @@
  *    once;
  *  - with streams: (two streams), one consumer is registered on each
  *    stream and every record of both is handled exactly once, with no
- *    GetRecords call. */
+ *    GetRecords call;
+ *  - a stream added by a reload (SIGHUP) gets its consumer registered
+ *    before its records are read, by subscription. */
 #include <setjmp.h>
+#include <signal.h>
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdio.h>
@@ -313,6 +316,43 @@ static void test_multistream(void **state)
   assert_int_equal(calls_of("GetRecords"), gr);
 }
 
+static void test_reload_adds_stream(void **state)
+{
+  char conf[128], out[128], log[128];
+  (void)state;
+  snprintf(conf, sizeof(conf), "%s/reload.yaml", E.dir);
+  snprintf(out, sizeof(out), "%s/reload.jsonl", E.dir);
+  snprintf(log, sizeof(log), "%s/reload.log", E.dir);
+  kcld_e2e_create_stream(E.aws, "efo-r1", 1);
+  kcld_e2e_create_stream(E.aws, "efo-r2", 1);
+  json_t *produced = put("efo-r1", "r1", 5), *more = put("efo-r2", "r2", 5);
+  json_t *rec;
+  size_t i;
+  json_array_foreach(produced, i, rec)
+    json_object_set_new(rec, "stream", json_string("efo-r1"));
+  json_array_foreach(more, i, rec)
+    json_object_set_new(rec, "stream", json_string("efo-r2"));
+  json_array_extend(produced, more);
+  json_decref(more);
+  write_config(conf, "eforeload", NULL, out, "streams:\n  - name: efo-r1\n");
+  json_int_t gr = calls_of("GetRecords");
+  E.pid = kcld_test_spawn_kcld(conf, log);
+  wait_lines(out, 5, log);
+  write_config(conf, "eforeload", NULL, out,
+               "streams:\n  - name: efo-r1\n  - name: efo-r2\n");
+  assert_int_equal(kill(E.pid, SIGHUP), 0);
+  wait_lines(out, 10, log);
+  kcld_e2e_stop_kcld(E.pid, log, 20000);
+  E.pid = 0;
+  json_t *got = handled(out);
+  assert_same(got, produced);
+  json_decref(got);
+  json_decref(produced);
+  assert_consumer_active("efo-r2", "eforeload");
+  assert_int_equal(kcld_e2e_lines_with(log, "stream consumer ACTIVE", ""), 2);
+  assert_int_equal(calls_of("GetRecords"), gr);
+}
+
 static void test_unknown_consumer_arn_exits(void **state)
 {
   char conf[128], out[128], log[128], extra[256];
@@ -433,6 +473,7 @@ int main(void)
     cmocka_unit_test(test_consumes_and_resumes),
     cmocka_unit_test(test_unknown_consumer_arn_exits),
     cmocka_unit_test(test_register_500s_waited_out),
+    cmocka_unit_test(test_reload_adds_stream),
     cmocka_unit_test(test_access_denied_exits_at_once),
     cmocka_unit_test(test_multistream),
   };

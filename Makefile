@@ -195,8 +195,9 @@ FUZZ_LIB_SRC := src/err.c src/log.c src/config.c src/config_keys.c \
                 src/base/rand.c src/base/seq.c src/base/utf8.c \
                 src/consume/record.c src/consume/deagg.c src/consume/budget.c \
                 src/consume/getrecords.c src/aws/sigv4.c \
-                src/aws/eventstream.c src/handlers/multilang.c \
-                src/handlers/lambda.c src/handlers/child.c src/handlers/job.c \
+                src/aws/eventstream.c src/aws/s3_uri.c \
+                src/handlers/multilang.c src/handlers/lambda.c \
+                src/handlers/child.c src/handlers/job.c \
                 src/ops/http_server.c src/ops/metrics.c \
                 src/process/filter.c src/process/filter_rules.c
 FUZZ_LIB_OBJ := $(FUZZ_LIB_SRC:%.c=$(FUZZ_BUILD)/%.o)

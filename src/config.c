@@ -831,29 +831,32 @@ static void check_order(struct ctx *c, const char *lo_key, int64_t lo,
            b);
 }
 
-/* on_failure: one place for records that fail for good. */
+/* on_failure: one place for records that fail for good (SQS and S3
+ * together count as one: S3 takes what SQS cannot). */
 static void check_on_failure(struct ctx *c)
 {
   const struct kcld_config_on_failure *f = &c->cfg->on_failure;
+  const char *remote = *f->sqs ? "sqs" : *f->s3 ? "s3" : NULL;
 
-  if (bad(c, "on_failure.sqs") || bad(c, "on_failure.dir") ||
-      bad(c, "on_failure.discard") || bad(c, "on_failure.block"))
+  if (bad(c, "on_failure.sqs") || bad(c, "on_failure.s3") ||
+      bad(c, "on_failure.dir") || bad(c, "on_failure.discard") ||
+      bad(c, "on_failure.block"))
     return;
   if (*f->dir && *f->dir != '/')
     err_at(c, "on_failure.dir", "on_failure.dir",
            "must be an absolute path, got %s", f->dir);
-  if (*f->sqs && *f->dir)
+  if (remote && *f->dir)
     err_at(c, "on_failure.dir", "on_failure.dir",
-           "cannot be combined with on_failure.sqs: records that fail for "
-           "good go to one destination");
-  if (f->discard && (*f->sqs || *f->dir))
+           "cannot be combined with on_failure.%s: records that fail for "
+           "good go to one destination", remote);
+  if (f->discard && (remote || *f->dir))
     err_at(c, "on_failure.discard", "on_failure.discard",
            "cannot be combined with on_failure.%s: discard keeps no copy",
-           *f->sqs ? "sqs" : "dir");
-  if (f->block && (*f->sqs || *f->dir || f->discard))
+           remote ? remote : "dir");
+  if (f->block && (remote || *f->dir || f->discard))
     err_at(c, "on_failure.block", "on_failure.block",
            "cannot be combined with on_failure.%s: block never gives a "
-           "record up", *f->sqs ? "sqs" : *f->dir ? "dir" : "discard");
+           "record up", remote ? remote : *f->dir ? "dir" : "discard");
 }
 
 /* Items without their own starting_position/starting_timestamp take the
@@ -974,8 +977,8 @@ static void finish(struct ctx *c)
     c->oom = 1;
   check_on_failure(c);
   if (!*cfg->on_failure.dir && !*cfg->on_failure.sqs &&
-      !cfg->on_failure.discard && !cfg->on_failure.block &&
-      kcld_config_derive_dead_letter_dir(cfg) != 0)
+      !*cfg->on_failure.s3 && !cfg->on_failure.discard &&
+      !cfg->on_failure.block && kcld_config_derive_dead_letter_dir(cfg) != 0)
     c->oom = 1;
   if (cfg->lease.take_interval_ms == 0)
     cfg->lease.take_interval_ms = 2 * cfg->lease.failover_ms;

@@ -91,11 +91,12 @@ enum kcld_config_fetch_mode {
 };
 
 /* The services kcld_config_endpoint() answers for.  Same values as enum
- * kcld_aws_service (aws/call.h). */
+ * kcld_aws_service (aws/call.h); STS (3) has no key of its own. */
 enum kcld_config_service {
   KCLD_CONFIG_KINESIS = 0,
   KCLD_CONFIG_DYNAMODB = 1,
-  KCLD_CONFIG_SQS = 2
+  KCLD_CONFIG_SQS = 2,
+  KCLD_CONFIG_S3 = 4
 };
 
 /* A list of strings: items[0..len-1], then items[len] == NULL, so `items` can
@@ -109,6 +110,7 @@ struct kcld_config_endpoints {
   char *kinesis;               /* base URL; "" = not set */
   char *dynamodb;
   char *sqs;
+  char *s3;
   enum kcld_config_switch fips;      /* FIPS endpoints */
   enum kcld_config_switch dualstack; /* dual-stack endpoints */
 };
@@ -172,6 +174,7 @@ struct kcld_config_retry {
 
 struct kcld_config_on_failure {
   char *sqs;                   /* dead-letter queue URL; "" = none */
+  char *s3;                    /* dead-letter s3://bucket/prefix; "" = none */
   char *dir;                   /* dead-letter directory; resolved after
                                   loading: "" only with sqs, discard or
                                   block */

@@ -52,6 +52,7 @@ void kcld_config_aws_client(const struct kcld_config *cfg, uv_loop_t *loop,
   o->endpoint[KCLD_AWS_DYNAMODB] =
     kcld_config_endpoint(cfg, KCLD_CONFIG_DYNAMODB, NULL);
   o->endpoint[KCLD_AWS_SQS] = kcld_config_endpoint(cfg, KCLD_CONFIG_SQS, NULL);
+  o->endpoint[KCLD_AWS_S3] = kcld_config_endpoint(cfg, KCLD_CONFIG_S3, NULL);
   o->max_attempts = cfg->http.max_attempts;
   o->retry_mode = kcld_config_retry_mode_name(cfg);
   o->use_fips = kcld_config_switch_value(cfg->endpoints.fips);

@@ -434,15 +434,16 @@ static const char s_md_head[] =
   "\n"
   "## Endpoints\n"
   "\n"
-  "Each service (Kinesis, DynamoDB, SQS) is sent to the first of these "
+  "Each service (Kinesis, DynamoDB, SQS, S3) is sent to the first of these "
   "that is set:\n"
   "\n"
-  "1. `endpoints.kinesis`, `endpoints.dynamodb`, `endpoints.sqs`;\n"
+  "1. `endpoints.kinesis`, `endpoints.dynamodb`, `endpoints.sqs`, "
+  "`endpoints.s3`;\n"
   "2. `endpoint`: one base URL for every service (LocalStack: "
   "`http://localhost:4566`);\n"
   "3. the environment variable `AWS_ENDPOINT_URL_KINESIS`, "
-  "`AWS_ENDPOINT_URL_DYNAMODB`\n"
-  "   or `AWS_ENDPOINT_URL_SQS`;\n"
+  "`AWS_ENDPOINT_URL_DYNAMODB`,\n"
+  "   `AWS_ENDPOINT_URL_SQS` or `AWS_ENDPOINT_URL_S3`;\n"
   "4. `AWS_ENDPOINT_URL`;\n"
   "5. otherwise the AWS endpoint of the region "
   "(`https://kinesis.REGION.amazonaws.com`).\n"
@@ -503,15 +504,17 @@ static const char s_md_head[] =
   "  `handler.table` (not the lease table) and a non-empty "
   "`handler.key.pk`;\n"
   "  `plugin` needs `handler.path`.\n"
-  "- Records that fail for good go to one place: `on_failure.sqs`, else "
-  "the\n"
+  "- Records that fail for good go to one place: `on_failure.sqs` and/or\n"
+  "  `on_failure.s3` (`s3://bucket/prefix`; with both, a message too large "
+  "for SQS\n"
+  "  goes to S3 and the queue gets its location), else the\n"
   "  directory `on_failure.dir` (an absolute path; when empty "
   "`$STATE_DIRECTORY/dead-letter`\n"
   "  under systemd, `/var/lib/kcld/dead-letter` as root, else\n"
   "  `${XDG_STATE_HOME:-~/.local/state}/kcld/dead-letter`), unless\n"
   "  `on_failure.discard` (skip them) or `on_failure.block` (retry them "
   "for ever);\n"
-  "  these four exclude each other.\n"
+  "  these exclude each other.\n"
   "- `fetch.consumer_name` and `fetch.consumer_arn` are for `fetch.mode: "
   "fanout`\n"
   "  only, and exclude each other; `fetch.consumer_name` defaults to "
@@ -545,6 +548,7 @@ static const char s_md_head[] =
   "  - arn: arn:aws:kinesis:us-east-1:123456789012:stream/clicks\n"
   "    handler: {type: lambda, command: [python3, clicks.py]}\n"
   "    batch: {size: 500}\n"
+  "    on_failure: {s3: s3://clicks-dead-letter/kcld/}\n"
   "```\n"
   "\n"
   "One process consumes every listed stream through one lease table in "
@@ -599,6 +603,8 @@ static const char *md_type(const struct kcld_config_key *k)
     switch (k->check) {
     case C_URL:
       return "URL";
+    case C_S3:
+      return "s3:// location";
     case C_HOSTPORT:
       return "host:port";
     case C_TABLE:

@@ -112,6 +112,10 @@ const struct kcld_config_key kcld_config_keys[] = {
       "DynamoDB base URL; wins over endpoint and AWS_ENDPOINT_URL_DYNAMODB"),
   STR("endpoints.sqs", endpoints.sqs, "", C_URL, 0,
       "SQS base URL; wins over endpoint and AWS_ENDPOINT_URL_SQS"),
+  STR("endpoints.s3", endpoints.s3, "", C_URL, 0,
+      "S3 base URL (on_failure.s3, redrive --s3); wins over endpoint and "
+      "AWS_ENDPOINT_URL_S3; http:// and IP addresses get path-style "
+      "requests"),
   ENUM("endpoints.fips", endpoints.fips, "auto", s_switches, 0,
        "FIPS endpoints (kinesis-fips.REGION.amazonaws.com); auto = "
        "AWS_USE_FIPS_ENDPOINT, else the profile's use_fips_endpoint"),
@@ -219,9 +223,13 @@ const struct kcld_config_key kcld_config_keys[] = {
 
   STR("on_failure.sqs", on_failure.sqs, "", C_URL, 0,
       "dead-letter SQS queue URL; \"\" = the dead-letter directory"),
+  STR("on_failure.s3", on_failure.s3, "", C_S3, 0,
+      "dead-letter S3 location s3://bucket/prefix: one object per failed "
+      "batch, every record whole; with on_failure.sqs only the messages too "
+      "large for SQS go there; \"\" = none"),
   STR("on_failure.dir", on_failure.dir, "", C_NONE, 0,
-      "dead-letter directory (JSON lines, fsync'ed) when on_failure.sqs is "
-      "not set; \"\" = $STATE_DIRECTORY/dead-letter under systemd, "
+      "dead-letter directory (JSON lines, fsync'ed) when neither "
+      "on_failure.sqs nor on_failure.s3 is set; \"\" = $STATE_DIRECTORY/dead-letter under systemd, "
       "/var/lib/kcld/dead-letter as root, else "
       "${XDG_STATE_HOME:-~/.local/state}/kcld/dead-letter"),
   BOOL("on_failure.include_records", on_failure.include_records, "true",

@@ -40,6 +40,7 @@ enum kcheck {
   C_NONE,
   C_NONEMPTY,  /* any text, not empty */
   C_URL,       /* "" or http(s)://host... */
+  C_S3,        /* "" or s3://BUCKET[/PREFIX] */
   C_HOSTPORT,  /* "" or host:port */
   C_TABLE,     /* "" or a DynamoDB table name */
   C_STREAM,    /* a stream name or ARN */

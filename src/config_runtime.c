@@ -155,8 +155,8 @@ static void check_handler(struct report *r)
 static void check_endpoint_vars(struct report *r,
                                 const struct kcld_config *cfg)
 {
-  const char *shown[KCLD_CONFIG_SQS + 1] = {NULL};
-  for (int svc = KCLD_CONFIG_KINESIS; svc <= KCLD_CONFIG_SQS; svc++) {
+  const char *shown[KCLD_CONFIG_S3 + 1] = {NULL};
+  for (int svc = KCLD_CONFIG_KINESIS; svc <= KCLD_CONFIG_S3; svc++) {
     const char *source = NULL;
     const char *url =
       kcld_config_endpoint(cfg, (enum kcld_config_service)svc, &source);
@@ -263,18 +263,21 @@ const char *kcld_config_endpoint(const struct kcld_config *cfg,
                                  const char **source)
 {
   static const char *const keys[] = {"endpoints.kinesis",
-                                     "endpoints.dynamodb", "endpoints.sqs"};
+                                     "endpoints.dynamodb", "endpoints.sqs",
+                                     NULL, "endpoints.s3"};
   static const char *const vars[] = {"AWS_ENDPOINT_URL_KINESIS",
                                      "AWS_ENDPOINT_URL_DYNAMODB",
-                                     "AWS_ENDPOINT_URL_SQS"};
+                                     "AWS_ENDPOINT_URL_SQS", NULL,
+                                     "AWS_ENDPOINT_URL_S3"};
   const char *per, *v;
   if (source)
     *source = NULL;
-  if ((int)svc < 0 || (int)svc > KCLD_CONFIG_SQS)
+  if ((int)svc < 0 || (int)svc > KCLD_CONFIG_S3 || !keys[svc])
     return NULL;
   per = svc == KCLD_CONFIG_KINESIS    ? cfg->endpoints.kinesis
         : svc == KCLD_CONFIG_DYNAMODB ? cfg->endpoints.dynamodb
-                                      : cfg->endpoints.sqs;
+        : svc == KCLD_CONFIG_SQS      ? cfg->endpoints.sqs
+                                      : cfg->endpoints.s3;
   if (per && *per) {
     if (source)
       *source = keys[svc];

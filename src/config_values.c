@@ -13,6 +13,7 @@
 
 #include <openssl/crypto.h>
 
+#include "aws/s3_uri.h"
 #include "err.h"
 #include "process/filter.h"
 
@@ -527,6 +528,14 @@ static int check_string(const struct kcld_config_key *k, const char *s,
     snprintf(why, n, "must be an http:// or https:// URL, or \"\"%s",
              got(k, s, g, sizeof(g)));
     return -1;
+  case C_S3: {
+    struct kcld_s3_uri uri;
+    const char *bad;
+    if (!*s || kcld_s3_uri_parse(s, &uri, &bad) == 0)
+      return 0;
+    snprintf(why, n, "must be s3://BUCKET[/PREFIX]: %s", bad);
+    return -1;
+  }
   case C_HOSTPORT:
     if (!*s || valid_hostport(s))
       return 0;

@@ -21,6 +21,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include <arpa/inet.h>
 #include <curl/curl.h>
 #include <openssl/crypto.h>
 
@@ -29,6 +30,8 @@
 #include "aws/sigv4.h"
 #include "aws/xml.h"
 #include "base/backoff.h"
+#include "base/buf.h"
+#include "base/uri.h"
 #include "err.h"
 #include "log.h"
 
@@ -44,7 +47,8 @@
 
 enum protocol {
   PROTO_JSON,  /* AWS JSON 1.0/1.1: X-Amz-Target, JSON in and out */
-  PROTO_QUERY  /* AWS Query: form-encoded Action=...&Version=..., XML out */
+  PROTO_QUERY, /* AWS Query: form-encoded Action=...&Version=..., XML out */
+  PROTO_REST   /* REST-XML (S3): method, path, query, headers, raw body */
 };
 
 static const struct service {
@@ -55,14 +59,15 @@ static const struct service {
   const char *version;          /* Query: the API version */
   const char *env_id;           /* AWS_ENDPOINT_URL_<env_id> */
 } s_services[KCLD_AWS_NSERVICES] = {
-  {{"kinesis", 0}, "Kinesis_20131202", "application/x-amz-json-1.1",
+  {{"kinesis", 0, 0}, "Kinesis_20131202", "application/x-amz-json-1.1",
    PROTO_JSON, NULL, "KINESIS"},
-  {{"dynamodb", 1}, "DynamoDB_20120810", "application/x-amz-json-1.0",
+  {{"dynamodb", 1, 0}, "DynamoDB_20120810", "application/x-amz-json-1.0",
    PROTO_JSON, NULL, "DYNAMODB"},
-  {{"sqs", 1}, "AmazonSQS", "application/x-amz-json-1.0", PROTO_JSON, NULL,
+  {{"sqs", 1, 0}, "AmazonSQS", "application/x-amz-json-1.0", PROTO_JSON, NULL,
    "SQS"},
-  {{"sts", 1}, NULL, "application/x-www-form-urlencoded; charset=utf-8",
+  {{"sts", 1, 0}, NULL, "application/x-www-form-urlencoded; charset=utf-8",
    PROTO_QUERY, "2011-06-15", "STS"},
+  {{"s3", 0, 1}, NULL, NULL, PROTO_REST, NULL, "S3"},
 };
 
 static const char *const s_throttling[] = {
@@ -84,6 +89,21 @@ struct endpoint {
   char *url;   /* where to POST */
   char *host;  /* Host header: host[:port] as given */
   char *path;  /* request path, "/" unless the endpoint has one */
+  int https;   /* the scheme is https */
+  int ip_host; /* the host is an IP address literal */
+};
+
+/* A REST call's request, as kcld_aws_rest_call() was given it. */
+struct rest_req {
+  char method[8];
+  char *host;                        /* the Host header */
+  char *url;                         /* encoded path and query */
+  char *path;                        /* decoded: the signer encodes it */
+  char *query;                       /* encoded, or NULL */
+  struct kcld_sigv4_header *headers; /* Host, then the caller's (copied) */
+  char **lines;                      /* the same as "Name: value" */
+  size_t n_headers;
+  int has_type;                      /* a Content-Type is among them */
 };
 
 struct aws_call;
@@ -121,6 +141,8 @@ struct aws_call {
   char op[OP_MAX];
   char *body;                  /* wiped when freed: may hold a token */
   size_t body_len;
+  struct rest_req *rest;       /* REST calls only; their body is data and
+                                  is not wiped */
   int raw;
   int anonymous;               /* send unsigned */
   int has_own;                 /* sign with `own`, not the provider's */
@@ -279,6 +301,11 @@ static int endpoint_parse(struct endpoint *ep, const char *url)
   if (!ep->host || !ep->url || !ep->path)
     goto done;
   snprintf(ep->host, hl, "%s%s%s", host, port ? ":" : "", port ? port : "");
+  ep->https = strcmp(scheme, "https") == 0;
+  {
+    unsigned char addr[16];
+    ep->ip_host = host[0] == '[' || inet_pton(AF_INET, host, addr) == 1;
+  }
   rc = 0;
 
 done:
@@ -322,10 +349,32 @@ static void call_unlink(struct kcld_aws *aws, struct aws_call *c)
   c->prev = c->next = NULL;
 }
 
+static void rest_free(struct rest_req *r)
+{
+  if (!r)
+    return;
+  free(r->host);
+  free(r->url);
+  free(r->path);
+  free(r->query);
+  for (size_t i = 0; i < r->n_headers; i++) {
+    if (i > 0) { /* Host's value is r->host */
+      free((char *)r->headers[i].name);
+      free((char *)r->headers[i].value);
+    }
+    free(r->lines[i]);
+  }
+  free(r->headers);
+  free(r->lines);
+  free(r);
+}
+
 static void call_unref(struct aws_call *c)
 {
   if (--c->refs == 0) {
-    OPENSSL_cleanse(c->body, c->body_len);
+    if (!c->rest)
+      OPENSSL_cleanse(c->body, c->body_len);
+    rest_free(c->rest);
     free(c->body);
     kcld_creds_clean_up(&c->own);
     free(c);
@@ -497,24 +546,46 @@ static void on_success(struct aws_call *c, const struct kcld_http_response *r)
   call_finish(c, 0, parsed, c->raw ? r->body : NULL, c->raw ? r->body_len : 0);
 }
 
-/* Reads {__type, message} (Query: Error.Code, Error.Message) from an error
- * answer into the call. */
+/* The error type of a REST answer without an error document (HEAD), as
+ * the SDKs name it; NULL for the statuses that have no name. */
+static const char *status_type(long status)
+{
+  switch (status) {
+  case 301: return "PermanentRedirect";
+  case 307: return "TemporaryRedirect";
+  case 400: return "BadRequest";
+  case 403: return "Forbidden";
+  case 404: return "NotFound";
+  case 405: return "MethodNotAllowed";
+  case 409: return "Conflict";
+  case 412: return "PreconditionFailed";
+  default: return NULL;
+  }
+}
+
+/* Reads {__type, message} (Query: Error.Code, Error.Message; REST: the
+ * <Error> document's Code and Message) from an error answer into the
+ * call. */
 static void read_error(struct aws_call *c, const struct kcld_http_response *r)
 {
+  enum protocol proto = s_services[c->svc].protocol;
   json_t *j = NULL;
   const char *type = NULL, *msg = NULL;
   char why[8];
 
   c->type[0] = '\0';
   c->message[0] = '\0';
-  if (s_services[c->svc].protocol == PROTO_QUERY) {
+  if (proto == PROTO_QUERY || proto == PROTO_REST) {
     json_t *e;
     if (r->body_len > 0 &&
         kcld_xml_to_json(r->body, r->body_len, &j, why, sizeof(why)) == 0 &&
-        json_is_object(e = json_object_get(j, "Error"))) {
+        json_is_object(e = proto == PROTO_QUERY ? json_object_get(j, "Error")
+                                                : j)) {
       type = json_string_value(json_object_get(e, "Code"));
       msg = json_string_value(json_object_get(e, "Message"));
     }
+    if (!type && proto == PROTO_REST)
+      type = status_type(r->status);
   } else if ((j = json_loadb(r->body, r->body_len, 0, NULL)) &&
              json_is_object(j)) {
     type = json_string_value(json_object_get(j, "__type"));
@@ -614,6 +685,64 @@ static void on_stream_data(const char *data, size_t len, void *arg)
   c->on_data(data, len, c->arg);
 }
 
+/* Signs `sreq` into *sig unless `creds` is NULL (anonymous: *sig stays
+ * empty).  0, or the call failed (and *sig cleaned up): nothing to send. */
+static int sign(struct aws_call *c, const struct kcld_creds *creds,
+                const struct kcld_sigv4_request *sreq,
+                struct kcld_sigv4_result *sig)
+{
+  struct kcld_aws *aws = c->aws;
+  int rc;
+  memset(sig, 0, sizeof(*sig));
+  rc = creds ? kcld_sigv4_sign(aws->signer[c->svc], creds,
+                               time(NULL) + aws->skew_s, sreq, sig)
+             : 0;
+  if (rc != 0) {
+    kcld_sigv4_result_clean_up(sig);
+    call_fail(c, rc == KCLD_ENOMEM ? KCLD_ENOMEM : KCLD_ECREDS,
+              "the request could not be signed");
+  }
+  return rc;
+}
+
+/* Signs (unless `creds` is NULL: anonymous) and sends one attempt of a
+ * REST call: the caller's headers and Host signed, x-amz-content-sha256
+ * added, the path encoded once (S3's canonical form). */
+static void send_rest_attempt(struct aws_call *c,
+                              const struct kcld_creds *creds)
+{
+  struct kcld_aws *aws = c->aws;
+  const struct rest_req *rr = c->rest;
+  const char *ptrs[1 + KCLD_AWS_REST_HEADERS_MAX + 1 + 5 + 1];
+  struct kcld_sigv4_result sig;
+  size_t n = 0;
+  int rc;
+
+  const struct kcld_sigv4_request sreq = {
+    .method = rr->method, .path = rr->path, .query = rr->query,
+    .headers = rr->headers, .n_headers = rr->n_headers, .body = c->body,
+    .body_len = c->body_len, .normalize_path = 0, .sign_body_header = 1};
+  if (sign(c, creds, &sreq, &sig) != 0)
+    return;
+  for (size_t i = 0; i < rr->n_headers; i++)
+    ptrs[n++] = rr->lines[i];
+  if (!rr->has_type) /* not curl's form type for a PUT or POST body */
+    ptrs[n++] = "Content-Type:";
+  for (int i = 0; creds && i < 5 && sig.headers[i]; i++)
+    ptrs[n++] = sig.headers[i];
+  ptrs[n] = NULL;
+
+  const struct kcld_http_request hreq = {
+    .method = rr->method, .url = rr->url, .headers = ptrs, .body = c->body,
+    .body_len = c->body_len, .timeout_ms = c->timeout_ms, .borrow_body = 1,
+    .body_into = c->body_into};
+  c->state = CALL_HTTP;
+  rc = kcld_http_send(aws->http, &hreq, on_http, c);
+  kcld_sigv4_result_clean_up(&sig); /* the http client copied the lines */
+  if (rc != 0)
+    call_fail(c, rc, "the request could not be sent");
+}
+
 /* Signs (unless `creds` is NULL: anonymous) and sends one attempt. */
 static void send_attempt(struct aws_call *c, const struct kcld_creds *creds)
 {
@@ -627,6 +756,10 @@ static void send_attempt(struct aws_call *c, const struct kcld_creds *creds)
   size_t n = 0;
   int rc;
 
+  if (c->rest) {
+    send_rest_attempt(c, creds);
+    return;
+  }
   snprintf(target, sizeof(target), "%s.%s",
            json ? svc->target_prefix : "", c->op);
   const struct kcld_sigv4_header hs[] = {
@@ -639,16 +772,8 @@ static void send_attempt(struct aws_call *c, const struct kcld_creds *creds)
     .n_headers = json ? 3 : 2, .body = c->body, .body_len = c->body_len,
     .normalize_path = 1};
 
-  memset(&sig, 0, sizeof(sig));
-  rc = creds ? kcld_sigv4_sign(aws->signer[c->svc], creds,
-                               time(NULL) + aws->skew_s, &sreq, &sig)
-             : 0;
-  if (rc != 0) {
-    kcld_sigv4_result_clean_up(&sig);
-    call_fail(c, rc == KCLD_ENOMEM ? KCLD_ENOMEM : KCLD_ECREDS,
-              "the request could not be signed");
+  if (sign(c, creds, &sreq, &sig) != 0)
     return;
-  }
   snprintf(host_line, sizeof(host_line), "Host: %s", ep->host);
   snprintf(ct_line, sizeof(ct_line), "Content-Type: %s", svc->content_type);
   snprintf(target_line, sizeof(target_line), "X-Amz-Target: %s", target);
@@ -883,17 +1008,10 @@ fail:
   return rc;
 }
 
-/* Appends `s` percent-encoded (RFC 3986: all but A-Z a-z 0-9 - _ . ~). */
-static void form_escape(FILE *f, const char *s)
+/* Appends the NUL-terminated `s` percent-encoded. */
+static void form_escape(struct kcld_buf *b, const char *s)
 {
-  for (const unsigned char *p = (const unsigned char *)s; *p; p++) {
-    if ((*p >= 'A' && *p <= 'Z') || (*p >= 'a' && *p <= 'z') ||
-        (*p >= '0' && *p <= '9') || *p == '-' || *p == '_' || *p == '.' ||
-        *p == '~')
-      fputc(*p, f);
-    else
-      fprintf(f, "%%%02X", *p);
-  }
+  kcld_uri_escape(b, s, strlen(s), 0);
 }
 
 /* The Query protocol body: Action, Version, then the request's members.
@@ -902,35 +1020,42 @@ static void form_escape(FILE *f, const char *s)
 static int form_body(const struct service *svc, const char *op,
                      const json_t *request, char **out, size_t *len)
 {
-  FILE *f = open_memstream(out, len);
+  struct kcld_buf b = {0};
+  char num[32];
   const char *key;
   json_t *v;
   int rc = 0;
 
-  if (!f)
-    return KCLD_ENOMEM;
-  fprintf(f, "Action=%s&Version=%s", op, svc->version);
+  kcld_buf_add(&b, "Action=", 7);
+  kcld_buf_add(&b, op, strlen(op));
+  kcld_buf_add(&b, "&Version=", 9);
+  kcld_buf_add(&b, svc->version, strlen(svc->version));
   json_object_foreach((json_t *)request, key, v) {
-    fputc('&', f);
-    form_escape(f, key);
-    fputc('=', f);
-    if (json_is_string(v))
-      form_escape(f, json_string_value(v));
-    else if (json_is_integer(v))
-      fprintf(f, "%" JSON_INTEGER_FORMAT, json_integer_value(v));
-    else if (json_is_boolean(v))
-      fputs(json_is_true(v) ? "true" : "false", f);
-    else
+    kcld_buf_add(&b, "&", 1);
+    form_escape(&b, key);
+    kcld_buf_add(&b, "=", 1);
+    if (json_is_string(v)) {
+      form_escape(&b, json_string_value(v));
+    } else if (json_is_integer(v)) {
+      snprintf(num, sizeof(num), "%" JSON_INTEGER_FORMAT,
+               json_integer_value(v));
+      kcld_buf_add(&b, num, strlen(num));
+    } else if (json_is_boolean(v)) {
+      form_escape(&b, json_is_true(v) ? "true" : "false");
+    } else {
       rc = KCLD_EINVAL;
+    }
   }
-  if (fclose(f) != 0 && rc == 0)
+  if (rc == 0 && b.oom)
     rc = KCLD_ENOMEM;
   if (rc != 0) {
-    OPENSSL_cleanse(*out, *len);
-    free(*out);
-    *out = NULL;
+    OPENSSL_cleanse(b.p, b.cap);
+    kcld_buf_free(&b);
+    return rc;
   }
-  return rc;
+  *out = b.p;
+  *len = b.len;
+  return 0;
 }
 
 /* The request body in the service's protocol. */
@@ -946,40 +1071,160 @@ static int encode_body(enum kcld_aws_service svc, const char *op,
   return 0;
 }
 
+/* ======== REST requests ======== */
+
+static int valid_rest_method(const char *m)
+{
+  static const char *const ok[] = {"GET", "PUT", "HEAD", "DELETE", "POST",
+                                   NULL};
+  return m && in_list(ok, m);
+}
+
+/* Printable ASCII but space and the characters listed in `bad`. */
+static int printable(const char *s, const char *bad)
+{
+  for (; *s; s++)
+    if ((unsigned char)*s <= 0x20 || (unsigned char)*s >= 0x7f ||
+        strchr(bad, *s))
+      return 0;
+  return 1;
+}
+
+static int valid_rest_header(const struct kcld_aws_header *h)
+{
+  static const char *const own[] = {"host", "x-amz-date", "authorization",
+                                    "x-amz-security-token",
+                                    "x-amz-content-sha256", NULL};
+  char lower[64];
+  size_t n = h->name ? strlen(h->name) : 0;
+  if (n == 0 || n >= sizeof(lower) || !h->value ||
+      !printable(h->name, "()<>@,;:\\\"/[]?={}") ||
+      strpbrk(h->value, "\r\n"))
+    return 0;
+  for (size_t i = 0; i <= n; i++)
+    lower[i] = (char)((h->name[i] >= 'A' && h->name[i] <= 'Z')
+                        ? h->name[i] | 0x20 : h->name[i]);
+  return !in_list(own, lower);
+}
+
+/* The request's target and headers, copied.  Returns 0, KCLD_EINVAL or
+ * KCLD_ENOMEM. */
+static int rest_build(const struct endpoint *ep,
+                      const struct kcld_aws_rest *req, struct rest_req **out)
+{
+  struct rest_req *r;
+  const char *base = strcmp(ep->path, "/") == 0 ? "" : ep->path;
+  size_t blen = strlen(base);
+  const char *prefix = req->host_prefix ? req->host_prefix : "";
+  struct kcld_buf url = {0};
+  int rc = KCLD_ENOMEM;
+
+  *out = NULL;
+  if (!valid_rest_method(req->method) || !req->path || req->path[0] != '/' ||
+      strpbrk(req->path, "\r\n") ||
+      (req->query && !printable(req->query, "#")) ||
+      strspn(prefix, "abcdefghijklmnopqrstuvwxyz0123456789.-") !=
+        strlen(prefix) ||
+      req->n_headers > KCLD_AWS_REST_HEADERS_MAX ||
+      (req->n_headers && !req->headers))
+    return KCLD_EINVAL;
+  for (size_t i = 0; i < req->n_headers; i++)
+    if (!valid_rest_header(&req->headers[i]))
+      return KCLD_EINVAL;
+  if (blen > 0 && base[blen - 1] == '/')
+    blen--;
+  if (!(r = calloc(1, sizeof(*r))))
+    return KCLD_ENOMEM;
+  snprintf(r->method, sizeof(r->method), "%s", req->method);
+  r->headers = calloc(1 + req->n_headers, sizeof(*r->headers));
+  r->lines = calloc(1 + req->n_headers, sizeof(*r->lines));
+  if (!r->headers || !r->lines ||
+      asprintf(&r->host, "%s%s", prefix, ep->host) < 0 ||
+      asprintf(&r->path, "%.*s%s", (int)blen, base, req->path) < 0 ||
+      (req->query && *req->query && !(r->query = strdup(req->query))))
+    goto done;
+  r->headers[0] = (struct kcld_sigv4_header){"Host", r->host};
+  r->n_headers = 1;
+  if (asprintf(&r->lines[0], "Host: %s", r->host) < 0)
+    goto done;
+  for (size_t i = 0; i < req->n_headers; i++) {
+    const struct kcld_aws_header *h = &req->headers[i];
+    char *name = strdup(h->name), *value = strdup(h->value);
+    r->headers[r->n_headers] = (struct kcld_sigv4_header){name, value};
+    if (!name || !value ||
+        asprintf(&r->lines[r->n_headers++], "%s: %s", name, value) < 0)
+      goto done;
+    r->has_type |= strcasecmp(name, "Content-Type") == 0;
+  }
+  kcld_buf_add(&url, ep->https ? "https://" : "http://", ep->https ? 8 : 7);
+  kcld_buf_add(&url, r->host, strlen(r->host));
+  kcld_buf_add(&url, base, blen);
+  kcld_uri_escape(&url, req->path, strlen(req->path), 1);
+  if (r->query) {
+    kcld_buf_add(&url, "?", 1);
+    kcld_buf_add(&url, r->query, strlen(r->query));
+  }
+  if (!url.oom) {
+    r->url = url.p;
+    url.p = NULL;
+    rc = 0;
+  }
+  kcld_buf_free(&url);
+
+done:
+  if (rc == 0)
+    *out = r;
+  else
+    rest_free(r);
+  return rc;
+}
+
+/* ======== Starting calls ======== */
+
+/* Starts a call with a JSON `request` or a REST `rest` (its body is taken,
+ * also on refusal). */
 static int call_start(struct kcld_aws *aws, enum kcld_aws_service svc,
                       const char *operation, const json_t *request,
+                      struct kcld_aws_rest *rest,
                       const struct kcld_aws_call_opts *opts, kcld_aws_cb cb,
                       void *arg, kcld_http_data_cb on_data,
                       struct aws_call **out)
 {
-  int rc;
-  struct aws_call *c;
+  int rc = KCLD_EINVAL;
+  struct aws_call *c = NULL;
 
   if (!aws || (int)svc < 0 || svc >= KCLD_AWS_NSERVICES || !cb ||
       !valid_operation(operation) || (request && !json_is_object(request)) ||
+      (s_services[svc].protocol == PROTO_REST) != (rest != NULL) ||
       (opts && (opts->max_attempts < 0 || opts->timeout_ms < 0)))
-    return KCLD_EINVAL;
+    goto refuse;
+  rc = KCLD_ECANCELED;
   if (aws->closing)
-    return KCLD_ECANCELED;
-  c = calloc(1, sizeof(*c));
-  if (!c)
-    return KCLD_ENOMEM;
-  rc = encode_body(svc, operation, request, &c->body, &c->body_len);
+    goto refuse;
+  rc = KCLD_ENOMEM;
+  if (!(c = calloc(1, sizeof(*c))))
+    goto refuse;
+  c->refs = 1;
+  if (rest) {
+    rc = rest_build(&aws->ep[svc], rest, &c->rest);
+    c->body = rest->body;
+    c->body_len = rest->body ? rest->body_len : 0;
+    rest->body = NULL;
+  } else {
+    rc = encode_body(svc, operation, request, &c->body, &c->body_len);
+  }
   if (rc == 0 && opts && opts->creds && !opts->anonymous) {
     rc = kcld_creds_copy(&c->own, opts->creds);
     c->has_own = rc == 0;
   }
-  if (rc != 0) {
-    c->refs = 1;
-    call_unref(c);
-    return rc;
-  }
+  if (rc != 0)
+    goto refuse;
   c->anonymous = opts ? opts->anonymous : 0;
   c->aws = aws;
   c->svc = svc;
   snprintf(c->op, sizeof(c->op), "%s", operation);
-  c->raw = opts ? opts->raw : 0;
-  c->body_into = opts && opts->raw ? opts->body_into : NULL;
+  c->raw = rest || (opts && opts->raw);
+  c->body_into = opts && c->raw ? opts->body_into : NULL;
   c->max_attempts = opts && opts->max_attempts > 0 ? opts->max_attempts
                                                    : aws->max_attempts;
   c->timeout_ms = opts && opts->timeout_ms > 0 ? opts->timeout_ms
@@ -993,13 +1238,10 @@ static int call_start(struct kcld_aws *aws, enum kcld_aws_service svc,
   }
   c->started_ns = uv_hrtime();
   c->state = CALL_WAITING;
-  if (uv_timer_init(aws->loop, &c->timer) != 0) {
-    c->refs = 1;
-    call_unref(c);
-    return KCLD_EINVAL;
-  }
+  rc = KCLD_EINVAL;
+  if (uv_timer_init(aws->loop, &c->timer) != 0)
+    goto refuse;
   c->timer.data = c;
-  c->refs = 1;
   call_link(aws, c);
   if (uv_timer_start(&c->timer, on_retry_timer, 0, 0) != 0) {
     /* Not started: undo without a callback. */
@@ -1011,6 +1253,33 @@ static int call_start(struct kcld_aws *aws, enum kcld_aws_service svc,
   if (out)
     *out = c;
   return 0;
+
+refuse:
+  if (rest) {
+    free(rest->body);
+    rest->body = NULL;
+  }
+  if (c)
+    call_unref(c);
+  return rc;
+}
+
+int kcld_aws_rest_call(struct kcld_aws *aws, enum kcld_aws_service svc,
+                       const char *operation, struct kcld_aws_rest *req,
+                       const struct kcld_aws_call_opts *opts, kcld_aws_cb cb,
+                       void *arg)
+{
+  if (!req)
+    return KCLD_EINVAL;
+  return call_start(aws, svc, operation, NULL, req, opts, cb, arg, NULL,
+                    NULL);
+}
+
+int kcld_aws_endpoint_hostable(const struct kcld_aws *aws,
+                               enum kcld_aws_service svc)
+{
+  return aws && (int)svc >= 0 && svc < KCLD_AWS_NSERVICES &&
+         aws->ep[svc].https && !aws->ep[svc].ip_host;
 }
 
 int kcld_aws_call(struct kcld_aws *aws, enum kcld_aws_service svc,
@@ -1018,7 +1287,8 @@ int kcld_aws_call(struct kcld_aws *aws, enum kcld_aws_service svc,
                   const struct kcld_aws_call_opts *opts, kcld_aws_cb cb,
                   void *arg)
 {
-  return call_start(aws, svc, operation, request, opts, cb, arg, NULL, NULL);
+  return call_start(aws, svc, operation, request, NULL, opts, cb, arg, NULL,
+                    NULL);
 }
 
 /* ======== Streamed calls ======== */
@@ -1041,7 +1311,8 @@ int kcld_aws_stream_start(struct kcld_aws *aws, enum kcld_aws_service svc,
   if (!on_data || !out || timeout_ms < 0)
     return KCLD_EINVAL;
   *out = NULL;
-  rc = call_start(aws, svc, operation, request, &opts, cb, arg, on_data, &c);
+  rc = call_start(aws, svc, operation, request, NULL, &opts, cb, arg, on_data,
+                  &c);
   if (rc == 0)
     *out = (struct kcld_aws_stream *)(void *)c;
   return rc;

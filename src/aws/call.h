@@ -5,7 +5,13 @@
  * object's string, number and boolean members become form fields after
  * Action and Version, and the XML answer comes back as a JSON object (see
  * aws/xml.h: {"AssumeRoleResult": {...}, "ResponseMetadata": {...}}).
- * Errors become {HTTP status, short __type (Query: Error.Code), message}.  Retries follow the SDK "standard" mode: max attempts, backoff
+ * S3 speaks REST-XML (kcld_aws_rest_call): a method, a path, a query,
+ * headers and a raw body, signed with x-amz-content-sha256 (the body's
+ * SHA-256) and the path encoded once, as S3 signs it; the answer's body
+ * comes back raw.
+ * Errors become {HTTP status, short __type (Query: Error.Code; REST:
+ * <Error><Code>, or for an answer without a body, as HEAD's are, the
+ * status's name: NotFound, Forbidden, BadRequest, ...), message}.  Retries follow the SDK "standard" mode: max attempts, backoff
  * rand(0,1) x min(2^(attempt-1) x base, 20 s), a 500-token retry quota,
  * throttling and transient error classes, clock-skew correction.
  *
@@ -45,7 +51,8 @@ enum kcld_aws_service {
   KCLD_AWS_DYNAMODB = 1,
   KCLD_AWS_SQS = 2,
   KCLD_AWS_STS = 3,
-  KCLD_AWS_NSERVICES = 4
+  KCLD_AWS_S3 = 4,
+  KCLD_AWS_NSERVICES = 5
 };
 
 struct kcld_aws;
@@ -116,12 +123,59 @@ struct kcld_aws_call_opts {
 int kcld_aws_new(const struct kcld_aws_opts *opts, struct kcld_aws **out);
 
 /* Sends `operation` (e.g. "GetRecords") with JSON body `request` (borrowed;
- * serialized before return).  Returns 0 and calls cb exactly once later, or
- * returns a negative KCLD_E* code and never calls cb. */
+ * serialized before return) to a JSON or Query service.  Returns 0 and
+ * calls cb exactly once later, or returns a negative KCLD_E* code
+ * (KCLD_EINVAL also for a REST service) and never calls cb. */
 int kcld_aws_call(struct kcld_aws *aws, enum kcld_aws_service svc,
                   const char *operation, const json_t *request,
                   const struct kcld_aws_call_opts *opts, kcld_aws_cb cb,
                   void *arg);
+
+/* A header of a REST request. */
+struct kcld_aws_header {
+  const char *name;
+  const char *value;
+};
+
+#define KCLD_AWS_REST_HEADERS_MAX 16
+
+/* A REST request (S3). */
+struct kcld_aws_rest {
+  const char *method;        /* "GET", "PUT", "HEAD", "DELETE", "POST" */
+  const char *host_prefix;   /* put before the endpoint's host ("bucket."
+                                for S3's virtual-hosted style); NULL =
+                                none */
+  const char *path;          /* decoded, starts with '/', after the
+                                endpoint's own path; each byte but
+                                unreserved ones and '/' is %XX-encoded
+                                once, on the wire and for signing */
+  const char *query;         /* encoded, without '?'; NULL = none */
+  const struct kcld_aws_header *headers; /* signed and sent as given, at
+                                most KCLD_AWS_REST_HEADERS_MAX (copied);
+                                not Host, X-Amz-Date, Authorization,
+                                X-Amz-Security-Token, x-amz-content-sha256 */
+  size_t n_headers;
+  char *body;                /* malloc'd; taken (freed by the call, also
+                                when refused); NULL = empty */
+  size_t body_len;
+};
+
+/* Sends a REST request to a REST service (kcld_aws_call's retries,
+ * credentials and observer).  The body is sent as it is, with no copy, in
+ * every attempt.  On success the answer's body is in res->raw (res->body is
+ * NULL).  Returns 0 and calls cb exactly once later, or returns a negative
+ * KCLD_E* code (KCLD_EINVAL: not a REST service, a bad method or path, too
+ * many or bad headers) and never calls cb. */
+int kcld_aws_rest_call(struct kcld_aws *aws, enum kcld_aws_service svc,
+                       const char *operation, struct kcld_aws_rest *req,
+                       const struct kcld_aws_call_opts *opts, kcld_aws_cb cb,
+                       void *arg);
+
+/* 1 when requests to `svc` go over https to a host name (not an IP
+ * address): where a name can be put before the host (S3's
+ * virtual-hosted-style buckets); else 0. */
+int kcld_aws_endpoint_hostable(const struct kcld_aws *aws,
+                               enum kcld_aws_service svc);
 
 /* ======== Streamed calls (SubscribeToShard) ======== */
 

@@ -261,7 +261,7 @@ static int sso_from(struct walk *w, const struct kcld_profile *p)
   const struct kcld_profile *s = NULL, *where = p;
   const char *region, *url;
   char buf[256], *conf;
-  struct kcld_endpoint_spec portal = {"portal.sso", 0}, oidc = {"oidc", 0};
+  struct kcld_endpoint_spec portal = {"portal.sso", 0, 0}, oidc = {"oidc", 0, 0};
 
   if (session) {
     s = kcld_profile_find(w->files, KCLD_PROFILE_SSO_SESSION, session);

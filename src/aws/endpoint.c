@@ -77,12 +77,17 @@ int kcld_endpoint_default(const struct kcld_endpoint_spec *spec,
 {
   const struct kcld_partition *p = kcld_partition_of(region);
   const char *suffix = dualstack ? p->dual_stack_dns_suffix : p->dns_suffix;
+  const char *label = "";
   int n;
   if (fips && !dualstack && spec->gov_fips_plain &&
       strcmp(p->id, "aws-us-gov") == 0)
     fips = 0;
-  n = snprintf(out, cap, "https://%s%s.%s.%s", spec->prefix,
-               fips ? "-fips" : "", region, suffix);
+  if (dualstack && spec->dualstack_label) {
+    suffix = p->dns_suffix;
+    label = ".dualstack";
+  }
+  n = snprintf(out, cap, "https://%s%s%s.%s.%s", spec->prefix,
+               fips ? "-fips" : "", label, region, suffix);
   return n > 0 && (size_t)n < cap ? 0 : KCLD_EINVAL;
 }
 

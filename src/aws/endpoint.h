@@ -15,6 +15,7 @@
  *   FIPS                {service}-fips.{region}.{dnsSuffix}
  *   dual-stack          {service}.{region}.{dualStackDnsSuffix}
  *   FIPS + dual-stack   {service}-fips.{region}.{dualStackDnsSuffix}
+ * except S3's dual-stack ({service}[-fips].dualstack.{region}.{dnsSuffix}).
  * In aws-us-gov, FIPS without dual-stack is the standard hostname for the
  * services whose endpoints are FIPS there already (DynamoDB, SQS, STS).
  *
@@ -44,6 +45,8 @@ const struct kcld_partition *kcld_partition_of(const char *region);
 struct kcld_endpoint_spec {
   const char *prefix;   /* hostname prefix and signing name: "kinesis" */
   int gov_fips_plain;   /* 1: FIPS in aws-us-gov is the standard hostname */
+  int dualstack_label;  /* 1: dual-stack is {service}[-fips].dualstack.
+                           {region}.{dnsSuffix}, as S3 names it */
 };
 
 /* Writes https://<host> for `spec` in `region` into `out` (cap bytes).

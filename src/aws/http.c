@@ -81,6 +81,7 @@ struct http_req {
   CURL *easy;
   struct curl_slist *headers;
   char *body;                /* copy of the request body */
+  const char *body_ref;      /* what is sent: body, or the caller's */
   char *resp;                /* response body, NUL-terminated when non-NULL */
   size_t resp_len, resp_cap;
   struct kcld_http_body *into; /* the caller's buffer, or NULL */
@@ -892,7 +893,7 @@ static int req_setup(struct http_req *r, const struct kcld_http_request *req)
   }
   if (req->body_len > 0 || method_has_body(method)) {
     SET(CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)req->body_len);
-    SET(CURLOPT_POSTFIELDS, r->body ? r->body : "");
+    SET(CURLOPT_POSTFIELDS, r->body_ref ? r->body_ref : "");
     if (strcmp(method, "POST") != 0)
       SET(CURLOPT_CUSTOMREQUEST, method);
   } else if (strcmp(method, "HEAD") == 0) {
@@ -933,13 +934,16 @@ static int req_start(struct kcld_http *http,
     if (r->into->p && r->into->cap)
       r->into->p[0] = '\0';
   }
-  if (req->body_len > 0) {
+  if (req->body_len > 0 && req->borrow_body) {
+    r->body_ref = req->body;
+  } else if (req->body_len > 0) {
     r->body = malloc(req->body_len);
     if (!r->body) {
       rc = KCLD_ENOMEM;
       goto fail;
     }
     memcpy(r->body, req->body, req->body_len);
+    r->body_ref = r->body;
   }
   r->easy = easy_get(http);
   if (!r->easy) {

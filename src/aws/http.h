@@ -81,6 +81,9 @@ struct kcld_http_request {
   struct kcld_http_body *body_into; /* NULL = the client's own buffer;
                                   borrowed until the callback; not for
                                   streams */
+  int borrow_body;             /* 1: the body is not copied: it must stay
+                                  valid and unchanged until the callback
+                                  has run (large S3 objects) */
 };
 
 /* Initializes libcurl once per process (thread-safe, idempotent; called by
@@ -97,7 +100,8 @@ int kcld_http_new(uv_loop_t *loop, const struct kcld_http_opts *opts,
                   struct kcld_http **out);
 
 /* Starts a request; the request struct and everything it points to may be
- * freed once this returns (they are copied).  Redirects are not followed.
+ * freed once this returns (they are copied; the body only without
+ * borrow_body).  Redirects are not followed.
  * Proxies come from the environment as the client read it when created, in
  * both spellings, the lower-case one first: https_proxy / HTTPS_PROXY for
  * https URLs, http_proxy / HTTP_PROXY for http URLs, no_proxy / NO_PROXY for

@@ -415,14 +415,18 @@ int kcld_kinesis_put_records(struct kcld_kinesis *k, const char *stream,
                                       strlen(r->partition_key))) < 1 ||
              chars > 256)
       why = "partition key not 1..256 UTF-8 characters";
-    else if (r->len > KCLD_KINESIS_PUT_MAX_RECORD ||
+    else if (r->len > KCLD_KINESIS_MAX_RECORD ||
+             r->len + strlen(r->partition_key) > KCLD_KINESIS_MAX_RECORD)
+      why = "record over 10 MiB (data + partition key)";
+    else if (n > 1 &&
              r->len + strlen(r->partition_key) > KCLD_KINESIS_PUT_MAX_RECORD)
-      why = "record over 1 MiB (data + partition key)";
+      why = "record over 1 MiB (data + partition key) not alone in its "
+            "call";
     if (why)
       return kcld_svc_bad_arg(&k->svc, opname, why);
     total += r->len + strlen(r->partition_key);
   }
-  if (total > KCLD_KINESIS_PUT_MAX_TOTAL)
+  if (n > 1 && total > KCLD_KINESIS_PUT_MAX_TOTAL)
     return kcld_svc_bad_arg(&k->svc, opname, "records over 5 MiB in total");
 
   op = kcld_svc_request_new(&k->svc, &s_put, sizeof(struct put_ctx),

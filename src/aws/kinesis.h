@@ -215,6 +215,9 @@ int kcld_kinesis_get_records(struct kcld_kinesis *k,
 #define KCLD_KINESIS_PUT_MAX_RECORDS 500
 #define KCLD_KINESIS_PUT_MAX_RECORD (1024 * 1024)     /* data + key */
 #define KCLD_KINESIS_PUT_MAX_TOTAL (5 * 1024 * 1024)  /* all data + keys */
+/* A record up to 10 MiB (data + key) goes in a call of its own: streams
+ * whose MaxRecordSizeInKiB is raised take those (UpdateMaxRecordSize). */
+#define KCLD_KINESIS_MAX_RECORD (10 * 1024 * 1024)
 
 struct kcld_kinesis_record {
   const void *data;
@@ -246,7 +249,7 @@ typedef void (*kcld_kinesis_put_cb)(const struct kcld_kinesis_put_result *res,
 /* Puts 1..500 records in one call (data is base64'd and copied before
  * return).  Reports which entries failed, so the caller retries just those;
  * a whole failed call has st.err set.  KCLD_EINVAL when a limit above is
- * broken. */
+ * broken: a record over 1 MiB must be the only one of its call. */
 int kcld_kinesis_put_records(struct kcld_kinesis *k, const char *stream,
                              const struct kcld_kinesis_record *records,
                              size_t n, kcld_kinesis_put_cb cb, void *arg);

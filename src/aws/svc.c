@@ -26,6 +26,9 @@ static const struct {
   {"QueueDoesNotExist", KCLD_ENOTFOUND},
   {"AWS.SimpleQueueService.NonExistentQueue", KCLD_ENOTFOUND},
   {"ConditionalCheckFailedException", KCLD_ECONDITION},
+  {"NoSuchBucket", KCLD_ENOTFOUND},
+  {"NoSuchKey", KCLD_ENOTFOUND},
+  {"NotFound", KCLD_ENOTFOUND}, /* S3: a HEAD answered 404 */
 };
 
 struct kcld_svc_mem {
@@ -238,18 +241,40 @@ static void on_call(const struct kcld_aws_result *res, void *arg)
   op_maybe_free(op);
 }
 
-int kcld_svc_op_call(struct kcld_svc_op *op, const json_t *request,
-                     const struct kcld_aws_call_opts *opts)
+/* One call of op: a JSON `request`, or the REST `rest` (its body taken,
+ * also on refusal). */
+static int op_call(struct kcld_svc_op *op, const json_t *request,
+                   struct kcld_aws_rest *rest,
+                   const struct kcld_aws_call_opts *opts)
 {
   int rc;
-  if (!op->svc)
+  if (!op->svc) {
+    if (rest) {
+      free(rest->body);
+      rest->body = NULL;
+    }
     return KCLD_ECANCELED;
+  }
   op->in_call = 1;
-  rc = kcld_aws_call(op->svc->aws, op->svc->service, op->operation, request,
-                     opts, on_call, op);
+  rc = rest ? kcld_aws_rest_call(op->svc->aws, op->svc->service,
+                                 op->operation, rest, opts, on_call, op)
+            : kcld_aws_call(op->svc->aws, op->svc->service, op->operation,
+                            request, opts, on_call, op);
   if (rc < 0)
     op->in_call = 0;
   return rc;
+}
+
+int kcld_svc_op_call(struct kcld_svc_op *op, const json_t *request,
+                     const struct kcld_aws_call_opts *opts)
+{
+  return op_call(op, request, NULL, opts);
+}
+
+int kcld_svc_op_rest_call(struct kcld_svc_op *op, struct kcld_aws_rest *req,
+                          const struct kcld_aws_call_opts *opts)
+{
+  return op_call(op, NULL, req, opts);
 }
 
 static void on_op_timer(uv_timer_t *t)
@@ -582,6 +607,16 @@ int kcld_svc_request_start(struct kcld_svc_op *base, json_t *request,
   json_decref(request);
   if (rc < 0)
     kcld_svc_op_release(base);
+  return rc;
+}
+
+int kcld_svc_request_start_rest(struct kcld_svc_op *op,
+                                struct kcld_aws_rest *req,
+                                const struct kcld_aws_call_opts *opts)
+{
+  int rc = kcld_svc_op_rest_call(op, req, opts);
+  if (rc < 0)
+    kcld_svc_op_release(op);
   return rc;
 }
 

@@ -1,5 +1,5 @@
 /* svc.h — the one skeleton of an AWS service client (Kinesis, DynamoDB,
- * SQS, STS).
+ * SQS, STS, S3).
  *
  * For their callers: struct kcld_svc_status, how one operation ended.
  *
@@ -33,7 +33,8 @@
 /* How an operation ended.  Valid only during the callback it is given to. */
 struct kcld_svc_status {
   int err;             /* 0, or a negative KCLD_E* code: KCLD_ENOTFOUND
-                          (ResourceNotFoundException, QueueDoesNotExist),
+                          (ResourceNotFoundException, QueueDoesNotExist,
+                          S3's NoSuchBucket, NoSuchKey, NotFound),
                           KCLD_ECONDITION (ConditionalCheckFailedException),
                           KCLD_EAWS (any other service error), or the call
                           layer's KCLD_ETRANSPORT, KCLD_ETIMEDOUT, KCLD_EPARSE,
@@ -180,6 +181,14 @@ void kcld_svc_request_wait(struct kcld_svc_op *op, long timeout_ms);
 int kcld_svc_request_start(struct kcld_svc_op *op, json_t *request,
                            const struct kcld_aws_call_opts *opts);
 
+/* kcld_svc_request_start for a REST service (S3): sends `req` (its body
+ * taken, also on error; the spec's map reads res->raw).  No waits.
+ * Returns 0 and the callback runs once later, or returns the error after
+ * dropping the op and the callback never runs. */
+int kcld_svc_request_start_rest(struct kcld_svc_op *op,
+                                struct kcld_aws_rest *req,
+                                const struct kcld_aws_call_opts *opts);
+
 /* The whole request at once: kcld_svc_request_new without context,
  * kcld_svc_op_resource with `resource_fmt`, kcld_svc_request_start with
  * `request` (taken; NULL means out of memory) and `opts`.  Returns 0 and
@@ -243,6 +252,11 @@ json_t *kcld_svc_op_keep(struct kcld_svc_op *op, json_t *v);
  * callback). */
 int kcld_svc_op_call(struct kcld_svc_op *op, const json_t *request,
                      const struct kcld_aws_call_opts *opts);
+
+/* kcld_svc_op_call for a REST service: sends `req` (its body taken, also
+ * on error).  Returns 0 or the call layer's error (no callback). */
+int kcld_svc_op_rest_call(struct kcld_svc_op *op, struct kcld_aws_rest *req,
+                          const struct kcld_aws_call_opts *opts);
 
 /* Starts the op's one-shot timer; on_timer runs after `ms`.  Returns 0 or a
  * negative KCLD_E* code. */

@@ -12,6 +12,7 @@
 #include "cmd/cli.h"
 #include "cmd/redrive_dir.h"
 #include "cmd/redrive_line.h"
+#include "cmd/redrive_s3.h"
 #include "err.h"
 #include "log.h"
 
@@ -27,6 +28,7 @@ struct run {
   size_t at;                     /* message being worked on */
   struct kcld_redrive_line line; /* this message's records */
   const char *target;            /* this message's stream */
+  char *obj_bucket, *obj_key;    /* the S3 object this message names */
   int rounds;
   json_t *seen;                  /* dry run: receipts to release at the end */
 };
@@ -69,6 +71,9 @@ static void free_recs(struct run *r)
 {
   kcld_redrive_line_free(&r->line);
   r->target = NULL;
+  free(r->obj_bucket);
+  free(r->obj_key);
+  r->obj_bucket = r->obj_key = NULL;
 }
 
 static void fail(struct run *r, int err, const char *what, const char *msg)
@@ -108,8 +113,8 @@ static int decode(struct run *r, const char *body, const char **why)
 {
   if (kcld_redrive_line_parse(body, &r->line, why) != 0)
     return -1;
-  r->target = r->o.stream_from_message && r->line.stream ? r->line.stream
-                                                         : r->stream;
+  r->target = kcld_redrive_line_target(&r->line, r->stream,
+                                       r->o.stream_from_message);
   if (!r->target || !*r->target) {
     *why = "no stream: give --stream";
     return -1;
@@ -130,34 +135,8 @@ static void on_deleted(const struct kcld_svc_status *st, void *arg)
 
 static void put(struct run *r);
 
-static void on_put(const struct kcld_kinesis_put_result *res, void *arg)
+static void delete_message(struct run *r)
 {
-  struct run *r = arg;
-  size_t k = 0, left = 0;
-
-  if (res->st.err) {
-    fail(r, res->st.err, "PutRecords", res->st.message);
-    return;
-  }
-  for (size_t i = 0; i < r->line.count; i++) {
-    if (r->line.recs[i].put)
-      continue;
-    if (k < res->count && !res->entries[k].error_code) {
-      r->line.recs[i].put = 1;
-      r->res.records++;
-    } else {
-      left++;
-    }
-    k++;
-  }
-  if (left) {
-    if (++r->rounds >= PUT_ROUNDS) {
-      keep(r, "records not accepted by PutRecords after retries");
-      return;
-    }
-    put(r);
-    return;
-  }
   json_t *m = json_array_get(r->msgs, r->at);
   int rc = kcld_sqs_delete_message(
     r->o.sqs, r->queue, json_string_value(json_object_get(m, "receipt")),
@@ -166,54 +145,71 @@ static void on_put(const struct kcld_kinesis_put_result *res, void *arg)
     fail(r, rc, "DeleteMessage", kcld_strerror(rc));
 }
 
-static void put(struct run *r)
+static void on_object_deleted(const struct kcld_svc_status *st, void *arg)
 {
-  struct kcld_kinesis_record *kr = calloc(r->line.count, sizeof(*kr));
-  size_t n = 0;
-  int rc;
-
-  if (!kr) {
-    fail(r, KCLD_ENOMEM, "PutRecords", "out of memory");
+  struct run *r = arg;
+  if (st->err) {
+    fail(r, st->err, "DeleteObject", st->message);
     return;
   }
-  for (size_t i = 0; i < r->line.count; i++) {
-    const struct kcld_redrive_rec *x = &r->line.recs[i];
-    if (x->put)
-      continue;
-    kr[n].data = x->data;
-    kr[n].len = x->len;
-    kr[n].partition_key = x->key;
-    n++;
+  delete_message(r);
+}
+
+/* Every record is back: the S3 object (if any), then the message. */
+static void replayed(struct run *r)
+{
+  int rc;
+  if (!r->obj_key) {
+    delete_message(r);
+    return;
   }
-  rc = kcld_kinesis_put_records(r->o.kinesis, r->target, kr, n, on_put, r);
-  free(kr);
+  rc = kcld_s3_delete_object(r->o.s3, r->obj_bucket, r->obj_key,
+                             on_object_deleted, r);
+  if (rc)
+    fail(r, rc, "DeleteObject", kcld_strerror(rc));
+}
+
+static void on_put(const struct kcld_kinesis_put_result *res, void *arg)
+{
+  struct run *r = arg;
+
+  if (res->st.err) {
+    fail(r, res->st.err, "PutRecords", res->st.message);
+    return;
+  }
+  r->res.records += kcld_redrive_line_took(&r->line, res);
+  if (r->line.put_at == r->line.count) {
+    replayed(r);
+    return;
+  }
+  if (r->line.put_at >= r->line.put_end) { /* took all: the next call */
+    r->rounds = 0;
+  } else if (++r->rounds >= PUT_ROUNDS) {
+    keep(r, "records not accepted by PutRecords after retries");
+    return;
+  }
+  put(r);
+}
+
+static void put(struct run *r)
+{
+  int rc = kcld_redrive_line_put(&r->line, r->o.kinesis, r->target, on_put,
+                                 r);
   if (rc)
     fail(r, rc, "PutRecords", kcld_strerror(rc));
 }
 
-static void next_message(struct run *r)
+/* The message's records are read (from its body or its S3 object): put
+ * them back, or in a dry run count them. */
+static void start_put(struct run *r)
 {
-  const char *why;
-  json_t *m;
+  json_t *m = json_array_get(r->msgs, r->at);
 
-  if (r->at >= json_array_size(r->msgs)) {
-    receive(r);
-    return;
-  }
-  m = json_array_get(r->msgs, r->at);
-  if (decode(r, json_string_value(json_object_get(m, "body")), &why) != 0) {
-    keep(r, why);
-    return;
-  }
-  if (r->line.count > KCLD_KINESIS_PUT_MAX_RECORDS) {
-    keep(r, "more records than one PutRecords call takes");
-    return;
-  }
   if (r->o.dry_run) {
     kcld_log(KCLD_LOG_INFO, "dry run: a message to put back", "message_id",
              json_string_value(json_object_get(m, "id")),
              KCLD_LOG_UINT("records", r->line.count), "stream", r->target,
-             NULL);
+             "s3_key", r->obj_key, NULL);
     r->res.messages++;
     r->res.records += r->line.count;
     json_array_append(r->seen, json_object_get(m, "receipt"));
@@ -222,6 +218,83 @@ static void next_message(struct run *r)
   }
   r->rounds = 0;
   put(r);
+}
+
+static void on_object(const struct kcld_s3_object *res, void *arg)
+{
+  struct run *r = arg;
+  const char *why;
+
+  if (res->st.err == KCLD_ENOTFOUND) {
+    keep(r, "its S3 object is gone (replayed by redrive --s3?)");
+    return;
+  }
+  if (res->st.err) {
+    fail(r, res->st.err, "GetObject", res->st.message);
+    return;
+  }
+  if (decode(r, res->body, &why) != 0) {
+    keep(r, why);
+    return;
+  }
+  start_put(r);
+}
+
+/* A message naming an S3 object ("s3Object": {bucket, key}) and carrying
+ * no records: its bucket and key into r; 1, else 0. */
+static int names_object(struct run *r, const char *body)
+{
+  json_t *j = json_loads(body, 0, NULL);
+  json_t *o = json_object_get(j, "s3Object");
+  const char *b = json_string_value(json_object_get(o, "bucket"));
+  const char *k = json_string_value(json_object_get(o, "key"));
+  int yes = b && k && !json_object_get(j, "records");
+
+  if (yes) {
+    r->obj_bucket = strdup(b);
+    r->obj_key = strdup(k);
+  }
+  json_decref(j);
+  return yes;
+}
+
+/* The message names an S3 object: its records come from GetObject. */
+static void get_object(struct run *r)
+{
+  int rc;
+  if (!r->obj_bucket || !r->obj_key) {
+    fail(r, KCLD_ENOMEM, "GetObject", "out of memory");
+    return;
+  }
+  if (!r->o.s3) {
+    keep(r, "it names an S3 object and there is no S3 client");
+    return;
+  }
+  rc = kcld_s3_get_object(r->o.s3, r->obj_bucket, r->obj_key, on_object, r);
+  if (rc)
+    fail(r, rc, "GetObject", kcld_strerror(rc));
+}
+
+static void next_message(struct run *r)
+{
+  const char *why, *body;
+  json_t *m;
+
+  if (r->at >= json_array_size(r->msgs)) {
+    receive(r);
+    return;
+  }
+  m = json_array_get(r->msgs, r->at);
+  body = json_string_value(json_object_get(m, "body"));
+  if (names_object(r, body)) {
+    get_object(r);
+    return;
+  }
+  if (decode(r, body, &why) != 0) {
+    keep(r, why);
+    return;
+  }
+  start_put(r);
 }
 
 static void on_received(const struct kcld_sqs_receive_result *res,
@@ -308,24 +381,31 @@ int kcld_redrive_run(const struct kcld_redrive_opts *o, kcld_redrive_cb cb,
 /* ======== The subcommand ======== */
 
 static const char s_usage[] =
-  "usage: kcld redrive [--queue URL | --dir PATH] [--config PATH]\n"
-  "                    [--stream NAME | --to-handler] [--max-messages N]\n"
-  "                    [--dry-run]\n"
+  "usage: kcld redrive [--queue URL | --s3 s3://BUCKET[/PREFIX] | --dir PATH]\n"
+  "                    [--config PATH] [--stream NAME | --to-handler]\n"
+  "                    [--max-messages N] [--dry-run]\n"
   "\n"
   "Puts dead-lettered records back: from the SQS queue on_failure.sqs fills\n"
-  "(--queue) or the directory on_failure.dir fills (--dir), into the stream\n"
-  "(same partition key and data, new sequence numbers) or, with --dir and\n"
-  "--to-handler, straight into the configured handler.  A message is\n"
-  "deleted, a file moved to PATH/done/, only once all its records went\n"
-  "through; what cannot be put back stays, with a warning.\n"
+  "(--queue; a message naming an S3 object is replayed from the object),\n"
+  "the S3 objects on_failure.s3 writes (--s3) or the directory\n"
+  "on_failure.dir fills (--dir), into the stream (same partition key and\n"
+  "data, new sequence numbers) or, with --dir and --to-handler, straight\n"
+  "into the configured handler.  A message or object is deleted, a file\n"
+  "moved to PATH/done/, only once all its records went through; what\n"
+  "cannot be put back stays, with a warning.\n"
   "\n"
   "  -q, --queue URL       the dead-letter queue (default: the config's\n"
   "                        on_failure.sqs)\n"
+  "  -S, --s3 s3://BUCKET[/PREFIX]\n"
+  "                        the dead-letter objects under PREFIX/aws/kinesis/\n"
+  "                        (default, when the config has no on_failure.sqs:\n"
+  "                        its on_failure.s3)\n"
   "  -d, --dir PATH        the dead-letter directory (default, when the\n"
-  "                        config has no on_failure.sqs: its on_failure.dir)\n"
+  "                        config has neither: its on_failure.dir)\n"
   "  -c, --config PATH     endpoints, region, credentials, the stream, the\n"
   "                        handler and the defaults above; without it, the\n"
-  "                        environment, and --queue or --dir is needed\n"
+  "                        environment, and --queue, --s3 or --dir is\n"
+  "                        needed\n"
   "  -s, --stream NAME     put every record into NAME (default: the stream\n"
   "                        each record came from, else the config's)\n"
   "  -H, --to-handler      (--dir) give the records to the config's handler\n"
@@ -333,7 +413,7 @@ static const char s_usage[] =
   "                        the queue answers empty)\n"
   "      --dry-run         put nothing, delete or move nothing: count what\n"
   "                        would be put back (the queue's messages are made\n"
-  "                        visible again at the end)\n"
+  "                        visible again at the end; S3 objects are read)\n"
   "  -h, --help            this text\n"
   "\n"
   "A progress line on stderr when it is a terminal; one JSON summary line on\n"
@@ -380,6 +460,7 @@ static int redrive_queue(const struct kcld_config *cfg, const char *queue,
   struct kcld_cli_aws c;
   struct kcld_sqs *sqs = NULL;
   struct kcld_kinesis *kin = NULL;
+  struct kcld_s3 *s3 = NULL;
   struct cmd_state st;
   int rc, status = 1;
 
@@ -390,10 +471,13 @@ static int redrive_queue(const struct kcld_config *cfg, const char *queue,
     rc = kcld_sqs_new(c.aws, &c.loop, &sqs);
   if (rc == 0 && !o->dry_run)
     rc = kcld_kinesis_new(c.aws, &c.loop, &kin);
+  if (rc == 0)
+    rc = kcld_s3_new(c.aws, &c.loop, &s3);
   if (rc == 0) {
     o->loop = &c.loop;
     o->sqs = sqs;
     o->kinesis = kin;
+    o->s3 = s3;
     o->queue_url = queue;
     o->progress = on_cmd_progress;
     rc = kcld_redrive_run(o, on_cmd_done, &st);
@@ -411,6 +495,8 @@ static int redrive_queue(const struct kcld_config *cfg, const char *queue,
   } else {
     fprintf(stderr, "kcld redrive: %s\n", kcld_strerror(rc));
   }
+  if (s3)
+    kcld_s3_close(s3);
   if (kin)
     kcld_kinesis_close(kin);
   if (sqs)
@@ -429,6 +515,7 @@ int kcld_redrive_command(int argc, char **argv)
     {"max-messages", required_argument, NULL, 'n'},
     {"dir", required_argument, NULL, 'd'},
     {"to-handler", no_argument, NULL, 'H'},
+    {"s3", required_argument, NULL, 'S'},
     {"dry-run", no_argument, NULL, 'D'},
     {"help", no_argument, NULL, 'h'},
     {NULL, 0, NULL, 0},
@@ -436,13 +523,14 @@ int kcld_redrive_command(int argc, char **argv)
   struct kcld_redrive_opts o;
   struct kcld_config *cfg;
   const char *path = NULL, *stream = NULL, *queue = NULL, *dir = NULL;
+  const char *s3 = NULL;
   char *end;
   int ch, status, to_handler = 0;
 
   memset(&o, 0, sizeof(o));
   optind = 0;
   opterr = 0;
-  while ((ch = getopt_long(argc, argv, ":q:s:c:n:d:Hh", opts, NULL)) !=
+  while ((ch = getopt_long(argc, argv, ":q:s:c:n:d:S:Hh", opts, NULL)) !=
          -1) {
     switch (ch) {
     case 'd':
@@ -450,6 +538,9 @@ int kcld_redrive_command(int argc, char **argv)
       break;
     case 'H':
       to_handler = 1;
+      break;
+    case 'S':
+      s3 = optarg;
       break;
     case 'D':
       o.dry_run = 1;
@@ -477,25 +568,26 @@ int kcld_redrive_command(int argc, char **argv)
   }
   if (optind < argc)
     return usage_error("unexpected argument", argv[optind]);
-  if (queue && dir)
-    return usage_error("--queue or --dir, not both", NULL);
-  if (!queue && !dir && !path)
-    return usage_error("give --queue or --dir (or --config, whose "
-                       "on_failure.sqs or on_failure.dir is the default)",
-                       NULL);
+  if (!!queue + !!s3 + !!dir > 1)
+    return usage_error("one of --queue, --s3, --dir", NULL);
+  if (!queue && !s3 && !dir && !path)
+    return usage_error("give --queue, --s3 or --dir (or --config, whose "
+                       "on_failure.sqs, .s3 or .dir is the default)", NULL);
   cfg = kcld_cli_config(path, stream);
   if (!cfg)
     return 1;
-  if (!queue && !dir) {
+  if (!queue && !s3 && !dir) {
     if (cfg->on_failure.sqs && *cfg->on_failure.sqs)
       queue = cfg->on_failure.sqs;
+    else if (cfg->on_failure.s3 && *cfg->on_failure.s3)
+      s3 = cfg->on_failure.s3;
     else if (cfg->on_failure.dir && *cfg->on_failure.dir)
       dir = cfg->on_failure.dir;
   }
-  if (!queue && !dir) {
+  if (!queue && !s3 && !dir) {
     kcld_config_free(cfg);
-    return usage_error("no --queue or --dir, and the configuration has no "
-                       "on_failure.sqs or on_failure.dir", NULL);
+    return usage_error("no --queue, --s3 or --dir, and the configuration "
+                       "has no on_failure.sqs, .s3 or .dir", NULL);
   }
   if (to_handler && (!dir || stream || !path)) {
     kcld_config_free(cfg);
@@ -507,6 +599,8 @@ int kcld_redrive_command(int argc, char **argv)
   if (dir) {
     status = kcld_redrive_dir_command(cfg, dir, stream, to_handler,
                                       o.dry_run);
+  } else if (s3) {
+    status = kcld_redrive_s3_command(cfg, s3, stream, o.dry_run);
   } else {
     /* Without --stream: the stream each message names (an ARN), else the
      * config's. */

@@ -1,12 +1,15 @@
 /* redrive.h — `kcld redrive`: puts dead-lettered records back into a
  * stream.
  *
- *   kcld redrive [--queue URL | --dir PATH] [--stream NAME | --to-handler]
- *                [--config PATH] [--max-messages N] [--dry-run]
+ *   kcld redrive [--queue URL | --s3 s3://BUCKET[/PREFIX] | --dir PATH]
+ *                [--stream NAME | --to-handler] [--config PATH]
+ *                [--max-messages N] [--dry-run]
  *
- * Without --queue or --dir, the configuration's on_failure.sqs, else its
- * on_failure.dir.  A dry run reads the messages, puts nothing, deletes
- * nothing, and at the end makes every message it read visible again.
+ * Without --queue, --s3 or --dir, the configuration's on_failure.sqs, else
+ * its on_failure.s3, else its on_failure.dir (--s3: cmd/redrive_s3.h;
+ * --dir: cmd/redrive_dir.h).  A dry run reads the messages (and the S3
+ * objects they name), puts nothing, deletes nothing, and at the end makes
+ * every message it read visible again.
  *
  * Reads the dead-letter queue that on_failure.sqs filled (process/dlq.h),
  * puts each message's records back with PutRecords (same partition key and
@@ -18,8 +21,13 @@
  * the stream their message names (KinesisBatchInfo.streamArn, set when the
  * daemon's `stream` was an ARN), else to the config's stream.  Endpoints,
  * region and credentials come from the config (or, without one, the
- * environment).  Exit status: 0 every message seen was re-driven, 1
- * some stayed or a call failed, 2 usage. */
+ * environment).  A message that names an S3 object instead of carrying
+ * its records ("s3Object": on_failure.sqs with on_failure.s3, for ranges
+ * too large for SQS) is replayed from that object (GetObject), which is
+ * deleted before the message; when the object is gone the message stays.
+ * Records go back at most 500 and 5 MiB a call (a larger record alone).
+ * Exit status: 0 every message seen was re-driven, 1 some stayed or a call
+ * failed, 2 usage. */
 #ifndef KCLD_CMD_REDRIVE_H
 #define KCLD_CMD_REDRIVE_H
 
@@ -27,6 +35,7 @@
 #include <uv.h>
 
 #include "aws/kinesis.h"
+#include "aws/s3.h"
 #include "aws/sqs.h"
 
 struct kcld_redrive_result;
@@ -35,6 +44,8 @@ struct kcld_redrive_opts {
   uv_loop_t *loop;
   struct kcld_sqs *sqs;          /* borrowed */
   struct kcld_kinesis *kinesis;  /* borrowed */
+  struct kcld_s3 *s3;            /* borrowed; NULL: messages naming an S3
+                                    object stay in the queue */
   const char *queue_url;
   const char *stream;            /* name or ARN; with stream_from_message
                                     only for messages that name none */

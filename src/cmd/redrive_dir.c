@@ -14,16 +14,14 @@
 #include "err.h"
 #include "log.h"
 #include "process/dlq_dir.h"
-#include "process/policy.h"
 
-#define PUT_MAX_BYTES (5 * 1024 * 1024)
 
 struct run {
   struct kcld_redrive_dir_opts o;
   char *dir, *stream;
-  kcld_redrive_dir_cb cb;
+  kcld_redrive_totals_cb cb;
   void *arg;
-  struct kcld_redrive_dir_result res;
+  struct kcld_redrive_totals res;
   uv_timer_t timer;              /* backoff, and the hop after an answer */
   void (*next)(struct run *r);   /* what the timer runs */
   char **files;
@@ -106,7 +104,7 @@ static void end_file(struct run *r)
 {
   int rc;
 
-  if (r->o.dry_run) {
+  if (r->o.how.dry_run) {
     r->res.kept += r->nkeep;
     rc = 0;
   } else if (r->nkeep == 0) {
@@ -175,7 +173,7 @@ static void next_file(struct run *r)
     finish(r);
     return;
   }
-  if (r->o.dry_run)
+  if (r->o.how.dry_run)
     rc = asprintf(&r->claimed, "%s/%s", r->dir, r->files[r->fi]) < 0
            ? KCLD_ENOMEM : 0;
   else
@@ -192,7 +190,7 @@ static void next_file(struct run *r)
     stop(r, rc, "out of memory");
     return;
   }
-  kcld_log(KCLD_LOG_INFO, r->o.dry_run ? "reading a dead-letter file (dry "
+  kcld_log(KCLD_LOG_INFO, r->o.how.dry_run ? "reading a dead-letter file (dry "
            "run)" : "replaying a dead-letter file", "file", r->claimed, NULL);
   next_line(r);
 }
@@ -200,11 +198,11 @@ static void next_file(struct run *r)
 /* The progress callback, the lines kept in this file so far counted in. */
 static void report(struct run *r)
 {
-  struct kcld_redrive_dir_result sofar = r->res;
-  if (!r->o.progress)
+  struct kcld_redrive_totals sofar = r->res;
+  if (!r->o.how.progress)
     return;
   sofar.kept += r->nkeep;
-  r->o.progress(&sofar, r->arg);
+  r->o.how.progress(&sofar, r->arg);
 }
 
 static void count_line(struct run *r)
@@ -224,7 +222,7 @@ static void next_line(struct run *r)
         (r->o.handler || r->line.stream || (r->stream && *r->stream))) {
       r->at = 0;
       r->tries = 0;
-      if (r->o.dry_run) {
+      if (r->o.how.dry_run) {
         count_line(r);
         continue;
       }
@@ -249,11 +247,9 @@ static void line_done(struct run *r)
 /* A call failed (or took nothing): again after a backoff, or stop. */
 static void failed(struct run *r, int err, const char *why, int progress)
 {
-  struct kcld_policy p = {0, 0, -1, r->o.backoff_base_ms,
-                          r->o.backoff_max_ms};
   if (progress)
     r->tries = 0;
-  if (++r->tries >= r->o.attempts) {
+  if (++r->tries >= r->o.how.attempts) {
     stop(r, err, why);
     return;
   }
@@ -261,7 +257,7 @@ static void failed(struct run *r, int err, const char *why, int progress)
            r->claimed, "reason", why, NULL);
   r->next = send_line;
   uv_timer_start(&r->timer, on_timer,
-                 kcld_policy_backoff_ms(&p, r->tries, (uint32_t)rand()), 0);
+                 kcld_redrive_backoff_ms(&r->o.how, r->tries), 0);
 }
 
 /* ======== To the stream ======== */
@@ -269,21 +265,9 @@ static void failed(struct run *r, int err, const char *why, int progress)
 static void on_put(const struct kcld_kinesis_put_result *res, void *arg)
 {
   struct run *r = arg;
-  size_t k = 0, took = 0;
+  size_t took = kcld_redrive_line_took(&r->line, res);
 
-  for (size_t i = r->at; i < r->chunk_end; i++) {
-    struct kcld_redrive_rec *x = &r->line.recs[i];
-    if (x->put)
-      continue;
-    if (!res->st.err && k < res->count && !res->entries[k].error_code) {
-      x->put = 1;
-      took++;
-    }
-    k++;
-  }
-  while (r->at < r->line.count && r->line.recs[r->at].put)
-    r->at++;
-  if (r->at == r->line.count) {
+  if (r->line.put_at == r->line.count) {
     line_done(r);
     return;
   }
@@ -294,29 +278,10 @@ static void on_put(const struct kcld_kinesis_put_result *res, void *arg)
 
 static void put(struct run *r)
 {
-  struct kcld_kinesis_record kr[KCLD_KINESIS_PUT_MAX_RECORDS];
-  const char *to = r->o.stream_from_message && r->line.stream
-                     ? r->line.stream
-                     : r->stream;
-  size_t n = 0, bytes = 0, i;
-  int rc;
-
-  for (i = r->at; i < r->line.count && n < KCLD_KINESIS_PUT_MAX_RECORDS;
-       i++) {
-    struct kcld_redrive_rec *x = &r->line.recs[i];
-    size_t b = x->len + strlen(x->key);
-    if (x->put)
-      continue;
-    if (n > 0 && bytes + b > PUT_MAX_BYTES)
-      break;
-    kr[n].data = x->data;
-    kr[n].len = x->len;
-    kr[n].partition_key = x->key;
-    n++;
-    bytes += b;
-  }
-  r->chunk_end = i;
-  rc = kcld_kinesis_put_records(r->o.kinesis, to, kr, n, on_put, r);
+  int rc = kcld_redrive_line_put(
+    &r->line, r->o.kinesis,
+    kcld_redrive_line_target(&r->line, r->stream, r->o.how.stream_from_message),
+    on_put, r);
   if (rc != 0)
     failed(r, rc, "PutRecords could not start", 0);
 }
@@ -401,15 +366,14 @@ static void on_timer(uv_timer_t *t)
 /* ======== Interface ======== */
 
 int kcld_redrive_dir_run(const struct kcld_redrive_dir_opts *o,
-                         kcld_redrive_dir_cb cb, void *arg)
+                         kcld_redrive_totals_cb cb, void *arg)
 {
   struct run *r;
   int rc;
 
-  if (!o || !o->loop || !o->dir || !cb || !o->attempts ||
-      !o->backoff_base_ms || o->backoff_max_ms < o->backoff_base_ms ||
+  if (!o || !o->loop || !o->dir || !cb || !kcld_redrive_how_valid(&o->how) ||
       (o->handler && !o->batch_size) ||
-      (!o->handler && !o->kinesis && !o->dry_run))
+      (!o->handler && !o->kinesis && !o->how.dry_run))
     return KCLD_EINVAL;
   r = calloc(1, sizeof(*r));
   if (!r)
@@ -418,7 +382,7 @@ int kcld_redrive_dir_run(const struct kcld_redrive_dir_opts *o,
   r->cb = cb;
   r->arg = arg;
   r->dir = strdup(o->dir);
-  r->stream = strdup(o->stream ? o->stream : "");
+  r->stream = strdup(o->how.stream ? o->how.stream : "");
   r->ptrs = o->handler ? calloc(o->batch_size, sizeof(*r->ptrs)) : NULL;
   rc = !r->dir || !r->stream || (o->handler && !r->ptrs) ? KCLD_ENOMEM : 0;
   if (rc == 0)
@@ -438,36 +402,6 @@ int kcld_redrive_dir_run(const struct kcld_redrive_dir_opts *o,
 }
 
 /* ======== The subcommand ======== */
-
-#define ATTEMPTS 3
-
-struct cmd_state {
-  int done;
-  int dry_run;
-  struct kcld_redrive_dir_result res;
-};
-
-static void show(const struct kcld_redrive_dir_result *r, int dry_run,
-                 int final)
-{
-  kcld_cli_progress(final, "redrive: %zu lines, %zu records %s, %zu lines "
-                    "left", r->lines, r->records,
-                    dry_run ? "to replay" : "replayed", r->kept);
-}
-
-static void on_cmd_progress(const struct kcld_redrive_dir_result *r,
-                            void *arg)
-{
-  const struct cmd_state *s = arg;
-  show(r, s->dry_run, 0);
-}
-
-static void on_cmd_done(const struct kcld_redrive_dir_result *res, void *arg)
-{
-  struct cmd_state *s = arg;
-  s->res = *res;
-  s->done = 1;
-}
 
 static int new_handler(struct kcld_cli_aws *c, const struct kcld_config *cfg,
                        struct kcld_handler **out)
@@ -489,12 +423,11 @@ int kcld_redrive_dir_command(const struct kcld_config *cfg, const char *dir,
   struct kcld_cli_aws c;
   struct kcld_kinesis *kin = NULL;
   struct kcld_handler *h = NULL;
-  struct cmd_state st;
+  struct kcld_redrive_cmd st;
   int rc, status = 1;
 
   memset(&o, 0, sizeof(o));
-  memset(&st, 0, sizeof(st));
-  st.dry_run = dry_run;
+  kcld_redrive_cmd_init(&st, cfg, stream, dry_run, 0, &o.how);
   rc = kcld_cli_aws_init(&c, cfg);
   if (rc == 0 && !dry_run)
     rc = to_handler ? new_handler(&c, cfg, &h)
@@ -505,28 +438,12 @@ int kcld_redrive_dir_command(const struct kcld_config *cfg, const char *dir,
     o.handler = h;
     o.batch_size = (size_t)cfg->batch.size;
     o.kinesis = kin;
-    o.stream = stream ? stream : cfg->stream;
-    o.stream_from_message = stream == NULL;
-    o.attempts = ATTEMPTS;
-    o.backoff_base_ms = (uint64_t)cfg->retry.backoff_base_ms;
-    o.backoff_max_ms = (uint64_t)cfg->retry.backoff_max_ms;
-    o.dry_run = dry_run;
-    o.progress = on_cmd_progress;
-    rc = kcld_redrive_dir_run(&o, on_cmd_done, &st);
+    rc = kcld_redrive_dir_run(&o, kcld_redrive_cmd_done, &st);
   }
-  if (rc == 0) {
-    kcld_cli_run_until(&c, &st.done);
-    show(&st.res, dry_run, 1);
-    printf("{\"files\":%zu,\"lines\":%zu,\"records\":%zu,\"kept\":%zu,"
-           "\"dry_run\":%s,\"error\":%s%s%s}\n", st.res.files, st.res.lines,
-           st.res.records, st.res.kept, dry_run ? "true" : "false",
-           st.res.err ? "\"" : "",
-           st.res.err ? kcld_strerror(st.res.err) : "null",
-           st.res.err ? "\"" : "");
-    status = st.done && !st.res.err && !st.res.kept ? 0 : 1;
-  } else {
+  if (rc == 0)
+    status = kcld_redrive_cmd_wait(&st, &c);
+  else
     fprintf(stderr, "kcld redrive: %s: %s\n", dir, kcld_strerror(rc));
-  }
   if (h)
     kcld_handler_close(h);
   if (kin)

@@ -22,9 +22,10 @@
  * the file with a warning and the redrive goes on.  A file whose every line
  * was replayed moves to PATH/done/.
  *
- * A dry run (dry_run) claims, sends and moves nothing: it reads each file
+ * A dry run (how.dry_run) claims, sends and moves nothing: it reads each file
  * where it is and counts the lines and records a redrive would replay
- * (lines, records) and the lines it would leave (kept).
+ * (lines, records) and the lines it would leave (kept): struct
+ * kcld_redrive_totals (files: moved to done/).
  *
  * Loop thread only. */
 #ifndef KCLD_CMD_REDRIVE_DIR_H
@@ -35,10 +36,9 @@
 #include <uv.h>
 
 #include "aws/kinesis.h"
+#include "cmd/redrive_cmd.h"
 #include "config.h"
 #include "handlers/handler.h"
-
-struct kcld_redrive_dir_result;
 
 struct kcld_redrive_dir_opts {
   uv_loop_t *loop;
@@ -47,35 +47,15 @@ struct kcld_redrive_dir_opts {
   struct kcld_handler *handler;     /* borrowed */
   size_t batch_size;                /* records per handler call, >= 1 */
   struct kcld_kinesis *kinesis;     /* borrowed; for the stream */
-  const char *stream;               /* name or ARN; with stream_from_message
-                                       only for lines that name none */
-  int stream_from_message;          /* 1: a line's KinesisBatchInfo
-                                       streamArn, when set, wins */
-  unsigned attempts;                /* tries per call, >= 1 */
-  uint64_t backoff_base_ms;         /* > 0 */
-  uint64_t backoff_max_ms;          /* >= backoff_base_ms */
-  int dry_run;                      /* 1: count only (see above) */
-  /* Called after each line replayed or left (may be NULL), with the
-   * totals so far and the callback's arg. */
-  void (*progress)(const struct kcld_redrive_dir_result *sofar, void *arg);
+  struct kcld_redrive_how how;      /* the stream, tries, dry run (see
+                                       above), progress: lines */
 };
-
-struct kcld_redrive_dir_result {
-  int err;                          /* 0, or what stopped the redrive */
-  size_t files;                     /* moved to done/ */
-  size_t lines;                     /* replayed */
-  size_t records;                   /* replayed */
-  size_t kept;                      /* lines left in their file */
-};
-
-typedef void (*kcld_redrive_dir_cb)(const struct kcld_redrive_dir_result *r,
-                                    void *arg);
 
 /* Runs the redrive on opts->loop; cb runs once at the end, never before
  * this returns.  Returns 0, or KCLD_EINVAL / KCLD_ENOMEM / KCLD_EIO (the
  * directory cannot be read) and never calls cb. */
 int kcld_redrive_dir_run(const struct kcld_redrive_dir_opts *opts,
-                         kcld_redrive_dir_cb cb, void *arg);
+                         kcld_redrive_totals_cb cb, void *arg);
 
 /* `kcld redrive --dir`: replays `dir` with cfg's endpoints, region and
  * credentials, into `stream` (NULL: each line's streamArn, else cfg's

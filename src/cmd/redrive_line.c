@@ -168,3 +168,59 @@ void kcld_redrive_line_free(struct kcld_redrive_line *l)
   free(l->shard_id);
   memset(l, 0, sizeof(*l));
 }
+
+const char *kcld_redrive_line_target(const struct kcld_redrive_line *l,
+                                     const char *stream, int from_message)
+{
+  return from_message && l->stream ? l->stream : stream;
+}
+
+int kcld_redrive_line_put(struct kcld_redrive_line *l, struct kcld_kinesis *k,
+                          const char *stream, kcld_kinesis_put_cb cb,
+                          void *arg)
+{
+  struct kcld_kinesis_record kr[KCLD_KINESIS_PUT_MAX_RECORDS];
+  size_t bytes = 0, n = 0, i;
+
+  for (i = l->put_at; i < l->count && n < KCLD_KINESIS_PUT_MAX_RECORDS;
+       i++) {
+    const struct kcld_redrive_rec *x = &l->recs[i];
+    size_t b = x->len + strlen(x->key);
+    if (x->put)
+      continue;
+    /* A record over 1 MiB goes in a call of its own. */
+    if (n > 0 && (b > KCLD_KINESIS_PUT_MAX_RECORD ||
+                  bytes + b > KCLD_KINESIS_PUT_MAX_TOTAL))
+      break;
+    /* explicit_hash_key NULL: Kinesis hashes the partition key. */
+    kr[n++] = (struct kcld_kinesis_record){
+      .data = x->data, .len = x->len, .partition_key = x->key};
+    bytes += b;
+    if (b > KCLD_KINESIS_PUT_MAX_RECORD) {
+      i++;
+      break;
+    }
+  }
+  l->put_end = i;
+  return kcld_kinesis_put_records(k, stream, kr, n, cb, arg);
+}
+
+size_t kcld_redrive_line_took(struct kcld_redrive_line *l,
+                              const struct kcld_kinesis_put_result *res)
+{
+  size_t k = 0, took = 0;
+
+  for (size_t i = l->put_at; i < l->put_end && i < l->count; i++) {
+    struct kcld_redrive_rec *x = &l->recs[i];
+    if (x->put)
+      continue;
+    if (!res->st.err && k < res->count && !res->entries[k].error_code) {
+      x->put = 1;
+      took++;
+    }
+    k++;
+  }
+  while (l->put_at < l->count && l->recs[l->put_at].put)
+    l->put_at++;
+  return took;
+}

@@ -5,11 +5,13 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "aws/s3.h"
 #include "aws/sqs.h"
 #include "err.h"
 #include "log.h"
 #include "process/dlq.h"
 #include "process/dlq_dir.h"
+#include "process/dlq_s3.h"
 #include "process/dlq_sqs.h"
 #include "process/filter.h"
 
@@ -19,6 +21,7 @@ struct kcld_pipeline {
   struct kcld_aws *aws;
   struct kcld_handler *handler;
   struct kcld_sqs *sqs;           /* on_failure.sqs only */
+  struct kcld_s3 *s3;             /* on_failure.s3 only */
   struct kcld_dlq *dlq;
   struct kcld_filter *filter;     /* `filter`; NULL = none; freed last */
   struct kcld_dispatcher *disp;
@@ -27,7 +30,42 @@ struct kcld_pipeline {
 
 /* ======== The failure destination ======== */
 
-/* The store given-up records go to: the queue of on_failure.sqs, else the
+/* The store of on_failure.sqs, on_failure.s3, or both (large messages to
+ * S3, their location to the queue). */
+static int open_remote_store(struct kcld_pipeline *p,
+                             struct kcld_dlq_store **store)
+{
+  const struct kcld_config *cfg = p->cfg;
+  struct kcld_dlq_store *q = NULL, *o = NULL;
+  const char *why = NULL;
+  int rc = 0;
+
+  if (*cfg->on_failure.sqs &&
+      ((rc = kcld_sqs_new(p->aws, p->loop, &p->sqs)) != 0 ||
+       (rc = kcld_dlq_sqs_new(p->sqs, cfg->on_failure.sqs, &q)) != 0))
+    return rc;
+  if (*cfg->on_failure.s3 &&
+      ((rc = kcld_s3_new(p->aws, p->loop, &p->s3)) != 0 ||
+       (rc = kcld_dlq_s3_new(p->s3, cfg->on_failure.s3, cfg->application,
+                             &o, &why)) != 0)) {
+    if (why)
+      kcld_log(KCLD_LOG_ERROR, "bad on_failure.s3", "error", why, NULL);
+    if (q)
+      q->ops->free(q);
+    return rc;
+  }
+  if (q && o)
+    rc = kcld_dlq_s3_offload_new(q, o, store);
+  else
+    *store = q ? q : o;
+  if (rc == 0)
+    kcld_log(KCLD_LOG_INFO, "records that fail for good go to the "
+             "dead-letter destination", "destination", (*store)->ops->name,
+             "where", o ? o->where : q->where, NULL);
+  return rc;
+}
+
+/* The store given-up records go to: on_failure.sqs and/or .s3, else the
  * dead-letter directory, created and probed here (kcld does not start
  * without it).  *store stays NULL with on_failure.discard or .block. */
 static int open_store(struct kcld_pipeline *p, struct kcld_dlq_store **store)
@@ -48,11 +86,8 @@ static int open_store(struct kcld_pipeline *p, struct kcld_dlq_store **store)
              "for good are logged and skipped", NULL);
     return 0;
   }
-  if (*cfg->on_failure.sqs) {
-    if ((rc = kcld_sqs_new(p->aws, p->loop, &p->sqs)) != 0)
-      return rc;
-    return kcld_dlq_sqs_new(p->sqs, cfg->on_failure.sqs, store);
-  }
+  if (*cfg->on_failure.sqs || *cfg->on_failure.s3)
+    return open_remote_store(p, store);
   memset(&d, 0, sizeof(d));
   d.loop = p->loop;
   d.dir = cfg->on_failure.dir;
@@ -269,11 +304,14 @@ void kcld_pipeline_close(struct kcld_pipeline *p)
   kcld_dlq_close(p->dlq);
   if (p->sqs)
     kcld_sqs_close(p->sqs);
+  if (p->s3)
+    kcld_s3_close(p->s3);
   if (p->handler)
     kcld_handler_close(p->handler);
   p->disp = NULL;
   p->dlq = NULL;
   p->sqs = NULL;
+  p->s3 = NULL;
   p->handler = NULL;
 }
 

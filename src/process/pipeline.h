@@ -1,6 +1,6 @@
 /* pipeline.h — one stream's way from its shard consumers to the handler:
- * the handler, the filter, the failure destination (dead-letter queue or
- * directory) and the dispatcher, built from one configuration.
+ * the handler, the filter, the failure destination (dead-letter queue,
+ * bucket or directory) and the dispatcher, built from one configuration.
  *
  * A single-stream kcld has one pipeline.  With `streams:` every stream has
  * its own, built from that stream's configuration (the top-level keys with
@@ -62,8 +62,8 @@ int kcld_pipeline_new(const struct kcld_pipeline_opts *opts,
 int kcld_pipeline_configure(struct kcld_pipeline *p,
                             const struct kcld_config *live);
 
-/* True when records that fail for good have a destination (a queue or a
- * directory; not with on_failure.discard or .block): only then may
+/* True when records that fail for good have a destination (a queue, a
+ * bucket or a directory; not with on_failure.discard or .block): only then may
  * on_failure.block be turned off live. */
 bool kcld_pipeline_has_destination(const struct kcld_pipeline *p);
 

@@ -27,6 +27,11 @@ void kcld_test_awsenv_up(struct kcld_test_awsenv *env,
                          enum kcld_aws_service svc, const char *url,
                          int max_attempts);
 
+/* kcld_test_awsenv_up with urls[svc] (NULL: none) as the endpoint of each
+ * service: for a test of several services (KCLD_AWS_NSERVICES entries). */
+void kcld_test_awsenv_up_at(struct kcld_test_awsenv *env,
+                            const char *const *urls, int max_attempts);
+
 /* Closes the kcld_aws, the credentials and the HTTP client, then runs the
  * loop dry and asserts it closes (kcld_test_loop_finish).  Close the
  * service wrapper first. */

@@ -607,7 +607,8 @@ static void long_options(const char *help, struct strset *opts)
       continue;
     }
     size_t n = 2;
-    while ((p[n] >= 'a' && p[n] <= 'z') || p[n] == '-')
+    while ((p[n] >= 'a' && p[n] <= 'z') || p[n] == '-' ||
+           (n > 2 && p[n] >= '0' && p[n] <= '9')) /* --s3 */
       n++;
     if (n > 2)
       set_addn(opts, p, n);

@@ -647,9 +647,20 @@ static void test_put_limits(void **state)
                    KCLD_EINVAL);
   r.partition_key = "k";
   r.data = big;
-  r.len = sizeof(big); /* 1 MiB of data plus the key is over */
+  r.len = sizeof(big); /* 1 MiB of data plus the key: not beside another */
+  {
+    struct kcld_kinesis_record two[2] = {
+      r, {.data = "x", .len = 1, .partition_key = "k"}};
+    assert_int_equal(kcld_kinesis_put_records(e.k, "s", two, 2, on_put, &s),
+                     KCLD_EINVAL);
+  }
+  /* Alone, up to 10 MiB of data plus key; not one byte more. */
+  r.len = KCLD_KINESIS_MAX_RECORD;
+  r.data = calloc(1, r.len);
+  assert_non_null(r.data);
   assert_int_equal(kcld_kinesis_put_records(e.k, "s", &r, 1, on_put, &s),
                    KCLD_EINVAL);
+  free((void *)r.data);
   assert_int_equal(s.done, 0);
   env_down(&e);
 }

@@ -216,6 +216,14 @@ static const struct bad_case s_bad[] = {
    "  - name: o\n    handler: {type: lambda}\n",
    "kcld.yaml:4:21: handler.command: required with handler.type: "
    "lambda\n", NULL, NULL},
+  {"streams own bad bucket", MS "  - name: o\n    on_failure: {s3: my-bucket}\n",
+   "kcld.yaml:4:22: on_failure.s3: must be s3://BUCKET[/PREFIX]: not an "
+   "s3://BUCKET[/PREFIX] location\n", NULL, NULL},
+  {"streams own bucket with top dir",
+   "application: app\non_failure:\n  dir: /var/dl\nstreams:\n"
+   "  - name: o\n    on_failure: {s3: s3://o-dl/}\n",
+   "kcld.yaml:3:8: on_failure.dir: cannot be combined with on_failure.s3: "
+   "records that fail for good go to one destination\n", NULL, NULL},
   {"streams own filter", MS "  - name: o\n    filter: [{a: 1}]\n",
    "kcld.yaml:4:18: filter[0]: a: \"a\" is not a field of a Kinesis "
    "record (data, partitionKey, sequenceNumber, "
@@ -399,6 +407,25 @@ static const struct bad_case s_bad[] = {
    H "on_failure:\n  sqs: http://q.local/1/q\n  discard: true\n",
    "kcld.yaml:5:12: on_failure.discard: cannot be combined with "
    "on_failure.sqs: discard keeps no copy\n",
+   NULL, NULL},
+  {"dead-letter bucket not s3://", H "on_failure:\n  s3: my-bucket/kcld\n",
+   "kcld.yaml:4:7: on_failure.s3: must be s3://BUCKET[/PREFIX]: not an "
+   "s3://BUCKET[/PREFIX] location\n",
+   NULL, NULL},
+  {"dead-letter bucket name bad", H "on_failure:\n  s3: s3://My_Bucket/\n",
+   "kcld.yaml:4:7: on_failure.s3: must be s3://BUCKET[/PREFIX]: bad bucket "
+   "name (3..63 of a-z 0-9 . -, starting and ending with a letter or "
+   "digit)\n",
+   NULL, NULL},
+  {"dead-letter bucket and dir",
+   H "on_failure:\n  s3: s3://dl-bucket/kcld\n  dir: /var/dl\n",
+   "kcld.yaml:5:8: on_failure.dir: cannot be combined with on_failure.s3: "
+   "records that fail for good go to one destination\n",
+   NULL, NULL},
+  {"block and bucket",
+   H "on_failure:\n  s3: s3://dl-bucket/kcld\n  block: true\n",
+   "kcld.yaml:5:10: on_failure.block: cannot be combined with "
+   "on_failure.s3: block never gives a record up\n",
    NULL, NULL},
   {"block and discard", H "on_failure:\n  discard: true\n  block: true\n",
    "kcld.yaml:5:10: on_failure.block: cannot be combined with "
@@ -751,6 +778,15 @@ static void test_dead_letter_dir(void **state)
   assert_string_equal(cfg->on_failure.dir, "");
   assert_true(cfg->on_failure.discard);
   kcld_config_free(cfg);
+  /* S3 alone, or with a queue (S3 takes what SQS cannot): no directory. */
+  cfg = parse_ok(H "on_failure:\n  s3: s3://dl-bucket/kcld\n");
+  assert_string_equal(cfg->on_failure.s3, "s3://dl-bucket/kcld");
+  assert_string_equal(cfg->on_failure.dir, "");
+  kcld_config_free(cfg);
+  cfg = parse_ok(H "on_failure:\n  sqs: http://q.local/1/q\n"
+                   "  s3: s3://dl-bucket\n");
+  assert_string_equal(cfg->on_failure.dir, "");
+  kcld_config_free(cfg);
   if (saved)
     setenv("STATE_DIRECTORY", saved, 1);
   free(saved);
@@ -853,6 +889,25 @@ static void test_stream_overrides(void **state)
   assert_string_equal(ch[0].key, "streams");
   free(ch);
   kcld_config_free(other);
+  kcld_config_free(cfg);
+}
+
+/* streams: an item's on_failure.s3 joins the top-level on_failure.sqs
+ * for its stream only (large messages to its bucket). */
+static void test_stream_s3(void **state)
+{
+  (void)state;
+  struct kcld_config *cfg = parse_ok(
+    "application: app\non_failure:\n  sqs: http://q.local/1/q\n"
+    "streams:\n  - name: orders\n  - name: clicks\n"
+    "    on_failure: {s3: s3://clicks-dl/kcld}\n");
+  const struct kcld_config *c = cfg->streams.v[1].cfg;
+  assert_null(cfg->streams.v[0].cfg);
+  assert_non_null(c);
+  assert_string_equal(c->on_failure.s3, "s3://clicks-dl/kcld");
+  assert_string_equal(c->on_failure.sqs, "http://q.local/1/q");
+  assert_string_equal(c->on_failure.dir, "");
+  assert_string_equal(cfg->on_failure.s3, "");
   kcld_config_free(cfg);
 }
 
@@ -1858,6 +1913,7 @@ int main(void)
     cmocka_unit_test(test_values),
     cmocka_unit_test(test_streams),
     cmocka_unit_test(test_stream_overrides),
+    cmocka_unit_test(test_stream_s3),
     cmocka_unit_test(test_parse_units),
     cmocka_unit_test(test_endpoints),
     cmocka_unit_test(test_reference_files),

@@ -21,41 +21,7 @@
 #include "process/dlq.h"
 #include "process/dlq_dir.h"
 #include "process/dlq_sqs.h"
-
-#define MAXR 128
-
-struct recs {
-  struct kcld_record r[MAXR];
-  const struct kcld_record *p[MAXR];
-  char seq[MAXR][48];
-  char key[MAXR][24];
-  uint8_t *data[MAXR];
-};
-
-static void make(struct recs *s, size_t n, size_t size)
-{
-  memset(s, 0, sizeof(*s));
-  for (size_t i = 0; i < n; i++) {
-    snprintf(s->seq[i], sizeof(s->seq[i]), "4960%026zu", i + 1);
-    snprintf(s->key[i], sizeof(s->key[i]), "k%zu", i);
-    s->data[i] = malloc(size);
-    memset(s->data[i], 'a' + (int)(i % 26), size);
-    s->r[i].data = s->data[i];
-    s->r[i].data_len = size;
-    s->r[i].partition_key = s->key[i];
-    s->r[i].partition_key_len = strlen(s->key[i]);
-    s->r[i].sequence_number = s->seq[i];
-    s->r[i].sub_sequence_number = i % 2;
-    s->r[i].arrival_ms = 1795344059800 + (int64_t)i;
-    s->p[i] = &s->r[i];
-  }
-}
-
-static void unmake(struct recs *s)
-{
-  for (size_t i = 0; i < MAXR; i++)
-    free(s->data[i]);
-}
+#include "recs.h"
 
 /* A dlq on the SQS store (never sending: kcld_dlq_build only). */
 static struct kcld_dlq *new_dlq(int include)
@@ -85,7 +51,7 @@ static void free_bodies(char **b, size_t n)
 
 static void test_body_fields(void **state)
 {
-  struct recs *s = malloc(sizeof(*s));
+  struct kcld_test_recs *s = malloc(sizeof(*s));
   struct kcld_dlq *q = new_dlq(1);
   struct kcld_dlq_failure f = {0};
   char **bodies;
@@ -93,7 +59,7 @@ static void test_body_fields(void **state)
   json_t *b, *kb, *r;
   (void)state;
 
-  make(s, 3, 5);
+  kcld_test_recs_make(s, 3, NULL, 5);
   f.shard_id = "shardId-000000000001";
   f.records = s->p;
   f.count = 3;
@@ -132,13 +98,13 @@ static void test_body_fields(void **state)
   json_decref(b);
   free_bodies(bodies, n);
   kcld_dlq_close(q);
-  unmake(s);
+  kcld_test_recs_free(s);
   free(s);
 }
 
 static void test_truncated_and_split(void **state)
 {
-  struct recs *s = malloc(sizeof(*s));
+  struct kcld_test_recs *s = malloc(sizeof(*s));
   struct kcld_dlq *q = new_dlq(1);
   struct kcld_dlq_failure f = {0};
   char **bodies;
@@ -147,7 +113,7 @@ static void test_truncated_and_split(void **state)
   (void)state;
 
   /* One record of 300 KiB: metadata only. */
-  make(s, 1, 300 * 1024);
+  kcld_test_recs_make(s, 1, NULL, 300 * 1024);
   f.shard_id = "s";
   f.records = s->p;
   f.count = 1;
@@ -162,10 +128,10 @@ static void test_truncated_and_split(void **state)
                    300 * 1024);
   json_decref(b);
   free_bodies(bodies, n);
-  unmake(s);
+  kcld_test_recs_free(s);
 
   /* Ten records of 60 KiB (80 KiB in base64): three per message. */
-  make(s, 10, 60 * 1024);
+  kcld_test_recs_make(s, 10, NULL, 60 * 1024);
   f.count = 10;
   assert_int_equal(kcld_dlq_build(q, &f, 0, &bodies, &n), 0);
   assert_int_equal(n, 4);
@@ -183,7 +149,7 @@ static void test_truncated_and_split(void **state)
   assert_int_equal(total, 10);
   free_bodies(bodies, n);
   kcld_dlq_close(q);
-  unmake(s);
+  kcld_test_recs_free(s);
   free(s);
 }
 
@@ -191,7 +157,7 @@ static void test_truncated_and_split(void **state)
  * falls back to metadata only instead of being refused by SQS for ever. */
 static void test_escaped_keys_fall_back(void **state)
 {
-  struct recs *s = malloc(sizeof(*s));
+  struct kcld_test_recs *s = malloc(sizeof(*s));
   struct kcld_dlq *q = new_dlq(1);
   struct kcld_dlq_failure f = {0};
   char key[257], **bodies;
@@ -200,7 +166,7 @@ static void test_escaped_keys_fall_back(void **state)
   size_t i;
   (void)state;
 
-  make(s, 100, 1800);
+  kcld_test_recs_make(s, 100, NULL, 1800);
   memset(key, 1, 256);
   key[256] = '\0';
   for (i = 0; i < 100; i++) {
@@ -228,13 +194,13 @@ static void test_escaped_keys_fall_back(void **state)
   assert_true(truncated > 0);
   free_bodies(bodies, n);
   kcld_dlq_close(q);
-  unmake(s);
+  kcld_test_recs_free(s);
   free(s);
 }
 
 static void test_without_records(void **state)
 {
-  struct recs *s = malloc(sizeof(*s));
+  struct kcld_test_recs *s = malloc(sizeof(*s));
   struct kcld_dlq *q = new_dlq(0);
   struct kcld_dlq_failure f = {0};
   char **bodies;
@@ -242,7 +208,7 @@ static void test_without_records(void **state)
   json_t *b;
   (void)state;
 
-  make(s, 40, 60 * 1024);
+  kcld_test_recs_make(s, 40, NULL, 60 * 1024);
   f.shard_id = "s";
   f.records = s->p;
   f.count = 40;
@@ -257,7 +223,7 @@ static void test_without_records(void **state)
   f.count = 0;
   assert_int_equal(kcld_dlq_build(q, &f, 0, &bodies, &n), KCLD_EINVAL);
   kcld_dlq_close(q);
-  unmake(s);
+  kcld_test_recs_free(s);
   free(s);
 }
 
@@ -265,7 +231,7 @@ static void test_without_records(void **state)
  * backoff kcld_dlq_new would refuse is refused and changes nothing. */
 static void test_configure(void **state)
 {
-  struct recs *s = malloc(sizeof(*s));
+  struct kcld_test_recs *s = malloc(sizeof(*s));
   struct kcld_dlq *q = new_dlq(1);
   struct kcld_dlq_failure f = {0};
   struct kcld_dlq_opts o = {0};
@@ -274,7 +240,7 @@ static void test_configure(void **state)
   json_t *b;
   (void)state;
 
-  make(s, 2, 16);
+  kcld_test_recs_make(s, 2, NULL, 16);
   f.shard_id = "s";
   f.records = s->p;
   f.count = 2;
@@ -295,7 +261,7 @@ static void test_configure(void **state)
   json_decref(b);
   free_bodies(bodies, n);
   kcld_dlq_close(q);
-  unmake(s);
+  kcld_test_recs_free(s);
   free(s);
 }
 
@@ -359,7 +325,7 @@ static int iso_ms(const char *s)
 
 static void test_lambda_shape(void **state)
 {
-  struct recs *s = malloc(sizeof(*s));
+  struct kcld_test_recs *s = malloc(sizeof(*s));
   struct kcld_dlq *q = new_dlq(0);
   struct kcld_dlq_failure f = {0};
   json_t *want = json_loads(s_aws_example, 0, NULL), *got, *rc, *resp, *kb;
@@ -369,7 +335,7 @@ static void test_lambda_shape(void **state)
   (void)state;
 
   assert_non_null(want);
-  make(s, 2, 10);
+  kcld_test_recs_make(s, 2, NULL, 10);
   f.shard_id = "shardId-000000000001";
   f.records = s->p;
   f.count = 2;
@@ -428,7 +394,7 @@ static void test_lambda_shape(void **state)
   json_decref(want);
   free_bodies(bodies, n);
   kcld_dlq_close(q);
-  unmake(s);
+  kcld_test_recs_free(s);
   free(s);
 }
 
@@ -436,7 +402,7 @@ static void test_lambda_shape(void **state)
  * no size cut. */
 static void test_dir_store_keeps_ranges_whole(void **state)
 {
-  struct recs *s = malloc(sizeof(*s));
+  struct kcld_test_recs *s = malloc(sizeof(*s));
   struct kcld_dlq_opts o = {0};
   struct kcld_dlq_dir_opts d = {0};
   struct kcld_dlq_failure f = {0};
@@ -461,7 +427,8 @@ static void test_dir_store_keeps_ranges_whole(void **state)
   o.backoff_max_ms = 100;
   assert_int_equal(kcld_dlq_new(&o, &q), 0);
   assert_string_equal(kcld_dlq_where(q), dir);
-  make(s, 10, 300 * 1024); /* 3 MiB: SQS would cut it 20 ways */
+  /* 3 MiB: SQS would cut it 20 ways */
+  kcld_test_recs_make(s, 10, NULL, 300 * 1024);
   f.shard_id = "s";
   f.records = s->p;
   f.count = 10;
@@ -478,7 +445,7 @@ static void test_dir_store_keeps_ranges_whole(void **state)
   free_bodies(bodies, n);
   kcld_dlq_close(q);
   assert_int_equal(uv_loop_close(&loop), 0);
-  unmake(s);
+  kcld_test_recs_free(s);
   free(s);
   snprintf(cmd, sizeof(cmd), "rm -rf '%s'", dir);
   assert_int_equal(system(cmd), 0);

@@ -110,9 +110,10 @@ static void test_partitions(void **state)
 
 static void test_hostnames(void **state)
 {
-  static const struct kcld_endpoint_spec kinesis = {"kinesis", 0},
-                                         dynamodb = {"dynamodb", 1},
-                                         sts = {"sts", 1};
+  static const struct kcld_endpoint_spec kinesis = {"kinesis", 0, 0},
+                                         dynamodb = {"dynamodb", 1, 0},
+                                         sts = {"sts", 1, 0},
+                                         s3 = {"s3", 0, 1};
   static const struct {
     const struct kcld_endpoint_spec *svc;
     const char *region;
@@ -144,6 +145,16 @@ static void test_hostnames(void **state)
     {&sts, "us-gov-west-1", 1, 0, "https://sts.us-gov-west-1.amazonaws.com"},
     {&sts, "eu-west-1", 0, 0, "https://sts.eu-west-1.amazonaws.com"},
     {&sts, "us-isob-east-1", 0, 0, "https://sts.us-isob-east-1.sc2s.sgov.gov"},
+    /* S3 names its dual-stack hosts with a "dualstack" label. */
+    {&s3, "eu-west-1", 0, 0, "https://s3.eu-west-1.amazonaws.com"},
+    {&s3, "us-east-1", 1, 0, "https://s3-fips.us-east-1.amazonaws.com"},
+    {&s3, "us-east-1", 0, 1, "https://s3.dualstack.us-east-1.amazonaws.com"},
+    {&s3, "us-east-2", 1, 1,
+     "https://s3-fips.dualstack.us-east-2.amazonaws.com"},
+    {&s3, "cn-north-1", 0, 1,
+     "https://s3.dualstack.cn-north-1.amazonaws.com.cn"},
+    {&s3, "us-gov-west-1", 1, 0,
+     "https://s3-fips.us-gov-west-1.amazonaws.com"},
   };
   char url[256];
   (void)state;
@@ -197,6 +208,7 @@ static void test_client_endpoints(void **state)
   (void)state;
   expect(&o, KCLD_AWS_KINESIS, "https://kinesis.eu-west-1.amazonaws.com/");
   expect(&o, KCLD_AWS_STS, "https://sts.eu-west-1.amazonaws.com/");
+  expect(&o, KCLD_AWS_S3, "https://s3.eu-west-1.amazonaws.com/");
   o.region = "cn-northwest-1";
   expect(&o, KCLD_AWS_SQS, "https://sqs.cn-northwest-1.amazonaws.com.cn/");
 
@@ -244,6 +256,9 @@ static void test_configured_endpoints(void **state)
   setenv("AWS_ENDPOINT_URL_KINESIS", "http://127.0.0.1:7001", 1);
   expect(&o, KCLD_AWS_KINESIS, "http://127.0.0.1:7001/");
   expect(&o, KCLD_AWS_DYNAMODB, "http://127.0.0.1:7000/");
+  setenv("AWS_ENDPOINT_URL_S3", "http://127.0.0.1:7003", 1);
+  expect(&o, KCLD_AWS_S3, "http://127.0.0.1:7003/");
+  unsetenv("AWS_ENDPOINT_URL_S3");
   /* The options beat everything. */
   o.endpoint[KCLD_AWS_KINESIS] = "http://127.0.0.1:7002";
   expect(&o, KCLD_AWS_KINESIS, "http://127.0.0.1:7002/");

@@ -231,17 +231,17 @@ static void env_down(struct env *e)
 
 struct outcome {
   int done;
-  struct kcld_redrive_dir_result r;
+  struct kcld_redrive_totals r;
 };
 
-static void on_redriven(const struct kcld_redrive_dir_result *r, void *arg)
+static void on_redriven(const struct kcld_redrive_totals *r, void *arg)
 {
   struct outcome *o = arg;
   o->r = *r;
   o->done = 1;
 }
 
-static struct kcld_redrive_dir_result redrive(struct env *e)
+static struct kcld_redrive_totals redrive(struct env *e)
 {
   struct kcld_redrive_dir_opts o = {0};
   struct outcome out = {0};
@@ -249,9 +249,9 @@ static struct kcld_redrive_dir_result redrive(struct env *e)
   o.dir = e->dir;
   o.handler = &e->h.base;
   o.batch_size = 4;
-  o.attempts = 2;
-  o.backoff_base_ms = 5;
-  o.backoff_max_ms = 10;
+  o.how.attempts = 2;
+  o.how.backoff_base_ms = 5;
+  o.how.backoff_max_ms = 10;
   assert_int_equal(kcld_redrive_dir_run(&o, on_redriven, &out), 0);
   assert_int_equal(out.done, 0); /* never before it returns */
   assert_true(kcld_test_run_until(&e->loop, &out.done, 10000));
@@ -272,7 +272,7 @@ static size_t count_files(const char *dir)
 static void test_replay_into_handler(void **state)
 {
   struct env e;
-  struct kcld_redrive_dir_result r;
+  struct kcld_redrive_totals r;
   char done[128];
   struct stat st;
   (void)state;
@@ -312,7 +312,7 @@ static void test_replay_into_handler(void **state)
 static void test_failure_keeps_the_rest(void **state)
 {
   struct env e;
-  struct kcld_redrive_dir_result r;
+  struct kcld_redrive_totals r;
   (void)state;
 
   env_up(&e);
@@ -374,7 +374,7 @@ static void test_append_while_claimed(void **state)
   free(names);
   free(path);
   {
-    struct kcld_redrive_dir_result r = redrive(&e);
+    struct kcld_redrive_totals r = redrive(&e);
     assert_int_equal(r.err, 0);
     assert_int_equal(r.records, 4);
     assert_int_equal(r.files, 2);

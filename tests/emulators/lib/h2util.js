@@ -1,6 +1,6 @@
 // h2util.js — one loopback port that speaks both HTTP/1.1 and HTTP/2 with
 // prior knowledge (h2c), as AWS endpoints speak both (over TLS).  Not an
-// emulator itself (no start()): shared by h2test.js and kinesis_efo.js.
+// emulator itself (no start()): shared by h2test.js, kinesis_efo.js and s3.js.
 //
 //   const srv = await dualServer(handler)
 //     handler(req, res) gets Node's compatibility API objects for either
@@ -108,6 +108,14 @@ function relay(sock, head) {
   d.remoteAddress = sock.remoteAddress;
   d.remotePort = sock.remotePort;
   return d;
+}
+
+// Listens on an ephemeral loopback port; resolves to "http://127.0.0.1:P".
+export function listenLoopback(server) {
+  return new Promise((resolve, reject) => {
+    server.once('error', reject);
+    server.listen(0, HOST, () => resolve(`http://${HOST}:${server.address().port}`));
+  });
 }
 
 export function readBody(req) {

@@ -2,9 +2,10 @@
  * (default 120; the sink's writes throttled or failing for 10-30 s
  * windows), CHAOS_SEED to replay a schedule, CHAOS_KEEP to keep the
  * workers' outputs and logs, CHAOS_FANOUT=1 for the fan-out variant (one
- * lambda worker in fetch.mode: fanout; opt-in while a fan-out worker
- * restarted during a Kinesis fault window exits 1: its consumer lookup
- * at start-up does not retry past the client's attempts).  The driver and its checks:
+ * lambda worker in fetch.mode: fanout; opt-in: in 3 short runs per build
+ * on 2026-12-06 it failed 1 of 3 plain and 2 of 3 ASan, records never
+ * handled within 90 s of the end, e.g. CHAOS_SEED=1796518428, 142 of 834
+ * in the plain build; not diagnosed yet).  The driver and its checks:
  * chaos.c. */
 #include "chaos.c"
 

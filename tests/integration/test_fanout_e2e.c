@@ -157,6 +157,19 @@ static json_t *put(const char *stream, const char *tag, int n)
   return produced;
 }
 
+/* put() of `n` records into `stream`, each marked with its stream (for
+ * assert_same with streams:), appended to `produced`. */
+static void put_into(json_t *produced, const char *stream, const char *tag,
+                     int n)
+{
+  json_t *more = put(stream, tag, n), *rec;
+  size_t i;
+  json_array_foreach(more, i, rec)
+    json_object_set_new(rec, "stream", json_string(stream));
+  json_array_extend(produced, more);
+  json_decref(more);
+}
+
 /* `got` (handled()) is exactly `produced`. */
 static void assert_same(json_t *got, json_t *produced)
 {
@@ -194,6 +207,15 @@ static void run_until_handled(const char *conf, const char *out,
 }
 
 /* ======== Tests ======== */
+
+/* A test's config, output and log paths: E.dir/NAME.yaml, .jsonl, .log. */
+static void test_paths(const char *name, char conf[128], char out[128],
+                       char log[128])
+{
+  snprintf(conf, 128, "%s/%s.yaml", E.dir, name);
+  snprintf(out, 128, "%s/%s.jsonl", E.dir, name);
+  snprintf(log, 128, "%s/%s.log", E.dir, name);
+}
 
 static void test_consumes_and_resumes(void **state)
 {
@@ -289,20 +311,12 @@ static void test_multistream(void **state)
 {
   char conf[128], out[128], log[128];
   (void)state;
-  snprintf(conf, sizeof(conf), "%s/multi.yaml", E.dir);
-  snprintf(out, sizeof(out), "%s/multi.jsonl", E.dir);
-  snprintf(log, sizeof(log), "%s/multi.log", E.dir);
+  test_paths("multi", conf, out, log);
   kcld_e2e_create_stream(E.aws, "efo-m1", 2);
   kcld_e2e_create_stream(E.aws, "efo-m2", 1);
-  json_t *produced = put("efo-m1", "m1", 30);
-  json_t *more = put("efo-m2", "m2", 20), *rec;
-  size_t i;
-  json_array_foreach(produced, i, rec)
-    json_object_set_new(rec, "stream", json_string("efo-m1"));
-  json_array_foreach(more, i, rec)
-    json_object_set_new(rec, "stream", json_string("efo-m2"));
-  json_array_extend(produced, more);
-  json_decref(more);
+  json_t *produced = json_array();
+  put_into(produced, "efo-m1", "m1", 30);
+  put_into(produced, "efo-m2", "m2", 20);
   write_config(conf, "efomulti", NULL, out,
                "streams:\n  - name: efo-m1\n  - name: efo-m2\n");
   json_int_t gr = calls_of("GetRecords");
@@ -320,20 +334,12 @@ static void test_reload_adds_stream(void **state)
 {
   char conf[128], out[128], log[128];
   (void)state;
-  snprintf(conf, sizeof(conf), "%s/reload.yaml", E.dir);
-  snprintf(out, sizeof(out), "%s/reload.jsonl", E.dir);
-  snprintf(log, sizeof(log), "%s/reload.log", E.dir);
+  test_paths("reload", conf, out, log);
   kcld_e2e_create_stream(E.aws, "efo-r1", 1);
   kcld_e2e_create_stream(E.aws, "efo-r2", 1);
-  json_t *produced = put("efo-r1", "r1", 5), *more = put("efo-r2", "r2", 5);
-  json_t *rec;
-  size_t i;
-  json_array_foreach(produced, i, rec)
-    json_object_set_new(rec, "stream", json_string("efo-r1"));
-  json_array_foreach(more, i, rec)
-    json_object_set_new(rec, "stream", json_string("efo-r2"));
-  json_array_extend(produced, more);
-  json_decref(more);
+  json_t *produced = json_array();
+  put_into(produced, "efo-r1", "r1", 5);
+  put_into(produced, "efo-r2", "r2", 5);
   write_config(conf, "eforeload", NULL, out, "streams:\n  - name: efo-r1\n");
   json_int_t gr = calls_of("GetRecords");
   E.pid = kcld_test_spawn_kcld(conf, log);
@@ -358,9 +364,7 @@ static void test_unknown_consumer_arn_exits(void **state)
   char conf[128], out[128], log[128], extra[256];
   int status = 0;
   (void)state;
-  snprintf(conf, sizeof(conf), "%s/bad.yaml", E.dir);
-  snprintf(out, sizeof(out), "%s/bad.jsonl", E.dir);
-  snprintf(log, sizeof(log), "%s/bad.log", E.dir);
+  test_paths("bad", conf, out, log);
   kcld_e2e_create_stream(E.aws, "efo-bad", 1);
   snprintf(extra, sizeof(extra), "  consumer_arn: \"arn:aws:kinesis:"
            "us-east-1:000000000000:stream/efo-bad/consumer/nobody:1\"\n");
@@ -395,9 +399,7 @@ static void test_register_500s_waited_out(void **state)
 {
   char conf[128], out[128], log[128];
   (void)state;
-  snprintf(conf, sizeof(conf), "%s/t500.yaml", E.dir);
-  snprintf(out, sizeof(out), "%s/t500.jsonl", E.dir);
-  snprintf(log, sizeof(log), "%s/t500.log", E.dir);
+  test_paths("t500", conf, out, log);
   kcld_e2e_create_stream(E.aws, "efo-500", 1);
   json_t *produced = put("efo-500", "t", 10);
   write_config(conf, "efo500", "efo-500", out, "");
@@ -417,9 +419,7 @@ static void test_access_denied_exits_at_once(void **state)
   char conf[128], out[128], log[128];
   int status = 0;
   (void)state;
-  snprintf(conf, sizeof(conf), "%s/denied.yaml", E.dir);
-  snprintf(out, sizeof(out), "%s/denied.jsonl", E.dir);
-  snprintf(log, sizeof(log), "%s/denied.log", E.dir);
+  test_paths("denied", conf, out, log);
   kcld_e2e_create_stream(E.aws, "efo-denied", 1);
   write_config(conf, "efodenied", "efo-denied", out, "");
   json_int_t before = calls_of("RegisterStreamConsumer");

@@ -106,10 +106,10 @@ struct http_req {
   curl_socket_t fd;          /* its connection's socket, when curl said */
   kcld_http_data_cb on_data; /* NULL for a gathered answer */
   long status;               /* the answer's status, once its body starts */
-  unsigned ready : 1,        /* resp holds bytes for on_data */
-    paused : 1, delivering : 1,
-    finished : 1,            /* completed while delivering: free after */
-    reread : 1;              /* the kick has curl read its socket */
+  unsigned char ready;       /* resp holds bytes for on_data */
+  unsigned char reread;      /* the kick has curl read its socket */
+  unsigned paused : 1, delivering : 1,
+    finished : 1;            /* completed while delivering: free after */
 };
 
 /* ======== Process-wide initialization ======== */
@@ -314,30 +314,30 @@ static void easy_put(struct kcld_http *http, CURL *easy)
   http->idle_easy[http->n_idle_easy++] = easy;
 }
 
-/* Whether a stream holds bytes for on_data; counted so that deliver()
- * walks the requests only when some stream does. */
-static void set_ready(struct http_req *r, int on)
+/* Sets a stream's flag, keeping the count of streams that have it set, so
+ * that deliver() and the kick walk the requests only when some stream
+ * does. */
+static void set_counted(unsigned char *flag, size_t *count, int on)
 {
-  if (r->ready == (unsigned)on)
+  if (*flag == (on ? 1 : 0))
     return;
-  r->ready = on ? 1u : 0u;
+  *flag = on ? 1 : 0;
   if (on)
-    r->http->n_ready++;
+    (*count)++;
   else
-    r->http->n_ready--;
+    (*count)--;
 }
 
-/* Whether the kick is to read a stream's socket again; counted like
- * set_ready. */
+/* Whether a stream holds bytes for on_data. */
+static void set_ready(struct http_req *r, int on)
+{
+  set_counted(&r->ready, &r->http->n_ready, on);
+}
+
+/* Whether the kick is to have curl read the stream's socket again. */
 static void set_reread(struct http_req *r, int on)
 {
-  if (r->reread == (unsigned)on)
-    return;
-  r->reread = on ? 1u : 0u;
-  if (on)
-    r->http->n_reread++;
-  else
-    r->http->n_reread--;
+  set_counted(&r->reread, &r->http->n_reread, on);
 }
 
 static void req_free(struct http_req *r)

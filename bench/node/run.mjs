@@ -496,7 +496,7 @@ const FANOUT_SHARDS = (env.BENCH_FANOUT_SHARDS || '4 16').trim().split(/\s+/)
 const FANOUT_IDLE = Number(env.BENCH_FANOUT_IDLE || 256);
 // Records per fan-out event (polling keeps 10000 per answer, its best):
 // with 10000 (~14 MB events, over fetch.max_buffered_bytes) some shards
-// hung after a pause (see docs/benchmarks.md).
+// hung after a pause before efohang's http.c fix (see docs/benchmarks.md).
 const FANOUT_PER_EVENT = Number(env.BENCH_FANOUT_PER_EVENT || 1000);
 const FANOUT = [['fetch.mode', 'fanout']];
 

@@ -4,7 +4,7 @@
 #   make test       bootstrap, then unit + integration tests, plain and ASan+UBSan
 #   make run        bootstrap, build, and run kcld against local emulators
 #   make deps       install missing Debian packages and the npm test emulators
-#   make bench      the benchmarks (docs/benchmarks.md); BENCH=throughput|latency|scale|failover
+#   make bench      the benchmarks (docs/benchmarks.md); BENCH=throughput|latency|scale|failover|filter|fanout
 #   make install    PREFIX=/usr/local DESTDIR=
 #
 # The compiler and linker flags come from pkg-config, which this Makefile
@@ -247,7 +247,8 @@ $(BUILD)/tests/integration/test_lambda_plugin_e2e: | $(TEST_PLUGINS) \
   examples/plugin-count/plugin-count.so
 
 # The long chaos run (tests/chaos/chaos.c): CHAOS_SECONDS of faults against
-# three workers (default 120), CHAOS_SEED replays a printed schedule.
+# three workers (default 120), CHAOS_SEED replays a printed schedule;
+# CHAOS_FANOUT=1: one worker reads with fetch.mode: fanout.
 CHAOS_SECONDS ?= 120
 .PHONY: chaos chaos-build
 chaos: deps

@@ -884,9 +884,6 @@ static void finish_streams(struct ctx *c)
   if (*cfg->stream && cfg->streams.len)
     err_at(c, "streams", "streams", "cannot be combined with stream "
            "(%s): list every stream under streams", cfg->stream);
-  if (cfg->streams.len && cfg->fetch.mode == KCLD_CONFIG_FETCH_FANOUT)
-    err_at(c, "streams", "fetch.mode",
-           "fanout is not supported with streams yet: use polling");
 }
 
 /* fetch.consumer_name (application when not set) and fetch.consumer_arn:
@@ -908,6 +905,15 @@ static void check_fanout(struct ctx *c)
     if (*f->consumer_arn)
       err_at(c, "fetch.consumer_arn", "fetch.consumer_arn",
              "only used with fetch.mode: fanout");
+    return;
+  }
+  if (*f->consumer_arn && cfg->streams.len) {
+    /* A consumer belongs to one stream; with several, one is registered
+     * (or found) per stream under fetch.consumer_name. */
+    err_at(c, "fetch.consumer_arn", "fetch.consumer_arn",
+           "names one stream's consumer and cannot be used with streams: "
+           "leave it empty (a consumer named fetch.consumer_name is "
+           "registered or found on each stream)");
     return;
   }
   if (*f->consumer_arn) {

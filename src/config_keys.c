@@ -181,9 +181,10 @@ const struct kcld_config_key kcld_config_keys[] = {
       "fanout: the ARN of an existing consumer to use; nothing is "
       "registered; \"\" = register fetch.consumer_name"),
   INT("fetch.max_records", fetch.max_records, "10000", 1, 10000, F_LIVE,
-      "KCL maxRecords: records per GetRecords call"),
+      "KCL maxRecords: records per GetRecords call (polling only)"),
   DUR("fetch.idle_time", fetch.idle_time_ms, "1s", 200, 5 * MIN, F_LIVE,
-      "KCL idleTimeBetweenReadsInMillis: wait after an empty read"),
+      "KCL idleTimeBetweenReadsInMillis: wait after an empty read (polling "
+      "only)"),
   SIZE("fetch.max_buffered_bytes", fetch.max_buffered_bytes, "8MiB",
        64 * KIB, GIB, 0,
        "fetched bytes held per shard (bodies, parse work, batches): no "

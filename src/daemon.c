@@ -82,6 +82,7 @@ struct stream_slot {
   int coord_idx;                /* its index in the coordinator; -1 = not
                                    added yet */
   int removed;                  /* gone from the list (a reload) */
+  char *consumer_arn;           /* fanout: its ACTIVE stream consumer */
 };
 
 /* The signals the daemon handles (daemon.h says what each does). */
@@ -120,7 +121,7 @@ struct daemon {
   int resolving_busy;          /* a resolution is under way */
   char *function_arn;          /* the on-failure records' functionArn */
   struct kcld_fanout *fanout;  /* fetch.mode: fanout only */
-  char *consumer_arn;          /* fanout: the ACTIVE stream consumer */
+  size_t consumers_active;      /* fanout start-up: slots with theirs */
   struct kcld_coordinator *coord;
   struct kcld_notify *notify;
   struct kcld_monitor *monitor; /* metrics.listen / metrics.emf */
@@ -247,7 +248,7 @@ static void on_acquired(const struct kcld_lease *lease, void *arg)
   o.loop = &dm->loop;
   o.kinesis = dm->kinesis;
   o.fanout = dm->fanout;
-  o.consumer_arn = dm->consumer_arn;
+  o.consumer_arn = dm->slots[si].consumer_arn;
   o.coordinator = dm->coord;
   o.stream = dm->slots[si].name;
   o.lease = lease;
@@ -1001,58 +1002,111 @@ static int start_coordinator(struct daemon *dm,
 }
 
 static int start_rest(struct daemon *dm);
+static void start_added(struct daemon *dm, size_t i);
+static int find_stream_consumer(struct daemon *dm, size_t i);
 
-/* Fan-out: the stream consumer is ACTIVE (or could not be had); the rest
- * starts now.  Runs with KCLD_ECANCELED when the run ends first. */
+/* A stream consumer being looked up for slot `slot` (slots move when a
+ * reload adds some, so the index, not a pointer). */
+struct consumer_req {
+  struct daemon *dm;
+  size_t slot;
+};
+
+/* Fan-out: slot's consumer is ACTIVE, or could not be had.  At start-up,
+ * once every stream's is, the rest starts; for a stream a reload added,
+ * its pipeline and leases.  A transient failure (the lookup's own retries
+ * ran out of time) is looked up again, as long as it takes; any other ends
+ * start-up, or drops the added stream.  KCLD_ECANCELED: the run ended. */
 static void on_stream_consumer(const struct kcld_fanout_consumer *c,
                                void *arg)
 {
-  struct daemon *dm = arg;
-  int rc = c->st.err;
+  struct consumer_req *req = arg;
+  struct daemon *dm = req->dm;
+  size_t i = req->slot;
+  int rc = c->st.err, starting = dm->phase == PHASE_STARTING;
+  struct stream_slot *sl = &dm->slots[i];
 
-  if (dm->phase != PHASE_STARTING)
+  free(req);
+  if ((!starting && dm->phase != PHASE_RUNNING) || rc == KCLD_ECANCELED ||
+      sl->removed)
     return;
   if (rc == 0 && strcmp(c->status, "ACTIVE") != 0)
     rc = KCLD_EAWS;
-  if (rc != 0) {
-    kcld_log(KCLD_LOG_ERROR, "start-up failed: no ACTIVE stream consumer "
-             "for fetch.mode: fanout", "consumer",
+  if (rc != 0 && kcld_svc_transient(&c->st)) {
+    kcld_log(KCLD_LOG_WARN, "start-up waits: a transient failure; trying "
+             "again", "step", "stream consumer", "stream", sl->name,
+             "error", c->st.message[0] ? c->st.message : kcld_strerror(rc),
+             NULL);
+    rc = find_stream_consumer(dm, i);
+  } else if (rc != 0) {
+    kcld_log(KCLD_LOG_ERROR, starting ? "start-up failed: no ACTIVE stream "
+             "consumer for fetch.mode: fanout" : "no ACTIVE stream consumer "
+             "for fetch.mode: fanout", "stream", sl->name, "consumer",
              *dm->cfg->fetch.consumer_arn ? dm->cfg->fetch.consumer_arn
                                           : dm->cfg->fetch.consumer_name,
              "status", rc == KCLD_EAWS && c->status ? c->status : "",
              "type", c->st.type ? c->st.type : "", "error",
              kcld_strerror(rc), NULL);
-    begin_shutdown(dm, rc);
+    if (starting) {
+      begin_shutdown(dm, rc);
+      return;
+    }
+  } else {
+    kcld_log(KCLD_LOG_INFO, "stream consumer ACTIVE; fetching with "
+             "enhanced fan-out", "stream", sl->name, "consumer",
+             c->name ? c->name : "", "consumer_arn", c->arn, "registered",
+             c->registered ? "true" : "false", NULL);
+    if (!(sl->consumer_arn = strdup(c->arn)))
+      rc = KCLD_ENOMEM;
+    else if (!starting)
+      start_added(dm, i);
+    else if (++dm->consumers_active == dm->n_streams)
+      rc = start_rest(dm);
+  }
+  if (rc == 0)
+    return;
+  if (!starting) {
+    kcld_log(KCLD_LOG_ERROR, "cannot start consuming an added stream; "
+             "restart kcld to consume it", "stream", sl->name, "error",
+             kcld_strerror(rc), NULL);
+    sl->removed = 1;
     return;
   }
-  kcld_log(KCLD_LOG_INFO, "stream consumer ACTIVE; fetching with enhanced "
-           "fan-out", "consumer", c->name ? c->name : "", "consumer_arn",
-           c->arn, "registered", c->registered ? "true" : "false", NULL);
-  if (!(dm->consumer_arn = strdup(c->arn)))
-    rc = KCLD_ENOMEM;
-  else
-    rc = start_rest(dm);
-  if (rc != 0) {
-    kcld_log(KCLD_LOG_ERROR, "start-up failed", "error", kcld_strerror(rc),
-             NULL);
-    begin_shutdown(dm, rc);
-  }
+  kcld_log(KCLD_LOG_ERROR, "start-up failed", "error", kcld_strerror(rc),
+           NULL);
+  begin_shutdown(dm, rc);
 }
 
-/* fetch.mode: fanout: the consumer of fetch.consumer_arn (described), or
- * fetch.consumer_name registered or found, and waited for until ACTIVE.
- * Never deregistered: the application's other workers use it too. */
-static int find_stream_consumer(struct daemon *dm)
+/* fetch.mode: fanout: slot i's consumer: that of fetch.consumer_arn
+ * (described; one stream only, the config's rule), or fetch.consumer_name
+ * registered or found on the stream; waited for until ACTIVE
+ * (on_stream_consumer follows).  Never deregistered: the application's
+ * other workers use them too. */
+static int find_stream_consumer(struct daemon *dm, size_t i)
 {
   const struct kcld_config_fetch *f = &dm->cfg->fetch;
-  int rc = kcld_fanout_new(dm->aws, &dm->loop, &dm->fanout);
+  struct consumer_req *req = malloc(sizeof(*req));
+  int rc;
+  if (!req)
+    return KCLD_ENOMEM;
+  *req = (struct consumer_req){dm, i};
+  rc = *f->consumer_arn
+         ? kcld_fanout_await(dm->fanout, f->consumer_arn, 0,
+                             on_stream_consumer, req)
+         : kcld_fanout_ensure(dm->fanout, dm->slots[i].name,
+                              f->consumer_name, 0, on_stream_consumer, req);
   if (rc != 0)
-    return rc;
-  if (*f->consumer_arn)
-    return kcld_fanout_describe(dm->fanout, NULL, NULL, f->consumer_arn,
-                                on_stream_consumer, dm);
-  return kcld_fanout_ensure(dm->fanout, dm->cfg->stream, f->consumer_name,
-                            0, on_stream_consumer, dm);
+    free(req);
+  return rc;
+}
+
+/* Every stream's consumer, all at once. */
+static int find_stream_consumers(struct daemon *dm)
+{
+  int rc = kcld_fanout_new(dm->aws, &dm->loop, &dm->fanout);
+  for (size_t i = 0; i < dm->n_streams && rc == 0; i++)
+    rc = find_stream_consumer(dm, i);
+  return rc;
 }
 
 static void on_identity(int err, const struct kcld_identity *id, void *arg);
@@ -1102,7 +1156,7 @@ static int start_clients(struct daemon *dm)
 static int start_engine(struct daemon *dm)
 {
   if (dm->cfg->fetch.mode == KCLD_CONFIG_FETCH_FANOUT)
-    return find_stream_consumer(dm);
+    return find_stream_consumers(dm);
   return start_rest(dm);
 }
 
@@ -1160,16 +1214,22 @@ static int start_rest(struct daemon *dm)
   return start_coordinator(dm, &co);
 }
 
-/* A stream added by a reload has its ARN: its pipeline, then its leases
- * (the coordinator identifies and syncs it).  A failure is logged; the
- * other streams go on. */
+/* A stream added by a reload has its ARN: with fetch.mode: fanout its
+ * stream consumer first (on_stream_consumer comes back here), then its
+ * pipeline, then its leases (the coordinator identifies and syncs it).  A
+ * failure is logged; the other streams go on. */
 static void start_added(struct daemon *dm, size_t i)
 {
   struct stream_slot *sl = &dm->slots[i];
   struct kcld_coordinator_stream cs = {
     .stream = sl->name,
     .initial_position = (enum kcld_initial_position)sl->pos};
-  int rc = open_pipeline(dm, i);
+  int rc = 0;
+  if (dm->fanout && !sl->consumer_arn && (rc = find_stream_consumer(dm, i))
+      == 0)
+    return;
+  if (rc == 0)
+    rc = open_pipeline(dm, i);
   if (rc == 0 && (rc = kcld_coordinator_add_stream(dm->coord, &cs)) >= 0) {
     sl->coord_idx = rc;
     return;
@@ -1397,6 +1457,7 @@ int kcld_daemon_run(const struct kcld_daemon_opts *opts)
   for (size_t i = 0; i < dm.n_streams; i++) {
     kcld_pipeline_free(dm.slots[i].pipe);
     free(dm.slots[i].arn);
+    free(dm.slots[i].consumer_arn);
   }
   free(dm.slots);
   for (size_t i = 0; i < dm.nkept; i++)
@@ -1406,7 +1467,6 @@ int kcld_daemon_run(const struct kcld_daemon_opts *opts)
   free(dm.region);
   free(dm.function_arn);
   kcld_config_free(dm.reloaded);
-  free(dm.consumer_arn);
   kcld_log_flush(1);
   kcld_log(KCLD_LOG_INFO, "stopped", NULL);
   return dm.rc;

@@ -1,7 +1,7 @@
 // fixture.mjs - a Kinesis endpoint that serves pre-built bodies from memory.
 //
 //   node fixture.mjs --shards N [--records R] [--size BYTES] [--per-call K]
-//                    [--json] [--empty] [--dump FILE]
+//                    [--json] [--empty] [--dump FILE] [--efo] [--live RATE]
 //
 // Serves DescribeStreamSummary, ListShards, GetShardIterator and GetRecords on
 // an ephemeral 127.0.0.1 port (keep-alive).  Every GetRecords answer is a
@@ -19,12 +19,32 @@
 // served, how many distinct shards asked for an iterator (shardsStarted) and
 // when the last of all shards first did (allStartedAt, 0 until then).  The
 // process ends when stdin closes.
+//
+// --efo serves enhanced fan-out too, HTTP/1.1 and h2c on the one port
+// (tests/emulators/lib/h2util.js): RegisterStreamConsumer and
+// DescribeStreamConsumer (one consumer per name, ACTIVE at once) and
+// SubscribeToShard, whose events carry the same records K per event (the
+// first from the starting position, record-exact; the last with ChildShards
+// [] and no continuation: the shard's end), written as fast as HTTP/2 flow
+// control lets them go.  With --empty a subscription sends an event with no
+// records every 5 s (as Kinesis does at the tip) and lasts 5 minutes.  A
+// subscription counts as the shard's start (shardsStarted) and as its
+// GetRecords (firstGet, recordsServed, lastEnd).
+//
+// --live RATE (the latency benchmark): every shard is open and starts
+// empty; between GET /__live/start and GET /__live/stop the fixture makes
+// RATE records a second on each, whose data is {"t": <epoch ms when made>,
+// "n": N}: GetRecords answers what was made since its iterator (LATEST:
+// from now), and open subscriptions get each record in an event of its
+// own as soon as it is made (an empty event every 5 s otherwise).
 import http from 'node:http';
 import fs from 'node:fs';
+import { createRequire } from 'node:module';
+import { dualServer } from '../../tests/emulators/lib/h2util.js';
 
 const args = process.argv.slice(2);
 const opt = { shards: 1, records: 10000, size: 1024, perCall: 10000,
-              json: false, empty: false, dump: null };
+              json: false, empty: false, dump: null, efo: false, live: 0 };
 for (let i = 0; i < args.length; i++) {
   const a = args[i];
   if (a === '--shards') opt.shards = Number(args[++i]);
@@ -34,6 +54,8 @@ for (let i = 0; i < args.length; i++) {
   else if (a === '--json') opt.json = true;
   else if (a === '--empty') opt.empty = true;
   else if (a === '--dump') opt.dump = args[++i];
+  else if (a === '--efo') opt.efo = true;
+  else if (a === '--live') { opt.live = Number(args[++i]); opt.empty = true; }
   else { process.stderr.write(`fixture: unknown argument ${a}\n`); process.exit(2); }
 }
 
@@ -67,7 +89,7 @@ const ts = Math.floor(Date.now() / 1000);
 let dumpFd = opt.dump ? fs.openSync(opt.dump, 'w') : null;
 for (let s = 0; s < opt.shards; s++) {
   const list = [];
-  if (!opt.empty) {
+  if (!opt.empty && !opt.efo) {
     for (let c = 0; c < calls; c++) {
       const parts = [];
       const end = Math.min(opt.records, (c + 1) * opt.perCall);
@@ -151,6 +173,7 @@ function handle(op, req, res) {
       started[s] = 1;
       if (++stats.shardsStarted === opt.shards) stats.allStartedAt = now();
     }
+    if (opt.live) return send(res, 200, { ShardIterator: `it-${s}-${liveFrom(s, req.ShardIteratorType, req.StartingSequenceNumber)}` });
     let c = 0;
     const seq = req.StartingSequenceNumber;
     if (seq && /^\d{56}$/.test(seq)) {
@@ -164,6 +187,7 @@ function handle(op, req, res) {
     if (!m) return error(res, 'InvalidArgumentException', 'bad iterator');
     const s = Number(m[1]), c = Number(m[2]);
     if (!stats.firstGet) stats.firstGet = now();
+    if (opt.live) return send(res, 200, liveRecords(s, c));
     if (opt.empty) return send(res, 200, emptyRecords(s));
     const b = bodies[s] && bodies[s][c];
     if (!b) return error(res, 'InvalidArgumentException', 'bad iterator');
@@ -178,9 +202,200 @@ function handle(op, req, res) {
   }
 }
 
-const server = http.createServer((req, res) => {
+// ======== Live records (--live) ========
+
+const live = [];     // live[s]: records made, as JSON text
+const liveSubs = new Set();   // open subscriptions: {s, push(record index)}
+let liveTimer = null;
+
+function liveFrom(s, type, seq) {
+  live[s] = live[s] || [];
+  if (type === 'LATEST') return live[s].length;
+  if (seq && /^\d{56}$/.test(seq))
+    return Number(seq.slice(8)) - 1 + (type === 'AFTER_SEQUENCE_NUMBER' ? 1 : 0);
+  return 0;
+}
+
+function liveRecords(s, from) {
+  const all = live[s] || [];
+  const recs = all.slice(from, from + 10000);
+  stats.recordsServed += recs.length;
+  return Buffer.from(`{"Records":[${recs.join(',')}],"NextShardIterator":` +
+                     `"it-${s}-${from + recs.length}","MillisBehindLatest":0}`);
+}
+
+function liveMake() {
+  for (let s = 0; s < opt.shards; s++) {
+    live[s] = live[s] || [];
+    const i = live[s].length;
+    const data = Buffer.from(JSON.stringify({ t: now(), n: i })).toString('base64');
+    live[s].push(`{"SequenceNumber":"${seqOf(s, i)}",` +
+                 `"ApproximateArrivalTimestamp":${Date.now() / 1000},` +
+                 `"Data":"${data}","PartitionKey":"pk-${i & 255}"}`);
+    for (const sub of liveSubs) if (sub.s === s) sub.push();
+  }
+}
+
+function liveStart() {
+  if (liveTimer) return;
+  const t0 = now();
+  let n = 0;
+  const tick = () => {
+    while (now() >= t0 + (n * 1000) / opt.live) { liveMake(); n++; }
+    liveTimer = setTimeout(tick, Math.max(0, t0 + (n * 1000) / opt.live - now()));
+  };
+  tick();
+}
+
+function liveStop() {
+  clearTimeout(liveTimer);
+  liveTimer = null;
+}
+
+// ======== Enhanced fan-out (--efo) ========
+
+const consumers = new Map();  // name -> ARN
+let codec = null;
+if (opt.efo) {
+  const require = createRequire(new URL('../../tests/emulators/package.json',
+                                        import.meta.url));
+  const { EventStreamCodec } = require('@smithy/eventstream-codec');
+  const enc = new TextEncoder();
+  codec = new EventStreamCodec((b) => new TextDecoder().decode(b),
+                               (x) => enc.encode(x));
+}
+
+function frame(type, payload) {
+  const str = (value) => ({ type: 'string', value });
+  return Buffer.from(codec.encode({
+    headers: { ':message-type': str('event'), ':event-type': str(type),
+               ':content-type': str('application/json') },
+    body: Buffer.isBuffer(payload) ? payload
+      : Buffer.from(JSON.stringify(payload)) }));
+}
+
+// The event of shard s's records [from, to): the shard's last when `to` is
+// its end.
+function recordsEvent(s, from, to) {
+  const parts = [];
+  for (let i = from; i < to; i++)
+    parts.push(`{"SequenceNumber":"${seqOf(s, i)}",` +
+               `"ApproximateArrivalTimestamp":${ts},` +
+               `"Data":"${payloads[i & 15]}",` +
+               `"PartitionKey":"pk-${i & 255}"}`);
+  const tail = to >= opt.records ? '"ChildShards":[]'
+    : `"ContinuationSequenceNumber":"${seqOf(s, to - 1)}"`;
+  return frame('SubscribeToShardEvent', Buffer.from(
+    `{"Records":[${parts.join(',')}],"MillisBehindLatest":` +
+    `${to >= opt.records ? 0 : 1000},${tail}}`));
+}
+
+// Built on demand, kept: shard s's event c (records c*K .. (c+1)*K).
+const events = [];
+function eventOf(s, c) {
+  events[s] = events[s] || [];
+  if (!events[s][c])
+    events[s][c] = recordsEvent(s, c * opt.perCall,
+                                Math.min(opt.records, (c + 1) * opt.perCall));
+  return events[s][c];
+}
+
+function consumerOp(op, req, res) {
+  if (op === 'RegisterStreamConsumer' || op === 'DescribeStreamConsumer') {
+    const name = req.ConsumerName ||
+      String(req.ConsumerARN || '').replace(/^.*\/consumer\/([^:]*):.*$/, '$1');
+    if (op === 'DescribeStreamConsumer' && !consumers.has(name))
+      return error(res, 'ResourceNotFoundException', 'no consumer');
+    if (op === 'RegisterStreamConsumer' && consumers.has(name))
+      return error(res, 'ResourceInUseException', 'consumer exists');
+    if (!consumers.has(name))
+      consumers.set(name, `${ARN}/consumer/${name}:${ts}`);
+    const c = { ConsumerName: name, ConsumerARN: consumers.get(name),
+                ConsumerStatus: 'ACTIVE', ConsumerCreationTimestamp: ts,
+                StreamARN: ARN };
+    return send(res, 200, op === 'RegisterStreamConsumer'
+      ? { Consumer: c } : { ConsumerDescription: c });
+  }
+  return null;
+}
+
+async function subscribe(req, res) {
+  const s = shardIndex(req.ShardId);
+  if (s < 0) return error(res, 'ResourceNotFoundException', 'no shard');
+  if (!started[s]) {
+    started[s] = 1;
+    if (++stats.shardsStarted === opt.shards) stats.allStartedAt = now();
+  }
+  const sp = req.StartingPosition || {};
+  let i = 0;   // the first record to send
+  if (sp.SequenceNumber && /^\d{56}$/.test(sp.SequenceNumber))
+    i = Number(sp.SequenceNumber.slice(8)) - 1 +
+        (sp.Type === 'AFTER_SEQUENCE_NUMBER' ? 1 : 0);
+  let closed = false;
+  res.on('close', () => { closed = true; });
+  res.writeHead(200, { 'content-type': 'application/vnd.amazon.eventstream' });
+  res.write(frame('initial-response', {}));
+  const put = async (buf) => {
+    if (!res.write(buf) && !closed)
+      await new Promise((r) => { res.once('drain', r); res.once('close', r); });
+  };
+  if (opt.live) {
+    live[s] = live[s] || [];
+    let next = liveFrom(s, sp.Type, sp.SequenceNumber);
+    const sub = { s, push: () => {
+      if (closed) return;
+      const recs = live[s].slice(next);
+      if (!recs.length) return;
+      next += recs.length;
+      stats.recordsServed += recs.length;
+      res.write(frame('SubscribeToShardEvent', Buffer.from(
+        `{"Records":[${recs.join(',')}],"MillisBehindLatest":0,` +
+        `"ContinuationSequenceNumber":"${seqOf(s, next - 1)}"}`)));
+    } };
+    liveSubs.add(sub);
+    sub.push();
+    const t0 = now();
+    while (!closed && now() - t0 < 300000) {
+      await new Promise((r) => setTimeout(r, 5000));
+      if (!closed)
+        res.write(frame('SubscribeToShardEvent', { Records: [],
+          ContinuationSequenceNumber: seqOf(s, next - 1), MillisBehindLatest: 0 }));
+    }
+    liveSubs.delete(sub);
+    return closed ? undefined : res.end();
+  }
+  if (opt.empty) {
+    const t0 = now();
+    while (!closed && now() - t0 < 300000) {
+      if (!stats.firstGet) stats.firstGet = now();
+      await put(frame('SubscribeToShardEvent', { Records: [],
+        ContinuationSequenceNumber: seqOf(s, i - 1), MillisBehindLatest: 0 }));
+      await new Promise((r) => setTimeout(r, 5000));
+    }
+    return res.end();
+  }
+  while (!closed && i < opt.records) {
+    if (!stats.firstGet) stats.firstGet = now();
+    const c = Math.floor(i / opt.perCall), end = Math.min(opt.records,
+                                                          (c + 1) * opt.perCall);
+    const buf = i === c * opt.perCall ? eventOf(s, c) : recordsEvent(s, i, end);
+    stats.recordsServed += end - i;
+    stats.bytesServed += buf.length;
+    i = end;
+    if (i >= opt.records) { stats.ends++; stats.lastEnd = now(); }
+    await put(buf);
+  }
+  if (!closed) res.end();
+}
+
+function onRequest(req, res) {
   if (req.method === 'GET' && req.url === '/__stats') {
     return send(res, 200, stats);
+  }
+  if (req.method === 'GET' && (req.url === '/__live/start' ||
+                               req.url === '/__live/stop')) {
+    if (req.url === '/__live/start') liveStart(); else liveStop();
+    return send(res, 200, { made: live.map((l) => l.length) });
   }
   const target = String(req.headers['x-amz-target'] || '');
   const op = target.slice(target.indexOf('.') + 1);
@@ -190,17 +405,31 @@ const server = http.createServer((req, res) => {
     let body = {};
     try { body = chunks.length ? JSON.parse(Buffer.concat(chunks)) : {}; }
     catch (_) { return error(res, 'SerializationException', 'bad json'); }
+    if (opt.efo && op === 'SubscribeToShard') {
+      stats.requests[op] = (stats.requests[op] || 0) + 1;
+      return subscribe(body, res);
+    }
+    if (opt.efo && consumerOp(op, body, res) !== null) return;
     handle(op, body, res);
   });
-});
-server.on('connection', () => { stats.connections++; });
-server.keepAliveTimeout = 120000;
-server.headersTimeout = 130000;
-server.listen(0, '127.0.0.1', () => {
-  const url = `http://127.0.0.1:${server.address().port}`;
+}
+
+function listening(url) {
   process.stdout.write(JSON.stringify({ url, bodies: opt.shards * calls }) +
                        '\n');
-});
+}
+
+if (opt.efo) {
+  const srv = await dualServer(onRequest);
+  listening(srv.url);
+} else {
+  const server = http.createServer(onRequest);
+  server.on('connection', () => { stats.connections++; });
+  server.keepAliveTimeout = 120000;
+  server.headersTimeout = 130000;
+  server.listen(0, '127.0.0.1',
+                () => listening(`http://127.0.0.1:${server.address().port}`));
+}
 process.stdin.on('end', () => process.exit(0));
 process.stdin.on('error', () => process.exit(0));
 process.stdin.resume();

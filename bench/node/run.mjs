@@ -1,6 +1,7 @@
-// run.mjs - kcld's benchmarks: throughput, latency, scale, failover, filter.
+// run.mjs - kcld's benchmarks: throughput, latency, scale, failover, filter,
+// fanout.
 //
-//   node run.mjs [throughput|latency|scale|failover|filter|all]...
+//   node run.mjs [throughput|latency|scale|failover|filter|fanout|all]...
 //                                                         (default: all)
 //
 // Environment: KCLD_BIN (default build/kcld), KCLD_BENCH_BIN (the directory
@@ -18,6 +19,11 @@
 // 3), BENCH_KCLD_SET (extra kcld configuration for every kcld, "key=value"
 // pairs separated by spaces, e.g. "fetch.max_buffered_bytes=16MiB"),
 // BENCH_LATENCY_SET (the same for the latency benchmark's kcld only),
+// BENCH_LATENCY_FANOUT=0 (no fixture passes, polling and fan-out, in the
+// latency benchmark),
+// BENCH_FANOUT_SHARDS (the fan-out benchmark's shards, "4 16"),
+// BENCH_FANOUT_IDLE (its idle shards for RSS, 256), BENCH_FANOUT_PER_EVENT
+// (records per fan-out event, 1000),
 // BENCH_KINESIS_EFO=1 (latency and failover on the enhanced fan-out emulator,
 // tests/emulators/lib/kinesis_efo.js, instead of kinesalite: with e.g.
 // BENCH_LATENCY_SET="fetch.mode=fanout"), BENCH_OUT (results JSON, default
@@ -246,10 +252,11 @@ const hasBoto3 = (() => {
 
 // kcld from the first GetRecords until it has dealt with `total` records
 // (handled, or dropped by `filter`: a YAML value, e.g. a flow list).
-async function kcldThroughput(url, ddb, total, filter) {
+async function kcldThroughput(url, ddb, total, filter, set = []) {
   const k = await startKcld({ stream: 'bench', kinesis: url, dynamodb: ddb,
                               batch: 10000, checkpoint: '1s',
-                              set: filter ? [['filter', filter]] : [] });
+                              set: [...(filter ? [['filter', filter]] : []),
+                                    ...set] });
   const stats0 = await getJson(`${url}/__stats`);
   let u0 = null, t0 = null, t1 = null, u1 = null, handled = 0, filtered = 0;
   const deadline = now() + 300000;
@@ -482,6 +489,96 @@ async function filterBench() {
   return { shards, records: total, rows };
 }
 
+// ======== 6. Fan-out ========
+
+const FANOUT_SHARDS = (env.BENCH_FANOUT_SHARDS || '4 16').trim().split(/\s+/)
+  .map(Number);
+const FANOUT_IDLE = Number(env.BENCH_FANOUT_IDLE || 256);
+// Records per fan-out event (polling keeps 10000 per answer, its best):
+// with 10000 (~14 MB events, over fetch.max_buffered_bytes) some shards
+// hung after a pause before efohang's http.c fix (see docs/benchmarks.md).
+const FANOUT_PER_EVENT = Number(env.BENCH_FANOUT_PER_EVENT || 1000);
+const FANOUT = [['fetch.mode', 'fanout']];
+
+// kcld's RSS holding n idle shards of the fixture (--empty; --efo and
+// fetch.mode: fanout when `efo`), 10 s after all are held and read.
+async function idleRss(ddb, n, efo) {
+  const fix = await helper('node', [path.join(HERE, 'fixture.mjs'),
+                                    '--shards', String(n), '--empty',
+                                    ...(efo ? ['--efo'] : [])]);
+  let k;
+  try {
+    const t0 = now();
+    k = await startKcld({ stream: 'bench', kinesis: fix.info.url,
+                          dynamodb: ddb, set: efo ? FANOUT : [] });
+    const h = await awaitHeld(fix.info.url, n, k, t0);
+    if (h.held_at === null) throw new Error(`${n} leases never held`);
+    await sleep(10000);
+    const u = proc.usage(k.proc.pid);
+    return { rss_kib: u.rss, hwm_kib: u.hwm, threads: u.threads,
+             seconds_to_hold: (h.held_at - t0) / 1000 };
+  } finally {
+    if (k) await stopKcld(k);
+    proc.stop(fix.proc);
+  }
+}
+
+// Issue 13's throughput and memory targets: kcld polling and kcld in
+// fan-out mode on the same fixture records (1 KiB, 10000 per answer or
+// event), best of BENCH_REPS each; then RSS with FANOUT_IDLE idle shards.
+async function fanoutBench() {
+  log(`== 6. Fan-out: fixture endpoint (--efo: SubscribeToShard over h2c), ` +
+      `1 KiB records, 10000 per GetRecords answer, ${FANOUT_PER_EVENT} per ` +
+      `event, ${RECORDS} ` +
+      `records per configuration, best of ${REPS}; records per CPU second = ` +
+      `1e6 / CPU s/M; load ${os.loadavg()[0].toFixed(2)} ==`);
+  const ddb = await helper('node', [path.join(HERE, 'emu.mjs')]);
+  const res = { throughput: [], idle: null };
+  try {
+    for (const shards of FANOUT_SHARDS) {
+      const perShard = Math.floor(RECORDS / shards), total = perShard * shards;
+      const row = { shards, records: total };
+      for (const [name, efo] of [['polling', false], ['fanout', true]]) {
+        const fix = await helper('node', [path.join(HERE, 'fixture.mjs'),
+                                          '--shards', String(shards),
+                                          '--records', String(perShard),
+                                          ...(efo ? ['--efo', '--per-call',
+                                                     String(FANOUT_PER_EVENT)]
+                                                  : [])]);
+        const runs = [];
+        try {
+          for (let rep = 0; rep < REPS; rep++)
+            runs.push(await kcldThroughput(fix.info.url, ddb.info.dynamodb,
+                                           total, null, efo ? FANOUT : []));
+        } finally {
+          proc.stop(fix.proc);
+        }
+        row[name] = summarize(runs);
+      }
+      row.load = os.loadavg()[0];
+      row.rps_ratio = row.fanout.rps / row.polling.rps;
+      row.per_cpu_ratio = row.polling.cpu_per_m / row.fanout.cpu_per_m;
+      res.throughput.push(row);
+      log(`-- ${shards} shard(s), ${total} records, load ${f2(row.load)}`);
+      log(consumerLine('kcld polling', row.polling));
+      log(consumerLine('kcld fanout', row.fanout));
+      log(`   ratios                  : fan-out/polling records per CPU ` +
+          `second ${f2(row.per_cpu_ratio)}x, rec/s ${f2(row.rps_ratio)}x`);
+    }
+    const poll = await idleRss(ddb.info.dynamodb, FANOUT_IDLE, false);
+    const fo = await idleRss(ddb.info.dynamodb, FANOUT_IDLE, true);
+    res.idle = { shards: FANOUT_IDLE, polling: poll, fanout: fo,
+                 load: os.loadavg()[0], rss_ratio: fo.rss_kib / poll.rss_kib };
+    log(`-- ${FANOUT_IDLE} idle shards held (10 s after all held), load ` +
+        `${f2(res.idle.load)}: RSS polling ${f1(poll.rss_kib / 1024)} MiB ` +
+        `(${poll.threads} threads), fan-out ${f1(fo.rss_kib / 1024)} MiB ` +
+        `(${fo.threads} threads): ${f2(res.idle.rss_ratio)}x`);
+  } finally {
+    proc.stop(ddb.proc);
+  }
+  return res;
+}
+
 // ======== Kinesis client for the emulator benchmarks ========
 
 function kinesisClient(endpoint) {
@@ -505,8 +602,8 @@ async function createStream(client, name, shards) {
   throw new Error(`stream ${name} never became ACTIVE`);
 }
 
-const emuKinesis = () => helper('node', [path.join(HERE, 'emu.mjs'),
-                                         EFO ? '--kinesis-efo' : '--kinesis']);
+const emuKinesis = (efo = EFO) => helper('node', [
+  path.join(HERE, 'emu.mjs'), efo ? '--kinesis-efo' : '--kinesis']);
 
 // Follows a stdout-handler file: calls fn(event, seenAt) for each new line.
 function follower(file, fn) {
@@ -540,29 +637,41 @@ const latStats = (a) => ({ handled: a.length, p50: pct(a, 50),
 
 // ======== 2. Latency ========
 
-async function latency() {
+// One latency pass of kcld with `set`, the peers polling beside it.  On
+// kinesalite or the fan-out emulator (`efo`) the driver puts RATE records
+// a second; on the fixture (`fixture`: fixture.mjs --live, with --efo for
+// fetch.mode: fanout) the fixture makes them itself, so the figure is
+// kcld's own path from a record existing to it handled.
+async function latencyPass({ efo = false, fixture = false, set = [] }) {
   const RATE = 50, SECS = LAT_SECS;
-  log(`== 2. Latency: put -> handled on ${EFO ? 'the fan-out emulator' : 'kinesalite'}, ` +
+  const all = [...KCLD_SET, ...set];
+  const where = fixture ? 'the fixture (records made by it)'
+    : efo ? 'the fan-out emulator' : 'kinesalite';
+  log(`== 2. Latency: put -> handled on ${where}, ` +
       `${RATE} records/s for ${SECS} s, 1 shard; kcld batch.window 0, ` +
       'fetch.idle_time 200ms' +
-      (KCLD_SET.length + LATENCY_SET.length
-        ? `, ${[...KCLD_SET, ...LATENCY_SET].map(([k, v]) => `${k}: ${v}`).join(', ')}`
-        : '') + '; the peers polling at 200 ms ==');
-  const emu = await emuKinesis();
-  const client = kinesisClient(emu.info.kinesis);
-  const out = path.join(TMP, 'latency.jsonl');
+      (all.length ? `, ${all.map(([k, v]) => `${k}: ${v}`).join(', ')}` : '') +
+      `; the peers polling at 200 ms; load ${os.loadavg()[0].toFixed(2)} ==`);
+  const emu = fixture ? await helper('node', [path.join(HERE, 'emu.mjs')])
+    : await emuKinesis(efo);
+  const fix = fixture ? await helper('node', [
+    path.join(HERE, 'fixture.mjs'), '--shards', '1', '--live', String(RATE),
+    ...(efo ? ['--efo'] : [])]) : null;
+  const url = fix ? fix.info.url : emu.info.kinesis;
+  const stream = fix ? 'bench' : 'lat';
+  const client = fix ? null : kinesisClient(url);
+  const out = path.join(TMP, `latency-${appSeq + 1}.jsonl`);
   let k;
   try {
-    await createStream(client, 'lat', 1);
-    k = await startKcld({ stream: 'lat', kinesis: emu.info.kinesis,
-                          dynamodb: emu.info.dynamodb, idle: '200ms',
-                          window: '0s', out, set: LATENCY_SET });
+    if (client) await createStream(client, stream, 1);
+    k = await startKcld({ stream, kinesis: url, dynamodb: emu.info.dynamodb,
+                          idle: '200ms', window: '0s', out, set });
     for (let i = 0; i < 400; i++) {
       if (await metric(k, 'kcld_get_records_calls_total') > 0 ||
           await metric(k, 'kcld_leases_held') > 0) break;
       await sleep(25);
     }
-    const peerArgs = [emu.info.kinesis, 'lat', String(SECS + 6), '200'];
+    const peerArgs = [url, stream, String(SECS + 6), '200'];
     const nodePeer = runJson('node', [path.join(HERE, 'peer.mjs'), 'latency',
                                       ...peerArgs]);
     const botoPeer = hasBoto3
@@ -576,30 +685,37 @@ async function latency() {
       } catch (_) { /* not ours */ }
     });
     const tick = setInterval(follow, 2);
-    const end = now() + SECS * 1000;
     let n = 0;
-    const puts = [];
-    while (now() < end) {
-      const due = end - SECS * 1000 + (n * 1000) / RATE;
-      if (due > now()) await sleep(due - now());
-      const payload = JSON.stringify({ t: now(), n });
-      puts.push(client.send(new PutRecordCommand({
-        StreamName: 'lat', PartitionKey: `pk-${n}`, Data: Buffer.from(payload) })));
-      n++;
+    if (fix) {
+      await request(`${url}/__live/start`);
+      await sleep(SECS * 1000);
+      n = JSON.parse(await request(`${url}/__live/stop`)).made[0];
+    } else {
+      const end = now() + SECS * 1000;
+      const puts = [];
+      while (now() < end) {
+        const due = end - SECS * 1000 + (n * 1000) / RATE;
+        if (due > now()) await sleep(due - now());
+        const payload = JSON.stringify({ t: now(), n });
+        puts.push(client.send(new PutRecordCommand({
+          StreamName: stream, PartitionKey: `pk-${n}`,
+          Data: Buffer.from(payload) })));
+        n++;
+      }
+      await Promise.all(puts);
     }
-    await Promise.all(puts);
     await sleep(2000);
     clearInterval(tick);
     follow();
     const np = await nodePeer;
     const bp = botoPeer ? await botoPeer : null;
-    const res = { put: n, rate: RATE, seconds: SECS, efo: EFO,
-                  kcld_set: [...KCLD_SET, ...LATENCY_SET],
+    const res = { put: n, rate: RATE, seconds: SECS, efo, fixture,
+                  kcld_set: all, load: os.loadavg()[0],
                   kcld: latStats(lat), node: latStats(np.latencies),
                   boto3: bp ? latStats(bp.latencies) : null };
-    const show = (label, s, how) => log(
-      `   ${label.padEnd(6)}: ${s.handled}/${n} handled, p50 ${f1(s.p50)} ms, ` +
-      `p99 ${f1(s.p99)} ms, max ${f1(s.max)} ms${how ? ' ' + how : ''}`);
+    const show = (label, x, how) => log(
+      `   ${label.padEnd(6)}: ${x.handled}/${n} handled, p50 ${f1(x.p50)} ms, ` +
+      `p99 ${f1(x.p99)} ms, max ${f1(x.max)} ms${how ? ' ' + how : ''}`);
     show('kcld', res.kcld, '(seen in its output file, polled every 2 ms)');
     show('Node', res.node);
     if (res.boto3) show('boto3', res.boto3);
@@ -610,9 +726,31 @@ async function latency() {
     return res;
   } finally {
     if (k) await stopKcld(k);
-    client.destroy();
+    if (client) client.destroy();
+    if (fix) proc.stop(fix.proc);
     proc.stop(emu.proc);
   }
+}
+
+// Polling on kinesalite (or on the fan-out emulator with
+// BENCH_KINESIS_EFO=1): the result's top level (issue 11's ratios).  Then,
+// unless BENCH_LATENCY_FANOUT=0, kcld on the fixture polling and with
+// fetch.mode: fanout (issue 13's target: p50 <= 50 ms, p99 <= 100 ms):
+// `fixture` and `fanout`.
+async function latency() {
+  const res = await latencyPass({ efo: EFO, set: LATENCY_SET });
+  if (env.BENCH_LATENCY_FANOUT !== '0') {
+    res.fixture = await latencyPass({ fixture: true, set: LATENCY_SET });
+    res.fanout = await latencyPass({ fixture: true, efo: true,
+                                     set: [...LATENCY_SET,
+                                           ['fetch.mode', 'fanout']] });
+    log(`   on the fixture, fan-out vs polling: kcld p50 ` +
+        `${f1(res.fanout.kcld.p50)} vs ${f1(res.fixture.kcld.p50)} ms, p99 ` +
+        `${f1(res.fanout.kcld.p99)} vs ${f1(res.fixture.kcld.p99)} ms (Node ` +
+        `peer polling: p50 ${f1(res.fanout.node.p50)}, p99 ` +
+        `${f1(res.fanout.node.p99)} ms)`);
+  }
+  return res;
 }
 
 // ======== 3. Scale ========
@@ -865,7 +1003,8 @@ function machine() {
 
 proc.setLauncher(path.join(BIN, 'launch'));
 proc.killAllOnExit(log);
-const all = { throughput, latency, scale, failover, filter: filterBench };
+const all = { throughput, latency, scale, failover, filter: filterBench,
+              fanout: fanoutBench };
 let which = process.argv.slice(2).flatMap((a) => a.split(/\s+/)).filter(Boolean);
 if (!which.length || which.includes('all')) which = Object.keys(all);
 const results = { machine: machine() };

@@ -75,6 +75,24 @@ export function evaluate(res) {
                 ratio(lat?.kcld.p50, lat?.node.p50), '<=', 1.05, 'x'));
   rows.push(row('latency_p99', 'latency p99 kcld / Node peer',
                 ratio(lat?.kcld.p99, lat?.node.p99), '<=', 1.05, 'x'));
+  const fo = lat?.fanout;
+  rows.push(row('latency_fanout_p50', 'latency p50 kcld fetch.mode: fanout ' +
+                '(issue 13)', fo?.kcld.p50, '<=', 50, 'ms',
+                fo ? `load ${fo.load.toFixed(2)}` : ''));
+  rows.push(row('latency_fanout_p99', 'latency p99 kcld fetch.mode: fanout ' +
+                '(issue 13)', fo?.kcld.p99, '<=', 100, 'ms',
+                fo ? `load ${fo.load.toFixed(2)}` : ''));
+  const fb = res.fanout;
+  for (const n of [4, 16]) {
+    const r = (fb?.throughput || []).find((x) => x.shards === n);
+    rows.push(row(`fanout_per_cpu_${n}`, `fan-out records per CPU second / ` +
+                  `polling's, ${n} shards (issue 13)`, r?.per_cpu_ratio, '>=',
+                  0.9, 'x', r ? `load ${r.load.toFixed(2)}` : ''));
+  }
+  rows.push(row('fanout_idle_rss', `RSS with ${fb?.idle?.shards ?? 256} ` +
+                'subscribed idle shards / polling\'s (issue 13)',
+                fb?.idle?.rss_ratio, '<=', 1.2, 'x',
+                fb?.idle ? `load ${fb.idle.load.toFixed(2)}` : ''));
   return rows;
 }
 

@@ -54,6 +54,8 @@ struct cons_op {
   /* kcld_fanout_ensure */
   enum ensure_step step;
   char *stream_arn, *name;
+  char *stream_name;       /* E_SUMMARY: the stream to look up */
+  char *consumer_arn;      /* kcld_fanout_await: described by ARN only */
   uint64_t deadline, poll_ms;
   long timeout_ms;
   int registered, reregisters;
@@ -110,6 +112,8 @@ static void cons_clean_up(struct kcld_svc_op *base)
   json_decref(op->found);
   free(op->stream_arn);
   free(op->name);
+  free(op->stream_name);
+  free(op->consumer_arn);
 }
 
 /* Ends the op with the consumer in `j`; one the answer lacks is
@@ -174,13 +178,27 @@ static void list_result(struct cons_op *op, const struct kcld_aws_result *res)
 
 /* ---- kcld_fanout_ensure ---- */
 
-static void ensure_send(struct cons_op *op)
+/* The request of the op's step, in op->request. */
+static void ensure_request(struct cons_op *op)
 {
   json_decref(op->request);
-  op->base.operation = op->step == E_REGISTER ? "RegisterStreamConsumer"
-                                              : "DescribeStreamConsumer";
-  op->request = json_pack("{s:s, s:s}", "StreamARN", op->stream_arn,
-                          "ConsumerName", op->name);
+  if (op->step == E_SUMMARY) {
+    op->base.operation = "DescribeStreamSummary";
+    op->request = json_pack("{s:s}", "StreamName", op->stream_name);
+  } else if (op->consumer_arn) {
+    op->base.operation = "DescribeStreamConsumer";
+    op->request = json_pack("{s:s}", "ConsumerARN", op->consumer_arn);
+  } else {
+    op->base.operation = op->step == E_REGISTER ? "RegisterStreamConsumer"
+                                                : "DescribeStreamConsumer";
+    op->request = json_pack("{s:s, s:s}", "StreamARN", op->stream_arn,
+                            "ConsumerName", op->name);
+  }
+}
+
+static void ensure_send(struct cons_op *op)
+{
+  ensure_request(op);
   cons_send(op, op->request);
 }
 
@@ -236,6 +254,13 @@ static void ensure_result(struct cons_op *op, const struct kcld_aws_result *res)
   const char *status;
 
   kcld_svc_status_from(&op->base, &st, res);
+  if (kcld_svc_transient(&st)) {
+    /* The client's attempts are spent on a transient fault (a 5xx,
+     * throttling, no answer): that step again later, until the deadline. */
+    snprintf(op->last, sizeof(op->last), "%s", kcld_strerror(st.err));
+    ensure_poll_later(op);
+    return;
+  }
   switch (op->step) {
   case E_SUMMARY:
     ensure_summary(op, &st, res);
@@ -263,7 +288,8 @@ static void ensure_result(struct cons_op *op, const struct kcld_aws_result *res)
     }
     return;
   case E_DESCRIBE:
-    if (st.err == KCLD_ENOTFOUND && op->reregisters < REREGISTER_MAX) {
+    if (st.err == KCLD_ENOTFOUND && !op->consumer_arn &&
+        op->reregisters < REREGISTER_MAX) {
       /* Deleted meanwhile (it was DELETING): register it anew. */
       op->reregisters++;
       op->step = E_REGISTER;
@@ -423,13 +449,31 @@ int kcld_fanout_list(struct kcld_fanout *f, const char *stream_arn,
   return cons_start(op, json_incref(op->request));
 }
 
+/* A new C_ENSURE op ending after timeout_ms (0 = ENSURE_TIMEOUT_MS), its
+ * strings set by the caller; NULL with *rc set on failure. */
+static struct cons_op *ensure_new(struct kcld_fanout *f, long timeout_ms,
+                                  kcld_fanout_consumer_cb cb, void *arg,
+                                  int *rc)
+{
+  struct cons_op *op = cons_new(f, "DescribeStreamConsumer", C_ENSURE, arg,
+                                rc);
+  if (!op)
+    return NULL;
+  op->cb = cb;
+  uv_update_time(f->svc.loop);
+  op->timeout_ms = timeout_ms ? timeout_ms : ENSURE_TIMEOUT_MS;
+  op->deadline = uv_now(f->svc.loop) + (uint64_t)op->timeout_ms;
+  op->poll_ms = POLL_FIRST_MS;
+  snprintf(op->last, sizeof(op->last), "none");
+  return op;
+}
+
 int kcld_fanout_ensure(struct kcld_fanout *f, const char *stream,
                        const char *name, long timeout_ms,
                        kcld_fanout_consumer_cb cb, void *arg)
 {
   const char *opname = "RegisterStreamConsumer";
   struct cons_op *op;
-  json_t *req;
   int rc, is_arn;
 
   if (!f || !cb)
@@ -438,31 +482,45 @@ int kcld_fanout_ensure(struct kcld_fanout *f, const char *stream,
     return kcld_svc_bad_arg(&f->svc, opname, "no stream or consumer name");
   if (timeout_ms < 0)
     return kcld_svc_bad_arg(&f->svc, opname, "negative timeout");
-  if (!(op = cons_new(f, opname, C_ENSURE, arg, &rc)))
+  if (!(op = ensure_new(f, timeout_ms, cb, arg, &rc)))
     return rc;
-  op->cb = cb;
   is_arn = strncmp(stream, "arn:", 4) == 0;
   op->name = strdup(name);
-  op->stream_arn = is_arn ? strdup(stream) : NULL;
-  if (!op->name || (is_arn && !op->stream_arn)) {
+  if (is_arn)
+    op->stream_arn = strdup(stream);
+  else
+    op->stream_name = strdup(stream);
+  if (!op->name || !(is_arn ? op->stream_arn : op->stream_name)) {
     kcld_svc_op_release(&op->base);
     return KCLD_ENOMEM;
   }
   kcld_svc_op_resource(&op->base, "consumer %s", name);
-  uv_update_time(f->svc.loop);
-  op->timeout_ms = timeout_ms ? timeout_ms : ENSURE_TIMEOUT_MS;
-  op->deadline = uv_now(f->svc.loop) + (uint64_t)op->timeout_ms;
-  op->poll_ms = POLL_FIRST_MS;
-  snprintf(op->last, sizeof(op->last), "none");
-  if (is_arn) {
-    op->step = E_REGISTER;
-    req = json_pack("{s:s, s:s}", "StreamARN", stream, "ConsumerName", name);
-  } else {
-    op->step = E_SUMMARY;
-    op->base.operation = "DescribeStreamSummary";
-    req = json_pack("{s:s}", "StreamName", stream);
+  op->step = is_arn ? E_REGISTER : E_SUMMARY;
+  ensure_request(op);
+  return cons_start(op, json_incref(op->request));
+}
+
+int kcld_fanout_await(struct kcld_fanout *f, const char *consumer_arn,
+                      long timeout_ms, kcld_fanout_consumer_cb cb, void *arg)
+{
+  struct cons_op *op;
+  int rc;
+
+  if (!f || !cb)
+    return KCLD_EINVAL;
+  if (!consumer_arn || !*consumer_arn || timeout_ms < 0)
+    return kcld_svc_bad_arg(&f->svc, "DescribeStreamConsumer",
+                            "no consumer ARN, or a negative timeout");
+  if (!(op = ensure_new(f, timeout_ms, cb, arg, &rc)))
+    return rc;
+  if (!(op->consumer_arn = strdup(consumer_arn))) {
+    kcld_svc_op_release(&op->base);
+    return KCLD_ENOMEM;
   }
-  return cons_start(op, req);
+  kcld_svc_op_resource(&op->base, "consumer %s", consumer_arn);
+  op->step = E_DESCRIBE;
+  ensure_request(op);
+  return cons_start(op, json_incref(op->request));
 }
 
 /* ======== Subscriptions ======== */

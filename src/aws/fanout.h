@@ -83,10 +83,20 @@ int kcld_fanout_list(struct kcld_fanout *f, const char *stream_arn,
  * until ACTIVE.  One being deleted is waited out and registered again;
  * LimitExceededException on Register is backed off and retried.  Ends
  * with the ACTIVE consumer, KCLD_ETIMEDOUT after timeout_ms (0 = 60000),
- * or the first other error.  Never deregisters anything. */
+ * or the first other error.  A transient failure (kcld_svc_transient: a
+ * 5xx, throttling, no answer) after the client's attempts is tried again,
+ * that step, until the timeout.  Never deregisters anything. */
 int kcld_fanout_ensure(struct kcld_fanout *f, const char *stream,
                        const char *name, long timeout_ms,
                        kcld_fanout_consumer_cb cb, void *arg);
+
+/* Waits until the consumer `consumer_arn` is ACTIVE: DescribeStreamConsumer
+ * polled as kcld_fanout_ensure does (transient failures tried again), but
+ * nothing registered; a missing one ends with KCLD_ENOTFOUND.  Ends with the
+ * ACTIVE consumer, KCLD_ETIMEDOUT after timeout_ms (0 = 60000), or the first
+ * other error. */
+int kcld_fanout_await(struct kcld_fanout *f, const char *consumer_arn,
+                      long timeout_ms, kcld_fanout_consumer_cb cb, void *arg);
 
 /* ======== SubscribeToShard ======== */
 

@@ -19,7 +19,14 @@
  * returned, so an owner may pause, resume or cancel from its data callback.
  * A paused stream is paused in curl too (curl_easy_pause), so over HTTP/2
  * its flow-control window closes; bytes curl hands over on resume are
- * delivered from the `kick` timer.  A request's memory outlives its
+ * delivered from the `kick` (an idle handle: once per loop turn, so that
+ * reading on never starves the other handles).  The kick also has curl read again the
+ * socket of every stream that got bytes or was resumed, until a read gives
+ * nothing: libcurl 7.88 over HTTP/2 can keep a stream's last bytes (and
+ * its end) read from the socket but not handed over, after a pause let
+ * them pile up, until the socket's next read event - which never comes
+ * when the server has sent everything (a fan-out subscription then stood
+ * still for good holding its budget).  A request's memory outlives its
  * completion while its data callback is running (`delivering`). */
 #include "aws/http.h"
 
@@ -52,7 +59,7 @@ struct kcld_http {
   uv_loop_t *loop;
   CURLM *multi;
   uv_timer_t timer;          /* curl's timeout */
-  uv_timer_t kick;           /* delivers stream bytes held over a resume */
+  uv_idle_t kick;            /* reads and delivers on the next loop turn */
   char *ca_file;
   char *proxy_https, *proxy_http, *no_proxy; /* from the environment */
   long connect_timeout_ms;
@@ -66,6 +73,7 @@ struct kcld_http {
   CURL *idle_easy[EASY_KEPT]; /* finished handles, reset, for the next */
   size_t n_idle_easy;
   size_t n_ready;            /* streams with held bytes (r->ready) */
+  size_t n_reread;           /* streams the kick reads (r->reread) */
   int closing;
 };
 
@@ -96,10 +104,12 @@ struct http_req {
   uint64_t seq;
   struct http_req *prev, *next;
   /* Streams only. */
+  curl_socket_t fd;          /* its connection's socket, when curl said */
   kcld_http_data_cb on_data; /* NULL for a gathered answer */
   long status;               /* the answer's status, once its body starts */
-  unsigned ready : 1,        /* resp holds bytes for on_data */
-    paused : 1, delivering : 1,
+  unsigned char ready;       /* resp holds bytes for on_data */
+  unsigned char reread;      /* the kick has curl read its socket */
+  unsigned paused : 1, delivering : 1,
     finished : 1;            /* completed while delivering: free after */
 };
 
@@ -305,23 +315,38 @@ static void easy_put(struct kcld_http *http, CURL *easy)
   http->idle_easy[http->n_idle_easy++] = easy;
 }
 
-/* Whether a stream holds bytes for on_data; counted so that deliver()
- * walks the requests only when some stream does. */
+/* Sets a stream's flag, keeping the count of streams that have it set, so
+ * that deliver() and the kick walk the requests only when some stream
+ * does. */
+static void set_counted(unsigned char *flag, size_t *count, int on)
+{
+  if (*flag == (on ? 1 : 0))
+    return;
+  *flag = on ? 1 : 0;
+  if (on)
+    (*count)++;
+  else
+    (*count)--;
+}
+
+/* Whether a stream holds bytes for on_data. */
 static void set_ready(struct http_req *r, int on)
 {
-  if (r->ready == (unsigned)on)
-    return;
-  r->ready = on ? 1u : 0u;
-  if (on)
-    r->http->n_ready++;
-  else
-    r->http->n_ready--;
+  set_counted(&r->ready, &r->http->n_ready, on);
+}
+
+/* Whether the kick is to have curl read the stream's socket again. */
+static void set_reread(struct http_req *r, int on)
+{
+  set_counted(&r->reread, &r->http->n_reread, on);
 }
 
 static void req_free(struct http_req *r)
 {
-  if (r->http)
+  if (r->http) {
     set_ready(r, 0);
+    set_reread(r, 0);
+  }
   if (r->easy)
     curl_easy_cleanup(r->easy);
   /* Header lines may carry a session token or a signature. */
@@ -369,6 +394,7 @@ static void req_complete(struct http_req *r, int err, long status,
   resp.content_type = r->content_type;
   resp.error_type = r->error_type;
   set_ready(r, 0);
+  set_reread(r, 0);
   r->cb(&resp, r->arg);
   if (r->delivering)
     r->finished = 1; /* stream_hand_over frees it */
@@ -491,6 +517,7 @@ static size_t on_write(char *ptr, size_t size, size_t nmemb, void *userdata)
       r->resp_len += n;
       r->resp[r->resp_len] = '\0';
       set_ready(r, 1);
+      set_reread(r, 1);
       return n;
     }
   }
@@ -564,8 +591,11 @@ static size_t on_header(char *line, size_t size, size_t nmemb, void *userdata)
 
 /* ======== Driving curl from the loop ======== */
 
+static void on_kick(uv_idle_t *h);
+
 /* Hands every ready stream's bytes to its owner (outside curl).  Rescans
- * after each callback: it may have completed or started other requests. */
+ * after each callback: it may have completed or started other requests.
+ * Kicks while a stream has bytes to read again. */
 static void deliver(struct kcld_http *http)
 {
   int again = 1;
@@ -580,11 +610,61 @@ static void deliver(struct kcld_http *http)
       }
     }
   }
+  if (http->n_reread > 0 && !http->closing)
+    uv_idle_start(&http->kick, on_kick);
 }
 
-static void on_kick(uv_timer_t *t)
+static void drain(struct kcld_http *http);
+
+/* Has curl read every watched socket (a stream multiplexed on a connection
+ * another transfer opened does not know its socket). */
+static void read_all(struct kcld_http *http)
 {
-  deliver(t->data);
+  size_t n = 0, i = 0;
+  curl_socket_t *fds;
+  int running = 0;
+
+  for (struct http_sock *sk = http->socks; sk; sk = sk->next)
+    n++;
+  fds = n ? malloc(n * sizeof(*fds)) : NULL;
+  if (!fds)
+    return;
+  for (struct http_sock *sk = http->socks; sk; sk = sk->next)
+    fds[i++] = sk->fd;
+  for (i = 0; i < n && !http->closing; i++)
+    curl_multi_socket_action(http->multi, fds[i], CURL_CSELECT_IN, &running);
+  free(fds);
+}
+
+/* Has curl read the socket of every stream that got bytes or was resumed
+ * since the last kick (see the top of the file), then delivers (which
+ * kicks again while reads give bytes) and hands over what finished. */
+static void on_kick(uv_idle_t *h)
+{
+  struct kcld_http *http = h->data;
+  int running = 0, all = 0;
+
+  uv_idle_stop(h);
+
+  /* curl's callbacks here only append bytes and watch sockets: the list
+   * of requests stays as it is. */
+  for (struct http_req *r = http->reqs; r && http->n_reread > 0;
+       r = r->next) {
+    if (!r->reread)
+      continue;
+    set_reread(r, 0);
+    if (r->paused || !r->easy)
+      continue;
+    if (r->fd == CURL_SOCKET_BAD)
+      all = 1;
+    else
+      curl_multi_socket_action(http->multi, r->fd, CURL_CSELECT_IN,
+                               &running);
+  }
+  if (all)
+    read_all(http);
+  deliver(http);
+  drain(http);
 }
 
 /* Hands every finished transfer to its owner.  Stops when a callback closed
@@ -667,8 +747,13 @@ static int on_curl_socket(CURL *easy, curl_socket_t fd, int what,
   struct kcld_http *http = userp;
   struct http_sock *sk = socketp;
   int events = 0;
+  struct http_req *r = NULL;
 
-  (void)easy;
+  /* The socket of the transfer curl names: the kick reads it. */
+  if (what != CURL_POLL_REMOVE && easy &&
+      curl_easy_getinfo(easy, CURLINFO_PRIVATE, (char **)&r) == CURLE_OK &&
+      r && r->on_data)
+    r->fd = fd;
   if (what == CURL_POLL_REMOVE) {
     if (sk)
       sock_close(http, sk);
@@ -778,7 +863,7 @@ int kcld_http_new(uv_loop_t *loop, const struct kcld_http_opts *opts,
   }
   http->timer.data = http;
   http->open_handles = 1;
-  if (uv_timer_init(loop, &http->kick) != 0) {
+  if (uv_idle_init(loop, &http->kick) != 0) {
     /* The timer is open: close the client the usual way. */
     kcld_http_close(http);
     return KCLD_EINVAL;
@@ -927,6 +1012,7 @@ static int req_start(struct kcld_http *http,
   r->cb = cb;
   r->arg = arg;
   r->on_data = on_data;
+  r->fd = CURL_SOCKET_BAD;
   r->seq = http->next_seq++;
   if (req->body_into && !on_data) {
     r->into = req->body_into;
@@ -1010,8 +1096,10 @@ void kcld_http_stream_resume(struct kcld_http_stream *s)
   /* curl may hand over the bytes it kept, through on_write, right here;
    * they are delivered from the loop. */
   curl_easy_pause(r->easy, CURLPAUSE_CONT);
-  if (r->ready && !r->http->closing)
-    uv_timer_start(&r->http->kick, on_kick, 0, 0);
+  if (!r->http->closing) {
+    set_reread(r, 1);
+    uv_idle_start(&r->http->kick, on_kick);
+  }
 }
 
 int kcld_http_stream_paused(const struct kcld_http_stream *s)
@@ -1083,7 +1171,7 @@ void kcld_http_close(struct kcld_http *http)
   uv_timer_stop(&http->timer);
   uv_close((uv_handle_t *)&http->timer, on_timer_closed);
   if (http->kick.data) { /* set up */
-    uv_timer_stop(&http->kick);
+    uv_idle_stop(&http->kick);
     uv_close((uv_handle_t *)&http->kick, on_timer_closed);
   }
   while (http->socks)

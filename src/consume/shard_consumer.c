@@ -709,7 +709,7 @@ static int open_source(struct kcld_shard_consumer *c)
   if (c->fanout) {
     struct kcld_subscriber_opts so = {
       .loop = c->loop, .fanout = c->fanout,
-      .consumer_arn = c->consumer_arn, .shard_id = c->shard_id,
+      .consumer_arn = c->consumer_arn, .shard_id = c->kin_shard,
       .start = c->start_pos, .min_call_ms = c->subscribe_interval_ms,
       .backoff_base_ms = c->backoff_base_ms,
       .backoff_max_ms = c->backoff_max_ms, .budget = c->budget,

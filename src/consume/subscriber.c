@@ -75,6 +75,9 @@ struct subscriber {
   uint64_t last_call_ms;
   uint64_t next_at_ms;     /* no call before this (backoff) */
   unsigned fails_in_row;
+  int failing;             /* KCLD_SHARD_FETCH_*: the last failure since
+                              the last event handed over, else OK */
+  char failing_error[160]; /* its type and message */
 
   /* Estimates for admission: the last event's sizes, the largest seen. */
   size_t last_body, last_batch, top_body, top_batch;
@@ -144,6 +147,12 @@ static void failed(struct subscriber *s, const struct kcld_svc_status *st)
   uint64_t delay = s->fails_in_row ? backoff_ms(s, s->fails_in_row) : 0;
 
   s->fails_in_row++;
+  /* For the stall detector: a shard whose subscriptions keep failing
+   * (consumer or shard gone, access denied, every subscription ending in
+   * an exception) has no event moving it on, and says why. */
+  s->failing = kcld_shard_fetch_failure("SubscribeToShard", fault);
+  snprintf(s->failing_error, sizeof(s->failing_error), "%s: %s", type,
+           st->message && *st->message ? st->message : "(no message)");
   if (fault == KCLD_KINESIS_LIMIT || fault == KCLD_KINESIS_KMS_THROTTLED ||
       fault == KCLD_KINESIS_IN_USE) {
     if (fault == KCLD_KINESIS_IN_USE)
@@ -232,6 +241,9 @@ static void got_batch(struct subscriber *s, struct kcld_record_batch *b)
     local_failure(s, KCLD_ENOMEM, "out of memory");
     return;
   }
+  /* An event reached the core: the subscriptions work again (whether it
+   * moved the shard on is the core's judgement, source.h). */
+  s->failing = KCLD_SHARD_FETCH_OK;
   /* An event with nothing and nothing behind is the tip: progress.  One
    * with nothing while behind is not. */
   if (idle)
@@ -540,11 +552,21 @@ static void sub_stats(const void *src, struct kcld_shard_consumer_stats *st)
   st->empty_responses += s->empty_responses;
   st->throttles += s->throttles;
   st->errors += s->errors;
+  st->fetch_failing = s->failing;
+  snprintf(st->fetch_error, sizeof(st->fetch_error), "%s",
+           s->failing ? s->failing_error : "");
 }
 
+/* No configure op: a reload's fetch.max_records and fetch.idle_time reach
+ * every shard consumer (kcld_shard_consumer_set_fetch), and both mean
+ * nothing here.  SubscribeToShard takes no record limit (the service sizes
+ * its events; memory is bounded by the account, budget.h), and there is no
+ * wait after an empty answer to tune: the service pushes records as they
+ * come and sends an event at least every 5 s, and a new subscription
+ * starts as soon as the last one ends and the rate allows. */
 const struct kcld_source_ops kcld_subscriber_ops = {
   .resume = sub_resume, .stop = sub_stop, .close = sub_close,
-  .stats = sub_stats};
+  .stats = sub_stats, .every_answer_moves = 0, .configure = NULL};
 
 int kcld_subscriber_start(const struct kcld_subscriber_opts *o, void **out)
 {

@@ -19,7 +19,10 @@
  *    that does not parse resubscribe from the last continuation after that
  *    backoff (none for the first failure in a row).  A failure is logged
  *    once per run (shard, type, message); LimitExceeded and ResourceInUse
- *    are expected and logged at debug level.
+ *    are expected and logged at debug level.  Until an event is handed
+ *    to the core again, the last failure is the source's fetch_failing
+ *    and fetch_error (source.h stats): a shard whose subscriptions keep
+ *    failing is stalled for the stall detector (ops/stall.h).
  *  - The end: an event with ChildShards and no continuation is the
  *    shard's last batch (batch->shard_end); nothing is read after it.
  *  - Memory (budget.h): every event's payload is copied into a block of

@@ -72,7 +72,13 @@
  * it fails).  Order: within one worker's output a shard's records rise in
  * sequence order, except where a new run starts over (a replay from a
  * checkpoint after a lost lease or a restart); per partition key, no
- * child-shard record precedes the parent's last record of that key. */
+ * child-shard record precedes the parent's last record of that key.
+ *
+ * The fan-out variant (chaos_opts.fanout): the last lambda worker reads
+ * with fetch.mode: fanout from the kinesis_efo emulator, whose own Kinesis
+ * calls go through fk to the shared kinesalite, so fk's faults end its
+ * subscriptions (exception events) and leases move between polling and
+ * fan-out workers; subscriptions also end every 10 s. */
 #include <setjmp.h>
 #include <signal.h>
 #include <stdarg.h>
@@ -116,6 +122,7 @@ struct chaos_opts {
   unsigned seed;    /* 0: from the clock (printed either way) */
   int shards;
   unsigned sink_min_ms, sink_max_ms; /* the sink's fault windows */
+  int fanout;       /* 1: the fan-out variant (see the top) */
 };
 
 enum ch_kind {
@@ -172,7 +179,7 @@ struct ch_sample {
 
 struct chaos {
   struct chaos_opts o;
-  struct kcld_emu emu, ed, fk, fd, fs;
+  struct kcld_emu emu, ed, fk, fd, fs, fe; /* fe: kinesis_efo (fan-out) */
   struct kcld_test_aws *aws;
   char dir[64];
   unsigned rng;
@@ -425,7 +432,7 @@ static void ch_file_catch_up(struct ch_file *f)
 static FILE *ch_config_open(const char *path, const char *app,
                             const char *id, const char *kinesis,
                             const char *dynamodb, int failover_ms,
-                            int batch)
+                            int batch, int fanout)
 {
   FILE *f = fopen(path, "w");
   assert_non_null(f);
@@ -448,13 +455,15 @@ static FILE *ch_config_open(const char *path, const char *app,
           "  shard_sync_interval: 1s\n"
           "fetch:\n"
           "  idle_time: 200ms\n"
+          "%s"
           "batch:\n"
           "  size: %d\n"
           "metrics:\n"
           "  listen: \"\"\n"
           "log:\n"
           "  level: info\n",
-          app, id, kinesis, dynamodb, failover_ms, CH_TAKE_MS, batch);
+          app, id, kinesis, dynamodb, failover_ms, CH_TAKE_MS,
+          fanout ? "  mode: fanout\n" : "", batch);
   return f;
 }
 
@@ -463,10 +472,12 @@ static FILE *ch_config_open(const char *path, const char *app,
  * file exists. */
 static void ch_write_config(struct chaos *c, struct ch_worker *w, int batch)
 {
+  int fanout = c->o.fanout && w == &c->w[CH_WORKERS - 1];
   FILE *f = ch_config_open(w->conf, CH_APP, w->id,
-                           kcld_emu_url(&c->fk, "fault"),
+                           fanout ? kcld_emu_url(&c->fe, "kinesis_efo")
+                                  : kcld_emu_url(&c->fk, "fault"),
                            kcld_emu_url(&c->fd, "fault"), CH_FAILOVER_MS,
-                           batch);
+                           batch, fanout);
   fprintf(f,
           "handler:\n"
           "  type: lambda\n"
@@ -487,7 +498,7 @@ static void ch_write_sink_config(struct chaos *c, struct ch_sworker *w)
   FILE *f = ch_config_open(w->conf, CH_SINK_APP, w->id,
                            kcld_emu_url(&c->fk, "fault"),
                            kcld_emu_url(&c->fs, "fault"),
-                           CH_SINK_FAILOVER_MS, CH_BATCH);
+                           CH_SINK_FAILOVER_MS, CH_BATCH, 0);
   fprintf(f,
           "handler:\n"
           "  type: dynamodb\n"
@@ -1133,6 +1144,42 @@ static void ch_dump_logs(struct chaos *c)
     ch_log_tail(c->sw[w].log);
 }
 
+/* The fan-out variant: the kinesis_efo emulator, its Kinesis calls sent
+ * through fk, its subscriptions ended every 10 s. */
+static void ch_fanout_start(struct chaos *c)
+{
+  char efo[256];
+  json_t *r;
+  assert_int_equal(kcld_emu_start(&c->fe, "kinesis_efo"), 0);
+  snprintf(efo, sizeof(efo), "{\"upstream\":\"%s\",\"end_after_ms\":10000}",
+           kcld_emu_url(&c->fk, "fault"));
+  r = kcld_fault_post(kcld_emu_url(&c->fe, "kinesis_efo"), "/__efo/script",
+                      efo);
+  assert_non_null(r);
+  json_decref(r);
+}
+
+/* The fan-out worker registered its consumer, read records through
+ * subscriptions, and never called GetRecords. */
+static void ch_fanout_check(struct chaos *c)
+{
+  const struct ch_worker *fw = &c->w[CH_WORKERS - 1];
+  json_t *st = kcld_fault_post(kcld_emu_url(&c->fe, "kinesis_efo"),
+                               "/__efo/stats", "{}");
+  json_t *calls = json_object_get(st, "calls");
+  json_int_t subs = json_integer_value(json_object_get(calls,
+                                                       "SubscribeToShard"));
+  printf("chaos: fan-out worker %s: %zu records in its output, %lld "
+         "SubscribeToShard calls, %lld GetRecords\n", fw->id,
+         json_array_size(fw->out.recs), (long long)subs,
+         (long long)json_integer_value(json_object_get(calls, "GetRecords")));
+  assert_true(ch_count_lines(fw->log, "stream consumer ACTIVE") >= 1);
+  assert_true(subs > 0);
+  assert_null(json_object_get(calls, "GetRecords"));
+  assert_true(json_array_size(fw->out.recs) > 0);
+  json_decref(st);
+}
+
 /* The checks at the end, after every worker stopped; prints the counts
  * the run measured. */
 static void ch_final(struct chaos *c, unsigned long long drained,
@@ -1211,6 +1258,8 @@ static void ch_final(struct chaos *c, unsigned long long drained,
          hups_ok, reloaded, hups_bad, refused);
   assert_true(reloaded >= hups_ok);
   assert_true(refused >= hups_bad);
+  if (c->o.fanout)
+    ch_fanout_check(c);
   for (int e = 0; e < c->nev; e++)
     nostarts += c->ev[e].kind == EV_NOSTART;
   for (int e = 0; e < c->nsev; e++)
@@ -1294,8 +1343,10 @@ static void chaos_run(const struct chaos_opts *o)
     c->o.seed = (unsigned)time(NULL) ^ (unsigned)getpid();
   c->rng = c->o.seed;
   printf("chaos: seed %u (CHAOS_SEED=%u replays the schedule), %u s, "
-         "%d shards, %d workers, kcld %s\n", c->o.seed, c->o.seed,
-         c->o.seconds, c->o.shards, CH_WORKERS, kcld_test_bin());
+         "%d shards, %d workers%s, kcld %s\n", c->o.seed, c->o.seed,
+         c->o.seconds, c->o.shards, CH_WORKERS,
+         c->o.fanout ? " (the last one in fan-out mode)" : "",
+         kcld_test_bin());
   fflush(stdout);
 
   /* kinesalite and dynalite in processes of their own: on a loaded
@@ -1322,6 +1373,8 @@ static void chaos_run(const struct chaos_opts *o)
   ch_proxy(c, &c->fk, NULL);
   ch_proxy(c, &c->fd, NULL);
   ch_proxy(c, &c->fs, NULL);
+  if (c->o.fanout)
+    ch_fanout_start(c);
   ch_write_wrapper(c);
   json_decref(ch_call(
     c, KCLD_AWS_DYNAMODB, "CreateTable",
@@ -1523,6 +1576,7 @@ static void chaos_run(const struct chaos_opts *o)
   json_decref(c->prev_sink);
   free(c->samples);
   kcld_test_aws_free(c->aws);
+  kcld_emu_stop(&c->fe);
   kcld_emu_stop(&c->fs);
   kcld_emu_stop(&c->fd);
   kcld_emu_stop(&c->fk);

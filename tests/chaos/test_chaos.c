@@ -1,17 +1,23 @@
 /* test_chaos.c — the long chaos run (make chaos): CHAOS_SECONDS of faults
  * (default 120; the sink's writes throttled or failing for 10-30 s
  * windows), CHAOS_SEED to replay a schedule, CHAOS_KEEP to keep the
- * workers' outputs and logs.  The driver and its checks: chaos.c. */
+ * workers' outputs and logs, CHAOS_FANOUT=1 for the fan-out variant (one
+ * lambda worker in fetch.mode: fanout; opt-in: in 3 short runs per build
+ * on 2026-12-06 it failed 1 of 3 plain and 2 of 3 ASan, records never
+ * handled within 90 s of the end, e.g. CHAOS_SEED=1796518428, 142 of 834
+ * in the plain build; not diagnosed yet).  The driver and its checks:
+ * chaos.c. */
 #include "chaos.c"
 
 static void test_chaos_long(void **state)
 {
-  struct chaos_opts o = {120, 0, 6, 10000, 30000};
+  struct chaos_opts o = {120, 0, 6, 10000, 30000, 0};
   (void)state;
   if (getenv("CHAOS_SECONDS"))
     o.seconds = (unsigned)strtoul(getenv("CHAOS_SECONDS"), NULL, 10);
   if (getenv("CHAOS_SEED"))
     o.seed = (unsigned)strtoul(getenv("CHAOS_SEED"), NULL, 10);
+  o.fanout = getenv("CHAOS_FANOUT") && atoi(getenv("CHAOS_FANOUT")) != 0;
   if (o.seconds < 10)
     o.seconds = 10;
   chaos_run(&o);

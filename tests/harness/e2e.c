@@ -208,6 +208,17 @@ size_t kcld_e2e_lines_in(const char *path)
   return n;
 }
 
+size_t kcld_e2e_lines_with(const char *path, const char *a, const char *b)
+{
+  char *text = kcld_test_slurp(path, NULL), *save = NULL;
+  size_t n = 0;
+  for (char *l = text ? strtok_r(text, "\n", &save) : NULL; l;
+       l = strtok_r(NULL, "\n", &save))
+    n += strstr(l, a) && strstr(l, b);
+  free(text);
+  return n;
+}
+
 int kcld_e2e_file_has(const char *path, const char *what)
 {
   char *text = kcld_test_slurp(path, NULL);

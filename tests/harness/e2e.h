@@ -82,6 +82,10 @@ void kcld_e2e_dump_file(const char *path);
 /* Lines in the file at `path` (0 when it cannot be read). */
 size_t kcld_e2e_lines_in(const char *path);
 
+/* Lines of the file at `path` that contain both `a` and `b` (0 when it
+ * cannot be read). */
+size_t kcld_e2e_lines_with(const char *path, const char *a, const char *b);
+
 /* 1 when the file at `path` contains `what`, else 0. */
 int kcld_e2e_file_has(const char *path, const char *what);
 

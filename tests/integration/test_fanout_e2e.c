@@ -10,8 +10,18 @@
  *  - started again, it finds the consumer (registers nothing) and handles
  *    only the records put since: nothing before the checkpoints again;
  *  - fetch.consumer_arn naming no consumer: kcld exits 1 at start-up,
- *    its error line naming the consumer, having taken no lease. */
+ *    its error line naming the consumer, having taken no lease;
+ *  - RegisterStreamConsumer answering 500 for more calls than the client's
+ *    attempts (a restart during a Kinesis fault): kcld waits it out and
+ *    handles every record; AccessDeniedException instead: kcld exits 1 at
+ *    once;
+ *  - with streams: (two streams), one consumer is registered on each
+ *    stream and every record of both is handled exactly once, with no
+ *    GetRecords call;
+ *  - a stream added by a reload (SIGHUP) gets its consumer registered
+ *    before its records are read, by subscription. */
 #include <setjmp.h>
+#include <signal.h>
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdio.h>
@@ -52,14 +62,18 @@ static json_int_t calls_of(const char *op)
 }
 
 /* Writes the config of `app` on `stream` in fan-out mode (`fetch_extra`:
- * more lines of the fetch section), the stdout handler writing to `out`. */
+ * more lines of the fetch section), the stdout handler writing to `out`.
+ * `stream` NULL: `fetch_extra` is top-level lines instead, that list
+ * `streams:`. */
 static void write_config(const char *path, const char *app,
                          const char *stream, const char *out,
                          const char *fetch_extra)
 {
   char rest[512], fetch[512];
   snprintf(rest, sizeof(rest), "handler:\n  type: stdout\n  path: %s\n"
-           "  decode: utf8\n", out);
+           "  decode: utf8\n%s", out, stream ? "" : fetch_extra);
+  if (!stream)
+    fetch_extra = NULL;
   kcld_e2e_write_config_at(path, efo_url(), kcld_emu_url(&E.emu, "dynamodb"),
                            app, stream, rest);
   /* The harness writes a fetch section; add the mode to it. */
@@ -76,7 +90,10 @@ static void write_config(const char *path, const char *app,
   free(text);
 }
 
-/* The records in `out` (stdout handler lines) as "shard:seq" -> data. */
+/* The records in `out` (stdout handler lines) as "shard:seq" -> data; with
+ * streams: (eventID "account:stream:epoch:shard:seq"), "stream:shard:seq"
+ * (kinesalite gives two streams created in the same second the same
+ * sequence numbers). */
 static json_t *handled(const char *out)
 {
   json_t *got = json_object();
@@ -88,10 +105,18 @@ static json_t *handled(const char *out)
     assert_non_null(ev);
     const char *id = json_string_value(json_object_get(ev, "eventID"));
     json_t *data = json_object_get(json_object_get(ev, "kinesis"), "data");
-    assert_non_null(id);
-    if (json_object_get(got, id))
-      fail_msg("%s handled twice", id);
-    json_object_set(got, id, data);
+    char key[256];
+    const char *shard = id ? strstr(id, "shardId-") : NULL;
+    assert_non_null(shard);
+    if (shard == id)
+      snprintf(key, sizeof(key), "%s", id);
+    else /* account:stream:epoch: */
+      snprintf(key, sizeof(key), "%.*s:%s", (int)strcspn(strchr(id, ':') + 1,
+                                                         ":"),
+               strchr(id, ':') + 1, shard);
+    if (json_object_get(got, key))
+      fail_msg("%s handled twice", key);
+    json_object_set(got, key, data);
     json_decref(ev);
   }
   free(text);
@@ -132,6 +157,19 @@ static json_t *put(const char *stream, const char *tag, int n)
   return produced;
 }
 
+/* put() of `n` records into `stream`, each marked with its stream (for
+ * assert_same with streams:), appended to `produced`. */
+static void put_into(json_t *produced, const char *stream, const char *tag,
+                     int n)
+{
+  json_t *more = put(stream, tag, n), *rec;
+  size_t i;
+  json_array_foreach(more, i, rec)
+    json_object_set_new(rec, "stream", json_string(stream));
+  json_array_extend(produced, more);
+  json_decref(more);
+}
+
 /* `got` (handled()) is exactly `produced`. */
 static void assert_same(json_t *got, json_t *produced)
 {
@@ -139,8 +177,10 @@ static void assert_same(json_t *got, json_t *produced)
   size_t i;
   assert_int_equal(json_object_size(got), json_array_size(produced));
   json_array_foreach(produced, i, rec) {
-    char id[160];
-    snprintf(id, sizeof(id), "%s:%s",
+    char id[256];
+    const char *stream = json_string_value(json_object_get(rec, "stream"));
+    snprintf(id, sizeof(id), "%s%s%s:%s", stream ? stream : "",
+             stream ? ":" : "",
              json_string_value(json_object_get(rec, "shard")),
              json_string_value(json_object_get(rec, "seq")));
     json_t *data = json_object_get(got, id);
@@ -151,7 +191,31 @@ static void assert_same(json_t *got, json_t *produced)
   }
 }
 
+/* Runs kcld on `conf` (its log in `log`) until `out` holds as many
+ * records as `produced`, stops it (SIGTERM, exit 0), and checks that
+ * exactly those were handled. */
+static void run_until_handled(const char *conf, const char *out,
+                              const char *log, json_t *produced)
+{
+  E.pid = kcld_test_spawn_kcld(conf, log);
+  wait_lines(out, json_array_size(produced), log);
+  kcld_e2e_stop_kcld(E.pid, log, 20000);
+  E.pid = 0;
+  json_t *got = handled(out);
+  assert_same(got, produced);
+  json_decref(got);
+}
+
 /* ======== Tests ======== */
+
+/* A test's config, output and log paths: E.dir/NAME.yaml, .jsonl, .log. */
+static void test_paths(const char *name, char conf[128], char out[128],
+                       char log[128])
+{
+  snprintf(conf, 128, "%s/%s.yaml", E.dir, name);
+  snprintf(out, 128, "%s/%s.jsonl", E.dir, name);
+  snprintf(log, 128, "%s/%s.log", E.dir, name);
+}
 
 static void test_consumes_and_resumes(void **state)
 {
@@ -167,13 +231,7 @@ static void test_consumes_and_resumes(void **state)
   write_config(conf, "efoapp", "efo-e2e", out1, NULL);
   json_int_t gr = calls_of("GetRecords"), gsi = calls_of("GetShardIterator");
 
-  E.pid = kcld_test_spawn_kcld(conf, log1);
-  wait_lines(out1, 40, log1);
-  kcld_e2e_stop_kcld(E.pid, log1, 20000);
-  E.pid = 0;
-  json_t *got = handled(out1);
-  assert_same(got, first);
-  json_decref(got);
+  run_until_handled(conf, out1, log1, first);
   assert_true(kcld_e2e_file_has(log1, "stream consumer ACTIVE"));
   assert_true(kcld_e2e_file_has(log1, "\"registered\":\"true\""));
   assert_true(calls_of("SubscribeToShard") >= 2);
@@ -216,17 +274,89 @@ static void test_consumes_and_resumes(void **state)
   /* Again, with newer records: only those. */
   json_t *second = put("efo-e2e", "b", 24);
   write_config(conf, "efoapp", "efo-e2e", out2, NULL);
-  E.pid = kcld_test_spawn_kcld(conf, log2);
-  wait_lines(out2, 24, log2);
-  kcld_e2e_stop_kcld(E.pid, log2, 20000);
-  E.pid = 0;
-  got = handled(out2);
-  assert_same(got, second);
-  json_decref(got);
+  run_until_handled(conf, out2, log2, second);
   assert_true(kcld_e2e_file_has(log2, "\"registered\":\"false\""));
   assert_int_equal(calls_of("GetRecords"), gr);
   json_decref(first);
   json_decref(second);
+}
+
+/* The ARN of `stream`. */
+static char *stream_arn(const char *stream)
+{
+  json_t *d = kcld_e2e_call(E.aws, KCLD_AWS_KINESIS, "DescribeStreamSummary",
+                            json_pack("{s:s}", "StreamName", stream));
+  char *arn = strdup(json_string_value(json_object_get(
+    json_object_get(d, "StreamDescriptionSummary"), "StreamARN")));
+  json_decref(d);
+  assert_non_null(arn);
+  return arn;
+}
+
+/* The status of consumer `name` on `stream`. */
+static void assert_consumer_active(const char *stream, const char *name)
+{
+  char *arn = stream_arn(stream);
+  json_t *c = kcld_e2e_call(E.aws, KCLD_AWS_KINESIS, "DescribeStreamConsumer",
+                            json_pack("{s:s,s:s}", "StreamARN", arn,
+                                      "ConsumerName", name));
+  assert_string_equal(json_string_value(json_object_get(json_object_get(
+                        c, "ConsumerDescription"), "ConsumerStatus")),
+                      "ACTIVE");
+  json_decref(c);
+  free(arn);
+}
+
+static void test_multistream(void **state)
+{
+  char conf[128], out[128], log[128];
+  (void)state;
+  test_paths("multi", conf, out, log);
+  kcld_e2e_create_stream(E.aws, "efo-m1", 2);
+  kcld_e2e_create_stream(E.aws, "efo-m2", 1);
+  json_t *produced = json_array();
+  put_into(produced, "efo-m1", "m1", 30);
+  put_into(produced, "efo-m2", "m2", 20);
+  write_config(conf, "efomulti", NULL, out,
+               "streams:\n  - name: efo-m1\n  - name: efo-m2\n");
+  json_int_t gr = calls_of("GetRecords");
+
+  run_until_handled(conf, out, log, produced);
+  json_decref(produced);
+  /* One consumer per stream, both ACTIVE; nothing polled. */
+  assert_consumer_active("efo-m1", "efomulti");
+  assert_consumer_active("efo-m2", "efomulti");
+  assert_int_equal(kcld_e2e_lines_with(log, "stream consumer ACTIVE", ""), 2);
+  assert_int_equal(calls_of("GetRecords"), gr);
+}
+
+static void test_reload_adds_stream(void **state)
+{
+  char conf[128], out[128], log[128];
+  (void)state;
+  test_paths("reload", conf, out, log);
+  kcld_e2e_create_stream(E.aws, "efo-r1", 1);
+  kcld_e2e_create_stream(E.aws, "efo-r2", 1);
+  json_t *produced = json_array();
+  put_into(produced, "efo-r1", "r1", 5);
+  put_into(produced, "efo-r2", "r2", 5);
+  write_config(conf, "eforeload", NULL, out, "streams:\n  - name: efo-r1\n");
+  json_int_t gr = calls_of("GetRecords");
+  E.pid = kcld_test_spawn_kcld(conf, log);
+  wait_lines(out, 5, log);
+  write_config(conf, "eforeload", NULL, out,
+               "streams:\n  - name: efo-r1\n  - name: efo-r2\n");
+  assert_int_equal(kill(E.pid, SIGHUP), 0);
+  wait_lines(out, 10, log);
+  kcld_e2e_stop_kcld(E.pid, log, 20000);
+  E.pid = 0;
+  json_t *got = handled(out);
+  assert_same(got, produced);
+  json_decref(got);
+  json_decref(produced);
+  assert_consumer_active("efo-r2", "eforeload");
+  assert_int_equal(kcld_e2e_lines_with(log, "stream consumer ACTIVE", ""), 2);
+  assert_int_equal(calls_of("GetRecords"), gr);
 }
 
 static void test_unknown_consumer_arn_exits(void **state)
@@ -234,9 +364,7 @@ static void test_unknown_consumer_arn_exits(void **state)
   char conf[128], out[128], log[128], extra[256];
   int status = 0;
   (void)state;
-  snprintf(conf, sizeof(conf), "%s/bad.yaml", E.dir);
-  snprintf(out, sizeof(out), "%s/bad.jsonl", E.dir);
-  snprintf(log, sizeof(log), "%s/bad.log", E.dir);
+  test_paths("bad", conf, out, log);
   kcld_e2e_create_stream(E.aws, "efo-bad", 1);
   snprintf(extra, sizeof(extra), "  consumer_arn: \"arn:aws:kinesis:"
            "us-east-1:000000000000:stream/efo-bad/consumer/nobody:1\"\n");
@@ -252,6 +380,61 @@ static void test_unknown_consumer_arn_exits(void **state)
   assert_true(kcld_e2e_file_has(log, "start-up failed: no ACTIVE stream consumer"));
   assert_true(kcld_e2e_file_has(log, "consumer/nobody:1"));
   assert_int_equal(kcld_e2e_lines_in(out), 0);
+}
+
+/* RegisterStreamConsumer answers `type` with HTTP `status` for the next
+ * `times` calls. */
+static void refuse_register(const char *type, int status, int times)
+{
+  char script[256];
+  snprintf(script, sizeof(script), "{\"refuse\":[{\"op\":"
+           "\"RegisterStreamConsumer\",\"type\":\"%s\",\"status\":%d,"
+           "\"times\":%d}]}", type, status, times);
+  json_t *r = kcld_fault_post(efo_url(), "/__efo/script", script);
+  assert_non_null(r);
+  json_decref(r);
+}
+
+static void test_register_500s_waited_out(void **state)
+{
+  char conf[128], out[128], log[128];
+  (void)state;
+  test_paths("t500", conf, out, log);
+  kcld_e2e_create_stream(E.aws, "efo-500", 1);
+  json_t *produced = put("efo-500", "t", 10);
+  write_config(conf, "efo500", "efo-500", out, "");
+  json_int_t before = calls_of("RegisterStreamConsumer");
+  /* 7 calls: two lookups' 3 attempts each, and one more. */
+  refuse_register("InternalFailure", 500, 7);
+
+  run_until_handled(conf, out, log, produced);
+  json_decref(produced);
+  assert_true(calls_of("RegisterStreamConsumer") - before >= 8);
+  assert_false(kcld_e2e_file_has(log, "start-up failed"));
+  assert_consumer_active("efo-500", "efo500");
+}
+
+static void test_access_denied_exits_at_once(void **state)
+{
+  char conf[128], out[128], log[128];
+  int status = 0;
+  (void)state;
+  test_paths("denied", conf, out, log);
+  kcld_e2e_create_stream(E.aws, "efo-denied", 1);
+  write_config(conf, "efodenied", "efo-denied", out, "");
+  json_int_t before = calls_of("RegisterStreamConsumer");
+  refuse_register("AccessDeniedException", 400, 1);
+  E.pid = kcld_test_spawn_kcld(conf, log);
+  if (!kcld_test_wait_exit(E.pid, 30000, &status)) {
+    kcld_e2e_dump_file(log);
+    fail_msg("kcld kept running when refused its consumer");
+  }
+  E.pid = 0;
+  assert_true(WIFEXITED(status));
+  assert_int_equal(WEXITSTATUS(status), 1);
+  assert_true(kcld_e2e_file_has(log, "start-up failed: no ACTIVE stream consumer"));
+  assert_true(kcld_e2e_file_has(log, "AccessDeniedException"));
+  assert_int_equal(calls_of("RegisterStreamConsumer") - before, 1);
 }
 
 /* ======== Fixture ======== */
@@ -289,6 +472,10 @@ int main(void)
   const struct CMUnitTest tests[] = {
     cmocka_unit_test(test_consumes_and_resumes),
     cmocka_unit_test(test_unknown_consumer_arn_exits),
+    cmocka_unit_test(test_register_500s_waited_out),
+    cmocka_unit_test(test_reload_adds_stream),
+    cmocka_unit_test(test_access_denied_exits_at_once),
+    cmocka_unit_test(test_multistream),
   };
   return cmocka_run_group_tests(tests, setup, teardown);
 }

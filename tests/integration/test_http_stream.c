@@ -50,6 +50,9 @@ struct strm {
   int pause_at_first;    /* pause on the first bytes */
   int cancel_at_first;   /* cancel from inside on_data */
   int data_while_paused; /* on_data ran while paused: a failure */
+  size_t pause_every;    /* pause each time this many more bytes came */
+  size_t next_pause;
+  int pauses;
 };
 
 static void on_data(const char *data, size_t len, void *arg)
@@ -66,6 +69,11 @@ static void on_data(const char *data, size_t len, void *arg)
   t->bytes += len;
   if (t->data_calls == 1 && t->pause_at_first)
     kcld_http_stream_pause(t->s);
+  if (t->pause_every && t->bytes >= t->next_pause) {
+    t->next_pause = t->bytes + t->pause_every;
+    t->pauses++;
+    kcld_http_stream_pause(t->s);
+  }
   if (t->data_calls == 1 && t->cancel_at_first) {
     kcld_http_stream_cancel(t->s);
     assert_int_equal(t->done, 1);
@@ -366,6 +374,52 @@ static void test_pause_resume(void **state)
   finish(&loop, http);
 }
 
+/* Eight h2c streams of two ~15 MB parts, each paused at its first bytes
+ * and again after its first part, resumed at staggered times - as fan-out
+ * subscriptions with events over their memory budget are: every byte and
+ * the end of each arrive.  libcurl 7.88 kept a stream's last bytes (and
+ * its end), read from the socket after a pause, until the socket's next
+ * read event, which never came once the server had sent everything: some
+ * streams stood still for good (http.c reads again). */
+static void test_pauses_to_the_end(void **state)
+{
+  enum { N = 8 };
+  uv_loop_t loop;
+  struct kcld_http *http = client(&loop);
+  struct strm t[N];
+  const long total = 30411708;
+  int all = 0;
+
+  (void)state;
+  memset(t, 0, sizeof(t));
+  for (int k = 0; k < N; k++) {
+    char q[128];
+    t[k].pause_every = t[k].next_pause = 15205854;
+    t[k].pause_at_first = 1;
+    snprintf(q, sizeof(q), "id=pauses%d&bytes=%ld&chunk=15205854", k, total);
+    start(http, &loop, &t[k], q, H2C);
+  }
+  for (int i = 0; i < 300 && !all; i++) {
+    run_ms(&loop, 100);
+    all = 1;
+    for (int k = 0; k < N; k++) {
+      if (t[k].s && kcld_http_stream_paused(t[k].s) && (i + k) % 7 == 0)
+        kcld_http_stream_resume(t[k].s);
+      all = all && t[k].done;
+    }
+  }
+  for (int k = 0; k < N; k++) {
+    assert_int_equal(t[k].done, 1);
+    assert_int_equal(t[k].err, 0);
+    assert_int_equal(t[k].bytes, (size_t)total);
+    assert_int_equal(t[k].bad, 0);
+    assert_true(t[k].pauses >= 1);
+    assert_int_equal(t[k].data_while_paused, 0);
+    free(t[k].body);
+  }
+  finish(&loop, http);
+}
+
 /* Cancel: done runs at once with KCLD_ECANCELED and no more data comes.
  * On a shared connection the server sees the stream reset (RST_STREAM
  * CANCEL = 8) while the other streams on it go on; an h2c stream on a
@@ -539,6 +593,7 @@ int main(void)
     cmocka_unit_test_setup(test_streams_as_it_arrives, reset_stats),
     cmocka_unit_test_setup(test_multiplexed, reset_stats),
     cmocka_unit_test_setup(test_pause_resume, reset_stats),
+    cmocka_unit_test_setup(test_pauses_to_the_end, reset_stats),
     cmocka_unit_test_setup(test_cancel, reset_stats),
     cmocka_unit_test_setup(test_reset_mid_stream, reset_stats),
     cmocka_unit_test_setup(test_error_status, reset_stats),

@@ -14,7 +14,13 @@
  *  - records that fail for good with a dead-letter queue that does not
  *    exist: destination_unavailable; the queue created heals it;
  *  - a lambda handler whose script does not exist: handler_unavailable;
- *    the script put in place heals it. */
+ *    the script put in place heals it;
+ *  - fetch.mode: fanout on the kinesis_efo emulator (issue 13): every
+ *    SubscribeToShard refused with ResourceNotFoundException (the consumer
+ *    deleted): no_iterator; every subscription ending in an exception
+ *    event at once: fetch_error; subscriptions that deliver nothing while
+ *    MillisBehindLatest > 0: no_progress.  Each heals once the emulator
+ *    serves records again. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -29,6 +35,7 @@
 
 #include "awssync.h"
 #include "e2e.h"
+#include "fault.h"
 #include "harness.h"
 #include "proc.h"
 
@@ -44,25 +51,45 @@ static struct {
   struct kcld_emu emu;
   struct kcld_test_aws *aws;
   char dir[64], conf[128], log[128], out[128];
+  const char *kinesis;  /* the Kinesis emulator's name */
+  const char *fetch;    /* lines of kcld's fetch section */
   pid_t pid;
   int port;
 } E;
 
-static int setup(void **state)
+/* The emulators `names`, `kinesis` the one that serves Kinesis. */
+static int start_emulators(const char *names, const char *kinesis)
 {
-  (void)state;
   memset(&E, 0, sizeof(E));
   if (access(kcld_test_bin(), X_OK) != 0)
     return -1;
   snprintf(E.dir, sizeof(E.dir), "/tmp/kcld-stall-XXXXXX");
-  if (!mkdtemp(E.dir) || kcld_emu_start(&E.emu, "kinesis dynamodb sqs") != 0)
+  if (!mkdtemp(E.dir) || kcld_emu_start(&E.emu, names) != 0)
     return -1;
   snprintf(E.conf, sizeof(E.conf), "%s/kcld.yaml", E.dir);
   snprintf(E.log, sizeof(E.log), "%s/kcld.log", E.dir);
   snprintf(E.out, sizeof(E.out), "%s/out.jsonl", E.dir);
-  E.aws = kcld_test_aws_new(kcld_emu_url(&E.emu, "kinesis"),
+  E.kinesis = kinesis;
+  E.fetch = "  idle_time: 200ms\n";
+  E.aws = kcld_test_aws_new(kcld_emu_url(&E.emu, kinesis),
                             kcld_emu_url(&E.emu, "dynamodb"),
                             kcld_emu_url(&E.emu, "sqs"));
+  return 0;
+}
+
+static int setup(void **state)
+{
+  (void)state;
+  return start_emulators("kinesis dynamodb sqs", "kinesis");
+}
+
+/* Fan-out: the kinesis_efo emulator (no SQS). */
+static int setup_efo(void **state)
+{
+  (void)state;
+  if (start_emulators("kinesis_efo dynamodb", "kinesis_efo") != 0)
+    return -1;
+  E.fetch = "  mode: fanout\n";
   return 0;
 }
 
@@ -88,20 +115,21 @@ static int teardown(void **state)
 static void write_config_with(const char *app, const char *stream,
                               const char *handler)
 {
+  const char *sqs = kcld_emu_url(&E.emu, "sqs");
   FILE *f = fopen(E.conf, "w");
   assert_non_null(f);
   fprintf(f,
           "application: %s\nstream: %s\nregion: us-east-1\n"
-          "endpoints:\n  kinesis: %s\n  dynamodb: %s\n  sqs: %s\n"
+          "endpoints:\n  kinesis: %s\n  dynamodb: %s\n%s%s%s"
           "credentials:\n  access_key_id: test\n  secret_access_key: test\n"
           "shutdown_timeout: 5s\nworkers: 1\n"
           "lease:\n  failover_time: 2s\n  shard_sync_interval: 1s\n"
-          "fetch:\n  idle_time: 200ms\n"
+          "fetch:\n%s"
           "metrics:\n  listen: 127.0.0.1:0\n  stuck_after: %ds\n"
           "log:\n  level: info\n",
-          app, stream, kcld_emu_url(&E.emu, "kinesis"),
-          kcld_emu_url(&E.emu, "dynamodb"), kcld_emu_url(&E.emu, "sqs"),
-          STUCK_MS / 1000);
+          app, stream, kcld_emu_url(&E.emu, E.kinesis),
+          kcld_emu_url(&E.emu, "dynamodb"), sqs ? "  sqs: " : "",
+          sqs ? sqs : "", sqs ? "\n" : "", E.fetch, STUCK_MS / 1000);
   if (handler)
     fputs(handler, f);
   else
@@ -293,13 +321,7 @@ static void expect_stall(const char *reason, const char *after)
 /* Lines of the log that contain both strings. */
 static int log_lines_with(const char *a, const char *b)
 {
-  char *log = kcld_test_slurp(E.log, NULL), *save = NULL;
-  int n = 0;
-  for (char *l = log ? strtok_r(log, "\n", &save) : NULL; l;
-       l = strtok_r(NULL, "\n", &save))
-    n += strstr(l, a) && strstr(l, b);
-  free(log);
-  return n;
+  return (int)kcld_e2e_lines_with(E.log, a, b);
 }
 
 /* ======== AWS set-up ======== */
@@ -551,6 +573,85 @@ static void test_handler_unavailable(void **state)
   stop_kcld();
 }
 
+/* ======== Fan-out ======== */
+
+/* Merges `json` into the kinesis_efo emulator's script. */
+static void efo_script(const char *json)
+{
+  json_t *r = kcld_fault_post(kcld_emu_url(&E.emu, "kinesis_efo"),
+                              "/__efo/script", json);
+  assert_non_null(r);
+  json_decref(r);
+}
+
+/* fetch.mode: fanout on a one-shard stream, 3 records handled, /healthz
+ * 200; subscriptions end every 2 s (so that a refusal meets the next one
+ * soon). */
+static void start_healthy_fanout(const char *app, const char *stream)
+{
+  efo_script("{\"end_after_ms\": 2000}");
+  start_healthy(app, stream);
+}
+
+/* Every SubscribeToShard refused as the consumer deleted would be
+ * (ResourceNotFoundException, HTTP 400): nothing moves the shard on and
+ * the source says why: no_iterator.  Served again, the shard heals. */
+static void test_fanout_refused(void **state)
+{
+  (void)state;
+  start_healthy_fanout("fr-app", "fr-stream");
+  efo_script("{\"refuse\": [{\"type\": \"ResourceNotFoundException\", "
+             "\"op\": \"SubscribeToShard\", \"times\": 1000000}]}");
+  expect_stall("no_iterator", "subscriptions were refused");
+  assert_true(log_lines_with("\"SubscribeToShard\"",
+                             "ResourceNotFoundException") >= 1);
+  efo_script("{\"refuse\": []}");
+  put_records("fr-stream", 2);
+  await_handled(5);
+  unsigned long long ms = await_healthy(20000);
+  printf("healthy %llu ms after the records were handled\n", ms);
+  stop_kcld();
+}
+
+/* Every subscription accepted, then ended at once by an exception event
+ * (InternalFailure), resubscribed, ended again...: fetch_error.  Once the
+ * subscriptions deliver again, the shard heals. */
+static void test_fanout_endless_exceptions(void **state)
+{
+  (void)state;
+  start_healthy_fanout("fx-app", "fx-stream");
+  efo_script("{\"faults\": [{\"after_events\": 0, \"what\": "
+             "\"exception\", \"type\": \"InternalFailure\", "
+             "\"times\": 1000000}]}");
+  expect_stall("fetch_error", "subscriptions began to fail");
+  assert_true(log_lines_with("\"SubscribeToShard\"", "InternalFailure") >=
+              1);
+  efo_script("{\"faults\": []}");
+  put_records("fx-stream", 2);
+  await_handled(5);
+  unsigned long long ms = await_healthy(20000);
+  printf("healthy %llu ms after the records were handled\n", ms);
+  stop_kcld();
+}
+
+/* Subscriptions that stay open and send events with no records while
+ * MillisBehindLatest > 0: answers, but no progress (issue 13, item 6):
+ * no_progress, without any fetch error.  Once records come, it heals. */
+static void test_fanout_behind_without_records(void **state)
+{
+  (void)state;
+  start_healthy_fanout("fb-app", "fb-stream");
+  efo_script("{\"behind_ms\": 60000}");
+  put_records("fb-stream", 2);
+  expect_stall("no_progress", "records stopped coming while behind");
+  assert_int_equal(handled(), 3);
+  efo_script("{\"behind_ms\": 0}");
+  await_handled(5);
+  unsigned long long ms = await_healthy(20000);
+  printf("healthy %llu ms after the records were handled\n", ms);
+  stop_kcld();
+}
+
 int main(void)
 {
   const struct CMUnitTest tests[] = {
@@ -562,6 +663,12 @@ int main(void)
     cmocka_unit_test_setup_teardown(test_dlq_missing, setup, teardown),
     cmocka_unit_test_setup_teardown(test_handler_unavailable, setup,
                                     teardown),
+    cmocka_unit_test_setup_teardown(test_fanout_refused, setup_efo,
+                                    teardown),
+    cmocka_unit_test_setup_teardown(test_fanout_endless_exceptions,
+                                    setup_efo, teardown),
+    cmocka_unit_test_setup_teardown(test_fanout_behind_without_records,
+                                    setup_efo, teardown),
   };
   curl_global_init(CURL_GLOBAL_DEFAULT);
   int rc = cmocka_run_group_tests(tests, NULL, NULL);

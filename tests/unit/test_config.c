@@ -202,9 +202,13 @@ static const struct bad_case s_bad[] = {
   {"streams with stream", H "streams:\n  - name: o\n",
    "kcld.yaml:4:3: streams: cannot be combined with stream (s): list every "
    "stream under streams\n", NULL, NULL},
-  {"streams with fanout", MS "  - name: o\nfetch:\n  mode: fanout\n",
-   "kcld.yaml:3:3: fetch.mode: fanout is not supported with streams yet: "
-   "use polling\n", NULL, NULL},
+  {"streams with consumer_arn", MS "  - name: o\nfetch:\n  mode: fanout\n"
+   "  consumer_arn: arn:aws:kinesis:us-east-1:123456789012:stream/o/"
+   "consumer/c:1\n",
+   "kcld.yaml:6:17: fetch.consumer_arn: names one stream's consumer and "
+   "cannot be used with streams: leave it empty (a consumer named "
+   "fetch.consumer_name is registered or found on each stream)\n", NULL,
+   NULL},
   {"streams own handler type", MS "  - name: o\n    handler: {type: x}\n",
    "kcld.yaml:4:21: handler.type: must be one of multilang, lambda, "
    "dynamodb, plugin, stdout, got \"x\"\n", NULL, NULL},

@@ -33,15 +33,22 @@
 // Control plane (JSON in, JSON out, any protocol):
 //   POST /__efo/script {"register_delay_ms", "poll_ms", "heartbeat_ms",
 //        "limit_ms", "end_after_ms", "event_records" (at most this many
-//        records in one event; 10000),
+//        records in one event; 10000), "behind_ms" (while not 0, open
+//        subscriptions read nothing and their heartbeats say
+//        MillisBehindLatest behind_ms: a consumer that gets no records
+//        while behind),
 //        "refuse": [{"type": "ResourceInUseException", "times": N,
-//                    "op": "SubscribeToShard"}],       answered as HTTP 400
+//                    "op": "SubscribeToShard", "status": 400}],
+//                                 answered as HTTP status (400 by default)
 //        "faults": [{"after_events": N, "what": "exception", "type": T} |
 //                   {"after_events": N, "what": "reset"} |  half a frame,
 //                                                           then RST_STREAM
 //                   {"after_events": N, "what": "bad_crc"}, "times": 1]}
 //        merges into the current script; faults apply to the next
-//        subscriptions, each fault `times` subscriptions (default 1).
+//        subscriptions, each fault `times` subscriptions (default 1);
+//        "upstream": "http://127.0.0.1:PORT" sends every Kinesis call to
+//        that endpoint instead of the in-process kinesalite (e.g. a fault
+//        proxy in front of a shared kinesalite: the chaos run).
 //   POST /__efo/stats  {"calls": {Operation: N}, "subscriptions": [{"shard",
 //        "consumer", "start", "events", "records", "ended": why, "proto"}],
 //        "open": N}
@@ -57,7 +64,7 @@ const ACCOUNT = '000000000000';
 const enc = new TextEncoder();
 const codec = new EventStreamCodec((b) => new TextDecoder().decode(b), (s) => enc.encode(s));
 const DEFAULTS = { register_delay_ms: 200, poll_ms: 20, heartbeat_ms: 1000, limit_ms: 1000,
-  end_after_ms: 300000, event_records: 10000, refuse: [], faults: [] };
+  end_after_ms: 300000, event_records: 10000, behind_ms: 0, refuse: [], faults: [] };
 
 const str = (value) => ({ type: 'string', value });
 function eventFrame(type, payload) {
@@ -104,7 +111,7 @@ const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
 export async function start() {
   const k = kinesalite({ createStreamMs: 0, deleteStreamMs: 0, updateStreamMs: 0, shardLimit: 1000 });
   await new Promise((resolve, reject) => { k.once('error', reject); k.listen(0, HOST, resolve); });
-  const kport = k.address().port;
+  let kport = k.address().port;
   let script = structuredClone(DEFAULTS);
   let stats = { calls: {}, subscriptions: [] };
   const consumers = new Map(); // ARN -> {ConsumerName, ConsumerARN, ConsumerStatus, StreamARN, ...}
@@ -119,7 +126,7 @@ export async function start() {
     const r = script.refuse.find((x) => (!x.op || x.op === op) && (x.times ?? 1) > 0);
     if (!r) return null;
     r.times = (r.times ?? 1) - 1;
-    return r.type;
+    return r;
   }
 
   function findConsumer(d) {
@@ -198,7 +205,7 @@ export async function start() {
         Timestamp: sp.Timestamp });
       iterator = it.ShardIterator;
     } catch (e) {
-      return clientError(res, e.type, e.message, e.status);
+      return clientError(res, e.type || 'InternalFailure', e.message, e.status || 500);
     }
     const sub = { shard: d.ShardId, consumer: c.ConsumerARN, start: sp, events: 0, records: 0,
       ended: null, proto: req.httpVersion };
@@ -206,6 +213,7 @@ export async function start() {
     open.set(key, sub);
     const faults = script.faults.filter((f) => (f.times ?? 1) > 0);
     for (const f of faults) f.times = (f.times ?? 1) - 1;
+    const fired = new Set(); // this subscription's faults done
     let cont = sp.SequenceNumber || null;
     let closed = false;
     const finish = (why) => {
@@ -219,9 +227,9 @@ export async function start() {
     const t0 = Date.now();
     let lastEvent = 0;
     while (!sub.ended) {
-      const f = faults.find((x) => x.after_events === sub.events && !x.done);
+      const f = faults.find((x) => x.after_events === sub.events && !fired.has(x));
       if (f) {
-        f.done = true;
+        fired.add(f);
         if (f.what === 'exception') {
           res.end(exceptionFrame(f.type || 'InternalFailure', 'injected'));
           finish('exception');
@@ -248,11 +256,21 @@ export async function start() {
         finish('expired');
         break;
       }
+      if (script.behind_ms) {
+        if (Date.now() - lastEvent >= script.heartbeat_ms) {
+          res.write(eventFrame('SubscribeToShardEvent', { Records: [],
+            MillisBehindLatest: script.behind_ms, ContinuationSequenceNumber: cont || undefined }));
+          sub.events++;
+          lastEvent = Date.now();
+        }
+        await sleep(script.poll_ms);
+        continue;
+      }
       let r;
       try {
         r = await call(kport, 'GetRecords', { ShardIterator: iterator, Limit: script.event_records });
       } catch (e) {
-        if (!sub.ended) res.end(exceptionFrame(e.type, e.message));
+        if (!sub.ended) res.end(exceptionFrame(e.type || 'InternalFailure', e.message));
         finish('error');
         break;
       }
@@ -299,6 +317,7 @@ export async function start() {
       const body = await readBody(req);
       if (u.pathname === '/__efo/script') {
         const s = JSON.parse(body.toString() || '{}');
+        if (s.upstream) kport = Number(new URL(s.upstream).port);
         script = { ...script, ...s };
         return sendJson(res, 200, script);
       }
@@ -316,8 +335,8 @@ export async function start() {
       stats.calls[op] = (stats.calls[op] || 0) + 1;
       const data = body.length ? JSON.parse(body.toString()) : {};
       if (ops[op]) {
-        const type = refused(op);
-        if (type) return clientError(res, type, `injected ${type}`);
+        const r = refused(op);
+        if (r) return clientError(res, r.type, `injected ${r.type}`, r.status ?? 400);
         return await ops[op](data, res, req);
       }
       if (data.StreamARN && !data.StreamName) {

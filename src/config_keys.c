@@ -3,6 +3,7 @@
  * they sit in; and kcld_config_diff, which walks it. */
 #include "config_keys.h"
 
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -368,4 +369,37 @@ int kcld_config_diff(const struct kcld_config *before,
   }
   *changes = out;
   return n;
+}
+
+void kcld_config_key_suggest(const char *full, char *buf, size_t n)
+{
+  const char *best = NULL;
+  size_t bestd = kcld_config_value_close_enough(strlen(full)) + 1;
+  const char *leaf = strrchr(full, '.');
+  const char *same[3];
+  size_t nsame = 0;
+  leaf = leaf ? leaf + 1 : full;
+  buf[0] = '\0';
+  for (size_t i = 0; i < kcld_config_nkeys + kcld_config_nsections; i++) {
+    const char *cand =
+      i < kcld_config_nkeys ? kcld_config_keys[i].name
+                            : kcld_config_sections[i - kcld_config_nkeys].name;
+    size_t d = kcld_config_value_distance(full, cand);
+    if (d < bestd) {
+      best = cand;
+      bestd = d;
+    }
+    const char *cl = strrchr(cand, '.');
+    if (i < kcld_config_nkeys && cl && strcmp(cl + 1, leaf) == 0 && nsame < 3)
+      same[nsame++] = cand;
+  }
+  if (best) {
+    snprintf(buf, n, " (did you mean %s?)", best);
+  } else if (nsame == 1) {
+    snprintf(buf, n, " (did you mean %s?)", same[0]);
+  } else if (nsame > 1) {
+    snprintf(buf, n, " (did you mean %s%s%s%s%s?)", same[0],
+             nsame == 2 ? " or " : ", ", same[1], nsame == 3 ? " or " : "",
+             nsame == 3 ? same[2] : "");
+  }
 }

@@ -111,6 +111,11 @@ const char *kcld_config_key_section_doc(const char *name, size_t len);
 /* True when `name` is a section: some key's name starts with "name.". */
 int kcld_config_key_is_section(const char *name);
 
+/* A hint for the unknown key `full` (dotted) into buf (n bytes): " (did
+ * you mean K?)" with the nearest key or section, else the keys that end
+ * with the same leaf; "" when none is near. */
+void kcld_config_key_suggest(const char *full, char *buf, size_t n);
+
 /* The name of value `v` of the enum key called `name`. */
 const char *kcld_config_key_enum_name(const char *name, int v);
 

@@ -7,12 +7,9 @@
  * touches nothing else. */
 #include "consume/poller.h"
 
-#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
-#include "base/backoff.h"
-#include "base/fmt.h"
 #include "base/rand.h"
 #include "consume/getrecords.h"
 #include "consume/shard_consumer.h"
@@ -29,51 +26,21 @@
 enum fetch_state { F_IDLE, F_ITER, F_CALL, F_PARSE };
 
 struct poller {
-  struct kcld_fetch_job job; /* the parse job; first: parse_work finds us */
-  uv_timer_t timer;        /* rate limit, idle, backoff */
-  uv_loop_t *loop;
+  struct kcld_source_base base; /* first: the parse job and timer find us */
   struct kcld_kinesis *kinesis;
   char *stream;
-  char *shard_id;
-  struct kcld_source_pos start;
-  char start_seq[KCLD_SEQ_MAX + 1];
   int max_records;
   uint64_t idle_ms;
-  uint64_t min_call_ms;
-  uint64_t backoff_base_ms;
-  uint64_t backoff_max_ms;
-  struct kcld_source_cbs cbs;
-  struct kcld_source_keep keep;
-  struct kcld_fetch_budget *budget;
-  struct kcld_fetch_account *account;
 
   enum fetch_state fetch;
-  int timer_armed;
-  int stopped;             /* no more batches to the core */
-  int closing;
-  int timer_open;
   char *iterator;          /* NULL: a new one is needed (or the end) */
   struct kcld_seq_pos last_fetched; /* last Kinesis record fetched */
-  unsigned fails_in_row;   /* failed calls since a success */
-  int failing;             /* KCLD_SHARD_FETCH_*: the last failure since
-                              the last GetRecords answer, else OK */
-  char failing_error[160]; /* its type and message */
-  uint64_t last_call_ms;
-  int called;
-  uint64_t next_at_ms;     /* no call before this (idle, backoff) */
 
   /* The body, received into a block of the account; owned by the parse
-   * job while fetch == F_PARSE, with the job's results. */
+   * job while fetch == F_PARSE. */
   struct kcld_http_body body;
-  struct kcld_getrecords_mem mem;
-  struct kcld_record_batch *parsed;
-  int parse_err;
-  char parse_msg[256];
 
-  /* Estimates for admission: the last answer's sizes, the largest seen. */
-  size_t first_estimate;
-  size_t last_body, last_batch, top_body, top_batch;
-  int behind;              /* the last answer was behind the tip */
+  size_t first_estimate;   /* before the first answer */
   int answered;            /* an answer was parsed: the sizes are known */
 
   uint64_t get_records_calls, empty_responses, throttles, expired_iterators,
@@ -87,14 +54,13 @@ static uint64_t idle_wait(const struct poller *p);
 
 static void maybe_free(struct poller *p)
 {
-  if (!p->closing || p->timer_open || p->fetch != F_IDLE)
+  if (!p->base.closing || p->base.timer_open || p->fetch != F_IDLE)
     return;
-  struct kcld_source_cbs cbs = p->cbs;
+  struct kcld_source_cbs cbs = p->base.cbs;
   free(p->iterator);
   kcld_fetch_free(p->body.p);
-  kcld_getrecords_mem_clean_up(&p->mem);
+  kcld_source_base_clean_up(&p->base);
   free(p->stream);
-  free(p->shard_id);
   free(p);
   cbs.closed(cbs.arg);
 }
@@ -102,29 +68,11 @@ static void maybe_free(struct poller *p)
 static void on_timer_closed(uv_handle_t *h)
 {
   struct poller *p = h->data;
-  p->timer_open = 0;
+  p->base.timer_open = 0;
   maybe_free(p);
 }
 
 /* ======== Failures ======== */
-
-static uint64_t backoff_ms(const struct poller *p, unsigned fails)
-{
-  struct kcld_backoff b = {p->backoff_base_ms, p->backoff_max_ms,
-                           KCLD_BACKOFF_EQUAL};
-  return kcld_backoff_ms(&b, fails);
-}
-
-/* Remembers what the failure says about the shard, for the stall
- * detector (kcld_shard_fetch_failure). */
-static void note_failure(struct poller *p, const char *op,
-                         enum kcld_kinesis_fault fault, const char *type,
-                         const char *message)
-{
-  p->failing = kcld_shard_fetch_failure(op, fault);
-  snprintf(p->failing_error, sizeof(p->failing_error), "%s: %s", type,
-           message && *message ? message : "(no message)");
-}
 
 /* A call or a parse failed: count it, log it, back off (or, for an expired
  * iterator, get a new one at once). */
@@ -137,11 +85,11 @@ static void fetch_failed(struct poller *p, const char *op,
   if (fault == KCLD_KINESIS_EXPIRED_ITERATOR) {
     p->expired_iterators++;
     kcld_log(KCLD_LOG_INFO, "shard iterator expired; getting a new one",
-             "shard", p->shard_id, "op", op, "after",
+             "shard", p->base.shard_id, "op", op, "after",
              p->last_fetched.set ? p->last_fetched.seq : "(start)", NULL);
     free(p->iterator);
     p->iterator = NULL;
-    p->next_at_ms = 0;
+    p->base.next_at_ms = 0;
     schedule(p);
     return;
   }
@@ -149,24 +97,24 @@ static void fetch_failed(struct poller *p, const char *op,
     /* The Kinesis client is closed: the owner is shutting down and will
      * stop or close this consumer. */
     kcld_log(KCLD_LOG_INFO, "Kinesis client closed; fetching stops", "shard",
-             p->shard_id, "op", op, NULL);
+             p->base.shard_id, "op", op, NULL);
     return;
   }
-  p->fails_in_row++;
-  uint64_t delay = backoff_ms(p, p->fails_in_row);
-  note_failure(p, op, fault, type, st->message);
+  p->base.fails_in_row++;
+  uint64_t delay = kcld_source_backoff_ms(&p->base, p->base.fails_in_row);
+  kcld_source_note_failure(&p->base, op, fault, type, st->message);
   if (fault == KCLD_KINESIS_THROUGHPUT || fault == KCLD_KINESIS_KMS_THROTTLED) {
     p->throttles++;
-    kcld_log(KCLD_LOG_DEBUG, "throttled; backing off", "shard", p->shard_id,
+    kcld_log(KCLD_LOG_DEBUG, "throttled; backing off", "shard", p->base.shard_id,
              "op", op, "type", type, KCLD_LOG_UINT("retry_ms", delay), NULL);
   } else {
     p->errors++;
     kcld_log(KCLD_LOG_WARN, "Kinesis call failed; backing off",
-             "shard", p->shard_id, "op", op, "type", type,
+             "shard", p->base.shard_id, "op", op, "type", type,
              KCLD_LOG_INT("status", st->http_status), "message",
              st->message ? st->message : "", KCLD_LOG_UINT("retry_ms", delay),
              NULL);
-    if (p->iterator && p->fails_in_row >= FAILS_BEFORE_NEW_ITERATOR &&
+    if (p->iterator && p->base.fails_in_row >= FAILS_BEFORE_NEW_ITERATOR &&
         fault != KCLD_KINESIS_TRANSIENT) {
       /* The iterator itself may be the problem: start afresh after the
        * last record fetched. */
@@ -174,7 +122,7 @@ static void fetch_failed(struct poller *p, const char *op,
       p->iterator = NULL;
     }
   }
-  p->next_at_ms = uv_now(p->loop) + delay;
+  p->base.next_at_ms = uv_now(p->base.loop) + delay;
   schedule(p);
 }
 
@@ -195,11 +143,11 @@ static int call_returned(struct poller *p, const char *op,
                          const struct kcld_svc_status *st)
 {
   p->fetch = F_IDLE;
-  if (p->closing) {
+  if (p->base.closing) {
     maybe_free(p);
     return 0;
   }
-  if (p->stopped)
+  if (p->base.stopped)
     return 0;
   if (st->err) {
     fetch_failed(p, op, st);
@@ -213,12 +161,12 @@ static void on_iterator(const struct kcld_kinesis_iterator *res, void *arg)
   struct poller *p = arg;
   if (!call_returned(p, "GetShardIterator", &res->st))
     return;
-  p->fails_in_row = 0;
+  p->base.fails_in_row = 0;
   if (!res->shard_iterator) {
     /* No iterator: the shard is closed and nothing is left after the
      * position asked for (the KCL reads it the same way). */
-    p->stopped = 1;
-    p->cbs.ended(p->cbs.arg);
+    p->base.stopped = 1;
+    p->base.cbs.ended(p->base.cbs.arg);
     return;
   }
   p->iterator = strdup(res->shard_iterator);
@@ -238,19 +186,19 @@ static void get_iterator(struct poller *p)
     [KCLD_SOURCE_LATEST] = KCLD_KINESIS_LATEST,
     [KCLD_SOURCE_AT_TIMESTAMP] = KCLD_KINESIS_AT_TIMESTAMP};
   struct kcld_kinesis_iterator_req req = {
-    .stream = p->stream, .shard_id = p->shard_id,
-    .timestamp_ms = p->start.timestamp_ms};
+    .stream = p->stream, .shard_id = p->base.shard_id,
+    .timestamp_ms = p->base.start.timestamp_ms};
   if (p->last_fetched.set) {
     req.type = KCLD_KINESIS_AFTER_SEQUENCE_NUMBER;
     req.sequence_number = p->last_fetched.seq;
   } else {
-    req.type = types[p->start.type];
-    if (p->start.type == KCLD_SOURCE_AFTER || p->start.type == KCLD_SOURCE_AT)
-      req.sequence_number = p->start_seq;
+    req.type = types[p->base.start.type];
+    if (p->base.start.type == KCLD_SOURCE_AFTER || p->base.start.type == KCLD_SOURCE_AT)
+      req.sequence_number = p->base.start_seq;
   }
   p->fetch = F_ITER;
-  p->called = 1;
-  p->last_call_ms = uv_now(p->loop);
+  p->base.called = 1;
+  p->base.last_call_ms = uv_now(p->base.loop);
   int rc = kcld_kinesis_get_shard_iterator(p->kinesis, &req, on_iterator, p);
   if (rc < 0) {
     p->fetch = F_IDLE;
@@ -275,25 +223,25 @@ static void got_batch(struct poller *p, struct kcld_record_batch *b)
      * last record fetched: nothing is lost. */
     p->iterator = strdup(b->next_shard_iterator);
   else
-    p->stopped = 1; /* the shard's last batch */
+    p->base.stopped = 1; /* the shard's last batch */
   if (b->kinesis_count == 0 && b->millis_behind_latest <= 0)
-    p->next_at_ms = uv_now(p->loop) + idle_wait(p);
+    p->base.next_at_ms = uv_now(p->base.loop) + idle_wait(p);
   else
-    p->next_at_ms = 0; /* behind: as soon as the rate allows */
-  unsigned old_fails = p->fails_in_row;
-  int old_failing = p->failing;
-  p->fails_in_row = 0;
-  p->failing = KCLD_SHARD_FETCH_OK;
+    p->base.next_at_ms = 0; /* behind: as soon as the rate allows */
+  unsigned old_fails = p->base.fails_in_row;
+  int old_failing = p->base.failing;
+  p->base.fails_in_row = 0;
+  p->base.failing = KCLD_SHARD_FETCH_OK;
   if (b->kinesis_count == 0)
     p->empty_responses++;
-  if (p->cbs.batch(p->cbs.arg, b) != 0) {
+  if (p->base.cbs.batch(p->base.cbs.arg, b) != 0) {
     /* Nothing has changed: the same iterator fetches it again. */
     free(p->iterator);
     p->iterator = old_iterator;
     p->last_fetched = old_last;
-    p->stopped = 0;
-    p->fails_in_row = old_fails;
-    p->failing = old_failing;
+    p->base.stopped = 0;
+    p->base.fails_in_row = old_fails;
+    p->base.failing = old_failing;
     if (b->kinesis_count == 0)
       p->empty_responses--;
     kcld_record_batch_release(b);
@@ -310,58 +258,46 @@ static void body_done(struct poller *p)
   kcld_fetch_free(p->body.p);
   p->body.p = NULL;
   p->body.len = p->body.cap = 0;
-  kcld_fetch_account_settle(p->account);
+  kcld_fetch_account_settle(p->base.account);
 }
 
 static void parse_work(struct kcld_fetch_job *j)
 {
   struct poller *p = (struct poller *)j;
-  p->parsed = NULL;
-  p->parse_err = kcld_getrecords_parse_mem(p->body.p, p->body.len,
-                                           p->shard_id, &p->mem, &p->parsed,
-                                           p->parse_msg,
-                                           sizeof(p->parse_msg));
-  if (p->parsed)
-    kcld_record_batch_filter(p->parsed, p->keep.fn, p->keep.arg);
+  kcld_source_parse(&p->base, p->body.p, p->body.len);
 }
 
 static void parse_done(struct kcld_fetch_job *j, int status)
 {
   struct poller *p = (struct poller *)j;
-  struct kcld_record_batch *b = p->parsed;
-  p->parsed = NULL;
+  struct kcld_record_batch *b = p->base.parsed;
+  p->base.parsed = NULL;
   p->fetch = F_IDLE;
-  p->last_body = p->body.p ? kcld_fetch_charged(p->body.p) : 0;
-  if (p->last_body > p->top_body)
-    p->top_body = p->last_body;
+  kcld_source_note_body(&p->base,
+                        p->body.p ? kcld_fetch_charged(p->body.p) : 0);
   body_done(p);
-  if (p->closing) {
+  if (p->base.closing) {
     kcld_record_batch_release(b);
     maybe_free(p);
     return;
   }
-  if (status != 0 || p->stopped) {
+  if (status != 0 || p->base.stopped) {
     kcld_record_batch_release(b);
     return;
   }
-  if (p->parse_err) {
-    local_failure(p, "GetRecords", p->parse_err, p->parse_msg);
+  if (p->base.parse_err) {
+    local_failure(p, "GetRecords", p->base.parse_err, p->base.parse_msg);
     return;
   }
   p->answered = 1;
-  /* What the account was charged: the batch heads its main block. */
-  p->last_batch = kcld_fetch_charged(b) +
-                  (b->extra ? kcld_fetch_charged(b->extra) : 0);
-  if (p->last_batch > p->top_batch)
-    p->top_batch = p->last_batch;
-  p->behind = b->millis_behind_latest > 0;
+  kcld_source_note_batch(&p->base, b);
   got_batch(p, b);
 }
 
 static void on_records(const struct kcld_kinesis_records_raw *res, void *arg)
 {
   struct poller *p = arg;
-  if (p->closing || p->stopped || res->st.err)
+  if (p->base.closing || p->base.stopped || res->st.err)
     body_done(p);
   if (!call_returned(p, "GetRecords", &res->st))
     return;
@@ -370,7 +306,7 @@ static void on_records(const struct kcld_kinesis_records_raw *res, void *arg)
    * saturated it at 4096 idle leases, renewals came late and 2274 leases
    * were lost, where the pool's thread keeps the loop free (0 lost). */
   p->fetch = F_PARSE;
-  int rc = kcld_fetch_job_submit(p->budget, &p->job);
+  int rc = kcld_fetch_job_submit(p->base.budget, &p->base.job);
   if (rc != 0) {
     p->fetch = F_IDLE;
     body_done(p);
@@ -382,7 +318,7 @@ static void on_records(const struct kcld_kinesis_records_raw *res, void *arg)
 static int body_reserve(struct kcld_http_body *hb, size_t need)
 {
   struct poller *p = hb->arg;
-  char *n = kcld_fetch_grow(p->account, hb->p, hb->len, need);
+  char *n = kcld_fetch_grow(p->base.account, hb->p, hb->len, need);
   if (!n)
     return KCLD_ENOMEM;
   hb->p = n;
@@ -395,12 +331,12 @@ static void get_records(struct poller *p)
   struct kcld_kinesis_get_records_req req = {
     .shard_iterator = p->iterator, .limit = p->max_records,
     .stream_arn = strncmp(p->stream, "arn:", 4) == 0 ? p->stream : NULL,
-    .shard_id = p->shard_id,
+    .shard_id = p->base.shard_id,
     .max_attempts = 1, /* throttling and failures back off here */
     .body_into = &p->body};
   p->fetch = F_CALL;
-  p->called = 1;
-  p->last_call_ms = uv_now(p->loop);
+  p->base.called = 1;
+  p->base.last_call_ms = uv_now(p->base.loop);
   p->get_records_calls++;
   int rc = kcld_kinesis_get_records(p->kinesis, &req, on_records, p);
   if (rc < 0) {
@@ -421,12 +357,7 @@ static void estimate(const struct poller *p, size_t *body, size_t *batch)
                                              : FIRST_BATCH;
     return;
   }
-  *body = p->behind ? p->top_body : p->last_body;
-  *batch = p->behind ? p->top_batch : p->last_batch;
-  if (*body < MIN_ESTIMATE)
-    *body = MIN_ESTIMATE;
-  if (*batch < MIN_ESTIMATE)
-    *batch = MIN_ESTIMATE;
+  kcld_source_estimate(&p->base, MIN_ESTIMATE, body, batch);
 }
 
 /* idle_ms spread by up to +-IDLE_JITTER_PCT. */
@@ -443,8 +374,8 @@ static uint64_t idle_wait(const struct poller *p)
 static void on_timer(uv_timer_t *t)
 {
   struct poller *p = t->data;
-  p->timer_armed = 0;
-  if (!p->closing)
+  p->base.timer_armed = 0;
+  if (!p->base.closing)
     schedule(p);
 }
 
@@ -453,26 +384,19 @@ static void on_timer(uv_timer_t *t)
  * will. */
 static void schedule(struct poller *p)
 {
-  if (p->closing || p->stopped || p->fetch != F_IDLE || p->timer_armed)
+  if (p->base.closing || p->base.stopped || p->fetch != F_IDLE || p->base.timer_armed)
     return;
-  if (p->iterator && !p->cbs.wanted(p->cbs.arg))
+  if (p->iterator && !p->base.cbs.wanted(p->base.cbs.arg))
     return; /* ops.resume goes on */
-  uint64_t now = uv_now(p->loop);
-  uint64_t due = p->next_at_ms;
-  if (p->called && p->last_call_ms + p->min_call_ms > due)
-    due = p->last_call_ms + p->min_call_ms;
-  if (due > now) {
-    uv_timer_start(&p->timer, on_timer, due - now, 0);
-    p->timer_armed = 1;
+  if (kcld_source_wait(&p->base, on_timer))
     return;
-  }
   if (!p->iterator) {
     get_iterator(p);
     return;
   }
   size_t body, batch;
   estimate(p, &body, &batch);
-  if (!kcld_fetch_account_admit(p->account, body, batch))
+  if (!kcld_fetch_account_admit(p->base.account, body, batch))
     return; /* the account's wake resumes */
   get_records(p);
 }
@@ -487,21 +411,21 @@ static void poller_resume(void *src)
 static void poller_stop(void *src)
 {
   struct poller *p = src;
-  p->stopped = 1;
-  uv_timer_stop(&p->timer);
-  p->timer_armed = 0;
+  p->base.stopped = 1;
+  uv_timer_stop(&p->base.timer);
+  p->base.timer_armed = 0;
 }
 
 static void poller_close(void *src)
 {
   struct poller *p = src;
   poller_stop(p);
-  p->closing = 1;
-  if (p->fetch == F_PARSE && kcld_fetch_job_cancel(&p->job)) {
+  p->base.closing = 1;
+  if (p->fetch == F_PARSE && kcld_fetch_job_cancel(&p->base.job)) {
     p->fetch = F_IDLE; /* never started: parse_done will not run */
     body_done(p);
   }
-  uv_close((uv_handle_t *)&p->timer, on_timer_closed);
+  uv_close((uv_handle_t *)&p->base.timer, on_timer_closed);
 }
 
 static void poller_stats(const void *src, struct kcld_shard_consumer_stats *st)
@@ -512,9 +436,7 @@ static void poller_stats(const void *src, struct kcld_shard_consumer_stats *st)
   st->throttles += p->throttles;
   st->expired_iterators += p->expired_iterators;
   st->errors += p->errors;
-  st->fetch_failing = p->failing;
-  snprintf(st->fetch_error, sizeof(st->fetch_error), "%s",
-           p->failing ? p->failing_error : "");
+  kcld_source_failing_stats(&p->base, st);
 }
 
 static void poller_configure(void *src, int max_records, uint64_t idle_ms)
@@ -531,45 +453,29 @@ const struct kcld_source_ops kcld_poller_ops = {
 
 int kcld_poller_start(const struct kcld_poller_opts *o, void **out)
 {
-  if (!o || !out || !o->loop || !o->kinesis || !o->stream || !o->shard_id ||
-      !o->budget || !o->account || !kcld_source_args_valid(&o->cbs, &o->start))
+  if (!o || !out || !o->kinesis || !o->stream)
     return KCLD_EINVAL;
   struct poller *p = calloc(1, sizeof(*p));
   if (!p)
     return KCLD_ENOMEM;
-  p->stream = strdup(o->stream);
-  p->shard_id = strdup(o->shard_id);
-  if (!p->stream || !p->shard_id) {
-    free(p->stream);
-    free(p->shard_id);
+  if (!(p->stream = strdup(o->stream))) {
     free(p);
     return KCLD_ENOMEM;
   }
-  p->loop = o->loop;
+  int rc = kcld_source_base_init(&p->base, &o->src, parse_work, parse_done);
+  if (rc != 0) {
+    kcld_source_base_clean_up(&p->base);
+    free(p->stream);
+    free(p);
+    return rc;
+  }
   p->kinesis = o->kinesis;
-  p->start = o->start;
-  if (o->start.seq)
-    snprintf(p->start_seq, sizeof(p->start_seq), "%s", o->start.seq);
-  p->start.seq = p->start_seq;
   p->max_records = o->max_records;
   p->idle_ms = o->idle_ms;
-  p->min_call_ms = o->min_call_ms;
-  p->backoff_base_ms = o->backoff_base_ms;
-  p->backoff_max_ms = o->backoff_max_ms;
-  p->cbs = o->cbs;
-  p->keep = o->keep;
-  p->budget = o->budget;
-  p->account = o->account;
   p->first_estimate = o->first_estimate > MIN_ESTIMATE ? o->first_estimate
                                                        : MIN_ESTIMATE;
   p->body.reserve = body_reserve;
   p->body.arg = p;
-  p->mem.account = o->account;
-  p->job.run = parse_work;
-  p->job.done = parse_done;
-  uv_timer_init(p->loop, &p->timer);
-  p->timer.data = p;
-  p->timer_open = 1;
   *out = p;
   schedule(p);
   return 0;

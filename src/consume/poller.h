@@ -35,21 +35,12 @@
 #include "consume/source.h"
 
 struct kcld_poller_opts {
-  uv_loop_t *loop;
+  struct kcld_source_args src;   /* min_call_ms: between two GetRecords */
   struct kcld_kinesis *kinesis;  /* borrowed */
   const char *stream;            /* name or ARN (arn:...); copied */
-  const char *shard_id;          /* copied */
-  struct kcld_source_pos start;  /* seq copied */
   int max_records;               /* GetRecords Limit, 1..10000 */
   uint64_t idle_ms;
-  uint64_t min_call_ms;
-  uint64_t backoff_base_ms;
-  uint64_t backoff_max_ms;
-  struct kcld_fetch_budget *budget;  /* parse jobs; borrowed */
-  struct kcld_fetch_account *account; /* the shard's; borrowed */
   size_t first_estimate;         /* body estimate of the first call */
-  struct kcld_source_cbs cbs;
-  struct kcld_source_keep keep;  /* run in the parse job */
 };
 
 /* The polling source's ops. */

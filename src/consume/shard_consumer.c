@@ -702,29 +702,26 @@ static void resume_source(struct kcld_shard_consumer *c)
 
 static int open_source(struct kcld_shard_consumer *c)
 {
-  struct kcld_source_cbs cbs = {
-    .batch = on_source_batch, .ended = on_source_ended,
-    .wanted = on_source_wanted, .closed = on_source_closed, .arg = c};
-  struct kcld_source_keep keep = {c->sink.keep, c->sink.keep_arg};
+  struct kcld_source_args src = {
+    .loop = c->loop, .shard_id = c->kin_shard, .start = c->start_pos,
+    .min_call_ms = c->fanout ? c->subscribe_interval_ms : c->min_call_ms,
+    .backoff_base_ms = c->backoff_base_ms,
+    .backoff_max_ms = c->backoff_max_ms, .budget = c->budget,
+    .account = c->account,
+    .cbs = {.batch = on_source_batch, .ended = on_source_ended,
+            .wanted = on_source_wanted, .closed = on_source_closed,
+            .arg = c},
+    .keep = {c->sink.keep, c->sink.keep_arg}};
   if (c->fanout) {
     struct kcld_subscriber_opts so = {
-      .loop = c->loop, .fanout = c->fanout,
-      .consumer_arn = c->consumer_arn, .shard_id = c->kin_shard,
-      .start = c->start_pos, .min_call_ms = c->subscribe_interval_ms,
-      .backoff_base_ms = c->backoff_base_ms,
-      .backoff_max_ms = c->backoff_max_ms, .budget = c->budget,
-      .account = c->account, .cbs = cbs, .keep = keep};
+      .src = src, .fanout = c->fanout, .consumer_arn = c->consumer_arn};
     c->src_ops = &kcld_subscriber_ops;
     return kcld_subscriber_start(&so, &c->src);
   }
   struct kcld_poller_opts po = {
-    .loop = c->loop, .kinesis = c->kinesis, .stream = c->stream,
-    .shard_id = c->kin_shard, .start = c->start_pos,
+    .src = src, .kinesis = c->kinesis, .stream = c->stream,
     .max_records = c->max_records, .idle_ms = c->idle_ms,
-    .min_call_ms = c->min_call_ms, .backoff_base_ms = c->backoff_base_ms,
-    .backoff_max_ms = c->backoff_max_ms, .budget = c->budget,
-    .account = c->account, .first_estimate = c->first_estimate,
-    .cbs = cbs, .keep = keep};
+    .first_estimate = c->first_estimate};
   c->src_ops = &kcld_poller_ops;
   return kcld_poller_start(&po, &c->src);
 }

@@ -30,9 +30,14 @@
 #ifndef KCLD_CONSUME_SOURCE_H
 #define KCLD_CONSUME_SOURCE_H
 
+#include <stddef.h>
 #include <stdint.h>
+#include <uv.h>
 
+#include "aws/kinesis.h"
 #include "base/seq.h"
+#include "consume/budget.h"
+#include "consume/getrecords.h"
 #include "consume/record.h"
 
 struct kcld_shard_consumer_stats;
@@ -109,5 +114,110 @@ static inline int kcld_source_args_valid(const struct kcld_source_cbs *cbs,
          ((start->type != KCLD_SOURCE_AFTER &&
            start->type != KCLD_SOURCE_AT) || kcld_seq_valid(start->seq));
 }
+
+/* ======== What both sources share ======== */
+
+/* The part of a source's options both kinds take. */
+struct kcld_source_args {
+  uv_loop_t *loop;
+  const char *shard_id;               /* copied */
+  struct kcld_source_pos start;       /* seq copied */
+  uint64_t min_call_ms;               /* between two calls */
+  uint64_t backoff_base_ms;
+  uint64_t backoff_max_ms;
+  struct kcld_fetch_budget *budget;   /* parse jobs; borrowed */
+  struct kcld_fetch_account *account; /* the shard's; borrowed */
+  struct kcld_source_cbs cbs;
+  struct kcld_source_keep keep;       /* run in the parse job */
+};
+
+/* What both sources keep the same way; each embeds one first, so the
+ * parse job, the timer's data and the source are one address. */
+struct kcld_source_base {
+  struct kcld_fetch_job job;          /* the one parse job */
+  uv_timer_t timer;                   /* rate limit, idle, backoff */
+  uv_loop_t *loop;
+  char *shard_id;
+  struct kcld_source_pos start;
+  char start_seq[KCLD_SEQ_MAX + 1];
+  uint64_t min_call_ms;
+  uint64_t backoff_base_ms;
+  uint64_t backoff_max_ms;
+  struct kcld_source_cbs cbs;
+  struct kcld_source_keep keep;
+  struct kcld_fetch_budget *budget;
+  struct kcld_fetch_account *account;
+
+  /* The parse job's input is the source's; its results: */
+  struct kcld_getrecords_mem mem;
+  struct kcld_record_batch *parsed;
+  int parse_err;
+  char parse_msg[256];
+
+  int timer_armed;
+  int timer_open;
+  int stopped;                        /* no more batches to the core */
+  int closing;
+  int called;                         /* last_call_ms is set */
+  uint64_t last_call_ms;
+  uint64_t next_at_ms;                /* no call before this */
+  unsigned fails_in_row;
+  int failing;                        /* KCLD_SHARD_FETCH_*: the last
+                                         failure since the last answer or
+                                         event handed over, else OK */
+  char failing_error[160];            /* its type and message */
+
+  /* Estimates for admission: the last answer's sizes, the largest seen. */
+  size_t last_body, last_batch, top_body, top_batch;
+  int behind;                         /* the last answer was behind */
+};
+
+/* Fills b from a (shard id and start sequence copied) and opens its timer
+ * (timer.data = b); `run` and `done` are the parse job's.  Returns 0,
+ * KCLD_EINVAL (a missing loop, shard, budget, account, callback or a bad
+ * start; nothing opened) or KCLD_ENOMEM. */
+int kcld_source_base_init(struct kcld_source_base *b,
+                          const struct kcld_source_args *a,
+                          void (*run)(struct kcld_fetch_job *j),
+                          void (*done)(struct kcld_fetch_job *j, int status));
+
+/* Frees what init copied and the parse scratch (the timer must be closed:
+ * timer_open 0).  The source struct itself is the caller's. */
+void kcld_source_base_clean_up(struct kcld_source_base *b);
+
+/* Parses body[0..len) into b->parsed / b->parse_err / b->parse_msg and
+ * runs the keep test over the batch: the parse job's work, any thread. */
+void kcld_source_parse(struct kcld_source_base *b, const char *body,
+                       size_t len);
+
+/* The backoff after `fails` failures in a row (base/backoff's equal
+ * jitter between backoff_base_ms and backoff_max_ms). */
+uint64_t kcld_source_backoff_ms(const struct kcld_source_base *b,
+                                unsigned fails);
+
+/* Remembers what a failed `op` says about the shard, for the stall
+ * detector (kcld_shard_fetch_failure), with its type and message. */
+void kcld_source_note_failure(struct kcld_source_base *b, const char *op,
+                              enum kcld_kinesis_fault fault,
+                              const char *type, const char *message);
+
+/* Sets st->fetch_failing and st->fetch_error from b. */
+void kcld_source_failing_stats(const struct kcld_source_base *b,
+                               struct kcld_shard_consumer_stats *st);
+
+/* Notes the bytes an answer's body took, and a parsed batch's blocks and
+ * whether it was behind the tip: the next admission's estimates. */
+void kcld_source_note_body(struct kcld_source_base *b, size_t bytes);
+void kcld_source_note_batch(struct kcld_source_base *b,
+                            const struct kcld_record_batch *batch);
+
+/* What the next answer may take (the largest seen while behind, else the
+ * last), each at least `floor` bytes. */
+void kcld_source_estimate(const struct kcld_source_base *b, size_t floor,
+                          size_t *body, size_t *batch);
+
+/* 1 and the timer armed (to `cb`) when the backoff or the call rate does
+ * not allow a call yet; 0 when a call may go now. */
+int kcld_source_wait(struct kcld_source_base *b, uv_timer_cb cb);
 
 #endif

@@ -18,8 +18,6 @@
 #include <string.h>
 
 #include "aws/kinesis.h"
-#include "base/backoff.h"
-#include "base/fmt.h"
 #include "consume/getrecords.h"
 #include "consume/shard_consumer.h"
 #include "err.h"
@@ -35,23 +33,11 @@ struct event {
 };
 
 struct subscriber {
-  struct kcld_fetch_job job; /* the parse job; first: parse_work finds us */
-  uv_timer_t timer;        /* rate limit and backoff */
-  uv_loop_t *loop;
+  struct kcld_source_base base; /* first: the parse job and timer find us */
   struct kcld_fanout *fanout;
   char *consumer_arn;
-  char *shard_id;
-  struct kcld_source_pos start;
-  char start_seq[KCLD_SEQ_MAX + 1];
   char cont[KCLD_SEQ_MAX + 1]; /* the last continuation handed over */
   int have_cont;
-  uint64_t min_call_ms;
-  uint64_t backoff_base_ms;
-  uint64_t backoff_max_ms;
-  struct kcld_source_cbs cbs;
-  struct kcld_source_keep keep;
-  struct kcld_fetch_budget *budget;
-  struct kcld_fetch_account *account;
 
   struct kcld_fanout_sub *sub; /* the open subscription, or NULL */
   int paused;              /* sub is paused */
@@ -60,28 +46,8 @@ struct subscriber {
   struct event *qhead, *qtail; /* received, not yet parsed */
   int parsing;             /* the job is out */
   struct event *in_parse;  /* the event the job parses */
-  struct kcld_getrecords_mem mem;
-  struct kcld_record_batch *parsed;
-  int parse_err;
-  char parse_msg[256];
-
-  int timer_armed;
-  int timer_open;
-  int stopped;             /* no more batches to the core */
   int handing;             /* inside cbs.batch: the core may resume us
                               before the batch's continuation is noted */
-  int closing;
-  int called;
-  uint64_t last_call_ms;
-  uint64_t next_at_ms;     /* no call before this (backoff) */
-  unsigned fails_in_row;
-  int failing;             /* KCLD_SHARD_FETCH_*: the last failure since
-                              the last event handed over, else OK */
-  char failing_error[160]; /* its type and message */
-
-  /* Estimates for admission: the last event's sizes, the largest seen. */
-  size_t last_body, last_batch, top_body, top_batch;
-  int behind;
 
   uint64_t subscriptions, empty_responses, throttles, errors;
 };
@@ -110,13 +76,12 @@ static void drop_queue(struct subscriber *s)
 
 static void maybe_free(struct subscriber *s)
 {
-  if (!s->closing || s->timer_open || s->parsing || s->sub)
+  if (!s->base.closing || s->base.timer_open || s->parsing || s->sub)
     return;
-  struct kcld_source_cbs cbs = s->cbs;
+  struct kcld_source_cbs cbs = s->base.cbs;
   drop_queue(s);
-  kcld_getrecords_mem_clean_up(&s->mem);
+  kcld_source_base_clean_up(&s->base);
   free(s->consumer_arn);
-  free(s->shard_id);
   free(s);
   cbs.closed(cbs.arg);
 }
@@ -124,18 +89,11 @@ static void maybe_free(struct subscriber *s)
 static void on_timer_closed(uv_handle_t *h)
 {
   struct subscriber *s = h->data;
-  s->timer_open = 0;
+  s->base.timer_open = 0;
   maybe_free(s);
 }
 
 /* ======== Failures ======== */
-
-static uint64_t backoff_ms(const struct subscriber *s, unsigned fails)
-{
-  struct kcld_backoff b = {s->backoff_base_ms, s->backoff_max_ms,
-                           KCLD_BACKOFF_EQUAL};
-  return kcld_backoff_ms(&b, fails);
-}
 
 /* The subscription failed (or we ended it to start afresh): count it, log
  * it, and resubscribe after a backoff (none the first time in a row). */
@@ -144,15 +102,16 @@ static void failed(struct subscriber *s, const struct kcld_svc_status *st)
   enum kcld_kinesis_fault fault = kcld_kinesis_fault(st);
   const char *type = st->type && st->type[0] ? st->type
                                              : kcld_strerror(st->err);
-  uint64_t delay = s->fails_in_row ? backoff_ms(s, s->fails_in_row) : 0;
+  uint64_t delay = s->base.fails_in_row
+                     ? kcld_source_backoff_ms(&s->base, s->base.fails_in_row)
+                     : 0;
 
-  s->fails_in_row++;
+  s->base.fails_in_row++;
   /* For the stall detector: a shard whose subscriptions keep failing
    * (consumer or shard gone, access denied, every subscription ending in
    * an exception) has no event moving it on, and says why. */
-  s->failing = kcld_shard_fetch_failure("SubscribeToShard", fault);
-  snprintf(s->failing_error, sizeof(s->failing_error), "%s: %s", type,
-           st->message && *st->message ? st->message : "(no message)");
+  kcld_source_note_failure(&s->base, "SubscribeToShard", fault, type,
+                           st->message);
   if (fault == KCLD_KINESIS_LIMIT || fault == KCLD_KINESIS_KMS_THROTTLED ||
       fault == KCLD_KINESIS_IN_USE) {
     if (fault == KCLD_KINESIS_IN_USE)
@@ -160,21 +119,21 @@ static void failed(struct subscriber *s, const struct kcld_svc_status *st)
     else
       s->throttles++;
     /* The service's own rate: a second at least. */
-    if (delay < s->min_call_ms)
-      delay = s->min_call_ms;
+    if (delay < s->base.min_call_ms)
+      delay = s->base.min_call_ms;
     kcld_log(KCLD_LOG_DEBUG, "subscription refused; backing off", "shard",
-             s->shard_id, "op", "SubscribeToShard", "type", type,
+             s->base.shard_id, "op", "SubscribeToShard", "type", type,
              KCLD_LOG_UINT("retry_ms", delay), NULL);
   } else {
     s->errors++;
     kcld_log(KCLD_LOG_WARN, "subscription failed; resubscribing from the "
-             "last continuation", "shard", s->shard_id, "op",
+             "last continuation", "shard", s->base.shard_id, "op",
              "SubscribeToShard", "type", type, "message",
              st->message ? st->message : "", "after",
              s->have_cont ? s->cont : "(start)",
              KCLD_LOG_UINT("retry_ms", delay), NULL);
   }
-  s->next_at_ms = uv_now(s->loop) + delay;
+  s->base.next_at_ms = uv_now(s->base.loop) + delay;
 }
 
 /* Ends the subscription (if open) and drops what it sent that was not
@@ -202,13 +161,7 @@ static void local_failure(struct subscriber *s, int err, const char *message)
 static void parse_work(struct kcld_fetch_job *j)
 {
   struct subscriber *s = (struct subscriber *)j;
-  s->parsed = NULL;
-  s->parse_err = kcld_getrecords_parse_mem(s->in_parse->p, s->in_parse->len,
-                                           s->shard_id, &s->mem, &s->parsed,
-                                           s->parse_msg,
-                                           sizeof(s->parse_msg));
-  if (s->parsed)
-    kcld_record_batch_filter(s->parsed, s->keep.fn, s->keep.arg);
+  kcld_source_parse(&s->base, s->in_parse->p, s->in_parse->len);
 }
 
 static void pump_parse(struct subscriber *s);
@@ -225,15 +178,11 @@ static void got_batch(struct subscriber *s, struct kcld_record_batch *b)
   if (have)
     snprintf(cont, sizeof(cont), "%s", b->continuation_sequence_number);
 
-  s->last_batch = kcld_fetch_charged(b) +
-                  (b->extra ? kcld_fetch_charged(b->extra) : 0);
-  if (s->last_batch > s->top_batch)
-    s->top_batch = s->last_batch;
-  s->behind = b->millis_behind_latest > 0;
+  kcld_source_note_batch(&s->base, b);
   if (b->kinesis_count > 0)
-    s->fails_in_row = 0;
+    s->base.fails_in_row = 0;
   s->handing = 1;
-  int rc = s->cbs.batch(s->cbs.arg, b);
+  int rc = s->base.cbs.batch(s->base.cbs.arg, b);
   s->handing = 0;
   if (rc != 0) {
     /* Not taken: read it again from the last continuation taken. */
@@ -243,7 +192,7 @@ static void got_batch(struct subscriber *s, struct kcld_record_batch *b)
   }
   /* An event reached the core: the subscriptions work again (whether it
    * moved the shard on is the core's judgement, source.h). */
-  s->failing = KCLD_SHARD_FETCH_OK;
+  s->base.failing = KCLD_SHARD_FETCH_OK;
   /* An event with nothing and nothing behind is the tip: progress.  One
    * with nothing while behind is not. */
   if (idle)
@@ -253,7 +202,7 @@ static void got_batch(struct subscriber *s, struct kcld_record_batch *b)
     s->have_cont = 1;
   }
   if (end) {
-    s->stopped = 1; /* the shard's last batch: read no more */
+    s->base.stopped = 1; /* the shard's last batch: read no more */
     drop_queue(s);
     if (s->sub)
       kcld_fanout_sub_cancel(s->sub); /* on_end runs now */
@@ -263,27 +212,25 @@ static void got_batch(struct subscriber *s, struct kcld_record_batch *b)
 static void parse_done(struct kcld_fetch_job *j, int status)
 {
   struct subscriber *s = (struct subscriber *)j;
-  struct kcld_record_batch *b = s->parsed;
+  struct kcld_record_batch *b = s->base.parsed;
   struct event *e = s->in_parse;
 
-  s->parsed = NULL;
+  s->base.parsed = NULL;
   s->in_parse = NULL;
   s->parsing = 0;
-  s->last_body = kcld_fetch_charged(e->p);
-  if (s->last_body > s->top_body)
-    s->top_body = s->last_body;
+  kcld_source_note_body(&s->base, kcld_fetch_charged(e->p));
   free_event(e);
-  if (s->closing) {
+  if (s->base.closing) {
     kcld_record_batch_release(b);
     maybe_free(s);
     return;
   }
-  if (status != 0 || s->stopped) {
+  if (status != 0 || s->base.stopped) {
     kcld_record_batch_release(b);
     return;
   }
-  if (s->parse_err) {
-    local_failure(s, s->parse_err, s->parse_msg);
+  if (s->base.parse_err) {
+    local_failure(s, s->base.parse_err, s->base.parse_msg);
   } else {
     got_batch(s, b);
   }
@@ -294,7 +241,7 @@ static void parse_done(struct kcld_fetch_job *j, int status)
 /* Starts the parse of the next event received, if none is running. */
 static void pump_parse(struct subscriber *s)
 {
-  if (s->parsing || !s->qhead || s->stopped || s->closing)
+  if (s->parsing || !s->qhead || s->base.stopped || s->base.closing)
     return;
   struct event *e = s->qhead;
   s->qhead = e->next;
@@ -303,7 +250,7 @@ static void pump_parse(struct subscriber *s)
   e->next = NULL;
   s->in_parse = e;
   s->parsing = 1;
-  int rc = kcld_fetch_job_submit(s->budget, &s->job);
+  int rc = kcld_fetch_job_submit(s->base.budget, &s->base.job);
   if (rc != 0) {
     s->parsing = 0;
     s->in_parse = NULL;
@@ -326,12 +273,12 @@ static int admit_overflow(struct subscriber *s, size_t len)
 {
   size_t body, batch;
   estimate(s, &body, &batch);
-  if (kcld_fetch_account_admit(s->account, len > body ? len : body, batch)) {
+  if (kcld_fetch_account_admit(s->base.account, len > body ? len : body, batch)) {
     s->admitted = 1;
     return 1;
   }
   kcld_log(KCLD_LOG_DEBUG, "over the memory budget; ending the subscription "
-           "to resume from the last continuation", "shard", s->shard_id,
+           "to resume from the last continuation", "shard", s->base.shard_id,
            NULL);
   s->restart = 1;
   kcld_fanout_sub_cancel(s->sub); /* on_end runs now */
@@ -343,17 +290,17 @@ static void on_event(const struct kcld_fanout_event *ev, void *arg)
   struct subscriber *s = arg;
   struct event *e;
 
-  if (s->stopped || s->closing)
+  if (s->base.stopped || s->base.closing)
     return;
   if (ev->kind == KCLD_FANOUT_INITIAL) {
-    s->fails_in_row = 0;
+    s->base.fails_in_row = 0;
     return;
   }
   if (!s->admitted && !admit_overflow(s, ev->payload_len))
     return;
   e = calloc(1, sizeof(*e));
   if (e)
-    e->p = kcld_fetch_alloc(s->account, ev->payload_len ? ev->payload_len
+    e->p = kcld_fetch_alloc(s->base.account, ev->payload_len ? ev->payload_len
                                                         : 1);
   if (!e || !e->p) {
     free(e);
@@ -369,7 +316,7 @@ static void on_event(const struct kcld_fanout_event *ev, void *arg)
   s->qtail = e;
   /* The event used the admission (its block drew on the reservation). */
   s->admitted = 0;
-  kcld_fetch_account_settle(s->account);
+  kcld_fetch_account_settle(s->base.account);
   pump_parse(s);
   schedule(s);
 }
@@ -382,20 +329,20 @@ static void on_end(const struct kcld_svc_status *st, void *arg)
   s->sub = NULL;
   s->paused = 0;
   s->restart = 0;
-  if (s->closing) {
+  if (s->base.closing) {
     maybe_free(s);
     return;
   }
-  if (s->stopped || restart)
+  if (s->base.stopped || restart)
     return; /* counted and logged when we cancelled it */
   if (st->err == KCLD_ECANCELED) {
     kcld_log(KCLD_LOG_INFO, "Kinesis client closed; fetching stops",
-             "shard", s->shard_id, "op", "SubscribeToShard", NULL);
+             "shard", s->base.shard_id, "op", "SubscribeToShard", NULL);
     return;
   }
   if (st->err == 0)
     kcld_log(KCLD_LOG_DEBUG, "subscription ended; resubscribing", "shard",
-             s->shard_id, "after", s->have_cont ? s->cont : "(start)", NULL);
+             s->base.shard_id, "after", s->have_cont ? s->cont : "(start)", NULL);
   else
     failed(s, st);
   schedule(s);
@@ -410,25 +357,25 @@ static void subscribe(struct subscriber *s)
     [KCLD_SOURCE_LATEST] = KCLD_FANOUT_LATEST,
     [KCLD_SOURCE_AT_TIMESTAMP] = KCLD_FANOUT_AT_TIMESTAMP};
   struct kcld_fanout_subscribe_req req = {
-    .consumer_arn = s->consumer_arn, .shard_id = s->shard_id,
-    .timestamp_ms = s->start.timestamp_ms};
+    .consumer_arn = s->consumer_arn, .shard_id = s->base.shard_id,
+    .timestamp_ms = s->base.start.timestamp_ms};
   int rc;
 
   if (s->have_cont) {
     req.position = KCLD_FANOUT_AFTER_SEQUENCE_NUMBER;
     req.sequence_number = s->cont;
   } else {
-    req.position = types[s->start.type];
-    if (s->start.type == KCLD_SOURCE_AFTER || s->start.type == KCLD_SOURCE_AT)
-      req.sequence_number = s->start_seq;
+    req.position = types[s->base.start.type];
+    if (s->base.start.type == KCLD_SOURCE_AFTER || s->base.start.type == KCLD_SOURCE_AT)
+      req.sequence_number = s->base.start_seq;
   }
-  s->called = 1;
-  s->last_call_ms = uv_now(s->loop);
+  s->base.called = 1;
+  s->base.last_call_ms = uv_now(s->base.loop);
   s->subscriptions++;
   rc = kcld_fanout_subscribe(s->fanout, &req, on_event, on_end, s, &s->sub);
   if (rc == KCLD_ECANCELED) {
     kcld_log(KCLD_LOG_INFO, "Kinesis client closed; fetching stops",
-             "shard", s->shard_id, "op", "SubscribeToShard", NULL);
+             "shard", s->base.shard_id, "op", "SubscribeToShard", NULL);
   } else if (rc != 0) {
     struct kcld_svc_status st = {.err = rc, .type = "",
                                  .message = "the call was not sent"};
@@ -442,20 +389,15 @@ static void subscribe(struct subscriber *s)
 static void on_timer(uv_timer_t *t)
 {
   struct subscriber *s = t->data;
-  s->timer_armed = 0;
-  if (!s->closing)
+  s->base.timer_armed = 0;
+  if (!s->base.closing)
     schedule(s);
 }
 
 /* What the next event may take: its payload and its parsed batch. */
 static void estimate(const struct subscriber *s, size_t *body, size_t *batch)
 {
-  *body = s->behind ? s->top_body : s->last_body;
-  *batch = s->behind ? s->top_batch : s->last_batch;
-  if (*body < MIN_ESTIMATE)
-    *body = MIN_ESTIMATE;
-  if (*batch < MIN_ESTIMATE)
-    *batch = MIN_ESTIMATE;
+  kcld_source_estimate(&s->base, MIN_ESTIMATE, body, batch);
 }
 
 /* Stops reading the open subscription (flow control). */
@@ -475,15 +417,15 @@ static void schedule(struct subscriber *s)
 {
   size_t body, batch;
 
-  if (s->closing || s->stopped || s->handing)
+  if (s->base.closing || s->base.stopped || s->handing)
     return; /* got_batch's caller schedules afterwards */
-  if (!s->cbs.wanted(s->cbs.arg)) {
+  if (!s->base.cbs.wanted(s->base.cbs.arg)) {
     hold(s); /* ops.resume goes on */
     return;
   }
   if (!s->admitted) {
     estimate(s, &body, &batch);
-    if (!kcld_fetch_account_admit(s->account, body, batch)) {
+    if (!kcld_fetch_account_admit(s->base.account, body, batch)) {
       hold(s); /* the account's wake resumes */
       return;
     }
@@ -496,18 +438,10 @@ static void schedule(struct subscriber *s)
     }
     return;
   }
-  if (s->timer_armed || s->qhead || s->parsing)
+  if (s->base.timer_armed || s->qhead || s->parsing)
     return; /* parse_done goes on */
-  uint64_t now = uv_now(s->loop);
-  uint64_t due = s->next_at_ms;
-  if (s->called && s->last_call_ms + s->min_call_ms > due)
-    due = s->last_call_ms + s->min_call_ms;
-  if (due > now) {
-    uv_timer_start(&s->timer, on_timer, due - now, 0);
-    s->timer_armed = 1;
-    return;
-  }
-  subscribe(s);
+  if (!kcld_source_wait(&s->base, on_timer))
+    subscribe(s);
 }
 
 /* ======== Ops ======== */
@@ -520,15 +454,15 @@ static void sub_resume(void *src)
 static void sub_stop(void *src)
 {
   struct subscriber *s = src;
-  s->stopped = 1;
-  uv_timer_stop(&s->timer);
-  s->timer_armed = 0;
+  s->base.stopped = 1;
+  uv_timer_stop(&s->base.timer);
+  s->base.timer_armed = 0;
   drop_queue(s);
   if (s->sub)
     kcld_fanout_sub_cancel(s->sub); /* on_end runs now */
   if (s->admitted) {
     s->admitted = 0;
-    kcld_fetch_account_settle(s->account);
+    kcld_fetch_account_settle(s->base.account);
   }
 }
 
@@ -536,13 +470,13 @@ static void sub_close(void *src)
 {
   struct subscriber *s = src;
   sub_stop(s);
-  s->closing = 1;
-  if (s->parsing && kcld_fetch_job_cancel(&s->job)) {
+  s->base.closing = 1;
+  if (s->parsing && kcld_fetch_job_cancel(&s->base.job)) {
     s->parsing = 0; /* never started: parse_done will not run */
     free_event(s->in_parse);
     s->in_parse = NULL;
   }
-  uv_close((uv_handle_t *)&s->timer, on_timer_closed);
+  uv_close((uv_handle_t *)&s->base.timer, on_timer_closed);
 }
 
 static void sub_stats(const void *src, struct kcld_shard_consumer_stats *st)
@@ -552,9 +486,7 @@ static void sub_stats(const void *src, struct kcld_shard_consumer_stats *st)
   st->empty_responses += s->empty_responses;
   st->throttles += s->throttles;
   st->errors += s->errors;
-  st->fetch_failing = s->failing;
-  snprintf(st->fetch_error, sizeof(st->fetch_error), "%s",
-           s->failing ? s->failing_error : "");
+  kcld_source_failing_stats(&s->base, st);
 }
 
 /* No configure op: a reload's fetch.max_records and fetch.idle_time reach
@@ -570,41 +502,24 @@ const struct kcld_source_ops kcld_subscriber_ops = {
 
 int kcld_subscriber_start(const struct kcld_subscriber_opts *o, void **out)
 {
-  if (!o || !out || !o->loop || !o->fanout || !o->consumer_arn ||
-      !*o->consumer_arn || !o->shard_id || !o->budget || !o->account ||
-      !kcld_source_args_valid(&o->cbs, &o->start))
+  if (!o || !out || !o->fanout || !o->consumer_arn || !*o->consumer_arn)
     return KCLD_EINVAL;
   struct subscriber *s = calloc(1, sizeof(*s));
   if (!s)
     return KCLD_ENOMEM;
-  s->consumer_arn = strdup(o->consumer_arn);
-  s->shard_id = strdup(o->shard_id);
-  if (!s->consumer_arn || !s->shard_id) {
-    free(s->consumer_arn);
-    free(s->shard_id);
+  if (!(s->consumer_arn = strdup(o->consumer_arn))) {
     free(s);
     return KCLD_ENOMEM;
   }
-  s->loop = o->loop;
+  int rc = kcld_source_base_init(&s->base, &o->src, parse_work, parse_done);
+  if (rc != 0) {
+    kcld_source_base_clean_up(&s->base);
+    free(s->consumer_arn);
+    free(s);
+    return rc;
+  }
   s->fanout = o->fanout;
-  s->start = o->start;
-  if (o->start.seq)
-    snprintf(s->start_seq, sizeof(s->start_seq), "%s", o->start.seq);
-  s->start.seq = s->start_seq;
-  s->min_call_ms = o->min_call_ms;
-  s->backoff_base_ms = o->backoff_base_ms;
-  s->backoff_max_ms = o->backoff_max_ms;
-  s->cbs = o->cbs;
-  s->keep = o->keep;
-  s->budget = o->budget;
-  s->account = o->account;
-  s->mem.account = o->account;
-  s->mem.event = 1;
-  s->job.run = parse_work;
-  s->job.done = parse_done;
-  uv_timer_init(s->loop, &s->timer);
-  s->timer.data = s;
-  s->timer_open = 1;
+  s->base.mem.event = 1;
   *out = s;
   schedule(s);
   return 0;

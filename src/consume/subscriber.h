@@ -51,18 +51,10 @@
 #include "consume/source.h"
 
 struct kcld_subscriber_opts {
-  uv_loop_t *loop;
+  struct kcld_source_args src;   /* min_call_ms: between two
+                                    SubscribeToShard calls */
   struct kcld_fanout *fanout;    /* borrowed */
   const char *consumer_arn;      /* copied */
-  const char *shard_id;          /* copied */
-  struct kcld_source_pos start;  /* seq copied */
-  uint64_t min_call_ms;          /* between two SubscribeToShard calls */
-  uint64_t backoff_base_ms;
-  uint64_t backoff_max_ms;
-  struct kcld_fetch_budget *budget;   /* parse jobs; borrowed */
-  struct kcld_fetch_account *account; /* the shard's; borrowed */
-  struct kcld_source_cbs cbs;
-  struct kcld_source_keep keep;       /* run in the parse job */
 };
 
 /* The fan-out source's ops. */

@@ -267,8 +267,18 @@ int kcld_checkpoint_new(const struct kcld_checkpoint_opts *opts,
   return 0;
 }
 
-int kcld_checkpoint_progress(struct kcld_checkpoint *cp, const char *sequence,
-                             uint64_t sub)
+/* Whether pos is set and at or past (sequence, sub). */
+static int covers(const struct kcld_seq_pos *pos, const char *sequence,
+                  uint64_t sub)
+{
+  return pos->set && kcld_seq_pos_compare(pos, sequence, sub) >= 0;
+}
+
+/* Moves `handled` up to (sequence, sub) when that is past what is handled
+ * and written, and starts a write when it moved or the window text changed
+ * (`changed`): never a position behind the last one written. */
+static int advance(struct kcld_checkpoint *cp, const char *sequence,
+                   uint64_t sub, int changed)
 {
   if (cp->closing)
     return KCLD_ECANCELED;
@@ -276,36 +286,37 @@ int kcld_checkpoint_progress(struct kcld_checkpoint *cp, const char *sequence,
     return KCLD_ELOST;
   if (!kcld_seq_valid(sequence))
     return KCLD_EINVAL;
-  if (cp->handled.set && kcld_seq_pos_compare(&cp->handled, sequence, sub) >= 0)
+  if (!covers(&cp->handled, sequence, sub) &&
+      !covers(&cp->written, sequence, sub))
+    kcld_seq_pos_set(&cp->handled, sequence, sub);
+  else if (!changed)
     return 0;
-  if (cp->written.set && kcld_seq_pos_compare(&cp->written, sequence, sub) >= 0)
-    return 0;
-  kcld_seq_pos_set(&cp->handled, sequence, sub);
   try_write(cp, 0, cp->waiters != NULL);
   return 0;
+}
+
+int kcld_checkpoint_progress(struct kcld_checkpoint *cp, const char *sequence,
+                             uint64_t sub)
+{
+  return advance(cp, sequence, sub, 0);
 }
 
 int kcld_checkpoint_progress_window(struct kcld_checkpoint *cp,
                                     const char *sequence, uint64_t sub,
                                     const char *window)
 {
-  char *copy;
-
   if (!window || !cp->write_window || cp->closing || cp->lost ||
       (cp->window && strcmp(cp->window, window) == 0))
-    return kcld_checkpoint_progress(cp, sequence, sub);
+    return advance(cp, sequence, sub, 0);
   if (!kcld_seq_valid(sequence))
     return KCLD_EINVAL;
-  if (!(copy = strdup(window)))
+  char *copy = strdup(window);
+  if (!copy)
     return KCLD_ENOMEM;
   free(cp->window);
   cp->window = copy;
   cp->wgen++;
-  if (!cp->handled.set ||
-      kcld_seq_pos_compare(&cp->handled, sequence, sub) < 0)
-    kcld_seq_pos_set(&cp->handled, sequence, sub);
-  try_write(cp, 0, cp->waiters != NULL);
-  return 0;
+  return advance(cp, sequence, sub, 1);
 }
 
 void kcld_checkpoint_flush(struct kcld_checkpoint *cp, kcld_lease_cb cb,

@@ -105,8 +105,9 @@ static void fetch_failed(struct poller *p, const char *op,
   kcld_source_note_failure(&p->base, op, fault, type, st->message);
   if (fault == KCLD_KINESIS_THROUGHPUT || fault == KCLD_KINESIS_KMS_THROTTLED) {
     p->throttles++;
-    kcld_log(KCLD_LOG_DEBUG, "throttled; backing off", "shard", p->base.shard_id,
-             "op", op, "type", type, KCLD_LOG_UINT("retry_ms", delay), NULL);
+    kcld_log(KCLD_LOG_DEBUG, "throttled; backing off", "shard",
+             p->base.shard_id, "op", op, "type", type,
+             KCLD_LOG_UINT("retry_ms", delay), NULL);
   } else {
     p->errors++;
     kcld_log(KCLD_LOG_WARN, "Kinesis call failed; backing off",
@@ -193,7 +194,8 @@ static void get_iterator(struct poller *p)
     req.sequence_number = p->last_fetched.seq;
   } else {
     req.type = types[p->base.start.type];
-    if (p->base.start.type == KCLD_SOURCE_AFTER || p->base.start.type == KCLD_SOURCE_AT)
+    if (p->base.start.type == KCLD_SOURCE_AFTER ||
+        p->base.start.type == KCLD_SOURCE_AT)
       req.sequence_number = p->base.start_seq;
   }
   p->fetch = F_ITER;
@@ -384,7 +386,8 @@ static void on_timer(uv_timer_t *t)
  * will. */
 static void schedule(struct poller *p)
 {
-  if (p->base.closing || p->base.stopped || p->fetch != F_IDLE || p->base.timer_armed)
+  if (p->base.closing || p->base.stopped || p->fetch != F_IDLE ||
+      p->base.timer_armed)
     return;
   if (p->iterator && !p->base.cbs.wanted(p->base.cbs.arg))
     return; /* ops.resume goes on */

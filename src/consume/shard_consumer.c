@@ -257,8 +257,8 @@ static void stop_source(struct kcld_shard_consumer *c)
  * phases where the sink is live cancels it when something it was given is
  * not reported dealt with; entering PH_CLOSED tells the sink it is closed
  * (sink.closed: it drops a window it keeps).  The order of the phases makes
- * each happen once.  The timer's wait belongs to the phase left (but PH_READING and
- * PH_DRAINING share theirs); the new phase arms its own. */
+ * each happen once.  The timer's wait belongs to the phase left (but
+ * PH_READING and PH_DRAINING share theirs); the new phase arms its own. */
 static void enter(struct kcld_shard_consumer *c, enum phase to)
 {
   enum phase from = c->phase;

@@ -292,10 +292,11 @@ enum {
 };
 
 /* Creates and starts a consumer for opts->lease.  Everything in opts is
- * copied or borrowed for the consumer's life (kinesis, coordinator, sink).  Returns 0 (opts.finished will report the end), or
- * KCLD_EINVAL (a required option missing; a checkpoint that is neither a
- * sequence number nor TRIM_HORIZON, LATEST, AT_TIMESTAMP or SHARD_END) or
- * KCLD_ENOMEM, and then nothing was started. */
+ * copied or borrowed for the consumer's life (kinesis, coordinator, sink).
+ * Returns 0 (opts.finished will report the end), or KCLD_EINVAL (a
+ * required option missing; a checkpoint that is neither a sequence number
+ * nor TRIM_HORIZON, LATEST, AT_TIMESTAMP or SHARD_END) or KCLD_ENOMEM, and
+ * then nothing was started. */
 int kcld_shard_consumer_start(const struct kcld_shard_consumer_opts *opts,
                               struct kcld_shard_consumer **out);
 

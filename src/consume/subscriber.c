@@ -273,7 +273,8 @@ static int admit_overflow(struct subscriber *s, size_t len)
 {
   size_t body, batch;
   estimate(s, &body, &batch);
-  if (kcld_fetch_account_admit(s->base.account, len > body ? len : body, batch)) {
+  if (kcld_fetch_account_admit(s->base.account, len > body ? len : body,
+                               batch)) {
     s->admitted = 1;
     return 1;
   }
@@ -342,7 +343,8 @@ static void on_end(const struct kcld_svc_status *st, void *arg)
   }
   if (st->err == 0)
     kcld_log(KCLD_LOG_DEBUG, "subscription ended; resubscribing", "shard",
-             s->base.shard_id, "after", s->have_cont ? s->cont : "(start)", NULL);
+             s->base.shard_id, "after", s->have_cont ? s->cont : "(start)",
+             NULL);
   else
     failed(s, st);
   schedule(s);
@@ -366,7 +368,8 @@ static void subscribe(struct subscriber *s)
     req.sequence_number = s->cont;
   } else {
     req.position = types[s->base.start.type];
-    if (s->base.start.type == KCLD_SOURCE_AFTER || s->base.start.type == KCLD_SOURCE_AT)
+    if (s->base.start.type == KCLD_SOURCE_AFTER ||
+        s->base.start.type == KCLD_SOURCE_AT)
       req.sequence_number = s->base.start_seq;
   }
   s->base.called = 1;

@@ -35,6 +35,7 @@ struct fake {
   int sync;
   int sync_err;
   int lost_calls;
+  char window[MAXW][32];     /* the window text of each write; "-" none */
 };
 
 static void fake_write(void *ctx, const char *shard_id, const char *sequence,
@@ -46,6 +47,7 @@ static void fake_write(void *ctx, const char *shard_id, const char *sequence,
   assert_true(f->writes < MAXW);
   snprintf(f->seq[f->writes], sizeof(f->seq[0]), "%s", sequence);
   f->sub[f->writes] = sub;
+  snprintf(f->window[f->writes], sizeof(f->window[0]), "-");
   f->at_ms[f->writes] = uv_now(f->loop);
   f->writes++;
   if (f->sync) {
@@ -54,6 +56,18 @@ static void fake_write(void *ctx, const char *shard_id, const char *sequence,
   }
   f->cb = cb;
   f->cb_arg = cb_arg;
+}
+
+/* The window writer: a write as fake_write, its text noted. */
+static void fake_write_window(void *ctx, const char *shard_id,
+                              const char *sequence, uint64_t sub,
+                              const char *window, kcld_lease_cb cb,
+                              void *cb_arg)
+{
+  struct fake *f = ctx;
+  int i = f->writes;
+  fake_write(ctx, shard_id, sequence, sub, cb, cb_arg);
+  snprintf(f->window[i], sizeof(f->window[0]), "%s", window);
 }
 
 /* Answers the write in flight with err. */
@@ -252,6 +266,61 @@ static void test_longest_sequence(void **state)
   struct kcld_checkpoint *cp = make(&loop, &f, 0, NULL, 0);
   assert_int_equal(kcld_checkpoint_progress(cp, big, 0), 0);
   assert_string_equal(f.seq[0], big);
+  complete(&f, 0);
+  kcld_checkpoint_close(cp);
+  kcld_test_loop_finish(&loop);
+}
+
+/* ======== Window text ======== */
+
+/* A window text travels with the position it belongs to: a new text is
+ * written even at a position already written, the same text again is not,
+ * and a text reported with a position behind the written one never moves
+ * the checkpoint back.  A flush waits for the text too. */
+static void test_window_text_written_with_progress(void **state)
+{
+  (void)state;
+  uv_loop_t loop;
+  struct fake f;
+  struct kcld_checkpoint *cp = NULL;
+  assert_int_equal(uv_loop_init(&loop), 0);
+  memset(&f, 0, sizeof(f));
+  f.loop = &loop;
+  struct kcld_checkpoint_opts o = {
+    .loop = &loop, .shard_id = "shardId-000000000001", .interval_ms = 0,
+    .retry_min_ms = 20, .retry_max_ms = 80, .write = fake_write,
+    .write_window = fake_write_window, .write_ctx = &f,
+    .written_sequence = "100", .lost = on_lost, .arg = &f};
+  assert_int_equal(kcld_checkpoint_new(&o, &cp), 0);
+
+  /* A new text at the position already written: written. */
+  assert_int_equal(kcld_checkpoint_progress_window(cp, "100", 0, "w1"), 0);
+  assert_int_equal(f.writes, 1);
+  assert_string_equal(f.seq[0], "100");
+  assert_string_equal(f.window[0], "w1");
+  complete(&f, 0);
+  /* The same text again at the same position: nothing to write. */
+  assert_int_equal(kcld_checkpoint_progress_window(cp, "100", 0, "w1"), 0);
+  assert_int_equal(f.writes, 1);
+  /* A new text reported behind what is written: written at the written
+   * position, not at the one reported. */
+  assert_int_equal(kcld_checkpoint_progress_window(cp, "50", 0, "w2"), 0);
+  assert_int_equal(f.writes, 2);
+  assert_string_equal(f.seq[1], "100");
+  assert_string_equal(f.window[1], "w2");
+  /* A flush asked while it is in flight waits for it. */
+  struct flushed fl = {0, 0};
+  kcld_checkpoint_flush(cp, on_flushed, &fl);
+  assert_int_equal(fl.calls, 0);
+  complete(&f, 0);
+  assert_int_equal(fl.calls, 1);
+  assert_int_equal(fl.err, 0);
+  /* Progress with the text unchanged moves on; the writer still gets the
+   * text (it is the item's whole window state). */
+  assert_int_equal(kcld_checkpoint_progress_window(cp, "200", 0, "w2"), 0);
+  assert_int_equal(f.writes, 3);
+  assert_string_equal(f.seq[2], "200");
+  assert_string_equal(f.window[2], "w2");
   complete(&f, 0);
   kcld_checkpoint_close(cp);
   kcld_test_loop_finish(&loop);
@@ -536,6 +605,7 @@ int main(void)
     cmocka_unit_test(test_lose_and_close_with_write_in_flight),
     cmocka_unit_test(test_close_from_flush_callback),
     cmocka_unit_test(test_sync_writer),
+    cmocka_unit_test(test_window_text_written_with_progress),
   };
   return cmocka_run_group_tests(tests, setup, NULL);
 }

@@ -290,11 +290,44 @@ static int str_is(const struct kcld_json_val *v, const char *name)
   return eq;
 }
 
+/* Decodes the sequence-number string v into buf, or into *heap (free it)
+ * when longer, and checks it.  In errors it is where[i].key, or key when
+ * where is NULL (named only then: no formatting per record).  Returns 0
+ * with *seq set, or the error (KCLD_EPARSE, KCLD_ENOMEM) with *heap
+ * freed. */
+static int decode_seq(const struct kcld_json_val *v, const char *where,
+                      size_t i, const char *key, char *buf, size_t cap,
+                      char **heap, const char **seq, char *errbuf,
+                      size_t errlen)
+{
+  char what[64];
+  *heap = NULL;
+  *seq = v->nul ? NULL : decode_tmp(v, buf, cap, heap);
+  if (*seq && kcld_seq_valid(*seq))
+    return 0;
+  if (where)
+    snprintf(what, sizeof(what), "%s[%zu].%s", where, i, key);
+  else
+    snprintf(what, sizeof(what), "%s", key);
+  if (v->nul)
+    return fail(errbuf, errlen, "%s holds a NUL character", what);
+  if (!*seq) {
+    fail(errbuf, errlen, "out of memory");
+    return KCLD_ENOMEM;
+  }
+  fail(errbuf, errlen, "%s \"%.*s\" is not a decimal sequence number", what,
+       (int)(v->len < 64 ? v->len : 64), *seq);
+  free(*heap);
+  *heap = NULL;
+  return KCLD_EPARSE;
+}
+
 /* Validates Records[i] and adds its sizes. */
 static int check_record(const struct jrec *jr, size_t i, struct sizes *sz,
                         char *errbuf, size_t errlen)
 {
   char buf[256], *heap = NULL;
+  const char *seq;
   int rc;
 
   if (!jr->is_object)
@@ -302,22 +335,10 @@ static int check_record(const struct jrec *jr, size_t i, struct sizes *sz,
   if ((rc = need_string(&jr->seq, "SequenceNumber", "Records", i, "",
                         errbuf, errlen)) != 0)
     return rc;
-  if (jr->seq.nul)
-    return fail(errbuf, errlen, "Records[%zu].SequenceNumber holds a NUL "
-                "character", i);
-  const char *seq = decode_tmp(&jr->seq, buf, sizeof(buf), &heap);
-  if (seq == NULL) {
-    fail(errbuf, errlen, "out of memory");
-    return KCLD_ENOMEM;
-  }
+  if ((rc = decode_seq(&jr->seq, "Records", i, "SequenceNumber", buf,
+                       sizeof(buf), &heap, &seq, errbuf, errlen)) != 0)
+    return rc;
   size_t seq_len = jr->seq.len;
-  rc = KCLD_EPARSE;
-  if (!kcld_seq_valid(seq)) {
-    fail(errbuf, errlen, "Records[%zu].SequenceNumber \"%.*s\" is not a "
-         "decimal sequence number", i, (int)(seq_len < 64 ? seq_len : 64),
-         seq);
-    goto done;
-  }
   if ((rc = need_string(&jr->data, "Data", "Records", i, "", errbuf,
                         errlen)) != 0 ||
       (rc = need_string(&jr->pk, "PartitionKey", "Records", i, "", errbuf,
@@ -452,26 +473,16 @@ static int check_continuation(const struct kcld_json_val *v,
 {
   char buf[256], *heap;
   const char *seq;
-  int ok;
+  int rc;
 
   if (!present(v))
     return 0;
   if (v->type != KCLD_JSON_STRING)
     return fail(errbuf, errlen, "ContinuationSequenceNumber is not a string");
-  if (v->nul || !(seq = decode_tmp(v, buf, sizeof(buf), &heap))) {
-    if (v->nul)
-      return fail(errbuf, errlen, "ContinuationSequenceNumber holds a NUL "
-                  "character");
-    fail(errbuf, errlen, "out of memory");
-    return KCLD_ENOMEM;
-  }
-  ok = kcld_seq_valid(seq);
-  if (!ok)
-    fail(errbuf, errlen, "ContinuationSequenceNumber \"%.*s\" is not a "
-         "decimal sequence number", (int)(v->len < 64 ? v->len : 64), seq);
+  if ((rc = decode_seq(v, NULL, 0, "ContinuationSequenceNumber", buf,
+                       sizeof(buf), &heap, &seq, errbuf, errlen)) != 0)
+    return rc;
   free(heap);
-  if (!ok)
-    return KCLD_EPARSE;
   sz->str += v->len + 1;
   return 0;
 }

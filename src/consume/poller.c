@@ -56,7 +56,7 @@ static void maybe_free(struct poller *p)
 {
   if (!p->base.closing || p->base.timer_open || p->fetch != F_IDLE)
     return;
-  struct kcld_source_cbs cbs = p->base.cbs;
+  struct kcld_source_cbs cbs = p->base.args.cbs;
   free(p->iterator);
   kcld_fetch_free(p->body.p);
   kcld_source_base_clean_up(&p->base);
@@ -123,7 +123,7 @@ static void fetch_failed(struct poller *p, const char *op,
       p->iterator = NULL;
     }
   }
-  p->base.next_at_ms = uv_now(p->base.loop) + delay;
+  p->base.next_at_ms = uv_now(p->base.args.loop) + delay;
   schedule(p);
 }
 
@@ -167,7 +167,7 @@ static void on_iterator(const struct kcld_kinesis_iterator *res, void *arg)
     /* No iterator: the shard is closed and nothing is left after the
      * position asked for (the KCL reads it the same way). */
     p->base.stopped = 1;
-    p->base.cbs.ended(p->base.cbs.arg);
+    p->base.args.cbs.ended(p->base.args.cbs.arg);
     return;
   }
   p->iterator = strdup(res->shard_iterator);
@@ -188,19 +188,19 @@ static void get_iterator(struct poller *p)
     [KCLD_SOURCE_AT_TIMESTAMP] = KCLD_KINESIS_AT_TIMESTAMP};
   struct kcld_kinesis_iterator_req req = {
     .stream = p->stream, .shard_id = p->base.shard_id,
-    .timestamp_ms = p->base.start.timestamp_ms};
+    .timestamp_ms = p->base.args.start.timestamp_ms};
   if (p->last_fetched.set) {
     req.type = KCLD_KINESIS_AFTER_SEQUENCE_NUMBER;
     req.sequence_number = p->last_fetched.seq;
   } else {
-    req.type = types[p->base.start.type];
-    if (p->base.start.type == KCLD_SOURCE_AFTER ||
-        p->base.start.type == KCLD_SOURCE_AT)
+    req.type = types[p->base.args.start.type];
+    if (p->base.args.start.type == KCLD_SOURCE_AFTER ||
+        p->base.args.start.type == KCLD_SOURCE_AT)
       req.sequence_number = p->base.start_seq;
   }
   p->fetch = F_ITER;
   p->base.called = 1;
-  p->base.last_call_ms = uv_now(p->base.loop);
+  p->base.last_call_ms = uv_now(p->base.args.loop);
   int rc = kcld_kinesis_get_shard_iterator(p->kinesis, &req, on_iterator, p);
   if (rc < 0) {
     p->fetch = F_IDLE;
@@ -227,7 +227,7 @@ static void got_batch(struct poller *p, struct kcld_record_batch *b)
   else
     p->base.stopped = 1; /* the shard's last batch */
   if (b->kinesis_count == 0 && b->millis_behind_latest <= 0)
-    p->base.next_at_ms = uv_now(p->base.loop) + idle_wait(p);
+    p->base.next_at_ms = uv_now(p->base.args.loop) + idle_wait(p);
   else
     p->base.next_at_ms = 0; /* behind: as soon as the rate allows */
   unsigned old_fails = p->base.fails_in_row;
@@ -236,7 +236,7 @@ static void got_batch(struct poller *p, struct kcld_record_batch *b)
   p->base.failing = KCLD_SHARD_FETCH_OK;
   if (b->kinesis_count == 0)
     p->empty_responses++;
-  if (p->base.cbs.batch(p->base.cbs.arg, b) != 0) {
+  if (p->base.args.cbs.batch(p->base.args.cbs.arg, b) != 0) {
     /* Nothing has changed: the same iterator fetches it again. */
     free(p->iterator);
     p->iterator = old_iterator;
@@ -260,7 +260,7 @@ static void body_done(struct poller *p)
   kcld_fetch_free(p->body.p);
   p->body.p = NULL;
   p->body.len = p->body.cap = 0;
-  kcld_fetch_account_settle(p->base.account);
+  kcld_fetch_account_settle(p->base.args.account);
 }
 
 static void parse_work(struct kcld_fetch_job *j)
@@ -308,7 +308,7 @@ static void on_records(const struct kcld_kinesis_records_raw *res, void *arg)
    * saturated it at 4096 idle leases, renewals came late and 2274 leases
    * were lost, where the pool's thread keeps the loop free (0 lost). */
   p->fetch = F_PARSE;
-  int rc = kcld_fetch_job_submit(p->base.budget, &p->base.job);
+  int rc = kcld_fetch_job_submit(p->base.args.budget, &p->base.job);
   if (rc != 0) {
     p->fetch = F_IDLE;
     body_done(p);
@@ -320,7 +320,7 @@ static void on_records(const struct kcld_kinesis_records_raw *res, void *arg)
 static int body_reserve(struct kcld_http_body *hb, size_t need)
 {
   struct poller *p = hb->arg;
-  char *n = kcld_fetch_grow(p->base.account, hb->p, hb->len, need);
+  char *n = kcld_fetch_grow(p->base.args.account, hb->p, hb->len, need);
   if (!n)
     return KCLD_ENOMEM;
   hb->p = n;
@@ -338,7 +338,7 @@ static void get_records(struct poller *p)
     .body_into = &p->body};
   p->fetch = F_CALL;
   p->base.called = 1;
-  p->base.last_call_ms = uv_now(p->base.loop);
+  p->base.last_call_ms = uv_now(p->base.args.loop);
   p->get_records_calls++;
   int rc = kcld_kinesis_get_records(p->kinesis, &req, on_records, p);
   if (rc < 0) {
@@ -389,7 +389,7 @@ static void schedule(struct poller *p)
   if (p->base.closing || p->base.stopped || p->fetch != F_IDLE ||
       p->base.timer_armed)
     return;
-  if (p->iterator && !p->base.cbs.wanted(p->base.cbs.arg))
+  if (p->iterator && !p->base.args.cbs.wanted(p->base.args.cbs.arg))
     return; /* ops.resume goes on */
   if (kcld_source_wait(&p->base, on_timer))
     return;
@@ -399,7 +399,7 @@ static void schedule(struct poller *p)
   }
   size_t body, batch;
   estimate(p, &body, &batch);
-  if (!kcld_fetch_account_admit(p->base.account, body, batch))
+  if (!kcld_fetch_account_admit(p->base.args.account, body, batch))
     return; /* the account's wake resumes */
   get_records(p);
 }

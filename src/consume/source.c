@@ -21,22 +21,15 @@ int kcld_source_base_init(struct kcld_source_base *b,
     return KCLD_EINVAL;
   if (!(b->shard_id = strdup(a->shard_id)))
     return KCLD_ENOMEM;
-  b->loop = a->loop;
-  b->start = a->start;
+  b->args = *a;
+  b->args.shard_id = b->shard_id;
   if (a->start.seq)
     snprintf(b->start_seq, sizeof(b->start_seq), "%s", a->start.seq);
-  b->start.seq = b->start_seq;
-  b->min_call_ms = a->min_call_ms;
-  b->backoff_base_ms = a->backoff_base_ms;
-  b->backoff_max_ms = a->backoff_max_ms;
-  b->cbs = a->cbs;
-  b->keep = a->keep;
-  b->budget = a->budget;
-  b->account = a->account;
+  b->args.start.seq = b->start_seq;
   b->mem.account = a->account;
   b->job.run = run;
   b->job.done = done;
-  uv_timer_init(b->loop, &b->timer);
+  uv_timer_init(b->args.loop, &b->timer);
   b->timer.data = b;
   b->timer_open = 1;
   return 0;
@@ -57,13 +50,13 @@ void kcld_source_parse(struct kcld_source_base *b, const char *body,
                                            &b->parsed, b->parse_msg,
                                            sizeof(b->parse_msg));
   if (b->parsed)
-    kcld_record_batch_filter(b->parsed, b->keep.fn, b->keep.arg);
+    kcld_record_batch_filter(b->parsed, b->args.keep.fn, b->args.keep.arg);
 }
 
 uint64_t kcld_source_backoff_ms(const struct kcld_source_base *b,
                                 unsigned fails)
 {
-  struct kcld_backoff bo = {b->backoff_base_ms, b->backoff_max_ms,
+  struct kcld_backoff bo = {b->args.backoff_base_ms, b->args.backoff_max_ms,
                             KCLD_BACKOFF_EQUAL};
   return kcld_backoff_ms(&bo, fails);
 }
@@ -116,10 +109,10 @@ void kcld_source_estimate(const struct kcld_source_base *b, size_t floor,
 
 int kcld_source_wait(struct kcld_source_base *b, uv_timer_cb cb)
 {
-  uint64_t now = uv_now(b->loop);
+  uint64_t now = uv_now(b->args.loop);
   uint64_t due = b->next_at_ms;
-  if (b->called && b->last_call_ms + b->min_call_ms > due)
-    due = b->last_call_ms + b->min_call_ms;
+  if (b->called && b->last_call_ms + b->args.min_call_ms > due)
+    due = b->last_call_ms + b->args.min_call_ms;
   if (due <= now)
     return 0;
   uv_timer_start(&b->timer, cb, due - now, 0);

@@ -136,17 +136,11 @@ struct kcld_source_args {
 struct kcld_source_base {
   struct kcld_fetch_job job;          /* the one parse job */
   uv_timer_t timer;                   /* rate limit, idle, backoff */
-  uv_loop_t *loop;
+  struct kcld_source_args args;       /* as given; args.shard_id is
+                                         shard_id, args.start.seq
+                                         start_seq */
   char *shard_id;
-  struct kcld_source_pos start;
   char start_seq[KCLD_SEQ_MAX + 1];
-  uint64_t min_call_ms;
-  uint64_t backoff_base_ms;
-  uint64_t backoff_max_ms;
-  struct kcld_source_cbs cbs;
-  struct kcld_source_keep keep;
-  struct kcld_fetch_budget *budget;
-  struct kcld_fetch_account *account;
 
   /* The parse job's input is the source's; its results: */
   struct kcld_getrecords_mem mem;

@@ -78,7 +78,7 @@ static void maybe_free(struct subscriber *s)
 {
   if (!s->base.closing || s->base.timer_open || s->parsing || s->sub)
     return;
-  struct kcld_source_cbs cbs = s->base.cbs;
+  struct kcld_source_cbs cbs = s->base.args.cbs;
   drop_queue(s);
   kcld_source_base_clean_up(&s->base);
   free(s->consumer_arn);
@@ -119,8 +119,8 @@ static void failed(struct subscriber *s, const struct kcld_svc_status *st)
     else
       s->throttles++;
     /* The service's own rate: a second at least. */
-    if (delay < s->base.min_call_ms)
-      delay = s->base.min_call_ms;
+    if (delay < s->base.args.min_call_ms)
+      delay = s->base.args.min_call_ms;
     kcld_log(KCLD_LOG_DEBUG, "subscription refused; backing off", "shard",
              s->base.shard_id, "op", "SubscribeToShard", "type", type,
              KCLD_LOG_UINT("retry_ms", delay), NULL);
@@ -133,7 +133,7 @@ static void failed(struct subscriber *s, const struct kcld_svc_status *st)
              s->have_cont ? s->cont : "(start)",
              KCLD_LOG_UINT("retry_ms", delay), NULL);
   }
-  s->base.next_at_ms = uv_now(s->base.loop) + delay;
+  s->base.next_at_ms = uv_now(s->base.args.loop) + delay;
 }
 
 /* Ends the subscription (if open) and drops what it sent that was not
@@ -182,7 +182,7 @@ static void got_batch(struct subscriber *s, struct kcld_record_batch *b)
   if (b->kinesis_count > 0)
     s->base.fails_in_row = 0;
   s->handing = 1;
-  int rc = s->base.cbs.batch(s->base.cbs.arg, b);
+  int rc = s->base.args.cbs.batch(s->base.args.cbs.arg, b);
   s->handing = 0;
   if (rc != 0) {
     /* Not taken: read it again from the last continuation taken. */
@@ -250,7 +250,7 @@ static void pump_parse(struct subscriber *s)
   e->next = NULL;
   s->in_parse = e;
   s->parsing = 1;
-  int rc = kcld_fetch_job_submit(s->base.budget, &s->base.job);
+  int rc = kcld_fetch_job_submit(s->base.args.budget, &s->base.job);
   if (rc != 0) {
     s->parsing = 0;
     s->in_parse = NULL;
@@ -273,7 +273,7 @@ static int admit_overflow(struct subscriber *s, size_t len)
 {
   size_t body, batch;
   estimate(s, &body, &batch);
-  if (kcld_fetch_account_admit(s->base.account, len > body ? len : body,
+  if (kcld_fetch_account_admit(s->base.args.account, len > body ? len : body,
                                batch)) {
     s->admitted = 1;
     return 1;
@@ -301,8 +301,8 @@ static void on_event(const struct kcld_fanout_event *ev, void *arg)
     return;
   e = calloc(1, sizeof(*e));
   if (e)
-    e->p = kcld_fetch_alloc(s->base.account, ev->payload_len ? ev->payload_len
-                                                        : 1);
+    e->p = kcld_fetch_alloc(s->base.args.account,
+                            ev->payload_len ? ev->payload_len : 1);
   if (!e || !e->p) {
     free(e);
     local_failure(s, KCLD_ENOMEM, "out of memory for an event");
@@ -317,7 +317,7 @@ static void on_event(const struct kcld_fanout_event *ev, void *arg)
   s->qtail = e;
   /* The event used the admission (its block drew on the reservation). */
   s->admitted = 0;
-  kcld_fetch_account_settle(s->base.account);
+  kcld_fetch_account_settle(s->base.args.account);
   pump_parse(s);
   schedule(s);
 }
@@ -360,20 +360,20 @@ static void subscribe(struct subscriber *s)
     [KCLD_SOURCE_AT_TIMESTAMP] = KCLD_FANOUT_AT_TIMESTAMP};
   struct kcld_fanout_subscribe_req req = {
     .consumer_arn = s->consumer_arn, .shard_id = s->base.shard_id,
-    .timestamp_ms = s->base.start.timestamp_ms};
+    .timestamp_ms = s->base.args.start.timestamp_ms};
   int rc;
 
   if (s->have_cont) {
     req.position = KCLD_FANOUT_AFTER_SEQUENCE_NUMBER;
     req.sequence_number = s->cont;
   } else {
-    req.position = types[s->base.start.type];
-    if (s->base.start.type == KCLD_SOURCE_AFTER ||
-        s->base.start.type == KCLD_SOURCE_AT)
+    req.position = types[s->base.args.start.type];
+    if (s->base.args.start.type == KCLD_SOURCE_AFTER ||
+        s->base.args.start.type == KCLD_SOURCE_AT)
       req.sequence_number = s->base.start_seq;
   }
   s->base.called = 1;
-  s->base.last_call_ms = uv_now(s->base.loop);
+  s->base.last_call_ms = uv_now(s->base.args.loop);
   s->subscriptions++;
   rc = kcld_fanout_subscribe(s->fanout, &req, on_event, on_end, s, &s->sub);
   if (rc == KCLD_ECANCELED) {
@@ -422,13 +422,13 @@ static void schedule(struct subscriber *s)
 
   if (s->base.closing || s->base.stopped || s->handing)
     return; /* got_batch's caller schedules afterwards */
-  if (!s->base.cbs.wanted(s->base.cbs.arg)) {
+  if (!s->base.args.cbs.wanted(s->base.args.cbs.arg)) {
     hold(s); /* ops.resume goes on */
     return;
   }
   if (!s->admitted) {
     estimate(s, &body, &batch);
-    if (!kcld_fetch_account_admit(s->base.account, body, batch)) {
+    if (!kcld_fetch_account_admit(s->base.args.account, body, batch)) {
       hold(s); /* the account's wake resumes */
       return;
     }
@@ -465,7 +465,7 @@ static void sub_stop(void *src)
     kcld_fanout_sub_cancel(s->sub); /* on_end runs now */
   if (s->admitted) {
     s->admitted = 0;
-    kcld_fetch_account_settle(s->base.account);
+    kcld_fetch_account_settle(s->base.args.account);
   }
 }
 

@@ -256,8 +256,10 @@ static void ensure_result(struct cons_op *op, const struct kcld_aws_result *res)
   kcld_svc_status_from(&op->base, &st, res);
   if (kcld_svc_transient(&st)) {
     /* The client's attempts are spent on a transient fault (a 5xx,
-     * throttling, no answer): that step again later, until the deadline. */
-    snprintf(op->last, sizeof(op->last), "%s", kcld_strerror(st.err));
+     * throttling such as Register's LimitExceededException, no answer):
+     * that step again later, until the deadline. */
+    snprintf(op->last, sizeof(op->last), "%s",
+             st.type[0] ? st.type : kcld_strerror(st.err));
     ensure_poll_later(op);
     return;
   }
@@ -280,9 +282,6 @@ static void ensure_result(struct cons_op *op, const struct kcld_aws_result *res)
     } else if (strcmp(st.type, "ResourceInUseException") == 0) {
       op->step = E_DESCRIBE; /* another worker registered it */
       ensure_send(op);
-    } else if (strcmp(st.type, "LimitExceededException") == 0) {
-      snprintf(op->last, sizeof(op->last), "throttled");
-      ensure_poll_later(op);
     } else {
       kcld_svc_op_end(&op->base, &st);
     }

@@ -20,9 +20,9 @@
  * A paused stream is paused in curl too (curl_easy_pause), so over HTTP/2
  * its flow-control window closes; bytes curl hands over on resume are
  * delivered from the `kick` (an idle handle: once per loop turn, so that
- * reading on never starves the other handles).  The kick also has curl read again the
- * socket of every stream that got bytes or was resumed, until a read gives
- * nothing: libcurl 7.88 over HTTP/2 can keep a stream's last bytes (and
+ * reading on never starves the other handles).  The kick also has curl
+ * read again, once each, the sockets of the streams that got bytes or were
+ * resumed, until a read gives nothing: libcurl 7.88 over HTTP/2 can keep a stream's last bytes (and
  * its end) read from the socket but not handed over, after a pause let
  * them pile up, until the socket's next read event - which never comes
  * when the server has sent everything (a fan-out subscription then stood
@@ -616,40 +616,47 @@ static void deliver(struct kcld_http *http)
 
 static void drain(struct kcld_http *http);
 
-/* Has curl read every watched socket (a stream multiplexed on a connection
- * another transfer opened does not know its socket). */
-static void read_all(struct kcld_http *http)
+/* Moves `fd` among fds[m..n) (the watched sockets not yet to be read) to
+ * fds[m]; returns how many are to be read then.  A socket already to be
+ * read, or no longer watched, leaves the count as it is. */
+static size_t want_fd(curl_socket_t *fds, size_t n, size_t m,
+                      curl_socket_t fd)
 {
-  size_t n = 0, i = 0;
-  curl_socket_t *fds;
-  int running = 0;
-
-  for (struct http_sock *sk = http->socks; sk; sk = sk->next)
-    n++;
-  fds = n ? malloc(n * sizeof(*fds)) : NULL;
-  if (!fds)
-    return;
-  for (struct http_sock *sk = http->socks; sk; sk = sk->next)
-    fds[i++] = sk->fd;
-  for (i = 0; i < n && !http->closing; i++)
-    curl_multi_socket_action(http->multi, fds[i], CURL_CSELECT_IN, &running);
-  free(fds);
+  for (size_t i = m; i < n; i++) {
+    if (fds[i] == fd) {
+      fds[i] = fds[m];
+      fds[m] = fd;
+      return m + 1;
+    }
+  }
+  return m;
 }
 
-/* Has curl read the socket of every stream that got bytes or was resumed
- * since the last kick (see the top of the file), then delivers (which
- * kicks again while reads give bytes) and hands over what finished. */
+/* Has curl read, once each, the sockets of the streams that got bytes or
+ * were resumed since the last kick (see the top of the file): streams
+ * multiplexed on one connection share its socket, and one read runs every
+ * transfer on it.  Every watched socket is read when such a stream does not
+ * know its socket (multiplexed on a connection another transfer opened).
+ * Then delivers (which kicks again while reads give bytes) and hands over
+ * what finished. */
 static void on_kick(uv_idle_t *h)
 {
   struct kcld_http *http = h->data;
+  size_t n = 0, m = 0;
+  curl_socket_t *fds;
   int running = 0, all = 0;
 
   uv_idle_stop(h);
-
-  /* curl's callbacks here only append bytes and watch sockets: the list
-   * of requests stays as it is. */
-  for (struct http_req *r = http->reqs; r && http->n_reread > 0;
-       r = r->next) {
+  /* The sockets are copied: curl may close some while it reads. */
+  for (struct http_sock *sk = http->socks; sk; sk = sk->next)
+    n++;
+  fds = n ? malloc(n * sizeof(*fds)) : NULL;
+  for (struct http_sock *sk = http->socks; fds && sk; sk = sk->next)
+    fds[m++] = sk->fd;
+  m = 0;
+  /* Out of memory: the flags stay, deliver() kicks again. */
+  for (struct http_req *r = http->reqs;
+       r && http->n_reread > 0 && (fds || n == 0); r = r->next) {
     if (!r->reread)
       continue;
     set_reread(r, 0);
@@ -658,11 +665,13 @@ static void on_kick(uv_idle_t *h)
     if (r->fd == CURL_SOCKET_BAD)
       all = 1;
     else
-      curl_multi_socket_action(http->multi, r->fd, CURL_CSELECT_IN,
-                               &running);
+      m = want_fd(fds, n, m, r->fd);
   }
   if (all)
-    read_all(http);
+    m = n;
+  for (size_t i = 0; i < m && !http->closing; i++)
+    curl_multi_socket_action(http->multi, fds[i], CURL_CSELECT_IN, &running);
+  free(fds);
   deliver(http);
   drain(http);
 }

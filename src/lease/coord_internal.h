@@ -253,8 +253,11 @@ const struct coord_stream *kcld_coord_stream_of(
 
 /* ======== coordinator.c ======== */
 
-/* Queues the release of held lease e (not counted by release_all). */
-void kcld_coord_release_one(struct kcld_coordinator *c, struct entry *e);
+/* Queues the release of held lease e (not counted by release_all); cb (may
+ * be NULL) is told how it went.  Returns 0, or KCLD_ENOMEM (nothing
+ * queued, cb not called). */
+int kcld_coord_release_one(struct kcld_coordinator *c, struct entry *e,
+                           kcld_lease_cb cb, void *arg);
 
 /* Runs the next start-up step. */
 void kcld_coord_start_step(struct kcld_coordinator *c);

@@ -499,7 +499,7 @@ static void ok_take(struct kcld_coordinator *c, struct entry *e,
   if (c->releasing)
     kcld_coord_release_queue(c, e);
   else if (!kcld_coord_stream_of(c, &e->lease)) /* its stream was removed */
-    kcld_coord_release_one(c, e);
+    kcld_coord_release_one(c, e, NULL, NULL);
   else
     defer_acquired(c, e);
 }

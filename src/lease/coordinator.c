@@ -53,18 +53,28 @@ static void on_sync(const struct kcld_shard_sync_result *res, void *arg)
   kcld_coord_sync_next(c);
 }
 
+/* Moves sync_idx past removed streams; 0 when none is left (sync_idx is
+ * then back at 0). */
+static int sync_skip_removed(struct kcld_coordinator *c)
+{
+  while (c->sync_idx < c->n_streams && c->streams[c->sync_idx].removed)
+    c->sync_idx++;
+  if (c->sync_idx < c->n_streams)
+    return 1;
+  c->sync_idx = 0;
+  return 0;
+}
+
 void kcld_coord_sync_next(struct kcld_coordinator *c)
 {
   /* One stream after the other; a sync is done when every stream is. */
-  while (c->sync_idx < c->n_streams && c->streams[c->sync_idx].removed)
-    c->sync_idx++;
-  if (c->sync_idx < c->n_streams) {
+  if (sync_skip_removed(c)) {
     c->syncing = 1;
     if (sync_stream(c) == 0)
       return;
     c->syncing = 0;
+    c->sync_idx = 0;
   }
-  c->sync_idx = 0;
   c->synced = 1; /* the first pass scan ends start-up */
   if (c->sync_again) {
     c->sync_again = 0;
@@ -213,12 +223,8 @@ void kcld_coord_sync_start(struct kcld_coordinator *c)
   if (c->closing || c->syncing)
     return;
   c->sync_idx = 0;
-  while (c->sync_idx < c->n_streams && c->streams[c->sync_idx].removed)
-    c->sync_idx++;
-  if (c->sync_idx == c->n_streams) { /* every stream removed */
-    c->sync_idx = 0;
-    return;
-  }
+  if (!sync_skip_removed(c))
+    return; /* every stream removed */
   c->syncing = 1;
   int rc = sync_stream(c);
   if (rc < 0) {
@@ -630,11 +636,16 @@ void kcld_coord_release_queue(struct kcld_coordinator *c, struct entry *e)
   kcld_coord_enqueue(c, e, w);
 }
 
-void kcld_coord_release_one(struct kcld_coordinator *c, struct entry *e)
+int kcld_coord_release_one(struct kcld_coordinator *c, struct entry *e,
+                           kcld_lease_cb cb, void *arg)
 {
   struct wop *w = kcld_coord_wop_new(c, e, KCLD_LEASE_RELEASE);
-  if (w)
-    kcld_coord_enqueue(c, e, w);
+  if (!w)
+    return KCLD_ENOMEM;
+  w->cb = cb;
+  w->arg = arg;
+  kcld_coord_enqueue(c, e, w);
+  return 0;
 }
 
 void kcld_coordinator_release(struct kcld_coordinator *c,
@@ -642,16 +653,8 @@ void kcld_coordinator_release(struct kcld_coordinator *c,
                               void *arg)
 {
   struct entry *e = held_entry(c, shard_id, 1, cb, arg);
-  struct wop *w = e ? kcld_coord_wop_new(c, e, KCLD_LEASE_RELEASE) : NULL;
-  if (!e)
-    return;
-  if (!w) {
+  if (e && kcld_coord_release_one(c, e, cb, arg) != 0)
     kcld_coord_defer_lease_cb(c, cb, arg, KCLD_ENOMEM);
-    return;
-  }
-  w->cb = cb;
-  w->arg = arg;
-  kcld_coord_enqueue(c, e, w);
 }
 
 void kcld_coord_release_check(struct kcld_coordinator *c)

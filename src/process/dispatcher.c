@@ -757,7 +757,7 @@ static int window_answer(struct job *j, const struct call *c)
                  "out of memory keeping the window state");
     return 0;
   }
-  if (sh->win.early)
+  if (kcld_window_early(&sh->win))
     kcld_log(KCLD_LOG_WARN, "window state over 1 MiB: the window ends early",
              "shard", sh->shard_id, KCLD_LOG_UINT("bytes", res->state_len),
              NULL);
@@ -1012,12 +1012,13 @@ static int window_turn(struct shard *sh, struct lane *l, size_t *cut,
   int64_t now = kcld_clock_wall_ms(), ws, end = win->start_ms +
                                                 win->tumbling_ms;
   size_t w = lane_waiting(l), n = 1;
+  int early = kcld_window_early(win);
 
   if (w == 0) {
     if (!win->open || sh->head != sh->tail)
       return 0;
-    if (win->early || sh->ended) {
-      start_job(l, 0, 1, win->early || now < end);
+    if (early || sh->ended) {
+      start_job(l, 0, 1, early || now < end);
       return 1;
     }
     /* Closed by the clock once the shard has caught up: a later record
@@ -1033,8 +1034,8 @@ static int window_turn(struct shard *sh, struct lane *l, size_t *cut,
     return 0;
   }
   ws = window_of(sh, l->pend[l->pstart], now);
-  if (win->open && (ws != win->start_ms || win->early)) {
-    start_job(l, 0, 1, win->early);
+  if (win->open && (ws != win->start_ms || early)) {
+    start_job(l, 0, 1, early);
     return 1;
   }
   if (!win->open && kcld_window_begin(win, ws) != 0) {

@@ -42,7 +42,6 @@ int kcld_window_set_state(struct kcld_window *w, const char *state,
   free(w->state);
   w->state = copy;
   w->state_len = len;
-  w->early = len > KCLD_WINDOW_STATE_MAX;
   return 0;
 }
 
@@ -63,7 +62,6 @@ void kcld_window_close(struct kcld_window *w)
   w->state = NULL;
   w->state_len = 0;
   w->open = 0;
-  w->early = 0;
 }
 
 char *kcld_window_encode(const struct kcld_window *w, const char *sequence,
@@ -73,7 +71,7 @@ char *kcld_window_encode(const struct kcld_window *w, const char *sequence,
   int n;
 
   *too_big = 0;
-  if (!w->open || w->early || !sequence)
+  if (!w->open || kcld_window_early(w) || !sequence)
     return strdup("");
   n = asprintf(&text,
                "{\"v\":1,\"tumbling\":%" PRId64 ",\"start\":%" PRId64

@@ -25,9 +25,14 @@ struct kcld_window {
   int64_t start_ms;            /* with open: the window's start */
   char *state;                 /* with open: JSON object text (malloc'd) */
   size_t state_len;
-  int early;                   /* the state outgrew KCLD_WINDOW_STATE_MAX:
-                                  the next call is the final one */
 };
+
+/* The open window's state outgrew KCLD_WINDOW_STATE_MAX: the next call is
+ * the final one (the window ends early). */
+static inline int kcld_window_early(const struct kcld_window *w)
+{
+  return w->open && w->state_len > KCLD_WINDOW_STATE_MAX;
+}
 
 /* The start of the window of a record that arrived at arrival_ms (epoch
  * ms; < 0 = unknown: the window open now, else the one of now_ms). */
@@ -40,7 +45,7 @@ int kcld_window_begin(struct kcld_window *w, int64_t start_ms);
 
 /* Replaces the open window's state with a copy of state[0..len).  Returns
  * 0, or KCLD_ENOMEM (nothing changed).  A state over KCLD_WINDOW_STATE_MAX
- * is kept for the final call and sets early. */
+ * is kept for the final call (kcld_window_early). */
 int kcld_window_set_state(struct kcld_window *w, const char *state,
                           size_t len);
 

@@ -726,7 +726,7 @@ static void on_backoff(uv_timer_t *t)
 /* The window's part of an answer: a final call's success closes the
  * window; another call's state replaces the window's.  Returns 1 when the
  * answer goes on to the usual handling, 0 when it was dealt with here. */
-static int window_answer(struct job *j, const struct call *c)
+static int window_answer(struct job *j, struct call *c)
 {
   struct shard *sh = j->sh;
   const struct kcld_handler_result *res = &c->res;
@@ -752,11 +752,10 @@ static int window_answer(struct job *j, const struct call *c)
                  "with window.tumbling the answer must carry a state");
     return 0;
   }
-  if (kcld_window_set_state(&sh->win, res->state, res->state_len) != 0) {
-    range_failed(j, KCLD_HANDLER_INFRA, "HandlerError",
-                 "out of memory keeping the window state");
-    return 0;
-  }
+  /* The answer's copy (queue_answer) becomes the window's state. */
+  kcld_window_take_state(&sh->win, c->state, res->state_len);
+  c->state = NULL;
+  c->res.state = NULL;
   if (kcld_window_early(&sh->win))
     kcld_log(KCLD_LOG_WARN, "window state over 1 MiB: the window ends early",
              "shard", sh->shard_id, KCLD_LOG_UINT("bytes", res->state_len),

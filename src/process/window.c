@@ -30,6 +30,13 @@ int64_t kcld_window_start_of(const struct kcld_window *w, int64_t arrival_ms,
   return floor_to(arrival_ms, w->tumbling_ms);
 }
 
+void kcld_window_take_state(struct kcld_window *w, char *state, size_t len)
+{
+  free(w->state);
+  w->state = state;
+  w->state_len = len;
+}
+
 int kcld_window_set_state(struct kcld_window *w, const char *state,
                           size_t len)
 {
@@ -39,9 +46,7 @@ int kcld_window_set_state(struct kcld_window *w, const char *state,
     return KCLD_ENOMEM;
   memcpy(copy, state, len);
   copy[len] = '\0';
-  free(w->state);
-  w->state = copy;
-  w->state_len = len;
+  kcld_window_take_state(w, copy, len);
   return 0;
 }
 

@@ -49,6 +49,10 @@ int kcld_window_begin(struct kcld_window *w, int64_t start_ms);
 int kcld_window_set_state(struct kcld_window *w, const char *state,
                           size_t len);
 
+/* As kcld_window_set_state, taking `state` (malloc'd, NUL-terminated at
+ * len) instead of copying it: the answer's copy becomes the window's. */
+void kcld_window_take_state(struct kcld_window *w, char *state, size_t len);
+
 /* Closes the window: its state is dropped. */
 void kcld_window_close(struct kcld_window *w);
 

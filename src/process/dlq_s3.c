@@ -284,17 +284,17 @@ static void ocall_free(struct ocall *c)
   free(c);
 }
 
-/* The message's on-failure record without its records, naming the object
- * that holds them all; NULL when out of memory or not an object. */
+/* The message's on-failure record without its records (its head, built
+ * with the body by process/dlq.c: the large body is not parsed again),
+ * naming the object that holds them all; NULL when out of memory. */
 static char *pointer_body(const struct kcld_dlq_msg *m, const char *bucket,
                           const char *key)
 {
-  json_t *o = json_loadb(m->body, m->len, 0, NULL);
+  json_t *o = m->head ? json_loadb(m->head, m->head_len, 0, NULL) : NULL;
   char *text = NULL;
 
   if (!json_is_object(o))
     goto done;
-  json_object_del(o, "records");
   if (json_object_set_new(o, "s3Object",
                           json_pack("{s:s,s:s,s:I}", "bucket", bucket, "key",
                                     key, "size", (json_int_t)m->len)) == 0)
@@ -445,6 +445,7 @@ int kcld_dlq_s3_offload_new(struct kcld_dlq_store *sqs,
   o->s3 = (struct s3_store *)s3;
   o->base.ops = &s_offload_ops;
   o->base.body_limit = 0;      /* whole ranges: a large one goes to S3 */
+  o->base.wants_head = 1;      /* the queue's pointer message */
   o->base.where = sqs->where;
   *out = &o->base;
   return 0;

@@ -836,6 +836,14 @@ static void queue_answer(struct call *c, const struct kcld_handler_result *res)
     memcpy(c->state, res->state, res->state_len);
     c->state[res->state_len] = '\0';
     c->res.state = c->state;
+  } else if (res->state) { /* kcld's failure, not the records' */
+    c->res.status = KCLD_HANDLER_FAILED;
+    c->res.failure_class = KCLD_HANDLER_INFRA;
+    snprintf(c->err_type, sizeof(c->err_type), "HandlerError");
+    snprintf(c->err_msg, sizeof(c->err_msg),
+             "out of memory keeping the window state");
+    c->res.error_type = c->err_type;
+    c->res.error_message = c->err_msg;
   }
   c->next_answer = NULL;
   if (disp->answers_tail)

@@ -95,12 +95,18 @@ struct job {
   enum job_wait wait;
   struct call *call;
   struct kcld_dlq_send *send;
-  int final;                     /* the window's final call: no records */
-  int early;                     /* ... with isWindowTerminatedEarly */
+  int early;                     /* a window's final call (n == 0, see
+                                    final_call): isWindowTerminatedEarly */
   enum kcld_policy_condition condition;
   char err_type[64];
   char err_msg[512];
 };
+
+/* A job without records is a window's final call (start_job). */
+static int final_call(const struct job *j)
+{
+  return j->n == 0;
+}
 
 struct lane {
   struct shard *sh;
@@ -550,7 +556,7 @@ static void range_failed(struct job *j, enum kcld_handler_failure_class cls,
            type && *type ? type : "HandlerError");
   snprintf(j->err_msg, sizeof(j->err_msg), "%s", msg ? msg : "");
   disp->stats.batches_failed++;
-  if (j->final) { /* as Lambda: the shard waits until it succeeds */
+  if (final_call(j)) { /* as Lambda: the shard waits until it succeeds */
     j->retries++;
     if (j->why != KCLD_DISPATCHER_RETRYING)
       j->since = uv_now(disp->opts.loop);
@@ -734,7 +740,7 @@ static int window_answer(struct job *j, struct call *c)
                 (res->status == KCLD_HANDLER_PARTIAL &&
                  res->first_failed > 0 && res->first_failed < c->n);
 
-  if (j->final && res->status == KCLD_HANDLER_OK) {
+  if (final_call(j) && res->status == KCLD_HANDLER_OK) {
     kcld_log(KCLD_LOG_INFO, "window closed", "shard", sh->shard_id,
              KCLD_LOG_INT("window_start_ms", sh->win.start_ms),
              KCLD_LOG_BOOL("terminated_early", j->early), NULL);
@@ -745,7 +751,7 @@ static int window_answer(struct job *j, struct call *c)
     pump(sh);
     return 0;
   }
-  if (j->final || !handled)
+  if (final_call(j) || !handled)
     return 1;
   if (!res->state) {
     range_failed(j, KCLD_HANDLER_RECORD, "MissingState",
@@ -915,7 +921,7 @@ static struct call *call_new(struct job *j, size_t n)
     c->win.end_ms = w->start_ms + w->tumbling_ms;
     c->win.state = c->win_state;
     c->win.state_len = w->state_len;
-    c->win.final = j->final;
+    c->win.final = final_call(j);
     c->win.terminated_early = j->early;
   }
   for (size_t i = 0; i < n; i++) {
@@ -971,8 +977,8 @@ static void run_range(struct job *j)
 }
 
 /* Starts a job of the next `count` waiting records of the lane; count 0
- * is the window's final call (terminated early or not). */
-static void start_job(struct lane *lane, size_t count, int final, int early)
+ * is the window's final call (terminated early when `early`). */
+static void start_job(struct lane *lane, size_t count, int early)
 {
   struct shard *sh = lane->sh;
   struct job *j = calloc(1, sizeof(*j));
@@ -983,7 +989,6 @@ static void start_job(struct lane *lane, size_t count, int final, int early)
     free(j);
     return; /* pump runs again on the next event */
   }
-  j->final = final;
   j->early = early;
   memcpy(j->idx, lane->pend + lane->pstart, count * sizeof(*j->idx));
   lane->pstart += count;
@@ -1025,7 +1030,7 @@ static int window_turn(struct shard *sh, struct lane *l, size_t *cut,
     if (!win->open || sh->head != sh->tail)
       return 0;
     if (early || sh->ended) {
-      start_job(l, 0, 1, early || now < end);
+      start_job(l, 0, early || now < end);
       return 1;
     }
     /* Closed by the clock once the shard has caught up: a later record
@@ -1033,7 +1038,7 @@ static int window_turn(struct shard *sh, struct lane *l, size_t *cut,
     if (now >= end &&
         (sh->cancelled || kcld_shard_consumer_millis_behind(sh->consumer) <=
                             0)) {
-      start_job(l, 0, 1, 0);
+      start_job(l, 0, 0);
       return 1;
     }
     uv_timer_start(&l->timer, on_backoff,
@@ -1042,7 +1047,7 @@ static int window_turn(struct shard *sh, struct lane *l, size_t *cut,
   }
   ws = window_of(sh, l->pend[l->pstart], now);
   if (win->open && (ws != win->start_ms || early)) {
-    start_job(l, 0, 1, early);
+    start_job(l, 0, early);
     return 1;
   }
   if (!win->open && kcld_window_begin(win, ws) != 0) {
@@ -1076,13 +1081,13 @@ static void pump(struct shard *sh)
     if (!l->job && sh->win.tumbling_ms && window_turn(sh, l, &cut, &go))
       w = 0; /* the final call goes first */
     if (!l->job && cut > 0 && (w >= bs || go)) {
-      start_job(l, cut < bs ? cut : bs, 0, 0);
+      start_job(l, cut < bs ? cut : bs, 0);
       w = lane_waiting(l);
     }
     if (!l->job && w > 0 && cut > 0 &&
         (disp->opts.window_ms == 0 || sh->ended || disp->flushing ||
          (sh->window_deadline && now >= sh->window_deadline))) {
-      start_job(l, w < cut ? w : cut, 0, 0);
+      start_job(l, w < cut ? w : cut, 0);
       w = lane_waiting(l);
     }
     if (w >= bs)

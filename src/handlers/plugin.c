@@ -38,7 +38,6 @@ struct plugin_handler {
   init_fn init;
   process_fn process;
   shutdown_fn shutdown;
-  uint32_t abi;                 /* the plugin's kcld_handler_abi_version */
   struct kcld_jobs jobs;
   int killed;
 };
@@ -338,8 +337,7 @@ int kcld_handler_plugin_new(const struct kcld_handler_env *env,
   version = need(h, path, "kcld_handler_abi_version");
   if (!version)
     goto done;
-  h->abi = *version;
-  if (h->abi == 1 && env->cfg->window.tumbling_ms > 0) {
+  if (*version == 1 && env->cfg->window.tumbling_ms > 0) {
     kcld_log(KCLD_LOG_ERROR,
              "plugin handler: window.tumbling needs a plugin built for ABI "
              "2 or later (the window and set_state); rebuild it against this "
@@ -347,7 +345,7 @@ int kcld_handler_plugin_new(const struct kcld_handler_env *env,
              "plugin_abi", "1", NULL);
     goto done;
   }
-  if (h->abi != KCLD_HANDLER_ABI_VERSION && h->abi != 1) {
+  if (*version != KCLD_HANDLER_ABI_VERSION && *version != 1) {
     char want[16], got[16];
     snprintf(want, sizeof(want), "%u", (unsigned)KCLD_HANDLER_ABI_VERSION);
     snprintf(got, sizeof(got), "%u", (unsigned)*version);

@@ -95,12 +95,18 @@ struct job {
   enum job_wait wait;
   struct call *call;
   struct kcld_dlq_send *send;
-  int final;                     /* the window's final call: no records */
-  int early;                     /* ... with isWindowTerminatedEarly */
+  int early;                     /* a window's final call (n == 0, see
+                                    final_call): isWindowTerminatedEarly */
   enum kcld_policy_condition condition;
   char err_type[64];
   char err_msg[512];
 };
+
+/* A job without records is a window's final call (start_job). */
+static int final_call(const struct job *j)
+{
+  return j->n == 0;
+}
 
 struct lane {
   struct shard *sh;
@@ -550,7 +556,7 @@ static void range_failed(struct job *j, enum kcld_handler_failure_class cls,
            type && *type ? type : "HandlerError");
   snprintf(j->err_msg, sizeof(j->err_msg), "%s", msg ? msg : "");
   disp->stats.batches_failed++;
-  if (j->final) { /* as Lambda: the shard waits until it succeeds */
+  if (final_call(j)) { /* as Lambda: the shard waits until it succeeds */
     j->retries++;
     if (j->why != KCLD_DISPATCHER_RETRYING)
       j->since = uv_now(disp->opts.loop);
@@ -726,7 +732,7 @@ static void on_backoff(uv_timer_t *t)
 /* The window's part of an answer: a final call's success closes the
  * window; another call's state replaces the window's.  Returns 1 when the
  * answer goes on to the usual handling, 0 when it was dealt with here. */
-static int window_answer(struct job *j, const struct call *c)
+static int window_answer(struct job *j, struct call *c)
 {
   struct shard *sh = j->sh;
   const struct kcld_handler_result *res = &c->res;
@@ -734,7 +740,7 @@ static int window_answer(struct job *j, const struct call *c)
                 (res->status == KCLD_HANDLER_PARTIAL &&
                  res->first_failed > 0 && res->first_failed < c->n);
 
-  if (j->final && res->status == KCLD_HANDLER_OK) {
+  if (final_call(j) && res->status == KCLD_HANDLER_OK) {
     kcld_log(KCLD_LOG_INFO, "window closed", "shard", sh->shard_id,
              KCLD_LOG_INT("window_start_ms", sh->win.start_ms),
              KCLD_LOG_BOOL("terminated_early", j->early), NULL);
@@ -745,19 +751,18 @@ static int window_answer(struct job *j, const struct call *c)
     pump(sh);
     return 0;
   }
-  if (j->final || !handled)
+  if (final_call(j) || !handled)
     return 1;
   if (!res->state) {
     range_failed(j, KCLD_HANDLER_RECORD, "MissingState",
                  "with window.tumbling the answer must carry a state");
     return 0;
   }
-  if (kcld_window_set_state(&sh->win, res->state, res->state_len) != 0) {
-    range_failed(j, KCLD_HANDLER_INFRA, "HandlerError",
-                 "out of memory keeping the window state");
-    return 0;
-  }
-  if (sh->win.early)
+  /* The answer's copy (queue_answer) becomes the window's state. */
+  kcld_window_take_state(&sh->win, c->state, res->state_len);
+  c->state = NULL;
+  c->res.state = NULL;
+  if (kcld_window_early(&sh->win))
     kcld_log(KCLD_LOG_WARN, "window state over 1 MiB: the window ends early",
              "shard", sh->shard_id, KCLD_LOG_UINT("bytes", res->state_len),
              NULL);
@@ -837,6 +842,14 @@ static void queue_answer(struct call *c, const struct kcld_handler_result *res)
     memcpy(c->state, res->state, res->state_len);
     c->state[res->state_len] = '\0';
     c->res.state = c->state;
+  } else if (res->state) { /* kcld's failure, not the records' */
+    c->res.status = KCLD_HANDLER_FAILED;
+    c->res.failure_class = KCLD_HANDLER_INFRA;
+    snprintf(c->err_type, sizeof(c->err_type), "HandlerError");
+    snprintf(c->err_msg, sizeof(c->err_msg),
+             "out of memory keeping the window state");
+    c->res.error_type = c->err_type;
+    c->res.error_message = c->err_msg;
   }
   c->next_answer = NULL;
   if (disp->answers_tail)
@@ -908,7 +921,7 @@ static struct call *call_new(struct job *j, size_t n)
     c->win.end_ms = w->start_ms + w->tumbling_ms;
     c->win.state = c->win_state;
     c->win.state_len = w->state_len;
-    c->win.final = j->final;
+    c->win.final = final_call(j);
     c->win.terminated_early = j->early;
   }
   for (size_t i = 0; i < n; i++) {
@@ -964,8 +977,8 @@ static void run_range(struct job *j)
 }
 
 /* Starts a job of the next `count` waiting records of the lane; count 0
- * is the window's final call (terminated early or not). */
-static void start_job(struct lane *lane, size_t count, int final, int early)
+ * is the window's final call (terminated early when `early`). */
+static void start_job(struct lane *lane, size_t count, int early)
 {
   struct shard *sh = lane->sh;
   struct job *j = calloc(1, sizeof(*j));
@@ -976,7 +989,6 @@ static void start_job(struct lane *lane, size_t count, int final, int early)
     free(j);
     return; /* pump runs again on the next event */
   }
-  j->final = final;
   j->early = early;
   memcpy(j->idx, lane->pend + lane->pstart, count * sizeof(*j->idx));
   lane->pstart += count;
@@ -1012,12 +1024,13 @@ static int window_turn(struct shard *sh, struct lane *l, size_t *cut,
   int64_t now = kcld_clock_wall_ms(), ws, end = win->start_ms +
                                                 win->tumbling_ms;
   size_t w = lane_waiting(l), n = 1;
+  int early = kcld_window_early(win);
 
   if (w == 0) {
     if (!win->open || sh->head != sh->tail)
       return 0;
-    if (win->early || sh->ended) {
-      start_job(l, 0, 1, win->early || now < end);
+    if (early || sh->ended) {
+      start_job(l, 0, early || now < end);
       return 1;
     }
     /* Closed by the clock once the shard has caught up: a later record
@@ -1025,7 +1038,7 @@ static int window_turn(struct shard *sh, struct lane *l, size_t *cut,
     if (now >= end &&
         (sh->cancelled || kcld_shard_consumer_millis_behind(sh->consumer) <=
                             0)) {
-      start_job(l, 0, 1, 0);
+      start_job(l, 0, 0);
       return 1;
     }
     uv_timer_start(&l->timer, on_backoff,
@@ -1033,8 +1046,8 @@ static int window_turn(struct shard *sh, struct lane *l, size_t *cut,
     return 0;
   }
   ws = window_of(sh, l->pend[l->pstart], now);
-  if (win->open && (ws != win->start_ms || win->early)) {
-    start_job(l, 0, 1, win->early);
+  if (win->open && (ws != win->start_ms || early)) {
+    start_job(l, 0, early);
     return 1;
   }
   if (!win->open && kcld_window_begin(win, ws) != 0) {
@@ -1068,13 +1081,13 @@ static void pump(struct shard *sh)
     if (!l->job && sh->win.tumbling_ms && window_turn(sh, l, &cut, &go))
       w = 0; /* the final call goes first */
     if (!l->job && cut > 0 && (w >= bs || go)) {
-      start_job(l, cut < bs ? cut : bs, 0, 0);
+      start_job(l, cut < bs ? cut : bs, 0);
       w = lane_waiting(l);
     }
     if (!l->job && w > 0 && cut > 0 &&
         (disp->opts.window_ms == 0 || sh->ended || disp->flushing ||
          (sh->window_deadline && now >= sh->window_deadline))) {
-      start_job(l, w < cut ? w : cut, 0, 0);
+      start_job(l, w < cut ? w : cut, 0);
       w = lane_waiting(l);
     }
     if (w >= bs)

@@ -33,6 +33,7 @@ struct kcld_dlq {
 struct msg {
   struct kcld_dlq_msg m;
   char *body;
+  char *head;                    /* with store->wants_head */
   char *start_sequence;
   char *error_class;
 };
@@ -166,21 +167,22 @@ static json_t *record_json(const struct kcld_record *r, int with_data,
   return o;
 }
 
-/* One message for records[from..to) with `records` (taken; NULL = none). */
+/* One message for records[from..to) with `records` (taken; NULL = none)
+ * and the requestId rid. */
 static char *message_body(const struct kcld_dlq *q,
                           const struct kcld_dlq_failure *f, size_t from,
-                          size_t to, json_t *records, int64_t now_ms)
+                          size_t to, json_t *records, int64_t now_ms,
+                          const char *rid)
 {
   const struct kcld_record *first = f->records[from];
   const struct kcld_record *last = f->records[to - 1];
-  char ts[64], af[64], al[64], rid[40];
+  char ts[64], af[64], al[64];
   json_t *body;
   char *text;
 
   iso_time(now_ms, ts, sizeof(ts));
   iso_time(first->arrival_ms < 0 ? 0 : first->arrival_ms, af, sizeof(af));
   iso_time(last->arrival_ms < 0 ? 0 : last->arrival_ms, al, sizeof(al));
-  request_id(rid);
   body = json_pack(
     "{s:{s:s,s:s,s:s,s:i},s:{s:i,s:s,s:s},s:s,s:s,"
     "s:{s:s,s:s,s:s,s:s,s:s,s:i,s:s}}",
@@ -214,12 +216,13 @@ static char *message_body(const struct kcld_dlq *q,
 /* The body for records[from..to) with their records in `recs` (taken).
  * When the estimate was wrong and the body would not fit in a limited
  * message, it is made again with every record as metadata only. */
-static char *chunk_body(const struct kcld_dlq *q,
-                        const struct kcld_dlq_failure *f, size_t from,
-                        size_t to, json_t *recs, int64_t now_ms)
+static char *fitted_body(const struct kcld_dlq *q,
+                         const struct kcld_dlq_failure *f, size_t from,
+                         size_t to, json_t *recs, int64_t now_ms,
+                         const char *rid)
 {
   size_t limit = q->store->body_limit;
-  char *body = message_body(q, f, from, to, recs, now_ms);
+  char *body = message_body(q, f, from, to, recs, now_ms, rid);
   json_t *meta;
 
   if (!body || !recs || !limit || strlen(body) <= limit)
@@ -239,22 +242,44 @@ static char *chunk_body(const struct kcld_dlq *q,
                         json_integer((json_int_t)f->records[i]->data_len));
     json_array_append_new(meta, r);
   }
-  return message_body(q, f, from, to, meta, now_ms);
+  return message_body(q, f, from, to, meta, now_ms, rid);
 }
 
-/* Builds the messages; *counts (when not NULL) gets the records of each. */
+/* The message for records[from..to) (fitted_body), and with `head` (not
+ * NULL) its head: the same message, same requestId, without records.
+ * NULL (and no head) when out of memory. */
+static char *chunk_body(const struct kcld_dlq *q,
+                        const struct kcld_dlq_failure *f, size_t from,
+                        size_t to, json_t *recs, int64_t now_ms, char **head)
+{
+  char rid[40], *body;
+
+  request_id(rid);
+  body = fitted_body(q, f, from, to, recs, now_ms, rid);
+  if (body && head &&
+      !(*head = message_body(q, f, from, to, NULL, now_ms, rid))) {
+    free(body);
+    body = NULL;
+  }
+  return body;
+}
+
+/* Builds the messages; *counts (when not NULL) gets the records of each,
+ * *heads (when not NULL) the head of each (chunk_body). */
 static int build(const struct kcld_dlq *q, const struct kcld_dlq_failure *f,
-                 int64_t now_ms, char ***bodies, size_t *n, size_t **counts)
+                 int64_t now_ms, char ***bodies, size_t *n, size_t **counts,
+                 char ***heads)
 {
   size_t limit = q->store->body_limit;
   size_t room = limit > BODY_SLACK ? limit - BODY_SLACK : limit;
   char **out = calloc(f->count, sizeof(*out));
+  char **hd = heads ? calloc(f->count, sizeof(*hd)) : NULL;
   size_t *cn = calloc(f->count, sizeof(*cn));
   size_t nout = 0, from = 0, size = 0;
   json_t *recs = NULL;
   int rc = KCLD_ENOMEM;
 
-  if (!out || !cn)
+  if (!out || !cn || (heads && !hd))
     goto fail;
   for (size_t i = 0; i < f->count; i++) {
     int truncated = 0;
@@ -269,7 +294,8 @@ static int build(const struct kcld_dlq *q, const struct kcld_dlq_failure *f,
                          : kcld_base64_encoded_len(f->records[i]->data_len));
     }
     if (limit && i > from && size + rsize > room) {
-      out[nout] = chunk_body(q, f, from, i, recs, now_ms);
+      out[nout] = chunk_body(q, f, from, i, recs, now_ms,
+                             hd ? &hd[nout] : NULL);
       recs = NULL;
       if (!out[nout]) {
         json_decref(r);
@@ -288,7 +314,8 @@ static int build(const struct kcld_dlq *q, const struct kcld_dlq_failure *f,
     }
     size += rsize;
   }
-  out[nout] = chunk_body(q, f, from, f->count, recs, now_ms);
+  out[nout] = chunk_body(q, f, from, f->count, recs, now_ms,
+                         hd ? &hd[nout] : NULL);
   recs = NULL;
   if (!out[nout])
     goto fail;
@@ -299,12 +326,17 @@ static int build(const struct kcld_dlq *q, const struct kcld_dlq_failure *f,
     *counts = cn;
   else
     free(cn);
+  if (heads)
+    *heads = hd;
   return 0;
 fail:
   json_decref(recs);
-  for (size_t i = 0; out && i < nout; i++)
+  for (size_t i = 0; out && i < nout; i++) {
     free(out[i]);
+    free(hd ? hd[i] : NULL);
+  }
   free(out);
+  free(hd);
   free(cn);
   return rc;
 }
@@ -315,7 +347,7 @@ int kcld_dlq_build(const struct kcld_dlq *q, const struct kcld_dlq_failure *f,
   if (!q || !f || !f->records || f->count == 0 || !f->shard_id || !bodies ||
       !n)
     return KCLD_EINVAL;
-  return build(q, f, now_ms, bodies, n, NULL);
+  return build(q, f, now_ms, bodies, n, NULL, NULL);
 }
 
 /* ======== Sending ======== */
@@ -324,6 +356,7 @@ static void send_release(struct kcld_dlq_send *s)
 {
   for (size_t i = 0; i < s->n; i++) {
     free(s->msgs[i].body);
+    free(s->msgs[i].head);
     free(s->msgs[i].start_sequence);
     free(s->msgs[i].error_class);
   }
@@ -432,9 +465,10 @@ static void store_round(struct kcld_dlq_send *s)
   store_failed(s, rc, "the store call could not start");
 }
 
-/* Fills s->msgs from the built bodies (taken). */
+/* Fills s->msgs from the built bodies and heads (taken; heads may be
+ * NULL). */
 static int fill(struct kcld_dlq_send *s, const struct kcld_dlq_failure *f,
-                char **bodies, const size_t *counts)
+                char **bodies, char **heads, const size_t *counts)
 {
   size_t at = 0;
   const char *cls = f->error_type && *f->error_type ? f->error_type
@@ -445,6 +479,12 @@ static int fill(struct kcld_dlq_send *s, const struct kcld_dlq_failure *f,
     struct msg *m = &s->msgs[i];
     m->body = bodies[i];
     bodies[i] = NULL;
+    if (heads) {
+      m->head = heads[i];
+      heads[i] = NULL;
+      m->m.head = m->head;
+      m->m.head_len = strlen(m->head);
+    }
     m->start_sequence = strdup(f->records[at]->sequence_number);
     m->error_class = strdup(cls);
     if (!m->start_sequence || !m->error_class)
@@ -464,7 +504,7 @@ int kcld_dlq_send(struct kcld_dlq *q, const struct kcld_dlq_failure *f,
                   kcld_dlq_cb cb, void *arg, struct kcld_dlq_send **out)
 {
   struct kcld_dlq_send *s;
-  char **bodies = NULL;
+  char **bodies = NULL, **heads = NULL;
   size_t n = 0, *counts = NULL;
   int rc;
 
@@ -475,7 +515,8 @@ int kcld_dlq_send(struct kcld_dlq *q, const struct kcld_dlq_failure *f,
   s = calloc(1, sizeof(*s));
   if (!s)
     return KCLD_ENOMEM;
-  rc = build(q, f, (int64_t)time(NULL) * 1000, &bodies, &n, &counts);
+  rc = build(q, f, (int64_t)time(NULL) * 1000, &bodies, &n, &counts,
+             q->store->wants_head ? &heads : NULL);
   if (rc != 0) {
     free(s);
     return rc;
@@ -484,11 +525,14 @@ int kcld_dlq_send(struct kcld_dlq *q, const struct kcld_dlq_failure *f,
   s->shard_id = strdup(f->shard_id);
   s->msgs = calloc(n, sizeof(*s->msgs));
   s->todo = calloc(n, sizeof(*s->todo));
-  rc = s->shard_id && s->msgs && s->todo ? fill(s, f, bodies, counts)
+  rc = s->shard_id && s->msgs && s->todo ? fill(s, f, bodies, heads, counts)
                                          : KCLD_ENOMEM;
-  for (size_t i = 0; i < n; i++)
+  for (size_t i = 0; i < n; i++) {
     free(bodies[i]);
+    free(heads ? heads[i] : NULL);
+  }
   free(bodies);
+  free(heads);
   free(counts);
   if (rc != 0) {
     if (!s->msgs)

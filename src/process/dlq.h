@@ -52,6 +52,10 @@
 struct kcld_dlq_msg {
   const char *body;            /* the on-failure record, JSON, one line */
   size_t len;
+  const char *head;            /* with the store's wants_head: the same
+                                  record without "records" (same requestId
+                                  and timestamp); else NULL */
+  size_t head_len;
   const char *shard_id;
   const char *start_sequence;  /* of its first record */
   const char *error_class;     /* the handler's error type, or "Unhandled" */
@@ -80,6 +84,8 @@ struct kcld_dlq_store_ops {
 struct kcld_dlq_store {
   const struct kcld_dlq_store_ops *ops;
   size_t body_limit;           /* largest body; 0 = none (whole ranges) */
+  int wants_head;              /* messages come with their head (a store
+                                  that keeps the records apart) */
   const char *where;           /* queue URL or directory, for logs */
 };
 

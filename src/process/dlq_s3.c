@@ -121,28 +121,42 @@ static int put_message(struct s3_store *s, struct kcld_dlq_msg *m,
   return rc;
 }
 
-/* A store call: several PutObject calls, cb once the last answered. */
-struct call {
-  size_t pending;
+/* How a store call went: its first error, and the store's callback. */
+struct outcome {
   int err;
   char detail[512];
   kcld_dlq_store_cb cb;
   void *arg;
 };
 
-static void call_note(struct call *c, int err, const char *detail)
+/* Keeps the first error (and its detail) of the call. */
+static void outcome_note(struct outcome *o, int err, const char *detail)
 {
-  if (!err || c->err)
+  if (!err || o->err)
     return;
-  c->err = err;
-  snprintf(c->detail, sizeof(c->detail), "%s", detail ? detail : "");
+  o->err = err;
+  snprintf(o->detail, sizeof(o->detail), "%s", detail ? detail : "");
 }
+
+/* Ends the store call: cb with the first error (or `err` when none was
+ * noted). */
+static void outcome_end(const struct outcome *o, int err)
+{
+  err = o->err ? o->err : err;
+  o->cb(err, err && *o->detail ? o->detail : NULL, o->arg);
+}
+
+/* A store call: several PutObject calls, cb once the last answered. */
+struct call {
+  size_t pending;
+  struct outcome out;
+};
 
 static void call_end_maybe(struct call *c)
 {
   if (--c->pending)
     return;
-  c->cb(c->err, c->err && *c->detail ? c->detail : NULL, c->arg);
+  outcome_end(&c->out, 0);
   free(c);
 }
 
@@ -153,7 +167,7 @@ static void on_object(struct kcld_dlq_msg *m, int err, const char *detail,
   (void)key;
   if (!err)
     m->stored = 1;
-  call_note(c, err, detail);
+  outcome_note(&c->out, err, detail);
   call_end_maybe(c);
 }
 
@@ -167,8 +181,8 @@ static int s3_store(struct kcld_dlq_store *base,
 
   if (!c)
     return KCLD_ENOMEM;
-  c->cb = cb;
-  c->arg = arg;
+  c->out.cb = cb;
+  c->out.arg = arg;
   c->pending = 1;              /* held until every put has started */
   for (size_t i = 0; i < n; i++) {
     int rc;
@@ -176,7 +190,7 @@ static int s3_store(struct kcld_dlq_store *base,
     rc = put_message(s, msgs[i], on_object, c);
     if (rc != 0) {
       c->pending--;
-      call_note(c, rc, "PutObject could not start");
+      outcome_note(&c->out, rc, "PutObject could not start");
       if (!first)
         first = rc;
     }
@@ -256,10 +270,7 @@ struct ocall {
   struct kcld_dlq_msg **todo;  /* [n]: scratch for the queue's store */
   size_t pending;
   int starting;                /* inside offload_store: no cb from here */
-  int err;
-  char detail[512];
-  kcld_dlq_store_cb cb;
-  void *arg;
+  struct outcome out;
 };
 
 static void ocall_free(struct ocall *c)
@@ -273,25 +284,17 @@ static void ocall_free(struct ocall *c)
   free(c);
 }
 
-static void ocall_note(struct ocall *c, int err, const char *detail)
-{
-  if (!err || c->err)
-    return;
-  c->err = err;
-  snprintf(c->detail, sizeof(c->detail), "%s", detail ? detail : "");
-}
-
-/* The message's on-failure record without its records, naming the object
- * that holds them all; NULL when out of memory or not an object. */
+/* The message's on-failure record without its records (its head, built
+ * with the body by process/dlq.c: the large body is not parsed again),
+ * naming the object that holds them all; NULL when out of memory. */
 static char *pointer_body(const struct kcld_dlq_msg *m, const char *bucket,
                           const char *key)
 {
-  json_t *o = json_loadb(m->body, m->len, 0, NULL);
+  json_t *o = m->head ? json_loadb(m->head, m->head_len, 0, NULL) : NULL;
   char *text = NULL;
 
   if (!json_is_object(o))
     goto done;
-  json_object_del(o, "records");
   if (json_object_set_new(o, "s3Object",
                           json_pack("{s:s,s:s,s:I}", "bucket", bucket, "key",
                                     key, "size", (json_int_t)m->len)) == 0)
@@ -308,8 +311,8 @@ static void on_queued(int err, const char *detail, void *arg)
   for (size_t i = 0; i < c->n; i++)
     if (c->ready[i] && c->fwd[i].stored)
       c->msgs[i]->stored = 1;
-  ocall_note(c, err, detail);
-  c->cb(c->err, c->err && *c->detail ? c->detail : NULL, c->arg);
+  outcome_note(&c->out, err, detail);
+  outcome_end(&c->out, 0);
   ocall_free(c);
 }
 
@@ -327,9 +330,9 @@ static int forward(struct ocall *c)
     if (c->ready[i])
       c->todo[k++] = &c->fwd[i];
   if (k == 0 && c->starting)
-    return c->err ? c->err : KCLD_EIO;
+    return c->out.err ? c->out.err : KCLD_EIO;
   if (k == 0) {
-    c->cb(c->err ? c->err : KCLD_EIO, *c->detail ? c->detail : NULL, c->arg);
+    outcome_end(&c->out, KCLD_EIO);
     ocall_free(c);
     return 0;
   }
@@ -338,8 +341,8 @@ static int forward(struct ocall *c)
     return 0;
   if (c->starting)
     return rc;
-  ocall_note(c, rc, "SendMessageBatch could not start");
-  c->cb(c->err, c->detail, c->arg);
+  outcome_note(&c->out, rc, "SendMessageBatch could not start");
+  outcome_end(&c->out, 0);
   ocall_free(c);
   return 0;
 }
@@ -363,7 +366,7 @@ static void on_offloaded(struct kcld_dlq_msg *m, int err, const char *detail,
       detail = "the pointer message could not be made";
     }
   }
-  ocall_note(c, err, detail);
+  outcome_note(&c->out, err, detail);
   if (--c->pending == 0)
     forward(c);
 }
@@ -379,7 +382,8 @@ static int offload_store(struct kcld_dlq_store *base,
   if (!c)
     return KCLD_ENOMEM;
   *c = (struct ocall){
-    .o = o, .msgs = msgs, .n = n, .cb = cb, .arg = arg, .starting = 1,
+    .o = o, .msgs = msgs, .n = n, .out = {.cb = cb, .arg = arg},
+    .starting = 1,
     .pending = 1,              /* held while the puts start */
     .fwd = calloc(n, sizeof(*c->fwd)),
     .pointer = calloc(n, sizeof(*c->pointer)),
@@ -400,7 +404,7 @@ static int offload_store(struct kcld_dlq_store *base,
     rc = put_message(o->s3, msgs[i], on_offloaded, c);
     if (rc != 0) {
       c->pending--;
-      ocall_note(c, rc, "PutObject could not start");
+      outcome_note(&c->out, rc, "PutObject could not start");
     }
   }
   if (--c->pending > 0) {      /* puts out: forward() runs from the loop */
@@ -441,6 +445,7 @@ int kcld_dlq_s3_offload_new(struct kcld_dlq_store *sqs,
   o->s3 = (struct s3_store *)s3;
   o->base.ops = &s_offload_ops;
   o->base.body_limit = 0;      /* whole ranges: a large one goes to S3 */
+  o->base.wants_head = 1;      /* the queue's pointer message */
   o->base.where = sqs->where;
   *out = &o->base;
   return 0;

@@ -30,6 +30,13 @@ int64_t kcld_window_start_of(const struct kcld_window *w, int64_t arrival_ms,
   return floor_to(arrival_ms, w->tumbling_ms);
 }
 
+void kcld_window_take_state(struct kcld_window *w, char *state, size_t len)
+{
+  free(w->state);
+  w->state = state;
+  w->state_len = len;
+}
+
 int kcld_window_set_state(struct kcld_window *w, const char *state,
                           size_t len)
 {
@@ -39,10 +46,7 @@ int kcld_window_set_state(struct kcld_window *w, const char *state,
     return KCLD_ENOMEM;
   memcpy(copy, state, len);
   copy[len] = '\0';
-  free(w->state);
-  w->state = copy;
-  w->state_len = len;
-  w->early = len > KCLD_WINDOW_STATE_MAX;
+  kcld_window_take_state(w, copy, len);
   return 0;
 }
 
@@ -63,7 +67,6 @@ void kcld_window_close(struct kcld_window *w)
   w->state = NULL;
   w->state_len = 0;
   w->open = 0;
-  w->early = 0;
 }
 
 char *kcld_window_encode(const struct kcld_window *w, const char *sequence,
@@ -73,7 +76,7 @@ char *kcld_window_encode(const struct kcld_window *w, const char *sequence,
   int n;
 
   *too_big = 0;
-  if (!w->open || w->early || !sequence)
+  if (!w->open || kcld_window_early(w) || !sequence)
     return strdup("");
   n = asprintf(&text,
                "{\"v\":1,\"tumbling\":%" PRId64 ",\"start\":%" PRId64

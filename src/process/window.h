@@ -25,9 +25,14 @@ struct kcld_window {
   int64_t start_ms;            /* with open: the window's start */
   char *state;                 /* with open: JSON object text (malloc'd) */
   size_t state_len;
-  int early;                   /* the state outgrew KCLD_WINDOW_STATE_MAX:
-                                  the next call is the final one */
 };
+
+/* The open window's state outgrew KCLD_WINDOW_STATE_MAX: the next call is
+ * the final one (the window ends early). */
+static inline int kcld_window_early(const struct kcld_window *w)
+{
+  return w->open && w->state_len > KCLD_WINDOW_STATE_MAX;
+}
 
 /* The start of the window of a record that arrived at arrival_ms (epoch
  * ms; < 0 = unknown: the window open now, else the one of now_ms). */
@@ -40,9 +45,13 @@ int kcld_window_begin(struct kcld_window *w, int64_t start_ms);
 
 /* Replaces the open window's state with a copy of state[0..len).  Returns
  * 0, or KCLD_ENOMEM (nothing changed).  A state over KCLD_WINDOW_STATE_MAX
- * is kept for the final call and sets early. */
+ * is kept for the final call (kcld_window_early). */
 int kcld_window_set_state(struct kcld_window *w, const char *state,
                           size_t len);
+
+/* As kcld_window_set_state, taking `state` (malloc'd, NUL-terminated at
+ * len) instead of copying it: the answer's copy becomes the window's. */
+void kcld_window_take_state(struct kcld_window *w, char *state, size_t len);
 
 /* Closes the window: its state is dropped. */
 void kcld_window_close(struct kcld_window *w);

@@ -47,17 +47,17 @@ static void test_state(void **state)
   assert_string_equal(w.state, "{}");
   assert_int_equal(kcld_window_set_state(&w, "{\"n\":1}", 7), 0);
   assert_string_equal(w.state, "{\"n\":1}");
-  assert_false(w.early);
+  assert_false(kcld_window_early(&w));
   /* Exactly 1 MiB is within the limit; one byte more ends it early. */
   memset(big, ' ', KCLD_WINDOW_STATE_MAX + 1);
   big[0] = '{';
   big[KCLD_WINDOW_STATE_MAX - 1] = '}';
   assert_int_equal(kcld_window_set_state(&w, big, KCLD_WINDOW_STATE_MAX), 0);
-  assert_false(w.early);
+  assert_false(kcld_window_early(&w));
   big[KCLD_WINDOW_STATE_MAX] = '}';
   assert_int_equal(kcld_window_set_state(&w, big, KCLD_WINDOW_STATE_MAX + 1),
                    0);
-  assert_true(w.early);
+  assert_true(kcld_window_early(&w));
   kcld_window_close(&w);
   assert_false(w.open);
   assert_null(w.state);
@@ -121,9 +121,15 @@ static void test_lease_text(void **state)
   assert_true(big);
   assert_string_equal(text, "");
   free(text);
-  w.early = 1;
-  assert_int_equal(kcld_window_set_state(&w, "{}", 2), 0);
-  w.early = 1;
+  free(pad);
+  /* A state over 1 MiB ends the window early: not kept, and not said too
+   * big for the item either (it is not kept on purpose). */
+  pad = calloc(1, KCLD_WINDOW_STATE_MAX + 2);
+  memset(pad, ' ', KCLD_WINDOW_STATE_MAX + 1);
+  pad[0] = '{';
+  pad[KCLD_WINDOW_STATE_MAX] = '}';
+  assert_int_equal(kcld_window_set_state(&w, pad, strlen(pad)), 0);
+  assert_true(kcld_window_early(&w));
   text = kcld_window_encode(&w, "49", 0, &big);
   assert_false(big);
   assert_string_equal(text, "");

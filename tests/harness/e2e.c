@@ -18,9 +18,18 @@
 int kcld_e2e_fixture_start(struct kcld_emu *emu, struct kcld_test_aws **aws,
                            char *dir, size_t dirlen, const char *tag)
 {
-  if (kcld_emu_start(emu, "kinesis dynamodb") != 0)
+  return kcld_e2e_fixture_start_with(emu, aws, dir, dirlen, tag,
+                                     "kinesis dynamodb", "kinesis");
+}
+
+int kcld_e2e_fixture_start_with(struct kcld_emu *emu,
+                                struct kcld_test_aws **aws, char *dir,
+                                size_t dirlen, const char *tag,
+                                const char *emulators, const char *kinesis)
+{
+  if (kcld_emu_start(emu, emulators) != 0)
     return -1;
-  *aws = kcld_test_aws_new(kcld_emu_url(emu, "kinesis"),
+  *aws = kcld_test_aws_new(kcld_emu_url(emu, kinesis),
                            kcld_emu_url(emu, "dynamodb"), NULL);
   snprintf(dir, dirlen, "/tmp/kcld-%s-XXXXXX", tag);
   return *aws && mkdtemp(dir) ? 0 : -1;
@@ -187,6 +196,23 @@ void kcld_e2e_stop_kcld(pid_t pid, const char *log, unsigned timeout_ms)
       kcld_e2e_dump_file(log);
     fail_msg("kcld %d exited with status %d", (int)pid, status);
   }
+}
+
+int kcld_e2e_await_exit(pid_t *pid, const char *log, unsigned timeout_ms,
+                        const char *what)
+{
+  int status = 0, exited = kcld_test_wait_exit(*pid, timeout_ms, &status);
+  if (!exited)
+    kcld_test_reap(*pid);
+  *pid = 0;
+  if (!exited || !WIFEXITED(status)) {
+    if (log)
+      kcld_e2e_dump_file(log);
+    if (!exited)
+      fail_msg("kcld %s: still running %u ms on", what, timeout_ms);
+    fail_msg("kcld %s: ended by signal %d", what, WTERMSIG(status));
+  }
+  return WEXITSTATUS(status);
 }
 
 void kcld_e2e_dump_file(const char *path)

@@ -19,6 +19,15 @@
 int kcld_e2e_fixture_start(struct kcld_emu *emu, struct kcld_test_aws **aws,
                            char *dir, size_t dirlen, const char *tag);
 
+/* kcld_e2e_fixture_start with the emulators `emulators` (as for
+ * kcld_emu_start, e.g. "kinesis_efo dynamodb" or "kinesis dynamodb
+ * fault"), the client's Kinesis endpoint the emulator named `kinesis`
+ * among them (e.g. "kinesis_efo"); DynamoDB is "dynamodb". */
+int kcld_e2e_fixture_start_with(struct kcld_emu *emu,
+                                struct kcld_test_aws **aws, char *dir,
+                                size_t dirlen, const char *tag,
+                                const char *emulators, const char *kinesis);
+
 /* Undoes kcld_e2e_fixture_start: the client, the emulators, the directory
  * and what it holds. */
 void kcld_e2e_fixture_stop(struct kcld_emu *emu, struct kcld_test_aws *aws,
@@ -74,6 +83,14 @@ void kcld_e2e_write_config_at(const char *path, const char *kinesis_url,
  * fails the test (after showing `log`, when not NULL, as kcld_e2e_dump_file
  * does) unless it exits with status 0 in time.  Reaps it either way. */
 void kcld_e2e_stop_kcld(pid_t pid, const char *log, unsigned timeout_ms);
+
+/* Waits up to `timeout_ms` for kcld `*pid` to exit by itself (a refused
+ * start-up, a signal the test sent) and returns its exit code; *pid is 0
+ * afterwards (reaped).  Fails the test, showing `log` (when not NULL) as
+ * kcld_e2e_dump_file does and saying "kcld <what>", when it is still
+ * running then (it is killed) or ended by a signal. */
+int kcld_e2e_await_exit(pid_t *pid, const char *log, unsigned timeout_ms,
+                        const char *what);
 
 /* Writes the file at `path` to stderr between "---- path ----" and a blank
  * line; nothing when it cannot be read.  For a failing test's kcld log. */

@@ -5,8 +5,8 @@
  * invalid, one SplitShard; the sink's writes throttled or failing for
  * 2-5 s windows) in the plain build, 20 s under the sanitizer build,
  * whose kcld is slower.  CHAOS_SEED replays a schedule; CHAOS_FANOUT=1
- * runs the fan-out variant.  The driver and its checks:
- * tests/chaos/chaos.c. */
+ * runs the fan-out variant.  The driver: tests/chaos/chaos.c; its checks:
+ * chaos_verify.c (while it runs) and chaos_final.c (at the end) there. */
 #include "../chaos/chaos.c"
 
 static void test_chaos_short(void **state)

@@ -312,12 +312,8 @@ static int setup(void **state)
 {
   (void)state;
   memset(&E, 0, sizeof(E));
-  if (kcld_emu_start(&E.emu, "kinesis dynamodb") != 0)
-    return -1;
-  E.aws = kcld_test_aws_new(kcld_emu_url(&E.emu, "kinesis"),
-                            kcld_emu_url(&E.emu, "dynamodb"), NULL);
-  snprintf(E.dir, sizeof(E.dir), "/tmp/kcld-e2e-XXXXXX");
-  if (!mkdtemp(E.dir))
+  if (kcld_e2e_fixture_start(&E.emu, &E.aws, E.dir, sizeof(E.dir),
+                             "e2e") != 0)
     return -1;
   E.produced = json_array();
   return 0;
@@ -325,16 +321,11 @@ static int setup(void **state)
 
 static int teardown(void **state)
 {
-  char cmd[128];
   (void)state;
   for (size_t i = 0; i < sizeof(E.live) / sizeof(E.live[0]); i++)
     kcld_test_reap(E.live[i]);
   json_decref(E.produced);
-  kcld_test_aws_free(E.aws);
-  kcld_emu_stop(&E.emu);
-  snprintf(cmd, sizeof(cmd), "rm -rf '%s'", E.dir);
-  if (system(cmd) != 0)
-    fprintf(stderr, "could not remove %s\n", E.dir);
+  kcld_e2e_fixture_stop(&E.emu, E.aws, E.dir);
   return 0;
 }
 

@@ -63,13 +63,8 @@ static int setup(void **state)
 
 static int teardown(void **state)
 {
-  char cmd[128];
   (void)state;
-  kcld_test_aws_free(E.aws);
-  kcld_emu_stop(&E.emu);
-  snprintf(cmd, sizeof(cmd), "rm -rf '%s'", E.dir);
-  if (system(cmd) != 0)
-    fprintf(stderr, "could not remove %s\n", E.dir);
+  kcld_e2e_fixture_stop(&E.emu, E.aws, E.dir);
   return 0;
 }
 
@@ -559,7 +554,6 @@ static void test_missing_lambda_script(void **state)
 static void test_unwritable_dead_letter_dir(void **state)
 {
   char conf[128], log[128], ro[128], rest[512];
-  int status = 0;
   pid_t pid;
   (void)state;
 
@@ -574,13 +568,10 @@ static void test_unwritable_dead_letter_dir(void **state)
            "handler:\n  type: stdout\n", ro);
   config(conf, "unwritable", "thr", kcld_emu_url(&E.emu, "dynamodb"), rest);
   pid = kcld_test_spawn_kcld(conf, log);
-  if (!kcld_test_wait_exit(pid, 15000, &status)) {
-    kcld_test_reap(pid);
-    kcld_e2e_dump_file(log);
-    fail_msg("kcld started without a usable dead-letter directory");
-  }
-  assert_true(WIFEXITED(status));
-  assert_int_not_equal(WEXITSTATUS(status), 0);
+  assert_int_not_equal(
+    kcld_e2e_await_exit(&pid, log, 15000,
+                        "started without a usable dead-letter directory"),
+    0);
   assert_true(log_has(log, "cannot use the dead-letter directory; not "
                            "starting"));
   assert_true(log_has(log, "not-a-dir/dead-letter"));

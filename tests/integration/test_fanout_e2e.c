@@ -362,7 +362,6 @@ static void test_reload_adds_stream(void **state)
 static void test_unknown_consumer_arn_exits(void **state)
 {
   char conf[128], out[128], log[128], extra[256];
-  int status = 0;
   (void)state;
   test_paths("bad", conf, out, log);
   kcld_e2e_create_stream(E.aws, "efo-bad", 1);
@@ -370,13 +369,10 @@ static void test_unknown_consumer_arn_exits(void **state)
            "us-east-1:000000000000:stream/efo-bad/consumer/nobody:1\"\n");
   write_config(conf, "efobad", "efo-bad", out, extra);
   E.pid = kcld_test_spawn_kcld(conf, log);
-  if (!kcld_test_wait_exit(E.pid, 30000, &status)) {
-    kcld_e2e_dump_file(log);
-    fail_msg("kcld kept running without its consumer");
-  }
-  E.pid = 0;
-  assert_true(WIFEXITED(status));
-  assert_int_equal(WEXITSTATUS(status), 1);
+  assert_int_equal(
+    kcld_e2e_await_exit(&E.pid, log, 30000,
+                        "kept running without its consumer"),
+    1);
   assert_true(kcld_e2e_file_has(log, "start-up failed: no ACTIVE stream consumer"));
   assert_true(kcld_e2e_file_has(log, "consumer/nobody:1"));
   assert_int_equal(kcld_e2e_lines_in(out), 0);
@@ -417,7 +413,6 @@ static void test_register_500s_waited_out(void **state)
 static void test_access_denied_exits_at_once(void **state)
 {
   char conf[128], out[128], log[128];
-  int status = 0;
   (void)state;
   test_paths("denied", conf, out, log);
   kcld_e2e_create_stream(E.aws, "efo-denied", 1);
@@ -425,13 +420,10 @@ static void test_access_denied_exits_at_once(void **state)
   json_int_t before = calls_of("RegisterStreamConsumer");
   refuse_register("AccessDeniedException", 400, 1);
   E.pid = kcld_test_spawn_kcld(conf, log);
-  if (!kcld_test_wait_exit(E.pid, 30000, &status)) {
-    kcld_e2e_dump_file(log);
-    fail_msg("kcld kept running when refused its consumer");
-  }
-  E.pid = 0;
-  assert_true(WIFEXITED(status));
-  assert_int_equal(WEXITSTATUS(status), 1);
+  assert_int_equal(
+    kcld_e2e_await_exit(&E.pid, log, 30000,
+                        "kept running when refused its consumer"),
+    1);
   assert_true(kcld_e2e_file_has(log, "start-up failed: no ACTIVE stream consumer"));
   assert_true(kcld_e2e_file_has(log, "AccessDeniedException"));
   assert_int_equal(calls_of("RegisterStreamConsumer") - before, 1);
@@ -443,26 +435,16 @@ static int setup(void **state)
 {
   (void)state;
   memset(&E, 0, sizeof(E));
-  snprintf(E.dir, sizeof(E.dir), "/tmp/kcld-efo-XXXXXX");
-  if (!mkdtemp(E.dir))
-    return -1;
-  if (kcld_emu_start(&E.emu, "kinesis_efo dynamodb") != 0)
-    return -1;
-  E.aws = kcld_test_aws_new(efo_url(), kcld_emu_url(&E.emu, "dynamodb"),
-                            NULL);
-  return E.aws ? 0 : -1;
+  return kcld_e2e_fixture_start_with(&E.emu, &E.aws, E.dir, sizeof(E.dir),
+                                     "efo", "kinesis_efo dynamodb",
+                                     "kinesis_efo");
 }
 
 static int teardown(void **state)
 {
-  char cmd[128];
   (void)state;
   kcld_test_reap(E.pid);
-  kcld_test_aws_free(E.aws);
-  kcld_emu_stop(&E.emu);
-  snprintf(cmd, sizeof(cmd), "rm -rf '%s'", E.dir);
-  if (system(cmd) != 0)
-    fprintf(stderr, "could not remove %s\n", E.dir);
+  kcld_e2e_fixture_stop(&E.emu, E.aws, E.dir);
   return 0;
 }
 

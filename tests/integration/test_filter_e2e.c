@@ -321,12 +321,8 @@ static int setup(void **state)
 {
   (void)state;
   memset(&E, 0, sizeof(E));
-  if (kcld_emu_start(&E.emu, "kinesis dynamodb") != 0)
-    return -1;
-  E.aws = kcld_test_aws_new(kcld_emu_url(&E.emu, "kinesis"),
-                            kcld_emu_url(&E.emu, "dynamodb"), NULL);
-  snprintf(E.dir, sizeof(E.dir), "/tmp/kcld-filter-XXXXXX");
-  if (!mkdtemp(E.dir))
+  if (kcld_e2e_fixture_start(&E.emu, &E.aws, E.dir, sizeof(E.dir),
+                             "filter") != 0)
     return -1;
   E.produced = json_array();
   E.kept = json_array();
@@ -335,15 +331,10 @@ static int setup(void **state)
 
 static int teardown(void **state)
 {
-  char cmd[128];
   (void)state;
   json_decref(E.produced);
   json_decref(E.kept);
-  kcld_test_aws_free(E.aws);
-  kcld_emu_stop(&E.emu);
-  snprintf(cmd, sizeof(cmd), "rm -rf '%s'", E.dir);
-  if (system(cmd) != 0)
-    fprintf(stderr, "could not remove %s\n", E.dir);
+  kcld_e2e_fixture_stop(&E.emu, E.aws, E.dir);
   return 0;
 }
 

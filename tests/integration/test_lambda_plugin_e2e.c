@@ -247,25 +247,16 @@ static int setup(void **state)
 {
   (void)state;
   memset(&E, 0, sizeof(E));
-  if (kcld_emu_start(&E.emu, "kinesis dynamodb") != 0)
-    return -1;
-  E.aws = kcld_test_aws_new(kcld_emu_url(&E.emu, "kinesis"),
-                            kcld_emu_url(&E.emu, "dynamodb"), NULL);
-  snprintf(E.dir, sizeof(E.dir), "/tmp/kcld-lpe2e-XXXXXX");
-  if (!mkdtemp(E.dir))
+  if (kcld_e2e_fixture_start(&E.emu, &E.aws, E.dir, sizeof(E.dir),
+                             "lpe2e") != 0)
     return -1;
   return 0;
 }
 
 static int teardown(void **state)
 {
-  char cmd[128];
   (void)state;
-  kcld_test_aws_free(E.aws);
-  kcld_emu_stop(&E.emu);
-  snprintf(cmd, sizeof(cmd), "rm -rf '%s'", E.dir);
-  if (system(cmd) != 0)
-    fprintf(stderr, "could not remove %s\n", E.dir);
+  kcld_e2e_fixture_stop(&E.emu, E.aws, E.dir);
   return 0;
 }
 
@@ -528,7 +519,6 @@ static void test_plugin_count(void **state)
 static void test_plugin_refused(void **state)
 {
   char conf[128], log[128], handler[1024];
-  int status = 0;
   pid_t pid;
   (void)state;
 
@@ -539,13 +529,10 @@ static void test_plugin_refused(void **state)
            "  type: plugin\n  path: \"%s\"\n", "/nonexistent/plugin.so");
   write_config(conf, "badapp", "nostream", handler);
   pid = kcld_test_spawn_kcld(conf, log);
-  if (!kcld_test_wait_exit(pid, 20000, &status)) {
-    kcld_test_reap(pid);
-    kcld_e2e_dump_file(log);
-    fail_msg("kcld kept running with a plugin it cannot load");
-  }
-  assert_true(WIFEXITED(status));
-  assert_true(WEXITSTATUS(status) != 0);
+  assert_int_not_equal(
+    kcld_e2e_await_exit(&pid, log, 20000,
+                        "kept running with a plugin it cannot load"),
+    0);
   /* Refused at start-up, before any AWS call, at the key's position. */
   char *text = kcld_test_slurp(log, NULL);
   assert_non_null(strstr(text, "handler.path: cannot load "

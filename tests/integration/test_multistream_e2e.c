@@ -325,13 +325,10 @@ static void test_kcl_multi_stream_table_taken_over(void **state)
   kcld_e2e_write_config_at(conf, kcld_emu_url(&E.emu, "kinesis"),
                            kcld_emu_url(&E.emu, "dynamodb"), app, a, rest);
   E.pid = kcld_test_spawn_kcld(conf, log);
-  int status = 0;
-  if (!kcld_test_wait_exit(E.pid, WAIT_MS, &status)) {
-    kcld_e2e_dump_file(log);
-    fail_msg("kcld kept running on a multi-stream table with stream:");
-  }
-  E.pid = 0;
-  assert_true(WIFEXITED(status) && WEXITSTATUS(status) != 0);
+  assert_int_not_equal(
+    kcld_e2e_await_exit(&E.pid, log, WAIT_MS,
+                        "kept running on a multi-stream table with stream:"),
+    0);
   char *text = kcld_test_slurp(log, NULL);
   assert_non_null(text);
   assert_non_null(strstr(text, "configure it with `streams:`"));
@@ -549,26 +546,17 @@ static int setup(void **state)
 {
   (void)state;
   memset(&E, 0, sizeof(E));
-  snprintf(E.dir, sizeof(E.dir), "/tmp/kcld-ms-XXXXXX");
-  if (!mkdtemp(E.dir))
+  if (kcld_e2e_fixture_start(&E.emu, &E.aws, E.dir, sizeof(E.dir),
+                             "ms") != 0)
     return -1;
-  if (kcld_emu_start(&E.emu, "kinesis dynamodb") != 0)
-    return -1;
-  E.aws = kcld_test_aws_new(kcld_emu_url(&E.emu, "kinesis"),
-                            kcld_emu_url(&E.emu, "dynamodb"), NULL);
   return E.aws ? 0 : -1;
 }
 
 static int teardown(void **state)
 {
-  char cmd[128];
   (void)state;
   kcld_test_reap(E.pid);
-  kcld_test_aws_free(E.aws);
-  kcld_emu_stop(&E.emu);
-  snprintf(cmd, sizeof(cmd), "rm -rf '%s'", E.dir);
-  if (system(cmd) != 0)
-    fprintf(stderr, "could not remove %s\n", E.dir);
+  kcld_e2e_fixture_stop(&E.emu, E.aws, E.dir);
   return 0;
 }
 

@@ -393,6 +393,28 @@ static void take_over(const char *stream, const char *table,
   w_close(&w);
 }
 
+/* The lease items of `table` (a new reference) once the leases of SHARD0
+ * and SHARD1 hold their shard's last produced record as checkpoint, or
+ * after `ms` (the caller's assertions then say what is wrong); w's loop
+ * runs in between. */
+static json_t *w_wait_checkpointed(struct world *w, const char *table,
+                                   json_t *produced, unsigned ms)
+{
+  uint64_t until = uv_now(&w->loop) + ms;
+  json_t *items = scan_leases(table);
+  while (uv_now(&w->loop) < until) {
+    const char *c0 = attr_s(items, SHARD0, "checkpoint");
+    const char *c1 = attr_s(items, SHARD1, "checkpoint");
+    if (c0 && c1 && strcmp(c0, last_seq(produced, SHARD0)) == 0 &&
+        strcmp(c1, last_seq(produced, SHARD1)) == 0)
+      break;
+    json_decref(items);
+    w_sleep(w, 50);
+    items = scan_leases(table);
+  }
+  return items;
+}
+
 /* ======== The test ======== */
 
 static void test_with_coordinator_through_a_split(void **state)
@@ -412,8 +434,7 @@ static void test_with_coordinator_through_a_split(void **state)
   assert_int_equal(w.nslots, 2);
 
   /* Both leases hold their shard's last record as checkpoint. */
-  w_sleep(&w, 300);
-  items = scan_leases(table);
+  items = w_wait_checkpointed(&w, table, produced, 10000);
   assert_string_equal(attr_s(items, SHARD0, "checkpoint"),
                       last_seq(produced, SHARD0));
   assert_string_equal(attr_s(items, SHARD0, "leaseOwner"), "worker-a");

@@ -95,15 +95,10 @@ static int setup_efo(void **state)
 
 static int teardown(void **state)
 {
-  char cmd[128];
   (void)state;
   if (E.pid)
     kcld_test_reap(E.pid);
-  kcld_test_aws_free(E.aws);
-  kcld_emu_stop(&E.emu);
-  snprintf(cmd, sizeof(cmd), "rm -rf %s", E.dir);
-  if (system(cmd) != 0)
-    fprintf(stderr, "could not remove %s\n", E.dir);
+  kcld_e2e_fixture_stop(&E.emu, E.aws, E.dir);
   return 0;
 }
 
@@ -359,28 +354,6 @@ static void await_handled(int n)
   }
 }
 
-static void create_lease_table(const char *table)
-{
-  json_decref(kcld_e2e_call(
-    E.aws, KCLD_AWS_DYNAMODB, "CreateTable",
-    json_pack("{s:s, s:[{s:s, s:s}], s:[{s:s, s:s}], s:s}", "TableName",
-              table, "KeySchema", "AttributeName", "leaseKey", "KeyType",
-              "HASH", "AttributeDefinitions", "AttributeName", "leaseKey",
-              "AttributeType", "S", "BillingMode", "PAY_PER_REQUEST")));
-  for (int i = 0; i < 200; i++) {
-    json_t *r = kcld_e2e_call(E.aws, KCLD_AWS_DYNAMODB, "DescribeTable",
-                              json_pack("{s:s}", "TableName", table));
-    const char *st = json_string_value(
-      json_object_get(json_object_get(r, "Table"), "TableStatus"));
-    int active = st && strcmp(st, "ACTIVE") == 0;
-    json_decref(r);
-    if (active)
-      return;
-    kcld_test_sleep_ms(50);
-  }
-  fail_msg("table %s not ACTIVE", table);
-}
-
 /* A lease as KCL 2.x writes it, unowned. */
 static void put_lease(const char *table, const char *checkpoint,
                       const char *counter)
@@ -403,7 +376,7 @@ static void test_invalid_checkpoint(void **state)
   (void)state;
   kcld_e2e_create_stream(E.aws, "cp-stream", 1);
   put_records("cp-stream", 3);
-  create_lease_table("cp-app");
+  kcld_e2e_create_lease_table(E.aws, "cp-app");
   put_lease("cp-app", "not-a-number", "3");
   write_config("cp-app", "cp-stream");
   start_kcld();
@@ -492,7 +465,7 @@ static void test_lease_table_deleted(void **state)
                             json_pack("{s:s}", "TableName", "lt-app")));
   expect_stall("lease_table_missing", "the deletion");
   /* Restored (as from a backup: the lease with its checkpoint). */
-  create_lease_table("lt-app");
+  kcld_e2e_create_lease_table(E.aws, "lt-app");
   put_lease("lt-app", "TRIM_HORIZON", "1");
   put_records("lt-stream", 1);
   unsigned long long ms = await_healthy(15000);

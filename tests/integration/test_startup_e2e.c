@@ -221,20 +221,16 @@ static void test_sigterm_while_waiting(void **state)
 static void test_access_denied_exits_at_once(void **state)
 {
   char out[256], log[256];
-  int status = 0;
   (void)state;
   fault_script("kinesis", "[{\"target\":\"ListShards\",\"status\":400,"
                "\"body\":{\"__type\":\"AccessDeniedException\",\"message\":"
                "\"not authorized to perform kinesis:ListShards "
                "(injected)\"},\"times\":100000}]");
   start_kcld("kinesis", out, log, sizeof(out));
-  if (!kcld_test_wait_exit(E.pid, 30000, &status)) {
-    kcld_e2e_dump_file(log);
-    fail_msg("kcld kept running after AccessDeniedException");
-  }
-  E.pid = 0;
-  assert_true(WIFEXITED(status));
-  assert_int_equal(WEXITSTATUS(status), 1);
+  assert_int_equal(
+    kcld_e2e_await_exit(&E.pid, log, 30000,
+                        "kept running after AccessDeniedException"),
+    1);
   assert_int_equal(
     kcld_fault_count(fault_url(), NULL, "Kinesis_20131202.ListShards"), 1);
   char *text = kcld_test_slurp(log, NULL);
@@ -261,13 +257,10 @@ static int setup(void **state)
   (void)state;
   memset(&E, 0, sizeof(E));
   E.fd = -1;
-  snprintf(E.dir, sizeof(E.dir), "/tmp/kcld-start-XXXXXX");
-  if (!mkdtemp(E.dir))
+  if (kcld_e2e_fixture_start_with(&E.emu, &E.aws, E.dir, sizeof(E.dir),
+                                  "start", "kinesis dynamodb fault",
+                                  "kinesis") != 0)
     return -1;
-  if (kcld_emu_start(&E.emu, "kinesis dynamodb fault") != 0)
-    return -1;
-  E.aws = kcld_test_aws_new(kcld_emu_url(&E.emu, "kinesis"),
-                            kcld_emu_url(&E.emu, "dynamodb"), NULL);
   notify_open();
   setenv("NOTIFY_SOCKET", E.sock, 1);
   setenv("WATCHDOG_USEC", "1000000", 1); /* a ping every 500 ms */
@@ -276,18 +269,13 @@ static int setup(void **state)
 
 static int teardown(void **state)
 {
-  char cmd[128];
   (void)state;
   kcld_test_reap(E.pid);
   unsetenv("NOTIFY_SOCKET");
   unsetenv("WATCHDOG_USEC");
   if (E.fd >= 0)
     close(E.fd);
-  kcld_test_aws_free(E.aws);
-  kcld_emu_stop(&E.emu);
-  snprintf(cmd, sizeof(cmd), "rm -rf '%s'", E.dir);
-  if (system(cmd) != 0)
-    fprintf(stderr, "could not remove %s\n", E.dir);
+  kcld_e2e_fixture_stop(&E.emu, E.aws, E.dir);
   return 0;
 }
 

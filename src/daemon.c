@@ -121,7 +121,6 @@ struct daemon {
   int resolving_busy;          /* a resolution is under way */
   char *function_arn;          /* the on-failure records' functionArn */
   struct kcld_fanout *fanout;  /* fetch.mode: fanout only */
-  size_t consumers_active;      /* fanout start-up: slots with theirs */
   struct kcld_coordinator *coord;
   struct kcld_notify *notify;
   struct kcld_monitor *monitor; /* metrics.listen / metrics.emf */
@@ -1014,6 +1013,15 @@ static int start_rest(struct daemon *dm);
 static void start_added(struct daemon *dm, size_t i);
 static int find_stream_consumer(struct daemon *dm, size_t i);
 
+/* Fan-out start-up: whether every stream has its ACTIVE consumer. */
+static bool consumers_ready(const struct daemon *dm)
+{
+  for (size_t i = 0; i < dm->n_streams; i++)
+    if (!dm->slots[i].consumer_arn)
+      return false;
+  return true;
+}
+
 /* A stream a reload added that cannot be started: logged and dropped;
  * the other streams go on. */
 static void drop_added(struct daemon *dm, size_t i, int rc)
@@ -1079,7 +1087,7 @@ static void on_stream_consumer(const struct kcld_fanout_consumer *c,
       rc = KCLD_ENOMEM;
     else if (!starting)
       start_added(dm, i);
-    else if (++dm->consumers_active == dm->n_streams)
+    else if (consumers_ready(dm))
       rc = start_rest(dm);
   }
   if (rc == 0)

@@ -121,7 +121,6 @@ struct daemon {
   int resolving_busy;          /* a resolution is under way */
   char *function_arn;          /* the on-failure records' functionArn */
   struct kcld_fanout *fanout;  /* fetch.mode: fanout only */
-  size_t consumers_active;      /* fanout start-up: slots with theirs */
   struct kcld_coordinator *coord;
   struct kcld_notify *notify;
   struct kcld_monitor *monitor; /* metrics.listen / metrics.emf */
@@ -168,6 +167,20 @@ static const struct kcld_config *same_stream(const struct daemon *dm,
     if (strcmp(c->streams.v[j].stream, dm->slots[i].name) == 0)
       return stream_cfg(c, j);
   return NULL;
+}
+
+/* A slot for stream j of `c` (with `streams:` its item j, else `stream`),
+ * its ARN not yet resolved nor its leases taken. */
+static struct stream_slot new_slot(const struct kcld_config *c, size_t j)
+{
+  const struct kcld_config_stream *it =
+    c->streams.len ? &c->streams.v[j] : NULL;
+  return (struct stream_slot){
+    .cfg = stream_cfg(c, j),
+    .name = it ? it->stream : c->stream,
+    .pos = it ? it->starting_position : c->starting_position,
+    .timestamp_ms = it ? it->starting_timestamp_ms : c->starting_timestamp_ms,
+    .coord_idx = -1};
 }
 
 /* Where stream i's live keys are read: its item of the last reloaded file
@@ -747,12 +760,7 @@ static int apply_streams(struct daemon *dm, const struct kcld_config *next)
     if (!v)
       return KCLD_ENOMEM;
     dm->slots = v;
-    v[dm->n_streams++] = (struct stream_slot){
-      .cfg = stream_cfg(next, j),
-      .name = l->v[j].stream,
-      .pos = l->v[j].starting_position,
-      .timestamp_ms = l->v[j].starting_timestamp_ms,
-      .coord_idx = -1};
+    v[dm->n_streams++] = new_slot(next, j);
     kcld_log(KCLD_LOG_INFO, "stream added to the configuration: resolving "
              "its ARN, then taking its leases", "stream", l->v[j].stream,
              NULL);
@@ -1005,6 +1013,25 @@ static int start_rest(struct daemon *dm);
 static void start_added(struct daemon *dm, size_t i);
 static int find_stream_consumer(struct daemon *dm, size_t i);
 
+/* Fan-out start-up: whether every stream has its ACTIVE consumer. */
+static bool consumers_ready(const struct daemon *dm)
+{
+  for (size_t i = 0; i < dm->n_streams; i++)
+    if (!dm->slots[i].consumer_arn)
+      return false;
+  return true;
+}
+
+/* A stream a reload added that cannot be started: logged and dropped;
+ * the other streams go on. */
+static void drop_added(struct daemon *dm, size_t i, int rc)
+{
+  kcld_log(KCLD_LOG_ERROR, "cannot start consuming an added stream; "
+           "restart kcld to consume it", "stream", dm->slots[i].name,
+           "error", kcld_strerror(rc), NULL);
+  dm->slots[i].removed = 1;
+}
+
 /* A stream consumer being looked up for slot `slot` (slots move when a
  * reload adds some, so the index, not a pointer). */
 struct consumer_req {
@@ -1060,16 +1087,13 @@ static void on_stream_consumer(const struct kcld_fanout_consumer *c,
       rc = KCLD_ENOMEM;
     else if (!starting)
       start_added(dm, i);
-    else if (++dm->consumers_active == dm->n_streams)
+    else if (consumers_ready(dm))
       rc = start_rest(dm);
   }
   if (rc == 0)
     return;
   if (!starting) {
-    kcld_log(KCLD_LOG_ERROR, "cannot start consuming an added stream; "
-             "restart kcld to consume it", "stream", sl->name, "error",
-             kcld_strerror(rc), NULL);
-    sl->removed = 1;
+    drop_added(dm, i, rc);
     return;
   }
   kcld_log(KCLD_LOG_ERROR, "start-up failed", "error", kcld_strerror(rc),
@@ -1234,10 +1258,7 @@ static void start_added(struct daemon *dm, size_t i)
     sl->coord_idx = rc;
     return;
   }
-  kcld_log(KCLD_LOG_ERROR, "cannot start consuming an added stream; "
-           "restart kcld to consume it", "stream", sl->name, "error",
-           kcld_strerror(rc), NULL);
-  sl->removed = 1;
+  drop_added(dm, i, rc);
 }
 
 static void on_identity(int err, const struct kcld_identity *id, void *arg)
@@ -1344,17 +1365,10 @@ static int alloc_streams(struct daemon *dm)
   if (!(dm->slots = calloc(n, sizeof(*dm->slots))))
     return KCLD_ENOMEM;
   dm->n_streams = n;
-  for (size_t i = 0; i < n; i++) {
-    const struct kcld_config_stream *it = cfg->streams.len
-                                            ? &cfg->streams.v[i] : NULL;
-    dm->slots[i] = (struct stream_slot){
-      .cfg = stream_cfg(cfg, i),
-      .name = it ? it->stream : cfg->stream,
-      .pos = it ? it->starting_position : cfg->starting_position,
-      .timestamp_ms = it ? it->starting_timestamp_ms
-                         : cfg->starting_timestamp_ms,
-      .coord_idx = cfg->streams.len ? -1 : 0};
-  }
+  for (size_t i = 0; i < n; i++)
+    dm->slots[i] = new_slot(cfg, i);
+  if (!cfg->streams.len)
+    dm->slots[0].coord_idx = 0; /* the coordinator's one stream */
   return 0;
 }
 

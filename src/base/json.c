@@ -106,7 +106,6 @@ static size_t scan_escape(struct kcld_json_scan *sc, const unsigned char *p,
   return 12;
 }
 
-/* Scans a string whose opening quote is at sc->p. */
 /* A word with a byte below 0x20, at or above 0x80, '"' or '\\' (the exact
  * "has less than" and "has zero byte" tests; which byte is left to the
  * table). */
@@ -137,6 +136,7 @@ static const unsigned char *skip_plain(const unsigned char *p,
   return p;
 }
 
+/* Scans a string whose opening quote is at sc->p. */
 static int scan_string(struct kcld_json_scan *sc, struct kcld_json_val *v)
 {
   const unsigned char *p = (const unsigned char *)sc->p + 1;

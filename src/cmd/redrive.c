@@ -109,9 +109,9 @@ static void keep(struct run *r, const char *why)
 }
 
 /* Reads the message's records and where they go; 0, or -1 with *why. */
-static int decode(struct run *r, const char *body, const char **why)
+static int decode(struct run *r, const json_t *doc, const char **why)
 {
-  if (kcld_redrive_line_parse(body, &r->line, why) != 0)
+  if (kcld_redrive_line_read(doc, &r->line, why) != 0)
     return -1;
   r->target = kcld_redrive_line_target(&r->line, r->stream,
                                        r->o.stream_from_message);
@@ -224,6 +224,8 @@ static void on_object(const struct kcld_s3_object *res, void *arg)
 {
   struct run *r = arg;
   const char *why;
+  json_t *doc;
+  int rc;
 
   if (res->st.err == KCLD_ENOTFOUND) {
     keep(r, "its S3 object is gone (replayed by redrive --s3?)");
@@ -233,7 +235,10 @@ static void on_object(const struct kcld_s3_object *res, void *arg)
     fail(r, res->st.err, "GetObject", res->st.message);
     return;
   }
-  if (decode(r, res->body, &why) != 0) {
+  doc = json_loads(res->body, 0, NULL);
+  rc = decode(r, doc, &why);
+  json_decref(doc);
+  if (rc != 0) {
     keep(r, why);
     return;
   }
@@ -242,9 +247,8 @@ static void on_object(const struct kcld_s3_object *res, void *arg)
 
 /* A message naming an S3 object ("s3Object": {bucket, key}) and carrying
  * no records: its bucket and key into r; 1, else 0. */
-static int names_object(struct run *r, const char *body)
+static int names_object(struct run *r, const json_t *j)
 {
-  json_t *j = json_loads(body, 0, NULL);
   json_t *o = json_object_get(j, "s3Object");
   const char *b = json_string_value(json_object_get(o, "bucket"));
   const char *k = json_string_value(json_object_get(o, "key"));
@@ -254,7 +258,6 @@ static int names_object(struct run *r, const char *body)
     r->obj_bucket = strdup(b);
     r->obj_key = strdup(k);
   }
-  json_decref(j);
   return yes;
 }
 
@@ -275,26 +278,28 @@ static void get_object(struct run *r)
     fail(r, rc, "GetObject", kcld_strerror(rc));
 }
 
+/* The body is parsed once: whether it names an S3 object, else its
+ * records. */
 static void next_message(struct run *r)
 {
-  const char *why, *body;
-  json_t *m;
+  const char *why = NULL;
+  json_t *m, *doc;
+  int rc;
 
   if (r->at >= json_array_size(r->msgs)) {
     receive(r);
     return;
   }
   m = json_array_get(r->msgs, r->at);
-  body = json_string_value(json_object_get(m, "body"));
-  if (names_object(r, body)) {
+  doc = json_loads(json_string_value(json_object_get(m, "body")), 0, NULL);
+  rc = names_object(r, doc) ? 1 : decode(r, doc, &why);
+  json_decref(doc);
+  if (rc == 1)
     get_object(r);
-    return;
-  }
-  if (decode(r, body, &why) != 0) {
+  else if (rc != 0)
     keep(r, why);
-    return;
-  }
-  start_put(r);
+  else
+    start_put(r);
 }
 
 static void on_received(const struct kcld_sqs_receive_result *res,

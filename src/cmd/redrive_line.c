@@ -120,7 +120,16 @@ static struct kcld_record_batch *make_batch(json_t *recs, const char **why)
 int kcld_redrive_line_parse(const char *body, struct kcld_redrive_line *out,
                             const char **why)
 {
-  json_t *doc = json_loads(body, 0, NULL), *recs, *kb;
+  json_t *doc = json_loads(body, 0, NULL);
+  int rc = kcld_redrive_line_read(doc, out, why);
+  json_decref(doc);
+  return rc;
+}
+
+int kcld_redrive_line_read(const json_t *doc, struct kcld_redrive_line *out,
+                           const char **why)
+{
+  json_t *recs, *kb;
   const char *arn, *shard;
   int rc = -1;
 
@@ -156,7 +165,6 @@ int kcld_redrive_line_parse(const char *body, struct kcld_redrive_line *out,
   *why = NULL;
   rc = 0;
 done:
-  json_decref(doc);
   return rc;
 }
 

@@ -8,6 +8,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include <jansson.h>
+
 #include "aws/kinesis.h"
 #include "consume/record.h"
 
@@ -36,6 +38,11 @@ struct kcld_redrive_line {
  * out of memory) and *out empty. */
 int kcld_redrive_line_parse(const char *body, struct kcld_redrive_line *out,
                             const char **why);
+
+/* The same for a body already parsed (doc may be NULL: not JSON); doc is
+ * only read. */
+int kcld_redrive_line_read(const json_t *doc, struct kcld_redrive_line *out,
+                           const char **why);
 
 /* Where l's records go: its streamArn when from_message and it names one,
  * else `stream`. */

@@ -225,21 +225,36 @@ static void track_free(struct kcld_monitor *mon, struct track *t)
   free(t);
 }
 
+/* Series `family` of t's shard, labelled `shard` (a multi-stream lease
+ * key: its stream and shard apart, `stream` and `shard`) and, when not
+ * NULL, `reason`.  Returns kcld_metrics_series' result. */
+static int shard_series(struct kcld_monitor *mon, const struct track *t,
+                        const char *family, const char *reason,
+                        struct kcld_metric_series **h)
+{
+  char stream[160];
+  const char *lb[7] = {"shard"};
+  size_t n = 1;
+  lb[n++] = kcld_lease_key_parts(t->shard_id, stream, sizeof(stream));
+  if (stream[0]) {
+    lb[n++] = "stream";
+    lb[n++] = stream;
+  }
+  if (reason) {
+    lb[n++] = "reason";
+    lb[n++] = reason;
+  }
+  lb[n] = NULL;
+  return kcld_metrics_series(mon->m, family, lb, h);
+}
+
 /* Sets one of the shard's series, through its handle. */
 static void track_set(struct kcld_monitor *mon, struct track *t, int which,
                       double value)
 {
-  if (!t->h[which]) {
-    /* A multi-stream lease key: the stream and the shard apart. */
-    char stream[160];
-    const char *shard = kcld_lease_key_parts(t->shard_id, stream,
-                                             sizeof(stream));
-    const char *lb[] = {"shard", shard, stream[0] ? "stream" : NULL, stream,
-                        NULL};
-    if (kcld_metrics_series(mon->m, s_shard_families[which], lb,
-                            &t->h[which]) != 0)
-      return;
-  }
+  if (!t->h[which] &&
+      shard_series(mon, t, s_shard_families[which], NULL, &t->h[which]) != 0)
+    return;
   kcld_metrics_series_set(mon->m, t->h[which], value);
 }
 
@@ -319,8 +334,7 @@ void kcld_monitor_visit_stalled(struct kcld_monitor_visit *v,
     t->stalled_h = NULL;
   }
   if (!t->stalled_h) {
-    const char *lb[] = {"shard", t->shard_id, "reason", t->stall, NULL};
-    if (kcld_metrics_series(mon->m, F_STALLED, lb, &t->stalled_h) != 0)
+    if (shard_series(mon, t, F_STALLED, t->stall, &t->stalled_h) != 0)
       return;
     snprintf(t->stalled_reason, sizeof(t->stalled_reason), "%s", t->stall);
   }

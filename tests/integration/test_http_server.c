@@ -593,6 +593,7 @@ struct fake_shards {
   size_t n;
   const char *stall[2];   /* a reason reported by the walk, or NULL */
   uint64_t since[2];      /* ... since this loop time */
+  const char *elsewhere;  /* the shard held elsewhere (n == 0); NULL: s-9 */
 };
 
 static void fake_walk(void *arg, struct kcld_monitor_visit *v)
@@ -605,7 +606,8 @@ static void fake_walk(void *arg, struct kcld_monitor_visit *v)
       kcld_monitor_visit_stalled(v, ids[i], fs->stall[i], fs->since[i]);
   }
   if (fs->n == 0 && fs->stall[0]) /* a shard of the table held elsewhere */
-    kcld_monitor_visit_stalled(v, "s-9", fs->stall[0], fs->since[0]);
+    kcld_monitor_visit_stalled(v, fs->elsewhere ? fs->elsewhere : "s-9",
+                               fs->stall[0], fs->since[0]);
   kcld_monitor_visit_leases(v, fs->n);
 }
 
@@ -707,6 +709,21 @@ static void test_monitor_health(void **state)
   assert_non_null(strstr(body, "\"shards\":0"));
   assert_non_null(strstr(body, "\"s-9\""));
   free(body);
+  /* A multi-stream lease key: the gauge, like /healthz, names its stream
+   * and its shard apart. */
+  fs.elsewhere = "123456789012:orders:1700000000:shardId-000000000003";
+  assert_int_equal(kcld_monitor_healthy(mon, why, sizeof(why)), 0);
+  text = kcld_metrics_render(kcld_monitor_metrics(mon), &len);
+  assert_true(sample_of(text, "kcld_shard_stalled{shard=\"shardId-"
+                        "000000000003\",stream=\"orders\",reason=\""
+                        "invalid_checkpoint\"}") == 1);
+  assert_null(strstr(text, "shard=\"123456789012:"));
+  free(text);
+  body = kcld_monitor_health_json(mon, &healthy);
+  assert_non_null(strstr(body, "\"shard\":\"shardId-000000000003\""));
+  assert_non_null(strstr(body, "\"stream\":\"orders\""));
+  free(body);
+  fs.elsewhere = NULL;
   fs.n = 2;
   fs.stall[0] = NULL;
   /* The standard families, and AWS errors by service, operation, code. */

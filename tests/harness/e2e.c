@@ -59,20 +59,29 @@ json_t *kcld_e2e_call(struct kcld_test_aws *t, enum kcld_aws_service svc,
   return res;
 }
 
-void kcld_e2e_wait_stream_active(struct kcld_test_aws *t, const char *stream)
+/* Polls `op` on `name` (the request's `key`) until the answer's
+ * obj.field is ACTIVE: 200 polls 50 ms apart, then fails the test. */
+static void wait_active(struct kcld_test_aws *t, enum kcld_aws_service svc,
+                        const char *op, const char *key, const char *name,
+                        const char *obj, const char *field)
 {
   for (int i = 0; i < 200; i++) {
-    json_t *r = kcld_e2e_call(t, KCLD_AWS_KINESIS, "DescribeStreamSummary",
-                              json_pack("{s:s}", "StreamName", stream));
-    const char *st = json_string_value(json_object_get(
-      json_object_get(r, "StreamDescriptionSummary"), "StreamStatus"));
+    json_t *r = kcld_e2e_call(t, svc, op, json_pack("{s:s}", key, name));
+    const char *st =
+      json_string_value(json_object_get(json_object_get(r, obj), field));
     int active = st && strcmp(st, "ACTIVE") == 0;
     json_decref(r);
     if (active)
       return;
     kcld_test_sleep_ms(50);
   }
-  fail_msg("stream %s did not become ACTIVE within 200 polls", stream);
+  fail_msg("%s did not become ACTIVE within 200 polls of %s", name, op);
+}
+
+void kcld_e2e_wait_stream_active(struct kcld_test_aws *t, const char *stream)
+{
+  wait_active(t, KCLD_AWS_KINESIS, "DescribeStreamSummary", "StreamName",
+              stream, "StreamDescriptionSummary", "StreamStatus");
 }
 
 void kcld_e2e_create_stream(struct kcld_test_aws *t, const char *stream,
@@ -92,18 +101,8 @@ void kcld_e2e_create_lease_table(struct kcld_test_aws *t, const char *name)
               "KeySchema", "AttributeName", "leaseKey", "KeyType", "HASH",
               "AttributeDefinitions", "AttributeName", "leaseKey",
               "AttributeType", "S", "BillingMode", "PAY_PER_REQUEST")));
-  for (int i = 0; i < 200; i++) {
-    json_t *r = kcld_e2e_call(t, KCLD_AWS_DYNAMODB, "DescribeTable",
-                              json_pack("{s:s}", "TableName", name));
-    const char *st = json_string_value(
-      json_object_get(json_object_get(r, "Table"), "TableStatus"));
-    int active = st && strcmp(st, "ACTIVE") == 0;
-    json_decref(r);
-    if (active)
-      return;
-    kcld_test_sleep_ms(50);
-  }
-  fail_msg("lease table %s not ACTIVE after 10 s", name);
+  wait_active(t, KCLD_AWS_DYNAMODB, "DescribeTable", "TableName", name,
+              "Table", "TableStatus");
 }
 
 void kcld_e2e_put_records(struct kcld_test_aws *t, const char *stream,

@@ -1832,6 +1832,10 @@ static void test_filter_key(void **state)
   /* One JSON string instead of a list. */
   cfg = parse_ok(H "filter: '{\"partitionKey\": [\"a\"]}'\n");
   assert_int_equal(cfg->filter.len, 1);
+  f = compile_cfg(cfg); /* that pattern, not just any one */
+  assert_int_equal(keeps(f, "{}", "a"), 1);
+  assert_int_equal(keeps(f, "{}", "b"), 0);
+  kcld_filter_free(f);
   kcld_config_free(cfg);
 }
 

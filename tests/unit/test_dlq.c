@@ -49,6 +49,20 @@ static void free_bodies(char **b, size_t n)
   free(b);
 }
 
+/* The one message kcld_dlq_build makes of f, parsed. */
+static json_t *build_one(struct kcld_dlq *q, const struct kcld_dlq_failure *f)
+{
+  char **bodies;
+  size_t n;
+  json_t *b;
+  assert_int_equal(kcld_dlq_build(q, f, 0, &bodies, &n), 0);
+  assert_int_equal(n, 1);
+  b = json_loads(bodies[0], 0, NULL);
+  assert_non_null(b);
+  free_bodies(bodies, n);
+  return b;
+}
+
 static void test_body_fields(void **state)
 {
   struct kcld_test_recs *s = malloc(sizeof(*s));
@@ -212,14 +226,11 @@ static void test_without_records(void **state)
   f.shard_id = "s";
   f.records = s->p;
   f.count = 40;
-  assert_int_equal(kcld_dlq_build(q, &f, 0, &bodies, &n), 0);
-  assert_int_equal(n, 1); /* metadata only: one message for the range */
-  b = json_loads(bodies[0], 0, NULL);
+  b = build_one(q, &f); /* metadata only: one message for the range */
   assert_null(json_object_get(b, "records"));
   assert_int_equal(json_integer_value(json_object_get(json_object_get(
     b, "KinesisBatchInfo"), "batchSize")), 40);
   json_decref(b);
-  free_bodies(bodies, n);
   f.count = 0;
   assert_int_equal(kcld_dlq_build(q, &f, 0, &bodies, &n), KCLD_EINVAL);
   kcld_dlq_close(q);
@@ -235,8 +246,6 @@ static void test_configure(void **state)
   struct kcld_dlq *q = new_dlq(1);
   struct kcld_dlq_failure f = {0};
   struct kcld_dlq_opts o = {0};
-  char **bodies;
-  size_t n;
   json_t *b;
   (void)state;
 
@@ -248,18 +257,20 @@ static void test_configure(void **state)
   o.backoff_base_ms = 0;
   o.backoff_max_ms = 100;
   assert_int_equal(kcld_dlq_configure(q, &o), KCLD_EINVAL);
-  assert_int_equal(kcld_dlq_build(q, &f, 0, &bodies, &n), 0);
-  b = json_loads(bodies[0], 0, NULL);
+  b = build_one(q, &f);
   assert_int_equal(json_array_size(json_object_get(b, "records")), 2);
   json_decref(b);
-  free_bodies(bodies, n);
   o.backoff_base_ms = 20;
   assert_int_equal(kcld_dlq_configure(q, &o), 0);
-  assert_int_equal(kcld_dlq_build(q, &f, 0, &bodies, &n), 0);
-  b = json_loads(bodies[0], 0, NULL);
+  b = build_one(q, &f);
   assert_null(json_object_get(b, "records"));
+  assert_non_null(json_object_get(b, "KinesisBatchInfo"));
   json_decref(b);
-  free_bodies(bodies, n);
+  o.include_records = 1; /* and on again */
+  assert_int_equal(kcld_dlq_configure(q, &o), 0);
+  b = build_one(q, &f);
+  assert_int_equal(json_array_size(json_object_get(b, "records")), 2);
+  json_decref(b);
   kcld_dlq_close(q);
   kcld_test_recs_free(s);
   free(s);

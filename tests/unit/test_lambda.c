@@ -348,7 +348,10 @@ static void test_window_event(void **state)
   w.final = 1;
   b.count = 0;
   line = kcld_lambda_event_build(&b, "us-east-1", "", &len);
+  assert_non_null(line);
   ev = json_loads(line, 0, NULL);
+  assert_non_null(ev);
+  assert_true(json_is_array(json_object_get(ev, "Records")));
   assert_int_equal(json_array_size(json_object_get(ev, "Records")), 0);
   assert_true(json_is_true(json_object_get(ev, "isFinalInvokeForWindow")));
   json_decref(ev);

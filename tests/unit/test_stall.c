@@ -121,35 +121,29 @@ static void test_judge_fetch_fails(void **state)
 /* Every fetch source classifies its failures with one rule. */
 static void test_fetch_failure_kinds(void **state)
 {
+  static const struct {
+    const char *op;
+    enum kcld_kinesis_fault fault;
+    int want;
+  } cases[] = {
+    {"GetRecords", KCLD_KINESIS_THROUGHPUT, KCLD_SHARD_FETCH_THROTTLED},
+    {"GetRecords", KCLD_KINESIS_KMS_THROTTLED, KCLD_SHARD_FETCH_THROTTLED},
+    {"SubscribeToShard", KCLD_KINESIS_LIMIT, KCLD_SHARD_FETCH_THROTTLED},
+    {"GetRecords", KCLD_KINESIS_NOT_FOUND, KCLD_SHARD_FETCH_NO_ITERATOR},
+    {"GetShardIterator", KCLD_KINESIS_INVALID, KCLD_SHARD_FETCH_NO_ITERATOR},
+    {"SubscribeToShard", KCLD_KINESIS_INVALID, KCLD_SHARD_FETCH_NO_ITERATOR},
+    /* A GetRecords the service finds invalid says nothing of the
+     * stream. */
+    {"GetRecords", KCLD_KINESIS_INVALID, KCLD_SHARD_FETCH_ERROR},
+    {"GetRecords", KCLD_KINESIS_TRANSIENT, KCLD_SHARD_FETCH_ERROR},
+    {"GetRecords", KCLD_KINESIS_ACCESS_DENIED, KCLD_SHARD_FETCH_ERROR},
+  };
   (void)state;
-  assert_int_equal(kcld_shard_fetch_failure("GetRecords",
-                                            KCLD_KINESIS_THROUGHPUT),
-                   KCLD_SHARD_FETCH_THROTTLED);
-  assert_int_equal(kcld_shard_fetch_failure("GetRecords",
-                                            KCLD_KINESIS_KMS_THROTTLED),
-                   KCLD_SHARD_FETCH_THROTTLED);
-  assert_int_equal(kcld_shard_fetch_failure("SubscribeToShard",
-                                            KCLD_KINESIS_LIMIT),
-                   KCLD_SHARD_FETCH_THROTTLED);
-  assert_int_equal(kcld_shard_fetch_failure("GetRecords",
-                                            KCLD_KINESIS_NOT_FOUND),
-                   KCLD_SHARD_FETCH_NO_ITERATOR);
-  assert_int_equal(kcld_shard_fetch_failure("GetShardIterator",
-                                            KCLD_KINESIS_INVALID),
-                   KCLD_SHARD_FETCH_NO_ITERATOR);
-  assert_int_equal(kcld_shard_fetch_failure("SubscribeToShard",
-                                            KCLD_KINESIS_INVALID),
-                   KCLD_SHARD_FETCH_NO_ITERATOR);
-  /* A GetRecords the service finds invalid says nothing of the stream. */
-  assert_int_equal(kcld_shard_fetch_failure("GetRecords",
-                                            KCLD_KINESIS_INVALID),
-                   KCLD_SHARD_FETCH_ERROR);
-  assert_int_equal(kcld_shard_fetch_failure("GetRecords",
-                                            KCLD_KINESIS_TRANSIENT),
-                   KCLD_SHARD_FETCH_ERROR);
-  assert_int_equal(kcld_shard_fetch_failure("GetRecords",
-                                            KCLD_KINESIS_ACCESS_DENIED),
-                   KCLD_SHARD_FETCH_ERROR);
+  for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++)
+    if (kcld_shard_fetch_failure(cases[i].op, cases[i].fault) !=
+        cases[i].want)
+      fail_msg("case %zu: %s fault %d is not failure kind %d", i,
+               cases[i].op, (int)cases[i].fault, cases[i].want);
 }
 
 /* ======== The detector ======== */

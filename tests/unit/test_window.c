@@ -90,16 +90,24 @@ static void test_lease_text(void **state)
   /* Resumed at that checkpoint only, with that window length. */
   assert_int_equal(kcld_window_restore(&r, text, "49", 2, &why), 0);
   assert_non_null(strstr(why, "another checkpoint"));
+  why = NULL;
   assert_int_equal(kcld_window_restore(&r, text, "4959033827149025660855969253"
                                        "8361571095921575989136588898", 0,
                                        &why),
                    0);
+  assert_non_null(why);
+  assert_non_null(strstr(why, "another checkpoint")); /* the sub differs */
   assert_int_equal(kcld_window_restore(&other, text, "4959033827149025660855"
                                        "9692538361571095921575989136588898",
                                        2, &why),
                    0);
   assert_non_null(strstr(why, "window.tumbling"));
+  assert_false(other.open);
+  why = NULL;
   assert_int_equal(kcld_window_restore(&r, "{\"x\":1}", "49", 2, &why), 0);
+  assert_non_null(why);
+  assert_non_null(strstr(why, "not a window kcld wrote"));
+  assert_false(r.open); /* nothing refused was opened */
   assert_int_equal(kcld_window_restore(&r, text, "495903382714902566085596925"
                                        "38361571095921575989136588898", 2,
                                        &why),

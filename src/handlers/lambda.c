@@ -4,8 +4,12 @@
  * the event line (base64 and JSON are CPU work); its completion puts the
  * job on the wait queue on the loop; dispatch() hands queued jobs to idle
  * children.  A busy slot has its job and a timer of handler.timeout.  The
- * job is answered exactly once: by the child's answer line, by the
- * timeout, by a garbage line, by the child's death, or by kill.
+ * child's answer line goes back to the pool to be parsed (an answer can be
+ * large: a window's state is up to 1 MiB, parsed and written out again);
+ * the slot stays busy until that parse is done, so one child's answers
+ * come back in order and it gets no new batch before its last is
+ * answered.  The job is answered exactly once: by its parsed answer, by
+ * the timeout, by a garbage line, by the child's death, or by kill.
  *
  * Each of the handler.concurrency slots runs one child at a time through
  * handlers/child.h: IDLE <-> BUSY, and after an exit DOWN until the child
@@ -318,9 +322,17 @@ enum slot_state {
 struct job {
   struct kcld_job base;
   struct lambda_handler *h;
-  char *line;
+  char *line;             /* the event, until written to a child */
   size_t len;
   struct job *next;       /* the wait queue */
+  /* The child's answer, parsed on the pool: */
+  char *answer;
+  size_t answer_len;
+  struct slot *slot;      /* the slot waiting for it; NULL once its child
+                             is gone */
+  char pid[24];           /* the child that answered, for messages */
+  int parse_rc;
+  struct kcld_lambda_answer a;
 };
 
 struct lambda_handler;
@@ -331,7 +343,8 @@ struct slot {
   struct kcld_child *child;
   enum slot_state state;
   uv_timer_t deadline;
-  struct job *job;
+  struct job *job;        /* the batch the child is working on */
+  struct job *parsing;    /* its answer, being parsed on the pool */
   uint64_t job_end;       /* stdin offset just past the job's event */
   int timer_open;         /* deadline initialized, not yet closed */
   int answered;           /* this child has answered a batch */
@@ -349,7 +362,7 @@ struct lambda_handler {
   struct slot *slots;
   int nslots;
   struct job *qhead, *qtail;
-  struct kcld_jobs building;
+  struct kcld_jobs on_pool;  /* events being built, answers being parsed */
   int closing;
   int killed;
   int open;               /* slot timers and children not yet closed */
@@ -392,7 +405,19 @@ static void on_timer_closed(uv_handle_t *t)
 
 static void job_clean_up(struct kcld_job *base)
 {
-  free(((struct job *)base)->line);
+  struct job *j = (struct job *)base;
+  free(j->line);
+  free(j->answer);
+  kcld_lambda_answer_clean_up(&j->a);
+}
+
+/* The slot's child is gone: a parse still on the pool answers its batch
+ * but no longer speaks for the slot. */
+static void detach_parse(struct slot *s)
+{
+  if (s->parsing)
+    s->parsing->slot = NULL;
+  s->parsing = NULL;
 }
 
 /* Answers the slot's job (if any) with `res`. */
@@ -461,31 +486,76 @@ static void on_deadline(uv_timer_t *t)
   kill_slot(s, "handler.timeout passed");
 }
 
-/* A line on stdout that is not an answer to a pending batch. */
-static void garbage(struct slot *s, const char *line, size_t n,
-                    const char *why)
+/* A line on stdout from child `pid` that is not a protocol answer: j is
+ * the batch it answered (failed as malformed), NULL when none was
+ * pending.  The caller kills the child. */
+static void garbage(struct lambda_handler *h, const char *pid, struct job *j,
+                    const char *line, size_t n)
 {
-  struct lambda_handler *h = s->h;
   char text[301];
 
   snprintf(text, sizeof(text), "%.*s", (int)(n < 300 ? n : 300), line);
   h->stats.garbage++;
   kcld_log(KCLD_LOG_ERROR,
-           s->job ? "lambda handler: the child's answer is not a protocol "
-                    "answer (stdout is for answers; log to stderr)"
-                  : "lambda handler: the child printed with no batch "
-                    "pending (stdout is for answers; log to stderr)",
-           "pid", kcld_child_pid(s->child), "line", text, NULL);
-  if (s->job)
-    answer_failed(s, KCLD_HANDLER_RECORD, "HandlerMalformedAnswer", why);
-  kill_slot(s, "garbage on stdout");
+           j ? "lambda handler: the child's answer is not a protocol "
+               "answer (stdout is for answers; log to stderr)"
+             : "lambda handler: the child printed with no batch "
+               "pending (stdout is for answers; log to stderr)",
+           "pid", pid, "line", text, NULL);
+  if (j)
+    kcld_job_fail(&j->base, KCLD_HANDLER_RECORD, "HandlerMalformedAnswer",
+                  "the handler printed a line that is not a protocol "
+                  "answer");
+}
+
+static void parse_cb(struct kcld_job *base)
+{
+  struct job *j = (struct job *)base;
+  j->parse_rc = kcld_lambda_answer_parse(j->answer, j->answer_len,
+                                         &base->batch, &j->a);
+}
+
+/* Back on the loop: answers the batch, and frees the slot for the next
+ * one if its child is still the one that answered. */
+static void parsed_cb(struct kcld_job *base)
+{
+  struct job *j = (struct job *)base;
+  struct lambda_handler *h = j->h;
+  struct slot *s = j->slot;
+
+  if (s)
+    s->parsing = NULL;
+  if (j->parse_rc == KCLD_EPARSE) {
+    garbage(h, j->pid, j, j->answer, j->answer_len);
+    if (s)
+      kill_slot(s, "garbage on stdout");
+    return;
+  }
+  if (s && s->state == S_BUSY) {
+    kcld_child_backoff_reset(s->child);
+    s->state = S_IDLE;
+  }
+  if (j->parse_rc != 0) {
+    kcld_job_fail(base, KCLD_HANDLER_INFRA, "HandlerError",
+                  "out of memory reading the handler's answer");
+  } else {
+    struct kcld_handler_result res = {
+      .status = j->a.status,
+      .first_failed = j->a.first_failed,
+      .error_type = j->a.error_type[0] ? j->a.error_type : NULL,
+      .error_message = j->a.error_message[0] ? j->a.error_message : NULL,
+      .state = j->a.state,
+      .state_len = j->a.state_len};
+    kcld_job_answer(base, &res);
+  }
+  dispatch(h);
 }
 
 static void on_line(void *arg, const char *line, size_t n, int too_long)
 {
   struct slot *s = arg;
   struct lambda_handler *h = s->h;
-  struct kcld_lambda_answer a;
+  struct job *j;
   size_t k;
 
   if (s->state == S_DOWN)
@@ -505,24 +575,31 @@ static void on_line(void *arg, const char *line, size_t n, int too_long)
     ;
   if (k == n)
     return; /* blank */
-  if (!s->job ||
-      kcld_lambda_answer_parse(line, n, &s->job->base.batch, &a) != 0) {
-    garbage(s, line, n, "the handler printed a line that is not a "
-                        "protocol answer");
+  if (!s->job) {
+    garbage(h, kcld_child_pid(s->child), NULL, line, n);
+    kill_slot(s, "garbage on stdout");
     return;
   }
-  struct kcld_handler_result res = {
-    .status = a.status,
-    .first_failed = a.first_failed,
-    .error_type = a.error_type[0] ? a.error_type : NULL,
-    .error_message = a.error_message[0] ? a.error_message : NULL,
-    .state = a.state,
-    .state_len = a.state_len};
-  kcld_child_backoff_reset(s->child);
+  /* The answer came in time; parsing it is kcld's work, on the pool. */
+  j = s->job;
+  s->job = NULL;
+  uv_timer_stop(&s->deadline);
   s->answered = 1;
+  snprintf(j->pid, sizeof(j->pid), "%s", kcld_child_pid(s->child));
+  j->answer = malloc(n);
+  if (j->answer) {
+    memcpy(j->answer, line, n);
+    j->answer_len = n;
+    j->slot = s;
+    s->parsing = j;
+    if (kcld_job_queue(h->loop, &h->on_pool, &j->base, parse_cb,
+                       parsed_cb) == 0)
+      return;
+    detach_parse(s);
+  }
   s->state = S_IDLE;
-  answer(s, &res);
-  kcld_lambda_answer_clean_up(&a);
+  kcld_job_fail(&j->base, KCLD_HANDLER_INFRA, "HandlerError",
+                "cannot queue the handler's answer for parsing");
   dispatch(h);
 }
 
@@ -545,6 +622,7 @@ static void on_exited(void *arg, const struct kcld_child_exit *e)
   char why[160];
 
   s->state = S_DOWN;
+  detach_parse(s);
   if (e->spawn_err) {
     kcld_log(KCLD_LOG_ERROR, "lambda handler: cannot start handler.command",
              "command", h->cmdline, "error", e->reason, NULL);
@@ -652,7 +730,7 @@ static int process(struct kcld_handler *base,
     return KCLD_ENOMEM;
   j->h = h;
   j->base.clean_up = job_clean_up;
-  if (kcld_job_queue(h->loop, &h->building, &j->base, build_cb,
+  if (kcld_job_queue(h->loop, &h->on_pool, &j->base, build_cb,
                      built_cb) != 0) {
     kcld_job_free(&j->base);
     return KCLD_EIO;
@@ -676,7 +754,9 @@ static void kill_handler(struct kcld_handler *base)
   struct lambda_handler *h = (struct lambda_handler *)base;
 
   h->killed = 1;
-  kcld_job_cancel_all(&h->building);
+  for (int i = 0; i < h->nslots; i++)
+    detach_parse(&h->slots[i]); /* cancelled parses free their jobs */
+  kcld_job_cancel_all(&h->on_pool);
   fail_queue(h, "HandlerCanceled", "the handler was killed");
   for (int i = 0; i < h->nslots; i++) {
     struct slot *s = &h->slots[i];

@@ -14,6 +14,8 @@ decoded payloads of the batch, first match wins:
   "bad..."       batchItemFailures naming each such record
   "split"        {} written in two pieces, 0.1 s apart
   "chatty"       {}, then 0.1 s later a line with no batch pending
+  "blurt"        {} and a line with no batch pending in one write
+  "last"         {}, then exit(0) at once
   otherwise      {}
 Exits at EOF on stdin."""
 import base64
@@ -90,6 +92,14 @@ for line in sys.stdin:
         sys.stdout.write("done with that batch\n")
         sys.stdout.flush()
         continue
+    if "blurt" in datas:
+        sys.stdout.write("{}\nand one more thing\n")
+        sys.stdout.flush()
+        continue
+    if "last" in datas:
+        sys.stdout.write("{}\n")
+        sys.stdout.flush()
+        os._exit(0)
     a = answer(json.loads(line))
     sys.stdout.write(("this is not json" if a == "GARBAGE" else json.dumps(a))
                      + "\n")

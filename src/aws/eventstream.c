@@ -1,8 +1,10 @@
 /* eventstream.c — the event-stream frame decoder (see eventstream.h).
  *
- * State: `buf` gathers the frame under way; `total` is its length once its
- * prelude is in and checked (0 before).  A frame that lies whole in the
- * chunk being fed, with nothing gathered before it, is decoded in place.
+ * State: `pre` gathers a prelude, then `buf` (of the frame's size, from
+ * the owner's allocator if it gave one) the whole frame under way; `total`
+ * is its length once its prelude is in and checked (0 before).  A frame
+ * that lies whole in the chunk being fed, with nothing gathered before it,
+ * is decoded in place.
  * Header names and string values are copied, NUL-terminated, into `strs`,
  * which is sized once per frame from the header block's length (each header
  * takes at least 3 bytes of it, so 2 x length + 1 bytes always suffice). */
@@ -23,9 +25,12 @@
 struct kcld_evs_decoder {
   size_t max_message;
   size_t max_headers;
+  struct kcld_evs_alloc alloc; /* alloc.alloc NULL: malloc and free */
+  uint8_t pre[KCLD_EVS_PRELUDE_LEN];
   uint8_t *buf;              /* the frame being gathered */
   size_t len, cap;
   size_t total;              /* its length, once the prelude is checked */
+  int delivering;            /* buf's frame is in the callback */
   struct kcld_evs_header *hdrs;
   size_t hdrs_cap;
   char *strs;
@@ -93,11 +98,42 @@ int kcld_evs_decoder_new(const struct kcld_evs_limits *lim,
   return 0;
 }
 
+static void buf_free(struct kcld_evs_decoder *d)
+{
+  if (d->buf && d->alloc.alloc)
+    d->alloc.release(d->buf);
+  else
+    free(d->buf);
+  d->buf = NULL;
+  d->cap = 0;
+}
+
+void kcld_evs_decoder_set_alloc(struct kcld_evs_decoder *d,
+                                const struct kcld_evs_alloc *a)
+{
+  buf_free(d);
+  if (a && a->alloc && a->release)
+    d->alloc = *a;
+  else
+    memset(&d->alloc, 0, sizeof(d->alloc));
+}
+
+void *kcld_evs_decoder_take(struct kcld_evs_decoder *d)
+{
+  void *p;
+  if (!d || !d->delivering)
+    return NULL;
+  p = d->buf;
+  d->buf = NULL;
+  d->cap = 0;
+  return p;
+}
+
 void kcld_evs_decoder_free(struct kcld_evs_decoder *d)
 {
   if (!d)
     return;
-  free(d->buf);
+  buf_free(d);
   free(d->hdrs);
   free(d->strs);
   free(d);
@@ -341,54 +377,57 @@ static int frame_deliver(struct kcld_evs_decoder *d, const uint8_t *p,
   return rc;
 }
 
+/* A buffer for a frame of `need` bytes (its content is not kept). */
 static int buf_reserve(struct kcld_evs_decoder *d, size_t need)
 {
   if (d->cap >= need)
     return 0;
-  uint8_t *b = realloc(d->buf, need);
-  if (!b)
+  buf_free(d);
+  d->buf = d->alloc.alloc ? d->alloc.alloc(d->alloc.ctx, need)
+                          : malloc(need);
+  if (!d->buf)
     return KCLD_ENOMEM;
-  d->buf = b;
   d->cap = need;
   return 0;
 }
 
-/* The gathered frame is done: forget it, and give back a large buffer. */
+/* The gathered frame is done: forget it, and give back its buffer if it
+ * is large or the owner's (whose allocator keeps spare buffers itself). */
 static void buf_reset(struct kcld_evs_decoder *d)
 {
   d->len = 0;
   d->total = 0;
-  if (d->cap > KEEP_BUF_MAX) {
-    free(d->buf);
-    d->buf = NULL;
-    d->cap = 0;
-  }
+  if (d->alloc.alloc || d->cap > KEEP_BUF_MAX)
+    buf_free(d);
 }
 
-/* Takes up to `len` bytes into the frame being gathered; returns how many
- * it took in *took, and delivers the frame when it is complete. */
+/* Takes up to `len` bytes into the prelude, then the frame, being
+ * gathered; returns how many it took in *took, and delivers the frame when
+ * it is complete. */
 static int gather(struct kcld_evs_decoder *d, const uint8_t *p, size_t len,
                   size_t *took, kcld_evs_message_cb cb, void *arg)
 {
   size_t want = d->total ? d->total : KCLD_EVS_PRELUDE_LEN;
   size_t n = want - d->len < len ? want - d->len : len;
-  int rc = buf_reserve(d, want);
+  size_t total;
+  int rc;
 
-  *took = 0;
-  if (rc != 0)
-    return rc;
-  memcpy(d->buf + d->len, p, n);
+  memcpy((d->total ? d->buf : d->pre) + d->len, p, n);
   d->len += n;
   *took = n;
   if (d->len < want)
     return 0;
   if (!d->total) {
-    rc = prelude_check(d, d->buf, &d->total);
-    if (rc != 0)
+    if ((rc = prelude_check(d, d->pre, &total)) != 0 ||
+        (rc = buf_reserve(d, total)) != 0)
       return rc;
-    return buf_reserve(d, d->total);
+    memcpy(d->buf, d->pre, KCLD_EVS_PRELUDE_LEN);
+    d->total = total;
+    return 0;
   }
+  d->delivering = 1;
   rc = frame_deliver(d, d->buf, d->total, cb, arg);
+  d->delivering = 0;
   buf_reset(d);
   return rc;
 }

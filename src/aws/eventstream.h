@@ -26,7 +26,10 @@
  *
  * Memory: a frame that arrives whole inside one chunk is decoded where it
  * lies; otherwise its bytes are gathered in a buffer of the frame's size,
- * which is given back after a large frame.  Not thread-safe: one owner. */
+ * from the owner's allocator if it set one (then given back after each
+ * frame), else from malloc (given back after a large frame).  The callback
+ * may take that buffer and keep the frame without copying it
+ * (kcld_evs_decoder_take).  Not thread-safe: one owner. */
 #ifndef KCLD_AWS_EVENTSTREAM_H
 #define KCLD_AWS_EVENTSTREAM_H
 
@@ -87,6 +90,13 @@ struct kcld_evs_limits {
 
 struct kcld_evs_decoder;
 
+/* Where the decoder gathers frames. */
+struct kcld_evs_alloc {
+  void *(*alloc)(void *ctx, size_t size); /* >= size bytes, or NULL */
+  void (*release)(void *p);               /* an alloc()ed buffer */
+  void *ctx;
+};
+
 /* Called once per frame, in order.  Returns 0 to go on, or any other value
  * to stop: kcld_evs_decoder_feed() then returns that value at once, the
  * rest of its chunk is dropped and the decoder takes nothing more. */
@@ -97,6 +107,19 @@ typedef int (*kcld_evs_message_cb)(const struct kcld_evs_message *msg,
  * max_message below 16) or KCLD_ENOMEM. */
 int kcld_evs_decoder_new(const struct kcld_evs_limits *lim,
                          struct kcld_evs_decoder **out);
+
+/* Gathers the frames to come in buffers from `a` (copied; NULL, or one
+ * without both functions: malloc and free again). */
+void kcld_evs_decoder_set_alloc(struct kcld_evs_decoder *d,
+                                const struct kcld_evs_alloc *a);
+
+/* Only inside the callback: the buffer its frame was gathered in, now the
+ * caller's, or NULL when the frame was decoded where it lay in the fed
+ * chunk (copy what you keep then).  The buffer holds the whole frame from
+ * its prelude on, so the message's pointers into it stay valid until the
+ * caller gives it back: with the allocator's release, or free() when none
+ * was set. */
+void *kcld_evs_decoder_take(struct kcld_evs_decoder *d);
 
 /* Frees the decoder.  NULL is ignored. */
 void kcld_evs_decoder_free(struct kcld_evs_decoder *d);

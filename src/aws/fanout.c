@@ -533,6 +533,7 @@ struct kcld_fanout_sub {
   void *arg;
   struct kcld_fanout_sub *prev, *next;
   unsigned ended : 1, in_data : 1, free_later : 1, have_why : 1;
+  unsigned own_frames : 1;          /* events hand over their frames */
   struct kcld_svc_status why;       /* how it ends, when we end it */
   char shard[160];
   char type[96];
@@ -659,6 +660,7 @@ static int on_frame(const struct kcld_evs_message *m, void *arg)
       ev.kind = KCLD_FANOUT_RECORDS;
       ev.payload = (const char *)m->payload;
       ev.payload_len = m->payload_len;
+      ev.frame = s->own_frames ? kcld_evs_decoder_take(s->dec) : NULL;
     } else {
       return 0; /* an event type this version does not know */
     }
@@ -757,6 +759,10 @@ int kcld_fanout_subscribe(struct kcld_fanout *f,
   s->arg = arg;
   snprintf(s->shard, sizeof(s->shard), "%s", req->shard_id);
   rc = kcld_evs_decoder_new(NULL, &s->dec);
+  if (rc == 0 && req->alloc) {
+    kcld_evs_decoder_set_alloc(s->dec, req->alloc);
+    s->own_frames = 1;
+  }
   if (rc == 0 && !(body = subscribe_request(req)))
     rc = KCLD_ENOMEM;
   if (rc == 0)

@@ -18,6 +18,7 @@
 #include <uv.h>
 
 #include "aws/call.h"
+#include "aws/eventstream.h"
 #include "aws/svc.h"
 
 struct kcld_fanout;
@@ -116,6 +117,9 @@ struct kcld_fanout_subscribe_req {
   int64_t timestamp_ms;        /* AT_TIMESTAMP: epoch milliseconds */
   long timeout_ms;             /* the whole subscription; 0 = 330000 (the
                                   service ends one after 5 minutes) */
+  /* Optional: buffers for events that arrive in pieces (all but small
+   * ones), handed to the callback as kcld_fanout_event.frame. */
+  const struct kcld_evs_alloc *alloc;
 };
 
 enum kcld_fanout_event_kind {
@@ -131,6 +135,10 @@ struct kcld_fanout_event {
    * not parsed here (parse it on the worker pool).  "" for INITIAL. */
   const char *payload;
   size_t payload_len;
+  /* RECORDS with req.alloc: the buffer from it holding the event's frame
+   * (payload points into it), now the callback's to give back with
+   * alloc->release; NULL when the event was not gathered (copy it). */
+  void *frame;
 };
 
 struct kcld_fanout_sub;

@@ -2,11 +2,17 @@
  * subscriptions one after the other, events parsed on the worker pool,
  * backpressure by pausing the stream.  See subscriber.h and source.h.
  *
- * Events are queued in arrival order (each payload copied into a block of
- * the shard's account) and parsed one at a time by the one parse job, so
+ * Events are queued in arrival order and parsed one at a time by the one
+ * parse job, so
  * batches reach the core in shard order.  A new subscription waits until
  * every event received is parsed and handed over: the last continuation
  * is then the position to resume from.
+ *
+ * Memory: an event that arrives in pieces (all but small ones) is gathered
+ * by the decoder straight into a block of the shard's account and kept
+ * there until parsed, so its bytes are copied once, into memory the
+ * budget counts and reuses; a small event that arrived whole is copied
+ * into a block.
  *
  * Everything here runs on the loop thread except parse_work(), which reads
  * the event being parsed and writes the job's result and touches nothing
@@ -28,13 +34,15 @@
 /* One event received, waiting for its parse. */
 struct event {
   struct event *next;
-  char *p;                 /* a block of the account */
+  char *block;             /* of the account: the frame, or a copy */
+  const char *payload;     /* in block */
   size_t len;
 };
 
 struct subscriber {
   struct kcld_source_base base; /* first: the parse job and timer find us */
   struct kcld_fanout *fanout;
+  struct kcld_evs_alloc frames; /* the account's blocks, for the decoder */
   char *consumer_arn;
   char cont[KCLD_SEQ_MAX + 1]; /* the last continuation handed over */
   int have_cont;
@@ -58,7 +66,7 @@ static void schedule(struct subscriber *s);
 
 static void free_event(struct event *e)
 {
-  kcld_fetch_free(e->p);
+  kcld_fetch_free(e->block);
   free(e);
 }
 
@@ -161,7 +169,7 @@ static void local_failure(struct subscriber *s, int err, const char *message)
 static void parse_work(struct kcld_fetch_job *j)
 {
   struct subscriber *s = (struct subscriber *)j;
-  kcld_source_parse(&s->base, s->in_parse->p, s->in_parse->len);
+  kcld_source_parse(&s->base, s->in_parse->payload, s->in_parse->len);
 }
 
 static void pump_parse(struct subscriber *s);
@@ -218,7 +226,7 @@ static void parse_done(struct kcld_fetch_job *j, int status)
   s->base.parsed = NULL;
   s->in_parse = NULL;
   s->parsing = 0;
-  kcld_source_note_body(&s->base, kcld_fetch_charged(e->p));
+  kcld_source_note_body(&s->base, kcld_fetch_charged(e->block));
   free_event(e);
   if (s->base.closing) {
     kcld_record_batch_release(b);
@@ -265,16 +273,21 @@ static void estimate(const struct subscriber *s, size_t *body, size_t *batch);
 
 /* An event came without an admission: bytes curl had already received
  * when the stream paused (over HTTP/2 the window closes only then), which
- * may be many events.  It is kept if the account admits it now; else the
+ * may be many events.  It is kept if the account admits it now (its frame,
+ * when the decoder gathered it in a block, is already counted); else the
  * subscription ends here, without counting as a failure: the events queued
  * are parsed and handed over, and the next subscription starts after the
  * last of them once the account wakes.  Returns 1 to keep the event. */
-static int admit_overflow(struct subscriber *s, size_t len)
+static int admit_overflow(struct subscriber *s,
+                          const struct kcld_fanout_event *ev)
 {
   size_t body, batch;
   estimate(s, &body, &batch);
-  if (kcld_fetch_account_admit(s->base.args.account, len > body ? len : body,
-                               batch)) {
+  if (ev->frame)
+    body = 0;
+  else if (ev->payload_len > body)
+    body = ev->payload_len;
+  if (kcld_fetch_account_admit(s->base.args.account, body, batch)) {
     s->admitted = 1;
     return 1;
   }
@@ -289,26 +302,31 @@ static int admit_overflow(struct subscriber *s, size_t len)
 static void on_event(const struct kcld_fanout_event *ev, void *arg)
 {
   struct subscriber *s = arg;
+  char *block = ev->frame;
   struct event *e;
 
-  if (s->base.stopped || s->base.closing)
-    return;
-  if (ev->kind == KCLD_FANOUT_INITIAL) {
+  if (ev->kind == KCLD_FANOUT_INITIAL)
     s->base.fails_in_row = 0;
+  if (s->base.stopped || s->base.closing || ev->kind == KCLD_FANOUT_INITIAL ||
+      (!s->admitted && !admit_overflow(s, ev))) {
+    kcld_fetch_free(block);
     return;
   }
-  if (!s->admitted && !admit_overflow(s, ev->payload_len))
-    return;
   e = calloc(1, sizeof(*e));
-  if (e)
-    e->p = kcld_fetch_alloc(s->base.args.account,
-                            ev->payload_len ? ev->payload_len : 1);
-  if (!e || !e->p) {
+  if (e && !block) {
+    block = kcld_fetch_alloc(s->base.args.account,
+                             ev->payload_len ? ev->payload_len : 1);
+    if (block)
+      memcpy(block, ev->payload, ev->payload_len);
+  }
+  if (!e || !block) {
     free(e);
+    kcld_fetch_free(block);
     local_failure(s, KCLD_ENOMEM, "out of memory for an event");
     return;
   }
-  memcpy(e->p, ev->payload, ev->payload_len);
+  e->block = block;
+  e->payload = ev->frame ? ev->payload : block;
   e->len = ev->payload_len;
   if (s->qtail)
     s->qtail->next = e;
@@ -360,7 +378,7 @@ static void subscribe(struct subscriber *s)
     [KCLD_SOURCE_AT_TIMESTAMP] = KCLD_FANOUT_AT_TIMESTAMP};
   struct kcld_fanout_subscribe_req req = {
     .consumer_arn = s->consumer_arn, .shard_id = s->base.shard_id,
-    .timestamp_ms = s->base.args.start.timestamp_ms};
+    .timestamp_ms = s->base.args.start.timestamp_ms, .alloc = &s->frames};
   int rc;
 
   if (s->have_cont) {
@@ -385,6 +403,12 @@ static void subscribe(struct subscriber *s)
     failed(s, &st);
     schedule(s);
   }
+}
+
+/* The decoder's buffers for s's events: blocks of its account. */
+static void *frame_alloc(void *account, size_t size)
+{
+  return kcld_fetch_alloc(account, size);
 }
 
 /* ======== Scheduling ======== */
@@ -522,6 +546,9 @@ int kcld_subscriber_start(const struct kcld_subscriber_opts *o, void **out)
     return rc;
   }
   s->fanout = o->fanout;
+  s->frames = (struct kcld_evs_alloc){.alloc = frame_alloc,
+                                      .release = kcld_fetch_free,
+                                      .ctx = s->base.args.account};
   s->base.mem.event = 1;
   *out = s;
   schedule(s);

@@ -11,7 +11,9 @@
  * Checked against eventstream.h: all three deliver the same frames (count,
  * header names, types, values, payloads) and end the same way (taken,
  * refused, or holding the same unfinished bytes); every pointer handed back
- * lies inside the input or is NUL-terminated as promised; a refusal says
+ * lies inside the input or is NUL-terminated as promised; the byte-by-byte
+ * decoder gathers into buffers of its owner's and every frame's buffer is
+ * taken (kcld_evs_decoder_take) and holds the payload; a refusal says
  * why and the decoder then refuses more input; frames plus pending bytes
  * add up to what was fed. */
 #include <stdint.h>
@@ -39,7 +41,14 @@ struct seen {
   size_t n;
   uint32_t digest[MAX_SEEN]; /* one CRC over each frame's decoded content */
   size_t bytes;       /* frame bytes delivered (payload + headers + 16) */
+  struct kcld_evs_decoder *take_from; /* takes each frame's buffer */
 };
+
+static void *own_alloc(void *ctx, size_t size)
+{
+  (void)ctx;
+  return malloc(size);
+}
 
 static uint32_t digest_add(uint32_t c, const void *p, size_t n)
 {
@@ -110,6 +119,15 @@ static int on_msg(const struct kcld_evs_message *m, void *arg)
     s->digest[s->n] = c;
   s->n++;
   s->bytes += 16 + hbytes + m->payload_len;
+  if (s->take_from) {
+    /* Fed a byte at a time, every frame was gathered. */
+    uint8_t *b = kcld_evs_decoder_take(s->take_from);
+    CHECK(b != NULL && kcld_evs_decoder_take(s->take_from) == NULL);
+    CHECK((const uint8_t *)m->payload >= b + 12 &&
+          (const uint8_t *)m->payload + m->payload_len <=
+            b + 12 + hbytes + m->payload_len);
+    free(b);
+  }
   return 0;
 }
 
@@ -131,6 +149,11 @@ static void run(struct run *r, const uint8_t *data, size_t size,
   r->seen.in = data;
   r->seen.in_len = size;
   CHECK(kcld_evs_decoder_new(&lim, &d) == 0);
+  if (mode == 2) {
+    struct kcld_evs_alloc own = {own_alloc, free, NULL};
+    kcld_evs_decoder_set_alloc(d, &own);
+    r->seen.take_from = d;
+  }
   while (pos < size && r->rc == 0) {
     size_t n = size - pos;
     if (mode == 1) {

@@ -286,6 +286,97 @@ static void test_stream_chunks(void **state)
   kcld_evs_decoder_free(d);
 }
 
+/* ======== Frames in the owner's buffers ======== */
+
+struct owner {
+  int allocs, releases;
+  struct kcld_evs_decoder *d;
+  struct got g;
+  uint8_t *kept[256];      /* frames taken, in order */
+  size_t kept_vec[256];
+  size_t n_kept, n_in_place;
+};
+
+static void *own_alloc(void *ctx, size_t size)
+{
+  struct owner *o = ctx;
+  o->allocs++;
+  return malloc(size);
+}
+
+static struct owner *s_owner; /* for own_release, which has no context */
+
+static void own_release(void *p)
+{
+  s_owner->releases++;
+  free(p);
+}
+
+/* Checks the frame, then takes every other gathered frame's buffer. */
+static int on_take(const struct kcld_evs_message *m, void *arg)
+{
+  struct owner *o = arg;
+  size_t vec = o->g.next % s_nvecs;
+  uint8_t *b;
+
+  on_msg(m, &o->g);
+  if (o->g.n % 2)
+    return 0; /* not taken: the decoder gives it back */
+  b = kcld_evs_decoder_take(o->d);
+  assert_null(kcld_evs_decoder_take(o->d)); /* taken once */
+  if (!b) {
+    o->n_in_place++;
+    return 0;
+  }
+  assert_true(o->n_kept < 256);
+  /* The message's payload lies in the buffer taken. */
+  assert_true(m->payload >= b && m->payload + m->payload_len <= b +
+              s_vecs[vec].len);
+  o->kept[o->n_kept] = b;
+  o->kept_vec[o->n_kept++] = vec;
+  return 0;
+}
+
+/* With an allocator, frames that arrive in pieces are gathered in its
+ * buffers; the callback may take one and keep the whole frame, intact
+ * after the decoder has gone on; what it does not take is given back; a
+ * frame decoded in place has no buffer to take. */
+static void test_own_buffers(void **state)
+{
+  struct owner o = {0};
+  struct kcld_evs_alloc a = {own_alloc, own_release, &o};
+  size_t pos = 0;
+
+  (void)state;
+  s_owner = &o;
+  o.d = decoder(0, 0);
+  kcld_evs_decoder_set_alloc(o.d, &a);
+  assert_null(kcld_evs_decoder_take(o.d)); /* outside a callback */
+  while (pos < s_stream_len) {
+    size_t n = s_stream_len - pos < 100 ? s_stream_len - pos : 100;
+    assert_int_equal(kcld_evs_decoder_feed(o.d, s_stream + pos, n, on_take,
+                                           &o), 0);
+    pos += n;
+  }
+  assert_int_equal(o.g.n, s_nvecs);
+  assert_true(o.n_kept > 0);
+  for (size_t i = 0; i < o.n_kept; i++) {
+    const struct vec *v = &s_vecs[o.kept_vec[i]];
+    assert_memory_equal(o.kept[i], v->frame, v->len);
+    own_release(o.kept[i]);
+  }
+  /* Whole in one chunk: decoded in place, nothing to take. */
+  size_t in_place = o.n_in_place;
+  o.g = (struct got){0, 0, 0};
+  o.g.n = 1; /* on_take takes at even counts: the next frame */
+  assert_int_equal(kcld_evs_decoder_feed(o.d, s_vecs[0].frame, s_vecs[0].len,
+                                         on_take, &o), 0);
+  assert_int_equal(o.n_in_place, in_place + 1);
+  kcld_evs_decoder_free(o.d);
+  assert_true(o.allocs > 0);
+  assert_int_equal(o.allocs, o.releases);
+}
+
 static int never(const struct kcld_evs_message *m, void *arg)
 {
   (void)m;
@@ -581,6 +672,7 @@ int main(void)
     cmocka_unit_test(test_bad_headers),
     cmocka_unit_test(test_header_lookup),
     cmocka_unit_test(test_stop),
+    cmocka_unit_test(test_own_buffers),
   };
   return cmocka_run_group_tests(tests, setup, teardown);
 }

@@ -36,7 +36,8 @@ static const char *const s_vars[] = {
   "AWS_CONTAINER_CREDENTIALS_FULL_URI", "AWS_CONTAINER_AUTHORIZATION_TOKEN",
   "AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE", "AWS_EC2_METADATA_DISABLED",
   "AWS_EC2_METADATA_SERVICE_ENDPOINT",
-  "AWS_EC2_METADATA_SERVICE_ENDPOINT_MODE", NULL};
+  "AWS_EC2_METADATA_SERVICE_ENDPOINT_MODE", "AWS_METADATA_SERVICE_TIMEOUT",
+  NULL};
 
 /* ---------- the control plane of the fake endpoint (blocking curl) ------ */
 
@@ -139,6 +140,10 @@ static int setup(void **state)
   /* No shared files either. */
   setenv("AWS_SHARED_CREDENTIALS_FILE", "/nonexistent/kcld/credentials", 1);
   setenv("AWS_CONFIG_FILE", "/nonexistent/kcld/config", 1);
+  /* The tests count the fake's requests: a loaded machine must not turn
+   * a slow answer into a timeout and a retry (the 1 s default is tested
+   * on its own, test_imds_slow_then_answers). */
+  setenv("AWS_METADATA_SERVICE_TIMEOUT", "5", 1);
   json_decref(emu_call("POST", "/__reset", "{}"));
   uv_loop_init(&e->loop);
   if (kcld_http_new(&e->loop, NULL, &e->http) != 0)
@@ -438,6 +443,7 @@ static void test_imds_slow_then_answers(void **state)
   struct env *e = *state;
   struct kcld_test_got g;
   control("{\"delay_ms\": 1500, \"delay_count\": 1}");
+  unsetenv("AWS_METADATA_SERVICE_TIMEOUT"); /* the default, 1 s */
   start(e);
   uint64_t t0 = uv_hrtime();
   get_wait(e, &g, 8000);

@@ -3,8 +3,7 @@
  * backpressure by pausing the stream.  See subscriber.h and source.h.
  *
  * Events are queued in arrival order and parsed one at a time by the one
- * parse job, so
- * batches reach the core in shard order.  A new subscription waits until
+ * parse job, so batches reach the core in shard order.  A new subscription waits until
  * every event received is parsed and handed over: the last continuation
  * is then the position to resume from.
  *

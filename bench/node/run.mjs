@@ -21,7 +21,8 @@
 // BENCH_LATENCY_SET (the same for the latency benchmark's kcld only),
 // BENCH_LATENCY_FANOUT=0 (no fixture passes, polling and fan-out, in the
 // latency benchmark),
-// BENCH_FANOUT_SHARDS (the fan-out benchmark's shards, "4 16"),
+// BENCH_FANOUT_SHARDS (the fan-out benchmark's shards, "4 16"; "none": only
+// its idle RSS),
 // BENCH_FANOUT_IDLE (its idle shards for RSS, 256), BENCH_FANOUT_PER_EVENT
 // (records per fan-out event, 1000),
 // BENCH_KINESIS_EFO=1 (latency and failover on the enhanced fan-out emulator,
@@ -491,8 +492,9 @@ async function filterBench() {
 
 // ======== 6. Fan-out ========
 
-const FANOUT_SHARDS = (env.BENCH_FANOUT_SHARDS || '4 16').trim().split(/\s+/)
-  .map(Number);
+const FANOUT_SPEC = (env.BENCH_FANOUT_SHARDS || '4 16').trim();
+const FANOUT_SHARDS = FANOUT_SPEC === 'none' ? []
+  : FANOUT_SPEC.split(/\s+/).map(Number);
 const FANOUT_IDLE = Number(env.BENCH_FANOUT_IDLE || 256);
 // Records per fan-out event (polling keeps 10000 per answer, its best):
 // with 10000 (~14 MB events, over fetch.max_buffered_bytes) some shards

@@ -48,6 +48,12 @@
  * ~1,300 requests a second; malloc and free were ~12% of kcld's CPU). */
 #define EASY_KEPT 64
 #define BODY_INITIAL_CAP 16384u
+/* A stream keeps its buffer for the next bytes when the buffer has grown
+ * (events arriving back to back: no growing it again) or the delivery was
+ * at least this much; otherwise - an idle subscription's empty event every
+ * few seconds - it goes back to malloc, so that idle subscriptions do not
+ * each hold BODY_INITIAL_CAP bytes. */
+#define STREAM_KEEP_MIN 4096u
 /* A GetRecords answer is at most 10 MiB of data, ~14 MiB as base64 JSON;
  * anything far beyond that is not an AWS answer. */
 #define BODY_MAX ((size_t)256 << 20)
@@ -420,7 +426,7 @@ static int stream_hand_over(struct http_req *r)
     req_free(r);
     return 0;
   }
-  if (!r->resp && buf) { /* keep the buffer for the next bytes */
+  if (!r->resp && buf && (cap > BODY_INITIAL_CAP || n >= STREAM_KEEP_MIN)) {
     buf[0] = '\0';
     r->resp = buf;
     r->resp_cap = cap;

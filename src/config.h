@@ -130,6 +130,7 @@ struct kcld_config_http {
                                   AWS_MAX_ATTEMPTS, the profile's, 3 */
   enum kcld_config_retry_mode retry_mode;
   int max_connections;         /* keep-alive connections kept; 0 = auto */
+  int dynamodb_max_in_flight;  /* DynamoDB requests at once; 0 = no cap */
 };
 
 struct kcld_config_lease {

@@ -58,4 +58,5 @@ void kcld_config_aws_client(const struct kcld_config *cfg, uv_loop_t *loop,
   o->use_fips = kcld_config_switch_value(cfg->endpoints.fips);
   o->use_dualstack = kcld_config_switch_value(cfg->endpoints.dualstack);
   o->timeout_ms = (long)cfg->http.timeout_ms;
+  o->max_in_flight[KCLD_AWS_DYNAMODB] = cfg->http.dynamodb_max_in_flight;
 }

@@ -152,6 +152,11 @@ const struct kcld_config_key kcld_config_keys[] = {
   INT("http.max_connections", http.max_connections, "0", 0, 100000, 0,
       "keep-alive connections kept open for reuse; 0 = leases held + 64, "
       "at least 128"),
+  INT("http.dynamodb_max_in_flight", http.dynamodb_max_in_flight, "16", 0,
+      10000, 0,
+      "DynamoDB requests (lease renewals, takes, checkpoints) in flight at "
+      "once; more wait their turn, so bursts reuse a bounded set of "
+      "connections; 0 = no cap"),
 
   STR("lease.table", lease.table, "", C_TABLE, 0,
       "lease table name; \"\" = application"),

@@ -123,6 +123,11 @@ struct kcld_aws {
   int quota;           /* retry tokens left */
   long skew_s;         /* server clock minus ours */
   struct aws_call *calls;
+  /* Requests (not streams) in flight per service, their cap (0 = none)
+   * and the calls waiting for a turn, oldest first. */
+  int in_flight[KCLD_AWS_NSERVICES];
+  int max_in_flight[KCLD_AWS_NSERVICES];
+  struct aws_call *waiting[KCLD_AWS_NSERVICES], *waiting_tail[KCLD_AWS_NSERVICES];
   kcld_aws_observer_fn observer;
   void *observer_arg;
   int closing;
@@ -130,6 +135,7 @@ struct kcld_aws {
 
 enum call_state {
   CALL_WAITING,  /* timer set for the next attempt */
+  CALL_QUEUED,   /* waiting for a turn under the service's cap */
   CALL_CREDS,    /* waiting for credentials */
   CALL_HTTP,     /* request in flight */
   CALL_DONE      /* callback has run */
@@ -159,6 +165,8 @@ struct aws_call {
   kcld_aws_cb cb;
   void *arg;
   struct aws_call *prev, *next;
+  int turn;                    /* counted in its service's in_flight */
+  struct aws_call *wnext;      /* CALL_QUEUED: the next waiting call */
   /* The latest failure, reported if no attempt succeeds. */
   int err;
   long status;
@@ -386,6 +394,90 @@ static void on_call_timer_closed(uv_handle_t *h)
   call_unref(h->data);
 }
 
+/* ======== Turns: requests in flight per service ========
+ *
+ * A service with a cap (max_in_flight) has at most that many requests in
+ * flight; an attempt beyond it waits, in order, for one to end.  Bursts
+ * (a tick's lease renewals) then go out over a bounded set of connections
+ * that all stay in use, instead of opening connections that a burst needs
+ * once and the server closes after sitting idle (TIME_WAIT churn). */
+
+static void start_attempt(struct aws_call *c);
+static void call_fail(struct aws_call *c, int err, const char *message);
+
+static void on_turn_timer(uv_timer_t *t)
+{
+  start_attempt(t->data);
+}
+
+/* Whether c may send now: it holds a turn, or its service has no cap (or c
+ * is a stream, which is never counted), or a turn is free (taken).  Else
+ * c waits in its service's queue. */
+static int turn_take(struct aws_call *c)
+{
+  struct kcld_aws *aws = c->aws;
+  int max = aws->max_in_flight[c->svc];
+
+  if (c->turn || max <= 0 || c->on_data)
+    return 1;
+  if (aws->in_flight[c->svc] < max) {
+    aws->in_flight[c->svc]++;
+    c->turn = 1;
+    return 1;
+  }
+  c->state = CALL_QUEUED;
+  c->wnext = NULL;
+  if (aws->waiting_tail[c->svc])
+    aws->waiting_tail[c->svc]->wnext = c;
+  else
+    aws->waiting[c->svc] = c;
+  aws->waiting_tail[c->svc] = c;
+  return 0;
+}
+
+/* Takes a waiting call out of its queue (it is finishing). */
+static void turn_unqueue(struct kcld_aws *aws, struct aws_call *c)
+{
+  struct aws_call **pp = &aws->waiting[c->svc], *prev = NULL;
+
+  while (*pp && *pp != c) {
+    prev = *pp;
+    pp = &(*pp)->wnext;
+  }
+  if (!*pp)
+    return;
+  *pp = c->wnext;
+  if (aws->waiting_tail[c->svc] == c)
+    aws->waiting_tail[c->svc] = prev;
+  c->wnext = NULL;
+}
+
+/* c's request has ended: its turn goes to the oldest waiting call, which
+ * starts its attempt from its own timer (never inside this callback). */
+static void turn_end(struct aws_call *c)
+{
+  struct kcld_aws *aws = c->aws;
+  struct aws_call *n;
+
+  if (!c->turn)
+    return;
+  c->turn = 0;
+  aws->in_flight[c->svc]--;
+  while (!aws->closing && (n = aws->waiting[c->svc]) != NULL) {
+    aws->waiting[c->svc] = n->wnext;
+    if (!aws->waiting[c->svc])
+      aws->waiting_tail[c->svc] = NULL;
+    n->wnext = NULL;
+    n->state = CALL_WAITING;
+    if (uv_timer_start(&n->timer, on_turn_timer, 0, 0) == 0) {
+      n->turn = 1;
+      aws->in_flight[c->svc]++;
+      return;
+    }
+    call_fail(n, KCLD_EINVAL, "the request could not be started");
+  }
+}
+
 /* Runs the callback once and lets the call go.  `parsed` is handed to the
  * callback (borrowed) and released after it. */
 static void call_finish(struct aws_call *c, int err, json_t *parsed,
@@ -396,6 +488,9 @@ static void call_finish(struct aws_call *c, int err, json_t *parsed,
 
   if (c->state == CALL_DONE)
     return;
+  if (c->state == CALL_QUEUED)
+    turn_unqueue(aws, c);
+  turn_end(c);
   c->state = CALL_DONE;
   call_unlink(aws, c);
   c->aws = NULL;
@@ -432,8 +527,6 @@ static void call_fail(struct aws_call *c, int err, const char *message)
 }
 
 /* ======== Attempts ======== */
-
-static void start_attempt(struct aws_call *c);
 
 static void on_retry_timer(uv_timer_t *t)
 {
@@ -634,6 +727,7 @@ static void on_http(const struct kcld_http_response *r, void *arg)
   struct kcld_aws *aws = c->aws;
 
   c->hs = NULL;
+  turn_end(c);
   if (r->err == KCLD_ECANCELED) {
     call_fail(c, KCLD_ECANCELED, "cancelled");
     return;
@@ -823,6 +917,8 @@ static void on_creds(int err, const struct kcld_creds *creds, void *arg)
 
 static void start_attempt(struct aws_call *c)
 {
+  if (!turn_take(c))
+    return; /* turn_end() starts it */
   if (c->aws->adaptive) {
     /* The adaptive mode's rate limiter: wait for a token. */
     uint64_t wait = kcld_ratelimit_acquire(&c->aws->rl, now_s());
@@ -964,6 +1060,9 @@ int kcld_aws_new(const struct kcld_aws_opts *opts, struct kcld_aws **out)
       opts->max_attempts < 0 ||
       opts->retry_base_ms < 0 || opts->timeout_ms < 0)
     return KCLD_EINVAL;
+  for (int i = 0; i < KCLD_AWS_NSERVICES; i++)
+    if (opts->max_in_flight[i] < 0)
+      return KCLD_EINVAL;
   aws = calloc(1, sizeof(*aws));
   if (!aws)
     return KCLD_ENOMEM;
@@ -973,6 +1072,8 @@ int kcld_aws_new(const struct kcld_aws_opts *opts, struct kcld_aws **out)
   aws->retry_base_ms =
     opts->retry_base_ms > 0 ? opts->retry_base_ms : DEFAULT_RETRY_BASE_MS;
   aws->timeout_ms = opts->timeout_ms;
+  for (int i = 0; i < KCLD_AWS_NSERVICES; i++)
+    aws->max_in_flight[i] = opts->max_in_flight[i];
   aws->quota = QUOTA_MAX;
   aws->region = strdup(opts->region);
   if (!aws->region) {

@@ -82,6 +82,9 @@ struct kcld_aws_opts {
                              profile's retry_mode, else standard */
   long retry_base_ms;     /* backoff base; 0 = 100 (SDK default) */
   long timeout_ms;        /* per attempt; 0 = the http client's default */
+  /* Requests in flight at once per service (streams not counted); the
+   * attempts beyond wait their turn in order; 0 = no cap */
+  int max_in_flight[KCLD_AWS_NSERVICES];
 };
 
 /* Result of a call.  Valid only during the callback. */

@@ -1055,6 +1055,77 @@ static void test_close_cancels(void **state)
   }
 }
 
+/* A service's cap on requests in flight: DynamoDB calls beyond it wait
+ * their turn in order and all finish; another service (no cap) is not held
+ * back; waiting calls are cancelled when the client closes. */
+static void test_in_flight_cap(void **state)
+{
+  (void)state;
+  struct env e;
+  struct outcome ddb[5] = {{0}}, kin[2] = {{0}}, late[3] = {{0}};
+  struct kcld_aws_opts capped = {.max_attempts = 1};
+  size_t most = 0;
+
+  capped.max_in_flight[KCLD_AWS_DYNAMODB] = 2;
+  env_open(&e, s_fault, &capped);
+  script("{'steps':[{'delay_ms':150,'times':7}]}");
+  for (int i = 0; i < 5; i++)
+    start(&e, KCLD_AWS_DYNAMODB, "UpdateItem", NULL, NULL, &ddb[i]);
+  int ddb_done = 0;
+  for (int tries = 0; tries < 1000 && ddb_done < 5; tries++) {
+    int never = 0;
+    kcld_test_run_until(&e.loop, &never, 5);
+    size_t n = kcld_http_pending(e.http);
+    assert_true(n <= 2);
+    most = n > most ? n : most;
+    if (tries == 2) { /* DynamoDB's turns are taken; Kinesis goes at once */
+      start(&e, KCLD_AWS_KINESIS, "GetRecords", NULL, NULL, &kin[0]);
+      start(&e, KCLD_AWS_KINESIS, "GetRecords", NULL, NULL, &kin[1]);
+      for (int k = 0; k < 100 && kcld_http_pending(e.http) < 4; k++)
+        kcld_test_run_until(&e.loop, &never, 2);
+      assert_int_equal(kcld_http_pending(e.http), 4);
+      assert_true(kcld_test_run_until(&e.loop, &kin[1].done, 5000));
+      assert_true(kcld_test_run_until(&e.loop, &kin[0].done, 5000));
+    }
+    ddb_done = 0;
+    for (int i = 0; i < 5; i++)
+      ddb_done += ddb[i].done;
+  }
+  assert_int_equal(most, 2);
+  for (int i = 0; i < 5; i++) {
+    assert_int_equal(ddb[i].done, 1);
+    assert_int_equal(ddb[i].err, 0);
+  }
+  for (int i = 0; i < 2; i++)
+    assert_int_equal(kin[i].err, 0);
+  assert_int_equal(stat_of("total"), 7);
+
+  /* Two in flight, one waiting: closing cancels all three. */
+  script("{'steps':[{'delay_ms':5000,'times':3}]}");
+  for (int i = 0; i < 3; i++)
+    start(&e, KCLD_AWS_DYNAMODB, "UpdateItem", NULL, NULL, &late[i]);
+  for (int tries = 0; tries < 200 && kcld_http_pending(e.http) < 2; tries++) {
+    int never = 0;
+    kcld_test_run_until(&e.loop, &never, 5);
+  }
+  assert_int_equal(kcld_http_pending(e.http), 2);
+  kcld_aws_close(e.aws);
+  for (int i = 0; i < 3; i++) {
+    assert_int_equal(late[i].done, 1);
+    assert_int_equal(late[i].err, KCLD_ECANCELED);
+  }
+  assert_int_equal(late[2].attempts, 0);
+  kcld_credentials_close(e.creds);
+  kcld_http_close(e.http);
+  kcld_test_loop_finish(&e.loop);
+  for (int i = 0; i < 5; i++)
+    outcome_free(&ddb[i]);
+  for (int i = 0; i < 2; i++)
+    outcome_free(&kin[i]);
+  for (int i = 0; i < 3; i++)
+    outcome_free(&late[i]);
+}
+
 static void test_bad_arguments(void **state)
 {
   (void)state;
@@ -1089,8 +1160,11 @@ static void test_bad_arguments(void **state)
   assert_int_equal(kcld_aws_new(&opts, &aws), KCLD_EINVAL);
   opts.region = NULL;
   assert_int_equal(kcld_aws_new(&opts, &aws), KCLD_EINVAL);
-  /* Default endpoints need no network to set up. */
   opts.region = "eu-west-1";
+  opts.max_in_flight[KCLD_AWS_DYNAMODB] = -1;
+  assert_int_equal(kcld_aws_new(&opts, &aws), KCLD_EINVAL);
+  opts.max_in_flight[KCLD_AWS_DYNAMODB] = 0;
+  /* Default endpoints need no network to set up. */
   assert_int_equal(kcld_aws_new(&opts, &aws), 0);
   assert_string_equal(kcld_aws_region(aws), "eu-west-1");
   kcld_aws_close(aws);
@@ -1135,6 +1209,7 @@ int main(void)
     cmocka_unit_test(test_kinesalite),
     cmocka_unit_test(test_kinesalite_through_faults),
     cmocka_unit_test(test_close_cancels),
+    cmocka_unit_test(test_in_flight_cap),
     cmocka_unit_test(test_bad_arguments),
   };
   return cmocka_run_group_tests(tests, setup, teardown);

@@ -14,6 +14,7 @@
  * credentials callback it waits for has come back. */
 #include "aws/call.h"
 
+#include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -28,6 +29,7 @@
 #include "aws/endpoint.h"
 #include "aws/ratelimit.h"
 #include "aws/sigv4.h"
+#include "aws/turns.h"
 #include "aws/xml.h"
 #include "base/backoff.h"
 #include "base/buf.h"
@@ -123,11 +125,7 @@ struct kcld_aws {
   int quota;           /* retry tokens left */
   long skew_s;         /* server clock minus ours */
   struct aws_call *calls;
-  /* Requests (not streams) in flight per service, their cap (0 = none)
-   * and the calls waiting for a turn, oldest first. */
-  int in_flight[KCLD_AWS_NSERVICES];
-  int max_in_flight[KCLD_AWS_NSERVICES];
-  struct aws_call *waiting[KCLD_AWS_NSERVICES], *waiting_tail[KCLD_AWS_NSERVICES];
+  struct kcld_turns turns[KCLD_AWS_NSERVICES]; /* requests, not streams */
   kcld_aws_observer_fn observer;
   void *observer_arg;
   int closing;
@@ -165,8 +163,8 @@ struct aws_call {
   kcld_aws_cb cb;
   void *arg;
   struct aws_call *prev, *next;
-  int turn;                    /* counted in its service's in_flight */
-  struct aws_call *wnext;      /* CALL_QUEUED: the next waiting call */
+  int turn;                    /* holds one of its service's turns */
+  struct kcld_turn_waiter waiter; /* CALL_QUEUED: in its service's queue */
   /* The latest failure, reported if no attempt succeeds. */
   int err;
   long status;
@@ -394,88 +392,54 @@ static void on_call_timer_closed(uv_handle_t *h)
   call_unref(h->data);
 }
 
-/* ======== Turns: requests in flight per service ========
- *
- * A service with a cap (max_in_flight) has at most that many requests in
- * flight; an attempt beyond it waits, in order, for one to end.  Bursts
- * (a tick's lease renewals) then go out over a bounded set of connections
- * that all stay in use, instead of opening connections that a burst needs
- * once and the server closes after sitting idle (TIME_WAIT churn). */
+/* ======== Turns: requests in flight per service (aws/turns.h) ======== */
 
-static void start_attempt(struct aws_call *c);
+static void on_retry_timer(uv_timer_t *t);
 static void call_fail(struct aws_call *c, int err, const char *message);
 
-static void on_turn_timer(uv_timer_t *t)
+static struct aws_call *call_of_waiter(struct kcld_turn_waiter *w)
 {
-  start_attempt(t->data);
+  return (struct aws_call *)(void *)((char *)w -
+                                     offsetof(struct aws_call, waiter));
 }
 
-/* Whether c may send now: it holds a turn, or its service has no cap (or c
- * is a stream, which is never counted), or a turn is free (taken).  Else
- * c waits in its service's queue. */
+/* Whether c may send now: it holds a turn or took one (a stream never
+ * needs one).  Else it waits in its service's queue (CALL_QUEUED). */
 static int turn_take(struct aws_call *c)
 {
-  struct kcld_aws *aws = c->aws;
-  int max = aws->max_in_flight[c->svc];
-
-  if (c->turn || max <= 0 || c->on_data)
+  if (c->turn || c->on_data)
     return 1;
-  if (aws->in_flight[c->svc] < max) {
-    aws->in_flight[c->svc]++;
+  if (kcld_turns_take(&c->aws->turns[c->svc], &c->waiter)) {
     c->turn = 1;
     return 1;
   }
   c->state = CALL_QUEUED;
-  c->wnext = NULL;
-  if (aws->waiting_tail[c->svc])
-    aws->waiting_tail[c->svc]->wnext = c;
-  else
-    aws->waiting[c->svc] = c;
-  aws->waiting_tail[c->svc] = c;
   return 0;
 }
 
-/* Takes a waiting call out of its queue (it is finishing). */
-static void turn_unqueue(struct kcld_aws *aws, struct aws_call *c)
+/* Free turns of service svc go to the oldest waiting calls, which start
+ * their attempts from their own timers (never inside a callback). */
+static void turn_give(struct kcld_aws *aws, enum kcld_aws_service svc)
 {
-  struct aws_call **pp = &aws->waiting[c->svc], *prev = NULL;
+  struct kcld_turn_waiter *w;
 
-  while (*pp && *pp != c) {
-    prev = *pp;
-    pp = &(*pp)->wnext;
+  while (!aws->closing && (w = kcld_turns_next(&aws->turns[svc])) != NULL) {
+    struct aws_call *n = call_of_waiter(w);
+    n->turn = 1;
+    n->state = CALL_WAITING;
+    if (uv_timer_start(&n->timer, on_retry_timer, 0, 0) != 0)
+      call_fail(n, KCLD_EINVAL, "the request could not be started");
   }
-  if (!*pp)
-    return;
-  *pp = c->wnext;
-  if (aws->waiting_tail[c->svc] == c)
-    aws->waiting_tail[c->svc] = prev;
-  c->wnext = NULL;
 }
 
-/* c's request has ended: its turn goes to the oldest waiting call, which
- * starts its attempt from its own timer (never inside this callback). */
+/* c's request has ended: its turn goes to the oldest waiting call. */
 static void turn_end(struct aws_call *c)
 {
-  struct kcld_aws *aws = c->aws;
-  struct aws_call *n;
-
   if (!c->turn)
     return;
   c->turn = 0;
-  aws->in_flight[c->svc]--;
-  while (!aws->closing && (n = aws->waiting[c->svc]) != NULL) {
-    aws->waiting[c->svc] = n->wnext;
-    if (!aws->waiting[c->svc])
-      aws->waiting_tail[c->svc] = NULL;
-    n->wnext = NULL;
-    n->state = CALL_WAITING;
-    if (uv_timer_start(&n->timer, on_turn_timer, 0, 0) == 0) {
-      n->turn = 1;
-      aws->in_flight[c->svc]++;
-      return;
-    }
-    call_fail(n, KCLD_EINVAL, "the request could not be started");
-  }
+  kcld_turns_end(&c->aws->turns[c->svc]);
+  turn_give(c->aws, c->svc);
 }
 
 /* Runs the callback once and lets the call go.  `parsed` is handed to the
@@ -488,8 +452,7 @@ static void call_finish(struct aws_call *c, int err, json_t *parsed,
 
   if (c->state == CALL_DONE)
     return;
-  if (c->state == CALL_QUEUED)
-    turn_unqueue(aws, c);
+  kcld_turns_remove(&aws->turns[c->svc], &c->waiter);
   turn_end(c);
   c->state = CALL_DONE;
   call_unlink(aws, c);
@@ -527,6 +490,8 @@ static void call_fail(struct aws_call *c, int err, const char *message)
 }
 
 /* ======== Attempts ======== */
+
+static void start_attempt(struct aws_call *c);
 
 static void on_retry_timer(uv_timer_t *t)
 {
@@ -1073,7 +1038,7 @@ int kcld_aws_new(const struct kcld_aws_opts *opts, struct kcld_aws **out)
     opts->retry_base_ms > 0 ? opts->retry_base_ms : DEFAULT_RETRY_BASE_MS;
   aws->timeout_ms = opts->timeout_ms;
   for (int i = 0; i < KCLD_AWS_NSERVICES; i++)
-    aws->max_in_flight[i] = opts->max_in_flight[i];
+    aws->turns[i].max = opts->max_in_flight[i];
   aws->quota = QUOTA_MAX;
   aws->region = strdup(opts->region);
   if (!aws->region) {

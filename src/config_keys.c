@@ -154,9 +154,10 @@ const struct kcld_config_key kcld_config_keys[] = {
       "at least 128"),
   INT("http.dynamodb_max_in_flight", http.dynamodb_max_in_flight, "16", 0,
       10000, 0,
-      "DynamoDB requests (lease renewals, takes, checkpoints) in flight at "
+      "lease-table requests (renewals, takes, checkpoints) in flight at "
       "once; more wait their turn, so bursts reuse a bounded set of "
-      "connections; 0 = no cap"),
+      "connections (the dynamodb handler's writes are not counted); "
+      "0 = no cap"),
 
   STR("lease.table", lease.table, "", C_TABLE, 0,
       "lease table name; \"\" = application"),

@@ -164,6 +164,7 @@ struct aws_call {
   void *arg;
   struct aws_call *prev, *next;
   int turn;                    /* holds one of its service's turns */
+  int uncapped;                /* never needs one */
   struct kcld_turn_waiter waiter; /* CALL_QUEUED: in its service's queue */
   /* The latest failure, reported if no attempt succeeds. */
   int err;
@@ -407,7 +408,7 @@ static struct aws_call *call_of_waiter(struct kcld_turn_waiter *w)
  * needs one).  Else it waits in its service's queue (CALL_QUEUED). */
 static int turn_take(struct aws_call *c)
 {
-  if (c->turn || c->on_data)
+  if (c->turn || c->on_data || c->uncapped)
     return 1;
   if (kcld_turns_take(&c->aws->turns[c->svc], &c->waiter)) {
     c->turn = 1;
@@ -1286,6 +1287,7 @@ static int call_start(struct kcld_aws *aws, enum kcld_aws_service svc,
   if (rc != 0)
     goto refuse;
   c->anonymous = opts ? opts->anonymous : 0;
+  c->uncapped = opts ? opts->uncapped : 0;
   c->aws = aws;
   c->svc = svc;
   snprintf(c->op, sizeof(c->op), "%s", operation);

@@ -117,6 +117,7 @@ struct kcld_aws_call_opts {
   struct kcld_http_body *body_into; /* raw mode: each attempt's answer is
                              written into this caller's buffer (http.h), and
                              res->raw points into it; NULL = the client's */
+  int uncapped;           /* 1: not under the service's max_in_flight */
 };
 
 /* Creates a client: one SigV4 signer per service, endpoints resolved and

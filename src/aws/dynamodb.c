@@ -26,6 +26,11 @@ int kcld_dynamodb_new(struct kcld_aws *aws, uv_loop_t *loop,
                       (void **)out);
 }
 
+void kcld_dynamodb_set_uncapped(struct kcld_dynamodb *db)
+{
+  db->svc.uncapped = 1;
+}
+
 void kcld_dynamodb_close(struct kcld_dynamodb *db)
 {
   if (db)

@@ -39,6 +39,12 @@ struct kcld_dynamodb;
 int kcld_dynamodb_new(struct kcld_aws *aws, uv_loop_t *loop,
                       struct kcld_dynamodb **out);
 
+/* This client's calls are not under the DynamoDB cap on requests in
+ * flight (http.dynamodb_max_in_flight, which paces the lease table's
+ * bursts): for the dynamodb handler's writes, whose concurrency the
+ * pipeline bounds, and which must never make a renewal wait. */
+void kcld_dynamodb_set_uncapped(struct kcld_dynamodb *db);
+
 /* Runs the callback of every pending operation with KCLD_ECANCELED, now,
  * and frees the client; no callback of it runs afterwards.  Timers close on
  * the loop: run it afterwards.  Close this before the AWS client. */

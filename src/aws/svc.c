@@ -255,6 +255,12 @@ static int op_call(struct kcld_svc_op *op, const json_t *request,
     }
     return KCLD_ECANCELED;
   }
+  struct kcld_aws_call_opts own;
+  if (op->svc->uncapped) {
+    own = opts ? *opts : (struct kcld_aws_call_opts){0};
+    own.uncapped = 1;
+    opts = &own;
+  }
   op->in_call = 1;
   rc = rest ? kcld_aws_rest_call(op->svc->aws, op->svc->service,
                                  op->operation, rest, opts, on_call, op)

@@ -70,6 +70,7 @@ struct kcld_svc {
   enum kcld_aws_service service;
   struct kcld_svc_op *ops; /* operations whose callback has not run */
   int closed;
+  int uncapped;            /* its calls are not under max_in_flight */
 };
 
 /* Allocates a zeroed client of `size` bytes (a struct that starts with a

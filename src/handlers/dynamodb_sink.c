@@ -702,6 +702,7 @@ int kcld_dynamodb_sink_new(const struct kcld_handler_env *env,
   rc = kcld_dynamodb_new(env->aws, env->loop, &s->db);
   if (rc != 0)
     goto fail;
+  kcld_dynamodb_set_uncapped(s->db); /* renewals never wait for writes */
   *out = &s->base;
   return 0;
 

@@ -1056,19 +1056,21 @@ static void test_close_cancels(void **state)
 }
 
 /* A service's cap on requests in flight: DynamoDB calls beyond it wait
- * their turn in order and all finish; another service (no cap) is not held
- * back; waiting calls are cancelled when the client closes. */
+ * their turn in order and all finish; another service (no cap) and an
+ * uncapped call (the dynamodb handler's writes) are not held back; waiting
+ * calls are cancelled when the client closes. */
 static void test_in_flight_cap(void **state)
 {
   (void)state;
   struct env e;
-  struct outcome ddb[5] = {{0}}, kin[2] = {{0}}, late[3] = {{0}};
+  struct outcome ddb[5] = {{0}}, kin[2] = {{0}}, late[3] = {{0}}, free1 = {0};
   struct kcld_aws_opts capped = {.max_attempts = 1};
+  const struct kcld_aws_call_opts uncapped = {.uncapped = 1};
   size_t most = 0;
 
   capped.max_in_flight[KCLD_AWS_DYNAMODB] = 2;
   env_open(&e, s_fault, &capped);
-  script("{'steps':[{'delay_ms':150,'times':7}]}");
+  script("{'steps':[{'delay_ms':150,'times':8}]}");
   for (int i = 0; i < 5; i++)
     start(&e, KCLD_AWS_DYNAMODB, "UpdateItem", NULL, NULL, &ddb[i]);
   int ddb_done = 0;
@@ -1081,11 +1083,13 @@ static void test_in_flight_cap(void **state)
     if (tries == 2) { /* DynamoDB's turns are taken; Kinesis goes at once */
       start(&e, KCLD_AWS_KINESIS, "GetRecords", NULL, NULL, &kin[0]);
       start(&e, KCLD_AWS_KINESIS, "GetRecords", NULL, NULL, &kin[1]);
-      for (int k = 0; k < 100 && kcld_http_pending(e.http) < 4; k++)
+      start(&e, KCLD_AWS_DYNAMODB, "PutItem", NULL, &uncapped, &free1);
+      for (int k = 0; k < 100 && kcld_http_pending(e.http) < 5; k++)
         kcld_test_run_until(&e.loop, &never, 2);
-      assert_int_equal(kcld_http_pending(e.http), 4);
+      assert_int_equal(kcld_http_pending(e.http), 5);
       assert_true(kcld_test_run_until(&e.loop, &kin[1].done, 5000));
       assert_true(kcld_test_run_until(&e.loop, &kin[0].done, 5000));
+      assert_true(kcld_test_run_until(&e.loop, &free1.done, 5000));
     }
     ddb_done = 0;
     for (int i = 0; i < 5; i++)
@@ -1098,7 +1102,8 @@ static void test_in_flight_cap(void **state)
   }
   for (int i = 0; i < 2; i++)
     assert_int_equal(kin[i].err, 0);
-  assert_int_equal(stat_of("total"), 7);
+  assert_int_equal(free1.err, 0);
+  assert_int_equal(stat_of("total"), 8);
 
   /* Two in flight, one waiting: closing cancels all three. */
   script("{'steps':[{'delay_ms':5000,'times':3}]}");
@@ -1122,6 +1127,7 @@ static void test_in_flight_cap(void **state)
     outcome_free(&ddb[i]);
   for (int i = 0; i < 2; i++)
     outcome_free(&kin[i]);
+  outcome_free(&free1);
   for (int i = 0; i < 3; i++)
     outcome_free(&late[i]);
 }

@@ -760,6 +760,11 @@ static void test_refresh_while_calls_in_flight(void **state)
       break;
     }
   }
+  /* Calls fired after the refresh must use the new credentials: keep
+   * firing until a few more have completed (the ones in flight when the
+   * refresh landed were signed before it). */
+  for (int i = 0, after = c.ok; i < 400 && c.ok < after + 6; i++)
+    kcld_test_run_until(&e->loop, &(int){0}, 10);
   c.running = 0;
   kcld_test_run_until(&e->loop, &(int){0}, 200);
   while (c.in_flight > 0)

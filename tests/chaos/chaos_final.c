@@ -42,6 +42,13 @@ static int ch_all_handled(struct chaos *c, long *missing_out,
   return missing == 0;
 }
 
+/* The sequence number of the last record put into `shard`, or NULL. */
+static const char *shard_last_seq(struct chaos *c, const char *shard)
+{
+  json_t *list = json_object_get(c->shard_seqs, shard);
+  return json_string_value(json_array_get(list, json_array_size(list) - 1));
+}
+
 /* The sink group's end: the split parent at SHARD_END, every other shard
  * checkpointed at its last record; every good record in the table with
  * its payload.  Returns the number of good records in the table. */
@@ -53,9 +60,7 @@ static long ch_check_sink(struct chaos *c)
   json_array_foreach(items, i, item) {
     const char *shard = ch_attr_s(item, "leaseKey");
     const char *ckpt = ch_attr_s(item, "checkpoint");
-    json_t *list = json_object_get(c->shard_seqs, shard);
-    const char *last = json_string_value(
-      json_array_get(list, json_array_size(list) - 1));
+    const char *last = shard_last_seq(c, shard);
     const char *want = c->parent[0] && strcmp(shard, c->parent) == 0
                          ? "SHARD_END" : last;
     if (want && (!ckpt || strcmp(ckpt, want) != 0))
@@ -303,9 +308,7 @@ static void ch_final(struct chaos *c, unsigned long long drained,
   json_array_foreach(items, i, item) {
     const char *shard = ch_attr_s(item, "leaseKey");
     const char *ckpt = ch_attr_s(item, "checkpoint");
-    json_t *list = json_object_get(c->shard_seqs, shard);
-    const char *last = json_string_value(
-      json_array_get(list, json_array_size(list) - 1));
+    const char *last = shard_last_seq(c, shard);
     if (c->parent[0] && strcmp(shard, c->parent) == 0) {
       if (!ckpt || strcmp(ckpt, "SHARD_END") != 0)
         fail_msg("seed %u: the split parent %s ends at checkpoint %s, not "

@@ -206,6 +206,15 @@ static struct kcld_lambda_stats stats(struct fixture *f)
   return s;
 }
 
+/* Runs the loop until `n` children have been started (at most 5 s). */
+static void await_spawned(struct fixture *f, uint64_t n)
+{
+  for (int i = 0; i < 100 && stats(f).spawned < n; i++) {
+    int never = 0;
+    kcld_test_run_until(&f->loop, &never, 50);
+  }
+}
+
 /* ======== The test child ======== */
 
 static void test_success_and_partial(void **state)
@@ -296,10 +305,7 @@ static void test_split_and_unsolicited(void **state)
   run(&f.loop, f.h, &c, chatty, 1);
   assert_int_equal(c.res.status, KCLD_HANDLER_OK);
   /* Wait for the stray line and the restart it causes. */
-  for (int i = 0; i < 100 && stats(&f).spawned < 2; i++) {
-    int never = 0;
-    kcld_test_run_until(&f.loop, &never, 50);
-  }
+  await_spawned(&f, 2);
   assert_int_equal(stats(&f).garbage, 1);
   assert_int_equal(stats(&f).spawned, 2);
   const char *ok[] = {"a"};
@@ -337,10 +343,7 @@ static void test_answer_then_misbehave(void **state)
   /* Its exit may come after the slot is free again: a batch sent then
    * would meet a dead child (HandlerUnavailable, retried by the
    * dispatcher).  Wait for the restart to test the answer alone. */
-  for (int i = 0; i < 100 && stats(&f).spawned < 3; i++) {
-    int never = 0;
-    kcld_test_run_until(&f.loop, &never, 50);
-  }
+  await_spawned(&f, 3);
   run(&f.loop, f.h, &c, ok, 1);
   assert_int_equal(c.res.status, KCLD_HANDLER_OK);
   struct kcld_lambda_stats s = stats(&f);
@@ -412,10 +415,7 @@ static void test_command_vanishes(void **state)
   assert_string_equal(c.type, "HandlerUnavailable");
   assert_int_equal(rename(moved, script), 0);
   /* The restart is retried with backoff; the next batch waits for it. */
-  for (int i = 0; i < 100 && stats(&f).spawned < 2; i++) {
-    int never = 0;
-    kcld_test_run_until(&f.loop, &never, 50);
-  }
+  await_spawned(&f, 2);
   run(&f.loop, f.h, &c, ok, 1);
   assert_int_equal(c.res.status, KCLD_HANDLER_OK);
   close_lambda(&f);

@@ -29,7 +29,8 @@
 // tests/emulators/lib/kinesis_efo.js, instead of kinesalite: with e.g.
 // BENCH_LATENCY_SET="fetch.mode=fanout"), BENCH_OUT (results JSON, default
 // build/bench/results.json), BENCH_PERF (a directory: profile kcld with perf
-// record into it), BENCH_PEERS (what runs beside kcld in the throughput
+// record into it; BENCH_PERF_ARGS: perf record's sampling options, default
+// "-g", e.g. "--call-graph dwarf,16384 -F 1000"), BENCH_PEERS (what runs beside kcld in the throughput
 // benchmark, default "node boto3 floor"; "" measures kcld alone, e.g. while
 // profiling: the ratios are then not printed).  Prints every figure, its ratios, and issue 11's targets
 // with PASS/MISS; never fails on slowness (it exits non-zero only when a
@@ -192,7 +193,9 @@ async function startKcld(o) {
   // and RSS figures are then perf's, not kcld's).
   const perf = env.BENCH_PERF;
   const p = perf
-    ? proc.start('perf', ['record', '-g', '-q', '-o',
+    ? proc.start('perf', ['record',
+                          ...(env.BENCH_PERF_ARGS || '-g').split(/\s+/),
+                          '-q', '-o',
                           path.join(perf, `${path.basename(cfg.file)}.perf`),
                           '--', path.join(BIN, 'launch'), KCLD, '--config',
                           cfg.file], { stdout: fd, stderr: fd })
@@ -269,6 +272,13 @@ async function kcldThroughput(url, ddb, total, filter, set = []) {
         u0 = proc.usage(k.proc.pid);
         t0 = now();
       }
+    }
+    if (u0 === null) {
+      // Until the first fetch, ask the fixture every 2 ms and leave kcld
+      // alone: a late start would leave kcld's first batches out of its
+      // CPU figure, the more so the faster it runs.
+      await sleep(2);
+      continue;
     }
     const m = await scrape(k, ['kcld_records_handled_total',
                                 'kcld_records_filtered_total']);

@@ -173,6 +173,7 @@ struct aws_call {
   char message[512];
   /* Streams only (kcld_aws_stream_start). */
   kcld_http_data_cb on_data;   /* NULL for a gathered answer */
+  kcld_http_take_cb on_take;   /* optional */
   struct kcld_http_stream *hs; /* while the request is in flight */
   int paused;                  /* the owner wants it paused */
 };
@@ -745,6 +746,12 @@ static void on_stream_data(const char *data, size_t len, void *arg)
   c->on_data(data, len, c->arg);
 }
 
+static size_t on_stream_take(const char *data, size_t len, void *arg)
+{
+  struct aws_call *c = arg;
+  return c->on_take(data, len, c->arg);
+}
+
 /* Signs `sreq` into *sig unless `creds` is NULL (anonymous: *sig stays
  * empty).  0, or the call failed (and *sig cleaned up): nothing to send. */
 static int sign(struct aws_call *c, const struct kcld_creds *creds,
@@ -849,7 +856,8 @@ static void send_attempt(struct aws_call *c, const struct kcld_creds *creds)
     .method = "POST", .url = ep->url, .headers = lines, .body = c->body,
     .body_len = c->body_len, .timeout_ms = c->timeout_ms,
     .http2 = c->on_data != NULL,
-    .body_into = c->on_data ? NULL : c->body_into};
+    .body_into = c->on_data ? NULL : c->body_into,
+    .take = c->on_take ? on_stream_take : NULL};
   c->state = CALL_HTTP;
   if (c->on_data) {
     rc = kcld_http_stream_start(aws->http, &hreq, on_stream_data, on_http, c,
@@ -1255,7 +1263,7 @@ static int call_start(struct kcld_aws *aws, enum kcld_aws_service svc,
                       struct kcld_aws_rest *rest,
                       const struct kcld_aws_call_opts *opts, kcld_aws_cb cb,
                       void *arg, kcld_http_data_cb on_data,
-                      struct aws_call **out)
+                      kcld_http_take_cb on_take, struct aws_call **out)
 {
   int rc = KCLD_EINVAL;
   struct aws_call *c = NULL;
@@ -1301,6 +1309,7 @@ static int call_start(struct kcld_aws *aws, enum kcld_aws_service svc,
   c->arg = arg;
   if (on_data) { /* one attempt, the answer streamed */
     c->on_data = on_data;
+    c->on_take = on_take;
     c->raw = 1;
     c->max_attempts = 1;
   }
@@ -1339,7 +1348,7 @@ int kcld_aws_rest_call(struct kcld_aws *aws, enum kcld_aws_service svc,
 {
   if (!req)
     return KCLD_EINVAL;
-  return call_start(aws, svc, operation, NULL, req, opts, cb, arg, NULL,
+  return call_start(aws, svc, operation, NULL, req, opts, cb, arg, NULL, NULL,
                     NULL);
 }
 
@@ -1356,7 +1365,7 @@ int kcld_aws_call(struct kcld_aws *aws, enum kcld_aws_service svc,
                   void *arg)
 {
   return call_start(aws, svc, operation, request, NULL, opts, cb, arg, NULL,
-                    NULL);
+                    NULL, NULL);
 }
 
 /* ======== Streamed calls ======== */
@@ -1369,8 +1378,8 @@ static struct aws_call *stream_call(struct kcld_aws_stream *s)
 int kcld_aws_stream_start(struct kcld_aws *aws, enum kcld_aws_service svc,
                           const char *operation, const json_t *request,
                           long timeout_ms, kcld_http_data_cb on_data,
-                          kcld_aws_cb cb, void *arg,
-                          struct kcld_aws_stream **out)
+                          kcld_http_take_cb on_take, kcld_aws_cb cb,
+                          void *arg, struct kcld_aws_stream **out)
 {
   struct kcld_aws_call_opts opts = {.timeout_ms = timeout_ms};
   struct aws_call *c = NULL;
@@ -1380,7 +1389,7 @@ int kcld_aws_stream_start(struct kcld_aws *aws, enum kcld_aws_service svc,
     return KCLD_EINVAL;
   *out = NULL;
   rc = call_start(aws, svc, operation, request, NULL, &opts, cb, arg, on_data,
-                  &c);
+                  on_take, &c);
   if (rc == 0)
     *out = (struct kcld_aws_stream *)(void *)c;
   return rc;

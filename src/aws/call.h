@@ -192,7 +192,8 @@ struct kcld_aws_stream;
  * .http2), in one attempt: a stream is not retried, its owner starts
  * another.  A 2xx answer's body goes to on_data as it arrives (from the
  * loop, never inside curl; the owner may pause, resume or cancel from
- * there); cb then runs once, when the answer has ended: err 0 (res->raw is
+ * there; on_take, optional, is the stream's kcld_http_take_cb with arg);
+ * cb then runs once, when the answer has ended: err 0 (res->raw is
  * "", every byte went to on_data), or the error as for kcld_aws_call()
  * (KCLD_EAWS with the error type for an error answer; KCLD_ETRANSPORT for
  * a reset or cut connection, also mid-answer; KCLD_ETIMEDOUT after
@@ -201,8 +202,8 @@ struct kcld_aws_stream;
 int kcld_aws_stream_start(struct kcld_aws *aws, enum kcld_aws_service svc,
                           const char *operation, const json_t *request,
                           long timeout_ms, kcld_http_data_cb on_data,
-                          kcld_aws_cb cb, void *arg,
-                          struct kcld_aws_stream **out);
+                          kcld_http_take_cb on_take, kcld_aws_cb cb,
+                          void *arg, struct kcld_aws_stream **out);
 
 /* Stops and restarts reading the answer (kcld_http_stream_pause/resume;
  * also before the request has gone out).  Idempotent. */

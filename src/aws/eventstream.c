@@ -401,6 +401,19 @@ static void buf_reset(struct kcld_evs_decoder *d)
     buf_free(d);
 }
 
+/* Delivers the gathered frame, now complete, and forgets it. */
+static int gathered_deliver(struct kcld_evs_decoder *d,
+                            kcld_evs_message_cb cb, void *arg)
+{
+  int rc;
+
+  d->delivering = 1;
+  rc = frame_deliver(d, d->buf, d->total, cb, arg);
+  d->delivering = 0;
+  buf_reset(d);
+  return rc;
+}
+
 /* Takes up to `len` bytes into the prelude, then the frame, being
  * gathered; returns how many it took in *took, and delivers the frame when
  * it is complete. */
@@ -425,11 +438,20 @@ static int gather(struct kcld_evs_decoder *d, const uint8_t *p, size_t len,
     d->total = total;
     return 0;
   }
-  d->delivering = 1;
-  rc = frame_deliver(d, d->buf, d->total, cb, arg);
-  d->delivering = 0;
-  buf_reset(d);
-  return rc;
+  return gathered_deliver(d, cb, arg);
+}
+
+size_t kcld_evs_decoder_gather(struct kcld_evs_decoder *d, const void *data,
+                               size_t len)
+{
+  size_t n;
+
+  if (!d || !data || d->done || !d->total || d->delivering)
+    return 0;
+  n = d->total - d->len < len ? d->total - d->len : len;
+  memcpy(d->buf + d->len, data, n);
+  d->len += n;
+  return n;
 }
 
 int kcld_evs_decoder_feed(struct kcld_evs_decoder *d, const void *data,
@@ -440,6 +462,8 @@ int kcld_evs_decoder_feed(struct kcld_evs_decoder *d, const void *data,
 
   if (!d || !cb || (len > 0 && !p) || d->done)
     return KCLD_EINVAL;
+  if (d->total && d->len == d->total && !d->delivering)
+    rc = gathered_deliver(d, cb, arg); /* completed by _gather() */
   while (len > 0 && rc == 0) {
     size_t took = 0, total = 0;
 

@@ -132,6 +132,17 @@ void kcld_evs_decoder_free(struct kcld_evs_decoder *d);
 int kcld_evs_decoder_feed(struct kcld_evs_decoder *d, const void *data,
                           size_t len, kcld_evs_message_cb cb, void *arg);
 
+/* Copies bytes into the frame being gathered, never past its end, and
+ * never calls back: for an owner that must not act on a frame where it
+ * reads (inside curl's write callback).  Takes bytes only while a frame is
+ * part-gathered (its prelude checked and its buffer reserved, by an earlier
+ * kcld_evs_decoder_feed()) and the decoder has not failed; returns how many
+ * it took (0 .. len), from the front.  The next kcld_evs_decoder_feed(),
+ * with more bytes or none, checks and delivers the frame once it is
+ * complete. */
+size_t kcld_evs_decoder_gather(struct kcld_evs_decoder *d, const void *data,
+                               size_t len);
+
 /* Bytes of an unfinished frame held: non-zero at the end of a stream means
  * the stream was cut mid-frame. */
 size_t kcld_evs_decoder_pending(const struct kcld_evs_decoder *d);

@@ -706,6 +706,16 @@ static void on_sub_data(const char *data, size_t len, void *arg)
     sub_free(s);
 }
 
+/* Inside curl: the bytes of the frame being gathered go straight into its
+ * buffer (on_sub_data then delivers it). */
+static size_t on_sub_take(const char *data, size_t len, void *arg)
+{
+  struct kcld_fanout_sub *s = arg;
+
+  return s->ended || s->have_why ? 0
+                                 : kcld_evs_decoder_gather(s->dec, data, len);
+}
+
 static const char *const s_positions[] = {
   "AT_SEQUENCE_NUMBER", "AFTER_SEQUENCE_NUMBER", "TRIM_HORIZON", "LATEST",
   "AT_TIMESTAMP"};
@@ -769,7 +779,8 @@ int kcld_fanout_subscribe(struct kcld_fanout *f,
     rc = kcld_aws_stream_start(f->svc.aws, KCLD_AWS_KINESIS, opname, body,
                                req->timeout_ms ? req->timeout_ms
                                                : SUB_TIMEOUT_MS,
-                               on_sub_data, on_call_done, s, &s->stream);
+                               on_sub_data, on_sub_take, on_call_done, s,
+                               &s->stream);
   json_decref(body);
   if (rc != 0) {
     sub_free(s);

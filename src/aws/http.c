@@ -13,8 +13,9 @@
  * freed in their close callbacks; the client itself (and the multi handle)
  * goes when the last of its handles has closed.
  *
- * Streams (kcld_http_stream_start): curl's write callback only appends a 2xx
- * answer's bytes to the request's buffer and marks it ready; deliver() hands
+ * Streams (kcld_http_stream_start): curl's write callback only gives a 2xx
+ * answer's bytes to the owner's take (a copy, nothing more) or appends them
+ * to the request's buffer, and marks it ready; deliver() hands
  * ready buffers to their owners once curl_multi_socket_action() has
  * returned, so an owner may pause, resume or cancel from its data callback.
  * A paused stream is paused in curl too (curl_easy_pause), so over HTTP/2
@@ -115,6 +116,7 @@ struct http_req {
   /* Streams only. */
   curl_socket_t fd;          /* its connection's socket, when curl said */
   kcld_http_data_cb on_data; /* NULL for a gathered answer */
+  kcld_http_take_cb take;    /* optional */
   long status;               /* the answer's status, once its body starts */
   unsigned char ready;       /* resp holds bytes for on_data */
   unsigned char reread;      /* the kick has curl read its socket */
@@ -480,7 +482,7 @@ static int stream_hand_over(struct http_req *r)
   r->resp_len = r->resp_cap = 0;
   set_ready(r, 0);
   r->delivering = 1;
-  r->on_data(buf, n, r->arg);
+  r->on_data(buf ? buf : "", n, r->arg);
   r->delivering = 0;
   if (r->finished) {
     free(buf);
@@ -577,12 +579,18 @@ static size_t on_write(char *ptr, size_t size, size_t nmemb, void *userdata)
     if (!r->status)
       curl_easy_getinfo(r->easy, CURLINFO_RESPONSE_CODE, &r->status);
     if (stream_2xx(r)) {
-      /* Held only until deliver() runs: a few reads' worth. */
-      if (body_reserve(r, n) != 0)
-        return 0;
-      memcpy(r->resp + r->resp_len, ptr, n);
-      r->resp_len += n;
-      r->resp[r->resp_len] = '\0';
+      /* The owner's take first (one copy), while nothing is held. */
+      size_t took = r->take && r->resp_len == 0 ? r->take(ptr, n, r->arg) : 0;
+      if (took > n)
+        return 0; /* a broken take: fail the transfer */
+      /* The rest is held only until deliver() runs: a few reads' worth. */
+      if (took < n) {
+        if (body_reserve(r, n - took) != 0)
+          return 0;
+        memcpy(r->resp + r->resp_len, ptr + took, n - took);
+        r->resp_len += n - took;
+        r->resp[r->resp_len] = '\0';
+      }
       set_ready(r, 1);
       set_reread(r, 1);
       return n;
@@ -1099,6 +1107,7 @@ static int req_start(struct kcld_http *http,
   r->cb = cb;
   r->arg = arg;
   r->on_data = on_data;
+  r->take = on_data ? req->take : NULL;
   r->fd = CURL_SOCKET_BAD;
   r->seq = http->next_seq++;
   if (req->body_into && !on_data) {

@@ -60,6 +60,16 @@ struct kcld_http_body {
   void *arg;
 };
 
+/* Optional for a stream: takes body bytes straight from curl's buffer, so
+ * that they are copied once.  Runs inside curl, in order, only while the
+ * stream is not paused and holds no bytes for on_data; it must not call
+ * the client (nor anything that may): it only copies.  Returns how many of
+ * the `len` bytes it took, from the front; the rest is held for on_data as
+ * usual.  Whenever it took some, on_data runs afterwards from the loop
+ * (with the bytes held after them, or with len 0), so the owner acts there
+ * on what it took. */
+typedef size_t (*kcld_http_take_cb)(const char *data, size_t len, void *arg);
+
 /* Per-request settings; NULL fields / zero values take the client defaults. */
 struct kcld_http_request {
   const char *method;          /* "GET", "PUT", "POST", ... */
@@ -84,6 +94,7 @@ struct kcld_http_request {
   int borrow_body;             /* 1: the body is not copied: it must stay
                                   valid and unchanged until the callback
                                   has run (large S3 objects) */
+  kcld_http_take_cb take;      /* streams only, optional: see the type */
 };
 
 /* Initializes libcurl once per process (thread-safe, idempotent; called by

@@ -53,7 +53,33 @@ struct strm {
   size_t pause_every;    /* pause each time this many more bytes came */
   size_t next_pause;
   int pauses;
+  /* A take (kcld_http_take_cb): 0 none, 1 half of each chunk, 2 all. */
+  int take;
+  size_t taken;          /* bytes it took */
+  int take_while_paused; /* it ran while paused: a failure */
+  int empty_data;        /* on_data calls with len 0 */
 };
+
+/* Checks `len` bytes against the pattern from where the stream is. */
+static void check_bytes(struct strm *t, const char *data, size_t len)
+{
+  for (size_t i = 0; i < len; i++)
+    if ((unsigned char)data[i] != (t->bytes + i) % 251)
+      t->bad++;
+  t->bytes += len;
+}
+
+static size_t on_take(const char *data, size_t len, void *arg)
+{
+  struct strm *t = arg;
+  size_t n = t->take == 2 ? len : len / 2;
+
+  if (t->s && kcld_http_stream_paused(t->s))
+    t->take_while_paused++;
+  check_bytes(t, data, n);
+  t->taken += n;
+  return n;
+}
 
 static void on_data(const char *data, size_t len, void *arg)
 {
@@ -63,10 +89,9 @@ static void on_data(const char *data, size_t len, void *arg)
     t->data_while_paused++;
   if (t->data_calls++ == 0)
     t->first_ms = uv_now(t->loop);
-  for (size_t i = 0; i < len; i++)
-    if ((unsigned char)data[i] != (t->bytes + i) % 251)
-      t->bad++;
-  t->bytes += len;
+  if (len == 0)
+    t->empty_data++;
+  check_bytes(t, data, len);
   if (t->data_calls == 1 && t->pause_at_first)
     kcld_http_stream_pause(t->s);
   if (t->pause_every && t->bytes >= t->next_pause) {
@@ -170,7 +195,8 @@ static void start(struct kcld_http *http, uv_loop_t *loop, struct strm *t,
            query);
   struct kcld_http_request req = {.method = "POST", .url = url,
                                   .headers = hdrs, .body = "{}",
-                                  .body_len = 2, .http2 = mode != H1};
+                                  .body_len = 2, .http2 = mode != H1,
+                                  .take = t->take ? on_take : NULL};
   t->loop = loop;
   assert_int_equal(kcld_http_stream_start(http, &req, on_data, on_done, t,
                                           &t->s), 0);
@@ -264,6 +290,51 @@ static void test_streams_as_it_arrives(void **state)
   assert_true(t.done_ms - t.first_ms >= 150);
   assert_string_equal(server_proto("tls", proto, sizeof(proto)), "2.0");
   free(t.body);
+  finish(&loop, http);
+}
+
+/* A take gets the bytes first, inside curl; what it leaves goes to on_data
+ * in order, and on_data runs after each take (with len 0 when it took all)
+ * so the owner can act; a paused stream's take does not run either. */
+static void test_take(void **state)
+{
+  uv_loop_t loop;
+  struct kcld_http *http = client(&loop);
+  struct strm half = {0}, all = {0};
+  const size_t total = 3000000;
+  char q[128];
+
+  (void)state;
+  half.take = 1;
+  all.take = 2;
+  all.pause_every = all.next_pause = 700000;
+  snprintf(q, sizeof(q), "id=half&bytes=%zu&chunk=60000&interval=2", total);
+  start(http, &loop, &half, q, H2C);
+  snprintf(q, sizeof(q), "id=all&bytes=%zu&chunk=60000&interval=2", total);
+  start(http, &loop, &all, q, H2TLS);
+  for (int i = 0; i < 1000 && !(half.done && all.done); i++) {
+    run_ms(&loop, 10);
+    if (all.s && kcld_http_stream_paused(all.s))
+      kcld_http_stream_resume(all.s);
+  }
+  assert_int_equal(half.done, 1);
+  assert_int_equal(half.err, 0);
+  assert_int_equal(half.bytes, total);
+  assert_int_equal(half.bad, 0);
+  assert_true(half.taken > 0 && half.taken < total);
+  assert_int_equal(all.done, 1);
+  assert_int_equal(all.err, 0);
+  assert_string_equal(all.body, "");
+  assert_int_equal(all.bytes, total);
+  assert_int_equal(all.bad, 0);
+  assert_true(all.pauses >= 2);
+  assert_int_equal(all.take_while_paused, 0);
+  assert_int_equal(all.data_while_paused, 0);
+  /* The take copied nearly everything; on_data only ran to be told. */
+  assert_true(all.taken > total / 2);
+  assert_true(all.empty_data > 0);
+  free(half.body);
+  free(all.body);
   finish(&loop, http);
 }
 
@@ -592,6 +663,7 @@ int main(void)
   const struct CMUnitTest tests[] = {
     cmocka_unit_test_setup(test_streams_as_it_arrives, reset_stats),
     cmocka_unit_test_setup(test_multiplexed, reset_stats),
+    cmocka_unit_test_setup(test_take, reset_stats),
     cmocka_unit_test_setup(test_pause_resume, reset_stats),
     cmocka_unit_test_setup(test_pauses_to_the_end, reset_stats),
     cmocka_unit_test_setup(test_cancel, reset_stats),

@@ -455,6 +455,67 @@ static void test_bad_crcs(void **state)
   free(two);
 }
 
+/* As the http client feeds a stream with a take: each chunk first to
+ * kcld_evs_decoder_gather() (inside curl: no callback), the rest to
+ * kcld_evs_decoder_feed(), which also delivers a frame gather completed.
+ * Every frame arrives, in order, and gather never takes a prelude nor a
+ * byte past its frame's end. */
+static void test_gather_then_feed(void **state)
+{
+  struct kcld_evs_decoder *d = decoder(0, 0);
+  struct got g = {0, 0, 0};
+  uint64_t rng = 0x9e3779b97f4a7c15ull;
+  size_t gathered = 0;
+
+  (void)state;
+  /* Nothing part-gathered yet: gather takes nothing. */
+  assert_int_equal(kcld_evs_decoder_gather(d, s_stream, s_stream_len), 0);
+  for (int round = 0; round < 10; round++) {
+    size_t pos = 0;
+    while (pos < s_stream_len) {
+      rng ^= rng << 13;
+      rng ^= rng >> 7;
+      rng ^= rng << 17;
+      size_t n = 1 + (size_t)(rng % (round % 2 ? 20000 : 200));
+      if (n > s_stream_len - pos)
+        n = s_stream_len - pos;
+      size_t before = g.n, held = kcld_evs_decoder_pending(d);
+      size_t took = kcld_evs_decoder_gather(d, s_stream + pos, n);
+      assert_true(took <= n);
+      assert_int_equal(g.n, before); /* no callback inside gather */
+      if (took) /* only into a frame whose prelude was checked */
+        assert_true(held >= 12);
+      gathered += took;
+      assert_int_equal(kcld_evs_decoder_feed(d, s_stream + pos + took,
+                                             n - took, on_msg, &g), 0);
+      pos += n;
+    }
+    assert_int_equal(kcld_evs_decoder_pending(d), 0);
+    assert_int_equal(g.n, s_nvecs * (size_t)(round + 1));
+  }
+  assert_true(gathered > s_stream_len); /* it did the bulk of the copying */
+  kcld_evs_decoder_free(d);
+
+  /* A frame completed by gather with a bad message CRC is refused by the
+   * next feed, even an empty one; then nothing more is taken. */
+  const struct vec *v = vec_named("large-payload");
+  uint8_t *f = malloc(v->len);
+  assert_non_null(f);
+  memcpy(f, v->frame, v->len);
+  f[v->len - 1] ^= 0x01;
+  d = decoder(0, 0);
+  g = (struct got){0, (size_t)(v - s_vecs), 0};
+  assert_int_equal(kcld_evs_decoder_feed(d, f, 100, on_msg, &g), 0);
+  assert_int_equal(kcld_evs_decoder_gather(d, f + 100, v->len), v->len - 100);
+  assert_int_equal(kcld_evs_decoder_pending(d), v->len);
+  assert_int_equal(kcld_evs_decoder_feed(d, "", 0, on_msg, &g), KCLD_EPARSE);
+  assert_int_equal(g.n, 0);
+  assert_non_null(strstr(kcld_evs_decoder_error(d), "message CRC"));
+  assert_int_equal(kcld_evs_decoder_gather(d, f, v->len), 0);
+  kcld_evs_decoder_free(d);
+  free(f);
+}
+
 static void test_truncated(void **state)
 {
   (void)state;
@@ -666,6 +727,7 @@ int main(void)
     cmocka_unit_test(test_vectors_whole),
     cmocka_unit_test(test_split_every_boundary),
     cmocka_unit_test(test_stream_chunks),
+    cmocka_unit_test(test_gather_then_feed),
     cmocka_unit_test(test_bad_crcs),
     cmocka_unit_test(test_truncated),
     cmocka_unit_test(test_limits),

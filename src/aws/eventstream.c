@@ -19,8 +19,11 @@
 
 #include "err.h"
 
-/* A gathering buffer above this is given back once its frame is done. */
-#define KEEP_BUF_MAX ((size_t)256 << 10)
+/* A gathered frame, complete, waiting to be delivered. */
+struct done_frame {
+  uint8_t *buf;
+  size_t total;
+};
 
 struct kcld_evs_decoder {
   size_t max_message;
@@ -28,9 +31,16 @@ struct kcld_evs_decoder {
   struct kcld_evs_alloc alloc; /* alloc.alloc NULL: malloc and free */
   uint8_t pre[KCLD_EVS_PRELUDE_LEN];
   uint8_t *buf;              /* the frame being gathered */
-  size_t len, cap;
+  size_t len;
   size_t total;              /* its length, once the prelude is checked */
-  int delivering;            /* buf's frame is in the callback */
+  struct done_frame *q;      /* complete frames, oldest first from q_head */
+  size_t q_head, q_len, q_cap;
+  uint8_t *cur;              /* the queued frame in the callback */
+  int delivering;            /* a gathered frame is in the callback */
+  int feeding;               /* inside kcld_evs_decoder_feed() */
+  int gathering;             /* inside kcld_evs_decoder_gather() */
+  int gather_err;            /* what gather met, reported after the frames
+                                before it */
   struct kcld_evs_header *hdrs;
   size_t hdrs_cap;
   char *strs;
@@ -63,14 +73,15 @@ static int fail(struct kcld_evs_decoder *d, const char *fmt, ...)
 static int fail(struct kcld_evs_decoder *d, const char *fmt, ...)
 {
   va_list ap;
+  /* Gathering, the frames queued before this one are not delivered yet. */
   int n = snprintf(d->error, sizeof(d->error), "frame %llu: ",
-                   (unsigned long long)d->messages + 1);
+                   (unsigned long long)(d->messages + 1 +
+                                        (d->gathering ? d->q_len : 0)));
 
   va_start(ap, fmt);
   if (n > 0 && (size_t)n < sizeof(d->error))
     vsnprintf(d->error + n, sizeof(d->error) - (size_t)n, fmt, ap);
   va_end(ap);
-  d->done = 1;
   return KCLD_EPARSE;
 }
 
@@ -98,14 +109,29 @@ int kcld_evs_decoder_new(const struct kcld_evs_limits *lim,
   return 0;
 }
 
+static void release(struct kcld_evs_decoder *d, void *p)
+{
+  if (p && d->alloc.alloc)
+    d->alloc.release(p);
+  else
+    free(p);
+}
+
 static void buf_free(struct kcld_evs_decoder *d)
 {
-  if (d->buf && d->alloc.alloc)
-    d->alloc.release(d->buf);
-  else
-    free(d->buf);
+  release(d, d->buf);
   d->buf = NULL;
-  d->cap = 0;
+}
+
+/* Gives back the frames still queued. */
+static void queue_clear(struct kcld_evs_decoder *d)
+{
+  while (d->q_len > 0) {
+    release(d, d->q[d->q_head].buf);
+    d->q_head++;
+    d->q_len--;
+  }
+  d->q_head = 0;
 }
 
 void kcld_evs_decoder_set_alloc(struct kcld_evs_decoder *d,
@@ -123,9 +149,8 @@ void *kcld_evs_decoder_take(struct kcld_evs_decoder *d)
   void *p;
   if (!d || !d->delivering)
     return NULL;
-  p = d->buf;
-  d->buf = NULL;
-  d->cap = 0;
+  p = d->cur;
+  d->cur = NULL;
   return p;
 }
 
@@ -134,6 +159,8 @@ void kcld_evs_decoder_free(struct kcld_evs_decoder *d)
   if (!d)
     return;
   buf_free(d);
+  queue_clear(d);
+  free(d->q);
   free(d->hdrs);
   free(d->strs);
   free(d);
@@ -377,48 +404,69 @@ static int frame_deliver(struct kcld_evs_decoder *d, const uint8_t *p,
   return rc;
 }
 
-/* A buffer for a frame of `need` bytes (its content is not kept). */
-static int buf_reserve(struct kcld_evs_decoder *d, size_t need)
+/* A buffer for the frame whose prelude is in d->pre; the prelude goes in
+ * first. */
+static int buf_start(struct kcld_evs_decoder *d, size_t total)
 {
-  if (d->cap >= need)
-    return 0;
-  buf_free(d);
-  d->buf = d->alloc.alloc ? d->alloc.alloc(d->alloc.ctx, need)
-                          : malloc(need);
+  d->buf = d->alloc.alloc ? d->alloc.alloc(d->alloc.ctx, total)
+                          : malloc(total);
   if (!d->buf)
     return KCLD_ENOMEM;
-  d->cap = need;
+  memcpy(d->buf, d->pre, KCLD_EVS_PRELUDE_LEN);
+  d->total = total;
   return 0;
 }
 
-/* The gathered frame is done: forget it, and give back its buffer if it
- * is large or the owner's (whose allocator keeps spare buffers itself). */
-static void buf_reset(struct kcld_evs_decoder *d)
+/* The gathered frame is complete: it joins the queue. */
+static int queue_push(struct kcld_evs_decoder *d)
 {
-  d->len = 0;
-  d->total = 0;
-  if (d->alloc.alloc || d->cap > KEEP_BUF_MAX)
-    buf_free(d);
+  if (d->q_head > 0 && d->q_head + d->q_len == d->q_cap) {
+    memmove(d->q, d->q + d->q_head, d->q_len * sizeof(*d->q));
+    d->q_head = 0;
+  }
+  if (d->q_len == d->q_cap) {
+    size_t cap = d->q_cap ? d->q_cap * 2 : 4;
+    struct done_frame *q = realloc(d->q, cap * sizeof(*q));
+    if (!q)
+      return KCLD_ENOMEM;
+    d->q = q;
+    d->q_cap = cap;
+  }
+  d->q[d->q_head + d->q_len++] = (struct done_frame){d->buf, d->total};
+  d->buf = NULL;
+  d->len = d->total = 0;
+  return 0;
 }
 
-/* Delivers the gathered frame, now complete, and forgets it. */
-static int gathered_deliver(struct kcld_evs_decoder *d,
-                            kcld_evs_message_cb cb, void *arg)
+/* Delivers the queued frames in order, each buffer given back unless the
+ * callback took it; on a stop or a refused frame, drops the rest. */
+static int queue_deliver(struct kcld_evs_decoder *d, kcld_evs_message_cb cb,
+                         void *arg)
 {
-  int rc;
+  int rc = 0;
 
-  d->delivering = 1;
-  rc = frame_deliver(d, d->buf, d->total, cb, arg);
-  d->delivering = 0;
-  buf_reset(d);
+  while (d->q_len > 0 && rc == 0) {
+    struct done_frame f = d->q[d->q_head++];
+    d->q_len--;
+    d->cur = f.buf;
+    d->delivering = 1;
+    rc = frame_deliver(d, f.buf, f.total, cb, arg);
+    d->delivering = 0;
+    release(d, d->cur);
+    d->cur = NULL;
+  }
+  if (rc != 0)
+    queue_clear(d);
+  if (d->q_len == 0)
+    d->q_head = 0;
   return rc;
 }
 
 /* Takes up to `len` bytes into the prelude, then the frame, being
- * gathered; returns how many it took in *took, and delivers the frame when
- * it is complete. */
+ * gathered; returns how many it took in *took.  A complete frame joins the
+ * queue. */
 static int gather(struct kcld_evs_decoder *d, const uint8_t *p, size_t len,
-                  size_t *took, kcld_evs_message_cb cb, void *arg)
+                  size_t *took)
 {
   size_t want = d->total ? d->total : KCLD_EVS_PRELUDE_LEN;
   size_t n = want - d->len < len ? want - d->len : len;
@@ -430,40 +478,55 @@ static int gather(struct kcld_evs_decoder *d, const uint8_t *p, size_t len,
   *took = n;
   if (d->len < want)
     return 0;
-  if (!d->total) {
-    if ((rc = prelude_check(d, d->pre, &total)) != 0 ||
-        (rc = buf_reserve(d, total)) != 0)
-      return rc;
-    memcpy(d->buf, d->pre, KCLD_EVS_PRELUDE_LEN);
-    d->total = total;
-    return 0;
-  }
-  return gathered_deliver(d, cb, arg);
+  if (!d->total)
+    return (rc = prelude_check(d, d->pre, &total)) != 0 ? rc
+                                                        : buf_start(d, total);
+  return queue_push(d);
 }
 
 size_t kcld_evs_decoder_gather(struct kcld_evs_decoder *d, const void *data,
                                size_t len)
 {
-  size_t n;
+  const uint8_t *p = data;
+  size_t left = len;
+  int rc = 0;
 
-  if (!d || !data || d->done || !d->total || d->delivering)
+  if (!d || !data || d->done || d->feeding)
     return 0;
-  n = d->total - d->len < len ? d->total - d->len : len;
-  memcpy(d->buf + d->len, data, n);
-  d->len += n;
-  return n;
+  if (d->gather_err)
+    return len; /* the stream is over: the next feed says so */
+  d->gathering = 1;
+  /* One complete frame at most: its owner may want to pause before more
+   * bytes are gathered (and counted against its budget). */
+  while (left > 0 && rc == 0 && d->q_len == 0) {
+    size_t took = 0;
+    rc = gather(d, p, left, &took);
+    p += took;
+    left -= took;
+  }
+  d->gathering = 0;
+  if (rc != 0) {
+    d->gather_err = rc;
+    if (rc == KCLD_ENOMEM)
+      fail(d, "out of memory");
+    return len;
+  }
+  return len - left;
 }
 
 int kcld_evs_decoder_feed(struct kcld_evs_decoder *d, const void *data,
                           size_t len, kcld_evs_message_cb cb, void *arg)
 {
   const uint8_t *p = data;
-  int rc = 0;
+  int rc;
 
   if (!d || !cb || (len > 0 && !p) || d->done)
     return KCLD_EINVAL;
-  if (d->total && d->len == d->total && !d->delivering)
-    rc = gathered_deliver(d, cb, arg); /* completed by _gather() */
+  d->feeding = 1;
+  /* What gather took first, then what it met, then the bytes given. */
+  rc = queue_deliver(d, cb, arg);
+  if (rc == 0)
+    rc = d->gather_err;
   while (len > 0 && rc == 0) {
     size_t took = 0, total = 0;
 
@@ -479,10 +542,13 @@ int kcld_evs_decoder_feed(struct kcld_evs_decoder *d, const void *data,
         continue;
       }
     }
-    rc = gather(d, p, len, &took, cb, arg);
+    rc = gather(d, p, len, &took);
     p += took;
     len -= took;
+    if (rc == 0)
+      rc = queue_deliver(d, cb, arg);
   }
+  d->feeding = 0;
   if (rc != 0) {
     d->done = 1;
     if (rc == KCLD_ENOMEM)

@@ -26,10 +26,12 @@
  *
  * Memory: a frame that arrives whole inside one chunk is decoded where it
  * lies; otherwise its bytes are gathered in a buffer of the frame's size,
- * from the owner's allocator if it set one (then given back after each
- * frame), else from malloc (given back after a large frame).  The callback
- * may take that buffer and keep the frame without copying it
- * (kcld_evs_decoder_take).  Not thread-safe: one owner. */
+ * from the owner's allocator if it set one, else from malloc, given back
+ * after the frame's callback.  The callback may take that buffer and keep
+ * the frame without copying it (kcld_evs_decoder_take).  An owner that
+ * must not act where it reads (inside curl) gathers there
+ * (kcld_evs_decoder_gather), and feeds later to have the frames delivered.
+ * Not thread-safe: one owner. */
 #ifndef KCLD_AWS_EVENTSTREAM_H
 #define KCLD_AWS_EVENTSTREAM_H
 
@@ -132,14 +134,18 @@ void kcld_evs_decoder_free(struct kcld_evs_decoder *d);
 int kcld_evs_decoder_feed(struct kcld_evs_decoder *d, const void *data,
                           size_t len, kcld_evs_message_cb cb, void *arg);
 
-/* Copies bytes into the frame being gathered, never past its end, and
- * never calls back: for an owner that must not act on a frame where it
- * reads (inside curl's write callback).  Takes bytes only while a frame is
- * part-gathered (its prelude checked and its buffer reserved, by an earlier
- * kcld_evs_decoder_feed()) and the decoder has not failed; returns how many
- * it took (0 .. len), from the front.  The next kcld_evs_decoder_feed(),
- * with more bytes or none, checks and delivers the frame once it is
- * complete. */
+/* Gathers bytes into frames and never calls back: for an owner that must
+ * not act on a frame where it reads (inside curl's write callback).  Each
+ * frame is checked by its prelude and gathered in its own buffer; it takes
+ * bytes up to the end of the first frame it completes, which then waits
+ * for the next kcld_evs_decoder_feed() (with more bytes or none): that
+ * delivers it before anything else, and checks it then.  So an owner that
+ * pauses on a frame has not taken more.  A fault met here (a bad prelude,
+ * no memory) is reported by that feed after the frame before it; the
+ * bytes after it are dropped (all are taken).  Returns how many bytes it
+ * took, from the front: 0 while a frame it completed waits, inside a
+ * callback of feed (whose bytes come first), or once the decoder has
+ * failed or stopped. */
 size_t kcld_evs_decoder_gather(struct kcld_evs_decoder *d, const void *data,
                                size_t len);
 

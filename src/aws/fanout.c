@@ -706,8 +706,9 @@ static void on_sub_data(const char *data, size_t len, void *arg)
     sub_free(s);
 }
 
-/* Inside curl: the bytes of the frame being gathered go straight into its
- * buffer (on_sub_data then delivers it). */
+/* Inside curl: the bytes go straight into their frame's buffer, up to a
+ * frame's end (on_sub_data then delivers it, and gets what curl had
+ * after it). */
 static size_t on_sub_take(const char *data, size_t len, void *arg)
 {
   struct kcld_fanout_sub *s = arg;

@@ -7,8 +7,10 @@
  * (like fuzz_deagg's MD5 trailer); clear, the CRC refusals are tested.  The
  * stream is
  * fed to one decoder whole and to another in chunks of 1..16 bytes (sizes
- * from a PRNG seeded by the first byte), then byte by byte to a third.
- * Checked against eventstream.h: all three deliver the same frames (count,
+ * from a PRNG seeded by the first byte), then byte by byte to a third, and
+ * to a fourth in chunks of 1..64 bytes, two in three of them gathered (as
+ * inside curl: what gather leaves is fed at once) and the others fed.
+ * Checked against eventstream.h: all four deliver the same frames (count,
  * header names, types, values, payloads) and end the same way (taken,
  * refused, or holding the same unfinished bytes); every pointer handed back
  * lies inside the input or is NUL-terminated as promised; the byte-by-byte
@@ -156,15 +158,25 @@ static void run(struct run *r, const uint8_t *data, size_t size,
   }
   while (pos < size && r->rc == 0) {
     size_t n = size - pos;
-    if (mode == 1) {
+    int gather = 0;
+    if (mode == 1 || mode == 3) {
       seed = seed * 1103515245u + 12345u;
-      n = 1 + (seed >> 16) % 16;
+      n = 1 + (seed >> 16) % (mode == 1 ? 16 : 64);
+      gather = mode == 3 && (seed >> 8) % 3 != 0;
     } else if (mode == 2) {
       n = 1;
     }
     if (n > size - pos)
       n = size - pos;
-    r->rc = kcld_evs_decoder_feed(d, data + pos, n, on_msg, &r->seen);
+    if (gather) { /* as inside curl: no callback; the rest fed after */
+      size_t before = r->seen.n, took = kcld_evs_decoder_gather(d, data + pos,
+                                                                 n);
+      CHECK(took <= n && r->seen.n == before);
+      pos += took;
+      n -= took;
+    }
+    if (n > 0 || gather)
+      r->rc = kcld_evs_decoder_feed(d, data + pos, n, on_msg, &r->seen);
     pos += n;
   }
   r->pending = kcld_evs_decoder_pending(d);
@@ -214,7 +226,7 @@ static void fix_crcs(uint8_t *p, size_t len)
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
-  static struct run a, b, c;
+  static struct run a, b, c, g;
   uint8_t *owned = NULL;
 
   if (size < 1)
@@ -232,13 +244,16 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
   run(&a, data, size, seed, 0);
   run(&b, data, size, seed, 1);
   run(&c, data, size, seed, 2);
-  CHECK(a.rc == b.rc && a.rc == c.rc);
-  CHECK(a.seen.n == b.seen.n && a.seen.n == c.seen.n);
+  run(&g, data, size, seed, 3);
+  CHECK(a.rc == b.rc && a.rc == c.rc && a.rc == g.rc);
+  CHECK(a.seen.n == b.seen.n && a.seen.n == c.seen.n && a.seen.n == g.seen.n);
   size_t n = a.seen.n < MAX_SEEN ? a.seen.n : MAX_SEEN;
   CHECK(memcmp(a.seen.digest, b.seen.digest, n * sizeof(uint32_t)) == 0);
   CHECK(memcmp(a.seen.digest, c.seen.digest, n * sizeof(uint32_t)) == 0);
+  CHECK(memcmp(a.seen.digest, g.seen.digest, n * sizeof(uint32_t)) == 0);
   if (a.rc == 0)
-    CHECK(a.pending == b.pending && a.pending == c.pending);
+    CHECK(a.pending == b.pending && a.pending == c.pending &&
+          a.pending == g.pending);
   free(owned);
   return 0;
 }

@@ -200,6 +200,15 @@ static struct kcld_evs_decoder *decoder(size_t max_message, size_t max_headers)
   return d;
 }
 
+static const struct vec *vec_named(const char *name)
+{
+  for (size_t i = 0; i < s_nvecs; i++)
+    if (strcmp(s_vecs[i].name, name) == 0)
+      return &s_vecs[i];
+  fail_msg("no vector %s", name);
+  return NULL;
+}
+
 /* ======== Tests ======== */
 
 static void test_vectors_whole(void **state)
@@ -377,6 +386,94 @@ static void test_own_buffers(void **state)
   assert_int_equal(o.allocs, o.releases);
 }
 
+/* As the http client feeds a stream with a take: a chunk goes to
+ * kcld_evs_decoder_gather() (inside curl: no callback), which stops at the
+ * end of a frame it completes; kcld_evs_decoder_feed() then gets the rest
+ * (maybe none) and first delivers that frame.  Some chunks are fed whole,
+ * as when bytes were held.  Every frame arrives once, in order, and the
+ * frames gathered are in the owner's buffers. */
+static void test_gather_then_feed(void **state)
+{
+  struct kcld_evs_decoder *d = decoder(0, 0);
+  struct owner o = {0};
+  uint64_t rng = 0x9e3779b97f4a7c15ull;
+  struct kcld_evs_alloc a = {own_alloc, own_release, &o};
+  size_t gathered = 0;
+
+  (void)state;
+  s_owner = &o;
+  o.d = d;
+  kcld_evs_decoder_set_alloc(d, &a);
+  for (int round = 0; round < 10; round++) {
+    size_t pos = 0;
+    while (pos < s_stream_len) {
+      rng ^= rng << 13;
+      rng ^= rng >> 7;
+      rng ^= rng << 17;
+      size_t n = 1 + (size_t)(rng % (round % 2 ? 20000 : 200));
+      if (n > s_stream_len - pos)
+        n = s_stream_len - pos;
+      size_t before = o.g.n, took = 0;
+      if (rng % 5 != 0) { /* else: bytes were held, all go to feed */
+        took = kcld_evs_decoder_gather(d, s_stream + pos, n);
+        assert_true(took <= n);
+        assert_int_equal(o.g.n, before); /* no callback inside gather */
+        gathered += took;
+      }
+      assert_int_equal(kcld_evs_decoder_feed(d, s_stream + pos + took,
+                                             n - took, on_take, &o), 0);
+      pos += n;
+    }
+    assert_int_equal(kcld_evs_decoder_pending(d), 0);
+    assert_int_equal(o.g.n, s_nvecs * (size_t)(round + 1));
+  }
+  assert_int_equal(kcld_evs_decoder_messages(d), s_nvecs * 10);
+  assert_true(gathered > 5 * s_stream_len); /* the bulk went by gather */
+  kcld_evs_decoder_free(d);
+  /* The frames taken are whole; the rest went back to the owner. */
+  assert_true(o.n_kept > 0);
+  for (size_t i = 0; i < o.n_kept; i++) {
+    const struct vec *v = &s_vecs[o.kept_vec[i]];
+    assert_memory_equal(o.kept[i], v->frame, v->len);
+    own_release(o.kept[i]);
+  }
+  assert_int_equal(o.allocs, o.releases);
+
+  /* Gather stops at the end of the first frame; a bad prelude it meets is
+   * reported by the next feed, after the frame before it; the bytes after
+   * it are dropped, and nothing more is taken. */
+  const struct vec *v = vec_named("records");
+  uint8_t *two = malloc(2 * v->len);
+  assert_non_null(two);
+  memcpy(two, v->frame, v->len);
+  memcpy(two + v->len, v->frame, v->len);
+  two[v->len + 2] ^= 0x10;
+  d = decoder(0, 0);
+  struct got g = {0, (size_t)(v - s_vecs), 0};
+  assert_int_equal(kcld_evs_decoder_gather(d, two, 2 * v->len), v->len);
+  assert_int_equal(kcld_evs_decoder_gather(d, two + v->len, v->len), 0);
+  assert_int_equal(kcld_evs_decoder_feed(d, "", 0, on_msg, &g), 0);
+  assert_int_equal(g.n, 1);
+  assert_int_equal(kcld_evs_decoder_gather(d, two + v->len, v->len), v->len);
+  assert_int_equal(kcld_evs_decoder_feed(d, "", 0, on_msg, &g), KCLD_EPARSE);
+  assert_int_equal(g.n, 1);
+  assert_non_null(strstr(kcld_evs_decoder_error(d), "frame 2: prelude CRC"));
+  assert_int_equal(kcld_evs_decoder_gather(d, two, v->len), 0);
+  kcld_evs_decoder_free(d);
+
+  /* A bad message CRC is found when the frame is delivered. */
+  two[v->len + 2] ^= 0x10;
+  two[v->len - 1] ^= 0x01;
+  d = decoder(0, 0);
+  g = (struct got){0, (size_t)(v - s_vecs), 0};
+  assert_int_equal(kcld_evs_decoder_gather(d, two, 2 * v->len), v->len);
+  assert_int_equal(kcld_evs_decoder_feed(d, "", 0, on_msg, &g), KCLD_EPARSE);
+  assert_int_equal(g.n, 0);
+  assert_non_null(strstr(kcld_evs_decoder_error(d), "frame 1: message CRC"));
+  kcld_evs_decoder_free(d);
+  free(two);
+}
+
 static int never(const struct kcld_evs_message *m, void *arg)
 {
   (void)m;
@@ -408,14 +505,6 @@ static void expect_refused(const uint8_t *frame, size_t len, size_t max_msg,
   kcld_evs_decoder_free(d);
 }
 
-static const struct vec *vec_named(const char *name)
-{
-  for (size_t i = 0; i < s_nvecs; i++)
-    if (strcmp(s_vecs[i].name, name) == 0)
-      return &s_vecs[i];
-  fail_msg("no vector %s", name);
-  return NULL;
-}
 
 static void test_bad_crcs(void **state)
 {
@@ -453,67 +542,6 @@ static void test_bad_crcs(void **state)
   assert_non_null(strstr(kcld_evs_decoder_error(d), "frame 2: message CRC"));
   kcld_evs_decoder_free(d);
   free(two);
-}
-
-/* As the http client feeds a stream with a take: each chunk first to
- * kcld_evs_decoder_gather() (inside curl: no callback), the rest to
- * kcld_evs_decoder_feed(), which also delivers a frame gather completed.
- * Every frame arrives, in order, and gather never takes a prelude nor a
- * byte past its frame's end. */
-static void test_gather_then_feed(void **state)
-{
-  struct kcld_evs_decoder *d = decoder(0, 0);
-  struct got g = {0, 0, 0};
-  uint64_t rng = 0x9e3779b97f4a7c15ull;
-  size_t gathered = 0;
-
-  (void)state;
-  /* Nothing part-gathered yet: gather takes nothing. */
-  assert_int_equal(kcld_evs_decoder_gather(d, s_stream, s_stream_len), 0);
-  for (int round = 0; round < 10; round++) {
-    size_t pos = 0;
-    while (pos < s_stream_len) {
-      rng ^= rng << 13;
-      rng ^= rng >> 7;
-      rng ^= rng << 17;
-      size_t n = 1 + (size_t)(rng % (round % 2 ? 20000 : 200));
-      if (n > s_stream_len - pos)
-        n = s_stream_len - pos;
-      size_t before = g.n, held = kcld_evs_decoder_pending(d);
-      size_t took = kcld_evs_decoder_gather(d, s_stream + pos, n);
-      assert_true(took <= n);
-      assert_int_equal(g.n, before); /* no callback inside gather */
-      if (took) /* only into a frame whose prelude was checked */
-        assert_true(held >= 12);
-      gathered += took;
-      assert_int_equal(kcld_evs_decoder_feed(d, s_stream + pos + took,
-                                             n - took, on_msg, &g), 0);
-      pos += n;
-    }
-    assert_int_equal(kcld_evs_decoder_pending(d), 0);
-    assert_int_equal(g.n, s_nvecs * (size_t)(round + 1));
-  }
-  assert_true(gathered > s_stream_len); /* it did the bulk of the copying */
-  kcld_evs_decoder_free(d);
-
-  /* A frame completed by gather with a bad message CRC is refused by the
-   * next feed, even an empty one; then nothing more is taken. */
-  const struct vec *v = vec_named("large-payload");
-  uint8_t *f = malloc(v->len);
-  assert_non_null(f);
-  memcpy(f, v->frame, v->len);
-  f[v->len - 1] ^= 0x01;
-  d = decoder(0, 0);
-  g = (struct got){0, (size_t)(v - s_vecs), 0};
-  assert_int_equal(kcld_evs_decoder_feed(d, f, 100, on_msg, &g), 0);
-  assert_int_equal(kcld_evs_decoder_gather(d, f + 100, v->len), v->len - 100);
-  assert_int_equal(kcld_evs_decoder_pending(d), v->len);
-  assert_int_equal(kcld_evs_decoder_feed(d, "", 0, on_msg, &g), KCLD_EPARSE);
-  assert_int_equal(g.n, 0);
-  assert_non_null(strstr(kcld_evs_decoder_error(d), "message CRC"));
-  assert_int_equal(kcld_evs_decoder_gather(d, f, v->len), 0);
-  kcld_evs_decoder_free(d);
-  free(f);
 }
 
 static void test_truncated(void **state)

@@ -19,12 +19,6 @@
 
 #include "err.h"
 
-/* A gathered frame, complete, waiting to be delivered. */
-struct done_frame {
-  uint8_t *buf;
-  size_t total;
-};
-
 struct kcld_evs_decoder {
   size_t max_message;
   size_t max_headers;
@@ -33,13 +27,13 @@ struct kcld_evs_decoder {
   uint8_t *buf;              /* the frame being gathered */
   size_t len;
   size_t total;              /* its length, once the prelude is checked */
-  struct done_frame *q;      /* complete frames, oldest first from q_head */
-  size_t q_head, q_len, q_cap;
-  uint8_t *cur;              /* the queued frame in the callback */
+  uint8_t *ready;            /* a gathered frame, complete, not delivered */
+  size_t ready_total;
+  uint8_t *cur;              /* the gathered frame in the callback */
   int delivering;            /* a gathered frame is in the callback */
   int feeding;               /* inside kcld_evs_decoder_feed() */
   int gathering;             /* inside kcld_evs_decoder_gather() */
-  int gather_err;            /* what gather met, reported after the frames
+  int gather_err;            /* what gather met, reported after the frame
                                 before it */
   struct kcld_evs_header *hdrs;
   size_t hdrs_cap;
@@ -73,10 +67,10 @@ static int fail(struct kcld_evs_decoder *d, const char *fmt, ...)
 static int fail(struct kcld_evs_decoder *d, const char *fmt, ...)
 {
   va_list ap;
-  /* Gathering, the frames queued before this one are not delivered yet. */
+  /* Gathering, the frame ready before this one is not delivered yet. */
   int n = snprintf(d->error, sizeof(d->error), "frame %llu: ",
                    (unsigned long long)(d->messages + 1 +
-                                        (d->gathering ? d->q_len : 0)));
+                                        (d->gathering && d->ready)));
 
   va_start(ap, fmt);
   if (n > 0 && (size_t)n < sizeof(d->error))
@@ -123,16 +117,6 @@ static void buf_free(struct kcld_evs_decoder *d)
   d->buf = NULL;
 }
 
-/* Gives back the frames still queued. */
-static void queue_clear(struct kcld_evs_decoder *d)
-{
-  while (d->q_len > 0) {
-    release(d, d->q[d->q_head].buf);
-    d->q_head++;
-    d->q_len--;
-  }
-  d->q_head = 0;
-}
 
 void kcld_evs_decoder_set_alloc(struct kcld_evs_decoder *d,
                                 const struct kcld_evs_alloc *a)
@@ -159,8 +143,7 @@ void kcld_evs_decoder_free(struct kcld_evs_decoder *d)
   if (!d)
     return;
   buf_free(d);
-  queue_clear(d);
-  free(d->q);
+  release(d, d->ready);
   free(d->hdrs);
   free(d->strs);
   free(d);
@@ -417,54 +400,37 @@ static int buf_start(struct kcld_evs_decoder *d, size_t total)
   return 0;
 }
 
-/* The gathered frame is complete: it joins the queue. */
-static int queue_push(struct kcld_evs_decoder *d)
+/* The gathered frame is complete: it waits in `ready`. */
+static void frame_ready(struct kcld_evs_decoder *d)
 {
-  if (d->q_head > 0 && d->q_head + d->q_len == d->q_cap) {
-    memmove(d->q, d->q + d->q_head, d->q_len * sizeof(*d->q));
-    d->q_head = 0;
-  }
-  if (d->q_len == d->q_cap) {
-    size_t cap = d->q_cap ? d->q_cap * 2 : 4;
-    struct done_frame *q = realloc(d->q, cap * sizeof(*q));
-    if (!q)
-      return KCLD_ENOMEM;
-    d->q = q;
-    d->q_cap = cap;
-  }
-  d->q[d->q_head + d->q_len++] = (struct done_frame){d->buf, d->total};
+  d->ready = d->buf;
+  d->ready_total = d->total;
   d->buf = NULL;
   d->len = d->total = 0;
-  return 0;
 }
 
-/* Delivers the queued frames in order, each buffer given back unless the
- * callback took it; on a stop or a refused frame, drops the rest. */
-static int queue_deliver(struct kcld_evs_decoder *d, kcld_evs_message_cb cb,
+/* Delivers the ready frame, if any; its buffer goes back unless the
+ * callback took it. */
+static int ready_deliver(struct kcld_evs_decoder *d, kcld_evs_message_cb cb,
                          void *arg)
 {
-  int rc = 0;
+  int rc;
 
-  while (d->q_len > 0 && rc == 0) {
-    struct done_frame f = d->q[d->q_head++];
-    d->q_len--;
-    d->cur = f.buf;
-    d->delivering = 1;
-    rc = frame_deliver(d, f.buf, f.total, cb, arg);
-    d->delivering = 0;
-    release(d, d->cur);
-    d->cur = NULL;
-  }
-  if (rc != 0)
-    queue_clear(d);
-  if (d->q_len == 0)
-    d->q_head = 0;
+  if (!d->ready)
+    return 0;
+  d->cur = d->ready;
+  d->ready = NULL;
+  d->delivering = 1;
+  rc = frame_deliver(d, d->cur, d->ready_total, cb, arg);
+  d->delivering = 0;
+  release(d, d->cur);
+  d->cur = NULL;
   return rc;
 }
 
 /* Takes up to `len` bytes into the prelude, then the frame, being
- * gathered; returns how many it took in *took.  A complete frame joins the
- * queue. */
+ * gathered; returns how many it took in *took.  A complete frame is made
+ * ready. */
 static int gather(struct kcld_evs_decoder *d, const uint8_t *p, size_t len,
                   size_t *took)
 {
@@ -481,7 +447,8 @@ static int gather(struct kcld_evs_decoder *d, const uint8_t *p, size_t len,
   if (!d->total)
     return (rc = prelude_check(d, d->pre, &total)) != 0 ? rc
                                                         : buf_start(d, total);
-  return queue_push(d);
+  frame_ready(d);
+  return 0;
 }
 
 size_t kcld_evs_decoder_gather(struct kcld_evs_decoder *d, const void *data,
@@ -498,7 +465,7 @@ size_t kcld_evs_decoder_gather(struct kcld_evs_decoder *d, const void *data,
   d->gathering = 1;
   /* One complete frame at most: its owner may want to pause before more
    * bytes are gathered (and counted against its budget). */
-  while (left > 0 && rc == 0 && d->q_len == 0) {
+  while (left > 0 && rc == 0 && !d->ready) {
     size_t took = 0;
     rc = gather(d, p, left, &took);
     p += took;
@@ -524,7 +491,7 @@ int kcld_evs_decoder_feed(struct kcld_evs_decoder *d, const void *data,
     return KCLD_EINVAL;
   d->feeding = 1;
   /* What gather took first, then what it met, then the bytes given. */
-  rc = queue_deliver(d, cb, arg);
+  rc = ready_deliver(d, cb, arg);
   if (rc == 0)
     rc = d->gather_err;
   while (len > 0 && rc == 0) {
@@ -546,7 +513,7 @@ int kcld_evs_decoder_feed(struct kcld_evs_decoder *d, const void *data,
     p += took;
     len -= took;
     if (rc == 0)
-      rc = queue_deliver(d, cb, arg);
+      rc = ready_deliver(d, cb, arg);
   }
   d->feeding = 0;
   if (rc != 0) {

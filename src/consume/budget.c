@@ -442,14 +442,30 @@ int kcld_fetch_account_admit(struct kcld_fetch_account *a, size_t body_bytes,
   return 1;
 }
 
-void kcld_fetch_account_settle(struct kcld_fetch_account *a)
+/* Takes up to n bytes off the account's reservation (any thread);
+ * returns how many. */
+static size_t take_reserved(struct kcld_fetch_account *a, size_t n)
 {
-  size_t r = atomic_exchange(&a->reserved, 0);
+  size_t r = atomic_load(&a->reserved), take;
+  do {
+    take = r < n ? r : n;
+  } while (take && !atomic_compare_exchange_weak(&a->reserved, &r, r - take));
+  return take;
+}
+
+void kcld_fetch_account_unreserve(struct kcld_fetch_account *a, size_t n)
+{
+  size_t r = take_reserved(a, n);
   if (r) {
     atomic_fetch_sub(&a->b->used, r);
     if (a->b->qhead)
       signal_loop(a->b);
   }
+}
+
+void kcld_fetch_account_settle(struct kcld_fetch_account *a)
+{
+  kcld_fetch_account_unreserve(a, SIZE_MAX);
 }
 
 void kcld_fetch_account_stats(const struct kcld_fetch_account *a,
@@ -515,16 +531,21 @@ void *kcld_fetch_alloc(struct kcld_fetch_account *a, size_t size)
   k->acct = a;
   atomic_fetch_add(&a->refs, 1);
   /* The reservation pays first; the rest is new to the budget. */
-  size_t r = atomic_load(&a->reserved), take;
-  do {
-    take = r < k->cap ? r : k->cap;
-  } while (!atomic_compare_exchange_weak(&a->reserved, &r, r - take));
+  size_t take = take_reserved(a, k->cap);
   atomic_fetch_add(&a->held, k->cap);
   atomic_fetch_add(&a->b->held, k->cap);
   if (k->cap > take)
     used_add(a->b, k->cap - take);
   account_note(a);
   return k + 1;
+}
+
+size_t kcld_fetch_cost(size_t size)
+{
+  unsigned bin;
+  if (size > SIZE_MAX / 2)
+    return SIZE_MAX;
+  return class_cap(sizeof(struct blk) + size, &bin);
 }
 
 size_t kcld_fetch_capacity(const void *p)

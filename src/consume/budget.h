@@ -85,13 +85,20 @@ void kcld_fetch_account_close(struct kcld_fetch_account *a);
 
 /* Asks to fetch an answer estimated at body_bytes of body and batch_bytes
  * once parsed.  Returns 1: go, both estimates are reserved; or 0: not now,
- * wake runs later (then ask again).  One fetch per account at a time. */
+ * wake runs later (then ask again).  Reservations add up until settled (a
+ * poller fetches one answer at a time; a subscriber admits event after
+ * event, each before the last one is parsed). */
 int kcld_fetch_account_admit(struct kcld_fetch_account *a, size_t body_bytes,
                              size_t batch_bytes);
 
 /* The fetch admitted last is over (parsed or failed): its unused
  * reservation goes back. */
 void kcld_fetch_account_settle(struct kcld_fetch_account *a);
+
+/* Gives back up to n bytes of the account's reservation: the unused part
+ * of one admission while others are still outstanding (a stream's events
+ * are admitted one by one, each before the last one's batch is parsed). */
+void kcld_fetch_account_unreserve(struct kcld_fetch_account *a, size_t n);
 
 struct kcld_fetch_account_stats {
   size_t bytes;            /* blocks held + reservation */
@@ -115,6 +122,10 @@ void *kcld_fetch_alloc(struct kcld_fetch_account *a, size_t size);
  * one; p is freed then) or NULL (p unchanged). */
 void *kcld_fetch_grow(struct kcld_fetch_account *a, void *p, size_t keep,
                       size_t size);
+
+/* What a block of `size` bytes is charged at (its size class and header):
+ * kcld_fetch_charged() of what kcld_fetch_alloc(a, size) returns. */
+size_t kcld_fetch_cost(size_t size);
 
 /* Bytes usable at p. */
 size_t kcld_fetch_capacity(const void *p);

@@ -2,9 +2,10 @@
  *
  * State: `pre` gathers a prelude, then `buf` (of the frame's size, from
  * the owner's allocator if it gave one) the whole frame under way; `total`
- * is its length once its prelude is in and checked (0 before).  A frame
- * that lies whole in the chunk being fed, with nothing gathered before it,
- * is decoded in place.
+ * is its length once its prelude is in and checked (0 before); buf is made
+ * once the gate lets the frame in.  A frame that lies whole in the chunk
+ * being fed, with nothing gathered before it, is decoded in place (once the
+ * gate lets it in).
  * Header names and string values are copied, NUL-terminated, into `strs`,
  * which is sized once per frame from the header block's length (each header
  * takes at least 3 bytes of it, so 2 x length + 1 bytes always suffice). */
@@ -35,6 +36,10 @@ struct kcld_evs_decoder {
   int gathering;             /* inside kcld_evs_decoder_gather() */
   int gather_err;            /* what gather met, reported after the frame
                                 before it */
+  kcld_evs_gate_cb gate;     /* NULL: every frame goes in */
+  void *gate_ctx;
+  int held;                  /* a frame was held back (the gate, or a
+                                gather that starts none under a gate) */
   struct kcld_evs_header *hdrs;
   size_t hdrs_cap;
   char *strs;
@@ -126,6 +131,13 @@ void kcld_evs_decoder_set_alloc(struct kcld_evs_decoder *d,
     d->alloc = *a;
   else
     memset(&d->alloc, 0, sizeof(d->alloc));
+}
+
+void kcld_evs_decoder_set_gate(struct kcld_evs_decoder *d,
+                               kcld_evs_gate_cb gate, void *ctx)
+{
+  d->gate = gate;
+  d->gate_ctx = ctx;
 }
 
 void *kcld_evs_decoder_take(struct kcld_evs_decoder *d)
@@ -428,26 +440,51 @@ static int ready_deliver(struct kcld_evs_decoder *d, kcld_evs_message_cb cb,
   return rc;
 }
 
+/* Whether a frame of `total` bytes may come in: the gate says, outside a
+ * gather (inside curl, where the owner must not act, a gated frame is not
+ * begun: the next feed asks).  Notes a hold. */
+static int gate_lets_in(struct kcld_evs_decoder *d, size_t total)
+{
+  if (!d->gate || (!d->gathering && d->gate(d->gate_ctx, total)))
+    return 1;
+  d->held = 1;
+  return 0;
+}
+
 /* Takes up to `len` bytes into the prelude, then the frame, being
- * gathered; returns how many it took in *took.  A complete frame is made
- * ready. */
+ * gathered; returns how many it took in *took.  Stops after the prelude
+ * while the gate holds the frame back.  A complete frame is made ready. */
 static int gather(struct kcld_evs_decoder *d, const uint8_t *p, size_t len,
                   size_t *took)
 {
-  size_t want = d->total ? d->total : KCLD_EVS_PRELUDE_LEN;
-  size_t n = want - d->len < len ? want - d->len : len;
-  size_t total;
+  size_t n, total;
   int rc;
 
-  memcpy((d->total ? d->buf : d->pre) + d->len, p, n);
+  *took = 0;
+  if (!d->total) {
+    n = KCLD_EVS_PRELUDE_LEN - d->len < len ? KCLD_EVS_PRELUDE_LEN - d->len
+                                            : len;
+    memcpy(d->pre + d->len, p, n);
+    d->len += n;
+    *took = n;
+    if (d->len < KCLD_EVS_PRELUDE_LEN)
+      return 0;
+    if ((rc = prelude_check(d, d->pre, &total)) != 0)
+      return rc;
+    d->total = total;
+  }
+  if (!d->buf) {
+    if (!gate_lets_in(d, d->total))
+      return 0;
+    if ((rc = buf_start(d, d->total)) != 0)
+      return rc;
+  }
+  n = d->total - d->len < len - *took ? d->total - d->len : len - *took;
+  memcpy(d->buf + d->len, p + *took, n);
   d->len += n;
-  *took = n;
-  if (d->len < want)
-    return 0;
-  if (!d->total)
-    return (rc = prelude_check(d, d->pre, &total)) != 0 ? rc
-                                                        : buf_start(d, total);
-  frame_ready(d);
+  *took += n;
+  if (d->len == d->total)
+    frame_ready(d);
   return 0;
 }
 
@@ -463,9 +500,10 @@ size_t kcld_evs_decoder_gather(struct kcld_evs_decoder *d, const void *data,
   if (d->gather_err)
     return len; /* the stream is over: the next feed says so */
   d->gathering = 1;
+  d->held = 0;
   /* One complete frame at most: its owner may want to pause before more
    * bytes are gathered (and counted against its budget). */
-  while (left > 0 && rc == 0 && !d->ready) {
+  while (left > 0 && rc == 0 && !d->ready && !d->held) {
     size_t took = 0;
     rc = gather(d, p, left, &took);
     p += took;
@@ -481,40 +519,49 @@ size_t kcld_evs_decoder_gather(struct kcld_evs_decoder *d, const void *data,
   return len - left;
 }
 
-int kcld_evs_decoder_feed(struct kcld_evs_decoder *d, const void *data,
-                          size_t len, kcld_evs_message_cb cb, void *arg)
+int kcld_evs_decoder_feed_some(struct kcld_evs_decoder *d, const void *data,
+                               size_t len, kcld_evs_message_cb cb, void *arg,
+                               size_t *taken)
 {
   const uint8_t *p = data;
+  size_t left = len;
   int rc;
 
+  if (taken)
+    *taken = 0;
   if (!d || !cb || (len > 0 && !p) || d->done)
     return KCLD_EINVAL;
   d->feeding = 1;
+  d->held = 0;
   /* What gather took first, then what it met, then the bytes given. */
   rc = ready_deliver(d, cb, arg);
   if (rc == 0)
     rc = d->gather_err;
-  while (len > 0 && rc == 0) {
+  while (left > 0 && rc == 0 && !d->held) {
     size_t took = 0, total = 0;
 
-    if (d->len == 0 && len >= KCLD_EVS_PRELUDE_LEN) {
+    if (d->len == 0 && left >= KCLD_EVS_PRELUDE_LEN) {
       /* At a frame boundary: decode in place when the frame is whole. */
       rc = prelude_check(d, p, &total);
       if (rc != 0)
         break;
-      if (total <= len) {
+      if (total <= left) {
+        if (!gate_lets_in(d, total))
+          break;
         rc = frame_deliver(d, p, total, cb, arg);
         p += total;
-        len -= total;
+        left -= total;
         continue;
       }
     }
-    rc = gather(d, p, len, &took);
+    rc = gather(d, p, left, &took);
     p += took;
-    len -= took;
+    left -= took;
     if (rc == 0)
       rc = ready_deliver(d, cb, arg);
   }
+  if (taken)
+    *taken = len - left;
   d->feeding = 0;
   if (rc != 0) {
     d->done = 1;
@@ -522,4 +569,10 @@ int kcld_evs_decoder_feed(struct kcld_evs_decoder *d, const void *data,
       fail(d, "out of memory");
   }
   return rc;
+}
+
+int kcld_evs_decoder_feed(struct kcld_evs_decoder *d, const void *data,
+                          size_t len, kcld_evs_message_cb cb, void *arg)
+{
+  return kcld_evs_decoder_feed_some(d, data, len, cb, arg, NULL);
 }

@@ -99,6 +99,16 @@ struct kcld_evs_alloc {
   void *ctx;
 };
 
+/* Asked before the decoder takes in each frame, once the frame's prelude
+ * (and so its length, frame_len) is in and checked: 1 takes the frame, 0
+ * holds it back.  A frame held back stops kcld_evs_decoder_feed_some()
+ * before it: nothing of it is gathered beyond its 12-byte prelude and no
+ * buffer is allocated for it; feed the bytes not taken again once the gate
+ * would say yes (it is asked again).  kcld_evs_decoder_gather() never asks
+ * it (it runs where the owner must not act): under a gate it begins no
+ * frame, and stops where one begins. */
+typedef int (*kcld_evs_gate_cb)(void *ctx, size_t frame_len);
+
 /* Called once per frame, in order.  Returns 0 to go on, or any other value
  * to stop: kcld_evs_decoder_feed() then returns that value at once, the
  * rest of its chunk is dropped and the decoder takes nothing more. */
@@ -115,6 +125,10 @@ int kcld_evs_decoder_new(const struct kcld_evs_limits *lim,
 void kcld_evs_decoder_set_alloc(struct kcld_evs_decoder *d,
                                 const struct kcld_evs_alloc *a);
 
+/* Sets the gate every frame passes (NULL: none, every frame is taken). */
+void kcld_evs_decoder_set_gate(struct kcld_evs_decoder *d,
+                               kcld_evs_gate_cb gate, void *ctx);
+
 /* Only inside the callback: the buffer its frame was gathered in, now the
  * caller's, or NULL when the frame was decoded where it lay in the fed
  * chunk (copy what you keep then).  The buffer holds the whole frame from
@@ -127,12 +141,21 @@ void *kcld_evs_decoder_take(struct kcld_evs_decoder *d);
 void kcld_evs_decoder_free(struct kcld_evs_decoder *d);
 
 /* Feeds `len` bytes (any split of the stream) and calls cb for every frame
- * they complete.  Returns 0 when every byte was taken; KCLD_EPARSE when a
+ * they complete.  Returns 0 when every byte was taken (or, with a gate set,
+ * when the gate held a frame back: use kcld_evs_decoder_feed_some());
+ * KCLD_EPARSE when a
  * frame is refused (kcld_evs_decoder_error() says why); the callback's
  * non-zero value when it stopped; KCLD_ENOMEM; KCLD_EINVAL once the decoder
  * has failed or stopped, or for NULL data with len > 0. */
 int kcld_evs_decoder_feed(struct kcld_evs_decoder *d, const void *data,
                           size_t len, kcld_evs_message_cb cb, void *arg);
+
+/* kcld_evs_decoder_feed() for a decoder with a gate: the same, and
+ * *taken gets how many bytes were taken, fewer than len (with 0 returned)
+ * only when the gate held a frame back; the rest is for a later call. */
+int kcld_evs_decoder_feed_some(struct kcld_evs_decoder *d, const void *data,
+                               size_t len, kcld_evs_message_cb cb, void *arg,
+                               size_t *taken);
 
 /* Gathers bytes into frames and never calls back: for an owner that must
  * not act on a frame where it reads (inside curl's write callback).  Each
@@ -145,7 +168,8 @@ int kcld_evs_decoder_feed(struct kcld_evs_decoder *d, const void *data,
  * bytes after it are dropped (all are taken).  Returns how many bytes it
  * took, from the front: 0 while a frame it completed waits, inside a
  * callback of feed (whose bytes come first), or once the decoder has
- * failed or stopped. */
+ * failed or stopped.  With a gate set it begins no frame: it stops after a
+ * frame's prelude, and the next feed asks the gate. */
 size_t kcld_evs_decoder_gather(struct kcld_evs_decoder *d, const void *data,
                                size_t len);
 

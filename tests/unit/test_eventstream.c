@@ -482,6 +482,98 @@ static int never(const struct kcld_evs_message *m, void *arg)
   return 0;
 }
 
+/* ======== The gate ======== */
+
+struct gated {
+  struct owner o;
+  int asked, refused;
+  size_t last_len;         /* the frame length the gate was last asked */
+};
+
+/* Refuses every other frame the first time it is asked about it. */
+static int gate_alternate(void *ctx, size_t frame_len)
+{
+  struct gated *t = ctx;
+  int again = t->asked > 0 && t->last_len == frame_len &&
+              t->refused == t->asked;
+  t->asked++;
+  t->last_len = frame_len;
+  if (!again && t->asked % 2 == 0) {
+    t->refused = t->asked;
+    return 0;
+  }
+  return 1;
+}
+
+/* The gate is asked about every frame with its length, before any buffer
+ * is made for it; a frame held back stops the feed right before it (at
+ * most its prelude taken), and the bytes fed again go on from there: in
+ * chunks of 100 and of 40000 bytes, every frame arrives once, in order.
+ * Gathering (inside curl) never asks it and begins no frame. */
+static void test_gate(void **state)
+{
+  (void)state;
+  for (size_t chunk = 100; chunk <= 40000; chunk += 39900) {
+    struct gated t = {0};
+    struct kcld_evs_alloc a = {own_alloc, own_release, &t.o};
+    size_t pos = 0;
+    s_owner = &t.o;
+    t.o.d = decoder(0, 0);
+    kcld_evs_decoder_set_alloc(t.o.d, &a);
+    kcld_evs_decoder_set_gate(t.o.d, gate_alternate, &t);
+    while (pos < s_stream_len) {
+      size_t n = s_stream_len - pos < chunk ? s_stream_len - pos : chunk;
+      size_t taken = 0, frames = t.o.g.n;
+      int allocs = t.o.allocs, refused = t.refused;
+      assert_int_equal(kcld_evs_decoder_feed_some(t.o.d, s_stream + pos, n,
+                                                  on_take, &t.o, &taken), 0);
+      assert_true(taken <= n);
+      if (taken < n) {
+        /* Held back: asked with the next frame's length, nothing made. */
+        assert_true(t.refused > refused);
+        assert_int_equal(t.last_len, s_vecs[t.o.g.next % s_nvecs].len);
+        assert_true(kcld_evs_decoder_pending(t.o.d) <= KCLD_EVS_PRELUDE_LEN);
+        if (t.o.g.n == frames)
+          assert_int_equal(t.o.allocs, allocs);
+      }
+      pos += taken;
+    }
+    assert_int_equal(t.o.g.n, s_nvecs);
+    assert_int_equal(kcld_evs_decoder_pending(t.o.d), 0);
+    assert_true(t.refused > 0);
+    assert_true(t.asked >= (int)s_nvecs);
+    for (size_t i = 0; i < t.o.n_kept; i++) {
+      const struct vec *v = &s_vecs[t.o.kept_vec[i]];
+      assert_memory_equal(t.o.kept[i], v->frame, v->len);
+      own_release(t.o.kept[i]);
+    }
+    kcld_evs_decoder_free(t.o.d);
+    assert_int_equal(t.o.allocs, t.o.releases);
+  }
+  /* Under a gate, gather stops after the first prelude: no buffer, no
+   * question; the feed that follows asks and delivers everything. */
+  struct gated t = {0};
+  struct kcld_evs_alloc a = {own_alloc, own_release, &t.o};
+  size_t took, taken = 0;
+  s_owner = &t.o;
+  t.o.d = decoder(0, 0);
+  kcld_evs_decoder_set_alloc(t.o.d, &a);
+  kcld_evs_decoder_set_gate(t.o.d, gate_alternate, &t);
+  took = kcld_evs_decoder_gather(t.o.d, s_stream, s_stream_len);
+  assert_true(took <= KCLD_EVS_PRELUDE_LEN);
+  assert_int_equal(t.asked, 0);
+  assert_int_equal(t.o.allocs, 0);
+  for (size_t pos = took; pos < s_stream_len; pos += taken)
+    assert_int_equal(kcld_evs_decoder_feed_some(t.o.d, s_stream + pos,
+                                                s_stream_len - pos, on_take,
+                                                &t.o, &taken), 0);
+  assert_int_equal(t.o.g.n, s_nvecs);
+  for (size_t i = 0; i < t.o.n_kept; i++)
+    own_release(t.o.kept[i]);
+  kcld_evs_decoder_free(t.o.d);
+  assert_int_equal(t.o.allocs, t.o.releases);
+}
+
 /* Feeds `frame` (whole or byte by byte) and expects a refusal whose text
  * holds `why`; then the decoder takes nothing more. */
 static void expect_refused(const uint8_t *frame, size_t len, size_t max_msg,
@@ -763,6 +855,7 @@ int main(void)
     cmocka_unit_test(test_header_lookup),
     cmocka_unit_test(test_stop),
     cmocka_unit_test(test_own_buffers),
+    cmocka_unit_test(test_gate),
   };
   return cmocka_run_group_tests(tests, setup, teardown);
 }

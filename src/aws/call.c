@@ -740,10 +740,10 @@ static void on_http(const struct kcld_http_response *r, void *arg)
   call_finish(c, KCLD_EAWS, NULL, NULL, 0);
 }
 
-static void on_stream_data(const char *data, size_t len, void *arg)
+static size_t on_stream_data(const char *data, size_t len, void *arg)
 {
   struct aws_call *c = arg;
-  c->on_data(data, len, c->arg);
+  return c->on_data(data, len, c->arg);
 }
 
 static size_t on_stream_take(const char *data, size_t len, void *arg)

@@ -687,23 +687,29 @@ static int on_frame(const struct kcld_evs_message *m, void *arg)
   return 1;
 }
 
-static void on_sub_data(const char *data, size_t len, void *arg)
+/* Feeds the decoder; returns the bytes taken: fewer than len when the
+ * gate holds a frame back (the stream then pauses, keeping the rest). */
+static size_t on_sub_data(const char *data, size_t len, void *arg)
 {
   struct kcld_fanout_sub *s = arg;
+  size_t taken = len;
   int rc;
 
   if (s->ended || s->have_why)
-    return;
+    return len;
   s->in_data = 1;
-  rc = kcld_evs_decoder_feed(s->dec, data, len, on_frame, s);
+  rc = kcld_evs_decoder_feed_some(s->dec, data, len, on_frame, s, &taken);
   if (rc == KCLD_EPARSE || rc == KCLD_ENOMEM)
     sub_set_why(s, rc, 200, NULL, "%s", kcld_evs_decoder_error(s->dec));
+  if (rc != 0)
+    taken = len; /* the call ends: nothing more is read */
   /* An exception, a bad frame: end the call, with the reason kept. */
   if (s->have_why && s->stream)
     kcld_aws_stream_cancel(s->stream);
   s->in_data = 0;
   if (s->free_later)
     sub_free(s);
+  return taken;
 }
 
 /* Inside curl: the bytes go straight into their frame's buffer, up to a
@@ -774,6 +780,8 @@ int kcld_fanout_subscribe(struct kcld_fanout *f,
     kcld_evs_decoder_set_alloc(s->dec, req->alloc);
     s->own_frames = 1;
   }
+  if (rc == 0 && req->gate)
+    kcld_evs_decoder_set_gate(s->dec, req->gate, req->gate_arg);
   if (rc == 0 && !(body = subscribe_request(req)))
     rc = KCLD_ENOMEM;
   if (rc == 0)

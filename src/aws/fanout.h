@@ -120,6 +120,14 @@ struct kcld_fanout_subscribe_req {
   /* Optional: buffers for events that arrive in pieces (all but small
    * ones), handed to the callback as kcld_fanout_event.frame. */
   const struct kcld_evs_alloc *alloc;
+  /* Optional: asked before each frame is taken in, with its length (from
+   * its prelude, before any buffer is made for it); 0 holds the frame back
+   * - the subscription pauses right before it (the bytes after it wait
+   * unread) until kcld_fanout_sub_resume(), when the gate is asked again.
+   * A subscription the service ends meanwhile ends once the events held
+   * back have been taken in. */
+  kcld_evs_gate_cb gate;
+  void *gate_arg;
 };
 
 enum kcld_fanout_event_kind {
@@ -168,8 +176,9 @@ int kcld_fanout_subscribe(struct kcld_fanout *f,
 
 /* Backpressure: stops reading the stream (HTTP/2 flow control holds the
  * service back) and reads it again.  Events decoded from bytes already
- * received may still be delivered after pause (at most one read's worth).
- * A subscription paused for long is ended by the service. */
+ * received may still be delivered after pause (at most one read's worth;
+ * with a gate, the gate is asked first).  A subscription paused for long is
+ * ended by the service. */
 void kcld_fanout_sub_pause(struct kcld_fanout_sub *s);
 void kcld_fanout_sub_resume(struct kcld_fanout_sub *s);
 

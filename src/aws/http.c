@@ -56,6 +56,13 @@
  * few seconds - it goes back to malloc, so that idle subscriptions do not
  * each hold BODY_INITIAL_CAP bytes. */
 #define STREAM_KEEP_MIN 4096u
+/* A stream holds at most this many bytes for its owner: then its write
+ * callback pauses curl until deliver() has handed them over.  Without it,
+ * one curl_multi_socket_action() kept draining a busy HTTP/2 stream (curl
+ * runs a transfer again at once while it has data, up to the 32 MiB window
+ * libcurl 7.88 opens per stream), and 16 fan-out subscriptions held up to
+ * 32 MiB each here: 270-290 MiB peak RSS against a 48 MiB budget. */
+#define STREAM_HELD_MAX ((size_t)128 << 10)
 /* A GetRecords answer is at most 10 MiB of data, ~14 MiB as base64 JSON;
  * anything far beyond that is not an AWS answer. */
 #define BODY_MAX ((size_t)256 << 20)
@@ -121,7 +128,10 @@ struct http_req {
   unsigned char ready;       /* resp holds bytes for on_data */
   unsigned char reread;      /* the kick has curl read its socket */
   unsigned paused : 1, delivering : 1,
-    finished : 1;            /* completed while delivering: free after */
+    finished : 1,            /* completed while delivering: free after */
+    full : 1,                /* curl paused at STREAM_HELD_MAX held bytes */
+    end_pending : 1;         /* ended while its owner held bytes back */
+  long end_status;           /* end_pending: the answer's status */
 };
 
 /* ======== Process-wide initialization ======== */
@@ -430,20 +440,30 @@ static void req_free(struct http_req *r)
 static int stream_hand_over(struct http_req *r);
 
 /* Takes a request out of the multi handle and runs its callback once.  A
- * stream's held bytes go to its owner first, unless it was cancelled. */
+ * stream's held bytes go to its owner first, unless it was cancelled or
+ * failed; when it is paused, or holds some back (a partial take), at a
+ * clean end, the callback waits until it has taken them (deliver, after
+ * its resume). */
 static void req_complete(struct http_req *r, int err, long status,
                          const char *errmsg)
 {
   struct kcld_http *http = r->http;
   struct kcld_http_response resp;
 
-  if (r->ready && err != KCLD_ECANCELED && !r->delivering &&
-      !stream_hand_over(r))
+  if (r->ready && err != KCLD_ECANCELED && !r->delivering && !r->paused &&
+      !r->end_pending && !stream_hand_over(r))
     return; /* its owner cancelled it meanwhile */
+  if (r->easy) {
+    curl_multi_remove_handle(http->multi, r->easy);
+    easy_put(http, r->easy);
+    r->easy = NULL;
+  }
+  if (err == 0 && r->ready && r->on_data && !r->end_pending) {
+    r->end_pending = 1;
+    r->end_status = status;
+    return;
+  }
   req_unlink(http, r);
-  curl_multi_remove_handle(http->multi, r->easy);
-  easy_put(http, r->easy);
-  r->easy = NULL;
 
   memset(&resp, 0, sizeof(resp));
   resp.err = err;
@@ -471,22 +491,65 @@ static void req_complete(struct http_req *r, int err, long status,
     req_free(r);
 }
 
-/* Gives a stream's held bytes to on_data.  Returns 1, or 0 when the request
- * completed during the callback (it is freed then). */
+/* The owner took only `took` of the n bytes in buf (of cap bytes): the
+ * rest goes back in front of the stream's held bytes (any that came
+ * through a resume inside the callback), and the stream pauses until its
+ * owner resumes it (curl too, while the transfer runs).  Returns 0, or -1
+ * out of memory (buf freed). */
+static int stream_keep_rest(struct http_req *r, char *buf, size_t cap,
+                            size_t took, size_t n)
+{
+  size_t rest = n - took, more = r->resp_len, need = rest + more + 1;
+
+  if (need > cap) {
+    char *nb = realloc(buf, need);
+    if (!nb) {
+      free(buf);
+      return -1;
+    }
+    buf = nb;
+    cap = need;
+  }
+  memmove(buf, buf + took, rest);
+  if (more)
+    memcpy(buf + rest, r->resp, more);
+  buf[rest + more] = '\0';
+  free(r->resp);
+  r->resp = buf;
+  r->resp_len = rest + more;
+  r->resp_cap = cap;
+  set_ready(r, 1);
+  if (!r->paused) {
+    r->paused = 1;
+    if (r->easy)
+      curl_easy_pause(r->easy, CURLPAUSE_RECV);
+  }
+  return 0;
+}
+
+/* Gives a stream's held bytes to on_data and keeps what it does not take.
+ * Returns 1, or 0 when the request completed during the callback (it is
+ * freed then). */
 static int stream_hand_over(struct http_req *r)
 {
   char *buf = r->resp;
-  size_t n = r->resp_len, cap = r->resp_cap;
+  size_t n = r->resp_len, cap = r->resp_cap, took;
 
   r->resp = NULL;
   r->resp_len = r->resp_cap = 0;
   set_ready(r, 0);
   r->delivering = 1;
-  r->on_data(buf ? buf : "", n, r->arg);
+  took = r->on_data(buf ? buf : "", n, r->arg);
   r->delivering = 0;
   if (r->finished) {
     free(buf);
     req_free(r);
+    return 0;
+  }
+  if (took < n) {
+    if (stream_keep_rest(r, buf, cap, took, n) == 0)
+      return 1;
+    req_complete(r, KCLD_ENOMEM, 0, "out of memory for a stream's bytes");
     return 0;
   }
   if (!r->resp && buf && (cap > BODY_INITIAL_CAP || n >= STREAM_KEEP_MIN)) {
@@ -574,10 +637,15 @@ static size_t on_write(char *ptr, size_t size, size_t nmemb, void *userdata)
   size_t n = size * nmemb;
 
   if (r->on_data) {
-    if (r->paused)
+    if (r->paused || r->full)
       return CURL_WRITEFUNC_PAUSE; /* curl keeps the bytes for the resume */
     if (!r->status)
       curl_easy_getinfo(r->easy, CURLINFO_RESPONSE_CODE, &r->status);
+    if (stream_2xx(r) && r->resp_len > 0 &&
+        r->resp_len + n + 1 > STREAM_HELD_MAX) {
+      r->full = 1; /* deliver() hands them over, then reads on */
+      return CURL_WRITEFUNC_PAUSE;
+    }
     if (stream_2xx(r)) {
       /* The owner's take first (one copy), while nothing is held. */
       size_t took = r->take && r->resp_len == 0 ? r->take(ptr, n, r->arg) : 0;
@@ -668,6 +736,20 @@ static size_t on_header(char *line, size_t size, size_t nmemb, void *userdata)
 
 static void on_kick(uv_idle_t *h);
 
+/* Has curl go on with a stream it paused for us (kcld_http_stream_pause,
+ * or STREAM_HELD_MAX): curl may hand over the bytes it kept, through
+ * on_write, right here; they are delivered from the loop, and the kick has
+ * curl read the stream's socket again. */
+static void stream_read_on(struct http_req *r)
+{
+  r->full = 0;
+  curl_easy_pause(r->easy, CURLPAUSE_CONT);
+  if (!r->http->closing) {
+    set_reread(r, 1);
+    uv_idle_start(&r->http->kick, on_kick);
+  }
+}
+
 /* Hands every ready stream's bytes to its owner (outside curl).  Rescans
  * after each callback: it may have completed or started other requests.
  * Kicks while a stream has bytes to read again. */
@@ -679,7 +761,12 @@ static void deliver(struct kcld_http *http)
     again = 0;
     for (struct http_req *r = http->reqs; r; r = r->next) {
       if (r->ready && !r->paused && !r->delivering) {
-        stream_hand_over(r);
+        if (!stream_hand_over(r))
+          ; /* completed meanwhile */
+        else if (r->end_pending && !r->ready)
+          req_complete(r, 0, r->end_status, ""); /* all taken: the end */
+        else if (r->full && !r->paused)
+          stream_read_on(r);
         again = 1;
         break;
       }
@@ -1176,26 +1263,24 @@ void kcld_http_stream_pause(struct kcld_http_stream *s)
 {
   struct http_req *r = stream_req(s);
 
-  if (!r || r->paused || !r->easy)
+  if (!r || r->paused || !(r->easy || r->end_pending))
     return;
   r->paused = 1;
-  curl_easy_pause(r->easy, CURLPAUSE_RECV);
+  if (r->easy)
+    curl_easy_pause(r->easy, CURLPAUSE_RECV);
 }
 
 void kcld_http_stream_resume(struct kcld_http_stream *s)
 {
   struct http_req *r = stream_req(s);
 
-  if (!r || !r->paused || !r->easy)
+  if (!r || !r->paused || !(r->easy || r->end_pending))
     return;
   r->paused = 0;
-  /* curl may hand over the bytes it kept, through on_write, right here;
-   * they are delivered from the loop. */
-  curl_easy_pause(r->easy, CURLPAUSE_CONT);
-  if (!r->http->closing) {
-    set_reread(r, 1);
-    uv_idle_start(&r->http->kick, on_kick);
-  }
+  if (r->easy)
+    stream_read_on(r);
+  else if (!r->http->closing)
+    uv_idle_start(&r->http->kick, on_kick); /* delivers the rest */
 }
 
 int kcld_http_stream_paused(const struct kcld_http_stream *s)
@@ -1208,7 +1293,7 @@ void kcld_http_stream_cancel(struct kcld_http_stream *s)
 {
   struct http_req *r = stream_req(s);
 
-  if (r && r->easy)
+  if (r && (r->easy || r->end_pending))
     req_complete(r, KCLD_ECANCELED, 0, "cancelled");
 }
 

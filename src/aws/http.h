@@ -137,16 +137,21 @@ struct kcld_http_stream;
 
 /* Body bytes of a 2xx answer, in order, as they arrive.  Runs on the loop,
  * never inside curl: it may pause, resume or cancel any stream, start
- * requests, or close the client.  `data` is valid only during the call. */
-typedef void (*kcld_http_data_cb)(const char *data, size_t len, void *arg);
+ * requests, or close the client.  `data` is valid only during the call.
+ * Returns how many bytes it took: fewer than len pauses the stream (as
+ * kcld_http_stream_pause) and keeps the rest, which is handed over first
+ * after kcld_http_stream_resume().  An answer that ends meanwhile ends (its
+ * done callback runs) once the rest is taken, or when it is cancelled; one
+ * that fails drops the rest. */
+typedef size_t (*kcld_http_data_cb)(const char *data, size_t len, void *arg);
 
 /* Starts `req` as a stream.  A 2xx answer's body goes to on_data as it
  * arrives; an answer with another status is gathered as usual.  on_done then
  * runs exactly once, as for kcld_http_send(): for a 2xx answer its body is
  * "" (every byte went to on_data first, also bytes that arrived just before
- * a transport error or while paused); for another status it holds the
- * answer's body.  req->timeout_ms bounds the whole answer (0 = the client's
- * default): pass a long one for a long stream.  Returns 0 and the stream in
+ * a transport error, unless the stream was paused then); for another
+ * status it holds the answer's body.  req->timeout_ms bounds the whole
+ * answer (0 = the client's default): pass a long one for a long stream.  Returns 0 and the stream in
  * *out, or a negative KCLD_E* code (no callback runs). */
 int kcld_http_stream_start(struct kcld_http *http,
                            const struct kcld_http_request *req,
@@ -156,8 +161,9 @@ int kcld_http_stream_start(struct kcld_http *http,
 /* Stops reading the stream's answer (curl_easy_pause: over HTTP/2 the
  * server is held back by flow control on this stream alone; other streams
  * on the connection go on).  From the return on, on_data does not run until
- * kcld_http_stream_resume() - unless the answer ends meanwhile: its last
- * bytes are then handed over before on_done.  Idempotent. */
+ * kcld_http_stream_resume(); an answer that ends meanwhile hands its last
+ * bytes over after the resume, then runs on_done (one that fails, or is
+ * cancelled, drops them).  Idempotent. */
 void kcld_http_stream_pause(struct kcld_http_stream *s);
 
 /* Reads the stream again; bytes held meanwhile are handed over from the

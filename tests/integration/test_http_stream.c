@@ -7,6 +7,8 @@
  * on resume; cancel resets the stream at once (also from its own data
  * callback); a reset mid-answer hands over what came, then a transport
  * error; an error status is gathered, not streamed; HTTP/1.1 streams too;
+ * a data callback that takes only part of its bytes pauses the stream and
+ * gets the rest first on resume;
  * closing the client ends every stream once; the loop always closes clean. */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -58,6 +60,8 @@ struct strm {
   size_t taken;          /* bytes it took */
   int take_while_paused; /* it ran while paused: a failure */
   int empty_data;        /* on_data calls with len 0 */
+  size_t take_max;       /* on_data takes at most this many a call (0: all) */
+  int partial;           /* on_data calls that took less than they got */
 };
 
 /* Checks `len` bytes against the pattern from where the stream is. */
@@ -81,7 +85,7 @@ static size_t on_take(const char *data, size_t len, void *arg)
   return n;
 }
 
-static void on_data(const char *data, size_t len, void *arg)
+static size_t on_data(const char *data, size_t len, void *arg)
 {
   struct strm *t = arg;
 
@@ -91,6 +95,10 @@ static void on_data(const char *data, size_t len, void *arg)
     t->first_ms = uv_now(t->loop);
   if (len == 0)
     t->empty_data++;
+  if (t->take_max && len > t->take_max) {
+    len = t->take_max;
+    t->partial++;
+  }
   check_bytes(t, data, len);
   if (t->data_calls == 1 && t->pause_at_first)
     kcld_http_stream_pause(t->s);
@@ -104,6 +112,7 @@ static void on_data(const char *data, size_t len, void *arg)
     assert_int_equal(t->done, 1);
     t->s = NULL;
   }
+  return len;
 }
 
 static void on_done(const struct kcld_http_response *resp, void *arg)
@@ -491,6 +500,41 @@ static void test_pauses_to_the_end(void **state)
   finish(&loop, http);
 }
 
+/* A data callback that takes at most 1000 bytes a call: each partial take
+ * pauses the stream (no data while paused), and on each resume the rest
+ * comes first - every byte once, in order, over h2c and HTTP/1.1. */
+static void test_partial_take(void **state)
+{
+  uv_loop_t loop;
+  struct kcld_http *http = client(&loop);
+  const enum mode modes[] = {H2C, H1};
+
+  (void)state;
+  for (size_t m = 0; m < sizeof(modes) / sizeof(modes[0]); m++) {
+    struct strm t = {0};
+    int resumes = 0;
+    t.take_max = 1000;
+    start(http, &loop, &t, "id=partial&bytes=60000&chunk=20000&interval=5",
+          modes[m]);
+    for (int i = 0; i < 2000 && !t.done; i++) {
+      run_ms(&loop, 1);
+      if (t.s && kcld_http_stream_paused(t.s)) {
+        kcld_http_stream_resume(t.s);
+        resumes++;
+      }
+    }
+    assert_int_equal(t.done, 1);
+    assert_int_equal(t.err, 0);
+    assert_int_equal(t.bytes, 60000);
+    assert_int_equal(t.bad, 0);
+    assert_int_equal(t.data_while_paused, 0);
+    assert_true(t.partial >= 1);
+    assert_true(resumes >= 1);
+    free(t.body);
+  }
+  finish(&loop, http);
+}
+
 /* Cancel: done runs at once with KCLD_ECANCELED and no more data comes.
  * On a shared connection the server sees the stream reset (RST_STREAM
  * CANCEL = 8) while the other streams on it go on; an h2c stream on a
@@ -665,6 +709,7 @@ int main(void)
     cmocka_unit_test_setup(test_multiplexed, reset_stats),
     cmocka_unit_test_setup(test_take, reset_stats),
     cmocka_unit_test_setup(test_pause_resume, reset_stats),
+    cmocka_unit_test_setup(test_partial_take, reset_stats),
     cmocka_unit_test_setup(test_pauses_to_the_end, reset_stats),
     cmocka_unit_test_setup(test_cancel, reset_stats),
     cmocka_unit_test_setup(test_reset_mid_stream, reset_stats),

@@ -7,11 +7,20 @@
  * every event received is parsed and handed over: the last continuation
  * is then the position to resume from.
  *
- * Memory: an event that arrives in pieces (all but small ones) is gathered
- * by the decoder straight into a block of the shard's account and kept
- * there until parsed, so its bytes are copied once, into memory the
- * budget counts and reuses; a small event that arrived whole is copied
- * into a block.
+ * Memory: every event is admitted by the shard's account before any of it
+ * is taken in, at its exact size (its frame's prelude gives the length)
+ * and with an estimate of its parsed batch (the frame's size scaled by the
+ * last events' ratio of batch to frame; the frame's size for the first).
+ * Until the account admits it, the subscription stands paused right before
+ * it: its bytes wait unread in curl and the kernel, and the few already
+ * read (at most one read's worth) wait in the HTTP client's buffer.  An
+ * event that arrives in pieces (all but small ones) is then gathered by
+ * the decoder straight into a block of the shard's account and kept there
+ * until parsed, so its bytes are copied once, into memory the budget
+ * counts and reuses; a small event that arrived whole is copied into a
+ * block.  The batch's part of the admission stays reserved until the
+ * event is parsed, so the budget holds unless a batch is larger than its
+ * estimate.
  *
  * Everything here runs on the loop thread except parse_work(), which reads
  * the event being parsed and writes the job's result and touches nothing
@@ -36,6 +45,7 @@ struct event {
   char *block;             /* of the account: the frame, or a copy */
   const char *payload;     /* in block */
   size_t len;
+  size_t batch_est;        /* reserved for its batch */
 };
 
 struct subscriber {
@@ -48,7 +58,10 @@ struct subscriber {
 
   struct kcld_fanout_sub *sub; /* the open subscription, or NULL */
   int paused;              /* sub is paused */
-  int admitted;            /* the account admitted the next event */
+  int held_back;           /* the gate held an event back: read on when
+                              resumed (the account's wake, the core) */
+  int admitted;            /* the gate admitted the next frame */
+  size_t adm_frame, adm_batch; /* what that admission reserved for it */
   int restart;             /* we cancelled sub to start afresh */
   struct event *qhead, *qtail; /* received, not yet parsed */
   int parsing;             /* the job is out */
@@ -60,6 +73,7 @@ struct subscriber {
 };
 
 static void schedule(struct subscriber *s);
+static void settle_if_idle(struct subscriber *s);
 
 /* ======== Freeing ======== */
 
@@ -221,12 +235,21 @@ static void parse_done(struct kcld_fetch_job *j, int status)
   struct subscriber *s = (struct subscriber *)j;
   struct kcld_record_batch *b = s->base.parsed;
   struct event *e = s->in_parse;
+  size_t charged = b ? kcld_fetch_charged(b) +
+                         (b->extra ? kcld_fetch_charged(b->extra) : 0)
+                     : 0;
 
   s->base.parsed = NULL;
   s->in_parse = NULL;
   s->parsing = 0;
   kcld_source_note_body(&s->base, kcld_fetch_charged(e->block));
+  /* The batch drew on the reservation; what it left is given back (the
+   * events after it keep theirs). */
+  kcld_fetch_account_unreserve(s->base.args.account,
+                               e->batch_est > charged ? e->batch_est - charged
+                                                      : 0);
   free_event(e);
+  settle_if_idle(s);
   if (s->base.closing) {
     kcld_record_batch_release(b);
     maybe_free(s);
@@ -268,47 +291,83 @@ static void pump_parse(struct subscriber *s)
 
 /* ======== The subscription ======== */
 
-static void estimate(const struct subscriber *s, size_t *body, size_t *batch);
+/* No event is queued, parsed or admitted: nothing is reserved any more
+ * (what estimates left over goes back). */
+static void settle_if_idle(struct subscriber *s)
+{
+  if (!s->qhead && !s->parsing && !s->admitted)
+    kcld_fetch_account_settle(s->base.args.account);
+}
 
-/* An event came without an admission: bytes curl had already received
- * when the stream paused (over HTTP/2 the window closes only then), which
- * may be many events.  It is kept if the account admits it now (its frame,
- * when the decoder gathered it in a block, is already counted); else the
- * subscription ends here, without counting as a failure: the events queued
- * are parsed and handed over, and the next subscription starts after the
- * last of them once the account wakes.  Returns 1 to keep the event. */
-static int admit_overflow(struct subscriber *s,
-                          const struct kcld_fanout_event *ev)
+/* Forgets the admission of the next frame, giving back what it reserved
+ * and `used` of it did not take. */
+static void drop_admission(struct subscriber *s, size_t used)
+{
+  size_t left = s->adm_frame + s->adm_batch;
+  if (!s->admitted)
+    return;
+  s->admitted = 0;
+  s->adm_frame = s->adm_batch = 0;
+  kcld_fetch_account_unreserve(s->base.args.account,
+                               left > used ? left - used : 0);
+}
+
+/* The parsed batch an event of frame_len bytes may make: the frame's size
+ * scaled by the last events' ratio (the largest's while behind), the
+ * frame's size while none was parsed. */
+static size_t batch_estimate(const struct subscriber *s, size_t frame_len)
 {
   size_t body, batch;
-  estimate(s, &body, &batch);
-  if (ev->frame)
-    body = 0;
-  else if (ev->payload_len > body)
-    body = ev->payload_len;
-  if (kcld_fetch_account_admit(s->base.args.account, body, batch)) {
-    s->admitted = 1;
-    return 1;
+  kcld_source_estimate(&s->base, MIN_ESTIMATE, &body, &batch);
+  if (!s->base.last_body)
+    return frame_len > MIN_ESTIMATE ? frame_len : MIN_ESTIMATE;
+  if (frame_len > SIZE_MAX / batch)
+    return frame_len / body * batch;
+  batch = (frame_len * batch + body - 1) / body;
+  return batch > MIN_ESTIMATE ? batch : MIN_ESTIMATE;
+}
+
+static void hold(struct subscriber *s);
+
+/* The decoder's gate (kcld_evs_gate_cb): before each frame is taken in,
+ * the core must want more and the account admit the frame at its size
+ * (the block it will take) and its batch's estimate.  Else the
+ * subscription pauses before the frame until sub_resume (the account's
+ * wake, or the core). */
+static int frame_gate(void *arg, size_t frame_len)
+{
+  struct subscriber *s = arg;
+  size_t body = kcld_fetch_cost(frame_len);
+  size_t batch = batch_estimate(s, frame_len);
+
+  if (s->base.stopped || s->base.closing)
+    return 1; /* dropped when it comes */
+  drop_admission(s, s->adm_frame); /* one a frame we skip left unused */
+  if (!s->base.args.cbs.wanted(s->base.args.cbs.arg) ||
+      !kcld_fetch_account_admit(s->base.args.account, body, batch)) {
+    s->held_back = 1;
+    hold(s);
+    return 0;
   }
-  kcld_log(KCLD_LOG_DEBUG, "over the memory budget; ending the subscription "
-           "to resume from the last continuation", "shard", s->base.shard_id,
-           NULL);
-  s->restart = 1;
-  kcld_fanout_sub_cancel(s->sub); /* on_end runs now */
-  return 0;
+  s->admitted = 1;
+  s->adm_frame = body;
+  s->adm_batch = batch;
+  return 1;
 }
 
 static void on_event(const struct kcld_fanout_event *ev, void *arg)
 {
   struct subscriber *s = arg;
   char *block = ev->frame;
+  size_t batch_est = s->adm_batch;
   struct event *e;
 
   if (ev->kind == KCLD_FANOUT_INITIAL)
     s->base.fails_in_row = 0;
-  if (s->base.stopped || s->base.closing || ev->kind == KCLD_FANOUT_INITIAL ||
-      (!s->admitted && !admit_overflow(s, ev))) {
+  if (s->base.stopped || s->base.closing || ev->kind == KCLD_FANOUT_INITIAL) {
+    drop_admission(s, block ? kcld_fetch_charged(block) : 0);
     kcld_fetch_free(block);
+    settle_if_idle(s);
     return;
   }
   e = calloc(1, sizeof(*e));
@@ -318,6 +377,9 @@ static void on_event(const struct kcld_fanout_event *ev, void *arg)
     if (block)
       memcpy(block, ev->payload, ev->payload_len);
   }
+  /* The frame's block drew on its admission (or the copy's did); the
+   * batch's part stays reserved until the parse. */
+  drop_admission(s, block ? kcld_fetch_charged(block) + batch_est : 0);
   if (!e || !block) {
     free(e);
     kcld_fetch_free(block);
@@ -327,14 +389,12 @@ static void on_event(const struct kcld_fanout_event *ev, void *arg)
   e->block = block;
   e->payload = ev->frame ? ev->payload : block;
   e->len = ev->payload_len;
+  e->batch_est = batch_est;
   if (s->qtail)
     s->qtail->next = e;
   else
     s->qhead = e;
   s->qtail = e;
-  /* The event used the admission (its block drew on the reservation). */
-  s->admitted = 0;
-  kcld_fetch_account_settle(s->base.args.account);
   pump_parse(s);
   schedule(s);
 }
@@ -346,7 +406,11 @@ static void on_end(const struct kcld_svc_status *st, void *arg)
 
   s->sub = NULL;
   s->paused = 0;
+  s->held_back = 0;
   s->restart = 0;
+  /* A frame under way is gone with the decoder: its block went back. */
+  drop_admission(s, s->adm_frame);
+  settle_if_idle(s);
   if (s->base.closing) {
     maybe_free(s);
     return;
@@ -377,7 +441,8 @@ static void subscribe(struct subscriber *s)
     [KCLD_SOURCE_AT_TIMESTAMP] = KCLD_FANOUT_AT_TIMESTAMP};
   struct kcld_fanout_subscribe_req req = {
     .consumer_arn = s->consumer_arn, .shard_id = s->base.shard_id,
-    .timestamp_ms = s->base.args.start.timestamp_ms, .alloc = &s->frames};
+    .timestamp_ms = s->base.args.start.timestamp_ms, .alloc = &s->frames,
+    .gate = frame_gate, .gate_arg = s};
   int rc;
 
   if (s->have_cont) {
@@ -420,12 +485,6 @@ static void on_timer(uv_timer_t *t)
     schedule(s);
 }
 
-/* What the next event may take: its payload and its parsed batch. */
-static void estimate(const struct subscriber *s, size_t *body, size_t *batch)
-{
-  kcld_source_estimate(&s->base, MIN_ESTIMATE, body, batch);
-}
-
 /* Stops reading the open subscription (flow control). */
 static void hold(struct subscriber *s)
 {
@@ -435,30 +494,22 @@ static void hold(struct subscriber *s)
   }
 }
 
-/* Reads on when the core wants more and the account admits the next
- * event; else pauses.  Without a subscription, starts the next one once
- * the events received are parsed and the rate and backoff allow; else arms
- * the timer for when they will. */
+/* Reads on when the core wants more, unless the gate held an event back
+ * (then the account's wake or the core resumes: sub_resume); else pauses.
+ * Every event is admitted by the gate before it is taken in.  Without a
+ * subscription, starts the next one once the events received are parsed
+ * and the rate and backoff allow; else arms the timer for when they
+ * will. */
 static void schedule(struct subscriber *s)
 {
-  size_t body, batch;
-
   if (s->base.closing || s->base.stopped || s->handing)
     return; /* got_batch's caller schedules afterwards */
   if (!s->base.args.cbs.wanted(s->base.args.cbs.arg)) {
     hold(s); /* ops.resume goes on */
     return;
   }
-  if (!s->admitted) {
-    estimate(s, &body, &batch);
-    if (!kcld_fetch_account_admit(s->base.args.account, body, batch)) {
-      hold(s); /* the account's wake resumes */
-      return;
-    }
-    s->admitted = 1;
-  }
   if (s->sub) {
-    if (s->paused) {
+    if (s->paused && !s->held_back) {
       s->paused = 0;
       kcld_fanout_sub_resume(s->sub);
     }
@@ -474,7 +525,9 @@ static void schedule(struct subscriber *s)
 
 static void sub_resume(void *src)
 {
-  schedule(src);
+  struct subscriber *s = src;
+  s->held_back = 0; /* ask the gate again */
+  schedule(s);
 }
 
 static void sub_stop(void *src)
@@ -486,10 +539,9 @@ static void sub_stop(void *src)
   drop_queue(s);
   if (s->sub)
     kcld_fanout_sub_cancel(s->sub); /* on_end runs now */
-  if (s->admitted) {
-    s->admitted = 0;
-    kcld_fetch_account_settle(s->base.args.account);
-  }
+  s->admitted = 0;
+  s->adm_frame = s->adm_batch = 0;
+  kcld_fetch_account_settle(s->base.args.account);
 }
 
 static void sub_close(void *src)

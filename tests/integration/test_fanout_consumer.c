@@ -17,6 +17,10 @@
  *  - backpressure: with a sink that holds, the shard's bytes stay within
  *    fetch.max_buffered_bytes and one event (the stream is paused), and
  *    everything arrives once the sink lets go;
+ *  - four shards under one process budget much smaller than their
+ *    backlog, with sinks that hold: the budget's bytes stay within it and
+ *    one event (every event is admitted before it is taken in), then every
+ *    record arrives once, in shard order;
  *  - losing the lease cancels the subscription at once (the service sees
  *    it closed), and the next owner subscribes without ResourceInUse. */
 #include <setjmp.h>
@@ -199,19 +203,24 @@ static void on_consumer(const struct kcld_fanout_consumer *c, void *arg)
   snprintf(arn, 512, "%s", c->arn);
 }
 
-/* A stream of one shard and an ACTIVE consumer of it. */
-static void env_up(struct env *e)
+/* A stream of `shards` shards and an ACTIVE consumer of it. */
+static void env_up_n(struct env *e, int shards)
 {
   char arn[256];
   memset(e, 0, sizeof(*e));
   kcld_test_awsenv_up(&e->aws, KCLD_AWS_KINESIS, s_url, 1);
   assert_int_equal(kcld_kinesis_new(e->aws.aws, &e->aws.loop, &e->kin), 0);
   assert_int_equal(kcld_fanout_new(e->aws.aws, &e->aws.loop, &e->f), 0);
-  new_stream(1, e->stream, sizeof(e->stream), arn, sizeof(arn));
+  new_stream(shards, e->stream, sizeof(e->stream), arn, sizeof(arn));
   assert_int_equal(kcld_fanout_ensure(e->f, arn, "app", 10000, on_consumer,
                                       e->consumer), 0);
   assert_true(kcld_test_run_until(&e->aws.loop, (int *)&e->consumer[0],
                                   10000));
+}
+
+static void env_up(struct env *e)
+{
+  env_up_n(e, 1);
 }
 
 static void env_down(struct env *e)
@@ -374,14 +383,17 @@ struct rig {
   struct kcld_shard_consumer *c;
 };
 
-static void start(struct env *e, struct rig *r, const char *checkpoint,
-                  size_t max_buffered)
+/* Starts a consumer of `shard` under `budget` (NULL: its own). */
+static void start_on(struct env *e, struct rig *r, const char *shard,
+                     const char *checkpoint, size_t max_buffered,
+                     struct kcld_fetch_budget *budget)
 {
   memset(r, 0, sizeof(*r));
-  r->kl.shard_id = SHARD0;
+  r->kl.shard_id = (char *)shard;
   r->kl.checkpoint = (char *)checkpoint;
   struct kcld_shard_consumer_opts o = {
     .loop = &e->aws.loop, .kinesis = e->kin, .fanout = e->f,
+    .budget = budget,
     .consumer_arn = e->consumer, .subscribe_interval_ms = 150,
     .coordinator = &r->lease, .stream = e->stream, .lease = &r->kl,
     .max_buffered_bytes =
@@ -395,6 +407,12 @@ static void start(struct env *e, struct rig *r, const char *checkpoint,
              .impl = &r->sink},
     .finished = on_finished, .arg = &r->lease};
   assert_int_equal(kcld_shard_consumer_start(&o, &r->c), 0);
+}
+
+static void start(struct env *e, struct rig *r, const char *checkpoint,
+                  size_t max_buffered)
+{
+  start_on(e, r, SHARD0, checkpoint, max_buffered, NULL);
 }
 
 /* Stops gracefully and closes. */
@@ -637,6 +655,110 @@ static void test_backpressure_pauses(void **state)
   env_down(&e);
 }
 
+/* Puts n records of 1 KiB, "r<id>-xxx...", to shard `shard` of a
+ * 4-shard stream (by explicit hash key), noting them in p. */
+static void put_1k(const char *stream, int shard, struct produced *p, int n)
+{
+  static const char *const keys[] = {
+    "1", "85070591730234615865843651857942052865",
+    "170141183460469231731687303715884105729",
+    "255211775190703847597530955573826158593"};
+  json_t *recs = json_array(), *res, *x;
+  size_t i;
+  for (int k = 0; k < n; k++) {
+    char data[1024], b64[1400];
+    memset(data, 'x', sizeof(data));
+    data[snprintf(data, sizeof(data), "r%d", p->n + k)] = '-';
+    EVP_EncodeBlock((unsigned char *)b64, (const unsigned char *)data,
+                    (int)sizeof(data));
+    json_array_append_new(recs, json_pack("{s:s,s:s,s:s}", "Data", b64,
+                                          "PartitionKey", "k",
+                                          "ExplicitHashKey", keys[shard]));
+  }
+  res = call("PutRecords", json_pack("{s:s,s:o}", "StreamName", stream,
+                                     "Records", recs));
+  assert_int_equal(json_integer_value(json_object_get(
+                     res, "FailedRecordCount")), 0);
+  json_array_foreach(json_object_get(res, "Records"), i, x)
+    snprintf(p->seq[p->n++], KCLD_SEQ_MAX + 1, "%s",
+             json_string_value(json_object_get(x, "SequenceNumber")));
+  json_decref(res);
+}
+
+/* Four shards, a backlog of ~190 KB each in events of 20 records (~28 KB
+ * each, ~21 KB parsed), under one process budget of 96 KiB, the sinks
+ * holding every delivery: the budget's bytes never pass it by more than
+ * one event (before each event was admitted by its size, each shard could
+ * pass it by the event it was receiving), and once the sinks let go every
+ * record arrives, once and in order, on its shard. */
+static void test_budget_holds_over_shards(void **state)
+{
+  enum { SHARDS = 4, PER_SHARD = 140, MAX_TOTAL = 96 * 1024,
+         EVENT = 32 * 1024 };
+  struct env e;
+  static struct rig r[SHARDS];
+  static struct produced p[SHARDS];
+  struct kcld_fetch_budget *b = NULL;
+  struct kcld_fetch_budget_opts bo = {.max_total_bytes = MAX_TOTAL,
+                                      .parse_slots = 2};
+  struct kcld_fetch_budget_stats bs;
+  char shard[32];
+  (void)state;
+  script("{\"event_records\": 20}");
+  env_up_n(&e, SHARDS);
+  bo.loop = &e.aws.loop;
+  assert_int_equal(kcld_fetch_budget_new(&bo, &b), 0);
+  for (int k = 0; k < SHARDS; k++) {
+    memset(&p[k], 0, sizeof(p[k]));
+    put_1k(e.stream, k, &p[k], PER_SHARD / 2);
+    put_1k(e.stream, k, &p[k], PER_SHARD / 2);
+  }
+  for (int k = 0; k < SHARDS; k++) {
+    snprintf(shard, sizeof(shard), "shardId-%012d", k);
+    start_on(&e, &r[k], shard, "TRIM_HORIZON", 1 << 20, b);
+    r[k].sink.hold = 1;
+    r[k].sink.want = PER_SHARD;
+  }
+  run(&e, NULL, 1500);
+  kcld_fetch_budget_stats(b, &bs);
+  if (bs.peak_bytes > MAX_TOTAL + EVENT)
+    fail_msg("the budget held %zu bytes at the peak (limit %d)",
+             bs.peak_bytes, MAX_TOTAL);
+  int got = 0;
+  for (int k = 0; k < SHARDS; k++)
+    got += r[k].sink.n;
+  assert_true(got < SHARDS * PER_SHARD); /* held back, not all read */
+  /* Let go: every record of every shard, in order. */
+  int all = 0;
+  for (int i = 0; i < 4000 && !all; i++) {
+    all = 1;
+    for (int k = 0; k < SHARDS; k++) {
+      if (r[k].sink.held) {
+        struct kcld_shard_delivery *d = r[k].sink.held;
+        r[k].sink.held = NULL;
+        sink_done(d);
+      }
+      all &= r[k].sink.reached;
+    }
+    run(&e, NULL, 5);
+  }
+  assert_true(all);
+  kcld_fetch_budget_stats(b, &bs);
+  if (bs.peak_bytes > MAX_TOTAL + EVENT)
+    fail_msg("the budget held %zu bytes at the peak after the release",
+             bs.peak_bytes);
+  for (int k = 0; k < SHARDS; k++) {
+    r[k].sink.hold = 0;
+    assert_int_equal(r[k].sink.n, PER_SHARD);
+    for (int i = 0; i < PER_SHARD; i++)
+      assert_string_equal(r[k].sink.got[i], p[k].seq[i]);
+    stop(&e, &r[k]);
+  }
+  kcld_fetch_budget_close(b);
+  run(&e, NULL, 50);
+  env_down(&e);
+}
+
 /* Losing the lease ends the subscription at once; the next owner starts
  * from the checkpoint without meeting ResourceInUse. */
 static void test_lost_cancels_at_once(void **state)
@@ -686,6 +808,7 @@ int main(void)
     cmocka_unit_test_setup(test_faults_recovered, reset),
     cmocka_unit_test_setup(test_shard_end_child_shards, reset),
     cmocka_unit_test_setup(test_backpressure_pauses, reset),
+    cmocka_unit_test_setup(test_budget_holds_over_shards, reset),
     cmocka_unit_test_setup(test_lost_cancels_at_once, reset),
   };
   return cmocka_run_group_tests(tests, setup, teardown);

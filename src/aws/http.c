@@ -63,6 +63,8 @@
  * libcurl 7.88 opens per stream), and 16 fan-out subscriptions held up to
  * 32 MiB each here: 270-290 MiB peak RSS against a 48 MiB budget. */
 #define STREAM_HELD_MAX ((size_t)128 << 10)
+/* curl's smallest upload buffer (CURLOPT_UPLOAD_BUFFERSIZE). */
+#define UPLOAD_BUFFER_MIN 16384u
 /* A GetRecords answer is at most 10 MiB of data, ~14 MiB as base64 JSON;
  * anything far beyond that is not an AWS answer. */
 #define BODY_MAX ((size_t)256 << 20)
@@ -1159,6 +1161,12 @@ static int req_setup(struct http_req *r, const struct kcld_http_request *req)
     }
   }
   if (req->body_len > 0 || method_has_body(method)) {
+    /* curl sends a body through an upload buffer it keeps for the whole
+     * transfer (over HTTP/2, and over TLS), 64 KiB by default: a small
+     * body needs no more than curl's minimum, 16 KiB.  A fan-out
+     * subscription keeps its transfer open for 5 minutes. */
+    if (req->body_len <= UPLOAD_BUFFER_MIN)
+      SET(CURLOPT_UPLOAD_BUFFERSIZE, (long)UPLOAD_BUFFER_MIN);
     SET(CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)req->body_len);
     SET(CURLOPT_POSTFIELDS, r->body_ref ? r->body_ref : "");
     if (strcmp(method, "POST") != 0)

@@ -123,6 +123,22 @@ struct produced {
   int n;
 };
 
+/* Sends PutRecords of `recs` (taken) and notes their sequence numbers in
+ * p, in order. */
+static void put_noting(const char *stream, json_t *recs, struct produced *p)
+{
+  json_t *r = call("PutRecords", json_pack("{s:s,s:o}", "StreamName", stream,
+                                           "Records", recs));
+  json_t *e;
+  size_t i;
+  assert_int_equal(json_integer_value(json_object_get(
+                     r, "FailedRecordCount")), 0);
+  json_array_foreach(json_object_get(r, "Records"), i, e)
+    snprintf(p->seq[p->n++], KCLD_SEQ_MAX + 1, "%s",
+             json_string_value(json_object_get(e, "SequenceNumber")));
+  json_decref(r);
+}
+
 /* Puts n records "r<id>" (ids from p->n on) to shard 0 of a 1-shard
  * stream, one PutRecords call of up to 100. */
 static void put(const char *stream, struct produced *p, int n)
@@ -137,16 +153,7 @@ static void put(const char *stream, struct produced *p, int n)
       json_array_append_new(recs, json_pack("{s:s,s:s}", "Data", b64,
                                             "PartitionKey", "k"));
     }
-    json_t *r = call("PutRecords", json_pack("{s:s,s:o}", "StreamName",
-                                             stream, "Records", recs));
-    json_t *e;
-    size_t i;
-    assert_int_equal(json_integer_value(json_object_get(
-                       r, "FailedRecordCount")), 0);
-    json_array_foreach(json_object_get(r, "Records"), i, e)
-      snprintf(p->seq[p->n++], KCLD_SEQ_MAX + 1, "%s",
-               json_string_value(json_object_get(e, "SequenceNumber")));
-    json_decref(r);
+    put_noting(stream, recs, p);
     n -= k;
   }
 }
@@ -663,8 +670,7 @@ static void put_1k(const char *stream, int shard, struct produced *p, int n)
     "1", "85070591730234615865843651857942052865",
     "170141183460469231731687303715884105729",
     "255211775190703847597530955573826158593"};
-  json_t *recs = json_array(), *res, *x;
-  size_t i;
+  json_t *recs = json_array();
   for (int k = 0; k < n; k++) {
     char data[1024], b64[1400];
     memset(data, 'x', sizeof(data));
@@ -675,14 +681,7 @@ static void put_1k(const char *stream, int shard, struct produced *p, int n)
                                           "PartitionKey", "k",
                                           "ExplicitHashKey", keys[shard]));
   }
-  res = call("PutRecords", json_pack("{s:s,s:o}", "StreamName", stream,
-                                     "Records", recs));
-  assert_int_equal(json_integer_value(json_object_get(
-                     res, "FailedRecordCount")), 0);
-  json_array_foreach(json_object_get(res, "Records"), i, x)
-    snprintf(p->seq[p->n++], KCLD_SEQ_MAX + 1, "%s",
-             json_string_value(json_object_get(x, "SequenceNumber")));
-  json_decref(res);
+  put_noting(stream, recs, p);
 }
 
 /* Four shards, a backlog of ~190 KB each in events of 20 records (~28 KB

@@ -684,6 +684,33 @@ static void put_1k(const char *stream, int shard, struct produced *p, int n)
   put_noting(stream, recs, p);
 }
 
+/* Events larger than the shard's budget (~140 KB against 64 KiB), back to
+ * back: each is let in alone and the shard goes on to the end.  (Before
+ * events were admitted at their size, the next event's first bytes came in
+ * the read that ended one; its buffer, charged at its whole size, kept the
+ * account over the budget while the paused stream could never finish it:
+ * the shard stood still for good.) */
+static void test_events_over_budget(void **state)
+{
+  struct env e;
+  static struct rig r;
+  static struct produced p;
+  (void)state;
+  script("{\"event_records\": 100}");
+  env_up(&e);
+  memset(&p, 0, sizeof(p));
+  for (int i = 0; i < 6; i++)
+    put_1k(e.stream, 0, &p, 100);
+  start(&e, &r, "TRIM_HORIZON", 64 * 1024);
+  r.sink.want = p.n;
+  assert_true(run(&e, &r.sink.reached, 15000));
+  assert_int_equal(r.sink.n, p.n);
+  for (int i = 0; i < p.n; i++)
+    assert_string_equal(r.sink.got[i], p.seq[i]);
+  stop(&e, &r);
+  env_down(&e);
+}
+
 /* Four shards, a backlog of ~190 KB each in events of 20 records (~28 KB
  * each, ~21 KB parsed), under one process budget of 96 KiB, the sinks
  * holding every delivery: the budget's bytes never pass it by more than
@@ -807,6 +834,7 @@ int main(void)
     cmocka_unit_test_setup(test_faults_recovered, reset),
     cmocka_unit_test_setup(test_shard_end_child_shards, reset),
     cmocka_unit_test_setup(test_backpressure_pauses, reset),
+    cmocka_unit_test_setup(test_events_over_budget, reset),
     cmocka_unit_test_setup(test_budget_holds_over_shards, reset),
     cmocka_unit_test_setup(test_lost_cancels_at_once, reset),
   };

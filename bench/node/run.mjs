@@ -30,7 +30,8 @@
 // BENCH_LATENCY_SET="fetch.mode=fanout"), BENCH_OUT (results JSON, default
 // build/bench/results.json), BENCH_PERF (a directory: profile kcld with perf
 // record into it; BENCH_PERF_ARGS: perf record's sampling options, default
-// "-g", e.g. "--call-graph dwarf,16384 -F 1000"), BENCH_PEERS (what runs beside kcld in the throughput
+// "-g", e.g. "--call-graph dwarf,16384 -F 1000"), BENCH_KEEP=1 (keep the
+// logs and configurations of a run that succeeded too), BENCH_PEERS (what runs beside kcld in the throughput
 // benchmark, default "node boto3 floor"; "" measures kcld alone, e.g. while
 // profiling: the ratios are then not printed).  Prints every figure, its ratios, and issue 11's targets
 // with PASS/MISS; never fails on slowness (it exits non-zero only when a
@@ -1041,6 +1042,6 @@ fs.writeFileSync(OUT, JSON.stringify(results, null, 2) + '\n');
 log(`results: ${OUT}`);
 agent.destroy();
 proc.killAll();
-if (status === 0) fs.rmSync(TMP, { recursive: true, force: true });
+if (status === 0 && !env.BENCH_KEEP) fs.rmSync(TMP, { recursive: true, force: true });
 else log(`logs kept in ${TMP}`);
 process.exit(status);

@@ -74,6 +74,7 @@ const PEERS = new Set((env.BENCH_PEERS ?? 'node boto3 floor').trim()
                         .split(/\s+/).filter(Boolean));
 const OUT = path.resolve(ROOT, env.BENCH_OUT || 'build/bench/results.json');
 const TMP = fs.mkdtempSync(path.join(os.tmpdir(), 'kcld-bench-'));
+let keepLogs = Boolean(env.BENCH_KEEP); // also once a kcld misbehaved
 
 const now = () => performance.timeOrigin + performance.now();
 const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
@@ -296,9 +297,14 @@ async function kcldThroughput(url, ddb, total, filter, set = []) {
     await sleep(handled + filtered < 0.95 * total ? 100 : 10);
   }
   await stopKcld(k);
+  const klog = fs.readFileSync(k.cfg.log, 'utf8');
+  if (klog.includes('"shutdown did not finish in time')) {
+    log(`   note: kcld did not shut down within shutdown_timeout; see ` +
+        `${k.cfg.log} (kept)`);
+    keepLogs = true;
+  }
   // plugin-count says what it counted at shutdown.
-  const m = /\{"plugin":"count","records":(\d+),"bytes":(\d+)/.exec(
-    fs.readFileSync(k.cfg.log, 'utf8'));
+  const m = /\{"plugin":"count","records":(\d+),"bytes":(\d+)/.exec(klog);
   const bytes = m ? Number(m[2]) : NaN;
   if (m && Number(m[1]) !== handled)
     log(`   note: plugin-count counted ${m[1]} records, the metric ${handled}`);
@@ -1042,6 +1048,6 @@ fs.writeFileSync(OUT, JSON.stringify(results, null, 2) + '\n');
 log(`results: ${OUT}`);
 agent.destroy();
 proc.killAll();
-if (status === 0 && !env.BENCH_KEEP) fs.rmSync(TMP, { recursive: true, force: true });
+if (status === 0 && !keepLogs) fs.rmSync(TMP, { recursive: true, force: true });
 else log(`logs kept in ${TMP}`);
 process.exit(status);

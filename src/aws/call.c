@@ -746,12 +746,6 @@ static size_t on_stream_data(const char *data, size_t len, void *arg)
   return c->on_data(data, len, c->arg);
 }
 
-static size_t on_stream_take(const char *data, size_t len, void *arg)
-{
-  struct aws_call *c = arg;
-  return c->on_take(data, len, c->arg);
-}
-
 /* Signs `sreq` into *sig unless `creds` is NULL (anonymous: *sig stays
  * empty).  0, or the call failed (and *sig cleaned up): nothing to send. */
 static int sign(struct aws_call *c, const struct kcld_creds *creds,
@@ -857,7 +851,7 @@ static void send_attempt(struct aws_call *c, const struct kcld_creds *creds)
     .body_len = c->body_len, .timeout_ms = c->timeout_ms,
     .http2 = c->on_data != NULL,
     .body_into = c->on_data ? NULL : c->body_into,
-    .take = c->on_take ? on_stream_take : NULL};
+    .take = c->on_take, .take_arg = c->arg};
   c->state = CALL_HTTP;
   if (c->on_data) {
     rc = kcld_http_stream_start(aws->http, &hreq, on_stream_data, on_http, c,

@@ -192,7 +192,7 @@ struct kcld_aws_stream;
  * .http2), in one attempt: a stream is not retried, its owner starts
  * another.  A 2xx answer's body goes to on_data as it arrives (from the
  * loop, never inside curl; the owner may pause, resume or cancel from
- * there; on_take, optional, is the stream's kcld_http_take_cb with arg);
+ * there; on_take, optional, is the stream's kcld_http_take_cb, with arg);
  * cb then runs once, when the answer has ended: err 0 (res->raw is
  * "", every byte went to on_data), or the error as for kcld_aws_call()
  * (KCLD_EAWS with the error type for an error answer; KCLD_ETRANSPORT for

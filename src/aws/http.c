@@ -126,6 +126,7 @@ struct http_req {
   curl_socket_t fd;          /* its connection's socket, when curl said */
   kcld_http_data_cb on_data; /* NULL for a gathered answer */
   kcld_http_take_cb take;    /* optional */
+  void *take_arg;
   long status;               /* the answer's status, once its body starts */
   unsigned char ready;       /* resp holds bytes for on_data */
   unsigned char reread;      /* the kick has curl read its socket */
@@ -650,7 +651,8 @@ static size_t on_write(char *ptr, size_t size, size_t nmemb, void *userdata)
     }
     if (stream_2xx(r)) {
       /* The owner's take first (one copy), while nothing is held. */
-      size_t took = r->take && r->resp_len == 0 ? r->take(ptr, n, r->arg) : 0;
+      size_t took = r->take && r->resp_len == 0
+                      ? r->take(ptr, n, r->take_arg) : 0;
       if (took > n)
         return 0; /* a broken take: fail the transfer */
       /* The rest is held only until deliver() runs: a few reads' worth. */
@@ -1203,6 +1205,7 @@ static int req_start(struct kcld_http *http,
   r->arg = arg;
   r->on_data = on_data;
   r->take = on_data ? req->take : NULL;
+  r->take_arg = req->take_arg ? req->take_arg : arg;
   r->fd = CURL_SOCKET_BAD;
   r->seq = http->next_seq++;
   if (req->body_into && !on_data) {

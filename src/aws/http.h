@@ -95,6 +95,7 @@ struct kcld_http_request {
                                   valid and unchanged until the callback
                                   has run (large S3 objects) */
   kcld_http_take_cb take;      /* streams only, optional: see the type */
+  void *take_arg;              /* take's argument (NULL: the stream's) */
 };
 
 /* Initializes libcurl once per process (thread-safe, idempotent; called by

@@ -99,6 +99,8 @@ struct kcld_http {
 struct http_sock {
   uv_poll_t poll;
   curl_socket_t fd;
+  int events;                /* UV_READABLE | UV_WRITABLE watched, or 0 */
+  int parked;                /* in http->parked: curl does not watch it */
   struct kcld_http *http;
   struct http_sock *prev, *next;
 };
@@ -319,13 +321,37 @@ static void sock_close(struct kcld_http *http, struct http_sock *sk)
   uv_close((uv_handle_t *)&sk->poll, on_sock_closed);
 }
 
+/* Watches `events` on the socket (0: none).  A handle already watching
+ * them is left alone: libuv's uv_poll_start stops the watcher first, and
+ * then re-adds the fd to epoll (an EPOLL_CTL_ADD that fails with EEXIST,
+ * then an EPOLL_CTL_MOD) even when nothing changed.  Returns 0 or -1. */
+static int sock_watch(struct http_sock *sk, int events, uv_poll_cb cb)
+{
+  if (sk->events == events)
+    return 0;
+  if (events == 0) {
+    uv_poll_stop(&sk->poll);
+  } else if (uv_poll_start(&sk->poll, events, cb) != 0) {
+    sk->events = 0;
+    return -1;
+  }
+  sk->events = events;
+  return 0;
+}
+
+static void on_poll(uv_poll_t *p, int status, int events);
+
 /* A kept connection's socket: curl no longer watches it, but will again
- * for its next transfer.  Its poll handle is stopped and kept by fd, and
- * taken up again then instead of a new one (uv_poll_init and uv_close
- * cost an allocation, an ioctl and three epoll_ctl calls per transfer;
- * with 1024 idle leases, ~1,350 transfers a second).  on_curl_close()
- * closes it before curl closes the socket, so a kept handle never
- * outlives its fd.  Without room to keep it, it is closed. */
+ * for its next transfer.  Its poll handle is kept by fd, and taken up
+ * again then instead of a new one (uv_poll_init and uv_close cost an
+ * allocation, an ioctl and three epoll_ctl calls per transfer; with 1024
+ * idle leases, ~1,350 transfers a second).  It goes on watching for
+ * readability, which its next transfer asks for too: so that takes no
+ * epoll_ctl call; if the socket does become readable meanwhile (the
+ * server closed the connection), on_poll() stops watching it, and curl
+ * finds the connection dead when it next picks it.  on_curl_close()
+ * closes the handle before curl closes the socket, so a kept handle
+ * never outlives its fd.  Without room to keep it, it is closed. */
 static void sock_park(struct kcld_http *http, struct http_sock *sk)
 {
   size_t fd = (size_t)sk->fd;
@@ -348,7 +374,9 @@ static void sock_park(struct kcld_http *http, struct http_sock *sk)
     uv_close((uv_handle_t *)&http->parked[fd]->poll, on_sock_closed);
   sock_unlink(http, sk);
   curl_multi_assign(http->multi, sk->fd, NULL);
-  uv_poll_stop(&sk->poll);
+  if (sock_watch(sk, UV_READABLE, on_poll) != 0)
+    sock_watch(sk, 0, on_poll);
+  sk->parked = 1;
   http->parked[fd] = sk;
 }
 
@@ -362,6 +390,7 @@ static struct http_sock *sock_unpark(struct kcld_http *http,
     return NULL;
   sk = http->parked[fd];
   http->parked[fd] = NULL;
+  sk->parked = 0;
   return sk;
 }
 
@@ -890,7 +919,14 @@ static void on_poll(uv_poll_t *p, int status, int events)
   curl_socket_t fd = sk->fd;
   int flags = 0, running = 0;
 
+  if (sk->parked) {
+    /* A kept connection with no transfer: closed by the server, most
+     * likely.  Level-triggered, it would fire on every loop turn. */
+    sock_watch(sk, 0, on_poll);
+    return;
+  }
   if (status < 0) {
+    sk->events = 0; /* libuv has stopped the handle */
     flags = CURL_CSELECT_ERR;
   } else {
     if (events & UV_READABLE)
@@ -966,9 +1002,7 @@ static int on_curl_socket(CURL *easy, curl_socket_t fd, int what,
     events |= UV_READABLE;
   if (what & CURL_POLL_OUT)
     events |= UV_WRITABLE;
-  if (uv_poll_start(&sk->poll, events, on_poll) != 0)
-    return -1;
-  return 0;
+  return sock_watch(sk, events, on_poll);
 }
 
 static int on_curl_timer(CURLM *multi, long timeout_ms, void *userp)

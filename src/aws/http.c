@@ -9,6 +9,12 @@
  * from one of its own callbacks: a 0 ms timeout becomes 1 ms, and user
  * callbacks run only after curl_multi_socket_action() has returned.
  *
+ * A timeout of 0 ("act now", set by every curl_multi_add_handle) is not a
+ * timer but the `soon` idle handle: it runs in the same loop turn when set
+ * from a timer callback, else in the next turn without the loop sleeping -
+ * where a 1 ms timer cost a wake-up of its own per batch of new requests
+ * and delayed each by a millisecond or two.
+ *
  * Every transfer carries its struct http_req in CURLOPT_PRIVATE.  Handles are
  * freed in their close callbacks; the client itself (and the multi handle)
  * goes when the last of its handles has closed.
@@ -77,6 +83,7 @@ struct kcld_http {
   CURLM *multi;
   uv_timer_t timer;          /* curl's timeout */
   uv_idle_t kick;            /* reads and delivers on the next loop turn */
+  uv_idle_t soon;            /* curl's timeout of 0: acts on the next turn */
   char *ca_file;
   char *proxy_https, *proxy_http, *no_proxy; /* from the environment */
   long connect_timeout_ms;
@@ -940,14 +947,24 @@ static void on_poll(uv_poll_t *p, int status, int events)
   drain(http);
 }
 
-static void on_timeout(uv_timer_t *t)
+static void timeout_action(struct kcld_http *http)
 {
-  struct kcld_http *http = t->data;
   int running = 0;
 
   curl_multi_socket_action(http->multi, CURL_SOCKET_TIMEOUT, 0, &running);
   deliver(http);
   drain(http);
+}
+
+static void on_timeout(uv_timer_t *t)
+{
+  timeout_action(t->data);
+}
+
+static void on_soon(uv_idle_t *h)
+{
+  uv_idle_stop(h);
+  timeout_action(h->data);
 }
 
 static int on_curl_socket(CURL *easy, curl_socket_t fd, int what,
@@ -1014,11 +1031,16 @@ static int on_curl_timer(CURLM *multi, long timeout_ms, void *userp)
     return 0;
   if (timeout_ms < 0) {
     uv_timer_stop(&http->timer);
+    uv_idle_stop(&http->soon);
     return 0;
   }
-  /* Never call curl back from inside its own callback: 0 becomes 1 ms. */
-  if (timeout_ms == 0)
-    timeout_ms = 1;
+  /* Never call curl back from inside its own callback: 0 runs from the
+   * loop, on the idle handle. */
+  if (timeout_ms == 0) {
+    uv_timer_stop(&http->timer);
+    return uv_idle_start(&http->soon, on_soon) == 0 ? 0 : -1;
+  }
+  uv_idle_stop(&http->soon);
   return uv_timer_start(&http->timer, on_timeout, (uint64_t)timeout_ms, 0) == 0
            ? 0 : -1;
 }
@@ -1086,6 +1108,12 @@ int kcld_http_new(uv_loop_t *loop, const struct kcld_http_opts *opts,
   }
   http->kick.data = http;
   http->open_handles = 2;
+  if (uv_idle_init(loop, &http->soon) != 0) {
+    kcld_http_close(http);
+    return KCLD_EINVAL;
+  }
+  http->soon.data = http;
+  http->open_handles = 3;
   *out = http;
   return 0;
 
@@ -1396,6 +1424,10 @@ void kcld_http_close(struct kcld_http *http)
   if (http->kick.data) { /* set up */
     uv_idle_stop(&http->kick);
     uv_close((uv_handle_t *)&http->kick, on_timer_closed);
+  }
+  if (http->soon.data) {
+    uv_idle_stop(&http->soon);
+    uv_close((uv_handle_t *)&http->soon, on_timer_closed);
   }
   while (http->socks)
     sock_close(http, http->socks);

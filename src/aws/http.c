@@ -9,6 +9,12 @@
  * from one of its own callbacks: a 0 ms timeout becomes 1 ms, and user
  * callbacks run only after curl_multi_socket_action() has returned.
  *
+ * A timeout of 0 ("act now", set by every curl_multi_add_handle) is not a
+ * timer but the `soon` idle handle: it runs in the same loop turn when set
+ * from a timer callback, else in the next turn without the loop sleeping -
+ * where a 1 ms timer cost a wake-up of its own per batch of new requests
+ * and delayed each by a millisecond or two.
+ *
  * Every transfer carries its struct http_req in CURLOPT_PRIVATE.  Handles are
  * freed in their close callbacks; the client itself (and the multi handle)
  * goes when the last of its handles has closed.
@@ -77,6 +83,7 @@ struct kcld_http {
   CURLM *multi;
   uv_timer_t timer;          /* curl's timeout */
   uv_idle_t kick;            /* reads and delivers on the next loop turn */
+  uv_idle_t soon;            /* curl's timeout of 0: acts on the next turn */
   char *ca_file;
   char *proxy_https, *proxy_http, *no_proxy; /* from the environment */
   long connect_timeout_ms;
@@ -99,6 +106,8 @@ struct kcld_http {
 struct http_sock {
   uv_poll_t poll;
   curl_socket_t fd;
+  int events;                /* UV_READABLE | UV_WRITABLE watched, or 0 */
+  int parked;                /* in http->parked: curl does not watch it */
   struct kcld_http *http;
   struct http_sock *prev, *next;
 };
@@ -320,13 +329,37 @@ static void sock_close(struct kcld_http *http, struct http_sock *sk)
   uv_close((uv_handle_t *)&sk->poll, on_sock_closed);
 }
 
+/* Watches `events` on the socket (0: none).  A handle already watching
+ * them is left alone: libuv's uv_poll_start stops the watcher first, and
+ * then re-adds the fd to epoll (an EPOLL_CTL_ADD that fails with EEXIST,
+ * then an EPOLL_CTL_MOD) even when nothing changed.  Returns 0 or -1. */
+static int sock_watch(struct http_sock *sk, int events, uv_poll_cb cb)
+{
+  if (sk->events == events)
+    return 0;
+  if (events == 0) {
+    uv_poll_stop(&sk->poll);
+  } else if (uv_poll_start(&sk->poll, events, cb) != 0) {
+    sk->events = 0;
+    return -1;
+  }
+  sk->events = events;
+  return 0;
+}
+
+static void on_poll(uv_poll_t *p, int status, int events);
+
 /* A kept connection's socket: curl no longer watches it, but will again
- * for its next transfer.  Its poll handle is stopped and kept by fd, and
- * taken up again then instead of a new one (uv_poll_init and uv_close
- * cost an allocation, an ioctl and three epoll_ctl calls per transfer;
- * with 1024 idle leases, ~1,350 transfers a second).  on_curl_close()
- * closes it before curl closes the socket, so a kept handle never
- * outlives its fd.  Without room to keep it, it is closed. */
+ * for its next transfer.  Its poll handle is kept by fd, and taken up
+ * again then instead of a new one (uv_poll_init and uv_close cost an
+ * allocation, an ioctl and three epoll_ctl calls per transfer; with 1024
+ * idle leases, ~1,350 transfers a second).  It goes on watching for
+ * readability, which its next transfer asks for too: so that takes no
+ * epoll_ctl call; if the socket does become readable meanwhile (the
+ * server closed the connection), on_poll() stops watching it, and curl
+ * finds the connection dead when it next picks it.  on_curl_close()
+ * closes the handle before curl closes the socket, so a kept handle
+ * never outlives its fd.  Without room to keep it, it is closed. */
 static void sock_park(struct kcld_http *http, struct http_sock *sk)
 {
   size_t fd = (size_t)sk->fd;
@@ -349,7 +382,9 @@ static void sock_park(struct kcld_http *http, struct http_sock *sk)
     uv_close((uv_handle_t *)&http->parked[fd]->poll, on_sock_closed);
   sock_unlink(http, sk);
   curl_multi_assign(http->multi, sk->fd, NULL);
-  uv_poll_stop(&sk->poll);
+  if (sock_watch(sk, UV_READABLE, on_poll) != 0)
+    sock_watch(sk, 0, on_poll);
+  sk->parked = 1;
   http->parked[fd] = sk;
 }
 
@@ -363,6 +398,7 @@ static struct http_sock *sock_unpark(struct kcld_http *http,
     return NULL;
   sk = http->parked[fd];
   http->parked[fd] = NULL;
+  sk->parked = 0;
   return sk;
 }
 
@@ -892,7 +928,14 @@ static void on_poll(uv_poll_t *p, int status, int events)
   curl_socket_t fd = sk->fd;
   int flags = 0, running = 0;
 
+  if (sk->parked) {
+    /* A kept connection with no transfer: closed by the server, most
+     * likely.  Level-triggered, it would fire on every loop turn. */
+    sock_watch(sk, 0, on_poll);
+    return;
+  }
   if (status < 0) {
+    sk->events = 0; /* libuv has stopped the handle */
     flags = CURL_CSELECT_ERR;
   } else {
     if (events & UV_READABLE)
@@ -906,14 +949,24 @@ static void on_poll(uv_poll_t *p, int status, int events)
   drain(http);
 }
 
-static void on_timeout(uv_timer_t *t)
+static void timeout_action(struct kcld_http *http)
 {
-  struct kcld_http *http = t->data;
   int running = 0;
 
   curl_multi_socket_action(http->multi, CURL_SOCKET_TIMEOUT, 0, &running);
   deliver(http);
   drain(http);
+}
+
+static void on_timeout(uv_timer_t *t)
+{
+  timeout_action(t->data);
+}
+
+static void on_soon(uv_idle_t *h)
+{
+  uv_idle_stop(h);
+  timeout_action(h->data);
 }
 
 static int on_curl_socket(CURL *easy, curl_socket_t fd, int what,
@@ -968,9 +1021,7 @@ static int on_curl_socket(CURL *easy, curl_socket_t fd, int what,
     events |= UV_READABLE;
   if (what & CURL_POLL_OUT)
     events |= UV_WRITABLE;
-  if (uv_poll_start(&sk->poll, events, on_poll) != 0)
-    return -1;
-  return 0;
+  return sock_watch(sk, events, on_poll);
 }
 
 static int on_curl_timer(CURLM *multi, long timeout_ms, void *userp)
@@ -982,11 +1033,16 @@ static int on_curl_timer(CURLM *multi, long timeout_ms, void *userp)
     return 0;
   if (timeout_ms < 0) {
     uv_timer_stop(&http->timer);
+    uv_idle_stop(&http->soon);
     return 0;
   }
-  /* Never call curl back from inside its own callback: 0 becomes 1 ms. */
-  if (timeout_ms == 0)
-    timeout_ms = 1;
+  /* Never call curl back from inside its own callback: 0 runs from the
+   * loop, on the idle handle. */
+  if (timeout_ms == 0) {
+    uv_timer_stop(&http->timer);
+    return uv_idle_start(&http->soon, on_soon) == 0 ? 0 : -1;
+  }
+  uv_idle_stop(&http->soon);
   return uv_timer_start(&http->timer, on_timeout, (uint64_t)timeout_ms, 0) == 0
            ? 0 : -1;
 }
@@ -1054,6 +1110,12 @@ int kcld_http_new(uv_loop_t *loop, const struct kcld_http_opts *opts,
   }
   http->kick.data = http;
   http->open_handles = 2;
+  if (uv_idle_init(loop, &http->soon) != 0) {
+    kcld_http_close(http);
+    return KCLD_EINVAL;
+  }
+  http->soon.data = http;
+  http->open_handles = 3;
   *out = http;
   return 0;
 
@@ -1365,6 +1427,10 @@ void kcld_http_close(struct kcld_http *http)
   if (http->kick.data) { /* set up */
     uv_idle_stop(&http->kick);
     uv_close((uv_handle_t *)&http->kick, on_timer_closed);
+  }
+  if (http->soon.data) {
+    uv_idle_stop(&http->soon);
+    uv_close((uv_handle_t *)&http->soon, on_timer_closed);
   }
   while (http->socks)
     sock_close(http, http->socks);

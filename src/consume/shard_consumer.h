@@ -219,6 +219,8 @@ struct kcld_shard_consumer_stats {
   uint64_t kinesis_records;    /* Kinesis records fetched */
   uint64_t bytes;              /* payload bytes fetched (data_bytes) */
   uint64_t get_records_calls;  /* GetRecords calls started */
+  uint64_t loop_parses;        /* GetRecords answers small enough to be
+                                  parsed on the loop (not the pool) */
   uint64_t subscriptions;      /* SubscribeToShard calls started (fan-out) */
   uint64_t empty_responses;    /* GetRecords answers with no records; in
                                   fan-out mode, events with no records and

@@ -8,6 +8,7 @@
 #include <string.h>
 
 #include "base/backoff.h"
+#include "base/clock.h"
 #include "consume/shard_consumer.h"
 #include "err.h"
 
@@ -115,6 +116,8 @@ int kcld_source_wait(struct kcld_source_base *b, uv_timer_cb cb)
     due = b->last_call_ms + b->args.min_call_ms;
   if (due <= now)
     return 0;
+  /* Idle shards' timers fire together: far fewer loop wake-ups. */
+  due = kcld_clock_coalesce_ms(due, due - now);
   uv_timer_start(&b->timer, cb, due - now, 0);
   b->timer_armed = 1;
   return 1;

@@ -1,6 +1,7 @@
 /* test_http.c — the curl-multi-on-libuv client against the fault endpoint:
  * status, headers and dates come through; concurrent requests share
- * keep-alive connections, as many as max_connections allows; large bodies
+ * keep-alive connections, as many as max_connections allows (one the
+ * server closes while idle is let go quietly); large bodies
  * both ways; a body written into the caller's buffer; timeouts, refused and
  * broken connections become transport errors; TLS is verified (and a CA
  * file can be given); proxy variables apply; cancel and close run every
@@ -293,6 +294,65 @@ static void test_max_connections(void **state)
   run_wave(&loop, http, &w);
   assert_int_equal(kcld_fault_count(s_fault, "data_connections", NULL),
                    third);
+  finish(&loop, http);
+}
+
+/* ======== Kept connections closed by the server ======== */
+
+static void count_turn(uv_prepare_t *h)
+{
+  (*(int *)h->data)++;
+}
+
+/* A kept connection goes on being watched between transfers (its next one
+ * then costs no epoll_ctl); when the server closes it meanwhile, the loop
+ * stops watching it rather than waking on every turn for it, and the next
+ * request finds it gone and opens a new one. */
+static void test_kept_connection_closed(void **state)
+{
+  (void)state;
+  uv_loop_t loop;
+  uv_prepare_t turns;
+  struct kcld_http *http = client(&loop, NULL);
+  struct result r = {0};
+  int n_turns = 0, never = 0;
+
+  assert_int_equal(kcld_fault_script(s_fault,
+    "{\"steps\":[],\"keep_alive_ms\":50}"), 0);
+  post(http, s_fault, "{}", 0, &r);
+  kcld_test_run_until(&loop, &r.calls, 5000);
+  assert_int_equal(r.calls, 1);
+  assert_int_equal(r.status, 200);
+  assert_int_equal(kcld_fault_count(s_fault, "data_connections", NULL), 1);
+
+  /* The endpoint closes the idle connection (after ~1 s: Node adds 1 s to
+   * keep_alive_ms); then the loop runs 200 ms more: woken on every turn by
+   * the closed socket it would turn thousands of times, where the
+   * harness's 5 ms tick makes ~40. */
+  for (int i = 0; i < 100 &&
+                  kcld_fault_count(s_fault, "open_data_connections", NULL) != 0;
+       i++)
+    kcld_test_run_until(&loop, &never, 50);
+  assert_int_equal(kcld_fault_count(s_fault, "open_data_connections", NULL),
+                   0);
+  assert_int_equal(uv_prepare_init(&loop, &turns), 0);
+  turns.data = &n_turns;
+  assert_int_equal(uv_prepare_start(&turns, count_turn), 0);
+  kcld_test_run_until(&loop, &never, 200);
+  uv_prepare_stop(&turns);
+  assert_true(n_turns < 120);
+
+  result_free(&r);
+  memset(&r, 0, sizeof(r));
+  post(http, s_fault, "{}", 0, &r);
+  kcld_test_run_until(&loop, &r.calls, 5000);
+  assert_int_equal(r.calls, 1);
+  assert_int_equal(r.err, 0);
+  assert_int_equal(r.status, 200);
+  assert_int_equal(kcld_fault_count(s_fault, "data_connections", NULL), 2);
+  result_free(&r);
+  uv_close((uv_handle_t *)&turns, NULL);
+  assert_int_equal(kcld_fault_script(s_fault, "{\"steps\":[]}"), 0);
   finish(&loop, http);
 }
 
@@ -891,6 +951,7 @@ int main(void)
     cmocka_unit_test(test_timeouts),
     cmocka_unit_test(test_max_connections),
     cmocka_unit_test(test_body_into),
+    cmocka_unit_test(test_kept_connection_closed),
     cmocka_unit_test(test_connection_refused),
     cmocka_unit_test(test_broken_answers),
     cmocka_unit_test(test_tls_verified),

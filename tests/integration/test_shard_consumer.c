@@ -990,6 +990,10 @@ static void test_blocks_reused(void **state)
   struct kcld_shard_consumer_stats st;
   kcld_shard_consumer_stats(c, &st);
   assert_true(st.held_bytes_peak > 3 * 5000);
+  /* Answers of 15 KB go to the pool; the empty ones after them are
+   * parsed on the loop. */
+  assert_true(st.get_records_calls >= st.loop_parses + 10);
+  assert_true(st.loop_parses >= st.empty_responses);
   rig_close(&r, c);
   env_finish(&e);
 }
@@ -1028,6 +1032,9 @@ static void test_rate_limit_and_idle(void **state)
   uint64_t idle_calls = st.get_records_calls - calls0;
   assert_true(idle_calls >= 2 && idle_calls <= 4); /* ~2000/600 */
   assert_true(st.empty_responses >= 2);
+  /* Every answer here is small (an empty one, or ten 32-byte records):
+   * parsed on the loop. */
+  assert_int_equal(st.loop_parses, st.get_records_calls);
 
   /* New records are picked up within about one idle wait. */
   static struct produced q[5];

@@ -10,12 +10,14 @@
 //                          "steps": [STEP, ...],
 //                          "then": "proxy" | "ok" | "repeat-last",
 //                          "clock_skew_seconds": S,                 (optional)
-//                          "verify": {"secret": "..."}}             (optional)
+//                          "verify": {"secret": "..."},            (optional)
+//                          "keep_alive_ms": MS}                    (optional)
 //                         Replaces the script and resets the stats.
 //   GET  /__fault/stats   {"total": N, "targets": {"Kinesis_20131202.ListStreams": N, ...},
 //                          "steps_used": N, "passed": N, "skew_rejected": N,
 //                          "signature_rejected": N,
-//                          "connections": N, "data_connections": N, "log": [...]}
+//                          "connections": N, "data_connections": N,
+//                          "open_data_connections": N, "log": [...]}
 //   POST /__fault/reset   forget the script and the stats.
 //   POST /__fault/tls     {"cert": PEM, "key": PEM} -> {"url": "https://127.0.0.1:P"}:
 //                         the same endpoint (same script and stats) over TLS.
@@ -45,6 +47,10 @@
 // request whose X-Amz-Date is more than 5 minutes away from that clock is
 // refused as AWS does (400 InvalidSignatureException, Date = skewed clock)
 // before any step is looked at.
+//
+// keep_alive_ms: the endpoint closes a connection that has been idle this
+// long after an answer (Node's keepAliveTimeout, to which Node 20 adds ~1 s;
+// 60 s when not given), as dynalite and Node servers do after 5 s.
 //
 // verify: every data request must carry a SigV4 Authorization header that
 // @smithy/signature-v4 (the AWS SDK for JavaScript's signer) reproduces with
@@ -148,12 +154,14 @@ export async function start() {
   let dataSockets = new WeakSet();
   let connections = 0;
   const sockets = new Set();
+  const dataOpen = new Set(); // data connections not yet closed
   const timers = new Set();
   const servers = [];
   const upstreamAgent = new http.Agent({ keepAlive: true });
 
   function reset(newScript) {
     script = newScript;
+    for (const srv of servers) srv.keepAliveTimeout = newScript.keep_alive_ms || 60000;
     stepIndex = 0;
     stepUsed = 0;
     stats = newStats();
@@ -280,6 +288,8 @@ export async function start() {
     if (!dataSockets.has(req.socket)) {
       dataSockets.add(req.socket);
       stats.data_connections++;
+      dataOpen.add(req.socket);
+      req.socket.on('close', () => dataOpen.delete(req.socket));
     }
     const entry = { target, amz_date: req.headers['x-amz-date'] || null, action: null };
     if (stats.log.length < LOG_MAX) stats.log.push(entry);
@@ -320,7 +330,7 @@ export async function start() {
     const body = await readBody(req);
     const path = req.url.split('?')[0];
     if (req.method === 'GET' && path === '/__fault/stats') {
-      json(res, 200, { ...stats, connections });
+      json(res, 200, { ...stats, connections, open_data_connections: dataOpen.size });
     } else if (req.method === 'POST' && path === '/__fault/script') {
       let s;
       try { s = JSON.parse(body.toString() || '{}'); } catch (e) { json(res, 400, { error: 'bad JSON' }); return; }
@@ -330,6 +340,7 @@ export async function start() {
       }
       reset({ steps: s.steps || [], then: s.then || null, upstream: s.upstream || null,
         verify: s.verify || null,
+        keep_alive_ms: typeof s.keep_alive_ms === 'number' ? s.keep_alive_ms : null,
         clock_skew_seconds: typeof s.clock_skew_seconds === 'number' ? s.clock_skew_seconds : null });
       json(res, 200, { ok: true });
     } else if (req.method === 'POST' && path === '/__fault/reset') {

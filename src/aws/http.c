@@ -1223,6 +1223,15 @@ static int req_setup(struct http_req *r, const struct kcld_http_request *req)
       SET(CURLOPT_FRESH_CONNECT, 1L);
       SET(CURLOPT_FORBID_REUSE, 1L);
     }
+  } else {
+    /* HTTP/1.1 only: curl's default (2TLS, "no preference") lets a request
+     * join an HTTP/2 connection already open to the host - a fan-out
+     * subscription's, h2c too.  There libcurl 7.88 can keep the answer
+     * read from the socket and not handed over until the socket's next
+     * read event (see the top), which never comes once the subscription
+     * is quiet or paused: a shard end's ListShards waited 10 s and more,
+     * past shutdown_timeout.  A request has a connection of its own. */
+    SET(CURLOPT_HTTP_VERSION, (long)CURL_HTTP_VERSION_1_1);
   }
   if (req->body_len > 0 || method_has_body(method)) {
     /* curl sends a body through an upload buffer it keeps for the whole

@@ -8,7 +8,9 @@
  * callback); a reset mid-answer hands over what came, then a transport
  * error; an error status is gathered, not streamed; HTTP/1.1 streams too;
  * a data callback that takes only part of its bytes pauses the stream and
- * gets the rest first on resume;
+ * gets the rest first on resume; a plain request never joins the HTTP/2
+ * connection of a stream (paused there), over h2c or TLS: it goes over
+ * HTTP/1.1 and gets its answer;
  * closing the client ends every stream once; the loop always closes clean. */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -678,6 +680,44 @@ static void test_send_over_h2(void **state)
   finish(&loop, http);
 }
 
+/* A plain request (http2 0) while a paused stream holds an HTTP/2
+ * connection to the same endpoint: over h2c and over TLS it takes an
+ * HTTP/1.1 connection of its own and is answered (curl's default would
+ * put it on the stream's connection, where libcurl 7.88 can sit on its
+ * answer: a shard end's ListShards waited for good). */
+static void test_request_apart_from_streams(void **state)
+{
+  uv_loop_t loop;
+  struct kcld_http *http = client(&loop);
+  struct strm a = {0}, b = {0};
+  char url[256];
+
+  (void)state;
+  a.pause_at_first = b.pause_at_first = 1;
+  start(http, &loop, &a, "id=pa&bytes=10000000&chunk=1000&interval=5", H2C);
+  start(http, &loop, &b, "id=pb&bytes=10000000&chunk=1000&interval=5", H2TLS);
+  for (int i = 0; i < 500 && (a.data_calls == 0 || b.data_calls == 0); i++)
+    run_ms(&loop, 10);
+  assert_true(a.data_calls > 0 && b.data_calls > 0);
+  for (int tls = 0; tls < 2; tls++) {
+    json_t *echo = NULL;
+    snprintf(url, sizeof(url), "%s/echo", tls ? s_tls_url : s_url);
+    struct kcld_http_request req = {.method = "POST", .url = url,
+                                    .body = "hi", .body_len = 2};
+    assert_int_equal(kcld_http_send(http, &req, on_echo, &echo), 0);
+    for (int i = 0; i < 300 && !echo; i++)
+      run_ms(&loop, 10);
+    assert_non_null(echo);
+    assert_string_equal(
+      json_string_value(json_object_get(echo, "httpVersion")), "1.1");
+    json_decref(echo);
+  }
+  kcld_http_close(http);
+  kcld_test_loop_finish(&loop);
+  free(a.body);
+  free(b.body);
+}
+
 /* Closing the client ends paused and running streams, each once. */
 static void test_close_with_streams(void **state)
 {
@@ -715,6 +755,7 @@ int main(void)
     cmocka_unit_test_setup(test_reset_mid_stream, reset_stats),
     cmocka_unit_test_setup(test_error_status, reset_stats),
     cmocka_unit_test_setup(test_send_over_h2, reset_stats),
+    cmocka_unit_test_setup(test_request_apart_from_streams, reset_stats),
     cmocka_unit_test_setup(test_close_with_streams, reset_stats),
   };
   return cmocka_run_group_tests(tests, setup, teardown);

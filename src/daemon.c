@@ -579,6 +579,9 @@ static void on_deadline(uv_timer_t *t)
   struct daemon *dm = t->data;
   if (!dm->forced) {
     dm->forced = 1;
+    for (struct shard *s = dm->shards; s; s = s->next)
+      kcld_shard_consumer_log_wait(s->consumer);
+    kcld_aws_log_calls(dm->aws);
     kill_handler(dm, "shutdown_timeout passed");
     uv_timer_start(&dm->deadline, on_deadline, FORCE_AFTER_MS, 0);
     return;

@@ -1498,3 +1498,22 @@ void kcld_aws_close(struct kcld_aws *aws)
   free(aws->region);
   free(aws);
 }
+
+void kcld_aws_log_calls(const struct kcld_aws *aws)
+{
+  static const char *const states[] = {
+    [CALL_WAITING] = "waiting", [CALL_QUEUED] = "queued for a turn",
+    [CALL_CREDS] = "credentials", [CALL_HTTP] = "http", [CALL_DONE] = "done"};
+  uint64_t now = uv_hrtime();
+  if (!aws)
+    return;
+  for (const struct aws_call *c = aws->calls; c; c = c->next)
+    kcld_log(KCLD_LOG_WARN, "AWS call unfinished", "service",
+             s_services[c->svc].ep.prefix, "op", c->op, "state",
+             states[c->state], KCLD_LOG_INT("attempt", c->attempt),
+             KCLD_LOG_INT("turn", c->turn),
+             KCLD_LOG_INT("stream", c->on_data != NULL),
+             KCLD_LOG_UINT("age_ms", (now - c->started_ns) / 1000000),
+             KCLD_LOG_INT("turns_in_flight", aws->turns[c->svc].in_flight),
+             NULL);
+}

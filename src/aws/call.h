@@ -214,6 +214,10 @@ void kcld_aws_stream_resume(struct kcld_aws_stream *s);
  * returns. */
 void kcld_aws_stream_cancel(struct kcld_aws_stream *s);
 
+/* Logs at warn level each call not finished yet ("AWS call unfinished"):
+ * its service, operation, state and age. */
+void kcld_aws_log_calls(const struct kcld_aws *aws);
+
 /* Told of every finished call (just before its callback): the service's
  * signing name ("kinesis"), the operation, the seconds from kcld_aws_call()
  * to the result, retries and backoff included, the result's err and, for

@@ -390,6 +390,20 @@ int kcld_checkpoint_pending(const struct kcld_checkpoint *cp)
   return dirty(cp);
 }
 
+const char *kcld_checkpoint_waits(const struct kcld_checkpoint *cp)
+{
+  if (cp->closing)
+    return "closed";
+  if (cp->lost)
+    return "lost";
+  if (cp->inflight.set)
+    return "a write in flight";
+  if (cp->timer_armed)
+    return cp->failures_in_row ? "a retry's backoff"
+                               : "the checkpoint interval";
+  return dirty(cp) ? "a write not started" : "nothing";
+}
+
 void kcld_checkpoint_stats(const struct kcld_checkpoint *cp,
                            struct kcld_checkpoint_stats *out)
 {

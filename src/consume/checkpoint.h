@@ -138,6 +138,12 @@ int kcld_checkpoint_written(const struct kcld_checkpoint *cp,
  * else 0. */
 int kcld_checkpoint_pending(const struct kcld_checkpoint *cp);
 
+/* What the tracker waits for now, in words for a log line: "a write in
+ * flight", "a retry's backoff", "the checkpoint interval", "a write not
+ * started" (dirty, nothing under way), or "nothing" (stored, or lost or
+ * closed: "lost", "closed"). */
+const char *kcld_checkpoint_waits(const struct kcld_checkpoint *cp);
+
 void kcld_checkpoint_stats(const struct kcld_checkpoint *cp,
                            struct kcld_checkpoint_stats *out);
 

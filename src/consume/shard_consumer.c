@@ -58,7 +58,7 @@ enum phase {
                     timer: as in PH_READING */
   PH_STOPPING,   /* graceful stop: waiting for the sink; timer: deadline */
   PH_ENDING,     /* final checkpoint flush, then shard_ended; timer: the
-                    next try */
+                    next try, or once stopped (end_stop) the deadline */
   PH_STOP_FLUSH, /* graceful stop: final checkpoint flush; timer: bound */
   PH_ENDED,      /* finished: KCLD_SHARD_CONSUMER_ENDED */
   PH_STOPPED,    /* finished: KCLD_SHARD_CONSUMER_STOPPED */
@@ -135,6 +135,7 @@ struct kcld_shard_consumer {
 
   uint64_t stop_deadline_ms;
   int stop_err;
+  int end_stop;            /* stop() came in PH_ENDING: no more tries */
   int finish_err;
   int handles_open;
   int coord_inflight;      /* parents_done or shard_ended calls */
@@ -338,6 +339,10 @@ static void on_shard_ended(int err, void *arg)
     become_lost(c, KCLD_ELOST);
     return;
   }
+  if (c->end_stop) { /* the next owner meets the end again */
+    finish(c, PH_STOPPED, err);
+    return;
+  }
   c->fails_in_row++;
   uint64_t delay = backoff_ms(c, c->fails_in_row);
   kcld_log(KCLD_LOG_WARN, "recording the shard end failed; will retry",
@@ -353,6 +358,10 @@ static void on_end_flushed(int err, void *arg)
     return;
   if (err == KCLD_ELOST) {
     become_lost(c, KCLD_ELOST);
+    return;
+  }
+  if (err != 0 && c->end_stop) {
+    finish(c, PH_STOPPED, err);
     return;
   }
   if (err != 0) {
@@ -440,7 +449,13 @@ static void on_timer(uv_timer_t *t)
     start_stop_flush(c); /* cancels the sink */
     break;
   case PH_ENDING:
-    start_end(c);
+    if (!c->end_stop) {
+      start_end(c);
+      break;
+    }
+    kcld_log(KCLD_LOG_WARN, "recording the shard end did not complete in "
+             "time; stopping without it", "shard", c->shard_id, NULL);
+    finish(c, PH_STOPPED, KCLD_ETIMEDOUT);
     break;
   case PH_STOP_FLUSH:
     kcld_log(KCLD_LOG_WARN, "final checkpoint did not complete in time",
@@ -931,9 +946,26 @@ int kcld_shard_consumer_start(const struct kcld_shard_consumer_opts *opts,
   return 0;
 }
 
+/* A stop while the end is being recorded: the flush or shard_ended under
+ * way may still finish it ENDED within timeout_ms; a failure, or the
+ * deadline, finishes it STOPPED (the lease's next owner meets the end
+ * again, after the checkpoint).  A retry's backoff is cut short. */
+static void stop_ending(struct kcld_shard_consumer *c, uint64_t timeout_ms)
+{
+  int backing_off = uv_is_active((uv_handle_t *)&c->timer);
+  if (c->end_stop)
+    return;
+  c->end_stop = 1;
+  uv_timer_start(&c->timer, on_timer, timeout_ms, 0);
+  if (backing_off)
+    start_end(c);
+}
+
 void kcld_shard_consumer_stop(struct kcld_shard_consumer *c,
                               uint64_t timeout_ms)
 {
+  if (c && c->phase == PH_ENDING)
+    stop_ending(c, timeout_ms);
   if (!c || c->phase > PH_DRAINING)
     return;
   enter(c, PH_STOPPING);
@@ -1073,6 +1105,59 @@ void kcld_shard_consumer_stats(const struct kcld_shard_consumer *c,
     out->blocked = KCLD_SHARD_BLOCKED_SINK;
   else
     out->blocked = KCLD_SHARD_BLOCKED_NONE;
+}
+
+/* What the consumer waits for in its phase, in words (log_wait). */
+static const char *waits_for(const struct kcld_shard_consumer *c)
+{
+  int timed = uv_is_active((const uv_handle_t *)&c->timer);
+  switch (c->phase) {
+  case PH_PARENTS:
+    return c->coord_inflight ? "the coordinator's parents_done answer"
+                             : "the next parents_done ask";
+  case PH_READING:
+  case PH_DRAINING:
+  case PH_STOPPING:
+    if (at_sink(c))
+      return "the sink's done for its delivery";
+    if (outstanding(c))
+      return "the sink's progress up to the last record delivered";
+    if (c->qhead)
+      return timed ? "a refused delivery's wait" : "the next delivery";
+    return c->phase == PH_READING ? "records from the source"
+                                  : "the step that moves it on";
+  case PH_ENDING:
+    if (c->coord_inflight)
+      return "the coordinator's shard_ended answer";
+    return timed ? "the next try at recording the end"
+                 : "the final checkpoint flush";
+  case PH_STOP_FLUSH:
+    return "the final checkpoint flush";
+  case PH_ENDED:
+  case PH_STOPPED:
+  case PH_LOST:
+    return "its finished callback";
+  case PH_CLOSED:
+    break;
+  }
+  return "nothing (closed)";
+}
+
+void kcld_shard_consumer_log_wait(const struct kcld_shard_consumer *c)
+{
+  static const char *const names[] = {
+    [PH_PARENTS] = "parents", [PH_READING] = "reading",
+    [PH_DRAINING] = "draining", [PH_STOPPING] = "stopping",
+    [PH_ENDING] = "ending", [PH_STOP_FLUSH] = "stop_flush",
+    [PH_ENDED] = "ended", [PH_STOPPED] = "stopped", [PH_LOST] = "lost",
+    [PH_CLOSED] = "closed"};
+  kcld_log(KCLD_LOG_WARN, "shard consumer unfinished", "shard", c->shard_id,
+           "phase", names[c->phase], "waiting_for", waits_for(c),
+           "checkpoint", c->cp ? kcld_checkpoint_waits(c->cp) : "closed",
+           "delivered", c->delivered_last.set ? c->delivered_last.seq : NULL,
+           "handled", c->handled.set ? c->handled.seq : NULL,
+           KCLD_LOG_UINT("queued_batches", c->stats.queued_batches),
+           KCLD_LOG_INT("coordinator_calls", c->coord_inflight), NULL);
 }
 
 const struct kcld_checkpoint *kcld_shard_consumer_checkpoint(

@@ -308,8 +308,11 @@ int kcld_shard_consumer_start(const struct kcld_shard_consumer_opts *opts,
  * most another max(timeout_ms left, 5 s)); then finish with STOPPED.  A
  * consumer still waiting for its parents or its iterator stops at once, and
  * one whose shard has ended but is still draining stops as STOPPED too (the
- * lease's next owner finds the end again).  No effect once the end is being
- * recorded (that completes as ENDED), after lose(), or once finished. */
+ * lease's next owner finds the end again).  Once the end is being recorded
+ * (the final flush, then shard_ended), that goes on for at most timeout_ms
+ * and finishes ENDED; a failure in it is not retried any more and, like
+ * the deadline (KCLD_ETIMEDOUT), finishes STOPPED with the error.  No
+ * effect after lose(), or once finished. */
 void kcld_shard_consumer_stop(struct kcld_shard_consumer *c,
                               uint64_t timeout_ms);
 
@@ -317,6 +320,13 @@ void kcld_shard_consumer_stop(struct kcld_shard_consumer *c,
  * drop every buffered batch, cancel the sink (when something delivered is
  * not yet reported dealt with); finish with LOST.  No effect once finished. */
 void kcld_shard_consumer_lose(struct kcld_shard_consumer *c);
+
+/* Logs at warn level "shard consumer unfinished": the consumer's phase,
+ * what it waits for in it (the sink, the source, the checkpoint's flush,
+ * the coordinator), its checkpoint tracker's state, the last record
+ * delivered and the last reported handled.  For a stop that overran its
+ * deadline. */
+void kcld_shard_consumer_log_wait(const struct kcld_shard_consumer *c);
 
 /* A handler asks to checkpoint at (sequence, sub) (the multilang
  * protocol): moves this shard's checkpoint tracker there, writes it now

@@ -13,7 +13,10 @@
  *    resubscribed from the last continuation, nothing lost or twice;
  *  - a split closes the shard: ChildShards with no continuation ends the
  *    consumer (checkpoint flushed first, then shard_ended with the two
- *    children);
+ *    children); a stop while shard_ended goes unanswered finishes it
+ *    STOPPED at the stop's deadline, and one while shard_ended fails and
+ *    is retried finishes it STOPPED at once, the checkpoint at the last
+ *    record both times;
  *  - backpressure: with a sink that holds, the shard's bytes stay within
  *    fetch.max_buffered_bytes and one event (the stream is paused), and
  *    everything arrives once the sink lets go;
@@ -323,8 +326,13 @@ struct kcld_coordinator {
   int ended;
   char children[2][32];
   size_t n_children;
+  int end_hold;              /* shard_ended keeps its answer: end_cb */
+  int end_err;               /* else answers this */
+  kcld_lease_cb end_cb;
+  void *end_arg;
   int finished;
   enum kcld_shard_consumer_end how;
+  int err;
 };
 
 void kcld_coordinator_checkpoint(struct kcld_coordinator *l,
@@ -361,7 +369,12 @@ void kcld_coordinator_shard_ended(struct kcld_coordinator *l,
   l->n_children = n;
   for (size_t i = 0; i < n && i < 2; i++)
     snprintf(l->children[i], sizeof(l->children[i]), "%s", children[i]);
-  cb(0, arg);
+  if (l->end_hold) {
+    l->end_cb = cb;
+    l->end_arg = arg;
+    return;
+  }
+  cb(l->end_err, arg);
 }
 
 void kcld_coordinator_parents_done(struct kcld_coordinator *l,
@@ -378,9 +391,9 @@ static void on_finished(struct kcld_shard_consumer *c,
 {
   struct kcld_coordinator *l = arg;
   (void)c;
-  (void)err;
   l->finished = 1;
   l->how = how;
+  l->err = err;
 }
 
 struct rig {
@@ -578,6 +591,73 @@ static void test_shard_end_child_shards(void **state)
   assert_string_equal(r.lease.cp, p.seq[p.n - 1]);
   kcld_shard_consumer_close(r.c);
   run(&e, NULL, 50);
+  env_down(&e);
+}
+
+/* What kcld_shard_consumer_log_wait says (the shutdown deadline's line). */
+static char *wait_line(struct kcld_shard_consumer *c)
+{
+  FILE *f = tmpfile();
+  char *text = calloc(1, 4096);
+  assert_non_null(f);
+  assert_non_null(text);
+  kcld_log_setup(KCLD_LOG_WARN, KCLD_LOG_JSON, f);
+  kcld_shard_consumer_log_wait(c);
+  kcld_log_setup(getenv("TEST_LOG") ? KCLD_LOG_DEBUG : KCLD_LOG_ERROR,
+                 KCLD_LOG_JSON, NULL);
+  rewind(f);
+  assert_true(fread(text, 1, 4095, f) > 0);
+  fclose(f);
+  return text;
+}
+
+/* Stops while the end is being recorded: shard_ended unanswered (the
+ * coordinator's ListShards never came back), then failing and retried. */
+static void test_stop_while_end_recorded(void **state)
+{
+  struct env e;
+  static struct rig r;
+  static struct produced p;
+  (void)state;
+  env_up(&e);
+  memset(&p, 0, sizeof(p));
+  put(e.stream, &p, 25);
+  json_decref(call("SplitShard", json_pack(
+    "{s:s,s:s,s:s}", "StreamName", e.stream, "ShardToSplit", SHARD0,
+    "NewStartingHashKey", "170141183460469231731687303715884105728")));
+  for (int round = 0; round < 2; round++) {
+    start(&e, &r, "TRIM_HORIZON", 0);
+    r.lease.end_hold = round == 0;
+    r.lease.end_err = round == 0 ? 0 : KCLD_EIO;
+    assert_true(run(&e, &r.lease.ended, 15000));
+    if (round == 1)
+      run(&e, NULL, 150); /* a retry or two, backing off */
+    assert_false(r.lease.finished);
+    char *line = wait_line(r.c);
+    assert_non_null(strstr(line, "\"msg\":\"shard consumer unfinished\""));
+    assert_non_null(strstr(line, "\"phase\":\"ending\""));
+    assert_non_null(strstr(line, round == 0
+                                   ? "the coordinator's shard_ended answer"
+                                   : "the next try at recording the end"));
+    assert_non_null(strstr(line, "\"checkpoint\":\"nothing\""));
+    free(line);
+    uint64_t t0 = uv_now(&e.aws.loop);
+    kcld_shard_consumer_stop(r.c, 400);
+    assert_true(run(&e, &r.lease.finished, 5000));
+    uint64_t took = uv_now(&e.aws.loop) - t0;
+    assert_int_equal(r.lease.how, KCLD_SHARD_CONSUMER_STOPPED);
+    assert_int_equal(r.lease.err, round == 0 ? KCLD_ETIMEDOUT : KCLD_EIO);
+    if (round == 0)
+      assert_true(took >= 390 && took < 2000);
+    else
+      assert_true(took < 390); /* the backoff cut short, no more tries */
+    assert_exactly(&r.sink, &p, 0);
+    assert_string_equal(r.lease.cp, p.seq[p.n - 1]);
+    kcld_shard_consumer_close(r.c);
+    if (r.lease.end_cb) /* the answer comes after all: memory goes */
+      r.lease.end_cb(KCLD_ECANCELED, r.lease.end_arg);
+    run(&e, NULL, 50);
+  }
   env_down(&e);
 }
 
@@ -833,6 +913,7 @@ int main(void)
     cmocka_unit_test_setup(test_early_ends_exactly_once, reset),
     cmocka_unit_test_setup(test_faults_recovered, reset),
     cmocka_unit_test_setup(test_shard_end_child_shards, reset),
+    cmocka_unit_test_setup(test_stop_while_end_recorded, reset),
     cmocka_unit_test_setup(test_backpressure_pauses, reset),
     cmocka_unit_test_setup(test_events_over_budget, reset),
     cmocka_unit_test_setup(test_budget_holds_over_shards, reset),

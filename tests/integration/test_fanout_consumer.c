@@ -565,6 +565,14 @@ static void test_faults_recovered(void **state)
   env_down(&e);
 }
 
+/* Splits shard 0 of e's stream in two: it is closed. */
+static void split_shard0(struct env *e)
+{
+  json_decref(call("SplitShard", json_pack(
+    "{s:s,s:s,s:s}", "StreamName", e->stream, "ShardToSplit", SHARD0,
+    "NewStartingHashKey", "170141183460469231731687303715884105728")));
+}
+
 /* A split: the parent's consumer reads to the end, flushes the checkpoint
  * and records the end with both children. */
 static void test_shard_end_child_shards(void **state)
@@ -579,9 +587,7 @@ static void test_shard_end_child_shards(void **state)
   start(&e, &r, "TRIM_HORIZON", 0);
   r.sink.want = 10;
   assert_true(run(&e, &r.sink.reached, 10000));
-  json_decref(call("SplitShard", json_pack(
-    "{s:s,s:s,s:s}", "StreamName", e.stream, "ShardToSplit", SHARD0,
-    "NewStartingHashKey", "170141183460469231731687303715884105728")));
+  split_shard0(&e);
   assert_true(run(&e, &r.lease.finished, 15000));
   assert_int_equal(r.lease.how, KCLD_SHARD_CONSUMER_ENDED);
   assert_exactly(&r.sink, &p, 0);
@@ -615,16 +621,14 @@ static char *wait_line(struct kcld_shard_consumer *c)
  * coordinator's ListShards never came back), then failing and retried. */
 static void test_stop_while_end_recorded(void **state)
 {
-  struct env e;
   static struct rig r;
   static struct produced p;
+  struct env e;
   (void)state;
-  env_up(&e);
   memset(&p, 0, sizeof(p));
+  env_up(&e);
   put(e.stream, &p, 25);
-  json_decref(call("SplitShard", json_pack(
-    "{s:s,s:s,s:s}", "StreamName", e.stream, "ShardToSplit", SHARD0,
-    "NewStartingHashKey", "170141183460469231731687303715884105728")));
+  split_shard0(&e);
   for (int round = 0; round < 2; round++) {
     start(&e, &r, "TRIM_HORIZON", 0);
     r.lease.end_hold = round == 0;

@@ -27,6 +27,7 @@
 #include <openssl/crypto.h>
 
 #include "aws/endpoint.h"
+#include "aws/errtext.h"
 #include "aws/ratelimit.h"
 #include "aws/sigv4.h"
 #include "aws/turns.h"
@@ -194,50 +195,6 @@ static int in_list(const char *const *list, const char *s)
     if (strcmp(*list, s) == 0)
       return 1;
   return 0;
-}
-
-/* The short form of an error type: "ns#Name:uri" -> "Name". */
-static void short_type(char *dst, size_t cap, const char *src)
-{
-  size_t end = strcspn(src, ":");
-  size_t start = 0, n;
-  for (size_t i = 0; i < end; i++)
-    if (src[i] == '#')
-      start = i + 1;
-  while (start < end && (src[start] == ' ' || src[start] == '\t'))
-    start++;
-  while (end > start && (src[end - 1] == ' ' || src[end - 1] == '\t'))
-    end--;
-  n = end - start;
-  if (n >= cap)
-    n = cap - 1;
-  memcpy(dst, src + start, n);
-  dst[n] = '\0';
-}
-
-/* Copies a service message for the caller: printable text only, cut at the
- * first line break and before any echo of the canonical request or string
- * to sign (AWS includes them in signature errors, with every signed header,
- * the session token among them). */
-static void safe_message(char *dst, size_t cap, const char *src, size_t len)
-{
-  static const char *const cuts[] = {"The Canonical String",
-                                     "The String-to-Sign", "\n", "\r", NULL};
-  size_t n = len;
-  for (int i = 0; cuts[i]; i++) {
-    const char *p = memmem(src, len, cuts[i], strlen(cuts[i]));
-    if (p && (size_t)(p - src) < n)
-      n = (size_t)(p - src);
-  }
-  while (n > 0 && (src[n - 1] == ' ' || src[n - 1] == '\t'))
-    n--;
-  if (n >= cap)
-    n = cap - 1;
-  for (size_t i = 0; i < n; i++) {
-    unsigned char c = (unsigned char)src[i];
-    dst[i] = (c < 0x20 || c == 0x7f) ? ' ' : (char)c;
-  }
-  dst[n] = '\0';
 }
 
 static int valid_region(const char *r)
@@ -659,14 +616,14 @@ static void read_error(struct aws_call *c, const struct kcld_http_response *r)
   }
   /* The header is what the protocol defines; the body is the fallback. */
   if (r->error_type && *r->error_type)
-    short_type(c->type, sizeof(c->type), r->error_type);
+    kcld_aws_error_type(c->type, sizeof(c->type), r->error_type);
   else if (type)
-    short_type(c->type, sizeof(c->type), type);
+    kcld_aws_error_type(c->type, sizeof(c->type), type);
   if (msg) {
-    safe_message(c->message, sizeof(c->message), msg, strlen(msg));
+    kcld_aws_error_message(c->message, sizeof(c->message), msg, strlen(msg));
   } else if (!j && r->body_len > 0) {
     char snippet[160];
-    safe_message(snippet, sizeof(snippet), r->body,
+    kcld_aws_error_message(snippet, sizeof(snippet), r->body,
                  r->body_len < 159 ? r->body_len : 159);
     snprintf(c->message, sizeof(c->message), "HTTP %ld: %s", r->status,
              snippet);

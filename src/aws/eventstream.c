@@ -30,8 +30,8 @@ struct kcld_evs_decoder {
   size_t total;              /* its length, once the prelude is checked */
   uint8_t *ready;            /* a gathered frame, complete, not delivered */
   size_t ready_total;
-  uint8_t *cur;              /* the gathered frame in the callback */
-  int delivering;            /* a gathered frame is in the callback */
+  uint8_t *cur;              /* the gathered frame in the callback, until
+                                taken */
   int feeding;               /* inside kcld_evs_decoder_feed() */
   int gathering;             /* inside kcld_evs_decoder_gather() */
   int gather_err;            /* what gather met, reported after the frame
@@ -143,7 +143,7 @@ void kcld_evs_decoder_set_gate(struct kcld_evs_decoder *d,
 void *kcld_evs_decoder_take(struct kcld_evs_decoder *d)
 {
   void *p;
-  if (!d || !d->delivering)
+  if (!d)
     return NULL;
   p = d->cur;
   d->cur = NULL;
@@ -432,9 +432,7 @@ static int ready_deliver(struct kcld_evs_decoder *d, kcld_evs_message_cb cb,
     return 0;
   d->cur = d->ready;
   d->ready = NULL;
-  d->delivering = 1;
   rc = frame_deliver(d, d->cur, d->ready_total, cb, arg);
-  d->delivering = 0;
   release(d, d->cur);
   d->cur = NULL;
   return rc;

@@ -209,6 +209,15 @@ static const struct vec *vec_named(const char *name)
   return NULL;
 }
 
+/* One step of a xorshift64 generator: fixed, reproducible chunk sizes. */
+static uint64_t xorshift(uint64_t *x)
+{
+  *x ^= *x << 13;
+  *x ^= *x >> 7;
+  *x ^= *x << 17;
+  return *x;
+}
+
 /* ======== Tests ======== */
 
 static void test_vectors_whole(void **state)
@@ -276,9 +285,7 @@ static void test_stream_chunks(void **state)
   for (int round = 0; round < 20; round++) {
     size_t pos = 0;
     while (pos < s_stream_len) {
-      rng ^= rng << 13;
-      rng ^= rng >> 7;
-      rng ^= rng << 17;
+      xorshift(&rng);
       size_t n = 1 + (size_t)(rng % (round % 2 ? 40000 : 300));
       if (n > s_stream_len - pos)
         n = s_stream_len - pos;
@@ -407,9 +414,7 @@ static void test_gather_then_feed(void **state)
   for (int round = 0; round < 10; round++) {
     size_t pos = 0;
     while (pos < s_stream_len) {
-      rng ^= rng << 13;
-      rng ^= rng >> 7;
-      rng ^= rng << 17;
+      xorshift(&rng);
       size_t n = 1 + (size_t)(rng % (round % 2 ? 20000 : 200));
       if (n > s_stream_len - pos)
         n = s_stream_len - pos;

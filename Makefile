@@ -287,7 +287,7 @@ bench-deps:
 bench-build: $(BUILD)/kcld examples/plugin-count/plugin-count.so $(BENCH_BIN)
 bench: bench-deps
 	@$(MAKE) --no-print-directory bench-build BUILD=$(BUILD)
-	@NODE_NO_WARNINGS=1 KCLD_BIN=$(BUILD)/kcld KCLD_BENCH_BIN=$(BUILD)/bench \
+	@NODE_NO_WARNINGS=1 KCLD_BIN=$${KCLD_BIN:-$(BUILD)/kcld} KCLD_BENCH_BIN=$(BUILD)/bench \
 	  BENCH_OUT=$${BENCH_OUT:-$(BUILD)/bench/results.json} \
 	  exec $(BUILD)/bench/launch -p $$PPID node bench/node/run.mjs $(BENCH)
 bench-selftest: bench-deps

@@ -25,7 +25,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include <zlib.h>
+#include <libdeflate.h>
 
 #include "aws/eventstream.h"
 #include "err.h"
@@ -57,7 +57,7 @@ static void *own_alloc(void *ctx, size_t size)
 
 static uint32_t digest_add(uint32_t c, const void *p, size_t n)
 {
-  return (uint32_t)crc32(c, p, (uInt)n);
+  return libdeflate_crc32(c, p, n);
 }
 
 static int on_msg(const struct kcld_evs_message *m, void *arg)
@@ -238,10 +238,10 @@ static void fix_crcs(uint8_t *p, size_t len)
   size_t pos = 0;
   while (len - pos >= 12) {
     uint32_t tl = get32(p + pos);
-    put32(p + pos + 8, (uint32_t)crc32(0, p + pos, 8));
+    put32(p + pos + 8, libdeflate_crc32(0, p + pos, 8));
     if (tl < 16 || tl > len - pos)
       break;
-    put32(p + pos + tl - 4, (uint32_t)crc32(0, p + pos, tl - 4));
+    put32(p + pos + tl - 4, libdeflate_crc32(0, p + pos, tl - 4));
     pos += tl;
   }
 }

@@ -17,7 +17,7 @@
 
 #include <cmocka.h>
 #include <jansson.h>
-#include <zlib.h>
+#include <libdeflate.h>
 
 #include "aws/eventstream.h"
 #include "err.h"
@@ -679,12 +679,12 @@ static uint8_t *build(const void *hdrs, size_t hl, const void *payload,
   assert_non_null(f);
   put32(f, total_override ? total_override : (uint32_t)total);
   put32(f + 4, hl_override ? hl_override : (uint32_t)hl);
-  put32(f + 8, (uint32_t)crc32(0, f, 8));
+  put32(f + 8, libdeflate_crc32(0, f, 8));
   if (hl)
     memcpy(f + 12, hdrs, hl);
   if (pl)
     memcpy(f + 12 + hl, payload, pl);
-  put32(f + total - 4, (uint32_t)crc32(0, f, (uInt)(total - 4)));
+  put32(f + total - 4, libdeflate_crc32(0, f, total - 4));
   *len = total;
   return f;
 }

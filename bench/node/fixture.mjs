@@ -2,6 +2,7 @@
 //
 //   node fixture.mjs --shards N [--records R] [--size BYTES] [--per-call K]
 //                    [--json] [--empty] [--dump FILE] [--efo] [--live RATE]
+//                    [--tls DIR]
 //
 // Serves DescribeStreamSummary, ListShards, GetShardIterator and GetRecords on
 // an ephemeral 127.0.0.1 port (keep-alive).  Every GetRecords answer is a
@@ -31,6 +32,10 @@
 // subscription counts as the shard's start (shardsStarted) and as its
 // GetRecords (firstGet, recordsServed, lastEnd).
 //
+// --tls DIR serves HTTPS from DIR/cert.pem and DIR/key.pem instead: HTTP/2
+// by ALPN (SubscribeToShard) and HTTP/1.1 on the same port, as Kinesis
+// does; the URL printed is then https://.
+//
 // --live RATE (the latency benchmark): every shard is open and starts
 // empty; between GET /__live/start and GET /__live/stop the fixture makes
 // RATE records a second on each, whose data is {"t": <epoch ms when made>,
@@ -40,11 +45,12 @@
 import http from 'node:http';
 import fs from 'node:fs';
 import { createRequire } from 'node:module';
-import { dualServer } from '../../tests/emulators/lib/h2util.js';
+import { dualServer, tlsServer } from '../../tests/emulators/lib/h2util.js';
 
 const args = process.argv.slice(2);
 const opt = { shards: 1, records: 10000, size: 1024, perCall: 10000,
-              json: false, empty: false, dump: null, efo: false, live: 0 };
+              json: false, empty: false, dump: null, efo: false, live: 0,
+              tls: null };
 for (let i = 0; i < args.length; i++) {
   const a = args[i];
   if (a === '--shards') opt.shards = Number(args[++i]);
@@ -55,6 +61,7 @@ for (let i = 0; i < args.length; i++) {
   else if (a === '--empty') opt.empty = true;
   else if (a === '--dump') opt.dump = args[++i];
   else if (a === '--efo') opt.efo = true;
+  else if (a === '--tls') opt.tls = args[++i];
   else if (a === '--live') { opt.live = Number(args[++i]); opt.empty = true; }
   else { process.stderr.write(`fixture: unknown argument ${a}\n`); process.exit(2); }
 }
@@ -429,6 +436,14 @@ if (opt.efo) {
   if (!opt.empty && !opt.live)
     for (let s = 0; s < opt.shards; s++)
       for (let c = 0; c < calls; c++) eventOf(s, c);
+}
+if (opt.tls) {
+  const dir = opt.tls;
+  const srv = await tlsServer(onRequest, {
+    cert: fs.readFileSync(`${dir}/cert.pem`),
+    key: fs.readFileSync(`${dir}/key.pem`) }, { h1: 0, h2: 0 });
+  listening(srv.url);
+} else if (opt.efo) {
   const srv = await dualServer(onRequest);
   listening(srv.url);
 } else {

@@ -23,6 +23,8 @@
 // latency benchmark),
 // BENCH_FANOUT_SHARDS (the fan-out benchmark's shards, "4 16"; "none": only
 // its idle RSS),
+// BENCH_FANOUT_OVER (its throughput rows' transports, "h2c tls": over
+// HTTPS, with a certificate made for the run, as against Kinesis),
 // BENCH_FANOUT_IDLE (its idle shards for RSS, 256), BENCH_FANOUT_PER_EVENT
 // (records per fan-out event, 1000),
 // BENCH_KINESIS_EFO=1 (latency and failover on the enhanced fan-out emulator,
@@ -42,6 +44,7 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import http from 'node:http';
+import https from 'node:https';
 import { KinesisClient, CreateStreamCommand, DescribeStreamSummaryCommand,
          PutRecordCommand } from '@aws-sdk/client-kinesis';
 import { NodeHttpHandler } from '@smithy/node-http-handler';
@@ -131,9 +134,15 @@ function runJson(cmd, args) {
   });
 }
 
+let tlsAgent = null;
 function request(url) {
+  // The fixture over TLS (--tls) has the bench's own certificate.
+  const tls = url.startsWith('https:');
+  if (tls && !tlsAgent)
+    tlsAgent = new https.Agent({ keepAlive: true, ca: fs.readFileSync(
+      path.join(tlsDir(), 'cert.pem')) });
   return new Promise((resolve, reject) => {
-    http.get(url, { agent }, (res) => {
+    (tls ? https : http).get(url, { agent: tls ? tlsAgent : agent }, (res) => {
       let b = '';
       res.on('data', (d) => { b += d; });
       res.on('end', () => resolve(b));
@@ -517,19 +526,46 @@ const FANOUT_IDLE = Number(env.BENCH_FANOUT_IDLE || 256);
 // with 10000 (~14 MB events, over fetch.max_buffered_bytes) some shards
 // hung after a pause before efohang's http.c fix (see docs/benchmarks.md).
 const FANOUT_PER_EVENT = Number(env.BENCH_FANOUT_PER_EVENT || 1000);
+// Transports of its throughput rows: h2c (local emulators; libcurl 7.88
+// gives each subscription a connection of its own there) and TLS (Kinesis:
+// subscriptions share connections, as curl multiplexes them).
+const FANOUT_OVER = (env.BENCH_FANOUT_OVER || 'h2c tls').trim().split(/\s+/);
 const FANOUT = [['fetch.mode', 'fanout']];
 
+// A self-signed certificate for 127.0.0.1 in TMP/tls (cert.pem, key.pem),
+// made once: the fixture's HTTPS (--tls), kcld's http.ca_file.
+let tlsMade = null;
+function tlsDir() {
+  if (tlsMade) return tlsMade;
+  const dir = path.join(TMP, 'tls');
+  fs.mkdirSync(dir, { recursive: true });
+  execFileSync('openssl', ['req', '-x509', '-newkey', 'ec', '-pkeyopt',
+                           'ec_paramgen_curve:prime256v1', '-nodes',
+                           '-keyout', path.join(dir, 'key.pem'),
+                           '-out', path.join(dir, 'cert.pem'), '-days', '1',
+                           '-subj', '/CN=127.0.0.1', '-addext',
+                           'subjectAltName=IP:127.0.0.1'],
+               { stdio: 'ignore' });
+  tlsMade = dir;
+  return dir;
+}
+
+const caSet = () => [['http.ca_file', path.join(tlsDir(), 'cert.pem')]];
+
 // kcld's RSS holding n idle shards of the fixture (--empty; --efo and
-// fetch.mode: fanout when `efo`), 10 s after all are held and read.
-async function idleRss(ddb, n, efo) {
+// fetch.mode: fanout when `efo`; over HTTPS when `tls`), 10 s after all are
+// held and read.
+async function idleRss(ddb, n, efo, tls = false) {
   const fix = await helper('node', [path.join(HERE, 'fixture.mjs'),
                                     '--shards', String(n), '--empty',
-                                    ...(efo ? ['--efo'] : [])]);
+                                    ...(efo ? ['--efo'] : []),
+                                    ...(tls ? ['--tls', tlsDir()] : [])]);
   let k;
   try {
     const t0 = now();
+    const set = [...(efo ? FANOUT : []), ...(tls ? caSet() : [])];
     k = await startKcld({ stream: 'bench', kinesis: fix.info.url,
-                          dynamodb: ddb, set: efo ? FANOUT : [] });
+                          dynamodb: ddb, set });
     const h = await awaitHeld(fix.info.url, n, k, t0);
     if (h.held_at === null) throw new Error(`${n} leases never held`);
     await sleep(10000);
@@ -546,29 +582,35 @@ async function idleRss(ddb, n, efo) {
 // fan-out mode on the same fixture records (1 KiB, 10000 per answer or
 // event), best of BENCH_REPS each; then RSS with FANOUT_IDLE idle shards.
 async function fanoutBench() {
-  log(`== 6. Fan-out: fixture endpoint (--efo: SubscribeToShard over h2c), ` +
+  log(`== 6. Fan-out: fixture endpoint (--efo: SubscribeToShard over h2c, ` +
+      `and over TLS with --tls), ` +
       `1 KiB records, 10000 per GetRecords answer, ${FANOUT_PER_EVENT} per ` +
       `event, ${RECORDS} ` +
       `records per configuration, best of ${REPS}; records per CPU second = ` +
       `1e6 / CPU s/M; load ${os.loadavg()[0].toFixed(2)} ==`);
   const ddb = await helper('node', [path.join(HERE, 'emu.mjs')]);
-  const res = { throughput: [], idle: null };
+  const res = { throughput: [], idle: null, idle_tls: null };
   try {
-    for (const shards of FANOUT_SHARDS) {
+    for (const over of FANOUT_OVER) for (const shards of FANOUT_SHARDS) {
+      const tls = over === 'tls';
       const perShard = Math.floor(RECORDS / shards), total = perShard * shards;
-      const row = { shards, records: total };
+      const row = { shards, over, records: total };
       for (const [name, efo] of [['polling', false], ['fanout', true]]) {
         const fix = await helper('node', [path.join(HERE, 'fixture.mjs'),
                                           '--shards', String(shards),
                                           '--records', String(perShard),
                                           ...(efo ? ['--efo', '--per-call',
                                                      String(FANOUT_PER_EVENT)]
+                                                  : []),
+                                          ...(tls ? ['--tls', tlsDir()]
                                                   : [])]);
         const runs = [];
         try {
           for (let rep = 0; rep < REPS; rep++)
             runs.push(await kcldThroughput(fix.info.url, ddb.info.dynamodb,
-                                           total, null, efo ? FANOUT : []));
+                                           total, null,
+                                           [...(efo ? FANOUT : []),
+                                            ...(tls ? caSet() : [])]));
         } finally {
           proc.stop(fix.proc);
         }
@@ -578,20 +620,25 @@ async function fanoutBench() {
       row.rps_ratio = row.fanout.rps / row.polling.rps;
       row.per_cpu_ratio = row.polling.cpu_per_m / row.fanout.cpu_per_m;
       res.throughput.push(row);
-      log(`-- ${shards} shard(s), ${total} records, load ${f2(row.load)}`);
+      log(`-- ${shards} shard(s) over ${tls ? 'TLS' : 'h2c'}, ${total} records, ` +
+          `load ${f2(row.load)}`);
       log(consumerLine('kcld polling', row.polling));
       log(consumerLine('kcld fanout', row.fanout));
       log(`   ratios                  : fan-out/polling records per CPU ` +
           `second ${f2(row.per_cpu_ratio)}x, rec/s ${f2(row.rps_ratio)}x`);
     }
-    const poll = await idleRss(ddb.info.dynamodb, FANOUT_IDLE, false);
-    const fo = await idleRss(ddb.info.dynamodb, FANOUT_IDLE, true);
-    res.idle = { shards: FANOUT_IDLE, polling: poll, fanout: fo,
-                 load: os.loadavg()[0], rss_ratio: fo.rss_kib / poll.rss_kib };
-    log(`-- ${FANOUT_IDLE} idle shards held (10 s after all held), load ` +
-        `${f2(res.idle.load)}: RSS polling ${f1(poll.rss_kib / 1024)} MiB ` +
-        `(${poll.threads} threads), fan-out ${f1(fo.rss_kib / 1024)} MiB ` +
-        `(${fo.threads} threads): ${f2(res.idle.rss_ratio)}x`);
+    for (const [key, tls] of [['idle', false], ['idle_tls', true]]) {
+      const poll = await idleRss(ddb.info.dynamodb, FANOUT_IDLE, false, tls);
+      const fo = await idleRss(ddb.info.dynamodb, FANOUT_IDLE, true, tls);
+      const r = res[key] = { shards: FANOUT_IDLE, polling: poll, fanout: fo,
+                             load: os.loadavg()[0],
+                             rss_ratio: fo.rss_kib / poll.rss_kib };
+      log(`-- ${FANOUT_IDLE} idle shards held ${tls ? 'over TLS' : 'over h2c'} ` +
+          `(10 s after all held), load ` +
+          `${f2(r.load)}: RSS polling ${f1(poll.rss_kib / 1024)} MiB ` +
+          `(${poll.threads} threads), fan-out ${f1(fo.rss_kib / 1024)} MiB ` +
+          `(${fo.threads} threads): ${f2(r.rss_ratio)}x`);
+    }
   } finally {
     proc.stop(ddb.proc);
   }

@@ -83,16 +83,21 @@ export function evaluate(res) {
                 '(issue 13)', fo?.kcld.p99, '<=', 100, 'ms',
                 fo ? `load ${fo.load.toFixed(2)}` : ''));
   const fb = res.fanout;
-  for (const n of [4, 16]) {
-    const r = (fb?.throughput || []).find((x) => x.shards === n);
-    rows.push(row(`fanout_per_cpu_${n}`, `fan-out records per CPU second / ` +
-                  `polling's, ${n} shards (issue 13)`, r?.per_cpu_ratio, '>=',
-                  0.9, 'x', r ? `load ${r.load.toFixed(2)}` : ''));
+  for (const [over, tail] of [['h2c', ''], ['tls', '_tls']]) {
+    for (const n of [4, 16]) {
+      const r = (fb?.throughput || []).find((x) => x.shards === n &&
+                                            x.over === over);
+      rows.push(row(`fanout_per_cpu_${n}${tail}`, `fan-out records per CPU ` +
+                    `second / polling's, ${n} shards, over ${over === 'tls' ?
+                    'TLS' : 'h2c'} (issue 13)`, r?.per_cpu_ratio, '>=', 0.9,
+                    'x', r ? `load ${r.load.toFixed(2)}` : ''));
+    }
   }
-  rows.push(row('fanout_idle_rss', `RSS with ${fb?.idle?.shards ?? 256} ` +
-                'subscribed idle shards / polling\'s (issue 13)',
-                fb?.idle?.rss_ratio, '<=', 1.2, 'x',
-                fb?.idle ? `load ${fb.idle.load.toFixed(2)}` : ''));
+  for (const [key, how] of [['idle', 'h2c'], ['idle_tls', 'TLS']])
+    rows.push(row(`fanout_${key}_rss`, `RSS with ${fb?.[key]?.shards ?? 256} ` +
+                  `subscribed idle shards / polling's, over ${how} (issue 13)`,
+                  fb?.[key]?.rss_ratio, '<=', 1.2, 'x',
+                  fb?.[key] ? `load ${fb[key].load.toFixed(2)}` : ''));
   return rows;
 }
 

@@ -6,7 +6,8 @@
 # /usr/bin/python3 (a version manager's shim on PATH can take seconds to
 # start one under load).
 # With --bench, also what only the benchmarks need (`make bench`): the boto3
-# peer's python3-boto3 (used as /usr/bin/python3).
+# peer's python3-boto3 (used as /usr/bin/python3), and openssl, which makes
+# the fan-out benchmark's TLS certificate.
 set -eu
 cd "$(dirname "$0")/.."
 
@@ -14,7 +15,7 @@ PKGS="build-essential pkg-config libuv1-dev libcurl4-openssl-dev libssl-dev \
 libjansson-dev libyaml-dev libdeflate-dev libexpat1-dev libcmocka-dev clang libclang-rt-14-dev nodejs npm \
 ca-certificates shellcheck systemd groff-base man-db python3"
 case "${1:-}" in
-  --bench) PKGS="$PKGS python3-boto3" ;;
+  --bench) PKGS="$PKGS python3-boto3 openssl" ;;
   "") ;;
   *) echo "usage: bootstrap.sh [--bench]" >&2; exit 2 ;;
 esac

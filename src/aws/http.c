@@ -1207,15 +1207,19 @@ static int req_setup(struct http_req *r, const struct kcld_http_request *req)
    * GetRecords body of up to ~14 MB): curl then reads 256 KiB a call rather
    * than 16 KiB, a sixteenth of the recv calls, socket events and write
    * callbacks (measured: 2.45 -> 2.20 CPU s per million 1 KiB records at
-   * one shard).  A stream too: libcurl 7.88 reads HTTP/2 32 KiB at a time,
-   * and with its default 16 KiB buffer it handed each read over in two
-   * halves, the second from a 0 ms timeout, with a poll() each: 27,400
-   * poll() calls for 11,300 reads at 4 fan-out shards, 9,200 for 9,400
-   * with this (2.90 -> 2.70 CPU s per million records).  Above malloc's
-   * mmap threshold, an idle stream's buffer costs only the pages written.
-   * Small answers keep curl's default. */
-  if (req->body_into || req->http2)
+   * one shard).  A stream's buffer holds one HTTP/2 read: libcurl 7.88
+   * reads 32 KiB at a time, and with its default 16 KiB buffer it handed
+   * each read over in two halves, the second from a 0 ms timeout, with a
+   * poll() each (27,400 poll() calls for 11,300 reads at 4 fan-out shards;
+   * 9,200 for 9,400 with 64 KiB or more: 2.90 -> 2.50 CPU s per million
+   * records with the CRC change).  No more than that: over a multiplexed
+   * connection curl fills other streams' buffers too, and may hand one
+   * over whole to a stream that then holds it outside its budget.  Small
+   * answers keep curl's default. */
+  if (req->body_into)
     SET(CURLOPT_BUFFERSIZE, 256L * 1024);
+  else if (req->http2)
+    SET(CURLOPT_BUFFERSIZE, 64L * 1024);
   SET(CURLOPT_USERAGENT, "kcld/" KCLD_VERSION_STRING);
   SET(CURLOPT_HTTPHEADER, r->headers);
   if (req->http2 && strncasecmp(req->url, "https:", 6) == 0) {

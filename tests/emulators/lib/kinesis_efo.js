@@ -51,12 +51,16 @@
 //        proxy in front of a shared kinesalite: the chaos run).
 //   POST /__efo/stats  {"calls": {Operation: N}, "subscriptions": [{"shard",
 //        "consumer", "start", "events", "records", "ended": why, "proto"}],
-//        "open": N}
+//        "open": N, "h2_sessions": HTTP/2 connections accepted, ever}
 //   POST /__efo/reset  script and stats back to the start (consumers stay).
+//   POST /__efo/tls {"cert": PEM, "key": PEM} -> {"url": "https://127.0.0.1:P"}
+//        the same endpoint (same state) over TLS as well, HTTP/2 or HTTP/1.1
+//        by ALPN, as Kinesis: there curl multiplexes subscriptions over a
+//        connection, where h2c gives each its own (libcurl 7.88).
 import http from 'node:http';
 import kinesalite from 'kinesalite';
 import { EventStreamCodec } from '@smithy/eventstream-codec';
-import { dualServer, readBody, sendJson } from './h2util.js';
+import { dualServer, readBody, sendJson, tlsServer } from './h2util.js';
 
 const HOST = '127.0.0.1';
 const TARGET_PREFIX = 'Kinesis_20131202.';
@@ -322,7 +326,14 @@ export async function start() {
         return sendJson(res, 200, script);
       }
       if (u.pathname === '/__efo/stats') {
-        return sendJson(res, 200, { ...stats, open: open.size });
+        return sendJson(res, 200, { ...stats, open: open.size,
+                                    h2_sessions: srv.counts.h2 });
+      }
+      if (u.pathname === '/__efo/tls') {
+        const tls = await tlsServer(handler, JSON.parse(body.toString()),
+                                    srv.counts);
+        extra.push(tls);
+        return sendJson(res, 200, { url: tls.url });
       }
       if (u.pathname === '/__efo/reset') {
         script = structuredClone(DEFAULTS);
@@ -352,6 +363,8 @@ export async function start() {
     }
   }
 
+  const extra = [];
   const srv = await dualServer(handler);
-  return { url: srv.url, close: () => { srv.close(); k.close(); } };
+  return { url: srv.url,
+           close: () => { for (const t of extra) t.close(); srv.close(); k.close(); } };
 }

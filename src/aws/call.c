@@ -1088,9 +1088,23 @@ static int form_body(const struct service *svc, const char *op,
 static int encode_body(enum kcld_aws_service svc, const char *op,
                        const json_t *request, char **out, size_t *len)
 {
+  char text[2048]; /* json_dumps grows a buffer of its own: ~8 mallocs */
+  size_t n = 2;
+
   if (s_services[svc].protocol == PROTO_QUERY)
     return form_body(&s_services[svc], op, request, out, len);
-  *out = request ? json_dumps(request, JSON_COMPACT) : strdup("{}");
+  if (request)
+    n = json_dumpb(request, text, sizeof(text), JSON_COMPACT);
+  else
+    memcpy(text, "{}", 2);
+  *out = n > sizeof(text) ? json_dumps(request, JSON_COMPACT)
+         : n > 0          ? malloc(n + 1)
+                          : NULL;
+  if (*out && n <= sizeof(text)) {
+    memcpy(*out, text, n);
+    (*out)[n] = '\0';
+  }
+  OPENSSL_cleanse(text, n < sizeof(text) ? n : sizeof(text)); /* a token */
   if (!*out)
     return KCLD_ENOMEM;
   *len = strlen(*out);

@@ -202,9 +202,9 @@ static int set_cond(json_t *req, const struct kcld_dynamodb_cond *c)
   if ((c->condition &&
        kcld_svc_set_str(req, "ConditionExpression", c->condition)) ||
       (c->names &&
-       kcld_svc_set_copy(req, "ExpressionAttributeNames", c->names)) ||
+       kcld_svc_set_ref(req, "ExpressionAttributeNames", c->names)) ||
       (c->values &&
-       kcld_svc_set_copy(req, "ExpressionAttributeValues", c->values)) ||
+       kcld_svc_set_ref(req, "ExpressionAttributeValues", c->values)) ||
       (c->return_values &&
        kcld_svc_set_str(req, "ReturnValues", c->return_values)))
     return KCLD_ENOMEM;
@@ -421,8 +421,8 @@ int kcld_dynamodb_scan(struct kcld_dynamodb *db,
       (req->filter && kcld_svc_set_str(j, "FilterExpression", req->filter)) ||
       (req->projection &&
        kcld_svc_set_str(j, "ProjectionExpression", req->projection)) ||
-      (req->names && kcld_svc_set_copy(j, "ExpressionAttributeNames", req->names)) ||
-      (req->values && kcld_svc_set_copy(j, "ExpressionAttributeValues", req->values)))
+      (req->names && kcld_svc_set_ref(j, "ExpressionAttributeNames", req->names)) ||
+      (req->values && kcld_svc_set_ref(j, "ExpressionAttributeValues", req->values)))
     rc = KCLD_ENOMEM;
   else
     rc = kcld_svc_op_call(&op->base, j, NULL);

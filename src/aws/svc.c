@@ -657,10 +657,9 @@ int kcld_svc_set_int(json_t *req, const char *key, json_int_t v)
   return json_object_set_new(req, key, json_integer(v)) == 0 ? 0 : KCLD_ENOMEM;
 }
 
-int kcld_svc_set_copy(json_t *req, const char *key, const json_t *v)
+int kcld_svc_set_ref(json_t *req, const char *key, const json_t *v)
 {
-  return json_object_set_new(req, key, json_deep_copy(v)) == 0 ? 0
-                                                               : KCLD_ENOMEM;
+  return json_object_set(req, key, (json_t *)v) == 0 ? 0 : KCLD_ENOMEM;
 }
 
 json_t *kcld_svc_req(json_t *req, int failed)
@@ -678,22 +677,27 @@ const char *kcld_svc_str(const json_t *obj, const char *key)
 
 void kcld_svc_json_brief(char *dst, size_t cap, const json_t *v, size_t max)
 {
-  char *s;
+  const size_t flags = JSON_COMPACT | JSON_ENCODE_ANY | JSON_SORT_KEYS;
+  char text[512], *s;
   size_t len;
   if (cap == 0)
     return;
   dst[0] = '\0';
   if (!v)
     return;
-  s = json_dumps(v, JSON_COMPACT | JSON_ENCODE_ANY | JSON_SORT_KEYS);
+  /* Into a stack buffer first: json_dumps grows one of its own. */
+  len = json_dumpb(v, text, sizeof(text), flags);
+  s = len > sizeof(text) ? json_dumps(v, flags) : len ? text : NULL;
   if (!s)
     return;
-  len = strlen(s);
+  len = s == text ? len : strlen(s);
   if (max > cap - 1)
     max = cap - 1;
+  /* Bounded by len: text is not NUL-terminated. */
   if (len > max && max > 3)
     snprintf(dst, cap, "%.*s...", (int)(max - 3), s);
   else
-    snprintf(dst, cap, "%.*s", (int)max, s);
-  free(s);
+    snprintf(dst, cap, "%.*s", (int)(len < max ? len : max), s);
+  if (s != text)
+    free(s);
 }

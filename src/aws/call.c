@@ -22,8 +22,6 @@
 #include <time.h>
 #include <unistd.h>
 
-#include <arpa/inet.h>
-#include <curl/curl.h>
 #include <openssl/crypto.h>
 
 #include "aws/endpoint.h"
@@ -88,13 +86,6 @@ static const char *const s_skew[] = {
   "RequestTimeTooSkewed", "InvalidSignatureException", "SignatureDoesNotMatch",
   "RequestExpired", "AuthFailure", NULL};
 
-struct endpoint {
-  char *url;   /* where to POST */
-  char *host;  /* Host header: host[:port] as given */
-  char *path;  /* request path, "/" unless the endpoint has one */
-  int https;   /* the scheme is https */
-  int ip_host; /* the host is an IP address literal */
-};
 
 /* A REST call's request, as kcld_aws_rest_call() was given it. */
 struct rest_req {
@@ -116,7 +107,7 @@ struct kcld_aws {
   struct kcld_http *http;
   struct kcld_credentials *creds;
   char *region;
-  struct endpoint ep[KCLD_AWS_NSERVICES];
+  struct kcld_endpoint ep[KCLD_AWS_NSERVICES];
   struct kcld_sigv4 *signer[KCLD_AWS_NSERVICES];
   int max_attempts;
   int adaptive;        /* retry mode adaptive: the rate limiter is on */
@@ -219,77 +210,6 @@ static int valid_operation(const char *op)
           (op[i] >= '0' && op[i] <= '9')))
       return 0;
   return 1;
-}
-
-/* url as a log line may show it: not at all when it has a user part,
- * which may hold a password (endpoint_parse() refuses such URLs). */
-static const char *loggable_url(const char *url)
-{
-  const char *p = strstr(url, "://");
-  const char *host = p ? p + 3 : url;
-  if (memchr(host, '@', strcspn(host, "/?#")))
-    return "(not shown: it has a user part, which may hold a password)";
-  return url;
-}
-
-/* Splits a base URL into what a request needs.  Returns 0 or KCLD_E*. */
-static int endpoint_parse(struct endpoint *ep, const char *url)
-{
-  CURLU *u = curl_url();
-  char *scheme = NULL, *host = NULL, *port = NULL, *path = NULL, *full = NULL;
-  char *extra = NULL;
-  int rc = KCLD_EINVAL;
-
-  if (!u)
-    return KCLD_ENOMEM;
-  if (curl_url_set(u, CURLUPART_URL, url, 0) != CURLUE_OK)
-    goto done;
-  if (curl_url_get(u, CURLUPART_SCHEME, &scheme, 0) != CURLUE_OK ||
-      (strcmp(scheme, "http") != 0 && strcmp(scheme, "https") != 0))
-    goto done;
-  if (curl_url_get(u, CURLUPART_USER, &extra, 0) == CURLUE_OK ||
-      curl_url_get(u, CURLUPART_QUERY, &extra, 0) == CURLUE_OK ||
-      curl_url_get(u, CURLUPART_FRAGMENT, &extra, 0) == CURLUE_OK)
-    goto done;
-  if (curl_url_get(u, CURLUPART_HOST, &host, 0) != CURLUE_OK || !*host)
-    goto done;
-  if (curl_url_get(u, CURLUPART_PORT, &port, 0) != CURLUE_OK)
-    port = NULL; /* none given */
-  if (curl_url_get(u, CURLUPART_PATH, &path, 0) != CURLUE_OK ||
-      curl_url_get(u, CURLUPART_URL, &full, 0) != CURLUE_OK)
-    goto done;
-  rc = KCLD_ENOMEM;
-  size_t hl = strlen(host) + (port ? strlen(port) + 1 : 0) + 1;
-  ep->host = malloc(hl);
-  ep->url = strdup(full);
-  ep->path = strdup(path && *path ? path : "/");
-  if (!ep->host || !ep->url || !ep->path)
-    goto done;
-  snprintf(ep->host, hl, "%s%s%s", host, port ? ":" : "", port ? port : "");
-  ep->https = strcmp(scheme, "https") == 0;
-  {
-    unsigned char addr[16];
-    ep->ip_host = host[0] == '[' || inet_pton(AF_INET, host, addr) == 1;
-  }
-  rc = 0;
-
-done:
-  curl_free(scheme);
-  curl_free(host);
-  curl_free(port);
-  curl_free(path);
-  curl_free(full);
-  curl_free(extra);
-  curl_url_cleanup(u);
-  return rc;
-}
-
-static void endpoint_clean_up(struct endpoint *ep)
-{
-  free(ep->url);
-  free(ep->host);
-  free(ep->path);
-  memset(ep, 0, sizeof(*ep));
 }
 
 /* ======== Call lifetime ======== */
@@ -766,7 +686,7 @@ static void send_attempt(struct aws_call *c, const struct kcld_creds *creds)
 {
   struct kcld_aws *aws = c->aws;
   const struct service *svc = &s_services[c->svc];
-  const struct endpoint *ep = &aws->ep[c->svc];
+  const struct kcld_endpoint *ep = &aws->ep[c->svc];
   int json = svc->protocol == PROTO_JSON;
   struct kcld_sigv4_result sig;
   char target[OP_MAX + 32], host_line[300], ct_line[80], target_line[128];
@@ -905,14 +825,14 @@ static int resolve_endpoints(struct kcld_aws *aws,
       given = conf;
     }
     if (given)
-      rc = endpoint_parse(&aws->ep[i], given);
+      rc = kcld_endpoint_parse(&aws->ep[i], given);
     else if ((rc = kcld_endpoint_default(&svc->ep, aws->region, fips, dual,
                                          url, sizeof(url))) == 0)
-      rc = endpoint_parse(&aws->ep[i], url);
+      rc = kcld_endpoint_parse(&aws->ep[i], url);
     if (rc == KCLD_EINVAL)
       kcld_log(KCLD_LOG_ERROR, "bad AWS endpoint URL", "service",
-               svc->ep.prefix, "endpoint", loggable_url(given ? given : url),
-               NULL);
+               svc->ep.prefix, "endpoint",
+               kcld_endpoint_loggable_url(given ? given : url), NULL);
     free(conf);
   }
   return rc;
@@ -1026,7 +946,7 @@ int kcld_aws_new(const struct kcld_aws_opts *opts, struct kcld_aws **out)
 fail:
   kcld_profile_files_free(files);
   for (int i = 0; i < KCLD_AWS_NSERVICES; i++) {
-    endpoint_clean_up(&aws->ep[i]);
+    kcld_endpoint_clean_up(&aws->ep[i]);
     kcld_sigv4_free(aws->signer[i]);
   }
   free(aws->region);
@@ -1149,7 +1069,7 @@ static int valid_rest_header(const struct kcld_aws_header *h)
 
 /* The request's target and headers, copied.  Returns 0, KCLD_EINVAL or
  * KCLD_ENOMEM. */
-static int rest_build(const struct endpoint *ep,
+static int rest_build(const struct kcld_endpoint *ep,
                       const struct kcld_aws_rest *req, struct rest_req **out)
 {
   struct rest_req *r;
@@ -1463,7 +1383,7 @@ void kcld_aws_close(struct kcld_aws *aws)
     call_fail(c, KCLD_ECANCELED, "client closed");
   }
   for (int i = 0; i < KCLD_AWS_NSERVICES; i++) {
-    endpoint_clean_up(&aws->ep[i]);
+    kcld_endpoint_clean_up(&aws->ep[i]);
     kcld_sigv4_free(aws->signer[i]);
   }
   free(aws->region);

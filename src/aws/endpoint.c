@@ -1,11 +1,14 @@
-/* endpoint.c — the partition table, default hostnames and configured
- * endpoint URLs (see endpoint.h). */
+/* endpoint.c — the partition table, default hostnames, configured
+ * endpoint URLs and their parts (see endpoint.h). */
 #include "aws/endpoint.h"
 
+#include <arpa/inet.h>
 #include <ctype.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+
+#include <curl/curl.h>
 
 #include "err.h"
 
@@ -122,4 +125,74 @@ char *kcld_endpoint_configured(const char *env_id, const char *key,
     return strdup(v);
   v = kcld_profile_get(profile, "endpoint_url");
   return v ? strdup(v) : NULL;
+}
+
+/* ======== Endpoint URLs ======== */
+
+const char *kcld_endpoint_loggable_url(const char *url)
+{
+  const char *p = strstr(url, "://");
+  const char *host = p ? p + 3 : url;
+  if (memchr(host, '@', strcspn(host, "/?#")))
+    return "(not shown: it has a user part, which may hold a password)";
+  return url;
+}
+
+int kcld_endpoint_parse(struct kcld_endpoint *ep, const char *url)
+{
+  CURLU *u = curl_url();
+  char *scheme = NULL, *host = NULL, *port = NULL, *path = NULL, *full = NULL;
+  char *extra = NULL;
+  int rc = KCLD_EINVAL;
+
+  if (!u)
+    return KCLD_ENOMEM;
+  if (curl_url_set(u, CURLUPART_URL, url, 0) != CURLUE_OK)
+    goto done;
+  if (curl_url_get(u, CURLUPART_SCHEME, &scheme, 0) != CURLUE_OK ||
+      (strcmp(scheme, "http") != 0 && strcmp(scheme, "https") != 0))
+    goto done;
+  if (curl_url_get(u, CURLUPART_USER, &extra, 0) == CURLUE_OK ||
+      curl_url_get(u, CURLUPART_QUERY, &extra, 0) == CURLUE_OK ||
+      curl_url_get(u, CURLUPART_FRAGMENT, &extra, 0) == CURLUE_OK)
+    goto done;
+  if (curl_url_get(u, CURLUPART_HOST, &host, 0) != CURLUE_OK || !*host)
+    goto done;
+  if (curl_url_get(u, CURLUPART_PORT, &port, 0) != CURLUE_OK)
+    port = NULL; /* none given */
+  if (curl_url_get(u, CURLUPART_PATH, &path, 0) != CURLUE_OK ||
+      curl_url_get(u, CURLUPART_URL, &full, 0) != CURLUE_OK)
+    goto done;
+  rc = KCLD_ENOMEM;
+  size_t hl = strlen(host) + (port ? strlen(port) + 1 : 0) + 1;
+  ep->host = malloc(hl);
+  ep->url = strdup(full);
+  ep->path = strdup(path && *path ? path : "/");
+  if (!ep->host || !ep->url || !ep->path)
+    goto done;
+  snprintf(ep->host, hl, "%s%s%s", host, port ? ":" : "", port ? port : "");
+  ep->https = strcmp(scheme, "https") == 0;
+  {
+    unsigned char addr[16];
+    ep->ip_host = host[0] == '[' || inet_pton(AF_INET, host, addr) == 1;
+  }
+  rc = 0;
+
+done:
+  curl_free(scheme);
+  curl_free(host);
+  curl_free(port);
+  curl_free(path);
+  curl_free(full);
+  curl_free(extra);
+  curl_url_cleanup(u);
+  return rc;
+}
+
+void kcld_endpoint_clean_up(struct kcld_endpoint *ep)
+{
+  free(ep->url);
+  free(ep->host);
+  free(ep->path);
+  memset(ep, 0, sizeof(*ep));
 }

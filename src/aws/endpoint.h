@@ -68,4 +68,24 @@ char *kcld_endpoint_configured(const char *env_id, const char *key,
 int kcld_endpoint_flag(const char *env, const struct kcld_profile *profile,
                        const char *key);
 
+/* A base URL split into what a request needs. */
+struct kcld_endpoint {
+  char *url;   /* where to POST */
+  char *host;  /* Host header: host[:port] as given */
+  char *path;  /* request path, "/" unless the endpoint has one */
+  int https;   /* the scheme is https */
+  int ip_host; /* the host is an IP address literal */
+};
+
+/* Splits `url` (http or https; no user part, query or fragment) into *ep.
+ * Returns 0 or KCLD_E*; on failure *ep may hold parts: clean it up. */
+int kcld_endpoint_parse(struct kcld_endpoint *ep, const char *url);
+
+/* Frees ep's parts and zeroes it. */
+void kcld_endpoint_clean_up(struct kcld_endpoint *ep);
+
+/* `url` as a log line may show it: not at all when it has a user part,
+ * which may hold a password (kcld_endpoint_parse() refuses such URLs). */
+const char *kcld_endpoint_loggable_url(const char *url);
+
 #endif

@@ -45,6 +45,7 @@
 #define DEFAULT_RETRY_BASE_MS 100L
 #define SKEW_THRESHOLD_S 240
 #define OP_MAX 64
+#define MESSAGE_MAX 512
 
 enum protocol {
   PROTO_JSON,  /* AWS JSON 1.0/1.1: X-Amz-Target, JSON in and out */
@@ -162,7 +163,9 @@ struct aws_call {
   int err;
   long status;
   char type[128];
-  char message[512];
+  char *message;               /* MESSAGE_MAX bytes from the first failure
+                                  on: the call stays within malloc's
+                                  per-thread cache (< 1 KiB) */
   /* Streams only (kcld_aws_stream_start). */
   kcld_http_data_cb on_data;   /* NULL for a gathered answer */
   kcld_http_take_cb on_take;   /* optional */
@@ -262,8 +265,19 @@ static void call_unref(struct aws_call *c)
     rest_free(c->rest);
     free(c->body);
     kcld_creds_clean_up(&c->own);
+    free(c->message);
     free(c);
   }
+}
+
+/* c's message buffer, for writing; a scratch one when out of memory (the
+ * message then reads as that). */
+static char *message_buf(struct aws_call *c)
+{
+  static char s_scratch[MESSAGE_MAX];
+  if (!c->message && !(c->message = malloc(MESSAGE_MAX)))
+    return s_scratch;
+  return c->message;
 }
 
 static void on_call_timer_closed(uv_handle_t *h)
@@ -342,7 +356,7 @@ static void call_finish(struct aws_call *c, int err, json_t *parsed,
   res.err = err;
   res.status = c->status;
   res.error_type = err == KCLD_EAWS ? c->type : "";
-  res.message = err ? c->message : "";
+  res.message = !err ? "" : c->message ? c->message : "out of memory";
   res.body = err ? NULL : parsed;
   res.raw = err ? NULL : raw;
   res.raw_len = err ? 0 : raw_len;
@@ -364,7 +378,7 @@ static void call_fail(struct aws_call *c, int err, const char *message)
 {
   c->status = 0;
   c->type[0] = '\0';
-  snprintf(c->message, sizeof(c->message), "%s", message);
+  snprintf(message_buf(c), MESSAGE_MAX, "%s", message);
   call_finish(c, err, NULL, NULL, 0);
 }
 
@@ -461,7 +475,7 @@ static void on_success(struct aws_call *c, const struct kcld_http_response *r)
     if (rc == KCLD_EPARSE) {
       c->err = KCLD_EPARSE;
       c->type[0] = '\0';
-      snprintf(c->message, sizeof(c->message),
+      snprintf(message_buf(c), MESSAGE_MAX,
                "HTTP %ld answer is not a%s (%s)", r->status,
                s_services[c->svc].protocol == PROTO_QUERY
                  ? "n XML document"
@@ -511,7 +525,7 @@ static void read_error(struct aws_call *c, const struct kcld_http_response *r)
   char why[8];
 
   c->type[0] = '\0';
-  c->message[0] = '\0';
+  message_buf(c)[0] = '\0';
   if (proto == PROTO_QUERY || proto == PROTO_REST) {
     json_t *e;
     if (r->body_len > 0 &&
@@ -540,15 +554,15 @@ static void read_error(struct aws_call *c, const struct kcld_http_response *r)
   else if (type)
     kcld_aws_error_type(c->type, sizeof(c->type), type);
   if (msg) {
-    kcld_aws_error_message(c->message, sizeof(c->message), msg, strlen(msg));
+    kcld_aws_error_message(message_buf(c), MESSAGE_MAX, msg, strlen(msg));
   } else if (!j && r->body_len > 0) {
     char snippet[160];
     kcld_aws_error_message(snippet, sizeof(snippet), r->body,
                  r->body_len < 159 ? r->body_len : 159);
-    snprintf(c->message, sizeof(c->message), "HTTP %ld: %s", r->status,
+    snprintf(message_buf(c), MESSAGE_MAX, "HTTP %ld: %s", r->status,
              snippet);
   } else {
-    snprintf(c->message, sizeof(c->message), "HTTP %ld", r->status);
+    snprintf(message_buf(c), MESSAGE_MAX, "HTTP %ld", r->status);
   }
   json_decref(j);
 }
@@ -582,7 +596,7 @@ static void on_http(const struct kcld_http_response *r, void *arg)
     c->err = r->err;
     c->status = 0;
     c->type[0] = '\0';
-    snprintf(c->message, sizeof(c->message), "%s", r->errmsg);
+    snprintf(message_buf(c), MESSAGE_MAX, "%s", r->errmsg);
     maybe_retry(c, RETRY_COST_NO_ANSWER);
     return;
   }

@@ -31,6 +31,11 @@ static const struct {
   {"NotFound", KCLD_ENOTFOUND}, /* S3: a HEAD answered 404 */
 };
 
+struct kcld_svc_text {
+  char type_buf[96];
+  char msg[640];
+};
+
 struct kcld_svc_mem {
   struct kcld_svc_mem *next;
   max_align_t data[];
@@ -156,6 +161,7 @@ static void op_free(struct kcld_svc_op *op)
     free(m);
   }
   json_decref(op->keep);
+  free(op->text);
   free(op);
 }
 
@@ -329,35 +335,46 @@ void kcld_svc_op_succeed(struct kcld_svc_op *op)
   kcld_svc_op_end(op, &st);
 }
 
-/* "<op> <resource>: " into op->msg; returns the length written. */
-static size_t msg_head(struct kcld_svc_op *op)
+/* op's failure text, allocated at its first failure; a scratch one when
+ * out of memory. */
+static struct kcld_svc_text *text_of(struct kcld_svc_op *op)
 {
-  int n = snprintf(op->msg, sizeof(op->msg), "%s%s%s: ", op->operation,
+  static struct kcld_svc_text s_scratch;
+  if (!op->text && !(op->text = calloc(1, sizeof(*op->text))))
+    return &s_scratch;
+  return op->text;
+}
+
+/* "<op> <resource>: " into t->msg; returns the length written. */
+static size_t msg_head(const struct kcld_svc_op *op, struct kcld_svc_text *t)
+{
+  int n = snprintf(t->msg, sizeof(t->msg), "%s%s%s: ", op->operation,
                    op->resource[0] ? " " : "", op->resource);
   if (n < 0)
     return 0;
-  return (size_t)n < sizeof(op->msg) ? (size_t)n : sizeof(op->msg) - 1;
+  return (size_t)n < sizeof(t->msg) ? (size_t)n : sizeof(t->msg) - 1;
 }
 
 static void status_vset(struct kcld_svc_op *op, struct kcld_svc_status *st,
                         int err, const char *type, const char *fmt,
                         va_list ap)
 {
+  struct kcld_svc_text *t = text_of(op);
   size_t n;
 
   memset(st, 0, sizeof(*st));
   st->err = err;
-  snprintf(op->type_buf, sizeof(op->type_buf), "%s", type ? type : "");
-  st->type = op->type_buf;
-  n = msg_head(op);
-  if (op->type_buf[0]) {
-    size_t room = sizeof(op->msg) - n;
-    int w = snprintf(op->msg + n, room, "%s: ", op->type_buf);
+  snprintf(t->type_buf, sizeof(t->type_buf), "%s", type ? type : "");
+  st->type = t->type_buf;
+  n = msg_head(op, t);
+  if (t->type_buf[0]) {
+    size_t room = sizeof(t->msg) - n;
+    int w = snprintf(t->msg + n, room, "%s: ", t->type_buf);
     if (w > 0)
       n += (size_t)w < room ? (size_t)w : room - 1;
   }
-  vsnprintf(op->msg + n, sizeof(op->msg) - n, fmt, ap);
-  st->message = op->msg;
+  vsnprintf(t->msg + n, sizeof(t->msg) - n, fmt, ap);
+  st->message = t->msg;
 }
 
 void kcld_svc_status_set(struct kcld_svc_op *op, struct kcld_svc_status *st,
@@ -400,6 +417,7 @@ void kcld_svc_close(struct kcld_svc *svc)
 void kcld_svc_status_from(struct kcld_svc_op *op, struct kcld_svc_status *st,
                           const struct kcld_aws_result *res)
 {
+  struct kcld_svc_text *t;
   size_t n;
   const char *detail = res->message ? res->message : "";
 
@@ -408,27 +426,27 @@ void kcld_svc_status_from(struct kcld_svc_op *op, struct kcld_svc_status *st,
   st->attempts = res->attempts;
   st->type = "";
   st->message = "";
-  op->type_buf[0] = '\0';
-  op->msg[0] = '\0';
   if (res->err == 0)
     return;
 
+  t = text_of(op);
+  t->type_buf[0] = '\0';
   st->err = res->err;
   if (res->err == KCLD_EAWS) {
-    snprintf(op->type_buf, sizeof(op->type_buf), "%s",
+    snprintf(t->type_buf, sizeof(t->type_buf), "%s",
              res->error_type ? res->error_type : "");
-    st->type = op->type_buf;
+    st->type = t->type_buf;
     for (size_t i = 0; i < sizeof(s_err_map) / sizeof(s_err_map[0]); i++)
-      if (strcmp(op->type_buf, s_err_map[i].type) == 0)
+      if (strcmp(t->type_buf, s_err_map[i].type) == 0)
         st->err = s_err_map[i].err;
   }
-  n = msg_head(op);
-  snprintf(op->msg + n, sizeof(op->msg) - n, "%s (HTTP %ld, %d attempt%s)%s%s",
-           res->err == KCLD_EAWS && op->type_buf[0] ? op->type_buf
-                                                     : kcld_strerror(res->err),
+  n = msg_head(op, t);
+  snprintf(t->msg + n, sizeof(t->msg) - n, "%s (HTTP %ld, %d attempt%s)%s%s",
+           res->err == KCLD_EAWS && t->type_buf[0] ? t->type_buf
+                                                    : kcld_strerror(res->err),
            res->status, res->attempts, res->attempts == 1 ? "" : "s",
            detail[0] ? ": " : "", detail);
-  st->message = op->msg;
+  st->message = t->msg;
 }
 
 void kcld_svc_log_bad_answer(const struct kcld_svc_op *op,

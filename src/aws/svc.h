@@ -225,8 +225,9 @@ struct kcld_svc_op {
     busy : 1;                 /* inside on_result / on_timer */
   const char *operation;      /* "ListShards": a string constant */
   char resource[192];         /* "stream s", "table t key {...}" */
-  char type_buf[96];
-  char msg[640];
+  struct kcld_svc_text *text; /* a failure's type and message, from the
+                                 first failure on: an op stays within
+                                 malloc's per-thread cache (< 1 KiB) */
 };
 
 /* Allocates a zeroed operation of `size` bytes (a struct that starts with a

@@ -73,8 +73,11 @@
  * libcurl 7.88 opens per stream), and 16 fan-out subscriptions held up to
  * 32 MiB each here: 270-290 MiB peak RSS against a 48 MiB budget. */
 #define STREAM_HELD_MAX ((size_t)128 << 10)
-/* curl's smallest upload buffer (CURLOPT_UPLOAD_BUFFERSIZE). */
+/* An answer expected no larger is read through curl's default buffer. */
+#define READ_SMALL ((size_t)64 << 10)
+/* curl's smallest and default upload buffers (CURLOPT_UPLOAD_BUFFERSIZE). */
 #define UPLOAD_BUFFER_MIN 16384u
+#define UPLOAD_BUFFER_DEFAULT 65536L
 /* A GetRecords answer is at most 10 MiB of data, ~14 MiB as base64 JSON;
  * anything far beyond that is not an AWS answer. */
 #define BODY_MAX ((size_t)256 << 20)
@@ -100,7 +103,8 @@ struct kcld_http {
   size_t open_handles;       /* uv handles not yet closed (timers + polls) */
   uint64_t next_seq;         /* numbers requests in the order they start */
   long max_connections;      /* curl's connection cache size */
-  CURL *idle_easy[EASY_KEPT]; /* finished handles, reset, for the next */
+  CURL *idle_easy[EASY_KEPT]; /* finished handles, for the next */
+  unsigned char idle_plain[EASY_KEPT]; /* set up for a plain request */
   size_t n_idle_easy;
   struct http_req *spare_reqs[REQS_KEPT]; /* freed requests, for the next */
   size_t n_spare_reqs;
@@ -145,6 +149,7 @@ struct http_req {
   void *take_arg;
   long status;               /* the answer's status, once its body starts */
   unsigned char ready;       /* resp holds bytes for on_data */
+  unsigned char plain;       /* a gathered HTTP/1.1 POST (easy_put) */
   unsigned char reread;      /* the kick has curl read its socket */
   unsigned paused : 1, delivering : 1,
     finished : 1,            /* completed while delivering: free after */
@@ -422,23 +427,47 @@ static int on_curl_close(void *clientp, curl_socket_t fd)
   return close(fd);
 }
 
-/* A handle for a new request: a kept one, or a new one. */
-static CURL *easy_get(struct kcld_http *http)
+/* A handle for a new request: a kept one, or a new one.  *set_up: it is
+ * set up for a plain request already, and `plain` is one (a kept plain
+ * handle for another request is reset first). */
+static CURL *easy_get(struct kcld_http *http, int plain, int *set_up)
 {
-  if (http->n_idle_easy > 0)
-    return http->idle_easy[--http->n_idle_easy];
-  return curl_easy_init();
+  CURL *easy;
+  *set_up = 0;
+  if (http->n_idle_easy == 0)
+    return curl_easy_init();
+  easy = http->idle_easy[--http->n_idle_easy];
+  if (http->idle_plain[http->n_idle_easy] && plain)
+    *set_up = 1;
+  else if (http->idle_plain[http->n_idle_easy])
+    curl_easy_reset(easy);
+  return easy;
 }
 
-/* A finished handle (out of the multi handle): reset (every option back to
- * its default: no pointer into a freed request stays) and kept, or freed. */
-static void easy_put(struct kcld_http *http, CURL *easy)
+/* A finished handle (out of the multi handle), kept or freed.  A plain
+ * request's handle (a gathered HTTP/1.1 POST, the requests of 1024 idle
+ * leases) keeps its options, all but req_setup_each's the same for the
+ * next plain request: curl_easy_reset and setting every option again cost
+ * ~10 allocations a request.  Its pointers into the finished request are
+ * cleared.  Any other is reset (every option back to its default). */
+static void easy_put(struct kcld_http *http, CURL *easy, int plain)
 {
   if (http->closing || http->n_idle_easy == EASY_KEPT) {
     curl_easy_cleanup(easy);
     return;
   }
-  curl_easy_reset(easy);
+  if (plain) {
+    curl_easy_setopt(easy, CURLOPT_PRIVATE, NULL);
+    curl_easy_setopt(easy, CURLOPT_WRITEDATA, NULL);
+    curl_easy_setopt(easy, CURLOPT_HEADERDATA, NULL);
+    curl_easy_setopt(easy, CURLOPT_ERRORBUFFER, NULL);
+    curl_easy_setopt(easy, CURLOPT_HTTPHEADER, NULL);
+    curl_easy_setopt(easy, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)0);
+    curl_easy_setopt(easy, CURLOPT_POSTFIELDS, "");
+  } else {
+    curl_easy_reset(easy);
+  }
+  http->idle_plain[http->n_idle_easy] = (unsigned char)(plain != 0);
   http->idle_easy[http->n_idle_easy++] = easy;
 }
 
@@ -507,7 +536,7 @@ static void req_complete(struct http_req *r, int err, long status,
     return; /* its owner cancelled it meanwhile */
   if (r->easy) {
     curl_multi_remove_handle(http->multi, r->easy);
-    easy_put(http, r->easy);
+    easy_put(http, r->easy, r->plain);
     r->easy = NULL;
   }
   if (err == 0 && r->ready && r->on_data && !r->end_pending) {
@@ -1195,52 +1224,36 @@ static int headers_build(struct http_req *r, const char *const *lines)
   return 0;
 }
 
-/* Sets up the easy handle; returns 0 or a KCLD_E* code. */
-static int req_setup(struct http_req *r, const struct kcld_http_request *req)
+/* The options every request sets anew: where it goes, its callbacks'
+ * data, headers and body.  Every one is set both ways, so that a kept
+ * plain handle (easy_put) is fully set up by these alone. */
+static int req_setup_each(struct http_req *r,
+                          const struct kcld_http_request *req, int has_body)
 {
   struct kcld_http *http = r->http;
-  const char *method = req->method && *req->method ? req->method : "GET";
   long timeout = req->timeout_ms > 0 ? req->timeout_ms : http->timeout_ms;
   long ctimeout = req->connect_timeout_ms > 0 ? req->connect_timeout_ms
                                               : http->connect_timeout_ms;
+  const char *proxy = req->no_proxy ? NULL
+                      : strncasecmp(req->url, "https:", 6) == 0
+                        ? http->proxy_https
+                        : http->proxy_http;
   int bad = 0;
-
-  if (headers_build(r, req->headers) != 0)
-    return KCLD_ENOMEM;
 
 #define SET(opt, val) bad |= curl_easy_setopt(r->easy, opt, val) != CURLE_OK
   SET(CURLOPT_URL, req->url);
   SET(CURLOPT_PRIVATE, (void *)r);
-  SET(CURLOPT_NOSIGNAL, 1L);
-  SET(CURLOPT_PROTOCOLS_STR, "http,https");
-  SET(CURLOPT_FOLLOWLOCATION, 0L);
-  SET(CURLOPT_WRITEFUNCTION, on_write);
   SET(CURLOPT_WRITEDATA, (void *)r);
-  SET(CURLOPT_HEADERFUNCTION, on_header);
   SET(CURLOPT_HEADERDATA, (void *)r);
   SET(CURLOPT_ERRORBUFFER, r->errbuf);
-  SET(CURLOPT_CLOSESOCKETFUNCTION, on_curl_close);
-  SET(CURLOPT_CLOSESOCKETDATA, (void *)http);
   SET(CURLOPT_TIMEOUT_MS, timeout);
   SET(CURLOPT_CONNECTTIMEOUT_MS, ctimeout);
-  SET(CURLOPT_SSL_VERIFYPEER, 1L);
-  SET(CURLOPT_SSL_VERIFYHOST, 2L);
-  if (http->ca_file)
-    SET(CURLOPT_CAINFO, http->ca_file);
   /* Proxies set here, not left to curl, so both spellings work for plain
-   * HTTP too (curl reads only http_proxy); "" means none. */
-  if (req->no_proxy) {
-    SET(CURLOPT_PROXY, "");
-  } else {
-    const char *proxy = strncasecmp(req->url, "https:", 6) == 0
-                          ? http->proxy_https
-                          : http->proxy_http;
-    SET(CURLOPT_PROXY, proxy ? proxy : "");
-  }
-  /* Always set: else curl reads no_proxy and NO_PROXY from the
-   * environment on every request (read once, above, into no_proxy). */
+   * HTTP too (curl reads only http_proxy); "" means none.  NOPROXY always
+   * set: else curl reads no_proxy and NO_PROXY from the environment on
+   * every request (read once, into http->no_proxy). */
+  SET(CURLOPT_PROXY, proxy ? proxy : "");
   SET(CURLOPT_NOPROXY, http->no_proxy && !req->no_proxy ? http->no_proxy : "");
-  SET(CURLOPT_TCP_KEEPALIVE, 1L);
   /* A caller that receives into its own buffer expects a large answer (a
    * GetRecords body of up to ~14 MB): curl then reads 256 KiB a call rather
    * than 16 KiB, a sixteenth of the recv calls, socket events and write
@@ -1253,13 +1266,62 @@ static int req_setup(struct http_req *r, const struct kcld_http_request *req)
    * records with the CRC change).  No more than that: over a multiplexed
    * connection curl fills other streams' buffers too, and may hand one
    * over whole to a stream that then holds it outside its budget.  Small
-   * answers keep curl's default. */
-  if (req->body_into)
-    SET(CURLOPT_BUFFERSIZE, 256L * 1024);
-  else if (req->http2)
-    SET(CURLOPT_BUFFERSIZE, 64L * 1024);
-  SET(CURLOPT_USERAGENT, "kcld/" KCLD_VERSION_STRING);
+   * answers keep curl's default: curl allocates the buffer per transfer,
+   * and 1024 idle shards' 256 KiB buffers made the heap grow and shrink
+   * (brk, page faults) ~1,000 times a second. */
+  SET(CURLOPT_BUFFERSIZE,
+      req->body_into && (req->body_into->expect == 0 ||
+                         req->body_into->expect > READ_SMALL)
+        ? 256L * 1024
+      : req->http2 && !req->body_into ? 64L * 1024
+                                      : (long)CURL_MAX_WRITE_SIZE);
   SET(CURLOPT_HTTPHEADER, r->headers);
+  if (has_body) {
+    /* curl sends a body through an upload buffer it keeps for the whole
+     * transfer (over HTTP/2, and over TLS), 64 KiB by default: a small
+     * body needs no more than curl's minimum, 16 KiB.  A fan-out
+     * subscription keeps its transfer open for 5 minutes. */
+    SET(CURLOPT_UPLOAD_BUFFERSIZE, req->body_len <= UPLOAD_BUFFER_MIN
+                                     ? (long)UPLOAD_BUFFER_MIN
+                                     : UPLOAD_BUFFER_DEFAULT);
+    SET(CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)req->body_len);
+    SET(CURLOPT_POSTFIELDS, r->body_ref ? r->body_ref : "");
+  }
+#undef SET
+  return bad ? KCLD_EINVAL : 0;
+}
+
+/* Sets up the easy handle: all of it, or (a kept plain handle, r->plain
+ * set up already) what changes; returns 0 or a KCLD_E* code. */
+static int req_setup(struct http_req *r, const struct kcld_http_request *req,
+                     int set_up)
+{
+  struct kcld_http *http = r->http;
+  const char *method = req->method && *req->method ? req->method : "GET";
+  int has_body = req->body_len > 0 || method_has_body(method);
+  int bad = 0;
+
+  if (headers_build(r, req->headers) != 0)
+    return KCLD_ENOMEM;
+  if (req_setup_each(r, req, has_body) != 0)
+    return KCLD_EINVAL;
+  if (set_up)
+    return 0;
+
+#define SET(opt, val) bad |= curl_easy_setopt(r->easy, opt, val) != CURLE_OK
+  SET(CURLOPT_NOSIGNAL, 1L);
+  SET(CURLOPT_PROTOCOLS_STR, "http,https");
+  SET(CURLOPT_FOLLOWLOCATION, 0L);
+  SET(CURLOPT_WRITEFUNCTION, on_write);
+  SET(CURLOPT_HEADERFUNCTION, on_header);
+  SET(CURLOPT_CLOSESOCKETFUNCTION, on_curl_close);
+  SET(CURLOPT_CLOSESOCKETDATA, (void *)http);
+  SET(CURLOPT_SSL_VERIFYPEER, 1L);
+  SET(CURLOPT_SSL_VERIFYHOST, 2L);
+  if (http->ca_file)
+    SET(CURLOPT_CAINFO, http->ca_file);
+  SET(CURLOPT_TCP_KEEPALIVE, 1L);
+  SET(CURLOPT_USERAGENT, "kcld/" KCLD_VERSION_STRING);
   if (req->http2 && strncasecmp(req->url, "https:", 6) == 0) {
     SET(CURLOPT_HTTP_VERSION, (long)CURL_HTTP_VERSION_2TLS);
     SET(CURLOPT_PIPEWAIT, 1L);
@@ -1281,15 +1343,7 @@ static int req_setup(struct http_req *r, const struct kcld_http_request *req)
      * past shutdown_timeout.  A request has a connection of its own. */
     SET(CURLOPT_HTTP_VERSION, (long)CURL_HTTP_VERSION_1_1);
   }
-  if (req->body_len > 0 || method_has_body(method)) {
-    /* curl sends a body through an upload buffer it keeps for the whole
-     * transfer (over HTTP/2, and over TLS), 64 KiB by default: a small
-     * body needs no more than curl's minimum, 16 KiB.  A fan-out
-     * subscription keeps its transfer open for 5 minutes. */
-    if (req->body_len <= UPLOAD_BUFFER_MIN)
-      SET(CURLOPT_UPLOAD_BUFFERSIZE, (long)UPLOAD_BUFFER_MIN);
-    SET(CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)req->body_len);
-    SET(CURLOPT_POSTFIELDS, r->body_ref ? r->body_ref : "");
+  if (has_body) {
     if (strcmp(method, "POST") != 0)
       SET(CURLOPT_CUSTOMREQUEST, method);
   } else if (strcmp(method, "HEAD") == 0) {
@@ -1309,7 +1363,7 @@ static int req_start(struct kcld_http *http,
                      struct http_req **out)
 {
   struct http_req *r;
-  int rc;
+  int rc, set_up;
 
   if (!http || !req || !req->url || !*req->url || !cb ||
       (req->body_len > 0 && !req->body))
@@ -1347,12 +1401,14 @@ static int req_start(struct kcld_http *http,
     memcpy(r->body, req->body, req->body_len);
     r->body_ref = r->body;
   }
-  r->easy = easy_get(http);
+  r->plain = !on_data && !req->http2 && req->method &&
+             strcmp(req->method, "POST") == 0;
+  r->easy = easy_get(http, r->plain, &set_up);
   if (!r->easy) {
     rc = KCLD_ENOMEM;
     goto fail;
   }
-  rc = req_setup(r, req);
+  rc = req_setup(r, req, set_up);
   if (rc != 0)
     goto fail;
   if (curl_multi_add_handle(http->multi, r->easy) != CURLM_OK) {
@@ -1463,6 +1519,11 @@ int kcld_http_set_max_connections(struct kcld_http *http, long n)
     return KCLD_EINVAL;
   http->max_connections = n;
   return 0;
+}
+
+size_t kcld_http_spare_requests(const struct kcld_http *http)
+{
+  return http ? http->n_spare_reqs : 0;
 }
 
 long kcld_http_max_connections(const struct kcld_http *http)

@@ -58,6 +58,10 @@ struct kcld_http_body {
    * negative KCLD_E* code (the transfer then fails).  NULL = realloc. */
   int (*reserve)(struct kcld_http_body *b, size_t need);
   void *arg;
+  /* The size the caller expects (e.g. its last answer's); 0 = unknown.
+   * curl reads an answer expected large, or of unknown size, 256 KiB a
+   * call; a small one through curl's default 16 KiB buffer. */
+  size_t expect;
 };
 
 /* Optional for a stream: takes body bytes straight from curl's buffer, so
@@ -191,6 +195,10 @@ long kcld_http_max_connections(const struct kcld_http *http);
 
 /* Number of requests in flight. */
 size_t kcld_http_pending(const struct kcld_http *http);
+
+/* Number of freed request structs kept for the next requests (at most 32;
+ * freed when the client closes).  For tests. */
+size_t kcld_http_spare_requests(const struct kcld_http *http);
 
 /* Cancels every request in flight (callbacks run with KCLD_ECANCELED before
  * this returns; kcld_http_send from such a callback fails with

@@ -347,6 +347,7 @@ static void get_records(struct poller *p)
     .shard_id = p->base.shard_id,
     .max_attempts = 1, /* throttling and failures back off here */
     .body_into = &p->body};
+  p->body.expect = p->answered ? p->base.last_body : 0; /* curl's buffer */
   p->fetch = F_CALL;
   p->base.called = 1;
   p->base.last_call_ms = uv_now(p->base.args.loop);

@@ -249,16 +249,57 @@ static void test_concurrent_reuse(void **state)
    * once and each needs a connection of its own. */
   assert_int_equal(kcld_fault_script(s_fault,
     "{\"steps\":[{\"delay_ms\":150,\"times\":32}]}"), 0);
+  assert_int_equal(kcld_http_spare_requests(http), 0);
   run_wave(&loop, http, &w);
   long first = kcld_fault_count(s_fault, "data_connections", NULL);
   assert_true(first > 1 && first <= WAVE);
-  /* Two more waves: every request rides a pooled connection. */
+  /* The wave's request structs are kept for the next (at most 32). */
+  assert_int_equal(kcld_http_spare_requests(http), WAVE);
+  /* Two more waves: every request rides a pooled connection, in a kept
+   * struct (the spare list neither grows nor leaks: ASan). */
   run_wave(&loop, http, &w);
   run_wave(&loop, http, &w);
+  assert_int_equal(kcld_http_spare_requests(http), WAVE);
   assert_int_equal(kcld_fault_count(s_fault, "total", NULL), 3 * WAVE);
   assert_int_equal(kcld_fault_count(s_fault, "data_connections", NULL),
                    first);
   finish(&loop, http);
+}
+
+/* Freed request structs are kept for the next requests, 32 at most:
+ * requests in flight take them, and more than 32 finishing keep 32. */
+static void test_spare_requests(void **state)
+{
+  (void)state;
+  uv_loop_t loop;
+  struct kcld_http *http = client(&loop, NULL);
+  struct result r[40];
+
+  memset(r, 0, sizeof(r));
+  for (int i = 0; i < 40; i++)
+    post(http, s_fault, "{}", 0, &r[i]);
+  while (kcld_http_pending(http) > 0) {
+    int never = 0;
+    kcld_test_run_until(&loop, &never, 100);
+  }
+  assert_int_equal(kcld_http_spare_requests(http), 32);
+  for (int i = 0; i < 5; i++) {
+    result_free(&r[i]);
+    memset(&r[i], 0, sizeof(r[i]));
+    post(http, s_fault, "{}", 0, &r[i]);
+  }
+  assert_int_equal(kcld_http_spare_requests(http), 27);
+  while (kcld_http_pending(http) > 0) {
+    int never = 0;
+    kcld_test_run_until(&loop, &never, 100);
+  }
+  assert_int_equal(kcld_http_spare_requests(http), 32);
+  for (int i = 0; i < 40; i++) {
+    assert_int_equal(r[i].calls, 1);
+    assert_int_equal(r[i].status, 200);
+    result_free(&r[i]);
+  }
+  finish(&loop, http); /* the kept ones are freed: ASan */
 }
 
 /* The connection cache keeps max_connections idle connections: a wave of
@@ -947,6 +988,7 @@ int main(void)
     cmocka_unit_test(test_status_headers_date),
     cmocka_unit_test(test_methods),
     cmocka_unit_test(test_concurrent_reuse),
+    cmocka_unit_test(test_spare_requests),
     cmocka_unit_test(test_big_bodies),
     cmocka_unit_test(test_timeouts),
     cmocka_unit_test(test_max_connections),

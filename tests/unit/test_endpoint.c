@@ -307,6 +307,43 @@ static void test_retry_settings(void **state)
   kcld_log_setup(KCLD_LOG_INFO, KCLD_LOG_JSON, NULL);
 }
 
+/* An endpoint URL split for requests: Host with its port, the path ("/"
+ * when none), the scheme and an IP literal noted; other schemes, a user
+ * part, a query or a fragment refused; a URL with a user part never shown
+ * in a log line. */
+static void test_endpoint_parse(void **state)
+{
+  (void)state;
+  struct kcld_endpoint ep = {0};
+  const char *const bad[] = {"ftp://h/", "http://u:p@h/", "http://h/?q=1",
+                             "http://h/#f", "not a url", NULL};
+
+  assert_int_equal(kcld_endpoint_parse(&ep, "http://127.0.0.1:4567/base"), 0);
+  assert_string_equal(ep.host, "127.0.0.1:4567");
+  assert_string_equal(ep.path, "/base");
+  assert_int_equal(ep.https, 0);
+  assert_int_equal(ep.ip_host, 1);
+  kcld_endpoint_clean_up(&ep);
+  assert_null(ep.url);
+
+  assert_int_equal(
+    kcld_endpoint_parse(&ep, "https://kinesis.us-east-1.amazonaws.com"), 0);
+  assert_string_equal(ep.host, "kinesis.us-east-1.amazonaws.com");
+  assert_string_equal(ep.path, "/");
+  assert_int_equal(ep.https, 1);
+  assert_int_equal(ep.ip_host, 0);
+  kcld_endpoint_clean_up(&ep);
+
+  for (int i = 0; bad[i]; i++) {
+    assert_int_equal(kcld_endpoint_parse(&ep, bad[i]), KCLD_EINVAL);
+    kcld_endpoint_clean_up(&ep);
+  }
+  assert_string_equal(kcld_endpoint_loggable_url("http://h:1/"),
+                      "http://h:1/");
+  assert_null(strstr(kcld_endpoint_loggable_url("http://u:secret@h/"),
+                     "secret"));
+}
+
 int main(void)
 {
   const struct CMUnitTest tests[] = {
@@ -316,6 +353,7 @@ int main(void)
     cmocka_unit_test_setup_teardown(test_configured_endpoints, setup,
                                     teardown),
     cmocka_unit_test_setup_teardown(test_retry_settings, setup, teardown),
+    cmocka_unit_test(test_endpoint_parse),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -1,0 +1,198 @@
+/* http_setup.c — a request's easy handle set up from its
+ * kcld_http_request (see http_setup.h). */
+#include "aws/http_setup.h"
+
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+#include "err.h"
+#include "kcld/version.h"
+
+/* An answer expected no larger is read through curl's default buffer. */
+#define READ_SMALL ((size_t)64 << 10)
+/* curl's smallest and default upload buffers (CURLOPT_UPLOAD_BUFFERSIZE). */
+#define UPLOAD_BUFFER_MIN 16384u
+#define UPLOAD_BUFFER_DEFAULT 65536L
+
+static int method_has_body(const char *method)
+{
+  return strcmp(method, "POST") == 0 || strcmp(method, "PUT") == 0 ||
+         strcmp(method, "PATCH") == 0;
+}
+
+/* libcurl before 8.0.0 (Debian 12 has 7.88.1) breaks a prior-knowledge
+ * HTTP/2 transfer that reuses an h2c connection: it sets up HTTP/2 on the
+ * connection a second time and fails with "Error in the HTTP2 framing
+ * layer" (curl issue 10634, fixed in 8.0.0).  With such a libcurl each h2c
+ * stream gets a connection of its own; over TLS (ALPN) streams multiplex. */
+static int h2c_reuse_works(void)
+{
+  return curl_version_info(CURLVERSION_NOW)->version_num >= 0x080000;
+}
+
+int kcld_http_headers_build(const char *const *lines,
+                            struct curl_slist **out, size_t *size)
+{
+  size_t n = 1, text = sizeof("Expect:");
+  int has_expect = 0;
+  struct curl_slist *nodes;
+  char *p;
+
+  for (size_t i = 0; lines && lines[i]; i++) {
+    n++;
+    text += strlen(lines[i]) + 1;
+    if (strncasecmp(lines[i], "Expect:", 7) == 0)
+      has_expect = 1;
+  }
+  *out = NULL;
+  *size = n * sizeof(*nodes) + text;
+  if (!(nodes = malloc(*size)))
+    return KCLD_ENOMEM;
+  p = (char *)(nodes + n);
+  n = 0;
+  for (size_t i = 0; lines && lines[i]; i++) {
+    size_t len = strlen(lines[i]) + 1;
+    nodes[n].data = memcpy(p, lines[i], len);
+    nodes[n].next = &nodes[n + 1];
+    p += len;
+    n++;
+  }
+  if (!has_expect) {
+    nodes[n].data = memcpy(p, "Expect:", sizeof("Expect:"));
+    nodes[n].next = NULL;
+  } else {
+    nodes[n - 1].next = NULL; /* n > 0: a line was "Expect:" */
+  }
+  *out = nodes;
+  return 0;
+}
+
+/* The options every request sets anew: where it goes, its callbacks'
+ * data, headers and body.  Every one is set both ways, so that a kept
+ * plain handle is fully set up by these alone. */
+static int setup_each(CURL *easy, const struct kcld_http_setup *s,
+                      struct curl_slist *headers,
+                      const struct kcld_http_request *req, int has_body)
+{
+  long timeout = req->timeout_ms > 0 ? req->timeout_ms : s->timeout_ms;
+  long ctimeout = req->connect_timeout_ms > 0 ? req->connect_timeout_ms
+                                              : s->connect_timeout_ms;
+  const char *proxy = req->no_proxy ? NULL
+                      : strncasecmp(req->url, "https:", 6) == 0
+                        ? s->proxy_https
+                        : s->proxy_http;
+  int bad = 0;
+
+#define SET(opt, val) bad |= curl_easy_setopt(easy, opt, val) != CURLE_OK
+  SET(CURLOPT_URL, req->url);
+  SET(CURLOPT_PRIVATE, s->req);
+  SET(CURLOPT_WRITEDATA, s->req);
+  SET(CURLOPT_HEADERDATA, s->req);
+  SET(CURLOPT_ERRORBUFFER, s->errbuf);
+  SET(CURLOPT_TIMEOUT_MS, timeout);
+  SET(CURLOPT_CONNECTTIMEOUT_MS, ctimeout);
+  /* Proxies set here, not left to curl, so both spellings work for plain
+   * HTTP too (curl reads only http_proxy); "" means none.  NOPROXY always
+   * set: else curl reads no_proxy and NO_PROXY from the environment on
+   * every request (read once, into s->no_proxy). */
+  SET(CURLOPT_PROXY, proxy ? proxy : "");
+  SET(CURLOPT_NOPROXY, s->no_proxy && !req->no_proxy ? s->no_proxy : "");
+  /* A caller that receives into its own buffer expects a large answer (a
+   * GetRecords body of up to ~14 MB): curl then reads 256 KiB a call rather
+   * than 16 KiB, a sixteenth of the recv calls, socket events and write
+   * callbacks (measured: 2.45 -> 2.20 CPU s per million 1 KiB records at
+   * one shard).  A stream's buffer holds one HTTP/2 read: libcurl 7.88
+   * reads 32 KiB at a time, and with its default 16 KiB buffer it handed
+   * each read over in two halves, the second from a 0 ms timeout, with a
+   * poll() each (27,400 poll() calls for 11,300 reads at 4 fan-out shards;
+   * 9,200 for 9,400 with 64 KiB or more: 2.90 -> 2.50 CPU s per million
+   * records with the CRC change).  No more than that: over a multiplexed
+   * connection curl fills other streams' buffers too, and may hand one
+   * over whole to a stream that then holds it outside its budget.  Small
+   * answers keep curl's default: curl allocates the buffer per transfer,
+   * and 1024 idle shards' 256 KiB buffers made the heap grow and shrink
+   * (brk, page faults) ~1,000 times a second. */
+  SET(CURLOPT_BUFFERSIZE,
+      req->body_into && (req->body_into->expect == 0 ||
+                         req->body_into->expect > READ_SMALL)
+        ? 256L * 1024
+      : req->http2 && !req->body_into ? 64L * 1024
+                                      : (long)CURL_MAX_WRITE_SIZE);
+  SET(CURLOPT_HTTPHEADER, headers);
+  if (has_body) {
+    /* curl sends a body through an upload buffer it keeps for the whole
+     * transfer (over HTTP/2, and over TLS), 64 KiB by default: a small
+     * body needs no more than curl's minimum, 16 KiB.  A fan-out
+     * subscription keeps its transfer open for 5 minutes. */
+    SET(CURLOPT_UPLOAD_BUFFERSIZE, req->body_len <= UPLOAD_BUFFER_MIN
+                                     ? (long)UPLOAD_BUFFER_MIN
+                                     : UPLOAD_BUFFER_DEFAULT);
+    SET(CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)req->body_len);
+    SET(CURLOPT_POSTFIELDS, s->body ? s->body : "");
+  }
+#undef SET
+  return bad ? KCLD_EINVAL : 0;
+}
+
+int kcld_http_setup(CURL *easy, const struct kcld_http_setup *s,
+                    struct curl_slist *headers,
+                    const struct kcld_http_request *req, int set_up)
+{
+  const char *method = req->method && *req->method ? req->method : "GET";
+  int has_body = req->body_len > 0 || method_has_body(method);
+  int bad = 0;
+
+  if (setup_each(easy, s, headers, req, has_body) != 0)
+    return KCLD_EINVAL;
+  if (set_up)
+    return 0;
+
+#define SET(opt, val) bad |= curl_easy_setopt(easy, opt, val) != CURLE_OK
+  SET(CURLOPT_NOSIGNAL, 1L);
+  SET(CURLOPT_PROTOCOLS_STR, "http,https");
+  SET(CURLOPT_FOLLOWLOCATION, 0L);
+  SET(CURLOPT_WRITEFUNCTION, s->on_write);
+  SET(CURLOPT_HEADERFUNCTION, s->on_header);
+  SET(CURLOPT_CLOSESOCKETFUNCTION, s->on_close);
+  SET(CURLOPT_CLOSESOCKETDATA, s->close_arg);
+  SET(CURLOPT_SSL_VERIFYPEER, 1L);
+  SET(CURLOPT_SSL_VERIFYHOST, 2L);
+  if (s->ca_file)
+    SET(CURLOPT_CAINFO, s->ca_file);
+  SET(CURLOPT_TCP_KEEPALIVE, 1L);
+  SET(CURLOPT_USERAGENT, "kcld/" KCLD_VERSION_STRING);
+  if (req->http2 && strncasecmp(req->url, "https:", 6) == 0) {
+    SET(CURLOPT_HTTP_VERSION, (long)CURL_HTTP_VERSION_2TLS);
+    SET(CURLOPT_PIPEWAIT, 1L);
+  } else if (req->http2) {
+    SET(CURLOPT_HTTP_VERSION, (long)CURL_HTTP_VERSION_2_PRIOR_KNOWLEDGE);
+    if (h2c_reuse_works()) {
+      SET(CURLOPT_PIPEWAIT, 1L);
+    } else {
+      SET(CURLOPT_FRESH_CONNECT, 1L);
+      SET(CURLOPT_FORBID_REUSE, 1L);
+    }
+  } else {
+    /* HTTP/1.1 only: curl's default (2TLS, "no preference") lets a request
+     * join an HTTP/2 connection already open to the host - a fan-out
+     * subscription's, h2c too.  There libcurl 7.88 can keep the answer
+     * read from the socket and not handed over until the socket's next
+     * read event (see the top), which never comes once the subscription
+     * is quiet or paused: a shard end's ListShards waited 10 s and more,
+     * past shutdown_timeout.  A request has a connection of its own. */
+    SET(CURLOPT_HTTP_VERSION, (long)CURL_HTTP_VERSION_1_1);
+  }
+  if (has_body) {
+    if (strcmp(method, "POST") != 0)
+      SET(CURLOPT_CUSTOMREQUEST, method);
+  } else if (strcmp(method, "HEAD") == 0) {
+    SET(CURLOPT_NOBODY, 1L);
+  } else if (strcmp(method, "GET") == 0) {
+    SET(CURLOPT_HTTPGET, 1L);
+  } else {
+    SET(CURLOPT_CUSTOMREQUEST, method);
+  }
+#undef SET
+  return bad ? KCLD_EINVAL : 0;
+}

@@ -1074,12 +1074,17 @@ static int on_curl_timer(CURLM *multi, long timeout_ms, void *userp)
     return 0;
   }
   /* Never call curl back from inside its own callback: 0 runs from the
-   * loop, on the idle handle. */
-  if (timeout_ms == 0) {
-    uv_timer_stop(&http->timer);
+   * loop, on the idle handle.  The timer may stay armed: curl takes a call
+   * before its time in its stride (it acts on nothing and asks again). */
+  if (timeout_ms == 0)
     return uv_idle_start(&http->soon, on_soon) == 0 ? 0 : -1;
-  }
   uv_idle_stop(&http->soon);
+  /* Armed to fire no later than asked: left so.  curl moves its timeout
+   * at every request's start and end; moving the timer each time cost two
+   * heap operations among ~2,000 timers (1024 idle leases: ~4% of CPU). */
+  if (uv_is_active((uv_handle_t *)&http->timer) &&
+      uv_timer_get_due_in(&http->timer) <= (uint64_t)timeout_ms)
+    return 0;
   return uv_timer_start(&http->timer, on_timeout, (uint64_t)timeout_ms, 0) == 0
            ? 0 : -1;
 }

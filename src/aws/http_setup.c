@@ -9,8 +9,12 @@
 #include "err.h"
 #include "kcld/version.h"
 
-/* An answer expected no larger is read through curl's default buffer. */
+/* An answer expected no larger is read through curl's default buffer;
+ * one expected no larger than READ_TINY (an idle shard's: its size class
+ * is 4 KiB), through curl's smallest, 1 KiB, which malloc serves from its
+ * per-thread cache: curl allocates the buffer per transfer. */
 #define READ_SMALL ((size_t)64 << 10)
+#define READ_TINY ((size_t)4 << 10)
 /* curl's smallest and default upload buffers (CURLOPT_UPLOAD_BUFFERSIZE). */
 #define UPLOAD_BUFFER_MIN 16384u
 #define UPLOAD_BUFFER_DEFAULT 65536L
@@ -68,6 +72,19 @@ int kcld_http_headers_build(const char *const *lines,
   return 0;
 }
 
+/* curl's read buffer for req's answer (see setup_each). */
+static long read_buffer_size(const struct kcld_http_request *req)
+{
+  const struct kcld_http_body *b = req->body_into;
+  if (b && (b->expect == 0 || b->expect > READ_SMALL))
+    return 256L * 1024;
+  if (req->http2 && !b)
+    return 64L * 1024;
+  if (b && b->expect <= READ_TINY)
+    return 1024L; /* malloc's per-thread cache: an idle shard's answer */
+  return (long)CURL_MAX_WRITE_SIZE;
+}
+
 /* The options every request sets anew: where it goes, its callbacks'
  * data, headers and body.  Every one is set both ways, so that a kept
  * plain handle is fully set up by these alone. */
@@ -113,12 +130,7 @@ static int setup_each(CURL *easy, const struct kcld_http_setup *s,
    * answers keep curl's default: curl allocates the buffer per transfer,
    * and 1024 idle shards' 256 KiB buffers made the heap grow and shrink
    * (brk, page faults) ~1,000 times a second. */
-  SET(CURLOPT_BUFFERSIZE,
-      req->body_into && (req->body_into->expect == 0 ||
-                         req->body_into->expect > READ_SMALL)
-        ? 256L * 1024
-      : req->http2 && !req->body_into ? 64L * 1024
-                                      : (long)CURL_MAX_WRITE_SIZE);
+  SET(CURLOPT_BUFFERSIZE, read_buffer_size(req));
   SET(CURLOPT_HTTPHEADER, headers);
   if (has_body) {
     /* curl sends a body through an upload buffer it keeps for the whole

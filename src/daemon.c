@@ -808,8 +808,7 @@ static bool block_off_needs_restart(const struct daemon *dm,
   for (size_t i = 0; i < dm->n_streams; i++) {
     const struct kcld_config *c = same_stream(dm, next, i);
     if (c && !c->on_failure.block && dm->slots[i].pipe &&
-        !kcld_pipeline_has_destination(dm->slots[i].pipe) &&
-        !stream_cfg(dm->cfg, i)->on_failure.discard)
+        kcld_pipeline_must_block(dm->slots[i].pipe, c))
       return true;
   }
   return false;

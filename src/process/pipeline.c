@@ -178,9 +178,7 @@ static void dispatcher_opts(const struct kcld_pipeline *p,
   o->backoff_max_ms = (uint64_t)live->retry.backoff_max_ms;
   o->dlq = p->dlq;
   o->discard = p->cfg->on_failure.discard;
-  /* Without a destination (only a start opens one) nor discard, a record
-   * that fails for good has nowhere to go but its retries. */
-  o->block_on_failure = live->on_failure.block || (!o->dlq && !o->discard);
+  o->block_on_failure = kcld_pipeline_must_block(p, live);
   o->filter = p->filter;
 }
 
@@ -240,9 +238,10 @@ int kcld_pipeline_configure(struct kcld_pipeline *p,
   return refused ? KCLD_EINVAL : 0;
 }
 
-bool kcld_pipeline_has_destination(const struct kcld_pipeline *p)
+bool kcld_pipeline_must_block(const struct kcld_pipeline *p,
+                              const struct kcld_config *live)
 {
-  return p->dlq != NULL;
+  return live->on_failure.block || (!p->dlq && !p->cfg->on_failure.discard);
 }
 
 struct kcld_handler *kcld_pipeline_handler(const struct kcld_pipeline *p)

@@ -62,10 +62,14 @@ int kcld_pipeline_new(const struct kcld_pipeline_opts *opts,
 int kcld_pipeline_configure(struct kcld_pipeline *p,
                             const struct kcld_config *live);
 
-/* True when records that fail for good have a destination (a queue, a
- * bucket or a directory; not with on_failure.discard or .block): only then may
- * on_failure.block be turned off live. */
-bool kcld_pipeline_has_destination(const struct kcld_pipeline *p);
+/* True when a record that fails for good must block its shard under
+ * `live`'s on_failure keys: on_failure.block is set, or the pipeline has
+ * no destination (a queue, a bucket or a directory: only a start opens
+ * one) and is not discarding.  The one rule for the dispatcher's
+ * block_on_failure and for whether a reload may turn on_failure.block
+ * off live. */
+bool kcld_pipeline_must_block(const struct kcld_pipeline *p,
+                              const struct kcld_config *live);
 
 /* The handler and the dispatcher; NULL when not built (or p NULL). */
 struct kcld_handler *kcld_pipeline_handler(const struct kcld_pipeline *p);

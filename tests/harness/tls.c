@@ -5,11 +5,16 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
+
+#include <jansson.h>
 
 #include <openssl/evp.h>
 #include <openssl/pem.h>
 #include <openssl/x509.h>
 #include <openssl/x509v3.h>
+
+#include "fault.h"
 
 static char *pem_of(int (*write)(BIO *, void *), void *obj)
 {
@@ -82,4 +87,27 @@ done:
   X509_free(x);
   EVP_PKEY_free(pkey);
   return rc;
+}
+
+char *kcld_test_tls_front(const char *url, const char *path, char *ca_path)
+{
+  char *cert, *key, *tls_url = NULL;
+  if (kcld_test_make_cert(&cert, &key) != 0)
+    return NULL;
+  json_t *req = json_pack("{s:s,s:s}", "cert", cert, "key", key);
+  char *body = req ? json_dumps(req, 0) : NULL;
+  json_t *ans = body ? kcld_fault_post(url, path, body) : NULL;
+  const char *got = json_string_value(json_object_get(ans, "url"));
+  int fd = got ? mkstemp(ca_path) : -1;
+  int ok = fd >= 0 && write(fd, cert, strlen(cert)) == (ssize_t)strlen(cert);
+  if (fd >= 0 && close(fd) != 0)
+    ok = 0;
+  if (ok)
+    tls_url = strdup(got);
+  json_decref(ans);
+  free(body);
+  json_decref(req);
+  free(cert);
+  free(key);
+  return tls_url;
 }

@@ -188,24 +188,7 @@ static int setup(void **state)
   if (!s_sync)
     return -1;
   /* The same emulator over TLS, trusted through a CA file. */
-  char *cert, *key;
-  if (kcld_test_make_cert(&cert, &key) != 0)
-    return -1;
-  json_t *req = json_pack("{s:s,s:s}", "cert", cert, "key", key);
-  char *body = json_dumps(req, 0);
-  json_t *ans = kcld_fault_post(s_url, "/__efo/tls", body);
-  int fd = mkstemp(s_ca_path);
-  int ok = ans && fd >= 0 &&
-           write(fd, cert, strlen(cert)) == (ssize_t)strlen(cert);
-  if (fd >= 0)
-    close(fd);
-  if (ok)
-    s_tls_url = strdup(json_string_value(json_object_get(ans, "url")));
-  json_decref(ans);
-  free(body);
-  json_decref(req);
-  free(cert);
-  free(key);
+  s_tls_url = kcld_test_tls_front(s_url, "/__efo/tls", s_ca_path);
   return s_tls_url ? 0 : -1;
 }
 

@@ -142,24 +142,7 @@ static int setup(void **state)
   if (!s_url)
     return -1;
   /* The same endpoint over TLS, trusted through a CA file. */
-  char *cert, *key;
-  if (kcld_test_make_cert(&cert, &key) != 0)
-    return -1;
-  json_t *req = json_pack("{s:s,s:s}", "cert", cert, "key", key);
-  char *body = json_dumps(req, 0);
-  json_t *ans = kcld_fault_post(s_url, "/__h2/tls", body);
-  int fd = mkstemp(s_ca_path);
-  int ok = ans && fd >= 0 &&
-           write(fd, cert, strlen(cert)) == (ssize_t)strlen(cert);
-  if (fd >= 0)
-    close(fd);
-  if (ok)
-    s_tls_url = strdup(json_string_value(json_object_get(ans, "url")));
-  json_decref(ans);
-  free(body);
-  json_decref(req);
-  free(cert);
-  free(key);
+  s_tls_url = kcld_test_tls_front(s_url, "/__h2/tls", s_ca_path);
   return s_tls_url ? 0 : -1;
 }
 

@@ -581,15 +581,19 @@ static void test_gate(void **state)
 
 /* Feeds `frame` (whole or byte by byte) and expects a refusal whose text
  * holds `why`; then the decoder takes nothing more. */
+/* Feeds `frame` whole (chunk 0) or `chunk` bytes at a time (gathered):
+ * refused, for `why`. */
 static void expect_refused(const uint8_t *frame, size_t len, size_t max_msg,
-                           size_t max_hdr, int bytewise, const char *why)
+                           size_t max_hdr, size_t chunk, const char *why)
 {
   struct kcld_evs_decoder *d = decoder(max_msg, max_hdr);
   int rc = 0;
 
-  if (bytewise) {
-    for (size_t i = 0; i < len && rc == 0; i++)
-      rc = kcld_evs_decoder_feed(d, frame + i, 1, never, NULL);
+  if (chunk) {
+    for (size_t i = 0; i < len && rc == 0; i += chunk)
+      rc = kcld_evs_decoder_feed(d, frame + i,
+                                 len - i < chunk ? len - i : chunk, never,
+                                 NULL);
   } else {
     rc = kcld_evs_decoder_feed(d, frame, len, never, NULL);
   }
@@ -615,12 +619,12 @@ static void test_bad_crcs(void **state)
       memcpy(f, v->frame, v->len);
       f[k] ^= (uint8_t)(1u << (k % 8));
       /* A prelude byte breaks the prelude CRC, any later one the message
-       * CRC; whole or byte by byte, nothing is delivered. */
+       * CRC; whole, or gathered byte by byte (a large frame: in 4093-byte
+       * chunks), nothing is delivered. */
       expect_refused(f, v->len, 0, 0, 0,
                      k < 12 ? "prelude CRC" : "message CRC");
-      if (v->len < 600)
-        expect_refused(f, v->len, 0, 0, 1,
-                       k < 12 ? "prelude CRC" : "message CRC");
+      expect_refused(f, v->len, 0, 0, v->len < 600 ? 1 : 4093,
+                     k < 12 ? "prelude CRC" : "message CRC");
     }
     free(f);
   }

@@ -25,7 +25,7 @@
 // its idle RSS),
 // BENCH_FANOUT_OVER (its throughput rows' transports, "h2c tls": over
 // HTTPS, with a certificate made for the run, as against Kinesis),
-// BENCH_FANOUT_IDLE (its idle shards for RSS, 256), BENCH_FANOUT_PER_EVENT
+// BENCH_FANOUT_IDLE (its idle shards for RSS, 256; "none" skips them), BENCH_FANOUT_PER_EVENT
 // (records per fan-out event, 1000),
 // BENCH_KINESIS_EFO=1 (latency and failover on the enhanced fan-out emulator,
 // tests/emulators/lib/kinesis_efo.js, instead of kinesalite: with e.g.
@@ -521,7 +521,15 @@ async function filterBench() {
 const FANOUT_SPEC = (env.BENCH_FANOUT_SHARDS || '4 16').trim();
 const FANOUT_SHARDS = FANOUT_SPEC === 'none' ? []
   : FANOUT_SPEC.split(/\s+/).map(Number);
-const FANOUT_IDLE = Number(env.BENCH_FANOUT_IDLE || 256);
+// Idle shards for the RSS rows; "none" (or 0) skips them.
+const FANOUT_IDLE = (() => {
+  const spec = (env.BENCH_FANOUT_IDLE || '256').trim();
+  const n = spec === 'none' ? 0 : Number(spec);
+  if (!Number.isInteger(n) || n < 0)
+    throw new Error(`BENCH_FANOUT_IDLE: "${spec}" is not a number of ` +
+                    'shards or "none"');
+  return n;
+})();
 // Records per fan-out event (polling keeps 10000 per answer, its best):
 // with 10000 (~14 MB events, over fetch.max_buffered_bytes) some shards
 // hung after a pause before efohang's http.c fix (see docs/benchmarks.md).
@@ -627,7 +635,8 @@ async function fanoutBench() {
       log(`   ratios                  : fan-out/polling records per CPU ` +
           `second ${f2(row.per_cpu_ratio)}x, rec/s ${f2(row.rps_ratio)}x`);
     }
-    for (const [key, tls] of [['idle', false], ['idle_tls', true]]) {
+    for (const [key, tls] of FANOUT_IDLE ? [['idle', false], ['idle_tls', true]]
+                                         : []) {
       const poll = await idleRss(ddb.info.dynamodb, FANOUT_IDLE, false, tls);
       const fo = await idleRss(ddb.info.dynamodb, FANOUT_IDLE, true, tls);
       const r = res[key] = { shards: FANOUT_IDLE, polling: poll, fanout: fo,

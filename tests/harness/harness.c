@@ -91,6 +91,17 @@ char *kcld_test_slurp(const char *path, size_t *len)
   return buf;
 }
 
+int kcld_test_count_in_file(const char *path, const char *needle)
+{
+  char *text = kcld_test_slurp(path, NULL);
+  size_t step = strlen(needle);
+  int n = 0;
+  for (char *p = text; p && step && (p = strstr(p, needle)); p += step)
+    n++;
+  free(text);
+  return n;
+}
+
 int kcld_emu_start(struct kcld_emu *emu, const char *names)
 {
   int in[2] = {-1, -1}, out[2] = {-1, -1};

@@ -50,6 +50,10 @@ const char *kcld_test_python(void);
 /* Reads a whole file into a NUL-terminated malloc'd buffer; NULL on error. */
 char *kcld_test_slurp(const char *path, size_t *len);
 
+/* How many times `needle` occurs in the file at `path` (0 when it cannot
+ * be read). */
+int kcld_test_count_in_file(const char *path, const char *needle);
+
 /* Runs the loop until nothing is active, then asserts uv_loop_close() == 0:
  * every handle the test opened must have been closed by the code under test. */
 void kcld_test_loop_finish(uv_loop_t *loop);

@@ -16,8 +16,13 @@
  *     or dead-lettered and the shard waits; once the script exists, every
  *     record is handled.
  *   - a dead-letter directory that cannot be written: kcld does not start,
- *     and says which directory and why. */
+ *     and says which directory and why.
+ *   - on_failure.block at start, then a reload turning it off: kcld says
+ *     the key needs a restart (a start opens the destination), and the
+ *     shard goes on waiting: nothing skipped, dead-lettered or
+ *     checkpointed. */
 #include <setjmp.h>
+#include <signal.h>
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -549,6 +554,93 @@ static void test_missing_lambda_script(void **state)
   json_decref(lines);
 }
 
+/* ======== on_failure.block turned off by a reload ======== */
+
+#define BLOCK_WAIT "on_failure.block is set: the shard waits and retries them"
+
+/* Waits until log holds `what` more than `before` times, kcld (pid)
+ * running. */
+static void wait_log_count(pid_t pid, const char *log, const char *what,
+                           int before)
+{
+  unsigned long long until = kcld_test_now_ms() + 20000;
+  int status;
+  while (kcld_test_count_in_file(log, what) <= before) {
+    if (kcld_test_wait_exit(pid, 0, &status)) {
+      kcld_e2e_dump_file(log);
+      fail_msg("kcld exited (status 0x%x)", status);
+    }
+    if (kcld_test_now_ms() > until) {
+      kcld_e2e_dump_file(log);
+      fail_msg("the log does not say \"%s\" (again)", what);
+    }
+    kcld_test_sleep_ms(100);
+  }
+}
+
+/* block goes without a destination: on_failure.dir is not set (nor may be
+ * with block). */
+static void block_config(const char *conf, int block)
+{
+  char rest[1024];
+  snprintf(rest, sizeof(rest),
+           "on_failure:\n  block: %s\n"
+           "handler:\n  type: lambda\n"
+           "  command: [%s, \"%s/tests/processors/lambda_fail_first.py\"]\n"
+           "  timeout: 20s\n",
+           block ? "true" : "false", kcld_test_python(), kcld_test_root());
+  config(conf, "blk", "blk", kcld_emu_url(&E.emu, "dynamodb"), rest);
+}
+
+static void test_block_off_by_reload(void **state)
+{
+  const char *restart = "\"msg\":\"configuration keys changed that need a "
+                        "restart";
+  const char *data[5] = {"b-0", "b-1", "b-2", "b-3", "b-4"};
+  char conf[128], log[128];
+  pid_t pid;
+  int waits;
+  (void)state;
+
+  kcld_e2e_create_stream(E.aws, "blk", 1);
+  kcld_e2e_put_records(E.aws, "blk", data, data, 5, NULL);
+  snprintf(conf, sizeof(conf), "%s/blk.yaml", E.dir);
+  snprintf(log, sizeof(log), "%s/blk.log", E.dir);
+  block_config(conf, 1);
+  pid = kcld_test_spawn_kcld(conf, log);
+  /* Every batch's first record fails for good: the shard blocks on it. */
+  wait_log_count(pid, log, BLOCK_WAIT, 0);
+  /* block: false, with no destination opened at start: not applied. */
+  block_config(conf, 0);
+  assert_int_equal(kill(pid, SIGHUP), 0);
+  wait_log_count(pid, log, restart, 0);
+  {
+    /* Its keys: on_failure.block (and on_failure.dir, whose default is now
+     * a directory). */
+    char *text = kcld_test_slurp(log, NULL), *line, *keys, *end;
+    line = text ? strstr(text, restart) : NULL;
+    keys = line ? strstr(line, "\"keys\":\"") : NULL;
+    end = keys ? strchr(keys + 8, '"') : NULL;
+    if (end)
+      *end = '\0';
+    if (!end || !strstr(keys, "on_failure.block")) {
+      kcld_e2e_dump_file(log);
+      fail_msg("the restart warning does not name on_failure.block");
+    }
+    free(text);
+  }
+  /* The shard still waits on its record after the reload. */
+  waits = kcld_test_count_in_file(log, BLOCK_WAIT);
+  wait_log_count(pid, log, BLOCK_WAIT, waits);
+  kcld_e2e_stop_kcld(pid, log, 20000);
+  assert_false(log_has(log, "RECORD SKIPPED"));
+  assert_false(log_has(log, "records sent to the dead-letter destination"));
+  if (!none_checkpointed("blk")) {
+    kcld_e2e_dump_file(log);
+    fail_msg("a checkpoint moved past a record that never succeeded");
+  }
+}
+
 /* ======== A dead-letter directory that cannot be written ======== */
 
 static void test_unwritable_dead_letter_dir(void **state)
@@ -584,6 +676,7 @@ int main(void)
     cmocka_unit_test(test_redrive_dir),
     cmocka_unit_test(test_missing_lambda_script),
     cmocka_unit_test(test_unwritable_dead_letter_dir),
+    cmocka_unit_test(test_block_off_by_reload),
   };
   return cmocka_run_group_tests(tests, setup, teardown);
 }

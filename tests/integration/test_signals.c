@@ -88,16 +88,6 @@ static int conf_line(const char *text)
   return at ? line : 0;
 }
 
-static int count_in(const char *path, const char *needle)
-{
-  char *text = kcld_test_slurp(path, NULL);
-  int n = 0;
-  for (char *p = text; p && (p = strstr(p, needle)); p += strlen(needle))
-    n++;
-  free(text);
-  return n;
-}
-
 /* Fails, showing the log, unless kcld still runs. */
 static void check_alive(void)
 {
@@ -113,11 +103,11 @@ static void check_alive(void)
 static void wait_count(const char *path, const char *needle, int n)
 {
   unsigned long long end = kcld_test_now_ms() + WAIT_MS;
-  while (count_in(path, needle) < n && kcld_test_now_ms() < end) {
+  while (kcld_test_count_in_file(path, needle) < n && kcld_test_now_ms() < end) {
     check_alive();
     kcld_test_sleep_ms(50);
   }
-  if (count_in(path, needle) < n) {
+  if (kcld_test_count_in_file(path, needle) < n) {
     kcld_e2e_dump_file(E.log);
     kcld_e2e_dump_file(E.out);
     fail_msg("%s: \"%s\" seen fewer than %d times", path, needle, n);
@@ -190,7 +180,7 @@ static pid_t parent_of(pid_t pid)
  * more time than before. */
 static void signal_and_wait(int sig, const char *needle)
 {
-  int before = count_in(E.log, needle);
+  int before = kcld_test_count_in_file(E.log, needle);
   assert_int_equal(kill(E.pid, sig), 0);
   wait_count(E.log, needle, before + 1);
 }
@@ -247,7 +237,7 @@ static void test_reload_valid_while_busy(void **state)
   wait_count(E.out, "BEGIN ", 1); /* the child sleeps 2 s in its batch */
   write_conf("batch:\n  size: 100\n", "");
   signal_and_wait(SIGHUP, "\"msg\":\"configuration reloaded\"");
-  assert_int_equal(count_in(E.log, "\"applied\":\"batch.size\""), 1);
+  assert_int_equal(kcld_test_count_in_file(E.log, "\"applied\":\"batch.size\""), 1);
   assert_int_equal(parent_of(E.child), E.pid); /* kcld's, not init's */
   assert_int_equal(largest_batch("slow", 1), 1);
   put("many", 10);
@@ -268,7 +258,7 @@ static void test_reload_invalid(void **state)
   snprintf(where, sizeof(where), "%s:%d:23: retry.max_retry_attempts",
            E.conf, conf_line("  max_retry_attempts: -5"));
   signal_and_wait(SIGHUP, "\"msg\":\"configuration reload refused");
-  if (count_in(E.log, where) != 1) {
+  if (kcld_test_count_in_file(E.log, where) != 1) {
     kcld_e2e_dump_file(E.log);
     fail_msg("no error naming %s", where);
   }
@@ -282,7 +272,7 @@ static void test_usr_and_pipe(void **state)
 {
   (void)state;
   signal_and_wait(SIGUSR1, "\"msg\":\"status\"");
-  assert_int_equal(count_in(E.log, "\"phase\":\"running\""), 1);
+  assert_int_equal(kcld_test_count_in_file(E.log, "\"phase\":\"running\""), 1);
   signal_and_wait(SIGUSR2, "\"msg\":\"signal ignored\"");
   assert_int_equal(kill(E.pid, SIGPIPE), 0);
   put("after-usr", 3);
@@ -304,16 +294,16 @@ static void test_reload_restart_keys(void **state)
              "log:\n  level: warn\n",
              "  max_records: 2\n");
   signal_and_wait(SIGHUP, warn);
-  assert_int_equal(count_in(E.log, warn), 1);
+  assert_int_equal(kcld_test_count_in_file(E.log, warn), 1);
   assert_int_equal(
-    count_in(E.log, "\"keys\":\"workers, checkpoint.interval\""), 1);
+    kcld_test_count_in_file(E.log, "\"keys\":\"workers, checkpoint.interval\""), 1);
   /* log.level warn: SIGUSR1's info line is no longer written.
    * fetch.max_records 2: three records put together come in two reads, the
    * first of two records going to the idle child at once. */
   assert_int_equal(kill(E.pid, SIGUSR1), 0);
   put("quiet", 3);
   assert_int_equal(largest_batch("quiet", 3), 2);
-  assert_int_equal(count_in(E.log, "\"msg\":\"status\""), 1);
+  assert_int_equal(kcld_test_count_in_file(E.log, "\"msg\":\"status\""), 1);
 }
 
 /* 6. SIGQUIT: graceful, like SIGTERM. */

@@ -103,7 +103,8 @@ static void check_alive(void)
 static void wait_count(const char *path, const char *needle, int n)
 {
   unsigned long long end = kcld_test_now_ms() + WAIT_MS;
-  while (kcld_test_count_in_file(path, needle) < n && kcld_test_now_ms() < end) {
+  while (kcld_test_count_in_file(path, needle) < n &&
+         kcld_test_now_ms() < end) {
     check_alive();
     kcld_test_sleep_ms(50);
   }
@@ -237,7 +238,8 @@ static void test_reload_valid_while_busy(void **state)
   wait_count(E.out, "BEGIN ", 1); /* the child sleeps 2 s in its batch */
   write_conf("batch:\n  size: 100\n", "");
   signal_and_wait(SIGHUP, "\"msg\":\"configuration reloaded\"");
-  assert_int_equal(kcld_test_count_in_file(E.log, "\"applied\":\"batch.size\""), 1);
+  assert_int_equal(
+    kcld_test_count_in_file(E.log, "\"applied\":\"batch.size\""), 1);
   assert_int_equal(parent_of(E.child), E.pid); /* kcld's, not init's */
   assert_int_equal(largest_batch("slow", 1), 1);
   put("many", 10);
@@ -272,7 +274,8 @@ static void test_usr_and_pipe(void **state)
 {
   (void)state;
   signal_and_wait(SIGUSR1, "\"msg\":\"status\"");
-  assert_int_equal(kcld_test_count_in_file(E.log, "\"phase\":\"running\""), 1);
+  assert_int_equal(
+    kcld_test_count_in_file(E.log, "\"phase\":\"running\""), 1);
   signal_and_wait(SIGUSR2, "\"msg\":\"signal ignored\"");
   assert_int_equal(kill(E.pid, SIGPIPE), 0);
   put("after-usr", 3);
@@ -295,8 +298,9 @@ static void test_reload_restart_keys(void **state)
              "  max_records: 2\n");
   signal_and_wait(SIGHUP, warn);
   assert_int_equal(kcld_test_count_in_file(E.log, warn), 1);
-  assert_int_equal(
-    kcld_test_count_in_file(E.log, "\"keys\":\"workers, checkpoint.interval\""), 1);
+  assert_int_equal(kcld_test_count_in_file(
+                     E.log, "\"keys\":\"workers, checkpoint.interval\""),
+                   1);
   /* log.level warn: SIGUSR1's info line is no longer written.
    * fetch.max_records 2: three records put together come in two reads, the
    * first of two records going to the idle child at once. */

@@ -116,5 +116,21 @@ export function timeWait(ports) {
   return out;
 }
 
+// How many ESTABLISHED TCP sockets (IPv4 and IPv6) have local port
+// `port`: a server's connections.
+export function established(port) {
+  let n = 0;
+  for (const file of ['/proc/net/tcp', '/proc/net/tcp6']) {
+    let text;
+    try { text = fs.readFileSync(file, 'utf8'); } catch (_) { continue; }
+    for (const line of text.split('\n').slice(1)) {
+      const f = line.trim().split(/\s+/);
+      if (f.length < 4 || f[3] !== '01') continue;
+      if (parseInt(f[1].slice(f[1].lastIndexOf(':') + 1), 16) === port) n++;
+    }
+  }
+  return n;
+}
+
 // The port of an http://host:port URL.
 export const portOf = (url) => Number(new URL(url).port);

@@ -578,7 +578,10 @@ async function idleRss(ddb, n, efo, tls = false) {
     if (h.held_at === null) throw new Error(`${n} leases never held`);
     await sleep(10000);
     const u = proc.usage(k.proc.pid);
+    // Its connections to the fixture: over TLS each costs OpenSSL's state,
+    // and polling's count follows how many GetRecords calls overlapped.
     return { rss_kib: u.rss, hwm_kib: u.hwm, threads: u.threads,
+             connections: proc.established(proc.portOf(fix.info.url)),
              seconds_to_hold: (h.held_at - t0) / 1000 };
   } finally {
     if (k) await stopKcld(k);
@@ -645,8 +648,9 @@ async function fanoutBench() {
       log(`-- ${FANOUT_IDLE} idle shards held ${tls ? 'over TLS' : 'over h2c'} ` +
           `(10 s after all held), load ` +
           `${f2(r.load)}: RSS polling ${f1(poll.rss_kib / 1024)} MiB ` +
-          `(${poll.threads} threads), fan-out ${f1(fo.rss_kib / 1024)} MiB ` +
-          `(${fo.threads} threads): ${f2(r.rss_ratio)}x`);
+          `(${poll.threads} threads, ${poll.connections} connections), ` +
+          `fan-out ${f1(fo.rss_kib / 1024)} MiB (${fo.threads} threads, ` +
+          `${fo.connections} connections): ${f2(r.rss_ratio)}x`);
     }
   } finally {
     proc.stop(ddb.proc);

@@ -97,22 +97,31 @@ export function usage(pid) {
   } catch (_) { return null; }
 }
 
-// The set of TIME_WAIT TCP sockets (IPv4 and IPv6) whose local or remote
-// port is one of ports, as "local remote" strings.
-export function timeWait(ports) {
-  const want = new Set(ports.map((p) => Number(p)));
-  const out = new Set();
+// The TCP sockets (IPv4 and IPv6) of /proc/net/tcp{,6}: their state (hex,
+// as the kernel writes it: "01" ESTABLISHED, "06" TIME_WAIT), local and
+// remote address text and ports.
+function* tcpSockets() {
+  const port = (a) => parseInt(a.slice(a.lastIndexOf(':') + 1), 16);
   for (const file of ['/proc/net/tcp', '/proc/net/tcp6']) {
     let text;
     try { text = fs.readFileSync(file, 'utf8'); } catch (_) { continue; }
     for (const line of text.split('\n').slice(1)) {
       const f = line.trim().split(/\s+/);
-      if (f.length < 4 || f[3] !== '06') continue;
-      const lp = parseInt(f[1].slice(f[1].lastIndexOf(':') + 1), 16);
-      const rp = parseInt(f[2].slice(f[2].lastIndexOf(':') + 1), 16);
-      if (want.has(lp) || want.has(rp)) out.add(`${f[1]} ${f[2]}`);
+      if (f.length < 4) continue;
+      yield { state: f[3], local: f[1], remote: f[2], lport: port(f[1]),
+              rport: port(f[2]) };
     }
   }
+}
+
+// The set of TIME_WAIT TCP sockets (IPv4 and IPv6) whose local or remote
+// port is one of ports, as "local remote" strings.
+export function timeWait(ports) {
+  const want = new Set(ports.map((p) => Number(p)));
+  const out = new Set();
+  for (const s of tcpSockets())
+    if (s.state === '06' && (want.has(s.lport) || want.has(s.rport)))
+      out.add(`${s.local} ${s.remote}`);
   return out;
 }
 
@@ -120,15 +129,8 @@ export function timeWait(ports) {
 // `port`: a server's connections.
 export function established(port) {
   let n = 0;
-  for (const file of ['/proc/net/tcp', '/proc/net/tcp6']) {
-    let text;
-    try { text = fs.readFileSync(file, 'utf8'); } catch (_) { continue; }
-    for (const line of text.split('\n').slice(1)) {
-      const f = line.trim().split(/\s+/);
-      if (f.length < 4 || f[3] !== '01') continue;
-      if (parseInt(f[1].slice(f[1].lastIndexOf(':') + 1), 16) === port) n++;
-    }
-  }
+  for (const s of tcpSockets())
+    if (s.state === '01' && s.lport === port) n++;
   return n;
 }
 

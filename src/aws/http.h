@@ -60,7 +60,8 @@ struct kcld_http_body {
   void *arg;
   /* The size the caller expects (e.g. its last answer's); 0 = unknown.
    * curl reads an answer expected large, or of unknown size, 256 KiB a
-   * call; a small one through curl's default 16 KiB buffer. */
+   * call; one expected up to 64 KiB through curl's default 16 KiB buffer,
+   * and one up to 4 KiB (an idle shard's) through a 1 KiB one. */
   size_t expect;
 };
 

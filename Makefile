@@ -17,7 +17,7 @@ BUILD   ?= build
 PREFIX  ?= /usr/local
 SAN     ?=
 
-PKGS    := libuv libcurl libcrypto jansson yaml-0.1 libdeflate expat
+PKGS    := libuv libcurl libssl libcrypto libnghttp2 jansson yaml-0.1 libdeflate expat
 PKG_CFLAGS := $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
 PKG_LIBS   := $(shell pkg-config --libs $(PKGS) 2>/dev/null)
 CMOCKA_LIBS := $(shell pkg-config --libs cmocka 2>/dev/null)

@@ -11,7 +11,7 @@
 set -eu
 cd "$(dirname "$0")/.."
 
-PKGS="build-essential pkg-config libuv1-dev libcurl4-openssl-dev libssl-dev \
+PKGS="build-essential pkg-config libuv1-dev libcurl4-openssl-dev libssl-dev libnghttp2-dev \
 libjansson-dev libyaml-dev libdeflate-dev libexpat1-dev libcmocka-dev clang libclang-rt-14-dev nodejs npm \
 ca-certificates shellcheck systemd groff-base man-db python3"
 case "${1:-}" in

@@ -740,7 +740,6 @@ static void send_attempt(struct aws_call *c, const struct kcld_creds *creds)
   const struct kcld_http_request hreq = {
     .method = "POST", .url = ep->url, .headers = lines, .body = c->body,
     .body_len = c->body_len, .timeout_ms = c->timeout_ms,
-    .http2 = c->on_data != NULL,
     .body_into = c->on_data ? NULL : c->body_into,
     .take = c->on_take, .take_arg = c->arg};
   c->state = CALL_HTTP;

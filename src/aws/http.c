@@ -19,22 +19,9 @@
  * freed in their close callbacks; the client itself (and the multi handle)
  * goes when the last of its handles has closed.
  *
- * Streams (kcld_http_stream_start): curl's write callback only gives a 2xx
- * answer's bytes to the owner's take (a copy, nothing more) or appends them
- * to the request's buffer, and marks it ready; deliver() hands
- * ready buffers to their owners once curl_multi_socket_action() has
- * returned, so an owner may pause, resume or cancel from its data callback.
- * A paused stream is paused in curl too (curl_easy_pause), so over HTTP/2
- * its flow-control window closes; bytes curl hands over on resume are
- * delivered from the `kick` (an idle handle: once per loop turn, so that
- * reading on never starves the other handles).  The kick also has curl
- * read again, once each, the sockets of the streams that got bytes or were
- * resumed, until a read gives nothing: libcurl 7.88 over HTTP/2 can keep a stream's last bytes (and
- * its end) read from the socket but not handed over, after a pause let
- * them pile up, until the socket's next read event - which never comes
- * when the server has sent everything (a fan-out subscription then stood
- * still for good holding its budget).  A request's memory outlives its
- * completion while its data callback is running (`delivering`). */
+ * Streams (kcld_http_stream_start) are not curl transfers: they go to
+ * the HTTP/2 client of aws/h2.c, made at the first.
+ */
 #include "aws/http.h"
 
 #include <pthread.h>
@@ -47,6 +34,7 @@
 #include <curl/curl.h>
 #include <openssl/crypto.h>
 
+#include "aws/h2.h"
 #include "aws/http_setup.h"
 #include "aws/profile.h"
 #include "err.h"
@@ -61,19 +49,6 @@
  * malloc_consolidate) cost more than the reuse.  It is 832 bytes now. */
 #define REQS_KEPT 32
 #define BODY_INITIAL_CAP 16384u
-/* A stream keeps its buffer for the next bytes when the buffer has grown
- * (events arriving back to back: no growing it again) or the delivery was
- * at least this much; otherwise - an idle subscription's empty event every
- * few seconds - it goes back to malloc, so that idle subscriptions do not
- * each hold BODY_INITIAL_CAP bytes. */
-#define STREAM_KEEP_MIN 4096u
-/* A stream holds at most this many bytes for its owner: then its write
- * callback pauses curl until deliver() has handed them over.  Without it,
- * one curl_multi_socket_action() kept draining a busy HTTP/2 stream (curl
- * runs a transfer again at once while it has data, up to the 32 MiB window
- * libcurl 7.88 opens per stream), and 16 fan-out subscriptions held up to
- * 32 MiB each here: 270-290 MiB peak RSS against a 48 MiB budget. */
-#define STREAM_HELD_MAX ((size_t)128 << 10)
 /* A GetRecords answer is at most 10 MiB of data, ~14 MiB as base64 JSON;
  * anything far beyond that is not an AWS answer. */
 #define BODY_MAX ((size_t)256 << 20)
@@ -85,7 +60,6 @@ struct kcld_http {
   uv_loop_t *loop;
   CURLM *multi;
   uv_timer_t timer;          /* curl's timeout */
-  uv_idle_t kick;            /* reads and delivers on the next loop turn */
   uv_idle_t soon;            /* curl's timeout of 0: acts on the next turn */
   char *ca_file;
   char *proxy_https, *proxy_http, *no_proxy; /* from the environment */
@@ -104,8 +78,7 @@ struct kcld_http {
   size_t n_idle_easy;
   struct http_req *spare_reqs[REQS_KEPT]; /* freed requests, for the next */
   size_t n_spare_reqs;
-  size_t n_ready;            /* streams with held bytes (r->ready) */
-  size_t n_reread;           /* streams the kick reads (r->reread) */
+  struct kcld_h2 *h2;         /* streams, from the first */
   int closing;
 };
 
@@ -138,20 +111,7 @@ struct http_req {
   void *arg;
   uint64_t seq;
   struct http_req *prev, *next;
-  /* Streams only. */
-  curl_socket_t fd;          /* its connection's socket, when curl said */
-  kcld_http_data_cb on_data; /* NULL for a gathered answer */
-  kcld_http_take_cb take;    /* optional */
-  void *take_arg;
-  long status;               /* the answer's status, once its body starts */
-  unsigned char ready;       /* resp holds bytes for on_data */
   unsigned char plain;       /* a gathered HTTP/1.1 POST (easy_put) */
-  unsigned char reread;      /* the kick has curl read its socket */
-  unsigned paused : 1, delivering : 1,
-    finished : 1,            /* completed while delivering: free after */
-    full : 1,                /* curl paused at STREAM_HELD_MAX held bytes */
-    end_pending : 1;         /* ended while its owner held bytes back */
-  long end_status;           /* end_pending: the answer's status */
 };
 
 /* ======== Process-wide initialization ======== */
@@ -319,16 +279,6 @@ static void on_timer_closed(uv_handle_t *h)
   on_handle_closed(h->data);
 }
 
-static struct http_req *stream_req(struct kcld_http_stream *s)
-{
-  return (struct http_req *)(void *)s;
-}
-
-static int stream_2xx(const struct http_req *r)
-{
-  return r->status >= 200 && r->status < 300;
-}
-
 /* Stops watching a socket; curl forgets our pointer, the poll handle is
  * freed in its close callback. */
 static void sock_close(struct kcld_http *http, struct http_sock *sk)
@@ -467,38 +417,8 @@ static void easy_put(struct kcld_http *http, CURL *easy, int plain)
   http->idle_easy[http->n_idle_easy++] = easy;
 }
 
-/* Sets a stream's flag, keeping the count of streams that have it set, so
- * that deliver() and the kick walk the requests only when some stream
- * does. */
-static void set_counted(unsigned char *flag, size_t *count, int on)
-{
-  if (*flag == (on ? 1 : 0))
-    return;
-  *flag = on ? 1 : 0;
-  if (on)
-    (*count)++;
-  else
-    (*count)--;
-}
-
-/* Whether a stream holds bytes for on_data. */
-static void set_ready(struct http_req *r, int on)
-{
-  set_counted(&r->ready, &r->http->n_ready, on);
-}
-
-/* Whether the kick is to have curl read the stream's socket again. */
-static void set_reread(struct http_req *r, int on)
-{
-  set_counted(&r->reread, &r->http->n_reread, on);
-}
-
 static void req_free(struct http_req *r)
 {
-  if (r->http) {
-    set_ready(r, 0);
-    set_reread(r, 0);
-  }
   if (r->easy)
     curl_easy_cleanup(r->easy);
   /* Header lines may carry a session token or a signature. */
@@ -514,31 +434,17 @@ static void req_free(struct http_req *r)
     free(r);
 }
 
-static int stream_hand_over(struct http_req *r);
-
-/* Takes a request out of the multi handle and runs its callback once.  A
- * stream's held bytes go to its owner first, unless it was cancelled or
- * failed; when it is paused, or holds some back (a partial take), at a
- * clean end, the callback waits until it has taken them (deliver, after
- * its resume). */
+/* Takes a request out of the multi handle and runs its callback once. */
 static void req_complete(struct http_req *r, int err, long status,
                          const char *errmsg)
 {
   struct kcld_http *http = r->http;
   struct kcld_http_response resp;
 
-  if (r->ready && err != KCLD_ECANCELED && !r->delivering && !r->paused &&
-      !r->end_pending && !stream_hand_over(r))
-    return; /* its owner cancelled it meanwhile */
   if (r->easy) {
     curl_multi_remove_handle(http->multi, r->easy);
     easy_put(http, r->easy, r->plain);
     r->easy = NULL;
-  }
-  if (err == 0 && r->ready && r->on_data && !r->end_pending) {
-    r->end_pending = 1;
-    r->end_status = status;
-    return;
   }
   req_unlink(http, r);
 
@@ -549,7 +455,7 @@ static void req_complete(struct http_req *r, int err, long status,
   if (!err && r->into && r->into->p) {
     resp.body = r->into->p;
     resp.body_len = r->into->len;
-  } else if (!err && r->resp && !(r->on_data && stream_2xx(r))) {
+  } else if (!err && r->resp) {
     resp.body = r->resp;
     resp.body_len = r->resp_len;
   } else {
@@ -559,84 +465,8 @@ static void req_complete(struct http_req *r, int err, long status,
   resp.server_date = r->server_date;
   resp.content_type = r->content_type;
   resp.error_type = r->error_type;
-  set_ready(r, 0);
-  set_reread(r, 0);
   r->cb(&resp, r->arg);
-  if (r->delivering)
-    r->finished = 1; /* stream_hand_over frees it */
-  else
-    req_free(r);
-}
-
-/* The owner took only `took` of the n bytes in buf (of cap bytes): the
- * rest goes back in front of the stream's held bytes (any that came
- * through a resume inside the callback), and the stream pauses until its
- * owner resumes it (curl too, while the transfer runs).  Returns 0, or -1
- * out of memory (buf freed). */
-static int stream_keep_rest(struct http_req *r, char *buf, size_t cap,
-                            size_t took, size_t n)
-{
-  size_t rest = n - took, more = r->resp_len, need = rest + more + 1;
-
-  if (need > cap) {
-    char *nb = realloc(buf, need);
-    if (!nb) {
-      free(buf);
-      return -1;
-    }
-    buf = nb;
-    cap = need;
-  }
-  memmove(buf, buf + took, rest);
-  if (more)
-    memcpy(buf + rest, r->resp, more);
-  buf[rest + more] = '\0';
-  free(r->resp);
-  r->resp = buf;
-  r->resp_len = rest + more;
-  r->resp_cap = cap;
-  set_ready(r, 1);
-  if (!r->paused) {
-    r->paused = 1;
-    if (r->easy)
-      curl_easy_pause(r->easy, CURLPAUSE_RECV);
-  }
-  return 0;
-}
-
-/* Gives a stream's held bytes to on_data and keeps what it does not take.
- * Returns 1, or 0 when the request completed during the callback (it is
- * freed then). */
-static int stream_hand_over(struct http_req *r)
-{
-  char *buf = r->resp;
-  size_t n = r->resp_len, cap = r->resp_cap, took;
-
-  r->resp = NULL;
-  r->resp_len = r->resp_cap = 0;
-  set_ready(r, 0);
-  r->delivering = 1;
-  took = r->on_data(buf ? buf : "", n, r->arg);
-  r->delivering = 0;
-  if (r->finished) {
-    free(buf);
-    req_free(r);
-    return 0;
-  }
-  if (took < n) {
-    if (stream_keep_rest(r, buf, cap, took, n) == 0)
-      return 1;
-    req_complete(r, KCLD_ENOMEM, 0, "out of memory for a stream's bytes");
-    return 0;
-  }
-  if (!r->resp && buf && (cap > BODY_INITIAL_CAP || n >= STREAM_KEEP_MIN)) {
-    buf[0] = '\0';
-    r->resp = buf;
-    r->resp_cap = cap;
-  } else {
-    free(buf);
-  }
-  return 1;
+  req_free(r);
 }
 
 /* ======== Transfer callbacks (inside curl) ======== */
@@ -713,35 +543,6 @@ static size_t on_write(char *ptr, size_t size, size_t nmemb, void *userdata)
   struct http_req *r = userdata;
   size_t n = size * nmemb;
 
-  if (r->on_data) {
-    if (r->paused || r->full)
-      return CURL_WRITEFUNC_PAUSE; /* curl keeps the bytes for the resume */
-    if (!r->status)
-      curl_easy_getinfo(r->easy, CURLINFO_RESPONSE_CODE, &r->status);
-    if (stream_2xx(r) && r->resp_len > 0 &&
-        r->resp_len + n + 1 > STREAM_HELD_MAX) {
-      r->full = 1; /* deliver() hands them over, then reads on */
-      return CURL_WRITEFUNC_PAUSE;
-    }
-    if (stream_2xx(r)) {
-      /* The owner's take first (one copy), while nothing is held. */
-      size_t took = r->take && r->resp_len == 0
-                      ? r->take(ptr, n, r->take_arg) : 0;
-      if (took > n)
-        return 0; /* a broken take: fail the transfer */
-      /* The rest is held only until deliver() runs: a few reads' worth. */
-      if (took < n) {
-        if (body_reserve(r, n - took) != 0)
-          return 0;
-        memcpy(r->resp + r->resp_len, ptr + took, n - took);
-        r->resp_len += n - took;
-        r->resp[r->resp_len] = '\0';
-      }
-      set_ready(r, 1);
-      set_reread(r, 1);
-      return n;
-    }
-  }
   if (r->into)
     return into_write(r, ptr, n);
   if (!r->resp) {
@@ -812,110 +613,6 @@ static size_t on_header(char *line, size_t size, size_t nmemb, void *userdata)
 
 /* ======== Driving curl from the loop ======== */
 
-static void on_kick(uv_idle_t *h);
-
-/* Has curl go on with a stream it paused for us (kcld_http_stream_pause,
- * or STREAM_HELD_MAX): curl may hand over the bytes it kept, through
- * on_write, right here; they are delivered from the loop, and the kick has
- * curl read the stream's socket again. */
-static void stream_read_on(struct http_req *r)
-{
-  r->full = 0;
-  curl_easy_pause(r->easy, CURLPAUSE_CONT);
-  if (!r->http->closing) {
-    set_reread(r, 1);
-    uv_idle_start(&r->http->kick, on_kick);
-  }
-}
-
-/* Hands every ready stream's bytes to its owner (outside curl).  Rescans
- * after each callback: it may have completed or started other requests.
- * Kicks while a stream has bytes to read again. */
-static void deliver(struct kcld_http *http)
-{
-  int again = 1;
-
-  while (again && !http->closing && http->n_ready > 0) {
-    again = 0;
-    for (struct http_req *r = http->reqs; r; r = r->next) {
-      if (r->ready && !r->paused && !r->delivering) {
-        if (!stream_hand_over(r))
-          ; /* completed meanwhile */
-        else if (r->end_pending && !r->ready)
-          req_complete(r, 0, r->end_status, ""); /* all taken: the end */
-        else if (r->full && !r->paused)
-          stream_read_on(r);
-        again = 1;
-        break;
-      }
-    }
-  }
-  if (http->n_reread > 0 && !http->closing)
-    uv_idle_start(&http->kick, on_kick);
-}
-
-static void drain(struct kcld_http *http);
-
-/* Moves `fd` among fds[m..n) (the watched sockets not yet to be read) to
- * fds[m]; returns how many are to be read then.  A socket already to be
- * read, or no longer watched, leaves the count as it is. */
-static size_t want_fd(curl_socket_t *fds, size_t n, size_t m,
-                      curl_socket_t fd)
-{
-  for (size_t i = m; i < n; i++) {
-    if (fds[i] == fd) {
-      fds[i] = fds[m];
-      fds[m] = fd;
-      return m + 1;
-    }
-  }
-  return m;
-}
-
-/* Has curl read, once each, the sockets of the streams that got bytes or
- * were resumed since the last kick (see the top of the file): streams
- * multiplexed on one connection share its socket, and one read runs every
- * transfer on it.  Every watched socket is read when such a stream does not
- * know its socket (multiplexed on a connection another transfer opened).
- * Then delivers (which kicks again while reads give bytes) and hands over
- * what finished. */
-static void on_kick(uv_idle_t *h)
-{
-  struct kcld_http *http = h->data;
-  size_t n = 0, m = 0;
-  curl_socket_t *fds;
-  int running = 0, all = 0;
-
-  uv_idle_stop(h);
-  /* The sockets are copied: curl may close some while it reads. */
-  for (struct http_sock *sk = http->socks; sk; sk = sk->next)
-    n++;
-  fds = n ? malloc(n * sizeof(*fds)) : NULL;
-  for (struct http_sock *sk = http->socks; fds && sk; sk = sk->next)
-    fds[m++] = sk->fd;
-  m = 0;
-  /* Out of memory: the flags stay, deliver() kicks again. */
-  for (struct http_req *r = http->reqs;
-       r && http->n_reread > 0 && (fds || n == 0); r = r->next) {
-    if (!r->reread)
-      continue;
-    set_reread(r, 0);
-    if (r->paused || !r->easy)
-      continue;
-    if (r->fd == CURL_SOCKET_BAD)
-      all = 1;
-    else
-      m = want_fd(fds, n, m, r->fd);
-  }
-  if (all)
-    m = n;
-  for (size_t i = 0; i < m && !http->closing; i++)
-    curl_multi_socket_action(http->multi, fds[i], CURL_CSELECT_IN, &running);
-  free(fds);
-  deliver(http);
-  drain(http);
-}
-
 /* Hands every finished transfer to its owner.  Stops when a callback closed
  * the client (it has cancelled the rest). */
 static void drain(struct kcld_http *http)
@@ -983,7 +680,6 @@ static void on_poll(uv_poll_t *p, int status, int events)
   }
   /* curl may close `sk` from inside this call; only locals are used after. */
   curl_multi_socket_action(http->multi, fd, flags, &running);
-  deliver(http);
   drain(http);
 }
 
@@ -992,7 +688,6 @@ static void timeout_action(struct kcld_http *http)
   int running = 0;
 
   curl_multi_socket_action(http->multi, CURL_SOCKET_TIMEOUT, 0, &running);
-  deliver(http);
   drain(http);
 }
 
@@ -1013,13 +708,8 @@ static int on_curl_socket(CURL *easy, curl_socket_t fd, int what,
   struct kcld_http *http = userp;
   struct http_sock *sk = socketp;
   int events = 0;
-  struct http_req *r = NULL;
 
-  /* The socket of the transfer curl names: the kick reads it. */
-  if (what != CURL_POLL_REMOVE && easy &&
-      curl_easy_getinfo(easy, CURLINFO_PRIVATE, (char **)&r) == CURLE_OK &&
-      r && r->on_data)
-    r->fd = fd;
+  (void)easy;
   if (what == CURL_POLL_REMOVE) {
     if (sk && http->closing)
       sock_close(http, sk);
@@ -1146,19 +836,13 @@ int kcld_http_new(uv_loop_t *loop, const struct kcld_http_opts *opts,
   }
   http->timer.data = http;
   http->open_handles = 1;
-  if (uv_idle_init(loop, &http->kick) != 0) {
+  if (uv_idle_init(loop, &http->soon) != 0) {
     /* The timer is open: close the client the usual way. */
     kcld_http_close(http);
     return KCLD_EINVAL;
   }
-  http->kick.data = http;
-  http->open_handles = 2;
-  if (uv_idle_init(loop, &http->soon) != 0) {
-    kcld_http_close(http);
-    return KCLD_EINVAL;
-  }
   http->soon.data = http;
-  http->open_handles = 3;
+  http->open_handles = 2;
   *out = http;
   return 0;
 
@@ -1191,8 +875,7 @@ static int req_setup(struct http_req *r, const struct kcld_http_request *req,
 
 static int req_start(struct kcld_http *http,
                      const struct kcld_http_request *req, kcld_http_cb cb,
-                     void *arg, kcld_http_data_cb on_data,
-                     struct http_req **out)
+                     void *arg)
 {
   struct http_req *r;
   int rc, set_up;
@@ -1211,12 +894,8 @@ static int req_start(struct kcld_http *http,
   r->http = http;
   r->cb = cb;
   r->arg = arg;
-  r->on_data = on_data;
-  r->take = on_data ? req->take : NULL;
-  r->take_arg = req->take_arg ? req->take_arg : arg;
-  r->fd = CURL_SOCKET_BAD;
   r->seq = http->next_seq++;
-  if (req->body_into && !on_data) {
+  if (req->body_into) {
     r->into = req->body_into;
     r->into->len = 0;
     if (r->into->p && r->into->cap)
@@ -1233,7 +912,7 @@ static int req_start(struct kcld_http *http,
     memcpy(r->body, req->body, req->body_len);
     r->body_ref = r->body;
   }
-  r->plain = !on_data && !req->http2 && req->method &&
+  r->plain = req->method &&
              strcmp(req->method, "POST") == 0;
   r->easy = easy_get(http, r->plain, &set_up);
   if (!r->easy) {
@@ -1248,8 +927,6 @@ static int req_start(struct kcld_http *http,
     goto fail;
   }
   req_link(http, r);
-  if (out)
-    *out = r;
   return 0;
 
 fail:
@@ -1260,7 +937,7 @@ fail:
 int kcld_http_send(struct kcld_http *http, const struct kcld_http_request *req,
                    kcld_http_cb cb, void *arg)
 {
-  return req_start(http, req, cb, arg, NULL, NULL);
+  return req_start(http, req, cb, arg);
 }
 
 int kcld_http_stream_start(struct kcld_http *http,
@@ -1268,54 +945,26 @@ int kcld_http_stream_start(struct kcld_http *http,
                            kcld_http_data_cb on_data, kcld_http_cb on_done,
                            void *arg, struct kcld_http_stream **out)
 {
-  struct http_req *r = NULL;
-  int rc;
-
-  if (!out || !on_data)
+  if (!http || !out)
     return KCLD_EINVAL;
   *out = NULL;
-  rc = req_start(http, req, on_done, arg, on_data, &r);
-  if (rc == 0)
-    *out = (struct kcld_http_stream *)(void *)r;
-  return rc;
-}
-
-void kcld_http_stream_pause(struct kcld_http_stream *s)
-{
-  struct http_req *r = stream_req(s);
-
-  if (!r || r->paused || !(r->easy || r->end_pending))
-    return;
-  r->paused = 1;
-  if (r->easy)
-    curl_easy_pause(r->easy, CURLPAUSE_RECV);
-}
-
-void kcld_http_stream_resume(struct kcld_http_stream *s)
-{
-  struct http_req *r = stream_req(s);
-
-  if (!r || !r->paused || !(r->easy || r->end_pending))
-    return;
-  r->paused = 0;
-  if (r->easy)
-    stream_read_on(r);
-  else if (!r->http->closing)
-    uv_idle_start(&r->http->kick, on_kick); /* delivers the rest */
-}
-
-int kcld_http_stream_paused(const struct kcld_http_stream *s)
-{
-  const struct http_req *r = (const struct http_req *)(const void *)s;
-  return r ? r->paused : 0;
-}
-
-void kcld_http_stream_cancel(struct kcld_http_stream *s)
-{
-  struct http_req *r = stream_req(s);
-
-  if (r && (r->easy || r->end_pending))
-    req_complete(r, KCLD_ECANCELED, 0, "cancelled");
+  if (http->closing)
+    return KCLD_ECANCELED;
+  if (!http->h2) {
+    const struct kcld_h2_opts o = {
+      .ca_file = http->ca_file, .connect_timeout_ms = http->connect_timeout_ms,
+      .proxy_https = http->proxy_https, .proxy_http = http->proxy_http,
+      .no_proxy = http->no_proxy};
+    int rc = kcld_h2_new(http->loop, &o, &http->h2);
+    if (rc != 0)
+      return rc;
+  }
+  if (req && req->timeout_ms == 0 && http->timeout_ms > 0) {
+    struct kcld_http_request r = *req;
+    r.timeout_ms = http->timeout_ms;
+    return kcld_h2_stream_start(http->h2, &r, on_data, on_done, arg, out);
+  }
+  return kcld_h2_stream_start(http->h2, req, on_data, on_done, arg, out);
 }
 
 size_t kcld_http_cancel(struct kcld_http *http, kcld_http_cb cb, void *arg)
@@ -1365,7 +1014,7 @@ long kcld_http_max_connections(const struct kcld_http *http)
 
 size_t kcld_http_pending(const struct kcld_http *http)
 {
-  return http ? http->pending : 0;
+  return http ? http->pending + kcld_h2_streams(http->h2) : 0;
 }
 
 void kcld_http_close(struct kcld_http *http)
@@ -1373,14 +1022,11 @@ void kcld_http_close(struct kcld_http *http)
   if (!http || http->closing)
     return;
   http->closing = 1;
+  kcld_h2_close(http->h2);
   while (http->reqs)
     req_complete(http->reqs, KCLD_ECANCELED, 0, "client closed");
   uv_timer_stop(&http->timer);
   uv_close((uv_handle_t *)&http->timer, on_timer_closed);
-  if (http->kick.data) { /* set up */
-    uv_idle_stop(&http->kick);
-    uv_close((uv_handle_t *)&http->kick, on_timer_closed);
-  }
   if (http->soon.data) {
     uv_idle_stop(&http->soon);
     uv_close((uv_handle_t *)&http->soon, on_timer_closed);

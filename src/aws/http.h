@@ -1,6 +1,8 @@
 /* http.h — asynchronous HTTP on the uv loop: one curl multi handle driven by
  * uv_poll (one per socket) and a uv_timer (curl's timeout), so every request
- * made through one client shares one keep-alive connection pool.
+ * made through one client shares one keep-alive connection pool.  Requests
+ * go over HTTP/1.1; streamed answers (SubscribeToShard) over HTTP/2, many
+ * to a connection, by the client's own HTTP/2 client (aws/h2.c).
  *
  * Loop thread only.  Completion callbacks run on the loop thread, exactly once
  * per accepted request, also when the client is closed with requests in
@@ -65,8 +67,9 @@ struct kcld_http_body {
   size_t expect;
 };
 
-/* Optional for a stream: takes body bytes straight from curl's buffer, so
- * that they are copied once.  Runs inside curl, in order, only while the
+/* Optional for a stream: takes body bytes straight from the read buffer,
+ * so that they are copied once.  Runs inside the HTTP/2 client's reading
+ * (an nghttp2 callback), in order, only while the
  * stream is not paused and holds no bytes for on_data; it must not call
  * the client (nor anything that may): it only copies.  Returns how many of
  * the `len` bytes it took, from the front; the rest is held for on_data as
@@ -83,15 +86,8 @@ struct kcld_http_request {
   const void *body;            /* may be NULL */
   size_t body_len;
   long timeout_ms;             /* 0 = client default */
-  long connect_timeout_ms;     /* 0 = client default */
-  int http2;                   /* 1: HTTP/2 - negotiated by ALPN over
-                                  https (CURL_HTTP_VERSION_2TLS), with
-                                  prior knowledge (h2c) over http://; the
-                                  request waits for a connection it can
-                                  multiplex on rather than opening one
-                                  more (h2c with a libcurl before 8.0.0:
-                                  a connection of its own, see http.c).
-                                  0: HTTP/1.1 (https: curl's default) */
+  long connect_timeout_ms;     /* 0 = client default; streams: the
+                                  client's always */
   int no_proxy;                /* 1: never through a proxy (metadata) */
   struct kcld_http_body *body_into; /* NULL = the client's own buffer;
                                   borrowed until the callback; not for
@@ -142,7 +138,7 @@ size_t kcld_http_cancel(struct kcld_http *http, kcld_http_cb cb, void *arg);
 struct kcld_http_stream;
 
 /* Body bytes of a 2xx answer, in order, as they arrive.  Runs on the loop,
- * never inside curl: it may pause, resume or cancel any stream, start
+ * never inside the HTTP/2 client's reading: it may pause, resume or cancel any stream, start
  * requests, or close the client.  `data` is valid only during the call.
  * Returns how many bytes it took: fewer than len pauses the stream (as
  * kcld_http_stream_pause) and keeps the rest, which is handed over first
@@ -156,17 +152,18 @@ typedef size_t (*kcld_http_data_cb)(const char *data, size_t len, void *arg);
  * runs exactly once, as for kcld_http_send(): for a 2xx answer its body is
  * "" (every byte went to on_data first, also bytes that arrived just before
  * a transport error, unless the stream was paused then); for another
- * status it holds the answer's body.  req->timeout_ms bounds the whole
- * answer (0 = the client's default): pass a long one for a long stream.  Returns 0 and the stream in
- * *out, or a negative KCLD_E* code (no callback runs). */
+ * status it holds the answer's body (up to 64 KiB).  req->timeout_ms
+ * bounds the whole answer (0 = the client's default): pass a long one for
+ * a long stream.  Returns 0 and the stream in *out, or
+ * a negative KCLD_E* code (no callback runs). */
 int kcld_http_stream_start(struct kcld_http *http,
                            const struct kcld_http_request *req,
                            kcld_http_data_cb on_data, kcld_http_cb on_done,
                            void *arg, struct kcld_http_stream **out);
 
-/* Stops reading the stream's answer (curl_easy_pause: over HTTP/2 the
- * server is held back by flow control on this stream alone; other streams
- * on the connection go on).  From the return on, on_data does not run until
+/* Stops handing over the stream's answer: HTTP/2 flow control holds the
+ * server back once the stream's window (1 MiB) is used, on this stream
+ * alone; other streams on the connection go on.  From the return on, on_data does not run until
  * kcld_http_stream_resume(); an answer that ends meanwhile hands its last
  * bytes over after the resume, then runs on_done (one that fails, or is
  * cancelled, drops them).  Idempotent. */
@@ -194,7 +191,7 @@ int kcld_http_set_max_connections(struct kcld_http *http, long n);
 /* The connection cache size in force (0 = libcurl's own). */
 long kcld_http_max_connections(const struct kcld_http *http);
 
-/* Number of requests in flight. */
+/* Number of requests in flight, streams included. */
 size_t kcld_http_pending(const struct kcld_http *http);
 
 /* Number of freed request structs kept for the next requests (at most 32;

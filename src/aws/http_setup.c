@@ -25,16 +25,6 @@ static int method_has_body(const char *method)
          strcmp(method, "PATCH") == 0;
 }
 
-/* libcurl before 8.0.0 (Debian 12 has 7.88.1) breaks a prior-knowledge
- * HTTP/2 transfer that reuses an h2c connection: it sets up HTTP/2 on the
- * connection a second time and fails with "Error in the HTTP2 framing
- * layer" (curl issue 10634, fixed in 8.0.0).  With such a libcurl each h2c
- * stream gets a connection of its own; over TLS (ALPN) streams multiplex. */
-static int h2c_reuse_works(void)
-{
-  return curl_version_info(CURLVERSION_NOW)->version_num >= 0x080000;
-}
-
 int kcld_http_headers_build(const char *const *lines,
                             struct curl_slist **out, size_t *size)
 {
@@ -78,8 +68,6 @@ static long read_buffer_size(const struct kcld_http_request *req)
   const struct kcld_http_body *b = req->body_into;
   if (b && (b->expect == 0 || b->expect > READ_SMALL))
     return 256L * 1024;
-  if (req->http2 && !b)
-    return 64L * 1024;
   if (b && b->expect <= READ_TINY)
     return 1024L; /* malloc's per-thread cache: an idle shard's answer */
   return (long)CURL_MAX_WRITE_SIZE;
@@ -119,24 +107,15 @@ static int setup_each(CURL *easy, const struct kcld_http_setup *s,
    * GetRecords body of up to ~14 MB): curl then reads 256 KiB a call rather
    * than 16 KiB, a sixteenth of the recv calls, socket events and write
    * callbacks (measured: 2.45 -> 2.20 CPU s per million 1 KiB records at
-   * one shard).  A stream's buffer holds one HTTP/2 read: libcurl 7.88
-   * reads 32 KiB at a time, and with its default 16 KiB buffer it handed
-   * each read over in two halves, the second from a 0 ms timeout, with a
-   * poll() each (27,400 poll() calls for 11,300 reads at 4 fan-out shards;
-   * 9,200 for 9,400 with 64 KiB or more: 2.90 -> 2.50 CPU s per million
-   * records with the CRC change).  No more than that: over a multiplexed
-   * connection curl fills other streams' buffers too, and may hand one
-   * over whole to a stream that then holds it outside its budget.  Small
-   * answers keep curl's default: curl allocates the buffer per transfer,
+   * one shard).  Small answers keep curl's default: curl allocates the buffer per transfer,
    * and 1024 idle shards' 256 KiB buffers made the heap grow and shrink
    * (brk, page faults) ~1,000 times a second. */
   SET(CURLOPT_BUFFERSIZE, read_buffer_size(req));
   SET(CURLOPT_HTTPHEADER, headers);
   if (has_body) {
     /* curl sends a body through an upload buffer it keeps for the whole
-     * transfer (over HTTP/2, and over TLS), 64 KiB by default: a small
-     * body needs no more than curl's minimum, 16 KiB.  A fan-out
-     * subscription keeps its transfer open for 5 minutes. */
+     * transfer (over TLS), 64 KiB by default: a small body needs no more
+     * than curl's minimum, 16 KiB. */
     SET(CURLOPT_UPLOAD_BUFFERSIZE, req->body_len <= UPLOAD_BUFFER_MIN
                                      ? (long)UPLOAD_BUFFER_MIN
                                      : UPLOAD_BUFFER_DEFAULT);
@@ -174,27 +153,11 @@ int kcld_http_setup(CURL *easy, const struct kcld_http_setup *s,
     SET(CURLOPT_CAINFO, s->ca_file);
   SET(CURLOPT_TCP_KEEPALIVE, 1L);
   SET(CURLOPT_USERAGENT, "kcld/" KCLD_VERSION_STRING);
-  if (req->http2 && strncasecmp(req->url, "https:", 6) == 0) {
-    SET(CURLOPT_HTTP_VERSION, (long)CURL_HTTP_VERSION_2TLS);
-    SET(CURLOPT_PIPEWAIT, 1L);
-  } else if (req->http2) {
-    SET(CURLOPT_HTTP_VERSION, (long)CURL_HTTP_VERSION_2_PRIOR_KNOWLEDGE);
-    if (h2c_reuse_works()) {
-      SET(CURLOPT_PIPEWAIT, 1L);
-    } else {
-      SET(CURLOPT_FRESH_CONNECT, 1L);
-      SET(CURLOPT_FORBID_REUSE, 1L);
-    }
-  } else {
-    /* HTTP/1.1 only: curl's default (2TLS, "no preference") lets a request
-     * join an HTTP/2 connection already open to the host - a fan-out
-     * subscription's, h2c too.  There libcurl 7.88 can keep the answer
-     * read from the socket and not handed over until the socket's next
-     * read event (see the top), which never comes once the subscription
-     * is quiet or paused: a shard end's ListShards waited 10 s and more,
-     * past shutdown_timeout.  A request has a connection of its own. */
-    SET(CURLOPT_HTTP_VERSION, (long)CURL_HTTP_VERSION_1_1);
-  }
+  /* HTTP/1.1 only: curl's default (2TLS, "no preference") would have
+   * requests to https endpoints take HTTP/2 where offered.  Streams
+   * (SubscribeToShard) are aws/h2.c's; a request has a connection of its
+   * own, kept alive for the next. */
+  SET(CURLOPT_HTTP_VERSION, (long)CURL_HTTP_VERSION_1_1);
   if (has_body) {
     if (strcmp(method, "POST") != 0)
       SET(CURLOPT_CUSTOMREQUEST, method);

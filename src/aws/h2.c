@@ -40,17 +40,21 @@
 #include <openssl/ssl.h>
 #include <openssl/x509v3.h>
 
-#include "base/base64.h"
+#include "aws/h2_setup.h"
 #include "base/buf.h"
 #include "err.h"
-#include "kcld/version.h"
 
 /* Streams on one connection at most, whatever the server allows. */
 #define H2_STREAMS_MAX 100u
 /* Bytes a stream may be sent before its owner takes them: what a paused
- * stream holds at most.  One SubscribeToShard event per read (~1 MiB at
- * most from Kinesis) is not held back by it. */
-#define H2_STREAM_WINDOW (1 << 20)
+ * stream holds at most, outside its owner's budget.  Larger events pass
+ * through it in pieces, each window update a round trip (at 2 MB/s per
+ * shard, 128 KiB covers a 60 ms one). */
+#define H2_STREAM_WINDOW (128 << 10)
+/* A stream keeps its held bytes' buffer after a delivery at least this
+ * large (events coming back to back: no growing it again); an idle one
+ * (an empty event every few seconds) gives it back. */
+#define H2_HELD_KEEP_MIN 4096u
 /* The connection's window: paused streams must not hold up the others. */
 #define H2_CONN_WINDOW (1 << 30)
 #define H2_READ_BUF (64u << 10)
@@ -104,9 +108,7 @@ struct kcld_http_stream {
   kcld_http_cb on_done;
   kcld_http_take_cb take;
   void *take_arg, *arg;
-  char *req;                         /* header block until submitted */
-  nghttp2_nv *nv;
-  size_t nvlen;
+  struct kcld_h2_headers hdr;        /* until submitted */
   char *body;
   size_t body_len, body_off;
   long status;
@@ -149,6 +151,7 @@ struct kcld_h2 {
 static void conn_fail(struct h2_conn *c, int err, const char *fmt, ...)
   __attribute__((format(printf, 3, 4)));
 static void conn_flush(struct h2_conn *c);
+static void tls_error(struct h2_conn *c, const char *what);
 static void deliver(struct kcld_h2 *h2);
 static void stream_finish(struct kcld_http_stream *s, int err,
                           const char *msg);
@@ -242,6 +245,9 @@ static void conn_unlink_stream(struct kcld_http_stream *s, int reset)
   if (!c)
     return;
   if (s->id > 0 && c->ng) {
+    /* held bytes never taken still count against the connection's window */
+    if (s->held.len > s->held_off)
+      nghttp2_session_consume_connection(c->ng, s->held.len - s->held_off);
     nghttp2_session_set_stream_user_data(c->ng, s->id, NULL);
     if (reset && !s->closed &&
         nghttp2_submit_rst_stream(c->ng, NGHTTP2_FLAG_NONE, s->id,
@@ -264,11 +270,7 @@ static void conn_unlink_stream(struct kcld_http_stream *s, int reset)
 
 static void stream_free(struct kcld_http_stream *s)
 {
-  if (s->req) {
-    OPENSSL_cleanse(s->req, strlen(s->req));
-    free(s->req);
-  }
-  free(s->nv);
+  kcld_h2_headers_clean_up(&s->hdr);
   free(s->body);
   kcld_buf_free(&s->held);
   kcld_buf_free(&s->errbody);
@@ -351,8 +353,9 @@ static int deliver_one(struct kcld_http_stream *s)
     s->held_off += n;
     consume(s, n);
     if (s->held_off == s->held.len) {
-      kcld_buf_free(&s->held); /* idle streams hold nothing */
-      s->held_off = 0;
+      if (n < H2_HELD_KEEP_MIN)
+        kcld_buf_free(&s->held);
+      s->held.len = s->held_off = 0;
     } else if (n < len) {
       s->paused = 1;
     }
@@ -513,169 +516,14 @@ static ssize_t read_body(nghttp2_session *ng, int32_t id, uint8_t *buf,
 
 /* ======== Requests ======== */
 
-/* Splits "https://host:port/path?q" into its parts.  0 or KCLD_EINVAL. */
-static int parse_url(const char *url, int *tls, char *host, size_t hcap,
-                     char *port, size_t pcap, const char **path)
-{
-  const char *h, *end, *colon;
-  size_t n;
-
-  if (strncmp(url, "https://", 8) == 0) {
-    *tls = 1;
-    h = url + 8;
-  } else if (strncmp(url, "http://", 7) == 0) {
-    *tls = 0;
-    h = url + 7;
-  } else {
-    return KCLD_EINVAL;
-  }
-  end = h + strcspn(h, "/?#");
-  *path = *end == '/' ? end : "/";
-  if (*h == '[') { /* an IPv6 literal */
-    const char *rb = memchr(h, ']', (size_t)(end - h));
-    if (!rb)
-      return KCLD_EINVAL;
-    n = (size_t)(rb - h - 1);
-    if (n == 0 || n >= hcap)
-      return KCLD_EINVAL;
-    memcpy(host, h + 1, n);
-    host[n] = 0;
-    colon = rb[1] == ':' ? rb + 1 : NULL;
-  } else {
-    colon = memchr(h, ':', (size_t)(end - h));
-    n = (size_t)((colon ? colon : end) - h);
-    if (n == 0 || n >= hcap)
-      return KCLD_EINVAL;
-    memcpy(host, h, n);
-    host[n] = 0;
-  }
-  if (colon) {
-    n = (size_t)(end - colon - 1);
-    if (n == 0 || n >= pcap || strspn(colon + 1, "0123456789") < n)
-      return KCLD_EINVAL;
-    memcpy(port, colon + 1, n);
-    port[n] = 0;
-  } else {
-    snprintf(port, pcap, "%s", *tls ? "443" : "80");
-  }
-  return 0;
-}
-
-/* The request's header block: the pseudo-headers, then req->headers in
- * HTTP/2's form (names lower-cased; Host becomes :authority; headers
- * HTTP/2 forbids, and empty ones, dropped), as name/value pairs in one
- * allocation that s->nv points into. */
-static int build_headers(struct kcld_http_stream *s,
-                         const struct kcld_http_request *req, int tls,
-                         const char *host, const char *port,
-                         const char *path)
-{
-  static const char *const dropped[] = {"connection", "transfer-encoding",
-                                        "expect", "keep-alive", "upgrade",
-                                        "content-length", NULL};
-  size_t n = 0, size = 0, lines = 0, off = 0;
-  char authority[300], clen[24];
-  const char *auth = authority;
-  char *p;
-
-  for (const char *const *h = req->headers; h && *h; h++) {
-    lines++;
-    size += strlen(*h) + 2;
-  }
-  if (strcmp(port, tls ? "443" : "80") == 0)
-    snprintf(authority, sizeof(authority), "%s", host);
-  else
-    snprintf(authority, sizeof(authority), strchr(host, ':') ? "[%s]:%s"
-                                                             : "%s:%s",
-             host, port);
-  snprintf(clen, sizeof(clen), "%zu", req->body_len);
-  size += sizeof(authority) + strlen(path) + sizeof(clen) + 64;
-  s->nv = calloc(lines + 7, sizeof(*s->nv));
-  s->req = malloc(size);
-  if (!s->nv || !s->req)
-    return KCLD_ENOMEM;
-  p = s->req;
-#define NV(name_, nlen_, value_, vlen_)                                     \
-  do {                                                                      \
-    s->nv[n].name = (uint8_t *)(name_);                                     \
-    s->nv[n].namelen = (nlen_);                                             \
-    s->nv[n].value = (uint8_t *)(value_);                                   \
-    s->nv[n].valuelen = (vlen_);                                            \
-    s->nv[n].flags = NGHTTP2_NV_FLAG_NONE;                                  \
-    n++;                                                                    \
-  } while (0)
-  for (const char *const *h = req->headers; h && *h; h++) {
-    const char *colon = strchr(*h, ':'), *v;
-    size_t nl;
-    int skip = 0;
-    if (!colon || colon == *h)
-      return KCLD_EINVAL;
-    nl = (size_t)(colon - *h);
-    v = colon + 1 + strspn(colon + 1, " \t");
-    if (nl == 4 && strncasecmp(*h, "host", 4) == 0) {
-      auth = v; /* as signed */
-      continue;
-    }
-    for (size_t i = 0; i < nl; i++)
-      p[off + i] = (char)tolower((unsigned char)(*h)[i]);
-    p[off + nl] = 0;
-    for (const char *const *d = dropped; *d; d++)
-      skip |= strcmp(p + off, *d) == 0;
-    if (skip || !*v)
-      continue;
-    strcpy(p + off + nl + 1, v);
-    NV(p + off, nl, p + off + nl + 1, strlen(v));
-    off += nl + 1 + strlen(v) + 1;
-  }
-  {
-    nghttp2_nv pseudo[5];
-    size_t plen = strlen(auth), k = 0;
-    char *a = p + off, *cl;
-    memcpy(a, auth, plen + 1);
-    off += plen + 1;
-    cl = p + off;
-    strcpy(cl, clen);
-    off += strlen(clen) + 1;
-    /* the pseudo-headers go first: shift the others along */
-    memmove(s->nv + 4, s->nv, n * sizeof(*s->nv));
-#define PS(name_, value_, vlen_)                                            \
-    pseudo[k++] = (nghttp2_nv){(uint8_t *)(name_), (uint8_t *)(value_),     \
-                               sizeof(name_) - 1, (vlen_),                  \
-                               NGHTTP2_NV_FLAG_NONE}
-    PS(":method", req->method ? req->method : "POST",
-       strlen(req->method ? req->method : "POST"));
-    PS(":scheme", tls ? "https" : "http", tls ? 5 : 4);
-    PS(":authority", a, plen);
-    PS(":path", path, strlen(path));
-#undef PS
-    memcpy(s->nv, pseudo, 4 * sizeof(*s->nv));
-    n += 4;
-    NV("content-length", 14, cl, strlen(cl));
-    NV("user-agent", 10, "kcld/" KCLD_VERSION_STRING,
-       sizeof("kcld/" KCLD_VERSION_STRING) - 1);
-  }
-#undef NV
-  s->nvlen = n;
-  /* :path points into the URL: keep a copy */
-  {
-    size_t pl = strlen(path);
-    memcpy(p + off, path, pl + 1);
-    s->nv[3].value = (uint8_t *)(p + off);
-  }
-  return 0;
-}
-
 static void submit(struct kcld_http_stream *s)
 {
   struct h2_conn *c = s->c;
   nghttp2_data_provider prd = {.source.ptr = s, .read_callback = read_body};
-  int32_t id = nghttp2_submit_request(c->ng, NULL, s->nv, s->nvlen, &prd, s);
+  int32_t id = nghttp2_submit_request(c->ng, NULL, s->hdr.nv, s->hdr.nvlen,
+                                      &prd, s);
 
-  OPENSSL_cleanse(s->req, strlen(s->req)); /* nghttp2 copied it */
-  free(s->req);
-  s->req = NULL;
-  free(s->nv);
-  s->nv = NULL;
+  kcld_h2_headers_clean_up(&s->hdr); /* nghttp2 copied it */
   if (id < 0) {
     s->fail = KCLD_ETRANSPORT;
     snprintf(s->errmsg, sizeof(s->errmsg), "HTTP/2: %s",
@@ -838,28 +686,30 @@ static void conn_flush(struct h2_conn *c)
   const uint8_t *data;
   ssize_t n;
 
-  if (c->state != C_READY)
+  if (c->state == C_DEAD)
     return;
-  while (c->out.len < (256u << 10) &&
+  while (c->state == C_READY && c->out.len < (256u << 10) &&
          (n = nghttp2_session_mem_send(c->ng, &data)) != 0) {
     if (n < 0) {
       conn_fail(c, KCLD_ETRANSPORT, "HTTP/2 to %s:%s: %s", c->host, c->port,
                 nghttp2_strerror((int)n));
       return;
     }
-    if (c->tls)
-      SSL_write(c->ssl, data, (int)n); /* a memory BIO takes it all */
-    else
+    if (!c->tls)
       kcld_buf_add(&c->out, data, (size_t)n);
+    else if (SSL_write(c->ssl, data, (int)n) != (int)n) { /* memory BIO */
+      tls_error(c, "write");
+      return;
+    }
   }
-  if (c->tls)
+  if (c->ssl)
     tls_drain(c);
   if (c->out.oom) {
     conn_fail(c, KCLD_ENOMEM, "out of memory writing to %s", c->host);
     return;
   }
   write_out(c);
-  if (!nghttp2_session_want_read(c->ng) &&
+  if (c->state == C_READY && !nghttp2_session_want_read(c->ng) &&
       !nghttp2_session_want_write(c->ng) && !c->writing && !c->streams)
     conn_close(c);
 }
@@ -1176,104 +1026,6 @@ static void on_resolved(uv_getaddrinfo_t *req, int status,
   connect_next(c);
 }
 
-/* ======== Proxies ======== */
-
-/* Whether `host` is one that no_proxy sends direct: "*", or an entry
- * equal to it or a domain it is under (".example.com" and "example.com"
- * both take in "a.example.com"); ports in entries are ignored. */
-static int no_proxy_for(const char *list, const char *host)
-{
-  size_t hl = strlen(host);
-  const char *p = list;
-
-  while (p && *p) {
-    size_t n = strcspn(p, ",");
-    const char *e = p, *colon;
-    while (n && (*e == ' ' || *e == '.')) {
-      e++;
-      n--;
-    }
-    while (n && e[n - 1] == ' ')
-      n--;
-    colon = memchr(e, ':', n);
-    if (colon && !memchr(e, ']', n) && e[0] != '[')
-      n = (size_t)(colon - e);
-    if ((n == 1 && *e == '*') ||
-        (n == hl && strncasecmp(e, host, n) == 0) ||
-        (n < hl && host[hl - n - 1] == '.' &&
-         strncasecmp(e, host + hl - n, n) == 0))
-      return 1;
-    p += strcspn(p, ",");
-    if (*p)
-      p++;
-  }
-  return 0;
-}
-
-/* For a connection to (tls, host, port): the proxy to go through, into
- * phost/pport and c->via (the CONNECT request), or none.  0, or
- * KCLD_EINVAL (a proxy URL this client cannot use) / KCLD_ENOMEM. */
-static int proxy_setup(struct h2_conn *c, char *phost, size_t hcap,
-                       char *pport, size_t pcap)
-{
-  struct kcld_h2 *h2 = c->h2;
-  const char *proxy = c->tls ? h2->proxy_https : h2->proxy_http;
-  char url[512], cred[256] = "", auth[400] = "";
-  const char *path, *at, *start;
-  int ptls = 0;
-  struct kcld_buf b = {0};
-
-  if (!proxy || no_proxy_for(h2->no_proxy, c->host))
-    return 0;
-  snprintf(url, sizeof(url), "%s%s", strstr(proxy, "://") ? "" : "http://",
-           proxy);
-  start = strstr(url, "://") + 3;
-  at = strchr(start, '@');
-  if (at && at < start + strcspn(start, "/")) { /* user:password@ */
-    size_t n = (size_t)(at - start);
-    char *dec = NULL;
-    if (n >= sizeof(cred))
-      return KCLD_EINVAL;
-    memcpy(cred, start, n);
-    cred[n] = 0;
-    dec = curl_easy_unescape(NULL, cred, (int)n, NULL);
-    if (!dec)
-      return KCLD_ENOMEM;
-    if (kcld_base64_encoded_len(strlen(dec)) >= sizeof(auth)) {
-      curl_free(dec);
-      return KCLD_EINVAL;
-    }
-    auth[kcld_base64_encode(auth, dec, strlen(dec))] = 0;
-    OPENSSL_cleanse(dec, strlen(dec));
-    curl_free(dec);
-    memmove((char *)start, at + 1, strlen(at + 1) + 1);
-  }
-  if (parse_url(url, &ptls, phost, hcap, pport, pcap, &path) != 0 || ptls)
-    return KCLD_EINVAL; /* https:// proxies: not here */
-  kcld_buf_add(&b, "CONNECT ", 8);
-  for (int i = 0; i < 2; i++) {
-    char hp[300];
-    snprintf(hp, sizeof(hp), strchr(c->host, ':') ? "[%s]:%s" : "%s:%s",
-             c->host, c->port);
-    kcld_buf_add(&b, hp, strlen(hp));
-    kcld_buf_add(&b, i ? "\r\n" : " HTTP/1.1\r\nHost: ", i ? 2 : 17);
-  }
-  if (*auth) {
-    kcld_buf_add(&b, "Proxy-Authorization: Basic ", 27);
-    kcld_buf_add(&b, auth, strlen(auth));
-    kcld_buf_add(&b, "\r\n", 2);
-  }
-  kcld_buf_add(&b, "\r\n", 2);
-  OPENSSL_cleanse(cred, sizeof(cred));
-  OPENSSL_cleanse(auth, sizeof(auth));
-  if (b.oom) {
-    kcld_buf_free(&b);
-    return KCLD_ENOMEM;
-  }
-  c->via = b.p;
-  return 0;
-}
-
 /* A new connection to (tls, host, port), resolving. */
 static struct h2_conn *conn_new(struct kcld_h2 *h2, int tls,
                                 const char *host, const char *port, int *rc)
@@ -1292,8 +1044,9 @@ static struct h2_conn *conn_new(struct kcld_h2 *h2, int tls,
   snprintf(c->port, sizeof(c->port), "%s", port);
   snprintf(dhost, sizeof(dhost), "%s", host);
   snprintf(dport, sizeof(dport), "%s", port);
-  if ((*rc = proxy_setup(c, dhost, sizeof(dhost), dport, sizeof(dport))) !=
-      0) {
+  if ((*rc = kcld_h2_tunnel(tls ? h2->proxy_https : h2->proxy_http,
+                            h2->no_proxy, host, port, dhost, sizeof(dhost),
+                            dport, sizeof(dport), &c->via)) != 0) {
     free(c->via);
     free(c);
     return NULL;
@@ -1477,7 +1230,7 @@ int kcld_h2_stream_start(struct kcld_h2 *h2,
   *out = NULL;
   if (h2->closing)
     return KCLD_ECANCELED;
-  if (parse_url(req->url, &tls, host, sizeof(host), port, sizeof(port),
+  if (kcld_h2_parse_url(req->url, &tls, host, sizeof(host), port, sizeof(port),
                 &path) != 0)
     return KCLD_EINVAL;
   if (!(s = calloc(1, sizeof(*s))))
@@ -1488,7 +1241,7 @@ int kcld_h2_stream_start(struct kcld_h2 *h2,
   s->arg = arg;
   s->take = req->take;
   s->take_arg = req->take_arg ? req->take_arg : arg;
-  rc = build_headers(s, req, tls, host, port, path);
+  rc = kcld_h2_headers_build(&s->hdr, req, tls, host, port, path);
   if (rc == 0 && req->body_len &&
       !(s->body = malloc(req->body_len)))
     rc = KCLD_ENOMEM;

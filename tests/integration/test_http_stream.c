@@ -20,7 +20,10 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <arpa/inet.h>
 #include <cmocka.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
 #include <jansson.h>
 #include <unistd.h>
 
@@ -652,6 +655,89 @@ static void test_request_apart_from_streams(void **state)
   free(b.body);
 }
 
+/* Streams through an HTTP proxy (https_proxy / http_proxy, read when the
+ * client is made): each connection is a CONNECT tunnel, with the URL's
+ * credentials as Basic Proxy-Authorization, h2c and TLS alike; a host
+ * no_proxy names goes direct; a port nothing listens on fails the stream
+ * at once with a transport error naming it. */
+static void test_proxy_and_refused(void **state)
+{
+  json_t *r = kcld_fault_post(s_url, "/__h2/proxy", "{}");
+  const char *purl = json_string_value(json_object_get(r, "url"));
+  char proxy[256], url[128];
+  uv_loop_t loop;
+  struct kcld_http *http;
+  struct strm a = {0}, b = {0}, c = {0};
+
+  (void)state;
+  assert_non_null(purl);
+  /* "us@er" and "p:w", percent-encoded in the URL */
+  snprintf(proxy, sizeof(proxy), "http://us%%40er:p%%3Aw@%s", purl + 7);
+  json_decref(r);
+  setenv("https_proxy", proxy, 1);
+  setenv("http_proxy", proxy, 1);
+  unsetenv("no_proxy");
+  unsetenv("NO_PROXY");
+  http = client(&loop);
+  start(http, &loop, &a, "id=pxa&bytes=100000&chunk=10000", H2C);
+  start(http, &loop, &b, "id=pxb&bytes=100000&chunk=10000", H2TLS);
+  assert_true(kcld_test_run_until(&loop, &a.done, 10000));
+  assert_true(kcld_test_run_until(&loop, &b.done, 10000));
+  assert_int_equal(a.err, 0);
+  assert_int_equal(a.bytes, 100000);
+  assert_int_equal(b.err, 0);
+  assert_int_equal(b.bytes, 100000);
+  json_t *st = kcld_fault_post(s_url, "/__h2/stats", "{}");
+  json_t *cs = json_object_get(st, "connects");
+  assert_int_equal(json_array_size(cs), 2);
+  for (size_t i = 0; i < 2; i++)
+    assert_string_equal(
+      json_string_value(json_object_get(json_array_get(cs, i), "auth")),
+      "Basic dXNAZXI6cDp3"); /* base64("us@er:p:w") */
+  json_decref(st);
+  finish(&loop, http);
+  free(a.body);
+  free(b.body);
+
+  /* no_proxy: direct. */
+  setenv("no_proxy", "localhost, 127.0.0.1", 1);
+  http = client(&loop);
+  memset(&a, 0, sizeof(a));
+  start(http, &loop, &a, "id=pxc&bytes=1000", H2C);
+  assert_true(kcld_test_run_until(&loop, &a.done, 10000));
+  assert_int_equal(a.err, 0);
+  st = kcld_fault_post(s_url, "/__h2/stats", "{}");
+  assert_int_equal(json_array_size(json_object_get(st, "connects")), 2);
+  json_decref(st);
+  unsetenv("https_proxy");
+  unsetenv("http_proxy");
+  unsetenv("no_proxy");
+
+  /* Nothing listening (a port just bound and let go): refused, at once. */
+  {
+    struct sockaddr_in sa = {.sin_family = AF_INET};
+    socklen_t sl = sizeof(sa);
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    assert_int_equal(bind(fd, (struct sockaddr *)&sa, sizeof(sa)), 0);
+    assert_int_equal(getsockname(fd, (struct sockaddr *)&sa, &sl), 0);
+    close(fd);
+    snprintf(url, sizeof(url), "http://127.0.0.1:%d/stream",
+             ntohs(sa.sin_port));
+    struct kcld_http_request req = {.method = "POST", .url = url,
+                                    .body = "{}", .body_len = 2};
+    c.loop = &loop;
+    assert_int_equal(kcld_http_stream_start(http, &req, on_data, on_done,
+                                            &c, &c.s), 0);
+    assert_true(kcld_test_run_until(&loop, &c.done, 5000));
+    assert_int_equal(c.err, KCLD_ETRANSPORT);
+    assert_int_equal(c.data_calls, 0);
+  }
+  finish(&loop, http);
+  free(a.body);
+  free(c.body);
+}
+
 /* Closing the client ends paused and running streams, each once. */
 static void test_close_with_streams(void **state)
 {
@@ -690,6 +776,7 @@ int main(void)
     cmocka_unit_test_setup(test_error_status, reset_stats),
     cmocka_unit_test_setup(test_request_apart_from_streams, reset_stats),
     cmocka_unit_test_setup(test_close_with_streams, reset_stats),
+    cmocka_unit_test_setup(test_proxy_and_refused, reset_stats),
   };
   return cmocka_run_group_tests(tests, setup, teardown);
 }

@@ -20,10 +20,38 @@
 //   POST /__h2/reset    forgets the stats.
 //   POST /__h2/tls {"cert": PEM, "key": PEM} -> {"url": "https://127.0.0.1:P"}
 //       the same endpoint (same stats) over TLS, HTTP/2 or HTTP/1.1 by ALPN.
-import { dualServer, readBody, sendJson, tlsServer } from './h2util.js';
+//   POST /__h2/proxy -> {"url": "http://127.0.0.1:P"}
+//       an HTTP proxy that serves CONNECT only (a tunnel to the target); the
+//       stats then also hold "connects": [{"target", "auth"}] (auth: the
+//       Proxy-Authorization header, or "").
+import http from 'node:http';
+import net from 'node:net';
+import { dualServer, listenLoopback, readBody, sendJson, tlsServer } from './h2util.js';
+
+// A CONNECT-only proxy on an ephemeral loopback port; each CONNECT is
+// recorded in `connects`.
+async function connectProxy(connects) {
+  const proxy = http.createServer((req, res) => { res.writeHead(405); res.end(); });
+  proxy.on('connect', (req, client, head) => {
+    connects.push({ target: req.url, auth: req.headers['proxy-authorization'] || '' });
+    const [host, port] = [req.url.slice(0, req.url.lastIndexOf(':')),
+      Number(req.url.slice(req.url.lastIndexOf(':') + 1))];
+    const up = net.connect(port, host.replace(/^\[|\]$/g, ''), () => {
+      client.write('HTTP/1.1 200 Connection Established\r\n\r\n');
+      if (head.length) up.write(head);
+      up.pipe(client);
+      client.pipe(up);
+    });
+    up.on('error', () => client.destroy());
+    client.on('error', () => up.destroy());
+  });
+  const url = await listenLoopback(proxy);
+  return { url, close: () => proxy.close() };
+}
 
 export async function start() {
   let streams = {};
+  const connects = [];
   const extra = [];
   const srv = await dualServer(handler);
   async function handler(req, res) {
@@ -31,7 +59,14 @@ export async function start() {
     const q = (k, d) => (u.searchParams.has(k) ? Number(u.searchParams.get(k)) : d);
     if (u.pathname === '/__h2/stats') {
       await readBody(req);
-      sendJson(res, 200, { h1: srv.counts.h1, h2: srv.counts.h2, streams });
+      sendJson(res, 200, { h1: srv.counts.h1, h2: srv.counts.h2, streams, connects });
+      return;
+    }
+    if (u.pathname === '/__h2/proxy') {
+      await readBody(req);
+      const p = await connectProxy(connects);
+      extra.push(p);
+      sendJson(res, 200, { url: p.url });
       return;
     }
     if (u.pathname === '/__h2/tls') {
@@ -43,6 +78,7 @@ export async function start() {
     if (u.pathname === '/__h2/reset') {
       await readBody(req);
       streams = {};
+      connects.length = 0;
       srv.counts.h1 = 0;
       srv.counts.h2 = 0;
       sendJson(res, 200, {});

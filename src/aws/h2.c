@@ -17,7 +17,9 @@
  * or a failure.  Flow control is the stream's own: automatic window
  * updates are off and a byte is consumed (its window reopened) only once
  * its owner took it, so a paused stream holds at most its window
- * (H2_STREAM_WINDOW) and the server waits.
+ * (H2_STREAM_WINDOW) and the server waits; the connection's window is
+ * large (H2_CONN_WINDOW), so that paused streams do not hold up the
+ * others.
  *
  * Memory is freed in close callbacks (a connection when its socket has
  * closed, the client when its last handle has), never under a callback
@@ -43,6 +45,7 @@
 #include "aws/h2_setup.h"
 #include "base/buf.h"
 #include "err.h"
+#include "log.h"
 
 /* Streams on one connection at most, whatever the server allows. */
 #define H2_STREAMS_MAX 100u
@@ -51,12 +54,13 @@
  * through it in pieces, each window update a round trip (at 2 MB/s per
  * shard, 128 KiB covers a 60 ms one). */
 #define H2_STREAM_WINDOW (128 << 10)
+/* The connection's window, raised from HTTP/2's 64 KiB once its first DATA
+ * frame came: paused streams must not hold up the others. */
+#define H2_CONN_WINDOW (1 << 30)
 /* A stream keeps its held bytes' buffer after a delivery at least this
  * large (events coming back to back: no growing it again); an idle one
  * (an empty event every few seconds) gives it back. */
 #define H2_HELD_KEEP_MIN 4096u
-/* The connection's window: paused streams must not hold up the others. */
-#define H2_CONN_WINDOW (1 << 30)
 #define H2_READ_BUF (64u << 10)
 #define H2_CONNECT_TIMEOUT_MS 10000L
 /* A connection with no stream for this long is closed. */
@@ -80,6 +84,7 @@ struct h2_conn {
   int tcp_open;                      /* c->tcp initialized */
   int writing;                       /* c->wreq in flight */
   int retrying;                      /* closing tcp for the next address */
+  int window_raised;                 /* H2_CONN_WINDOW asked for */
   char host[256], port[8];           /* the origin */
   char *via;                         /* the tunnel's CONNECT request */
   struct kcld_buf tunnel_in;         /* the proxy's answer so far */
@@ -429,9 +434,16 @@ static int on_chunk(nghttp2_session *ng, uint8_t flags, int32_t id,
                     const uint8_t *data, size_t len, void *arg)
 {
   struct kcld_http_stream *s = stream_of(ng, id);
+  struct h2_conn *c = arg;
   (void)flags;
-  (void)arg;
 
+  if (!c->window_raised) {
+    /* Not before: kinesis-mock (LocalStack's Kinesis engine) stops
+     * sending for good when a connection's window is raised earlier. */
+    c->window_raised = 1;
+    nghttp2_session_set_local_window_size(ng, NGHTTP2_FLAG_NONE, 0,
+                                          H2_CONN_WINDOW);
+  }
   if (!s) { /* ended by us: the connection's window is opened again */
     nghttp2_session_consume_connection(ng, len);
     return 0;
@@ -479,6 +491,28 @@ static int on_stream_close(nghttp2_session *ng, int32_t id, uint32_t code,
   return 0;
 }
 
+/* The server's SETTINGS allow fewer concurrent streams than `c` has: the
+ * streams not opened yet beyond them end (their owners start them again,
+ * on another connection) rather than wait for one of these to end. */
+static void conn_fit(struct h2_conn *c)
+{
+  uint32_t m = nghttp2_session_get_remote_settings(
+    c->ng, NGHTTP2_SETTINGS_MAX_CONCURRENT_STREAMS);
+  size_t n = 0;
+
+  for (struct kcld_http_stream *s = c->streams; s; s = s->cnext)
+    n += !s->fail;
+  for (struct kcld_http_stream *s = c->streams; s && n > m; s = s->cnext) {
+    if (s->fail || s->id <= 0 || nghttp2_session_find_stream(c->ng, s->id))
+      continue; /* opened: its HEADERS went */
+    s->fail = KCLD_ETRANSPORT;
+    snprintf(s->errmsg, sizeof(s->errmsg), "%.150s:%s allows %u streams on a "
+             "connection", c->host, c->port, m);
+    queue(s);
+    n--;
+  }
+}
+
 static int on_frame(nghttp2_session *ng, const nghttp2_frame *frame,
                     void *arg)
 {
@@ -487,6 +521,9 @@ static int on_frame(nghttp2_session *ng, const nghttp2_frame *frame,
 
   if (frame->hd.type == NGHTTP2_GOAWAY)
     c->goaway = 1;
+  else if (frame->hd.type == NGHTTP2_SETTINGS &&
+           !(frame->hd.flags & NGHTTP2_FLAG_ACK))
+    conn_fit(c);
   return 0;
 }
 
@@ -494,10 +531,9 @@ static ssize_t read_body(nghttp2_session *ng, int32_t id, uint8_t *buf,
                          size_t len, uint32_t *flags,
                          nghttp2_data_source *src, void *arg)
 {
-  struct kcld_http_stream *s = src->ptr;
+  struct kcld_http_stream *s = stream_of(ng, id); /* NULL once ended */
   size_t n;
-  (void)ng;
-  (void)id;
+  (void)src;
   (void)arg;
 
   if (!s) { /* ended by us before its body went */
@@ -519,7 +555,7 @@ static ssize_t read_body(nghttp2_session *ng, int32_t id, uint8_t *buf,
 static void submit(struct kcld_http_stream *s)
 {
   struct h2_conn *c = s->c;
-  nghttp2_data_provider prd = {.source.ptr = s, .read_callback = read_body};
+  nghttp2_data_provider prd = {.read_callback = read_body};
   int32_t id = nghttp2_submit_request(c->ng, NULL, s->hdr.nv, s->hdr.nvlen,
                                       &prd, s);
 
@@ -725,9 +761,7 @@ static void conn_ready(struct h2_conn *c)
 
   if (rc == 0)
     rc = nghttp2_submit_settings(c->ng, NGHTTP2_FLAG_NONE, iv, 2);
-  if (rc == 0)
-    rc = nghttp2_session_set_local_window_size(c->ng, NGHTTP2_FLAG_NONE, 0,
-                                               H2_CONN_WINDOW);
+
   if (rc != 0) {
     conn_fail(c, KCLD_ENOMEM, "HTTP/2 session: %s", nghttp2_strerror(rc));
     return;
@@ -967,6 +1001,7 @@ static void on_connected(uv_connect_t *req, int status)
     return;
   }
   uv_tcp_nodelay(&c->tcp, 1);
+  uv_tcp_keepalive(&c->tcp, 1, 60); /* as curl's connections */
   rc = uv_read_start((uv_stream_t *)&c->tcp, on_alloc, on_read);
   if (rc != 0) {
     conn_fail(c, KCLD_ETRANSPORT, "reading from %s: %s", c->host,
@@ -1192,6 +1227,14 @@ int kcld_h2_new(uv_loop_t *loop, const struct kcld_h2_opts *opts,
     ERR_clear_error();
     rc = KCLD_EIO;
     goto fail;
+  }
+  for (int i = 0; i < 2; i++) {
+    const char *px = i ? h2->proxy_http : h2->proxy_https;
+    if (px && strncasecmp(px, "https://", 8) == 0)
+      kcld_log(KCLD_LOG_WARN, "an https:// proxy is not supported for "
+               "fan-out subscriptions: they will fail (use an http:// "
+               "proxy, or no_proxy)", "variable",
+               i ? "http_proxy" : "https_proxy", NULL);
   }
   nghttp2_session_callbacks_set_on_header_callback(h2->cbs, on_header);
   nghttp2_session_callbacks_set_on_data_chunk_recv_callback(h2->cbs,

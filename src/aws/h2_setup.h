@@ -48,11 +48,11 @@ int kcld_h2_no_proxy_for(const char *list, const char *host);
 
 /* For a connection to (host, port): with `proxy` (an "[http://][user:
  * password@]host[:port]" URL, percent-encoded credentials, port 1080 by
- * default as for curl; NULL or "": none) and host not in no_proxy, the proxy's host and port (into
- * phost/pport) and the CONNECT request to send it (*connect, malloc'd:
- * with credentials, a Basic Proxy-Authorization header); else *connect
- * NULL.  0, KCLD_EINVAL (a proxy URL that is not http://) or
- * KCLD_ENOMEM. */
+ * default as for curl; NULL or "": none) and host not in no_proxy, the
+ * proxy's host and port (into phost/pport) and the CONNECT request to
+ * send it (*connect, malloc'd: with credentials, a Basic
+ * Proxy-Authorization header); else *connect NULL.  0, KCLD_EINVAL (a
+ * proxy URL that is not http://) or KCLD_ENOMEM. */
 int kcld_h2_tunnel(const char *proxy, const char *no_proxy,
                    const char *host, const char *port, char *phost,
                    size_t hcap, char *pport, size_t pcap, char **connect);

@@ -120,8 +120,9 @@ int kcld_http_new(uv_loop_t *loop, const struct kcld_http_opts *opts,
  * https URLs, http_proxy / HTTP_PROXY for http URLs, no_proxy / NO_PROXY for
  * the hosts that go direct; they are set on each transfer explicitly (curl
  * itself reads only the lower-case http_proxy).
- * curl's "Expect: 100-continue" is suppressed unless a header sets Expect.  Returns 0 and later calls cb,
- * or returns a negative KCLD_E* code and never calls cb. */
+ * curl's "Expect: 100-continue" is suppressed unless a header sets Expect.
+ * Returns 0 and later calls cb, or returns a negative KCLD_E* code and
+ * never calls cb. */
 int kcld_http_send(struct kcld_http *http, const struct kcld_http_request *req,
                    kcld_http_cb cb, void *arg);
 
@@ -138,13 +139,13 @@ size_t kcld_http_cancel(struct kcld_http *http, kcld_http_cb cb, void *arg);
 struct kcld_http_stream;
 
 /* Body bytes of a 2xx answer, in order, as they arrive.  Runs on the loop,
- * never inside the HTTP/2 client's reading: it may pause, resume or cancel any stream, start
- * requests, or close the client.  `data` is valid only during the call.
- * Returns how many bytes it took: fewer than len pauses the stream (as
- * kcld_http_stream_pause) and keeps the rest, which is handed over first
- * after kcld_http_stream_resume().  An answer that ends meanwhile ends (its
- * done callback runs) once the rest is taken, or when it is cancelled; one
- * that fails drops the rest. */
+ * never inside the HTTP/2 client's reading: it may pause, resume or cancel
+ * any stream, start requests, or close the client.  `data` is valid only
+ * during the call.  Returns how many bytes it took: fewer than len pauses
+ * the stream (as kcld_http_stream_pause) and keeps the rest, which is
+ * handed over first after kcld_http_stream_resume().  An answer that ends
+ * meanwhile ends (its done callback runs) once the rest is taken, or when
+ * it is cancelled; one that fails drops the rest. */
 typedef size_t (*kcld_http_data_cb)(const char *data, size_t len, void *arg);
 
 /* Starts `req` as a stream.  A 2xx answer's body goes to on_data as it
@@ -162,11 +163,11 @@ int kcld_http_stream_start(struct kcld_http *http,
                            void *arg, struct kcld_http_stream **out);
 
 /* Stops handing over the stream's answer: HTTP/2 flow control holds the
- * server back once the stream's window (1 MiB) is used, on this stream
- * alone; other streams on the connection go on.  From the return on, on_data does not run until
- * kcld_http_stream_resume(); an answer that ends meanwhile hands its last
- * bytes over after the resume, then runs on_done (one that fails, or is
- * cancelled, drops them).  Idempotent. */
+ * server back once the stream's window (128 KiB) is used, on this stream
+ * alone; other streams on the connection go on.  From the return on,
+ * on_data does not run until kcld_http_stream_resume(); an answer that
+ * ends meanwhile hands its last bytes over after the resume, then runs
+ * on_done (one that fails, or is cancelled, drops them).  Idempotent. */
 void kcld_http_stream_pause(struct kcld_http_stream *s);
 
 /* Reads the stream again; bytes held meanwhile are handed over from the

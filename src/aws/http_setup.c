@@ -107,9 +107,9 @@ static int setup_each(CURL *easy, const struct kcld_http_setup *s,
    * GetRecords body of up to ~14 MB): curl then reads 256 KiB a call rather
    * than 16 KiB, a sixteenth of the recv calls, socket events and write
    * callbacks (measured: 2.45 -> 2.20 CPU s per million 1 KiB records at
-   * one shard).  Small answers keep curl's default: curl allocates the buffer per transfer,
-   * and 1024 idle shards' 256 KiB buffers made the heap grow and shrink
-   * (brk, page faults) ~1,000 times a second. */
+   * one shard).  Small answers keep curl's default: curl allocates the
+   * buffer per transfer, and 1024 idle shards' 256 KiB buffers made the
+   * heap grow and shrink (brk, page faults) ~1,000 times a second. */
   SET(CURLOPT_BUFFERSIZE, read_buffer_size(req));
   SET(CURLOPT_HTTPHEADER, headers);
   if (has_body) {

@@ -738,6 +738,58 @@ static void test_proxy_and_refused(void **state)
   free(c.body);
 }
 
+/* A server that allows 2 concurrent streams per connection: of 5 started
+ * at once, 2 are answered and 3 end with a transport error (refused, or
+ * not opened once its SETTINGS came); a stream started afterwards goes on
+ * a new connection and is answered. */
+static void test_stream_limit(void **state)
+{
+  json_t *r = kcld_fault_post(s_url, "/__h2/limited?streams=2", "{}");
+  const char *base = json_string_value(json_object_get(r, "url"));
+  uv_loop_t loop;
+  struct kcld_http *http = client(&loop);
+  static const char *const hdrs[] = {"Content-Type: application/json", NULL};
+  struct strm t[6];
+  char url[256];
+  int ok = 0, refused = 0, all = 0;
+
+  (void)state;
+  assert_non_null(base);
+  memset(t, 0, sizeof(t));
+  for (int i = 0; i < 6; i++) {
+    snprintf(url, sizeof(url), "%s/stream?id=lim%d&bytes=100000&chunk=5000"
+             "&interval=10", base, i);
+    struct kcld_http_request req = {.method = "POST", .url = url,
+                                    .headers = hdrs, .body = "{}",
+                                    .body_len = 2};
+    t[i].loop = &loop;
+    assert_int_equal(kcld_http_stream_start(http, &req, on_data, on_done,
+                                            &t[i], &t[i].s), 0);
+    if (i == 4) { /* the first 5 end, then the 6th starts */
+      for (int k = 0; k < 500 && !all; k++) {
+        run_ms(&loop, 10);
+        all = 1;
+        for (int j = 0; j < 5; j++)
+          all &= t[j].done;
+      }
+      assert_true(all);
+    }
+  }
+  for (int j = 0; j < 5; j++) {
+    ok += t[j].err == 0 && t[j].bytes == 100000;
+    refused += t[j].err == KCLD_ETRANSPORT && t[j].data_calls == 0;
+  }
+  assert_int_equal(ok, 2);
+  assert_int_equal(refused, 3);
+  assert_true(kcld_test_run_until(&loop, &t[5].done, 10000));
+  assert_int_equal(t[5].err, 0);
+  assert_int_equal(t[5].bytes, 100000);
+  for (int j = 0; j < 6; j++)
+    free(t[j].body);
+  json_decref(r);
+  finish(&loop, http);
+}
+
 /* Closing the client ends paused and running streams, each once. */
 static void test_close_with_streams(void **state)
 {
@@ -777,6 +829,7 @@ int main(void)
     cmocka_unit_test_setup(test_request_apart_from_streams, reset_stats),
     cmocka_unit_test_setup(test_close_with_streams, reset_stats),
     cmocka_unit_test_setup(test_proxy_and_refused, reset_stats),
+    cmocka_unit_test_setup(test_stream_limit, reset_stats),
   };
   return cmocka_run_group_tests(tests, setup, teardown);
 }

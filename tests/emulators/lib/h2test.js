@@ -20,11 +20,15 @@
 //   POST /__h2/reset    forgets the stats.
 //   POST /__h2/tls {"cert": PEM, "key": PEM} -> {"url": "https://127.0.0.1:P"}
 //       the same endpoint (same stats) over TLS, HTTP/2 or HTTP/1.1 by ALPN.
+//   POST /__h2/limited?streams=N -> {"url": "http://127.0.0.1:P"}
+//       the same endpoint over h2c alone, allowing N concurrent streams per
+//       session (SETTINGS_MAX_CONCURRENT_STREAMS; beyond them Node refuses).
 //   POST /__h2/proxy -> {"url": "http://127.0.0.1:P"}
 //       an HTTP proxy that serves CONNECT only (a tunnel to the target); the
 //       stats then also hold "connects": [{"target", "auth"}] (auth: the
 //       Proxy-Authorization header, or "").
 import http from 'node:http';
+import http2 from 'node:http2';
 import net from 'node:net';
 import { dualServer, listenLoopback, readBody, sendJson, tlsServer } from './h2util.js';
 
@@ -60,6 +64,15 @@ export async function start() {
     if (u.pathname === '/__h2/stats') {
       await readBody(req);
       sendJson(res, 200, { h1: srv.counts.h1, h2: srv.counts.h2, streams, connects });
+      return;
+    }
+    if (u.pathname === '/__h2/limited') {
+      await readBody(req);
+      const h2 = http2.createServer({ settings: { maxConcurrentStreams: q('streams', 1) } },
+        handler);
+      const url = await listenLoopback(h2);
+      extra.push({ close: () => h2.close() });
+      sendJson(res, 200, { url });
       return;
     }
     if (u.pathname === '/__h2/proxy') {

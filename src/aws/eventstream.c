@@ -397,6 +397,13 @@ static int frame_deliver(struct kcld_evs_decoder *d, const uint8_t *p,
   rc = cb(&m, arg);
   if (rc != 0)
     d->done = 1;
+  /* The header scratch goes back: a decoder between frames (an idle
+   * subscription's, most of the time) holds none. */
+  free(d->hdrs);
+  free(d->strs);
+  d->hdrs = NULL;
+  d->strs = NULL;
+  d->hdrs_cap = d->strs_cap = 0;
   return rc;
 }
 

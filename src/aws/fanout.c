@@ -535,10 +535,18 @@ struct kcld_fanout_sub {
   unsigned ended : 1, in_data : 1, free_later : 1, have_why : 1;
   unsigned own_frames : 1;          /* events hand over their frames */
   struct kcld_svc_status why;       /* how it ends, when we end it */
+  struct sub_text *text;            /* why's strings, made when it ends */
   char shard[160];
+};
+
+/* How a subscription ended, in words: allocated only then, so that an
+ * open subscription does not carry it. */
+struct sub_text {
   char type[96];
   char msg[640];
 };
+
+static struct sub_text s_oom_text;
 
 static void sub_link(struct kcld_fanout *f, struct kcld_fanout_sub *s)
 {
@@ -563,6 +571,8 @@ static void sub_unlink(struct kcld_fanout_sub *s)
 static void sub_free(struct kcld_fanout_sub *s)
 {
   kcld_evs_decoder_free(s->dec);
+  if (s->text != &s_oom_text)
+    free(s->text);
   free(s);
 }
 
@@ -570,27 +580,37 @@ static void sub_set_why(struct kcld_fanout_sub *s, int err, long status,
                         const char *type, const char *fmt, ...)
   __attribute__((format(printf, 5, 6)));
 
-/* Keeps how the subscription ends: the status handed to on_end. */
+/* Keeps how the subscription ends: the status handed to on_end.  Out of
+ * memory for its words, they are "out of memory" (one shared block: the
+ * loop thread's only). */
 static void sub_set_why(struct kcld_fanout_sub *s, int err, long status,
                         const char *type, const char *fmt, ...)
 {
+  struct sub_text *t;
   va_list ap;
   int n;
 
   if (s->have_why)
     return;
   s->have_why = 1;
-  snprintf(s->type, sizeof(s->type), "%s", type ? type : "");
-  n = snprintf(s->msg, sizeof(s->msg), "SubscribeToShard shard %s: ",
-               s->shard);
-  va_start(ap, fmt);
-  if (n > 0 && (size_t)n < sizeof(s->msg))
-    vsnprintf(s->msg + n, sizeof(s->msg) - (size_t)n, fmt, ap);
-  va_end(ap);
+  t = s->text = malloc(sizeof(*t));
+  if (!t) {
+    t = s->text = &s_oom_text;
+    snprintf(t->type, sizeof(t->type), "%s", "");
+    snprintf(t->msg, sizeof(t->msg), "SubscribeToShard: out of memory");
+  } else {
+    snprintf(t->type, sizeof(t->type), "%s", type ? type : "");
+    n = snprintf(t->msg, sizeof(t->msg), "SubscribeToShard shard %s: ",
+                 s->shard);
+    va_start(ap, fmt);
+    if (n > 0 && (size_t)n < sizeof(t->msg))
+      vsnprintf(t->msg + n, sizeof(t->msg) - (size_t)n, fmt, ap);
+    va_end(ap);
+  }
   s->why.err = err;
   s->why.http_status = status;
-  s->why.type = s->type;
-  s->why.message = err ? s->msg : "";
+  s->why.type = t->type;
+  s->why.message = err ? t->msg : "";
   s->why.attempts = 1;
 }
 

@@ -28,6 +28,7 @@
 #include "aws/h2.h"
 
 #include <arpa/inet.h>
+#include <netdb.h>
 #include <ctype.h>
 #include <stdarg.h>
 #include <stdint.h>
@@ -85,6 +86,7 @@ struct h2_conn {
   int writing;                       /* c->wreq in flight */
   int retrying;                      /* closing tcp for the next address */
   int window_raised;                 /* H2_CONN_WINDOW asked for */
+  int connect_soon;                  /* the kick connects (an address) */
   char host[256], port[8];           /* the origin */
   char *via;                         /* the tunnel's CONNECT request */
   struct kcld_buf tunnel_in;         /* the proxy's answer so far */
@@ -118,11 +120,9 @@ struct kcld_http_stream {
   size_t body_len, body_off;
   long status;
   time_t date;
-  char content_type[128];
-  char error_type[128];
   struct kcld_buf held;              /* bytes for on_data, from held_off */
   size_t held_off;
-  struct kcld_buf errbody;           /* a non-2xx answer's body */
+  struct h2_err *err;                /* a non-2xx answer's, made then */
   uint64_t deadline;
   long timeout_ms;
   unsigned paused : 1, queued : 1, closed : 1, done : 1, took : 1,
@@ -130,7 +130,14 @@ struct kcld_http_stream {
   unsigned in_cb;
   uint32_t close_code;
   int fail;                          /* KCLD_E* to end with, or 0 */
-  char errmsg[200];
+  char *errmsg;                      /* made when it fails */
+};
+
+/* What an error answer keeps (a 2xx one keeps none of it). */
+struct h2_err {
+  char content_type[128];
+  char error_type[128];
+  struct kcld_buf body;
 };
 
 struct kcld_h2 {
@@ -227,6 +234,28 @@ static int is_2xx(const struct kcld_http_stream *s)
   return s->status >= 200 && s->status < 300;
 }
 
+static char s_errmsg_oom[] = "out of memory for the error's text";
+
+static void set_errmsg(struct kcld_http_stream *s, const char *fmt, ...)
+  __attribute__((format(printf, 2, 3)));
+
+/* Keeps why the stream fails (the first reason given), in a block made
+ * now: an open stream carries none. */
+static void set_errmsg(struct kcld_http_stream *s, const char *fmt, ...)
+{
+  va_list ap;
+
+  if (s->errmsg)
+    return;
+  if (!(s->errmsg = malloc(200))) {
+    s->errmsg = s_errmsg_oom;
+    return;
+  }
+  va_start(ap, fmt);
+  vsnprintf(s->errmsg, 200, fmt, ap);
+  va_end(ap);
+}
+
 /* ======== Streams and connections, linked ======== */
 
 static void conn_link_stream(struct h2_conn *c, struct kcld_http_stream *s)
@@ -278,7 +307,11 @@ static void stream_free(struct kcld_http_stream *s)
   kcld_h2_headers_clean_up(&s->hdr);
   free(s->body);
   kcld_buf_free(&s->held);
-  kcld_buf_free(&s->errbody);
+  if (s->err)
+    kcld_buf_free(&s->err->body);
+  free(s->err);
+  if (s->errmsg != s_errmsg_oom)
+    free(s->errmsg);
   free(s);
 }
 
@@ -308,13 +341,13 @@ static void stream_finish(struct kcld_http_stream *s, int err,
   resp.status = err ? 0 : s->status;
   resp.errmsg = err ? (msg ? msg : kcld_strerror(err)) : "";
   resp.body = "";
-  if (!err && !is_2xx(s) && s->errbody.p) {
-    resp.body = s->errbody.p;
-    resp.body_len = s->errbody.len;
+  if (!err && s->err && s->err->body.p) {
+    resp.body = s->err->body.p;
+    resp.body_len = s->err->body.len;
   }
   resp.server_date = s->date;
-  resp.content_type = s->content_type;
-  resp.error_type = s->error_type;
+  resp.content_type = s->err ? s->err->content_type : "";
+  resp.error_type = s->err ? s->err->error_type : "";
   s->in_cb++;
   s->on_done(&resp, s->arg);
   s->in_cb--;
@@ -372,8 +405,8 @@ static int deliver_one(struct kcld_http_stream *s)
   if (s->closed && !s->paused && s->held.len == s->held_off) {
     if (s->close_code != NGHTTP2_NO_ERROR || !s->status)
       stream_finish(s, KCLD_ETRANSPORT,
-                    s->status ? s->errmsg : "the stream ended without an "
-                                            "answer");
+                    s->status ? (s->errmsg ? s->errmsg : "reset")
+                              : "the stream ended without an answer");
     else
       stream_finish(s, 0, NULL);
   }
@@ -419,10 +452,18 @@ static int on_header(nghttp2_session *ng, const nghttp2_frame *frame,
     long st = strtol(v, NULL, 10);
     if (st >= 200) /* not a 1xx */
       s->status = st;
-  } else if (namelen == 12 && memcmp(name, "content-type", 12) == 0) {
-    snprintf(s->content_type, sizeof(s->content_type), "%s", v);
-  } else if (namelen == 16 && memcmp(name, "x-amzn-errortype", 16) == 0) {
-    snprintf(s->error_type, sizeof(s->error_type), "%s", v);
+    /* (pseudo-headers come first) */
+    if (st >= 300 && !s->err && !(s->err = calloc(1, sizeof(*s->err))) &&
+        !s->fail) {
+      s->fail = KCLD_ENOMEM;
+      set_errmsg(s, "out of memory for an error answer");
+    }
+  } else if (s->err && namelen == 12 &&
+             memcmp(name, "content-type", 12) == 0) {
+    snprintf(s->err->content_type, sizeof(s->err->content_type), "%s", v);
+  } else if (s->err && namelen == 16 &&
+             memcmp(name, "x-amzn-errortype", 16) == 0) {
+    snprintf(s->err->error_type, sizeof(s->err->error_type), "%s", v);
   } else if (namelen == 4 && memcmp(name, "date", 4) == 0) {
     time_t t = curl_getdate(v, NULL);
     s->date = t > 0 ? t : 0;
@@ -449,8 +490,10 @@ static int on_chunk(nghttp2_session *ng, uint8_t flags, int32_t id,
     return 0;
   }
   if (!is_2xx(s)) {
-    size_t room = H2_ERRBODY_MAX - s->errbody.len;
-    kcld_buf_add(&s->errbody, data, len < room ? len : room);
+    if (s->err) {
+      size_t room = H2_ERRBODY_MAX - s->err->body.len;
+      kcld_buf_add(&s->err->body, data, len < room ? len : room);
+    }
     nghttp2_session_consume(ng, id, len);
     return 0;
   }
@@ -467,7 +510,7 @@ static int on_chunk(nghttp2_session *ng, uint8_t flags, int32_t id,
   }
   if (len && kcld_buf_add(&s->held, data, len) != 0 && !s->fail) {
     s->fail = KCLD_ENOMEM;
-    snprintf(s->errmsg, sizeof(s->errmsg), "out of memory for a stream");
+    set_errmsg(s, "out of memory for a stream");
   }
   queue(s);
   return 0;
@@ -484,8 +527,7 @@ static int on_stream_close(nghttp2_session *ng, int32_t id, uint32_t code,
   s->closed = 1;
   s->close_code = code;
   if (code != NGHTTP2_NO_ERROR)
-    snprintf(s->errmsg, sizeof(s->errmsg),
-             "HTTP/2 stream reset by the server (%s)",
+    set_errmsg(s, "HTTP/2 stream reset by the server (%s)",
              nghttp2_http2_strerror(code));
   queue(s);
   return 0;
@@ -506,8 +548,8 @@ static void conn_fit(struct h2_conn *c)
     if (s->fail || s->id <= 0 || nghttp2_session_find_stream(c->ng, s->id))
       continue; /* opened: its HEADERS went */
     s->fail = KCLD_ETRANSPORT;
-    snprintf(s->errmsg, sizeof(s->errmsg), "%.150s:%s allows %u streams on a "
-             "connection", c->host, c->port, m);
+    set_errmsg(s, "%.150s:%s allows %u streams on a connection", c->host,
+               c->port, m);
     queue(s);
     n--;
   }
@@ -545,8 +587,11 @@ static ssize_t read_body(nghttp2_session *ng, int32_t id, uint8_t *buf,
     n = len;
   memcpy(buf, s->body + s->body_off, n);
   s->body_off += n;
-  if (s->body_off == s->body_len)
+  if (s->body_off == s->body_len) {
     *flags |= NGHTTP2_DATA_FLAG_EOF;
+    free(s->body); /* sent: an open stream keeps nothing of it */
+    s->body = NULL;
+  }
   return (ssize_t)n;
 }
 
@@ -562,8 +607,7 @@ static void submit(struct kcld_http_stream *s)
   kcld_h2_headers_clean_up(&s->hdr); /* nghttp2 copied it */
   if (id < 0) {
     s->fail = KCLD_ETRANSPORT;
-    snprintf(s->errmsg, sizeof(s->errmsg), "HTTP/2: %s",
-             nghttp2_strerror(id));
+    set_errmsg(s, "HTTP/2: %s", nghttp2_strerror(id));
     queue(s);
     return;
   }
@@ -658,7 +702,7 @@ static void conn_fail(struct h2_conn *c, int err, const char *fmt, ...)
     conn_unlink_stream(s, 0);
     if (!s->fail && !(s->closed && is_2xx(s))) {
       s->fail = err;
-      snprintf(s->errmsg, sizeof(s->errmsg), "%s", c->why);
+      set_errmsg(s, "%s", c->why);
     }
     queue(s);
   }
@@ -671,6 +715,8 @@ static void on_written(uv_write_t *w, int status)
   struct h2_conn *c = w->data;
 
   c->writing = 0;
+  if (c->flight.cap > (16u << 10))
+    kcld_buf_free(&c->flight); /* a burst's: idle connections keep none */
   c->flight.len = 0;
   if (c->state == C_DEAD)
     return;
@@ -1089,8 +1135,22 @@ static struct h2_conn *conn_new(struct kcld_h2 *h2, int tls,
   memset(&hints, 0, sizeof(hints));
   hints.ai_family = AF_UNSPEC;
   hints.ai_socktype = SOCK_STREAM;
-  c->gai.data = c;
-  *rc = uv_getaddrinfo(h2->loop, &c->gai, on_resolved, dhost, dport, &hints);
+  hints.ai_flags = AI_NUMERICHOST | AI_NUMERICSERV;
+  if (getaddrinfo(dhost, dport, &hints, &c->addrs) == 0) {
+    /* An address already: no lookup on the thread pool (which would start
+     * its threads); the kick connects. */
+    c->state = C_CONNECTING;
+    c->next_addr = c->addrs;
+    c->connect_soon = 1;
+    kick(h2);
+    *rc = 0;
+  } else {
+    c->addrs = NULL;
+    hints.ai_flags = 0;
+    c->gai.data = c;
+    *rc = uv_getaddrinfo(h2->loop, &c->gai, on_resolved, dhost, dport,
+                         &hints);
+  }
   if (*rc != 0) {
     free(c->via);
     free(c);
@@ -1136,6 +1196,13 @@ static void on_kick(uv_timer_t *t)
 {
   struct kcld_h2 *h2 = t->data;
 
+  for (struct h2_conn *c = h2->conns, *next; c; c = next) {
+    next = c->next;
+    if (c->connect_soon) {
+      c->connect_soon = 0;
+      connect_next(c);
+    }
+  }
   deliver(h2);
   for (struct h2_conn *c = h2->conns, *next; c && !h2->closing; c = next) {
     next = c->next;

@@ -16,10 +16,6 @@
 #include "err.h"
 #include "log.h"
 
-/* Answers up to this size (an idle shard's empty one, ~300 bytes) are
- * parsed on the loop: see on_records. */
-#define INLINE_PARSE_MAX 4096
-
 #define FAILS_BEFORE_NEW_ITERATOR 3
 #define MIN_ESTIMATE 4096       /* bytes of an empty answer, about */
 #define IDLE_JITTER_PCT 10
@@ -307,13 +303,10 @@ static void on_records(const struct kcld_kinesis_records_raw *res, void *arg)
     body_done(p);
   if (!call_returned(p, "GetRecords", &res->st))
     return;
-  /* The body is in p->body already: the parser reads it there.  A small
-   * answer is parsed right here: its parse takes a few microseconds, where
-   * the round trip through a pool thread (queue, wake-up, completion
-   * signal) costs the loop itself more than that, and the thread as much
-   * again. */
+  /* The body is in p->body already: the parser reads it there; a small
+   * answer right here (source.h). */
   p->fetch = F_PARSE;
-  if (p->body.len <= INLINE_PARSE_MAX) {
+  if (p->body.len <= KCLD_SOURCE_INLINE_PARSE_MAX) {
     p->loop_parses++;
     parse_work(&p->base.job);
     parse_done(&p->base.job, 0);

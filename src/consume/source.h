@@ -179,6 +179,14 @@ int kcld_source_base_init(struct kcld_source_base *b,
  * timer_open 0).  The source struct itself is the caller's. */
 void kcld_source_base_clean_up(struct kcld_source_base *b);
 
+/* Answers (GetRecords bodies, SubscribeToShard events) up to this size -
+ * an idle shard's empty one is ~300 bytes - are parsed on the loop: the
+ * parse takes a few microseconds, where the round trip through a pool
+ * thread (queue, wake-up, completion signal) costs the loop itself more
+ * than that, and the thread as much again; idle shards then start no
+ * pool thread at all. */
+#define KCLD_SOURCE_INLINE_PARSE_MAX 4096
+
 /* Parses body[0..len) into b->parsed / b->parse_err / b->parse_msg and
  * runs the keep test over the batch: the parse job's work, any thread. */
 void kcld_source_parse(struct kcld_source_base *b, const char *body,

@@ -280,6 +280,11 @@ static void pump_parse(struct subscriber *s)
   e->next = NULL;
   s->in_parse = e;
   s->parsing = 1;
+  if (e->len <= KCLD_SOURCE_INLINE_PARSE_MAX) { /* on the loop: source.h */
+    parse_work(&s->base.job);
+    parse_done(&s->base.job, 0); /* may free s */
+    return;
+  }
   int rc = kcld_fetch_job_submit(s->base.args.budget, &s->base.job);
   if (rc != 0) {
     s->parsing = 0;

@@ -19,7 +19,11 @@
  *    stream and every record of both is handled exactly once, with no
  *    GetRecords call;
  *  - a stream added by a reload (SIGHUP) gets its consumer registered
- *    before its records are read, by subscription. */
+ *    before its records are read, by subscription;
+ *  - against npm kinesis-local instead (kinesis-mock, LocalStack's
+ *    Kinesis engine, with its own SubscribeToShard): every record of a
+ *    2-shard stream, those put before kcld started and those put while it
+ *    runs, handled exactly once. */
 #include <setjmp.h>
 #include <signal.h>
 #include <stdarg.h>
@@ -41,6 +45,8 @@
 static struct {
   struct kcld_emu emu;
   struct kcld_test_aws *aws;
+  struct kcld_test_aws *put_to;   /* put()'s Kinesis: NULL = aws's */
+  const char *kinesis;            /* write_config's: NULL = efo_url() */
   char dir[64];
   pid_t pid;
 } E;
@@ -74,8 +80,9 @@ static void write_config(const char *path, const char *app,
            "  decode: utf8\n%s", out, stream ? "" : fetch_extra);
   if (!stream)
     fetch_extra = NULL;
-  kcld_e2e_write_config_at(path, efo_url(), kcld_emu_url(&E.emu, "dynamodb"),
-                           app, stream, rest);
+  kcld_e2e_write_config_at(path, E.kinesis ? E.kinesis : efo_url(),
+                           kcld_emu_url(&E.emu, "dynamodb"), app, stream,
+                           rest);
   /* The harness writes a fetch section; add the mode to it. */
   char *text = kcld_test_slurp(path, NULL);
   assert_non_null(text);
@@ -142,19 +149,37 @@ static void wait_lines(const char *out, size_t n, const char *log)
   }
 }
 
-/* Puts `n` records "<tag>-<i>" and returns what was put. */
-static json_t *put(const char *stream, const char *tag, int n)
+/* Puts `n` records "<tag>-<i>", each padded with '.' to `size` bytes
+ * (0: not padded), and returns what was put. */
+static json_t *put_sized(const char *stream, const char *tag, int n,
+                         size_t size)
 {
   const char *data[64], *keys[64];
-  char bufs[64][32];
+  char bufs[64][32], *padded[64] = {0};
   json_t *produced = json_array();
   assert_true(n <= 64);
   for (int i = 0; i < n; i++) {
     snprintf(bufs[i], sizeof(bufs[i]), "%s-%d", tag, i);
     data[i] = keys[i] = bufs[i];
+    if (size > strlen(bufs[i])) {
+      padded[i] = malloc(size + 1);
+      assert_non_null(padded[i]);
+      memset(padded[i], '.', size);
+      memcpy(padded[i], bufs[i], strlen(bufs[i]));
+      padded[i][size] = '\0';
+      data[i] = padded[i];
+    }
   }
-  kcld_e2e_put_records(E.aws, stream, data, keys, (size_t)n, produced);
+  kcld_e2e_put_records(E.put_to ? E.put_to : E.aws, stream, data, keys,
+                       (size_t)n, produced);
+  for (int i = 0; i < n; i++)
+    free(padded[i]);
   return produced;
+}
+
+static json_t *put(const char *stream, const char *tag, int n)
+{
+  return put_sized(stream, tag, n, 0);
 }
 
 /* put() of `n` records into `stream`, each marked with its stream (for
@@ -429,6 +454,45 @@ static void test_access_denied_exits_at_once(void **state)
   assert_int_equal(calls_of("RegisterStreamConsumer") - before, 1);
 }
 
+/* kinesis-local: 40 records of 16 KiB put before kcld starts (~320 KiB
+ * a shard: its first event outgrows a stream's flow-control window), 24
+ * small ones while it runs; each handled once.  (kinesis-mock stops
+ * sending for good when a client raises the connection's window before
+ * the first DATA frame: this is the test of h2.c waiting for it.) */
+static void test_kinesis_local(void **state)
+{
+  struct kcld_emu kl;
+  char conf[128], out[128], log[128];
+  (void)state;
+  memset(&kl, 0, sizeof(kl));
+  assert_int_equal(kcld_emu_start(&kl, "kinesis_local"), 0);
+  E.kinesis = kcld_emu_url(&kl, "kinesis_local");
+  assert_non_null(E.kinesis);
+  E.put_to = kcld_test_aws_new(E.kinesis, NULL, NULL);
+  assert_non_null(E.put_to);
+  test_paths("kl", conf, out, log);
+  kcld_e2e_create_stream(E.put_to, "kl-e2e", 2);
+  json_t *produced = put_sized("kl-e2e", "early", 40, 16384);
+  write_config(conf, "klapp", "kl-e2e", out, NULL);
+  E.pid = kcld_test_spawn_kcld(conf, log);
+  wait_lines(out, 40, log);
+  json_t *live = put("kl-e2e", "live", 24);
+  json_array_extend(produced, live);
+  json_decref(live);
+  wait_lines(out, 64, log);
+  kcld_e2e_stop_kcld(E.pid, log, 20000);
+  E.pid = 0;
+  json_t *got = handled(out);
+  assert_same(got, produced);
+  assert_true(kcld_e2e_file_has(log, "stream consumer ACTIVE"));
+  json_decref(got);
+  json_decref(produced);
+  kcld_test_aws_free(E.put_to);
+  E.put_to = NULL;
+  E.kinesis = NULL;
+  kcld_emu_stop(&kl);
+}
+
 /* ======== Fixture ======== */
 
 static int setup(void **state)
@@ -458,6 +522,7 @@ int main(void)
     cmocka_unit_test(test_reload_adds_stream),
     cmocka_unit_test(test_access_denied_exits_at_once),
     cmocka_unit_test(test_multistream),
+    cmocka_unit_test(test_kinesis_local),
   };
   return cmocka_run_group_tests(tests, setup, teardown);
 }

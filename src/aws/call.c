@@ -1390,7 +1390,12 @@ void kcld_aws_close(struct kcld_aws *aws)
   aws->closing = 1;
   while (aws->calls) {
     struct aws_call *c = aws->calls;
-    /* In flight: the http client runs our callback, which finishes it. */
+    /* In flight: the http client runs our callback, which finishes it
+     * (a stream's, from its cancel). */
+    if (c->state == CALL_HTTP && c->hs) {
+      kcld_http_stream_cancel(c->hs);
+      continue;
+    }
     if (c->state == CALL_HTTP && kcld_http_cancel(aws->http, on_http, c) > 0)
       continue;
     call_fail(c, KCLD_ECANCELED, "client closed");

@@ -208,6 +208,7 @@ static void queue(struct kcld_http_stream *s)
   else
     h2->q_head = s;
   h2->q_tail = s;
+  kick(h2); /* queued inside nghttp2's mem_send too, where none delivers */
 }
 
 static void unqueue(struct kcld_http_stream *s)
@@ -362,7 +363,8 @@ static void stream_finish(struct kcld_http_stream *s, int err,
 static void consume(struct kcld_http_stream *s, size_t n)
 {
   struct h2_conn *c = s->c;
-  if (n && c && c->ng && s->id > 0 && !s->closed &&
+  /* (a closed stream's bytes still count against the connection) */
+  if (n && c && c->ng && s->id > 0 &&
       nghttp2_session_consume(c->ng, s->id, n) == 0)
     kick(s->h2);
 }
@@ -526,9 +528,11 @@ static int on_stream_close(nghttp2_session *ng, int32_t id, uint32_t code,
     return 0;
   s->closed = 1;
   s->close_code = code;
-  if (code != NGHTTP2_NO_ERROR)
+  if (code != NGHTTP2_NO_ERROR && !s->fail) { /* ends it, paused or not */
+    s->fail = KCLD_ETRANSPORT;
     set_errmsg(s, "HTTP/2 stream reset by the server (%s)",
-             nghttp2_http2_strerror(code));
+               nghttp2_http2_strerror(code));
+  }
   queue(s);
   return 0;
 }
@@ -690,6 +694,7 @@ static void conn_close(struct h2_conn *c)
  * delivery: bytes they hold go to their owners first). */
 static void conn_fail(struct h2_conn *c, int err, const char *fmt, ...)
 {
+  struct kcld_h2 *h2 = c->h2; /* conn_close may free c */
   struct kcld_http_stream *s;
   va_list ap;
 
@@ -700,14 +705,15 @@ static void conn_fail(struct h2_conn *c, int err, const char *fmt, ...)
   va_end(ap);
   while ((s = c->streams) != NULL) {
     conn_unlink_stream(s, 0);
-    if (!s->fail && !(s->closed && is_2xx(s))) {
+    if (!s->fail && !(s->closed && s->close_code == NGHTTP2_NO_ERROR &&
+                      s->status)) { /* a whole answer stays one */
       s->fail = err;
       set_errmsg(s, "%s", c->why);
     }
     queue(s);
   }
   conn_close(c);
-  kick(c->h2);
+  kick(h2);
 }
 
 static void on_written(uv_write_t *w, int status)
@@ -882,10 +888,12 @@ static int tls_start(struct h2_conn *c)
   SSL_set_connect_state(c->ssl);
   SSL_set_mode(c->ssl, SSL_MODE_RELEASE_BUFFERS);
   if (ip) {
-    X509_VERIFY_PARAM_set1_ip_asc(SSL_get0_param(c->ssl), c->host);
+    if (X509_VERIFY_PARAM_set1_ip_asc(SSL_get0_param(c->ssl), c->host) != 1)
+      return KCLD_ENOMEM;
   } else {
-    SSL_set_tlsext_host_name(c->ssl, c->host);
-    SSL_set1_host(c->ssl, c->host);
+    if (SSL_set_tlsext_host_name(c->ssl, c->host) != 1 ||
+        SSL_set1_host(c->ssl, c->host) != 1)
+      return KCLD_ENOMEM; /* no check of the name: no connection */
   }
   c->state = C_HANDSHAKE;
   tls_handshake(c);
@@ -1021,10 +1029,13 @@ static void on_retry_closed(uv_handle_t *h)
   struct h2_conn *c = h->data;
 
   c->retrying = 0;
-  if (c->state == C_DEAD)
+  if (c->state == C_DEAD) {
     conn_free(c);
-  else
+  } else {
+    struct kcld_h2 *h2 = c->h2;
     connect_next(c);
+    deliver(h2); /* when it failed */
+  }
 }
 
 static void on_connected(uv_connect_t *req, int status)
@@ -1078,10 +1089,13 @@ static void connect_next(struct h2_conn *c)
     c->creq.data = c;
     rc = uv_tcp_connect(&c->creq, &c->tcp, ai->ai_addr, on_connected);
   }
-  if (rc != 0) {
+  if (rc != 0 && c->tcp_open && c->next_addr) { /* e.g. no IPv6 route */
+    c->tcp_open = 0;
+    c->retrying = 1;
+    uv_close((uv_handle_t *)&c->tcp, on_retry_closed);
+  } else if (rc != 0) { /* the caller delivers */
     conn_fail(c, KCLD_ETRANSPORT, "connecting to %s:%s: %s", c->host,
               c->port, uv_strerror(rc));
-    deliver(c->h2);
   }
 }
 
@@ -1089,6 +1103,7 @@ static void on_resolved(uv_getaddrinfo_t *req, int status,
                         struct addrinfo *res)
 {
   struct h2_conn *c = req->data;
+  struct kcld_h2 *h2 = c->h2; /* conn_fail may free c */
 
   c->gai.data = NULL;
   c->addrs = res;
@@ -1099,12 +1114,13 @@ static void on_resolved(uv_getaddrinfo_t *req, int status,
   if (status < 0 || !res) {
     conn_fail(c, KCLD_ETRANSPORT, "resolving %s: %s", c->host,
               uv_strerror(status));
-    deliver(c->h2);
+    deliver(h2);
     return;
   }
   c->state = C_CONNECTING;
   c->next_addr = res;
   connect_next(c);
+  deliver(h2); /* when it failed */
 }
 
 /* A new connection to (tls, host, port), resolving. */
@@ -1394,7 +1410,7 @@ void kcld_http_stream_resume(struct kcld_http_stream *s)
   if (!s || s->done || !s->paused)
     return;
   s->paused = 0;
-  if (s->held.len > s->held_off || s->closed || s->fail) {
+  if (s->held.len > s->held_off || s->took || s->closed || s->fail) {
     queue(s);
     kick(s->h2);
   }

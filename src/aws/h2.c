@@ -208,7 +208,6 @@ static void queue(struct kcld_http_stream *s)
   else
     h2->q_head = s;
   h2->q_tail = s;
-  kick(h2); /* queued inside nghttp2's mem_send too, where none delivers */
 }
 
 static void unqueue(struct kcld_http_stream *s)
@@ -797,6 +796,8 @@ static void conn_flush(struct h2_conn *c)
     return;
   }
   write_out(c);
+  if (c->h2->q_head) /* mem_send ended streams (refused after a GOAWAY) */
+    kick(c->h2);
   if (c->state == C_READY && !nghttp2_session_want_read(c->ng) &&
       !nghttp2_session_want_write(c->ng) && !c->writing && !c->streams)
     conn_close(c);

@@ -23,8 +23,10 @@
  *
  * Memory is freed in close callbacks (a connection when its socket has
  * closed, the client when its last handle has), never under a callback
- * of ours still running; a stream whose data callback ends it is freed
- * when that callback returns (`in_cb`). */
+ * of ours still running; a connection that never had a socket (its
+ * lookup failed, its address not connected yet) is freed at once, so
+ * whoever fails one keeps the client's pointer first.  A stream whose
+ * data callback ends it is freed when that callback returns (`in_cb`). */
 #include "aws/h2.h"
 
 #include <arpa/inet.h>

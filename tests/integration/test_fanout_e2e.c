@@ -454,9 +454,9 @@ static void test_access_denied_exits_at_once(void **state)
   assert_int_equal(calls_of("RegisterStreamConsumer") - before, 1);
 }
 
-/* kinesis-local: 40 records of 16 KiB put before kcld starts (~320 KiB
- * a shard: its first event outgrows a stream's flow-control window), 24
- * small ones while it runs; each handled once.  (kinesis-mock stops
+/* kinesis-local: 64 records of 60 KB put before kcld starts (~1.9 MB a
+ * shard: its first event outgrows a stream's 1 MiB flow-control window),
+ * 24 small ones while it runs; each handled once.  (kinesis-mock stops
  * sending for good when a client raises the connection's window before
  * the first DATA frame: this is the test of h2.c waiting for it.) */
 static void test_kinesis_local(void **state)
@@ -472,14 +472,14 @@ static void test_kinesis_local(void **state)
   assert_non_null(E.put_to);
   test_paths("kl", conf, out, log);
   kcld_e2e_create_stream(E.put_to, "kl-e2e", 2);
-  json_t *produced = put_sized("kl-e2e", "early", 40, 16384);
+  json_t *produced = put_sized("kl-e2e", "early", 64, 60000);
   write_config(conf, "klapp", "kl-e2e", out, NULL);
   E.pid = kcld_test_spawn_kcld(conf, log);
-  wait_lines(out, 40, log);
+  wait_lines(out, 64, log);
   json_t *live = put("kl-e2e", "live", 24);
   json_array_extend(produced, live);
   json_decref(live);
-  wait_lines(out, 64, log);
+  wait_lines(out, 88, log);
   kcld_e2e_stop_kcld(E.pid, log, 20000);
   E.pid = 0;
   json_t *got = handled(out);

@@ -53,10 +53,13 @@
 /* Streams on one connection at most, whatever the server allows. */
 #define H2_STREAMS_MAX 100u
 /* Bytes a stream may be sent before its owner takes them: what a paused
- * stream holds at most, outside its owner's budget.  Each window update
- * (at half of it) cost the next event ~20 ms at the fixture: with 128 KiB,
- * fan-out's latency p99 was 22-26 ms, with 1 MiB 6 ms (50 records/s). */
-#define H2_STREAM_WINDOW (1 << 20)
+ * stream holds at most, outside its owner's budget.  Measured at the
+ * fixture (BENCH=fanout/latency): with 128 KiB, 16 shards over h2c cost
+ * 2.5-2.9 CPU s per million records and each window update (at half of
+ * it) ~20 ms to the next event, latency p99 22-26 ms at 50 records/s;
+ * with 256 KiB 3.3 s/M and 6.6 ms; with 1 MiB 4.1 s/M and 4.5 ms (paused
+ * streams' held bytes grow: page faults 0.05 -> 0.17 per record). */
+#define H2_STREAM_WINDOW (128 << 10)
 /* The connection's window, raised from HTTP/2's 64 KiB once its first DATA
  * frame came: paused streams must not hold up the others. */
 #define H2_CONN_WINDOW (1 << 30)

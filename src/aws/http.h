@@ -163,7 +163,7 @@ int kcld_http_stream_start(struct kcld_http *http,
                            void *arg, struct kcld_http_stream **out);
 
 /* Stops handing over the stream's answer: HTTP/2 flow control holds the
- * server back once the stream's window (1 MiB) is used, on this stream
+ * server back once the stream's window (128 KiB) is used, on this stream
  * alone; other streams on the connection go on.  From the return on,
  * on_data does not run until kcld_http_stream_resume(); an answer that
  * ends meanwhile hands its last bytes over after the resume, then runs

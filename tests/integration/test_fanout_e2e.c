@@ -455,7 +455,7 @@ static void test_access_denied_exits_at_once(void **state)
 }
 
 /* kinesis-local: 64 records of 60 KB put before kcld starts (~1.9 MB a
- * shard: its first event outgrows a stream's 1 MiB flow-control window),
+ * shard: its first event outgrows a stream's flow-control window),
  * 24 small ones while it runs; each handled once.  (kinesis-mock stops
  * sending for good when a client raises the connection's window before
  * the first DATA frame: this is the test of h2.c waiting for it.) */

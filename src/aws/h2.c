@@ -156,7 +156,7 @@ struct kcld_h2 {
   struct h2_conn *conns;
   struct kcld_http_stream *streams;
   struct kcld_http_stream *q_head, *q_tail;
-  size_t n_streams, n_conns;
+  size_t n_streams;
   size_t open_handles;               /* timers + connections not freed */
   long connect_timeout_ms;
   char *proxy_https, *proxy_http, *no_proxy;
@@ -676,7 +676,6 @@ static void conn_unlink(struct h2_conn *c)
   if (c->next)
     c->next->prev = c->prev;
   c->prev = c->next = NULL;
-  h2->n_conns--;
 }
 
 /* Closes `c` (its streams, if any left, must have been detached). */
@@ -1186,7 +1185,6 @@ static struct h2_conn *conn_new(struct kcld_h2 *h2, int tls,
   if (h2->conns)
     h2->conns->prev = c;
   h2->conns = c;
-  h2->n_conns++;
   h2->open_handles++;
   return c;
 }
@@ -1436,11 +1434,6 @@ void kcld_http_stream_cancel(struct kcld_http_stream *s)
 size_t kcld_h2_streams(const struct kcld_h2 *h2)
 {
   return h2 ? h2->n_streams : 0;
-}
-
-size_t kcld_h2_connections(const struct kcld_h2 *h2)
-{
-  return h2 ? h2->n_conns : 0;
 }
 
 void kcld_h2_close(struct kcld_h2 *h2)

@@ -45,9 +45,6 @@ int kcld_h2_stream_start(struct kcld_h2 *h2,
 /* Streams not ended yet. */
 size_t kcld_h2_streams(const struct kcld_h2 *h2);
 
-/* Connections open or being opened. */
-size_t kcld_h2_connections(const struct kcld_h2 *h2);
-
 /* Ends every stream (on_done with KCLD_ECANCELED, before this returns),
  * closes the connections and frees the client once its handles have
  * closed: run the loop afterwards.  NULL is ignored. */

@@ -29,8 +29,7 @@
 //       Proxy-Authorization header, or "").
 import http from 'node:http';
 import http2 from 'node:http2';
-import net from 'node:net';
-import { dualServer, listenLoopback, readBody, sendJson, tlsServer } from './h2util.js';
+import { dualServer, listenLoopback, readBody, sendJson, tlsServer, tunnel } from './h2util.js';
 
 // A CONNECT-only proxy on an ephemeral loopback port; each CONNECT is
 // recorded in `connects`.
@@ -38,16 +37,7 @@ async function connectProxy(connects) {
   const proxy = http.createServer((req, res) => { res.writeHead(405); res.end(); });
   proxy.on('connect', (req, client, head) => {
     connects.push({ target: req.url, auth: req.headers['proxy-authorization'] || '' });
-    const [host, port] = [req.url.slice(0, req.url.lastIndexOf(':')),
-      Number(req.url.slice(req.url.lastIndexOf(':') + 1))];
-    const up = net.connect(port, host.replace(/^\[|\]$/g, ''), () => {
-      client.write('HTTP/1.1 200 Connection Established\r\n\r\n');
-      if (head.length) up.write(head);
-      up.pipe(client);
-      client.pipe(up);
-    });
-    up.on('error', () => client.destroy());
-    client.on('error', () => up.destroy());
+    tunnel(req, client, head);
   });
   const url = await listenLoopback(proxy);
   return { url, close: () => proxy.close() };

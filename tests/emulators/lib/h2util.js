@@ -133,3 +133,18 @@ export function sendJson(res, status, obj, headers = {}) {
     'content-length': body.length, ...headers });
   res.end(body);
 }
+
+// A proxy's CONNECT: a TCP tunnel from `client` to the request's
+// host:port ("[::1]:443" too), `head` (bytes after the request) first.
+export function tunnel(req, client, head) {
+  const at = req.url.lastIndexOf(':');
+  const host = req.url.slice(0, at).replace(/^\[|\]$/g, '');
+  const up = net.connect(Number(req.url.slice(at + 1)), host, () => {
+    client.write('HTTP/1.1 200 Connection Established\r\n\r\n');
+    if (head.length) up.write(head);
+    up.pipe(client);
+    client.pipe(up);
+  });
+  up.on('error', () => client.destroy());
+  client.on('error', () => up.destroy());
+}

@@ -8,7 +8,7 @@
 //                  "connects": ["127.0.0.1:443", ...]}
 //   POST /__reset forget them.
 import http from 'node:http';
-import net from 'node:net';
+import { tunnel } from './h2util.js';
 
 const HOST = '127.0.0.1';
 
@@ -37,15 +37,7 @@ export async function start() {
   });
   server.on('connect', (req, client, head) => {
     stats.connects.push(req.url);
-    const [host, port] = req.url.split(':');
-    const up = net.connect(Number(port), host, () => {
-      client.write('HTTP/1.1 200 Connection Established\r\n\r\n');
-      if (head.length) up.write(head);
-      up.pipe(client);
-      client.pipe(up);
-    });
-    up.on('error', () => client.destroy());
-    client.on('error', () => up.destroy());
+    tunnel(req, client, head);
   });
   server.on('connection', (s) => { sockets.add(s); s.on('close', () => sockets.delete(s)); });
   const url = await new Promise((resolve, reject) => {
